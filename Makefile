@@ -1,0 +1,48 @@
+# Two commands do all set-up on a fresh machine (see README.md):
+#   make serve   create .venv, install the site's dependencies, start the study site
+#   make test    create .venv, install everything, run the whole test suite
+# Both are idempotent: dependencies are re-installed only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: serve test install install-all browser clean
+
+$(BIN)/python:
+	$(PYTHON) scripts/check_python.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24" "setuptools>=68" wheel
+
+# Site dependencies only (no torch/transformers): enough to run the study site.
+$(VENV)/.deps-site: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e . --config-settings editable_mode=strict
+	touch $@
+
+# Everything: the ML stack (torch CPU wheel from disk) and the test tools.
+$(VENV)/.deps-all: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[ml,test]" --config-settings editable_mode=strict
+	touch $(VENV)/.deps-site $@
+
+# The editable install links each module file; new modules need this quick refresh.
+install: $(VENV)/.deps-site
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+
+install-all: $(VENV)/.deps-all
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+
+browser:
+	bash scripts/ensure_chromium.sh
+
+serve: install
+	$(BIN)/gazepref serve --host $(HOST) --port $(PORT)
+
+test: install-all browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

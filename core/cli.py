@@ -1,0 +1,75 @@
+"""The ``gazepref`` command line.
+
+Each area registers its own subcommands (``register(subparsers)`` in the modules listed in
+:data:`COMMAND_MODULES`); heavy imports happen inside the command functions, so ``--help`` is fast.
+A :class:`gazepref.UserError` (or a missing file) is printed as one line, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import UserError, __version__
+
+COMMAND_MODULES = (
+    "gazepref.capture_site.commands",
+    "gazepref.datasets.commands",
+)
+
+
+def emit(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
+    """Print a command's result: JSON when asked, else ``text(result)`` or ``key: value`` lines."""
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    elif text is not None:
+        print(text(result))
+    elif isinstance(result, dict):
+        width = max((len(str(k)) for k in result), default=0)
+        for k, v in result.items():
+            print(f"{k:<{width}}  {v}")
+    else:
+        print(result)
+
+
+def progress(iterable, total: int | None = None, desc: str = "", enable: bool = True):
+    """A progress bar on stderr (hidden when stderr is not a terminal or ``enable`` is false)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enable or None, file=sys.stderr, leave=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gazepref",
+        description="Implicit and text feedback from LLM chats, turned into rewards for DPO.",
+    )
+    parser.add_argument("--version", action="version", version=f"gazepref {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except UserError as e:
+        print(f"gazepref: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"gazepref: error: no such file or folder: {e.filename or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gazepref: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Storage of recordings through SQLAlchemy 2: SQLite (WAL) by default, PostgreSQL by URL.
+
+Record tables (studies, participants, tasks, turns, responses, ...) are ordinary rows. High-rate
+sample streams are stored as *columnar chunks*: each ingest batch of one stream becomes one row
+holding an Arrow IPC stream (zstd) — see ``benchmarks/storage.py`` for the measurement against
+one-row-per-sample (chunks write ~50x faster and take ~5x less space at 60 Hz).
+Chunks are keyed by (task, stream, seq), so a replayed batch adds nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from . import schema
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    salt: Mapped[str] = mapped_column(String(64))  # pseudonymisation secret, never exported
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    participants: Mapped[list[Participant]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("study_id", "pseudonym"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    pseudonym: Mapped[str] = mapped_column(String(64))  # salted hash of the platform id
+    platform: Mapped[str | None] = mapped_column(String(32))
+    consent: Mapped[bool | None] = mapped_column(Boolean)  # None: not asked yet, False: declined
+    consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # where in the flow (resume)
+    completion_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    study: Mapped[Study] = relationship(back_populates="participants")
+    tasks: Mapped[list[Task]] = relationship(back_populates="participant", cascade="all, delete-orphan")
+    demographics: Mapped[Demographics | None] = relationship(cascade="all, delete-orphan")
+    calibrations: Mapped[list[Calibration]] = relationship(cascade="all, delete-orphan")
+
+
+class Demographics(Base):
+    """Questionnaire answers, kept apart from behaviour."""
+
+    __tablename__ = "demographics"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), unique=True)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(16))  # pairwise | pointwise
+    topic: Mapped[str | None] = mapped_column(Text)
+    clock_anchor_epoch_ms: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    feedback_text: Mapped[str | None] = mapped_column(Text)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    participant: Mapped[Participant] = relationship(back_populates="tasks")
+    turns: Mapped[list[Turn]] = relationship(
+        back_populates="task", cascade="all, delete-orphan", order_by="Turn.index"
+    )
+    chunks: Mapped[list[StreamChunk]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("task_id", "index"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[str] = mapped_column(Text)
+    prompt_sent: Mapped[str | None] = mapped_column(Text)
+    modifiers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    context: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    choice: Mapped[int | None] = mapped_column(Integer)
+    choice_strength: Mapped[int | None] = mapped_column(Integer)
+    better_than_previous: Mapped[bool | None] = mapped_column(Boolean)
+    feedback_text: Mapped[str | None] = mapped_column(Text)
+    epoch_ms: Mapped[float | None] = mapped_column(Float)
+    t_shown: Mapped[float | None] = mapped_column(Float)
+    t_decided: Mapped[float | None] = mapped_column(Float)
+    task: Mapped[Task] = relationship(back_populates="turns")
+    responses: Mapped[list[Response]] = relationship(
+        back_populates="turn", cascade="all, delete-orphan", order_by="Response.position"
+    )
+
+
+class Response(Base):
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("turn_id", "position"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    likert: Mapped[int | None] = mapped_column(Integer)
+    turn: Mapped[Turn] = relationship(back_populates="responses")
+
+
+class Calibration(Base):
+    """A calibration or validation round: targets, fitted model and metrics."""
+
+    __tablename__ = "calibrations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # calibration | validation
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    model: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class StreamChunk(Base):
+    """One batch of one sample stream, as an Arrow IPC stream (zstd)."""
+
+    __tablename__ = "stream_chunks"
+    __table_args__ = (UniqueConstraint("task_id", "stream", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    stream: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(Integer)
+    clock_origin_epoch_ms: Mapped[float | None] = mapped_column(Float)  # performance.timeOrigin of the page
+    t_start: Mapped[float] = mapped_column(Float)
+    t_end: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class User(Base):
+    """A researcher account for the dashboard."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def make_engine(url: str, **kw: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    if url.startswith("sqlite"):
+        kw.setdefault("connect_args", {"check_same_thread": False, "timeout": 10})
+    engine = create_engine(url, **kw)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def init_db(engine: Engine) -> sessionmaker[Session]:
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+# --------------------------------------------------------------------------- chunks
+
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+def encode_chunk(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_chunk(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def make_chunk(task_id: int, stream: str, seq: int, table: pa.Table, clock_origin_epoch_ms: float | None = None) -> StreamChunk:
+    """Validate ``table`` against the stream's schema and wrap it as a chunk row."""
+    table = schema.conform(stream, table)
+    t = table.column("t")
+    if table.num_rows:
+        t_start, t_end = float(pa.compute.min(t).as_py()), float(pa.compute.max(t).as_py())
+    else:
+        t_start = t_end = 0.0
+    return StreamChunk(
+        task_id=task_id, stream=stream, seq=seq, clock_origin_epoch_ms=clock_origin_epoch_ms,
+        t_start=t_start, t_end=t_end, n=table.num_rows, data=encode_chunk(table),
+    )
+
+
+def read_stream(db: Session, task: Task, stream: str) -> pa.Table:
+    """All samples of one stream of a task, on the task clock, sorted by time.
+
+    Chunks from different page loads (reloads restart ``performance.now()``) are shifted onto
+    the task clock: ``t_task = t + (chunk origin - task anchor)``.
+    """
+    rows = db.execute(
+        select(StreamChunk.data, StreamChunk.clock_origin_epoch_ms)
+        .where(StreamChunk.task_id == task.id, StreamChunk.stream == stream)
+        .order_by(StreamChunk.seq)
+    ).all()
+    if not rows:
+        return schema.empty(stream)
+    anchor = task.clock_anchor_epoch_ms
+    tables = []
+    for data, origin in rows:
+        tb = decode_chunk(data)
+        if anchor is not None and origin is not None and origin != anchor:
+            i = tb.schema.get_field_index("t")
+            tb = tb.set_column(i, "t", pa.compute.add(tb.column("t"), origin - anchor))
+        tables.append(tb)
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return table.sort_by("t")
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas()
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
+
+
+def chunk_counts(db: Session, task_ids: Iterable[int]) -> dict[tuple[int, str], int]:
+    from sqlalchemy import func
+
+    q = (
+        select(StreamChunk.task_id, StreamChunk.stream, func.sum(StreamChunk.n))
+        .where(StreamChunk.task_id.in_(list(task_ids)))
+        .group_by(StreamChunk.task_id, StreamChunk.stream)
+    )
+    return {(tid, s): int(n) for tid, s, n in db.execute(q)}
