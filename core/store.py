@@ -2,9 +2,10 @@
 
 Record tables (studies, participants, tasks, turns, responses, ...) are ordinary rows. High-rate
 sample streams are stored as *columnar chunks*: each ingest batch of one stream becomes one row
-holding an Arrow IPC stream (zstd) — see ``benchmarks/storage.py`` for the measurement against
-one-row-per-sample (chunks write ~50x faster and take ~5x less space at 60 Hz).
+holding an Arrow record batch (all-null optional columns left out, the message zstd-compressed
+as one frame; the column list is kept beside it, so no schema is repeated per chunk).
 Chunks are keyed by (task, stream, seq), so a replayed batch adds nothing.
+``benchmarks/storage.py`` measures this against one row per sample; see docs/storage.md.
 """
 from __future__ import annotations
 
@@ -151,7 +152,7 @@ class Calibration(Base):
 
 
 class StreamChunk(Base):
-    """One batch of one sample stream, as an Arrow IPC stream (zstd)."""
+    """One batch of one sample stream: an Arrow record batch, zstd-compressed."""
 
     __tablename__ = "stream_chunks"
     __table_args__ = (UniqueConstraint("task_id", "stream", "seq"),)
@@ -163,6 +164,8 @@ class StreamChunk(Base):
     t_start: Mapped[float] = mapped_column(Float)
     t_end: Mapped[float] = mapped_column(Float)
     n: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[str] = mapped_column(Text)  # the stored columns, in order
+    raw_size: Mapped[int] = mapped_column(Integer)  # size of the uncompressed record batch
     data: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -210,18 +213,29 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
 
 # --------------------------------------------------------------------------- chunks
 
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+_CODEC = pa.Codec("zstd", compression_level=3)
 
 
-def encode_chunk(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as w:
-        w.write_table(table)
-    return sink.getvalue().to_pybytes()
+def encode_chunk(table: pa.Table) -> tuple[str, int, bytes]:
+    """(column names, raw size, zstd bytes) of a conformed table; all-null columns are left out."""
+    keep = [f.name for f in table.schema if table.column(f.name).null_count < table.num_rows or f.name == "t"]
+    batch = table.select(keep).combine_chunks().to_batches(max_chunksize=None)
+    if batch:
+        rb = batch[0]
+    else:
+        rb = pa.RecordBatch.from_pylist([], schema=table.select(keep).schema)
+    raw = rb.serialize()
+    return ",".join(keep), raw.size, _CODEC.compress(raw).to_pybytes()
 
 
-def decode_chunk(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+def decode_chunk(stream: str, columns: str, raw_size: int, data: bytes) -> pa.Table:
+    """The conformed table of one chunk (left-out optional columns come back as nulls)."""
+    spec = schema.STREAMS[stream]
+    known = {c.name: c.type for c in spec.columns}
+    names = columns.split(",")
+    sch = pa.schema([pa.field(n, known.get(n, pa.float32())) for n in names])
+    rb = pa.ipc.read_record_batch(_CODEC.decompress(data, decompressed_size=raw_size), sch)
+    return schema.conform(stream, pa.Table.from_batches([rb]))
 
 
 def make_chunk(task_id: int, stream: str, seq: int, table: pa.Table, clock_origin_epoch_ms: float | None = None) -> StreamChunk:
@@ -232,9 +246,10 @@ def make_chunk(task_id: int, stream: str, seq: int, table: pa.Table, clock_origi
         t_start, t_end = float(pa.compute.min(t).as_py()), float(pa.compute.max(t).as_py())
     else:
         t_start = t_end = 0.0
+    columns, raw_size, data = encode_chunk(table)
     return StreamChunk(
         task_id=task_id, stream=stream, seq=seq, clock_origin_epoch_ms=clock_origin_epoch_ms,
-        t_start=t_start, t_end=t_end, n=table.num_rows, data=encode_chunk(table),
+        t_start=t_start, t_end=t_end, n=table.num_rows, columns=columns, raw_size=raw_size, data=data,
     )
 
 
@@ -245,7 +260,7 @@ def read_stream(db: Session, task: Task, stream: str) -> pa.Table:
     the task clock: ``t_task = t + (chunk origin - task anchor)``.
     """
     rows = db.execute(
-        select(StreamChunk.data, StreamChunk.clock_origin_epoch_ms)
+        select(StreamChunk.columns, StreamChunk.raw_size, StreamChunk.data, StreamChunk.clock_origin_epoch_ms)
         .where(StreamChunk.task_id == task.id, StreamChunk.stream == stream)
         .order_by(StreamChunk.seq)
     ).all()
@@ -253,8 +268,8 @@ def read_stream(db: Session, task: Task, stream: str) -> pa.Table:
         return schema.empty(stream)
     anchor = task.clock_anchor_epoch_ms
     tables = []
-    for data, origin in rows:
-        tb = decode_chunk(data)
+    for columns, raw_size, data, origin in rows:
+        tb = decode_chunk(stream, columns, raw_size, data)
         if anchor is not None and origin is not None and origin != anchor:
             i = tb.schema.get_field_index("t")
             tb = tb.set_column(i, "t", pa.compute.add(tb.column("t"), origin - anchor))

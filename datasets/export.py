@@ -1,0 +1,235 @@
+"""Write any :class:`~gazepref.datasets.recording.Recording` to Parquet or to the IFLLM layout.
+
+The IFLLM layout lets tools written for the public IFLLM release read our studies:
+``query_logs_table.csv``, ``task_table.csv``, ``record_info_table.csv`` and
+``user_behavior/<worker>/<task>/{abs_gaze,abs_mouse,rel_*}.csv`` (no header). Our exports write
+each gaze row once (IFLLM doubled them in pairwise folders; readers drop doubles anyway).
+Participant ids are the site's pseudonyms; demographics are never exported.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .. import UserError, schema
+from . import ifllm
+from .recording import PARQUET_FORMAT, PARQUET_VERSION, Recording, turns_frame
+
+
+def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out} exists and is not empty (use --overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _with_epoch(table: pa.Table, anchor: float | None) -> pa.Table:
+    """Fill missing ``epoch_ms`` from the task's clock anchor."""
+    if "epoch_ms" not in table.column_names or anchor is None:
+        return table
+    e = table.column("epoch_ms")
+    if e.null_count == 0:
+        return table
+    filled = pc.coalesce(e, pc.add(table.column("t"), anchor))
+    return table.set_column(table.schema.get_field_index("epoch_ms"), "epoch_ms", filled)
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = False,
+                   progress: bool = False) -> dict[str, Any]:
+    """Write ``participants``, ``tasks``, ``turns``, ``responses`` and ``streams/<name>``
+    Parquet files plus ``manifest.json``; returns the manifest."""
+    out = _prepare_out(out, overwrite)
+    participants = rec.participants()
+    tasks = rec.tasks()
+    turns = rec.turns()
+    pd.DataFrame([asdict(p) for p in participants],
+                 columns=list(schema.Participant.__dataclass_fields__)).to_parquet(out / "participants.parquet")
+    tdf = pd.DataFrame([asdict(t) for t in tasks], columns=list(schema.Task.__dataclass_fields__))
+    tdf["answers"] = tdf["answers"].map(lambda a: json.dumps(a, ensure_ascii=False, default=str))
+    tdf.to_parquet(out / "tasks.parquet")
+    turn_df, resp_df = turns_frame(turns)
+    turn_df.to_parquet(out / "turns.parquet")
+    resp_df.to_parquet(out / "responses.parquet")
+
+    (out / "streams").mkdir(exist_ok=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    counts: dict[str, int] = {}
+    items = tasks
+    if progress:
+        from ..cli import progress as bar
+
+        items = bar(tasks, total=len(tasks), desc="exporting streams")
+    try:
+        for task in items:
+            for name, table in rec.streams(task.task_id).items():
+                table = schema.conform(name, table.drop_columns([c for c in ("turn",) if c in table.column_names]))
+                table = table.append_column("task_id", pa.array([task.task_id] * table.num_rows, pa.string()))
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(out / "streams" / f"{name}.parquet", table.schema,
+                                                     compression="zstd")
+                elif table.schema != writers[name].schema:
+                    table = table.cast(writers[name].schema)
+                writers[name].write_table(table)
+                counts[name] = counts.get(name, 0) + table.num_rows
+    finally:
+        for w in writers.values():
+            w.close()
+    report = getattr(rec, "report", None)
+    manifest = {
+        "format": PARQUET_FORMAT,
+        "version": PARQUET_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "participants": len(participants),
+        "tasks": len(tasks),
+        "turns": len(turns),
+        "samples": counts,
+        "malformed_rows_skipped": report.total if report is not None else 0,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+# --------------------------------------------------------------------------- IFLLM layout
+
+
+def _ifllm_ids(tasks: list[schema.Task]) -> dict[str, tuple[str, int]]:
+    """(worker, integer task id) per task: kept when already ``worker/123``, else numbered."""
+    ids: dict[str, tuple[str, int]] = {}
+    used: set[tuple[str, int]] = set()
+    pending = []
+    for t in tasks:
+        m = re.fullmatch(r"(.+)/(\d+)", t.task_id)
+        if m and (m.group(1), int(m.group(2))) not in used:
+            ids[t.task_id] = (m.group(1), int(m.group(2)))
+            used.add(ids[t.task_id])
+        else:
+            pending.append(t)
+    for t in pending:
+        n = 1
+        while (t.participant_id, n) in used:
+            n += 1
+        ids[t.task_id] = (t.participant_id, n)
+        used.add(ids[t.task_id])
+    return ids
+
+
+def _timestamp(epoch_ms: float | None) -> str:
+    if epoch_ms is None:
+        return ""
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _preference(t: schema.Turn) -> float:
+    if t.pairwise:
+        return {schema.LEFT: 1.0, schema.RIGHT: 2.0}.get(t.choice, np.nan)
+    return np.nan if t.better_than_previous is None else float(t.better_than_previous)
+
+
+def _write_rows(path: Path, frame: pd.DataFrame) -> None:
+    frame.to_csv(path, header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+
+
+def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False,
+                 progress: bool = False) -> dict[str, Any]:
+    """Write the IFLLM release layout; returns counts of what was written."""
+    out = _prepare_out(out, overwrite)
+    tasks = rec.tasks()
+    turns = rec.turns()
+    ids = _ifllm_ids(tasks)
+    task_by_id = {t.task_id: t for t in tasks}
+
+    rows = []
+    for n, t in enumerate(turns, start=1):
+        worker, task = ids.get(t.task_id, (t.participant_id, 0))
+        r1 = t.responses[0]
+        r2 = t.responses[1] if len(t.responses) > 1 else None
+        rows.append({
+            "query_ID": int(t.turn_id) if str(t.turn_id).isdigit() else n,
+            "user_id": worker, "task_id": task, "user_query": t.prompt,
+            "llm_response_1": r1.text, "llm_response_2": r2.text if r2 else None,
+            "llm_name_1": r1.model, "llm_name_2": r2.model if r2 else None,
+            "likert_1": r1.likert, "likert_2": r2.likert if r2 else None,
+            "preference": _preference(t), "adjustment": int(bool(t.modifiers)),
+            "query_timestamp": _timestamp(t.epoch_ms),
+        })
+    qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS)
+    for c in ("likert_1", "likert_2", "preference"):
+        qdf[c] = qdf[c].astype("float64")
+    qdf.to_csv(out / ifllm.QUERY_TABLE, index=False)
+
+    trows = []
+    for t in tasks:
+        worker, task = ids[t.task_id]
+        a = t.answers
+        trows.append({"user_id": worker, "task_id": task, "copy_sentence": a.get("copy_sentence"),
+                      "summary": a.get("summary"), "feedback": t.feedback_text,
+                      "understand_before": a.get("understand_before"), "understand_after": a.get("understand_after"),
+                      "query_copy": a.get("query_copy"), "llm_response_copy": a.get("llm_response_copy"),
+                      "accuracy": t.calibration_accuracy, "finished": a.get("finished"), "domain": t.topic})
+    pd.DataFrame(trows, columns=ifllm.TASK_COLUMNS).to_csv(out / ifllm.TASK_TABLE, index=False)
+    pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in rec.participants()],
+                 columns=["user_id", "consent"]).to_csv(out / ifllm.RECORD_TABLE, index=False)
+
+    samples = {"gaze": 0, "mouse": 0, "hits": 0}
+    items = tasks
+    if progress:
+        from ..cli import progress as bar
+
+        items = bar(tasks, total=len(tasks), desc="exporting trajectories")
+    for task in items:
+        streams = rec.streams(task.task_id)
+        if not any(k in streams for k in ("gaze", "mouse", "hits")):
+            continue
+        worker, tnum = ids[task.task_id]
+        d = out / ifllm.BEHAVIOR_DIR / worker / str(tnum)
+        d.mkdir(parents=True, exist_ok=True)
+        anchor = task_by_id[task.task_id].clock_anchor_epoch_ms
+        for name in ("gaze", "mouse"):
+            if name in streams:
+                tb = _with_epoch(streams[name], anchor)
+                frame = tb.select(["x", "y", "t", "epoch_ms"]).to_pandas()
+                frame["epoch_ms"] = frame["epoch_ms"].round().astype("Int64")
+                _write_rows(d / f"abs_{name}.csv", frame)
+                samples[name] += tb.num_rows
+        if "hits" in streams:
+            samples["hits"] += _write_hits(d, _with_epoch(streams["hits"], anchor), task.kind)
+    return {"format": "ifllm", "queries": len(turns), "tasks": len(tasks), "samples": samples}
+
+
+def _write_hits(d: Path, hits: pa.Table, kind: str) -> int:
+    df = hits.to_pandas()
+    names = {("gaze", 0): "rel_gaze", ("mouse", 0): "rel_mouse"} if kind == "pointwise" else {
+        ("gaze", 0): "rel_gaze_one", ("gaze", 1): "rel_gaze_two",
+        ("mouse", 0): "rel_mouse_left", ("mouse", 1): "rel_mouse_right"}
+    n = 0
+    for (source, pos), fname in names.items():
+        part = df[(df["source"] == source) & (df["position"] == pos)]
+        if part.empty:
+            continue
+        ci = part["char_index"].astype("Int64")
+        frame = pd.DataFrame({
+            "x": part["x"], "y": part["y"], "window": part["window"].fillna(""),
+            "char_index": ci.where(ci >= 0).astype("string").fillna(""), "t": part["t"],
+        })
+        if (part["camera_ok"].fillna(-1) >= 0).any():
+            frame["camera_ok"] = part["camera_ok"].fillna(-1).astype(int)
+        frame["epoch_ms"] = part["epoch_ms"].round().astype("Int64")
+        _write_rows(d / f"{fname}.csv", frame)
+        n += len(part)
+    return n

@@ -1,0 +1,563 @@
+"""Reader for the public IFLLM release (``query_logs_table.csv`` + ``user_behavior/``), as is.
+
+The release's quirks (see ``../shared/ifllm/README.md``) are handled here, once:
+
+* every row of a pairwise ``abs_gaze.csv`` is written twice → exact duplicate rows are dropped;
+* ``rel_*`` files have 7 columns, or 6 in older files (no ``camera_green``) → both are read;
+* ~0.05% of ``rel_*`` records have the wrong number of fields (window text not CSV-escaped) →
+  skipped and counted in :attr:`IFLLMRelease.malformed` (never silently);
+* a model name with an embedded CR-LF, a ``0000-00-00`` timestamp → cleaned / kept as missing;
+* ``preference``: pairwise 1.0 = left, 2.0 = right; pointwise 1.0 = better than the previous
+  answer, 0.0 = worse; NaN = unlabelled;
+* query timestamps that are off from the trajectories' epoch by whole hours (time-zone bugs) →
+  the offset is detected per task folder from the on-text ``char_index`` values.
+
+Tables are read eagerly (small); trajectories lazily, one task folder at a time, with pyarrow.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from .. import UserError, schema
+
+QUERY_TABLE = "query_logs_table.csv"
+TASK_TABLE = "task_table.csv"
+RECORD_TABLE = "record_info_table.csv"
+BEHAVIOR_DIR = "user_behavior"
+
+#: The prompt modifier behind IFLLM's ``adjustment == 1``.
+BULLET_MODIFIER = " respond using bullet points"
+
+QUERY_COLUMNS = [
+    "query_ID", "user_id", "task_id", "user_query", "llm_response_1", "llm_response_2",
+    "llm_name_1", "llm_name_2", "likert_1", "likert_2", "preference", "adjustment", "query_timestamp",
+]
+TASK_COLUMNS = [
+    "user_id", "task_id", "copy_sentence", "summary", "feedback", "understand_before",
+    "understand_after", "query_copy", "llm_response_copy", "accuracy", "finished", "domain",
+]
+ABS_COLUMNS = ["x", "y", "t", "epoch_ms"]
+REL_COLUMNS_7 = ["x", "y", "window", "char_index", "t", "camera_ok", "epoch_ms"]
+REL_COLUMNS_6 = ["x", "y", "window", "char_index", "t", "epoch_ms"]
+
+#: rel_* file name → (source, response position)
+REL_FILES = {
+    "rel_gaze.csv": ("gaze", 0),
+    "rel_mouse.csv": ("mouse", 0),
+    "rel_gaze_one.csv": ("gaze", 0),
+    "rel_gaze_two.csv": ("gaze", 1),
+    "rel_mouse_left.csv": ("mouse", 0),
+    "rel_mouse_right.csv": ("mouse", 1),
+}
+HOUR_MS = 3_600_000.0
+
+
+def task_key(worker: str, task: int | str) -> str:
+    """Our task id for an IFLLM (worker, task) registration."""
+    return f"{worker}/{int(task)}"
+
+
+def split_task_key(task_id: str) -> tuple[str, int]:
+    worker, _, task = task_id.rpartition("/")
+    if not worker:
+        raise UserError(f"not an IFLLM task id (worker/task): {task_id!r}")
+    return worker, int(task)
+
+
+# --------------------------------------------------------------------------- file readers
+
+
+@dataclass
+class ReadReport:
+    """Malformed rows skipped while reading, by file kind (``abs_gaze``, ``rel_mouse_left``, ...)."""
+
+    skipped: Counter = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.skipped.values())
+
+
+_NUMERIC = {"x": pa.float32(), "y": pa.float32(), "t": pa.float64(), "epoch_ms": pa.float64(),
+            "char_index": pa.int32(), "camera_ok": pa.int8()}
+
+
+def _read_csv(path: Path, names: list[str], typed: bool) -> tuple[pa.Table, int]:
+    """Read a header-less CSV; records with the wrong number of fields are skipped and counted.
+
+    ``typed``: parse numbers in C++ (fast); a value that is not a number makes pyarrow raise,
+    and the caller falls back to reading strings and dropping such rows one by one.
+    """
+    bad = 0
+
+    def on_invalid(_row: Any) -> str:
+        nonlocal bad
+        bad += 1
+        return "skip"
+
+    types = {n: (_NUMERIC.get(n, pa.string()) if typed else pa.string()) for n in names}
+    table = pcsv.read_csv(
+        path,
+        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 24),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=False,
+                                            quoted_strings_can_be_null=False),
+    )
+    return table, bad
+
+
+def _read_numeric(path: Path, names: list[str], optional: tuple[str, ...] = ()) -> tuple[pa.Table, int]:
+    """Typed read with a row-by-row fallback. Rows whose required numbers are missing or not
+    numbers are dropped and counted; ``optional`` numeric columns may be empty (null)."""
+    try:
+        table, bad = _read_csv(path, names, typed=True)
+    except pa.ArrowInvalid:
+        raw, bad = _read_csv(path, names, typed=False)
+        df = raw.to_pandas()
+        keep = np.ones(len(df), dtype=bool)
+        for n in names:
+            if n in _NUMERIC:
+                num = pd.to_numeric(df[n], errors="coerce")
+                keep &= ~((df[n] != "") & num.isna()).to_numpy()  # text where a number belongs
+                df[n] = num
+        bad += int((~keep).sum())
+        df = df[keep]
+        table = pa.table({
+            n: pa.array(df[n].to_numpy(), from_pandas=True).cast(_NUMERIC[n]) if n in _NUMERIC
+            else pa.array(df[n].to_numpy(), pa.string())
+            for n in names
+        })
+    required = [n for n in names if n in _NUMERIC and n not in optional]
+    if required:
+        masks = [pc.is_valid(table.column(n)) for n in required]
+        ok = masks[0]
+        for m in masks[1:]:
+            ok = pc.and_(ok, m)
+        n_bad = table.num_rows - int(pc.sum(ok).as_py() or 0)
+        if n_bad:
+            table = table.filter(ok)
+            bad += n_bad
+    return table, bad
+
+
+def read_abs(path: Path) -> tuple[pa.Table, int]:
+    """An ``abs_gaze``/``abs_mouse`` file: x, y (viewport px), t (page timer ms), epoch_ms."""
+    return _read_numeric(path, ABS_COLUMNS)
+
+
+def _rel_width(path: Path) -> int:
+    """6 or 7: the column count most of the first lines have."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        head = "".join(fh.readline() for _ in range(50))
+    counts = Counter(len(r) for r in csv.reader(io.StringIO(head)))
+    return 6 if counts.get(6, 0) > counts.get(7, 0) else 7
+
+
+def read_rel(path: Path) -> tuple[pa.Table, int]:
+    """A ``rel_*`` file: position relative to a response box and the character under it
+    (``char_index`` -1 when not on text; ``camera_ok`` -1 in 6-column files)."""
+    names = REL_COLUMNS_6 if _rel_width(path) == 6 else REL_COLUMNS_7
+    table, bad = _read_numeric(path, names, optional=("char_index", "camera_ok"))
+    table = table.set_column(table.schema.get_field_index("char_index"), "char_index",
+                             pc.fill_null(table.column("char_index"), -1))
+    if "camera_ok" in names:
+        table = table.set_column(table.schema.get_field_index("camera_ok"), "camera_ok",
+                                 pc.fill_null(table.column("camera_ok"), -1))
+    else:
+        table = table.append_column("camera_ok", pa.array(np.full(table.num_rows, -1, dtype=np.int8)))
+    return table, bad
+
+
+def dedup_rows(table: pa.Table) -> pa.Table:
+    """Drop exact duplicate rows, keeping the first occurrence and the original order."""
+    df = table.to_pandas()
+    keep = ~df.duplicated().to_numpy()
+    return table.filter(pa.array(keep)) if not keep.all() else table
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _clean_name(s: Any) -> Any:
+    if isinstance(s, str):
+        return " ".join(s.replace("\r", "").replace("\n", "").split()) if ("\r" in s or "\n" in s) else s.strip()
+    return s
+
+
+def read_query_table(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype={"user_id": str}, keep_default_na=True)
+    missing = [c for c in QUERY_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: not an IFLLM query table, missing columns {missing}")
+    for c in ("llm_name_1", "llm_name_2"):
+        df[c] = df[c].map(_clean_name)
+    ts = pd.to_datetime(df["query_timestamp"], errors="coerce", format="%Y-%m-%d %H:%M:%S")  # UTC; 0000-.. → NaT
+    df["epoch_ms"] = ts.astype("datetime64[ms]").astype("int64").astype("float64").where(ts.notna(), np.nan)
+    r2 = df["llm_response_2"]
+    df["pairwise"] = r2.notna() & (r2.astype(str).str.len() > 0)
+    df["task_id"] = df["task_id"].astype(int)
+    return df
+
+
+def read_task_table(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype={"user_id": str})
+    missing = [c for c in ("user_id", "task_id") if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: not an IFLLM task table, missing columns {missing}")
+    df["task_id"] = df["task_id"].astype(int)
+    return df
+
+
+# --------------------------------------------------------------------------- the release
+
+
+class IFLLMRelease:
+    """An IFLLM-layout folder: ``query_logs_table.csv``, ``task_table.csv``, ``user_behavior/``.
+
+    ``path`` may be the folder itself or a folder holding it as ``dataset/`` (the repository).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise UserError(f"no such folder: {root}")
+        if not (root / QUERY_TABLE).exists() and (root / "dataset" / QUERY_TABLE).exists():
+            root = root / "dataset"
+        if not root.is_dir() or not (root / QUERY_TABLE).exists():
+            raise UserError(f"{root} is not an IFLLM-layout folder: {QUERY_TABLE} is missing")
+        self.root = root
+        self.report = ReadReport()
+        self._streams: dict[str, dict[str, pa.Table]] = {}
+
+    # ---- tables
+    @cached_property
+    def queries(self) -> pd.DataFrame:
+        return read_query_table(self.root / QUERY_TABLE)
+
+    @cached_property
+    def task_table(self) -> pd.DataFrame:
+        p = self.root / TASK_TABLE
+        return read_task_table(p) if p.exists() else pd.DataFrame(columns=TASK_COLUMNS)
+
+    @cached_property
+    def record_info(self) -> pd.DataFrame:
+        p = self.root / RECORD_TABLE
+        return pd.read_csv(p, dtype={"user_id": str}) if p.exists() else pd.DataFrame(columns=["user_id", "consent"])
+
+    @cached_property
+    def behavior_dirs(self) -> dict[str, Path]:
+        """Task id → its trajectory folder."""
+        base = self.root / BEHAVIOR_DIR
+        out: dict[str, Path] = {}
+        if not base.is_dir():
+            return out
+        for w in sorted(os.listdir(base)):
+            wd = base / w
+            if not wd.is_dir():
+                continue
+            for t in sorted(os.listdir(wd)):
+                if t.isdigit() and (wd / t).is_dir():
+                    out[task_key(w, t)] = wd / t
+        return out
+
+    # ---- records
+    @cached_property
+    def _ordered_queries(self) -> pd.DataFrame:
+        q = self.queries.copy()
+        q["_order"] = q["epoch_ms"].fillna(np.inf)
+        q = q.sort_values(["user_id", "task_id", "_order", "query_ID"], kind="stable")
+        q["turn_index"] = q.groupby(["user_id", "task_id"]).cumcount()
+        return q.drop(columns="_order")
+
+    def turns(self) -> list[schema.Turn]:
+        """Every query as a :class:`gazepref.schema.Turn`, in task order."""
+        out = []
+        prev_context: dict[str, list[dict[str, str]]] = {}
+        for r in self._ordered_queries.itertuples(index=False):
+            tid = task_key(r.user_id, r.task_id)
+            pairwise = bool(r.pairwise)
+            responses = [schema.Response(0, str(r.llm_name_1), str(r.llm_response_1), _likert(r.likert_1))]
+            if pairwise:
+                responses.append(schema.Response(1, str(r.llm_name_2), str(r.llm_response_2), _likert(r.likert_2)))
+            pref = None if pd.isna(r.preference) else float(r.preference)
+            choice = better = None
+            if pairwise and pref in (1.0, 2.0):
+                choice = schema.LEFT if pref == 1.0 else schema.RIGHT
+            elif not pairwise and pref in (0.0, 1.0):
+                better = pref == 1.0
+            adjusted = not pd.isna(r.adjustment) and int(r.adjustment) == 1
+            prompt = "" if pd.isna(r.user_query) else str(r.user_query)
+            context = prev_context.setdefault(tid, [])
+            out.append(
+                schema.Turn(
+                    turn_id=str(r.query_ID), task_id=tid, participant_id=str(r.user_id), index=int(r.turn_index),
+                    kind="pairwise" if pairwise else "pointwise", prompt=prompt, responses=responses,
+                    prompt_sent=prompt + BULLET_MODIFIER if adjusted else prompt,
+                    modifiers=[BULLET_MODIFIER.strip()] if adjusted else [], context=list(context),
+                    choice=choice, better_than_previous=better,
+                    epoch_ms=None if pd.isna(r.epoch_ms) else float(r.epoch_ms),
+                )
+            )
+            # IFLLM shows the conversation so far; for pairwise turns the context holds the left answer.
+            context.extend([{"role": "user", "content": prompt}, {"role": "assistant", "content": responses[0].text}])
+        return out
+
+    def tasks(self) -> list[schema.Task]:
+        tt = self.task_table
+        kinds = self._ordered_queries.groupby(["user_id", "task_id"])["pairwise"].any()
+        keys = {(str(w), int(t)) for w, t in zip(tt["user_id"], tt["task_id"])}
+        keys |= {(w, int(t)) for w, t in kinds.index}
+        keys |= {split_task_key(k) for k in self.behavior_dirs}
+        rows = {(str(r["user_id"]), int(r["task_id"])): r for r in tt.to_dict("records")}
+        out = []
+        for w, t in sorted(keys):
+            r = rows.get((w, t), {})
+            tid = task_key(w, t)
+            if (w, t) in kinds.index:
+                kind = "pairwise" if kinds[(w, t)] else "pointwise"
+            else:
+                d = self.behavior_dirs.get(tid)
+                kind = "pairwise" if (d is not None and (d / "rel_gaze_one.csv").exists()) or t % 2 == 1 else "pointwise"
+            answers = {k: _plain(r.get(k)) for k in ("copy_sentence", "summary", "understand_before",
+                                                      "understand_after", "query_copy", "llm_response_copy",
+                                                      "finished") if k in r}
+            out.append(schema.Task(
+                task_id=tid, participant_id=w, study_id="ifllm", kind=kind, topic=_plain(r.get("domain")),
+                finished=_plain(r.get("finished")) is not None, feedback_text=_plain(r.get("feedback")),
+                answers=answers, calibration_accuracy=_plain(r.get("accuracy")),
+            ))
+        return out
+
+    def participants(self) -> list[schema.Participant]:
+        ids = set(self.queries["user_id"]) | set(self.task_table["user_id"].astype(str))
+        ids |= set(self.record_info["user_id"].astype(str)) | {split_task_key(k)[0] for k in self.behavior_dirs}
+        consent = dict(zip(self.record_info["user_id"].astype(str), self.record_info.get("consent", [])))
+        return [schema.Participant(w, "ifllm", consented=bool(consent.get(w, 1)), platform="mturk") for w in sorted(ids)]
+
+    # ---- trajectories
+    def read_folder(self, task_id: str) -> dict[str, pa.Table]:
+        """Raw streams of one task folder: ``gaze``, ``mouse`` (abs; gaze de-duplicated) and
+        ``hits`` (all rel_* files), each sorted by ``t``; malformed rows go to :attr:`report`."""
+        d = self.behavior_dirs.get(task_id)
+        if d is None:
+            raise UserError(f"no trajectories for task {task_id!r}")
+        out: dict[str, pa.Table] = {}
+        for name, stream in (("abs_gaze.csv", "gaze"), ("abs_mouse.csv", "mouse")):
+            if (d / name).exists():
+                tb, bad = read_abs(d / name)
+                self.report.skipped[name[:-4]] += bad
+                if stream == "gaze":
+                    tb = dedup_rows(tb)
+                out[stream] = schema.conform(stream, tb.sort_by("t"))
+        hits = []
+        for name, (source, pos) in REL_FILES.items():
+            if (d / name).exists():
+                tb, bad = read_rel(d / name)
+                self.report.skipped[name[:-4]] += bad
+                n = tb.num_rows
+                tb = tb.append_column("source", pa.array([source] * n, pa.string()))
+                tb = tb.append_column("position", pa.array(np.full(n, pos, dtype=np.int8)))
+                hits.append(schema.conform("hits", tb))
+        if hits:
+            out["hits"] = pa.concat_tables(hits).sort_by("t")
+        return out
+
+    def streams(self, task_id: str) -> dict[str, pa.Table]:
+        """Streams of one task with a ``turn`` column (index of the turn on screen, -1 before the
+        first query), using the task's detected whole-hour clock offset. Cached per task."""
+        if task_id not in self.behavior_dirs:
+            if task_id in self._task_ids:
+                return {}
+            raise UserError(f"no task {task_id!r} in {self.root}")
+        if task_id not in self._streams:
+            raw = self.read_folder(task_id)
+            turns = [t for t in self.turns_by_task().get(task_id, [])]
+            offset = detect_hour_offset(raw.get("hits"), turns)
+            starts = np.array([np.nan if t.epoch_ms is None else t.epoch_ms + offset * HOUR_MS for t in turns])
+            out = {}
+            for name, tb in raw.items():
+                out[name] = tb.append_column("turn", pa.array(assign_turns(tb.column("epoch_ms"), starts)))
+            self._streams[task_id] = out
+            self._offsets[task_id] = offset
+        return self._streams[task_id]
+
+    @cached_property
+    def _task_ids(self) -> set[str]:
+        return {t.task_id for t in self.tasks()}
+
+    @cached_property
+    def _offsets(self) -> dict[str, int]:
+        return {}
+
+    def clock_offset_hours(self, task_id: str) -> int:
+        """Whole hours added to the query timestamps to match the trajectories' epoch."""
+        self.streams(task_id)
+        return self._offsets[task_id]
+
+    def turns_by_task(self) -> dict[str, list[schema.Turn]]:
+        if not hasattr(self, "_turns_by_task"):
+            by: dict[str, list[schema.Turn]] = {}
+            for t in self.turns():
+                by.setdefault(t.task_id, []).append(t)
+            self._turns_by_task = by
+        return self._turns_by_task
+
+    # ---- summary
+    def summary(self, jobs: int | None = None, progress: bool = False) -> dict[str, int]:
+        """Counts over the whole release (reads every trajectory file once, in parallel)."""
+        q = self.queries
+        pw = q["pairwise"]
+        labelled = pw & q["preference"].isin([1.0, 2.0])
+        workers = {p.participant_id for p in self.participants()}
+        dirs = list(self.behavior_dirs.items())
+        report = ReadReport()
+
+        def count(item: tuple[str, Path]) -> tuple[int, int, int, Counter]:
+            _, d = item
+            c: Counter = Counter()
+            g = m = mp = 0
+            if (d / "abs_gaze.csv").exists():
+                tb, bad = read_abs(d / "abs_gaze.csv")
+                c["abs_gaze"] += bad
+                g = dedup_rows(tb).num_rows
+            if (d / "abs_mouse.csv").exists():
+                tb, bad = read_abs(d / "abs_mouse.csv")
+                c["abs_mouse"] += bad
+                m = tb.num_rows
+                mp = int(pc.sum(pc.greater_equal(tb.column("x"), 0)).as_py() or 0)
+            for name in REL_FILES:
+                if (d / name).exists():
+                    c[name[:-4]] += read_rel(d / name)[1]
+            return g, m, mp, c
+
+        gaze = mouse = mouse_pos = 0
+        with ThreadPoolExecutor(max_workers=jobs or min(8, (os.cpu_count() or 2) * 2)) as ex:
+            results = ex.map(count, dirs)
+            if progress:
+                from ..cli import progress as bar
+
+                results = bar(results, total=len(dirs), desc="reading trajectories")
+            for g, m, mp, c in results:
+                gaze, mouse, mouse_pos = gaze + g, mouse + m, mouse_pos + mp
+                report.skipped.update(c)
+        return {
+            "format": "ifllm",
+            "workers": len(workers),
+            "workers_with_queries": int(q["user_id"].nunique()),
+            "workers_with_behavior": len({k.split("/")[0] for k, _ in dirs}),
+            "tasks": len(self.tasks()),
+            "tasks_with_queries": int(q.groupby(["user_id", "task_id"]).ngroups),
+            "tasks_with_behavior": len(dirs),
+            "queries": int(len(q)),
+            "pairwise": int(pw.sum()),
+            "pairwise_labelled": int(labelled.sum()),
+            "pointwise": int((~pw).sum()),
+            "pointwise_labelled": int((~pw & q["preference"].isin([0.0, 1.0])).sum()),
+            "gaze_samples": gaze,
+            "mouse_samples": mouse,
+            "mouse_samples_with_position": mouse_pos,
+            "malformed_rows_skipped": report.total,
+            "malformed_by_file": dict(sorted(report.skipped.items())),
+        }
+
+
+# --------------------------------------------------------------------------- turn assignment
+
+
+def assign_turns(epoch_ms: pa.ChunkedArray | np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Index of the last turn whose start precedes each sample (-1 before the first turn).
+
+    ``starts`` are the turns' epoch start times in turn order; NaN (a broken timestamp) never
+    starts a turn — its samples stay with the turn before.
+    """
+    e = np.asarray(epoch_ms, dtype=np.float64)
+    out = np.full(len(e), -1, dtype=np.int32)
+    valid = np.flatnonzero(~np.isnan(starts))
+    if len(valid) == 0:
+        return out
+    order = valid[np.argsort(starts[valid], kind="stable")]
+    pos = np.searchsorted(starts[order], e, side="right") - 1
+    ok = pos >= 0
+    out[ok] = order[pos[ok]]
+    return out
+
+
+def detect_hour_offset(hits: pa.Table | None, turns: list[schema.Turn], max_hours: int = 14,
+                       max_samples: int = 600) -> int:
+    """Whole-hour offset between query timestamps and trajectory epochs for one task folder.
+
+    Ground truth comes from the text itself: an on-text sample's ``window`` (the characters
+    around the caret) must occur in the response it is assigned to, near its ``char_index``.
+    For each candidate offset, the samples (an even subsample of at most ``max_samples``) are
+    assigned to turns and the matches counted; the most matches wins, ties go to the smallest
+    |offset| (0 first). Samples before the first query (placeholder text) match no turn.
+    """
+    if hits is None or hits.num_rows == 0 or not turns:
+        return 0
+    h = hits.filter(pc.greater_equal(hits.column("char_index"), 0))
+    if h.num_rows == 0:
+        return 0
+    step = max(1, h.num_rows // max_samples)
+    epoch = h.column("epoch_ms").to_numpy()[::step]
+    ci = h.column("char_index").to_numpy()[::step]
+    posn = h.column("position").to_numpy()[::step]
+    window = h.column("window").to_pylist()[::step]
+    texts = [[t.responses[p].text if p < len(t.responses) else "" for p in (0, 1)] for t in turns]
+    base = np.array([np.nan if t.epoch_ms is None else t.epoch_ms for t in turns])
+
+    def matches(i: int, turn: int) -> bool:
+        w = (window[i] or "").strip()
+        if len(w) < 4:
+            return False
+        text = texts[turn][posn[i]]
+        return w in text[max(0, ci[i] - 25): ci[i] + 25]
+
+    cache: dict[tuple[int, int], bool] = {}
+    best, best_score = 0, -1
+    for off in sorted(range(-max_hours, max_hours + 1), key=lambda o: (abs(o), o)):
+        idx = assign_turns(epoch, base + off * HOUR_MS)
+        score = 0
+        for i in np.flatnonzero(idx >= 0):
+            key = (int(i), int(idx[i]))
+            if key not in cache:
+                cache[key] = matches(*key)
+            score += cache[key]
+        if score > best_score:
+            best, best_score = off, score
+    return best
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _likert(v: Any) -> int | None:
+    return None if v is None or pd.isna(v) else int(v)
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-friendly scalar: NaN → None, numpy → Python."""
+    if v is None:
+        return None
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def open_release(path: str | os.PathLike) -> IFLLMRelease:
+    return IFLLMRelease(path)

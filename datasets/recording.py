@@ -1,0 +1,207 @@
+"""The one interface every data source offers, and opening a source by its path.
+
+A :class:`Recording` is anything with ``participants()``, ``tasks()``, ``turns()`` and
+``streams(task_id)`` in the recording schema: the IFLLM release
+(:class:`gazepref.datasets.ifllm.IFLLMRelease`), a gazepref Parquet export
+(:class:`ParquetRecording`) and a study in the site's database
+(:class:`gazepref.datasets.store_recording.StoreRecording`). Exporters and feature extractors take
+any of them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .. import UserError, schema
+
+PARQUET_FORMAT = "gazepref-parquet"
+PARQUET_VERSION = 1
+
+
+@runtime_checkable
+class Recording(Protocol):
+    def participants(self) -> list[schema.Participant]: ...
+
+    def tasks(self) -> list[schema.Task]: ...
+
+    def turns(self) -> list[schema.Turn]: ...
+
+    def streams(self, task_id: str) -> dict[str, pa.Table]: ...
+
+
+def turns_by_task(rec: Recording) -> dict[str, list[schema.Turn]]:
+    by: dict[str, list[schema.Turn]] = {}
+    for t in rec.turns():
+        by.setdefault(t.task_id, []).append(t)
+    for v in by.values():
+        v.sort(key=lambda t: t.index)
+    return by
+
+
+def assign_turns_by_clock(t: np.ndarray, shown: list[float | None]) -> np.ndarray:
+    """Turn index on screen for task-clock times ``t``: the last turn shown at or before ``t``."""
+    from .ifllm import assign_turns
+
+    starts = np.array([np.nan if s is None else s for s in shown], dtype=np.float64)
+    return assign_turns(np.asarray(t, dtype=np.float64), starts)
+
+
+def summarize(rec: Recording) -> dict[str, Any]:
+    """The ``gazepref data summary`` counts for any recording."""
+    turns = rec.turns()
+    tasks = rec.tasks()
+    pairwise = [t for t in turns if t.pairwise]
+    gaze = mouse = 0
+    for task in tasks:
+        s = rec.streams(task.task_id)
+        gaze += s["gaze"].num_rows if "gaze" in s else 0
+        mouse += s["mouse"].num_rows if "mouse" in s else 0
+    return {
+        "workers": len(rec.participants()),
+        "tasks": len(tasks),
+        "queries": len(turns),
+        "pairwise": len(pairwise),
+        "pairwise_labelled": sum(t.choice is not None for t in pairwise),
+        "pointwise": len(turns) - len(pairwise),
+        "pointwise_labelled": sum(t.better_than_previous is not None for t in turns if not t.pairwise),
+        "gaze_samples": gaze,
+        "mouse_samples": mouse,
+        "malformed_rows_skipped": 0,
+    }
+
+
+# --------------------------------------------------------------------------- Parquet export
+
+
+def _json_col(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+def turns_frame(turns: list[schema.Turn]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(turns, responses) as flat frames; list/dict fields as JSON strings."""
+    rows, resp = [], []
+    for t in turns:
+        d = t.to_dict()
+        for r in d.pop("responses"):
+            resp.append({"turn_id": t.turn_id, **r})
+        d["modifiers"] = _json_col(d["modifiers"])
+        d["context"] = _json_col(d["context"])
+        rows.append(d)
+    turn_cols = [f for f in schema.Turn.__dataclass_fields__ if f != "responses"]
+    return (pd.DataFrame(rows, columns=turn_cols),
+            pd.DataFrame(resp, columns=["turn_id", "position", "model", "text", "likert"]))
+
+
+class ParquetRecording:
+    """A folder written by :func:`gazepref.datasets.export.export_parquet`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.root = Path(path)
+        mpath = self.root / "manifest.json"
+        if not mpath.exists():
+            raise UserError(f"{self.root} is not a gazepref Parquet export: manifest.json is missing")
+        self.manifest = json.loads(mpath.read_text())
+        if self.manifest.get("format") != PARQUET_FORMAT:
+            raise UserError(f"{mpath}: unknown format {self.manifest.get('format')!r}")
+        self._streams: dict[str, pa.Table] = {}
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        return pq.read_table(self.root / f"{name}.parquet").to_pandas()
+
+    def participants(self) -> list[schema.Participant]:
+        df = self._frame("participants")
+        return [schema.Participant(**{k: _py(v) for k, v in r.items()}) for r in df.to_dict("records")]
+
+    def tasks(self) -> list[schema.Task]:
+        df = self._frame("tasks")
+        out = []
+        for r in df.to_dict("records"):
+            r = {k: _py(v) for k, v in r.items()}
+            r["answers"] = json.loads(r["answers"]) if r.get("answers") else {}
+            r["finished"] = bool(r.get("finished"))
+            out.append(schema.Task(**r))
+        return out
+
+    @cached_property
+    def _turns(self) -> list[schema.Turn]:
+        tdf, rdf = self._frame("turns"), self._frame("responses")
+        resp: dict[str, list[schema.Response]] = {}
+        for r in rdf.to_dict("records"):
+            resp.setdefault(str(r["turn_id"]), []).append(schema.Response(
+                int(r["position"]), str(r["model"]), str(r["text"]), _py(r["likert"]) and int(r["likert"])))
+        out = []
+        for r in tdf.to_dict("records"):
+            r = {k: _py(v) for k, v in r.items()}
+            r["modifiers"] = json.loads(r["modifiers"] or "[]")
+            r["context"] = json.loads(r["context"] or "[]")
+            for k in ("index", "choice", "choice_strength"):
+                if r.get(k) is not None:
+                    r[k] = int(r[k])
+            if r.get("better_than_previous") is not None:
+                r["better_than_previous"] = bool(r["better_than_previous"])
+            r["turn_id"] = str(r["turn_id"])
+            out.append(schema.Turn(responses=sorted(resp.get(r["turn_id"], []), key=lambda x: x.position), **r))
+        return out
+
+    def turns(self) -> list[schema.Turn]:
+        return list(self._turns)
+
+    def _stream_table(self, name: str) -> pa.Table | None:
+        if name not in self._streams:
+            p = self.root / "streams" / f"{name}.parquet"
+            self._streams[name] = pq.read_table(p) if p.exists() else None
+        return self._streams[name]
+
+    def streams(self, task_id: str) -> dict[str, pa.Table]:
+        out = {}
+        for name in schema.STREAMS:
+            tb = self._stream_table(name)
+            if tb is None:
+                continue
+            sel = tb.filter(pc.equal(tb.column("task_id"), task_id))
+            if sel.num_rows:
+                out[name] = sel.drop_columns(["task_id"])
+        return out
+
+    def summary(self, progress: bool = False) -> dict[str, Any]:
+        s = summarize(self)
+        s["malformed_rows_skipped"] = int(self.manifest.get("malformed_rows_skipped", 0))
+        return {"format": PARQUET_FORMAT, **s}
+
+
+def _py(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def open_recording(path: str | os.PathLike) -> Any:
+    """Open an IFLLM-layout folder or a gazepref Parquet export by looking at what it holds."""
+    from .ifllm import QUERY_TABLE, IFLLMRelease
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"no such file or folder: {p}")
+    if (p / "manifest.json").exists():
+        return ParquetRecording(p)
+    if (p / QUERY_TABLE).exists() or (p / "dataset" / QUERY_TABLE).exists():
+        return IFLLMRelease(p)
+    raise UserError(
+        f"{p}: not a recording folder (expected an IFLLM layout with {QUERY_TABLE}, "
+        "or a gazepref export with manifest.json)"
+    )

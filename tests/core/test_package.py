@@ -1,0 +1,31 @@
+"""The package layout: one `gazepref` namespace, no shadowing of Hugging Face `datasets`."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from gazepref.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_import_datasets_from_repo_root_is_hugging_face():
+    code = "import datasets, gazepref.datasets.ifllm as r; print(datasets.__file__); print(r.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    hf_file, ours = out.stdout.split()
+    assert "site-packages" in hf_file and ours == "gazepref.datasets.ifllm"
+    for name in ("models", "signals", "datasets", "capture_site"):
+        assert not (REPO / name / "__init__.py").exists(), f"{name}/__init__.py would shadow on sys.path"
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"serve", "data"} <= set(sub.choices)
+    for name in sub.choices:
+        try:
+            main([name, "--help"])
+        except SystemExit as e:
+            assert e.code == 0
+        assert "usage:" in capsys.readouterr().out

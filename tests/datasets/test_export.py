@@ -1,0 +1,124 @@
+"""Round trips: IFLLM → Parquet → IFLLM layout, and the site's database → both formats."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from gazepref import UserError, schema, store
+from gazepref.cli import main
+from gazepref.datasets.export import export_ifllm, export_parquet
+from gazepref.datasets.ifllm import open_release
+from gazepref.datasets.recording import open_recording
+from gazepref.datasets.store_recording import StoreRecording
+
+from .synthetic_ifllm import build
+
+
+def _turn_key(t: schema.Turn):
+    return (t.task_id, t.index, t.kind, t.prompt, t.choice, t.better_than_previous, t.modifiers, t.epoch_ms,
+            [(r.position, r.model, r.text, r.likert) for r in t.responses])
+
+
+def _assert_same(a, b, streams=("gaze", "mouse", "hits")):
+    assert [_turn_key(t) for t in a.turns()] == [_turn_key(t) for t in b.turns()]
+    assert [t.task_id for t in a.tasks()] == [t.task_id for t in b.tasks()]
+    for task in a.tasks():
+        sa, sb = a.streams(task.task_id), b.streams(task.task_id)
+        for name in streams:
+            if name not in sa:
+                assert name not in sb
+                continue
+            ta, tb = sa[name], sb[name]
+            assert ta.num_rows == tb.num_rows, (task.task_id, name)
+            for col in ("t", "x", "y"):
+                np.testing.assert_allclose(ta.column(col).to_numpy(), tb.column(col).to_numpy(), rtol=1e-6)
+            if name == "hits":
+                assert ta.column("char_index").to_pylist() == tb.column("char_index").to_pylist()
+                assert ta.column("window").to_pylist() == tb.column("window").to_pylist()
+
+
+def test_round_trip_real_sample(ifllm_sample: Path, tmp_path: Path):
+    src = open_release(ifllm_sample)
+    export_parquet(src, tmp_path / "pq")
+    pq_rec = open_recording(tmp_path / "pq")
+    _assert_same(src, pq_rec)
+    export_ifllm(pq_rec, tmp_path / "ifllm")
+    back = open_recording(tmp_path / "ifllm")
+    _assert_same(src, back)
+    assert back.summary()["malformed_rows_skipped"] == 0  # what we write is well-formed
+    assert pq_rec.summary()["malformed_rows_skipped"] == src.report.total > 0
+
+
+def test_round_trip_synthetic_keeps_offsets_and_quirks(tmp_path: Path):
+    build(tmp_path / "src", hour_offset=4)
+    src = open_release(tmp_path / "src")
+    export_ifllm(src, tmp_path / "out")
+    back = open_release(tmp_path / "out")
+    _assert_same(src, back)
+    # the export keeps the source's timestamps, so the same offset is found again
+    assert back.clock_offset_hours("worker_aaa/1") == src.clock_offset_hours("worker_aaa/1") == -4
+
+
+def test_export_refuses_non_empty_folder(tmp_path: Path, ifllm_sample: Path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        export_parquet(open_release(ifllm_sample), tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def _study_db(tmp_path: Path) -> str:
+    url = store.sqlite_url(tmp_path / "site.sqlite")
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        study = store.Study(slug="pilot", name="Pilot", salt="s3cret")
+        p = store.Participant(study=study, pseudonym="p_1a2b", platform="prolific", consent=True)
+        declined = store.Participant(study=study, pseudonym="p_9z", consent=False)
+        task = store.Task(participant=p, kind="pairwise", topic="France", clock_anchor_epoch_ms=1.7e12)
+        t0 = store.Turn(task=task, index=0, kind="pairwise", prompt="capital?", prompt_sent="capital?", choice=1,
+                        epoch_ms=1.7e12 + 1000, t_shown=1000.0, t_decided=9000.0,
+                        responses=[store.Response(position=0, model="demo-a", text="Paris.", likert=3),
+                                   store.Response(position=1, model="demo-b", text="It is Paris.", likert=5)])
+        db.add_all([study, p, declined, task, t0])
+        db.flush()
+        mouse = pa.table({"t": [500.0, 1500.0, 2500.0], "x": [1, 2, 3], "y": [4, 5, 6]})
+        db.add(store.make_chunk(task.id, "mouse", 0, mouse, clock_origin_epoch_ms=1.7e12))
+        # a reload: a new page clock that started 10 s after the task's anchor
+        db.add(store.make_chunk(task.id, "mouse", 1, pa.table({"t": [100.0], "x": [9], "y": [9]}),
+                                clock_origin_epoch_ms=1.7e12 + 10_000))
+        db.commit()
+    return url
+
+
+def test_store_recording_exports_to_both_formats(tmp_path: Path):
+    url = _study_db(tmp_path)
+    rec = StoreRecording.open("pilot", db_url=url)
+    assert [p.participant_id for p in rec.participants()] == ["p_1a2b"]  # declined consent: not exported
+    (task,) = rec.tasks()
+    mouse = rec.streams(task.task_id)["mouse"]
+    assert mouse.column("t").to_pylist() == [500.0, 1500.0, 2500.0, 10_100.0]  # reload shifted onto task clock
+    assert mouse.column("turn").to_pylist() == [-1, 0, 0, 0]
+    export_parquet(rec, tmp_path / "pq")
+    export_ifllm(rec, tmp_path / "ifl")
+    back = open_release(tmp_path / "ifl")
+    (turn,) = back.turns()
+    assert turn.choice == schema.RIGHT and [r.likert for r in turn.responses] == [3, 5]
+    assert back.summary()["mouse_samples"] == 4
+    files = "".join(p.read_text() for p in (tmp_path / "ifl").glob("*.csv"))
+    assert "s3cret" not in files and "prolific" not in files
+
+
+def test_cli_export_and_summary(tmp_path: Path, ifllm_sample: Path, capsys):
+    assert main(["data", "export", str(ifllm_sample), "--to", "parquet", "--out", str(tmp_path / "pq"), "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["turns"] == 47
+    assert main(["data", "summary", str(tmp_path / "pq"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["queries"] == 47 and s["gaze_samples"] == manifest["samples"]["gaze"]
+    assert main(["data", "export", "--study", "nope", "--db", store.sqlite_url(tmp_path / "x.sqlite"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "no database" in capsys.readouterr().err
