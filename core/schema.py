@@ -15,6 +15,7 @@ sample streams are Arrow tables whose columns are fixed by :data:`STREAMS`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -33,6 +34,10 @@ class Column:
     doc: str
     required: bool = True
 
+    @cached_property
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.type)
+
 
 @dataclass(frozen=True)
 class StreamSpec:
@@ -45,7 +50,11 @@ class StreamSpec:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type) for c in self.columns])
+        return pa.schema([c.field for c in self.columns])
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.columns)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -176,24 +185,28 @@ def conform(stream: str, table: pa.Table) -> pa.Table:
     further columns are kept only when the stream allows their prefix.
     """
     spec = STREAMS[stream]
+    names = table.column_names
+    present = set(names)
     arrays, fields = [], []
     n = table.num_rows
     for c in spec.columns:
-        if c.name in table.column_names:
-            arrays.append(table.column(c.name).cast(c.type))
+        if c.name in present:
+            col = table.column(c.name)
+            arrays.append(col if col.type == c.type else col.cast(c.type))
         elif c.required:
             raise ValueError(f"stream {stream!r}: missing required column {c.name!r}")
         else:
             arrays.append(pa.nulls(n, c.type))
-        fields.append(pa.field(c.name, c.type))
-    known = {c.name for c in spec.columns}
-    for name in table.column_names:
-        if name in known:
-            continue
-        if not name.startswith(spec.extra_prefixes) or not spec.extra_prefixes:
-            raise ValueError(f"stream {stream!r}: unknown column {name!r}")
-        arrays.append(table.column(name).cast(pa.float32()))
-        fields.append(pa.field(name, pa.float32()))
+        fields.append(c.field)
+    if len(present) > len(arrays) or not present <= spec.names:
+        for name in names:
+            if name in spec.names:
+                continue
+            if not spec.extra_prefixes or not name.startswith(spec.extra_prefixes):
+                raise ValueError(f"stream {stream!r}: unknown column {name!r}")
+            col = table.column(name)
+            arrays.append(col if col.type == pa.float32() else col.cast(pa.float32()))
+            fields.append(pa.field(name, pa.float32()))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 

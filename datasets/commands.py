@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_summary)
 
+    p = dsub.add_parser("schema", help="describe the sample streams of the recording schema",
+                        description="Print every sample stream's columns with type, unit and meaning.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_schema)
+
     p = dsub.add_parser("export", help="export to Parquet or to the IFLLM layout",
                         description="Export a recording (IFLLM folder, Parquet export, or --study from the "
                                     "site database) to Parquet or to the IFLLM release layout.")
@@ -38,6 +43,33 @@ def _summary(args: argparse.Namespace) -> int:
     rec = open_recording(args.path)
     summary = rec.summary(progress=not args.json) if hasattr(rec, "summary") else None
     emit(summary, args.json)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .. import schema
+    from ..cli import emit
+
+    doc = {
+        s.name: {"doc": s.doc, "extra_float_prefixes": list(s.extra_prefixes),
+                 "columns": [{"name": c.name, "type": str(c.type), "unit": c.unit, "required": c.required,
+                              "doc": c.doc} for c in s.columns]}
+        for s in schema.STREAMS.values()
+    }
+
+    def text(d: dict) -> str:
+        lines = []
+        for name, s in d.items():
+            lines.append(f"{name}: {s['doc']}")
+            for c in s["columns"]:
+                req = "" if c["required"] else " (optional)"
+                unit = f" [{c['unit']}]" if c["unit"] else ""
+                lines.append(f"  {c['name']:<12} {c['type']:<7}{unit} {c['doc']}{req}")
+            if s["extra_float_prefixes"]:
+                lines.append(f"  + float32 columns named {', '.join(p + '*' for p in s['extra_float_prefixes'])}")
+        return "\n".join(lines)
+
+    emit(doc, args.json, text)
     return 0
 
 

@@ -183,10 +183,17 @@ def read_rel(path: Path) -> tuple[pa.Table, int]:
 
 
 def dedup_rows(table: pa.Table) -> pa.Table:
-    """Drop exact duplicate rows, keeping the first occurrence and the original order."""
-    df = table.to_pandas()
-    keep = ~df.duplicated().to_numpy()
-    return table.filter(pa.array(keep)) if not keep.all() else table
+    """Drop exact duplicate rows of an ``abs_*`` table; the result is sorted by ``t``."""
+    cols = [table.column(c).to_numpy() for c in ("t", "epoch_ms", "x", "y")]
+    order = np.lexsort(cols[::-1])  # by t, then epoch, x, y: duplicates become neighbours
+    s = [c[order] for c in cols]
+    keep = np.ones(len(order), dtype=bool)
+    if len(order) > 1:
+        same = np.ones(len(order) - 1, dtype=bool)
+        for c in s:
+            same &= c[1:] == c[:-1]
+        keep[1:] = ~same
+    return table.take(pa.array(order[keep]))
 
 
 # --------------------------------------------------------------------------- tables
@@ -515,27 +522,22 @@ def detect_hour_offset(hits: pa.Table | None, turns: list[schema.Turn], max_hour
     epoch = h.column("epoch_ms").to_numpy()[::step]
     ci = h.column("char_index").to_numpy()[::step]
     posn = h.column("position").to_numpy()[::step]
-    window = h.column("window").to_pylist()[::step]
+    window = h.column("window").take(pa.array(np.arange(0, h.num_rows, step))).to_pylist()
     texts = [[t.responses[p].text if p < len(t.responses) else "" for p in (0, 1)] for t in turns]
     base = np.array([np.nan if t.epoch_ms is None else t.epoch_ms for t in turns])
-
-    def matches(i: int, turn: int) -> bool:
-        w = (window[i] or "").strip()
-        if len(w) < 4:
-            return False
-        text = texts[turn][posn[i]]
-        return w in text[max(0, ci[i] - 25): ci[i] + 25]
-
-    cache: dict[tuple[int, int], bool] = {}
+    # match[i, j]: sample i's window occurs in turn j's response near its char_index
+    match = np.zeros((len(ci), len(turns)), dtype=bool)
+    for i, (w, c, p) in enumerate(zip(window, ci, posn)):
+        w = (w or "").strip()
+        if len(w) >= 4:
+            lo = max(0, int(c) - 25)
+            match[i] = [w in tx[p][lo:int(c) + 25] for tx in texts]
+    rows = np.arange(len(ci))
     best, best_score = 0, -1
     for off in sorted(range(-max_hours, max_hours + 1), key=lambda o: (abs(o), o)):
         idx = assign_turns(epoch, base + off * HOUR_MS)
-        score = 0
-        for i in np.flatnonzero(idx >= 0):
-            key = (int(i), int(idx[i]))
-            if key not in cache:
-                cache[key] = matches(*key)
-            score += cache[key]
+        a = idx >= 0
+        score = int(match[rows[a], idx[a]].sum())
         if score > best_score:
             best, best_score = off, score
     return best

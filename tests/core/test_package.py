@@ -29,3 +29,14 @@ def test_every_subcommand_has_help(capsys):
         except SystemExit as e:
             assert e.code == 0
         assert "usage:" in capsys.readouterr().out
+
+
+def test_data_schema_lists_every_stream(capsys):
+    import json
+
+    from gazepref import schema
+
+    assert main(["data", "schema", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == set(schema.STREAMS)
+    assert [c["name"] for c in doc["gaze"]["columns"]][:3] == ["t", "x", "y"]

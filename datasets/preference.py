@@ -1,0 +1,459 @@
+"""Preference data sets for DPO/KTO from any recording (IFLLM release, Parquet export, study).
+
+:func:`build_pairs` turns the turns of a recording into preference pairs, :func:`build_unpaired`
+into desirable/undesirable examples for KTO; :func:`split_by_worker` splits them so that no
+worker is in two splits; :func:`save` writes Hugging Face ``datasets`` (``save_to_disk``) and
+JSONL, :func:`load` reads either back.
+
+Rows are in TRL's *conversational* format::
+
+    prompt    [{"role": "user", "content": ...}, {"role": "assistant", ...}, ..., {"role": "user", ...}]
+    chosen    [{"role": "assistant", "content": <preferred response>}]
+    rejected  [{"role": "assistant", "content": <other response>}]
+
+plus ``confidence`` (0.5-1: how sure the label is), ``label_source``, ``margin`` (source-specific
+strength: Likert difference, reward difference, ...), ``worker``, ``task_id``, ``turn_id``,
+``turn_index``, ``chosen_model``, ``rejected_model``, ``chosen_position`` and ``pair_id``. The
+prompt holds the earlier chat messages of the task (``Turn.context``) and, last, the user message
+as the LLM received it (``Turn.prompt_sent``: IFLLM's " respond using bullet points" modifier
+included, since that is what the responses answer).
+
+**Orientation.** ``chosen`` is always the response the label prefers: for ``human`` the one the
+participant picked (``Turn.choice``, LEFT = responses[0]); IFLLM's own released DPO file had it the
+other way round, which is why the tests pin this down.
+
+Label sources (``label_source``):
+
+``human``
+    the pairwise choice. Confidence 1.0 when the participant's Likert ratings agree with the choice
+    (chosen rated higher), 0.8 when they tie or are missing, 0.6 when they contradict it; times
+    (0.7, 0.85, 1.0)[strength-1] where a choice strength (1-3) was recorded.
+``ratings``
+    the difference of the two Likert ratings of a pairwise turn; ties dropped. Confidence
+    0.5 + |Δ|/8 (Δ = 1 → 0.625, Δ = 4 → 1.0).
+``text_rm`` / ``implicit_rm`` / ``fused_rm``
+    a reward scorer's rewards for the two responses (any pairwise turn, labelled or not): chosen =
+    higher reward, ties dropped. Confidence 0.5 + (σ(Δr) − 0.5)·√(c₀·c₁), i.e. the Bradley-Terry
+    probability of the label shrunk towards 0.5 by the scorer's own confidences.
+
+Unpaired (KTO), from pointwise turns: ``better_than_previous`` True → desirable, False →
+undesirable (confidence 0.8, or 1.0 when the Likert rating agrees, 0.6 when it disagrees); where it is
+missing, Likert ≥ 4 → desirable, ≤ 2 → undesirable (confidence 0.7), 3 skipped.
+Optionally the two responses of every pair also become one desirable and one undesirable example.
+
+De-duplication: pairs with the same prompt and the same two texts are merged (the most confident
+kept); if they disagree on which is better, all are dropped (counted in the stats).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from .. import UserError, schema
+
+LabelSource = Literal["human", "ratings", "text_rm", "implicit_rm", "fused_rm"]
+LABEL_SOURCES: tuple[str, ...] = ("human", "ratings", "text_rm", "implicit_rm", "fused_rm")
+RM_SOURCES = ("text_rm", "implicit_rm", "fused_rm")
+SPLITS = ("train", "test")
+FORMAT = "gazepref-preference"
+FORMAT_VERSION = 1
+
+Messages = list[dict[str, str]]
+
+
+# --------------------------------------------------------------------------- scorers
+
+
+@runtime_checkable
+class RewardScorer(Protocol):
+    """Anything that scores a response to a prompt: ``score(prompt, response) -> (reward, confidence)``.
+
+    ``prompt`` is the chat so far (a list of messages, last one the user's) or a plain string;
+    ``reward`` is on a logit-like scale (differences feed a sigmoid); ``confidence`` in [0, 1].
+    The project's reward models (:mod:`gazepref.models.scoring`) are adapted to this by
+    :func:`gazepref.models.align.load_scorer`.
+    """
+
+    def score(self, prompt: Any, response: str) -> tuple[float, float]: ...
+
+
+class LengthBaselineScorer:
+    """Baseline scorer: the longer response wins (the IFLLM README's untrained 59.8-60% baseline).
+
+    reward = log(1 + words) · ``scale``; confidence ``confidence``. Not a reward model: a reference
+    point for win rates and a scorer for tests.
+    """
+
+    name = "length-baseline"
+
+    def __init__(self, scale: float = 1.0, confidence: float = 0.6):
+        self.scale = scale
+        self.confidence = confidence
+
+    def score(self, prompt: Any, response: str) -> tuple[float, float]:
+        return self.scale * math.log1p(len(response.split())), self.confidence
+
+
+#: ``(turn, position) -> (reward, confidence)``: scorers that need more than the text (implicit
+#: feedback) are wrapped into this form.
+TurnScore = Callable[[schema.Turn, int], tuple[float, float]]
+
+
+def text_turn_score(scorer: RewardScorer, context_messages: int | None = None) -> TurnScore:
+    def f(turn: schema.Turn, position: int) -> tuple[float, float]:
+        return scorer.score(prompt_messages(turn, context_messages), turn.responses[position].text)
+
+    return f
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class PreferencePair:
+    prompt: Messages
+    chosen: str  # the preferred response's text
+    rejected: str
+    confidence: float
+    label_source: str
+    margin: float
+    worker: str
+    task_id: str
+    turn_id: str
+    turn_index: int
+    chosen_model: str = ""
+    rejected_model: str = ""
+    chosen_position: int = 0
+
+    @property
+    def pair_id(self) -> str:
+        return _digest(self.prompt, *sorted([self.chosen, self.rejected]))
+
+    def to_row(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["chosen"] = [{"role": "assistant", "content": self.chosen}]
+        d["rejected"] = [{"role": "assistant", "content": self.rejected}]
+        d["pair_id"] = self.pair_id
+        return d
+
+
+@dataclass
+class UnpairedExample:
+    prompt: Messages
+    completion: str
+    label: bool  # True = desirable
+    confidence: float
+    label_source: str
+    worker: str
+    task_id: str
+    turn_id: str
+    turn_index: int
+    model: str = ""
+
+    @property
+    def example_id(self) -> str:
+        return _digest(self.prompt, self.completion)
+
+    def to_row(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["completion"] = [{"role": "assistant", "content": self.completion}]
+        d["example_id"] = self.example_id
+        return d
+
+
+def _digest(prompt: Messages, *texts: str) -> str:
+    h = hashlib.sha1(json.dumps([prompt, *texts], ensure_ascii=False, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def prompt_messages(turn: schema.Turn, context_messages: int | None = None) -> Messages:
+    """The chat the responses answered: earlier messages (the last ``context_messages`` of them,
+    all when None; always starting on a user message) + the user message as sent."""
+    ctx = [{"role": str(m["role"]), "content": str(m["content"])} for m in (turn.context or [])]
+    if context_messages is not None:
+        ctx = ctx[len(ctx) - min(len(ctx), context_messages):] if context_messages > 0 else []
+        while ctx and ctx[0]["role"] != "user":
+            ctx = ctx[1:]
+    text = turn.prompt_sent if turn.prompt_sent else turn.prompt
+    return ctx + [{"role": "user", "content": text}]
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _pair(turn: schema.Turn, win: int, conf: float, source: str, margin: float,
+          context_messages: int | None) -> PreferencePair:
+    a, b = turn.responses[win], turn.responses[1 - win]
+    return PreferencePair(
+        prompt=prompt_messages(turn, context_messages), chosen=a.text, rejected=b.text,
+        confidence=round(float(conf), 6), label_source=source, margin=float(margin), worker=turn.participant_id,
+        task_id=turn.task_id, turn_id=turn.turn_id, turn_index=int(turn.index), chosen_model=a.model,
+        rejected_model=b.model, chosen_position=int(a.position),
+    )
+
+
+def human_confidence(turn: schema.Turn) -> float:
+    win = turn.choice
+    l_win, l_lose = turn.responses[win].likert, turn.responses[1 - win].likert
+    if l_win is None or l_lose is None or l_win == l_lose:
+        conf = 0.8
+    elif l_win > l_lose:
+        conf = 1.0
+    else:
+        conf = 0.6
+    if turn.choice_strength in (1, 2, 3):
+        conf *= (0.7, 0.85, 1.0)[turn.choice_strength - 1]
+    return max(0.5, conf)
+
+
+def rm_confidence(r_win: float, r_lose: float, c_win: float, c_lose: float) -> float:
+    p = 1.0 / (1.0 + math.exp(-(r_win - r_lose)))
+    c = math.sqrt(max(0.0, min(1.0, c_win)) * max(0.0, min(1.0, c_lose)))
+    return 0.5 + (p - 0.5) * c
+
+
+def _usable(turn: schema.Turn) -> bool:
+    return (turn.pairwise and len(turn.responses) == 2 and all(r.text and r.text.strip() for r in turn.responses)
+            and turn.responses[0].text != turn.responses[1].text)
+
+
+def label_turn(turn: schema.Turn, source: str, turn_score: TurnScore | None = None,
+               context_messages: int | None = None) -> PreferencePair | None:
+    """The preference pair of one pairwise turn under ``source``, or None (no label, a tie)."""
+    if not _usable(turn):
+        return None
+    if source == "human":
+        if turn.choice not in (schema.LEFT, schema.RIGHT):
+            return None
+        return _pair(turn, turn.choice, human_confidence(turn), source, 1.0, context_messages)
+    if source == "ratings":
+        l0, l1 = turn.responses[0].likert, turn.responses[1].likert
+        if l0 is None or l1 is None or l0 == l1:
+            return None
+        win = 0 if l0 > l1 else 1
+        d = abs(l0 - l1)
+        return _pair(turn, win, min(1.0, 0.5 + d / 8), source, float(d), context_messages)
+    if source in RM_SOURCES:
+        if turn_score is None:
+            raise UserError(f"label source {source!r} needs a reward model (--reward-model PATH)")
+        (r0, c0), (r1, c1) = turn_score(turn, 0), turn_score(turn, 1)
+        if not (math.isfinite(r0) and math.isfinite(r1)) or r0 == r1:
+            return None
+        win = 0 if r0 > r1 else 1
+        rw, rl, cw, cl = (r0, r1, c0, c1) if win == 0 else (r1, r0, c1, c0)
+        return _pair(turn, win, rm_confidence(rw, rl, cw, cl), source, float(rw - rl), context_messages)
+    raise UserError(f"unknown label source {source!r} (one of {', '.join(LABEL_SOURCES)})")
+
+
+@dataclass
+class BuildStats:
+    turns: int = 0
+    pairwise_turns: int = 0
+    labelled: int = 0
+    unlabelled_or_tied: int = 0
+    duplicates_merged: int = 0
+    conflicts_dropped: int = 0
+    kept: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_pairs(turns: Iterable[schema.Turn], source: str = "human", turn_score: TurnScore | None = None,
+                context_messages: int | None = None, min_confidence: float = 0.0,
+                stats: BuildStats | None = None) -> list[PreferencePair]:
+    """Preference pairs of ``turns`` under ``source``, de-duplicated (see the module doc)."""
+    if source not in LABEL_SOURCES:
+        raise UserError(f"unknown label source {source!r} (one of {', '.join(LABEL_SOURCES)})")
+    st = stats if stats is not None else BuildStats()
+    pairs = []
+    for t in turns:
+        st.turns += 1
+        if not t.pairwise:
+            continue
+        st.pairwise_turns += 1
+        p = label_turn(t, source, turn_score, context_messages)
+        if p is None:
+            st.unlabelled_or_tied += 1
+            continue
+        st.labelled += 1
+        if p.confidence >= min_confidence:
+            pairs.append(p)
+    out = dedup_pairs(pairs, st)
+    st.kept = len(out)
+    return out
+
+
+def dedup_pairs(pairs: Sequence[PreferencePair], stats: BuildStats | None = None) -> list[PreferencePair]:
+    groups: dict[str, list[PreferencePair]] = {}
+    for p in pairs:
+        groups.setdefault(p.pair_id, []).append(p)
+    out = []
+    for g in groups.values():
+        if len({p.chosen for p in g}) > 1:
+            if stats is not None:
+                stats.conflicts_dropped += len(g)
+            continue
+        if stats is not None:
+            stats.duplicates_merged += len(g) - 1
+        out.append(max(g, key=lambda p: p.confidence))
+    return out
+
+
+def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False, pair_source: str = "human",
+                   turn_score: TurnScore | None = None, context_messages: int | None = None,
+                   stats: BuildStats | None = None) -> list[UnpairedExample]:
+    """Desirable/undesirable examples for KTO from pointwise turns (and, with ``include_pairwise``,
+    both sides of each ``pair_source`` pair), de-duplicated by (prompt, completion)."""
+    st = stats if stats is not None else BuildStats()
+    out: list[UnpairedExample] = []
+    for t in turns:
+        st.turns += 1
+        if t.pairwise:
+            if include_pairwise:
+                p = label_turn(t, pair_source, turn_score, context_messages)
+                if p is not None:
+                    for text, lab, model in ((p.chosen, True, p.chosen_model), (p.rejected, False, p.rejected_model)):
+                        out.append(UnpairedExample(p.prompt, text, lab, p.confidence, f"{pair_source}_pair", p.worker,
+                                                   p.task_id, p.turn_id, p.turn_index, model))
+            continue
+        if not t.responses or not t.responses[0].text.strip():
+            continue
+        r = t.responses[0]
+        lik = r.likert
+        lik_label = None if lik is None or lik == 3 else lik >= 4
+        if t.better_than_previous is not None:
+            label = bool(t.better_than_previous)
+            conf = 0.8 if lik_label is None else (1.0 if lik_label == label else 0.6)
+            src = "better_than_previous"
+        elif lik_label is not None:
+            label, conf, src = lik_label, 0.7, "likert"
+        else:
+            continue
+        out.append(UnpairedExample(prompt_messages(t, context_messages), r.text, label, conf, src, t.participant_id,
+                                   t.task_id, t.turn_id, int(t.index), r.model))
+    groups: dict[str, list[UnpairedExample]] = {}
+    for e in out:
+        groups.setdefault(e.example_id, []).append(e)
+    kept = []
+    for g in groups.values():
+        if len({e.label for e in g}) > 1:
+            st.conflicts_dropped += len(g)
+            continue
+        st.duplicates_merged += len(g) - 1
+        kept.append(max(g, key=lambda e: e.confidence))
+    st.kept = len(kept)
+    st.labelled = len(out)
+    return kept
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def split_workers(workers: Iterable[str], test_fraction: float = 0.2, seed: int = 0) -> dict[str, str]:
+    """worker → split. Workers are shuffled with ``seed`` (stable across runs and machines); at
+    least one worker goes to test when there are two or more."""
+    ws = sorted(set(workers))
+    rng = random.Random(seed)
+    ws_sh = sorted(ws, key=lambda w: hashlib.sha1(f"{seed}:{w}".encode()).hexdigest())
+    rng.shuffle(ws_sh)
+    n_test = 0 if len(ws) < 2 or test_fraction <= 0 else max(1, round(test_fraction * len(ws)))
+    n_test = min(n_test, len(ws) - 1) if len(ws) > 1 else 0
+    return {w: ("test" if i < n_test else "train") for i, w in enumerate(ws_sh)}
+
+
+def split_by_worker(items: Sequence[Any], test_fraction: float = 0.2, seed: int = 0) -> dict[str, list[Any]]:
+    """{"train": [...], "test": [...]}: no worker in both."""
+    assign = split_workers((x.worker for x in items), test_fraction, seed)
+    out: dict[str, list[Any]] = {s: [] for s in SPLITS}
+    for x in items:
+        out[assign[x.worker]].append(x)
+    return out
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def to_dataset_dict(splits: dict[str, list[Any]]):
+    """A ``datasets.DatasetDict`` of the splits (empty splits keep the columns)."""
+    from datasets import Dataset, DatasetDict
+
+    out = {}
+    for name, items in splits.items():
+        rows = [x.to_row() for x in items]
+        out[name] = Dataset.from_list(rows) if rows else Dataset.from_dict({})
+    return DatasetDict(out)
+
+
+def save(splits: dict[str, list[Any]], out: str | os.PathLike, kind: str = "pairs",
+         stats: BuildStats | dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``out/hf`` (``DatasetDict.save_to_disk``), ``out/<split>.jsonl`` and ``out/manifest.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = to_dataset_dict(splits)
+    ds.save_to_disk(str(out / "hf"))
+    counts = {}
+    for name, items in splits.items():
+        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            for x in items:
+                fh.write(json.dumps(x.to_row(), ensure_ascii=False) + "\n")
+        counts[name] = len(items)
+    st = asdict(stats) if isinstance(stats, BuildStats) else (stats or {})
+    workers = {name: len({x.worker for x in items}) for name, items in splits.items()}
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, "counts": counts, "workers": workers,
+                "stats": st, **(meta or {})}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def load(path: str | os.PathLike):
+    """A ``DatasetDict`` from a folder written by :func:`save` (``hf/``, or the JSONL files), a
+    ``save_to_disk`` folder, or one JSONL file (→ its only split, ``train``)."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"no such file or folder: {p}")
+    if p.is_file():
+        if p.suffix != ".jsonl":
+            raise UserError(f"{p}: expected a .jsonl file or a preference data folder")
+        return DatasetDict({"train": Dataset.from_list(_read_jsonl(p))})
+    if (p / "hf").is_dir():
+        return load_from_disk(str(p / "hf"))
+    if (p / "dataset_dict.json").exists() or (p / "dataset_info.json").exists():
+        d = load_from_disk(str(p))
+        return d if isinstance(d, DatasetDict) else DatasetDict({"train": d})
+    files = sorted(p.glob("*.jsonl"))
+    if files:
+        return DatasetDict({f.stem: Dataset.from_list(_read_jsonl(f)) for f in files})
+    raise UserError(f"{p}: not a preference data set (no hf/, dataset_dict.json or *.jsonl)")
+
+
+def is_preference_data(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    if p.is_file():
+        return p.suffix == ".jsonl"
+    m = p / "manifest.json"
+    if m.exists():
+        try:
+            return json.loads(m.read_text()).get("format") == FORMAT
+        except ValueError:
+            return False
+    return (p / "dataset_dict.json").exists()
+
+
+def _read_jsonl(p: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(p, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    raise UserError(f"{p}:{i}: not JSON") from None
+    return rows
