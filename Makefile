@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine (see README.md):
 #   make serve   create .venv, install the site's dependencies, start the study site
 #   make test    create .venv, install everything, run the whole test suite
-# Both are idempotent: dependencies are re-installed only when pyproject.toml changes.
+# Both are idempotent: dependencies are re-installed only when pyproject.toml or constraints.txt
+# changes. constraints.txt pins every package to the versions tested together (`make lock`).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-all browser clean
+.PHONY: serve test install install-all browser lock clean
 
 $(BIN)/python:
 	$(PYTHON) scripts/check_python.py
@@ -18,14 +19,16 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade "pip>=24" "setuptools>=68" wheel
 
 # Site dependencies only (no torch/transformers): enough to run the study site.
-$(VENV)/.deps-site: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e . --config-settings editable_mode=strict
+PIN := -c constraints.txt
+
+$(VENV)/.deps-site: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q $(PIN) -e . --config-settings editable_mode=strict
 	touch $@
 
 # Everything: the ML stack (torch CPU wheel from disk) and the test tools.
-$(VENV)/.deps-all: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[ml,test]" --config-settings editable_mode=strict
+$(VENV)/.deps-all: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q $(PIN) "torch==2.13.0"
+	$(BIN)/pip install -q $(PIN) -e ".[ml,test]" --config-settings editable_mode=strict
 	touch $(VENV)/.deps-site $@
 
 # The editable install links each module file; new modules need this quick refresh.
@@ -43,6 +46,10 @@ serve: install
 
 test: install-all browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Re-pin constraints.txt to what is installed now (after changing dependencies in pyproject.toml).
+lock: install-all
+	$(BIN)/pip freeze --exclude gazepref | grep -v '^-e' > constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info
