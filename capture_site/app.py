@@ -1,23 +1,125 @@
-"""Flask application factory for the study site."""
+"""Flask application factory for the study site.
+
+``create_app()`` reads settings from ``overrides``, then environment variables
+(``GAZEPREF_INSTANCE``, ``GAZEPREF_DATABASE_URL``, ``GAZEPREF_STUDY_CONFIG``,
+``GAZEPREF_SECRET_KEY``), then embedded defaults: SQLite in the instance folder, the embedded
+demo study (offline demo LLM) and a secret key generated once into ``instance/secret_key``.
+
+Production (see README): ``gunicorn -w 2 -k gthread --threads 8 -b 127.0.0.1:8000
+'gazepref.capture_site.app:create_app()'`` behind a TLS proxy; gunicorn writes no access log
+unless asked, and one must not log query strings (they carry platform ids on arrival).
+"""
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, render_template
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .. import store
+from .batches import MAX_BODY_BYTES
+from .config import load_config
+from .ratelimit import RateLimiter
+from .runtime import Site, close_db, ensure_study
+from .security import csrf_token
+
+
+def _secret_key(instance: Path) -> str:
+    """The instance's secret key, created once; several starting processes agree on one file."""
+    path = instance / "secret_key"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic: only the first process's key is kept
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def _init_db(url: str):
+    engine = store.make_engine(url)
+    for attempt in range(5):  # several server processes may create the tables at once
+        try:
+            return store.init_db(engine)
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def instance_folder(path: str | None = None) -> Path:
+    """The instance folder (database, secret key): ``path``, $GAZEPREF_INSTANCE or ./instance."""
+    instance = Path(path or os.environ.get("GAZEPREF_INSTANCE") or Path.cwd() / "instance").resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    return instance
+
+
+def database_url(instance: Path) -> str:
+    return os.environ.get("GAZEPREF_DATABASE_URL") or f"sqlite:///{instance / 'gazepref.sqlite'}"
 
 
 def create_app(instance_path: str | None = None, overrides: dict[str, Any] | None = None) -> Flask:
-    instance = Path(instance_path or os.environ.get("GAZEPREF_INSTANCE") or Path.cwd() / "instance").resolve()
+    instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
-    instance.mkdir(parents=True, exist_ok=True)
-    app.config.from_mapping(DATABASE_URL=f"sqlite:///{instance / 'gazepref.sqlite'}")
+    app.config.from_mapping(
+        DATABASE_URL=database_url(instance),
+        STUDY_CONFIG=os.environ.get("GAZEPREF_STUDY_CONFIG") or None,
+        SECRET_KEY=os.environ.get("GAZEPREF_SECRET_KEY") or None,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,
+        INGEST_RATE_PER_S=5.0,
+        INGEST_BURST=30,
+        LLM_BACKENDS={},  # model name -> backend object, replacing the configured one (tests)
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
     if overrides:
         app.config.update(overrides)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _secret_key(instance)
 
-    @app.get("/")
-    def index() -> str:
-        return "<!doctype html><title>gazepref study</title><h1>gazepref study site</h1>"
+    cfg = load_config(app.config["STUDY_CONFIG"])
+    sessions = _init_db(app.config["DATABASE_URL"])
+    ensure_study(sessions, cfg)
+    app.extensions["gazepref"] = Site(
+        sessions=sessions, default_slug=cfg.slug,
+        limiter=RateLimiter(app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
+        backend_overrides=dict(app.config["LLM_BACKENDS"]),
+    )
+
+    from . import chat, dashboard, flow, gaze, ingest
+
+    for module in (flow, chat, ingest, gaze, dashboard):
+        app.register_blueprint(module.bp)
+    gaze.register()  # the webcam calibration step
+    if cfg.webcam != "off":
+        gaze.gaze_settings(cfg)  # a bad [gaze] table fails at start, naming the key
+    try:  # the analyst views (gazepref.signals.plots) on the dashboard, when installed
+        from . import plots_view
+    except ImportError:
+        pass
+    else:
+        app.register_blueprint(plots_view.bp)
+    app.teardown_appcontext(close_db)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+    @app.errorhandler(HTTPException)
+    def _error_page(e: HTTPException):
+        return render_template("error.html", message=e.description or e.name), e.code
+
+    @app.after_request
+    def _headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")  # arrival URLs carry platform ids
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        return resp
 
     return app

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,14 +16,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="study configuration file (TOML)")
     p.set_defaults(func=_serve)
 
+    user = sub.add_parser("user", help="manage researcher accounts for the dashboard")
+    usub = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND", required=True)
+    add = usub.add_parser("add", help="create a researcher account (or reset its password)",
+                          description="Create a dashboard account. The password is read from stdin "
+                                      "(--password-stdin) or asked for on the terminal; it is stored hashed.")
+    add.add_argument("username")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--instance", help="instance folder (database); default ./instance")
+    add.add_argument("--json", action="store_true", help="print JSON")
+    add.set_defaults(func=_user_add)
+
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
+    from .serving import RedactingRequestHandler
 
     overrides = {}
     if args.config:
         overrides["STUDY_CONFIG"] = args.config
     app = create_app(instance_path=args.instance, overrides=overrides)
-    print(f"gazepref study site: http://{args.host}:{args.port}/", flush=True)
-    app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+    print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)
+    app.run(host=args.host, port=args.port, debug=False, use_reloader=False,
+            request_handler=RedactingRequestHandler, threaded=True)
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    from .. import UserError
+
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise UserError("the passwords differ")
+    if len(password) < 8:
+        raise UserError("the password must have at least 8 characters")
+    return password
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+    from werkzeug.security import generate_password_hash
+
+    from .. import UserError, store
+    from ..cli import emit
+    from .app import database_url, instance_folder
+
+    name = args.username.strip()
+    if not name or len(name) > 64:
+        raise UserError("the user name must have 1 to 64 characters")
+    password = _read_password(args.password_stdin)
+    sessions = store.init_db(store.make_engine(database_url(instance_folder(args.instance))))
+    with sessions() as s, s.begin():
+        user = s.scalar(select(store.User).where(store.User.username == name))
+        created = user is None
+        if created:
+            user = store.User(username=name, password_hash="")
+            s.add(user)
+        user.password_hash = generate_password_hash(password)
+    emit({"username": name, "created": created}, args.json,
+         lambda r: f"{'created' if r['created'] else 'updated password of'} user {r['username']}")
     return 0

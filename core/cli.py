@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,13 @@ from . import UserError, __version__
 COMMAND_MODULES = (
     "gazepref.capture_site.commands",
     "gazepref.datasets.commands",
+    "gazepref.signals.feedback_commands",
+    "gazepref.signals.gaze_commands",
+    "gazepref.models.reward_commands",
+    "gazepref.models.align_commands",
+    "gazepref.signals.feature_commands",
+    "gazepref.signals.plots.plot_commands",
+    # add one line per area's command module (each has ``register(subparsers)``)
 )
 
 
@@ -68,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gazepref: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr = open(os.devnull, "w")
+        return 0
     return int(rc or 0)
 
 

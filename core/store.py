@@ -216,9 +216,13 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
 _CODEC = pa.Codec("zstd", compression_level=3)
 
 
-def encode_chunk(table: pa.Table) -> tuple[str, int, bytes]:
-    """(column names, raw size, zstd bytes) of a conformed table; all-null columns are left out."""
-    keep = [f.name for f in table.schema if table.column(f.name).null_count < table.num_rows or f.name == "t"]
+def encode_chunk(stream: str, table: pa.Table) -> tuple[str, int, bytes]:
+    """(column names, raw size, zstd bytes) of a conformed table; all-null optional columns are
+    left out (required ones are kept even when null, e.g. gaze x/y before calibration)."""
+    spec = schema.STREAMS[stream]
+    required = {c.name for c in spec.columns if c.required}
+    keep = [f.name for f in table.schema
+            if f.name in required or table.column(f.name).null_count < table.num_rows]
     batch = table.select(keep).combine_chunks().to_batches(max_chunksize=None)
     if batch:
         rb = batch[0]
@@ -246,7 +250,7 @@ def make_chunk(task_id: int, stream: str, seq: int, table: pa.Table, clock_origi
         t_start, t_end = float(pa.compute.min(t).as_py()), float(pa.compute.max(t).as_py())
     else:
         t_start = t_end = 0.0
-    columns, raw_size, data = encode_chunk(table)
+    columns, raw_size, data = encode_chunk(stream, table)
     return StreamChunk(
         task_id=task_id, stream=stream, seq=seq, clock_origin_epoch_ms=clock_origin_epoch_ms,
         t_start=t_start, t_end=t_end, n=table.num_rows, columns=columns, raw_size=raw_size, data=data,

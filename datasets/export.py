@@ -78,7 +78,11 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
     try:
         for task in items:
             for name, table in rec.streams(task.task_id).items():
-                table = schema.conform(name, table.drop_columns([c for c in ("turn",) if c in table.column_names]))
+                extra_turn = "turn" in table.column_names and "turn" not in schema.STREAMS[name].names
+                turn = table.column("turn") if extra_turn else None
+                table = schema.conform(name, table.drop_columns(["turn"]) if turn is not None else table)
+                if turn is not None:  # the turn on screen, derived by the source reader (kept: IFLLM's
+                    table = table.append_column("turn", turn.cast(pa.int32()))  # needs its clock offset)
                 table = table.append_column("task_id", pa.array([task.task_id] * table.num_rows, pa.string()))
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(out / "streams" / f"{name}.parquet", table.schema,

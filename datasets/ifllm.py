@@ -383,9 +383,10 @@ class IFLLMRelease:
             out["hits"] = pa.concat_tables(hits).sort_by("t")
         return out
 
-    def streams(self, task_id: str) -> dict[str, pa.Table]:
+    def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
         """Streams of one task with a ``turn`` column (index of the turn on screen, -1 before the
-        first query), using the task's detected whole-hour clock offset. Cached per task."""
+        first query), using the task's detected whole-hour clock offset. Kept in memory for later
+        calls unless ``cache`` is false (one pass over a whole release)."""
         if task_id not in self.behavior_dirs:
             if task_id in self._task_ids:
                 return {}
@@ -398,8 +399,10 @@ class IFLLMRelease:
             out = {}
             for name, tb in raw.items():
                 out[name] = tb.append_column("turn", pa.array(assign_turns(tb.column("epoch_ms"), starts)))
-            self._streams[task_id] = out
             self._offsets[task_id] = offset
+            if not cache:
+                return out
+            self._streams[task_id] = out
         return self._streams[task_id]
 
     @cached_property

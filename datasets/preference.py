@@ -32,9 +32,13 @@ Label sources (``label_source``):
     the difference of the two Likert ratings of a pairwise turn; ties dropped. Confidence
     0.5 + |Δ|/8 (Δ = 1 → 0.625, Δ = 4 → 1.0).
 ``text_rm`` / ``implicit_rm`` / ``fused_rm``
-    a reward scorer's rewards for the two responses (any pairwise turn, labelled or not): chosen =
-    higher reward, ties dropped. Confidence 0.5 + (σ(Δr) − 0.5)·√(c₀·c₁), i.e. the Bradley-Terry
-    probability of the label shrunk towards 0.5 by the scorer's own confidences.
+    a reward model's verdict on any pairwise turn, labelled or not. From a pairwise reward model
+    (``pair_score``: log-odds z that the left response is preferred, and its confidence, as
+    :mod:`gazepref.models.scoring` gives them, implicit features included for implicit/fused
+    models): chosen = left if z > 0, confidence = the model's (max(p, 1 − p)), margin = |z|. From a
+    per-response scorer (``turn_score``): chosen = higher reward, confidence
+    0.5 + (σ(Δr) − 0.5)·√(c₀·c₁), the Bradley-Terry probability shrunk towards 0.5 by the scorer's
+    own confidences. Ties dropped.
 
 Unpaired (KTO), from pointwise turns: ``better_than_previous`` True → desirable, False →
 undesirable (confidence 0.8, or 1.0 when the Likert rating agrees, 0.6 when it disagrees); where it is
@@ -101,9 +105,12 @@ class LengthBaselineScorer:
         return self.scale * math.log1p(len(response.split())), self.confidence
 
 
-#: ``(turn, position) -> (reward, confidence)``: scorers that need more than the text (implicit
-#: feedback) are wrapped into this form.
+#: ``(turn, position) -> (reward, confidence)``: a per-response scorer applied to a turn.
 TurnScore = Callable[[schema.Turn, int], tuple[float, float]]
+#: ``turn -> (log-odds that responses[0] is preferred, confidence)``: a pairwise reward model's
+#: verdict on a turn (what :meth:`gazepref.models.scoring.RewardModel.score_frame` gives, implicit
+#: features included).
+PairScore = Callable[[schema.Turn], tuple[float, float]]
 
 
 def text_turn_score(scorer: RewardScorer, context_messages: int | None = None) -> TurnScore:
@@ -225,7 +232,7 @@ def _usable(turn: schema.Turn) -> bool:
 
 
 def label_turn(turn: schema.Turn, source: str, turn_score: TurnScore | None = None,
-               context_messages: int | None = None) -> PreferencePair | None:
+               context_messages: int | None = None, pair_score: PairScore | None = None) -> PreferencePair | None:
     """The preference pair of one pairwise turn under ``source``, or None (no label, a tie)."""
     if not _usable(turn):
         return None
@@ -241,6 +248,11 @@ def label_turn(turn: schema.Turn, source: str, turn_score: TurnScore | None = No
         d = abs(l0 - l1)
         return _pair(turn, win, min(1.0, 0.5 + d / 8), source, float(d), context_messages)
     if source in RM_SOURCES:
+        if pair_score is not None:
+            z, conf = pair_score(turn)
+            if not math.isfinite(z) or z == 0:
+                return None
+            return _pair(turn, 0 if z > 0 else 1, min(1.0, max(0.5, conf)), source, abs(float(z)), context_messages)
         if turn_score is None:
             raise UserError(f"label source {source!r} needs a reward model (--reward-model PATH)")
         (r0, c0), (r1, c1) = turn_score(turn, 0), turn_score(turn, 1)
@@ -266,7 +278,7 @@ class BuildStats:
 
 def build_pairs(turns: Iterable[schema.Turn], source: str = "human", turn_score: TurnScore | None = None,
                 context_messages: int | None = None, min_confidence: float = 0.0,
-                stats: BuildStats | None = None) -> list[PreferencePair]:
+                stats: BuildStats | None = None, pair_score: PairScore | None = None) -> list[PreferencePair]:
     """Preference pairs of ``turns`` under ``source``, de-duplicated (see the module doc)."""
     if source not in LABEL_SOURCES:
         raise UserError(f"unknown label source {source!r} (one of {', '.join(LABEL_SOURCES)})")
@@ -277,7 +289,7 @@ def build_pairs(turns: Iterable[schema.Turn], source: str = "human", turn_score:
         if not t.pairwise:
             continue
         st.pairwise_turns += 1
-        p = label_turn(t, source, turn_score, context_messages)
+        p = label_turn(t, source, turn_score, context_messages, pair_score)
         if p is None:
             st.unlabelled_or_tied += 1
             continue
@@ -307,7 +319,7 @@ def dedup_pairs(pairs: Sequence[PreferencePair], stats: BuildStats | None = None
 
 def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False, pair_source: str = "human",
                    turn_score: TurnScore | None = None, context_messages: int | None = None,
-                   stats: BuildStats | None = None) -> list[UnpairedExample]:
+                   stats: BuildStats | None = None, pair_score: PairScore | None = None) -> list[UnpairedExample]:
     """Desirable/undesirable examples for KTO from pointwise turns (and, with ``include_pairwise``,
     both sides of each ``pair_source`` pair), de-duplicated by (prompt, completion)."""
     st = stats if stats is not None else BuildStats()
@@ -316,7 +328,7 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
         st.turns += 1
         if t.pairwise:
             if include_pairwise:
-                p = label_turn(t, pair_source, turn_score, context_messages)
+                p = label_turn(t, pair_source, turn_score, context_messages, pair_score)
                 if p is not None:
                     for text, lab, model in ((p.chosen, True, p.chosen_model), (p.rejected, False, p.rejected_model)):
                         out.append(UnpairedExample(p.prompt, text, lab, p.confidence, f"{pair_source}_pair", p.worker,
@@ -383,11 +395,12 @@ def to_dataset_dict(splits: dict[str, list[Any]]):
     """A ``datasets.DatasetDict`` of the splits (empty splits keep the columns)."""
     from datasets import Dataset, DatasetDict
 
-    out = {}
+    out = {name: Dataset.from_list([x.to_row() for x in items]) for name, items in splits.items() if items}
+    template = next(iter(out.values()), None)
     for name, items in splits.items():
-        rows = [x.to_row() for x in items]
-        out[name] = Dataset.from_list(rows) if rows else Dataset.from_dict({})
-    return DatasetDict(out)
+        if not items:  # an empty split keeps the columns and types of the others
+            out[name] = template.select([]) if template is not None else Dataset.from_dict({})
+    return DatasetDict({name: out[name] for name in splits})
 
 
 def save(splits: dict[str, list[Any]], out: str | os.PathLike, kind: str = "pairs",
@@ -396,7 +409,7 @@ def save(splits: dict[str, list[Any]], out: str | os.PathLike, kind: str = "pair
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds = to_dataset_dict(splits)
-    ds.save_to_disk(str(out / "hf"))
+    ds.save_to_disk(str(out / "hf"), num_shards={k: 1 for k in ds})  # (an empty split needs its one shard)
     counts = {}
     for name, items in splits.items():
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as fh:

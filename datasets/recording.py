@@ -37,6 +37,8 @@ class Recording(Protocol):
 
     def streams(self, task_id: str) -> dict[str, pa.Table]: ...
 
+    def turns_by_task(self) -> dict[str, list[schema.Turn]]: ...
+
 
 def turns_by_task(rec: Recording) -> dict[str, list[schema.Turn]]:
     by: dict[str, list[schema.Turn]] = {}
@@ -155,13 +157,16 @@ class ParquetRecording:
     def turns(self) -> list[schema.Turn]:
         return list(self._turns)
 
+    def turns_by_task(self) -> dict[str, list[schema.Turn]]:
+        return turns_by_task(self)
+
     def _stream_table(self, name: str) -> pa.Table | None:
         if name not in self._streams:
             p = self.root / "streams" / f"{name}.parquet"
             self._streams[name] = pq.read_table(p) if p.exists() else None
         return self._streams[name]
 
-    def streams(self, task_id: str) -> dict[str, pa.Table]:
+    def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
         out = {}
         for name in schema.STREAMS:
             tb = self._stream_table(name)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -87,7 +88,12 @@ class StoreRecording:
                     ))
         return out
 
-    def streams(self, task_id: str) -> dict[str, pa.Table]:
+    def turns_by_task(self) -> dict[str, list[schema.Turn]]:
+        from .recording import turns_by_task
+
+        return turns_by_task(self)
+
+    def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
         if not self._tasks:
             self.tasks()
         task = self._tasks.get(task_id)
@@ -96,12 +102,49 @@ class StoreRecording:
         shown = [u.t_shown for u in task.turns]
         out = {}
         for name in schema.STREAMS:
+            if name == "hits":
+                continue
             tb = store.read_stream(self.db, task, name)
-            if tb.num_rows:
-                tb = tb.append_column("turn", pa.array(assign_turns_by_clock(tb.column("t").to_numpy(), shown),
-                                                       pa.int32()))
-                out[name] = tb
+            if not tb.num_rows:
+                continue
+            derived = pa.array(assign_turns_by_clock(tb.column("t").to_numpy(), shown), pa.int32())
+            if "turn" in tb.column_names:  # layout rows carry the turn they were recorded for
+                tb = tb.set_column(tb.schema.get_field_index("turn"), "turn", pc.coalesce(tb.column("turn"), derived))
+            else:
+                tb = tb.append_column("turn", derived)
+            out[name] = tb
+        if "layout" in out:
+            hits = self._hits(task, out)
+            if hits is not None:
+                out["hits"] = hits
         return out
+
+    @staticmethod
+    def _hits(task: store.Task, streams: dict[str, pa.Table]) -> pa.Table | None:
+        """Gaze and mouse samples relative to the response boxes and the character under them
+        (the ``hits`` stream; IFLLM's rel_* files), from the layout's word boxes."""
+        from ..signals.text_mapping import hits_stream
+
+        texts = {(u.index, r.position): r.text for u in task.turns for r in u.responses}
+        layout = streams["layout"].to_pandas()
+        scroll = streams["scroll"].to_pandas() if "scroll" in streams else None
+        parts = []
+        for source in ("gaze", "mouse"):
+            if source in streams:
+                s = streams[source].select(["t", "x", "y", "turn"]).to_pandas()
+                s = s[s["x"].notna() & s["y"].notna()]
+                h = hits_stream(s, layout, texts, scroll=scroll, source=source)
+                if len(h):
+                    parts.append(h)
+        if not parts:
+            return None
+        df = pd.concat(parts, ignore_index=True).sort_values(["t", "source", "position"], kind="stable")
+        anchor = task.clock_anchor_epoch_ms
+        if anchor is not None:
+            df["epoch_ms"] = df["t"] + anchor
+        table = schema.conform("hits", pa.Table.from_pandas(df, preserve_index=False))
+        turn = assign_turns_by_clock(df["t"].to_numpy(), [u.t_shown for u in task.turns])
+        return table.append_column("turn", pa.array(turn, pa.int32()))
 
     def summary(self, progress: bool = False) -> dict:
         from .recording import summarize

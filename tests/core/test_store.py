@@ -70,3 +70,15 @@ def test_deleting_a_participant_cascades(db):
     s.commit()
     assert s.execute(text("select count(*) from stream_chunks")).scalar() == 0
     assert s.execute(text("select count(*) from tasks")).scalar() == 0
+
+
+def test_required_columns_survive_when_all_null(db):
+    """Gaze before calibration has eye features but no x/y yet: it must read back."""
+    s, task = db
+    gaze = pa.table({"t": [1.0, 2.0], "x": pa.array([None, None], pa.float32()),
+                     "y": pa.array([None, None], pa.float32()), "eye_left_u": [0.4, 0.5]})
+    s.add(store.make_chunk(task.id, "gaze", 0, gaze))
+    s.commit()
+    out = store.read_stream(s, task, "gaze")
+    assert out.num_rows == 2 and out.column("x").null_count == 2
+    assert out.column("eye_left_u").to_pylist() == pytest.approx([0.4, 0.5])

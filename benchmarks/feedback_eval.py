@@ -1,0 +1,175 @@
+"""Accuracy of the text-feedback classifier; prints the tables quoted in docs/text_feedback.md.
+
+    python benchmarks/feedback_eval.py [--cv] [--ifllm DIR] [--show-flags] [--json]
+
+1. Per-class precision/recall of the default offline classifier (trained on the packaged
+   ``feedback_train.jsonl``) on the packaged, disjoint ``feedback_eval.jsonl``; the share of
+   no-feedback messages it flags (false flags) and the confusion matrix.
+2. With ``--cv``: 5-fold cross-validation on the training set, grouped by conversation.
+3. With ``--ifllm DIR`` (an IFLLM-layout folder, e.g. the unpacked dev archive): the share of *real*
+   consecutive query pairs (same worker and task, by ``query_timestamp``) that it flags as feedback.
+   IFLLM shows no previous response to the next query in pointwise tasks, so the previous response is
+   ``llm_response_1``. Most such pairs are new questions, so this estimates the false-flag rate;
+   verbatim repeats (often re-submissions after a site error) are counted separately.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def eval_metrics(rows, preds) -> dict:
+    from gazepref.signals.text_feedback import CATEGORIES, NONE
+
+    y = [r["label"] for r in rows]
+    per = {}
+    for c in CATEGORIES:
+        tp = sum(1 for a, b in zip(y, preds) if a == c and b == c)
+        npred = sum(1 for b in preds if b == c)
+        ntrue = sum(1 for a in y if a == c)
+        per[c] = {
+            "precision": tp / npred if npred else float("nan"),
+            "recall": tp / ntrue if ntrue else float("nan"),
+            "support": ntrue,
+        }
+    none_idx = [i for i, a in enumerate(y) if a == NONE]
+    fb_idx = [i for i, a in enumerate(y) if a != NONE]
+    return {
+        "n": len(rows),
+        "accuracy": sum(a == b for a, b in zip(y, preds)) / len(rows),
+        "per_class": per,
+        "none_false_flag_rate": sum(preds[i] != NONE for i in none_idx) / max(1, len(none_idx)),
+        "feedback_detected": sum(preds[i] != NONE for i in fb_idx) / max(1, len(fb_idx)),
+        "confusion": {c: dict(Counter(b for a, b in zip(y, preds) if a == c)) for c in CATEGORIES},
+    }
+
+
+def ifllm_pairs(folder: str) -> list[dict]:
+    """Consecutive (previous query, its first response, next query) triples of each worker's task."""
+    import pandas as pd
+
+    q = pd.read_csv(os.path.join(folder, "query_logs_table.csv"))
+    q = q.sort_values(["user_id", "task_id", "query_timestamp", "query_ID"], kind="stable")
+    out = []
+    for _, g in q.groupby(["user_id", "task_id"], sort=False):
+        g = g.reset_index(drop=True)
+        for i in range(1, len(g)):
+            out.append(
+                {
+                    "prev_query": str(g.user_query[i - 1] if pd.notna(g.user_query[i - 1]) else ""),
+                    "prev_response": str(g.llm_response_1[i - 1] if pd.notna(g.llm_response_1[i - 1]) else ""),
+                    "next_query": str(g.user_query[i] if pd.notna(g.user_query[i]) else ""),
+                }
+            )
+    return out
+
+
+def ifllm_flag_rate(folder: str, clf, show: bool = False) -> dict:
+    from gazepref.signals.text_feedback import NONE
+    from gazepref.signals.text_feedback_rules import normalize
+
+    pairs = ifllm_pairs(folder)
+    t0 = time.perf_counter()
+    res = clf.classify(pairs)
+    secs = time.perf_counter() - t0
+    exact = [normalize(p["next_query"]) == normalize(p["prev_query"]) for p in pairs]
+    flagged = [r["nof"] != NONE for r in res]
+    n_other = sum(1 for e in exact if not e)
+    out = {
+        "pairs": len(pairs),
+        "flagged": sum(flagged),
+        "flag_rate": sum(flagged) / max(1, len(pairs)),
+        "verbatim_repeats": sum(exact),
+        "flagged_excluding_verbatim": sum(f for f, e in zip(flagged, exact) if not e),
+        "flag_rate_excluding_verbatim": sum(f for f, e in zip(flagged, exact) if not e) / max(1, n_other),
+        "by_category": dict(Counter(r["nof"] for r in res)),
+        "engaged_followups": sum(1 for r in res if r["ordinal"] == 4),
+        "seconds": round(secs, 2),
+    }
+    if show:
+        for p, r, e in zip(pairs, res, exact):
+            if r["nof"] != NONE and not e:
+                print(f"  {r['nof']:<30} {r['confidence']:.2f} | {p['prev_query'][:70]!r} -> {p['next_query'][:90]!r}")
+    return out
+
+
+def train_cv(folds: int = 5) -> dict:
+    """Cross-validation on the training set, grouped by conversation (previous query)."""
+    from sklearn.model_selection import GroupKFold
+
+    from gazepref.signals.text_feedback import TextFeedbackClassifier, load_jsonl
+
+    rows = load_jsonl("feedback_train.jsonl")
+    groups = [r["prev_query"] for r in rows]
+    preds = [None] * len(rows)
+    for tr, te in GroupKFold(n_splits=folds).split(rows, groups=groups):
+        clf = TextFeedbackClassifier().fit([rows[i] for i in tr], [rows[i]["label"] for i in tr])
+        for i, p in zip(te, clf.predict([rows[i] for i in te])):
+            preds[i] = p
+    return eval_metrics(rows, preds)
+
+
+def _fmt(x: float) -> str:
+    return "  n/a" if x != x else f"{x:5.2f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ifllm", help="IFLLM-layout folder to measure the flag rate on real follow-ups")
+    ap.add_argument("--show-flags", action="store_true", help="print the flagged real pairs")
+    ap.add_argument("--cv", action="store_true", help="also cross-validate on the training set (grouped by conversation)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from gazepref.signals.text_feedback import CATEGORIES, default_classifier, load_jsonl
+
+    t0 = time.perf_counter()
+    clf = default_classifier()
+    rows = load_jsonl("feedback_eval.jsonl")
+    preds = list(clf.predict(rows))
+    m = eval_metrics(rows, preds)
+    m["seconds"] = round(time.perf_counter() - t0, 2)
+    result = {"eval": m}
+    if args.cv:
+        result["train_cv"] = train_cv()
+    if args.ifllm:
+        result["ifllm"] = ifllm_flag_rate(args.ifllm, clf, show=args.show_flags)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"eval set: {m['n']} messages, accuracy {m['accuracy']:.3f}")
+    print("| category | precision | recall | support |\n| --- | --- | --- | --- |")
+    for c in CATEGORIES:
+        p = m["per_class"][c]
+        print(f"| `{c}` | {_fmt(p['precision'])} | {_fmt(p['recall'])} | {p['support']} |")
+    print(f"no-feedback messages flagged (false flags): {m['none_false_flag_rate']:.3f}")
+    print(f"feedback messages detected as some feedback: {m['feedback_detected']:.3f}")
+    print("confusion (true -> predicted counts):")
+    for c in CATEGORIES:
+        print(f"  {c:<30} {m['confusion'][c]}")
+    if args.cv:
+        c = result["train_cv"]
+        print(
+            f"training set, 5-fold CV grouped by conversation: accuracy {c['accuracy']:.3f}, no-feedback flagged "
+            f"{c['none_false_flag_rate']:.3f}, feedback detected {c['feedback_detected']:.3f}, repeat recall "
+            f"{c['per_class']['repeat_rephrase']['recall']:.2f}"
+        )
+    if args.ifllm:
+        r = result["ifllm"]
+        print(
+            f"IFLLM real follow-ups: {r['pairs']} pairs, flagged {r['flagged']} ({r['flag_rate']:.3f}); "
+            f"{r['verbatim_repeats']} verbatim repeats; excluding them flagged "
+            f"{r['flagged_excluding_verbatim']} ({r['flag_rate_excluding_verbatim']:.3f}); "
+            f"by category {r['by_category']}; engaged follow-ups {r['engaged_followups']}; {r['seconds']} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

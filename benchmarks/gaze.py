@@ -1,0 +1,251 @@
+"""Webcam gaze under load: K simulated participants stream 320x240 JPEG frames to the served site.
+
+    .venv/bin/python benchmarks/gaze.py [--participants 5 10 20] [--duration 20] [--fps 10]
+                                        [--batch-ms 100] [--workers 2] [--threads 8] [--shed-ms 0]
+
+Each participant sends the frames it "captured" (a face from ``skimage.data.astronaut()`` that
+moves and scales) every ``--batch-ms`` to ``POST /api/gaze/frames`` (multipart, as the page
+does), the server runs every frame through the participant's GazeTracker and stores the rows
+as gaze chunks. The site runs under gunicorn on 127.0.0.1 (a subprocess, a fresh SQLite
+instance per K). For each K the script prints: server CPU ms per frame, frames processed per
+second against those offered, frame->gaze latency p50/p99 (from the frame's capture to the
+answer carrying its row; with batching it includes the wait for the batch), request latency
+p99, dropped frames (``--shed-ms``: frames the server skipped because it was behind) and
+whether K participants were sustained (>= 95% of frames answered in time, none lost, p99 <
+200 ms). Target in issue 4: 30 participants at 10 fps, p99 < 200 ms on the 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest import cpu_seconds, free_port, start_gunicorn  # noqa: E402  (benchmarks/ingest.py)
+
+from gazepref import store  # noqa: E402
+from gazepref.capture_site.app import create_app  # noqa: E402
+from gazepref.capture_site.security import participant_token  # noqa: E402
+
+DEFAULT_STUDY = Path(__file__).resolve().parents[1] / "capture_site" / "default_study.toml"
+
+
+def astronaut_frames(n: int = 40) -> list[bytes]:
+    """JPEGs (320x240, quality 80) of the astronaut's face drifting and scaling."""
+    from skimage import data
+
+    face = np.ascontiguousarray(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:350])
+    out = []
+    for i in range(n):
+        ph = 2 * np.pi * i / n
+        scale, dx, dy = 0.95 + 0.12 * np.sin(ph), 25 * np.sin(ph), 8 * np.cos(2 * ph)
+        fh = int(200 * scale)
+        fw = int(fh * face.shape[1] / face.shape[0])
+        f = cv2.resize(face, (fw, fh), interpolation=cv2.INTER_AREA)
+        canvas = np.full((240, 320, 3), 96, np.uint8)
+        x0, y0 = int(160 - fw / 2 + dx), int(120 - fh / 2 + dy)
+        xs, ys, xe, ye = max(0, x0), max(0, y0), min(320, x0 + fw), min(240, y0 + fh)
+        canvas[ys:ye, xs:xe] = f[ys - y0:ye - y0, xs - x0:xe - x0]
+        out.append(cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
+    return out
+
+
+def make_participants(instance: Path, study: Path, n: int) -> list[tuple[int, str]]:
+    app = create_app(str(instance), {"STUDY_CONFIG": str(study)})
+    out = []
+    with app.extensions["gazepref"].sessions() as s, app.test_request_context():
+        st = s.scalars(select(store.Study)).one()
+        for i in range(n):
+            p = store.Participant(study_id=st.id, pseudonym=f"gbench{i:04d}", platform="bench", consent=True,
+                                  state={"steps": ["task:0", "done"], "pos": 0, "gaze": "calibrated"})
+            p.tasks.append(store.Task(index=0, kind="pairwise", topic="bench", answers={}))
+            s.add(p)
+            s.flush()
+            out.append((p.tasks[0].id, participant_token(p.id)))
+        s.commit()
+    return out
+
+
+def multipart(meta: dict, frames: list[bytes]) -> tuple[bytes, str]:
+    b = uuid.uuid4().hex
+    parts = [f'--{b}\r\nContent-Disposition: form-data; name="meta"\r\n\r\n{json.dumps(meta)}\r\n'.encode()]
+    for i, f in enumerate(frames):
+        parts.append(f'--{b}\r\nContent-Disposition: form-data; name="frame"; filename="f{i}.jpg"\r\n'
+                     f"Content-Type: image/jpeg\r\n\r\n".encode() + f + b"\r\n")
+    parts.append(f"--{b}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={b}"
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.frame_latency: list[float] = []  # capture -> answer, processed frames
+        self.request_latency: list[float] = []
+        self.errors: dict[int, int] = {}
+        self.answered = self.dropped = self.offered = 0
+
+
+class Client(threading.Thread):
+    def __init__(self, port, task, token, frames, args, start_at, stats, first_seq=0):
+        super().__init__(daemon=True)
+        self.first_seq = first_seq
+        self.port, self.task, self.token, self.frames = port, task, token, frames
+        self.args, self.start_at, self.stats = args, start_at, stats
+        self.conn = None
+
+    def post(self, body: bytes, ctype: str) -> tuple[int, dict]:
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.conn.request("POST", "/api/gaze/frames", body=body,
+                              headers={"Content-Type": ctype, "X-Participant-Token": self.token})
+            resp = self.conn.getresponse()
+            payload = json.loads(resp.read() or b"{}")
+            return resp.status, payload
+        except (OSError, http.client.HTTPException, ValueError):
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            return 0, {}
+
+    def run(self) -> None:
+        a = self.args
+        frame_s, batch_s = 1.0 / a.fps, a.batch_ms / 1000.0
+        end = self.start_at + a.duration
+        next_frame, next_batch, k, seq = self.start_at, self.start_at + batch_s, 0, self.first_seq
+        pending: list[tuple[float, bytes]] = []
+        origin = time.time() * 1000.0
+        while next_batch <= end + 1e-9:
+            while next_frame < next_batch:  # frames "captured" since the last batch
+                pending.append((next_frame, self.frames[k % len(self.frames)]))
+                next_frame += frame_s
+                k += 1
+            time.sleep(max(0.0, next_batch - time.monotonic()))
+            next_batch += batch_s
+            if not pending:
+                continue
+            batch, pending = pending, []
+            meta = {"phase": "task", "task": self.task, "seq": seq, "origin": origin,
+                    "t": [round((c - self.start_at) * 1000.0, 2) for c, _ in batch]}
+            seq += 1
+            body, ctype = multipart(meta, [f for _, f in batch])
+            sent = time.monotonic()
+            status, payload = self.post(body, ctype)
+            done = time.monotonic()
+            with self.stats.lock:
+                self.stats.offered += len(batch)
+                if status != 200:
+                    self.stats.errors[status] = self.stats.errors.get(status, 0) + 1
+                    continue
+                self.stats.request_latency.append(done - sent)
+                dropped = int(payload.get("dropped", 0))
+                self.stats.dropped += dropped
+                self.stats.answered += len(batch)
+                # rows are processed in order; the dropped ones are those reached late (the last ones)
+                for c, _ in batch[:len(batch) - dropped]:
+                    self.stats.frame_latency.append(done - c)
+
+
+def run_once(k: int, args, frames: list[bytes]) -> dict:
+    instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
+    study = instance / "study.toml"
+    study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"'))
+    pairs = make_participants(instance, study, k)
+    port = free_port()
+    os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
+    os.environ["GAZEPREF_GAZE_SHED_MS"] = str(args.shed_ms)
+    server = start_gunicorn(instance, port, args.workers, args.threads)
+    stats = Stats()
+    try:
+        # warm-up: one tracker per participant and worker is created on first use (~0.5 s each)
+        warm = [Client(port, task, tok, frames, argparse.Namespace(**{**vars(args), "duration": 2.0}),
+                       time.monotonic() + 0.2, Stats(), first_seq=1_000_000) for task, tok in pairs]
+        for c in warm:
+            c.start()
+        for c in warm:
+            c.join()
+        t0 = time.monotonic() + 0.5
+        clients = [Client(port, task, tok, frames, args, t0 + i * (args.batch_ms / 1000.0) / k, stats)
+                   for i, (task, tok) in enumerate(pairs)]
+        cpu0 = cpu_seconds(server.pid)
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        wall = time.monotonic() - t0
+        cpu = cpu_seconds(server.pid) - cpu0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(instance, ignore_errors=True)
+    fl = np.array(stats.frame_latency) * 1000.0
+    rl = np.array(stats.request_latency) * 1000.0
+    processed = len(fl)
+    pct = lambda a, q: round(float(np.percentile(a, q)), 1) if len(a) else None  # noqa: E731
+    p99 = pct(fl, 99)
+    sustained = (stats.answered >= 0.95 * stats.offered and not stats.errors
+                 and processed >= 0.95 * stats.offered and p99 is not None and p99 < 200.0)
+    return {
+        "participants": k,
+        "fps": args.fps,
+        "batch_ms": args.batch_ms,
+        "shed_ms": args.shed_ms,
+        "frames_offered": stats.offered,
+        "frames_processed": processed,
+        "frames_dropped": stats.dropped,
+        "processed_per_s": round(processed / wall, 1),
+        "offered_per_s": round(stats.offered / wall, 1),
+        "server_cpu_ms_per_frame": round(1000.0 * cpu / max(1, processed), 2),
+        "frame_to_gaze_p50_ms": pct(fl, 50),
+        "frame_to_gaze_p99_ms": p99,
+        "request_p99_ms": pct(rl, 99),
+        "errors": stats.errors,
+        "sustained": sustained,
+        "load_average_1min": round(os.getloadavg()[0], 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--participants", type=int, nargs="+", default=[5, 10, 20])
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds of streaming per K (bounded)")
+    ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--batch-ms", type=int, default=100, help="the page's batch interval (site default 500)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--shed-ms", type=float, default=0.0, help="server load shedding budget (0: off)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    args.duration = min(args.duration, 120.0)
+    frames = astronaut_frames()
+    results = []
+    for k in args.participants:
+        r = run_once(k, args, frames)
+        results.append(r)
+        if not args.json:
+            print("  ".join(f"{key}={val}" for key, val in r.items()), flush=True)
+    best = max((r["participants"] for r in results if r["sustained"]), default=0)
+    summary = {"sustained_participants": best, "cpus": os.cpu_count(),
+               "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL"}
+    if args.json:
+        print(json.dumps({"runs": results, **summary}))
+    else:
+        print("  ".join(f"{key}={val}" for key, val in summary.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Shared pieces of the participant JSON API (chat and ingest): errors and token access.
+
+Every API error is JSON ``{"error": "..."}`` with a status code; a request is authorised only by
+the participant token (header ``X-Participant-Token`` or query ``token`` for ``sendBeacon``), and
+only for tasks of that participant.
+"""
+from __future__ import annotations
+
+import math
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .. import store
+from .runtime import db
+from .security import read_participant_token
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+def install_error_handlers(bp: Blueprint) -> None:
+    @bp.errorhandler(ApiError)
+    def _api_error(e: ApiError):
+        headers = {"Retry-After": str(e.extra["retry_after"])} if "retry_after" in e.extra else {}
+        return jsonify(error=e.message, **e.extra), e.status, headers
+
+    @bp.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        return jsonify(error=e.description or e.name), e.code
+
+
+def request_participant_id() -> int:
+    """The participant id the request's token names (signature checked; no database access)."""
+    token = request.headers.get("X-Participant-Token") or request.args.get("token")
+    pid = read_participant_token(token)
+    if pid is None:
+        raise ApiError(401, "missing or invalid participant token")
+    return pid
+
+
+def request_participant() -> store.Participant:
+    p = db().get(store.Participant, request_participant_id())
+    if p is None or not p.consent:
+        raise ApiError(401, "unknown participant")
+    return p
+
+
+def owned_task(p: store.Participant, task_id: object) -> store.Task:
+    if not isinstance(task_id, int) or isinstance(task_id, bool):
+        raise ApiError(400, "task must be an integer task id")
+    task = db().get(store.Task, task_id)
+    if task is None or task.participant_id != p.id:
+        raise ApiError(403, f"task {task_id} is not yours")
+    return task
+
+
+def finite_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ApiError(400, f"{name} must be a finite number (got {value!r})")
+    return float(value)
+
+
+def to_task_clock(task: store.Task, origin: float, t: float) -> float:
+    """Shift a page-clock time onto the task clock; the task's first page sets the anchor."""
+    if task.clock_anchor_epoch_ms is None:
+        task.clock_anchor_epoch_ms = origin
+    return t + (origin - task.clock_anchor_epoch_ms)

@@ -1,0 +1,182 @@
+"""Telemetry batches: decoding and validation, before anything touches the database.
+
+A batch is JSON (optionally gzip-compressed, ``Content-Encoding: gzip`` or ``?enc=gzip``)::
+
+    {"task": 12, "seq": 7, "origin": 1763860000123.4,
+     "streams": {"mouse": {"t": [...], "x": [...], "y": [...], "buttons": [...]}, "events": {...}}}
+
+``seq`` numbers the batches of one task (a replayed seq adds nothing), ``origin`` is the page's
+``performance.timeOrigin`` and every stream is column-major with the columns of
+:data:`gazepref.schema.STREAMS`. :func:`parse_batch` raises :class:`BatchError` naming the first
+problem: sizes, types, non-finite numbers, unequal column lengths, time going backwards.
+"""
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .. import schema
+
+MAX_BODY_BYTES = 2 * 1024 * 1024  # as sent (compressed)
+MAX_JSON_BYTES = 16 * 1024 * 1024  # after decompression
+MAX_ROWS = 20_000  # per stream per batch
+MAX_TEXT = 2_000  # characters per string value
+MAX_SEQ = 2**31 - 1
+INGEST_STREAMS = tuple(s for s in schema.STREAMS if s != "hits")  # hits are derived on the server
+NULLABLE = {("gaze", "x"), ("gaze", "y")}  # required columns that may be null (gaze before calibration)
+
+
+class BatchError(ValueError):
+    """The batch is malformed; ``status`` is 400, or 413 when it is too large."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Batch:
+    task: int
+    seq: int
+    origin: float
+    tables: dict[str, pa.Table]  # conformed to the stream schemas; only non-empty streams
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.tables.values())
+
+
+def decode_body(raw: bytes, gzipped: bool) -> dict:
+    if len(raw) > MAX_BODY_BYTES:
+        raise BatchError(f"batch too large: {len(raw)} bytes (limit {MAX_BODY_BYTES})", 413)
+    if gzipped:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            raw = d.decompress(raw, MAX_JSON_BYTES + 1)
+        except zlib.error as e:
+            raise BatchError(f"body is not valid gzip: {e}") from None
+        if len(raw) > MAX_JSON_BYTES or d.unconsumed_tail:
+            raise BatchError(f"batch too large once decompressed (limit {MAX_JSON_BYTES} bytes)", 413)
+        if not d.eof:
+            raise BatchError("body is truncated gzip")
+
+    def no_constants(name: str):
+        raise BatchError(f"non-finite number {name} in batch")
+
+    try:
+        obj = json.loads(raw, parse_constant=no_constants)
+    except UnicodeDecodeError:
+        raise BatchError("body is not UTF-8 JSON") from None
+    except json.JSONDecodeError as e:
+        raise BatchError(f"body is not JSON: {e.msg} at position {e.pos}") from None
+    if not isinstance(obj, dict):
+        raise BatchError("batch must be a JSON object")
+    return obj
+
+
+_NUMBER_TYPES = {int, float}
+
+
+def _column(stream: str, name: str, values: list, col: schema.Column | None) -> pa.Array:
+    """One column as an Arrow array of its stream type; BatchError naming it when it is wrong."""
+    where = f"streams.{stream}.{name}"
+    pa_type = col.type if col is not None else pa.float32()
+    types = set(map(type, values))  # C speed; the hot path avoids per-value Python loops
+    nulls = type(None) in types
+    if nulls and col is not None and col.required and (stream, name) not in NULLABLE:
+        raise BatchError(f"{where}: required column has null values")
+    types.discard(type(None))
+    if pa.types.is_string(pa_type):
+        if types - {str}:
+            bad = next(v for v in values if v is not None and type(v) is not str)
+            raise BatchError(f"{where}: expected text, got {bad!r}")
+        if values and max((len(v) for v in values if v is not None), default=0) > MAX_TEXT:
+            raise BatchError(f"{where}: text longer than {MAX_TEXT} characters")
+        return pa.array(values, type=pa.string())
+    if types - _NUMBER_TYPES:
+        bad = next(v for v in values if v is not None and type(v) not in _NUMBER_TYPES)
+        raise BatchError(f"{where}: expected numbers, got {bad!r}")
+    try:
+        arr = np.array([np.nan if v is None else v for v in values] if nulls else values, dtype=np.float64)
+    except OverflowError:
+        raise BatchError(f"{where}: number out of range") from None
+    mask = np.isnan(arr) if nulls else None
+    present = arr[~mask] if nulls else arr
+    if not np.isfinite(present).all():
+        raise BatchError(f"{where}: numbers must be finite")
+    if pa.types.is_integer(pa_type) and present.size:
+        if not (present == np.round(present)).all():
+            raise BatchError(f"{where}: expected whole numbers")
+        limit = {pa.int8(): 2**7, pa.int32(): 2**31}.get(pa_type, 2**63)
+        if present.min() < -limit or present.max() >= limit:
+            raise BatchError(f"{where}: value out of range for {pa_type}")
+        whole = (np.where(mask, 0.0, arr) if nulls else arr).astype(np.int64)
+        return pa.array(whole, type=pa_type, mask=mask)
+    return pa.array(arr, type=pa_type, mask=mask)
+
+
+def _table(stream: str, columns: object) -> pa.Table:
+    spec = schema.STREAMS[stream]
+    if not isinstance(columns, dict):
+        raise BatchError(f"streams.{stream} must be an object of columns")
+    lengths = set()
+    arrays = {}
+    for name, values in columns.items():
+        if not isinstance(values, list):
+            raise BatchError(f"streams.{stream}.{name} must be a list")
+        lengths.add(len(values))
+        try:
+            col = spec.column(name)
+        except KeyError:
+            if not (spec.extra_prefixes and name.startswith(spec.extra_prefixes)):
+                raise BatchError(f"streams.{stream}: unknown column {name!r}") from None
+            col = None
+        arrays[name] = _column(stream, name, values, col)
+    if len(lengths) > 1:
+        raise BatchError(f"streams.{stream}: columns have different lengths {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    if n > MAX_ROWS:
+        raise BatchError(f"streams.{stream}: {n} rows (limit {MAX_ROWS} per batch)", 413)
+    if n and "t" in arrays:
+        t = arrays["t"].to_numpy(zero_copy_only=False)
+        if t[0] < 0:
+            raise BatchError(f"streams.{stream}.t: negative time {t[0]}")
+        back = np.flatnonzero(np.diff(t) < 0)
+        if back.size:
+            i = int(back[0]) + 1
+            raise BatchError(f"streams.{stream}.t: time goes backwards at row {i} ({t[i - 1]} -> {t[i]})")
+    try:
+        return schema.conform(stream, pa.table(arrays) if arrays else spec.schema.empty_table())
+    except (ValueError, pa.ArrowInvalid) as e:
+        raise BatchError(str(e)) from None
+
+
+def parse_batch(obj: dict) -> Batch:
+    unknown = set(obj) - {"task", "seq", "origin", "streams", "v"}
+    if unknown:
+        raise BatchError(f"unknown batch field {sorted(unknown)[0]!r}")
+    seq = obj.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+        raise BatchError(f"seq must be an integer in 0..{MAX_SEQ} (got {seq!r})")
+    task = obj.get("task")
+    if not isinstance(task, int) or isinstance(task, bool):
+        raise BatchError(f"task must be an integer task id (got {task!r})")
+    origin = obj.get("origin")
+    if isinstance(origin, bool) or not isinstance(origin, (int, float)) or not math.isfinite(origin) or origin <= 0:
+        raise BatchError(f"origin must be performance.timeOrigin in Unix ms (got {origin!r})")
+    streams = obj.get("streams")
+    if not isinstance(streams, dict):
+        raise BatchError("streams must be an object keyed by stream name")
+    tables = {}
+    for name, columns in streams.items():
+        if name not in INGEST_STREAMS:
+            raise BatchError(f"unknown stream {name!r} (expected one of {', '.join(INGEST_STREAMS)})")
+        table = _table(name, columns)
+        if table.num_rows:
+            tables[name] = table
+    return Batch(task, seq, float(origin), tables)

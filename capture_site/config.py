@@ -1,0 +1,276 @@
+"""Study configuration: a TOML file, validated into :class:`StudyConfig` with clear errors.
+
+The embedded default (``default_study.toml`` next to this module) runs an offline, mouse-only
+study on the demo LLM. :func:`load_config` reads a file; :func:`parse_config` a dict (the form
+stored in ``Study.config``). Every mistake raises :class:`ConfigError` naming the file, the key
+and what was expected.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import UserError
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_study.toml")
+
+QUESTION_TYPES = ("text", "likert", "number", "choice", "copy", "attention")
+WEBCAM_MODES = ("off", "optional", "required")
+TASK_ORDERS = ("pairwise-first", "pointwise-first", "alternate", "random")
+FREE_TEXT_MODES = ("off", "optional", "required")
+BACKENDS = ("demo", "openai", "hf")
+
+
+class ConfigError(UserError):
+    """The study configuration is invalid (one line naming the key)."""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    label: str
+    type: str = "text"
+    required: bool = True
+    options: tuple[str, ...] = ()
+    expected: str | None = None  # attention checks: the answer that passes
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+    title: str
+    prompt: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One LLM arm: which backend serves it and that backend's options."""
+
+    name: str
+    backend: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """Text appended to the prompt sent to the LLM on a random share of turns (recorded per turn)."""
+
+    name: str
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    slug: str
+    name: str
+    completion_code: str
+    demographics: bool
+    webcam: str
+    consent_text: str
+    instructions_text: str
+    pairwise_tasks: int
+    pointwise_tasks: int
+    min_turns: int
+    max_turns: int
+    order: str
+    likert: bool
+    choice_strength: bool
+    compare_previous: bool
+    free_text: str
+    topics: tuple[Topic, ...]
+    models: dict[str, ModelSpec]
+    pairs: tuple[tuple[str, str], ...]
+    pointwise_models: tuple[str, ...]
+    swap_positions: bool
+    modifiers: tuple[Modifier, ...]
+    demographics_questions: tuple[Question, ...]
+    pre_task_questions: tuple[Question, ...]
+    post_task_questions: tuple[Question, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def calibration(self) -> bool:
+        """Whether the flow has a webcam calibration step (the gaze module fills it in)."""
+        return self.webcam != "off"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+class _Reader:
+    """Typed access to one table of the TOML document, with errors naming ``where.key``."""
+
+    def __init__(self, data: Any, where: str, source: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: [{where}] must be a table")
+        self.data, self.where, self.source = data, where, source
+
+    def _fail(self, key: str, expected: str) -> None:
+        got = self.data.get(key)
+        raise ConfigError(f"{self.source}: {self.where}.{key} must be {expected} (got {got!r})")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise ConfigError(f"{self.source}: missing {self.where}.{key}")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            self._fail(key, expected or "a number")
+        if not isinstance(value, kind):
+            self._fail(key, expected or getattr(kind, "__name__", "the right type"))
+        return value
+
+    def int(self, key: str, default: Any = ..., lo: int = 0, hi: int | None = None) -> int:
+        value = self.get(key, int, default, f"an integer >= {lo}")
+        if value < lo or (hi is not None and value > hi):
+            self._fail(key, f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}")
+        return value
+
+    def text(self, key: str, default: Any = ...) -> str:
+        return self.get(key, str, default, "a string").strip()
+
+    def flag(self, key: str, default: bool) -> bool:
+        return self.get(key, bool, default, "true or false")
+
+    def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(key, str, default, "one of " + ", ".join(options))
+        if value not in options:
+            self._fail(key, "one of " + ", ".join(options))
+        return value
+
+    def table_list(self, key: str) -> list[_Reader]:
+        items = self.get(key, list, [], "an array of tables")
+        return [_Reader(item, f"{key}[{i}]", self.source) for i, item in enumerate(items)]
+
+
+def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
+    out, seen = [], set()
+    for q in doc.table_list(key):
+        qid = q.text("id")
+        if qid in seen:
+            raise ConfigError(f"{doc.source}: {key}: duplicate question id {qid!r}")
+        seen.add(qid)
+        qtype = q.choice("type", QUESTION_TYPES, "text")
+        options = tuple(str(o) for o in q.get("options", list, [], "a list of strings"))
+        if qtype == "choice" and not options:
+            raise ConfigError(f"{doc.source}: {q.where}: a 'choice' question needs options")
+        expected = q.get("expected", (str, int), None, "a string")
+        if qtype == "attention" and expected is None:
+            raise ConfigError(f"{doc.source}: {q.where}: an 'attention' question needs 'expected'")
+        out.append(Question(qid, q.text("label"), qtype, q.flag("required", True), options,
+                            None if expected is None else str(expected)))
+    return tuple(out)
+
+
+def parse_config(data: dict[str, Any], source: str = "study config") -> StudyConfig:
+    """Validate a parsed TOML document (or a stored ``Study.config``) into a :class:`StudyConfig`."""
+    doc = _Reader(data, "", source)
+    known = {"study", "consent", "instructions", "tasks", "ratings", "topics", "models", "assignment",
+             "modifiers", "demographics_questions", "pre_task_questions", "post_task_questions", "gaze"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    study = _Reader(data.get("study", {}), "study", source)
+    slug = study.text("slug")
+    if not slug.replace("-", "").replace("_", "").isalnum() or len(slug) > 64:
+        raise ConfigError(f"{source}: study.slug must be letters, digits, '-' or '_' (got {slug!r})")
+    tasks = _Reader(data.get("tasks", {}), "tasks", source)
+    pairwise_n, pointwise_n = tasks.int("pairwise", 1), tasks.int("pointwise", 1)
+    if pairwise_n + pointwise_n == 0:
+        raise ConfigError(f"{source}: [tasks] needs at least one pairwise or pointwise task")
+    min_turns = tasks.int("min_turns", 3, lo=1)
+    max_turns = tasks.int("max_turns", max(min_turns, 8), lo=1)
+    if max_turns < min_turns:
+        raise ConfigError(f"{source}: tasks.max_turns ({max_turns}) is below tasks.min_turns ({min_turns})")
+    ratings = _Reader(data.get("ratings", {}), "ratings", source)
+
+    topics = tuple(Topic(t.text("id"), t.text("title"), t.text("prompt")) for t in doc.table_list("topics"))
+    if not topics:
+        raise ConfigError(f"{source}: at least one [[topics]] entry is needed")
+
+    models_tbl = _Reader(data.get("models", {}), "models", source)
+    models: dict[str, ModelSpec] = {}
+    for name, spec in models_tbl.data.items():
+        m = _Reader(spec, f"models.{name}", source)
+        backend = m.choice("backend", BACKENDS)
+        options = {k: v for k, v in spec.items() if k != "backend"}
+        if backend == "openai":
+            m.text("base_url")
+            m.text("model")
+        if backend == "hf":
+            m.text("path")
+        models[name] = ModelSpec(name, backend, options)
+    if not models:
+        raise ConfigError(f"{source}: at least one [models.NAME] table is needed")
+
+    assign = _Reader(data.get("assignment", {}), "assignment", source)
+    pairs = []
+    for i, pair in enumerate(assign.get("pairs", list, [], "a list of [model, model] pairs")):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise ConfigError(f"{source}: assignment.pairs[{i}] must be two model names (got {pair!r})")
+        pairs.append((pair[0], pair[1]))
+    pointwise_models = tuple(assign.get("pointwise", list, list(models)[:1], "a list of model names"))
+    for name in [n for p in pairs for n in p] + list(pointwise_models):
+        if name not in models:
+            raise ConfigError(f"{source}: assignment names model {name!r}, which has no [models.{name}] table")
+    if pairwise_n and not pairs:
+        raise ConfigError(f"{source}: pairwise tasks need assignment.pairs")
+    if pointwise_n and not pointwise_models:
+        raise ConfigError(f"{source}: pointwise tasks need assignment.pointwise")
+
+    modifiers = []
+    for m in doc.table_list("modifiers"):
+        p = float(m.get("probability", (int, float), 0.0, "a number in 0..1"))
+        if not 0.0 <= p <= 1.0:
+            m._fail("probability", "a number in 0..1")
+        modifiers.append(Modifier(m.text("name"), m.get("text", str, expected="a string"), p))
+
+    return StudyConfig(
+        slug=slug,
+        name=study.text("name", slug),
+        completion_code=study.text("completion_code", "auto"),
+        demographics=study.flag("demographics", True),
+        webcam=study.choice("webcam", WEBCAM_MODES, "off"),
+        consent_text=_Reader(data.get("consent", {}), "consent", source).text("text"),
+        instructions_text=_Reader(data.get("instructions", {}), "instructions", source).text("text", ""),
+        pairwise_tasks=pairwise_n,
+        pointwise_tasks=pointwise_n,
+        min_turns=min_turns,
+        max_turns=max_turns,
+        order=tasks.choice("order", TASK_ORDERS, "pairwise-first"),
+        likert=ratings.flag("likert", True),
+        choice_strength=ratings.flag("choice_strength", True),
+        compare_previous=ratings.flag("compare_previous", True),
+        free_text=ratings.choice("free_text", FREE_TEXT_MODES, "optional"),
+        topics=topics,
+        models=models,
+        pairs=tuple(pairs),
+        pointwise_models=pointwise_models,
+        swap_positions=assign.flag("swap_positions", True),
+        modifiers=tuple(modifiers),
+        demographics_questions=_questions(doc, "demographics_questions"),
+        pre_task_questions=_questions(doc, "pre_task_questions"),
+        post_task_questions=_questions(doc, "post_task_questions"),
+        raw=data,
+    )
+
+
+def load_config(path: str | Path | None = None) -> StudyConfig:
+    """Read and validate a study configuration file (TOML); ``None`` gives the embedded default."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"study config not found: {path}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data, str(path))

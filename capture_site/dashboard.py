@@ -1,0 +1,113 @@
+"""The researcher dashboard: login, studies, live progress, quality, export and deletion.
+
+Accounts are made with ``gazepref user add USERNAME``; passwords are stored hashed (werkzeug).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, session, url_for
+from sqlalchemy import select
+from werkzeug.security import check_password_hash
+
+from .. import UserError, store
+from .exporting import FORMATS, export_study
+from .quality import participant_quality, study_progress
+from .runtime import db, study_by_slug
+from .security import check_csrf, login_required
+
+log = logging.getLogger(__name__)
+bp = Blueprint("dashboard", __name__, url_prefix="/admin")
+bp.before_request(check_csrf)
+
+
+def _study(slug: str) -> store.Study:
+    study = study_by_slug(slug)
+    if study is None:
+        abort(404, description="no such study")
+    return study
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        user = db().scalar(select(store.User).where(store.User.username == request.form.get("username", "")))
+        if user is not None and check_password_hash(user.password_hash, request.form.get("password", "")):
+            csrf = session.get("csrf")
+            session.clear()
+            session.update(user_id=user.id, username=user.username, csrf=csrf)
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/admin") else url_for("dashboard.studies"))
+        error = "Wrong user name or password."
+    return render_template("admin/login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("dashboard.login"))
+
+
+@bp.get("/")
+@login_required
+def studies():
+    rows = [(s, study_progress(db(), s)) for s in db().scalars(select(store.Study).order_by(store.Study.id))]
+    return render_template("admin/studies.html", rows=rows)
+
+
+@bp.get("/studies/<slug>")
+@login_required
+def study(slug: str):
+    st = _study(slug)
+    return render_template("admin/study.html", study=st, progress=study_progress(db(), st),
+                           participants=participant_quality(db(), st), formats=FORMATS,
+                           plots="plots" in current_app.blueprints)
+
+
+@bp.get("/studies/<slug>/progress.json")
+@login_required
+def progress(slug: str):
+    st = _study(slug)
+    return jsonify(progress=study_progress(db(), st), participants=participant_quality(db(), st))
+
+
+@bp.get("/studies/<slug>/export")
+@login_required
+def export(slug: str):
+    st = _study(slug)
+    fmt = request.args.get("format", "parquet")
+    tmp = Path(tempfile.mkdtemp(prefix="gazepref-export-"))
+    try:
+        export_study(db(), st, tmp / slug, fmt)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted((tmp / slug).rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(tmp).as_posix())
+    except UserError as e:
+        flash(f"Export failed: {e}")
+        return redirect(url_for("dashboard.study", slug=slug))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    buf.seek(0)
+    return send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}.zip")
+
+
+@bp.post("/participants/<int:pid>/delete")
+@login_required
+def delete_participant(pid: int):
+    p = db().get(store.Participant, pid)
+    if p is None:
+        abort(404, description="no such participant")
+    slug = p.study.slug
+    db().delete(p)
+    db().commit()
+    log.info("deleted participant row %s of study %s on request", pid, slug)
+    flash("The participant's data was deleted.")
+    return redirect(url_for("dashboard.study", slug=slug))

@@ -1,0 +1,314 @@
+"""The participant flow: arrival by link, consent, then the steps stored in ``Participant.state``.
+
+Every page of the flow is ``/step``: GET shows the participant's current step, POST answers it
+(the form names the step it answers, so a resubmitted or stale form is never counted twice) and
+moves on. A reload, a dropped connection or the same link opened again resumes at that step.
+Nothing is stored before consent except, for a decline, the pseudonym and the decline itself.
+
+Steps other than the built-in ones (the webcam calibration of the gaze module) plug in with
+:func:`register_step`.
+"""
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import store
+from .config import StudyConfig, Topic
+from .identity import Arrival, arrival_from_args
+from .plan import make_plan, make_steps, parse_step
+from .questions import read_answers
+from .runtime import db, site, study_by_slug
+from .security import check_csrf, participant_token, pseudonymise
+
+bp = Blueprint("flow", __name__)
+bp.before_request(check_csrf)
+
+
+@dataclass
+class StepHandler:
+    """``render(ctx)`` returns the page; ``submit(ctx)`` returns error messages (empty: advance)."""
+
+    render: Callable[[StepContext], Any]
+    submit: Callable[[StepContext], list[str]]
+
+
+@dataclass
+class StepContext:
+    participant: store.Participant
+    config: StudyConfig
+    step: str
+    index: int | None
+    errors: list[str]
+
+    @property
+    def task(self) -> store.Task | None:
+        return None if self.index is None else task_for(self.participant, self.config, self.index)
+
+
+STEP_HANDLERS: dict[str, StepHandler] = {}
+
+
+def register_step(name: str, render: Callable[[StepContext], Any], submit: Callable[[StepContext], list[str]]) -> None:
+    """Install or replace the handler of a flow step (e.g. the gaze module's ``calibration``)."""
+    STEP_HANDLERS[name] = StepHandler(render, submit)
+
+
+# --------------------------------------------------------------------------- participant state
+
+
+def set_state(p: store.Participant, **changes: Any) -> None:
+    p.state = {**(p.state or {}), **changes}  # reassign: JSON columns track assignment only
+
+
+def current_step(p: store.Participant) -> str:
+    st = p.state or {}
+    steps = st.get("steps", ["done"])
+    return steps[min(st.get("pos", 0), len(steps) - 1)]
+
+
+def current_participant() -> store.Participant | None:
+    pid = session.get("pid")
+    return db().get(store.Participant, pid) if pid is not None else None
+
+
+def task_for(p: store.Participant, cfg: StudyConfig, index: int) -> store.Task:
+    """The participant's task ``index``, created from their plan when first reached."""
+    tasks = {t.index: t for t in p.tasks}
+    if index in tasks:
+        return tasks[index]
+    planned = p.state["plan"][index]
+    topic = next(t for t in cfg.topics if t.id == planned["topic"])
+    task = store.Task(index=index, kind=planned["kind"], topic=topic.title,
+                      answers={"topic_id": topic.id, "models": planned["models"]})
+    p.tasks.append(task)
+    db().flush()
+    return task
+
+
+def topic_of(cfg: StudyConfig, task: store.Task) -> Topic:
+    """The task's topic (as stored on the task if the config no longer lists it)."""
+    topic_id = task.answers.get("topic_id")
+    return next((t for t in cfg.topics if t.id == topic_id), Topic(str(topic_id), task.topic or "", ""))
+
+
+# --------------------------------------------------------------------------- arrival and consent
+
+
+def _study_or_404(slug: str | None) -> store.Study:
+    study = study_by_slug(slug or site().default_slug)
+    if study is None:
+        abort(404, description="no such study")
+    return study
+
+
+def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
+    """Remember who arrived (pseudonym only) in the session; the participant row if they exist."""
+    if arrival.platform == "direct" and session.get("study") == study.slug and session.get("pseudonym"):
+        pseudonym = session["pseudonym"]  # same browser, no platform id: keep the one-off id
+    else:
+        pseudonym = pseudonymise(study.salt, arrival.platform, arrival.raw_id)
+    session.clear()
+    session.update(study=study.slug, pseudonym=pseudonym, platform=arrival.platform,
+                   extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()})
+    existing = db().scalar(select(store.Participant).where(
+        store.Participant.study_id == study.id, store.Participant.pseudonym == pseudonym))
+    if existing is not None:
+        session["pid"] = existing.id
+    return existing
+
+
+@bp.get("/")
+@bp.get("/s/<slug>/")
+def arrive(slug: str | None = None):
+    """Landing from a crowd platform's link: pseudonymise the id, then consent or resume."""
+    study = _study_or_404(slug)
+    arrival = arrival_from_args(request.args)
+    if arrival.preview:
+        return render_template("preview.html", study=study)
+    existing = _arrive(study, arrival)
+    if existing is not None and existing.consent is False:
+        return render_template("declined.html", study=study)
+    # redirect, so the platform ids leave the address bar
+    return redirect(url_for("flow.step" if existing is not None else "flow.consent"))
+
+
+@bp.route("/consent", methods=["GET", "POST"])
+def consent():
+    if session.get("pid") is not None:
+        return _not_in_flow() or redirect(url_for("flow.step"))
+    if not session.get("pseudonym"):
+        if request.method == "POST":
+            return render_template("error.html", message="Please open the study through the link you were given."), 400
+        _arrive(_study_or_404(None), arrival_from_args({}))  # opened directly (or without cookies)
+    study = _study_or_404(session.get("study"))
+    cfg = site().config(study)
+    if request.method == "GET":
+        return render_template("consent.html", study=study, cfg=cfg)
+    agreed = request.form.get("decision") == "agree"
+    p = store.Participant(study_id=study.id, pseudonym=session["pseudonym"], platform=session.get("platform"),
+                          consent=agreed, consent_at=store.utcnow(), state={})
+    if agreed:
+        earlier = db().scalars(select(store.Participant.state).where(
+            store.Participant.study_id == study.id, store.Participant.consent.is_(True)))
+        rng = random.Random(secrets.randbits(64))
+        plan = make_plan(cfg, [s.get("plan", []) for s in earlier if s], rng)
+        p.state = {"steps": make_steps(cfg, plan), "pos": 0, "plan": plan, "platform_ids": session.get("extras", {})}
+        p.completion_code = (f"GZP-{secrets.token_hex(4).upper()}" if cfg.completion_code == "auto"
+                             else cfg.completion_code)
+    db().add(p)
+    try:
+        db().commit()
+    except IntegrityError:  # a double click: the first answer counts
+        db().rollback()
+        p = db().scalar(select(store.Participant).where(
+            store.Participant.study_id == study.id, store.Participant.pseudonym == session["pseudonym"]))
+        agreed = bool(p.consent)
+    session["pid"] = p.id
+    if not agreed:
+        return render_template("declined.html", study=study)
+    return redirect(url_for("flow.step"))
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _context(p: store.Participant, errors: list[str] | None = None) -> StepContext:
+    step = current_step(p)
+    name, index = parse_step(step)
+    return StepContext(p, site().config(p.study), step, index, errors or [])
+
+
+def _not_in_flow():
+    """The page for a browser that has no consenting participant (None when it has one)."""
+    p = current_participant()
+    if p is None:
+        session.pop("pid", None)
+        return redirect(url_for("flow.consent"))
+    if not p.consent:
+        return render_template("declined.html", study=p.study)
+    return None
+
+
+@bp.get("/step")
+def step():
+    if (page := _not_in_flow()) is not None:
+        return page
+    p = current_participant()
+    ctx = _context(p)
+    page = STEP_HANDLERS[parse_step(ctx.step)[0]].render(ctx)
+    db().commit()  # a task reached for the first time was just created
+    return page
+
+
+@bp.post("/step")
+def answer_step():
+    if (page := _not_in_flow()) is not None:
+        return page
+    p = current_participant()
+    ctx = _context(p)
+    if request.form.get("step") != ctx.step:  # stale or repeated form: never ask twice
+        return redirect(url_for("flow.step"))
+    handler = STEP_HANDLERS[parse_step(ctx.step)[0]]
+    errors = handler.submit(ctx)
+    if errors:
+        ctx.errors = errors
+        page = handler.render(ctx)
+        db().rollback()
+        return page, 400
+    set_state(p, pos=p.state["pos"] + 1)
+    db().commit()
+    return redirect(url_for("flow.step"))
+
+
+# --------------------------------------------------------------------------- built-in step handlers
+
+
+def _page(template: str, ctx: StepContext, **kw: Any) -> str:
+    return render_template(template, ctx=ctx, cfg=ctx.config, step=ctx.step, errors=ctx.errors, **kw)
+
+
+def _submit_demographics(ctx: StepContext) -> list[str]:
+    if request.form.get("skip"):
+        return []
+    answers, errors = read_answers(ctx.config.demographics_questions, request.form, all_optional=True)
+    if errors:
+        return errors
+    if answers:
+        ctx.participant.demographics = store.Demographics(answers=answers)
+    return []
+
+
+def _submit_task_questions(which: str) -> Callable[[StepContext], list[str]]:
+    def submit(ctx: StepContext) -> list[str]:
+        questions = ctx.config.pre_task_questions if which == "pre" else ctx.config.post_task_questions
+        answers, errors = read_answers(questions, request.form)
+        if errors:
+            return errors
+        task = ctx.task
+        task.answers = {**task.answers, **answers}
+        if which == "post" and "feedback" in answers:
+            task.feedback_text = answers["feedback"]
+        return []
+
+    return submit
+
+
+def _render_task(ctx: StepContext) -> str:
+    from .chat import task_page_data
+
+    task = ctx.task
+    return _page("task.html", ctx, task=task, topic=topic_of(ctx.config, task),
+                 data=task_page_data(ctx.participant, ctx.config, task, participant_token(ctx.participant.id)))
+
+
+def _submit_task(ctx: StepContext) -> list[str]:
+    task = ctx.task
+    rated = rated_turns(task)
+    if rated < ctx.config.min_turns:
+        return [f"Please complete at least {ctx.config.min_turns} rated turns before finishing "
+                f"({rated} so far)."]
+    task.finished_at = store.utcnow()
+    return []
+
+
+def turn_rated(turn: store.Turn) -> bool:
+    """Whether the participant submitted the ratings of this turn (the chat API sets t_decided)."""
+    return turn.t_decided is not None
+
+
+def _render_done(ctx: StepContext) -> str:
+    p = ctx.participant
+    if not (p.state or {}).get("finished_at"):
+        set_state(p, finished_at=store.utcnow().isoformat())
+    return _page("done.html", ctx, code=p.completion_code)
+
+
+def _calibration_placeholder(ctx: StepContext) -> str:
+    return _page("calibration.html", ctx)
+
+
+register_step("demographics", lambda ctx: _page("demographics.html", ctx), _submit_demographics)
+register_step("instructions", lambda ctx: _page("instructions.html", ctx), lambda ctx: [])
+register_step("calibration", _calibration_placeholder, lambda ctx: [])
+register_step("pre", lambda ctx: _page("questions.html", ctx, questions=ctx.config.pre_task_questions,
+                                       topic=topic_of(ctx.config, ctx.task), title="Before the task"),
+              _submit_task_questions("pre"))
+register_step("task", _render_task, _submit_task)
+register_step("post", lambda ctx: _page("questions.html", ctx, questions=ctx.config.post_task_questions,
+                                        topic=topic_of(ctx.config, ctx.task), title="After the task"),
+              _submit_task_questions("post"))
+register_step("done", _render_done, lambda ctx: [])
+
+
+def rated_turns(task: store.Task) -> int:
+    return sum(1 for t in task.turns if turn_rated(t))
+
+

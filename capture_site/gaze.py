@@ -1,0 +1,512 @@
+"""Webcam gaze in the study site: frame ingest, the calibration step and per-participant trackers.
+
+* ``POST /api/gaze/frames`` (multipart, participant token): ``meta`` = JSON ``{"phase": "setup" |
+  "task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": [ms, ...]}`` and one part
+  ``frame`` (``image/jpeg``) per time. Each frame goes through the participant's
+  :class:`~gazepref.signals.webcam.GazeTracker`; in a task the rows are stored as one ``gaze``
+  chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
+  processing. Answers ``{ok, seq, stored, duplicate, face: {found, ok, message}}``; a corrupt,
+  oversized or non-JPEG frame gets 400 ``{"error"}`` and nothing of the batch is stored.
+* ``POST /api/gaze/round`` (multipart): ``meta`` = ``{"kind": "calibration" | "validation",
+  "viewport": [w, h], "targets": [{"x", "y", "t": [...]}, ...]}`` with the frames of each target
+  (those of the last ~600 ms before the participant clicked it, so the eyes had settled), in
+  target order. A calibration round fits :func:`~gazepref.signals.gaze_session.calibrate` and
+  stores a ``store.Calibration(kind="calibration")`` row with the model; a validation round stores
+  ``kind="validation"`` with the metrics and ``passed``. Self-contained, so it works with several
+  server processes.
+* The ``calibration`` flow step (:func:`register`): the page ``calibration.js`` runs the set-up
+  (face indicator), the calibration and validation rounds (one retry by default) and then submits
+  the step. Without a camera: ``webcam = "optional"`` continues mouse-only, ``"required"`` stops.
+
+Settings: the study TOML's ``[gaze]`` table (:class:`GazeSettings`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .. import store
+from .api import ApiError, install_error_handlers, request_participant_id
+from .config import ConfigError, StudyConfig, _Reader
+from .ingest import _write_lock
+from .ratelimit import RateLimiter
+from .runtime import db, site
+
+bp = Blueprint("gaze", __name__, url_prefix="/api/gaze")
+install_error_handlers(bp)
+
+MAX_FRAMES_PER_BATCH = 30
+MAX_FRAMES_PER_ROUND = 400
+MAX_FRAME_BYTES = 200 * 1024
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class GazeSettings:
+    fps: int = 10
+    width: int = 320
+    height: int = 240
+    batch_ms: int = 500
+    calibration_points: int = 9
+    validation_points: int = 4
+    settle_ms: int = 600  # frames of the last settle_ms before a target's click are used
+    pass_accuracy_px: float = 200.0
+    roi_radius_px: float = 100.0
+    attempts: int = 2  # calibration + validation rounds before going on regardless
+    idle_s: float = 300.0  # a tracker unused this long is closed
+
+    @property
+    def max_side(self) -> int:
+        return 2 * max(self.width, self.height)
+
+    def page(self) -> dict[str, Any]:
+        return {"fps": self.fps, "width": self.width, "height": self.height, "batch_ms": self.batch_ms,
+                "calibration_points": self.calibration_points, "validation_points": self.validation_points,
+                "settle_ms": self.settle_ms, "pass_accuracy_px": self.pass_accuracy_px,
+                "attempts": self.attempts}
+
+
+def gaze_settings(cfg: StudyConfig) -> GazeSettings:
+    """The ``[gaze]`` table of the study config (all keys optional)."""
+    r = _Reader(cfg.raw.get("gaze", {}), "gaze", f"study {cfg.slug!r}")
+    known = set(GazeSettings.__dataclass_fields__)
+    unknown = sorted(set(r.data) - known)
+    if unknown:
+        raise ConfigError(f"study {cfg.slug!r}: unknown key gaze.{unknown[0]} (known: {', '.join(sorted(known))})")
+    points = r.int("calibration_points", 9)
+    if points not in (5, 9, 13):
+        r._fail("calibration_points", "5, 9 or 13")
+    num = lambda k, d: float(r.get(k, (int, float), d, "a number"))  # noqa: E731
+    return GazeSettings(
+        fps=r.int("fps", 10, lo=1, hi=30), width=r.int("width", 320, lo=80, hi=1280),
+        height=r.int("height", 240, lo=60, hi=960), batch_ms=r.int("batch_ms", 500, lo=100, hi=5000),
+        calibration_points=points, validation_points=r.int("validation_points", 4, lo=1, hi=4),
+        settle_ms=r.int("settle_ms", 600, lo=100, hi=3000), pass_accuracy_px=num("pass_accuracy_px", 200.0),
+        roi_radius_px=num("roi_radius_px", 100.0), attempts=r.int("attempts", 2, lo=1, hi=5),
+        idle_s=num("idle_s", 300.0),
+    )
+
+
+def validation_targets(n: int, width: float, height: float) -> list[tuple[float, float]]:
+    """Validation points apart from every calibration grid (5/9/13 use 0.1, 0.3, 0.5, 0.7, 0.9)."""
+    pts = [(0.2, 0.2), (0.8, 0.8), (0.8, 0.2), (0.2, 0.8)][:n]
+    return [(fx * width, fy * height) for fx, fy in pts]
+
+
+# --------------------------------------------------------------------------- trackers
+
+
+class _Entry:
+    def __init__(self, tracker: Any):
+        self.tracker = tracker
+        self.lock = threading.Lock()
+        self.last_used = time.monotonic()
+        self.calibration_id: int | None = None
+        self.face: dict[str, Any] = {"found": False, "ok": False, "message": "no frame yet"}
+
+
+class TrackerRegistry:
+    """One GazeTracker per participant (one lock each); trackers idle for ``idle_s`` are closed."""
+
+    def __init__(self, idle_s: float = 300.0, max_side: int = 640):
+        self.idle_s, self.max_side = idle_s, max_side
+        self._entries: dict[int, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, participant_id: int) -> _Entry:
+        from gazepref.signals.webcam import GazeTracker
+
+        now = time.monotonic()
+        with self._lock:
+            self._sweep(now)
+            entry = self._entries.get(participant_id)
+            if entry is None:
+                entry = self._entries[participant_id] = _Entry(GazeTracker(max_side=self.max_side))
+            entry.last_used = now
+            return entry
+
+    def _sweep(self, now: float) -> None:
+        for pid, e in list(self._entries.items()):
+            if now - e.last_used > self.idle_s and not e.lock.locked():
+                del self._entries[pid]
+                e.tracker.close()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def registry() -> TrackerRegistry:
+    reg = current_app.extensions.get("gazepref_trackers")
+    if reg is None:
+        with site()._lock:
+            reg = current_app.extensions.setdefault("gazepref_trackers", TrackerRegistry())
+    return reg
+
+
+def _sync_calibration(entry: _Entry, participant_id: int) -> None:
+    """Give the tracker the participant's latest stored calibration (another process may have
+    fitted it)."""
+    from gazepref.signals.calibration import GazeCalibration
+
+    cal = store.Calibration
+    latest = db().scalar(select(func.max(cal.id)).where(
+        cal.participant_id == participant_id, cal.kind == "calibration", cal.model.is_not(None)))
+    if latest is not None and latest != entry.calibration_id:
+        entry.tracker.calibration = GazeCalibration.from_bytes(db().get(cal, latest).model)
+        entry.calibration_id = latest
+
+
+def face_status(row: dict[str, float] | None) -> dict[str, Any]:
+    """Whether the last frame shows one face, well placed (what the page shows green/red)."""
+    from gazepref.schema import GazeFlag
+
+    if row is None:
+        return {"found": False, "ok": False, "message": "no frame yet"}
+    flags = int(row.get("flags", 0))
+    if flags & GazeFlag.NO_FACE:
+        return {"found": False, "ok": False, "message": "No face found: face the camera."}
+    message = ""
+    size, fx, fy = row.get("face_size", math.nan), row.get("face_x", math.nan), row.get("face_y", math.nan)
+    if flags & GazeFlag.MULTIPLE_FACES:
+        message = "Several faces: make sure only you are in view."
+    elif flags & GazeFlag.TOO_DARK:
+        message = "Too dark: add light in front of you."
+    elif math.isfinite(size) and size < 0.12:
+        message = "Too far: move closer to the camera."
+    elif math.isfinite(size) and size > 0.6:
+        message = "Too close: move back a little."
+    elif math.isfinite(fx) and not (0.2 <= fx <= 0.8 and 0.15 <= fy <= 0.85):
+        message = "Move to the middle of the picture."
+    return {"found": True, "ok": not message, "message": message or "Face well placed."}
+
+
+# --------------------------------------------------------------------------- request parsing
+
+
+def _meta() -> dict[str, Any]:
+    ctype = request.mimetype
+    if ctype != "multipart/form-data":
+        raise ApiError(400, f"frames must be sent as multipart/form-data (got {ctype or 'no content type'!r})")
+    try:
+        meta = json.loads(request.form.get("meta", ""))
+    except ValueError:
+        raise ApiError(400, "meta must be a JSON object") from None
+    if not isinstance(meta, dict):
+        raise ApiError(400, "meta must be a JSON object")
+    return meta
+
+
+def _frames(expected: int, limit: int) -> list[bytes]:
+    parts = request.files.getlist("frame")
+    if len(parts) != expected:
+        raise ApiError(400, f"{len(parts)} frame parts for {expected} times")
+    if len(parts) > limit:
+        raise ApiError(413, f"too many frames in one request: {len(parts)} (limit {limit})")
+    out = []
+    for i, part in enumerate(parts):
+        if part.mimetype != "image/jpeg":
+            raise ApiError(400, f"frame {i}: wrong content type {part.mimetype or 'none'!r} (expected image/jpeg)")
+        data = part.read(MAX_FRAME_BYTES + 1)
+        if len(data) > MAX_FRAME_BYTES:
+            raise ApiError(413, f"frame {i}: larger than the limit of {MAX_FRAME_BYTES} bytes")
+        out.append(data)
+    return out
+
+
+def _times(values: Any, name: str = "t") -> list[float]:
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise ApiError(400, f"{name} must be a list of finite numbers")
+    return [float(v) for v in values]
+
+
+def _int(meta: dict[str, Any], key: str, lo: int = 0) -> int:
+    v = meta.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > 2**31 - 1:
+        raise ApiError(400, f"{key} must be an integer >= {lo} (got {v!r})")
+    return v
+
+
+def _decode_all(frames: list[bytes], max_side: int) -> list[Any]:
+    """Decode every frame before any is processed: one bad frame rejects the whole batch."""
+    from gazepref.signals.frame_decode import FrameError, decode_jpeg
+
+    images = []
+    for i, data in enumerate(frames):
+        try:
+            images.append(decode_jpeg(data, max_side=max_side, max_bytes=MAX_FRAME_BYTES))
+        except FrameError as e:
+            raise ApiError(400, f"frame {i}: {e}") from None
+    return images
+
+
+def _process(entry: _Entry, images: list[Any], times: list[float], arrived: float | None = None,
+             shed_ms: float = 0.0) -> tuple[list[dict[str, float]], int]:
+    """Tracker rows of ``images``; with ``shed_ms`` > 0, frames reached later than ``shed_ms``
+    after the request ``arrived`` (the server is behind) are not processed but kept as rows
+    without features, ``face_dropped`` = 1, confidence 0 and the UNCALIBRATED flag (no estimate)."""
+    from gazepref.schema import GazeFlag
+
+    rows, dropped, last = [], 0, None
+    with entry.lock:
+        for img, t in zip(images, times):
+            if shed_ms > 0 and arrived is not None and (time.monotonic() - arrived) * 1000.0 > shed_ms:
+                rows.append({"t": t, "x": math.nan, "y": math.nan, "confidence": 0.0,
+                             "flags": int(GazeFlag.UNCALIBRATED), "face_dropped": 1.0})
+                dropped += 1
+                continue
+            last = entry.tracker.process_image(img, t)
+            rows.append(last)
+        entry.last_used = time.monotonic()
+    if last is not None:
+        entry.face = face_status(last)
+    return rows, dropped
+
+
+def _limiter() -> RateLimiter:
+    """Frame batches have their own per-participant limit (GAZE_RATE_PER_S, GAZE_BURST)."""
+    lim = current_app.extensions.get("gazepref_gaze_limiter")
+    if lim is None:
+        lim = current_app.extensions.setdefault("gazepref_gaze_limiter", RateLimiter(
+            float(current_app.config.get("GAZE_RATE_PER_S", 15.0)), float(current_app.config.get("GAZE_BURST", 30))))
+    return lim
+
+
+def _shed_ms() -> float:
+    """Load shedding budget in ms (app config GAZE_SHED_MS or $GAZEPREF_GAZE_SHED_MS; 0: off)."""
+    return float(current_app.config.get("GAZE_SHED_MS") or os.environ.get("GAZEPREF_GAZE_SHED_MS") or 0)
+
+
+def _participant_settings(pid: int) -> tuple[store.Participant, GazeSettings]:
+    p = db().get(store.Participant, pid)
+    if p is None or not p.consent:
+        raise ApiError(401, "unknown participant")
+    cfg = site().config(p.study)
+    if cfg.webcam == "off":
+        raise ApiError(403, "this study records no webcam")
+    return p, gaze_settings(cfg)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+C, T = store.StreamChunk.__table__, store.Task.__table__
+_CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
+_REPLAY = select(exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
+                                     C.c.seq == bindparam("seq"))))
+_SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epoch_ms.is_(None))
+               .values(clock_anchor_epoch_ms=bindparam("origin")))
+
+
+def rows_table(rows: list[dict[str, float]]):
+    """Tracker rows as a ``gaze`` Arrow table, built column by column (``gaze_batch.rows_to_table``
+    goes through pandas: ~23 ms for a few rows of ~150 columns against ~1 ms here)."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    arrays = []
+    for c in names:
+        values = [r.get(c) for r in rows]
+        if c == "flags":
+            arrays.append(pa.array([int(v or 0) for v in values], pa.int32()))
+        else:
+            arrays.append(pa.array(values, pa.float64() if c == "t" else pa.float32(), from_pandas=True))
+    return pa.table(arrays, names=names)
+
+
+def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float]]) -> bool:
+    """Store ``rows`` as the task's gaze chunk ``seq`` in one transaction; False for a replay."""
+    chunk = store.make_chunk(task_id, "gaze", seq, rows_table(rows), clock_origin_epoch_ms=origin)
+    values = {c: getattr(chunk, c) for c in _CHUNK_COLUMNS} | {"received_at": store.utcnow()}
+    with site().engine.connect() as conn:
+        try:
+            with _write_lock(conn), conn.begin():
+                conn.execute(insert(C), [values])
+                conn.execute(_SET_ANCHOR, {"task": task_id, "origin": origin})
+        except IntegrityError:  # the same batch arrived twice at once
+            return False
+    return True
+
+
+def next_gaze_seq(task: store.Task) -> int:
+    last = db().scalar(select(func.max(C.c.seq)).where(C.c.task_id == task.id, C.c.stream == "gaze"))
+    return 0 if last is None else last + 1
+
+
+@bp.post("/frames")
+def frames():
+    arrived = time.monotonic()
+    pid = request_participant_id()
+    if not _limiter().allow(f"g{pid}"):
+        raise ApiError(429, "too many frame batches; slow down", retry_after=1)
+    meta = _meta()
+    phase = meta.get("phase", "task")
+    if phase not in ("setup", "task"):
+        raise ApiError(400, f"phase must be 'setup' or 'task' (got {phase!r})")
+    times = _times(meta.get("t"))
+    frames_ = _frames(len(times), MAX_FRAMES_PER_BATCH)
+    p, settings = _participant_settings(pid)
+    task_id = seq = origin = None
+    if phase == "task":
+        task_id, seq = _int(meta, "task"), _int(meta, "seq")
+        origin = meta.get("origin")
+        if not isinstance(origin, (int, float)) or isinstance(origin, bool) or not math.isfinite(origin):
+            raise ApiError(400, "origin must be a finite number (performance.timeOrigin)")
+        task = db().get(store.Task, task_id)
+        if task is None or task.participant_id != p.id:
+            raise ApiError(403, f"task {task_id} is not yours")
+        if db().scalar(_REPLAY, {"task": task_id, "seq": seq}):
+            db().rollback()
+            entry = registry().get(pid)
+            return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=entry.face)
+    images = _decode_all(frames_, settings.max_side)
+    entry = registry().get(pid)
+    if phase == "task":
+        _sync_calibration(entry, pid)
+    db().rollback()  # end the read before the (slow) processing and the write
+    rows, dropped = _process(entry, images, times, arrived, _shed_ms())
+    stored = 0
+    if phase == "task" and rows:
+        stored = len(rows) if store_gaze(task_id, seq, float(origin), rows) else 0
+    return jsonify(ok=True, seq=seq, stored=stored, duplicate=phase == "task" and not stored and bool(rows),
+                   dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None)
+
+
+# --------------------------------------------------------------------------- calibration rounds
+
+
+@bp.post("/round")
+def calibration_round():
+    from gazepref.signals.gaze_session import calibrate, calibration_summary, validate_round
+
+    pid = request_participant_id()
+    if not _limiter().allow(f"g{pid}"):
+        raise ApiError(429, "too many requests; slow down", retry_after=1)
+    meta = _meta()
+    kind = meta.get("kind")
+    if kind not in ("calibration", "validation"):
+        raise ApiError(400, f"kind must be 'calibration' or 'validation' (got {kind!r})")
+    viewport = meta.get("viewport")
+    if not (isinstance(viewport, list) and len(viewport) == 2):
+        raise ApiError(400, "viewport must be [width, height]")
+    viewport = _times(viewport, "viewport")
+    targets = meta.get("targets")
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, dict) for t in targets):
+        raise ApiError(400, "targets must be a non-empty list of {x, y, t}")
+    per_target = [_times(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
+    xy = [tuple(_times([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
+    all_times = [v for ts in per_target for v in ts]
+    frames_ = _frames(len(all_times), MAX_FRAMES_PER_ROUND)
+    p, settings = _participant_settings(pid)
+    images = _decode_all(frames_, settings.max_side)
+    entry = registry().get(pid)
+    db().rollback()
+    rows, _ = _process(entry, images, all_times)
+    points, k = [], 0
+    for target, ts in zip(xy, per_target):
+        points.append((target, rows[k:k + len(ts)]))
+        k += len(ts)
+    found = sum(1 for r in rows if not int(r["flags"]) & 1)
+    base = {"viewport": viewport, "targets": [list(t) for t in xy], "frames": len(rows), "face_found": found}
+    if kind == "calibration":
+        try:
+            model = calibrate(points)
+        except ValueError as e:
+            return jsonify(ok=False, error=str(e), face=entry.face), 422
+        row = store.Calibration(participant_id=p.id, kind="calibration", model=model.to_bytes(),
+                                result=_clean(base | calibration_summary(model)))
+        db().add(row)
+        db().commit()
+        with entry.lock:
+            entry.tracker.calibration, entry.calibration_id = model, row.id
+        vt = validation_targets(settings.validation_points, *viewport)
+        return jsonify(ok=True, calibration=row.id, summary=row.result, validation_targets=[list(t) for t in vt])
+    _sync_calibration(entry, pid)
+    model = entry.tracker.calibration
+    if model is None:
+        raise ApiError(409, "calibrate before validating")
+    result = validate_round(model, points, roi_radius_px=settings.roi_radius_px,
+                            pass_accuracy_px=settings.pass_accuracy_px)
+    result = _clean(result)
+    overall = result.get("overall", {})
+    result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": bool(overall.get("passed")),
+                              "calibration": entry.calibration_id}
+    db().add(store.Calibration(participant_id=p.id, kind="validation", result=result))
+    db().commit()
+    return jsonify(ok=True, passed=result["passed"], accuracy_px=result["accuracy_px"], result=result)
+
+
+def _clean(o: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None, numpy values plain Python."""
+    if hasattr(o, "tolist"):
+        o = o.tolist()
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    return o
+
+
+# --------------------------------------------------------------------------- the flow step
+
+
+def gaze_state(p: store.Participant) -> str | None:
+    """``"calibrated"``, ``"no-camera"`` or None (step not reached / webcam off)."""
+    return (p.state or {}).get("gaze")
+
+
+def page_data(p: store.Participant, cfg: StudyConfig, task: store.Task | None, token: str) -> dict[str, Any] | None:
+    """What the page scripts need to capture frames (None: no webcam for this participant)."""
+    if cfg.webcam == "off" or (task is not None and gaze_state(p) != "calibrated"):
+        return None
+    data = {"mode": cfg.webcam, "token": token, "settings": gaze_settings(cfg).page(),
+            "urls": {"frames": url_for("gaze.frames"), "round": url_for("gaze.calibration_round")}}
+    if task is not None:
+        data |= {"task": task.id, "next_seq": next_gaze_seq(task)}
+    return data
+
+
+def _render_calibration(ctx) -> str:
+    from .flow import _page
+    from .security import participant_token
+
+    return _page("calibration.html", ctx, gaze=page_data(ctx.participant, ctx.config, None,
+                                                         participant_token(ctx.participant.id)))
+
+
+def _submit_calibration(ctx) -> list[str]:
+    from .flow import set_state
+
+    p = ctx.participant
+    outcome = request.form.get("outcome", "")
+    if outcome == "no-camera":
+        if ctx.config.webcam == "required":
+            return ["This study needs a webcam; it cannot continue without one."]
+        set_state(p, gaze="no-camera")
+        return []
+    has_cal = db().scalar(select(func.count()).select_from(store.Calibration).where(
+        store.Calibration.participant_id == p.id, store.Calibration.kind == "calibration")) > 0
+    if not has_cal:
+        return ["Please complete the camera calibration first."]
+    set_state(p, gaze="calibrated")
+    return []
+
+
+def register() -> None:
+    """Install the calibration step (called by the app factory)."""
+    from .flow import register_step
+
+    register_step("calibration", _render_calibration, _submit_calibration)

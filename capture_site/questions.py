@@ -1,0 +1,46 @@
+"""Reading questionnaire answers (demographics, pre- and post-task questions) from a form."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .config import Question
+
+MAX_ANSWER = 5000
+
+
+def read_answers(questions: tuple[Question, ...], form: Mapping[str, str],
+                 all_optional: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Answers keyed by question id, and one message per missing or invalid answer.
+
+    Attention checks add ``<id>_passed`` (True/False). ``all_optional`` (demographics) accepts
+    blanks everywhere.
+    """
+    answers: dict[str, Any] = {}
+    errors: list[str] = []
+    for q in questions:
+        raw = (form.get(q.id) or "").strip()[:MAX_ANSWER]
+        if not raw:
+            if q.required and not all_optional:
+                errors.append(f"Please answer: {q.label}")
+            continue
+        if q.type in ("likert", "attention"):
+            if raw not in {"1", "2", "3", "4", "5"}:
+                errors.append(f"Choose a value from 1 to 5: {q.label}")
+                continue
+            answers[q.id] = int(raw)
+            if q.type == "attention":
+                answers[f"{q.id}_passed"] = raw == q.expected
+        elif q.type == "number":
+            try:
+                answers[q.id] = float(raw) if "." in raw else int(raw)
+            except ValueError:
+                errors.append(f"Enter a number: {q.label}")
+        elif q.type == "choice":
+            if raw not in q.options:
+                errors.append(f"Choose one of the options: {q.label}")
+                continue
+            answers[q.id] = raw
+        else:
+            answers[q.id] = raw
+    return answers, errors

@@ -1,0 +1,93 @@
+"""Per-application state of the study site: database sessions, study configs, backends, limits.
+
+Blueprints reach it through :func:`site` (the ``Site`` of the current app) and :func:`db` (the
+request's SQLAlchemy session, closed at the end of the request).
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, g
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import store
+from .config import StudyConfig, parse_config
+from .llm import Backend, BackendError, make_backend
+from .ratelimit import RateLimiter
+
+
+@dataclass
+class Site:
+    sessions: sessionmaker[Session]
+    default_slug: str
+    limiter: RateLimiter
+    backend_overrides: dict[str, Backend] = field(default_factory=dict)
+    _configs: dict[str, StudyConfig] = field(default_factory=dict)
+    _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def engine(self):
+        return self.sessions.kw["bind"]
+
+    def config(self, study: store.Study) -> StudyConfig:
+        """The validated configuration of ``study`` (cached per slug)."""
+        cfg = self._configs.get(study.slug)
+        if cfg is None:
+            cfg = self._configs[study.slug] = parse_config(study.config, f"study {study.slug!r}")
+        return cfg
+
+    def backend(self, cfg: StudyConfig, model: str) -> Backend:
+        """The backend serving ``model`` in ``cfg`` (tests may override by model name)."""
+        if model in self.backend_overrides:
+            return self.backend_overrides[model]
+        key = (cfg.slug, model)
+        with self._lock:
+            if key not in self._backends:
+                if model not in cfg.models:
+                    raise BackendError(f"model {model!r} is not configured")
+                self._backends[key] = make_backend(cfg.models[model])
+            return self._backends[key]
+
+
+def ensure_study(sessions: sessionmaker[Session], cfg: StudyConfig) -> None:
+    """Create the study row for ``cfg`` (with a fresh pseudonymisation salt) or update its config."""
+    try:
+        _ensure_study(sessions, cfg)
+    except IntegrityError:  # another server process created it at the same moment
+        _ensure_study(sessions, cfg)
+
+
+def _ensure_study(sessions: sessionmaker[Session], cfg: StudyConfig) -> None:
+    with sessions() as s, s.begin():
+        study = s.scalar(select(store.Study).where(store.Study.slug == cfg.slug))
+        if study is None:
+            s.add(store.Study(slug=cfg.slug, name=cfg.name, config=cfg.raw, salt=secrets.token_hex(16)))
+        elif study.config != cfg.raw:
+            study.config, study.name = cfg.raw, cfg.name
+
+
+def site() -> Site:
+    return current_app.extensions["gazepref"]
+
+
+def db() -> Session:
+    if "gazepref_db" not in g:
+        g.gazepref_db = site().sessions()
+    return g.gazepref_db
+
+
+def close_db(_exc: Any = None) -> None:
+    session = g.pop("gazepref_db", None)
+    if session is not None:
+        session.close()
+
+
+def study_by_slug(slug: str) -> store.Study | None:
+    return db().scalar(select(store.Study).where(store.Study.slug == slug))
+

@@ -1,0 +1,75 @@
+"""Participant tokens, CSRF protection, pseudonyms and researcher login.
+
+- A participant's pages embed a signed token (itsdangerous, keyed by the app's secret) naming
+  their participant row; the JSON API and ingest accept nothing else, so a participant can read
+  and write only their own session.
+- Forms carry a per-browser-session CSRF token (``csrf_token()`` in templates), checked on every
+  POST of the form blueprints by :func:`check_csrf`.
+- Platform ids are replaced by an HMAC with the study's secret salt before anything is stored.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from flask import abort, current_app, redirect, request, session, url_for
+from itsdangerous import BadSignature, URLSafeSerializer
+
+_TOKEN_SALT = "gazepref-participant"
+
+
+def pseudonymise(salt: str, platform: str, raw_id: str) -> str:
+    """A stable pseudonym for a platform id within one study (HMAC-SHA256, 32 hex characters)."""
+    msg = f"{platform}:{raw_id.strip()}".encode()
+    return hmac.new(salt.encode(), msg, hashlib.sha256).hexdigest()[:32]
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt=_TOKEN_SALT)
+
+
+def participant_token(participant_id: int) -> str:
+    return _serializer().dumps({"p": participant_id})
+
+
+def read_participant_token(token: str | None) -> int | None:
+    """The participant row id a token names, or None when missing or forged."""
+    if not token:
+        return None
+    try:
+        data = _serializer().loads(token)
+    except BadSignature:
+        return None
+    pid = data.get("p") if isinstance(data, dict) else None
+    return pid if isinstance(pid, int) else None
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def check_csrf() -> None:
+    """Abort 400 on a POST whose form field or X-CSRF-Token header does not match the session's."""
+    if request.method != "POST":
+        return
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+    expected = session.get("csrf", "")
+    if not expected or not hmac.compare_digest(sent, expected):
+        abort(400, description="the form expired or was not sent by this site (CSRF check); reload the page")
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if session.get("user_id") is None:
+            return redirect(url_for("dashboard.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,204 @@
+// The chat task page: send messages, show the response(s), collect the ratings of each turn.
+//
+// A turn must be rated before the next message. A failed send (the model did not answer) keeps
+// the message and offers "Try again"; the draft also survives a reload (localStorage).
+
+import { Recorder } from "./telemetry.js";
+import { renderText } from "./layout.js";
+
+const data = JSON.parse(document.getElementById("page-data").textContent);
+const $ = (sel) => document.querySelector(sel);
+const pairwise = data.kind === "pairwise";
+const positions = pairwise ? [0, 1] : [0];
+const draftKey = `gazepref:draft:${data.task}`;
+
+const ui = {
+  history: $("#history"), current: $("#current"), prompt: $("#current-prompt"),
+  panes: positions.map((p) => $(`#response-${p}`)), rating: $("#rating"), ratingError: $("#rating-error"),
+  composer: $("#composer"), message: $("#message"), send: $("#send"), retry: $("#retry"),
+  waiting: $("#waiting"), sendError: $("#send-error"), finish: $("#finish"), rated: $("#rated-count"),
+  compare: $("#compare"),
+};
+
+let turns = data.turns;
+let current = null; // the turn being rated
+let tShown = null;
+
+const recorder = new Recorder({
+  task: data.task, token: data.token, ingestUrl: data.urls.ingest, nextSeq: data.next_seq,
+  targets: () => ({ prompt: ui.prompt, "response:0": ui.panes[0], "response:1": ui.panes[1],
+                    controls: ui.rating, composer: ui.composer }),
+  panes: () => Object.fromEntries(positions.map((p) => [`response:${p}`, ui.panes[p]])),
+  turn: () => (current ? current.index : null),
+});
+
+async function api(url, body) {
+  const resp = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Participant-Token": data.token },
+    body: JSON.stringify(body),
+  });
+  let payload = {};
+  try { payload = await resp.json(); } catch { /* not JSON */ }
+  return { ok: resp.ok, status: resp.status, payload };
+}
+
+function addHistory(turn) {
+  const item = document.createElement("div");
+  item.className = "history-turn";
+  const you = document.createElement("p");
+  you.className = "user-message";
+  you.textContent = turn.prompt;
+  const kept = turn.responses[pairwise && turn.choice !== null ? turn.choice : 0];
+  const answer = document.createElement("p");
+  answer.className = "assistant-message";
+  answer.textContent = kept.text;
+  item.append(you, answer);
+  ui.history.appendChild(item);
+}
+
+function ratedCount() {
+  return turns.filter((t) => t.rated).length;
+}
+
+function refresh() {
+  const rated = ratedCount();
+  ui.rated.textContent = String(rated);
+  ui.finish.disabled = rated < data.min_turns || current !== null;
+  const canSend = current === null && turns.length < data.max_turns;
+  ui.composer.hidden = !canSend;
+  ui.current.hidden = current === null;
+}
+
+function showCurrent(turn) {
+  current = turn;
+  ui.prompt.textContent = turn.prompt;
+  ui.rating.reset();
+  ui.ratingError.hidden = true;
+  if (ui.compare) ui.compare.hidden = !(data.ratings.compare && turn.index > 0);
+  refresh();
+  turn.responses.forEach((r, i) => renderText(ui.panes[i], r.text));
+  tShown = performance.now();
+  recorder.event("shown", "window", `turn=${turn.index}`);
+  recorder.scheduleLayout(true);
+  ui.current.scrollIntoView({ block: "start" });
+}
+
+function setSending(busy) {
+  ui.send.disabled = busy;
+  ui.message.disabled = busy;
+  ui.waiting.hidden = !busy;
+}
+
+async function send() {
+  const prompt = ui.message.value.trim();
+  if (!prompt) return;
+  localStorage.setItem(draftKey, prompt);
+  ui.sendError.hidden = true;
+  ui.retry.hidden = true;
+  setSending(true);
+  recorder.event("submit", "composer", `turn=${turns.length}`);
+  let result;
+  try {
+    result = await api(data.urls.turns, { index: turns.length, prompt });
+  } catch {
+    result = { ok: false, status: 0, payload: { error: "The connection dropped. Please try again." } };
+  }
+  setSending(false);
+  if (!result.ok) {
+    ui.sendError.textContent = result.payload.error || `Sending failed (${result.status}). Please try again.`;
+    ui.sendError.hidden = false;
+    ui.retry.hidden = !(result.status === 0 || result.status >= 500 || result.payload.retry);
+    return;
+  }
+  localStorage.removeItem(draftKey);
+  ui.message.value = "";
+  turns = turns.concat([result.payload.turn]);
+  showCurrent(result.payload.turn);
+}
+
+function readRating() {
+  const form = new FormData(ui.rating);
+  const body = { origin: performance.timeOrigin, t_shown: tShown, t_decided: performance.now() };
+  if (data.ratings.likert) {
+    body.likert = positions.map((p) => (form.get(`likert-${p}`) ? +form.get(`likert-${p}`) : null));
+    if (body.likert.includes(null)) return [null, pairwise ? "Please rate both answers from 1 to 5." : "Please rate the answer from 1 to 5."];
+  }
+  if (pairwise) {
+    if (!form.get("choice")) return [null, "Please choose the answer you prefer."];
+    body.choice = +form.get("choice");
+    if (form.get("strength")) body.strength = +form.get("strength");
+  } else if (data.ratings.compare && current.index > 0) {
+    if (!form.get("better")) return [null, "Please say whether this answer is better or worse than the previous one."];
+    body.better = form.get("better") === "1";
+  }
+  const feedback = (form.get("feedback") || "").trim();
+  if (data.ratings.free_text === "required" && !feedback) return [null, "Please write a short comment."];
+  if (feedback) body.feedback = feedback;
+  return [body, null];
+}
+
+async function submitRating(e) {
+  e.preventDefault();
+  const [body, problem] = readRating();
+  if (problem) {
+    ui.ratingError.textContent = problem;
+    ui.ratingError.hidden = false;
+    return;
+  }
+  ui.ratingError.hidden = true;
+  $("#submit-rating").disabled = true;
+  recorder.event("submit", "controls", `rating turn=${current.index}`);
+  let result;
+  try {
+    result = await api(`${data.urls.turns}/${current.index}/rating`, body);
+  } catch {
+    result = { ok: false, status: 0, payload: { error: "The connection dropped. Please submit again." } };
+  }
+  $("#submit-rating").disabled = false;
+  if (!result.ok) {
+    ui.ratingError.textContent = result.payload.error || "Saving failed. Please submit again.";
+    ui.ratingError.hidden = false;
+    return;
+  }
+  const turn = result.payload.turn;
+  turns[turn.index] = turn;
+  addHistory(turn);
+  current = null;
+  ui.panes.forEach((p) => p.replaceChildren());
+  refresh();
+  recorder.scheduleLayout(false);
+  ui.message.focus();
+}
+
+ui.rating.addEventListener("change", (e) => {
+  const input = e.target;
+  if (input.name.startsWith("likert-")) recorder.event("rate", `response:${input.name.slice(7)}`, input.value);
+  else if (input.name === "choice") recorder.event("choose", `response:${input.value}`, input.value === "0" ? "left" : "right");
+  else if (input.name === "better") recorder.event("compare", "response:0", input.value === "1" ? "better" : "worse");
+});
+ui.composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });
+ui.retry.addEventListener("click", () => send());
+ui.rating.addEventListener("submit", submitRating);
+ui.message.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
+});
+ui.finish.closest("form").addEventListener("submit", () => {
+  recorder.event("submit", "window", "finish");
+  recorder.flush();
+});
+
+// Resume: earlier turns go to the history; an unrated last turn is shown for rating again.
+for (const t of turns) {
+  if (t.rated) addHistory(t);
+  else showCurrent(t);
+}
+if (!ui.message.value) ui.message.value = localStorage.getItem(draftKey) || "";
+ui.send.disabled = false; // buttons start disabled until this module runs
+$("#submit-rating").disabled = false;
+refresh();
+recorder.scheduleLayout(true);
+window.gazepref = { recorder, state: () => ({ turns, current }), gaze: null };
+if (data.gaze) { // webcam gaze for this participant (calibrated in the camera step)
+  import("./webcam.js").then((m) => m.startTaskGaze(data.gaze)).then((c) => { window.gazepref.gaze = c; });
+}

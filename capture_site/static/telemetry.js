@@ -1,0 +1,194 @@
+// Telemetry recorder: mouse, events, scroll, layout and visibility on one clock.
+//
+// Clock: performance.now() (ms since performance.timeOrigin, which is sent with every batch as
+// the epoch anchor). Rows are buffered per stream, column-major, and cut into a batch about once
+// a second; batches carry a per-task sequence number and go through the Outbox.
+
+import { Outbox, drainStored } from "./outbox.js";
+import { measureElements, measureWords } from "./layout.js";
+
+const COLUMNS = {
+  mouse: ["t", "x", "y", "buttons"],
+  events: ["t", "type", "target", "x", "y", "detail"],
+  scroll: ["t", "target", "scroll_x", "scroll_y"],
+  layout: ["t", "target", "kind", "index", "char_start", "char_end", "x", "y", "w", "h", "turn"],
+  visibility: ["t", "state"],
+};
+const FLUSH_MS = 1000;
+
+const round = (v) => Math.round(v * 100) / 100;
+
+export class Recorder {
+  /**
+   * @param {object} opts task, token, ingestUrl, nextSeq (server's next sequence number),
+   *   targets() -> {target name: element} of tracked elements, panes() -> {target: scrollable
+   *   response element}, turn() -> index of the turn on screen (or null).
+   */
+  constructor({ task, token, ingestUrl, nextSeq, targets, panes, turn }) {
+    this.task = task;
+    this.targets = targets;
+    this.panes = panes;
+    this.turn = turn;
+    this.origin = performance.timeOrigin;
+    this.seqKey = `gazepref:seq:${task}`;
+    this.seq = Math.max(nextSeq || 0, +(localStorage.getItem(this.seqKey) || 0));
+    this.outbox = new Outbox({ task, token, url: ingestUrl });
+    drainStored(this.outbox.key);
+    this.buffers = {};
+    this.lastT = {};
+    this.lastElements = "";
+    for (const s of Object.keys(COLUMNS)) this.reset(s);
+    this.pendingMove = null;
+    this.pendingScroll = new Map();
+    this.layoutPending = null;
+    this.listen();
+    this.timer = setInterval(() => this.flush(), FLUSH_MS);
+  }
+
+  reset(stream) {
+    this.buffers[stream] = Object.fromEntries(COLUMNS[stream].map((c) => [c, []]));
+  }
+
+  /** Append one row; times never go backwards within a stream. */
+  add(stream, row) {
+    const t = Math.max(row.t, this.lastT[stream] || 0);
+    this.lastT[stream] = t;
+    const buf = this.buffers[stream];
+    for (const c of COLUMNS[stream]) {
+      let v = c === "t" ? round(t) : row[c];
+      if (typeof v === "number" && c !== "index" && c !== "char_start" && c !== "char_end" && c !== "turn" && c !== "buttons") v = round(v);
+      buf[c].push(v === undefined ? null : v);
+    }
+  }
+
+  event(type, target = "window", detail = null, x = null, y = null) {
+    this.add("events", { t: performance.now(), type, target, x, y, detail: detail === null ? null : String(detail) });
+  }
+
+  targetOf(node) {
+    const el = node && node.closest ? node.closest("[data-target]") : null;
+    return el ? el.dataset.target : "window";
+  }
+
+  listen() {
+    addEventListener("mousemove", (e) => {
+      if (!this.pendingMove) requestAnimationFrame(() => this.takeMove());
+      this.pendingMove = e; // coalesced: one sample per animation frame
+    }, { passive: true });
+    addEventListener("click", (e) => this.event("click", this.targetOf(e.target), e.target.id || e.target.tagName.toLowerCase(), e.clientX, e.clientY), true);
+    addEventListener("scroll", (e) => this.onScroll(e), { capture: true, passive: true });
+    addEventListener("resize", () => {
+      this.event("resize", "window", `${innerWidth}x${innerHeight}`);
+      this.scheduleLayout(true);
+    });
+    addEventListener("copy", () => this.event("copy", this.targetOf(document.getSelection().anchorNode?.parentElement), String(document.getSelection()).length));
+    document.addEventListener("selectionchange", () => {
+      clearTimeout(this.selTimer);
+      this.selTimer = setTimeout(() => {
+        const sel = document.getSelection();
+        const n = String(sel).length;
+        if (n) this.event("select", this.targetOf(sel.anchorNode?.parentElement), n);
+      }, 300);
+    });
+    for (const type of ["focus", "blur"]) {
+      addEventListener(type, (e) => {
+        if (e.target === window) {
+          this.add("visibility", { t: performance.now(), state: type });
+          this.event(type);
+        }
+      });
+    }
+    document.addEventListener("visibilitychange", () => {
+      this.add("visibility", { t: performance.now(), state: document.visibilityState });
+      if (document.visibilityState === "hidden") this.flush();
+    });
+    addEventListener("pagehide", () => {
+      this.flush();
+      this.outbox.beacon();
+    });
+    document.addEventListener("mouseenter", (e) => this.hover(e, "hover_enter"), true);
+    document.addEventListener("mouseleave", (e) => this.hover(e, "hover_leave"), true);
+    new ResizeObserver(() => this.scheduleLayout(false)).observe(document.body);
+    this.add("visibility", { t: performance.now(), state: document.visibilityState });
+  }
+
+  takeMove() {
+    const e = this.pendingMove;
+    this.pendingMove = null;
+    if (e) this.add("mouse", { t: e.timeStamp, x: e.clientX, y: e.clientY, buttons: e.buttons });
+  }
+
+  hover(e, type) {
+    // mouseenter/mouseleave (captured at the document) fire for each response pane and paragraph
+    const el = e.target;
+    if (!el.matches || !el.matches(".response-text, .response-text > p")) return;
+    const pane = el.closest(".response-text");
+    const target = el === pane ? pane.dataset.target : `${pane.dataset.target}/p${el.dataset.paragraph}`;
+    this.event(type, target, null, e.clientX, e.clientY);
+  }
+
+  onScroll(e) {
+    const el = e.target === document ? document.scrollingElement : e.target;
+    const target = e.target === document ? "window" : this.targetOf(el);
+    if (!this.pendingScroll.size) requestAnimationFrame(() => this.takeScroll());
+    this.pendingScroll.set(target, el);
+  }
+
+  takeScroll() {
+    const t = performance.now();
+    for (const [target, el] of this.pendingScroll) {
+      this.add("scroll", { t, target, scroll_x: el.scrollLeft, scroll_y: el.scrollTop });
+    }
+    const windowScrolled = this.pendingScroll.has("window");
+    this.pendingScroll.clear();
+    if (windowScrolled) this.recordElements(t);
+  }
+
+  /** Element boxes (only when they changed since the last snapshot). */
+  recordElements(t = performance.now()) {
+    const rows = measureElements(t, this.targets(), this.turn());
+    const key = JSON.stringify(rows.map((r) => [r.target, r.x, r.y, r.w, r.h]));
+    if (key === this.lastElements) return;
+    this.lastElements = key;
+    for (const r of rows) this.add("layout", r);
+  }
+
+  /** Word boxes of every visible response, plus element boxes. */
+  recordLayout() {
+    const t = performance.now();
+    this.lastElements = "";
+    this.recordElements(t);
+    for (const [target, el] of Object.entries(this.panes())) {
+      if (el && el.isConnected && !el.closest("[hidden]")) {
+        for (const r of measureWords(t, target, el, this.turn())) this.add("layout", r);
+        this.add("scroll", { t, target, scroll_x: el.scrollLeft, scroll_y: el.scrollTop });
+      }
+    }
+  }
+
+  scheduleLayout(words) {
+    this.layoutWords = this.layoutWords || words;
+    if (this.layoutPending) return;
+    this.layoutPending = requestAnimationFrame(() => {
+      this.layoutPending = null;
+      if (this.layoutWords) this.recordLayout();
+      else this.recordElements();
+      this.layoutWords = false;
+    });
+  }
+
+  /** Cut the buffered rows into one batch and queue it. */
+  flush() {
+    const streams = {};
+    for (const s of Object.keys(COLUMNS)) {
+      if (this.buffers[s].t.length) {
+        streams[s] = this.buffers[s];
+        this.reset(s);
+      }
+    }
+    if (!Object.keys(streams).length) return;
+    const batch = { task: this.task, seq: this.seq++, origin: this.origin, streams };
+    localStorage.setItem(this.seqKey, String(this.seq));
+    this.outbox.push(batch);
+  }
+}

@@ -1,0 +1,133 @@
+"""``gazepref reward ...``: evaluate, train and apply reward models.
+
+* ``gazepref reward evaluate DATA [--json] [--protocol group|random] [--seeds N] [--folds K]``
+* ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]``
+* ``gazepref reward train DATA --out MODEL [--model NAME]``
+* ``gazepref reward score MODEL DATA --out FILE`` (``.parquet``, ``.csv`` or ``.jsonl``)
+
+The JSON report has, for each of ``text``, ``implicit``, ``fused``, ``personalized``: ``accuracy``,
+``auc``, ``n`` (and log-loss, ECE, stds, the model's name); ``models`` has every model and
+ablation; ``gain_fused_vs_best_text`` the worker-bootstrap CI (see :mod:`gazepref.models.evaluation`).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import UserError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("reward", help="reward models: evaluate, train, score",
+                              description="Text, implicit-feedback, fused and personalised reward models.")
+    sub = p.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
+
+    e = sub.add_parser("evaluate", help="cross-validated report (grouped by worker), or train/test")
+    e.add_argument("data", nargs="?", help="recording (IFLLM folder or gazepref export)")
+    e.add_argument("--train", help="train on this recording ...")
+    e.add_argument("--test", help="... and test on this one")
+    e.add_argument("--protocol", choices=("group", "random"), default="group",
+                   help="group: K-fold grouped by worker (default); random: the IFLLM anchor's plain K-fold")
+    e.add_argument("--folds", type=int, default=5)
+    e.add_argument("--seeds", type=int, default=5, help="repetitions with different fold assignments")
+    e.add_argument("--models", help="comma-separated model names (default: all)")
+    e.add_argument("--text-feedback", action="store_true",
+                   help="also the text-feedback ablation (the user's next message; post-decision)")
+    e.add_argument("--features", choices=("hits", "signals", "both"), default="hits",
+                   help="implicit features: this package's in-box measures (hits), the signal-processor's "
+                        "comparison table (signals), or both")
+    e.add_argument("--markdown", help="also write the table as Markdown to this file")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train", help="train a reward model on all labelled comparisons and save it")
+    t.add_argument("data")
+    t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument("--model", default="late_fusion_worker_cal", help="model name (see `reward evaluate --json`)")
+    t.add_argument("--text-model", default="structure_bt", help="text-only fallback model")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("score", help="score every pairwise turn of a recording")
+    s.add_argument("model")
+    s.add_argument("data")
+    s.add_argument("--out", required=True, help=".parquet, .csv or .jsonl")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+
+def _models(names: str | None, text_feedback: bool):
+    from .evaluation import default_models
+
+    ms = default_models(text_feedback=text_feedback)
+    if not names:
+        return ms
+    want = [n.strip() for n in names.split(",") if n.strip()]
+    bad = [n for n in want if n not in ms]
+    if bad:
+        raise UserError(f"unknown model(s) {', '.join(bad)}; known: {', '.join(ms)}")
+    return {n: ms[n] for n in want}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..cli import emit
+    from . import evaluation as ev
+
+    models = _models(args.models, args.text_feedback)
+    if args.train or args.test:
+        if not (args.train and args.test) or args.data:
+            raise UserError("give either DATA, or both --train and --test")
+        train = ev.load_data(args.train, text_feedback=args.text_feedback, progress=True, features=args.features)
+        test = ev.load_data(args.test, text_feedback=args.text_feedback, progress=True, features=args.features)
+        if set(train.groups) & set(test.groups):
+            raise UserError("--train and --test share workers; the test must hold out whole workers")
+        report = ev.train_test(train, test, models, progress=True)
+    else:
+        if not args.data:
+            raise UserError("give DATA (or --train and --test)")
+        data = ev.load_data(args.data, text_feedback=args.text_feedback, progress=True, features=args.features)
+        if len(data.y) < 2 * args.folds:
+            raise UserError(f"only {len(data.y)} labelled comparisons: too few for {args.folds}-fold CV")
+        report = ev.evaluate(data, models, protocol=args.protocol, folds=args.folds,
+                             seeds=tuple(range(args.seeds)), progress=True)
+    if args.markdown:
+        Path(args.markdown).write_text(ev.markdown(report) + "\n")
+    emit(report, args.json, lambda r: ev.markdown(r))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..cli import emit
+    from .scoring import train_reward_model
+
+    rm = train_reward_model(args.data, model=args.model, text_model=args.text_model, progress=True)
+    path = rm.save(args.out)
+    emit({"model": str(path), **rm.manifest}, args.json)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from gazepref.datasets.recording import open_recording
+
+    from ..cli import emit
+    from .scoring import load_reward_model
+
+    rm = load_reward_model(args.model)
+    rec = open_recording(args.data)
+    df = rm.score_recording(rec, progress=True)
+    keep = ["turn_id", "task_id", "index", "model_0", "model_1", "reward", "p_first", "confidence", "source",
+            "reward_0", "reward_1"]
+    df = df[[c for c in keep if c in df]]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    elif out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    elif out.suffix in (".jsonl", ".json"):
+        df.to_json(out, orient="records", lines=True)
+    else:
+        raise UserError(f"--out must end in .parquet, .csv or .jsonl: {out}")
+    emit({"out": str(out), "pairs": int(len(df)), "model": rm.manifest.get("model")}, args.json)
+    return 0

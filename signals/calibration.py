@@ -1,0 +1,352 @@
+"""Per-participant gaze calibration: eye features -> viewport CSS px.
+
+:class:`GazeCalibration` is a ridge regression on three standardised feature blocks:
+
+* *eye*: iris position between the eye corners and lids, and eye openness (both eyes);
+* *head*: head pose (yaw, pitch, roll, position) and face position/size in the image, so head
+  movement is compensated rather than read as gaze;
+* *appearance*: the small equalised eye patches (WebGazer's feature).
+
+The weights of the head and appearance blocks relative to the eye block (a block-wise ridge
+penalty) and the ridge penalty itself are chosen, separately for x and y, by cross-validation
+*inside the calibration data* (leave-one-session-out when sessions are given, else k-fold) on the
+squared error in px; the model is then refitted on all calibration samples. Everything
+learned is plain numbers, so a fitted model round-trips through JSON (:meth:`to_bytes`,
+:meth:`from_bytes`) for ``store.Calibration.model``.
+
+Also here: the 5/9/13-point target grids and drift correction from clicks.
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.model_selection import KFold, LeaveOneGroupOut
+from sklearn.utils.validation import check_is_fitted
+
+from . import eye_features, head_pose
+
+FORMAT = "gazepref.gaze-calibration/1"
+
+EYE_COLUMNS = tuple(c for e in eye_features.EYES for c in eye_features.geometry_columns(e.name))
+HEAD_COLUMNS = (*head_pose.COLUMNS, "face_x", "face_y", "face_size")
+GEOMETRY_COLUMNS = EYE_COLUMNS + HEAD_COLUMNS
+APPEARANCE_PREFIX = "_patch_"
+
+_BOUNDS = ("feature_min", "feature_max", "target_min", "target_max")
+
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
+DEFAULT_HEAD_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+DEFAULT_APPEARANCE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _as_frame(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    if isinstance(X, Mapping):
+        return pd.DataFrame([X])
+    return pd.DataFrame(list(X))
+
+
+def _appearance_columns(columns: Iterable[str]) -> list[str]:
+    return sorted(c for c in columns if c.startswith("eye_") and APPEARANCE_PREFIX in c)
+
+
+class GazeCalibration(RegressorMixin, BaseEstimator):
+    """Ridge from eye features to screen px with CV-chosen penalty and block weights.
+
+    Parameters
+    ----------
+    alphas : ridge penalties tried (on standardised features).
+    head_weights : scale factors tried for the standardised head/face block (0 = left out).
+    appearance_weights : scale factors tried for the standardised eye-patch block (0 = left
+        out). A larger weight means a smaller effective penalty on that block.
+    use_appearance : use the eye patches at all.
+    cv : folds when no ``groups`` are given to :meth:`fit`.
+    clip : features and predictions are clipped to their calibration range widened by this
+        fraction of it (None: no clipping). A linear model must not extrapolate far: a feature
+        that barely varied during calibration (head distance within one sitting) can lie many
+        standard deviations away later, and its coefficient would throw the gaze off screen.
+    fill_missing : predict the calibration targets' mean (instead of NaN) for samples whose
+        features are missing (no face).
+    """
+
+    def __init__(
+        self,
+        alphas: Sequence[float] = DEFAULT_ALPHAS,
+        head_weights: Sequence[float] = DEFAULT_HEAD_WEIGHTS,
+        appearance_weights: Sequence[float] = DEFAULT_APPEARANCE_WEIGHTS,
+        use_appearance: bool = True,
+        cv: int = 5,
+        clip: float | None = 0.1,
+        fill_missing: bool = False,
+    ) -> None:
+        self.alphas = alphas
+        self.head_weights = head_weights
+        self.appearance_weights = appearance_weights
+        self.use_appearance = use_appearance
+        self.cv = cv
+        self.clip = clip
+        self.fill_missing = fill_missing
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any, groups: Sequence[Any] | None = None) -> GazeCalibration:
+        """Fit on feature rows ``X`` (DataFrame or dicts with eye_/head_/face_ columns) and
+        targets ``y`` (n x 2 px). ``groups`` (e.g. calibration session per row) select
+        leave-one-group-out CV for the hyper-parameters. Rows with missing features are dropped.
+        """
+        frame = _as_frame(X)
+        y = np.asarray(y, dtype=np.float64).reshape(len(frame), 2)
+        blocks = {
+            "eye": [c for c in EYE_COLUMNS if c in frame.columns],
+            "head": [c for c in HEAD_COLUMNS if c in frame.columns],
+            "appearance": _appearance_columns(frame.columns) if self.use_appearance else [],
+        }
+        names = [c for cols in blocks.values() for c in cols]
+        if not names:
+            raise ValueError("no gaze feature columns (eye_*, head_*, face_*) in the calibration data")
+        values = frame[names].to_numpy(dtype=np.float64)
+        keep = np.isfinite(values).all(axis=1) & np.isfinite(y).all(axis=1)
+        values, y = values[keep], y[keep]
+        groups_kept = None if groups is None else np.asarray(groups)[keep]
+        if len(values) < 4:
+            raise ValueError(f"too few usable calibration samples ({len(values)}; need at least 4)")
+
+        self.feature_names_in_ = np.array(names, dtype=object)
+        self.n_features_in_ = len(names)
+        block_of = np.repeat(list(blocks), [len(c) for c in blocks.values()])
+        self.mean_ = values.mean(axis=0)
+        scale = values.std(axis=0)
+        app = block_of == "appearance"
+        if app.any():  # one scale for all patch pixels (keeps their relative contrast, like WebGazer)
+            scale[app] = np.sqrt(np.mean(scale[app] ** 2))
+        self.scale_ = np.where(scale > 1e-9, scale, 1.0)
+        z = (values - self.mean_) / self.scale_
+
+        candidates = self._block_weight_candidates({k: bool(v) for k, v in blocks.items()})
+        alphas = np.asarray(self.alphas, dtype=np.float64)
+        folds = list(self._folds(len(z), groups_kept))
+        col_weights = [np.array([cand[b] for b in block_of]) for cand in candidates]
+        # Out-of-fold predictions for every (block weights, alpha): (n_cand, n_alphas, n, 2).
+        oof = np.stack([_oof_predictions(z * cw, y, folds, alphas, self.clip) for cw in col_weights])
+        sq_err = ((oof - y) ** 2).mean(axis=2)  # (n_cand, n_alphas, 2)
+        # x and y get their own hyper-parameters (e.g. lids and patches matter more for y).
+        best = [np.unravel_index(np.argmin(sq_err[:, :, k]), sq_err.shape[:2]) for k in range(2)]
+        self.head_weight_ = np.array([candidates[ci]["head"] for ci, _ in best])
+        self.appearance_weight_ = np.array([candidates[ci]["appearance"] for ci, _ in best])
+        self.alpha_ = np.array([alphas[ai] for _, ai in best])
+        chosen = np.stack([oof[ci, ai, :, k] for k, (ci, ai) in enumerate(best)], axis=1)
+        self.cv_error_px_ = float(np.linalg.norm(chosen - y, axis=1).mean())
+
+        self.coef_ = np.zeros((2, self.n_features_in_))
+        self.intercept_ = np.zeros(2)
+        for k, (ci, ai) in enumerate(best):
+            coef, intercept = _ridge(z * col_weights[ci], y[:, [k]], alphas[ai])
+            # Fold the standardisation and block weights into one linear map on raw features.
+            self.coef_[k] = coef[0] * col_weights[ci] / self.scale_
+            self.intercept_[k] = intercept[0] - self.coef_[k] @ self.mean_
+        self.target_mean_ = y.mean(axis=0)
+        self.feature_min_, self.feature_max_ = _bounds(values, self.clip)
+        self.target_min_, self.target_max_ = _bounds(y, self.clip)
+        self.n_samples_fit_ = int(len(z))
+        return self
+
+    def _block_weight_candidates(self, present: dict[str, bool]) -> list[dict[str, float]]:
+        """Weight of each block per candidate; the eye block is the reference (weight 1)."""
+        heads = list(self.head_weights) if present["head"] else [0.0]
+        apps = list(self.appearance_weights) if present["appearance"] else [0.0]
+        cands = [{"eye": 1.0, "head": h, "appearance": a} for h in heads for a in apps]
+        if not present["eye"]:  # without eye geometry, some other block must carry the signal
+            cands = [c for c in cands if c["head"] > 0 or c["appearance"] > 0] or [
+                {"eye": 1.0, "head": 1.0, "appearance": 1.0}]
+        return cands
+
+    def _folds(self, n: int, groups: np.ndarray | None):
+        if groups is not None and len(np.unique(groups)) >= 2:
+            return LeaveOneGroupOut().split(np.zeros(n), groups=groups)
+        k = max(2, min(self.cv, n // 2))
+        return KFold(k, shuffle=True, random_state=0).split(np.zeros(n))
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, X: Any) -> np.ndarray:
+        """Gaze (n x 2 px) for feature rows; NaN (or the target mean) where features are missing."""
+        check_is_fitted(self, "coef_")
+        frame = _as_frame(X)
+        missing = [c for c in self.feature_names_in_ if c not in frame.columns]
+        if missing:
+            raise ValueError(f"feature columns missing for prediction: {missing[:5]}")
+        values = frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64)
+        return self.predict_array(values)
+
+    def predict_array(self, values: np.ndarray) -> np.ndarray:
+        """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``."""
+        pred = np.clip(values, self.feature_min_, self.feature_max_) @ self.coef_.T + self.intercept_
+        pred = np.clip(pred, self.target_min_, self.target_max_)
+        bad = ~np.isfinite(pred).all(axis=1)
+        pred[bad] = self.target_mean_ if self.fill_missing else np.nan
+        return pred
+
+    def predict_row(self, row: Mapping[str, float]) -> tuple[float, float]:
+        """Gaze for one tracker row (dict); NaN when a feature is missing."""
+        check_is_fitted(self, "coef_")
+        values = np.array([[row.get(c, np.nan) for c in self.feature_names_in_]], dtype=np.float64)
+        x, y = self.predict_array(values)[0]
+        return float(x), float(y)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        check_is_fitted(self, "coef_")
+        return {
+            "format": FORMAT,
+            "params": {k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v)
+                       for k, v in self.get_params().items()},
+            "feature_names": [str(c) for c in self.feature_names_in_],
+            "mean": self.mean_.tolist(),
+            "scale": self.scale_.tolist(),
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_.tolist(),
+            "target_mean": self.target_mean_.tolist(),
+            # bounds are infinite without clipping; JSON has no infinity, so those become null
+            **{key: [float(v) if np.isfinite(v) else None for v in getattr(self, key + "_")]
+               for key in _BOUNDS},
+            "alpha": self.alpha_.tolist(),
+            "head_weight": self.head_weight_.tolist(),
+            "appearance_weight": self.appearance_weight_.tolist(),
+            "cv_error_px": self.cv_error_px_,
+            "n_samples": self.n_samples_fit_,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GazeCalibration:
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a gaze calibration (format {d.get('format')!r}, expected {FORMAT!r})")
+        model = cls(**d["params"])
+        model.feature_names_in_ = np.array(d["feature_names"], dtype=object)
+        model.n_features_in_ = len(d["feature_names"])
+        for attr, key in (("mean_", "mean"), ("scale_", "scale"), ("coef_", "coef"),
+                          ("intercept_", "intercept"), ("target_mean_", "target_mean")):
+            setattr(model, attr, np.asarray(d[key], dtype=np.float64))
+        for key in _BOUNDS:
+            inf = np.inf if key.endswith("max") else -np.inf
+            setattr(model, key + "_", np.array([inf if v is None else v for v in d[key]], dtype=np.float64))
+        model.alpha_ = np.asarray(d["alpha"], dtype=np.float64)
+        model.head_weight_ = np.asarray(d["head_weight"], dtype=np.float64)
+        model.appearance_weight_ = np.asarray(d["appearance_weight"], dtype=np.float64)
+        model.cv_error_px_ = float(d["cv_error_px"])
+        model.n_samples_fit_ = int(d["n_samples"])
+        return model
+
+    def to_bytes(self) -> bytes:
+        """JSON (UTF-8) for ``store.Calibration.model``."""
+        return json.dumps(self.to_dict()).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> GazeCalibration:
+        try:
+            d = json.loads(data.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"not a gaze calibration: {e}") from None
+        return cls.from_dict(d)
+
+
+def _bounds(a: np.ndarray, margin: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column [min, max] of ``a`` widened by ``margin`` x range (infinite when None)."""
+    if margin is None:
+        inf = np.full(a.shape[1], np.inf)
+        return -inf, inf
+    lo, hi = a.min(axis=0), a.max(axis=0)
+    pad = margin * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _oof_predictions(z: np.ndarray, y: np.ndarray, folds: list, alphas: np.ndarray,
+                     clip: float | None) -> np.ndarray:
+    """Out-of-fold ridge predictions for every alpha: (n_alphas, n, 2), via one SVD per fold,
+    with the features and predictions clipped as :meth:`GazeCalibration.predict` does."""
+    out = np.full((len(alphas), len(z), y.shape[1]), np.nan)
+    for train, test in folds:
+        zt, yt = z[train], y[train]
+        zm, ym = zt.mean(axis=0), yt.mean(axis=0)
+        u, sv, vt = np.linalg.svd(zt - zm, full_matrices=False)
+        uty = u.T @ (yt - ym)  # (r, 2)
+        ztest = (np.clip(z[test], *_bounds(zt, clip)) - zm) @ vt.T  # (m, r)
+        ylo, yhi = _bounds(yt, clip)
+        for i, a in enumerate(alphas):
+            out[i, test] = np.clip(ztest @ (uty * (sv / (sv ** 2 + a))[:, None]) + ym, ylo, yhi)
+    return out
+
+
+def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge with an unpenalised intercept: (coef (k x d), intercept (k,)) for y (n x k)."""
+    zm, ym = z.mean(axis=0), y.mean(axis=0)
+    zc, yc = z - zm, y - ym
+    n, d = zc.shape
+    if d <= n:
+        coef = np.linalg.solve(zc.T @ zc + alpha * np.eye(d), zc.T @ yc).T
+    else:  # dual form: fewer samples than features (eye patches)
+        coef = (zc.T @ np.linalg.solve(zc @ zc.T + alpha * np.eye(n), yc)).T
+    return coef, ym - coef @ zm
+
+
+# ---------------------------------------------------------------------- targets
+
+
+def target_grid(n_points: int, width: float, height: float, margin: float = 0.1) -> list[tuple[float, float]]:
+    """Calibration/validation targets in px for a ``width`` x ``height`` viewport.
+
+    5: centre and the four corners; 9: a 3x3 grid; 13: the 3x3 grid plus the centres of its four
+    quadrants (jsPsych's layouts). ``margin``: fraction of each side kept free at the edges.
+    """
+    lo, mid, hi = margin, 0.5, 1 - margin
+    q1, q3 = (lo + mid) / 2, (mid + hi) / 2
+    grid9 = [(fx, fy) for fy in (lo, mid, hi) for fx in (lo, mid, hi)]
+    layouts = {
+        5: [(mid, mid), (lo, lo), (hi, lo), (lo, hi), (hi, hi)],
+        9: grid9,
+        13: grid9 + [(q1, q1), (q3, q1), (q1, q3), (q3, q3)],
+    }
+    if n_points not in layouts:
+        raise ValueError(f"target grids have 5, 9 or 13 points, not {n_points}")
+    return [(fx * width, fy * height) for fx, fy in layouts[n_points]]
+
+
+# ---------------------------------------------------------------------- drift
+
+
+class DriftCorrector:
+    """Offset correction from clicks during a task.
+
+    A click is assumed to land where the participant looks: each click adds the difference
+    ``click - gaze`` (gaze just before the click); the correction is the median of the last
+    ``window`` differences, ignoring differences larger than ``max_offset_px`` (clicks made
+    without looking).
+    """
+
+    def __init__(self, window: int = 5, max_offset_px: float = 250.0) -> None:
+        self.window = window
+        self.max_offset_px = max_offset_px
+        self._diffs: deque[tuple[float, float]] = deque(maxlen=window)
+
+    def add_click(self, gaze_xy: Sequence[float], click_xy: Sequence[float]) -> bool:
+        """Record one click; returns whether it was used."""
+        dx, dy = click_xy[0] - gaze_xy[0], click_xy[1] - gaze_xy[1]
+        if not (np.isfinite(dx) and np.isfinite(dy)) or np.hypot(dx, dy) > self.max_offset_px:
+            return False
+        self._diffs.append((float(dx), float(dy)))
+        return True
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        if not self._diffs:
+            return 0.0, 0.0
+        d = np.array(self._diffs)
+        return float(np.median(d[:, 0])), float(np.median(d[:, 1]))
+
+    def apply(self, xy: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Corrected gaze: ``xy`` (2,) or (n x 2) plus the current offset."""
+        return np.asarray(xy, dtype=np.float64) + np.array(self.offset)

@@ -1,0 +1,43 @@
+"""``gazepref features DATA --out DIR [--jobs N] [--json]``: the feature tables of a data folder."""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "features",
+        help="compute gaze/mouse features per response, comparison and sentence (Parquet)",
+        description="Compute the feature tables (responses.parquet, comparisons.parquet, "
+                    "sentences.parquet) of DATA, an IFLLM-layout folder. Columns: docs/features.md.",
+    )
+    p.add_argument("data", metavar="DATA", help="IFLLM-layout folder (query_logs_table.csv + user_behavior/)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes (default: number of CPUs)")
+    p.add_argument("--no-sentences", action="store_true", help="skip sentences.parquet")
+    p.add_argument("--text-feedback", action="store_true",
+                   help="add post_fb_* columns: the next message classified as feedback (slow; needs the ML extra)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import UserError
+    from ..cli import emit
+    from . import features
+
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    res = features.build(args.data, jobs=jobs, sentences=not args.no_sentences, progress=not args.json,
+                         text_feedback=args.text_feedback)
+    stats = dict(res.stats)
+    stats["outputs"] = features.write(res, args.out)
+    stats["default_features"] = {
+        "responses": len(features.default_feature_columns(res.responses)),
+        "comparisons": len(features.default_feature_columns(res.comparisons)),
+    }
+    emit(stats, args.json)
+    return 0

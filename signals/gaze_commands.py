@@ -1,0 +1,97 @@
+"""CLI: ``gazepref gaze track``, ``gaze evaluate`` and ``gaze recalibrate``."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    gaze = sub.add_parser("gaze", help="webcam gaze: track videos, evaluate calibration accuracy")
+    gsub = gaze.add_subparsers(dest="gaze_command", metavar="SUBCOMMAND", required=True)
+
+    p = gsub.add_parser("track", help="run the webcam pipeline over a video file",
+                        description="Run the per-frame pipeline (face mesh, eye features, head pose, "
+                                    "quality flags) over every frame of VIDEO.")
+    p.add_argument("video", help="video file OpenCV can read")
+    p.add_argument("--out", help="write the per-frame features as Parquet (gaze stream columns)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_track)
+
+    p = gsub.add_parser("evaluate", help="calibration accuracy on images with known targets",
+                        description="MANIFEST.csv has columns image,x,y,person,session (image paths "
+                                    "relative to the manifest; x,y the target in CSS px). Per person, "
+                                    "calibrate on the other sessions and predict each held-out session.")
+    p.add_argument("manifest", help="CSV manifest")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_evaluate)
+
+    p = gsub.add_parser("recalibrate", help="re-estimate a study's gaze from its stored eye features",
+                        description="Re-map every stored gaze sample of STUDY from its eye features, with "
+                                    "each participant's latest calibration or with --model, and write "
+                                    "one Parquet file per task to --out. The database is not changed.")
+    p.add_argument("study", help="study slug")
+    p.add_argument("--db", required=True, help="database URL (sqlite:///path or postgresql://...)")
+    p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_recalibrate)
+
+
+def _progress(enable: bool):
+    from ..cli import progress
+
+    return lambda it, total: progress(it, total=total, desc="frames", enable=enable)
+
+
+def _track(args: argparse.Namespace) -> int:
+    from ..cli import emit
+    from .gaze_batch import track_video
+
+    emit(track_video(args.video, args.out, progress=_progress(True)), args.json)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..cli import emit
+    from .gaze_batch import evaluate_manifest
+
+    result = evaluate_manifest(args.manifest, progress=_progress(True))
+    if args.json:
+        emit(result, True)
+    else:
+        emit({k: v for k, v in result.items() if k != "per_person"}, False)
+        for person, r in result["per_person"].items():
+            print(f"  {person}: {r['error_px']:.1f} px over {r['n']} images, {r['sessions']} sessions")
+    return 0
+
+
+def _recalibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import sessionmaker
+
+    from .. import UserError, store
+    from ..cli import emit
+    from .calibration import GazeCalibration
+    from .gaze_recalibrate import recalibrate_study
+
+    model = None
+    if args.model:
+        try:
+            model = GazeCalibration.from_bytes(Path(args.model).read_bytes())
+        except ValueError as e:
+            raise UserError(f"{args.model}: {e}") from None
+    if args.db.startswith("sqlite:///") and not Path(args.db[len("sqlite:///"):]).is_file():
+        raise FileNotFoundError(2, "no such file", args.db[len("sqlite:///"):])
+    engine = store.make_engine(args.db)
+    try:
+        with sessionmaker(engine)() as db:
+            result = recalibrate_study(db, args.study, args.out, model)
+    except LookupError as e:
+        raise UserError(str(e)) from None
+    except OperationalError as e:
+        raise UserError(f"cannot read the study database {args.db}: {e.orig}") from None
+    finally:
+        engine.dispose()
+    emit(result, args.json)
+    return 0

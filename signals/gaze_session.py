@@ -1,0 +1,75 @@
+"""Calibration and validation rounds from tracker rows: the functions the study site calls.
+
+A round shows targets one after another (:func:`gazepref.signals.calibration.target_grid`); for
+each target the site keeps the tracker rows (:func:`gazepref.signals.webcam.process_frame`)
+recorded while the participant fixated it, after the eyes settled (skip ~300 ms after the target
+appears). Then:
+
+* :func:`calibrate` fits a :class:`GazeCalibration` on those rows; store it with
+  ``store.Calibration(kind="calibration", model=model.to_bytes(), result=calibration_summary(model))``;
+* :func:`validate_round` predicts the rows of a validation round (other points) and returns
+  jsPsych-style metrics (:mod:`.gaze_validation`), with ``overall.passed`` for a pass threshold;
+  store it with ``store.Calibration(kind="validation", result=...)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..schema import GazeFlag
+from .calibration import GazeCalibration
+from .gaze_validation import CSS_PX_PER_CM, validate
+
+#: Samples that do not show where the eyes point.
+UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK
+
+
+def usable(rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """Mask of rows usable for calibration (a face, eyes open)."""
+    return np.array([not int(r.get("flags", 0)) & UNUSABLE for r in rows], dtype=bool)
+
+
+def calibrate(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]],
+              model: GazeCalibration | None = None, rounds: Sequence[Any] | None = None) -> GazeCalibration:
+    """Fit a calibration on ``points``: a list of (target (x, y) px, tracker rows at it).
+
+    ``rounds``: per point, the calibration round it came from; with two or more rounds the
+    hyper-parameters are chosen leave-one-round-out. Raises ValueError when too few samples
+    are usable.
+    """
+    rows, targets, groups = [], [], []
+    for i, (target, samples) in enumerate(points):
+        ok = usable(samples)
+        rows += [s for s, k in zip(samples, ok) if k]
+        targets += [tuple(target)] * int(ok.sum())
+        groups += [rounds[i] if rounds is not None else 0] * int(ok.sum())
+    if len(rows) < 4:
+        raise ValueError(f"only {len(rows)} usable calibration samples (face found, eyes open); need at least 4")
+    model = model if model is not None else GazeCalibration()
+    return model.fit(pd.DataFrame(rows), np.asarray(targets, dtype=np.float64),
+                     groups=groups if rounds is not None else None)
+
+
+def calibration_summary(model: GazeCalibration) -> dict[str, Any]:
+    """JSON-ready facts about a fitted calibration (for ``store.Calibration.result``)."""
+    return {"n_samples": model.n_samples_fit_, "cv_error_px": model.cv_error_px_,
+            "alpha": model.alpha_.tolist(), "head_weight": model.head_weight_.tolist(),
+            "appearance_weight": model.appearance_weight_.tolist()}
+
+
+def validate_round(model: GazeCalibration, points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]],
+                   roi_radius_px: float = 100.0, distance_cm: float = 60.0, px_per_cm: float = CSS_PX_PER_CM,
+                   pass_accuracy_px: float | None = None) -> dict[str, Any]:
+    """Validation metrics of ``model`` on (target, tracker rows) pairs; blinks and frames without
+    a face count as data loss."""
+    predicted, flags = [], []
+    for _, samples in points:
+        xy = model.predict(pd.DataFrame(list(samples))) if len(samples) else np.empty((0, 2))
+        predicted.append(xy)
+        flags.append(np.array([int(s.get("flags", 0)) for s in samples], dtype=np.int64))
+    return validate([(target, xy) for (target, _), xy in zip(points, predicted)], roi_radius_px=roi_radius_px,
+                    flags=flags, distance_cm=distance_cm, px_per_cm=px_per_cm, pass_accuracy_px=pass_accuracy_px,
+                    lost_flags=UNUSABLE)

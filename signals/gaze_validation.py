@@ -1,0 +1,111 @@
+"""Validation metrics of a gaze calibration, per target point and overall.
+
+The fields follow what jsPsych's ``webgazer-validate`` plugin records (offset from each point,
+share of samples in the ROI, samples found), with the usual eye-tracking definitions:
+
+* ``accuracy_px``: mean Euclidean distance of the valid samples from the target;
+  ``offset_x_px`` / ``offset_y_px``: mean signed offset (gaze - target), the centroid's bias;
+* ``accuracy_deg``: ``accuracy_px`` as visual angle for a viewing distance and pixel density,
+  ``2 * atan(size_cm / (2 * distance_cm))``;
+* ``precision_px``: RMS of the distances between successive valid samples (RMS-S2S);
+* ``in_roi``: share of valid samples within ``roi_radius_px`` of the target;
+* ``data_loss``: share of samples with no gaze estimate (NaN, or flagged NO_FACE by default).
+
+Overall figures average the per-point values over the points that have valid samples, except
+``data_loss`` and ``in_roi_all``, which pool all samples.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..schema import GazeFlag
+
+#: CSS px per cm at the CSS reference density (96 px per inch).
+CSS_PX_PER_CM = 96 / 2.54
+
+
+def px_to_deg(px: float, distance_cm: float = 60.0, px_per_cm: float = CSS_PX_PER_CM) -> float:
+    """Visual angle (degrees) of ``px`` on a screen seen from ``distance_cm``."""
+    return math.degrees(2 * math.atan(px / px_per_cm / (2 * distance_cm)))
+
+
+def point_metrics(gaze: np.ndarray, target: Sequence[float], roi_radius_px: float,
+                  valid: np.ndarray | None = None, distance_cm: float = 60.0,
+                  px_per_cm: float = CSS_PX_PER_CM) -> dict[str, Any]:
+    """Metrics for the samples (n x 2, in time order) recorded while one target was shown."""
+    gaze = np.asarray(gaze, dtype=np.float64).reshape(-1, 2)
+    ok = np.isfinite(gaze).all(axis=1)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    n = len(gaze)
+    good = gaze[ok]
+    out: dict[str, Any] = {"target_x": float(target[0]), "target_y": float(target[1]), "n_samples": n,
+                           "n_valid": int(ok.sum()), "data_loss": float(1 - ok.sum() / n) if n else 1.0}
+    nan = float("nan")
+    if not len(good):
+        out.update(accuracy_px=nan, accuracy_deg=nan, offset_x_px=nan, offset_y_px=nan,
+                   precision_px=nan, in_roi=nan)
+        return out
+    diff = good - np.asarray(target, dtype=np.float64)
+    dist = np.linalg.norm(diff, axis=1)
+    step = np.linalg.norm(np.diff(good, axis=0), axis=1)
+    acc = float(dist.mean())
+    out.update(
+        accuracy_px=acc,
+        accuracy_deg=px_to_deg(acc, distance_cm, px_per_cm),
+        offset_x_px=float(diff[:, 0].mean()),
+        offset_y_px=float(diff[:, 1].mean()),
+        precision_px=float(np.sqrt(np.mean(step ** 2))) if len(step) else nan,
+        in_roi=float((dist <= roi_radius_px).mean()),
+    )
+    return out
+
+
+def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px: float = 100.0,
+             flags: Sequence[np.ndarray] | None = None, distance_cm: float = 60.0,
+             px_per_cm: float = CSS_PX_PER_CM, pass_accuracy_px: float | None = None,
+             lost_flags: int = GazeFlag.NO_FACE) -> dict[str, Any]:
+    """Validation result for ``points``: a list of (target (x, y), samples n x 2 px).
+
+    ``flags``: per point, the samples' GazeFlag bits; samples with any of ``lost_flags`` count
+    as lost (as do NaN samples).
+    ``pass_accuracy_px``: when given, ``passed`` says whether the overall accuracy is at most it.
+    Returns ``{"points": [...], "overall": {...}, "settings": {...}}``, JSON-ready.
+    """
+    per_point = []
+    lost = total = in_roi_count = valid_count = 0
+    for i, (target, samples) in enumerate(points):
+        valid = None
+        if flags is not None:
+            valid = (np.asarray(flags[i], dtype=np.int64) & lost_flags) == 0
+        m = point_metrics(samples, target, roi_radius_px, valid, distance_cm, px_per_cm)
+        per_point.append(m)
+        total += m["n_samples"]
+        lost += m["n_samples"] - m["n_valid"]
+        valid_count += m["n_valid"]
+        if m["n_valid"]:
+            in_roi_count += round(m["in_roi"] * m["n_valid"])
+
+    def mean_of(key: str) -> float:
+        vals = [p[key] for p in per_point if p["n_valid"] and math.isfinite(p[key])]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    overall = {
+        "accuracy_px": mean_of("accuracy_px"),
+        "accuracy_deg": mean_of("accuracy_deg"),
+        "precision_px": mean_of("precision_px"),
+        "in_roi": mean_of("in_roi"),
+        "in_roi_all": in_roi_count / valid_count if valid_count else float("nan"),
+        "data_loss": lost / total if total else 1.0,
+        "n_points": len(per_point),
+        "n_samples": total,
+    }
+    if pass_accuracy_px is not None:
+        overall["passed"] = bool(math.isfinite(overall["accuracy_px"]) and overall["accuracy_px"] <= pass_accuracy_px)
+    settings = {"roi_radius_px": roi_radius_px, "distance_cm": distance_cm, "px_per_cm": px_per_cm,
+                "pass_accuracy_px": pass_accuracy_px}
+    return {"points": per_point, "overall": overall, "settings": settings}

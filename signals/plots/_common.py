@@ -1,0 +1,104 @@
+"""Shared figure helpers: exact pixel sizes, Agg canvas, saving, readable defaults."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ... import UserError  # noqa: E402
+
+DPI = 100
+DEFAULT_SIZE = (1200, 800)
+
+#: plot kinds of ``gazepref plot``
+KINDS = ("heatmap", "scanpath", "mouse", "timeline", "attention", "features", "quality")
+
+#: colour maps whose lightness is monotone (they survive greyscale printing)
+SEQ_CMAP = "viridis"
+HEAT_CMAP = "YlOrRd"
+#: two outcome colours that differ in lightness too (dark blue / light orange), plus hatch/linestyle
+PREFERRED = "#1b4f8a"
+NOT_PREFERRED = "#f0a04b"
+
+RC = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "none",
+    "savefig.dpi": DPI,
+}
+
+
+def new_figure(size: tuple[int, int] = DEFAULT_SIZE) -> Figure:
+    """A figure of exactly ``size`` pixels (at :data:`DPI`) on an Agg canvas."""
+    w, h = (int(size[0]), int(size[1]))
+    if w < 200 or h < 150 or w > 8000 or h > 8000:
+        raise UserError(f"image size {w}x{h} px is out of range (200x150 .. 8000x8000)")
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def apply_style(ax) -> None:
+    for k in ("top", "right"):
+        ax.spines[k].set_visible(False)
+
+
+def save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as PNG or SVG (by the file suffix), exactly its pixel size."""
+    p = Path(path)
+    fmt = p.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise UserError(f"--out must end in .png or .svg, not {p.name!r}")
+    if p.parent and not p.parent.exists():
+        raise UserError(f"no such folder for --out: {p.parent}")
+    with matplotlib.rc_context(RC):
+        fig.savefig(p, format=fmt, dpi=DPI)
+    return p
+
+
+def fig_to_png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def parse_size(s: str | None, default: tuple[int, int] = DEFAULT_SIZE) -> tuple[int, int]:
+    if not s:
+        return default
+    try:
+        w, h = s.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise UserError(f"--size must look like 1200x800, not {s!r}") from None
+
+
+def no_data(fig: Figure, message: str) -> Figure:
+    ax = fig.add_subplot(111)
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#444")
+    return fig
+
+
+def styled(fn):
+    """Run a plotting function under the package's readable rc defaults."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with matplotlib.rc_context(RC):
+            return fn(*args, **kwargs)
+
+    return wrapped

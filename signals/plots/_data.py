@@ -1,0 +1,322 @@
+"""Picking a task and turn from a recording, and one turn's samples in the frames the plots use."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ... import UserError, schema
+from .. import gaze_events
+from .text_layout import WordBoxes, char_xy, estimate_width, from_layout, reflow
+
+
+def open_data(path: Any):
+    """A recording from a path (IFLLM folder or gazepref Parquet export) or a recording object."""
+    if hasattr(path, "turns") and hasattr(path, "streams"):
+        return path
+    from ...datasets.recording import open_recording
+
+    return open_recording(path)
+
+
+def _examples(items: list[str], k: int = 5) -> str:
+    shown = ", ".join(items[:k])
+    return shown + (", ..." if len(items) > k else "")
+
+
+def turns_by_task(rec) -> dict[str, list[schema.Turn]]:
+    if hasattr(rec, "turns_by_task"):
+        return rec.turns_by_task()
+    from ...datasets.recording import turns_by_task as tbt
+
+    return tbt(rec)
+
+
+def resolve_task(rec, participant: str | None = None, task: str | None = None,
+                 need_turns: bool = True) -> str:
+    """The task id for ``--participant`` / ``--task`` (a task id, or a task number when the
+    participant is given); without ``--task`` the participant's (or the data's) first task with
+    turns. Unknown names raise :class:`UserError`."""
+    by_task = turns_by_task(rec)
+    task_ids = [t.task_id for t in rec.tasks()]
+    if participant is not None:
+        parts = sorted({t.participant_id for t in rec.tasks()} | {t.participant_id for ts in by_task.values() for t in ts})
+        if participant not in parts:
+            raise UserError(f"no participant {participant!r} in the data ({len(parts)} participants, e.g. "
+                            f"{_examples(parts)})")
+        task_ids = [t for t in task_ids if t.startswith(participant + "/")] or \
+            [tid for tid, ts in by_task.items() if ts and ts[0].participant_id == participant]
+    if task is not None:
+        cands = [task] if task in task_ids else [t for t in task_ids if t.rpartition("/")[2] == str(task)]
+        if participant is None and task not in task_ids:
+            cands = []
+        if not cands:
+            scope = f" of participant {participant!r}" if participant else ""
+            raise UserError(f"no task {task!r}{scope} (tasks: {_examples(task_ids) or 'none'})")
+        tid = cands[0]
+        if need_turns and not by_task.get(tid):
+            raise UserError(f"task {tid!r} has no turns (queries)")
+        return tid
+    with_turns = [t for t in task_ids if by_task.get(t)]
+    if not with_turns:
+        scope = f"participant {participant!r}" if participant else "the data"
+        raise UserError(f"{scope} has no task with turns")
+    return with_turns[0]
+
+
+def resolve_turn(rec, task_id: str, turn: int | None) -> schema.Turn:
+    turns = turns_by_task(rec).get(task_id, [])
+    if not turns:
+        raise UserError(f"task {task_id!r} has no turns")
+    if turn is None:
+        return turns[0]
+    for t in turns:
+        if t.index == turn:
+            return t
+    raise UserError(f"task {task_id!r} has no turn {turn} (turns 0..{len(turns) - 1})")
+
+
+def task_streams(rec, task_id: str, turns: list[schema.Turn] | None = None) -> dict[str, pa.Table]:
+    """``rec.streams(task_id)`` with a ``turn`` column on every stream: kept where the source gives
+    one (IFLLM reader, the site's database); else (a Parquet export) assigned from the turns'
+    ``t_shown`` on the task clock, or their ``epoch_ms``."""
+    streams = {k: _dedupe_turn(v) for k, v in rec.streams(task_id).items()}
+    if all("turn" in tb.column_names and tb.column("turn").null_count < tb.num_rows for tb in streams.values()):
+        return streams
+    turns = turns if turns is not None else turns_by_task(rec).get(task_id, [])
+    from ...datasets.ifllm import assign_turns
+
+    out = {}
+    for name, tb in streams.items():
+        if "turn" in tb.column_names and tb.column("turn").null_count < tb.num_rows:
+            out[name] = tb
+            continue
+        if "turn" in tb.column_names:
+            tb = tb.drop_columns(["turn"])
+        if turns and all(t.t_shown is not None for t in turns):
+            starts = np.array([t.t_shown for t in turns], dtype=np.float64)
+            idx = assign_turns(_np(tb, "t"), starts)
+        elif turns and "epoch_ms" in tb.column_names and tb.column("epoch_ms").null_count == 0:
+            starts = np.array([np.nan if t.epoch_ms is None else t.epoch_ms for t in turns], dtype=np.float64)
+            idx = assign_turns(_np(tb, "epoch_ms"), starts)
+        else:
+            idx = np.zeros(tb.num_rows, dtype=np.int32)
+        out[name] = tb.append_column("turn", pa.array(idx.astype(np.int32)))
+    return out
+
+
+def _dedupe_turn(tb: pa.Table) -> pa.Table:
+    """One ``turn`` column: a stream may carry its own (the layout's) and one appended by the
+    reader; the first one with values wins."""
+    idx = tb.schema.get_all_field_indices("turn")
+    if len(idx) <= 1:
+        return tb
+    keep = next((i for i in idx if tb.column(i).null_count < tb.num_rows), idx[0])
+    for i in sorted((i for i in idx if i != keep), reverse=True):
+        tb = tb.remove_column(i)
+    return tb
+
+
+def _np(tb: pa.Table, name: str, dtype=np.float64) -> np.ndarray:
+    return tb.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _durations(t: np.ndarray) -> np.ndarray:
+    seg = gaze_events.segments(t)
+    return gaze_events.sample_durations(t, seg)
+
+
+@dataclass
+class TextPoints:
+    """Samples of one source placed on one response's text (content px)."""
+
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray  # ms each sample stands for
+    char: np.ndarray  # char index, -1 unknown
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass
+class TurnView:
+    """One turn of one task with its streams, and the geometry of its responses."""
+
+    rec: Any
+    task_id: str
+    turn: schema.Turn
+    streams: dict[str, pa.Table]
+    n_turns: int = 1
+    next_turn_t: float | None = None
+    _boxes: dict[int, WordBoxes] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, rec, participant=None, task=None, turn=None) -> "TurnView":
+        tid = resolve_task(rec, participant, task)
+        tr = resolve_turn(rec, tid, turn)
+        turns = turns_by_task(rec)[tid]
+        streams = task_streams(rec, tid, turns)
+        own = {}
+        for name, tb in streams.items():
+            if "turn" in tb.column_names:
+                tb = tb.filter(pc.equal(tb.column("turn"), tr.index))
+            own[name] = tb
+        return cls(rec, tid, tr, own, len(turns))
+
+    # ---- what kind of recording
+    @cached_property
+    def has_layout_words(self) -> bool:
+        lay = self.streams.get("layout")
+        return lay is not None and lay.num_rows > 0 and bool(pc.any(pc.equal(lay.column("kind"), "word")).as_py())
+
+    @property
+    def positions(self) -> list[int]:
+        return [r.position for r in self.turn.responses]
+
+    def stream(self, name: str) -> pa.Table | None:
+        tb = self.streams.get(name)
+        return tb if tb is not None and tb.num_rows else None
+
+    @cached_property
+    def t_range(self) -> tuple[float, float]:
+        ts = [(_np(tb, "t").min(), _np(tb, "t").max()) for n, tb in self.streams.items()
+              if n in ("gaze", "mouse", "hits") and tb.num_rows]
+        if not ts:
+            t0 = self.turn.t_shown or 0.0
+            return t0, t0 + 1.0
+        t0 = min(a for a, _ in ts)
+        if self.turn.t_shown is not None:
+            t0 = min(t0, self.turn.t_shown)
+        return float(t0), float(max(b for _, b in ts))
+
+    # ---- geometry
+    def boxes(self, position: int, width_px: float | None = None) -> WordBoxes:
+        if position in self._boxes:
+            return self._boxes[position]
+        text = self.turn.responses[self.positions.index(position)].text
+        b = None
+        if self.has_layout_words:
+            b = from_layout(self.streams["layout"], position, text, self.turn.index)
+        if b is None:
+            if width_px is None:
+                hits = self.stream("hits")
+                rx = np.zeros(0)
+                if hits is not None:
+                    allh = task_streams(self.rec, self.task_id).get("hits")  # the whole task: more samples
+                    rx = _np(allh, "x")  # IFLLM's boxes share one width: estimate from both
+                width_px = estimate_width(rx)
+            b = reflow(text, width_px)
+        self._boxes[position] = b
+        return b
+
+    # ---- samples on the text
+    def points(self, position: int, source: str = "gaze") -> TextPoints:
+        """Samples of ``source`` on response ``position``'s text, in its content px."""
+        b = self.boxes(position)
+        hits = self.stream("hits")
+        if hits is not None:
+            h = hits.filter(pc.and_(pc.equal(hits.column("source"), source),
+                                    pc.equal(hits.column("position"), position)))
+            if h.num_rows:
+                t = _np(h, "t")
+                ci = _np(h, "char_index", np.int64)
+                dur = self._durations_from_stream(source, t)
+                if b.reflowed:
+                    x, y, ok = char_xy(b, ci)
+                else:
+                    x, y = _np(h, "x"), _np(h, "y")
+                    ok = (x >= 0) & (y >= 0)
+                return TextPoints(t[ok], x[ok], y[ok], dur[ok], ci[ok])
+        if not b.reflowed:
+            return self._points_from_layout(position, source)
+        e = np.zeros(0)
+        return TextPoints(e, e, e, e, e.astype(np.int64))
+
+    def _durations_from_stream(self, source: str, t: np.ndarray) -> np.ndarray:
+        tb = self.stream(source)
+        if tb is None:
+            return _durations(np.sort(t))[np.argsort(np.argsort(t))] if len(t) else t
+        st = np.sort(_np(tb, "t"))
+        d = _durations(st)
+        j = np.clip(np.searchsorted(st, t), 0, len(st) - 1)
+        return d[j]
+
+    def _points_from_layout(self, position: int, source: str) -> TextPoints:
+        """Viewport samples → content px of response ``position`` through its element box (latest
+        snapshot at or before each sample) and its scroll offset."""
+        e = np.zeros(0)
+        empty = TextPoints(e, e, e, e, e.astype(np.int64))
+        tb, lay = self.stream(source), self.stream("layout")
+        if tb is None or lay is None:
+            return empty
+        ld = lay.to_pandas()
+        el = ld[(ld["kind"] == "element") & (ld["target"].astype(str) == f"response:{position}")].sort_values("t")
+        if el.empty:
+            return empty
+        t, x, y = _np(tb, "t"), _np(tb, "x"), _np(tb, "y")
+        k = np.searchsorted(el["t"].to_numpy(np.float64), t, side="right") - 1
+        k = np.where(k < 0, 0, k)
+        ex, ey = el["x"].to_numpy(np.float64)[k], el["y"].to_numpy(np.float64)[k]
+        ew, eh = el["w"].to_numpy(np.float64)[k], el["h"].to_numpy(np.float64)[k]
+        inside = (x >= ex) & (x < ex + ew) & (y >= ey) & (y < ey + eh)
+        rx, ry = x - ex, y - ey
+        sc = self.stream("scroll")
+        if sc is not None:
+            sd = sc.to_pandas()
+            sd = sd[sd["target"].astype(str) == f"response:{position}"].sort_values("t")
+            if len(sd):
+                j = np.searchsorted(sd["t"].to_numpy(np.float64), t, side="right") - 1
+                okj = j >= 0
+                rx = rx + np.where(okj, sd["scroll_x"].to_numpy(np.float64)[np.maximum(j, 0)], 0)
+                ry = ry + np.where(okj, sd["scroll_y"].to_numpy(np.float64)[np.maximum(j, 0)], 0)
+        dur = _durations(t)
+        b = self.boxes(position)
+        # char under the sample: nearest word box containing it
+        ci = np.full(len(t), -1, dtype=np.int64)
+        if len(b) and inside.any():
+            idx = np.flatnonzero(inside)
+            px, py = rx[idx, None], ry[idx, None]
+            hit = (px >= b.x) & (px < b.x + b.w) & (py >= b.y) & (py < b.y + b.h)
+            anyhit = hit.any(axis=1)
+            ci[idx[anyhit]] = b.char_start[hit[anyhit].argmax(axis=1)]
+        return TextPoints(t[inside], rx[inside], ry[inside], dur[inside], ci[inside])
+
+    def n_gaze_on_text(self) -> int:
+        return sum(int((self.points(p, "gaze").char >= 0).sum()) for p in self.positions)
+
+
+def require_gaze(view: TurnView) -> None:
+    if view.stream("gaze") is None and view.stream("hits") is None:
+        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze samples")
+    if sum(len(view.points(p, "gaze")) for p in view.positions) == 0:
+        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze samples on the "
+                        "response text")
+
+
+def outcome(turn: schema.Turn, position: int) -> str | None:
+    """'preferred' / 'not preferred' for a labelled pairwise turn, else None."""
+    if not turn.pairwise or turn.choice is None:
+        return None
+    return "preferred" if turn.choice == position else "not preferred"
+
+
+def response_label(turn: schema.Turn, position: int) -> str:
+    name = ("Response 1 (left)" if position == 0 else "Response 2 (right)") if turn.pairwise else "Response"
+    r = turn.responses[[x.position for x in turn.responses].index(position)]
+    bits = [name]
+    o = outcome(turn, position)
+    if o == "preferred":
+        bits.append("PREFERRED")
+    elif o == "not preferred":
+        bits.append("not preferred")
+    if r.likert is not None:
+        bits.append(f"Likert {r.likert}")
+    if not turn.pairwise and turn.better_than_previous is not None:
+        bits.append("better than previous" if turn.better_than_previous else "worse than previous")
+    return " · ".join(bits)

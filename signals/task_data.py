@@ -1,0 +1,338 @@
+"""One task's samples in the form the feature code works on, built from a data source.
+
+A :class:`SampleFrame` holds one source (gaze or mouse) of one task: samples of turns ≥ 0 only,
+sorted by (turn, t), each with its response ``pos``, ``char`` / ``word`` / ``sent`` on the text,
+the response boxes' top edge and the region code of :mod:`gazepref.signals.regions`.
+Gaze is cleaned (:func:`gazepref.signals.gaze_events.clean_gaze`) before it gets here.
+
+Adapters: :func:`from_ifllm` (the IFLLM release reader: words from ``char_index``, box geometry
+from the in-box samples) and :func:`from_streams` (our site's streams: words and geometry from the
+layout stream via :func:`gazepref.signals.text_mapping.map_to_words`). Both end in
+:func:`assemble`, which applies the region rule and the decision cut-off
+(:mod:`gazepref.signals.regions`) before any cleaning. :func:`from_recording` picks the adapter
+for a task of any :class:`gazepref.datasets.recording.Recording`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schema
+from . import gaze_events, regions
+from .text_mapping import TextUnits, map_to_words, text_units
+
+
+@dataclass
+class SampleFrame:
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    turn: np.ndarray  # int32
+    pos: np.ndarray  # int8, -1 outside the response boxes
+    char: np.ndarray  # int32, -1 not on text
+    word: np.ndarray  # int32
+    sent: np.ndarray  # int32
+    top: np.ndarray  # float64, boxes' top edge at the sample (NaN unknown)
+    region: np.ndarray  # int8
+    dur: np.ndarray  # ms each sample stands for
+    segment: np.ndarray  # int64
+    camera_ok: np.ndarray | None = None  # int8: 1 face well placed, 0 not, -1 unknown (gaze only)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def subset(self, m: np.ndarray) -> "SampleFrame":
+        return SampleFrame(**{k: (None if v is None else v[m]) for k, v in self.__dict__.items()})
+
+    @classmethod
+    def empty(cls) -> "SampleFrame":
+        f = np.zeros(0)
+        i = np.zeros(0, dtype=np.int32)
+        return cls(f, f, f, i, i.astype(np.int8), i, i, i, f, i.astype(np.int8), f, i.astype(np.int64))
+
+
+@dataclass
+class TaskData:
+    task_id: str
+    participant_id: str
+    turns: list[schema.Turn]
+    gaze: SampleFrame
+    mouse: SampleFrame
+    units: dict[tuple[int, int], TextUnits]  # (turn index, position) → words/sentences
+    events: pa.Table | None = None  # our site: select/copy/... events with a 'turn' column
+    scroll: pa.Table | None = None
+    task_info: dict[str, Any] = field(default_factory=dict)
+    box_obs: dict[str, np.ndarray] = field(default_factory=dict)  # t, turn, pos, top of the boxes seen  # task-level constants (task_* columns)
+    n_gaze_raw: int = 0
+    n_mouse_raw: int = 0
+    clean_counts: dict[str, int] = field(default_factory=dict)
+
+
+def _col(tb: pa.Table, name: str, dtype=np.float64) -> np.ndarray:
+    return tb.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _hits_for(hits: pa.Table | None, source: str, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pos, char, rel_y per abs sample from the hits rows of ``source`` (matched on ``t``)."""
+    n = len(t)
+    pos = np.full(n, -1, dtype=np.int8)
+    char = np.full(n, -1, dtype=np.int32)
+    rel_y = np.full(n, np.nan)
+    if hits is None or hits.num_rows == 0 or n == 0:
+        return pos, char, rel_y
+    h = hits.filter(pc.and_(pc.equal(hits.column("source"), source), pc.greater_equal(hits.column("x"), 0)))
+    if h.num_rows == 0:
+        return pos, char, rel_y
+    ht = _col(h, "t")
+    hp = _col(h, "position", np.int8)
+    hc = _col(h, "char_index", np.int32)
+    hy = _col(h, "y")
+    j = np.searchsorted(t, ht)
+    jj = np.minimum(j, n - 1)
+    ok = (j < n) & (t[jj] == ht)
+    pos[jj[ok]] = hp[ok]
+    char[jj[ok]] = hc[ok]
+    rel_y[jj[ok]] = hy[ok]
+    return pos, char, rel_y
+
+
+def _camera_ok(hits: pa.Table | None, t: np.ndarray) -> np.ndarray:
+    """IFLLM's ``camera_green`` per gaze sample (every rel_gaze row has it, in the box or not)."""
+    out = np.full(len(t), -1, dtype=np.int8)
+    if hits is None or hits.num_rows == 0 or len(t) == 0:
+        return out
+    h = hits.filter(pc.and_(pc.equal(hits.column("source"), "gaze"), pc.equal(hits.column("position"), 0)))
+    if h.num_rows == 0:
+        return out
+    ht = _col(h, "t")
+    j = np.searchsorted(t, ht)
+    jj = np.minimum(j, len(t) - 1)
+    ok = (j < len(t)) & (t[jj] == ht)
+    out[jj[ok]] = _col(h, "camera_ok", np.int8)[ok]
+    return out
+
+
+def _words(turn: np.ndarray, pos: np.ndarray, char: np.ndarray, turns: list[schema.Turn],
+           units: dict[tuple[int, int], TextUnits]) -> tuple[np.ndarray, np.ndarray]:
+    word = np.full(len(turn), -1, dtype=np.int32)
+    sent = np.full(len(turn), -1, dtype=np.int32)
+    for k, tr in enumerate(turns):
+        m = turn == k
+        if not m.any():
+            continue
+        texts = [r.text for r in tr.responses]
+        wh = map_to_words({"position": pos[m], "char_index": char[m]}, texts)
+        w = wh.word
+        s = np.full(len(w), -1, dtype=np.int32)
+        for p in range(len(texts)):
+            u = units[(k, p)]
+            mm = (wh.position == p) & (w >= 0)
+            if u.n_words:
+                s[mm] = u.word_sentence[w[mm]]
+        word[m], sent[m] = w, s
+    return word, sent
+
+
+def from_ifllm(rel, task_id: str, task: schema.Task | None = None, *, cache: bool = False,
+               streams: dict[str, pa.Table] | None = None) -> TaskData:
+    """A task recorded the IFLLM way (``hits`` with ``char_index``, a ``turn`` column): from an
+    :class:`gazepref.datasets.ifllm.IFLLMRelease` or a Parquet export of one. The reader keeps
+    the task's streams in memory only if ``cache``."""
+    turns = rel.turns_by_task().get(task_id, [])
+    if streams is None:
+        streams = rel.streams(task_id, cache=cache)
+    units = {(k, p): text_units(r.text) for k, tr in enumerate(turns) for p, r in enumerate(tr.responses)}
+    hits = streams.get("hits")
+
+    raw: dict[str, dict[str, np.ndarray]] = {}
+    for source in ("gaze", "mouse"):
+        tb = streams.get(source)
+        if tb is None or tb.num_rows == 0:
+            raw[source] = {k: np.zeros(0) for k in ("t", "x", "y", "turn", "pos", "char", "rel_y")}
+            continue
+        t, x, y = _col(tb, "t"), _col(tb, "x"), _col(tb, "y")
+        turn = _col(tb, "turn", np.int32)
+        pos, char, rel_y = _hits_for(hits, source, t)
+        raw[source] = dict(t=t, x=x, y=y, turn=turn, pos=pos, char=char, rel_y=rel_y)
+        if source == "gaze":
+            raw[source]["camera_ok"] = _camera_ok(hits, t)
+
+    # box-top observations from both sources (samples inside a box: y - rel_y is the box's top)
+    obs = [(r["t"][r["pos"] >= 0], r["turn"][r["pos"] >= 0], (r["y"] - r["rel_y"])[r["pos"] >= 0],
+            r["pos"][r["pos"] >= 0]) for r in raw.values() if len(r["t"])]
+    tinfo = {}
+    if task is not None:
+        tinfo["calibration_accuracy"] = task.calibration_accuracy
+    pid = turns[0].participant_id if turns else task_id.split("/")[0]
+    return assemble(task_id, pid, turns, units, raw, obs, task_info=tinfo)
+
+
+def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units: dict, raw: dict[str, dict],
+             obs: list[tuple], *, task_info: dict | None = None, events: pa.Table | None = None,
+             scroll: pa.Table | None = None) -> TaskData:
+    """The source-independent part: regions, the leakage cuts, cleaning, ordering, words.
+
+    ``raw[source]``: arrays ``t, x, y, turn, pos, char`` (and ``word`` when the source mapped
+    words itself) per sample; ``obs``: (t, turn, top, pos) arrays of response-box top edges seen."""
+    n_turns = len(turns)
+    obs_t = np.concatenate([o[0] for o in obs]) if obs else np.zeros(0)
+    obs_turn = np.concatenate([o[1] for o in obs]).astype(np.int32) if obs else np.zeros(0, np.int32)
+    obs_top = np.concatenate([o[2] for o in obs]) if obs else np.zeros(0)
+    obs_pos = np.concatenate([o[3] for o in obs]).astype(np.int8) if obs else np.zeros(0, np.int8)
+    if any(tr.t_decided is not None for tr in turns):  # no geometry from after a decision either
+        dec = np.array([np.inf if tr.t_decided is None else tr.t_decided for tr in turns] + [np.inf])
+        ok = obs_t < dec[np.clip(obs_turn, 0, len(turns))]
+        obs_t, obs_turn, obs_top, obs_pos = obs_t[ok], obs_turn[ok], obs_top[ok], obs_pos[ok]
+    o = np.argsort(obs_t, kind="stable")
+    box_obs = dict(t=obs_t[o], turn=obs_turn[o], top=obs_top[o], pos=obs_pos[o])
+
+    # region per raw sample; region 3 (beside/below the boxes: the answer controls) never goes on
+    for r in raw.values():
+        if len(r["t"]):
+            turn = np.where(r["turn"] >= 0, r["turn"], -1).astype(np.int32)
+            top = regions.box_top_at(r["t"], turn, obs_t, obs_turn, obs_top)
+            r["top"] = top
+            r["region"] = regions.regions(r["y"], r["pos"], top)
+
+    frames: dict[str, SampleFrame] = {}
+    counts: dict[str, int] = {}
+    m_raw = raw["mouse"]
+    for source, r in raw.items():
+        if len(r["t"]) == 0:
+            frames[source] = SampleFrame.empty()
+            continue
+        keep = (r["turn"] >= 0) & (r["turn"] < n_turns)
+        # decision cut-off where known (our site); IFLLM turns have none
+        for k, tr in enumerate(turns):
+            if tr.t_decided is not None:
+                keep &= ~((r["turn"] == k) & (r["t"] >= tr.t_decided))
+        counts[f"{source}_in_turns"] = int(keep.sum())
+        keep &= r["region"] != regions.EXCLUDED
+        counts[f"{source}_allowed_region"] = int(keep.sum())
+        # a dropped sample (excluded region, after the decision) always ends a segment, so no
+        # sample's duration stretches over excluded time
+        grp = r["turn"].astype(np.int64) * (1 << 32) + np.cumsum(~keep)
+        if source == "gaze":
+            # viewport estimate from the pointer seen so far (mouse shares gaze time stamps; only
+            # allowed-region pointer positions)
+            bounds = None
+            if len(m_raw["t"]):
+                ok = (m_raw["x"] >= 0) & (m_raw["region"] != regions.EXCLUDED)
+                mx = np.maximum.accumulate(np.where(ok, m_raw["x"], 0))
+                my = np.maximum.accumulate(np.where(ok, m_raw["y"], 0))
+                j = np.clip(np.searchsorted(m_raw["t"], r["t"], side="right") - 1, 0, len(mx) - 1)
+                w = np.where(mx[j] > 0, mx[j] * 1.25 + 100, np.inf)
+                h = np.where(my[j] > 0, my[j] * 1.25 + 100, np.inf)
+                bounds = (w, h)
+            cg = gaze_events.clean_gaze(r["t"], r["x"], r["y"], group=grp, bounds=bounds, valid=keep)
+            idx = cg.index
+            t, x, y = cg.t, cg.x, cg.y
+            counts.update(gaze_duplicates=cg.n_duplicates, gaze_offscreen=cg.n_offscreen,
+                          gaze_spikes=cg.n_spikes, gaze_kept=len(idx))
+        else:
+            keep &= (r["x"] >= 0) & (r["y"] >= 0)  # -1,-1 before the first move
+            idx = np.flatnonzero(keep)
+            idx = idx[np.argsort(r["t"][idx], kind="stable")]
+            t, x, y = r["t"][idx], r["x"][idx], r["y"][idx]
+            counts["mouse_kept"] = len(idx)
+        turn = r["turn"][idx].astype(np.int32)
+        # (turn, t) order
+        o = np.lexsort((t, turn))
+        idx, t, x, y, turn = idx[o], t[o], x[o], y[o], turn[o]
+        seg = gaze_events.segments(t, grp[idx])
+        dur = gaze_events.sample_durations(t, seg)
+        pos, char = r["pos"][idx], r["char"][idx]
+        if "word" in r:
+            word = r["word"][idx].astype(np.int32)
+            sent = _sentences(turn, pos, word, units)
+        else:
+            word, sent = _words(turn, pos, char, turns, units)
+        cam = r["camera_ok"][idx] if "camera_ok" in r else None
+        frames[source] = SampleFrame(t, x, y, turn, pos, char, word, sent, r["top"][idx], r["region"][idx], dur, seg,
+                                     cam)
+
+    return TaskData(task_id, participant_id, turns, frames["gaze"], frames["mouse"], units,
+                    events=events, scroll=scroll, task_info=task_info or {}, box_obs=box_obs,
+                    n_gaze_raw=len(raw["gaze"]["t"]), n_mouse_raw=len(raw["mouse"]["t"]), clean_counts=counts)
+
+
+def _sentences(turn: np.ndarray, pos: np.ndarray, word: np.ndarray, units: dict) -> np.ndarray:
+    sent = np.full(len(word), -1, dtype=np.int32)
+    for (k, p), u in units.items():
+        m = (turn == k) & (pos == p) & (word >= 0) & (word < u.n_words)
+        if m.any():
+            sent[m] = u.word_sentence[word[m]]
+    return sent
+
+
+def _turn_of(t: np.ndarray, turns: list[schema.Turn]) -> np.ndarray:
+    """Turn index per sample from the turns' ``t_shown`` (task clock), -1 before the first."""
+    starts = np.array([np.nan if tr.t_shown is None else tr.t_shown for tr in turns], dtype=np.float64)
+    out = np.full(len(t), -1, dtype=np.int32)
+    ok = np.flatnonzero(~np.isnan(starts))
+    if len(ok):
+        order = ok[np.argsort(starts[ok], kind="stable")]
+        j = np.searchsorted(starts[order], t, side="right") - 1
+        out[j >= 0] = order[j[j >= 0]]
+    return out
+
+
+def from_streams(task_id: str, participant_id: str, turns: list[schema.Turn], streams: dict[str, pa.Table],
+                 task_info: dict | None = None) -> TaskData:
+    """A task recorded by our own site (streams as in :data:`gazepref.schema.STREAMS`: ``gaze``,
+    ``mouse``, ``layout``, optional ``scroll`` and ``events``). Samples are mapped to words through
+    the layout's word boxes (:func:`gazepref.signals.text_mapping.map_to_words`); the turn of a
+    sample is its ``turn`` column, else the last turn shown (``Turn.t_shown``) before it. The
+    response elements' top edges in the layout are the box geometry of the region rule."""
+    units = {(k, p): text_units(r.text) for k, tr in enumerate(turns) for p, r in enumerate(tr.responses)}
+    layout = streams.get("layout")
+    scroll = streams.get("scroll")
+    raw: dict[str, dict[str, np.ndarray]] = {}
+    for source in ("gaze", "mouse"):
+        tb = streams.get(source)
+        if tb is None or tb.num_rows == 0:
+            raw[source] = {k: np.zeros(0) for k in ("t", "x", "y", "turn", "pos", "char", "word")}
+            continue
+        tb = tb.sort_by("t")
+        t, x, y = _col(tb, "t"), _col(tb, "x"), _col(tb, "y")
+        turn = _col(tb, "turn", np.int32) if "turn" in tb.column_names else _turn_of(t, turns)
+        pos = np.full(len(t), -1, dtype=np.int8)
+        word = np.full(len(t), -1, dtype=np.int32)
+        char = np.full(len(t), -1, dtype=np.int32)
+        if layout is not None and layout.num_rows:
+            for k in range(len(turns)):
+                m = turn == k
+                if m.any():
+                    wh = map_to_words({"t": t[m], "x": x[m], "y": y[m]}, layout, scroll=scroll, turn=k)
+                    pos[m], word[m], char[m] = wh.position, wh.word, wh.char_start
+        raw[source] = dict(t=t, x=x, y=y, turn=turn, pos=pos, char=char, word=word)
+    obs = []
+    if layout is not None and layout.num_rows:
+        lay = layout.to_pandas()
+        el = lay[(lay["kind"] == "element") & lay["target"].astype(str).str.startswith("response:")]
+        if len(el):
+            et = el["t"].to_numpy(np.float64)
+            eturn = (el["turn"].fillna(-1).to_numpy(np.int32) if "turn" in el.columns else _turn_of(et, turns))
+            epos = el["target"].str.split(":").str[1].astype(int).to_numpy(np.int8)
+            obs.append((et, eturn, el["y"].to_numpy(np.float64), epos))
+    return assemble(task_id, participant_id, turns, units, raw, obs, task_info=task_info,
+                    events=streams.get("events"), scroll=scroll)
+
+
+def from_recording(rec, task: schema.Task) -> TaskData:
+    """A task of any recording: IFLLM-style data (``hits``, no ``layout``) through
+    :func:`from_ifllm`, our site's streams through :func:`from_streams`."""
+    from ..datasets.ifllm import IFLLMRelease
+
+    if isinstance(rec, IFLLMRelease):
+        return from_ifllm(rec, task.task_id, task)
+    streams = rec.streams(task.task_id)
+    if "hits" in streams and "layout" not in streams:  # a Parquet export of IFLLM data
+        return from_ifllm(rec, task.task_id, task, streams=streams)
+    turns = rec.turns_by_task().get(task.task_id, [])
+    info = {"calibration_accuracy": task.calibration_accuracy}
+    return from_streams(task.task_id, task.participant_id, turns, streams, task_info=info)

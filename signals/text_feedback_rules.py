@@ -1,0 +1,278 @@
+"""Lexical rules for naturally occurring feedback (NoF) in a user's next message.
+
+Pure Python, no model: cue patterns per category and word-overlap measures between the next
+message and the previous query / response. :mod:`gazepref.signals.text_feedback` feeds these to
+its learned head and uses them as *evidence*: a feedback category can only be predicted for a
+message that shows some evidence for it, which keeps new questions from being flagged.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+# Words that carry no topic: dropped before measuring overlap between two messages.
+STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for with from about as into than then so too very is
+    are was were be been being am do does did done doing have has had having i me my mine we our you
+    your yours he him his she her hers it its they them their this that these those there here what
+    which who whom whose when where why how can could would should will shall may might must not no
+    yes any some all more most much many tell me please give show explain describe list name know
+    s t just also again get got ok okay exactly really only one ever""".split()
+)
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+
+
+def normalize(text: str) -> str:
+    """Lower-case, accent-folded, punctuation-free, single-spaced text."""
+    text = unicodedata.normalize("NFKD", str(text or "")).encode("ascii", "ignore").decode()
+    return " ".join(w.replace("’", "'") for w in _WORD.findall(text.lower()))
+
+
+def _stem(w: str) -> str:
+    """A light suffix stripper (played/plays/playing -> play, countries -> country)."""
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    for suf in ("ing", "ed", "ers", "er", "es", "s"):
+        if len(w) - len(suf) >= 4 and w.endswith(suf) and not w.endswith("ss"):
+            return w[: -len(suf)]
+    return w
+
+
+def content_words(text: str) -> set[str]:
+    """Topic-bearing words (stop words and one-letter tokens dropped, light stemming)."""
+    return {_stem(w) for w in normalize(text).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS}
+
+
+def _rx(*alternatives: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
+
+
+# --- cue patterns -------------------------------------------------------------------------------
+# Each matches wording that *refers to the previous answer* or to the user's previous question.
+# Plain topic words ("What went wrong at Chernobyl?") are kept out where possible; the learned
+# head and the evidence gate deal with the rest.
+REPEAT_CUES = _rx(
+    r"\bi (?:asked|said|meant|mean)\b",
+    r"\bmy (?:question|query) (?:was|is)\b",
+    r"\b(?:let me|i'?ll) (?:rephrase|ask again|try again)\b",
+    r"\bin other words\b",
+    r"\b(?:answer|read) my question\b",
+    r"\bi(?:'m| am) asking\b",
+    r"\bagain[,:]? (?:who|what|when|where|why|how|which)\b",
+    r"\b(?:tell|say|explain|list) (?:me )?(?:it |that |this |them )?again\b",
+    r"\bone more time\b",
+    r"^(?:no|nope)[,.!]* (?:i mean|what|who|when|where|which|how)\b",
+)
+CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the fix
+    r"[\w)],\s*not\s+(?:the |a |an )?[\w'’.,-]+?[\s.!]*$|[\w)],\s*not\s+(?:the |a |an )?[\w'’.-]+\s*[.;!]",  # "... in 2006, not 2008."
+    r"\b(?:wrong|incorrect|not (?:true|right|correct))\b[,.;:!]*\s+(?:it|he|she|they|this|that|the \w+)"
+    r"(?:'s|'re| is| was| were| are| has| had| should)\b",  # "That's wrong, it is ..."
+    r"^\s*(?:no[,.!]*\s*)?actually\b|\bactually,? (?:it|he|she|they|that|this|the answer) (?:is|was|were|has|had)\b",
+    r"\byou (?:forgot|missed|left out|omitted|mixed|confused|got it backwards|should (?:have )?(?:said|mention|include|say))",
+    r"\b(?:you|it) should (?:say|mention|include|be|have)\b",
+    r"\bshould (?:have|be) (?:said|mentioned|included)\b",
+    r"\bwas (?:his|her|their|its) (?:first|second|debut)\b.*\bnot\b",
+    r"\bi think you (?:got|have|mixed)\b",
+    r"\bisn'?t right\b|\bnot right\b",
+    r"\b(?:outdated|out of date)\b",
+    r"\bthat (?:figure|number|date|year) is\b",
+    r"\bit'?s (?:closer to|more like|actually)\b",
+    r"\bjust so you know\b",
+    r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b(?!.*\?\s*$)",  # "No, her first album was ..."
+)
+NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
+    r"\b(?:that|this|it|your answer|the answer|this answer|this summary|that figure|that number)(?:'s| is| was)? (?:not )?"
+    r"(?:wrong|incorrect|inaccurate|false|untrue|useless|unhelpful|not (?:true|correct|right|accurate|helpful|what i))",
+    r"^\s*(?:wrong|incorrect|not (?:true|correct|helpful|right))\b",
+    r"\byou(?:'re| are) (?:wrong|mistaken|incorrect)\b",
+    r"\b(?:does ?n[o']t|did ?n[o']t|do ?n[o']t) (?:answer|work|help|make (?:any )?sense|explain)\b",
+    r"\byou (?:did ?n[o']t|never) (?:answer|say|mention|explain|include|tell)\b",
+    r"\bnot what i (?:asked|wanted|meant|was looking for)\b",
+    r"\b(?:makes|made) no sense\b",
+    r"\bnot (?:really )?(?:helpful|useful|what i)\b",
+    r"\b(?:useless|unhelpful|nonsense|wrong answer|oversimplified|too basic|too generic|generic list)\b",
+    r"\bthat'?s (?:wrong|incorrect|not (?:true|correct|right))\b",
+    r"\bwrong (?:bro|info|information)\b",
+    r"\b(?:partly|partially|completely|totally) (?:wrong|incorrect)\b",
+    r"\bnot (?:totally|entirely|completely|quite) (?:right|correct|true)\b",
+    r"\b(?:is|was|that'?s|this is) (?:incomplete|misleading|vague)\b",
+    r"\b(?:your|the) \w+ (?:is|are) missing\b|\bthere'?s none\b",
+    r"\bgave me an? (?:error|\w+error)\b|\bgives me an? \w*error\b",
+    r"\bthat is not correct\b|\bthat'?s not correct\b",
+)
+CLARIFY_CUES = _rx(
+    r"\bwhat (?:do|did) you mean\b",
+    r"\bwhat (?:does|did|do) [\w\s'’\"-]{0,40}\bmean\b",
+    r"\bwhat is meant\b|\bmeaning of (?:that|this|it)\b",
+    r"\bi (?:do ?n[o']t|did ?n[o']t|can'?t|cannot) (?:understand|get|follow|see how)\b",
+    r"\bnot (?:following|sure what you mean|clear)\b|\bunclear\b",
+    r"\bconfus",
+    r"\bclarify\b|\bclarification\b",
+    r"\b(?:simpler|simple) (?:terms|words|way)\b|\bmore simply\b|\bsimpler\b",
+    r"\bi got lost\b|\blost me\b",
+    r"\b(?:explain|say) (?:it|that|this) (?:again|more|in)\b",
+    r"\bexplain [\w\s²'’=-]{0,30}\bin simple\b",
+    r"\bexactly\?\s*$|\bexactly\b.*\?\s*$",
+    r"\bi(?:'m| am) new to this\b|\bdon'?t know (?:it|that word|this word|that term)\b",
+    r"\bwhich (?:one|ones) (?:do you mean|are you referring)\b|\breferring to\b",
+    r"\byou mean\b",
+    r"\bwhy (?:would|do|does|did) [\w\s'’-]{0,40}\b(?:happen|matter)\b.*\b(?:understand|get|connected)\b",
+    r"\bhow is that (?:connected|related)\b",
+    r"\bright\? can you clarify\b",
+)
+# Praise or thanks. "great" is not praise in "Alexander the Great" / "Great Wall": exclude "the
+# great" and a capitalised word following it; "thanks to" is not thanks.
+POSITIVE_CUES = _rx(
+    r"\bthank(?:s|s a lot| you| u|ing you)?\b(?!\s+to\b)",
+    r"\bthx\b|\bty\b|\bcheers\b|\bmerci\b|\bappreciate",
+    r"(?<!\bthe )\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war))",
+    r"^(?:nice|cool|good|wow|ok(?:ay)?|interesting)[\s,.!]+(?:thanks?|thank you|i didn'?t know|to know|answer|explanation|list|summary|tips)\b",
+    r"\b(?:very|really|super|so) (?:helpful|useful|clear|informative|interesting)\b",
+    r"^(?:very |really |super |so )?(?:helpful|useful|clear|informative|nice|cool|good)[\s,.!]*(?:thanks?|thank you|explanation|answer|and clear|and to the point)?[\s,.!]*$",
+    r"(?<!would )(?<!'d )\blove (?:it|this|that|the (?:answer|list|explanation|itinerary|recipe)|your)\b",
+    r"\bgood (?:answer|explanation|job|to know|list|summary|one)\b|\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
+    r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b|\bmakes sense now\b",
+    r"\bexactly what i (?:needed|wanted|was looking for)\b",
+    r"\b(?:came out|turned out) (?:great|well|perfect)\b|\bloved it\b",
+)
+# Referring back to the answer without feedback: marks an engaged follow-up (ordinal 4).
+REFERS_BACK = _rx(
+    r"\byou (?:mentioned|said|listed|wrote|talked about)\b",
+    r"\btell me more\b|\bmore about (?:that|this|the|his|her|their|it)\b|\bmore details?\b|\belaborate\b",
+    r"\b(?:the|that|this) (?:first|second|third|last|former|latter) (?:one|point|part|item|option)\b",
+    r"\bof (?:these|those|them)\b|\bwhich (?:of these|of them|one of)\b",
+    r"\b(?:can|could) (?:i|we) (?:use|do|make|try) (?:it|that|this)\b",
+)
+_QUESTION_START = re.compile(
+    r"^\s*(?:who|what|when|where|why|how|which|whose|whom|is|are|was|were|do|does|did|can|could|will|would|should|has|have|had|tell|give|list|name|explain|describe)\b",
+    re.IGNORECASE,
+)
+
+_WH = (
+    ("how", r"how"),
+    ("who", r"who|whom|whose"),
+    ("when", r"when|what (?:year|date|time|day|month)|which (?:year|date|day|month)"),
+    ("where", r"where|what (?:country|city|place)|which (?:country|city|place)"),
+    ("why", r"why|what (?:caused|causes)|what (?:is|are|was|were) the (?:main |primary |biggest |real )?(?:reasons?|causes?)|reasons?"),
+    ("what", r"what|which"),
+)
+
+
+def question_type(text: str) -> str | None:
+    """Coarse wh-type of a question (who/when/where/why/how/what, 'yn' for yes/no), None for keywords.
+
+    The first wh-phrase decides; a message starting with an auxiliary verb is a yes/no question.
+    Rephrasings keep the type; new questions about the same topic usually change it.
+    """
+    t = normalize(text)
+    first = None
+    for name, rx in _WH:
+        m = re.search(rf"\b(?:{rx})\b", t)
+        if m and (first is None or m.start() < first[1]):
+            first = (name, m.start())
+    if first is not None:
+        return first[0]
+    if re.match(r"^(?:is|are|was|were|do|does|did|can|could|will|would|has|have|had)\b", t):
+        return "yn"
+    return None
+
+
+def char_jaccard(a: str, b: str, n: int = 3) -> float:
+    """Jaccard overlap of character n-grams of the space-free normalised texts ("shahrukh" ~ "shah rukh")."""
+    a, b = normalize(a).replace(" ", ""), normalize(b).replace(" ", "")
+    ga = {a[i : i + n] for i in range(max(0, len(a) - n + 1))}
+    gb = {b[i : i + n] for i in range(max(0, len(b) - n + 1))}
+    return len(ga & gb) / len(ga | gb) if ga and gb else 0.0
+
+
+def same_question_type(prev_query: str, next_query: str) -> bool:
+    """True unless both are questions of different wh-types (keyword queries match anything)."""
+    a, b = question_type(prev_query), question_type(next_query)
+    return a is None or b is None or a == b
+
+
+def novel_words(prev_query: str, next_query: str) -> set[str]:
+    """Content words of the next message that the previous query lacks (also as substrings)."""
+    cq = content_words(prev_query)
+    joined = normalize(prev_query).replace(" ", "")
+    return {w for w in content_words(next_query) - cq if not (len(w) > 3 and w in joined)}
+
+
+RULE_FEATURES = (
+    "cue_repeat",
+    "cue_correction",
+    "cue_negative",
+    "cue_clarify",
+    "cue_positive",
+    "refers_back",
+    "exact_repeat",
+    "jaccard_query",
+    "containment_next_in_query",
+    "containment_query_in_next",
+    "novel_from_response",
+    "novel_elsewhere",
+    "log_words",
+    "is_question",
+    "starts_no",
+    "char_jaccard",
+    "same_question_type",
+)
+
+
+def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[str, float]:
+    """Named rule features of one (previous query, previous response, next message) triple."""
+    nxt = str(next_query or "")
+    nq, pq = normalize(nxt), normalize(prev_query)
+    cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
+    inter = cw_n & cw_q
+    union = cw_n | cw_q
+    novel = cw_n - cw_q
+    n_words = len(nq.split())
+    return {
+        "cue_repeat": float(bool(REPEAT_CUES.search(nxt))),
+        "cue_correction": float(bool(CORRECTION_CUES.search(nxt))),
+        "cue_negative": float(bool(NEGATIVE_CUES.search(nxt))),
+        "cue_clarify": float(bool(CLARIFY_CUES.search(nxt))),
+        "cue_positive": float(bool(POSITIVE_CUES.search(nxt))),
+        "refers_back": float(bool(REFERS_BACK.search(nxt))),
+        "exact_repeat": float(bool(nq) and nq == pq),
+        "jaccard_query": len(inter) / len(union) if union else 0.0,
+        "containment_next_in_query": len(inter) / len(cw_n) if cw_n else 0.0,
+        "containment_query_in_next": len(inter) / len(cw_q) if cw_q else 0.0,
+        "novel_from_response": len(novel & cw_r) / max(len(cw_n), 1),
+        "novel_elsewhere": len(novel - cw_r) / max(len(cw_n), 1),
+        "log_words": math.log1p(n_words),
+        "is_question": float(nxt.rstrip().endswith("?") or bool(_QUESTION_START.match(nxt))),
+        "starts_no": float(bool(re.match(r"^\s*(?:no|nope|nah|wrong)\b", nxt, re.IGNORECASE))),
+        "char_jaccard": char_jaccard(prev_query, nxt),
+        "same_question_type": float(same_question_type(prev_query, nxt)),
+    }
+
+
+def builds_on_answer(prev_query: str, prev_response: str, next_query: str) -> bool:
+    """True when the next message picks up something the answer introduced (engagement).
+
+    Either it refers back explicitly ("you mentioned", "tell me more"), or it names an entity that
+    the answer introduced (a capitalised word of the response, absent from the previous query), or
+    at least two of its topic words (and 40% of them) come from the response and not from the query.
+    Long answers share common words with almost any follow-up, hence the stricter second test.
+    """
+    if REFERS_BACK.search(str(next_query or "")):
+        return True
+    cw_n, cw_q = content_words(next_query), content_words(prev_query)
+    response = str(prev_response or "")
+    cw_r = content_words(response)
+    picked = {w for w in (cw_n - cw_q) & cw_r if len(w) > 3}
+    if not picked:
+        return False
+    entities = {
+        _stem(normalize(m.group(1)))
+        for m in re.finditer(r"(?<![.!?:\n]\s)(?<!^)\b([A-Z][\w'’-]{2,})", response)
+    }
+    if picked & entities:
+        return True
+    return len(picked) >= 2 and len(picked) / max(1, len(cw_n)) >= 0.4

@@ -1,0 +1,264 @@
+"""Gaze and pointer samples onto the words and sentences of a response.
+
+Two sources of the mapping, one result (:func:`map_to_words`: per sample the response
+``position``, the ``word`` index within that response and the word's ``char_start``; -1 = none):
+
+* IFLLM: the recorder stored, per sample, the index of the character under it (``char_index`` of
+  the ``hits`` stream); the word is found by character offset in the response text, reflowed into
+  words (runs of non-space) and sentences here (:class:`TextUnits`).
+* our site: the ``layout`` stream holds word boxes (px relative to the response element's content,
+  scroll included) and element boxes (viewport px) over time; a viewport sample is first put into
+  the response element under it (latest layout snapshot at or before the sample), then into the
+  word box under it (optionally the nearest one within ``max_dist_px``, for noisy gaze).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+_WORD = re.compile(r"\S+")
+# a sentence ends at . ! ? (optionally followed by quotes/brackets) before white space, or at a line break
+_SENT_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)|\n+")
+
+
+@dataclass(frozen=True)
+class TextUnits:
+    """Words and sentences of a text by character offsets."""
+
+    text: str
+    word_start: np.ndarray  # int32 char offset of each word
+    word_end: np.ndarray  # one past the last char
+    word_sentence: np.ndarray  # sentence index of each word
+    sentence_start: np.ndarray  # first word of each sentence
+
+    @property
+    def n_words(self) -> int:
+        return len(self.word_start)
+
+    @property
+    def n_sentences(self) -> int:
+        return len(self.sentence_start)
+
+    @property
+    def n_chars(self) -> int:
+        return len(self.text)
+
+    def word_at(self, char_index: np.ndarray) -> np.ndarray:
+        """Word index per character offset: the word containing it, or the word before it when the
+        character is white space (the caret sits between words); -1 for offsets < 0 or past the end."""
+        c = np.asarray(char_index, dtype=np.int64)
+        w = np.searchsorted(self.word_start, c, side="right") - 1
+        bad = (c < 0) | (c > self.n_chars) | (w < 0)
+        return np.where(bad, -1, w).astype(np.int32)
+
+
+@lru_cache(maxsize=4096)
+def text_units(text: str) -> TextUnits:
+    """Reflow ``text`` into words (runs of non-space) and sentences (split after . ! ? + space, or
+    at line breaks — bullet items are sentences)."""
+    spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    ws = np.array([s for s, _ in spans], dtype=np.int32)
+    we = np.array([e for _, e in spans], dtype=np.int32)
+    ends = np.array(sorted({m.end() for m in _SENT_END.finditer(text)}), dtype=np.int64)
+    # sentence of a word: number of sentence ends at or before its start
+    sent = np.searchsorted(ends, ws, side="right").astype(np.int32)
+    # renumber densely (several ends may fall between two words)
+    if len(sent):
+        _, sent = np.unique(sent, return_inverse=True)
+        sent = sent.astype(np.int32)
+        first = np.flatnonzero(np.r_[True, sent[1:] != sent[:-1]]).astype(np.int32)
+    else:
+        first = np.zeros(0, dtype=np.int32)
+    return TextUnits(text, ws, we, sent, first)
+
+
+@dataclass
+class WordHits:
+    position: np.ndarray  # int8, -1 = not on a response
+    word: np.ndarray  # int32, -1 = not on a word
+    char_start: np.ndarray  # int32, -1 = not on a word
+    char_index: np.ndarray | None = None  # int32: the character under the sample, -1 = none
+    rel_x: np.ndarray | None = None  # px relative to the response element (scroll included), NaN outside
+    rel_y: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+
+def _col(samples: Any, name: str) -> np.ndarray:
+    if isinstance(samples, pa.Table):
+        return samples.column(name).to_numpy(zero_copy_only=False)
+    if isinstance(samples, pd.DataFrame):
+        return samples[name].to_numpy()
+    return np.asarray(samples[name])
+
+
+def _has(samples: Any, name: str) -> bool:
+    if isinstance(samples, pa.Table):
+        return name in samples.column_names
+    if isinstance(samples, pd.DataFrame):
+        return name in samples.columns
+    return name in samples
+
+
+def map_to_words(samples: Any, layout: Any, *, scroll: Any = None, max_dist_px: float = 0.0,
+                 turn: int | None = None) -> WordHits:
+    """Per sample: response position, word index, word's first character (-1 = none).
+
+    ``samples``: a table/DataFrame/mapping of columns. With ``position`` and ``char_index``
+    columns (IFLLM ``hits`` rows) and ``layout`` the response texts (a sequence indexed by position,
+    or a mapping position → text), words come from the character offsets. Otherwise ``samples``
+    needs ``t, x, y`` (viewport px) and ``layout`` is a layout stream (see
+    :data:`gazepref.schema.STREAMS`); ``scroll`` an optional scroll stream (``target`` per
+    response element) whose offsets are added to the element-relative position; ``turn`` keeps
+    only layout rows of that turn when the layout has a ``turn`` column.
+    """
+    if _has(samples, "char_index") and _has(samples, "position") and not _is_layout(layout):
+        return _map_by_char(samples, layout)
+    return _map_by_boxes(samples, layout, scroll, max_dist_px, turn)
+
+
+def _is_layout(layout: Any) -> bool:
+    return isinstance(layout, (pa.Table, pd.DataFrame))
+
+
+def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> WordHits:
+    pos = _col(samples, "position").astype(np.int64)
+    ci = np.nan_to_num(_col(samples, "char_index").astype(np.float64), nan=-1).astype(np.int64)
+    n = len(pos)
+    word = np.full(n, -1, dtype=np.int32)
+    cs = np.full(n, -1, dtype=np.int32)
+    items = texts.items() if isinstance(texts, Mapping) else enumerate(texts)
+    for p, text in items:
+        m = (pos == p) & (ci >= 0)
+        if not m.any() or text is None:
+            continue
+        u = text_units(text)
+        w = u.word_at(ci[m])
+        word[m] = w
+        cs[m] = np.where(w >= 0, u.word_start[np.maximum(w, 0)] if u.n_words else -1, -1)
+    position = np.where((pos >= 0) & (pos < 127), pos, -1).astype(np.int8)
+    return WordHits(position, word, cs, char_index=np.where(word >= 0, ci, -1).astype(np.int32))
+
+
+def _map_by_boxes(samples: Any, layout: Any, scroll: Any, max_dist_px: float, turn: int | None) -> WordHits:
+    lay = layout.to_pandas() if isinstance(layout, pa.Table) else pd.DataFrame(layout)
+    t = _col(samples, "t").astype(np.float64)
+    x = _col(samples, "x").astype(np.float64)
+    y = _col(samples, "y").astype(np.float64)
+    n = len(t)
+    pos_out = np.full(n, -1, dtype=np.int8)
+    word_out = np.full(n, -1, dtype=np.int32)
+    cs_out = np.full(n, -1, dtype=np.int32)
+    ci_out = np.full(n, -1, dtype=np.int32)
+    rx_out = np.full(n, np.nan)
+    ry_out = np.full(n, np.nan)
+    if turn is not None and "turn" in lay.columns:
+        lay = lay[lay["turn"].isna() | (lay["turn"] == turn)]
+    lay = lay[lay["target"].astype(str).str.startswith("response:")]
+    if lay.empty or n == 0:
+        return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out)
+    lay = lay.assign(position=lay["target"].str.split(":").str[1].astype(int))
+    elems = lay[lay["kind"] == "element"].sort_values("t", kind="stable")
+    words = lay[lay["kind"] == "word"]
+    scr = None
+    if scroll is not None:
+        s = scroll.to_pandas() if isinstance(scroll, pa.Table) else pd.DataFrame(scroll)
+        scr = {p: g.sort_values("t") for p, g in
+               s[s["target"].astype(str).str.startswith("response:")]
+               .assign(position=lambda d: d["target"].str.split(":").str[1].astype(int)).groupby("position")}
+    for p, eg in elems.groupby("position"):
+        et = eg["t"].to_numpy(np.float64)
+        k = np.searchsorted(et, t, side="right") - 1  # latest element box at or before the sample
+        has = k >= 0
+        kk = np.maximum(k, 0)
+        ex, ey = eg["x"].to_numpy(np.float64)[kk], eg["y"].to_numpy(np.float64)[kk]
+        ew, eh = eg["w"].to_numpy(np.float64)[kk], eg["h"].to_numpy(np.float64)[kk]
+        inside = has & (x >= ex) & (x < ex + ew) & (y >= ey) & (y < ey + eh) & (pos_out < 0)
+        if not inside.any():
+            continue
+        pos_out[inside] = p
+        rx, ry = x - ex, y - ey
+        if scr is not None and p in scr:
+            sg = scr[p]
+            j = np.searchsorted(sg["t"].to_numpy(np.float64), t, side="right") - 1
+            ok = j >= 0
+            rx = rx + np.where(ok, sg["scroll_x"].to_numpy(np.float64)[np.maximum(j, 0)], 0.0)
+            ry = ry + np.where(ok, sg["scroll_y"].to_numpy(np.float64)[np.maximum(j, 0)], 0.0)
+        rx_out[inside], ry_out[inside] = rx[inside], ry[inside]
+        wg = words[words["position"] == p]
+        if wg.empty:
+            continue
+        # word boxes per snapshot time (a re-layout re-sends them)
+        for snap_t, sw in wg.groupby("t"):
+            later = wg["t"].unique()
+            nxt = later[later > snap_t]
+            t_end = nxt.min() if len(nxt) else np.inf
+            sel = np.flatnonzero(inside & (t >= snap_t) & (t < t_end))
+            if snap_t == wg["t"].min():  # samples before the first word snapshot use it too
+                sel = np.union1d(sel, np.flatnonzero(inside & (t < snap_t)))
+            if not len(sel):
+                continue
+            bx, by = sw["x"].to_numpy(np.float64), sw["y"].to_numpy(np.float64)
+            bw, bh = sw["w"].to_numpy(np.float64), sw["h"].to_numpy(np.float64)
+            for chunk in np.array_split(sel, max(1, len(sel) // 2048 + 1)):
+                px, py = rx[chunk, None], ry[chunk, None]
+                ddx = np.maximum(np.maximum(bx - px, px - (bx + bw)), 0)
+                ddy = np.maximum(np.maximum(by - py, py - (by + bh)), 0)
+                d = np.hypot(ddx, ddy)
+                best = np.argmin(d, axis=1)
+                ok = d[np.arange(len(chunk)), best] <= max_dist_px
+                hit = chunk[ok]
+                b = best[ok]
+                start, end = sw["char_start"].to_numpy()[b], sw["char_end"].to_numpy()[b]
+                word_out[hit] = sw["index"].to_numpy()[b]
+                cs_out[hit] = start
+                # the character under the sample: interpolated across the word box's width
+                frac = np.clip((rx[hit] - bx[b]) / np.maximum(bw[b], 1e-6), 0, 0.999)
+                ci_out[hit] = (start + np.floor(frac * np.maximum(end - start, 1))).astype(np.int32)
+    return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out)
+
+
+def hits_stream(samples: Any, layout: Any, texts: Mapping[tuple[int, int], str], *, scroll: Any = None,
+                source: str = "mouse", positions: Sequence[int] = (0, 1), window: int = 20) -> pd.DataFrame:
+    """The ``hits`` stream (IFLLM's rel_* files) of viewport ``samples`` (``t, x, y`` and a ``turn``
+    column; without one, the whole layout is used): one row per sample and response position —
+    the sample relative to the response box (scroll included; -1, -1 outside), the character
+    under it (-1 when not on a word) and up to ``window`` characters of text around it. ``texts``
+    maps (turn, position) to the stored response text."""
+    cols = ["t", "source", "position", "x", "y", "char_index", "window", "camera_ok"]
+    t = _col(samples, "t").astype(np.float64)
+    x, y = _col(samples, "x").astype(np.float64), _col(samples, "y").astype(np.float64)
+    turn = _col(samples, "turn").astype(np.int64) if _has(samples, "turn") else np.full(len(t), -1)
+    if len(t) == 0:
+        return pd.DataFrame(columns=cols)
+    pos = np.full(len(t), -1, dtype=np.int8)
+    char = np.full(len(t), -1, dtype=np.int32)
+    rx, ry = np.full(len(t), np.nan), np.full(len(t), np.nan)
+    for k in np.unique(turn):
+        m = turn == k
+        wh = map_to_words({"t": t[m], "x": x[m], "y": y[m]}, layout, scroll=scroll,
+                          turn=None if k < 0 else int(k))
+        pos[m], char[m], rx[m], ry[m] = wh.position, wh.char_index, wh.rel_x, wh.rel_y
+    text_window = np.full(len(t), None, dtype=object)
+    for i in np.flatnonzero(char >= 0):
+        text = texts.get((int(turn[i]), int(pos[i])))
+        if text is not None:
+            c = int(char[i])
+            text_window[i] = text[max(0, c - window // 2): c + window // 2]
+    out = []
+    for p in positions:
+        on = pos == p
+        out.append(pd.DataFrame({
+            "t": t, "source": source, "position": np.int8(p),
+            "x": np.where(on, rx, -1.0).astype(np.float32), "y": np.where(on, ry, -1.0).astype(np.float32),
+            "char_index": np.where(on, char, -1).astype(np.int32), "window": np.where(on, text_window, None),
+            "camera_ok": np.int8(-1),
+        }))
+    return pd.concat(out, ignore_index=True).sort_values(["t", "position"], kind="stable", ignore_index=True)

@@ -1,0 +1,237 @@
+"""The per-frame webcam gaze pipeline, shared by the study site and the offline commands.
+
+One :class:`GazeTracker` per stream (participant): it owns a MediaPipe Face Mesh (refined iris,
+up to two faces, tracking mode for video) and the head-pose warm start, and is reused for every
+frame of that stream. It is not thread-safe: call one tracker from one thread at a time.
+
+:meth:`GazeTracker.process_jpeg` / :meth:`GazeTracker.process_image` return a *row*: a dict whose
+keys are the ``gaze`` stream's columns (``t``, ``x``, ``y``, ``confidence``, ``flags``) plus the
+extra feature columns ``eye_*``, ``head_*``, ``face_*`` (see :mod:`.eye_features`,
+:mod:`.head_pose` and :data:`FACE_COLUMNS`). ``x``/``y`` are NaN until a calibration is set.
+The site-facing entry point is :func:`process_frame`.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from ..schema import GazeFlag
+from . import eye_features, head_pose
+from .frame_decode import FrameError, decode_jpeg
+
+if TYPE_CHECKING:
+    from .calibration import GazeCalibration
+
+__all__ = ["FACE_COLUMNS", "FrameError", "GazeTracker", "QualityThresholds", "feature_columns", "process_frame"]
+
+FACE_COLUMNS = (
+    "face_x",  # face centre (mean landmark), fraction of image width
+    "face_y",  # ... of image height
+    "face_size",  # outer-eye-corner distance / image width
+    "face_count",  # faces detected (0, 1, 2)
+    "face_brightness",  # mean grey level 0-255 of the face box (whole frame when no face)
+    "face_sharpness",  # variance of the Laplacian / variance of the face box, resized to 64 px wide
+)
+
+
+def feature_columns(patch_size: tuple[int, int] | None = eye_features.PATCH_SIZE) -> list[str]:
+    """The extra gaze-stream columns a tracker emits, in order."""
+    cols: list[str] = []
+    for eye in eye_features.EYES:
+        cols += eye_features.geometry_columns(eye.name)
+    if patch_size is not None:
+        for eye in eye_features.EYES:
+            cols += eye_features.patch_columns(eye.name, patch_size)
+    return cols + list(head_pose.COLUMNS) + list(FACE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Limits for the quality flags."""
+
+    too_dark: float = 40.0  # mean grey level of the face box (or frame) below this: TOO_DARK
+    blur: float = 0.02  # face_sharpness below this: BLUR (sharp faces: ~0.1-0.5)
+    blink: float = 0.10  # mean eye aspect ratio below this: BLINK
+    blink_relative: float = 0.5  # ... or below this fraction of the stream's recent median
+    #  (looking down narrows the eyes by a third or so; a blink closes them)
+
+
+def _sharpness(grey_box: np.ndarray) -> float:
+    """Contrast-normalised focus measure: var(Laplacian) / var(image) of the box at 64 px wide
+    (independent of face size and lighting; drops ~10x for a blur of 1.5 px at that size)."""
+    h, w = grey_box.shape[:2]
+    if h < 4 or w < 4:
+        return float("nan")
+    small = cv2.resize(grey_box, (64, max(4, round(64 * h / w))), interpolation=cv2.INTER_AREA).astype(np.float64)
+    var = small.var()
+    return float(cv2.Laplacian(small, cv2.CV_64F).var() / var) if var > 1e-6 else 0.0
+
+
+class GazeTracker:
+    """Per-stream state of the webcam pipeline (Face Mesh, head-pose warm start, calibration).
+
+    ``static_image_mode=True`` re-detects the face in every image (for unrelated still images);
+    the default tracks it across video frames (faster, steadier).
+    """
+
+    def __init__(
+        self,
+        calibration: GazeCalibration | None = None,
+        *,
+        static_image_mode: bool = False,
+        patch_size: tuple[int, int] | None = eye_features.PATCH_SIZE,
+        thresholds: QualityThresholds = QualityThresholds(),
+        max_side: int | None = None,
+    ) -> None:
+        import mediapipe as mp
+
+        self.calibration = calibration
+        self.patch_size = patch_size
+        self.thresholds = thresholds
+        self.max_side = max_side
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static_image_mode, max_num_faces=2, refine_landmarks=True,
+            min_detection_confidence=0.5, min_tracking_confidence=0.5,
+        )
+        self._pose = head_pose.HeadPoseEstimator()
+        self._openness: deque[float] = deque(maxlen=90)  # recent eye aspect ratios of this stream
+        self._columns = feature_columns(patch_size)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> GazeTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ frames
+    def process_jpeg(self, data: bytes, t: float = float("nan")) -> dict[str, float]:
+        """Decode a JPEG frame and process it; raises FrameError/TypeError for unusable data."""
+        kw = {} if self.max_side is None else {"max_side": self.max_side}
+        return self.process_image(decode_jpeg(data, **kw), t)
+
+    def process_image(self, image: np.ndarray, t: float = float("nan")) -> dict[str, float]:
+        """Process one BGR ``uint8`` image (H x W x 3) taken at task-clock time ``t`` (ms)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise FrameError(f"expected a BGR uint8 image, got shape {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        row: dict[str, float] = {"t": float(t), "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": 0}
+        row.update(dict.fromkeys(self._columns, math.nan))
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        result = self._mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        faces = _distinct_faces(result.multi_face_landmarks or [], w, h)
+        row["face_count"] = float(len(faces))
+        flags = 0
+        if not faces:
+            self._pose.reset()
+            row["face_brightness"] = float(grey.mean())
+            flags |= GazeFlag.NO_FACE
+            if row["face_brightness"] < self.thresholds.too_dark:
+                flags |= GazeFlag.TOO_DARK
+            row["flags"] = flags | (GazeFlag.UNCALIBRATED if self.calibration is None else 0)
+            return row
+        if len(faces) > 1:
+            flags |= GazeFlag.MULTIPLE_FACES
+        pts = faces[0]  # the nearest (largest) face
+        row.update(self._face_measures(grey, pts))
+        row.update(eye_features.eye_features(grey, pts, self.patch_size))
+        row.update(self._pose.estimate(pts, w, h))
+
+        th = self.thresholds
+        if row["face_brightness"] < th.too_dark:
+            flags |= GazeFlag.TOO_DARK
+        if row["face_sharpness"] < th.blur:
+            flags |= GazeFlag.BLUR
+        if self._is_blink(eye_features.blink_score(row)):
+            flags |= GazeFlag.BLINK
+        row["confidence"] = _confidence(flags, row)
+        if self.calibration is None:
+            flags |= GazeFlag.UNCALIBRATED
+        else:
+            x, y = self.calibration.predict_row(row)
+            row["x"], row["y"] = x, y
+            if not (math.isfinite(x) and math.isfinite(y)):
+                flags |= GazeFlag.UNCALIBRATED
+        row["flags"] = flags
+        return row
+
+    def _is_blink(self, openness: float) -> bool:
+        if not math.isfinite(openness):
+            return False
+        recent = self._openness
+        baseline = float(np.median(recent)) if len(recent) >= 5 else 0.0  # too few to judge
+        recent.append(openness)
+        return openness < self.thresholds.blink or openness < self.thresholds.blink_relative * baseline
+
+    @staticmethod
+    def _face_measures(grey: np.ndarray, pts: np.ndarray) -> dict[str, float]:
+        h, w = grey.shape[:2]
+        x0, y0 = np.clip(pts.min(axis=0), 0, [w - 1, h - 1]).astype(int)
+        x1, y1 = np.clip(pts.max(axis=0), 0, [w - 1, h - 1]).astype(int)
+        box = grey[y0:y1 + 1, x0:x1 + 1]
+        centre = pts[:468].mean(axis=0)
+        eye_span = float(np.linalg.norm(pts[263] - pts[33]))
+        return {
+            "face_x": float(centre[0] / w),
+            "face_y": float(centre[1] / h),
+            "face_size": eye_span / w,
+            "face_brightness": float(box.mean()) if box.size else float(grey.mean()),
+            "face_sharpness": _sharpness(box),
+        }
+
+
+def _box_area(box: np.ndarray) -> float:
+    return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
+
+
+def _distinct_faces(faces: list[Any], w: int, h: int, max_overlap: float = 0.5) -> list[np.ndarray]:
+    """Landmark pixel arrays (N x 2) of the detected faces, largest first.
+
+    In tracking mode a face that jumps can come back twice (the tracked one and a fresh
+    detection); meshes whose boxes overlap by more than ``max_overlap`` (IoU) count as one.
+    """
+    meshes = [np.array([(p.x * w, p.y * h) for p in f.landmark], dtype=np.float64) for f in faces]
+    boxes = [np.concatenate([m.min(axis=0), m.max(axis=0)]) for m in meshes]
+    order = sorted(range(len(meshes)), key=lambda i: -_box_area(boxes[i]))
+    kept: list[int] = []
+    for i in order:
+        b = boxes[i]
+        for j in kept:
+            c = boxes[j]
+            inter = _box_area(np.array([max(b[0], c[0]), max(b[1], c[1]), min(b[2], c[2]), min(b[3], c[3])]))
+            if inter > max_overlap * (_box_area(b) + _box_area(c) - inter):
+                break
+        else:
+            kept.append(i)
+    return [meshes[i] for i in kept]
+
+
+def _confidence(flags: int, row: dict[str, float]) -> float:
+    """1 for a single, well-lit, sharp, open-eyed, frontal face; lower for each problem."""
+    c = 1.0
+    for bit, factor in ((GazeFlag.MULTIPLE_FACES, 0.7), (GazeFlag.TOO_DARK, 0.6), (GazeFlag.BLUR, 0.6),
+                        (GazeFlag.BLINK, 0.2)):
+        if flags & bit:
+            c *= factor
+    turn = max(abs(row.get("head_yaw", 0.0)), abs(row.get("head_pitch", 0.0)))
+    if math.isfinite(turn) and turn > 25:  # beyond ~25 deg the iris landmarks degrade
+        c *= max(0.2, 1 - (turn - 25) / 30)
+    return round(c, 3)
+
+
+def process_frame(state: GazeTracker, jpeg_bytes: bytes, t: float) -> dict[str, float]:
+    """Site entry point: one frame of one participant -> one gaze-stream row.
+
+    ``state`` is the participant's :class:`GazeTracker` (create one per participant and keep it
+    for the session). Raises :class:`FrameError` (-> HTTP 400) or ``TypeError`` for unusable data;
+    a frame without a usable face is *not* an error: it comes back with ``flags`` set.
+    """
+    return state.process_jpeg(jpeg_bytes, t)

@@ -1,0 +1,45 @@
+"""Fixtures of the study-site tests (Flask tutorial style): an app on a temporary instance, a
+test client and a database session. Helpers shared by the test modules are in sitetest.py."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests import sitetest (pytest runs in importlib mode)
+
+from gazepref.capture_site.app import create_app  # noqa: E402
+from sitetest import STUDY_TOML, Walker  # noqa: E402
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    def make(**overrides):
+        settings = {"TESTING": True, "SECRET_KEY": "test-secret", "STUDY_CONFIG": str(STUDY_TOML)}
+        settings.update(overrides)
+        return create_app(str(tmp_path / "instance"), settings)
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def dbs(app):
+    """A database session on the app's database."""
+    with app.extensions["gazepref"].sessions() as s:
+        yield s
+
+
+@pytest.fixture
+def walker(client):
+    return Walker(client)

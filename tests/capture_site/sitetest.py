@@ -1,0 +1,83 @@
+"""Helpers of the study-site tests: read forms, walk a participant through the flow."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from sqlalchemy import select
+
+from gazepref import store
+
+STUDY_TOML = Path(__file__).with_name("study.toml")
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "page has no CSRF token"
+    return m.group(1)
+
+
+def page_data(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S)
+    assert m, "page has no page-data"
+    return json.loads(m.group(1))
+
+
+class Walker:
+    """Drives one participant through the flow with the test client."""
+
+    def __init__(self, client, pid: str = "WORKER1"):
+        self.client, self.pid = client, pid
+
+    def arrive(self, **params):
+        params = params or {"PROLIFIC_PID": self.pid, "STUDY_ID": "S1", "SESSION_ID": "X1"}
+        return self.client.get("/", query_string=params, follow_redirects=True)
+
+    def consent(self, decision: str = "agree"):
+        page = self.client.get("/consent")
+        return self.client.post("/consent", data={"csrf_token": csrf_of(page.text), "decision": decision},
+                                follow_redirects=True)
+
+    def step(self):
+        return self.client.get("/step")
+
+    def current_step(self) -> str:
+        m = re.search(r'name="step" value="([^"]+)"', self.step().text)
+        return m.group(1) if m else "done"
+
+    def answer(self, fields: dict | None = None, follow: bool = True):
+        page = self.step().text
+        step = re.search(r'name="step" value="([^"]+)"', page).group(1)
+        data = {"csrf_token": csrf_of(page), "step": step, **(fields or {})}
+        return self.client.post("/step", data=data, follow_redirects=follow)
+
+    def to_task(self):
+        """Answer every step up to the next chat task; returns the task page's data."""
+        answers = {"understand_before": "3", "age": "30"}
+        while True:
+            step = self.current_step()
+            if step.startswith("task:"):
+                return page_data(self.step().text)
+            assert step != "done"
+            self.answer(answers)
+
+    def chat_turn(self, data: dict, index: int, prompt: str, **rating):
+        r = self.client.post(data["urls"]["turns"], json={"index": index, "prompt": prompt},
+                             headers={"X-Participant-Token": data["token"]})
+        assert r.status_code == 200, r.json
+        turn = r.json["turn"]
+        body = {"likert": [4] * len(turn["responses"]), "origin": 1.7e12, "t_shown": 100.0 + index,
+                "t_decided": 200.0 + index, **rating}
+        if data["kind"] == "pairwise":
+            body.setdefault("choice", 1)
+        elif index > 0:
+            body.setdefault("better", True)
+        r = self.client.post(f"{data['urls']['turns']}/{index}/rating", json=body,
+                             headers={"X-Participant-Token": data["token"]})
+        assert r.status_code == 200, r.json
+        return r.json["turn"]
+
+
+def participants(s) -> list[store.Participant]:
+    return s.scalars(select(store.Participant)).all()

@@ -1,0 +1,282 @@
+"""A whole participant session in headless Chromium (mouse only), then the export.
+
+3 pairwise and 2 pointwise turns with ratings and free text, a reload in the middle of a turn,
+post-task questions and the completion code; the export then holds the turns, ratings, mouse
+samples and layout, and the mouse sample recorded over a known word maps back to that word.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sqlalchemy import select
+
+from gazepref import store
+from gazepref.capture_site.exporting import export_study
+from gazepref.capture_site.hits import hits_frame, word_at
+from gazepref.capture_site.serving import BackgroundServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    yield from _page(browser, app)
+
+
+def _page(browser, app):
+    with BackgroundServer(app) as url:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
+        pg = ctx.new_page()
+        pg.set_default_timeout(10_000)
+        yield pg
+        ctx.close()
+
+
+def wait_outbox_empty(page, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.evaluate("window.gazepref.recorder.flush()")
+        if page.evaluate("window.gazepref.recorder.outbox.pending") == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("telemetry outbox did not drain")
+
+
+def continue_with(page, fields: dict | None = None):
+    for name, value in (fields or {}).items():
+        loc = page.locator(f"[name='{name}']")
+        if loc.first.get_attribute("type") == "radio":
+            page.locator(f"[name='{name}'][value='{value}']").check()
+        else:
+            loc.fill(value)
+    page.click("#continue")
+
+
+def ready(page):
+    page.wait_for_function("window.gazepref !== undefined")
+
+
+def send(page, text: str, index: int):
+    ready(page)
+    page.fill("#message", text)
+    page.click("#send")
+    page.wait_for_function(f"window.gazepref.state().current && window.gazepref.state().current.index === {index}")
+
+
+def rate(page, likert: list[int], *, choice: int | None = None, better: bool | None = None, feedback: str = ""):
+    for pos, value in enumerate(likert):
+        page.check(f"[name='likert-{pos}'][value='{value}']")
+    if choice is not None:
+        page.check(f"[name='choice'][value='{choice}']")
+        page.select_option("[name='strength']", "2")
+    if better is not None:
+        page.check(f"[name='better'][value='{1 if better else 0}']")
+    if feedback:
+        page.fill("[name='feedback']", feedback)
+    rated = int(page.text_content("#rated-count"))
+    page.click("#submit-rating")
+    page.wait_for_function(f"document.querySelector('#rated-count').textContent === '{rated + 1}'")
+
+
+def hover_word(page, position: int, word: int) -> dict:
+    span = page.locator(f"#response-{position} span.w[data-i='{word}']")
+    box = span.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 40, cy + 30, steps=4)
+    page.mouse.move(cx, cy, steps=6)
+    page.wait_for_timeout(100)
+    return {"x": cx, "y": cy, "text": span.text_content(), "s": int(span.get_attribute("data-s")),
+            "e": int(span.get_attribute("data-e"))}
+
+
+def test_full_mouse_only_session(page, app, tmp_path):
+    page.goto("/?PROLIFIC_PID=E2E-WORKER&STUDY_ID=STUDY9&SESSION_ID=SESS9")
+    page.click("#agree")
+    continue_with(page, {"age": "31"})  # demographics
+    continue_with(page)  # instructions
+    continue_with(page, {"understand_before": "2"})
+
+    # pairwise task: 3 turns, a reload while a turn waits for its rating
+    send(page, "How does sleep help memory?", 0)
+    known = hover_word(page, 0, 5)
+    page.locator("#response-1 p").first.click(click_count=3)  # select a paragraph and copy it
+    page.keyboard.press("Control+C")
+    page.wait_for_timeout(400)
+    rate(page, [4, 2], choice=0, feedback="The left one is clearer.")
+    send(page, "How many hours of sleep does an adult need?", 1)
+    page.reload()
+    page.wait_for_function("window.gazepref.state().current && window.gazepref.state().current.index === 1")
+    assert page.text_content("#current-prompt") == "How many hours of sleep does an adult need?"
+    rate(page, [3, 5], choice=1)
+    send(page, "Any tips to sleep better?", 2)
+    rate(page, [5, 4], choice=0)
+    wait_outbox_empty(page)
+    page.click("#finish")
+    continue_with(page, {"summary": "Sleep consolidates memory.", "understand_after": "4",
+                         "copy_sentence": "Most adults need 7 to 9 hours a night.", "attention": "2"})
+
+    # pointwise task: 2 turns
+    continue_with(page, {"understand_before": "3"})
+    send(page, "Why do volcanoes erupt?", 0)
+    rate(page, [4], feedback="Good overview.")
+    send(page, "How do scientists predict eruptions?", 1)
+    rate(page, [5], better=True)
+    wait_outbox_empty(page)
+    page.click("#finish")
+    continue_with(page, {"summary": "Magma rises.", "understand_after": "5",
+                         "copy_sentence": "Magma is lighter than solid rock, so it rises.", "attention": "2"})
+    assert page.text_content("#completion-code").strip() == "TEST-CODE-42"
+
+    with app.extensions["gazepref"].sessions() as s:
+        p = s.scalars(select(store.Participant)).one()
+        assert "E2E-WORKER" not in p.pseudonym and p.consent
+        turns = [t for task in p.tasks for t in task.turns]
+        assert [t.kind for t in turns] == ["pairwise"] * 3 + ["pointwise"] * 2
+        assert [r.likert for r in turns[0].responses] == [4, 2] and turns[0].choice == 0
+        assert turns[0].feedback_text == "The left one is clearer." and turns[0].choice_strength == 2
+        assert turns[4].better_than_previous is True
+        assert all(t.t_decided > t.t_shown >= 0 for t in turns)
+        first = p.tasks[0]
+        stored = {name: store.read_stream(s, first, name).to_pandas() for name in ("mouse", "layout", "scroll", "events")}
+        first_text = first.turns[0].responses[0].text
+        texts = {(t.index, r.position): r.text for t in first.turns for r in t.responses}
+        export_study(s, p.study, tmp_path / "export", "parquet")
+        export_study(s, p.study, tmp_path / "export-ifllm", "ifllm")
+
+    # the mouse sample recorded at the centre of the known word maps back to that word
+    mouse, layout = stored["mouse"], stored["layout"]
+    assert len(mouse) > 10 and (layout["kind"] == "word").sum() > 50
+    events = stored["events"]
+    assert {"click", "rate", "choose", "hover_enter", "hover_leave", "shown", "select", "copy"} <= set(events["type"])
+    assert events[events["type"] == "copy"]["target"].iloc[0] == "response:1"
+    entered = set(events[events["type"] == "hover_enter"]["target"])
+    assert {"response:0", "response:0/p0"} <= entered
+    d2 = (mouse["x"] - known["x"]) ** 2 + (mouse["y"] - known["y"]) ** 2
+    assert d2.min() < 1.0
+    sample = mouse.loc[d2.idxmin()]
+    hit = word_at(layout, stored["scroll"], sample["t"], sample["x"], sample["y"])
+    assert hit is not None and hit.target == "response:0" and hit.index == 5 and hit.turn == 0
+    assert (hit.char_start, hit.char_end) == (known["s"], known["e"])
+    assert first_text[hit.char_start:hit.char_end] == known["text"]
+    hits = hits_frame(mouse, layout, stored["scroll"], texts)
+    on_word = hits[(hits.t == sample["t"]) & (hits.position == 0)].iloc[0]
+    assert known["s"] <= on_word.char_index < known["e"] and known["text"][:3] in on_word.window
+
+    # the export holds the turns, ratings, mouse samples and layout
+    export = tmp_path / "export"
+    exported = pd.read_parquet(export / "turns.parquet").sort_values(["task_id", "index"])
+    responses = pd.read_parquet(export / "responses.parquet")
+    assert len(exported) == 5 and sorted(exported["kind"]) == ["pairwise"] * 3 + ["pointwise"] * 2
+    likert = responses.pivot(index="turn_id", columns="position", values="likert")
+    assert likert.loc[exported["turn_id"], 0].tolist() == [4, 3, 5, 4, 5]
+    tasks = pd.read_parquet(export / "tasks.parquet")
+    assert tasks["answers"].str.contains("understand_after").all()
+    ex_mouse = pd.read_parquet(export / "streams" / "mouse.parquet")
+    ex_layout = pd.read_parquet(export / "streams" / "layout.parquet")
+    ex_scroll = pd.read_parquet(export / "streams" / "scroll.parquet")
+    assert len(ex_mouse) > len(mouse)  # both tasks
+    assert (ex_layout["kind"] == "word").sum() > (layout["kind"] == "word").sum()
+    first_id = exported.iloc[0]["task_id"]
+    ex_hit = word_at(ex_layout[ex_layout["task_id"] == first_id], ex_scroll[ex_scroll["task_id"] == first_id],
+                     sample["t"], sample["x"], sample["y"])
+    assert ex_hit is not None and (ex_hit.char_start, ex_hit.char_end) == (known["s"], known["e"])
+    # ... and so does the IFLLM-layout export (rel_mouse_left: x, y, window, char_index, t, ...)
+    row = _ifllm_rel_row_at(tmp_path / "export-ifllm", sample["t"])
+    assert row is not None and known["s"] <= int(row[3]) < known["e"] and known["text"][:3] in row[2]
+
+
+class FailOnce:
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, messages):
+        self.calls += 1
+        if self.calls == 1:
+            from gazepref.capture_site.llm import BackendError
+
+            raise BackendError("model server restarting")
+        return "A calm answer about sleep and memory."
+
+
+def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
+    app = make_app(LLM_BACKENDS={"concise": FailOnce()})
+    for pg in _page(browser, app):
+        pg.goto("/?PROLIFIC_PID=RETRY-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        ready(pg)
+        pg.fill("#message", "How does sleep help memory?")
+        pg.click("#send")
+        pg.wait_for_selector("#retry:not([hidden])")
+        assert "try again" in pg.text_content("#send-error")
+        assert pg.input_value("#message") == "How does sleep help memory?"
+        pg.click("#retry")
+        pg.wait_for_function("window.gazepref.state().current !== null")
+        assert pg.is_hidden("#retry") and pg.is_hidden("#send-error")
+        texts = [pg.text_content(f"#response-{i}") for i in (0, 1)]
+        assert "A calm answer about sleep and memory." in texts
+
+
+def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
+    for pg in _page(browser, app):
+        pg.goto("/?PROLIFIC_PID=OFFLINE-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        ready(pg)
+        pg.route("**/api/ingest*", lambda route: route.abort())  # the connection drops
+        for i in range(20):
+            pg.mouse.move(100 + 10 * i, 300 + 5 * i)
+            pg.wait_for_timeout(20)
+        pg.evaluate("window.gazepref.recorder.flush()")
+        pg.wait_for_timeout(300)
+        pending = pg.evaluate("window.gazepref.recorder.outbox.pending")
+        assert pending >= 1
+        assert pg.evaluate("Object.keys(localStorage).some(k => k.startsWith('gazepref:outbox:'))")
+        pg.unroute("**/api/ingest*")
+        pg.reload()  # the new page sends what the old one could not
+        ready(pg)
+        wait_outbox_empty(pg)
+        with app.extensions["gazepref"].sessions() as s:
+            task = s.scalars(select(store.Task)).one()
+            mouse = store.read_stream(s, task, "mouse").to_pandas()
+        assert {(100 + 10 * i, 300 + 5 * i) for i in (0, 10, 19)} <= set(zip(mouse["x"], mouse["y"]))
+        assert not mouse.duplicated(["t", "x", "y"]).any()
+
+
+def _ifllm_rel_row_at(folder, t: float):
+    """The rel_mouse_left row of an IFLLM-layout export recorded at page time ``t``."""
+    import csv
+
+    for path in sorted(folder.glob("user_behavior/*/*/rel_mouse_left.csv")):
+        with open(path, newline="") as fh:
+            for row in csv.reader(fh):
+                if abs(float(row[4]) - t) < 1e-3 and row[3]:
+                    return row
+    return None

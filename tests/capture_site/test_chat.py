@@ -1,0 +1,111 @@
+"""The chat API: backend failures lose no turn, retries are idempotent, tokens isolate sessions."""
+from sqlalchemy import select
+
+from gazepref import store
+from gazepref.capture_site.llm import BackendError
+
+from sitetest import Walker
+
+
+class FlakyBackend:
+    """Fails the first ``failures`` calls, then answers."""
+
+    def __init__(self, failures: int):
+        self.failures, self.calls = failures, 0
+
+    def generate(self, messages):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise BackendError("connection refused")
+        return f"answer to: {messages[-1]['content']}"
+
+
+def headers(data):
+    return {"X-Participant-Token": data["token"]}
+
+
+def test_backend_failure_shows_retry_and_loses_no_turn(make_app, dbs):
+    flaky = FlakyBackend(failures=2)
+    app = make_app(LLM_BACKENDS={"concise": flaky})
+    w = Walker(app.test_client())
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    body = {"index": 0, "prompt": "How does sleep help memory?"}
+    for _ in range(2):
+        r = w.client.post(data["urls"]["turns"], json=body, headers=headers(data))
+        assert r.status_code == 503 and r.json["retry"] is True and "try again" in r.json["error"]
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.scalars(select(store.Turn)).all() == []
+    r = w.client.post(data["urls"]["turns"], json=body, headers=headers(data))
+    assert r.status_code == 200
+    texts = {x["text"] for x in r.json["turn"]["responses"]}
+    assert any(t.startswith("answer to: How does sleep help memory?") for t in texts)
+    assert len(texts) == 2  # the other arm (demo, detailed) still answered differently
+
+
+def test_resend_returns_stored_turn_and_order_is_enforced(walker, client, dbs):
+    walker.arrive()
+    walker.consent()
+    data = walker.to_task()
+    url, h = data["urls"]["turns"], headers(data)
+    first = client.post(url, json={"index": 0, "prompt": "Why sleep?"}, headers=h).json["turn"]
+    again = client.post(url, json={"index": 0, "prompt": "Why sleep?"}, headers=h).json["turn"]
+    assert first == again
+    assert client.post(url, json={"index": 0, "prompt": "Other"}, headers=h).status_code == 409
+    r = client.post(url, json={"index": 1, "prompt": "Next"}, headers=h)
+    assert r.status_code == 409 and "rate the previous answer" in r.json["error"]
+    assert client.post(url, json={"index": 3, "prompt": "Far"}, headers=h).status_code == 409
+    assert len(dbs.scalars(select(store.Turn)).all()) == 1
+
+
+def test_rating_validation_and_no_double_rating(walker, client, dbs):
+    walker.arrive()
+    walker.consent()
+    data = walker.to_task()
+    url, h = data["urls"]["turns"], headers(data)
+    client.post(url, json={"index": 0, "prompt": "Why sleep?"}, headers=h)
+    base = {"origin": 1.7e12, "t_shown": 10.0, "t_decided": 20.0}
+    cases = [
+        ({**base, "likert": [4]}, "one rating per response"),
+        ({**base, "likert": [4, 6], "choice": 0}, "likert must be an integer in 1..5"),
+        ({**base, "likert": [4, 4]}, "choose the answer you prefer"),
+        ({**base, "likert": [4, 4], "choice": 0, "t_shown": "soon"}, "t_shown must be a finite number"),
+    ]
+    for body, message in cases:
+        r = client.post(f"{url}/0/rating", json=body, headers=h)
+        assert r.status_code == 400 and message in r.json["error"], r.json
+    ok = client.post(f"{url}/0/rating", json={**base, "likert": [5, 1], "choice": 1, "strength": 3}, headers=h)
+    assert ok.status_code == 200 and ok.json["turn"]["rated"]
+    again = client.post(f"{url}/0/rating", json={**base, "likert": [1, 1], "choice": 0}, headers=h)
+    assert again.json["already"] is True
+    turn = dbs.scalars(select(store.Turn)).one()
+    assert [r.likert for r in turn.responses] == [5, 1] and turn.choice == 1 and turn.choice_strength == 3
+    assert turn.t_shown == 10.0  # the first page of the task anchors the task clock
+
+
+def test_participant_reads_and_writes_only_own_session(make_app):
+    app = make_app()
+    a, b = Walker(app.test_client(), "ALICE"), Walker(app.test_client(), "BOB")
+    for w in (a, b):
+        w.arrive()
+        w.consent()
+    da, db_ = a.to_task(), b.to_task()
+    r = b.client.post(da["urls"]["turns"], json={"index": 0, "prompt": "hi"}, headers=headers(db_))
+    assert r.status_code == 403
+    batch = {"task": da["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    assert b.client.post("/api/ingest", json=batch, headers=headers(db_)).status_code == 403
+    forged = da["token"][:-2] + ("AA" if not da["token"].endswith("AA") else "BB")
+    assert b.client.post("/api/ingest", json=batch, headers={"X-Participant-Token": forged}).status_code == 401
+    assert b.client.post("/api/ingest", json=batch).status_code == 401
+
+
+def test_closed_task_accepts_no_more_turns(walker, client):
+    walker.arrive()
+    walker.consent()
+    data = walker.to_task()
+    walker.chat_turn(data, 0, "Why sleep?")
+    walker.chat_turn(data, 1, "How long?")
+    walker.answer()  # finish the task
+    r = client.post(data["urls"]["turns"], json={"index": 2, "prompt": "More?"}, headers=headers(data))
+    assert r.status_code == 409 and "closed" in r.json["error"]

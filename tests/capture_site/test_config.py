@@ -1,0 +1,74 @@
+import tomllib
+
+import pytest
+
+from gazepref.capture_site.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
+from gazepref.capture_site.plan import make_plan, make_steps
+
+
+def default_doc() -> dict:
+    return tomllib.loads(DEFAULT_CONFIG_PATH.read_text())
+
+
+def test_embedded_default_is_valid_and_offline():
+    cfg = load_config()
+    assert cfg.slug == "demo" and cfg.webcam == "off" and not cfg.calibration
+    assert {m.backend for m in cfg.models.values()} == {"demo"}
+    assert cfg.pairwise_tasks == cfg.pointwise_tasks == 1
+    assert [q.id for q in cfg.post_task_questions][:3] == ["summary", "understand_after", "copy_sentence"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["study"].pop("slug"), "missing study.slug"),
+    (lambda d: d["tasks"].update(min_turns="three"), "tasks.min_turns must be an integer"),
+    (lambda d: d["tasks"].update(min_turns=5, max_turns=2), "max_turns (2) is below tasks.min_turns (5)"),
+    (lambda d: d["assignment"].update(pairs=[["demo-concise", "gpt-9"]]), "model 'gpt-9'"),
+    (lambda d: d["study"].update(webcam="sometimes"), "study.webcam must be one of off, optional, required"),
+    (lambda d: d.update(surprise={}), "unknown section 'surprise'"),
+    (lambda d: d["models"].update(remote={"backend": "openai", "model": "m"}), "missing models.remote.base_url"),
+    (lambda d: d["post_task_questions"][3].pop("expected"), "needs 'expected'"),
+    (lambda d: d["modifiers"][0].update(probability=2), "modifiers[0].probability must be a number in 0..1"),
+    (lambda d: d.update(topics=[]), "at least one [[topics]]"),
+])
+def test_config_errors_name_the_key(change, message):
+    doc = default_doc()
+    change(doc)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        parse_config(doc, "my.toml")
+
+
+def test_load_config_reports_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\nslug = 1")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="study config not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_steps_include_calibration_slot_when_webcam_is_on():
+    doc = default_doc()
+    doc["study"]["webcam"] = "required"
+    cfg = parse_config(doc)
+    import random
+
+    plan = make_plan(cfg, [], random.Random(1))
+    steps = make_steps(cfg, plan)
+    assert steps[:3] == ["demographics", "instructions", "calibration"]
+    assert steps[3:] == ["pre:0", "task:0", "post:0", "pre:1", "task:1", "post:1", "done"]
+
+
+def test_balanced_quotas_keep_arms_within_one():
+    import random
+
+    doc = default_doc()
+    doc["assignment"]["pairs"] = [["demo-concise", "demo-detailed"], ["demo-detailed", "demo-concise"]]
+    doc["assignment"]["pointwise"] = ["demo-concise", "demo-detailed"]
+    cfg = parse_config(doc)
+    plans, rng = [], random.Random(0)
+    for _ in range(9):
+        plans.append(make_plan(cfg, plans, rng))
+    pairs = [tuple(t["models"]) for p in plans for t in p if t["kind"] == "pairwise"]
+    singles = [t["models"][0] for p in plans for t in p if t["kind"] == "pointwise"]
+    assert abs(pairs.count(("demo-concise", "demo-detailed")) - pairs.count(("demo-detailed", "demo-concise"))) <= 1
+    assert abs(singles.count("demo-concise") - singles.count("demo-detailed")) <= 1

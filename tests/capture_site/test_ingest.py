@@ -1,0 +1,149 @@
+"""Telemetry ingest: stored atomically, idempotent on replay, strict on malformed input."""
+import gzip
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from gazepref import store
+
+from sitetest import Walker
+
+
+@pytest.fixture
+def task(walker):
+    walker.arrive()
+    walker.consent()
+    return walker.to_task()
+
+
+def batch(task, seq, n=60, t0=0.0, **streams):
+    mouse = {"t": [t0 + i * 16.7 for i in range(n)], "x": [100.0 + i for i in range(n)],
+             "y": [200.0] * n, "buttons": [0] * n}
+    return {"task": task["task"], "seq": seq, "origin": 1_763_860_000_000.5,
+            "streams": {"mouse": mouse, **streams}}
+
+
+def post(client, task, body, gz=True, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    headers = {"X-Participant-Token": task["token"], "Content-Type": "application/json"}
+    if gz:
+        data = gzip.compress(data)
+        headers["Content-Encoding"] = "gzip"
+    return client.post("/api/ingest", data=data, headers=headers)
+
+
+def counts(dbs):
+    dbs.expire_all()
+    return dbs.execute(select(func.count(store.StreamChunk.id), func.coalesce(func.sum(store.StreamChunk.n), 0))).one()
+
+
+def test_batch_is_stored_and_replay_adds_nothing(client, task, dbs):
+    events = {"t": [5.0, 9.0], "type": ["click", "hover_enter"], "target": ["window", "response:0"],
+              "x": [1.0, None], "y": [2.0, None], "detail": ["send", None]}
+    r = post(client, task, batch(task, 0, events=events))
+    assert r.status_code == 200 and r.json == {"ok": True, "seq": 0, "stored": 62, "duplicate": False}
+    assert tuple(counts(dbs)) == (2, 62)
+    r = post(client, task, batch(task, 0, events=events))
+    assert r.json["duplicate"] is True and tuple(counts(dbs)) == (2, 62)
+    t = dbs.get(store.Task, task["task"])
+    assert t.clock_anchor_epoch_ms == 1_763_860_000_000.5
+    mouse = store.read_stream(dbs, t, "mouse")
+    assert mouse.num_rows == 60 and mouse.column("x").to_pylist()[:2] == [100.0, 101.0]
+
+
+def test_gaze_before_calibration_may_lack_a_position(client, task, dbs):
+    gaze = {"t": [1.0, 2.0], "x": [None, 3.0], "y": [None, 4.0], "eye_left_x": [0.1, 0.2]}
+    assert post(client, task, batch(task, 0, n=0, gaze=gaze)).status_code == 200
+    mouse = batch(task, 1, n=2)
+    mouse["streams"]["mouse"]["x"][0] = None
+    r = post(client, task, mouse)
+    assert r.status_code == 400 and "streams.mouse.x: required column has null values" in r.json["error"]
+    t = dbs.get(store.Task, task["task"])
+    assert store.read_stream(dbs, t, "gaze").column("x").to_pylist() == [None, 3.0]
+
+
+def test_uncompressed_beacon_form_is_accepted(client, task, dbs):
+    body = json.dumps(batch(task, 3)).encode()
+    r = client.post(f"/api/ingest?token={task['token']}", data=body, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200 and r.json["stored"] == 60
+
+
+def test_second_page_load_is_shifted_onto_the_task_clock(client, task, dbs):
+    post(client, task, batch(task, 0))
+    later = batch(task, 1, n=2)
+    later["origin"] += 60_000  # a reload one minute later restarts performance.now()
+    post(client, task, later)
+    t = dbs.get(store.Task, task["task"])
+    times = store.read_stream(dbs, t, "mouse").column("t").to_pylist()
+    assert times[-2:] == [pytest.approx(60_000.0), pytest.approx(60_016.7)]
+
+
+BAD = [
+    (lambda b: b.update(seq=-1), "seq must be an integer"),
+    (lambda b: b.update(seq="7"), "seq must be an integer"),
+    (lambda b: b.update(origin=None), "origin must be performance.timeOrigin"),
+    (lambda b: b["streams"].update(sonar={"t": [1.0]}), "unknown stream 'sonar'"),
+    (lambda b: b["streams"]["mouse"].update(x=[1.0] * 59), "columns have different lengths"),
+    (lambda b: b["streams"]["mouse"]["x"].__setitem__(3, "left"), "streams.mouse.x: expected numbers"),
+    (lambda b: b["streams"]["mouse"]["x"].__setitem__(3, 1e999), "non-finite number Infinity"),
+    (lambda b: b["streams"]["mouse"]["t"].__setitem__(10, 1.0), "time goes backwards at row 10"),
+    (lambda b: b["streams"]["mouse"].pop("y"), "missing required column 'y'"),
+    (lambda b: b["streams"]["mouse"].update(z=[0.0] * 60), "unknown column 'z'"),
+    (lambda b: b["streams"]["mouse"]["buttons"].__setitem__(0, 1.5), "expected whole numbers"),
+    (lambda b: b["streams"].update(events={"t": [1.0], "type": [7], "target": ["w"]}), "events.type: expected text"),
+    (lambda b: b.update(extra=1), "unknown batch field 'extra'"),
+]
+
+
+@pytest.mark.parametrize("spoil, message", BAD)
+def test_malformed_batch_is_rejected_whole(client, task, dbs, spoil, message):
+    post(client, task, batch(task, 0))
+    before = tuple(counts(dbs))
+    body = batch(task, 1, events={"t": [1.0], "type": ["click"], "target": ["window"]})
+    spoil(body)
+    r = post(client, task, body)
+    assert r.status_code == 400, r.json
+    assert message in r.json["error"]
+    assert tuple(counts(dbs)) == before  # nothing of the batch, nothing before touched
+
+
+@pytest.mark.parametrize("raw, gz, message", [
+    (b"{not json", False, "body is not JSON"),
+    (b"NaN", False, "non-finite number NaN"),
+    (b"[1, 2]", False, "batch must be a JSON object"),
+    (b"\x1f\x8b\x08\x00garbage", None, "gzip"),
+])
+def test_undecodable_bodies(client, task, dbs, raw, gz, message):
+    headers = {"X-Participant-Token": task["token"]}
+    if gz is None:
+        headers["Content-Encoding"] = "gzip"
+    r = client.post("/api/ingest", data=raw, headers=headers)
+    assert r.status_code == 400 and message in r.json["error"]
+    assert tuple(counts(dbs)) == (0, 0)
+
+
+def test_oversized_batches_are_refused(client, task, dbs):
+    big = batch(task, 0, n=20_001)
+    r = post(client, task, big)
+    assert r.status_code == 413 and "limit 20000" in r.json["error"]
+    bomb = gzip.compress(b'{"pad": "' + b" " * (17 * 1024 * 1024) + b'"}')
+    r = post(client, task, None, gz=False, raw=bomb)  # sent as gzip but not declared: still refused
+    assert r.status_code in (400, 413)
+    r = client.post("/api/ingest", data=bomb, headers={"X-Participant-Token": task["token"], "Content-Encoding": "gzip"})
+    assert r.status_code == 413 and "decompressed" in r.json["error"]
+    r = client.post("/api/ingest", data=b"x" * (3 * 1024 * 1024), headers={"X-Participant-Token": task["token"]})
+    assert r.status_code == 413 and "error" in r.json
+    assert tuple(counts(dbs)) == (0, 0)
+
+
+def test_rate_limit_per_token(make_app):
+    app = make_app(INGEST_RATE_PER_S=0.001, INGEST_BURST=3)
+    w = Walker(app.test_client())
+    w.arrive()
+    w.consent()
+    task = w.to_task()
+    codes = [post(w.client, task, batch(task, i, n=1)).status_code for i in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    r = post(w.client, task, batch(task, 9, n=1))
+    assert r.headers["Retry-After"] == "1" and "slow down" in r.json["error"]

@@ -1,0 +1,360 @@
+"""Webcam gaze in the study site: the frames endpoint, calibration rounds and a whole session in
+headless Chromium with a fake webcam playing a real face (``skimage.data.astronaut()``) that
+moves and scales."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from gazepref import store
+from gazepref.schema import GazeFlag
+from sitetest import STUDY_TOML, csrf_of, page_data
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("mediapipe")
+skdata = pytest.importorskip("skimage.data")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# --------------------------------------------------------------------------- frames
+
+
+_FACE = None
+
+
+def face_frame(scale: float = 1.0, dx: float = 0, dy: float = 0, size=(320, 240)) -> np.ndarray:
+    """The astronaut's head on a grey background, ``scale`` x 200 px tall, moved by (dx, dy)."""
+    global _FACE
+    if _FACE is None:
+        _FACE = np.ascontiguousarray(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:350])
+    w, h = size
+    fh = int(round(200 * scale * h / 240))
+    fw = int(round(fh * _FACE.shape[1] / _FACE.shape[0]))
+    face = cv2.resize(_FACE, (fw, fh), interpolation=cv2.INTER_AREA)
+    canvas = np.full((h, w, 3), 96, np.uint8)
+    x0, y0 = int(round(w / 2 - fw / 2 + dx)), int(round(h / 2 - fh / 2 + dy))
+    xs, ys, xe, ye = max(0, x0), max(0, y0), min(w, x0 + fw), min(h, y0 + fh)
+    canvas[ys:ye, xs:xe] = face[ys - y0:ye - y0, xs - x0:xe - x0]
+    return canvas
+
+
+def moving(i: int, n: int = 40, size=(320, 240)) -> np.ndarray:
+    phase = 2 * np.pi * i / n
+    return face_frame(scale=0.95 + 0.12 * np.sin(phase), dx=25 * np.sin(phase), dy=8 * np.cos(2 * phase), size=size)
+
+
+def jpeg(image: np.ndarray, quality: int = 85) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    h, w = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for fr in frames:
+            f.write(b"FRAME\n")
+            f.write(cv2.cvtColor(fr, cv2.COLOR_BGR2YUV_I420).tobytes())  # Y, U, V planes
+    return path
+
+
+# --------------------------------------------------------------------------- site helpers
+
+
+@pytest.fixture
+def webcam_toml(tmp_path):
+    text = STUDY_TOML.read_text().replace('webcam = "off"', 'webcam = "optional"')
+    text += "\n[gaze]\ncalibration_points = 5\nattempts = 1\npass_accuracy_px = 5000\n"
+    path = tmp_path / "webcam_study.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def wapp(make_app, webcam_toml):
+    return make_app(STUDY_CONFIG=str(webcam_toml))
+
+
+@pytest.fixture
+def wclient(wapp):
+    return wapp.test_client()
+
+
+def gaze_data(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="gaze-data">(.*?)</script>', html, re.S)
+    assert m, "page has no gaze-data"
+    return json.loads(m.group(1))
+
+
+def to_calibration(client) -> dict:
+    client.get("/", query_string={"PROLIFIC_PID": "CAM1", "STUDY_ID": "S", "SESSION_ID": "X"})
+    page = client.get("/consent")
+    client.post("/consent", data={"csrf_token": csrf_of(page.text), "decision": "agree"})
+    for _ in range(3):
+        page = client.get("/step").text
+        step = re.search(r'name="step" value="([^"]+)"', page).group(1)
+        if step == "calibration":
+            return gaze_data(page)
+        client.post("/step", data={"csrf_token": csrf_of(page), "step": step, "age": "30"})
+    raise AssertionError("no calibration step")
+
+
+def post_frames(client, token, meta, frames, ctype="image/jpeg"):
+    from io import BytesIO
+
+    data = {"meta": json.dumps(meta), "frame": [(BytesIO(f), f"f{i}.jpg", ctype) for i, f in enumerate(frames)]}
+    return client.post("/api/gaze/frames", data=data, content_type="multipart/form-data",
+                       headers={"X-Participant-Token": token})
+
+
+def post_round(client, token, kind, targets, viewport=(1280, 800)):
+    from io import BytesIO
+
+    frames, meta_targets, t = [], [], 1000.0
+    for k, (x, y) in enumerate(targets):
+        ts = []
+        for j in range(6):
+            frames.append(jpeg(moving(k * 6 + j)))
+            ts.append(t)
+            t += 100.0
+        meta_targets.append({"x": x, "y": y, "t": ts})
+    data = {"meta": json.dumps({"kind": kind, "viewport": list(viewport), "targets": meta_targets}),
+            "frame": [(BytesIO(f), f"f{i}.jpg", "image/jpeg") for i, f in enumerate(frames)]}
+    return client.post("/api/gaze/round", data=data, content_type="multipart/form-data",
+                       headers={"X-Participant-Token": token})
+
+
+def answer_step(client, fields=None):
+    page = client.get("/step").text
+    step = re.search(r'name="step" value="([^"]+)"', page).group(1)
+    return client.post("/step", data={"csrf_token": csrf_of(page), "step": step, **(fields or {})})
+
+
+def gaze_rows(dbs, task_id) -> int:
+    return dbs.scalar(select(func.coalesce(func.sum(store.StreamChunk.n), 0)).where(
+        store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze"))
+
+
+# --------------------------------------------------------------------------- endpoint tests
+
+
+def test_setup_frames_report_face_status_and_flags(wclient):
+    gaze = to_calibration(wclient)
+    token = gaze["token"]
+    r = post_frames(wclient, token, {"phase": "setup", "t": [0.0, 100.0, 200.0]}, [jpeg(moving(i)) for i in range(3)])
+    assert r.status_code == 200, r.json
+    assert r.json["face"]["found"] and r.json["face"]["ok"], r.json
+    grey = np.full((240, 320, 3), 128, np.uint8)  # no face
+    r = post_frames(wclient, token, {"phase": "setup", "t": [300.0]}, [jpeg(grey)])
+    assert r.status_code == 200 and not r.json["face"]["found"]
+    black = np.zeros((240, 320, 3), np.uint8)
+    r = post_frames(wclient, token, {"phase": "setup", "t": [400.0]}, [jpeg(black)])
+    assert r.status_code == 200 and not r.json["face"]["found"]
+
+
+def test_calibration_round_then_task_frames_stored_idempotently(wclient, wapp):
+    gaze = to_calibration(wclient)
+    token = gaze["token"]
+    assert answer_step(wclient).status_code == 400  # not calibrated yet: the step asks again
+    r = post_round(wclient, token, "calibration", [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)])
+    assert r.status_code == 200, r.json
+    vt = r.json["validation_targets"]
+    assert len(vt) == 4
+    r = post_round(wclient, token, "validation", vt)
+    assert r.status_code == 200, r.json
+    assert "accuracy_px" in r.json and r.json["result"]["overall"]
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        kinds = [c.kind for c in dbs.scalars(select(store.Calibration).order_by(store.Calibration.id))]
+        assert kinds == ["calibration", "validation"]
+        cal = dbs.scalars(select(store.Calibration)).first()
+        assert cal.model and cal.result["n_samples"] >= 20 and cal.result["face_found"] == cal.result["frames"]
+    assert answer_step(wclient).status_code == 302
+    answer_step(wclient, {"understand_before": "3"})  # pre-task questions
+    data = page_data(wclient.get("/step").text)
+    g = data["gaze"]
+    assert g and g["task"] == data["task"] and g["next_seq"] == 0
+    task_id = data["task"]
+
+    meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [5000.0 + 100 * i for i in range(5)]}
+    frames = [jpeg(moving(i)) for i in range(5)]
+    r = post_frames(wclient, token, meta, frames)
+    assert r.status_code == 200 and r.json["stored"] == 5 and not r.json["duplicate"], r.json
+    assert r.json["calibrated"]
+    r = post_frames(wclient, token, meta, frames)  # replay
+    assert r.status_code == 200 and r.json["duplicate"] and r.json["stored"] == 0
+
+    # bad input: 400 naming the problem, nothing stored, the session goes on
+    bad = [
+        ([b"\xff\xd8garbage" + b"\x00" * 100], "image/jpeg", "corrupt"),
+        ([jpeg(moving(0, size=(1280, 960)))], "image/jpeg", "larger than the limit"),
+        ([jpeg(moving(0))], "image/png", "wrong content type"),
+        ([b""], "image/jpeg", "empty"),
+    ]
+    for k, (payload, ctype, words) in enumerate(bad, start=1):
+        r = post_frames(wclient, token, dict(meta, seq=k, t=[9000.0]), payload, ctype)
+        assert r.status_code == 400, (words, r.json)
+        assert words in r.json["error"], r.json
+    r = wclient.post("/api/gaze/frames", json=meta, headers={"X-Participant-Token": token})
+    assert r.status_code == 400 and "multipart/form-data" in r.json["error"]
+    # a batch with one bad frame among good ones stores none of them
+    r = post_frames(wclient, token, dict(meta, seq=9, t=[9100.0, 9200.0]), [jpeg(moving(1)), b"not a jpeg"])
+    assert r.status_code == 400 and "frame 1" in r.json["error"]
+
+    # the page's telemetry numbers its batches apart from the gaze frames: its seq 0 is not a replay
+    r = wclient.post("/api/ingest", json={"task": task_id, "seq": 0, "origin": 1.7e12,
+                                          "streams": {"mouse": {"t": [5050.0], "x": [1.0], "y": [2.0]}}},
+                     headers={"X-Participant-Token": token})
+    assert r.status_code == 200 and r.json["stored"] == 1, r.json
+
+    grey, black = np.full((240, 320, 3), 128, np.uint8), np.zeros((240, 320, 3), np.uint8)
+    r = post_frames(wclient, token, dict(meta, seq=10, t=[9300.0, 9400.0, 9500.0]),
+                    [jpeg(grey), jpeg(black), jpeg(moving(2))])
+    assert r.status_code == 200 and r.json["stored"] == 3 and r.json["face"]["found"]
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        assert gaze_rows(dbs, task_id) == 8
+        task = dbs.get(store.Task, task_id)
+        table = store.read_stream(dbs, task, "gaze").to_pandas()
+        assert table["t"].tolist() == [5000.0, 5100.0, 5200.0, 5300.0, 5400.0, 9300.0, 9400.0, 9500.0]
+        flags = table["flags"].astype(int).tolist()
+        assert all(f & GazeFlag.NO_FACE == 0 for f in flags[:5])
+        assert flags[5] & GazeFlag.NO_FACE and flags[6] & GazeFlag.NO_FACE and flags[6] & GazeFlag.TOO_DARK
+        assert np.isfinite(table["x"][:5]).all() and np.isfinite(table["y"][:5]).all()  # calibrated
+        assert "eye_l_iris_u" in table.columns
+        assert task.clock_anchor_epoch_ms == 1.7e12
+
+
+def test_frames_need_a_token_and_an_owned_task(wclient):
+    gaze = to_calibration(wclient)
+    r = post_frames(wclient, "bad-token", {"phase": "setup", "t": [0.0]}, [jpeg(moving(0))])
+    assert r.status_code == 401
+    r = post_frames(wclient, gaze["token"], {"phase": "task", "task": 999, "seq": 0, "origin": 1.0, "t": [0.0]},
+                    [jpeg(moving(0))])
+    assert r.status_code == 403
+
+
+def test_optional_webcam_without_camera_goes_on_mouse_only(wclient):
+    to_calibration(wclient)
+    assert answer_step(wclient, {"outcome": "no-camera"}).status_code == 302
+    answer_step(wclient, {"understand_before": "3"})
+    data = page_data(wclient.get("/step").text)
+    assert data["task"] and data["gaze"] is None
+
+
+def test_required_webcam_without_camera_stops(make_app, tmp_path, webcam_toml):
+    path = tmp_path / "required.toml"
+    path.write_text(webcam_toml.read_text().replace('webcam = "optional"', 'webcam = "required"'))
+    client = make_app(STUDY_CONFIG=str(path)).test_client()
+    to_calibration(client)
+    r = answer_step(client, {"outcome": "no-camera"})
+    assert r.status_code == 400 and "needs a webcam" in r.text
+
+
+# --------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="module")
+def face_y4m(tmp_path_factory) -> Path:
+    return write_y4m(tmp_path_factory.mktemp("cam") / "face.y4m", [moving(i) for i in range(40)])
+
+
+@pytest.mark.browser
+def test_session_with_fake_webcam(wapp, face_y4m):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    args = ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                   f"--use-file-for-fake-video-capture={face_y4m}"]
+    with sync_playwright() as pw, BackgroundServer(wapp) as url:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        console = []
+        page.on("console", lambda m: console.append(m.text))
+        page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.fill("[name='age']", "30")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
+        page.click("#start-calibration")
+        for key in [f"calibration:{i}" for i in range(5)] + [f"validation:{i}" for i in range(4)]:
+            page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
+            page.wait_for_timeout(750)  # look at the dot; the eyes settle
+            page.click("#target")
+        try:
+            page.wait_for_selector("#continue:not([hidden])")
+        except Exception:
+            raise AssertionError(f"calibration did not finish: {page.text_content('#calibration-result')!r} "
+                                 f"{page.evaluate('JSON.stringify(window.gazepref.calibration.rounds)')} {console}")
+        page.click("#continue")
+        page.check("[name='understand_before'][value='3']")
+        page.click("#continue")
+        page.wait_for_function("window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 25")
+        for i in range(30):  # mouse moves while gaze streams
+            page.mouse.move(200 + 20 * i, 300 + 5 * i)
+            page.wait_for_timeout(30)
+        page.wait_for_timeout(100)
+        page.evaluate("window.gazepref.gaze.flush()")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            page.evaluate("window.gazepref.recorder.flush()")
+            if page.evaluate("window.gazepref.recorder.outbox.pending") == 0:
+                break
+            page.wait_for_timeout(200)
+        task_id = page_data_in(page)["task"]
+        ctx.close()
+        browser.close()
+
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
+        assert [c.kind for c in cals] == ["calibration", "validation"]
+        assert cals[0].model and cals[0].result["frames"] >= 5 * 3
+        task = dbs.get(store.Task, task_id)
+        gz = store.read_stream(dbs, task, "gaze").to_pandas()
+        mouse = store.read_stream(dbs, task, "mouse").to_pandas()
+        assert len(gz) >= 25 and len(mouse) >= 10
+        found = (gz["flags"].astype(int) & GazeFlag.NO_FACE) == 0
+        cal_found = cals[0].result["face_found"] / cals[0].result["frames"]
+        assert found.mean() >= 0.95 and cal_found >= 0.95, (found.mean(), cal_found)
+        assert np.isfinite(gz["x"][found]).all()  # the task used the calibrated tracker
+        # one clock: the mouse moves happened while gaze streamed, so the ranges overlap
+        g0, g1, m0, m1 = gz["t"].min(), gz["t"].max(), mouse["t"].min(), mouse["t"].max()
+        assert g0 < m1 and m0 < g1, (g0, g1, m0, m1)
+        assert g0 <= m0 <= g1 and 0 < g1 - g0 < 60_000
+
+
+def page_data_in(page) -> dict:
+    return json.loads(page.text_content("#page-data"))
+
+
+def test_load_shedding_keeps_late_frames_as_dropped_rows(make_app, webcam_toml):
+    app = make_app(STUDY_CONFIG=str(webcam_toml), GAZE_SHED_MS=1e-6)  # always behind
+    client = app.test_client()
+    gaze = to_calibration(client)
+    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302  # (mouse-only flow, task exists)
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [10.0, 110.0]}
+    r = post_frames(client, gaze["token"], meta, [jpeg(moving(0)), jpeg(moving(1))])
+    assert r.status_code == 200 and r.json["dropped"] == 2 and r.json["stored"] == 2, r.json
+    with app.extensions["gazepref"].sessions() as dbs:
+        table = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
+        assert table["t"].tolist() == [10.0, 110.0] and (table["face_dropped"] == 1).all()
+        assert (table["flags"].astype(int) & GazeFlag.UNCALIBRATED).all()

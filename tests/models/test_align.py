@@ -1,0 +1,153 @@
+"""``gazepref align`` end to end on the IFLLM sample with a tiny model; win rate and LLM judge."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from gazepref.cli import main
+
+pytest.importorskip("trl")
+
+FAST = ["--tiny", "--steps", "2", "--max-length", "96", "--context-messages", "0", "--max-prompts", "2",
+        "--max-new-tokens", "4", "--json"]
+
+
+def _run(capsys, *argv) -> dict:
+    assert main(["align", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_align_end_to_end_dpo_cached_and_forced(ifllm_sample, tmp_path, capsys):
+    out = tmp_path / "run"
+    rep = _run(capsys, str(ifllm_sample), "--out", str(out), "--loss", "robust", *FAST)
+    st = rep["steps"]
+    assert [st[k]["status"] for k in ("features", "reward", "pairs", "train", "eval")] == \
+        ["skipped", "skipped", "ran", "ran", "ran"]
+    counts = st["pairs"]["result"]["counts"]
+    assert counts["train"] > 0 and counts["test"] > 0
+    tr = {json.loads(x)["worker"] for x in (out / "pairs" / "train.jsonl").read_text().splitlines()}
+    te = {json.loads(x)["worker"] for x in (out / "pairs" / "test.jsonl").read_text().splitlines()}
+    assert tr and te and not tr & te
+    train = st["train"]["result"]
+    assert train["steps"] == 2 and train["loss_type"] == ["robust"] and 0 < train["label_smoothing"] < 0.5
+    assert len((out / "train" / "metrics.jsonl").read_text().splitlines()) >= 2
+    ev = st["eval"]["result"]
+    assert ev["prompts"] == 2 and 0.0 <= ev["win_rate"] <= 1.0 and ev["scorer"] == "length-baseline"
+    md = (out / "eval" / "win_rate.md").read_text()
+    assert "| length-baseline | 2 |" in md
+    assert len(json.loads((out / "eval" / "win_rate.json").read_text())["rows"]) == 2
+
+    rep = _run(capsys, str(ifllm_sample), "--out", str(out), "--loss", "robust", *FAST)
+    assert {s["status"] for s in rep["steps"].values()} == {"cached"}
+
+    rep = _run(capsys, str(ifllm_sample), "--out", str(out), "--loss", "robust", "--force", "eval", *FAST)
+    assert rep["steps"]["train"]["status"] == "cached" and rep["steps"]["eval"]["status"] == "ran"
+
+    # a preference data set (this run's pairs) is a source too: data steps skipped, pairs copied
+    from gazepref.models.align import run
+    from gazepref.models.align_config import AlignConfig
+
+    rep = run(str(out / "pairs"), tmp_path / "from_pairs", AlignConfig(), until="pairs")
+    assert rep["source_kind"] == "pairs" and rep["steps"]["pairs"]["result"]["counts"] == counts
+    assert rep["steps"]["features"]["status"] == rep["steps"]["reward"]["status"] == "skipped"
+
+
+def test_align_kto_with_text_rm_labels(ifllm_sample, tmp_path, capsys):
+    out = tmp_path / "kto"
+    rep = _run(capsys, str(ifllm_sample), "--out", str(out), "--algorithm", "kto", "--label-source", "text_rm",
+               "--reward-model", "length-baseline", *FAST)
+    st = rep["steps"]
+    assert st["reward"]["status"] == "ran" and st["reward"]["result"]["turns_scored"] == 23  # every pairwise turn
+    assert st["train"]["result"]["algorithm"] == "kto" and st["train"]["result"]["steps"] == 2
+    rows = [json.loads(x) for x in (out / "pairs" / "train.jsonl").read_text().splitlines()]
+    assert {r["label"] for r in rows} == {True, False}
+    assert (out / "eval" / "win_rate.md").exists()
+
+
+def test_fused_reward_model_labels(ifllm_sample, tmp_path):
+    """features → reward → pairs with a fused reward model of issue 6 (trained here on the sample)."""
+    from gazepref.datasets.recording import open_recording
+    from gazepref.models.align import RewardModelScorer, load_reward_model, run
+    from gazepref.models.align_config import AlignConfig
+    from gazepref.models.scoring import train_reward_model
+
+    rm_dir = train_reward_model(str(ifllm_sample), model="late_fusion", text_model="structure_bt").save(tmp_path / "rm")
+    cfg = AlignConfig()
+    cfg.data.label_source, cfg.data.reward_model = "fused_rm", str(rm_dir)
+    rep = run(str(ifllm_sample), tmp_path / "out", cfg, until="pairs")
+    st = rep["steps"]
+    assert st["features"]["status"] == "ran" and st["features"]["result"]["turns_with_features"] > 0
+    ev = st["reward"]["result"]["evidence"]
+    assert ev.get("fused", 0) > 0  # implicit features were used where the turn had trajectories
+    rewards = {json.loads(x)["turn_id"]: json.loads(x) for x in
+               (tmp_path / "out" / "reward" / "rewards.jsonl").read_text().splitlines()}
+    turns = {t.turn_id: t for t in open_recording(ifllm_sample).turns()}
+    rows = [json.loads(x) for x in (tmp_path / "out" / "pairs" / "train.jsonl").read_text().splitlines()]
+    rows += [json.loads(x) for x in (tmp_path / "out" / "pairs" / "test.jsonl").read_text().splitlines()]
+    assert rows
+    for r in rows:  # orientation: z > 0 means the left response is preferred
+        z = rewards[r["turn_id"]]["reward"]
+        t = turns[r["turn_id"]]
+        assert r["chosen"][0]["content"] == t.responses[0 if z > 0 else 1].text
+        assert r["confidence"] == pytest.approx(rewards[r["turn_id"]]["confidence"])
+    reward, conf = RewardModelScorer(load_reward_model(str(rm_dir)), "rm").score(
+        [{"role": "user", "content": "hi"}], "hello there")
+    assert isinstance(reward, float) and 0.5 <= conf <= 1.0
+
+
+def test_align_user_errors(ifllm_sample, tmp_path, capsys):
+    assert main(["align", str(ifllm_sample), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and len(err.strip().splitlines()) == 1
+    assert main(["align", str(tmp_path / "nothing"), "--out", str(tmp_path / "y"), "--tiny"]) == 2
+    assert "no such" in capsys.readouterr().err
+    assert main(["align", str(ifllm_sample), "--out", str(tmp_path / "z"), "--tiny", "--label-source",
+                 "fused_rm", "--reward-model", str(tmp_path / "no_rm")]) == 2
+    assert "reward model" in capsys.readouterr().err
+
+
+class _Judge(BaseHTTPRequestHandler):
+    """A fake OpenAI-compatible judge: prefers the answer with more words."""
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = body["messages"][-1]["content"]
+        a = text.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)
+        pick = "A" if len(a[0].split()) >= len(a[1].split("\n\nBetter answer")[0].split()) else "B"
+        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": pick}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_win_rate_with_llm_judge(tmp_path):
+    from gazepref.datasets.preference import LengthBaselineScorer
+    from gazepref.models.tiny_lm import TinyModelConfig, build_tiny_model
+    from gazepref.models.win_rate import OpenAIJudge, evaluate
+
+    prompts = [[{"role": "user", "content": f"tell me about cats {i}"}] for i in range(3)]
+    model = str(build_tiny_model(tmp_path / "m", ["tell me about cats dogs birds 0 1 2"],
+                                 TinyModelConfig(hidden_size=16, intermediate_size=32, max_positions=64)))
+    srv = HTTPServer(("127.0.0.1", 0), _Judge)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        judge = OpenAIJudge(f"http://127.0.0.1:{srv.server_port}/v1", "fake")
+        tot = evaluate(model, model, prompts, LengthBaselineScorer(), tmp_path / "eval", max_new_tokens=4,
+                       judge=judge)
+    finally:
+        srv.shutdown()
+    # the same model on both sides, greedy: every comparison is a tie for the scorer ...
+    assert tot["ties"] == 3 and tot["win_rate"] == 0.5
+    # ... and the judge (equal lengths → "A") picks by the random order: decided every time
+    assert tot["judge_decisions"] == 3 and 0.0 <= tot["judge_win_rate"] <= 1.0
+    md = (tmp_path / "eval" / "win_rate.md").read_text()
+    assert "| LLM judge | 3 |" in md

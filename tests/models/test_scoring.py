@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gazepref import UserError, schema
+from gazepref.cli import main
+from gazepref.models import evaluation as ev
+from gazepref.models.scoring import Score, load_reward_model, train_reward_model
+
+from .synthetic import make_frame
+
+
+@pytest.fixture
+def synth_data():
+    X = make_frame(n_workers=10, per_worker=8, rule="longer")
+    return ev.RewardData(X, X["y"].to_numpy(int), pd.DataFrame(columns=["turn_id", "worker", "prompt", "text", "likert"]))
+
+
+def test_save_load_round_trip_and_score_api(tmp_path, synth_data):
+    rm = train_reward_model(synth_data, model="late_fusion", text_model="structure_bt")
+    rm.save(tmp_path / "rm")
+    rm2 = load_reward_model(tmp_path / "rm")
+    assert rm2.manifest["model"] == "late_fusion" and rm2.manifest["track"] == "fused"
+    test = make_frame(n_workers=2, per_worker=5, seed=9)
+    a, b = rm.score_frame(test), rm2.score_frame(test)
+    assert np.allclose(a["reward"], b["reward"]) and (a["source"] == "fused").all()
+    long_, short = "word " * 80, "word."
+    s = rm2.score([{"prompt": "q", "response_0": long_, "response_1": short}, ("q", short, long_),
+                   {"prompt": "q", "response": long_}, ("q", short)])
+    assert [x.kind for x in s] == ["pair", "pair", "response", "response"]
+    assert s[0].reward > 0 and s[1].reward < 0  # longer wins, whichever side (orientation)
+    assert np.isclose(s[0].p_first, 1 - s[1].p_first)
+    assert s[2].reward > s[3].reward
+    for x in s:
+        reward, conf = x  # unpacks as (reward, confidence)
+        assert 0.5 <= conf <= 1.0
+    assert s[0].source == "text"  # no implicit features for a bare pair
+    with pytest.raises(UserError):
+        load_reward_model(tmp_path)
+
+
+def test_score_turns_from_a_recording(ifllm_sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    from gazepref.datasets.recording import open_recording
+
+    d = ev.load_data(ifllm_sample)
+    rm = train_reward_model(d, model="late_fusion", text_model="length_rule")
+    rec = open_recording(ifllm_sample)
+    turns = [t for t in rec.turns() if t.pairwise][:4]
+    s = rm.score(turns, recording=rec)
+    assert len(s) == 4 and all(isinstance(x, Score) and x.kind == "pair" for x in s)
+    assert {x.source for x in s} <= {"fused", "text"}
+
+
+def test_cli_evaluate_train_score(ifllm_sample, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    models = "length_rule,structure_bt,implicit_logistic,late_fusion,personalized"
+    assert main(["reward", "evaluate", str(ifllm_sample), "--json", "--models", models, "--seeds", "1",
+                 "--folds", "3"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    for track in ("text", "implicit", "fused", "personalized"):
+        assert {"accuracy", "auc", "n"} <= set(rep[track]) and rep[track]["n"] == 18
+    assert "gain_fused_vs_best_text" in rep and rep["protocol"] == "group"
+    out = tmp_path / "rm"
+    assert main(["reward", "train", str(ifllm_sample), "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["reward", "score", str(out), str(ifllm_sample), "--out", str(tmp_path / "s.parquet"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    df = pd.read_parquet(tmp_path / "s.parquet")
+    assert res["pairs"] == len(df) >= 18
+    assert {"turn_id", "reward", "confidence", "p_first"} <= set(df.columns)
+    assert main(["reward", "evaluate", "--train", str(ifllm_sample)]) == 2
+
+
+def test_personalized_model_scores_with_history(ifllm_sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    from gazepref.datasets.recording import open_recording
+
+    d = ev.load_data(ifllm_sample)
+    rm = train_reward_model(d, model="personalized", text_model="length_rule")
+    rm.save(tmp_path / "p")
+    df = load_reward_model(tmp_path / "p").score_recording(open_recording(ifllm_sample))
+    assert len(df) >= 18 and (df["source"] == "personalized").all()
+    assert df["confidence"].between(0.5, 1.0).all()

@@ -1,0 +1,215 @@
+"""Calibration maths on synthetic eye features with a known mapping, and validation metrics."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from gazepref.schema import GazeFlag
+from gazepref.signals.calibration import GEOMETRY_COLUMNS, DriftCorrector, GazeCalibration, target_grid
+from gazepref.signals.gaze_validation import point_metrics, px_to_deg, validate
+
+W, H = 1600, 900
+
+
+def synthetic_session(rng, n_per_point=2, head_shift=0.0, noise=0.002, patches=False):
+    """Eye features of a person looking at a 4x4 grid: iris offsets linear in the target,
+    head-pose columns moving the iris (to be compensated), plus distractor columns."""
+    targets = np.array([(x, y) for y in np.linspace(100, 800, 4) for x in np.linspace(100, 1500, 4)])
+    targets = np.repeat(targets, n_per_point, axis=0)
+    n = len(targets)
+    yaw = head_shift + rng.normal(0, 2, n)  # degrees; turning the head moves the iris the other way
+    f = pd.DataFrame(rng.normal(0, 1, (n, len(GEOMETRY_COLUMNS))), columns=list(GEOMETRY_COLUMNS))
+    f["head_yaw"] = yaw
+    for eye in ("l", "r"):
+        f[f"eye_{eye}_iris_u"] = (targets[:, 0] - 800) / 8000 - 0.01 * yaw + rng.normal(0, noise, n)
+        f[f"eye_{eye}_iris_lid"] = 0.5 + (targets[:, 1] - 450) / 3000 + rng.normal(0, noise, n)
+    if patches:
+        f = pd.concat([f, pd.DataFrame(rng.uniform(0, 1, (n, 60)),
+                                       columns=[f"eye_l_patch_{i:03d}" for i in range(60)])], axis=1)
+    return f, targets
+
+
+def mean_error(pred, targets):
+    return float(np.linalg.norm(pred - targets, axis=1).mean())
+
+
+def test_known_mapping_recovered_across_sessions():
+    rng = np.random.default_rng(1)
+    sessions = [synthetic_session(rng, head_shift=s) for s in (-6, 0, 6, 3)]
+    train_x = pd.concat([s[0] for s in sessions[:3]], ignore_index=True)
+    train_y = np.concatenate([s[1] for s in sessions[:3]])
+    groups = np.repeat([0, 1, 2], len(sessions[0][1]))
+    model = GazeCalibration().fit(train_x, train_y, groups=groups)
+    test_x, test_y = sessions[3]
+    err = mean_error(model.predict(test_x), test_y)
+    # noise of 0.002 on each iris offset is ~11 px after averaging both eyes; allow 3x.
+    assert err < 40, err
+    assert mean_error(np.tile(train_y.mean(axis=0), (len(test_y), 1)), test_y) > 400
+    assert model.cv_error_px_ < 60
+    assert model.n_samples_fit_ == len(train_y)
+    # Head-pose compensation: yaw gets weight (iris moves with the head).
+    yaw = list(model.feature_names_in_).index("head_yaw")
+    assert abs(model.coef_[0, yaw]) > 50
+
+
+def test_noise_patches_do_not_hurt_and_weights_are_chosen_by_cv():
+    rng = np.random.default_rng(2)
+    train = [synthetic_session(rng, patches=True) for _ in range(3)]
+    x = pd.concat([t[0] for t in train], ignore_index=True)
+    y = np.concatenate([t[1] for t in train])
+    model = GazeCalibration().fit(x, y, groups=np.repeat([0, 1, 2], 32))
+    test_x, test_y = synthetic_session(rng, patches=True)
+    assert mean_error(model.predict(test_x), test_y) < 40
+    assert model.appearance_weight_.shape == (2,) and model.alpha_.shape == (2,)
+    assert model.cv_error_px_ < 60
+
+
+def test_patches_alone_can_carry_the_signal():
+    rng = np.random.default_rng(3)
+    n = 80
+    targets = rng.uniform((0, 0), (W, H), (n, 2))
+    pixels = np.clip(0.5 + (targets[:, :1] - 800) / 4000 * np.linspace(-1, 1, 60) + rng.normal(0, 0.01, (n, 60)), 0, 1)
+    x = pd.DataFrame(pixels, columns=[f"eye_r_patch_{i:03d}" for i in range(60)])
+    model = GazeCalibration().fit(x.iloc[:60], targets[:60])
+    err_x = np.abs(model.predict(x.iloc[60:])[:, 0] - targets[60:, 0]).mean()
+    assert err_x < 60
+    assert model.appearance_weight_[0] > 0
+
+
+def test_serialisation_roundtrip():
+    rng = np.random.default_rng(4)
+    x, y = synthetic_session(rng, patches=True)
+    model = GazeCalibration(alphas=(0.1, 1.0, 10.0)).fit(x, y)
+    data = model.to_bytes()
+    again = GazeCalibration.from_bytes(data)
+    np.testing.assert_allclose(again.predict(x), model.predict(x))
+    assert again.get_params()["alphas"] == [0.1, 1.0, 10.0]
+    row = x.iloc[0].to_dict()
+    assert again.predict_row(row) == pytest.approx(tuple(model.predict(x.iloc[:1])[0]))
+    unclipped = clone(model).set_params(clip=None).fit(x, y)
+    text = unclipped.to_bytes().decode()
+    assert "Infinity" not in text
+    np.testing.assert_allclose(GazeCalibration.from_bytes(text.encode()).predict(x), unclipped.predict(x))
+    with pytest.raises(ValueError, match="not a gaze calibration"):
+        GazeCalibration.from_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="format"):
+        GazeCalibration.from_bytes(b'{"format": "other"}')
+
+
+def test_missing_features_and_too_few_samples():
+    rng = np.random.default_rng(5)
+    x, y = synthetic_session(rng)
+    x.loc[3, "eye_l_iris_u"] = np.nan  # a frame without a face is dropped from fitting
+    model = GazeCalibration().fit(x, y)
+    assert model.n_samples_fit_ == len(y) - 1
+    assert np.isnan(model.predict(x.iloc[[3]])).all()
+    filled = clone(model).set_params(fill_missing=True).fit(x, y)
+    np.testing.assert_allclose(filled.predict(x.iloc[[3]])[0], np.delete(y, 3, axis=0).mean(axis=0))
+    with pytest.raises(ValueError, match="too few"):
+        GazeCalibration().fit(x.iloc[:3], y[:3])
+    with pytest.raises(ValueError, match="no gaze feature columns"):
+        GazeCalibration().fit(pd.DataFrame({"other": range(10)}), np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="missing for prediction"):
+        model.predict(x.drop(columns=["head_yaw"]))
+
+
+def test_no_wild_extrapolation_from_a_shifted_feature():
+    rng = np.random.default_rng(6)
+    x, y = synthetic_session(rng)
+    x["head_tz"] = 60 + 0.2 * (y[:, 1] - 450) / 450 + rng.normal(0, 0.05, len(y))  # leaks y, barely varies
+    model = GazeCalibration().fit(x, y)
+    moved = x.copy()
+    moved["head_tz"] += 15  # the participant sat back: 100 calibration ranges away
+    pred = model.predict(moved)
+    assert (pred >= model.target_min_).all() and (pred <= model.target_max_).all()
+    span = y.max(axis=0) - y.min(axis=0)
+    np.testing.assert_allclose(model.target_min_, y.min(axis=0) - 0.1 * span)
+    free = clone(model).set_params(clip=None).fit(x, y)
+    assert np.abs(free.predict(moved) - y).max() > np.abs(pred - y).max()
+
+
+def test_estimator_conventions():
+    model = GazeCalibration(cv=3)
+    assert clone(model).get_params()["cv"] == 3
+    assert not [k for k in vars(model) if k.endswith("_")], "nothing learned before fit"
+
+
+# ---------------------------------------------------------------------- targets and drift
+
+
+@pytest.mark.parametrize("n", [5, 9, 13])
+def test_target_grids(n):
+    pts = target_grid(n, W, H, margin=0.1)
+    assert len(pts) == n == len(set(pts))
+    assert all(160 <= x <= 1440 and 90 <= y <= 810 for x, y in pts)
+    assert (800, 450) in pts
+    if n == 13:
+        assert set(target_grid(9, W, H)) < set(pts)
+        assert (480, 270) in pts
+
+
+def test_target_grid_rejects_other_sizes():
+    with pytest.raises(ValueError, match="5, 9 or 13"):
+        target_grid(7, W, H)
+
+
+def test_drift_correction_from_clicks():
+    d = DriftCorrector(window=3, max_offset_px=100)
+    assert d.offset == (0.0, 0.0)
+    assert d.add_click((100, 100), (130, 90))
+    assert d.add_click((200, 200), (220, 190))
+    assert not d.add_click((300, 300), (600, 300)), "a click far from the gaze is ignored"
+    assert d.add_click((0, 0), (40, -10))
+    assert d.offset == (30.0, -10.0)  # medians of (30, 20, 40) and (-10, -10, -10)
+    np.testing.assert_allclose(d.apply([[0, 0], [10, 10]]), [[30, -10], [40, 0]])
+    d.add_click((0, 0), (0, 0))
+    d.add_click((0, 0), (0, 0))
+    assert d.offset == (0.0, 0.0), "only the last `window` clicks count"
+
+
+# ---------------------------------------------------------------------- validation metrics
+
+
+def test_px_to_deg():
+    # 1 cm at 60 cm: 2 atan(0.5 / 60) = 0.9549 deg
+    assert px_to_deg(96 / 2.54, distance_cm=60) == pytest.approx(0.95493, abs=1e-4)
+    assert px_to_deg(50, distance_cm=50, px_per_cm=50) == pytest.approx(math.degrees(2 * math.atan(0.01)))
+
+
+def test_point_metrics_hand_checked():
+    samples = np.array([[110, 100], [100, 120], [np.nan, np.nan], [100, 100]], dtype=float)
+    m = point_metrics(samples, (100, 100), roi_radius_px=15, px_per_cm=10, distance_cm=50)
+    assert m["n_samples"] == 4 and m["n_valid"] == 3
+    assert m["data_loss"] == pytest.approx(0.25)
+    assert m["accuracy_px"] == pytest.approx((10 + 20 + 0) / 3)
+    assert m["offset_x_px"] == pytest.approx(10 / 3) and m["offset_y_px"] == pytest.approx(20 / 3)
+    # successive valid samples: (110,100)->(100,120): sqrt(500); (100,120)->(100,100): 20
+    assert m["precision_px"] == pytest.approx(math.sqrt((500 + 400) / 2))
+    assert m["in_roi"] == pytest.approx(2 / 3)
+    assert m["accuracy_deg"] == pytest.approx(math.degrees(2 * math.atan((10 / 10) / 100)))
+
+
+def test_validate_overall_and_flags():
+    points = [
+        ((100, 100), np.array([[100, 110], [100, 90]], float)),  # accuracy 10, precision 20
+        ((500, 500), np.array([[530, 540], [530, 540], [0, 0]], float)),  # 3rd sample flagged no face
+        ((900, 100), np.array([[np.nan, np.nan]])),  # all lost
+    ]
+    flags = [np.array([0, 0]), np.array([0, GazeFlag.BLINK, GazeFlag.NO_FACE]), np.array([GazeFlag.NO_FACE])]
+    result = validate(points, roi_radius_px=20, flags=flags, pass_accuracy_px=30)
+    p = result["points"]
+    assert p[0]["accuracy_px"] == 10 and p[0]["precision_px"] == 20 and p[0]["in_roi"] == 1
+    assert p[1]["n_valid"] == 2 and p[1]["accuracy_px"] == 50 and p[1]["precision_px"] == 0
+    assert p[1]["in_roi"] == 0 and p[1]["data_loss"] == pytest.approx(1 / 3)
+    assert p[2]["n_valid"] == 0 and math.isnan(p[2]["accuracy_px"]) and p[2]["data_loss"] == 1
+    o = result["overall"]
+    assert o["accuracy_px"] == 30 and o["precision_px"] == 10
+    assert o["in_roi"] == 0.5 and o["in_roi_all"] == 0.5
+    assert o["data_loss"] == pytest.approx(2 / 6)
+    assert o["passed"] is True and o["n_points"] == 3 and o["n_samples"] == 6
+    assert result["settings"]["roi_radius_px"] == 20
+    assert validate(points, roi_radius_px=20, flags=flags, pass_accuracy_px=29)["overall"]["passed"] is False

@@ -1,0 +1,195 @@
+"""``gazepref gaze track`` / ``gaze evaluate`` end to end, and re-estimating stored gaze.
+
+The evaluate manifest is synthetic: the astronaut photo moved and scaled per on-screen target,
+so the features vary with the target through face position and size (not through the eyes).
+It tests the plumbing (manifest, per-person leave-one-session-out, output), not gaze accuracy.
+"""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gazepref import cli, store
+from gazepref.schema import GazeFlag
+from gazepref.signals.calibration import GazeCalibration
+from gazepref.signals.gaze_batch import evaluate_manifest, rows_to_table
+from gazepref.signals.gaze_recalibrate import reestimate, reestimate_participant
+from gazepref.signals.webcam import GazeTracker
+
+TARGETS = [(x, y) for y in (100, 350, 600, 850) for x in (100, 550, 1000, 1450)]  # 16-point grid
+
+
+def run_cli(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory, face_frame):
+    root = tmp_path_factory.mktemp("manifest")
+    (root / "img").mkdir()
+    rows = []
+    for person, mirror in (("p1", False), ("p2", True)):
+        for session, (offset, light) in enumerate(((0, 1.0), (6, 0.85), (-6, 1.1))):
+            for i, (x, y) in enumerate(TARGETS):
+                dx = (x - 775) / 12 + offset
+                dy = (y - 475) / 12
+                image = face_frame(scale=0.9 + (x - 775) / 8000, dx=dx, dy=dy, size=(640, 480),
+                                   brightness=light, mirror=mirror)
+                name = f"img/{person}_s{session}_{i:02d}.jpg"
+                cv2.imwrite(str(root / name), image)
+                rows.append({"image": name, "x": x, "y": y, "person": person, "session": f"s{session}"})
+    path = root / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["image", "x", "y", "person", "session"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_track_video_json_and_features(face_video, tmp_path, capsys):
+    out = tmp_path / "features.parquet"
+    rc, stdout, _ = run_cli(capsys, "gaze", "track", str(face_video), "--json", "--out", str(out))
+    assert rc == 0
+    result = json.loads(stdout)
+    assert result["frames"] == 45
+    assert result["face_found_ratio"] >= 0.95
+    assert 0 < result["ms_per_frame"] < 1000
+    assert (result["width"], result["height"]) == (320, 240)
+    table = pq.read_table(out)
+    assert table.num_rows == 45
+    assert {"t", "x", "y", "confidence", "flags", "eye_l_iris_u", "head_yaw", "face_size"} <= set(table.column_names)
+    t = table.column("t").to_numpy()
+    assert np.all(np.diff(t) > 0) and t[1] == pytest.approx(1000 / 15)
+
+
+def test_track_errors(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "gaze", "track", str(tmp_path / "missing.avi"), "--json")
+    assert rc == 2 and "no such file" in err
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"not a video")
+    rc, _, err = run_cli(capsys, "gaze", "track", str(bad))
+    assert rc == 2 and "bad.avi" in err
+
+
+def test_evaluate_manifest(manifest, capsys):
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--json")
+    assert rc == 0
+    result = json.loads(stdout)
+    assert result["n"] == 96 and result["people"] == 2
+    assert set(result["per_person"]) == {"p1", "p2"}
+    assert result["face_found_ratio"] >= 0.95
+    for p in result["per_person"].values():
+        assert p["n"] == 48 and p["sessions"] == 3
+    assert result["mean_error_px"] == pytest.approx(np.mean([p["error_px"] for p in result["per_person"].values()]))
+    # The mean guess is ~600 px off on this grid; features that follow the target must beat it.
+    guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
+    assert result["mean_error_px"] < 0.5 * guess
+
+
+def test_evaluate_single_session_falls_back_to_folds(manifest, tmp_path):
+    lines = manifest.read_text().splitlines()
+    one = [lines[0]] + [ln for ln in lines[1:] if ",p1,s0" in ln]
+    path = manifest.parent / "one_session.csv"
+    path.write_text("\n".join(one) + "\n")
+    result = evaluate_manifest(path)
+    assert result["n"] == 16 and np.isfinite(result["mean_error_px"])
+
+
+def test_evaluate_survives_sessions_without_faces(manifest, tmp_path):
+    lines = manifest.read_text().splitlines()
+    black = tmp_path / "black.jpg"
+    cv2.imwrite(str(black), np.zeros((480, 640, 3), np.uint8))
+    rows = [lines[0]]
+    for ln in lines[1:]:
+        image, rest = ln.split(",", 1)
+        if ",p1," not in ln:
+            continue
+        rows.append(f"{black if ',s2' in rest else manifest.parent / image},{rest}")
+    path = tmp_path / "dark_session.csv"
+    path.write_text("\n".join(rows) + "\n")
+    result = evaluate_manifest(path)
+    assert result["face_found_ratio"] == pytest.approx(2 / 3)
+    assert np.isfinite(result["mean_error_px"])
+
+
+def test_evaluate_manifest_errors(manifest, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,x,y\na.jpg,1,2\n")
+    rc, _, err = run_cli(capsys, "gaze", "evaluate", str(bad), "--json")
+    assert rc == 2 and "person, session" in err
+    missing_img = tmp_path / "missing.csv"
+    missing_img.write_text("image,x,y,person,session\nnope.jpg,1,2,a,s\n")
+    rc, _, err = run_cli(capsys, "gaze", "evaluate", str(missing_img))
+    assert rc == 2 and "nope.jpg" in err
+
+
+# ---------------------------------------------------------------------- stored gaze
+
+
+def test_reestimate_stored_gaze(face_frame, tmp_path, capsys):
+    """Gaze stored with an online calibration is re-mapped with the participant's stored model."""
+    with GazeTracker(static_image_mode=True) as tracker:
+        rows = [tracker.process_image(face_frame(dx=dx, dy=dy), t=float(i))
+                for i, (dx, dy) in enumerate((dx, dy) for dx in (-30, 0, 30) for dy in (-15, 0, 15))]
+        online = GazeCalibration().fit(rows, [(800 + 10 * r["face_x"], 450) for r in rows])
+        tracker.calibration = online
+        rows = [tracker.process_image(face_frame(dx=dx, dy=dy), t=float(i))
+                for i, (dx, dy) in enumerate((dx, dy) for dx in (-30, 0, 30) for dy in (-15, 0, 15))]
+        rows.append(tracker.process_image(np.zeros((240, 320, 3), np.uint8), t=99.0))
+    targets = np.array([(800 + 20 * dx, 450 + 20 * dy) for dx in (-30, 0, 30) for dy in (-15, 0, 15)], float)
+    better = GazeCalibration().fit(rows[:-1], targets)
+    table = rows_to_table(rows)
+    assert table.column("x").null_count == 1  # the frame without a face
+
+    engine = store.make_engine(store.sqlite_url(tmp_path / "db.sqlite"))
+    Session = store.init_db(engine)
+    with Session() as db:
+        study = store.Study(slug="s", name="S", salt="x")
+        part = store.Participant(study=study, pseudonym="p")
+        task = store.Task(participant=part, kind="pairwise", clock_anchor_epoch_ms=0.0)
+        db.add_all([study, part, task])
+        db.flush()
+        db.add(store.make_chunk(task.id, "gaze", 0, table, clock_origin_epoch_ms=0.0))
+        db.add(store.Calibration(participant_id=part.id, kind="calibration", model=better.to_bytes(),
+                                 result={"cv_error_px": better.cv_error_px_}))
+        db.commit()
+        results = list(reestimate_participant(db, part))
+    assert len(results) == 1
+    _, new = results[0]
+    assert new.num_rows == 10
+    xy = np.column_stack([new.column("x").to_numpy(zero_copy_only=False), new.column("y").to_numpy(zero_copy_only=False)])
+    np.testing.assert_allclose(xy[:-1], better.predict(rows[:-1]), rtol=1e-5, atol=0.01)
+    flags = new.column("flags").to_numpy()
+    assert not (flags[:-1] & GazeFlag.UNCALIBRATED).any()
+    assert flags[-1] & GazeFlag.UNCALIBRATED and flags[-1] & GazeFlag.NO_FACE and np.isnan(xy[-1]).all()
+    np.testing.assert_allclose(table.column("x").to_numpy(zero_copy_only=False)[:-1],
+                               online.predict(rows[:-1])[:, 0], rtol=1e-5, err_msg="input unchanged")
+
+    url = store.sqlite_url(tmp_path / "db.sqlite")
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path / "re"), "--json")
+    assert rc == 0
+    summary = json.loads(stdout)
+    assert summary["participants"] == 1 and summary["tasks"] == 1 and summary["samples"] == 10
+    (written,) = (tmp_path / "re").glob("*.parquet")
+    assert written.name == f"p{part.id}_t{task.id}_gaze.parquet"
+    np.testing.assert_allclose(pq.read_table(written).column("x").to_numpy(zero_copy_only=False)[:-1], xy[:-1, 0])
+    rc, _, err = run_cli(capsys, "gaze", "recalibrate", "nope", "--db", url, "--out", str(tmp_path / "x"))
+    assert rc == 2 and "no study 'nope'" in err
+    rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", store.sqlite_url(tmp_path / "missing.db"),
+                         "--out", str(tmp_path / "x"))
+    assert rc == 2 and "no such file" in err and not (tmp_path / "missing.db").exists()
+
+
+def test_reestimate_needs_the_model_features():
+    model = GazeCalibration().fit([{"eye_l_iris_u": v, "head_yaw": v * v} for v in np.linspace(0, 1, 8)],
+                                  np.c_[np.arange(8), np.arange(8)])
+    with pytest.raises(ValueError, match="lacks the model's feature columns"):
+        reestimate(pa.table({"t": [0.0], "x": [0.0], "y": [0.0]}), model)

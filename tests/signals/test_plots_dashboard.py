@@ -1,0 +1,115 @@
+"""The dashboard's plot pages (capture_site/plots_view.py): login required, PNGs per turn."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from matplotlib.image import imread
+
+from gazepref.capture_site import plots_view
+from gazepref.capture_site.app import create_app
+from gazepref.signals.plots.synthetic import site_like
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return site_like()
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch, rec):
+    app = create_app(str(tmp_path / "instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
+    if "plots" not in app.blueprints:  # registered by the app factory; here for a bare checkout
+        app.register_blueprint(plots_view.bp)
+    monkeypatch.setattr(plots_view, "_recording", lambda slug: rec)
+    return app.test_client()
+
+
+def _login(client):
+    with client.session_transaction() as s:
+        s["user_id"] = 1
+        s["username"] = "analyst"
+
+
+def test_login_required(client):
+    r = client.get("/admin/studies/demo/participants/p_synth/plots")
+    assert r.status_code == 302 and "/admin/login" in r.headers["Location"]
+    r = client.get("/admin/studies/demo/participants/p_synth/plot/heatmap.png?task=7&turn=0")
+    assert r.status_code == 302
+
+
+def test_participant_page_and_images(client):
+    _login(client)
+    r = client.get("/admin/studies/demo/participants/p_synth/plots")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert html.count("<img") == 1 + 4 * 2  # quality + 4 views × 2 turns
+    assert "plot/scanpath.png?task=7&amp;turn=0" in html or "plot/scanpath.png?task=7&turn=0" in html
+    r = client.get("/admin/studies/demo/participants/p_synth/plot/heatmap.png?task=7&turn=0&size=700x400")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert imread(io.BytesIO(r.data)).shape[:2] == (400, 700)
+
+
+def test_bad_requests(client):
+    _login(client)
+    base = "/admin/studies/demo/participants/p_synth"
+    r = client.get(base + "/plot/heatmap.png?task=7&turn=1")  # a turn without gaze: the reason as an image
+    assert r.status_code == 404 and r.data.startswith(b"\x89PNG")
+    assert client.get(base + "/plot/nonsense.png").status_code == 404
+    assert client.get(base + "/plot/heatmap.png?size=99999x2").status_code == 400
+    assert client.get("/admin/studies/demo/participants/nobody/plots").status_code == 404
+    # the study page shows pseudonyms cut to 12 characters: a unique prefix of 8+ works
+    assert client.get("/admin/studies/demo/participants/p_synth/plots").status_code == 200
+    assert client.get("/admin/studies/demo/participants/p_sy/plots").status_code == 404
+
+
+def test_plots_from_the_site_database(tmp_path):
+    """End to end: a participant stored like the site stores one (turns, stream chunks, a validation
+    round) is drawn from the database through StoreRecording."""
+    from gazepref import store
+
+    app = create_app(str(tmp_path / "db-instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
+    if "plots" not in app.blueprints:
+        app.register_blueprint(plots_view.bp)
+    syn = site_like()
+    tr = syn.turns()
+    streams = syn.streams("p_synth/7")
+    with app.extensions["gazepref"].sessions() as s:
+        from sqlalchemy import select
+
+        study = s.scalars(select(store.Study)).first()
+        slug = study.slug
+        p = store.Participant(study_id=study.id, pseudonym="a1b2c3d4e5f6a7b8c9d0", platform="test", consent=True)
+        s.add(p)
+        s.flush()
+        task = store.Task(participant_id=p.id, index=0, kind="pairwise", clock_anchor_epoch_ms=1.7e12)
+        s.add(task)
+        s.flush()
+        for t in tr:
+            row = store.Turn(task_id=task.id, index=t.index, kind=t.kind, prompt=t.prompt, choice=t.choice,
+                             t_shown=t.t_shown, t_decided=t.t_decided)
+            row.responses = [store.Response(position=r.position, model=r.model, text=r.text, likert=r.likert)
+                             for r in t.responses]
+            s.add(row)
+        for seq, (name, tb) in enumerate(streams.items()):
+            if name != "layout":
+                tb = tb.drop_columns(["turn"])
+            s.add(store.make_chunk(task.id, name, seq, tb))
+        s.add(store.Calibration(participant_id=p.id, kind="validation", result={"accuracy_px": 140.0}))
+        s.commit()
+        task_no = task.id
+    client = app.test_client()
+    _login(client)
+    base = f"/admin/studies/{slug}/participants/a1b2c3d4e5f6"  # as the study page shows it (12 chars)
+    r = client.get(base + "/plots")
+    assert r.status_code == 200 and f"task={task_no}" in r.get_data(as_text=True)
+    for kind in ("heatmap", "timeline"):
+        r = client.get(base + f"/plot/{kind}.png?task={task_no}&turn=0&size=600x400")
+        assert r.status_code == 200, r.data[:200]
+        assert imread(io.BytesIO(r.data)).shape[:2] == (400, 600)
+    r = client.get(base + "/plot/quality.png?size=600x300")
+    assert r.status_code == 200
+    rec = None
+    with app.test_request_context():
+        rec = plots_view._recording(slug)
+        assert [t.calibration_accuracy for t in rec.tasks()] == [140.0]

@@ -1,0 +1,102 @@
+"""The heatmap's hottest region lies over the words the synthetic fixations were put on, for the
+IFLLM form (char_index, reflowed text) and for our site's form (recorded word boxes)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from gazepref.signals.plots import fig_to_png
+from gazepref.signals.plots._data import TurnView
+from gazepref.signals.plots.heatmap import plot_heatmap
+from gazepref.signals.plots.synthetic import TEXT_L, TEXT_R, ifllm_like, site_like, word_span
+from gazepref.signals.plots.text_layout import char_xy, reflow
+
+SIZE = (1000, 640)
+
+
+def _render(rec, **kw):
+    fig = plot_heatmap(rec, size=SIZE, show_text=False, **kw)
+    img = imread(io.BytesIO(fig_to_png(fig)))[..., :3]
+    return fig, img
+
+
+def _word_rect_px(fig, panel: int, boxes, word_index: int):
+    """Pixel rectangle (col0, row0, col1, row1) of a word box in the PNG."""
+    ax = fig.axes[panel]
+    (x0, y0), (x1, y1) = ax.transData.transform([(boxes.x[word_index], boxes.y[word_index]),
+                                                 (boxes.x[word_index] + boxes.w[word_index],
+                                                  boxes.y[word_index] + boxes.h[word_index])])
+    H = fig.bbox.height
+    return min(x0, x1), H - max(y0, y1), max(x0, x1), H - min(y0, y1)
+
+
+def _heat(img):
+    # YlOrRd over white: heat darkens the blue channel first; no text drawn
+    return 1.0 - img[..., 2]
+
+
+def _hottest_in_panel(fig, img, panel):
+    """Centre (col, row) of the hottest region of a panel: the pixels within 5 % of its maximum
+    heat (the colour saturates at the top, so the single hottest pixel is not well defined)."""
+    ax = fig.axes[panel]
+    bb = ax.get_window_extent()
+    H = img.shape[0]
+    r0, r1 = int(H - bb.y1), int(H - bb.y0)
+    c0, c1 = int(bb.x0), int(bb.x1)
+    sub = _heat(img)[r0:r1, c0:c1]
+    rows, cols = np.nonzero(sub >= sub.max() * 0.95)
+    return int(round(cols.mean())) + c0, int(round(rows.mean())) + r0
+
+
+@pytest.mark.parametrize("make", [ifllm_like, site_like], ids=["ifllm", "site"])
+def test_hottest_region_is_on_the_fixated_words(make):
+    rec = make()
+    fig, img = _render(rec)
+    assert img.shape[:2] == (SIZE[1], SIZE[0])
+    view = TurnView.load(rec)
+    for panel, (pos, word, text) in enumerate([(0, "elephant", TEXT_L), (1, "giraffe", TEXT_R)]):
+        boxes = view.boxes(pos)
+        k = int(boxes.word_of_char(np.array([word_span(text, word)[0]]))[0])
+        assert boxes.words[k] == word
+        c0, r0, c1, r1 = _word_rect_px(fig, panel, boxes, k)
+        col, row = _hottest_in_panel(fig, img, panel)
+        tol = 4
+        assert c0 - tol <= col <= c1 + tol and r0 - tol <= row <= r1 + tol, (word, (col, row), (c0, r0, c1, r1))
+        # and the heat over the word is far above the panel's median heat
+        heat = _heat(img)
+        inside = heat[int(r0):int(r1) + 1, int(c0):int(c1) + 1].mean()
+        assert inside > 0.3
+        bb = fig.axes[panel].get_window_extent()
+        H = img.shape[0]
+        assert np.median(heat[int(H - bb.y1):int(H - bb.y0), int(bb.x0):int(bb.x1)]) < 0.05
+
+
+def test_moving_the_fixations_moves_the_hot_spot():
+    a = ifllm_like(targets=((0, "elephant"), (1, "giraffe")))
+    b = ifllm_like(targets=((0, "grass."), (1, "savanna."))) if False else ifllm_like(targets=((0, "quick"), (1, "neck.")))
+    fa, ia = _render(a)
+    fb, ib = _render(b)
+    assert _hottest_in_panel(fa, ia, 0) != _hottest_in_panel(fb, ib, 0)
+    view = TurnView.load(b)
+    boxes = view.boxes(0)
+    k = int(boxes.word_of_char(np.array([TEXT_L.index("quick")]))[0])
+    c0, r0, c1, r1 = _word_rect_px(fb, 0, boxes, k)
+    col, row = _hottest_in_panel(fb, ib, 0)
+    assert c0 - 4 <= col <= c1 + 4 and r0 - 4 <= row <= r1 + 4
+
+
+def test_reflow_keeps_words_inside_the_width_and_in_order():
+    b = reflow(TEXT_L + "\n\nNew paragraph here.", 300.0)
+    assert (b.x + b.w <= 300.0 - 8 + 1e-6).all()
+    order = np.lexsort((b.x, b.y))
+    assert (order == np.arange(len(b))).all()  # reading order = text order
+    # the explicit paragraph break starts a new line, one blank line below
+    k = b.words.index("New")
+    assert b.x[k] == pytest.approx(8.0) and b.y[k] - b.y[k - 1] == pytest.approx(2 * b.h[0])
+    x, y, ok = char_xy(b, np.array([TEXT_L.index("elephant") + 2, -1, 10_000]))
+    assert ok.tolist() == [True, False, False]
+    kk = b.words.index("elephant")
+    assert b.x[kk] <= x[0] <= b.x[kk] + b.w[kk] and b.y[kk] <= y[0] <= b.y[kk] + b.h[kk]

@@ -1,0 +1,65 @@
+"""``gazepref report``: one self-contained HTML file (images embedded, nothing fetched)."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+from gazepref.cli import main
+from gazepref.signals.plots.report import build_report, reward_section
+from gazepref.signals.plots.synthetic import ifllm_like, site_like
+
+REWARD = {"protocol": "group", "folds": 5, "seeds": [0, 1], "n": 120, "workers": 30, "models": {
+    "length_rule": {"track": "text", "accuracy": 0.6, "accuracy_std": 0.0, "auc": 0.61, "log_loss": 0.69, "ece": 0.05},
+    "fused_late": {"track": "fused", "accuracy": 0.64, "accuracy_std": 0.01, "auc": 0.66, "log_loss": 0.66,
+                   "ece": 0.04}},
+    "gain_fused_vs_best_text": {"fused": "fused_late", "best_text": "length_rule", "gain": 0.04, "ci_low": -0.01,
+                                "ci_high": 0.09, "n_workers": 30}}
+
+
+def _check_self_contained(html: str) -> list[bytes]:
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html, re.I)
+    assert not re.search(r"https?://", html)
+    assert "<script" not in html.lower() and "<link" not in html.lower() and "@import" not in html
+    srcs = re.findall(r"<img [^>]*src=\"([^\"]+)\"", html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    pngs = [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
+    assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    return pngs
+
+
+def test_report_synthetic_with_reward_table(tmp_path):
+    rj = tmp_path / "rm.json"
+    rj.write_text(json.dumps(REWARD))
+    html = build_report(ifllm_like(), reward_json=rj, n_examples=1)
+    pngs = _check_self_contained(html)
+    assert len(pngs) == 6  # quality, attention, features, heatmap, scanpath, timeline
+    assert "fused_late" in html and "64.0 ± 1.0" in html and "+4.0 points" in html
+    assert "Data quality" in html and "Behaviour" in html
+
+
+def test_report_site_form_without_reward_json():
+    html = build_report(site_like(), n_examples=0)
+    _check_self_contained(html)
+    assert "No reward-model results given" in html
+
+
+def test_report_cli_on_the_sample(ifllm_sample, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(ifllm_sample), "--participant", "worker_29e7a1a6", "--examples", "0",
+                 "--out", str(out)]) == 0
+    html = out.read_text()
+    _check_self_contained(html)
+    assert "worker_29e7a1a6" in html
+
+
+def test_report_generic_reward_json(tmp_path):
+    rj = tmp_path / "other.json"
+    rj.write_text(json.dumps([{"model": "a", "accuracy": 0.5}, {"model": "b", "accuracy": 0.7}]))
+    html = reward_section(rj)
+    assert "<td class=\"l\">b</td>" in html and "0.70" in html
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"group": REWARD, "random": {**REWARD, "protocol": "random"}}))
+    html = reward_section(wrapped)
+    assert html.count("fused_late") == 4 and "random" in html

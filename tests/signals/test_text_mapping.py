@@ -1,0 +1,69 @@
+"""Words/sentences by character offset, and the two ways samples reach words."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from gazepref.signals.text_mapping import map_to_words, text_units
+
+TEXT = "Paris is the capital. It has 2 million people!\n- museums\n- food"
+
+
+def test_text_units_words_and_sentences():
+    u = text_units(TEXT)
+    words = [TEXT[s:e] for s, e in zip(u.word_start, u.word_end)]
+    assert words[:5] == ["Paris", "is", "the", "capital.", "It"]
+    assert u.n_words == 13
+    # sentences: two prose sentences, then each bullet line
+    assert u.n_sentences == 4
+    assert u.word_sentence.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 3, 3]
+    assert u.sentence_start.tolist() == [0, 4, 9, 11]
+    # char → word: inside a word, on the space after it (caret between words), out of range
+    assert u.word_at(np.array([0, 4, 5, 6, 9, -1, 999])).tolist() == [0, 0, 0, 1, 2, -1, -1]
+    assert text_units("").n_words == 0 and text_units("").n_sentences == 0
+
+
+def test_map_by_char_index_ifllm():
+    texts = ["one two three", "alpha beta"]
+    hits = pa.table({"position": pa.array([0, 0, 1, 1, 0], pa.int8()),
+                     "char_index": pa.array([0, 9, 6, -1, 4], pa.int32())})
+    wh = map_to_words(hits, texts)
+    assert wh.position.tolist() == [0, 0, 1, 1, 0]
+    assert wh.word.tolist() == [0, 2, 1, -1, 1]
+    assert wh.char_start.tolist() == [0, 8, 6, -1, 4]
+
+
+def _layout():
+    """Two response elements side by side, 3 word boxes each (one line, 50 px per word)."""
+    rows = []
+    for p, ex in ((0, 20.0), (1, 700.0)):
+        rows.append(dict(t=0.0, target=f"response:{p}", kind="element", index=-1, char_start=-1, char_end=-1,
+                         x=ex, y=300.0, w=600.0, h=400.0, turn=0))
+        for i in range(3):
+            rows.append(dict(t=0.0, target=f"response:{p}", kind="word", index=i, char_start=6 * i, char_end=6 * i + 5,
+                             x=10.0 + 50 * i, y=10.0, w=45.0, h=20.0, turn=0))
+    # later the left element moves up 100 px (page scroll)
+    rows.append(dict(t=1000.0, target="response:0", kind="element", index=-1, char_start=-1, char_end=-1,
+                     x=20.0, y=200.0, w=600.0, h=400.0, turn=0))
+    return pd.DataFrame(rows)
+
+
+def test_map_by_word_boxes_site():
+    lay = pa.Table.from_pandas(_layout(), preserve_index=False)
+    samples = pd.DataFrame({
+        "t": [10.0, 20.0, 30.0, 40.0, 1500.0, 50.0],
+        "x": [20 + 12, 20 + 65, 700 + 110, 20 + 300, 20 + 12, 5.0],
+        "y": [300 + 15, 300 + 15, 300 + 25, 300 + 15, 200 + 15, 10.0],
+    })
+    wh = map_to_words(samples, lay)
+    assert wh.position.tolist() == [0, 0, 1, 0, 0, -1]
+    assert wh.word.tolist() == [0, 1, 2, -1, 0, -1]
+    assert wh.char_start.tolist() == [0, 6, 12, -1, 0, -1]
+    # noisy gaze: nearest word within a tolerance
+    assert map_to_words(samples, lay, max_dist_px=200).word[3] == 2
+    # an element scrolled by 10 px: the point 5 px below its top is 15 px into the content
+    scroll = pd.DataFrame({"t": [0.0], "target": ["response:1"], "scroll_x": [0.0], "scroll_y": [10.0]})
+    s2 = pd.DataFrame({"t": [30.0], "x": [700 + 110.0], "y": [300 + 5.0]})
+    assert map_to_words(s2, lay).word.tolist() == [-1]
+    assert map_to_words(s2, lay, scroll=scroll).word.tolist() == [2]

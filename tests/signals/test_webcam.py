@@ -1,0 +1,242 @@
+"""The per-frame webcam pipeline on real face frames (skimage's astronaut photo) and bad input."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from gazepref.schema import GazeFlag, conform
+from gazepref.signals import eye_features, head_pose
+from gazepref.signals.calibration import GazeCalibration
+from gazepref.signals.frame_decode import FrameError, decode_jpeg, jpeg_size
+from gazepref.signals.webcam import FACE_COLUMNS, GazeTracker, feature_columns, process_frame
+
+
+@pytest.fixture()
+def tracker():
+    with GazeTracker() as t:
+        yield t
+
+
+def found(row) -> bool:
+    return not int(row["flags"]) & GazeFlag.NO_FACE
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+def test_decode_jpeg_roundtrip_and_header_size(face_frame, to_jpeg):
+    data = to_jpeg(face_frame())
+    assert jpeg_size(data) == (320, 240)
+    image = decode_jpeg(data)
+    assert image.shape == (240, 320, 3) and image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "not a JPEG"),
+    (b"\xff\xd8" + bytes(range(256)) * 4, "corrupt JPEG"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "corrupt JPEG"),
+])
+def test_unusable_bytes_raise_frame_error(data, message):
+    with pytest.raises(FrameError, match=message):
+        decode_jpeg(data)
+
+
+def test_corrupt_scan_data_raises_or_decodes_without_crash(face_frame, to_jpeg, tracker):
+    data = bytearray(to_jpeg(face_frame()))
+    header_end = len(data) // 4
+    data[header_end:] = bytes(len(data) - header_end)  # zero the entropy-coded data
+    try:
+        row = process_frame(tracker, bytes(data), 0.0)
+    except FrameError:
+        return
+    assert isinstance(row["flags"], int)
+
+
+def test_wrong_type_raises_type_error(tracker):
+    with pytest.raises(TypeError, match="JPEG bytes"):
+        process_frame(tracker, "not bytes", 0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        decode_jpeg(np.zeros(10, np.uint8))  # type: ignore[arg-type]
+
+
+def test_oversized_frame_refused_before_decoding(to_jpeg):
+    big = to_jpeg(np.zeros((64, 2100, 3), np.uint8))
+    with pytest.raises(FrameError, match="larger than the limit"):
+        decode_jpeg(big)
+    with pytest.raises(FrameError, match="bytes is larger"):
+        decode_jpeg(big, max_bytes=100)
+    assert decode_jpeg(big, max_side=4096).shape == (64, 2100, 3)
+
+
+# ---------------------------------------------------------------------- faces
+
+
+def test_moving_face_found_in_95_percent_of_frames(face_video, tracker):
+    cap = cv2.VideoCapture(str(face_video))
+    rows = []
+    t = 0.0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        rows.append(tracker.process_image(frame, t))
+        t += 1000 / 15
+    cap.release()
+    assert len(rows) >= 40
+    assert sum(map(found, rows)) / len(rows) >= 0.95
+    for row in filter(found, rows):
+        assert all(math.isfinite(row[c]) for c in feature_columns()), "features of a found face are finite"
+        assert row["face_count"] == 1
+        assert 0 < row["confidence"] <= 1
+    sizes = [r["face_size"] for r in rows if found(r)]
+    assert max(sizes) / min(sizes) > 1.2, "face size follows the zoom"
+
+
+def test_row_keys_fit_the_gaze_stream(face_frame, to_jpeg, tracker):
+    row = process_frame(tracker, to_jpeg(face_frame()), 12.5)
+    assert row["t"] == 12.5
+    assert set(feature_columns()) | {"t", "x", "y", "confidence", "flags"} == set(row)
+    assert all(c.startswith(("eye_", "head_", "face_")) for c in feature_columns())
+    table = pa.Table.from_pylist([row])
+    out = conform("gaze", table)
+    assert out.num_rows == 1 and "eye_l_patch_059" in out.column_names
+    assert row["flags"] & GazeFlag.UNCALIBRATED and math.isnan(row["x"])
+
+
+def test_eye_features_are_plausible(face_frame, tracker):
+    row = tracker.process_image(face_frame(scale=1.1))
+    for eye in ("l", "r"):
+        assert abs(row[f"eye_{eye}_iris_u"]) < 0.25, "iris near the middle of the eye"
+        assert 0.0 < row[f"eye_{eye}_iris_lid"] < 1.0, "iris between the lids"
+        assert 0.15 < row[f"eye_{eye}_open"] < 0.6, "eyes open"
+        assert row[f"eye_{eye}_upper_lid"] < row[f"eye_{eye}_iris_v"] < row[f"eye_{eye}_lower_lid"]
+        patch = np.array([row[c] for c in eye_features.patch_columns(eye)])
+        assert patch.shape == (60,) and patch.min() >= 0 and patch.max() <= 1 and patch.std() > 0.1
+    assert not row["flags"] & GazeFlag.BLINK
+
+
+def test_head_pose_follows_distance_and_mirroring(face_frame, tracker):
+    near = tracker.process_image(face_frame(scale=1.1))
+    far = tracker.process_image(face_frame(scale=0.6))
+    assert far["head_tz"] / near["head_tz"] == pytest.approx(1.1 / 0.6, rel=0.15)
+    assert near["face_size"] / far["face_size"] == pytest.approx(1.1 / 0.6, rel=0.15)
+    with GazeTracker(static_image_mode=True) as still:
+        right = still.process_image(face_frame(dx=60))
+        left = still.process_image(face_frame(dx=-60))
+        mirrored = still.process_image(face_frame(mirror=True))
+        plain = still.process_image(face_frame())
+    assert right["head_tx"] > left["head_tx"] + 5, "tx in cm follows the face across the image"
+    assert right["face_x"] > 0.5 > left["face_x"]
+    assert mirrored["head_yaw"] == pytest.approx(-plain["head_yaw"], abs=4)
+    assert mirrored["head_roll"] == pytest.approx(-plain["head_roll"], abs=4)
+
+
+def test_euler_angles_of_known_rotations():
+    yaw, pitch = np.radians(20), np.radians(-10)
+    ry = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
+    assert head_pose.euler_angles(ry @ rx) == pytest.approx((20, -10, 0), abs=1e-9)
+    assert head_pose.euler_angles(np.eye(3)) == pytest.approx((0, 0, 0))
+
+
+# ---------------------------------------------------------------------- quality flags
+
+
+def test_black_frame_is_flagged_not_an_error(to_jpeg, tracker):
+    row = process_frame(tracker, to_jpeg(np.zeros((240, 320, 3), np.uint8)), 1.0)
+    assert row["flags"] & GazeFlag.NO_FACE and row["flags"] & GazeFlag.TOO_DARK
+    assert row["confidence"] == 0 and row["face_count"] == 0
+    assert all(math.isnan(row[c]) for c in feature_columns() if c not in ("face_count", "face_brightness"))
+
+
+def test_frame_without_face(to_jpeg, tracker):
+    rng = np.random.default_rng(0)
+    noise = cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (0, 0), 3)
+    row = process_frame(tracker, to_jpeg(noise), 2.0)
+    assert row["flags"] & GazeFlag.NO_FACE and not row["flags"] & GazeFlag.TOO_DARK
+
+
+def test_dark_and_blurred_faces_are_flagged(face_frame):
+    with GazeTracker(static_image_mode=True) as still:
+        sharp = still.process_image(face_frame(scale=1.1))
+        dark = still.process_image(face_frame(scale=1.1, brightness=0.15))
+        blurred = still.process_image(cv2.GaussianBlur(face_frame(scale=1.1), (0, 0), 5))
+    assert sharp["flags"] == GazeFlag.UNCALIBRATED
+    assert found(dark) and dark["flags"] & GazeFlag.TOO_DARK
+    if found(blurred):
+        assert blurred["flags"] & GazeFlag.BLUR
+        assert blurred["face_sharpness"] < sharp["face_sharpness"] / 5
+
+
+def close_eyes(image: np.ndarray) -> np.ndarray:
+    """``image`` with both eyes painted shut (skin colour and a lash line over each eye)."""
+    import mediapipe as mp
+
+    fm = mp.solutions.face_mesh
+    h, w = image.shape[:2]
+    with fm.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
+        face = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).multi_face_landmarks[0]
+    pts = np.array([(p.x * w, p.y * h) for p in face.landmark])
+    out = image.copy()
+    for contour, below in ((fm.FACEMESH_LEFT_EYE, 374), (fm.FACEMESH_RIGHT_EYE, 145)):
+        eye = pts[sorted({i for c in contour for i in c})]
+        skin = image[int(pts[below][1]) + 4, int(pts[below][0])].tolist()
+        cv2.fillConvexPoly(out, cv2.convexHull(eye.astype(np.int32)), skin)
+        y = int(eye[:, 1].mean())
+        cv2.line(out, (int(eye[:, 0].min()), y), (int(eye[:, 0].max()), y), (40, 30, 30), 1)
+    return cv2.GaussianBlur(out, (3, 3), 0)
+
+
+def test_closed_eyes_are_a_blink(face_frame, tracker):
+    frame = face_frame(scale=1.1)
+    for _ in range(6):
+        open_row = tracker.process_image(frame)
+    shut = tracker.process_image(close_eyes(frame))
+    assert not open_row["flags"] & GazeFlag.BLINK
+    assert found(shut) and shut["flags"] & GazeFlag.BLINK
+    assert shut["eye_l_open"] < 0.5 * open_row["eye_l_open"]
+    assert shut["confidence"] < 0.5
+
+
+def test_two_faces_are_flagged(astronaut_face):
+    face = cv2.resize(astronaut_face, (125, 150))
+    canvas = np.full((240, 320, 3), 96, np.uint8)
+    canvas[45:195, 10:135] = face
+    canvas[45:195, 185:310] = face[:, ::-1]
+    with GazeTracker(static_image_mode=True) as still:
+        row = still.process_image(canvas)
+    assert row["face_count"] == 2 and row["flags"] & GazeFlag.MULTIPLE_FACES
+    assert row["confidence"] < 1
+
+
+def test_wrong_image_layout_is_a_frame_error(tracker):
+    with pytest.raises(FrameError, match="BGR uint8"):
+        tracker.process_image(np.zeros((240, 320), np.uint8))
+
+
+# ---------------------------------------------------------------------- calibrated tracker
+
+
+def test_calibrated_tracker_estimates_gaze(face_frame, face_video):
+    with GazeTracker(static_image_mode=True) as still:
+        rows, targets = [], []
+        for i, (dx, dy) in enumerate((dx, dy) for dx in (-40, 0, 40) for dy in (-20, 0, 20)):
+            for jitter in (0, 2):
+                rows.append(still.process_image(face_frame(dx=dx + jitter, dy=dy)))
+                targets.append((800 + 15 * dx, 450 + 15 * dy))
+        model = GazeCalibration().fit(rows, targets)
+        still.calibration = model
+        row = still.process_image(face_frame(dx=20, dy=10))
+    assert not row["flags"] & GazeFlag.UNCALIBRATED
+    assert row["x"] == pytest.approx(800 + 15 * 20, abs=120)
+    assert row["y"] == pytest.approx(450 + 15 * 10, abs=120)
+
+
+def test_face_columns_documented():
+    assert set(FACE_COLUMNS) <= set(feature_columns())
+    assert feature_columns(None) == [c for c in feature_columns() if "_patch_" not in c]
