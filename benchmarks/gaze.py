@@ -11,8 +11,8 @@ instance per K). For each K the script prints: server CPU ms per frame, frames p
 second against those offered, frame->gaze latency p50/p99 (from the frame's capture to the
 answer carrying its row; with batching it includes the wait for the batch), request latency
 p99, dropped frames (``--shed-ms``: frames the server skipped because it was behind) and
-whether K participants were sustained (>= 95% of frames answered in time, none lost, p99 <
-200 ms). Target in issue 4: 30 participants at 10 fps, p99 < 200 ms on the 2-core machine.
+whether K participants were sustained (>= 95% of frames processed, no errors, frame->gaze p99
+< 200 ms) or at least kept up (the same, but only the request p99 below max(200 ms, batch)). Target in issue 4: 30 participants at 10 fps, p99 < 200 ms on the 2-core machine.
 """
 from __future__ import annotations
 
@@ -129,21 +129,25 @@ class Client(threading.Thread):
         pending: list[tuple[float, bytes]] = []
         origin = time.time() * 1000.0
         while next_batch <= end + 1e-9:
-            while next_frame < next_batch:  # frames "captured" since the last batch
-                pending.append((next_frame, self.frames[k % len(self.frames)]))
-                next_frame += frame_s
-                k += 1
             time.sleep(max(0.0, next_batch - time.monotonic()))
-            next_batch += batch_s
+            now = time.monotonic()
+            while next_frame <= min(now, end):  # frames "captured" since the last batch (like the page,
+                pending.append((next_frame, self.frames[k % len(self.frames)]))  # a late batch takes
+                next_frame += frame_s  # everything captured meanwhile)
+                k += 1
+            next_batch = max(next_batch + batch_s, now)
             if not pending:
                 continue
-            batch, pending = pending, []
+            batch, pending = pending[:30], pending[30:]
             meta = {"phase": "task", "task": self.task, "seq": seq, "origin": origin,
                     "t": [round((c - self.start_at) * 1000.0, 2) for c, _ in batch]}
             seq += 1
             body, ctype = multipart(meta, [f for _, f in batch])
             sent = time.monotonic()
             status, payload = self.post(body, ctype)
+            if status == 429:  # rate limited: wait and send again (the page retries likewise)
+                time.sleep(1.0)
+                status, payload = self.post(body, ctype)
             done = time.monotonic()
             with self.stats.lock:
                 self.stats.offered += len(batch)
@@ -198,6 +202,9 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
     p99 = pct(fl, 99)
     sustained = (stats.answered >= 0.95 * stats.offered and not stats.errors
                  and processed >= 0.95 * stats.offered and p99 is not None and p99 < 200.0)
+    # throughput kept without a growing backlog, whatever the batching wait
+    kept_up = (not stats.errors and processed >= 0.95 * stats.offered and rl.size > 0
+               and pct(rl, 99) < max(200.0, args.batch_ms))
     return {
         "participants": k,
         "fps": args.fps,
@@ -213,6 +220,7 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
         "frame_to_gaze_p99_ms": p99,
         "request_p99_ms": pct(rl, 99),
         "errors": stats.errors,
+        "kept_up": kept_up,
         "sustained": sustained,
         "load_average_1min": round(os.getloadavg()[0], 1),
     }
@@ -238,7 +246,8 @@ def main() -> int:
         if not args.json:
             print("  ".join(f"{key}={val}" for key, val in r.items()), flush=True)
     best = max((r["participants"] for r in results if r["sustained"]), default=0)
-    summary = {"sustained_participants": best, "cpus": os.cpu_count(),
+    kept = max((r["participants"] for r in results if r["kept_up"]), default=0)
+    summary = {"sustained_participants": best, "kept_up_participants": kept, "cpus": os.cpu_count(),
                "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL"}
     if args.json:
         print(json.dumps({"runs": results, **summary}))

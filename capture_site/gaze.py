@@ -18,7 +18,10 @@
   (face indicator), the calibration and validation rounds (one retry by default) and then submits
   the step. Without a camera: ``webcam = "optional"`` continues mouse-only, ``"required"`` stops.
 
-Settings: the study TOML's ``[gaze]`` table (:class:`GazeSettings`).
+Settings: the study TOML's ``[gaze]`` table (:class:`GazeSettings`); server-side: app config
+``GAZE_RATE_PER_S`` / ``GAZE_BURST`` (per-participant rate limit) and ``GAZE_SHED_MS`` (or
+``$GAZEPREF_GAZE_SHED_MS``: frames reached later than this after their request arrived are stored
+unprocessed with the DROPPED flag; off by default). See docs/gaze.md, "In the site".
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from .config import ConfigError, StudyConfig, _Reader
 from .ingest import _write_lock
 from .ratelimit import RateLimiter
 from .runtime import db, site
+from ..signals.gaze_batch import rows_to_table
 
 bp = Blueprint("gaze", __name__, url_prefix="/api/gaze")
 install_error_handlers(bp)
@@ -255,7 +259,7 @@ def _process(entry: _Entry, images: list[Any], times: list[float], arrived: floa
              shed_ms: float = 0.0) -> tuple[list[dict[str, float]], int]:
     """Tracker rows of ``images``; with ``shed_ms`` > 0, frames reached later than ``shed_ms``
     after the request ``arrived`` (the server is behind) are not processed but kept as rows
-    without features, ``face_dropped`` = 1, confidence 0 and the UNCALIBRATED flag (no estimate)."""
+    without features, confidence 0 and the DROPPED flag (no estimate)."""
     from gazepref.schema import GazeFlag
 
     rows, dropped, last = [], 0, None
@@ -263,7 +267,7 @@ def _process(entry: _Entry, images: list[Any], times: list[float], arrived: floa
         for img, t in zip(images, times):
             if shed_ms > 0 and arrived is not None and (time.monotonic() - arrived) * 1000.0 > shed_ms:
                 rows.append({"t": t, "x": math.nan, "y": math.nan, "confidence": 0.0,
-                             "flags": int(GazeFlag.UNCALIBRATED), "face_dropped": 1.0})
+                             "flags": int(GazeFlag.DROPPED)})
                 dropped += 1
                 continue
             last = entry.tracker.process_image(img, t)
@@ -309,25 +313,9 @@ _SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epo
                .values(clock_anchor_epoch_ms=bindparam("origin")))
 
 
-def rows_table(rows: list[dict[str, float]]):
-    """Tracker rows as a ``gaze`` Arrow table, built column by column (``gaze_batch.rows_to_table``
-    goes through pandas: ~23 ms for a few rows of ~150 columns against ~1 ms here)."""
-    import pyarrow as pa
-
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    arrays = []
-    for c in names:
-        values = [r.get(c) for r in rows]
-        if c == "flags":
-            arrays.append(pa.array([int(v or 0) for v in values], pa.int32()))
-        else:
-            arrays.append(pa.array(values, pa.float64() if c == "t" else pa.float32(), from_pandas=True))
-    return pa.table(arrays, names=names)
-
-
 def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float]]) -> bool:
     """Store ``rows`` as the task's gaze chunk ``seq`` in one transaction; False for a replay."""
-    chunk = store.make_chunk(task_id, "gaze", seq, rows_table(rows), clock_origin_epoch_ms=origin)
+    chunk = store.make_chunk(task_id, "gaze", seq, rows_to_table(rows), clock_origin_epoch_ms=origin)
     values = {c: getattr(chunk, c) for c in _CHUNK_COLUMNS} | {"received_at": store.utcnow()}
     with site().engine.connect() as conn:
         try:

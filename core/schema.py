@@ -176,6 +176,7 @@ class GazeFlag:
     BLINK = 16
     OFF_SCREEN = 32
     UNCALIBRATED = 64
+    DROPPED = 128  # frame not processed: the server was behind (load shedding)
 
 
 def conform(stream: str, table: pa.Table) -> pa.Table:

@@ -87,7 +87,7 @@ def text_feedback_features(X: pd.DataFrame) -> pd.DataFrame:
     has = np.array([bool(s.strip()) for s in nxt])
     E = embed(nxt + X["text_0"].tolist() + X["text_1"].tolist())
     q, a, b = E[:n], E[n:2 * n], E[2 * n:]
-    d = np.where(has, (q * a).sum(1) - (q * b).sum(1), 0.0)
+    d = np.where(has, (q * a).sum(1) - (q * b).sum(1), 0.0).astype(np.float64)
     out = pd.DataFrame({"tf_d_next_builds_on": d}, index=X.index)
     try:
         from gazepref.signals.text_feedback import classify_feedback

@@ -51,7 +51,9 @@ def causal_worker_scale(X: pd.DataFrame, columns: Sequence[str], glob: np.ndarra
             n = np.arange(i - start)[:, None]
             S[start:i] = np.sqrt((csum + prior * glob ** 2) / (n + prior))
             start = i
-    out.loc[order, list(columns)] = V / S
+    scaled = pd.DataFrame(V / S, index=order, columns=list(columns)).reindex(out.index)
+    for c in columns:
+        out[c] = scaled[c].to_numpy(dtype=np.float64)
     return out
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import UserError
+
 SOURCES = ("gaze", "mouse")
 MAX_DT_MS = 500.0
 BLOCK = 20
@@ -100,8 +102,8 @@ def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.
         items = bar(items, total=len(items), desc="implicit features")
     for task_id, idx in items:
         try:
-            s = rec.streams(task_id)
-        except Exception:
+            s = rec.streams(task_id, cache=False)
+        except UserError:  # a task the source has no trajectories for
             continue
         hits = s.get("hits")
         if hits is None or hits.num_rows == 0:
@@ -117,8 +119,6 @@ def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.
             if ht is None:
                 continue
             rows[i] = turn_features(ht, (len(r["text_0"]), len(r["text_1"])))
-        if hasattr(rec, "_streams"):
-            rec._streams.pop(task_id, None)  # keep memory flat
     df = pd.DataFrame.from_dict(rows, orient="index").reindex(comparisons.index)
     for source in SOURCES:
         df[f"{source}_s_present"] = df.filter(like=f"{source}_d_share").notna().any(axis=1).astype(float) \

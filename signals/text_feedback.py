@@ -69,7 +69,7 @@ ORDINAL = {  # none is 3, or 4 when the message builds on the answer (see :func:
 }
 ORDINAL_NAMES = {1: "rejection", 2: "correction", 3: "neutral", 4: "engagement", 5: "satisfaction"}
 REQUIRED_KEYS = ("prev_query", "prev_response", "next_query")
-MODEL_VERSION = "1"  # bump when features or the head change: invalidates the on-disk cache
+MODEL_VERSION = "1"  # part of the on-disk cache key, with this module's and the rules' source
 
 
 def ordinal_for(nof: str, engaged: bool = False) -> int:
@@ -376,7 +376,8 @@ def _fingerprint(rows: list[dict]) -> str:
 
     h = hashlib.sha256()
     h.update(f"{MODEL_VERSION}|{sklearn.__version__}|".encode())
-    h.update(Path(__file__).with_name("text_feedback_rules.py").read_bytes())
+    for name in ("text_feedback.py", "text_feedback_rules.py"):  # features and head code
+        h.update(Path(__file__).with_name(name).read_bytes())
     h.update(json.dumps(rows, sort_keys=True).encode())
     return h.hexdigest()[:16]
 

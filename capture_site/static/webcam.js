@@ -130,6 +130,21 @@ export class GazeCapture {
     return null;
   }
 
+  /** On pagehide: the buffered frames by sendBeacon (token in the query: no headers). */
+  beacon() {
+    if (!this.pending.length || !navigator.sendBeacon) return;
+    const frames = this.pending.splice(0, 30);
+    const meta = { phase: this.phase, t: frames.map((f) => f.t) };
+    if (this.phase === "task") {
+      Object.assign(meta, { task: this.task, seq: this.seq++, origin: performance.timeOrigin });
+      localStorage.setItem(this.seqKey, String(this.seq));
+    }
+    const body = new FormData();
+    body.append("meta", JSON.stringify(meta));
+    frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
+    navigator.sendBeacon(`${this.url}?token=${encodeURIComponent(this.token)}`, body);
+  }
+
   /** Send what is buffered and wait for every request in flight. */
   async flush() {
     this.send();
@@ -172,6 +187,6 @@ export async function startTaskGaze(gaze) {
     },
   });
   await capture.start();
-  addEventListener("pagehide", () => capture.send());
+  addEventListener("pagehide", () => capture.beacon());
   return capture;
 }

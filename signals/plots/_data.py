@@ -84,7 +84,7 @@ def task_streams(rec, task_id: str, turns: list[schema.Turn] | None = None) -> d
     """``rec.streams(task_id)`` with a ``turn`` column on every stream: kept where the source gives
     one (IFLLM reader, the site's database); else (a Parquet export) assigned from the turns'
     ``t_shown`` on the task clock, or their ``epoch_ms``."""
-    streams = {k: _dedupe_turn(v) for k, v in rec.streams(task_id).items()}
+    streams = {k: _dedupe_turn(v) for k, v in rec.streams(task_id, cache=False).items()}
     if all("turn" in tb.column_names and tb.column("turn").null_count < tb.num_rows for tb in streams.values()):
         return streams
     turns = turns if turns is not None else turns_by_task(rec).get(task_id, [])

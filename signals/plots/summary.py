@@ -146,8 +146,6 @@ def _one_task(rec, tid: str, turns: list[schema.Turn], task: schema.Task | None)
         s = task_streams(rec, tid, turns)
     except UserError:
         s = {}
-    if hasattr(rec, "_streams") and isinstance(getattr(rec, "_streams"), dict):
-        rec._streams.pop(tid, None)  # keep memory flat over a whole release
     pid = turns[0].participant_id if turns else (task.participant_id if task else tid)
     q = _task_quality(tid, pid, task, s, len(turns))
     rows: list[dict] = []

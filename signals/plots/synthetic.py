@@ -32,7 +32,7 @@ class MemoryRecording:
     def turns(self):
         return list(self._turns)
 
-    def streams(self, task_id):
+    def streams(self, task_id, cache: bool = True):
         if task_id not in {t.task_id for t in self._t}:
             from ... import UserError
 

@@ -356,5 +356,40 @@ def test_load_shedding_keeps_late_frames_as_dropped_rows(make_app, webcam_toml):
     assert r.status_code == 200 and r.json["dropped"] == 2 and r.json["stored"] == 2, r.json
     with app.extensions["gazepref"].sessions() as dbs:
         table = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
-        assert table["t"].tolist() == [10.0, 110.0] and (table["face_dropped"] == 1).all()
-        assert (table["flags"].astype(int) & GazeFlag.UNCALIBRATED).all()
+        assert table["t"].tolist() == [10.0, 110.0] and (table["flags"] & GazeFlag.DROPPED == GazeFlag.DROPPED).all()
+
+
+def test_bad_gaze_settings_fail_at_start_naming_the_key(make_app, tmp_path, webcam_toml):
+    from gazepref.capture_site.config import ConfigError
+
+    path = tmp_path / "bad.toml"
+    path.write_text(webcam_toml.read_text().replace("calibration_points = 5", "calibration_points = 7"))
+    with pytest.raises(ConfigError, match="gaze.calibration_points must be 5, 9 or 13"):
+        make_app(STUDY_CONFIG=str(path))
+
+
+@pytest.mark.browser
+def test_no_camera_in_browser_goes_on_mouse_only(wapp):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    with sync_playwright() as pw, BackgroundServer(wapp) as url:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)  # no camera
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        page.goto("/?PROLIFIC_PID=NOCAM&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.click("#continue")  # demographics (optional)
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#camera-error:not([hidden])")
+        assert "continues without eye tracking" in page.text_content("#camera-error")
+        page.click("#continue")
+        page.wait_for_selector("[name='understand_before']")  # the pre-task questions: the study went on
+        ctx.close()
+        browser.close()

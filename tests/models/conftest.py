@@ -10,6 +10,7 @@ from .synthetic import make_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GAZEPREF_EMBED_CACHE", "0")  # no embedding files written to ~/.cache by the tests
 
 
 @pytest.fixture

@@ -79,3 +79,19 @@ def test_worker_scaling_is_causal():
     b = causal_worker_scale(X2, cols, glob)
     early = (X["worker"] == "w0") & (X["seq"] < 4)
     np.testing.assert_allclose(a.loc[early, cols], b.loc[early, cols])
+
+
+def test_train_test_on_disjoint_workers():
+    a, b = _data("longer", seed=0, n_workers=8), _data("longer", seed=5, n_workers=4)
+    b.X["worker"] = "t" + b.X["worker"]
+    models = {"length_rule": ("text", LengthRule), "late_fusion": ("fused", lambda: LateFusion(LengthRule()))}
+    rep = ev.train_test(a, b, models, n_boot=100)
+    assert rep["text"]["accuracy"] > 0.95 and rep["n"] == len(b.y) and rep["protocol"] == "train_test"
+    assert "gain_fused_vs_best_text" in rep
+
+
+def test_worker_scaling_accepts_float32_columns():
+    X = make_frame(n_workers=2, per_worker=4)
+    X["tf_d_x"] = np.ones(len(X), dtype=np.float32)
+    out = causal_worker_scale(X, ["tf_d_x", "gaze_d_share"])
+    assert out["tf_d_x"].dtype == np.float64 and np.isfinite(out["tf_d_x"]).all()

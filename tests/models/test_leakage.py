@@ -61,7 +61,7 @@ def test_features_of_a_turn_ignore_later_turns(ifllm_sample):
     first = rows.iloc[[0]]
 
     class Cut:
-        def streams(self, tid):
+        def streams(self, tid, cache=True):
             s = dict(rec.streams(tid))
             h = s["hits"]
             import pyarrow.compute as pc

@@ -101,6 +101,8 @@ def test_plots_from_the_site_database(tmp_path):
     client = app.test_client()
     _login(client)
     base = f"/admin/studies/{slug}/participants/a1b2c3d4e5f6"  # as the study page shows it (12 chars)
+    page = client.get(f"/admin/studies/{slug}").get_data(as_text=True)
+    assert f'href="{base}/plots"' in page  # the study page links the participant's views
     r = client.get(base + "/plots")
     assert r.status_code == 200 and f"task={task_no}" in r.get_data(as_text=True)
     for kind in ("heatmap", "timeline"):
