@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import resource
-import tarfile
 import tempfile
 import threading
 import time
@@ -25,19 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = Path(os.environ.get("GAZEPREF_SHARED", REPO.parent / "shared")) / "ifllm" / "ifllm-dev.tar.gz"
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("GAZEPREF_CACHE", Path.home() / ".cache" / "gazepref"))
-
-
 def dev_data() -> Path:
-    dest = cache_dir() / "ifllm-dev"
-    if not (dest / "dataset" / "query_logs_table.csv").exists():
-        if not ARCHIVE.exists():
-            raise SystemExit(f"dev archive not found: {ARCHIVE}")
-        dest.mkdir(parents=True, exist_ok=True)
-        print(f"unpacking {ARCHIVE} → {dest} ...", flush=True)
-        with tarfile.open(ARCHIVE) as tf:
-            tf.extractall(dest, filter="data")
+    """The dev archive, unpacked once into the cache folder (never the repo)."""
+    from gazepref.datasets.archive import unpack
+
+    if not ARCHIVE.exists():
+        raise SystemExit(f"dev archive not found: {ARCHIVE}")
+    dest = unpack(ARCHIVE, "ifllm-dev")
     return dest / "dataset" if (dest / "dataset").exists() else dest
 
 

@@ -318,16 +318,17 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
             ds = P.load(source)
             ds.save_to_disk(str(sd / "hf"), num_shards={k: 1 for k in ds})
             return {"from": str(source), "counts": {k: len(v) for k, v in ds.items()}, "path": str(sd)}
-        score = None
+        table: dict[str, tuple[float, float]] = {}
         if needs_rm:
-            table: dict[str, tuple[float, float]] = {}
             with open(out / "reward" / "rewards.jsonl") as fh:
                 for line in fh:
                     r = json.loads(line)
                     table[str(r["turn_id"])] = (float(r["reward"]), float(r["confidence"]))
 
-            def score(turn: schema.Turn) -> tuple[float, float]:
-                return table.get(str(turn.turn_id), (math.nan, 0.0))
+        def table_score(turn: schema.Turn) -> tuple[float, float]:
+            return table.get(str(turn.turn_id), (math.nan, 0.0))
+
+        score = table_score if needs_rm else None
 
         stats = P.BuildStats()
         if t.algorithm == "kto":

@@ -28,15 +28,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold, KFold
 
 from . import comparisons as comp
-from .fusion import EarlyFusion, LateFusion, PointwiseFusion, restrict_fit_params
-from .implicit_features import hits_features, implicit_columns
+from .fusion import EarlyFusion, LateFusion, PointwiseFusion
+from .implicit_features import hits_features
 from .implicit_models import ImplicitModel
-from .personalized import HIST_COLUMNS, PersonalizedModel, history_features, model_rule_accuracy
+from .personalized import PersonalizedModel, history_features, model_rule_accuracy
 from .text_models import EmbeddingBT, LengthRule, OrdinalLikert, StructureBT, TfidfBT
 
 FEATURES_VERSION = "1"

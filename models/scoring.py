@@ -134,7 +134,7 @@ class RewardModel:
         if not self._needs_features() or rec is None or len(X) == 0:
             return X
         from .implicit_features import hits_features
-        from .personalized import HIST_COLUMNS, history_features
+        from .personalized import history_features
 
         parts = [X]
         if any(not c.startswith(("hist_", "tf_")) for c in self.feature_columns):

@@ -18,3 +18,60 @@ def ifllm_sample() -> Path:
     if not (IFLLM_SAMPLE / "query_logs_table.csv").exists():
         pytest.skip(f"IFLLM sample not found at {IFLLM_SAMPLE} (set GAZEPREF_SHARED)")
     return IFLLM_SAMPLE
+
+
+class FakeOpenAI:
+    """A local OpenAI-compatible ``/chat/completions`` endpoint on 127.0.0.1 for tests.
+
+    ``respond(body)`` returns the assistant's content (a string, answered with status 200) or a
+    ``(status, payload)`` pair (payload: JSON-able or raw bytes). ``requests`` keeps
+    ``(path, Authorization header, body)`` of each call; ``url`` is the base URL (``.../v1``).
+    """
+
+    def __init__(self, respond):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        fake = self
+        self.requests: list = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append((self.path, self.headers.get("Authorization"), body))
+                reply = respond(body)
+                if isinstance(reply, str):
+                    reply = (200, {"choices": [{"message": {"role": "assistant", "content": reply}}]})
+                status, payload = reply
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def fake_openai():
+    """Start fake OpenAI-compatible servers: ``srv = fake_openai(respond)``; closed after the test."""
+    servers: list[FakeOpenAI] = []
+
+    def start(respond) -> FakeOpenAI:
+        servers.append(FakeOpenAI(respond))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

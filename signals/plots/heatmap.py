@@ -135,7 +135,7 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
         pn.note(f"{source} on text {dwell:.1f} s · {len(tp)} samples · furthest character at {reach:.0%}")
     footnote(fig, panels)
     # colour bar
-    W, H = fig.bbox.width, fig.bbox.height
+    W = fig.bbox.width
     cax = fig.add_axes([(W - 70) / W, 0.15, 14 / W, 0.6])
     from matplotlib.cm import ScalarMappable
 

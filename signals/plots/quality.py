@@ -47,7 +47,7 @@ def plot_quality(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, max_row
         more = f" (first {max_rows} of {len(p)} participants)"
         p = p.iloc[:max_rows]
     n = len(p)
-    W, H = fig.bbox.width, fig.bbox.height
+    H = fig.bbox.height
     top, bottom = 1 - 64 / H, 50 / H
     axs = fig.subplots(1, 4, sharey=True, gridspec_kw=dict(left=0.17, right=0.98, bottom=bottom, top=top, wspace=0.12))
     y = np.arange(n)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 from sqlalchemy import select
 

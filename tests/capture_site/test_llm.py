@@ -1,7 +1,4 @@
 """LLM backends: the offline demo, an OpenAI-compatible server (a fake on 127.0.0.1), local HF."""
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -37,43 +34,23 @@ def test_demo_variant_is_checked():
         make_backend(ModelSpec("a", "demo", {"variant": "chatty"}))
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    replies: list = []
-    seen: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeOpenAI.seen.append((self.path, self.headers.get("Authorization"), body))
-        status, payload = FakeOpenAI.replies.pop(0)
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def fake_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeOpenAI.replies, FakeOpenAI.seen = [], []
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+def fake_server(fake_openai):
+    """A fake server answering from ``fake_server.replies`` ((status, payload) pairs, in order)."""
+    replies: list = []
+    srv = fake_openai(lambda body: replies.pop(0))
+    srv.replies = replies
+    return srv
 
 
 def test_openai_backend_talks_to_a_compatible_server(fake_server, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", "sk-test")
-    FakeOpenAI.replies = [(200, {"choices": [{"message": {"role": "assistant", "content": " Hello there. "}}]})]
-    backend = make_backend(ModelSpec("m", "openai", {"base_url": fake_server, "model": "llama-3-8b",
+    fake_server.replies.append((200, {"choices": [{"message": {"role": "assistant", "content": " Hello there. "}}]}))
+    backend = make_backend(ModelSpec("m", "openai", {"base_url": fake_server.url, "model": "llama-3-8b",
                                                      "api_key_env": "FAKE_KEY", "max_tokens": 64,
                                                      "system": "Be brief."}))
     assert backend.generate(chat("Hi")) == "Hello there."
-    path, auth, body = FakeOpenAI.seen[0]
+    path, auth, body = fake_server.requests[0]
     assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
     assert body["model"] == "llama-3-8b" and body["max_tokens"] == 64
     assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
@@ -86,8 +63,8 @@ def test_openai_backend_talks_to_a_compatible_server(fake_server, monkeypatch):
     ((200, {"choices": [{"message": {"content": "  "}}]}), "empty reply"),
 ])
 def test_openai_backend_errors_are_backend_errors(fake_server, reply, message):
-    FakeOpenAI.replies = [reply]
-    backend = make_backend(ModelSpec("m", "openai", {"base_url": fake_server, "model": "x"}))
+    fake_server.replies.append(reply)
+    backend = make_backend(ModelSpec("m", "openai", {"base_url": fake_server.url, "model": "x"}))
     with pytest.raises(BackendError, match=message):
         backend.generate(chat("Hi"))
 

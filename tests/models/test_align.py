@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -109,26 +107,14 @@ def test_align_user_errors(ifllm_sample, tmp_path, capsys):
     assert "reward model" in capsys.readouterr().err
 
 
-class _Judge(BaseHTTPRequestHandler):
-    """A fake OpenAI-compatible judge: prefers the answer with more words."""
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        text = body["messages"][-1]["content"]
-        a = text.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)
-        pick = "A" if len(a[0].split()) >= len(a[1].split("\n\nBetter answer")[0].split()) else "B"
-        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": pick}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *a):
-        pass
+def _longer_answer(body: dict) -> str:
+    """A fake judge: prefers the answer with more words."""
+    text = body["messages"][-1]["content"]
+    a = text.split("Answer A:\n", 1)[1].split("\n\nAnswer B:\n", 1)
+    return "A" if len(a[0].split()) >= len(a[1].split("\n\nBetter answer")[0].split()) else "B"
 
 
-def test_win_rate_with_llm_judge(tmp_path):
+def test_win_rate_with_llm_judge(tmp_path, fake_openai):
     from gazepref.datasets.preference import LengthBaselineScorer
     from gazepref.models.tiny_lm import TinyModelConfig, build_tiny_model
     from gazepref.models.win_rate import OpenAIJudge, evaluate
@@ -136,15 +122,8 @@ def test_win_rate_with_llm_judge(tmp_path):
     prompts = [[{"role": "user", "content": f"tell me about cats {i}"}] for i in range(3)]
     model = str(build_tiny_model(tmp_path / "m", ["tell me about cats dogs birds 0 1 2"],
                                  TinyModelConfig(hidden_size=16, intermediate_size=32, max_positions=64)))
-    srv = HTTPServer(("127.0.0.1", 0), _Judge)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    try:
-        judge = OpenAIJudge(f"http://127.0.0.1:{srv.server_port}/v1", "fake")
-        tot = evaluate(model, model, prompts, LengthBaselineScorer(), tmp_path / "eval", max_new_tokens=4,
-                       judge=judge)
-    finally:
-        srv.shutdown()
+    judge = OpenAIJudge(fake_openai(_longer_answer).url, "fake")
+    tot = evaluate(model, model, prompts, LengthBaselineScorer(), tmp_path / "eval", max_new_tokens=4, judge=judge)
     # the same model on both sides, greedy: every comparison is a tie for the scorer ...
     assert tot["ties"] == 3 and tot["win_rate"] == 0.5
     # ... and the judge (equal lengths → "A") picks by the random order: decided every time

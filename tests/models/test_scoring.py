@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gazepref import UserError, schema
+from gazepref import UserError
 from gazepref.cli import main
 from gazepref.models import evaluation as ev
 from gazepref.models.scoring import Score, load_reward_model, train_reward_model

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -262,54 +260,30 @@ def test_cli_llm_backend_needs_url(tmp_path, monkeypatch, capsys):
 # --- LLM backend against a fake OpenAI-compatible server ----------------------------------------
 
 
-class _FakeLLM(BaseHTTPRequestHandler):
-    requests: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append((self.path, self.headers.get("Authorization"), body))
-        nxt = body["messages"][-1]["content"].split("NEXT MESSAGE:\n", 1)[1]
-        if "thank" in nxt.lower():
-            content = '```json\n{"nof": "positive", "builds_on_answer": false, "confidence": 0.9}\n```'
-        elif "garbage" in nxt:
-            content = "I cannot decide."
-        elif "wrong" in nxt:
-            content = '{"nof": "make_aware_without_correction", "confidence": 0.8}'
-        else:
-            content = '{"nof": "none", "builds_on_answer": true, "confidence": 0.7}'
-        reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def _judge_reply(body: dict) -> str:
+    nxt = body["messages"][-1]["content"].split("NEXT MESSAGE:\n", 1)[1]
+    if "thank" in nxt.lower():
+        return '```json\n{"nof": "positive", "builds_on_answer": false, "confidence": 0.9}\n```'
+    if "garbage" in nxt:
+        return "I cannot decide."
+    if "wrong" in nxt:
+        return '{"nof": "make_aware_without_correction", "confidence": 0.8}'
+    return '{"nof": "none", "builds_on_answer": true, "confidence": 0.7}'
 
 
 @pytest.fixture
-def fake_llm():
-    _FakeLLM.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+def fake_llm(fake_openai):
+    return fake_openai(_judge_reply)
 
 
 def test_llm_backend_against_fake_server(fake_llm, monkeypatch):
     monkeypatch.setenv("GAZEPREF_LLM_API_KEY", "sk-test")
     rows = [rec("q", "thanks a lot!"), rec("q", "that's wrong"), rec("q", "and his wife?"), rec("q", "garbage")]
-    out = tf.classify_feedback(rows, backend="llm", base_url=fake_llm, model="judge-1")
+    out = tf.classify_feedback(rows, backend="llm", base_url=fake_llm.url, model="judge-1")
     assert [r["nof"] for r in out] == ["positive", "make_aware_without_correction", "none", "none"]
     assert out[0] == {"nof": "positive", "sat": "satisfied", "ordinal": 5, "confidence": 0.9}
     assert out[1]["ordinal"] == 1 and out[2]["ordinal"] == 4 and out[3]["confidence"] == 0.0
-    path, auth, body = _FakeLLM.requests[0]
+    path, auth, body = fake_llm.requests[0]
     assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
     assert body["model"] == "judge-1" and body["temperature"] == 0.0
     assert body["messages"][0]["role"] == "system" and "repeat_rephrase" in body["messages"][0]["content"]
@@ -319,7 +293,7 @@ def test_llm_backend_through_cli(fake_llm, tmp_path, monkeypatch, capsys):
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps(rec("q", "Thank you!")) + "\n", encoding="utf-8")
     rc, out, _ = run_cli(monkeypatch, capsys, "feedback", "classify", str(path), "--json", "--backend", "llm",
-                         "--base-url", fake_llm, "--model", "m")
+                         "--base-url", fake_llm.url, "--model", "m")
     assert rc == 0 and json.loads(out) == [{"nof": "positive", "sat": "satisfied", "ordinal": 5, "confidence": 0.9}]
 
 
