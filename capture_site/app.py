@@ -12,12 +12,14 @@ unless asked, and one must not log query strings (they carry platform ids on arr
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, render_template
+from markupsafe import Markup, escape
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -61,6 +63,22 @@ def instance_folder(path: str | None = None) -> Path:
     instance = Path(path or os.environ.get("GAZEPREF_INSTANCE") or Path.cwd() / "instance").resolve()
     instance.mkdir(parents=True, exist_ok=True)
     return instance
+
+
+def paragraphs(text: str) -> Markup:
+    """Study texts from TOML as HTML paragraphs: blank lines separate paragraphs, a single line
+    break is a space (the file's own wrapping), except before a list item ("- ", "* ", "1. ")."""
+    out = []
+    for block in re.split(r"\n\s*\n", (text or "").strip()):
+        lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+        parts: list[str] = []
+        for ln in lines:
+            if parts and not re.match(r"([-*]|\d+[.)])\s", ln):
+                parts[-1] += " " + ln
+            else:
+                parts.append(ln)
+        out.append("<p>" + "<br>".join(str(escape(s)) for s in parts) + "</p>")
+    return Markup("\n".join(out))
 
 
 def database_url(instance: Path) -> str:
@@ -110,6 +128,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         app.register_blueprint(plots_view.bp)
     app.teardown_appcontext(close_db)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.filters["paragraphs"] = paragraphs
 
     @app.errorhandler(HTTPException)
     def _error_page(e: HTTPException):

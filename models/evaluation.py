@@ -88,17 +88,12 @@ def text_feedback_features(X: pd.DataFrame) -> pd.DataFrame:
     q, a, b = E[:n], E[n:2 * n], E[2 * n:]
     d = np.where(has, (q * a).sum(1) - (q * b).sum(1), 0.0).astype(np.float64)
     out = pd.DataFrame({"tf_d_next_builds_on": d}, index=X.index)
-    try:
-        from gazepref.signals.text_feedback import classify_feedback
+    from gazepref.signals.text_feedback import classify_feedback
 
-        recs = [{"prev_query": p, "prev_response": t0, "next_query": s}
-                for p, t0, s in zip(X["prompt"], X["text_0"], nxt)]
-        res = classify_feedback([r for r, h in zip(recs, has) if h])
-        it = iter(res)
-        ordv = np.array([(next(it)["ordinal"] - 3.0) if h else 0.0 for h in has])
-        out["tf_s_next_ordinal"] = ordv
-    except Exception:  # pragma: no cover - the classifier is optional
-        out["tf_s_next_ordinal"] = 0.0
+    recs = [{"prev_query": p, "prev_response": t0, "next_query": s}
+            for p, t0, s in zip(X["prompt"], X["text_0"], nxt)]
+    res = iter(classify_feedback([r for r, h in zip(recs, has) if h]))
+    out["tf_s_next_ordinal"] = np.array([(next(res)["ordinal"] - 3.0) if h else 0.0 for h in has])
     return out
 
 

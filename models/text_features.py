@@ -118,7 +118,7 @@ def embed(texts: Sequence[str], progress: bool = False) -> np.ndarray:
                 try:
                     _MEM[k] = np.load(p)
                     del todo[k]
-                except Exception:
+                except (OSError, ValueError):  # a broken cache file: embed again
                     pass
     if todo:
         ks, ts = list(todo), list(todo.values())

@@ -93,3 +93,11 @@ def test_hits_frame_agrees_with_word_at():
     right = hits[hits.position == 1].reset_index(drop=True)
     assert right.char_index.tolist()[1] == 1 and right.x.tolist()[1] == 25.0
     assert (right.char_index == -1).sum() == 5 and (right.x[right.char_index == -1] == -1).all()
+
+
+def test_study_texts_become_paragraphs_not_ragged_lines():
+    from gazepref.capture_site.app import paragraphs
+
+    html = str(paragraphs("We record your\nmouse.\n\nYou may <stop>:\n- any time\n- no reason needed"))
+    assert html == ("<p>We record your mouse.</p>\n"
+                    "<p>You may &lt;stop&gt;:<br>- any time<br>- no reason needed</p>")
