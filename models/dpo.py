@@ -175,6 +175,22 @@ def finish(trainer, cfg: AlignConfig, out: Path, extra: dict[str, Any], t0: floa
     return summary
 
 
+def run_trainer(trainer_cls, cfg: AlignConfig, path: str, args, train_dataset, out: Path, progress: bool,
+                resume: bool):
+    """Load the policy (and the reference, unless LoRA or precomputed log-probs make it
+    unnecessary), build a TRL trainer of ``trainer_cls`` and train, resuming from the last
+    checkpoint in ``out`` when asked. Returns (trainer, train output, checkpoint, start time)."""
+    model, tok = load_policy(cfg, path)
+    lora = peft_config(cfg)
+    ref = None if lora is not None or args.precompute_ref_log_probs else load_policy(cfg, path, for_reference=True)[0]
+    t0 = time.perf_counter()
+    trainer = trainer_cls(model=model, ref_model=ref, args=args, train_dataset=train_dataset, processing_class=tok,
+                          peft_config=lora, callbacks=_callbacks(out, args.max_steps, progress))
+    quiet(trainer)
+    ckpt = last_checkpoint(out) if resume else None
+    return trainer, trainer.train(resume_from_checkpoint=ckpt), ckpt, t0
+
+
 def _check_rows(ds, needed: tuple[str, ...]) -> None:
     missing = [c for c in needed if c not in ds.column_names]
     if missing:
@@ -216,15 +232,7 @@ def train_dpo(train_dataset, cfg: AlignConfig, out: str | os.PathLike, model_pat
     path = resolve_model_path(model_path or cfg.model.path)
     conf = [float(c) for c in train_dataset["confidence"]] if "confidence" in train_dataset.column_names else []
     args, eps = dpo_args(cfg, out, conf, len(train_dataset))
-    model, tok = load_policy(cfg, path)
-    lora = peft_config(cfg)
-    ref = None if lora is not None or args.precompute_ref_log_probs else load_policy(cfg, path, for_reference=True)[0]
-    t0 = time.perf_counter()
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_dataset, processing_class=tok,
-                         peft_config=lora, callbacks=_callbacks(out, args.max_steps, progress))
-    quiet(trainer)
-    ckpt = last_checkpoint(out) if resume else None
-    res = trainer.train(resume_from_checkpoint=ckpt)
+    trainer, res, ckpt, t0 = run_trainer(DPOTrainer, cfg, path, args, train_dataset, out, progress, resume)
     return finish(trainer, cfg, out, {"algorithm": "dpo", "loss": cfg.train.loss, "loss_type": list(args.loss_type),
                                       "loss_weights": args.loss_weights, "label_smoothing": eps, "beta": args.beta,
                                       "n_train": len(train_dataset), "resumed_from": ckpt,

@@ -15,12 +15,11 @@ Checkpoints, ``metrics.jsonl``, ``model/`` and ``train_summary.json`` as in :mod
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-from .align_config import AlignConfig, peft_config, trainer_kwargs
-from .dpo import _callbacks, _check_rows, finish, last_checkpoint, load_policy, quiet, resolve_model_path
+from .align_config import AlignConfig, trainer_kwargs
+from .dpo import _check_rows, finish, resolve_model_path, run_trainer
 
 
 def balance_weights(labels: list[bool], desirable: float = 1.0, undesirable: float = 1.0) -> tuple[float, float]:
@@ -60,15 +59,7 @@ def train_kto(train_dataset, cfg: AlignConfig, out: str | os.PathLike, model_pat
     if args.per_device_train_batch_size < 2:
         # The KL term is estimated from mismatched completions within a batch: needs at least 2.
         args.per_device_train_batch_size = 2
-    model, tok = load_policy(cfg, path)
-    lora = peft_config(cfg)
-    ref = None if lora is not None or args.precompute_ref_log_probs else load_policy(cfg, path, for_reference=True)[0]
-    t0 = time.perf_counter()
-    trainer = KTOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_dataset, processing_class=tok,
-                         peft_config=lora, callbacks=_callbacks(out, args.max_steps, progress))
-    quiet(trainer)
-    ckpt = last_checkpoint(out) if resume else None
-    res = trainer.train(resume_from_checkpoint=ckpt)
+    trainer, res, ckpt, t0 = run_trainer(KTOTrainer, cfg, path, args, train_dataset, out, progress, resume)
     return finish(trainer, cfg, out, {"algorithm": "kto", "beta": args.beta, "n_train": len(train_dataset),
                                       "n_desirable": sum(labels), "n_undesirable": len(labels) - sum(labels),
                                       "desirable_weight": args.desirable_weight,
