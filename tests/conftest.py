@@ -75,3 +75,47 @@ def fake_openai():
     yield start
     for s in servers:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's binaries, run as the postgres user).
+
+    Skips with the reason when no server binaries are installed (outside CI); under CI a server
+    that is installed but does not start fails the test.
+    """
+    import glob
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    runuser = shutil.which("runuser")
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+        has_user = True
+    except (KeyError, ImportError):
+        has_user = False
+    if not bins or not runuser or not has_user or os.geteuid() != 0:
+        pytest.skip("no PostgreSQL server binaries (Debian postgresql) to run as root via runuser")
+    bindir = Path(bins[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="gazepref-pg-"))  # pytest's tmp folders are root-only
+    shutil.chown(base, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_pg = [runuser, "-u", "postgres", "--"]
+    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "gp"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-w", "-l", str(base / "log"),
+                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://gp@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

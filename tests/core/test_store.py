@@ -11,9 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from gazepref import schema, store
 
 
-@pytest.fixture
-def db(tmp_path: Path):
-    engine = store.make_engine(store.sqlite_url(tmp_path / "t.sqlite"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path: Path):
+    if request.param == "sqlite":
+        engine = store.make_engine(store.sqlite_url(tmp_path / "t.sqlite"))
+    else:
+        engine = store.make_engine(request.getfixturevalue("postgres_url"))
+        store.Base.metadata.drop_all(engine)  # a fresh schema per test
     Session = store.init_db(engine)
     with Session() as s:
         study = store.Study(slug="s", name="S", salt="x")
@@ -26,6 +30,8 @@ def db(tmp_path: Path):
 
 def test_sqlite_runs_in_wal_mode(db):
     s, _ = db
+    if s.bind.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
     assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
@@ -68,7 +74,7 @@ def test_deleting_a_participant_cascades(db):
     s.commit()
     s.delete(s.get(store.Participant, task.participant_id))
     s.commit()
-    assert s.execute(text("select count(*) from stream_chunks")).scalar() == 0
+    assert s.execute(text("select count(*) from stream_chunks")).scalar() == 0  # ON DELETE CASCADE
     assert s.execute(text("select count(*) from tasks")).scalar() == 0
 
 
