@@ -28,7 +28,6 @@ import time
 import uuid
 from pathlib import Path
 
-import cv2
 import numpy as np
 from sqlalchemy import select
 
@@ -44,22 +43,9 @@ DEFAULT_STUDY = Path(__file__).resolve().parents[1] / "capture_site" / "default_
 
 def astronaut_frames(n: int = 40) -> list[bytes]:
     """JPEGs (320x240, quality 80) of the astronaut's face drifting and scaling."""
-    from skimage import data
+    from gazepref.signals.synthetic_face import jpeg, moving_face
 
-    face = np.ascontiguousarray(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:350])
-    out = []
-    for i in range(n):
-        ph = 2 * np.pi * i / n
-        scale, dx, dy = 0.95 + 0.12 * np.sin(ph), 25 * np.sin(ph), 8 * np.cos(2 * ph)
-        fh = int(200 * scale)
-        fw = int(fh * face.shape[1] / face.shape[0])
-        f = cv2.resize(face, (fw, fh), interpolation=cv2.INTER_AREA)
-        canvas = np.full((240, 320, 3), 96, np.uint8)
-        x0, y0 = int(160 - fw / 2 + dx), int(120 - fh / 2 + dy)
-        xs, ys, xe, ye = max(0, x0), max(0, y0), min(320, x0 + fw), min(240, y0 + fh)
-        canvas[ys:ye, xs:xe] = f[ys - y0:ye - y0, xs - x0:xe - x0]
-        out.append(cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
-    return out
+    return [jpeg(moving_face(i, n), quality=80) for i in range(n)]
 
 
 def make_participants(instance: Path, study: Path, n: int) -> list[tuple[int, str]]:

@@ -15,26 +15,19 @@ import time
 
 import cv2
 import numpy as np
-from skimage import data
 
 from gazepref.signals.calibration import GazeCalibration
+from gazepref.signals.synthetic_face import face_frame, jpeg
 from gazepref.signals.frame_decode import decode_jpeg
 from gazepref.signals.webcam import GazeTracker, process_frame
 
 
 def frames(n: int, size: tuple[int, int]) -> list[bytes]:
-    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:350]
-    w, h = size
+    """JPEGs (quality 80) of the face filling 80-90 % of the frame height, drifting sideways."""
     out = []
     for i in range(n):
-        phase = 2 * np.pi * i / 60
-        fh = int(h * (0.8 + 0.1 * np.sin(phase)))
-        fw = int(fh * 250 / 300)
-        canvas = np.full((h, w, 3), 96, np.uint8)
-        x0 = int(w / 2 - fw / 2 + 0.1 * w * np.sin(phase))
-        y0 = (h - fh) // 2
-        canvas[y0:y0 + fh, x0:x0 + fw] = cv2.resize(face, (fw, fh), interpolation=cv2.INTER_AREA)
-        out.append(cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
+        s = np.sin(2 * np.pi * i / 60)
+        out.append(jpeg(face_frame(scale=0.96 + 0.12 * s, dx=0.1 * size[0] * s, size=size), quality=80))
     return out
 
 

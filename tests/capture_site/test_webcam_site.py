@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 
 from gazepref import store
 from gazepref.schema import GazeFlag
+from gazepref.signals.synthetic_face import jpeg
+from gazepref.signals.synthetic_face import moving_face as moving
 from sitetest import STUDY_TOML, csrf_of, page_data
 
 cv2 = pytest.importorskip("cv2")
@@ -29,34 +31,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 # --------------------------------------------------------------------------- frames
 
 
-_FACE = None
-
-
-def face_frame(scale: float = 1.0, dx: float = 0, dy: float = 0, size=(320, 240)) -> np.ndarray:
-    """The astronaut's head on a grey background, ``scale`` x 200 px tall, moved by (dx, dy)."""
-    global _FACE
-    if _FACE is None:
-        _FACE = np.ascontiguousarray(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:350])
-    w, h = size
-    fh = int(round(200 * scale * h / 240))
-    fw = int(round(fh * _FACE.shape[1] / _FACE.shape[0]))
-    face = cv2.resize(_FACE, (fw, fh), interpolation=cv2.INTER_AREA)
-    canvas = np.full((h, w, 3), 96, np.uint8)
-    x0, y0 = int(round(w / 2 - fw / 2 + dx)), int(round(h / 2 - fh / 2 + dy))
-    xs, ys, xe, ye = max(0, x0), max(0, y0), min(w, x0 + fw), min(h, y0 + fh)
-    canvas[ys:ye, xs:xe] = face[ys - y0:ye - y0, xs - x0:xe - x0]
-    return canvas
-
-
-def moving(i: int, n: int = 40, size=(320, 240)) -> np.ndarray:
-    phase = 2 * np.pi * i / n
-    return face_frame(scale=0.95 + 0.12 * np.sin(phase), dx=25 * np.sin(phase), dy=8 * np.cos(2 * phase), size=size)
-
-
-def jpeg(image: np.ndarray, quality: int = 85) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
