@@ -286,9 +286,10 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
             if needs_features:
                 X = pd.read_parquet(out / "features" / "comparisons.parquet")
                 if any(c.startswith("hist_") for c in getattr(rm, "feature_columns", [])):
+                    from .comparisons import rated_responses
                     from .personalized import history_features
 
-                    X = pd.concat([X, history_features(X)], axis=1)
+                    X = pd.concat([X, history_features(X, ratings=rated_responses(rec))], axis=1)
             else:
                 X = comparison_frame(rec, labelled_only=False)
             S = rm.score_frame(X)

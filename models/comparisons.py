@@ -23,11 +23,19 @@ from .. import schema
 KEY_COLUMNS = ("turn_id", "task_id", "worker", "index", "seq", "epoch_ms")
 
 
+def session_time(df: pd.DataFrame) -> pd.Series:
+    """The turns' epoch times with a missing one taken from the previous (else the next) turn of the
+    same task; NaN where the task has no time at all."""
+    e = df["epoch_ms"].astype(float)
+    if not len(df):
+        return e
+    return e.groupby(df["task_id"]).transform(lambda s: s.ffill().bfill())
+
+
 def _session_order(df: pd.DataFrame) -> pd.Series:
     """Rank of each turn within its worker's session: by epoch time (a missing time takes the
     previous turn's of the same task), then task, then index."""
-    e = df["epoch_ms"].astype(float)
-    e = e.groupby(df["task_id"]).transform(lambda s: s.ffill().bfill())
+    e = session_time(df)
     key = pd.DataFrame({"w": df["worker"], "e": e.fillna(np.inf), "t": df["task_id"], "i": df["index"]})
     order = key.sort_values(["w", "e", "t", "i"], kind="stable").groupby("w").cumcount()
     return order.reindex(df.index).astype(int)
@@ -64,13 +72,30 @@ def comparison_frame(rec: Any, labelled_only: bool = True) -> pd.DataFrame:
     return df.sort_values(["worker", "seq"], kind="stable").reset_index(drop=True)
 
 
+RATING_COLUMNS = ("turn_id", "task_id", "worker", "index", "epoch_ms", "model", "prompt", "text", "likert")
+
+
 def rated_responses(rec: Any) -> pd.DataFrame:
-    """Every response with a Likert rating: ``turn_id, worker, prompt, text, likert`` (targets)."""
+    """Every response with a Likert rating, pointwise and pairwise turns alike: ``turn_id, task_id,
+    worker, index, epoch_ms`` (session time, filled within the task as for :func:`comparison_frame`),
+    ``model, prompt, text, likert``. Targets of the pointwise model; the personalised track also
+    reads a person's *earlier* ratings (:func:`gazepref.models.personalized.history_features`)."""
     turns = rec if isinstance(rec, list) else rec.turns()
-    rows = [{"turn_id": str(t.turn_id), "worker": t.participant_id, "prompt": t.prompt or "", "text": r.text or "",
-             "likert": int(r.likert)}
+    rows = [{"turn_id": str(t.turn_id), "task_id": t.task_id, "worker": t.participant_id, "index": int(t.index),
+             "epoch_ms": np.nan if t.epoch_ms is None else float(t.epoch_ms), "model": r.model or "",
+             "prompt": t.prompt or "", "text": r.text or "", "likert": int(r.likert)}
             for t in turns for r in t.responses if r.likert is not None]
-    return pd.DataFrame(rows, columns=["turn_id", "worker", "prompt", "text", "likert"])
+    df = pd.DataFrame(rows, columns=list(RATING_COLUMNS))
+    # fill times from every turn of the task (rated or not)
+    times = pd.DataFrame([{"task_id": t.task_id, "index": int(t.index),
+                           "epoch_ms": np.nan if t.epoch_ms is None else float(t.epoch_ms)} for t in turns],
+                         columns=["task_id", "index", "epoch_ms"])
+    if len(times) and len(df):
+        times = times.drop_duplicates(["task_id", "index"]).sort_values(["task_id", "index"], kind="stable")
+        times["epoch_ms"] = session_time(times)
+        filled = times.set_index(["task_id", "index"])["epoch_ms"]
+        df["epoch_ms"] = filled.reindex(pd.MultiIndex.from_frame(df[["task_id", "index"]])).to_numpy()
+    return df
 
 
 def swap(df: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from . import comparisons as comp
 from .fusion import EarlyFusion, LateFusion, PointwiseFusion
 from .implicit_features import hits_features
 from .implicit_models import ImplicitModel
-from .personalized import PersonalizedModel, history_features, model_rule_accuracy
+from .personalized import PAIR_HIST_COLUMNS, PersonalizedModel, history_features, model_rule_accuracy
 from .text_models import EmbeddingBT, LengthRule, OrdinalLikert, StructureBT, TfidfBT
 
 FEATURES_VERSION = "1"
@@ -129,7 +129,7 @@ def load_data(path: str | os.PathLike, implicit: bool = True, text_feedback: boo
         elif features != "hits":
             raise ValueError(f"unknown features {features!r}; expected hits, signals or both")
         X = pd.concat([X, F.set_index(X.index)], axis=1)
-    X = pd.concat([X, history_features(X)], axis=1)
+    X = pd.concat([X, history_features(X, ratings=ratings)], axis=1)
     if text_feedback and len(X):
         X = pd.concat([X, text_feedback_features(X)], axis=1)
     y = X["y"].to_numpy(dtype=float)
@@ -180,13 +180,19 @@ def default_models(text_feedback: bool = False) -> dict[str, tuple[str, Callable
         "late_fusion": ("fused", lambda: LateFusion(StructureBT())),
         "late_fusion_worker_cal": ("fused", lambda: LateFusion(StructureBT(), per_worker=True)),
         "late_fusion_length_worker_cal": ("fused", lambda: LateFusion(LengthRule(), per_worker=True)),
+        "late_fusion_centred": ("fused", lambda: LateFusion(StructureBT(), per_worker="centre")),
+        "late_fusion_length_centred": ("fused", lambda: LateFusion(LengthRule(), per_worker="centre")),
         "late_fusion_minilm": ("fused", lambda: LateFusion(EmbeddingBT(), per_worker=True)),
         "late_fusion_gbm": ("fused", lambda: LateFusion(StructureBT(), head="gbm")),
         "early_fusion": ("fused", lambda: EarlyFusion(per_worker=True)),
         "pointwise_fusion": ("fused", lambda: PointwiseFusion(per_worker=True)),
         "personalized": ("personalized", lambda: PersonalizedModel(LengthRule())),
+        "personalized_choices": ("personalized", lambda: PersonalizedModel(LengthRule(), history=("hist_d_task_side",))),
+        "personalized_all_history": ("personalized", lambda: PersonalizedModel(LengthRule(), history=PAIR_HIST_COLUMNS)),
         "personalized_structure": ("personalized", lambda: PersonalizedModel(StructureBT())),
         "personalized_fused": ("personalized", lambda: PersonalizedModel(LengthRule(), implicit=True, per_worker=True)),
+        "personalized_fused_centred": ("personalized", lambda: PersonalizedModel(LengthRule(), implicit=True,
+                                                                                  per_worker="centre")),
         # ablations: which signal carries what
         "ablation_gaze": ("ablation", lambda: ImplicitModel("logistic", sources=("gaze",))),
         "ablation_mouse": ("ablation", lambda: ImplicitModel("logistic", sources=("mouse",))),
@@ -313,6 +319,11 @@ def evaluate(data: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] 
         fused = report["fused"]["model"]
         report["gain_fused_vs_best_text"] = {"fused": fused, "best_text": best_text,
                                              **bootstrap_gain(y, avg[fused], avg[best_text], data.groups, n_boot)}
+    if text_names and "personalized" in report:
+        best_text = max(text_names, key=lambda n: per_model[n]["accuracy"])
+        pers = report["personalized"]["model"]
+        report["gain_personalized_vs_best_text"] = {"personalized": pers, "best_text": best_text,
+                                                    **bootstrap_gain(y, avg[pers], avg[best_text], data.groups, n_boot)}
     if "personalized" in report:
         report["personalized"]["model_rule"] = model_rule_accuracy(data.X)
     return report
@@ -364,11 +375,12 @@ def markdown(report: dict[str, Any]) -> str:
                 return f"{100 * v:.1f}" + (f" ± {100 * s:.1f}" if s is not None else "")
             return f"{v:.3f}" + (f" ± {s:.3f}" if s is not None else "")
         lines.append(f"| {name} | {r['track']} | {f('accuracy', True)} | {f('auc')} | {f('log_loss')} | {f('ece')} |")
-    g = report.get("gain_fused_vs_best_text")
-    if g:
-        lines += ["", f"Gain of {g['fused']} over the best text model ({g['best_text']}): "
-                      f"{100 * g['gain']:+.1f} points, 95% worker-bootstrap CI [{100 * g['ci_low']:+.1f}, {100 * g['ci_high']:+.1f}]"
-                      f" ({g['n_workers']} workers)."]
+    for track in ("fused", "personalized"):
+        g = report.get(f"gain_{track}_vs_best_text")
+        if g:
+            lines += ["", f"Gain of {g[track]} over the best text model ({g['best_text']}): "
+                          f"{100 * g['gain']:+.1f} points, 95% worker-bootstrap CI "
+                          f"[{100 * g['ci_low']:+.1f}, {100 * g['ci_high']:+.1f}] ({g['n_workers']} workers)."]
     pr = report.get("personalized", {}).get("model_rule")
     if pr:
         lines += ["", f"'The model this person preferred earlier' alone: {100 * pr['accuracy']:.1f}% on {pr['n']} turns where it applies."]

@@ -10,8 +10,11 @@
   the implicit features.
 * ``per_worker=True`` (any of them) — per-worker calibration of the implicit features: each value is
   divided by that worker's running RMS of the feature over their *earlier* turns only (people differ
-  in how they read and move the pointer; causal, so no later turns leak in). See
-  :func:`causal_worker_scale`.
+  in how they read and move the pointer; causal, so no later turns leak in). ``per_worker="centre"``
+  first subtracts the worker's running mean over earlier turns (shrunk towards 0): a person who
+  always dwells more on one *side* (a reading habit, or a webcam calibration that is off to one
+  side) no longer reads as preferring that side. See :func:`causal_worker_scale`. Centring makes
+  the model position-aware: swapping one comparison's sides no longer gives exactly ``1 - p``.
 """
 from __future__ import annotations
 
@@ -31,10 +34,11 @@ def population_rms(X: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
 
 
 def causal_worker_scale(X: pd.DataFrame, columns: Sequence[str], glob: np.ndarray | None = None,
-                        prior: float = 3.0) -> pd.DataFrame:
+                        prior: float = 3.0, centre: bool = False) -> pd.DataFrame:
     """Divide each column by the worker's RMS over their *earlier* rows (order ``seq``), shrunk
     towards the population scale ``glob`` (fitted on the training set; default: :func:`population_rms`
-    of ``X``) with ``prior`` pseudo-observations."""
+    of ``X``) with ``prior`` pseudo-observations. ``centre``: subtract the worker's mean over their
+    earlier rows first (``sum / (n + prior)``, i.e. shrunk towards 0)."""
     out = X.copy()
     if not columns or "worker" not in X or "seq" not in X:
         return out
@@ -46,9 +50,12 @@ def causal_worker_scale(X: pd.DataFrame, columns: Sequence[str], glob: np.ndarra
     start = 0
     for i in range(1, len(w) + 1):
         if i == len(w) or w[i] != w[start]:
+            n = np.arange(i - start)[:, None]
+            if centre:
+                before = np.vstack([np.zeros((1, V.shape[1])), np.cumsum(V[start:i], axis=0)[:-1]])
+                V[start:i] -= before / (n + prior)
             blk = V[start:i] ** 2
             csum = np.vstack([np.zeros((1, V.shape[1])), np.cumsum(blk, axis=0)[:-1]])
-            n = np.arange(i - start)[:, None]
             S[start:i] = np.sqrt((csum + prior * glob ** 2) / (n + prior))
             start = i
     scaled = pd.DataFrame(V / S, index=order, columns=list(columns)).reindex(out.index)
@@ -80,7 +87,7 @@ class LateFusion(ClassifierMixin, BaseEstimator):
 
     def __init__(self, text_model: Any = None, columns: Sequence[str] | None = None,
                  sources: Sequence[str] = ("gaze", "mouse"), head: str = "logistic", C: float | None = None,
-                 Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, per_worker: bool = False):
+                 Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, per_worker: bool | str = False):
         self.text_model = text_model
         self.columns = columns
         self.sources = sources
@@ -98,7 +105,7 @@ class LateFusion(ClassifierMixin, BaseEstimator):
 
     def _implicit(self, X: pd.DataFrame) -> np.ndarray:
         if self.per_worker:
-            X = causal_worker_scale(X, self.columns_, self.rms_)
+            X = causal_worker_scale(X, self.columns_, self.rms_, centre=self.per_worker == "centre")
         return np.nan_to_num(X.reindex(columns=self.columns_).to_numpy(dtype=float))
 
     def fit(self, X: pd.DataFrame, y: Any, **fit_params: Any) -> "LateFusion":
@@ -148,7 +155,7 @@ class EarlyFusion(EmbeddingBT):
 
     def __init__(self, C: float | None = None, Cs: Sequence[float] = DEFAULT_CS, structure: bool = True,
                  columns: Sequence[str] | None = None, sources: Sequence[str] = ("gaze", "mouse"),
-                 per_worker: bool = False):
+                 per_worker: bool | str = False):
         super().__init__(C=C, Cs=Cs, structure=structure)
         self.columns = columns
         self.sources = sources
@@ -160,7 +167,8 @@ class EarlyFusion(EmbeddingBT):
         return self._features(X)
 
     def _features(self, X: pd.DataFrame) -> np.ndarray:
-        Xi = causal_worker_scale(X, self.columns_, self.rms_) if self.per_worker else X
+        Xi = (causal_worker_scale(X, self.columns_, self.rms_, centre=self.per_worker == "centre")
+              if self.per_worker else X)
         imp = np.nan_to_num(Xi.reindex(columns=self.columns_).to_numpy(dtype=float))
         return np.hstack([super()._features(X), imp])
 
@@ -170,7 +178,7 @@ class PointwiseFusion(LateFusion):
 
     def __init__(self, text_model: Any = None, columns: Sequence[str] | None = None,
                  sources: Sequence[str] = ("gaze", "mouse"), head: str = "logistic", C: float | None = None,
-                 Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, per_worker: bool = False):
+                 Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, per_worker: bool | str = False):
         super().__init__(text_model=text_model, columns=columns, sources=sources, head=head, C=C, Cs=Cs,
                          inner_folds=inner_folds, per_worker=per_worker)
 

@@ -15,7 +15,13 @@ later ones:
 * ``hist_d_longer`` — the person's earlier tendency to choose the longer answer (centred rate)
   times the sign of this pair's length difference;
 * ``hist_side_bias`` — their earlier share of *left* choices, centred (a position habit);
-* ``hist_s_n`` — log number of earlier labelled comparisons (context for the head).
+* ``hist_s_n`` — log number of earlier labelled comparisons (context for the head);
+* ``hist_d_rating_model`` — how this person *rated* the left response's model minus the right one's
+  in earlier turns of any kind (pointwise tasks included): per model, the sum of their earlier
+  Likert ratings centred on their own earlier mean, shrunk by ``/(count + prior)``. Needs the
+  ``ratings`` table (:func:`gazepref.models.comparisons.rated_responses`); 0 without it. A rating
+  counts as earlier when it belongs to an earlier turn of the same task, or to a turn of another
+  task with an earlier session time; ratings of the turn itself never count.
 
 :class:`PersonalizedModel` stacks the text score (the length rule by default) with the antisymmetric
 ``hist_d_*`` columns (and optionally implicit features) in a Bradley–Terry logistic head.
@@ -32,15 +38,21 @@ from .fusion import LateFusion
 from .implicit_features import implicit_columns
 from .text_models import DEFAULT_CS, LengthRule
 
-HIST_COLUMNS = ("hist_d_model", "hist_rule_model", "hist_d_task_side", "hist_d_longer", "hist_side_bias", "hist_s_n")
-#: the antisymmetric ones (swap sides → negated): the personalised Bradley–Terry head reads these
-PAIR_HIST_COLUMNS = ("hist_d_model", "hist_rule_model", "hist_d_task_side", "hist_d_longer")
+HIST_COLUMNS = ("hist_d_model", "hist_rule_model", "hist_d_task_side", "hist_d_longer", "hist_side_bias", "hist_s_n",
+                "hist_d_rating_model")
+#: the antisymmetric ones (swap sides → negated): a personalised Bradley–Terry head may read these
+PAIR_HIST_COLUMNS = ("hist_d_model", "hist_rule_model", "hist_d_task_side", "hist_d_longer", "hist_d_rating_model")
+#: what :class:`PersonalizedModel` reads by default: the fewest that carry the signal (dev archive,
+#: worker-grouped CV: each further ``hist_*`` column cost 0.5-1.5 points; docs/reward_models.md)
+DEFAULT_HISTORY = ("hist_d_task_side", "hist_d_rating_model")
 
 
-def history_features(X: pd.DataFrame, y: Any = None, prior: float = 1.0) -> pd.DataFrame:
+def history_features(X: pd.DataFrame, y: Any = None, prior: float = 1.0,
+                     ratings: pd.DataFrame | None = None) -> pd.DataFrame:
     """``hist_*`` columns for the rows of ``X`` (``worker``, ``seq``, ``task_id``, ``model_0/1``,
     ``text_0/1``), from the labels ``y`` (default ``X["y"]``) of each worker's earlier rows only.
-    Unlabelled rows (NaN) contribute nothing."""
+    Unlabelled rows (NaN) contribute nothing. ``ratings`` (optional, :func:`~gazepref.models.
+    comparisons.rated_responses`) adds the person's earlier Likert ratings (``hist_d_rating_model``)."""
     yy = (X["y"] if y is None else pd.Series(np.asarray(y, dtype=float), index=X.index)).to_numpy(dtype=float)
     out = np.zeros((len(X), len(HIST_COLUMNS)))
     order = np.lexsort((X["seq"].to_numpy(), X["worker"].astype(str).to_numpy()))
@@ -71,6 +83,7 @@ def history_features(X: pd.DataFrame, y: Any = None, prior: float = 1.0) -> pd.D
             ((longer + prior * 0.5) / (n_len + prior) - 0.5) * ls,
             (left + prior * 0.5) / (n + prior) - 0.5,
             np.log1p(n),
+            0.0,
         ]
         # then learn from this row, if labelled
         if not np.isnan(yy[i]):
@@ -88,7 +101,35 @@ def history_features(X: pd.DataFrame, y: Any = None, prior: float = 1.0) -> pd.D
             if ls != 0:
                 n_len += 1
                 longer += (ls > 0) == lw
+    if ratings is not None and len(ratings) and len(X):
+        out[:, HIST_COLUMNS.index("hist_d_rating_model")] = _rating_model_preference(X, ratings, prior)
     return pd.DataFrame(out, columns=list(HIST_COLUMNS), index=X.index)
+
+
+def _rating_model_preference(X: pd.DataFrame, ratings: pd.DataFrame, prior: float) -> np.ndarray:
+    """``hist_d_rating_model`` for every row of ``X`` from the same worker's earlier ratings."""
+    from .comparisons import session_time
+
+    out = np.zeros(len(X))
+    t_row = session_time(X).to_numpy(dtype=float)
+    by_worker = {w: g for w, g in ratings.groupby(ratings["worker"].astype(str))}
+    for pos, (w, task, idx, m0, m1) in enumerate(zip(X["worker"].astype(str), X["task_id"].astype(str),
+                                                     X["index"].to_numpy(), X["model_0"].astype(str),
+                                                     X["model_1"].astype(str))):
+        g = by_worker.get(w)
+        if g is None or m0 == m1:
+            continue
+        same_task = g["task_id"].astype(str).to_numpy() == task
+        earlier = np.where(same_task, g["index"].to_numpy() < idx,
+                           g["epoch_ms"].to_numpy(dtype=float) < t_row[pos])  # NaN time: never earlier
+        if not earlier.any():
+            continue
+        e = g[earlier]
+        centred = e["likert"].to_numpy(dtype=float) - e["likert"].mean()
+        models = e["model"].astype(str).to_numpy()
+        pref = [centred[models == m].sum() / ((models == m).sum() + prior) for m in (m0, m1)]
+        out[pos] = pref[0] - pref[1]
+    return out
 
 
 def _rule(winner: str | None, m0: str, m1: str) -> float:
@@ -118,8 +159,9 @@ class PersonalizedModel(LateFusion):
 
     def __init__(self, text_model: Any = None, implicit: bool = False, sources: Sequence[str] = ("gaze", "mouse"),
                  C: float | None = None, Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3,
-                 per_worker: bool = False):
+                 per_worker: bool | str = False, history: Sequence[str] = DEFAULT_HISTORY):
         self.implicit = implicit
+        self.history = history
         super().__init__(text_model=text_model, columns=None, sources=sources, head="logistic", C=C, Cs=Cs,
                          inner_folds=inner_folds, per_worker=per_worker)
 
@@ -127,7 +169,10 @@ class PersonalizedModel(LateFusion):
         return LengthRule()
 
     def _select_columns(self, X: pd.DataFrame) -> list[str]:
-        return list(PAIR_HIST_COLUMNS) + (implicit_columns(X, tuple(self.sources)) if self.implicit else [])
+        unknown = set(self.history) - set(PAIR_HIST_COLUMNS)
+        if unknown:
+            raise ValueError(f"history columns must be among {PAIR_HIST_COLUMNS}, got {sorted(unknown)}")
+        return list(self.history) + (implicit_columns(X, tuple(self.sources)) if self.implicit else [])
 
     def _with_hist(self, X: pd.DataFrame) -> pd.DataFrame:
         if all(c in X for c in HIST_COLUMNS):

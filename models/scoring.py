@@ -133,6 +133,7 @@ class RewardModel:
     def _add_features(self, rec: Any, X: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
         if not self._needs_features() or rec is None or len(X) == 0:
             return X
+        from .comparisons import rated_responses
         from .implicit_features import hits_features
         from .personalized import history_features
 
@@ -140,7 +141,7 @@ class RewardModel:
         if any(not c.startswith(("hist_", "tf_")) for c in self.feature_columns):
             parts.append(hits_features(rec, X, progress=progress).set_index(X.index))
         if any(c.startswith("hist_") for c in self.feature_columns):
-            parts.append(history_features(X))
+            parts.append(history_features(X, ratings=rated_responses(rec)))
         return pd.concat(parts, axis=1)
 
     def score(self, items: Iterable[Any], recording: Any = None) -> list[Score]:

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from gazepref.models import evaluation as ev
 from gazepref.models.fusion import LateFusion, causal_worker_scale
@@ -47,10 +48,11 @@ def test_evaluate_report_shape_and_gain_ci():
         assert {"accuracy", "auc", "n"} <= set(rep[track])
         assert rep[track]["n"] == len(d.y)
     assert rep["text"]["accuracy"] > 0.95
-    g = rep["gain_fused_vs_best_text"]
-    assert g["ci_low"] <= g["gain"] <= g["ci_high"]
+    for track in ("fused", "personalized"):
+        g = rep[f"gain_{track}_vs_best_text"]
+        assert g["ci_low"] <= g["gain"] <= g["ci_high"] and g[track] == rep[track]["model"]
     md = ev.markdown(rep)
-    assert "| length_rule |" in md
+    assert "| length_rule |" in md and "Gain of personalized over" in md
 
 
 def test_metrics_and_ece():
@@ -95,3 +97,33 @@ def test_worker_scaling_accepts_float32_columns():
     X["tf_d_x"] = np.ones(len(X), dtype=np.float32)
     out = causal_worker_scale(X, ["tf_d_x", "gaze_d_share"])
     assert out["tf_d_x"].dtype == np.float64 and np.isfinite(out["tf_d_x"]).all()
+
+
+def test_worker_centring_is_causal_and_removes_a_side_habit():
+    X = make_frame(n_workers=2, per_worker=12, rule="random", seed=3)
+    cols = ["gaze_d_share"]
+    X["gaze_d_share"] = np.where(X["worker"] == "w0", 0.3, -0.3)  # each always looks more at one side
+    glob = np.ones(1)
+    out = causal_worker_scale(X, cols, glob, centre=True)
+    for w in ("w0", "w1"):
+        v = out.loc[X["worker"] == w].sort_values("seq")["gaze_d_share"].abs().to_numpy()
+        assert v[0] == pytest.approx(0.3)  # no earlier turns: nothing to subtract
+        assert v[-1] < 0.5 * v[0] and np.all(np.diff(v) < 0)  # the habit fades out as it repeats
+    plain = causal_worker_scale(X, cols, glob)  # scaling alone keeps (here: inflates) the habit
+    assert (plain["gaze_d_share"].abs() >= out["gaze_d_share"].abs() - 1e-12).all()
+    X2 = X.copy()
+    late = (X2["worker"] == "w0") & (X2["seq"] >= 6)
+    X2.loc[late, cols] = -5.0
+    b = causal_worker_scale(X2, cols, glob, centre=True)
+    early = (X["worker"] == "w0") & (X["seq"] <= 6)  # the changed turn itself sees only earlier ones
+    np.testing.assert_allclose(out.loc[early & (X["seq"] < 6), cols], b.loc[early & (X["seq"] < 6), cols])
+    assert not np.allclose(out.loc[early, cols], b.loc[early, cols])  # the changed row differs (its own value)
+
+
+def test_centred_fusion_is_listed_and_fits():
+    d = _data("gaze", seed=1, n_workers=6)
+    models = ev.default_models()
+    assert models["late_fusion_length_centred"][0] == "fused"
+    m = ev.fit_model(models["late_fusion_length_centred"][1](), d.X, d.y, d.ratings)
+    acc = float((m.predict(d.X) == d.y).mean())
+    assert acc > 0.8  # the gaze rule is learnable through the centred features
