@@ -5,8 +5,10 @@
   ``frame`` (``image/jpeg``) per time. Each frame goes through the participant's
   :class:`~gazepref.signals.webcam.GazeTracker`; in a task the rows are stored as one ``gaze``
   chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
-  processing. Answers ``{ok, seq, stored, duplicate, face: {found, ok, message}}``; a corrupt,
-  oversized or non-JPEG frame gets 400 ``{"error"}`` and nothing of the batch is stored.
+  processing unless the study keeps them (``keep_frames``: ``store.GazeFrame`` rows). With
+  ``drift_correction``, clicks of the task correct later rows (:mod:`.gaze_drift`). Answers
+  ``{ok, seq, stored, duplicate, face: {found, ok, message}}``; a corrupt, oversized or non-JPEG
+  frame gets 400 ``{"error"}`` and nothing of the batch is stored.
 * ``POST /api/gaze/round`` (multipart): ``meta`` = ``{"kind": "calibration" | "validation",
   "viewport": [w, h], "targets": [{"x", "y", "t": [...]}, ...]}`` with the frames of each target
   (those of the last ~600 ms before the participant clicked it, so the eyes had settled), in
@@ -17,9 +19,11 @@
 * The ``calibration`` flow step (:func:`register`): the page ``calibration.js`` runs the set-up
   (face indicator), the calibration and validation rounds (one retry by default) and then submits
   the step. Without a camera: ``webcam = "optional"`` continues mouse-only, ``"required"`` stops.
+  ``recalibrate_every`` adds ``calibration:i`` steps between tasks (the same page; each needs a
+  new calibration).
 
-Settings: the study TOML's ``[gaze]`` table (:class:`GazeSettings`); server-side: app config
-``GAZE_RATE_PER_S`` / ``GAZE_BURST`` (per-participant rate limit) and ``GAZE_SHED_MS`` (or
+Settings: the study TOML's ``[gaze]`` table (:class:`~.gaze_settings.GazeSettings`); server-side:
+app config ``GAZE_RATE_PER_S`` / ``GAZE_BURST`` (per-participant rate limit) and ``GAZE_SHED_MS`` (or
 ``$GAZEPREF_GAZE_SHED_MS``: frames reached later than this after their request arrived are stored
 unprocessed with the DROPPED flag; off by default). See docs/gaze.md, "In the site".
 """
@@ -30,7 +34,6 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -38,12 +41,18 @@ from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import store
+from . import gaze_drift
 from .api import ApiError, install_error_handlers, request_participant_id
-from .config import ConfigError, StudyConfig, _Reader
+from .config import StudyConfig
+from .gaze_settings import GazeSettings, gaze_settings, validation_targets
 from .ingest import _write_lock
+from .multipart import MultipartError, Part, parse_multipart
+from .plan import parse_step
 from .ratelimit import RateLimiter
 from .runtime import db, site
-from ..signals.gaze_batch import rows_to_table
+from ..signals.gaze_batch import rows_to_chunk_batch
+
+__all__ = ["GazeSettings", "bp", "gaze_settings", "page_data", "register", "validation_targets"]
 
 bp = Blueprint("gaze", __name__, url_prefix="/api/gaze")
 install_error_handlers(bp)
@@ -51,61 +60,6 @@ install_error_handlers(bp)
 MAX_FRAMES_PER_BATCH = 30
 MAX_FRAMES_PER_ROUND = 400
 MAX_FRAME_BYTES = 200 * 1024
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class GazeSettings:
-    fps: int = 10
-    width: int = 320
-    height: int = 240
-    batch_ms: int = 500
-    calibration_points: int = 9
-    validation_points: int = 4
-    settle_ms: int = 600  # frames of the last settle_ms before a target's click are used
-    pass_accuracy_px: float = 200.0
-    roi_radius_px: float = 100.0
-    attempts: int = 2  # calibration + validation rounds before going on regardless
-    idle_s: float = 300.0  # a tracker unused this long is closed
-
-    @property
-    def max_side(self) -> int:
-        return 2 * max(self.width, self.height)
-
-    def page(self) -> dict[str, Any]:
-        return {"fps": self.fps, "width": self.width, "height": self.height, "batch_ms": self.batch_ms,
-                "calibration_points": self.calibration_points, "validation_points": self.validation_points,
-                "settle_ms": self.settle_ms, "pass_accuracy_px": self.pass_accuracy_px,
-                "attempts": self.attempts}
-
-
-def gaze_settings(cfg: StudyConfig) -> GazeSettings:
-    """The ``[gaze]`` table of the study config (all keys optional)."""
-    r = _Reader(cfg.raw.get("gaze", {}), "gaze", f"study {cfg.slug!r}")
-    known = set(GazeSettings.__dataclass_fields__)
-    unknown = sorted(set(r.data) - known)
-    if unknown:
-        raise ConfigError(f"study {cfg.slug!r}: unknown key gaze.{unknown[0]} (known: {', '.join(sorted(known))})")
-    points = r.int("calibration_points", 9)
-    if points not in (5, 9, 13):
-        r._fail("calibration_points", "5, 9 or 13")
-    num = lambda k, d: float(r.get(k, (int, float), d, "a number"))  # noqa: E731
-    return GazeSettings(
-        fps=r.int("fps", 10, lo=1, hi=30), width=r.int("width", 320, lo=80, hi=1280),
-        height=r.int("height", 240, lo=60, hi=960), batch_ms=r.int("batch_ms", 500, lo=100, hi=5000),
-        calibration_points=points, validation_points=r.int("validation_points", 4, lo=1, hi=4),
-        settle_ms=r.int("settle_ms", 600, lo=100, hi=3000), pass_accuracy_px=num("pass_accuracy_px", 200.0),
-        roi_radius_px=num("roi_radius_px", 100.0), attempts=r.int("attempts", 2, lo=1, hi=5),
-        idle_s=num("idle_s", 300.0),
-    )
-
-
-def validation_targets(n: int, width: float, height: float) -> list[tuple[float, float]]:
-    """Validation points apart from every calibration grid (5/9/13 use 0.1, 0.3, 0.5, 0.7, 0.9)."""
-    pts = [(0.2, 0.2), (0.8, 0.8), (0.8, 0.2), (0.2, 0.8)][:n]
-    return [(fx * width, fy * height) for fx, fy in pts]
 
 
 # --------------------------------------------------------------------------- trackers
@@ -118,6 +72,7 @@ class _Entry:
         self.last_used = time.monotonic()
         self.calibration_id: int | None = None
         self.face: dict[str, Any] = {"found": False, "ok": False, "message": "no frame yet"}
+        self.drift = gaze_drift.ParticipantDrift()
 
 
 class TrackerRegistry:
@@ -128,7 +83,7 @@ class TrackerRegistry:
         self._entries: dict[int, _Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, participant_id: int) -> _Entry:
+    def get(self, participant_id: int, settings: GazeSettings | None = None) -> _Entry:
         from gazepref.signals.webcam import GazeTracker
 
         now = time.monotonic()
@@ -136,7 +91,9 @@ class TrackerRegistry:
             self._sweep(now)
             entry = self._entries.get(participant_id)
             if entry is None:
-                entry = self._entries[participant_id] = _Entry(GazeTracker(max_side=self.max_side))
+                check_ms = float(settings.face_check_ms if settings is not None else 1000)
+                entry = self._entries[participant_id] = _Entry(
+                    GazeTracker(max_side=self.max_side, face_check_ms=check_ms))
             entry.last_used = now
             return entry
 
@@ -158,17 +115,27 @@ def registry() -> TrackerRegistry:
     return reg
 
 
-def _sync_calibration(entry: _Entry, participant_id: int) -> None:
-    """Give the tracker the participant's latest stored calibration (another process may have
-    fitted it)."""
+CAL = store.Calibration.__table__
+
+
+def _sync_calibration(entry: _Entry, latest: int | None, conn: Any = None) -> None:
+    """Give the tracker the participant's latest stored calibration ``latest`` (id; another
+    process may have fitted it); a new calibration resets the drift correction."""
     from gazepref.signals.calibration import GazeCalibration
 
-    cal = store.Calibration
-    latest = db().scalar(select(func.max(cal.id)).where(
-        cal.participant_id == participant_id, cal.kind == "calibration", cal.model.is_not(None)))
-    if latest is not None and latest != entry.calibration_id:
-        entry.tracker.calibration = GazeCalibration.from_bytes(db().get(cal, latest).model)
+    if latest is None or latest == entry.calibration_id:
+        return
+    query = select(CAL.c.model).where(CAL.c.id == latest)
+    model = conn.scalar(query) if conn is not None else db().scalar(query)
+    with entry.lock:
+        entry.tracker.calibration = GazeCalibration.from_bytes(model)
         entry.calibration_id = latest
+        entry.drift.reset()
+
+
+def _latest_calibration_id(participant_id: int) -> int | None:
+    return db().scalar(select(func.max(CAL.c.id)).where(
+        CAL.c.participant_id == participant_id, CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
 
 
 def face_status(row: dict[str, float] | None) -> dict[str, Any]:
@@ -198,34 +165,36 @@ def face_status(row: dict[str, float] | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- request parsing
 
 
-def _meta() -> dict[str, Any]:
+def _form() -> tuple[dict[str, Any], list[Part]]:
+    """The JSON ``meta`` part and the ``frame`` parts of a multipart request (:mod:`.multipart`)."""
     ctype = request.mimetype
     if ctype != "multipart/form-data":
         raise ApiError(400, f"frames must be sent as multipart/form-data (got {ctype or 'no content type'!r})")
     try:
-        meta = json.loads(request.form.get("meta", ""))
+        parts = parse_multipart(request.get_data(cache=False), request.mimetype_params.get("boundary", ""))
+    except MultipartError as e:
+        raise ApiError(400, str(e)) from None
+    meta_part = next((p for p in parts if p.name == "meta"), None)
+    try:
+        meta = json.loads(meta_part.data) if meta_part is not None else None
     except ValueError:
-        raise ApiError(400, "meta must be a JSON object") from None
+        meta = None
     if not isinstance(meta, dict):
         raise ApiError(400, "meta must be a JSON object")
-    return meta
+    return meta, [p for p in parts if p.name == "frame"]
 
 
-def _frames(expected: int, limit: int) -> list[bytes]:
-    parts = request.files.getlist("frame")
+def _frames(parts: list[Part], expected: int, limit: int) -> list[bytes]:
     if len(parts) != expected:
         raise ApiError(400, f"{len(parts)} frame parts for {expected} times")
     if len(parts) > limit:
         raise ApiError(413, f"too many frames in one request: {len(parts)} (limit {limit})")
-    out = []
     for i, part in enumerate(parts):
-        if part.mimetype != "image/jpeg":
-            raise ApiError(400, f"frame {i}: wrong content type {part.mimetype or 'none'!r} (expected image/jpeg)")
-        data = part.read(MAX_FRAME_BYTES + 1)
-        if len(data) > MAX_FRAME_BYTES:
+        if part.content_type != "image/jpeg":
+            raise ApiError(400, f"frame {i}: wrong content type {part.content_type or 'none'!r} (expected image/jpeg)")
+        if len(part.data) > MAX_FRAME_BYTES:
             raise ApiError(413, f"frame {i}: larger than the limit of {MAX_FRAME_BYTES} bytes")
-        out.append(data)
-    return out
+    return [p.data for p in parts]
 
 
 def _times(values: Any, name: str = "t") -> list[float]:
@@ -292,36 +261,68 @@ def _shed_ms() -> float:
     return float(current_app.config.get("GAZE_SHED_MS") or os.environ.get("GAZEPREF_GAZE_SHED_MS") or 0)
 
 
+def _study_settings(study_id: int) -> tuple[StudyConfig, GazeSettings]:
+    """The study's config and ``[gaze]`` settings (cached per process, as ``Site.config`` is)."""
+    cache = current_app.extensions.setdefault("gazepref_gaze_settings", {})
+    found = cache.get(study_id)
+    if found is None:
+        cfg = site().config(db().get(store.Study, study_id))
+        found = cache[study_id] = (cfg, gaze_settings(cfg))
+    return found
+
+
 def _participant_settings(pid: int) -> tuple[store.Participant, GazeSettings]:
     p = db().get(store.Participant, pid)
     if p is None or not p.consent:
         raise ApiError(401, "unknown participant")
-    cfg = site().config(p.study)
+    cfg, settings = _study_settings(p.study_id)
     if cfg.webcam == "off":
         raise ApiError(403, "this study records no webcam")
-    return p, gaze_settings(cfg)
+    return p, settings
 
 
 # --------------------------------------------------------------------------- frames
 
 
-C, T = store.StreamChunk.__table__, store.Task.__table__
+C, T, P = store.StreamChunk.__table__, store.Task.__table__, store.Participant.__table__
+F = store.GazeFrame.__table__
 _CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
-_REPLAY = select(exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
-                                     C.c.seq == bindparam("seq"))))
+# One query per frame batch: the participant's consent and study, the task's owner and clock
+# anchor, whether (task, seq) is stored already and the participant's latest calibration.
+_LOOKUP = select(
+    P.c.consent, P.c.study_id,
+    select(T.c.participant_id).where(T.c.id == bindparam("task")).scalar_subquery().label("owner"),
+    select(T.c.clock_anchor_epoch_ms).where(T.c.id == bindparam("task")).scalar_subquery().label("anchor"),
+    exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
+                        C.c.seq == bindparam("seq"))).label("replay"),
+    select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, CAL.c.kind == "calibration",
+                                     CAL.c.model.is_not(None)).scalar_subquery().label("calibration"),
+).where(P.c.id == bindparam("pid"))
 _SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epoch_ms.is_(None))
                .values(clock_anchor_epoch_ms=bindparam("origin")))
 
 
-def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float]]) -> bool:
-    """Store ``rows`` as the task's gaze chunk ``seq`` in one transaction; False for a replay."""
-    chunk = store.make_chunk(task_id, "gaze", seq, rows_to_table(rows), clock_origin_epoch_ms=origin)
+def _frame_rows(frames_: list[bytes], times: list[float], participant_id: int, *, task_id: int | None = None,
+                seq: int = 0, calibration_id: int | None = None) -> list[dict[str, Any]]:
+    now = store.utcnow()
+    return [{"participant_id": participant_id, "task_id": task_id, "calibration_id": calibration_id, "seq": seq,
+             "index": i, "t": t, "data": data, "received_at": now} for i, (data, t) in enumerate(zip(frames_, times))]
+
+
+def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float]], *, set_anchor: bool = True,
+               frames: list[dict[str, Any]] | None = None) -> bool:
+    """Store ``rows`` as the task's gaze chunk ``seq`` (and the kept ``frames``, GazeFrame rows)
+    in one transaction; False for a replay."""
+    chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows), clock_origin_epoch_ms=origin)
     values = {c: getattr(chunk, c) for c in _CHUNK_COLUMNS} | {"received_at": store.utcnow()}
     with site().engine.connect() as conn:
         try:
             with _write_lock(conn), conn.begin():
                 conn.execute(insert(C), [values])
-                conn.execute(_SET_ANCHOR, {"task": task_id, "origin": origin})
+                if set_anchor:
+                    conn.execute(_SET_ANCHOR, {"task": task_id, "origin": origin})
+                if frames:
+                    conn.execute(insert(F), frames)
         except IntegrityError:  # the same batch arrived twice at once
             return False
     return True
@@ -338,35 +339,46 @@ def frames():
     pid = request_participant_id()
     if not _limiter().allow(f"g{pid}"):
         raise ApiError(429, "too many frame batches; slow down", retry_after=1)
-    meta = _meta()
+    meta, parts = _form()
     phase = meta.get("phase", "task")
     if phase not in ("setup", "task"):
         raise ApiError(400, f"phase must be 'setup' or 'task' (got {phase!r})")
     times = _times(meta.get("t"))
-    frames_ = _frames(len(times), MAX_FRAMES_PER_BATCH)
-    p, settings = _participant_settings(pid)
+    frames_ = _frames(parts, len(times), MAX_FRAMES_PER_BATCH)
     task_id = seq = origin = None
     if phase == "task":
         task_id, seq = _int(meta, "task"), _int(meta, "seq")
         origin = meta.get("origin")
         if not isinstance(origin, (int, float)) or isinstance(origin, bool) or not math.isfinite(origin):
             raise ApiError(400, "origin must be a finite number (performance.timeOrigin)")
-        task = db().get(store.Task, task_id)
-        if task is None or task.participant_id != p.id:
-            raise ApiError(403, f"task {task_id} is not yours")
-        if db().scalar(_REPLAY, {"task": task_id, "seq": seq}):
-            db().rollback()
-            entry = registry().get(pid)
-            return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=entry.face)
+    with site().engine.connect() as conn:
+        found = conn.execute(_LOOKUP, {"pid": pid, "task": -1 if task_id is None else task_id,
+                                       "seq": -1 if seq is None else seq}).first()
+    if found is None or not found.consent:
+        raise ApiError(401, "unknown participant")
+    cfg, settings = _study_settings(found.study_id)
+    if cfg.webcam == "off":
+        raise ApiError(403, "this study records no webcam")
+    if phase == "task" and found.owner != pid:
+        raise ApiError(403, f"task {task_id} is not yours")
+    if found.replay:
+        return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=registry().get(pid, settings).face)
     images = _decode_all(frames_, settings.max_side)
-    entry = registry().get(pid)
-    if phase == "task":
-        _sync_calibration(entry, pid)
-    db().rollback()  # end the read before the (slow) processing and the write
+    entry = registry().get(pid, settings)
+    if phase == "task" and (found.calibration != entry.calibration_id or settings.drift_correction):
+        with site().engine.connect() as conn:
+            _sync_calibration(entry, found.calibration, conn)
+            if settings.drift_correction:
+                with entry.lock:
+                    gaze_drift.update(conn, entry.drift, task_id)
     rows, dropped = _process(entry, images, times, arrived, _shed_ms())
     stored = 0
     if phase == "task" and rows:
-        stored = len(rows) if store_gaze(task_id, seq, float(origin), rows) else 0
+        if settings.drift_correction:
+            gaze_drift.apply(rows, entry.drift)
+        kept = _frame_rows(frames_, times, pid, task_id=task_id, seq=seq) if settings.keep_frames else None
+        ok = store_gaze(task_id, seq, float(origin), rows, set_anchor=found.anchor is None, frames=kept)
+        stored = len(rows) if ok else 0
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=phase == "task" and not stored and bool(rows),
                    dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None)
 
@@ -381,7 +393,7 @@ def calibration_round():
     pid = request_participant_id()
     if not _limiter().allow(f"g{pid}"):
         raise ApiError(429, "too many requests; slow down", retry_after=1)
-    meta = _meta()
+    meta, parts = _form()
     kind = meta.get("kind")
     if kind not in ("calibration", "validation"):
         raise ApiError(400, f"kind must be 'calibration' or 'validation' (got {kind!r})")
@@ -395,10 +407,10 @@ def calibration_round():
     per_target = [_times(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
     xy = [tuple(_times([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
     all_times = [v for ts in per_target for v in ts]
-    frames_ = _frames(len(all_times), MAX_FRAMES_PER_ROUND)
+    frames_ = _frames(parts, len(all_times), MAX_FRAMES_PER_ROUND)
     p, settings = _participant_settings(pid)
     images = _decode_all(frames_, settings.max_side)
-    entry = registry().get(pid)
+    entry = registry().get(pid, settings)
     db().rollback()
     rows, _ = _process(entry, images, all_times)
     points, k = [], 0
@@ -415,12 +427,15 @@ def calibration_round():
         row = store.Calibration(participant_id=p.id, kind="calibration", model=model.to_bytes(),
                                 result=_clean(base | calibration_summary(model)))
         db().add(row)
+        db().flush()
+        _keep_round_frames(settings, frames_, all_times, p.id, row.id)
         db().commit()
         with entry.lock:
             entry.tracker.calibration, entry.calibration_id = model, row.id
+            entry.drift.reset()
         vt = validation_targets(settings.validation_points, *viewport)
         return jsonify(ok=True, calibration=row.id, summary=row.result, validation_targets=[list(t) for t in vt])
-    _sync_calibration(entry, pid)
+    _sync_calibration(entry, _latest_calibration_id(pid))
     model = entry.tracker.calibration
     if model is None:
         raise ApiError(409, "calibrate before validating")
@@ -430,9 +445,19 @@ def calibration_round():
     overall = result.get("overall", {})
     result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": bool(overall.get("passed")),
                               "calibration": entry.calibration_id}
-    db().add(store.Calibration(participant_id=p.id, kind="validation", result=result))
+    row = store.Calibration(participant_id=p.id, kind="validation", result=result)
+    db().add(row)
+    db().flush()
+    _keep_round_frames(settings, frames_, all_times, p.id, row.id)
     db().commit()
     return jsonify(ok=True, passed=result["passed"], accuracy_px=result["accuracy_px"], result=result)
+
+
+def _keep_round_frames(settings: GazeSettings, frames_: list[bytes], times: list[float], participant_id: int,
+                       calibration_id: int) -> None:
+    """With ``keep_frames``, the round's frames as GazeFrame rows of its Calibration row."""
+    if settings.keep_frames:
+        db().execute(insert(F), _frame_rows(frames_, times, participant_id, calibration_id=calibration_id))
 
 
 def _clean(o: Any) -> Any:
@@ -471,14 +496,27 @@ def _render_calibration(ctx) -> str:
     from .flow import _page
     from .security import participant_token
 
-    return _page("calibration.html", ctx, gaze=page_data(ctx.participant, ctx.config, None,
-                                                         participant_token(ctx.participant.id)))
+    p = ctx.participant
+    recalibration = ctx.index is not None
+    skip = recalibration and gaze_state(p) == "no-camera"  # mouse-only since the first calibration step
+    data = None if skip else page_data(p, ctx.config, None, participant_token(p.id))
+    return _page("calibration.html", ctx, gaze=data, recalibration=recalibration,
+                 keep_frames=bool(data and data["settings"]["keep_frames"]))
+
+
+def _calibration_round_number(p: store.Participant) -> int:
+    """1 for the first calibration step, k for the k-th (recalibrations between tasks)."""
+    st = p.state or {}
+    done = st.get("steps", [])[:st.get("pos", 0) + 1]
+    return sum(1 for step in done if parse_step(step)[0] == "calibration")
 
 
 def _submit_calibration(ctx) -> list[str]:
     from .flow import set_state
 
     p = ctx.participant
+    if ctx.index is not None and gaze_state(p) == "no-camera":
+        return []  # a recalibration step of a mouse-only session
     outcome = request.form.get("outcome", "")
     if outcome == "no-camera":
         if ctx.config.webcam == "required":
@@ -486,8 +524,8 @@ def _submit_calibration(ctx) -> list[str]:
         set_state(p, gaze="no-camera")
         return []
     has_cal = db().scalar(select(func.count()).select_from(store.Calibration).where(
-        store.Calibration.participant_id == p.id, store.Calibration.kind == "calibration")) > 0
-    if not has_cal:
+        store.Calibration.participant_id == p.id, store.Calibration.kind == "calibration"))
+    if has_cal < _calibration_round_number(p):  # a recalibration step needs a new calibration
         return ["Please complete the camera calibration first."]
     set_state(p, gaze="calibrated")
     return []

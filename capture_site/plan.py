@@ -61,14 +61,24 @@ def make_plan(cfg: StudyConfig, earlier_plans: Iterable[list[dict]], rng: random
 
 
 def make_steps(cfg: StudyConfig, plan: list[dict]) -> list[str]:
-    """The flow after consent: demographics, instructions, calibration, then per task pre/chat/post."""
+    """The flow after consent: demographics, instructions, calibration, then per task pre/chat/post.
+
+    With the webcam on and ``[gaze] recalibrate_every = n`` > 0, a recalibration step
+    ``calibration:i`` comes before every n-th task ``i`` (before its pre-task questions).
+    """
     steps = []
     if cfg.demographics and cfg.demographics_questions:
         steps.append("demographics")
     steps.append("instructions")
+    every = 0
     if cfg.calibration:
+        from .gaze_settings import gaze_settings
+
         steps.append("calibration")
+        every = gaze_settings(cfg).recalibrate_every
     for i in range(len(plan)):
+        if every and i and i % every == 0:
+            steps.append(f"calibration:{i}")
         if cfg.pre_task_questions:
             steps.append(f"pre:{i}")
         steps.append(f"task:{i}")

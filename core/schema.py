@@ -84,7 +84,9 @@ STREAMS: dict[str, StreamSpec] = {
                 Column("flags", pa.int32(), "bits", "quality flags, see gazepref.schema.GazeFlag", False),
                 _EPOCH,
             ),
-            extra_prefixes=("eye_", "head_", "face_"),
+            # eye_/head_/face_: the features of the estimate; drift_x/drift_y: the click drift
+            # correction added to x/y (the tracker's own estimate is x - drift_x)
+            extra_prefixes=("eye_", "head_", "face_", "drift_"),
         ),
         StreamSpec(
             "mouse",

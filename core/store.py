@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class Participant(Base):
     tasks: Mapped[list[Task]] = relationship(back_populates="participant", cascade="all, delete-orphan")
     demographics: Mapped[Demographics | None] = relationship(cascade="all, delete-orphan")
     calibrations: Mapped[list[Calibration]] = relationship(cascade="all, delete-orphan")
+    frames: Mapped[list[GazeFrame]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Demographics(Base):
@@ -170,6 +172,26 @@ class StreamChunk(Base):
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class GazeFrame(Base):
+    """A webcam frame kept as sent (JPEG), only in studies with ``[gaze] keep_frames = true``.
+
+    Task frames belong to the task's ``gaze`` chunk ``seq`` (``index`` within the batch);
+    calibration and validation frames to their ``Calibration`` row. ``t``: the page clock (ms).
+    Deleted with the participant, task or calibration (database cascade).
+    """
+
+    __tablename__ = "gaze_frames"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    calibration_id: Mapped[int | None] = mapped_column(ForeignKey("calibrations.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    index: Mapped[int] = mapped_column(Integer)
+    t: Mapped[float] = mapped_column(Float)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class User(Base):
     """A researcher account for the dashboard."""
 
@@ -219,17 +241,30 @@ _CODEC = pa.Codec("zstd", compression_level=3)
 def encode_chunk(stream: str, table: pa.Table) -> tuple[str, int, bytes]:
     """(column names, raw size, zstd bytes) of a conformed table; all-null optional columns are
     left out (required ones are kept even when null, e.g. gaze x/y before calibration)."""
-    spec = schema.STREAMS[stream]
-    required = {c.name for c in spec.columns if c.required}
-    keep = [f.name for f in table.schema
-            if f.name in required or table.column(f.name).null_count < table.num_rows]
-    batch = table.select(keep).combine_chunks().to_batches(max_chunksize=None)
+    required = required_columns(stream)
+    n = table.num_rows
+    names = table.column_names
+    keep = [name for name, col in zip(names, table.columns) if name in required or col.null_count < n]
+    table = table.select(keep) if len(keep) < len(names) else table
+    if any(col.num_chunks != 1 for col in table.columns):
+        table = table.combine_chunks()
+    batch = table.to_batches(max_chunksize=None)
     if batch:
         rb = batch[0]
     else:
-        rb = pa.RecordBatch.from_pylist([], schema=table.select(keep).schema)
+        rb = pa.RecordBatch.from_pylist([], schema=table.schema)
+    return _encode_batch(rb)
+
+
+def _encode_batch(rb: pa.RecordBatch) -> tuple[str, int, bytes]:
     raw = rb.serialize()
-    return ",".join(keep), raw.size, _CODEC.compress(raw).to_pybytes()
+    return ",".join(rb.schema.names), raw.size, _CODEC.compress(raw).to_pybytes()
+
+
+@lru_cache(maxsize=None)
+def required_columns(stream: str) -> frozenset[str]:
+    """The stream's required columns (stored even when all null)."""
+    return frozenset(c.name for c in schema.STREAMS[stream].columns if c.required)
 
 
 def decode_chunk(stream: str, columns: str, raw_size: int, data: bytes) -> pa.Table:
@@ -254,6 +289,24 @@ def make_chunk(task_id: int, stream: str, seq: int, table: pa.Table, clock_origi
     return StreamChunk(
         task_id=task_id, stream=stream, seq=seq, clock_origin_epoch_ms=clock_origin_epoch_ms,
         t_start=t_start, t_end=t_end, n=table.num_rows, columns=columns, raw_size=raw_size, data=data,
+    )
+
+
+def chunk_from_batch(task_id: int, stream: str, seq: int, batch: pa.RecordBatch,
+                     clock_origin_epoch_ms: float | None = None) -> StreamChunk:
+    """A chunk row from the record batch :func:`encode_chunk` would store: a conformed table's
+    columns in order, the all-null optional ones left out. The caller guarantees that layout
+    (``signals.gaze_batch.rows_to_chunk_batch`` builds it for the webcam frames endpoint: ~0.1 ms
+    instead of ~1 ms through :func:`make_chunk` for ~150 gaze columns)."""
+    t = batch.column(batch.schema.get_field_index("t"))
+    if batch.num_rows:
+        t_start, t_end = float(pa.compute.min(t).as_py()), float(pa.compute.max(t).as_py())
+    else:
+        t_start = t_end = 0.0
+    columns, raw_size, data = _encode_batch(batch)
+    return StreamChunk(
+        task_id=task_id, stream=stream, seq=seq, clock_origin_epoch_ms=clock_origin_epoch_ms,
+        t_start=t_start, t_end=t_end, n=batch.num_rows, columns=columns, raw_size=raw_size, data=data,
     )
 
 

@@ -20,7 +20,10 @@ data/canonical_face_model.obj``; iris points 468-477 come from the attention/iri
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -51,56 +54,100 @@ _WARP_SCALE = 4  # warp at 4x the patch size, then area-average down
 
 
 def geometry_columns(eye: str) -> list[str]:
-    return [f"eye_{eye}_{name}" for name in ("iris_u", "iris_v", "iris_lid", "upper_lid", "lower_lid", "open")]
+    return list(_geometry_columns(eye))
+
+
+@lru_cache(maxsize=4)
+def _geometry_columns(eye: str) -> tuple[str, ...]:
+    return tuple(f"eye_{eye}_{name}" for name in ("iris_u", "iris_v", "iris_lid", "upper_lid", "lower_lid", "open"))
 
 
 def patch_columns(eye: str, size: tuple[int, int] = PATCH_SIZE) -> list[str]:
-    return [f"eye_{eye}_patch_{i:03d}" for i in range(size[0] * size[1])]
+    return list(_patch_columns(eye, size))
+
+
+@lru_cache(maxsize=16)
+def _patch_columns(eye: str, size: tuple[int, int]) -> tuple[str, ...]:
+    return tuple(f"eye_{eye}_patch_{i:03d}" for i in range(size[0] * size[1]))
+
+
+# The per-frame maths below works on a handful of points as Python floats: for 2-vectors that is
+# several times faster than numpy's per-call overhead (the results are the same to rounding).
+
+
+def _dist(p: tuple[float, float], q: tuple[float, float]) -> float:
+    dx, dy = p[0] - q[0], p[1] - q[1]
+    return math.sqrt(dx * dx + dy * dy)
+
+
+def _ear(p: Sequence[tuple[float, float]]) -> float:
+    width = _dist(p[0], p[3])
+    if width <= 0:
+        return float("nan")
+    return (_dist(p[1], p[5]) + _dist(p[2], p[4])) / (2.0 * width)
 
 
 def eye_aspect_ratio(pts: np.ndarray, idx: tuple[int, ...]) -> float:
-    p1, p2, p3, p4, p5, p6 = (pts[i] for i in idx)
-    width = np.linalg.norm(p1 - p4)
-    if width <= 0:
-        return float("nan")
-    return float((np.linalg.norm(p2 - p6) + np.linalg.norm(p3 - p5)) / (2.0 * width))
+    return _ear([tuple(v) for v in pts[list(idx)].tolist()])
 
 
-def _eye_frame(pts: np.ndarray, eye: EyeLandmarks) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+_Frame = tuple[tuple[float, float], tuple[float, float], tuple[float, float], float]
+
+
+def _frame(a: Sequence[float], b: Sequence[float]) -> _Frame:
     """Midpoint of the corners, unit axis (image left -> right corner), unit normal (down), width."""
-    a, b = pts[eye.image_left], pts[eye.image_right]
-    axis = b - a
-    width = float(np.linalg.norm(axis))
-    axis = axis / width if width > 0 else np.array([1.0, 0.0])
-    normal = np.array([-axis[1], axis[0]])  # rotate +90 deg: points down in image coordinates
-    return (a + b) / 2.0, axis, normal, width
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    width = math.sqrt(dx * dx + dy * dy)
+    ux, uy = (dx / width, dy / width) if width > 0 else (1.0, 0.0)
+    # normal: the axis rotated +90 deg, pointing down in image coordinates
+    return ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0), (ux, uy), (-uy, ux), width
+
+
+def _eye_frame(pts: np.ndarray, eye: EyeLandmarks) -> _Frame:
+    return _frame(pts[eye.image_left].tolist(), pts[eye.image_right].tolist())
+
+
+@lru_cache(maxsize=4)
+def _gather(eye: EyeLandmarks) -> tuple[int, ...]:
+    """Landmark indices one eye's geometry reads: corners, iris, upper lid, lower lid, EAR points."""
+    return (eye.image_left, eye.image_right, eye.iris_centre, *eye.upper, *eye.lower, *eye.ear)
+
+
+def _geometry(p: list[list[float]], eye: EyeLandmarks) -> tuple[tuple[float, ...], _Frame]:
+    """Geometry values (``geometry_columns`` order) from the points of ``_gather(eye)``."""
+    frame = _frame(p[0], p[1])
+    (mx, my), (ax, ay), (nx, ny), width = frame
+    nan = float("nan")
+    if width <= 0:
+        return (nan,) * 6, frame
+    nu, nl = len(eye.upper), len(eye.lower)
+    upper, lower = p[3:3 + nu], p[3 + nu:3 + nu + nl]
+    ux, uy = sum(q[0] for q in upper) / nu - mx, sum(q[1] for q in upper) / nu - my
+    lx, ly = sum(q[0] for q in lower) / nl - mx, sum(q[1] for q in lower) / nl - my
+    ix, iy = p[2][0] - mx, p[2][1] - my
+    up, low, iv = ux * nx + uy * ny, lx * nx + ly * ny, ix * nx + iy * ny
+    lid = (iv - up) / (low - up) if low - up > 1e-6 else nan
+    ear = _ear([tuple(q) for q in p[3 + nu + nl:]])
+    return ((ix * ax + iy * ay) / width, iv / width, lid, up / width, low / width, ear), frame
 
 
 def eye_geometry(pts: np.ndarray, eye: EyeLandmarks) -> dict[str, float]:
     """Iris position and openness of one eye; ``pts`` are landmark pixel coordinates (N x 2)."""
-    mid, axis, normal, width = _eye_frame(pts, eye)
-    nan = float("nan")
-    if width <= 0:
-        return dict.fromkeys(geometry_columns(eye.name), nan)
-    iris = pts[eye.iris_centre] - mid
-    upper = pts[list(eye.upper)].mean(axis=0) - mid
-    lower = pts[list(eye.lower)].mean(axis=0) - mid
-    up, low, iv = float(upper @ normal), float(lower @ normal), float(iris @ normal)
-    lid = (iv - up) / (low - up) if low - up > 1e-6 else nan
-    values = (float(iris @ axis) / width, iv / width, lid, up / width, low / width, eye_aspect_ratio(pts, eye.ear))
+    values, _ = _geometry(pts[list(_gather(eye))].tolist(), eye)
     return dict(zip(geometry_columns(eye.name), values))
 
 
-def eye_patch(grey: np.ndarray, pts: np.ndarray, eye: EyeLandmarks, size: tuple[int, int] = PATCH_SIZE) -> np.ndarray:
-    """The eye region as a ``size`` (w, h) patch aligned to the eye corners, equalised, 0-1 floats."""
+def _patch(grey: np.ndarray, frame: _Frame, size: tuple[int, int]) -> np.ndarray:
     pw, ph = size
     big_w, big_h = pw * _WARP_SCALE, ph * _WARP_SCALE
-    mid, axis, normal, width = _eye_frame(pts, eye)
+    (mx, my), (ax, ay), (nx, ny), width = frame
     if width <= 0:
         return np.full(pw * ph, np.nan, np.float32)
     # Similarity transform: corners -> (margin, centre row) and (1 - margin, centre row).
     span = big_w * (1 - 2 * _PATCH_MARGIN)
-    src = np.float32([mid - axis * width / 2, mid + axis * width / 2, mid + normal * width / 2])
+    half = width / 2
+    src = np.float32([[mx - ax * half, my - ay * half], [mx + ax * half, my + ay * half],
+                      [mx + nx * half, my + ny * half]])
     dst = np.float32([
         [big_w * _PATCH_MARGIN, big_h / 2],
         [big_w * (1 - _PATCH_MARGIN), big_h / 2],
@@ -110,21 +157,27 @@ def eye_patch(grey: np.ndarray, pts: np.ndarray, eye: EyeLandmarks, size: tuple[
     big = cv2.warpAffine(grey, warp, (big_w, big_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # Equalise at the warp size (a histogram of 60 pixels would be too coarse), then area-average.
     small = cv2.resize(cv2.equalizeHist(big), (pw, ph), interpolation=cv2.INTER_AREA)
-    return (small.astype(np.float32) / 255.0).ravel()
+    return (small.astype(np.float32) / np.float32(255.0)).ravel()
+
+
+def eye_patch(grey: np.ndarray, pts: np.ndarray, eye: EyeLandmarks, size: tuple[int, int] = PATCH_SIZE) -> np.ndarray:
+    """The eye region as a ``size`` (w, h) patch aligned to the eye corners, equalised, 0-1 floats."""
+    return _patch(grey, _eye_frame(pts, eye), size)
 
 
 def eye_features(grey: np.ndarray, pts: np.ndarray, patch_size: tuple[int, int] | None = PATCH_SIZE) -> dict[str, float]:
     """All eye features of both eyes (geometry, and patches unless ``patch_size`` is None)."""
     out: dict[str, float] = {}
     for eye in EYES:
-        out.update(eye_geometry(pts, eye))
+        values, frame = _geometry(pts[list(_gather(eye))].tolist(), eye)
+        out.update(zip(_geometry_columns(eye.name), values))
         if patch_size is not None:
-            out.update(zip(patch_columns(eye.name, patch_size), eye_patch(grey, pts, eye, patch_size).tolist()))
+            out.update(zip(_patch_columns(eye.name, patch_size), _patch(grey, frame, patch_size).tolist()))
     return out
 
 
 def blink_score(features: dict[str, float]) -> float:
     """Mean eye aspect ratio of both eyes (NaN when unknown)."""
-    vals = [features.get(f"eye_{e.name}_open", float("nan")) for e in EYES]
-    vals = [v for v in vals if np.isfinite(v)]
-    return float(np.mean(vals)) if vals else float("nan")
+    vals = [features.get(f"eye_{e.name}_open", math.nan) for e in EYES]
+    vals = [v for v in vals if math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else math.nan

@@ -25,8 +25,12 @@ def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
     """``table`` (a gaze stream) with ``x``/``y`` recomputed by ``model`` from its features.
 
     Samples whose features are missing get null and the UNCALIBRATED flag; the flag is cleared on
-    the others.
+    the others. The study site's click drift correction (``drift_x``/``drift_y``) is not carried
+    over: those columns are left out, so the result is the model's uncorrected estimate.
     """
+    drift = [c for c in table.column_names if c.startswith("drift_")]
+    if drift:
+        table = table.drop_columns(drift)
     names = [str(c) for c in model.feature_names_in_]
     missing = [c for c in names if c not in table.column_names]
     if missing:

@@ -1,8 +1,11 @@
 """The per-frame webcam gaze pipeline, shared by the study site and the offline commands.
 
-One :class:`GazeTracker` per stream (participant): it owns a MediaPipe Face Mesh (refined iris,
-up to two faces, tracking mode for video) and the head-pose warm start, and is reused for every
-frame of that stream. It is not thread-safe: call one tracker from one thread at a time.
+One :class:`GazeTracker` per stream (participant): it owns a MediaPipe Face Mesh (refined iris;
+tracking mode for video) and the head-pose warm start, and is reused for every frame of that
+stream. It is not thread-safe: call one tracker from one thread at a time. In video mode the
+mesh tracks one face and a face detector checks now and then (once a second of stream time by
+default) whether more faces are in view (:class:`~.face_mesh.FaceCounter`): MULTIPLE_FACES
+holds from one check to the next. Still images ask the mesh itself for up to two faces.
 
 :meth:`GazeTracker.process_jpeg` / :meth:`GazeTracker.process_image` return a *row*: a dict whose
 keys are the ``gaze`` stream's columns (``t``, ``x``, ``y``, ``confidence``, ``flags``) plus the
@@ -15,13 +18,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..schema import GazeFlag
 from . import eye_features, head_pose
+from .face_mesh import FaceCounter, FaceMeshRunner
 from .frame_decode import FrameError, decode_jpeg
 
 if TYPE_CHECKING:
@@ -33,7 +37,7 @@ FACE_COLUMNS = (
     "face_x",  # face centre (mean landmark), fraction of image width
     "face_y",  # ... of image height
     "face_size",  # outer-eye-corner distance / image width
-    "face_count",  # faces detected (0, 1, 2)
+    "face_count",  # faces in view (0, 1, 2 = two or more; video: from the last FaceCounter check)
     "face_brightness",  # mean grey level 0-255 of the face box (whole frame when no face)
     "face_sharpness",  # variance of the Laplacian / variance of the face box, resized to 64 px wide
 )
@@ -76,7 +80,9 @@ class GazeTracker:
     """Per-stream state of the webcam pipeline (Face Mesh, head-pose warm start, calibration).
 
     ``static_image_mode=True`` re-detects the face in every image (for unrelated still images);
-    the default tracks it across video frames (faster, steadier).
+    the default tracks it across video frames (faster, steadier). In video mode the faces in view
+    are counted every ``face_check_ms`` of stream time (frames without a time: every
+    ``face_check_frames`` frames) and whenever a face comes back after a frame without one.
     """
 
     def __init__(
@@ -87,24 +93,26 @@ class GazeTracker:
         patch_size: tuple[int, int] | None = eye_features.PATCH_SIZE,
         thresholds: QualityThresholds = QualityThresholds(),
         max_side: int | None = None,
+        face_check_ms: float = 1000.0,
+        face_check_frames: int = 10,
     ) -> None:
-        import mediapipe as mp
-
         self.calibration = calibration
         self.patch_size = patch_size
         self.thresholds = thresholds
         self.max_side = max_side
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static_image_mode, max_num_faces=2, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5,
-        )
+        self._mesh = FaceMeshRunner(static_image_mode=static_image_mode, max_num_faces=2 if static_image_mode else 1)
+        self._counter = None if static_image_mode else FaceCounter(face_check_ms, face_check_frames)
         self._pose = head_pose.HeadPoseEstimator()
         self._openness: deque[float] = deque(maxlen=90)  # recent eye aspect ratios of this stream
         self._columns = feature_columns(patch_size)
+        self._empty = {"t": math.nan, "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": 0} | dict.fromkeys(
+            self._columns, math.nan)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         self._mesh.close()
+        if self._counter is not None:
+            self._counter.close()
 
     def __enter__(self) -> GazeTracker:
         return self
@@ -123,22 +131,31 @@ class GazeTracker:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise FrameError(f"expected a BGR uint8 image, got shape {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        row: dict[str, float] = {"t": float(t), "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": 0}
-        row.update(dict.fromkeys(self._columns, math.nan))
+        t = float(t)
+        row = dict(self._empty)
+        row["t"] = t
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        result = self._mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        faces = _distinct_faces(result.multi_face_landmarks or [], w, h)
-        row["face_count"] = float(len(faces))
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        faces = self._mesh.process(rgb)
+        if len(faces) > 1:
+            faces = _distinct_faces(faces)
+        count = len(faces)
         flags = 0
         if not faces:
             self._pose.reset()
+            if self._counter is not None:
+                self._counter.lost()
+            row["face_count"] = 0.0
             row["face_brightness"] = float(grey.mean())
             flags |= GazeFlag.NO_FACE
             if row["face_brightness"] < self.thresholds.too_dark:
                 flags |= GazeFlag.TOO_DARK
             row["flags"] = flags | (GazeFlag.UNCALIBRATED if self.calibration is None else 0)
             return row
-        if len(faces) > 1:
+        if self._counter is not None:
+            count = max(count, self._counter.count(rgb, t))
+        row["face_count"] = float(min(count, 2))
+        if count > 1:
             flags |= GazeFlag.MULTIPLE_FACES
         pts = faces[0]  # the nearest (largest) face
         row.update(self._face_measures(grey, pts))
@@ -167,38 +184,45 @@ class GazeTracker:
         if not math.isfinite(openness):
             return False
         recent = self._openness
-        baseline = float(np.median(recent)) if len(recent) >= 5 else 0.0  # too few to judge
+        baseline = _median(recent) if len(recent) >= 5 else 0.0  # too few to judge
         recent.append(openness)
         return openness < self.thresholds.blink or openness < self.thresholds.blink_relative * baseline
 
     @staticmethod
     def _face_measures(grey: np.ndarray, pts: np.ndarray) -> dict[str, float]:
         h, w = grey.shape[:2]
-        x0, y0 = np.clip(pts.min(axis=0), 0, [w - 1, h - 1]).astype(int)
-        x1, y1 = np.clip(pts.max(axis=0), 0, [w - 1, h - 1]).astype(int)
+        lo, hi = pts.min(axis=0).tolist(), pts.max(axis=0).tolist()
+        x0, y0 = int(min(max(lo[0], 0), w - 1)), int(min(max(lo[1], 0), h - 1))
+        x1, y1 = int(min(max(hi[0], 0), w - 1)), int(min(max(hi[1], 0), h - 1))
         box = grey[y0:y1 + 1, x0:x1 + 1]
-        centre = pts[:468].mean(axis=0)
-        eye_span = float(np.linalg.norm(pts[263] - pts[33]))
+        cx, cy = pts[:468].mean(axis=0).tolist()
+        (ax, ay), (bx, by) = pts[263].tolist(), pts[33].tolist()
+        eye_span = math.sqrt((ax - bx) ** 2 + (ay - by) ** 2)
         return {
-            "face_x": float(centre[0] / w),
-            "face_y": float(centre[1] / h),
+            "face_x": cx / w,
+            "face_y": cy / h,
             "face_size": eye_span / w,
             "face_brightness": float(box.mean()) if box.size else float(grey.mean()),
             "face_sharpness": _sharpness(box),
         }
 
 
+def _median(values: deque[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
 def _box_area(box: np.ndarray) -> float:
     return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
 
 
-def _distinct_faces(faces: list[Any], w: int, h: int, max_overlap: float = 0.5) -> list[np.ndarray]:
+def _distinct_faces(meshes: list[np.ndarray], max_overlap: float = 0.5) -> list[np.ndarray]:
     """Landmark pixel arrays (N x 2) of the detected faces, largest first.
 
     In tracking mode a face that jumps can come back twice (the tracked one and a fresh
     detection); meshes whose boxes overlap by more than ``max_overlap`` (IoU) count as one.
     """
-    meshes = [np.array([(p.x * w, p.y * h) for p in f.landmark], dtype=np.float64) for f in faces]
     boxes = [np.concatenate([m.min(axis=0), m.max(axis=0)]) for m in meshes]
     order = sorted(range(len(meshes)), key=lambda i: -_box_area(boxes[i]))
     kept: list[int] = []

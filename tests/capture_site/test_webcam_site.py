@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -17,7 +16,9 @@ from gazepref import store
 from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from sitetest import STUDY_TOML, csrf_of, page_data
+from gazetest import CALIBRATION_TARGETS, answer_step, gaze_rows, post_frames, post_round, to_calibration
+from gazetest import webcam_toml as write_webcam_toml
+from sitetest import page_data
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -29,8 +30,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 
 # --------------------------------------------------------------------------- frames
-
-
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
@@ -48,11 +47,7 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 
 @pytest.fixture
 def webcam_toml(tmp_path):
-    text = STUDY_TOML.read_text().replace('webcam = "off"', 'webcam = "optional"')
-    text += "\n[gaze]\ncalibration_points = 5\nattempts = 1\npass_accuracy_px = 5000\n"
-    path = tmp_path / "webcam_study.toml"
-    path.write_text(text)
-    return path
+    return write_webcam_toml(tmp_path / "webcam_study.toml")
 
 
 @pytest.fixture
@@ -63,61 +58,6 @@ def wapp(make_app, webcam_toml):
 @pytest.fixture
 def wclient(wapp):
     return wapp.test_client()
-
-
-def gaze_data(html: str) -> dict:
-    m = re.search(r'<script type="application/json" id="gaze-data">(.*?)</script>', html, re.S)
-    assert m, "page has no gaze-data"
-    return json.loads(m.group(1))
-
-
-def to_calibration(client) -> dict:
-    client.get("/", query_string={"PROLIFIC_PID": "CAM1", "STUDY_ID": "S", "SESSION_ID": "X"})
-    page = client.get("/consent")
-    client.post("/consent", data={"csrf_token": csrf_of(page.text), "decision": "agree"})
-    for _ in range(3):
-        page = client.get("/step").text
-        step = re.search(r'name="step" value="([^"]+)"', page).group(1)
-        if step == "calibration":
-            return gaze_data(page)
-        client.post("/step", data={"csrf_token": csrf_of(page), "step": step, "age": "30"})
-    raise AssertionError("no calibration step")
-
-
-def post_frames(client, token, meta, frames, ctype="image/jpeg"):
-    from io import BytesIO
-
-    data = {"meta": json.dumps(meta), "frame": [(BytesIO(f), f"f{i}.jpg", ctype) for i, f in enumerate(frames)]}
-    return client.post("/api/gaze/frames", data=data, content_type="multipart/form-data",
-                       headers={"X-Participant-Token": token})
-
-
-def post_round(client, token, kind, targets, viewport=(1280, 800)):
-    from io import BytesIO
-
-    frames, meta_targets, t = [], [], 1000.0
-    for k, (x, y) in enumerate(targets):
-        ts = []
-        for j in range(6):
-            frames.append(jpeg(moving(k * 6 + j)))
-            ts.append(t)
-            t += 100.0
-        meta_targets.append({"x": x, "y": y, "t": ts})
-    data = {"meta": json.dumps({"kind": kind, "viewport": list(viewport), "targets": meta_targets}),
-            "frame": [(BytesIO(f), f"f{i}.jpg", "image/jpeg") for i, f in enumerate(frames)]}
-    return client.post("/api/gaze/round", data=data, content_type="multipart/form-data",
-                       headers={"X-Participant-Token": token})
-
-
-def answer_step(client, fields=None):
-    page = client.get("/step").text
-    step = re.search(r'name="step" value="([^"]+)"', page).group(1)
-    return client.post("/step", data={"csrf_token": csrf_of(page), "step": step, **(fields or {})})
-
-
-def gaze_rows(dbs, task_id) -> int:
-    return dbs.scalar(select(func.coalesce(func.sum(store.StreamChunk.n), 0)).where(
-        store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze"))
 
 
 # --------------------------------------------------------------------------- endpoint tests
@@ -205,7 +145,60 @@ def test_calibration_round_then_task_frames_stored_idempotently(wclient, wapp):
         assert flags[5] & GazeFlag.NO_FACE and flags[6] & GazeFlag.NO_FACE and flags[6] & GazeFlag.TOO_DARK
         assert np.isfinite(table["x"][:5]).all() and np.isfinite(table["y"][:5]).all()  # calibrated
         assert "eye_l_iris_u" in table.columns
+        assert "drift_x" not in table.columns, "no drift correction unless the study asks for it"
         assert task.clock_anchor_epoch_ms == 1.7e12
+        assert dbs.scalar(select(func.count()).select_from(store.GazeFrame)) == 0, "frames are not kept by default"
+
+
+def test_keep_frames_stores_exports_and_deletes_them_with_the_participant(make_app, tmp_path):
+    from gazepref.capture_site.exporting import export_study
+
+    path = write_webcam_toml(tmp_path / "keep.toml", "keep_frames = true", "camera_images = true")
+    app = make_app(STUDY_CONFIG=str(path))
+    client = app.test_client()
+    gaze = to_calibration(client)
+    assert gaze["settings"]["keep_frames"]
+    assert "pictures sent during calibration and the tasks are stored" in client.get("/step").text
+    token = gaze["token"]
+    r = post_frames(client, token, {"phase": "setup", "t": [0.0]}, [jpeg(moving(0))])
+    assert r.status_code == 200
+    r = post_round(client, token, "calibration", CALIBRATION_TARGETS)
+    assert r.status_code == 200, r.json
+    r = post_round(client, token, "validation", r.json["validation_targets"])
+    assert r.status_code == 200, r.json
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [5000.0, 5100.0, 5200.0]}
+    frames = [jpeg(moving(i)) for i in range(3)]
+    assert post_frames(client, token, meta, frames).json["stored"] == 3
+    assert post_frames(client, token, meta, frames).json["duplicate"]  # a replay keeps nothing more
+    bad = post_frames(client, token, dict(meta, seq=1, t=[1.0, 2.0]), [jpeg(moving(1)), b"not a jpeg"])
+    assert bad.status_code == 400
+
+    with app.extensions["gazepref"].sessions() as dbs:
+        kept = dbs.scalars(select(store.GazeFrame).order_by(store.GazeFrame.id)).all()
+        by_kind = {}
+        for f in kept:
+            kind = "task" if f.task_id else dbs.get(store.Calibration, f.calibration_id).kind
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+        assert by_kind == {"calibration": 30, "validation": 24, "task": 3}, "setup frames are not kept"
+        task_frames = [f for f in kept if f.task_id == task_id]
+        assert [(f.seq, f.index, f.t) for f in task_frames] == [(0, 0, 5000.0), (0, 1, 5100.0), (0, 2, 5200.0)]
+        assert [f.data for f in task_frames] == frames, "the JPEG bytes as sent"
+
+        study = dbs.scalars(select(store.Study)).one()
+        manifest = export_study(dbs, study, tmp_path / "export")
+        assert manifest["frames"] == 57
+        index = (tmp_path / "export" / "frames" / "frames.csv").read_text().splitlines()
+        assert index[0] == "participant,task,calibration,kind,seq,index,t,file" and len(index) == 58
+        files = sorted((tmp_path / "export" / "frames").rglob("*.jpg"))
+        assert len(files) == 57 and all(f.read_bytes()[:2] == b"\xff\xd8" for f in files)
+        p = dbs.get(store.Participant, task_frames[0].participant_id)
+        assert all(p.pseudonym in str(f) for f in files), "pseudonyms only"
+        dbs.delete(p)  # what the dashboard's delete does
+        dbs.commit()
+        assert dbs.scalar(select(func.count()).select_from(store.GazeFrame)) == 0
 
 
 def test_frames_need_a_token_and_an_owned_task(wclient):

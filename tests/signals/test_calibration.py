@@ -171,6 +171,24 @@ def test_drift_correction_from_clicks():
     assert d.offset == (0.0, 0.0), "only the last `window` clicks count"
 
 
+def test_drift_corrector_recovers_a_constant_offset():
+    """Gaze that is off by a constant (-35, +22) px plus noise, clicks where the participant
+    looks (one click made without looking): the correction recovers the offset."""
+    rng = np.random.default_rng(3)
+    offset = np.array([-35.0, 22.0])
+    d = DriftCorrector()
+    for i in range(12):
+        target = rng.uniform([100, 100], [1500, 800])
+        gaze = target + offset + rng.normal(0, 6, 2)
+        click = target if i != 5 else target + [600, 0]  # clicked without looking
+        d.add_click(gaze, click)
+    np.testing.assert_allclose(d.offset, -offset, atol=8)
+    truth = rng.uniform([100, 100], [1500, 800], (50, 2))
+    corrected = d.apply(truth + offset)
+    assert np.abs(corrected - truth).max() < 8
+    assert np.abs(corrected - truth).mean() < np.abs(offset).mean() / 4
+
+
 # ---------------------------------------------------------------------- validation metrics
 
 

@@ -188,6 +188,24 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys):
     assert rc == 2 and "no such file" in err and not (tmp_path / "missing.db").exists()
 
 
+def test_reestimate_leaves_out_the_site_drift_correction():
+    """Rows corrected by the site's click drift correction carry drift_x/drift_y; re-estimating
+    from the features gives the uncorrected model estimate, without those columns."""
+    rng = np.random.default_rng(0)
+    rows = [{"t": float(i), "eye_l_iris_u": u, "eye_l_iris_v": v, "x": 0.0, "y": 0.0, "flags": 0}
+            for i, (u, v) in enumerate(rng.normal(0, 0.1, (20, 2)))]
+    targets = [(800 + 2000 * r["eye_l_iris_u"], 450 + 1000 * r["eye_l_iris_v"]) for r in rows]
+    model = GazeCalibration(use_appearance=False).fit(rows, targets)
+    raw = model.predict(rows)
+    stored = [dict(r, x=x + 40.0, y=y - 25.0, drift_x=40.0, drift_y=-25.0) for r, (x, y) in zip(rows, raw)]
+    table = rows_to_table(stored)
+    assert "drift_x" in table.column_names
+    np.testing.assert_allclose(table.column("x").to_numpy() - table.column("drift_x").to_numpy(), raw[:, 0], rtol=1e-5)
+    new = reestimate(table, model)
+    assert "drift_x" not in new.column_names and "drift_y" not in new.column_names
+    np.testing.assert_allclose(new.column("x").to_numpy(), raw[:, 0], rtol=1e-5)
+
+
 def test_reestimate_needs_the_model_features():
     model = GazeCalibration().fit([{"eye_l_iris_u": v, "head_yaw": v * v} for v in np.linspace(0, 1, 8)],
                                   np.c_[np.arange(8), np.arange(8)])

@@ -203,15 +203,45 @@ def test_closed_eyes_are_a_blink(face_frame, tracker):
     assert shut["confidence"] < 0.5
 
 
-def test_two_faces_are_flagged(astronaut_face):
+def two_faces(astronaut_face, second: bool = True) -> np.ndarray:
     face = cv2.resize(astronaut_face, (125, 150))
     canvas = np.full((240, 320, 3), 96, np.uint8)
     canvas[45:195, 10:135] = face
-    canvas[45:195, 185:310] = face[:, ::-1]
+    if second:
+        canvas[45:195, 185:310] = face[:, ::-1]
+    return canvas
+
+
+def test_two_faces_are_flagged(astronaut_face):
     with GazeTracker(static_image_mode=True) as still:
-        row = still.process_image(canvas)
+        row = still.process_image(two_faces(astronaut_face))
     assert row["face_count"] == 2 and row["flags"] & GazeFlag.MULTIPLE_FACES
     assert row["confidence"] < 1
+
+
+def test_two_faces_are_flagged_in_video_mode_until_the_next_check(astronaut_face):
+    """Video: the mesh tracks one face; a face detector counts faces once per second of stream
+    time, and the flag holds until the next count."""
+    both, one = two_faces(astronaut_face), two_faces(astronaut_face, second=False)
+    with GazeTracker(face_check_ms=1000) as tracker:
+        rows = [tracker.process_image(both, t) for t in range(0, 1000, 100)]
+        assert all(r["face_count"] == 2 and r["flags"] & GazeFlag.MULTIPLE_FACES for r in rows)
+        assert all(r["confidence"] < 1 for r in rows)
+        assert tracker._counter.checks == 1, "one check per second of stream time, not per frame"
+        held = tracker.process_image(one, 1050.0)  # checked again: the second face has gone
+        later = tracker.process_image(one, 1150.0)
+    assert found(held) and not held["flags"] & GazeFlag.MULTIPLE_FACES and held["face_count"] == 1
+    assert not later["flags"] & GazeFlag.MULTIPLE_FACES
+
+
+def test_second_face_entering_is_flagged_at_the_next_check(astronaut_face):
+    both, one = two_faces(astronaut_face), two_faces(astronaut_face, second=False)
+    with GazeTracker(face_check_ms=500) as tracker:
+        first = tracker.process_image(one, 0.0)
+        before = tracker.process_image(both, 400.0)  # not checked yet
+        after = tracker.process_image(both, 500.0)
+    assert not first["flags"] & GazeFlag.MULTIPLE_FACES and not before["flags"] & GazeFlag.MULTIPLE_FACES
+    assert after["flags"] & GazeFlag.MULTIPLE_FACES and after["face_count"] == 2
 
 
 def test_wrong_image_layout_is_a_frame_error(tracker):

@@ -1,0 +1,118 @@
+"""Drift correction from clicks during tasks (study setting ``[gaze] drift_correction = true``).
+
+The page's telemetry stores each click in the task's ``events`` stream (``type = "click"``,
+viewport ``x``/``y``, page clock ``t``) through ``POST /api/ingest``. Before a gaze batch of a
+task is processed, :func:`update` reads the task's click events stored since its last call and
+pairs each click with the participant's stored gaze estimates of the ``CLICK_WINDOW_MS`` before
+it (usable samples only; their *uncorrected* values, ``x - drift_x``): a click is taken to land
+where the participant looks, so ``click - median(gaze)`` feeds the participant's
+:class:`~gazepref.signals.calibration.DriftCorrector` (median of the last five, differences over
+250 px ignored). :func:`apply` adds the current offset to the new rows and records it in the
+columns ``drift_x``/``drift_y``, so the uncorrected estimate stays ``x - drift_x`` (and
+``gazepref gaze recalibrate`` re-maps the features without any correction).
+
+Everything is read from the database (events and gaze chunks), so each server process reaches
+the same correction whichever process stored the clicks and the gaze. Clocks: a sample's epoch
+time is its chunk's ``clock_origin_epoch_ms + t`` (page reloads restart ``t``).
+"""
+from __future__ import annotations
+
+import math
+from statistics import median
+from typing import Any
+
+from sqlalchemy import select
+
+from .. import store
+from ..schema import GazeFlag
+
+CLICK_WINDOW_MS = 400.0  # gaze samples this long before a click (the eyes are on the target)
+MAX_PENDING = 20  # clicks waiting for their gaze samples to be stored
+UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK | GazeFlag.UNCALIBRATED | GazeFlag.DROPPED | GazeFlag.MULTIPLE_FACES
+
+C = store.StreamChunk.__table__
+
+
+class ParticipantDrift:
+    """One participant's drift state in one server process."""
+
+    def __init__(self) -> None:
+        from ..signals.calibration import DriftCorrector
+
+        self.corrector = DriftCorrector()
+        self.task: int | None = None
+        self.seen_chunk = 0  # events chunks of ``task`` up to this id are read
+        self.pending: list[tuple[float, float, float]] = []  # (epoch ms, x, y) of unpaired clicks
+        self.clicks_used = 0
+
+    def reset(self) -> None:
+        """A new calibration: offsets measured against the old one no longer apply."""
+        from ..signals.calibration import DriftCorrector
+
+        self.corrector = DriftCorrector(self.corrector.window, self.corrector.max_offset_px)
+        self.pending.clear()
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        return self.corrector.offset
+
+
+def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
+    """Feed the clicks of ``task_id`` stored since the last call (and earlier clicks still
+    waiting for their gaze samples) into ``drift``."""
+    if drift.task != task_id:
+        drift.task, drift.seen_chunk = task_id, 0
+        drift.pending.clear()
+    chunks = conn.execute(
+        select(C.c.id, C.c.columns, C.c.raw_size, C.c.data, C.c.clock_origin_epoch_ms)
+        .where(C.c.task_id == task_id, C.c.stream == "events", C.c.id > drift.seen_chunk).order_by(C.c.id)
+    ).all()
+    for chunk_id, columns, raw_size, data, origin in chunks:
+        drift.seen_chunk = chunk_id
+        events = store.decode_chunk("events", columns, raw_size, data).to_pydict()
+        for t, kind, x, y in zip(events["t"], events["type"], events["x"], events["y"]):
+            if kind == "click" and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+                drift.pending.append(((origin or 0.0) + t, float(x), float(y)))
+    del drift.pending[:-MAX_PENDING]
+    if drift.pending:
+        _pair(conn, drift, task_id)
+
+
+def _pair(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
+    lo = min(p[0] for p in drift.pending) - CLICK_WINDOW_MS
+    origin = C.c.clock_origin_epoch_ms
+    chunks = conn.execute(
+        select(C.c.columns, C.c.raw_size, C.c.data, origin)
+        .where(C.c.task_id == task_id, C.c.stream == "gaze", C.c.t_end + origin >= lo).order_by(C.c.seq)
+    ).all()
+    samples: list[tuple[float, float, float]] = []  # (epoch ms, raw x, raw y), usable only
+    latest = -math.inf  # the latest stored sample, usable or not
+    for columns, raw_size, data, chunk_origin in chunks:
+        g = store.decode_chunk("gaze", columns, raw_size, data).to_pydict()
+        none = [None] * len(g["t"])
+        dx, dy = g.get("drift_x", none), g.get("drift_y", none)
+        for t, x, y, flags, ddx, ddy in zip(g["t"], g["x"], g["y"], g.get("flags", none), dx, dy):
+            epoch = (chunk_origin or 0.0) + t
+            latest = max(latest, epoch)
+            if x is None or y is None or (flags or 0) & UNUSABLE:
+                continue
+            samples.append((epoch, x - (ddx or 0.0), y - (ddy or 0.0)))
+    waiting = []
+    for when, cx, cy in drift.pending:
+        near = [(x, y) for t, x, y in samples if when - CLICK_WINDOW_MS <= t <= when]
+        if near:
+            if drift.corrector.add_click((median(x for x, _ in near), median(y for _, y in near)), (cx, cy)):
+                drift.clicks_used += 1
+        elif latest < when:  # its gaze samples are not stored yet
+            waiting.append((when, cx, cy))
+    drift.pending = waiting
+
+
+def apply(rows: list[dict[str, float]], drift: ParticipantDrift) -> None:
+    """Add the current offset to the rows' ``x``/``y`` (in place) and record it in
+    ``drift_x``/``drift_y`` (0 before the first usable click)."""
+    dx, dy = drift.offset
+    for row in rows:
+        row["x"] = row["x"] + dx
+        row["y"] = row["y"] + dy
+        row["drift_x"], row["drift_y"] = dx, dy

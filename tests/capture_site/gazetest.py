@@ -1,0 +1,92 @@
+"""Helpers of the webcam site tests: a webcam study config, walking to the calibration step,
+posting frame batches and calibration rounds of the astronaut face (``skimage.data``)."""
+from __future__ import annotations
+
+import json
+import re
+from io import BytesIO
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from gazepref import store
+from gazepref.signals.synthetic_face import jpeg
+from gazepref.signals.synthetic_face import moving_face as moving
+from sitetest import STUDY_TOML, csrf_of
+
+CALIBRATION_TARGETS = [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)]
+
+
+def webcam_toml(path: Path, gaze: str = "", consent: str = "") -> Path:
+    """The test study with ``webcam = "optional"``, 5-point calibration, one attempt, a lenient
+    pass threshold, plus ``gaze`` lines in [gaze] and ``consent`` lines in [consent]."""
+    text = STUDY_TOML.read_text().replace('webcam = "off"', 'webcam = "optional"')
+    if consent:
+        text = text.replace('text = "Consent text for the tests."', f'text = "Consent text for the tests."\n{consent}')
+    text += f"\n[gaze]\ncalibration_points = 5\nattempts = 1\npass_accuracy_px = 5000\n{gaze}\n"
+    path.write_text(text)
+    return path
+
+
+def gaze_data(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="gaze-data">(.*?)</script>', html, re.S)
+    assert m, "page has no gaze-data"
+    return json.loads(m.group(1))
+
+
+def answer_step(client, fields=None):
+    page = client.get("/step").text
+    step = re.search(r'name="step" value="([^"]+)"', page).group(1)
+    return client.post("/step", data={"csrf_token": csrf_of(page), "step": step, **(fields or {})})
+
+
+def current_step(client) -> str:
+    m = re.search(r'name="step" value="([^"]+)"', client.get("/step").text)
+    return m.group(1) if m else "done"
+
+
+def to_calibration(client, pid: str = "CAM1") -> dict:
+    client.get("/", query_string={"PROLIFIC_PID": pid, "STUDY_ID": "S", "SESSION_ID": "X"})
+    page = client.get("/consent")
+    client.post("/consent", data={"csrf_token": csrf_of(page.text), "decision": "agree"})
+    for _ in range(3):
+        page = client.get("/step").text
+        step = re.search(r'name="step" value="([^"]+)"', page).group(1)
+        if step == "calibration":
+            return gaze_data(page)
+        client.post("/step", data={"csrf_token": csrf_of(page), "step": step, "age": "30"})
+    raise AssertionError("no calibration step")
+
+
+def post_frames(client, token, meta, frames, ctype="image/jpeg"):
+    data = {"meta": json.dumps(meta), "frame": [(BytesIO(f), f"f{i}.jpg", ctype) for i, f in enumerate(frames)]}
+    return client.post("/api/gaze/frames", data=data, content_type="multipart/form-data",
+                       headers={"X-Participant-Token": token})
+
+
+def post_round(client, token, kind, targets, viewport=(1280, 800)):
+    frames, meta_targets, t = [], [], 1000.0
+    for k, (x, y) in enumerate(targets):
+        ts = []
+        for j in range(6):
+            frames.append(jpeg(moving(k * 6 + j)))
+            ts.append(t)
+            t += 100.0
+        meta_targets.append({"x": x, "y": y, "t": ts})
+    data = {"meta": json.dumps({"kind": kind, "viewport": list(viewport), "targets": meta_targets}),
+            "frame": [(BytesIO(f), f"f{i}.jpg", "image/jpeg") for i, f in enumerate(frames)]}
+    return client.post("/api/gaze/round", data=data, content_type="multipart/form-data",
+                       headers={"X-Participant-Token": token})
+
+
+def calibrate(client, token) -> None:
+    """A calibration and a validation round (5 + 4 targets, 6 frames each)."""
+    r = post_round(client, token, "calibration", CALIBRATION_TARGETS)
+    assert r.status_code == 200, r.json
+    r = post_round(client, token, "validation", r.json["validation_targets"])
+    assert r.status_code == 200, r.json
+
+
+def gaze_rows(dbs, task_id) -> int:
+    return dbs.scalar(select(func.coalesce(func.sum(store.StreamChunk.n), 0)).where(
+        store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze"))

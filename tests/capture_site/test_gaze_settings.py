@@ -1,0 +1,94 @@
+"""The study's [gaze] table: keep_frames needs the consent to cover it; recalibrate_every puts
+calibration steps between tasks, and such a step needs a new calibration."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gazepref.capture_site.config import ConfigError, load_config
+from gazepref.capture_site.gaze_settings import gaze_settings
+from gazepref.capture_site.plan import make_plan, make_steps
+from gazetest import answer_step, calibrate, current_step, post_round, to_calibration, webcam_toml
+from sitetest import STUDY_TOML, Walker
+
+CONSENT = 'camera_images = true'
+
+
+def test_defaults(tmp_path):
+    s = gaze_settings(load_config(webcam_toml(tmp_path / "s.toml")))
+    assert (s.keep_frames, s.drift_correction, s.recalibrate_every, s.face_check_ms) == (False, False, 0, 1000)
+    assert s.page()["keep_frames"] is False
+
+
+def test_keep_frames_needs_the_consent_flag(tmp_path, make_app):
+    path = webcam_toml(tmp_path / "s.toml", "keep_frames = true")
+    with pytest.raises(ConfigError, match="consent.camera_images = true"):
+        gaze_settings(load_config(path))
+    with pytest.raises(ConfigError, match="keep_frames"):
+        make_app(STUDY_CONFIG=str(path))  # the site refuses to start
+    ok = gaze_settings(load_config(webcam_toml(tmp_path / "ok.toml", "keep_frames = true", CONSENT)))
+    assert ok.keep_frames
+
+
+@pytest.mark.parametrize("key, value", [("keep_frames", "1"), ("drift_correction", '"yes"'),
+                                        ("recalibrate_every", "-1"), ("face_check_ms", "1.5")])
+def test_bad_values_name_the_key(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=f"gaze.{key}"):
+        gaze_settings(load_config(webcam_toml(tmp_path / "s.toml", f"{key} = {value}", CONSENT)))
+
+
+def test_plan_has_a_calibration_step_every_n_tasks(tmp_path):
+    text = webcam_toml(tmp_path / "s.toml", "recalibrate_every = 2").read_text()
+    path = tmp_path / "five.toml"
+    path.write_text(text.replace("pairwise = 1", "pairwise = 3").replace("pointwise = 1", "pointwise = 2"))
+    cfg = load_config(path)
+    steps = make_steps(cfg, make_plan(cfg, [], random.Random(0)))
+    cal = [s for s in steps if s.startswith("calibration")]
+    assert cal == ["calibration", "calibration:2", "calibration:4"]
+    assert steps.index("calibration:2") == steps.index("pre:2") - 1, "before the task's pre-task questions"
+    assert steps.index("post:1") < steps.index("calibration:2")
+    never = load_config(webcam_toml(tmp_path / "never.toml"))
+    assert [s for s in make_steps(never, make_plan(never, [], random.Random(0))) if s.startswith("calibration")] \
+        == ["calibration"]
+    off = load_config(STUDY_TOML)
+    assert not any(s.startswith("calibration") for s in make_steps(off, make_plan(off, [], random.Random(0))))
+
+
+def finish_task(client, walker: Walker) -> None:
+    data = walker.to_task()
+    for i in range(2):
+        walker.chat_turn(data, i, f"question {i}")
+    assert walker.answer().status_code == 200  # the task
+    walker.answer({"summary": "learned things", "understand_after": "4", "copy_sentence": "x", "attention": "2"})
+
+
+def test_recalibration_step_between_tasks_needs_a_new_calibration(make_app, tmp_path):
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "recalibrate_every = 1")))
+    client = app.test_client()
+    gaze = to_calibration(client)
+    calibrate(client, gaze["token"])
+    assert answer_step(client).status_code == 302
+    finish_task(client, Walker(client))
+    assert current_step(client) == "calibration:1"
+    page = client.get("/step").text
+    assert "Camera calibration again" in page and 'id="gaze-data"' in page
+    r = answer_step(client)
+    assert r.status_code == 400 and "complete the camera calibration" in r.text, "the first calibration is not enough"
+    r = post_round(client, gaze["token"], "calibration", [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)])
+    assert r.status_code == 200, r.json
+    assert answer_step(client).status_code == 302
+    assert current_step(client) == "pre:1"
+
+
+def test_recalibration_is_skipped_in_a_mouse_only_session(make_app, tmp_path):
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "recalibrate_every = 1")))
+    client = app.test_client()
+    to_calibration(client)
+    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302
+    finish_task(client, Walker(client))
+    assert current_step(client) == "calibration:1"
+    page = client.get("/step").text
+    assert "continues without the webcam" in page and 'id="gaze-data"' not in page
+    assert answer_step(client).status_code == 302
+    assert current_step(client) == "pre:1"

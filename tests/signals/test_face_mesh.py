@@ -1,0 +1,112 @@
+"""MediaPipe wrappers of the webcam pipeline: landmark decoding and the periodic face count."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from mediapipe.framework.formats import landmark_pb2
+
+from gazepref.signals.face_mesh import FaceCounter, FaceMeshRunner, _proto_landmarks, decode_landmarks
+
+
+def landmark_list(points, **extra) -> landmark_pb2.NormalizedLandmarkList:
+    out = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in points:
+        out.landmark.add(x=x, y=y, z=z, **extra)
+    return out
+
+
+def test_decode_matches_protobuf_parsing():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.2, 1.2, (478, 3)).astype(np.float32)
+    pts[5] = 0.0  # zeros are written too (proto2 optional fields)
+    msg = landmark_list(pts.tolist())
+    decoded = decode_landmarks(msg.SerializeToString(), 320, 240)
+    assert decoded is not None and decoded.shape == (478, 2) and decoded.dtype == np.float64
+    np.testing.assert_array_equal(decoded, _proto_landmarks(msg, 320, 240))
+    with_visibility = landmark_list(pts.tolist(), visibility=0.5, presence=0.9)
+    np.testing.assert_array_equal(decode_landmarks(with_visibility.SerializeToString(), 320, 240), decoded)
+
+
+def test_decode_refuses_other_layouts():
+    msg = landmark_list([(0.1, 0.2, 0.3)] * 3)
+    msg.landmark[1].ClearField("x")  # records of different lengths
+    assert decode_landmarks(msg.SerializeToString(), 320, 240) is None
+    missing_x = landmark_pb2.NormalizedLandmarkList()
+    for _ in range(3):
+        missing_x.landmark.add(y=0.5, z=0.1, visibility=0.2)
+    assert decode_landmarks(missing_x.SerializeToString(), 320, 240) is None
+    assert decode_landmarks(b"", 320, 240) is None
+
+
+def test_runner_lean_call_equals_the_public_api(face_frame):
+    rgb = cv2.cvtColor(face_frame(scale=1.1), cv2.COLOR_BGR2RGB)
+    lean, public = FaceMeshRunner(static_image_mode=True), FaceMeshRunner(static_image_mode=True)
+    public._lean = None
+    try:
+        a, b = lean.process(rgb), public.process(rgb)
+        assert lean._lean is not None, "the installed MediaPipe offers the lean call"
+        assert len(a) == len(b) == 1 and a[0].shape == (478, 2)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert lean.process(np.zeros((240, 320, 3), np.uint8)) == []
+    finally:
+        lean.close()
+        public.close()
+
+
+class FakeDetector(FaceCounter):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.faces = 1
+
+    def _detect(self, rgb):
+        self.checks += 1
+        return self.faces
+
+
+def test_counter_checks_by_stream_time_and_after_a_lost_face():
+    c = FakeDetector(every_ms=1000)
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    assert c.count(rgb, 0.0) == 1 and c.checks == 1
+    c.faces = 2
+    assert [c.count(rgb, t) for t in (100.0, 500.0, 999.0)] == [1, 1, 1] and c.checks == 1
+    assert c.count(rgb, 1000.0) == 2 and c.checks == 2
+    assert c.count(rgb, 50.0) == 2 and c.checks == 3, "time going back (a new task) checks again"
+    c.faces = 1
+    c.lost()
+    assert c.count(rgb, 60.0) == 1 and c.checks == 4
+
+
+def test_counter_without_times_checks_every_n_frames():
+    c = FakeDetector(every_frames=3)
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    for _ in range(7):
+        c.count(rgb, math.nan)
+    assert c.checks == 3  # frames 1, 4, 7
+
+
+@pytest.mark.parametrize("faces", [1, 2])
+def test_counter_counts_real_faces(astronaut_face, faces):
+    face = cv2.resize(astronaut_face, (125, 150))
+    canvas = np.full((240, 320, 3), 96, np.uint8)
+    canvas[45:195, 10:135] = face
+    if faces == 2:
+        canvas[45:195, 185:310] = face[:, ::-1]
+    c = FaceCounter()
+    try:
+        assert c.count(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), 0.0) == faces
+    finally:
+        c.close()
+
+
+def test_lost_track_is_redetected_in_the_same_frame(face_frame):
+    runner = FaceMeshRunner()  # video mode: one face, tracked
+    try:
+        near = runner.process(cv2.cvtColor(face_frame(scale=1.1), cv2.COLOR_BGR2RGB))
+        far = runner.process(cv2.cvtColor(face_frame(scale=0.6), cv2.COLOR_BGR2RGB))  # too far a jump to track
+    finally:
+        runner.close()
+    assert len(near) == len(far) == 1
+    assert np.ptp(far[0][:, 0]) < 0.7 * np.ptp(near[0][:, 0])
