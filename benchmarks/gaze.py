@@ -1,18 +1,23 @@
 """Webcam gaze under load: K simulated participants stream 320x240 JPEG frames to the served site.
 
     .venv/bin/python benchmarks/gaze.py [--participants 5 10 20] [--duration 20] [--fps 10]
-                                        [--batch-ms 100] [--workers 2] [--threads 8] [--shed-ms 0]
+                                        [--transport ws|http] [--batch-ms 100] [--workers 2]
+                                        [--threads N] [--shed-ms 0]
 
-Each participant sends the frames it "captured" (a face from ``skimage.data.astronaut()`` that
-moves and scales) every ``--batch-ms`` to ``POST /api/gaze/frames`` (multipart, as the page
-does), the server runs every frame through the participant's GazeTracker and stores the rows
-as gaze chunks. The site runs under gunicorn on 127.0.0.1 (a subprocess, a fresh SQLite
-instance per K). For each K the script prints: server CPU ms per frame, frames processed per
-second against those offered, frame->gaze latency p50/p99 (from the frame's capture to the
-answer carrying its row; with batching it includes the wait for the batch), request latency
-p99, dropped frames (``--shed-ms``: frames the server skipped because it was behind) and
-whether K participants were sustained (>= 95% of frames processed, no errors, frame->gaze p99
-< 200 ms) or at least kept up (the same, but only the request p99 below max(200 ms, batch)). Target in issue 4: 30 participants at 10 fps, p99 < 200 ms on the 2-core machine.
+Each participant streams the frames it "captured" (a face from ``skimage.data.astronaut()`` that
+moves and scales). ``--transport ws`` (the default): one WebSocket per participant
+(``/api/gaze/ws``, ``simple_websocket.Client``), each frame sent when it is captured and answered
+when processed. ``--transport http``: the frames of the last ``--batch-ms`` posted to ``POST
+/api/gaze/frames`` (multipart, as the page's fallback does). The server runs every frame through
+the participant's GazeTracker and stores the rows as gaze chunks. The site runs under gunicorn
+on 127.0.0.1 (a subprocess, a fresh SQLite instance per K). For each K the script prints: server
+CPU ms per frame (and the clients' own, on the same machine), frames processed per second
+against those offered, frame->gaze latency p50/p99 (from the frame's capture to the answer
+carrying its row; with batching it includes the wait for the batch), request latency p99 (ws:
+send -> answer), dropped frames (``--shed-ms``: frames the server skipped because it was behind)
+and whether K participants were sustained (>= 95% of frames processed, no errors, frame->gaze
+p99 < 200 ms) or at least kept up (the same, but only the request p99 below max(200 ms, batch)).
+Target in issue 4: 30 participants at 10 fps, p99 < 200 ms on the 2-core machine.
 """
 from __future__ import annotations
 
@@ -81,6 +86,105 @@ class Stats:
         self.request_latency: list[float] = []
         self.errors: dict[int, int] = {}
         self.answered = self.dropped = self.offered = 0
+
+
+class WsClient(threading.Thread):
+    """One participant on one WebSocket: each frame sent at its capture time; the answers are
+    read between frames (the thread waits for the next answer or the next capture time).
+
+    The socket is opened once: ``warm_s`` seconds of set-up frames (the tracker is created in the
+    worker that holds the socket), then ``ready`` is waited at (a barrier with the main thread,
+    which then sets ``go["t0"]``) before the measured task frames."""
+
+    def __init__(self, port, task, token, frames, args, offset, stats, ready, go, warm_s=2.0):
+        super().__init__(daemon=True)
+        self.port, self.task, self.token, self.frames = port, task, token, frames
+        self.args, self.offset, self.stats = args, offset, stats
+        self.ready, self.go, self.warm_s = ready, go, warm_s
+
+    def run(self) -> None:
+        import simple_websocket
+
+        from gazepref.capture_site.gaze_ws import pack_frame
+
+        a, st = self.args, self.stats
+        frame_s = 1.0 / a.fps
+        ws = None
+        try:
+            ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{self.port}/api/gaze/ws")
+            ws.send(json.dumps({"token": self.token}))
+            hello = json.loads(ws.receive(timeout=30) or "{}")
+        except Exception:  # noqa: BLE001
+            hello = {}
+        if not hello.get("ok"):
+            with st.lock:
+                st.errors[-1] = st.errors.get(-1, 0) + 1
+            self.ready.wait()
+            return
+        origin = time.time() * 1000.0
+        captured: dict[int, tuple[float, float]] = {}  # seq -> (capture, sent)
+        latencies, sends, errors = [], [], {}
+        counts = {"answered": 0, "dropped": 0}
+
+        def take(msg, record: bool) -> None:
+            done = time.monotonic()
+            m = json.loads(msg)
+            if m.get("seq") not in captured:
+                return
+            cap, sent = captured.pop(m["seq"])
+            if not record:
+                return
+            if "error" in m:
+                errors[m.get("status", 0)] = errors.get(m.get("status", 0), 0) + 1
+                return
+            counts["answered"] += 1
+            if m.get("dropped"):
+                counts["dropped"] += 1
+                return
+            latencies.append(done - cap)
+            sends.append(done - sent)
+
+        def stream(phase: str, start: float, duration: float, first: int, record: bool) -> int:
+            k, next_frame, end = first, start, start + duration
+            while next_frame <= end + 1e-9:
+                wait = next_frame - time.monotonic()
+                if wait > 0:
+                    msg = ws.receive(timeout=wait)
+                    if msg is not None:
+                        take(msg, record)
+                    continue
+                meta = {"phase": phase, "task": self.task, "seq": k, "origin": origin,
+                        "t": round((next_frame - start) * 1000.0, 2)}
+                captured[k] = (next_frame, time.monotonic())
+                ws.send(pack_frame(meta, self.frames[k % len(self.frames)]))
+                k += 1
+                next_frame += frame_s
+            deadline = time.monotonic() + 60
+            while captured and time.monotonic() < deadline:
+                msg = ws.receive(timeout=1.0)
+                if msg is not None:
+                    take(msg, record)
+            return k - first
+
+        sent = 0
+        try:
+            stream("setup", time.monotonic(), self.warm_s, 1_000_000, False)
+            captured.clear()
+            self.ready.wait()
+            sent = stream("task", self.go["t0"] + self.offset, a.duration, 0, True)
+            ws.close()
+        except Exception:  # noqa: BLE001  (the server closed the socket)
+            errors[0] = errors.get(0, 0) + 1
+        with st.lock:
+            st.offered += sent
+            st.answered += counts["answered"]
+            st.dropped += counts["dropped"]
+            st.frame_latency += latencies
+            st.request_latency += sends
+            for code, n in errors.items():
+                st.errors[code] = st.errors.get(code, 0) + n
+            if captured:
+                st.errors[-2] = st.errors.get(-2, 0) + len(captured)  # never answered
 
 
 class Client(threading.Thread):
@@ -156,26 +260,43 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
     os.environ["GAZEPREF_GAZE_SHED_MS"] = str(args.shed_ms)
+    os.environ["GAZEPREF_GAZE_WS_COMMIT_MS"] = str(args.commit_ms)
     server = start_gunicorn(instance, port, args.workers, args.threads)
     stats = Stats()
     try:
-        # warm-up: one tracker per participant and worker is created on first use (~0.5 s each)
-        warm = [Client(port, task, tok, frames, argparse.Namespace(**{**vars(args), "duration": 2.0}),
-                       time.monotonic() + 0.2, Stats(), first_seq=1_000_000) for task, tok in pairs]
-        for c in warm:
-            c.start()
-        for c in warm:
-            c.join()
-        t0 = time.monotonic() + 0.5
-        clients = [Client(port, task, tok, frames, args, t0 + i * (args.batch_ms / 1000.0) / k, stats)
-                   for i, (task, tok) in enumerate(pairs)]
-        cpu0 = cpu_seconds(server.pid)
-        for c in clients:
-            c.start()
+        if args.transport == "ws":
+            # one socket per participant: warm-up frames on it first (the tracker is created in the
+            # worker holding the socket), then all start together
+            go: dict[str, float] = {}
+            ready = threading.Barrier(k + 1, action=lambda: go.__setitem__("t0", time.monotonic() + 0.5))
+            clients = [WsClient(port, task, tok, frames, args, i / args.fps / k, stats, ready, go)
+                       for i, (task, tok) in enumerate(pairs)]
+            for c in clients:
+                c.start()
+            ready.wait(timeout=600)  # the barrier's action sets the start for everyone
+            t0 = go["t0"]
+            time.sleep(max(0.0, t0 - time.monotonic()))
+            cpu0, client0 = cpu_seconds(server.pid), time.process_time()
+        else:
+            # warm-up: one tracker per participant and worker is created on first use (~0.5 s each)
+            warm_args = argparse.Namespace(**{**vars(args), "duration": 2.0})
+            warm = [Client(port, task, tok, frames, warm_args, time.monotonic() + 0.2, Stats(), first_seq=1_000_000)
+                    for task, tok in pairs]
+            for c in warm:
+                c.start()
+            for c in warm:
+                c.join()
+            t0 = time.monotonic() + 0.5
+            clients = [Client(port, task, tok, frames, args, t0 + i * (args.batch_ms / 1000.0) / k, stats)
+                       for i, (task, tok) in enumerate(pairs)]
+            cpu0, client0 = cpu_seconds(server.pid), time.process_time()
+            for c in clients:
+                c.start()
         for c in clients:
             c.join()
         wall = time.monotonic() - t0
         cpu = cpu_seconds(server.pid) - cpu0
+        client_cpu = time.process_time() - client0
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -193,7 +314,8 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
     return {
         "participants": k,
         "fps": args.fps,
-        "batch_ms": args.batch_ms,
+        "transport": args.transport,
+        "batch_ms": args.batch_ms if args.transport == "http" else None,
         "shed_ms": args.shed_ms,
         "frames_offered": stats.offered,
         "frames_processed": processed,
@@ -201,6 +323,7 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
         "processed_per_s": round(processed / wall, 1),
         "offered_per_s": round(stats.offered / wall, 1),
         "server_cpu_ms_per_frame": round(1000.0 * cpu / max(1, processed), 2),
+        "client_cpu_ms_per_frame": round(1000.0 * client_cpu / max(1, stats.offered), 2),  # same machine
         "frame_to_gaze_p50_ms": pct(fl, 50),
         "frame_to_gaze_p99_ms": p99,
         "request_p99_ms": pct(rl, 99),
@@ -216,13 +339,19 @@ def main() -> int:
     ap.add_argument("--participants", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of streaming per K (bounded)")
     ap.add_argument("--fps", type=float, default=10.0)
-    ap.add_argument("--batch-ms", type=int, default=100, help="the page's batch interval (site default 500)")
+    ap.add_argument("--transport", choices=["ws", "http"], default="ws",
+                    help="one WebSocket per participant, a frame per message (default), or batched HTTP posts")
+    ap.add_argument("--batch-ms", type=int, default=100, help="http: the page's batch interval (site default 500)")
+    ap.add_argument("--commit-ms", type=float, default=500.0, help="ws: GAZE_WS_COMMIT_MS (0: commit every frame)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads per worker (default: ws 32, each socket holds one; http 8)")
     ap.add_argument("--shed-ms", type=float, default=0.0, help="server load shedding budget (0: off)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.duration = min(args.duration, 120.0)
+    if args.threads is None:
+        args.threads = 32 if args.transport == "ws" else 8
     frames = astronaut_frames()
     results = []
     for k in args.participants:
@@ -233,7 +362,8 @@ def main() -> int:
     best = max((r["participants"] for r in results if r["sustained"]), default=0)
     kept = max((r["participants"] for r in results if r["kept_up"]), default=0)
     summary = {"sustained_participants": best, "kept_up_participants": kept, "cpus": os.cpu_count(),
-               "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL"}
+               "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL",
+               "transport": args.transport}
     if args.json:
         print(json.dumps({"runs": results, **summary}))
     else:

@@ -5,7 +5,7 @@
 ``GAZEPREF_SECRET_KEY``), then embedded defaults: SQLite in the instance folder, the embedded
 demo study (offline demo LLM) and a secret key generated once into ``instance/secret_key``.
 
-Production (see README): ``gunicorn -w 2 -k gthread --threads 8 -b 127.0.0.1:8000
+Production (see README): ``gunicorn -w 2 -k gthread --threads 32 -b 127.0.0.1:8000
 'gazepref.capture_site.app:create_app()'`` behind a TLS proxy; gunicorn writes no access log
 unless asked, and one must not log query strings (they carry platform ids on arrival).
 """
@@ -113,9 +113,10 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, dashboard, flow, gaze, ingest
+    from . import chat, dashboard, flow, gaze, gaze_ws, ingest
 
-    for module in (flow, chat, ingest, gaze, dashboard):
+    app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
+    for module in (flow, chat, ingest, gaze, gaze_ws, dashboard):
         app.register_blueprint(module.bp)
     gaze.register()  # the webcam calibration step
     if cfg.webcam != "off":

@@ -25,16 +25,19 @@
 Settings: the study TOML's ``[gaze]`` table (:class:`~.gaze_settings.GazeSettings`); server-side:
 app config ``GAZE_RATE_PER_S`` / ``GAZE_BURST`` (per-participant rate limit) and ``GAZE_SHED_MS`` (or
 ``$GAZEPREF_GAZE_SHED_MS``: frames reached later than this after their request arrived are stored
-unprocessed with the DROPPED flag; off by default). See docs/gaze.md, "In the site".
+unprocessed with the DROPPED flag; off by default), ``GAZE_CONCURRENCY`` (frames in the pipeline
+at once per process; default the CPU count, 0 = no limit) and ``GAZE_WEBSOCKET`` (False: the pages
+post batches only, no WebSocket, :mod:`.gaze_ws`). See docs/gaze.md, "In the site".
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import and_, bindparam, exists, func, insert, select, update
@@ -232,6 +235,7 @@ def _process(entry: _Entry, images: list[Any], times: list[float], arrived: floa
     from gazepref.schema import GazeFlag
 
     rows, dropped, last = [], 0, None
+    slots = _pipeline_slots()
     with entry.lock:
         for img, t in zip(images, times):
             if shed_ms > 0 and arrived is not None and (time.monotonic() - arrived) * 1000.0 > shed_ms:
@@ -239,12 +243,28 @@ def _process(entry: _Entry, images: list[Any], times: list[float], arrived: floa
                              "flags": int(GazeFlag.DROPPED)})
                 dropped += 1
                 continue
-            last = entry.tracker.process_image(img, t)
+            with slots:
+                last = entry.tracker.process_image(img, t)
             rows.append(last)
         entry.last_used = time.monotonic()
     if last is not None:
         entry.face = face_status(last)
     return rows, dropped
+
+
+def _pipeline_slots() -> Any:
+    """At most GAZE_CONCURRENCY (app config or $GAZEPREF_GAZE_CONCURRENCY; default: the CPU count;
+    0: no limit) frames in the pipeline at once in this process; the other threads wait their turn
+    (with one socket per participant, 30 pipelines would otherwise compete for the cores)."""
+    slots = current_app.extensions.get("gazepref_gaze_slots")
+    if slots is None:
+        n = current_app.config.get("GAZE_CONCURRENCY")
+        if n is None:
+            n = os.environ.get("GAZEPREF_GAZE_CONCURRENCY") or os.cpu_count() or 0
+        n = int(n)
+        slots = current_app.extensions.setdefault(
+            "gazepref_gaze_slots", threading.BoundedSemaphore(n) if n > 0 else contextlib.nullcontext())
+    return slots
 
 
 def _limiter() -> RateLimiter:
@@ -288,13 +308,16 @@ C, T, P = store.StreamChunk.__table__, store.Task.__table__, store.Participant._
 F = store.GazeFrame.__table__
 _CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
 # One query per frame batch: the participant's consent and study, the task's owner and clock
-# anchor, whether (task, seq) is stored already and the participant's latest calibration.
+# anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
+# replay check) and the participant's latest calibration.
 _LOOKUP = select(
     P.c.consent, P.c.study_id,
     select(T.c.participant_id).where(T.c.id == bindparam("task")).scalar_subquery().label("owner"),
     select(T.c.clock_anchor_epoch_ms).where(T.c.id == bindparam("task")).scalar_subquery().label("anchor"),
     exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
                         C.c.seq == bindparam("seq"))).label("replay"),
+    select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
+    .scalar_subquery().label("last_seq"),
     select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, CAL.c.kind == "calibration",
                                      CAL.c.model.is_not(None)).scalar_subquery().label("calibration"),
 ).where(P.c.id == bindparam("pid"))
@@ -333,24 +356,46 @@ def next_gaze_seq(task: store.Task) -> int:
     return 0 if last is None else last + 1
 
 
-@bp.post("/frames")
-def frames():
-    arrived = time.monotonic()
-    pid = request_participant_id()
-    if not _limiter().allow(f"g{pid}"):
-        raise ApiError(429, "too many frame batches; slow down", retry_after=1)
-    meta, parts = _form()
+class FrameMeta(NamedTuple):
+    phase: str                 # "setup" | "task"
+    times: list[float]
+    task_id: int | None = None
+    seq: int | None = None
+    origin: float | None = None
+
+
+def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameMeta:
+    """Checked ``{phase, task, seq, origin}`` of a frame batch (HTTP) or one frame (WebSocket,
+    ``times`` given: its ``t``)."""
     phase = meta.get("phase", "task")
     if phase not in ("setup", "task"):
         raise ApiError(400, f"phase must be 'setup' or 'task' (got {phase!r})")
-    times = _times(meta.get("t"))
-    frames_ = _frames(parts, len(times), MAX_FRAMES_PER_BATCH)
-    task_id = seq = origin = None
-    if phase == "task":
-        task_id, seq = _int(meta, "task"), _int(meta, "seq")
-        origin = meta.get("origin")
-        if not isinstance(origin, (int, float)) or isinstance(origin, bool) or not math.isfinite(origin):
-            raise ApiError(400, "origin must be a finite number (performance.timeOrigin)")
+    times = _times(meta.get("t")) if times is None else times
+    if phase != "task":
+        return FrameMeta(phase, times)
+    task_id, seq = _int(meta, "task"), _int(meta, "seq")
+    origin = meta.get("origin")
+    if not isinstance(origin, (int, float)) or isinstance(origin, bool) or not math.isfinite(origin):
+        raise ApiError(400, "origin must be a finite number (performance.timeOrigin)")
+    return FrameMeta(phase, times, task_id, seq, float(origin))
+
+
+class FrameContext(NamedTuple):
+    """What one lookup tells about a participant's frames (:func:`frame_context`)."""
+    pid: int
+    meta: FrameMeta
+    settings: GazeSettings
+    entry: _Entry
+    replay: bool               # (task, seq) is stored already (an HTTP replay)
+    last_seq: int | None       # the task's highest stored gaze chunk seq
+    set_anchor: bool           # the task has no clock anchor yet
+
+
+def frame_context(pid: int, meta: FrameMeta) -> FrameContext:
+    """One query (:data:`_LOOKUP`): consent, study settings, task ownership, replay; then the
+    participant's tracker with the latest calibration (and, in a task with drift correction, the
+    clicks stored since the last look). Raises ApiError 401/403."""
+    task_id, seq = meta.task_id, meta.seq
     with site().engine.connect() as conn:
         found = conn.execute(_LOOKUP, {"pid": pid, "task": -1 if task_id is None else task_id,
                                        "seq": -1 if seq is None else seq}).first()
@@ -359,27 +404,61 @@ def frames():
     cfg, settings = _study_settings(found.study_id)
     if cfg.webcam == "off":
         raise ApiError(403, "this study records no webcam")
-    if phase == "task" and found.owner != pid:
+    if meta.phase == "task" and found.owner != pid:
         raise ApiError(403, f"task {task_id} is not yours")
-    if found.replay:
-        return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=registry().get(pid, settings).face)
-    images = _decode_all(frames_, settings.max_side)
     entry = registry().get(pid, settings)
-    if phase == "task" and (found.calibration != entry.calibration_id or settings.drift_correction):
+    ctx = FrameContext(pid, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
+    if found.replay:
+        return ctx
+    if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.drift_correction):
         with site().engine.connect() as conn:
             _sync_calibration(entry, found.calibration, conn)
             if settings.drift_correction:
                 with entry.lock:
                     gaze_drift.update(conn, entry.drift, task_id)
-    rows, dropped = _process(entry, images, times, arrived, _shed_ms())
+    return ctx
+
+
+def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], arrived: float | None = None
+                 ) -> tuple[list[dict[str, float]], int]:
+    """Decode ``frames_`` (all first: one bad frame, ApiError 400, processes none), run them through
+    the participant's tracker (load shedding as configured), drift-correct task rows."""
+    images = _decode_all(frames_, ctx.settings.max_side)
+    rows, dropped = _process(ctx.entry, images, times, arrived, _shed_ms())
+    if ctx.meta.phase == "task" and rows and ctx.settings.drift_correction:
+        gaze_drift.apply(rows, ctx.entry.drift)
+    return rows, dropped
+
+
+def store_task_rows(ctx: FrameContext, seq: int, rows: list[dict[str, float]], frames_: list[bytes],
+                    times: list[float], set_anchor: bool | None = None) -> bool:
+    """Store task ``rows`` as the gaze chunk ``seq`` (with the frames when the study keeps them);
+    False for a replay."""
+    kept = (_frame_rows(frames_, times, ctx.pid, task_id=ctx.meta.task_id, seq=seq)
+            if ctx.settings.keep_frames else None)
+    return store_gaze(ctx.meta.task_id, seq, float(ctx.meta.origin), rows,
+                      set_anchor=ctx.set_anchor if set_anchor is None else set_anchor, frames=kept)
+
+
+@bp.post("/frames")
+def frames():
+    arrived = time.monotonic()
+    pid = request_participant_id()
+    if not _limiter().allow(f"g{pid}"):
+        raise ApiError(429, "too many frame batches; slow down", retry_after=1)
+    meta_, parts = _form()
+    meta = frame_meta(meta_)
+    frames_ = _frames(parts, len(meta.times), MAX_FRAMES_PER_BATCH)
+    ctx = frame_context(pid, meta)
+    seq = meta.seq
+    if ctx.replay:
+        return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)
+    rows, dropped = track_frames(ctx, frames_, meta.times, arrived)
     stored = 0
-    if phase == "task" and rows:
-        if settings.drift_correction:
-            gaze_drift.apply(rows, entry.drift)
-        kept = _frame_rows(frames_, times, pid, task_id=task_id, seq=seq) if settings.keep_frames else None
-        ok = store_gaze(task_id, seq, float(origin), rows, set_anchor=found.anchor is None, frames=kept)
-        stored = len(rows) if ok else 0
-    return jsonify(ok=True, seq=seq, stored=stored, duplicate=phase == "task" and not stored and bool(rows),
+    if meta.phase == "task" and rows:
+        stored = len(rows) if store_task_rows(ctx, seq, rows, frames_, meta.times) else 0
+    entry = ctx.entry
+    return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
                    dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None)
 
 
@@ -487,6 +566,8 @@ def page_data(p: store.Participant, cfg: StudyConfig, task: store.Task | None, t
         return None
     data = {"mode": cfg.webcam, "token": token, "settings": gaze_settings(cfg).page(),
             "urls": {"frames": url_for("gaze.frames"), "round": url_for("gaze.calibration_round")}}
+    if current_app.config.get("GAZE_WEBSOCKET", True):  # False: the page posts frame batches only
+        data["urls"]["ws"] = url_for("gaze_ws.frames_ws")
     if task is not None:
         data |= {"task": task.id, "next_seq": next_gaze_seq(task)}
     return data

@@ -133,7 +133,8 @@ async function main() {
     return;
   }
   state.capture = new GazeCapture({
-    stream, token: gaze.token, url: gaze.urls.frames, settings: S, phase: "setup", video: $("#camera-preview"),
+    stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: S, phase: "setup",
+    video: $("#camera-preview"),
     onStatus: (face) => {
       showFace(ui.status, face);
       showFace(ui.stageStatus, face);

@@ -2,10 +2,14 @@
 //
 // getUserMedia -> a hidden canvas downscaled to settings.width x settings.height -> JPEG blobs
 // at settings.fps, each stamped with performance.now() (the telemetry clock: mouse samples use
-// the same clock and performance.timeOrigin). Frames are posted in batches (multipart: a JSON
-// "meta" part and one "frame" part per image) every settings.batch_ms; the answer carries the
-// face status shown to the participant. The last few seconds of frames stay in memory so the
-// calibration page can send the frames taken just before each click.
+// the same clock and performance.timeOrigin). Transport: a WebSocket (urls.ws) when it opens --
+// the token as the first message, then one binary message per frame (4-byte length, JSON meta,
+// JPEG), sent as soon as it is captured and answered with the face status; task frames are kept
+// until the server says they are stored ({"stored": seq}) and sent again after a reconnect. When
+// the socket cannot be opened (or is lost for good), frames are posted in batches (multipart: a
+// JSON "meta" part and one "frame" part per image) every settings.batch_ms. The last few seconds
+// of frames stay in memory so the calibration page can send the frames taken just before each
+// click.
 
 export class CameraError extends Error {}
 
@@ -29,14 +33,22 @@ export async function openCamera(width, height) {
 
 export class GazeCapture {
   /**
-   * @param {object} opts stream (MediaStream), token, url (frames endpoint), settings
-   *   ({fps, width, height, batch_ms}), phase ("setup" | "task"), task, nextSeq,
-   *   onStatus(face, response) called after each answered batch, video (optional element).
+   * @param {object} opts stream (MediaStream), token, url (frames endpoint), wsUrl (the frames
+   *   WebSocket path; none: batches only), settings ({fps, width, height, batch_ms}), phase
+   *   ("setup" | "task"), task, nextSeq, onStatus(face, response) called after each answered
+   *   batch or frame, video (optional element).
    */
-  constructor({ stream, token, url, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, video = null }) {
+  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, video = null }) {
     this.stream = stream;
     this.token = token;
     this.url = url;
+    this.wsUrl = wsUrl && typeof WebSocket !== "undefined" ? wsUrl : null;
+    // "connecting" (frames wait), "ws" (frames go out one by one), "reconnecting", "http" (batches)
+    this.transport = this.wsUrl ? "connecting" : "http";
+    this.socket = null;
+    this.unstored = new Map(); // task frames sent on the socket, not yet stored: seq -> frame
+    this.unanswered = 0;
+    this.retries = 0;
     this.settings = settings;
     this.phase = phase;
     this.task = task;
@@ -63,14 +75,128 @@ export class GazeCapture {
   async start() {
     await this.video.play().catch(() => {});
     const frameMs = 1000 / this.settings.fps;
+    if (this.wsUrl) this.connect();
     this.timers.push(setInterval(() => this.grab(), frameMs));
-    this.timers.push(setInterval(() => this.send(), this.settings.batch_ms));
+    this.timers.push(setInterval(() => { if (this.transport === "http") this.send(); }, this.settings.batch_ms));
   }
 
   stop() {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.stopped = true;
+    if (this.socket) this.socket.close();
     for (const track of this.stream.getTracks()) track.stop();
+  }
+
+  // ------------------------------------------------------------------ WebSocket
+
+  /** Open the socket; authenticate with the token (first message, never in the URL). */
+  connect() {
+    const url = new URL(this.wsUrl, location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      this.socketLost(null);
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.socket = ws;
+    let ready = false;
+    const giveUp = setTimeout(() => { if (!ready) ws.close(); }, 3000);
+    ws.onopen = () => ws.send(JSON.stringify({ token: this.token }));
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (!ready) {
+        clearTimeout(giveUp);
+        if (!msg.ok) { console.warn("gazepref: frames socket refused", msg.error); this.useHttp(); ws.close(); return; }
+        ready = true;
+        this.transport = "ws";
+        this.retries = 0;
+        this.unanswered = 0;
+        // frames not yet stored first (the server answers those it has as duplicates), then the waiting ones
+        const again = [...this.unstored.values()];
+        const waiting = this.pending.splice(0);
+        for (const f of again) this.sendFrame(f);
+        for (const f of waiting) this.sendFrame(f);
+        return;
+      }
+      this.answer(msg);
+    };
+    ws.onclose = () => { clearTimeout(giveUp); if (this.socket === ws) this.socketLost(ready); };
+  }
+
+  /** The socket closed: reconnect (three tries), else go on with HTTP batches. */
+  socketLost(wasReady) {
+    this.socket = null;
+    if (this.stopped || this.transport === "http") return;
+    if (wasReady || this.transport === "reconnecting") {
+      if (this.retries < 3) {
+        this.transport = "reconnecting";
+        this.retries += 1;
+        setTimeout(() => this.connect(), 500 * 2 ** this.retries);
+        return;
+      }
+    }
+    this.useHttp();
+  }
+
+  /** From now on HTTP batches; frames the socket did not confirm as stored go with them. */
+  useHttp() {
+    this.transport = "http";
+    const unstored = [...this.unstored.values()].map((f) => ({ t: f.t, blob: f.blob }));
+    this.unstored.clear();
+    this.pending = unstored.concat(this.pending).sort((a, b) => a.t - b.t);
+  }
+
+  /** Send one frame on the socket (in capture order: the server takes a task frame whose seq is
+   *  not above the last it stored for a duplicate). */
+  sendFrame(frame) {
+    if (frame.seq === undefined) {
+      if (this.phase === "task") {
+        frame.seq = this.seq++;
+        localStorage.setItem(this.seqKey, String(this.seq));
+      } else {
+        this.frameNo = (this.frameNo || 0) + 1;
+        frame.seq = this.frameNo;
+      }
+    }
+    const meta = { phase: this.phase, seq: frame.seq, t: frame.t };
+    if (this.phase === "task") {
+      Object.assign(meta, { task: this.task, origin: performance.timeOrigin });
+      this.unstored.set(frame.seq, frame);
+    }
+    const head = new TextEncoder().encode(JSON.stringify(meta));
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, head.length);
+    const ws = this.socket;
+    const bytes = new Blob([len, head, frame.blob]).arrayBuffer();
+    this.sending = (this.sending || Promise.resolve()).then(async () => {
+      const data = await bytes;
+      if (ws.readyState !== WebSocket.OPEN) return; // kept in unstored: sent again after a reconnect
+      this.unanswered += 1;
+      ws.send(data);
+    });
+  }
+
+  answer(msg) {
+    if (msg.stored !== undefined) {
+      for (const seq of [...this.unstored.keys()]) if (seq <= msg.stored) this.unstored.delete(seq);
+      return;
+    }
+    this.unanswered = Math.max(0, this.unanswered - 1);
+    if (msg.error || msg.duplicate) { // not stored (an error) or stored before (a resend)
+      if (msg.error) console.warn("gazepref: frame rejected", msg.status, msg.error);
+      if (this.phase === "task") this.unstored.delete(msg.seq);
+      return;
+    }
+    this.sent += 1;
+    if (msg.face) {
+      this.lastFace = msg.face;
+      this.onStatus(msg.face, msg);
+    }
   }
 
   grab() {
@@ -84,7 +210,9 @@ export class GazeCapture {
       const frame = { t: Math.round(t * 100) / 100, blob };
       this.recent.push(frame);
       while (this.recent.length && this.recent[0].t < t - 5000) this.recent.shift();
-      if (!this.paused) this.pending.push(frame);
+      if (this.paused) return;
+      if (this.transport === "ws" && this.socket && this.socket.readyState === WebSocket.OPEN) this.sendFrame(frame);
+      else this.pending.push(frame);
     }, "image/jpeg", 0.8);
   }
 
@@ -145,10 +273,14 @@ export class GazeCapture {
     navigator.sendBeacon(`${this.url}?token=${encodeURIComponent(this.token)}`, body);
   }
 
-  /** Send what is buffered and wait for every request in flight. */
+  /** Send what is buffered and wait for every request in flight (socket: until the frames
+   *  sent are answered and stored, at most ~5 s). */
   async flush() {
-    this.send();
+    if (this.transport === "http") this.send();
     await Promise.all([...this.inflight]);
+    for (let i = 0; i < 50 && this.transport !== "http" && (this.unanswered > 0 || this.unstored.size > 0); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }
 
@@ -178,7 +310,7 @@ export async function startTaskGaze(gaze) {
   }
   let lost = 0;
   const capture = new GazeCapture({
-    stream, token: gaze.token, url: gaze.urls.frames, settings: gaze.settings, phase: "task",
+    stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task",
     task: gaze.task, nextSeq: gaze.next_seq,
     onStatus: (face) => {
       lost = face && face.found ? 0 : lost + 1;

@@ -236,7 +236,15 @@ def face_y4m(tmp_path_factory) -> Path:
 
 
 @pytest.mark.browser
-def test_session_with_fake_webcam(wapp, face_y4m):
+@pytest.mark.parametrize("transport", ["ws", "http", "refused"])
+def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, monkeypatch):
+    """The page streams its frames over the WebSocket; with GAZE_WEBSOCKET = False, or when the
+    socket refuses it ("refused": the server takes no token), it posts batches."""
+    wapp = make_app(STUDY_CONFIG=str(webcam_toml), GAZE_WEBSOCKET=transport != "http")
+    if transport == "refused":
+        from gazepref.capture_site import gaze_ws
+
+        monkeypatch.setattr(gaze_ws, "read_participant_token", lambda token: None)
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
@@ -278,6 +286,7 @@ def test_session_with_fake_webcam(wapp, face_y4m):
             page.mouse.move(200 + 20 * i, 300 + 5 * i)
             page.wait_for_timeout(30)
         page.wait_for_timeout(100)
+        assert page.evaluate("window.gazepref.gaze.transport") == ("ws" if transport == "ws" else "http")
         page.evaluate("window.gazepref.gaze.flush()")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -1,0 +1,247 @@
+"""Webcam frames over a WebSocket: ``/api/gaze/ws`` (flask-sock; the same pipeline as
+``POST /api/gaze/frames``, one frame per message, answered at once).
+
+Protocol (see docs/gaze.md, "Frames over a WebSocket"):
+
+1. The page opens the socket and sends the participant token as its first (text) message,
+   ``{"token": "..."}`` (never in the URL: URLs end up in logs). Answer ``{"ok": true,
+   "commit_ms": n}``, or ``{"error", "status": 401}`` and the socket is closed (1008).
+2. Each frame is one binary message: a 4-byte big-endian length ``n``, ``n`` bytes of JSON meta
+   ``{"phase": "setup"|"task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": ms}``
+   and the JPEG bytes. In a task ``seq`` numbers the frames with the page's gaze counter (the one
+   its HTTP batches use), so it increases frame by frame.
+3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, message},
+   "dropped": bool, "calibrated": bool}``; a duplicate (``seq`` not above the task's last stored
+   one) ``{"seq", "duplicate": true}``; a bad frame (not JPEG, corrupt, too large, bad meta, rate
+   limit) ``{"seq", "error", "status"}``; the connection and the session go on.
+4. Task rows are buffered and stored as one ``gaze`` chunk per ``GAZE_WS_COMMIT_MS`` (app config
+   or ``$GAZEPREF_GAZE_WS_COMMIT_MS``, default 500 ms; 0 = every frame: ~1.5-2 ms more CPU per
+   frame and a 10x longer latency tail at 20 participants, docs/gaze.md), at most 30 frames, and
+   whenever phase, task or origin change; the chunk's ``seq`` is that of its last frame. After each commit the server sends
+   ``{"stored": seq, "task": id}``: the page keeps every frame until a ``stored`` covers it and
+   sends the rest again after a reconnect (the server answers those stored already as
+   duplicates). When the socket closes or fails, the buffer is stored before the handler ends.
+
+Each open socket holds a server thread (and simple-websocket's reader thread): gunicorn needs
+``--threads`` above the participants per worker (docs/STUDY_SITE.md).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+from flask import Blueprint, current_app
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed
+
+from .api import ApiError
+from .gaze import (MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH, FrameContext, _participant_settings, frame_context,
+                   frame_meta, store_task_rows, track_frames)
+from .ratelimit import RateLimiter
+from .runtime import db
+from .security import read_participant_token
+
+__all__ = ["bp", "pack_frame", "unpack_frame", "SERVER_OPTIONS"]
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("gaze_ws", __name__, url_prefix="/api/gaze")
+_sock = Sock()
+
+MAX_META_BYTES = 4096
+AUTH_TIMEOUT_S = 10.0
+# simple_websocket.Server options (app config SOCK_SERVER_OPTIONS): read whole frames at once,
+# refuse messages over the frame limit, ping idle peers so a dead one is noticed.
+SERVER_OPTIONS = {"receive_bytes": 65536, "max_message_size": MAX_FRAME_BYTES + MAX_META_BYTES + 4,
+                  "ping_interval": 25}
+
+
+def pack_frame(meta: dict[str, Any], jpeg: bytes) -> bytes:
+    """One frame message: 4-byte big-endian length, JSON meta, JPEG bytes."""
+    m = json.dumps(meta, separators=(",", ":")).encode()
+    return len(m).to_bytes(4, "big") + m + jpeg
+
+
+def unpack_frame(data: Any) -> tuple[dict[str, Any], bytes]:
+    if not isinstance(data, (bytes, bytearray)):
+        raise ApiError(400, "frames are binary messages (4-byte length, JSON meta, JPEG)")
+    if len(data) < 4:
+        raise ApiError(400, "frame message too short")
+    n = int.from_bytes(data[:4], "big")
+    if n > MAX_META_BYTES or 4 + n > len(data):
+        raise ApiError(400, f"bad meta length {n}")
+    try:
+        meta = json.loads(bytes(data[4:4 + n]))
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ApiError(400, "meta must be a JSON object")
+    return meta, bytes(data[4 + n:])
+
+
+def _limiter() -> RateLimiter:
+    """Frames per participant and second (GAZE_WS_FRAMES_PER_S = 40, GAZE_WS_BURST = 100): above
+    the highest frame rate a study may set (30), with room for a resend after a reconnect."""
+    lim = current_app.extensions.get("gazepref_gaze_ws_limiter")
+    if lim is None:
+        lim = current_app.extensions.setdefault("gazepref_gaze_ws_limiter", RateLimiter(
+            float(current_app.config.get("GAZE_WS_FRAMES_PER_S", 40.0)),
+            float(current_app.config.get("GAZE_WS_BURST", 100))))
+    return lim
+
+
+def _commit_ms() -> float:
+    """How often buffered task rows are stored: app config GAZE_WS_COMMIT_MS or
+    $GAZEPREF_GAZE_WS_COMMIT_MS, default 500 ms (0: every frame)."""
+    value = current_app.config.get("GAZE_WS_COMMIT_MS")
+    if value is None:
+        value = os.environ.get("GAZEPREF_GAZE_WS_COMMIT_MS") or 500
+    return max(0.0, float(value))
+
+
+def _send(ws, obj: dict[str, Any]) -> None:
+    ws.send(json.dumps(obj, separators=(",", ":")))
+
+
+class FrameSocket:
+    """One participant's socket: per-frame processing and the buffer of task rows."""
+
+    def __init__(self, ws, pid: int, commit_ms: float):
+        self.ws, self.pid, self.commit_s = ws, pid, commit_ms / 1000.0
+        self.ctx: FrameContext | None = None
+        self.ctx_at = 0.0
+        self.rows: list[dict[str, float]] = []
+        self.frames: list[bytes] = []
+        self.times: list[float] = []
+        self.buf_seq: int | None = None  # seq of the last buffered frame
+        self.first_at: float | None = None  # when the first buffered frame came
+        self.done: dict[int, int] = {}  # task -> highest seq stored or buffered here
+        self.limiter = _limiter()
+
+    # ------------------------------------------------------------------ frames
+
+    def handle(self, data: Any) -> None:
+        arrived = time.monotonic()
+        seq = None
+        try:
+            raw, jpeg = unpack_frame(data)
+            seq = raw.get("seq")
+            if not self.limiter.allow(f"w{self.pid}"):
+                raise ApiError(429, "too many frames; slow down", retry_after=1)
+            t = raw.get("t")
+            if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+                raise ApiError(400, "t must be a finite number")
+            meta = frame_meta(raw, [float(t)])
+            if len(jpeg) > MAX_FRAME_BYTES:
+                raise ApiError(413, f"frame larger than the limit of {MAX_FRAME_BYTES} bytes")
+            ctx = self.context(meta)
+            if meta.phase == "task":
+                last = max(self.done.get(meta.task_id, -1), -1 if ctx.last_seq is None else ctx.last_seq)
+                if meta.seq <= last:
+                    _send(self.ws, {"seq": seq, "duplicate": True})
+                    return
+            rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived)
+            if meta.phase == "task":
+                if self.first_at is None:
+                    self.first_at = arrived
+                self.rows += rows
+                self.frames.append(jpeg)
+                self.times += meta.times
+                self.buf_seq = self.done[meta.task_id] = meta.seq
+            entry = ctx.entry
+            _send(self.ws, {"seq": seq, "face": entry.face, "dropped": bool(dropped),
+                            "calibrated": entry.tracker.calibration is not None})
+        except ApiError as e:
+            _send(self.ws, {"seq": seq, "error": e.message, "status": e.status, **e.extra})
+        if self.rows and (len(self.rows) >= MAX_FRAMES_PER_BATCH or self.due() <= 0):
+            self.commit()
+
+    def context(self, meta) -> FrameContext:
+        """The lookup of :func:`.gaze.frame_context`, again after each commit interval (the
+        latest calibration, drift clicks, consent) and whenever phase, task or origin change
+        (the buffer is stored first)."""
+        ctx = self.ctx
+        key = (meta.phase, meta.task_id, meta.origin)
+        if ctx is not None and (ctx.meta.phase, ctx.meta.task_id, ctx.meta.origin) != key:
+            self.commit()
+            ctx = None
+        if ctx is None or time.monotonic() - self.ctx_at >= max(self.commit_s, 0.5):
+            ctx = self.ctx = frame_context(self.pid, meta._replace(seq=None))
+            self.ctx_at = time.monotonic()
+        return ctx
+
+    def due(self) -> float:
+        """Seconds until the buffer is to be stored (inf: nothing buffered)."""
+        if self.first_at is None:
+            return math.inf
+        return self.first_at + self.commit_s - time.monotonic()
+
+    def commit(self) -> None:
+        """Store the buffered task rows as one gaze chunk (seq of its last frame) and tell the page."""
+        if not self.rows:
+            return
+        ctx, seq = self.ctx, self.buf_seq
+        rows, frames, times = self.rows, self.frames, self.times
+        self.rows, self.frames, self.times, self.first_at = [], [], [], None
+        ok = store_task_rows(ctx, seq, rows, frames, times)
+        self.ctx = ctx._replace(set_anchor=False)
+        if self.ws.connected:
+            _send(self.ws, {"stored": seq, "task": ctx.meta.task_id, "n": len(rows) if ok else 0})
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        try:
+            while True:
+                wait = self.due()
+                data = self.ws.receive(timeout=None if wait == math.inf else max(0.0, wait))
+                if data is None:  # the commit interval passed without a frame
+                    self.commit()
+                    continue
+                self.handle(data)
+        finally:
+            self.commit()  # closed or failed: store what is buffered
+
+
+def authenticate(ws) -> int | None:
+    """The participant of the first message ``{"token"}``; None (answered, closed) otherwise."""
+    data = ws.receive(timeout=AUTH_TIMEOUT_S)
+    try:
+        msg = json.loads(data) if isinstance(data, str) else None
+    except ValueError:
+        msg = None
+    pid = read_participant_token(msg.get("token")) if isinstance(msg, dict) else None
+    if pid is None:
+        _send(ws, {"error": "the first message must be {\"token\": <participant token>}", "status": 401})
+        ws.close(1008, "unauthorised")
+        return None
+    try:
+        _participant_settings(pid)
+    except ApiError as e:
+        _send(ws, {"error": e.message, "status": e.status})
+        ws.close(1008, "refused")
+        return None
+    finally:
+        db().close()  # the socket lives long: hold no database session
+    return pid
+
+
+@_sock.route("/ws", bp=bp)
+def frames_ws(ws) -> None:
+    pid = authenticate(ws)
+    if pid is None:
+        return
+    commit_ms = _commit_ms()
+    _send(ws, {"ok": True, "commit_ms": commit_ms})
+    try:
+        FrameSocket(ws, pid, commit_ms).run()
+    except ConnectionClosed:
+        pass
+    except Exception:  # the buffer was stored (or not acknowledged): the page sends it again
+        log.exception("gaze websocket failed")
+        if ws.connected:
+            ws.close(1011, "server error")

@@ -1,0 +1,178 @@
+"""Webcam frames over the WebSocket (``/api/gaze/ws``) against the served site (werkzeug in a
+thread): token in the first message, one answer per frame, rows stored as gaze chunks like the
+HTTP batches, bad frames answered with an error while the session goes on, resends after a
+reconnect answered as duplicates."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from gazepref import store
+from gazepref.schema import GazeFlag
+from gazepref.signals.synthetic_face import jpeg
+from gazepref.signals.synthetic_face import moving_face as moving
+from gazetest import answer_step, calibrate, gaze_rows, post_frames, to_calibration
+from gazetest import webcam_toml as write_webcam_toml
+from sitetest import page_data
+
+pytest.importorskip("mediapipe")
+simple_websocket = pytest.importorskip("simple_websocket")
+
+from gazepref.capture_site.gaze_ws import pack_frame  # noqa: E402
+from gazepref.capture_site.serving import BackgroundServer  # noqa: E402
+
+
+def _task(client) -> tuple[str, int]:
+    """A calibrated participant on their first task: (token, task id)."""
+    token = to_calibration(client)["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    data = page_data(client.get("/step").text)
+    return token, data["task"]
+
+
+def _connect(url: str, token: str):
+    ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+    ws.send(json.dumps({"token": token}))
+    hello = json.loads(ws.receive(timeout=10))
+    return ws, hello
+
+
+def _answer(ws, stored: list) -> dict:
+    """The next per-frame answer (``stored`` notices are collected on the way)."""
+    while True:
+        msg = ws.receive(timeout=20)
+        assert msg is not None, "no answer in 20 s"
+        msg = json.loads(msg)
+        if "stored" in msg:
+            stored.append(msg)
+            continue
+        return msg
+
+
+def _wait_rows(app, task_id: int, n: int) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        with app.extensions["gazepref"].sessions() as dbs:
+            got = gaze_rows(dbs, task_id)
+        if got >= n or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def wapp(make_app, tmp_path):
+    return make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "webcam_study.toml")))
+
+
+def test_frames_over_websocket_are_answered_and_stored_like_http_batches(wapp):
+    client = wapp.test_client()
+    token, task_id = _task(client)
+    origin = 1.7e12
+    meta = {"phase": "task", "task": task_id, "origin": origin}
+    with BackgroundServer(wapp) as url:
+        ws, hello = _connect(url, token)
+        assert hello["ok"] and hello["commit_ms"] == 500
+        stored: list = []
+        for i in range(5):
+            ws.send(pack_frame(meta | {"seq": i, "t": 5000.0 + 100 * i}, jpeg(moving(i))))
+            a = _answer(ws, stored)
+            assert a["seq"] == i and a["face"]["found"] and not a["dropped"] and a["calibrated"], a
+        # bad frames: an error answer each, the socket and the session go on
+        bad = [
+            (pack_frame(meta | {"seq": 5, "t": 5500.0}, b"\xff\xd8garbage" + b"\x00" * 100), "corrupt"),
+            (pack_frame(meta | {"seq": 5, "t": 5500.0}, jpeg(moving(0, size=(1280, 960)))), "larger than the limit"),
+            (pack_frame(meta | {"seq": 5, "t": "x"}, jpeg(moving(0))), "t must be a finite number"),
+            (pack_frame({"phase": "task", "task": 999, "seq": 5, "origin": origin, "t": 1.0}, jpeg(moving(0))),
+             "not yours"),
+            (b"\x00\x00\x00\x05{bad}", "meta must be a JSON object"),
+            ("text", "binary messages"),
+        ]
+        for message, words in bad:
+            ws.send(message)
+            a = _answer(ws, stored)
+            assert words in a.get("error", ""), (words, a)
+        ws.send(pack_frame(meta | {"seq": 6, "t": 5600.0}, jpeg(moving(6))))
+        a = _answer(ws, stored)
+        assert a["seq"] == 6 and a["face"]["found"], a
+        time.sleep(0.7)  # past the commit interval: the buffer is stored and acknowledged
+        ws.send(pack_frame({"phase": "setup", "seq": 0, "t": 5700.0}, jpeg(moving(7))))  # no storage
+        assert _answer(ws, stored)["face"]["found"]
+        assert stored and stored[-1]["stored"] == 6 and stored[-1]["task"] == task_id, stored
+        assert _wait_rows(wapp, task_id, 6) == 6
+        ws.send(pack_frame(meta | {"seq": 7, "t": 5800.0}, jpeg(moving(8))))
+        assert _answer(ws, stored)["seq"] == 7
+        ws.close()  # frame 7 is still buffered: stored when the socket closes
+        assert _wait_rows(wapp, task_id, 7) == 7
+
+        # a reconnect resends what was not acknowledged as stored: duplicates are answered, not stored
+        ws, hello = _connect(url, token)
+        ws.send(pack_frame(meta | {"seq": 7, "t": 5800.0}, jpeg(moving(8))))
+        assert _answer(ws, stored) == {"seq": 7, "duplicate": True}
+        ws.send(pack_frame(meta | {"seq": 8, "t": 5900.0}, jpeg(moving(9))))
+        assert _answer(ws, stored)["seq"] == 8
+        ws.close()
+        assert _wait_rows(wapp, task_id, 8) == 8
+
+    # the HTTP batches go on with the page's counter; the same columns either way
+    r = post_frames(client, token, {"phase": "task", "task": task_id, "seq": 9, "origin": origin,
+                                    "t": [6000.0, 6100.0]}, [jpeg(moving(10)), jpeg(moving(11))])
+    assert r.status_code == 200 and r.json["stored"] == 2, r.json
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        task = dbs.get(store.Task, task_id)
+        chunks = dbs.query(store.StreamChunk).filter_by(task_id=task_id, stream="gaze").order_by(
+            store.StreamChunk.seq).all()
+        # a WebSocket chunk is keyed by its last frame's seq (when it is stored depends on timing)
+        assert sum(c.n for c in chunks) == 10 and chunks[-1].seq == 9 and chunks[-2].seq == 8
+        assert len({c.columns for c in chunks}) == 1, "WebSocket and HTTP chunks have the same columns"
+        table = store.read_stream(dbs, task, "gaze").to_pandas()
+        assert table["t"].tolist() == [5000.0, 5100.0, 5200.0, 5300.0, 5400.0, 5600.0, 5800.0, 5900.0,
+                                       6000.0, 6100.0]
+        assert (table["flags"].astype(int) & GazeFlag.NO_FACE == 0).all()
+        assert np.isfinite(table["x"]).all(), "the calibrated tracker"
+        assert task.clock_anchor_epoch_ms == origin
+
+
+def test_websocket_refuses_a_bad_token(wapp):
+    client = wapp.test_client()
+    to_calibration(client)
+    with BackgroundServer(wapp) as url:
+        ws, hello = _connect(url, "bad-token")
+        assert hello["status"] == 401 and "token" in hello["error"]
+        with pytest.raises(simple_websocket.ConnectionClosed):
+            for _ in range(50):  # the server closes the socket
+                ws.receive(timeout=0.2)
+                ws.send(pack_frame({"phase": "setup", "seq": 0, "t": 0.0}, jpeg(moving(0))))
+
+
+def test_websocket_commit_every_frame(make_app, tmp_path):
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "w.toml")), GAZE_WS_COMMIT_MS=0)
+    client = app.test_client()
+    token = to_calibration(client)["token"]
+    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302  # (a task without calibration)
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    with BackgroundServer(app) as url:
+        ws, _ = _connect(url, token)
+        stored: list = []
+        for i in range(3):
+            ws.send(pack_frame({"phase": "task", "task": task_id, "origin": 1.0, "seq": i, "t": 10.0 * i},
+                               jpeg(moving(i))))
+            assert not _answer(ws, stored)["calibrated"]
+        assert _answer_or_stored(ws, stored, 2)
+        assert [s["stored"] for s in stored] == [0, 1, 2]
+        assert _wait_rows(app, task_id, 3) == 3
+        ws.close()
+
+
+def _answer_or_stored(ws, stored: list, seq: int) -> bool:
+    deadline = time.monotonic() + 5
+    while not (stored and stored[-1]["stored"] == seq) and time.monotonic() < deadline:
+        msg = ws.receive(timeout=1)
+        if msg is not None:
+            stored.append(json.loads(msg))
+    return bool(stored) and stored[-1]["stored"] == seq
