@@ -34,14 +34,9 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import cpu_seconds, free_port, start_gunicorn  # noqa: E402  (benchmarks/ingest.py)
-
-from gazepref import store  # noqa: E402
-from gazepref.capture_site.app import create_app  # noqa: E402
-from gazepref.capture_site.security import participant_token  # noqa: E402
+from ingest import cpu_seconds, free_port, make_participants, start_gunicorn  # noqa: E402  (benchmarks/ingest.py)
 
 DEFAULT_STUDY = Path(__file__).resolve().parents[1] / "capture_site" / "default_study.toml"
 
@@ -51,22 +46,6 @@ def astronaut_frames(n: int = 40) -> list[bytes]:
     from gazepref.signals.synthetic_face import jpeg, moving_face
 
     return [jpeg(moving_face(i, n), quality=80) for i in range(n)]
-
-
-def make_participants(instance: Path, study: Path, n: int) -> list[tuple[int, str]]:
-    app = create_app(str(instance), {"STUDY_CONFIG": str(study)})
-    out = []
-    with app.extensions["gazepref"].sessions() as s, app.test_request_context():
-        st = s.scalars(select(store.Study)).one()
-        for i in range(n):
-            p = store.Participant(study_id=st.id, pseudonym=f"gbench{i:04d}", platform="bench", consent=True,
-                                  state={"steps": ["task:0", "done"], "pos": 0, "gaze": "calibrated"})
-            p.tasks.append(store.Task(index=0, kind="pairwise", topic="bench", answers={}))
-            s.add(p)
-            s.flush()
-            out.append((p.tasks[0].id, participant_token(p.id)))
-        s.commit()
-    return out
 
 
 def multipart(meta: dict, frames: list[bytes]) -> tuple[bytes, str]:
@@ -256,7 +235,7 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
     instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
     study = instance / "study.toml"
     study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"'))
-    pairs = make_participants(instance, study, k)
+    pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
     os.environ["GAZEPREF_GAZE_SHED_MS"] = str(args.shed_ms)

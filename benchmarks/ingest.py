@@ -43,16 +43,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_participants(instance: Path, n: int) -> list[tuple[int, str]]:
-    """Create n consenting participants with one task each; returns (task id, token) pairs."""
-    app = create_app(str(instance))
+def make_participants(instance: Path, n: int, study: Path | None = None, prefix: str = "bench",
+                      state: dict | None = None) -> list[tuple[int, str]]:
+    """Create n consenting participants with one task each; returns (task id, token) pairs.
+    ``study``: the study TOML (default: the site's default study); ``state``: extra entries of
+    each participant's flow state (e.g. ``{"gaze": "calibrated"}``)."""
+    app = create_app(str(instance), {"STUDY_CONFIG": str(study)} if study is not None else None)
     sessions = app.extensions["gazepref"].sessions
     out = []
     with sessions() as s, app.test_request_context():
-        study = s.scalars(select(store.Study)).one()
+        st = s.scalars(select(store.Study)).one()
         for i in range(n):
-            p = store.Participant(study_id=study.id, pseudonym=f"bench{i:05d}", platform="bench", consent=True,
-                                  state={"steps": ["task:0", "done"], "pos": 0})
+            p = store.Participant(study_id=st.id, pseudonym=f"{prefix}{i:05d}", platform="bench", consent=True,
+                                  state={"steps": ["task:0", "done"], "pos": 0, **(state or {})})
             p.tasks.append(store.Task(index=0, kind="pairwise", topic="bench", answers={}))
             s.add(p)
             s.flush()

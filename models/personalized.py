@@ -112,21 +112,21 @@ def _rating_model_preference(X: pd.DataFrame, ratings: pd.DataFrame, prior: floa
 
     out = np.zeros(len(X))
     t_row = session_time(X).to_numpy(dtype=float)
-    by_worker = {w: g for w, g in ratings.groupby(ratings["worker"].astype(str))}
+    cols = ratings.assign(task_id=ratings["task_id"].astype(str), model=ratings["model"].astype(str))
+    by_worker = {w: (g["task_id"].to_numpy(), g["index"].to_numpy(), g["epoch_ms"].to_numpy(dtype=float),
+                     g["likert"].to_numpy(dtype=float), g["model"].to_numpy())
+                 for w, g in cols.groupby(cols["worker"].astype(str))}
     for pos, (w, task, idx, m0, m1) in enumerate(zip(X["worker"].astype(str), X["task_id"].astype(str),
                                                      X["index"].to_numpy(), X["model_0"].astype(str),
                                                      X["model_1"].astype(str))):
-        g = by_worker.get(w)
-        if g is None or m0 == m1:
+        if w not in by_worker or m0 == m1:
             continue
-        same_task = g["task_id"].astype(str).to_numpy() == task
-        earlier = np.where(same_task, g["index"].to_numpy() < idx,
-                           g["epoch_ms"].to_numpy(dtype=float) < t_row[pos])  # NaN time: never earlier
+        r_task, r_index, r_time, likert, models = by_worker[w]
+        earlier = np.where(r_task == task, r_index < idx, r_time < t_row[pos])  # NaN time: never earlier
         if not earlier.any():
             continue
-        e = g[earlier]
-        centred = e["likert"].to_numpy(dtype=float) - e["likert"].mean()
-        models = e["model"].astype(str).to_numpy()
+        centred = likert[earlier] - likert[earlier].mean()
+        models = models[earlier]
         pref = [centred[models == m].sum() / ((models == m).sum() + prior) for m in (m0, m1)]
         out[pos] = pref[0] - pref[1]
     return out

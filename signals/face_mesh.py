@@ -137,6 +137,17 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     return inter / union if union > 0 else 0.0
 
 
+def distinct_boxes(boxes: list[tuple[float, float, float, float]], max_overlap: float = 0.5) -> list[int]:
+    """Indices of the (x, y, w, h) boxes that stand for distinct faces, largest first: a box that
+    overlaps a larger kept one by more than ``max_overlap`` (IoU) is the same face again."""
+    order = sorted(range(len(boxes)), key=lambda i: -boxes[i][2] * boxes[i][3])
+    kept: list[int] = []
+    for i in order:
+        if all(_iou(boxes[i], boxes[k]) <= max_overlap for k in kept):
+            kept.append(i)
+    return kept
+
+
 class FaceCounter:
     """Faces in view, by a face detector run now and then (see the module docstring)."""
 
@@ -180,13 +191,6 @@ class FaceCounter:
                 model_selection=0, min_detection_confidence=self.min_confidence)
         self.checks += 1
         detections = self._detector.process(rgb).detections or []
-        boxes = []
-        for d in detections:
-            b = d.location_data.relative_bounding_box
-            boxes.append((b.xmin, b.ymin, b.width, b.height))
-        boxes.sort(key=lambda b: -b[2] * b[3])
-        kept: list[tuple[float, float, float, float]] = []
-        for b in boxes:
-            if all(_iou(b, k) <= self.max_overlap for k in kept):
-                kept.append(b)
-        return len(kept)
+        boxes = [(b.xmin, b.ymin, b.width, b.height)
+                 for b in (d.location_data.relative_bounding_box for d in detections)]
+        return len(distinct_boxes(boxes, self.max_overlap))

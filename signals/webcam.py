@@ -25,7 +25,7 @@ import numpy as np
 
 from ..schema import GazeFlag
 from . import eye_features, head_pose
-from .face_mesh import FaceCounter, FaceMeshRunner
+from .face_mesh import FaceCounter, FaceMeshRunner, distinct_boxes
 from .frame_decode import FrameError, decode_jpeg
 
 if TYPE_CHECKING:
@@ -213,29 +213,17 @@ def _median(values: deque[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
-def _box_area(box: np.ndarray) -> float:
-    return float(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
-
-
 def _distinct_faces(meshes: list[np.ndarray], max_overlap: float = 0.5) -> list[np.ndarray]:
     """Landmark pixel arrays (N x 2) of the detected faces, largest first.
 
     In tracking mode a face that jumps can come back twice (the tracked one and a fresh
     detection); meshes whose boxes overlap by more than ``max_overlap`` (IoU) count as one.
     """
-    boxes = [np.concatenate([m.min(axis=0), m.max(axis=0)]) for m in meshes]
-    order = sorted(range(len(meshes)), key=lambda i: -_box_area(boxes[i]))
-    kept: list[int] = []
-    for i in order:
-        b = boxes[i]
-        for j in kept:
-            c = boxes[j]
-            inter = _box_area(np.array([max(b[0], c[0]), max(b[1], c[1]), min(b[2], c[2]), min(b[3], c[3])]))
-            if inter > max_overlap * (_box_area(b) + _box_area(c) - inter):
-                break
-        else:
-            kept.append(i)
-    return [meshes[i] for i in kept]
+    boxes = []
+    for m in meshes:
+        (x0, y0), (x1, y1) = m.min(axis=0), m.max(axis=0)
+        boxes.append((float(x0), float(y0), max(0.0, float(x1 - x0)), max(0.0, float(y1 - y0))))
+    return [meshes[i] for i in distinct_boxes(boxes, max_overlap)]
 
 
 def _confidence(flags: int, row: dict[str, float]) -> float:
