@@ -329,6 +329,22 @@ def evaluate(data: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] 
     return report
 
 
+def held_out_test(train: RewardData, test: RewardData) -> tuple[RewardData, list[str]]:
+    """The test data without the workers that are also in the training data, and those workers.
+
+    A train/test report must hold out whole workers; when the test recording also holds training
+    workers (e.g. the full release against a subset of it), their comparisons are left out of the
+    test, not refused. Raises ``ValueError`` when no test worker is left."""
+    shared = sorted(set(map(str, train.groups)) & set(map(str, test.groups)))
+    if not shared:
+        return test, []
+    keep = ~np.isin(test.groups.astype(str), shared)
+    if not keep.any():
+        raise ValueError("every worker of the test data is also in the training data; "
+                         "the test must hold out whole workers")
+    return test.subset(np.flatnonzero(keep)), shared
+
+
 def train_test(train: RewardData, test: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] | None = None,
                progress: bool = False, n_boot: int = 2000) -> dict[str, Any]:
     """Train on one data set (its workers), test on another."""

@@ -1,7 +1,8 @@
 """``gazepref reward ...``: evaluate, train and apply reward models.
 
 * ``gazepref reward evaluate DATA [--json] [--protocol group|random] [--seeds N] [--folds K]``
-* ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]``
+* ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]`` (workers of DATA_B that are also
+  in DATA_A are left out of the test, with a note; ``test_workers_left_out`` counts them)
 * ``gazepref reward train DATA --out MODEL [--model NAME]``
 * ``gazepref reward score MODEL DATA --out FILE`` (``.parquet``, ``.csv`` or ``.jsonl``)
 
@@ -12,6 +13,7 @@ ablation; ``gain_fused_vs_best_text`` the worker-bootstrap CI (see :mod:`gazepre
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +82,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError("give either DATA, or both --train and --test")
         train = ev.load_data(args.train, text_feedback=args.text_feedback, progress=True, features=args.features)
         test = ev.load_data(args.test, text_feedback=args.text_feedback, progress=True, features=args.features)
-        if set(train.groups) & set(test.groups):
-            raise UserError("--train and --test share workers; the test must hold out whole workers")
+        try:
+            test, shared = ev.held_out_test(train, test)
+        except ValueError as e:
+            raise UserError(f"--train and --test: {e}") from None
+        if shared:
+            print(f"note: {len(shared)} worker(s) of --test are also in --train; their comparisons are left "
+                  f"out of the test ({len(test.y)} comparisons of {len(set(test.groups))} workers remain)",
+                  file=sys.stderr)
         report = ev.train_test(train, test, models, progress=True)
+        report["test_workers_left_out"] = len(shared)
     else:
         if not args.data:
             raise UserError("give DATA (or --train and --test)")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,3 +85,37 @@ def test_personalized_model_scores_with_history(ifllm_sample, tmp_path, monkeypa
     df = load_reward_model(tmp_path / "p").score_recording(open_recording(ifllm_sample))
     assert len(df) >= 18 and (df["source"] == "personalized").all()
     assert df["confidence"].between(0.5, 1.0).all()
+
+
+def _sample_subset(src: Path, dst: Path, workers: set[str]) -> Path:
+    """A copy of the IFLLM sample holding only ``workers`` (tables filtered, folders linked)."""
+    dst.mkdir()
+    for table in ("query_logs_table.csv", "task_table.csv", "record_info_table.csv"):
+        df = pd.read_csv(src / table, dtype=str, keep_default_na=False)
+        df[df["user_id"].isin(workers)].to_csv(dst / table, index=False)
+    (dst / "user_behavior").mkdir()
+    for w in workers:
+        (dst / "user_behavior" / w).symlink_to(src / "user_behavior" / w, target_is_directory=True)
+    return dst
+
+
+def test_cli_train_test_leaves_shared_workers_out_of_the_test(ifllm_sample, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    workers = sorted(p.name for p in (ifllm_sample / "user_behavior").iterdir())
+    train = _sample_subset(ifllm_sample, tmp_path / "train", set(workers[:4]))
+    models = "length_rule,late_fusion,personalized"
+    # the whole sample as the test: the 4 training workers are left out of it, with a note
+    assert main(["reward", "evaluate", "--train", str(train), "--test", str(ifllm_sample), "--json",
+                 "--models", models]) == 0
+    out = capsys.readouterr()
+    rep = json.loads(out.out)
+    assert rep["test_workers_left_out"] == 4 and "left out of the test" in out.err
+    held = _sample_subset(ifllm_sample, tmp_path / "held", set(workers[4:]))
+    assert main(["reward", "evaluate", "--train", str(train), "--test", str(held), "--json", "--models", models]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["test_workers_left_out"] == 0
+    assert alone["n"] == rep["n"] > 0 and alone["workers_test"] == rep["workers_test"] >= 1
+    assert alone["text"]["accuracy"] == rep["text"]["accuracy"]
+    # nothing left to test on: a clear error
+    assert main(["reward", "evaluate", "--train", str(ifllm_sample), "--test", str(train)]) == 2
+    assert "hold out whole workers" in capsys.readouterr().err
