@@ -31,13 +31,12 @@ post batches only, no WebSocket, :mod:`.gaze_ws`). See docs/gaze.md, "In the sit
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 from sqlalchemy import and_, bindparam, exists, func, insert, select, update
@@ -228,31 +227,58 @@ def _decode_all(frames: list[bytes], max_side: int) -> list[Any]:
 
 
 def _process(entry: _Entry, images: list[Any], times: list[float], arrived: float | None = None,
-             shed_ms: float = 0.0) -> tuple[list[dict[str, float]], int]:
-    """Tracker rows of ``images``; with ``shed_ms`` > 0, frames reached later than ``shed_ms``
-    after the request ``arrived`` (the server is behind) are not processed but kept as rows
-    without features, confidence 0 and the DROPPED flag (no estimate)."""
+             shed_ms: float = 0.0, stale: Callable[[], bool] | None = None) -> tuple[list[dict[str, float]], int]:
+    """Tracker rows of ``images``; frames the server is too far behind for are not processed but
+    kept as rows without features, confidence 0 and the DROPPED flag (no estimate): with
+    ``shed_ms`` > 0, frames reached later than ``shed_ms`` after the request ``arrived``; with
+    ``stale``, frames for which ``stale()`` says so once they get a pipeline slot (the WebSocket:
+    a newer frame of the participant is already waiting while other frames queue for the slots)."""
     from gazepref.schema import GazeFlag
 
     rows, dropped, last = [], 0, None
     slots = _pipeline_slots()
     with entry.lock:
         for img, t in zip(images, times):
-            if shed_ms > 0 and arrived is not None and (time.monotonic() - arrived) * 1000.0 > shed_ms:
-                rows.append({"t": t, "x": math.nan, "y": math.nan, "confidence": 0.0,
-                             "flags": int(GazeFlag.DROPPED)})
-                dropped += 1
-                continue
             with slots:
-                last = entry.tracker.process_image(img, t)
-            rows.append(last)
+                late = shed_ms > 0 and arrived is not None and (time.monotonic() - arrived) * 1000.0 > shed_ms
+                if not (late or (stale is not None and stale())):
+                    last = entry.tracker.process_image(img, t)
+                    rows.append(last)
+                    continue
+            rows.append({"t": t, "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": int(GazeFlag.DROPPED)})
+            dropped += 1
         entry.last_used = time.monotonic()
     if last is not None:
         entry.face = face_status(last)
     return rows, dropped
 
 
-def _pipeline_slots() -> Any:
+class PipelineSlots:
+    """At most ``n`` frames in the pipeline at once (0: no limit), and how many threads wait."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._free = threading.Semaphore(n) if n > 0 else None
+        self._lock = threading.Lock()
+        self.waiting = 0  # threads waiting for a slot now
+
+    def __enter__(self) -> PipelineSlots:
+        if self._free is not None and not self._free.acquire(blocking=False):
+            with self._lock:
+                self.waiting += 1
+            try:
+                self._free.acquire()
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._free is not None:
+            self._free.release()
+
+
+def _pipeline_slots() -> PipelineSlots:
     """At most GAZE_CONCURRENCY (app config or $GAZEPREF_GAZE_CONCURRENCY; default: the CPU count;
     0: no limit) frames in the pipeline at once in this process; the other threads wait their turn
     (with one socket per participant, 30 pipelines would otherwise compete for the cores)."""
@@ -261,9 +287,7 @@ def _pipeline_slots() -> Any:
         n = current_app.config.get("GAZE_CONCURRENCY")
         if n is None:
             n = os.environ.get("GAZEPREF_GAZE_CONCURRENCY") or os.cpu_count() or 0
-        n = int(n)
-        slots = current_app.extensions.setdefault(
-            "gazepref_gaze_slots", threading.BoundedSemaphore(n) if n > 0 else contextlib.nullcontext())
+        slots = current_app.extensions.setdefault("gazepref_gaze_slots", PipelineSlots(int(n)))
     return slots
 
 
@@ -419,12 +443,13 @@ def frame_context(pid: int, meta: FrameMeta) -> FrameContext:
     return ctx
 
 
-def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], arrived: float | None = None
-                 ) -> tuple[list[dict[str, float]], int]:
+def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], arrived: float | None = None,
+                 stale: Callable[[], bool] | None = None) -> tuple[list[dict[str, float]], int]:
     """Decode ``frames_`` (all first: one bad frame, ApiError 400, processes none), run them through
-    the participant's tracker (load shedding as configured), drift-correct task rows."""
+    the participant's tracker (load shedding as configured, and ``stale``: see :func:`_process`),
+    drift-correct task rows."""
     images = _decode_all(frames_, ctx.settings.max_side)
-    rows, dropped = _process(ctx.entry, images, times, arrived, _shed_ms())
+    rows, dropped = _process(ctx.entry, images, times, arrived, _shed_ms(), stale)
     if ctx.meta.phase == "task" and rows and ctx.settings.drift_correction:
         gaze_drift.apply(rows, ctx.entry.drift)
     return rows, dropped

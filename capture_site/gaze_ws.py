@@ -39,8 +39,8 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from .api import ApiError
-from .gaze import (MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH, FrameContext, _participant_settings, frame_context,
-                   frame_meta, store_task_rows, track_frames)
+from .gaze import (MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH, FrameContext, _participant_settings, _pipeline_slots,
+                   frame_context, frame_meta, store_task_rows, track_frames)
 from .ratelimit import RateLimiter
 from .runtime import db
 from .security import read_participant_token
@@ -103,6 +103,15 @@ def _commit_ms() -> float:
     return max(0.0, float(value))
 
 
+def _skip_stale() -> bool:
+    """Whether frames overtaken under overload are skipped: app config GAZE_WS_SKIP_STALE or
+    $GAZEPREF_GAZE_WS_SKIP_STALE (default on; "0"/"false" off)."""
+    value = current_app.config.get("GAZE_WS_SKIP_STALE")
+    if value is None:
+        value = os.environ.get("GAZEPREF_GAZE_WS_SKIP_STALE", "1")
+    return str(value).strip().lower() not in ("0", "false", "no", "off", "")
+
+
 def _send(ws, obj: dict[str, Any]) -> None:
     ws.send(json.dumps(obj, separators=(",", ":")))
 
@@ -121,6 +130,8 @@ class FrameSocket:
         self.first_at: float | None = None  # when the first buffered frame came
         self.done: dict[int, int] = {}  # task -> highest seq stored or buffered here
         self.limiter = _limiter()
+        self.slots = _pipeline_slots()
+        self.skip_stale = _skip_stale()
 
     # ------------------------------------------------------------------ frames
 
@@ -144,7 +155,8 @@ class FrameSocket:
                 if meta.seq <= last:
                     _send(self.ws, {"seq": seq, "duplicate": True})
                     return
-            rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived)
+            rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived,
+                                         stale=self.overtaken if self.skip_stale else None)
             if meta.phase == "task":
                 if self.first_at is None:
                     self.first_at = arrived
@@ -159,6 +171,12 @@ class FrameSocket:
             _send(self.ws, {"seq": seq, "error": e.message, "status": e.status, **e.extra})
         if self.rows and (len(self.rows) >= MAX_FRAMES_PER_BATCH or self.due() <= 0):
             self.commit()
+
+    def overtaken(self) -> bool:
+        """The server is behind (frames of other participants wait for a pipeline slot) and a newer
+        message of this participant is already waiting on the socket: this frame's gaze would come
+        late and the newer frame's later still, so it is stored unprocessed (DROPPED) instead."""
+        return bool(getattr(self.ws, "input_buffer", None)) and self.slots.waiting > 0
 
     def context(self, meta) -> FrameContext:
         """The lookup of :func:`.gaze.frame_context`, again after each commit interval (the

@@ -176,3 +176,73 @@ def _answer_or_stored(ws, stored: list, seq: int) -> bool:
         if msg is not None:
             stored.append(json.loads(msg))
     return bool(stored) and stored[-1]["stored"] == seq
+
+
+def test_overtaken_frames_are_answered_and_stored_as_dropped(wapp, monkeypatch):
+    from gazepref.capture_site import gaze_ws
+
+    client = wapp.test_client()
+    token, task_id = _task(client)
+    verdicts = iter([False, True, False])  # the server is behind for the second frame only
+    monkeypatch.setattr(gaze_ws.FrameSocket, "overtaken", lambda self: next(verdicts))
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+    with BackgroundServer(wapp) as url:
+        ws, _ = _connect(url, token)
+        stored: list = []
+        answers = []
+        for i in range(3):
+            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
+            answers.append(_answer(ws, stored))
+        ws.close()
+        assert [a["dropped"] for a in answers] == [False, True, False], answers
+        assert _wait_rows(wapp, task_id, 3) == 3
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        table = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
+    assert table["t"].tolist() == [0.0, 100.0, 200.0]
+    dropped = (table["flags"].astype(int) & GazeFlag.DROPPED) != 0
+    assert dropped.tolist() == [False, True, False]
+    assert table.loc[1, "confidence"] == 0 and np.isnan(table.loc[1, "x"]) and np.isfinite(table.loc[[0, 2], "x"]).all()
+
+
+def test_skip_stale_off_processes_every_frame(make_app, tmp_path, monkeypatch):
+    from gazepref.capture_site import gaze_ws
+
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "webcam_study.toml")), GAZE_WS_SKIP_STALE=False)
+    client = app.test_client()
+    token, task_id = _task(client)
+
+    def never(self):
+        raise AssertionError("not asked when skipping is off")
+
+    monkeypatch.setattr(gaze_ws.FrameSocket, "overtaken", never)
+    with BackgroundServer(app) as url:
+        ws, _ = _connect(url, token)
+        ws.send(pack_frame({"phase": "task", "task": task_id, "origin": 1.7e12, "seq": 0, "t": 0.0}, jpeg(moving(0))))
+        assert _answer(ws, [])["dropped"] is False
+        ws.close()
+
+
+def test_a_frame_is_overtaken_only_when_a_newer_one_waits_and_the_pipeline_is_busy(wapp):
+    import threading
+    from types import SimpleNamespace
+
+    from gazepref.capture_site.gaze import PipelineSlots
+    from gazepref.capture_site.gaze_ws import FrameSocket
+
+    with wapp.app_context():
+        sock = FrameSocket(SimpleNamespace(input_buffer=[], connected=True), pid=1, commit_ms=500)
+    slots = sock.slots = PipelineSlots(1)
+    assert not sock.overtaken()
+    sock.ws.input_buffer.append(b"newer frame")
+    assert not sock.overtaken(), "a newer frame alone (a burst from the network) is processed"
+    with slots:  # this frame holds the only slot; another participant's frame waits for it
+        other = threading.Thread(target=lambda: slots.__enter__() and slots.__exit__())
+        other.start()
+        deadline = time.monotonic() + 5
+        while slots.waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slots.waiting == 1 and sock.overtaken()
+        sock.ws.input_buffer.clear()
+        assert not sock.overtaken(), "the newest frame of a participant is always processed"
+    other.join(5)
+    assert slots.waiting == 0 and not other.is_alive()
