@@ -22,6 +22,11 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
    sends the rest again after a reconnect (the server answers those stored already as
    duplicates). When the socket closes or fails, the buffer is stored before the handler ends.
 
+Under overload a frame overtaken by a newer one of the same participant, while frames of others
+wait for a pipeline slot, is stored unprocessed (DROPPED) and answered ``"dropped": true``
+(:meth:`FrameSocket.overtaken`; app config ``GAZE_WS_SKIP_STALE`` or
+``$GAZEPREF_GAZE_WS_SKIP_STALE``, default on): gaze stays fresh instead of seconds late.
+
 Each open socket holds a server thread (and simple-websocket's reader thread): gunicorn needs
 ``--threads`` above the participants per worker (docs/STUDY_SITE.md).
 """
