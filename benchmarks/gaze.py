@@ -20,6 +20,9 @@ others queue for the pipeline, see docs/gaze.md; ``--keep-stale`` processes ever
 ``--shed-ms``, frames reached later than that) and whether K participants were sustained (>= 95%
 of frames processed, no errors, frame->gaze p99 < 200 ms over the processed frames) or at least
 kept up (the same, but only the request p99 below max(200 ms, batch)).
+Also printed: the bare pipeline's CPU ms per frame measured just before (the machine's speed
+drifts) and, per K, ``cpu_bound_participants``: how many participants the cores could serve at
+that run's server + client CPU per frame.
 Target in issue 4: 30 participants at 10 fps, p99 < 200 ms on the 2-core machine.
 """
 from __future__ import annotations
@@ -49,6 +52,21 @@ def astronaut_frames(n: int = 40) -> list[bytes]:
     from gazepref.signals.synthetic_face import jpeg, moving_face
 
     return [jpeg(moving_face(i, n), quality=80) for i in range(n)]
+
+
+def pipeline_cpu_ms(frames: list[bytes], seconds: float = 3.0) -> float:
+    """CPU ms per frame of the bare pipeline (one video-mode tracker in this process) right now:
+    this VM's speed drifts by tens of percent within minutes, so each report carries its own."""
+    from gazepref.signals.webcam import GazeTracker
+
+    with GazeTracker() as tracker:
+        for i, f in enumerate(frames):  # warm-up
+            tracker.process_jpeg(f, 100.0 * i)
+        n, c0, end = 0, time.process_time(), time.monotonic() + seconds
+        while time.monotonic() < end:
+            tracker.process_jpeg(frames[n % len(frames)], 100.0 * (len(frames) + n))
+            n += 1
+        return round(1000.0 * (time.process_time() - c0) / n, 2)
 
 
 def multipart(meta: dict, frames: list[bytes]) -> tuple[bytes, str]:
@@ -308,6 +326,9 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
         "offered_per_s": round(stats.offered / wall, 1),
         "server_cpu_ms_per_frame": round(1000.0 * cpu / max(1, processed), 2),
         "client_cpu_ms_per_frame": round(1000.0 * client_cpu / max(1, stats.offered), 2),  # same machine
+        # participants the machine's cores could serve at this run's CPU cost per frame (server + clients)
+        "cpu_bound_participants": round((os.cpu_count() or 1) * 1000.0 / args.fps / max(
+            1e-9, 1000.0 * cpu / max(1, processed) + 1000.0 * client_cpu / max(1, stats.offered)), 1),
         "frame_to_gaze_p50_ms": pct(fl, 50),
         "frame_to_gaze_p99_ms": p99,
         "request_p99_ms": pct(rl, 99),
@@ -339,6 +360,10 @@ def main() -> int:
     if args.threads is None:
         args.threads = 32 if args.transport == "ws" else 8
     frames = astronaut_frames()
+    pipeline_ms = pipeline_cpu_ms(frames)
+    if not args.json:
+        print(f"pipeline_cpu_ms_per_frame={pipeline_ms}  (one tracker in this process, now: the machine's speed)",
+              flush=True)
     results = []
     for k in args.participants:
         r = run_once(k, args, frames)
@@ -348,6 +373,7 @@ def main() -> int:
     best = max((r["participants"] for r in results if r["sustained"]), default=0)
     kept = max((r["participants"] for r in results if r["kept_up"]), default=0)
     summary = {"sustained_participants": best, "kept_up_participants": kept, "cpus": os.cpu_count(),
+               "pipeline_cpu_ms_per_frame": pipeline_ms,
                "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL",
                "transport": args.transport}
     if args.json:
