@@ -257,7 +257,6 @@ class PipelineSlots:
     """At most ``n`` frames in the pipeline at once (0: no limit), and how many threads wait."""
 
     def __init__(self, n: int) -> None:
-        self.n = n
         self._free = threading.Semaphore(n) if n > 0 else None
         self._lock = threading.Lock()
         self.waiting = 0  # threads waiting for a slot now
