@@ -50,11 +50,34 @@ def build_tiny_reward_model(out: str | Path, texts: Iterable[str], arch: str = "
     return out
 
 
-def _preference_rows(X: pd.DataFrame, y: np.ndarray) -> list[dict[str, str]]:
+def encode(tok: Any, prompt: str, response: str, max_length: int) -> list[int]:
+    """Token ids of one response after its prompt, as the reward model reads it in training and in
+    scoring alike: the tokenizer's chat template when it has one (else prompt, newline, response),
+    ending with the end-of-text token. A text longer than ``max_length`` tokens loses the end of its
+    response (TRL's RewardTrainer would drop the whole pair instead, and the long responses are the
+    ones people tend to prefer, so dropping them would bias the training set)."""
+    if tok.chat_template:
+        msgs = [{"role": "user", "content": str(prompt)}, {"role": "assistant", "content": str(response)}]
+        ids = tok.apply_chat_template(msgs, tokenize=True)
+        if not isinstance(ids, list):  # a BatchEncoding
+            ids = ids["input_ids"]
+    else:
+        ids = tok(f"{prompt}\n{response}")["input_ids"]
+    ids = list(ids)
+    eos = tok.eos_token_id
+    if len(ids) > max_length or not ids or ids[-1] != eos:
+        ids = ids[:max_length - 1] + [eos]
+    return ids
+
+
+def _preference_rows(X: pd.DataFrame, y: np.ndarray, tok: Any, max_length: int) -> list[dict[str, list[int]]]:
+    """Pre-tokenised pairs (``chosen_ids``/``rejected_ids``): RewardTrainer then neither re-formats
+    nor filters them."""
     rows = []
     for p, a, b, yy in zip(X["prompt"], X["text_0"], X["text_1"], y):
         chosen, rejected = (a, b) if yy == 1 else (b, a)
-        rows.append({"prompt": str(p), "chosen": str(chosen), "rejected": str(rejected)})
+        rows.append({"chosen_ids": encode(tok, p, chosen, max_length),
+                     "rejected_ids": encode(tok, p, rejected, max_length)})
     return rows
 
 
@@ -84,16 +107,21 @@ class TransformerRM(ClassifierMixin, BaseEstimator):
             path = str(build_tiny_reward_model(Path(out) / "init", pd.concat([X["prompt"], X["text_0"], X["text_1"]])))
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        if tok.eos_token is None:  # encoder checkpoints (BERT, MiniLM) end a text with [SEP]
+            tok.eos_token = tok.sep_token
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
+        if tok.eos_token is None or tok.pad_token is None:
+            raise ValueError(f"{path}: the tokenizer has no end-of-text (eos/sep) or padding token")
         model.config.pad_token_id = tok.pad_token_id
-        ds = Dataset.from_list(_preference_rows(X, y))
+        ds = Dataset.from_list(_preference_rows(X, y, tok, self.max_length))
         args = RewardConfig(output_dir=out, max_steps=self.max_steps, learning_rate=self.learning_rate,
                             per_device_train_batch_size=self.batch_size, max_length=self.max_length,
                             logging_steps=max(1, self.max_steps // 5), save_strategy="no", report_to=[],
                             seed=self.seed, use_cpu=not _has_cuda(), dataloader_pin_memory=False)
         trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
         trainer.train()
+        self.n_train_pairs_ = len(trainer.train_dataset)
         self.model_ = trainer.model.eval()
         self.tokenizer_ = tok
         self.classes_ = np.array([0, 1])
@@ -107,11 +135,8 @@ class TransformerRM(ClassifierMixin, BaseEstimator):
         out = []
         dev = next(model.parameters()).device
         for i in range(0, len(texts), batch_size):
-            msgs = [[{"role": "user", "content": str(p)}, {"role": "assistant", "content": str(t)}]
-                    for p, t in zip(prompts[i:i + batch_size], texts[i:i + batch_size])]
-            strs = [tok.apply_chat_template(m, tokenize=False) if tok.chat_template else m[0]["content"] + "\n" + m[1]["content"]
-                    for m in msgs]
-            enc = tok(strs, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+            ids = [encode(tok, p, t, self.max_length) for p, t in zip(prompts[i:i + batch_size], texts[i:i + batch_size])]
+            enc = tok.pad({"input_ids": ids}, return_tensors="pt")
             with torch.no_grad():
                 out.append(model(**{k: v.to(dev) for k, v in enc.items()}).logits[:, 0].float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
