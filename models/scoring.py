@@ -144,6 +144,22 @@ class RewardModel:
             parts.append(history_features(X, ratings=rated_responses(rec)))
         return pd.concat(parts, axis=1)
 
+    def _score_turns(self, rec: Any, turn_ids: list[str]) -> pd.DataFrame:
+        """:meth:`score_frame` rows of these pairwise turns of ``rec``, in order. Each is scored with
+        all pairwise turns of its person, as in :meth:`score_recording`: the person's earlier
+        choices (``hist_*``) and the per-person scale of the implicit features come from them, so
+        a turn gets the same reward alone as with the whole recording."""
+        from .comparisons import comparison_frame
+
+        X = comparison_frame(rec, labelled_only=False)
+        missing = sorted(set(turn_ids) - set(X["turn_id"]))
+        if missing:
+            raise UserError(f"turn(s) {', '.join(map(str, missing[:5]))} are not pairwise turns of this recording")
+        people = set(X.loc[X["turn_id"].isin(set(turn_ids)), "worker"])
+        X = X[X["worker"].isin(people)].reset_index(drop=True)
+        S = self.score_frame(self._add_features(rec, X))
+        return S.set_index("turn_id").loc[turn_ids].reset_index()
+
     def score(self, items: Iterable[Any], recording: Any = None) -> list[Score]:
         """(reward, confidence) per item; see the module docstring for the item kinds."""
         items = list(items)
@@ -172,16 +188,10 @@ class RewardModel:
         if pairs:
             turns = [p[4] for p in pairs]
             if recording is not None and all(t is not None for t in turns):
-                from .comparisons import comparison_frame
-
-                X = comparison_frame(recording, labelled_only=False)
-                X = X[X["turn_id"].isin({t.turn_id for t in turns})]
-                X = self._add_features(recording, X.reset_index(drop=True))
-                X = X.set_index("turn_id").loc[[t.turn_id for t in turns]].reset_index()
+                S = self._score_turns(recording, [t.turn_id for t in turns])
             else:
-                X = pd.DataFrame({"prompt": [p[1] for p in pairs], "text_0": [p[2] for p in pairs],
-                                  "text_1": [p[3] for p in pairs]})
-            S = self.score_frame(X)
+                S = self.score_frame(pd.DataFrame({"prompt": [p[1] for p in pairs], "text_0": [p[2] for p in pairs],
+                                                   "text_1": [p[3] for p in pairs]}))
             for (i, *_), r in zip(pairs, S.itertuples(index=False)):
                 out[i] = Score(float(r.reward), float(r.confidence), "pair", str(r.source), float(r.p_first),
                                (float(r.reward_0), float(r.reward_1)))

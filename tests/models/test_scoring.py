@@ -119,3 +119,25 @@ def test_cli_train_test_leaves_shared_workers_out_of_the_test(ifllm_sample, tmp_
     # nothing left to test on: a clear error
     assert main(["reward", "evaluate", "--train", str(ifllm_sample), "--test", str(train)]) == 2
     assert "hold out whole workers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["personalized", "late_fusion_worker_cal"])
+def test_a_turn_scored_alone_gets_its_reward_in_the_whole_recording(ifllm_sample, tmp_path, monkeypatch, name):
+    """The person's earlier choices and their per-person feature scale come from their other turns,
+    so scoring one later turn with its recording must not lose them."""
+    import dataclasses
+
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    from gazepref.datasets.recording import open_recording
+
+    rm = train_reward_model(ev.load_data(ifllm_sample), model=name, text_model="length_rule")
+    rec = open_recording(ifllm_sample)
+    whole = rm.score_recording(rec).set_index("turn_id")
+    later = [t for t in rec.turns() if t.pairwise][-5:]
+    alone = [rm.score([t], recording=rec)[0] for t in later]
+    together = rm.score(later[::-1], recording=rec)[::-1]
+    for t, a, b in zip(later, alone, together):
+        assert a.reward == pytest.approx(whole.loc[t.turn_id, "reward"], abs=1e-9)
+        assert b.reward == pytest.approx(a.reward, abs=1e-9) and a.source == whole.loc[t.turn_id, "source"]
+    with pytest.raises(UserError, match="not pairwise turns of this recording"):
+        rm.score([dataclasses.replace(later[0], turn_id="no-such-turn")], recording=rec)
