@@ -49,13 +49,28 @@ def request_participant() -> store.Participant:
     return p
 
 
+#: the largest row id a request may name (PostgreSQL's INTEGER; SQLite would overflow past 2**63)
+MAX_ID = 2**31 - 1
+
+
 def owned_task(p: store.Participant, task_id: object) -> store.Task:
     if not isinstance(task_id, int) or isinstance(task_id, bool):
         raise ApiError(400, "task must be an integer task id")
-    task = db().get(store.Task, task_id)
+    task = db().get(store.Task, task_id) if 0 < task_id <= MAX_ID else None
     if task is None or task.participant_id != p.id:
         raise ApiError(403, f"task {task_id} is not yours")
     return task
+
+
+def json_object() -> dict:
+    """The request's JSON body as an object ({} when there is none or it is not JSON); 400 for JSON
+    that is not an object (a list, a number)."""
+    body = request.get_json(silent=True)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
 
 
 def finite_number(value: object, name: str) -> float:

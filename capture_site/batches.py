@@ -13,7 +13,6 @@ problem: sizes, types, non-finite numbers, unequal column lengths, time going ba
 from __future__ import annotations
 
 import json
-import math
 import zlib
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ MAX_JSON_BYTES = 16 * 1024 * 1024  # after decompression
 MAX_ROWS = 20_000  # per stream per batch
 MAX_TEXT = 2_000  # characters per string value
 MAX_SEQ = 2**31 - 1
+MAX_ORIGIN_MS = 1e14  # performance.timeOrigin in Unix ms: until the year 5138
 INGEST_STREAMS = tuple(s for s in schema.STREAMS if s != "hits")  # hits are derived on the server
 NULLABLE = {("gaze", "x"), ("gaze", "y")}  # required columns that may be null (gaze before calibration)
 
@@ -74,12 +74,15 @@ def decode_body(raw: bytes, gzipped: bool) -> dict:
         raise BatchError("body is not UTF-8 JSON") from None
     except json.JSONDecodeError as e:
         raise BatchError(f"body is not JSON: {e.msg} at position {e.pos}") from None
+    except RecursionError:
+        raise BatchError("body is nested too deeply") from None
     if not isinstance(obj, dict):
         raise BatchError("batch must be a JSON object")
     return obj
 
 
 _NUMBER_TYPES = {int, float}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _column(stream: str, name: str, values: list, col: schema.Column | None) -> pa.Array:
@@ -97,7 +100,10 @@ def _column(stream: str, name: str, values: list, col: schema.Column | None) -> 
             raise BatchError(f"{where}: expected text, got {bad!r}")
         if values and max((len(v) for v in values if v is not None), default=0) > MAX_TEXT:
             raise BatchError(f"{where}: text longer than {MAX_TEXT} characters")
-        return pa.array(values, type=pa.string())
+        try:
+            return pa.array(values, type=pa.string())
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): JSON allows it, UTF-8 does not
+            raise BatchError(f"{where}: text is not valid Unicode") from None
     if types - _NUMBER_TYPES:
         bad = next(v for v in values if v is not None and type(v) not in _NUMBER_TYPES)
         raise BatchError(f"{where}: expected numbers, got {bad!r}")
@@ -109,6 +115,8 @@ def _column(stream: str, name: str, values: list, col: schema.Column | None) -> 
     present = arr[~mask] if nulls else arr
     if not np.isfinite(present).all():
         raise BatchError(f"{where}: numbers must be finite")
+    if pa_type == pa.float32() and present.size and np.abs(present).max() > _FLOAT32_MAX:
+        raise BatchError(f"{where}: number out of range for float32 (|x| <= {_FLOAT32_MAX:.3g})")
     if pa.types.is_integer(pa_type) and present.size:
         if not (present == np.round(present)).all():
             raise BatchError(f"{where}: expected whole numbers")
@@ -164,10 +172,10 @@ def parse_batch(obj: dict) -> Batch:
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise BatchError(f"seq must be an integer in 0..{MAX_SEQ} (got {seq!r})")
     task = obj.get("task")
-    if not isinstance(task, int) or isinstance(task, bool):
-        raise BatchError(f"task must be an integer task id (got {task!r})")
+    if not isinstance(task, int) or isinstance(task, bool) or not 0 < task <= MAX_SEQ:
+        raise BatchError(f"task must be an integer task id in 1..{MAX_SEQ} (got {task!r})")
     origin = obj.get("origin")
-    if isinstance(origin, bool) or not isinstance(origin, (int, float)) or not math.isfinite(origin) or origin <= 0:
+    if isinstance(origin, bool) or not isinstance(origin, (int, float)) or not 0 < origin < MAX_ORIGIN_MS:
         raise BatchError(f"origin must be performance.timeOrigin in Unix ms (got {origin!r})")
     streams = obj.get("streams")
     if not isinstance(streams, dict):

@@ -11,12 +11,13 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, jsonify, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import store
-from .api import ApiError, finite_number, install_error_handlers, owned_task, request_participant, to_task_clock
+from .api import (ApiError, finite_number, install_error_handlers, json_object, owned_task, request_participant,
+                  to_task_clock)
 from .config import StudyConfig
 from .flow import current_step, turn_rated
 from .gaze import page_data as gaze_page_data
@@ -88,7 +89,7 @@ def _answer(cfg: StudyConfig, models: list[str], messages: list[dict[str, str]])
 @bp.post("/tasks/<int:task_id>/turns")
 def send_turn(task_id: int):
     p, cfg, task = _open_task(task_id)
-    body = request.get_json(silent=True) or {}
+    body = json_object()
     index, prompt = body.get("index"), body.get("prompt")
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ApiError(400, "index must be a turn number >= 0")
@@ -153,7 +154,7 @@ def rate_turn(task_id: int, index: int):
     turn = turns[index]
     if turn_rated(turn):
         return jsonify(turn=turn_json(turn), already=True)  # a retry: nothing is asked twice
-    body = request.get_json(silent=True) or {}
+    body = json_object()
 
     likert = body.get("likert") or []
     if not isinstance(likert, list) or len(likert) not in (0, len(turn.responses)):

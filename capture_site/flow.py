@@ -80,17 +80,19 @@ def current_participant() -> store.Participant | None:
 
 
 def task_for(p: store.Participant, cfg: StudyConfig, index: int) -> store.Task:
-    """The participant's task ``index``, created from their plan when first reached."""
-    tasks = {t.index: t for t in p.tasks}
-    if index in tasks:
-        return tasks[index]
+    """The participant's task ``index``, created from their plan when first reached (once, also
+    when two requests of theirs reach it at the same time: two tabs, a reload)."""
+    for t in p.tasks:
+        if t.index == index:
+            return t
     planned = p.state["plan"][index]
-    topic = next(t for t in cfg.topics if t.id == planned["topic"])
-    task = store.Task(index=index, kind=planned["kind"], topic=topic.title,
+    # a topic renamed or removed from the config since the plan was drawn keeps its planned id
+    topic = next((t for t in cfg.topics if t.id == planned["topic"]), Topic(str(planned["topic"]), "", ""))
+    store.insert_once(db(), store.Task, ("participant_id", "index"), participant_id=p.id, index=index,
+                      kind=planned["kind"], topic=topic.title or topic.id,
                       answers={"topic_id": topic.id, "models": planned["models"]})
-    p.tasks.append(task)
-    db().flush()
-    return task
+    db().expire(p, ["tasks"])
+    return next(t for t in p.tasks if t.index == index)
 
 
 def topic_of(cfg: StudyConfig, task: store.Task) -> Topic:
@@ -224,7 +226,10 @@ def answer_step():
         db().rollback()
         return page, 400
     set_state(p, pos=p.state["pos"] + 1)
-    db().commit()
+    try:
+        db().commit()
+    except IntegrityError:  # the same form sent twice at once (a double click): the first answer counts
+        db().rollback()
     return redirect(url_for("flow.step"))
 
 

@@ -46,7 +46,8 @@ from .. import store
 from . import gaze_drift
 from .api import ApiError, install_error_handlers, request_participant_id
 from .config import StudyConfig
-from .gaze_settings import GazeSettings, gaze_settings, validation_targets
+from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, GazeSettings, gaze_settings,
+                            validation_targets)
 from .ingest import _write_lock
 from .multipart import MultipartError, Part, parse_multipart
 from .plan import parse_step
@@ -59,8 +60,6 @@ __all__ = ["GazeSettings", "bp", "gaze_settings", "page_data", "register", "vali
 bp = Blueprint("gaze", __name__, url_prefix="/api/gaze")
 install_error_handlers(bp)
 
-MAX_FRAMES_PER_BATCH = 30
-MAX_FRAMES_PER_ROUND = 400
 MAX_FRAME_BYTES = 200 * 1024
 
 
@@ -179,7 +178,7 @@ def _form() -> tuple[dict[str, Any], list[Part]]:
     meta_part = next((p for p in parts if p.name == "meta"), None)
     try:
         meta = json.loads(meta_part.data) if meta_part is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply
         meta = None
     if not isinstance(meta, dict):
         raise ApiError(400, "meta must be a JSON object")
@@ -493,6 +492,7 @@ def frames():
 def calibration_round():
     from gazepref.signals.gaze_session import calibrate, calibration_summary, validate_round
 
+    request.max_content_length = MAX_ROUND_BYTES  # a round carries all its targets' frames at once
     pid = request_participant_id()
     if not _limiter().allow(f"g{pid}"):
         raise ApiError(429, "too many requests; slow down", retry_after=1)

@@ -12,6 +12,14 @@ from .config import ConfigError, StudyConfig, _Reader
 #: ``[consent]`` flag a study sets to say its consent text covers keeping camera pictures
 CONSENT_FRAMES_KEY = "camera_images"
 
+#: frames in one HTTP batch (the page sends at most this many per ``batch_ms``) and in one
+#: calibration or validation round; the most bytes a round's request may have
+MAX_FRAMES_PER_BATCH = 30
+MAX_FRAMES_PER_ROUND = 400
+MAX_ROUND_BYTES = 32 * 1024 * 1024
+#: bytes per pixel of a webcam JPEG at the page's quality (0.8), with room: ~0.15 measured
+JPEG_BYTES_PER_PIXEL = 0.25
+
 
 @dataclass(frozen=True)
 class GazeSettings:
@@ -34,6 +42,12 @@ class GazeSettings:
     @property
     def max_side(self) -> int:
         return 2 * max(self.width, self.height)
+
+    @property
+    def round_frames(self) -> int:
+        """Frames the page sends for the larger round: ``settle_ms`` (+ 50 ms) of frames per target."""
+        per_target = -(-self.fps * (self.settle_ms + 50) // 1000)
+        return max(self.calibration_points, self.validation_points) * per_target
 
     def page(self) -> dict[str, Any]:
         return {"fps": self.fps, "width": self.width, "height": self.height, "batch_ms": self.batch_ms,
@@ -58,7 +72,7 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         raise ConfigError(
             f"study {cfg.slug!r}: gaze.keep_frames = true stores the participants' camera pictures; say so in "
             f"the [consent] text and set consent.{CONSENT_FRAMES_KEY} = true")
-    return GazeSettings(
+    settings = GazeSettings(
         fps=r.int("fps", 10, lo=1, hi=30), width=r.int("width", 320, lo=80, hi=1280),
         height=r.int("height", 240, lo=60, hi=960), batch_ms=r.int("batch_ms", 500, lo=100, hi=5000),
         calibration_points=points, validation_points=r.int("validation_points", 4, lo=1, hi=4),
@@ -68,6 +82,24 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         drift_correction=r.flag("drift_correction", False), keep_frames=keep_frames,
         recalibrate_every=r.int("recalibrate_every", 0, lo=0),
     )
+    _check_request_sizes(settings, f"study {cfg.slug!r}")
+    return settings
+
+
+def _check_request_sizes(s: GazeSettings, where: str) -> None:
+    """Settings whose requests the server would refuse fail here, at start, instead of in every
+    participant's calibration round."""
+    per_batch = -(-s.fps * s.batch_ms // 1000)
+    if per_batch > MAX_FRAMES_PER_BATCH:
+        raise ConfigError(f"{where}: gaze.fps x gaze.batch_ms gives {per_batch} frames per batch (at most "
+                          f"{MAX_FRAMES_PER_BATCH}): lower fps or batch_ms")
+    frames = s.round_frames
+    size = frames * s.width * s.height * JPEG_BYTES_PER_PIXEL
+    if frames > MAX_FRAMES_PER_ROUND or size > MAX_ROUND_BYTES:
+        raise ConfigError(
+            f"{where}: a calibration round would send {frames} frames of {s.width}x{s.height} (about "
+            f"{size / 2**20:.0f} MiB; at most {MAX_FRAMES_PER_ROUND} frames and {MAX_ROUND_BYTES // 2**20} MiB): "
+            f"lower gaze.fps, gaze.settle_ms, gaze.calibration_points or the frame size")
 
 
 def validation_targets(n: int, width: float, height: float) -> list[tuple[float, float]]:

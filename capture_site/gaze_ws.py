@@ -81,7 +81,7 @@ def unpack_frame(data: Any) -> tuple[dict[str, Any], bytes]:
         raise ApiError(400, f"bad meta length {n}")
     try:
         meta = json.loads(bytes(data[4:4 + n]))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply
         meta = None
     if not isinstance(meta, dict):
         raise ApiError(400, "meta must be a JSON object")
@@ -235,7 +235,7 @@ def authenticate(ws) -> int | None:
     data = ws.receive(timeout=AUTH_TIMEOUT_S)
     try:
         msg = json.loads(data) if isinstance(data, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply
         msg = None
     pid = read_participant_token(msg.get("token")) if isinstance(msg, dict) else None
     if pid is None:

@@ -38,7 +38,7 @@ def participant_token(participant_id: int) -> str:
 
 def read_participant_token(token: str | None) -> int | None:
     """The participant row id a token names, or None when missing or forged."""
-    if not token:
+    if not token or not isinstance(token, str):
         return None
     try:
         data = _serializer().loads(token)
@@ -61,7 +61,7 @@ def check_csrf() -> None:
         return
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
     expected = session.get("csrf", "")
-    if not expected or not hmac.compare_digest(sent, expected):
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):  # bytes: any characters
         abort(400, description="the form expired or was not sent by this site (CSRF check); reload the page")
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -88,6 +89,8 @@ class Demographics(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
+    # one task per (participant, index): two requests reaching a new task at once insert it once
+    __table_args__ = (Index("uq_tasks_participant_index", "participant_id", "index", unique=True),)
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), index=True)
     index: Mapped[int] = mapped_column(Integer, default=0)
@@ -230,7 +233,22 @@ def make_engine(url: str, **kw: Any) -> Engine:
 
 def init_db(engine: Engine) -> sessionmaker[Session]:
     Base.metadata.create_all(engine)
+    for index in Task.__table__.indexes:  # tables made before an index was added get it now
+        index.create(engine, checkfirst=True)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def insert_once(db: Session, model: type[Base], keys: Iterable[str], **values: Any) -> None:
+    """INSERT a ``model`` row unless one with the same ``keys`` (a unique index) exists; concurrent
+    callers (two requests) insert it once, the others wait for that row and do nothing."""
+    name = db.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover - the site runs on SQLite or PostgreSQL
+        raise NotImplementedError(f"insert_once: no ON CONFLICT for {name}")
+    db.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys)))
 
 
 # --------------------------------------------------------------------------- chunks

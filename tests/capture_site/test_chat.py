@@ -109,3 +109,19 @@ def test_closed_task_accepts_no_more_turns(walker, client):
     walker.answer()  # finish the task
     r = client.post(data["urls"]["turns"], json={"index": 2, "prompt": "More?"}, headers=headers(data))
     assert r.status_code == 409 and "closed" in r.json["error"]
+
+
+def test_bodies_that_are_not_json_objects_and_ids_out_of_range(walker, client, dbs):
+    walker.arrive()
+    walker.consent()
+    data = walker.to_task()
+    url, h = data["urls"]["turns"], headers(data)
+    r = client.post(url, json=[0, "Why sleep?"], headers=h)
+    assert r.status_code == 400 and "JSON object" in r.json["error"]
+    assert client.post(url, json={"index": 0, "prompt": "Why sleep?"}, headers=h).status_code == 200
+    r = client.post(f"{url}/0/rating", json=[5, 1], headers=h)
+    assert r.status_code == 400 and "JSON object" in r.json["error"]
+    huge = url.replace(f"/tasks/{data['task']}/", f"/tasks/{10**30}/")
+    assert client.post(huge, json={"index": 1, "prompt": "x"}, headers=h).status_code == 403
+    turn = dbs.scalars(select(store.Turn)).one()
+    assert turn.prompt == "Why sleep?" and not turn.responses[0].likert  # the stored turn is untouched

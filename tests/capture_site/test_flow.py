@@ -126,3 +126,88 @@ def test_mturk_preview_records_nothing(client, dbs):
     r = client.get("/", query_string={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "H"})
     assert "accept the task" in r.text
     assert participants(dbs) == []
+
+
+def test_same_form_sent_twice_at_once_keeps_the_first_answer(client, dbs):
+    """Both copies pass the step check before either commits: the second's demographics row then
+    collides with the first's (made here by hand, as the other request would) and the participant
+    is sent on, not shown an error."""
+    w = Walker(client)
+    w.arrive()
+    w.consent()
+    page = w.step().text
+    [p] = participants(dbs)
+    dbs.add(store.Demographics(participant_id=p.id, answers={"age": 25}))  # the first copy, committed
+    dbs.commit()
+    r = client.post("/step", data={"csrf_token": csrf_of(page), "step": "demographics", "age": "31"})
+    assert r.status_code == 302
+    dbs.expire_all()
+    assert participants(dbs)[0].demographics.answers == {"age": 25}
+    assert w.current_step() == "demographics"  # the step was not counted twice either
+
+
+def test_forged_csrf_with_any_characters_is_a_400(client, dbs):
+    Walker(client).arrive()
+    for token in ("nicht-gültig", "\u00e9" * 32):
+        r = client.post("/consent", data={"decision": "agree", "csrf_token": token})
+        assert r.status_code == 400 and "CSRF" in r.text
+    assert participants(dbs) == []
+
+
+def test_a_task_reached_by_two_requests_at_once_is_created_once(app, dbs):
+    """Two tabs (or a reload while the page loads) ask for a participant's new task together."""
+    import threading
+
+    from sqlalchemy import func
+
+    for k in range(10):
+        first = app.test_client()
+        w = Walker(first, pid=f"RACE{k}")
+        w.arrive()
+        w.consent()
+        w.answer({"age": "30"})  # demographics, then the instructions page
+        w.answer({}, follow=False)  # instructions; the next page (pre:0) creates task 0
+        cookie = first.get_cookie("session").value
+        clients = [app.test_client() for _ in range(2)]
+        for c in clients:
+            c.set_cookie("session", cookie)
+        ready, codes = threading.Barrier(2), []
+
+        def load(c):
+            ready.wait()
+            codes.append(c.get("/step").status_code)
+
+        threads = [threading.Thread(target=load, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert codes == [200, 200]
+        dbs.expire_all()
+        p = dbs.scalar(select(store.Participant).order_by(store.Participant.id.desc()))
+        n = dbs.scalar(select(func.count()).select_from(store.Task).where(store.Task.participant_id == p.id))
+        assert n == 1, f"participant {k}: {n} rows for task 0"
+
+
+def test_a_topic_renamed_in_the_config_after_the_plan_was_drawn(make_app, tmp_path, dbs):
+    """Participants who consented before the edit keep their planned topic id; nothing fails."""
+    from sitetest import STUDY_TOML
+
+    app = make_app()
+    first = app.test_client()
+    w = Walker(first)
+    w.arrive()
+    w.consent()
+    edited = tmp_path / "edited.toml"
+    edited.write_text(STUDY_TOML.read_text().replace('id = "sleep"', 'id = "sleep-v2"'))
+    later = make_app(STUDY_CONFIG=str(edited)).test_client()
+    later.set_cookie("session", first.get_cookie("session").value)
+    w2 = Walker(later)
+    seen = set()
+    while (step := w2.current_step()) != "done" and not step.startswith("task:") and step not in seen:
+        seen.add(step)
+        assert w2.answer({"age": "30", "understand_before": "3"}, follow=False).status_code in (200, 302)
+    dbs.expire_all()
+    tasks = dbs.scalars(select(store.Task)).all()
+    assert tasks and {t.answers["topic_id"] for t in tasks} == {"sleep"}  # the study's only topic, as planned
+    assert later.get("/step").status_code == 200

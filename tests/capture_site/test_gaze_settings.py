@@ -92,3 +92,15 @@ def test_recalibration_is_skipped_in_a_mouse_only_session(make_app, tmp_path):
     assert "continues without the webcam" in page and 'id="gaze-data"' not in page
     assert answer_step(client).status_code == 302
     assert current_step(client) == "pre:1"
+
+
+@pytest.mark.parametrize("lines, message", [
+    (("fps = 30", "batch_ms = 2000"), "60 frames per batch"),
+    (("fps = 30", "settle_ms = 3000"), "would send 460 frames"),  # 5 points x 92 frames
+    (("width = 1280", "height = 960", "fps = 30", "settle_ms = 1000"), "MiB"),
+])
+def test_settings_whose_requests_the_server_would_refuse_fail_at_start(tmp_path, lines, message):
+    with pytest.raises(ConfigError, match=message):
+        gaze_settings(load_config(webcam_toml(tmp_path / "s.toml", "\n".join(lines))))
+    ok = gaze_settings(load_config(webcam_toml(tmp_path / "ok.toml", "fps = 30\nwidth = 640\nheight = 480")))
+    assert ok.round_frames == 5 * 20  # 650 ms of 30 fps frames per target

@@ -149,6 +149,16 @@ def test_websocket_refuses_a_bad_token(wapp):
                 ws.send(pack_frame({"phase": "setup", "seq": 0, "t": 0.0}, jpeg(moving(0))))
 
 
+def test_websocket_refuses_a_token_that_is_not_text(wapp):
+    with BackgroundServer(wapp) as url:
+        for first in ({"token": 5}, {"token": ["a"]}, "[" * 100_000):
+            ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+            ws.send(first if isinstance(first, str) else json.dumps(first))
+            hello = json.loads(ws.receive(timeout=5))
+            assert hello["status"] == 401
+            ws.close()
+
+
 def test_websocket_commit_every_frame(make_app, tmp_path):
     app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "w.toml")), GAZE_WS_COMMIT_MS=0)
     client = app.test_client()

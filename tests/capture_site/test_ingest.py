@@ -93,6 +93,12 @@ BAD = [
     (lambda b: b["streams"]["mouse"]["buttons"].__setitem__(0, 1.5), "expected whole numbers"),
     (lambda b: b["streams"].update(events={"t": [1.0], "type": [7], "target": ["w"]}), "events.type: expected text"),
     (lambda b: b.update(extra=1), "unknown batch field 'extra'"),
+    (lambda b: b.update(task=10**30), "task must be an integer task id"),
+    (lambda b: b.update(origin=1e300), "origin must be performance.timeOrigin"),
+    (lambda b: b["streams"]["mouse"]["x"].__setitem__(3, 1e300), "out of range for float32"),
+    (lambda b: b["streams"]["mouse"]["y"].__setitem__(3, -1e39), "out of range for float32"),
+    (lambda b: b["streams"].update(events={"t": [1.0], "type": ["click"], "target": ["\ud800"]}),
+     "events.target: text is not valid Unicode"),
 ]
 
 
@@ -112,6 +118,8 @@ def test_malformed_batch_is_rejected_whole(client, task, dbs, spoil, message):
     (b"{not json", False, "body is not JSON"),
     (b"NaN", False, "non-finite number NaN"),
     (b"[1, 2]", False, "batch must be a JSON object"),
+    (b"[" * 100_000, False, "nested too deeply"),
+    (b'{"streams": ' + b"[" * 100_000, False, "nested too deeply"),
     (b"\x1f\x8b\x08\x00garbage", None, "gzip"),
 ])
 def test_undecodable_bodies(client, task, dbs, raw, gz, message):

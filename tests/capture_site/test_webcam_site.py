@@ -210,6 +210,33 @@ def test_frames_need_a_token_and_an_owned_task(wclient):
     assert r.status_code == 403
 
 
+def test_a_round_may_be_larger_than_other_requests(wclient):
+    """A round carries all its targets' frames in one request: more than the site-wide body limit
+    (~2 MiB) is accepted there, up to MAX_ROUND_BYTES."""
+    from io import BytesIO
+
+    from gazepref.capture_site.gaze_settings import MAX_ROUND_BYTES
+
+    gaze = to_calibration(wclient)
+
+    def send(frames, targets):
+        meta = {"kind": "calibration", "viewport": [1280, 800], "targets": targets}
+        data = {"meta": json.dumps(meta), "frame": [(BytesIO(f), f"f{i}.jpg", "image/jpeg") for i, f in enumerate(frames)]}
+        return wclient.post("/api/gaze/round", data=data, content_type="multipart/form-data",
+                            headers={"X-Participant-Token": gaze["token"]})
+
+    # 30 frames of ~100 KB (JPEG, then padding the decoder ignores): ~3 MB in all
+    frames = [jpeg(moving(i)) + bytes(90_000) for i in range(30)]
+    targets = [{"x": x, "y": y, "t": [1000.0 + 100 * (6 * k + j) for j in range(6)]}
+               for k, (x, y) in enumerate(CALIBRATION_TARGETS)]
+    assert sum(map(len, frames)) > 2.5 * 2**20
+    r = send(frames, targets)
+    assert r.status_code == 200, r.json
+    big = [bytes(190_000)] * (MAX_ROUND_BYTES // 190_000 + 1)
+    r = send(big, [{"x": 1, "y": 1, "t": [float(i) for i in range(len(big))]}])
+    assert r.status_code == 413
+
+
 def test_optional_webcam_without_camera_goes_on_mouse_only(wclient):
     to_calibration(wclient)
     assert answer_step(wclient, {"outcome": "no-camera"}).status_code == 302

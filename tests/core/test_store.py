@@ -88,3 +88,31 @@ def test_required_columns_survive_when_all_null(db):
     out = store.read_stream(s, task, "gaze")
     assert out.num_rows == 2 and out.column("x").null_count == 2
     assert out.column("eye_left_u").to_pylist() == pytest.approx([0.4, 0.5])
+
+
+def test_insert_once_makes_one_task_per_participant_and_index(db):
+    s, task = db
+    p = task.participant
+    for _ in range(2):
+        store.insert_once(s, store.Task, ("participant_id", "index"), participant_id=p.id, index=3,
+                          kind="pairwise", answers={"topic_id": "t"})
+    s.commit()
+    s.expire_all()
+    made = [t for t in p.tasks if t.index == 3]
+    assert len(made) == 1 and made[0].answers == {"topic_id": "t"} and made[0].started_at is not None
+    s.add(store.Task(participant_id=p.id, index=3, kind="pairwise"))  # the ORM path meets the index too
+    with pytest.raises(IntegrityError):
+        s.commit()
+    s.rollback()
+
+
+def test_init_db_adds_the_task_index_to_an_older_database(tmp_path: Path):
+    """A database made before the unique (participant, index) index gets it at the next start."""
+    engine = store.make_engine(store.sqlite_url(tmp_path / "old.sqlite"))
+    store.Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX uq_tasks_participant_index"))
+    store.init_db(engine)
+    with engine.connect() as conn:
+        names = {r[1] for r in conn.execute(text("PRAGMA index_list(tasks)"))}
+    assert "uq_tasks_participant_index" in names
