@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,10 +32,11 @@ import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold, KFold
 
+from .. import UserError
 from . import comparisons as comp
 from .fusion import EarlyFusion, LateFusion, PointwiseFusion
 from .implicit_features import hits_features
-from .implicit_models import ImplicitModel
+from .implicit_models import ImplicitModel, has_features
 from .personalized import PAIR_HIST_COLUMNS, PersonalizedModel, history_features, model_rule_accuracy
 from .text_models import EmbeddingBT, LengthRule, OrdinalLikert, StructureBT, TfidfBT
 
@@ -62,15 +64,34 @@ class RewardData:
         return RewardData(X, self.y[idx], self.ratings[self.ratings["worker"].isin(set(X["worker"]))])
 
 
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """A hash of the code the cached features come from (the readers, the signal processing, the
+    feature code): after any change there the features are computed afresh."""
+    import gazepref.datasets
+    import gazepref.signals
+
+    h = hashlib.sha1()
+    roots = [Path(d) for m in (gazepref.datasets, gazepref.signals) for d in m.__path__]
+    files = [f for r in roots for f in sorted(r.rglob("*.py"))]
+    files += [Path(__file__).with_name(n) for n in ("implicit_features.py", "comparisons.py")]
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _cache_path(path: str | os.PathLike, kind: str) -> Path | None:
+    """Where the features of the recording at ``path`` are cached: keyed by the size and time of
+    every file of the recording (trajectories included) and by :func:`_code_fingerprint`."""
     p = Path(path).expanduser().resolve()
-    q = p / "query_logs_table.csv" if (p / "query_logs_table.csv").exists() else p / "dataset" / "query_logs_table.csv"
-    if not q.exists():
-        q = p / "manifest.json"
-        if not q.exists():
-            return None
-    st = q.stat()
-    h = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}|{FEATURES_VERSION}|{kind}".encode()).hexdigest()[:16]
+    if not any((d / "query_logs_table.csv").exists() for d in (p, p / "dataset")) and not (p / "manifest.json").exists():
+        return None
+    h = hashlib.sha1(f"{p}|{FEATURES_VERSION}|{kind}|{_code_fingerprint()}".encode())
+    for f in sorted(p.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h = h.hexdigest()[:16]
     base = os.environ.get("GAZEPREF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gazepref")
     return Path(base) / "reward" / f"{kind}-{h}.parquet"
 
@@ -139,24 +160,31 @@ def load_data(path: str | os.PathLike, implicit: bool = True, text_feedback: boo
 # --------------------------------------------------------------------------- metrics
 
 
+def correct(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """1 where P(left) picks the preferred side, 0 where it picks the other, 0.5 for a tie (p = 0.5:
+    no prediction, half credit, as a coin flip would earn)."""
+    y, p = np.asarray(y), np.asarray(p, dtype=float)
+    return np.where(p == 0.5, 0.5, ((p > 0.5) == (y == 1)).astype(float))
+
+
 def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error of the predicted winner: bins of max(p, 1-p)."""
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     conf = np.maximum(p, 1 - p)
-    correct = ((p > 0.5) == (y == 1)).astype(float)
+    correct_ = correct(y, p)
     edges = np.linspace(0.5, 1.0, bins + 1)
     b = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
     tot = 0.0
     for k in range(bins):
         m = b == k
         if m.any():
-            tot += m.mean() * abs(correct[m].mean() - conf[m].mean())
+            tot += m.mean() * abs(correct_[m].mean() - conf[m].mean())
     return float(tot)
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     y, p = np.asarray(y, dtype=int), np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    out = {"accuracy": float(((p > 0.5) == (y == 1)).mean()) if len(y) else float("nan"), "n": int(len(y))}
+    out = {"accuracy": float(correct(y, p).mean()) if len(y) else float("nan"), "n": int(len(y))}
     out["auc"] = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
     out["log_loss"] = float(log_loss(y, p, labels=[0, 1])) if len(y) else float("nan")
     out["ece"] = ece(y, p)
@@ -207,6 +235,19 @@ def default_models(text_feedback: bool = False) -> dict[str, tuple[str, Callable
     return m
 
 
+def applicable_models(models: dict[str, tuple[str, Callable[[], Any]]],
+                      X: pd.DataFrame) -> dict[str, tuple[str, Callable[[], Any]]]:
+    """``models`` without the implicit-only ones that would find none of their columns in ``X`` (a
+    recording without gaze or pointer trajectories); the fused models then fall back to text."""
+    out = {}
+    for name, (track, factory) in models.items():
+        m = factory()
+        if isinstance(m, ImplicitModel) and not has_features(m, X):
+            continue
+        out[name] = (track, factory)
+    return out
+
+
 #: the model reported under each track's name in the JSON. ``text`` is the length rule, the strongest
 #: text-only baseline here (so ``fused`` vs ``text`` is the honest comparison); the others are the
 #: designs chosen for their track (per-worker calibrated late fusion; length + history)
@@ -231,6 +272,8 @@ def splits(data: RewardData, protocol: str, folds: int, seed: int):
     n = len(data.y)
     if protocol == "group":
         k = min(folds, len(np.unique(data.groups)))
+        if k < 2:
+            raise UserError(f"CV grouped by worker needs comparisons of at least 2 workers (got {k})")
         return list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), groups=data.groups))
     if protocol == "random":
         return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(n)))
@@ -271,8 +314,7 @@ def cross_val_predict(factory: Callable[[], Any], data: RewardData, protocol: st
 def bootstrap_gain(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups: np.ndarray, n_boot: int = 2000,
                    seed: int = 0) -> dict[str, float]:
     """Accuracy of ``a`` minus ``b`` with a 95 % CI from resampling workers with replacement."""
-    ca = ((p_a > 0.5) == (y == 1)).astype(float)
-    cb = ((p_b > 0.5) == (y == 1)).astype(float)
+    ca, cb = correct(y, p_a), correct(y, p_b)
     ws, inv = np.unique(groups, return_inverse=True)
     sa = np.bincount(inv, weights=ca, minlength=len(ws))
     sb = np.bincount(inv, weights=cb, minlength=len(ws))

@@ -15,12 +15,19 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from .. import UserError
 from .implicit_features import implicit_columns, swap_implicit
 from .text_models import DEFAULT_CS, _groups, choose_c, fit_bt
 
 
 def _cols(X: pd.DataFrame, columns: Sequence[str] | None, sources: Sequence[str], symmetric: bool) -> list[str]:
     return list(columns) if columns is not None else implicit_columns(X, tuple(sources), symmetric=symmetric)
+
+
+def has_features(model: Any, X: pd.DataFrame) -> bool:
+    """Whether ``X`` has a left-minus-right column an (unfitted) implicit model would read (the
+    symmetric context columns alone cannot tell the sides apart)."""
+    return any("_d_" in c for c in _cols(X, model.columns, model.sources, symmetric=model.kind != "logistic"))
 
 
 class ImplicitModel(ClassifierMixin, BaseEstimator):
@@ -40,6 +47,9 @@ class ImplicitModel(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any, **_: Any) -> "ImplicitModel":
         y = np.asarray(y, dtype=int)
         self.columns_ = _cols(X, self.columns, self.sources, symmetric=self.kind != "logistic")
+        if not has_features(self, X):
+            raise UserError(f"no implicit feature columns of {'/'.join(self.sources)} in the data "
+                            "(a recording without gaze or pointer trajectories?)")
         self.classes_ = np.array([0, 1])
         if self.kind == "logistic":
             D = self._matrix(X)

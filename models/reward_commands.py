@@ -72,6 +72,21 @@ def _models(names: str | None, text_feedback: bool):
     return {n: ms[n] for n in want}
 
 
+def _usable(models: dict, data, named: str | None) -> dict:
+    """The default set without the implicit-only models the data has no columns for (said on
+    stderr); models named with --models are kept, so their fit says what is missing."""
+    from . import evaluation as ev
+
+    if named:
+        return models
+    usable = ev.applicable_models(models, data.X)
+    left = sorted(set(models) - set(usable))
+    if left:
+        print(f"note: no implicit features in the data (no gaze or pointer trajectories?); left out: "
+              f"{', '.join(left)}", file=sys.stderr)
+    return usable
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..cli import emit
     from . import evaluation as ev
@@ -90,7 +105,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"note: {len(shared)} worker(s) of --test are also in --train; their comparisons are left "
                   f"out of the test ({len(test.y)} comparisons of {len(set(test.groups))} workers remain)",
                   file=sys.stderr)
-        report = ev.train_test(train, test, models, progress=True)
+        report = ev.train_test(train, test, _usable(models, train, args.models), progress=True)
         report["test_workers_left_out"] = len(shared)
     else:
         if not args.data:
@@ -98,7 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data = ev.load_data(args.data, text_feedback=args.text_feedback, progress=True, features=args.features)
         if len(data.y) < 2 * args.folds:
             raise UserError(f"only {len(data.y)} labelled comparisons: too few for {args.folds}-fold CV")
-        report = ev.evaluate(data, models, protocol=args.protocol, folds=args.folds,
+        report = ev.evaluate(data, _usable(models, data, args.models), protocol=args.protocol, folds=args.folds,
                              seeds=tuple(range(args.seeds)), progress=True)
     if args.markdown:
         Path(args.markdown).write_text(ev.markdown(report) + "\n")

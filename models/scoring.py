@@ -98,19 +98,27 @@ class RewardModel:
     def _needs_features(self) -> bool:
         return bool(self.feature_columns)
 
+    def _evidence_columns(self) -> list[str]:
+        """The columns whose presence means a turn has implicit evidence: the left-minus-right
+        gaze/pointer measures (NaN without trajectories; context columns such as ``*_s_present``
+        are 0, never NaN); a model without them (personalised: ``hist_*``) reads all its columns."""
+        d = [c for c in self.feature_columns if "_d_" in c and not c.startswith(("hist_", "tf_"))]
+        return d or self.feature_columns
+
     def score_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         """Pairs in a comparison frame (``prompt``, ``text_0``, ``text_1`` and, for fused models, the
         feature columns): adds ``reward``, ``p_first``, ``confidence``, ``source``, ``reward_0/1``."""
         X = X.copy()
         if "worker" not in X:
             X["worker"] = "?"
+        evidence = self._evidence_columns()
         have = self._needs_features() and all(c in X for c in self.feature_columns) and \
-            X[self.feature_columns].notna().any(axis=1).any()
+            X[evidence].notna().any(axis=1).any()
         z_text = self.text_model.decision_function(X)
         z = z_text
         src = np.array(["text"] * len(X), dtype=object)
         if have:
-            rows = X[self.feature_columns].notna().any(axis=1).to_numpy()
+            rows = X[evidence].notna().any(axis=1).to_numpy()
             z = np.where(rows, self.model.decision_function(X), z_text)
             src[rows] = self.manifest.get("track", "fused")
         elif not self._needs_features():

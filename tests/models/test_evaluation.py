@@ -127,3 +127,56 @@ def test_centred_fusion_is_listed_and_fits():
     m = ev.fit_model(models["late_fusion_length_centred"][1](), d.X, d.y, d.ratings)
     acc = float((m.predict(d.X) == d.y).mean())
     assert acc > 0.8  # the gaze rule is learnable through the centred features
+
+
+def test_a_tie_earns_half_credit_on_either_label():
+    """p = 0.5 predicts neither side: it must not count as a vote for the right response."""
+    y = np.array([1, 1, 0, 0])
+    p = np.array([0.5, 0.9, 0.5, 0.2])
+    assert ev.metrics(y, p)["accuracy"] == pytest.approx(0.75)
+    assert ev.metrics(1 - y, 1 - p)["accuracy"] == pytest.approx(0.75)  # mirrored: the same
+    g = ev.bootstrap_gain(y, p, np.full(4, 0.5), np.array(list("aabb")), n_boot=50)
+    assert g["gain"] == pytest.approx(0.25)
+
+
+def test_grouped_cv_of_one_worker_is_a_clear_error():
+    from gazepref import UserError
+
+    d = _data("longer", n_workers=1)
+    with pytest.raises(UserError, match="at least 2 workers"):
+        ev.evaluate(d, {"length_rule": ev.default_models()["length_rule"]}, seeds=(0,), n_boot=10)
+
+
+def test_data_without_implicit_features():
+    """A recording without trajectories: implicit-only models are left out of the default set and
+    say why when asked for; the fused models fall back to the text score."""
+    from gazepref import UserError
+
+    d = _data("longer")
+    X = d.X.drop(columns=[c for c in d.X if c.startswith(("gaze_", "mouse_"))])
+    usable = ev.applicable_models(ev.default_models(), X)
+    assert "implicit_logistic" not in usable and "ablation_gaze" not in usable
+    assert {"length_rule", "late_fusion_worker_cal", "personalized"} <= set(usable)
+    with pytest.raises(UserError, match="no implicit feature columns"):
+        ImplicitModel("gbm").fit(X, d.y)
+    assert set(ev.applicable_models(ev.default_models(), d.X)) == set(ev.default_models())
+
+
+def test_feature_cache_is_keyed_by_every_file_and_the_code(ifllm_sample, tmp_path, monkeypatch):
+    """A changed trajectory file or changed feature/reader code must not reuse cached features."""
+    import os
+    import shutil
+
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    rec = tmp_path / "rec"
+    shutil.copytree(ifllm_sample, rec)
+    key = ev._cache_path(rec, "implicit")
+    assert key == ev._cache_path(rec, "implicit") and key.parent == tmp_path / "cache" / "reward"
+    traj = next(f for f in sorted((rec / "user_behavior").rglob("*")) if f.is_file())
+    st = traj.stat()
+    os.utime(traj, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    moved = ev._cache_path(rec, "implicit")
+    assert moved != key
+    monkeypatch.setattr(ev, "_code_fingerprint", lambda: "other code")
+    assert ev._cache_path(rec, "implicit") not in (key, moved)
+    assert ev._cache_path(tmp_path, "implicit") is None  # not a recording: no cache

@@ -141,3 +141,33 @@ def test_a_turn_scored_alone_gets_its_reward_in_the_whole_recording(ifllm_sample
         assert b.reward == pytest.approx(a.reward, abs=1e-9) and a.source == whole.loc[t.turn_id, "source"]
     with pytest.raises(UserError, match="not pairwise turns of this recording"):
         rm.score([dataclasses.replace(later[0], turn_id="no-such-turn")], recording=rec)
+
+
+def test_turns_without_trajectories_fall_back_to_the_text_model(synth_data):
+    """Context columns (``*_s_*``) are present without trajectories; the gaze/pointer differences
+    are NaN, and they decide whether a turn has implicit evidence."""
+    rm = train_reward_model(synth_data, model="implicit_gbm", text_model="structure_bt")
+    assert any("_s_" in c for c in rm.feature_columns)
+    test = make_frame(n_workers=2, per_worker=4, seed=3)
+    bare = [c for c in test if c.startswith(("gaze_", "mouse_")) and "_d_" in c]
+    test.loc[:3, bare] = np.nan
+    s = rm.score_frame(test)
+    assert (s["source"][:4] == "text").all() and (s["source"][4:] != "text").all()
+    assert np.allclose(s["reward"][:4], rm.text_model.decision_function(test.iloc[:4]))
+
+
+def test_cli_evaluate_a_recording_without_trajectories(ifllm_sample, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for table in ("query_logs_table.csv", "task_table.csv", "record_info_table.csv"):
+        shutil.copy(ifllm_sample / table, bare / table)
+    assert main(["reward", "evaluate", str(bare), "--json", "--seeds", "1", "--folds", "3"]) == 0
+    out = capsys.readouterr()
+    rep = json.loads(out.out)
+    assert "implicit_logistic" in out.err and "implicit" not in rep
+    assert rep["fused"]["n"] == rep["text"]["n"] >= 18
+    assert main(["reward", "evaluate", str(bare), "--models", "implicit_logistic", "--seeds", "1", "--folds", "3"]) == 2
+    assert "no implicit feature columns" in capsys.readouterr().err
