@@ -33,7 +33,8 @@ def test_detour_mad_auc_flips_idle():
     x = [0, 50, 100, 100, 150, 120, 200]
     y = [0, -30, 0, 0, 0, 0, 0]
     m = trajectory_measures(frame(x, y))
-    assert abs(m["m_mad_px"]) == pytest.approx(30)
+    assert m["m_mad_px"] == pytest.approx(30)  # + : to the left of the direction of travel, on screen
+    assert trajectory_measures(frame(x, [-v for v in y]))["m_mad_px"] == pytest.approx(-30)
     assert abs(m["m_auc_px2"]) == pytest.approx(0.5 * 100 * 30)  # the triangle of the bump
     assert m["m_x_flips"] == 2  # → ← →
     assert m["m_y_flips"] == 1
