@@ -103,7 +103,9 @@ TURN = {
     "g_sacc_n": ("count", "saccades (moves between consecutive fixations without a gap) in the turn"),
     "g_sacc_amp_mean_px": ("px", "mean saccade amplitude in the turn"),
     "m_dist_px": ("px", "pointer path length (mousetrap total distance)"),
-    "m_mad_px": ("px", "maximum absolute deviation from the straight first→last line, signed (mousetrap MAD)"),
+    "m_mad_px": ("px", "maximum absolute deviation from the straight first→last line, signed (mousetrap MAD): "
+                 "positive when the path bends to the left of the direction of travel as seen on screen (up, "
+                 "for a left-to-right movement), negative to the right"),
     "m_auc_px2": ("px²", "signed area between the path and the straight line (mousetrap AUC)"),
     "m_x_flips": ("count", "reversals of horizontal direction"),
     "m_y_flips": ("count", "reversals of vertical direction"),
