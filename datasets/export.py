@@ -3,7 +3,9 @@
 The IFLLM layout lets tools written for the public IFLLM release read our studies:
 ``query_logs_table.csv``, ``task_table.csv``, ``record_info_table.csv`` and
 ``user_behavior/<worker>/<task>/{abs_gaze,abs_mouse,rel_*}.csv`` (no header). Our exports write
-each gaze row once (IFLLM doubled them in pairwise folders; readers drop doubles anyway).
+each gaze row once (IFLLM doubled them in pairwise folders; readers drop doubles anyway). The query
+table gets two columns the release lacks, ``t_shown`` and ``t_decided`` (the trajectories' page
+timer, ms; empty where unknown), so samples after a decision are still cut when it is read back.
 Participant ids are the site's pseudonyms; demographics are never exported.
 """
 from __future__ import annotations
@@ -171,9 +173,10 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
             "likert_1": r1.likert, "likert_2": r2.likert if r2 else None,
             "preference": _preference(t), "adjustment": int(bool(t.modifiers)),
             "query_timestamp": _timestamp(t.epoch_ms),
+            "t_shown": t.t_shown, "t_decided": t.t_decided,
         })
-    qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS)
-    for c in ("likert_1", "likert_2", "preference"):
+    qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS + ifllm.QUERY_CLOCK_COLUMNS)
+    for c in ("likert_1", "likert_2", "preference", *ifllm.QUERY_CLOCK_COLUMNS):
         qdf[c] = qdf[c].astype("float64")
     qdf.to_csv(out / ifllm.QUERY_TABLE, index=False)
 

@@ -4,20 +4,26 @@ The release's quirks (see ``../shared/ifllm/README.md``) are handled here, once:
 
 * every row of a pairwise ``abs_gaze.csv`` is written twice → exact duplicate rows are dropped;
 * ``rel_*`` files have 7 columns, or 6 in older files (no ``camera_green``) → both are read;
-* ~0.05% of ``rel_*`` records have the wrong number of fields (window text not CSV-escaped) →
-  skipped and counted in :attr:`IFLLMRelease.malformed` (never silently);
+* the ``rel_*`` window text is written between quotes but not CSV-escaped (commas, quotes, a
+  trailing ``"``) → each line is one record: x, y from the left, the numbers from the right, the
+  window in between; lines that still do not parse are skipped and counted in
+  :attr:`IFLLMRelease.report` (never silently);
 * a model name with an embedded CR-LF, a ``0000-00-00`` timestamp → cleaned / kept as missing;
 * ``preference``: pairwise 1.0 = left, 2.0 = right; pointwise 1.0 = better than the previous
   answer, 0.0 = worse; NaN = unlabelled;
 * query timestamps that are off from the trajectories' epoch by whole hours (time-zone bugs) →
-  the offset is detected per task folder from the on-text ``char_index`` values.
+  the offset is detected per task folder from the on-text ``char_index`` values;
+* a page reload inside a task folder restarts the page timer ``t`` (the epoch goes on) → each
+  later page session's ``t`` is moved after the earlier one's (:func:`page_sessions`), counted in
+  :attr:`ReadReport.page_reloads`.
+
+Our exporter adds ``t_shown`` / ``t_decided`` columns to the query table (page timer, ms); they
+are read when present.
 
 Tables are read eagerly (small); trajectories lazily, one task folder at a time, with pyarrow.
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from .. import UserError, schema
+from ..signals.text_mapping import window_near
 
 QUERY_TABLE = "query_logs_table.csv"
 TASK_TABLE = "task_table.csv"
@@ -46,6 +53,9 @@ QUERY_COLUMNS = [
     "query_ID", "user_id", "task_id", "user_query", "llm_response_1", "llm_response_2",
     "llm_name_1", "llm_name_2", "likert_1", "likert_2", "preference", "adjustment", "query_timestamp",
 ]
+#: optional query-table columns our exporter adds (not in the release): when the responses were
+#: shown and the ratings submitted, on the trajectories' page timer (ms)
+QUERY_CLOCK_COLUMNS = ["t_shown", "t_decided"]
 TASK_COLUMNS = [
     "user_id", "task_id", "copy_sentence", "summary", "feedback", "understand_before",
     "understand_after", "query_copy", "llm_response_copy", "accuracy", "finished", "domain",
@@ -64,6 +74,10 @@ REL_FILES = {
     "rel_mouse_right.csv": ("mouse", 1),
 }
 HOUR_MS = 3_600_000.0
+#: a page reload: the page timer drops by more than this while the epoch rises
+RELOAD_DROP_MS = 1000.0
+#: most physical lines one quoted window may span (a window is ≤ 20 characters)
+_MAX_WINDOW_LINES = 20
 
 
 def task_key(worker: str, task: int | str) -> str:
@@ -83,9 +97,11 @@ def split_task_key(task_id: str) -> tuple[str, int]:
 
 @dataclass
 class ReadReport:
-    """Malformed rows skipped while reading, by file kind (``abs_gaze``, ``rel_mouse_left``, ...)."""
+    """Malformed rows skipped while reading, by file kind (``abs_gaze``, ``rel_mouse_left``, ...),
+    and page reloads whose restarted page timer was put back on the folder's clock."""
 
     skipped: Counter = field(default_factory=Counter)
+    page_reloads: int = 0
 
     @property
     def total(self) -> int:
@@ -159,27 +175,192 @@ def read_abs(path: Path) -> tuple[pa.Table, int]:
     return _read_numeric(path, ABS_COLUMNS)
 
 
-def _rel_width(path: Path) -> int:
-    """6 or 7: the column count most of the first lines have."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        head = "".join(fh.readline() for _ in range(50))
-    counts = Counter(len(r) for r in csv.reader(io.StringIO(head)))
+def _rel_width(lines: list[str]) -> int:
+    """6 or 7: the column count most of the (first) lines have. Counted without CSV quoting (the
+    window text is not escaped): fields of lines without quotes, or fields after the last quote."""
+    counts: Counter = Counter()
+    for line in lines:
+        if line:
+            q = line.rfind('"')
+            counts[line.count(",", q + 1) + (3 if q >= 0 else 1)] += 1
     return 6 if counts.get(6, 0) > counts.get(7, 0) else 7
+
+
+def _unquote(w: str) -> str:
+    """A window's text: outer quotes stripped. IFLLM wrote ``"`` + text + ``"`` without escaping;
+    a CSV writer (our exports) doubles inner quotes — undone only where every inner quote is
+    doubled."""
+    if len(w) >= 2 and w[0] == w[-1] == '"':
+        w = w[1:-1]
+        if '""' in w and '"' not in w.replace('""', ""):
+            w = w.replace('""', '"')
+    return w
+
+
+def _rel_record(line: str, width: int) -> str | None:
+    """One ``rel_*`` line parsed from its text — x, y from the left, the 3 or 4 numbers from the
+    right, the window is what lies between (outer quotes stripped) — and written back as a
+    proper CSV record; None when it does not parse."""
+    p = line.split(",", 2)
+    if len(p) != 3:
+        return None
+    r = p[2].rsplit(",", width - 3)
+    if len(r) != width - 2:
+        return None
+    try:
+        float(p[0]), float(p[1]), float(r[2]), float(r[-1])
+        if r[1]:
+            int(r[1])
+        if width == 7 and r[3]:
+            int(r[3])
+    except ValueError:
+        return None
+    r[0] = '"' + _unquote(r[0]).replace('"', '""') + '"'
+    return ",".join([p[0], p[1], *r])
 
 
 def read_rel(path: Path) -> tuple[pa.Table, int]:
     """A ``rel_*`` file: position relative to a response box and the character under it
-    (``char_index`` -1 when not on text; ``camera_ok`` -1 in 6-column files)."""
-    names = REL_COLUMNS_6 if _rel_width(path) == 6 else REL_COLUMNS_7
-    table, bad = _read_numeric(path, names, optional=("char_index", "camera_ok"))
-    table = table.set_column(table.schema.get_field_index("char_index"), "char_index",
-                             pc.fill_null(table.column("char_index"), -1))
-    if "camera_ok" in names:
-        table = table.set_column(table.schema.get_field_index("camera_ok"), "camera_ok",
-                                 pc.fill_null(table.column("camera_ok"), -1))
-    else:
+    (``char_index`` -1 when not on text; ``camera_ok`` -1 in 6-column files).
+
+    One record per line: IFLLM wrote the window as ``"`` + text + ``"`` without escaping, so a
+    window ending in ``"`` (``"…""``) must not open a quoted field running over the following
+    lines. Lines with no quotes or just the window's two go to pyarrow as they are; the others
+    are parsed from their text (:func:`_rel_record`) and handed to pyarrow rewritten, in place.
+    A quoted window holding line breaks (a CSV writer's multi-line field, as our own exports can
+    have) is joined from the lines that follow an odd-quoted line, only while none of them parses
+    alone. Lines that do not parse are skipped and counted."""
+    data = Path(path).read_bytes()
+    b = np.frombuffer(data, dtype=np.uint8)
+    marks = np.flatnonzero((b == 10) | (b == 34))  # newlines and quotes, one pass
+    is_nl = b[marks] == 10
+    nl = marks[is_nl]
+    n = len(b)
+    starts = np.concatenate([[0], nl + 1]).astype(np.int64)
+    if starts[-1] == n:  # the empty segment after a final newline
+        starts = starts[:-1]
+    nexts = np.append(starts[1:], n)
+    ends = np.append(nl, n)[:len(starts)].astype(np.int64)
+    if len(starts):
+        ends -= (ends > starts) & (b[np.maximum(ends - 1, 0)] == 13)  # CR-LF
+    nonempty = ends > starts
+    # quotes per line: a quote's line is the number of newlines before it
+    qcount = np.bincount(np.cumsum(is_nl)[~is_nl], minlength=len(starts))[:len(starts)]
+    clean = nonempty & ((qcount == 0) | (qcount == 2))  # no quotes, or just the window's
+
+    def text(i: int) -> str:
+        return data[starts[i]:ends[i]].decode("utf-8", errors="replace")
+
+    width = _rel_width([text(i) for i in np.flatnonzero(nonempty)[:50]])
+    names = REL_COLUMNS_6 if width == 6 else REL_COLUMNS_7
+    bad = 0
+    multiline = False
+    buf = data
+    other = np.flatnonzero(~clean).tolist()
+    if other:
+        pieces, prev, done = [], 0, -1
+        for i in other:
+            if i <= done:  # joined into an earlier record
+                continue
+            pieces.append(data[prev:starts[i]])
+            prev, done = nexts[i], i
+            if not nonempty[i]:
+                continue
+            line = text(i)
+            rec = _rel_record(line, width)
+            if rec is None and line.count('"') % 2:
+                j, joined = i + 1, line
+                while j < len(starts) and j - i <= _MAX_WINDOW_LINES:
+                    nxt = text(j)
+                    if _rel_record(nxt, width) is not None:  # never swallow a line that parses
+                        break
+                    joined += "\n" + nxt
+                    if nxt.count('"') % 2:
+                        rec = _rel_record(joined, width)
+                        if rec is not None:
+                            prev, done, multiline = nexts[j], j, True
+                        break
+                    j += 1
+            if rec is None:
+                bad += 1
+            else:
+                pieces.append(rec.encode() + b"\n")
+        pieces.append(data[prev:])
+        buf = b"".join(pieces)
+
+    invalid: list[tuple[int, str]] = []  # records pyarrow could not split (a comma in an unquoted window)
+
+    def on_invalid(row: Any) -> str:
+        invalid.append((row.number, row.text))
+        return "skip"
+
+    def read(source: bytes, typed: bool) -> pa.Table:
+        invalid.clear()
+        types = {n: (_NUMERIC.get(n, pa.string()) if typed else pa.string()) for n in names}
+        return pcsv.read_csv(
+            pa.py_buffer(source),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 24),
+            parse_options=pcsv.ParseOptions(newlines_in_values=multiline, invalid_row_handler=on_invalid),
+            convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=False,
+                                                quoted_strings_can_be_null=False),
+        )
+
+    def read_typed(source: bytes) -> tuple[pa.Table, np.ndarray, int]:
+        """The table, its rows' record numbers (1-based) and the rows dropped for text where a
+        number belongs."""
+        try:
+            tb = read(source, True)
+            return tb, _row_numbers(tb.num_rows, [k for k, _ in invalid]), 0
+        except pa.ArrowInvalid:
+            raw = read(source, False)
+            nums = _row_numbers(raw.num_rows, [k for k, _ in invalid])
+            keep = np.ones(raw.num_rows, dtype=bool)
+            cols = {}
+            for n in names:
+                if n in _NUMERIC:
+                    s = raw.column(n).to_pandas()
+                    num = pd.to_numeric(s, errors="coerce")
+                    keep &= ~((s != "") & num.isna()).to_numpy()
+                    cols[n] = num
+            tb = pa.table({n: pa.array(cols[n].to_numpy()[keep], from_pandas=True).cast(_NUMERIC[n])
+                           if n in _NUMERIC else raw.column(n).filter(pa.array(keep)) for n in names})
+            return tb, nums[keep], int((~keep).sum())
+
+    table, nums, n_bad = read_typed(buf)
+    bad += n_bad
+    if invalid:  # rare: parsed from their text and put back in their place
+        recs = [(k, _rel_record(s, width)) for k, s in invalid]
+        bad += sum(r is None for _, r in recs)
+        recs = [(k, r) for k, r in recs if r is not None]
+        if recs:
+            more, more_nums, n_bad = read_typed(("\n".join(r for _, r in recs) + "\n").encode())
+            bad += n_bad + len(invalid)
+            knums = np.array([k for k, _ in recs], dtype=np.int64)
+            knums = np.where(knums < 1, 1 << 40, knums)[more_nums - 1]  # unknown numbers: last
+            order = np.argsort(np.concatenate([nums, knums]), kind="stable")
+            table = pa.concat_tables([table, more]).take(pa.array(order))
+    ok = None
+    for n in ("x", "y", "t", "epoch_ms"):  # required numbers present
+        m = pc.is_valid(table.column(n))
+        ok = m if ok is None else pc.and_(ok, m)
+    n_bad = table.num_rows - int(pc.sum(ok).as_py() or 0)
+    if n_bad:
+        table, bad = table.filter(ok), bad + n_bad
+    for n in ("char_index", "camera_ok"):
+        if n in names and table.column(n).null_count:
+            table = table.set_column(table.schema.get_field_index(n), n, pc.fill_null(table.column(n), -1))
+    if "camera_ok" not in names:
         table = table.append_column("camera_ok", pa.array(np.full(table.num_rows, -1, dtype=np.int8)))
     return table, bad
+
+
+def _row_numbers(n_parsed: int, invalid: list[int]) -> np.ndarray:
+    """Record numbers (1-based) of the rows pyarrow parsed, in order: the ones it did not hand
+    to the invalid-row handler."""
+    allnums = np.arange(1, n_parsed + len(invalid) + 1, dtype=np.int64)
+    if not invalid:
+        return allnums
+    return np.setdiff1d(allnums, np.asarray(invalid, dtype=np.int64), assume_unique=True)[:n_parsed]
 
 
 def dedup_rows(table: pa.Table) -> pa.Table:
@@ -317,6 +498,8 @@ class IFLLMRelease:
                     modifiers=[BULLET_MODIFIER.strip()] if adjusted else [], context=list(context),
                     choice=choice, better_than_previous=better,
                     epoch_ms=None if pd.isna(r.epoch_ms) else float(r.epoch_ms),
+                    t_shown=_opt_float(getattr(r, "t_shown", None)),
+                    t_decided=_opt_float(getattr(r, "t_decided", None)),
                 )
             )
             # IFLLM shows the conversation so far; for pairwise turns the context holds the left answer.
@@ -369,7 +552,7 @@ class IFLLMRelease:
                 self.report.skipped[name[:-4]] += bad
                 if stream == "gaze":
                     tb = dedup_rows(tb)
-                out[stream] = schema.conform(stream, tb.sort_by("t"))
+                out[stream] = tb
         hits = []
         for name, (source, pos) in REL_FILES.items():
             if (d / name).exists():
@@ -380,7 +563,15 @@ class IFLLMRelease:
                 tb = tb.append_column("position", pa.array(np.full(n, pos, dtype=np.int8)))
                 hits.append(schema.conform("hits", tb))
         if hits:
-            out["hits"] = pa.concat_tables(hits).sort_by("t")
+            out["hits"] = pa.concat_tables(hits)
+        # a page reload restarts the page timer: later sessions go after the earlier ones, the
+        # hits with them (before they are matched to the abs samples on t)
+        basis = [out[s] for s in ("gaze", "mouse") if s in out] or [out[s] for s in ("hits",) if s in out]
+        bounds, shifts = page_sessions(*basis)
+        self.report.page_reloads += len(bounds)
+        for stream, tb in out.items():
+            tb = shift_sessions(tb, bounds, shifts).sort_by("t")
+            out[stream] = tb if stream == "hits" else schema.conform(stream, tb)
         return out
 
     def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
@@ -436,33 +627,40 @@ class IFLLMRelease:
         dirs = list(self.behavior_dirs.items())
         report = ReadReport()
 
-        def count(item: tuple[str, Path]) -> tuple[int, int, int, Counter]:
+        def count(item: tuple[str, Path]) -> tuple[int, int, int, int, Counter]:
             _, d = item
             c: Counter = Counter()
             g = m = mp = 0
+            abs_tables, rel_tables = [], []
             if (d / "abs_gaze.csv").exists():
                 tb, bad = read_abs(d / "abs_gaze.csv")
                 c["abs_gaze"] += bad
-                g = dedup_rows(tb).num_rows
+                tb = dedup_rows(tb)
+                g = tb.num_rows
+                abs_tables.append(tb)
             if (d / "abs_mouse.csv").exists():
                 tb, bad = read_abs(d / "abs_mouse.csv")
                 c["abs_mouse"] += bad
                 m = tb.num_rows
                 mp = int(pc.sum(pc.greater_equal(tb.column("x"), 0)).as_py() or 0)
+                abs_tables.append(tb)
             for name in REL_FILES:
                 if (d / name).exists():
-                    c[name[:-4]] += read_rel(d / name)[1]
-            return g, m, mp, c
+                    tb, bad = read_rel(d / name)
+                    c[name[:-4]] += bad
+                    rel_tables.append(tb)
+            reloads = len(page_sessions(*(abs_tables or rel_tables))[0])
+            return g, m, mp, reloads, c
 
-        gaze = mouse = mouse_pos = 0
+        gaze = mouse = mouse_pos = reloads = 0
         with ThreadPoolExecutor(max_workers=jobs or min(8, (os.cpu_count() or 2) * 2)) as ex:
             results = ex.map(count, dirs)
             if progress:
                 from ..cli import progress as bar
 
                 results = bar(results, total=len(dirs), desc="reading trajectories")
-            for g, m, mp, c in results:
-                gaze, mouse, mouse_pos = gaze + g, mouse + m, mouse_pos + mp
+            for g, m, mp, r, c in results:
+                gaze, mouse, mouse_pos, reloads = gaze + g, mouse + m, mouse_pos + mp, reloads + r
                 report.skipped.update(c)
         return {
             "format": "ifllm",
@@ -482,7 +680,47 @@ class IFLLMRelease:
             "mouse_samples_with_position": mouse_pos,
             "malformed_rows_skipped": report.total,
             "malformed_by_file": dict(sorted(report.skipped.items())),
+            "page_reloads_fixed": reloads,
         }
+
+
+# --------------------------------------------------------------------------- page reloads
+
+
+def page_sessions(*tables: pa.Table, drop_ms: float = RELOAD_DROP_MS) -> tuple[np.ndarray, np.ndarray]:
+    """Page sessions of one task folder's samples: IFLLM's page timer ``t`` restarts at 0 when
+    the page is reloaded, while ``epoch_ms`` goes on. In epoch order, a reload is where ``t``
+    drops by more than ``drop_ms`` while the epoch rises.
+
+    Returns the sessions' epoch boundaries (midway between a session's last sample and the next
+    one's first) and the shift to add to ``t`` in each session (0 for the first): the previous
+    session's last (shifted) ``t`` plus the epoch gap from that sample to the new page's start
+    (its first sample's epoch less its timer; never negative), so ``t`` runs on the folder's
+    clock, matching the epoch across the reload."""
+    t = np.concatenate([tb.column("t").to_numpy(zero_copy_only=False).astype(np.float64) for tb in tables]
+                       ) if tables else np.zeros(0)
+    e = np.concatenate([tb.column("epoch_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+                        for tb in tables]) if tables else np.zeros(0)
+    ok = ~(np.isnan(t) | np.isnan(e))
+    t, e = t[ok], e[ok]
+    o = np.lexsort((t, e))
+    t, e = t[o], e[o]
+    starts = np.flatnonzero((np.diff(t) < -drop_ms) & (np.diff(e) > 0)) + 1
+    shifts = [0.0]
+    for i in starts:
+        gap = max(e[i] - t[i] - e[i - 1], 0.0)
+        shifts.append(t[i - 1] + shifts[-1] + gap)
+    return (e[starts - 1] + e[starts]) / 2, np.array(shifts)
+
+
+def shift_sessions(table: pa.Table, bounds: np.ndarray, shifts: np.ndarray) -> pa.Table:
+    """``t`` of each sample plus the shift of its page session (by ``epoch_ms``, see
+    :func:`page_sessions`)."""
+    if not len(bounds) or table.num_rows == 0:
+        return table
+    e = table.column("epoch_ms").to_numpy(zero_copy_only=False)
+    t = table.column("t").to_numpy(zero_copy_only=False) + shifts[np.searchsorted(bounds, e, side="right")]
+    return table.set_column(table.schema.get_field_index("t"), "t", pa.array(t, table.schema.field("t").type))
 
 
 # --------------------------------------------------------------------------- turn assignment
@@ -533,8 +771,7 @@ def detect_hour_offset(hits: pa.Table | None, turns: list[schema.Turn], max_hour
     for i, (w, c, p) in enumerate(zip(window, ci, posn)):
         w = (w or "").strip()
         if len(w) >= 4:
-            lo = max(0, int(c) - 25)
-            match[i] = [w in tx[p][lo:int(c) + 25] for tx in texts]
+            match[i] = [window_near(tx[p], w, int(c)) for tx in texts]
     rows = np.arange(len(ci))
     best, best_score = 0, -1
     for off in sorted(range(-max_hours, max_hours + 1), key=lambda o: (abs(o), o)):
@@ -551,6 +788,10 @@ def detect_hour_offset(hits: pa.Table | None, turns: list[schema.Turn], max_hour
 
 def _likert(v: Any) -> int | None:
     return None if v is None or pd.isna(v) else int(v)
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None or pd.isna(v) else float(v)
 
 
 def _plain(v: Any) -> Any:

@@ -67,8 +67,11 @@ def _side_measures(t: np.ndarray, pos: np.ndarray, char: np.ndarray, lens: tuple
     return out
 
 
-def turn_features(hits: pd.DataFrame, lens: tuple[int, int]) -> dict[str, float]:
-    """Features of one turn from its ``hits`` rows (columns t, source, position, x, char_index)."""
+def turn_features(hits: pd.DataFrame, lens: tuple[int, int],
+                  texts: tuple[str, str] | None = None) -> dict[str, float]:
+    """Features of one turn from its ``hits`` rows (columns t, source, position, x, char_index;
+    with the two response ``texts`` and a ``window`` column, each ``char_index`` is first checked
+    against its window, :func:`gazepref.signals.text_mapping.anchor_chars`)."""
     out: dict[str, float] = {}
     for source in SOURCES:
         h = hits[(hits["source"] == source)]
@@ -81,13 +84,28 @@ def turn_features(hits: pd.DataFrame, lens: tuple[int, int]) -> dict[str, float]
         char = np.full(len(allt), -1, dtype=np.int64)
         j = np.searchsorted(allt, inbox["t"].to_numpy(dtype=float))
         pos[j] = inbox["position"].to_numpy(dtype=np.int64)
-        char[j] = inbox["char_index"].to_numpy(dtype=np.int64)
+        char[j] = _anchored(inbox, texts)
         m = _side_measures(allt, pos, char, lens)
         if source == "gaze" and "camera_ok" in h:
             cam = h["camera_ok"].to_numpy()
             m["s_camera_ok"] = float((cam == 1).mean()) if len(cam) else 0.0
         out.update({f"{source}_{k}": v for k, v in m.items()})
     return out
+
+
+def _anchored(inbox: pd.DataFrame, texts: tuple[str, str] | None) -> np.ndarray:
+    """The in-box rows' ``char_index``, re-anchored by their ``window`` where both are known."""
+    ci = inbox["char_index"].to_numpy(dtype=np.int64)
+    if texts is None or "window" not in inbox:
+        return ci
+    from gazepref.signals.text_mapping import anchor_chars
+
+    ci, pos, win = ci.copy(), inbox["position"].to_numpy(), inbox["window"].to_numpy(dtype=object)
+    for p in (0, 1):
+        m = pos == p
+        if m.any():
+            ci[m] = anchor_chars(texts[p], ci[m], win[m])
+    return ci
 
 
 def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
@@ -108,7 +126,8 @@ def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.
         hits = s.get("hits")
         if hits is None or hits.num_rows == 0:
             continue
-        cols = [c for c in ("t", "source", "position", "x", "char_index", "camera_ok", "turn") if c in hits.column_names]
+        cols = [c for c in ("t", "source", "position", "x", "char_index", "window", "camera_ok", "turn")
+                if c in hits.column_names]
         h = hits.select(cols).to_pandas()
         if "turn" not in h:
             continue
@@ -118,7 +137,8 @@ def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.
             ht = by_turn.get(int(r["index"]))
             if ht is None:
                 continue
-            rows[i] = turn_features(ht, (len(r["text_0"]), len(r["text_1"])))
+            texts = (str(r["text_0"]), str(r["text_1"]))
+            rows[i] = turn_features(ht, (len(texts[0]), len(texts[1])), texts)
     df = pd.DataFrame.from_dict(rows, orient="index").reindex(comparisons.index)
     for source in SOURCES:
         df[f"{source}_s_present"] = df.filter(like=f"{source}_d_share").notna().any(axis=1).astype(float) \

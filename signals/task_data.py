@@ -76,17 +76,20 @@ def _col(tb: pa.Table, name: str, dtype=np.float64) -> np.ndarray:
     return tb.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def _hits_for(hits: pa.Table | None, source: str, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """pos, char, rel_y per abs sample from the hits rows of ``source`` (matched on ``t``)."""
+def _hits_for(hits: pa.Table | None, source: str, t: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """pos, char, rel_y and the text window per abs sample from the hits rows of ``source``
+    (matched on ``t``)."""
     n = len(t)
     pos = np.full(n, -1, dtype=np.int8)
     char = np.full(n, -1, dtype=np.int32)
     rel_y = np.full(n, np.nan)
+    window = np.full(n, None, dtype=object)
     if hits is None or hits.num_rows == 0 or n == 0:
-        return pos, char, rel_y
+        return pos, char, rel_y, window
     h = hits.filter(pc.and_(pc.equal(hits.column("source"), source), pc.greater_equal(hits.column("x"), 0)))
     if h.num_rows == 0:
-        return pos, char, rel_y
+        return pos, char, rel_y, window
     ht = _col(h, "t")
     hp = _col(h, "position", np.int8)
     hc = _col(h, "char_index", np.int32)
@@ -97,7 +100,9 @@ def _hits_for(hits: pa.Table | None, source: str, t: np.ndarray) -> tuple[np.nda
     pos[jj[ok]] = hp[ok]
     char[jj[ok]] = hc[ok]
     rel_y[jj[ok]] = hy[ok]
-    return pos, char, rel_y
+    if "window" in h.column_names:
+        window[jj[ok]] = h.column("window").to_numpy(zero_copy_only=False)[ok]
+    return pos, char, rel_y, window
 
 
 def _camera_ok(hits: pa.Table | None, t: np.ndarray) -> np.ndarray:
@@ -117,15 +122,24 @@ def _camera_ok(hits: pa.Table | None, t: np.ndarray) -> np.ndarray:
 
 
 def _words(turn: np.ndarray, pos: np.ndarray, char: np.ndarray, turns: list[schema.Turn],
-           units: dict[tuple[int, int], TextUnits]) -> tuple[np.ndarray, np.ndarray]:
+           units: dict[tuple[int, int], TextUnits], window: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """word, sentence and character per sample; with the samples' text ``window`` the character
+    is re-anchored where the recorder counted it from a paragraph (-1 where the window is not
+    in the response)."""
     word = np.full(len(turn), -1, dtype=np.int32)
     sent = np.full(len(turn), -1, dtype=np.int32)
+    char = char.copy()
     for k, tr in enumerate(turns):
         m = turn == k
         if not m.any():
             continue
         texts = [r.text for r in tr.responses]
-        wh = map_to_words({"position": pos[m], "char_index": char[m]}, texts)
+        cols = {"position": pos[m], "char_index": char[m]}
+        if window is not None:
+            cols["window"] = window[m]
+        wh = map_to_words(cols, texts)
+        char[m] = wh.char_anchored
         w = wh.word
         s = np.full(len(w), -1, dtype=np.int32)
         for p in range(len(texts)):
@@ -134,7 +148,7 @@ def _words(turn: np.ndarray, pos: np.ndarray, char: np.ndarray, turns: list[sche
             if u.n_words:
                 s[mm] = u.word_sentence[w[mm]]
         word[m], sent[m] = w, s
-    return word, sent
+    return word, sent, char
 
 
 def from_ifllm(rel, task_id: str, task: schema.Task | None = None, *, cache: bool = False,
@@ -156,8 +170,8 @@ def from_ifllm(rel, task_id: str, task: schema.Task | None = None, *, cache: boo
             continue
         t, x, y = _col(tb, "t"), _col(tb, "x"), _col(tb, "y")
         turn = _col(tb, "turn", np.int32)
-        pos, char, rel_y = _hits_for(hits, source, t)
-        raw[source] = dict(t=t, x=x, y=y, turn=turn, pos=pos, char=char, rel_y=rel_y)
+        pos, char, rel_y, window = _hits_for(hits, source, t)
+        raw[source] = dict(t=t, x=x, y=y, turn=turn, pos=pos, char=char, rel_y=rel_y, window=window)
         if source == "gaze":
             raw[source]["camera_ok"] = _camera_ok(hits, t)
 
@@ -250,7 +264,7 @@ def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units:
             word = r["word"][idx].astype(np.int32)
             sent = _sentences(turn, pos, word, units)
         else:
-            word, sent = _words(turn, pos, char, turns, units)
+            word, sent, char = _words(turn, pos, char, turns, units, r["window"][idx] if "window" in r else None)
         cam = r["camera_ok"][idx] if "camera_ok" in r else None
         frames[source] = SampleFrame(t, x, y, turn, pos, char, word, sent, r["top"][idx], r["region"][idx], dur, seg,
                                      cam)

@@ -5,7 +5,9 @@ Two sources of the mapping, one result (:func:`map_to_words`: per sample the res
 
 * IFLLM: the recorder stored, per sample, the index of the character under it (``char_index`` of
   the ``hits`` stream); the word is found by character offset in the response text, reflowed into
-  words (runs of non-space) and sentences here (:class:`TextUnits`).
+  words (runs of non-space) and sentences here (:class:`TextUnits`). Some recordings count
+  ``char_index`` from the rendered paragraph or list item, not the whole response: the sample's
+  ``window`` (the text around the caret) re-anchors it (:func:`anchor_chars`).
 * our site: the ``layout`` stream holds word boxes (px relative to the response element's content,
   scroll included) and element boxes (viewport px) over time; a viewport sample is first put into
   the response element under it (latest layout snapshot at or before the sample), then into the
@@ -23,6 +25,12 @@ import pandas as pd
 import pyarrow as pa
 
 _WORD = re.compile(r"\S+")
+#: a window matches its char_index when it occurs within this many characters of it
+WINDOW_SLACK = 25
+#: shortest window (stripped) that re-anchors a sample; shorter ones are too common to tell
+MIN_ANCHOR_CHARS = 6
+#: characters the IFLLM window reaches before the caret (it is the text from 10 before to 10 after)
+WINDOW_BEFORE = 10
 # a sentence ends at . ! ? (optionally followed by quotes/brackets) before white space, or at a line break
 _SENT_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)|\n+")
 
@@ -86,6 +94,9 @@ class WordHits:
     char_index: np.ndarray | None = None  # int32: the character under the sample, -1 = none
     rel_x: np.ndarray | None = None  # px relative to the response element (scroll included), NaN outside
     rel_y: np.ndarray | None = None
+    # by character offset: the samples' char_index after re-anchoring by their window (-1 =
+    # unknown), before the word lookup (so also where no word is found)
+    char_anchored: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.position)
@@ -113,7 +124,8 @@ def map_to_words(samples: Any, layout: Any, *, scroll: Any = None, max_dist_px: 
 
     ``samples``: a table/DataFrame/mapping of columns. With ``position`` and ``char_index``
     columns (IFLLM ``hits`` rows) and ``layout`` the response texts (a sequence indexed by position,
-    or a mapping position → text), words come from the character offsets. Otherwise ``samples``
+    or a mapping position → text), words come from the character offsets, re-anchored by a
+    ``window`` column where there is one (:func:`anchor_chars`). Otherwise ``samples``
     needs ``t, x, y`` (viewport px) and ``layout`` is a layout stream (see
     :data:`gazepref.schema.STREAMS`); ``scroll`` an optional scroll stream (``target`` per
     response element) whose offsets are added to the element-relative position; ``turn`` keeps
@@ -128,9 +140,65 @@ def _is_layout(layout: Any) -> bool:
     return isinstance(layout, (pa.Table, pd.DataFrame))
 
 
+def window_near(text: str, window: str, char_index: int, slack: int = WINDOW_SLACK) -> bool:
+    """Whether ``window`` (the text the recorder saw around the caret) occurs in ``text`` within
+    ``slack`` characters of ``char_index``."""
+    return window in text[max(0, char_index - slack):char_index + slack]
+
+
+def anchor_chars(text: str, char_index: np.ndarray, window: Sequence[Any],
+                 min_chars: int = MIN_ANCHOR_CHARS) -> np.ndarray:
+    """``char_index`` (positions in ``text``, -1 = none) checked against each sample's ``window``.
+
+    A window of at least ``min_chars`` characters (stripped) that does not occur near its
+    ``char_index`` (:func:`window_near`) re-anchors the sample: to the occurrence of the window
+    nearest ``char_index``, at the caret's place in it (the window starts
+    :data:`WINDOW_BEFORE` characters before the caret, fewer at the start of a paragraph); a
+    window that occurs nowhere in the text makes the character unknown (-1). Shorter or missing
+    windows leave ``char_index`` as it is."""
+    ci = np.asarray(char_index, dtype=np.int64)
+    out = ci.copy()
+    idx = np.flatnonzero(ci >= 0)
+    if not len(idx):
+        return out
+    # samples repeat (window, char_index) pairs: each distinct pair is looked at once
+    wcode, wins = pd.factorize(np.asarray(window, dtype=object)[idx], use_na_sentinel=True)
+    wins = list(wins)
+    key = wcode.astype(np.int64) * (int(ci[idx].max()) + 1) + ci[idx]
+    uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    found: dict[str, np.ndarray] = {}
+    res = ci[idx][first].copy()
+    for u, j in enumerate(first):
+        raw = wins[wcode[j]] if wcode[j] >= 0 else None
+        if not isinstance(raw, str):
+            continue
+        w = raw.strip()
+        if len(w) < min_chars:
+            continue
+        c = int(ci[idx[j]])
+        if window_near(text, w, c):
+            continue
+        if w not in found:
+            at, j = [], text.find(w)
+            while j >= 0:
+                at.append(j)
+                j = text.find(w, j + 1)
+            found[w] = np.array(at, dtype=np.int64)
+        starts = found[w]
+        if not len(starts):
+            res[u] = -1
+            continue
+        lead = len(raw) - len(raw.lstrip())  # white space the strip took off before the caret
+        off = min(max(min(c, WINDOW_BEFORE) - lead, 0), len(w))
+        res[u] = starts[np.argmin(np.abs(starts + off - c))] + off
+    out[idx] = res[inv]
+    return out
+
+
 def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> WordHits:
     pos = _col(samples, "position").astype(np.int64)
     ci = np.nan_to_num(_col(samples, "char_index").astype(np.float64), nan=-1).astype(np.int64)
+    window = _col(samples, "window") if _has(samples, "window") else None
     n = len(pos)
     word = np.full(n, -1, dtype=np.int32)
     cs = np.full(n, -1, dtype=np.int32)
@@ -139,12 +207,16 @@ def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> Word
         m = (pos == p) & (ci >= 0)
         if not m.any() or text is None:
             continue
+        if window is not None:  # char_index counted from a paragraph: re-anchored by the window
+            ci[m] = anchor_chars(text, ci[m], window[m])
+            m &= ci >= 0
         u = text_units(text)
         w = u.word_at(ci[m])
         word[m] = w
         cs[m] = np.where(w >= 0, u.word_start[np.maximum(w, 0)] if u.n_words else -1, -1)
     position = np.where((pos >= 0) & (pos < 127), pos, -1).astype(np.int8)
-    return WordHits(position, word, cs, char_index=np.where(word >= 0, ci, -1).astype(np.int32))
+    return WordHits(position, word, cs, char_index=np.where(word >= 0, ci, -1).astype(np.int32),
+                    char_anchored=ci.astype(np.int32))
 
 
 def _map_by_boxes(samples: Any, layout: Any, scroll: Any, max_dist_px: float, turn: int | None) -> WordHits:

@@ -83,7 +83,7 @@ def build(root: Path, *, hour_offset: int = 0) -> dict:
                 ci = (t // 100) % len(text)
                 win = text[max(0, ci - 10): ci + 10].replace('"', '""')
                 fh.write(f'{10 + pos},{20 + ci},"{win}",{ci},{t},1,{t0 + t + 3}\n')
-        if name == "rel_gaze_two.csv":  # window text not CSV-escaped: 9 fields
+        if name == "rel_gaze_two.csv":  # window text not CSV-escaped (9 fields): read; text for a number: not
             with open(d / name, "a") as fh:
                 fh.write('5,6,"say "hi", he said",7,36000,1,' + str(t0 + 36_000) + "\n")
                 fh.write('5,6,"x",notanumber,36100,1,' + str(t0 + 36_100) + "\n")
@@ -108,5 +108,5 @@ def build(root: Path, *, hour_offset: int = 0) -> dict:
         "pairwise_gaze_unique": len(gaze),
         "pointwise_gaze": 100,
         "mouse": len(gaze) + 100,
-        "malformed": 2,
+        "malformed": 1,
     }

@@ -14,6 +14,7 @@ from gazepref.datasets.export import export_ifllm, export_parquet
 from gazepref.datasets.ifllm import open_release
 from gazepref.datasets.recording import open_recording
 from gazepref.datasets.store_recording import StoreRecording
+from gazepref.signals.task_data import from_recording
 
 from .synthetic_ifllm import build
 
@@ -50,7 +51,7 @@ def test_round_trip_real_sample(ifllm_sample: Path, tmp_path: Path):
     back = open_recording(tmp_path / "ifllm")
     _assert_same(src, back)
     assert back.summary()["malformed_rows_skipped"] == 0  # what we write is well-formed
-    assert pq_rec.summary()["malformed_rows_skipped"] == src.report.total > 0
+    assert pq_rec.summary()["malformed_rows_skipped"] == src.report.total  # every sample rel line parses
 
 
 def test_round_trip_synthetic_keeps_offsets_and_quirks(tmp_path: Path):
@@ -61,6 +62,7 @@ def test_round_trip_synthetic_keeps_offsets_and_quirks(tmp_path: Path):
     _assert_same(src, back)
     # the export keeps the source's timestamps, so the same offset is found again
     assert back.clock_offset_hours("worker_aaa/1") == src.clock_offset_hours("worker_aaa/1") == -4
+    assert export_parquet(src, tmp_path / "pq")["malformed_rows_skipped"] == src.report.total == 1
 
 
 def test_export_refuses_non_empty_folder(tmp_path: Path, ifllm_sample: Path):
@@ -107,6 +109,10 @@ def test_store_recording_exports_to_both_formats(tmp_path: Path):
     back = open_release(tmp_path / "ifl")
     (turn,) = back.turns()
     assert turn.choice == schema.RIGHT and [r.likert for r in turn.responses] == [3, 5]
+    assert (turn.t_shown, turn.t_decided) == (1000.0, 9000.0)
+    # read back, samples after the decision are still cut (the reload sample at 10.1 s)
+    in_turns = from_recording(back, back.tasks()[0]).clean_counts["mouse_in_turns"]
+    assert in_turns == from_recording(rec, task).clean_counts["mouse_in_turns"] == 2
     assert back.summary()["mouse_samples"] == 4
     files = "".join(p.read_text() for p in (tmp_path / "ifl").glob("*.csv"))
     assert "s3cret" not in files and "prolific" not in files

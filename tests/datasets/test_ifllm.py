@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from gazepref import UserError, schema
 from gazepref.cli import main
-from gazepref.datasets.ifllm import open_release
+from gazepref.datasets.ifllm import open_release, read_rel
 
 from .synthetic_ifllm import build
 
@@ -62,6 +63,76 @@ def test_streams_dedup_malformed_and_six_columns(release):
     assert hits.filter(hits.column("char_index").to_numpy() >= 0).num_rows == 50
 
 
+def test_rel_lines_are_records_even_when_a_window_ends_in_a_quote(tmp_path: Path):
+    """IFLLM wrote the window as '"' + text + '"' without escaping: a window ending in '"' reads
+    '"protect""', which a CSV parser takes for an escaped quote, running the field on over the
+    next lines. Every line is one record; only lines that do not parse are skipped, counted."""
+    f = tmp_path / "rel_gaze_two.csv"
+    f.write_text(
+        '655.32,193.23,"protect"",375,259708,1,1764201292829\n'  # window ends in a quote
+        "-1,-1,,,259750,1,1764201292871\n"
+        '388.32,184.02,"toward "work-first"",436,259800,1,1764201292920\n'  # inner quotes
+        '10,20,"a, b",3,259850,0,1764201292970\n'  # comma in the window
+        "11,21,019, 2023),5,259900,,1764201293020\n"  # unquoted window with a comma; no camera value
+        '5,6,"x",notanumber,259950,1,1764201293070\n'  # text for a number: malformed
+        "7,8\n"  # truncated: malformed
+        '12,22,"plain",7,260000,1,1764201293120\n'
+    )
+    tb, bad = read_rel(f)
+    assert bad == 2
+    assert tb.column("t").to_pylist() == [259708, 259750, 259800, 259850, 259900, 260000]  # file order
+    assert tb.column("window").to_pylist() == ['protect"', "", 'toward "work-first"', "a, b", "019, 2023)", "plain"]
+    assert tb.column("char_index").to_pylist() == [375, -1, 436, 3, 5, 7]
+    assert tb.column("x").to_pylist() == [655.3200073242188, -1, 388.32000732421875, 10, 11, 12]
+    assert tb.column("camera_ok").to_pylist() == [1, 1, 1, 0, -1, 1]
+    assert tb.column("epoch_ms").to_pylist()[0] == 1764201292829
+
+
+def test_rel_reads_csv_escaped_windows_and_six_columns(tmp_path: Path):
+    """What a CSV writer makes of a window (our exports): inner quotes doubled, a line break
+    inside a quoted field — read back as written. 6-column files have no camera value."""
+    f = tmp_path / "rel_mouse.csv"
+    with open(f, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerows([(1.5, 2, 'say "hi"', 4, 100, 1700000000100), (-1, -1, "", "", 200, 1700000000200),
+                     (3, 4, "two\nlines,\nthree", 9, 300, 1700000000300), (5, 6, "ok", 1, 400, 1700000000400)])
+    tb, bad = read_rel(f)
+    assert bad == 0
+    assert tb.column("window").to_pylist() == ['say "hi"', "", "two\nlines,\nthree", "ok"]
+    assert tb.column("t").to_pylist() == [100, 200, 300, 400]
+    assert set(tb.column("camera_ok").to_pylist()) == {-1}
+
+
+def test_page_reload_keeps_the_sessions_apart(tmp_path: Path):
+    """A reload restarts IFLLM's page timer inside a task folder while the epoch goes on: the
+    later session's t is put after the earlier one's (the epoch gap between them kept), hits
+    with it, so sorting by t no longer interleaves the two sessions."""
+    build(tmp_path / "r")
+    d = tmp_path / "r" / "user_behavior" / "worker_aaa" / "2"
+    e0 = 1_760_000_000_000
+    # session 1: t 0..9.9 s; reload; session 2 starts 3 s of epoch after the last sample, its
+    # page timer at 500 ms when its first sample comes
+    s1 = [(t, e0 + t) for t in range(0, 10_000, 100)]
+    s2 = [(t, e0 + 9_900 + 3_000 + (t - 500)) for t in range(500, 8_000, 100)]
+    rows = s1 + s2
+    (d / "abs_gaze.csv").write_text("".join(f"{300 + i % 7},{400 + i % 5},{t},{e}\n" for i, (t, e) in enumerate(rows)))
+    (d / "abs_mouse.csv").write_text("".join(f"{301 + i % 7},{401},{t},{e}\n" for i, (t, e) in enumerate(rows)))
+    text = "Water boils at 100 degrees Celsius at sea level."
+    (d / "rel_gaze.csv").write_text("".join(f'1,2,"{text[i % 40:i % 40 + 8]}",{i % 40},{t},{e}\n'
+                                            for i, (t, e) in enumerate(rows)))
+    (d / "rel_mouse.csv").write_text("".join(f"-1,-1,,,{t},{e}\n" for t, e in rows))
+    rel = open_release(tmp_path / "r")
+    raw = rel.read_folder("worker_aaa/2")
+    for name in ("gaze", "mouse", "hits"):
+        tb = raw[name]
+        t, e = tb.column("t").to_numpy(), tb.column("epoch_ms").to_numpy()
+        assert np.all(np.diff(t) >= 0)
+        np.testing.assert_allclose(t, e - e0)  # on the folder's clock: the sessions in epoch order
+    assert set(raw["hits"].column("t").to_pylist()) == set(raw["gaze"].column("t").to_pylist())
+    assert rel.report.page_reloads == 1
+    assert rel.summary()["page_reloads_fixed"] == 1
+
+
 @pytest.mark.parametrize("offset", [0, 4, -4])
 def test_hour_offset_detected_and_turns_assigned(tmp_path: Path, offset: int):
     build(tmp_path / "r", hour_offset=offset)
@@ -95,8 +166,15 @@ def test_layout_errors_are_user_errors(tmp_path: Path, capsys):
     assert len(err) == 1 and err[0].startswith("gazepref: error:")
 
 
+_NUM = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_REL_LINE = {  # one record per line; the window (anything, commas and quotes included) in the middle
+    7: re.compile(rf"^{_NUM},{_NUM},.*,(?:-?\d+)?,{_NUM},(?:-?\d+)?,{_NUM}$"),
+    6: re.compile(rf"^{_NUM},{_NUM},.*,(?:-?\d+)?,{_NUM},{_NUM}$"),
+}
+
+
 def _independent_counts(root: Path) -> dict:
-    """Counts computed with the csv module alone, as an oracle for the reader."""
+    """Counts computed with the csv and re modules alone, as an oracle for the reader."""
     with open(root / "query_logs_table.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     pairwise = [r for r in rows if r["llm_response_2"]]
@@ -105,10 +183,10 @@ def _independent_counts(root: Path) -> dict:
         gaze += len(set((d / "abs_gaze.csv").read_text().splitlines()))
         mouse += len((d / "abs_mouse.csv").read_text().splitlines())
         for f in d.glob("rel_*.csv"):
-            with open(f, newline="") as fh:
-                lens = [len(r) for r in csv.reader(fh)]
-            width = max(set(lens), key=lens.count)
-            malformed += sum(n != width for n in lens)
+            lines = [ln for ln in f.read_text().split("\n") if ln]
+            plain = [ln.count(",") + 1 for ln in lines if '"' not in ln]  # rows outside the box
+            width = max(set(plain), key=plain.count)
+            malformed += sum(not _REL_LINE[width].match(ln) for ln in lines)
     return {
         "queries": len(rows),
         "pairwise": len(pairwise),

@@ -67,3 +67,49 @@ def test_map_by_word_boxes_site():
     s2 = pd.DataFrame({"t": [30.0], "x": [700 + 110.0], "y": [300 + 5.0]})
     assert map_to_words(s2, lay).word.tolist() == [-1]
     assert map_to_words(s2, lay, scroll=scroll).word.tolist() == [2]
+
+
+PARAS = "Intro line here.\n\nSecond paragraph talks about cats and dogs.\n\n- a list item\n- the later one ends it."
+
+
+def _paragraph_local(text: str, true_ci: list[int]) -> tuple[list[int], list[str]]:
+    """What a recorder that counts from the rendered paragraph stores: the index within the
+    paragraph (list item) and the paragraph's text from 10 before to 10 after the caret."""
+    ci, win = [], []
+    for c in true_ci:
+        start = max(text.rfind("\n", 0, c) + 1, 0)
+        end = text.find("\n", c)
+        para = text[start:end if end >= 0 else len(text)]
+        local = c - start
+        ci.append(local)
+        win.append(para[max(0, local - 10):local + 10])
+    return ci, win
+
+
+def test_map_by_char_reanchors_paragraph_counted_char_index():
+    u = text_units(PARAS)
+    true_ci = [PARAS.index("cats") + 1, PARAS.index("later") + 2, PARAS.index("ends") + 1, PARAS.index("Intro") + 3]
+    ci, win = _paragraph_local(PARAS, true_ci)
+    assert ci[:3] != true_ci[:3] and ci[3] == true_ci[3]  # the first paragraph counts the same either way
+    hits = {"position": np.zeros(4, np.int8), "char_index": np.array(ci), "window": np.array(win, dtype=object)}
+    wh = map_to_words(hits, [PARAS])
+    assert wh.word.tolist() == u.word_at(np.array(true_ci)).tolist()
+    assert wh.char_index.tolist() == true_ci
+    # without the window: the stored offsets, on the wrong words
+    assert map_to_words({k: hits[k] for k in ("position", "char_index")}, [PARAS]).word.tolist() != wh.word.tolist()
+
+
+def test_map_by_char_window_checks():
+    text = "alpha beta gamma delta epsilon zeta eta theta"
+    hits = {"position": np.zeros(5, np.int8),
+            "char_index": np.array([12, 12, 12, 3, 7]),
+            "window": np.array(["beta gamma de",  # fits char_index: kept
+                                "Very Satisfied",  # not in the response (page text): unknown
+                                "gam",  # too short to tell: kept
+                                None,  # no window: kept
+                                "eta theta"], dtype=object)}  # elsewhere in the response: moved there
+    wh = map_to_words(hits, [text])
+    near = text.index("eta theta") + min(7, 10)
+    assert wh.char_anchored.tolist() == [12, -1, 12, 3, near]
+    assert wh.word.tolist()[:4] == [2, -1, 2, 0]
+    assert text[wh.char_start[4]:].startswith("theta")
