@@ -184,7 +184,11 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         return self.predict_array(values)
 
     def predict_array(self, values: np.ndarray) -> np.ndarray:
-        """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``."""
+        """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``. A missing
+        value in a column the model gives no weight (a block left out) does not matter."""
+        unused = ~(self.coef_ != 0).any(axis=0)
+        if unused.any():
+            values = np.where(unused, 0.0, values)
         pred = np.clip(values, self.feature_min_, self.feature_max_) @ self.coef_.T + self.intercept_
         pred = np.clip(pred, self.target_min_, self.target_max_)
         bad = ~np.isfinite(pred).all(axis=1)

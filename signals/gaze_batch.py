@@ -159,6 +159,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"image": str, "person": str, "session": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise UserError(f"{path}: not a readable CSV ({e})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]  # "image, x, y, ..." too
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: manifest lacks column(s) {', '.join(missing)} "
@@ -166,7 +167,13 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise UserError(f"{path}: manifest has no rows")
     frame = frame.copy()
-    frame["image"] = [str(p if Path(p).is_absolute() else path.parent / p) for p in frame["image"]]
+    for c in ("image", "person", "session"):
+        empty = frame[c].isna() | (frame[c].astype(str).str.strip() == "")
+        if empty.any():
+            rows = ", ".join(str(i + 2) for i in np.flatnonzero(empty)[:5])  # line numbers, header = 1
+            raise UserError(f"{path}: empty {c} on line(s) {rows}")
+        frame[c] = frame[c].astype(str).str.strip()
+    frame["image"] = [_image_path(p, path.parent) for p in frame["image"]]
     for c in ("x", "y"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce")
     if frame[["x", "y"]].isna().any().any():
@@ -174,21 +181,33 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def image_features(paths: Iterable[str], progress: Callable | None = None) -> pd.DataFrame:
-    """Tracker rows for still images (one tracker, re-detecting the face in every image)."""
+def _image_path(p: str, base: Path) -> str:
+    """An image path of the manifest: absolute, or relative to the manifest's folder (else to the
+    working directory, where such a path exists)."""
+    q = Path(p)
+    if q.is_absolute() or (base / q).exists() or not q.exists():
+        return str(q if q.is_absolute() else base / q)
+    return str(q.resolve())
+
+
+def image_features(paths: Iterable[str], progress: Callable | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Tracker rows for still images (one tracker, re-detecting the face in every image), and
+    the paths that could not be read: their rows are empty (flag NO_FACE), so one missing or
+    broken file does not end an evaluation."""
     import cv2
 
-    rows = []
+    rows, unreadable = [], []
     paths = list(paths)
     with GazeTracker(static_image_mode=True) as tracker:
+        empty = tracker.process_image(np.zeros((8, 8, 3), np.uint8))  # a row without a face
         for p in (paths if progress is None else progress(paths, len(paths))):
             image = cv2.imread(p, cv2.IMREAD_COLOR)
             if image is None:
-                if not Path(p).is_file():
-                    raise FileNotFoundError(2, "no such file", p)
-                raise UserError(f"{p}: not an image OpenCV can read")
+                unreadable.append(p)
+                rows.append(dict(empty))
+                continue
             rows.append(tracker.process_image(image))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), unreadable
 
 
 def _held_out_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
@@ -229,26 +248,33 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     make_model = make_model or (lambda: GazeCalibration(fill_missing=True))
     per_person: dict[str, dict[str, Any]] = {}
     found_total = 0
+    unreadable: list[str] = []
     for person, rows in manifest.groupby("person", sort=True):
-        features = image_features(rows["image"], progress).reset_index(drop=True)
+        features, bad = image_features(rows["image"], progress)
+        unreadable += bad
         targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
         sessions = rows["session"].to_numpy()
         pred = _held_out_predictions(features, targets, sessions, make_model)
         err = np.linalg.norm(pred - targets, axis=1)
         found = int(((features["flags"].astype(int) & GazeFlag.NO_FACE) == 0).sum())
         found_total += found
+        predicted = np.isfinite(err)  # a person with one image has nobody to calibrate on
         per_person[str(person)] = {
-            "error_px": float(np.nanmean(err)),
-            "median_error_px": float(np.nanmedian(err)),
+            "error_px": float(np.mean(err[predicted])) if predicted.any() else None,
+            "median_error_px": float(np.median(err[predicted])) if predicted.any() else None,
             "n": len(rows),
             "sessions": int(len(pd.unique(sessions))),
             "face_found_ratio": found / len(rows),
         }
-    errors = [p["error_px"] for p in per_person.values()]
+    if len(unreadable) == len(manifest):
+        raise UserError(f"{path}: none of the {len(manifest)} images could be read (first: {unreadable[0]})")
+    errors = [p["error_px"] for p in per_person.values() if p["error_px"] is not None]
     return {
-        "mean_error_px": float(np.mean(errors)),
+        "mean_error_px": float(np.mean(errors)) if errors else None,  # over the people with predictions
         "per_person": per_person,
         "face_found_ratio": found_total / len(manifest),
         "n": int(len(manifest)),
         "people": len(per_person),
+        "people_without_prediction": sorted(p for p, r in per_person.items() if r["error_px"] is None),
+        "unreadable_images": len(unreadable),
     }

@@ -60,7 +60,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         emit({k: v for k, v in result.items() if k != "per_person"}, False)
         for person, r in result["per_person"].items():
-            print(f"  {person}: {r['error_px']:.1f} px over {r['n']} images, {r['sessions']} sessions")
+            err = "no prediction" if r["error_px"] is None else f"{r['error_px']:.1f} px"
+            print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions")
     return 0
 
 

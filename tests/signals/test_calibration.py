@@ -117,6 +117,19 @@ def test_missing_features_and_too_few_samples():
         model.predict(x.drop(columns=["head_yaw"]))
 
 
+def test_a_missing_value_in_a_block_the_model_left_out_does_not_matter():
+    """Head pose unsolved in one image: with the head block weighted 0 the gaze is still there."""
+    rng = np.random.default_rng(6)
+    x, y = synthetic_session(rng)
+    model = GazeCalibration(head_weights=(0.0,)).fit(x, y)
+    row = x.iloc[[5]].copy()
+    full = model.predict(row)
+    row["head_yaw"] = np.nan
+    np.testing.assert_allclose(model.predict(row), full)
+    row["eye_l_iris_u"] = np.nan  # a column the model reads: no estimate
+    assert np.isnan(model.predict(row)).all()
+
+
 def test_no_wild_extrapolation_from_a_shifted_feature():
     rng = np.random.default_rng(6)
     x, y = synthetic_session(rng)

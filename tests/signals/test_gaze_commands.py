@@ -131,6 +131,33 @@ def test_evaluate_manifest_errors(manifest, tmp_path, capsys):
     assert rc == 2 and "nope.jpg" in err
 
 
+def test_evaluate_manifest_quirks(manifest, tmp_path, monkeypatch, capsys):
+    """Spaces in the header, paths relative to the working directory, an unreadable image, a
+    person with a single image (nobody to calibrate on): the run completes and says so; an empty
+    session cell is a one-line error."""
+    lines = manifest.read_text().splitlines()
+    p1 = [ln for ln in lines[1:] if ",p1," in ln]
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    rows = [", ".join(lines[0].split(","))]  # "image, x, y, person, session"
+    rows += [f"{manifest.parent / ln.split(',', 1)[0]},{ln.split(',', 1)[1]}" for ln in p1[1:]]
+    rows.append(f"broken.jpg,{p1[0].split(',', 1)[1]}")  # relative to the working directory
+    rows.append(f"{manifest.parent / p1[0].split(',', 1)[0]},100,100,solo,s0")
+    path = tmp_path / "sub" / "quirks.csv"
+    path.parent.mkdir()
+    path.write_text("\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(path), "--json")
+    assert rc == 0
+    result = json.loads(stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert result["n"] == 49 and result["unreadable_images"] == 1
+    assert result["people_without_prediction"] == ["solo"] and result["per_person"]["solo"]["error_px"] is None
+    assert result["mean_error_px"] == pytest.approx(result["per_person"]["p1"]["error_px"])
+    rows[-1] = rows[-1].replace(",solo,s0", ",solo,")
+    path.write_text("\n".join(rows) + "\n")
+    rc, _, err = run_cli(capsys, "gaze", "evaluate", str(path))
+    assert rc == 2 and "empty session on line(s) 50" in err
+
+
 # ---------------------------------------------------------------------- stored gaze
 
 
