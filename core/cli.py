@@ -73,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"gazepref: error: no such file or folder: {e.filename or e}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        # e.g. --out naming a file where a folder is written: one line, not a traceback
+        print(f"gazepref: error: {e.filename or ''}: {e.strerror or e}".replace("error: : ", "error: "),
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gazepref: interrupted", file=sys.stderr)
         return 130

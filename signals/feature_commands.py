@@ -1,8 +1,9 @@
-"""``gazepref features DATA --out DIR [--jobs N] [--json]``: the feature tables of a data folder."""
+"""``gazepref features DATA --out DIR [--overwrite] [--jobs N] [--json]``: the feature tables of a data folder."""
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -14,6 +15,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("data", metavar="DATA", help="IFLLM-layout folder (query_logs_table.csv + user_behavior/)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (its feature tables are replaced)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes (default: number of CPUs)")
     p.add_argument("--no-sentences", action="store_true", help="skip sentences.parquet")
@@ -31,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; --out names the folder the tables are written to")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:  # checked before hours of work
+        raise UserError(f"{out} exists and is not empty (use --overwrite)")
     res = features.build(args.data, jobs=jobs, sentences=not args.no_sentences, progress=not args.json,
                          text_feedback=args.text_feedback)
     stats = dict(res.stats)

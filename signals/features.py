@@ -389,9 +389,10 @@ def write(result: Result, out: str | os.PathLike) -> dict[str, str]:
     paths = {}
     for name, df in (("responses", result.responses), ("comparisons", result.comparisons),
                      ("sentences", result.sentences), ("sequential", result.sequential)):
-        if df is None or (name in ("sentences", "sequential") and not len(df.columns)):
-            continue
         p = out / f"{name}.parquet"
+        if df is None or (name in ("sentences", "sequential") and not len(df.columns)):
+            p.unlink(missing_ok=True)  # a table of an earlier run must not pass for this one's
+            continue
         df.to_parquet(p, index=False)
         paths[name] = str(p)
     return paths

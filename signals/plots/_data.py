@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from ... import UserError, schema
 from .. import gaze_events
+from ..text_mapping import anchor_chars
 from .text_layout import WordBoxes, char_xy, estimate_width, from_layout, reflow
 
 
@@ -226,6 +227,9 @@ class TurnView:
             if h.num_rows:
                 t = _np(h, "t")
                 ci = _np(h, "char_index", np.int64)
+                if "window" in h.column_names:  # a char_index counted from a paragraph: put back
+                    text = self.turn.responses[self.positions.index(position)].text
+                    ci = anchor_chars(text, ci, h.column("window").to_numpy(zero_copy_only=False))
                 dur = self._durations_from_stream(source, t)
                 if b.reflowed:
                     x, y, ok = char_xy(b, ci)

@@ -43,7 +43,8 @@ def page_boxes(view: TurnView) -> list[tuple[str, float, float, float, float, bo
             if any(b[0] == f"response:{p}" for b in out):
                 continue
             left = float(np.median(g["x_abs"] - g["x_rel"]))
-            top = float(np.median(g["y_abs"] - g["y_rel"]))
+            # y_rel includes the box's scroll: the unscrolled samples give the box's top
+            top = float((g["y_abs"] - g["y_rel"]).quantile(0.98))
             w = float(max(g["x_rel"].quantile(0.98) + 10, 200))
             bottom = float(g["y_abs"].quantile(0.98) + 10)
             out.append((f"response:{int(p)}", left, top, w, max(bottom - top, 60.0), True))

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from ... import UserError, schema
 from .. import gaze_events
-from ..text_mapping import text_units
+from ..text_mapping import anchor_chars, text_units
 from ._data import TurnView, _np, open_data, outcome, task_streams, turns_by_task
 
 N_BINS = 10  # relative sentence position bins
@@ -161,6 +161,8 @@ def _one_task(rec, tid: str, turns: list[schema.Turn], task: schema.Task | None)
         hits_np = {"t": _np(hb, "t")[keep], "source": hb.column("source").to_numpy(zero_copy_only=False)[keep],
                     "position": _np(hb, "position", np.int64)[keep], "char_index": _np(hb, "char_index", np.int64)[keep],
                     "turn": _np(hb, "turn", np.int64)[keep]}
+        if "window" in hb.column_names:
+            hits_np["window"] = hb.column("window").to_numpy(zero_copy_only=False)[keep]
     dur_by_src = {}
     for src in ("gaze", "mouse"):
         if src in s:
@@ -189,6 +191,13 @@ def _one_task(rec, tid: str, turns: list[schema.Turn], task: schema.Task | None)
             for src in ("gaze", "mouse"):
                 ms = mt & (hits_np["source"] == src)
                 hs = {k: v[ms] for k, v in hits_np.items() if k in ("t", "position", "char_index")}
+                if "window" in hits_np:  # a char_index counted from a paragraph: put back
+                    win, ci = hits_np["window"][ms], hs["char_index"].copy()
+                    for r in tr.responses:
+                        m = hs["position"] == r.position
+                        if m.any():
+                            ci[m] = anchor_chars(r.text, ci[m], win[m])
+                    hs["char_index"] = ci
                 if src in dur_by_src and len(hs["t"]):
                     st, sd = dur_by_src[src]
                     j = np.clip(np.searchsorted(st, hs["t"]), 0, len(st) - 1)

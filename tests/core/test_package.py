@@ -40,3 +40,22 @@ def test_data_schema_lists_every_stream(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == set(schema.STREAMS)
     assert [c["name"] for c in doc["gaze"]["columns"]][:3] == ["t", "x", "y"]
+
+
+def test_output_paths_that_cannot_be_written_are_one_line_errors(ifllm_sample, tmp_path, capsys):
+    """--out naming a file where a folder is written, or a non-empty folder: exit 2 and one line,
+    never a traceback, and nothing there is replaced."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "responses.parquet").write_text("an earlier run")
+    for argv, message in [
+        (["data", "export", str(ifllm_sample), "--out", str(a_file)], "notes.txt"),
+        (["features", str(ifllm_sample), "--out", str(a_file)], "is a file"),
+        (["features", str(ifllm_sample), "--out", str(full)], "use --overwrite"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert a_file.read_text() == "keep me" and (full / "responses.parquet").read_text() == "an earlier run"

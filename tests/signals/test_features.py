@@ -353,3 +353,19 @@ def test_site_streams_pipeline_and_no_leakage():
     assert row["l_g_word_cov"] >= 0.5 and row["r_g_word_cov"] >= 0.5
     assert row["g_last_side"] == 1  # the right response was read last before the decision
     assert row["g_prompt_ms"] == pytest.approx(500 + 1000, abs=60)  # 0.5-1 s and 7-8 s above
+
+
+def test_write_leaves_no_table_of_an_earlier_run(tmp_path):
+    """With --overwrite, a table this run does not make (sentences with --no-sentences) must not
+    stay behind to pass for this run's."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from gazepref.signals.features import write
+
+    (tmp_path / "sentences.parquet").write_text("from an earlier run")
+    df = pd.DataFrame({"a": [1]})
+    paths = write(SimpleNamespace(responses=df, comparisons=df, sentences=None, sequential=pd.DataFrame()), tmp_path)
+    assert set(paths) == {"responses", "comparisons"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["comparisons.parquet", "responses.parquet"]

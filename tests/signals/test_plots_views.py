@@ -100,3 +100,25 @@ def test_duplicate_turn_columns_are_merged():
     tb = tb.append_column("turn", pa.array(np.array([0, 1], dtype=np.int32)))
     out = _dedupe_turn(tb)
     assert out.column_names == ["t", "turn"] and out.column("turn").to_pylist() == [0, 1]
+
+
+def test_gaze_on_the_page_text_is_not_drawn_on_the_answer(sample_rec):
+    """Some IFLLM samples carry the window of other page text ("Satisfied", the instructions)
+    with a small char_index: they are placed by their window, and dropped when it is not in the
+    answer, in the turn views and the summary alike."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from gazepref.signals.plots._data import TurnView
+    from gazepref.signals.text_mapping import anchor_chars
+
+    view = TurnView.load(sample_rec, None, "worker_a2b63b0c/285", 0)
+    text = view.turn.responses[view.positions.index(1)].text
+    h = view.stream("hits")
+    h = h.filter(pc.and_(pc.equal(h.column("source"), "gaze"), pc.equal(h.column("position"), 1)))
+    raw = h.column("char_index").to_numpy()
+    fixed = anchor_chars(text, raw, h.column("window").to_numpy(zero_copy_only=False))
+    assert (fixed != raw).sum() >= 100  # this turn has many such samples
+    pts = view.points(1, "gaze")
+    assert len(pts.t) == int(((fixed >= 0) & (fixed < len(text))).sum()) < int((raw >= 0).sum())
+    assert np.isin(pts.char, fixed).all()
