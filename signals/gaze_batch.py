@@ -103,6 +103,8 @@ def track_video(path: str | Path, out: str | Path | None = None, *,
     import cv2
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the file")
     if not path.is_file():
         raise FileNotFoundError(2, "no such file", str(path))
     cap = cv2.VideoCapture(str(path))
@@ -153,6 +155,8 @@ def track_video(path: str | Path, out: str | Path | None = None, *,
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """The manifest (image, x, y, person, session) with image paths made absolute."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the file")
     if not path.is_file():
         raise FileNotFoundError(2, "no such file", str(path))
     try:

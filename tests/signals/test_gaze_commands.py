@@ -77,6 +77,9 @@ def test_track_errors(tmp_path, capsys):
     bad.write_bytes(b"not a video")
     rc, _, err = run_cli(capsys, "gaze", "track", str(bad))
     assert rc == 2 and "bad.avi" in err
+    for command in ("track", "evaluate"):
+        rc, _, err = run_cli(capsys, "gaze", command, str(tmp_path))
+        assert rc == 2 and "is a folder" in err
 
 
 def test_evaluate_manifest(manifest, capsys):
