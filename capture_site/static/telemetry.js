@@ -15,6 +15,11 @@ const COLUMNS = {
   visibility: ["t", "state"],
 };
 const FLUSH_MS = 1000;
+// word boxes are measured again once a resize has settled: dragging a window edge fires ~60
+// resizes a second, and every word of two long answers each time would overflow a batch
+const WORDS_SETTLE_MS = 150;
+// a batch is cut early when its layout rows reach this (the server takes 20000 rows per stream)
+const MAX_LAYOUT_ROWS = 5000;
 
 const round = (v) => Math.round(v * 100) / 100;
 
@@ -59,6 +64,7 @@ export class Recorder {
       if (typeof v === "number" && c !== "index" && c !== "char_start" && c !== "char_end" && c !== "turn" && c !== "buttons") v = round(v);
       buf[c].push(v === undefined ? null : v);
     }
+    if (stream === "layout" && buf.t.length >= MAX_LAYOUT_ROWS) this.flush();
   }
 
   event(type, target = "window", detail = null, x = null, y = null) {
@@ -79,7 +85,7 @@ export class Recorder {
     addEventListener("scroll", (e) => this.onScroll(e), { capture: true, passive: true });
     addEventListener("resize", () => {
       this.event("resize", "window", `${innerWidth}x${innerHeight}`);
-      this.scheduleLayout(true);
+      this.relayoutSoon();
     });
     addEventListener("copy", () => this.event("copy", this.targetOf(document.getSelection().anchorNode?.parentElement), String(document.getSelection()).length));
     document.addEventListener("selectionchange", () => {
@@ -108,7 +114,8 @@ export class Recorder {
     });
     document.addEventListener("mouseenter", (e) => this.hover(e, "hover_enter"), true);
     document.addEventListener("mouseleave", (e) => this.hover(e, "hover_leave"), true);
-    new ResizeObserver(() => this.scheduleLayout(false)).observe(document.body);
+    // the answers re-wrap whenever the page's width changes (a scrollbar appearing, not only a resize)
+    new ResizeObserver(() => this.relayoutSoon()).observe(document.body);
     this.add("visibility", { t: performance.now(), state: document.visibilityState });
   }
 
@@ -166,6 +173,13 @@ export class Recorder {
     }
   }
 
+  /** Element boxes at the next frame; word boxes once the size has settled. */
+  relayoutSoon() {
+    this.scheduleLayout(false);
+    clearTimeout(this.wordsTimer);
+    this.wordsTimer = setTimeout(() => this.scheduleLayout(true), WORDS_SETTLE_MS);
+  }
+
   scheduleLayout(words) {
     this.layoutWords = this.layoutWords || words;
     if (this.layoutPending) return;
@@ -187,6 +201,8 @@ export class Recorder {
       }
     }
     if (!Object.keys(streams).length) return;
+    // another tab of the same task may have used numbers meanwhile: a reused one is a duplicate
+    this.seq = Math.max(this.seq, +(localStorage.getItem(this.seqKey) || 0));
     const batch = { task: this.task, seq: this.seq++, origin: this.origin, streams };
     localStorage.setItem(this.seqKey, String(this.seq));
     this.outbox.push(batch);

@@ -269,6 +269,40 @@ def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
         assert not mouse.duplicated(["t", "x", "y"]).any()
 
 
+def test_dragging_the_window_edge_loses_no_batch_and_words_follow_a_rewrap(browser, app):
+    """Two long answers, ~60 resize events in a second: every batch is accepted (word boxes are
+    measured once the size has settled, not 60 times), and when the answers re-wrap without a
+    resize (the page narrows) the word boxes are measured again."""
+    for pg in _page(browser, app):
+        statuses = []
+        pg.on("response", lambda r: statuses.append(r.status) if "/api/ingest" in r.url else None)
+        pg.goto("/?PROLIFIC_PID=RESIZE-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        send(pg, "How does sleep help memory?", 0)
+        pg.evaluate("""n => import('/static/layout.js').then(m => {
+            const words = []; for (let i = 0; i < n; i++) words.push('word' + i + (i % 60 == 59 ? '.\\n\\n' : ''));
+            for (const p of [0, 1]) m.renderText(document.getElementById('response-' + p), words.join(' '));
+            window.gazepref.recorder.scheduleLayout(true); })""", 400)  # real answers are this long
+        wait_outbox_empty(pg)
+        pg.evaluate("""() => new Promise(res => { let n = 0; const f = () => {
+            window.dispatchEvent(new Event('resize')); if (++n < 60) requestAnimationFrame(f); else res(); };
+            requestAnimationFrame(f); })""")
+        pg.mouse.move(320, 300, steps=5)
+        pg.wait_for_timeout(400)  # the size has settled: one word snapshot
+        wait_outbox_empty(pg)
+        assert statuses and set(statuses) == {200}, statuses
+        words = lambda: pg.evaluate("window.gazepref.recorder.buffers.layout.kind.filter(k => k === 'word').length")  # noqa: E731
+        pg.evaluate("window.gazepref.recorder.flush()")
+        pg.evaluate("document.body.style.width = '900px'")  # the answers re-wrap, no resize event
+        pg.wait_for_timeout(400)
+        assert words() >= 800
+        wait_outbox_empty(pg)
+        assert set(statuses) == {200}
+
+
 def _ifllm_rel_row_at(folder, t: float):
     """The rel_mouse_left row of an IFLLM-layout export recorded at page time ``t``."""
     import csv
