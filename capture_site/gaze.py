@@ -225,6 +225,13 @@ def _decode_all(frames: list[bytes], max_side: int) -> list[Any]:
     return images
 
 
+def dropped_row(t: float) -> dict[str, float]:
+    """The row of a frame stored without processing: its time, no estimate, the DROPPED flag."""
+    from gazepref.schema import GazeFlag
+
+    return {"t": t, "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": int(GazeFlag.DROPPED)}
+
+
 def _process(entry: _Entry, images: list[Any], times: list[float], arrived: float | None = None,
              shed_ms: float = 0.0, stale: Callable[[], bool] | None = None) -> tuple[list[dict[str, float]], int]:
     """Tracker rows of ``images``; frames the server is too far behind for are not processed but
@@ -232,8 +239,6 @@ def _process(entry: _Entry, images: list[Any], times: list[float], arrived: floa
     ``shed_ms`` > 0, frames reached later than ``shed_ms`` after the request ``arrived``; with
     ``stale``, frames for which ``stale()`` says so once they get a pipeline slot (the WebSocket:
     a newer frame of the participant is already waiting while other frames queue for the slots)."""
-    from gazepref.schema import GazeFlag
-
     rows, dropped, last = [], 0, None
     slots = _pipeline_slots()
     with entry.lock:
@@ -244,7 +249,7 @@ def _process(entry: _Entry, images: list[Any], times: list[float], arrived: floa
                     last = entry.tracker.process_image(img, t)
                     rows.append(last)
                     continue
-            rows.append({"t": t, "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": int(GazeFlag.DROPPED)})
+            rows.append(dropped_row(t))
             dropped += 1
         entry.last_used = time.monotonic()
     if last is not None:

@@ -45,7 +45,7 @@ from simple_websocket import ConnectionClosed
 
 from .api import ApiError
 from .gaze import (MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH, FrameContext, _participant_settings, _pipeline_slots,
-                   frame_context, frame_meta, store_task_rows, track_frames)
+                   dropped_row, frame_context, frame_meta, store_task_rows, track_frames)
 from .ratelimit import RateLimiter
 from .runtime import db
 from .security import read_participant_token
@@ -146,8 +146,6 @@ class FrameSocket:
         try:
             raw, jpeg = unpack_frame(data)
             seq = raw.get("seq")
-            if not self.limiter.allow(f"w{self.pid}"):
-                raise ApiError(429, "too many frames; slow down", retry_after=1)
             t = raw.get("t")
             if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
                 raise ApiError(400, "t must be a finite number")
@@ -158,10 +156,18 @@ class FrameSocket:
             if meta.phase == "task":
                 last = max(self.done.get(meta.task_id, -1), -1 if ctx.last_seq is None else ctx.last_seq)
                 if meta.seq <= last:
-                    _send(self.ws, {"seq": seq, "duplicate": True})
+                    _send(self.ws, {"seq": seq, "duplicate": True})  # costs no rate-limit token
                     return
-            rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived,
-                                         stale=self.overtaken if self.skip_stale else None)
+            if self.limiter.allow(f"w{self.pid}"):
+                rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived,
+                                             stale=self.overtaken if self.skip_stale else None)
+            elif meta.phase == "task":
+                # over the rate (the resend after a long reconnect, say): kept on the task's
+                # timeline unprocessed, like a frame the server was too far behind for, so the
+                # frames after it still follow in order and none is lost
+                rows, dropped = [dropped_row(float(t))], 1
+            else:
+                raise ApiError(429, "too many frames; slow down", retry_after=1)
             if meta.phase == "task":
                 if self.first_at is None:
                     self.first_at = arrived

@@ -214,6 +214,40 @@ def test_overtaken_frames_are_answered_and_stored_as_dropped(wapp, monkeypatch):
     assert table.loc[1, "confidence"] == 0 and np.isnan(table.loc[1, "x"]) and np.isfinite(table.loc[[0, 2], "x"]).all()
 
 
+def test_task_frames_over_the_rate_are_kept_as_dropped_and_resends_cost_nothing(make_app, tmp_path):
+    """After a long reconnect the page resends its unconfirmed frames at once: those over the rate
+    limit are stored unprocessed (DROPPED), in order, instead of refused (the page would discard
+    a refused frame); a resend of a frame already stored is answered as a duplicate without using
+    the rate."""
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "webcam_study.toml")),
+                   GAZE_WS_FRAMES_PER_S=0.001, GAZE_WS_BURST=2)
+    client = app.test_client()
+    token, task_id = _task(client)
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+    with BackgroundServer(app) as url:
+        ws, _ = _connect(url, token)
+        stored: list = []
+        answers = []
+        for i in range(4):
+            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
+            answers.append(_answer(ws, stored))
+        ws.close()
+        assert [a.get("dropped") for a in answers] == [False, False, True, True], answers
+        assert not any("error" in a for a in answers)
+        assert _wait_rows(app, task_id, 4) == 4
+        ws, _ = _connect(url, token)  # a resend of stored frames: duplicates, no token used
+        for i in range(2):
+            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
+            assert _answer(ws, stored).get("duplicate") is True
+        ws.send(pack_frame({"phase": "setup", "seq": 9, "t": 900.0}, jpeg(moving(0))))
+        assert _answer(ws, stored)["status"] == 429  # outside a task there is nothing to keep
+        ws.close()
+    with app.extensions["gazepref"].sessions() as dbs:
+        table = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
+    assert table["t"].tolist() == [0.0, 100.0, 200.0, 300.0]
+    assert (((table["flags"].astype(int) & GazeFlag.DROPPED) != 0).tolist() == [False, False, True, True])
+
+
 def test_skip_stale_off_processes_every_frame(make_app, tmp_path, monkeypatch):
     from gazepref.capture_site import gaze_ws
 
