@@ -183,9 +183,16 @@ ui.rating.addEventListener("submit", submitRating);
 ui.message.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
 });
-ui.finish.closest("form").addEventListener("submit", () => {
+ui.finish.closest("form").addEventListener("submit", (e) => {
   recorder.event("submit", "window", "finish");
   recorder.flush();
+  const gaze = window.gazepref.gaze;
+  if (gaze && !e.target.dataset.flushed) { // the last webcam frames first (at most ~6 s), then go on
+    e.preventDefault();
+    e.target.dataset.flushed = "1";
+    ui.finish.disabled = true;
+    Promise.race([gaze.flush(), new Promise((r) => setTimeout(r, 6000))]).finally(() => e.target.submit());
+  }
 });
 
 // Resume: earlier turns go to the history; an unrated last turn is shown for rating again.

@@ -83,6 +83,7 @@ export class GazeCapture {
   stop() {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    clearTimeout(this.reconnectTimer); // no socket may open after the camera stopped
     this.stopped = true;
     if (this.socket) this.socket.close();
     for (const track of this.stream.getTracks()) track.stop();
@@ -114,8 +115,7 @@ export class GazeCapture {
         if (!msg.ok) { console.warn("gazepref: frames socket refused", msg.error); this.useHttp(); ws.close(); return; }
         ready = true;
         this.transport = "ws";
-        this.retries = 0;
-        this.unanswered = 0;
+        this.unanswered = 0; // (the reconnect count is reset by the first frame answered, not here)
         // frames not yet stored first (the server answers those it has as duplicates), then the waiting ones
         const again = [...this.unstored.values()];
         const waiting = this.pending.splice(0);
@@ -136,7 +136,7 @@ export class GazeCapture {
       if (this.retries < 3) {
         this.transport = "reconnecting";
         this.retries += 1;
-        setTimeout(() => this.connect(), 500 * 2 ** this.retries);
+        this.reconnectTimer = setTimeout(() => { if (!this.stopped) this.connect(); }, 500 * 2 ** this.retries);
         return;
       }
     }
@@ -187,6 +187,7 @@ export class GazeCapture {
       return;
     }
     this.unanswered = Math.max(0, this.unanswered - 1);
+    if (!msg.error) this.retries = 0; // the socket works: a later loss may reconnect again
     if (msg.error || msg.duplicate) { // not stored (an error) or stored before (a resend)
       if (msg.error) console.warn("gazepref: frame rejected", msg.status, msg.error);
       if (this.phase === "task") this.unstored.delete(msg.seq);
@@ -234,7 +235,10 @@ export class GazeCapture {
     return p;
   }
 
-  async post(meta, frames, tries = 3) {
+  /** POST one batch; on a network error, 429 or 5xx try again with back-off: task frames (data)
+   *  for as long as the page is open (the server's (task, seq) key makes a repeat harmless), set-up
+   *  frames (only the face status) three times. */
+  async post(meta, frames, tries = meta.phase === "task" ? Infinity : 3) {
     const body = new FormData();
     body.append("meta", JSON.stringify(meta));
     frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
@@ -253,7 +257,7 @@ export class GazeCapture {
           return payload;
         }
       } catch (e) { /* network: retry */ }
-      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      await new Promise((r) => setTimeout(r, Math.min(10000, 500 * (attempt + 1))));
     }
     return null;
   }
@@ -308,13 +312,14 @@ export async function startTaskGaze(gaze) {
     warning.hidden = false;
     return null;
   }
-  let lost = 0;
+  let seen = performance.now();
   const capture = new GazeCapture({
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task",
     task: gaze.task, nextSeq: gaze.next_seq,
     onStatus: (face) => {
-      lost = face && face.found ? 0 : lost + 1;
-      warning.hidden = lost < 2; // lost for about a second
+      const now = performance.now();
+      if (face && face.found) seen = now;
+      warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)
       if (!warning.hidden) warning.textContent = "Eye tracking lost: please face the camera.";
     },
   });
