@@ -43,15 +43,18 @@ export class Outbox {
     this.pump();
   }
 
+  /** The stored copy; over the quota the oldest batches are left out of it (they stay queued in
+   *  memory and are still sent while this page is open). */
   save() {
+    let items = this.box.items;
     let text = JSON.stringify(this.box);
-    while (text.length > MAX_STORED_CHARS && this.box.items.length > 1) {
-      console.warn("gazepref: outbox over quota, dropping the oldest stored batch copy");
-      this.box.items.shift();
-      text = JSON.stringify(this.box);
+    while (text.length > MAX_STORED_CHARS && items.length > 1) {
+      console.warn("gazepref: outbox over quota, the oldest batch is kept in memory only");
+      items = items.slice(1);
+      text = JSON.stringify({ ...this.box, items });
     }
     try {
-      if (this.box.items.length) localStorage.setItem(this.key, text);
+      if (items.length) localStorage.setItem(this.key, text);
       else localStorage.removeItem(this.key);
     } catch (e) {
       console.warn("gazepref: cannot store outbox", e);
@@ -79,7 +82,7 @@ export class Outbox {
           return;
         }
         this.failures = 0;
-        this.box.items.shift();
+        if (this.box.items[0] === item) this.box.items.shift();
         this.save();
         if (outcome === "ok") this.sent += 1;
       }
@@ -91,12 +94,13 @@ export class Outbox {
   /** "ok" (stored or a duplicate), "rejected" (malformed: never retried) or "retry". */
   async send(item) {
     try {
-      const body = await gzip(item.json);
+      const zip = typeof CompressionStream !== "undefined"; // browsers without it send plain JSON
+      const body = zip ? await gzip(item.json) : item.json;
       const resp = await fetch(this.box.url, {
         method: "POST",
         headers: {
           "Content-Type": "application/json",
-          "Content-Encoding": "gzip",
+          ...(zip ? { "Content-Encoding": "gzip" } : {}),
           "X-Participant-Token": this.box.token,
         },
         body,

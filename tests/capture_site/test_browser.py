@@ -303,6 +303,27 @@ def test_dragging_the_window_edge_loses_no_batch_and_words_follow_a_rewrap(brows
         assert set(statuses) == {200}
 
 
+def test_a_browser_without_compression_streams_still_sends_telemetry(browser, app):
+    """Firefox < 113 and Safari < 16.4 lack CompressionStream: batches go as plain JSON."""
+    for pg in _page(browser, app):
+        pg.add_init_script("delete window.CompressionStream")
+        pg.goto("/?PROLIFIC_PID=OLD-BROWSER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        ready(pg)
+        assert pg.evaluate("typeof CompressionStream") == "undefined"
+        for i in range(10):
+            pg.mouse.move(200 + 10 * i, 300)
+            pg.wait_for_timeout(20)
+        wait_outbox_empty(pg)
+        with app.extensions["gazepref"].sessions() as s:
+            task = s.scalars(select(store.Task)).one()
+            mouse = store.read_stream(s, task, "mouse").to_pandas()
+        assert {(200 + 10 * i, 300) for i in (0, 9)} <= set(zip(mouse["x"], mouse["y"]))
+
+
 def _ifllm_rel_row_at(folder, t: float):
     """The rel_mouse_left row of an IFLLM-layout export recorded at page time ``t``."""
     import csv
