@@ -54,6 +54,19 @@ def _answer(ws, stored: list) -> dict:
         return msg
 
 
+def _send_task_frames(url: str, token: str, task_id: int, seqs) -> list[dict]:
+    """Task frames ``seqs`` (t = 100 ms x seq) on a new socket, each answer awaited; then closed."""
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+    ws, _ = _connect(url, token)
+    stored: list = []
+    answers = []
+    for i in seqs:
+        ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
+        answers.append(_answer(ws, stored))
+    ws.close()
+    return answers
+
+
 def _wait_rows(app, task_id: int, n: int) -> int:
     deadline = time.monotonic() + 10
     while True:
@@ -195,15 +208,8 @@ def test_overtaken_frames_are_answered_and_stored_as_dropped(wapp, monkeypatch):
     token, task_id = _task(client)
     verdicts = iter([False, True, False])  # the server is behind for the second frame only
     monkeypatch.setattr(gaze_ws.FrameSocket, "overtaken", lambda self: next(verdicts))
-    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
     with BackgroundServer(wapp) as url:
-        ws, _ = _connect(url, token)
-        stored: list = []
-        answers = []
-        for i in range(3):
-            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
-            answers.append(_answer(ws, stored))
-        ws.close()
+        answers = _send_task_frames(url, token, task_id, range(3))
         assert [a["dropped"] for a in answers] == [False, True, False], answers
         assert _wait_rows(wapp, task_id, 3) == 3
     with wapp.extensions["gazepref"].sessions() as dbs:
@@ -223,24 +229,16 @@ def test_task_frames_over_the_rate_are_kept_as_dropped_and_resends_cost_nothing(
                    GAZE_WS_FRAMES_PER_S=0.001, GAZE_WS_BURST=2)
     client = app.test_client()
     token, task_id = _task(client)
-    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
     with BackgroundServer(app) as url:
-        ws, _ = _connect(url, token)
-        stored: list = []
-        answers = []
-        for i in range(4):
-            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
-            answers.append(_answer(ws, stored))
-        ws.close()
+        answers = _send_task_frames(url, token, task_id, range(4))
         assert [a.get("dropped") for a in answers] == [False, False, True, True], answers
         assert not any("error" in a for a in answers)
         assert _wait_rows(app, task_id, 4) == 4
-        ws, _ = _connect(url, token)  # a resend of stored frames: duplicates, no token used
-        for i in range(2):
-            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
-            assert _answer(ws, stored).get("duplicate") is True
+        # a resend of stored frames: duplicates, no token used
+        assert all(a.get("duplicate") for a in _send_task_frames(url, token, task_id, range(2)))
+        ws, _ = _connect(url, token)
         ws.send(pack_frame({"phase": "setup", "seq": 9, "t": 900.0}, jpeg(moving(0))))
-        assert _answer(ws, stored)["status"] == 429  # outside a task there is nothing to keep
+        assert _answer(ws, [])["status"] == 429  # outside a task there is nothing to keep
         ws.close()
     with app.extensions["gazepref"].sessions() as dbs:
         table = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
