@@ -324,6 +324,39 @@ def test_a_browser_without_compression_streams_still_sends_telemetry(browser, ap
         assert {(200 + 10 * i, 300) for i in (0, 9)} <= set(zip(mouse["x"], mouse["y"]))
 
 
+def test_two_tabs_of_one_task_never_reuse_a_batch_number(browser, app):
+    """The link resumes the same task in a second tab while the first is still open: their
+    batches must not share a sequence number (the server would take the later as a replay)."""
+    with BackgroundServer(app) as url:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
+        first = ctx.new_page()
+        first.set_default_timeout(10_000)
+        first.goto("/?PROLIFIC_PID=TWO-TABS")
+        first.click("#agree")
+        first.click("#skip")
+        continue_with(first)
+        continue_with(first, {"understand_before": "2"})
+        ready(first)
+        second = ctx.new_page()
+        second.set_default_timeout(10_000)
+        second.goto("/step")
+        ready(second)
+        batches = 0
+        for k in range(3):
+            for pg in (first, second):
+                pg.bring_to_front()
+                pg.mouse.move(100 + 40 * k, 200 + (pg is second) * 100)
+                pg.mouse.move(120 + 40 * k, 210 + (pg is second) * 100, steps=3)
+                wait_outbox_empty(pg)
+                batches += 1
+        with app.extensions["gazepref"].sessions() as s:
+            task = s.scalars(select(store.Task)).one()
+            seqs = s.scalars(select(store.StreamChunk.seq).where(store.StreamChunk.task_id == task.id,
+                                                                 store.StreamChunk.stream == "mouse")).all()
+        ctx.close()
+    assert len(seqs) == len(set(seqs)) >= batches  # every tab's mouse batch stored, none taken as a replay
+
+
 def _ifllm_rel_row_at(folder, t: float):
     """The rel_mouse_left row of an IFLLM-layout export recorded at page time ``t``."""
     import csv
