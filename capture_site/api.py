@@ -6,6 +6,7 @@ only for tasks of that participant.
 """
 from __future__ import annotations
 
+import json
 import math
 
 from flask import Blueprint, jsonify, request
@@ -49,17 +50,23 @@ def request_participant() -> store.Participant:
     return p
 
 
-#: the largest row id a request may name (PostgreSQL's INTEGER; SQLite would overflow past 2**63)
-MAX_ID = 2**31 - 1
-
-
 def owned_task(p: store.Participant, task_id: object) -> store.Task:
     if not isinstance(task_id, int) or isinstance(task_id, bool):
         raise ApiError(400, "task must be an integer task id")
-    task = db().get(store.Task, task_id) if 0 < task_id <= MAX_ID else None
+    task = db().get(store.Task, task_id) if 0 < task_id <= store.MAX_ID else None
     if task is None or task.participant_id != p.id:
         raise ApiError(403, f"task {task_id} is not yours")
     return task
+
+
+def loads_object(text: str | bytes | None) -> dict | None:
+    """``text`` parsed as a JSON object; None when it is not JSON, nests too deeply for the
+    parser, or is JSON of another kind (the callers answer 400 / 401)."""
+    try:
+        obj = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def json_object() -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import schema
+from ..store import MAX_ID
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # as sent (compressed)
 MAX_JSON_BYTES = 16 * 1024 * 1024  # after decompression
@@ -172,8 +173,8 @@ def parse_batch(obj: dict) -> Batch:
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise BatchError(f"seq must be an integer in 0..{MAX_SEQ} (got {seq!r})")
     task = obj.get("task")
-    if not isinstance(task, int) or isinstance(task, bool) or not 0 < task <= MAX_SEQ:
-        raise BatchError(f"task must be an integer task id in 1..{MAX_SEQ} (got {task!r})")
+    if not isinstance(task, int) or isinstance(task, bool) or not 0 < task <= MAX_ID:
+        raise BatchError(f"task must be an integer task id in 1..{MAX_ID} (got {task!r})")
     origin = obj.get("origin")
     if isinstance(origin, bool) or not isinstance(origin, (int, float)) or not 0 < origin < MAX_ORIGIN_MS:
         raise BatchError(f"origin must be performance.timeOrigin in Unix ms (got {origin!r})")

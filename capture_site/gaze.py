@@ -31,7 +31,6 @@ post batches only, no WebSocket, :mod:`.gaze_ws`). See docs/gaze.md, "In the sit
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -44,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import store
 from . import gaze_drift
-from .api import ApiError, install_error_handlers, request_participant_id
+from .api import ApiError, install_error_handlers, loads_object, request_participant_id
 from .config import StudyConfig
 from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, GazeSettings, gaze_settings,
                             validation_targets)
@@ -176,11 +175,8 @@ def _form() -> tuple[dict[str, Any], list[Part]]:
     except MultipartError as e:
         raise ApiError(400, str(e)) from None
     meta_part = next((p for p in parts if p.name == "meta"), None)
-    try:
-        meta = json.loads(meta_part.data) if meta_part is not None else None
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply
-        meta = None
-    if not isinstance(meta, dict):
+    meta = loads_object(meta_part.data if meta_part is not None else None)
+    if meta is None:
         raise ApiError(400, "meta must be a JSON object")
     return meta, [p for p in parts if p.name == "frame"]
 

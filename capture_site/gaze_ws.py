@@ -43,7 +43,7 @@ from flask import Blueprint, current_app
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from .api import ApiError
+from .api import ApiError, loads_object
 from .gaze import (MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH, FrameContext, _participant_settings, _pipeline_slots,
                    dropped_row, frame_context, frame_meta, store_task_rows, track_frames)
 from .ratelimit import RateLimiter
@@ -79,11 +79,8 @@ def unpack_frame(data: Any) -> tuple[dict[str, Any], bytes]:
     n = int.from_bytes(data[:4], "big")
     if n > MAX_META_BYTES or 4 + n > len(data):
         raise ApiError(400, f"bad meta length {n}")
-    try:
-        meta = json.loads(bytes(data[4:4 + n]))
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply
-        meta = None
-    if not isinstance(meta, dict):
+    meta = loads_object(bytes(data[4:4 + n]))
+    if meta is None:
         raise ApiError(400, "meta must be a JSON object")
     return meta, bytes(data[4 + n:])
 
@@ -239,11 +236,8 @@ class FrameSocket:
 def authenticate(ws) -> int | None:
     """The participant of the first message ``{"token"}``; None (answered, closed) otherwise."""
     data = ws.receive(timeout=AUTH_TIMEOUT_S)
-    try:
-        msg = json.loads(data) if isinstance(data, str) else None
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply
-        msg = None
-    pid = read_participant_token(msg.get("token")) if isinstance(msg, dict) else None
+    msg = loads_object(data) if isinstance(data, str) else None
+    pid = read_participant_token(msg.get("token")) if msg is not None else None
     if pid is None:
         _send(ws, {"error": "the first message must be {\"token\": <participant token>}", "status": 401})
         ws.close(1008, "unauthorised")

@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
         # e.g. --out naming a file where a folder is written: one line, not a traceback
-        print(f"gazepref: error: {e.filename or ''}: {e.strerror or e}".replace("error: : ", "error: "),
-              file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"gazepref: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gazepref: interrupted", file=sys.stderr)

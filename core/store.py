@@ -233,9 +233,14 @@ def make_engine(url: str, **kw: Any) -> Engine:
 
 def init_db(engine: Engine) -> sessionmaker[Session]:
     Base.metadata.create_all(engine)
-    for index in Task.__table__.indexes:  # tables made before an index was added get it now
-        index.create(engine, checkfirst=True)
+    for table in Base.metadata.sorted_tables:  # tables made before an index was added get it now
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+#: the largest row id a request may name (PostgreSQL's INTEGER; SQLite overflows past 2**63)
+MAX_ID = 2**31 - 1
 
 
 def insert_once(db: Session, model: type[Base], keys: Iterable[str], **values: Any) -> None:

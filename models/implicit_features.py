@@ -71,7 +71,7 @@ def turn_features(hits: pd.DataFrame, lens: tuple[int, int],
                   texts: tuple[str, str] | None = None) -> dict[str, float]:
     """Features of one turn from its ``hits`` rows (columns t, source, position, x, char_index;
     with the two response ``texts`` and a ``window`` column, each ``char_index`` is first checked
-    against its window, :func:`gazepref.signals.text_mapping.anchor_chars`)."""
+    against its window, :func:`gazepref.signals.text_mapping.anchor_positions`)."""
     out: dict[str, float] = {}
     for source in SOURCES:
         h = hits[(hits["source"] == source)]
@@ -98,14 +98,9 @@ def _anchored(inbox: pd.DataFrame, texts: tuple[str, str] | None) -> np.ndarray:
     ci = inbox["char_index"].to_numpy(dtype=np.int64)
     if texts is None or "window" not in inbox:
         return ci
-    from gazepref.signals.text_mapping import anchor_chars
+    from gazepref.signals.text_mapping import anchor_positions
 
-    ci, pos, win = ci.copy(), inbox["position"].to_numpy(), inbox["window"].to_numpy(dtype=object)
-    for p in (0, 1):
-        m = pos == p
-        if m.any():
-            ci[m] = anchor_chars(texts[p], ci[m], win[m])
-    return ci
+    return anchor_positions(texts, inbox["position"].to_numpy(), ci, inbox["window"].to_numpy(dtype=object))
 
 
 def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.DataFrame:

@@ -195,10 +195,25 @@ def anchor_chars(text: str, char_index: np.ndarray, window: Sequence[Any],
     return out
 
 
+def anchor_positions(texts: Sequence[str] | Mapping[int, str], position: Any, char_index: Any,
+                     window: Any) -> np.ndarray:
+    """:func:`anchor_chars` for samples on several responses, each against its own text
+    (``texts[position]``; samples on no listed text keep their ``char_index``)."""
+    pos = np.asarray(position)
+    ci = np.asarray(char_index, dtype=np.int64).copy()
+    win = np.asarray(window, dtype=object)
+    for p, text in (texts.items() if isinstance(texts, Mapping) else enumerate(texts)):
+        m = (pos == p) & (ci >= 0)
+        if m.any() and text is not None:
+            ci[m] = anchor_chars(text, ci[m], win[m])
+    return ci
+
+
 def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> WordHits:
     pos = _col(samples, "position").astype(np.int64)
     ci = np.nan_to_num(_col(samples, "char_index").astype(np.float64), nan=-1).astype(np.int64)
-    window = _col(samples, "window") if _has(samples, "window") else None
+    if _has(samples, "window"):  # char_index counted from a paragraph: re-anchored by the window
+        ci = anchor_positions(texts, pos, ci, _col(samples, "window"))
     n = len(pos)
     word = np.full(n, -1, dtype=np.int32)
     cs = np.full(n, -1, dtype=np.int32)
@@ -207,9 +222,6 @@ def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> Word
         m = (pos == p) & (ci >= 0)
         if not m.any() or text is None:
             continue
-        if window is not None:  # char_index counted from a paragraph: re-anchored by the window
-            ci[m] = anchor_chars(text, ci[m], window[m])
-            m &= ci >= 0
         u = text_units(text)
         w = u.word_at(ci[m])
         word[m] = w

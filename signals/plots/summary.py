@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from ... import UserError, schema
 from .. import gaze_events
-from ..text_mapping import anchor_chars, text_units
+from ..text_mapping import anchor_positions, text_units
 from ._data import TurnView, _np, open_data, outcome, task_streams, turns_by_task
 
 N_BINS = 10  # relative sentence position bins
@@ -192,12 +192,8 @@ def _one_task(rec, tid: str, turns: list[schema.Turn], task: schema.Task | None)
                 ms = mt & (hits_np["source"] == src)
                 hs = {k: v[ms] for k, v in hits_np.items() if k in ("t", "position", "char_index")}
                 if "window" in hits_np:  # a char_index counted from a paragraph: put back
-                    win, ci = hits_np["window"][ms], hs["char_index"].copy()
-                    for r in tr.responses:
-                        m = hs["position"] == r.position
-                        if m.any():
-                            ci[m] = anchor_chars(r.text, ci[m], win[m])
-                    hs["char_index"] = ci
+                    hs["char_index"] = anchor_positions({r.position: r.text for r in tr.responses}, hs["position"],
+                                                        hs["char_index"], hits_np["window"][ms])
                 if src in dur_by_src and len(hs["t"]):
                     st, sd = dur_by_src[src]
                     j = np.clip(np.searchsorted(st, hs["t"]), 0, len(st) - 1)
