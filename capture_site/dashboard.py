@@ -4,7 +4,6 @@ Accounts are made with ``gazepref user add USERNAME``; passwords are stored hash
 """
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import tempfile
@@ -83,14 +82,17 @@ def export(slug: str):
     st = _study(slug)
     fmt = request.args.get("format", "parquet")
     tmp = Path(tempfile.mkdtemp(prefix="gazepref-export-"))
+    buf = None
     try:
         export_study(db(), st, tmp / slug, fmt)
-        buf = io.BytesIO()
+        buf = tempfile.TemporaryFile()  # on disk, not in memory (exports with kept webcam frames are big)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted((tmp / slug).rglob("*")):
                 if path.is_file():
                     zf.write(path, path.relative_to(tmp).as_posix())
     except UserError as e:
+        if buf is not None:
+            buf.close()
         flash(f"Export failed: {e}")
         return redirect(url_for("dashboard.study", slug=slug))
     finally:

@@ -41,7 +41,7 @@ class ParticipantDrift:
 
         self.corrector = DriftCorrector()
         self.task: int | None = None
-        self.seen_chunk = 0  # events chunks of ``task`` up to this id are read
+        self.seen_chunks: set[int] = set()  # ids of the events chunks of ``task`` already read
         self.pending: list[tuple[float, float, float]] = []  # (epoch ms, x, y) of unpaired clicks
         self.clicks_used = 0
 
@@ -61,14 +61,19 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
     """Feed the clicks of ``task_id`` stored since the last call (and earlier clicks still
     waiting for their gaze samples) into ``drift``."""
     if drift.task != task_id:
-        drift.task, drift.seen_chunk = task_id, 0
+        drift.task = task_id
+        drift.seen_chunks.clear()
         drift.pending.clear()
+    # Which chunks are new is decided by id membership, not by "id above the last one read": under
+    # concurrent writers (PostgreSQL) a chunk with a lower id can become visible after a higher one.
+    ids = conn.execute(select(C.c.id).where(C.c.task_id == task_id, C.c.stream == "events")).scalars().all()
+    new = sorted(set(ids) - drift.seen_chunks)
     chunks = conn.execute(
         select(C.c.id, C.c.columns, C.c.raw_size, C.c.data, C.c.clock_origin_epoch_ms)
-        .where(C.c.task_id == task_id, C.c.stream == "events", C.c.id > drift.seen_chunk).order_by(C.c.id)
-    ).all()
+        .where(C.c.id.in_(new)).order_by(C.c.id)
+    ).all() if new else []
     for chunk_id, columns, raw_size, data, origin in chunks:
-        drift.seen_chunk = chunk_id
+        drift.seen_chunks.add(chunk_id)
         events = store.decode_chunk("events", columns, raw_size, data).to_pydict()
         for t, kind, x, y in zip(events["t"], events["type"], events["x"], events["y"]):
             if kind == "click" and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):

@@ -177,10 +177,10 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         raise UserError(f"--force: unknown step {bad[0]!r} (one of {', '.join(STEPS)}, all)")
     first_forced = min((STEPS.index(f) if f != "all" else 0 for f in force), default=len(STEPS))
     out = Path(out).expanduser()
+    kind, rec = open_source(source, db, instance)  # a bad source fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
         (out / "align_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    kind, rec = open_source(source, db, instance)
     turns = rec.turns() if rec is not None else None
     src_fp = source_fingerprint(source, turns)
     d, t = cfg.data, cfg.train

@@ -84,3 +84,35 @@ def test_clicks_far_from_the_gaze_or_without_gaze_are_ignored(make_app, tmp_path
     frames_batch(client, token, task_id, 1, 5500.0)
     table, _ = stored_gaze(app, task_id)
     assert table.slice(5).column("drift_x").to_pylist() == [0.0] * 5
+
+
+def test_a_chunk_committed_late_with_a_lower_id_is_still_read(make_app, tmp_path):
+    """Under concurrent writers (PostgreSQL) an events chunk can become visible after one with a
+    higher id: the drift reader must not skip it."""
+    import pyarrow as pa
+
+    from gazepref.capture_site import gaze_drift
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "drift_correction = true")))
+    client = app.test_client()
+    token, task_id = to_task(client)
+    frames_batch(client, token, task_id, 0, 5000.0)
+
+    def events(seq, chunk_id, t):
+        tab = pa.table({"t": [t], "type": ["click"], "target": ["window"], "x": [10.0], "y": [20.0]})
+        c = store.make_chunk(task_id, "events", seq, tab, ORIGIN)
+        c.id = chunk_id
+        return c
+
+    drift = gaze_drift.ParticipantDrift()
+    with app.extensions["gazepref"].sessions() as s:
+        s.add(events(1, 10_000, 9000.0))
+        s.commit()
+        gaze_drift.update(s.connection(), drift, task_id)
+        assert [p[0] for p in drift.pending] == [ORIGIN + 9000.0]
+        s.add(events(0, 9_000, 8000.0))  # the earlier transaction commits last
+        s.commit()
+        gaze_drift.update(s.connection(), drift, task_id)
+        assert sorted(p[0] for p in drift.pending) == [ORIGIN + 8000.0, ORIGIN + 9000.0]
+        gaze_drift.update(s.connection(), drift, task_id)  # nothing new: nothing read twice
+        assert len(drift.pending) == 2

@@ -102,6 +102,7 @@ def test_align_user_errors(ifllm_sample, tmp_path, capsys):
     assert "--model" in err and len(err.strip().splitlines()) == 1
     assert main(["align", str(tmp_path / "nothing"), "--out", str(tmp_path / "y"), "--tiny"]) == 2
     assert "no such" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()  # a bad source writes nothing (no run folder, no align_config.json)
     assert main(["align", str(ifllm_sample), "--out", str(tmp_path / "z"), "--tiny", "--label-source",
                  "fused_rm", "--reward-model", str(tmp_path / "no_rm")]) == 2
     assert "reward model" in capsys.readouterr().err
