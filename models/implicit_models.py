@@ -24,10 +24,15 @@ def _cols(X: pd.DataFrame, columns: Sequence[str] | None, sources: Sequence[str]
     return list(columns) if columns is not None else implicit_columns(X, tuple(sources), symmetric=symmetric)
 
 
+def _any_pairwise(columns: Sequence[str]) -> bool:
+    """Whether ``columns`` hold a left-minus-right measure (the symmetric context columns alone
+    cannot tell the sides apart)."""
+    return any("_d_" in c for c in columns)
+
+
 def has_features(model: Any, X: pd.DataFrame) -> bool:
-    """Whether ``X`` has a left-minus-right column an (unfitted) implicit model would read (the
-    symmetric context columns alone cannot tell the sides apart)."""
-    return any("_d_" in c for c in _cols(X, model.columns, model.sources, symmetric=model.kind != "logistic"))
+    """Whether ``X`` has a left-minus-right column an (unfitted) implicit model would read."""
+    return _any_pairwise(_cols(X, model.columns, model.sources, symmetric=model.kind != "logistic"))
 
 
 class ImplicitModel(ClassifierMixin, BaseEstimator):
@@ -47,7 +52,7 @@ class ImplicitModel(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any, **_: Any) -> "ImplicitModel":
         y = np.asarray(y, dtype=int)
         self.columns_ = _cols(X, self.columns, self.sources, symmetric=self.kind != "logistic")
-        if not has_features(self, X):
+        if not _any_pairwise(self.columns_):
             raise UserError(f"no implicit feature columns of {'/'.join(self.sources)} in the data "
                             "(a recording without gaze or pointer trajectories?)")
         self.classes_ = np.array([0, 1])

@@ -179,10 +179,10 @@ def anchor_chars(text: str, char_index: np.ndarray, window: Sequence[Any],
         if window_near(text, w, c):
             continue
         if w not in found:
-            at, j = [], text.find(w)
-            while j >= 0:
-                at.append(j)
-                j = text.find(w, j + 1)
+            at, k = [], text.find(w)
+            while k >= 0:
+                at.append(k)
+                k = text.find(w, k + 1)
             found[w] = np.array(at, dtype=np.int64)
         starts = found[w]
         if not len(starts):
