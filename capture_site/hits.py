@@ -1,6 +1,6 @@
 """The word under a pointer or gaze sample of our site, from the recorded layout stream.
 
-Thin adapters over :mod:`gazepref.signals.text_mapping` (one box-mapping implementation for the
+Thin adapters over :mod:`gazepref.datasets.text_mapping` (one box-mapping implementation for the
 whole project): :func:`word_at` answers for one sample (used by tests and the dashboard);
 :func:`hits_frame` turns a whole mouse or gaze stream into the ``hits`` stream (IFLLM's rel_*
 files), which the IFLLM-layout export writes.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..signals.text_mapping import hits_stream, map_to_words
+from ..datasets.text_mapping import hits_stream, map_to_words
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import UserError, __version__
+from .progress import progress  # noqa: F401  (re-exported for the command modules)
 
 COMMAND_MODULES = (
     "gazepref.capture_site.commands",
@@ -42,12 +43,6 @@ def emit(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -
     else:
         print(result)
 
-
-def progress(iterable, total: int | None = None, desc: str = "", enable: bool = True):
-    """A progress bar on stderr (hidden when stderr is not a terminal or ``enable`` is false)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, disable=not enable or None, file=sys.stderr, leave=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

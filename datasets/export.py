@@ -74,7 +74,7 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
     counts: dict[str, int] = {}
     items = tasks
     if progress:
-        from ..cli import progress as bar
+        from ..progress import progress as bar
 
         items = bar(tasks, total=len(tasks), desc="exporting streams")
     try:
@@ -196,7 +196,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     samples = {"gaze": 0, "mouse": 0, "hits": 0}
     items = tasks
     if progress:
-        from ..cli import progress as bar
+        from ..progress import progress as bar
 
         items = bar(tasks, total=len(tasks), desc="exporting trajectories")
     for task in items:

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from .. import UserError, schema
-from ..signals.text_mapping import window_near
+from .text_mapping import window_near
 
 QUERY_TABLE = "query_logs_table.csv"
 TASK_TABLE = "task_table.csv"
@@ -656,7 +656,7 @@ class IFLLMRelease:
         with ThreadPoolExecutor(max_workers=jobs or min(8, (os.cpu_count() or 2) * 2)) as ex:
             results = ex.map(count, dirs)
             if progress:
-                from ..cli import progress as bar
+                from ..progress import progress as bar
 
                 results = bar(results, total=len(dirs), desc="reading trajectories")
             for g, m, mp, r, c in results:

@@ -123,7 +123,7 @@ class StoreRecording:
     def _hits(task: store.Task, streams: dict[str, pa.Table]) -> pa.Table | None:
         """Gaze and mouse samples relative to the response boxes and the character under them
         (the ``hits`` stream; IFLLM's rel_* files), from the layout's word boxes."""
-        from ..signals.text_mapping import hits_stream
+        from .text_mapping import hits_stream
 
         texts = {(u.index, r.position): r.text for u in task.turns for r in u.responses}
         layout = streams["layout"].to_pandas()

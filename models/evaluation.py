@@ -333,7 +333,7 @@ def evaluate(data: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] 
     models = models or default_models(text_feedback=any(c.startswith("tf_") for c in data.X.columns))
     jobs = [(name, s) for name in models for s in seeds]
     if progress:
-        from gazepref.cli import progress as bar
+        from gazepref.progress import progress as bar
 
         jobs = bar(jobs, total=len(jobs), desc=f"{protocol} CV")
     oof: dict[str, list[np.ndarray]] = {name: [] for name in models}
@@ -393,7 +393,7 @@ def train_test(train: RewardData, test: RewardData, models: dict[str, tuple[str,
     models = models or default_models(text_feedback=any(c.startswith("tf_") for c in train.X.columns))
     items = list(models.items())
     if progress:
-        from gazepref.cli import progress as bar
+        from gazepref.progress import progress as bar
 
         items = bar(items, total=len(items), desc="train/test")
     per_model, preds = {}, {}

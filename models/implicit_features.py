@@ -71,7 +71,7 @@ def turn_features(hits: pd.DataFrame, lens: tuple[int, int],
                   texts: tuple[str, str] | None = None) -> dict[str, float]:
     """Features of one turn from its ``hits`` rows (columns t, source, position, x, char_index;
     with the two response ``texts`` and a ``window`` column, each ``char_index`` is first checked
-    against its window, :func:`gazepref.signals.text_mapping.anchor_positions`)."""
+    against its window, :func:`gazepref.datasets.text_mapping.anchor_positions`)."""
     out: dict[str, float] = {}
     for source in SOURCES:
         h = hits[(hits["source"] == source)]
@@ -98,7 +98,7 @@ def _anchored(inbox: pd.DataFrame, texts: tuple[str, str] | None) -> np.ndarray:
     ci = inbox["char_index"].to_numpy(dtype=np.int64)
     if texts is None or "window" not in inbox:
         return ci
-    from gazepref.signals.text_mapping import anchor_positions
+    from gazepref.datasets.text_mapping import anchor_positions
 
     return anchor_positions(texts, inbox["position"].to_numpy(), ci, inbox["window"].to_numpy(dtype=object))
 
@@ -110,7 +110,7 @@ def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.
     tasks = comparisons.groupby("task_id").groups
     items = list(tasks.items())
     if progress:
-        from gazepref.cli import progress as bar
+        from gazepref.progress import progress as bar
 
         items = bar(items, total=len(items), desc="implicit features")
     for task_id, idx in items:

@@ -301,7 +301,7 @@ def build(data: str | os.PathLike, jobs: int = 1, sentences: bool = True, progre
     if jobs <= 1:
         it = map(_run_chunk, args)
         if progress:
-            from ..cli import progress as bar
+            from ..progress import progress as bar
 
             it = bar(it, total=len(args), desc="features")
         results = list(it)
@@ -309,7 +309,7 @@ def build(data: str | os.PathLike, jobs: int = 1, sentences: bool = True, progre
         with ProcessPoolExecutor(max_workers=jobs, initializer=_open, initargs=(path,)) as ex:
             it = ex.map(_run_chunk, args)
             if progress:
-                from ..cli import progress as bar
+                from ..progress import progress as bar
 
                 it = bar(it, total=len(args), desc="features")
             results = list(it)

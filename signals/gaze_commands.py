@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _progress(enable: bool):
-    from ..cli import progress
+    from ..progress import progress
 
     return lambda it, total: progress(it, total=total, desc="frames", enable=enable)
 

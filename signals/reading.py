@@ -21,7 +21,7 @@ import numpy as np
 
 from . import gaze_events, regions
 from .task_data import SampleFrame
-from .text_mapping import TextUnits
+from ..datasets.text_mapping import TextUnits
 
 NAN = float("nan")
 

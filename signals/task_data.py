@@ -7,7 +7,7 @@ Gaze is cleaned (:func:`gazepref.signals.gaze_events.clean_gaze`) before it gets
 
 Adapters: :func:`from_ifllm` (the IFLLM release reader: words from ``char_index``, box geometry
 from the in-box samples) and :func:`from_streams` (our site's streams: words and geometry from the
-layout stream via :func:`gazepref.signals.text_mapping.map_to_words`). Both end in
+layout stream via :func:`gazepref.datasets.text_mapping.map_to_words`). Both end in
 :func:`assemble`, which applies the region rule and the decision cut-off
 (:mod:`gazepref.signals.regions`) before any cleaning. :func:`from_recording` picks the adapter
 for a task of any :class:`gazepref.datasets.recording.Recording`.
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from .. import schema
 from . import gaze_events, regions
-from .text_mapping import TextUnits, map_to_words, text_units
+from ..datasets.text_mapping import TextUnits, map_to_words, text_units
 
 
 @dataclass
@@ -299,7 +299,7 @@ def from_streams(task_id: str, participant_id: str, turns: list[schema.Turn], st
                  task_info: dict | None = None) -> TaskData:
     """A task recorded by our own site (streams as in :data:`gazepref.schema.STREAMS`: ``gaze``,
     ``mouse``, ``layout``, optional ``scroll`` and ``events``). Samples are mapped to words through
-    the layout's word boxes (:func:`gazepref.signals.text_mapping.map_to_words`); the turn of a
+    the layout's word boxes (:func:`gazepref.datasets.text_mapping.map_to_words`); the turn of a
     sample is its ``turn`` column, else the last turn shown (``Turn.t_shown``) before it. The
     response elements' top edges in the layout are the box geometry of the region rule."""
     units = {(k, p): text_units(r.text) for k, tr in enumerate(turns) for p, r in enumerate(tr.responses)}

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ... import UserError, schema
 from .. import gaze_events
-from ..text_mapping import anchor_chars
+from ...datasets.text_mapping import anchor_chars
 from .text_layout import WordBoxes, char_xy, estimate_width, from_layout, reflow
 
 

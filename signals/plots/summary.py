@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from ... import UserError, schema
 from .. import gaze_events
-from ..text_mapping import anchor_positions, text_units
+from ...datasets.text_mapping import anchor_positions, text_units
 from ._data import TurnView, _np, open_data, outcome, task_streams, turns_by_task
 
 N_BINS = 10  # relative sentence position bins
@@ -234,7 +234,7 @@ def collect(data, participant: str | None = None, task: str | None = None, jobs:
     with ThreadPoolExecutor(max_workers=jobs or 4) as ex:
         it = ex.map(work, ids_streams)
         if progress:
-            from ...cli import progress as bar
+            from ...progress import progress as bar
 
             it = bar(it, total=len(ids_streams), desc="reading tasks")
         results = list(it)

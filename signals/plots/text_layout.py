@@ -1,7 +1,7 @@
 """The response text as boxes on a page: reflowed from the text (IFLLM) or as recorded (our site).
 
 A :class:`WordBoxes` holds one box per word (runs of non-space, the same words as
-:func:`gazepref.signals.text_mapping.text_units`) in px relative to the response's content box
+:func:`gazepref.datasets.text_mapping.text_units`) in px relative to the response's content box
 (scroll included), so gaze positions in the same frame can be drawn over it.
 
 * :func:`reflow` lays a text out greedily for a given width and a simple font metric (average
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..text_mapping import text_units
+from ...datasets.text_mapping import text_units
 
 #: default font metric: 15 px DejaVu Sans (the font the words are drawn in), 1.5 line height
 FONT_PX = 15.0

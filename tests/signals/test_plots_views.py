@@ -110,7 +110,7 @@ def test_gaze_on_the_page_text_is_not_drawn_on_the_answer(sample_rec):
     import pyarrow.compute as pc
 
     from gazepref.signals.plots._data import TurnView
-    from gazepref.signals.text_mapping import anchor_chars
+    from gazepref.datasets.text_mapping import anchor_chars
 
     view = TurnView.load(sample_rec, None, "worker_a2b63b0c/285", 0)
     text = view.turn.responses[view.positions.index(1)].text

@@ -6,7 +6,7 @@ import pytest
 
 from gazepref.signals import gaze_events, reading
 from gazepref.signals.task_data import SampleFrame
-from gazepref.signals.text_mapping import text_units
+from gazepref.datasets.text_mapping import text_units
 
 TEXT = "aaaa bbbb cccc dddd. eeee ffff gggg hhhh."  # 8 words, 2 sentences, words 5 chars apart
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from gazepref import schema
 from gazepref.signals.task_data import from_ifllm
-from gazepref.signals.text_mapping import text_units
+from gazepref.datasets.text_mapping import text_units
 
 TEXT = "Intro line here.\n\nSecond paragraph talks about cats and dogs.\n\n- a list item\n- the later one ends it."
 

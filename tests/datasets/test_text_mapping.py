@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from gazepref.signals.text_mapping import map_to_words, text_units
+from gazepref.datasets.text_mapping import map_to_words, text_units
 
 TEXT = "Paris is the capital. It has 2 million people!\n- museums\n- food"
 
