@@ -113,14 +113,15 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, dashboard, flow, gaze, gaze_ws, ingest
+    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest
+    from .gaze_settings import gaze_settings
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
     for module in (flow, chat, ingest, gaze, gaze_ws, dashboard):
         app.register_blueprint(module.bp)
-    gaze.register()  # the webcam calibration step
+    gaze_step.register()  # the webcam calibration step
     if cfg.webcam != "off":
-        gaze.gaze_settings(cfg)  # a bad [gaze] table fails at start, naming the key
+        gaze_settings(cfg)  # a bad [gaze] table fails at start, naming the key
     try:  # the analyst views (gazepref.signals.plots) on the dashboard, when installed
         from . import plots_view
     except ImportError:

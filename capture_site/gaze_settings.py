@@ -17,6 +17,8 @@ CONSENT_FRAMES_KEY = "camera_images"
 MAX_FRAMES_PER_BATCH = 30
 MAX_FRAMES_PER_ROUND = 400
 MAX_ROUND_BYTES = 32 * 1024 * 1024
+#: bytes of one JPEG frame (HTTP part or WebSocket message)
+MAX_FRAME_BYTES = 200 * 1024
 #: bytes per pixel of a webcam JPEG at the page's quality (0.8), with room: ~0.15 measured
 JPEG_BYTES_PER_PIXEL = 0.25
 

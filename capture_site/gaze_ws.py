@@ -44,8 +44,12 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from .api import ApiError, loads_object
-from .gaze import (MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH, FrameContext, _participant_settings, _pipeline_slots,
-                   dropped_row, frame_context, frame_meta, store_task_rows, track_frames)
+from .gaze_limits import pipeline_slots
+from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_frames
+from .gaze_requests import frame_meta
+from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
+from .gaze_store import participant_settings
+from .gaze_trackers import dropped_row
 from .ratelimit import RateLimiter
 from .runtime import db
 from .security import read_participant_token
@@ -132,7 +136,7 @@ class FrameSocket:
         self.first_at: float | None = None  # when the first buffered frame came
         self.done: dict[int, int] = {}  # task -> highest seq stored or buffered here
         self.limiter = _limiter()
-        self.slots = _pipeline_slots()
+        self.slots = pipeline_slots()
         self.skip_stale = _skip_stale()
 
     # ------------------------------------------------------------------ frames
@@ -187,7 +191,7 @@ class FrameSocket:
         return bool(getattr(self.ws, "input_buffer", None)) and self.slots.waiting > 0
 
     def context(self, meta) -> FrameContext:
-        """The lookup of :func:`.gaze.frame_context`, again after each commit interval (the
+        """The lookup of :func:`.gaze_pipeline.frame_context`, again after each commit interval (the
         latest calibration, drift clicks, consent) and whenever phase, task or origin change
         (the buffer is stored first)."""
         ctx = self.ctx
@@ -243,7 +247,7 @@ def authenticate(ws) -> int | None:
         ws.close(1008, "unauthorised")
         return None
     try:
-        _participant_settings(pid)
+        participant_settings(pid)
     except ApiError as e:
         _send(ws, {"error": e.message, "status": e.status})
         ws.close(1008, "refused")

@@ -7,27 +7,24 @@ limited (429 with ``Retry-After``).
 
 This is the hot path (one request per participant per second), so it uses SQLAlchemy Core on
 one connection: one query checks ownership, consent and replay; one transaction inserts the
-batch's chunks (one per stream) and sets the task's clock anchor on its first batch.
+batch's chunks (one per stream) and sets the task's clock anchor on its first batch
+(:func:`.chunks.insert_chunks`, the insert the webcam gaze paths share).
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-
 from flask import Blueprint, jsonify, request
-from sqlalchemy import and_, bindparam, exists, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, exists, select
 
 from .. import store
 from .api import ApiError, install_error_handlers, request_participant_id
 from .batches import Batch, BatchError, decode_body, parse_batch
+from .chunks import insert_chunks
 from .runtime import site
 
 bp = Blueprint("ingest", __name__, url_prefix="/api")
 install_error_handlers(bp)
 
 T, P, C = store.Task.__table__, store.Participant.__table__, store.StreamChunk.__table__
-_CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
 
 
 # built once (bound parameters): the task's anchor and whether (task, seq) is stored, only when
@@ -39,25 +36,12 @@ _TASK_QUERY = (
     .select_from(T.join(P, T.c.participant_id == P.c.id))
     .where(T.c.id == bindparam("task"), P.c.id == bindparam("participant"), P.c.consent.is_(True))
 )
-_SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epoch_ms.is_(None))
-               .values(clock_anchor_epoch_ms=bindparam("origin")))
-
-
-_SQLITE_WRITE_LOCK = threading.Lock()
-
-
-def _write_lock(conn):
-    """SQLite: one writer per process at a time, queued here instead of in SQLite's busy handler
-    (which sleeps in steps of up to 100 ms and makes the latency tail long)."""
-    return _SQLITE_WRITE_LOCK if conn.dialect.name == "sqlite" else contextlib.nullcontext()
 
 
 def store_batch(participant_id: int, batch: Batch) -> bool:
     """Store ``batch`` in one transaction; False when it was stored before (a replay)."""
-    rows = []
-    for stream, table in batch.tables.items():
-        chunk = store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
-        rows.append({c: getattr(chunk, c) for c in _CHUNK_COLUMNS} | {"received_at": store.utcnow()})
+    chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
+              for stream, table in batch.tables.items()]
     with site().engine.connect() as conn:
         # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
         found = conn.execute(_TASK_QUERY, {"task": batch.task, "seq": batch.seq, "participant": participant_id,
@@ -68,15 +52,8 @@ def store_batch(participant_id: int, batch: Batch) -> bool:
         conn.rollback()  # end the read; a SQLite read transaction cannot always become a write one
         if replay:
             return False
-        try:
-            with _write_lock(conn), conn.begin():
-                if rows:
-                    conn.execute(insert(C), rows)
-                if anchor is None:  # the task's first page sets the task clock's anchor
-                    conn.execute(_SET_ANCHOR, {"task": batch.task, "origin": batch.origin})
-        except IntegrityError:  # the same batch arrived twice at once
-            return False
-    return True
+        # the task's first page sets the task clock's anchor
+        return insert_chunks(conn, batch.task, batch.origin, chunks, set_anchor=anchor is None)
 
 
 @bp.post("/ingest")

@@ -22,23 +22,9 @@ included, since that is what the responses answer).
 participant picked (``Turn.choice``, LEFT = responses[0]); IFLLM's own released DPO file had it the
 other way round, which is why the tests pin this down.
 
-Label sources (``label_source``):
-
-``human``
-    the pairwise choice. Confidence 1.0 when the participant's Likert ratings agree with the choice
-    (chosen rated higher), 0.8 when they tie or are missing, 0.6 when they contradict it; times
-    (0.7, 0.85, 1.0)[strength-1] where a choice strength (1-3) was recorded.
-``ratings``
-    the difference of the two Likert ratings of a pairwise turn; ties dropped. Confidence
-    0.5 + |Δ|/8 (Δ = 1 → 0.625, Δ = 4 → 1.0).
-``text_rm`` / ``implicit_rm`` / ``fused_rm``
-    a reward model's verdict on any pairwise turn, labelled or not. From a pairwise reward model
-    (``pair_score``: log-odds z that the left response is preferred, and its confidence, as
-    :mod:`gazepref.models.scoring` gives them, implicit features included for implicit/fused
-    models): chosen = left if z > 0, confidence = the model's (max(p, 1 − p)), margin = |z|. From a
-    per-response scorer (``turn_score``): chosen = higher reward, confidence
-    0.5 + (σ(Δr) − 0.5)·√(c₀·c₁), the Bradley-Terry probability shrunk towards 0.5 by the scorer's
-    own confidences. Ties dropped.
+Label sources (``label_source``) are listed once, in :mod:`gazepref.datasets.label_sources`; the
+builders of the built-in ones are here (:func:`human_pairs`, :func:`ratings_pairs`,
+:func:`reward_model_pairs`: their docstrings say how each orients and weighs its labels).
 
 Unpaired (KTO), from pointwise turns: ``better_than_previous`` True → desirable, False →
 undesirable (confidence 0.8, or 1.0 when the Likert rating agrees, 0.6 when it disagrees); where it is
@@ -58,13 +44,12 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .. import UserError, schema
+from . import label_sources
+from .label_sources import LabelOptions
 
-LabelSource = Literal["human", "ratings", "text_rm", "implicit_rm", "fused_rm"]
-LABEL_SOURCES: tuple[str, ...] = ("human", "ratings", "text_rm", "implicit_rm", "fused_rm")
-RM_SOURCES = ("text_rm", "implicit_rm", "fused_rm")
 SPLITS = ("train", "test")
 FORMAT = "gazepref-preference"
 FORMAT_VERSION = 1
@@ -82,7 +67,7 @@ class RewardScorer(Protocol):
     ``prompt`` is the chat so far (a list of messages, last one the user's) or a plain string;
     ``reward`` is on a logit-like scale (differences feed a sigmoid); ``confidence`` in [0, 1].
     The project's reward models (:mod:`gazepref.models.scoring`) are adapted to this by
-    :func:`gazepref.models.align.load_scorer`.
+    :func:`gazepref.models.align_scorers.load_scorer`.
     """
 
     def score(self, prompt: Any, response: str) -> tuple[float, float]: ...
@@ -234,34 +219,74 @@ def _usable(turn: schema.Turn) -> bool:
 def label_turn(turn: schema.Turn, source: str, turn_score: TurnScore | None = None,
                context_messages: int | None = None, pair_score: PairScore | None = None) -> PreferencePair | None:
     """The preference pair of one pairwise turn under ``source``, or None (no label, a tie)."""
-    if not _usable(turn):
+    opts = LabelOptions(context_messages=context_messages, turn_score=turn_score, pair_score=pair_score)
+    return next((p for p in label_sources.get(source).build([turn], opts) if isinstance(p, PreferencePair)), None)
+
+
+def _per_turn(label: Callable[[schema.Turn, LabelOptions], PreferencePair | None]):
+    """A label source builder from a labeller of one pairwise turn (None: no label, a tie)."""
+    def build(turns: Sequence[schema.Turn], options: LabelOptions, stats: BuildStats):
+        for turn in turns:
+            if not turn.pairwise:
+                continue
+            p = label(turn, options) if _usable(turn) else None
+            if p is None:
+                stats.unlabelled_or_tied += 1
+                continue
+            stats.labelled += 1
+            yield p
+
+    build.__doc__ = label.__doc__
+    return build
+
+
+def _human(turn: schema.Turn, o: LabelOptions) -> PreferencePair | None:
+    """``human``: the pairwise choice. Confidence 1.0 when the participant's Likert ratings agree with
+    the choice (chosen rated higher), 0.8 when they tie or are missing, 0.6 when they contradict
+    it; times (0.7, 0.85, 1.0)[strength-1] where a choice strength (1-3) was recorded."""
+    if turn.choice not in (schema.LEFT, schema.RIGHT):
         return None
-    if source == "human":
-        if turn.choice not in (schema.LEFT, schema.RIGHT):
+    return _pair(turn, turn.choice, human_confidence(turn), o.source, 1.0, o.context_messages)
+
+
+def _ratings(turn: schema.Turn, o: LabelOptions) -> PreferencePair | None:
+    """``ratings``: the difference of the two Likert ratings of a pairwise turn; ties dropped.
+    Confidence 0.5 + |Δ|/8 (Δ = 1 → 0.625, Δ = 4 → 1.0)."""
+    l0, l1 = turn.responses[0].likert, turn.responses[1].likert
+    if l0 is None or l1 is None or l0 == l1:
+        return None
+    win = 0 if l0 > l1 else 1
+    d = abs(l0 - l1)
+    return _pair(turn, win, min(1.0, 0.5 + d / 8), o.source, float(d), o.context_messages)
+
+
+def _reward_model(turn: schema.Turn, o: LabelOptions) -> PreferencePair | None:
+    """``text_rm`` / ``implicit_rm`` / ``fused_rm``: a reward model's verdict on any pairwise turn,
+    labelled or not. From a pairwise reward model (``pair_score``: log-odds z that the left
+    response is preferred, and its confidence, as :mod:`gazepref.models.scoring` gives them,
+    implicit features included for implicit/fused models): chosen = left if z > 0, confidence =
+    the model's (max(p, 1 − p)), margin = |z|. From a per-response scorer (``turn_score``): chosen
+    = higher reward, confidence 0.5 + (σ(Δr) − 0.5)·√(c₀·c₁), the Bradley-Terry probability shrunk
+    towards 0.5 by the scorer's own confidences. Ties dropped."""
+    if o.pair_score is not None:
+        z, conf = o.pair_score(turn)
+        if not math.isfinite(z) or z == 0:
             return None
-        return _pair(turn, turn.choice, human_confidence(turn), source, 1.0, context_messages)
-    if source == "ratings":
-        l0, l1 = turn.responses[0].likert, turn.responses[1].likert
-        if l0 is None or l1 is None or l0 == l1:
-            return None
-        win = 0 if l0 > l1 else 1
-        d = abs(l0 - l1)
-        return _pair(turn, win, min(1.0, 0.5 + d / 8), source, float(d), context_messages)
-    if source in RM_SOURCES:
-        if pair_score is not None:
-            z, conf = pair_score(turn)
-            if not math.isfinite(z) or z == 0:
-                return None
-            return _pair(turn, 0 if z > 0 else 1, min(1.0, max(0.5, conf)), source, abs(float(z)), context_messages)
-        if turn_score is None:
-            raise UserError(f"label source {source!r} needs a reward model (--reward-model PATH)")
-        (r0, c0), (r1, c1) = turn_score(turn, 0), turn_score(turn, 1)
-        if not (math.isfinite(r0) and math.isfinite(r1)) or r0 == r1:
-            return None
-        win = 0 if r0 > r1 else 1
-        rw, rl, cw, cl = (r0, r1, c0, c1) if win == 0 else (r1, r0, c1, c0)
-        return _pair(turn, win, rm_confidence(rw, rl, cw, cl), source, float(rw - rl), context_messages)
-    raise UserError(f"unknown label source {source!r} (one of {', '.join(LABEL_SOURCES)})")
+        return _pair(turn, 0 if z > 0 else 1, min(1.0, max(0.5, conf)), o.source, abs(float(z)), o.context_messages)
+    if o.turn_score is None:
+        raise UserError(f"label source {o.source!r} needs a reward model (--reward-model PATH)")
+    (r0, c0), (r1, c1) = o.turn_score(turn, 0), o.turn_score(turn, 1)
+    if not (math.isfinite(r0) and math.isfinite(r1)) or r0 == r1:
+        return None
+    win = 0 if r0 > r1 else 1
+    rw, rl, cw, cl = (r0, r1, c0, c1) if win == 0 else (r1, r0, c1, c0)
+    return _pair(turn, win, rm_confidence(rw, rl, cw, cl), o.source, float(rw - rl), o.context_messages)
+
+
+#: builders of the built-in label sources (:data:`gazepref.datasets.label_sources.SOURCES`)
+human_pairs = _per_turn(_human)
+ratings_pairs = _per_turn(_ratings)
+reward_model_pairs = _per_turn(_reward_model)
 
 
 @dataclass
@@ -279,23 +304,18 @@ class BuildStats:
 def build_pairs(turns: Iterable[schema.Turn], source: str = "human", turn_score: TurnScore | None = None,
                 context_messages: int | None = None, min_confidence: float = 0.0,
                 stats: BuildStats | None = None, pair_score: PairScore | None = None) -> list[PreferencePair]:
-    """Preference pairs of ``turns`` under ``source``, de-duplicated (see the module doc)."""
-    if source not in LABEL_SOURCES:
-        raise UserError(f"unknown label source {source!r} (one of {', '.join(LABEL_SOURCES)})")
+    """Preference pairs of ``turns`` under label source ``source``
+    (:mod:`~gazepref.datasets.label_sources`), de-duplicated (see the module doc)."""
+    src = label_sources.get(source)
+    if label_sources.PAIRS not in src.gives:
+        raise UserError(f"label source {source!r} gives unpaired examples only (use KTO: --algorithm kto)")
     st = stats if stats is not None else BuildStats()
-    pairs = []
-    for t in turns:
-        st.turns += 1
-        if not t.pairwise:
-            continue
-        st.pairwise_turns += 1
-        p = label_turn(t, source, turn_score, context_messages, pair_score)
-        if p is None:
-            st.unlabelled_or_tied += 1
-            continue
-        st.labelled += 1
-        if p.confidence >= min_confidence:
-            pairs.append(p)
+    turns = list(turns)
+    st.turns += len(turns)
+    st.pairwise_turns += sum(1 for t in turns if t.pairwise)
+    opts = LabelOptions(context_messages=context_messages, turn_score=turn_score, pair_score=pair_score)
+    pairs = [p for p in src.build(turns, opts, st)
+             if isinstance(p, PreferencePair) and p.confidence >= min_confidence]
     out = dedup_pairs(pairs, st)
     st.kept = len(out)
     return out
@@ -320,19 +340,29 @@ def dedup_pairs(pairs: Sequence[PreferencePair], stats: BuildStats | None = None
 def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False, pair_source: str = "human",
                    turn_score: TurnScore | None = None, context_messages: int | None = None,
                    stats: BuildStats | None = None, pair_score: PairScore | None = None) -> list[UnpairedExample]:
-    """Desirable/undesirable examples for KTO from pointwise turns (and, with ``include_pairwise``,
-    both sides of each ``pair_source`` pair), de-duplicated by (prompt, completion)."""
+    """Desirable/undesirable examples for KTO from pointwise turns, the unpaired examples of
+    ``pair_source`` (a source that gives them) and, with ``include_pairwise``, both sides of each
+    ``pair_source`` pair; de-duplicated by (prompt, completion), in recording order."""
+    src = label_sources.get(pair_source)
     st = stats if stats is not None else BuildStats()
+    turns = list(turns)
+    by_turn: dict[str, list[UnpairedExample]] = {}  # the source's examples, placed at their turn
+    if (include_pairwise and label_sources.PAIRS in src.gives) or label_sources.UNPAIRED in src.gives:
+        opts = LabelOptions(context_messages=context_messages, turn_score=turn_score, pair_score=pair_score)
+        for item in src.build(turns, opts, BuildStats()):
+            if isinstance(item, UnpairedExample):
+                by_turn.setdefault(item.turn_id, []).append(item)
+            elif include_pairwise:
+                p = item
+                by_turn.setdefault(p.turn_id, []).extend(
+                    UnpairedExample(p.prompt, text, lab, p.confidence, f"{pair_source}_pair", p.worker, p.task_id,
+                                    p.turn_id, p.turn_index, model)
+                    for text, lab, model in ((p.chosen, True, p.chosen_model), (p.rejected, False, p.rejected_model)))
     out: list[UnpairedExample] = []
     for t in turns:
         st.turns += 1
+        out += by_turn.pop(t.turn_id, [])
         if t.pairwise:
-            if include_pairwise:
-                p = label_turn(t, pair_source, turn_score, context_messages, pair_score)
-                if p is not None:
-                    for text, lab, model in ((p.chosen, True, p.chosen_model), (p.rejected, False, p.rejected_model)):
-                        out.append(UnpairedExample(p.prompt, text, lab, p.confidence, f"{pair_source}_pair", p.worker,
-                                                   p.task_id, p.turn_id, p.turn_index, model))
             continue
         if not t.responses or not t.responses[0].text.strip():
             continue
@@ -342,13 +372,15 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
         if t.better_than_previous is not None:
             label = bool(t.better_than_previous)
             conf = 0.8 if lik_label is None else (1.0 if lik_label == label else 0.6)
-            src = "better_than_previous"
+            src_name = "better_than_previous"
         elif lik_label is not None:
-            label, conf, src = lik_label, 0.7, "likert"
+            label, conf, src_name = lik_label, 0.7, "likert"
         else:
             continue
-        out.append(UnpairedExample(prompt_messages(t, context_messages), r.text, label, conf, src, t.participant_id,
-                                   t.task_id, t.turn_id, int(t.index), r.model))
+        out.append(UnpairedExample(prompt_messages(t, context_messages), r.text, label, conf, src_name,
+                                   t.participant_id, t.task_id, t.turn_id, int(t.index), r.model))
+    for rest in by_turn.values():  # examples of turns not among ``turns``
+        out += rest
     groups: dict[str, list[UnpairedExample]] = {}
     for e in out:
         groups.setdefault(e.example_id, []).append(e)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from .align_config import LOSSES
+from ..datasets import label_sources
+from .align_cache import STEPS
+from .align_config import ALGORITHMS, LOSSES
 
-STEP_NAMES = ("features", "reward", "pairs", "train", "eval", "all")
+STEP_NAMES = (*STEPS, "all")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiny", action="store_true", help="build a tiny model and tokenizer from config (CPU run, "
                                                        "nothing downloads)")
     p.add_argument("--config", help="TOML or YAML config ([data], [model], [train], [eval]); flags override it")
-    p.add_argument("--label-source", choices=("human", "ratings", "text_rm", "implicit_rm", "fused_rm"),
-                   help="where preference labels come from (default human)")
-    p.add_argument("--reward-model", help="reward model folder for *_rm labels and the win-rate judge "
+    p.add_argument("--label-source", choices=label_sources.names(),
+                   help="where preference labels come from (default human): " + "; ".join(
+                       f"{s.name}: {s.description}" for s in label_sources.sources()))
+    p.add_argument("--reward-model", help="reward model folder for labels from a reward model (text_rm, ...) and "
+                                          "the win-rate judge "
                                           "(default: the length baseline judges)")
-    p.add_argument("--algorithm", choices=("dpo", "kto"), help="dpo on pairs (default) or kto on unpaired examples")
+    p.add_argument("--algorithm", choices=ALGORITHMS, help="dpo on pairs (default) or kto on unpaired examples")
     p.add_argument("--loss", choices=LOSSES, help="DPO loss: sigmoid (default), robust (rDPO, ε from label "
                                                   "confidence), sigmoid+sft (DPO + NLL on chosen)")
     p.add_argument("--steps", type=int, help="optimizer steps")

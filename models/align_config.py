@@ -4,7 +4,7 @@ Read from TOML or YAML (:func:`load_config`), overridden by command-line flags, 
 to every run (``OUT/align_config.json``). Example (TOML)::
 
     [data]
-    label_source = "human"        # human | ratings | text_rm | implicit_rm | fused_rm
+    label_source = "human"        # gazepref.datasets.label_sources: human | ratings | text_rm | ...
     test_fraction = 0.2           # share of *workers* held out
     context_messages = 4          # earlier chat messages kept in the prompt (omit: all)
 
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..datasets import label_sources
 
 LOSSES = ("sigmoid", "robust", "sigmoid+sft")
 ALGORITHMS = ("dpo", "kto")
@@ -48,7 +49,7 @@ class DataConfig:
     context_messages: int | None = None
     min_confidence: float = 0.0
     kto_include_pairwise: bool = True  # KTO: also use both sides of every pair
-    reward_model: str | None = None  # path for text_rm / implicit_rm / fused_rm (and eval)
+    reward_model: str | None = None  # path for label sources from a reward model (and eval)
 
 
 @dataclass
@@ -139,12 +140,13 @@ class AlignConfig:
         return asdict(self)
 
     def validate(self) -> AlignConfig:
-        if self.data.label_source not in ("human", "ratings", "text_rm", "implicit_rm", "fused_rm"):
-            raise UserError(f"unknown label source {self.data.label_source!r}")
+        source = label_sources.get(self.data.label_source)  # UserError naming the sources
         if self.train.loss not in LOSSES:
             raise UserError(f"unknown loss {self.train.loss!r} (one of {', '.join(LOSSES)})")
         if self.train.algorithm not in ALGORITHMS:
             raise UserError(f"unknown algorithm {self.train.algorithm!r} (dpo or kto)")
+        if self.train.algorithm == "dpo" and label_sources.PAIRS not in source.gives:
+            raise UserError(f"label source {source.name!r} gives unpaired examples only: use algorithm kto")
         if not 0 <= self.data.test_fraction < 1:
             raise UserError("test_fraction must be in [0, 1)")
         if self.train.batch_size < 1 or self.train.grad_accum < 1:

@@ -268,7 +268,7 @@ def test_a_frame_is_overtaken_only_when_a_newer_one_waits_and_the_pipeline_is_bu
     import threading
     from types import SimpleNamespace
 
-    from gazepref.capture_site.gaze import PipelineSlots
+    from gazepref.capture_site.gaze_limits import PipelineSlots
     from gazepref.capture_site.gaze_ws import FrameSocket
 
     with wapp.app_context():

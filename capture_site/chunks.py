@@ -1,0 +1,77 @@
+"""The one chunk insert: stream chunks written by the telemetry batches (``POST /api/ingest``,
+:mod:`.ingest`), the webcam frame batches (``POST /api/gaze/frames``, :mod:`.gaze`) and the gaze
+WebSocket (:mod:`.gaze_ws`).
+
+:func:`insert_chunks` stores a request's chunks in one transaction on one connection (SQLAlchemy
+Core: these are the hot paths) and sets the task's clock anchor on its first chunk; a chunk whose
+(task, stream, seq) is stored already makes the whole transaction a replay (False), so a batch
+that arrives twice at once adds nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from .. import store
+
+C, T = store.StreamChunk.__table__, store.Task.__table__
+CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
+SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epoch_ms.is_(None))
+              .values(clock_anchor_epoch_ms=bindparam("origin")))
+
+_SQLITE_WRITE_LOCK = threading.Lock()
+
+
+def write_lock(conn: Connection):
+    """SQLite: one writer per process at a time, queued here instead of in SQLite's busy handler
+    (which sleeps in steps of up to 100 ms and makes the latency tail long)."""
+    return _SQLITE_WRITE_LOCK if conn.dialect.name == "sqlite" else contextlib.nullcontext()
+
+
+def chunk_row(chunk: store.StreamChunk) -> dict[str, Any]:
+    """The values of ``chunk``'s row, received now."""
+    return {c: getattr(chunk, c) for c in CHUNK_COLUMNS} | {"received_at": store.utcnow()}
+
+
+def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: Sequence[store.StreamChunk], *,
+                  set_anchor: bool = True, also: Sequence[tuple[Table, list[dict[str, Any]]]] = ()) -> bool:
+    """Store ``chunks`` of task ``task_id`` in one transaction on ``conn``; False for a replay.
+
+    Parameters
+    ----------
+    conn
+        A connection with no transaction open (end a read first: a SQLite read transaction cannot
+        always become a write one).
+    task_id, origin
+        The task and the page's clock origin (epoch ms); with ``set_anchor`` the task's clock
+        anchor becomes ``origin`` when it has none yet (its first batch).
+    chunks
+        Chunk rows (:func:`gazepref.store.make_chunk` / :func:`~gazepref.store.chunk_from_batch`).
+    also
+        ``(table, rows)`` inserted in the same transaction (the webcam frames a study keeps).
+
+    Returns
+    -------
+    bool
+        False when one of the chunks is stored already (the same batch arrived twice at once):
+        nothing of the call is stored then.
+    """
+    rows = [chunk_row(c) for c in chunks]
+    try:
+        with write_lock(conn), conn.begin():
+            if rows:
+                conn.execute(insert(C), rows)
+            if set_anchor:
+                conn.execute(SET_ANCHOR, {"task": task_id, "origin": origin})
+            for table, values in also:
+                if values:
+                    conn.execute(insert(table), values)
+    except IntegrityError:
+        return False
+    return True

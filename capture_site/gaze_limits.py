@@ -1,0 +1,70 @@
+"""How much webcam work the server takes on: the per-participant rate limit of frame batches, the
+frames in the tracking pipeline at once (:class:`PipelineSlots`) and load shedding (frames reached
+too late are stored unprocessed).
+
+App config ``GAZE_RATE_PER_S`` / ``GAZE_BURST`` (rate limit), ``GAZE_CONCURRENCY`` (or
+``$GAZEPREF_GAZE_CONCURRENCY``; pipeline slots) and ``GAZE_SHED_MS`` (or ``$GAZEPREF_GAZE_SHED_MS``;
+shedding budget). Each is built once per app (``app.extensions``). Size limits of requests and
+frames are in :mod:`.gaze_settings`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from flask import current_app
+
+from .ratelimit import RateLimiter
+
+__all__ = ["PipelineSlots", "frame_limiter", "pipeline_slots", "shed_ms"]
+
+
+class PipelineSlots:
+    """At most ``n`` frames in the pipeline at once (0: no limit), and how many threads wait."""
+
+    def __init__(self, n: int) -> None:
+        self._free = threading.Semaphore(n) if n > 0 else None
+        self._lock = threading.Lock()
+        self.waiting = 0  # threads waiting for a slot now
+
+    def __enter__(self) -> PipelineSlots:
+        if self._free is not None and not self._free.acquire(blocking=False):
+            with self._lock:
+                self.waiting += 1
+            try:
+                self._free.acquire()
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._free is not None:
+            self._free.release()
+
+
+def pipeline_slots() -> PipelineSlots:
+    """At most GAZE_CONCURRENCY (app config or $GAZEPREF_GAZE_CONCURRENCY; default: the CPU count;
+    0: no limit) frames in the pipeline at once in this process; the other threads wait their turn
+    (with one socket per participant, 30 pipelines would otherwise compete for the cores)."""
+    slots = current_app.extensions.get("gazepref_gaze_slots")
+    if slots is None:
+        n = current_app.config.get("GAZE_CONCURRENCY")
+        if n is None:
+            n = os.environ.get("GAZEPREF_GAZE_CONCURRENCY") or os.cpu_count() or 0
+        slots = current_app.extensions.setdefault("gazepref_gaze_slots", PipelineSlots(int(n)))
+    return slots
+
+
+def frame_limiter() -> RateLimiter:
+    """Frame batches have their own per-participant limit (GAZE_RATE_PER_S, GAZE_BURST)."""
+    lim = current_app.extensions.get("gazepref_gaze_limiter")
+    if lim is None:
+        lim = current_app.extensions.setdefault("gazepref_gaze_limiter", RateLimiter(
+            float(current_app.config.get("GAZE_RATE_PER_S", 15.0)), float(current_app.config.get("GAZE_BURST", 30))))
+    return lim
+
+
+def shed_ms() -> float:
+    """Load shedding budget in ms (app config GAZE_SHED_MS or $GAZEPREF_GAZE_SHED_MS; 0: off)."""
+    return float(current_app.config.get("GAZE_SHED_MS") or os.environ.get("GAZEPREF_GAZE_SHED_MS") or 0)

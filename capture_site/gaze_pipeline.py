@@ -1,0 +1,79 @@
+"""A participant's webcam frames on their way through the server, the same for an HTTP batch
+(:mod:`.gaze`) and the WebSocket (:mod:`.gaze_ws`): look up who sends them and where they go
+(:func:`frame_context`), run them through the tracker (:func:`track_frames`: decoding, load
+shedding, drift correction) and store a task's rows as one gaze chunk (:func:`store_task_rows`)."""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from . import gaze_drift
+from .api import ApiError
+from .gaze_limits import shed_ms
+from .gaze_requests import FrameMeta
+from .gaze_settings import GazeSettings
+from .gaze_store import LOOKUP, frame_rows, store_gaze, study_settings, sync_calibration
+from .gaze_trackers import TrackerEntry, decode_frames, process_frames, registry
+from .runtime import site
+
+__all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames"]
+
+
+class FrameContext(NamedTuple):
+    """What one lookup tells about a participant's frames (:func:`frame_context`)."""
+    pid: int
+    meta: FrameMeta
+    settings: GazeSettings
+    entry: TrackerEntry
+    replay: bool               # (task, seq) is stored already (an HTTP replay)
+    last_seq: int | None       # the task's highest stored gaze chunk seq
+    set_anchor: bool           # the task has no clock anchor yet
+
+
+def frame_context(pid: int, meta: FrameMeta) -> FrameContext:
+    """One query (:data:`.gaze_store.LOOKUP`): consent, study settings, task ownership, replay; then
+    the participant's tracker with the latest calibration (and, in a task with drift correction,
+    the clicks stored since the last look). Raises ApiError 401/403."""
+    task_id, seq = meta.task_id, meta.seq
+    with site().engine.connect() as conn:
+        found = conn.execute(LOOKUP, {"pid": pid, "task": -1 if task_id is None else task_id,
+                                      "seq": -1 if seq is None else seq}).first()
+    if found is None or not found.consent:
+        raise ApiError(401, "unknown participant")
+    cfg, settings = study_settings(found.study_id)
+    if cfg.webcam == "off":
+        raise ApiError(403, "this study records no webcam")
+    if meta.phase == "task" and found.owner != pid:
+        raise ApiError(403, f"task {task_id} is not yours")
+    entry = registry().get(pid, settings)
+    ctx = FrameContext(pid, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
+    if found.replay:
+        return ctx
+    if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.drift_correction):
+        with site().engine.connect() as conn:
+            sync_calibration(entry, found.calibration, conn)
+            if settings.drift_correction:
+                with entry.lock:
+                    gaze_drift.update(conn, entry.drift, task_id)
+    return ctx
+
+
+def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], arrived: float | None = None,
+                 stale: Callable[[], bool] | None = None) -> tuple[list[dict[str, float]], int]:
+    """Decode ``frames_`` (all first: one bad frame, ApiError 400, processes none), run them through
+    the participant's tracker (load shedding as configured, and ``stale``: see
+    :func:`.gaze_trackers.process_frames`), drift-correct task rows."""
+    images = decode_frames(frames_, ctx.settings.max_side)
+    rows, dropped = process_frames(ctx.entry, images, times, arrived, shed_ms(), stale)
+    if ctx.meta.phase == "task" and rows and ctx.settings.drift_correction:
+        gaze_drift.apply(rows, ctx.entry.drift)
+    return rows, dropped
+
+
+def store_task_rows(ctx: FrameContext, seq: int, rows: list[dict[str, float]], frames_: list[bytes],
+                    times: list[float], set_anchor: bool | None = None) -> bool:
+    """Store task ``rows`` as the gaze chunk ``seq`` (with the frames when the study keeps them);
+    False for a replay."""
+    kept = (frame_rows(frames_, times, ctx.pid, task_id=ctx.meta.task_id, seq=seq)
+            if ctx.settings.keep_frames else None)
+    return store_gaze(ctx.meta.task_id, seq, float(ctx.meta.origin), rows,
+                      set_anchor=ctx.set_anchor if set_anchor is None else set_anchor, frames=kept)

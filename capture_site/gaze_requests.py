@@ -1,0 +1,86 @@
+"""Reading and checking what the page sends with webcam frames: the multipart ``meta`` and
+``frame`` parts (:mod:`.multipart` splits the body), frame counts, sizes and types, and a frame
+batch's ``{phase, task, seq, origin, t}`` (:func:`frame_meta`, shared by the HTTP batches and the
+WebSocket). Every problem is an :class:`~.api.ApiError` (400, or 413 for too much)."""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from flask import request
+
+from .api import ApiError, loads_object
+from .gaze_settings import MAX_FRAME_BYTES
+from .multipart import MultipartError, Part, parse_multipart
+
+__all__ = ["FrameMeta", "frame_meta", "frame_parts", "integer", "multipart_form", "numbers"]
+
+
+def multipart_form() -> tuple[dict[str, Any], list[Part]]:
+    """The JSON ``meta`` part and the ``frame`` parts of a multipart request (:mod:`.multipart`)."""
+    ctype = request.mimetype
+    if ctype != "multipart/form-data":
+        raise ApiError(400, f"frames must be sent as multipart/form-data (got {ctype or 'no content type'!r})")
+    try:
+        parts = parse_multipart(request.get_data(cache=False), request.mimetype_params.get("boundary", ""))
+    except MultipartError as e:
+        raise ApiError(400, str(e)) from None
+    meta_part = next((p for p in parts if p.name == "meta"), None)
+    meta = loads_object(meta_part.data if meta_part is not None else None)
+    if meta is None:
+        raise ApiError(400, "meta must be a JSON object")
+    return meta, [p for p in parts if p.name == "frame"]
+
+
+def frame_parts(parts: list[Part], expected: int, limit: int) -> list[bytes]:
+    """The JPEG bytes of ``parts``: ``expected`` of them (one per time), at most ``limit``."""
+    if len(parts) != expected:
+        raise ApiError(400, f"{len(parts)} frame parts for {expected} times")
+    if len(parts) > limit:
+        raise ApiError(413, f"too many frames in one request: {len(parts)} (limit {limit})")
+    for i, part in enumerate(parts):
+        if part.content_type != "image/jpeg":
+            raise ApiError(400, f"frame {i}: wrong content type {part.content_type or 'none'!r} (expected image/jpeg)")
+        if len(part.data) > MAX_FRAME_BYTES:
+            raise ApiError(413, f"frame {i}: larger than the limit of {MAX_FRAME_BYTES} bytes")
+    return [p.data for p in parts]
+
+
+def numbers(values: Any, name: str = "t") -> list[float]:
+    """``values`` as a list of finite floats (ApiError 400 naming ``name`` otherwise)."""
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise ApiError(400, f"{name} must be a list of finite numbers")
+    return [float(v) for v in values]
+
+
+def integer(meta: dict[str, Any], key: str, lo: int = 0) -> int:
+    """``meta[key]`` as an integer in [lo, 2**31 - 1] (ApiError 400 otherwise)."""
+    v = meta.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > 2**31 - 1:
+        raise ApiError(400, f"{key} must be an integer >= {lo} (got {v!r})")
+    return v
+
+
+class FrameMeta(NamedTuple):
+    phase: str                 # "setup" | "task"
+    times: list[float]
+    task_id: int | None = None
+    seq: int | None = None
+    origin: float | None = None
+
+
+def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameMeta:
+    """Checked ``{phase, task, seq, origin}`` of a frame batch (HTTP) or one frame (WebSocket,
+    ``times`` given: its ``t``)."""
+    phase = meta.get("phase", "task")
+    if phase not in ("setup", "task"):
+        raise ApiError(400, f"phase must be 'setup' or 'task' (got {phase!r})")
+    times = numbers(meta.get("t")) if times is None else times
+    if phase != "task":
+        return FrameMeta(phase, times)
+    task_id, seq = integer(meta, "task"), integer(meta, "seq")
+    origin = meta.get("origin")
+    if not isinstance(origin, (int, float)) or isinstance(origin, bool) or not math.isfinite(origin):
+        raise ApiError(400, "origin must be a finite number (performance.timeOrigin)")
+    return FrameMeta(phase, times, task_id, seq, float(origin))

@@ -1,0 +1,114 @@
+"""What the webcam gaze paths read and write in the database: the one lookup per frame batch
+(:data:`LOOKUP`), a study's ``[gaze]`` settings, the participant's latest calibration, the task's
+gaze chunks (stored through :func:`.chunks.insert_chunks`, the insert the telemetry batches use
+too) and the frames a study keeps (``store.GazeFrame`` rows)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, bindparam, exists, func, select
+
+from .. import store
+from ..signals.gaze_batch import rows_to_chunk_batch
+from .api import ApiError
+from .chunks import insert_chunks
+from .config import StudyConfig
+from .gaze_settings import GazeSettings, gaze_settings
+from .gaze_trackers import TrackerEntry
+from .runtime import db, site
+
+__all__ = ["LOOKUP", "frame_rows", "latest_calibration_id", "next_gaze_seq", "participant_settings", "store_gaze",
+           "study_settings", "sync_calibration"]
+
+C, T, P = store.StreamChunk.__table__, store.Task.__table__, store.Participant.__table__
+F = store.GazeFrame.__table__
+CAL = store.Calibration.__table__
+
+# One query per frame batch: the participant's consent and study, the task's owner and clock
+# anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
+# replay check) and the participant's latest calibration.
+LOOKUP = select(
+    P.c.consent, P.c.study_id,
+    select(T.c.participant_id).where(T.c.id == bindparam("task")).scalar_subquery().label("owner"),
+    select(T.c.clock_anchor_epoch_ms).where(T.c.id == bindparam("task")).scalar_subquery().label("anchor"),
+    exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
+                        C.c.seq == bindparam("seq"))).label("replay"),
+    select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
+    .scalar_subquery().label("last_seq"),
+    select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, CAL.c.kind == "calibration",
+                                     CAL.c.model.is_not(None)).scalar_subquery().label("calibration"),
+).where(P.c.id == bindparam("pid"))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def study_settings(study_id: int) -> tuple[StudyConfig, GazeSettings]:
+    """The study's config and ``[gaze]`` settings (cached per process, as ``Site.config`` is)."""
+    cache = current_app.extensions.setdefault("gazepref_gaze_settings", {})
+    found = cache.get(study_id)
+    if found is None:
+        cfg = site().config(db().get(store.Study, study_id))
+        found = cache[study_id] = (cfg, gaze_settings(cfg))
+    return found
+
+
+def participant_settings(pid: int) -> tuple[store.Participant, GazeSettings]:
+    """The consenting participant ``pid`` and their study's settings (ApiError 401/403)."""
+    p = db().get(store.Participant, pid)
+    if p is None or not p.consent:
+        raise ApiError(401, "unknown participant")
+    cfg, settings = study_settings(p.study_id)
+    if cfg.webcam == "off":
+        raise ApiError(403, "this study records no webcam")
+    return p, settings
+
+
+# --------------------------------------------------------------------------- calibrations
+
+
+def sync_calibration(entry: TrackerEntry, latest: int | None, conn: Any = None) -> None:
+    """Give the tracker the participant's latest stored calibration ``latest`` (id; another
+    process may have fitted it); a new calibration resets the drift correction."""
+    from gazepref.signals.calibration import GazeCalibration
+
+    if latest is None or latest == entry.calibration_id:
+        return
+    query = select(CAL.c.model).where(CAL.c.id == latest)
+    model = conn.scalar(query) if conn is not None else db().scalar(query)
+    with entry.lock:
+        entry.tracker.calibration = GazeCalibration.from_bytes(model)
+        entry.calibration_id = latest
+        entry.drift.reset()
+
+
+def latest_calibration_id(participant_id: int) -> int | None:
+    return db().scalar(select(func.max(CAL.c.id)).where(
+        CAL.c.participant_id == participant_id, CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
+
+
+# --------------------------------------------------------------------------- gaze chunks and frames
+
+
+def frame_rows(frames_: list[bytes], times: list[float], participant_id: int, *, task_id: int | None = None,
+               seq: int = 0, calibration_id: int | None = None) -> list[dict[str, Any]]:
+    """``store.GazeFrame`` rows of kept frames (of a task's chunk ``seq`` or of a calibration)."""
+    now = store.utcnow()
+    return [{"participant_id": participant_id, "task_id": task_id, "calibration_id": calibration_id, "seq": seq,
+             "index": i, "t": t, "data": data, "received_at": now} for i, (data, t) in enumerate(zip(frames_, times))]
+
+
+def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float]], *, set_anchor: bool = True,
+               frames: list[dict[str, Any]] | None = None) -> bool:
+    """Store ``rows`` as the task's gaze chunk ``seq`` (and the kept ``frames``, GazeFrame rows)
+    in one transaction; False for a replay."""
+    chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows), clock_origin_epoch_ms=origin)
+    with site().engine.connect() as conn:
+        return insert_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, frames or [])])
+
+
+def next_gaze_seq(task: store.Task) -> int:
+    """The seq of the task's next gaze chunk (what the page's counter starts at)."""
+    last = db().scalar(select(func.max(C.c.seq)).where(C.c.task_id == task.id, C.c.stream == "gaze"))
+    return 0 if last is None else last + 1
