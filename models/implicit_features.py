@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import UserError
+from ..datasets.derive import rel_rows
 
 SOURCES = ("gaze", "mouse")
 MAX_DT_MS = 500.0
@@ -113,12 +114,14 @@ def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.
         from gazepref.progress import progress as bar
 
         items = bar(items, total=len(items), desc="implicit features")
+    by_task = rec.turns_by_task()
     for task_id, idx in items:
         try:
             s = rec.streams(task_id, cache=False)
         except UserError:  # a task the source has no trajectories for
             continue
-        hits = s.get("hits")
+        # IFLLM's own rel_* rows, or (our site) rows written from the derived word columns
+        hits = rel_rows(s, by_task.get(task_id, []))
         if hits is None or hits.num_rows == 0:
             continue
         cols = [c for c in ("t", "source", "position", "x", "char_index", "window", "camera_ok", "turn")
