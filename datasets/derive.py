@@ -71,7 +71,7 @@ def assign_turns(times: Any, starts: Any) -> np.ndarray:
         return out
     order = valid[np.argsort(s[valid], kind="stable")]
     pos = np.searchsorted(s[order], e, side="right") - 1
-    ok = pos >= 0
+    ok = (pos >= 0) & ~np.isnan(e)
     out[ok] = order[pos[ok]]
     return out
 
