@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
-from .text_mapping import map_to_words, text_units
+from .text_mapping import map_to_words
 
 #: streams that get the word under each sample
 SAMPLE_STREAMS = ("gaze", "mouse")

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pytest
 
 from gazepref import schema
 from gazepref.capture_site.hits import word_at
@@ -214,3 +213,51 @@ def test_parquet_export_derives_the_same_words(ifllm_sample: Path, tmp_path: Pat
         for c in ("turn", *WORD_COLUMNS):
             np.testing.assert_array_equal(a.column(c).to_numpy(zero_copy_only=False),
                                           b.column(c).to_numpy(zero_copy_only=False))
+
+
+def test_site_study_is_mapped_from_its_own_layout_and_exported_as_rel_rows(tmp_path: Path):
+    """A study in the site's database: the recording's gaze carries the words from the stored
+    layout (no IFLLM ``hits`` stream in between), and the IFLLM-layout export writes ``rel_*``
+    rows from those words."""
+    from gazepref import store
+    from gazepref.datasets.export import export_ifllm
+    from gazepref.datasets.store_recording import StoreRecording
+
+    site = _site_streams()
+    turns = _turns()
+    url = store.sqlite_url(tmp_path / "site.sqlite")
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        study = store.Study(slug="pilot", name="Pilot", salt="s")
+        p = store.Participant(study=study, pseudonym="p_1", consent=True)
+        task = store.Task(participant=p, kind="pairwise", clock_anchor_epoch_ms=1.7e12)
+        for tr in turns:
+            store.Turn(task=task, index=tr.index, kind=tr.kind, prompt="q", prompt_sent="q", t_shown=tr.t_shown,
+                       epoch_ms=1.7e12 + tr.t_shown,
+                       responses=[store.Response(position=r.position, model="m", text=r.text) for r in tr.responses])
+        db.add_all([study, p, task])
+        db.flush()
+        for name in ("gaze", "layout", "scroll"):
+            db.add(store.make_chunk(task.id, name, 0, site[name], clock_origin_epoch_ms=1.7e12))
+        db.commit()
+    rec = StoreRecording.open("pilot", db_url=url)
+    (t,) = rec.tasks()
+    s = rec.streams(t.task_id)
+    assert "hits" not in s
+    expected = derive_streams(site, turns)["gaze"]
+    for c in ("turn", *WORD_COLUMNS):
+        np.testing.assert_array_equal(s["gaze"].column(c).to_numpy(zero_copy_only=False),
+                                      expected.column(c).to_numpy(zero_copy_only=False))
+    export_ifllm(rec, tmp_path / "ifl")
+    folder = next((tmp_path / "ifl" / "user_behavior").glob("*/*"))
+    left = pd.read_csv(folder / "rel_gaze_one.csv", header=None, names=["x", "y", "window", "char_index", "t",
+                                                                        "epoch_ms"], keep_default_na=False)
+    g = expected.to_pandas()
+    assert left.t.tolist() == g.t.tolist()
+    on = (g.position == 0) & (g.word >= 0)
+    assert [int(c) for c in left.char_index[on]] == g.char_index[on].tolist()
+    assert (left.char_index[~on] == "").all() and (left.x[g.position != 0] == -1).all()
+    # ... and the export reads back with the same words under the samples
+    back = open_release(tmp_path / "ifl")
+    bg = back.streams(back.tasks()[0].task_id)["gaze"].to_pandas()
+    assert bg.word[on].tolist() == g.word[on].tolist()
