@@ -9,8 +9,7 @@ The turn and the word under each sample are the recording's derived columns
 (:func:`gazepref.datasets.derive.derive_streams`); nothing here maps samples again. Adapters differ
 only in the response boxes' geometry: :func:`from_ifllm` (IFLLM data: box tops from the in-box
 samples) and :func:`from_streams` (our site's streams: box tops from the layout's element boxes).
-Both end in
-:func:`assemble`, which applies the region rule and the decision cut-off
+Both end in :func:`assemble`, which applies the region rule and the decision cut-off
 (:mod:`gazepref.signals.regions`) before any cleaning. :func:`from_recording` picks the adapter
 for a task of any :class:`gazepref.datasets.recording.Recording`.
 """
@@ -36,7 +35,7 @@ class SampleFrame:
     y: np.ndarray
     turn: np.ndarray  # int32
     pos: np.ndarray  # int8, -1 outside the response boxes
-    char: np.ndarray  # int32, -1 not on text
+    char: np.ndarray  # int32, the character under the sample (derived ``char_index``), -1 not on text
     word: np.ndarray  # int32
     sent: np.ndarray  # int32
     top: np.ndarray  # float64, boxes' top edge at the sample (NaN unknown)
