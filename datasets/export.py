@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from .. import UserError, schema
 from . import ifllm
+from .derive import rel_rows, strip_derived
 from .recording import PARQUET_FORMAT, PARQUET_VERSION, Recording, turns_frame
 
 
@@ -80,6 +81,7 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
     try:
         for task in items:
             for name, table in rec.streams(task.task_id).items():
+                table = strip_derived(name, table)  # words are derived again when read back
                 extra_turn = "turn" in table.column_names and "turn" not in schema.STREAMS[name].names
                 turn = table.column("turn") if extra_turn else None
                 table = schema.conform(name, table.drop_columns(["turn"]) if turn is not None else table)
@@ -199,6 +201,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
         from ..progress import progress as bar
 
         items = bar(tasks, total=len(tasks), desc="exporting trajectories")
+    by_task = rec.turns_by_task()
     for task in items:
         streams = rec.streams(task.task_id)
         if not any(k in streams for k in ("gaze", "mouse", "hits")):
@@ -214,8 +217,9 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                 frame["epoch_ms"] = frame["epoch_ms"].round().astype("Int64")
                 _write_rows(d / f"abs_{name}.csv", frame)
                 samples[name] += tb.num_rows
-        if "hits" in streams:
-            samples["hits"] += _write_hits(d, _with_epoch(streams["hits"], anchor), task.kind)
+        hits = rel_rows(streams, by_task.get(task.task_id, []))  # IFLLM's own, or from the word columns
+        if hits is not None:
+            samples["hits"] += _write_hits(d, _with_epoch(hits, anchor), task.kind)
     return {"format": "ifllm", "queries": len(turns), "tasks": len(tasks), "samples": samples}
 
 

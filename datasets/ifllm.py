@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from .. import UserError, schema
+from .derive import assign_turns, derive_streams
 from .text_mapping import window_near
 
 QUERY_TABLE = "query_logs_table.csv"
@@ -575,21 +576,20 @@ class IFLLMRelease:
         return out
 
     def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
-        """Streams of one task with a ``turn`` column (index of the turn on screen, -1 before the
-        first query), using the task's detected whole-hour clock offset. Kept in memory for later
-        calls unless ``cache`` is false (one pass over a whole release)."""
+        """Derived streams of one task (:func:`gazepref.datasets.derive.derive_streams`): a
+        ``turn`` column on every stream (the turn on screen by the epoch clock, with the task's
+        detected whole-hour offset; -1 before the first query) and the word under each gaze and
+        mouse sample from the ``hits`` rows. Kept in memory for later calls unless ``cache`` is
+        false (one pass over a whole release)."""
         if task_id not in self.behavior_dirs:
             if task_id in self._task_ids:
                 return {}
             raise UserError(f"no task {task_id!r} in {self.root}")
         if task_id not in self._streams:
             raw = self.read_folder(task_id)
-            turns = [t for t in self.turns_by_task().get(task_id, [])]
+            turns = self.turns_by_task().get(task_id, [])
             offset = detect_hour_offset(raw.get("hits"), turns)
-            starts = np.array([np.nan if t.epoch_ms is None else t.epoch_ms + offset * HOUR_MS for t in turns])
-            out = {}
-            for name, tb in raw.items():
-                out[name] = tb.append_column("turn", pa.array(assign_turns(tb.column("epoch_ms"), starts)))
+            out = derive_streams(raw, turns, clock="epoch_ms", offset_ms=offset * HOUR_MS)
             self._offsets[task_id] = offset
             if not cache:
                 return out
@@ -723,25 +723,7 @@ def shift_sessions(table: pa.Table, bounds: np.ndarray, shifts: np.ndarray) -> p
     return table.set_column(table.schema.get_field_index("t"), "t", pa.array(t, table.schema.field("t").type))
 
 
-# --------------------------------------------------------------------------- turn assignment
-
-
-def assign_turns(epoch_ms: pa.ChunkedArray | np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Index of the last turn whose start precedes each sample (-1 before the first turn).
-
-    ``starts`` are the turns' epoch start times in turn order; NaN (a broken timestamp) never
-    starts a turn — its samples stay with the turn before.
-    """
-    e = np.asarray(epoch_ms, dtype=np.float64)
-    out = np.full(len(e), -1, dtype=np.int32)
-    valid = np.flatnonzero(~np.isnan(starts))
-    if len(valid) == 0:
-        return out
-    order = valid[np.argsort(starts[valid], kind="stable")]
-    pos = np.searchsorted(starts[order], e, side="right") - 1
-    ok = pos >= 0
-    out[ok] = order[pos[ok]]
-    return out
+# --------------------------------------------------------------------------- clock offset
 
 
 def detect_hour_offset(hits: pa.Table | None, turns: list[schema.Turn], max_hours: int = 14,

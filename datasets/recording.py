@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import UserError, schema
+from .derive import derive_streams
 
 PARQUET_FORMAT = "gazepref-parquet"
 PARQUET_VERSION = 1
@@ -36,8 +37,9 @@ class Recording(Protocol):
     def turns(self) -> list[schema.Turn]: ...
 
     def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
-        """Arrow tables by stream name, each with a ``turn`` column (-1 before the first turn).
-        ``cache=False``: don't keep them in memory (one pass over a whole recording)."""
+        """Arrow tables by stream name, derived (:func:`gazepref.datasets.derive.derive_streams`):
+        each with a ``turn`` column (-1 before the first turn), gaze and mouse with the word under
+        each sample. ``cache=False``: don't keep them in memory (one pass over a whole recording)."""
         ...
 
     def turns_by_task(self) -> dict[str, list[schema.Turn]]: ...
@@ -50,14 +52,6 @@ def turns_by_task(rec: Recording) -> dict[str, list[schema.Turn]]:
     for v in by.values():
         v.sort(key=lambda t: t.index)
     return by
-
-
-def assign_turns_by_clock(t: np.ndarray, shown: list[float | None]) -> np.ndarray:
-    """Turn index on screen for task-clock times ``t``: the last turn shown at or before ``t``."""
-    from .ifllm import assign_turns
-
-    starts = np.array([np.nan if s is None else s for s in shown], dtype=np.float64)
-    return assign_turns(np.asarray(t, dtype=np.float64), starts)
 
 
 def summarize(rec: Recording) -> dict[str, Any]:
@@ -170,15 +164,18 @@ class ParquetRecording:
         return self._streams[name]
 
     def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
-        out = {}
+        """The task's streams, derived (:func:`gazepref.datasets.derive.derive_streams`): a
+        ``turn`` the export kept (the source reader's) stays; words come from the layout (a site
+        study) or the ``hits`` rows (IFLLM data)."""
+        raw = {}
         for name in schema.STREAMS:
             tb = self._stream_table(name)
             if tb is None:
                 continue
             sel = tb.filter(pc.equal(tb.column("task_id"), task_id))
             if sel.num_rows:
-                out[name] = sel.drop_columns(["task_id"])
-        return out
+                raw[name] = sel.drop_columns(["task_id"])
+        return derive_streams(raw, self.turns_by_task().get(task_id, []))
 
     def summary(self, progress: bool = False) -> dict[str, Any]:
         s = summarize(self)

@@ -4,14 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from .. import UserError, schema, store
-from .recording import assign_turns_by_clock
+from .derive import derive_streams
 
 
 def default_db_url(instance: str | os.PathLike | None = None) -> str:
@@ -22,8 +20,10 @@ def default_db_url(instance: str | os.PathLike | None = None) -> str:
 class StoreRecording:
     """Participants who consented, their tasks, turns and streams, with pseudonymous ids only.
 
-    Task ids are ``<pseudonym>/<task number>``; every stream gets a ``turn`` column from the turns'
-    ``t_shown`` times on the task clock.
+    Task ids are ``<pseudonym>/<task number>``; streams are derived
+    (:func:`gazepref.datasets.derive.derive_streams`): a ``turn`` column from the turns'
+    ``t_shown`` times on the task clock, and the word under each gaze and mouse sample from the
+    recorded layout.
     """
 
     def __init__(self, db: Session, study: store.Study):
@@ -73,20 +73,18 @@ class StoreRecording:
         return out
 
     def turns(self) -> list[schema.Turn]:
-        out = []
-        for p in self._participants():
-            for t in p.tasks:
-                for u in t.turns:
-                    out.append(schema.Turn(
-                        turn_id=str(u.id), task_id=self._task_id(p, t), participant_id=p.pseudonym,
-                        index=u.index, kind=u.kind, prompt=u.prompt,
-                        responses=[schema.Response(r.position, r.model, r.text, r.likert) for r in u.responses],
-                        prompt_sent=u.prompt_sent, modifiers=list(u.modifiers or []), context=list(u.context or []),
-                        choice=u.choice, choice_strength=u.choice_strength,
-                        better_than_previous=u.better_than_previous, feedback_text=u.feedback_text,
-                        epoch_ms=u.epoch_ms, t_shown=u.t_shown, t_decided=u.t_decided,
-                    ))
-        return out
+        return [u for p in self._participants() for t in p.tasks for u in self._turns_of(p, t)]
+
+    def _turns_of(self, p: store.Participant, t: store.Task) -> list[schema.Turn]:
+        return [schema.Turn(
+            turn_id=str(u.id), task_id=self._task_id(p, t), participant_id=p.pseudonym,
+            index=u.index, kind=u.kind, prompt=u.prompt,
+            responses=[schema.Response(r.position, r.model, r.text, r.likert) for r in u.responses],
+            prompt_sent=u.prompt_sent, modifiers=list(u.modifiers or []), context=list(u.context or []),
+            choice=u.choice, choice_strength=u.choice_strength,
+            better_than_previous=u.better_than_previous, feedback_text=u.feedback_text,
+            epoch_ms=u.epoch_ms, t_shown=u.t_shown, t_decided=u.t_decided,
+        ) for u in t.turns]
 
     def turns_by_task(self) -> dict[str, list[schema.Turn]]:
         from .recording import turns_by_task
@@ -94,57 +92,24 @@ class StoreRecording:
         return turns_by_task(self)
 
     def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
+        """The task's stored streams, derived (:func:`gazepref.datasets.derive.derive_streams`):
+        ``turn`` on every stream from the turns' ``t_shown`` on the task clock (layout rows keep
+        the turn they were recorded for), gaze and mouse with the word under each sample from the
+        layout's own word boxes and the scroll stream."""
         if not self._tasks:
             self.tasks()
         task = self._tasks.get(task_id)
         if task is None:
             raise UserError(f"no task {task_id!r} in study {self.study.slug!r}")
-        shown = [u.t_shown for u in task.turns]
-        out = {}
+        raw = {}
         for name in schema.STREAMS:
-            if name == "hits":
+            if name == "hits":  # IFLLM's form; our site records the layout instead
                 continue
             tb = store.read_stream(self.db, task, name)
-            if not tb.num_rows:
-                continue
-            derived = pa.array(assign_turns_by_clock(tb.column("t").to_numpy(), shown), pa.int32())
-            if "turn" in tb.column_names:  # layout rows carry the turn they were recorded for
-                tb = tb.set_column(tb.schema.get_field_index("turn"), "turn", pc.coalesce(tb.column("turn"), derived))
-            else:
-                tb = tb.append_column("turn", derived)
-            out[name] = tb
-        if "layout" in out:
-            hits = self._hits(task, out)
-            if hits is not None:
-                out["hits"] = hits
-        return out
-
-    @staticmethod
-    def _hits(task: store.Task, streams: dict[str, pa.Table]) -> pa.Table | None:
-        """Gaze and mouse samples relative to the response boxes and the character under them
-        (the ``hits`` stream; IFLLM's rel_* files), from the layout's word boxes."""
-        from .text_mapping import hits_stream
-
-        texts = {(u.index, r.position): r.text for u in task.turns for r in u.responses}
-        layout = streams["layout"].to_pandas()
-        scroll = streams["scroll"].to_pandas() if "scroll" in streams else None
-        parts = []
-        for source in ("gaze", "mouse"):
-            if source in streams:
-                s = streams[source].select(["t", "x", "y", "turn"]).to_pandas()
-                s = s[s["x"].notna() & s["y"].notna()]
-                h = hits_stream(s, layout, texts, scroll=scroll, source=source)
-                if len(h):
-                    parts.append(h)
-        if not parts:
-            return None
-        df = pd.concat(parts, ignore_index=True).sort_values(["t", "source", "position"], kind="stable")
-        anchor = task.clock_anchor_epoch_ms
-        if anchor is not None:
-            df["epoch_ms"] = df["t"] + anchor
-        table = schema.conform("hits", pa.Table.from_pandas(df, preserve_index=False))
-        turn = assign_turns_by_clock(df["t"].to_numpy(), [u.t_shown for u in task.turns])
-        return table.append_column("turn", pa.array(turn, pa.int32()))
+            if tb.num_rows:
+                raw[name] = tb
+        turns = sorted(self._turns_of(task.participant, task), key=lambda u: u.index)
+        return derive_streams(raw, turns, clock="t")
 
     def summary(self, progress: bool = False) -> dict:
         from .recording import summarize

@@ -97,6 +97,7 @@ class WordHits:
     # by character offset: the samples' char_index after re-anchoring by their window (-1 =
     # unknown), before the word lookup (so also where no word is found)
     char_anchored: np.ndarray | None = None
+    char_end: np.ndarray | None = None  # int32: one past the word's last character, -1 = not on a word
 
     def __len__(self) -> int:
         return len(self.position)
@@ -217,6 +218,7 @@ def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> Word
     n = len(pos)
     word = np.full(n, -1, dtype=np.int32)
     cs = np.full(n, -1, dtype=np.int32)
+    ce = np.full(n, -1, dtype=np.int32)
     items = texts.items() if isinstance(texts, Mapping) else enumerate(texts)
     for p, text in items:
         m = (pos == p) & (ci >= 0)
@@ -226,9 +228,10 @@ def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> Word
         w = u.word_at(ci[m])
         word[m] = w
         cs[m] = np.where(w >= 0, u.word_start[np.maximum(w, 0)] if u.n_words else -1, -1)
+        ce[m] = np.where(w >= 0, u.word_end[np.maximum(w, 0)] if u.n_words else -1, -1)
     position = np.where((pos >= 0) & (pos < 127), pos, -1).astype(np.int8)
     return WordHits(position, word, cs, char_index=np.where(word >= 0, ci, -1).astype(np.int32),
-                    char_anchored=ci.astype(np.int32))
+                    char_anchored=ci.astype(np.int32), char_end=ce)
 
 
 def _map_by_boxes(samples: Any, layout: Any, scroll: Any, max_dist_px: float, turn: int | None) -> WordHits:
@@ -241,13 +244,14 @@ def _map_by_boxes(samples: Any, layout: Any, scroll: Any, max_dist_px: float, tu
     word_out = np.full(n, -1, dtype=np.int32)
     cs_out = np.full(n, -1, dtype=np.int32)
     ci_out = np.full(n, -1, dtype=np.int32)
+    ce_out = np.full(n, -1, dtype=np.int32)
     rx_out = np.full(n, np.nan)
     ry_out = np.full(n, np.nan)
     if turn is not None and "turn" in lay.columns:
         lay = lay[lay["turn"].isna() | (lay["turn"] == turn)]
     lay = lay[lay["target"].astype(str).str.startswith("response:")]
     if lay.empty or n == 0:
-        return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out)
+        return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out, char_end=ce_out)
     lay = lay.assign(position=lay["target"].str.split(":").str[1].astype(int))
     elems = lay[lay["kind"] == "element"].sort_values("t", kind="stable")
     words = lay[lay["kind"] == "word"]
@@ -303,46 +307,8 @@ def _map_by_boxes(samples: Any, layout: Any, scroll: Any, max_dist_px: float, tu
                 start, end = sw["char_start"].to_numpy()[b], sw["char_end"].to_numpy()[b]
                 word_out[hit] = sw["index"].to_numpy()[b]
                 cs_out[hit] = start
+                ce_out[hit] = end
                 # the character under the sample: interpolated across the word box's width
                 frac = np.clip((rx[hit] - bx[b]) / np.maximum(bw[b], 1e-6), 0, 0.999)
                 ci_out[hit] = (start + np.floor(frac * np.maximum(end - start, 1))).astype(np.int32)
-    return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out)
-
-
-def hits_stream(samples: Any, layout: Any, texts: Mapping[tuple[int, int], str], *, scroll: Any = None,
-                source: str = "mouse", positions: Sequence[int] = (0, 1), window: int = 20) -> pd.DataFrame:
-    """The ``hits`` stream (IFLLM's rel_* files) of viewport ``samples`` (``t, x, y`` and a ``turn``
-    column; without one, the whole layout is used): one row per sample and response position —
-    the sample relative to the response box (scroll included; -1, -1 outside), the character
-    under it (-1 when not on a word) and up to ``window`` characters of text around it. ``texts``
-    maps (turn, position) to the stored response text."""
-    cols = ["t", "source", "position", "x", "y", "char_index", "window", "camera_ok"]
-    t = _col(samples, "t").astype(np.float64)
-    x, y = _col(samples, "x").astype(np.float64), _col(samples, "y").astype(np.float64)
-    turn = _col(samples, "turn").astype(np.int64) if _has(samples, "turn") else np.full(len(t), -1)
-    if len(t) == 0:
-        return pd.DataFrame(columns=cols)
-    pos = np.full(len(t), -1, dtype=np.int8)
-    char = np.full(len(t), -1, dtype=np.int32)
-    rx, ry = np.full(len(t), np.nan), np.full(len(t), np.nan)
-    for k in np.unique(turn):
-        m = turn == k
-        wh = map_to_words({"t": t[m], "x": x[m], "y": y[m]}, layout, scroll=scroll,
-                          turn=None if k < 0 else int(k))
-        pos[m], char[m], rx[m], ry[m] = wh.position, wh.char_index, wh.rel_x, wh.rel_y
-    text_window = np.full(len(t), None, dtype=object)
-    for i in np.flatnonzero(char >= 0):
-        text = texts.get((int(turn[i]), int(pos[i])))
-        if text is not None:
-            c = int(char[i])
-            text_window[i] = text[max(0, c - window // 2): c + window // 2]
-    out = []
-    for p in positions:
-        on = pos == p
-        out.append(pd.DataFrame({
-            "t": t, "source": source, "position": np.int8(p),
-            "x": np.where(on, rx, -1.0).astype(np.float32), "y": np.where(on, ry, -1.0).astype(np.float32),
-            "char_index": np.where(on, char, -1).astype(np.int32), "window": np.where(on, text_window, None),
-            "camera_ok": np.int8(-1),
-        }))
-    return pd.concat(out, ignore_index=True).sort_values(["t", "position"], kind="stable", ignore_index=True)
+    return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out, char_end=ce_out)

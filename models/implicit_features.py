@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .. import UserError
+from ..datasets.derive import rel_rows
+from ..datasets.recording import turns_by_task
 
 SOURCES = ("gaze", "mouse")
 MAX_DT_MS = 500.0
@@ -113,12 +115,16 @@ def hits_features(rec, comparisons: pd.DataFrame, progress: bool = False) -> pd.
         from gazepref.progress import progress as bar
 
         items = bar(items, total=len(items), desc="implicit features")
+    by_task: dict | None = None
     for task_id, idx in items:
         try:
             s = rec.streams(task_id, cache=False)
         except UserError:  # a task the source has no trajectories for
             continue
-        hits = s.get("hits")
+        # IFLLM's own rel_* rows, or (our site) rows written from the derived word columns
+        if "hits" not in s and by_task is None:
+            by_task = turns_by_task(rec)
+        hits = rel_rows(s, by_task.get(task_id, []) if by_task is not None else [])
         if hits is None or hits.num_rows == 0:
             continue
         cols = [c for c in ("t", "source", "position", "x", "char_index", "window", "camera_ok", "turn")

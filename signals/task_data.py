@@ -5,10 +5,11 @@ sorted by (turn, t), each with its response ``pos``, ``char`` / ``word`` / ``sen
 the response boxes' top edge and the region code of :mod:`gazepref.signals.regions`.
 Gaze is cleaned (:func:`gazepref.signals.gaze_events.clean_gaze`) before it gets here.
 
-Adapters: :func:`from_ifllm` (the IFLLM release reader: words from ``char_index``, box geometry
-from the in-box samples) and :func:`from_streams` (our site's streams: words and geometry from the
-layout stream via :func:`gazepref.datasets.text_mapping.map_to_words`). Both end in
-:func:`assemble`, which applies the region rule and the decision cut-off
+The turn and the word under each sample are the recording's derived columns
+(:func:`gazepref.datasets.derive.derive_streams`); nothing here maps samples again. Adapters differ
+only in the response boxes' geometry: :func:`from_ifllm` (IFLLM data: box tops from the in-box
+samples) and :func:`from_streams` (our site's streams: box tops from the layout's element boxes).
+Both end in :func:`assemble`, which applies the region rule and the decision cut-off
 (:mod:`gazepref.signals.regions`) before any cleaning. :func:`from_recording` picks the adapter
 for a task of any :class:`gazepref.datasets.recording.Recording`.
 """
@@ -23,7 +24,8 @@ import pyarrow.compute as pc
 
 from .. import schema
 from . import gaze_events, regions
-from ..datasets.text_mapping import TextUnits, map_to_words, text_units
+from ..datasets.derive import derive_streams
+from ..datasets.text_mapping import TextUnits, text_units
 
 
 @dataclass
@@ -33,7 +35,7 @@ class SampleFrame:
     y: np.ndarray
     turn: np.ndarray  # int32
     pos: np.ndarray  # int8, -1 outside the response boxes
-    char: np.ndarray  # int32, -1 not on text
+    char: np.ndarray  # int32, the character under the sample (derived ``char_index``), -1 not on text
     word: np.ndarray  # int32
     sent: np.ndarray  # int32
     top: np.ndarray  # float64, boxes' top edge at the sample (NaN unknown)
@@ -76,105 +78,33 @@ def _col(tb: pa.Table, name: str, dtype=np.float64) -> np.ndarray:
     return tb.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def _hits_for(hits: pa.Table | None, source: str, t: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """pos, char, rel_y and the text window per abs sample from the hits rows of ``source``
-    (matched on ``t``)."""
-    n = len(t)
-    pos = np.full(n, -1, dtype=np.int8)
-    char = np.full(n, -1, dtype=np.int32)
-    rel_y = np.full(n, np.nan)
-    window = np.full(n, None, dtype=object)
-    if hits is None or hits.num_rows == 0 or n == 0:
-        return pos, char, rel_y, window
-    h = hits.filter(pc.and_(pc.equal(hits.column("source"), source), pc.greater_equal(hits.column("x"), 0)))
-    if h.num_rows == 0:
-        return pos, char, rel_y, window
-    ht = _col(h, "t")
-    hp = _col(h, "position", np.int8)
-    hc = _col(h, "char_index", np.int32)
-    hy = _col(h, "y")
-    j = np.searchsorted(t, ht)
-    jj = np.minimum(j, n - 1)
-    ok = (j < n) & (t[jj] == ht)
-    pos[jj[ok]] = hp[ok]
-    char[jj[ok]] = hc[ok]
-    rel_y[jj[ok]] = hy[ok]
-    if "window" in h.column_names:
-        window[jj[ok]] = h.column("window").to_numpy(zero_copy_only=False)[ok]
-    return pos, char, rel_y, window
-
-
-def _camera_ok(hits: pa.Table | None, t: np.ndarray) -> np.ndarray:
-    """IFLLM's ``camera_green`` per gaze sample (every rel_gaze row has it, in the box or not)."""
-    out = np.full(len(t), -1, dtype=np.int8)
-    if hits is None or hits.num_rows == 0 or len(t) == 0:
-        return out
-    h = hits.filter(pc.and_(pc.equal(hits.column("source"), "gaze"), pc.equal(hits.column("position"), 0)))
-    if h.num_rows == 0:
-        return out
-    ht = _col(h, "t")
-    j = np.searchsorted(t, ht)
-    jj = np.minimum(j, len(t) - 1)
-    ok = (j < len(t)) & (t[jj] == ht)
-    out[jj[ok]] = _col(h, "camera_ok", np.int8)[ok]
+def _derived(tb: pa.Table | None, source: str) -> dict[str, np.ndarray]:
+    """One source's arrays for :func:`assemble` from a derived stream
+    (:func:`gazepref.datasets.derive.derive_streams`), sorted by ``t``."""
+    if tb is None or tb.num_rows == 0:
+        return {k: np.zeros(0) for k in ("t", "x", "y", "turn", "pos", "char", "word", "rel_y")}
+    tb = tb.sort_by("t")
+    out = dict(t=_col(tb, "t"), x=_col(tb, "x"), y=_col(tb, "y"), turn=_col(tb, "turn", np.int32),
+               pos=_col(tb, "position", np.int8), char=_col(tb, "char_index", np.int32),
+               word=_col(tb, "word", np.int32), rel_y=_col(tb, "rel_y"))
+    if source == "gaze" and "camera_ok" in tb.column_names:
+        out["camera_ok"] = _col(tb, "camera_ok", np.int8)
     return out
-
-
-def _words(turn: np.ndarray, pos: np.ndarray, char: np.ndarray, turns: list[schema.Turn],
-           units: dict[tuple[int, int], TextUnits], window: np.ndarray | None = None
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """word, sentence and character per sample; with the samples' text ``window`` the character
-    is re-anchored where the recorder counted it from a paragraph (-1 where the window is not
-    in the response)."""
-    word = np.full(len(turn), -1, dtype=np.int32)
-    sent = np.full(len(turn), -1, dtype=np.int32)
-    char = char.copy()
-    for k, tr in enumerate(turns):
-        m = turn == k
-        if not m.any():
-            continue
-        texts = [r.text for r in tr.responses]
-        cols = {"position": pos[m], "char_index": char[m]}
-        if window is not None:
-            cols["window"] = window[m]
-        wh = map_to_words(cols, texts)
-        char[m] = wh.char_anchored
-        w = wh.word
-        s = np.full(len(w), -1, dtype=np.int32)
-        for p in range(len(texts)):
-            u = units[(k, p)]
-            mm = (wh.position == p) & (w >= 0)
-            if u.n_words:
-                s[mm] = u.word_sentence[w[mm]]
-        word[m], sent[m] = w, s
-    return word, sent, char
 
 
 def from_ifllm(rel, task_id: str, task: schema.Task | None = None, *, cache: bool = False,
                streams: dict[str, pa.Table] | None = None) -> TaskData:
-    """A task recorded the IFLLM way (``hits`` with ``char_index``, a ``turn`` column): from an
-    :class:`gazepref.datasets.ifllm.IFLLMRelease` or a Parquet export of one. The reader keeps
-    the task's streams in memory only if ``cache``."""
+    """A task recorded the IFLLM way (``hits`` with ``char_index``, no layout): from an
+    :class:`gazepref.datasets.ifllm.IFLLMRelease` or a Parquet export of one (its derived streams,
+    or raw ``streams`` given here, which are derived first). The response boxes' top edges come
+    from the in-box samples (absolute less box-relative y). The reader keeps the task's streams in
+    memory only if ``cache``."""
     turns = rel.turns_by_task().get(task_id, [])
     if streams is None:
         streams = rel.streams(task_id, cache=cache)
+    streams = derive_streams(streams, turns)
     units = {(k, p): text_units(r.text) for k, tr in enumerate(turns) for p, r in enumerate(tr.responses)}
-    hits = streams.get("hits")
-
-    raw: dict[str, dict[str, np.ndarray]] = {}
-    for source in ("gaze", "mouse"):
-        tb = streams.get(source)
-        if tb is None or tb.num_rows == 0:
-            raw[source] = {k: np.zeros(0) for k in ("t", "x", "y", "turn", "pos", "char", "rel_y")}
-            continue
-        t, x, y = _col(tb, "t"), _col(tb, "x"), _col(tb, "y")
-        turn = _col(tb, "turn", np.int32)
-        pos, char, rel_y, window = _hits_for(hits, source, t)
-        raw[source] = dict(t=t, x=x, y=y, turn=turn, pos=pos, char=char, rel_y=rel_y, window=window)
-        if source == "gaze":
-            raw[source]["camera_ok"] = _camera_ok(hits, t)
-
+    raw = {source: _derived(streams.get(source), source) for source in ("gaze", "mouse")}
     # box-top observations from both sources (samples inside a box: y - rel_y is the box's top)
     obs = [(r["t"][r["pos"] >= 0], r["turn"][r["pos"] >= 0], (r["y"] - r["rel_y"])[r["pos"] >= 0],
             r["pos"][r["pos"] >= 0]) for r in raw.values() if len(r["t"])]
@@ -190,8 +120,8 @@ def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units:
              scroll: pa.Table | None = None) -> TaskData:
     """The source-independent part: regions, the leakage cuts, cleaning, ordering, words.
 
-    ``raw[source]``: arrays ``t, x, y, turn, pos, char`` (and ``word`` when the source mapped
-    words itself) per sample; ``obs``: (t, turn, top, pos) arrays of response-box top edges seen."""
+    ``raw[source]``: arrays ``t, x, y, turn, pos, char, word`` per sample (the derived word
+    columns, :mod:`gazepref.datasets.derive`), optionally ``camera_ok``; ``obs``: (t, turn, top, pos) arrays of response-box top edges seen."""
     n_turns = len(turns)
     obs_t = np.concatenate([o[0] for o in obs]) if obs else np.zeros(0)
     obs_turn = np.concatenate([o[1] for o in obs]).astype(np.int32) if obs else np.zeros(0, np.int32)
@@ -260,11 +190,8 @@ def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units:
         seg = gaze_events.segments(t, grp[idx])
         dur = gaze_events.sample_durations(t, seg)
         pos, char = r["pos"][idx], r["char"][idx]
-        if "word" in r:
-            word = r["word"][idx].astype(np.int32)
-            sent = _sentences(turn, pos, word, units)
-        else:
-            word, sent, char = _words(turn, pos, char, turns, units, r["window"][idx] if "window" in r else None)
+        word = r["word"][idx].astype(np.int32)
+        sent = _sentences(turn, pos, word, units)
         cam = r["camera_ok"][idx] if "camera_ok" in r else None
         frames[source] = SampleFrame(t, x, y, turn, pos, char, word, sent, r["top"][idx], r["region"][idx], dur, seg,
                                      cam)
@@ -283,58 +210,26 @@ def _sentences(turn: np.ndarray, pos: np.ndarray, word: np.ndarray, units: dict)
     return sent
 
 
-def _turn_of(t: np.ndarray, turns: list[schema.Turn]) -> np.ndarray:
-    """Turn index per sample from the turns' ``t_shown`` (task clock), -1 before the first."""
-    starts = np.array([np.nan if tr.t_shown is None else tr.t_shown for tr in turns], dtype=np.float64)
-    out = np.full(len(t), -1, dtype=np.int32)
-    ok = np.flatnonzero(~np.isnan(starts))
-    if len(ok):
-        order = ok[np.argsort(starts[ok], kind="stable")]
-        j = np.searchsorted(starts[order], t, side="right") - 1
-        out[j >= 0] = order[j[j >= 0]]
-    return out
-
-
 def from_streams(task_id: str, participant_id: str, turns: list[schema.Turn], streams: dict[str, pa.Table],
                  task_info: dict | None = None) -> TaskData:
     """A task recorded by our own site (streams as in :data:`gazepref.schema.STREAMS`: ``gaze``,
-    ``mouse``, ``layout``, optional ``scroll`` and ``events``). Samples are mapped to words through
-    the layout's word boxes (:func:`gazepref.datasets.text_mapping.map_to_words`); the turn of a
-    sample is its ``turn`` column, else the last turn shown (``Turn.t_shown``) before it. The
-    response elements' top edges in the layout are the box geometry of the region rule."""
+    ``mouse``, ``layout``, optional ``scroll`` and ``events``), derived
+    (:func:`gazepref.datasets.derive.derive_streams`; raw streams are derived here): the turn and
+    the word under each sample come from the derive step. The response elements' top edges in the
+    layout are the box geometry of the region rule."""
+    streams = derive_streams(streams, turns)
     units = {(k, p): text_units(r.text) for k, tr in enumerate(turns) for p, r in enumerate(tr.responses)}
     layout = streams.get("layout")
-    scroll = streams.get("scroll")
-    raw: dict[str, dict[str, np.ndarray]] = {}
-    for source in ("gaze", "mouse"):
-        tb = streams.get(source)
-        if tb is None or tb.num_rows == 0:
-            raw[source] = {k: np.zeros(0) for k in ("t", "x", "y", "turn", "pos", "char", "word")}
-            continue
-        tb = tb.sort_by("t")
-        t, x, y = _col(tb, "t"), _col(tb, "x"), _col(tb, "y")
-        turn = _col(tb, "turn", np.int32) if "turn" in tb.column_names else _turn_of(t, turns)
-        pos = np.full(len(t), -1, dtype=np.int8)
-        word = np.full(len(t), -1, dtype=np.int32)
-        char = np.full(len(t), -1, dtype=np.int32)
-        if layout is not None and layout.num_rows:
-            for k in range(len(turns)):
-                m = turn == k
-                if m.any():
-                    wh = map_to_words({"t": t[m], "x": x[m], "y": y[m]}, layout, scroll=scroll, turn=k)
-                    pos[m], word[m], char[m] = wh.position, wh.word, wh.char_start
-        raw[source] = dict(t=t, x=x, y=y, turn=turn, pos=pos, char=char, word=word)
+    raw = {source: _derived(streams.get(source), source) for source in ("gaze", "mouse")}
     obs = []
     if layout is not None and layout.num_rows:
-        lay = layout.to_pandas()
-        el = lay[(lay["kind"] == "element") & lay["target"].astype(str).str.startswith("response:")]
-        if len(el):
-            et = el["t"].to_numpy(np.float64)
-            eturn = (el["turn"].fillna(-1).to_numpy(np.int32) if "turn" in el.columns else _turn_of(et, turns))
-            epos = el["target"].str.split(":").str[1].astype(int).to_numpy(np.int8)
-            obs.append((et, eturn, el["y"].to_numpy(np.float64), epos))
+        el = layout.filter(pc.and_(pc.equal(layout.column("kind"), "element"),
+                                   pc.starts_with(layout.column("target"), "response:")))
+        if el.num_rows:
+            epos = np.array([int(v.split(":")[1]) for v in el.column("target").to_pylist()], dtype=np.int8)
+            obs.append((_col(el, "t"), _col(el, "turn", np.int32), _col(el, "y"), epos))
     return assemble(task_id, participant_id, turns, units, raw, obs, task_info=task_info,
-                    events=streams.get("events"), scroll=scroll)
+                    events=streams.get("events"), scroll=streams.get("scroll"))
 
 
 def from_recording(rec, task: schema.Task) -> TaskData:

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 
 from ... import UserError, schema
 from .. import gaze_events
-from ...datasets.text_mapping import anchor_chars
 from .text_layout import WordBoxes, char_xy, estimate_width, from_layout, reflow
 
 
@@ -82,44 +81,14 @@ def resolve_turn(rec, task_id: str, turn: int | None) -> schema.Turn:
 
 
 def task_streams(rec, task_id: str, turns: list[schema.Turn] | None = None) -> dict[str, pa.Table]:
-    """``rec.streams(task_id)`` with a ``turn`` column on every stream: kept where the source gives
-    one (IFLLM reader, the site's database); else (a Parquet export) assigned from the turns'
-    ``t_shown`` on the task clock, or their ``epoch_ms``."""
-    streams = {k: _dedupe_turn(v) for k, v in rec.streams(task_id, cache=False).items()}
-    if all("turn" in tb.column_names and tb.column("turn").null_count < tb.num_rows for tb in streams.values()):
-        return streams
+    """``rec.streams(task_id)``, derived (:func:`gazepref.datasets.derive.derive_streams`: a
+    ``turn`` column on every stream, the word columns on gaze and mouse); a recording that hands
+    out raw streams (an in-memory one) is derived here."""
+    from ...datasets.derive import derive_streams
+
+    streams = rec.streams(task_id, cache=False)
     turns = turns if turns is not None else turns_by_task(rec).get(task_id, [])
-    from ...datasets.ifllm import assign_turns
-
-    out = {}
-    for name, tb in streams.items():
-        if "turn" in tb.column_names and tb.column("turn").null_count < tb.num_rows:
-            out[name] = tb
-            continue
-        if "turn" in tb.column_names:
-            tb = tb.drop_columns(["turn"])
-        if turns and all(t.t_shown is not None for t in turns):
-            starts = np.array([t.t_shown for t in turns], dtype=np.float64)
-            idx = assign_turns(_np(tb, "t"), starts)
-        elif turns and "epoch_ms" in tb.column_names and tb.column("epoch_ms").null_count == 0:
-            starts = np.array([np.nan if t.epoch_ms is None else t.epoch_ms for t in turns], dtype=np.float64)
-            idx = assign_turns(_np(tb, "epoch_ms"), starts)
-        else:
-            idx = np.zeros(tb.num_rows, dtype=np.int32)
-        out[name] = tb.append_column("turn", pa.array(idx.astype(np.int32)))
-    return out
-
-
-def _dedupe_turn(tb: pa.Table) -> pa.Table:
-    """One ``turn`` column: a stream may carry its own (the layout's) and one appended by the
-    reader; the first one with values wins."""
-    idx = tb.schema.get_all_field_indices("turn")
-    if len(idx) <= 1:
-        return tb
-    keep = next((i for i in idx if tb.column(i).null_count < tb.num_rows), idx[0])
-    for i in sorted((i for i in idx if i != keep), reverse=True):
-        tb = tb.remove_column(i)
-    return tb
+    return derive_streams(streams, turns)
 
 
 def _np(tb: pa.Table, name: str, dtype=np.float64) -> np.ndarray:
@@ -206,90 +175,35 @@ class TurnView:
             b = from_layout(self.streams["layout"], position, text, self.turn.index)
         if b is None:
             if width_px is None:
-                hits = self.stream("hits")
-                rx = np.zeros(0)
-                if hits is not None:
-                    allh = task_streams(self.rec, self.task_id).get("hits")  # the whole task: more samples
-                    rx = _np(allh, "x")  # IFLLM's boxes share one width: estimate from both
-                width_px = estimate_width(rx)
+                # IFLLM's boxes share one width: estimated from both sources over the whole task
+                whole = task_streams(self.rec, self.task_id)
+                rx = [_np(whole[s], "rel_x") for s in ("gaze", "mouse") if s in whole and "rel_x" in whole[s].column_names]
+                width_px = estimate_width(np.concatenate(rx) if rx else np.zeros(0))
             b = reflow(text, width_px)
         self._boxes[position] = b
         return b
 
     # ---- samples on the text
     def points(self, position: int, source: str = "gaze") -> TextPoints:
-        """Samples of ``source`` on response ``position``'s text, in its content px."""
-        b = self.boxes(position)
-        hits = self.stream("hits")
-        if hits is not None:
-            h = hits.filter(pc.and_(pc.equal(hits.column("source"), source),
-                                    pc.equal(hits.column("position"), position)))
-            if h.num_rows:
-                t = _np(h, "t")
-                ci = _np(h, "char_index", np.int64)
-                if "window" in h.column_names:  # a char_index counted from a paragraph: put back
-                    text = self.turn.responses[self.positions.index(position)].text
-                    ci = anchor_chars(text, ci, h.column("window").to_numpy(zero_copy_only=False))
-                dur = self._durations_from_stream(source, t)
-                if b.reflowed:
-                    x, y, ok = char_xy(b, ci)
-                else:
-                    x, y = _np(h, "x"), _np(h, "y")
-                    ok = (x >= 0) & (y >= 0)
-                return TextPoints(t[ok], x[ok], y[ok], dur[ok], ci[ok])
-        if not b.reflowed:
-            return self._points_from_layout(position, source)
-        e = np.zeros(0)
-        return TextPoints(e, e, e, e, e.astype(np.int64))
-
-    def _durations_from_stream(self, source: str, t: np.ndarray) -> np.ndarray:
-        tb = self.stream(source)
-        if tb is None:
-            return _durations(np.sort(t))[np.argsort(np.argsort(t))] if len(t) else t
-        st = np.sort(_np(tb, "t"))
-        d = _durations(st)
-        j = np.clip(np.searchsorted(st, t), 0, len(st) - 1)
-        return d[j]
-
-    def _points_from_layout(self, position: int, source: str) -> TextPoints:
-        """Viewport samples → content px of response ``position`` through its element box (latest
-        snapshot at or before each sample) and its scroll offset."""
+        """Samples of ``source`` on response ``position``'s text, in its content px: the derived
+        word columns (box-relative x/y, the character under the sample); where the word boxes
+        are reflowed (IFLLM: no layout), placed by their character instead."""
         e = np.zeros(0)
         empty = TextPoints(e, e, e, e, e.astype(np.int64))
-        tb, lay = self.stream(source), self.stream("layout")
-        if tb is None or lay is None:
+        tb = self.stream(source)
+        if tb is None or "position" not in tb.column_names:
             return empty
-        ld = lay.to_pandas()
-        el = ld[(ld["kind"] == "element") & (ld["target"].astype(str) == f"response:{position}")].sort_values("t")
-        if el.empty:
-            return empty
-        t, x, y = _np(tb, "t"), _np(tb, "x"), _np(tb, "y")
-        k = np.searchsorted(el["t"].to_numpy(np.float64), t, side="right") - 1
-        k = np.where(k < 0, 0, k)
-        ex, ey = el["x"].to_numpy(np.float64)[k], el["y"].to_numpy(np.float64)[k]
-        ew, eh = el["w"].to_numpy(np.float64)[k], el["h"].to_numpy(np.float64)[k]
-        inside = (x >= ex) & (x < ex + ew) & (y >= ey) & (y < ey + eh)
-        rx, ry = x - ex, y - ey
-        sc = self.stream("scroll")
-        if sc is not None:
-            sd = sc.to_pandas()
-            sd = sd[sd["target"].astype(str) == f"response:{position}"].sort_values("t")
-            if len(sd):
-                j = np.searchsorted(sd["t"].to_numpy(np.float64), t, side="right") - 1
-                okj = j >= 0
-                rx = rx + np.where(okj, sd["scroll_x"].to_numpy(np.float64)[np.maximum(j, 0)], 0)
-                ry = ry + np.where(okj, sd["scroll_y"].to_numpy(np.float64)[np.maximum(j, 0)], 0)
-        dur = _durations(t)
         b = self.boxes(position)
-        # char under the sample: nearest word box containing it
-        ci = np.full(len(t), -1, dtype=np.int64)
-        if len(b) and inside.any():
-            idx = np.flatnonzero(inside)
-            px, py = rx[idx, None], ry[idx, None]
-            hit = (px >= b.x) & (px < b.x + b.w) & (py >= b.y) & (py < b.y + b.h)
-            anyhit = hit.any(axis=1)
-            ci[idx[anyhit]] = b.char_start[hit[anyhit].argmax(axis=1)]
-        return TextPoints(t[inside], rx[inside], ry[inside], dur[inside], ci[inside])
+        tb = tb.sort_by("t")
+        on = _np(tb, "position", np.int64) == position
+        t, ci = _np(tb, "t")[on], _np(tb, "char_index", np.int64)[on]
+        dur = _durations(_np(tb, "t"))[on]
+        if b.reflowed:
+            x, y, ok = char_xy(b, ci)
+        else:
+            x, y = _np(tb, "rel_x")[on], _np(tb, "rel_y")[on]
+            ok = np.isfinite(x) & np.isfinite(y)
+        return TextPoints(t[ok], x[ok], y[ok], dur[ok], ci[ok])
 
     def n_gaze_on_text(self) -> int:
         return sum(int((self.points(p, "gaze").char >= 0).sum()) for p in self.positions)

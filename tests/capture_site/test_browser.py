@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from gazepref import store
 from gazepref.capture_site.exporting import export_study
-from gazepref.capture_site.hits import hits_frame, word_at
+from gazepref.capture_site.hits import word_at
+from gazepref.datasets.store_recording import StoreRecording
 from gazepref.capture_site.serving import BackgroundServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -161,7 +162,7 @@ def test_full_mouse_only_session(page, app, tmp_path):
         first = p.tasks[0]
         stored = {name: store.read_stream(s, first, name).to_pandas() for name in ("mouse", "layout", "scroll", "events")}
         first_text = first.turns[0].responses[0].text
-        texts = {(t.index, r.position): r.text for t in first.turns for r in t.responses}
+        derived = StoreRecording(s, p.study).streams(f"{p.pseudonym}/{first.id}")["mouse"].to_pandas()
         export_study(s, p.study, tmp_path / "export", "parquet")
         export_study(s, p.study, tmp_path / "export-ifllm", "ifllm")
 
@@ -180,9 +181,11 @@ def test_full_mouse_only_session(page, app, tmp_path):
     assert hit is not None and hit.target == "response:0" and hit.index == 5 and hit.turn == 0
     assert (hit.char_start, hit.char_end) == (known["s"], known["e"])
     assert first_text[hit.char_start:hit.char_end] == known["text"]
-    hits = hits_frame(mouse, layout, stored["scroll"], texts)
-    on_word = hits[(hits.t == sample["t"]) & (hits.position == 0)].iloc[0]
-    assert known["s"] <= on_word.char_index < known["e"] and known["text"][:3] in on_word.window
+    # ... and so does the recording's derive step, for the whole stream
+    on_word = derived[derived.t == sample["t"]].iloc[0]
+    assert on_word.turn == 0 and on_word.position == 0 and on_word.word == 5
+    assert (on_word.char_start, on_word.char_end) == (known["s"], known["e"])
+    assert known["s"] <= on_word.char_index < known["e"]
 
     # the export holds the turns, ratings, mouse samples and layout
     export = tmp_path / "export"

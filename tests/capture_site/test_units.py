@@ -62,39 +62,6 @@ def test_word_at_uses_latest_layout_and_pane_scroll():
     assert word_at(layout, scroll, 90.0, 50, 50) is None  # outside every response
 
 
-def test_hits_frame_agrees_with_word_at():
-    from gazepref.capture_site.hits import hits_frame
-
-    layout = pd.DataFrame([
-        (0.0, "response:0", "element", -1, -1, -1, 100, 100, 300, 200, 0),
-        (0.0, "response:0", "word", 0, 0, 5, 10, 10, 40, 18, 0),
-        (0.0, "response:0", "word", 1, 6, 11, 10, 250, 40, 18, 0),
-        (0.0, "response:1", "element", -1, -1, -1, 500, 100, 300, 200, 0),
-        (0.0, "response:1", "word", 0, 0, 3, 10, 10, 30, 18, 0),
-        (50.0, "response:0", "element", -1, -1, -1, 100, 60, 300, 200, 0),
-    ], columns=["t", "target", "kind", "index", "char_start", "char_end", "x", "y", "w", "h", "turn"])
-    scroll = pd.DataFrame([(80.0, "response:0", 0.0, 200.0)], columns=["t", "target", "scroll_x", "scroll_y"])
-    samples = pd.DataFrame({"t": [10.0, 60.0, 60.0, 90.0, 95.0, 20.0],
-                            "x": [130.0, 120.0, 120.0, 120.0, 50.0, 525.0],
-                            "y": [115.0, 115.0, 75.0, 115.0, 50.0, 115.0]})
-    texts = {(0, 0): "Sleep helps memory.", (0, 1): "Yes, it does."}
-    hits = hits_frame(samples, layout, scroll, texts)
-    assert len(hits) == 2 * len(samples)
-    left = hits[hits.position == 0].reset_index(drop=True)
-    order = samples.sort_values("t", kind="stable").reset_index(drop=True)
-    for i, s in order.iterrows():
-        w = word_at(layout, scroll, s.t, s.x, s.y)
-        if w is not None and w.target == "response:0":
-            assert w.char_start <= left.char_index[i] < w.char_end
-            assert left.window[i] and left.window[i] in texts[(0, 0)]
-        else:
-            assert left.char_index[i] == -1
-    assert left.char_index.tolist() == [2, -1, -1, 1, 7, -1]  # t: 10, 20 (right pane), 60, 60, 90, 95
-    right = hits[hits.position == 1].reset_index(drop=True)
-    assert right.char_index.tolist()[1] == 1 and right.x.tolist()[1] == 25.0
-    assert (right.char_index == -1).sum() == 5 and (right.x[right.char_index == -1] == -1).all()
-
-
 def test_study_texts_become_paragraphs_not_ragged_lines():
     from gazepref.capture_site.app import paragraphs
 

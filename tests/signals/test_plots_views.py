@@ -90,18 +90,6 @@ def test_mann_whitney_matches_the_textbook_value():
     assert mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(mann_whitney_p([4, 5, 6], [1, 2, 3]))
 
 
-def test_duplicate_turn_columns_are_merged():
-    import numpy as np
-    import pyarrow as pa
-
-    from gazepref.signals.plots._data import _dedupe_turn
-
-    tb = pa.table({"t": [1.0, 2.0], "turn": pa.array([None, None], pa.int32())})
-    tb = tb.append_column("turn", pa.array(np.array([0, 1], dtype=np.int32)))
-    out = _dedupe_turn(tb)
-    assert out.column_names == ["t", "turn"] and out.column("turn").to_pylist() == [0, 1]
-
-
 def test_gaze_on_the_page_text_is_not_drawn_on_the_answer(sample_rec):
     """Some IFLLM samples carry the window of other page text ("Satisfied", the instructions)
     with a small char_index: they are placed by their window, and dropped when it is not in the
