@@ -278,14 +278,15 @@ class PipelineSlots:
 
 
 def _pipeline_slots() -> PipelineSlots:
-    """At most GAZE_CONCURRENCY (app config or $GAZEPREF_GAZE_CONCURRENCY; default: the CPU count;
-    0: no limit) frames in the pipeline at once in this process; the other threads wait their turn
-    (with one socket per participant, 30 pipelines would otherwise compete for the cores)."""
+    """At most GAZE_CONCURRENCY (app config, from $GAZEPREF_GAZE_CONCURRENCY at ``create_app``;
+    default: the CPU count; 0: no limit) frames in the pipeline at once in this process; the other
+    threads wait their turn (with one socket per participant, 30 pipelines would otherwise compete
+    for the cores)."""
     slots = current_app.extensions.get("gazepref_gaze_slots")
     if slots is None:
         n = current_app.config.get("GAZE_CONCURRENCY")
         if n is None:
-            n = os.environ.get("GAZEPREF_GAZE_CONCURRENCY") or os.cpu_count() or 0
+            n = os.cpu_count() or 0
         slots = current_app.extensions.setdefault("gazepref_gaze_slots", PipelineSlots(int(n)))
     return slots
 
@@ -300,8 +301,8 @@ def _limiter() -> RateLimiter:
 
 
 def _shed_ms() -> float:
-    """Load shedding budget in ms (app config GAZE_SHED_MS or $GAZEPREF_GAZE_SHED_MS; 0: off)."""
-    return float(current_app.config.get("GAZE_SHED_MS") or os.environ.get("GAZEPREF_GAZE_SHED_MS") or 0)
+    """Load shedding budget in ms (app config GAZE_SHED_MS, from $GAZEPREF_GAZE_SHED_MS at ``create_app``; 0: off)."""
+    return float(current_app.config.get("GAZE_SHED_MS") or 0)
 
 
 def _study_settings(study_id: int) -> tuple[StudyConfig, GazeSettings]:
@@ -637,8 +638,8 @@ def _submit_calibration(ctx) -> list[str]:
     return []
 
 
-def register() -> None:
-    """Install the calibration step (called by the app factory)."""
+def register(app) -> None:
+    """Install the calibration step in ``app``'s flow (called by the app factory)."""
     from .flow import register_step
 
-    register_step("calibration", _render_calibration, _submit_calibration)
+    register_step("calibration", _render_calibration, _submit_calibration, app=app)
