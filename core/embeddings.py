@@ -15,7 +15,10 @@ Sequence length: :data:`MAX_SEQ_LENGTH` = 256 word pieces, the length the packag
 chat models are often longer than 128 pieces, and the reward models compare two answers that
 usually share their opening: cutting both at 128 would drop most of what tells them apart. 256 is
 also what the reward models' published figures (docs/reward_models.md) and the embedding disk
-caches already on developers' machines were computed with. Text beyond 256 pieces is cut.
+caches already on developers' machines were computed with. Text beyond 256 pieces is cut. (The
+text-feedback classifier read 128 pieces before the two loaders became this one; rerun at 256, its
+published figures in docs/text_feedback.md — evaluation table, cross-validation, IFLLM false
+flags — came out identical.)
 """
 from __future__ import annotations
 
