@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import store
 from ..settings import Settings
+from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
 from .config import load_config
 from .ratelimit import RateLimiter
@@ -90,9 +91,10 @@ def database_url(instance: Path) -> str:
 
 def create_app(instance_path: str | None = None, overrides: dict[str, Any] | None = None,
                settings: Settings | None = None) -> Flask:
-    """The study site. ``settings``: the environment's (default :meth:`Settings.from_env`, read once
-    here); ``overrides`` win over them."""
-    settings = Settings.from_env() if settings is None else settings
+    """The study site. ``settings``: default those of the running entry point (``gazepref serve``)
+    or else the environment, read once here (:func:`gazepref.settings.current`); ``overrides`` win
+    over them."""
+    settings = current_settings() if settings is None else settings
     instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.from_mapping(
