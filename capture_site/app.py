@@ -1,9 +1,11 @@
 """Flask application factory for the study site.
 
-``create_app()`` reads settings from ``overrides``, then environment variables
-(``GAZEPREF_INSTANCE``, ``GAZEPREF_DATABASE_URL``, ``GAZEPREF_STUDY_CONFIG``,
-``GAZEPREF_SECRET_KEY``), then embedded defaults: SQLite in the instance folder, the embedded
-demo study (offline demo LLM) and a secret key generated once into ``instance/secret_key``.
+``create_app()`` reads settings from ``overrides``, then the environment
+(:class:`gazepref.settings.Settings`, read once here: ``GAZEPREF_INSTANCE``,
+``GAZEPREF_DATABASE_URL``, ``GAZEPREF_STUDY_CONFIG``, ``GAZEPREF_SECRET_KEY`` and the gaze limits
+``GAZEPREF_GAZE_*``), then embedded defaults: SQLite in the instance folder, the embedded demo study
+(offline demo LLM) and a secret key generated once into ``instance/secret_key``. Request handlers
+read ``app.config`` only, never the environment.
 
 Production (see README): ``gunicorn -w 2 -k gthread --threads 32 -b 127.0.0.1:8000
 'gazepref.capture_site.app:create_app()'`` behind a TLS proxy; gunicorn writes no access log
@@ -24,6 +26,8 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .. import store
+from ..settings import Settings
+from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
 from .config import load_config
 from .ratelimit import RateLimiter
@@ -85,13 +89,22 @@ def database_url(instance: Path) -> str:
     return os.environ.get("GAZEPREF_DATABASE_URL") or f"sqlite:///{instance / 'gazepref.sqlite'}"
 
 
-def create_app(instance_path: str | None = None, overrides: dict[str, Any] | None = None) -> Flask:
+def create_app(instance_path: str | None = None, overrides: dict[str, Any] | None = None,
+               settings: Settings | None = None) -> Flask:
+    """The study site. ``settings``: default those of the running entry point (``gazepref serve``)
+    or else the environment, read once here (:func:`gazepref.settings.current`); ``overrides`` win
+    over them."""
+    settings = current_settings() if settings is None else settings
     instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.from_mapping(
         DATABASE_URL=database_url(instance),
-        STUDY_CONFIG=os.environ.get("GAZEPREF_STUDY_CONFIG") or None,
-        SECRET_KEY=os.environ.get("GAZEPREF_SECRET_KEY") or None,
+        STUDY_CONFIG=settings.study_config,
+        SECRET_KEY=settings.secret_key,
+        GAZE_CONCURRENCY=settings.gaze_slots,  # frames in the gaze pipeline at once (0: no limit)
+        GAZE_SHED_MS=settings.gaze_shed_ms,
+        GAZE_WS_COMMIT_MS=settings.gaze_ws_commit_ms,
+        GAZE_WS_SKIP_STALE=settings.gaze_ws_skip_stale,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,
         INGEST_RATE_PER_S=5.0,
         INGEST_BURST=30,
@@ -107,6 +120,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     cfg = load_config(app.config["STUDY_CONFIG"])
     sessions = _init_db(app.config["DATABASE_URL"])
     ensure_study(sessions, cfg)
+    app.extensions["gazepref_settings"] = settings
     app.extensions["gazepref"] = Site(
         sessions=sessions, default_slug=cfg.slug,
         limiter=RateLimiter(app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
@@ -119,7 +133,8 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
     for module in (flow, chat, ingest, gaze, gaze_ws, dashboard):
         app.register_blueprint(module.bp)
-    gaze_step.register()  # the webcam calibration step
+    flow.init_steps(app)  # this app's flow steps: the built-in ones ...
+    gaze_step.register(app)  # ... and the webcam calibration step
     if cfg.webcam != "off":
         gaze_settings(cfg)  # a bad [gaze] table fails at start, naming the key
     try:  # the analyst views (gazepref.signals.plots) on the dashboard, when installed

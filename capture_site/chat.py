@@ -21,7 +21,7 @@ from .api import (ApiError, finite_number, install_error_handlers, json_object, 
 from .config import StudyConfig
 from .flow import current_step, turn_rated
 from .gaze_step import page_data as gaze_page_data
-from .llm import BackendError
+from ..llm import BackendError
 from .runtime import db, site
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..llm import KINDS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_study.toml")
 
@@ -20,7 +21,7 @@ QUESTION_TYPES = ("text", "likert", "number", "choice", "copy", "attention")
 WEBCAM_MODES = ("off", "optional", "required")
 TASK_ORDERS = ("pairwise-first", "pointwise-first", "alternate", "random")
 FREE_TEXT_MODES = ("off", "optional", "required")
-BACKENDS = ("demo", "openai", "hf")
+BACKENDS = KINDS  # the LLM backend kinds of gazepref.llm
 
 
 class ConfigError(UserError):

@@ -5,8 +5,9 @@ Every page of the flow is ``/step``: GET shows the participant's current step, P
 moves on. A reload, a dropped connection or the same link opened again resumes at that step.
 Nothing is stored before consent except, for a decline, the pseudonym and the decline itself.
 
-Steps other than the built-in ones (the webcam calibration of the gaze module) plug in with
-:func:`register_step`.
+Each app has its own step registry (``app.extensions["gazepref_steps"]``, filled by
+:func:`init_steps` with the built-in steps of :data:`BUILTIN_STEPS`); other steps (the webcam
+calibration of the gaze module) plug in with :func:`register_step`, for one app, never for the process.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -53,12 +55,26 @@ class StepContext:
         return None if self.index is None else task_for(self.participant, self.config, self.index)
 
 
-STEP_HANDLERS: dict[str, StepHandler] = {}
+_EXTENSION = "gazepref_steps"
 
 
-def register_step(name: str, render: Callable[[StepContext], Any], submit: Callable[[StepContext], list[str]]) -> None:
-    """Install or replace the handler of a flow step (e.g. the gaze module's ``calibration``)."""
-    STEP_HANDLERS[name] = StepHandler(render, submit)
+def init_steps(app: Flask) -> dict[str, StepHandler]:
+    """Give ``app`` its own step registry, holding the built-in steps (:data:`BUILTIN_STEPS`)."""
+    return app.extensions.setdefault(_EXTENSION, dict(BUILTIN_STEPS))
+
+
+def step_handlers(app: Flask | None = None) -> dict[str, StepHandler]:
+    """The step registry of ``app`` (default: the current app)."""
+    app = current_app if app is None else app
+    handlers = app.extensions.get(_EXTENSION)
+    return init_steps(app) if handlers is None else handlers
+
+
+def register_step(name: str, render: Callable[[StepContext], Any], submit: Callable[[StepContext], list[str]],
+                  app: Flask | None = None) -> None:
+    """Install or replace the handler of a flow step in ``app`` (default: the current app), e.g. the
+    gaze module's ``calibration``. Other apps in the process keep theirs."""
+    step_handlers(app)[name] = StepHandler(render, submit)
 
 
 # --------------------------------------------------------------------------- participant state
@@ -205,7 +221,7 @@ def step():
         return page
     p = current_participant()
     ctx = _context(p)
-    page = STEP_HANDLERS[parse_step(ctx.step)[0]].render(ctx)
+    page = step_handlers()[parse_step(ctx.step)[0]].render(ctx)
     db().commit()  # a task reached for the first time was just created
     return page
 
@@ -218,7 +234,7 @@ def answer_step():
     ctx = _context(p)
     if request.form.get("step") != ctx.step:  # stale or repeated form: never ask twice
         return redirect(url_for("flow.step"))
-    handler = STEP_HANDLERS[parse_step(ctx.step)[0]]
+    handler = step_handlers()[parse_step(ctx.step)[0]]
     errors = handler.submit(ctx)
     if errors:
         ctx.errors = errors
@@ -300,17 +316,20 @@ def _calibration_placeholder(ctx: StepContext) -> str:
     return _page("calibration.html", ctx)
 
 
-register_step("demographics", lambda ctx: _page("demographics.html", ctx), _submit_demographics)
-register_step("instructions", lambda ctx: _page("instructions.html", ctx), lambda ctx: [])
-register_step("calibration", _calibration_placeholder, lambda ctx: [])
-register_step("pre", lambda ctx: _page("questions.html", ctx, questions=ctx.config.pre_task_questions,
-                                       topic=topic_of(ctx.config, ctx.task), title="Before the task"),
-              _submit_task_questions("pre"))
-register_step("task", _render_task, _submit_task)
-register_step("post", lambda ctx: _page("questions.html", ctx, questions=ctx.config.post_task_questions,
-                                        topic=topic_of(ctx.config, ctx.task), title="After the task"),
-              _submit_task_questions("post"))
-register_step("done", _render_done, lambda ctx: [])
+#: The built-in steps (read-only); each app copies them into its own registry (:func:`init_steps`).
+BUILTIN_STEPS = MappingProxyType({
+    "demographics": StepHandler(lambda ctx: _page("demographics.html", ctx), _submit_demographics),
+    "instructions": StepHandler(lambda ctx: _page("instructions.html", ctx), lambda ctx: []),
+    "calibration": StepHandler(_calibration_placeholder, lambda ctx: []),
+    "pre": StepHandler(lambda ctx: _page("questions.html", ctx, questions=ctx.config.pre_task_questions,
+                                         topic=topic_of(ctx.config, ctx.task), title="Before the task"),
+                       _submit_task_questions("pre")),
+    "task": StepHandler(_render_task, _submit_task),
+    "post": StepHandler(lambda ctx: _page("questions.html", ctx, questions=ctx.config.post_task_questions,
+                                          topic=topic_of(ctx.config, ctx.task), title="After the task"),
+                        _submit_task_questions("post")),
+    "done": StepHandler(_render_done, lambda ctx: []),
+})
 
 
 def rated_turns(task: store.Task) -> int:

@@ -2,9 +2,8 @@
 frames in the tracking pipeline at once (:class:`PipelineSlots`) and load shedding (frames reached
 too late are stored unprocessed).
 
-App config ``GAZE_RATE_PER_S`` / ``GAZE_BURST`` (rate limit), ``GAZE_CONCURRENCY`` (or
-``$GAZEPREF_GAZE_CONCURRENCY``; pipeline slots) and ``GAZE_SHED_MS`` (or ``$GAZEPREF_GAZE_SHED_MS``;
-shedding budget). Each is built once per app (``app.extensions``). Size limits of requests and
+App config ``GAZE_RATE_PER_S`` / ``GAZE_BURST`` (rate limit), ``GAZE_CONCURRENCY`` (pipeline slots) and ``GAZE_SHED_MS`` (shedding budget), set by
+``create_app`` from :mod:`gazepref.settings`. Each is built once per app (``app.extensions``). Size limits of requests and
 frames are in :mod:`.gaze_settings`.
 """
 from __future__ import annotations
@@ -44,14 +43,14 @@ class PipelineSlots:
 
 
 def pipeline_slots() -> PipelineSlots:
-    """At most GAZE_CONCURRENCY (app config or $GAZEPREF_GAZE_CONCURRENCY; default: the CPU count;
+    """At most GAZE_CONCURRENCY (app config, from $GAZEPREF_GAZE_CONCURRENCY at ``create_app``; default: the CPU count;
     0: no limit) frames in the pipeline at once in this process; the other threads wait their turn
     (with one socket per participant, 30 pipelines would otherwise compete for the cores)."""
     slots = current_app.extensions.get("gazepref_gaze_slots")
     if slots is None:
         n = current_app.config.get("GAZE_CONCURRENCY")
         if n is None:
-            n = os.environ.get("GAZEPREF_GAZE_CONCURRENCY") or os.cpu_count() or 0
+            n = os.cpu_count() or 0
         slots = current_app.extensions.setdefault("gazepref_gaze_slots", PipelineSlots(int(n)))
     return slots
 
@@ -66,5 +65,5 @@ def frame_limiter() -> RateLimiter:
 
 
 def shed_ms() -> float:
-    """Load shedding budget in ms (app config GAZE_SHED_MS or $GAZEPREF_GAZE_SHED_MS; 0: off)."""
-    return float(current_app.config.get("GAZE_SHED_MS") or os.environ.get("GAZEPREF_GAZE_SHED_MS") or 0)
+    """Load shedding budget in ms (app config GAZE_SHED_MS, from $GAZEPREF_GAZE_SHED_MS at ``create_app``; 0: off)."""
+    return float(current_app.config.get("GAZE_SHED_MS") or 0)

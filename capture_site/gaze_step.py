@@ -80,8 +80,8 @@ def _submit_calibration(ctx) -> list[str]:
     return []
 
 
-def register() -> None:
-    """Install the calibration step (called by the app factory)."""
+def register(app) -> None:
+    """Install the calibration step in ``app``'s flow (called by the app factory)."""
     from .flow import register_step
 
-    register_step("calibration", _render_calibration, _submit_calibration)
+    register_step("calibration", _render_calibration, _submit_calibration, app=app)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from typing import Any
 
@@ -101,20 +100,18 @@ def _limiter() -> RateLimiter:
 
 
 def _commit_ms() -> float:
-    """How often buffered task rows are stored: app config GAZE_WS_COMMIT_MS or
-    $GAZEPREF_GAZE_WS_COMMIT_MS, default 500 ms (0: every frame)."""
+    """How often buffered task rows are stored: app config GAZE_WS_COMMIT_MS (from
+    $GAZEPREF_GAZE_WS_COMMIT_MS at ``create_app``), default 500 ms (0: every frame)."""
     value = current_app.config.get("GAZE_WS_COMMIT_MS")
-    if value is None:
-        value = os.environ.get("GAZEPREF_GAZE_WS_COMMIT_MS") or 500
-    return max(0.0, float(value))
+    return max(0.0, float(500 if value is None else value))
 
 
 def _skip_stale() -> bool:
-    """Whether frames overtaken under overload are skipped: app config GAZE_WS_SKIP_STALE or
-    $GAZEPREF_GAZE_WS_SKIP_STALE (default on; "0"/"false" off)."""
+    """Whether frames overtaken under overload are skipped: app config GAZE_WS_SKIP_STALE (from
+    $GAZEPREF_GAZE_WS_SKIP_STALE at ``create_app``; default on; "0"/"false" off)."""
     value = current_app.config.get("GAZE_WS_SKIP_STALE")
     if value is None:
-        value = os.environ.get("GAZEPREF_GAZE_WS_SKIP_STALE", "1")
+        return True
     return str(value).strip().lower() not in ("0", "false", "no", "off", "")
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .. import store
 from .config import StudyConfig, parse_config
-from .llm import Backend, BackendError, make_backend
+from ..llm import Backend, BackendError, build_backend
 from .ratelimit import RateLimiter
 
 
@@ -51,7 +51,8 @@ class Site:
             if key not in self._backends:
                 if model not in cfg.models:
                     raise BackendError(f"model {model!r} is not configured")
-                self._backends[key] = make_backend(cfg.models[model])
+                spec = cfg.models[model]
+                self._backends[key] = build_backend(spec.backend, **spec.options)
             return self._backends[key]
 
 

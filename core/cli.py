@@ -3,6 +3,7 @@
 Each area registers its own subcommands (``register(subparsers)`` in the modules listed in
 :data:`COMMAND_MODULES`); heavy imports happen inside the command functions, so ``--help`` is fast.
 A :class:`gazepref.UserError` (or a missing file) is printed as one line, exit status 2.
+The ``GAZEPREF_*`` environment variables are read once per command (:mod:`gazepref.settings`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from . import UserError, __version__
 from .progress import progress  # noqa: F401  (re-exported for the command modules)
+from .settings import Settings, using
 
 COMMAND_MODULES = (
     "gazepref.capture_site.commands",
@@ -61,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        rc = args.func(args)
+        with using(Settings.from_env()):  # the environment is read once per command
+            rc = args.func(args)
     except UserError as e:
         print(f"gazepref: error: {e}", file=sys.stderr)
         return 2

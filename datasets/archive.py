@@ -9,8 +9,10 @@ from .. import UserError
 
 
 def cache_dir() -> Path:
-    """``$GAZEPREF_CACHE`` or ``~/.cache/gazepref``."""
-    return Path(os.environ.get("GAZEPREF_CACHE") or Path.home() / ".cache" / "gazepref")
+    """``$GAZEPREF_CACHE`` or ``~/.cache/gazepref`` (:attr:`gazepref.settings.Settings.cache_dir`)."""
+    from ..settings import current
+
+    return current().cache_dir
 
 
 def unpack(archive: str | os.PathLike, name: str | None = None) -> Path:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..llm.hf import FALLBACK_CHAT_TEMPLATE, ensure_chat_template  # noqa: F401  (one template: gazepref.llm)
 from .align_config import AlignConfig, peft_config, trainer_kwargs
 
 
@@ -88,26 +89,6 @@ def load_policy(cfg: AlignConfig, path: str, for_reference: bool = False):
             tok.pad_token = tok.eos_token
         ensure_chat_template(tok)
     return model, tok
-
-
-#: Used for base models whose tokenizer has no chat template: plain "User:/Assistant:" turns, each
-#: assistant message ended by the EOS token.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'assistant' %}Assistant: {{ m['content'] }}{{ eos_token }}\n"
-    "{% else %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}Assistant:{% endif %}"
-)
-
-
-def ensure_chat_template(tok) -> bool:
-    """Give ``tok`` :data:`FALLBACK_CHAT_TEMPLATE` when it has none; True if it did."""
-    if getattr(tok, "chat_template", None):
-        return False
-    import logging
-
-    logging.getLogger(__name__).warning("tokenizer has no chat template: using a plain User:/Assistant: one")
-    tok.chat_template = FALLBACK_CHAT_TEMPLATE
-    return True
 
 
 def quiet(trainer):

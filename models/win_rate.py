@@ -35,47 +35,35 @@ def generate(model_path: str, prompts: list[list[dict[str, str]]], max_new_token
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..llm.hf import generate_chat
+
     kw: dict[str, Any] = {}
     if dtype not in ("auto", None):
         kw["dtype"] = getattr(torch, dtype)
-    from .dpo import ensure_chat_template
-
     tok = AutoTokenizer.from_pretrained(model_path)
-    ensure_chat_template(tok)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_path, **kw)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     torch.manual_seed(seed)
-    out: list[str] = []
-    for i in range(0, len(prompts), batch_size):
-        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts[i:i + batch_size]]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        gen_kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        if do_sample:
-            gen_kw["temperature"] = temperature
-        with torch.no_grad():
-            ids = model.generate(**enc, **gen_kw)
-        new = ids[:, enc["input_ids"].shape[1]:]
-        out += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
-    return out
+    return generate_chat(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         do_sample=do_sample, temperature=temperature, device=device)
 
 
 class OpenAIJudge:
-    """An LLM judge through an OpenAI-compatible ``/chat/completions`` endpoint."""
+    """An LLM judge through an OpenAI-compatible ``/chat/completions`` endpoint (a
+    :mod:`gazepref.llm` ``openai`` backend). ``api_key``: a bearer token, or ``api_key_env``: the
+    name of the environment variable holding one."""
 
-    def __init__(self, base_url: str, model: str = "judge", api_key_env: str | None = None, timeout: float = 60.0):
-        from ..capture_site.llm_openai import OpenAIBackend
+    def __init__(self, base_url: str, model: str = "judge", api_key_env: str | None = None, timeout: float = 60.0,
+                 api_key: str | None = None):
+        from ..llm import build_backend
 
-        self.backend = OpenAIBackend(base_url, model, api_key_env=api_key_env, timeout=timeout, max_tokens=4,
-                                     temperature=0.0)
+        self.backend = build_backend("openai", base_url=base_url, model=model, api_key=api_key,
+                                     api_key_env=api_key_env, timeout=timeout, max_tokens=4, temperature=0.0)
 
     def prefer(self, prompt: list[dict[str, str]], a: str, b: str) -> int | None:
         """0 if ``a`` is better, 1 if ``b``, None if the reply is neither."""
-        from ..capture_site.llm import BackendError
+        from ..llm import BackendError
 
         conv = "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
         msg = JUDGE_PROMPT.format(conversation=conv, a=a, b=b)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 from gazepref import UserError
@@ -78,7 +77,9 @@ def _classify(args: argparse.Namespace) -> int:
     from gazepref.cli import emit
 
     records = read_records(args.file)
-    if args.backend == "llm" and not (args.base_url or os.environ.get("GAZEPREF_LLM_BASE_URL")):
+    from gazepref.settings import current
+
+    if args.backend == "llm" and not (args.base_url or current().llm_base_url):
         raise UserError("--backend llm needs --base-url (or GAZEPREF_LLM_BASE_URL)")
     from gazepref.signals.text_feedback import classify_feedback
 

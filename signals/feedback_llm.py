@@ -4,21 +4,22 @@ Same output as the offline classifier (``{nof, sat, ordinal, confidence}`` per r
 gets the taxonomy, the previous query and answer and the next message, and must answer with one
 JSON object ``{"nof": ..., "builds_on_answer": true|false, "confidence": 0..1}``.
 
-Configuration: ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``) and ``model``, or the environment
-variables ``GAZEPREF_LLM_BASE_URL``, ``GAZEPREF_LLM_MODEL`` and ``GAZEPREF_LLM_API_KEY`` (falls back
-to ``OPENAI_API_KEY``). Requests go through the study site's OpenAI-compatible client. Nothing is
-sent anywhere unless this backend is chosen explicitly.
+Configuration: ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``) and ``model``, by default the
+settings' ``llm_base_url``, ``llm_model`` and ``llm_api_key`` (:mod:`gazepref.settings`: the
+environment variables ``GAZEPREF_LLM_BASE_URL``, ``GAZEPREF_LLM_MODEL`` and ``GAZEPREF_LLM_API_KEY``,
+the last falling back to ``OPENAI_API_KEY``). Requests go through the project's OpenAI-compatible
+client (:mod:`gazepref.llm`). Nothing is sent anywhere unless this backend is chosen explicitly.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gazepref import UserError
-
+from .. import UserError
+from ..llm import BackendError, build_backend
+from ..settings import current as current_settings
 from .text_feedback import CATEGORIES, NONE, as_records, result_for
 
 SYSTEM_PROMPT = """You label naturally occurring feedback in chats between a user and an AI assistant.
@@ -67,32 +68,30 @@ def parse_reply(text: str) -> tuple[str, bool, float]:
 class LLMJudge:
     """Text-feedback classification by an LLM behind an OpenAI-compatible chat endpoint.
 
-    Uses the study site's client (:class:`gazepref.capture_site.llm_openai.OpenAIBackend`).
+    Uses the project's client (a :func:`gazepref.llm.build_backend` ``openai`` backend).
     Parameters: ``base_url`` (the API root, ending before ``/chat/completions``), ``model``,
-    ``api_key_env`` (name of the environment variable holding a bearer token; default
-    ``GAZEPREF_LLM_API_KEY``, else ``OPENAI_API_KEY`` when set), ``timeout`` seconds.
+    ``api_key`` (a bearer token) or ``api_key_env`` (the name of an environment variable holding
+    one), ``timeout`` seconds. Unset ones default to the settings (:func:`gazepref.settings.current`):
+    ``$GAZEPREF_LLM_BASE_URL``, ``$GAZEPREF_LLM_MODEL``, ``$GAZEPREF_LLM_API_KEY`` (else ``$OPENAI_API_KEY``).
     """
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key_env: str | None = None,
-                 timeout: float = 60.0):
-        self.base_url = (base_url or os.environ.get("GAZEPREF_LLM_BASE_URL") or "").rstrip("/")
-        self.model = model or os.environ.get("GAZEPREF_LLM_MODEL") or ""
-        if api_key_env is None:
-            api_key_env = "GAZEPREF_LLM_API_KEY" if os.environ.get("GAZEPREF_LLM_API_KEY") else "OPENAI_API_KEY"
+                 timeout: float = 60.0, api_key: str | None = None):
+        settings = current_settings()
+        self.base_url = (base_url or settings.llm_base_url or "").rstrip("/")
+        self.model = model or settings.llm_model or ""
         self.api_key_env = api_key_env
         self.timeout = timeout
         if not self.base_url:
             raise UserError("the llm backend needs --base-url (or GAZEPREF_LLM_BASE_URL)")
         if not self.model:
             raise UserError("the llm backend needs --model (or GAZEPREF_LLM_MODEL)")
-        from gazepref.capture_site.llm_openai import OpenAIBackend
-
-        self.backend_ = OpenAIBackend(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
-                                      timeout=timeout, max_tokens=200, temperature=0.0)
+        if api_key is None and api_key_env is None:
+            api_key = settings.llm_api_key
+        self.backend_ = build_backend("openai", base_url=self.base_url, model=self.model, api_key=api_key,
+                                      api_key_env=api_key_env, timeout=timeout, max_tokens=200, temperature=0.0)
 
     def _ask(self, rec: Mapping[str, str]) -> str:
-        from gazepref.capture_site.llm import BackendError
-
         try:
             return self.backend_.generate(build_messages(rec))
         except BackendError as e:

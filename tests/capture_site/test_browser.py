@@ -217,7 +217,7 @@ class FailOnce:
     def generate(self, messages):
         self.calls += 1
         if self.calls == 1:
-            from gazepref.capture_site.llm import BackendError
+            from gazepref.llm import BackendError
 
             raise BackendError("model server restarting")
         return "A calm answer about sleep and memory."

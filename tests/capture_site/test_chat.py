@@ -2,7 +2,7 @@
 from sqlalchemy import select
 
 from gazepref import store
-from gazepref.capture_site.llm import BackendError
+from gazepref.llm import BackendError
 
 from sitetest import Walker
 

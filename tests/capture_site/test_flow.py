@@ -1,4 +1,5 @@
 """The participant flow with Flask's test client: consent, pseudonyms, resume, never twice."""
+import pytest
 from sqlalchemy import select
 
 from gazepref import store
@@ -211,3 +212,27 @@ def test_a_topic_renamed_in_the_config_after_the_plan_was_drawn(make_app, tmp_pa
     tasks = dbs.scalars(select(store.Task)).all()
     assert tasks and {t.answers["topic_id"] for t in tasks} == {"sleep"}  # the study's only topic, as planned
     assert later.get("/step").status_code == 200
+
+
+def test_the_site_reads_the_environment_once_into_its_config(make_app, monkeypatch):
+    monkeypatch.setenv("GAZEPREF_GAZE_SHED_MS", "120")
+    monkeypatch.setenv("GAZEPREF_GAZE_WS_COMMIT_MS", "40")
+    monkeypatch.setenv("GAZEPREF_GAZE_WS_SKIP_STALE", "0")
+    monkeypatch.setenv("GAZEPREF_GAZE_CONCURRENCY", "2")
+    app = make_app()
+    assert (app.config["GAZE_SHED_MS"], app.config["GAZE_WS_COMMIT_MS"]) == (120.0, 40.0)
+    assert app.config["GAZE_WS_SKIP_STALE"] is False and app.config["GAZE_CONCURRENCY"] == 2
+    assert app.extensions["gazepref_settings"].gaze_shed_ms == 120.0
+    assert make_app(GAZE_SHED_MS=5).config["GAZE_SHED_MS"] == 5  # overrides win
+
+
+def test_each_app_has_its_own_flow_steps(make_app):
+    from gazepref.capture_site import flow
+
+    a, b = make_app(), make_app()
+    flow.register_step("instructions", lambda ctx: "custom", lambda ctx: [], app=a)
+    assert flow.step_handlers(a)["instructions"].render(None) == "custom"
+    assert flow.step_handlers(b)["instructions"] is flow.BUILTIN_STEPS["instructions"]
+    assert flow.step_handlers(a)["calibration"] is not flow.BUILTIN_STEPS["calibration"]  # the gaze module's
+    with pytest.raises(TypeError):
+        flow.BUILTIN_STEPS["task"] = flow.BUILTIN_STEPS["done"]

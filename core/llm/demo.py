@@ -11,9 +11,9 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from .llm import BackendError, Message
+from . import BackendError, Message
 
-CORPUS_PATH = Path(__file__).with_name("corpus") / "demo_corpus.json"
+CORPUS_PATH = Path(__file__).with_name("demo_corpus.json")
 VARIANTS = ("concise", "detailed")
 _WORD = re.compile(r"[a-z]+")
 

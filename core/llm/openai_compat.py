@@ -6,20 +6,33 @@ import os
 import urllib.error
 import urllib.request
 
-from .llm import BackendError, Message
+from . import BackendError, Message
 
 
 class OpenAIBackend:
-    """POST ``{base_url}/chat/completions``; the API key is read from the env var ``api_key_env``."""
+    """POST ``{base_url}/chat/completions``.
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout: float = 60.0,
-                 max_tokens: int = 512, temperature: float = 0.7, system: str | None = None, **extra):
+    Parameters: ``base_url`` (the API root, ending before ``/chat/completions``), ``model``,
+    ``api_key`` (a bearer token; or ``api_key_env``, the name of an environment variable holding
+    one, read here once: study configs name the variable, never the secret), ``timeout`` seconds,
+    ``max_tokens``, ``temperature``, ``system`` (a system message put before every chat); other
+    keyword arguments are sent with each request.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, api_key_env: str | None = None,
+                 timeout: float = 60.0, max_tokens: int = 512, temperature: float = 0.7, system: str | None = None,
+                 **extra):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
+        if api_key is None:
+            api_key = os.environ.get(api_key_env, "") if api_key_env else ""
+        self.api_key = api_key
         self.timeout = float(timeout)
         self.params = {"max_tokens": int(max_tokens), "temperature": float(temperature), **extra}
         self.system = system
+
+    def __repr__(self) -> str:  # never print the key
+        return f"OpenAIBackend(url={self.url!r}, model={self.model!r})"
 
     def generate(self, messages: list[Message]) -> str:
         if self.system:

