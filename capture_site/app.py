@@ -60,7 +60,7 @@ def _init_db(url: str):
 
 def instance_folder(path: str | None = None) -> Path:
     """The instance folder (database, secret key): ``path``, $GAZEPREF_INSTANCE or ./instance."""
-    instance = Path(path or os.environ.get("GAZEPREF_INSTANCE") or Path.cwd() / "instance").resolve()
+    instance = store.instance_folder(path)
     instance.mkdir(parents=True, exist_ok=True)
     return instance
 
@@ -81,15 +81,11 @@ def paragraphs(text: str) -> Markup:
     return Markup("\n".join(out))
 
 
-def database_url(instance: Path) -> str:
-    return os.environ.get("GAZEPREF_DATABASE_URL") or f"sqlite:///{instance / 'gazepref.sqlite'}"
-
-
 def create_app(instance_path: str | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.from_mapping(
-        DATABASE_URL=database_url(instance),
+        DATABASE_URL=store.database_url(instance=instance),  # $GAZEPREF_DATABASE_URL, else the instance's SQLite
         STUDY_CONFIG=os.environ.get("GAZEPREF_STUDY_CONFIG") or None,
         SECRET_KEY=os.environ.get("GAZEPREF_SECRET_KEY") or None,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "(--password-stdin) or asked for on the terminal; it is stored hashed.")
     add.add_argument("username")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    add.add_argument("--instance", help="instance folder (database); default ./instance")
+    add.add_argument("--instance", help="instance folder (database); default $GAZEPREF_INSTANCE or ./instance")
+    add.add_argument("--db", help="database URL or SQLite file (default $GAZEPREF_DATABASE_URL, else the "
+                                  "instance folder's SQLite)")
     add.add_argument("--json", action="store_true", help="print JSON")
     add.set_defaults(func=_user_add)
 
@@ -62,13 +64,14 @@ def _user_add(args: argparse.Namespace) -> int:
 
     from .. import UserError, store
     from ..cli import emit
-    from .app import database_url, instance_folder
+    from .app import instance_folder
 
     name = args.username.strip()
     if not name or len(name) > 64:
         raise UserError("the user name must have 1 to 64 characters")
     password = _read_password(args.password_stdin)
-    sessions = store.init_db(store.make_engine(database_url(instance_folder(args.instance))))
+    url = store.database_url(args.db, instance_folder(args.instance))  # the site creates it where missing
+    sessions = store.init_db(store.make_engine(url))
     with sessions() as s, s.begin():
         user = s.scalar(select(store.User).where(store.User.username == name))
         created = user is None

@@ -88,15 +88,17 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def source_fingerprint(source: str | Path, turns: list[schema.Turn] | None) -> str:
-    """Content of the recording's turns plus the size and mtime of its files."""
+def source_fingerprint(source: Any, turns: list[schema.Turn] | None) -> str:
+    """Content of the recording's turns plus what its source holds: a recording's
+    :func:`gazepref.datasets.sources.fingerprint` (a folder's files, a study's rows and chunks), or
+    the size and mtime of the files at a path."""
+    from ..datasets.sources import fingerprint, folder_fingerprint
+
     h = hashlib.sha256()
-    p = Path(source)
-    if p.exists():
-        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-        for f in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(p) if f != p else f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    if hasattr(source, "turns"):
+        h.update(str(fingerprint(source)).encode())
+    elif Path(source).exists():
+        h.update(folder_fingerprint(source).encode())
     else:
         h.update(str(source).encode())
     for t in turns or []:
@@ -145,22 +147,16 @@ class Step:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def open_source(source: str, db: str | None = None, instance: str | None = None):
-    """(kind, recording or None): ``pairs`` for a preference data set, ``recording`` otherwise."""
+def open_align_source(source: str, db: str | None = None, instance: str | None = None):
+    """(kind, recording or None): ``pairs`` for a preference data set, else ``recording`` with what
+    :func:`gazepref.datasets.sources.open_source` opens (a folder or a study slug)."""
     from ..datasets.preference import is_preference_data
+    from ..datasets.sources import open_source
 
     p = Path(source).expanduser()
     if p.exists() and is_preference_data(p):
         return "pairs", None
-    if p.exists():
-        from ..datasets.recording import open_recording
-
-        return "recording", open_recording(p)
-    if "/" in source or source.startswith("."):
-        raise UserError(f"no such file or folder: {p}")
-    from ..datasets.store_recording import StoreRecording
-
-    return "recording", StoreRecording.open(source, db_url=db, instance=instance)
+    return "recording", open_source(source, db=db, instance=instance)
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -177,12 +173,12 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         raise UserError(f"--force: unknown step {bad[0]!r} (one of {', '.join(STEPS)}, all)")
     first_forced = min((STEPS.index(f) if f != "all" else 0 for f in force), default=len(STEPS))
     out = Path(out).expanduser()
-    kind, rec = open_source(source, db, instance)  # a bad source fails before anything is written
+    kind, rec = open_align_source(source, db, instance)  # a bad source fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
         (out / "align_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     turns = rec.turns() if rec is not None else None
-    src_fp = source_fingerprint(source, turns)
+    src_fp = source_fingerprint(rec if rec is not None else source, turns)
     d, t = cfg.data, cfg.train
     report: dict[str, Any] = {"out": str(out), "source": str(source), "source_kind": kind, "steps": {}}
     fps: dict[str, str] = {}

@@ -215,7 +215,7 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys):
     assert rc == 2 and "no study 'nope'" in err
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", store.sqlite_url(tmp_path / "missing.db"),
                          "--out", str(tmp_path / "x"))
-    assert rc == 2 and "no such file" in err and not (tmp_path / "missing.db").exists()
+    assert rc == 2 and "no database at" in err and not (tmp_path / "missing.db").exists()
 
 
 def test_reestimate_leaves_out_the_site_drift_correction():
