@@ -46,12 +46,11 @@ class StoreRecording:
 
     def close(self) -> None:
         """Give the database connections back (e.g. before forking workers, which then open their
-        own); the recording stays usable and reconnects when read again."""
-        remove = getattr(self.db, "remove", None)
-        (remove or self.db.close)()
-        bind = self.db.get_bind() if remove is None else self.db.session_factory.kw.get("bind")
-        if bind is not None:
-            bind.dispose()
+        own); the recording stays usable and reconnects when read again. A recording made on a
+        session it was given (the site's) leaves that session and its engine alone."""
+        if isinstance(self.db, scoped_session):  # opened by :meth:`open`: its own engine
+            self.db.remove()
+            self.db.session_factory.kw["bind"].dispose()
 
     def _participants(self) -> list[store.Participant]:
         return list(self.db.scalars(
