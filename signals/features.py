@@ -226,17 +226,18 @@ def _use_recording(rec) -> None:
     _TASKS = {t.task_id: t for t in rec.tasks()}
 
 
-def _open(key: tuple) -> None:
+def _open(key: tuple | None) -> None:
     """Worker initializer: forked workers inherit the parent's parsed recording (a study's without
-    its database connections: the parent gives them back first); others open it by its key."""
+    its database connections: the parent gives them back first); others open it by its key
+    (None: in the parent process, the recording in use)."""
     from ..datasets.sources import open_key, source_key
 
-    if _REC is not None and source_key(_REC) == key:
+    if key is None or (_REC is not None and source_key(_REC) == key):
         return
     _use_recording(open_key(key))
 
 
-def _run_chunk(args: tuple[tuple, list[str], bool]) -> tuple[list, list, list, list, dict]:
+def _run_chunk(args: tuple[tuple | None, list[str], bool]) -> tuple[list, list, list, list, dict]:
     key, task_ids, sentences = args
     from .task_data import from_recording
 
@@ -293,7 +294,7 @@ def build(data: Any, jobs: int = 1, sentences: bool = True, progress: bool = Fal
     rec = open_source(data)
     fmt = ("ifllm" if hasattr(rec, "behavior_dirs") else "gazepref-db" if hasattr(rec, "study")
            else "gazepref-parquet")
-    key = source_key(rec)
+    key = source_key(rec) if jobs > 1 else None  # an in-memory recording has none: one process
     _use_recording(rec)  # parse the tables once; forked workers inherit them
     with_turns = rec.turns_by_task()
     # every task with turns: one without trajectories still gives text measures and labels
