@@ -11,7 +11,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-all browser lock clean
+.PHONY: serve test install install-all browser postgres lock clean
 
 $(BIN)/python:
 	$(PYTHON) scripts/check_python.py
@@ -41,10 +41,14 @@ install-all: $(VENV)/.deps-all
 browser:
 	bash scripts/ensure_chromium.sh
 
+# The PostgreSQL tests start a throwaway server from Debian's binaries.
+postgres:
+	bash scripts/ensure_postgres.sh
+
 serve: install
 	$(BIN)/gazepref serve --host $(HOST) --port $(PORT)
 
-test: install-all browser
+test: install-all browser postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Re-pin constraints.txt to what is installed now (after changing dependencies in pyproject.toml).

@@ -64,7 +64,7 @@ def _init_db(url: str):
 
 def instance_folder(path: str | None = None) -> Path:
     """The instance folder (database, secret key): ``path``, $GAZEPREF_INSTANCE or ./instance."""
-    instance = Path(path or os.environ.get("GAZEPREF_INSTANCE") or Path.cwd() / "instance").resolve()
+    instance = store.instance_folder(path)
     instance.mkdir(parents=True, exist_ok=True)
     return instance
 
@@ -85,10 +85,6 @@ def paragraphs(text: str) -> Markup:
     return Markup("\n".join(out))
 
 
-def database_url(instance: Path) -> str:
-    return os.environ.get("GAZEPREF_DATABASE_URL") or f"sqlite:///{instance / 'gazepref.sqlite'}"
-
-
 def create_app(instance_path: str | None = None, overrides: dict[str, Any] | None = None,
                settings: Settings | None = None) -> Flask:
     """The study site. ``settings``: default those of the running entry point (``gazepref serve``)
@@ -98,7 +94,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.from_mapping(
-        DATABASE_URL=database_url(instance),
+        DATABASE_URL=store.database_url(instance=instance),  # $GAZEPREF_DATABASE_URL, else the instance's SQLite
         STUDY_CONFIG=settings.study_config,
         SECRET_KEY=settings.secret_key,
         GAZE_CONCURRENCY=settings.gaze_slots,  # frames in the gaze pipeline at once (0: no limit)

@@ -5,6 +5,8 @@ import argparse
 import getpass
 import sys
 
+from ..datasets.sources import add_database_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the study site (development server)",
@@ -12,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "folder, offline demo LLM. Production: see README (gunicorn).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--instance", help="instance folder (database, secrets); default ./instance")
+    p.add_argument("--instance", help="instance folder (database, secrets); default $GAZEPREF_INSTANCE or ./instance")
+    p.add_argument("--db", metavar="URL_OR_FILE", help="database (a SQLAlchemy URL or a SQLite file); default "
+                                                       "$GAZEPREF_DATABASE_URL, else the instance folder's SQLite")
     p.add_argument("--config", help="study configuration file (TOML)")
     p.set_defaults(func=_serve)
 
@@ -23,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "(--password-stdin) or asked for on the terminal; it is stored hashed.")
     add.add_argument("username")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    add.add_argument("--instance", help="instance folder (database); default ./instance")
+    add_database_arguments(add)
     add.add_argument("--json", action="store_true", help="print JSON")
     add.set_defaults(func=_user_add)
 
@@ -32,9 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .serving import RedactingRequestHandler
 
+    from .. import store
+
     overrides = {}
     if args.config:
         overrides["STUDY_CONFIG"] = args.config
+    if args.db:
+        overrides["DATABASE_URL"] = store.database_url(args.db)
     app = create_app(instance_path=args.instance, overrides=overrides)
     print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False,
@@ -62,13 +70,14 @@ def _user_add(args: argparse.Namespace) -> int:
 
     from .. import UserError, store
     from ..cli import emit
-    from .app import database_url, instance_folder
+    from .app import instance_folder
 
     name = args.username.strip()
     if not name or len(name) > 64:
         raise UserError("the user name must have 1 to 64 characters")
     password = _read_password(args.password_stdin)
-    sessions = store.init_db(store.make_engine(database_url(instance_folder(args.instance))))
+    url = store.database_url(args.db, instance_folder(args.instance))  # the site creates it where missing
+    sessions = store.init_db(store.make_engine(url))
     with sessions() as s, s.begin():
         user = s.scalar(select(store.User).where(store.User.username == name))
         created = user is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -219,6 +220,76 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+# --------------------------------------------------------------------------- locating the database
+
+#: the environment variable naming the site's database (any SQLAlchemy URL)
+DATABASE_URL_ENV = "GAZEPREF_DATABASE_URL"
+#: the environment variable naming the site's instance folder (SQLite database, secret key)
+INSTANCE_ENV = "GAZEPREF_INSTANCE"
+#: the SQLite file in the instance folder
+SQLITE_NAME = "gazepref.sqlite"
+
+
+def instance_folder(instance: str | os.PathLike | None = None) -> Path:
+    """The site's instance folder: ``instance``, else ``$GAZEPREF_INSTANCE``, else ``./instance``
+    (absolute; not created here)."""
+    return Path(instance or os.environ.get(INSTANCE_ENV) or Path.cwd() / "instance").expanduser().resolve()
+
+
+def database_url(db: str | os.PathLike | None = None, instance: str | os.PathLike | None = None,
+                 must_exist: bool = False) -> str:
+    """The one place that says which database the site and every command use.
+
+    Order: ``db`` (``--db``: a SQLAlchemy URL, or a plain path to a SQLite file), else
+    ``$GAZEPREF_DATABASE_URL``, else ``sqlite:///<instance folder>/gazepref.sqlite`` (the instance
+    folder from ``instance``, ``$GAZEPREF_INSTANCE`` or ``./instance``).
+
+    ``must_exist``: a command that reads a study raises :class:`gazepref.UserError` when the SQLite
+    file is missing, naming where it looked and how to point elsewhere (the site creates it).
+    """
+    from . import UserError
+
+    if db:
+        db = str(db)
+        url, how = (db, "--db") if "://" in db else (sqlite_url(Path(db).expanduser()), "--db")
+    elif os.environ.get(DATABASE_URL_ENV):
+        url, how = os.environ[DATABASE_URL_ENV], f"${DATABASE_URL_ENV}"
+    else:
+        folder = instance_folder(instance)
+        how = "--instance" if instance else (f"${INSTANCE_ENV}" if os.environ.get(INSTANCE_ENV) else "./instance")
+        url = sqlite_url(folder / SQLITE_NAME)
+    if must_exist:
+        path = sqlite_path(url)
+        if path is not None and not path.is_file():
+            raise UserError(
+                f"no database at {path} (from {how}); give --db URL_OR_FILE, set ${DATABASE_URL_ENV}, "
+                f"or --instance FOLDER (or ${INSTANCE_ENV}) to name the site's instance folder")
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL: let the engine say so
+        return None
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password hidden (for messages and cache keys)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
 
 
 def make_engine(url: str, **kw: Any) -> Engine:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .sources import add_source_arguments, source_from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="summarise and export recordings",
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("summary", help="count workers, tasks, queries and samples",
                         description="Count workers, tasks, queries (pairwise, labelled, pointwise), unique "
                                     "gaze and mouse samples, and malformed rows skipped.")
-    p.add_argument("path", help="IFLLM-layout folder (query_logs_table.csv, user_behavior/) or a gazepref export")
+    add_source_arguments(p, dest="data")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_summary)
 
@@ -23,12 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_schema)
 
     p = dsub.add_parser("export", help="export to Parquet or to the IFLLM layout",
-                        description="Export a recording (IFLLM folder, Parquet export, or --study from the "
-                                    "site database) to Parquet or to the IFLLM release layout.")
-    p.add_argument("source", nargs="?", help="IFLLM-layout folder or gazepref Parquet export")
-    p.add_argument("--study", help="export this study (slug) from the site database instead")
-    p.add_argument("--db", help="database URL (default: the instance folder's SQLite)")
-    p.add_argument("--instance", help="instance folder of the site (default ./instance)")
+                        description="Export a recording (an IFLLM folder, a Parquet export, or a study in the "
+                                    "site's database by slug) to Parquet or to the IFLLM release layout.")
+    add_source_arguments(p, dest="source", nargs="?")
+    p.add_argument("--study", metavar="SLUG", help="the study SLUG in the site's database (same as giving SLUG as SOURCE)")
     p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
@@ -38,9 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _summary(args: argparse.Namespace) -> int:
     from ..cli import emit
-    from .recording import open_recording
 
-    rec = open_recording(args.path)
+    rec = source_from_args(args, "data")
     summary = rec.summary(progress=not args.json) if hasattr(rec, "summary") else None
     emit(summary, args.json)
     return 0
@@ -77,16 +76,15 @@ def _export(args: argparse.Namespace) -> int:
     from .. import UserError
     from ..cli import emit
     from .export import export_ifllm, export_parquet
-    from .recording import open_recording
 
     if bool(args.source) == bool(args.study):
-        raise UserError("give either a SOURCE folder or --study SLUG")
+        raise UserError("give either SOURCE or --study SLUG")
     if args.study:
         from .store_recording import StoreRecording
 
         rec = StoreRecording.open(args.study, db_url=args.db, instance=args.instance)
     else:
-        rec = open_recording(args.source)
+        rec = source_from_args(args, "source")
     write = export_parquet if args.to == "parquet" else export_ifllm
     emit(write(rec, args.out, overwrite=args.overwrite, progress=not args.json), args.json)
     return 0

@@ -5,7 +5,8 @@ A :class:`Recording` is anything with ``participants()``, ``tasks()``, ``turns()
 (:class:`gazepref.datasets.ifllm.IFLLMRelease`), a gazepref Parquet export
 (:class:`ParquetRecording`) and a study in the site's database
 (:class:`gazepref.datasets.store_recording.StoreRecording`). Exporters and feature extractors take
-any of them.
+any of them. Commands open what the user names with :func:`gazepref.datasets.sources.open_source`
+(a folder through :func:`open_recording`, or a study slug).
 """
 from __future__ import annotations
 

@@ -1,20 +1,14 @@
 """A study in the site's database, seen as a :class:`~gazepref.datasets.recording.Recording`."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, scoped_session, selectinload
 
 from .. import UserError, schema, store
 from .derive import derive_streams
-
-
-def default_db_url(instance: str | os.PathLike | None = None) -> str:
-    folder = Path(instance or os.environ.get("GAZEPREF_INSTANCE") or Path.cwd() / "instance")
-    return f"sqlite:///{(folder / 'gazepref.sqlite').resolve()}"
 
 
 class StoreRecording:
@@ -23,25 +17,41 @@ class StoreRecording:
     Task ids are ``<pseudonym>/<task number>``; streams are derived
     (:func:`gazepref.datasets.derive.derive_streams`): a ``turn`` column from the turns'
     ``t_shown`` times on the task clock, and the word under each gaze and mouse sample from the
-    recorded layout.
+    recorded layout. Open one by slug with :meth:`open` (or through
+    :func:`gazepref.datasets.sources.open_source`); ``url`` is then the database it reads.
     """
 
-    def __init__(self, db: Session, study: store.Study):
+    def __init__(self, db: Session, study: store.Study, url: str | None = None):
         self.db = db
         self.study = study
+        self.url = url if url is not None else _bind_url(db)
         self._tasks: dict[str, store.Task] = {}
 
     @classmethod
     def open(cls, slug: str, db_url: str | None = None, instance: str | None = None) -> StoreRecording:
-        url = db_url or default_db_url(instance)
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-            raise UserError(f"no database at {url[len('sqlite:///'):]} (give --db or --instance)")
-        db = store.init_db(store.make_engine(url))()
-        study = db.scalar(select(store.Study).where(store.Study.slug == slug))
-        if study is None:
-            known = ", ".join(db.scalars(select(store.Study.slug))) or "none"
-            raise UserError(f"no study {slug!r} in the database (studies: {known})")
-        return cls(db, study)
+        """The study ``slug`` in the database that :func:`gazepref.store.database_url` locates
+        (``db_url``, else ``$GAZEPREF_DATABASE_URL``, else the instance folder's SQLite).
+
+        Its session is thread-local (a ``scoped_session``), so threads may read streams at once."""
+        url = store.database_url(db_url, instance, must_exist=True)
+        try:
+            db = scoped_session(store.init_db(store.make_engine(url)))
+            study = db.scalar(select(store.Study).where(store.Study.slug == slug))
+            if study is None:
+                known = ", ".join(db.scalars(select(store.Study.slug).order_by(store.Study.slug))) or "none"
+                db.remove()
+                raise UserError(f"no study {slug!r} in the database {store.safe_url(url)} (studies: {known})")
+        except OperationalError as e:
+            raise UserError(f"cannot read the database {store.safe_url(url)}: {e.orig}") from None
+        return cls(db, study, url)
+
+    def close(self) -> None:
+        """Give the database connections back (e.g. before forking workers, which then open their
+        own); the recording stays usable and reconnects when read again. A recording made on a
+        session it was given (the site's) leaves that session and its engine alone."""
+        if isinstance(self.db, scoped_session):  # opened by :meth:`open`: its own engine
+            self.db.remove()
+            self.db.session_factory.kw["bind"].dispose()
 
     def _participants(self) -> list[store.Participant]:
         return list(self.db.scalars(
@@ -115,3 +125,10 @@ class StoreRecording:
         from .recording import summarize
 
         return {"format": "gazepref-db", **summarize(self)}
+
+
+def _bind_url(db: Session) -> str:
+    try:
+        return db.get_bind().url.render_as_string(hide_password=False)
+    except Exception:  # noqa: BLE001 - a session without an engine (not expected)
+        return ""

@@ -30,25 +30,19 @@ from .align_cache import STEPS, StepRunner, source_fingerprint
 from .align_config import AlignConfig
 from .align_scorers import RewardModelScorer, load_reward_model, load_scorer
 
-__all__ = ["STEPS", "RewardModelScorer", "load_reward_model", "load_scorer", "open_source", "run"]
+__all__ = ["STEPS", "RewardModelScorer", "load_reward_model", "load_scorer", "open_align_source", "run"]
 
 
-def open_source(source: str, db: str | None = None, instance: str | None = None):
-    """(kind, recording or None): ``pairs`` for a preference data set, ``recording`` otherwise."""
+def open_align_source(source: str, db: str | None = None, instance: str | None = None):
+    """(kind, recording or None): ``pairs`` for a preference data set, else ``recording`` with what
+    :func:`gazepref.datasets.sources.open_source` opens (a folder or a study slug)."""
     from ..datasets.preference import is_preference_data
+    from ..datasets.sources import open_source
 
     p = Path(source).expanduser()
     if p.exists() and is_preference_data(p):
         return "pairs", None
-    if p.exists():
-        from ..datasets.recording import open_recording
-
-        return "recording", open_recording(p)
-    if "/" in source or source.startswith("."):
-        raise UserError(f"no such file or folder: {p}")
-    from ..datasets.store_recording import StoreRecording
-
-    return "recording", StoreRecording.open(source, db_url=db, instance=instance)
+    return "recording", open_source(source, db=db, instance=instance)
 
 
 def _accelerate_state():
@@ -82,7 +76,7 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         raise UserError(f"--force: unknown step {bad[0]!r} (one of {', '.join(STEPS)}, all)")
     label = label_sources.get(cfg.data.label_source)
     out = Path(out).expanduser()
-    kind, rec = open_source(source, db, instance)  # a bad source fails before anything is written
+    kind, rec = open_align_source(source, db, instance)  # a bad source fails before anything is written
     if kind == "recording" and label.implicit_features and not cfg.data.reward_model:
         raise UserError(f"label source {label.name!r} needs --reward-model PATH (a model from "
                         "`gazepref reward train`)")
@@ -90,7 +84,7 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     if int(os.environ.get("RANK", "0")) == 0:
         (out / "align_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     turns = rec.turns() if rec is not None else None
-    src_fp = source_fingerprint(source, turns)
+    src_fp = source_fingerprint(rec if rec is not None else source, turns)
     report: dict[str, Any] = {"out": str(out), "source": str(source), "source_kind": kind, "steps": {}}
     step = StepRunner(out, force, _accelerate_state(), progress, report)
     r = align_steps.AlignRun(str(source), out, cfg, kind, rec, turns, label, step.state, step.progress)

@@ -29,15 +29,17 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def source_fingerprint(source: str | Path, turns: list[schema.Turn] | None) -> str:
-    """Content of the recording's turns plus the size and mtime of its files."""
+def source_fingerprint(source: Any, turns: list[schema.Turn] | None) -> str:
+    """Content of the recording's turns plus what its source holds: a recording's
+    :func:`gazepref.datasets.sources.fingerprint` (a folder's files, a study's rows and chunks), or
+    the size and mtime of the files at a path."""
+    from ..datasets.sources import fingerprint, folder_fingerprint
+
     h = hashlib.sha256()
-    p = Path(source)
-    if p.exists():
-        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-        for f in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(p) if f != p else f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    if hasattr(source, "turns"):
+        h.update(str(fingerprint(source)).encode())
+    elif Path(source).exists():
+        h.update(folder_fingerprint(source).encode())
     else:
         h.update(str(source).encode())
     for t in turns or []:

@@ -1,9 +1,10 @@
-"""CLI: ``gazepref align STUDY_OR_DATA --model PATH --out DIR`` (see :mod:`gazepref.models.align`)."""
+"""CLI: ``gazepref align SOURCE --model PATH --out DIR`` (see :mod:`gazepref.models.align`)."""
 from __future__ import annotations
 
 import argparse
 
 from ..datasets import label_sources
+from ..datasets.sources import add_source_arguments
 from .align_cache import STEPS
 from .align_config import ALGORITHMS, LOSSES
 
@@ -17,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "cached in OUT and skipped when its inputs are unchanged. SOURCE is an IFLLM-layout folder, a "
                     "gazepref Parquet export, a preference data set (from a previous run's OUT/pairs, or JSONL), "
                     "or the slug of a study in the site's database.")
-    p.add_argument("source", metavar="STUDY_OR_DATA", help="recording folder, preference data, or study slug")
+    add_source_arguments(p, dest="source", help="an IFLLM-layout folder, a gazepref Parquet export, preference "
+                                                  "data (a previous run's OUT/pairs, or JSONL), or the slug of a "
+                                                  "study in the site's database")
     p.add_argument("--model", help="Hugging Face causal LM folder (the reference and the start of the policy)")
     p.add_argument("--out", required=True, help="output folder (steps are cached here)")
     p.add_argument("--tiny", action="store_true", help="build a tiny model and tokenizer from config (CPU run, "
@@ -46,8 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-model", help="model name sent to the judge")
     p.add_argument("--force", action="append", default=[], choices=STEP_NAMES, metavar="STEP",
                    help=f"redo STEP and the steps after it ({', '.join(STEP_NAMES)}); repeatable")
-    p.add_argument("--db", help="database URL when SOURCE is a study slug")
-    p.add_argument("--instance", help="site instance folder when SOURCE is a study slug")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_align)
 

@@ -80,18 +80,17 @@ def _code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def _cache_path(path: str | os.PathLike, kind: str) -> Path | None:
-    """Where the features of the recording at ``path`` are cached: keyed by the size and time of
-    every file of the recording (trajectories included) and by :func:`_code_fingerprint`."""
-    p = Path(path).expanduser().resolve()
-    if not any((d / "query_logs_table.csv").exists() for d in (p, p / "dataset")) and not (p / "manifest.json").exists():
+def _cache_path(rec: Any, kind: str) -> Path | None:
+    """Where the features of the recording ``rec`` are cached: keyed by its content
+    (:func:`gazepref.datasets.sources.fingerprint`: every file's size and time for a folder; the
+    turns, labels and stream chunks for a study in the database) and by :func:`_code_fingerprint`.
+    None when the recording cannot say what it holds (an in-memory recording)."""
+    from gazepref.datasets.sources import fingerprint
+
+    fp = fingerprint(rec)
+    if fp is None:
         return None
-    h = hashlib.sha1(f"{p}|{FEATURES_VERSION}|{kind}|{_code_fingerprint()}".encode())
-    for f in sorted(p.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    h = h.hexdigest()[:16]
+    h = hashlib.sha1(f"{fp}|{FEATURES_VERSION}|{kind}|{_code_fingerprint()}".encode()).hexdigest()[:16]
     from ..settings import cache_dir
 
     return cache_dir("reward", f"{kind}-{h}.parquet")
@@ -119,21 +118,24 @@ def text_feedback_features(X: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_data(path: str | os.PathLike, implicit: bool = True, text_feedback: bool = False,
+def load_data(source: Any, implicit: bool = True, text_feedback: bool = False,
               progress: bool = False, labelled_only: bool = True, cache: bool = True,
               features: str = "hits") -> RewardData:
     """Read a recording into :class:`RewardData` (implicit features cached on disk per recording).
 
+    ``source``: a Recording, or what :func:`gazepref.datasets.sources.open_source` opens (a folder
+    or a study slug in the located database).
+
     ``features``: ``"hits"`` (this package's in-box features, default), ``"signals"`` (the
     signal-processor's comparison table, :func:`gazepref.models.implicit_features.signals_features`)
     or ``"both"``."""
-    from gazepref.datasets.recording import open_recording
+    from gazepref.datasets.sources import open_source
 
-    rec = open_recording(path)
+    rec = open_source(source)
     X = comp.comparison_frame(rec, labelled_only=labelled_only)
     ratings = comp.rated_responses(rec)
     if implicit and len(X):
-        cp = _cache_path(path, "implicit") if cache and labelled_only else None
+        cp = _cache_path(rec, "implicit") if cache and labelled_only else None
         F = None
         if cp is not None and cp.exists():
             F = pd.read_parquet(cp)
@@ -146,7 +148,7 @@ def load_data(path: str | os.PathLike, implicit: bool = True, text_feedback: boo
         if features in ("signals", "both"):
             from .implicit_features import signals_features
 
-            S = signals_features(path, X, progress=progress)
+            S = signals_features(rec, X, progress=progress)
             F = S if features == "signals" else pd.concat([F.set_index(X.index), S], axis=1)
         elif features != "hits":
             raise ValueError(f"unknown features {features!r}; expected hits, signals or both")

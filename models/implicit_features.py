@@ -208,12 +208,13 @@ def from_signals_table(table: pd.DataFrame, comparisons: pd.DataFrame) -> pd.Dat
     return pd.DataFrame(out, index=comparisons.index)
 
 
-def signals_features(path, comparisons: pd.DataFrame, jobs: int = 1, progress: bool = False) -> pd.DataFrame:
-    """Build the signal-processor's comparison table for a recording and map it
-    (:func:`from_signals_table`). Raises ``ImportError`` when that module is not available."""
+def signals_features(rec, comparisons: pd.DataFrame, jobs: int = 1, progress: bool = False) -> pd.DataFrame:
+    """Build the signal-processor's comparison table for a recording (a Recording or a source
+    :func:`gazepref.datasets.sources.open_source` opens) and map it (:func:`from_signals_table`).
+    Raises ``ImportError`` when that module is not available."""
     from gazepref.signals import features as sf
 
-    res = sf.build(path, jobs=jobs, sentences=False, progress=progress)
+    res = sf.build(rec, jobs=jobs, sentences=False, progress=progress)
     table = getattr(res, "comparisons", None)
     if table is None:
         raise ImportError("gazepref.signals.features.build returned no comparison table")

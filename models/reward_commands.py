@@ -1,5 +1,8 @@
 """``gazepref reward ...``: evaluate, train and apply reward models.
 
+SOURCE (DATA) is an IFLLM-layout folder, a gazepref Parquet export or a study slug in the site's
+database (``--db``/``--instance``; see :func:`gazepref.datasets.sources.open_source`).
+
 * ``gazepref reward evaluate DATA [--json] [--protocol group|random] [--seeds N] [--folds K]``
 * ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]`` (workers of DATA_B that are also
   in DATA_A are left out of the test, with a note; ``test_workers_left_out`` counts them)
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..datasets.sources import add_source_arguments, source_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -26,9 +30,9 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
 
     e = sub.add_parser("evaluate", help="cross-validated report (grouped by worker), or train/test")
-    e.add_argument("data", nargs="?", help="recording (IFLLM folder or gazepref export)")
-    e.add_argument("--train", help="train on this recording ...")
-    e.add_argument("--test", help="... and test on this one")
+    add_source_arguments(e, dest="data", nargs="?")
+    e.add_argument("--train", metavar="SOURCE", help="train on this recording (folder or study slug) ...")
+    e.add_argument("--test", metavar="SOURCE", help="... and test on this one")
     e.add_argument("--protocol", choices=("group", "random"), default="group",
                    help="group: K-fold grouped by worker (default); random: the IFLLM anchor's plain K-fold")
     e.add_argument("--folds", type=int, default=5)
@@ -44,7 +48,7 @@ def register(subparsers: Any) -> None:
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train a reward model on all labelled comparisons and save it")
-    t.add_argument("data")
+    add_source_arguments(t, dest="data")
     t.add_argument("--out", required=True, help="model folder to write")
     t.add_argument("--model", default="late_fusion_worker_cal", help="model name (see `reward evaluate --json`)")
     t.add_argument("--text-model", default="structure_bt", help="text-only fallback model")
@@ -52,8 +56,8 @@ def register(subparsers: Any) -> None:
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("score", help="score every pairwise turn of a recording")
-    s.add_argument("model")
-    s.add_argument("data")
+    s.add_argument("model", help="model folder (from `gazepref reward train`)")
+    add_source_arguments(s, dest="data")
     s.add_argument("--out", required=True, help=".parquet, .csv or .jsonl")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
@@ -95,8 +99,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.train or args.test:
         if not (args.train and args.test) or args.data:
             raise UserError("give either DATA, or both --train and --test")
-        train = ev.load_data(args.train, text_feedback=args.text_feedback, progress=True, features=args.features)
-        test = ev.load_data(args.test, text_feedback=args.text_feedback, progress=True, features=args.features)
+        train = ev.load_data(source_from_args(args, spec=args.train), text_feedback=args.text_feedback,
+                             progress=True, features=args.features)
+        test = ev.load_data(source_from_args(args, spec=args.test), text_feedback=args.text_feedback,
+                            progress=True, features=args.features)
         try:
             test, shared = ev.held_out_test(train, test)
         except ValueError as e:
@@ -110,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise UserError("give DATA (or --train and --test)")
-        data = ev.load_data(args.data, text_feedback=args.text_feedback, progress=True, features=args.features)
+        data = ev.load_data(source_from_args(args, "data"), text_feedback=args.text_feedback, progress=True, features=args.features)
         if len(data.y) < 2 * args.folds:
             raise UserError(f"only {len(data.y)} labelled comparisons: too few for {args.folds}-fold CV")
         report = ev.evaluate(data, _usable(models, data, args.models), protocol=args.protocol, folds=args.folds,
@@ -125,20 +131,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .scoring import train_reward_model
 
-    rm = train_reward_model(args.data, model=args.model, text_model=args.text_model, progress=True)
+    rm = train_reward_model(source_from_args(args, "data"), model=args.model, text_model=args.text_model, progress=True)
     path = rm.save(args.out)
     emit({"model": str(path), **rm.manifest}, args.json)
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from gazepref.datasets.recording import open_recording
-
     from ..cli import emit
     from .scoring import load_reward_model
 
     rm = load_reward_model(args.model)
-    rec = open_recording(args.data)
+    rec = source_from_args(args, "data")
     df = rm.score_recording(rec, progress=True)
     keep = ["turn_id", "task_id", "index", "model_0", "model_1", "reward", "p_first", "confidence", "source",
             "reward_0", "reward_1"]

@@ -213,7 +213,7 @@ class RewardModel:
 def train_reward_model(data: Any, model: str = "late_fusion_worker_cal", text_model: str = "structure_bt",
                        progress: bool = False) -> RewardModel:
     """Fit ``model`` (a name of :func:`gazepref.models.evaluation.default_models`) and a text-only
-    fallback on all of ``data`` (a :class:`RewardData` or a recording path)."""
+    fallback on all of ``data`` (a :class:`RewardData`, a Recording, or a folder or study slug)."""
     import sklearn
 
     from . import evaluation as ev

@@ -1,9 +1,12 @@
-"""``gazepref features DATA --out DIR [--overwrite] [--jobs N] [--json]``: the feature tables of a data folder."""
+"""``gazepref features SOURCE --out DIR [--overwrite] [--jobs N] [--json]``: the feature tables of a recording
+(a folder or a study in the site's database)."""
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+
+from ..datasets.sources import add_source_arguments, source_from_args
 
 
 def register(subparsers) -> None:
@@ -11,9 +14,10 @@ def register(subparsers) -> None:
         "features",
         help="compute gaze/mouse features per response, comparison and sentence (Parquet)",
         description="Compute the feature tables (responses.parquet, comparisons.parquet, "
-                    "sentences.parquet) of DATA, an IFLLM-layout folder. Columns: docs/features.md.",
+                    "sentences.parquet) of SOURCE: an IFLLM-layout folder, a gazepref Parquet export or "
+                    "the slug of a study in the site's database. Columns: docs/features.md.",
     )
-    p.add_argument("data", metavar="DATA", help="IFLLM-layout folder (query_logs_table.csv + user_behavior/)")
+    add_source_arguments(p, dest="data")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (its feature tables are replaced)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -38,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out} is a file; --out names the folder the tables are written to")
     if out.exists() and any(out.iterdir()) and not args.overwrite:  # checked before hours of work
         raise UserError(f"{out} exists and is not empty (use --overwrite)")
-    res = features.build(args.data, jobs=jobs, sentences=not args.no_sentences, progress=not args.json,
+    rec = source_from_args(args, "data")
+    res = features.build(rec, jobs=jobs, sentences=not args.no_sentences, progress=not args.json,
                          text_feedback=args.text_feedback)
     stats = dict(res.stats)
     stats["outputs"] = features.write(res, args.out)

@@ -226,20 +226,22 @@ def _use_recording(rec) -> None:
     _TASKS = {t.task_id: t for t in rec.tasks()}
 
 
-def _open(path: str) -> None:
-    """Worker initializer: forked workers inherit the parent's parsed recording; others open it."""
-    if _REC is not None and str(_REC.root) == path:
+def _open(key: tuple | None) -> None:
+    """Worker initializer: forked workers inherit the parent's parsed recording (a study's without
+    its database connections: the parent gives them back first); others open it by its key
+    (None: in the parent process, the recording in use)."""
+    from ..datasets.sources import open_key, source_key
+
+    if key is None or (_REC is not None and source_key(_REC) == key):
         return
-    from ..datasets.recording import open_recording
-
-    _use_recording(open_recording(path))
+    _use_recording(open_key(key))
 
 
-def _run_chunk(args: tuple[str, list[str], bool]) -> tuple[list, list, list, list, dict]:
-    path, task_ids, sentences = args
+def _run_chunk(args: tuple[tuple | None, list[str], bool]) -> tuple[list, list, list, list, dict]:
+    key, task_ids, sentences = args
     from .task_data import from_recording
 
-    _open(path)
+    _open(key)
     rr, cr, sf, sq = [], [], [], []
     n_gaze = n_kept = n_mouse = 0
     for tid in task_ids:
@@ -282,22 +284,24 @@ def _chunks(items: list[tuple[str, int]], n: int) -> list[list[str]]:
     return [b for b in bins if b]
 
 
-def build(data: str | os.PathLike, jobs: int = 1, sentences: bool = True, progress: bool = False,
+def build(data: Any, jobs: int = 1, sentences: bool = True, progress: bool = False,
           task_ids: Iterable[str] | None = None, text_feedback: bool = False) -> Result:
-    """Compute the feature tables of a data folder."""
-    from ..datasets.recording import open_recording
+    """Compute the feature tables of a recording: a Recording object or what
+    :func:`gazepref.datasets.sources.open_source` opens (a folder or a study slug)."""
+    from ..datasets.sources import open_source, source_key
 
     t_start = time.perf_counter()
-    rec = open_recording(data)
-    fmt = "ifllm" if hasattr(rec, "behavior_dirs") else "gazepref-parquet"
-    path = str(rec.root)
+    rec = open_source(data)
+    fmt = ("ifllm" if hasattr(rec, "behavior_dirs") else "gazepref-db" if hasattr(rec, "study")
+           else "gazepref-parquet")
+    key = source_key(rec) if jobs > 1 else None  # an in-memory recording has none: one process
     _use_recording(rec)  # parse the tables once; forked workers inherit them
     with_turns = rec.turns_by_task()
     # every task with turns: one without trajectories still gives text measures and labels
     candidates = task_ids if task_ids is not None else with_turns
     todo = [t for t in candidates if t in with_turns and t in _TASKS]
     chunks = _chunks(_task_sizes(rec, todo), max(1, jobs))
-    args = [(path, c, sentences) for c in chunks]
+    args = [(key, c, sentences) for c in chunks]
     if jobs <= 1:
         it = map(_run_chunk, args)
         if progress:
@@ -306,7 +310,9 @@ def build(data: str | os.PathLike, jobs: int = 1, sentences: bool = True, progre
             it = bar(it, total=len(args), desc="features")
         results = list(it)
     else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_open, initargs=(path,)) as ex:
+        if hasattr(rec, "close"):  # a study: workers must not share the parent's database connections
+            rec.close()
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_open, initargs=(key,)) as ex:
             it = ex.map(_run_chunk, args)
             if progress:
                 from ..progress import progress as bar

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..datasets.sources import add_database_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     gaze = sub.add_parser("gaze", help="webcam gaze: track videos, evaluate calibration accuracy")
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "each participant's latest calibration or with --model, and write "
                                     "one Parquet file per task to --out. The database is not changed.")
     p.add_argument("study", help="study slug")
-    p.add_argument("--db", required=True, help="database URL (sqlite:///path or postgresql://...)")
+    add_database_arguments(p)
     p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -82,16 +84,15 @@ def _recalibrate(args: argparse.Namespace) -> int:
             model = GazeCalibration.from_bytes(Path(args.model).read_bytes())
         except ValueError as e:
             raise UserError(f"{args.model}: {e}") from None
-    if args.db.startswith("sqlite:///") and not Path(args.db[len("sqlite:///"):]).is_file():
-        raise FileNotFoundError(2, "no such file", args.db[len("sqlite:///"):])
-    engine = store.make_engine(args.db)
+    url = store.database_url(args.db, args.instance, must_exist=True)
+    engine = store.make_engine(url)
     try:
         with sessionmaker(engine)() as db:
             result = recalibrate_study(db, args.study, args.out, model)
     except LookupError as e:
         raise UserError(str(e)) from None
     except OperationalError as e:
-        raise UserError(f"cannot read the study database {args.db}: {e.orig}") from None
+        raise UserError(f"cannot read the study database {store.safe_url(url)}: {e.orig}") from None
     finally:
         engine.dispose()
     emit(result, args.json)

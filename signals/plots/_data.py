@@ -14,13 +14,12 @@ from .. import gaze_events
 from .text_layout import WordBoxes, char_xy, estimate_width, from_layout, reflow
 
 
-def open_data(path: Any):
-    """A recording from a path (IFLLM folder or gazepref Parquet export) or a recording object."""
-    if hasattr(path, "turns") and hasattr(path, "streams"):
-        return path
-    from ...datasets.recording import open_recording
+def open_data(source: Any):
+    """A recording object as it is, or the source it names (a folder or a study slug):
+    :func:`gazepref.datasets.sources.open_source`."""
+    from ...datasets.sources import open_source
 
-    return open_recording(path)
+    return open_source(source)
 
 
 def _examples(items: list[str], k: int = 5) -> str:

@@ -1,8 +1,10 @@
-"""CLI: ``gazepref plot KIND DATA ... --out FILE.png|.svg`` and ``gazepref report DATA --out report.html``."""
+"""CLI: ``gazepref plot KIND SOURCE ... --out FILE.png|.svg`` and ``gazepref report SOURCE --out report.html``
+(SOURCE: a folder or a study slug, see :func:`gazepref.datasets.sources.open_source`)."""
 from __future__ import annotations
 
 import argparse
 
+from ...datasets.sources import add_source_arguments, source_from_args
 from ._common import KINDS
 
 _TURN_KINDS = ("heatmap", "scanpath", "mouse", "timeline")
@@ -11,14 +13,15 @@ _TURN_KINDS = ("heatmap", "scanpath", "mouse", "timeline")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot", help="analyst views: heatmap, scanpath, mouse, timeline, attention, features, quality",
-        description="Draw one view of DATA (an IFLLM folder or a gazepref Parquet export) as PNG or SVG. "
+        description="Draw one view of SOURCE (an IFLLM folder, a gazepref Parquet export or a study slug in "
+                    "the site's database) as PNG or SVG. "
                     "Per turn: heatmap (gaze density over the response text), scanpath (numbered "
                     "fixations), mouse (pointer path with clicks and hovers), timeline (which response "
-                    "and where in it over time). Aggregate (over DATA, or one participant/task): "
+                    "and where in it over time). Aggregate (over SOURCE, or one participant/task): "
                     "attention (dwell by position in the text, preferred vs not), features "
                     "(distributions by outcome), quality (per participant).")
     p.add_argument("kind", metavar="KIND", help="one of: " + ", ".join(KINDS))
-    p.add_argument("data", metavar="DATA", help="IFLLM folder or gazepref Parquet export")
+    add_source_arguments(p, dest="data")
     p.add_argument("--participant", "-p", help="participant (pseudonym / IFLLM worker id)")
     p.add_argument("--task", "-t", help="task id (worker/task), or the task number with --participant")
     p.add_argument("--turn", "-n", type=int, help="turn index within the task (0-based; default 0)")
@@ -31,10 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
         "report", help="self-contained HTML report: data quality, behaviour, reward models",
         description="Write one HTML file (images embedded as base64 PNG, no external resources) "
-                    "summarising DATA: counts, data quality per participant, attention and feature "
+                    "summarising SOURCE: counts, data quality per participant, attention and feature "
                     "distributions by outcome, example turns, and the reward-model table when "
                     "--reward-json is given (from `gazepref reward evaluate --json`).")
-    r.add_argument("data", metavar="DATA", help="IFLLM folder or gazepref Parquet export")
+    add_source_arguments(r, dest="data")
     r.add_argument("--out", "-o", required=True, help="output .html file")
     r.add_argument("--reward-json", help="JSON written by `gazepref reward evaluate --json`")
     r.add_argument("--participant", "-p", help="only this participant")
@@ -91,7 +94,7 @@ def make_plot(kind: str, data, participant=None, task=None, turn=None, size=None
 def _plot(args: argparse.Namespace) -> int:
     from ._common import save
 
-    fig = make_plot(args.kind, args.data, args.participant, args.task, args.turn, args.size, args.source,
+    fig = make_plot(args.kind, source_from_args(args, "data"), args.participant, args.task, args.turn, args.size, args.source,
                     progress=True, max_fixations=args.max_fixations)
     out = save(fig, args.out)
     print(out)
@@ -101,7 +104,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    out = write_report(args.data, args.out, reward_json=args.reward_json, participant=args.participant,
+    out = write_report(source_from_args(args, "data"), args.out, reward_json=args.reward_json, participant=args.participant,
                        jobs=args.jobs, progress=True, n_examples=args.examples)
     print(out)
     return 0

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ... import UserError
 from ._common import fig_to_png
+from ...datasets.sources import describe
 from ._data import TurnView, open_data
 from .quality import quality_flags
 from .summary import Summary, collect
@@ -211,7 +212,7 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
     from .scanpath import plot_scanpath
 
     title = "gazepref report"
-    src = html.escape(Path(str(getattr(rec, "root", data))).name or str(data))
+    src = html.escape(describe(rec))
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}: {src}</title>"
              f"<style>{CSS}</style></head><body>",

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from ... import UserError, schema
 from .. import gaze_events
 from ...datasets.text_mapping import anchor_positions, text_units
+from ...datasets.sources import describe
 from ._data import TurnView, _np, open_data, outcome, task_streams, turns_by_task
 
 N_BINS = 10  # relative sentence position bins
@@ -251,7 +252,7 @@ def collect(data, participant: str | None = None, task: str | None = None, jobs:
         "pairwise_labelled": int(responses[responses["outcome"] == "preferred"].shape[0]) if len(responses) else 0,
         "gaze_samples": int(tq["gaze_samples"].sum()) if len(tq) else 0,
     }
-    return Summary(responses, tq, parts, counts, str(getattr(rec, "root", data)))
+    return Summary(responses, tq, parts, counts, describe(rec))
 
 
 def _participants(tq: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:

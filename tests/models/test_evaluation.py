@@ -167,16 +167,20 @@ def test_feature_cache_is_keyed_by_every_file_and_the_code(ifllm_sample, tmp_pat
     import os
     import shutil
 
+    from gazepref.datasets.recording import open_recording
+    from gazepref.signals.plots.synthetic import site_like
+
     monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
-    rec = tmp_path / "rec"
-    shutil.copytree(ifllm_sample, rec)
+    path = tmp_path / "rec"
+    shutil.copytree(ifllm_sample, path)
+    rec = open_recording(path)
     key = ev._cache_path(rec, "implicit")
-    assert key == ev._cache_path(rec, "implicit") and key.parent == tmp_path / "cache" / "reward"
-    traj = next(f for f in sorted((rec / "user_behavior").rglob("*")) if f.is_file())
+    assert key == ev._cache_path(open_recording(path), "implicit") and key.parent == tmp_path / "cache" / "reward"
+    traj = next(f for f in sorted((path / "user_behavior").rglob("*")) if f.is_file())
     st = traj.stat()
     os.utime(traj, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     moved = ev._cache_path(rec, "implicit")
     assert moved != key
     monkeypatch.setattr(ev, "_code_fingerprint", lambda: "other code")
     assert ev._cache_path(rec, "implicit") not in (key, moved)
-    assert ev._cache_path(tmp_path, "implicit") is None  # not a recording: no cache
+    assert ev._cache_path(site_like(), "implicit") is None  # an in-memory recording: no cache

@@ -164,7 +164,7 @@ def test_evaluate_manifest_quirks(manifest, tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------------- stored gaze
 
 
-def test_reestimate_stored_gaze(face_frame, tmp_path, capsys):
+def test_reestimate_stored_gaze(face_frame, tmp_path, capsys, monkeypatch):
     """Gaze stored with an online calibration is re-mapped with the participant's stored model."""
     with GazeTracker(static_image_mode=True) as tracker:
         rows = [tracker.process_image(face_frame(dx=dx, dy=dy), t=float(i))
@@ -215,7 +215,15 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys):
     assert rc == 2 and "no study 'nope'" in err
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", store.sqlite_url(tmp_path / "missing.db"),
                          "--out", str(tmp_path / "x"))
-    assert rc == 2 and "no such file" in err and not (tmp_path / "missing.db").exists()
+    assert rc == 2 and "no database at" in err and not (tmp_path / "missing.db").exists()
+    # without --db: the database the site uses, $GAZEPREF_DATABASE_URL (or a SQLite file given as --db)
+    monkeypatch.setenv("GAZEPREF_DATABASE_URL", url)
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--out", str(tmp_path / "env"), "--json")
+    assert rc == 0 and json.loads(stdout)["samples"] == 10
+    monkeypatch.delenv("GAZEPREF_DATABASE_URL")
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", str(tmp_path / "db.sqlite"),
+                            "--out", str(tmp_path / "file"), "--json")
+    assert rc == 0 and json.loads(stdout)["samples"] == 10
 
 
 def test_reestimate_leaves_out_the_site_drift_correction():
