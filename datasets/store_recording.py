@@ -26,6 +26,7 @@ class StoreRecording:
         self.study = study
         self.url = url if url is not None else _bind_url(db)
         self._tasks: dict[str, store.Task] = {}
+        self._task_turns: dict[str, list[schema.Turn]] = {}  # read with the tasks: no lazy loads later
 
     @classmethod
     def open(cls, slug: str, db_url: str | None = None, instance: str | None = None) -> StoreRecording:
@@ -75,6 +76,7 @@ class StoreRecording:
             for t in p.tasks:
                 tid = self._task_id(p, t)
                 self._tasks[tid] = t
+                self._task_turns[tid] = sorted(self._turns_of(p, t), key=lambda u: u.index)
                 out.append(schema.Task(
                     task_id=tid, participant_id=p.pseudonym, study_id=self.study.slug, kind=t.kind,
                     topic=t.topic, clock_anchor_epoch_ms=t.clock_anchor_epoch_ms,
@@ -118,8 +120,7 @@ class StoreRecording:
             tb = store.read_stream(self.db, task, name)
             if tb.num_rows:
                 raw[name] = tb
-        turns = sorted(self._turns_of(task.participant, task), key=lambda u: u.index)
-        return derive_streams(raw, turns, clock="t")
+        return derive_streams(raw, self._task_turns[task_id], clock="t")
 
     def summary(self, progress: bool = False) -> dict:
         from .recording import summarize
