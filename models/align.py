@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError, schema
-from .align_config import AlignConfig
+from .align_config import FEEDBACK_SOURCES, AlignConfig
 
 STEPS = ("features", "reward", "pairs", "train", "eval")
 RM_SOURCES = ("text_rm", "implicit_rm", "fused_rm")
@@ -177,7 +177,12 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         raise UserError(f"--force: unknown step {bad[0]!r} (one of {', '.join(STEPS)}, all)")
     first_forced = min((STEPS.index(f) if f != "all" else 0 for f in force), default=len(STEPS))
     out = Path(out).expanduser()
-    kind, rec = open_source(source, db, instance)  # a bad source fails before anything is written
+    feedback = cfg.data.label_source in FEEDBACK_SOURCES  # mined text feedback: conversations
+    if feedback and Path(source).expanduser().exists():
+        kind, rec = "conversations", None
+    else:
+        kind, rec = open_source(source, db, instance)  # a bad source fails before anything is written
+        kind = "conversations" if feedback else kind
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
         (out / "align_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -240,7 +245,7 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     # ---- features
     def do_features(sd: Path) -> dict[str, Any]:
         if kind != "recording" or not needs_features:
-            return {"skipped": f"not needed for label source {d.label_source!r}" if kind == "recording"
+            return {"skipped": f"not needed for label source {d.label_source!r}" if kind != "pairs"
                     else "source is a preference data set"}
         import pandas as pd
 
@@ -258,6 +263,10 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
 
     # ---- reward
     def do_reward(sd: Path) -> dict[str, Any]:
+        if feedback:
+            from .feedback_source import mine
+
+            return mine(source, sd, d, db, instance, progress)
         if kind != "recording" or not needs_rm:
             return {"skipped": "labels do not come from a reward model" if kind == "recording"
                     else "source is a preference data set"}
@@ -307,6 +316,7 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
                 "path": str(sd / "rewards.jsonl")}
 
     step("reward", {"source": src_fp, "features": fps["features"], "label_source": d.label_source,
+                    "feedback_backend": d.feedback_backend if feedback else None,
                     "reward_model": d.reward_model, "reward_model_files":
                     source_fingerprint(d.reward_model, None) if d.reward_model else None, "needed": needs_rm},
          do_reward)
@@ -332,6 +342,15 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         score = table_score if needs_rm else None
 
         stats = P.BuildStats()
+        if feedback:
+            from .feedback_source import build
+
+            items, stats, set_kind = build(source, out / "reward", d, t.algorithm, db, instance)
+            splits = P.split_by_worker(items, d.test_fraction, d.seed)
+            man = P.save(splits, sd, kind=set_kind, stats=stats, meta={"label_source": d.label_source})
+            if not splits["train"]:
+                raise UserError(f"no training examples from {source} with label source {d.label_source!r}")
+            return {"counts": man["counts"], "workers": man["workers"], "stats": man["stats"], "path": str(sd)}
         if t.algorithm == "kto":
             items = P.build_unpaired(turns, include_pairwise=d.kto_include_pairwise, pair_source=d.label_source,
                                      context_messages=d.context_messages, stats=stats, pair_score=score)

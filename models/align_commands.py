@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .align_config import LOSSES
+from .align_config import LABEL_SOURCES, LOSSES
 
 STEP_NAMES = ("features", "reward", "pairs", "train", "eval", "all")
 
@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiny", action="store_true", help="build a tiny model and tokenizer from config (CPU run, "
                                                        "nothing downloads)")
     p.add_argument("--config", help="TOML or YAML config ([data], [model], [train], [eval]); flags override it")
-    p.add_argument("--label-source", choices=("human", "ratings", "text_rm", "implicit_rm", "fused_rm"),
-                   help="where preference labels come from (default human)")
+    p.add_argument("--label-source", choices=LABEL_SOURCES,
+                   help="where preference labels come from (default human); feedback_pairs / feedback_kto "
+                        "mine text feedback from SOURCE's conversations (a log file or folder, a recording)")
     p.add_argument("--reward-model", help="reward model folder for *_rm labels and the win-rate judge "
                                           "(default: the length baseline judges)")
     p.add_argument("--algorithm", choices=("dpo", "kto"), help="dpo on pairs (default) or kto on unpaired examples")
@@ -85,6 +86,8 @@ def _text(report: dict) -> str:
         detail = res.get("skipped", "")
         if name == "features" and "pairwise_turns" in res:
             detail = f"{res['turns_with_features']} of {res['pairwise_turns']} pairwise turns with implicit features"
+        elif name == "reward" and "mined" in res:
+            detail = f"{res['mined']} answers with a reaction mined {res['by_level']}"
         elif name == "reward" and "turns_scored" in res:
             detail = f"{res['turns_scored']} turns scored by {res['reward_model']} {res['evidence']}"
         elif name == "pairs" and "counts" in res:

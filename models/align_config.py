@@ -4,7 +4,7 @@ Read from TOML or YAML (:func:`load_config`), overridden by command-line flags, 
 to every run (``OUT/align_config.json``). Example (TOML)::
 
     [data]
-    label_source = "human"        # human | ratings | text_rm | implicit_rm | fused_rm
+    label_source = "human"        # human | ratings | text_rm | implicit_rm | fused_rm | feedback_pairs | feedback_kto
     test_fraction = 0.2           # share of *workers* held out
     context_messages = 4          # earlier chat messages kept in the prompt (omit: all)
 
@@ -38,6 +38,8 @@ from .. import UserError
 LOSSES = ("sigmoid", "robust", "sigmoid+sft")
 ALGORITHMS = ("dpo", "kto")
 MAX_EPSILON = 0.49  # TRL's rDPO needs ε < 0.5
+FEEDBACK_SOURCES = ("feedback_pairs", "feedback_kto")  # gazepref.models.feedback_source
+LABEL_SOURCES = ("human", "ratings", "text_rm", "implicit_rm", "fused_rm") + FEEDBACK_SOURCES
 
 
 @dataclass
@@ -49,6 +51,10 @@ class DataConfig:
     min_confidence: float = 0.0
     kto_include_pairwise: bool = True  # KTO: also use both sides of every pair
     reward_model: str | None = None  # path for text_rm / implicit_rm / fused_rm (and eval)
+    # feedback_pairs / feedback_kto (mined text feedback, gazepref.datasets.feedback_pairs)
+    feedback_backend: str = "offline"  # offline | llm (the judge from GAZEPREF_LLM_BASE_URL / _MODEL)
+    feedback_accept_level: int = 3  # a revision counts as accepted when its reaction is at least this
+    feedback_desirable_level: int = 5  # KTO: desirable from this level (4 adds engagement)
 
 
 @dataclass
@@ -139,8 +145,12 @@ class AlignConfig:
         return asdict(self)
 
     def validate(self) -> AlignConfig:
-        if self.data.label_source not in ("human", "ratings", "text_rm", "implicit_rm", "fused_rm"):
+        if self.data.label_source not in LABEL_SOURCES:
             raise UserError(f"unknown label source {self.data.label_source!r}")
+        if self.data.label_source in FEEDBACK_SOURCES:
+            from .feedback_source import check
+
+            check(self.data.label_source, self.train.algorithm)
         if self.train.loss not in LOSSES:
             raise UserError(f"unknown loss {self.train.loss!r} (one of {', '.join(LOSSES)})")
         if self.train.algorithm not in ALGORITHMS:
