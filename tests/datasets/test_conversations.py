@@ -167,3 +167,23 @@ def test_ifllm_recording_as_conversations(ifllm_sample, tmp_path):
     assert [(c.conversation_id, c.user_id) for c in back] == [(c.conversation_id, c.user_id) for c in convs]
     assert [[(t.role, t.text, t.model) for t in c.turns] for c in back] == \
         [[(t.role, t.text, t.model) for t in c.turns] for c in convs]
+
+
+def test_the_same_chats_in_every_format_read_the_same(feedback_log, tmp_path):
+    """The tests' feedback log as ShareGPT (a JSON list) and WildChat records (Parquet): the same turns."""
+    ref = list(C.read_log(feedback_log))
+    share = [{"id": c.conversation_id, "conversations": [
+        {"from": {"user": "human", "assistant": "gpt"}.get(t.role, t.role), "value": t.text} for t in c.turns]}
+        for c in ref]
+    (tmp_path / "sharegpt.json").write_text(json.dumps(share))
+    wild = [{"conversation_hash": c.conversation_id, "hashed_ip": c.user_id, "model": c.turns[-1].model or "m",
+             "conversation": [{"role": t.role, "content": t.text} for t in c.turns]} for c in ref]
+    pq.write_table(pa.Table.from_pylist(wild), tmp_path / "wildchat.parquet")
+    for p, fmt in ((tmp_path / "sharegpt.json", "sharegpt"), (tmp_path / "wildchat.parquet", "wildchat")):
+        got = list(C.read_log(p))
+        assert {c.source for c in got} == {fmt}
+        assert [(c.conversation_id, [(t.role, t.text) for t in c.turns]) for c in got] == \
+            [(c.conversation_id, [(t.role, t.text) for t in c.turns]) for c in ref]
+        assert [[(i, q, a.text, r.text) for i, q, a, r in c.exchanges()] for c in got] == \
+            [[(i, q, a.text, r.text) for i, q, a, r in c.exchanges()] for c in ref]
+    assert [c.user_id for c in C.read_log(tmp_path / "wildchat.parquet")] == [c.user_id for c in ref]
