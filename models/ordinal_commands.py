@@ -36,6 +36,10 @@ def add_parser(reward_sub: Any) -> None:
         p.add_argument("--class-weight", choices=("none", "balanced"), default="none",
                        help="weight levels by inverse frequency")
         p.add_argument("--no-embedding", action="store_true", help="structure features only (no MiniLM)")
+        p.add_argument("--encoder", metavar="PATH",
+                       help="fine-tune this local transformer checkpoint as the utility instead of the frozen "
+                            "MiniLM features (a GPU helps; nothing is downloaded)")
+        p.add_argument("--steps", type=int, default=200, help="--encoder: optimizer steps")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--json", action="store_true")
         if name == "evaluate":
@@ -58,8 +62,15 @@ def _mined(source: str, into: Path, progress: bool):
 
 
 def _estimator(args: argparse.Namespace):
-    from .ordinal_rm import OrdinalFeedbackRM
+    from .ordinal_rm import OrdinalFeedbackRM, TransformerOrdinalRM
 
+    if args.encoder:
+        if not Path(args.encoder).expanduser().is_dir():
+            raise UserError(f"--encoder: no such model folder: {args.encoder}")
+        if args.steps < 1:
+            raise UserError("--steps must be at least 1")
+        return TransformerOrdinalRM(model_path=str(Path(args.encoder).expanduser()), max_steps=args.steps,
+                                    class_weight=None if args.class_weight == "none" else "balanced", seed=args.seed)
     return OrdinalFeedbackRM(C=args.C, embedding=not args.no_embedding,
                              class_weight=None if args.class_weight == "none" else "balanced")
 

@@ -10,7 +10,9 @@ For a (request, response) with latent utility ``s = w·x``::
 (rejection, correction, neutral, engagement, satisfaction: :data:`gazepref.signals.feedback_mining.LEVELS`),
 fitted by L-BFGS on the (optionally class-weighted) negative log-likelihood with an L2 penalty.
 ``decision_function`` is ``s``: a difference of two responses' ``s`` is the log of the odds ratio
-of a higher level, so it serves directly as a Bradley–Terry reward.
+of a higher level, so it serves directly as a Bradley–Terry reward. :class:`TransformerOrdinalRM`
+is the same model with a fine-tuned transformer (a local checkpoint, a GPU) in place of the frozen
+features.
 
 :func:`cross_validate` evaluates it with folds grouped by user (or conversation): accuracy on the
 held-out levels (with the majority-level baseline), pairwise agreement (the share of held-out pairs
@@ -208,12 +210,140 @@ class OrdinalFeedbackRM(ClassifierMixin, BaseEstimator):
         return self.predict_proba(X) @ self.classes_
 
 
+class TransformerOrdinalRM(ClassifierMixin, BaseEstimator):
+    """The same cumulative-link model with a fine-tuned transformer as ``s`` (for a GPU and a local
+    checkpoint; nothing is downloaded).
+
+    ``model_path`` is a local sequence-classification checkpoint or any encoder (its one-output
+    head is new); ``None`` builds a tiny Llama scorer from the training texts
+    (:func:`gazepref.models.transformer_rm.build_tiny_reward_model`: tests, CPU smoke runs). The
+    request and response are read as :func:`gazepref.models.transformer_rm.encode` reads them; the
+    scalar head is ``s``, the thresholds are learned beside it (AdamW, ``max_steps`` mini-batches
+    of ``batch_size``, the loss of :class:`OrdinalFeedbackRM` without the L2 term).
+    Same API: ``fit``, ``utility``, ``decision_function``, ``predict_proba``, ``predict``.
+    """
+
+    def __init__(self, model_path: str | None = None, max_steps: int = 200, batch_size: int = 16,
+                 learning_rate: float = 5e-5, max_length: int = 256, class_weight: str | None = None,
+                 n_levels: int = N_LEVELS, seed: int = 0):
+        self.model_path = model_path
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.max_length = max_length
+        self.class_weight = class_weight
+        self.n_levels = n_levels
+        self.seed = seed
+
+    def _thresholds(self, t1, delta):
+        import torch
+
+        return t1 + torch.cat([t1.new_zeros(1), torch.cumsum(torch.nn.functional.softplus(delta), 0)])
+
+    def _batch(self, prompts: Sequence[str], texts: Sequence[str]):
+        from .transformer_rm import encode
+
+        ids = [encode(self.tokenizer_, p, t, self.max_length) for p, t in zip(prompts, texts)]
+        return self.tokenizer_.pad({"input_ids": ids}, return_tensors="pt")
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TransformerOrdinalRM:
+        import os
+        import tempfile
+
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from .transformer_rm import _has_cuda, build_tiny_reward_model
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        prompts, texts = _prompts_texts(X)
+        y = np.asarray(y, dtype=int)
+        K = self.n_levels
+        if len(np.unique(y)) < 2 or y.min() < 1 or y.max() > K:
+            raise ValueError(f"need at least two different levels in 1..{K}")
+        torch.manual_seed(self.seed)
+        path = self.model_path or str(build_tiny_reward_model(
+            Path(tempfile.mkdtemp(prefix="gazepref-ordinal-")) / "init", list(prompts) + list(texts), seed=self.seed))
+        tok = AutoTokenizer.from_pretrained(path)
+        if tok.eos_token is None:  # encoder checkpoints (BERT, MiniLM) end a text with [SEP]
+            tok.eos_token = tok.sep_token
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "right"
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        model.config.pad_token_id = tok.pad_token_id
+        dev = "cuda" if _has_cuda() else "cpu"
+        model.to(dev).train()
+        self.tokenizer_ = tok
+        counts = np.bincount(y, minlength=K + 1)[1:]
+        cum = np.clip(np.cumsum(counts)[:-1] / len(y), 1e-3, 1 - 1e-3)
+        th0 = np.log(cum / (1 - cum))
+        t1 = torch.tensor(float(th0[0]), device=dev, requires_grad=True)
+        delta = torch.tensor(np.log(np.expm1(np.maximum(np.diff(th0), 1e-2))), dtype=torch.float32, device=dev,
+                             requires_grad=True)
+        sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if self.class_weight == "balanced":
+            sw = sw * np.where(counts > 0, len(y) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)[y - 1]
+        opt = torch.optim.AdamW([{"params": model.parameters()}, {"params": [t1, delta], "lr": 1e-2}],
+                                lr=self.learning_rate)
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(y))
+        pos = 0
+        self.losses_ = []
+        for _ in range(self.max_steps):
+            if pos + self.batch_size > len(order):
+                order, pos = rng.permutation(len(y)), 0
+            idx = order[pos:pos + self.batch_size]
+            pos += self.batch_size
+            enc = {k: v.to(dev) for k, v in self._batch([prompts[i] for i in idx], [texts[i] for i in idx]).items()}
+            s = model(**enc).logits[:, 0].float()
+            th = self._thresholds(t1, delta)
+            F = torch.sigmoid(th[None, :] - s[:, None])
+            F = torch.cat([F.new_zeros(len(idx), 1), F, F.new_ones(len(idx), 1)], 1)
+            yy = torch.as_tensor(y[idx], device=dev)
+            p = (F.gather(1, yy[:, None]) - F.gather(1, yy[:, None] - 1)).squeeze(1).clamp_min(1e-9)
+            w = torch.as_tensor(sw[idx], dtype=torch.float32, device=dev)
+            loss = -(w * p.log()).sum() / w.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.losses_.append(loss.item())
+        self.model_ = model.eval()
+        self.thresholds_ = self._thresholds(t1, delta).detach().cpu().numpy().astype(float)
+        self.classes_ = np.arange(1, K + 1)
+        self.level_counts_ = counts
+        self.converged_ = True
+        return self
+
+    def utility(self, prompts: Sequence[str], texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("TransformerOrdinalRM is not fitted yet")
+        dev = next(self.model_.parameters()).device
+        out = []
+        prompts, texts = list(prompts), list(texts)
+        for i in range(0, len(texts), batch_size):
+            enc = self._batch(prompts[i:i + batch_size], texts[i:i + batch_size])
+            with torch.no_grad():
+                out.append(self.model_(**{k: v.to(dev) for k, v in enc.items()}).logits[:, 0].float().cpu().numpy())
+        return np.concatenate(out).astype(float) if out else np.zeros(0)
+
+    decision_function = OrdinalFeedbackRM.decision_function
+    proba_from_utility = OrdinalFeedbackRM.proba_from_utility
+    predict_proba = OrdinalFeedbackRM.predict_proba
+    predict = OrdinalFeedbackRM.predict
+    expected_level = OrdinalFeedbackRM.expected_level
+
+
 class OrdinalPairwise(ClassifierMixin, BaseEstimator):
     """An :class:`OrdinalFeedbackRM` as a pairwise model on a comparison frame (``prompt``,
     ``text_0``, ``text_1``): ``decision_function`` = s(left) − s(right), the log-odds that the left
     response gets the higher level (what :class:`gazepref.models.scoring.RewardModel` expects)."""
 
-    def __init__(self, estimator: OrdinalFeedbackRM | None = None):
+    def __init__(self, estimator: OrdinalFeedbackRM | TransformerOrdinalRM | None = None):
         self.estimator = estimator
 
     @property
@@ -361,6 +491,7 @@ def save(est: OrdinalFeedbackRM, path: str | Path, prompts: Sequence[str], texts
         "feature_columns": [],
         "label": "ordinal feedback levels 1-5 (rejection .. satisfaction); pairs: reward = s(left) - s(right), "
                  "the log-odds that the left response gets the higher level",
+        "estimator": type(est).__name__,
         "ordinal": {"levels": {1: "rejection", 2: "correction", 3: "neutral", 4: "engagement", 5: "satisfaction"},
                     "thresholds": [float(t) for t in est.thresholds_], "params": est.get_params(),
                     "level_counts": [int(c) for c in est.level_counts_], "cv": cv},
@@ -380,5 +511,5 @@ def load(path: str | Path) -> OrdinalFeedbackRM:
     return rm.text_model.estimator
 
 
-__all__ = ["OrdinalFeedbackRM", "OrdinalPairwise", "cross_validate", "expected_calibration_error", "level_metrics",
+__all__ = ["OrdinalFeedbackRM", "OrdinalPairwise", "TransformerOrdinalRM", "cross_validate", "expected_calibration_error", "level_metrics",
            "load", "pairwise_agreement", "save", "training_data"]

@@ -167,3 +167,25 @@ def test_cli_ordinal_evaluate_and_train(sample_mined, tmp_path, capsys):
     assert json.loads((out / "manifest.json").read_text())["format"] == "gazepref-reward-model"
     assert main(["reward", "ordinal", "evaluate", str(sample_mined), "--folds", "1"]) == 2
     assert "--folds must be at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_transformer_ordinal_model_on_the_toy_set(tmp_path):
+    """The cumulative-link loss on a fine-tuned (here tiny, built from config) transformer."""
+    pytest.importorskip("transformers")
+    from scipy.stats import spearmanr
+
+    from gazepref.models.scoring import load_reward_model
+
+    df = toy(n_users=4, per_user=8)
+    X, y = df[["request", "response"]], df["level"].to_numpy()
+    m = O.TransformerOrdinalRM(max_steps=30, batch_size=8, learning_rate=1e-3, max_length=96).fit(X, y)
+    assert np.mean(m.losses_[-5:]) < np.mean(m.losses_[:5])
+    assert np.all(np.diff(m.thresholds_) > 0)
+    assert spearmanr(m.expected_level(X), y).statistic > 0.6
+    assert np.allclose(m.predict_proba(X).sum(1), 1.0)
+    rm = load_reward_model(O.save(m, tmp_path / "trm", X["request"].tolist(), X["response"].tolist()))
+    assert rm.manifest["estimator"] == "TransformerOrdinalRM"
+    a, b = X["response"].iloc[0], X["response"].iloc[1]
+    sa, sb = m.utility(["q", "q"], [a, b])
+    assert rm.score([("q", a, b)])[0].reward == pytest.approx(sa - sb, abs=1e-4)
