@@ -108,6 +108,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .ordinal_rm import cross_validate, save, training_data
 
     out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
     df = _mined(args.source, out / "feedback", progress=not args.json)
     X, y, g = training_data(df, args.group)
     if len(set(y.tolist())) < 2:

@@ -120,11 +120,19 @@ def mine_to_folder(source: str | os.PathLike, out: str | os.PathLike, fmt: str =
 
     from gazepref.progress import progress
 
+    import itertools
+
+    from gazepref import UserError
+
+    outp = Path(out).expanduser()
+    if outp.exists() and not outp.is_dir():
+        raise UserError(f"--out {outp} is a file; give a folder")
     report = ReadReport()
     convs = open_conversations(source, fmt, report, strict, db=db, instance=instance)
+    first = next(convs, None)  # a missing or unreadable source fails before anything is written
+    convs = itertools.chain([] if first is None else [first], convs)
     if limit is not None:
-        convs = (c for i, c in zip(range(limit), convs))
-    outp = Path(out).expanduser()
+        convs = itertools.islice(convs, limit)
     outp.mkdir(parents=True, exist_ok=True)
     tmp = outp / (TABLE + ".part")
     schema = _schema()

@@ -143,3 +143,11 @@ def test_mining_with_the_llm_judge(feedback_log, tmp_path, fake_openai):
     thanked = {k for k, v in EXPECTED.items() if v == "positive"}
     assert {(r["conversation_id"], r["turn"]) for r in s["rows_mined"] if r["nof"] == "positive"} == thanked
     assert s["by_level"]["5 satisfaction"] == len(thanked) and s["backend"] == "llm"
+
+
+def test_cli_mine_bad_source_or_out_writes_nothing(feedback_log, tmp_path, capsys):
+    assert main(["feedback", "mine", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main(["feedback", "mine", str(feedback_log), "--out", str(feedback_log)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and len(err.strip().splitlines()) == 1
