@@ -119,7 +119,8 @@ def build_feedback_pairs(conversations: Iterable[Conversation], feedback: Feedba
                     pairs.append(PreferencePair(
                         prompt=_prompt(conv, j, context_messages), chosen=a.text, rejected=b.text,
                         confidence=round(c, 6), label_source="feedback_pairs", margin=float(level - lj),
-                        worker=_worker(conv), task_id=conv.conversation_id, turn_id=b.turn_id or f"{conv.conversation_id}:{j}",
+                        worker=_worker(conv), task_id=conv.conversation_id,
+                        turn_id=b.turn_id or f"{conv.conversation_id}:{j}",
                         turn_index=j, chosen_model=a.model, rejected_model=b.model, chosen_position=0))
             elif run:
                 ex["no_revision"] += len(run)  # accepted below accept_level (e.g. neutral with accept_level 5)

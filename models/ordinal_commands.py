@@ -32,7 +32,8 @@ def add_parser(reward_sub: Any) -> None:
         p.add_argument("--group", choices=("user", "conversation"), default="user",
                        help="cross-validation groups: users (conversations where there is no user id) or "
                             "conversations")
-        p.add_argument("--C", type=float, default=0.1, help="inverse L2 strength")
+        p.add_argument("--C", type=_c_value, default="auto",
+                       help="inverse L2 strength, or auto (default: chosen by inner grouped folds)")
         p.add_argument("--class-weight", choices=("none", "balanced"), default="none",
                        help="weight levels by inverse frequency")
         p.add_argument("--no-embedding", action="store_true", help="structure features only (no MiniLM)")
@@ -50,6 +51,18 @@ def add_parser(reward_sub: Any) -> None:
             p.add_argument("--cv", type=int, default=0, metavar="K",
                            help="also cross-validate with K grouped folds and store the metrics in the manifest")
             p.set_defaults(func=cmd_train)
+
+
+def _c_value(v: str) -> float | str:
+    if v == "auto":
+        return v
+    try:
+        c = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a positive number or auto") from None
+    if not c > 0:
+        raise argparse.ArgumentTypeError("a positive number or auto")
+    return c
 
 
 def _mined(source: str, into: Path, progress: bool):
@@ -120,11 +133,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError("--cv must be at least 2")
         cv = cross_validate(X, y, g, _estimator(args), folds=args.cv, seed=args.seed)
         cv.pop("per_fold")
-    est = _estimator(args).fit(X, y)
+    est = _estimator(args)
+    est.fit(X, y, **({"groups": g} if hasattr(est, "C") else {}))
     save(est, out, X["request"].tolist(), X["response"].tolist(),
          trained_on={"answers": int(len(y)), "groups": int(len(set(g.tolist()))), "source": str(args.source)}, cv=cv)
     res = {"model": str(out), "answers": int(len(y)), "levels": {int(k): int((y == k).sum()) for k in range(1, 6)},
-           "thresholds": [round(float(t), 4) for t in est.thresholds_], "converged": est.converged_, "cv": cv}
+           "thresholds": [round(float(t), 4) for t in est.thresholds_], "converged": est.converged_,
+           "C": getattr(est, "C_", None), "cv": cv}
     emit(res, args.json, lambda r: f"saved {r['model']} ({r['answers']} answers, levels {r['levels']})"
          + ("\n" + _metrics_text(r["cv"]) if r["cv"] else ""))
     return 0

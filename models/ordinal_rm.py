@@ -42,6 +42,7 @@ from .. import UserError
 from . import text_features as tf
 
 N_LEVELS = 5
+AUTO_CS = (0.001, 0.01, 0.1, 1.0)
 MODEL_NAME = "ordinal_feedback"
 
 
@@ -75,18 +76,20 @@ class OrdinalFeedbackRM(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    C : inverse L2 strength (the penalty is ``||w||² / (2·C·n)`` on the mean log-loss).
+    C : inverse L2 strength (the penalty is ``||w||² / (2·C·n)`` on the mean log-loss), or ``"auto"``:
+        the value of :data:`AUTO_CS` with the lowest log-loss in 3 inner folds (grouped by the
+        ``groups`` given to ``fit``).
     embedding : use the MiniLM embedding of the response and its cosine to the request.
     structure : use the structure features (length, lists, headers, truncation, overlap, ...).
     class_weight : None, or ``"balanced"`` (each level weighted by n / (n_levels_seen · n_level)).
     n_levels : number of ordered levels.
     max_iter : L-BFGS iterations.
 
-    Learned attributes: ``coef_``, ``thresholds_`` (θ, increasing), ``scaler_``, ``classes_``
+    Learned attributes: ``coef_``, ``thresholds_`` (θ, increasing), ``C_``, ``scaler_``, ``classes_``
     (1..n_levels), ``n_features_in_``, ``level_counts_``.
     """
 
-    def __init__(self, C: float = 0.1, embedding: bool = True, structure: bool = True,
+    def __init__(self, C: float | str = "auto", embedding: bool = True, structure: bool = True,
                  class_weight: str | None = None, n_levels: int = N_LEVELS, max_iter: int = 500):
         self.C = C
         self.embedding = embedding
@@ -112,7 +115,8 @@ class OrdinalFeedbackRM(ClassifierMixin, BaseEstimator):
         th = t1 + np.r_[0.0, np.cumsum(_softplus(delta))]
         return w, th, delta
 
-    def _objective(self, theta: np.ndarray, Z: np.ndarray, y: np.ndarray, sw: np.ndarray) -> tuple[float, np.ndarray]:
+    def _objective(self, theta: np.ndarray, Z: np.ndarray, y: np.ndarray, sw: np.ndarray,
+                   C: float | None = None) -> tuple[float, np.ndarray]:
         n, d = Z.shape
         K = self.n_levels
         w, th, delta = self._unpack(theta, d)
@@ -131,7 +135,7 @@ class OrdinalFeedbackRM(ClassifierMixin, BaseEstimator):
         dth[idx, y] -= gup / p
         dth[idx, y - 1] += glo / p
         dth = (dth[:, 1:K] * (sw / W)[:, None]).sum(0)  # (K-1,)
-        lam = 1.0 / (self.C * n)
+        lam = 1.0 / ((self.C if C is None else C) * n)
         loss += 0.5 * lam * float(w @ w) + 0.5e-3 * float(delta @ delta)
         g_w = Z.T @ ds + lam * w
         g_t1 = dth.sum()
@@ -140,7 +144,9 @@ class OrdinalFeedbackRM(ClassifierMixin, BaseEstimator):
         return loss, np.r_[g_w, g_t1, g_delta]
 
     # ---- sklearn API
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> OrdinalFeedbackRM:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> OrdinalFeedbackRM:
+        """Fit on (request, response) rows and their levels; ``groups`` (users, conversations) make
+        the inner folds of ``C="auto"`` grouped."""
         prompts, texts = _prompts_texts(X)
         y = np.asarray(y, dtype=int)
         K = self.n_levels
@@ -162,21 +168,56 @@ class OrdinalFeedbackRM(ClassifierMixin, BaseEstimator):
             sw = sw * cw[y - 1]
         elif self.class_weight is not None:
             raise ValueError("class_weight must be None or 'balanced'")
+        C = self.C
+        if isinstance(C, str):
+            if C != "auto":
+                raise ValueError("C must be a number or 'auto'")
+            C, self.c_scores_ = self._choose_c(Z, y, sw, groups)
+        self.C_ = float(C)
+        self.coef_, self.thresholds_, self.converged_ = self._fit_z(Z, y, sw, self.C_)
+        self.classes_ = np.arange(1, K + 1)
+        self.n_features_in_ = Z.shape[1]
+        self.level_counts_ = counts
+        return self
+
+    def _fit_z(self, Z: np.ndarray, y: np.ndarray, sw: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(weights, thresholds, converged) on standardised features."""
+        K = self.n_levels
+        counts = np.bincount(y, minlength=K + 1)[1:]
         # thresholds start at the logits of the cumulative level frequencies
         cum = np.clip(np.cumsum(counts)[:-1] / len(y), 1e-3, 1 - 1e-3)
         th0 = np.log(cum / (1 - cum))
         gaps = np.maximum(np.diff(th0), 1e-2)
         delta0 = np.log(np.expm1(gaps))
         theta0 = np.r_[np.zeros(Z.shape[1]), th0[0], delta0]
-        res = minimize(self._objective, theta0, args=(Z, y, sw), jac=True, method="L-BFGS-B",
+        res = minimize(self._objective, theta0, args=(Z, y, sw, C), jac=True, method="L-BFGS-B",
                        options={"maxiter": self.max_iter})
         w, th, _ = self._unpack(res.x, Z.shape[1])
-        self.coef_, self.thresholds_ = w, th
-        self.classes_ = np.arange(1, K + 1)
-        self.n_features_in_ = Z.shape[1]
-        self.level_counts_ = counts
-        self.converged_ = bool(res.success)
-        return self
+        return w, th, bool(res.success)
+
+    def _choose_c(self, Z: np.ndarray, y: np.ndarray, sw: np.ndarray, groups: Any) -> tuple[float, dict[str, float]]:
+        """The C of :data:`AUTO_CS` with the lowest held-out log-loss in 3 inner folds (grouped
+        when ``groups`` are given)."""
+        from sklearn.model_selection import GroupKFold, KFold
+
+        if groups is not None and len(np.unique(groups)) >= 3:
+            splits = list(GroupKFold(n_splits=3).split(Z, y, np.asarray(groups)))
+        else:
+            splits = list(KFold(n_splits=min(3, len(y)), shuffle=True, random_state=0).split(Z))
+        scores = {}
+        for C in AUTO_CS:
+            losses = []
+            for tr, te in splits:
+                if len(np.unique(y[tr])) < 2:
+                    continue
+                w, th, _ = self._fit_z(Z[tr], y[tr], sw[tr], C)
+                F = expit(th[None, :] - (Z[te] @ w)[:, None])
+                F = np.hstack([np.zeros((len(te), 1)), F, np.ones((len(te), 1))])
+                p = np.maximum(F[np.arange(len(te)), y[te]] - F[np.arange(len(te)), y[te] - 1], 1e-12)
+                losses.append(float(-np.log(p).mean()))
+            scores[str(C)] = float(np.mean(losses)) if losses else math.inf
+        best = min(AUTO_CS, key=lambda c: scores[str(c)])
+        return best, scores
 
     def _check(self) -> None:
         if not hasattr(self, "coef_"):
@@ -438,7 +479,8 @@ def cross_validate(X: Any, y: Any, groups: Any, estimator: OrdinalFeedbackRM | N
         m = clone(est)
         if len(np.unique(y[tr])) < 2:
             raise UserError("a training fold holds a single level: too little data for an ordinal model")
-        m.fit([(prompts[i], texts[i]) for i in tr], y[tr])
+        fit_kw = {"groups": groups[tr]} if isinstance(m, OrdinalFeedbackRM) else {}
+        m.fit([(prompts[i], texts[i]) for i in tr], y[tr], **fit_kw)
         P[te] = m.predict_proba([(prompts[i], texts[i]) for i in te])
         prior = np.bincount(y[tr], minlength=K + 1)[1:] / len(tr)
         Pb[te] = prior
@@ -467,7 +509,8 @@ def training_data(mined: pd.DataFrame, group: str = "user") -> tuple[pd.DataFram
     df = mined[mined["response"].fillna("").str.strip() != ""].reset_index(drop=True)
     conv = df["conversation_id"].astype(str)
     if group == "user":
-        g = np.where(df["user_id"].isna() | (df["user_id"].astype(str) == ""), "c:" + conv, "u:" + df["user_id"].astype(str))
+        no_user = df["user_id"].isna() | (df["user_id"].astype(str) == "")
+        g = np.where(no_user, "c:" + conv, "u:" + df["user_id"].astype(str))
     else:
         g = ("c:" + conv).to_numpy()
     return df[["request", "response"]], df["ordinal"].to_numpy(dtype=int), np.asarray(g)
@@ -511,5 +554,6 @@ def load(path: str | Path) -> OrdinalFeedbackRM:
     return rm.text_model.estimator
 
 
-__all__ = ["OrdinalFeedbackRM", "OrdinalPairwise", "TransformerOrdinalRM", "cross_validate", "expected_calibration_error", "level_metrics",
+__all__ = ["OrdinalFeedbackRM", "OrdinalPairwise", "TransformerOrdinalRM", "cross_validate",
+           "expected_calibration_error", "level_metrics",
            "load", "pairwise_agreement", "save", "training_data"]

@@ -61,6 +61,17 @@ def test_learns_the_order_of_a_toy_set():
     assert s[1] > s[0]
 
 
+def test_c_auto_takes_the_best_inner_fold_log_loss():
+    df = toy(n_users=6, per_user=10, seed=3)
+    m = O.OrdinalFeedbackRM(embedding=False).fit(df[["request", "response"]], df["level"], groups=df["user"])
+    assert set(m.c_scores_) == {str(c) for c in O.AUTO_CS}
+    assert m.C_ in O.AUTO_CS and m.c_scores_[str(m.C_)] == min(m.c_scores_.values())
+    # a clear signal needs little shrinkage: the weakest penalty is not worse than the strongest
+    assert m.c_scores_[str(max(O.AUTO_CS))] < m.c_scores_[str(min(O.AUTO_CS))]
+    with pytest.raises(ValueError, match="number or 'auto'"):
+        O.OrdinalFeedbackRM(C="big", embedding=False).fit(df[["request", "response"]], df["level"])
+
+
 def test_fit_rejects_bad_levels():
     with pytest.raises(ValueError, match="two different levels"):
         O.OrdinalFeedbackRM(embedding=False).fit([("q", "a"), ("q", "b")], [3, 3])
