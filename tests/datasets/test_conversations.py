@@ -187,3 +187,36 @@ def test_the_same_chats_in_every_format_read_the_same(feedback_log, tmp_path):
         assert [[(i, q, a.text, r.text) for i, q, a, r in c.exchanges()] for c in got] == \
             [[(i, q, a.text, r.text) for i, q, a, r in c.exchanges()] for c in ref]
     assert [c.user_id for c in C.read_log(tmp_path / "wildchat.parquet")] == [c.user_id for c in ref]
+
+
+def test_site_study_and_parquet_export_as_conversations(tmp_path, ifllm_sample):
+    """A study in the site's database (by its slug) and a gazepref Parquet export read like the release."""
+    from gazepref import store
+    from gazepref.datasets.export import export_parquet
+    from gazepref.datasets.recording import open_recording
+
+    url = store.sqlite_url(tmp_path / "site.sqlite")
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        study = store.Study(slug="pilot", name="Pilot", salt="s3cret")
+        p = store.Participant(study=study, pseudonym="p_1a2b", platform="prolific", consent=True)
+        task = store.Task(participant=p, kind="pointwise", topic="France", clock_anchor_epoch_ms=1.7e12)
+        turns = [store.Turn(task=task, index=0, kind="pointwise", prompt="Capital of France?", prompt_sent="x",
+                            responses=[store.Response(position=0, model="demo-a", text="Lyon.")]),
+                 store.Turn(task=task, index=1, kind="pointwise", prompt="Wrong, it is Paris.", prompt_sent="y",
+                            responses=[store.Response(position=0, model="demo-a", text="Yes, Paris.")])]
+        db.add_all([study, p, task, *turns])
+        db.commit()
+    (c,) = C.open_conversations("pilot", db=url)
+    assert c.user_id == "p_1a2b" and c.source == "recording"
+    assert [(t.role, t.text, t.model) for t in c.turns] == [
+        ("user", "Capital of France?", ""), ("assistant", "Lyon.", "demo-a"),
+        ("user", "Wrong, it is Paris.", ""), ("assistant", "Yes, Paris.", "demo-a")]
+    assert [(i, q, a.text, r.text) for i, q, a, r in c.exchanges()] == [(1, "Capital of France?", "Lyon.",
+                                                                          "Wrong, it is Paris.")]
+
+    export_parquet(open_recording(ifllm_sample), tmp_path / "pq")
+    key = [(c.conversation_id, c.user_id, [(t.role, t.text, t.model) for t in c.turns]) for c in
+           C.open_conversations(ifllm_sample)]
+    assert key == [(c.conversation_id, c.user_id, [(t.role, t.text, t.model) for t in c.turns])
+                   for c in C.open_conversations(tmp_path / "pq")]
