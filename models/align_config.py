@@ -150,7 +150,7 @@ class AlignConfig:
         if self.data.label_source in FEEDBACK_SOURCES:
             from .feedback_source import check
 
-            check(self.data.label_source, self.train.algorithm)
+            check(self.data.label_source, self.train.algorithm, self.data.feedback_backend)
         if self.train.loss not in LOSSES:
             raise UserError(f"unknown loss {self.train.loss!r} (one of {', '.join(LOSSES)})")
         if self.train.algorithm not in ALGORITHMS:

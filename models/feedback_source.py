@@ -26,8 +26,10 @@ DESCRIPTIONS = {
 }
 
 
-def check(label_source: str, algorithm: str) -> None:
+def check(label_source: str, algorithm: str, backend: str = "offline") -> None:
     """Configuration errors of a feedback label source (raised before anything runs)."""
+    if backend not in ("offline", "llm"):
+        raise UserError(f"unknown feedback_backend {backend!r} (offline or llm)")
     if label_source == "feedback_kto" and algorithm != "kto":
         raise UserError("label source 'feedback_kto' gives unpaired examples: use --algorithm kto "
                         "(or --label-source feedback_pairs for DPO)")

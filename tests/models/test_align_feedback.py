@@ -72,3 +72,12 @@ def test_feedback_kto_needs_kto(feedback_log, tmp_path, capsys):
                  *FAST]) == 2
     assert "use --algorithm kto" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_feedback_backend_is_checked():
+    from gazepref import UserError
+    from gazepref.models.align_config import AlignConfig
+
+    with pytest.raises(UserError, match="unknown feedback_backend 'gpt'"):
+        AlignConfig.from_dict({"data": {"label_source": "feedback_pairs", "feedback_backend": "gpt"}})
+    assert AlignConfig.from_dict({"data": {"label_source": "feedback_pairs"}}).data.feedback_accept_level == 3
