@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..datasets.feedback_pairs import FEEDBACK_SOURCES
+from ..datasets.preference import LABEL_SOURCES as TURN_SOURCES
 
 LOSSES = ("sigmoid", "robust", "sigmoid+sft")
 ALGORITHMS = ("dpo", "kto")
 MAX_EPSILON = 0.49  # TRL's rDPO needs ε < 0.5
-FEEDBACK_SOURCES = ("feedback_pairs", "feedback_kto")  # gazepref.models.feedback_source
-LABEL_SOURCES = ("human", "ratings", "text_rm", "implicit_rm", "fused_rm") + FEEDBACK_SOURCES
+#: turn labels (gazepref.datasets.preference) and mined text feedback (gazepref.models.feedback_source)
+LABEL_SOURCES = TURN_SOURCES + FEEDBACK_SOURCES
 
 
 @dataclass
