@@ -88,6 +88,12 @@ class LabelSource:
     gives
         ``"pairs"`` (DPO; KTO uses both sides with ``kto_include_pairwise``) and/or ``"unpaired"``
         (KTO examples).
+    mined_feedback
+        Labels come from the text feedback in the source's conversations (a chat log, or a
+        recording's tasks): ``gazepref align``'s ``reward`` step mines it
+        (:func:`gazepref.models.feedback_source.mine`) and the ``pairs`` step builds from the mined
+        table (:func:`gazepref.models.feedback_source.build`, which calls ``builder`` as
+        ``builder(conversations, feedback, context_messages, ...)``), not from the turns.
     """
     name: str
     description: str
@@ -95,6 +101,7 @@ class LabelSource:
     reward_model: bool = False
     implicit_features: bool = False
     gives: tuple[str, ...] = (PAIRS,)
+    mined_feedback: bool = False
 
     def function(self) -> Builder:
         """The builder function (imported when given by name)."""
@@ -113,6 +120,7 @@ class LabelSource:
 
 
 _P = "gazepref.datasets.preference"
+_F = "gazepref.datasets.feedback_pairs"
 
 #: The label sources, in the order the command line lists them.
 SOURCES: tuple[LabelSource, ...] = (
@@ -126,6 +134,12 @@ SOURCES: tuple[LabelSource, ...] = (
                 f"{_P}:reward_model_pairs", reward_model=True, implicit_features=True),
     LabelSource("fused_rm", "a fused (text + gaze/mouse) reward model's verdict on every pairwise turn",
                 f"{_P}:reward_model_pairs", reward_model=True, implicit_features=True),
+    LabelSource("feedback_pairs", "pairs from conversations: a revised answer the user accepted over the answer "
+                "they rejected (mined text feedback; DPO, or both sides for KTO)",
+                f"{_F}:build_feedback_pairs", mined_feedback=True),
+    LabelSource("feedback_kto", "KTO examples from conversations: answers met with satisfaction (desirable) or "
+                "rejection/correction (undesirable), weighted by the classifier's confidence",
+                f"{_F}:build_feedback_kto", mined_feedback=True, gives=(UNPAIRED,)),
 )
 
 _REGISTRY: dict[str, LabelSource] = {s.name: s for s in SOURCES}

@@ -168,13 +168,20 @@ def _digest(prompt: Messages, *texts: str) -> str:
 def prompt_messages(turn: schema.Turn, context_messages: int | None = None) -> Messages:
     """The chat the responses answered: earlier messages (the last ``context_messages`` of them,
     all when None; always starting on a user message) + the user message as sent."""
-    ctx = [{"role": str(m["role"]), "content": str(m["content"])} for m in (turn.context or [])]
-    if context_messages is not None:
-        ctx = ctx[len(ctx) - min(len(ctx), context_messages):] if context_messages > 0 else []
-        while ctx and ctx[0]["role"] != "user":
-            ctx = ctx[1:]
+    ctx = trim_context([{"role": str(m["role"]), "content": str(m["content"])} for m in (turn.context or [])],
+                       context_messages)
     text = turn.prompt_sent if turn.prompt_sent else turn.prompt
     return ctx + [{"role": "user", "content": text}]
+
+
+def trim_context(ctx: Messages, context_messages: int | None) -> Messages:
+    """The last ``context_messages`` of ``ctx`` (all when None), starting on a user message."""
+    if context_messages is None:
+        return ctx
+    ctx = ctx[len(ctx) - min(len(ctx), context_messages):] if context_messages > 0 else []
+    while ctx and ctx[0]["role"] != "user":
+        ctx = ctx[1:]
+    return ctx
 
 
 # --------------------------------------------------------------------------- labels
@@ -381,18 +388,27 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
                                    t.participant_id, t.task_id, t.turn_id, int(t.index), r.model))
     for rest in by_turn.values():  # examples of turns not among ``turns``
         out += rest
+    kept = dedup_unpaired(out, st)
+    st.kept = len(kept)
+    st.labelled = len(out)
+    return kept
+
+
+def dedup_unpaired(examples: Sequence[UnpairedExample], stats: BuildStats | None = None) -> list[UnpairedExample]:
+    """Examples with the same prompt and completion merged (the most confident kept); all dropped
+    when they disagree on the label (counted in ``stats``)."""
     groups: dict[str, list[UnpairedExample]] = {}
-    for e in out:
+    for e in examples:
         groups.setdefault(e.example_id, []).append(e)
     kept = []
     for g in groups.values():
         if len({e.label for e in g}) > 1:
-            st.conflicts_dropped += len(g)
+            if stats is not None:
+                stats.conflicts_dropped += len(g)
             continue
-        st.duplicates_merged += len(g) - 1
+        if stats is not None:
+            stats.duplicates_merged += len(g) - 1
         kept.append(max(g, key=lambda e: e.confidence))
-    st.kept = len(kept)
-    st.labelled = len(out)
     return kept
 
 

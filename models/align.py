@@ -76,7 +76,12 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         raise UserError(f"--force: unknown step {bad[0]!r} (one of {', '.join(STEPS)}, all)")
     label = label_sources.get(cfg.data.label_source)
     out = Path(out).expanduser()
-    kind, rec = open_align_source(source, db, instance)  # a bad source fails before anything is written
+    if label.mined_feedback and Path(source).expanduser().exists():
+        kind, rec = "conversations", None  # a chat log or a recording folder: read by the mining (reward) step
+    else:
+        kind, rec = open_align_source(source, db, instance)  # a bad source fails before anything is written
+        if label.mined_feedback and kind == "recording":
+            kind = "conversations"  # its tasks' chats, mined for text feedback
     if kind == "recording" and label.implicit_features and not cfg.data.reward_model:
         raise UserError(f"label source {label.name!r} needs --reward-model PATH (a model from "
                         "`gazepref reward train`)")
@@ -87,12 +92,13 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     src_fp = source_fingerprint(rec if rec is not None else source, turns)
     report: dict[str, Any] = {"out": str(out), "source": str(source), "source_kind": kind, "steps": {}}
     step = StepRunner(out, force, _accelerate_state(), progress, report)
-    r = align_steps.AlignRun(str(source), out, cfg, kind, rec, turns, label, step.state, step.progress)
+    r = align_steps.AlignRun(str(source), out, cfg, kind, rec, turns, label, step.state, step.progress, db, instance)
     d, fps = cfg.data, step.fingerprints
 
     step("features", {"source": src_fp, "needed": r.needs_features and kind == "recording"},
          partial(align_steps.features, r))
     step("reward", {"source": src_fp, "features": fps["features"], "label_source": d.label_source,
+                    "feedback_backend": d.feedback_backend if label.mined_feedback else None,
                     "reward_model": d.reward_model, "needed": r.needs_reward,
                     "reward_model_files": source_fingerprint(d.reward_model, None) if d.reward_model else None},
          partial(align_steps.reward, r))

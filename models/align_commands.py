@@ -90,6 +90,8 @@ def _text(report: dict) -> str:
         detail = res.get("skipped", "")
         if name == "features" and "pairwise_turns" in res:
             detail = f"{res['turns_with_features']} of {res['pairwise_turns']} pairwise turns with implicit features"
+        elif name == "reward" and "mined" in res:
+            detail = f"{res['mined']} answers with a reaction mined {res['by_level']}"
         elif name == "reward" and "turns_scored" in res:
             detail = f"{res['turns_scored']} turns scored by {res['reward_model']} {res['evidence']}"
         elif name == "pairs" and "counts" in res:

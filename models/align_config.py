@@ -50,6 +50,10 @@ class DataConfig:
     min_confidence: float = 0.0
     kto_include_pairwise: bool = True  # KTO: also use both sides of every pair
     reward_model: str | None = None  # path for label sources from a reward model (and eval)
+    # feedback_pairs / feedback_kto (mined text feedback, gazepref.datasets.feedback_pairs)
+    feedback_backend: str = "offline"  # offline | llm (the judge from GAZEPREF_LLM_BASE_URL / _MODEL)
+    feedback_accept_level: int = 3  # a revision counts as accepted when its reaction is at least this
+    feedback_desirable_level: int = 5  # KTO: desirable from this level (4 adds engagement)
 
 
 @dataclass
@@ -141,6 +145,10 @@ class AlignConfig:
 
     def validate(self) -> AlignConfig:
         source = label_sources.get(self.data.label_source)  # UserError naming the sources
+        if source.mined_feedback:
+            from .feedback_source import check
+
+            check(source.name, self.train.algorithm, self.data.feedback_backend)
         if self.train.loss not in LOSSES:
             raise UserError(f"unknown loss {self.train.loss!r} (one of {', '.join(LOSSES)})")
         if self.train.algorithm not in ALGORITHMS:

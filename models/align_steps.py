@@ -39,7 +39,8 @@ class AlignRun:
     cfg
         The run's configuration.
     kind
-        ``"recording"`` or ``"pairs"`` (a preference data set: the data steps are skipped).
+        ``"recording"``, ``"pairs"`` (a preference data set: the data steps are skipped) or
+        ``"conversations"`` (a label source from mined text feedback: the source's chats).
     recording
         The :class:`~gazepref.datasets.recording.Recording` (None for a preference data set).
     turns
@@ -50,6 +51,8 @@ class AlignRun:
         ``accelerate.PartialState`` under ``accelerate launch``, else None.
     progress
         Show progress (on the main process).
+    db, instance
+        Where a study slug's database is (:func:`gazepref.store.database_url`).
     """
     source: str
     out: Path
@@ -60,6 +63,8 @@ class AlignRun:
     label: LabelSource
     state: Any = None
     progress: bool = False
+    db: str | None = None
+    instance: str | None = None
 
     @property
     def needs_reward(self) -> bool:
@@ -73,7 +78,7 @@ class AlignRun:
 
 
 def _skip_reason(run: AlignRun, why: str) -> dict[str, Any]:
-    return {"skipped": why if run.kind == "recording" else "source is a preference data set"}
+    return {"skipped": "source is a preference data set" if run.kind == "pairs" else why}
 
 
 # --------------------------------------------------------------------------- features
@@ -147,6 +152,10 @@ def _model_rewards(run: AlignRun, rm: Any) -> list[dict[str, Any]]:
 def reward(run: AlignRun, folder: Path) -> dict[str, Any]:
     """``reward/rewards.jsonl``: per pairwise turn the reward model's log-odds that the left
     response is preferred, its confidence and the evidence it used."""
+    if run.kind == "conversations":  # labels from text feedback: mine the source's chats
+        from .feedback_source import mine
+
+        return mine(run.source, folder, run.cfg.data, run.db, run.instance, run.progress)
     if run.kind != "recording" or not run.needs_reward:
         return _skip_reason(run, "labels do not come from a reward model")
     d = run.cfg.data
@@ -199,14 +208,19 @@ def pairs(run: AlignRun, folder: Path) -> dict[str, Any]:
     d, algorithm = run.cfg.data, run.cfg.train.algorithm
     score = _pair_score(run)
     stats = P.BuildStats()
-    if algorithm == "kto":
+    kind = "unpaired" if algorithm == "kto" else "pairs"
+    if run.kind == "conversations":  # from the feedback the reward step mined
+        from .feedback_source import build
+
+        items, stats, kind = build(run.source, run.out / "reward", d, algorithm, run.db, run.instance)
+    elif algorithm == "kto":
         items = P.build_unpaired(run.turns, include_pairwise=d.kto_include_pairwise, pair_source=d.label_source,
                                  context_messages=d.context_messages, stats=stats, pair_score=score)
     else:
         items = P.build_pairs(run.turns, d.label_source, None, d.context_messages, d.min_confidence, stats,
                               pair_score=score)
     splits = P.split_by_worker(items, d.test_fraction, d.seed)
-    man = P.save(splits, folder, kind="unpaired" if algorithm == "kto" else "pairs", stats=stats,
+    man = P.save(splits, folder, kind=kind, stats=stats,
                  meta={"label_source": d.label_source})
     if not splits["train"]:
         raise UserError(f"no training examples from {run.source} with label source {d.label_source!r}")

@@ -8,6 +8,8 @@ database (``--db``/``--instance``; see :func:`gazepref.datasets.sources.open_sou
   in DATA_A are left out of the test, with a note; ``test_workers_left_out`` counts them)
 * ``gazepref reward train DATA --out MODEL [--model NAME]``
 * ``gazepref reward score MODEL DATA --out FILE`` (``.parquet``, ``.csv`` or ``.jsonl``)
+* ``gazepref reward ordinal train|evaluate SOURCE`` (the ordinal model on mined feedback levels,
+  :mod:`gazepref.models.ordinal_commands`)
 
 The JSON report has, for each of ``text``, ``implicit``, ``fused``, ``personalized``: ``accuracy``,
 ``auc``, ``n`` (and log-loss, ECE, stds, the model's name); ``models`` has every model and
@@ -61,6 +63,10 @@ def register(subparsers: Any) -> None:
     s.add_argument("--out", required=True, help=".parquet, .csv or .jsonl")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
+
+    from .ordinal_commands import add_parser as add_ordinal
+
+    add_ordinal(sub)  # gazepref reward ordinal train|evaluate
 
 
 def _models(names: str | None, text_feedback: bool):

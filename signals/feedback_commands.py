@@ -1,4 +1,5 @@
-"""CLI: ``gazepref feedback classify FILE.jsonl`` — naturally occurring feedback in next messages."""
+"""CLI: ``gazepref feedback classify FILE.jsonl`` — naturally occurring feedback in next messages;
+``gazepref feedback mine LOGS --out DIR`` — the same over whole conversation logs."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +28,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="llm backend: model name (default $GAZEPREF_LLM_MODEL)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=_classify)
+
+    m = fsub.add_parser("mine", help="mine feedback from conversation logs into a table",
+                        description="For every assistant turn followed by a user turn: the reaction's feedback "
+                                    "category (nof), satisfaction (sat), 1-5 level (ordinal) and confidence. LOGS is "
+                                    "a log file (OpenAI messages JSONL, ShareGPT, WildChat-style; .jsonl, .json, "
+                                    ".parquet), a folder of them, a recording folder (IFLLM, gazepref export) or a "
+                                    "study slug. Writes OUT/feedback.parquet and OUT/summary.json "
+                                    "(see docs/feedback_mining.md).")
+    m.add_argument("logs", metavar="LOGS", help="log file or folder, recording folder, or study slug")
+    m.add_argument("--out", required=True, help="output folder")
+    m.add_argument("--format", dest="fmt", default="auto",
+                   choices=("auto", "openai", "sharegpt", "wildchat", "recording"),
+                   help="record format (default: recognised per record by its keys)")
+    m.add_argument("--backend", choices=("offline", "llm"), default="offline",
+                   help="offline: MiniLM embeddings + rules (default); llm: an OpenAI-compatible judge")
+    m.add_argument("--base-url", help="llm backend: API root (default $GAZEPREF_LLM_BASE_URL)")
+    m.add_argument("--model", help="llm backend: model name (default $GAZEPREF_LLM_MODEL)")
+    m.add_argument("--limit", type=int, help="mine only the first N conversations")
+    m.add_argument("--strict", action="store_true", help="stop at the first malformed record instead of counting it")
+    m.add_argument("--db", help="database URL when LOGS is a study slug")
+    m.add_argument("--instance", help="site instance folder when LOGS is a study slug")
+    m.add_argument("--json", action="store_true",
+                   help="print the rows as a JSON list (ids and labels, no texts)")
+    m.set_defaults(func=_mine)
 
 
 def read_records(path: str) -> list[dict[str, str]]:
@@ -89,4 +114,41 @@ def _classify(args: argparse.Namespace) -> int:
     else:
         rows = [dict(res, line=rec["line"], next_query=rec["next_query"]) for rec, res in zip(records, results)]
         emit(rows, False, _table)
+    return 0
+
+
+JSON_ROW_KEYS = ("conversation_id", "turn", "model", "nof", "sat", "ordinal", "level", "confidence")
+
+
+def _mine_text(s: dict[str, Any]) -> str:
+    read = s["read"]
+    lines = [f"mined {s['rows']} answers with a reaction from {read['conversations']} conversations "
+             f"({read['records']} records, {read['malformed']} malformed) -> {s['table']}"]
+    if read["malformed"]:
+        lines.append("malformed: " + ", ".join(f"{k} ({v})" for k, v in read["malformed_by_reason"].items()))
+        lines += [f"  e.g. {e}" for e in read["malformed_examples"]]
+    lines.append("category                        rows")
+    lines += [f"{k:<30} {v:>5}" for k, v in s["by_category"].items()]
+    lines.append("level                           rows")
+    lines += [f"{k:<30} {v:>5}" for k, v in s["by_level"].items()]
+    return "\n".join(lines)
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from gazepref.cli import emit
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    if args.backend == "llm" and not (args.base_url or os.environ.get("GAZEPREF_LLM_BASE_URL")):
+        raise UserError("--backend llm needs --base-url (or GAZEPREF_LLM_BASE_URL)")
+    from gazepref.signals.feedback_mining import mine_to_folder
+
+    s = mine_to_folder(args.logs, args.out, fmt=args.fmt, backend=args.backend, base_url=args.base_url,
+                       model=args.model, strict=args.strict, limit=args.limit, show_progress=not args.json,
+                       db=args.db, instance=args.instance, keep_rows=args.json)
+    if args.json:
+        # the rows as a JSON list (ids and labels; the texts are in the table); the counts in OUT/summary.json
+        emit([{k: r[k] for k in JSON_ROW_KEYS} for r in s.pop("rows_mined")], True)
+    else:
+        emit(s, False, _mine_text)
     return 0

@@ -119,3 +119,54 @@ def postgres_url():
         subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "stop"],
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+#: A small OpenAI-style chat log with clear naturally occurring feedback (4 users, 6 chats): an
+#: answer corrected then accepted with thanks, one rejected by a rephrase then accepted by a new
+#: question, one praised, one never revised. The mining, pair and align tests share it.
+FEEDBACK_LOG = [
+    {"id": "berlin", "user": "u1", "model": "m-a", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "When did the Berlin Wall fall?"},
+        {"role": "assistant", "content": "The Berlin Wall fell in 1991, after the Soviet Union ended."},
+        {"role": "user", "content": "That's wrong, it fell in 1989."},
+        {"role": "assistant", "content": "You are right: the Berlin Wall fell on 9 November 1989."},
+        {"role": "user", "content": "Thanks, that's perfect!"},
+        {"role": "assistant", "content": "Glad to help."}]},
+    {"id": "paris", "user": "u2", "model": "m-b", "messages": [
+        {"role": "user", "content": "What is the population of Paris?"},
+        {"role": "assistant", "content": "Paris is the capital of France and is known for the Eiffel Tower."},
+        {"role": "user", "content": "I asked what the population of Paris is."},
+        {"role": "assistant", "content": "About 2.1 million people live in the city of Paris."},
+        {"role": "user", "content": "How tall is the Eiffel Tower?"},
+        {"role": "assistant", "content": "The Eiffel Tower is 330 metres tall."}]},
+    {"id": "python", "user": "u3", "model": "m-a", "messages": [
+        {"role": "user", "content": "How do I reverse a list in Python?"},
+        {"role": "assistant", "content": "Use my_list.reverse() or my_list[::-1]."},
+        {"role": "user", "content": "Great answer, thank you so much!"},
+        {"role": "assistant", "content": "You're welcome."}]},
+    {"id": "moon", "user": "u4", "model": "m-b", "messages": [
+        {"role": "user", "content": "Who was the first person on the Moon?"},
+        {"role": "assistant", "content": "Buzz Aldrin was the first person to walk on the Moon in 1969."},
+        {"role": "user", "content": "No, that's not right, it was Neil Armstrong."}]},
+    {"id": "tea", "user": "u1", "model": "m-b", "messages": [
+        {"role": "user", "content": "How long should I steep green tea?"},
+        {"role": "assistant", "content": "Steep green tea for two to three minutes at about 80 degrees."},
+        {"role": "user", "content": "Thank you, that was very helpful."}]},
+    {"id": "rome", "user": "u2", "model": "m-a", "messages": [
+        {"role": "user", "content": "When was Rome founded?"},
+        {"role": "assistant", "content": "Rome is a city in Italy."},
+        {"role": "user", "content": "That doesn't answer my question at all."},
+        {"role": "assistant", "content": "According to legend, Rome was founded in 753 BC."},
+        {"role": "user", "content": "Thanks!"}]},
+]
+
+
+@pytest.fixture
+def feedback_log(tmp_path) -> Path:
+    """:data:`FEEDBACK_LOG` written as OpenAI-style JSON lines."""
+    import json
+
+    p = tmp_path / "chats.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in FEEDBACK_LOG))
+    return p
