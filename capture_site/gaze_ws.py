@@ -49,7 +49,7 @@ from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_f
 from .gaze_requests import frame_meta
 from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
 from .gaze_store import participant_settings
-from .gaze_trackers import dropped_row
+from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
 from .runtime import db
 from .security import read_participant_token
@@ -177,8 +177,9 @@ class FrameSocket:
                 self.times += meta.times
                 self.buf_seq = self.done[meta.task_id] = meta.seq
             entry = ctx.entry
+            extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
             _send(self.ws, {"seq": seq, "face": entry.face, "dropped": bool(dropped),
-                            "calibrated": entry.tracker.calibration is not None})
+                            "calibrated": entry.tracker.calibration is not None, **extra})
         except ApiError as e:
             _send(self.ws, {"seq": seq, "error": e.message, "status": e.status, **e.extra})
         if self.rows and (len(self.rows) >= MAX_FRAMES_PER_BATCH or self.due() <= 0):

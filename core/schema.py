@@ -179,6 +179,7 @@ class GazeFlag:
     OFF_SCREEN = 32
     UNCALIBRATED = 64
     DROPPED = 128  # frame not processed: the server was behind (load shedding)
+    CALIBRATION_FAILED = 256  # no calibration attempt passed validation: no gaze estimate (x/y NaN)
 
 
 def conform(stream: str, table: pa.Table) -> pa.Table:

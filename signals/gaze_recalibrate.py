@@ -53,13 +53,19 @@ def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
 
 
 def latest_calibration(db: Session, participant: store.Participant) -> GazeCalibration | None:
-    """The participant's most recent stored calibration model, if any."""
-    row = db.execute(
-        select(store.Calibration)
-        .where(store.Calibration.participant_id == participant.id, store.Calibration.kind == "calibration",
-               store.Calibration.model.is_not(None))
-        .order_by(store.Calibration.created_at.desc(), store.Calibration.id.desc())
-    ).scalars().first()
+    """The participant's calibration model in force at the end: the last calibration step's
+    outcome (the kept attempt; for a failed calibration the best attempt, which the site did not
+    use), else (databases without outcomes) the most recent fitted attempt; None without any."""
+    C = store.Calibration
+    rows = db.execute(select(C).where(C.participant_id == participant.id, C.kind.in_(("calibration", "outcome")))
+                      .order_by(C.id.desc())).scalars().all()
+    outcome = next((r for r in rows if r.kind == "outcome"), None)
+    if outcome is not None:
+        selected = (outcome.result or {}).get("selected")
+        row = outcome if outcome.model is not None else next(
+            (r for r in rows if r.id == selected and r.model is not None), None)
+    else:
+        row = next((r for r in rows if r.model is not None), None)
     return None if row is None else GazeCalibration.from_bytes(row.model)
 
 

@@ -90,7 +90,7 @@ def test_calibration_round_then_task_frames_stored_idempotently(wclient, wapp):
     assert "accuracy_px" in r.json and r.json["result"]["overall"]
     with wapp.extensions["gazepref"].sessions() as dbs:
         kinds = [c.kind for c in dbs.scalars(select(store.Calibration).order_by(store.Calibration.id))]
-        assert kinds == ["calibration", "validation"]
+        assert kinds == ["calibration", "validation", "outcome"]
         cal = dbs.scalars(select(store.Calibration)).first()
         assert cal.model and cal.result["n_samples"] >= 20 and cal.result["face_found"] == cal.result["frames"]
     assert answer_step(wclient).status_code == 302
@@ -327,7 +327,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
 
     with wapp.extensions["gazepref"].sessions() as dbs:
         cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
-        assert [c.kind for c in cals] == ["calibration", "validation"]
+        assert [c.kind for c in cals] == ["calibration", "validation", "outcome"]
         assert cals[0].model and cals[0].result["frames"] >= 5 * 3
         task = dbs.get(store.Task, task_id)
         gz = store.read_stream(dbs, task, "gaze").to_pandas()
