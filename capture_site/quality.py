@@ -62,8 +62,10 @@ def participant_quality(s: Session, study: store.Study) -> list[dict]:
         st = stats[p.id]
         state = p.state or {}
         steps = state.get("steps") or []
-        validation = [c for c in p.calibrations if c.kind == "validation"]
-        accuracy = validation[-1].result.get("accuracy_px") if validation else None
+        # the last calibration step's outcome (the kept attempt), else the last validation round
+        cals = sorted(p.calibrations, key=lambda c: c.id)
+        rounds = [c for c in cals if c.kind == "outcome"] or [c for c in cals if c.kind == "validation"]
+        accuracy = rounds[-1].result.get("accuracy_px") if rounds else None
         out.append({
             "id": p.id, "pseudonym": p.pseudonym[:12], "platform": p.platform, "consent": p.consent,
             "step": steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-",

@@ -270,6 +270,9 @@ class Task:
     feedback_text: str | None = None  # task-level free text
     answers: dict[str, Any] = field(default_factory=dict)  # post-task questions
     calibration_accuracy: float | None = None  # % (IFLLM) or px, see answers['calibration_unit']
+    # site studies: the webcam calibration in force for the task (the step's outcome): passed,
+    # accuracy_px, accuracy_deg, precision_px, data_loss, attempts, quality, webgazer_score_pct
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass

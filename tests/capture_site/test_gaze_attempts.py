@@ -127,3 +127,73 @@ def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(mak
     assert ((gz["flags"].astype(int) & want) == want).all()
     assert gz["eye_l_iris_u"].notna().all(), "the features are kept for a later estimate"
     assert current_step(client).startswith("task")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "ifllm"])
+def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path, fmt):
+    import json
+
+    import pandas as pd
+
+    from gazepref.capture_site.exporting import export_study
+    from gazepref.datasets.ifllm import IFLLMRelease
+
+    app, client = client_for(make_app, tmp_path, "attempts = 3", "pass_accuracy_px = 450", "min_frames = 5")
+    token = to_calibration(client)["token"]
+    r = post_round(client, token, "calibration", CALIBRATION_TARGETS, per_target=[6, 6, 1, 6, 6])  # starved
+    assert r.status_code == 422
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    r = post_round(client, token, "validation", FAR)  # > 450 px off: fails
+    assert r.status_code == 200 and not r.json["passed"], r.json
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    r = post_round(client, token, "validation", NEAR)
+    assert r.status_code == 200 and r.json["outcome"]["passed"], r.json
+    kept = r.json["result"]
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [5000.0, 5100.0]}
+    assert post_frames(client, token, meta, [jpeg(moving(0)), jpeg(moving(1))]).json["stored"] == 2
+
+    out = tmp_path / "export"
+    with app.extensions["gazepref"].sessions() as dbs:
+        study = dbs.scalars(select(store.Study)).one()
+        export_study(dbs, study, out, fmt)
+    if fmt == "parquet":
+        rounds = pd.read_parquet(out / "calibrations.parquet")
+        tasks = pd.read_parquet(out / "tasks.parquet")
+        assert json.loads((out / "manifest.json").read_text())["calibration_rounds"] == 6
+        cal = json.loads(tasks["calibration"].iloc[0])
+        assert tasks["calibration_accuracy"].iloc[0] == pytest.approx(kept["accuracy_px"])
+        assert cal["passed"] and cal["attempts"] == 3 and cal["accuracy_deg"] == pytest.approx(kept["overall"]["accuracy_deg"])
+    else:
+        rounds = pd.read_csv(out / "calibration_table.csv")
+        tt = pd.read_csv(out / "task_table.csv")
+        row = tt.iloc[0]
+        assert row["accuracy_px"] == pytest.approx(kept["accuracy_px"]) and row["calibration_attempts"] == 3
+        assert row["accuracy"] == pytest.approx(max(0.0, 100 - kept["accuracy_px"] / 400 * 100))  # WebGazer's %
+        assert row["precision_px"] == pytest.approx(kept["overall"]["precision_px"])
+        assert row["data_loss"] == pytest.approx(kept["overall"]["data_loss"])
+        (task,) = IFLLMRelease(out).tasks()
+        assert task.calibration_accuracy == pytest.approx(row["accuracy"])  # read back as the release's %
+    assert rounds["kind"].tolist() == ["calibration", "calibration", "validation", "calibration", "validation",
+                                       "outcome"]
+    assert rounds["attempt"].tolist() == [1, 2, 2, 3, 3, 3] and rounds["step"].tolist() == [1] * 6
+    assert rounds["starved_targets"].tolist()[:2] == [1, 0] and rounds["usable_frames_min"].iloc[0] == 1
+    out_row = rounds.iloc[-1]
+    assert bool(out_row["passed"]) and out_row["attempts"] == 3 and out_row["quality"] in ("good", "fair")
+    assert out_row["accuracy_px"] == pytest.approx(kept["accuracy_px"])
+    val = rounds[rounds["kind"] == "validation"]
+    assert val["accuracy_px"].iloc[0] > val["accuracy_px"].iloc[1] and val["distance_cm"].tolist() == [60.0, 60.0]
+    assert (val["accuracy_deg"] > 0).all() and val["precision_px"].notna().all() and val["data_loss"].notna().all()
+    points = json.loads(val["points"].iloc[1])
+    assert len(points) == 4 and all("data_loss" in p and "accuracy_deg" in p for p in points)
+    assert set(rounds["participant_id"]) == {tasks_pid(out, fmt)}, "pseudonyms only"
+
+
+def tasks_pid(out, fmt):
+    import pandas as pd
+
+    if fmt == "parquet":
+        return pd.read_parquet(out / "tasks.parquet")["participant_id"].iloc[0]
+    return str(pd.read_csv(out / "task_table.csv")["user_id"].iloc[0])
