@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -343,6 +344,78 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         assert g0 <= m0 <= g1 and 0 < g1 - g0 < 60_000
 
 
+@pytest.mark.browser
+def test_head_and_shoulders_setup_passes_and_a_frame_starved_calibration_is_repeated(make_app, tmp_path):
+    """A normal laptop framing (the whole astronaut photo: eye span ~9 % of the width) turns the
+    indicator green. Then the camera gives 1 frame a second: no dot gets its 5 usable frames
+    within the time limit, so each round ends early, the server refuses it, the page asks to try
+    again, and after the last attempt the study's fallback (mouse-only) applies: nothing is
+    accepted as a calibration."""
+    from gazepref.signals.synthetic_face import head_and_shoulders
+
+    video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 10, fps=10)
+    path = write_webcam_toml(tmp_path / "starved.toml", "\n".join(
+        ["fps = 1", "min_frames = 5", "target_timeout_ms = 1000", "setup_timeout_s = 0"]))
+    path.write_text(path.read_text().replace("attempts = 1", "attempts = 2"))
+    app = make_app(STUDY_CONFIG=str(path))
+    with browser_page(app, video) as page:
+        page.goto("/?PROLIFIC_PID=CAM-HS&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.fill("[name='age']", "30")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#face-status.ok[data-code='ok']")  # green for a head-and-shoulders framing
+        for attempt in range(2):
+            page.click("#start-calibration")
+            page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+            assert "dot 1 of 5" in page.text_content("#stage-progress")
+            page.wait_for_timeout(750)
+            page.click("#target")
+            page.wait_for_selector("#calibration-result:not([hidden])")
+            if attempt == 0:
+                assert "too few clear pictures" in page.text_content("#calibration-result")
+                assert page.is_hidden("#continue") and page.text_content("#start-calibration") == "Try again"
+        page.wait_for_selector("#continue:not([hidden])")
+        assert "could not be calibrated" in page.text_content("#calibration-result")
+        assert "px" not in page.text_content("#calibration-result")
+        assert page.get_attribute("#face-status", "data-code") == "off", "no green indicator over a stopped camera"
+        rounds = page.evaluate("window.gazepref.calibration.rounds")
+        assert [(r["kind"], r["status"], r["starved"]) for r in rounds] == [("calibration", 422, True)] * 2
+        page.click("#continue")
+        page.wait_for_selector("[name='understand_before']")  # the fallback: the study goes on
+    with app.extensions["gazepref"].sessions() as dbs:
+        cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
+        assert [(c.kind, c.model is None) for c in cals] == [("calibration", True)] * 2 + [("outcome", True)]
+        assert all(c.result["starved"] == [0] and c.result["usable_per_target"][0] < 5 for c in cals[:2])
+        p = dbs.scalars(select(store.Participant)).one()
+        assert p.state["gaze"] == "failed"
+
+
+@contextmanager
+def browser_page(app, video: Path | None):
+    """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no camera)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    args = ARGS + (["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                    f"--use-file-for-fake-video-capture={video}"] if video else [])
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            ctx.close()
+            browser.close()
+
+
 def page_data_in(page) -> dict:
     return json.loads(page.text_content("#page-data"))
 
@@ -373,26 +446,14 @@ def test_bad_gaze_settings_fail_at_start_naming_the_key(make_app, tmp_path, webc
 
 @pytest.mark.browser
 def test_no_camera_in_browser_goes_on_mouse_only(wapp):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
-    from playwright.sync_api import sync_playwright
-
-    from gazepref.capture_site.serving import BackgroundServer
-
-    with sync_playwright() as pw, BackgroundServer(wapp) as url:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)  # no camera
-        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
-        page = ctx.new_page()
-        page.set_default_timeout(15_000)
+    with browser_page(wapp, None) as page:  # no camera
         page.goto("/?PROLIFIC_PID=NOCAM&STUDY_ID=S&SESSION_ID=X")
         page.click("#agree")
         page.click("#continue")  # demographics (optional)
         page.click("#continue")  # instructions
         page.wait_for_selector("#camera-error:not([hidden])")
-        assert "continues without eye tracking" in page.text_content("#camera-error")
+        text = page.text_content("#camera-error")
+        assert "No camera was found" in text and "connected" in text and "continue without eye tracking" in text
+        assert page.is_visible("#retry-camera")
         page.click("#continue")
         page.wait_for_selector("[name='understand_before']")  # the pre-task questions: the study went on
-        ctx.close()
-        browser.close()
