@@ -391,6 +391,27 @@ def test_head_and_shoulders_setup_passes_and_a_frame_starved_calibration_is_repe
         assert p.state["gaze"] == "failed"
 
 
+@pytest.mark.browser
+def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app, tmp_path):
+    video = write_y4m(tmp_path / "black.y4m", [np.zeros((240, 320, 3), np.uint8)] * 5)
+    path = write_webcam_toml(tmp_path / "dark.toml", "setup_timeout_s = 2")
+    app = make_app(STUDY_CONFIG=str(path))
+    with browser_page(app, video) as page:
+        page.goto("/?PROLIFIC_PID=CAM-DARK&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#face-status[data-code='dark']")
+        assert "covered" in page.text_content("#face-status") and page.is_disabled("#start-calibration")
+        page.wait_for_selector("#setup-way-on:not([hidden])")  # after setup_timeout_s
+        assert page.is_enabled("#start-calibration") and "anyway" in page.text_content("#start-calibration")
+        assert not page.is_visible("#face-status.ok")
+        page.click("#skip-camera")  # optional study: on without eye tracking
+        page.wait_for_selector("[name='understand_before']")
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert dbs.scalars(select(store.Participant)).one().state["gaze"] == "no-camera"
+
+
 @contextmanager
 def browser_page(app, video: Path | None):
     """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no camera)."""
