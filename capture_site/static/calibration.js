@@ -174,8 +174,10 @@ function finish(outcome) {
   ui.wayOn.hidden = true;
   if (ui.skip) ui.skip.hidden = true;
   state.capture.stop();
-  // the camera is off now: no preview, no indicator that could claim a face
+  // the camera is off now: no preview, no indicator that could claim a face, no set-up help
   ui.box.classList.add("off");
+  ui.help.hidden = true;
+  $("#setup-tips").hidden = true;
   ui.status.textContent = "Camera off until the task.";
   ui.status.dataset.code = "off";
   ui.status.classList.remove("ok", "bad");
