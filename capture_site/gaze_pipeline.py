@@ -49,10 +49,10 @@ def frame_context(pid: int, meta: FrameMeta) -> FrameContext:
     ctx = FrameContext(pid, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
     if found.replay:
         return ctx
-    if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.drift_correction):
+    if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.click_correction):
         with site().engine.connect() as conn:
             sync_calibration(entry, found.calibration, conn)
-            if settings.drift_correction:
+            if settings.click_correction:
                 with entry.lock:
                     gaze_drift.update(conn, entry.drift, task_id)
     return ctx
@@ -67,7 +67,7 @@ def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], ar
     rows, dropped = process_frames(ctx.entry, images, times, arrived, shed_ms(), stale)
     if ctx.meta.phase == "task" and rows:
         uncalibrated(rows, ctx.entry.failed)
-        if ctx.settings.drift_correction:
+        if ctx.settings.click_correction:
             gaze_drift.apply(rows, ctx.entry.drift)
     return rows, dropped
 

@@ -46,6 +46,7 @@ class GazeSettings:
     idle_s: float = 300.0  # a tracker unused this long is closed
     face_check_ms: int = 1000  # faces in view are counted this often (stream time)
     drift_correction: bool = False  # clicks during tasks correct a slow gaze offset
+    interaction_calibration: bool = False  # clicks during tasks refit an affine correction (recency/quality weighted)
     keep_frames: bool = False  # store the JPEG frames (needs consent.camera_images = true)
     recalibrate_every: int = 0  # tasks between recalibration steps (0: calibrate once)
     min_frames: int = 5  # usable frames (face found, eyes open) a target needs before it goes
@@ -53,6 +54,11 @@ class GazeSettings:
     calibration_fallback: str = "mouse-only"  # when no attempt passes: see FALLBACKS
     setup_timeout_s: float = 60.0  # set-up not passed this long: the page offers a way on (0: never)
     viewing_distance_cm: float = 60.0  # assumed for accuracy in degrees (with CSS_PX_PER_CM)
+
+    @property
+    def click_correction(self) -> bool:
+        """Whether task clicks correct the gaze (an offset, or continuous calibration)."""
+        return self.drift_correction or self.interaction_calibration
 
     @property
     def max_side(self) -> int:
@@ -102,6 +108,7 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         roi_radius_px=num("roi_radius_px", 100.0), attempts=r.int("attempts", 2, lo=1, hi=5),
         idle_s=num("idle_s", 300.0), face_check_ms=r.int("face_check_ms", 1000, lo=0, hi=60_000),
         drift_correction=r.flag("drift_correction", False), keep_frames=keep_frames,
+        interaction_calibration=r.flag("interaction_calibration", False),
         recalibrate_every=r.int("recalibrate_every", 0, lo=0),
         min_frames=r.int("min_frames", 5, lo=1, hi=30),
         target_timeout_ms=r.int("target_timeout_ms", 6000, lo=500, hi=60_000),

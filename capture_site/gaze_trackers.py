@@ -23,14 +23,14 @@ __all__ = ["TrackerEntry", "TrackerRegistry", "decode_frames", "dropped_row", "f
 class TrackerEntry:
     """One participant's tracker, its lock, its calibration's id, face status and drift state."""
 
-    def __init__(self, tracker: Any):
+    def __init__(self, tracker: Any, interactions: bool = False):
         self.tracker = tracker
         self.lock = threading.Lock()
         self.last_used = time.monotonic()
         self.calibration_id: int | None = None
         self.face: dict[str, Any] = {"found": False, "ok": False, "code": "no-frame", "message": "no frame yet"}
         self.failed = False  # the calibration in force is a failed one's outcome (no model)
-        self.drift = gaze_drift.ParticipantDrift()
+        self.drift = gaze_drift.ParticipantDrift(interactions)
 
 
 class TrackerRegistry:
@@ -51,7 +51,8 @@ class TrackerRegistry:
             if entry is None:
                 check_ms = float(settings.face_check_ms if settings is not None else 1000)
                 entry = self._entries[participant_id] = TrackerEntry(
-                    GazeTracker(max_side=self.max_side, face_check_ms=check_ms))
+                    GazeTracker(max_side=self.max_side, face_check_ms=check_ms),
+                    interactions=settings is not None and settings.interaction_calibration)
             entry.last_used = now
             return entry
 
