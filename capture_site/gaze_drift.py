@@ -11,7 +11,7 @@ it (usable samples only; their *uncorrected* values, ``x - drift_x``): a click i
 where the participant looks, so ``click - median(gaze)`` feeds the participant's
 :class:`~gazepref.signals.calibration.DriftCorrector` (median of the last five, differences over
 250 px ignored), or the InteractionRecalibrator (weighted by the gaze samples' median confidence
-and by recency). Clicks on the rating and choice controls (:data:`EXCLUDED_TARGETS`) are never
+and by recency). Clicks on the rating and choice controls (``EXCLUDED_CLICK_TARGETS``) are never
 used. :func:`apply` corrects the new rows and records the correction in the columns
 ``drift_x``/``drift_y`` and the number of clicks it rests on in ``drift_clicks``, so the
 uncorrected estimate stays ``x - drift_x`` (``gazepref gaze recalibrate`` re-maps the features
@@ -24,25 +24,19 @@ time is its chunk's ``clock_origin_epoch_ms + t`` (page reloads restart ``t``).
 from __future__ import annotations
 
 import math
-from statistics import median
 from typing import Any
 
 from sqlalchemy import select
 
 from .. import store
-from ..schema import GazeFlag
+from ..signals.calibration import CLICK_UNUSABLE as UNUSABLE
+from ..signals.calibration import CLICK_WINDOW_MS
+from ..signals.calibration import EXCLUDED_CLICK_TARGETS as EXCLUDED_TARGETS
+from ..signals.calibration import click_sample
 
-CLICK_WINDOW_MS = 400.0  # gaze samples this long before a click (the eyes are on the target)
 MAX_PENDING = 20  # clicks waiting for their gaze samples to be stored
-UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK | GazeFlag.UNCALIBRATED | GazeFlag.DROPPED | GazeFlag.MULTIPLE_FACES
 
 C = store.StreamChunk.__table__
-
-
-#: click targets (``data-target`` of the page) that never feed the correction: the rating and
-#: choice controls. Calibrating on them would move later gaze toward the option chosen, a channel
-#: from the preference into the gaze features.
-EXCLUDED_TARGETS = ("controls",)
 
 
 class ParticipantDrift:
@@ -124,10 +118,9 @@ def _pair(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
             samples.append((epoch, x - (ddx or 0.0), y - (ddy or 0.0), 1.0 if c is None else c))
     waiting = []
     for when, cx, cy in drift.pending:
-        near = [(x, y, c) for t, x, y, c in samples if when - CLICK_WINDOW_MS <= t <= when]
-        if near:
-            gaze = (median(x for x, _, _ in near), median(y for _, y, _ in near))
-            if drift.corrector.add_click(gaze, (cx, cy), when, median(c for _, _, c in near)):
+        found = click_sample(samples, when, CLICK_WINDOW_MS)
+        if found is not None:
+            if drift.corrector.add_click(found[0], (cx, cy), when, found[1]):
                 drift.clicks_used += 1
         elif latest < when:  # its gaze samples are not stored yet
             waiting.append((when, cx, cy))

@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 from sklearn.utils.validation import check_is_fitted
 
+from ..schema import GazeFlag
 from . import eye_features, head_pose
 
 FORMAT = "gazepref.gaze-calibration/1"
@@ -358,6 +359,28 @@ class DriftCorrector:
     def apply(self, xy: np.ndarray | Sequence[float]) -> np.ndarray:
         """Corrected gaze: ``xy`` (2,) or (n x 2) plus the current offset."""
         return np.asarray(xy, dtype=np.float64) + np.array(self.offset)
+
+
+#: gaze samples this long before a click are where the eyes were when clicking (the target)
+CLICK_WINDOW_MS = 400.0
+#: click targets (the page's ``data-target``) that never feed a correction: the rating and choice
+#: controls. Calibrating on them would move later gaze toward the option chosen, a channel from
+#: the preference into the gaze features.
+EXCLUDED_CLICK_TARGETS = ("controls",)
+#: gaze samples that cannot pair with a click
+CLICK_UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK | GazeFlag.UNCALIBRATED | GazeFlag.DROPPED | GazeFlag.MULTIPLE_FACES
+
+
+def click_sample(samples: Iterable[tuple[float, float, float, float]], when: float,
+                 window_ms: float = CLICK_WINDOW_MS) -> tuple[tuple[float, float], float] | None:
+    """The gaze at a click at ``when``: the median x, y of the usable ``samples`` (t, x, y,
+    confidence; uncorrected estimates) in the ``window_ms`` before it, and their median
+    confidence (the sample's quality); None without any."""
+    near = [(x, y, c) for t, x, y, c in samples if when - window_ms <= t <= when]
+    if not near:
+        return None
+    a = np.array(near, dtype=np.float64)
+    return (float(np.median(a[:, 0])), float(np.median(a[:, 1]))), float(np.median(a[:, 2]))
 
 
 class InteractionRecalibrator:

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", help="study slug")
     p.add_argument("--db", required=True, help="database URL (sqlite:///path or postgresql://...)")
     p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")
+    p.add_argument("--interactions", action="store_true",
+                   help="replay the task clicks as continuous calibration (default: leave them out)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_recalibrate)
@@ -87,7 +89,7 @@ def _recalibrate(args: argparse.Namespace) -> int:
     engine = store.make_engine(args.db)
     try:
         with sessionmaker(engine)() as db:
-            result = recalibrate_study(db, args.study, args.out, model)
+            result = recalibrate_study(db, args.study, args.out, model, interactions=args.interactions)
     except LookupError as e:
         raise UserError(str(e)) from None
     except OperationalError as e:

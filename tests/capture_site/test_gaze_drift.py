@@ -109,6 +109,20 @@ def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_ap
     np.testing.assert_allclose(later.column("drift_y").to_numpy(), -20.0, atol=0.5)
     assert later.column("drift_clicks").to_pylist() == [1.0] * 5
 
+    # gazepref gaze recalibrate: leaves the clicks out by default, or replays them
+    from gazepref.signals.gaze_recalibrate import reestimate_participant
+
+    with app.extensions["gazepref"].sessions() as s:
+        part = s.get(store.Task, task_id).participant
+        (_, plain), = list(reestimate_participant(s, part))
+        (_, replayed), = list(reestimate_participant(s, part, interactions=True))
+    assert "drift_x" not in plain.column_names
+    t = replayed.column("t").to_numpy()
+    dx = replayed.column("drift_x").to_numpy()
+    assert (dx[t < 5350] == 0).all() and np.allclose(dx[t >= 6000], 30.0, atol=0.5)
+    assert replayed.column("drift_clicks").to_numpy()[t >= 6000].tolist() == [1.0] * 5, "the controls click is left out"
+    np.testing.assert_allclose(replayed.column("x").to_numpy()[t >= 6000], later.column("x").to_numpy(), atol=0.5)
+
 
 def test_a_chunk_committed_late_with_a_lower_id_is_still_read(make_app, tmp_path):
     """Under concurrent writers (PostgreSQL) an events chunk can become visible after one with a
