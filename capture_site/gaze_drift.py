@@ -4,7 +4,8 @@ quality-weighted affine correction refitted with each click,
 :class:`~gazepref.signals.calibration.InteractionRecalibrator`).
 
 The page's telemetry stores each click in the task's ``events`` stream (``type = "click"``,
-viewport ``x``/``y``, page clock ``t``) through ``POST /api/ingest``. Before a gaze batch of a
+viewport ``x``/``y``, page clock ``t``; while typing also the caret, ``type = "caret"``, at most
+once a second) through ``POST /api/ingest``; both count as clicks here. Before a gaze batch of a
 task is processed, :func:`update` reads the task's click events stored since its last call and
 pairs each click with the participant's stored gaze estimates of the ``CLICK_WINDOW_MS`` before
 it (usable samples only; their *uncorrected* values, ``x - drift_x``): a click is taken to land
@@ -30,7 +31,7 @@ from sqlalchemy import select
 
 from .. import store
 from ..signals.calibration import CLICK_UNUSABLE as UNUSABLE
-from ..signals.calibration import CLICK_WINDOW_MS
+from ..signals.calibration import CALIBRATION_EVENTS, CLICK_WINDOW_MS
 from ..signals.calibration import EXCLUDED_CLICK_TARGETS as EXCLUDED_TARGETS
 from ..signals.calibration import click_sample
 
@@ -89,7 +90,7 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
         for t, kind, target, x, y in zip(events["t"], events["type"], targets, events["x"], events["y"]):
             if target in EXCLUDED_TARGETS:
                 continue
-            if kind == "click" and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+            if kind in CALIBRATION_EVENTS and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
                 drift.pending.append(((origin or 0.0) + t, float(x), float(y)))
     del drift.pending[:-MAX_PENDING]
     if drift.pending:

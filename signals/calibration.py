@@ -363,6 +363,9 @@ class DriftCorrector:
 
 #: gaze samples this long before a click are where the eyes were when clicking (the target)
 CLICK_WINDOW_MS = 400.0
+#: the ``events`` rows that are calibration samples: clicks (on buttons, fields, text) and the
+#: caret while typing (the page records its position at most once a second)
+CALIBRATION_EVENTS = ("click", "caret")
 #: click targets (the page's ``data-target``) that never feed a correction: the rating and choice
 #: controls. Calibrating on them would move later gaze toward the option chosen, a channel from
 #: the preference into the gaze features.

@@ -54,14 +54,14 @@ def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
 
 def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any = None) -> pa.Table:
     """``gaze`` (uncorrected estimates, e.g. from :func:`reestimate`) corrected by replaying the
-    task's clicks in time order, as the site's continuous calibration does: each click (not on
+    task's clicks (and caret positions) in time order, as the site's continuous calibration does: each click (not on
     the rating/choice controls) pairs with the usable samples of the 400 ms before it
     (:func:`~.calibration.click_sample`) and refits ``corrector`` (default an
     :class:`~.calibration.InteractionRecalibrator`); each row gets the correction of the clicks
     before it, recorded in ``drift_x``/``drift_y``/``drift_clicks``. Without clicks (or
     ``events``) the rows are unchanged apart from zero corrections."""
-    from .calibration import (CLICK_UNUSABLE, CLICK_WINDOW_MS, EXCLUDED_CLICK_TARGETS, InteractionRecalibrator,
-                              click_sample)
+    from .calibration import (CALIBRATION_EVENTS, CLICK_UNUSABLE, CLICK_WINDOW_MS, EXCLUDED_CLICK_TARGETS,
+                              InteractionRecalibrator, click_sample)
 
     corrector = corrector if corrector is not None else InteractionRecalibrator()
     t = gaze.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -78,7 +78,8 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
         ev = events.to_pydict()
         targets = ev.get("target") or [None] * len(ev["t"])
         clicks = sorted((ct, cx, cy) for ct, kind, tg, cx, cy in zip(ev["t"], ev["type"], targets, ev["x"], ev["y"])
-                        if kind == "click" and tg not in EXCLUDED_CLICK_TARGETS and cx is not None and cy is not None)
+                        if kind in CALIBRATION_EVENTS and tg not in EXCLUDED_CLICK_TARGETS and cx is not None
+                        and cy is not None)
     out_x, out_y = x.copy(), y.copy()
     dx, dy, used = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
     k, n_used = 0, 0

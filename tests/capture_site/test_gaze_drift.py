@@ -34,9 +34,9 @@ def frames_batch(client, token, task_id, seq, t0):
     assert r.status_code == 200 and r.json["stored"] == 5, r.json
 
 
-def click(client, token, task_id, seq, t, x, y, target="window"):
+def click(client, token, task_id, seq, t, x, y, target="window", kind="click"):
     r = client.post("/api/ingest", json={"task": task_id, "seq": seq, "origin": ORIGIN, "streams": {"events": {
-        "t": [t], "type": ["click"], "target": [target], "x": [x], "y": [y]}}},
+        "t": [t], "type": [kind], "target": [target], "x": [x], "y": [y]}}},
         headers={"X-Participant-Token": token})
     assert r.status_code == 200 and r.json["stored"] == 1, r.json
 
@@ -89,7 +89,8 @@ def test_clicks_far_from_the_gaze_or_without_gaze_are_ignored(make_app, tmp_path
 @pytest.mark.parametrize("setting", ["drift_correction", "interaction_calibration"])
 def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_app, tmp_path, setting):
     """A click on the controls says which option was chosen: calibrating on it would move later
-    gaze toward that option. Only the other clicks (here the composer) count."""
+    gaze toward that option. Only the other clicks and the caret while typing (here in the
+    composer) count."""
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f"{setting} = true")))
     client = app.test_client()
     token, task_id = to_task(client)
@@ -101,7 +102,7 @@ def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_ap
     table, _ = stored_gaze(app, task_id)
     assert table.slice(5).column("drift_x").to_pylist() == [0.0] * 5
     assert table.slice(5).column("drift_clicks").to_pylist() == [0.0] * 5
-    click(client, token, task_id, 1, 5350.0, x + 30.0, y - 20.0, target="composer")
+    click(client, token, task_id, 1, 5350.0, x + 30.0, y - 20.0, target="composer", kind="caret")  # typing
     frames_batch(client, token, task_id, 2, 6000.0)
     later = stored_gaze(app, task_id)[0].slice(10)
     # one click: an offset (the affine part needs clicks spread over the screen)
