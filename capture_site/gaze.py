@@ -6,16 +6,22 @@
   :class:`~gazepref.signals.webcam.GazeTracker`; in a task the rows are stored as one ``gaze``
   chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
   processing unless the study keeps them (``keep_frames``: ``store.GazeFrame`` rows). With
-  ``drift_correction``, clicks of the task correct later rows (:mod:`.gaze_drift`). Answers
-  ``{ok, seq, stored, duplicate, face: {found, ok, message}}``; a corrupt, oversized or non-JPEG
+  ``drift_correction`` / ``interaction_calibration``, clicks of the task correct later rows
+  (:mod:`.gaze_drift`). Answers ``{ok, seq, stored, duplicate, face: {found, ok, code, message}}``
+  and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
 * ``POST /api/gaze/round`` (multipart): ``meta`` = ``{"kind": "calibration" | "validation",
   "viewport": [w, h], "targets": [{"x", "y", "t": [...]}, ...]}`` with the frames of each target
-  (those of the last ~600 ms before the participant clicked it, so the eyes had settled), in
-  target order. A calibration round fits :func:`~gazepref.signals.gaze_session.calibrate` and
-  stores a ``store.Calibration(kind="calibration")`` row with the model; a validation round stores
-  ``kind="validation"`` with the metrics and ``passed``. Self-contained, so it works with several
-  server processes.
+  (those after the eyes settled, until the dot had ``min_frames`` usable frames), in target
+  order. The server counts the usable rows per target (``usable_per_target``, ``starved``). A
+  calibration round with a starved target is refused (422) and stored as an attempt without a
+  model; else it fits :func:`~gazepref.signals.gaze_session.calibrate` and stores a
+  ``store.Calibration(kind="calibration")`` row with the model (an attempt); a validation round
+  stores ``kind="validation"`` with the metrics (data loss per point) and ``passed`` (a starved
+  point fails it). When a validation passes or the ``attempts`` are used up, the step's outcome
+  (:mod:`.gaze_attempts`: the best attempt, or a failed calibration) is stored and answered as
+  ``outcome`` (``{passed, quality: good|fair|poor, fallback, attempts}``). Self-contained, so it
+  works with several server processes.
 
 The parts, by job: request parsing :mod:`.gaze_requests` (multipart: :mod:`.multipart`), the
 per-participant trackers :mod:`.gaze_trackers`, rate limit, pipeline slots and load shedding

@@ -135,7 +135,7 @@ def _check_request_sizes(s: GazeSettings, where: str) -> None:
         raise ConfigError(
             f"{where}: a calibration round would send {frames} frames of {s.width}x{s.height} (about "
             f"{size / 2**20:.0f} MiB; at most {MAX_FRAMES_PER_ROUND} frames and {MAX_ROUND_BYTES // 2**20} MiB): "
-            f"lower gaze.fps, gaze.settle_ms, gaze.calibration_points or the frame size")
+            f"lower gaze.fps, gaze.settle_ms, gaze.min_frames, gaze.calibration_points or the frame size")
 
 
 def validation_targets(n: int, width: float, height: float) -> list[tuple[float, float]]:

@@ -10,8 +10,8 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
    ``{"phase": "setup"|"task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": ms}``
    and the JPEG bytes. In a task ``seq`` numbers the frames with the page's gaze counter (the one
    its HTTP batches use), so it increases frame by frame.
-3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, message},
-   "dropped": bool, "calibrated": bool}``; a duplicate (``seq`` not above the task's last stored
+3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, code, message},
+   "dropped": bool, "calibrated": bool}`` (set-up frames also ``"usable": [t]`` or ``[]``); a duplicate (``seq`` not above the task's last stored
    one) ``{"seq", "duplicate": true}``; a bad frame (not JPEG, corrupt, too large, bad meta, rate
    limit) ``{"seq", "error", "status"}``; the connection and the session go on.
 4. Task rows are buffered and stored as one ``gaze`` chunk per ``GAZE_WS_COMMIT_MS`` (app config

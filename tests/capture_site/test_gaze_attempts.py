@@ -159,6 +159,12 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     with app.extensions["gazepref"].sessions() as dbs:
         study = dbs.scalars(select(store.Study)).one()
         export_study(dbs, study, out, fmt)
+        from gazepref.capture_site.quality import participant_quality
+
+        (q,) = participant_quality(dbs, study)  # what the researcher's dashboard shows
+        assert q["calibration_accuracy_px"] == pytest.approx(kept["accuracy_px"]) and q["calibration_passed"]
+        assert q["calibration_accuracy_deg"] == pytest.approx(kept["overall"]["accuracy_deg"])
+        assert q["calibration_attempts"] == 3
     if fmt == "parquet":
         rounds = pd.read_parquet(out / "calibrations.parquet")
         tasks = pd.read_parquet(out / "tasks.parquet")
