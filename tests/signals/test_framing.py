@@ -42,6 +42,7 @@ def row_of(image):
     ("dim", "dark"),
     ("black", "dark"),              # a covered camera: "dark", not "no face found"
     ("empty", "no-face"),
+    ("two-faces", "several"),
 ])
 def test_advice_for_real_framings(framing, code):
     from gazepref.signals.synthetic_face import face_frame, head_and_shoulders
@@ -55,6 +56,7 @@ def test_advice_for_real_framings(framing, code):
         "dim": lambda: head_and_shoulders(brightness=0.2),
         "black": lambda: np.zeros((240, 320, 3), np.uint8),
         "empty": lambda: np.full((240, 320, 3), 128, np.uint8),
+        "two-faces": lambda: np.hstack([face_frame(0.9, size=(320, 480))] * 2),
     }
     row = row_of(frames[framing]())
     got, message = framing_advice(row)
