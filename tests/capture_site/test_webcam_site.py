@@ -412,9 +412,23 @@ def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app
         assert dbs.scalars(select(store.Participant)).one().state["gaze"] == "no-camera"
 
 
+@pytest.mark.browser
+def test_a_denied_camera_says_how_to_allow_it_again(wapp, face_y4m):
+    with browser_page(wapp, face_y4m, allow=False) as page:
+        page.goto("/?PROLIFIC_PID=CAM-DENIED&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#camera-error:not([hidden])")
+        text = page.text_content("#camera-error")
+        assert "denied" in text and all(b in text for b in ("Chrome", "Firefox", "Safari")), text
+        assert page.is_visible("#retry-camera") and page.is_visible("#continue")
+
+
 @contextmanager
-def browser_page(app, video: Path | None):
-    """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no camera)."""
+def browser_page(app, video: Path | None, allow: bool = True):
+    """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no
+    camera); ``allow=False``: the participant denies the camera."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
@@ -423,8 +437,10 @@ def browser_page(app, video: Path | None):
 
     from gazepref.capture_site.serving import BackgroundServer
 
-    args = ARGS + (["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    f"--use-file-for-fake-video-capture={video}"] if video else [])
+    args = ARGS + (["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
+                   if video else [])
+    if video and allow:
+        args.append("--use-fake-ui-for-media-stream")
     with sync_playwright() as pw, BackgroundServer(app) as url:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
         ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
