@@ -6,16 +6,22 @@
   :class:`~gazepref.signals.webcam.GazeTracker`; in a task the rows are stored as one ``gaze``
   chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
   processing unless the study keeps them (``keep_frames``: ``store.GazeFrame`` rows). With
-  ``drift_correction``, clicks of the task correct later rows (:mod:`.gaze_drift`). Answers
-  ``{ok, seq, stored, duplicate, face: {found, ok, message}}``; a corrupt, oversized or non-JPEG
+  ``drift_correction`` / ``interaction_calibration``, clicks of the task correct later rows
+  (:mod:`.gaze_drift`). Answers ``{ok, seq, stored, duplicate, face: {found, ok, code, message}}``
+  and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
 * ``POST /api/gaze/round`` (multipart): ``meta`` = ``{"kind": "calibration" | "validation",
   "viewport": [w, h], "targets": [{"x", "y", "t": [...]}, ...]}`` with the frames of each target
-  (those of the last ~600 ms before the participant clicked it, so the eyes had settled), in
-  target order. A calibration round fits :func:`~gazepref.signals.gaze_session.calibrate` and
-  stores a ``store.Calibration(kind="calibration")`` row with the model; a validation round stores
-  ``kind="validation"`` with the metrics and ``passed``. Self-contained, so it works with several
-  server processes.
+  (those after the eyes settled, until the dot had ``min_frames`` usable frames), in target
+  order. The server counts the usable rows per target (``usable_per_target``, ``starved``). A
+  calibration round with a starved target is refused (422) and stored as an attempt without a
+  model; else it fits :func:`~gazepref.signals.gaze_session.calibrate` and stores a
+  ``store.Calibration(kind="calibration")`` row with the model (an attempt); a validation round
+  stores ``kind="validation"`` with the metrics (data loss per point) and ``passed`` (a starved
+  point fails it). When a validation passes or the ``attempts`` are used up, the step's outcome
+  (:mod:`.gaze_attempts`: the best attempt, or a failed calibration) is stored and answered as
+  ``outcome`` (``{passed, quality: good|fair|poor, fallback, attempts}``). Self-contained, so it
+  works with several server processes.
 
 The parts, by job: request parsing :mod:`.gaze_requests` (multipart: :mod:`.multipart`), the
 per-participant trackers :mod:`.gaze_trackers`, rate limit, pipeline slots and load shedding
@@ -46,8 +52,9 @@ from .gaze_pipeline import frame_context, store_task_rows, track_frames
 from .gaze_requests import frame_meta, frame_parts, multipart_form, numbers
 from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, GazeSettings,
                             validation_targets)
-from .gaze_store import F, frame_rows, latest_calibration_id, participant_settings, sync_calibration
-from .gaze_trackers import decode_frames, process_frames, registry
+from .gaze_attempts import decide, outcome_for_page, step_rows
+from .gaze_store import F, frame_rows, participant_settings, sync_calibration
+from .gaze_trackers import decode_frames, process_frames, registry, usable_times
 from .runtime import db
 
 __all__ = ["bp"]
@@ -77,8 +84,9 @@ def frames():
     if meta.phase == "task" and rows:
         stored = len(rows) if store_task_rows(ctx, seq, rows, frames_, meta.times) else 0
     entry = ctx.entry
+    extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
-                   dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None)
+                   dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None, **extra)
 
 
 # --------------------------------------------------------------------------- calibration rounds
@@ -86,7 +94,8 @@ def frames():
 
 @bp.post("/round")
 def calibration_round():
-    from gazepref.signals.gaze_session import calibrate, calibration_summary, validate_round
+    from gazepref.signals.gaze_session import (calibrate, calibration_summary, quality_word, usable_counts,
+                                               validate_round)
 
     request.max_content_length = MAX_ROUND_BYTES  # a round carries all its targets' frames at once
     pid = request_participant_id()
@@ -117,39 +126,59 @@ def calibration_round():
         points.append((target, rows[k:k + len(ts)]))
         k += len(ts)
     found = sum(1 for r in rows if not int(r["flags"]) & 1)
-    base = {"viewport": viewport, "targets": [list(t) for t in xy], "frames": len(rows), "face_found": found}
+    usable_per_target = usable_counts(points)
+    starved = [i for i, n in enumerate(usable_per_target) if n < settings.min_frames]
+    base = {"viewport": viewport, "targets": [list(t) for t in xy], "frames": len(rows), "face_found": found,
+            "usable_per_target": usable_per_target, "starved": starved, "min_frames": settings.min_frames}
     if kind == "calibration":
-        try:
-            model = calibrate(points)
-        except ValueError as e:
-            return jsonify(ok=False, error=str(e), face=entry.face), 422
-        row = store.Calibration(participant_id=p.id, kind="calibration", model=model.to_bytes(),
-                                result=_clean(base | calibration_summary(model)))
+        model, error = None, None
+        if starved:
+            error = (f"too few usable camera pictures at {len(starved)} of {len(xy)} dots (each needs "
+                     f"{settings.min_frames}: face found, eyes open)")
+        else:
+            try:
+                model = calibrate(points)
+            except ValueError as e:
+                error = str(e)
+        result = base | (calibration_summary(model) if model is not None else {"error": error})
+        row = store.Calibration(participant_id=p.id, kind="calibration",
+                                model=model.to_bytes() if model is not None else None, result=_clean(result))
         db().add(row)
         db().flush()
         _keep_round_frames(settings, frames_, all_times, p.id, row.id)
+        outcome = decide(p.id, settings, viewport) if model is None else None
         db().commit()
+        if model is None:  # frame-starved or not fittable: this attempt is repeated, never used
+            extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
+            return jsonify(ok=False, error=error, starved=starved, usable_per_target=usable_per_target,
+                           face=entry.face, **extra), 422
         with entry.lock:
-            entry.tracker.calibration, entry.calibration_id = model, row.id
+            entry.tracker.calibration, entry.calibration_id, entry.failed = model, row.id, False
             entry.drift.reset()
         vt = validation_targets(settings.validation_points, *viewport)
         return jsonify(ok=True, calibration=row.id, summary=row.result, validation_targets=[list(t) for t in vt])
-    sync_calibration(entry, latest_calibration_id(pid))
-    model = entry.tracker.calibration
-    if model is None:
+    attempts, _ = step_rows(p.id)
+    attempt = next((a for a in reversed(attempts) if a.model is not None), None)
+    if attempt is None or attempt.id != attempts[-1].id:
         raise ApiError(409, "calibrate before validating")
+    sync_calibration(entry, attempt.id)
+    model = entry.tracker.calibration
     result = validate_round(model, points, roi_radius_px=settings.roi_radius_px,
-                            pass_accuracy_px=settings.pass_accuracy_px)
+                            pass_accuracy_px=settings.pass_accuracy_px, distance_cm=settings.viewing_distance_cm)
     result = _clean(result)
     overall = result.get("overall", {})
-    result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": bool(overall.get("passed")),
-                              "calibration": entry.calibration_id}
+    passed = bool(overall.get("passed")) and not starved  # a point without data checks nothing
+    result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": passed,
+                              "calibration": attempt.id}
     row = store.Calibration(participant_id=p.id, kind="validation", result=result)
     db().add(row)
     db().flush()
     _keep_round_frames(settings, frames_, all_times, p.id, row.id)
+    outcome = decide(p.id, settings, viewport)
     db().commit()
-    return jsonify(ok=True, passed=result["passed"], accuracy_px=result["accuracy_px"], result=result)
+    extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
+    return jsonify(ok=True, passed=passed, accuracy_px=result["accuracy_px"], result=result,
+                   quality=quality_word(result["accuracy_px"], settings.pass_accuracy_px), **extra)
 
 
 def _keep_round_frames(settings: GazeSettings, frames_: list[bytes], times: list[float], participant_id: int,

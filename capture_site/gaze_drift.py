@@ -1,15 +1,22 @@
-"""Drift correction from clicks during tasks (study setting ``[gaze] drift_correction = true``).
+"""Drift correction and continuous calibration from clicks during tasks (study settings ``[gaze]
+drift_correction = true``: an offset; ``interaction_calibration = true``: a recency- and
+quality-weighted affine correction refitted with each click,
+:class:`~gazepref.signals.calibration.InteractionRecalibrator`).
 
 The page's telemetry stores each click in the task's ``events`` stream (``type = "click"``,
-viewport ``x``/``y``, page clock ``t``) through ``POST /api/ingest``. Before a gaze batch of a
+viewport ``x``/``y``, page clock ``t``; while typing also the caret, ``type = "caret"``, at most
+once a second) through ``POST /api/ingest``; both count as clicks here. Before a gaze batch of a
 task is processed, :func:`update` reads the task's click events stored since its last call and
 pairs each click with the participant's stored gaze estimates of the ``CLICK_WINDOW_MS`` before
 it (usable samples only; their *uncorrected* values, ``x - drift_x``): a click is taken to land
 where the participant looks, so ``click - median(gaze)`` feeds the participant's
 :class:`~gazepref.signals.calibration.DriftCorrector` (median of the last five, differences over
-250 px ignored). :func:`apply` adds the current offset to the new rows and records it in the
-columns ``drift_x``/``drift_y``, so the uncorrected estimate stays ``x - drift_x`` (and
-``gazepref gaze recalibrate`` re-maps the features without any correction).
+250 px ignored), or the InteractionRecalibrator (weighted by the gaze samples' median confidence
+and by recency). Clicks on the rating and choice controls (``EXCLUDED_CLICK_TARGETS``) are never
+used. :func:`apply` corrects the new rows and records the correction in the columns
+``drift_x``/``drift_y`` and the number of clicks it rests on in ``drift_clicks``, so the
+uncorrected estimate stays ``x - drift_x`` (``gazepref gaze recalibrate`` re-maps the features
+without any correction, or replays the clicks with ``--interactions``).
 
 Everything is read from the database (events and gaze chunks), so each server process reaches
 the same correction whichever process stored the clicks and the gaze. Clocks: a sample's epoch
@@ -18,28 +25,30 @@ time is its chunk's ``clock_origin_epoch_ms + t`` (page reloads restart ``t``).
 from __future__ import annotations
 
 import math
-from statistics import median
 from typing import Any
 
 from sqlalchemy import select
 
 from .. import store
-from ..schema import GazeFlag
+from ..signals.calibration import CLICK_UNUSABLE as UNUSABLE
+from ..signals.calibration import CALIBRATION_EVENTS, CLICK_WINDOW_MS
+from ..signals.calibration import EXCLUDED_CLICK_TARGETS as EXCLUDED_TARGETS
+from ..signals.calibration import click_sample
 
-CLICK_WINDOW_MS = 400.0  # gaze samples this long before a click (the eyes are on the target)
 MAX_PENDING = 20  # clicks waiting for their gaze samples to be stored
-UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK | GazeFlag.UNCALIBRATED | GazeFlag.DROPPED | GazeFlag.MULTIPLE_FACES
 
 C = store.StreamChunk.__table__
 
 
 class ParticipantDrift:
-    """One participant's drift state in one server process."""
+    """One participant's drift state in one server process: an offset (:class:`DriftCorrector`)
+    or, with ``interactions``, continuous calibration (:class:`InteractionRecalibrator`)."""
 
-    def __init__(self) -> None:
-        from ..signals.calibration import DriftCorrector
+    def __init__(self, interactions: bool = False) -> None:
+        from ..signals.calibration import DriftCorrector, InteractionRecalibrator
 
-        self.corrector = DriftCorrector()
+        self.interactions = interactions
+        self.corrector = InteractionRecalibrator() if interactions else DriftCorrector()
         self.task: int | None = None
         self.seen_chunks: set[int] = set()  # ids of the events chunks of ``task`` already read
         self.pending: list[tuple[float, float, float]] = []  # (epoch ms, x, y) of unpaired clicks
@@ -47,10 +56,12 @@ class ParticipantDrift:
 
     def reset(self) -> None:
         """A new calibration: offsets measured against the old one no longer apply."""
-        from ..signals.calibration import DriftCorrector
+        from ..signals.calibration import DriftCorrector, InteractionRecalibrator
 
-        self.corrector = DriftCorrector(self.corrector.window, self.corrector.max_offset_px)
+        self.corrector = InteractionRecalibrator() if self.interactions else DriftCorrector(
+            self.corrector.window, self.corrector.max_offset_px)
         self.pending.clear()
+        self.clicks_used = 0
 
     @property
     def offset(self) -> tuple[float, float]:
@@ -75,8 +86,11 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
     for chunk_id, columns, raw_size, data, origin in chunks:
         drift.seen_chunks.add(chunk_id)
         events = store.decode_chunk("events", columns, raw_size, data).to_pydict()
-        for t, kind, x, y in zip(events["t"], events["type"], events["x"], events["y"]):
-            if kind == "click" and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+        targets = events.get("target") or [None] * len(events["t"])
+        for t, kind, target, x, y in zip(events["t"], events["type"], targets, events["x"], events["y"]):
+            if target in EXCLUDED_TARGETS:
+                continue
+            if kind in CALIBRATION_EVENTS and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
                 drift.pending.append(((origin or 0.0) + t, float(x), float(y)))
     del drift.pending[:-MAX_PENDING]
     if drift.pending:
@@ -90,23 +104,24 @@ def _pair(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
         select(C.c.columns, C.c.raw_size, C.c.data, origin)
         .where(C.c.task_id == task_id, C.c.stream == "gaze", C.c.t_end + origin >= lo).order_by(C.c.seq)
     ).all()
-    samples: list[tuple[float, float, float]] = []  # (epoch ms, raw x, raw y), usable only
+    samples: list[tuple[float, float, float, float]] = []  # (epoch ms, raw x, raw y, confidence), usable only
     latest = -math.inf  # the latest stored sample, usable or not
     for columns, raw_size, data, chunk_origin in chunks:
         g = store.decode_chunk("gaze", columns, raw_size, data).to_pydict()
         none = [None] * len(g["t"])
         dx, dy = g.get("drift_x", none), g.get("drift_y", none)
-        for t, x, y, flags, ddx, ddy in zip(g["t"], g["x"], g["y"], g.get("flags", none), dx, dy):
+        conf = g.get("confidence", none)
+        for t, x, y, flags, ddx, ddy, c in zip(g["t"], g["x"], g["y"], g.get("flags", none), dx, dy, conf):
             epoch = (chunk_origin or 0.0) + t
             latest = max(latest, epoch)
             if x is None or y is None or (flags or 0) & UNUSABLE:
                 continue
-            samples.append((epoch, x - (ddx or 0.0), y - (ddy or 0.0)))
+            samples.append((epoch, x - (ddx or 0.0), y - (ddy or 0.0), 1.0 if c is None else c))
     waiting = []
     for when, cx, cy in drift.pending:
-        near = [(x, y) for t, x, y in samples if when - CLICK_WINDOW_MS <= t <= when]
-        if near:
-            if drift.corrector.add_click((median(x for x, _ in near), median(y for _, y in near)), (cx, cy)):
+        found = click_sample(samples, when, CLICK_WINDOW_MS)
+        if found is not None:
+            if drift.corrector.add_click(found[0], (cx, cy), when, found[1]):
                 drift.clicks_used += 1
         elif latest < when:  # its gaze samples are not stored yet
             waiting.append((when, cx, cy))
@@ -114,10 +129,16 @@ def _pair(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
 
 
 def apply(rows: list[dict[str, float]], drift: ParticipantDrift) -> None:
-    """Add the current offset to the rows' ``x``/``y`` (in place) and record it in
-    ``drift_x``/``drift_y`` (0 before the first usable click)."""
-    dx, dy = drift.offset
-    for row in rows:
-        row["x"] = row["x"] + dx
-        row["y"] = row["y"] + dy
-        row["drift_x"], row["drift_y"] = dx, dy
+    """Correct the rows' ``x``/``y`` (in place) and record the correction in ``drift_x``/``drift_y``
+    (0 before the first usable click) and the clicks it rests on in ``drift_clicks``."""
+    import numpy as np
+
+    if not rows:
+        return
+    xy = np.array([[row["x"], row["y"]] for row in rows], dtype=np.float64)
+    corrected = drift.corrector.apply(xy)
+    n = float(drift.clicks_used)
+    for row, (x, y), (cx, cy) in zip(rows, xy, corrected):
+        dx, dy = (cx - x, cy - y) if math.isfinite(x) and math.isfinite(y) else drift.offset
+        row["x"], row["y"] = x + dx, y + dy
+        row["drift_x"], row["drift_y"], row["drift_clicks"] = float(dx), float(dy), n

@@ -4,6 +4,7 @@
 shedding, drift correction) and store a task's rows as one gaze chunk (:func:`store_task_rows`)."""
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 from . import gaze_drift
@@ -15,7 +16,7 @@ from .gaze_store import LOOKUP, frame_rows, store_gaze, study_settings, sync_cal
 from .gaze_trackers import TrackerEntry, decode_frames, process_frames, registry
 from .runtime import site
 
-__all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames"]
+__all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames", "uncalibrated"]
 
 
 class FrameContext(NamedTuple):
@@ -48,10 +49,10 @@ def frame_context(pid: int, meta: FrameMeta) -> FrameContext:
     ctx = FrameContext(pid, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
     if found.replay:
         return ctx
-    if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.drift_correction):
+    if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.click_correction):
         with site().engine.connect() as conn:
             sync_calibration(entry, found.calibration, conn)
-            if settings.drift_correction:
+            if settings.click_correction:
                 with entry.lock:
                     gaze_drift.update(conn, entry.drift, task_id)
     return ctx
@@ -64,9 +65,24 @@ def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], ar
     :func:`.gaze_trackers.process_frames`), drift-correct task rows."""
     images = decode_frames(frames_, ctx.settings.max_side)
     rows, dropped = process_frames(ctx.entry, images, times, arrived, shed_ms(), stale)
-    if ctx.meta.phase == "task" and rows and ctx.settings.drift_correction:
-        gaze_drift.apply(rows, ctx.entry.drift)
+    if ctx.meta.phase == "task" and rows:
+        uncalibrated(rows, ctx.entry.failed)
+        if ctx.settings.click_correction:
+            gaze_drift.apply(rows, ctx.entry.drift)
     return rows, dropped
+
+
+def uncalibrated(rows: list[dict[str, float]], failed: bool) -> None:
+    """Rows without a gaze estimate (no calibration in force, or no usable face) get confidence 0:
+    the confidence is that of the gaze x/y, and there is none; after a failed calibration they
+    also carry CALIBRATION_FAILED."""
+    from gazepref.schema import GazeFlag
+
+    for r in rows:
+        if not (math.isfinite(r["x"]) and math.isfinite(r["y"])):
+            r["confidence"] = 0.0
+            if failed:
+                r["flags"] = int(r["flags"]) | GazeFlag.UNCALIBRATED | GazeFlag.CALIBRATION_FAILED
 
 
 def store_task_rows(ctx: FrameContext, seq: int, rows: list[dict[str, float]], frames_: list[bytes],

@@ -23,6 +23,14 @@ MAX_FRAME_BYTES = 200 * 1024
 JPEG_BYTES_PER_PIXEL = 0.25
 
 
+#: what happens when no calibration attempt passes validation (``calibration_fallback``):
+#: ``mouse-only``: the session goes on without the webcam (no gaze rows, like no camera);
+#: ``record-uncalibrated``: the tasks keep recording the webcam's features, gaze x/y NaN with the
+#: UNCALIBRATED and CALIBRATION_FAILED flags and confidence 0 (``gaze recalibrate`` can estimate
+#: it later); ``screen-out``: the participant cannot go on and is asked to return the study.
+FALLBACKS = ("mouse-only", "record-uncalibrated", "screen-out")
+
+
 @dataclass(frozen=True)
 class GazeSettings:
     fps: int = 10
@@ -38,24 +46,42 @@ class GazeSettings:
     idle_s: float = 300.0  # a tracker unused this long is closed
     face_check_ms: int = 1000  # faces in view are counted this often (stream time)
     drift_correction: bool = False  # clicks during tasks correct a slow gaze offset
+    interaction_calibration: bool = False  # clicks during tasks refit an affine correction (recency/quality weighted)
     keep_frames: bool = False  # store the JPEG frames (needs consent.camera_images = true)
     recalibrate_every: int = 0  # tasks between recalibration steps (0: calibrate once)
+    min_frames: int = 5  # usable frames (face found, eyes open) a target needs before it goes
+    target_timeout_ms: int = 6000  # a target without enough usable frames this long: the round is frame-starved
+    calibration_fallback: str = "mouse-only"  # when no attempt passes: see FALLBACKS
+    setup_timeout_s: float = 60.0  # set-up not passed this long: the page offers a way on (0: never)
+    viewing_distance_cm: float = 60.0  # assumed for accuracy in degrees (with CSS_PX_PER_CM)
+
+    @property
+    def click_correction(self) -> bool:
+        """Whether task clicks correct the gaze (an offset, or continuous calibration)."""
+        return self.drift_correction or self.interaction_calibration
 
     @property
     def max_side(self) -> int:
         return 2 * max(self.width, self.height)
 
     @property
+    def target_frames(self) -> int:
+        """The most frames the page sends for one target: ``settle_ms`` (+ 50 ms) of frames, or
+        twice ``min_frames`` when the page had to wait longer for usable ones."""
+        return max(-(-self.fps * (self.settle_ms + 50) // 1000), 2 * self.min_frames)
+
+    @property
     def round_frames(self) -> int:
-        """Frames the page sends for the larger round: ``settle_ms`` (+ 50 ms) of frames per target."""
-        per_target = -(-self.fps * (self.settle_ms + 50) // 1000)
-        return max(self.calibration_points, self.validation_points) * per_target
+        """Frames the page sends at most for the larger round."""
+        return max(self.calibration_points, self.validation_points) * self.target_frames
 
     def page(self) -> dict[str, Any]:
         return {"fps": self.fps, "width": self.width, "height": self.height, "batch_ms": self.batch_ms,
                 "calibration_points": self.calibration_points, "validation_points": self.validation_points,
                 "settle_ms": self.settle_ms, "pass_accuracy_px": self.pass_accuracy_px,
-                "attempts": self.attempts, "keep_frames": self.keep_frames}
+                "attempts": self.attempts, "keep_frames": self.keep_frames, "min_frames": self.min_frames,
+                "target_frames": self.target_frames, "target_timeout_ms": self.target_timeout_ms,
+                "calibration_fallback": self.calibration_fallback, "setup_timeout_s": self.setup_timeout_s}
 
 
 def gaze_settings(cfg: StudyConfig) -> GazeSettings:
@@ -82,8 +108,16 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         roi_radius_px=num("roi_radius_px", 100.0), attempts=r.int("attempts", 2, lo=1, hi=5),
         idle_s=num("idle_s", 300.0), face_check_ms=r.int("face_check_ms", 1000, lo=0, hi=60_000),
         drift_correction=r.flag("drift_correction", False), keep_frames=keep_frames,
+        interaction_calibration=r.flag("interaction_calibration", False),
         recalibrate_every=r.int("recalibrate_every", 0, lo=0),
+        min_frames=r.int("min_frames", 5, lo=1, hi=30),
+        target_timeout_ms=r.int("target_timeout_ms", 6000, lo=500, hi=60_000),
+        calibration_fallback=r.choice("calibration_fallback", FALLBACKS, "mouse-only"),
+        setup_timeout_s=num("setup_timeout_s", 60.0), viewing_distance_cm=num("viewing_distance_cm", 60.0),
     )
+    if settings.setup_timeout_s < 0 or not 20 <= settings.viewing_distance_cm <= 200:
+        r._fail("setup_timeout_s" if settings.setup_timeout_s < 0 else "viewing_distance_cm",
+                ">= 0" if settings.setup_timeout_s < 0 else "a distance in cm between 20 and 200")
     _check_request_sizes(settings, f"study {cfg.slug!r}")
     return settings
 
@@ -101,7 +135,7 @@ def _check_request_sizes(s: GazeSettings, where: str) -> None:
         raise ConfigError(
             f"{where}: a calibration round would send {frames} frames of {s.width}x{s.height} (about "
             f"{size / 2**20:.0f} MiB; at most {MAX_FRAMES_PER_ROUND} frames and {MAX_ROUND_BYTES // 2**20} MiB): "
-            f"lower gaze.fps, gaze.settle_ms, gaze.calibration_points or the frame size")
+            f"lower gaze.fps, gaze.settle_ms, gaze.min_frames, gaze.calibration_points or the frame size")
 
 
 def validation_targets(n: int, width: float, height: float) -> list[tuple[float, float]]:

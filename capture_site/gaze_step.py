@@ -1,7 +1,10 @@
 """The ``calibration`` flow step and what the pages need to capture webcam frames.
 
 The page ``calibration.js`` runs the set-up (face indicator), the calibration and validation
-rounds (``POST /api/gaze/round``, :mod:`.gaze`; one retry by default) and then submits the step.
+rounds (``POST /api/gaze/round``, :mod:`.gaze`; ``attempts`` in all) and then submits the step.
+The server decides the step's outcome (:mod:`.gaze_attempts`): the best attempt when one passed,
+else a failed calibration and the study's ``calibration_fallback`` (state ``gaze``:
+``"failed"`` mouse-only, ``"uncalibrated"`` features recorded without gaze, or the step stops).
 Without a camera: ``webcam = "optional"`` continues mouse-only, ``"required"`` stops.
 ``recalibrate_every`` adds ``calibration:i`` steps between tasks (the same page; each needs a new
 calibration). :func:`page_data` is what the task and calibration pages get to send frames.
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .. import store
 from .config import StudyConfig
@@ -23,14 +26,25 @@ from .runtime import db
 __all__ = ["gaze_state", "page_data", "register"]
 
 
+#: states whose task pages send webcam frames
+RECORDING = ("calibrated", "uncalibrated")
+#: states that skip later calibration steps (the session went on without the webcam)
+WITHOUT_CAMERA = ("no-camera", "failed")
+
+SCREEN_OUT = ("Eye tracking could not be set up well enough on this computer, and this study needs it, "
+              "so it cannot go on. Thank you for trying: please return the study on your platform.")
+
+
 def gaze_state(p: store.Participant) -> str | None:
-    """``"calibrated"``, ``"no-camera"`` or None (step not reached / webcam off)."""
+    """``"calibrated"``, ``"uncalibrated"`` (calibration failed; features recorded without gaze),
+    ``"failed"`` (calibration failed; mouse-only), ``"no-camera"`` or None (step not reached /
+    webcam off)."""
     return (p.state or {}).get("gaze")
 
 
 def page_data(p: store.Participant, cfg: StudyConfig, task: store.Task | None, token: str) -> dict[str, Any] | None:
     """What the page scripts need to capture frames (None: no webcam for this participant)."""
-    if cfg.webcam == "off" or (task is not None and gaze_state(p) != "calibrated"):
+    if cfg.webcam == "off" or (task is not None and gaze_state(p) not in RECORDING):
         return None
     data = {"mode": cfg.webcam, "token": token, "settings": gaze_settings(cfg).page(),
             "urls": {"frames": url_for("gaze.frames"), "round": url_for("gaze.calibration_round")}}
@@ -47,10 +61,21 @@ def _render_calibration(ctx) -> str:
 
     p = ctx.participant
     recalibration = ctx.index is not None
-    skip = recalibration and gaze_state(p) == "no-camera"  # mouse-only since the first calibration step
+    skip = recalibration and gaze_state(p) in WITHOUT_CAMERA  # mouse-only since an earlier calibration step
     data = None if skip else page_data(p, ctx.config, None, participant_token(p.id))
-    return _page("calibration.html", ctx, gaze=data, recalibration=recalibration,
-                 keep_frames=bool(data and data["settings"]["keep_frames"]))
+    outcome = _step_outcome(p)
+    stopped = (outcome is not None and outcome.model is None
+               and gaze_settings(ctx.config).calibration_fallback == "screen-out")
+    return _page("calibration.html", ctx, gaze=None if stopped else data, recalibration=recalibration,
+                 keep_frames=bool(data and data["settings"]["keep_frames"]), stopped=SCREEN_OUT if stopped else None)
+
+
+def _step_outcome(p: store.Participant) -> store.Calibration | None:
+    """The outcome of the current calibration step (None while it has none)."""
+    outcomes = db().scalars(select(store.Calibration).where(
+        store.Calibration.participant_id == p.id, store.Calibration.kind == "outcome")
+        .order_by(store.Calibration.id)).all()
+    return outcomes[-1] if len(outcomes) >= _calibration_round_number(p) else None
 
 
 def _calibration_round_number(p: store.Participant) -> int:
@@ -64,7 +89,7 @@ def _submit_calibration(ctx) -> list[str]:
     from .flow import set_state
 
     p = ctx.participant
-    if ctx.index is not None and gaze_state(p) == "no-camera":
+    if ctx.index is not None and gaze_state(p) in WITHOUT_CAMERA:
         return []  # a recalibration step of a mouse-only session
     outcome = request.form.get("outcome", "")
     if outcome == "no-camera":
@@ -72,11 +97,16 @@ def _submit_calibration(ctx) -> list[str]:
             return ["This study needs a webcam; it cannot continue without one."]
         set_state(p, gaze="no-camera")
         return []
-    has_cal = db().scalar(select(func.count()).select_from(store.Calibration).where(
-        store.Calibration.participant_id == p.id, store.Calibration.kind == "calibration"))
-    if has_cal < _calibration_round_number(p):  # a recalibration step needs a new calibration
+    outcome = _step_outcome(p)  # a recalibration step needs a new outcome
+    if outcome is None:
         return ["Please complete the camera calibration first."]
-    set_state(p, gaze="calibrated")
+    if outcome.model is not None:
+        set_state(p, gaze="calibrated")
+        return []
+    fallback = gaze_settings(ctx.config).calibration_fallback
+    if fallback == "screen-out":
+        return [SCREEN_OUT]
+    set_state(p, gaze="failed" if fallback == "mouse-only" else "uncalibrated")
     return []
 
 

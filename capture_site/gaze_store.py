@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select
 
 from .. import store
 from ..signals.gaze_batch import rows_to_chunk_batch
@@ -18,12 +18,16 @@ from .gaze_settings import GazeSettings, gaze_settings
 from .gaze_trackers import TrackerEntry
 from .runtime import db, site
 
-__all__ = ["LOOKUP", "frame_rows", "latest_calibration_id", "next_gaze_seq", "participant_settings", "store_gaze",
+__all__ = ["IN_FORCE", "LOOKUP", "frame_rows", "next_gaze_seq", "participant_settings", "store_gaze",
            "study_settings", "sync_calibration"]
 
 C, T, P = store.StreamChunk.__table__, store.Task.__table__, store.Participant.__table__
 F = store.GazeFrame.__table__
 CAL = store.Calibration.__table__
+
+#: the calibration rows a tracker may use: a step's outcome (its model None: the calibration
+#: failed, gaze stays uncalibrated) or, during a step, a fitted attempt (:mod:`.gaze_attempts`)
+IN_FORCE = or_(CAL.c.kind == "outcome", and_(CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
 
 # One query per frame batch: the participant's consent and study, the task's owner and clock
 # anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
@@ -36,8 +40,7 @@ LOOKUP = select(
                         C.c.seq == bindparam("seq"))).label("replay"),
     select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
     .scalar_subquery().label("last_seq"),
-    select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, CAL.c.kind == "calibration",
-                                     CAL.c.model.is_not(None)).scalar_subquery().label("calibration"),
+    select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, IN_FORCE).scalar_subquery().label("calibration"),
 ).where(P.c.id == bindparam("pid"))
 
 
@@ -69,23 +72,21 @@ def participant_settings(pid: int) -> tuple[store.Participant, GazeSettings]:
 
 
 def sync_calibration(entry: TrackerEntry, latest: int | None, conn: Any = None) -> None:
-    """Give the tracker the participant's latest stored calibration ``latest`` (id; another
-    process may have fitted it); a new calibration resets the drift correction."""
+    """Give the tracker the participant's calibration row ``latest`` (id; another process may have
+    written it): its model, or none for a failed calibration's outcome (``entry.failed``); a new
+    calibration resets the drift correction."""
     from gazepref.signals.calibration import GazeCalibration
 
     if latest is None or latest == entry.calibration_id:
         return
-    query = select(CAL.c.model).where(CAL.c.id == latest)
-    model = conn.scalar(query) if conn is not None else db().scalar(query)
+    query = select(CAL.c.model, CAL.c.kind).where(CAL.c.id == latest)
+    found = (conn.execute(query) if conn is not None else db().execute(query)).first()
+    model, kind = found if found is not None else (None, None)
     with entry.lock:
-        entry.tracker.calibration = GazeCalibration.from_bytes(model)
+        entry.tracker.calibration = GazeCalibration.from_bytes(model) if model is not None else None
         entry.calibration_id = latest
+        entry.failed = kind == "outcome" and model is None
         entry.drift.reset()
-
-
-def latest_calibration_id(participant_id: int) -> int | None:
-    return db().scalar(select(func.max(CAL.c.id)).where(
-        CAL.c.participant_id == participant_id, CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
 
 
 # --------------------------------------------------------------------------- gaze chunks and frames

@@ -17,19 +17,20 @@ from .gaze_settings import MAX_FRAME_BYTES, GazeSettings
 from .runtime import site
 
 __all__ = ["TrackerEntry", "TrackerRegistry", "decode_frames", "dropped_row", "face_status", "process_frames",
-           "registry"]
+           "registry", "usable_times"]
 
 
 class TrackerEntry:
     """One participant's tracker, its lock, its calibration's id, face status and drift state."""
 
-    def __init__(self, tracker: Any):
+    def __init__(self, tracker: Any, interactions: bool = False):
         self.tracker = tracker
         self.lock = threading.Lock()
         self.last_used = time.monotonic()
         self.calibration_id: int | None = None
-        self.face: dict[str, Any] = {"found": False, "ok": False, "message": "no frame yet"}
-        self.drift = gaze_drift.ParticipantDrift()
+        self.face: dict[str, Any] = {"found": False, "ok": False, "code": "no-frame", "message": "no frame yet"}
+        self.failed = False  # the calibration in force is a failed one's outcome (no model)
+        self.drift = gaze_drift.ParticipantDrift(interactions)
 
 
 class TrackerRegistry:
@@ -50,7 +51,8 @@ class TrackerRegistry:
             if entry is None:
                 check_ms = float(settings.face_check_ms if settings is not None else 1000)
                 entry = self._entries[participant_id] = TrackerEntry(
-                    GazeTracker(max_side=self.max_side, face_check_ms=check_ms))
+                    GazeTracker(max_side=self.max_side, face_check_ms=check_ms),
+                    interactions=settings is not None and settings.interaction_calibration)
             entry.last_used = now
             return entry
 
@@ -74,27 +76,21 @@ def registry() -> TrackerRegistry:
 
 
 def face_status(row: dict[str, float] | None) -> dict[str, Any]:
-    """Whether the last frame shows one face, well placed (what the page shows green/red)."""
-    from gazepref.schema import GazeFlag
+    """Whether the last frame shows one face, well placed (what the page shows green/red), with
+    the advice of :func:`gazepref.signals.framing.framing_advice` (``code``, ``message``)."""
+    from gazepref.signals.framing import framing_advice
 
-    if row is None:
-        return {"found": False, "ok": False, "message": "no frame yet"}
-    flags = int(row.get("flags", 0))
-    if flags & GazeFlag.NO_FACE:
-        return {"found": False, "ok": False, "message": "No face found: face the camera."}
-    message = ""
-    size, fx, fy = row.get("face_size", math.nan), row.get("face_x", math.nan), row.get("face_y", math.nan)
-    if flags & GazeFlag.MULTIPLE_FACES:
-        message = "Several faces: make sure only you are in view."
-    elif flags & GazeFlag.TOO_DARK:
-        message = "Too dark: add light in front of you."
-    elif math.isfinite(size) and size < 0.12:
-        message = "Too far: move closer to the camera."
-    elif math.isfinite(size) and size > 0.6:
-        message = "Too close: move back a little."
-    elif math.isfinite(fx) and not (0.2 <= fx <= 0.8 and 0.15 <= fy <= 0.85):
-        message = "Move to the middle of the picture."
-    return {"found": True, "ok": not message, "message": message or "Face well placed."}
+    code, message = framing_advice(row)
+    found = code not in ("no-frame", "no-face") and not (code == "dark" and row is not None
+                                                         and int(row.get("flags", 0)) & 1)
+    return {"found": found, "ok": code == "ok", "code": code, "message": message}
+
+
+def usable_times(rows: list[dict[str, float]]) -> list[float]:
+    """Times of the rows a calibration can use (a face, eyes open: what the page counts per dot)."""
+    from gazepref.signals.gaze_session import usable
+
+    return [r["t"] for r, ok in zip(rows, usable(rows)) if ok and not int(r["flags"]) & 128]
 
 
 def decode_frames(frames: list[bytes], max_side: int) -> list[Any]:

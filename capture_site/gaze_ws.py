@@ -10,8 +10,8 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
    ``{"phase": "setup"|"task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": ms}``
    and the JPEG bytes. In a task ``seq`` numbers the frames with the page's gaze counter (the one
    its HTTP batches use), so it increases frame by frame.
-3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, message},
-   "dropped": bool, "calibrated": bool}``; a duplicate (``seq`` not above the task's last stored
+3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, code, message},
+   "dropped": bool, "calibrated": bool}`` (set-up frames also ``"usable": [t]`` or ``[]``); a duplicate (``seq`` not above the task's last stored
    one) ``{"seq", "duplicate": true}``; a bad frame (not JPEG, corrupt, too large, bad meta, rate
    limit) ``{"seq", "error", "status"}``; the connection and the session go on.
 4. Task rows are buffered and stored as one ``gaze`` chunk per ``GAZE_WS_COMMIT_MS`` (app config
@@ -48,7 +48,7 @@ from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_f
 from .gaze_requests import frame_meta
 from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
 from .gaze_store import participant_settings
-from .gaze_trackers import dropped_row
+from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
 from .runtime import db
 from .security import read_participant_token
@@ -174,8 +174,9 @@ class FrameSocket:
                 self.times += meta.times
                 self.buf_seq = self.done[meta.task_id] = meta.seq
             entry = ctx.entry
+            extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
             _send(self.ws, {"seq": seq, "face": entry.face, "dropped": bool(dropped),
-                            "calibrated": entry.tracker.calibration is not None})
+                            "calibrated": entry.tracker.calibration is not None, **extra})
         except ApiError as e:
             _send(self.ws, {"seq": seq, "error": e.message, "status": e.status, **e.extra})
         if self.rows and (len(self.rows) >= MAX_FRAMES_PER_BATCH or self.due() <= 0):

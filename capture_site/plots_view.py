@@ -42,42 +42,14 @@ _PAGE = """{% extends "admin/base.html" %}
 
 
 def _recording(slug: str):
-    """The study as a recording (pseudonymous, consented participants only), with each task's
-    calibration accuracy taken from the participant's latest validation round (px)."""
+    """The study as a recording (pseudonymous, consented participants only); each task carries
+    the webcam calibration in force for it (accuracy in px)."""
     from ..datasets.store_recording import StoreRecording
 
     study = study_by_slug(slug)
     if study is None:
         abort(404, description="no such study")
-    return _Calibrated(StoreRecording(db(), study))
-
-
-class _Calibrated:
-    """A StoreRecording whose tasks carry the validation accuracy (the store keeps it per
-    participant, in ``calibrations``)."""
-
-    def __init__(self, rec):
-        self._rec = rec
-
-    def __getattr__(self, name):
-        return getattr(self._rec, name)
-
-    def tasks(self):
-        from dataclasses import replace
-
-        acc: dict[str, float] = {}
-        for p in self._rec._participants():
-            val = [c for c in p.calibrations if c.kind == "validation"]
-            v = (val[-1].result or {}).get("accuracy_px") if val else None
-            if v is not None:
-                acc[p.pseudonym] = float(v)
-        out = []
-        for t in self._rec.tasks():
-            if t.calibration_accuracy is None and t.participant_id in acc:
-                t = replace(t, calibration_accuracy=acc[t.participant_id],
-                            answers={**t.answers, "calibration_unit": "px"})
-            out.append(t)
-        return out
+    return StoreRecording(db(), study)
 
 
 def _pseudonym(rec, given: str) -> str:

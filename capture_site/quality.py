@@ -62,8 +62,11 @@ def participant_quality(s: Session, study: store.Study) -> list[dict]:
         st = stats[p.id]
         state = p.state or {}
         steps = state.get("steps") or []
-        validation = [c for c in p.calibrations if c.kind == "validation"]
-        accuracy = validation[-1].result.get("accuracy_px") if validation else None
+        # the last calibration step's outcome (the kept attempt), else the last validation round
+        cals = sorted(p.calibrations, key=lambda c: c.id)
+        rounds = [c for c in cals if c.kind == "outcome"] or [c for c in cals if c.kind == "validation"]
+        last = (rounds[-1].result or {}) if rounds else {}
+        accuracy = last.get("accuracy_px")
         out.append({
             "id": p.id, "pseudonym": p.pseudonym[:12], "platform": p.platform, "consent": p.consent,
             "step": steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-",
@@ -72,6 +75,8 @@ def participant_quality(s: Session, study: store.Study) -> list[dict]:
             "sample_rate_hz": round(st["samples"] / (st["span_ms"] / 1000), 1) if st["span_ms"] > 0 else None,
             "gaps": st["gaps"], "max_gap_s": round(st["max_gap_ms"] / 1000, 1),
             "calibration_accuracy_px": accuracy,
+            "calibration_accuracy_deg": last.get("accuracy_deg", (last.get("overall") or {}).get("accuracy_deg")),
+            "calibration_passed": last.get("passed"), "calibration_attempts": last.get("n_attempts"),
             "attention_failed": sum(v is False for t in p.tasks for k, v in (t.answers or {}).items()
                                     if k.endswith("_passed")),
         })

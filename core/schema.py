@@ -179,6 +179,7 @@ class GazeFlag:
     OFF_SCREEN = 32
     UNCALIBRATED = 64
     DROPPED = 128  # frame not processed: the server was behind (load shedding)
+    CALIBRATION_FAILED = 256  # no calibration attempt passed validation: no gaze estimate (x/y NaN)
 
 
 def conform(stream: str, table: pa.Table) -> pa.Table:
@@ -269,6 +270,9 @@ class Task:
     feedback_text: str | None = None  # task-level free text
     answers: dict[str, Any] = field(default_factory=dict)  # post-task questions
     calibration_accuracy: float | None = None  # % (IFLLM) or px, see answers['calibration_unit']
+    # site studies: the webcam calibration in force for the task (the step's outcome): passed,
+    # accuracy_px, accuracy_deg, precision_px, data_loss, attempts, quality, webgazer_score_pct
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass

@@ -6,6 +6,12 @@ The IFLLM layout lets tools written for the public IFLLM release read our studie
 each gaze row once (IFLLM doubled them in pairwise folders; readers drop doubles anyway). The query
 table gets two columns the release lacks, ``t_shown`` and ``t_decided`` (the trajectories' page
 timer, ms; empty where unknown), so samples after a decision are still cut when it is read back.
+Site studies also carry their webcam calibrations: Parquet ``calibrations.parquet`` (every
+calibration, validation and outcome round: attempts, accuracy px and degrees, precision, data loss
+per point) and ``tasks.parquet`` ``calibration`` / ``calibration_accuracy`` (px); the IFLLM
+layout's task table ``accuracy`` gets WebGazer's score (%, what the release holds) and, after
+the release's columns, ``accuracy_px``, ``accuracy_deg``, ``precision_px``, ``data_loss``,
+``calibration_attempts`` and ``calibration_passed``, plus ``calibration_table.csv`` (the rounds).
 Participant ids are the site's pseudonyms; demographics are never exported.
 """
 from __future__ import annotations
@@ -65,7 +71,11 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
                  columns=list(schema.Participant.__dataclass_fields__)).to_parquet(out / "participants.parquet")
     tdf = pd.DataFrame([asdict(t) for t in tasks], columns=list(schema.Task.__dataclass_fields__))
     tdf["answers"] = tdf["answers"].map(lambda a: json.dumps(a, ensure_ascii=False, default=str))
+    tdf["calibration"] = tdf["calibration"].map(lambda c: None if c is None else json.dumps(c, default=str))
     tdf.to_parquet(out / "tasks.parquet")
+    calibrations = _calibration_rounds(rec)
+    if calibrations is not None:
+        calibrations.to_parquet(out / "calibrations.parquet")
     turn_df, resp_df = turns_frame(turns)
     turn_df.to_parquet(out / "turns.parquet")
     resp_df.to_parquet(out / "responses.parquet")
@@ -109,8 +119,45 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
         "samples": counts,
         "malformed_rows_skipped": report.total if report is not None else 0,
     }
+    if calibrations is not None:
+        manifest["calibration_rounds"] = len(calibrations)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _calibration_rounds(rec: Recording) -> pd.DataFrame | None:
+    """The webcam calibration rounds of a recording that has them (site studies), else None."""
+    rounds = getattr(rec, "calibration_rounds", None)
+    if rounds is None:
+        return None
+    from .store_recording import CALIBRATION_COLUMNS
+
+    df = pd.DataFrame(rounds(), columns=CALIBRATION_COLUMNS)
+    for c in ("step", "attempt", "attempts", "n_targets", "frames", "usable_frames_min", "starved_targets"):
+        df[c] = df[c].astype("Int64")
+    for c in ("accuracy_px", "accuracy_deg", "precision_px", "data_loss", "in_roi", "webgazer_score_pct",
+              "distance_cm", "px_per_cm", "viewport_w", "viewport_h", "cv_error_px"):
+        df[c] = df[c].astype("float64")
+    df["passed"] = df["passed"].astype("boolean")
+    return df
+
+
+#: columns the IFLLM task table gets after the release's (site studies): the calibration in force
+#: for the task; ``accuracy`` itself holds WebGazer's score (%), as the release does
+TASK_CALIBRATION_COLUMNS = ["accuracy_px", "accuracy_deg", "precision_px", "data_loss", "calibration_attempts",
+                            "calibration_passed"]
+
+
+def _task_accuracy(t: schema.Task) -> dict[str, Any]:
+    """The IFLLM task-table calibration fields of ``t``."""
+    cal = t.calibration
+    if cal is None:  # a release-sourced task: its accuracy (%) as it came
+        px = t.calibration_accuracy if t.answers.get("calibration_unit") == "px" else None
+        return {"accuracy": None if px is not None else t.calibration_accuracy, "accuracy_px": px}
+    return {"accuracy": cal.get("webgazer_score_pct"), "accuracy_px": cal.get("accuracy_px"),
+            "accuracy_deg": cal.get("accuracy_deg"), "precision_px": cal.get("precision_px"),
+            "data_loss": cal.get("data_loss"), "calibration_attempts": cal.get("attempts"),
+            "calibration_passed": cal.get("passed")}
 
 
 # --------------------------------------------------------------------------- IFLLM layout
@@ -153,6 +200,10 @@ def _write_rows(path: Path, frame: pd.DataFrame) -> None:
     frame.to_csv(path, header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
 
 
+#: the IFLLM-layout export's extra table of webcam calibration rounds (site studies)
+CALIBRATION_TABLE = "calibration_table.csv"
+
+
 def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False,
                  progress: bool = False) -> dict[str, Any]:
     """Write the IFLLM release layout; returns counts of what was written."""
@@ -190,8 +241,16 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                       "summary": a.get("summary"), "feedback": t.feedback_text,
                       "understand_before": a.get("understand_before"), "understand_after": a.get("understand_after"),
                       "query_copy": a.get("query_copy"), "llm_response_copy": a.get("llm_response_copy"),
-                      "accuracy": t.calibration_accuracy, "finished": a.get("finished"), "domain": t.topic})
-    pd.DataFrame(trows, columns=ifllm.TASK_COLUMNS).to_csv(out / ifllm.TASK_TABLE, index=False)
+                      "finished": a.get("finished"), "domain": t.topic, **_task_accuracy(t)})
+    site = any(t.calibration is not None for t in tasks)
+    columns = ifllm.TASK_COLUMNS + (TASK_CALIBRATION_COLUMNS if site else [])
+    tdf = pd.DataFrame(trows, columns=columns)
+    if site:
+        tdf["calibration_attempts"] = tdf["calibration_attempts"].astype("Int64")
+    tdf.to_csv(out / ifllm.TASK_TABLE, index=False)
+    calibrations = _calibration_rounds(rec)
+    if calibrations is not None:
+        calibrations.to_csv(out / CALIBRATION_TABLE, index=False)
     pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in rec.participants()],
                  columns=["user_id", "consent"]).to_csv(out / ifllm.RECORD_TABLE, index=False)
 

@@ -526,10 +526,13 @@ class IFLLMRelease:
             answers = {k: _plain(r.get(k)) for k in ("copy_sentence", "summary", "understand_before",
                                                       "understand_after", "query_copy", "llm_response_copy",
                                                       "finished") if k in r}
+            accuracy = _plain(r.get("accuracy"))
+            if accuracy is None and _plain(r.get("accuracy_px")) is not None:  # our export of a failed calibration
+                accuracy, answers["calibration_unit"] = _plain(r.get("accuracy_px")), "px"
             out.append(schema.Task(
                 task_id=tid, participant_id=w, study_id="ifllm", kind=kind, topic=_plain(r.get("domain")),
                 finished=_plain(r.get("finished")) is not None, feedback_text=_plain(r.get("feedback")),
-                answers=answers, calibration_accuracy=_plain(r.get("accuracy")),
+                answers=answers, calibration_accuracy=accuracy,
             ))
         return out
 

@@ -1,6 +1,8 @@
 """A study in the site's database, seen as a :class:`~gazepref.datasets.recording.Recording`."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
@@ -9,6 +11,34 @@ from sqlalchemy.orm import Session, scoped_session, selectinload
 
 from .. import UserError, schema, store
 from .derive import derive_streams
+
+
+#: the columns of :meth:`StoreRecording.calibration_rounds` (Parquet ``calibrations``, IFLLM
+#: layout ``calibration_table.csv``); ``attempt``: the attempt's number within its step (an
+#: outcome: the kept one); ``points``: JSON, per validation point its figures (an outcome: per
+#: attempt, with its points)
+CALIBRATION_COLUMNS = [
+    "participant_id", "step", "kind", "attempt", "attempts", "created_at", "passed", "accuracy_px", "accuracy_deg",
+    "precision_px", "data_loss", "in_roi", "quality", "fallback", "webgazer_score_pct", "distance_cm", "px_per_cm",
+    "viewport_w", "viewport_h", "n_targets", "frames", "usable_frames_min", "starved_targets", "cv_error_px", "error",
+    "points",
+]
+
+
+def _calibration_in_force(p: store.Participant, task: store.Task) -> dict | None:
+    """The calibration step outcome in force when ``task`` started (the last one before it, else
+    the first after it); databases without outcomes: the last validation's accuracy."""
+    cals = sorted(p.calibrations, key=lambda c: c.id)
+    outcomes = [c for c in cals if c.kind == "outcome"]
+    if not outcomes:
+        val = [c for c in cals if c.kind == "validation" and (c.result or {}).get("accuracy_px") is not None]
+        return {"accuracy_px": float(val[-1].result["accuracy_px"])} if val else None
+    before = [c for c in outcomes if task.started_at is None or c.created_at is None or c.created_at <= task.started_at]
+    r = (before[-1] if before else outcomes[0]).result or {}
+    return {"passed": bool(r.get("passed")), "accuracy_px": r.get("accuracy_px"), "accuracy_deg": r.get("accuracy_deg"),
+            "precision_px": r.get("precision_px"), "data_loss": r.get("data_loss"), "attempts": r.get("n_attempts"),
+            "quality": r.get("quality"), "webgazer_score_pct": r.get("webgazer_score_pct"),
+            "fallback": r.get("fallback")}
 
 
 class StoreRecording:
@@ -59,7 +89,7 @@ class StoreRecording:
             select(store.Participant)
             .where(store.Participant.study_id == self.study.id, store.Participant.consent.is_(True))
             .options(selectinload(store.Participant.tasks).selectinload(store.Task.turns)
-                     .selectinload(store.Turn.responses))
+                     .selectinload(store.Turn.responses), selectinload(store.Participant.calibrations))
             .order_by(store.Participant.id)
         ))
 
@@ -77,12 +107,59 @@ class StoreRecording:
                 tid = self._task_id(p, t)
                 self._tasks[tid] = t
                 self._task_turns[tid] = sorted(self._turns_of(p, t), key=lambda u: u.index)
+                cal = _calibration_in_force(p, t)
+                answers = dict(t.answers or {})
+                if cal is not None and cal.get("accuracy_px") is not None:
+                    answers["calibration_unit"] = "px"
                 out.append(schema.Task(
                     task_id=tid, participant_id=p.pseudonym, study_id=self.study.slug, kind=t.kind,
                     topic=t.topic, clock_anchor_epoch_ms=t.clock_anchor_epoch_ms,
-                    finished=t.finished_at is not None, feedback_text=t.feedback_text, answers=dict(t.answers or {}),
+                    finished=t.finished_at is not None, feedback_text=t.feedback_text, answers=answers,
+                    calibration_accuracy=cal.get("accuracy_px") if cal else None, calibration=cal,
                 ))
         return out
+
+    def calibration_rounds(self) -> list[dict]:
+        """Every calibration round of the consenting participants, one row each
+        (:data:`CALIBRATION_COLUMNS`): the attempts (``kind = "calibration"``), their validations
+        and each calibration step's outcome (which attempt was kept, the figures, the fallback)."""
+        rows = []
+        for p in self._participants():
+            step, attempt, attempt_no = 1, {}, 0
+            for c in sorted(p.calibrations, key=lambda c: c.id):
+                r = c.result or {}
+                overall = r.get("overall", {})
+                if c.kind == "calibration":
+                    attempt_no += 1
+                    attempt[c.id] = attempt_no
+                viewport = r.get("viewport") or [None, None]
+                usable = r.get("usable_per_target") or []
+                row = dict.fromkeys(CALIBRATION_COLUMNS)
+                row.update(
+                    participant_id=p.pseudonym, step=step, kind=c.kind,
+                    attempt=(attempt_no if c.kind == "calibration" else attempt.get(r.get("calibration"))),
+                    created_at=c.created_at.isoformat() if c.created_at else None,
+                    viewport_w=viewport[0], viewport_h=viewport[1],
+                    n_targets=len(r.get("targets") or r.get("points") or []) or None, frames=r.get("frames"),
+                    usable_frames_min=min(usable) if usable else None, starved_targets=len(r.get("starved") or []),
+                    cv_error_px=r.get("cv_error_px"), error=r.get("error"),
+                    points=json.dumps(r["points"]) if r.get("points") else None,
+                )
+                if c.kind == "validation":
+                    row.update(passed=r.get("passed"), accuracy_px=r.get("accuracy_px"),
+                               **{k: overall.get(k) for k in ("accuracy_deg", "precision_px", "data_loss", "in_roi")},
+                               distance_cm=(r.get("settings") or {}).get("distance_cm"),
+                               px_per_cm=(r.get("settings") or {}).get("px_per_cm"))
+                elif c.kind == "outcome":
+                    row.update({k: r.get(k) for k in ("passed", "accuracy_px", "accuracy_deg", "precision_px",
+                                                      "data_loss", "in_roi", "quality", "fallback",
+                                                      "webgazer_score_pct")},
+                               attempt=attempt.get(r.get("selected")), attempts=r.get("n_attempts"),
+                               distance_cm=(r.get("settings") or {}).get("distance_cm"),
+                               points=json.dumps(r.get("attempts")) if r.get("attempts") else None)
+                    step, attempt_no = step + 1, 0
+                rows.append(row)
+        return rows
 
     def turns(self) -> list[schema.Turn]:
         return [u for p in self._participants() for t in p.tasks for u in self._turns_of(p, t)]

@@ -14,7 +14,9 @@ squared error in px; the model is then refitted on all calibration samples. Ever
 learned is plain numbers, so a fitted model round-trips through JSON (:meth:`to_bytes`,
 :meth:`from_bytes`) for ``store.Calibration.model``.
 
-Also here: the 5/9/13-point target grids and drift correction from clicks.
+Also here: the 5/9/13-point target grids, drift correction from clicks (:class:`DriftCorrector`,
+an offset) and continuous calibration from interactions (:class:`InteractionRecalibrator`, a
+recency- and quality-weighted affine correction refitted with each click).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold, LeaveOneGroupOut
 from sklearn.utils.validation import check_is_fitted
 
+from ..schema import GazeFlag
 from . import eye_features, head_pose
 
 FORMAT = "gazepref.gaze-calibration/1"
@@ -336,8 +339,10 @@ class DriftCorrector:
         self.max_offset_px = max_offset_px
         self._diffs: deque[tuple[float, float]] = deque(maxlen=window)
 
-    def add_click(self, gaze_xy: Sequence[float], click_xy: Sequence[float]) -> bool:
-        """Record one click; returns whether it was used."""
+    def add_click(self, gaze_xy: Sequence[float], click_xy: Sequence[float], t_ms: float = float("nan"),
+                  quality: float = 1.0) -> bool:
+        """Record one click; returns whether it was used (``t_ms``, ``quality``: not used here,
+        the interface of :class:`InteractionRecalibrator`)."""
         dx, dy = click_xy[0] - gaze_xy[0], click_xy[1] - gaze_xy[1]
         if not (np.isfinite(dx) and np.isfinite(dy)) or np.hypot(dx, dy) > self.max_offset_px:
             return False
@@ -354,3 +359,104 @@ class DriftCorrector:
     def apply(self, xy: np.ndarray | Sequence[float]) -> np.ndarray:
         """Corrected gaze: ``xy`` (2,) or (n x 2) plus the current offset."""
         return np.asarray(xy, dtype=np.float64) + np.array(self.offset)
+
+
+#: gaze samples this long before a click are where the eyes were when clicking (the target)
+CLICK_WINDOW_MS = 400.0
+#: the ``events`` rows that are calibration samples: clicks (on buttons, fields, text) and the
+#: caret while typing (the page records its position at most once a second)
+CALIBRATION_EVENTS = ("click", "caret")
+#: click targets (the page's ``data-target``) that never feed a correction: the rating and choice
+#: controls. Calibrating on them would move later gaze toward the option chosen, a channel from
+#: the preference into the gaze features.
+EXCLUDED_CLICK_TARGETS = ("controls",)
+#: gaze samples that cannot pair with a click
+CLICK_UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK | GazeFlag.UNCALIBRATED | GazeFlag.DROPPED | GazeFlag.MULTIPLE_FACES
+
+
+def click_sample(samples: Iterable[tuple[float, float, float, float]], when: float,
+                 window_ms: float = CLICK_WINDOW_MS) -> tuple[tuple[float, float], float] | None:
+    """The gaze at a click at ``when``: the median x, y of the usable ``samples`` (t, x, y,
+    confidence; uncorrected estimates) in the ``window_ms`` before it, and their median
+    confidence (the sample's quality); None without any."""
+    near = [(x, y, c) for t, x, y, c in samples if when - window_ms <= t <= when]
+    if not near:
+        return None
+    a = np.array(near, dtype=np.float64)
+    return (float(np.median(a[:, 0])), float(np.median(a[:, 1]))), float(np.median(a[:, 2]))
+
+
+class InteractionRecalibrator:
+    """Continuous calibration from interactions: clicks (or other points the participant looks at,
+    with known positions) refit a correction of the calibrated gaze during the session.
+
+    The correction is affine, ``corrected = gaze + offset + D (gaze - centre) / scale_px``, fitted
+    by weighted least squares on the last ``window`` samples, ``click - gaze``. Each sample's
+    weight is its quality (the gaze samples' confidence, 0-1) times ``0.5 ** (age / half_life_ms)``
+    (age: time before the newest sample), so the correction follows the participant as they move.
+    The offset is unpenalised; ``D`` (scale and shear of the error, 4 numbers) gets a ridge penalty
+    ``ridge`` (in units of weight x (scale_px)^2) toward 0, so a few clicks in one place give a
+    plain offset (as :class:`DriftCorrector`) and only clicks spread over the screen tilt or
+    stretch the map. Why not refit the whole ridge model: it has ~150 features, and a handful of
+    clicks would either be swamped by the calibration data or fit noise; 6 numbers on its output
+    are what a few clicks can determine (drift of the head position and distance shows up as an
+    offset and a scale change of the estimate).
+
+    A sample farther than ``max_offset_px`` from the current corrected gaze is ignored (a click
+    made without looking). ``apply`` on no samples returns the gaze unchanged.
+    """
+
+    def __init__(self, window: int = 30, half_life_ms: float = 60_000.0, ridge: float = 2.0,
+                 scale_px: float = 500.0, max_offset_px: float = 250.0) -> None:
+        self.window = window
+        self.half_life_ms = half_life_ms
+        self.ridge = ridge
+        self.scale_px = scale_px
+        self.max_offset_px = max_offset_px
+        self._samples: deque[tuple[float, float, float, float, float, float]] = deque(maxlen=window)
+        self._fit = (np.zeros(2), np.zeros((2, 2)), np.zeros(2))  # offset, D, centre
+
+    @property
+    def n_samples(self) -> int:
+        return len(self._samples)
+
+    def add_click(self, gaze_xy: Sequence[float], click_xy: Sequence[float], t_ms: float = float("nan"),
+                  quality: float = 1.0) -> bool:
+        """Record one sample (the gaze just before the click, the click, its time, the gaze's
+        quality 0-1); returns whether it was used."""
+        g = np.asarray(gaze_xy, dtype=np.float64)
+        c = np.asarray(click_xy, dtype=np.float64)
+        if not (np.isfinite(g).all() and np.isfinite(c).all()) or not quality > 0:
+            return False
+        if np.hypot(*(c - self.apply(g))) > self.max_offset_px:
+            return False
+        t = float(t_ms) if np.isfinite(t_ms) else (self._samples[-1][4] if self._samples else 0.0)
+        self._samples.append((g[0], g[1], c[0], c[1], t, min(float(quality), 1.0)))
+        self._refit()
+        return True
+
+    def _refit(self) -> None:
+        a = np.array(self._samples)
+        g, c, t, q = a[:, 0:2], a[:, 2:4], a[:, 4], a[:, 5]
+        w = q * 0.5 ** ((t.max() - t) / self.half_life_ms)
+        if w.sum() <= 0:
+            return
+        w = w / w.sum() * len(w)  # weights in "samples"
+        centre = (w[:, None] * g).sum(axis=0) / w.sum()
+        d = c - g
+        mean_d = (w[:, None] * d).sum(axis=0) / w.sum()
+        z = (g - centre) / self.scale_px
+        zw = z * w[:, None]
+        D = np.linalg.solve(z.T @ zw + self.ridge * np.eye(2), zw.T @ (d - mean_d)).T
+        self._fit = (mean_d, D, centre)
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        """The correction at the centre of the samples (the offset part)."""
+        return float(self._fit[0][0]), float(self._fit[0][1])
+
+    def apply(self, xy: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Corrected gaze for ``xy`` (2,) or (n x 2)."""
+        xy = np.asarray(xy, dtype=np.float64)
+        offset, D, centre = self._fit
+        return xy + offset + ((xy - centre) / self.scale_px) @ D.T

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", help="study slug")
     add_database_arguments(p)
     p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")
+    p.add_argument("--interactions", action="store_true",
+                   help="replay the task clicks as continuous calibration (default: leave them out)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_recalibrate)
@@ -88,7 +90,7 @@ def _recalibrate(args: argparse.Namespace) -> int:
     engine = store.make_engine(url)
     try:
         with sessionmaker(engine)() as db:
-            result = recalibrate_study(db, args.study, args.out, model)
+            result = recalibrate_study(db, args.study, args.out, model, interactions=args.interactions)
     except LookupError as e:
         raise UserError(str(e)) from None
     except OperationalError as e:

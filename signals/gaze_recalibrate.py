@@ -52,23 +52,81 @@ def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
     return table.set_column(i, "flags", arr) if i >= 0 else table.append_column("flags", arr)
 
 
+def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any = None) -> pa.Table:
+    """``gaze`` (uncorrected estimates, e.g. from :func:`reestimate`) corrected by replaying the
+    task's clicks (and caret positions) in time order, as the site's continuous calibration does: each click (not on
+    the rating/choice controls) pairs with the usable samples of the 400 ms before it
+    (:func:`~.calibration.click_sample`) and refits ``corrector`` (default an
+    :class:`~.calibration.InteractionRecalibrator`); each row gets the correction of the clicks
+    before it, recorded in ``drift_x``/``drift_y``/``drift_clicks``. Without clicks (or
+    ``events``) the rows are unchanged apart from zero corrections."""
+    from .calibration import (CALIBRATION_EVENTS, CLICK_UNUSABLE, CLICK_WINDOW_MS, EXCLUDED_CLICK_TARGETS,
+                              InteractionRecalibrator, click_sample)
+
+    corrector = corrector if corrector is not None else InteractionRecalibrator()
+    t = gaze.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
+    x = pc.fill_null(gaze.column("x"), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    y = pc.fill_null(gaze.column("y"), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    flags = (pc.fill_null(gaze.column("flags"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+             if "flags" in gaze.column_names else np.zeros(len(t), np.int64))
+    conf = (pc.fill_null(gaze.column("confidence"), 1.0).to_numpy(zero_copy_only=False).astype(np.float64)
+            if "confidence" in gaze.column_names else np.ones(len(t)))
+    ok = np.isfinite(x) & np.isfinite(y) & ((flags & CLICK_UNUSABLE) == 0)
+    samples = [(t[i], x[i], y[i], conf[i]) for i in np.flatnonzero(ok)]
+    clicks = []
+    if events is not None and events.num_rows:
+        ev = events.to_pydict()
+        targets = ev.get("target") or [None] * len(ev["t"])
+        clicks = sorted((ct, cx, cy) for ct, kind, tg, cx, cy in zip(ev["t"], ev["type"], targets, ev["x"], ev["y"])
+                        if kind in CALIBRATION_EVENTS and tg not in EXCLUDED_CLICK_TARGETS and cx is not None
+                        and cy is not None)
+    out_x, out_y = x.copy(), y.copy()
+    dx, dy, used = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
+    k, n_used = 0, 0
+    for i in np.argsort(t, kind="stable"):
+        while k < len(clicks) and clicks[k][0] <= t[i]:
+            found = click_sample(samples, clicks[k][0], CLICK_WINDOW_MS)
+            if found is not None and corrector.add_click(found[0], clicks[k][1:], clicks[k][0], found[1]):
+                n_used += 1
+            k += 1
+        if np.isfinite(x[i]) and np.isfinite(y[i]):
+            out_x[i], out_y[i] = corrector.apply((x[i], y[i]))
+            dx[i], dy[i] = out_x[i] - x[i], out_y[i] - y[i]
+        used[i] = n_used
+    table = gaze
+    for name, col in (("x", out_x), ("y", out_y)):
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(col, pa.float32(), from_pandas=True))
+    for name, col in (("drift_x", dx), ("drift_y", dy), ("drift_clicks", used)):
+        i = table.schema.get_field_index(name)
+        arr = pa.array(col, pa.float32())
+        table = table.set_column(i, name, arr) if i >= 0 else table.append_column(name, arr)
+    return table
+
+
 def latest_calibration(db: Session, participant: store.Participant) -> GazeCalibration | None:
-    """The participant's most recent stored calibration model, if any."""
-    row = db.execute(
-        select(store.Calibration)
-        .where(store.Calibration.participant_id == participant.id, store.Calibration.kind == "calibration",
-               store.Calibration.model.is_not(None))
-        .order_by(store.Calibration.created_at.desc(), store.Calibration.id.desc())
-    ).scalars().first()
+    """The participant's calibration model in force at the end: the last calibration step's
+    outcome (the kept attempt; for a failed calibration the best attempt, which the site did not
+    use), else (databases without outcomes) the most recent fitted attempt; None without any."""
+    C = store.Calibration
+    rows = db.execute(select(C).where(C.participant_id == participant.id, C.kind.in_(("calibration", "outcome")))
+                      .order_by(C.id.desc())).scalars().all()
+    outcome = next((r for r in rows if r.kind == "outcome"), None)
+    if outcome is not None:
+        selected = (outcome.result or {}).get("selected")
+        row = outcome if outcome.model is not None else next(
+            (r for r in rows if r.id == selected and r.model is not None), None)
+    else:
+        row = next((r for r in rows if r.model is not None), None)
     return None if row is None else GazeCalibration.from_bytes(row.model)
 
 
-def reestimate_participant(db: Session, participant: store.Participant,
-                           model: GazeCalibration | None = None) -> Iterator[tuple[store.Task, pa.Table]]:
+def reestimate_participant(db: Session, participant: store.Participant, model: GazeCalibration | None = None,
+                           interactions: bool = False) -> Iterator[tuple[store.Task, pa.Table]]:
     """(task, re-estimated gaze table) for each of the participant's tasks with gaze samples.
 
     ``model`` defaults to the participant's latest stored calibration; raises ValueError when
-    there is none.
+    there is none. ``interactions``: replay the task's clicks as continuous calibration
+    (:func:`replay_interactions`); by default they are left out.
     """
     model = model or latest_calibration(db, participant)
     if model is None:
@@ -76,15 +134,20 @@ def reestimate_participant(db: Session, participant: store.Participant,
     for task in participant.tasks:
         table = store.read_stream(db, task, "gaze")
         if table.num_rows:
-            yield task, reestimate(table, model)
+            table = reestimate(table, model)
+            if interactions:
+                table = replay_interactions(table, store.read_stream(db, task, "events"))
+            yield task, table
 
 
-def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibration | None = None) -> dict[str, Any]:
+def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibration | None = None,
+                      interactions: bool = False) -> dict[str, Any]:
     """Re-estimate the gaze of every participant of study ``slug`` and write one Parquet file per
     task to ``out`` (``p<participant id>_t<task id>_gaze.parquet``; database ids, no pseudonyms).
 
     Each participant's latest stored calibration is used unless ``model`` is given; participants
-    without one are counted as skipped. The database is not changed.
+    without one are counted as skipped. ``interactions``: replay the clicks as continuous
+    calibration. The database is not changed.
     """
     import pyarrow.parquet as pq
 
@@ -94,14 +157,14 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"study": slug, "participants": 0, "skipped_uncalibrated": 0, "tasks": 0, "samples": 0,
-               "out": str(out)}
+               "interactions": interactions, "out": str(out)}
     for participant in study.participants:
         chosen = model or latest_calibration(db, participant)
         if chosen is None:
             summary["skipped_uncalibrated"] += 1
             continue
         summary["participants"] += 1
-        for task, table in reestimate_participant(db, participant, chosen):
+        for task, table in reestimate_participant(db, participant, chosen, interactions):
             pq.write_table(table, out / f"p{participant.id}_t{task.id}_gaze.parquet")
             summary["tasks"] += 1
             summary["samples"] += table.num_rows

@@ -73,3 +73,54 @@ def validate_round(model: GazeCalibration, points: Sequence[tuple[Sequence[float
     return validate([(target, xy) for (target, _), xy in zip(points, predicted)], roi_radius_px=roi_radius_px,
                     flags=flags, distance_cm=distance_cm, px_per_cm=px_per_cm, pass_accuracy_px=pass_accuracy_px,
                     lost_flags=UNUSABLE)
+
+
+def usable_counts(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]]) -> list[int]:
+    """Usable rows (a face, eyes open: :func:`usable`) per target."""
+    return [int(usable(samples).sum()) if len(samples) else 0 for _, samples in points]
+
+
+def starved_targets(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]],
+                    min_frames: int) -> list[int]:
+    """Indices of the targets with fewer than ``min_frames`` usable rows: a round with any of them
+    does not check what it claims to (a model fitted on 1-2 frames of a dot, or a validation
+    point without data)."""
+    return [i for i, n in enumerate(usable_counts(points)) if n < min_frames]
+
+
+#: what participants are told about their calibration, by validation accuracy relative to the
+#: study's pass threshold: "good" within half of it, "fair" within it, "poor" beyond (failed)
+QUALITY_WORDS = ("good", "fair", "poor")
+
+
+def quality_word(accuracy_px: float | None, pass_accuracy_px: float) -> str:
+    """``"good"`` (accuracy within half the pass threshold), ``"fair"`` (within it) or ``"poor"``."""
+    if accuracy_px is None or not np.isfinite(accuracy_px):
+        return "poor"
+    if accuracy_px <= 0.5 * pass_accuracy_px:
+        return "good"
+    return "fair" if accuracy_px <= pass_accuracy_px else "poor"
+
+
+def best_attempt(attempts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The attempt to keep among validated ``attempts`` (dicts with ``passed`` and
+    ``accuracy_px``): a passed one before a failed one, then the smallest accuracy (offset) in
+    px; attempts without an accuracy (not validated, frame-starved) are never chosen. Ties keep
+    the earlier attempt. None when there is none to keep."""
+    best, key_best = None, None
+    for a in attempts:
+        acc = a.get("accuracy_px")
+        if acc is None or not np.isfinite(acc):
+            continue
+        key = (not a.get("passed", False), float(acc))
+        if key_best is None or key < key_best:
+            best, key_best = a, key
+    return best
+
+
+def webgazer_score_pct(accuracy_px: float | None, viewport_height_px: float) -> float | None:
+    """The score WebGazer's demo reports as "precision" (IFLLM's task-table ``accuracy``, %):
+    ``100 - offset / (viewport height / 2) x 100``, at least 0, here from the mean offset."""
+    if accuracy_px is None or not np.isfinite(accuracy_px) or viewport_height_px <= 0:
+        return None
+    return float(max(0.0, 100.0 - accuracy_px / (viewport_height_px / 2) * 100.0))

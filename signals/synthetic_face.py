@@ -37,6 +37,22 @@ def face_frame(scale: float = 1.0, dx: float = 0, dy: float = 0, size: tuple[int
     return canvas
 
 
+def head_and_shoulders(size: tuple[int, int] = (640, 480), brightness: float = 1.0) -> np.ndarray:
+    """The whole astronaut photo (head, shoulders, background) filling the frame's height on a
+    4:3 canvas: a normal laptop framing, the eye span ~9 % of the frame width."""
+    import cv2
+    from skimage import data
+
+    w, h = size
+    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (h, h), interpolation=cv2.INTER_AREA)
+    canvas = np.full((h, w, 3), 60, np.uint8)
+    x0 = (w - h) // 2
+    canvas[:, x0:x0 + h] = photo
+    if brightness != 1.0:
+        canvas = np.clip(canvas.astype(np.float32) * brightness, 0, 255).astype(np.uint8)
+    return canvas
+
+
 def moving_face(i: int, n: int = 40, size: tuple[int, int] = (320, 240)) -> np.ndarray:
     """Frame ``i`` of an ``n``-frame loop in which the face drifts sideways and zooms."""
     phase = 2 * np.pi * i / n

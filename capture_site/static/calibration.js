@@ -1,9 +1,18 @@
-// The webcam step: camera set-up (face indicator), a calibration round and a validation round.
+// The webcam step: camera set-up (face indicator), calibration and validation rounds.
 //
-// Each target appears; the participant looks at it and clicks it. The frames of the last
-// settle_ms before the click (the eyes have settled by then) go to the server with the target,
-// one request per round. A failed validation is retried (settings.attempts rounds in all); then
-// the step is submitted. No camera: "optional" studies go on mouse-only, "required" ones stop.
+// Set-up: the indicator shows the server's advice on the latest frame (too far/near, off-centre,
+// dark, several faces, ...) and only while answers keep coming: without a fresh answer it says
+// it is waiting for the picture (it never stays green over a frozen or black preview). After
+// settings.setup_timeout_s without a green indicator the page offers a way on (start anyway;
+// optional studies: continue without eye tracking).
+//
+// Rounds: each dot appears; the participant looks at it and clicks it. The dot stays until the
+// frames since the eyes settled (300 ms after it appeared; at most settle_ms before the click)
+// hold settings.min_frames frames the server found usable (face found, eyes open). A dot that
+// gets too few within target_timeout_ms ends the round early ("frame-starved"); the server
+// refuses such a round and the attempt is repeated. The server keeps count of the attempts and
+// decides the step's outcome (best attempt; or a failed calibration and the study's fallback);
+// the participant sees good / fair / poor, never pixels.
 
 import { CameraError, GazeCapture, openCamera, showFace } from "./webcam.js";
 
@@ -14,25 +23,50 @@ const ui = {
   status: $("#face-status"), error: $("#camera-error"), start: $("#start-calibration"),
   result: $("#calibration-result"), stage: $("#calibration-stage"), target: $("#target"),
   stageStatus: $("#stage-status"), cont: $("#continue"), outcome: $("#outcome"), setup: $("#setup"),
+  progress: $("#stage-progress"), bar: $("#stage-bar"), instructions: $("#stage-instructions"),
+  wayOn: $("#setup-way-on"), skip: $("#skip-camera"), retry: $("#retry-camera"), box: $("#camera-box"),
+  help: $("#setup-help"),
 };
-const state = { capture: null, attempts: 0, rounds: [], busy: false };
+const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false, started: performance.now() };
+const STALE_MS = 2500; // no face status for this long: the indicator says so
 
-function fail(message) {
+const REALLOW = `<ul>
+<li><b>Chrome / Edge:</b> click the camera (or lock) icon at the left of the address bar, choose
+<i>Allow</i> for the camera, then press <i>Try the camera again</i>.</li>
+<li><b>Firefox:</b> click the crossed-out camera icon in the address bar, remove the block
+(<i>Blocked temporarily</i> / <i>Blocked</i>), then press <i>Try the camera again</i> and allow it.</li>
+<li><b>Safari:</b> menu <i>Safari &gt; Settings for This Website</i> (or <i>Settings &gt; Websites &gt; Camera</i>),
+set the camera to <i>Allow</i>, then press <i>Try the camera again</i>.</li>
+<li>On a Mac, also check <i>System Settings &gt; Privacy &amp; Security &gt; Camera</i> for your browser.</li></ul>`;
+const HINTS = {
+  none: "Is a webcam connected and switched on? Laptops with a camera cover or a camera key: open or switch it on.",
+  busy: "Close other programs that use the camera (video calls), then try again.",
+  insecure: "Please open the study link again exactly as you were given it (it must start with https).",
+};
+
+function fail(message, html = "") {
   ui.error.textContent = message;
+  if (html) ui.error.insertAdjacentHTML("beforeend", html);
   ui.error.hidden = false;
 }
 
-function noCamera(message) {
+function noCamera(error) {
+  const message = error instanceof CameraError ? error.message : String(error);
+  const kind = error instanceof CameraError ? error.kind : "other";
   ui.status.hidden = true;
   ui.start.hidden = true;
+  ui.help.hidden = true;
+  const hint = kind === "denied" ? "" : ` ${HINTS[kind] || ""}`;
+  const how = kind === "denied" ? REALLOW : "";
+  if (kind !== "insecure") ui.retry.hidden = false;
   if (gaze.mode === "optional") {
-    fail(`${message} The study continues without eye tracking (mouse only).`);
+    fail(`${message}${hint} You can also continue without eye tracking (mouse only).`, how);
     ui.outcome.value = "no-camera";
     ui.cont.hidden = false;
   } else {
-    fail(`${message} This study needs a webcam, so it cannot go on. Please return the study on your platform.`);
+    fail(`${message}${hint} This study needs a webcam; without one it cannot go on (then please return the study on your platform).`, how);
   }
-  state.noCamera = true;
+  state.noCamera = kind;
 }
 
 /** The 5/9/13-point grids of gazepref.signals.calibration.target_grid. */
@@ -45,18 +79,54 @@ function grid(n, w, h, margin = 0.1) {
   return layouts[n].map(([fx, fy]) => [fx * w, fy * h]);
 }
 
-function waitClick(x, y, key) {
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function showProgress(kind, i, n) {
+  const what = kind === "calibration" ? "Calibration" : "Check";
+  ui.progress.textContent = `${what}: dot ${i + 1} of ${n}`;
+  ui.bar.style.width = `${Math.round((100 * i) / n)}%`;
+  ui.instructions.textContent = kind === "calibration"
+    ? "Look at the red dot and click it. Keep your head still and keep looking at the dot until it moves."
+    : "Once more, to check the calibration: look at each dot and click it.";
+}
+
+/** Show the dot; resolve with its frames once clicked and holding min_frames usable frames
+ *  (``starved``: too few within target_timeout_ms of the click). */
+function collectTarget(x, y, key) {
   return new Promise((resolve) => {
     ui.target.dataset.key = key; // "<round kind>:<index>" (tests wait for it)
+    ui.target.classList.remove("waiting");
     ui.target.hidden = false;
     ui.target.style.left = `${x}px`;
     ui.target.style.top = `${y}px`;
     const shown = performance.now();
-    const onClick = (e) => {
-      const t = e.timeStamp || performance.now();
-      if (t - shown < 300) return; // too quick: the eyes cannot have settled
+    const onClick = async (e) => {
+      const tClick = e.timeStamp || performance.now();
+      if (tClick - shown < 300) return; // too quick: the eyes cannot have settled
       ui.target.removeEventListener("click", onClick);
-      resolve(t);
+      const from = Math.max(shown + 300, tClick - S.settle_ms);
+      await sleep(150); // the frame taken at the click is encoded
+      let frames = state.capture.framesBetween(from, tClick + 50);
+      let waited = false;
+      // Keep the dot until enough frames of it are usable (the server's answers come a little
+      // later than the frames); a stalled camera or server ends the wait.
+      while (state.capture.usableCount(frames) < S.min_frames && performance.now() - tClick < S.target_timeout_ms) {
+        if (!waited) {
+          waited = true;
+          ui.target.classList.add("waiting");
+          ui.instructions.textContent = "Keep looking at the dot…";
+        }
+        await sleep(100);
+        frames = state.capture.framesBetween(from, performance.now());
+      }
+      const usable = state.capture.usableCount(frames);
+      if (frames.length > S.target_frames) { // the usable ones first, then the latest others
+        const ok = frames.filter((f) => state.capture.usable.has(f.t));
+        const rest = frames.filter((f) => !state.capture.usable.has(f.t));
+        frames = ok.slice(-S.target_frames).concat(rest.slice(-(S.target_frames - Math.min(ok.length, S.target_frames))));
+        frames.sort((a, b) => a.t - b.t);
+      }
+      resolve({ frames, usable, starved: usable < S.min_frames });
     };
     ui.target.addEventListener("click", onClick);
   });
@@ -65,84 +135,152 @@ function waitClick(x, y, key) {
 async function runRound(kind, points) {
   const targets = [];
   const frames = [];
+  let starved = false;
   for (const [i, [x, y]] of points.entries()) {
-    const tClick = await waitClick(x, y, `${kind}:${i}`);
-    await new Promise((r) => setTimeout(r, 150)); // the frame taken at the click is encoded
-    const fs = state.capture.framesBetween(tClick - S.settle_ms, tClick + 50);
-    targets.push({ x, y, t: fs.map((f) => f.t) });
-    frames.push(...fs);
+    showProgress(kind, i, points.length);
+    const got = await collectTarget(x, y, `${kind}:${i}`);
+    targets.push({ x, y, t: got.frames.map((f) => f.t) });
+    frames.push(...got.frames);
+    if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
+  ui.bar.style.width = "100%";
   ui.target.hidden = true; // while the server fits
+  ui.instructions.textContent = "One moment…";
   const body = new FormData();
   body.append("meta", JSON.stringify({ kind, viewport: [innerWidth, innerHeight], targets }));
   frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
   const resp = await fetch(gaze.urls.round, { method: "POST", headers: { "X-Participant-Token": gaze.token }, body });
   const payload = await resp.json().catch(() => ({}));
-  return { ok: resp.ok, status: resp.status, payload };
+  return { ok: resp.ok, status: resp.status, payload, starved };
+}
+
+const QUALITY = { good: "good", fair: "fair (usable)", poor: "poor" };
+
+function outcomeMessage(outcome) {
+  if (outcome.passed) return `Calibration done: the eye tracking works ${outcome.quality === "good" ? "well" : "well enough"} (quality: ${QUALITY[outcome.quality]}).`;
+  const base = "The eye tracking could not be calibrated well enough on this computer.";
+  if (outcome.fallback === "screen-out") return `${base} This study needs it, so it cannot go on.`;
+  return `${base} That is fine: the study goes on without it.`;
+}
+
+function finish(outcome) {
+  state.done = true;
+  state.outcome = outcome;
+  ui.result.textContent = `${outcomeMessage(outcome)} Press Continue.`;
+  ui.result.hidden = false;
+  ui.outcome.value = outcome.passed ? "calibrated" : "failed";
+  ui.cont.hidden = false;
+  ui.start.hidden = true;
+  ui.wayOn.hidden = true;
+  if (ui.skip) ui.skip.hidden = true;
+  state.capture.stop();
+  // the camera is off now: no preview, no indicator that could claim a face, no set-up help
+  ui.box.classList.add("off");
+  ui.help.hidden = true;
+  $("#setup-tips").hidden = true;
+  ui.status.textContent = "Camera off until the task.";
+  ui.status.dataset.code = "off";
+  ui.status.classList.remove("ok", "bad");
+  ui.status.classList.add("idle");
 }
 
 async function calibrate() {
-  if (state.busy) return;
+  if (state.busy || state.done) return;
   state.busy = true;
   ui.result.hidden = true;
   ui.stage.hidden = false;
   state.attempts += 1;
   let message = "";
-  let done = false;
+  let outcome = null;
   try {
     const cal = await runRound("calibration", grid(S.calibration_points, innerWidth, innerHeight));
-    state.rounds.push({ kind: "calibration", ...cal });
+    state.rounds.push({ kind: "calibration", ok: cal.ok, status: cal.status, starved: cal.starved, payload: cal.payload });
     if (!cal.ok) {
-      message = `Calibration failed: ${cal.payload.error || cal.status}.`;
+      outcome = cal.payload.outcome || null;
+      message = cal.payload.starved && cal.payload.starved.length
+        ? "The camera sent too few clear pictures of your eyes while a dot was shown."
+        : `Calibration failed (${cal.payload.error || cal.status}).`;
     } else {
       const val = await runRound("validation", cal.payload.validation_targets);
-      state.rounds.push({ kind: "validation", ...val });
-      if (val.ok && val.payload.passed) {
-        message = `Calibration done (accuracy about ${Math.round(val.payload.accuracy_px)} px).`;
-        done = true;
-      } else if (val.ok) {
-        const acc = val.payload.accuracy_px === null ? "unknown" : `${Math.round(val.payload.accuracy_px)} px`;
-        message = `The check was not precise enough (${acc}).`;
-        done = state.attempts >= S.attempts; // go on with what we have after the last attempt
-      } else {
-        message = `Validation failed: ${val.payload.error || val.status}.`;
-      }
+      state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
+      outcome = val.payload.outcome || null;
+      if (val.ok && !val.payload.passed) message = `The check showed the calibration is ${QUALITY[val.payload.quality] || "poor"}.`;
+      else if (!val.ok) message = `The check failed (${val.payload.error || val.status}).`;
     }
   } finally {
     ui.stage.hidden = true;
     state.busy = false;
   }
-  ui.result.textContent = done ? `${message} Press Continue.` : `${message} Please try again: sit still and look at each dot.`;
-  ui.result.hidden = false;
-  if (done) {
-    ui.outcome.value = "calibrated";
-    ui.cont.hidden = false;
-    ui.start.hidden = true;
-    state.capture.stop();
-  } else {
-    ui.start.textContent = "Try again";
+  if (outcome) {
+    finish(outcome);
+    return;
   }
+  ui.result.textContent = `${message} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`;
+  ui.result.hidden = false;
+  ui.start.textContent = "Try again";
+}
+
+/** The indicator follows the live picture: stale answers (no frame for a while) turn it grey. */
+function watchIndicator() {
+  setInterval(() => {
+    if (state.done || !state.capture) return;
+    const cap = state.capture;
+    const stale = performance.now() - (cap.lastAnswer || 0) > STALE_MS;
+    const ended = cap.stream.getVideoTracks().every((t) => t.readyState === "ended" || t.muted);
+    if (stale || ended) {
+      for (const el of [ui.status, ui.stageStatus]) {
+        el.textContent = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+        el.dataset.code = ended ? "stopped" : "no-frame";
+        el.classList.remove("ok");
+        el.classList.add("bad");
+      }
+      if (!state.passedSetup && !wayOnShown()) ui.start.disabled = true;
+    }
+    if (!state.passedSetup && S.setup_timeout_s > 0 && performance.now() - state.started > S.setup_timeout_s * 1000) {
+      showWayOn();
+    }
+  }, 500);
+}
+
+const wayOnShown = () => !ui.wayOn.hidden;
+
+function showWayOn() {
+  if (wayOnShown() || state.done) return;
+  ui.wayOn.hidden = false;
+  ui.start.disabled = false;
+  ui.start.textContent = "Start calibration anyway";
+  if (ui.skip) ui.skip.hidden = false;
 }
 
 async function main() {
+  ui.retry.addEventListener("click", () => location.reload());
+  if (ui.skip) ui.skip.addEventListener("click", () => { ui.outcome.value = "no-camera"; });
   let stream;
   try {
     stream = await openCamera(S.width, S.height);
   } catch (e) {
-    noCamera(e instanceof CameraError ? e.message : String(e));
+    noCamera(e);
     return;
   }
   state.capture = new GazeCapture({
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: S, phase: "setup",
     video: $("#camera-preview"),
     onStatus: (face) => {
+      if (state.done) return;
       showFace(ui.status, face);
       showFace(ui.stageStatus, face);
-      if (face && face.ok) ui.start.disabled = false;
+      if (face && face.ok && !state.passedSetup) {
+        state.passedSetup = true;
+        ui.start.textContent = state.attempts ? "Try again" : "Start calibration";
+        ui.wayOn.hidden = true;
+        if (ui.skip) ui.skip.hidden = true;
+      }
+      if (!state.busy) ui.start.disabled = !(face && face.ok) && !wayOnShown() && !state.passedSetup;
     },
   });
   await state.capture.start();
   ui.start.addEventListener("click", calibrate);
+  watchIndicator();
 }
 
 window.gazepref = { calibration: state };

@@ -22,6 +22,33 @@ const WORDS_SETTLE_MS = 150;
 const MAX_LAYOUT_ROWS = 5000;
 
 const round = (v) => Math.round(v * 100) / 100;
+const CARET_MS = 1000;
+
+/** Viewport position of the caret in a textarea or text input: a hidden copy of the field with
+ *  the text up to the caret and a marker after it (the usual mirror technique). */
+function caretPoint(el) {
+  if (typeof el.selectionStart !== "number") return null;
+  const style = getComputedStyle(el);
+  const box = el.getBoundingClientRect();
+  const mirror = document.createElement("div");
+  for (const p of ["boxSizing", "width", "fontFamily", "fontSize", "fontWeight", "fontStyle", "letterSpacing",
+                   "lineHeight", "paddingTop", "paddingRight", "paddingBottom", "paddingLeft", "borderTopWidth",
+                   "borderRightWidth", "borderBottomWidth", "borderLeftWidth", "textIndent", "tabSize"]) {
+    mirror.style[p] = style[p];
+  }
+  Object.assign(mirror.style, { position: "fixed", left: `${box.left}px`, top: `${box.top}px`, visibility: "hidden",
+                                whiteSpace: el instanceof HTMLTextAreaElement ? "pre-wrap" : "pre",
+                                overflowWrap: "break-word", borderStyle: "solid", overflow: "hidden" });
+  mirror.textContent = el.value.slice(0, el.selectionStart);
+  const mark = document.createElement("span");
+  mark.textContent = "\u200b";
+  mirror.appendChild(mark);
+  document.body.appendChild(mirror);
+  const r = mark.getBoundingClientRect();
+  mirror.remove();
+  const x = r.left - el.scrollLeft, y = r.top + r.height / 2 - el.scrollTop;
+  return x >= box.left - 1 && x <= box.right + 1 && y >= box.top - 1 && y <= box.bottom + 1 ? { x, y } : null;
+}
 
 export class Recorder {
   /**
@@ -83,6 +110,7 @@ export class Recorder {
     }, { passive: true });
     addEventListener("click", (e) => this.event("click", this.targetOf(e.target), e.target.id || e.target.tagName.toLowerCase(), e.clientX, e.clientY), true);
     addEventListener("scroll", (e) => this.onScroll(e), { capture: true, passive: true });
+    addEventListener("input", (e) => this.caret(e.target), true);
     addEventListener("resize", () => {
       this.event("resize", "window", `${innerWidth}x${innerHeight}`);
       this.relayoutSoon();
@@ -117,6 +145,18 @@ export class Recorder {
     // the answers re-wrap whenever the page's width changes (a scrollbar appearing, not only a resize)
     new ResizeObserver(() => this.relayoutSoon()).observe(document.body);
     this.add("visibility", { t: performance.now(), state: document.visibilityState });
+  }
+
+  /** While typing: the caret's viewport position (an "events" row of type "caret", at most one
+   *  a second): a point the participant looks at, which the webcam's continuous calibration uses. */
+  caret(el) {
+    if (!el || !(el instanceof HTMLTextAreaElement || (el instanceof HTMLInputElement && el.type === "text"))) return;
+    const now = performance.now();
+    if (now - (this.lastCaret || -Infinity) < CARET_MS) return;
+    const at = caretPoint(el);
+    if (!at) return;
+    this.lastCaret = now;
+    this.event("caret", this.targetOf(el), el.id || el.tagName.toLowerCase(), at.x, at.y);
   }
 
   takeMove() {

@@ -11,21 +11,30 @@
 // of frames stay in memory so the calibration page can send the frames taken just before each
 // click.
 
-export class CameraError extends Error {}
+export class CameraError extends Error {
+  /** kind: "insecure" | "denied" | "none" | "busy" | "other" (what the page explains). */
+  constructor(message, kind = "other") {
+    super(message);
+    this.kind = kind;
+  }
+}
 
 /** Open the camera; throws CameraError with a message for the participant. */
 export async function openCamera(width, height) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    throw new CameraError("This browser cannot use a webcam here (a secure https page is needed).");
+    throw new CameraError("This browser cannot use a webcam here (a secure https page is needed).", "insecure");
   }
   try {
     return await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: width * 2 }, height: { ideal: height * 2 } }, audio: false });
   } catch (e) {
     if (e && (e.name === "NotAllowedError" || e.name === "SecurityError")) {
-      throw new CameraError("Camera access was denied.");
+      throw new CameraError("Camera access was denied.", "denied");
     }
     if (e && (e.name === "NotFoundError" || e.name === "OverconstrainedError")) {
-      throw new CameraError("No camera was found.");
+      throw new CameraError("No camera was found.", "none");
+    }
+    if (e && (e.name === "NotReadableError" || e.name === "AbortError")) {
+      throw new CameraError("The camera is in use by another program (a video call?) or could not be started.", "busy");
     }
     throw new CameraError(`The camera could not be started (${e && e.name ? e.name : e}).`);
   }
@@ -65,6 +74,8 @@ export class GazeCapture {
     this.ctx = this.canvas.getContext("2d");
     this.pending = []; // frames not yet sent: {t, blob}
     this.recent = []; // frames of the last few seconds (calibration)
+    this.usable = new Set(); // times of recent frames the server found usable (face, eyes open)
+    this.lastAnswer = 0; // performance.now() of the last face status from the server
     this.inflight = new Set();
     this.sent = 0;
     this.lastFace = null;
@@ -194,8 +205,10 @@ export class GazeCapture {
       return;
     }
     this.sent += 1;
+    this.noteUsable(msg.usable);
     if (msg.face) {
       this.lastFace = msg.face;
+      this.lastAnswer = performance.now();
       this.onStatus(msg.face, msg);
     }
   }
@@ -210,16 +223,26 @@ export class GazeCapture {
       if (!blob) return;
       const frame = { t: Math.round(t * 100) / 100, blob };
       this.recent.push(frame);
-      while (this.recent.length && this.recent[0].t < t - 5000) this.recent.shift();
+      while (this.recent.length && this.recent[0].t < t - 15000) this.usable.delete(this.recent.shift().t);
       if (this.paused) return;
       if (this.transport === "ws" && this.socket && this.socket.readyState === WebSocket.OPEN) this.sendFrame(frame);
       else this.pending.push(frame);
     }, "image/jpeg", 0.8);
   }
 
-  /** Frames taken in [from, to] on the telemetry clock (kept for ~5 s). */
+  /** Frames taken in [from, to] on the telemetry clock (kept for ~15 s). */
   framesBetween(from, to) {
     return this.recent.filter((f) => f.t >= from && f.t <= to);
+  }
+
+  /** Set-up answers: the times of the frames (of a batch or one WebSocket frame) the server found usable. */
+  noteUsable(usable) {
+    if (Array.isArray(usable)) for (const t of usable) this.usable.add(t);
+  }
+
+  /** Of ``frames``, how many the server found usable so far. */
+  usableCount(frames) {
+    return frames.filter((f) => this.usable.has(f.t)).length;
   }
 
   send() {
@@ -248,7 +271,9 @@ export class GazeCapture {
         const payload = await resp.json().catch(() => ({}));
         if (resp.ok) {
           this.sent += frames.length;
+          this.noteUsable(payload.usable);
           this.lastFace = payload.face;
+          this.lastAnswer = performance.now();
           this.onStatus(payload.face, payload);
           return payload;
         }
@@ -288,12 +313,15 @@ export class GazeCapture {
   }
 }
 
-/** Show a face status object in an element (green when the face is well placed). */
+/** Show a face status object in an element (green when the face is well placed); ``face.code``
+ *  goes to data-code (what tests and styles read). */
 export function showFace(el, face) {
   if (!el || !face) return;
   el.textContent = face.message || (face.ok ? "Face well placed." : "No face found.");
+  el.dataset.code = face.code || (face.ok ? "ok" : "no-face");
   el.classList.toggle("ok", !!face.ok);
   el.classList.toggle("bad", !face.ok);
+  el.classList.remove("idle");
 }
 
 /** Task pages: stream frames for the task; warn while tracking is lost. */

@@ -64,11 +64,12 @@ def post_frames(client, token, meta, frames, ctype="image/jpeg"):
                        headers={"X-Participant-Token": token})
 
 
-def post_round(client, token, kind, targets, viewport=(1280, 800)):
+def post_round(client, token, kind, targets, viewport=(1280, 800), per_target=6):
+    """A round of ``per_target`` frames of the moving face per target (an int, or one per target)."""
     frames, meta_targets, t = [], [], 1000.0
     for k, (x, y) in enumerate(targets):
         ts = []
-        for j in range(6):
+        for j in range(per_target if isinstance(per_target, int) else per_target[k]):
             frames.append(jpeg(moving(k * 6 + j)))
             ts.append(t)
             t += 100.0

@@ -172,6 +172,10 @@ def test_full_mouse_only_session(page, app, tmp_path):
     events = stored["events"]
     assert {"click", "rate", "choose", "hover_enter", "hover_leave", "shown", "select", "copy"} <= set(events["type"])
     assert events[events["type"] == "copy"]["target"].iloc[0] == "response:1"
+    # where the participant typed: a webcam calibration sample (those in the rating form's feedback
+    # field, target "controls", are recorded too but never calibrate)
+    caret = events[events["type"] == "caret"]
+    assert set(caret["target"]) == {"composer", "controls"} and caret[["x", "y"]].notna().all().all()
     entered = set(events[events["type"] == "hover_enter"]["target"])
     assert {"response:0", "response:0/p0"} <= entered
     d2 = (mouse["x"] - known["x"]) ** 2 + (mouse["y"] - known["y"]) ** 2

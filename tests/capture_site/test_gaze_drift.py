@@ -34,9 +34,9 @@ def frames_batch(client, token, task_id, seq, t0):
     assert r.status_code == 200 and r.json["stored"] == 5, r.json
 
 
-def click(client, token, task_id, seq, t, x, y):
+def click(client, token, task_id, seq, t, x, y, target="window", kind="click"):
     r = client.post("/api/ingest", json={"task": task_id, "seq": seq, "origin": ORIGIN, "streams": {"events": {
-        "t": [t], "type": ["click"], "target": ["window"], "x": [x], "y": [y]}}},
+        "t": [t], "type": [kind], "target": [target], "x": [x], "y": [y]}}},
         headers={"X-Participant-Token": token})
     assert r.status_code == 200 and r.json["stored"] == 1, r.json
 
@@ -84,6 +84,45 @@ def test_clicks_far_from_the_gaze_or_without_gaze_are_ignored(make_app, tmp_path
     frames_batch(client, token, task_id, 1, 5500.0)
     table, _ = stored_gaze(app, task_id)
     assert table.slice(5).column("drift_x").to_pylist() == [0.0] * 5
+
+
+@pytest.mark.parametrize("setting", ["drift_correction", "interaction_calibration"])
+def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_app, tmp_path, setting):
+    """A click on the controls says which option was chosen: calibrating on it would move later
+    gaze toward that option. Only the other clicks and the caret while typing (here in the
+    composer) count."""
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f"{setting} = true")))
+    client = app.test_client()
+    token, task_id = to_task(client)
+    frames_batch(client, token, task_id, 0, 5000.0)
+    first, _ = stored_gaze(app, task_id)
+    x, y = float(np.median(first.column("x").to_numpy()[:4])), float(np.median(first.column("y").to_numpy()[:4]))
+    click(client, token, task_id, 0, 5350.0, x - 120.0, y + 90.0, target="controls")
+    frames_batch(client, token, task_id, 1, 5500.0)
+    table, _ = stored_gaze(app, task_id)
+    assert table.slice(5).column("drift_x").to_pylist() == [0.0] * 5
+    assert table.slice(5).column("drift_clicks").to_pylist() == [0.0] * 5
+    click(client, token, task_id, 1, 5350.0, x + 30.0, y - 20.0, target="composer", kind="caret")  # typing
+    frames_batch(client, token, task_id, 2, 6000.0)
+    later = stored_gaze(app, task_id)[0].slice(10)
+    # one click: an offset (the affine part needs clicks spread over the screen)
+    np.testing.assert_allclose(later.column("drift_x").to_numpy(), 30.0, atol=0.5)
+    np.testing.assert_allclose(later.column("drift_y").to_numpy(), -20.0, atol=0.5)
+    assert later.column("drift_clicks").to_pylist() == [1.0] * 5
+
+    # gazepref gaze recalibrate: leaves the clicks out by default, or replays them
+    from gazepref.signals.gaze_recalibrate import reestimate_participant
+
+    with app.extensions["gazepref"].sessions() as s:
+        part = s.get(store.Task, task_id).participant
+        (_, plain), = list(reestimate_participant(s, part))
+        (_, replayed), = list(reestimate_participant(s, part, interactions=True))
+    assert "drift_x" not in plain.column_names
+    t = replayed.column("t").to_numpy()
+    dx = replayed.column("drift_x").to_numpy()
+    assert (dx[t < 5350] == 0).all() and np.allclose(dx[t >= 6000], 30.0, atol=0.5)
+    assert replayed.column("drift_clicks").to_numpy()[t >= 6000].tolist() == [1.0] * 5, "the controls click is left out"
+    np.testing.assert_allclose(replayed.column("x").to_numpy()[t >= 6000], later.column("x").to_numpy(), atol=0.5)
 
 
 def test_a_chunk_committed_late_with_a_lower_id_is_still_read(make_app, tmp_path):

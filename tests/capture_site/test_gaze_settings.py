@@ -77,6 +77,10 @@ def test_recalibration_step_between_tasks_needs_a_new_calibration(make_app, tmp_
     assert r.status_code == 400 and "complete the camera calibration" in r.text, "the first calibration is not enough"
     r = post_round(client, gaze["token"], "calibration", [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)])
     assert r.status_code == 200, r.json
+    r = answer_step(client)
+    assert r.status_code == 400 and "complete the camera calibration" in r.text, "a calibration is checked first"
+    r = post_round(client, gaze["token"], "validation", [(256, 160), (1024, 640), (1024, 160), (256, 640)])
+    assert r.status_code == 200 and r.json["outcome"]["passed"], r.json
     assert answer_step(client).status_code == 302
     assert current_step(client) == "pre:1"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,7 @@ def test_calibration_round_then_task_frames_stored_idempotently(wclient, wapp):
     assert "accuracy_px" in r.json and r.json["result"]["overall"]
     with wapp.extensions["gazepref"].sessions() as dbs:
         kinds = [c.kind for c in dbs.scalars(select(store.Calibration).order_by(store.Calibration.id))]
-        assert kinds == ["calibration", "validation"]
+        assert kinds == ["calibration", "validation", "outcome"]
         cal = dbs.scalars(select(store.Calibration)).first()
         assert cal.model and cal.result["n_samples"] >= 20 and cal.result["face_found"] == cal.result["frames"]
     assert answer_step(wclient).status_code == 302
@@ -327,7 +328,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
 
     with wapp.extensions["gazepref"].sessions() as dbs:
         cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
-        assert [c.kind for c in cals] == ["calibration", "validation"]
+        assert [c.kind for c in cals] == ["calibration", "validation", "outcome"]
         assert cals[0].model and cals[0].result["frames"] >= 5 * 3
         task = dbs.get(store.Task, task_id)
         gz = store.read_stream(dbs, task, "gaze").to_pandas()
@@ -341,6 +342,115 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         g0, g1, m0, m1 = gz["t"].min(), gz["t"].max(), mouse["t"].min(), mouse["t"].max()
         assert g0 < m1 and m0 < g1, (g0, g1, m0, m1)
         assert g0 <= m0 <= g1 and 0 < g1 - g0 < 60_000
+
+
+@pytest.mark.browser
+def test_head_and_shoulders_setup_passes_and_a_frame_starved_calibration_is_repeated(make_app, tmp_path):
+    """A normal laptop framing (the whole astronaut photo: eye span ~9 % of the width) turns the
+    indicator green. Then the camera gives 1 frame a second: no dot gets its 5 usable frames
+    within the time limit, so each round ends early, the server refuses it, the page asks to try
+    again, and after the last attempt the study's fallback (mouse-only) applies: nothing is
+    accepted as a calibration."""
+    from gazepref.signals.synthetic_face import head_and_shoulders
+
+    video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 10, fps=10)
+    path = write_webcam_toml(tmp_path / "starved.toml", "\n".join(
+        ["fps = 1", "min_frames = 5", "target_timeout_ms = 1000", "setup_timeout_s = 0"]))
+    path.write_text(path.read_text().replace("attempts = 1", "attempts = 2"))
+    app = make_app(STUDY_CONFIG=str(path))
+    with browser_page(app, video) as page:
+        page.goto("/?PROLIFIC_PID=CAM-HS&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.fill("[name='age']", "30")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#face-status.ok[data-code='ok']")  # green for a head-and-shoulders framing
+        for attempt in range(2):
+            page.click("#start-calibration")
+            page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+            assert "dot 1 of 5" in page.text_content("#stage-progress")
+            page.wait_for_timeout(750)
+            page.click("#target")
+            page.wait_for_selector("#calibration-result:not([hidden])")
+            if attempt == 0:
+                assert "too few clear pictures" in page.text_content("#calibration-result")
+                assert page.is_hidden("#continue") and page.text_content("#start-calibration") == "Try again"
+        page.wait_for_selector("#continue:not([hidden])")
+        assert "could not be calibrated" in page.text_content("#calibration-result")
+        assert "px" not in page.text_content("#calibration-result")
+        assert page.get_attribute("#face-status", "data-code") == "off", "no green indicator over a stopped camera"
+        rounds = page.evaluate("window.gazepref.calibration.rounds")
+        assert [(r["kind"], r["status"], r["starved"]) for r in rounds] == [("calibration", 422, True)] * 2
+        page.click("#continue")
+        page.wait_for_selector("[name='understand_before']")  # the fallback: the study goes on
+    with app.extensions["gazepref"].sessions() as dbs:
+        cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
+        assert [(c.kind, c.model is None) for c in cals] == [("calibration", True)] * 2 + [("outcome", True)]
+        assert all(c.result["starved"] == [0] and c.result["usable_per_target"][0] < 5 for c in cals[:2])
+        p = dbs.scalars(select(store.Participant)).one()
+        assert p.state["gaze"] == "failed"
+
+
+@pytest.mark.browser
+def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app, tmp_path):
+    video = write_y4m(tmp_path / "black.y4m", [np.zeros((240, 320, 3), np.uint8)] * 5)
+    path = write_webcam_toml(tmp_path / "dark.toml", "setup_timeout_s = 2")
+    app = make_app(STUDY_CONFIG=str(path))
+    with browser_page(app, video) as page:
+        page.goto("/?PROLIFIC_PID=CAM-DARK&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#face-status[data-code='dark']")
+        assert "covered" in page.text_content("#face-status") and page.is_disabled("#start-calibration")
+        page.wait_for_selector("#setup-way-on:not([hidden])")  # after setup_timeout_s
+        assert page.is_enabled("#start-calibration") and "anyway" in page.text_content("#start-calibration")
+        assert not page.is_visible("#face-status.ok")
+        page.click("#skip-camera")  # optional study: on without eye tracking
+        page.wait_for_selector("[name='understand_before']")
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert dbs.scalars(select(store.Participant)).one().state["gaze"] == "no-camera"
+
+
+@pytest.mark.browser
+def test_a_denied_camera_says_how_to_allow_it_again(wapp, face_y4m):
+    with browser_page(wapp, face_y4m, allow=False) as page:
+        page.goto("/?PROLIFIC_PID=CAM-DENIED&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#camera-error:not([hidden])")
+        text = page.text_content("#camera-error")
+        assert "denied" in text and all(b in text for b in ("Chrome", "Firefox", "Safari")), text
+        assert page.is_visible("#retry-camera") and page.is_visible("#continue")
+
+
+@contextmanager
+def browser_page(app, video: Path | None, allow: bool = True):
+    """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no
+    camera); ``allow=False``: the participant denies the camera."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    args = ARGS + (["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
+                   if video else [])
+    if video and allow:
+        args.append("--use-fake-ui-for-media-stream")
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            ctx.close()
+            browser.close()
 
 
 def page_data_in(page) -> dict:
@@ -373,26 +483,14 @@ def test_bad_gaze_settings_fail_at_start_naming_the_key(make_app, tmp_path, webc
 
 @pytest.mark.browser
 def test_no_camera_in_browser_goes_on_mouse_only(wapp):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
-    from playwright.sync_api import sync_playwright
-
-    from gazepref.capture_site.serving import BackgroundServer
-
-    with sync_playwright() as pw, BackgroundServer(wapp) as url:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)  # no camera
-        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
-        page = ctx.new_page()
-        page.set_default_timeout(15_000)
+    with browser_page(wapp, None) as page:  # no camera
         page.goto("/?PROLIFIC_PID=NOCAM&STUDY_ID=S&SESSION_ID=X")
         page.click("#agree")
         page.click("#continue")  # demographics (optional)
         page.click("#continue")  # instructions
         page.wait_for_selector("#camera-error:not([hidden])")
-        assert "continues without eye tracking" in page.text_content("#camera-error")
+        text = page.text_content("#camera-error")
+        assert "No camera was found" in text and "connected" in text and "continue without eye tracking" in text
+        assert page.is_visible("#retry-camera")
         page.click("#continue")
         page.wait_for_selector("[name='understand_before']")  # the pre-task questions: the study went on
-        ctx.close()
-        browser.close()

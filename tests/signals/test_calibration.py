@@ -244,3 +244,62 @@ def test_validate_overall_and_flags():
     assert o["passed"] is True and o["n_points"] == 3 and o["n_samples"] == 6
     assert result["settings"]["roi_radius_px"] == 20
     assert validate(points, roi_radius_px=20, flags=flags, pass_accuracy_px=29)["overall"]["passed"] is False
+
+
+# ---------------------------------------------------------------------- continuous calibration
+
+
+def _clicks(rng, n, err, t0=0.0, dt=2000.0, spread=(1600, 900)):
+    """n clicks at random places; the tracker's gaze before each is err(true) (px), with noise."""
+    from gazepref.signals.calibration import InteractionRecalibrator  # noqa: F401 (import check)
+
+    true = rng.uniform((100, 100), (spread[0] - 100, spread[1] - 100), size=(n, 2))
+    gaze = err(true) + rng.normal(0, 8, size=(n, 2))
+    return [(g, c, t0 + dt * i) for i, (g, c) in enumerate(zip(gaze, true))]
+
+
+def test_interaction_recalibration_learns_an_affine_error_an_offset_cannot():
+    from gazepref.signals.calibration import DriftCorrector, InteractionRecalibrator
+
+    rng = np.random.default_rng(0)
+    centre = np.array([800.0, 450.0])
+    err = lambda p: centre + 0.8 * (p - centre) + np.array([40.0, -30.0])  # noqa: E731 (shrunk and shifted)
+    affine, offset = InteractionRecalibrator(), DriftCorrector(window=30)
+    for g, c, t in _clicks(rng, 20, err):
+        assert affine.add_click(g, c, t, 1.0)
+        offset.add_click(g, c)
+    test = rng.uniform((100, 100), (1500, 800), size=(200, 2))
+    raw = err(test)
+    e_raw = np.linalg.norm(raw - test, axis=1).mean()
+    e_off = np.linalg.norm(offset.apply(raw) - test, axis=1).mean()
+    e_aff = np.linalg.norm(affine.apply(raw) - test, axis=1).mean()
+    assert e_aff < 0.35 * e_off < e_raw, (e_raw, e_off, e_aff)
+
+
+def test_interaction_recalibration_is_an_offset_for_clicks_in_one_place():
+    from gazepref.signals.calibration import InteractionRecalibrator
+
+    rec = InteractionRecalibrator()
+    for i in range(4):  # the send button, again and again
+        rec.add_click((1000.0 + i, 700.0), (1060.0 + i, 660.0), 1000.0 * i)
+    np.testing.assert_allclose(rec.offset, (60.0, -40.0), atol=0.5)
+    np.testing.assert_allclose(rec.apply((300.0, 200.0)), (360.0, 160.0), atol=1.0)  # no tilt from one place
+
+
+def test_interaction_recalibration_weighs_recent_and_good_samples():
+    from gazepref.signals.calibration import InteractionRecalibrator
+
+    rng = np.random.default_rng(1)
+    rec = InteractionRecalibrator(half_life_ms=30_000.0)
+    for g, c, t in _clicks(rng, 10, lambda p: p + np.array([50.0, 0.0])):  # minutes ago: gaze 50 px right
+        rec.add_click(g, c, t, 1.0)
+    for g, c, t in _clicks(rng, 10, lambda p: p + np.array([-40.0, 20.0]), t0=300_000.0):  # the participant moved
+        rec.add_click(g, c, t, 1.0)
+    np.testing.assert_allclose(rec.offset, (40.0, -20.0), atol=8.0)
+    before = rec.offset
+    for g, c, t in _clicks(rng, 5, lambda p: p + np.array([150.0, 150.0]), t0=320_000.0):
+        rec.add_click(g, c, t, 0.02)  # poor frames (blur, a turned head): hardly count
+    assert np.hypot(rec.offset[0] - before[0], rec.offset[1] - before[1]) < 15
+    assert not rec.add_click((100.0, 100.0), (900.0, 700.0), 330_000.0, 1.0), "a click made without looking"
+    assert not rec.add_click((100.0, 100.0), (110.0, 100.0), 330_000.0, 0.0)
+    assert InteractionRecalibrator().apply((5.0, 6.0)).tolist() == [5.0, 6.0]

@@ -45,3 +45,48 @@ def test_calibrate_with_rounds_and_too_few_samples():
     assert model.n_samples_fit_ == 54
     with pytest.raises(ValueError, match="usable calibration samples"):
         calibrate([((0, 0), rows_at((0, 0), 3, rng, flags=GazeFlag.NO_FACE))])
+
+
+def test_starved_targets_count_only_usable_rows():
+    from gazepref.signals.gaze_session import starved_targets, usable_counts
+
+    rng = np.random.default_rng(1)
+    points = [((100, 100), rows_at((100, 100), 6, rng)),
+              ((500, 100), rows_at((500, 100), 3, rng) + rows_at((500, 100), 4, rng, flags=GazeFlag.BLINK)),
+              ((900, 100), rows_at((900, 100), 5, rng, flags=GazeFlag.NO_FACE)),
+              ((900, 500), [])]
+    assert usable_counts(points) == [6, 3, 0, 0]
+    assert starved_targets(points, 5) == [1, 2, 3]
+    assert starved_targets(points, 3) == [2, 3]
+
+
+def test_best_attempt_is_kept_not_the_last():
+    from gazepref.signals.gaze_session import best_attempt
+
+    first = {"calibration": 1, "passed": False, "accuracy_px": 556.0}
+    second = {"calibration": 3, "passed": False, "accuracy_px": 849.0}
+    starved = {"calibration": 5, "passed": False, "accuracy_px": None}
+    assert best_attempt([first, second, starved]) is first
+    passed = {"calibration": 7, "passed": True, "accuracy_px": 180.0}
+    assert best_attempt([first, passed]) is passed
+    better_but_failed = {"calibration": 9, "passed": False, "accuracy_px": 150.0}  # e.g. a point without data
+    assert best_attempt([better_but_failed, passed]) is passed
+    assert best_attempt([starved]) is None and best_attempt([]) is None
+    assert best_attempt([first, dict(first, calibration=2)])["calibration"] == 1  # ties: the earlier
+
+
+@pytest.mark.parametrize("accuracy, word", [(50.0, "good"), (100.0, "good"), (150.0, "fair"), (200.0, "fair"),
+                                            (201.0, "poor"), (None, "poor"), (float("nan"), "poor")])
+def test_participants_get_a_plain_word(accuracy, word):
+    from gazepref.signals.gaze_session import quality_word
+
+    assert quality_word(accuracy, 200.0) == word
+
+
+def test_webgazer_score():
+    from gazepref.signals.gaze_session import webgazer_score_pct
+
+    assert webgazer_score_pct(0.0, 800) == 100.0
+    assert webgazer_score_pct(100.0, 800) == pytest.approx(75.0)
+    assert webgazer_score_pct(500.0, 800) == 0.0
+    assert webgazer_score_pct(None, 800) is None
