@@ -30,7 +30,10 @@ function noCamera(message) {
     ui.outcome.value = "no-camera";
     ui.cont.hidden = false;
   } else {
-    fail(`${message} This study needs a webcam, so it cannot go on. Please return the study on your platform.`);
+    fail(`${message} This study needs a webcam, so it cannot go on.`);
+    ui.outcome.value = "no-camera"; // the server ends the session with the study's screen-out page
+    ui.cont.textContent = "Leave the study";
+    ui.cont.hidden = false;
   }
   state.noCamera = true;
 }

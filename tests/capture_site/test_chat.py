@@ -108,7 +108,7 @@ def test_closed_task_accepts_no_more_turns(walker, client):
     walker.chat_turn(data, 1, "How long?")
     walker.answer()  # finish the task
     r = client.post(data["urls"]["turns"], json={"index": 2, "prompt": "More?"}, headers=headers(data))
-    assert r.status_code == 409 and "closed" in r.json["error"]
+    assert r.status_code == 409 and "already finished" in r.json["error"] and r.json["reload"] is True
 
 
 def test_bodies_that_are_not_json_objects_and_ids_out_of_range(walker, client, dbs):
