@@ -60,7 +60,8 @@ class Walker:
             if step.startswith("task:"):
                 return page_data(self.step().text)
             assert step != "done"
-            self.answer(answers)
+            r = self.answer(answers)
+            assert self.current_step() != step, f"step {step} refused its answers: {r.text[:2000]}"
 
     def chat_turn(self, data: dict, index: int, prompt: str, **rating):
         r = self.client.post(data["urls"]["turns"], json={"index": index, "prompt": prompt},
@@ -77,6 +78,12 @@ class Walker:
                              headers={"X-Participant-Token": data["token"]})
         assert r.status_code == 200, r.json
         return r.json["turn"]
+
+
+def first_sentence(turn: dict) -> str:
+    """A sentence of the turn's first answer, as a participant would copy it from the page."""
+    text = turn["responses"][0]["text"]
+    return re.split(r"(?<=[.!?:])\s", text.strip())[0]
 
 
 def participants(s) -> list[store.Participant]:
