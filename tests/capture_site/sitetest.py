@@ -12,6 +12,19 @@ from gazepref import store
 STUDY_TOML = Path(__file__).with_name("study.toml")
 
 
+def study_variant(path: Path, extra: str = "", **study: str) -> Path:
+    """The test study with keys changed where they are set, else added to ``[study]`` (TOML values as
+    text), and ``extra`` tables
+    appended, written to ``path``; e.g. ``study_variant(p, '[platform]\\nname = "prolific"', webcam='"off"')``."""
+    text = STUDY_TOML.read_text()
+    for key, value in study.items():
+        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+        if not n:
+            text = text.replace("[study]\n", f"[study]\n{key} = {value}\n", 1)
+    path.write_text(text + "\n" + extra + "\n")
+    return path
+
+
 def csrf_of(html: str) -> str:
     m = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert m, "page has no CSRF token"
