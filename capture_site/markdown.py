@@ -170,7 +170,7 @@ class _Writer:
             elif kind == "heading_open":
                 self._open_block(f"h{min(int(tok.tag[1]) + 2, 6)}", tok)
             elif kind == "heading_close":
-                self.out.append(f"</h{min(int(tok.tag[1]) + 2, 6)}>\n")
+                self.out.append(f"</h{min(int(tok.tag[1]) + 2, 6)}>")
             elif kind in ("fence", "code_block"):
                 self._open_block("pre", tok)
                 self.out.append("<code>")
@@ -178,10 +178,9 @@ class _Writer:
                     self.words(line.rstrip("\n"))
                     if line.endswith("\n"):
                         self.out.append("\n")
-                self.out.append("</code></pre>\n")
+                self.out.append("</code></pre>")
             elif kind == "hr":
                 self._open_block("hr", tok)
-                self.out.append("\n")
             elif kind in ("th_open", "td_open"):
                 m = _ALIGN.search(str(tok.attrs.get("style", "")))
                 self.out.append(f'<{tok.tag} class="align-{m.group(1)}">' if m else f"<{tok.tag}>")
@@ -195,7 +194,7 @@ class _Writer:
             elif kind.endswith("_close"):
                 if kind == "paragraph_close" and tok.hidden:
                     continue
-                self.out.append(f"</{tok.tag}>" + ("\n" if tok.block else ""))
+                self.out.append(f"</{tok.tag}>")
             # html_block cannot occur (html off)
 
 
