@@ -24,7 +24,7 @@ from .. import store
 from .config import StudyConfig, Topic
 from .answers import answer_texts, transcript
 from .identity import Arrival, arrival_from_args
-from .pages import (completion_handoff, declined_page, no_store, not_admitted_page, page_context,
+from .pages import (completion_handoff, declined_page, favicon, no_store, not_admitted_page, page_context,
                     screened_out_page)
 from .plan import make_plan, make_steps, parse_step
 from .platforms import accepts, screened_out, session_params
@@ -36,6 +36,7 @@ bp = Blueprint("flow", __name__)
 bp.before_request(check_csrf)
 bp.after_request(no_store)  # Back/Forward and stale tabs always ask for the current step
 bp.context_processor(page_context)
+bp.add_url_rule("/favicon.ico", "favicon", favicon)  # browsers ask for it on pages without a <link rel=icon>
 
 
 @dataclass
@@ -113,7 +114,8 @@ def topic_of(cfg: StudyConfig, task: store.Task) -> Topic:
 def _study_or_404(slug: str | None) -> store.Study:
     study = study_by_slug(slug or site().default_slug)
     if study is None:
-        abort(404, description="no such study")
+        abort(404, description="This study link is not valid. Please check the link you were given, or open "
+                               "the study again from your study platform.")
     return study
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template, session
+from flask import redirect, render_template, session, url_for
 
 from .. import store
 from .config import StudyConfig
@@ -30,6 +30,10 @@ def no_store(resp):
     """After-request hook of the flow: pages with the participant's state are never cached."""
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+def favicon():
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 def _session_config() -> StudyConfig | None:

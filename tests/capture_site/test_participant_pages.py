@@ -170,3 +170,4 @@ def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):
         assert pg.is_hidden("#viewport-gate")
         icon = pg.request.get(pg.get_attribute("link[rel=icon]", "href"))
         assert icon.ok and "svg" in icon.headers["content-type"]
+        assert "svg" in pg.request.get("/favicon.ico").headers["content-type"]  # no 404 for browsers that ask
