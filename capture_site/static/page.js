@@ -42,3 +42,7 @@ document.addEventListener("submit", (e) => {
   }
   note.textContent = "Saving…";
 });
+
+// The done / screen-out page of a study with [platform] redirect_after_s: back to the platform.
+const auto = document.getElementById("handoff-auto");
+if (auto) setTimeout(() => document.getElementById("handoff")?.click(), 1000 * (+auto.dataset.seconds || 0));

@@ -128,13 +128,19 @@ def test_markdown_answer_words_map_back_to_the_raw_text(browser, make_app, tmp_p
 
 
 def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
-    extra = '[platform]\nname = "prolific"'
+    extra = '[platform]\nname = "prolific"\nredirect_after_s = 2'
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", extra, **SHORT)),
                    LLM_BACKENDS={"detailed": Fixed(MARKDOWN_ANSWER)})
     for pg in _page(browser, app):
         start(pg, "DONE-WORKER")
         send(pg, "How does sleep help memory?", 0)
         rate(pg, [4])
+        # the earlier answer is collapsed to a few lines, and expands
+        answer = pg.locator("#history .assistant-message")
+        assert "collapsed" in answer.get_attribute("class")
+        pg.click("#history button.expand")
+        assert "collapsed" not in answer.get_attribute("class")
+        assert pg.get_attribute("#history button.expand", "aria-expanded") == "true"
         wait_outbox_empty(pg)
         pg.click("#finish")
         # the post-task page shows the answers to copy from, and refuses text that is not in them
@@ -143,14 +149,14 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
                            "copy_sentence": "Sleep is for the weak.", "attention": "2"})
         assert "not in the answers" in pg.text_content(".errors")
         sentence = pg.locator(".transcript p", has_text="Most adults").first.text_content()
-        continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
-                           "copy_sentence": sentence, "attention": "2"})
-        assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
         seen = []
         pg.route("https://app.prolific.com/**", lambda route: (seen.append(route.request.url),
                                                                 route.fulfill(body="back on Prolific")))
-        pg.click("#handoff")
-        pg.wait_for_url("https://app.prolific.com/**")
+        continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
+                           "copy_sentence": sentence, "attention": "2"})
+        assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
+        assert pg.get_attribute("#handoff", "href") == "https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"
+        pg.wait_for_url("https://app.prolific.com/**")  # redirect_after_s: without a click
         assert seen == ["https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"]
     with app.extensions["gazepref"].sessions() as s:
         task = s.scalars(select(store.Task)).one()
