@@ -1,6 +1,6 @@
-"""The participant's pages in headless Chromium: Back/Forward and stale tabs, the hand-off to the
-crowd platform, Markdown answers whose rendered words map back to the raw text, the copy check
-and the minimum window."""
+"""The participant's pages in headless Chromium: Back/Forward and stale tabs, the empty-message
+hint, Markdown answers whose rendered words map back to the raw text, the expandable history, the
+copy check, the hand-off to the crowd platform, the minimum window and the favicon."""
 from __future__ import annotations
 
 import pytest
@@ -84,7 +84,8 @@ def test_back_after_rating_then_send_and_a_stale_tab_reloads(browser, app):
         assert pg.text_content("#send-error") == "Please write a message first."
     with app.extensions["gazepref"].sessions() as s:
         turns = s.scalars(select(store.Turn).order_by(store.Turn.index)).all()
-        assert [t.prompt for t in turns] == ["How does sleep help memory?", "How many hours of sleep does an adult need?",
+        assert [t.prompt for t in turns] == ["How does sleep help memory?",
+                                             "How many hours of sleep does an adult need?",
                                              "Any tips to sleep better?"]
 
 
@@ -98,7 +99,8 @@ def test_markdown_answer_words_map_back_to_the_raw_text(browser, make_app, tmp_p
         for sel in ("h5", "ul li", "strong", "code", "table td"):
             assert pg.locator(f"{pane} {sel}").count() >= 1, sel
         assert "**" not in pg.text_content(pane) and "|" not in pg.text_content(pane)
-        shown = pg.eval_on_selector_all(f"{pane} span.w", "els => els.map(e => [e.textContent, +e.dataset.s, +e.dataset.e])")
+        shown = pg.eval_on_selector_all(f"{pane} span.w",
+                                        "els => els.map(e => [e.textContent, +e.dataset.s, +e.dataset.e])")
         cell = pg.locator(f"{pane} td span.w", has_text="1.5")
         box = cell.bounding_box()
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
