@@ -24,8 +24,8 @@ from .. import store
 from .config import StudyConfig, Topic
 from .answers import answer_texts, transcript
 from .identity import Arrival, arrival_from_args
-from .pages import (completion_handoff, declined_page, favicon, no_store, not_admitted_page, page_context,
-                    screened_out_page)
+from .pages import (completion_handoff, declined_page, favicon, framable, in_frame, no_store, not_admitted_page,
+                    page_context, screened_out_page)
 from .plan import make_plan, make_steps, parse_step
 from .platforms import accepts, screened_out, session_params
 from .questions import read_answers
@@ -144,7 +144,9 @@ def arrive(slug: str | None = None):
     arrival = arrival_from_args(request.args)
     cfg = site().config(study)
     if arrival.preview:
-        return render_template("preview.html", study=study, cfg=cfg)
+        return framable(render_template("preview.html", study=study, cfg=cfg))
+    if in_frame(arrival):  # MTurk shows the HIT in a frame, where the session cookie is not sent
+        return framable(render_template("open_in_tab.html", study=study, cfg=cfg, url=request.url))
     resuming = arrival.platform == "direct" and session.get("study") == study.slug and session.get("pseudonym")
     if not resuming and not accepts(cfg, arrival):
         return not_admitted_page(cfg)

@@ -5,6 +5,7 @@
   pages' script also reloads a page the browser restores from its back-forward cache).
 * the study's minimum window (``[study] min_viewport``) as ``data-min-width``/``-height`` on
   ``<body>``, which ``static/page.js`` turns into a "please use a larger window" page.
+* MTurk's HIT frame: the preview, and a "start in a new tab" page, may be shown in it.
 * the declined, screened-out and not-admitted pages with their way back to the platform
   (:mod:`.platforms`).
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, render_template, session, url_for
+from flask import make_response, redirect, render_template, request, session, url_for
 
 from .. import store
-from .config import StudyConfig
+from .config import MTURK_SUBMIT_HOSTS, StudyConfig
+from .identity import Arrival
 from .platforms import completion, screen_out
 from .runtime import site, study_by_slug
 
@@ -29,6 +31,25 @@ SCREEN_OUT_REASONS = {
 def no_store(resp):
     """After-request hook of the flow: pages with the participant's state are never cached."""
     resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+#: who may show the arrival page in a frame: MTurk's worker sites (an ExternalQuestion HIT)
+FRAME_ANCESTORS = ("https://worker.mturk.com", "https://workersandbox.mturk.com", *MTURK_SUBMIT_HOSTS)
+
+
+def in_frame(arrival: Arrival) -> bool:
+    """An MTurk arrival loaded inside the HIT's frame (``Sec-Fetch-Dest: iframe``): the study
+    opens in a tab of its own, since browsers do not send the site's cookies inside another
+    site's frame."""
+    return arrival.platform == "mturk" and request.headers.get("Sec-Fetch-Dest") in ("iframe", "frame")
+
+
+def framable(page):
+    """The page may be shown inside MTurk's HIT frame (CSP ``frame-ancestors`` overrides the
+    site's ``X-Frame-Options: DENY``)."""
+    resp = make_response(page)
+    resp.headers["Content-Security-Policy"] = "frame-ancestors 'self' " + " ".join(FRAME_ANCESTORS)
     return resp
 
 

@@ -90,3 +90,14 @@ def test_platform_and_page_options_are_validated(tmp_path):
     for extra, study, key in bad:
         with pytest.raises(ConfigError, match=key):
             load_config(study_variant(tmp_path / "c.toml", extra, **study))
+
+
+def test_mturk_frame_offers_a_tab_of_its_own(client):
+    args = {"workerId": "MTF", "assignmentId": "AF", "hitId": "HF", "turkSubmitTo": "https://www.mturk.com"}
+    framed = client.get("/", query_string=args, headers={"Sec-Fetch-Dest": "iframe"})
+    assert framed.status_code == 200 and 'id="open-study"' in framed.text and 'target="_blank"' in framed.text
+    assert "frame-ancestors 'self' https://worker.mturk.com" in framed.headers["Content-Security-Policy"]
+    preview = client.get("/", query_string={**args, "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"})
+    assert "https://workersandbox.mturk.com" in preview.headers["Content-Security-Policy"]
+    top = client.get("/", query_string=args, headers={"Sec-Fetch-Dest": "document"})
+    assert top.status_code == 302 and "Content-Security-Policy" not in top.headers
