@@ -198,6 +198,7 @@ class _Writer:
             # html_block cannot occur (html off)
 
 
+@lru_cache(maxsize=1024)  # pure; pages and the post-task transcript render the same answers again
 def render_answer(text: str) -> str:
     """Sanitised HTML of a Markdown answer; every word is a span with its offsets in ``text``."""
     writer = _Writer(text)

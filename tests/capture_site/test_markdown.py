@@ -78,3 +78,22 @@ def test_raw_html_from_a_model_is_text_not_markup():
     assert "t.example" not in html  # no picture is loaded from an answer
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as the text the model wrote
     assert "alert(1)" in plain_text(evil)
+
+
+def test_real_assistant_answers_map_back_word_for_word(ifllm_sample):
+    """IFLLM's answers (Markdown lists, bold, headings as real assistants write them)."""
+    import pandas as pd
+
+    logs = pd.read_csv(ifllm_sample / "query_logs_table.csv")
+    texts = [t for t in pd.concat([logs["llm_response_1"], logs["llm_response_2"]]).dropna() if len(t) > 50]
+    assert sum("**" in t for t in texts) > 10
+    for text in texts:
+        html = render_answer(text)
+        found = spans(html)
+        assert all(s >= 0 and text[s:e] == word for _, s, e, word in found)
+        # every raw word with a letter or digit is shown (markup like "-", "**" or the "1." of a
+        # numbered list, which the list draws itself, is not)
+        shown = {i for i, *_ in found}
+        units = text_units(text)
+        raw_words = [text[s:e] for s, e in zip(units.word_start, units.word_end)]
+        assert all(i in shown for i, w in enumerate(raw_words) if re.search(r"\w", w) and not re.fullmatch(r"\d+[.)]", w))
