@@ -96,4 +96,5 @@ def test_real_assistant_answers_map_back_word_for_word(ifllm_sample):
         shown = {i for i, *_ in found}
         units = text_units(text)
         raw_words = [text[s:e] for s, e in zip(units.word_start, units.word_end)]
-        assert all(i in shown for i, w in enumerate(raw_words) if re.search(r"\w", w) and not re.fullmatch(r"\d+[.)]", w))
+        assert all(i in shown for i, w in enumerate(raw_words)
+                   if re.search(r"\w", w) and not re.fullmatch(r"\d+[.)]", w))
