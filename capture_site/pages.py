@@ -25,6 +25,8 @@ SCREEN_OUT_REASONS = {
     "declined": "You chose not to take part. Nothing about you was recorded apart from this decision.",
     "no-camera": "This study needs a working webcam, and none could be used on this computer, so the study "
                  "cannot go on. Thank you for your time.",
+    "calibration-failed": "The eye-tracking calibration did not succeed on this computer, so the study cannot go "
+                          "on. Thank you for your time.",
 }
 
 
