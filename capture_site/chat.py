@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import store
 from .api import (ApiError, finite_number, install_error_handlers, json_object, owned_task, request_participant,
                   to_task_clock)
+from .answers import response_html
 from .config import StudyConfig
 from .flow import current_step, turn_rated
 from .gaze_step import page_data as gaze_page_data
@@ -30,13 +31,17 @@ install_error_handlers(bp)
 
 MAX_PROMPT = 4000
 MAX_FEEDBACK = 5000
+# what a page that is out of date is told (it then reloads: the server's state is the truth)
+STALE_PAGE = "This page was out of date (the chat went on in another tab or window). It will now reload."
 
 
-def turn_json(turn: store.Turn) -> dict:
-    """A turn as the participant's page sees it (no model names)."""
+def turn_json(turn: store.Turn, cfg: StudyConfig) -> dict:
+    """A turn as the participant's page sees it (no model names); with the study's Markdown
+    option each response also has its rendered ``html`` (:func:`.answers.response_html`)."""
     return {
         "index": turn.index, "kind": turn.kind, "prompt": turn.prompt,
-        "responses": [{"position": r.position, "text": r.text, "likert": r.likert} for r in turn.responses],
+        "responses": [{"position": r.position, "text": r.text, "likert": r.likert, "html": response_html(cfg, r.text)}
+                      for r in turn.responses],
         "rated": turn_rated(turn), "choice": turn.choice, "strength": turn.choice_strength,
         "better": turn.better_than_previous, "feedback": turn.feedback_text,
     }
@@ -51,7 +56,7 @@ def task_page_data(p: store.Participant, cfg: StudyConfig, task: store.Task, tok
     """Everything the chat page's scripts need, embedded in the page as JSON."""
     return {
         "task": task.id, "kind": task.kind, "token": token, "next_seq": next_seq(task),
-        "turns": [turn_json(t) for t in task.turns],
+        "turns": [turn_json(t, cfg) for t in task.turns],
         "min_turns": cfg.min_turns, "max_turns": cfg.max_turns,
         "ratings": {"likert": cfg.likert, "strength": cfg.choice_strength,
                     "compare": cfg.compare_previous, "free_text": cfg.free_text},
@@ -64,7 +69,8 @@ def _open_task(task_id: int) -> tuple[store.Participant, StudyConfig, store.Task
     p = request_participant()
     task = owned_task(p, task_id)
     if task.finished_at is not None or current_step(p) != f"task:{task.index}":
-        raise ApiError(409, "this task is closed")
+        raise ApiError(409, "This task is already finished. The page will now show where you are in the study.",
+                       reload=True)
     return p, site().config(p.study), task
 
 
@@ -93,20 +99,22 @@ def send_turn(task_id: int):
     index, prompt = body.get("index"), body.get("prompt")
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ApiError(400, "index must be a turn number >= 0")
-    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT:
-        raise ApiError(400, f"prompt must be 1..{MAX_PROMPT} characters")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ApiError(400, "Please write a message first.")
+    if len(prompt) > MAX_PROMPT:
+        raise ApiError(400, f"Please shorten your message to at most {MAX_PROMPT} characters.")
     prompt = prompt.strip()
     turns = list(task.turns)
     if index < len(turns):
         if turns[index].prompt == prompt:
-            return jsonify(turn=turn_json(turns[index]))  # a retry of a stored turn
-        raise ApiError(409, f"turn {index} was already sent with another message")
+            return jsonify(turn=turn_json(turns[index], cfg))  # a retry of a stored turn
+        raise ApiError(409, STALE_PAGE, reload=True)  # sent from an old page (Back, another tab)
     if index > len(turns):
-        raise ApiError(409, f"turn {index} is out of order: {len(turns)} turns so far")
+        raise ApiError(409, STALE_PAGE, reload=True)
     if turns and not turn_rated(turns[-1]):
-        raise ApiError(409, "please rate the previous answer first")
+        raise ApiError(409, "Please rate the previous answer first. The page will now show it again.", reload=True)
     if index >= cfg.max_turns:
-        raise ApiError(409, f"this task has at most {cfg.max_turns} turns")
+        raise ApiError(409, f"This task allows at most {cfg.max_turns} messages. Please finish the task.")
 
     rng = random.Random(f"{p.pseudonym}:{task.index}:{index}")
     modifiers = [m for m in cfg.modifiers if rng.random() < m.probability]
@@ -132,8 +140,8 @@ def send_turn(task_id: int):
     except IntegrityError:  # the same turn sent twice at once: keep the first
         db().rollback()
         db().refresh(task)
-        return jsonify(turn=turn_json(task.turns[index]))
-    return jsonify(turn=turn_json(turn))
+        return jsonify(turn=turn_json(task.turns[index], cfg))
+    return jsonify(turn=turn_json(turn, cfg))
 
 
 def _optional_int(body: dict, key: str, lo: int, hi: int) -> int | None:
@@ -150,10 +158,10 @@ def rate_turn(task_id: int, index: int):
     p, cfg, task = _open_task(task_id)
     turns = list(task.turns)
     if index >= len(turns):
-        raise ApiError(404, f"no turn {index}")
+        raise ApiError(404, STALE_PAGE, reload=True)
     turn = turns[index]
     if turn_rated(turn):
-        return jsonify(turn=turn_json(turn), already=True)  # a retry: nothing is asked twice
+        return jsonify(turn=turn_json(turn, cfg), already=True)  # a retry: nothing is asked twice
     body = json_object()
 
     likert = body.get("likert") or []
@@ -161,23 +169,23 @@ def rate_turn(task_id: int, index: int):
         raise ApiError(400, f"likert must list one rating per response ({len(turn.responses)})")
     likert = [_optional_int({"likert": v}, "likert", 1, 5) for v in likert]
     if cfg.likert and (not likert or None in likert):
-        raise ApiError(400, "please rate every answer from 1 to 5")
+        raise ApiError(400, "Please rate every answer from 1 to 5.")
     choice = strength = better = None
     if turn.kind == "pairwise":
         choice = _optional_int(body, "choice", 0, 1)
         if choice is None:
-            raise ApiError(400, "please choose the answer you prefer")
+            raise ApiError(400, "Please choose the answer you prefer.")
         strength = _optional_int(body, "strength", 1, 3) if cfg.choice_strength else None
     elif cfg.compare_previous and index > 0:
         better = body.get("better")
         if not isinstance(better, bool):
-            raise ApiError(400, "please say whether this answer is better or worse than the previous one")
+            raise ApiError(400, "Please say whether this answer is better or worse than the previous one.")
     feedback = body.get("feedback")
     if feedback is not None and not isinstance(feedback, str):
         raise ApiError(400, "feedback must be text")
     feedback = (feedback or "").strip()[:MAX_FEEDBACK] or None
     if cfg.free_text == "required" and not feedback:
-        raise ApiError(400, "please write a short comment")
+        raise ApiError(400, "Please write a short comment.")
     origin = finite_number(body.get("origin"), "origin")
     t_shown = finite_number(body.get("t_shown"), "t_shown")
     t_decided = finite_number(body.get("t_decided"), "t_decided")
@@ -189,4 +197,4 @@ def rate_turn(task_id: int, index: int):
     turn.t_shown = to_task_clock(task, origin, t_shown)
     turn.t_decided = to_task_clock(task, origin, t_decided)
     db().commit()
-    return jsonify(turn=turn_json(turn))
+    return jsonify(turn=turn_json(turn, cfg))

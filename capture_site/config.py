@@ -22,6 +22,11 @@ WEBCAM_MODES = ("off", "optional", "required")
 TASK_ORDERS = ("pairwise-first", "pointwise-first", "alternate", "random")
 FREE_TEXT_MODES = ("off", "optional", "required")
 BACKENDS = KINDS  # the LLM backend kinds of gazepref.llm
+ANSWER_FORMATS = ("markdown", "plain")
+PLATFORM_NAMES = ("any", "prolific", "mturk")
+MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+#: desktop-only by default for webcam studies: the smallest window (width, height) in CSS px
+WEBCAM_MIN_VIEWPORT = (1024, 600)
 
 
 class ConfigError(UserError):
@@ -64,6 +69,21 @@ class Modifier:
 
 
 @dataclass(frozen=True)
+class PlatformConfig:
+    """The crowd platform the participants come from and how they return to it (``[platform]``;
+    see docs/STUDY_SITE.md and :mod:`gazepref.capture_site.platforms`)."""
+
+    name: str = "any"  # any | prolific | mturk
+    require_id: bool = False  # refuse arrivals without that platform's participant id
+    completion_url: str = ""  # "{code}" is replaced by the completion code
+    screenout_code: str = ""  # declined consent, no camera: a code of its own ("" none)
+    screenout_url: str = ""
+    redirect_after_s: int = 0  # 0: the done page offers a button; n: it also goes there after n s
+    description: str = ""  # the MTurk preview (and any preview) describes the task with this
+    mturk_submit_to: str = MTURK_SUBMIT_HOSTS[0]  # when the link carried no turkSubmitTo
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     slug: str
     name: str
@@ -90,6 +110,9 @@ class StudyConfig:
     demographics_questions: tuple[Question, ...]
     pre_task_questions: tuple[Question, ...]
     post_task_questions: tuple[Question, ...]
+    platform: PlatformConfig = PlatformConfig()
+    answer_format: str = "markdown"  # how answers are shown: "markdown" or "plain"
+    min_viewport: tuple[int, int] = (0, 0)  # (width, height) CSS px below which pages ask for a larger window
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -170,11 +193,33 @@ def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
     return tuple(out)
 
 
+def _url(r: _Reader, key: str) -> str:
+    url = r.text(key, "")
+    if url and not url.startswith("https://"):
+        r._fail(key, "an https:// address")
+    return url
+
+
+def _platform(r: _Reader) -> PlatformConfig:
+    name = r.choice("name", PLATFORM_NAMES, "any")
+    return PlatformConfig(
+        name=name,
+        require_id=r.flag("require_id", name != "any"),
+        completion_url=_url(r, "completion_url"),
+        screenout_code=r.text("screenout_code", ""),
+        screenout_url=_url(r, "screenout_url"),
+        redirect_after_s=r.int("redirect_after_s", 0, hi=600),
+        description=r.text("description", ""),
+        mturk_submit_to=r.choice("mturk_submit_to", MTURK_SUBMIT_HOSTS, MTURK_SUBMIT_HOSTS[0]),
+    )
+
+
 def parse_config(data: dict[str, Any], source: str = "study config") -> StudyConfig:
     """Validate a parsed TOML document (or a stored ``Study.config``) into a :class:`StudyConfig`."""
     doc = _Reader(data, "", source)
     known = {"study", "consent", "instructions", "tasks", "ratings", "topics", "models", "assignment",
-             "modifiers", "demographics_questions", "pre_task_questions", "post_task_questions", "gaze"}
+             "modifiers", "demographics_questions", "pre_task_questions", "post_task_questions", "gaze",
+             "platform"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -233,12 +278,19 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
             m._fail("probability", "a number in 0..1")
         modifiers.append(Modifier(m.text("name"), m.get("text", str, expected="a string"), p))
 
+    webcam = study.choice("webcam", WEBCAM_MODES, "off")
+    viewport = study.get("min_viewport", list, list(WEBCAM_MIN_VIEWPORT if webcam != "off" else (0, 0)),
+                         "[width, height] in CSS px")
+    if not (len(viewport) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10000
+                                       for v in viewport)):
+        study._fail("min_viewport", "[width, height] in CSS px, e.g. [1024, 600] ([0, 0]: any window)")
+
     return StudyConfig(
         slug=slug,
         name=study.text("name", slug),
         completion_code=study.text("completion_code", "auto"),
         demographics=study.flag("demographics", True),
-        webcam=study.choice("webcam", WEBCAM_MODES, "off"),
+        webcam=webcam,
         consent_text=_Reader(data.get("consent", {}), "consent", source).text("text"),
         instructions_text=_Reader(data.get("instructions", {}), "instructions", source).text("text", ""),
         pairwise_tasks=pairwise_n,
@@ -259,6 +311,9 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
         demographics_questions=_questions(doc, "demographics_questions"),
         pre_task_questions=_questions(doc, "pre_task_questions"),
         post_task_questions=_questions(doc, "post_task_questions"),
+        platform=_platform(_Reader(data.get("platform", {}), "platform", source)),
+        answer_format=study.choice("answer_format", ANSWER_FORMATS, "markdown"),
+        min_viewport=(viewport[0], viewport[1]),
         raw=data,
     )
 

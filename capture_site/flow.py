@@ -24,14 +24,21 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import store
 from .config import StudyConfig, Topic
+from .answers import answer_texts, transcript
 from .identity import Arrival, arrival_from_args
+from .pages import (completion_handoff, declined_page, favicon, framable, in_frame, no_store, not_admitted_page,
+                    page_context, screened_out_page)
 from .plan import make_plan, make_steps, parse_step
+from .platforms import accepts, screened_out, session_params
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
 
 bp = Blueprint("flow", __name__)
 bp.before_request(check_csrf)
+bp.after_request(no_store)  # Back/Forward and stale tabs always ask for the current step
+bp.context_processor(page_context)
+bp.add_url_rule("/favicon.ico", "favicon", favicon)  # browsers ask for it on pages without a <link rel=icon>
 
 
 @dataclass
@@ -123,7 +130,8 @@ def topic_of(cfg: StudyConfig, task: store.Task) -> Topic:
 def _study_or_404(slug: str | None) -> store.Study:
     study = study_by_slug(slug or site().default_slug)
     if study is None:
-        abort(404, description="no such study")
+        abort(404, description="This study link is not valid. Please check the link you were given, or open "
+                               "the study again from your study platform.")
     return study
 
 
@@ -135,7 +143,8 @@ def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
         pseudonym = pseudonymise(study.salt, arrival.platform, arrival.raw_id)
     session.clear()
     session.update(study=study.slug, pseudonym=pseudonym, platform=arrival.platform,
-                   extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()})
+                   extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()},
+                   handoff=session_params(arrival))
     existing = db().scalar(select(store.Participant).where(
         store.Participant.study_id == study.id, store.Participant.pseudonym == pseudonym))
     if existing is not None:
@@ -149,11 +158,17 @@ def arrive(slug: str | None = None):
     """Landing from a crowd platform's link: pseudonymise the id, then consent or resume."""
     study = _study_or_404(slug)
     arrival = arrival_from_args(request.args)
+    cfg = site().config(study)
     if arrival.preview:
-        return render_template("preview.html", study=study)
+        return framable(render_template("preview.html", study=study, cfg=cfg))
+    if in_frame(arrival):  # MTurk shows the HIT in a frame, where the session cookie is not sent
+        return framable(render_template("open_in_tab.html", study=study, cfg=cfg, url=request.url))
+    resuming = arrival.platform == "direct" and session.get("study") == study.slug and session.get("pseudonym")
+    if not resuming and not accepts(cfg, arrival):
+        return not_admitted_page(cfg)
     existing = _arrive(study, arrival)
     if existing is not None and existing.consent is False:
-        return render_template("declined.html", study=study)
+        return declined_page(study)
     # redirect, so the platform ids leave the address bar
     return redirect(url_for("flow.step" if existing is not None else "flow.consent"))
 
@@ -165,7 +180,10 @@ def consent():
     if not session.get("pseudonym"):
         if request.method == "POST":
             return render_template("error.html", message="Please open the study through the link you were given."), 400
-        _arrive(_study_or_404(None), arrival_from_args({}))  # opened directly (or without cookies)
+        study, arrival = _study_or_404(None), arrival_from_args({})  # opened directly (or without cookies)
+        if not accepts(site().config(study), arrival):
+            return not_admitted_page(site().config(study))
+        _arrive(study, arrival)
     study = _study_or_404(session.get("study"))
     cfg = site().config(study)
     if request.method == "GET":
@@ -191,7 +209,7 @@ def consent():
         agreed = bool(p.consent)
     session["pid"] = p.id
     if not agreed:
-        return render_template("declined.html", study=study)
+        return declined_page(study)
     return redirect(url_for("flow.step"))
 
 
@@ -211,7 +229,9 @@ def _not_in_flow():
         session.pop("pid", None)
         return redirect(url_for("flow.consent"))
     if not p.consent:
-        return render_template("declined.html", study=p.study)
+        return declined_page(p.study)
+    if (reason := screened_out(p)) is not None:
+        return screened_out_page(p, reason)
     return None
 
 
@@ -241,6 +261,9 @@ def answer_step():
         page = handler.render(ctx)
         db().rollback()
         return page, 400
+    if screened_out(p) is not None:  # the step ended the session (e.g. no camera in a webcam-only study)
+        db().commit()
+        return redirect(url_for("flow.step"))
     set_state(p, pos=p.state["pos"] + 1)
     try:
         db().commit()
@@ -270,7 +293,8 @@ def _submit_demographics(ctx: StepContext) -> list[str]:
 def _submit_task_questions(which: str) -> Callable[[StepContext], list[str]]:
     def submit(ctx: StepContext) -> list[str]:
         questions = ctx.config.pre_task_questions if which == "pre" else ctx.config.post_task_questions
-        answers, errors = read_answers(questions, request.form)
+        answers, errors = read_answers(questions, request.form,
+                                       copy_sources=answer_texts(ctx.task) if which == "post" else None)
         if errors:
             return errors
         task = ctx.task
@@ -309,7 +333,7 @@ def _render_done(ctx: StepContext) -> str:
     p = ctx.participant
     if not (p.state or {}).get("finished_at"):
         set_state(p, finished_at=store.utcnow().isoformat())
-    return _page("done.html", ctx, code=p.completion_code)
+    return _page("done.html", ctx, code=p.completion_code, handoff=completion_handoff(ctx.config, p))
 
 
 def _calibration_placeholder(ctx: StepContext) -> str:
@@ -326,7 +350,9 @@ BUILTIN_STEPS = MappingProxyType({
                        _submit_task_questions("pre")),
     "task": StepHandler(_render_task, _submit_task),
     "post": StepHandler(lambda ctx: _page("questions.html", ctx, questions=ctx.config.post_task_questions,
-                                          topic=topic_of(ctx.config, ctx.task), title="After the task"),
+                                          topic=topic_of(ctx.config, ctx.task), title="After the task",
+                                          transcript=transcript(ctx.config, ctx.task)
+                                          if any(q.type == "copy" for q in ctx.config.post_task_questions) else None),
                         _submit_task_questions("post")),
     "done": StepHandler(_render_done, lambda ctx: []),
 })

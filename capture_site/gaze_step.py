@@ -93,8 +93,11 @@ def _submit_calibration(ctx) -> list[str]:
         return []  # a recalibration step of a mouse-only session
     outcome = request.form.get("outcome", "")
     if outcome == "no-camera":
-        if ctx.config.webcam == "required":
-            return ["This study needs a webcam; it cannot continue without one."]
+        if ctx.config.webcam == "required":  # screened out: the platform's screen-out code, if any
+            from .platforms import mark_screened_out
+
+            mark_screened_out(p, "no-camera")
+            return []
         set_state(p, gaze="no-camera")
         return []
     outcome = _step_outcome(p)  # a recalibration step needs a new outcome

@@ -1,20 +1,21 @@
 """Reading questionnaire answers (demographics, pre- and post-task questions) from a form."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .answers import copied_from
 from .config import Question
 
 MAX_ANSWER = 5000
 
 
-def read_answers(questions: tuple[Question, ...], form: Mapping[str, str],
-                 all_optional: bool = False) -> tuple[dict[str, Any], list[str]]:
+def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_optional: bool = False,
+                 copy_sources: Sequence[str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Answers keyed by question id, and one message per missing or invalid answer.
 
     Attention checks add ``<id>_passed`` (True/False). ``all_optional`` (demographics) accepts
-    blanks everywhere.
+    blanks everywhere. ``copy_sources``: the answer texts a ``copy`` question's text must occur in.
     """
     answers: dict[str, Any] = {}
     errors: list[str] = []
@@ -41,6 +42,9 @@ def read_answers(questions: tuple[Question, ...], form: Mapping[str, str],
                 errors.append(f"Choose one of the options: {q.label}")
                 continue
             answers[q.id] = raw
+        elif q.type == "copy" and copy_sources is not None and not copied_from(raw, copy_sources):
+            errors.append(f"The text you entered is not in the answers shown on this page. Please copy one whole "
+                          f"sentence from them: {q.label}")
         else:
             answers[q.id] = raw
     return answers, errors

@@ -62,7 +62,7 @@ def check_csrf() -> None:
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
     expected = session.get("csrf", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):  # bytes: any characters
-        abort(400, description="the form expired or was not sent by this site (CSRF check); reload the page")
+        abort(400, description="This page has expired (CSRF check). Please reload the page and try again.")
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:

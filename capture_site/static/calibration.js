@@ -64,7 +64,10 @@ function noCamera(error) {
     ui.outcome.value = "no-camera";
     ui.cont.hidden = false;
   } else {
-    fail(`${message}${hint} This study needs a webcam; without one it cannot go on (then please return the study on your platform).`, how);
+    fail(`${message}${hint} This study needs a webcam; without one it cannot go on.`, how);
+    ui.outcome.value = "no-camera"; // the server ends the session with the study's screen-out page
+    ui.cont.textContent = "Leave the study";
+    ui.cont.hidden = false;
   }
   state.noCamera = kind;
 }

@@ -4,7 +4,7 @@
 // the message and offers "Try again"; the draft also survives a reload (localStorage).
 
 import { Recorder } from "./telemetry.js";
-import { renderText } from "./layout.js";
+import { renderAnswer } from "./layout.js";
 
 const data = JSON.parse(document.getElementById("page-data").textContent);
 const $ = (sel) => document.querySelector(sel);
@@ -50,11 +50,27 @@ function addHistory(turn) {
   you.className = "user-message";
   you.textContent = turn.prompt;
   const kept = turn.responses[pairwise && turn.choice !== null ? turn.choice : 0];
-  const answer = document.createElement("p");
-  answer.className = "assistant-message";
-  answer.textContent = kept.text;
+  const answer = document.createElement("div");
+  answer.className = `assistant-message collapsed ${typeof kept.html === "string" ? "markdown" : "plain"}`;
+  renderAnswer(answer, kept);
   item.append(you, answer);
   ui.history.appendChild(item);
+  if (answer.scrollHeight > answer.clientHeight + 2) { // long answers: collapsed, with a toggle
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "expand";
+    toggle.textContent = "Show the whole answer";
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.addEventListener("click", () => {
+      const open = answer.classList.toggle("collapsed") === false;
+      toggle.textContent = open ? "Show less" : "Show the whole answer";
+      toggle.setAttribute("aria-expanded", String(open));
+      recorder.event(open ? "expand" : "collapse", "history", `turn=${turn.index}`);
+    });
+    item.appendChild(toggle);
+  } else {
+    answer.classList.remove("collapsed");
+  }
 }
 
 function ratedCount() {
@@ -77,7 +93,7 @@ function showCurrent(turn) {
   ui.ratingError.hidden = true;
   if (ui.compare) ui.compare.hidden = !(data.ratings.compare && turn.index > 0);
   refresh();
-  turn.responses.forEach((r, i) => renderText(ui.panes[i], r.text));
+  turn.responses.forEach((r, i) => renderAnswer(ui.panes[i], r));
   tShown = performance.now();
   recorder.event("shown", "window", `turn=${turn.index}`);
   recorder.scheduleLayout(true);
@@ -90,9 +106,29 @@ function setSending(busy) {
   ui.waiting.hidden = !busy;
 }
 
+/** The API's answer to a page that is out of date (another tab went on, Back/Forward): reload. */
+function reloadIfStale(result) {
+  if (!result.payload.reload) return false;
+  setTimeout(() => location.reload(), 1500);
+  return true;
+}
+
+/** A message for the participant from a failed request. */
+function problem(result, fallback) {
+  if (result.status === 401 || result.status === 403) {
+    return "Your session has ended. Please reload the page or open the study link again.";
+  }
+  return result.payload.error || fallback;
+}
+
 async function send() {
   const prompt = ui.message.value.trim();
-  if (!prompt) return;
+  if (!prompt) {
+    ui.sendError.textContent = "Please write a message first.";
+    ui.sendError.hidden = false;
+    ui.message.focus();
+    return;
+  }
   localStorage.setItem(draftKey, prompt);
   ui.sendError.hidden = true;
   ui.retry.hidden = true;
@@ -106,9 +142,10 @@ async function send() {
   }
   setSending(false);
   if (!result.ok) {
-    ui.sendError.textContent = result.payload.error || `Sending failed (${result.status}). Please try again.`;
+    ui.sendError.textContent = problem(result, "Sending failed. Please try again.");
     ui.sendError.hidden = false;
     ui.retry.hidden = !(result.status === 0 || result.status >= 500 || result.payload.retry);
+    if (reloadIfStale(result)) { ui.send.disabled = true; ui.retry.hidden = true; }
     return;
   }
   localStorage.removeItem(draftKey);
@@ -157,8 +194,9 @@ async function submitRating(e) {
   }
   $("#submit-rating").disabled = false;
   if (!result.ok) {
-    ui.ratingError.textContent = result.payload.error || "Saving failed. Please submit again.";
+    ui.ratingError.textContent = problem(result, "Saving failed. Please submit again.");
     ui.ratingError.hidden = false;
+    reloadIfStale(result);
     return;
   }
   const turn = result.payload.turn;
@@ -180,6 +218,7 @@ ui.rating.addEventListener("change", (e) => {
 ui.composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });
 ui.retry.addEventListener("click", () => send());
 ui.rating.addEventListener("submit", submitRating);
+ui.message.addEventListener("input", () => { if (ui.message.value.trim()) ui.sendError.hidden = true; });
 ui.message.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
 });

@@ -1,5 +1,8 @@
 // Response text as word spans, and the on-screen layout of every word and element.
 //
+// Markdown answers arrive rendered by the server (renderAnswer) with the same word spans:
+// data-s/data-e are offsets into the raw answer text, data-i the raw text's word index.
+//
 // Character offsets are code-point indices into the stored response text (as Python indexes
 // it), so char_start/char_end in the layout stream index the text in the database directly.
 // Word boxes are relative to the response element, scroll included; element boxes are in
@@ -41,6 +44,17 @@ export function renderText(el, text) {
       p.appendChild(span);
     }
     i = j;
+  }
+}
+
+/** Render a response: the server's sanitised Markdown HTML (word spans carrying their offsets in
+ * the raw text, capture_site/markdown.py) when the study shows Markdown, else plain paragraphs. */
+export function renderAnswer(el, response) {
+  if (typeof response.html === "string") {
+    el.innerHTML = response.html;
+    el.scrollTop = 0;
+  } else {
+    renderText(el, response.text);
   }
 }
 

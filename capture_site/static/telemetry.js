@@ -168,7 +168,7 @@ export class Recorder {
   hover(e, type) {
     // mouseenter/mouseleave (captured at the document) fire for each response pane and paragraph
     const el = e.target;
-    if (!el.matches || !el.matches(".response-text, .response-text > p")) return;
+    if (!el.matches || !el.matches(".response-text, .response-text > [data-paragraph]")) return;
     const pane = el.closest(".response-text");
     const target = el === pane ? pane.dataset.target : `${pane.dataset.target}/p${el.dataset.paragraph}`;
     this.event(type, target, null, e.clientX, e.clientY);

@@ -12,6 +12,19 @@ from gazepref import store
 STUDY_TOML = Path(__file__).with_name("study.toml")
 
 
+def study_variant(path: Path, extra: str = "", **study: str) -> Path:
+    """The test study with keys changed where they are set, else added to ``[study]`` (TOML values as
+    text), and ``extra`` tables
+    appended, written to ``path``; e.g. ``study_variant(p, '[platform]\\nname = "prolific"', webcam='"off"')``."""
+    text = STUDY_TOML.read_text()
+    for key, value in study.items():
+        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+        if not n:
+            text = text.replace("[study]\n", f"[study]\n{key} = {value}\n", 1)
+    path.write_text(text + "\n" + extra + "\n")
+    return path
+
+
 def csrf_of(html: str) -> str:
     m = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert m, "page has no CSRF token"
@@ -60,7 +73,8 @@ class Walker:
             if step.startswith("task:"):
                 return page_data(self.step().text)
             assert step != "done"
-            self.answer(answers)
+            r = self.answer(answers)
+            assert self.current_step() != step, f"step {step} refused its answers: {r.text[:2000]}"
 
     def chat_turn(self, data: dict, index: int, prompt: str, **rating):
         r = self.client.post(data["urls"]["turns"], json={"index": index, "prompt": prompt},
@@ -77,6 +91,12 @@ class Walker:
                              headers={"X-Participant-Token": data["token"]})
         assert r.status_code == 200, r.json
         return r.json["turn"]
+
+
+def first_sentence(turn: dict) -> str:
+    """A sentence of the turn's first answer, as a participant would copy it from the page."""
+    text = turn["responses"][0]["text"]
+    return re.split(r"(?<=[.!?:])\s", text.strip())[0]
 
 
 def participants(s) -> list[store.Participant]:

@@ -101,6 +101,11 @@ def rate(page, likert: list[int], *, choice: int | None = None, better: bool | N
     page.wait_for_function(f"document.querySelector('#rated-count').textContent === '{rated + 1}'")
 
 
+def copied(page) -> str:
+    """A passage of the answers as the post-task page shows them (what a participant copies)."""
+    return page.locator(".transcript .markdown [data-paragraph]").first.text_content()
+
+
 def hover_word(page, position: int, word: int) -> dict:
     span = page.locator(f"#response-{position} span.w[data-i='{word}']")
     box = span.bounding_box()
@@ -136,7 +141,7 @@ def test_full_mouse_only_session(page, app, tmp_path):
     wait_outbox_empty(page)
     page.click("#finish")
     continue_with(page, {"summary": "Sleep consolidates memory.", "understand_after": "4",
-                         "copy_sentence": "Most adults need 7 to 9 hours a night.", "attention": "2"})
+                         "copy_sentence": copied(page), "attention": "2"})
 
     # pointwise task: 2 turns
     continue_with(page, {"understand_before": "3"})
@@ -147,7 +152,7 @@ def test_full_mouse_only_session(page, app, tmp_path):
     wait_outbox_empty(page)
     page.click("#finish")
     continue_with(page, {"summary": "Magma rises.", "understand_after": "5",
-                         "copy_sentence": "Magma is lighter than solid rock, so it rises.", "attention": "2"})
+                         "copy_sentence": copied(page), "attention": "2"})
     assert page.text_content("#completion-code").strip() == "TEST-CODE-42"
 
     with app.extensions["gazepref"].sessions() as s:

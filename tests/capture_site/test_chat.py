@@ -4,7 +4,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.llm import BackendError
 
-from sitetest import Walker
+from sitetest import Walker, study_variant
 
 
 class FlakyBackend:
@@ -108,7 +108,7 @@ def test_closed_task_accepts_no_more_turns(walker, client):
     walker.chat_turn(data, 1, "How long?")
     walker.answer()  # finish the task
     r = client.post(data["urls"]["turns"], json={"index": 2, "prompt": "More?"}, headers=headers(data))
-    assert r.status_code == 409 and "closed" in r.json["error"]
+    assert r.status_code == 409 and "already finished" in r.json["error"] and r.json["reload"] is True
 
 
 def test_bodies_that_are_not_json_objects_and_ids_out_of_range(walker, client, dbs):
@@ -125,3 +125,14 @@ def test_bodies_that_are_not_json_objects_and_ids_out_of_range(walker, client, d
     assert client.post(huge, json={"index": 1, "prompt": "x"}, headers=h).status_code == 403
     turn = dbs.scalars(select(store.Turn)).one()
     assert turn.prompt == "Why sleep?" and not turn.responses[0].likert  # the stored turn is untouched
+
+
+def test_answers_come_rendered_as_markdown_or_as_plain_text(make_app, tmp_path):
+    for fmt, rendered in (("markdown", True), ("plain", False)):
+        app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / f"{fmt}.toml", answer_format=f'"{fmt}"')))
+        w = Walker(app.test_client(), f"FMT-{fmt}")
+        w.arrive()
+        w.consent()
+        turn = w.chat_turn(w.to_task(), 0, "How does sleep help memory?")
+        html = turn["responses"][0]["html"]
+        assert (html is not None and 'class="w"' in html) is rendered

@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from gazepref import store
 
-from sitetest import Walker, csrf_of, participants
+from sitetest import Walker, csrf_of, first_sentence, participants
 
 
 def test_nothing_is_stored_before_consent(client, dbs):
@@ -107,11 +107,16 @@ def test_whole_flow_to_completion_code(client, dbs):
     for task in range(2):
         data = w.to_task()
         for i, prompt in enumerate(["How does sleep help memory?", "How many hours do adults need?"]):
-            w.chat_turn(data, i, prompt)
+            turn = w.chat_turn(data, i, prompt)
         w.answer()
-        w.answer(post)
+        refused = w.answer(post, follow=False)  # "c" is not a sentence of the answers
+        assert refused.status_code == 400 and "not in the answers" in refused.text
+        w.answer({**post, "copy_sentence": first_sentence(turn)})
     done = w.step().text
     assert 'id="completion-code"' in done and "TEST-CODE-42" in done
+    # MTurk: the done page submits the assignment to MTurk (no turkSubmitTo in the link: the default host)
+    assert 'action="https://www.mturk.com/mturk/externalSubmit"' in done
+    assert 'name="assignmentId" value="ASSIGN1"' in done and 'name="completion_code" value="TEST-CODE-42"' in done
     [p] = participants(dbs)
     assert p.platform == "mturk" and p.state["finished_at"]
     assert [t.answers["attention_passed"] for t in p.tasks] == [False, False]
@@ -126,6 +131,7 @@ def test_whole_flow_to_completion_code(client, dbs):
 def test_mturk_preview_records_nothing(client, dbs):
     r = client.get("/", query_string={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "H"})
     assert "accept the task" in r.text
+    assert "Instructions for the tests." in r.text and "2 short chat tasks" in r.text  # the task is described
     assert participants(dbs) == []
 
 

@@ -1,0 +1,102 @@
+"""What every participant page of the flow gets, and the pages that end a session early.
+
+* ``Cache-Control: no-store`` on every flow response: Back/Forward and a restored tab ask the
+  server again and show the participant's current step, never a cached earlier state (the
+  pages' script also reloads a page the browser restores from its back-forward cache).
+* the study's minimum window (``[study] min_viewport``) as ``data-min-width``/``-height`` on
+  ``<body>``, which ``static/page.js`` turns into a "please use a larger window" page.
+* MTurk's HIT frame: the preview, and a "start in a new tab" page, may be shown in it.
+* the declined, screened-out and not-admitted pages with their way back to the platform
+  (:mod:`.platforms`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import make_response, redirect, render_template, request, session, url_for
+
+from .. import store
+from .config import MTURK_SUBMIT_HOSTS, StudyConfig
+from .identity import Arrival
+from .platforms import completion, screen_out
+from .runtime import site, study_by_slug
+
+SCREEN_OUT_REASONS = {
+    "declined": "You chose not to take part. Nothing about you was recorded apart from this decision.",
+    "no-camera": "This study needs a working webcam, and none could be used on this computer, so the study "
+                 "cannot go on. Thank you for your time.",
+    "calibration-failed": "The eye-tracking calibration did not succeed on this computer, so the study cannot go "
+                          "on. Thank you for your time.",
+}
+
+
+def no_store(resp):
+    """After-request hook of the flow: pages with the participant's state are never cached."""
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+#: who may show the arrival page in a frame: MTurk's worker sites (an ExternalQuestion HIT)
+FRAME_ANCESTORS = ("https://worker.mturk.com", "https://workersandbox.mturk.com", *MTURK_SUBMIT_HOSTS)
+
+
+def in_frame(arrival: Arrival) -> bool:
+    """An MTurk arrival loaded inside the HIT's frame (``Sec-Fetch-Dest: iframe``): the study
+    opens in a tab of its own, since browsers do not send the site's cookies inside another
+    site's frame."""
+    return arrival.platform == "mturk" and request.headers.get("Sec-Fetch-Dest") in ("iframe", "frame")
+
+
+def framable(page):
+    """The page may be shown inside MTurk's HIT frame (CSP ``frame-ancestors`` overrides the
+    site's ``X-Frame-Options: DENY``)."""
+    resp = make_response(page)
+    resp.headers["Content-Security-Policy"] = "frame-ancestors 'self' " + " ".join(FRAME_ANCESTORS)
+    return resp
+
+
+def favicon():
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
+def _session_config() -> StudyConfig | None:
+    slug = session.get("study")
+    study = study_by_slug(slug) if slug else None
+    if study is None:
+        study = study_by_slug(site().default_slug)
+    return site().config(study) if study is not None else None
+
+
+def page_context() -> dict[str, Any]:
+    """Template context of every flow page: the minimum window size."""
+    cfg = _session_config()
+    return {"min_viewport": cfg.min_viewport if cfg is not None else (0, 0)}
+
+
+def handoff_params() -> dict[str, str]:
+    return session.get("handoff") or {}
+
+
+def declined_page(study: store.Study):
+    cfg = site().config(study)
+    return render_template("declined.html", study=study, message=SCREEN_OUT_REASONS["declined"],
+                           handoff=screen_out(cfg, session.get("platform"), handoff_params()))
+
+
+def screened_out_page(p: store.Participant, reason: str):
+    cfg = site().config(p.study)
+    return render_template("screened_out.html", study=p.study, message=SCREEN_OUT_REASONS.get(reason, reason),
+                           handoff=screen_out(cfg, p.platform, handoff_params()))
+
+
+def completion_handoff(cfg: StudyConfig, p: store.Participant):
+    return completion(cfg, p, handoff_params())
+
+
+def not_admitted_page(cfg: StudyConfig):
+    """A link without the platform's participant id, in a study that requires one."""
+    where = {"prolific": "Prolific", "mturk": "Amazon Mechanical Turk"}.get(cfg.platform.name, "your study platform")
+    return render_template("error.html", title="Please open the study from " + where,
+                           message=f"This study can only be started from {where}: the link you used does not say "
+                                   f"who you are on {where}. Please go back to {where} and open the study from "
+                                   "there."), 403

@@ -1,0 +1,48 @@
+// Loaded by every participant page: stale pages reload, windows below the study's minimum size
+// get the "please use a larger window" page, and forms say that they are saving.
+
+// A page restored from the back-forward cache shows an old state of the study: ask the server
+// for the current one (the flow's pages are also sent with Cache-Control: no-store).
+addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
+
+const body = document.body;
+const minW = +body.dataset.minWidth || 0;
+const minH = +body.dataset.minHeight || 0;
+const gate = document.getElementById("viewport-gate");
+const main = document.querySelector("main.page");
+
+/** Whether the window is large enough; shows or hides the gate page. */
+export function checkViewport() {
+  const ok = innerWidth >= minW && innerHeight >= minH;
+  if (gate && main) {
+    gate.hidden = ok;
+    main.hidden = !ok;
+    const size = document.getElementById("viewport-size");
+    if (size) size.textContent = `${innerWidth} × ${innerHeight}`;
+  }
+  body.classList.toggle("too-small", !ok);
+  return ok;
+}
+
+if (minW || minH) {
+  checkViewport();
+  addEventListener("resize", checkViewport);
+}
+
+// Step forms: say that the answer is being saved (a slow connection otherwise looks stuck).
+document.addEventListener("submit", (e) => {
+  const form = e.target;
+  if (!form.classList || !form.classList.contains("step-form")) return;
+  let note = form.querySelector(".saving");
+  if (!note) {
+    note = document.createElement("p");
+    note.className = "saving";
+    note.setAttribute("role", "status");
+    form.appendChild(note);
+  }
+  note.textContent = "Saving…";
+});
+
+// The done / screen-out page of a study with [platform] redirect_after_s: back to the platform.
+const auto = document.getElementById("handoff-auto");
+if (auto) setTimeout(() => document.getElementById("handoff")?.click(), 1000 * (+auto.dataset.seconds || 0));

@@ -1,0 +1,181 @@
+"""The participant's pages in headless Chromium: Back/Forward and stale tabs, the empty-message
+hint, Markdown answers whose rendered words map back to the raw text, the expandable history, the
+copy check, the hand-off to the crowd platform, the minimum window and the favicon."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from gazepref import store
+from gazepref.capture_site.hits import word_at
+from sitetest import study_variant
+from test_browser import _page, browser, continue_with, rate, ready, send, wait_outbox_empty  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+# one pointwise task of one turn (the shortest way through the flow)
+SHORT = {"pairwise": "0", "min_turns": "1", "demographics": "false"}
+
+MARKDOWN_ANSWER = """### Sleep and memory
+
+Sleep helps **memory** in `three` ways:
+
+- During *deep* sleep the brain replays what you learned.
+- The replay moves memories to the cortex.
+
+| Stage | Hours per night |
+|-------|----------------:|
+| Deep sleep | **1.5** |
+| REM sleep | 2 |
+
+Most adults need 7 to 9 hours a night."""
+
+
+class Fixed:
+    """A backend that always gives the same answer."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def generate(self, messages):
+        return self.text
+
+
+def start(pg, pid: str, pre: bool = True):
+    pg.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
+    pg.click("#agree")
+    if pg.locator("#skip").count():
+        pg.click("#skip")
+    continue_with(pg)  # instructions
+    if pre:
+        continue_with(pg, {"understand_before": "2"})
+
+
+def test_back_after_rating_then_send_and_a_stale_tab_reloads(browser, app):
+    for pg in _page(browser, app):
+        start(pg, "BACK-WORKER")
+        send(pg, "How does sleep help memory?", 0)
+        rate(pg, [4, 2], choice=0)
+        pg.go_back()  # the previous entry is the pre-task page's /step: never a cached task page
+        ready(pg)
+        assert pg.text_content("#rated-count") == "1"
+        assert pg.locator("#history .history-turn").count() == 1
+        send(pg, "How many hours of sleep does an adult need?", 1)  # no "already sent" error
+        assert pg.is_hidden("#send-error")
+        rate(pg, [3, 5], choice=1)
+
+        # a second tab goes on; the first one, now out of date, is told so and reloads
+        other = pg.context.new_page()
+        other.goto("/step")
+        send(other, "Any tips to sleep better?", 2)
+        pg.fill("#message", "A message from the old tab")
+        pg.click("#send")
+        pg.wait_for_selector("#send-error:not([hidden])")
+        assert "out of date" in pg.text_content("#send-error")
+        pg.wait_for_function("window.gazepref && window.gazepref.state().current "
+                             "&& window.gazepref.state().current.index === 2", timeout=10_000)
+        assert pg.text_content("#current-prompt") == "Any tips to sleep better?"
+
+        # an empty message says so instead of doing nothing
+        other.close()
+        rate(pg, [5, 4], choice=0)
+        pg.fill("#message", "   ")
+        pg.click("#send")
+        assert pg.text_content("#send-error") == "Please write a message first."
+    with app.extensions["gazepref"].sessions() as s:
+        turns = s.scalars(select(store.Turn).order_by(store.Turn.index)).all()
+        assert [t.prompt for t in turns] == ["How does sleep help memory?",
+                                             "How many hours of sleep does an adult need?",
+                                             "Any tips to sleep better?"]
+
+
+def test_markdown_answer_words_map_back_to_the_raw_text(browser, make_app, tmp_path):
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", **SHORT)),
+                   LLM_BACKENDS={"detailed": Fixed(MARKDOWN_ANSWER)})
+    for pg in _page(browser, app):
+        start(pg, "MD-WORKER")
+        send(pg, "How does sleep help memory?", 0)
+        pane = "#response-0"
+        for sel in ("h5", "ul li", "strong", "code", "table td"):
+            assert pg.locator(f"{pane} {sel}").count() >= 1, sel
+        assert "**" not in pg.text_content(pane) and "|" not in pg.text_content(pane)
+        shown = pg.eval_on_selector_all(f"{pane} span.w",
+                                        "els => els.map(e => [e.textContent, +e.dataset.s, +e.dataset.e])")
+        cell = pg.locator(f"{pane} td span.w", has_text="1.5")
+        box = cell.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        pg.mouse.move(cx - 30, cy + 20, steps=3)
+        pg.mouse.move(cx, cy, steps=5)
+        pg.wait_for_timeout(150)
+        wait_outbox_empty(pg)
+        with app.extensions["gazepref"].sessions() as s:
+            task = s.scalars(select(store.Task)).one()
+            raw = task.turns[0].responses[0].text
+            layout = store.read_stream(s, task, "layout").to_pandas()
+            scroll = store.read_stream(s, task, "scroll").to_pandas()
+            mouse = store.read_stream(s, task, "mouse").to_pandas()
+    assert raw == MARKDOWN_ANSWER
+    words = layout[(layout["kind"] == "word") & (layout["target"] == "response:0")]
+    last = words[words["t"] == words["t"].max()]
+    # every rendered word in the layout stream: its box, and raw[char_start:char_end] is the word shown
+    assert sorted(zip(last["char_start"], last["char_end"])) == sorted((s, e) for _, s, e in shown)
+    assert all(raw[s:e] == text for text, s, e in shown)
+    assert {"Sleep", "memory", "three", "During", "deep", "Stage", "1.5", "REM", "9"} <= {t for t, _, _ in shown}
+    assert (last["w"] > 0).all() and (last["h"] > 0).all()
+    # ... so the mouse sample over the table cell hits "1.5" in the raw text
+    d2 = (mouse["x"] - cx) ** 2 + (mouse["y"] - cy) ** 2
+    sample = mouse.loc[d2.idxmin()]
+    hit = word_at(layout, scroll, sample["t"], sample["x"], sample["y"])
+    assert hit is not None and raw[hit.char_start:hit.char_end] == "1.5"
+
+
+def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
+    extra = '[platform]\nname = "prolific"\nredirect_after_s = 2'
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", extra, **SHORT)),
+                   LLM_BACKENDS={"detailed": Fixed(MARKDOWN_ANSWER)})
+    for pg in _page(browser, app):
+        start(pg, "DONE-WORKER")
+        send(pg, "How does sleep help memory?", 0)
+        rate(pg, [4])
+        # the earlier answer is collapsed to a few lines, and expands
+        answer = pg.locator("#history .assistant-message")
+        assert "collapsed" in answer.get_attribute("class")
+        pg.click("#history button.expand")
+        assert "collapsed" not in answer.get_attribute("class")
+        assert pg.get_attribute("#history button.expand", "aria-expanded") == "true"
+        wait_outbox_empty(pg)
+        pg.click("#finish")
+        # the post-task page shows the answers to copy from, and refuses text that is not in them
+        assert pg.locator(".transcript strong", has_text="memory").count() == 1
+        continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
+                           "copy_sentence": "Sleep is for the weak.", "attention": "2"})
+        assert "not in the answers" in pg.text_content(".errors")
+        sentence = pg.locator(".transcript p", has_text="Most adults").first.text_content()
+        seen = []
+        pg.route("https://app.prolific.com/**", lambda route: (seen.append(route.request.url),
+                                                                route.fulfill(body="back on Prolific")))
+        continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
+                           "copy_sentence": sentence, "attention": "2"})
+        assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
+        assert pg.get_attribute("#handoff", "href") == "https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"
+        pg.wait_for_url("https://app.prolific.com/**")  # redirect_after_s: without a click
+        assert seen == ["https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"]
+    with app.extensions["gazepref"].sessions() as s:
+        task = s.scalars(select(store.Task)).one()
+        assert task.answers["copy_sentence"] == sentence
+
+
+def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", min_viewport="[1024, 600]")))
+    for pg in _page(browser, app):
+        pg.set_viewport_size({"width": 390, "height": 844})  # a phone
+        pg.goto("/?PROLIFIC_PID=PHONE-WORKER")
+        pg.wait_for_selector("#viewport-gate:not([hidden])")
+        assert pg.is_hidden("#agree") and "1024 × 600" in pg.text_content("#viewport-gate")
+        assert pg.text_content("#viewport-size") == "390 × 844"
+        pg.set_viewport_size({"width": 1280, "height": 800})  # a larger window: the study goes on
+        pg.wait_for_selector("#agree", state="visible")
+        assert pg.is_hidden("#viewport-gate")
+        icon = pg.request.get(pg.get_attribute("link[rel=icon]", "href"))
+        assert icon.ok and "svg" in icon.headers["content-type"]
+        assert "svg" in pg.request.get("/favicon.ico").headers["content-type"]  # no 404 for browsers that ask
