@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash
 
 from .. import UserError, store
 from .exporting import FORMATS, export_study
-from .quality import participant_quality, study_progress
+from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db, study_by_slug
 from .security import check_csrf, login_required
 
@@ -66,7 +66,7 @@ def study(slug: str):
     st = _study(slug)
     return render_template("admin/study.html", study=st, progress=study_progress(db(), st),
                            participants=participant_quality(db(), st), formats=FORMATS,
-                           plots="plots" in current_app.blueprints)
+                           plots="plots" in current_app.blueprints, idle_min=IDLE_S // 60)
 
 
 @bp.get("/studies/<slug>/progress.json")
@@ -81,10 +81,11 @@ def progress(slug: str):
 def export(slug: str):
     st = _study(slug)
     fmt = request.args.get("format", "parquet")
+    demographics = request.args.get("demographics") == "1"
     tmp = Path(tempfile.mkdtemp(prefix="gazepref-export-"))
     buf = None
     try:
-        export_study(db(), st, tmp / slug, fmt)
+        export_study(db(), st, tmp / slug, fmt, demographics=demographics)
         buf = tempfile.TemporaryFile()  # on disk, not in memory (exports with kept webcam frames are big)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted((tmp / slug).rglob("*")):
@@ -98,7 +99,7 @@ def export(slug: str):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     buf.seek(0)
-    return send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}.zip")
+    return send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}{'-with-demographics' if demographics else ''}.zip")
 
 
 @bp.post("/participants/<int:pid>/delete")

@@ -66,6 +66,10 @@ def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], ar
     rows, dropped = process_frames(ctx.entry, images, times, arrived, shed_ms(), stale)
     if ctx.meta.phase == "task" and rows and ctx.settings.drift_correction:
         gaze_drift.apply(rows, ctx.entry.drift)
+    if ctx.meta.phase == "setup":
+        from .setup_log import note_setup_frames
+
+        note_setup_frames(ctx.pid, rows)  # the dashboard's "why they stopped" (no face, too far, ...)
     return rows, dropped
 
 

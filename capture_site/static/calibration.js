@@ -22,7 +22,12 @@ function fail(message) {
   ui.error.hidden = false;
 }
 
-function noCamera(message) {
+function noCamera(message, reason = "failed") {
+  // kept for the researcher's dashboard (why participants stop); best effort
+  if (gaze.urls.camera_error) {
+    fetch(gaze.urls.camera_error, { method: "POST", headers: { "X-Participant-Token": gaze.token, "Content-Type": "application/json" },
+                                    body: JSON.stringify({ reason }) }).catch(() => {});
+  }
   ui.status.hidden = true;
   ui.start.hidden = true;
   if (gaze.mode === "optional") {
@@ -129,7 +134,7 @@ async function main() {
   try {
     stream = await openCamera(S.width, S.height);
   } catch (e) {
-    noCamera(e instanceof CameraError ? e.message : String(e));
+    noCamera(e instanceof CameraError ? e.message : String(e), e instanceof CameraError ? e.reason : "failed");
     return;
   }
   state.capture = new GazeCapture({

@@ -11,21 +11,27 @@
 // of frames stay in memory so the calibration page can send the frames taken just before each
 // click.
 
-export class CameraError extends Error {}
+export class CameraError extends Error {
+  /** @param {string} message for the participant; @param {string} reason for the dashboard */
+  constructor(message, reason = "failed") {
+    super(message);
+    this.reason = reason;
+  }
+}
 
 /** Open the camera; throws CameraError with a message for the participant. */
 export async function openCamera(width, height) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    throw new CameraError("This browser cannot use a webcam here (a secure https page is needed).");
+    throw new CameraError("This browser cannot use a webcam here (a secure https page is needed).", "unsupported");
   }
   try {
     return await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: width * 2 }, height: { ideal: height * 2 } }, audio: false });
   } catch (e) {
     if (e && (e.name === "NotAllowedError" || e.name === "SecurityError")) {
-      throw new CameraError("Camera access was denied.");
+      throw new CameraError("Camera access was denied.", "denied");
     }
     if (e && (e.name === "NotFoundError" || e.name === "OverconstrainedError")) {
-      throw new CameraError("No camera was found.");
+      throw new CameraError("No camera was found.", "not-found");
     }
     throw new CameraError(`The camera could not be started (${e && e.name ? e.name : e}).`);
   }
