@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -223,7 +224,8 @@ def _task_faces(s: Session, study: store.Study) -> dict[int, tuple[int, int]]:
                                               .where(C.id.in_(missing[i:i + 500]))):
             tb = store.decode_chunk("gaze", cols, raw, data)
             if "flags" in tb.column_names:
-                flags = tb.column("flags").to_numpy(zero_copy_only=False).astype("int64")
+                flags = tb.column("flags").fill_null(0).to_numpy(zero_copy_only=False)
+                flags = np.nan_to_num(flags.astype("float64")).astype("int64")
                 seen = (flags & GazeFlag.DROPPED) == 0  # a frame not processed tells nothing
                 n, found = int(seen.sum()), int((seen & ((flags & GazeFlag.NO_FACE) == 0)).sum())
             else:
