@@ -132,7 +132,7 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
         raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no {source} samples"
                         + (f" (it has {other} samples: --source {other})" if other else ""))
     fig = new_figure(size)
-    panels = text_panels(fig, view, turn_title(view), right_px=90, fit=fit)
+    panels = text_panels(fig, view, turn_title(view), right_px=116, fit=fit)
     grids, pts = [], []
     for pn in panels:
         tp = view.points(pn.position, source)
@@ -151,7 +151,7 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
     footnote(fig, panels)
     # colour bar
     W = fig.bbox.width
-    cax = fig.add_axes([(W - 78) / W, 0.15, 14 / W, 0.6])
+    cax = fig.add_axes([(W - 104) / W, 0.15, 14 / W, 0.6])
     from matplotlib.cm import ScalarMappable
 
     from matplotlib.colors import PowerNorm
@@ -160,5 +160,6 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
     cb = fig.colorbar(sm, cax=cax)
     cb.set_ticks([0, 0.05, 0.2, 0.5, 1.0])
     # the scale is not linear: say so where it is read
-    cb.set_label(f"relative {source} density (max = 1)\npower scale: colour ∝ density^{GAMMA:g}", fontsize=9)
+    cb.set_label(f"relative {source} density (max = 1)\npower scale: colour ∝ density^{GAMMA:g}", fontsize=9,
+                 labelpad=4)
     return fig
