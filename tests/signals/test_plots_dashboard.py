@@ -50,7 +50,8 @@ def test_participant_page_and_images(client):
     assert "plot/scanpath.png?task=7&amp;turn=0" in html or "plot/scanpath.png?task=7&turn=0" in html
     r = client.get("/admin/studies/demo/participants/p_synth/plot/heatmap.png?task=7&turn=0&size=700x400")
     assert r.status_code == 200 and r.mimetype == "image/png"
-    assert imread(io.BytesIO(r.data)).shape[:2] == (400, 700)
+    h, w = imread(io.BytesIO(r.data)).shape[:2]
+    assert w == 700 and h <= 400  # the heatmap's height is fitted to the text
 
 
 def test_bad_requests(client):
@@ -156,7 +157,8 @@ def test_plots_from_the_site_database(tmp_path):
     for kind in ("heatmap", "timeline"):
         r = client.get(base + f"/plot/{kind}.png?task={task_no}&turn=0&size=600x400")
         assert r.status_code == 200, r.data[:200]
-        assert imread(io.BytesIO(r.data)).shape[:2] == (400, 600)
+        h, w = imread(io.BytesIO(r.data)).shape[:2]
+        assert w == 600 and (h == 400 if kind == "timeline" else h <= 400)
     r = client.get(base + "/plot/quality.png?size=600x300")
     assert r.status_code == 200
     rec = None

@@ -32,7 +32,10 @@ def test_turn_views_have_the_requested_size(sample_rec, kind, tmp_path):
     fig = make_plot(kind, sample_rec, task=TASK, turn=TURN, size=(900, 640))
     out = save(fig, tmp_path / f"{kind}.png")
     img = imread(out)
-    assert img.shape[:2] == (640, 900)
+    if kind in ("heatmap", "scanpath"):  # fitted to the text: the requested height is the most
+        assert img.shape[1] == 900 and 320 <= img.shape[0] <= 640
+    else:
+        assert img.shape[:2] == (640, 900)
     assert img[..., :3].std() > 0.05  # not blank
 
 
