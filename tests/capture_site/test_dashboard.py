@@ -213,3 +213,38 @@ def test_why_webcam_participants_stopped(make_app, tmp_path, researcher):
     assert rows[0]["reason"].startswith("at the camera set-up: no face in the camera picture")
     assert "3 set-up frames, face found in 0%" in rows[0]["reason"] and rows[0]["face_found_rate"] == 0.0
     assert rows[1]["reason"] == "at the camera set-up: camera access denied"
+
+
+@pytest.mark.browser
+def test_participant_table_refreshes_live(app, researcher):
+    """The study page redraws its participants table from progress.json: a participant who
+    arrives after the page was opened shows up, with status, without a reload."""
+    from pathlib import Path
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    with BackgroundServer(app) as url, sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(chromium), args=args, headless=True)
+        try:
+            page = b.new_page(base_url=url)
+            page.set_default_timeout(10_000)
+            page.goto("/admin/login")
+            page.fill("[name='username']", researcher[0])
+            page.fill("[name='password']", researcher[1])
+            page.click("button[type='submit']")
+            page.goto("/admin/studies/test-study")
+            assert page.locator("#participants tbody tr").count() == 0
+            w = Walker(app.test_client(), "P-LIVE")
+            w.arrive()
+            w.consent()
+            page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 1", timeout=12_000)
+            row = page.locator("#participants tbody tr").first.inner_text()
+            assert "in progress" in row and "Delete data" in row
+        finally:
+            b.close()
