@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, session, url_for
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
 from .. import UserError, store
@@ -23,6 +24,16 @@ from .security import check_csrf, login_required
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")
 bp.before_request(check_csrf)
+
+
+def researcher_error_page(e: HTTPException):
+    """Errors of the researcher pages as researcher pages (not the participants' error page)."""
+    slug = (request.view_args or {}).get("slug")
+    back = url_for("dashboard.study", slug=slug) if slug and study_by_slug(slug) is not None else url_for("dashboard.studies")
+    return render_template("admin/error.html", code=e.code, title=e.name, message=e.description, back=back), e.code
+
+
+bp.register_error_handler(HTTPException, researcher_error_page)
 
 
 def _study(slug: str) -> store.Study:

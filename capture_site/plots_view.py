@@ -20,6 +20,7 @@ from flask import Blueprint, Response, abort, current_app, render_template_strin
 from werkzeug.exceptions import HTTPException
 
 from .. import UserError
+from .dashboard import researcher_error_page
 from .runtime import db, study_by_slug
 from .security import login_required
 
@@ -54,10 +55,6 @@ _PAGE = """{% extends "admin/base.html" %}
 {% endfor %}{% endfor %}
 {% endblock %}"""
 
-_ERROR = """{% extends "admin/base.html" %}
-{% block title %}{{ code }} – gazepref{% endblock %}
-{% block content %}<h1>{{ title }}</h1><p>{{ message }}</p>
-<p><a href="{{ back }}">← back</a></p>{% endblock %}"""
 
 
 def _recording(slug: str):
@@ -234,14 +231,7 @@ def turn_kinds(sources: set[str]) -> list[str]:
     return kinds
 
 
-def _error_page(e: HTTPException):
-    """Errors of the researcher pages as researcher pages (not the participants' error page)."""
-    slug = (request.view_args or {}).get("slug")
-    back = url_for("dashboard.study", slug=slug) if slug else url_for("dashboard.studies")
-    return render_template_string(_ERROR, code=e.code, title=e.name, message=e.description, back=back), e.code
-
-
-bp.register_error_handler(HTTPException, _error_page)
+bp.register_error_handler(HTTPException, researcher_error_page)
 
 
 def _size(text: str | None, default: tuple[int, int]) -> tuple[int, int]:

@@ -248,3 +248,11 @@ def test_participant_table_refreshes_live(app, researcher):
             assert "in progress" in row and "Delete data" in row
         finally:
             b.close()
+
+
+def test_researcher_errors_are_researcher_pages(client, researcher):
+    assert login(client, *researcher).status_code == 302
+    r = client.get("/admin/studies/no-such-study")
+    assert r.status_code == 404 and 'class="admin-nav"' in r.text and "no such study" in r.text
+    r = client.post("/admin/participants/999/delete", data={"csrf_token": csrf_of(client.get("/admin/").text)})
+    assert r.status_code == 404 and 'class="admin-nav"' in r.text
