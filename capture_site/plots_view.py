@@ -180,6 +180,7 @@ class _Participant:
     tasks: list
     sources: dict  # (task_id, turn index) -> {"gaze", "mouse"} with samples
     has_gaze: bool
+    pseudonym: str = ""
 
 
 def _load(slug: str, given: str) -> _Participant:
@@ -211,11 +212,9 @@ def _load(slug: str, given: str) -> _Participant:
                         sources[(t.task_id, k)].add(src)
         people = [p for p in rec.participants() if p.participant_id == pseudonym]
         mem = MemoryRecording(people, tasks, turns, streams)
-        return _Participant(version, mem, tasks, sources, any("gaze" in v for v in sources.values()))
+        return _Participant(version, mem, tasks, sources, any("gaze" in v for v in sources.values()), pseudonym)
 
-    data = _caches()[0].get_or((slug, pseudonym, version), make)
-    data.pseudonym = pseudonym
-    return data
+    return _caches()[0].get_or((slug, pseudonym, version), make)
 
 
 def turn_kinds(sources: set[str]) -> list[str]:
