@@ -12,17 +12,28 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, session, url_for
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
 from .. import UserError, store
 from .exporting import FORMATS, export_study
-from .quality import participant_quality, study_progress
+from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db, study_by_slug
 from .security import check_csrf, login_required
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")
 bp.before_request(check_csrf)
+
+
+def researcher_error_page(e: HTTPException):
+    """Errors of the researcher pages as researcher pages (not the participants' error page)."""
+    slug = (request.view_args or {}).get("slug")
+    back = url_for("dashboard.study", slug=slug) if slug and study_by_slug(slug) is not None else url_for("dashboard.studies")
+    return render_template("admin/error.html", code=e.code, title=e.name, message=e.description, back=back), e.code
+
+
+bp.register_error_handler(HTTPException, researcher_error_page)
 
 
 def _study(slug: str) -> store.Study:
@@ -66,7 +77,7 @@ def study(slug: str):
     st = _study(slug)
     return render_template("admin/study.html", study=st, progress=study_progress(db(), st),
                            participants=participant_quality(db(), st), formats=FORMATS,
-                           plots="plots" in current_app.blueprints)
+                           plots="plots" in current_app.blueprints, idle_min=IDLE_S // 60)
 
 
 @bp.get("/studies/<slug>/progress.json")
@@ -81,10 +92,11 @@ def progress(slug: str):
 def export(slug: str):
     st = _study(slug)
     fmt = request.args.get("format", "parquet")
+    demographics = request.args.get("demographics") == "1"
     tmp = Path(tempfile.mkdtemp(prefix="gazepref-export-"))
     buf = None
     try:
-        export_study(db(), st, tmp / slug, fmt)
+        export_study(db(), st, tmp / slug, fmt, demographics=demographics)
         buf = tempfile.TemporaryFile()  # on disk, not in memory (exports with kept webcam frames are big)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted((tmp / slug).rglob("*")):
@@ -98,7 +110,7 @@ def export(slug: str):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     buf.seek(0)
-    return send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}.zip")
+    return send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}{'-with-demographics' if demographics else ''}.zip")
 
 
 @bp.post("/participants/<int:pid>/delete")

@@ -2,7 +2,8 @@
 
 Parquet (``export_parquet``) or the IFLLM release layout (``export_ifllm``), both written from
 the study's database rows seen as a ``StoreRecording``: consenting participants only,
-pseudonyms only (no platform id, no salt, no demographics). Webcam frames kept by a study with
+pseudonyms only (no platform id, no salt); the demographics answers only on request
+(``demographics=True``: a separate ``demographics.csv`` with a note that they may identify people). Webcam frames kept by a study with
 ``[gaze] keep_frames = true`` are added as ``frames/<pseudonym>/...jpg`` with ``frames/frames.csv``
 (:func:`export_frames`).
 """
@@ -20,15 +21,22 @@ from .. import UserError, store
 FORMATS = ("parquet", "ifllm")
 
 
-def export_study(session: Session, study: store.Study, out_dir: str | Path, fmt: str = "parquet") -> dict[str, Any]:
-    """Write ``study`` to the new folder ``out_dir`` in ``fmt``; returns the exporter's manifest."""
+def export_study(session: Session, study: store.Study, out_dir: str | Path, fmt: str = "parquet",
+                 demographics: bool = False) -> dict[str, Any]:
+    """Write ``study`` to the new folder ``out_dir`` in ``fmt`` (with ``demographics``, also
+    ``demographics.csv``); returns the exporter's manifest."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r} (expected one of {', '.join(FORMATS)})")
     from ..datasets.export import export_ifllm, export_parquet
     from ..datasets.store_recording import StoreRecording
 
     write = export_parquet if fmt == "parquet" else export_ifllm
-    manifest = write(StoreRecording(session, study), out_dir)
+    rec = StoreRecording(session, study)
+    manifest = write(rec, out_dir)
+    if demographics:
+        from ..datasets.export import export_demographics
+
+        manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out_dir)}
     frames = export_frames(session, study, out_dir)
     if frames:
         manifest = {**manifest, "frames": frames}

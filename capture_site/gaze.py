@@ -89,6 +89,21 @@ def frames():
                    dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None, **extra)
 
 
+@bp.post("/camera-error")
+def camera_error():
+    """The set-up page could not open the camera: ``{"reason": "denied" | "not-found" | ...}``
+    (kept for the dashboard, :mod:`.setup_log`)."""
+    from .setup_log import note_camera_error
+
+    pid = request_participant_id()
+    body = request.get_json(silent=True)
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        raise ApiError(400, "reason must be a string")
+    note_camera_error(pid, reason)
+    return jsonify(ok=True)
+
+
 # --------------------------------------------------------------------------- calibration rounds
 
 

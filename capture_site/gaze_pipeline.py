@@ -69,6 +69,10 @@ def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], ar
         uncalibrated(rows, ctx.entry.failed)
         if ctx.settings.click_correction:
             gaze_drift.apply(rows, ctx.entry.drift)
+    if ctx.meta.phase == "setup":
+        from .setup_log import note_setup_frames
+
+        note_setup_frames(ctx.pid, rows)  # the dashboard's "why they stopped" (no face, too far, ...)
     return rows, dropped
 
 

@@ -1,16 +1,26 @@
 """Dashboard pages with the analyst views (issue 8) per participant and turn.
 
-``/admin/studies/<slug>/participants/<pseudonym>/plots`` lists the participant's tasks and turns
-with their heatmap, scanpath, mouse path and timeline, and the participant's data-quality view;
+``/admin/studies/<slug>/participants/<pseudonym>/plots`` lists the participant's tasks (by their
+order) and turns with the views their samples support (heatmap and scanpath with gaze, the mouse
+path with mouse samples, the timeline with either) and, with gaze, the data-quality view; only the
+first turn's views are open, the others load when opened. The participant's data is read once per
+data version (:meth:`_Calibrated.data_version`) and the images are cached (:data:`CACHE_PNGS`);
 the images come from ``.../plot/<kind>.png?task=<task number>&turn=<n>``, drawn on request by
 :mod:`gazepref.signals.plots` from the study's database (consented participants only). Login
 required, like the rest of the dashboard.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, render_template_string, request, url_for
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+from flask import Blueprint, Response, abort, current_app, render_template_string, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from .. import UserError
+from .dashboard import researcher_error_page
 from .runtime import db, study_by_slug
 from .security import login_required
 
@@ -25,20 +35,26 @@ _PAGE = """{% extends "admin/base.html" %}
 {% block content %}
 <h1>Participant <code>{{ pseudonym }}</code></h1>
 <p><a href="{{ url_for('dashboard.study', slug=slug) }}">← {{ slug }}</a></p>
-<h2>Data quality</h2>
+{% if message %}<p class="flash">{{ message }}</p>{% endif %}
+{% if quality %}<h2>Data quality</h2>
 <p><img class="plot" alt="data quality" loading="lazy" width="1000" height="320"
-  src="{{ url_for('plots.plot_png', slug=slug, pseudonym=pseudonym, kind='quality', size='1000x320') }}"></p>
+  src="{{ url_for('plots.plot_png', slug=slug, pseudonym=pseudonym, kind='quality', size='1000x320', v=version) }}"></p>
+{% elif tasks %}<p>Mouse only (no webcam gaze): the mouse sample rate and gaps are in the study's participant table.</p>{% endif %}
 {% for task in tasks %}
-<h2>Task {{ task.number }}{% if task.kind %} ({{ task.kind }}){% endif %}</h2>
+<h2>Task {{ task.order }}{% if task.kind %} ({{ task.kind }}){% endif %}{% if task.topic %}: {{ task.topic }}{% endif %}</h2>
 {% if not task.turns %}<p>No turns.</p>{% endif %}
 {% for turn in task.turns %}
-<h3>Turn {{ turn.index }}{% if turn.prompt %}: “{{ turn.prompt }}”{% endif %}</h3>
-<p>{% for kind in kinds %}
-<img class="plot" alt="{{ kind }} of task {{ task.number }} turn {{ turn.index }}" loading="lazy" width="900" height="560"
-  src="{{ url_for('plots.plot_png', slug=slug, pseudonym=pseudonym, kind=kind, task=task.number, turn=turn.index, size='900x560') }}">
-{% endfor %}</p>
+<details class="turn"{% if turn.open %} open{% endif %}><summary><strong>Turn {{ turn.index + 1 }}</strong>{% if turn.prompt %}: “{{ turn.prompt }}”{% endif %}
+<span class="hint">({{ turn.sources or "no samples" }})</span></summary>
+{% if not turn.kinds %}<p>No gaze or mouse samples in this turn.</p>{% endif %}
+<p>{% for kind in turn.kinds %}
+<img class="plot" alt="{{ kind }} of task {{ task.order }} turn {{ turn.index + 1 }}" loading="lazy" width="900"
+  {%- if kind not in ("heatmap", "scanpath") %} height="560"{% endif %} style="max-width: 100%; height: auto"
+  src="{{ url_for('plots.plot_png', slug=slug, pseudonym=pseudonym, kind=kind, task=task.number, turn=turn.index, size='900x560', v=version) }}">
+{% endfor %}</p></details>
 {% endfor %}{% endfor %}
 {% endblock %}"""
+
 
 
 def _recording(slug: str):
@@ -48,20 +64,145 @@ def _recording(slug: str):
 
     study = study_by_slug(slug)
     if study is None:
-        abort(404, description="no such study")
+        abort(404, description=f"There is no study {slug!r}.")
     return StoreRecording(db(), study)
+
+    def pseudonyms(self, prefix: str) -> list[str]:
+        """Consenting participants whose pseudonym starts with ``prefix`` (one query)."""
+        from sqlalchemy import select
+
+        from .. import store
+
+        P = store.Participant
+        return list(self._rec.db.scalars(select(P.pseudonym).where(
+            P.study_id == self._rec.study.id, P.consent.is_(True), P.pseudonym.startswith(prefix, autoescape=True))))
+
+    def data_version(self, pseudonym: str) -> str:
+        """Changes whenever the participant's tasks, turns, ratings, streams or calibrations do
+        (four small queries): the key of the cached data and images."""
+        from sqlalchemy import func, select
+
+        from .. import store
+
+        P, T, U, C, K = store.Participant, store.Task, store.Turn, store.StreamChunk, store.Calibration
+        pid = select(P.id).where(P.study_id == self._rec.study.id, P.pseudonym == pseudonym).scalar_subquery()
+        tasks = select(T.id).where(T.participant_id == pid)
+        q = self._rec.db.execute
+        row = [*q(select(func.count(T.id), func.max(T.id), func.count(T.finished_at)).where(T.participant_id == pid)).one(),
+               *q(select(func.count(U.id), func.max(U.id), func.count(U.t_decided)).where(U.task_id.in_(tasks))).one(),
+               *q(select(func.count(C.id), func.max(C.id)).where(C.task_id.in_(tasks))).one(),
+               *q(select(func.count(K.id), func.max(K.id)).where(K.participant_id == pid)).one()]
+        return "-".join(str(v) for v in row)
 
 
 def _pseudonym(rec, given: str) -> str:
     """The full pseudonym for ``given``: itself, or the one participant it is a prefix of (the
     study page shows the first 12 characters)."""
-    known = {t.participant_id for t in rec.tasks()}
+    if hasattr(rec, "pseudonyms"):
+        known = set(rec.pseudonyms(given[:8] if len(given) >= 8 else given))
+    else:
+        known = {t.participant_id for t in rec.tasks()} | {p.participant_id for p in rec.participants()}
     if given in known:
         return given
     hits = [k for k in known if len(given) >= 8 and k.startswith(given)]
     if len(hits) != 1:
-        abort(404, description="no such participant (or no consent)")
+        abort(404, description="There is no consenting participant with this pseudonym in the study.")
     return hits[0]
+
+
+# --------------------------------------------------------------------------- cached participant data
+
+CACHE_PNGS = 256  # images kept per app (LRU)
+CACHE_PARTICIPANTS = 8  # participants' data kept per app (LRU)
+
+
+class _Lru(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+        self.lock = threading.Lock()
+
+    def get_or(self, key, make):
+        with self.lock:
+            if key in self:
+                self.move_to_end(key)
+                return self[key]
+        value = make()
+        with self.lock:
+            self[key] = value
+            while len(self) > self.size:
+                self.popitem(last=False)
+        return value
+
+
+def _caches() -> tuple[_Lru, _Lru]:
+    ext = current_app.extensions
+    if "gazepref_plots_cache" not in ext:
+        ext["gazepref_plots_cache"] = (_Lru(CACHE_PARTICIPANTS), _Lru(CACHE_PNGS))
+    return ext["gazepref_plots_cache"]
+
+
+@dataclass
+class _Participant:
+    """One participant's data, read once per data version: tasks, turns and derived streams as
+    an in-memory recording, and per turn the sources it has samples of."""
+
+    version: str
+    rec: object
+    tasks: list
+    sources: dict  # (task_id, turn index) -> {"gaze", "mouse"} with samples
+    has_gaze: bool
+    pseudonym: str = ""
+
+
+def _load(slug: str, given: str) -> _Participant:
+    from ..signals.plots._data import turns_by_task
+    from ..signals.plots.synthetic import MemoryRecording
+
+    rec = _recording(slug)
+    pseudonym = _pseudonym(rec, given)
+    version = rec.data_version(pseudonym) if hasattr(rec, "data_version") else f"mem{id(rec)}"
+
+    def make() -> _Participant:
+        tasks = [t for t in rec.tasks() if t.participant_id == pseudonym]
+        by_task = turns_by_task(rec)
+        turns = [tr for t in tasks for tr in by_task.get(t.task_id, [])]
+        streams, sources = {}, {}
+        for t in tasks:
+            st = rec.streams(t.task_id) if by_task.get(t.task_id) else {}
+            streams[t.task_id] = st
+            for tr in by_task.get(t.task_id, []):
+                sources[(t.task_id, tr.index)] = set()
+            for name, src in (("gaze", "gaze"), ("hits", "gaze"), ("mouse", "mouse")):
+                tb = st.get(name)
+                if tb is None or not tb.num_rows or "turn" not in tb.column_names:
+                    continue
+                if name == "hits" and "source" in tb.column_names:
+                    tb = tb.filter(pc.equal(tb.column("source"), "gaze"))
+                for k in set(tb.column("turn").to_pylist()):
+                    if (t.task_id, k) in sources:
+                        sources[(t.task_id, k)].add(src)
+        people = [p for p in rec.participants() if p.participant_id == pseudonym]
+        mem = MemoryRecording(people, tasks, turns, streams)
+        return _Participant(version, mem, tasks, sources, any("gaze" in v for v in sources.values()), pseudonym)
+
+    return _caches()[0].get_or((slug, pseudonym, version), make)
+
+
+def turn_kinds(sources: set[str]) -> list[str]:
+    """The per-turn views a turn's samples support: heatmap and scanpath need gaze, the mouse view
+    mouse samples, the timeline either."""
+    kinds = []
+    if "gaze" in sources:
+        kinds += ["heatmap", "scanpath"]
+    if "mouse" in sources:
+        kinds.append("mouse")
+    if sources:
+        kinds.append("timeline")
+    return kinds
+
+
+bp.register_error_handler(HTTPException, researcher_error_page)
 
 
 def _size(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
@@ -79,21 +220,26 @@ def _size(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
 @bp.get("/studies/<slug>/participants/<pseudonym>/plots")
 @login_required
 def participant_plots(slug: str, pseudonym: str):
-    rec = _recording(slug)
-    pseudonym = _pseudonym(rec, pseudonym)
-    tasks = [t for t in rec.tasks() if t.participant_id == pseudonym]
-    if not tasks:
-        abort(404, description="no such participant (or no consent)")
-    by_task: dict[str, list] = {}
-    for tr in rec.turns():
-        if tr.participant_id == pseudonym:
-            by_task.setdefault(tr.task_id, []).append(tr)
+    data = _load(slug, pseudonym)
+    by_task = {}
+    for tr in data.rec.turns():
+        by_task.setdefault(tr.task_id, []).append(tr)
     rows = []
-    for t in tasks:
+    first = True
+    for order, t in enumerate(data.tasks, start=1):
         turns = sorted(by_task.get(t.task_id, []), key=lambda x: x.index)
-        rows.append({"number": t.task_id.rpartition("/")[2], "kind": t.kind,
-                     "turns": [{"index": x.index, "prompt": (x.prompt or "")[:120]} for x in turns]})
-    return render_template_string(_PAGE, slug=slug, pseudonym=pseudonym, tasks=rows, kinds=TURN_KINDS)
+        trows = []
+        for x in turns:
+            src = data.sources.get((t.task_id, x.index), set())
+            kinds = turn_kinds(src)
+            trows.append({"index": x.index, "prompt": (x.prompt or "")[:120], "kinds": kinds,
+                          "sources": " and ".join(sorted(src)), "open": first and bool(kinds)})
+            first = first and not kinds  # only the first turn with views opens (the others load when opened)
+        rows.append({"order": order, "number": t.task_id.rpartition("/")[2], "kind": t.kind, "topic": t.topic,
+                     "turns": trows})
+    message = None if rows else "This participant has not started a task yet: there is nothing to plot."
+    return render_template_string(_PAGE, slug=slug, pseudonym=data.pseudonym, tasks=rows, quality=data.has_gaze,
+                                  version=data.version, message=message)
 
 
 @bp.get("/studies/<slug>/participants/<pseudonym>/plot/<kind>.png")
@@ -107,19 +253,24 @@ def plot_png(slug: str, pseudonym: str, kind: str):
     size = _size(request.args.get("size"), (1200, 800))
     task = request.args.get("task")
     turn = request.args.get("turn", type=int)
-    rec = _recording(slug)
-    pseudonym = _pseudonym(rec, pseudonym)
-    try:
-        if kind in TURN_KINDS:
-            fig = make_plot(kind, rec, participant=pseudonym, task=task, turn=turn, size=size)
-        else:
-            fig = make_plot(kind, rec, participant=pseudonym, task=task, size=size)
-        png = fig_to_png(fig)
-    except UserError as e:
-        # the <img> shows why there is no plot (a turn without gaze, ...)
-        return Response(_message_png(str(e), size), status=404, mimetype="image/png")
-    resp = Response(png, mimetype="image/png")
-    resp.headers["Cache-Control"] = "private, max-age=60"
+    data = _load(slug, pseudonym)
+
+    def draw() -> tuple[bytes, int]:
+        try:
+            if kind in TURN_KINDS:
+                fig = make_plot(kind, data.rec, participant=data.pseudonym, task=task, turn=turn, size=size)
+            else:
+                fig = make_plot(kind, data.rec, participant=data.pseudonym, task=task, size=size)
+            return fig_to_png(fig), 200
+        except UserError as e:
+            # the <img> shows why there is no plot (a turn without gaze, ...)
+            return _message_png(str(e), size), 404
+
+    key = (slug, data.pseudonym, data.version, kind, task, turn, size)
+    png, status = _caches()[1].get_or(key, draw)
+    resp = Response(png, status=status, mimetype="image/png")
+    # the page's URLs carry the data version (v=): a new version is a new URL
+    resp.headers["Cache-Control"] = "private, max-age=3600" if request.args.get("v") == data.version else "private, max-age=60"
     return resp
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -11,6 +12,9 @@ from .. import store
 
 GAP_MS = 2000.0  # a silence longer than this between batches of a stream counts as a gap
 WINDOW_S = 60
+IDLE_S = 600  # no activity for this long: a participant who has not finished has stopped
+_FACE_CACHE: dict[tuple[str, int], tuple[int, int]] = {}  # (database, gaze chunk id) -> (frames, with a face)
+_FACE_CACHE_MAX = 200_000
 
 
 def study_progress(s: Session, study: store.Study) -> dict:
@@ -32,18 +36,28 @@ def study_progress(s: Session, study: store.Study) -> dict:
     }
 
 
-def participant_quality(s: Session, study: store.Study) -> list[dict]:
-    """One row per participant: step, turns, mouse samples, sample rate and gaps, calibration
-    accuracy (latest validation round) and failed attention checks."""
+def participant_quality(s: Session, study: store.Study, now: dt.datetime | None = None) -> list[dict]:
+    """One row per participant: status (finished, in progress, stopped, declined) and, for those
+    who stopped, why (:func:`stop_reason`); step, turns, samples per stream, mouse sample rate and
+    gaps, face-found rate of the webcam frames, start time and duration, calibration accuracy
+    (latest validation round, rounded px) and failed attention checks."""
     P, T, C = store.Participant, store.Task, store.StreamChunk
+    now = now or store.utcnow()
     participants = s.scalars(select(P).where(P.study_id == study.id).order_by(P.id)).all()
     chunks = s.execute(
         select(T.participant_id, T.clock_anchor_epoch_ms, C.task_id, C.stream, C.t_start, C.t_end, C.n,
-               C.clock_origin_epoch_ms)
-        .join(T, C.task_id == T.id).join(P).where(P.study_id == study.id, C.stream == "mouse")).all()
+               C.clock_origin_epoch_ms, C.received_at)
+        .join(T, C.task_id == T.id).join(P).where(P.study_id == study.id)).all()
     by_task: dict[int, list] = defaultdict(list)
     owner: dict[int, int] = {}
-    for pid, anchor, task_id, _stream, t0, t1, n, origin in chunks:
+    samples: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    last_chunk: dict[int, dt.datetime] = {}
+    for pid, anchor, task_id, stream, t0, t1, n, origin, received in chunks:
+        samples[pid][stream] += n
+        if received is not None and (pid not in last_chunk or received > last_chunk[pid]):
+            last_chunk[pid] = received
+        if stream != "mouse":
+            continue
         shift = (origin - anchor) if (origin is not None and anchor is not None) else 0.0
         by_task[task_id].append((t0 + shift, t1 + shift, n))
         owner[task_id] = pid
@@ -57,6 +71,7 @@ def participant_quality(s: Session, study: store.Study) -> list[dict]:
             gap = start - end
             st["max_gap_ms"] = max(st["max_gap_ms"], gap)
             st["gaps"] += gap > GAP_MS
+    faces = _task_faces(s, study)
     out = []
     for p in participants:
         st = stats[p.id]
@@ -64,20 +79,182 @@ def participant_quality(s: Session, study: store.Study) -> list[dict]:
         steps = state.get("steps") or []
         # the last calibration step's outcome (the kept attempt), else the last validation round
         cals = sorted(p.calibrations, key=lambda c: c.id)
-        rounds = [c for c in cals if c.kind == "outcome"] or [c for c in cals if c.kind == "validation"]
-        last = (rounds[-1].result or {}) if rounds else {}
-        accuracy = last.get("accuracy_px")
+        cal_rounds = [c for c in cals if c.kind == "outcome"] or [c for c in cals if c.kind == "validation"]
+        cal = (cal_rounds[-1].result or {}) if cal_rounds else {}
+        accuracy = cal.get("accuracy_px")
+        setup = state.get("setup") or {}
+        frames = faces.get(p.id, (0, 0))
+        rounds = [(int((c.result or {}).get("frames") or 0), int((c.result or {}).get("face_found") or 0))
+                  for c in p.calibrations if c.kind != "outcome"]  # an outcome repeats its attempt
+        n_frames = frames[0] + int(setup.get("frames") or 0) + sum(r[0] for r in rounds)
+        n_found = frames[1] + int(setup.get("face_found") or 0) + sum(r[1] for r in rounds)
+        start = p.consent_at or p.created_at
+        last = _last_activity(p, last_chunk.get(p.id))
+        status, reason = stop_reason(p, now, last)
         out.append({
             "id": p.id, "pseudonym": p.pseudonym[:12], "platform": p.platform, "consent": p.consent,
+            "status": status, "reason": reason,
             "step": steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-",
             "turns": sum(len(t.turns) for t in p.tasks),
+            "samples": dict(sorted(samples[p.id].items())),
             "mouse_samples": st["samples"],
             "sample_rate_hz": round(st["samples"] / (st["span_ms"] / 1000), 1) if st["span_ms"] > 0 else None,
             "gaps": st["gaps"], "max_gap_s": round(st["max_gap_ms"] / 1000, 1),
-            "calibration_accuracy_px": accuracy,
-            "calibration_accuracy_deg": last.get("accuracy_deg", (last.get("overall") or {}).get("accuracy_deg")),
-            "calibration_passed": last.get("passed"), "calibration_attempts": last.get("n_attempts"),
+            "face_found_rate": round(n_found / n_frames, 2) if n_frames else None,
+            "started_at": start.replace(microsecond=0).isoformat(sep=" ") if start else None,
+            "duration_s": round((last - start).total_seconds()) if (start and last) else None,
+            "duration": format_duration((last - start).total_seconds()) if (start and last) else "",
+            "calibration_accuracy_px": round(float(accuracy)) if accuracy is not None else None,
+            "calibration_accuracy_deg": cal.get("accuracy_deg", (cal.get("overall") or {}).get("accuracy_deg")),
+            "calibration_passed": cal.get("passed"), "calibration_attempts": cal.get("n_attempts"),
+            "calibration": calibration_label(accuracy, cal),
             "attention_failed": sum(v is False for t in p.tasks for k, v in (t.answers or {}).items()
                                     if k.endswith("_passed")),
         })
+    return out
+
+
+def calibration_label(accuracy_px: float | None, result: dict) -> str:
+    """``"412 px / 10.3° (failed, 2 attempts)"``: the dashboard's calibration cell ("" without one)."""
+    if accuracy_px is None:
+        return ""
+    deg = result.get("accuracy_deg", (result.get("overall") or {}).get("accuracy_deg"))
+    text = f"{round(float(accuracy_px))} px" + (f" / {float(deg):.1f}°" if deg is not None else "")
+    if result.get("passed") is not None:
+        n = result.get("n_attempts")
+        text += f" ({'passed' if result['passed'] else 'failed'}"
+        text += f", {n} attempt{'s' if n != 1 else ''})" if n else ")"
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    """``"42 s"``, ``"7 min 05 s"``, ``"1 h 02 min"``."""
+    sec = max(0, int(round(seconds)))
+    if sec < 60:
+        return f"{sec} s"
+    if sec < 3600:
+        return f"{sec // 60} min {sec % 60:02d} s"
+    return f"{sec // 3600} h {sec % 3600 // 60:02d} min"
+
+
+def _parse_time(v) -> dt.datetime | None:
+    if not v:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(v))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def _last_activity(p: store.Participant, last_chunk: dt.datetime | None) -> dt.datetime | None:
+    """The latest moment the participant did something the site recorded."""
+    state = p.state or {}
+    times = [p.consent_at, p.created_at, last_chunk, _parse_time(state.get("finished_at")),
+             _parse_time((state.get("setup") or {}).get("updated_at"))]
+    times += [t.started_at for t in p.tasks] + [t.finished_at for t in p.tasks]
+    times += [c.created_at for c in p.calibrations]
+    times = [t.replace(tzinfo=None) if t.tzinfo is not None else t for t in times if t is not None]
+    return max(times) if times else None
+
+
+#: face messages of the set-up page (:func:`.gaze_trackers.face_status`) as a reason to stop
+_FACE_REASONS = {
+    "No face found: face the camera.": "no face in the camera picture (black or covered camera?)",
+    "Too far: move closer to the camera.": "face too far from the camera",
+    "Too close: move back a little.": "face too close to the camera",
+    "Too dark: add light in front of you.": "camera picture too dark",
+    "Several faces: make sure only you are in view.": "several faces in view",
+    "Move to the middle of the picture.": "face not in the middle of the picture",
+    "no frame yet": "no camera frame arrived",
+}
+_CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera found",
+                  "unsupported": "browser cannot use a webcam", "failed": "camera could not be started"}
+
+
+def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None) -> tuple[str, str]:
+    """``(status, reason)`` from what the flow recorded: ``declined`` (consent), ``finished``,
+    ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
+    (camera errors and face status at the set-up, calibration not precise enough, the step and
+    task reached). A no-camera participant who went on mouse-only gets that as a note."""
+    state = p.state or {}
+    if p.consent is False:
+        return "declined", "declined consent"
+    if p.consent is None:
+        return "stopped", "left before consent"
+    notes = []
+    setup = state.get("setup") or {}
+    if state.get("gaze") == "no-camera":
+        notes.append(_CAMERA_ERRORS.get(setup.get("camera_error"), "no camera") + ", continued mouse-only")
+    if state.get("finished_at"):
+        return "finished", "; ".join(notes)
+    if last is not None and (now - last).total_seconds() < IDLE_S:
+        return "in progress", "; ".join(notes)
+    steps = state.get("steps") or []
+    step = steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-"
+    name, _, idx = step.partition(":")
+    if name == "calibration":
+        if setup.get("camera_error"):
+            why = _CAMERA_ERRORS.get(setup["camera_error"], "camera could not be started")
+        else:
+            val = [c for c in p.calibrations if c.kind == "validation"]
+            cal = [c for c in p.calibrations if c.kind == "calibration"]
+            if val and not (val[-1].result or {}).get("passed"):
+                acc = (val[-1].result or {}).get("accuracy_px")
+                why = (f"calibration not precise enough ({round(acc)} px)" if acc is not None
+                       else "calibration not precise enough") + f" after {len(val)} attempt(s)"
+            elif cal and not val:
+                why = "left during the calibration (no validation round)"
+            elif setup.get("frames"):
+                msgs = {m: n for m, n in (setup.get("messages") or {}).items() if m != "Face well placed."}
+                last_msg = setup.get("last_message", "")
+                if last_msg in _FACE_REASONS:
+                    why = _FACE_REASONS[last_msg]
+                elif msgs:
+                    why = _FACE_REASONS.get(max(msgs, key=msgs.get), "face not well placed")
+                else:
+                    why = "left at the camera set-up with the face well placed"
+                found = setup.get("face_found", 0) / max(1, setup["frames"])
+                why += f" ({setup['frames']} set-up frames, face found in {found:.0%})"
+            else:
+                why = "left at the camera set-up before any frame arrived (camera never started?)"
+        return "stopped", "; ".join(notes + [f"at the camera set-up: {why}"])
+    if name in ("task", "pre", "post") and idx.isdigit():
+        task = next((t for t in p.tasks if t.index == int(idx)), None)
+        n = len(task.turns) if task is not None else 0
+        where = {"task": "in", "pre": "before", "post": "after"}[name]
+        return "stopped", "; ".join(notes + [f"{where} task {int(idx) + 1} of "
+                                             f"{sum(1 for s in steps if s.startswith('task:'))} ({n} turns)"])
+    return "stopped", "; ".join(notes + [f"at the {name} step"])
+
+
+def _task_faces(s: Session, study: store.Study) -> dict[int, tuple[int, int]]:
+    """Per participant (consented): webcam frames of the tasks and those with a face found, from the
+    gaze chunks' flags (decoded once per chunk: chunks never change)."""
+    from ..schema import GazeFlag
+
+    P, T, C = store.Participant, store.Task, store.StreamChunk
+    rows = s.execute(select(C.id, T.participant_id).join(T, C.task_id == T.id).join(P)
+                     .where(P.study_id == study.id, C.stream == "gaze")).all()
+    db_key = str(s.get_bind().url)  # chunk ids are per database
+    missing = [cid for cid, _ in rows if (db_key, cid) not in _FACE_CACHE]
+    for i in range(0, len(missing), 500):
+        for cid, cols, raw, data in s.execute(select(C.id, C.columns, C.raw_size, C.data)
+                                              .where(C.id.in_(missing[i:i + 500]))):
+            tb = store.decode_chunk("gaze", cols, raw, data)
+            if "flags" in tb.column_names:
+                flags = tb.column("flags").fill_null(0).to_numpy(zero_copy_only=False)
+                flags = np.nan_to_num(flags.astype("float64")).astype("int64")
+                seen = (flags & GazeFlag.DROPPED) == 0  # a frame not processed tells nothing
+                n, found = int(seen.sum()), int((seen & ((flags & GazeFlag.NO_FACE) == 0)).sum())
+            else:
+                n = found = tb.num_rows
+            if len(_FACE_CACHE) >= _FACE_CACHE_MAX:
+                _FACE_CACHE.pop(next(iter(_FACE_CACHE)))
+            _FACE_CACHE[(db_key, cid)] = (n, found)
+    out: dict[int, tuple[int, int]] = {}
+    for cid, pid in rows:
+        n, f = _FACE_CACHE.get((db_key, cid), (0, 0))
+        a, b = out.get(pid, (0, 0))
+        out[pid] = (a + n, b + f)
     return out

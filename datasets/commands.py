@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--demographics", action="store_true",
+                   help="also write the demographics answers (a study in the site's database) to a separate "
+                        "demographics.csv; they may identify people")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_export)
 
@@ -85,6 +88,18 @@ def _export(args: argparse.Namespace) -> int:
         rec = StoreRecording.open(args.study, db_url=args.db, instance=args.instance)
     else:
         rec = source_from_args(args, "source")
+    if args.demographics and not hasattr(rec, "demographics"):
+        raise UserError("--demographics needs a study in the site's database (SLUG or --study SLUG); "
+                        "this source has no demographics")
     write = export_parquet if args.to == "parquet" else export_ifllm
-    emit(write(rec, args.out, overwrite=args.overwrite, progress=not args.json), args.json)
+    manifest = write(rec, args.out, overwrite=args.overwrite, progress=not args.json)
+    if args.demographics:
+        from .export import DEMOGRAPHICS_FILE, export_demographics
+
+        n = export_demographics(rec.demographics(), args.out)
+        manifest = {**manifest, "demographics": n}
+        if not args.json:
+            print(f"wrote {DEMOGRAPHICS_FILE} ({n} participants) -- it may identify people: keep it apart and "
+                  "share it only as your ethics approval allows" if n else "no demographics answers to export")
+    emit(manifest, args.json)
     return 0

@@ -5,14 +5,19 @@ The IFLLM layout lets tools written for the public IFLLM release read our studie
 ``user_behavior/<worker>/<task>/{abs_gaze,abs_mouse,rel_*}.csv`` (no header). Our exports write
 each gaze row once (IFLLM doubled them in pairwise folders; readers drop doubles anyway). The query
 table gets two columns the release lacks, ``t_shown`` and ``t_decided`` (the trajectories' page
-timer, ms; empty where unknown), so samples after a decision are still cut when it is read back.
+timer, ms; empty where unknown), so samples after a decision are still cut when it is read back,
+and ``comment``, the participant's comment on the turn. The task table's ``finished`` is the time
+the task was finished (UTC, as in the release).
 Site studies also carry their webcam calibrations: Parquet ``calibrations.parquet`` (every
 calibration, validation and outcome round: attempts, accuracy px and degrees, precision, data loss
 per point) and ``tasks.parquet`` ``calibration`` / ``calibration_accuracy`` (px); the IFLLM
 layout's task table ``accuracy`` gets WebGazer's score (%, what the release holds) and, after
 the release's columns, ``accuracy_px``, ``accuracy_deg``, ``precision_px``, ``data_loss``,
 ``calibration_attempts`` and ``calibration_passed``, plus ``calibration_table.csv`` (the rounds).
-Participant ids are the site's pseudonyms; demographics are never exported.
+
+Participant ids are the site's pseudonyms. Demographics are written only on request
+(:func:`export_demographics`, ``gazepref data export --demographics``): a separate
+``demographics.csv`` with a ``DEMOGRAPHICS_README.txt`` saying they may identify people.
 """
 from __future__ import annotations
 
@@ -196,6 +201,15 @@ def _preference(t: schema.Turn) -> float:
     return np.nan if t.better_than_previous is None else float(t.better_than_previous)
 
 
+def _finished(t: schema.Task) -> str | None:
+    """The task table's ``finished``: the time (``YYYY-mm-dd HH:MM:SS``, UTC) when the source has it;
+    a finished task without one gets ``finished`` (IFLLM leaves unfinished tasks empty)."""
+    v = t.answers.get("finished")
+    if v is not None and str(v).strip():
+        return str(v)
+    return "finished" if t.finished else None
+
+
 def _write_rows(path: Path, frame: pd.DataFrame) -> None:
     frame.to_csv(path, header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
 
@@ -226,9 +240,9 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
             "likert_1": r1.likert, "likert_2": r2.likert if r2 else None,
             "preference": _preference(t), "adjustment": int(bool(t.modifiers)),
             "query_timestamp": _timestamp(t.epoch_ms),
-            "t_shown": t.t_shown, "t_decided": t.t_decided,
+            "t_shown": t.t_shown, "t_decided": t.t_decided, "comment": t.feedback_text,
         })
-    qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS + ifllm.QUERY_CLOCK_COLUMNS)
+    qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS + ifllm.QUERY_CLOCK_COLUMNS + ifllm.QUERY_COMMENT_COLUMNS)
     for c in ("likert_1", "likert_2", "preference", *ifllm.QUERY_CLOCK_COLUMNS):
         qdf[c] = qdf[c].astype("float64")
     qdf.to_csv(out / ifllm.QUERY_TABLE, index=False)
@@ -241,7 +255,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                       "summary": a.get("summary"), "feedback": t.feedback_text,
                       "understand_before": a.get("understand_before"), "understand_after": a.get("understand_after"),
                       "query_copy": a.get("query_copy"), "llm_response_copy": a.get("llm_response_copy"),
-                      "finished": a.get("finished"), "domain": t.topic, **_task_accuracy(t)})
+                      "finished": _finished(t), "domain": t.topic, **_task_accuracy(t)})
     site = any(t.calibration is not None for t in tasks)
     columns = ifllm.TASK_COLUMNS + (TASK_CALIBRATION_COLUMNS if site else [])
     tdf = pd.DataFrame(trows, columns=columns)
@@ -303,3 +317,36 @@ def _write_hits(d: Path, hits: pa.Table, kind: str) -> int:
         _write_rows(d / f"{fname}.csv", frame)
         n += len(part)
     return n
+
+
+# --------------------------------------------------------------------------- demographics (on request)
+
+DEMOGRAPHICS_FILE = "demographics.csv"
+DEMOGRAPHICS_NOTE = """demographics.csv: the participants' answers to the demographics questions, one row per
+participant (pseudonym), written only because the export was asked for them.
+
+These answers may identify people, above all combined with each other, with the behaviour data
+or with what the crowd platform knows (age, gender, country, ...). Keep this file apart from the
+behaviour data, share it only as your ethics approval and consent form allow, and delete it when
+it is no longer needed.
+"""
+
+
+def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.PathLike) -> int:
+    """Write ``demographics.csv`` (``participant_id`` and one column per question, in the order first
+    seen) and ``DEMOGRAPHICS_README.txt`` into the existing folder ``out``; ``rows`` are
+    ``(pseudonym, answers)``. Returns the number of participants written (0: no file)."""
+    rows = [(pid, a) for pid, a in rows if a]
+    if not rows:
+        return 0
+    cols: list[str] = []
+    for _, a in rows:
+        cols += [k for k in a if k not in cols]
+    frame = pd.DataFrame([{"participant_id": pid, **{k: (json.dumps(v, ensure_ascii=False)
+                                                          if isinstance(v, (list, dict)) else v)
+                                                      for k, v in a.items()}} for pid, a in rows],
+                         columns=["participant_id", *cols])
+    out = Path(out)
+    frame.to_csv(out / DEMOGRAPHICS_FILE, index=False)
+    (out / "DEMOGRAPHICS_README.txt").write_text(DEMOGRAPHICS_NOTE, encoding="utf-8")
+    return len(rows)

@@ -17,8 +17,8 @@ The release's quirks (see ``../shared/ifllm/README.md``) are handled here, once:
   later page session's ``t`` is moved after the earlier one's (:func:`page_sessions`), counted in
   :attr:`ReadReport.page_reloads`.
 
-Our exporter adds ``t_shown`` / ``t_decided`` columns to the query table (page timer, ms); they
-are read when present.
+Our exporter adds ``t_shown`` / ``t_decided`` columns to the query table (page timer, ms) and
+``comment`` (the participant's free-text comment on the turn); they are read when present.
 
 Tables are read eagerly (small); trajectories lazily, one task folder at a time, with pyarrow.
 """
@@ -57,6 +57,8 @@ QUERY_COLUMNS = [
 #: optional query-table columns our exporter adds (not in the release): when the responses were
 #: shown and the ratings submitted, on the trajectories' page timer (ms)
 QUERY_CLOCK_COLUMNS = ["t_shown", "t_decided"]
+#: optional query-table column our exporter adds: the participant's comment on the turn
+QUERY_COMMENT_COLUMNS = ["comment"]
 TASK_COLUMNS = [
     "user_id", "task_id", "copy_sentence", "summary", "feedback", "understand_before",
     "understand_after", "query_copy", "llm_response_copy", "accuracy", "finished", "domain",
@@ -501,6 +503,7 @@ class IFLLMRelease:
                     epoch_ms=None if pd.isna(r.epoch_ms) else float(r.epoch_ms),
                     t_shown=_opt_float(getattr(r, "t_shown", None)),
                     t_decided=_opt_float(getattr(r, "t_decided", None)),
+                    feedback_text=_plain(getattr(r, "comment", None)),
                 )
             )
             # IFLLM shows the conversation so far; for pairwise turns the context holds the left answer.

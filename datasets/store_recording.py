@@ -93,6 +93,17 @@ class StoreRecording:
             .order_by(store.Participant.id)
         ))
 
+    def demographics(self) -> list[tuple[str, dict]]:
+        """``(pseudonym, answers)`` of the consenting participants who answered the demographics
+        questions. Never part of the behaviour exports: see
+        :func:`gazepref.datasets.export.export_demographics`."""
+        rows = self.db.execute(
+            select(store.Participant.pseudonym, store.Demographics.answers)
+            .join(store.Demographics, store.Demographics.participant_id == store.Participant.id)
+            .where(store.Participant.study_id == self.study.id, store.Participant.consent.is_(True))
+            .order_by(store.Participant.id))
+        return [(pseudonym, dict(answers or {})) for pseudonym, answers in rows]
+
     def participants(self) -> list[schema.Participant]:
         return [schema.Participant(p.pseudonym, self.study.slug, consented=True, platform=p.platform)
                 for p in self._participants()]
@@ -111,6 +122,8 @@ class StoreRecording:
                 answers = dict(t.answers or {})
                 if cal is not None and cal.get("accuracy_px") is not None:
                     answers["calibration_unit"] = "px"
+                if t.finished_at is not None:  # IFLLM's task table keeps the time (UTC): its reader's key
+                    answers["finished"] = t.finished_at.strftime("%Y-%m-%d %H:%M:%S")
                 out.append(schema.Task(
                     task_id=tid, participant_id=p.pseudonym, study_id=self.study.slug, kind=t.kind,
                     topic=t.topic, clock_anchor_epoch_ms=t.clock_anchor_epoch_ms,

@@ -53,6 +53,11 @@ function fail(message, html = "") {
 function noCamera(error) {
   const message = error instanceof CameraError ? error.message : String(error);
   const kind = error instanceof CameraError ? error.kind : "other";
+  // kept for the researcher's dashboard (why participants stop); best effort
+  if (gaze.urls.camera_error) {
+    fetch(gaze.urls.camera_error, { method: "POST", headers: { "X-Participant-Token": gaze.token, "Content-Type": "application/json" },
+                                    body: JSON.stringify({ reason: error instanceof CameraError ? error.reason : "failed" }) }).catch(() => {});
+  }
   ui.status.hidden = true;
   ui.start.hidden = true;
   ui.help.hidden = true;

@@ -17,6 +17,11 @@ export class CameraError extends Error {
     super(message);
     this.kind = kind;
   }
+
+  /** What the researcher's dashboard records (capture_site/setup_log.py CAMERA_ERRORS). */
+  get reason() {
+    return { insecure: "unsupported", none: "not-found", denied: "denied", busy: "failed" }[this.kind] || "failed";
+  }
 }
 
 /** Open the camera; throws CameraError with a message for the participant. */

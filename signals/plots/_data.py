@@ -209,11 +209,15 @@ class TurnView:
 
 
 def require_gaze(view: TurnView) -> None:
+    """Raise :class:`UserError` when the turn has no gaze on the response text, with a hint at the
+    mouse views when it has mouse samples (a mouse-only recording)."""
+    hint = (" (it has mouse samples: the mouse view, or the heatmap with --source mouse)"
+            if view.stream("mouse") is not None else "")
     if view.stream("gaze") is None and view.stream("hits") is None:
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze samples")
+        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze samples{hint}")
     if sum(len(view.points(p, "gaze")) for p in view.positions) == 0:
         raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze samples on the "
-                        "response text")
+                        f"response text{hint}")
 
 
 def outcome(turn: schema.Turn, position: int) -> str | None:

@@ -1,5 +1,7 @@
 """Distributions of per-response behaviour by outcome (preferred / not preferred; pointwise:
-better / worse than the previous answer)."""
+better / worse than the previous answer). The p-values compare the two responses of each pairwise
+turn as pairs (Wilcoxon signed-rank: one person read both at once); pointwise answers rated
+better or worse come from different turns (Mann–Whitney)."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,6 +47,43 @@ def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(erfc(max(z, 0.0) / sqrt(2.0)))
 
 
+def wilcoxon_signed_rank_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank test of paired differences ``d`` (zero differences dropped,
+    Wilcoxon's way), normal approximation with tie and continuity correction; NaN under 5 pairs."""
+    from math import erfc, sqrt
+
+    d = np.asarray(d, float)
+    d = d[np.isfinite(d) & (d != 0)]
+    n = len(d)
+    if n < 5:
+        return float("nan")
+    a = np.abs(d)
+    order = np.argsort(a, kind="mergesort")
+    sv = a[order]
+    ranks = np.empty(n)
+    edges = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1], True])
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        ranks[order[lo:hi]] = (lo + hi + 1) / 2.0
+    w_plus = ranks[d > 0].sum()
+    t = np.diff(edges).astype(float)
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - (t ** 3 - t).sum() / 48.0
+    if var <= 0:
+        return float("nan")
+    z = (abs(w_plus - n * (n + 1) / 4.0) - 0.5) / sqrt(var)
+    return float(erfc(max(z, 0.0) / sqrt(2.0)))
+
+
+def paired_differences(groups: list[pd.DataFrame], col: str, fn) -> np.ndarray:
+    """Per pairwise turn, preferred minus not preferred of ``col`` (after ``fn``): the two responses
+    of a turn were seen by the same person at the same time, so they are compared as pairs."""
+    key = ["task_id", "turn"]
+    if not all(set(key) <= set(g.columns) and col in g for g in groups):
+        return np.zeros(0)
+    a, b = (g[key + [col]].drop_duplicates(key).set_index(key)[col].astype(float) for g in groups)
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
+    return fn(both["a"].to_numpy()) - fn(both["b"].to_numpy())
+
+
 def _outcome_groups(r: pd.DataFrame) -> tuple[list[str], list[pd.DataFrame]]:
     pw = r[r["outcome"].notna()] if "outcome" in r else r.iloc[0:0]
     if len(pw):
@@ -72,6 +111,7 @@ def plot_features(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, featur
     axs = np.atleast_1d(fig.subplots(nrow, ncol, gridspec_kw=dict(left=0.06, right=0.98, bottom=0.08, top=0.86,
                                                                    wspace=0.3, hspace=0.45))).ravel()
     colors = [PREFERRED, NOT_PREFERRED]
+    paired = names[0] == "preferred"  # pairwise: the two responses of each turn are a pair
     for ax, (col, (label, fn)) in zip(axs, feats.items()):
         data = [fn(g[col].astype(float).to_numpy()) if col in g else np.zeros(0) for g in groups]
         data = [d[np.isfinite(d)] for d in data]
@@ -91,7 +131,12 @@ def plot_features(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, featur
                 if len(d):
                     ax.scatter(p + rng.uniform(-0.3, 0.3, len(d)), d, s=5, color=c,
                                alpha=0.5 if len(d) < 100 else 0.22, linewidths=0, zorder=1)
-            if all(ok) and len(data[0]) > 2 and len(data[1]) > 2:
+            if paired:  # both responses of a turn: paired
+                diff = paired_differences(groups, col, fn)
+                pval = wilcoxon_signed_rank_p(diff)
+                if np.isfinite(pval):
+                    label = f"{label}   (p = {pval:.2g}, {np.sum(np.isfinite(diff) & (diff != 0))} pairs)"
+            elif all(ok) and len(data[0]) > 2 and len(data[1]) > 2:
                 pval = mann_whitney_p(data[0], data[1])
                 if np.isfinite(pval):
                     label = f"{label}   (p = {pval:.2g})"
@@ -107,6 +152,7 @@ def plot_features(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, featur
     for ax in axs[n:]:
         ax.axis("off")
     fig.suptitle("Per-response behaviour by outcome — box: quartiles, line: median, whiskers: 1.5 IQR, dots: "
-                 "responses; p: Mann–Whitney, unpaired",
+                 "responses; " + ("p: Wilcoxon signed-rank over the turns' response pairs" if paired
+                                  else "p: Mann–Whitney (different turns, unpaired)"),
                  x=0.01, ha="left", fontsize=12)
     return fig

@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ... import UserError
 from ._common import DEFAULT_SIZE, HEAT_CMAP, new_figure, styled
 from ._data import TurnView, open_data, require_gaze, response_label
 from .text_layout import WordBoxes, draw_text
@@ -40,18 +41,27 @@ def turn_title(view: TurnView) -> str:
 
 
 def text_panels(fig: Figure, view: TurnView, title: str, top_px: int = 64, bottom_px: int = 20,
-                side_px: int = 16, gap_px: int = 24, right_px: int = 0, max_scale: float = 1.6) -> list[TextPanel]:
+                side_px: int = 16, gap_px: int = 24, right_px: int = 0, max_scale: float = 1.6,
+                fit: bool = True, min_height_px: int = 320) -> list[TextPanel]:
     """One axes per response, laid out side by side; each maps content px to display px at one
-    uniform scale (text and gaze positions keep their proportions)."""
+    uniform scale (text and gaze positions keep their proportions). With ``fit`` the figure's
+    height shrinks to the text (never below ``min_height_px``): its size's height is a maximum."""
     W, H = fig.bbox.width, fig.bbox.height
     n = len(view.positions)
     head = 42  # panel header: label + statistics
     pw = (W - 2 * side_px - right_px - gap_px * (n - 1)) / n
     ph = H - top_px - bottom_px - head
-    fig.suptitle(title, x=side_px / W, y=1 - 8 / H, ha="left", va="top", fontsize=11)
     boxes = [view.boxes(p) for p in view.positions]
     # one scale for all panels, so side-by-side responses are comparable
     scale = min(max_scale, *[min((pw - 4) / b.width, (ph - 4) / max(b.height, 1.0)) for b in boxes])
+    if fit:
+        # the canvas fitted to the content: a wide, short text leaves no empty half below it
+        need = max(b.height for b in boxes) * scale + 12
+        if need < ph:
+            H = max(float(min_height_px), H - (ph - need))
+            fig.set_size_inches(W / fig.dpi, H / fig.dpi)
+            ph = H - top_px - bottom_px - head
+    fig.suptitle(title, x=side_px / W, y=1 - 8 / H, ha="left", va="top", fontsize=11)
     out = []
     for i, (p, b) in enumerate(zip(view.positions, boxes)):
         left = side_px + i * (pw + gap_px)
@@ -110,14 +120,19 @@ def heat_rgba(grid: np.ndarray, vmax: float, cmap: str = HEAT_CMAP) -> np.ndarra
 @styled
 def plot_heatmap(data, participant: str | None = None, task: str | None = None, turn: int | None = None,
                  size: tuple[int, int] = DEFAULT_SIZE, source: str = "gaze", show_text: bool = True,
-                 view: TurnView | None = None) -> Figure:
-    """Gaze (or ``source='mouse'``) density over each response of a turn."""
+                 view: TurnView | None = None, fit: bool = True) -> Figure:
+    """Gaze (or ``source='mouse'``) density over each response of a turn; with ``fit`` the
+    figure's height shrinks to the text (``size`` is then the largest size)."""
     rec = open_data(data) if view is None else view.rec
     view = view or TurnView.load(rec, participant, task, turn)
     if source == "gaze":
         require_gaze(view)
+    elif view.stream(source) is None:
+        other = "gaze" if source == "mouse" and view.stream("gaze") is not None else None
+        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no {source} samples"
+                        + (f" (it has {other} samples: --source {other})" if other else ""))
     fig = new_figure(size)
-    panels = text_panels(fig, view, turn_title(view), right_px=90)
+    panels = text_panels(fig, view, turn_title(view), right_px=116, fit=fit)
     grids, pts = [], []
     for pn in panels:
         tp = view.points(pn.position, source)
@@ -136,12 +151,15 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
     footnote(fig, panels)
     # colour bar
     W = fig.bbox.width
-    cax = fig.add_axes([(W - 70) / W, 0.15, 14 / W, 0.6])
+    cax = fig.add_axes([(W - 104) / W, 0.15, 14 / W, 0.6])
     from matplotlib.cm import ScalarMappable
 
     from matplotlib.colors import PowerNorm
 
     sm = ScalarMappable(norm=PowerNorm(GAMMA, 0, 1), cmap=HEAT_CMAP)
     cb = fig.colorbar(sm, cax=cax)
-    cb.set_label(f"relative {source} density (max = 1)")
+    cb.set_ticks([0, 0.05, 0.2, 0.5, 1.0])
+    # the scale is not linear: say so where it is read
+    cb.set_label(f"relative {source} density (max = 1)\npower scale: colour ∝ density^{GAMMA:g}", fontsize=9,
+                 labelpad=4)
     return fig

@@ -54,6 +54,27 @@ def page_boxes(view: TurnView) -> list[tuple[str, float, float, float, float, bo
 _NAMES = {"response:0": "response 1 (left)", "response:1": "response 2 (right)", "prompt": "prompt"}
 
 
+def box_name(target: str, pairwise: bool) -> str:
+    """The label of a page box: a pointwise turn's single answer is "response", not "response 1 (left)"."""
+    if not pairwise and target.startswith("response:"):
+        return "response" if target == "response:0" else f"response {target.partition(':')[2]}"
+    return _NAMES.get(target, target)
+
+
+def _draw_boxes(ax, boxes, hover_n: dict[str, int], pairwise: bool) -> None:
+    """The page boxes, largest first and below the smaller ones they contain (the full window is
+    an outline behind everything, not a fill over the prompt, response and control boxes)."""
+    for z, (label, bx, by, bw, bh, est) in enumerate(sorted(boxes, key=lambda b: -b[3] * b[4])):
+        whole = label in ("window", "page", "document")
+        is_resp = label.startswith("response:")
+        ax.add_patch(Rectangle((bx, by), bw, bh, facecolor="none" if whole else ("#e9eef5" if is_resp else "#f3f3f3"),
+                               edgecolor="#a0a0a0" if whole else "#7a8aa0", lw=1.0,
+                               ls=":" if whole else ("--" if est else "-"), zorder=0.01 * z))
+        ax.text(bx + 6, by + 6, box_name(label, pairwise) + (" (estimated)" if est else "")
+                + (f" · hovered {hover_n[label]}×" if label in hover_n else ""), fontsize=9,
+                va="top", color="#888" if whole else "#40536e", zorder=1 + 0.01 * z)
+
+
 @styled
 def plot_mouse(data, participant: str | None = None, task: str | None = None, turn: int | None = None,
                size: tuple[int, int] = DEFAULT_SIZE, view: TurnView | None = None) -> Figure:
@@ -80,13 +101,7 @@ def plot_mouse(data, participant: str | None = None, task: str | None = None, tu
         ed = ev.to_pandas()
         for tgt, n_h in ed.loc[ed["type"] == "hover_enter", "target"].value_counts().items():
             hover_n[str(tgt)] = int(n_h)
-    for label, bx, by, bw, bh, est in boxes:
-        is_resp = label.startswith("response:")
-        ax.add_patch(Rectangle((bx, by), bw, bh, facecolor="#e9eef5" if is_resp else "#f3f3f3",
-                               edgecolor="#7a8aa0", lw=1.0, ls="--" if est else "-", zorder=0))
-        ax.text(bx + 6, by + 6, _NAMES.get(label, label) + (" (estimated)" if est else "")
-                + (f" · hovered {hover_n[label]}×" if label in hover_n else ""), fontsize=9,
-                va="top", color="#40536e", zorder=1)
+    _draw_boxes(ax, boxes, hover_n, view.turn.pairwise)
     norm = Normalize(0, max(ts.max(), 1e-3))
     if len(t) > 1:
         seg = np.stack([np.c_[x[:-1], y[:-1]], np.c_[x[1:], y[1:]]], axis=1)

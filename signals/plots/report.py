@@ -221,8 +221,8 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
              + f" · generated {when}</p>"]
     c = summary.counts
     parts.append("<h2>Data</h2>" + _table(pd.DataFrame([{
-        "participants": c.get("participants"), "tasks": c.get("tasks"), "tasks with samples": c.get("tasks_with_samples"),
-        "turns": c.get("turns"), "labelled pairwise turns": c.get("pairwise_labelled"), "gaze samples": c.get("gaze_samples"),
+        "participants": c.get("participants"), "tasks": c.get("tasks"), "tasks with gaze": c.get("tasks_with_samples"),
+        "turns": c.get("turns"), "turns with samples": c.get("turns_with_samples"), "labelled pairwise turns": c.get("pairwise_labelled"), "gaze samples": c.get("gaze_samples"),
     }])))
 
     # quality

@@ -90,18 +90,38 @@ def text_fixations(view: TurnView, **idt) -> TextFixations:
     return TextFixations(*[c[o] for c in cols])
 
 
+def labelled_fixations(x_px: np.ndarray, y_px: np.ndarray, duration: np.ndarray, order: np.ndarray,
+                       n_total: int, min_gap_px: float = 20.0, long_quantile: float = 0.75) -> list[int]:
+    """Which fixations of a panel get their number: the first and the last of the turn, then the
+    longest (at or above the ``long_quantile`` of durations) in order of duration, skipping any
+    within ``min_gap_px`` display px of a number already placed, so numbers never pile up."""
+    n = len(x_px)
+    if n == 0:
+        return []
+    cut = float(np.quantile(duration, long_quantile)) if n > 4 else 0.0
+    ends = [j for j in range(n) if order[j] in (1, n_total)]
+    rest = [j for j in np.argsort(-duration, kind="stable").tolist() if duration[j] >= cut and j not in ends]
+    placed: list[int] = []
+    for j in ends + rest:
+        if all(np.hypot(x_px[j] - x_px[i], y_px[j] - y_px[i]) >= min_gap_px for i in placed):
+            placed.append(j)
+    return placed
+
+
 @styled
 def plot_scanpath(data, participant: str | None = None, task: str | None = None, turn: int | None = None,
                   size: tuple[int, int] = DEFAULT_SIZE, view: TurnView | None = None,
-                  max_fixations: int = 80) -> Figure:
-    """I-DT fixations numbered in time order over the text (the first ``max_fixations`` on the text;
-    circle area ∝ duration)."""
+                  max_fixations: int = 80, fit: bool = True) -> Figure:
+    """I-DT fixations over the text (the first ``max_fixations`` on the text), coloured by their
+    order in time, circle area ∝ duration. Numbers only where they help: the first and the last
+    fixation and the long ones (:func:`labelled_fixations`), never on top of each other. With
+    ``fit`` the figure's height shrinks to the text (``size`` is then the largest size)."""
     rec = open_data(data) if view is None else view.rec
     view = view or TurnView.load(rec, participant, task, turn)
     require_gaze(view)
     fx = text_fixations(view)
     fig = new_figure(size)
-    panels = text_panels(fig, view, turn_title(view), right_px=90)
+    panels = text_panels(fig, view, turn_title(view), right_px=90, fit=fit)
     on_all = np.flatnonzero(fx.position >= 0)
     on = on_all[:max_fixations]
     order = np.full(len(fx), -1)
@@ -113,14 +133,14 @@ def plot_scanpath(data, participant: str | None = None, task: str | None = None,
         m = on[fx.position[on] == pn.position]
         if len(m):
             xs, ys = fx.x[m], fx.y[m]
-            pn.ax.plot(xs, ys, "-", color="#333", lw=1.0, alpha=0.6, zorder=4)
+            pn.ax.plot(xs, ys, "-", color="#333", lw=0.7, alpha=0.35, zorder=4)
             r_px = np.clip(np.sqrt(fx.duration[m]) * 0.55, 6, 16)  # display px
             pn.ax.scatter(xs, ys, s=(r_px * 2) ** 2 * 0.55, c=order[m], cmap=cmap, norm=norm, alpha=0.75,
                           edgecolors="black", linewidths=0.6, zorder=5)
-            fs = 7 if len(on) > 40 else 8
-            for k, xx, yy in zip(order[m], xs, ys):
+            for j in labelled_fixations(xs * pn.scale, ys * pn.scale, fx.duration[m], order[m], len(on)):
+                k = order[m][j]
                 lum = np.dot(cmap(norm(k))[:3], [0.299, 0.587, 0.114])
-                pn.ax.text(xx, yy, str(k), ha="center", va="center", fontsize=fs, zorder=6,
+                pn.ax.text(xs[j], ys[j], str(k), ha="center", va="center", fontsize=8, zorder=6,
                            color="black" if lum > 0.5 else "white", fontweight="bold")
         n_all = int(np.sum(fx.position[on_all] == pn.position))
         pn.note(f"{n_all} fixations · {float(fx.duration[on_all][fx.position[on_all] == pn.position].sum()) / 1000:.1f} s "
@@ -130,7 +150,8 @@ def plot_scanpath(data, participant: str | None = None, task: str | None = None,
     fig.text(16 / W, 30 / H * 0 + 0.005, f"{len(fx)} fixations (I-DT), {len(on_all)} on the text"
              + (f" (first {len(on)} drawn)" if len(on) < len(on_all) else "")
              + (f", {n_switch} switches" if len(view.positions) > 1 else "")
-             + "; area ∝ duration", fontsize=8, color="#444", ha="left", va="bottom")
+             + "; colour: order in time; area ∝ duration; numbered: first, last and long fixations",
+             fontsize=8, color="#444", ha="left", va="bottom")
     footnote(fig, panels)
     cax = fig.add_axes([(W - 70) / W, 0.15, 14 / W, 0.6])
     from matplotlib.cm import ScalarMappable

@@ -245,11 +245,16 @@ def collect(data, participant: str | None = None, task: str | None = None, jobs:
     tq = pd.DataFrame(qrows)
     parts = _participants(tq, responses)
     counts = {
-        "participants": int(parts.shape[0]),
+        # as `gazepref data summary` counts them (workers), also those without samples
+        "participants": (len(rec.participants()) if participant is None and task is None
+                         else len({tasks[i].participant_id for i in ids if i in tasks})),
         "tasks": len(ids),
         "tasks_with_samples": int((tq["gaze_samples"] > 0).sum()) if len(tq) else 0,
-        "turns": int(responses[["task_id", "turn"]].drop_duplicates().shape[0]) if len(responses) else 0,
-        "pairwise_labelled": int(responses[responses["outcome"] == "preferred"].shape[0]) if len(responses) else 0,
+        # every turn of the tasks, as `gazepref data summary` counts them (queries), also those
+        # without samples; the turns with per-response rows are "turns_with_samples"
+        "turns": sum(len(by_task.get(i, [])) for i in ids),
+        "turns_with_samples": int(responses[["task_id", "turn"]].drop_duplicates().shape[0]) if len(responses) else 0,
+        "pairwise_labelled": sum(t.pairwise and t.choice is not None for i in ids for t in by_task.get(i, [])),
         "gaze_samples": int(tq["gaze_samples"].sum()) if len(tq) else 0,
     }
     return Summary(responses, tq, parts, counts, describe(rec))

@@ -70,7 +70,7 @@ def test_progress_quality_export_and_delete(app, client, researcher, dbs):
     page = client.get("/admin/studies/test-study")
     assert page.status_code == 200 and "P-ONE" not in page.text
     if "plots" in app.blueprints:  # the analyst views, linked per consenting participant
-        assert page.text.count("/plots\"") == 1
+        assert page.text.count("/plots\">plots</a>") == 1
     prog = client.get("/admin/studies/test-study/progress.json").json
     assert prog["progress"]["consented"] == 1 and prog["progress"]["declined"] == 1
     assert prog["progress"]["turns"] == 1 and prog["progress"]["samples_per_s"]["mouse"] == 2.0
@@ -102,3 +102,157 @@ def test_progress_quality_export_and_delete(app, client, researcher, dbs):
     for table in (store.Task, store.Turn, store.Response, store.StreamChunk, store.Demographics):
         assert dbs.scalars(select(table)).all() == []
     assert len(dbs.scalars(select(store.Participant)).all()) == 1  # the decline stays
+
+
+def _study(dbs):
+    return dbs.scalars(select(store.Study).where(store.Study.slug == "test-study")).one()
+
+
+def test_status_reason_and_live_table(app, client, researcher, dbs):
+    """Each participant's status and, for those who stopped, why; samples, start and duration; the
+    page's table is drawn from the same rows progress.json sends every 5 s."""
+    import datetime as dt
+
+    from gazepref.capture_site.quality import participant_quality
+
+    Walker(app.test_client(), "P-DECLINE").arrive()
+    Walker(app.test_client(), "P-DECLINE").consent("decline")
+    w = Walker(app.test_client(), "P-TASK")
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    w.chat_turn(data, 0, "How does sleep help memory?")
+    body = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+            "streams": {"mouse": {"t": [0.0, 20.0, 40.0], "x": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0]}}}
+    assert w.client.post("/api/ingest", json=body, headers={"X-Participant-Token": data["token"]}).status_code == 200
+    f = Walker(app.test_client(), "P-DONE")
+    f.arrive()
+    f.consent()
+    post = {"summary": "s", "understand_after": "4", "copy_sentence": "c", "attention": "3"}
+    for _ in range(2):  # both tasks, two rated turns each, then done
+        d = f.to_task()
+        for i in range(2):
+            f.chat_turn(d, i, f"question {i}")
+        f.answer()
+        f.answer(post)
+    f.step()  # the done page marks the participant finished
+
+    rows = {r["pseudonym"]: r for r in participant_quality(dbs, _study(dbs))}
+    assert len(rows) == 3
+    by_status = {r["status"]: r for r in rows.values()}
+    assert set(by_status) == {"declined", "in progress", "finished"}  # everyone active a moment ago
+    task_row = by_status["in progress"]
+    assert task_row["samples"] == {"mouse": 3} and task_row["turns"] == 1
+    assert task_row["started_at"] and task_row["duration_s"] >= 0 and task_row["face_found_rate"] is None
+    later = store.utcnow() + dt.timedelta(hours=1)  # an hour later, the one in the task has stopped
+    rows = {r["status"]: r for r in participant_quality(dbs, _study(dbs), now=later)}
+    assert rows["stopped"]["reason"] == "in task 1 of 2 (1 turns)"
+    assert rows["declined"]["reason"] == "declined consent" and rows["finished"]["reason"] == ""
+
+    assert login(client, *researcher).status_code == 302
+    page = client.get("/admin/studies/test-study").text
+    assert "in progress" in page and "mouse 3" in page and "declined consent" in page
+    prog = client.get("/admin/studies/test-study/progress.json").json
+    assert sorted(p["status"] for p in prog["participants"]) == ["declined", "finished", "in progress"]
+    assert 'id="participants"' in page and "data-csrf=" in page  # the script redraws this table
+
+
+def test_dashboard_export_with_demographics_on_request(app, client, researcher):
+    w = Walker(app.test_client(), "P-DEMO")
+    w.arrive()
+    w.consent()
+    w.answer({"age": "41"})  # the demographics step
+    assert login(client, *researcher).status_code == 302
+    page = client.get("/admin/studies/test-study").text
+    assert 'name="demographics"' in page and "may identify people" in page
+    plain = zipfile.ZipFile(io.BytesIO(client.get("/admin/studies/test-study/export?format=ifllm").data))
+    assert not any("demographics" in n.lower() for n in plain.namelist())
+    assert b"41" not in b"".join(plain.read(n) for n in plain.namelist() if n.endswith(".csv"))
+    r = client.get("/admin/studies/test-study/export?format=parquet&demographics=1")
+    assert r.status_code == 200 and "with-demographics" in r.headers["Content-Disposition"]
+    zf = zipfile.ZipFile(io.BytesIO(r.data))
+    demo = pd.read_csv(io.BytesIO(zf.read("test-study/demographics.csv")))
+    assert demo["age"].tolist() == [41]
+    assert "may identify people" in zf.read("test-study/DEMOGRAPHICS_README.txt").decode()
+    assert b"P-DEMO" not in b"".join(zf.read(n) for n in zf.namelist())
+
+
+def test_why_webcam_participants_stopped(make_app, tmp_path, researcher):
+    """Set-up frames (no face, too far, ...) and a camera that could not be opened are recorded, and
+    the dashboard says so for a participant who stopped at the camera set-up."""
+    import datetime as dt
+
+    import numpy as np
+
+    pytest.importorskip("cv2")
+    pytest.importorskip("mediapipe")
+    from gazetest import post_frames, to_calibration, webcam_toml
+
+    from gazepref.capture_site.quality import participant_quality
+    from gazepref.signals.synthetic_face import jpeg
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
+    black = app.test_client()
+    token = to_calibration(black, "CAM-BLACK")["token"]
+    dark = jpeg(np.zeros((240, 320, 3), np.uint8))
+    r = post_frames(black, token, {"phase": "setup", "t": [0.0, 100.0, 200.0]}, [dark] * 3)
+    assert r.status_code == 200
+    denied = app.test_client()
+    gaze = to_calibration(denied, "CAM-DENIED")
+    assert gaze["urls"]["camera_error"]
+    r = denied.post(gaze["urls"]["camera_error"], json={"reason": "denied"},
+                    headers={"X-Participant-Token": gaze["token"]})
+    assert r.status_code == 200
+    assert denied.post(gaze["urls"]["camera_error"], json={"reason": 3},
+                       headers={"X-Participant-Token": gaze["token"]}).status_code == 400
+    with app.extensions["gazepref"].sessions() as s:
+        study = s.scalars(select(store.Study)).one()
+        later = store.utcnow() + dt.timedelta(hours=1)
+        rows = sorted(participant_quality(s, study, now=later), key=lambda r: r["id"])
+    assert [r["status"] for r in rows] == ["stopped", "stopped"]
+    assert rows[0]["reason"].startswith("at the camera set-up: no face in the camera picture")
+    assert "3 set-up frames, face found in 0%" in rows[0]["reason"] and rows[0]["face_found_rate"] == 0.0
+    assert rows[1]["reason"] == "at the camera set-up: camera access denied"
+
+
+@pytest.mark.browser
+def test_participant_table_refreshes_live(app, researcher):
+    """The study page redraws its participants table from progress.json: a participant who
+    arrives after the page was opened shows up, with status, without a reload."""
+    from pathlib import Path
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    with BackgroundServer(app) as url, sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(chromium), args=args, headless=True)
+        try:
+            page = b.new_page(base_url=url)
+            page.set_default_timeout(10_000)
+            page.goto("/admin/login")
+            page.fill("[name='username']", researcher[0])
+            page.fill("[name='password']", researcher[1])
+            page.click("button[type='submit']")
+            page.goto("/admin/studies/test-study")
+            assert page.locator("#participants tbody tr").count() == 0
+            w = Walker(app.test_client(), "P-LIVE")
+            w.arrive()
+            w.consent()
+            page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 1", timeout=12_000)
+            row = page.locator("#participants tbody tr").first.inner_text()
+            assert "in progress" in row and "Delete data" in row
+        finally:
+            b.close()
+
+
+def test_researcher_errors_are_researcher_pages(client, researcher):
+    assert login(client, *researcher).status_code == 302
+    r = client.get("/admin/studies/no-such-study")
+    assert r.status_code == 404 and 'class="admin-nav"' in r.text and "no such study" in r.text
+    r = client.post("/admin/participants/999/delete", data={"csrf_token": csrf_of(client.get("/admin/").text)})
+    assert r.status_code == 404 and 'class="admin-nav"' in r.text

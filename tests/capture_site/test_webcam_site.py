@@ -494,3 +494,6 @@ def test_no_camera_in_browser_goes_on_mouse_only(wapp):
         assert page.is_visible("#retry-camera")
         page.click("#continue")
         page.wait_for_selector("[name='understand_before']")  # the pre-task questions: the study went on
+    with wapp.extensions["gazepref"].sessions() as s:  # kept for the dashboard (why people stop)
+        [p] = s.scalars(select(store.Participant)).all()
+        assert p.state["gaze"] == "no-camera" and p.state["setup"]["camera_error"] in ("not-found", "failed", "denied")

@@ -1,6 +1,7 @@
 """Round trips: IFLLM → Parquet → IFLLM layout, and the site's database → both formats."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -80,9 +81,13 @@ def _study_db(tmp_path: Path) -> str:
         study = store.Study(slug="pilot", name="Pilot", salt="s3cret")
         p = store.Participant(study=study, pseudonym="p_1a2b", platform="prolific", consent=True)
         declined = store.Participant(study=study, pseudonym="p_9z", consent=False)
-        task = store.Task(participant=p, kind="pairwise", topic="France", clock_anchor_epoch_ms=1.7e12)
+        task = store.Task(participant=p, kind="pairwise", topic="France", clock_anchor_epoch_ms=1.7e12,
+                          finished_at=dt.datetime(2026, 12, 1, 10, 30, 5))
+        p.demographics = store.Demographics(answers={"age": "25-34", "languages": ["en", "fr"]})
+        declined.demographics = store.Demographics(answers={"age": "65+"})  # declined: never exported
         t0 = store.Turn(task=task, index=0, kind="pairwise", prompt="capital?", prompt_sent="capital?", choice=1,
                         epoch_ms=1.7e12 + 1000, t_shown=1000.0, t_decided=9000.0,
+                        feedback_text="the second one, says it, \"clearly\"\nand more",
                         responses=[store.Response(position=0, model="demo-a", text="Paris.", likert=3),
                                    store.Response(position=1, model="demo-b", text="It is Paris.", likert=5)])
         db.add_all([study, p, declined, task, t0])
@@ -116,6 +121,35 @@ def test_store_recording_exports_to_both_formats(tmp_path: Path):
     assert back.summary()["mouse_samples"] == 4
     files = "".join(p.read_text() for p in (tmp_path / "ifl").glob("*.csv"))
     assert "s3cret" not in files and "prolific" not in files
+    # the task's finished time and the turn's comment survive the IFLLM layout
+    import pandas as pd
+
+    tt = pd.read_csv(tmp_path / "ifl" / "task_table.csv")
+    assert tt["finished"].tolist() == ["2026-12-01 10:30:05"]
+    assert back.tasks()[0].finished and back.tasks()[0].answers["finished"] == "2026-12-01 10:30:05"
+    assert turn.feedback_text == 'the second one, says it, "clearly"\nand more'
+    # demographics: never in the behaviour exports
+    assert "25-34" not in files and not (tmp_path / "ifl" / "demographics.csv").exists()
+    assert not any("demographics" in f.name for f in (tmp_path / "pq").iterdir())
+
+
+def test_demographics_only_on_request(tmp_path: Path, ifllm_sample: Path, capsys):
+    url = _study_db(tmp_path)
+    out = tmp_path / "with"
+    assert main(["data", "export", "pilot", "--db", url, "--to", "ifllm", "--out", str(out), "--demographics"]) == 0
+    assert "may identify people" in capsys.readouterr().out
+    import pandas as pd
+
+    demo = pd.read_csv(out / "demographics.csv")
+    assert demo.to_dict("records") == [{"participant_id": "p_1a2b", "age": "25-34", "languages": '["en", "fr"]'}]
+    assert "may identify people" in (out / "DEMOGRAPHICS_README.txt").read_text()
+    assert "25-34" not in (out / "task_table.csv").read_text()
+    assert main(["data", "export", "pilot", "--db", url, "--out", str(tmp_path / "without"), "--json"]) == 0
+    assert "demographics" not in json.loads(capsys.readouterr().out)
+    assert not (tmp_path / "without" / "demographics.csv").exists()
+    # a source without demographics says so
+    assert main(["data", "export", str(ifllm_sample), "--out", str(tmp_path / "i"), "--demographics"]) == 2
+    assert "needs a study" in capsys.readouterr().err
 
 
 def test_cli_export_and_summary(tmp_path: Path, ifllm_sample: Path, capsys):

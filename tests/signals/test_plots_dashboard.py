@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from matplotlib.image import imread
@@ -43,11 +44,14 @@ def test_participant_page_and_images(client):
     r = client.get("/admin/studies/demo/participants/p_synth/plots")
     assert r.status_code == 200
     html = r.get_data(as_text=True)
-    assert html.count("<img") == 1 + 4 * 2  # quality + 4 views × 2 turns
+    # quality + the 4 views of turn 1 (gaze and mouse); turn 2 has no samples, so no views
+    assert html.count("<img") == 1 + 4 and "No gaze or mouse samples in this turn" in html
+    assert "<h2>Task 1 (pairwise)" in html and "Task 7" not in html  # labelled by order, not by id
     assert "plot/scanpath.png?task=7&amp;turn=0" in html or "plot/scanpath.png?task=7&turn=0" in html
     r = client.get("/admin/studies/demo/participants/p_synth/plot/heatmap.png?task=7&turn=0&size=700x400")
     assert r.status_code == 200 and r.mimetype == "image/png"
-    assert imread(io.BytesIO(r.data)).shape[:2] == (400, 700)
+    h, w = imread(io.BytesIO(r.data)).shape[:2]
+    assert w == 700 and h <= 400  # the heatmap's height is fitted to the text
 
 
 def test_bad_requests(client):
@@ -61,6 +65,44 @@ def test_bad_requests(client):
     # the study page shows pseudonyms cut to 12 characters: a unique prefix of 8+ works
     assert client.get("/admin/studies/demo/participants/p_synth/plots").status_code == 200
     assert client.get("/admin/studies/demo/participants/p_sy/plots").status_code == 404
+    r = client.get("/admin/studies/demo/participants/nobody/plots")
+    assert 'class="admin-nav"' in r.get_data(as_text=True)  # a researcher's error page
+
+
+def _mouse_only(rec):
+    from gazepref.signals.plots.synthetic import MemoryRecording
+
+    streams = {k: v for k, v in rec.streams("p_synth/7").items() if k != "gaze"}
+    return MemoryRecording(rec.participants(), rec.tasks(), rec.turns(), {"p_synth/7": streams})
+
+
+def test_mouse_only_participant_gets_only_mouse_views(tmp_path, monkeypatch, rec):
+    app = create_app(str(tmp_path / "instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
+    if "plots" not in app.blueprints:
+        app.register_blueprint(plots_view.bp)
+    monkeypatch.setattr(plots_view, "_recording", lambda slug: _mouse_only(rec))
+    client = app.test_client()
+    _login(client)
+    html = client.get("/admin/studies/demo/participants/p_synth/plots").get_data(as_text=True)
+    kinds = sorted(set(re.findall(r"plot/(\w+)\.png", html)))
+    assert kinds == ["mouse", "timeline"]  # no gaze views, no gaze-quality panel, no placeholders
+    assert "Mouse only" in html
+    for src in re.findall(r'src="([^"]+)"', html):
+        assert client.get(src.replace("&amp;", "&")).status_code == 200
+
+
+def test_participant_without_tasks_gets_a_researcher_page(tmp_path, monkeypatch, rec):
+    from gazepref.signals.plots.synthetic import MemoryRecording
+
+    app = create_app(str(tmp_path / "instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
+    if "plots" not in app.blueprints:
+        app.register_blueprint(plots_view.bp)
+    monkeypatch.setattr(plots_view, "_recording", lambda slug: MemoryRecording(rec.participants(), [], [], {}))
+    client = app.test_client()
+    _login(client)
+    r = client.get("/admin/studies/demo/participants/p_synth/plots")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "has not started a task yet" in html and 'class="admin-nav"' in html
 
 
 def test_plots_from_the_site_database(tmp_path):
@@ -105,10 +147,18 @@ def test_plots_from_the_site_database(tmp_path):
     assert f'href="{base}/plots"' in page  # the study page links the participant's views
     r = client.get(base + "/plots")
     assert r.status_code == 200 and f"task={task_no}" in r.get_data(as_text=True)
+    html = r.get_data(as_text=True)
+    assert "<h2>Task 1 (pairwise)" in html
+    srcs = [x.replace("&amp;", "&") for x in re.findall(r'src="([^"]+)"', html)]
+    assert sorted(set(re.findall(r"plot/(\w+)\.png", html))) == ["heatmap", "mouse", "quality", "scanpath", "timeline"]
+    first = client.get(srcs[0])
+    assert first.status_code == 200 and "max-age=3600" in first.headers["Cache-Control"]
+    assert client.get(srcs[0]).data == first.data  # served from the cache
     for kind in ("heatmap", "timeline"):
         r = client.get(base + f"/plot/{kind}.png?task={task_no}&turn=0&size=600x400")
         assert r.status_code == 200, r.data[:200]
-        assert imread(io.BytesIO(r.data)).shape[:2] == (400, 600)
+        h, w = imread(io.BytesIO(r.data)).shape[:2]
+        assert w == 600 and (h == 400 if kind == "timeline" else h <= 400)
     r = client.get(base + "/plot/quality.png?size=600x300")
     assert r.status_code == 200
     rec = None

@@ -2,6 +2,7 @@
 sample, as PNG and SVG, from the command line too."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from matplotlib.image import imread
 
@@ -31,7 +32,10 @@ def test_turn_views_have_the_requested_size(sample_rec, kind, tmp_path):
     fig = make_plot(kind, sample_rec, task=TASK, turn=TURN, size=(900, 640))
     out = save(fig, tmp_path / f"{kind}.png")
     img = imread(out)
-    assert img.shape[:2] == (640, 900)
+    if kind in ("heatmap", "scanpath"):  # fitted to the text: the requested height is the most
+        assert img.shape[1] == 900 and 320 <= img.shape[0] <= 640
+    else:
+        assert img.shape[:2] == (640, 900)
     assert img[..., :3].std() > 0.05  # not blank
 
 
@@ -110,3 +114,125 @@ def test_gaze_on_the_page_text_is_not_drawn_on_the_answer(sample_rec):
     pts = view.points(1, "gaze")
     assert len(pts.t) == int(((fixed >= 0) & (fixed < len(text))).sum()) < int((raw >= 0).sum())
     assert np.isin(pts.char, fixed).all()
+
+
+# --------------------------------------------------------------------------- readability (issue 17)
+
+
+def test_wilcoxon_signed_rank_matches_the_textbook_value():
+    from gazepref.signals.plots.features import wilcoxon_signed_rank_p
+
+    # d = 1..10 all positive: W+ = 55, mean 27.5, var 96.25 -> z = (27.5 - 0.5) / 9.811 = 2.752
+    assert wilcoxon_signed_rank_p(np.arange(1, 11)) == pytest.approx(0.00592, abs=1e-4)
+    assert wilcoxon_signed_rank_p(-np.arange(1, 11)) == pytest.approx(wilcoxon_signed_rank_p(np.arange(1, 11)))
+    assert np.isnan(wilcoxon_signed_rank_p([1, 2, 0, 0, 0, 0]))  # zeros dropped: too few pairs
+
+
+def test_features_compare_paired_responses_as_pairs(sample_summary):
+    """Pairwise turns: the p-value is the signed-rank test over each turn's (preferred, not
+    preferred) pair; the title says so."""
+    from gazepref.signals.plots.features import paired_differences, plot_features, wilcoxon_signed_rank_p
+
+    fig = plot_features(sample_summary, size=(1200, 800))
+    texts = [t.get_text() for t in fig.texts]
+    assert any("Wilcoxon signed-rank" in t for t in texts) and not any("unpaired" in t for t in texts)
+    r = sample_summary.responses
+    groups = [r[r["outcome"] == "preferred"], r[r["outcome"] == "not preferred"]]
+    d = paired_differences(groups, "n_chars", lambda v: v)
+    assert 0 < len(d) <= len(groups[0])  # one difference per labelled turn
+    p = wilcoxon_signed_rank_p(d)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert any(t.startswith("response length") and f"p = {p:.2g}" in t for t in titles), titles
+
+
+def test_report_counts_agree_with_data_summary(sample_rec, sample_summary):
+    s = sample_rec.summary()
+    c = sample_summary.counts
+    assert (c["participants"], c["tasks"], c["turns"], c["pairwise_labelled"]) == (
+        s["workers"], s["tasks"], s["queries"], s["pairwise_labelled"])
+    assert c["turns_with_samples"] <= c["turns"]
+
+
+def test_scanpath_numbers_do_not_pile_up(ifllm_sample):
+    """On the evidence turn (scanpath-clutter.png) only some fixations are numbered, the first and
+    the last among them, and no two numbers overlap."""
+    from gazepref.datasets.recording import open_recording
+
+    fig = make_plot("scanpath", open_recording(ifllm_sample), task="worker_ac2b9070/108", turn=0, size=(1200, 800))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text().isdigit()]
+    numbers = sorted(int(t.get_text()) for t in labels)
+    n_fix = len(ax.collections[0].get_offsets())
+    assert 1 in numbers and n_fix in numbers and len(numbers) < n_fix / 3
+    boxes = [t.get_window_extent() for t in labels]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+
+
+def test_heatmap_canvas_fits_the_text_and_scale_is_labelled(ifllm_sample):
+    from matplotlib.image import imread
+
+    from gazepref.datasets.recording import open_recording
+
+    fig = make_plot("heatmap", open_recording(ifllm_sample), task="worker_ac2b9070/108", turn=0, size=(1200, 800))
+    img = imread(__import__("io").BytesIO(__import__("gazepref.signals.plots", fromlist=["x"]).fig_to_png(fig)))
+    assert img.shape[1] == 1200 and img.shape[0] < 600  # a wide, short answer: no empty lower half
+    bb = fig.axes[0].patches[0].get_window_extent()  # the text box
+    assert bb.y0 < 60  # its bottom edge is near the canvas's bottom
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert any("power scale" in lab and "density^0.6" in lab for lab in labels)
+
+
+def test_gaze_views_of_mouse_only_data_suggest_the_mouse_source():
+    from gazepref import UserError
+    from gazepref.signals.plots.synthetic import MemoryRecording, site_like
+
+    rec = site_like()
+    streams = {k: v for k, v in rec.streams("p_synth/7").items() if k != "gaze"}
+    mouse_only = MemoryRecording(rec.participants(), rec.tasks(), rec.turns(), {"p_synth/7": streams})
+    for kind in ("heatmap", "scanpath"):
+        with pytest.raises(UserError, match="--source mouse"):
+            make_plot(kind, mouse_only, task="p_synth/7", turn=0)
+    assert make_plot("heatmap", mouse_only, task="p_synth/7", turn=0, source="mouse") is not None
+
+
+def _pointwise_with_window():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from gazepref import schema
+    from gazepref.signals.plots.synthetic import MemoryRecording, site_like
+
+    rec = site_like()
+    s = rec.streams("p_synth/7")
+    lay = s["layout"].filter(pc.not_equal(s["layout"].column("target"), "response:1"))
+    extra = [dict(t=0.0, target=tg, kind="element", index=-1, char_start=-1, char_end=-1, x=x, y=y, w=w, h=h, turn=0)
+             for tg, x, y, w, h in (("window", 0.0, 0.0, 1366.0, 1000.0), ("prompt", 40.0, 100.0, 520.0, 60.0))]
+    lay = pa.concat_tables([lay, schema.conform("layout", pa.Table.from_pylist(extra)).cast(lay.schema)])
+    t0 = rec.turns()[0]
+    turn = schema.Turn(t0.turn_id, t0.task_id, t0.participant_id, 0, "pointwise", t0.prompt, [t0.responses[0]],
+                       epoch_ms=t0.epoch_ms, t_shown=0.0)
+    task = schema.Task("p_synth/7", "p_synth", "synthetic", "pointwise")
+    return MemoryRecording(rec.participants(), [task], [turn], {"p_synth/7": {**s, "layout": lay}})
+
+
+def test_mouse_view_draws_the_window_behind_the_boxes():
+    """The full-window box is an outline behind the prompt and response boxes (their fills stay
+    visible), and a pointwise turn's answer is labelled "response"."""
+    import io
+
+    from matplotlib.colors import to_rgb
+
+    from gazepref.signals.plots import fig_to_png
+
+    fig = make_plot("mouse", _pointwise_with_window(), task="p_synth/7", turn=0, size=(1200, 900))
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t.startswith("response") for t in texts) and not any("(left)" in t for t in texts)
+    img = imread(io.BytesIO(fig_to_png(fig)))[..., :3]
+    H = img.shape[0]
+    for (x, y), colour in (((300.0, 150.0), "#f3f3f3"), ((500.0, 260.0), "#e9eef5")):  # prompt, response
+        col, row = ax.transData.transform((x, y))
+        assert np.allclose(img[int(H - row), int(col)], to_rgb(colour), atol=0.02), (x, y)

@@ -1,0 +1,82 @@
+"""What happened at a participant's webcam set-up, kept for the dashboard's "why they stopped".
+
+The flow records consent, steps, tasks, turns and calibration rounds; what the set-up page saw
+before any round (the face status of each frame: no face / black picture, too far, too dark, ...)
+and a camera that could not be opened (denied, not found) left no trace. Both are summarised in
+``Participant.state["setup"]``::
+
+    {"frames": int, "face_found": int, "messages": {face message: frames}, "last_message": str,
+     "camera_error": "denied" | "not-found" | "unsupported" | "failed" | None, "updated_at": ISO time}
+
+Frame counts are gathered in memory per participant and written at most every
+:data:`WRITE_EVERY_S` seconds (and when the face message changes), so set-up frames cost no
+database write each.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from .. import store
+
+WRITE_EVERY_S = 5.0
+CAMERA_ERRORS = ("denied", "not-found", "unsupported", "failed")
+
+MAX_TRACKED = 10_000
+_lock = threading.Lock()
+
+
+def _pending() -> dict[int, dict[str, Any]]:
+    """The app's set-up counters: pid -> summary so far (and when it was last written)."""
+    from flask import current_app
+
+    return current_app.extensions.setdefault("gazepref_setup_log", {})
+
+
+def _write(pid: int, changes: dict[str, Any]) -> None:
+    from .runtime import site
+
+    with site().sessions() as s:
+        p = s.get(store.Participant, pid)
+        if p is None:
+            return
+        state = dict(p.state or {})
+        state["setup"] = {**state.get("setup", {}), **changes, "updated_at": store.utcnow().isoformat()}
+        p.state = state
+        s.commit()
+
+
+def note_setup_frames(pid: int, rows: list[dict[str, float]]) -> None:
+    """Count set-up frames (tracker ``rows``) with their face status for participant ``pid``."""
+    from .gaze_trackers import face_status
+
+    if not rows:
+        return
+    pending = _pending()
+    with _lock:
+        if pid not in pending and len(pending) >= MAX_TRACKED:
+            pending.pop(next(iter(pending)))
+        cur = pending.setdefault(pid, {"frames": 0, "face_found": 0, "messages": {}, "last_message": "",
+                                       "written_at": 0.0})
+        changed = False
+        for r in rows:
+            face = face_status(r)
+            cur["frames"] += 1
+            cur["face_found"] += bool(face["found"])
+            msg = face["message"]
+            cur["messages"][msg] = cur["messages"].get(msg, 0) + 1
+            changed |= msg != cur["last_message"]
+            cur["last_message"] = msg
+        now = time.monotonic()
+        if not changed and now - cur["written_at"] < WRITE_EVERY_S:
+            return
+        cur["written_at"] = now
+        snapshot = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cur.items()
+                    if k in ("frames", "face_found", "messages", "last_message")}
+    _write(pid, snapshot)
+
+
+def note_camera_error(pid: int, reason: str) -> None:
+    """Record that the participant's camera could not be opened (``reason``: :data:`CAMERA_ERRORS`)."""
+    _write(pid, {"camera_error": reason if reason in CAMERA_ERRORS else "failed"})
