@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
 from markupsafe import Markup, escape
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -29,6 +29,7 @@ from .config import load_config
 from .ratelimit import RateLimiter
 from .runtime import Site, close_db, ensure_study
 from .security import csrf_token
+from .validation import InvalidInput, check_request
 
 
 def _secret_key(instance: Path) -> str:
@@ -131,9 +132,20 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.filters["paragraphs"] = paragraphs
 
+    app.before_request(check_request)  # the edge: nothing unstorable reaches a handler
+
+    def _error(message: str, code: int):
+        if request.path.startswith("/api/"):  # the participant API answers JSON, also for its 404s
+            return jsonify(error=message), code
+        return render_template("error.html", message=message), code
+
     @app.errorhandler(HTTPException)
     def _error_page(e: HTTPException):
-        return render_template("error.html", message=e.description or e.name), e.code
+        return _error(e.description or e.name, e.code)
+
+    @app.errorhandler(InvalidInput)
+    def _invalid_input(e: InvalidInput):
+        return _error(str(e), 400)
 
     @app.after_request
     def _headers(resp):

@@ -52,6 +52,7 @@ from .multipart import MultipartError, Part, parse_multipart
 from .plan import parse_step
 from .ratelimit import RateLimiter
 from .runtime import db, site
+from .validation import InvalidInput, origin_ms, page_time_ms
 from ..signals.gaze_batch import rows_to_chunk_batch
 
 __all__ = ["GazeSettings", "bp", "gaze_settings", "page_data", "register", "validation_targets"]
@@ -397,10 +398,13 @@ def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameM
     if phase != "task":
         return FrameMeta(phase, times)
     task_id, seq = _int(meta, "task"), _int(meta, "seq")
-    origin = meta.get("origin")
-    if not isinstance(origin, (int, float)) or isinstance(origin, bool) or not math.isfinite(origin):
-        raise ApiError(400, "origin must be a finite number (performance.timeOrigin)")
-    return FrameMeta(phase, times, task_id, seq, float(origin))
+    try:  # the ranges the exporters need (as for telemetry batches)
+        origin = origin_ms(meta.get("origin"), "origin (performance.timeOrigin)")
+        for t in times:
+            page_time_ms(t, "t")
+    except InvalidInput as e:
+        raise ApiError(400, str(e)) from None
+    return FrameMeta(phase, times, task_id, seq, origin)
 
 
 class FrameContext(NamedTuple):

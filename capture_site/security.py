@@ -42,7 +42,7 @@ def read_participant_token(token: str | None) -> int | None:
         return None
     try:
         data = _serializer().loads(token)
-    except BadSignature:
+    except (BadSignature, UnicodeError):  # UnicodeError: a lone surrogate cannot be a token
         return None
     pid = data.get("p") if isinstance(data, dict) else None
     return pid if isinstance(pid, int) else None
