@@ -342,8 +342,10 @@ def test_fuzz_websocket_first_message(site_app):
             ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
             try:
                 ws.send(text)
-                answer = json.loads(ws.receive(timeout=10))
-                assert answer["status"] in (401, 403) and answer["error"], answer
+                raw = ws.receive(timeout=10)
+                assert raw is not None, f"no answer to {text[:80]!r}"
+                answer = json.loads(raw)
+                assert answer["status"] in (401, 403) and answer["error"], (text[:80], answer)
             finally:
                 ws.close()
 
