@@ -59,6 +59,10 @@ def _init_db(url: str):
             time.sleep(0.2 * (attempt + 1))
 
 
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def instance_folder(path: str | None = None) -> Path:
     """The instance folder (database, secret key): ``path``, $GAZEPREF_INSTANCE or ./instance."""
     instance = Path(path or os.environ.get("GAZEPREF_INSTANCE") or Path.cwd() / "instance").resolve()
@@ -99,9 +103,21 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         LLM_BACKENDS={},  # model name -> backend object, replacing the configured one (tests)
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # HTTPS deployments (docs/STUDY_SITE.md): cookies only over TLS, under the __Host- prefix
+        SESSION_COOKIE_SECURE=_flag(os.environ.get("GAZEPREF_SECURE_COOKIES")),
+        PROXY_HOPS=int(os.environ.get("GAZEPREF_PROXY_HOPS") or 0),  # trusted X-Forwarded-For/-Proto hops
     )
     if overrides:
         app.config.update(overrides)
+    if app.config["SESSION_COOKIE_SECURE"]:
+        app.config["PREFERRED_URL_SCHEME"] = "https"
+        if app.config.get("SESSION_COOKIE_NAME", "session") == "session":
+            app.config["SESSION_COOKIE_NAME"] = "__Host-session"  # Secure, Path=/, no Domain
+    if app.config["PROXY_HOPS"]:  # the client's address and scheme as the trusted proxies saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _secret_key(instance)
 
