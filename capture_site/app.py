@@ -130,7 +130,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, dashboard, flow, gaze, gaze_ws, ingest
+    from . import chat, dashboard, flow, gaze, gaze_ws, ingest, shutdown
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
     for module in (flow, chat, ingest, gaze, gaze_ws, dashboard):
@@ -148,6 +148,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.filters["paragraphs"] = paragraphs
 
+    shutdown.install(app)  # SIGTERM: 503 + Retry-After for new work, WebSockets told to reconnect
     app.before_request(check_request)  # the edge: nothing unstorable reaches a handler
 
     def _error(message: str, code: int):
