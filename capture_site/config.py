@@ -18,6 +18,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_study.toml")
 
 QUESTION_TYPES = ("text", "likert", "number", "choice", "copy", "attention")
 WEBCAM_MODES = ("off", "optional", "required")
+RESUME_MODES = ("code", "link")  # another browser resumes with the resume code / by the link alone
 TASK_ORDERS = ("pairwise-first", "pointwise-first", "alternate", "random")
 FREE_TEXT_MODES = ("off", "optional", "required")
 BACKENDS = ("demo", "openai", "hf")
@@ -89,6 +90,7 @@ class StudyConfig:
     demographics_questions: tuple[Question, ...]
     pre_task_questions: tuple[Question, ...]
     post_task_questions: tuple[Question, ...]
+    resume: str = "code"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -238,6 +240,7 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
         completion_code=study.text("completion_code", "auto"),
         demographics=study.flag("demographics", True),
         webcam=study.choice("webcam", WEBCAM_MODES, "off"),
+        resume=study.choice("resume", RESUME_MODES, "code"),
         consent_text=_Reader(data.get("consent", {}), "consent", source).text("text"),
         instructions_text=_Reader(data.get("instructions", {}), "instructions", source).text("text", ""),
         pairwise_tasks=pairwise_n,
