@@ -150,6 +150,7 @@ def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
     prior_pid = session.get("pid")
     browser = session.get("browser") or secrets.token_urlsafe(18)
     session.clear()
+    session.permanent = True  # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME)
     session.update(study=study.slug, pseudonym=pseudonym, platform=arrival.platform, browser=browser,
                    extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()})
     existing = db().scalar(select(store.Participant).where(

@@ -275,3 +275,16 @@ def test_a_topic_renamed_in_the_config_after_the_plan_was_drawn(make_app, tmp_pa
     tasks = dbs.scalars(select(store.Task)).all()
     assert tasks and {t.answers["topic_id"] for t in tasks} == {"sleep"}  # the study's only topic, as planned
     assert later.get("/step").status_code == 200
+
+
+def test_the_browser_is_recognised_after_a_restart(client):
+    """The session cookie outlives a browser restart (it has an expiry), so the same browser
+    resumes without the code."""
+    w = Walker(client, "RESTARTER")
+    w.arrive()
+    w.consent()
+    cookie = client.get_cookie("session")
+    assert cookie.expires is not None  # a persistent cookie, not a browser-session one
+    restarted = client.application.test_client()
+    restarted.set_cookie("session", cookie.value)  # what a browser keeps across a restart
+    assert Walker(restarted, "RESTARTER").arrive().request.path == "/step"
