@@ -22,6 +22,7 @@ import json
 import math
 from typing import Any
 
+from ..store import MAX_ID
 from .batches import MAX_ORIGIN_MS
 
 MAX_DEPTH = 32  # nesting of a request's JSON: the site's own requests nest 4 deep at most
@@ -123,12 +124,16 @@ def check_form_number(raw: str, where: str) -> int | float:
 
 
 def check_request() -> None:
-    """``before_request``: the path, the query string and the form fields of the pages must be
-    storable text (the API's multipart bodies are read by the endpoints that take them, JSON
+    """``before_request``: whole numbers in the path must be ids the databases can hold (else 404);
+    the path, the query string and the form fields of the pages must be storable text (the API's multipart bodies are read by the endpoints that take them, JSON
     bodies by :func:`loads_json`)."""
     from flask import request
+    from werkzeug.exceptions import NotFound
 
     check_text(request.path, "the address")
+    for value in (request.view_args or {}).values():  # ids in the address: what the databases can hold
+        if isinstance(value, int) and not 0 <= value <= MAX_ID:
+            raise NotFound(f"no such id {value}")
     for key, value in request.args.items(multi=True):
         check_text(key, "a query parameter name")
         check_text(value, f"query parameter {key!r}")

@@ -170,6 +170,18 @@ def test_nul_in_the_address_is_a_4xx(site_app, path):
         assert _is_json_error(r)
 
 
+def test_ids_beyond_the_databases_are_a_404(site_app):
+    w, data = _on_task(site_app)
+    r = w.client.post("/api/tasks/9223372036854775808/turns", json={"index": 0, "prompt": "hi"},
+                      headers={"X-Participant-Token": data["token"]})
+    assert r.status_code == 404 and _is_json_error(r)
+    researcher = site_app.test_client()
+    _login(site_app, researcher)
+    page = researcher.get("/admin/studies/test-study").text
+    r = researcher.post(f"/admin/participants/{2**63}/delete", data={"csrf_token": csrf_of(page)})
+    assert r.status_code == 404
+
+
 def test_websocket_first_message_with_a_lone_surrogate_is_refused(site_app):
     simple_websocket = pytest.importorskip("simple_websocket")
     from gazepref.capture_site.serving import BackgroundServer
@@ -235,7 +247,7 @@ def multipart(draw) -> tuple[bytes, str]:
     return parts, header
 
 
-def _request(draw, w: Walker, data: dict, csrf: str) -> tuple[str, str, dict]:
+def _request(draw, w: Walker, data: dict, csrf: str, admin_csrf: str) -> tuple[str, str, dict]:
     """(method, path, kwargs for the test client) of one fuzzed request."""
     token = draw(st.sampled_from([data["token"], "", "x", data["token"] + "x", "a.b"]))
     headers = {"X-Participant-Token": token} if token else {}
@@ -282,7 +294,9 @@ def _request(draw, w: Walker, data: dict, csrf: str) -> tuple[str, str, dict]:
         return "GET", f"/admin/studies/{slug}/progress.json", {}
     if kind == "plots":
         return "GET", f"/admin/studies/{slug}/participants/{draw(TEXT.map(_q)) or 'x'}/plots", {}
-    return "POST", f"/admin/participants/{task}/delete", dict(data={"csrf_token": "nope"})
+    pid = draw(st.sampled_from([0, 2**31, 2**63, 10**6]))  # none of them the fuzzing participant
+    return "POST", f"/admin/participants/{pid}/delete", dict(data={"csrf_token": draw(st.sampled_from(
+        [admin_csrf, "nope"]))})
 
 
 def _q(s: str) -> str:
@@ -307,13 +321,14 @@ def test_fuzz_every_endpoint_answers_2xx_3xx_or_4xx(site_app):
     researcher = site_app.test_client()
     _login(site_app, researcher)
     csrf = csrf_of(w.client.get("/step").text)
+    admin_csrf = csrf_of(researcher.get("/admin/studies/test-study").text)
 
     @FUZZ
     @given(st.data())
     def one(draw_data):
         draw = draw_data.draw
-        method, path, kw = _request(draw, w, data, csrf)
-        client = researcher if path.startswith("/admin/") and draw(st.booleans()) else w.client
+        method, path, kw = _request(draw, w, data, csrf, admin_csrf)
+        client = researcher if path.startswith("/admin/") and (draw(st.booleans()) or "delete" in path) else w.client
         r = client.open(path, method=method, **kw)
         assert r.status_code < 500, (method, path, kw, r.status_code, r.data[:300])
         if path.startswith("/api/") and r.status_code >= 400:
