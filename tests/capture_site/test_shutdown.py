@@ -5,11 +5,7 @@ restart."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +17,7 @@ from sqlalchemy import func, select
 from gazepref import store
 from gazepref.capture_site.shutdown import begin_drain
 from gazetest import to_calibration, webcam_toml
-from sitetest import Walker
+from sitetest import Walker, free_port, serve_gunicorn
 
 
 def test_draining_answers_503_with_retry_after(app, walker):
@@ -58,31 +54,6 @@ def test_open_websocket_is_told_to_reconnect(make_app, tmp_path):
         assert not ws.connected and ws.close_reason == 1012
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gunicorn(instance: Path, study: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "GAZEPREF_INSTANCE": str(instance), "GAZEPREF_STUDY_CONFIG": str(study),
-           "GAZEPREF_SECRET_KEY": "test-secret"}
-    env.pop("GAZEPREF_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}",
-                             "--graceful-timeout", "30", "gazepref.capture_site.app:create_app()"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login", timeout=2)
-            return proc
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("gunicorn did not start")
-
-
 def _post(url: str, body: dict, token: str) -> tuple[int, dict, float]:
     """(status, payload, Retry-After s) of one ingest post; status 0 when no server answered."""
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
@@ -109,9 +80,9 @@ def test_sigterm_under_gunicorn_exits_in_seconds_and_loses_nothing(make_app, tmp
     data = w.to_task()
     token = data["token"]
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _gunicorn(Path(app.instance_path), study, port)
+    proc = serve_gunicorn(Path(app.instance_path), study, port)
     acked, statuses = set(), []
     seq, n_batches, killed_at, exited_s = 0, 40, 10, None
     try:
@@ -134,7 +105,7 @@ def test_sigterm_under_gunicorn_exits_in_seconds_and_loses_nothing(make_app, tmp
                     assert retry_after == 5 and payload["retry"] is True
                 proc.wait(timeout=10)
                 exited_s = time.monotonic() - t0
-                proc = _gunicorn(Path(app.instance_path), study, port)  # the restart
+                proc = serve_gunicorn(Path(app.instance_path), study, port)  # the restart
             body = {"task": data["task"], "seq": seq, "origin": 1.7e12,
                     "streams": {"mouse": {"t": [seq * 100.0, seq * 100.0 + 50], "x": [1.0, 2.0], "y": [3.0, 4.0]}}}
             status, payload, retry_after = _post(base + "/api/ingest", body, token)
