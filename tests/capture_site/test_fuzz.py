@@ -360,3 +360,26 @@ def test_fuzz_websocket_first_message(site_app):
                 ws.close()
 
         one()
+
+
+def test_fuzz_gaze_endpoints_of_a_webcam_study(make_app, database, tmp_path):
+    """The frame and calibration-round endpoints with a valid token of a webcam study (the
+    requests get past the token and the study checks, into the multipart and meta parsing)."""
+    from gazetest import to_calibration, webcam_toml
+
+    extra = {"DATABASE_URL": database} if database else {}
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "cam.toml")), GAZE_RATE_PER_S=1e6, GAZE_BURST=1e6,
+                   **extra)
+    client = app.test_client()
+    token = to_calibration(client, f"CAM-{uuid.uuid4().hex[:10]}")["token"]
+
+    @settings(FUZZ, max_examples=150)
+    @given(multipart(), st.sampled_from(["frames", "round"]))
+    def one(body_ctype, endpoint):
+        body, ctype = body_ctype
+        r = client.post(f"/api/gaze/{endpoint}", data=body, headers={"X-Participant-Token": token, "Content-Type": ctype})
+        assert r.status_code < 500, (endpoint, ctype, body[:300], r.status_code, r.data[:300])
+        if r.status_code >= 400:
+            assert _is_json_error(r), r.data[:200]
+
+    one()
