@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import socket
 import time
 from typing import Any
 
@@ -242,6 +243,10 @@ class FrameSocket:
         retry_ms = int(drain_state().retry_after_s * 1000)
         _send(self.ws, {"reconnect": True, "retry_after_ms": retry_ms})
         self.ws.close(1012, "server restarting")
+        try:  # wake simple-websocket's reader thread (it waits for the peer up to the ping interval
+            self.ws.sock.shutdown(socket.SHUT_RDWR)  # and would hold the exiting process that long)
+        except OSError:
+            pass
 
 
 def authenticate(ws) -> int | None:

@@ -111,13 +111,14 @@ def install_sigterm(app: Flask) -> None:
         time.sleep(0.2)  # requests queued behind the signal are answered 503, not cut off
         if callable(previous):  # gunicorn's worker: stop accepting, finish requests in flight, exit
             previous(signal.SIGTERM, None)
-        elif previous in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        elif previous in (signal.SIG_DFL, None):  # (reset to the default by on_sigterm)
             os.kill(os.getpid(), signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         if drain_state(app).draining:
             return
+        if not callable(previous) and previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # only the main thread may; a 2nd SIGTERM ends at once
         begin_drain(app)
         threading.Thread(target=finish, name="gazepref-drain", daemon=True).start()
 
