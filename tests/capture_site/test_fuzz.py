@@ -373,7 +373,7 @@ def test_fuzz_gaze_endpoints_of_a_webcam_study(make_app, database, tmp_path):
     client = app.test_client()
     token = to_calibration(client, f"CAM-{uuid.uuid4().hex[:10]}")["token"]
 
-    @settings(FUZZ, max_examples=150)
+    @settings(FUZZ, max_examples=100)
     @given(multipart(), st.sampled_from(["frames", "round"]))
     def one(body_ctype, endpoint):
         body, ctype = body_ctype
