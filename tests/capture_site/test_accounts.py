@@ -8,7 +8,7 @@ import logging
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from gazepref import store
 from gazepref.capture_site import accounts
@@ -25,6 +25,7 @@ def site(make_app, database):
     app = make_app(**({"DATABASE_URL": database} if database else {}))
     name = f"ada{time.monotonic_ns()}"
     with app.extensions["gazepref"].sessions() as s, s.begin():
+        s.execute(delete(store.LoginThrottle))  # failures of earlier tests on the shared PostgreSQL
         user = store.User(username=name, password_hash="")
         s.add(user)
         accounts.set_password(s, user, PASSWORD)
