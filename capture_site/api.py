@@ -6,8 +6,6 @@ only for tasks of that participant.
 """
 from __future__ import annotations
 
-import json
-import math
 
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -15,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from .. import store
 from .runtime import db
 from .security import read_participant_token
+from .validation import InvalidInput, loads_json
 
 
 class ApiError(Exception):
@@ -60,30 +59,29 @@ def owned_task(p: store.Participant, task_id: object) -> store.Task:
 
 
 def loads_object(text: str | bytes | None) -> dict | None:
-    """``text`` parsed as a JSON object; None when it is not JSON, nests too deeply for the
-    parser, or is JSON of another kind (the callers answer 400 / 401)."""
+    """``text`` parsed as a JSON object; None when it is not JSON, is JSON of another kind, or
+    holds what the site cannot store (:func:`.validation.loads_json`; the callers answer 400 / 401)."""
     try:
-        obj = json.loads(text) if text is not None else None
-    except (ValueError, RecursionError):
+        obj = loads_json(text) if text is not None else None
+    except InvalidInput:
         return None
     return obj if isinstance(obj, dict) else None
 
 
 def json_object() -> dict:
-    """The request's JSON body as an object ({} when there is none or it is not JSON); 400 for JSON
-    that is not an object (a list, a number)."""
-    body = request.get_json(silent=True)
-    if body is None:
+    """The request's JSON body as an object ({} when the body is empty), checked at the edge
+    (:func:`.validation.loads_json`: storable text, finite numbers, bounded nesting) before any
+    handler work; 400 for anything else."""
+    data = request.get_data(cache=True)
+    if not data.strip():
         return {}
+    try:
+        body = loads_json(data)
+    except InvalidInput as e:
+        raise ApiError(400, str(e)) from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     return body
-
-
-def finite_number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ApiError(400, f"{name} must be a finite number (got {value!r})")
-    return float(value)
 
 
 def to_task_clock(task: store.Task, origin: float, t: float) -> float:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
 from markupsafe import Markup, escape
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -33,6 +33,7 @@ from .config import load_config
 from .ratelimit import RateLimiter
 from .runtime import Site, close_db, ensure_study
 from .security import csrf_token
+from .validation import InvalidInput, check_request
 
 
 def _secret_key(instance: Path) -> str:
@@ -107,9 +108,21 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         LLM_BACKENDS={},  # model name -> backend object, replacing the configured one (tests)
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # HTTPS deployments (docs/STUDY_SITE.md): cookies only over TLS, under the __Host- prefix
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PROXY_HOPS=settings.proxy_hops,  # trusted X-Forwarded-For/-Proto hops
     )
     if overrides:
         app.config.update(overrides)
+    if app.config["SESSION_COOKIE_SECURE"]:
+        app.config["PREFERRED_URL_SCHEME"] = "https"
+        if app.config.get("SESSION_COOKIE_NAME", "session") == "session":
+            app.config["SESSION_COOKIE_NAME"] = "__Host-session"  # Secure, Path=/, no Domain
+    if app.config["PROXY_HOPS"]:  # the client's address and scheme as the trusted proxies saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _secret_key(instance)
 
@@ -123,7 +136,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest
+    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, shutdown
     from .gaze_settings import gaze_settings
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
@@ -143,9 +156,21 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.filters["paragraphs"] = paragraphs
 
+    shutdown.install(app)  # SIGTERM: 503 + Retry-After for new work, WebSockets told to reconnect
+    app.before_request(check_request)  # the edge: nothing unstorable reaches a handler
+
+    def _error(message: str, code: int):
+        if request.path.startswith("/api/"):  # the participant API answers JSON, also for its 404s
+            return jsonify(error=message), code
+        return render_template("error.html", message=message), code
+
     @app.errorhandler(HTTPException)
     def _error_page(e: HTTPException):
-        return render_template("error.html", message=e.description or e.name), e.code
+        return _error(e.description or e.name, e.code)
+
+    @app.errorhandler(InvalidInput)
+    def _invalid_input(e: InvalidInput):
+        return _error(str(e), 400)
 
     @app.after_request
     def _headers(resp):

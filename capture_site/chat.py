@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import store
-from .api import (ApiError, finite_number, install_error_handlers, json_object, owned_task, request_participant,
+from .api import (ApiError, install_error_handlers, json_object, owned_task, request_participant,
                   to_task_clock)
 from .answers import response_html
 from .config import StudyConfig
@@ -24,6 +24,7 @@ from .flow import current_step, turn_rated
 from .gaze_step import page_data as gaze_page_data
 from ..llm import BackendError
 from .runtime import db, site
+from .validation import origin_ms, page_time_ms
 
 log = logging.getLogger(__name__)
 bp = Blueprint("chat", __name__, url_prefix="/api")
@@ -186,9 +187,9 @@ def rate_turn(task_id: int, index: int):
     feedback = (feedback or "").strip()[:MAX_FEEDBACK] or None
     if cfg.free_text == "required" and not feedback:
         raise ApiError(400, "Please write a short comment.")
-    origin = finite_number(body.get("origin"), "origin")
-    t_shown = finite_number(body.get("t_shown"), "t_shown")
-    t_decided = finite_number(body.get("t_decided"), "t_decided")
+    origin = origin_ms(body.get("origin"))
+    t_shown = page_time_ms(body.get("t_shown"), "t_shown")
+    t_decided = page_time_ms(body.get("t_decided"), "t_decided")
 
     for r, v in zip(turn.responses, likert):
         r.likert = v

@@ -66,10 +66,10 @@ def _read_password(from_stdin: bool) -> str:
 
 def _user_add(args: argparse.Namespace) -> int:
     from sqlalchemy import select
-    from werkzeug.security import generate_password_hash
 
     from .. import UserError, store
     from ..cli import emit
+    from .accounts import set_password
     from .app import instance_folder
 
     name = args.username.strip()
@@ -84,7 +84,7 @@ def _user_add(args: argparse.Namespace) -> int:
         if created:
             user = store.User(username=name, password_hash="")
             s.add(user)
-        user.password_hash = generate_password_hash(password)
+        set_password(s, user, password)  # a changed password ends the account's sessions
     emit({"username": name, "created": created}, args.json,
          lambda r: f"{'created' if r['created'] else 'updated password of'} user {r['username']}")
     return 0

@@ -19,6 +19,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_study.toml")
 
 QUESTION_TYPES = ("text", "likert", "number", "choice", "copy", "attention")
 WEBCAM_MODES = ("off", "optional", "required")
+RESUME_MODES = ("code", "link")  # another browser resumes with the resume code / by the link alone
 TASK_ORDERS = ("pairwise-first", "pointwise-first", "alternate", "random")
 FREE_TEXT_MODES = ("off", "optional", "required")
 BACKENDS = KINDS  # the LLM backend kinds of gazepref.llm
@@ -113,6 +114,7 @@ class StudyConfig:
     platform: PlatformConfig = PlatformConfig()
     answer_format: str = "markdown"  # how answers are shown: "markdown" or "plain"
     min_viewport: tuple[int, int] = (0, 0)  # (width, height) CSS px below which pages ask for a larger window
+    resume: str = "code"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -291,6 +293,7 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
         completion_code=study.text("completion_code", "auto"),
         demographics=study.flag("demographics", True),
         webcam=webcam,
+        resume=study.choice("resume", RESUME_MODES, "code"),
         consent_text=_Reader(data.get("consent", {}), "consent", source).text("text"),
         instructions_text=_Reader(data.get("instructions", {}), "instructions", source).text("text", ""),
         pairwise_tasks=pairwise_n,

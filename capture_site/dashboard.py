@@ -1,21 +1,23 @@
 """The researcher dashboard: login, studies, live progress, quality, export and deletion.
 
-Accounts are made with ``gazepref user add USERNAME``; passwords are stored hashed (werkzeug).
+Accounts are made with ``gazepref user add USERNAME``; passwords are stored hashed (werkzeug);
+login, back-off and sessions: :mod:`.accounts`.
 """
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, session, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
-from werkzeug.security import check_password_hash
 
 from .. import UserError, store
+from . import accounts
 from .exporting import FORMATS, export_study
 from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db, study_by_slug
@@ -45,22 +47,27 @@ def _study(slug: str) -> store.Study:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
+    """Login with back-off per account and address (:mod:`.accounts`): 401 for a wrong name or
+    password, 429 with Retry-After while blocked."""
+    error, status, headers = None, 200, {}
     if request.method == "POST":
-        user = db().scalar(select(store.User).where(store.User.username == request.form.get("username", "")))
-        if user is not None and check_password_hash(user.password_hash, request.form.get("password", "")):
-            csrf = session.get("csrf")
-            session.clear()
-            session.update(user_id=user.id, username=user.username, csrf=csrf)
+        user, wait = accounts.authenticate(db(), request.form.get("username", ""), request.form.get("password", ""))
+        if user is not None:
+            accounts.start_session(db(), user)
             target = request.args.get("next", "")
-            return redirect(target if target.startswith("/admin") else url_for("dashboard.studies"))
-        error = "Wrong user name or password."
-    return render_template("admin/login.html", error=error), (401 if error else 200)
+            return redirect(target if target.startswith("/admin") and not target.startswith("/admin//")
+                            else url_for("dashboard.studies"))
+        if wait > 0:
+            error, status, headers = (f"Too many failed logins: try again in {math.ceil(wait)} s.", 429,
+                                      {"Retry-After": str(math.ceil(wait))})
+        else:
+            error, status = "Wrong user name or password.", 401
+    return render_template("admin/login.html", error=error), status, headers
 
 
 @bp.post("/logout")
 def logout():
-    session.clear()
+    accounts.end_session(db())
     return redirect(url_for("dashboard.login"))
 
 

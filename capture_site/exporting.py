@@ -3,13 +3,15 @@
 Parquet (``export_parquet``) or the IFLLM release layout (``export_ifllm``), both written from
 the study's database rows seen as a ``StoreRecording``: consenting participants only,
 pseudonyms only (no platform id, no salt); the demographics answers only on request
-(``demographics=True``: a separate ``demographics.csv`` with a note that they may identify people). Webcam frames kept by a study with
+(``demographics=True``: a separate ``demographics.csv`` with a note that they may identify people). Stored values a format cannot hold
+are skipped, never an error; their counts are in the manifest's ``skipped`` and ``skipped.json``. Webcam frames kept by a study with
 ``[gaze] keep_frames = true`` are added as ``frames/<pseudonym>/...jpg`` with ``frames/frames.csv``
 (:func:`export_frames`).
 """
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ def export_study(session: Session, study: store.Study, out_dir: str | Path, fmt:
     frames = export_frames(session, study, out_dir)
     if frames:
         manifest = {**manifest, "frames": frames}
+    if any((manifest.get("skipped") or {}).values()):  # stored values the format cannot hold
+        (Path(out_dir) / "skipped.json").write_text(json.dumps(manifest["skipped"], indent=2))
     return manifest
 
 

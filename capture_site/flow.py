@@ -5,12 +5,19 @@ Every page of the flow is ``/step``: GET shows the participant's current step, P
 moves on. A reload, a dropped connection or the same link opened again resumes at that step.
 Nothing is stored before consent except, for a decline, the pseudonym and the decline itself.
 
+A session is bound to the browser that started it (its signed cookie): another browser arriving
+with the same platform id is asked for the resume code shown on every page from the start
+(``/resume``; :data:`MAX_RESUME_FAILURES` wrong codes lock it), unless the study allows plain
+resume by the link (``[study] resume = "link"``). So knowing a worker id is not enough to
+become that participant.
+
 Each app has its own step registry (``app.extensions["gazepref_steps"]``, filled by
 :func:`init_steps` with the built-in steps of :data:`BUILTIN_STEPS`); other steps (the webcam
 calibration of the gaze module) plug in with :func:`register_step`, for one app, never for the process.
 """
 from __future__ import annotations
 
+import hmac
 import random
 import secrets
 from collections.abc import Callable
@@ -135,20 +142,50 @@ def _study_or_404(slug: str | None) -> store.Study:
     return study
 
 
+MAX_RESUME_FAILURES = 10
+_RESUME_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+
+
+def new_resume_code() -> str:
+    """Eight characters (40 bits) in two groups, e.g. ``K7QM-3XRD``."""
+    code = "".join(secrets.choice(_RESUME_ALPHABET) for _ in range(8))
+    return f"{code[:4]}-{code[4:]}"
+
+
+def _normal_code(code: str) -> str:
+    return "".join(c for c in code.upper() if c.isalnum())
+
+
+def _this_browser(p: store.Participant, prior_pid: int | None = None) -> bool:
+    """Whether this browser started ``p``'s session: its signed cookie names them, or carries the
+    browser key stored with them at consent."""
+    key, stored = session.get("browser"), (p.state or {}).get("browser")
+    return prior_pid == p.id or (isinstance(key, str) and isinstance(stored, str)
+                                 and hmac.compare_digest(key.encode(), stored.encode()))
+
+
 def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
-    """Remember who arrived (pseudonym only) in the session; the participant row if they exist."""
+    """Remember who arrived (pseudonym only) in the session; the participant row if they exist
+    (``pid`` when this browser may resume them, else ``resume_pid``: ask for the resume code)."""
     if arrival.platform == "direct" and session.get("study") == study.slug and session.get("pseudonym"):
         pseudonym = session["pseudonym"]  # same browser, no platform id: keep the one-off id
     else:
         pseudonym = pseudonymise(study.salt, arrival.platform, arrival.raw_id)
+    prior_pid = session.get("pid")
+    browser = session.get("browser") or secrets.token_urlsafe(18)
     session.clear()
-    session.update(study=study.slug, pseudonym=pseudonym, platform=arrival.platform,
+    session.permanent = True  # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME)
+    session.update(study=study.slug, pseudonym=pseudonym, platform=arrival.platform, browser=browser,
                    extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()},
                    handoff=session_params(arrival))
     existing = db().scalar(select(store.Participant).where(
         store.Participant.study_id == study.id, store.Participant.pseudonym == pseudonym))
     if existing is not None:
-        session["pid"] = existing.id
+        if (not existing.consent or _this_browser(existing, prior_pid)
+                or site().config(study).resume == "link"):
+            session["pid"] = existing.id
+        else:
+            session["resume_pid"] = existing.id
     return existing
 
 
@@ -169,12 +206,16 @@ def arrive(slug: str | None = None):
     existing = _arrive(study, arrival)
     if existing is not None and existing.consent is False:
         return declined_page(study)
+    if session.get("resume_pid") is not None:
+        return redirect(url_for("flow.resume"))
     # redirect, so the platform ids leave the address bar
     return redirect(url_for("flow.step" if existing is not None else "flow.consent"))
 
 
 @bp.route("/consent", methods=["GET", "POST"])
 def consent():
+    if session.get("resume_pid") is not None:  # someone else's session: the resume code first
+        return redirect(url_for("flow.resume"))
     if session.get("pid") is not None:
         return _not_in_flow() or redirect(url_for("flow.step"))
     if not session.get("pseudonym"):
@@ -196,7 +237,9 @@ def consent():
             store.Participant.study_id == study.id, store.Participant.consent.is_(True)))
         rng = random.Random(secrets.randbits(64))
         plan = make_plan(cfg, [s.get("plan", []) for s in earlier if s], rng)
-        p.state = {"steps": make_steps(cfg, plan), "pos": 0, "plan": plan, "platform_ids": session.get("extras", {})}
+        p.state = {"steps": make_steps(cfg, plan), "pos": 0, "plan": plan, "platform_ids": session.get("extras", {}),
+                   "browser": session.setdefault("browser", secrets.token_urlsafe(18)),
+                   "resume_code": new_resume_code()}
         p.completion_code = (f"GZP-{secrets.token_hex(4).upper()}" if cfg.completion_code == "auto"
                              else cfg.completion_code)
     db().add(p)
@@ -207,10 +250,40 @@ def consent():
         p = db().scalar(select(store.Participant).where(
             store.Participant.study_id == study.id, store.Participant.pseudonym == session["pseudonym"]))
         agreed = bool(p.consent)
+        if agreed and not _this_browser(p) and cfg.resume != "link":  # another browser was first
+            session["resume_pid"] = p.id
+            return redirect(url_for("flow.resume"))
     session["pid"] = p.id
     if not agreed:
         return declined_page(study)
     return redirect(url_for("flow.step"))
+
+
+@bp.route("/resume", methods=["GET", "POST"])
+def resume():
+    """Another browser with the platform id of a started session: the resume code lets it in."""
+    pid = session.get("resume_pid")
+    p = db().get(store.Participant, pid) if isinstance(pid, int) else None
+    if p is None:
+        session.pop("resume_pid", None)
+        return redirect(url_for("flow.step" if session.get("pid") is not None else "flow.consent"))
+    error = None
+    if request.method == "POST":
+        st = p.state or {}
+        failures = int(st.get("resume_failures", 0))
+        expected = _normal_code(str(st.get("resume_code", "")))
+        given = _normal_code(request.form.get("code", ""))
+        if failures >= MAX_RESUME_FAILURES:
+            error = "Too many wrong codes: this session is locked. Please contact the researchers."
+        elif expected and hmac.compare_digest(given.encode(), expected.encode()):
+            session.pop("resume_pid")
+            session["pid"] = p.id
+            return redirect(url_for("flow.step"))
+        else:
+            set_state(p, resume_failures=failures + 1)
+            db().commit()
+            error = "That is not the resume code of this session."
+    return render_template("resume.html", study=p.study, error=error), (400 if error else 200)
 
 
 # --------------------------------------------------------------------------- steps
@@ -276,7 +349,9 @@ def answer_step():
 
 
 def _page(template: str, ctx: StepContext, **kw: Any) -> str:
-    return render_template(template, ctx=ctx, cfg=ctx.config, step=ctx.step, errors=ctx.errors, **kw)
+    code = (ctx.participant.state or {}).get("resume_code") if ctx.config.resume == "code" else None
+    return render_template(template, ctx=ctx, cfg=ctx.config, step=ctx.step, errors=ctx.errors,
+                           resume_code=code, **kw)
 
 
 def _submit_demographics(ctx: StepContext) -> list[str]:

@@ -12,6 +12,7 @@ from flask import request
 from .api import ApiError, loads_object
 from .gaze_settings import MAX_FRAME_BYTES
 from .multipart import MultipartError, Part, parse_multipart
+from .validation import InvalidInput, origin_ms, page_time_ms
 
 __all__ = ["FrameMeta", "frame_meta", "frame_parts", "integer", "multipart_form", "numbers"]
 
@@ -80,7 +81,10 @@ def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameM
     if phase != "task":
         return FrameMeta(phase, times)
     task_id, seq = integer(meta, "task"), integer(meta, "seq")
-    origin = meta.get("origin")
-    if not isinstance(origin, (int, float)) or isinstance(origin, bool) or not math.isfinite(origin):
-        raise ApiError(400, "origin must be a finite number (performance.timeOrigin)")
-    return FrameMeta(phase, times, task_id, seq, float(origin))
+    try:  # the ranges the exporters need (as for telemetry batches)
+        origin = origin_ms(meta.get("origin"), "origin (performance.timeOrigin)")
+        for t in times:
+            page_time_ms(t, "t")
+    except InvalidInput as e:
+        raise ApiError(400, str(e)) from None
+    return FrameMeta(phase, times, task_id, seq, origin)

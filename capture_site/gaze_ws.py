@@ -21,6 +21,9 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
    ``{"stored": seq, "task": id}``: the page keeps every frame until a ``stored`` covers it and
    sends the rest again after a reconnect (the server answers those stored already as
    duplicates). When the socket closes or fails, the buffer is stored before the handler ends.
+5. When the server shuts down (SIGTERM, :mod:`.shutdown`) it stores the buffer, sends
+   ``{"stored"}`` and then ``{"reconnect": true, "retry_after_ms": n}`` and closes (1012); the
+   page reconnects after ``n`` ms and resends what was not stored.
 
 Under overload a frame overtaken by a newer one of the same participant, while frames of others
 wait for a pipeline slot, is stored unprocessed (DROPPED) and answered ``"dropped": true``
@@ -35,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import time
 from typing import Any
 
@@ -52,6 +56,7 @@ from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
 from .runtime import db
 from .security import read_participant_token
+from .shutdown import drain_state, draining
 
 __all__ = ["bp", "pack_frame", "unpack_frame", "SERVER_OPTIONS"]
 
@@ -62,6 +67,7 @@ _sock = Sock()
 
 MAX_META_BYTES = 4096
 AUTH_TIMEOUT_S = 10.0
+DRAIN_POLL_S = 0.25  # how often an idle socket looks whether the server is shutting down
 # simple_websocket.Server options (app config SOCK_SERVER_OPTIONS): read whole frames at once,
 # refuse messages over the frame limit, ping idle peers so a dead one is noticed.
 SERVER_OPTIONS = {"receive_bytes": 65536, "max_message_size": MAX_FRAME_BYTES + MAX_META_BYTES + 4,
@@ -224,15 +230,25 @@ class FrameSocket:
 
     def run(self) -> None:
         try:
-            while True:
+            while not draining():
                 wait = self.due()
-                data = self.ws.receive(timeout=None if wait == math.inf else max(0.0, wait))
-                if data is None:  # the commit interval passed without a frame
-                    self.commit()
+                data = self.ws.receive(timeout=max(0.0, min(wait, DRAIN_POLL_S)))
+                if data is None:  # no frame for a while: store the buffer when it is due
+                    if self.due() <= 0:
+                        self.commit()
                     continue
                 self.handle(data)
         finally:
-            self.commit()  # closed or failed: store what is buffered
+            self.commit()  # closed, failed or shutting down: store what is buffered
+        # the server is shutting down (.shutdown): everything buffered is stored and acknowledged;
+        # the page reconnects (to this server once restarted, or another) and resends the rest
+        retry_ms = int(drain_state().retry_after_s * 1000)
+        _send(self.ws, {"reconnect": True, "retry_after_ms": retry_ms})
+        self.ws.close(1012, "server restarting")
+        try:  # wake simple-websocket's reader thread (it waits for the peer up to the ping interval
+            self.ws.sock.shutdown(socket.SHUT_RDWR)  # and would hold the exiting process that long)
+        except OSError:
+            pass
 
 
 def authenticate(ws) -> int | None:
@@ -262,6 +278,8 @@ def frames_ws(ws) -> None:
         return
     commit_ms = _commit_ms()
     _send(ws, {"ok": True, "commit_ms": commit_ms})
+    drain = drain_state()
+    drain.socket_opened()
     try:
         FrameSocket(ws, pid, commit_ms).run()
     except ConnectionClosed:
@@ -270,3 +288,5 @@ def frames_ws(ws) -> None:
         log.exception("gaze websocket failed")
         if ws.connected:
             ws.close(1011, "server error")
+    finally:
+        drain.socket_closed()

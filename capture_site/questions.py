@@ -6,6 +6,7 @@ from typing import Any
 
 from .answers import copied_from
 from .config import Question
+from .validation import InvalidInput, check_form_number
 
 MAX_ANSWER = 5000
 
@@ -34,8 +35,8 @@ def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_o
                 answers[f"{q.id}_passed"] = raw == q.expected
         elif q.type == "number":
             try:
-                answers[q.id] = float(raw) if "." in raw else int(raw)
-            except ValueError:
+                answers[q.id] = check_form_number(raw, q.id)
+            except InvalidInput:
                 errors.append(f"Enter a number: {q.label}")
         elif q.type == "choice":
             if raw not in q.options:

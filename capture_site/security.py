@@ -42,7 +42,7 @@ def read_participant_token(token: str | None) -> int | None:
         return None
     try:
         data = _serializer().loads(token)
-    except BadSignature:
+    except (BadSignature, UnicodeError):  # UnicodeError: a lone surrogate cannot be a token
         return None
     pid = data.get("p") if isinstance(data, dict) else None
     return pid if isinstance(pid, int) else None
@@ -66,9 +66,15 @@ def check_csrf() -> None:
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Researcher pages: a browser whose session row (:mod:`.accounts`) is gone logs in again."""
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if session.get("user_id") is None:
+        from .accounts import session_user_id
+        from .runtime import db
+
+        if session_user_id(db()) is None:
+            session.pop("user_id", None)
+            session.pop("rsid", None)
             return redirect(url_for("dashboard.login", next=request.path))
         return view(*args, **kwargs)
 

@@ -24,6 +24,8 @@ from Python, tests).
 | ``GAZEPREF_LLM_BASE_URL`` | ``llm_base_url`` | OpenAI-compatible API root of the LLM judges | none |
 | ``GAZEPREF_LLM_MODEL`` | ``llm_model`` | the judges' model name | none |
 | ``GAZEPREF_LLM_API_KEY`` | ``llm_api_key`` | the judges' bearer token (else ``OPENAI_API_KEY``) | none |
+| ``GAZEPREF_SECURE_COOKIES`` | ``secure_cookies`` | the site's session cookie ``Secure`` and named ``__Host-session`` (HTTPS deployments) | off |
+| ``GAZEPREF_PROXY_HOPS`` | ``proxy_hops`` | trusted reverse proxies in front of the site (``X-Forwarded-For``/``-Proto``) | 0 |
 
 The database locator itself (``--db``, then ``GAZEPREF_DATABASE_URL``, then the instance) lives
 with the store; these fields only carry the two variables.
@@ -73,6 +75,8 @@ class Settings:
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = None
+    secure_cookies: bool = False
+    proxy_hops: int = 0
 
     #: field -> environment variable
     ENV = {
@@ -83,6 +87,7 @@ class Settings:
         "cache": "GAZEPREF_CACHE", "embed_cache": "GAZEPREF_EMBED_CACHE", "device": "GAZEPREF_DEVICE",
         "llm_base_url": "GAZEPREF_LLM_BASE_URL", "llm_model": "GAZEPREF_LLM_MODEL",
         "llm_api_key": "GAZEPREF_LLM_API_KEY",
+        "secure_cookies": "GAZEPREF_SECURE_COOKIES", "proxy_hops": "GAZEPREF_PROXY_HOPS",
     }
 
     @classmethod
@@ -109,6 +114,8 @@ class Settings:
             llm_base_url=text("GAZEPREF_LLM_BASE_URL"),
             llm_model=text("GAZEPREF_LLM_MODEL"),
             llm_api_key=text("GAZEPREF_LLM_API_KEY") or text("OPENAI_API_KEY"),
+            secure_cookies=_flag(env.get("GAZEPREF_SECURE_COOKIES"), False),
+            proxy_hops=int(_number(env, "GAZEPREF_PROXY_HOPS", 0)),
         )
 
     @property

@@ -206,6 +206,28 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class ResearcherSession(Base):
+    """A researcher's logged-in browser: the session cookie names ``id`` (a SHA-256 of the random
+    token it holds); logging out or changing the password deletes the row, so an old cookie
+    opens nothing (the cookie itself is only signed, not revocable)."""
+
+    __tablename__ = "researcher_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LoginThrottle(Base):
+    """Failed researcher logins per key (an account or a client address, hashed): the back-off
+    lives in the database, so several server processes and hosts share it."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[float] = mapped_column(Float, default=0.0)  # Unix seconds
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 # --------------------------------------------------------------------------- engine
 
 

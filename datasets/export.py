@@ -189,9 +189,20 @@ def _ifllm_ids(tasks: list[schema.Task]) -> dict[str, tuple[str, int]]:
     return ids
 
 
+#: Unix ms the exporters write as whole numbers and dates (year 1970 .. ~5138, as the site accepts)
+EPOCH_MS_RANGE = (0.0, 1e14)
+
+
+def _epoch_ok(values: pd.Series) -> np.ndarray:
+    """Which ``epoch_ms`` values are missing or usable (finite, within :data:`EPOCH_MS_RANGE`)."""
+    v = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.isnan(v) | ((v >= EPOCH_MS_RANGE[0]) & (v <= EPOCH_MS_RANGE[1]))
+
+
 def _timestamp(epoch_ms: float | None) -> str:
-    if epoch_ms is None:
-        return ""
+    if epoch_ms is None or not (isinstance(epoch_ms, (int, float)) and EPOCH_MS_RANGE[0] <= epoch_ms <= EPOCH_MS_RANGE[1]):
+        return ""  # missing, or a stored value no date can show (counted in the report)
     return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -269,6 +280,9 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                  columns=["user_id", "consent"]).to_csv(out / ifllm.RECORD_TABLE, index=False)
 
     samples = {"gaze": 0, "mouse": 0, "hits": 0}
+    # stored values no file of the layout can hold are skipped and counted, never an error
+    skipped = {"rows_epoch_out_of_range": 0,
+               "turn_timestamps_out_of_range": sum(1 for t in turns if t.epoch_ms is not None and not _timestamp(t.epoch_ms))}
     items = tasks
     if progress:
         from ..progress import progress as bar
@@ -287,17 +301,24 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
             if name in streams:
                 tb = _with_epoch(streams[name], anchor)
                 frame = tb.select(["x", "y", "t", "epoch_ms"]).to_pandas()
+                ok = _epoch_ok(frame["epoch_ms"])
+                skipped["rows_epoch_out_of_range"] += int((~ok).sum())
+                frame = frame[ok]
                 frame["epoch_ms"] = frame["epoch_ms"].round().astype("Int64")
                 _write_rows(d / f"abs_{name}.csv", frame)
-                samples[name] += tb.num_rows
+                samples[name] += len(frame)
         hits = rel_rows(streams, by_task.get(task.task_id, []))  # IFLLM's own, or from the word columns
         if hits is not None:
-            samples["hits"] += _write_hits(d, _with_epoch(hits, anchor), task.kind)
-    return {"format": "ifllm", "queries": len(turns), "tasks": len(tasks), "samples": samples}
+            samples["hits"] += _write_hits(d, _with_epoch(hits, anchor), task.kind, skipped)
+    return {"format": "ifllm", "queries": len(turns), "tasks": len(tasks), "samples": samples,
+            "skipped": skipped}
 
 
-def _write_hits(d: Path, hits: pa.Table, kind: str) -> int:
+def _write_hits(d: Path, hits: pa.Table, kind: str, skipped: dict[str, int]) -> int:
     df = hits.to_pandas()
+    ok = _epoch_ok(df["epoch_ms"])
+    skipped["rows_epoch_out_of_range"] += int((~ok).sum())
+    df = df[ok]
     names = {("gaze", 0): "rel_gaze", ("mouse", 0): "rel_mouse"} if kind == "pointwise" else {
         ("gaze", 0): "rel_gaze_one", ("gaze", 1): "rel_gaze_two",
         ("mouse", 0): "rel_mouse_left", ("mouse", 1): "rel_mouse_right"}

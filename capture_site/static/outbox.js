@@ -11,6 +11,12 @@ const PREFIX = "gazepref:outbox:";
 const MAX_STORED_CHARS = 4_000_000; // stay inside the localStorage quota
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 
+/** The response's Retry-After in ms (seconds form; 0 when absent), at most a minute. */
+export function retryAfterMs(resp) {
+  const s = Number(resp.headers.get("Retry-After"));
+  return Number.isFinite(s) && s > 0 ? Math.min(60000, s * 1000) : 0;
+}
+
 function readBox(key) {
   try {
     return JSON.parse(localStorage.getItem(key)) || null;
@@ -73,7 +79,9 @@ export class Outbox {
         const item = this.box.items[0];
         const outcome = await this.send(item);
         if (outcome === "retry") {
-          const wait = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];
+          // the server's Retry-After (429, 503 while it restarts) is a lower bound on the wait
+          const wait = Math.max(BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)], this.retryAfterMs || 0);
+          this.retryAfterMs = 0;
           this.failures += 1;
           this.timer = setTimeout(() => {
             this.timer = null;
@@ -107,7 +115,10 @@ export class Outbox {
         keepalive: body.length < 60000,
       });
       if (resp.ok) return "ok";
-      if (resp.status === 429 || resp.status >= 500) return "retry";
+      if (resp.status === 429 || resp.status >= 500) {
+        this.retryAfterMs = retryAfterMs(resp);
+        return "retry";
+      }
       console.warn("gazepref: batch rejected", resp.status, await resp.text());
       return "rejected";
     } catch {

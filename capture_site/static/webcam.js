@@ -10,6 +10,10 @@
 // JSON "meta" part and one "frame" part per image) every settings.batch_ms. The last few seconds
 // of frames stay in memory so the calibration page can send the frames taken just before each
 // click.
+// When the server restarts it answers 503 with Retry-After (batches wait that long) and tells the
+// socket {"reconnect": true, "retry_after_ms": n} before closing it (the page reconnects after n ms).
+
+import { retryAfterMs } from "./outbox.js";
 
 export class CameraError extends Error {
   /** kind: "insecure" | "denied" | "none" | "busy" | "other" (what the page explains). */
@@ -152,7 +156,9 @@ export class GazeCapture {
       if (this.retries < 3) {
         this.transport = "reconnecting";
         this.retries += 1;
-        this.reconnectTimer = setTimeout(() => { if (!this.stopped) this.connect(); }, 500 * 2 ** this.retries);
+        const delay = Math.max(500 * 2 ** this.retries, this.reconnectAfterMs || 0);
+        this.reconnectAfterMs = 0;
+        this.reconnectTimer = setTimeout(() => { if (!this.stopped) this.connect(); }, delay);
         return;
       }
     }
@@ -198,6 +204,11 @@ export class GazeCapture {
   }
 
   answer(msg) {
+    if (msg.reconnect) { // the server is restarting: reconnect after it said, keep what is unstored
+      this.retries = 0;
+      this.reconnectAfterMs = msg.retry_after_ms || 0;
+      return;
+    }
     if (msg.stored !== undefined) {
       for (const seq of [...this.unstored.keys()]) if (seq <= msg.stored) this.unstored.delete(seq);
       return;
@@ -270,6 +281,7 @@ export class GazeCapture {
     const body = new FormData();
     body.append("meta", JSON.stringify(meta));
     frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
+    let wait = 0;
     for (let attempt = 0; attempt < tries; attempt++) {
       try {
         const resp = await fetch(this.url, { method: "POST", headers: { "X-Participant-Token": this.token }, body });
@@ -286,8 +298,10 @@ export class GazeCapture {
           console.warn("gazepref: frames rejected", resp.status, payload.error);
           return payload;
         }
+        wait = retryAfterMs(resp); // the server restarting (503) or busy (429) says how long
       } catch (e) { /* network: retry */ }
-      await new Promise((r) => setTimeout(r, Math.min(10000, 500 * (attempt + 1))));
+      await new Promise((r) => setTimeout(r, Math.max(wait, Math.min(10000, 500 * (attempt + 1)))));
+      wait = 0;
     }
     return null;
   }

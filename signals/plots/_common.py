@@ -55,6 +55,26 @@ def apply_style(ax) -> None:
         ax.spines[k].set_visible(False)
 
 
+def plain_text(fig: Figure) -> Figure:
+    """Draw every text of ``fig`` literally: no mathtext (``$...$``), no TeX. Plots show
+    participants' prompts and responses, and ``what about $\\frac{a}{$`` must not be parsed
+    (matplotlib would fail to draw it). Tick labels and axis offsets keep their formatters'
+    mathtext. Called by :func:`save` and :func:`fig_to_png`."""
+    from matplotlib.text import Text
+
+    formatted = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            formatted.add(id(axis.offsetText))
+            for tick in [*axis.majorTicks, *axis.minorTicks]:
+                formatted.update((id(tick.label1), id(tick.label2)))
+    for text in fig.findobj(Text):
+        if id(text) not in formatted:
+            text.set_parse_math(False)
+            text.set_usetex(False)
+    return fig
+
+
 def save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG or SVG (by the file suffix), exactly its pixel size."""
     p = Path(path)
@@ -64,14 +84,14 @@ def save(fig: Figure, path: str | os.PathLike) -> Path:
     if p.parent and not p.parent.exists():
         raise UserError(f"no such folder for --out: {p.parent}")
     with matplotlib.rc_context(RC):
-        fig.savefig(p, format=fmt, dpi=DPI)
+        plain_text(fig).savefig(p, format=fmt, dpi=DPI)
     return p
 
 
 def fig_to_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     with matplotlib.rc_context(RC):
-        fig.savefig(buf, format="png", dpi=DPI)
+        plain_text(fig).savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 

@@ -23,6 +23,12 @@ def make_app(tmp_path):
     return make
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request):
+    """Run the test on both databases: the URL (None: SQLite in the instance folder)."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
 @pytest.fixture
 def app(make_app):
     return make_app()

@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from sqlalchemy import select
@@ -101,3 +107,31 @@ def first_sentence(turn: dict) -> str:
 
 def participants(s) -> list[store.Participant]:
     return s.scalars(select(store.Participant)).all()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_gunicorn(instance: Path, study: Path, port: int) -> subprocess.Popen:
+    """gunicorn (1 gthread worker) serving the site of ``instance`` (secret "test-secret", as
+    the ``make_app`` fixture) on 127.0.0.1:``port``; returns once it answers. Started as
+    ``python -m gunicorn``: the venv's script may name another interpreter."""
+    env = {**os.environ, "GAZEPREF_INSTANCE": str(instance), "GAZEPREF_STUDY_CONFIG": str(study),
+           "GAZEPREF_SECRET_KEY": "test-secret"}
+    env.pop("GAZEPREF_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}",
+                             "--graceful-timeout", "30", "gazepref.capture_site.app:create_app()"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login", timeout=2)
+            return proc
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("gunicorn did not start")

@@ -379,3 +379,53 @@ def _ifllm_rel_row_at(folder, t: float):
                 if abs(float(row[4]) - t) < 1e-3 and row[3]:
                     return row
     return None
+
+
+def test_page_loses_no_batch_across_a_server_restart(browser, app):
+    """gunicorn is sent SIGTERM in the middle of a task and restarted: the page's outbox gets 503
+    (Retry-After) or no answer meanwhile, retries, and every batch is stored once."""
+    import signal
+
+    from sitetest import STUDY_TOML, free_port, serve_gunicorn
+
+    port = free_port()
+    instance = Path(app.instance_path)
+    server = serve_gunicorn(instance, STUDY_TOML, port)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=f"http://127.0.0.1:{port}")
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(10_000)
+        page.goto("/?PROLIFIC_PID=RESTART-WORKER&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        continue_with(page, {"age": "31"})
+        continue_with(page)
+        continue_with(page, {"understand_before": "2"})
+        ready(page)
+
+        def wiggle(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            i = 0
+            while time.monotonic() < end:
+                page.mouse.move(200 + (i * 37) % 800, 200 + (i * 53) % 500, steps=3)
+                page.wait_for_timeout(50)
+                i += 1
+
+        wiggle(2.5)
+        t0 = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        wiggle(1.5)  # batches meet a draining server, then none
+        server.wait(timeout=10)
+        exited_s = time.monotonic() - t0
+        wiggle(1.0)
+        server = serve_gunicorn(instance, STUDY_TOML, port)
+        wiggle(2.0)
+        wait_outbox_empty(page, timeout=60)  # every batch acknowledged (stored or a duplicate)
+    finally:
+        ctx.close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert exited_s < 5, exited_s
+    with app.extensions["gazepref"].sessions() as s:
+        task = s.scalars(select(store.Task)).one()
+        seqs = sorted(set(s.scalars(select(store.StreamChunk.seq).where(store.StreamChunk.task_id == task.id))))
+    assert len(seqs) >= 5 and seqs == list(range(len(seqs))), seqs  # every batch the page made is stored

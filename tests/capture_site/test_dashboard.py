@@ -1,5 +1,6 @@
 """Researcher dashboard: accounts from the CLI, login, progress, quality, export, deletion."""
 import io
+import json
 import zipfile
 
 import pandas as pd
@@ -256,3 +257,41 @@ def test_researcher_errors_are_researcher_pages(client, researcher):
     assert r.status_code == 404 and 'class="admin-nav"' in r.text and "no such study" in r.text
     r = client.post("/admin/participants/999/delete", data={"csrf_token": csrf_of(client.get("/admin/").text)})
     assert r.status_code == 404 and 'class="admin-nav"' in r.text
+
+
+def test_a_stored_value_out_of_range_and_tex_in_a_prompt_break_no_export_and_no_plot(app, client, researcher, dbs):
+    """A chunk stored with origin -1e308 (as servers before the edge validation accepted) is
+    skipped and reported by the IFLLM export; a prompt with ``$...$`` draws as text."""
+    import re
+
+    import pyarrow as pa
+
+    w = Walker(app.test_client(), "P-TEX")
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    prompt = r"what about $\frac{a}{$ and $x^$"
+    w.chat_turn(data, 0, prompt)
+    n = 90
+    mouse = {"t": [i * 16.7 for i in range(n)], "x": [100.0 + i for i in range(n)], "y": [200.0] * n}
+    body = {"task": data["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": mouse}}
+    assert w.client.post("/api/ingest", json=body, headers={"X-Participant-Token": data["token"]}).status_code == 200
+    bad = {k: pa.array(v[:30], pa.float64() if k == "t" else pa.float32()) for k, v in mouse.items()}
+    dbs.add(store.make_chunk(data["task"], "mouse", 1, pa.table(bad), clock_origin_epoch_ms=-1e308))
+    dbs.commit()
+
+    assert login(client, *researcher).status_code == 302
+    if "plots" in app.blueprints:
+        page = client.get("/admin/studies/test-study").text
+        base = re.search(r'href="([^"]+)/plots"', page).group(1)
+        for kind in ("mouse", "timeline"):
+            r = client.get(f"{base}/plot/{kind}.png?task={data['task']}&turn=0")
+            assert r.status_code == 200 and r.mimetype == "image/png", (kind, r.status_code)
+
+    r = client.get("/admin/studies/test-study/export?format=ifllm")
+    assert r.status_code == 200 and r.mimetype == "application/zip"
+    zf = zipfile.ZipFile(io.BytesIO(r.data))
+    assert json.loads(zf.read("test-study/skipped.json"))["rows_epoch_out_of_range"] == 30
+    [mouse_csv] = [n_ for n_ in zf.namelist() if n_.endswith("abs_mouse.csv")]
+    assert len(zf.read(mouse_csv).decode().splitlines()) == n
+    assert client.get("/admin/studies/test-study/export?format=parquet").status_code == 200

@@ -1,4 +1,6 @@
 """The participant flow with Flask's test client: consent, pseudonyms, resume, never twice."""
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -40,13 +42,75 @@ def test_platform_ids_are_pseudonymised_everywhere(app, client, dbs):
         assert secret not in raw
 
 
-def test_same_link_gets_same_pseudonym_and_resumes(client, make_app):
+def test_same_link_in_the_same_browser_resumes(client):
     w = Walker(client, "RESUMER")
     w.arrive()
     w.consent()
     w.answer({"age": "40"})  # demographics
     assert w.current_step() == "instructions"
-    fresh = Walker(client.application.test_client(), "RESUMER")  # another browser, same link
+    assert w.arrive().request.path == "/step"  # the link again (a reload, the platform's return)
+    assert w.current_step() == "instructions"
+
+
+def _resume_code(html: str) -> str:
+    m = re.search(r'id="resume-code">Your resume code: <strong>([A-Z0-9]{4}-[A-Z0-9]{4})</strong>', html)
+    assert m, "page shows no resume code"
+    return m.group(1)
+
+
+def test_another_browser_with_the_same_link_needs_the_resume_code(client, dbs):
+    w = Walker(client, "RESUMER")
+    w.arrive()
+    code = _resume_code(w.consent().text)  # shown from the first page after consent
+    w.answer({"age": "40"})
+    thief = Walker(client.application.test_client(), "RESUMER")  # another browser, same worker id
+    r = thief.arrive()
+    assert r.request.path == "/resume" and "resume code" in r.text and code not in r.text
+    for path in ("/step", "/consent"):  # no way around it, not even a second consent
+        assert thief.client.get(path, follow_redirects=True).request.path == "/resume"
+    page = thief.client.get("/resume").text
+    assert thief.client.post("/consent", data={"csrf_token": csrf_of(page), "decision": "agree"},
+                             follow_redirects=True).request.path == "/resume"
+    r = thief.client.post("/resume", data={"csrf_token": csrf_of(page), "code": "AAAA-AAAA"})
+    assert r.status_code == 400 and "not the resume code" in r.text
+    assert thief.client.get("/step", follow_redirects=True).request.path == "/resume"
+    # the participant's own code, typed loosely, lets the second browser in
+    r = thief.client.post("/resume", data={"csrf_token": csrf_of(page), "code": code.lower().replace("-", " ")},
+                          follow_redirects=True)
+    assert r.request.path == "/step" and thief.current_step() == "instructions"
+    assert w.current_step() == "instructions"  # the first browser goes on too
+    [p] = participants(dbs)
+    assert p.state["resume_failures"] == 1
+
+
+def test_resume_code_locks_after_too_many_wrong_codes(client):
+    from gazepref.capture_site.flow import MAX_RESUME_FAILURES
+
+    w = Walker(client, "LOCKED")
+    w.arrive()
+    w.consent()
+    code = _resume_code(w.step().text)
+    other = Walker(client.application.test_client(), "LOCKED")
+    other.arrive()
+    page = other.client.get("/resume").text
+    for _ in range(MAX_RESUME_FAILURES):
+        assert other.client.post("/resume", data={"csrf_token": csrf_of(page), "code": "WRONG"}).status_code == 400
+    r = other.client.post("/resume", data={"csrf_token": csrf_of(page), "code": code})
+    assert r.status_code == 400 and "locked" in r.text
+
+
+def test_study_option_allows_plain_resume_by_link(make_app, tmp_path):
+    from sitetest import STUDY_TOML
+
+    toml = tmp_path / "link.toml"
+    toml.write_text(STUDY_TOML.read_text().replace('webcam = "off"', 'webcam = "off"\nresume = "link"'))
+    app = make_app(STUDY_CONFIG=str(toml))
+    w = Walker(app.test_client(), "RESUMER")
+    w.arrive()
+    w.consent()
+    assert 'id="resume-code"' not in w.step().text  # no code to note
+    w.answer({"age": "40"})
+    fresh = Walker(app.test_client(), "RESUMER")  # another browser, same link
     assert fresh.arrive().request.path == "/step"
     assert fresh.current_step() == "instructions"
 
@@ -242,3 +306,16 @@ def test_each_app_has_its_own_flow_steps(make_app):
     assert flow.step_handlers(a)["calibration"] is not flow.BUILTIN_STEPS["calibration"]  # the gaze module's
     with pytest.raises(TypeError):
         flow.BUILTIN_STEPS["task"] = flow.BUILTIN_STEPS["done"]
+
+
+def test_the_browser_is_recognised_after_a_restart(client):
+    """The session cookie outlives a browser restart (it has an expiry), so the same browser
+    resumes without the code."""
+    w = Walker(client, "RESTARTER")
+    w.arrive()
+    w.consent()
+    cookie = client.get_cookie("session")
+    assert cookie.expires is not None  # a persistent cookie, not a browser-session one
+    restarted = client.application.test_client()
+    restarted.set_cookie("session", cookie.value)  # what a browser keeps across a restart
+    assert Walker(restarted, "RESTARTER").arrive().request.path == "/step"

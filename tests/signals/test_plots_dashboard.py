@@ -27,9 +27,20 @@ def client(tmp_path, monkeypatch, rec):
 
 
 def _login(client):
-    with client.session_transaction() as s:
-        s["user_id"] = 1
-        s["username"] = "analyst"
+    """Log in as a researcher (sessions are database rows: capture_site/accounts.py)."""
+    import re
+
+    from gazepref import store
+    from gazepref.capture_site import accounts
+
+    with client.application.extensions["gazepref"].sessions() as s, s.begin():
+        user = store.User(username="analyst", password_hash="")
+        s.add(user)
+        accounts.set_password(s, user, "analyst password")
+    page = client.get("/admin/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = client.post("/admin/login", data={"csrf_token": csrf, "username": "analyst", "password": "analyst password"})
+    assert r.status_code == 302
 
 
 def test_login_required(client):

@@ -1,0 +1,134 @@
+"""Researcher accounts: login with back-off, server-side sessions, password changes.
+
+* **Back-off** per account and per client address (:class:`store.LoginThrottle`, in the
+  database so several processes and hosts share it): after ``LOGIN_FREE_ATTEMPTS`` failures of an
+  account (default 5; an address: ``LOGIN_FREE_ATTEMPTS_PER_ADDRESS``, default 20) each further
+  failure blocks the key for twice as long as the one before, from 1 s up to
+  ``LOGIN_MAX_BLOCK_S`` (default 900 s); a blocked login is answered 429 with ``Retry-After``
+  without checking the password (even the right one). A success clears the account's count.
+* **The same work for unknown names**: a password is always checked against a hash, a dummy one
+  when the user name is unknown, so the answer's timing does not tell which names exist.
+* **Sessions** are rows (:class:`store.ResearcherSession`); the signed cookie only names one.
+  Logging out deletes the row, and a password change deletes every session of the account.
+* **Log**: each attempt is logged (``gazepref.capture_site.accounts``, INFO) with its outcome,
+  the user name and the client address; never the password.
+
+Behind a reverse proxy the client address is the proxy's unless the app is told how many proxies
+to trust (``PROXY_HOPS`` / ``$GAZEPREF_PROXY_HOPS``, docs/STUDY_SITE.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from functools import lru_cache
+
+from flask import current_app, request, session
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .. import store
+
+log = logging.getLogger(__name__)
+
+T = store.LoginThrottle.__table__
+
+
+def _now() -> float:
+    return time.time()
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash of a random password, made like real ones: checked when the user name is unknown."""
+    return generate_password_hash(secrets.token_hex(16))
+
+
+def _keys(username: str) -> list[tuple[str, int]]:
+    """(throttle key, free attempts) of an attempt: the account and the client address."""
+    cfg = current_app.config
+    name = hashlib.sha256(username.strip().lower().encode("utf-8", "replace")).hexdigest()[:40]
+    addr = hashlib.sha256((request.remote_addr or "?").encode()).hexdigest()[:40]
+    return [(f"u:{name}", int(cfg.get("LOGIN_FREE_ATTEMPTS", 5))),
+            (f"a:{addr}", int(cfg.get("LOGIN_FREE_ATTEMPTS_PER_ADDRESS", 20)))]
+
+
+def blocked_for(db: Session, username: str) -> float:
+    """Seconds until an attempt with ``username`` from this address may be checked (0: now)."""
+    keys = [k for k, _ in _keys(username)]
+    until = db.scalar(select(T.c.blocked_until).where(T.c.key.in_(keys)).order_by(T.c.blocked_until.desc()).limit(1))
+    return max(0.0, (until or 0.0) - _now())
+
+
+def _record_failure(db: Session, username: str) -> None:
+    max_block = float(current_app.config.get("LOGIN_MAX_BLOCK_S", 900))
+    for key, free in _keys(username):
+        store.insert_once(db, store.LoginThrottle, ("key",), key=key, failures=0, blocked_until=0.0,
+                          updated_at=store.utcnow())
+        failures = db.execute(update(T).where(T.c.key == key).values(failures=T.c.failures + 1,
+                                                                    updated_at=store.utcnow())
+                              .returning(T.c.failures)).scalar_one()
+        if failures > free:
+            block = min(max_block, 2.0 ** min(failures - free - 1, 30))
+            db.execute(update(T).where(T.c.key == key).values(blocked_until=_now() + block))
+    db.commit()
+
+
+def authenticate(db: Session, username: str, password: str) -> tuple[store.User | None, float]:
+    """(the user, 0) when ``username`` and ``password`` match; (None, 0) when they do not; (None,
+    seconds to wait) when the account or the address is blocked. Logs the attempt."""
+    addr = request.remote_addr or "?"
+    wait = blocked_for(db, username)
+    if wait > 0:
+        log.info("researcher login blocked for %r from %s (%.0f s left)", username[:64], addr, wait)
+        return None, wait
+    user = db.scalar(select(store.User).where(store.User.username == username)) if len(username) <= 64 else None
+    ok = check_password_hash(user.password_hash if user is not None else _dummy_hash(), password)
+    if not (ok and user is not None):
+        _record_failure(db, username)
+        log.info("researcher login failed for %r from %s", username[:64], addr)
+        return None, 0.0
+    db.execute(delete(T).where(T.c.key == _keys(username)[0][0]))
+    log.info("researcher login ok for %r from %s", username, addr)
+    return user, 0.0
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(db: Session, user: store.User) -> None:
+    """Log ``user`` in on this browser: a new session row, a fresh cookie (CSRF token kept)."""
+    token = secrets.token_urlsafe(32)
+    db.add(store.ResearcherSession(id=_digest(token), user_id=user.id))
+    db.commit()
+    csrf = session.get("csrf")
+    session.clear()
+    session.update(user_id=user.id, username=user.username, rsid=token, csrf=csrf)
+
+
+def end_session(db: Session) -> None:
+    """Log this browser out: its session row goes, so a copy of the cookie opens nothing."""
+    token = session.get("rsid")
+    if isinstance(token, str):
+        db.execute(delete(store.ResearcherSession).where(store.ResearcherSession.id == _digest(token)))
+        db.commit()
+    session.clear()
+
+
+def session_user_id(db: Session) -> int | None:
+    """The researcher this browser is logged in as, when its session row still exists."""
+    token, uid = session.get("rsid"), session.get("user_id")
+    if not isinstance(token, str) or not isinstance(uid, int):
+        return None
+    row = db.get(store.ResearcherSession, _digest(token))
+    return uid if row is not None and row.user_id == uid else None
+
+
+def set_password(db: Session, user: store.User, password: str) -> None:
+    """Set ``user``'s password and end all their sessions (every browser logs in again)."""
+    user.password_hash = generate_password_hash(password)
+    if user.id is not None:
+        db.execute(delete(store.ResearcherSession).where(store.ResearcherSession.user_id == user.id))

@@ -1,0 +1,147 @@
+"""Researcher accounts (capture_site/accounts.py): back-off per account and per address in the
+database, the same work for unknown names, sessions that end at logout and with a password
+change, secure cookie flags, attempts logged without passwords."""
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import pytest
+from sqlalchemy import delete, select
+
+from gazepref import store
+from gazepref.capture_site import accounts
+from gazepref.cli import main as cli
+from sitetest import csrf_of
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def site(make_app, database):
+    """An app on SQLite or PostgreSQL and a researcher account (a fresh name: PostgreSQL is
+    shared by the tests of a session)."""
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    name = f"ada{time.monotonic_ns()}"
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        s.execute(delete(store.LoginThrottle))  # failures of earlier tests on the shared PostgreSQL
+        user = store.User(username=name, password_hash="")
+        s.add(user)
+        accounts.set_password(s, user, PASSWORD)
+    return app, name
+
+
+def login(client, user, password, addr="127.0.0.1"):
+    page = client.get("/admin/login", environ_base={"REMOTE_ADDR": addr})
+    return client.post("/admin/login", data={"csrf_token": csrf_of(page.text), "username": user, "password": password},
+                       environ_base={"REMOTE_ADDR": addr})
+
+
+class Clock:
+    def __init__(self, monkeypatch):
+        self.now = time.time()
+        monkeypatch.setattr(accounts, "_now", lambda: self.now)
+
+
+def test_account_back_off_blocks_even_the_right_password(site, monkeypatch):
+    app, name = site
+    clock = Clock(monkeypatch)
+    client = app.test_client()
+    for i in range(5):  # the free attempts, from several addresses
+        assert login(client, name, f"wrong {i}", addr=f"10.0.0.{i}").status_code == 401
+    r = login(client, name, "wrong again", addr="10.0.1.1")
+    assert r.status_code == 401  # the 6th failure: the account is now blocked for 1 s
+    r = login(client, name, PASSWORD, addr="10.0.1.2")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1" and "Too many" in r.text
+    clock.now += 1.5
+    assert login(client, name, "wrong", addr="10.0.1.3").status_code == 401
+    r = login(client, name, PASSWORD)  # blocked twice as long now
+    assert r.status_code == 429 and r.headers["Retry-After"] == "2"
+    clock.now += 2.5
+    assert login(client, name, PASSWORD).status_code == 302
+    client.post("/admin/logout", data={"csrf_token": csrf_of(client.get("/admin/login").text)})
+    # a success cleared the account's count: five free attempts again
+    for i in range(5):
+        assert login(client, name, "wrong", addr=f"10.0.2.{i}").status_code == 401
+
+
+def test_address_back_off_across_user_names(site, monkeypatch):
+    app, name = site
+    Clock(monkeypatch)
+    app.config.update(LOGIN_FREE_ATTEMPTS_PER_ADDRESS=4)  # (default 20: fewer password hashes here)
+    client = app.test_client()
+    for i in range(5):  # the free failures of an address, spread over user names, and one more
+        assert login(client, f"guess{i}", "pw", addr="10.9.9.9").status_code == 401
+    assert login(client, name, PASSWORD, addr="10.9.9.9").status_code == 429
+    assert login(client, name, PASSWORD, addr="10.9.9.8").status_code == 302
+
+
+def test_unknown_names_cost_a_password_check(site, monkeypatch):
+    app, name = site
+    app.config.update(LOGIN_FREE_ATTEMPTS=100, LOGIN_FREE_ATTEMPTS_PER_ADDRESS=100)
+    client = app.test_client()
+    login(client, "nobody", "x")  # the dummy hash is made once
+
+    def median_s(user):
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            assert login(client, user, "wrong password").status_code == 401
+            times.append(time.perf_counter() - t0)
+        return sorted(times)[2]
+
+    known, unknown = median_s(name), median_s("nobody-" + name)
+    assert unknown > 0.5 * known, (known, unknown)
+
+
+def test_logout_and_password_change_end_sessions(site, monkeypatch):
+    app, name = site
+    client = app.test_client()
+    assert login(client, name, PASSWORD).status_code == 302
+    assert client.get("/admin/").status_code == 200
+    stolen = client.get_cookie("session").value
+    client.post("/admin/logout", data={"csrf_token": csrf_of(client.get("/admin/login").text)})
+    other = app.test_client()
+    other.set_cookie("session", stolen)
+    r = other.get("/admin/")
+    assert r.status_code == 302 and "/admin/login" in r.location
+
+    a, b = app.test_client(), app.test_client()
+    for c in (a, b):
+        assert login(c, name, PASSWORD).status_code == 302
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        accounts.set_password(s, s.scalar(select(store.User).where(store.User.username == name)), "another password")
+    for c in (a, b):
+        assert c.get("/admin/").status_code == 302
+    assert login(a, name, "another password").status_code == 302 and a.get("/admin/").status_code == 200
+
+
+def test_password_change_from_the_command_line_ends_sessions(app, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli(["user", "add", "ada", "--password-stdin", "--instance", app.instance_path]) == 0
+    client = app.test_client()
+    assert login(client, "ada", PASSWORD).status_code == 302
+    monkeypatch.setattr("sys.stdin", io.StringIO("a new password\n"))
+    assert cli(["user", "add", "ada", "--password-stdin", "--instance", app.instance_path]) == 0
+    assert "updated password of user ada" in capsys.readouterr().out
+    assert client.get("/admin/").status_code == 302
+
+
+def test_attempts_are_logged_without_passwords(site, caplog):
+    app, name = site
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="gazepref.capture_site.accounts"):
+        login(client, name, "secret-wrong-pw")
+        login(client, name, PASSWORD)
+    text = caplog.text
+    assert f"login failed for '{name}'" in text and f"login ok for '{name}'" in text
+    assert "secret-wrong-pw" not in text and PASSWORD not in text
+
+
+def test_secure_cookie_flags(make_app):
+    app = make_app(SESSION_COOKIE_SECURE=True)
+    r = app.test_client().get("/admin/login", base_url="https://localhost")
+    cookie = r.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-session=")
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
