@@ -409,3 +409,19 @@ def test_saved_models_without_the_new_parameters_still_load():
     np.testing.assert_allclose(loaded.predict(x), model.predict(x))
     again = GazeCalibration.from_bytes(model.to_bytes())
     assert again.trim == pytest.approx(model.trim) and again.n_blinks_rejected_ == model.n_blinks_rejected_
+
+
+def test_head_pose_terms_compensate_head_turns_between_sessions():
+    """Turning the head moves the iris in the eye for the same target; with sessions at
+    different head yaw the head block is chosen (weight > 0) and removes that shift, which the
+    eye features alone cannot."""
+    rng = np.random.default_rng(5)
+    sessions = [synthetic_session(rng, head_shift=s) for s in (-6, 0, 6, 3)]
+    x = pd.concat([s[0] for s in sessions[:3]], ignore_index=True)
+    y = np.concatenate([s[1] for s in sessions[:3]])
+    groups = np.repeat([0, 1, 2], len(sessions[0][1]))
+    with_head = GazeCalibration().fit(x, y, groups=groups)
+    without = GazeCalibration(head_weights=(0.0,)).fit(x, y, groups=groups)
+    test_x, test_y = sessions[3]
+    assert (with_head.head_weight_ > 0).any()
+    assert mean_error(with_head.predict(test_x), test_y) < 0.2 * mean_error(without.predict(test_x), test_y)
