@@ -10,7 +10,23 @@
 The weights of the head and appearance blocks relative to the eye block (a block-wise ridge
 penalty) and the ridge penalty itself are chosen, separately for x and y, by cross-validation
 *inside the calibration data* (leave-one-session-out when sessions are given, else k-fold) on the
-squared error in px; the model is then refitted on all calibration samples. Everything
+squared error in px; the model is then refitted on all calibration samples. Without sessions the
+folds keep each target's frames together (frames of one dot share its fixation error and the
+head posture of that moment: split between folds they let CV reward memorising the dot).
+
+Two rejections guard the fit (both from first principles, no tuning to a data split):
+
+* *blinks*: rows whose eye openness (mean eye aspect ratio) is below ``blink_ratio`` x the
+  calibration rows' median are dropped (a closing eye moves the lids and iris landmarks
+  without the gaze moving; looking down narrows the eyes by about a third, a blink by far more);
+* *outliers*: rows whose out-of-fold error (target-grouped folds, the chosen hyper-parameters),
+  in robust standard deviations per axis (1.4826 x MAD), has a norm above ``trim`` are dropped
+  and the model refitted once (at most ``max_trim_fraction`` of the rows, the worst). With
+  Gaussian errors that norm squared is chi-square(2), so the default 3.72 rejects 0.1 % of
+  good frames; a frame taken while the participant looked elsewhere is off by the distance
+  between targets (hundreds of px, many robust SDs).
+
+Everything
 learned is plain numbers, so a fitted model round-trips through JSON (:meth:`to_bytes`,
 :meth:`from_bytes`) for ``store.Calibration.model``.
 
@@ -28,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.model_selection import KFold, LeaveOneGroupOut
+from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 from sklearn.utils.validation import check_is_fitted
 
 from ..schema import GazeFlag
@@ -46,6 +62,14 @@ _BOUNDS = ("feature_min", "feature_max", "target_min", "target_max")
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 DEFAULT_HEAD_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 DEFAULT_APPEARANCE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: parameters added after the first saved models; a saved model without them was fitted with
+#: these values (the behaviour before they existed), so that is what loading it reports
+_LEGACY_PARAMS = {"group_targets": False, "blink_ratio": None, "trim": None, "max_trim_fraction": 0.1}
+#: outlier threshold in robust standard deviations of the out-of-fold error (2-D): with Gaussian
+#: errors the squared norm is chi-square with 2 degrees of freedom, P(norm > t) = exp(-t^2 / 2),
+#: so t = sqrt(2 ln 1000) = 3.72 rejects 0.1 % of good frames
+TRIM_SIGMAS = float(np.sqrt(2 * np.log(1000)))
+OPEN_COLUMNS = tuple(f"eye_{e.name}_open" for e in eye_features.EYES)
 
 
 def _as_frame(X: Any) -> pd.DataFrame:
@@ -77,6 +101,13 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         standard deviations away later, and its coefficient would throw the gaze off screen.
     fill_missing : predict the calibration targets' mean (instead of NaN) for samples whose
         features are missing (no face).
+    group_targets : without ``groups``, CV folds keep the rows of one target together (else
+        rows are shuffled into folds).
+    blink_ratio : rows whose mean eye openness is below this fraction of the calibration rows'
+        median are left out (None: keep them).
+    trim : rows whose out-of-fold error exceeds this many robust standard deviations (norm over
+        x and y) are left out and the model refitted (None: no trimming).
+    max_trim_fraction : at most this fraction of the rows is trimmed (the largest errors).
     """
 
     def __init__(
@@ -88,6 +119,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         cv: int = 5,
         clip: float | None = 0.1,
         fill_missing: bool = False,
+        group_targets: bool = True,
+        blink_ratio: float | None = 0.5,
+        trim: float | None = TRIM_SIGMAS,
+        max_trim_fraction: float = 0.1,
     ) -> None:
         self.alphas = alphas
         self.head_weights = head_weights
@@ -96,6 +131,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         self.cv = cv
         self.clip = clip
         self.fill_missing = fill_missing
+        self.group_targets = group_targets
+        self.blink_ratio = blink_ratio
+        self.trim = trim
+        self.max_trim_fraction = max_trim_fraction
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, groups: Sequence[Any] | None = None) -> GazeCalibration:
@@ -115,6 +154,8 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             raise ValueError("no gaze feature columns (eye_*, head_*, face_*) in the calibration data")
         values = frame[names].to_numpy(dtype=np.float64)
         keep = np.isfinite(values).all(axis=1) & np.isfinite(y).all(axis=1)
+        blinks = keep & blink_rows(frame, self.blink_ratio)
+        keep &= ~blinks
         values, y = values[keep], y[keep]
         groups_kept = None if groups is None else np.asarray(groups)[keep]
         if len(values) < 4:
@@ -123,41 +164,82 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         self.feature_names_in_ = np.array(names, dtype=object)
         self.n_features_in_ = len(names)
         block_of = np.repeat(list(blocks), [len(c) for c in blocks.values()])
-        self.mean_ = values.mean(axis=0)
+        self.n_blinks_rejected_ = int(blinks.sum())
+        fit = self._fit_arrays(values, y, groups_kept, blocks, block_of)
+        self.n_outliers_rejected_ = 0
+        if self.trim is not None and len(values) >= 8:
+            err = self._trim_errors(fit, values, y)
+            worst = np.argsort(-err)[:int(self.max_trim_fraction * len(values))]
+            drop = worst[err[worst] > self.trim]
+            if len(drop) and len(values) - len(drop) >= 4:
+                ok = np.ones(len(values), bool)
+                ok[drop] = False
+                values, y = values[ok], y[ok]
+                groups_kept = None if groups_kept is None else groups_kept[ok]
+                fit = self._fit_arrays(values, y, groups_kept, blocks, block_of)
+                self.n_outliers_rejected_ = int(len(drop))
+        for k, v in fit.items():
+            if not k.startswith("_"):
+                setattr(self, k, v)
+        self.target_mean_ = y.mean(axis=0)
+        self.feature_min_, self.feature_max_ = _bounds(values, self.clip)
+        self.target_min_, self.target_max_ = _bounds(y, self.clip)
+        self.n_samples_fit_ = int(len(values))
+        return self
+
+    def _fit_arrays(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
+                    blocks: dict[str, list[str]], block_of: np.ndarray) -> dict[str, Any]:
+        """Standardise, choose block weights and alpha (x and y apart) by CV, refit: the fitted
+        attributes as a dict (plus ``_z``, ``_col_weights``: what :meth:`_trim_errors` needs)."""
+        mean = values.mean(axis=0)
         scale = values.std(axis=0)
         app = block_of == "appearance"
         if app.any():  # one scale for all patch pixels (keeps their relative contrast, like WebGazer)
             scale[app] = np.sqrt(np.mean(scale[app] ** 2))
-        self.scale_ = np.where(scale > 1e-9, scale, 1.0)
-        z = (values - self.mean_) / self.scale_
+        scale = np.where(scale > 1e-9, scale, 1.0)
+        z = (values - mean) / scale
 
         candidates = self._block_weight_candidates({k: bool(v) for k, v in blocks.items()})
         alphas = np.asarray(self.alphas, dtype=np.float64)
-        folds = list(self._folds(len(z), groups_kept))
+        folds = list(self._folds(y, groups))
         col_weights = [np.array([cand[b] for b in block_of]) for cand in candidates]
         # Out-of-fold predictions for every (block weights, alpha): (n_cand, n_alphas, n, 2).
         oof = np.stack([_oof_predictions(z * cw, y, folds, alphas, self.clip) for cw in col_weights])
         sq_err = ((oof - y) ** 2).mean(axis=2)  # (n_cand, n_alphas, 2)
         # x and y get their own hyper-parameters (e.g. lids and patches matter more for y).
         best = [np.unravel_index(np.argmin(sq_err[:, :, k]), sq_err.shape[:2]) for k in range(2)]
-        self.head_weight_ = np.array([candidates[ci]["head"] for ci, _ in best])
-        self.appearance_weight_ = np.array([candidates[ci]["appearance"] for ci, _ in best])
-        self.alpha_ = np.array([alphas[ai] for _, ai in best])
         chosen = np.stack([oof[ci, ai, :, k] for k, (ci, ai) in enumerate(best)], axis=1)
-        self.cv_error_px_ = float(np.linalg.norm(chosen - y, axis=1).mean())
-
-        self.coef_ = np.zeros((2, self.n_features_in_))
-        self.intercept_ = np.zeros(2)
+        coef = np.zeros((2, values.shape[1]))
+        intercept = np.zeros(2)
         for k, (ci, ai) in enumerate(best):
-            coef, intercept = _ridge(z * col_weights[ci], y[:, [k]], alphas[ai])
+            c, b = _ridge(z * col_weights[ci], y[:, [k]], alphas[ai])
             # Fold the standardisation and block weights into one linear map on raw features.
-            self.coef_[k] = coef[0] * col_weights[ci] / self.scale_
-            self.intercept_[k] = intercept[0] - self.coef_[k] @ self.mean_
-        self.target_mean_ = y.mean(axis=0)
-        self.feature_min_, self.feature_max_ = _bounds(values, self.clip)
-        self.target_min_, self.target_max_ = _bounds(y, self.clip)
-        self.n_samples_fit_ = int(len(z))
-        return self
+            coef[k] = c[0] * col_weights[ci] / scale
+            intercept[k] = b[0] - coef[k] @ mean
+        return {
+            "mean_": mean, "scale_": scale, "coef_": coef, "intercept_": intercept,
+            "head_weight_": np.array([candidates[ci]["head"] for ci, _ in best]),
+            "appearance_weight_": np.array([candidates[ci]["appearance"] for ci, _ in best]),
+            "alpha_": np.array([alphas[ai] for _, ai in best]),
+            "cv_error_px_": float(np.linalg.norm(chosen - y, axis=1).mean()),
+            "_chosen": [(col_weights[ci], alphas[ai]) for ci, ai in best],
+            "_z": z,
+        }
+
+    def _trim_errors(self, fit: dict[str, Any], values: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Out-of-fold error of each row with the chosen hyper-parameters, in robust standard
+        deviations: sqrt(sum over x, y of (residual / (1.4826 MAD))^2). Folds keep each
+        target's rows together (also when sessions are given: an outlier is a row the rest of
+        its own calibration disagrees with, not a session that moved)."""
+        z = fit["_z"]
+        folds = list(self._folds(y, None))
+        pred = np.empty_like(y)
+        for k, (cw, alpha) in enumerate(fit["_chosen"]):
+            # unclipped: a row at the edge of the feature range is informative, not an outlier
+            pred[:, k] = _oof_predictions(z * cw, y[:, [k]], folds, np.array([alpha]), None)[0, :, 0]
+        r = pred - y
+        mad = 1.4826 * np.median(np.abs(r - np.median(r, axis=0)), axis=0)
+        return np.linalg.norm((r - np.median(r, axis=0)) / np.maximum(mad, 1e-9), axis=1)
 
     def _block_weight_candidates(self, present: dict[str, bool]) -> list[dict[str, float]]:
         """Weight of each block per candidate; the eye block is the reference (weight 1)."""
@@ -169,9 +251,16 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
                 {"eye": 1.0, "head": 1.0, "appearance": 1.0}]
         return cands
 
-    def _folds(self, n: int, groups: np.ndarray | None):
+    def _folds(self, y: np.ndarray, groups: np.ndarray | None):
+        n = len(y)
         if groups is not None and len(np.unique(groups)) >= 2:
             return LeaveOneGroupOut().split(np.zeros(n), groups=groups)
+        if self.group_targets:
+            _, target_id = np.unique(y, axis=0, return_inverse=True)
+            n_targets = int(target_id.max()) + 1
+            if 2 <= n_targets < n:  # some target has several rows: keep them in one fold
+                k = max(2, min(self.cv, n_targets))
+                return GroupKFold(k, shuffle=True, random_state=0).split(np.zeros(n), groups=target_id)
         k = max(2, min(self.cv, n // 2))
         return KFold(k, shuffle=True, random_state=0).split(np.zeros(n))
 
@@ -226,13 +315,15 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             "appearance_weight": self.appearance_weight_.tolist(),
             "cv_error_px": self.cv_error_px_,
             "n_samples": self.n_samples_fit_,
+            "n_blinks_rejected": self.n_blinks_rejected_,
+            "n_outliers_rejected": self.n_outliers_rejected_,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GazeCalibration:
         if d.get("format") != FORMAT:
             raise ValueError(f"not a gaze calibration (format {d.get('format')!r}, expected {FORMAT!r})")
-        model = cls(**d["params"])
+        model = cls(**{**_LEGACY_PARAMS, **d["params"]})
         model.feature_names_in_ = np.array(d["feature_names"], dtype=object)
         model.n_features_in_ = len(d["feature_names"])
         for attr, key in (("mean_", "mean"), ("scale_", "scale"), ("coef_", "coef"),
@@ -246,6 +337,8 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         model.appearance_weight_ = np.asarray(d["appearance_weight"], dtype=np.float64)
         model.cv_error_px_ = float(d["cv_error_px"])
         model.n_samples_fit_ = int(d["n_samples"])
+        model.n_blinks_rejected_ = int(d.get("n_blinks_rejected", 0))
+        model.n_outliers_rejected_ = int(d.get("n_outliers_rejected", 0))
         return model
 
     def to_bytes(self) -> bytes:
@@ -259,6 +352,29 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a gaze calibration: {e}") from None
         return cls.from_dict(d)
+
+
+def blink_rows(frame: pd.DataFrame, ratio: float | None) -> np.ndarray:
+    """Rows of ``frame`` whose mean eye openness (``eye_*_open``, the eye aspect ratio) is below
+    ``ratio`` x the median over the rows with one (False everywhere when ``ratio`` is None or
+    no openness is known). Relative to this person's own median because the open-eye ratio
+    differs between people and camera angles (~0.2-0.4); a blink drops it to a few hundredths."""
+    cols = [c for c in OPEN_COLUMNS if c in frame.columns]
+    out = np.zeros(len(frame), bool)
+    if ratio is None or not cols:
+        return out
+    a = frame[cols].to_numpy(dtype=np.float64)
+    finite = np.isfinite(a)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        openness = np.where(finite, a, 0.0).sum(axis=1) / finite.sum(axis=1)
+    known = np.isfinite(openness)
+    if not known.any():
+        return out
+    median = float(np.median(openness[known]))
+    if median <= 0 or openness[known].min() < 0:  # not an eye aspect ratio (a ratio of distances)
+        return out
+    out[known] = openness[known] < ratio * median
+    return out
 
 
 def _bounds(a: np.ndarray, margin: float | None) -> tuple[np.ndarray, np.ndarray]:

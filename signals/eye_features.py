@@ -15,6 +15,19 @@ camera image; ``r`` = the person's right eye):
   aligned to the eye corners (so roll and distance are factored out), histogram-equalised and
   scaled to 0-1, flattened row-major.
 
+The patch crop, the one definition (the browser computes the same patches from the same
+landmarks and must follow it; :func:`patch_transform` is the geometry):
+
+1. Warp the grey image (BT.601 luma, as ``cv2.COLOR_BGR2GRAY``) with the similarity
+   transform :func:`patch_transform` onto a canvas ``_WARP_SCALE`` (4) times the patch size
+   (40 x 24 px for 10 x 6): the eye's image-left corner lands at (0.15 W, H / 2), its
+   image-right corner at (0.85 W, H / 2); no shear, one scale, so roll and distance are
+   factored out (yaw and pitch are not: they are 3-D, and the head-pose columns carry them).
+   Bilinear sampling, edge pixels replicated outside the image.
+2. Histogram-equalise that canvas (``cv2.equalizeHist``: 256 bins, the CDF mapped to 0-255).
+3. Area-average it down to the patch size (``cv2.INTER_AREA``: each patch pixel the mean of a
+   4 x 4 block), divide by 255; flatten row-major.
+
 Landmark indices are those of MediaPipe's face mesh topology (``mediapipe/modules/face_geometry/
 data/canonical_face_model.obj``; iris points 468-477 come from the attention/iris refinement).
 """
@@ -137,13 +150,23 @@ def eye_geometry(pts: np.ndarray, eye: EyeLandmarks) -> dict[str, float]:
     return dict(zip(geometry_columns(eye.name), values))
 
 
-def _patch(grey: np.ndarray, frame: _Frame, size: tuple[int, int]) -> np.ndarray:
+def patch_transform(corner_left: Sequence[float], corner_right: Sequence[float],
+                    size: tuple[int, int] = PATCH_SIZE, upscale: int = _WARP_SCALE) -> np.ndarray:
+    """The 2 x 3 affine map (image px -> warp-canvas px) of the eye-patch crop.
+
+    The canvas is ``size`` x ``upscale`` (w, h); ``corner_left`` / ``corner_right`` are the
+    eye's corners with the smaller / larger image x in a frontal view (:class:`EyeLandmarks`
+    ``image_left`` / ``image_right``). The corners go to (``_PATCH_MARGIN`` W, H/2) and
+    ((1 - ``_PATCH_MARGIN``) W, H/2); the point half an eye width below their midpoint
+    (perpendicular to the corner line, image down) to (W/2, H/2 + span/2): a similarity.
+    """
+    return _transform(_frame(corner_left, corner_right), size, upscale)
+
+
+def _transform(frame: _Frame, size: tuple[int, int], upscale: int = _WARP_SCALE) -> np.ndarray:
     pw, ph = size
-    big_w, big_h = pw * _WARP_SCALE, ph * _WARP_SCALE
+    big_w, big_h = pw * upscale, ph * upscale
     (mx, my), (ax, ay), (nx, ny), width = frame
-    if width <= 0:
-        return np.full(pw * ph, np.nan, np.float32)
-    # Similarity transform: corners -> (margin, centre row) and (1 - margin, centre row).
     span = big_w * (1 - 2 * _PATCH_MARGIN)
     half = width / 2
     src = np.float32([[mx - ax * half, my - ay * half], [mx + ax * half, my + ay * half],
@@ -153,11 +176,25 @@ def _patch(grey: np.ndarray, frame: _Frame, size: tuple[int, int]) -> np.ndarray
         [big_w * (1 - _PATCH_MARGIN), big_h / 2],
         [big_w / 2, big_h / 2 + span / 2],
     ])
-    warp = cv2.getAffineTransform(src, dst)
-    big = cv2.warpAffine(grey, warp, (big_w, big_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.getAffineTransform(src, dst)
+
+
+def warp_patch(grey: np.ndarray, transform: np.ndarray, size: tuple[int, int] = PATCH_SIZE,
+               upscale: int = _WARP_SCALE) -> np.ndarray:
+    """Steps 1-3 of the crop (module docstring) with a given ``transform`` (2 x 3, image px ->
+    canvas px): the flattened 0-1 patch."""
+    pw, ph = size
+    big = cv2.warpAffine(grey, transform, (pw * upscale, ph * upscale), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
     # Equalise at the warp size (a histogram of 60 pixels would be too coarse), then area-average.
     small = cv2.resize(cv2.equalizeHist(big), (pw, ph), interpolation=cv2.INTER_AREA)
     return (small.astype(np.float32) / np.float32(255.0)).ravel()
+
+
+def _patch(grey: np.ndarray, frame: _Frame, size: tuple[int, int]) -> np.ndarray:
+    if frame[3] <= 0:
+        return np.full(size[0] * size[1], np.nan, np.float32)
+    return warp_patch(grey, _transform(frame, size), size)
 
 
 def eye_patch(grey: np.ndarray, pts: np.ndarray, eye: EyeLandmarks, size: tuple[int, int] = PATCH_SIZE) -> np.ndarray:

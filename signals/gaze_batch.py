@@ -214,40 +214,98 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
     return pd.DataFrame(rows), unreadable
 
 
-def _held_out_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
-                          make_model: Callable[[], GazeCalibration]) -> np.ndarray:
-    """Predictions for every row, each from a model calibrated without the row's session.
+#: evaluation protocols of :func:`evaluate_manifest`
+PROTOCOLS = ("leave-session-out", "one-round")
 
-    With a single session, its rows are split into 4 folds instead.
+
+def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out") -> list[tuple[Any, np.ndarray, np.ndarray]]:
+    """(calibration session, calibrate mask, predict mask) per model one person's evaluation fits.
+
+    * ``leave-session-out``: per session, calibrate on all the other sessions and predict that
+      session (the first item names the predicted session). A person with a single session:
+      its rows in 4 folds instead (the first item is the fold number).
+    * ``one-round``: per session, calibrate on that session alone (one calibration round) and
+      predict all the other sessions: what a study sees after one calibration as the person
+      moves. A person with a single session has nothing to predict: no splits.
     """
-    pred = np.full_like(targets, np.nan, dtype=np.float64)
+    sessions = np.asarray(sessions)
     unique = pd.unique(sessions)
+    if protocol == "one-round":
+        return [(s, sessions == s, sessions != s) for s in unique] if len(unique) >= 2 else []
+    if protocol != "leave-session-out":
+        raise ValueError(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
     if len(unique) >= 2:
-        splits = [(sessions != s, sessions == s) for s in unique]
-        inner_groups: np.ndarray | None = sessions
-    else:
-        n = len(targets)
-        folds = KFold(min(4, n), shuffle=True, random_state=0).split(np.zeros(n)) if n >= 2 else []
-        splits = [(np.isin(np.arange(n), train), np.isin(np.arange(n), test)) for train, test in folds]
-        inner_groups = None
-    # Blinks and missing faces do not show where the eyes point: leave them out of calibration.
+        return [(s, sessions != s, sessions == s) for s in unique]
+    n = len(sessions)
+    folds = KFold(min(4, n), shuffle=True, random_state=0).split(np.zeros(n)) if n >= 2 else []
+    idx = np.arange(n)
+    return [(i, np.isin(idx, train), np.isin(idx, test)) for i, (train, test) in enumerate(folds)]
+
+
+def _split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
+                       make_model: Callable[[], GazeCalibration], protocol: str,
+                       ) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+    """(split name, predict mask, predictions of those rows) per split of :func:`protocol_splits`.
+
+    Calibration rows are the usable ones (face found, eyes open); with rows of several sessions
+    the model's hyper-parameters are chosen leave-one-session-out, within one session by folds
+    over its targets. Too few usable calibration rows: the calibration targets' mean is the guess.
+    """
     usable = (features["flags"].to_numpy(dtype=np.int64) & UNUSABLE) == 0
-    for train, test in splits:
+    out = []
+    for name, train, test in protocol_splits(sessions, protocol):
         fit_rows = train & usable
+        groups = sessions[fit_rows]
         model = make_model()
         try:
             model.fit(features[fit_rows], targets[fit_rows],
-                      groups=None if inner_groups is None else inner_groups[fit_rows])
-        except ValueError:  # too few usable calibration samples: guess the calibration targets' mean
-            pred[test] = targets[train].mean(axis=0)
+                      groups=groups if len(pd.unique(groups)) >= 2 else None)
+        except ValueError:  # too few usable calibration samples
+            out.append((name, test, np.tile(targets[train].mean(axis=0), (int(test.sum()), 1))))
             continue
-        pred[test] = model.predict(features[test])
-    return pred
+        out.append((name, test, model.predict(features[test])))
+    return out
+
+
+def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.ndarray]],
+                  protocol: str) -> dict[str, Any]:
+    """One person's figures from :func:`_split_predictions`.
+
+    ``leave-session-out``: every row is predicted once; ``error_px`` is the mean over rows.
+    ``one-round``: each session calibrates once and the other sessions' rows are predicted;
+    ``error_px`` is the mean over calibrating sessions of each one's mean error (every round
+    counts the same, however many rows the others have); ``rounds`` lists them.
+    ``median_error_px``: the median over all predictions made.
+    """
+    errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p in splits]
+    pooled = np.concatenate(errs) if errs else np.empty(0)
+    pooled = pooled[np.isfinite(pooled)]
+    out: dict[str, Any] = {"error_px": None, "median_error_px": None}
+    if not len(pooled):
+        return out
+    out["median_error_px"] = float(np.median(pooled))
+    if protocol == "one-round":
+        rounds = [{"session": str(name), "error_px": float(np.nanmean(e)) if np.isfinite(e).any() else None,
+                   "n_predicted": int(np.isfinite(e).sum())} for (name, _, _), e in zip(splits, errs)]
+        per_round = [r["error_px"] for r in rounds if r["error_px"] is not None]
+        out["error_px"] = float(np.mean(per_round))
+        out["rounds"] = rounds
+    else:
+        out["error_px"] = float(np.mean(pooled))
+    return out
 
 
 def evaluate_manifest(path: str | Path, progress: Callable | None = None,
-                      make_model: Callable[[], GazeCalibration] | None = None) -> dict[str, Any]:
-    """Per person, calibrate on the other sessions and predict each held-out session."""
+                      make_model: Callable[[], GazeCalibration] | None = None,
+                      protocol: str = "leave-session-out") -> dict[str, Any]:
+    """Calibration accuracy per person on a manifest of images with known targets.
+
+    ``protocol`` (:func:`protocol_splits`): ``leave-session-out`` calibrates on all of a
+    person's other sessions and predicts each session; ``one-round`` calibrates on one session
+    alone and predicts the others, averaged over which session calibrates.
+    """
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
     manifest = read_manifest(path)
     make_model = make_model or (lambda: GazeCalibration(fill_missing=True))
     per_person: dict[str, dict[str, Any]] = {}
@@ -258,14 +316,11 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         unreadable += bad
         targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
         sessions = rows["session"].to_numpy()
-        pred = _held_out_predictions(features, targets, sessions, make_model)
-        err = np.linalg.norm(pred - targets, axis=1)
+        splits = _split_predictions(features, targets, sessions, make_model, protocol)
         found = int(((features["flags"].astype(int) & GazeFlag.NO_FACE) == 0).sum())
         found_total += found
-        predicted = np.isfinite(err)  # a person with one image has nobody to calibrate on
         per_person[str(person)] = {
-            "error_px": float(np.mean(err[predicted])) if predicted.any() else None,
-            "median_error_px": float(np.median(err[predicted])) if predicted.any() else None,
+            **person_errors(targets, splits, protocol),  # None: nobody to calibrate on / nothing to predict
             "n": len(rows),
             "sessions": int(len(pd.unique(sessions))),
             "face_found_ratio": found / len(rows),
@@ -274,6 +329,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         raise UserError(f"{path}: none of the {len(manifest)} images could be read (first: {unreadable[0]})")
     errors = [p["error_px"] for p in per_person.values() if p["error_px"] is not None]
     return {
+        "protocol": protocol,
         "mean_error_px": float(np.mean(errors)) if errors else None,  # over the people with predictions
         "per_person": per_person,
         "face_found_ratio": found_total / len(manifest),

@@ -20,9 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = gsub.add_parser("evaluate", help="calibration accuracy on images with known targets",
                         description="MANIFEST.csv has columns image,x,y,person,session (image paths "
-                                    "relative to the manifest; x,y the target in CSS px). Per person, "
-                                    "calibrate on the other sessions and predict each held-out session.")
+                                    "relative to the manifest; x,y the target in CSS px). Per person: "
+                                    "leave-session-out (default) calibrates on the other sessions and "
+                                    "predicts each held-out session; one-round calibrates on one session "
+                                    "alone and predicts the others, averaged over the calibrating session.")
     p.add_argument("manifest", help="CSV manifest")
+    p.add_argument("--protocol", choices=("leave-session-out", "one-round"), default="leave-session-out",
+                   help="what calibrates: all of a person's other sessions (default) or one session alone")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_evaluate)
 
@@ -58,7 +62,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .gaze_batch import evaluate_manifest
 
-    result = evaluate_manifest(args.manifest, progress=_progress(True))
+    result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol)
     if args.json:
         emit(result, True)
     else:
@@ -66,6 +70,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         for person, r in result["per_person"].items():
             err = "no prediction" if r["error_px"] is None else f"{r['error_px']:.1f} px"
             print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions")
+            for rnd in r.get("rounds", []):
+                e = "no prediction" if rnd["error_px"] is None else f"{rnd['error_px']:.1f} px"
+                print(f"    calibrated on {rnd['session']}: {e} over {rnd['n_predicted']} images")
     return 0
 
 

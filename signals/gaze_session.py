@@ -57,7 +57,10 @@ def calibration_summary(model: GazeCalibration) -> dict[str, Any]:
     """JSON-ready facts about a fitted calibration (for ``store.Calibration.result``)."""
     return {"n_samples": model.n_samples_fit_, "cv_error_px": model.cv_error_px_,
             "alpha": model.alpha_.tolist(), "head_weight": model.head_weight_.tolist(),
-            "appearance_weight": model.appearance_weight_.tolist()}
+            "appearance_weight": model.appearance_weight_.tolist(),
+            # rows left out of the fit: eyes nearly shut, or disagreeing with the rest of the round
+            "n_blinks_rejected": getattr(model, "n_blinks_rejected_", 0),
+            "n_outliers_rejected": getattr(model, "n_outliers_rejected_", 0)}
 
 
 def validate_round(model: GazeCalibration, points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]],

@@ -18,7 +18,8 @@ import pytest
 from gazepref import cli, store
 from gazepref.schema import GazeFlag
 from gazepref.signals.calibration import GazeCalibration
-from gazepref.signals.gaze_batch import evaluate_manifest, rows_to_table
+from gazepref.signals.gaze_batch import evaluate_manifest, image_features, protocol_splits, read_manifest, rows_to_table
+from gazepref.signals.gaze_session import UNUSABLE
 from gazepref.signals.gaze_recalibrate import reestimate, reestimate_participant
 from gazepref.signals.webcam import GazeTracker
 
@@ -121,6 +122,71 @@ def test_evaluate_survives_sessions_without_faces(manifest, tmp_path):
     result = evaluate_manifest(path)
     assert result["face_found_ratio"] == pytest.approx(2 / 3)
     assert np.isfinite(result["mean_error_px"])
+
+
+@pytest.mark.parametrize("protocol", ["one-round", "leave-session-out"])
+def test_protocol_splits_bookkeeping(protocol):
+    """Which rows calibrate and which are predicted, per protocol."""
+    sessions = np.array(["a", "a", "b", "c", "b", "c", "c"])
+    splits = protocol_splits(sessions, protocol)
+    assert [name for name, _, _ in splits] == ["a", "b", "c"]
+    for name, calibrate, predict in splits:
+        assert not (calibrate & predict).any() and (calibrate | predict).all()
+        one = sessions == name
+        if protocol == "one-round":  # one session calibrates, all the others are predicted
+            np.testing.assert_array_equal(calibrate, one)
+        else:  # all the other sessions calibrate, this one is predicted
+            np.testing.assert_array_equal(predict, one)
+    # each row is predicted once leaving its session out, (sessions - 1) times with one round
+    times = np.sum([predict for _, _, predict in splits], axis=0)
+    assert (times == (2 if protocol == "one-round" else 1)).all()
+
+
+def test_protocol_splits_single_session_and_unknown():
+    assert protocol_splits(np.array(["s"] * 6), "one-round") == []  # nothing left to predict
+    folds = protocol_splits(np.array(["s"] * 8), "leave-session-out")
+    assert len(folds) == 4 and (np.sum([p for _, _, p in folds], axis=0) == 1).all()
+    with pytest.raises(ValueError, match="unknown protocol"):
+        protocol_splits(np.array(["a", "b"]), "two-rounds")
+
+
+def test_evaluate_one_round(manifest, capsys):
+    """Per person, each session calibrates alone and predicts the other two; the person's error
+    is the mean over the three rounds, and a round's figure is what fitting that session's
+    usable images and predicting the others gives."""
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round", "--json")
+    assert rc == 0
+    result = json.loads(stdout)
+    assert result["protocol"] == "one-round" and result["people"] == 2 and result["n"] == 96
+    for p in result["per_person"].values():
+        assert [r["session"] for r in p["rounds"]] == ["s0", "s1", "s2"]
+        assert all(r["n_predicted"] == 32 for r in p["rounds"])
+        assert p["error_px"] == pytest.approx(np.mean([r["error_px"] for r in p["rounds"]]))
+    assert result["mean_error_px"] == pytest.approx(np.mean([p["error_px"] for p in result["per_person"].values()]))
+    guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
+    assert result["mean_error_px"] < 0.7 * guess
+
+    rows = read_manifest(manifest)
+    rows = rows[rows["person"] == "p1"].reset_index(drop=True)
+    features, _ = image_features(rows["image"])
+    targets = rows[["x", "y"]].to_numpy(float)
+    s0 = (rows["session"] == "s0").to_numpy()
+    fit = s0 & ((features["flags"].to_numpy(int) & UNUSABLE) == 0)
+    model = GazeCalibration(fill_missing=True).fit(features[fit], targets[fit])
+    err = np.linalg.norm(model.predict(features[~s0]) - targets[~s0], axis=1).mean()
+    assert result["per_person"]["p1"]["rounds"][0]["error_px"] == pytest.approx(err)
+
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round")
+    assert rc == 0 and "calibrated on s1:" in stdout and "one-round" in stdout
+
+
+def test_evaluate_one_round_single_session_has_no_prediction(manifest):
+    lines = manifest.read_text().splitlines()
+    one = [lines[0]] + [ln for ln in lines[1:] if ",p1,s0" in ln]
+    path = manifest.parent / "one_session_one_round.csv"
+    path.write_text("\n".join(one) + "\n")
+    result = evaluate_manifest(path, protocol="one-round")
+    assert result["people_without_prediction"] == ["p1"] and result["mean_error_px"] is None
 
 
 def test_evaluate_manifest_errors(manifest, tmp_path, capsys):

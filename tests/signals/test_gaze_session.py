@@ -25,6 +25,7 @@ def test_calibrate_and_validate_round():
     assert model.n_samples_fit_ == 54
     summary = calibration_summary(model)
     assert summary["cv_error_px"] < 20 and len(summary["alpha"]) == 2
+    assert summary["n_blinks_rejected"] == 0 and summary["n_outliers_rejected"] <= 5
 
     val_targets = target_grid(13, 1600, 900)[9:]  # the four points not calibrated on
     val_points = [(t, rows_at(t, 5, rng)) for t in val_targets]

@@ -120,6 +120,66 @@ def test_eye_features_are_plausible(face_frame, tracker):
     assert not row["flags"] & GazeFlag.BLINK
 
 
+def test_eye_crop_is_normalised_for_head_roll(face_frame):
+    """The same gaze with the head rolled by +-10 deg (the frame rotated about the eyes) gives
+    nearly the same eye features: the patch crop follows the eye corners (roll and scale
+    factored out), the iris offsets are measured along and across the corner line. A crop that
+    follows the eye's position and size but not its rotation changes several times more."""
+    from gazepref.signals.face_mesh import FaceMeshRunner
+
+    image = face_frame(scale=1.2, size=(640, 480))
+    mesh = FaceMeshRunner(static_image_mode=True)
+    try:
+        (pts0,) = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        centre = tuple(float(v) for v in (pts0[33] + pts0[263]) / 2)
+        rows, axis_aligned = {}, {}
+        for deg in (0, 10, -10):
+            rolled = cv2.warpAffine(image, cv2.getRotationMatrix2D(centre, deg, 1.0), image.shape[1::-1],
+                                    flags=cv2.INTER_LINEAR, borderValue=(96, 96, 96))
+            (pts,) = mesh.process(cv2.cvtColor(rolled, cv2.COLOR_BGR2RGB))
+            grey = cv2.cvtColor(rolled, cv2.COLOR_BGR2GRAY)
+            rows[deg] = eye_features.eye_features(grey, pts)
+            for eye in eye_features.EYES:
+                a, b = pts[eye.image_left], pts[eye.image_right]
+                half = np.array([np.linalg.norm(b - a) / 2, 0.0])
+                transform = eye_features.patch_transform((a + b) / 2 - half, (a + b) / 2 + half)
+                axis_aligned[deg, eye.name] = eye_features.warp_patch(grey, transform)
+    finally:
+        mesh.close()
+    normalised_diff = naive_diff = 0.0
+    for deg in (10, -10):
+        for eye in eye_features.EYES:
+            cols = eye_features.patch_columns(eye.name)
+            p0 = np.array([rows[0][c] for c in cols])
+            p = np.array([rows[deg][c] for c in cols])
+            assert np.corrcoef(p, p0)[0, 1] > 0.98
+            normalised_diff += np.abs(p - p0).mean()
+            naive_diff += np.abs(axis_aligned[deg, eye.name] - p0).mean()
+            for name in ("iris_u", "iris_v", "open"):  # iris_u spans ~0.2 over a screen's width
+                assert abs(rows[deg][f"eye_{eye.name}_{name}"] - rows[0][f"eye_{eye.name}_{name}"]) < 0.015
+    assert normalised_diff / 4 < 0.035 and naive_diff > 3 * normalised_diff
+
+
+def test_patch_transform_is_the_crop(face_frame):
+    """eye_patch == warp_patch(patch_transform(corners)): the one crop definition the browser follows."""
+    from gazepref.signals.face_mesh import FaceMeshRunner
+
+    image = face_frame(size=(640, 480))
+    mesh = FaceMeshRunner(static_image_mode=True)
+    try:
+        (pts,) = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    finally:
+        mesh.close()
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    for eye in eye_features.EYES:
+        a, b = pts[eye.image_left], pts[eye.image_right]
+        m = eye_features.patch_transform(a, b)
+        # the corners land on the canvas's centre row at 15 % and 85 % of its 40 px width
+        np.testing.assert_allclose(m @ [*a, 1], (6, 12), atol=1e-3)
+        np.testing.assert_allclose(m @ [*b, 1], (34, 12), atol=1e-3)
+        np.testing.assert_array_equal(eye_features.warp_patch(grey, m), eye_features.eye_patch(grey, pts, eye))
+
+
 def test_head_pose_follows_distance_and_mirroring(face_frame, tracker):
     near = tracker.process_image(face_frame(scale=1.1))
     far = tracker.process_image(face_frame(scale=0.6))
