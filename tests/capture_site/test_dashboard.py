@@ -10,7 +10,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.cli import main as cli
 
-from sitetest import Walker, csrf_of
+from sitetest import Walker, csrf_of, first_sentence
 
 
 @pytest.fixture
@@ -133,9 +133,9 @@ def test_status_reason_and_live_table(app, client, researcher, dbs):
     for _ in range(2):  # both tasks, two rated turns each, then done
         d = f.to_task()
         for i in range(2):
-            f.chat_turn(d, i, f"question {i}")
+            turn = f.chat_turn(d, i, f"question {i}")
         f.answer()
-        f.answer(post)
+        f.answer({**post, "copy_sentence": first_sentence(turn)})
     f.step()  # the done page marks the participant finished
 
     rows = {r["pseudonym"]: r for r in participant_quality(dbs, _study(dbs))}
