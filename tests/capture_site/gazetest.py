@@ -19,11 +19,13 @@ CALIBRATION_TARGETS = [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720
 
 def webcam_toml(path: Path, gaze: str = "", consent: str = "") -> Path:
     """The test study with ``webcam = "optional"``, 5-point calibration, one attempt, a lenient
-    pass threshold, plus ``gaze`` lines in [gaze] and ``consent`` lines in [consent]."""
+    pass threshold, plus ``gaze`` lines in [gaze] and ``consent`` lines in [consent]. The server
+    computes the landmarks (the page sends pictures) unless ``gaze`` sets ``compute``."""
     text = STUDY_TOML.read_text().replace('webcam = "off"', 'webcam = "optional"')
     if consent:
         text = text.replace('text = "Consent text for the tests."', f'text = "Consent text for the tests."\n{consent}')
-    text += f"\n[gaze]\ncalibration_points = 5\nattempts = 1\npass_accuracy_px = 5000\n{gaze}\n"
+    compute = "" if "compute" in gaze else 'compute = "server"\n'
+    text += f"\n[gaze]\ncalibration_points = 5\nattempts = 1\npass_accuracy_px = 5000\n{compute}{gaze}\n"
     path.write_text(text)
     return path
 
