@@ -19,22 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "capture_site"))
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def write_y4m(path: Path, frames, fps: int) -> Path:
-    h, w = frames[0].shape[:2]
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for fr in frames:
-            f.write(b"FRAME\n" + cv2.cvtColor(fr, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return path
 
 
 def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
@@ -43,7 +32,7 @@ def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
     from gazepref.capture_site.app import create_app
     from gazepref.capture_site.serving import BackgroundServer
     from gazepref.signals.synthetic_face import moving_face
-    from gazetest import webcam_toml
+    from gazetest import webcam_toml, write_y4m
 
     video = write_y4m(tmp / "face.y4m", [moving_face(i) for i in range(40)], fps=10)
     toml = webcam_toml(tmp / f"{backend}.toml", f'compute = "browser"\nmesh_backend = "{backend}"\nfps = {fps}')

@@ -64,7 +64,7 @@ class GazeSettings:
     setup_timeout_s: float = 60.0  # set-up not passed this long: the page offers a way on (0: never)
     viewing_distance_cm: float = 60.0  # assumed for accuracy in degrees (with CSS_PX_PER_CM)
     compute: str = "browser"  # where the landmarks are computed: see COMPUTE
-    mesh_backend: str = "webgl"  # the page's TF.js backend (compute = "browser"): see MESH_BACKENDS
+    mesh_backend: str = "wasm"  # the page's TF.js backend (compute = "browser"): see MESH_BACKENDS
 
     @property
     def click_correction(self) -> bool:
@@ -137,7 +137,7 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         target_timeout_ms=r.int("target_timeout_ms", 6000, lo=500, hi=60_000),
         calibration_fallback=r.choice("calibration_fallback", FALLBACKS, "mouse-only"),
         setup_timeout_s=num("setup_timeout_s", 60.0), viewing_distance_cm=num("viewing_distance_cm", 60.0),
-        compute=compute, mesh_backend=r.choice("mesh_backend", MESH_BACKENDS, "webgl"),
+        compute=compute, mesh_backend=r.choice("mesh_backend", MESH_BACKENDS, "wasm"),
     )
     if settings.setup_timeout_s < 0 or not 20 <= settings.viewing_distance_cm <= 200:
         r._fail("setup_timeout_s" if settings.setup_timeout_s < 0 else "viewing_distance_cm",

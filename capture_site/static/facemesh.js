@@ -5,7 +5,10 @@
 // MediaPipe's), installed by `npm ci` in capture_site/web at the version pinned there and served
 // by the site under /vendor/ (no CDN). Its 478 points follow MediaPipe's numbering except that
 // the two iris blocks (468-472, 473-477) are swapped: fixed here, so index i means what it means
-// in the Python pipeline (gazepref.signals.eye_features).
+// in the Python pipeline (gazepref.signals.eye_features). Human truncates its landmark
+// coordinates to whole pixels (1 px is ~8 % of an eye's width at 320x240), so the mesh runs on
+// the picture scaled up MESH_SCALE times (the same pixels, interpolated) and the points are
+// scaled back with the truncation's half-pixel bias removed: 1/MESH_SCALE px steps.
 //
 // What the page computes is only what needs the pixels: the landmarks (the rows the server asks
 // for, settings.landmarks = gazepref.signals.webcam.SAMPLE_LANDMARKS), the face centre (mean of
@@ -17,13 +20,14 @@
 
 const IRIS_A = 468, IRIS_B = 473, IRIS_N = 5;
 const PATCH_MARGIN = 0.15, WARP_SCALE = 4;
+export const MESH_SCALE = 4;
 // eyes as in eye_features.EYES: name, corner with the smaller image x, the other corner
 const EYES = [["l", 362, 263], ["r", 33, 133]];
 
 let humanPromise = null;
 
 /** Load the mesh once per page: {human, backend, loadMs}. ``base``: the /vendor/ URL. */
-export function loadMesh({ base = "/vendor/", backend = "webgl" } = {}) {
+export function loadMesh({ base = "/vendor/", backend = "wasm" } = {}) {
   if (!humanPromise) humanPromise = (async () => {
     const t0 = performance.now();
     const { Human } = await import(`${base}human/dist/human.esm.js`);
@@ -176,12 +180,13 @@ export function sharpness(grey, w, box) {
 const r2 = (v) => Math.round(v * 100) / 100;
 const r4 = (v) => Math.round(v * 10000) / 10000;
 
-/** The 478 points (MediaPipe numbering) of each face in ``result``, the largest face first. */
-export function meshes(result) {
+/** The 478 points (MediaPipe numbering) of each face in ``result`` (of a picture ``scale`` times
+ *  larger than the one the points are for), the largest face first. */
+export function meshes(result, scale = 1) {
   const faces = (result.face || []).filter((f) => f.mesh && f.mesh.length >= 478);
   faces.sort((p, q) => q.box[2] * q.box[3] - p.box[2] * p.box[3]);
   return faces.map((f) => {
-    const pts = f.mesh.map((p) => [p[0], p[1]]);
+    const pts = f.mesh.map((p) => [(p[0] + 0.5) / scale, (p[1] + 0.5) / scale]);
     for (let k = 0; k < IRIS_N; k++) { // human's iris blocks are swapped relative to MediaPipe's
       const tmp = pts[IRIS_A + k]; pts[IRIS_A + k] = pts[IRIS_B + k]; pts[IRIS_B + k] = tmp;
     }
@@ -197,8 +202,17 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
   const w = canvas.width, h = canvas.height;
   const rgba = ctx.getImageData(0, 0, w, h).data;
   const grey = greyOf(rgba, w * h);
-  const result = await mesh.human.detect(canvas);
-  const faces = meshes(result);
+  if (!mesh.big) {
+    mesh.big = document.createElement("canvas");
+    mesh.bigCtx = mesh.big.getContext("2d");
+  }
+  if (mesh.big.width !== w * MESH_SCALE || mesh.big.height !== h * MESH_SCALE) {
+    mesh.big.width = w * MESH_SCALE;
+    mesh.big.height = h * MESH_SCALE;
+  }
+  mesh.bigCtx.drawImage(canvas, 0, 0, w * MESH_SCALE, h * MESH_SCALE);
+  const result = await mesh.human.detect(mesh.big);
+  const faces = meshes(result, MESH_SCALE);
   if (!faces.length) {
     let m = 0;
     for (const v of grey) m += v;

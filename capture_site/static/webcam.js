@@ -99,7 +99,7 @@ export class GazeCapture {
   async start() {
     await this.video.play().catch(() => {});
     if (this.browser) {
-      this.mesh = await loadMesh({ base: this.vendor, backend: this.settings.mesh_backend || "webgl" });
+      this.mesh = await loadMesh({ base: this.vendor, backend: this.settings.mesh_backend || "wasm" });
       this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
       if (this.phase === "task") this.outbox = new Outbox({ task: `gaze-${this.task}`, token: this.token, url: this.url });
     }
