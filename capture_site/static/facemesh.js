@@ -58,10 +58,10 @@ export function loadMesh({ base = "/vendor/", backend = "wasm" } = {}) {
   return humanPromise;
 }
 
-/** Grey levels of RGBA pixels as OpenCV's cvtColor (fixed point, 14 bits). */
+/** Grey levels of RGBA pixels as OpenCV's cvtColor RGB2GRAY (its fixed point: 15 bits). */
 export function greyOf(rgba, n) {
   const g = new Uint8Array(n);
-  for (let i = 0, j = 0; i < n; i++, j += 4) g[i] = (rgba[j] * 4899 + rgba[j + 1] * 9617 + rgba[j + 2] * 1868 + 8192) >> 14;
+  for (let i = 0, j = 0; i < n; i++, j += 4) g[i] = (rgba[j] * 9798 + rgba[j + 1] * 19235 + rgba[j + 2] * 3735 + 16384) >> 15;
   return g;
 }
 
