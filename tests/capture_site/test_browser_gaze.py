@@ -134,6 +134,7 @@ def _request_bodies(req) -> bytes:
     return body
 
 
+@pytest.mark.slow  # ~1 min on 2 busy cores: the face mesh runs in software (wasm)
 def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_path):
     """Set-up (head-and-shoulders framing), a 5-point calibration and one validation point, then a
     task: gaze rows are stored with calibrated x/y, and no request carried a picture (no frames
