@@ -420,7 +420,8 @@ class Client(threading.Thread):
 def run_once(k: int, args, frames: list[bytes]) -> dict:
     instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
     study = instance / "study.toml"
-    study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"'))
+    study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
+                     + '\n[gaze]\ncompute = "server"\n')
     pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
