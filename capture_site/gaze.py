@@ -10,7 +10,12 @@
   (:mod:`.gaze_drift`). Answers ``{ok, seq, stored, duplicate, face: {found, ok, code, message}}``
   and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
-* ``POST /api/gaze/round`` (multipart): ``meta`` = ``{"kind": "calibration" | "validation",
+* ``POST /api/gaze/samples`` (JSON, gzip allowed; ``[gaze] compute = "browser"``, the default):
+  ``{"phase", "task", "seq", "origin", "samples": [...]}``, the landmark samples the page computes
+  instead of sending pictures (:mod:`.gaze_samples`); answered as ``/frames``. A study takes only
+  its own kind: pictures (``/frames``, the WebSocket, multipart rounds) in server mode, samples
+  in browser mode (403 otherwise).
+* ``POST /api/gaze/round`` (multipart; in browser mode JSON with the targets' ``samples``): ``meta`` = ``{"kind": "calibration" | "validation",
   "viewport": [w, h], "targets": [{"x", "y", "t": [...]}, ...]}`` with the frames of each target
   (those after the eyes settled, until the dot had ``min_frames`` usable frames), in target
   order. The server counts the usable rows per target (``usable_per_target``, ``starved``). A
