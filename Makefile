@@ -45,6 +45,7 @@ install-all: $(VENV)/.deps-all
 
 # npm packages of the page, re-installed when the lock file changes.
 $(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	bash scripts/ensure_node.sh
 	cd $(WEB) && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
