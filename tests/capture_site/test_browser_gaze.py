@@ -30,9 +30,9 @@ pytest.importorskip("mediapipe")
 pytestmark = pytest.mark.browser
 
 #: the agreement the test asserts (measured values: see docs/gaze.md, "Landmarks in the browser")
-#: (measured here, max over 4 pictures: landmarks 0.63 px, iris 0.048, openness 0.083, head 4.6 deg,
-#: face centre 0.0023, face size 0.0063, brightness 2.3, patches on the same landmarks 0.0015,
-#: patches 0.14). The meshes differ (Human's facemesh model is not the Python wheel's: the lower
+#: (measured here, max over 4 pictures, range over 3 runs: landmarks 0.63-0.78 px, iris
+#: 0.048-0.053, openness 0.079-0.083, head 2.1-4.6 deg, face centre 0.0023, face size 0.004-0.008,
+#: brightness 2.3, patches on the same landmarks 0.0015-0.0018, patches 0.14-0.18). The meshes differ (Human's facemesh model is not the Python wheel's: the lower
 #: lid sits ~2 px apart at 320x240, so the page's eyes look ~0.08 more open); the definitions
 #: that work on the same landmarks (patches, brightness, sharpness) agree to rounding.
 TOLERANCE = {
@@ -41,10 +41,10 @@ TOLERANCE = {
     "eye_open": 0.12,  # eye aspect ratio
     "head_deg": 8.0,  # head yaw / pitch / roll
     "face_xy": 0.01,  # face centre, fraction of the picture
-    "face_size": 0.01,  # eye span / picture width (the outer corners sit ~1-2 px apart)
+    "face_size": 0.012,  # eye span / picture width (the outer corners sit ~1-2 px apart)
     "brightness": 4.0,  # grey levels
     "patch_same_landmarks": 0.01,  # mean |difference| of the page's patches and eye_patch on the page's landmarks
-    "patch": 0.2,  # mean |difference| of the page's patches and the server's (landmarks differ too)
+    "patch": 0.25,  # mean |difference| of the page's patches and the server's (landmarks differ too)
 }
 
 SAMPLES_JS = """async (n) => {
