@@ -3,6 +3,9 @@
 #   make test    create .venv, install everything, run the whole test suite
 # Both are idempotent: dependencies are re-installed only when pyproject.toml or constraints.txt
 # changes. constraints.txt pins every package to the versions tested together (`make lock`).
+# The page's face mesh (webcam gaze computed in the browser) comes from npm: `npm ci` installs the
+# versions pinned in capture_site/web/package-lock.json into capture_site/web/node_modules (not in
+# git), which the site serves under /vendor/.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +14,9 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: serve test install install-all browser postgres lock clean
+WEB    := capture_site/web
+
+.PHONY: serve test install install-all web browser postgres lock clean
 
 $(BIN)/python:
 	$(PYTHON) scripts/check_python.py
@@ -38,6 +43,14 @@ install: $(VENV)/.deps-site
 install-all: $(VENV)/.deps-all
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 
+# npm packages of the page, re-installed when the lock file changes.
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	bash scripts/ensure_node.sh
+	cd $(WEB) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+web: $(WEB)/node_modules/.installed
+
 browser:
 	bash scripts/ensure_chromium.sh
 
@@ -45,10 +58,10 @@ browser:
 postgres:
 	bash scripts/ensure_postgres.sh
 
-serve: install
+serve: install web
 	$(BIN)/gazepref serve --host $(HOST) --port $(PORT)
 
-test: install-all browser postgres
+test: install-all web browser postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Re-pin constraints.txt to what is installed now (after changing dependencies in pyproject.toml).
@@ -56,4 +69,4 @@ lock: install-all
 	$(BIN)/pip freeze --exclude gazepref | grep -v '^-e' > constraints.txt
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(WEB)/node_modules

@@ -1,8 +1,25 @@
-"""Webcam gaze under load: K simulated participants stream 320x240 JPEG frames to the served site.
+"""Webcam gaze under load: K simulated participants stream to the served site, camera pictures
+(``--compute server``) or the landmark samples the page computes (``--compute browser``).
 
-    .venv/bin/python benchmarks/gaze.py [--participants 5 10 20] [--duration 20] [--fps 10]
-                                        [--transport ws|http] [--batch-ms 100] [--workers 2]
-                                        [--threads N] [--shed-ms 0] [--keep-stale]
+    .venv/bin/python benchmarks/gaze.py [--compute server|browser] [--participants 5 10 20]
+                                        [--duration 20] [--fps 10] [--transport ws|http]
+                                        [--batch-ms 100] [--workers 2] [--threads N] [--shed-ms 0]
+                                        [--keep-stale] [--json]
+
+``--json`` prints a list with one object per K: at least ``participants``, ``compute``,
+``sustained``, ``p99_ms`` and ``lost`` (plus the mode's own figures below).
+
+``--compute browser`` (the site's default mode): each participant posts, every ``--batch-ms``
+(default 500, the page's), the JSON samples (gzip, as the page's outbox) of the pictures it
+"took" at ``--fps`` (default 15) to ``POST /api/gaze/samples``; the samples are the astronaut's
+moving face run through the Python Face Mesh once beforehand (what the page would send). The
+server turns each into a gaze row (:meth:`GazeTracker.process_sample`) and stores the task's
+rows. ``p99_ms``: feature -> gaze, from the batch leaving the page to the answer with its stored
+rows; ``capture_p99_ms`` adds the wait for the batch (up to ``--batch-ms``). ``lost``: samples
+offered and not stored. Sustained: nothing lost, no errors, ``p99_ms`` < 100 ms. What the page
+itself costs is measured by benchmarks/page_mesh.py (headless Chromium).
+
+``--compute server``:
 
 Each participant streams the frames it "captured" (a face from ``skimage.data.astronaut()`` that
 moves and scales). ``--transport ws`` (the default): one WebSocket per participant
@@ -43,6 +60,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest import cpu_seconds, free_port, make_participants, start_gunicorn  # noqa: E402  (benchmarks/ingest.py)
+import gzip  # noqa: E402
 
 DEFAULT_STUDY = Path(__file__).resolve().parents[1] / "capture_site" / "default_study.toml"
 
@@ -67,6 +85,153 @@ def pipeline_cpu_ms(frames: list[bytes], seconds: float = 3.0) -> float:
             tracker.process_jpeg(frames[n % len(frames)], 100.0 * (len(frames) + n))
             n += 1
         return round(1000.0 * (time.process_time() - c0) / n, 2)
+
+
+def astronaut_samples(frames: list[bytes]) -> list[dict]:
+    """The page's samples (capture_site/gaze_samples.py) of ``frames``, from the Python Face Mesh."""
+    import cv2
+
+    from gazepref.signals.eye_features import EYES
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.frame_decode import decode_jpeg
+    from gazepref.signals.webcam import SAMPLE_LANDMARKS, image_sample
+
+    out = []
+    runner = FaceMeshRunner()
+    for data in frames:
+        img = decode_jpeg(data)
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        s = image_sample(grey, runner.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), (10, 6))
+        d = {"w": s.width, "h": s.height, "n": s.count, "b": round(s.brightness, 2)}
+        if s.pts is not None:
+            d |= {"s": round(s.sharpness, 4), "c": [round(v, 2) for v in s.centre],
+                  "lm": [round(float(v), 2) for i in SAMPLE_LANDMARKS for v in s.pts[i]],
+                  "p": [round(float(v), 4) for e in EYES for v in s.patches[e.name]]}
+        out.append(d)
+    runner.close()
+    return out
+
+
+class SampleClient(threading.Thread):
+    """One browser-mode participant: every ``batch_ms`` the samples taken since, gzip JSON, as the
+    page's outbox sends them (a failed batch is sent again, as the outbox does)."""
+
+    def __init__(self, port, task, token, samples, args, start_at, stats, first_seq=0):
+        super().__init__(daemon=True)
+        self.port, self.task, self.token, self.samples = port, task, token, samples
+        self.args, self.start_at, self.stats, self.first_seq = args, start_at, stats, first_seq
+        self.conn = None
+
+    def post(self, body: bytes) -> tuple[int, dict]:
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.conn.request("POST", "/api/gaze/samples", body=body, headers={
+                "Content-Type": "application/json", "Content-Encoding": "gzip", "X-Participant-Token": self.token})
+            resp = self.conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"{}")
+        except (OSError, http.client.HTTPException, ValueError):
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            return 0, {}
+
+    def run(self) -> None:
+        a, st = self.args, self.stats
+        frame_s, batch_s = 1.0 / a.fps, a.batch_ms / 1000.0
+        end = self.start_at + a.duration
+        next_frame, next_batch, k, seq = self.start_at, self.start_at + batch_s, 0, self.first_seq
+        pending: list[tuple[float, dict]] = []
+        origin = time.time() * 1000.0
+        feature, capture, errors, offered, stored = [], [], {}, 0, 0
+        while next_batch <= end + 1e-9:
+            time.sleep(max(0.0, next_batch - time.monotonic()))
+            now = time.monotonic()
+            while next_frame <= min(now, end):
+                t = round((next_frame - self.start_at) * 1000.0, 2)
+                pending.append((next_frame, {"t": t, **self.samples[k % len(self.samples)]}))
+                next_frame += frame_s
+                k += 1
+            next_batch = max(next_batch + batch_s, now)
+            if not pending:
+                continue
+            batch, pending = pending[:60], pending[60:]
+            offered += len(batch)
+            body = gzip.compress(json.dumps({"phase": "task", "task": self.task, "seq": seq, "origin": origin,
+                                             "samples": [smp for _, smp in batch]}).encode(), 1)
+            seq += 1
+            for attempt in range(5):  # the outbox retries with back-off; replays are harmless
+                sent = time.monotonic()
+                status, payload = self.post(body)
+                if status == 200 or (status != 429 and 0 < status < 500):
+                    break
+                errors[status] = errors.get(status, 0) + 1
+                time.sleep(0.5 * (attempt + 1))
+            done = time.monotonic()
+            if status != 200:
+                errors[status] = errors.get(status, 0) + 1
+                continue
+            stored += int(payload.get("stored", 0)) if not payload.get("duplicate") else len(batch)
+            feature += [done - sent] * len(batch)
+            capture += [done - c for c, _ in batch]
+        with st.lock:
+            st.offered += offered
+            st.answered += stored
+            st.request_latency += feature
+            st.frame_latency += capture
+            for code, n in errors.items():
+                st.errors[code] = st.errors.get(code, 0) + n
+
+
+def run_browser(k: int, args, samples: list[dict]) -> dict:
+    """K browser-mode participants (:class:`SampleClient`) against a fresh site."""
+    instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
+    study = instance / "study.toml"
+    study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
+                     + f'\n[gaze]\ncompute = "browser"\nfps = {int(args.fps)}\n')
+    pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
+    port = free_port()
+    os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
+    server = start_gunicorn(instance, port, args.workers, args.threads)
+    stats = Stats()
+    try:
+        warm_args = argparse.Namespace(**{**vars(args), "duration": 1.0})
+        warm = [SampleClient(port, task, tok, samples, warm_args, time.monotonic() + 0.2, Stats(), 1_000_000)
+                for task, tok in pairs]
+        for c in warm:
+            c.start()
+        for c in warm:
+            c.join()
+        t0 = time.monotonic() + 0.5
+        clients = [SampleClient(port, task, tok, samples, args, t0 + i * (args.batch_ms / 1000.0) / k, stats)
+                   for i, (task, tok) in enumerate(pairs)]
+        cpu0, client0 = cpu_seconds(server.pid), time.process_time()
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        wall = time.monotonic() - t0
+        cpu, client_cpu = cpu_seconds(server.pid) - cpu0, time.process_time() - client0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(instance, ignore_errors=True)
+    fl = np.array(stats.request_latency) * 1000.0
+    cl = np.array(stats.frame_latency) * 1000.0
+    pct = lambda a, q: round(float(np.percentile(a, q)), 1) if len(a) else None  # noqa: E731
+    p99 = pct(fl, 99)
+    lost = stats.offered - stats.answered
+    return {
+        "participants": k, "compute": "browser", "fps": args.fps, "batch_ms": args.batch_ms,
+        "samples_offered": stats.offered, "samples_stored": stats.answered, "lost": lost,
+        "stored_per_s": round(stats.answered / wall, 1),
+        "server_cpu_ms_per_sample": round(1000.0 * cpu / max(1, stats.answered), 3),
+        "client_cpu_ms_per_sample": round(1000.0 * client_cpu / max(1, stats.offered), 3),
+        "p50_ms": pct(fl, 50), "p99_ms": p99, "capture_p99_ms": pct(cl, 99),
+        "errors": stats.errors,
+        "sustained": lost == 0 and not stats.errors and p99 is not None and p99 < 100.0,
+        "load_average_1min": round(os.getloadavg()[0], 1),
+    }
 
 
 def multipart(meta: dict, frames: list[bytes]) -> tuple[bytes, str]:
@@ -255,7 +420,8 @@ class Client(threading.Thread):
 def run_once(k: int, args, frames: list[bytes]) -> dict:
     instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
     study = instance / "study.toml"
-    study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"'))
+    study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
+                     + '\n[gaze]\ncompute = "server"\n')
     pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
@@ -315,6 +481,7 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
                and pct(rl, 99) < max(200.0, args.batch_ms))
     return {
         "participants": k,
+        "compute": "server",
         "fps": args.fps,
         "transport": args.transport,
         "batch_ms": args.batch_ms if args.transport == "http" else None,
@@ -332,6 +499,8 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
                                         1),
         "frame_to_gaze_p50_ms": pct(fl, 50),
         "frame_to_gaze_p99_ms": p99,
+        "p99_ms": p99,
+        "lost": stats.offered - processed,
         "request_p99_ms": pct(rl, 99),
         "errors": stats.errors,
         "kept_up": kept_up,
@@ -342,12 +511,15 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--compute", choices=["server", "browser"], default="server",
+                    help="server: the page sends camera pictures; browser: the page's landmark samples")
     ap.add_argument("--participants", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of streaming per K (bounded)")
-    ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--fps", type=float, default=None, help="pictures per second (default: server 10, browser 15)")
     ap.add_argument("--transport", choices=["ws", "http"], default="ws",
                     help="one WebSocket per participant, a frame per message (default), or batched HTTP posts")
-    ap.add_argument("--batch-ms", type=int, default=100, help="http: the page's batch interval (site default 500)")
+    ap.add_argument("--batch-ms", type=int, default=None,
+                    help="http / browser: the page's batch interval (default: http 100, browser 500 as the page)")
     ap.add_argument("--commit-ms", type=float, default=500.0, help="ws: GAZE_WS_COMMIT_MS (0: commit every frame)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
@@ -358,9 +530,16 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.duration = min(args.duration, 120.0)
+    browser = args.compute == "browser"
+    if args.fps is None:
+        args.fps = 15.0 if browser else 10.0
+    if args.batch_ms is None:
+        args.batch_ms = 500 if browser else 100
     if args.threads is None:
-        args.threads = 32 if args.transport == "ws" else 8
+        args.threads = 32 if args.transport == "ws" and not browser else 8
     frames = astronaut_frames()
+    if browser:
+        return main_browser(args, frames)
     pipeline_ms = pipeline_cpu_ms(frames)
     if not args.json:
         print(f"pipeline_cpu_ms_per_frame={pipeline_ms}  (one tracker in this process, now: the machine's speed)",
@@ -378,9 +557,23 @@ def main() -> int:
                "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL",
                "transport": args.transport}
     if args.json:
-        print(json.dumps({"runs": results, **summary}))
+        print(json.dumps([r | summary for r in results]))
     else:
         print("  ".join(f"{key}={val}" for key, val in summary.items()))
+    return 0
+
+
+def main_browser(args, frames: list[bytes]) -> int:
+    samples = astronaut_samples(frames)
+    results = []
+    for k in args.participants:
+        r = run_browser(k, args, samples) | {
+            "cpus": os.cpu_count(), "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL"}
+        results.append(r)
+        if not args.json:
+            print("  ".join(f"{key}={val}" for key, val in r.items()), flush=True)
+    if args.json:
+        print(json.dumps(results))
     return 0
 
 

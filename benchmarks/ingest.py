@@ -65,8 +65,8 @@ def make_participants(instance: Path, n: int, study: Path | None = None, prefix:
 
 
 def start_gunicorn(instance: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
-    exe = Path(sys.executable).with_name("gunicorn")
-    cmd = [str(exe), "-w", str(workers), "-k", "gthread", "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+    # this interpreter's gunicorn (not the script's shebang: a copied venv may point elsewhere)
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", str(threads), "-b", f"127.0.0.1:{port}",
            "--backlog", "2048", "--keep-alive", "5", "--log-level", "warning",
            "gazepref.capture_site.app:create_app()"]
     proc = subprocess.Popen(cmd, env={**os.environ, "GAZEPREF_INSTANCE": str(instance)})

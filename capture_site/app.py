@@ -136,11 +136,11 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, shutdown
+    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, shutdown, vendor
     from .gaze_settings import gaze_settings
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
-    for module in (flow, chat, ingest, gaze, gaze_ws, dashboard):
+    for module in (flow, chat, ingest, gaze, gaze_ws, dashboard, vendor):
         app.register_blueprint(module.bp)
     flow.init_steps(app)  # this app's flow steps: the built-in ones ...
     gaze_step.register(app)  # ... and the webcam calibration step

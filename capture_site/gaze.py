@@ -10,7 +10,12 @@
   (:mod:`.gaze_drift`). Answers ``{ok, seq, stored, duplicate, face: {found, ok, code, message}}``
   and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
-* ``POST /api/gaze/round`` (multipart): ``meta`` = ``{"kind": "calibration" | "validation",
+* ``POST /api/gaze/samples`` (JSON, gzip allowed; ``[gaze] compute = "browser"``, the default):
+  ``{"phase", "task", "seq", "origin", "samples": [...]}``, the landmark samples the page computes
+  instead of sending pictures (:mod:`.gaze_samples`); answered as ``/frames``. A study takes only
+  its own kind: pictures (``/frames``, the WebSocket, multipart rounds) in server mode, samples
+  in browser mode (403 otherwise).
+* ``POST /api/gaze/round`` (multipart; in browser mode JSON with the targets' ``samples``): ``meta`` = ``{"kind": "calibration" | "validation",
   "viewport": [w, h], "targets": [{"x", "y", "t": [...]}, ...]}`` with the frames of each target
   (those after the eyes settled, until the dot had ``min_frames`` usable frames), in target
   order. The server counts the usable rows per target (``usable_per_target``, ``starved``). A
@@ -48,10 +53,11 @@ from sqlalchemy import insert
 from .. import store
 from .api import ApiError, install_error_handlers, request_participant_id
 from .gaze_limits import frame_limiter
-from .gaze_pipeline import frame_context, store_task_rows, track_frames
-from .gaze_requests import frame_meta, frame_parts, multipart_form, numbers
-from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, GazeSettings,
-                            validation_targets)
+from .gaze_pipeline import check_compute, frame_context, store_task_rows, track_frames, track_samples
+from .gaze_requests import frame_meta, frame_parts, json_body, multipart_form, numbers
+from .gaze_samples import parse_samples, process_samples
+from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, MAX_SAMPLES_PER_BATCH,
+                            GazeSettings, validation_targets)
 from .gaze_attempts import decide, outcome_for_page, step_rows
 from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
@@ -104,6 +110,30 @@ def camera_error():
     return jsonify(ok=True)
 
 
+@bp.post("/samples")
+def samples():
+    """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
+    allowed) ``{phase, task, seq, origin, samples: [...]}``; answered as ``/frames``."""
+    pid = request_participant_id()
+    if not frame_limiter().allow(f"g{pid}"):
+        raise ApiError(429, "too many sample batches; slow down", retry_after=1)
+    body = json_body()
+    items, times = parse_samples(body.get("samples"), MAX_SAMPLES_PER_BATCH)
+    meta = frame_meta(body, times)
+    ctx = frame_context(pid, meta, "samples")
+    seq = meta.seq
+    if ctx.replay:
+        return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)
+    rows = track_samples(ctx, items, times)
+    stored = 0
+    if meta.phase == "task" and rows:
+        stored = len(rows) if store_task_rows(ctx, seq, rows, [], times) else 0
+    entry = ctx.entry
+    extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
+    return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
+                   dropped=0, face=entry.face, calibrated=entry.tracker.calibration is not None, **extra)
+
+
 # --------------------------------------------------------------------------- calibration rounds
 
 
@@ -116,7 +146,8 @@ def calibration_round():
     pid = request_participant_id()
     if not frame_limiter().allow(f"g{pid}"):
         raise ApiError(429, "too many requests; slow down", retry_after=1)
-    meta, parts = multipart_form()
+    landmarks = request.mimetype == "application/json" or request.headers.get("Content-Encoding") == "gzip"
+    meta, parts = (json_body(), []) if landmarks else multipart_form()
     kind = meta.get("kind")
     if kind not in ("calibration", "validation"):
         raise ApiError(400, f"kind must be 'calibration' or 'validation' (got {kind!r})")
@@ -130,12 +161,19 @@ def calibration_round():
     per_target = [numbers(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
     all_times = [v for ts in per_target for v in ts]
-    frames_ = frame_parts(parts, len(all_times), MAX_FRAMES_PER_ROUND)
     p, settings = participant_settings(pid)
-    images = decode_frames(frames_, settings.max_side)
+    check_compute(settings, "samples" if landmarks else "frames")
+    if landmarks:  # the page's landmark samples, in target order (their times are the targets' t)
+        frames_ = []
+        samples_, times_ = parse_samples(meta.get("samples"), MAX_FRAMES_PER_ROUND)
+        if times_ != all_times:
+            raise ApiError(400, "the samples' times must be the targets' t, in order")
+    else:
+        frames_ = frame_parts(parts, len(all_times), MAX_FRAMES_PER_ROUND)
+        images = decode_frames(frames_, settings.max_side)
     entry = registry().get(pid, settings)
     db().rollback()
-    rows, _ = process_frames(entry, images, all_times)
+    rows = process_samples(entry, samples_, all_times) if landmarks else process_frames(entry, images, all_times)[0]
     points, k = [], 0
     for target, ts in zip(xy, per_target):
         points.append((target, rows[k:k + len(ts)]))

@@ -16,7 +16,7 @@ from .gaze_store import LOOKUP, frame_rows, store_gaze, study_settings, sync_cal
 from .gaze_trackers import TrackerEntry, decode_frames, process_frames, registry
 from .runtime import site
 
-__all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames", "uncalibrated"]
+__all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames", "track_samples", "uncalibrated"]
 
 
 class FrameContext(NamedTuple):
@@ -30,10 +30,12 @@ class FrameContext(NamedTuple):
     set_anchor: bool           # the task has no clock anchor yet
 
 
-def frame_context(pid: int, meta: FrameMeta) -> FrameContext:
+def frame_context(pid: int, meta: FrameMeta, kind: str = "frames") -> FrameContext:
     """One query (:data:`.gaze_store.LOOKUP`): consent, study settings, task ownership, replay; then
     the participant's tracker with the latest calibration (and, in a task with drift correction,
-    the clicks stored since the last look). Raises ApiError 401/403."""
+    the clicks stored since the last look). ``kind``: ``"frames"`` (pictures; refused where the
+    study computes the landmarks in the browser: no picture is taken in) or ``"samples"``
+    (landmarks from the page; refused where the server computes them). Raises ApiError 401/403."""
     task_id, seq = meta.task_id, meta.seq
     with site().engine.connect() as conn:
         found = conn.execute(LOOKUP, {"pid": pid, "task": -1 if task_id is None else task_id,
@@ -43,6 +45,7 @@ def frame_context(pid: int, meta: FrameMeta) -> FrameContext:
     cfg, settings = study_settings(found.study_id)
     if cfg.webcam == "off":
         raise ApiError(403, "this study records no webcam")
+    check_compute(settings, kind)
     if meta.phase == "task" and found.owner != pid:
         raise ApiError(403, f"task {task_id} is not yours")
     entry = registry().get(pid, settings)
@@ -65,6 +68,21 @@ def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], ar
     :func:`.gaze_trackers.process_frames`), drift-correct task rows."""
     images = decode_frames(frames_, ctx.settings.max_side)
     rows, dropped = process_frames(ctx.entry, images, times, arrived, shed_ms(), stale)
+    _task_rows(ctx, rows)
+    return rows, dropped
+
+
+def track_samples(ctx: FrameContext, samples: list, times: list[float]) -> list[dict[str, float]]:
+    """Run the page's landmark samples (:mod:`.gaze_samples`) through the participant's tracker and
+    drift-correct task rows, as :func:`track_frames` does for pictures."""
+    from .gaze_samples import process_samples
+
+    rows = process_samples(ctx.entry, samples, times)
+    _task_rows(ctx, rows)
+    return rows
+
+
+def _task_rows(ctx: FrameContext, rows: list[dict[str, float]]) -> None:
     if ctx.meta.phase == "task" and rows:
         uncalibrated(rows, ctx.entry.failed)
         if ctx.settings.click_correction:
@@ -73,7 +91,14 @@ def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], ar
         from .setup_log import note_setup_frames
 
         note_setup_frames(ctx.pid, rows)  # the dashboard's "why they stopped" (no face, too far, ...)
-    return rows, dropped
+
+
+def check_compute(settings: GazeSettings, kind: str) -> None:
+    """ApiError 403 when the study takes the other kind of data (``frames`` / ``samples``)."""
+    if kind == "frames" and settings.compute == "browser":
+        raise ApiError(403, "this study computes the face landmarks in the browser: camera pictures are not accepted")
+    if kind == "samples" and settings.compute != "browser":
+        raise ApiError(403, "this study computes the face landmarks on the server: send camera pictures")
 
 
 def uncalibrated(rows: list[dict[str, float]], failed: bool) -> None:

@@ -14,7 +14,7 @@ from .gaze_settings import MAX_FRAME_BYTES
 from .multipart import MultipartError, Part, parse_multipart
 from .validation import InvalidInput, origin_ms, page_time_ms
 
-__all__ = ["FrameMeta", "frame_meta", "frame_parts", "integer", "multipart_form", "numbers"]
+__all__ = ["FrameMeta", "frame_meta", "frame_parts", "integer", "json_body", "multipart_form", "numbers"]
 
 
 def multipart_form() -> tuple[dict[str, Any], list[Part]]:
@@ -31,6 +31,18 @@ def multipart_form() -> tuple[dict[str, Any], list[Part]]:
     if meta is None:
         raise ApiError(400, "meta must be a JSON object")
     return meta, [p for p in parts if p.name == "frame"]
+
+
+def json_body() -> dict[str, Any]:
+    """The JSON object of a request (gzip allowed: ``Content-Encoding: gzip``, as the outbox sends),
+    with the telemetry batches' size limits (:func:`.batches.decode_body`)."""
+    from .batches import BatchError, decode_body
+
+    gzipped = request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip"
+    try:
+        return decode_body(request.get_data(cache=False), gzipped)
+    except BatchError as e:
+        raise ApiError(e.status, str(e)) from None
 
 
 def frame_parts(parts: list[Part], expected: int, limit: int) -> list[bytes]:

@@ -30,6 +30,15 @@ JPEG_BYTES_PER_PIXEL = 0.25
 #: it later); ``screen-out``: the participant cannot go on and is asked to return the study.
 FALLBACKS = ("mouse-only", "record-uncalibrated", "screen-out")
 
+#: where the face landmarks are computed (``compute``): ``browser``: in the participant's page
+#: (capture_site/static/facemesh.js), which sends landmark samples, never pictures; ``server``:
+#: the page sends camera pictures and the server runs Face Mesh (needed to keep the pictures)
+COMPUTE = ("browser", "server")
+#: TF.js backends of the page's face mesh (``mesh_backend``; see docs/gaze.md for the measurements)
+MESH_BACKENDS = ("webgl", "wasm", "cpu")
+#: samples (pictures' landmarks) in one HTTP request of the page
+MAX_SAMPLES_PER_BATCH = 60
+
 
 @dataclass(frozen=True)
 class GazeSettings:
@@ -54,6 +63,8 @@ class GazeSettings:
     calibration_fallback: str = "mouse-only"  # when no attempt passes: see FALLBACKS
     setup_timeout_s: float = 60.0  # set-up not passed this long: the page offers a way on (0: never)
     viewing_distance_cm: float = 60.0  # assumed for accuracy in degrees (with CSS_PX_PER_CM)
+    compute: str = "browser"  # where the landmarks are computed: see COMPUTE
+    mesh_backend: str = "wasm"  # the page's TF.js backend (compute = "browser"): see MESH_BACKENDS
 
     @property
     def click_correction(self) -> bool:
@@ -81,7 +92,14 @@ class GazeSettings:
                 "settle_ms": self.settle_ms, "pass_accuracy_px": self.pass_accuracy_px,
                 "attempts": self.attempts, "keep_frames": self.keep_frames, "min_frames": self.min_frames,
                 "target_frames": self.target_frames, "target_timeout_ms": self.target_timeout_ms,
-                "calibration_fallback": self.calibration_fallback, "setup_timeout_s": self.setup_timeout_s}
+                "calibration_fallback": self.calibration_fallback, "setup_timeout_s": self.setup_timeout_s,
+                "compute": self.compute} | (self._browser_page() if self.compute == "browser" else {})
+
+    def _browser_page(self) -> dict[str, Any]:
+        from gazepref.signals.eye_features import PATCH_SIZE
+        from gazepref.signals.webcam import SAMPLE_LANDMARKS
+
+        return {"mesh_backend": self.mesh_backend, "landmarks": list(SAMPLE_LANDMARKS), "patch_size": list(PATCH_SIZE)}
 
 
 def gaze_settings(cfg: StudyConfig) -> GazeSettings:
@@ -96,6 +114,11 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         r._fail("calibration_points", "5, 9 or 13")
     num = lambda k, d: float(r.get(k, (int, float), d, "a number"))  # noqa: E731
     keep_frames = r.flag("keep_frames", False)
+    # the pictures can only be kept where they are sent: keeping them means the server computes
+    compute = r.choice("compute", COMPUTE, "server" if keep_frames else "browser")
+    if keep_frames and compute == "browser":
+        raise ConfigError(f"study {cfg.slug!r}: gaze.keep_frames = true needs gaze.compute = \"server\" (in the "
+                          f"browser mode the camera pictures never leave the participant's computer)")
     if keep_frames and cfg.raw.get("consent", {}).get(CONSENT_FRAMES_KEY) is not True:
         raise ConfigError(
             f"study {cfg.slug!r}: gaze.keep_frames = true stores the participants' camera pictures; say so in "
@@ -114,6 +137,7 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         target_timeout_ms=r.int("target_timeout_ms", 6000, lo=500, hi=60_000),
         calibration_fallback=r.choice("calibration_fallback", FALLBACKS, "mouse-only"),
         setup_timeout_s=num("setup_timeout_s", 60.0), viewing_distance_cm=num("viewing_distance_cm", 60.0),
+        compute=compute, mesh_backend=r.choice("mesh_backend", MESH_BACKENDS, "wasm"),
     )
     if settings.setup_timeout_s < 0 or not 20 <= settings.viewing_distance_cm <= 200:
         r._fail("setup_timeout_s" if settings.setup_timeout_s < 0 else "viewing_distance_cm",

@@ -12,6 +12,15 @@ keys are the ``gaze`` stream's columns (``t``, ``x``, ``y``, ``confidence``, ``f
 extra feature columns ``eye_*``, ``head_*``, ``face_*`` (see :mod:`.eye_features`,
 :mod:`.head_pose` and :data:`FACE_COLUMNS`). ``x``/``y`` are NaN until a calibration is set.
 The site-facing entry point is :func:`process_frame`.
+
+Landmarks computed elsewhere (the participant's browser, ``[gaze] compute = "browser"``) take the
+same path from the landmarks on: :meth:`GazeTracker.process_sample` gets a :class:`FaceSample`
+(the landmarks of :data:`SAMPLE_LANDMARKS`, the face centre, the eye patches and the image
+measures that need the picture) and runs the same eye-geometry, head-pose, flag, confidence and
+calibration code as :meth:`GazeTracker.process_image`, which itself builds a :class:`FaceSample`
+from the image and calls it. So every feature has one definition; only what needs the pixels
+(the landmarks, the 10x6 eye patches of :func:`.eye_features.eye_patch`, brightness, sharpness)
+is computed in the page (capture_site/static/facemesh.js, the same crop definition).
 """
 from __future__ import annotations
 
@@ -31,7 +40,8 @@ from .frame_decode import FrameError, decode_jpeg
 if TYPE_CHECKING:
     from .calibration import GazeCalibration
 
-__all__ = ["FACE_COLUMNS", "FrameError", "GazeTracker", "QualityThresholds", "feature_columns", "process_frame"]
+__all__ = ["FACE_COLUMNS", "SAMPLE_LANDMARKS", "FaceSample", "FrameError", "GazeTracker", "QualityThresholds",
+           "feature_columns", "image_sample", "process_frame"]
 
 FACE_COLUMNS = (
     "face_x",  # face centre (mean landmark), fraction of image width
@@ -52,6 +62,58 @@ def feature_columns(patch_size: tuple[int, int] | None = eye_features.PATCH_SIZE
         for eye in eye_features.EYES:
             cols += eye_features.patch_columns(eye.name, patch_size)
     return cols + list(head_pose.COLUMNS) + list(FACE_COLUMNS)
+
+
+#: face-mesh indices every landmark-derived feature reads (eye geometry, head pose, face size):
+#: what a page computing landmarks sends of the 478 (MediaPipe's numbering)
+SAMPLE_LANDMARKS: tuple[int, ...] = tuple(sorted(
+    {i for eye in eye_features.EYES for i in eye_features._gather(eye)} | set(head_pose.LANDMARKS) | {33, 263}))
+_N_LANDMARKS = 478
+
+
+@dataclass
+class FaceSample:
+    """What the landmark path of :class:`GazeTracker` needs of one picture.
+
+    ``pts``: landmark pixel coordinates (N x 2, at least the rows of :data:`SAMPLE_LANDMARKS`;
+    None: no face found); ``width``/``height``: the picture's size; ``centre``: the mean of the
+    468 face-mesh points (px); ``count``: faces in view; ``brightness``: mean grey level 0-255
+    of the face box (the whole picture without a face); ``sharpness``: see :func:`_sharpness`;
+    ``patches``: eye name -> flattened patch of :func:`.eye_features.eye_patch` (None: none).
+    """
+
+    pts: np.ndarray | None
+    width: int
+    height: int
+    centre: tuple[float, float] = (math.nan, math.nan)
+    count: int = 0
+    brightness: float = math.nan
+    sharpness: float = math.nan
+    patches: dict[str, np.ndarray] | None = None
+
+
+def image_sample(grey: np.ndarray, faces: list[np.ndarray], patch_size: tuple[int, int] | None) -> FaceSample:
+    """The :class:`FaceSample` of a grey image and its faces' landmarks (the nearest first)."""
+    h, w = grey.shape[:2]
+    if not faces:
+        return FaceSample(None, w, h, brightness=float(grey.mean()))
+    pts = faces[0]
+    lo, hi = pts.min(axis=0).tolist(), pts.max(axis=0).tolist()
+    x0, y0 = int(min(max(lo[0], 0), w - 1)), int(min(max(lo[1], 0), h - 1))
+    x1, y1 = int(min(max(hi[0], 0), w - 1)), int(min(max(hi[1], 0), h - 1))
+    box = grey[y0:y1 + 1, x0:x1 + 1]
+    cx, cy = pts[:468].mean(axis=0).tolist()
+    patches = None if patch_size is None else {
+        eye.name: eye_features.eye_patch(grey, pts, eye, patch_size) for eye in eye_features.EYES}
+    return FaceSample(pts, w, h, (cx, cy), len(faces), float(box.mean()) if box.size else float(grey.mean()),
+                      _sharpness(box), patches)
+
+
+def sample_landmarks(values: np.ndarray) -> np.ndarray:
+    """A 478 x 2 landmark array (NaN where unknown) from the (x, y) rows of :data:`SAMPLE_LANDMARKS`."""
+    pts = np.full((_N_LANDMARKS, 2), np.nan)
+    pts[list(SAMPLE_LANDMARKS)] = np.asarray(values, np.float64).reshape(len(SAMPLE_LANDMARKS), 2)
+    return pts
 
 
 @dataclass(frozen=True)
@@ -100,7 +162,8 @@ class GazeTracker:
         self.patch_size = patch_size
         self.thresholds = thresholds
         self.max_side = max_side
-        self._mesh = FaceMeshRunner(static_image_mode=static_image_mode, max_num_faces=2 if static_image_mode else 1)
+        self._static = static_image_mode
+        self._mesh_runner: FaceMeshRunner | None = None  # created on the first image (landmark samples need none)
         self._counter = None if static_image_mode else FaceCounter(face_check_ms, face_check_frames)
         self._pose = head_pose.HeadPoseEstimator()
         self._openness: deque[float] = deque(maxlen=90)  # recent eye aspect ratios of this stream
@@ -109,8 +172,16 @@ class GazeTracker:
             self._columns, math.nan)
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def _mesh(self) -> FaceMeshRunner:
+        if self._mesh_runner is None:
+            self._mesh_runner = FaceMeshRunner(static_image_mode=self._static,
+                                               max_num_faces=2 if self._static else 1)
+        return self._mesh_runner
+
     def close(self) -> None:
-        self._mesh.close()
+        if self._mesh_runner is not None:
+            self._mesh_runner.close()
         if self._counter is not None:
             self._counter.close()
 
@@ -130,36 +201,53 @@ class GazeTracker:
         """Process one BGR ``uint8`` image (H x W x 3) taken at task-clock time ``t`` (ms)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise FrameError(f"expected a BGR uint8 image, got shape {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
         t = float(t)
-        row = dict(self._empty)
-        row["t"] = t
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         faces = self._mesh.process(rgb)
         if len(faces) > 1:
             faces = _distinct_faces(faces)
-        count = len(faces)
-        flags = 0
-        if not faces:
-            self._pose.reset()
+        sample = image_sample(grey, faces, self.patch_size)
+        if faces:
             if self._counter is not None:
-                self._counter.lost()
+                sample.count = max(sample.count, self._counter.count(rgb, t))
+        elif self._counter is not None:
+            self._counter.lost()
+        return self.process_sample(sample, t)
+
+    def process_sample(self, sample: FaceSample, t: float = float("nan")) -> dict[str, float]:
+        """The row of one picture from its landmarks (:class:`FaceSample`), taken at time ``t`` (ms):
+        eye geometry, head pose, face measures, flags, confidence and, when calibrated, gaze x/y.
+        The part of the pipeline shared by pictures (:meth:`process_image`) and landmarks
+        computed in the participant's browser."""
+        w, h = sample.width, sample.height
+        row = dict(self._empty)
+        row["t"] = float(t)
+        flags = 0
+        if sample.pts is None:
+            self._pose.reset()
             row["face_count"] = 0.0
-            row["face_brightness"] = float(grey.mean())
+            row["face_brightness"] = sample.brightness
             flags |= GazeFlag.NO_FACE
-            if row["face_brightness"] < self.thresholds.too_dark:
+            if sample.brightness < self.thresholds.too_dark:
                 flags |= GazeFlag.TOO_DARK
             row["flags"] = flags | (GazeFlag.UNCALIBRATED if self.calibration is None else 0)
             return row
-        if self._counter is not None:
-            count = max(count, self._counter.count(rgb, t))
+        count = sample.count
         row["face_count"] = float(min(count, 2))
         if count > 1:
             flags |= GazeFlag.MULTIPLE_FACES
-        pts = faces[0]  # the nearest (largest) face
-        row.update(self._face_measures(grey, pts))
-        row.update(eye_features.eye_features(grey, pts, self.patch_size))
+        pts = sample.pts
+        (ax, ay), (bx, by) = pts[263].tolist(), pts[33].tolist()
+        row.update(face_x=sample.centre[0] / w, face_y=sample.centre[1] / h,
+                   face_size=math.sqrt((ax - bx) ** 2 + (ay - by) ** 2) / w,
+                   face_brightness=sample.brightness, face_sharpness=sample.sharpness)
+        row.update(eye_features.eye_features(None, pts, None))  # the geometry (landmarks only)
+        if self.patch_size is not None and sample.patches is not None:
+            for eye in eye_features.EYES:
+                patch = sample.patches.get(eye.name)
+                if patch is not None:
+                    row.update(zip(eye_features.patch_columns(eye.name, self.patch_size), np.asarray(patch).tolist()))
         row.update(self._pose.estimate(pts, w, h))
 
         th = self.thresholds
@@ -187,24 +275,6 @@ class GazeTracker:
         baseline = _median(recent) if len(recent) >= 5 else 0.0  # too few to judge
         recent.append(openness)
         return openness < self.thresholds.blink or openness < self.thresholds.blink_relative * baseline
-
-    @staticmethod
-    def _face_measures(grey: np.ndarray, pts: np.ndarray) -> dict[str, float]:
-        h, w = grey.shape[:2]
-        lo, hi = pts.min(axis=0).tolist(), pts.max(axis=0).tolist()
-        x0, y0 = int(min(max(lo[0], 0), w - 1)), int(min(max(lo[1], 0), h - 1))
-        x1, y1 = int(min(max(hi[0], 0), w - 1)), int(min(max(hi[1], 0), h - 1))
-        box = grey[y0:y1 + 1, x0:x1 + 1]
-        cx, cy = pts[:468].mean(axis=0).tolist()
-        (ax, ay), (bx, by) = pts[263].tolist(), pts[33].tolist()
-        eye_span = math.sqrt((ax - bx) ** 2 + (ay - by) ** 2)
-        return {
-            "face_x": cx / w,
-            "face_y": cy / h,
-            "face_size": eye_span / w,
-            "face_brightness": float(box.mean()) if box.size else float(grey.mean()),
-            "face_sharpness": _sharpness(box),
-        }
 
 
 def _median(values: deque[float]) -> float:

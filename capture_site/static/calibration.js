@@ -154,10 +154,17 @@ async function runRound(kind, points) {
   ui.bar.style.width = "100%";
   ui.target.hidden = true; // while the server fits
   ui.instructions.textContent = "One moment…";
-  const body = new FormData();
-  body.append("meta", JSON.stringify({ kind, viewport: [innerWidth, innerHeight], targets }));
-  frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
-  const resp = await fetch(gaze.urls.round, { method: "POST", headers: { "X-Participant-Token": gaze.token }, body });
+  const meta = { kind, viewport: [innerWidth, innerHeight], targets };
+  let resp;
+  if (S.compute === "browser") { // the targets' landmark samples, never pictures
+    meta.samples = frames.map((f) => f.sample);
+    resp = await fetch(gaze.urls.round, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": gaze.token }, body: JSON.stringify(meta) });
+  } else {
+    const body = new FormData();
+    body.append("meta", JSON.stringify(meta));
+    frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
+    resp = await fetch(gaze.urls.round, { method: "POST", headers: { "X-Participant-Token": gaze.token }, body });
+  }
   const payload = await resp.json().catch(() => ({}));
   return { ok: resp.ok, status: resp.status, payload, starved };
 }
@@ -271,7 +278,7 @@ async function main() {
     return;
   }
   state.capture = new GazeCapture({
-    stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: S, phase: "setup",
+    stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: S, phase: "setup", urls: gaze.urls,
     video: $("#camera-preview"),
     onStatus: (face) => {
       if (state.done) return;
@@ -286,7 +293,13 @@ async function main() {
       if (!state.busy) ui.start.disabled = !(face && face.ok) && !wayOnShown() && !state.passedSetup;
     },
   });
-  await state.capture.start();
+  try {
+    await state.capture.start();
+  } catch (e) { // browser mode: the face mesh could not be loaded
+    console.warn("gazepref: face mesh", e);
+    noCamera(new CameraError("Eye tracking cannot run in this browser (its face model could not be loaded)."));
+    return;
+  }
   ui.start.addEventListener("click", calibrate);
   watchIndicator();
 }

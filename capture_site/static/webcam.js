@@ -12,8 +12,15 @@
 // click.
 // When the server restarts it answers 503 with Retry-After (batches wait that long) and tells the
 // socket {"reconnect": true, "retry_after_ms": n} before closing it (the page reconnects after n ms).
+//
+// Browser mode (settings.compute = "browser", the default): no picture leaves the page. Each
+// picture goes through the face mesh in the page (facemesh.js) and only its landmark sample is
+// sent (JSON, urls.samples): set-up samples in batches answered with the face status, task
+// samples through the outbox (outbox.js: stored until the server confirms, resent after a
+// reload). The page measures its own cost (meshMs, fps) for the benchmark.
 
-import { retryAfterMs } from "./outbox.js";
+import { faceSample, loadMesh } from "./facemesh.js";
+import { Outbox, retryAfterMs } from "./outbox.js";
 
 export class CameraError extends Error {
   /** kind: "insecure" | "denied" | "none" | "busy" | "other" (what the page explains). */
@@ -56,11 +63,15 @@ export class GazeCapture {
    *   ("setup" | "task"), task, nextSeq, onStatus(face, response) called after each answered
    *   batch or frame, video (optional element).
    */
-  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, video = null }) {
+  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, video = null, urls = {} }) {
     this.stream = stream;
     this.token = token;
-    this.url = url;
-    this.wsUrl = wsUrl && typeof WebSocket !== "undefined" ? wsUrl : null;
+    this.browser = settings.compute === "browser";
+    this.url = this.browser ? urls.samples : url;
+    this.vendor = urls.vendor || "/vendor/";
+    this.wsUrl = !this.browser && wsUrl && typeof WebSocket !== "undefined" ? wsUrl : null;
+    this.meshMs = []; // browser mode: ms per picture of the face mesh and sample (the last 100)
+    this.samples = 0;
     // "connecting" (frames wait), "ws" (frames go out one by one), "reconnecting", "http" (batches)
     this.transport = this.wsUrl ? "connecting" : "http";
     this.socket = null;
@@ -94,7 +105,13 @@ export class GazeCapture {
 
   async start() {
     await this.video.play().catch(() => {});
+    if (this.browser) {
+      this.mesh = await loadMesh({ base: this.vendor, backend: this.settings.mesh_backend || "wasm" });
+      this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
+      if (this.phase === "task") this.outbox = new Outbox({ task: `gaze-${this.task}`, token: this.token, url: this.url });
+    }
     const frameMs = 1000 / this.settings.fps;
+    this.startedAt = performance.now();
     if (this.wsUrl) this.connect();
     this.timers.push(setInterval(() => this.grab(), frameMs));
     this.timers.push(setInterval(() => { if (this.transport === "http") this.send(); }, this.settings.batch_ms));
@@ -229,8 +246,41 @@ export class GazeCapture {
     }
   }
 
+  /** Browser mode: the landmark sample of the current picture (the picture stays here). */
+  async grabSample() {
+    this.grabbing = true;
+    try {
+      const t = performance.now();
+      this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
+      const sample = await faceSample(this.mesh, this.canvas, this.ctx, this.settings.landmarks, this.settings.patch_size);
+      this.meshMs.push(performance.now() - t);
+      if (this.meshMs.length > 100) this.meshMs.shift();
+      this.samples += 1;
+      const frame = { t: Math.round(t * 100) / 100, sample: { t: Math.round(t * 100) / 100, ...sample } };
+      this.recent.push(frame);
+      while (this.recent.length && this.recent[0].t < t - 15000) this.usable.delete(this.recent.shift().t);
+      if (this.paused) return;
+      this.pending.push(frame);
+      if (this.phase === "task") { // the face status is known here: no answer to wait for
+        this.lastAnswer = performance.now();
+        this.onStatus({ found: sample.n > 0 }, {});
+      }
+    } finally {
+      this.grabbing = false;
+    }
+  }
+
+  /** The page's own cost so far: {ms_per_frame (median), fps, frames, backend}. */
+  cost() {
+    const s = [...this.meshMs].sort((a, b) => a - b);
+    const since = this.startedAt ? (performance.now() - this.startedAt) / 1000 : NaN;
+    return { ms_per_frame: s.length ? s[s.length >> 1] : null, fps: this.samples / since, frames: this.samples,
+             backend: this.mesh ? this.mesh.backend : null, load_ms: this.mesh ? this.mesh.loadMs : null };
+  }
+
   grab() {
     if (this.video.readyState < 2 || this.grabbing) return;
+    if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
     this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
     this.grabbing = true;
@@ -263,6 +313,7 @@ export class GazeCapture {
 
   send() {
     if (!this.pending.length) return Promise.resolve();
+    if (this.browser) return this.sendSamples();
     const frames = this.pending.splice(0, 30);
     const meta = { phase: this.phase, t: frames.map((f) => f.t) };
     if (this.phase === "task") {
@@ -270,6 +321,40 @@ export class GazeCapture {
       localStorage.setItem(this.seqKey, String(this.seq));
     }
     const p = this.post(meta, frames).finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+    return p;
+  }
+
+  /** Browser mode: the waiting samples; task samples through the outbox (kept until stored),
+   *  set-up samples posted and answered with the face status and the usable times. */
+  sendSamples() {
+    const frames = this.pending.splice(0, 60);
+    const batch = { phase: this.phase, samples: frames.map((f) => f.sample) };
+    if (this.phase === "task") {
+      Object.assign(batch, { task: this.task, seq: this.seq++, origin: performance.timeOrigin });
+      localStorage.setItem(this.seqKey, String(this.seq));
+      this.outbox.push(batch);
+      return Promise.resolve();
+    }
+    const p = (async () => {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          const resp = await fetch(this.url, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": this.token }, body: JSON.stringify(batch) });
+          const payload = await resp.json().catch(() => ({}));
+          if (resp.ok) {
+            this.sent += frames.length;
+            this.noteUsable(payload.usable);
+            this.lastFace = payload.face;
+            this.lastAnswer = performance.now();
+            this.onStatus(payload.face, payload);
+            return payload;
+          }
+          if (resp.status !== 429 && resp.status < 500) { console.warn("gazepref: samples rejected", resp.status, payload.error); return payload; }
+        } catch (e) { /* network: retry */ }
+        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      }
+      return null;
+    })().finally(() => this.inflight.delete(p));
     this.inflight.add(p);
     return p;
   }
@@ -308,6 +393,10 @@ export class GazeCapture {
 
   /** On pagehide: the buffered frames by sendBeacon (token in the query: no headers). */
   beacon() {
+    if (this.browser) {
+      if (this.phase === "task" && this.outbox) { if (this.pending.length) this.sendSamples(); this.outbox.beacon(); }
+      return;
+    }
     if (!this.pending.length || !navigator.sendBeacon) return;
     const frames = this.pending.splice(0, 30);
     const meta = { phase: this.phase, t: frames.map((f) => f.t) };
@@ -326,6 +415,7 @@ export class GazeCapture {
   async flush() {
     if (this.transport === "http") this.send();
     await Promise.all([...this.inflight]);
+    for (let i = 0; i < 100 && this.outbox && this.outbox.pending > 0; i++) await new Promise((r) => setTimeout(r, 100));
     for (let i = 0; i < 50 && this.transport !== "http" && (this.unanswered > 0 || this.unstored.size > 0); i++) {
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -361,7 +451,7 @@ export async function startTaskGaze(gaze) {
   }
   let seen = performance.now();
   const capture = new GazeCapture({
-    stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task",
+    stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task", urls: gaze.urls,
     task: gaze.task, nextSeq: gaze.next_seq,
     onStatus: (face) => {
       const now = performance.now();
@@ -370,7 +460,14 @@ export async function startTaskGaze(gaze) {
       if (!warning.hidden) warning.textContent = "Eye tracking lost: please face the camera.";
     },
   });
-  await capture.start();
+  try {
+    await capture.start();
+  } catch (e) { // browser mode: the face mesh could not be loaded
+    warning.textContent = "Eye tracking could not start in this browser. Gaze is not recorded; please go on.";
+    warning.hidden = false;
+    console.warn("gazepref: face mesh", e);
+    return null;
+  }
   addEventListener("pagehide", () => capture.beacon());
   return capture;
 }

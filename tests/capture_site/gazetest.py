@@ -3,9 +3,14 @@ posting frame batches and calibration rounds of the astronaut face (``skimage.da
 from __future__ import annotations
 
 import json
+import os
 import re
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from sqlalchemy import func, select
 
@@ -14,16 +19,21 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from sitetest import STUDY_TOML, csrf_of
 
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CALIBRATION_TARGETS = [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)]
 
 
 def webcam_toml(path: Path, gaze: str = "", consent: str = "") -> Path:
     """The test study with ``webcam = "optional"``, 5-point calibration, one attempt, a lenient
-    pass threshold, plus ``gaze`` lines in [gaze] and ``consent`` lines in [consent]."""
+    pass threshold, plus ``gaze`` lines in [gaze] and ``consent`` lines in [consent]. The server
+    computes the landmarks (the page sends pictures) unless ``gaze`` sets ``compute``."""
     text = STUDY_TOML.read_text().replace('webcam = "off"', 'webcam = "optional"')
     if consent:
         text = text.replace('text = "Consent text for the tests."', f'text = "Consent text for the tests."\n{consent}')
-    text += f"\n[gaze]\ncalibration_points = 5\nattempts = 1\npass_accuracy_px = 5000\n{gaze}\n"
+    compute = "" if "compute" in gaze else 'compute = "server"\n'
+    text += f"\n[gaze]\ncalibration_points = 5\nattempts = 1\npass_accuracy_px = 5000\n{compute}{gaze}\n"
     path.write_text(text)
     return path
 
@@ -91,3 +101,44 @@ def calibrate(client, token) -> None:
 def gaze_rows(dbs, task_id) -> int:
     return dbs.scalar(select(func.coalesce(func.sum(store.StreamChunk.n), 0)).where(
         store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze"))
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """A y4m video (Chromium's fake webcam) of BGR ``frames``."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for fr in frames:
+            f.write(b"FRAME\n")
+            f.write(cv2.cvtColor(fr, cv2.COLOR_BGR2YUV_I420).tobytes())  # Y, U, V planes
+    return path
+
+
+@contextmanager
+def browser_page(app, video: Path | None, allow: bool = True):
+    """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no
+    camera); ``allow=False``: the participant denies the camera."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    args = ARGS + (["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
+                   if video else [])
+    if video and allow:
+        args.append("--use-fake-ui-for-media-stream")
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            ctx.close()
+            browser.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from gazepref import store
 from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from gazetest import CALIBRATION_TARGETS, answer_step, gaze_rows, post_frames, post_round, to_calibration
+from gazetest import (ARGS, CHROMIUM, CALIBRATION_TARGETS, answer_step, browser_page, gaze_rows, post_frames, post_round,
+                      to_calibration, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
 from sitetest import page_data
 
@@ -25,22 +25,10 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
 skdata = pytest.importorskip("skimage.data")
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 # --------------------------------------------------------------------------- frames
 
-
-def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    h, w = frames[0].shape[:2]
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for fr in frames:
-            f.write(b"FRAME\n")
-            f.write(cv2.cvtColor(fr, cv2.COLOR_BGR2YUV_I420).tobytes())  # Y, U, V planes
-    return path
 
 
 # --------------------------------------------------------------------------- site helpers
@@ -423,34 +411,6 @@ def test_a_denied_camera_says_how_to_allow_it_again(wapp, face_y4m):
         text = page.text_content("#camera-error")
         assert "denied" in text and all(b in text for b in ("Chrome", "Firefox", "Safari")), text
         assert page.is_visible("#retry-camera") and page.is_visible("#continue")
-
-
-@contextmanager
-def browser_page(app, video: Path | None, allow: bool = True):
-    """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no
-    camera); ``allow=False``: the participant denies the camera."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
-    from playwright.sync_api import sync_playwright
-
-    from gazepref.capture_site.serving import BackgroundServer
-
-    args = ARGS + (["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
-                   if video else [])
-    if video and allow:
-        args.append("--use-fake-ui-for-media-stream")
-    with sync_playwright() as pw, BackgroundServer(app) as url:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
-        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
-        page = ctx.new_page()
-        page.set_default_timeout(15_000)
-        try:
-            yield page
-        finally:
-            ctx.close()
-            browser.close()
 
 
 def page_data_in(page) -> dict:

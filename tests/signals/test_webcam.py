@@ -330,3 +330,25 @@ def test_calibrated_tracker_estimates_gaze(face_frame, face_video):
 def test_face_columns_documented():
     assert set(FACE_COLUMNS) <= set(feature_columns())
     assert feature_columns(None) == [c for c in feature_columns() if "_patch_" not in c]
+
+
+def test_landmark_samples_give_the_rows_of_pictures(face_frame):
+    """The landmark path (what a page computing landmarks sends: the SAMPLE_LANDMARKS points, the
+    face centre, patches, brightness, sharpness) gives exactly the row of the picture path."""
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.webcam import SAMPLE_LANDMARKS, image_sample, sample_landmarks
+
+    runner = FaceMeshRunner()
+    with GazeTracker() as pictures, GazeTracker() as samples:
+        for i in range(8):
+            frame = face_frame(0.9 + 0.03 * i, dx=6 * i, dy=-3 * i)
+            want = pictures.process_image(frame, 100.0 * i)
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            s = image_sample(grey, runner.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), eye_features.PATCH_SIZE)
+            if s.pts is not None:  # only the sent points: the others are unknown to the server
+                s.pts = sample_landmarks(s.pts[list(SAMPLE_LANDMARKS)])
+                s.count = max(s.count, int(want["face_count"]))  # the picture path also counts by detector
+            got = samples.process_sample(s, 100.0 * i)
+            assert list(got) == list(want)
+            np.testing.assert_array_equal(np.array(list(got.values()), float), np.array(list(want.values()), float))
+    runner.close()

@@ -1,0 +1,86 @@
+"""What the browser mode costs the participant's page: the face mesh (and sample) per picture in
+headless Chromium with a fake webcam playing the astronaut's face.
+
+    .venv/bin/python benchmarks/page_mesh.py [--backend webgl wasm cpu] [--seconds 20] [--fps 15] [--json]
+
+For each TF.js backend it starts the study site (browser mode, ``[gaze] fps``), opens the
+calibration page (the set-up: the camera runs, samples go to the server) and reads the page's
+own measurements (``GazeCapture.cost()``): median ms per picture (mesh + sample), the achieved
+pictures per second, the model load time and the backend TF.js actually used. Headless Chromium
+here has no GPU: "webgl" is software WebGL (SwiftShader), so these are a slow laptop's figures
+at best.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "capture_site"))
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.app import create_app
+    from gazepref.capture_site.serving import BackgroundServer
+    from gazepref.signals.synthetic_face import moving_face
+    from gazetest import webcam_toml, write_y4m
+
+    video = write_y4m(tmp / "face.y4m", [moving_face(i) for i in range(40)], fps=10)
+    toml = webcam_toml(tmp / f"{backend}.toml", f'compute = "browser"\nmesh_backend = "{backend}"\nfps = {fps}')
+    app = create_app(str(tmp / f"instance-{backend}"), {"SECRET_KEY": "bench", "STUDY_CONFIG": str(toml)})
+    args = ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                   f"--use-file-for-fake-video-capture={video}"]
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args, headless=True)
+        page = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url).new_page()
+        page.set_default_timeout(60_000)
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text))
+        page.on("pageerror", lambda e: console.append(str(e)))
+        page.goto("/?PROLIFIC_PID=BENCH&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.fill("[name='age']", "30")
+        page.click("#continue")
+        page.click("#continue")
+        try:
+            page.wait_for_function("window.gazepref && window.gazepref.calibration.capture"
+                                   " && window.gazepref.calibration.capture.samples >= 2")
+        except Exception:
+            raise SystemExit(f"the page's face mesh did not start: {console[-5:]}") from None
+        page.evaluate("() => { const c = window.gazepref.calibration.capture; c.meshMs.length = 0; c.samples = 0; c.startedAt = performance.now(); }")
+        time.sleep(seconds)
+        cost = page.evaluate("window.gazepref.calibration.capture.cost()")
+        browser.close()
+    return {"backend_asked": backend, **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in cost.items()},
+            "fps_asked": fps}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", nargs="+", default=["webgl", "wasm", "cpu"])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--fps", type=int, default=15)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for b in a.backend:
+            out.append(measure(b, a.seconds, a.fps, Path(d)))
+            if not a.json:
+                print(out[-1], flush=True)
+    if a.json:
+        print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

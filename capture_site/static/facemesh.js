@@ -1,0 +1,240 @@
+// Face mesh in the participant's browser ([gaze] compute = "browser"): landmarks -> a compact
+// sample per picture, sent instead of the picture.
+//
+// The mesh is @vladmandic/human (MIT; blazeface + facemesh + iris in TF.js form, converted from
+// MediaPipe's), installed by `npm ci` in capture_site/web at the version pinned there and served
+// by the site under /vendor/ (no CDN). Its 478 points follow MediaPipe's numbering except that
+// the two iris blocks (468-472, 473-477) are swapped: fixed here, so index i means what it means
+// in the Python pipeline (gazepref.signals.eye_features). Human truncates its landmark
+// coordinates to whole pixels (1 px is ~8 % of an eye's width at 320x240), so the mesh runs on
+// the picture scaled up MESH_SCALE times (the same pixels, interpolated) and the points are
+// scaled back with the truncation's half-pixel bias removed: 1/MESH_SCALE px steps.
+//
+// What the page computes is only what needs the pixels: the landmarks (the rows the server asks
+// for, settings.landmarks = gazepref.signals.webcam.SAMPLE_LANDMARKS), the face centre (mean of
+// the 468 mesh points), the 10x6 eye patches (the crop of eye_features.eye_patch: corners at 15 %
+// from the patch edges, warped at 4x, histogram-equalised, area-averaged, 0-1), the face box's
+// brightness and sharpness (webcam._sharpness). Every feature made from these (iris position,
+// lids, openness, head pose, flags, the calibrated gaze) is computed by the server with the same
+// Python code as the offline pipeline (GazeTracker.process_sample).
+
+const IRIS_A = 468, IRIS_B = 473, IRIS_N = 5;
+const PATCH_MARGIN = 0.15, WARP_SCALE = 4;
+export const MESH_SCALE = 4;
+// eyes as in eye_features.EYES: name, corner with the smaller image x, the other corner
+const EYES = [["l", 362, 263], ["r", 33, 133]];
+
+let humanPromise = null;
+
+/** Load the mesh once per page: {human, backend, loadMs}. ``base``: the /vendor/ URL. */
+export function loadMesh({ base = "/vendor/", backend = "wasm" } = {}) {
+  if (!humanPromise) humanPromise = (async () => {
+    const t0 = performance.now();
+    const { Human } = await import(`${base}human/dist/human.esm.js`);
+    const human = new Human({
+      backend,
+      modelBasePath: `${base}human/models/`,
+      wasmPath: `${base}tfjs-wasm/`,
+      debug: false,
+      warmup: "none",
+      cacheSensitivity: 0, // every picture is analysed (no result reuse for similar pictures)
+      filter: { enabled: false },
+      face: {
+        enabled: true,
+        detector: { rotation: false, maxDetected: 2, return: false },
+        mesh: { enabled: true },
+        iris: { enabled: true },
+        attention: { enabled: false },
+        description: { enabled: false }, emotion: { enabled: false }, antispoof: { enabled: false },
+        liveness: { enabled: false },
+      },
+      body: { enabled: false }, hand: { enabled: false }, object: { enabled: false },
+      gesture: { enabled: false }, segmentation: { enabled: false },
+    });
+    await human.load();
+    await human.tf.ready();
+    return { human, backend: human.tf.getBackend(), loadMs: performance.now() - t0 };
+  })();
+  return humanPromise;
+}
+
+/** Grey levels of RGBA pixels as OpenCV's cvtColor RGB2GRAY (its fixed point: 15 bits). */
+export function greyOf(rgba, n) {
+  const g = new Uint8Array(n);
+  for (let i = 0, j = 0; i < n; i++, j += 4) g[i] = (rgba[j] * 9798 + rgba[j + 1] * 19235 + rgba[j + 2] * 3735 + 16384) >> 15;
+  return g;
+}
+
+function sampleBilinear(grey, w, h, x, y) {
+  // BORDER_REPLICATE
+  x = Math.min(Math.max(x, 0), w - 1);
+  y = Math.min(Math.max(y, 0), h - 1);
+  const x0 = Math.floor(x), y0 = Math.floor(y);
+  const x1 = Math.min(x0 + 1, w - 1), y1 = Math.min(y0 + 1, h - 1);
+  const fx = x - x0, fy = y - y0;
+  const a = grey[y0 * w + x0], b = grey[y0 * w + x1], c = grey[y1 * w + x0], d = grey[y1 * w + x1];
+  return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy;
+}
+
+/** cv2.equalizeHist of a Uint8Array (in place). */
+function equalise(px) {
+  const hist = new Array(256).fill(0);
+  for (const v of px) hist[v] += 1;
+  let i = 0;
+  while (!hist[i]) i++;
+  const total = px.length;
+  const lut = new Uint8Array(256);
+  if (hist[i] === total) { px.fill(i); return px; }
+  const scale = 255 / (total - hist[i]);
+  let sum = 0;
+  for (i += 1; i < 256; i++) { sum += hist[i]; lut[i] = Math.min(255, Math.round(sum * scale)); }
+  for (let k = 0; k < px.length; k++) px[k] = lut[px[k]];
+  return px;
+}
+
+/** The eye patch of eye_features._patch: ``pw`` x ``ph`` values 0-1, row-major. */
+export function eyePatch(grey, w, h, a, b, pw = 10, ph = 6) {
+  const bw = pw * WARP_SCALE, bh = ph * WARP_SCALE;
+  const dx = b[0] - a[0], dy = b[1] - a[1];
+  const width = Math.hypot(dx, dy);
+  if (!(width > 0)) return new Array(pw * ph).fill(NaN);
+  const ux = dx / width, uy = dy / width, nx = -uy, ny = ux;
+  const mx = (a[0] + b[0]) / 2, my = (a[1] + b[1]) / 2;
+  // similarity: patch (u, v) -> image; the corners land at (margin, centre) and (1 - margin, centre)
+  const span = bw * (1 - 2 * PATCH_MARGIN);
+  const s = width / span; // image px per warped px
+  const big = new Uint8Array(bw * bh);
+  for (let v = 0; v < bh; v++) {
+    for (let u = 0; u < bw; u++) {
+      const du = (u - bw / 2) * s, dv = (v - bh / 2) * s;
+      const x = mx + ux * du + nx * dv, y = my + uy * du + ny * dv;
+      big[v * bw + u] = Math.round(sampleBilinear(grey, w, h, x, y));
+    }
+  }
+  equalise(big);
+  const out = new Array(pw * ph);
+  const k = WARP_SCALE * WARP_SCALE;
+  for (let v = 0; v < ph; v++) {
+    for (let u = 0; u < pw; u++) {
+      let sum = 0;
+      for (let yy = 0; yy < WARP_SCALE; yy++) for (let xx = 0; xx < WARP_SCALE; xx++) sum += big[(v * WARP_SCALE + yy) * bw + u * WARP_SCALE + xx];
+      out[v * pw + u] = Math.round(Math.round(sum / k) / 255 * 10000) / 10000;
+    }
+  }
+  return out;
+}
+
+/** Area-average resize (cv2.INTER_AREA for shrinking) of a w x h float image to dw x dh. */
+function areaResize(src, w, h, dw, dh) {
+  const out = new Float64Array(dw * dh);
+  const sx = w / dw, sy = h / dh;
+  for (let j = 0; j < dh; j++) {
+    const y0 = j * sy, y1 = y0 + sy;
+    for (let i = 0; i < dw; i++) {
+      const x0 = i * sx, x1 = x0 + sx;
+      let sum = 0, area = 0;
+      for (let y = Math.floor(y0); y < Math.min(Math.ceil(y1), h); y++) {
+        const wy = Math.min(y + 1, y1) - Math.max(y, y0);
+        for (let x = Math.floor(x0); x < Math.min(Math.ceil(x1), w); x++) {
+          const wx = Math.min(x + 1, x1) - Math.max(x, x0);
+          sum += src[y * w + x] * wx * wy;
+          area += wx * wy;
+        }
+      }
+      out[j * dw + i] = sum / area;
+    }
+  }
+  return out;
+}
+
+function variance(a) {
+  let m = 0;
+  for (const v of a) m += v;
+  m /= a.length;
+  let s = 0;
+  for (const v of a) s += (v - m) * (v - m);
+  return s / a.length;
+}
+
+/** webcam._sharpness: var(Laplacian) / var(image) of the box at 64 px wide. */
+export function sharpness(grey, w, box) {
+  const [x0, y0, x1, y1] = box;
+  const bw = x1 - x0 + 1, bh = y1 - y0 + 1;
+  if (bw < 4 || bh < 4) return NaN;
+  const crop = new Float64Array(bw * bh);
+  for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) crop[y * bw + x] = grey[(y0 + y) * w + x0 + x];
+  const dw = 64, dh = Math.max(4, Math.round(64 * bh / bw));
+  const small = areaResize(crop, bw, bh, dw, dh);
+  const v = variance(small);
+  if (!(v > 1e-6)) return 0;
+  const lap = new Float64Array(dw * dh);
+  const at = (x, y) => { // BORDER_REFLECT_101
+    x = x < 0 ? -x : x >= dw ? 2 * dw - 2 - x : x;
+    y = y < 0 ? -y : y >= dh ? 2 * dh - 2 - y : y;
+    return small[y * dw + x];
+  };
+  for (let y = 0; y < dh; y++) for (let x = 0; x < dw; x++) lap[y * dw + x] = at(x - 1, y) + at(x + 1, y) + at(x, y - 1) + at(x, y + 1) - 4 * at(x, y);
+  return variance(lap) / v;
+}
+
+const r2 = (v) => Math.round(v * 100) / 100;
+const r4 = (v) => Math.round(v * 10000) / 10000;
+
+/** The 478 points (MediaPipe numbering) of each face in ``result`` (of a picture ``scale`` times
+ *  larger than the one the points are for), the largest face first. */
+export function meshes(result, scale = 1) {
+  const faces = (result.face || []).filter((f) => f.mesh && f.mesh.length >= 478);
+  faces.sort((p, q) => q.box[2] * q.box[3] - p.box[2] * p.box[3]);
+  return faces.map((f) => {
+    const pts = f.mesh.map((p) => [(p[0] + 0.5) / scale, (p[1] + 0.5) / scale]);
+    for (let k = 0; k < IRIS_N; k++) { // human's iris blocks are swapped relative to MediaPipe's
+      const tmp = pts[IRIS_A + k]; pts[IRIS_A + k] = pts[IRIS_B + k]; pts[IRIS_B + k] = tmp;
+    }
+    return pts;
+  });
+}
+
+/**
+ * One sample of the picture on ``canvas`` (its 2-D context ``ctx``): {w, h, n, b, s, c, lm, p}
+ * (see gazepref.capture_site.gaze_samples). ``landmarks``: the indices to send.
+ */
+export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 6]) {
+  const w = canvas.width, h = canvas.height;
+  const rgba = ctx.getImageData(0, 0, w, h).data;
+  const grey = greyOf(rgba, w * h);
+  if (!mesh.big) {
+    mesh.big = document.createElement("canvas");
+    mesh.bigCtx = mesh.big.getContext("2d");
+  }
+  if (mesh.big.width !== w * MESH_SCALE || mesh.big.height !== h * MESH_SCALE) {
+    mesh.big.width = w * MESH_SCALE;
+    mesh.big.height = h * MESH_SCALE;
+  }
+  mesh.bigCtx.drawImage(canvas, 0, 0, w * MESH_SCALE, h * MESH_SCALE);
+  const result = await mesh.human.detect(mesh.big);
+  const faces = meshes(result, MESH_SCALE);
+  if (!faces.length) {
+    let m = 0;
+    for (const v of grey) m += v;
+    return { w, h, n: 0, b: r2(m / grey.length) };
+  }
+  const pts = faces[0];
+  let lx = Infinity, ly = Infinity, hx = -Infinity, hy = -Infinity, cx = 0, cy = 0;
+  for (let i = 0; i < pts.length; i++) {
+    const [x, y] = pts[i];
+    lx = Math.min(lx, x); ly = Math.min(ly, y); hx = Math.max(hx, x); hy = Math.max(hy, y);
+    if (i < 468) { cx += x; cy += y; }
+  }
+  const clip = (v, hi) => Math.trunc(Math.min(Math.max(v, 0), hi));
+  const box = [clip(lx, w - 1), clip(ly, h - 1), clip(hx, w - 1), clip(hy, h - 1)];
+  let sum = 0, count = 0;
+  for (let y = box[1]; y <= box[3]; y++) for (let x = box[0]; x <= box[2]; x++) { sum += grey[y * w + x]; count++; }
+  const p = [];
+  for (const [, a, b] of EYES) p.push(...eyePatch(grey, w, h, pts[a], pts[b], patchSize[0], patchSize[1]));
+  return {
+    w, h, n: Math.min(faces.length, 2), b: r2(sum / count), s: r4(sharpness(grey, w, box)),
+    c: [r2(cx / 468), r2(cy / 468)],
+    lm: landmarks.flatMap((i) => [r2(pts[i][0]), r2(pts[i][1])]),
+    p: p.map(r4),
+  };
+}

@@ -1,0 +1,190 @@
+"""Webcam gaze computed in the participant's browser (``[gaze] compute = "browser"``), in headless
+Chromium with a fake webcam playing the astronaut's face (``skimage.data.astronaut()``).
+
+* The same pictures through both paths agree: the page's face mesh and sample (facemesh.js)
+  turned into a row by the server (``GazeTracker.process_sample``) against the server pipeline
+  on the picture itself (MediaPipe Face Mesh, ``GazeTracker.process_image``).
+* A whole webcam session in browser mode records gaze rows and sends no picture (checked on
+  every request the page made).
+
+The model runs on the TF.js wasm backend (software, 2 busy cores): the tests use few pictures.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from gazepref import store
+from gazepref.schema import GazeFlag
+from gazepref.signals import eye_features
+from gazepref.signals.synthetic_face import head_and_shoulders
+from gazepref.signals.synthetic_face import moving_face as moving
+from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
+from gazetest import browser_page, webcam_toml, write_y4m
+
+pytest.importorskip("mediapipe")
+pytestmark = pytest.mark.browser
+
+#: the agreement the test asserts (measured values: see docs/gaze.md, "Landmarks in the browser")
+#: (measured here, max over 4 pictures, range over 3 runs: landmarks 0.63-0.78 px, iris
+#: 0.048-0.053, openness 0.079-0.083, head 2.1-4.6 deg, face centre 0.0023, face size 0.004-0.008,
+#: brightness 2.3, patches on the same landmarks 0.0015-0.0018, patches 0.14-0.18). The meshes differ (Human's facemesh model is not the Python wheel's: the lower
+#: lid sits ~2 px apart at 320x240, so the page's eyes look ~0.08 more open); the definitions
+#: that work on the same landmarks (patches, brightness, sharpness) agree to rounding.
+TOLERANCE = {
+    "landmarks_px": 1.5,  # mean |difference| of the SAMPLE_LANDMARKS points, 320x240 picture
+    "eye_iris": 0.08,  # eye_*_iris_u / iris_v (fractions of the eye width)
+    "eye_open": 0.12,  # eye aspect ratio
+    "head_deg": 8.0,  # head yaw / pitch / roll
+    "face_xy": 0.01,  # face centre, fraction of the picture
+    "face_size": 0.012,  # eye span / picture width (the outer corners sit ~1-2 px apart)
+    "brightness": 4.0,  # grey levels
+    "patch_same_landmarks": 0.01,  # mean |difference| of the page's patches and eye_patch on the page's landmarks
+    "patch": 0.25,  # mean |difference| of the page's patches and the server's (landmarks differ too)
+}
+
+SAMPLES_JS = """async (n) => {
+  const fm = await import(new URL("facemesh.js", document.querySelector("script[src$='calibration.js']").src).href);
+  const cap = window.gazepref.calibration.capture;
+  const S = cap.settings;
+  const canvas = document.createElement("canvas");
+  canvas.width = S.width; canvas.height = S.height;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    ctx.drawImage(cap.video, 0, 0, S.width, S.height);
+    const sample = await fm.faceSample(cap.mesh, canvas, ctx, S.landmarks, S.patch_size);
+    out.push({ png: canvas.toDataURL("image/png"), sample });
+    await new Promise((r) => setTimeout(r, 350));
+  }
+  return out;
+}"""
+
+
+def _to_calibration_page(page, pid: str) -> None:
+    page.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
+    page.click("#agree")
+    page.fill("[name='age']", "30")
+    page.click("#continue")  # demographics
+    page.click("#continue")  # instructions
+
+
+def _png(data_url: str) -> np.ndarray:
+    raw = base64.b64decode(data_url.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_the_page_and_the_server_compute_the_same_features(make_app, tmp_path):
+    from gazepref.capture_site.gaze_samples import parse_samples
+    from gazepref.signals.face_mesh import FaceMeshRunner
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(0, 40, 4)], fps=2)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "b.toml", 'compute = "browser"\nfps = 2')))
+    with browser_page(app, video) as page:
+        page.set_default_timeout(60_000)
+        _to_calibration_page(page, "CAM-AGREE")
+        page.wait_for_function("window.gazepref && window.gazepref.calibration.capture"
+                               " && window.gazepref.calibration.capture.samples >= 1")
+        got = page.evaluate(SAMPLES_JS, 4)
+    samples, _ = parse_samples([g["sample"] | {"t": float(i)} for i, g in enumerate(got)], 10)
+    cols = eye_features.geometry_columns("l") + eye_features.geometry_columns("r")
+    diffs: dict[str, list[float]] = {k: [] for k in TOLERANCE}
+    runner = FaceMeshRunner(static_image_mode=True)
+    with GazeTracker(static_image_mode=True) as server, GazeTracker() as browser:
+        for g, sample in zip(got, samples):
+            img = _png(g["png"])
+            grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            srow = server.process_image(img)
+            brow = browser.process_sample(sample)
+            assert not int(srow["flags"]) & GazeFlag.NO_FACE and not int(brow["flags"]) & GazeFlag.NO_FACE
+            mp_pts = runner.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))[0]
+            idx = list(SAMPLE_LANDMARKS)
+            diffs["landmarks_px"].append(float(np.abs(mp_pts[idx] - sample.pts[idx]).mean()))
+            diffs["eye_iris"] += [abs(srow[c] - brow[c]) for c in cols if "iris_u" in c or "iris_v" in c]
+            diffs["eye_open"] += [abs(srow[c] - brow[c]) for c in cols if c.endswith("_open")]
+            diffs["head_deg"] += [abs(srow[c] - brow[c]) for c in ("head_yaw", "head_pitch", "head_roll")]
+            diffs["face_xy"] += [abs(srow[c] - brow[c]) for c in ("face_x", "face_y")]
+            diffs["face_size"].append(abs(srow["face_size"] - brow["face_size"]))
+            diffs["brightness"].append(abs(srow["face_brightness"] - brow["face_brightness"]))
+            for eye in eye_features.EYES:
+                ref = eye_features.eye_patch(grey, sample.pts, eye)  # Python's crop on the page's landmarks
+                diffs["patch_same_landmarks"].append(float(np.abs(ref - sample.patches[eye.name]).mean()))
+                pc = eye_features.patch_columns(eye.name)
+                diffs["patch"].append(float(np.mean([abs(srow[c] - brow[c]) for c in pc])))
+            # sharpness is measured on the landmarks' box, which differs between the meshes: it need
+            # only agree on the BLUR flag (the definitions agree exactly: test_facemesh_js.py)
+            assert (int(srow["flags"]) & GazeFlag.BLUR) == (int(brow["flags"]) & GazeFlag.BLUR)
+            diffs.setdefault("sharpness_ratio", []).append(brow["face_sharpness"] / srow["face_sharpness"])
+    runner.close()
+    measured = {k: round(max(v), 4) for k, v in diffs.items()}
+    measured["sharpness_ratio_min"] = round(min(diffs["sharpness_ratio"]), 3)
+    print("agreement (max over pictures):", measured)
+    for k, tol in TOLERANCE.items():
+        assert measured[k] <= tol, (k, measured[k], tol, measured)
+
+
+def _request_bodies(req) -> bytes:
+    body = req.post_data_buffer or b""
+    if (req.headers.get("content-encoding") or "").lower() == "gzip" and body:
+        body = gzip.decompress(body)
+    return body
+
+
+@pytest.mark.slow  # ~1 min on 2 busy cores: the face mesh runs in software (wasm)
+def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_path):
+    """Set-up (head-and-shoulders framing), a 5-point calibration and one validation point, then a
+    task: gaze rows are stored with calibrated x/y, and no request carried a picture (no frames
+    endpoint, no WebSocket, no multipart, no JPEG/PNG bytes or data URL in any body)."""
+    frames = [head_and_shoulders((320, 240))] * 4
+    video = write_y4m(tmp_path / "hs.y4m", frames, fps=5)
+    toml = webcam_toml(tmp_path / "s.toml", "\n".join([
+        'compute = "browser"', "fps = 5", "min_frames = 3", "validation_points = 1", "batch_ms = 1000"]))
+    app = make_app(STUDY_CONFIG=str(toml))
+    requests: list = []
+    with browser_page(app, video) as page:
+        page.set_default_timeout(60_000)
+        page.on("request", lambda r: requests.append(r))
+        page.on("websocket", lambda ws: requests.append(ws))
+        _to_calibration_page(page, "CAM-BROWSER")
+        page.wait_for_selector("#face-status.ok")
+        page.click("#start-calibration")
+        for key in [f"calibration:{i}" for i in range(5)] + ["validation:0"]:
+            page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
+            page.wait_for_timeout(700)
+            page.click("#target")
+        page.wait_for_selector("#continue:not([hidden])")
+        page.click("#continue")
+        page.check("[name='understand_before'][value='3']")
+        page.click("#continue")
+        page.wait_for_function("window.gazepref && window.gazepref.gaze && window.gazepref.gaze.samples >= 8")
+        page.evaluate("window.gazepref.gaze.flush()")
+        page.wait_for_function("window.gazepref.gaze.outbox.pending === 0")
+        task_id = int(page.evaluate("JSON.parse(document.getElementById('page-data').textContent).task"))
+        cost = page.evaluate("window.gazepref.gaze.cost()")
+    print("page cost:", cost)
+    assert cost["backend"] == "wasm"
+
+    posts = [r for r in requests if not hasattr(r, "post_data_buffer") or r.method == "POST"]
+    assert not any(hasattr(r, "is_closed") for r in posts), "the page opened a WebSocket"
+    urls = [r.url for r in posts]
+    assert not any("/api/gaze/frames" in u for u in urls), urls
+    assert any("/api/gaze/samples" in u for u in urls) and any("/api/gaze/round" in u for u in urls)
+    for r in posts:
+        ctype = (r.headers.get("content-type") or "").lower()
+        assert "multipart" not in ctype and not ctype.startswith("image/"), (r.url, ctype)
+        body = _request_bodies(r)
+        assert b"\xff\xd8\xff" not in body and b"\x89PNG" not in body and b"data:image" not in body, r.url
+
+    with app.extensions["gazepref"].sessions() as dbs:
+        cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
+        assert [c.kind for c in cals] == ["calibration", "validation", "outcome"]
+        assert not dbs.scalars(select(store.GazeFrame)).all()
+        gz = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
+    found = (gz["flags"].astype(int) & GazeFlag.NO_FACE) == 0
+    assert len(gz) >= 8 and found.mean() >= 0.9, (len(gz), found.mean())
+    assert np.isfinite(gz.loc[found, ["x", "y"]].to_numpy()).all()
+    assert np.isfinite(gz.loc[found, "eye_l_patch_000"]).all() and np.isfinite(gz.loc[found, "head_yaw"]).all()

@@ -1,0 +1,68 @@
+"""The page's picture measures (capture_site/static/facemesh.js) against the Python definitions
+they copy, run in Node.js on the astronaut photo: grey levels (cv2.cvtColor), the 10x6 eye
+patches (eye_features.eye_patch) and the sharpness (webcam._sharpness). The landmarks are the
+Python Face Mesh's, so only the definitions differ."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gazepref.signals import eye_features
+from gazepref.signals.webcam import _sharpness
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("mediapipe")
+skdata = pytest.importorskip("skimage.data")
+
+FACEMESH_JS = Path(__file__).resolve().parents[2] / "capture_site" / "static" / "facemesh.js"
+
+SCRIPT = """
+import * as fm from "./facemesh.mjs";
+import fs from "fs";
+const job = JSON.parse(fs.readFileSync("job.json", "utf8"));
+const rgba = new Uint8Array(fs.readFileSync("rgba.bin"));
+const grey = fm.greyOf(rgba, job.w * job.h);
+const out = { grey: Array.from(grey.slice(0, 1000)), greySum: grey.reduce((a, b) => a + b, 0),
+  patches: job.eyes.map(([a, b]) => fm.eyePatch(grey, job.w, job.h, a, b, 10, 6)),
+  sharpness: job.boxes.map((box) => fm.sharpness(grey, job.w, box)) };
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def test_the_page_measures_follow_the_python_definitions(tmp_path):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is missing (make serve / make test need it for npm)")
+    from gazepref.signals.face_mesh import FaceMeshRunner
+
+    rgb = cv2.resize(skdata.astronaut(), (320, 240), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    runner = FaceMeshRunner(static_image_mode=True)
+    pts = runner.process(rgb)[0]
+    runner.close()
+    h, w = grey.shape
+    eyes = [(pts[e.image_left].tolist(), pts[e.image_right].tolist()) for e in eye_features.EYES]
+    lo, hi = pts.min(axis=0).astype(int), pts.max(axis=0).astype(int)
+    boxes = [[int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])], [100, 20, 230, 150], [10, 10, 40, 30]]
+    rgba = np.dstack([rgb, np.full((h, w), 255, np.uint8)])
+    (tmp_path / "rgba.bin").write_bytes(rgba.tobytes())
+    (tmp_path / "job.json").write_text(json.dumps({"w": w, "h": h, "eyes": eyes, "boxes": boxes}))
+    shutil.copy(FACEMESH_JS, tmp_path / "facemesh.mjs")
+    (tmp_path / "run.mjs").write_text(SCRIPT)
+    out = json.loads(subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, check=True,
+                                    timeout=60).stdout)
+
+    assert out["grey"] == grey.ravel()[:1000].tolist() and out["greySum"] == int(grey.sum())
+    for eye, got in zip(eye_features.EYES, out["patches"]):
+        ref = eye_features.eye_patch(grey, pts, eye)
+        # bilinear weights: OpenCV's fixed point (1/32 px) against floats: a grey level here and
+        # there before the equalisation
+        assert np.abs(np.array(got) - ref).mean() < 0.01 and np.abs(np.array(got) - ref).max() < 0.1
+    for box, got in zip(boxes, out["sharpness"]):
+        x0, y0, x1, y1 = box
+        assert got == pytest.approx(_sharpness(grey[y0:y1 + 1, x0:x1 + 1]), rel=0.02)

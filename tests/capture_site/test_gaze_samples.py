@@ -1,0 +1,145 @@
+"""Browser mode (``[gaze] compute = "browser"``) without a browser: the page's landmark samples
+(made here from the Python Face Mesh of the astronaut's moving face, as the page would send them)
+calibrate and record gaze; the study takes no camera picture; the rows are those of the server
+pipeline on the same pictures (one definition of every feature)."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from gazepref import store
+from gazepref.capture_site.config import ConfigError, load_config
+from gazepref.capture_site.gaze_settings import gaze_settings
+from gazepref.signals.eye_features import EYES
+from gazepref.signals.synthetic_face import jpeg
+from gazepref.signals.synthetic_face import moving_face as moving
+from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker, image_sample
+from gazetest import CALIBRATION_TARGETS, answer_step, post_frames, to_calibration, webcam_toml
+from sitetest import page_data
+
+pytest.importorskip("mediapipe")
+
+
+def page_sample(runner, img: np.ndarray, t: float) -> dict:
+    """What facemesh.js sends for ``img`` (BGR), rounded as the page rounds."""
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    s = image_sample(grey, runner.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), (10, 6))
+    d = {"t": t, "w": s.width, "h": s.height, "n": s.count, "b": round(s.brightness, 2)}
+    if s.pts is not None:
+        d |= {"s": round(s.sharpness, 4), "c": [round(v, 2) for v in s.centre],
+              "lm": [round(float(v), 2) for i in SAMPLE_LANDMARKS for v in s.pts[i]],
+              "p": [round(float(v), 4) for e in EYES for v in s.patches[e.name]]}
+    return d
+
+
+@pytest.fixture(scope="module")
+def runner():
+    from gazepref.signals.face_mesh import FaceMeshRunner
+
+    r = FaceMeshRunner()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def bapp(make_app, tmp_path):
+    return make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "browser.toml", 'compute = "browser"')))
+
+
+def _round(client, token, runner, kind, targets, per_target=6):
+    out, samples, t = [], [], 1000.0
+    for k, (x, y) in enumerate(targets):
+        ts = []
+        for j in range(per_target):
+            samples.append(page_sample(runner, moving(k * 6 + j), t))
+            ts.append(t)
+            t += 100.0
+        out.append({"x": x, "y": y, "t": ts})
+    body = {"kind": kind, "viewport": [1280, 800], "targets": out, "samples": samples}
+    return client.post("/api/gaze/round", json=body, headers={"X-Participant-Token": token})
+
+
+def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(bapp, runner):
+    client = bapp.test_client()
+    gaze = to_calibration(client, "CAM-SAMPLES")
+    token = gaze["token"]
+    s = gaze["settings"]
+    assert s["compute"] == "browser" and s["mesh_backend"] == "wasm" and s["landmarks"] == list(SAMPLE_LANDMARKS)
+    assert gaze["urls"]["samples"] == "/api/gaze/samples" and gaze["urls"]["vendor"] == "/vendor/"
+
+    # no picture is taken in: frames, multipart rounds
+    r = post_frames(client, token, {"phase": "setup", "t": [0.0]}, [jpeg(moving(0))])
+    assert r.status_code == 403 and "browser" in r.json["error"]
+    setup = [page_sample(runner, moving(i), 100.0 * i) for i in range(3)]
+    r = client.post("/api/gaze/samples", json={"phase": "setup", "samples": setup},
+                    headers={"X-Participant-Token": token})
+    assert r.status_code == 200 and r.json["face"]["found"] and len(r.json["usable"]) == 3, r.json
+
+    r = _round(client, token, runner, "calibration", CALIBRATION_TARGETS)
+    assert r.status_code == 200, r.json
+    r = _round(client, token, runner, "validation", r.json["validation_targets"])
+    assert r.status_code == 200, r.json
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    data = page_data(client.get("/step").text)
+    task_id = data["task"]
+
+    from gazepref.signals.face_mesh import FaceMeshRunner
+
+    frames = [moving(i) for i in range(6)]
+    fresh = FaceMeshRunner()  # a fresh video-mode mesh, as the reference tracker's below
+    samples = [page_sample(fresh, f, 5000.0 + 100 * i) for i, f in enumerate(frames)]
+    fresh.close()
+    batch = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "samples": samples}
+    body = gzip.compress(json.dumps(batch).encode())  # as the outbox sends it
+    headers = {"X-Participant-Token": token, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    r = client.post("/api/gaze/samples", data=body, headers=headers)
+    assert r.status_code == 200 and r.json["stored"] == 6 and r.json["calibrated"], r.json
+    r = client.post("/api/gaze/samples", data=body, headers=headers)  # replay (the outbox resends)
+    assert r.status_code == 200 and r.json["duplicate"] and r.json["stored"] == 0
+
+    bad = dict(batch, seq=1, samples=[dict(samples[0], lm=samples[0]["lm"][:-2])])
+    r = client.post("/api/gaze/samples", json=bad, headers={"X-Participant-Token": token})
+    assert r.status_code == 400 and "samples[0].lm" in r.json["error"]
+
+    with bapp.extensions["gazepref"].sessions() as dbs:
+        model = dbs.scalars(select(store.Calibration).where(store.Calibration.kind == "outcome")).one().model
+        gz = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
+        assert not dbs.scalars(select(store.GazeFrame)).all()
+    from gazepref.signals.calibration import GazeCalibration
+
+    # the server pipeline on the same pictures gives the same rows (the page's rounding aside)
+    with GazeTracker(GazeCalibration.from_bytes(model)) as tracker:
+        ref = [tracker.process_image(f, 5000.0 + 100 * i) for i, f in enumerate(frames)]
+    cols = [c for c in ref[0] if c.startswith(("eye_", "face_"))]
+    got = gz[cols].to_numpy(float)
+    want = np.array([[r[c] for c in cols] for r in ref], float)
+    assert np.allclose(got, want, atol=2e-3, rtol=1e-4), [(c, float(d)) for c, d in zip(cols, np.abs(got - want).max(0)) if d > 2e-3]
+    assert np.allclose(gz[["head_yaw", "head_pitch", "head_roll"]].to_numpy(float),
+                       [[r["head_yaw"], r["head_pitch"], r["head_roll"]] for r in ref], atol=0.2)
+    # the page's rounding (landmarks 0.01 px, patches 1e-4) moves the estimate by a few px (9 here)
+    assert np.allclose(gz[["x", "y"]].to_numpy(float), [[r["x"], r["y"]] for r in ref], atol=15.0)
+    assert (gz["flags"].to_numpy(int) == [int(r["flags"]) for r in ref]).all()
+
+
+def test_server_mode_refuses_samples_and_keeping_pictures_needs_it(make_app, tmp_path):
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "server.toml")))
+    client = app.test_client()
+    token = to_calibration(client, "CAM-SERVER")["token"]
+    r = client.post("/api/gaze/samples", json={"phase": "setup", "samples": []},
+                    headers={"X-Participant-Token": token})
+    assert r.status_code == 403 and "server" in r.json["error"]
+
+    consent = "camera_images = true"
+    kept = load_config(webcam_toml(tmp_path / "kept.toml", "keep_frames = true\ncompute = \"server\"", consent))
+    assert gaze_settings(kept).compute == "server"
+    default = load_config(webcam_toml(tmp_path / "default.toml", 'compute = "browser"'))
+    assert gaze_settings(default).compute == "browser"
+    both = load_config(webcam_toml(tmp_path / "both.toml", 'keep_frames = true\ncompute = "browser"', consent))
+    with pytest.raises(ConfigError, match="compute"):
+        gaze_settings(both)
