@@ -29,7 +29,8 @@ def make_backend(spec: ModelSpec) -> Backend:
     if spec.backend == "demo":
         from .llm_demo import DemoBackend
 
-        return DemoBackend(variant=spec.options.get("variant", "concise"), fail=bool(spec.options.get("fail")))
+        return DemoBackend(variant=spec.options.get("variant", "concise"), fail=bool(spec.options.get("fail")),
+                           rank=spec.options.get("rank", 0))
     if spec.backend == "openai":
         from .llm_openai import OpenAIBackend
 
