@@ -43,12 +43,14 @@ tells the preferred answer apart.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import math
 import os
 import re
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -557,13 +559,18 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
         engine = store.make_engine(url)
         try:
             sessions = store.init_db(engine)
-            with sessions() as s:
+            toml = study_toml(slug, tasks, turns)
+            with sessions() as s, s.begin():
                 if s.scalar(select(store.Study).where(store.Study.slug == slug)) is not None:
                     raise UserError(f"the database already has a study {slug!r}; simulate into a new slug")
+                # the pseudonyms (and with them the answers' sides and the CV folds) follow the seed:
+                # the same command gives the same study
+                salt = hashlib.sha256(f"gazepref-simulate:{seed}".encode()).hexdigest()[:32]
+                s.add(store.Study(slug=slug, name="Simulated study", config=tomllib.loads(toml), salt=salt))
         finally:
             engine.dispose()
         config = Path(tmp) / "study.toml"
-        config.write_text(study_toml(slug, tasks, turns), encoding="utf-8")
+        config.write_text(toml, encoding="utf-8")
         app = create_app(str(Path(tmp) / "instance"), {
             "DATABASE_URL": url, "STUDY_CONFIG": str(config), "SECRET_KEY": os.urandom(16).hex(),
             "INGEST_RATE_PER_S": 1e9, "INGEST_BURST": 10**9,  # simulated time runs faster than the limit
