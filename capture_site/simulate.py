@@ -424,8 +424,9 @@ def _prompts(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def simulate_task(client, rng: np.random.Generator, person: Person, data: dict, effect: float,
-                  epoch_ms: float) -> list[dict[str, Any]]:
-    """Chat, read and choose through one pairwise task page; returns the turns' intended plans."""
+                  epoch_ms: float) -> tuple[list[dict[str, Any]], int]:
+    """Chat, read and choose through one pairwise task page; returns the turns' intended plans and
+    the number of telemetry batches sent."""
     rec = Recorder(client, data["task"], data["token"], data["urls"]["ingest"], epoch_ms, data.get("next_seq", 0))
     page = PageSimulator(rec, rng, person)
     headers = {"X-Participant-Token": data["token"]}
@@ -482,7 +483,7 @@ def simulate_task(client, rng: np.random.Generator, person: Person, data: dict, 
     page.look_around(640, 700, 800)
     rec.event(page.t, "submit", "window", "finish")
     rec.send_until(page.t + 1)
-    return plans
+    return plans, rec.batches
 
 
 def simulate_participant(client, rng: np.random.Generator, number: int, effect: float, epoch_ms: float) -> dict:
@@ -494,7 +495,7 @@ def simulate_participant(client, rng: np.random.Generator, number: int, effect: 
                                       "SESSION_ID": f"S{number:05d}"}, follow_redirects=True)
     r = client.post("/consent", data={"csrf_token": _csrf(r.get_data(as_text=True)), "decision": "agree"},
                     follow_redirects=True)
-    plans, tasks = [], 0
+    plans, tasks, batches = [], 0, 0
     for _ in range(100):  # the steps of the flow (a handful)
         html = client.get("/step").get_data(as_text=True)
         m = re.search(r'name="step" value="([^"]+)"', html)
@@ -503,14 +504,14 @@ def simulate_participant(client, rng: np.random.Generator, number: int, effect: 
         step = m.group(1)
         if step.startswith("task:"):
             data = _page_data(html)
-            plans += simulate_task(client, rng, person, data, effect, epoch_ms + tasks * 600_000)
-            tasks += 1
+            task_plans, sent = simulate_task(client, rng, person, data, effect, epoch_ms + tasks * 600_000)
+            plans, batches, tasks = plans + task_plans, batches + sent, tasks + 1
         r = client.post("/step", data={"csrf_token": _csrf(html), "step": step})
         if r.status_code not in (302, 303):
             raise RuntimeError(f"step {step!r} was not accepted ({r.status_code})")
     else:
         raise RuntimeError("the simulated participant never reached the end of the flow")
-    return {"tasks": tasks, "turns": plans}
+    return {"tasks": tasks, "turns": plans, "batches": batches}
 
 
 def realised_effect(turn_plans: list[dict[str, Any]]) -> float:
@@ -536,6 +537,7 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
     study ``study`` (located as every command locates it) or, with ``out``, into a temporary
     instance exported as Parquet to ``out``. Returns a summary (counts, timings, the drawn D)."""
     from sqlalchemy import select
+    from sqlalchemy.engine import make_url
 
     from .. import store
     from .app import create_app
@@ -582,16 +584,17 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
             from ..progress import progress as bar
 
             items = bar(items, total=participants, desc="simulated participants")
-        plans = []
+        plans, batches = [], 0
         for k in items:
             client = app.test_client()  # a browser of its own (cookies, session)
             prng = np.random.default_rng([seed, k])
             res = simulate_participant(client, prng, k + 1, effect, epoch0 + k * 3_600_000)
             plans += res["turns"]
+            batches += res["batches"]
         sim_s = time.perf_counter() - started
         summary: dict[str, Any] = {
             "study": slug, "participants": participants, "effect": effect, "seed": seed,
-            "pairwise_turns": len(plans), "effect_drawn": realised_effect(plans),
+            "pairwise_turns": len(plans), "telemetry_batches": batches, "effect_drawn": realised_effect(plans),
             "chose_left": float(np.mean([p["choice"] == 0 for p in plans])),
             "simulate_s": round(sim_s, 1),
         }
@@ -606,6 +609,6 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
                 summary.update(out=str(out), export_s=round(time.perf_counter() - t0, 1),
                                exported_turns=manifest.get("turns"))
             else:
-                summary["database"] = store.make_engine(url).url.render_as_string(hide_password=True)
+                summary["database"] = make_url(url).render_as_string(hide_password=True)
         app.extensions["gazepref"].engine.dispose()
     return summary
