@@ -31,7 +31,8 @@ of everything earlier. The two answers come from two demo models of the same ``d
 (corpus entries ranked 0 and 1 for the message, 510-701 characters), placed left/right at random,
 so length carries no information about the choice. The intended gaze dwell on answer *k* is
 ``len_k · r_k`` where ``r_k`` (ms per character) is the participant's reading rate × a turn factor
-× ``exp(±Δ/2)`` (+ for the preferred answer) with ``Δ ~ Normal(D·σ, σ²)``, σ = :data:`SIGMA`.
+× ``exp(±Δ/2)`` (+ for the preferred answer) with ``Δ ~ Normal(D·σ, σ²)``, σ = :data:`SIGMA`
+(the dwell clipped to 1.5-60 s per answer, which the usual 5-15 s never reach).
 
 So **D is Cohen's d_z of the within-turn difference in log reading rate (log ms of gaze dwell per
 character) between the preferred and the other answer**: the mean of Δ over its standard deviation.
@@ -51,7 +52,7 @@ import re
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -255,12 +256,6 @@ class Person:
     follow_mouse: float  # chance the pointer follows the reading into a pane on a visit
 
 
-@dataclass
-class Clock:
-    t: float = 0.0
-    gaze: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t0, t1, x, y) segments
-
-
 class TurnPlan:
     """The intended behaviour of one turn: which side is preferred, the dwell on each answer."""
 
@@ -345,9 +340,10 @@ class PageSimulator:
             wx, wy = pane.word_point(min(i, n - 1))
             self.move_mouse(wx + rng.normal(0, 30), wy + 28 + rng.normal(0, 8))
         while self.t < end:
-            self.t += 30  # the saccade (samples during it stay on the previous point)
+            self.t += 30  # the saccade (a sample due during it is taken at the next fixation)
             x, y = pane.word_point(i)
-            self.fixate(x + rng.normal(0, 3), y + rng.normal(0, 2), min(end - self.t, float(np.clip(rng.gamma(4, 55), 80, 800))))
+            fx, fy = x + rng.normal(0, 3), y + rng.normal(0, 2)
+            self.fixate(fx, fy, min(end - self.t, float(np.clip(rng.gamma(4, 55), 80, 800))))
             u = rng.random()
             if u < 0.1:
                 i = max(0, i - int(rng.integers(1, 8)))  # a regression
