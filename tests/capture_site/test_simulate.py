@@ -205,7 +205,7 @@ def test_align_runs_on_a_simulated_study(simulated, tmp_path, capsys):
     assert st["train"]["result"]["steps"] == 2
     rows = [json.loads(x) for f in ("train", "test") for x in (out / "pairs" / f"{f}.jsonl").read_text().splitlines()]
     turns = {t.turn_id: t for t in open_recording(data).turns()}
-    assert len(rows) >= 200
+    assert len(rows) >= 150  # repeated answer pairs are merged, conflicting ones dropped
     # the fused reward's labels follow the simulated preferences (carried by the dwell alone)
     agree = np.mean([r["chosen"][0]["content"] == turns[r["turn_id"]].responses[turns[r["turn_id"]].choice].text
                      for r in rows])
