@@ -120,6 +120,22 @@ def test_simulate_into_a_study_read_back_from_the_database(tmp_path, capsys, mon
         assert "sim-env" not in set(s.scalars(select(store.Study.slug)))
 
 
+def test_simulate_into_postgresql_selected_by_the_environment(postgres_url, tmp_path, capsys, monkeypatch):
+    from gazepref.datasets.store_recording import StoreRecording
+
+    monkeypatch.setenv("GAZEPREF_DATABASE_URL", postgres_url)
+    rep = _cli(capsys, "study", "simulate", "--participants", "2", "--effect", "1", "--tasks", "1", "--turns", "2",
+               "--study", "sim-pg", "--instance", str(tmp_path / "instance"), "--json")
+    assert rep["pairwise_turns"] == 4 and rep["database"].startswith("postgresql")
+    rec = StoreRecording.open("sim-pg", db_url=postgres_url)
+    assert len(rec.turns()) == 4 and all(t.choice in (0, 1) for t in rec.turns())
+    streams = rec.streams(rec.tasks()[0].task_id)
+    assert streams["gaze"].num_rows > 100 and streams["hits"].num_rows > 0
+    assert not (tmp_path / "instance" / "gazepref.sqlite").exists()
+    rec.db.close()
+    rec.db.get_bind().dispose()
+
+
 def test_simulate_user_errors(tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
