@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--effects", default="0,0.4,0.8", help="comma-separated effect sizes D")
     ap.add_argument("--sizes", default="5,10,20", help="comma-separated numbers of participants")
     ap.add_argument("--pool", type=int, default=40, help="simulated participants per effect")
-    ap.add_argument("--reps", type=int, default=5, help="studies drawn per (effect, size)")
+    ap.add_argument("--reps", type=int, default=25, help="studies drawn per (effect, size)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--exports", default="",
                     help="reuse pools already simulated: EFFECT=DIR,... (`gazepref study simulate --out DIR`); "
