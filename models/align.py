@@ -245,10 +245,10 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         import pandas as pd
 
         from .comparisons import comparison_frame
-        from .implicit_features import hits_features
+        from .implicit_features import implicit_table
 
         X = comparison_frame(rec, labelled_only=False)
-        F = hits_features(rec, X, progress=progress)
+        F = implicit_table(rec, X, "both", progress=progress)
         pd.concat([X, F], axis=1).to_parquet(sd / "comparisons.parquet", index=False)
         have = int(F.notna().any(axis=1).sum()) if len(F.columns) else 0
         return {"path": str(sd / "comparisons.parquet"), "pairwise_turns": len(X), "feature_columns": len(F.columns),
