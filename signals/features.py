@@ -299,7 +299,7 @@ def _chunks(items: list[tuple[str, int]], n: int) -> list[list[str]]:
     return [b for b in bins if b]
 
 
-def build(data: str | os.PathLike, jobs: int = 1, sentences: bool = True, progress: bool = False,
+def build(data: Any, jobs: int = 1, sentences: bool = True, progress: bool = False,
           task_ids: Iterable[str] | None = None, text_feedback: bool = False) -> Result:
     """Compute the feature tables of a data source (a path, or an open recording)."""
     from ..datasets.recording import open_recording
