@@ -1,4 +1,4 @@
-"""CLI: ``gazepref serve`` and ``gazepref user add``."""
+"""CLI: ``gazepref serve``, ``gazepref user add`` and ``gazepref study simulate``."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_database_arguments(add)
     add.add_argument("--json", action="store_true", help="print JSON")
     add.set_defaults(func=_user_add)
+
+    register_study(sub)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -87,4 +89,45 @@ def _user_add(args: argparse.Namespace) -> int:
         set_password(s, user, password)  # a changed password ends the account's sessions
     emit({"username": name, "created": created}, args.json,
          lambda r: f"{'created' if r['created'] else 'updated password of'} user {r['username']}")
+    return 0
+
+
+def register_study(sub: argparse._SubParsersAction) -> None:
+    from ..datasets.sources import add_database_arguments
+
+    study = sub.add_parser("study", help="synthetic studies through the site (simulate)")
+    ssub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+    sim = ssub.add_parser(
+        "simulate", help="simulated participants with a known implicit signal, through the site's ingest path",
+        description="Simulated participants chat, read and choose through the study site's own routes "
+                    "(telemetry batches with gaze rows, as the page sends them) and dwell longer on the "
+                    "answer they prefer. EFFECT D is Cohen's d_z of the within-turn difference in log gaze "
+                    "dwell per character between the preferred and the other answer (an ideal observer "
+                    "of that difference picks the preferred answer with probability Phi(D)); answer "
+                    "lengths carry no information. See docs/simulation.md.")
+    sim.add_argument("--participants", type=int, required=True, help="number of simulated participants")
+    sim.add_argument("--effect", type=float, required=True, help="effect size D (0: no implicit signal)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--tasks", type=int, default=2, help="pairwise tasks per participant (default 2)")
+    sim.add_argument("--turns", type=int, default=4, help="turns per task (default 4)")
+    where = sim.add_mutually_exclusive_group(required=True)
+    where.add_argument("--study", metavar="SLUG", help="write into the site's database as this (new) study")
+    where.add_argument("--out", metavar="DIR", help="write a Parquet export here (a temporary database is used)")
+    add_database_arguments(sim)
+    sim.add_argument("--json", action="store_true", help="print JSON")
+    sim.set_defaults(func=_study_simulate)
+
+
+def _study_simulate(args: argparse.Namespace) -> int:
+    from .. import UserError
+    from ..cli import emit
+    from .simulate import simulate
+
+    if args.tasks < 1 or args.turns < 1:
+        raise UserError("--tasks and --turns must be at least 1")
+    if args.out is not None and (args.db or args.instance):
+        raise UserError("--db and --instance locate the database for --study; --out uses a temporary one")
+    summary = simulate(args.participants, args.effect, seed=args.seed, study=args.study, out=args.out,
+                       db=args.db, instance=args.instance, tasks=args.tasks, turns=args.turns, progress=True)
+    emit(summary, args.json)
     return 0

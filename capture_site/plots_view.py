@@ -4,7 +4,7 @@
 order) and turns with the views their samples support (heatmap and scanpath with gaze, the mouse
 path with mouse samples, the timeline with either) and, with gaze, the data-quality view; only the
 first turn's views are open, the others load when opened. The participant's data is read once per
-data version (:meth:`_Calibrated.data_version`) and the images are cached (:data:`CACHE_PNGS`);
+data version (:meth:`_StudyView.data_version`) and the images are cached (:data:`CACHE_PNGS`);
 the images come from ``.../plot/<kind>.png?task=<task number>&turn=<n>``, drawn on request by
 :mod:`gazepref.signals.plots` from the study's database (consented participants only). Login
 required, like the rest of the dashboard.
@@ -65,7 +65,18 @@ def _recording(slug: str):
     study = study_by_slug(slug)
     if study is None:
         abort(404, description=f"There is no study {slug!r}.")
-    return StoreRecording(db(), study)
+    return _StudyView(StoreRecording(db(), study))
+
+
+class _StudyView:
+    """A StoreRecording with what the plots pages ask of it besides the recording interface: the
+    participants by pseudonym prefix and a participant's data version (the cache key)."""
+
+    def __init__(self, rec):
+        self._rec = rec
+
+    def __getattr__(self, name):
+        return getattr(self._rec, name)
 
     def pseudonyms(self, prefix: str) -> list[str]:
         """Consenting participants whose pseudonym starts with ``prefix`` (one query)."""

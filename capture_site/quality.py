@@ -104,7 +104,7 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
             "started_at": start.replace(microsecond=0).isoformat(sep=" ") if start else None,
             "duration_s": round((last - start).total_seconds()) if (start and last) else None,
             "duration": format_duration((last - start).total_seconds()) if (start and last) else "",
-            "calibration_accuracy_px": round(float(accuracy)) if accuracy is not None else None,
+            "calibration_accuracy_px": accuracy,
             "calibration_accuracy_deg": cal.get("accuracy_deg", (cal.get("overall") or {}).get("accuracy_deg")),
             "calibration_passed": cal.get("passed"), "calibration_attempts": cal.get("n_attempts"),
             "calibration": calibration_label(accuracy, cal),
@@ -158,15 +158,16 @@ def _last_activity(p: store.Participant, last_chunk: dt.datetime | None) -> dt.d
     return max(times) if times else None
 
 
-#: face messages of the set-up page (:func:`.gaze_trackers.face_status`) as a reason to stop
-_FACE_REASONS = {
-    "No face found: face the camera.": "no face in the camera picture (black or covered camera?)",
-    "Too far: move closer to the camera.": "face too far from the camera",
-    "Too close: move back a little.": "face too close to the camera",
-    "Too dark: add light in front of you.": "camera picture too dark",
-    "Several faces: make sure only you are in view.": "several faces in view",
-    "Move to the middle of the picture.": "face not in the middle of the picture",
-    "no frame yet": "no camera frame arrived",
+#: face status codes of the set-up page (:func:`.gaze_trackers.face_status`) as a reason to stop
+_FACE_REASONS = {  # by the face status code (gazepref.signals.framing.framing_advice)
+    "dark": "no face in the camera picture (dark, black or covered camera?)",
+    "no-face": "no face in the camera picture",
+    "far": "face too far from the camera",
+    "near": "face too close to the camera",
+    "several": "several faces in view",
+    "left": "face not in the middle of the picture", "right": "face not in the middle of the picture",
+    "up": "face not in the middle of the picture", "down": "face not in the middle of the picture",
+    "no-frame": "no camera frame arrived",
 }
 _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera found",
                   "unsupported": "browser cannot use a webcam", "failed": "camera could not be started"}
@@ -206,12 +207,12 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
             elif cal and not val:
                 why = "left during the calibration (no validation round)"
             elif setup.get("frames"):
-                msgs = {m: n for m, n in (setup.get("messages") or {}).items() if m != "Face well placed."}
-                last_msg = setup.get("last_message", "")
-                if last_msg in _FACE_REASONS:
-                    why = _FACE_REASONS[last_msg]
-                elif msgs:
-                    why = _FACE_REASONS.get(max(msgs, key=msgs.get), "face not well placed")
+                codes = {c: n for c, n in (setup.get("codes") or {}).items() if c != "ok"}
+                last_code = setup.get("last_code", "")
+                if last_code in _FACE_REASONS:
+                    why = _FACE_REASONS[last_code]
+                elif codes:
+                    why = _FACE_REASONS.get(max(codes, key=codes.get), "face not well placed")
                 else:
                     why = "left at the camera set-up with the face well placed"
                 found = setup.get("face_found", 0) / max(1, setup["frames"])

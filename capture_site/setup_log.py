@@ -5,11 +5,11 @@ before any round (the face status of each frame: no face / black picture, too fa
 and a camera that could not be opened (denied, not found) left no trace. Both are summarised in
 ``Participant.state["setup"]``::
 
-    {"frames": int, "face_found": int, "messages": {face message: frames}, "last_message": str,
+    {"frames": int, "face_found": int, "codes": {face status code: frames}, "last_code": str,
      "camera_error": "denied" | "not-found" | "unsupported" | "failed" | None, "updated_at": ISO time}
 
 Frame counts are gathered in memory per participant and written at most every
-:data:`WRITE_EVERY_S` seconds (and when the face message changes), so set-up frames cost no
+:data:`WRITE_EVERY_S` seconds (and when the face status changes; codes of :func:`gazepref.signals.framing.framing_advice`), so set-up frames cost no
 database write each.
 """
 from __future__ import annotations
@@ -57,23 +57,23 @@ def note_setup_frames(pid: int, rows: list[dict[str, float]]) -> None:
     with _lock:
         if pid not in pending and len(pending) >= MAX_TRACKED:
             pending.pop(next(iter(pending)))
-        cur = pending.setdefault(pid, {"frames": 0, "face_found": 0, "messages": {}, "last_message": "",
+        cur = pending.setdefault(pid, {"frames": 0, "face_found": 0, "codes": {}, "last_code": "",
                                        "written_at": 0.0})
         changed = False
         for r in rows:
             face = face_status(r)
             cur["frames"] += 1
             cur["face_found"] += bool(face["found"])
-            msg = face["message"]
-            cur["messages"][msg] = cur["messages"].get(msg, 0) + 1
-            changed |= msg != cur["last_message"]
-            cur["last_message"] = msg
+            code = face["code"]
+            cur["codes"][code] = cur["codes"].get(code, 0) + 1
+            changed |= code != cur["last_code"]
+            cur["last_code"] = code
         now = time.monotonic()
         if not changed and now - cur["written_at"] < WRITE_EVERY_S:
             return
         cur["written_at"] = now
         snapshot = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cur.items()
-                    if k in ("frames", "face_found", "messages", "last_message")}
+                    if k in ("frames", "face_found", "codes", "last_code")}
     _write(pid, snapshot)
 
 

@@ -91,10 +91,10 @@ def feature_table(recording: Any, progress: bool = False):
     import pandas as pd
 
     from .comparisons import comparison_frame
-    from .implicit_features import hits_features
+    from .implicit_features import implicit_table
 
     X = comparison_frame(recording, labelled_only=False)
-    F = hits_features(recording, X, progress=progress)
+    F = implicit_table(recording, X, "both", progress=progress)
     return pd.concat([X, F], axis=1), list(F.columns)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .. import UserError
-from .implicit_features import implicit_columns, swap_implicit
+from .implicit_features import implicit_columns, is_pairwise, swap_implicit
 from .text_models import DEFAULT_CS, _groups, choose_c, fit_bt
 
 
@@ -27,7 +27,7 @@ def _cols(X: pd.DataFrame, columns: Sequence[str] | None, sources: Sequence[str]
 def _any_pairwise(columns: Sequence[str]) -> bool:
     """Whether ``columns`` hold a left-minus-right measure (the symmetric context columns alone
     cannot tell the sides apart)."""
-    return any("_d_" in c for c in columns)
+    return any(is_pairwise(c) for c in columns)
 
 
 def has_features(model: Any, X: pd.DataFrame) -> bool:

@@ -42,9 +42,9 @@ def register(subparsers: Any) -> None:
     e.add_argument("--models", help="comma-separated model names (default: all)")
     e.add_argument("--text-feedback", action="store_true",
                    help="also the text-feedback ablation (the user's next message; post-decision)")
-    e.add_argument("--features", choices=("hits", "signals", "both"), default="hits",
-                   help="implicit features: this package's in-box measures (hits), the signal-processor's "
-                        "comparison table (signals), or both")
+    e.add_argument("--features", choices=("inbox", "hits", "signals", "both"), default="inbox",
+                   help="implicit features from the comparison table of `gazepref features`: its in-box family "
+                        "(inbox; hits is the old name), its other pairwise measures (signals), or both")
     e.add_argument("--markdown", help="also write the table as Markdown to this file")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)

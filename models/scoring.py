@@ -102,7 +102,9 @@ class RewardModel:
         """The columns whose presence means a turn has implicit evidence: the left-minus-right
         gaze/pointer measures (NaN without trajectories; context columns such as ``*_s_present``
         are 0, never NaN); a model without them (personalised: ``hist_*``) reads all its columns."""
-        d = [c for c in self.feature_columns if "_d_" in c and not c.startswith(("hist_", "tf_"))]
+        from .implicit_features import is_pairwise
+
+        d = [c for c in self.feature_columns if is_pairwise(c) and not c.startswith("tf_")]
         return d or self.feature_columns
 
     def score_frame(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -142,12 +144,12 @@ class RewardModel:
         if not self._needs_features() or rec is None or len(X) == 0:
             return X
         from .comparisons import rated_responses
-        from .implicit_features import hits_features
+        from .implicit_features import implicit_table
         from .personalized import history_features
 
         parts = [X]
         if any(not c.startswith(("hist_", "tf_")) for c in self.feature_columns):
-            parts.append(hits_features(rec, X, progress=progress).set_index(X.index))
+            parts.append(implicit_table(rec, X, "both", progress=progress))
         if any(c.startswith("hist_") for c in self.feature_columns):
             parts.append(history_features(X, ratings=rated_responses(rec)))
         return pd.concat(parts, axis=1)

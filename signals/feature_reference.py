@@ -131,6 +131,23 @@ PAIR = {
     "last_share_l": ("0-1", "left share over the last third of the time spent on the responses"),
 }
 
+#: The in-box family (comparisons table), per source: ``gaze_<name>`` and ``mouse_<name>``
+#: (:mod:`gazepref.signals.inbox`); the reward models' default implicit features.
+INBOX = {
+    "d_share": ("-0.5-0.5", "in-box dwell share of the left box minus ½ (each sample stands for the time to the next, ≤ 500 ms)"),
+    "d_log_dwell": ("log s", "log(1 + in-box dwell in s), left minus right"),
+    "d_log_ontext": ("log s", "log(1 + dwell on the text in s), left minus right"),
+    "d_coverage": ("0-1", "share of 20-character blocks visited, left minus right"),
+    "d_depth": ("0-1", "90th percentile of the visited character / length, left minus right"),
+    "d_visits": ("log count", "log(1 + visits to the box), left minus right"),
+    "d_first": ("±1", "box entered first: +1 left, −1 right, 0 neither"),
+    "d_log_ms_per_char": ("log ms/char", "log(1 + ms on the text per character), left minus right"),
+    "s_log_total_s": ("log s", "log(1 + in-box dwell on both boxes in s) (symmetric context)"),
+    "s_switches": ("log count", "log(1 + changes of box) (symmetric context)"),
+    "s_camera_ok": ("0-1", "gaze only: share of the turn's samples with the face well placed (IFLLM `camera_green`)"),
+    "s_present": ("0/1", "1 when the source has samples in the turn (else the family's other columns are missing)"),
+}
+
 SENTENCE = {
     "n_words": ("words", "words in the sentence"),
     "g_fix_n": ("count", "fixations on the sentence's words"),
@@ -168,6 +185,10 @@ def describe(table: str, column: str) -> tuple[str, str]:
             if column.startswith(src) and column[2:] in PAIR:
                 u, doc = PAIR[column[2:]]
                 return u, f"{word}: {doc}"
+        for src, word in (("gaze_", "gaze"), ("mouse_", "pointer")):
+            if column.startswith(src) and column[len(src):] in INBOX:
+                u, doc = INBOX[column[len(src):]]
+                return u, f"{word}, in the boxes only: {doc}"
     raise KeyError(f"{table}.{column} is not documented")
 
 
@@ -175,6 +196,7 @@ def comparison_columns() -> list[str]:
     cols = list(TURN)
     cols += [f"{s}{k}" for s in ("g_", "m_") for k in PAIR]
     cols += [f"{side}{k}" for k in RESPONSE for side in ("l_", "r_", "d_")]
+    cols += [f"{s}{k}" for s in ("gaze_", "mouse_") for k in INBOX if s == "gaze_" or k != "s_camera_ok"]
     return cols
 
 
@@ -191,9 +213,17 @@ def markdown() -> str:
         "## What may feed a model",
         "",
         "`gazepref.signals.features.default_feature_columns(df)` returns the default feature set:",
-        "every column except the keys, `label_*` (the participant's ratings: targets only), `task_*`",
-        "(task-level aggregates, constant over a task or using later turns — they leak across folds)",
-        "and `post_*` (data from after the decision, e.g. the next message's text feedback).",
+        "every column except those `gazepref.signals.features.off_limits` names — one list, used by",
+        "the reward models too (`tests/models/test_leakage.py`): the keys, `label_*` (the participant's",
+        "ratings: targets only), `task_*` (task-level aggregates, constant over a task or using later",
+        "turns — they leak across folds), `post_*` (data from after the decision, e.g. the next",
+        "message's text feedback) and the side looked at / pointed at *last* before the choice",
+        "(`*_last_side`, `*_last_visit_ms`, `*_last_share_l`: the pointer's way down to the",
+        "*Left | Right* buttons would give the click away).",
+        "",
+        "The reward models (`gazepref reward`, `gazepref align`) read their implicit features from the",
+        "comparisons table only (`gazepref.signals.features.comparison_table`): by default its in-box",
+        "family (`gaze_*`, `mouse_*`), with `--features signals` its other pairwise measures.",
         "",
         "No leakage by construction (`signals/regions.py`, tested in `tests/signals/test_features.py`):",
         "",
@@ -236,6 +266,15 @@ def markdown() -> str:
             "gaze (`g_`) and pointer (`m_`), and every per-response feature as `l_<name>`, `r_<name>`,",
             "`d_<name>`.", ""]
     table("Pairwise features (prefix `g_` or `m_`)", PAIR)
+    out += ["### In-box family (prefix `gaze_` or `mouse_`)", "",
+            "How each source divided the turn between the two boxes, from the samples *inside a",
+            "response box* only, as recorded (before gaze cleaning), before the turn's decision",
+            "(`signals/inbox.py`). `<source>_d_*` are left minus right (swapping the sides negates",
+            "them), `<source>_s_*` symmetric context. These are the reward models' default implicit",
+            "features (`gazepref reward`, `gazepref align`).", "",
+            "| column | unit | description |", "| --- | --- | --- |"]
+    out += [f"| `<source>_{k}` | {u} | {d} |" for k, (u, d) in INBOX.items()]
+    out.append("")
     out += ["## sequential.parquet", "",
             "One row per pointwise turn after the first of its task: this turn's answer against the",
             "previous turn's (IFLLM's `better than the previous answer`, `label_better_than_previous`).",

@@ -17,6 +17,11 @@ Column families (see :func:`default_feature_columns` for what feeds a model by d
   so and left out of the default feature set;
 * ``post_*`` — data from after the decision (the text feedback in the *next* message): left out
   of the default feature set;
+* the side looked at / pointed at *last* before the choice (``*_last_side``, ``*_last_visit_ms``,
+  ``*_last_share_l``): the pointer's way down to the *Left | Right* buttons would give the click
+  away, so they are left out too;
+* the in-box family ``gaze_*`` / ``mouse_*`` of the comparisons table
+  (:mod:`gazepref.signals.inbox`): the reward models' default implicit features;
 * everything else is a feature computed from the turn's own samples, before its decision, in the
   allowed screen regions only (:mod:`gazepref.signals.regions`).
 """
@@ -34,7 +39,7 @@ import pandas as pd
 
 from . import mouse as mouse_mod
 from .. import schema
-from . import pairwise, reading, regions
+from . import inbox, pairwise, reading, regions
 from .task_data import SampleFrame, TaskData
 
 NAN = float("nan")
@@ -42,12 +47,23 @@ NAN = float("nan")
 META_COLUMNS = ("task_id", "participant_id", "turn_id", "turn", "kind", "position", "model", "model_l", "model_r",
                 "model_p", "sentence")
 EXCLUDED_PREFIXES = ("label_", "task_", "post_")
+#: pairwise measures of the side looked at / pointed at last before the choice
+EXCLUDED_MEASURES = ("last_side", "last_visit_ms", "last_share_l")
+
+
+def off_limits(column: str) -> bool:
+    """Whether ``column`` may never feed a model: the one list of the leakage rules (keys and
+    metadata; the participant's ratings, ``label_*``; task-level aggregates, ``task_*``, constant
+    over a task or using later turns; post-decision data, ``post_*``; the side looked at / pointed
+    at last before the choice, :data:`EXCLUDED_MEASURES`). Positions outside the response boxes and
+    samples at or after a decision never reach any measure (:mod:`gazepref.signals.regions`)."""
+    return (column in META_COLUMNS or column.startswith(EXCLUDED_PREFIXES)
+            or any(column.endswith("_" + m) for m in EXCLUDED_MEASURES))
 
 
 def default_feature_columns(df: pd.DataFrame) -> list[str]:
-    """The columns that may feed a reward model: not keys, labels, task-level aggregates or
-    post-decision data."""
-    return [c for c in df.columns if c not in META_COLUMNS and not c.startswith(EXCLUDED_PREFIXES)]
+    """The columns that may feed a reward model: every column not :func:`off_limits`."""
+    return [c for c in df.columns if not off_limits(c)]
 
 
 def _cut(frame: SampleFrame, lo: int, hi: int) -> SampleFrame:
@@ -155,6 +171,7 @@ def compute_task(td: TaskData, sentences: bool = True) -> tuple[list[dict], list
                 comp[f"l_{name}"] = a
                 comp[f"r_{name}"] = b
                 comp[f"d_{name}"] = a - b if a is not None and b is not None else NAN
+            comp.update(inbox.turn_measures(td.box_samples, k, (tr.responses[0].text, tr.responses[1].text)))
             comp.update(_task_cols(td, n_turns))
             comp["label_choice"] = NAN if tr.choice is None else float(tr.choice)
             comp["label_likert_l"] = tr.responses[0].likert
@@ -358,6 +375,15 @@ def build(data: Any, jobs: int = 1, sentences: bool = True, progress: bool = Fal
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     return Result(responses, comparisons, sents, stats, sequential)
+
+
+def comparison_table(recording, jobs: int = 1, progress: bool = False,
+                     task_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """The comparisons table of a recording (an open one or a path): one row per pairwise turn,
+    every family (``comparisons.parquet`` of ``gazepref features``). The reward models read their
+    implicit features from this table only (:mod:`gazepref.models.implicit_features`), the columns
+    :func:`off_limits` excepted. ``task_ids``: only these tasks."""
+    return build(recording, jobs=jobs, sentences=False, progress=progress, task_ids=task_ids).comparisons
 
 
 def _concat_columns(parts: list[dict]) -> pd.DataFrame:

@@ -139,7 +139,9 @@ def _mine(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
-    if args.backend == "llm" and not (args.base_url or os.environ.get("GAZEPREF_LLM_BASE_URL")):
+    from gazepref.settings import current
+
+    if args.backend == "llm" and not (args.base_url or current().llm_base_url):
         raise UserError("--backend llm needs --base-url (or GAZEPREF_LLM_BASE_URL)")
     from gazepref.signals.feedback_mining import mine_to_folder
 

@@ -72,6 +72,10 @@ class TaskData:
     n_gaze_raw: int = 0
     n_mouse_raw: int = 0
     clean_counts: dict[str, int] = field(default_factory=dict)
+    #: per source, the samples as recorded (before cleaning) of the turns, before each turn's
+    #: decision: arrays ``t, turn, pos, char`` (+ ``window``, ``camera_ok`` where known), for the
+    #: in-box family (:mod:`gazepref.signals.inbox`), which reads only their in-box positions
+    box_samples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _col(tb: pa.Table, name: str, dtype=np.float64) -> np.ndarray:
@@ -144,6 +148,7 @@ def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units:
 
     frames: dict[str, SampleFrame] = {}
     counts: dict[str, int] = {}
+    box_samples = {source: _box_samples(r, turns) for source, r in raw.items()}
     m_raw = raw["mouse"]
     for source, r in raw.items():
         if len(r["t"]) == 0:
@@ -198,7 +203,19 @@ def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units:
 
     return TaskData(task_id, participant_id, turns, frames["gaze"], frames["mouse"], units,
                     events=events, scroll=scroll, task_info=task_info or {}, box_obs=box_obs,
-                    n_gaze_raw=len(raw["gaze"]["t"]), n_mouse_raw=len(raw["mouse"]["t"]), clean_counts=counts)
+                    n_gaze_raw=len(raw["gaze"]["t"]), n_mouse_raw=len(raw["mouse"]["t"]), clean_counts=counts,
+                    box_samples=box_samples)
+
+
+def _box_samples(r: dict[str, np.ndarray], turns: list[schema.Turn]) -> dict[str, np.ndarray]:
+    """The raw samples of the turns, none at or after a turn's decision (the in-box family's input)."""
+    if len(r["t"]) == 0:
+        return {k: np.zeros(0) for k in ("t", "turn", "pos", "char")}
+    keep = (r["turn"] >= 0) & (r["turn"] < len(turns))
+    for k, tr in enumerate(turns):
+        if tr.t_decided is not None:
+            keep &= ~((r["turn"] == k) & (r["t"] >= tr.t_decided))
+    return {k: r[k][keep] for k in ("t", "turn", "pos", "char", "window", "camera_ok") if k in r}
 
 
 def _sentences(turn: np.ndarray, pos: np.ndarray, word: np.ndarray, units: dict) -> np.ndarray:

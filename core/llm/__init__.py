@@ -37,7 +37,7 @@ def build_backend(kind: str, **options: Any) -> Backend:
     """A backend of ``kind`` from plain keyword arguments.
 
     * ``demo``: ``variant`` (``concise`` or ``detailed``), ``fail`` (always raise; to show the
-      retry path); other options are ignored.
+      retry path), ``rank`` (answer with the k-th best corpus entry); other options are ignored.
     * ``openai``: ``base_url``, ``model``, ``api_key`` (or ``api_key_env``: the name of the
       environment variable holding it), ``timeout``, ``max_tokens``, ``temperature``, ``system``;
       other options are sent with each request (see :class:`gazepref.llm.openai_compat.OpenAIBackend`).
@@ -46,7 +46,8 @@ def build_backend(kind: str, **options: Any) -> Backend:
     if kind == "demo":
         from .demo import DemoBackend
 
-        return DemoBackend(variant=options.get("variant", "concise"), fail=bool(options.get("fail")))
+        return DemoBackend(variant=options.get("variant", "concise"), fail=bool(options.get("fail")),
+                           rank=options.get("rank", 0))
     if kind == "openai":
         from .openai_compat import OpenAIBackend
 

@@ -2,7 +2,10 @@
 
 Two variants make pairwise turns clearly different: ``concise`` (short, bullet points) and
 ``detailed`` (longer prose). The answer is the corpus entry whose keywords best match the last
-user message, skipping entries already given in the conversation.
+user message, skipping entries already given in the conversation. ``rank = k`` (a study option of
+the model's table) answers with the k-th best entry instead: two models of the same variant with
+ranks 0 and 1 give two different answers of the same style and similar length (the synthetic
+study of :mod:`gazepref.capture_site.simulate` uses this, so that length says nothing).
 """
 from __future__ import annotations
 
@@ -24,10 +27,13 @@ def load_corpus() -> dict:
 
 
 class DemoBackend:
-    def __init__(self, variant: str = "concise", fail: bool = False):
+    def __init__(self, variant: str = "concise", fail: bool = False, rank: int = 0):
         if variant not in VARIANTS:
             raise BackendError(f"demo backend: variant must be one of {VARIANTS} (got {variant!r})")
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+            raise BackendError(f"demo backend: rank must be an integer >= 0 (got {rank!r})")
         self.variant = variant
+        self.rank = rank
         self.fail = fail  # for demonstrating the participant's retry path
 
     def generate(self, messages: list[Message]) -> str:
@@ -40,16 +46,11 @@ class DemoBackend:
         said = " ".join(m["content"] for m in messages if m.get("role") == "assistant")
         ordered = _WORD.findall(users[-1].lower())
         words = set(ordered)
-        best, best_score = None, 0
-        for entry in corpus["entries"]:
-            text = entry[self.variant]
-            if text in said:
-                continue
-            score = len(words & set(entry["keywords"]))
-            if score > best_score:
-                best, best_score = text, score
-        if best is not None:
-            return best
+        # entries not given yet, best keyword match first (corpus order among equals)
+        ranked = sorted(((-len(words & set(e["keywords"])), i, e[self.variant])
+                         for i, e in enumerate(corpus["entries"]) if e[self.variant] not in said))
+        if ranked and ranked[0][0] < 0:  # something matched: the rank-th entry (the last one at most)
+            return ranked[min(self.rank, len(ranked) - 1)][2]
         longest = sorted(set(ordered), key=lambda w: (-len(w), ordered.index(w)))[:2]
         topic = " ".join(sorted(longest, key=ordered.index)) or "this topic"
         return corpus["fallback"][self.variant].format(topic=topic.capitalize())

@@ -29,7 +29,7 @@ def plot_attention(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE) -> Fi
     r = summary.responses
     if r.empty or "outcome" not in r:
         return no_data(fig, "no responses in the data")
-    lab = r[r["outcome"].notna() & (r["g_samples_text"] > 0)]
+    lab = r[r["outcome"].notna() & (r["g_text_ms"] > 0)]
     if lab.empty:
         return no_data(fig, "no labelled pairwise responses with gaze on the text")
     axs = fig.subplots(1, 3, gridspec_kw=dict(left=0.06, right=0.98, bottom=0.1, top=0.86, wspace=0.28))

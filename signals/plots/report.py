@@ -188,14 +188,14 @@ def pair_rules(r: pd.DataFrame) -> dict[str, float]:
 
 def example_turns(summary: Summary, k: int = 2) -> list[tuple[str, int]]:
     """Labelled pairwise turns with the most gaze on the text (else any turn with gaze), leaving out
-    very long turns (over 1500 on-text samples, ~2 min) when shorter ones exist: they draw as a blur."""
+    very long turns (over 2 min of gaze on the text) when shorter ones exist: they draw as a blur."""
     r = summary.responses
     if r.empty:
         return []
-    g = r.groupby(["task_id", "turn"]).agg(gaze=("g_samples_text", "sum"), lab=("outcome", lambda s: s.notna().any()))
+    g = r.groupby(["task_id", "turn"]).agg(gaze=("g_text_ms", "sum"), lab=("outcome", lambda s: s.notna().any()))
     g = g[g["gaze"] > 0]
-    if (g["gaze"] <= 1500).sum() >= k:
-        g = g[g["gaze"] <= 1500]
+    if (g["gaze"] <= 120_000).sum() >= k:
+        g = g[g["gaze"] <= 120_000]
     g = g.sort_values(["lab", "gaze"], ascending=False)
     return [(str(t), int(n)) for t, n in g.index[:k]]
 

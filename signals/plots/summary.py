@@ -1,9 +1,11 @@
 """One pass over a data source: per-response behaviour and per-task data quality, for the aggregate
 views (attention, features, quality) and the report.
 
-The columns follow the names of :mod:`gazepref.signals.features` where they mean the same
-(``g_text_ms``, ``g_depth``, ``g_visits``, ``m_text_ms`` ...), but are computed here directly from the
-samples (no cleaning, no region rule): these are descriptive views, not model inputs.
+The per-response behaviour is the feature pipeline's (:func:`gazepref.signals.features.build`:
+its ``responses`` table, cleaned samples and the region rule, and its ``sentences`` table for the
+sentence bins), so the views show the measures the models read. Only data quality (sample rate,
+gaps, face share) is computed here, from the raw streams: it describes the recording, not a
+response.
 """
 from __future__ import annotations
 
@@ -16,14 +18,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ... import UserError, schema
-from .. import gaze_events
-from ...datasets.text_mapping import anchor_positions, text_units
 from ...datasets.sources import describe
-from ._data import TurnView, _np, open_data, outcome, task_streams, turns_by_task
+from ._data import _np, open_data, outcome, task_streams, turns_by_task
 
 N_BINS = 10  # relative sentence position bins
 N_SENT = 16  # absolute sentence index bins (the last one: this one and later)
 GAP_MS = 250.0
+
+#: the responses table's columns a summary keeps (the behaviour of both sources, text size, labels)
+RESPONSE_COLUMNS = ("task_id", "participant_id", "turn_id", "turn", "kind", "position", "model", "n_chars",
+                    "n_words", "n_sentences", "label_likert", "label_better_than_previous")
+BEHAVIOUR = ("dwell_ms", "text_ms", "depth", "visits", "first_entry_ms")
 
 
 @dataclass
@@ -35,74 +40,48 @@ class Summary:
     source: str = ""
 
 
-def _dur(t: np.ndarray) -> np.ndarray:
-    return gaze_events.sample_durations(t, gaze_events.segments(t, max_gap_ms=GAP_MS), GAP_MS)
+def _responses(rec, task_ids: list[str], by_task: dict[str, list[schema.Turn]], progress: bool) -> pd.DataFrame:
+    """Per-response rows from the feature tables: keys, text size, labels, the outcome, gaze and
+    pointer behaviour (``g_`` / ``m_``: dwell, dwell on the text, depth, visits, first entry) and the
+    gaze dwell per sentence, by relative position (``g_sentpos_<bin>``, NaN for bins no sentence
+    falls into) and by index (``g_sent_<i>``, the last bin pooling the rest)."""
+    from .. import features
 
-
-def _runs(mask: np.ndarray) -> int:
-    m = mask.astype(np.int8)
-    return int(np.sum(np.diff(np.r_[0, m]) == 1))
-
-
-def _response_rows(tid: str, tr: schema.Turn, t: dict[str, np.ndarray], hits: dict[str, pd.DataFrame],
-                   view_points=None) -> list[dict]:
-    rows = []
-    t_start = min((float(v.min()) for v in t.values() if len(v)), default=np.nan)
-    for r in tr.responses:
-        p = r.position
-        u = text_units(r.text)
-        n = max(len(r.text), 1)
-        row = dict(task_id=tid, participant_id=tr.participant_id, turn_id=tr.turn_id, turn=tr.index,
-                   kind=tr.kind, position=p, model=r.model, n_chars=len(r.text), n_words=u.n_words,
-                   n_sentences=u.n_sentences, label_likert=r.likert, outcome=outcome(tr, p),
-                   label_better_than_previous=tr.better_than_previous if not tr.pairwise else None)
-        sent_rel = np.zeros(N_BINS)
-        sent_abs = np.zeros(N_SENT)
-        for src, pre in (("gaze", "g"), ("mouse", "m")):
-            if view_points is not None:
-                tp = view_points(p, src)
-                keep = tp.char < len(r.text)
-                ht, hc, hd = tp.t[keep], tp.char[keep], tp.weight[keep]
-                inbox_t = ht
-            else:
-                h = hits.get(src)
-                if h is None or not len(h["t"]):
-                    ht = hc = hd = inbox_t = np.zeros(0)
-                    box_ms = 0.0
-                else:
-                    mp = h["position"] == p
-                    inbox_t = h["t"][mp]
-                    box_ms = float(h["dur"][mp].sum())
-                    # a char_index past the text belongs to another text (mis-assigned sample): off text
-                    on = mp & (h["char_index"] >= 0) & (h["char_index"] < len(r.text))
-                    ht, hc, hd = h["t"][on], h["char_index"][on], h["dur"][on]
-            row[f"{pre}_box_ms"] = float(hd.sum()) if view_points is not None else box_ms
-            row[f"{pre}_text_ms"] = float(hd.sum())
-            row[f"{pre}_samples_text"] = int(len(ht))
-            row[f"{pre}_depth"] = float((hc.max() + 1) / n) if len(hc) else np.nan
-            tt = t.get(src, np.zeros(0))
-            if len(tt):
-                row[f"{pre}_visits"] = _runs(np.isin(tt, inbox_t))
-            else:
-                row[f"{pre}_visits"] = 0
-            row[f"{pre}_first_entry_ms"] = float(inbox_t.min() - t_start) if len(inbox_t) else np.nan
-            if src == "gaze" and len(hc) and u.n_words:
-                w = u.word_at(hc)
-                ok = w >= 0
-                s = u.word_sentence[w[ok]]
-                ns = max(u.n_sentences, 1)
-                np.add.at(sent_rel, np.minimum(((s + 0.5) * N_BINS / ns).astype(np.int64), N_BINS - 1), hd[ok])
-                np.add.at(sent_abs, np.minimum(s, N_SENT - 1), hd[ok])
-        # bins no sentence falls into (short responses) are unknown, not zero
-        ns = max(u.n_sentences, 1)
-        has = np.zeros(N_BINS, dtype=bool)
-        has[np.minimum(((np.arange(ns) + 0.5) * N_BINS / ns).astype(np.int64), N_BINS - 1)] = True
-        for i in range(N_BINS):
-            row[f"g_sentpos_{i}"] = sent_rel[i] if has[i] else np.nan
-        for i in range(N_SENT):
-            row[f"g_sent_{i}"] = sent_abs[i]
-        rows.append(row)
-    return rows
+    res = features.build(rec, task_ids=task_ids, sentences=True, progress=progress)
+    r = res.responses
+    if r.empty:
+        return pd.DataFrame()
+    keep = [c for c in RESPONSE_COLUMNS if c in r] + [f"{p}_{m}" for p in ("g", "m") for m in BEHAVIOUR]
+    out = r[keep].copy()
+    turns = {(tid, k): tr for tid, trs in by_task.items() for k, tr in enumerate(trs)}
+    out["outcome"] = [outcome(turns[(t, int(k))], int(p)) if (t, int(k)) in turns else None
+                      for t, k, p in zip(out["task_id"], out["turn"], out["position"])]
+    out["turn"] = [turns[(t, int(k))].index if (t, int(k)) in turns else int(k) for t, k in zip(out["task_id"], out["turn"])]
+    out.loc[out["kind"] == "pairwise", "label_better_than_previous"] = None
+    rel = np.full((len(out), N_BINS), np.nan)
+    ab = np.zeros((len(out), N_SENT))
+    s = res.sentences
+    if len(s) and "g_dwell_ms" in s:
+        row = pd.Series(np.arange(len(out)), index=pd.MultiIndex.from_arrays(
+            [r["task_id"], r["turn"], r["position"]]))
+        i = row.reindex(pd.MultiIndex.from_arrays([s["task_id"], s["turn"], s["position"]])).to_numpy()
+        ok = ~np.isnan(i)
+        i = i[ok].astype(np.int64)
+        sent = s["sentence"].to_numpy(np.int64)[ok]
+        dwell = np.nan_to_num(s["g_dwell_ms"].to_numpy(float)[ok])
+        ns = np.maximum(out["n_sentences"].to_numpy(np.int64)[i], 1)
+        b = np.minimum(((sent + 0.5) * N_BINS / ns).astype(np.int64), N_BINS - 1)
+        rel_sum = np.zeros((len(out), N_BINS))
+        np.add.at(rel_sum, (i, b), dwell)
+        has = np.zeros((len(out), N_BINS), dtype=bool)
+        has[i, b] = True
+        rel[has] = rel_sum[has]
+        np.add.at(ab, (i, np.minimum(sent, N_SENT - 1)), dwell)
+    for k in range(N_BINS):
+        out[f"g_sentpos_{k}"] = rel[:, k]
+    for k in range(N_SENT):
+        out[f"g_sent_{k}"] = ab[:, k]
+    return out.reset_index(drop=True)
 
 
 def _task_quality(tid: str, pid: str, task: schema.Task | None, s: dict[str, pa.Table], n_turns: int) -> dict:
@@ -142,68 +121,13 @@ def _task_quality(tid: str, pid: str, task: schema.Task | None, s: dict[str, pa.
     return row
 
 
-def _one_task(rec, tid: str, turns: list[schema.Turn], task: schema.Task | None) -> tuple[list[dict], dict]:
+def _one_task(rec, tid: str, turns: list[schema.Turn], task: schema.Task | None) -> dict:
     try:
         s = task_streams(rec, tid, turns)
     except UserError:
         s = {}
     pid = turns[0].participant_id if turns else (task.participant_id if task else tid)
-    q = _task_quality(tid, pid, task, s, len(turns))
-    rows: list[dict] = []
-    if not turns:
-        return rows, q
-    turn_col = {k: _np(tb, "turn", np.int64) for k, tb in s.items() if "turn" in tb.column_names}
-    has_words = "layout" in s and bool(pc.any(pc.equal(s["layout"].column("kind"), "word")).as_py())
-    hits_np = None
-    if "hits" in s and not has_words:
-        hb = s["hits"]
-        hx = _np(hb, "x")
-        keep = hx >= 0
-        hits_np = {"t": _np(hb, "t")[keep], "source": hb.column("source").to_numpy(zero_copy_only=False)[keep],
-                    "position": _np(hb, "position", np.int64)[keep], "char_index": _np(hb, "char_index", np.int64)[keep],
-                    "turn": _np(hb, "turn", np.int64)[keep]}
-        if "window" in hb.column_names:
-            hits_np["window"] = hb.column("window").to_numpy(zero_copy_only=False)[keep]
-    dur_by_src = {}
-    for src in ("gaze", "mouse"):
-        if src in s:
-            tt = _np(s[src], "t")
-            if src == "mouse":
-                tt = tt[_np(s[src], "x") >= 0]
-            tt = np.unique(tt)
-            dur_by_src[src] = (tt, _dur(tt))
-    for tr in turns:
-        t = {}
-        for src in ("gaze", "mouse"):
-            if src in s:
-                m = turn_col[src] == tr.index
-                tt = _np(s[src], "t")[m]
-                if src == "mouse":
-                    tt = tt[_np(s[src], "x")[m] >= 0]
-                t[src] = np.unique(tt)
-        if has_words:
-            own = {k: tb.filter(pa.array(turn_col[k] == tr.index)) if k in turn_col else tb for k, tb in s.items()}
-            v = TurnView(rec, tid, tr, own)
-            rows += _response_rows(tid, tr, t, {}, view_points=v.points)
-            continue
-        hits = {}
-        if hits_np is not None:
-            mt = hits_np["turn"] == tr.index
-            for src in ("gaze", "mouse"):
-                ms = mt & (hits_np["source"] == src)
-                hs = {k: v[ms] for k, v in hits_np.items() if k in ("t", "position", "char_index")}
-                if "window" in hits_np:  # a char_index counted from a paragraph: put back
-                    hs["char_index"] = anchor_positions({r.position: r.text for r in tr.responses}, hs["position"],
-                                                        hs["char_index"], hits_np["window"][ms])
-                if src in dur_by_src and len(hs["t"]):
-                    st, sd = dur_by_src[src]
-                    j = np.clip(np.searchsorted(st, hs["t"]), 0, len(st) - 1)
-                    hs["dur"] = sd[j]
-                else:
-                    hs["dur"] = np.zeros(len(hs["t"]))
-                hits[src] = hs
-        rows += _response_rows(tid, tr, t, hits)
-    return rows, q
+    return _task_quality(tid, pid, task, s, len(turns))
 
 
 def collect(data, participant: str | None = None, task: str | None = None, jobs: int | None = None,
@@ -238,10 +162,8 @@ def collect(data, participant: str | None = None, task: str | None = None, jobs:
             from ...progress import progress as bar
 
             it = bar(it, total=len(ids_streams), desc="reading tasks")
-        results = list(it)
-    rows = [r for rr, _ in results for r in rr]
-    qrows = [q for _, q in results]
-    responses = pd.DataFrame(rows)
+        qrows = list(it)
+    responses = _responses(rec, ids_streams, by_task, progress)
     tq = pd.DataFrame(qrows)
     parts = _participants(tq, responses)
     counts = {

@@ -32,6 +32,11 @@ class MemoryRecording:
     def turns(self):
         return list(self._turns)
 
+    def turns_by_task(self):
+        from ...datasets.recording import turns_by_task
+
+        return turns_by_task(self)
+
     def streams(self, task_id, cache: bool = True):
         if task_id not in {t.task_id for t in self._t}:
             from ... import UserError

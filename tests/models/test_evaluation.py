@@ -173,14 +173,39 @@ def test_feature_cache_is_keyed_by_every_file_and_the_code(ifllm_sample, tmp_pat
     monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "rec"
     shutil.copytree(ifllm_sample, path)
+    from gazepref.models import feature_cache
+
     rec = open_recording(path)
-    key = ev._cache_path(rec, "implicit")
-    assert key == ev._cache_path(open_recording(path), "implicit") and key.parent == tmp_path / "cache" / "reward"
+    key = feature_cache.cache_path(rec, "comparisons")
+    assert key == feature_cache.cache_path(open_recording(path), "comparisons") and key.parent == tmp_path / "cache" / "reward"
     traj = next(f for f in sorted((path / "user_behavior").rglob("*")) if f.is_file())
     st = traj.stat()
     os.utime(traj, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    moved = ev._cache_path(rec, "implicit")
+    moved = feature_cache.cache_path(rec, "comparisons")
     assert moved != key
-    monkeypatch.setattr(ev, "_code_fingerprint", lambda: "other code")
-    assert ev._cache_path(rec, "implicit") not in (key, moved)
-    assert ev._cache_path(site_like(), "implicit") is None  # an in-memory recording: no cache
+    monkeypatch.setattr(feature_cache, "code_fingerprint", lambda: "other code")
+    assert feature_cache.cache_path(rec, "comparisons") not in (key, moved)
+    assert feature_cache.cache_path(site_like(), "comparisons") is None  # an in-memory recording: no cache
+
+
+def test_families_of_the_comparison_table(ifllm_sample, tmp_path, monkeypatch):
+    """``features=``: the in-box family (default; ``hits`` its old name), the table's other pairwise
+    measures in antisymmetric form, or both; the implicit models read whichever is there."""
+    from gazepref.models.implicit_features import implicit_columns, is_pairwise, swap_implicit
+
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path))
+    inbox = ev.load_data(ifllm_sample)
+    assert ev.load_data(ifllm_sample, features="hits").X.equals(inbox.X)
+    sig = ev.load_data(ifllm_sample, features="signals")
+    both = ev.load_data(ifllm_sample, features="both")
+    ci, cs, cb = (implicit_columns(d.X) for d in (inbox, sig, both))
+    assert ci and all(c.startswith(("gaze_d_", "mouse_d_")) for c in ci)
+    assert cs and not set(ci) & set(cs) and {"d_g_dwell_ms", "g_share_l", "m_first_side"} <= set(cs)
+    assert set(cb) == set(ci) | set(cs)
+    assert all(is_pairwise(c) for c in cb)
+    assert np.nanmax(np.abs(sig.X["g_share_l"])) <= 0.5  # centred: swapping the sides negates it
+    assert swap_implicit(sig.X[cs]).equals(-sig.X[cs])
+    p = ImplicitModel("logistic").fit(sig.X, sig.y).predict_proba(sig.X)[:, 1]
+    assert np.isfinite(p).all()
+    with pytest.raises(ValueError, match="unknown features"):
+        ev.load_data(ifllm_sample, features="nope")

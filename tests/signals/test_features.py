@@ -196,8 +196,9 @@ def test_nothing_after_the_decision(tmp_path):
 
 def test_default_features_exclude_labels_task_and_post():
     df = pd.DataFrame(columns=["task_id", "turn", "position", "g_dwell_ms", "label_choice", "label_likert",
-                               "task_n_turns", "post_fb_nof", "model", "d_g_fix_ms"])
-    assert features.default_feature_columns(df) == ["g_dwell_ms", "d_g_fix_ms"]
+                               "task_n_turns", "post_fb_nof", "model", "d_g_fix_ms", "g_last_side",
+                               "m_last_visit_ms", "gaze_d_share"])
+    assert features.default_feature_columns(df) == ["g_dwell_ms", "d_g_fix_ms", "gaze_d_share"]
 
 
 # --------------------------------------------------------------------------- the real sample

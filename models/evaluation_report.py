@@ -1,0 +1,34 @@
+"""The evaluation report as Markdown (``gazepref reward evaluate --markdown``) and JSON."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"Protocol: **{report['protocol']}**"
+             + (f", {report.get('folds')} folds × {len(report.get('seeds', []))} seeds" if report.get("seeds") else "")
+             + f"; n = {report['n']} comparisons", "",
+             "| model | track | accuracy | AUC | log-loss | ECE |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in report["models"].items():
+        def f(k: str, pct: bool = False) -> str:
+            v = r.get(k, float("nan"))
+            s = r.get(f"{k}_std")
+            if pct:
+                return f"{100 * v:.1f}" + (f" ± {100 * s:.1f}" if s is not None else "")
+            return f"{v:.3f}" + (f" ± {s:.3f}" if s is not None else "")
+        lines.append(f"| {name} | {r['track']} | {f('accuracy', True)} | {f('auc')} | {f('log_loss')} | {f('ece')} |")
+    for track in ("fused", "personalized"):
+        g = report.get(f"gain_{track}_vs_best_text")
+        if g:
+            lines += ["", f"Gain of {g[track]} over the best text model ({g['best_text']}): "
+                          f"{100 * g['gain']:+.1f} points, 95% worker-bootstrap CI "
+                          f"[{100 * g['ci_low']:+.1f}, {100 * g['ci_high']:+.1f}] ({g['n_workers']} workers)."]
+    pr = report.get("personalized", {}).get("model_rule")
+    if pr:
+        lines += ["", f"'The model this person preferred earlier' alone: {100 * pr['accuracy']:.1f}% on {pr['n']} turns where it applies."]
+    return "\n".join(lines)
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, default=float)
