@@ -408,7 +408,7 @@ def _page_data(html: str) -> dict:
 
 def _prompts(rng: np.random.Generator, n: int) -> list[str]:
     """Messages that ask about ``n`` different entries of the demo corpus."""
-    from .llm_demo import load_corpus
+    from ..llm.demo import load_corpus
 
     entries = load_corpus()["entries"]
     picks = rng.choice(len(entries), size=min(n, len(entries)), replace=False)
@@ -547,6 +547,8 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
     tmp_root = str(shm) if out is not None and shm.is_dir() and os.access(shm, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="gazepref-sim-", dir=tmp_root) as tmp:
         url = f"sqlite:///{Path(tmp) / 'gazepref.sqlite'}" if out is not None else store.database_url(db, instance)
+        if store.sqlite_path(url) is not None:  # a new instance folder, as the site makes it
+            store.sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         engine = store.make_engine(url)
         try:
             sessions = store.init_db(engine)

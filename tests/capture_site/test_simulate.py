@@ -43,16 +43,14 @@ def test_word_boxes_index_the_text_as_the_page_does(text):
 
 
 def test_demo_rank_gives_a_different_answer_of_the_same_style():
-    from gazepref.capture_site.config import ModelSpec
-    from gazepref.capture_site.llm import BackendError, make_backend
+    from gazepref.llm import BackendError, build_backend
 
     chat = [{"role": "user", "content": "How does sleep help memory?"}]
-    first, second = (make_backend(ModelSpec("m", "demo", {"variant": "detailed", "rank": r})).generate(chat)
-                     for r in (0, 1))
+    first, second = (build_backend("demo", variant="detailed", rank=r).generate(chat) for r in (0, 1))
     assert first != second and "memor" in first.lower()
     assert abs(len(first) - len(second)) < 250  # both from the corpus's detailed answers (510-701 chars)
     with pytest.raises(BackendError, match="rank"):
-        make_backend(ModelSpec("m", "demo", {"variant": "detailed", "rank": -1}))
+        build_backend("demo", variant="detailed", rank=-1)
 
 
 def test_study_config_parses():
@@ -73,7 +71,7 @@ def test_simulate_into_a_study_read_back_from_the_database(tmp_path, capsys, mon
     SQLite); the study reads back as a recording whose dwell follows the choices."""
     from gazepref import store
     from gazepref.datasets.store_recording import StoreRecording
-    from gazepref.models.implicit_features import hits_features
+    from gazepref.models.implicit_features import implicit_table
     from gazepref.models.comparisons import comparison_frame
 
     monkeypatch.delenv("GAZEPREF_DATABASE_URL", raising=False)
@@ -90,7 +88,8 @@ def test_simulate_into_a_study_read_back_from_the_database(tmp_path, capsys, mon
     assert {r.model for t in turns for r in t.responses} == {"sim-first", "sim-second"}
     task = rec.tasks()[0]
     streams = rec.streams(task.task_id)
-    assert {"gaze", "mouse", "events", "layout", "scroll", "visibility", "hits"} <= set(streams)
+    assert {"gaze", "mouse", "events", "layout", "scroll", "visibility"} <= set(streams)
+    assert {"position", "word", "char_index"} <= set(streams["gaze"].column_names)  # the word under each sample
     lay = streams["layout"].to_pandas()
     words = lay[lay["kind"] == "word"]
     assert set(words["target"]) == {"response:0", "response:1"} and set(words["turn"]) == {0, 1, 2}
@@ -100,7 +99,7 @@ def test_simulate_into_a_study_read_back_from_the_database(tmp_path, capsys, mon
     # the dwell reaches the features only through the word boxes: D = 3 puts the longer in-box
     # gaze dwell (per character) on the chosen answer in nearly every turn
     X = comparison_frame(rec)
-    F = hits_features(rec, X)
+    F = implicit_table(rec, X, "inbox")
     right = np.sign(F["gaze_d_log_ms_per_char"].to_numpy()) == np.where(X["y"].to_numpy() == 1, 1, -1)
     assert right.mean() >= 0.8
 
@@ -130,10 +129,10 @@ def test_simulate_into_postgresql_selected_by_the_environment(postgres_url, tmp_
     rec = StoreRecording.open("sim-pg", db_url=postgres_url)
     assert len(rec.turns()) == 4 and all(t.choice in (0, 1) for t in rec.turns())
     streams = rec.streams(rec.tasks()[0].task_id)
-    assert streams["gaze"].num_rows > 100 and streams["hits"].num_rows > 0
+    gaze = streams["gaze"].to_pandas()
+    assert len(gaze) > 100 and (gaze["position"] >= 0).any()  # samples on the answers' words
     assert not (tmp_path / "instance" / "gazepref.sqlite").exists()
-    rec.db.close()
-    rec.db.get_bind().dispose()
+    rec.close()
 
 
 def test_simulate_user_errors(tmp_path, capsys):
