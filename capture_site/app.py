@@ -30,7 +30,7 @@ from ..settings import Settings
 from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
 from .config import load_config
-from .ratelimit import RateLimiter
+from .ratelimit import DbRateLimiter
 from .runtime import Site, close_db, ensure_study
 from .security import csrf_token
 from .validation import InvalidInput, check_request
@@ -132,7 +132,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     app.extensions["gazepref_settings"] = settings
     app.extensions["gazepref"] = Site(
         sessions=sessions, default_slug=cfg.slug,
-        limiter=RateLimiter(app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
+        limiter=DbRateLimiter(sessions.kw["bind"], app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
