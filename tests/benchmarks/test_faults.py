@@ -31,6 +31,8 @@ def test_acknowledged_samples_survive_kills(db):
     kinds = [e["fault"].split()[0] for e in summary["faults"]]
     assert kinds == (["server", "postgres"] if db == "postgresql" else ["server"])
     assert summary["errors_by_status"], summary  # the faults were felt: some requests failed ...
+    # (no answer while the server is down; 503 + Retry-After while the database is, never a 500)
+    assert set(summary["errors_by_status"]) <= {0, 503}, summary
     assert summary["acknowledged_samples"] > 0 and summary["gave_up_batches"] == 0, summary
     # ... and still every acknowledged sample is stored, once
     assert summary["acknowledged_missing"] == 0 and summary["duplicated_samples"] == 0, summary
