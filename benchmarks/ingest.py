@@ -237,13 +237,14 @@ def main() -> int:
         t0 = time.monotonic() + 1.0
         clients = [Participant(port, task, token, args.duration, t0 + i / len(pairs), stats)
                    for i, (task, token) in enumerate(pairs)]
-        cpu0 = cpu_seconds(server.pid)
+        cpu0, client0 = cpu_seconds(server.pid), time.process_time()
         for c in clients:
             c.start()
         for c in clients:
             c.join()
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
+        client_cpu = time.process_time() - client0  # the simulated participants (this process)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -273,6 +274,8 @@ def main() -> int:
         "lost_samples": generated - unique,
         "duplicated_samples": stored - unique,
         "server_cpu_ms_per_batch": round(1000 * server_cpu / batches, 2) if batches else None,
+        # the load generator shares the machine: its CPU is not the server's to use
+        "client_cpu_ms_per_batch": round(1000 * client_cpu / batches, 2) if batches else None,
         "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 1),
