@@ -82,8 +82,9 @@ class DbRateLimiter:
         with write_lock(self.engine), self.engine.connect() as conn:
             if conn.execute(_TAKE, params).first() is not None:
                 return True
-            ins = store.on_conflict_insert(conn.dialect.name, store.RateBucket).values(
-                key=key, tokens=self.burst - 1.0, at=params["now"]).on_conflict_do_nothing(index_elements=["key"]).returning(B.c.key)
+            ins = (store.on_conflict_insert(conn.dialect.name, store.RateBucket)
+                   .values(key=key, tokens=self.burst - 1.0, at=params["now"])
+                   .on_conflict_do_nothing(index_elements=["key"]).returning(B.c.key))
             if self.burst >= 1.0 and conn.execute(ins).first() is not None:
                 return True  # the key's first request
             # another request inserted the bucket at the same moment: take from it

@@ -129,7 +129,8 @@ def serve_gunicorn(instance: Path, study: Path, port: int, database_url: str | N
     env.pop("GAZEPREF_DATABASE_URL", None)
     if database_url:
         env["GAZEPREF_DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8",
+                             "-b", f"127.0.0.1:{port}",
                              "--graceful-timeout", "30", "gazepref.capture_site.app:create_app()"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
