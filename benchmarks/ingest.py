@@ -1,13 +1,18 @@
 """Telemetry ingest under load: N simulated participants against the gunicorn-served study site.
 
     .venv/bin/python benchmarks/ingest.py [--participants 200] [--duration 30] [--workers 2]
+        [--db URL_OR_FILE] [--port N] [--profile DIR]
 
 Each participant records mouse samples at 60 Hz and sends one gzip batch per second (as the
 page does), retrying with back-off until the server confirms it. The site runs under gunicorn on
-127.0.0.1 (a subprocess, a fresh instance folder with SQLite). Afterwards the database is read
-back and the script prints: sustained participants, batch latency p50/p99, lost samples
-(generated but not stored) and duplicated samples (stored more than once).
-Target on the project's 2-core machine: 200 participants, p99 < 100 ms, 0 lost, 0 duplicated.
+127.0.0.1 (a subprocess, a fresh instance folder) against the database the site would use
+(``gazepref.store.database_url``: ``--db``, else ``$GAZEPREF_DATABASE_URL``, else SQLite in the
+fresh instance folder); the participants of this run are read back from that database and the
+script prints which database it measured, sustained participants, batch latency p50/p99, lost
+samples (generated but not stored) and duplicated samples (stored more than once).
+``--profile DIR``: each gunicorn worker writes a cProfile of its request threads to DIR
+(``benchmarks/profile_hooks.py``; print with ``python -m pstats``).
+Target on the project's 2-core machine: 400 participants, p99 < 100 ms, 0 lost, 0 duplicated.
 """
 from __future__ import annotations
 
@@ -44,11 +49,15 @@ def free_port() -> int:
 
 
 def make_participants(instance: Path, n: int, study: Path | None = None, prefix: str = "bench",
-                      state: dict | None = None) -> list[tuple[int, str]]:
+                      state: dict | None = None, database_url: str | None = None) -> list[tuple[int, str]]:
     """Create n consenting participants with one task each; returns (task id, token) pairs.
     ``study``: the study TOML (default: the site's default study); ``state``: extra entries of
-    each participant's flow state (e.g. ``{"gaze": "calibrated"}``)."""
-    app = create_app(str(instance), {"STUDY_CONFIG": str(study)} if study is not None else None)
+    each participant's flow state (e.g. ``{"gaze": "calibrated"}``); ``database_url``: the
+    database (default: the site's, :func:`gazepref.store.database_url`)."""
+    overrides = {"STUDY_CONFIG": str(study)} if study is not None else {}
+    if database_url:
+        overrides["DATABASE_URL"] = database_url
+    app = create_app(str(instance), overrides or None)
     sessions = app.extensions["gazepref"].sessions
     out = []
     with sessions() as s, app.test_request_context():
@@ -64,12 +73,20 @@ def make_participants(instance: Path, n: int, study: Path | None = None, prefix:
     return out
 
 
-def start_gunicorn(instance: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
-    # this interpreter's gunicorn (not the script's shebang: a copied venv may point elsewhere)
-    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", str(threads), "-b", f"127.0.0.1:{port}",
-           "--backlog", "2048", "--keep-alive", "5", "--log-level", "warning",
-           "gazepref.capture_site.app:create_app()"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "GAZEPREF_INSTANCE": str(instance)})
+def start_gunicorn(instance: Path, port: int, workers: int, threads: int, database_url: str | None = None,
+                   profile_dir: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """gunicorn serving the site of ``instance`` (on ``database_url`` when given) in its own
+    process group (so a test can kill it whole); returns once the workers answer."""
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", str(threads),
+           "-b", f"127.0.0.1:{port}", "--backlog", "2048", "--keep-alive", "5", "--log-level", "warning"]
+    environ = {**os.environ, "GAZEPREF_INSTANCE": str(instance), **(env or {})}
+    if database_url:
+        environ["GAZEPREF_DATABASE_URL"] = database_url
+    if profile_dir is not None:
+        cmd += ["-c", str(Path(__file__).with_name("profile_hooks.py"))]
+        environ["GAZEPREF_BENCH_PROFILE_DIR"] = str(profile_dir)
+    cmd.append("gazepref.capture_site.app:create_app()")
+    proc = subprocess.Popen(cmd, env=environ, start_new_session=True)
     deadline = time.monotonic() + 90
     ready = 0
     while time.monotonic() < deadline and ready < 4 * workers * threads:
@@ -95,6 +112,8 @@ class Participant(threading.Thread):
         self.duration, self.start_at, self.stats = duration, start_at, stats
         self.origin = time.time() * 1000.0
         self.generated = 0
+        self.acked: list[int] = []  # seqs the server confirmed
+        self.patience_s = 30.0  # how long after the end a batch is still retried
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, body: bytes) -> int:
@@ -136,8 +155,9 @@ class Participant(threading.Thread):
                 status = self.post(body)
                 self.stats.record(time.monotonic() - sent, status)
                 if status == 200:
+                    self.acked.append(seq - 1)
                     break
-                if time.monotonic() > end + 30:
+                if time.monotonic() > end + self.patience_s:
                     self.stats.gave_up += 1
                     break
                 time.sleep(backoff)
@@ -176,16 +196,21 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def count_stored(instance: Path) -> tuple[int, int]:
-    """(stored samples, unique (task, t) samples) read back from the database."""
-    sessions = store.init_db(store.make_engine(store.sqlite_url(instance / "gazepref.sqlite")))
-    stored = unique = 0
-    with sessions() as s:
-        for task in s.scalars(select(store.Task)):
-            t = store.read_stream(s, task, "mouse").column("t").to_numpy()
-            stored += len(t)
-            unique += len(np.unique(t))
-    return stored, unique
+def stored_times(database_url: str, tasks: list[int]) -> dict[int, np.ndarray]:
+    """The stored mouse sample times of each of ``tasks`` (this run's), read back from the database."""
+    engine = store.make_engine(database_url)
+    try:
+        with store.init_db(engine)() as s:
+            return {task.id: store.read_stream(s, task, "mouse").column("t").to_numpy()
+                    for task in s.scalars(select(store.Task).where(store.Task.id.in_(tasks)))}
+    finally:
+        engine.dispose()
+
+
+def count_stored(database_url: str, tasks: list[int]) -> tuple[int, int]:
+    """(stored samples, unique (task, t) samples) of ``tasks`` read back from the database."""
+    times = stored_times(database_url, tasks).values()
+    return sum(len(t) for t in times), sum(len(np.unique(t)) for t in times)
 
 
 def main() -> int:
@@ -194,36 +219,44 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of recording per participant")
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     ap.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    ap.add_argument("--db", help="database URL or SQLite file (default: $GAZEPREF_DATABASE_URL, else SQLite "
+                                 "in a fresh instance folder)")
+    ap.add_argument("--port", type=int, default=0, help="port of the server on 127.0.0.1 (default: a free one)")
+    ap.add_argument("--profile", type=Path, help="write each worker's cProfile to this folder")
     ap.add_argument("--keep", action="store_true", help="keep the instance folder")
     args = ap.parse_args()
 
     instance = Path(tempfile.mkdtemp(prefix="gazepref-bench-"))
-    port = free_port()
-    pairs = make_participants(instance, args.participants)
-    server = start_gunicorn(instance, port, args.workers, args.threads)
+    url = store.database_url(args.db, instance=instance)
+    port = args.port or free_port()
+    pairs = make_participants(instance, args.participants, prefix=f"bench{os.getpid()}-{int(time.time())}-",
+                              database_url=url)
+    server = start_gunicorn(instance, port, args.workers, args.threads, url, args.profile)
     stats = Stats()
     try:
         t0 = time.monotonic() + 1.0
         clients = [Participant(port, task, token, args.duration, t0 + i / len(pairs), stats)
                    for i, (task, token) in enumerate(pairs)]
-        cpu0 = cpu_seconds(server.pid)
+        cpu0, client0 = cpu_seconds(server.pid), time.process_time()
         for c in clients:
             c.start()
         for c in clients:
             c.join()
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
+        client_cpu = time.process_time() - client0  # the simulated participants (this process)
     finally:
         server.terminate()
         server.wait(timeout=30)
     generated = sum(c.generated for c in clients)
-    stored, unique = count_stored(instance)
+    stored, unique = count_stored(url, [task for task, _ in pairs])
     lat = np.array(stats.latencies) * 1000.0
     batches = len(lat)
     p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if batches else (float("nan"),) * 2
     offered = args.participants / BATCH_S
     kept_up = stats.late_max < BATCH_S and stats.gave_up == 0 and generated == unique
     result = {
+        "database": store.safe_url(url),
         "participants": args.participants,
         # all kept up (no backlog, nothing lost), or else the throughput the server managed
         "sustained_participants": args.participants if kept_up else int(batches / wall * BATCH_S),
@@ -241,7 +274,9 @@ def main() -> int:
         "lost_samples": generated - unique,
         "duplicated_samples": stored - unique,
         "server_cpu_ms_per_batch": round(1000 * server_cpu / batches, 2) if batches else None,
-        "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL",
+        # the load generator shares the machine: its CPU is not the server's to use
+        "client_cpu_ms_per_batch": round(1000 * client_cpu / batches, 2) if batches else None,
+        "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 1),
     }

@@ -7,7 +7,10 @@ only for tasks of that participant.
 from __future__ import annotations
 
 
+import logging
+
 from flask import Blueprint, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .. import store
@@ -31,6 +34,13 @@ def install_error_handlers(bp: Blueprint) -> None:
     @bp.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
         return jsonify(error=e.description or e.name), e.code
+
+    @bp.errorhandler(OperationalError)
+    def _database_unavailable(e: OperationalError):
+        # the database restarting or unreachable (the pool drops its dead connections): the
+        # pages' outbox and frame batches retry after Retry-After, and a resent batch is stored once
+        logging.getLogger(__name__).warning("database unavailable: %s", str(e.orig or e)[:200])
+        return jsonify(error="The database is briefly unavailable; retrying.", retry=True), 503, {"Retry-After": "1"}
 
 
 def request_participant_id() -> int:

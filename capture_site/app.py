@@ -30,7 +30,7 @@ from ..settings import Settings
 from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
 from .config import load_config
-from .ratelimit import RateLimiter
+from .ratelimit import DbRateLimiter
 from .runtime import Site, close_db, ensure_study
 from .security import csrf_token
 from .validation import InvalidInput, check_request
@@ -103,8 +103,8 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         GAZE_WS_COMMIT_MS=settings.gaze_ws_commit_ms,
         GAZE_WS_SKIP_STALE=settings.gaze_ws_skip_stale,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,
-        INGEST_RATE_PER_S=5.0,
-        INGEST_BURST=30,
+        INGEST_RATE_PER_S=settings.ingest_rate_per_s,  # per participant, all servers together
+        INGEST_BURST=settings.ingest_burst,
         LLM_BACKENDS={},  # model name -> backend object, replacing the configured one (tests)
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -132,7 +132,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     app.extensions["gazepref_settings"] = settings
     app.extensions["gazepref"] = Site(
         sessions=sessions, default_slug=cfg.slug,
-        limiter=RateLimiter(app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
+        limiter=DbRateLimiter(sessions.kw["bind"], app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 

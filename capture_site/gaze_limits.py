@@ -13,7 +13,7 @@ import threading
 
 from flask import current_app
 
-from .ratelimit import RateLimiter
+from .ratelimit import DbRateLimiter
 
 __all__ = ["PipelineSlots", "frame_limiter", "pipeline_slots", "shed_ms"]
 
@@ -55,11 +55,14 @@ def pipeline_slots() -> PipelineSlots:
     return slots
 
 
-def frame_limiter() -> RateLimiter:
-    """Frame batches have their own per-participant limit (GAZE_RATE_PER_S, GAZE_BURST)."""
+def frame_limiter() -> DbRateLimiter:
+    """Frame batches have their own per-participant limit (GAZE_RATE_PER_S, GAZE_BURST), in the
+    database like the ingest limit (shared by every process and host)."""
+    from .runtime import site
+
     lim = current_app.extensions.get("gazepref_gaze_limiter")
     if lim is None:
-        lim = current_app.extensions.setdefault("gazepref_gaze_limiter", RateLimiter(
+        lim = current_app.extensions.setdefault("gazepref_gaze_limiter", DbRateLimiter(site().engine,
             float(current_app.config.get("GAZE_RATE_PER_S", 15.0)), float(current_app.config.get("GAZE_BURST", 30))))
     return lim
 

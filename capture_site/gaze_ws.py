@@ -96,7 +96,12 @@ def unpack_frame(data: Any) -> tuple[dict[str, Any], bytes]:
 
 def _limiter() -> RateLimiter:
     """Frames per participant and second (GAZE_WS_FRAMES_PER_S = 40, GAZE_WS_BURST = 100): above
-    the highest frame rate a study may set (30), with room for a resend after a reconnect."""
+    the highest frame rate a study may set (30), with room for a resend after a reconnect.
+
+    In process, unlike the per-request limits (:class:`.ratelimit.DbRateLimiter`): a socket lives
+    on one host, the page opens one at a time, and a database write per frame (30 a second per
+    participant) would cost more than the frames. A participant holding sockets to N hosts at
+    once could send N times the rate; each frame still passes the tracker's pipeline slots."""
     lim = current_app.extensions.get("gazepref_gaze_ws_limiter")
     if lim is None:
         lim = current_app.extensions.setdefault("gazepref_gaze_ws_limiter", RateLimiter(

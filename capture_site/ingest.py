@@ -43,13 +43,22 @@ def store_batch(participant_id: int, batch: Batch) -> bool:
     chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
               for stream, table in batch.tables.items()]
     with site().engine.connect() as conn:
+        # PostgreSQL: the check is one statement, read outside a transaction (autocommit) to save
+        # the BEGIN and ROLLBACK round trips (ingest profile, docs/STUDY_SITE.md "Benchmark")
+        networked = conn.dialect.name != "sqlite"
+        if networked:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
         # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
         found = conn.execute(_TASK_QUERY, {"task": batch.task, "seq": batch.seq, "participant": participant_id,
                                            "streams": sorted(batch.tables) or [""]}).first()
+        # end the read (autocommit: SQLAlchemy's marker only); a SQLite read transaction cannot
+        # always become a write one
+        conn.rollback()
+        if networked:
+            conn.execution_options(isolation_level=conn.default_isolation_level)
         if found is None:
             raise ApiError(403, f"task {batch.task} is not yours")
         anchor, replay = found
-        conn.rollback()  # end the read; a SQLite read transaction cannot always become a write one
         if replay:
             return False
         # the task's first page sets the task clock's anchor

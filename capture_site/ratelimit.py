@@ -1,15 +1,33 @@
-"""A small in-process token-bucket rate limiter (per key, e.g. per participant token).
+"""Per-key token buckets (a key per participant and limit, e.g. ``p42`` for participant 42's ingest).
 
-With several server processes each process limits on its own, so the effective limit is
-``processes x rate``; that is enough to stop a runaway client from flooding the database.
+:class:`DbRateLimiter` keeps its buckets in the database (:class:`gazepref.store.RateBucket`):
+every server process and every host behind a proxy draws from the same bucket, so the limit is
+the configured one however many app servers there are. Taking a token is one atomic
+``UPDATE ... RETURNING`` (SQLite and PostgreSQL alike); a key's first request inserts its bucket.
+Refills are computed from the app hosts' clocks (Unix time; keep them in step with NTP): a clock
+behind the last writer's refills nothing until it catches up, so skew only tightens the limit.
+
+:class:`RateLimiter` is the in-process bucket, for state that belongs to one connection (the gaze
+WebSocket's frames: a socket lives on one host) and for tests of the arithmetic.
 """
 from __future__ import annotations
 
 import threading
 import time
 
+from sqlalchemy import bindparam, case, literal, update
+from sqlalchemy.engine import Engine
+
+from .. import store
+
+__all__ = ["DbRateLimiter", "RateLimiter"]
+
+B = store.RateBucket.__table__
+
 
 class RateLimiter:
+    """An in-process token bucket per key: ``rate`` tokens a second, at most ``burst``."""
+
     def __init__(self, rate: float = 5.0, burst: float = 30.0, max_keys: int = 100_000):
         self.rate, self.burst, self.max_keys = float(rate), float(burst), max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last time)
@@ -28,3 +46,46 @@ class RateLimiter:
                 return False
             self._buckets[key] = (tokens - 1.0, now)
             return True
+
+
+_NOW, _RATE, _BURST = bindparam("now"), bindparam("rate"), bindparam("burst")
+_REFILLED = case((_NOW > B.c.at, B.c.tokens + (_NOW - B.c.at) * _RATE), else_=B.c.tokens)
+_AVAILABLE = case((_REFILLED > _BURST, _BURST), else_=_REFILLED)
+#: take a token when the refilled bucket holds one: one statement, atomic on both databases
+_TAKE = (update(B).where(B.c.key == bindparam("k"), _AVAILABLE >= literal(1.0))
+         .values(tokens=_AVAILABLE - literal(1.0), at=case((_NOW > B.c.at, _NOW), else_=B.c.at))
+         .returning(B.c.tokens))
+
+
+class DbRateLimiter:
+    """Token buckets in the database: ``rate`` tokens a second per key, at most ``burst``.
+
+    Parameters
+    ----------
+    engine
+        The site's engine (SQLite or PostgreSQL).
+    rate, burst
+        Tokens per second and bucket size.
+    """
+
+    def __init__(self, engine: Engine, rate: float = 5.0, burst: float = 30.0):
+        # each statement is atomic on its own: autocommit saves PostgreSQL's BEGIN and COMMIT round trips
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.rate, self.burst = float(rate), float(burst)
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        """Take one token for ``key``; False when the bucket is empty (nothing is written then)."""
+        from .chunks import write_lock
+
+        params = {"k": key, "now": time.time() if now is None else float(now), "rate": self.rate,
+                  "burst": self.burst}
+        with write_lock(self.engine), self.engine.connect() as conn:
+            if conn.execute(_TAKE, params).first() is not None:
+                return True
+            ins = (store.on_conflict_insert(conn.dialect.name, store.RateBucket)
+                   .values(key=key, tokens=self.burst - 1.0, at=params["now"])
+                   .on_conflict_do_nothing(index_elements=["key"]).returning(B.c.key))
+            if self.burst >= 1.0 and conn.execute(ins).first() is not None:
+                return True  # the key's first request
+            # another request inserted the bucket at the same moment: take from it
+            return conn.execute(_TAKE, params).first() is not None

@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import store
 from .config import StudyConfig, parse_config
 from ..llm import Backend, BackendError, build_backend
-from .ratelimit import RateLimiter
+from .ratelimit import DbRateLimiter
 
 
 @dataclass
 class Site:
     sessions: sessionmaker[Session]
     default_slug: str
-    limiter: RateLimiter
+    limiter: DbRateLimiter  # the ingest limit, shared by every process and host
     backend_overrides: dict[str, Backend] = field(default_factory=dict)
     _configs: dict[str, StudyConfig] = field(default_factory=dict)
     _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)

@@ -10,7 +10,10 @@ and a camera that could not be opened (denied, not found) left no trace. Both ar
 
 Frame counts are gathered in memory per participant and written at most every
 :data:`WRITE_EVERY_S` seconds (and when the face status changes; codes of :func:`gazepref.signals.framing.framing_advice`), so set-up frames cost no
-database write each.
+database write each. What a process writes is what it counted since its last write, *added* to
+the stored summary under a row lock: several processes or hosts serving one participant's frames
+each add their share, and none overwrites another's counts. Counts not yet written when a process
+stops are lost (at most :data:`WRITE_EVERY_S` seconds of set-up frames: a display figure).
 """
 from __future__ import annotations
 
@@ -28,21 +31,33 @@ _lock = threading.Lock()
 
 
 def _pending() -> dict[int, dict[str, Any]]:
-    """The app's set-up counters: pid -> summary so far (and when it was last written)."""
+    """This process's set-up counters: pid -> counts not yet written, last face status code, when written."""
     from flask import current_app
 
     return current_app.extensions.setdefault("gazepref_setup_log", {})
 
 
-def _write(pid: int, changes: dict[str, Any]) -> None:
+def _write(pid: int, changes: dict[str, Any], added: dict[str, Any] | None = None) -> None:
+    """Set ``changes`` in the participant's set-up summary and add the counts of ``added``
+    (``frames``, ``face_found``, ``codes``) to the stored ones, under the row's lock."""
+    from .chunks import write_lock
     from .runtime import site
 
-    with site().sessions() as s:
-        p = s.get(store.Participant, pid)
+    with write_lock(site().engine), site().sessions() as s:
+        p = s.get(store.Participant, pid, with_for_update=True)
         if p is None:
             return
         state = dict(p.state or {})
-        state["setup"] = {**state.get("setup", {}), **changes, "updated_at": store.utcnow().isoformat()}
+        setup = dict(state.get("setup", {}))
+        for key, value in (added or {}).items():
+            if isinstance(value, dict):
+                merged = dict(setup.get(key) or {})
+                for k, n in value.items():
+                    merged[k] = int(merged.get(k, 0)) + n
+                setup[key] = merged
+            else:
+                setup[key] = int(setup.get(key) or 0) + value
+        state["setup"] = {**setup, **changes, "updated_at": store.utcnow().isoformat()}
         p.state = state
         s.commit()
 
@@ -71,10 +86,10 @@ def note_setup_frames(pid: int, rows: list[dict[str, float]]) -> None:
         now = time.monotonic()
         if not changed and now - cur["written_at"] < WRITE_EVERY_S:
             return
-        cur["written_at"] = now
-        snapshot = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cur.items()
-                    if k in ("frames", "face_found", "codes", "last_code")}
-    _write(pid, snapshot)
+        added = {"frames": cur["frames"], "face_found": cur["face_found"], "codes": cur["codes"]}
+        cur.update(frames=0, face_found=0, codes={}, written_at=now)  # what is written is no longer pending
+        last = cur["last_code"]
+    _write(pid, {"last_code": last}, added)
 
 
 def note_camera_error(pid: int, reason: str) -> None:

@@ -36,6 +36,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from . import schema
@@ -228,6 +230,28 @@ class LoginThrottle(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class RateBucket(Base):
+    """A token bucket of the site's per-participant rate limits (:mod:`gazepref.capture_site.ratelimit`):
+    in the database, so every server process and host behind a proxy draws from the same bucket."""
+
+    __tablename__ = "rate_buckets"
+    #: PostgreSQL: UNLOGGED (no WAL, so no flush per request; emptied after a database crash,
+    #: which only refills every bucket)
+    __table_args__ = {"info": {"unlogged": True}}
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)  # Unix seconds of the last refill
+
+
+@compiles(CreateTable, "postgresql")
+def _create_unlogged(create: CreateTable, compiler: Any, **kw: Any) -> str:
+    """``CREATE UNLOGGED TABLE`` on PostgreSQL for tables marked ``info={"unlogged": True}``."""
+    sql = compiler.visit_create_table(create, **kw)
+    if create.element.info.get("unlogged"):
+        sql = sql.replace("CREATE TABLE", "CREATE UNLOGGED TABLE", 1)
+    return sql
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -339,14 +363,19 @@ MAX_ID = 2**31 - 1
 def insert_once(db: Session, model: type[Base], keys: Iterable[str], **values: Any) -> None:
     """INSERT a ``model`` row unless one with the same ``keys`` (a unique index) exists; concurrent
     callers (two requests) insert it once, the others wait for that row and do nothing."""
-    name = db.get_bind().dialect.name
-    if name == "sqlite":
+    insert = on_conflict_insert(db.get_bind().dialect.name, model)
+    db.execute(insert.values(**values).on_conflict_do_nothing(index_elements=list(keys)))
+
+
+def on_conflict_insert(dialect: str, model: type[Base]) -> Any:
+    """An INSERT into ``model``'s table that takes ``on_conflict_do_nothing`` (SQLite, PostgreSQL)."""
+    if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
-    elif name == "postgresql":
+    elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:  # pragma: no cover - the site runs on SQLite or PostgreSQL
-        raise NotImplementedError(f"insert_once: no ON CONFLICT for {name}")
-    db.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys)))
+        raise NotImplementedError(f"no INSERT ... ON CONFLICT for {dialect}")
+    return insert(model)
 
 
 # --------------------------------------------------------------------------- chunks

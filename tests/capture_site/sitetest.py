@@ -8,7 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 from sqlalchemy import select
@@ -115,14 +118,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_gunicorn(instance: Path, study: Path, port: int) -> subprocess.Popen:
+def serve_gunicorn(instance: Path, study: Path, port: int, database_url: str | None = None,
+                   **env_vars: str) -> subprocess.Popen:
     """gunicorn (1 gthread worker) serving the site of ``instance`` (secret "test-secret", as
     the ``make_app`` fixture) on 127.0.0.1:``port``; returns once it answers. Started as
-    ``python -m gunicorn``: the venv's script may name another interpreter."""
+    ``python -m gunicorn``: the venv's script may name another interpreter. ``database_url``:
+    the database (default the instance's SQLite); ``env_vars``: more environment variables."""
     env = {**os.environ, "GAZEPREF_INSTANCE": str(instance), "GAZEPREF_STUDY_CONFIG": str(study),
-           "GAZEPREF_SECRET_KEY": "test-secret"}
+           "GAZEPREF_SECRET_KEY": "test-secret", **env_vars}
     env.pop("GAZEPREF_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}",
+    if database_url:
+        env["GAZEPREF_DATABASE_URL"] = database_url
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8",
+                             "-b", f"127.0.0.1:{port}",
                              "--graceful-timeout", "30", "gazepref.capture_site.app:create_app()"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -135,3 +143,57 @@ def serve_gunicorn(instance: Path, study: Path, port: int) -> subprocess.Popen:
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("gunicorn did not start")
+
+
+class HttpResponse:
+    """A live server's answer, read like the Flask test client's (``status_code``, ``text``, ``json``)."""
+
+    def __init__(self, status: int, body: bytes, headers):
+        self.status_code, self.data, self.headers = status, body, headers
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    @property
+    def json(self):
+        return json.loads(self.data) if self.data else None
+
+
+class HttpClient:
+    """A browser's cookies against live servers: each request goes to the next of ``bases`` in
+    turn (servers behind a round-robin proxy), the client interface :class:`Walker` uses."""
+
+    def __init__(self, bases: list[str]):
+        self.bases, self.n = list(bases), 0
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        self.served_by: list[str] = []
+
+    def _open(self, method: str, path: str, query_string=None, data=None, json_body=None, headers=None,
+              follow_redirects: bool = True) -> HttpResponse:
+        base = self.bases[self.n % len(self.bases)]
+        self.n += 1
+        self.served_by.append(base)
+        url = path if "://" in path else base + path
+        if query_string:
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query_string)
+        body, hdrs = None, dict(headers or {})
+        if json_body is not None:
+            body, hdrs["Content-Type"] = json.dumps(json_body).encode(), "application/json"
+        elif isinstance(data, dict):
+            body = urllib.parse.urlencode(data).encode()
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+        elif data is not None:
+            body = data
+        req = urllib.request.Request(url, data=body, headers=hdrs, method=method)
+        try:
+            with self.opener.open(req, timeout=30) as resp:
+                return HttpResponse(resp.status, resp.read(), resp.headers)
+        except urllib.error.HTTPError as e:
+            return HttpResponse(e.code, e.read(), e.headers)
+
+    def get(self, path: str, **kw) -> HttpResponse:
+        return self._open("GET", path, **kw)
+
+    def post(self, path: str, json=None, **kw) -> HttpResponse:
+        return self._open("POST", path, json_body=json, **kw)

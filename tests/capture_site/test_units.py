@@ -5,7 +5,6 @@ import pandas as pd
 
 from gazepref.capture_site.hits import word_at
 from gazepref.capture_site.identity import arrival_from_args
-from gazepref.capture_site.ratelimit import RateLimiter
 from gazepref.capture_site.security import pseudonymise
 from gazepref.capture_site.serving import RedactingRequestHandler
 
@@ -37,11 +36,6 @@ def test_request_log_has_no_query_string(caplog):
     assert "GET /" in caplog.text and "SECRET123" not in caplog.text
 
 
-def test_rate_limiter_refills():
-    rl = RateLimiter(rate=2, burst=2)
-    assert [rl.allow("k", now=0.0) for _ in range(3)] == [True, True, False]
-    assert rl.allow("k", now=0.6) and not rl.allow("k", now=0.6)
-    assert rl.allow("other", now=0.6)
 
 
 def test_word_at_uses_latest_layout_and_pane_scroll():

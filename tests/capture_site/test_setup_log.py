@@ -1,0 +1,28 @@
+"""The set-up summary (frames seen at the camera set-up) is added to, not overwritten, when
+several app servers serve one participant's frames."""
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+
+from gazepref import store
+
+
+def test_two_servers_add_their_set_up_frames(make_app, tmp_path):
+    from gazetest import post_frames, to_calibration, webcam_toml
+
+    from gazepref.signals.synthetic_face import jpeg
+
+    toml = str(webcam_toml(tmp_path / "webcam.toml"))
+    first, second = make_app(STUDY_CONFIG=toml), make_app(STUDY_CONFIG=toml)  # two servers, one database
+    assert first.extensions["gazepref"] is not second.extensions["gazepref"]
+    token = to_calibration(first.test_client(), "CAM-TWO")["token"]
+    dark = jpeg(np.zeros((240, 320, 3), np.uint8))
+    for i, app in enumerate([first, second, first]):
+        r = post_frames(app.test_client(), token, {"phase": "setup", "t": [i * 300.0 + k for k in (0, 100)]},
+                        [dark] * 2)
+        assert r.status_code == 200
+    with first.extensions["gazepref"].sessions() as s:
+        setup = s.scalars(select(store.Participant)).one().state["setup"]
+    # the first server's second batch is pending (same message, within WRITE_EVERY_S): 4 written
+    assert setup["frames"] == 4 and setup["face_found"] == 0 and sum(setup["codes"].values()) == 4
