@@ -13,12 +13,11 @@ def correct(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(p == 0.5, 0.5, ((p > 0.5) == (y == 1)).astype(float))
 
 
-def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error of the predicted winner: bins of max(p, 1-p)."""
-    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
-    conf = np.maximum(p, 1 - p)
-    correct_ = correct(y, p)
-    edges = np.linspace(0.5, 1.0, bins + 1)
+def binned_ece(conf: np.ndarray, correct_: np.ndarray, low: float = 0.5, bins: int = 10) -> float:
+    """Expected calibration error: Σ_bins (n_bin / n) · |accuracy − mean confidence| over
+    ``bins`` equal-width bins of the confidence between ``low`` and 1."""
+    conf, correct_ = np.asarray(conf, dtype=float), np.asarray(correct_, dtype=float)
+    edges = np.linspace(low, 1.0, bins + 1)
     b = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
     tot = 0.0
     for k in range(bins):
@@ -26,6 +25,12 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
         if m.any():
             tot += m.mean() * abs(correct_[m].mean() - conf[m].mean())
     return float(tot)
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of the predicted winner: bins of max(p, 1-p)."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    return binned_ece(np.maximum(p, 1 - p), correct(y, p), 0.5, bins)
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

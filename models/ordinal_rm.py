@@ -433,16 +433,9 @@ def pairwise_agreement(y: np.ndarray, score: np.ndarray) -> tuple[float, int]:
 
 def expected_calibration_error(proba: np.ndarray, y_index: np.ndarray, bins: int = 10) -> float:
     """ECE of the top class: Σ_bins (n_bin / n) · |accuracy − mean confidence|, equal-width bins."""
-    conf = proba.max(1)
-    correct = (proba.argmax(1) == y_index).astype(float)
-    edges = np.linspace(0, 1, bins + 1)
-    b = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for k in range(bins):
-        m = b == k
-        if m.any():
-            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(ece)
+    from .metrics import binned_ece
+
+    return binned_ece(proba.max(1), proba.argmax(1) == y_index, 0.0, bins)
 
 
 def level_metrics(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
