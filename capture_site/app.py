@@ -111,6 +111,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         # HTTPS deployments (docs/STUDY_SITE.md): cookies only over TLS, under the __Host- prefix
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         PROXY_HOPS=settings.proxy_hops,  # trusted X-Forwarded-For/-Proto hops
+        WEB_MODULES=settings.web_modules,  # the page's npm packages (capture_site/vendor.py)
     )
     if overrides:
         app.config.update(overrides)

@@ -10,7 +10,6 @@ The folder is ``capture_site/web/node_modules`` of the source tree, or the app c
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -30,7 +29,7 @@ FILES: dict[str, tuple[str, re.Pattern[str]]] = {
 
 def modules_dir() -> Path:
     """The node_modules folder the site serves from."""
-    configured = current_app.config.get("WEB_MODULES") or os.environ.get("GAZEPREF_WEB_MODULES")
+    configured = current_app.config.get("WEB_MODULES")  # from $GAZEPREF_WEB_MODULES at create_app
     if configured:
         return Path(configured)
     return Path(__file__).resolve().parent / "web" / "node_modules"

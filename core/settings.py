@@ -26,6 +26,7 @@ from Python, tests).
 | ``GAZEPREF_LLM_API_KEY`` | ``llm_api_key`` | the judges' bearer token (else ``OPENAI_API_KEY``) | none |
 | ``GAZEPREF_SECURE_COOKIES`` | ``secure_cookies`` | the site's session cookie ``Secure`` and named ``__Host-session`` (HTTPS deployments) | off |
 | ``GAZEPREF_PROXY_HOPS`` | ``proxy_hops`` | trusted reverse proxies in front of the site (``X-Forwarded-For``/``-Proto``) | 0 |
+| ``GAZEPREF_WEB_MODULES`` | ``web_modules`` | the ``node_modules`` folder the site serves the page's face mesh from | ``capture_site/web/node_modules`` |
 | ``GAZEPREF_INGEST_RATE_PER_S`` | ``ingest_rate_per_s`` | telemetry batches a participant may send per second (all servers together) | 5 |
 | ``GAZEPREF_INGEST_BURST`` | ``ingest_burst`` | telemetry batches a participant may send at once above the rate | 30 |
 
@@ -79,6 +80,7 @@ class Settings:
     llm_api_key: str | None = None
     secure_cookies: bool = False
     proxy_hops: int = 0
+    web_modules: str | None = None
     ingest_rate_per_s: float = 5.0
     ingest_burst: float = 30.0
 
@@ -92,6 +94,7 @@ class Settings:
         "llm_base_url": "GAZEPREF_LLM_BASE_URL", "llm_model": "GAZEPREF_LLM_MODEL",
         "llm_api_key": "GAZEPREF_LLM_API_KEY",
         "secure_cookies": "GAZEPREF_SECURE_COOKIES", "proxy_hops": "GAZEPREF_PROXY_HOPS",
+        "web_modules": "GAZEPREF_WEB_MODULES",
         "ingest_rate_per_s": "GAZEPREF_INGEST_RATE_PER_S", "ingest_burst": "GAZEPREF_INGEST_BURST",
     }
 
@@ -121,6 +124,7 @@ class Settings:
             llm_api_key=text("GAZEPREF_LLM_API_KEY") or text("OPENAI_API_KEY"),
             secure_cookies=_flag(env.get("GAZEPREF_SECURE_COOKIES"), False),
             proxy_hops=int(_number(env, "GAZEPREF_PROXY_HOPS", 0)),
+            web_modules=text("GAZEPREF_WEB_MODULES"),
             ingest_rate_per_s=float(_number(env, "GAZEPREF_INGEST_RATE_PER_S", 5.0)),
             ingest_burst=float(_number(env, "GAZEPREF_INGEST_BURST", 30.0)),
         )

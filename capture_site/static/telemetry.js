@@ -148,14 +148,16 @@ export class Recorder {
   }
 
   /** While typing: the caret's viewport position (an "events" row of type "caret", at most one
-   *  a second): a point the participant looks at, which the webcam's continuous calibration uses. */
+   *  a second per field): a point the participant looks at, which the webcam's continuous
+   *  calibration uses. */
   caret(el) {
     if (!el || !(el instanceof HTMLTextAreaElement || (el instanceof HTMLInputElement && el.type === "text"))) return;
     const now = performance.now();
-    if (now - (this.lastCaret || -Infinity) < CARET_MS) return;
+    this.lastCaret = this.lastCaret || new WeakMap();
+    if (now - (this.lastCaret.get(el) ?? -Infinity) < CARET_MS) return;
     const at = caretPoint(el);
     if (!at) return;
-    this.lastCaret = now;
+    this.lastCaret.set(el, now);
     this.event("caret", this.targetOf(el), el.id || el.tagName.toLowerCase(), at.x, at.y);
   }
 

@@ -29,14 +29,15 @@ def test_every_variable_is_read():
            "GAZEPREF_CACHE": "/tmp/c", "GAZEPREF_EMBED_CACHE": "0", "GAZEPREF_DEVICE": "cuda",
            "GAZEPREF_LLM_BASE_URL": "http://x/v1", "GAZEPREF_LLM_MODEL": "m", "GAZEPREF_LLM_API_KEY": "sk",
            "GAZEPREF_SECURE_COOKIES": "1", "GAZEPREF_PROXY_HOPS": "1",
-           "GAZEPREF_INGEST_RATE_PER_S": "2.5", "GAZEPREF_INGEST_BURST": "10"}
+           "GAZEPREF_INGEST_RATE_PER_S": "2.5", "GAZEPREF_INGEST_BURST": "10", "GAZEPREF_WEB_MODULES": "/srv/nm"}
     s = Settings.from_env(env)
     assert set(Settings.ENV.values()) == set(env) and set(Settings.ENV) == {f.name for f in fields(Settings)}
     assert s == Settings(instance="/srv/i", database_url="postgresql+psycopg://u:pw@db/g", study_config="study.toml",
                          secret_key="k", gaze_concurrency=3, gaze_shed_ms=250.0, gaze_ws_commit_ms=0.0,
                          gaze_ws_skip_stale=False, cache="/tmp/c", embed_cache=False, device="cuda",
                          llm_base_url="http://x/v1", llm_model="m", llm_api_key="sk",
-                         secure_cookies=True, proxy_hops=1, ingest_rate_per_s=2.5, ingest_burst=10.0)
+                         secure_cookies=True, proxy_hops=1, ingest_rate_per_s=2.5, ingest_burst=10.0,
+                         web_modules="/srv/nm")
     assert s.gaze_slots == 3 and s.cache_dir == Path("/tmp/c")
     assert "sk" not in repr(s).replace("skip", "") and "pw@" not in repr(s) and "secret_key='***'" in repr(s)
 
