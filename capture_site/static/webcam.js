@@ -341,14 +341,7 @@ export class GazeCapture {
         try {
           const resp = await fetch(this.url, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": this.token }, body: JSON.stringify(batch) });
           const payload = await resp.json().catch(() => ({}));
-          if (resp.ok) {
-            this.sent += frames.length;
-            this.noteUsable(payload.usable);
-            this.lastFace = payload.face;
-            this.lastAnswer = performance.now();
-            this.onStatus(payload.face, payload);
-            return payload;
-          }
+          if (resp.ok) return this.answered(payload, frames.length);
           if (resp.status !== 429 && resp.status < 500) { console.warn("gazepref: samples rejected", resp.status, payload.error); return payload; }
         } catch (e) { /* network: retry */ }
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
@@ -357,6 +350,17 @@ export class GazeCapture {
     })().finally(() => this.inflight.delete(p));
     this.inflight.add(p);
     return p;
+  }
+
+  /** A batch of ``n`` pictures or samples the server answered: counts, the usable times for the
+   *  calibration dots, the face status. */
+  answered(payload, n) {
+    this.sent += n;
+    this.noteUsable(payload.usable);
+    this.lastFace = payload.face;
+    this.lastAnswer = performance.now();
+    this.onStatus(payload.face, payload);
+    return payload;
   }
 
   /** POST one batch; on a network error, 429 or 5xx try again with back-off: task frames (data)
@@ -371,14 +375,7 @@ export class GazeCapture {
       try {
         const resp = await fetch(this.url, { method: "POST", headers: { "X-Participant-Token": this.token }, body });
         const payload = await resp.json().catch(() => ({}));
-        if (resp.ok) {
-          this.sent += frames.length;
-          this.noteUsable(payload.usable);
-          this.lastFace = payload.face;
-          this.lastAnswer = performance.now();
-          this.onStatus(payload.face, payload);
-          return payload;
-        }
+        if (resp.ok) return this.answered(payload, frames.length);
         if (resp.status !== 429 && resp.status < 500) {
           console.warn("gazepref: frames rejected", resp.status, payload.error);
           return payload;
