@@ -281,7 +281,9 @@ SQLITE_NAME = "gazepref.sqlite"
 def instance_folder(instance: str | os.PathLike | None = None) -> Path:
     """The site's instance folder: ``instance``, else ``$GAZEPREF_INSTANCE``, else ``./instance``
     (absolute; not created here)."""
-    return Path(instance or os.environ.get(INSTANCE_ENV) or Path.cwd() / "instance").expanduser().resolve()
+    from .settings import current
+
+    return Path(instance or current().instance or Path.cwd() / "instance").expanduser().resolve()
 
 
 def database_url(db: str | os.PathLike | None = None, instance: str | os.PathLike | None = None,
@@ -296,15 +298,17 @@ def database_url(db: str | os.PathLike | None = None, instance: str | os.PathLik
     file is missing, naming where it looked and how to point elsewhere (the site creates it).
     """
     from . import UserError
+    from .settings import current
 
+    settings = current()
     if db:
         db = str(db)
         url, how = (db, "--db") if "://" in db else (sqlite_url(Path(db).expanduser()), "--db")
-    elif os.environ.get(DATABASE_URL_ENV):
-        url, how = os.environ[DATABASE_URL_ENV], f"${DATABASE_URL_ENV}"
+    elif settings.database_url:
+        url, how = settings.database_url, f"${DATABASE_URL_ENV}"
     else:
         folder = instance_folder(instance)
-        how = "--instance" if instance else (f"${INSTANCE_ENV}" if os.environ.get(INSTANCE_ENV) else "./instance")
+        how = "--instance" if instance else (f"${INSTANCE_ENV}" if settings.instance else "./instance")
         url = sqlite_url(folder / SQLITE_NAME)
     if must_exist:
         path = sqlite_path(url)

@@ -37,7 +37,6 @@ from typing import Any
 from .conversations import Conversation
 from .preference import BuildStats, PreferencePair, UnpairedExample, dedup_pairs, dedup_unpaired, trim_context
 
-FEEDBACK_SOURCES = ("feedback_pairs", "feedback_kto")
 #: ``(conversation_id, turn) -> {"ordinal": 1-5, "confidence": 0-1, ...}``
 Feedback = Mapping[tuple[str, int], Mapping[str, Any]]
 
@@ -179,4 +178,4 @@ def pairs_as_unpaired(pairs: Iterable[PreferencePair]) -> list[UnpairedExample]:
     return dedup_unpaired(out)
 
 
-__all__ = ["FEEDBACK_SOURCES", "build_feedback_kto", "build_feedback_pairs", "feedback_index", "pairs_as_unpaired"]
+__all__ = ["build_feedback_kto", "build_feedback_pairs", "feedback_index", "pairs_as_unpaired"]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
-from ..datasets.feedback_pairs import FEEDBACK_SOURCES
 
 
 
@@ -63,4 +62,4 @@ def build(source: str, mined: Path, data_cfg: Any, algorithm: str, db: str | Non
     return pairs, stats, "pairs"
 
 
-__all__ = ["FEEDBACK_SOURCES", "build", "check", "mine"]
+__all__ = ["build", "check", "mine"]
