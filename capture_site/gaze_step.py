@@ -31,9 +31,6 @@ RECORDING = ("calibrated", "uncalibrated")
 #: states that skip later calibration steps (the session went on without the webcam)
 WITHOUT_CAMERA = ("no-camera", "failed")
 
-SCREEN_OUT = ("Eye tracking could not be set up well enough on this computer, and this study needs it, "
-              "so it cannot go on. Thank you for trying: please return the study on your platform.")
-
 
 def gaze_state(p: store.Participant) -> str | None:
     """``"calibrated"``, ``"uncalibrated"`` (calibration failed; features recorded without gaze),
@@ -66,10 +63,22 @@ def _render_calibration(ctx) -> str:
     skip = recalibration and gaze_state(p) in WITHOUT_CAMERA  # mouse-only since an earlier calibration step
     data = None if skip else page_data(p, ctx.config, None, participant_token(p.id))
     outcome = _step_outcome(p)
-    stopped = (outcome is not None and outcome.model is None
-               and gaze_settings(ctx.config).calibration_fallback == "screen-out")
-    return _page("calibration.html", ctx, gaze=None if stopped else data, recalibration=recalibration,
-                 keep_frames=bool(data and data["settings"]["keep_frames"]), stopped=SCREEN_OUT if stopped else None)
+    if (not skip and outcome is not None and outcome.model is None
+            and gaze_settings(ctx.config).calibration_fallback == "screen-out"):
+        return _screen_out(p)  # the page was reloaded after a failed calibration
+    return _page("calibration.html", ctx, gaze=data, recalibration=recalibration,
+                 keep_frames=bool(data and data["settings"]["keep_frames"]))
+
+
+def _screen_out(p: store.Participant) -> str:
+    """A failed calibration in a study whose fallback is ``"screen-out"``: the session ends with
+    the platform's screen-out page (its code, where the study sets one); the flow shows that page
+    from now on (the step view commits the mark)."""
+    from .pages import screened_out_page
+    from .platforms import mark_screened_out
+
+    mark_screened_out(p, "calibration-failed")
+    return screened_out_page(p, "calibration-failed")
 
 
 def _step_outcome(p: store.Participant) -> store.Calibration | None:
@@ -109,8 +118,11 @@ def _submit_calibration(ctx) -> list[str]:
         set_state(p, gaze="calibrated")
         return []
     fallback = gaze_settings(ctx.config).calibration_fallback
-    if fallback == "screen-out":
-        return [SCREEN_OUT]
+    if fallback == "screen-out":  # the flow shows the platform's screen-out page from now on
+        from .platforms import mark_screened_out
+
+        mark_screened_out(p, "calibration-failed")
+        return []
     set_state(p, gaze="failed" if fallback == "mouse-only" else "uncalibrated")
     return []
 

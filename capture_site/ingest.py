@@ -19,6 +19,7 @@ from .. import store
 from .api import ApiError, install_error_handlers, request_participant_id
 from .batches import Batch, BatchError, decode_body, parse_batch
 from .chunks import insert_chunks
+from .ratelimit import with_take
 from .runtime import site
 
 bp = Blueprint("ingest", __name__, url_prefix="/api")
@@ -38,38 +39,48 @@ _TASK_QUERY = (
 )
 
 
+_TASK_QUERY_TAKING = with_take(_TASK_QUERY)
+
+
 def store_batch(participant_id: int, batch: Batch) -> bool:
-    """Store ``batch`` in one transaction; False when it was stored before (a replay)."""
+    """Take the participant's rate-limit token (ApiError 429) and store ``batch`` in one
+    transaction; False when it was stored before (a replay)."""
     chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
               for stream, table in batch.tables.items()]
+    limiter, key = site().limiter, f"p{participant_id}"
+    params = {"task": batch.task, "seq": batch.seq, "participant": participant_id,
+              # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
+              "streams": sorted(batch.tables) or [""]}
     with site().engine.connect() as conn:
-        # PostgreSQL: the check is one statement, read outside a transaction (autocommit) to save
-        # the BEGIN and ROLLBACK round trips (ingest profile, docs/STUDY_SITE.md "Benchmark")
         networked = conn.dialect.name != "sqlite"
         if networked:
+            # PostgreSQL: the token and the check are one statement (the take as a CTE), read
+            # outside a transaction (autocommit) to save the BEGIN and COMMIT round trips (ingest
+            # profile, docs/STUDY_SITE.md "Benchmark")
             conn.execution_options(isolation_level="AUTOCOMMIT")
-        # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
-        found = conn.execute(_TASK_QUERY, {"task": batch.task, "seq": batch.seq, "participant": participant_id,
-                                           "streams": sorted(batch.tables) or [""]}).first()
+            found = conn.execute(_TASK_QUERY_TAKING, params | limiter.params(key)).first()
+            took = found is None or found.took
+        else:
+            took = False
+            found = conn.execute(_TASK_QUERY, params).first()
         # end the read (autocommit: SQLAlchemy's marker only); a SQLite read transaction cannot
         # always become a write one
         conn.rollback()
         if networked:
             conn.execution_options(isolation_level=conn.default_isolation_level)
+        if not took and not limiter.allow(key):
+            raise ApiError(429, "too many batches; slow down", retry_after=1)
         if found is None:
             raise ApiError(403, f"task {batch.task} is not yours")
-        anchor, replay = found
-        if replay:
+        if found.replay:
             return False
         # the task's first page sets the task clock's anchor
-        return insert_chunks(conn, batch.task, batch.origin, chunks, set_anchor=anchor is None)
+        return insert_chunks(conn, batch.task, batch.origin, chunks, set_anchor=found.clock_anchor_epoch_ms is None)
 
 
 @bp.post("/ingest")
 def ingest():
     pid = request_participant_id()
-    if not site().limiter.allow(f"p{pid}"):
-        raise ApiError(429, "too many batches; slow down", retry_after=1)
     gzipped = (request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip")
     try:
         batch = parse_batch(decode_body(request.get_data(cache=False), gzipped))

@@ -3,6 +3,8 @@ refused and repeated, the best attempt is kept (not the last), a failed calibrat
 uncalibrated and the study's fallback applies. Real rounds of the astronaut face."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -13,7 +15,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import CALIBRATION_TARGETS, answer_step, current_step, post_frames, post_round, to_calibration
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import page_data
+from sitetest import csrf_of, page_data
 
 pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -89,6 +91,7 @@ def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(mak
     app, client = client_for(make_app, tmp_path, "attempts = 2", "pass_accuracy_px = 10",
                              f'calibration_fallback = "{fallback}"')
     token = to_calibration(client)["token"]
+    form_page = client.get("/step").text  # the page the participant calibrates on
     for targets in (NEAR, FAR):  # the first attempt checks better than the second; neither passes
         assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
         r = post_round(client, token, "validation", targets)
@@ -105,10 +108,16 @@ def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(mak
     assert [a["validation"] for a in res["attempts"]] == [v1.id, v2.id]
     assert all(len(a["points"]) == 4 and "data_loss" in a["points"][0] for a in res["attempts"])
 
-    if fallback == "screen-out":  # the step stops here: no camera, no form, a message
-        page = client.get("/step").text
-        assert 'id="calibration-stopped"' in page and "return the study" in page
-        assert 'id="gaze-data"' not in page and 'name="step"' not in page
+    if fallback == "screen-out":  # the session ends with the platform's screen-out page, reloaded or not
+        step = re.search(r'name="step" value="([^"]+)"', form_page).group(1)
+        submitted = client.post("/step", data={"csrf_token": csrf_of(form_page), "step": step, "outcome": "failed"},
+                                follow_redirects=True)
+        for page in (submitted.text, client.get("/step").text):
+            assert 'id="screened-out"' in page and "calibration did not succeed" in page
+            assert 'id="gaze-data"' not in page and 'name="step"' not in page
+        with app.extensions["gazepref"].sessions() as dbs:
+            (p,) = dbs.scalars(select(store.Participant)).all()
+            assert p.state["screened_out"]["reason"] == "calibration-failed"
         return
     assert answer_step(client).status_code == 302
     answer_step(client, {"understand_before": "3"})

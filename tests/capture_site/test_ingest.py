@@ -1,6 +1,7 @@
 """Telemetry ingest: stored atomically, idempotent on replay, strict on malformed input."""
 import gzip
 import json
+import uuid
 
 import pytest
 from sqlalchemy import func, select
@@ -8,6 +9,18 @@ from sqlalchemy import func, select
 from gazepref import store
 
 from sitetest import Walker
+
+
+@pytest.fixture
+def app(make_app, database):
+    """Every ingest test on SQLite and on PostgreSQL (whose path takes the rate-limit token in the
+    ownership check's statement and inserts in autocommit)."""
+    return make_app(**({"DATABASE_URL": database} if database else {}))
+
+
+@pytest.fixture
+def walker(client):
+    return Walker(client, pid=f"W{uuid.uuid4().hex[:10]}")  # one PostgreSQL server serves the session's tests
 
 
 @pytest.fixture
@@ -33,9 +46,11 @@ def post(client, task, body, gz=True, raw=None):
     return client.post("/api/ingest", data=data, headers=headers)
 
 
-def counts(dbs):
+def counts(dbs, task):
+    """(chunks, samples) stored for ``task``."""
     dbs.expire_all()
-    return dbs.execute(select(func.count(store.StreamChunk.id), func.coalesce(func.sum(store.StreamChunk.n), 0))).one()
+    return dbs.execute(select(func.count(store.StreamChunk.id), func.coalesce(func.sum(store.StreamChunk.n), 0))
+                       .where(store.StreamChunk.task_id == task["task"])).one()
 
 
 def test_batch_is_stored_and_replay_adds_nothing(client, task, dbs):
@@ -43,13 +58,34 @@ def test_batch_is_stored_and_replay_adds_nothing(client, task, dbs):
               "x": [1.0, None], "y": [2.0, None], "detail": ["send", None]}
     r = post(client, task, batch(task, 0, events=events))
     assert r.status_code == 200 and r.json == {"ok": True, "seq": 0, "stored": 62, "duplicate": False}
-    assert tuple(counts(dbs)) == (2, 62)
+    assert tuple(counts(dbs, task)) == (2, 62)
     r = post(client, task, batch(task, 0, events=events))
-    assert r.json["duplicate"] is True and tuple(counts(dbs)) == (2, 62)
+    assert r.json["duplicate"] is True and tuple(counts(dbs, task)) == (2, 62)
     t = dbs.get(store.Task, task["task"])
     assert t.clock_anchor_epoch_ms == 1_763_860_000_000.5
     mouse = store.read_stream(dbs, t, "mouse")
     assert mouse.num_rows == 60 and mouse.column("x").to_pylist()[:2] == [100.0, 101.0]
+
+
+def test_concurrent_copies_of_a_later_batch_store_it_once(app, client, task, dbs):
+    """A task's later batches take the one-statement insert (PostgreSQL: autocommit): copies
+    arriving at once store the batch's chunks once, all of them or none."""
+    import threading
+
+    assert post(client, task, batch(task, 0)).status_code == 200  # the first batch sets the anchor
+    events = {"t": [5.0], "type": ["click"], "target": ["window"], "x": [1.0], "y": [2.0], "detail": ["send"]}
+    body, answers = batch(task, 1, t0=1000.0, events=events), []
+
+    def send():
+        answers.append(post(app.test_client(), task, body).json)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 7
+    assert tuple(counts(dbs, task)) == (3, 121)
 
 
 def test_gaze_before_calibration_may_lack_a_position(client, task, dbs):
@@ -105,13 +141,13 @@ BAD = [
 @pytest.mark.parametrize("spoil, message", BAD)
 def test_malformed_batch_is_rejected_whole(client, task, dbs, spoil, message):
     post(client, task, batch(task, 0))
-    before = tuple(counts(dbs))
+    before = tuple(counts(dbs, task))
     body = batch(task, 1, events={"t": [1.0], "type": ["click"], "target": ["window"]})
     spoil(body)
     r = post(client, task, body)
     assert r.status_code == 400, r.json
     assert message in r.json["error"]
-    assert tuple(counts(dbs)) == before  # nothing of the batch, nothing before touched
+    assert tuple(counts(dbs, task)) == before  # nothing of the batch, nothing before touched
 
 
 @pytest.mark.parametrize("raw, gz, message", [
@@ -128,7 +164,7 @@ def test_undecodable_bodies(client, task, dbs, raw, gz, message):
         headers["Content-Encoding"] = "gzip"
     r = client.post("/api/ingest", data=raw, headers=headers)
     assert r.status_code == 400 and message in r.json["error"]
-    assert tuple(counts(dbs)) == (0, 0)
+    assert tuple(counts(dbs, task)) == (0, 0)
 
 
 def test_oversized_batches_are_refused(client, task, dbs):
@@ -142,12 +178,12 @@ def test_oversized_batches_are_refused(client, task, dbs):
     assert r.status_code == 413 and "decompressed" in r.json["error"]
     r = client.post("/api/ingest", data=b"x" * (3 * 1024 * 1024), headers={"X-Participant-Token": task["token"]})
     assert r.status_code == 413 and "error" in r.json
-    assert tuple(counts(dbs)) == (0, 0)
+    assert tuple(counts(dbs, task)) == (0, 0)
 
 
-def test_rate_limit_per_token(make_app):
-    app = make_app(INGEST_RATE_PER_S=0.001, INGEST_BURST=3)
-    w = Walker(app.test_client())
+def test_rate_limit_per_token(make_app, database):
+    app = make_app(INGEST_RATE_PER_S=0.001, INGEST_BURST=3, **({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), pid=f"W{uuid.uuid4().hex[:10]}")
     w.arrive()
     w.consent()
     task = w.to_task()
