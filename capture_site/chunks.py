@@ -63,8 +63,8 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
         nothing of the call is stored then.
     """
     rows = [chunk_row(c) for c in chunks]
-    if rows and not set_anchor and not any(values for _, values in also) and conn.dialect.name != "sqlite":
-        return _insert_alone(conn, rows)
+    if rows and not any(values for _, values in also) and conn.dialect.name != "sqlite":
+        return _insert_alone(conn, rows, {"task": task_id, "origin": origin} if set_anchor else None)
     try:
         with write_lock(conn), conn.begin():
             if rows:
@@ -84,13 +84,17 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
 _INSERT_MANY = insert(C).returning(C.c.id)
 
 
-def _insert_alone(conn: Connection, rows: list[dict[str, Any]]) -> bool:
-    """PostgreSQL: ``rows`` as one multi-row INSERT in autocommit. One statement is atomic by
-    itself (a replayed chunk fails it whole), so the BEGIN and COMMIT round trips are saved: a
-    task's every batch after its first takes this path (``benchmarks/ingest.py``)."""
+def _insert_alone(conn: Connection, rows: list[dict[str, Any]], anchor: dict[str, Any] | None) -> bool:
+    """PostgreSQL: ``rows`` as one INSERT in autocommit; with ``anchor`` (``task``, ``origin``)
+    the task's clock anchor is set in the same statement (a data-modifying CTE). One statement is
+    atomic by itself (a replayed chunk fails it whole), so the BEGIN and COMMIT round trips are
+    saved (``benchmarks/ingest.py``)."""
     conn.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        conn.execute(_INSERT_MANY, rows)
+        if anchor is None:
+            conn.execute(_INSERT_MANY, rows)
+        else:  # a task's first batch (compiled each time: the rows are rendered into it)
+            conn.execute(insert(C).values(rows).add_cte(SET_ANCHOR.cte("anchor")), anchor)
     except IntegrityError:
         return False
     finally:

@@ -59,16 +59,16 @@ def store_batch(participant_id: int, batch: Batch) -> bool:
             # profile, docs/STUDY_SITE.md "Benchmark")
             conn.execution_options(isolation_level="AUTOCOMMIT")
             found = conn.execute(_TASK_QUERY_TAKING, params | limiter.params(key)).first()
-            took = found is None or found.took
+            allowed = (found is None or bool(found.took)) and limiter.burst >= 1.0
         else:
-            took = False
+            allowed = limiter.allow(key)
             found = conn.execute(_TASK_QUERY, params).first()
         # end the read (autocommit: SQLAlchemy's marker only); a SQLite read transaction cannot
         # always become a write one
         conn.rollback()
         if networked:
             conn.execution_options(isolation_level=conn.default_isolation_level)
-        if not took and not limiter.allow(key):
+        if not allowed:
             raise ApiError(429, "too many batches; slow down", retry_after=1)
         if found is None:
             raise ApiError(403, f"task {batch.task} is not yours")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy import Select, bindparam, case, func, literal, select, update
+from sqlalchemy import Select, bindparam, case, func, literal, select
 from sqlalchemy.engine import Engine
 
 from .. import store
@@ -52,9 +52,21 @@ _NOW, _RATE, _BURST = bindparam("now"), bindparam("rate"), bindparam("burst")
 _REFILLED = case((_NOW > B.c.at, B.c.tokens + (_NOW - B.c.at) * _RATE), else_=B.c.tokens)
 _AVAILABLE = case((_REFILLED > _BURST, _BURST), else_=_REFILLED)
 #: take a token when the refilled bucket holds one: one statement, atomic on both databases
-_TAKE = (update(B).where(B.c.key == bindparam("k"), _AVAILABLE >= literal(1.0))
-         .values(tokens=_AVAILABLE - literal(1.0), at=case((_NOW > B.c.at, _NOW), else_=B.c.at))
-         .returning(B.c.tokens))
+_TAKE_WHERE = _AVAILABLE >= literal(1.0)
+_TAKE_SET = {"tokens": _AVAILABLE - literal(1.0), "at": case((_NOW > B.c.at, _NOW), else_=B.c.at)}
+
+
+def _take(dialect: str):
+    """Take a token for key ``k``: one statement, atomic on both databases. A key's first request
+    inserts its bucket (``burst`` - 1 tokens); later ones refill and take one where the refilled
+    bucket holds one (INSERT ... ON CONFLICT DO UPDATE ... WHERE): a row is returned when a token
+    was taken, none when the bucket is empty (nothing is written then)."""
+    ins = store.on_conflict_insert(dialect, store.RateBucket).values(key=bindparam("k"), tokens=_BURST - literal(1.0),
+                                                                       at=_NOW)
+    return ins.on_conflict_do_update(index_elements=[B.c.key], set_=_TAKE_SET, where=_TAKE_WHERE).returning(B.c.tokens)
+
+
+_TAKES = {name: _take(name) for name in ("sqlite", "postgresql")}
 
 
 class DbRateLimiter:
@@ -81,25 +93,17 @@ class DbRateLimiter:
         """Take one token for ``key``; False when the bucket is empty (nothing is written then)."""
         from .chunks import write_lock
 
-        params = self.params(key, now)
+        if self.burst < 1.0:
+            return False
         with write_lock(self.engine), self.engine.connect() as conn:
-            if conn.execute(_TAKE, params).first() is not None:
-                return True
-            ins = (store.on_conflict_insert(conn.dialect.name, store.RateBucket)
-                   .values(key=key, tokens=self.burst - 1.0, at=params["now"])
-                   .on_conflict_do_nothing(index_elements=["key"]).returning(B.c.key))
-            if self.burst >= 1.0 and conn.execute(ins).first() is not None:
-                return True  # the key's first request
-            # another request inserted the bucket at the same moment: take from it
-            return conn.execute(_TAKE, params).first() is not None
+            return conn.execute(_TAKES[conn.dialect.name], self.params(key, now)).first() is not None
 
 
 def with_take(query: Select) -> Select:
-    """``query`` (a SELECT) with a token taken in the same statement, for PostgreSQL: the take
-    (the UPDATE of :class:`DbRateLimiter`) runs as a data-modifying CTE and the column ``took``
-    says whether it took one (1) or not (0: the bucket is empty, or the key has none yet; ask
-    :meth:`DbRateLimiter.allow` then, which inserts a first bucket or refuses). Bind the
-    limiter's :meth:`~DbRateLimiter.params` with the query's own. One round trip instead of two
-    on the hot paths; SQLite (no data-modifying CTEs) takes the token on its own."""
-    take = _TAKE.cte("take")
+    """``query`` (a SELECT) with a token taken in the same statement, for PostgreSQL: the take of
+    :class:`DbRateLimiter` runs as a data-modifying CTE and the column ``took`` says whether it
+    took one (1) or not (0: the bucket is empty). Bind the limiter's
+    :meth:`~DbRateLimiter.params` with the query's own. One round trip instead of two on the hot
+    paths; SQLite (no data-modifying CTEs) takes the token on its own."""
+    take = _TAKES["postgresql"].cte("take")
     return query.add_columns(select(func.count()).select_from(take).scalar_subquery().label("took"))
