@@ -12,8 +12,9 @@ Frame counts are gathered in memory per participant and written at most every
 :data:`WRITE_EVERY_S` seconds (and when the face status changes; codes of :func:`gazepref.signals.framing.framing_advice`), so set-up frames cost no
 database write each. What a process writes is what it counted since its last write, *added* to
 the stored summary under a row lock: several processes or hosts serving one participant's frames
-each add their share, and none overwrites another's counts. Counts not yet written when a process
-stops are lost (at most :data:`WRITE_EVERY_S` seconds of set-up frames: a display figure).
+each add their share, and none overwrites another's counts. A process that stops on SIGTERM
+writes what it still holds (:func:`flush_pending`, called by the shutdown); one that is killed
+loses at most :data:`WRITE_EVERY_S` seconds of set-up frames (a display figure).
 """
 from __future__ import annotations
 
@@ -90,6 +91,20 @@ def note_setup_frames(pid: int, rows: list[dict[str, float]]) -> None:
         cur.update(frames=0, face_found=0, codes={}, written_at=now)  # what is written is no longer pending
         last = cur["last_code"]
     _write(pid, {"last_code": last}, added)
+
+
+def flush_pending() -> int:
+    """Write every participant's counts not yet written (the shutdown calls this, in an app
+    context); returns how many participants had some."""
+    pending = _pending()
+    with _lock:
+        todo = [(pid, cur["last_code"], {"frames": cur["frames"], "face_found": cur["face_found"],
+                                         "codes": cur["codes"]}) for pid, cur in pending.items() if cur["frames"]]
+        for pid, *_ in todo:
+            pending[pid].update(frames=0, face_found=0, codes={}, written_at=time.monotonic())
+    for pid, last, added in todo:
+        _write(pid, {"last_code": last}, added)
+    return len(todo)
 
 
 def note_camera_error(pid: int, reason: str) -> None:

@@ -102,6 +102,17 @@ def install(app: Flask) -> None:
         install_sigterm(app)
 
 
+def _flush_setup_counts(app: Flask) -> None:
+    """Write the set-up counters this process still holds (the dashboard's "why they stopped")."""
+    from .setup_log import flush_pending
+
+    try:
+        with app.app_context():
+            flush_pending()
+    except Exception:  # noqa: BLE001 - a display figure; never block the shutdown
+        app.logger.warning("set-up counters not written at shutdown", exc_info=True)
+
+
 def install_sigterm(app: Flask) -> None:
     previous = signal.getsignal(signal.SIGTERM)
 
@@ -109,6 +120,7 @@ def install_sigterm(app: Flask) -> None:
         drain = drain_state(app)
         drain.wait_sockets_closed(drain.grace_s)
         time.sleep(0.2)  # requests queued behind the signal are answered 503, not cut off
+        _flush_setup_counts(app)
         if callable(previous):  # gunicorn's worker: stop accepting, finish requests in flight, exit
             previous(signal.SIGTERM, None)
         elif previous in (signal.SIG_DFL, None):  # (reset to the default by on_sigterm)

@@ -26,3 +26,13 @@ def test_two_servers_add_their_set_up_frames(make_app, tmp_path):
         setup = s.scalars(select(store.Participant)).one().state["setup"]
     # the first server's second batch is pending (same message, within WRITE_EVERY_S): 4 written
     assert setup["frames"] == 4 and setup["face_found"] == 0 and sum(setup["codes"].values()) == 4
+
+    # the shutdown writes what the first server still holds (flush_pending): all 6 frames
+    from gazepref.capture_site.setup_log import flush_pending
+
+    with first.app_context():
+        assert flush_pending() == 1
+        assert flush_pending() == 0  # nothing twice
+    with first.extensions["gazepref"].sessions() as s:
+        setup = s.scalars(select(store.Participant)).one().state["setup"]
+    assert setup["frames"] == 6 and sum(setup["codes"].values()) == 6
