@@ -131,9 +131,10 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     sessions = _init_db(app.config["DATABASE_URL"])
     ensure_study(sessions, cfg)
     app.extensions["gazepref_settings"] = settings
+    statements = store.autocommit_engine(sessions.kw["bind"])
     app.extensions["gazepref"] = Site(
-        sessions=sessions, default_slug=cfg.slug,
-        limiter=DbRateLimiter(sessions.kw["bind"], app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
+        sessions=sessions, default_slug=cfg.slug, statements=statements,
+        limiter=DbRateLimiter(statements, app.config["INGEST_RATE_PER_S"], app.config["INGEST_BURST"]),
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 

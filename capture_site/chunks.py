@@ -63,6 +63,8 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
         nothing of the call is stored then.
     """
     rows = [chunk_row(c) for c in chunks]
+    if store.is_autocommit(conn.engine) and any(values for _, values in also):
+        raise ValueError("insert_chunks: rows of other tables need a transaction (the site's engine, not its autocommit one)")
     if rows and not any(values for _, values in also) and conn.dialect.name != "sqlite":
         return _insert_alone(conn, rows, {"task": task_id, "origin": origin} if set_anchor else None)
     try:
@@ -89,7 +91,9 @@ def _insert_alone(conn: Connection, rows: list[dict[str, Any]], anchor: dict[str
     the task's clock anchor is set in the same statement (a data-modifying CTE). One statement is
     atomic by itself (a replayed chunk fails it whole), so the BEGIN and COMMIT round trips are
     saved (``benchmarks/ingest.py``)."""
-    conn.execution_options(isolation_level="AUTOCOMMIT")
+    switch = not store.is_autocommit(conn.engine)
+    if switch:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
     try:
         if anchor is None:
             conn.execute(_INSERT_MANY, rows)
@@ -99,5 +103,6 @@ def _insert_alone(conn: Connection, rows: list[dict[str, Any]], anchor: dict[str
         return False
     finally:
         conn.rollback()  # SQLAlchemy's transaction marker only (autocommit)
-        conn.execution_options(isolation_level=conn.default_isolation_level)
+        if switch:
+            conn.execution_options(isolation_level=conn.default_isolation_level)
     return True

@@ -62,7 +62,7 @@ def frame_limiter() -> DbRateLimiter:
 
     lim = current_app.extensions.get("gazepref_gaze_limiter")
     if lim is None:
-        lim = current_app.extensions.setdefault("gazepref_gaze_limiter", DbRateLimiter(site().engine,
+        lim = current_app.extensions.setdefault("gazepref_gaze_limiter", DbRateLimiter(site().statements,
             float(current_app.config.get("GAZE_RATE_PER_S", 15.0)), float(current_app.config.get("GAZE_BURST", 30))))
     return lim
 

@@ -51,13 +51,12 @@ def store_batch(participant_id: int, batch: Batch) -> bool:
     params = {"task": batch.task, "seq": batch.seq, "participant": participant_id,
               # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
               "streams": sorted(batch.tables) or [""]}
-    with site().engine.connect() as conn:
-        networked = conn.dialect.name != "sqlite"
+    networked = site().engine.dialect.name != "sqlite"
+    # PostgreSQL: the token and the check are one statement (the take as a CTE) and the insert
+    # another, each on its own outside a transaction (the site's autocommit engine): two round
+    # trips a batch (ingest profile, docs/STUDY_SITE.md "Benchmark")
+    with (site().statements if networked else site().engine).connect() as conn:
         if networked:
-            # PostgreSQL: the token and the check are one statement (the take as a CTE), read
-            # outside a transaction (autocommit) to save the BEGIN and COMMIT round trips (ingest
-            # profile, docs/STUDY_SITE.md "Benchmark")
-            conn.execution_options(isolation_level="AUTOCOMMIT")
             found = conn.execute(_TASK_QUERY_TAKING, params | limiter.params(key)).first()
             allowed = (found is None or bool(found.took)) and limiter.burst >= 1.0
         else:
@@ -66,8 +65,6 @@ def store_batch(participant_id: int, batch: Batch) -> bool:
         # end the read (autocommit: SQLAlchemy's marker only); a SQLite read transaction cannot
         # always become a write one
         conn.rollback()
-        if networked:
-            conn.execution_options(isolation_level=conn.default_isolation_level)
         if not allowed:
             raise ApiError(429, "too many batches; slow down", retry_after=1)
         if found is None:

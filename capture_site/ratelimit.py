@@ -81,8 +81,9 @@ class DbRateLimiter:
     """
 
     def __init__(self, engine: Engine, rate: float = 5.0, burst: float = 30.0):
-        # each statement is atomic on its own: autocommit saves PostgreSQL's BEGIN and COMMIT round trips
-        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # each statement is atomic on its own: autocommit saves PostgreSQL's BEGIN and COMMIT round
+        # trips (the site passes its autocommit engine, store.autocommit_engine: nothing to switch)
+        self.engine = engine if store.is_autocommit(engine) else engine.execution_options(isolation_level="AUTOCOMMIT")
         self.rate, self.burst = float(rate), float(burst)
 
     def params(self, key: str, now: float | None = None) -> dict[str, object]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app, g
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +27,9 @@ class Site:
     sessions: sessionmaker[Session]
     default_slug: str
     limiter: DbRateLimiter  # the ingest limit, shared by every process and host
+    #: for single statements outside a transaction (store.autocommit_engine): the hot paths'
+    #: checks, rate limits and one-statement inserts
+    statements: Engine
     backend_overrides: dict[str, Backend] = field(default_factory=dict)
     _configs: dict[str, StudyConfig] = field(default_factory=dict)
     _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
@@ -34,6 +38,11 @@ class Site:
     @property
     def engine(self):
         return self.sessions.kw["bind"]
+
+    def dispose(self) -> None:
+        """Close the pooled database connections (both pools)."""
+        self.engine.dispose()
+        self.statements.dispose()
 
     def config(self, study: store.Study) -> StudyConfig:
         """The validated configuration of ``study`` (cached per slug)."""

@@ -601,5 +601,5 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
                                exported_turns=manifest.get("turns"))
             else:
                 summary["database"] = make_url(url).render_as_string(hide_password=True)
-        app.extensions["gazepref"].engine.dispose()
+        app.extensions["gazepref"].dispose()
     return summary

@@ -352,6 +352,23 @@ def make_engine(url: str, **kw: Any) -> Engine:
     return engine
 
 
+def is_autocommit(engine: Engine) -> bool:
+    """Whether ``engine``'s connections are in autocommit from the start (:func:`autocommit_engine`)."""
+    return getattr(engine.dialect, "isolation_level", None) == "AUTOCOMMIT"
+
+
+def autocommit_engine(engine: Engine) -> Engine:
+    """An engine for single statements outside a transaction (each commits by itself, atomic on
+    its own): on PostgreSQL a second pool whose connections are in autocommit from the start, so
+    the hot paths (ingest, rate limits) switch nothing per use; on SQLite ``engine`` itself,
+    switched to autocommit per use (one file: a second pool would add nothing)."""
+    if is_autocommit(engine):
+        return engine
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return make_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+
+
 def init_db(engine: Engine) -> sessionmaker[Session]:
     Base.metadata.create_all(engine)
     for table in Base.metadata.sorted_tables:  # tables made before an index was added get it now

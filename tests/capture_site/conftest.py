@@ -15,12 +15,17 @@ from sitetest import STUDY_TOML, Walker  # noqa: E402
 
 @pytest.fixture
 def make_app(tmp_path):
+    apps = []
+
     def make(**overrides):
         settings = {"TESTING": True, "SECRET_KEY": "test-secret", "STUDY_CONFIG": str(STUDY_TOML)}
         settings.update(overrides)
-        return create_app(str(tmp_path / "instance"), settings)
+        apps.append(create_app(str(tmp_path / "instance"), settings))
+        return apps[-1]
 
-    return make
+    yield make
+    for app in apps:  # one PostgreSQL server serves the session: give its connections back
+        app.extensions["gazepref"].dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
