@@ -10,7 +10,7 @@
 ``sustained``, ``p99_ms`` and ``lost`` (plus the mode's own figures below).
 
 ``--compute browser`` (the site's default mode): each participant posts, every ``--batch-ms``
-(default 500, the page's), the JSON samples (gzip, as the page's outbox) of the pictures it
+(default 1000, the page's in the task phase: ``[gaze] task_batch_ms``), the JSON samples (gzip, as the page's outbox) of the pictures it
 "took" at ``--fps`` (default 15) to ``POST /api/gaze/samples``; the samples are the astronaut's
 moving face run through the Python Face Mesh once beforehand (what the page would send). The
 server turns each into a gaze row (:meth:`GazeTracker.process_sample`) and stores the task's
@@ -519,7 +519,8 @@ def main() -> int:
     ap.add_argument("--transport", choices=["ws", "http"], default="ws",
                     help="one WebSocket per participant, a frame per message (default), or batched HTTP posts")
     ap.add_argument("--batch-ms", type=int, default=None,
-                    help="http / browser: the page's batch interval (default: http 100, browser 500 as the page)")
+                    help="http / browser: the page's batch interval (default: http 100, browser 1000 as the "
+                         "page's task phase)")
     ap.add_argument("--commit-ms", type=float, default=500.0, help="ws: GAZE_WS_COMMIT_MS (0: commit every frame)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
@@ -534,7 +535,7 @@ def main() -> int:
     if args.fps is None:
         args.fps = 15.0 if browser else 10.0
     if args.batch_ms is None:
-        args.batch_ms = 500 if browser else 100
+        args.batch_ms = 1000 if browser else 100
     if args.threads is None:
         args.threads = 32 if args.transport == "ws" and not browser else 8
     frames = astronaut_frames()

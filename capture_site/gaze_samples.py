@@ -46,16 +46,80 @@ def _nums(v: Any, n: int, where: str) -> np.ndarray:
     return a
 
 
+class _Irregular(Exception):
+    """A sample the quick reading does not take: :func:`_parse_checked` names the problem."""
+
+
 def parse_samples(items: Any, limit: int) -> tuple[list[Any], list[float]]:
     """Checked :class:`~gazepref.signals.webcam.FaceSample` objects and their times from the
-    page's ``samples`` list (ApiError 400 naming the first problem, 413 for too many)."""
-    from gazepref.signals.eye_features import EYES, PATCH_SIZE
-    from gazepref.signals.webcam import SAMPLE_LANDMARKS, FaceSample, sample_landmarks
+    page's ``samples`` list (ApiError 400 naming the first problem, 413 for too many).
 
+    Read all at once (one numpy array for the batch's landmarks, one for its patches); a batch
+    with anything irregular is read again sample by sample (:func:`_parse_checked`), which
+    names the first problem."""
     if not isinstance(items, list) or not all(isinstance(s, dict) for s in items):
         raise ApiError(400, "samples must be a list of objects")
     if len(items) > limit:
         raise ApiError(413, f"too many samples in one request: {len(items)} (limit {limit})")
+    try:
+        return _parse_batch(items)
+    except _Irregular:
+        return _parse_checked(items)
+
+
+def _finite(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
+    """:func:`parse_samples` for a regular batch; raises _Irregular at anything else."""
+    from gazepref.signals.eye_features import EYES, PATCH_SIZE
+    from gazepref.signals.webcam import SAMPLE_LANDMARKS, FaceSample, sample_landmarks
+
+    n_patch = PATCH_SIZE[0] * PATCH_SIZE[1]
+    times, heads, faces, centres, lms, patch_rows, patch_of = [], [], [], [], [], [], []
+    for s in items:
+        t, w, h, n, b = s.get("t"), s.get("w"), s.get("h"), s.get("n"), s.get("b")
+        if not (_finite(t) and _finite(w) and _finite(h) and _finite(b) and 16 <= w <= 4096 and 16 <= h <= 4096
+                and type(n) is int and 0 <= n <= 100):
+            raise _Irregular
+        times.append(float(t))
+        heads.append((int(w), int(h), n, float(b)))
+        if not n:
+            continue
+        sharp, c, lm, p = s.get("s"), s.get("c"), s.get("lm"), s.get("p")
+        if not (sharp is None or _finite(sharp)) or type(c) is not list or type(lm) is not list or not (
+                p is None or type(p) is list):
+            raise _Irregular
+        faces.append((len(heads) - 1, math.nan if sharp is None else float(sharp)))
+        centres.append(c)
+        lms.append(lm)
+        patch_of.append(-1 if p is None else len(patch_rows))
+        if p is not None:
+            patch_rows.append(p)
+    try:
+        centre = np.array(centres, np.float64).reshape(len(faces), 2)
+        lm = np.array(lms, np.float64).reshape(len(faces), 2 * len(SAMPLE_LANDMARKS))
+        patches = np.array(patch_rows, np.float64).reshape(len(patch_rows), n_patch * len(EYES))
+    except (TypeError, ValueError):  # ragged, wrong lengths, not numbers
+        raise _Irregular from None
+    if not (np.isfinite(centre).all() and np.isfinite(lm).all() and np.isfinite(patches).all()):
+        raise _Irregular
+    pts = sample_landmarks(lm)
+    patches = patches.astype(np.float32)
+    out = [FaceSample(None, w, h, brightness=b) for w, h, _, b in heads]
+    for k, ((i, sharp), j) in enumerate(zip(faces, patch_of)):
+        w, h, n, b = heads[i]
+        eyes = None if j < 0 else {eye.name: patches[j, e * n_patch:(e + 1) * n_patch] for e, eye in enumerate(EYES)}
+        out[i] = FaceSample(pts[k], w, h, (float(centre[k, 0]), float(centre[k, 1])), n, b, sharp, eyes)
+    return out, times
+
+
+def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
+    """:func:`parse_samples` sample by sample, checking each value (ApiError 400 at the first problem)."""
+    from gazepref.signals.eye_features import EYES, PATCH_SIZE
+    from gazepref.signals.webcam import SAMPLE_LANDMARKS, FaceSample, sample_landmarks
+
     n_patch = PATCH_SIZE[0] * PATCH_SIZE[1]
     out, times = [], []
     for i, s in enumerate(items):

@@ -46,6 +46,7 @@ class GazeSettings:
     width: int = 320
     height: int = 240
     batch_ms: int = 500
+    task_batch_ms: int = 1000  # browser mode: the task phase posts its landmark samples this often (set-up: batch_ms)
     calibration_points: int = 9
     validation_points: int = 4
     settle_ms: int = 600  # frames of the last settle_ms before a target's click are used
@@ -88,6 +89,7 @@ class GazeSettings:
 
     def page(self) -> dict[str, Any]:
         return {"fps": self.fps, "width": self.width, "height": self.height, "batch_ms": self.batch_ms,
+                "task_batch_ms": self.task_batch_ms,
                 "calibration_points": self.calibration_points, "validation_points": self.validation_points,
                 "settle_ms": self.settle_ms, "pass_accuracy_px": self.pass_accuracy_px,
                 "attempts": self.attempts, "keep_frames": self.keep_frames, "min_frames": self.min_frames,
@@ -126,6 +128,7 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
     settings = GazeSettings(
         fps=r.int("fps", 10, lo=1, hi=30), width=r.int("width", 320, lo=80, hi=1280),
         height=r.int("height", 240, lo=60, hi=960), batch_ms=r.int("batch_ms", 500, lo=100, hi=5000),
+        task_batch_ms=r.int("task_batch_ms", 1000, lo=100, hi=5000),
         calibration_points=points, validation_points=r.int("validation_points", 4, lo=1, hi=4),
         settle_ms=r.int("settle_ms", 600, lo=100, hi=3000), pass_accuracy_px=num("pass_accuracy_px", 200.0),
         roi_radius_px=num("roi_radius_px", 100.0), attempts=r.int("attempts", 2, lo=1, hi=5),
@@ -153,6 +156,10 @@ def _check_request_sizes(s: GazeSettings, where: str) -> None:
     if per_batch > MAX_FRAMES_PER_BATCH:
         raise ConfigError(f"{where}: gaze.fps x gaze.batch_ms gives {per_batch} frames per batch (at most "
                           f"{MAX_FRAMES_PER_BATCH}): lower fps or batch_ms")
+    per_task_batch = -(-s.fps * s.task_batch_ms // 1000)
+    if s.compute == "browser" and per_task_batch > MAX_SAMPLES_PER_BATCH:
+        raise ConfigError(f"{where}: gaze.fps x gaze.task_batch_ms gives {per_task_batch} samples per batch (at "
+                          f"most {MAX_SAMPLES_PER_BATCH}): lower fps or task_batch_ms")
     frames = s.round_frames
     size = frames * s.width * s.height * JPEG_BYTES_PER_PIXEL
     if frames > MAX_FRAMES_PER_ROUND or size > MAX_ROUND_BYTES:

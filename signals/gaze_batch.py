@@ -13,12 +13,14 @@ import pandas as pd
 from sklearn.model_selection import KFold
 
 from .. import UserError
+from ..store import required_columns
 from ..schema import GazeFlag
 from .calibration import GazeCalibration
 from .gaze_session import UNUSABLE
 from .webcam import GazeTracker
 
 MANIFEST_COLUMNS = ("image", "x", "y", "person", "session")
+_REQUIRED = required_columns("gaze")
 
 
 def rows_to_table(rows: list[dict[str, float]]):
@@ -30,7 +32,7 @@ def rows_to_table(rows: list[dict[str, float]]):
     """
     import pyarrow as pa
 
-    fields, arrays, _ = _columns(rows)
+    _, fields, arrays, _ = _columns(rows)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
@@ -41,22 +43,35 @@ def rows_to_chunk_batch(rows: list[dict[str, float]]):
 
     from ..store import required_columns
 
-    required = required_columns("gaze")
-    fields, arrays, all_null = _columns(rows)
-    keep = [i for i, f in enumerate(fields) if f.name in required or not all_null[i]]
-    return pa.RecordBatch.from_arrays([arrays[i] for i in keep], schema=pa.schema([fields[i] for i in keep]))
+    keys, fields, arrays, all_null = _columns(rows)
+    keep = tuple(i for i, f in enumerate(fields) if not all_null[i] or f.name in _REQUIRED)
+    return pa.RecordBatch.from_arrays([arrays[i] for i in keep], schema=_schema(keys, keep))
 
 
 def _columns(rows: list[dict[str, float]]):
-    """(fields, arrays, all-null flags) of the conformed gaze table of ``rows``."""
+    """(keys, fields, arrays, all-null flags) of the conformed gaze table of ``rows``.
+
+    Rows that all have the same keys in the same order (a tracker's rows) are read with one
+    ``dict.values()`` per row into a float64 matrix (no lookup per key and row); other rows,
+    or values that are not numbers (None), key by key."""
     import pyarrow as pa
 
     keys = tuple(rows[0]) if rows else ()
-    if any(tuple(r) != keys for r in rows[1:]):
+    same = all(tuple(r) == keys for r in rows[1:])
+    if not same:
         keys = tuple(dict.fromkeys(k for r in rows for k in r))
     fields, sources, floats = _gaze_layout(keys)
     n, nan = len(rows), float("nan")
-    matrix = np.array([[r.get(k, nan) for k in floats] for r in rows], dtype=np.float32).reshape(n, len(floats))
+    values = None
+    if n and same:
+        try:
+            values = np.array([list(r.values()) for r in rows], dtype=np.float64)
+        except (TypeError, ValueError):  # None, a string: key by key below
+            values = None
+    if values is not None:
+        matrix = values[:, _positions(keys, tuple(floats))].astype(np.float32)
+    else:
+        matrix = np.array([[r.get(k, nan) for k in floats] for r in rows], dtype=np.float32).reshape(n, len(floats))
     flat = pa.array(matrix.T.ravel(), from_pandas=True)  # column after column; NaN -> null
     nulls = np.isnan(matrix).all(axis=0) if n else np.ones(len(floats), bool)
     arrays, all_null = [], []
@@ -76,7 +91,23 @@ def _columns(rows: list[dict[str, float]]):
             arr = pa.array([r.get(src) for r in rows], field.type, from_pandas=True)
         arrays.append(arr)
         all_null.append(arr.null_count == n)
-    return fields, arrays, all_null
+    return keys, fields, arrays, all_null
+
+
+@lru_cache(maxsize=64)
+def _schema(keys: tuple[str, ...], keep: tuple[int, ...]):
+    """The Arrow schema of the fields ``keep`` of :func:`_gaze_layout` ``(keys)`` (built once)."""
+    import pyarrow as pa
+
+    fields = _gaze_layout(keys)[0]
+    return pa.schema([fields[i] for i in keep])
+
+
+@lru_cache(maxsize=8)
+def _positions(keys: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray:
+    """Where each of ``wanted`` is in ``keys``."""
+    where = {k: i for i, k in enumerate(keys)}
+    return np.array([where[k] for k in wanted], dtype=np.intp)
 
 
 @lru_cache(maxsize=8)

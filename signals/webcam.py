@@ -69,6 +69,7 @@ def feature_columns(patch_size: tuple[int, int] | None = eye_features.PATCH_SIZE
 SAMPLE_LANDMARKS: tuple[int, ...] = tuple(sorted(
     {i for eye in eye_features.EYES for i in eye_features._gather(eye)} | set(head_pose.LANDMARKS) | {33, 263}))
 _N_LANDMARKS = 478
+_SAMPLE_INDEX = np.array(SAMPLE_LANDMARKS)
 
 
 @dataclass
@@ -110,9 +111,13 @@ def image_sample(grey: np.ndarray, faces: list[np.ndarray], patch_size: tuple[in
 
 
 def sample_landmarks(values: np.ndarray) -> np.ndarray:
-    """A 478 x 2 landmark array (NaN where unknown) from the (x, y) rows of :data:`SAMPLE_LANDMARKS`."""
-    pts = np.full((_N_LANDMARKS, 2), np.nan)
-    pts[list(SAMPLE_LANDMARKS)] = np.asarray(values, np.float64).reshape(len(SAMPLE_LANDMARKS), 2)
+    """A 478 x 2 landmark array (NaN where unknown) from the (x, y) of :data:`SAMPLE_LANDMARKS`
+    (L x 2, or flattened); from K x 2L values (K samples' flattened (x, y)) K x 478 x 2."""
+    v = np.asarray(values, np.float64)
+    n = len(SAMPLE_LANDMARKS)
+    lead = v.shape[:1] if v.ndim == 2 and v.shape[1] == 2 * n else ()
+    pts = np.full((*lead, _N_LANDMARKS, 2), np.nan)
+    pts[..., _SAMPLE_INDEX, :] = v.reshape(*lead, n, 2)
     return pts
 
 
@@ -168,6 +173,8 @@ class GazeTracker:
         self._pose = head_pose.HeadPoseEstimator()
         self._openness: deque[float] = deque(maxlen=90)  # recent eye aspect ratios of this stream
         self._columns = feature_columns(patch_size)
+        self._patch_columns = () if patch_size is None else tuple(
+            (eye.name, tuple(eye_features.patch_columns(eye.name, patch_size))) for eye in eye_features.EYES)
         self._empty = {"t": math.nan, "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": 0} | dict.fromkeys(
             self._columns, math.nan)
 
@@ -208,6 +215,8 @@ class GazeTracker:
         if len(faces) > 1:
             faces = _distinct_faces(faces)
         sample = image_sample(grey, faces, self.patch_size)
+        if self._static:  # unrelated pictures: no head-pose warm start from the previous one
+            self._pose.reset()
         if faces:
             if self._counter is not None:
                 sample.count = max(sample.count, self._counter.count(rgb, t))
@@ -243,11 +252,11 @@ class GazeTracker:
                    face_size=math.sqrt((ax - bx) ** 2 + (ay - by) ** 2) / w,
                    face_brightness=sample.brightness, face_sharpness=sample.sharpness)
         row.update(eye_features.eye_features(None, pts, None))  # the geometry (landmarks only)
-        if self.patch_size is not None and sample.patches is not None:
-            for eye in eye_features.EYES:
-                patch = sample.patches.get(eye.name)
+        if self._patch_columns and sample.patches is not None:
+            for name, columns in self._patch_columns:
+                patch = sample.patches.get(name)
                 if patch is not None:
-                    row.update(zip(eye_features.patch_columns(eye.name, self.patch_size), np.asarray(patch).tolist()))
+                    row.update(zip(columns, np.asarray(patch).tolist()))
         row.update(self._pose.estimate(pts, w, h))
 
         th = self.thresholds

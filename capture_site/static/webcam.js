@@ -59,7 +59,7 @@ export async function openCamera(width, height) {
 export class GazeCapture {
   /**
    * @param {object} opts stream (MediaStream), token, url (frames endpoint), wsUrl (the frames
-   *   WebSocket path; none: batches only), settings ({fps, width, height, batch_ms}), phase
+   *   WebSocket path; none: batches only), settings ({fps, width, height, batch_ms, task_batch_ms}), phase
    *   ("setup" | "task"), task, nextSeq, onStatus(face, response) called after each answered
    *   batch or frame, video (optional element).
    */
@@ -114,7 +114,10 @@ export class GazeCapture {
     this.startedAt = performance.now();
     if (this.wsUrl) this.connect();
     this.timers.push(setInterval(() => this.grab(), frameMs));
-    this.timers.push(setInterval(() => { if (this.transport === "http") this.send(); }, this.settings.batch_ms));
+    // browser mode, task phase: the samples are posted less often (task_batch_ms): nothing waits for
+    // their answers (the face status is known here), and each request costs the server more than a sample
+    const batchMs = this.browser && this.phase === "task" ? (this.settings.task_batch_ms || this.settings.batch_ms) : this.settings.batch_ms;
+    this.timers.push(setInterval(() => { if (this.transport === "http") this.send(); }, batchMs));
   }
 
   stop() {

@@ -19,6 +19,8 @@ def test_defaults(tmp_path):
     s = gaze_settings(load_config(webcam_toml(tmp_path / "s.toml")))
     assert (s.keep_frames, s.drift_correction, s.recalibrate_every, s.face_check_ms) == (False, False, 0, 1000)
     assert s.page()["keep_frames"] is False
+    # browser mode: set-up samples every 500 ms (answered with the face status), task samples every 1000 ms
+    assert (s.page()["batch_ms"], s.page()["task_batch_ms"]) == (500, 1000)
 
 
 def test_keep_frames_needs_the_consent_flag(tmp_path, make_app):
@@ -101,6 +103,7 @@ def test_recalibration_is_skipped_in_a_mouse_only_session(make_app, tmp_path):
 
 @pytest.mark.parametrize("lines, message", [
     (("fps = 30", "batch_ms = 2000"), "60 frames per batch"),
+    (("fps = 30", "task_batch_ms = 2500", 'compute = "browser"'), "75 samples per batch"),
     (("fps = 30", "settle_ms = 3000"), "would send 460 frames"),  # 5 points x 92 frames
     (("width = 1280", "height = 960", "fps = 30", "settle_ms = 1000"), "MiB"),
 ])
