@@ -76,12 +76,10 @@ install_error_handlers(bp)
 def frames():
     arrived = time.monotonic()
     pid = request_participant_id()
-    if not frame_limiter().allow(f"g{pid}"):
-        raise ApiError(429, "too many frame batches; slow down", retry_after=1)
     meta_, parts = multipart_form()
     meta = frame_meta(meta_)
     frames_ = frame_parts(parts, len(meta.times), MAX_FRAMES_PER_BATCH)
-    ctx = frame_context(pid, meta)
+    ctx = frame_context(pid, meta, limited="too many frame batches; slow down")
     seq = meta.seq
     if ctx.replay:
         return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)
@@ -115,12 +113,10 @@ def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
     allowed) ``{phase, task, seq, origin, samples: [...]}``; answered as ``/frames``."""
     pid = request_participant_id()
-    if not frame_limiter().allow(f"g{pid}"):
-        raise ApiError(429, "too many sample batches; slow down", retry_after=1)
     body = json_body()
     items, times = parse_samples(body.get("samples"), MAX_SAMPLES_PER_BATCH)
     meta = frame_meta(body, times)
-    ctx = frame_context(pid, meta, "samples")
+    ctx = frame_context(pid, meta, "samples", limited="too many sample batches; slow down")
     seq = meta.seq
     if ctx.replay:
         return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)

@@ -9,11 +9,12 @@ from typing import Callable, NamedTuple
 
 from . import gaze_drift
 from .api import ApiError
-from .gaze_limits import shed_ms
+from .gaze_limits import frame_limiter, shed_ms
 from .gaze_requests import FrameMeta
 from .gaze_settings import GazeSettings
 from .gaze_store import LOOKUP, frame_rows, store_gaze, study_settings, sync_calibration
 from .gaze_trackers import TrackerEntry, decode_frames, process_frames, registry
+from .ratelimit import with_take
 from .runtime import site
 
 __all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames", "track_samples", "uncalibrated"]
@@ -30,16 +31,32 @@ class FrameContext(NamedTuple):
     set_anchor: bool           # the task has no clock anchor yet
 
 
-def frame_context(pid: int, meta: FrameMeta, kind: str = "frames") -> FrameContext:
+_LOOKUP_TAKING = with_take(LOOKUP)
+
+
+def frame_context(pid: int, meta: FrameMeta, kind: str = "frames", limited: str | None = None) -> FrameContext:
     """One query (:data:`.gaze_store.LOOKUP`): consent, study settings, task ownership, replay; then
     the participant's tracker with the latest calibration (and, in a task with drift correction,
     the clicks stored since the last look). ``kind``: ``"frames"`` (pictures; refused where the
     study computes the landmarks in the browser: no picture is taken in) or ``"samples"``
-    (landmarks from the page; refused where the server computes them). Raises ApiError 401/403."""
+    (landmarks from the page; refused where the server computes them). ``limited``: take a token
+    of the participant's frame-batch limit (:func:`.gaze_limits.frame_limiter`; on PostgreSQL in
+    the lookup's own statement) and refuse with this message (429) when there is none. Raises
+    ApiError 401/403/429."""
     task_id, seq = meta.task_id, meta.seq
-    with site().engine.connect() as conn:
-        found = conn.execute(LOOKUP, {"pid": pid, "task": -1 if task_id is None else task_id,
-                                      "seq": -1 if seq is None else seq}).first()
+    params = {"pid": pid, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq}
+    limiter, key = frame_limiter(), f"g{pid}"
+    networked = limited is not None and site().engine.dialect.name != "sqlite"
+    allowed = True
+    if limited is not None and not networked:
+        allowed = limiter.allow(key)
+    with site().statements.connect() as conn:
+        found = conn.execute(_LOOKUP_TAKING if networked else LOOKUP,
+                             params | limiter.params(key) if networked else params).first()
+    if networked and found is not None:
+        allowed = bool(found.took) and limiter.burst >= 1.0
+    if not allowed:
+        raise ApiError(429, limited, retry_after=1)
     if found is None or not found.consent:
         raise ApiError(401, "unknown participant")
     cfg, settings = study_settings(found.study_id)
@@ -53,7 +70,7 @@ def frame_context(pid: int, meta: FrameMeta, kind: str = "frames") -> FrameConte
     if found.replay:
         return ctx
     if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.click_correction):
-        with site().engine.connect() as conn:
+        with site().statements.connect() as conn:  # reads: one round trip each
             sync_calibration(entry, found.calibration, conn)
             if settings.click_correction:
                 with entry.lock:

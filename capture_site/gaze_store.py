@@ -105,7 +105,8 @@ def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float
     """Store ``rows`` as the task's gaze chunk ``seq`` (and the kept ``frames``, GazeFrame rows)
     in one transaction; False for a replay."""
     chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows), clock_origin_epoch_ms=origin)
-    with site().engine.connect() as conn:
+    # PostgreSQL, no kept frames: one statement on the autocommit engine (:func:`.chunks.insert_chunks`)
+    with (site().engine if frames else site().statements).connect() as conn:
         return insert_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, frames or [])])
 
 

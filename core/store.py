@@ -360,12 +360,11 @@ def is_autocommit(engine: Engine) -> bool:
 def autocommit_engine(engine: Engine) -> Engine:
     """An engine for single statements outside a transaction (each commits by itself, atomic on
     its own): on PostgreSQL a second pool whose connections are in autocommit from the start, so
-    the hot paths (ingest, rate limits) switch nothing per use; on SQLite ``engine`` itself,
-    switched to autocommit per use (one file: a second pool would add nothing)."""
-    if is_autocommit(engine):
+    the hot paths (ingest, rate limits) switch nothing per use; on SQLite ``engine``
+    itself (one file, one writer at a time: a second pool would add nothing; its callers keep
+    their transactions)."""
+    if is_autocommit(engine) or engine.dialect.name == "sqlite":
         return engine
-    if engine.dialect.name == "sqlite":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
     return make_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
 
 

@@ -143,3 +143,22 @@ def test_server_mode_refuses_samples_and_keeping_pictures_needs_it(make_app, tmp
     both = load_config(webcam_toml(tmp_path / "both.toml", 'keep_frames = true\ncompute = "browser"', consent))
     with pytest.raises(ConfigError, match="compute"):
         gaze_settings(both)
+
+
+def test_sample_batches_are_rate_limited_per_participant(make_app, tmp_path, database):
+    """The frame-batch limit (GAZE_RATE_PER_S, GAZE_BURST) holds for sample batches on both
+    databases (PostgreSQL takes the token in the lookup's own statement); a refused batch is a
+    429 with Retry-After, and an unknown token is a 401, not a 429."""
+    import uuid
+
+    extra = {"DATABASE_URL": database} if database else {}
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "browser.toml", 'compute = "browser"')),
+                   GAZE_RATE_PER_S=0.001, GAZE_BURST=3, **extra)
+    client = app.test_client()
+    token = to_calibration(client, f"CAM-{uuid.uuid4().hex[:8]}")["token"]  # one PostgreSQL serves the session
+    body = {"phase": "setup", "samples": [{"t": 1.0, "w": 320, "h": 240, "n": 0, "b": 0.0}]}
+    codes = [client.post("/api/gaze/samples", json=body, headers={"X-Participant-Token": token}) for _ in range(5)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 429, 429]
+    assert codes[-1].headers["Retry-After"] == "1" and "slow down" in codes[-1].json["error"]
+    r = client.post("/api/gaze/samples", json=body, headers={"X-Participant-Token": "nobody"})
+    assert r.status_code == 401
