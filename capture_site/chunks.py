@@ -10,12 +10,18 @@ that arrives twice at once adds nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: threads of one process only
+    fcntl = None
 from sqlalchemy.exc import IntegrityError
 
 from .. import store
@@ -25,13 +31,56 @@ CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "receive
 SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epoch_ms.is_(None))
               .values(clock_anchor_epoch_ms=bindparam("origin")))
 
-_SQLITE_WRITE_LOCK = threading.Lock()
+class SqliteWriteLock:
+    """One writer at a time on a SQLite file, queued here instead of in SQLite's busy handler
+    (which sleeps in steps of up to 100 ms and makes the latency tail long): a thread lock for
+    this process's threads and, where there is ``fcntl``, an exclusive ``flock`` on
+    ``<file>-writelock`` for the other processes on the file (gunicorn's workers), which the
+    kernel hands on the moment it is released. The lock file is opened per process (an ``flock``
+    shared across a fork would not exclude the other process)."""
+
+    def __init__(self, path: str | None):
+        self._thread = threading.Lock()
+        self._path = f"{path}-writelock" if path and path != ":memory:" and fcntl is not None else None
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> SqliteWriteLock:
+        self._thread.acquire()
+        if self._path is None:
+            return self
+        try:
+            if self._pid != os.getpid():
+                self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:
+            self._thread.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._path is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
 
 
-def write_lock(conn: Connection):
-    """SQLite: one writer per process at a time, queued here instead of in SQLite's busy handler
-    (which sleeps in steps of up to 100 ms and makes the latency tail long)."""
-    return _SQLITE_WRITE_LOCK if conn.dialect.name == "sqlite" else contextlib.nullcontext()
+_SQLITE_WRITE_LOCKS: dict[str, SqliteWriteLock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def write_lock(conn: Connection | Engine):
+    """SQLite: the file's :class:`SqliteWriteLock` (one writer at a time across this host's
+    threads and processes); PostgreSQL: nothing (its row locks do)."""
+    if conn.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    path = conn.engine.url.database or ""
+    with _LOCKS_LOCK:
+        lock = _SQLITE_WRITE_LOCKS.get(path)
+        if lock is None:
+            lock = _SQLITE_WRITE_LOCKS[path] = SqliteWriteLock(path)
+    return lock
 
 
 def chunk_row(chunk: store.StreamChunk) -> dict[str, Any]:
