@@ -4,7 +4,12 @@
         [--db URL_OR_FILE] [--port N] [--profile DIR]
 
 Each participant records mouse samples at 60 Hz and sends one gzip batch per second (as the
-page does), retrying with back-off until the server confirms it. The site runs under gunicorn on
+page does), retrying with back-off until the server confirms it. Before the measured run the
+server is warmed for ``--warmup-s`` seconds (default 2) by other participants (4 per server
+thread, their batches not counted): a worker's first requests pay its imports, statement caches
+and database connections (25-65 ms each), and with all participants arriving within the same
+second they would queue behind them, a start-up artefact a running study does not see
+(``--warmup-s 0`` measures it). The site runs under gunicorn on
 127.0.0.1 (a subprocess, a fresh instance folder) against the database the site would use
 (``gazepref.store.database_url``: ``--db``, else ``$GAZEPREF_DATABASE_URL``, else SQLite in the
 fresh instance folder); the participants of this run are read back from that database and the
@@ -223,6 +228,9 @@ def main() -> int:
                                  "in a fresh instance folder)")
     ap.add_argument("--port", type=int, default=0, help="port of the server on 127.0.0.1 (default: a free one)")
     ap.add_argument("--profile", type=Path, help="write each worker's cProfile to this folder")
+    ap.add_argument("--warmup-s", type=float, default=2.0,
+                    help="seconds of batches from other participants (4 per server thread) before the measured run "
+                         "(0: measure a cold server)")
     ap.add_argument("--keep", action="store_true", help="keep the instance folder")
     args = ap.parse_args()
 
@@ -231,9 +239,19 @@ def main() -> int:
     port = args.port or free_port()
     pairs = make_participants(instance, args.participants, prefix=f"bench{os.getpid()}-{int(time.time())}-",
                               database_url=url)
+    warm = make_participants(instance, min(args.participants, 4 * args.workers * args.threads),
+                             prefix=f"warm{os.getpid()}-{int(time.time())}-", database_url=url) if args.warmup_s > 0 else []
     server = start_gunicorn(instance, port, args.workers, args.threads, url, args.profile)
     stats = Stats()
     try:
+        if warm:  # every worker thread's first requests (imports, statement caches, connections)
+            t0 = time.monotonic() + 0.2
+            warmers = [Participant(port, task, token, args.warmup_s, t0 + i / len(warm), Stats())
+                       for i, (task, token) in enumerate(warm)]
+            for c in warmers:
+                c.start()
+            for c in warmers:
+                c.join()
         t0 = time.monotonic() + 1.0
         clients = [Participant(port, task, token, args.duration, t0 + i / len(pairs), stats)
                    for i, (task, token) in enumerate(pairs)]
@@ -277,6 +295,7 @@ def main() -> int:
         # the load generator shares the machine: its CPU is not the server's to use
         "client_cpu_ms_per_batch": round(1000 * client_cpu / batches, 2) if batches else None,
         "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
+        "warmup_s": args.warmup_s,
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 1),
     }

@@ -135,6 +135,11 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
 _INSERT_MANY = insert(C).returning(C.c.id)
 
 
+#: the same with the task's clock anchor set in the statement (a data-modifying CTE; its
+#: parameters ``task`` and ``origin`` ride with every row, the same in each)
+_INSERT_MANY_ANCHORED = insert(C).add_cte(SET_ANCHOR.cte("anchor")).returning(C.c.id)
+
+
 def _insert_alone(conn: Connection, rows: list[dict[str, Any]], anchor: dict[str, Any] | None) -> bool:
     """PostgreSQL: ``rows`` as one INSERT in autocommit; with ``anchor`` (``task``, ``origin``)
     the task's clock anchor is set in the same statement (a data-modifying CTE). One statement is
@@ -146,8 +151,8 @@ def _insert_alone(conn: Connection, rows: list[dict[str, Any]], anchor: dict[str
     try:
         if anchor is None:
             conn.execute(_INSERT_MANY, rows)
-        else:  # a task's first batch (compiled each time: the rows are rendered into it)
-            conn.execute(insert(C).values(rows).add_cte(SET_ANCHOR.cte("anchor")), anchor)
+        else:  # a task's first batch: the rows and the anchor's update in one statement
+            conn.execute(_INSERT_MANY_ANCHORED, [row | anchor for row in rows])
     except IntegrityError:
         return False
     finally:
