@@ -30,6 +30,7 @@ class Site:
     #: for single statements outside a transaction (store.autocommit_engine): the hot paths'
     #: checks, rate limits and one-statement inserts
     statements: Engine
+    checkpointer: Any = None  # SQLite: the background log checkpoints (.sqlite_checkpoint)
     backend_overrides: dict[str, Backend] = field(default_factory=dict)
     _configs: dict[str, StudyConfig] = field(default_factory=dict)
     _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
@@ -40,7 +41,9 @@ class Site:
         return self.sessions.kw["bind"]
 
     def dispose(self) -> None:
-        """Close the pooled database connections (both pools)."""
+        """Close the pooled database connections (both pools); stop the checkpoints."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
         self.statements.dispose()
 
