@@ -36,7 +36,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ class ReadReport:
     examples: list[str] = field(default_factory=list)  # "file:line: reason" of the first few
     skipped_messages: Counter = field(default_factory=Counter)  # tool/function messages left out
     formats: Counter = field(default_factory=Counter)
+    repeated_ids: int = 0  # conversations whose id an earlier one had (renamed "<id>#<k>")
 
     @property
     def malformed_total(self) -> int:
@@ -114,7 +115,7 @@ class ReadReport:
         return {"records": self.records, "conversations": self.conversations,
                 "malformed": self.malformed_total, "malformed_by_reason": dict(self.malformed),
                 "malformed_examples": list(self.examples), "skipped_messages": dict(self.skipped_messages),
-                "formats": dict(self.formats)}
+                "formats": dict(self.formats), "repeated_ids": self.repeated_ids}
 
 
 class Malformed(ValueError):
@@ -294,7 +295,31 @@ def open_conversations(source: str | os.PathLike, fmt: str = "auto", report: Rea
     folder as all its ``*.jsonl``/``*.json``/``*.parquet``/``*.jsonl.gz`` files, in name order. A
     name that is no path is a study in the site's database (``db``/``instance`` as for
     :class:`~gazepref.datasets.store_recording.StoreRecording`).
+
+    Conversation ids are unique within the source: one that an earlier conversation had (logs
+    repeat them: WildChat's hashes of identical conversations, files merged twice) becomes
+    ``<id>#<k>`` for its k-th occurrence, counted in the report's ``repeated_ids``, so rows keyed by
+    (conversation, turn) never mix two conversations. The renaming follows the source's order, so
+    two readings of one source agree.
     """
+    rep = report if report is not None else ReadReport()
+    seen: dict[str, int] = {}  # id -> occurrences so far
+    for conv in _open_source(source, fmt, rep, strict, db, instance):
+        cid = conv.conversation_id
+        if cid in seen:
+            rep.repeated_ids += 1
+            k = seen[cid]
+            while f"{cid}#{k + 1}" in seen:  # a source's own id may look like a renamed one
+                k += 1
+            seen[cid] = k + 1
+            cid = f"{cid}#{k + 1}"
+            conv = replace(conv, conversation_id=cid)
+        seen[cid] = seen.get(cid, 1)
+        yield conv
+
+
+def _open_source(source: str | os.PathLike, fmt: str, report: ReadReport, strict: bool, db: str | None,
+                 instance: str | None) -> Iterator[Conversation]:
     p = Path(source).expanduser()
     if p.is_file():
         if fmt == "recording":

@@ -128,6 +128,22 @@ def test_auto_format_per_record_and_forced_format(tmp_path):
         list(C.read_log(p, fmt="csv"))
 
 
+def test_repeated_conversation_ids_are_made_unique(tmp_path):
+    """A source that repeats an id (WildChat's hashes of identical conversations, a file merged
+    twice) yields unique ids in source order, so rows keyed by (conversation, turn) never mix two
+    conversations; a source's own id that looks like a renamed one is not reused."""
+    def conv(cid, answer):
+        return {"id": cid, "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": answer}]}
+
+    _jsonl(tmp_path / "a.jsonl", [conv("x", "one"), conv("x#2", "two"), conv("x", "three"), conv("x", "four")])
+    _jsonl(tmp_path / "b.jsonl", [conv("x", "five")])
+    rep = C.ReadReport()
+    got = [(c.conversation_id, c.turns[-1].text) for c in C.open_conversations(tmp_path, report=rep)]
+    assert got == [("x", "one"), ("x#2", "two"), ("x#3", "three"), ("x#4", "four"), ("x#5", "five")]
+    assert rep.repeated_ids == 3 and rep.to_dict()["repeated_ids"] == 3
+    assert [c.conversation_id for c in C.open_conversations(tmp_path)] == [i for i, _ in got]  # stable
+
+
 def test_folder_of_logs_and_bad_sources(tmp_path):
     _jsonl(tmp_path / "a.jsonl", OPENAI)
     (tmp_path / "b.json").write_text(json.dumps(SHAREGPT[:2]))
