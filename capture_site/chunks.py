@@ -114,7 +114,8 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
     rows = [chunk_row(c) for c in chunks]
     if store.is_autocommit(conn.engine) and any(values for _, values in also):
         raise ValueError("insert_chunks: rows of other tables need a transaction (the site's engine, not its autocommit one)")
-    if rows and not any(values for _, values in also) and conn.dialect.name != "sqlite":
+    if (0 < len(rows) <= ONE_STATEMENT_ROWS and not any(values for _, values in also)
+            and conn.dialect.name != "sqlite"):
         return _insert_alone(conn, rows, {"task": task_id, "origin": origin} if set_anchor else None)
     try:
         with write_lock(conn), conn.begin():
@@ -129,6 +130,11 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
         return False
     return True
 
+
+#: at most this many chunks go in as one autocommit statement (a batch has one per stream);
+#: far below where SQLAlchemy's insertmanyvalues would split them into several statements
+#: (1000 rows, 32,700 parameters), which would no longer be atomic
+ONE_STATEMENT_ROWS = 100
 
 #: executed with a list of rows: SQLAlchemy's "insertmanyvalues" sends them as one multi-row
 #: INSERT (one statement, compiled once), where a plain executemany would be one per row

@@ -6,9 +6,11 @@ task and seq) answers ``duplicate: true`` and adds nothing. Malformed batches ge
 limited (429 with ``Retry-After``).
 
 This is the hot path (one request per participant per second), so it uses SQLAlchemy Core on
-one connection: one query checks ownership, consent and replay; one transaction inserts the
-batch's chunks (one per stream) and sets the task's clock anchor on its first batch
-(:func:`.chunks.insert_chunks`, the insert the webcam gaze paths share).
+one connection: one query checks ownership, consent and replay (on PostgreSQL it also takes the
+rate-limit token: :func:`.ratelimit.with_take`); one transaction inserts the batch's chunks (one
+per stream) and sets the task's clock anchor on its first batch (:func:`.chunks.insert_chunks`,
+the insert the webcam gaze paths share; on PostgreSQL one autocommit statement). Two round trips
+a batch on PostgreSQL (docs/STUDY_SITE.md "Benchmark").
 """
 from __future__ import annotations
 

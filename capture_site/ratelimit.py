@@ -2,8 +2,10 @@
 
 :class:`DbRateLimiter` keeps its buckets in the database (:class:`gazepref.store.RateBucket`):
 every server process and every host behind a proxy draws from the same bucket, so the limit is
-the configured one however many app servers there are. Taking a token is one atomic
-``UPDATE ... RETURNING`` (SQLite and PostgreSQL alike); a key's first request inserts its bucket.
+the configured one however many app servers there are. Taking a token is one atomic statement
+(``INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING``, SQLite and PostgreSQL alike: a
+key's first request inserts its bucket); on PostgreSQL the hot paths take it inside their own
+lookup (:func:`with_take`).
 Refills are computed from the app hosts' clocks (Unix time; keep them in step with NTP): a clock
 behind the last writer's refills nothing until it catches up, so skew only tightens the limit.
 
