@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import cpu_seconds, free_port, make_participants, start_gunicorn  # noqa: E402  (benchmarks/ingest.py)
+from ingest import cpu_seconds, free_port, make_participants, run_threads, start_gunicorn  # noqa: E402  (benchmarks/ingest.py)
 import gzip  # noqa: E402
 
 DEFAULT_STUDY = Path(__file__).resolve().parents[1] / "capture_site" / "default_study.toml"
@@ -198,18 +198,12 @@ def run_browser(k: int, args, samples: list[dict]) -> dict:
         warm_args = argparse.Namespace(**{**vars(args), "duration": 1.0})
         warm = [SampleClient(port, task, tok, samples, warm_args, time.monotonic() + 0.2, Stats(), 1_000_000)
                 for task, tok in pairs]
-        for c in warm:
-            c.start()
-        for c in warm:
-            c.join()
+        run_threads(warm)
         t0 = time.monotonic() + 0.5
         clients = [SampleClient(port, task, tok, samples, args, t0 + i * (args.batch_ms / 1000.0) / k, stats)
                    for i, (task, tok) in enumerate(pairs)]
         cpu0, client0 = cpu_seconds(server.pid), time.process_time()
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
+        run_threads(clients)
         wall = time.monotonic() - t0
         cpu, client_cpu = cpu_seconds(server.pid) - cpu0, time.process_time() - client0
     finally:
@@ -449,10 +443,7 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
             warm_args = argparse.Namespace(**{**vars(args), "duration": 2.0})
             warm = [Client(port, task, tok, frames, warm_args, time.monotonic() + 0.2, Stats(), first_seq=1_000_000)
                     for task, tok in pairs]
-            for c in warm:
-                c.start()
-            for c in warm:
-                c.join()
+            run_threads(warm)
             t0 = time.monotonic() + 0.5
             clients = [Client(port, task, tok, frames, args, t0 + i * (args.batch_ms / 1000.0) / k, stats)
                        for i, (task, tok) in enumerate(pairs)]

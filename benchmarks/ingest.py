@@ -201,6 +201,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def run_threads(threads) -> None:
+    """Start every simulated participant, then wait for all of them."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def stored_times(database_url: str, tasks: list[int]) -> dict[int, np.ndarray]:
     """The stored mouse sample times of each of ``tasks`` (this run's), read back from the database."""
     engine = store.make_engine(database_url)
@@ -248,18 +256,12 @@ def main() -> int:
             t0 = time.monotonic() + 0.2
             warmers = [Participant(port, task, token, args.warmup_s, t0 + i / len(warm), Stats())
                        for i, (task, token) in enumerate(warm)]
-            for c in warmers:
-                c.start()
-            for c in warmers:
-                c.join()
+            run_threads(warmers)
         t0 = time.monotonic() + 1.0
         clients = [Participant(port, task, token, args.duration, t0 + i / len(pairs), stats)
                    for i, (task, token) in enumerate(pairs)]
         cpu0, client0 = cpu_seconds(server.pid), time.process_time()
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
+        run_threads(clients)
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
         client_cpu = time.process_time() - client0  # the simulated participants (this process)
