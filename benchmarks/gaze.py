@@ -112,6 +112,22 @@ def astronaut_samples(frames: list[bytes]) -> list[dict]:
     return out
 
 
+def post_json(client, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    """POST ``body`` on ``client``'s kept-alive connection (``client.conn``, opened on demand to
+    ``client.port``, with its participant token); (0, {}) and a closed connection on failure."""
+    try:
+        if client.conn is None:
+            client.conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=30)
+        client.conn.request("POST", path, body=body, headers={**headers, "X-Participant-Token": client.token})
+        resp = client.conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    except (OSError, http.client.HTTPException, ValueError):
+        if client.conn is not None:
+            client.conn.close()
+        client.conn = None
+        return 0, {}
+
+
 class SampleClient(threading.Thread):
     """One browser-mode participant: every ``batch_ms`` the samples taken since, gzip JSON, as the
     page's outbox sends them (a failed batch is sent again, as the outbox does)."""
@@ -123,18 +139,8 @@ class SampleClient(threading.Thread):
         self.conn = None
 
     def post(self, body: bytes) -> tuple[int, dict]:
-        try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            self.conn.request("POST", "/api/gaze/samples", body=body, headers={
-                "Content-Type": "application/json", "Content-Encoding": "gzip", "X-Participant-Token": self.token})
-            resp = self.conn.getresponse()
-            return resp.status, json.loads(resp.read() or b"{}")
-        except (OSError, http.client.HTTPException, ValueError):
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
-            return 0, {}
+        return post_json(self, "/api/gaze/samples", body, {"Content-Type": "application/json",
+                                                           "Content-Encoding": "gzip"})
 
     def run(self) -> None:
         a, st = self.args, self.stats
@@ -355,19 +361,7 @@ class Client(threading.Thread):
         self.conn = None
 
     def post(self, body: bytes, ctype: str) -> tuple[int, dict]:
-        try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            self.conn.request("POST", "/api/gaze/frames", body=body,
-                              headers={"Content-Type": ctype, "X-Participant-Token": self.token})
-            resp = self.conn.getresponse()
-            payload = json.loads(resp.read() or b"{}")
-            return resp.status, payload
-        except (OSError, http.client.HTTPException, ValueError):
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
-            return 0, {}
+        return post_json(self, "/api/gaze/frames", body, {"Content-Type": ctype})
 
     def run(self) -> None:
         a = self.args
