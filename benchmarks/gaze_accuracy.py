@@ -6,13 +6,18 @@ calibration's accuracy levers on and off.
 Images: the astronaut photo (``gazepref.signals.synthetic_face``; a mirrored copy is the second
 "person") placed per session at a different position, size, roll and brightness (the person
 moved between sessions), and per image jittered by a few px. Gaze is simulated by moving the
-contents of each eye opening (iris and sclera, inside the eye-contour landmarks) by a fraction
-of the eye width that is linear in where the person looked: the target plus a fixation error
-(N(0, 30 px) per axis). One image per target of a 16-point grid per session (one calibration
+contents of each eye opening (iris and sclera, inside the eye-contour landmarks) as an eye
+turning to the point looked at would move its iris: the target plus a fixation error (N(0, 30
+px) per axis) on a screen whose geometry the pipeline is not told (camera 1 cm above the
+viewport's top centre, 45 CSS px per cm, focal length 500 px), seen from where the photo puts the
+eye (its distance from the eye span, 9 cm between the outer corners), with the iris 0.4 eye
+widths from the eye's centre of rotation. So a face placed further to one side turns its eyes
+further to look at the same target, as a person's would. One image per target of a 16-point grid per session (one calibration
 round); in each session one image is labelled with the target it was not looking at (a
 participant who looked elsewhere). Then ``evaluate_manifest`` with ``--protocol
-leave-session-out`` and ``one-round``, the default model (levers on) and one with target folds,
-blink rejection and trimming off.
+leave-session-out`` and ``one-round``, and the calibration models: ``auto`` (the default), ``sight``,
+``sight alone`` (no eye corrections), ``one-stage`` (no line of sight) and ``levers off`` (one-stage
+with target folds, blink rejection and trimming off).
 
 A check that the parts work together on real images, not a prediction of real accuracy: the
 synthetic eyes move only the iris, lids and head do not follow gaze, and lighting is uniform.
@@ -32,33 +37,10 @@ import numpy as np
 from gazepref.signals.calibration import GazeCalibration
 from gazepref.signals.face_mesh import FaceMeshRunner
 from gazepref.signals.gaze_batch import PROTOCOLS, evaluate_manifest
-from gazepref.signals.synthetic_face import face_frame
+from gazepref.signals.synthetic_face import VIEWPORT_CENTRE, face_frame, look
 
-#: MediaPipe face-mesh eye-opening contours (image-left corner first)
-EYE_CONTOURS = (
-    ((33, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)),
-    ((362, 263), (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)),
-)
 GRID = [(x, y) for y in (100, 350, 600, 850) for x in (100, 550, 1000, 1450)]
-CENTRE = (775.0, 475.0)
-#: iris displacement (fraction of the eye width) per px of gaze from the centre
-U_PER_PX, V_PER_PX = 0.15 / 675, 0.08 / 375
-
-
-def look(image: np.ndarray, pts: np.ndarray, gaze: tuple[float, float]) -> np.ndarray:
-    """``image`` with the contents of both eye openings moved as for a look at ``gaze`` px."""
-    out = image.copy()
-    fu, fv = (gaze[0] - CENTRE[0]) * U_PER_PX, (gaze[1] - CENTRE[1]) * V_PER_PX
-    for (a, b), contour in EYE_CONTOURS:
-        w = float(np.linalg.norm(pts[b] - pts[a]))
-        mask = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(pts[list(contour)]).astype(np.int32)], 255)
-        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-        shift = np.float32([[1, 0, fu * w], [0, 1, fv * w]])
-        moved = cv2.warpAffine(image, shift, image.shape[1::-1], flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
-        out[mask > 0] = moved[mask > 0]
-    return out
+CENTRE = VIEWPORT_CENTRE
 
 
 def placed(mirror: bool, scale: float, dx: float, dy: float, roll_deg: float, light: float) -> np.ndarray:
@@ -101,8 +83,12 @@ def build_manifest(root: Path, sessions: int, seed: int) -> Path:
 
 
 MODELS = {
-    "levers on": lambda: GazeCalibration(fill_missing=True),
-    "levers off": lambda: GazeCalibration(fill_missing=True, group_targets=False, blink_ratio=None, trim=None),
+    "auto": lambda: GazeCalibration(fill_missing=True),
+    "sight": lambda: GazeCalibration(fill_missing=True, kind="sight"),
+    "sight alone": lambda: GazeCalibration(fill_missing=True, kind="sight", sight_corrections=False),
+    "one-stage": lambda: GazeCalibration(fill_missing=True, kind="one-stage"),
+    "levers off": lambda: GazeCalibration(fill_missing=True, kind="one-stage", group_targets=False,
+                                          blink_ratio=None, trim=None),
 }
 
 
@@ -128,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mean-target guess: {guess:.0f} px")
         for r in out["results"]:
             people = ", ".join(f"{p} {v:.0f}" for p, v in r["per_person_px"].items())
-            print(f"{r['protocol']:18s} {r['model']:10s} {r['mean_error_px']:6.1f} px  ({people})")
+            print(f"{r['protocol']:18s} {r['model']:12s} {r['mean_error_px']:6.1f} px  ({people})")
     return 0
 
 

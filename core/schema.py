@@ -84,9 +84,9 @@ STREAMS: dict[str, StreamSpec] = {
                 Column("flags", pa.int32(), "bits", "quality flags, see gazepref.schema.GazeFlag", False),
                 _EPOCH,
             ),
-            # eye_/head_/face_: the features of the estimate; drift_x/drift_y: the click drift
+            # eye_/head_/sight_/face_: the features of the estimate; drift_x/drift_y: the click drift
             # correction added to x/y (the tracker's own estimate is x - drift_x)
-            extra_prefixes=("eye_", "head_", "face_", "drift_"),
+            extra_prefixes=("eye_", "head_", "face_", "sight_", "drift_"),
         ),
         StreamSpec(
             "mouse",

@@ -1,18 +1,33 @@
 """Per-participant gaze calibration: eye features -> viewport CSS px.
 
-:class:`GazeCalibration` is a ridge regression on three standardised feature blocks:
+:class:`GazeCalibration` is built from four standardised feature blocks:
 
+* *sight*: where the eyes' line of sight meets the camera's plane (``sight_x_cm``,
+  ``sight_y_cm``, :mod:`.line_of_sight`): eye-in-head turn and head pose combined by geometry;
 * *eye*: iris position between the eye corners and lids, and eye openness (both eyes);
-* *head*: head pose (yaw, pitch, roll, position) and face position/size in the image, so head
-  movement is compensated rather than read as gaze;
+* *head*: head pose (yaw, pitch, roll, position) and face position/size in the image;
 * *appearance*: the small equalised eye patches (WebGazer's feature).
 
-The weights of the head and appearance blocks relative to the eye block (a block-wise ridge
-penalty) and the ridge penalty itself are chosen, separately for x and y, by cross-validation
-*inside the calibration data* (leave-one-session-out when sessions are given, else k-fold) on the
-squared error in px; the model is then refitted on all calibration samples. Without sessions the
-folds keep each target's frames together (frames of one dot share its fixation error and the
-head posture of that moment: split between folds they let CV reward memorising the dot).
+Two models (``kind``):
+
+* *sight* (rows with the sight columns): a ridge on the sight block (an affine map from the
+  camera's plane to the screen: the same in every posture), refined by a second ridge of the eye
+  and appearance blocks on its residuals. The eye and appearance features measure the eye's
+  turn *in the head*: when the head moves or turns while the person keeps looking at the same
+  point, they change (a head 5 cm to the side reads as gaze 5 cm to the side), so a model fitted
+  on them in one sitting learns that sitting's posture. The sight block carries the head's part
+  by geometry, which a calibration round (the head nearly still) could not teach.
+* *one-stage* (rows without the sight columns, e.g. recorded before they existed): one ridge on
+  the eye, head and appearance blocks; the head block learns head compensation from data, which
+  needs several sittings to learn from.
+
+Block weights (a block-wise ridge penalty) and the ridge penalty are chosen, separately for x and
+y, by cross-validation *inside the calibration data* (leave-one-session-out when sessions are
+given, else k-fold) on the squared error in px; the model is then refitted on all calibration
+samples. Without sessions the folds keep each target's frames together (frames of one dot share
+its fixation error and the head posture of that moment: split between folds they let CV reward
+memorising the dot). ``groups`` mean separate sittings: with two or more, the default ``kind``
+("auto") keeps whichever model predicts held-out sittings better.
 
 Two rejections guard the fit (both from first principles, no tuning to a data split):
 
@@ -48,12 +63,13 @@ from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 from sklearn.utils.validation import check_is_fitted
 
 from ..schema import GazeFlag
-from . import eye_features, head_pose
+from . import eye_features, head_pose, line_of_sight
 
 FORMAT = "gazepref.gaze-calibration/1"
 
 EYE_COLUMNS = tuple(c for e in eye_features.EYES for c in eye_features.geometry_columns(e.name))
 HEAD_COLUMNS = (*head_pose.COLUMNS, "face_x", "face_y", "face_size")
+SIGHT_COLUMNS = line_of_sight.COLUMNS
 GEOMETRY_COLUMNS = EYE_COLUMNS + HEAD_COLUMNS
 APPEARANCE_PREFIX = "_patch_"
 
@@ -61,10 +77,15 @@ _BOUNDS = ("feature_min", "feature_max", "target_min", "target_max")
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 DEFAULT_HEAD_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+DEFAULT_EYE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+#: the ``kind`` values of :class:`GazeCalibration`
+KINDS = ("auto", "sight", "one-stage")
 DEFAULT_APPEARANCE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 #: parameters added after the first saved models; a saved model without them was fitted with
 #: these values (the behaviour before they existed), so that is what loading it reports
-_LEGACY_PARAMS = {"group_targets": False, "blink_ratio": None, "trim": None, "max_trim_fraction": 0.1}
+_LEGACY_PARAMS = {"group_targets": False, "blink_ratio": None, "trim": None, "max_trim_fraction": 0.1,
+                  "kind": "one-stage", "sight_corrections": False,
+                  "eye_weights": DEFAULT_EYE_WEIGHTS}
 #: outlier threshold in robust standard deviations of the out-of-fold error (2-D): with Gaussian
 #: errors the squared norm is chi-square with 2 degrees of freedom, P(norm > t) = exp(-t^2 / 2),
 #: so t = sqrt(2 ln 1000) = 3.72 rejects 0.1 % of good frames
@@ -108,6 +129,17 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     trim : rows whose out-of-fold error exceeds this many robust standard deviations (norm over
         x and y) are left out and the model refitted (None: no trimming).
     max_trim_fraction : at most this fraction of the rows is trimmed (the largest errors).
+    kind : which model (:meth:`_fit_model`): ``"sight"`` (the line-of-sight model whenever the
+        rows have the ``sight_*_cm`` columns), ``"one-stage"`` (never: the eye, head and
+        appearance blocks, as for rows recorded before those columns existed) or ``"auto"``
+        (sight, unless ``groups`` name two or more sittings and the one-stage model has the
+        smaller leave-one-sitting-out error).
+    sight_corrections : with the line-of-sight columns (``sight_*_cm``) present, refine the
+        sight block with the eye and appearance blocks fitted to its residuals (a second stage,
+        weights from ``eye_weights`` and ``appearance_weights``, including none, chosen by CV;
+        see :meth:`_fit_model`). False: the sight block alone. The head block is never used
+        with the sight block (head movement enters by geometry).
+    eye_weights : scale factors tried for the eye block when it corrects the sight block.
     """
 
     def __init__(
@@ -123,6 +155,9 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         blink_ratio: float | None = 0.5,
         trim: float | None = TRIM_SIGMAS,
         max_trim_fraction: float = 0.1,
+        kind: str = "auto",
+        sight_corrections: bool = True,
+        eye_weights: Sequence[float] = DEFAULT_EYE_WEIGHTS,
     ) -> None:
         self.alphas = alphas
         self.head_weights = head_weights
@@ -135,6 +170,9 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         self.blink_ratio = blink_ratio
         self.trim = trim
         self.max_trim_fraction = max_trim_fraction
+        self.kind = kind
+        self.sight_corrections = sight_corrections
+        self.eye_weights = eye_weights
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, groups: Sequence[Any] | None = None) -> GazeCalibration:
@@ -142,13 +180,18 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         targets ``y`` (n x 2 px). ``groups`` (e.g. calibration session per row) select
         leave-one-group-out CV for the hyper-parameters. Rows with missing features are dropped.
         """
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown calibration kind {self.kind!r} (one of {', '.join(KINDS)})")
         frame = _as_frame(X)
         y = np.asarray(y, dtype=np.float64).reshape(len(frame), 2)
         blocks = {
+            "sight": list(SIGHT_COLUMNS) if self.kind != "one-stage" and set(SIGHT_COLUMNS) <= set(frame.columns) else [],
             "eye": [c for c in EYE_COLUMNS if c in frame.columns],
             "head": [c for c in HEAD_COLUMNS if c in frame.columns],
             "appearance": _appearance_columns(frame.columns) if self.use_appearance else [],
         }
+        if blocks["sight"] and not self.sight_corrections:  # the sight block alone
+            blocks = {**blocks, "eye": [], "head": [], "appearance": []}
         names = [c for cols in blocks.values() for c in cols]
         if not names:
             raise ValueError("no gaze feature columns (eye_*, head_*, face_*) in the calibration data")
@@ -165,7 +208,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         self.n_features_in_ = len(names)
         block_of = np.repeat(list(blocks), [len(c) for c in blocks.values()])
         self.n_blinks_rejected_ = int(blinks.sum())
-        fit = self._fit_arrays(values, y, groups_kept, blocks, block_of)
+        fit = self._fit_model(values, y, groups_kept, blocks, block_of)
         self.n_outliers_rejected_ = 0
         if self.trim is not None and len(values) >= 8:
             err = self._trim_errors(fit, values, y)
@@ -176,7 +219,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
                 ok[drop] = False
                 values, y = values[ok], y[ok]
                 groups_kept = None if groups_kept is None else groups_kept[ok]
-                fit = self._fit_arrays(values, y, groups_kept, blocks, block_of)
+                fit = self._fit_model(values, y, groups_kept, blocks, block_of)
                 self.n_outliers_rejected_ = int(len(drop))
         for k, v in fit.items():
             if not k.startswith("_"):
@@ -187,10 +230,94 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         self.n_samples_fit_ = int(len(values))
         return self
 
+    def _fit_model(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
+                   blocks: dict[str, list[str]], block_of: np.ndarray) -> dict[str, Any]:
+        """The fitted attributes (a dict) of the model for ``blocks``.
+
+        Without the sight block, the *one-stage* model: one ridge over the eye, head and
+        appearance blocks, their weights and alpha chosen by CV. With it, the *sight* model: see
+        :meth:`_fit_sight`. When ``groups`` name two or more sittings, both are fitted and the
+        one with the smaller leave-one-sitting-out error is kept (a held-out sitting shows what
+        head movement does to each, so there the data may decide; within one sitting it cannot,
+        and the sight model is kept on the strength of its geometry).
+        """
+        present = {k: bool(v) for k, v in blocks.items()}
+        one_stage_present = {**present, "sight": False}
+
+        def fit_one_stage() -> dict[str, Any]:
+            fit = self._fit_arrays(values, y, groups, block_of, self._block_weight_candidates(one_stage_present))
+            return {**fit, "model_kind_": "one-stage", "correction_alpha_": np.full(2, np.nan)}
+
+        if not present["sight"]:
+            return fit_one_stage()
+        sight = self._fit_sight(values, y, groups, block_of, present)
+        if self.kind == "sight" or groups is None or len(np.unique(groups)) < 2 or not (
+                present["eye"] or present["head"]):
+            return sight
+        one_stage = fit_one_stage()
+        folds = list(self._folds(y, groups))
+        sight_error = float(np.linalg.norm(self._sight_oof(sight, y, folds) - y, axis=1).mean())
+        return one_stage if one_stage["cv_error_px_"] < sight_error else {**sight, "cv_error_px_": sight_error}
+
+    def _fit_sight(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None, block_of: np.ndarray,
+                   present: dict[str, bool]) -> dict[str, Any]:
+        """The sight model, in two stages: (1) a ridge on the sight block alone (an affine map
+        from the camera's plane to the screen, alpha by CV); (2) with ``sight_corrections``, a
+        ridge on the eye and appearance blocks fitted to stage 1's residuals (weights,
+        including none, and alpha by CV), added to it. The head block is never used: head
+        movement enters by geometry. In one joint ridge the eye features, which follow the
+        gaze within a sitting as well as the sight block does, would take weight from it, and
+        with that weight the head compensation only the sight block carries; fitted to the
+        residuals they can only refine the eye-in-head part (a landmark's error, the iris
+        landmark's gain), which holds in any posture.
+        """
+        none = {"sight": 0.0, "eye": 0.0, "head": 0.0, "appearance": 0.0}
+        first = self._fit_arrays(values, y, groups, block_of, [{**none, "sight": 1.0}])
+        first.update(model_kind_="sight", correction_alpha_=np.full(2, np.nan))
+        if not (self.sight_corrections and (present["eye"] or present["appearance"])):
+            return first
+        residual = y - (values @ first["coef_"].T + first["intercept_"])
+        eyes = list(self.eye_weights) if present["eye"] else [0.0]
+        apps = list(self.appearance_weights) if present["appearance"] else [0.0]
+        second = self._fit_arrays(values, residual, groups, block_of,
+                                  [{**none, "eye": e, "appearance": a} for e in eyes for a in apps])
+        return {
+            **first,
+            "coef_": first["coef_"] + second["coef_"],
+            "intercept_": first["intercept_"] + second["intercept_"],
+            "eye_weight_": second["eye_weight_"],
+            "appearance_weight_": second["appearance_weight_"],
+            "correction_alpha_": second["alpha_"],
+            "cv_error_px_": second["cv_error_px_"],  # stage 2 out of fold, on stage 1's residuals
+            "_second": second["_chosen"],
+        }
+
+    def _sight_oof(self, fit: dict[str, Any], y: np.ndarray, folds: list) -> np.ndarray:
+        """Out-of-fold predictions of a sight model with its chosen hyper-parameters, both
+        stages refitted on each fold's training rows (so the comparison with the one-stage
+        model's out-of-fold error is fair: no stage sees the held-out rows)."""
+        z = fit["_z"]
+        pred = np.full_like(y, np.nan)
+        for train, test in folds:
+            zt = np.clip(z[test], *_bounds(z[train], self.clip))
+            for k in range(2):
+                cw1, a1 = fit["_chosen"][k]
+                c1, b1 = _ridge(z[train] * cw1, y[train][:, [k]], a1)
+                p = (zt * cw1) @ c1[0] + b1[0]
+                if "_second" in fit:
+                    cw2, a2 = fit["_second"][k]
+                    r = y[train, k] - ((z[train] * cw1) @ c1[0] + b1[0])
+                    c2, b2 = _ridge(z[train] * cw2, r[:, None], a2)
+                    p = p + (zt * cw2) @ c2[0] + b2[0]
+                lo, hi = _bounds(y[train][:, [k]], self.clip)
+                pred[test, k] = np.clip(p, lo[0], hi[0])
+        return pred
+
     def _fit_arrays(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
-                    blocks: dict[str, list[str]], block_of: np.ndarray) -> dict[str, Any]:
-        """Standardise, choose block weights and alpha (x and y apart) by CV, refit: the fitted
-        attributes as a dict (plus ``_z``, ``_col_weights``: what :meth:`_trim_errors` needs)."""
+                    block_of: np.ndarray, candidates: list[dict[str, float]]) -> dict[str, Any]:
+        """Standardise, choose among the block weight ``candidates`` and alpha (x and y apart) by
+        CV, refit: the fitted attributes as a dict (plus ``_z``, ``_chosen``: what
+        :meth:`_trim_errors` needs)."""
         mean = values.mean(axis=0)
         scale = values.std(axis=0)
         app = block_of == "appearance"
@@ -199,7 +326,6 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         scale = np.where(scale > 1e-9, scale, 1.0)
         z = (values - mean) / scale
 
-        candidates = self._block_weight_candidates({k: bool(v) for k, v in blocks.items()})
         alphas = np.asarray(self.alphas, dtype=np.float64)
         folds = list(self._folds(y, groups))
         col_weights = [np.array([cand[b] for b in block_of]) for cand in candidates]
@@ -218,6 +344,8 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             intercept[k] = b[0] - coef[k] @ mean
         return {
             "mean_": mean, "scale_": scale, "coef_": coef, "intercept_": intercept,
+            "sight_weight_": np.array([candidates[ci]["sight"] for ci, _ in best]),
+            "eye_weight_": np.array([candidates[ci]["eye"] for ci, _ in best]),
             "head_weight_": np.array([candidates[ci]["head"] for ci, _ in best]),
             "appearance_weight_": np.array([candidates[ci]["appearance"] for ci, _ in best]),
             "alpha_": np.array([alphas[ai] for _, ai in best]),
@@ -242,13 +370,14 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         return np.linalg.norm((r - np.median(r, axis=0)) / np.maximum(mad, 1e-9), axis=1)
 
     def _block_weight_candidates(self, present: dict[str, bool]) -> list[dict[str, float]]:
-        """Weight of each block per candidate; the eye block is the reference (weight 1)."""
+        """Weight of each block per candidate of the one-stage model (no sight block); the eye
+        block is the reference (weight 1)."""
         heads = list(self.head_weights) if present["head"] else [0.0]
         apps = list(self.appearance_weights) if present["appearance"] else [0.0]
-        cands = [{"eye": 1.0, "head": h, "appearance": a} for h in heads for a in apps]
+        cands = [{"sight": 0.0, "eye": 1.0, "head": h, "appearance": a} for h in heads for a in apps]
         if not present["eye"]:  # without eye geometry, some other block must carry the signal
             cands = [c for c in cands if c["head"] > 0 or c["appearance"] > 0] or [
-                {"eye": 1.0, "head": 1.0, "appearance": 1.0}]
+                {"sight": 0.0, "eye": 1.0, "head": 1.0, "appearance": 1.0}]
         return cands
 
     def _folds(self, y: np.ndarray, groups: np.ndarray | None):
@@ -311,6 +440,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             **{key: [float(v) if np.isfinite(v) else None for v in getattr(self, key + "_")]
                for key in _BOUNDS},
             "alpha": self.alpha_.tolist(),
+            "kind": self.model_kind_,
+            "correction_alpha": [float(v) if np.isfinite(v) else None for v in self.correction_alpha_],
+            "sight_weight": self.sight_weight_.tolist(),
+            "eye_weight": self.eye_weight_.tolist(),
             "head_weight": self.head_weight_.tolist(),
             "appearance_weight": self.appearance_weight_.tolist(),
             "cv_error_px": self.cv_error_px_,
@@ -333,6 +466,11 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             inf = np.inf if key.endswith("max") else -np.inf
             setattr(model, key + "_", np.array([inf if v is None else v for v in d[key]], dtype=np.float64))
         model.alpha_ = np.asarray(d["alpha"], dtype=np.float64)
+        model.model_kind_ = str(d.get("kind", "one-stage"))
+        model.correction_alpha_ = np.asarray([np.nan if v is None else v for v in d.get("correction_alpha", [None, None])],
+                                             dtype=np.float64)
+        model.sight_weight_ = np.asarray(d.get("sight_weight", [0.0, 0.0]), dtype=np.float64)
+        model.eye_weight_ = np.asarray(d.get("eye_weight", [1.0, 1.0]), dtype=np.float64)
         model.head_weight_ = np.asarray(d["head_weight"], dtype=np.float64)
         model.appearance_weight_ = np.asarray(d["appearance_weight"], dtype=np.float64)
         model.cv_error_px_ = float(d["cv_error_px"])

@@ -74,6 +74,12 @@ class FaceMeshRunner:
     def close(self) -> None:
         self._mesh.close()
 
+    def __enter__(self) -> FaceMeshRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def process(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Landmarks (N x 2 px) of each face found in an RGB ``uint8`` image.
 

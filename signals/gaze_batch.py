@@ -15,7 +15,7 @@ from sklearn.model_selection import KFold
 from .. import UserError
 from ..store import required_columns
 from ..schema import GazeFlag
-from .calibration import GazeCalibration
+from .calibration import KINDS, GazeCalibration
 from .gaze_session import UNUSABLE
 from .webcam import GazeTracker
 
@@ -273,14 +273,15 @@ def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out") -
     return [(i, np.isin(idx, train), np.isin(idx, test)) for i, (train, test) in enumerate(folds)]
 
 
-def _split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
-                       make_model: Callable[[], GazeCalibration], protocol: str,
-                       ) -> list[tuple[Any, np.ndarray, np.ndarray]]:
-    """(split name, predict mask, predictions of those rows) per split of :func:`protocol_splits`.
+def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
+                      make_model: Callable[[], GazeCalibration], protocol: str,
+                      ) -> list[tuple[Any, np.ndarray, np.ndarray, str | None]]:
+    """(split name, predict mask, predictions of those rows, the fitted model's kind: "sight",
+    "one-stage" or None for the mean guess) per split of :func:`protocol_splits`.
 
     Calibration rows are the usable ones (face found, eyes open); with rows of several sessions
-    the model's hyper-parameters are chosen leave-one-session-out, within one session by folds
-    over its targets. Too few usable calibration rows: the calibration targets' mean is the guess.
+    (sittings) the model's hyper-parameters, and whether the sight or the one-stage model is
+    kept, are chosen leave-one-session-out, within one session by folds over its targets. Too few usable calibration rows: the calibration targets' mean is the guess.
     """
     usable = (features["flags"].to_numpy(dtype=np.int64) & UNUSABLE) == 0
     out = []
@@ -292,32 +293,35 @@ def _split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np
             model.fit(features[fit_rows], targets[fit_rows],
                       groups=groups if len(pd.unique(groups)) >= 2 else None)
         except ValueError:  # too few usable calibration samples
-            out.append((name, test, np.tile(targets[train].mean(axis=0), (int(test.sum()), 1))))
+            out.append((name, test, np.tile(targets[train].mean(axis=0), (int(test.sum()), 1)), None))
             continue
-        out.append((name, test, model.predict(features[test])))
+        out.append((name, test, model.predict(features[test]), getattr(model, "model_kind_", None)))
     return out
 
 
-def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.ndarray]],
+def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.ndarray, str | None]],
                   protocol: str) -> dict[str, Any]:
-    """One person's figures from :func:`_split_predictions`.
+    """One person's figures from :func:`split_predictions`.
 
     ``leave-session-out``: every row is predicted once; ``error_px`` is the mean over rows.
     ``one-round``: each session calibrates once and the other sessions' rows are predicted;
     ``error_px`` is the mean over calibrating sessions of each one's mean error (every round
     counts the same, however many rows the others have); ``rounds`` lists them.
-    ``median_error_px``: the median over all predictions made.
+    ``median_error_px``: the median over all predictions made. ``models``: how many of the
+    fitted calibrations were of each kind (:attr:`.GazeCalibration.model_kind_`).
     """
-    errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p in splits]
+    errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p, _ in splits]
     pooled = np.concatenate(errs) if errs else np.empty(0)
     pooled = pooled[np.isfinite(pooled)]
-    out: dict[str, Any] = {"error_px": None, "median_error_px": None}
+    kinds = [k for *_, k in splits if k is not None]
+    out: dict[str, Any] = {"error_px": None, "median_error_px": None,
+                           "models": {k: kinds.count(k) for k in sorted(set(kinds))}}
     if not len(pooled):
         return out
     out["median_error_px"] = float(np.median(pooled))
     if protocol == "one-round":
         rounds = [{"session": str(name), "error_px": float(np.nanmean(e)) if np.isfinite(e).any() else None,
-                   "n_predicted": int(np.isfinite(e).sum())} for (name, _, _), e in zip(splits, errs)]
+                   "n_predicted": int(np.isfinite(e).sum())} for (name, *_), e in zip(splits, errs)]
         per_round = [r["error_px"] for r in rounds if r["error_px"] is not None]
         out["error_px"] = float(np.mean(per_round))
         out["rounds"] = rounds
@@ -328,17 +332,21 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
 
 def evaluate_manifest(path: str | Path, progress: Callable | None = None,
                       make_model: Callable[[], GazeCalibration] | None = None,
-                      protocol: str = "leave-session-out") -> dict[str, Any]:
+                      protocol: str = "leave-session-out", kind: str = "auto") -> dict[str, Any]:
     """Calibration accuracy per person on a manifest of images with known targets.
 
     ``protocol`` (:func:`protocol_splits`): ``leave-session-out`` calibrates on all of a
     person's other sessions and predicts each session; ``one-round`` calibrates on one session
-    alone and predicts the others, averaged over which session calibrates.
+    alone and predicts the others, averaged over which session calibrates. ``kind``: the
+    :class:`.GazeCalibration` model (ignored with ``make_model``).
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
     manifest = read_manifest(path)
-    make_model = make_model or (lambda: GazeCalibration(fill_missing=True))
+    if kind not in KINDS:
+        raise UserError(f"unknown calibration model {kind!r} (one of {', '.join(KINDS)})")
+    custom = make_model is not None
+    make_model = make_model or (lambda: GazeCalibration(fill_missing=True, kind=kind))
     per_person: dict[str, dict[str, Any]] = {}
     found_total = 0
     unreadable: list[str] = []
@@ -347,7 +355,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         unreadable += bad
         targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
         sessions = rows["session"].to_numpy()
-        splits = _split_predictions(features, targets, sessions, make_model, protocol)
+        splits = split_predictions(features, targets, sessions, make_model, protocol)
         found = int(((features["flags"].astype(int) & GazeFlag.NO_FACE) == 0).sum())
         found_total += found
         per_person[str(person)] = {
@@ -361,6 +369,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     errors = [p["error_px"] for p in per_person.values() if p["error_px"] is not None]
     return {
         "protocol": protocol,
+        "model": None if custom else kind,
         "mean_error_px": float(np.mean(errors)) if errors else None,  # over the people with predictions
         "per_person": per_person,
         "face_found_ratio": found_total / len(manifest),

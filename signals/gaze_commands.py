@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("manifest", help="CSV manifest")
     p.add_argument("--protocol", choices=("leave-session-out", "one-round"), default="leave-session-out",
                    help="what calibrates: all of a person's other sessions (default) or one session alone")
+    p.add_argument("--model", choices=("auto", "sight", "one-stage"), default="auto",
+                   help="the calibration model: auto (default; the line-of-sight model, or where "
+                        "several sessions calibrate, whichever predicts held-out sessions better), "
+                        "sight, or one-stage (eye features and head pose, as before line of sight)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_evaluate)
 
@@ -62,14 +66,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .gaze_batch import evaluate_manifest
 
-    result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol)
+    result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol, kind=args.model)
     if args.json:
         emit(result, True)
     else:
         emit({k: v for k, v in result.items() if k != "per_person"}, False)
         for person, r in result["per_person"].items():
             err = "no prediction" if r["error_px"] is None else f"{r['error_px']:.1f} px"
-            print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions")
+            models = ", ".join(f"{k} {n}" for k, n in r["models"].items())
+            print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions"
+                  + (f" (models: {models})" if models else ""))
             for rnd in r.get("rounds", []):
                 e = "no prediction" if rnd["error_px"] is None else f"{rnd['error_px']:.1f} px"
                 print(f"    calibrated on {rnd['session']}: {e} over {rnd['n_predicted']} images")

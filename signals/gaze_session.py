@@ -56,7 +56,11 @@ def calibrate(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, floa
 def calibration_summary(model: GazeCalibration) -> dict[str, Any]:
     """JSON-ready facts about a fitted calibration (for ``store.Calibration.result``)."""
     return {"n_samples": model.n_samples_fit_, "cv_error_px": model.cv_error_px_,
+            # "sight": the line-of-sight model (head movement by geometry); "one-stage": eye
+            # features and head pose in one ridge (rows recorded before the sight columns)
+            "model": getattr(model, "model_kind_", "one-stage"),
             "alpha": model.alpha_.tolist(), "head_weight": model.head_weight_.tolist(),
+            "eye_weight": getattr(model, "eye_weight_", np.ones(2)).tolist(),
             "appearance_weight": model.appearance_weight_.tolist(),
             # rows left out of the fit: eyes nearly shut, or disagreeing with the rest of the round
             "n_blinks_rejected": getattr(model, "n_blinks_rejected_", 0),

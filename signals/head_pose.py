@@ -80,9 +80,14 @@ class HeadPoseEstimator:
     def __init__(self) -> None:
         self._rvec: np.ndarray | None = None
         self._tvec: np.ndarray | None = None
+        #: the last picture's pose (model -> camera): 3 x 3 rotation, translation (3,) in cm;
+        #: None when it could not be solved
+        self.rotation: np.ndarray | None = None
+        self.translation: np.ndarray | None = None
 
     def reset(self) -> None:
         self._rvec = self._tvec = None
+        self.rotation = self.translation = None
 
     def estimate(self, pts: np.ndarray, width: int, height: int) -> dict[str, float]:
         """Head pose from landmark pixel coordinates ``pts`` (N x 2) of a ``width`` x ``height`` image.
@@ -105,4 +110,5 @@ class HeadPoseEstimator:
             return dict.fromkeys(COLUMNS, float("nan"))
         self._rvec, self._tvec = rvec, tvec
         rotation, _ = cv2.Rodrigues(rvec)
+        self.rotation, self.translation = rotation, tvec.ravel()
         return dict(zip(COLUMNS, (*euler_angles(rotation), tx, ty, tz)))

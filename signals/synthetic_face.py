@@ -1,6 +1,7 @@
 """Webcam-like frames of a real face for tests and benchmarks: the astronaut photo shipped with
 scikit-image (``skimage.data.astronaut()``; scikit-image is in the ``test`` extra), pasted on a
-grey background, scaled and moved. Nothing here is used by the pipeline itself."""
+grey background, scaled and moved, and (:func:`look`) with its eyes turned to a point on a
+screen. Nothing here is used by the pipeline itself."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -66,3 +67,49 @@ def jpeg(image: np.ndarray, quality: int = 85) -> bytes:
     if not ok:
         raise ValueError("could not encode the frame as JPEG")
     return buf.tobytes()
+
+
+#: MediaPipe face-mesh eye-opening contours (image-left corner first)
+EYE_CONTOURS = (
+    ((33, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)),
+    ((362, 263), (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)),
+)
+#: the simulated camera and screen of :func:`look` (the pipeline is told none of it): focal length
+#: (px, for a 640 px wide picture: a ~65 deg webcam), CSS px per cm, the camera's height above the
+#: viewport's top edge (cm, centred), the viewport's centre (CSS px), the outer eye corners' span
+#: (cm), the iris's distance from the eye's centre of rotation (eye widths: ~1.2 cm for ~3 cm)
+FOCAL_PX, PX_PER_CM, CAMERA_ABOVE_CM, VIEWPORT_CENTRE = 500.0, 45.0, 1.0, (775.0, 475.0)
+EYE_SPAN_CM, IRIS_EYE_WIDTHS = 9.0, 0.4
+
+
+def screen_cm(gaze: tuple[float, float]) -> tuple[float, float]:
+    """A viewport point (CSS px) in camera axes (cm; x image right, y down, in the camera's plane)."""
+    return -(gaze[0] - VIEWPORT_CENTRE[0]) / PX_PER_CM, CAMERA_ABOVE_CM + gaze[1] / PX_PER_CM
+
+
+def look(image: np.ndarray, pts: np.ndarray, gaze: tuple[float, float]) -> np.ndarray:
+    """``image`` with the contents of both eye openings (iris and sclera, inside the eye-contour
+    landmarks ``pts`` of the face as it is) moved as an eye turning to look at ``gaze`` (viewport
+    CSS px) would move its iris, seen from where the picture puts the eye: its distance from the
+    eye span (``EYE_SPAN_CM`` at ``FOCAL_PX``), its side and height from its place in the picture.
+    So a face further to one side turns its eyes further to look at the same point, as a
+    person's would. Lids and head do not follow the gaze."""
+    import cv2
+
+    out = image.copy()
+    h, w_img = image.shape[:2]
+    depth = FOCAL_PX * EYE_SPAN_CM / float(np.linalg.norm(pts[263] - pts[33]))
+    tx, ty = screen_cm(gaze)
+    for (a, b), contour in EYE_CONTOURS:
+        w = float(np.linalg.norm(pts[b] - pts[a]))
+        ex, ey = ((pts[a] + pts[b]) / 2 - (w_img / 2, h / 2)) * depth / FOCAL_PX
+        fu = IRIS_EYE_WIDTHS * np.sin(np.arctan2(tx - ex, depth))
+        fv = IRIS_EYE_WIDTHS * np.sin(np.arctan2(ty - ey, depth))
+        mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(pts[list(contour)]).astype(np.int32)], 255)
+        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        shift = np.float32([[1, 0, fu * w], [0, 1, fv * w]])
+        moved = cv2.warpAffine(image, shift, image.shape[1::-1], flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+        out[mask > 0] = moved[mask > 0]
+    return out

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from ..schema import GazeFlag
-from . import eye_features, head_pose
+from . import eye_features, head_pose, line_of_sight
 from .face_mesh import FaceCounter, FaceMeshRunner, distinct_boxes
 from .frame_decode import FrameError, decode_jpeg
 
@@ -61,13 +61,14 @@ def feature_columns(patch_size: tuple[int, int] | None = eye_features.PATCH_SIZE
     if patch_size is not None:
         for eye in eye_features.EYES:
             cols += eye_features.patch_columns(eye.name, patch_size)
-    return cols + list(head_pose.COLUMNS) + list(FACE_COLUMNS)
+    return cols + list(head_pose.COLUMNS) + list(line_of_sight.COLUMNS) + list(FACE_COLUMNS)
 
 
 #: face-mesh indices every landmark-derived feature reads (eye geometry, head pose, face size):
 #: what a page computing landmarks sends of the 478 (MediaPipe's numbering)
 SAMPLE_LANDMARKS: tuple[int, ...] = tuple(sorted(
-    {i for eye in eye_features.EYES for i in eye_features._gather(eye)} | set(head_pose.LANDMARKS) | {33, 263}))
+    {i for eye in eye_features.EYES for i in eye_features._gather(eye)} | set(head_pose.LANDMARKS) | {33, 263}
+    | {i for eye in line_of_sight.EYE_POINTS for i in eye}))
 _N_LANDMARKS = 478
 _SAMPLE_INDEX = np.array(SAMPLE_LANDMARKS)
 
@@ -258,6 +259,7 @@ class GazeTracker:
                 if patch is not None:
                     row.update(zip(columns, np.asarray(patch).tolist()))
         row.update(self._pose.estimate(pts, w, h))
+        row.update(line_of_sight.sight_point(pts, w, h, self._pose.rotation, self._pose.translation))
 
         th = self.thresholds
         if row["face_brightness"] < th.too_dark:

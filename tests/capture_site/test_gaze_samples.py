@@ -122,8 +122,13 @@ def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(b
     assert np.allclose(got, want, atol=2e-3, rtol=1e-4), [(c, float(d)) for c, d in zip(cols, np.abs(got - want).max(0)) if d > 2e-3]
     assert np.allclose(gz[["head_yaw", "head_pitch", "head_roll"]].to_numpy(float),
                        [[r["head_yaw"], r["head_pitch"], r["head_roll"]] for r in ref], atol=0.2)
-    # the page's rounding (landmarks 0.01 px, patches 1e-4) moves the estimate by a few px (9 here)
-    assert np.allclose(gz[["x", "y"]].to_numpy(float), [[r["x"], r["y"]] for r in ref], atol=15.0)
+    # the sight point reads the iris landmark against an eye of ~5 px radius in this 320 px
+    # picture: the page's 0.01 px rounding moves it by up to ~0.05 cm
+    assert np.allclose(gz[["sight_x_cm", "sight_y_cm"]].to_numpy(float),
+                       [[r["sight_x_cm"], r["sight_y_cm"]] for r in ref], atol=0.1)
+    # ... and the estimate by some px: these calibration pictures move the face, not the eyes, so
+    # the fitted gains are arbitrary (here ~75 px per cm of sight); 36 px at most here
+    assert np.allclose(gz[["x", "y"]].to_numpy(float), [[r["x"], r["y"]] for r in ref], atol=50.0)
     assert (gz["flags"].to_numpy(int) == [int(r["flags"]) for r in ref]).all()
 
 

@@ -21,6 +21,8 @@ from gazepref.signals.calibration import GazeCalibration
 from gazepref.signals.gaze_batch import evaluate_manifest, image_features, protocol_splits, read_manifest, rows_to_table
 from gazepref.signals.gaze_session import UNUSABLE
 from gazepref.signals.gaze_recalibrate import reestimate, reestimate_participant
+from gazepref.signals.face_mesh import FaceMeshRunner
+from gazepref.signals.synthetic_face import look
 from gazepref.signals.webcam import GazeTracker
 
 TARGETS = [(x, y) for y in (100, 350, 600, 850) for x in (100, 550, 1000, 1450)]  # 16-point grid
@@ -34,19 +36,21 @@ def run_cli(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory, face_frame):
+    """Two people (the astronaut, mirrored), three sessions each at a different place, size and
+    brightness, one image per target of a 16-point grid with the eyes turned to the target
+    (``synthetic_face.look``)."""
     root = tmp_path_factory.mktemp("manifest")
     (root / "img").mkdir()
     rows = []
-    for person, mirror in (("p1", False), ("p2", True)):
-        for session, (offset, light) in enumerate(((0, 1.0), (6, 0.85), (-6, 1.1))):
-            for i, (x, y) in enumerate(TARGETS):
-                dx = (x - 775) / 12 + offset
-                dy = (y - 475) / 12
-                image = face_frame(scale=0.9 + (x - 775) / 8000, dx=dx, dy=dy, size=(640, 480),
-                                   brightness=light, mirror=mirror)
-                name = f"img/{person}_s{session}_{i:02d}.jpg"
-                cv2.imwrite(str(root / name), image)
-                rows.append({"image": name, "x": x, "y": y, "person": person, "session": f"s{session}"})
+    with FaceMeshRunner(static_image_mode=True) as mesh:
+        for person, mirror in (("p1", False), ("p2", True)):
+            for session, (dx, scale, light) in enumerate(((0, 1.25, 1.0), (25, 1.15, 0.85), (-25, 1.35, 1.1))):
+                face = face_frame(scale=scale, dx=dx, size=(640, 480), brightness=light, mirror=mirror)
+                pts = mesh.process(cv2.cvtColor(face, cv2.COLOR_BGR2RGB))[0]
+                for i, (x, y) in enumerate(TARGETS):
+                    name = f"img/{person}_s{session}_{i:02d}.jpg"
+                    cv2.imwrite(str(root / name), look(face, pts, (x, y)))
+                    rows.append({"image": name, "x": x, "y": y, "person": person, "session": f"s{session}"})
     path = root / "manifest.csv"
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["image", "x", "y", "person", "session"])

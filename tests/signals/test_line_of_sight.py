@@ -1,0 +1,108 @@
+"""Line of sight: where the eyes' optical axes meet the camera's plane follows what is looked at,
+not where the head is (simulated 3-D face of :mod:`gazepref.signals.synthetic_gaze`, whose eye
+model and camera differ from the ones :mod:`gazepref.signals.line_of_sight` assumes)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gazepref.signals import line_of_sight
+from gazepref.signals import synthetic_gaze as sg
+from gazepref.signals.eye_features import EYES, eye_geometry
+from gazepref.signals.head_pose import HeadPoseEstimator
+
+#: (head position cm, head yaw/pitch/roll deg): to the sides, nearer, further, turned, tilted
+POSTURES = [
+    ((0, 10, 60), (0, 0, 0)), ((6, 8, 60), (0, 0, 0)), ((-6, 14, 60), (0, 0, 0)), ((0, 10, 48), (0, 0, 0)),
+    ((0, 10, 72), (0, 0, 0)), ((0, 10, 60), (8, 0, 0)), ((0, 10, 60), (-8, 0, 0)), ((0, 10, 60), (0, 8, 0)),
+    ((0, 10, 60), (0, -8, 0)), ((3, 12, 55), (5, -5, 4)),
+]
+TARGET = (1000.0, 600.0)
+
+
+def sight(pts: np.ndarray) -> np.ndarray:
+    pose = HeadPoseEstimator()
+    pose.estimate(pts, *sg.PICTURE)
+    point = line_of_sight.sight_point(pts, *sg.PICTURE, pose.rotation, pose.translation)
+    return np.array([point[c] for c in line_of_sight.COLUMNS])
+
+
+def iris(pts: np.ndarray) -> np.ndarray:
+    """The eye-in-head features a one-stage model reads: mean iris offsets of both eyes."""
+    g = [eye_geometry(pts, e) for e in EYES]
+    return np.array([np.mean([d[f"eye_{e.name}_iris_u"] for d, e in zip(g, EYES)]),
+                     np.mean([d[f"eye_{e.name}_iris_v"] for d, e in zip(g, EYES)])])
+
+
+def look(target, position=(0, 10, 60), angles=(0, 0, 0)) -> np.ndarray:
+    return sg.landmarks(sg.Person(), sg.rotation(*angles), np.array(position, float), target)
+
+
+def gain_per_cm(feature, at=look) -> np.ndarray:
+    """Change of ``feature`` per cm of target movement on the screen (x, y), frontal posture."""
+    dx = (feature(at((TARGET[0] + 450, TARGET[1]))) - feature(at((TARGET[0] - 450, TARGET[1]))))[0]
+    dy = (feature(at((TARGET[0], TARGET[1] + 225))) - feature(at((TARGET[0], TARGET[1] - 225))))[1]
+    return np.abs([dx / (900 / sg.PX_PER_CM), dy / (450 / sg.PX_PER_CM)])
+
+
+def test_sight_is_in_cm_of_the_plane():
+    """Moving the target by 1 cm moves the sight point by about 1 cm in the pipeline's units, in
+    the direction the camera sees. Not exactly: the simulated camera's focal length (500 px) is
+    not the assumed one (640 px: depths come out 1.28 x too large) and its iris sits 1.2 cm from
+    the eye's centre, not 1.05 cm (turns read 1.14 x too large); the calibration's gain absorbs
+    both. With the pipeline's own camera and eye the gain is ~1."""
+    assert gain_per_cm(sight) == pytest.approx(1.28 * 1.14, rel=0.2)
+    own = sg.Person(iris_radius_cm=line_of_sight.IRIS_RADIUS_CM)
+    g = gain_per_cm(sight, lambda t: sg.landmarks(own, np.eye(3), np.array([0.0, 10.0, 60.0]), t, focal_px=640))
+    assert g == pytest.approx(1.0, rel=0.15)
+    left, right = sight(look((300, 475))), sight(look((1250, 475)))
+    assert left[0] > right[0]  # the viewport's left is the camera picture's right
+
+
+def test_sight_stays_when_the_head_moves_and_the_gaze_does_not():
+    """Looking at one point from ten postures (6 cm to the sides, 12 cm nearer or further,
+    turned or tilted by 8 deg): in cm of target movement, the sight point spreads less than half
+    as far as the iris-in-eye features a one-stage model reads (measured: 2.2 against 5.3 cm).
+    Not all the way to zero: the gains above differ for the eye's turn and the head's place, and
+    no single sitting can tell them apart (docs/gaze.md, "Accuracy")."""
+    pictures = [look(TARGET, p, a) for p, a in POSTURES]
+    spread = {}
+    for feature in (sight, iris):
+        values = np.array([feature(p) for p in pictures]) / gain_per_cm(feature)  # cm of target movement
+        spread[feature.__name__] = float(np.max(np.linalg.norm(values - values.mean(axis=0), axis=1)))
+    assert spread["iris"] > 4.0
+    assert spread["sight"] < 0.5 * spread["iris"]
+
+
+def test_no_pose_no_sight():
+    pts = look(TARGET)
+    assert all(math.isnan(v) for v in line_of_sight.sight_point(pts, *sg.PICTURE, None, None).values())
+    pose = HeadPoseEstimator()
+    pose.estimate(pts, *sg.PICTURE)
+    missing = pts.copy()
+    missing[[468, 473]] = np.nan  # no iris landmarks: no eye to follow
+    assert all(math.isnan(v) for v in line_of_sight.sight_point(missing, *sg.PICTURE, pose.rotation,
+                                                                   pose.translation).values())
+
+
+def test_one_eye_is_enough():
+    pts = look(TARGET)
+    pose = HeadPoseEstimator()
+    pose.estimate(pts, *sg.PICTURE)
+    both = sight(pts)
+    one = pts.copy()
+    one[473] = np.nan
+    single = line_of_sight.sight_point(one, *sg.PICTURE, pose.rotation, pose.translation)
+    assert np.isfinite(list(single.values())).all()
+    assert np.linalg.norm(np.array(list(single.values())) - both) < 3.0  # the two eyes agree within a few cm
+
+
+def test_the_tracker_rows_carry_the_sight_point():
+    from gazepref.signals.webcam import FaceSample, GazeTracker, feature_columns
+
+    pts = look(TARGET)
+    row = GazeTracker(patch_size=None).process_sample(FaceSample(pts, *sg.PICTURE, tuple(pts[:468].mean(axis=0)), 1))
+    assert set(line_of_sight.COLUMNS) <= set(feature_columns(None))
+    assert np.array([row[c] for c in line_of_sight.COLUMNS]) == pytest.approx(sight(pts), abs=1e-6)
