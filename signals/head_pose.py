@@ -63,6 +63,15 @@ def _camera(width: int, height: int) -> np.ndarray:
     return m
 
 
+def rotation_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
+    """The rotation R = Ry(yaw) @ Rx(pitch) @ Rz(roll) (degrees; the inverse of :func:`euler_angles`)."""
+    y, p, r = (math.radians(v) for v in (yaw_deg, pitch_deg, roll_deg))
+    ry = np.array([[math.cos(y), 0.0, math.sin(y)], [0.0, 1.0, 0.0], [-math.sin(y), 0.0, math.cos(y)]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(p), -math.sin(p)], [0.0, math.sin(p), math.cos(p)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0], [0.0, 0.0, 1.0]])
+    return ry @ rx @ rz
+
+
 def euler_angles(rotation: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of a rotation matrix, R = Ry(yaw) @ Rx(pitch) @ Rz(roll).
 

@@ -16,7 +16,9 @@ Model (a standard geometric eye model; anatomical constants, nothing fitted here
   in the image (the centre of rotation lies ~13.5 mm behind the corneal apex, the canthi
   ~8-10 mm behind it);
 * the iris centre (the landmark) lies on that sphere, :data:`IRIS_RADIUS_CM` from the centre
-  (apparent pupil ~3 mm behind the apex of a ~13.5 mm eye);
+  (apparent pupil ~3 mm behind the apex of a ~13.5 mm eye). Face Mesh's own depth agrees: on
+  the astronaut photo (:mod:`.synthetic_gaze`) it puts the iris landmark 0.52 cm in front of
+  the outer corner, which with this radius puts the centre 0.53 cm behind it;
 * the camera is the pinhole of :func:`.head_pose.camera_matrix` and the head pose is the one of
   :mod:`.head_pose`, so depths share its scale (a wrong focal length scales all depths and
   lateral positions together, and the calibration's px-per-cm absorbs it).

@@ -28,6 +28,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from . import head_pose
 from .webcam import FaceSample, GazeTracker
 
 #: the simulated camera: focal length (px) of a 640 x 480 picture (a ~65 deg webcam)
@@ -69,13 +70,8 @@ def face_model() -> np.ndarray:
     return ((pts - (a + b) / 2) @ axes.T) * (EYE_SPAN_CM / np.linalg.norm(b - a))
 
 
-def rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
-    """Head -> camera rotation, R = Ry(yaw) Rx(pitch) Rz(roll) (the convention of :mod:`.head_pose`)."""
-    y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
-    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    return ry @ rx @ rz
+#: head -> camera rotation from yaw, pitch, roll (deg), the convention of :mod:`.head_pose`
+rotation = head_pose.rotation_matrix
 
 
 def screen_point_cm(target_px: tuple[float, float] | np.ndarray) -> np.ndarray:

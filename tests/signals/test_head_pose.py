@@ -111,3 +111,20 @@ def test_still_images_start_cold(face_frame):
         after_a = t1.process_image(b)
         alone = t2.process_image(b)
     assert [after_a[c] for c in head_pose.COLUMNS] == [alone[c] for c in head_pose.COLUMNS]
+
+
+@pytest.mark.parametrize("angles", [(0, 0, 0), (12, -7, 4), (-20, 15, -9), (33, 5, 60)])
+def test_rotation_matrix_inverts_euler_angles(angles):
+    r = head_pose.rotation_matrix(*angles)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(head_pose.euler_angles(r), angles, atol=1e-9)
+    rvec, _ = cv2.Rodrigues(r)
+    est = head_pose.HeadPoseEstimator()
+    pts = np.zeros((478, 2))
+    cam = head_pose.camera_matrix(640, 480)
+    pts[list(head_pose.LANDMARKS)] = cv2.projectPoints(head_pose._MODEL, rvec, np.array([[2.0], [-1.0], [55.0]]),
+                                                       cam, None)[0].reshape(-1, 2)
+    pose = est.estimate(pts, 640, 480)
+    assert [pose["head_yaw"], pose["head_pitch"], pose["head_roll"]] == pytest.approx(angles, abs=1e-3)
+    np.testing.assert_allclose(est.rotation, r, atol=1e-5)
+    np.testing.assert_allclose(est.translation, [2.0, -1.0, 55.0], atol=1e-3)
