@@ -176,9 +176,11 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, groups: Sequence[Any] | None = None) -> GazeCalibration:
-        """Fit on feature rows ``X`` (DataFrame or dicts with eye_/head_/face_ columns) and
-        targets ``y`` (n x 2 px). ``groups`` (e.g. calibration session per row) select
-        leave-one-group-out CV for the hyper-parameters. Rows with missing features are dropped.
+        """Fit on feature rows ``X`` (DataFrame or dicts with eye_/head_/sight_/face_ columns)
+        and targets ``y`` (n x 2 px). ``groups``: the sitting (session) of each row, for
+        leave-one-sitting-out CV of the hyper-parameters and, with ``kind="auto"``, of the model;
+        not the rounds of one sitting (they cannot show what head movement does). Rows with
+        missing features are dropped.
         """
         if self.kind not in KINDS:
             raise ValueError(f"unknown calibration kind {self.kind!r} (one of {', '.join(KINDS)})")
@@ -194,7 +196,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             blocks = {**blocks, "eye": [], "head": [], "appearance": []}
         names = [c for cols in blocks.values() for c in cols]
         if not names:
-            raise ValueError("no gaze feature columns (eye_*, head_*, face_*) in the calibration data")
+            raise ValueError("no gaze feature columns (eye_*, head_*, sight_*, face_*) in the calibration data")
         values = frame[names].to_numpy(dtype=np.float64)
         keep = np.isfinite(values).all(axis=1) & np.isfinite(y).all(axis=1)
         blinks = keep & blink_rows(frame, self.blink_ratio)

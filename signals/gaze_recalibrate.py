@@ -1,7 +1,7 @@
 """Re-estimate stored gaze from its eye features with another calibration.
 
-Gaze samples keep the features they were estimated from (``eye_*``, ``head_*``, ``face_*``
-columns of the ``gaze`` stream), so a finished study can be re-mapped with a better model or a
+Gaze samples keep the features they were estimated from (``eye_*``, ``head_*``, ``sight_*``,
+``face_*`` columns of the ``gaze`` stream), so a finished study can be re-mapped with a better model or a
 different calibration set. Nothing stored is changed: the functions return new tables.
 """
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from ..schema import GazeFlag
 from .calibration import GazeCalibration
@@ -37,8 +38,10 @@ def calibrate(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, floa
     """Fit a calibration on ``points``: a list of (target (x, y) px, tracker rows at it).
 
     ``rounds``: per point, the calibration round it came from; with two or more rounds the
-    hyper-parameters are chosen leave-one-round-out. Raises ValueError when too few samples
-    are usable.
+    hyper-parameters are chosen leave-one-round-out. Rounds of one sitting do not choose the
+    model: an ``auto`` model is fitted as ``sight`` (the head barely moves between them, so they
+    cannot show which model holds when it does). Raises ValueError when too few samples are
+    usable.
     """
     rows, targets, groups = [], [], []
     for i, (target, samples) in enumerate(points):
@@ -49,6 +52,8 @@ def calibrate(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, floa
     if len(rows) < 4:
         raise ValueError(f"only {len(rows)} usable calibration samples (face found, eyes open); need at least 4")
     model = model if model is not None else GazeCalibration()
+    if rounds is not None and model.kind == "auto":
+        model = clone(model).set_params(kind="sight")
     return model.fit(pd.DataFrame(rows), np.asarray(targets, dtype=np.float64),
                      groups=groups if rounds is not None else None)
 

@@ -9,8 +9,8 @@ holds from one check to the next. Still images ask the mesh itself for up to two
 
 :meth:`GazeTracker.process_jpeg` / :meth:`GazeTracker.process_image` return a *row*: a dict whose
 keys are the ``gaze`` stream's columns (``t``, ``x``, ``y``, ``confidence``, ``flags``) plus the
-extra feature columns ``eye_*``, ``head_*``, ``face_*`` (see :mod:`.eye_features`,
-:mod:`.head_pose` and :data:`FACE_COLUMNS`). ``x``/``y`` are NaN until a calibration is set.
+extra feature columns ``eye_*``, ``head_*``, ``sight_*``, ``face_*`` (see :mod:`.eye_features`,
+:mod:`.head_pose`, :mod:`.line_of_sight` and :data:`FACE_COLUMNS`). ``x``/``y`` are NaN until a calibration is set.
 The site-facing entry point is :func:`process_frame`.
 
 Landmarks computed elsewhere (the participant's browser, ``[gaze] compute = "browser"``) take the

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gazepref.schema import GazeFlag
-from gazepref.signals.calibration import target_grid
+from gazepref.signals.calibration import GazeCalibration, target_grid
 from gazepref.signals.gaze_session import calibrate, calibration_summary, validate_round
 
 
@@ -91,3 +92,22 @@ def test_webgazer_score():
     assert webgazer_score_pct(100.0, 800) == pytest.approx(75.0)
     assert webgazer_score_pct(500.0, 800) == 0.0
     assert webgazer_score_pct(None, 800) is None
+
+
+def test_rounds_of_one_sitting_do_not_choose_the_model():
+    """Two rounds in one sitting (the head placed once): the rounds choose the penalties
+    leave-one-round-out, but the model stays the line-of-sight one, even where the one-stage model
+    would fit these rounds better (a broken sight point)."""
+    from gazepref.signals import synthetic_gaze as sg
+
+    rng = np.random.default_rng(2)
+    person, sitting = sg.Person.random(rng), sg.Sitting.random(rng)
+    rounds = [sg.session_rows(person, sitting, rng, repeats=1) for _ in range(2)]
+    points, labels = [], []
+    for k, (rows, targets) in enumerate(rounds):
+        rows = rows.assign(sight_x_cm=rng.normal(size=len(rows)), sight_y_cm=rng.normal(size=len(rows)))
+        points += [(tuple(t), [r]) for t, r in zip(targets, rows.to_dict("records"))]
+        labels += [k] * len(rows)
+    assert calibrate(points, rounds=labels).model_kind_ == "sight"
+    assert GazeCalibration().fit(pd.DataFrame([p[1][0] for p in points]), [p[0] for p in points],
+                                 groups=labels).model_kind_ == "one-stage"  # as if they were sittings
