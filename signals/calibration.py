@@ -52,8 +52,10 @@ recency- and quality-weighted affine correction refitted with each click).
 from __future__ import annotations
 
 import json
+import operator
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -91,6 +93,11 @@ _LEGACY_PARAMS = {"group_targets": False, "blink_ratio": None, "trim": None, "ma
 #: so t = sqrt(2 ln 1000) = 3.72 rejects 0.1 % of good frames
 TRIM_SIGMAS = float(np.sqrt(2 * np.log(1000)))
 OPEN_COLUMNS = tuple(f"eye_{e.name}_open" for e in eye_features.EYES)
+
+
+@lru_cache(maxsize=64)
+def _getter(names: tuple[str, ...]) -> operator.itemgetter:
+    return operator.itemgetter(*names)
 
 
 def _as_frame(X: Any) -> pd.DataFrame:
@@ -406,24 +413,43 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         values = frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64)
         return self.predict_array(values)
 
-    def predict_array(self, values: np.ndarray) -> np.ndarray:
-        """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``. A missing
-        value in a column the model gives no weight (a block left out) does not matter."""
-        unused = ~(self.coef_ != 0).any(axis=0)
-        if unused.any():
-            values = np.where(unused, 0.0, values)
-        pred = np.clip(values, self.feature_min_, self.feature_max_) @ self.coef_.T + self.intercept_
+    def _used(self) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
+        """The columns the model gives weight (a block left out, the head block of the sight
+        model, gives none): (their indices, names, coefficients (2 x k), feature bounds). Cached
+        per fitted ``coef_``: a tracker predicts every sample with it."""
+        cache = getattr(self, "_used_cache", None)
+        if cache is None or cache[0] is not self.coef_:
+            idx = np.flatnonzero((self.coef_ != 0).any(axis=0))
+            cache = (self.coef_, (idx, tuple(str(c) for c in self.feature_names_in_[idx]),
+                                  np.ascontiguousarray(self.coef_[:, idx].T), self.feature_min_[idx],
+                                  self.feature_max_[idx]))
+            self._used_cache = cache
+        return cache[1]
+
+    def _finish(self, pred: np.ndarray) -> np.ndarray:
         pred = np.clip(pred, self.target_min_, self.target_max_)
         bad = ~np.isfinite(pred).all(axis=1)
         pred[bad] = self.target_mean_ if self.fill_missing else np.nan
         return pred
 
+    def predict_array(self, values: np.ndarray) -> np.ndarray:
+        """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``. A missing
+        value in a column the model gives no weight (a block left out) does not matter."""
+        idx, _, coef, lo, hi = self._used()
+        return self._finish(np.clip(values[:, idx], lo, hi) @ coef + self.intercept_)
+
     def predict_row(self, row: Mapping[str, float]) -> tuple[float, float]:
-        """Gaze for one tracker row (dict); NaN when a feature is missing."""
+        """Gaze for one tracker row (dict); NaN when a feature is missing. The same numbers as
+        :meth:`predict_array`, reading only the columns the model uses."""
         check_is_fitted(self, "coef_")
-        values = np.array([[row.get(c, np.nan) for c in self.feature_names_in_]], dtype=np.float64)
-        x, y = self.predict_array(values)[0]
-        return float(x), float(y)
+        _, names, coef, lo, hi = self._used()
+        try:  # a tracker's row has every column: one C-level lookup of all of them
+            got = _getter(names)(row) if len(names) > 1 else (row[names[0]],) if names else ()
+        except KeyError:
+            got = [row.get(c, np.nan) for c in names]
+        values = np.array(got, dtype=np.float64).reshape(1, len(names))
+        x, y = self._finish(np.clip(values, lo, hi) @ coef + self.intercept_)[0].tolist()
+        return x, y
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:

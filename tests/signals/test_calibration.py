@@ -499,3 +499,22 @@ def test_sight_model_round_trips_and_old_saves_are_one_stage(sittings):
     assert loaded.kind == "one-stage" and loaded.model_kind_ == "one-stage"
     np.testing.assert_allclose(loaded.predict(rows), GazeCalibration.from_dict(
         GazeCalibration(kind="one-stage").fit(rows, y).to_dict()).predict(rows))
+
+
+def test_predict_row_is_predict_on_the_used_columns(sittings):
+    """The tracker's per-sample path (``predict_row``) gives ``predict``'s numbers; a column the
+    model gives no weight may be missing, one it uses may not."""
+    rows, y, _ = sittings[0]
+    model = GazeCalibration().fit(rows, y)
+    want = model.predict(rows.iloc[:20])
+    got = np.array([model.predict_row(r) for r in rows.iloc[:20].to_dict("records")])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+    row = rows.iloc[0].to_dict()
+    assert np.isfinite(model.predict_row({k: v for k, v in row.items() if not k.startswith("head_")})).all()
+    assert np.isnan(model.predict_row({k: v for k, v in row.items() if k != "sight_x_cm"})).all()
+    refit = GazeCalibration(kind="one-stage").fit(rows, y)  # a new fit: no stale cache
+    model.coef_ = refit.coef_
+    model.feature_names_in_ = refit.feature_names_in_
+    model.feature_min_, model.feature_max_ = refit.feature_min_, refit.feature_max_
+    model.intercept_ = refit.intercept_
+    np.testing.assert_allclose(model.predict_row(row), refit.predict_row(row))
