@@ -55,7 +55,6 @@ import json
 import operator
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -95,11 +94,6 @@ TRIM_SIGMAS = float(np.sqrt(2 * np.log(1000)))
 OPEN_COLUMNS = tuple(f"eye_{e.name}_open" for e in eye_features.EYES)
 
 
-@lru_cache(maxsize=64)
-def _getter(names: tuple[str, ...]) -> operator.itemgetter:
-    return operator.itemgetter(*names)
-
-
 def _as_frame(X: Any) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X
@@ -136,7 +130,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     trim : rows whose out-of-fold error exceeds this many robust standard deviations (norm over
         x and y) are left out and the model refitted (None: no trimming).
     max_trim_fraction : at most this fraction of the rows is trimmed (the largest errors).
-    kind : which model (:meth:`_fit_model`): ``"sight"`` (the line-of-sight model whenever the
+    kind : which model (:meth:`_fit_kind`, :meth:`_choose_kind`): ``"sight"`` (the line-of-sight model whenever the
         rows have the ``sight_*_cm`` columns), ``"one-stage"`` (never: the eye, head and
         appearance blocks, as for rows recorded before those columns existed) or ``"auto"``
         (sight, unless ``groups`` name two or more sittings and the one-stage model has the
@@ -144,7 +138,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     sight_corrections : with the line-of-sight columns (``sight_*_cm``) present, refine the
         sight block with the eye and appearance blocks fitted to its residuals (a second stage,
         weights from ``eye_weights`` and ``appearance_weights``, including none, chosen by CV;
-        see :meth:`_fit_model`). False: the sight block alone. The head block is never used
+        see :meth:`_fit_sight`). False: the sight block alone. The head block is never used
         with the sight block (head movement enters by geometry).
     eye_weights : scale factors tried for the eye block when it corrects the sight block.
     """
@@ -193,43 +187,39 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             raise ValueError(f"unknown calibration kind {self.kind!r} (one of {', '.join(KINDS)})")
         frame = _as_frame(X)
         y = np.asarray(y, dtype=np.float64).reshape(len(frame), 2)
-        blocks = {
-            "sight": list(SIGHT_COLUMNS) if self.kind != "one-stage" and set(SIGHT_COLUMNS) <= set(frame.columns) else [],
-            "eye": [c for c in EYE_COLUMNS if c in frame.columns],
-            "head": [c for c in HEAD_COLUMNS if c in frame.columns],
-            "appearance": _appearance_columns(frame.columns) if self.use_appearance else [],
-        }
-        if blocks["sight"] and not self.sight_corrections:  # the sight block alone
-            blocks = {**blocks, "eye": [], "head": [], "appearance": []}
+        groups = None if groups is None else np.asarray(groups)
+        if self.kind == "one-stage" or not set(SIGHT_COLUMNS) <= set(frame.columns):
+            kind = "one-stage"
+        elif self.kind == "auto" and groups is not None and len(pd.unique(groups)) >= 2:
+            kind = self._choose_kind(frame, y, groups)
+        else:
+            kind = "sight"
+        blocks = self._blocks(frame.columns, kind)
         names = [c for cols in blocks.values() for c in cols]
         if not names:
             raise ValueError("no gaze feature columns (eye_*, head_*, sight_*, face_*) in the calibration data")
-        values = frame[names].to_numpy(dtype=np.float64)
-        keep = np.isfinite(values).all(axis=1) & np.isfinite(y).all(axis=1)
-        blinks = keep & blink_rows(frame, self.blink_ratio)
-        keep &= ~blinks
-        values, y = values[keep], y[keep]
-        groups_kept = None if groups is None else np.asarray(groups)[keep]
-        if len(values) < 4:
-            raise ValueError(f"too few usable calibration samples ({len(values)}; need at least 4)")
+        values, y, groups, blinks = self._usable_rows(frame, y, groups, names)
 
         self.feature_names_in_ = np.array(names, dtype=object)
         self.n_features_in_ = len(names)
         block_of = np.repeat(list(blocks), [len(c) for c in blocks.values()])
-        self.n_blinks_rejected_ = int(blinks.sum())
-        fit = self._fit_model(values, y, groups_kept, blocks, block_of)
+        self.n_blinks_rejected_ = int(blinks)
+        fit = self._fit_kind(kind, values, y, groups, blocks, block_of)
         self.n_outliers_rejected_ = 0
         if self.trim is not None and len(values) >= 8:
-            err = self._trim_errors(fit, values, y)
+            err = self._trim_errors(fit, y)
             worst = np.argsort(-err)[:int(self.max_trim_fraction * len(values))]
             drop = worst[err[worst] > self.trim]
             if len(drop) and len(values) - len(drop) >= 4:
                 ok = np.ones(len(values), bool)
                 ok[drop] = False
                 values, y = values[ok], y[ok]
-                groups_kept = None if groups_kept is None else groups_kept[ok]
-                fit = self._fit_model(values, y, groups_kept, blocks, block_of)
+                groups = None if groups is None else groups[ok]
+                fit = self._fit_kind(kind, values, y, groups, blocks, block_of)
                 self.n_outliers_rejected_ = int(len(drop))
+        if kind == "sight":  # the stages' own CV figure sees stage 1 fitted on every row: refit per fold
+            fit["cv_error_px_"] = float(np.linalg.norm(
+                self._oof(fit, y, list(self._folds(y, groups)), self.clip) - y, axis=1).mean())
         for k, v in fit.items():
             if not k.startswith("_"):
                 setattr(self, k, v)
@@ -239,34 +229,72 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         self.n_samples_fit_ = int(len(values))
         return self
 
-    def _fit_model(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
-                   blocks: dict[str, list[str]], block_of: np.ndarray) -> dict[str, Any]:
-        """The fitted attributes (a dict) of the model for ``blocks``.
+    def _blocks(self, columns: Iterable[str], kind: str) -> dict[str, list[str]]:
+        """The feature columns per block that a model of ``kind`` uses (and so lists and needs).
 
-        Without the sight block, the *one-stage* model: one ridge over the eye, head and
-        appearance blocks, their weights and alpha chosen by CV. With it, the *sight* model: see
-        :meth:`_fit_sight`. When ``groups`` name two or more sittings, both are fitted and the
-        one with the smaller leave-one-sitting-out error is kept (a held-out sitting shows what
-        head movement does to each, so there the data may decide; within one sitting it cannot,
-        and the sight model is kept on the strength of its geometry).
-        """
+        ``one-stage``: the eye, head and appearance blocks. ``sight``: the sight block, with
+        ``sight_corrections`` the eye and appearance blocks too (stage 2); never the head block
+        (head movement enters by geometry)."""
+        columns = set(columns)
+        eye = [c for c in EYE_COLUMNS if c in columns]
+        app = _appearance_columns(columns) if self.use_appearance else []
+        if kind == "sight":
+            corrections = self.sight_corrections
+            return {"sight": list(SIGHT_COLUMNS), "eye": eye if corrections else [], "head": [],
+                    "appearance": app if corrections else []}
+        return {"sight": [], "eye": eye, "head": [c for c in HEAD_COLUMNS if c in columns], "appearance": app}
+
+    def _usable_rows(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None, names: list[str],
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+        """(values, targets, groups) of the rows with every feature of ``names`` and the target
+        known and the eyes open (:func:`blink_rows`), and how many blinks were left out."""
+        values = frame[names].to_numpy(dtype=np.float64)
+        keep = np.isfinite(values).all(axis=1) & np.isfinite(y).all(axis=1)
+        blinks = keep & blink_rows(frame, self.blink_ratio)
+        keep &= ~blinks
+        if keep.sum() < 4:
+            raise ValueError(f"too few usable calibration samples ({int(keep.sum())}; need at least 4)")
+        return values[keep], y[keep], None if groups is None else groups[keep], int(blinks.sum())
+
+    def _choose_kind(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> str:
+        """``kind="auto"`` with two or more sittings: "sight" or "one-stage", whichever predicts
+        held-out sittings better. Both are fitted on the rows usable by both, their
+        hyper-parameters chosen on the same leave-one-sitting-out folds, and scored out of fold
+        with those hyper-parameters, every stage refitted without the held-out sitting (the
+        hyper-parameters themselves were chosen on those folds, for both models alike). Within one
+        sitting CV cannot show what head movement does, so there the geometry decides (sight)."""
+        sight_blocks, one_blocks = self._blocks(frame.columns, "sight"), self._blocks(frame.columns, "one-stage")
+        if not (one_blocks["eye"] or one_blocks["head"]):
+            return "sight"
+        blocks = {b: sorted(set(sight_blocks[b]) | set(one_blocks[b]), key=list(frame.columns).index)
+                  for b in sight_blocks}
+        names = [c for cols in blocks.values() for c in cols]
+        try:
+            values, yk, gk, _ = self._usable_rows(frame, y, groups, names)
+        except ValueError:
+            return "sight"
+        if len(pd.unique(gk)) < 2:
+            return "sight"
+        block_of = np.repeat(list(blocks), [len(c) for c in blocks.values()])
+        folds = list(self._folds(yk, gk))
+        error = {}
+        for kind, used in (("sight", sight_blocks), ("one-stage", one_blocks)):
+            mask = np.isin(np.array(names), [c for cols in used.values() for c in cols])
+            fit = self._fit_kind(kind, values[:, mask], yk, gk, used, block_of[mask])
+            error[kind] = float(np.linalg.norm(self._oof(fit, yk, folds, self.clip) - yk, axis=1).mean())
+        return "one-stage" if error["one-stage"] < error["sight"] else "sight"
+
+    def _fit_kind(self, kind: str, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
+                  blocks: dict[str, list[str]], block_of: np.ndarray) -> dict[str, Any]:
+        """The fitted attributes (a dict) of a model of ``kind`` on ``blocks``.
+
+        ``one-stage``: one ridge over the eye, head and appearance blocks, their weights and alpha
+        chosen by CV. ``sight``: see :meth:`_fit_sight`."""
         present = {k: bool(v) for k, v in blocks.items()}
-        one_stage_present = {**present, "sight": False}
-
-        def fit_one_stage() -> dict[str, Any]:
-            fit = self._fit_arrays(values, y, groups, block_of, self._block_weight_candidates(one_stage_present))
-            return {**fit, "model_kind_": "one-stage", "correction_alpha_": np.full(2, np.nan)}
-
-        if not present["sight"]:
-            return fit_one_stage()
-        sight = self._fit_sight(values, y, groups, block_of, present)
-        if self.kind == "sight" or groups is None or len(np.unique(groups)) < 2 or not (
-                present["eye"] or present["head"]):
-            return sight
-        one_stage = fit_one_stage()
-        folds = list(self._folds(y, groups))
-        sight_error = float(np.linalg.norm(self._sight_oof(sight, y, folds) - y, axis=1).mean())
-        return one_stage if one_stage["cv_error_px_"] < sight_error else {**sight, "cv_error_px_": sight_error}
+        if kind == "sight":
+            return self._fit_sight(values, y, groups, block_of, present)
+        fit = self._fit_arrays(values, y, groups, block_of, self._block_weight_candidates(present))
+        return {**fit, "model_kind_": "one-stage", "correction_alpha_": np.full(2, np.nan)}
 
     def _fit_sight(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None, block_of: np.ndarray,
                    present: dict[str, bool]) -> dict[str, Any]:
@@ -297,18 +325,17 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             "eye_weight_": second["eye_weight_"],
             "appearance_weight_": second["appearance_weight_"],
             "correction_alpha_": second["alpha_"],
-            "cv_error_px_": second["cv_error_px_"],  # stage 2 out of fold, on stage 1's residuals
             "_second": second["_chosen"],
         }
 
-    def _sight_oof(self, fit: dict[str, Any], y: np.ndarray, folds: list) -> np.ndarray:
-        """Out-of-fold predictions of a sight model with its chosen hyper-parameters, both
-        stages refitted on each fold's training rows (so the comparison with the one-stage
-        model's out-of-fold error is fair: no stage sees the held-out rows)."""
+    def _oof(self, fit: dict[str, Any], y: np.ndarray, folds: list, clip: float | None) -> np.ndarray:
+        """Out-of-fold predictions of a fitted model with its chosen hyper-parameters: every
+        stage (one, or the sight model's two) refitted on each fold's training rows, features and
+        predictions clipped as :meth:`predict` does (``clip``; None: not at all)."""
         z = fit["_z"]
         pred = np.full_like(y, np.nan)
         for train, test in folds:
-            zt = np.clip(z[test], *_bounds(z[train], self.clip))
+            zt = z[test] if clip is None else np.clip(z[test], *_bounds(z[train], clip))
             for k in range(2):
                 cw1, a1 = fit["_chosen"][k]
                 c1, b1 = _ridge(z[train] * cw1, y[train][:, [k]], a1)
@@ -318,8 +345,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
                     r = y[train, k] - ((z[train] * cw1) @ c1[0] + b1[0])
                     c2, b2 = _ridge(z[train] * cw2, r[:, None], a2)
                     p = p + (zt * cw2) @ c2[0] + b2[0]
-                lo, hi = _bounds(y[train][:, [k]], self.clip)
-                pred[test, k] = np.clip(p, lo[0], hi[0])
+                if clip is not None:
+                    lo, hi = _bounds(y[train][:, [k]], clip)
+                    p = np.clip(p, lo[0], hi[0])
+                pred[test, k] = p
         return pred
 
     def _fit_arrays(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
@@ -363,18 +392,13 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             "_z": z,
         }
 
-    def _trim_errors(self, fit: dict[str, Any], values: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Out-of-fold error of each row with the chosen hyper-parameters, in robust standard
-        deviations: sqrt(sum over x, y of (residual / (1.4826 MAD))^2). Folds keep each
-        target's rows together (also when sessions are given: an outlier is a row the rest of
-        its own calibration disagrees with, not a session that moved)."""
-        z = fit["_z"]
-        folds = list(self._folds(y, None))
-        pred = np.empty_like(y)
-        for k, (cw, alpha) in enumerate(fit["_chosen"]):
-            # unclipped: a row at the edge of the feature range is informative, not an outlier
-            pred[:, k] = _oof_predictions(z * cw, y[:, [k]], folds, np.array([alpha]), None)[0, :, 0]
-        r = pred - y
+    def _trim_errors(self, fit: dict[str, Any], y: np.ndarray) -> np.ndarray:
+        """Out-of-fold error of each row with the chosen hyper-parameters (every stage of the
+        model refitted per fold), in robust standard deviations: sqrt(sum over x, y of (residual /
+        (1.4826 MAD))^2). Folds keep each target's rows together (also when sessions are given:
+        an outlier is a row the rest of its own calibration disagrees with, not a session that
+        moved); unclipped: a row at the edge of the feature range is informative, not an outlier."""
+        r = self._oof(fit, y, list(self._folds(y, None)), None) - y
         mad = 1.4826 * np.median(np.abs(r - np.median(r, axis=0)), axis=0)
         return np.linalg.norm((r - np.median(r, axis=0)) / np.maximum(mad, 1e-9), axis=1)
 
@@ -413,16 +437,20 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         values = frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64)
         return self.predict_array(values)
 
-    def _used(self) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
-        """The columns the model gives weight (a block left out, the head block of the sight
-        model, gives none): (their indices, names, coefficients (2 x k), feature bounds). Cached
-        per fitted ``coef_``: a tracker predicts every sample with it."""
+    def _used(self) -> tuple[np.ndarray, tuple[str, ...], Any, np.ndarray, np.ndarray, np.ndarray]:
+        """The columns the model gives weight (a block left out, the head block of a sight model
+        kept for the one-stage comparison, gives none): (their indices, names, a getter of them
+        from a row, coefficients (2 x k), feature bounds). Cached per fitted model: a tracker
+        predicts every sample with it."""
+        key = (self.coef_, self.feature_names_in_, self.feature_min_, self.feature_max_)
         cache = getattr(self, "_used_cache", None)
-        if cache is None or cache[0] is not self.coef_:
+        if cache is None or any(a is not b for a, b in zip(cache[0], key)):
             idx = np.flatnonzero((self.coef_ != 0).any(axis=0))
-            cache = (self.coef_, (idx, tuple(str(c) for c in self.feature_names_in_[idx]),
-                                  np.ascontiguousarray(self.coef_[:, idx].T), self.feature_min_[idx],
-                                  self.feature_max_[idx]))
+            names = tuple(str(c) for c in self.feature_names_in_[idx])
+            getter = (operator.itemgetter(*names) if len(names) > 1
+                      else (lambda row, n=names: tuple(row[c] for c in n)))
+            cache = (key, (idx, names, getter, np.ascontiguousarray(self.coef_[:, idx].T), self.feature_min_[idx],
+                           self.feature_max_[idx]))
             self._used_cache = cache
         return cache[1]
 
@@ -435,16 +463,16 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     def predict_array(self, values: np.ndarray) -> np.ndarray:
         """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``. A missing
         value in a column the model gives no weight (a block left out) does not matter."""
-        idx, _, coef, lo, hi = self._used()
+        idx, _, _, coef, lo, hi = self._used()
         return self._finish(np.clip(values[:, idx], lo, hi) @ coef + self.intercept_)
 
     def predict_row(self, row: Mapping[str, float]) -> tuple[float, float]:
         """Gaze for one tracker row (dict); NaN when a feature is missing. The same numbers as
         :meth:`predict_array`, reading only the columns the model uses."""
         check_is_fitted(self, "coef_")
-        _, names, coef, lo, hi = self._used()
+        _, names, getter, coef, lo, hi = self._used()
         try:  # a tracker's row has every column: one C-level lookup of all of them
-            got = _getter(names)(row) if len(names) > 1 else (row[names[0]],) if names else ()
+            got = getter(row)
         except KeyError:
             got = [row.get(c, np.nan) for c in names]
         values = np.array(got, dtype=np.float64).reshape(1, len(names))
