@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 
 from . import head_pose
+from .synthetic_face import FOCAL_PX, PX_PER_CM, screen_cm
 from .webcam import FaceSample, GazeTracker
 
-#: the simulated camera: focal length (px) of a 640 x 480 picture (a ~65 deg webcam)
-FOCAL_PX, PICTURE = 500.0, (640, 480)
-#: the screen: CSS px per cm, viewport size (CSS px), the camera above the viewport's top centre (cm)
-PX_PER_CM, VIEWPORT, CAMERA_ABOVE_CM = 45.0, (1550, 950), 1.0
+#: the simulated picture (px); camera and screen are :mod:`.synthetic_face`'s (``FOCAL_PX``,
+#: ``PX_PER_CM``, ``screen_cm``: a ~65 deg webcam 1 cm above a 1550 x 950 viewport's top centre)
+PICTURE = (640, 480)
 #: the face and eyes (cm)
 EYE_SPAN_CM, IRIS_RADIUS_CM, CENTRE_BEHIND_CM = 8.9, 1.2, 0.7
 #: 16-point grid of a calibration round (viewport CSS px)
@@ -75,9 +75,8 @@ rotation = head_pose.rotation_matrix
 
 
 def screen_point_cm(target_px: tuple[float, float] | np.ndarray) -> np.ndarray:
-    """A viewport point (CSS px) in camera axes (cm, in the camera's plane)."""
-    x, y = target_px
-    return np.array([-(x - VIEWPORT[0] / 2) / PX_PER_CM, CAMERA_ABOVE_CM + y / PX_PER_CM, 0.0])
+    """A viewport point (CSS px) in camera axes (cm, in the camera's plane): a 3-vector."""
+    return np.array([*screen_cm(tuple(target_px)), 0.0])
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,6 @@ def session_rows(person: Person, sitting: Sitting, rng: np.random.Generator, tar
             looked = np.asarray(target, float) + rng.normal(0, 20, 2)
             rot, pos = sitting.pose(tuple(looked), rng)
             pts = landmarks(person, rot, pos, looked, rng, noise_px=noise_px)
-            tracker._pose.reset()  # unrelated pictures: every head pose solved from scratch
             sample = FaceSample(pts, *PICTURE, tuple(pts[:468].mean(axis=0)), 1, 120.0, 0.3, None)
             rows.append(tracker.process_sample(sample))
             ys.append(target)

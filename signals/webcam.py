@@ -147,7 +147,8 @@ def _sharpness(grey_box: np.ndarray) -> float:
 class GazeTracker:
     """Per-stream state of the webcam pipeline (Face Mesh, head-pose warm start, calibration).
 
-    ``static_image_mode=True`` re-detects the face in every image (for unrelated still images);
+    ``static_image_mode=True`` re-detects the face in every image and solves every head pose
+    from scratch, pictures and landmark samples alike (for unrelated still images);
     the default tracks it across video frames (faster, steadier). In video mode the faces in view
     are counted every ``face_check_ms`` of stream time (frames without a time: every
     ``face_check_frames`` frames) and whenever a face comes back after a frame without one.
@@ -216,8 +217,6 @@ class GazeTracker:
         if len(faces) > 1:
             faces = _distinct_faces(faces)
         sample = image_sample(grey, faces, self.patch_size)
-        if self._static:  # unrelated pictures: no head-pose warm start from the previous one
-            self._pose.reset()
         if faces:
             if self._counter is not None:
                 sample.count = max(sample.count, self._counter.count(rgb, t))
@@ -231,6 +230,8 @@ class GazeTracker:
         The part of the pipeline shared by pictures (:meth:`process_image`) and landmarks
         computed in the participant's browser."""
         w, h = sample.width, sample.height
+        if self._static:  # unrelated pictures: no head-pose warm start from the previous one
+            self._pose.reset()
         row = dict(self._empty)
         row["t"] = float(t)
         flags = 0
