@@ -1,7 +1,8 @@
 """Webcam gaze accuracy on synthetic face images: both ``gaze evaluate`` protocols, with the
 calibration's accuracy levers on and off.
 
-    .venv/bin/python benchmarks/gaze_accuracy.py [--sessions 4] [--seed 0] [--json]
+    .venv/bin/python benchmarks/gaze_accuracy.py [--sessions 4] [--seeds 0] [--repeats 1]
+        [--noise 0] [--face-scale 1] [--models auto one-stage ...] [--json]
 
 Images: the astronaut photo (``gazepref.signals.synthetic_face``; a mirrored copy is the second
 "person") placed per session at a different position, size, roll and brightness (the person
@@ -13,11 +14,14 @@ viewport's top centre, 45 CSS px per cm, focal length 500 px), seen from where t
 eye (its distance from the eye span, 9 cm between the outer corners), with the iris 0.4 eye
 widths from the eye's centre of rotation. So a face placed further to one side turns its eyes
 further to look at the same target, as a person's would. One image per target of a 16-point grid per session (one calibration
-round); in each session one image is labelled with the target it was not looking at (a
-participant who looked elsewhere). Then ``evaluate_manifest`` with ``--protocol
-leave-session-out`` and ``one-round``, and the calibration models: ``auto`` (the default), ``sight``,
-``sight alone`` (no eye corrections), ``one-stage`` (no line of sight) and ``levers off`` (one-stage
-with target folds, blink rejection and trimming off).
+round; ``--repeats`` rounds per session), with Gaussian sensor noise of ``--noise`` grey levels
+(standard deviation) before JPEG compression (quality 90); in each session one image is labelled
+with the target it was not looking at (a participant who looked elsewhere). Then what
+``evaluate_manifest`` does (the same functions: ``image_features``, ``split_predictions``,
+``person_errors``) with ``--protocol leave-session-out`` and ``one-round``, and the calibration
+models: ``auto`` (the default), ``sight``, ``sight alone`` (no eye corrections),
+``one-stage`` (no line of sight) and ``levers off`` (one-stage with target folds, blink rejection
+and trimming off). ``--seeds`` builds one manifest per seed; figures are means over seeds.
 
 A check that the parts work together on real images, not a prediction of real accuracy: the
 synthetic eyes move only the iris, lids and head do not follow gaze, and lighting is uniform.
@@ -36,7 +40,7 @@ import numpy as np
 
 from gazepref.signals.calibration import GazeCalibration
 from gazepref.signals.face_mesh import FaceMeshRunner
-from gazepref.signals.gaze_batch import PROTOCOLS, evaluate_manifest
+from gazepref.signals.gaze_batch import PROTOCOLS, image_features, person_errors, read_manifest, split_predictions
 from gazepref.signals.synthetic_face import VIEWPORT_CENTRE, face_frame, look
 
 GRID = [(x, y) for y in (100, 350, 600, 850) for x in (100, 550, 1000, 1450)]
@@ -51,25 +55,28 @@ def placed(mirror: bool, scale: float, dx: float, dy: float, roll_deg: float, li
     return image
 
 
-def build_manifest(root: Path, sessions: int, seed: int) -> Path:
+def build_manifest(root: Path, sessions: int, seed: int, repeats: int = 1, noise: float = 0.0,
+                   face_scale: float = 1.0) -> Path:
     rng = np.random.default_rng(seed)
     mesh = FaceMeshRunner(static_image_mode=True)
     rows = []
     try:
         for person, mirror in (("a", False), ("b", True)):
             for s in range(sessions):
-                pose = dict(scale=rng.uniform(1.1, 1.4), dx=rng.uniform(-40, 40), dy=rng.uniform(-15, 15),
+                pose = dict(scale=face_scale * rng.uniform(1.1, 1.4), dx=rng.uniform(-40, 40), dy=rng.uniform(-15, 15),
                             roll_deg=rng.uniform(-6, 6), light=rng.uniform(0.85, 1.1))
                 wrong = int(rng.integers(len(GRID)))
-                for i, target in enumerate(GRID):
+                for r, (i, target) in ((r, t) for r in range(repeats) for t in enumerate(GRID)):
                     jitter = dict(pose, dx=pose["dx"] + rng.normal(0, 2), dy=pose["dy"] + rng.normal(0, 2))
                     image = placed(mirror, **jitter)
                     faces = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-                    looked = np.array(GRID[(i + 5) % len(GRID)] if i == wrong else target, float)
+                    looked = np.array(GRID[(i + 5) % len(GRID)] if i == wrong and r == 0 else target, float)
                     looked += rng.normal(0, 30, 2)
                     if faces:
                         image = look(image, faces[0], tuple(looked))
-                    name = f"{person}_s{s}_{i:02d}.jpg"
+                    if noise:
+                        image = np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8)
+                    name = f"{person}_s{s}_{r}_{i:02d}.jpg"
                     cv2.imwrite(str(root / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
                     rows.append({"image": name, "x": target[0], "y": target[1], "person": person, "session": f"s{s}"})
     finally:
@@ -95,23 +102,40 @@ MODELS = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--repeats", type=int, default=1, help="calibration rounds per session")
+    ap.add_argument("--noise", type=float, default=0.0, help="sensor noise, grey levels (sd)")
+    ap.add_argument("--face-scale", type=float, default=1.0,
+                    help="face size factor (1: eye span ~90-115 px in 640 x 480; 0.6: ~53-68 px)")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     guess = float(np.mean([np.hypot(x - CENTRE[0], y - CENTRE[1]) for x, y in GRID]))
-    out = {"mean_target_guess_px": guess, "results": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = build_manifest(Path(tmp), args.sessions, args.seed)
-        for protocol in PROTOCOLS:
-            for name, make in MODELS.items():
-                r = evaluate_manifest(manifest, make_model=make, protocol=protocol)
-                out["results"].append({"protocol": protocol, "model": name, "mean_error_px": r["mean_error_px"],
-                                       "per_person_px": {p: v["error_px"] for p, v in r["per_person"].items()},
-                                       "face_found_ratio": r["face_found_ratio"]})
+    errors: dict[tuple[str, str], list[float]] = {}
+    per_person: dict[tuple[str, str], dict[str, float]] = {}
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest = read_manifest(build_manifest(Path(tmp), args.sessions, seed, args.repeats, args.noise,
+                                                    args.face_scale))
+            for person, rows in manifest.groupby("person", sort=True):
+                features, _ = image_features(rows["image"])
+                targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
+                sessions = rows["session"].to_numpy()
+                for protocol in PROTOCOLS:
+                    for name in args.models:
+                        splits = split_predictions(features, targets, sessions, MODELS[name], protocol)
+                        e = person_errors(targets, splits, protocol)["error_px"]
+                        errors.setdefault((protocol, name), []).append(e)
+                        per_person.setdefault((protocol, name), {})[f"{person}{seed}"] = e
+    out = {"mean_target_guess_px": guess, "seeds": args.seeds, "repeats": args.repeats, "noise": args.noise,
+           "face_scale": args.face_scale,
+           "results": [{"protocol": protocol, "model": name, "mean_error_px": float(np.mean(v)),
+                        "per_person_px": per_person[protocol, name]} for (protocol, name), v in errors.items()]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"mean-target guess: {guess:.0f} px")
+        print(f"mean-target guess: {guess:.0f} px; seeds {args.seeds}, {args.repeats} round(s) a session, "
+              f"sensor noise {args.noise:g}, face scale {args.face_scale:g}")
         for r in out["results"]:
             people = ", ".join(f"{p} {v:.0f}" for p, v in r["per_person_px"].items())
             print(f"{r['protocol']:18s} {r['model']:12s} {r['mean_error_px']:6.1f} px  ({people})")

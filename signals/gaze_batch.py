@@ -309,6 +309,8 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
     counts the same, however many rows the others have); ``rounds`` lists them.
     ``median_error_px``: the median over all predictions made. ``models``: how many of the
     fitted calibrations were of each kind (:attr:`.GazeCalibration.model_kind_`).
+    ``held_out`` (leave-session-out): each predicted session's (or fold's) mean error, so one
+    session that no calibration fits stands out.
     """
     errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p, _ in splits]
     pooled = np.concatenate(errs) if errs else np.empty(0)
@@ -319,14 +321,14 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
     if not len(pooled):
         return out
     out["median_error_px"] = float(np.median(pooled))
+    each = [{"session": str(name), "error_px": float(np.nanmean(e)) if np.isfinite(e).any() else None,
+             "n_predicted": int(np.isfinite(e).sum())} for (name, *_), e in zip(splits, errs)]
     if protocol == "one-round":
-        rounds = [{"session": str(name), "error_px": float(np.nanmean(e)) if np.isfinite(e).any() else None,
-                   "n_predicted": int(np.isfinite(e).sum())} for (name, *_), e in zip(splits, errs)]
-        per_round = [r["error_px"] for r in rounds if r["error_px"] is not None]
-        out["error_px"] = float(np.mean(per_round))
-        out["rounds"] = rounds
+        out["error_px"] = float(np.mean([r["error_px"] for r in each if r["error_px"] is not None]))
+        out["rounds"] = each
     else:
         out["error_px"] = float(np.mean(pooled))
+        out["held_out"] = each
     return out
 
 
@@ -356,13 +358,18 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
         sessions = rows["session"].to_numpy()
         splits = split_predictions(features, targets, sessions, make_model, protocol)
-        found = int(((features["flags"].astype(int) & GazeFlag.NO_FACE) == 0).sum())
+        flags = features["flags"].to_numpy(dtype=np.int64)
+        found = int(((flags & GazeFlag.NO_FACE) == 0).sum())
         found_total += found
+        size = features["face_size"].to_numpy(dtype=np.float64)
         per_person[str(person)] = {
             **person_errors(targets, splits, protocol),  # None: nobody to calibrate on / nothing to predict
             "n": len(rows),
             "sessions": int(len(pd.unique(sessions))),
             "face_found_ratio": found / len(rows),
+            "usable_ratio": float(((flags & UNUSABLE) == 0).mean()),  # face found, eyes open
+            # eye span (outer corners) / picture width: small faces give noisy landmarks
+            "face_size_median": float(np.nanmedian(size)) if np.isfinite(size).any() else None,
         }
     if len(unreadable) == len(manifest):
         raise UserError(f"{path}: none of the {len(manifest)} images could be read (first: {unreadable[0]})")

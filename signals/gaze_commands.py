@@ -79,6 +79,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             for rnd in r.get("rounds", []):
                 e = "no prediction" if rnd["error_px"] is None else f"{rnd['error_px']:.1f} px"
                 print(f"    calibrated on {rnd['session']}: {e} over {rnd['n_predicted']} images")
+            for held in r.get("held_out", []):
+                e = "no prediction" if held["error_px"] is None else f"{held['error_px']:.1f} px"
+                print(f"    {held['session']} predicted: {e} over {held['n_predicted']} images")
     return 0
 
 

@@ -6,9 +6,11 @@ units cm, x to the person's left, y up, z out of the face). We convert them to O
 axes (x right in the image, y down, z away from the camera) by negating y and z, so a face looking
 straight into the camera has yaw = pitch = roll = 0.
 
-The camera is modelled as a pinhole with focal length = image width (a ~53 deg horizontal field
-of view, typical of laptop webcams), principal point at the image centre and no distortion, so
-``head_tz`` (distance) is approximate, but consistent for one camera.
+The camera is modelled as a pinhole with focal length = image width (:func:`focal_px`: a ~53 deg
+horizontal field of view, typical of laptop webcams), principal point at the image centre and no
+distortion, so ``head_tz`` (distance) is approximate, but consistent for one camera. (In the
+head-motion simulation, whose camera has 0.78 x that focal length, assuming the true one instead
+changes the gaze error by 1-2 %: the calibration's gain absorbs most of it.)
 
 The pose minimises the landmarks' reprojection error (Levenberg-Marquardt, OpenCV). A stream's
 first picture, and the first after one without a face, is solved to convergence from a frontal
@@ -18,8 +20,10 @@ server's largest cost per browser-mode sample). The 6-point problem is ill-condi
 distance trades off against the pitch), so each iteration gains only ~3x: the warm-started pose
 lags the converged one by a small fraction of the picture-to-picture change. On the astronaut's
 moving face at 15 Hz (tests/signals/test_head_pose.py) it stays within 0.06 deg and 0.07 mm of the
-converged pose (tolerance stated there: 0.1 deg, 0.1 mm); the same face's converged pitch jitters
-by ~3 deg from picture to picture with the landmarks. Trackers of unrelated still pictures
+converged pose (tolerance stated there: 0.1 deg, 0.1 mm). With nothing moving, the converged pose
+jitters with the landmarks by 0.3-0.9 deg (yaw, pitch, roll sd) and 0.3 cm (distance) for an
+eye span of ~80 px, 0.7-1.5 deg and 1.7 cm for ~50 px (``benchmarks/landmark_jitter.py``: still
+photo, sensor noise). Trackers of unrelated still pictures
 (``static_image_mode``, ``gaze evaluate``) start every picture cold.
 """
 from __future__ import annotations
@@ -51,8 +55,13 @@ _WARM = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, WARM_ITERATIONS, 1e-6)
 COLUMNS = ("head_yaw", "head_pitch", "head_roll", "head_tx", "head_ty", "head_tz")
 
 
+def focal_px(width: int, height: int) -> float:
+    """The assumed focal length (px) of a ``width`` x ``height`` picture."""
+    return float(width)
+
+
 def camera_matrix(width: int, height: int) -> np.ndarray:
-    f = float(width)
+    f = focal_px(width, height)
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
 
 

@@ -24,8 +24,12 @@ Model (a standard geometric eye model; anatomical constants, nothing fitted here
   lateral positions together, and the calibration's px-per-cm absorbs it).
 
 Per eye, the camera ray through the iris landmark is intersected with the eye sphere (the near
-side; a ray that misses the sphere takes its closest point), the optical axis runs from the
-centre through that point, and the axis is extended to z = 0. The two eyes' points are averaged:
+side), the optical axis runs from the centre through that point, and the axis is extended to
+z = 0. An eye is left out where the landmarks and the head pose disagree: the ray misses the
+sphere, or the axis is turned more than :data:`MAX_EYE_TURN_DEG` from the head's forward
+direction (near 90 deg the axis runs almost parallel to the camera's plane and meets it metres
+away; a small face's wrong pose did that to ~1 in 400 benchmark pictures, and one such row sets
+the scale a calibration standardises every row by). The two eyes' points are averaged:
 ``sight_x_cm`` (image right) and ``sight_y_cm`` (image down), in cm from the camera. The angle
 between the optical and the visual axis (kappa, ~5 deg), a constant for a person, becomes a
 constant offset the calibration's intercept takes up; so do errors of the anatomical constants to
@@ -46,6 +50,11 @@ CENTRE_BEHIND_CM = 0.5
 #: per eye: outer corner (a head-pose model point), inner corner, iris centre (face-mesh indices)
 EYE_POINTS = ((33, 133, 468), (263, 362, 473))
 COLUMNS = ("sight_x_cm", "sight_y_cm")
+#: the largest turn of the eye in the head taken as real (deg); beyond it the landmarks and the
+#: head pose disagree (the oculomotor range is ~45-50 deg, and people turn the head for targets
+#: more than ~20 deg away)
+MAX_EYE_TURN_DEG = 45.0
+_COS_MAX_TURN = math.cos(math.radians(MAX_EYE_TURN_DEG))
 
 _MODEL_ROW = {i: k for k, i in enumerate(head_pose.LANDMARKS)}
 
@@ -58,7 +67,7 @@ def eye_ray(pts: np.ndarray, width: int, height: int, rotation: np.ndarray, tran
     the head pose (model -> camera) of :class:`.head_pose.HeadPoseEstimator`.
     """
     outer, inner, iris = eye
-    f, cx, cy = float(width), width / 2.0, height / 2.0
+    f, cx, cy = head_pose.focal_px(width, height), width / 2.0, height / 2.0
     r = rotation.tolist()
     tx, ty, tz = (float(v) for v in np.ravel(translation))
     mx_, my_, mz_ = head_pose._MODEL[_MODEL_ROW[outer]].tolist()
@@ -75,12 +84,18 @@ def eye_ray(pts: np.ndarray, width: int, height: int, rotation: np.ndarray, tran
     vx, vy, vz = vx / norm, vy / norm, 1.0 / norm
     b = vx * ex + vy * ey + vz * ez
     disc = b * b - (ex * ex + ey * ey + ez * ez) + IRIS_RADIUS_CM ** 2
-    s = b - math.sqrt(disc) if disc > 0 else b  # the near intersection, or the closest point
+    if disc <= 0:  # the ray misses the eye: the landmarks and the head pose disagree
+        return None
+    s = b - math.sqrt(disc)  # the near intersection
     dx, dy, dz = s * vx - ex, s * vy - ey, s * vz - ez
     n = math.sqrt(dx * dx + dy * dy + dz * dz)
     if n <= 0:
         return None
-    return (ex, ey, ez), (dx / n, dy / n, dz / n)
+    dx, dy, dz = dx / n, dy / n, dz / n
+    # the eye's turn in the head: the angle between the axis and the head's forward direction
+    if -(dx * r[0][2] + dy * r[1][2] + dz * r[2][2]) < _COS_MAX_TURN:
+        return None
+    return (ex, ey, ez), (dx, dy, dz)
 
 
 def sight_point(pts: np.ndarray, width: int, height: int, rotation: np.ndarray | None,

@@ -96,10 +96,19 @@ def test_evaluate_manifest(manifest, capsys):
     assert result["face_found_ratio"] >= 0.95
     for p in result["per_person"].values():
         assert p["n"] == 48 and p["sessions"] == 3
+        # each held-out session once; the person's figure is the mean over all 48 predictions
+        assert [h["session"] for h in p["held_out"]] == ["s0", "s1", "s2"]
+        assert [h["n_predicted"] for h in p["held_out"]] == [16, 16, 16]
+        assert p["error_px"] == pytest.approx(np.mean([h["error_px"] for h in p["held_out"]]))
+        assert 0.9 <= p["usable_ratio"] <= p["face_found_ratio"]
+        # eye span ~0.13-0.17 of the picture's width at the fixture's face scales 1.15-1.35
+        assert 0.1 < p["face_size_median"] < 0.2
     assert result["mean_error_px"] == pytest.approx(np.mean([p["error_px"] for p in result["per_person"].values()]))
     # The mean guess is ~600 px off on this grid; features that follow the target must beat it.
     guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
     assert result["mean_error_px"] < 0.5 * guess
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest))
+    assert rc == 0 and "s2 predicted:" in stdout
 
 
 def test_evaluate_single_session_falls_back_to_folds(manifest, tmp_path):
@@ -182,6 +191,7 @@ def test_evaluate_one_round(manifest, capsys):
 
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round")
     assert rc == 0 and "calibrated on s1:" in stdout and "one-round" in stdout
+    assert "held_out" not in result["per_person"]["p1"]
 
 
 def test_evaluate_one_round_single_session_has_no_prediction(manifest):

@@ -106,3 +106,33 @@ def test_the_tracker_rows_carry_the_sight_point():
     row = GazeTracker(patch_size=None).process_sample(FaceSample(pts, *sg.PICTURE, tuple(pts[:468].mean(axis=0)), 1))
     assert set(line_of_sight.COLUMNS) <= set(feature_columns(None))
     assert np.array([row[c] for c in line_of_sight.COLUMNS]) == pytest.approx(sight(pts), abs=1e-6)
+
+
+def test_an_eye_the_head_pose_cannot_explain_is_left_out():
+    """An iris landmark further from the eye's centre than the eye allows (landmarks and head pose
+    disagree: a wrong pose on a small face) gave a point tens of metres off before, which a
+    calibration then standardised every other row against. Now the eye's turn in the head grows
+    with the iris's offset up to :data:`line_of_sight.MAX_EYE_TURN_DEG`, beyond it (or where the
+    camera ray misses the eye) the eye is left out, and with both eyes out there is no point."""
+    pts = look((775.0, 475.0))
+    pose = HeadPoseEstimator()
+    pose.estimate(pts, *sg.PICTURE)
+    forward = -pose.rotation[:, 2]
+    outer, inner, iris = eye = line_of_sight.EYE_POINTS[0]
+    width = float(np.linalg.norm(pts[outer] - pts[inner]))
+    turns = []
+    for shift in np.arange(0.0, 0.8, 0.025):  # the iris moved towards the outer corner, eye widths
+        moved = pts.copy()
+        moved[iris] += (shift * width, 0.0)
+        ray = line_of_sight.eye_ray(moved, *sg.PICTURE, pose.rotation, pose.translation, eye)
+        turns.append(None if ray is None else math.degrees(math.acos(float(np.dot(ray[1], forward)))))
+    kept = [t for t in turns if t is not None]
+    assert turns[0] is not None and turns[-1] is None
+    assert turns.index(None) == len(kept)  # once out, out for every larger offset
+    assert np.all(np.diff(kept) > 0) and max(kept) <= line_of_sight.MAX_EYE_TURN_DEG
+    assert max(kept) > line_of_sight.MAX_EYE_TURN_DEG - 5
+    beyond = pts.copy()
+    for o, i, ir in line_of_sight.EYE_POINTS:
+        beyond[ir] += 0.8 * (beyond[o] - beyond[i])  # each iris 0.8 eye widths towards its outer corner
+    point = line_of_sight.sight_point(beyond, *sg.PICTURE, pose.rotation, pose.translation)
+    assert all(math.isnan(v) for v in point.values())
