@@ -20,8 +20,8 @@ with the target it was not looking at (a participant who looked elsewhere). Then
 ``evaluate_manifest`` does (the same functions: ``image_features``, ``split_predictions``,
 ``person_errors``) with ``--protocol leave-session-out`` and ``one-round``, and the calibration
 models: ``auto`` (the default), ``sight``, ``sight alone`` (no eye corrections),
-``one-stage`` (no line of sight) and ``levers off`` (one-stage with target folds, blink rejection
-and trimming off). ``--seeds`` builds one manifest per seed; figures are means over seeds.
+``one-stage`` (no line of sight), ``blend`` (the mean of sight and one-stage) and ``levers off``
+(one-stage with target folds, blink rejection and trimming off). ``--seeds`` builds one manifest per seed; figures are means over seeds.
 
 A check that the parts work together on real images, not a prediction of real accuracy: the
 synthetic eyes move only the iris, lids and head do not follow gaze, and lighting is uniform.
@@ -94,6 +94,7 @@ MODELS = {
     "sight": lambda: GazeCalibration(fill_missing=True, kind="sight"),
     "sight alone": lambda: GazeCalibration(fill_missing=True, kind="sight", sight_corrections=False),
     "one-stage": lambda: GazeCalibration(fill_missing=True, kind="one-stage"),
+    "blend": lambda: GazeCalibration(fill_missing=True, kind="blend"),
     "levers off": lambda: GazeCalibration(fill_missing=True, kind="one-stage", group_targets=False,
                                           blink_ratio=None, trim=None),
 }

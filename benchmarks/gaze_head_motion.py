@@ -11,10 +11,10 @@ pipeline assumes (:mod:`gazepref.signals.line_of_sight`). No eye patches (no pix
 appearance block is not measured here (``benchmarks/gaze_accuracy.py`` has pixels, but its photo
 cannot turn).
 
-Models: ``auto`` (the default: the line-of-sight model; with several calibrating sessions, the
-one-stage model where it predicts held-out sessions better), ``sight`` (always the line-of-sight
+Models: ``auto`` (the default: with several calibrating sessions, whichever of sight, one-stage
+and blend predicts held-out sessions best; with one, blend), ``sight`` (always the line-of-sight
 model, eye corrections on), ``sight alone`` (no corrections), ``one-stage`` (eye features and head
-pose in one ridge: the model before line of sight).
+pose in one ridge: the model before line of sight), ``blend`` (the mean of sight and one-stage).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ MODELS = {
     "sight": lambda: GazeCalibration(fill_missing=True, kind="sight"),
     "sight alone": lambda: GazeCalibration(fill_missing=True, kind="sight", sight_corrections=False),
     "one-stage": lambda: GazeCalibration(fill_missing=True, kind="one-stage"),
+    "blend": lambda: GazeCalibration(fill_missing=True, kind="blend"),
 }
 
 

@@ -8,7 +8,7 @@
 * *head*: head pose (yaw, pitch, roll, position) and face position/size in the image;
 * *appearance*: the small equalised eye patches (WebGazer's feature).
 
-Two models (``kind``):
+Two models and their mean (``kind``):
 
 * *sight* (rows with the sight columns): a ridge on the sight block (an affine map from the
   camera's plane to the screen: the same in every posture), refined by a second ridge of the eye
@@ -17,9 +17,12 @@ Two models (``kind``):
   point, they change (a head 5 cm to the side reads as gaze 5 cm to the side), so a model fitted
   on them in one sitting learns that sitting's posture. The sight block carries the head's part
   by geometry, which a calibration round (the head nearly still) could not teach.
-* *one-stage* (rows without the sight columns, e.g. recorded before they existed): one ridge on
-  the eye, head and appearance blocks; the head block learns head compensation from data, which
-  needs several sittings to learn from.
+* *one-stage* (also rows without the sight columns, e.g. recorded before they existed): one
+  ridge on the eye, head and appearance blocks; the head block learns head compensation from
+  data, which needs several sittings to learn from.
+* *blend*: the mean of the two, one linear map (:meth:`GazeCalibration._fit_blend`). The two fail
+  differently (the sight model carries the sight point's noise, the one-stage model the
+  calibration's posture), and one sitting cannot show which failure a later one will meet.
 
 Block weights (a block-wise ridge penalty) and the ridge penalty are chosen, separately for x and
 y, by cross-validation *inside the calibration data* (leave-one-session-out when sessions are
@@ -27,7 +30,7 @@ given, else k-fold) on the squared error in px; the model is then refitted on al
 samples. Without sessions the folds keep each target's frames together (frames of one dot share
 its fixation error and the head posture of that moment: split between folds they let CV reward
 memorising the dot). ``groups`` mean separate sittings: with two or more, the default ``kind``
-("auto") keeps whichever model predicts held-out sittings better.
+("auto") keeps whichever of the three predicts held-out sittings best; without, it is the blend.
 
 Two rejections guard the fit (both from first principles, no tuning to a data split):
 
@@ -80,7 +83,7 @@ DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
 DEFAULT_HEAD_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 DEFAULT_EYE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 #: the ``kind`` values of :class:`GazeCalibration`
-KINDS = ("auto", "sight", "one-stage")
+KINDS = ("auto", "sight", "one-stage", "blend")
 DEFAULT_APPEARANCE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 #: parameters added after the first saved models; a saved model without them was fitted with
 #: these values (the behaviour before they existed), so that is what loading it reports
@@ -132,9 +135,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     max_trim_fraction : at most this fraction of the rows is trimmed (the largest errors).
     kind : which model (:meth:`_fit_kind`, :meth:`_choose_kind`): ``"sight"`` (the line-of-sight model whenever the
         rows have the ``sight_*_cm`` columns), ``"one-stage"`` (never: the eye, head and
-        appearance blocks, as for rows recorded before those columns existed) or ``"auto"``
-        (sight, unless ``groups`` name two or more sittings and the one-stage model has the
-        smaller leave-one-sitting-out error).
+        appearance blocks, as for rows recorded before those columns existed), ``"blend"``
+        (their mean, with the sight columns) or ``"auto"`` (where ``groups`` name two or more
+        sittings, whichever of the three has the smallest leave-one-sitting-out error; else
+        blend). Rows without the sight columns always get the one-stage model.
     sight_corrections : with the line-of-sight columns (``sight_*_cm``) present, refine the
         sight block with the eye and appearance blocks fitted to its residuals (a second stage,
         weights from ``eye_weights`` and ``appearance_weights``, including none, chosen by CV;
@@ -192,8 +196,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             kind = "one-stage"
         elif self.kind == "auto" and groups is not None and len(pd.unique(groups)) >= 2:
             kind = self._choose_kind(frame, y, groups)
+        elif self.kind == "auto":
+            kind = "blend"
         else:
-            kind = "sight"
+            kind = self.kind
         blocks = self._blocks(frame.columns, kind)
         names = [c for cols in blocks.values() for c in cols]
         if not names:
@@ -217,7 +223,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
                 groups = None if groups is None else groups[ok]
                 fit = self._fit_kind(kind, values, y, groups, blocks, block_of)
                 self.n_outliers_rejected_ = int(len(drop))
-        if kind == "sight":  # the stages' own CV figure sees stage 1 fitted on every row: refit per fold
+        if kind in ("sight", "blend"):  # the stages' own CV figures see stage 1 fitted on every row
             fit["cv_error_px_"] = float(np.linalg.norm(
                 self._oof(fit, y, list(self._folds(y, groups)), self.clip) - y, axis=1).mean())
         for k, v in fit.items():
@@ -234,7 +240,11 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
 
         ``one-stage``: the eye, head and appearance blocks. ``sight``: the sight block, with
         ``sight_corrections`` the eye and appearance blocks too (stage 2); never the head block
-        (head movement enters by geometry)."""
+        (head movement enters by geometry). ``blend``: what either uses."""
+        if kind == "blend":
+            sight, one = self._blocks(columns, "sight"), self._blocks(columns, "one-stage")
+            order = list(columns)
+            return {b: sorted(set(sight[b]) | set(one[b]), key=order.index) for b in sight}
         columns = set(columns)
         eye = [c for c in EYE_COLUMNS if c in columns]
         app = _appearance_columns(columns) if self.use_appearance else []
@@ -257,44 +267,80 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         return values[keep], y[keep], None if groups is None else groups[keep], int(blinks.sum())
 
     def _choose_kind(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> str:
-        """``kind="auto"`` with two or more sittings: "sight" or "one-stage", whichever predicts
-        held-out sittings better. Both are fitted on the rows usable by both, their
-        hyper-parameters chosen on the same leave-one-sitting-out folds, and scored out of fold
-        with those hyper-parameters, every stage refitted without the held-out sitting (the
-        hyper-parameters themselves were chosen on those folds, for both models alike). Within one
-        sitting CV cannot show what head movement does, so there the geometry decides (sight)."""
-        sight_blocks, one_blocks = self._blocks(frame.columns, "sight"), self._blocks(frame.columns, "one-stage")
-        if not (one_blocks["eye"] or one_blocks["head"]):
+        """``kind="auto"`` with two or more sittings: "sight", "one-stage" or "blend" (their
+        mean), whichever predicts held-out sittings best. The two are fitted on the rows usable by
+        both, their hyper-parameters chosen on the same leave-one-sitting-out folds, and scored out
+        of fold with those hyper-parameters, every stage refitted without the held-out sitting
+        (the hyper-parameters themselves were chosen on those folds, for both models alike); the
+        blend's out-of-fold predictions are the mean of theirs. Within one sitting CV cannot show
+        what head movement does, so there nothing is chosen (``blend``, see :meth:`fit`)."""
+        blocks = self._blocks(frame.columns, "blend")
+        if not (blocks["eye"] or blocks["head"]):
             return "sight"
-        blocks = {b: sorted(set(sight_blocks[b]) | set(one_blocks[b]), key=list(frame.columns).index)
-                  for b in sight_blocks}
         names = [c for cols in blocks.values() for c in cols]
         try:
             values, yk, gk, _ = self._usable_rows(frame, y, groups, names)
         except ValueError:
             return "sight"
-        if len(pd.unique(gk)) < 2:
-            return "sight"
+        if len(pd.unique(gk)) < 2:  # one sitting left
+            return "blend"
         block_of = np.repeat(list(blocks), [len(c) for c in blocks.values()])
         folds = list(self._folds(yk, gk))
-        error = {}
-        for kind, used in (("sight", sight_blocks), ("one-stage", one_blocks)):
-            mask = np.isin(np.array(names), [c for cols in used.values() for c in cols])
-            fit = self._fit_kind(kind, values[:, mask], yk, gk, used, block_of[mask])
-            error[kind] = float(np.linalg.norm(self._oof(fit, yk, folds, self.clip) - yk, axis=1).mean())
-        return "one-stage" if error["one-stage"] < error["sight"] else "sight"
+        fit = self._fit_kind("blend", values, yk, gk, blocks, block_of)
+        oof = {kind: self._oof(part, yk, folds, self.clip) for kind, (_, part) in zip(("sight", "one-stage"),
+                                                                                   fit["_parts"])}
+        oof["blend"] = (oof["sight"] + oof["one-stage"]) / 2
+        error = {kind: float(np.linalg.norm(p - yk, axis=1).mean()) for kind, p in oof.items()}
+        return min(error, key=error.get)  # the first of equals: sight, then one-stage
 
     def _fit_kind(self, kind: str, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
                   blocks: dict[str, list[str]], block_of: np.ndarray) -> dict[str, Any]:
         """The fitted attributes (a dict) of a model of ``kind`` on ``blocks``.
 
         ``one-stage``: one ridge over the eye, head and appearance blocks, their weights and alpha
-        chosen by CV. ``sight``: see :meth:`_fit_sight`."""
+        chosen by CV. ``sight``: see :meth:`_fit_sight`. ``blend``: see :meth:`_fit_blend`."""
+        if kind == "blend":
+            return self._fit_blend(values, y, groups, blocks, block_of)
         present = {k: bool(v) for k, v in blocks.items()}
         if kind == "sight":
             return self._fit_sight(values, y, groups, block_of, present)
         fit = self._fit_arrays(values, y, groups, block_of, self._block_weight_candidates(present))
         return {**fit, "model_kind_": "one-stage", "correction_alpha_": np.full(2, np.nan)}
+
+    def _fit_blend(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
+                   blocks: dict[str, list[str]], block_of: np.ndarray) -> dict[str, Any]:
+        """The mean of the sight and the one-stage model, each fitted (hyper-parameters by CV) on
+        the columns it uses: one linear map, their coefficients averaged.
+
+        Why a mean: the two fail differently. The sight model carries head movement by geometry
+        but also the noise of the sight point (the iris landmark, the head pose); the one-stage
+        model weighs the eye features and patches freely but learns the calibration's posture. A
+        sitting's own rows cannot show which failure a later sitting will meet (within it the
+        head barely moves), so neither can be preferred from them, and where the errors are not
+        the same, their mean errs less than the worse of the two and often less than either
+        (docs/gaze.md, "Line of sight"). Reported hyper-parameters: the sight part's
+        ``sight_weight_``, ``eye_weight_`` (its stage 2) and ``correction_alpha_``, the one-stage
+        part's ``alpha_``, ``head_weight_`` and ``appearance_weight_``."""
+        names = np.array([c for cols in blocks.values() for c in cols])
+        parts = []
+        for kind in ("sight", "one-stage"):
+            used = self._blocks(names, kind)
+            mask = np.isin(names, [c for cols in used.values() for c in cols])
+            parts.append((mask, self._fit_kind(kind, values[:, mask], y, groups, used, block_of[mask])))
+        (ms, sight), (mo, one) = parts
+        coef = np.zeros((2, values.shape[1]))
+        coef[:, ms] += sight["coef_"] / 2
+        coef[:, mo] += one["coef_"] / 2
+        scale = values.std(axis=0)
+        return {
+            "mean_": values.mean(axis=0), "scale_": np.where(scale > 1e-9, scale, 1.0), "coef_": coef,
+            "intercept_": (sight["intercept_"] + one["intercept_"]) / 2,
+            "sight_weight_": sight["sight_weight_"], "eye_weight_": sight["eye_weight_"],
+            "correction_alpha_": sight["correction_alpha_"], "alpha_": one["alpha_"],
+            "head_weight_": one["head_weight_"], "appearance_weight_": one["appearance_weight_"],
+            "cv_error_px_": float("nan"),  # fit() sets it: both parts refitted per fold
+            "model_kind_": "blend", "_parts": parts,
+        }
 
     def _fit_sight(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None, block_of: np.ndarray,
                    present: dict[str, bool]) -> dict[str, Any]:
@@ -331,7 +377,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     def _oof(self, fit: dict[str, Any], y: np.ndarray, folds: list, clip: float | None) -> np.ndarray:
         """Out-of-fold predictions of a fitted model with its chosen hyper-parameters: every
         stage (one, or the sight model's two) refitted on each fold's training rows, features and
-        predictions clipped as :meth:`predict` does (``clip``; None: not at all)."""
+        predictions clipped as :meth:`predict` does (``clip``; None: not at all). A blend's: the
+        mean of its parts'."""
+        if "_parts" in fit:
+            return np.mean([self._oof(part, y, folds, clip) for _, part in fit["_parts"]], axis=0)
         z = fit["_z"]
         pred = np.full_like(y, np.nan)
         for train, test in folds:

@@ -277,11 +277,13 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
                       make_model: Callable[[], GazeCalibration], protocol: str,
                       ) -> list[tuple[Any, np.ndarray, np.ndarray, str | None]]:
     """(split name, predict mask, predictions of those rows, the fitted model's kind: "sight",
-    "one-stage" or None for the mean guess) per split of :func:`protocol_splits`.
+    "one-stage", "blend" or None for the mean guess) per split of :func:`protocol_splits`.
 
     Calibration rows are the usable ones (face found, eyes open); with rows of several sessions
-    (sittings) the model's hyper-parameters, and whether the sight or the one-stage model is
-    kept, are chosen leave-one-session-out, within one session by folds over its targets. Too few usable calibration rows: the calibration targets' mean is the guess.
+    (sittings) the model's hyper-parameters, and (``auto``) which of the sight, one-stage and
+    blend models is kept, are chosen leave-one-session-out; within one session the
+    hyper-parameters by folds over its targets (``auto``: the blend). Too few usable
+    calibration rows: the calibration targets' mean is the guess.
     """
     usable = (features["flags"].to_numpy(dtype=np.int64) & UNUSABLE) == 0
     out = []

@@ -27,10 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("manifest", help="CSV manifest")
     p.add_argument("--protocol", choices=("leave-session-out", "one-round"), default="leave-session-out",
                    help="what calibrates: all of a person's other sessions (default) or one session alone")
-    p.add_argument("--model", choices=("auto", "sight", "one-stage"), default="auto",
-                   help="the calibration model: auto (default; the line-of-sight model, or where "
-                        "several sessions calibrate, whichever predicts held-out sessions better), "
-                        "sight, or one-stage (eye features and head pose, as before line of sight)")
+    p.add_argument("--model", choices=("auto", "sight", "one-stage", "blend"), default="auto",
+                   help="the calibration model: auto (default; where several sessions calibrate, "
+                        "whichever of the others predicts held-out sessions best, else blend), "
+                        "sight (line of sight), one-stage (eye features and head pose, as before "
+                        "line of sight) or blend (the mean of sight and one-stage)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_evaluate)
 

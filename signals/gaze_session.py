@@ -39,9 +39,9 @@ def calibrate(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, floa
 
     ``rounds``: per point, the calibration round it came from; with two or more rounds the
     hyper-parameters are chosen leave-one-round-out. Rounds of one sitting do not choose the
-    model: an ``auto`` model is fitted as ``sight`` (the head barely moves between them, so they
-    cannot show which model holds when it does). Raises ValueError when too few samples are
-    usable.
+    model: an ``auto`` model is fitted as ``blend``, as without rounds (the head barely moves
+    between them, so they cannot show which model holds when it does). Raises ValueError when too
+    few samples are usable.
     """
     rows, targets, groups = [], [], []
     for i, (target, samples) in enumerate(points):
@@ -53,7 +53,7 @@ def calibrate(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, floa
         raise ValueError(f"only {len(rows)} usable calibration samples (face found, eyes open); need at least 4")
     model = model if model is not None else GazeCalibration()
     if rounds is not None and model.kind == "auto":
-        model = clone(model).set_params(kind="sight")
+        model = clone(model).set_params(kind="blend")
     return model.fit(pd.DataFrame(rows), np.asarray(targets, dtype=np.float64),
                      groups=groups if rounds is not None else None)
 
@@ -62,7 +62,8 @@ def calibration_summary(model: GazeCalibration) -> dict[str, Any]:
     """JSON-ready facts about a fitted calibration (for ``store.Calibration.result``)."""
     return {"n_samples": model.n_samples_fit_, "cv_error_px": model.cv_error_px_,
             # "sight": the line-of-sight model (head movement by geometry); "one-stage": eye
-            # features and head pose in one ridge (rows recorded before the sight columns)
+            # features and head pose in one ridge (also rows recorded before the sight columns);
+            # "blend": the mean of the two (the default within one sitting)
             "model": getattr(model, "model_kind_", "one-stage"),
             "alpha": model.alpha_.tolist(), "head_weight": model.head_weight_.tolist(),
             "eye_weight": getattr(model, "eye_weight_", np.ones(2)).tolist(),

@@ -96,8 +96,9 @@ def test_webgazer_score():
 
 def test_rounds_of_one_sitting_do_not_choose_the_model():
     """Two rounds in one sitting (the head placed once): the rounds choose the penalties
-    leave-one-round-out, but the model stays the line-of-sight one, even where the one-stage model
-    would fit these rounds better (a broken sight point)."""
+    leave-one-round-out, but they do not choose the model: it is the blend of the line-of-sight
+    and the one-stage model, as without rounds, even where the one-stage model would fit these
+    rounds better (a broken sight point)."""
     from gazepref.signals import synthetic_gaze as sg
 
     rng = np.random.default_rng(2)
@@ -108,6 +109,6 @@ def test_rounds_of_one_sitting_do_not_choose_the_model():
         rows = rows.assign(sight_x_cm=rng.normal(size=len(rows)), sight_y_cm=rng.normal(size=len(rows)))
         points += [(tuple(t), [r]) for t, r in zip(targets, rows.to_dict("records"))]
         labels += [k] * len(rows)
-    assert calibrate(points, rounds=labels).model_kind_ == "sight"
+    assert calibrate(points, rounds=labels).model_kind_ == "blend"
     assert GazeCalibration().fit(pd.DataFrame([p[1][0] for p in points]), [p[0] for p in points],
                                  groups=labels).model_kind_ == "one-stage"  # as if they were sittings
