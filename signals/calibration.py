@@ -200,6 +200,8 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             kind = "blend"
         else:
             kind = self.kind
+        if kind == "blend" and not any(self._blocks(frame.columns, "one-stage")[b] for b in ("eye", "head")):
+            kind = "sight"  # nothing for a one-stage model to stand on: its half would be a constant
         blocks = self._blocks(frame.columns, kind)
         names = [c for cols in blocks.values() for c in cols]
         if not names:

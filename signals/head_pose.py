@@ -21,7 +21,7 @@ distance trades off against the pitch), so each iteration gains only ~3x: the wa
 lags the converged one by a small fraction of the picture-to-picture change. On the astronaut's
 moving face at 15 Hz (tests/signals/test_head_pose.py) it stays within 0.06 deg and 0.07 mm of the
 converged pose (tolerance stated there: 0.1 deg, 0.1 mm). With nothing moving, the converged pose
-jitters with the landmarks by 0.3-0.9 deg (yaw, pitch, roll sd) and 0.3 cm (distance) for an
+jitters with the landmarks by 0.2-0.9 deg (yaw, pitch, roll sd) and 0.3 cm (distance) for an
 eye span of ~80 px, 0.7-1.5 deg and 1.7 cm for ~50 px (``benchmarks/landmark_jitter.py``: still
 photo, sensor noise). Trackers of unrelated still pictures
 (``static_image_mode``, ``gaze evaluate``) start every picture cold.

@@ -471,6 +471,10 @@ def test_auto_lets_held_out_sittings_decide(sittings):
     assert np.isfinite(chosen.predict(rows.drop(columns=["sight_x_cm", "sight_y_cm"]))).all()
     good_rows, good_y, good_sessions = sittings[1]
     assert GazeCalibration().fit(good_rows, good_y, groups=good_sessions).model_kind_ == "sight"
+    from gazepref.signals.synthetic_gaze import people
+
+    rows3, y3, sessions3 = people(1, 4, seed=5)[0]  # a person whose held-out sittings the blend predicts best
+    assert GazeCalibration().fit(rows3, y3, groups=sessions3).model_kind_ == "blend"
     # without corrections the comparison still runs (the one-stage model keeps its blocks)
     assert GazeCalibration(sight_corrections=False).fit(rows, y, groups=sessions).model_kind_ == "one-stage"
 
@@ -588,3 +592,13 @@ def test_a_blend_is_the_mean_of_its_two_models(sittings):
     assert np.median(np.linalg.norm(blend.predict(rows) - mean, axis=1)) < 1e-6  # but where a clip binds
     row = rows.iloc[3].to_dict()
     np.testing.assert_allclose(blend.predict_row(row), blend.predict(rows.iloc[[3]])[0])
+
+
+def test_no_blend_without_eye_or_head_features(sittings):
+    """Rows with the sight point but no eye or head columns: a one-stage half would be a constant
+    and halve the gain, so ``auto`` and ``blend`` fit the sight model, with sittings or without."""
+    rows, y, sessions = sittings[0]
+    only = rows[["sight_x_cm", "sight_y_cm"]]
+    for kind in ("auto", "blend"):
+        assert GazeCalibration(kind=kind).fit(only, y).model_kind_ == "sight"
+        assert GazeCalibration(kind=kind).fit(only, y, groups=sessions).model_kind_ == "sight"

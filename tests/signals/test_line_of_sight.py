@@ -121,7 +121,7 @@ def test_an_eye_the_head_pose_cannot_explain_is_left_out():
     outer, inner, iris = eye = line_of_sight.EYE_POINTS[0]
     width = float(np.linalg.norm(pts[outer] - pts[inner]))
     turns = []
-    for shift in np.arange(0.0, 0.8, 0.025):  # the iris moved towards the outer corner, eye widths
+    for shift in np.arange(0.0, 0.8, 0.025):  # the iris moved to image right (eye widths)
         moved = pts.copy()
         moved[iris] += (shift * width, 0.0)
         ray = line_of_sight.eye_ray(moved, *sg.PICTURE, pose.rotation, pose.translation, eye)
