@@ -43,6 +43,9 @@ from gazepref.signals.face_mesh import FaceMeshRunner
 from gazepref.signals.gaze_batch import PROTOCOLS, image_features, person_errors, read_manifest, split_predictions
 from gazepref.signals.synthetic_face import VIEWPORT_CENTRE, face_frame, look
 
+sys.path.insert(0, str(Path(__file__).parent))
+from gaze_head_motion import MODELS as CALIBRATION_MODELS  # noqa: E402  (benchmarks/gaze_head_motion.py)
+
 GRID = [(x, y) for y in (100, 350, 600, 850) for x in (100, 550, 1000, 1450)]
 CENTRE = VIEWPORT_CENTRE
 
@@ -90,11 +93,7 @@ def build_manifest(root: Path, sessions: int, seed: int, repeats: int = 1, noise
 
 
 MODELS = {
-    "auto": lambda: GazeCalibration(fill_missing=True),
-    "sight": lambda: GazeCalibration(fill_missing=True, kind="sight"),
-    "sight alone": lambda: GazeCalibration(fill_missing=True, kind="sight", sight_corrections=False),
-    "one-stage": lambda: GazeCalibration(fill_missing=True, kind="one-stage"),
-    "blend": lambda: GazeCalibration(fill_missing=True, kind="blend"),
+    **CALIBRATION_MODELS,
     "levers off": lambda: GazeCalibration(fill_missing=True, kind="one-stage", group_targets=False,
                                           blink_ratio=None, trim=None),
 }

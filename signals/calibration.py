@@ -194,14 +194,12 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         groups = None if groups is None else np.asarray(groups)
         if self.kind == "one-stage" or not set(SIGHT_COLUMNS) <= set(frame.columns):
             kind = "one-stage"
+        elif self.kind == "sight" or not any(self._blocks(frame.columns, "one-stage")[b] for b in ("eye", "head")):
+            kind = "sight"  # (no eye or head columns: a one-stage model, or a blend's half, would be a constant)
         elif self.kind == "auto" and groups is not None and len(pd.unique(groups)) >= 2:
             kind = self._choose_kind(frame, y, groups)
-        elif self.kind == "auto":
-            kind = "blend"
         else:
-            kind = self.kind
-        if kind == "blend" and not any(self._blocks(frame.columns, "one-stage")[b] for b in ("eye", "head")):
-            kind = "sight"  # nothing for a one-stage model to stand on: its half would be a constant
+            kind = "blend"
         blocks = self._blocks(frame.columns, kind)
         names = [c for cols in blocks.values() for c in cols]
         if not names:
@@ -277,8 +275,6 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         blend's out-of-fold predictions are the mean of theirs. Within one sitting CV cannot show
         what head movement does, so there nothing is chosen (``blend``, see :meth:`fit`)."""
         blocks = self._blocks(frame.columns, "blend")
-        if not (blocks["eye"] or blocks["head"]):
-            return "sight"
         names = [c for cols in blocks.values() for c in cols]
         try:
             values, yk, gk, _ = self._usable_rows(frame, y, groups, names)

@@ -28,8 +28,8 @@ side), the optical axis runs from the centre through that point, and the axis is
 z = 0. An eye is left out where the landmarks and the head pose disagree: the ray misses the
 sphere, or the axis is turned more than :data:`MAX_EYE_TURN_DEG` from the head's forward
 direction (near 90 deg the axis runs almost parallel to the camera's plane and meets it metres
-away; a small face's wrong pose did that to ~1 in 400 benchmark pictures, and one such row sets
-the scale a calibration standardises every row by). The two eyes' points are averaged:
+away; a small face's wrong pose did that to 1 of 384 pictures of ``benchmarks/gaze_accuracy.py
+--face-scale 0.6``, and one such row sets the scale a calibration standardises every row by). The two eyes' points are averaged:
 ``sight_x_cm`` (image right) and ``sight_y_cm`` (image down), in cm from the camera. The angle
 between the optical and the visual axis (kappa, ~5 deg), a constant for a person, becomes a
 constant offset the calibration's intercept takes up; so do errors of the anatomical constants to
