@@ -272,7 +272,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         both, their hyper-parameters chosen on the same leave-one-sitting-out folds, and scored out
         of fold with those hyper-parameters, every stage refitted without the held-out sitting
         (the hyper-parameters themselves were chosen on those folds, for both models alike); the
-        blend's out-of-fold predictions are the mean of theirs. Within one sitting CV cannot show
+        blend's out-of-fold predictions are the mean of theirs (clipped as one). Within one sitting CV cannot show
         what head movement does, so there nothing is chosen (``blend``, see :meth:`fit`)."""
         blocks = self._blocks(frame.columns, "blend")
         names = [c for cols in blocks.values() for c in cols]
@@ -287,7 +287,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         fit = self._fit_kind("blend", values, yk, gk, blocks, block_of)
         oof = {kind: self._oof(part, yk, folds, self.clip) for kind, (_, part) in zip(("sight", "one-stage"),
                                                                                    fit["_parts"])}
-        oof["blend"] = (oof["sight"] + oof["one-stage"]) / 2
+        oof["blend"] = self._oof(fit, yk, folds, self.clip)
         error = {kind: float(np.linalg.norm(p - yk, axis=1).mean()) for kind, p in oof.items()}
         return min(error, key=error.get)  # the first of equals: sight, then one-stage
 
@@ -372,13 +372,20 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             "_second": second["_chosen"],
         }
 
-    def _oof(self, fit: dict[str, Any], y: np.ndarray, folds: list, clip: float | None) -> np.ndarray:
+    def _oof(self, fit: dict[str, Any], y: np.ndarray, folds: list, clip: float | None,
+             clip_predictions: bool = True) -> np.ndarray:
         """Out-of-fold predictions of a fitted model with its chosen hyper-parameters: every
         stage (one, or the sight model's two) refitted on each fold's training rows, features and
-        predictions clipped as :meth:`predict` does (``clip``; None: not at all). A blend's: the
-        mean of its parts'."""
+        (``clip_predictions``) predictions clipped as :meth:`predict` does (``clip``; None: not
+        at all). A blend's: the mean of its parts', clipped as one prediction (as :meth:`predict`
+        clips the one linear map)."""
         if "_parts" in fit:
-            return np.mean([self._oof(part, y, folds, clip) for _, part in fit["_parts"]], axis=0)
+            pred = np.mean([self._oof(part, y, folds, clip, clip_predictions=False) for _, part in fit["_parts"]],
+                           axis=0)
+            if clip is not None and clip_predictions:
+                for train, test in folds:
+                    pred[test] = np.clip(pred[test], *_bounds(y[train], clip))
+            return pred
         z = fit["_z"]
         pred = np.full_like(y, np.nan)
         for train, test in folds:
@@ -392,7 +399,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
                     r = y[train, k] - ((z[train] * cw1) @ c1[0] + b1[0])
                     c2, b2 = _ridge(z[train] * cw2, r[:, None], a2)
                     p = p + (zt * cw2) @ c2[0] + b2[0]
-                if clip is not None:
+                if clip is not None and clip_predictions:
                     lo, hi = _bounds(y[train][:, [k]], clip)
                     p = np.clip(p, lo[0], hi[0])
                 pred[test, k] = p
