@@ -21,7 +21,8 @@ with the target it was not looking at (a participant who looked elsewhere). Then
 ``person_errors``) with ``--protocol leave-session-out`` and ``one-round``, and the calibration
 models: ``auto`` (the default), ``sight``, ``sight alone`` (no eye corrections),
 ``one-stage`` (no line of sight), ``blend`` (the mean of sight and one-stage) and ``levers off``
-(one-stage with target folds, blink rejection and trimming off). ``--seeds`` builds one manifest per seed; figures are means over seeds.
+(one-stage with target folds, blink rejection and trimming off). ``--seeds`` builds one manifest
+per seed; figures are means over seeds and people.
 
 A check that the parts work together on real images, not a prediction of real accuracy: the
 synthetic eyes move only the iris, lids and head do not follow gaze, and lighting is uniform.
@@ -111,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     guess = float(np.mean([np.hypot(x - CENTRE[0], y - CENTRE[1]) for x, y in GRID]))
-    errors: dict[tuple[str, str], list[float]] = {}
     per_person: dict[tuple[str, str], dict[str, float]] = {}
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
@@ -124,13 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                 for protocol in PROTOCOLS:
                     for name in args.models:
                         splits = split_predictions(features, targets, sessions, MODELS[name], protocol)
-                        e = person_errors(targets, splits, protocol)["error_px"]
-                        errors.setdefault((protocol, name), []).append(e)
-                        per_person.setdefault((protocol, name), {})[f"{person}{seed}"] = e
+                        per_person.setdefault((protocol, name), {})[f"{person}{seed}"] = person_errors(
+                            targets, splits, protocol)["error_px"]
     out = {"mean_target_guess_px": guess, "seeds": args.seeds, "repeats": args.repeats, "noise": args.noise,
            "face_scale": args.face_scale,
-           "results": [{"protocol": protocol, "model": name, "mean_error_px": float(np.mean(v)),
-                        "per_person_px": per_person[protocol, name]} for (protocol, name), v in errors.items()]}
+           "results": [{"protocol": protocol, "model": name, "mean_error_px": float(np.mean(list(v.values()))),
+                        "per_person_px": v} for (protocol, name), v in per_person.items()]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
