@@ -9,6 +9,20 @@ public ``process``. The values are the same either way (float32 coordinates time
 In video mode it asks the mesh for one face (see below) and, when the track is lost, runs the
 frame once more so the face is re-detected in the same frame.
 
+Small faces. The mesh finds faces with MediaPipe's short-range face detector, whose input is
+128 x 128 px: the whole picture is shrunk to it, so a face narrower than ~1/6 of the picture is
+~20 px there, near the detector's smallest anchors, and is missed. The astronaut face on a grey
+ground (``benchmarks/face_detection.py``) was missed at eye spans below ~0.09 of the picture's
+width when off centre and ~0.065 centred, at 640 x 480 and 1280 x 720 alike, while a
+head-and-shoulders laptop framing puts the eye span near 0.09 and a 1280 x 720 webcam image
+further from the camera below it. (The page's detector, in ``@vladmandic/human``, takes 256 x
+256 px.) So where the mesh finds no face, :class:`FaceMeshRunner` asks MediaPipe's full-range
+detector (192 x 192 px, made for faces up to 5 m away), crops a square ``SMALL_FACE_CROP`` (3)
+times each face box's side around it, runs a still-image mesh on that crop (where the face is
+a third of the picture) and moves its landmarks back into the picture. The landmarks come from
+the same pixels (the crop is not resized), so nothing but the search changes. Cost: ~5 ms for
+the detector and ~5 ms per face for the mesh, only on pictures in which the mesh found none.
+
 :class:`FaceCounter` answers "is more than one face in view?" cheaply for a video stream. In
 tracking mode a Face Mesh asked for up to two faces re-runs its face detector on every frame
 while it tracks only one (4.7 ms instead of 3.2 ms per 320x240 frame here), so the tracker asks
@@ -26,6 +40,9 @@ import numpy as np
 
 #: field tags (fixed32) of NormalizedLandmark.x and .y; C++ serializes fields in number order
 _X_TAG, _Y_TAG = 0x0D, 0x15
+
+#: side of the crop around a face box of the full-range detector, in box sides (module docstring)
+SMALL_FACE_CROP = 3.0
 
 
 def decode_landmarks(data: bytes, width: int, height: int) -> np.ndarray | None:
@@ -57,10 +74,15 @@ def _proto_landmarks(landmarks: Any, width: int, height: int) -> np.ndarray:
 
 
 class FaceMeshRunner:
-    """One MediaPipe Face Mesh (refined landmarks) and a lean way to call it."""
+    """One MediaPipe Face Mesh (refined landmarks) and a lean way to call it.
+
+    ``small_faces``: where the mesh finds no face, look for small ones with the full-range
+    detector and run the mesh on a crop around each (module docstring); ``small_face_runs``
+    counts the pictures that took this path."""
 
     def __init__(self, *, static_image_mode: bool = False, max_num_faces: int = 1,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 small_faces: bool = True) -> None:
         import mediapipe as mp
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -70,9 +92,18 @@ class FaceMeshRunner:
         self._lean = _lean_api()
         self._retry = not static_image_mode
         self._tracking = False
+        self._max_faces = max_num_faces
+        self._min_detection = min_detection_confidence
+        self.small_faces = small_faces
+        self._small: tuple[Any, FaceMeshRunner] | None = None  # full-range detector, still-image mesh
+        self.small_face_runs = 0
 
     def close(self) -> None:
         self._mesh.close()
+        if self._small is not None:
+            for part in self._small:
+                part.close()
+            self._small = None
 
     def __enter__(self) -> FaceMeshRunner:
         return self
@@ -90,6 +121,38 @@ class FaceMeshRunner:
         if not faces and self._tracking and self._retry:
             faces = self._run(rgb)
         self._tracking = bool(faces)
+        if not faces and self.small_faces:
+            faces = self._small_faces(rgb)
+        return faces
+
+    def _small_faces(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Faces the mesh's own detector missed: the full-range detector's boxes (distinct ones,
+        largest first, at most ``max_num_faces``), the mesh run on a crop ``SMALL_FACE_CROP``
+        box sides wide around each, its landmarks moved back into the picture."""
+        if self._small is None:
+            import mediapipe as mp
+
+            self._small = (mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self._min_detection),
+                FaceMeshRunner(static_image_mode=True, max_num_faces=1,
+                               min_detection_confidence=self._min_detection, small_faces=False))
+        detector, mesh = self._small
+        self.small_face_runs += 1
+        h, w = rgb.shape[:2]
+        boxes = [(b.xmin * w, b.ymin * h, b.width * w, b.height * h)
+                 for b in (d.location_data.relative_bounding_box for d in detector.process(rgb).detections or [])]
+        faces = []
+        for i in distinct_boxes(boxes)[:self._max_faces]:
+            x, y, bw, bh = boxes[i]
+            half = SMALL_FACE_CROP * max(bw, bh) / 2
+            cx, cy = x + bw / 2, y + bh / 2
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                continue
+            found = mesh.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+            if found:
+                faces.append(found[0] + (x0, y0))
         return faces
 
     def _run(self, rgb: np.ndarray) -> list[np.ndarray]:

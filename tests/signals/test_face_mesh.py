@@ -110,3 +110,30 @@ def test_lost_track_is_redetected_in_the_same_frame(face_frame):
         runner.close()
     assert len(near) == len(far) == 1
     assert np.ptp(far[0][:, 0]) < 0.7 * np.ptp(near[0][:, 0])
+
+
+@pytest.mark.parametrize("size, scale, dx", [((1280, 720), 0.4, 256), ((640, 480), 0.4, 0)])
+def test_a_face_too_small_for_the_mesh_detector_is_found_with_its_landmarks(astronaut_face, face_frame, size, scale, dx):
+    """A head-and-shoulders face at an eye span of ~4-5 % of the picture: the mesh's own
+    detector misses it; the full-range detector and a crop find it, and the landmarks land where
+    the same face's landmarks, found at full size, move to when the face is shrunk and placed."""
+    w, h = size
+    rgb = cv2.cvtColor(face_frame(scale=scale, dx=dx, size=size), cv2.COLOR_BGR2RGB)
+    fh = int(round(200 * scale * h / 240))  # face_frame's placement
+    fw = int(round(fh * astronaut_face.shape[1] / astronaut_face.shape[0]))
+    origin = np.array([round(w / 2 - fw / 2 + dx), round(h / 2 - fh / 2)])
+    with FaceMeshRunner(static_image_mode=True, small_faces=False) as plain, FaceMeshRunner(static_image_mode=True) as runner:
+        (reference,) = plain.process(cv2.cvtColor(astronaut_face, cv2.COLOR_BGR2RGB))
+        assert plain.process(rgb) == [], "the premise: the mesh's own detector misses this face"
+        faces = runner.process(rgb)
+        assert runner.small_face_runs == 1
+        assert runner.process(cv2.cvtColor(face_frame(scale=1.1), cv2.COLOR_BGR2RGB)) and runner.small_face_runs == 1, \
+            "a face the mesh finds takes no second search"
+        assert runner.process(np.full((h, w, 3), 96, np.uint8)) == []
+    assert len(faces) == 1 and faces[0].shape == (478, 2)
+    expected = (reference + 0.5) * (fh / astronaut_face.shape[0]) - 0.5 + origin
+    eye_span = np.linalg.norm(expected[263] - expected[33])
+    error = np.linalg.norm(faces[0] - expected, axis=1)
+    assert eye_span < 0.06 * w
+    assert np.median(error) < 0.02 * eye_span, (np.median(error), eye_span)  # measured 0.007
+    assert error[[33, 133, 362, 263, 468, 473]].max() < 0.03 * eye_span  # eye corners, irises (measured <= 0.014)
