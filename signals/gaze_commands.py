@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "whichever of the others predicts held-out sessions best, else blend), "
                         "sight (line of sight), one-stage (eye features and head pose, as before "
                         "line of sight) or blend (the mean of sight and one-stage)")
+    p.add_argument("--no-compare", dest="compare", action="store_const", const=False, default=None,
+                   help="with --model auto, do not also evaluate sight, one-stage and blend on the same "
+                        "images (by default they are, and their errors are printed beside auto's)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_evaluate)
 
@@ -67,23 +70,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .gaze_batch import evaluate_manifest
 
-    result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol, kind=args.model)
+    result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol, kind=args.model,
+                               compare=args.compare)
     if args.json:
         emit(result, True)
     else:
-        emit({k: v for k, v in result.items() if k != "per_person"}, False)
+        summary = {k: v for k, v in result.items() if k not in ("per_person", "compared")}
+        emit(summary, False)
+        if "compared" in result:  # the other models' mean_error_px, lined up with the summary
+            people = result["people"] - len(result["people_without_prediction"])
+            print(f"{'compared':<{max(map(len, summary))}}  " + ", ".join(
+                f"{k} {_px(c['mean_error_px'])} "
+                f"(beats {args.model} for {c['people_better_than_main']} of {people} people)"
+                for k, c in result["compared"].items()))
         for person, r in result["per_person"].items():
-            err = "no prediction" if r["error_px"] is None else f"{r['error_px']:.1f} px"
+            err = _px(r["error_px"])
             models = ", ".join(f"{k} {n}" for k, n in r["models"].items())
             print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions"
                   + (f" (models: {models})" if models else ""))
+            if "compared" in r:
+                print("    compared: " + ", ".join(f"{k} {_px(e)}" for k, e in r["compared"].items()))
             for rnd in r.get("rounds", []):
-                e = "no prediction" if rnd["error_px"] is None else f"{rnd['error_px']:.1f} px"
-                print(f"    calibrated on {rnd['session']}: {e} over {rnd['n_predicted']} images")
+                print(f"    calibrated on {rnd['session']}: {_px(rnd['error_px'])} over {rnd['n_predicted']} images")
             for held in r.get("held_out", []):
-                e = "no prediction" if held["error_px"] is None else f"{held['error_px']:.1f} px"
-                print(f"    {held['session']} predicted: {e} over {held['n_predicted']} images")
+                print(f"    {held['session']} predicted: {_px(held['error_px'])} over {held['n_predicted']} images")
     return 0
+
+
+def _px(error_px: float | None) -> str:
+    """An error for the text output."""
+    return "no prediction" if error_px is None else f"{error_px:.1f} px"
 
 
 def _recalibrate(args: argparse.Namespace) -> int:

@@ -107,8 +107,58 @@ def test_evaluate_manifest(manifest, capsys):
     # The mean guess is ~600 px off on this grid; features that follow the target must beat it.
     guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
     assert result["mean_error_px"] < 0.5 * guess
+    # --model auto compares the other models on the same images by default
+    assert set(result["compared"]) == {"sight", "one-stage", "blend"}
+    for k, c in result["compared"].items():
+        errs = [p["compared"][k] for p in result["per_person"].values()]
+        assert c["mean_error_px"] == pytest.approx(np.mean(errs))
+        mains = [p["error_px"] for p in result["per_person"].values()]
+        assert c["people_better_than_main"] == sum(e < m for e, m in zip(errs, mains))
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest))
     assert rc == 0 and "s2 predicted:" in stdout
+    blend = result["compared"]["blend"]
+    beats = blend["people_better_than_main"]
+    assert f"blend {blend['mean_error_px']:.1f} px (beats auto for {beats} of 2 people)" in stdout
+    p1 = result["per_person"]["p1"]["compared"]
+    line = f"    compared: sight {p1['sight']:.1f} px, one-stage {p1['one-stage']:.1f} px, blend {p1['blend']:.1f} px"
+    assert line + "\n" in stdout
+
+
+def subset(manifest, name: str, keep):
+    """A manifest of the rows of ``manifest`` whose (image, x, y, person, session) ``keep`` accepts."""
+    lines = manifest.read_text().splitlines()
+    path = manifest.parent / name
+    path.write_text("\n".join([lines[0]] + [ln for ln in lines[1:] if keep(*ln.split(","))]) + "\n")
+    return path
+
+
+def test_evaluate_compares_the_models_on_one_face_mesh_pass(manifest, monkeypatch):
+    """The compared errors are what evaluating each model alone gives (the same features and
+    splits), though Face Mesh ran once per person."""
+    import gazepref.signals.gaze_batch as gaze_batch
+
+    # 2 people x 2 sessions x 8 targets: small and quick, yet each model fits (models counts)
+    path = subset(manifest, "two_sessions.csv", lambda image, x, y, person, session:
+                  session in ("s0", "s1") and int(image[-6:-4]) % 2 == 0)
+    calls = []
+
+    def counting(paths, progress=None):
+        calls.append(len(list(paths)))
+        return image_features(paths, progress)
+
+    monkeypatch.setattr(gaze_batch, "image_features", counting)
+    result = evaluate_manifest(path)
+    assert calls == [16, 16]  # once per person
+    assert set(result["compared"]) == {"sight", "one-stage", "blend"}
+    assert len({c["mean_error_px"] for c in result["compared"].values()}) == 3
+    for k in result["compared"]:
+        alone = evaluate_manifest(path, kind=k)  # another model: not compared by default
+        assert "compared" not in alone and "compared" not in alone["per_person"]["p1"]
+        assert {p["models"][k] for p in alone["per_person"].values()} == {2}  # fitted, not the mean guess
+        assert result["compared"][k]["mean_error_px"] == pytest.approx(alone["mean_error_px"], rel=0, abs=1e-9)
+        for person, p in alone["per_person"].items():
+            assert result["per_person"][person]["compared"][k] == pytest.approx(p["error_px"], rel=0, abs=1e-9)
+    assert len(calls) == 2 + 2 * 3
 
 
 def test_evaluate_single_session_falls_back_to_folds(manifest, tmp_path):
@@ -116,8 +166,14 @@ def test_evaluate_single_session_falls_back_to_folds(manifest, tmp_path):
     one = [lines[0]] + [ln for ln in lines[1:] if ",p1,s0" in ln]
     path = manifest.parent / "one_session.csv"
     path.write_text("\n".join(one) + "\n")
-    result = evaluate_manifest(path)
+    result = evaluate_manifest(path, compare=False)
     assert result["n"] == 16 and np.isfinite(result["mean_error_px"])
+    # a model of one's own compared when asked: against all three built-in ones, in folds too
+    own = evaluate_manifest(path, make_model=lambda: GazeCalibration(fill_missing=True, kind="blend"), compare=True)
+    assert own["model"] is None and set(own["compared"]) == {"sight", "one-stage", "blend"}
+    assert all(np.isfinite(c["mean_error_px"]) for c in own["compared"].values())
+    assert own["per_person"]["p1"]["compared"]["blend"] == pytest.approx(own["per_person"]["p1"]["error_px"], abs=1e-9)
+    assert own["compared"]["blend"]["people_better_than_main"] == 0
 
 
 def test_evaluate_survives_sessions_without_faces(manifest, tmp_path):
@@ -167,10 +223,12 @@ def test_evaluate_one_round(manifest, capsys):
     """Per person, each session calibrates alone and predicts the other two; the person's error
     is the mean over the three rounds, and a round's figure is what fitting that session's
     usable images and predicting the others gives."""
-    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round", "--json")
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round", "--json",
+                            "--no-compare")
     assert rc == 0
     result = json.loads(stdout)
     assert result["protocol"] == "one-round" and result["people"] == 2 and result["n"] == 96
+    assert "compared" not in result and "compared" not in result["per_person"]["p1"]
     for p in result["per_person"].values():
         assert [r["session"] for r in p["rounds"]] == ["s0", "s1", "s2"]
         assert all(r["n_predicted"] == 32 for r in p["rounds"])
@@ -189,8 +247,9 @@ def test_evaluate_one_round(manifest, capsys):
     err = np.linalg.norm(model.predict(features[~s0]) - targets[~s0], axis=1).mean()
     assert result["per_person"]["p1"]["rounds"][0]["error_px"] == pytest.approx(err)
 
-    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round")
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round", "--no-compare")
     assert rc == 0 and "calibrated on s1:" in stdout and "one-round" in stdout
+    assert "compared" not in stdout
     assert "held_out" not in result["per_person"]["p1"]
 
 
@@ -201,6 +260,15 @@ def test_evaluate_one_round_single_session_has_no_prediction(manifest):
     path.write_text("\n".join(one) + "\n")
     result = evaluate_manifest(path, protocol="one-round")
     assert result["people_without_prediction"] == ["p1"] and result["mean_error_px"] is None
+    assert result["per_person"]["p1"]["compared"] == {"sight": None, "one-stage": None, "blend": None}
+    assert result["compared"]["sight"] == {"mean_error_px": None, "people_better_than_main": 0}
+    # not compared: when told, with another model or with one's own unless asked
+    assert "compared" not in evaluate_manifest(path, protocol="one-round", compare=False)
+    assert "compared" not in evaluate_manifest(path, protocol="one-round", kind="sight")
+    assert "compared" not in evaluate_manifest(path, protocol="one-round", make_model=GazeCalibration)
+    # another model compared when asked: against the other two
+    sight = evaluate_manifest(path, protocol="one-round", kind="sight", compare=True)
+    assert sight["per_person"]["p1"]["compared"] == {"one-stage": None, "blend": None}
 
 
 def test_evaluate_manifest_errors(manifest, tmp_path, capsys):
