@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select, text
 
 from gazepref import store
-from gazepref.capture_site import accounts
 
 
 class Monotonic:
