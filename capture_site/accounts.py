@@ -5,7 +5,10 @@
   account (default 5; an address: ``LOGIN_FREE_ATTEMPTS_PER_ADDRESS``, default 20) each further
   failure blocks the key for twice as long as the one before, from 1 s up to
   ``LOGIN_MAX_BLOCK_S`` (default 900 s); a blocked login is answered 429 with ``Retry-After``
-  without checking the password (even the right one). A success clears the account's count.
+  without checking the password (even the right one). A success clears the account's count; a
+  key's count is forgotten once its block is over and its last failure is ``LOGIN_FORGET_S`` old
+  (default 86,400 s: a day). Such rows are then the same as none: :func:`purge_forgotten`
+  deletes them now and then (:mod:`.purge`).
 * **The same work for unknown names**: a password is always checked against a hash, a dummy one
   when the user name is unknown, so the answer's timing does not tell which names exist.
 * **Sessions** are rows (:class:`store.ResearcherSession`); the signed cookie only names one.
@@ -18,6 +21,7 @@ to trust (``PROXY_HOPS`` / ``$GAZEPREF_PROXY_HOPS``, docs/STUDY_SITE.md).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import secrets
@@ -25,7 +29,8 @@ import time
 from functools import lru_cache
 
 from flask import current_app, request, session
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, case, delete, literal, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -36,8 +41,23 @@ log = logging.getLogger(__name__)
 T = store.LoginThrottle.__table__
 
 
+#: seconds after a key's last failure (its block over) when its count is forgotten (LOGIN_FORGET_S)
+FORGET_S = 86_400.0
+
+
 def _now() -> float:
     return time.time()
+
+
+def _utc(unix_s: float) -> dt.datetime:
+    """Unix seconds as the naive UTC datetime of ``updated_at`` (:func:`store.utcnow`'s kind)."""
+    return dt.datetime.fromtimestamp(unix_s, dt.timezone.utc).replace(tzinfo=None)
+
+
+def _forgotten(now_s: float, forget_s: float) -> ColumnElement[bool]:
+    """A row whose block is over and whose count is forgotten: the same as no row."""
+    return ((T.c.blocked_until <= literal(now_s, T.c.blocked_until.type))
+            & (T.c.updated_at < literal(_utc(now_s - forget_s), T.c.updated_at.type)))
 
 
 @lru_cache(maxsize=1)
@@ -64,16 +84,37 @@ def blocked_for(db: Session, username: str) -> float:
 
 def _record_failure(db: Session, username: str) -> None:
     max_block = float(current_app.config.get("LOGIN_MAX_BLOCK_S", 900))
+    now = _now()
+    forgotten = _forgotten(now, float(current_app.config.get("LOGIN_FORGET_S", FORGET_S)))
+    dialect = db.get_bind().dialect.name
     for key, free in _keys(username):
-        store.insert_once(db, store.LoginThrottle, ("key",), key=key, failures=0, blocked_until=0.0,
-                          updated_at=store.utcnow())
-        failures = db.execute(update(T).where(T.c.key == key).values(failures=T.c.failures + 1,
-                                                                    updated_at=store.utcnow())
-                              .returning(T.c.failures)).scalar_one()
+        # one statement: the first failure inserts the row, a later one counts on (from 1 again
+        # where the count is forgotten); a purge at that moment either went first (this inserts)
+        # or finds the row updated (no longer forgotten) and leaves it
+        upsert = store.on_conflict_insert(dialect, store.LoginThrottle).values(
+            key=key, failures=1, blocked_until=0.0, updated_at=_utc(now))
+        upsert = upsert.on_conflict_do_update(index_elements=[T.c.key], set_={
+            "failures": case((forgotten, 1), else_=T.c.failures + 1), "updated_at": _utc(now)})
+        failures = db.execute(upsert.returning(T.c.failures)).scalar_one()
         if failures > free:
             block = min(max_block, 2.0 ** min(failures - free - 1, 30))
-            db.execute(update(T).where(T.c.key == key).values(blocked_until=_now() + block))
+            db.execute(update(T).where(T.c.key == key).values(blocked_until=now + block))
     db.commit()
+
+
+def purge_forgotten(engine: Engine, forget_s: float = FORGET_S, now: float | None = None, limit: int = 1000) -> int:
+    """Delete at most ``limit`` rows of ``login_throttle`` whose block is over and whose count is
+    forgotten (``forget_s``: the app's ``LOGIN_FORGET_S``); returns how many went. Such a row is
+    the same as none (:func:`blocked_for` finds no block; the key's next failure counts 1), so this
+    changes no decision. Race-safe: the DELETE's own WHERE tests the row's state, and a failure
+    recorded at that moment has made the row fresh (PostgreSQL re-tests a row updated under the
+    DELETE; SQLite writes one at a time)."""
+    from .chunks import write_lock
+
+    forgotten = _forgotten(_now() if now is None else float(now), float(forget_s))
+    batch = select(T.c.key).where(forgotten).limit(int(limit))
+    with write_lock(engine), engine.begin() as conn:
+        return conn.execute(delete(T).where(forgotten, T.c.key.in_(batch))).rowcount
 
 
 def authenticate(db: Session, username: str, password: str) -> tuple[store.User | None, float]:

@@ -144,7 +144,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, shutdown, vendor
+    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, purge, shutdown, vendor
     from .gaze_settings import gaze_settings
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
@@ -161,6 +161,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     else:
         app.register_blueprint(plots_view.bp)
     app.teardown_appcontext(close_db)
+    purge.install(app)  # full rate-limit buckets and forgotten login back-offs, now and then
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.filters["paragraphs"] = paragraphs
 

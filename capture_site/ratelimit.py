@@ -9,20 +9,27 @@ lookup (:func:`with_take`).
 Refills are computed from the app hosts' clocks (Unix time; keep them in step with NTP): a clock
 behind the last writer's refills nothing until it catches up, so skew only tightens the limit.
 
+A bucket that has refilled to its full burst is the same as no row at all (a key's first take
+inserts a full bucket less the token taken), so :func:`purge_full_buckets` deletes such rows
+(the site runs it now and then, :mod:`.purge`): the table holds the keys active in the last
+minute or so, not every key ever seen.
+
 :class:`RateLimiter` is the in-process bucket, for state that belongs to one connection (the gaze
 WebSocket's frames: a socket lives on one host) and for tests of the arithmetic.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Iterable
 
-from sqlalchemy import Select, bindparam, case, func, literal, select
+from sqlalchemy import Select, bindparam, case, delete, func, literal, select
 from sqlalchemy.engine import Engine
 
 from .. import store
 
-__all__ = ["DbRateLimiter", "RateLimiter", "with_take"]
+__all__ = ["DbRateLimiter", "RateLimiter", "purge_full_buckets", "with_take"]
 
 B = store.RateBucket.__table__
 
@@ -88,6 +95,13 @@ class DbRateLimiter:
         self.engine = engine if store.is_autocommit(engine) else engine.execution_options(isolation_level="AUTOCOMMIT")
         self.rate, self.burst = float(rate), float(burst)
 
+    @property
+    def full_after_s(self) -> float:
+        """Seconds after its last take by which any bucket of this limiter is full again (inf:
+        ``rate`` 0, never). A take leaves at least ``burst`` - 1 tokens on insert and at least 0
+        on update, so ``max(burst, 1) / rate`` covers every row this limiter writes."""
+        return max(self.burst, 1.0) / self.rate if self.rate > 0 else math.inf
+
     def params(self, key: str, now: float | None = None) -> dict[str, object]:
         """The bound parameters of a take for ``key`` (``k``, ``now``, ``rate``, ``burst``)."""
         return {"k": key, "now": time.time() if now is None else float(now), "rate": self.rate, "burst": self.burst}
@@ -110,3 +124,34 @@ def with_take(query: Select) -> Select:
     paths; SQLite (no data-modifying CTEs) takes the token on its own."""
     take = _TAKES["postgresql"].cte("take")
     return query.add_columns(select(func.count()).select_from(take).scalar_subquery().label("took"))
+
+
+#: a purge leaves rows this much longer than their refill (seconds): clocks of hosts that differ by
+#: less see every purged bucket full too, so a purge changes no host's decision
+SKEW_MARGIN_S = 60.0
+
+
+def purge_full_buckets(engine: Engine, limiters: Iterable[DbRateLimiter], now: float | None = None,
+                       limit: int = 1000) -> int:
+    """Delete at most ``limit`` buckets that every one of ``limiters`` (all limiters writing the
+    table: they share it, told apart only by their keys' prefixes) would find full again; returns
+    how many went.
+
+    A full bucket is the same as no row (the key's next take inserts a full one), so this changes
+    no decision. Race-safe: the DELETE's own WHERE tests the row's state (last take before ``now``
+    - the slowest refill - :data:`SKEW_MARGIN_S`); a take at that moment moves ``at`` to now, so
+    the row no longer matches (PostgreSQL re-tests a row updated under the DELETE; SQLite writes
+    one at a time) and a take after the delete inserts a full bucket. No index on ``at`` (it would
+    cost every take an index write): the batch's SELECT scans the table, which the purges keep to
+    the recently active keys."""
+    full_after_s = max((lim.full_after_s for lim in limiters), default=math.inf)
+    if not math.isfinite(full_after_s):
+        return 0
+    from .chunks import write_lock
+
+    now = time.time() if now is None else float(now)
+    stale = B.c.at < bindparam("cutoff")
+    batch = select(B.c.key).where(stale).limit(int(limit))
+    with write_lock(engine), engine.begin() as conn:
+        return conn.execute(delete(B).where(stale, B.c.key.in_(batch)),
+                            {"cutoff": now - full_after_s - SKEW_MARGIN_S}).rowcount

@@ -145,3 +145,52 @@ def test_secure_cookie_flags(make_app):
     cookie = r.headers["Set-Cookie"]
     assert cookie.startswith("__Host-session=")
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+
+
+def throttle_rows(app) -> int:
+    with app.extensions["gazepref"].sessions() as s:
+        return len(s.scalars(select(store.LoginThrottle.key)).all())
+
+
+def test_a_forgotten_back_off_is_purged_and_an_active_one_kept(site, monkeypatch):
+    """A block in force, or over but with its count still counting, keeps its rows; a count
+    forgotten (LOGIN_FORGET_S after the last failure, the block over) goes, and the account then
+    gets its free attempts like a new one, as it would without the purge."""
+    app, name = site
+    clock = Clock(monkeypatch)
+    app.config.update(LOGIN_FORGET_S=3600)
+    engine = app.extensions["gazepref"].statements
+    client = app.test_client()
+    statuses = [login(client, name, "wrong", addr=f"10.0.3.{i}").status_code for i in range(7)]
+    assert statuses == [401] * 6 + [429]  # blocked for 1 s after the 6th failure
+    rows = throttle_rows(app)  # the account's and the 6 addresses' (the 7th was refused unchecked)
+    assert rows == 7
+    assert accounts.purge_forgotten(engine, 3600, now=clock.now) == 0  # the block is in force
+    clock.now += 10  # over, but a failure now blocks again at once: the count still counts
+    assert accounts.purge_forgotten(engine, 3600, now=clock.now) == 0
+    clock.now += 3600
+    assert accounts.purge_forgotten(engine, 3600, now=clock.now, limit=5) == 5  # a batch at a time
+    assert accounts.purge_forgotten(engine, 3600, now=clock.now) == 2 and throttle_rows(app) == 0
+    statuses = [login(client, name, "wrong", addr=f"10.0.4.{i}").status_code for i in range(7)]
+    assert statuses == [401] * 6 + [429]  # five free failures again, as a new account
+
+
+@pytest.mark.parametrize("purged", [False, True])
+def test_failures_are_forgotten_after_login_forget_s(site, monkeypatch, purged):
+    """The rule the purge relies on, with or without the rows: LOGIN_FORGET_S after its last
+    failure (the block over) an account's count starts again; before, it goes on."""
+    app, name = site
+    clock = Clock(monkeypatch)
+    app.config.update(LOGIN_FORGET_S=3600)
+    engine = app.extensions["gazepref"].statements
+    client = app.test_client()
+    assert [login(client, name, "wrong", addr=f"10.0.5.{i}").status_code for i in range(6)] == [401] * 6
+    clock.now += 3000  # the 1 s block is over; the count goes on: blocked after one more failure
+    assert login(client, name, "wrong", addr="10.0.6.1").status_code == 401
+    assert login(client, name, PASSWORD, addr="10.0.6.2").status_code == 429
+    clock.now += 3601
+    if purged:
+        assert accounts.purge_forgotten(engine, 3600, now=clock.now) == 8 and throttle_rows(app) == 0
+    assert throttle_rows(app) == (0 if purged else 8)
+    statuses = [login(client, name, "wrong", addr=f"10.0.7.{i}").status_code for i in range(7)]
+    assert statuses == [401] * 6 + [429]

@@ -1,0 +1,102 @@
+"""Purging the rows of limits that no longer limit anything: full rate-limit buckets
+(``rate_buckets``, :func:`.ratelimit.purge_full_buckets`) and login back-offs whose block is over
+and whose count is forgotten (``login_throttle``, :func:`.accounts.purge_forgotten`). Such rows are
+the same as no row, so deleting them changes no decision; without it every participant and key
+ever seen would keep a row for good.
+
+When: at the end of a request (a ``teardown_request`` hook), at most once per
+``PURGE_INTERVAL_S`` (app config, default 60 s; 0: never) per server process, by a monotonic
+timer: the first request of a process purges, then the first one after each interval. Each purge
+deletes at most ``PURGE_BATCH`` rows per table (default 1,000), so its cost is bounded (a few
+milliseconds added to that one request); more wait for the next one. Chosen over a background
+thread: nothing to start after gunicorn forks its workers or to stop at shutdown, it runs on
+SQLite and PostgreSQL alike, and an idle process (which writes no rows either) does no work.
+Every worker on every host purges on its own; the deletes are race-safe (their WHERE tests each
+row's state, so a row another process draws from at that moment stays) and purges that meet
+just find less to delete.
+
+A purge that fails is logged (logger ``gazepref.capture_site.purge``, WARNING; the statements
+bind only times and a count, so no key or identity reaches the log) and tried again after the
+next interval; it never reaches the request.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Flask, current_app
+
+from . import accounts
+from .gaze_limits import frame_limiter
+from .ratelimit import purge_full_buckets
+from .runtime import site
+
+__all__ = ["Purge", "install"]
+
+log = logging.getLogger(__name__)
+
+
+def _buckets(limit: int) -> int:
+    """Full buckets of the site's database rate limits (ingest and webcam batches: one table)."""
+    return purge_full_buckets(site().statements, [site().limiter, frame_limiter()], limit=limit)
+
+
+def _throttles(limit: int) -> int:
+    """Forgotten login back-offs."""
+    forget_s = float(current_app.config.get("LOGIN_FORGET_S", accounts.FORGET_S))
+    return accounts.purge_forgotten(site().statements, forget_s, limit=limit)
+
+
+#: (table, purge of at most ``limit`` rows, in the app's context)
+TABLES: list[tuple[str, Callable[[int], int]]] = [("rate_buckets", _buckets), ("login_throttle", _throttles)]
+
+
+class Purge:
+    """The ``teardown_request`` hook: :meth:`run` at most once per ``interval_s`` of ``clock``
+    (0 or less: never); the first call runs it."""
+
+    def __init__(self, interval_s: float = 60.0, batch: int = 1000, clock: Callable[[], float] = time.monotonic):
+        self.interval_s, self.batch, self.clock = float(interval_s), int(batch), clock
+        self._due = -float("inf")
+        self._lock = threading.Lock()
+        self.runs = 0  # purges started (for tests and curiosity)
+        self.deleted: dict[str, int] = {}  # rows deleted per table, all purges together
+
+    def __call__(self, _exc: BaseException | None = None) -> None:
+        if self.interval_s <= 0 or self.clock() < self._due:
+            return
+        if not self._lock.acquire(blocking=False):  # another thread of this process is purging
+            return
+        try:
+            now = self.clock()
+            if now < self._due:
+                return
+            self._due = now + self.interval_s  # a failed purge, too, waits for the next interval
+            self.run()
+        finally:
+            self._lock.release()
+
+    def run(self) -> dict[str, int]:
+        """Purge each table once (in the app's context); returns the rows deleted per table (a
+        failed one is logged and left out)."""
+        self.runs += 1
+        done = {}
+        for table, purge in TABLES:
+            try:
+                done[table] = purge(self.batch)
+            except Exception as exc:  # noqa: BLE001 - never into the request; tried again next interval
+                log.warning("purge of %s failed (%s); trying again in %.0f s", table, type(exc).__name__,
+                            self.interval_s, exc_info=True)
+            else:
+                self.deleted[table] = self.deleted.get(table, 0) + done[table]
+        return done
+
+
+def install(app: Flask) -> Purge:
+    """Purge at the end of ``app``'s requests (app config ``PURGE_INTERVAL_S``, ``PURGE_BATCH``)."""
+    purge = Purge(float(app.config.get("PURGE_INTERVAL_S", 60.0)), int(app.config.get("PURGE_BATCH", 1000)))
+    app.extensions["gazepref_purge"] = purge
+    app.teardown_request(purge)
+    return purge

@@ -1,0 +1,107 @@
+"""The site's purge of rows that no longer limit anything (capture_site/purge.py): run at the end
+of requests, at most once per PURGE_INTERVAL_S per process, on SQLite and PostgreSQL; a failed
+purge is logged without identities and tried again later, never failing the request."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+
+from gazepref import store
+
+
+class Monotonic:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def site(make_app, database):
+    """An app whose purge runs by a clock the test moves (interval 60 s)."""
+    app = make_app(**({"DATABASE_URL": database} if database else {}), PURGE_INTERVAL_S=60)
+    clock = Monotonic()
+    app.extensions["gazepref_purge"].clock = clock
+    return app, clock
+
+
+def stale_bucket(app) -> str:
+    """A key whose ingest bucket was last drawn from long ago (full again: the same as no row)."""
+    key = f"p-{uuid.uuid4().hex}"
+    assert app.extensions["gazepref"].limiter.allow(key, now=time.time() - 3600)
+    return key
+
+
+def forgotten_throttle(app, blocked_until: float) -> str:
+    """A login back-off row whose last failure is two days old."""
+    key = f"u:{uuid.uuid4().hex}"
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        s.add(store.LoginThrottle(key=key, failures=9, blocked_until=blocked_until,
+                                  updated_at=store.utcnow() - dt.timedelta(days=2)))
+    return key
+
+
+def present(app, model, keys) -> set[str]:
+    with app.extensions["gazepref"].sessions() as s:
+        return set(s.scalars(select(model.key).where(model.key.in_(keys))))
+
+
+def test_purge_runs_at_the_end_of_a_request_at_most_once_per_interval(site):
+    app, clock = site
+    client = app.test_client()
+    first = [stale_bucket(app)]
+    fresh = f"p-{uuid.uuid4().hex}"
+    assert app.extensions["gazepref"].limiter.allow(fresh)
+    gone, blocked = forgotten_throttle(app, 0.0), forgotten_throttle(app, time.time() + 600)
+    client.get("/")  # a process's first request purges
+    assert present(app, store.RateBucket, first + [fresh]) == {fresh}
+    assert present(app, store.LoginThrottle, [gone, blocked]) == {blocked}  # a block in force stays
+    later = stale_bucket(app)
+    for _ in range(3):
+        clock.now += 19
+        client.get("/")
+    assert present(app, store.RateBucket, [later]) == {later}  # 57 s: not yet
+    clock.now += 4
+    client.get("/")
+    assert present(app, store.RateBucket, [later]) == set()
+    assert app.extensions["gazepref_purge"].runs == 2
+
+
+def test_purge_interval_0_never_purges(make_app):
+    app = make_app(PURGE_INTERVAL_S=0)
+    key = stale_bucket(app)
+    app.test_client().get("/")
+    assert present(app, store.RateBucket, [key]) == {key}
+
+
+def test_a_failed_purge_is_logged_and_tried_again(make_app, caplog):
+    """SQLite (the test drops a table): the request is answered, the log names the table and the
+    error but no key, the other table is purged, and the next interval tries again."""
+    app = make_app(PURGE_INTERVAL_S=60)
+    clock = Monotonic()
+    purge = app.extensions["gazepref_purge"]
+    purge.clock = clock
+    gone = forgotten_throttle(app, 0.0)
+    key = stale_bucket(app)
+    engine = app.extensions["gazepref"].engine
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE rate_buckets RENAME TO rate_buckets_away"))
+    with caplog.at_level(logging.WARNING, logger="gazepref.capture_site.purge"):
+        assert app.test_client().get("/").status_code in (200, 302)
+    failed = [r for r in caplog.records if r.name == "gazepref.capture_site.purge"]
+    assert len(failed) == 1 and "purge of rate_buckets failed (OperationalError)" in failed[0].getMessage()
+    assert key not in caplog.text and gone not in caplog.text
+    assert present(app, store.LoginThrottle, [gone]) == set()
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE rate_buckets_away RENAME TO rate_buckets"))
+    app.test_client().get("/")
+    assert present(app, store.RateBucket, [key]) == {key}  # not before the next interval
+    clock.now += 60
+    app.test_client().get("/")
+    assert present(app, store.RateBucket, [key]) == set() and purge.deleted["rate_buckets"] >= 1
