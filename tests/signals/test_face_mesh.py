@@ -137,3 +137,14 @@ def test_a_face_too_small_for_the_mesh_detector_is_found_with_its_landmarks(astr
     assert eye_span < 0.06 * w
     assert np.median(error) < 0.02 * eye_span, (np.median(error), eye_span)  # measured 0.007
     assert error[[33, 133, 362, 263, 468, 473]].max() < 0.03 * eye_span  # eye corners, irises (measured <= 0.014)
+
+
+def test_a_small_face_is_found_frame_after_frame_in_video_mode(face_frame):
+    """Video mode (``gaze track``, the server's webcam pipeline): the mesh's tracker never holds
+    a face it did not find, so every frame of a small face takes the search, and finds it."""
+    frames = [cv2.cvtColor(face_frame(scale=0.4, dx=200 + 4 * i, size=(1280, 720)), cv2.COLOR_BGR2RGB) for i in range(3)]
+    with FaceMeshRunner() as runner:
+        found = [runner.process(f) for f in frames]
+    assert [len(f) for f in found] == [1, 1, 1] and runner.small_face_runs == 3
+    shifts = [np.median(b[0][:, 0] - a[0][:, 0]) for a, b in zip(found, found[1:])]
+    assert shifts == pytest.approx([4, 4], abs=1)  # the landmarks follow the face
