@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from mediapipe.framework.formats import landmark_pb2
 
-from gazepref.signals.face_mesh import FaceCounter, FaceMeshRunner, _proto_landmarks, decode_landmarks
+from gazepref.signals.face_mesh import (SMALL_FACE_PAUSE_FRAMES, FaceCounter, FaceMeshRunner, _proto_landmarks,
+                                       decode_landmarks)
 
 
 def landmark_list(points, **extra) -> landmark_pb2.NormalizedLandmarkList:
@@ -148,3 +149,18 @@ def test_a_small_face_is_found_frame_after_frame_in_video_mode(face_frame):
     assert [len(f) for f in found] == [1, 1, 1] and runner.small_face_runs == 3
     shifts = [np.median(b[0][:, 0] - a[0][:, 0]) for a, b in zip(found, found[1:])]
     assert shifts == pytest.approx([4, 4], abs=1)  # the landmarks follow the face
+
+
+def test_video_mode_pauses_the_search_while_nobody_is_there(face_frame):
+    """A participant who left the picture: one search, then none for SMALL_FACE_PAUSE_FRAMES
+    frames; a small face coming back is found at the next search. Still pictures search always."""
+    empty = np.full((720, 1280, 3), 96, np.uint8)
+    small = cv2.cvtColor(face_frame(scale=0.4, dx=200, size=(1280, 720)), cv2.COLOR_BGR2RGB)
+    with FaceMeshRunner() as runner:
+        assert [runner.process(empty) for _ in range(SMALL_FACE_PAUSE_FRAMES + 1)] == [[]] * (SMALL_FACE_PAUSE_FRAMES + 1)
+        assert runner.small_face_runs == 1
+        assert runner.process(small) and runner.small_face_runs == 2
+    with FaceMeshRunner(static_image_mode=True) as runner:
+        for _ in range(3):
+            runner.process(empty)
+        assert runner.small_face_runs == 3
