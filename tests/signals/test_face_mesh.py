@@ -148,3 +148,22 @@ def test_a_small_face_is_found_frame_after_frame_in_video_mode(face_frame):
     assert [len(f) for f in found] == [1, 1, 1] and runner.small_face_runs == 3
     shifts = [np.median(b[0][:, 0] - a[0][:, 0]) for a, b in zip(found, found[1:])]
     assert shifts == pytest.approx([4, 4], abs=1)  # the landmarks follow the face
+
+
+def test_a_rejected_larger_box_does_not_hide_a_small_face(face_frame):
+    """The full-range detector also boxes a large blurred face (someone out of focus) that the
+    mesh on its crop rejects; a runner asked for one face (video mode, the server's) must go on to
+    the next box, the small sharp face, not give up after the first."""
+    size = (1280, 720)
+    blurred = cv2.GaussianBlur(face_frame(scale=0.7, dx=300, size=size), (0, 0), 12)
+    small = face_frame(scale=0.4, dx=-300, size=size)
+    bgr = blurred.copy()
+    face = (small != 96).any(axis=2)
+    bgr[face] = small[face]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    with FaceMeshRunner(small_faces=False) as plain, FaceMeshRunner() as runner:
+        assert plain.process(rgb) == [], "the premise: the mesh's own detector misses both"
+        faces = runner.process(rgb)
+    assert len(faces) == 1
+    xs, ys = np.nonzero(face.T)
+    assert xs.min() < np.median(faces[0][:, 0]) < xs.max() and ys.min() < np.median(faces[0][:, 1]) < ys.max()
