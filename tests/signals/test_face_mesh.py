@@ -112,7 +112,8 @@ def test_lost_track_is_redetected_in_the_same_frame(face_frame):
     assert np.ptp(far[0][:, 0]) < 0.7 * np.ptp(near[0][:, 0])
 
 
-@pytest.mark.parametrize("size, scale, dx", [((1280, 720), 0.4, 256), ((640, 480), 0.4, 0)])
+# the third: at the left edge, cut off by 20 px, so the crop is clipped (not square)
+@pytest.mark.parametrize("size, scale, dx", [((1280, 720), 0.4, 256), ((640, 480), 0.4, 0), ((1280, 720), 0.4, -560)])
 def test_a_face_too_small_for_the_mesh_detector_is_found_with_its_landmarks(astronaut_face, face_frame, size, scale, dx):
     """A head-and-shoulders face at an eye span of ~4-5 % of the picture: the mesh's own
     detector misses it; the full-range detector and a crop find it, and the landmarks land where
