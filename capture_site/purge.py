@@ -15,6 +15,9 @@ Every worker on every host purges on its own; the deletes are race-safe (their W
 row's state, so a row another process draws from at that moment stays) and purges that meet
 just find less to delete.
 
+The hook closes the request's database session (rolling back what it left uncommitted) before
+purging: that transaction would hold locks the purge's own connection waits on.
+
 A purge that fails is logged (logger ``gazepref.capture_site.purge``, WARNING; the statements
 bind only times and a count, so no key or identity reaches the log) and tried again after the
 next interval; it never reaches the request.
@@ -26,12 +29,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 
 from . import accounts
 from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
-from .runtime import site
+from .runtime import close_db, site
 
 __all__ = ["Purge", "install"]
 
@@ -74,6 +77,12 @@ class Purge:
             if now < self._due:
                 return
             self._due = now + self.interval_s  # a failed purge, too, waits for the next interval
+            if has_app_context():
+                # the request's session first (it would be closed next, at the app context's end):
+                # a transaction it left open (a request that wrote and failed) holds SQLite's write
+                # lock (the purge would wait out the busy timeout, holding the host's write lock)
+                # or, on PostgreSQL, row locks this thread's own DELETE would wait on for ever
+                close_db()
             self.run()
         finally:
             self._lock.release()

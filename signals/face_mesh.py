@@ -21,7 +21,7 @@ detector (192 x 192 px, made for faces up to 5 m away), crops a square ``SMALL_F
 times each face box's side around it, runs a still-image mesh on that crop (where the face is
 a third of the picture) and moves its landmarks back into the picture. The landmarks come from
 the same pixels (the crop is not resized), so nothing but the search changes. Cost: ~5 ms for
-the detector and ~5 ms per face for the mesh, only on pictures in which the mesh found none. In
+the detector and ~5 ms per box tried for the mesh, only on pictures in which the mesh found none. In
 video mode a search that finds nothing pauses the search for ``SMALL_FACE_PAUSE_FRAMES`` (9)
 frames, so a participant who has left the picture costs the server ~1-2 ms a frame, not ~10;
 while a small face is found, every frame searches (the mesh's tracker cannot hold it).
@@ -138,8 +138,9 @@ class FaceMeshRunner:
 
     def _small_faces(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Faces the mesh's own detector missed: the full-range detector's boxes (distinct ones,
-        largest first, at most ``max_num_faces``), the mesh run on a crop ``SMALL_FACE_CROP``
-        box sides wide around each, its landmarks moved back into the picture."""
+        largest first), the mesh run on a crop ``SMALL_FACE_CROP`` box sides wide around each
+        until ``max_num_faces`` are found (a box the mesh rejects, such as a blurred face, takes
+        no face's place), its landmarks moved back into the picture."""
         if self._small is None:
             import mediapipe as mp
 
@@ -153,7 +154,9 @@ class FaceMeshRunner:
         boxes = [(b.xmin * w, b.ymin * h, b.width * w, b.height * h)
                  for b in (d.location_data.relative_bounding_box for d in detector.process(rgb).detections or [])]
         faces = []
-        for i in distinct_boxes(boxes)[:self._max_faces]:
+        for i in distinct_boxes(boxes):
+            if len(faces) >= self._max_faces:
+                break
             x, y, bw, bh = boxes[i]
             half = SMALL_FACE_CROP * max(bw, bh) / 2
             cx, cy = x + bw / 2, y + bh / 2

@@ -105,3 +105,42 @@ def test_a_failed_purge_is_logged_and_tried_again(make_app, caplog):
     clock.now += 60
     app.test_client().get("/")
     assert present(app, store.RateBucket, [key]) == set() and purge.deleted["rate_buckets"] >= 1
+
+
+def test_a_purge_after_a_request_that_left_a_write_open_neither_waits_nor_fails(make_app, database, caplog):
+    """A request that wrote through its session and failed before committing: the purge at its end
+    must not wait for that open transaction (SQLite: the database's write lock, 10 s busy timeout
+    per table while holding the host's write lock; PostgreSQL: the row lock of a forgotten back-off,
+    for ever, as the transaction is the same thread's) but purge as usual."""
+    import threading
+
+    from flask import abort
+    from sqlalchemy import update
+
+    from gazepref.capture_site.runtime import db
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}), PURGE_INTERVAL_S=60)
+    purge = app.extensions["gazepref_purge"]
+    purge.clock = Monotonic()
+    locked, gone = forgotten_throttle(app, 0.0), forgotten_throttle(app, 0.0)
+    key = stale_bucket(app)
+
+    @app.get("/_test/write-then-fail")
+    def _write_then_fail():
+        L = store.LoginThrottle
+        db().execute(update(L).where(L.key == locked).values(failures=L.failures))  # holds the row
+        abort(500)
+
+    answers = []
+    with caplog.at_level(logging.WARNING, logger="gazepref.capture_site.purge"):
+        t = threading.Thread(target=lambda: answers.append(app.test_client().get("/_test/write-then-fail")),
+                             daemon=True)
+        start = time.monotonic()
+        t.start()
+        t.join(timeout=30)
+    assert not t.is_alive(), "the purge waits for the request's own transaction"
+    assert answers[0].status_code == 500 and time.monotonic() - start < 5
+    assert not [r for r in caplog.records if r.name == "gazepref.capture_site.purge"]
+    assert purge.runs == 1 and purge.deleted["rate_buckets"] >= 1
+    assert present(app, store.RateBucket, [key]) == set()
+    assert present(app, store.LoginThrottle, [locked, gone]) == set()  # the write was rolled back first

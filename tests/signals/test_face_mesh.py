@@ -113,7 +113,8 @@ def test_lost_track_is_redetected_in_the_same_frame(face_frame):
     assert np.ptp(far[0][:, 0]) < 0.7 * np.ptp(near[0][:, 0])
 
 
-@pytest.mark.parametrize("size, scale, dx", [((1280, 720), 0.4, 256), ((640, 480), 0.4, 0)])
+# the third: at the left edge, cut off by 20 px, so the crop is clipped (not square)
+@pytest.mark.parametrize("size, scale, dx", [((1280, 720), 0.4, 256), ((640, 480), 0.4, 0), ((1280, 720), 0.4, -560)])
 def test_a_face_too_small_for_the_mesh_detector_is_found_with_its_landmarks(astronaut_face, face_frame, size, scale, dx):
     """A head-and-shoulders face at an eye span of ~4-5 % of the picture: the mesh's own
     detector misses it; the full-range detector and a crop find it, and the landmarks land where
@@ -164,3 +165,22 @@ def test_video_mode_pauses_the_search_while_nobody_is_there(face_frame):
         for _ in range(3):
             runner.process(empty)
         assert runner.small_face_runs == 3
+
+
+def test_a_rejected_larger_box_does_not_hide_a_small_face(face_frame):
+    """The full-range detector also boxes a large blurred face (someone out of focus) that the
+    mesh on its crop rejects; a runner asked for one face (video mode, the server's) must go on to
+    the next box, the small sharp face, not give up after the first."""
+    size = (1280, 720)
+    blurred = cv2.GaussianBlur(face_frame(scale=0.7, dx=300, size=size), (0, 0), 12)
+    small = face_frame(scale=0.4, dx=-300, size=size)
+    bgr = blurred.copy()
+    face = (small != 96).any(axis=2)
+    bgr[face] = small[face]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    with FaceMeshRunner(small_faces=False) as plain, FaceMeshRunner() as runner:
+        assert plain.process(rgb) == [], "the premise: the mesh's own detector misses both"
+        faces = runner.process(rgb)
+    assert len(faces) == 1
+    xs, ys = np.nonzero(face.T)
+    assert xs.min() < np.median(faces[0][:, 0]) < xs.max() and ys.min() < np.median(faces[0][:, 1]) < ys.max()
