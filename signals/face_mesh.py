@@ -83,7 +83,8 @@ class FaceMeshRunner:
 
     ``small_faces``: where the mesh finds no face, look for small ones with the full-range
     detector and run the mesh on a crop around each (module docstring); ``small_face_runs``
-    counts the pictures that took this path."""
+    counts the pictures that took this path, ``small_faces_found`` those in which it found a
+    face."""
 
     def __init__(self, *, static_image_mode: bool = False, max_num_faces: int = 1,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
@@ -103,6 +104,7 @@ class FaceMeshRunner:
         self._small: tuple[Any, FaceMeshRunner] | None = None  # full-range detector, still-image mesh
         self._pause = 0  # video mode: frames left without the search
         self.small_face_runs = 0
+        self.small_faces_found = 0
 
     def close(self) -> None:
         self._mesh.close()
@@ -167,6 +169,7 @@ class FaceMeshRunner:
             found = mesh.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
             if found:
                 faces.append(found[0] + (x0, y0))
+        self.small_faces_found += bool(faces)
         return faces
 
     def _run(self, rgb: np.ndarray) -> list[np.ndarray]:

@@ -228,7 +228,8 @@ def _image_path(p: str, base: Path) -> str:
 def image_features(paths: Iterable[str], progress: Callable | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Tracker rows for still images (one tracker, re-detecting the face in every image), and
     the paths that could not be read: their rows are empty (flag NO_FACE), so one missing or
-    broken file does not end an evaluation."""
+    broken file does not end an evaluation. ``frame.attrs["small_faces_found"]``: the images
+    whose face only the search for small faces found (:mod:`.face_mesh`)."""
     import cv2
 
     rows, unreadable = [], []
@@ -242,7 +243,9 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
                 rows.append(dict(empty))
                 continue
             rows.append(tracker.process_image(image))
-    return pd.DataFrame(rows), unreadable
+        frame = pd.DataFrame(rows)
+        frame.attrs["small_faces_found"] = tracker.small_faces_found
+    return frame, unreadable
 
 
 #: evaluation protocols of :func:`evaluate_manifest`
@@ -389,6 +392,8 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
             "n": len(rows),
             "sessions": int(len(pd.unique(sessions))),
             "face_found_ratio": found / len(rows),
+            # found only by the search for faces too small for the mesh's own detector
+            "small_face_ratio": features.attrs.get("small_faces_found", 0) / len(rows),
             "usable_ratio": float(((flags & UNUSABLE) == 0).mean()),  # face found, eyes open
             # eye span (outer corners) / picture width: small faces give noisy landmarks
             "face_size_median": float(np.nanmedian(size)) if np.isfinite(size).any() else None,

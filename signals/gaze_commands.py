@@ -88,6 +88,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             models = ", ".join(f"{k} {n}" for k, n in r["models"].items())
             print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions"
                   + (f" (models: {models})" if models else ""))
+            size = "-" if r["face_size_median"] is None else f"{r['face_size_median']:.3f}"
+            print(f"    faces found {r['face_found_ratio']:.0%} (by the small-face search {r['small_face_ratio']:.0%}), "
+                  f"usable {r['usable_ratio']:.0%}, eye span / width {size}")
             if "compared" in r:
                 print("    compared: " + ", ".join(f"{k} {_px(e)}" for k, e in r["compared"].items()))
             for rnd in r.get("rounds", []):

@@ -188,6 +188,12 @@ class GazeTracker:
                                                max_num_faces=2 if self._static else 1)
         return self._mesh_runner
 
+    @property
+    def small_faces_found(self) -> int:
+        """Pictures in which only the search for small faces found the face
+        (:class:`~.face_mesh.FaceMeshRunner`)."""
+        return 0 if self._mesh_runner is None else self._mesh_runner.small_faces_found
+
     def close(self) -> None:
         if self._mesh_runner is not None:
             self._mesh_runner.close()

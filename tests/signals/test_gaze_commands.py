@@ -103,6 +103,7 @@ def test_evaluate_manifest(manifest, capsys):
         assert 0.9 <= p["usable_ratio"] <= p["face_found_ratio"]
         # eye span ~0.13-0.17 of the picture's width at the fixture's face scales 1.15-1.35
         assert 0.1 < p["face_size_median"] < 0.2
+        assert p["small_face_ratio"] == 0  # every face large enough for the mesh's own detector
     assert result["mean_error_px"] == pytest.approx(np.mean([p["error_px"] for p in result["per_person"].values()]))
     # The mean guess is ~600 px off on this grid; features that follow the target must beat it.
     guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
@@ -251,6 +252,27 @@ def test_evaluate_one_round(manifest, capsys):
     assert rc == 0 and "calibrated on s1:" in stdout and "one-round" in stdout
     assert "compared" not in stdout
     assert "held_out" not in result["per_person"]["p1"]
+
+
+def test_evaluate_counts_the_faces_only_the_small_face_search_found(tmp_path, face_frame, capsys):
+    """A person whose second session is a 1280 x 720 picture with the face small and to one side
+    (eye span ~0.04 of the width: the mesh's own detector misses it): found, and counted as found
+    by the small-face search, in the JSON and the text."""
+    rows = []
+    for i, (x, y) in enumerate(TARGETS[:4]):
+        for session, picture in (("s0", face_frame(scale=1.2, size=(640, 480))),
+                                 ("s1", face_frame(scale=0.4, dx=250 + i, size=(1280, 720)))):
+            name = f"{session}_{i}.png"
+            cv2.imwrite(str(tmp_path / name), picture)
+            rows.append(f"{name},{x},{y},p,{session}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,x,y,person,session\n" + "\n".join(rows) + "\n")
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--json", "--no-compare")
+    assert rc == 0
+    p = json.loads(stdout)["per_person"]["p"]
+    assert p["face_found_ratio"] == 1.0 and p["small_face_ratio"] == 0.5
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--no-compare")
+    assert rc == 0 and "faces found 100% (by the small-face search 50%)" in stdout
 
 
 def test_evaluate_one_round_single_session_has_no_prediction(manifest):
