@@ -5,8 +5,8 @@ that search costs.
     .venv/bin/python benchmarks/face_detection.py [--repeats 3] [--json]
 
 Pictures: the astronaut's head and shoulders (``synthetic_face.face_frame``) on a grey ground at
-640 x 480, 1280 x 720 and 1920 x 1080, at several sizes, centred and moved a fifth of the width
-to the side. Per picture size and face scale: the eye span (outer corners) over the picture's
+320 x 240 (the site's capture size), 640 x 480, 1280 x 720 and 1920 x 1080, at several sizes,
+centred and moved a fifth of the width to the side. Per picture size and face scale: the eye span (outer corners) over the picture's
 width, where the face is found (centred, to the side) by the mesh alone and with the search, and
 the milliseconds per picture of each (median over ``--repeats``; the search runs only where the
 mesh found nothing). A head-and-shoulders laptop framing puts the eye span near 0.09 of the
@@ -25,7 +25,7 @@ import numpy as np
 from gazepref.signals.face_mesh import FaceMeshRunner
 from gazepref.signals.synthetic_face import face_frame
 
-SIZES = ((640, 480), (1280, 720), (1920, 1080))
+SIZES = ((320, 240), (640, 480), (1280, 720), (1920, 1080))
 SCALES = (0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 
 

@@ -13,7 +13,7 @@ Small faces. The mesh finds faces with MediaPipe's short-range face detector, wh
 128 x 128 px: the whole picture is shrunk to it, so a face narrower than ~1/6 of the picture is
 ~20 px there, near the detector's smallest anchors, and is missed. The astronaut face on a grey
 ground (``benchmarks/face_detection.py``) was missed at eye spans below ~0.09 of the picture's
-width when off centre and ~0.065 centred, at 640 x 480 and 1280 x 720 alike, while a
+width when off centre and ~0.065 centred, from 320 x 240 to 1920 x 1080 alike, while a
 head-and-shoulders laptop framing puts the eye span near 0.09 and a 1280 x 720 webcam image
 further from the camera below it. (The page's detector, in ``@vladmandic/human``, takes 256 x
 256 px.) So where the mesh finds no face, :class:`FaceMeshRunner` asks MediaPipe's full-range
