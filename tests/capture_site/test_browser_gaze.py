@@ -83,19 +83,27 @@ def _png(data_url: str) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
 
 
-def test_the_page_and_the_server_compute_the_same_features(make_app, tmp_path):
+def _page_samples(make_app, tmp_path, frames, pid: str, n: int):
+    """The fake webcam plays ``frames`` (2 fps) into a browser-mode calibration page; ``n``
+    pictures the page captured and its samples of them, parsed as the server parses them."""
     from gazepref.capture_site.gaze_samples import parse_samples
-    from gazepref.signals.face_mesh import FaceMeshRunner
 
-    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(0, 40, 4)], fps=2)
-    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "b.toml", 'compute = "browser"\nfps = 2')))
+    video = write_y4m(tmp_path / f"{pid}.y4m", frames, fps=2)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / f"{pid}.toml", 'compute = "browser"\nfps = 2')))
     with browser_page(app, video) as page:
         page.set_default_timeout(60_000)
-        _to_calibration_page(page, "CAM-AGREE")
+        _to_calibration_page(page, pid)
         page.wait_for_function("window.gazepref && window.gazepref.calibration.capture"
                                " && window.gazepref.calibration.capture.samples >= 1")
-        got = page.evaluate(SAMPLES_JS, 4)
+        got = page.evaluate(SAMPLES_JS, n)
     samples, _ = parse_samples([g["sample"] | {"t": float(i)} for i, g in enumerate(got)], 10)
+    return got, samples
+
+
+def test_the_page_and_the_server_compute_the_same_features(make_app, tmp_path):
+    from gazepref.signals.face_mesh import FaceMeshRunner
+
+    got, samples = _page_samples(make_app, tmp_path, [moving(i) for i in range(0, 40, 4)], "CAM-AGREE", 4)
     cols = eye_features.geometry_columns("l") + eye_features.geometry_columns("r")
     diffs: dict[str, list[float]] = {k: [] for k in TOLERANCE}
     runner = FaceMeshRunner(static_image_mode=True)
@@ -146,17 +154,7 @@ def test_the_page_finds_the_smallest_accepted_face_off_centre(make_app, tmp_path
     """The page's face mesh finds a face at the set-up's smallest accepted eye span, off centre,
     and its face size (server-side, from the page's sample) agrees with the Python pipeline's on
     the same pixels."""
-    from gazepref.capture_site.gaze_samples import parse_samples
-
-    video = write_y4m(tmp_path / "small.y4m", [face_frame(**SMALL_FACE)] * 2, fps=2)
-    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\nfps = 2')))
-    with browser_page(app, video) as page:
-        page.set_default_timeout(60_000)
-        _to_calibration_page(page, "CAM-SMALL")
-        page.wait_for_function("window.gazepref && window.gazepref.calibration.capture"
-                               " && window.gazepref.calibration.capture.samples >= 1")
-        got = page.evaluate(SAMPLES_JS, 2)
-    samples, _ = parse_samples([g["sample"] | {"t": float(i)} for i, g in enumerate(got)], 10)
+    got, samples = _page_samples(make_app, tmp_path, [face_frame(**SMALL_FACE)] * 2, "CAM-SMALL", 2)
     lo, _hi = face_size_bounds()
     with GazeTracker(static_image_mode=True) as server, GazeTracker(static_image_mode=True) as browser:
         for g, sample in zip(got, samples):
