@@ -6,11 +6,12 @@ that search costs.
 
 Pictures: the astronaut's head and shoulders (``synthetic_face.face_frame``) on a grey ground at
 320 x 240 (the site's capture size), 640 x 480, 1280 x 720 and 1920 x 1080, at several sizes,
-centred and moved a fifth of the width to the side. Per picture size and face scale: the eye span (outer corners) over the picture's
-width, where the face is found (centred, to the side) by the mesh alone and with the search, and
-the milliseconds per picture of each (median over ``--repeats``; the search runs only where the
-mesh found nothing). A head-and-shoulders laptop framing puts the eye span near 0.09 of the
-width; a 1280 x 720 webcam further away puts it lower.
+centred and moved a fifth of the width to the side. Per picture size and face scale: the eye
+span (outer corners) over the picture's width, where the face is found (centred, to the side) by
+the mesh alone and with the search, and the milliseconds per picture of each (median over
+``--repeats``; the search runs only where the mesh found nothing). A head-and-shoulders laptop
+framing puts the eye span near 0.09 of the width; a 1280 x 720 webcam further away puts it
+lower.
 """
 from __future__ import annotations
 

@@ -353,14 +353,14 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     alone and predicts the others, averaged over which session calibrates. ``kind``: the
     :class:`.GazeCalibration` model (ignored with ``make_model``).
 
-    ``compare``: also evaluate the built-in models ``sight``, ``one-stage`` and ``blend``
-    other than ``kind`` (never ``auto``; with ``make_model`` all three) on the same features
-    and splits, so one run shows which model suits these faces. None (default): compare when
+    ``compare``: also evaluate the built-in models ``sight``, ``one-stage`` and ``blend`` other
+    than ``kind`` (never ``auto``; with ``make_model`` all three) on the same features and
+    splits, so one run shows which model suits these faces. None (default): compare when
     ``kind`` is ``auto`` and no ``make_model`` is given. Each person's images go through Face
     Mesh once either way; comparing fits each compared kind once more per split (about twice
-    auto's fitting time: +1.8 s to auto's 1.5 s and Face Mesh's ~1.3 s on a synthetic
-    96-image manifest of 2 people x 3 sessions). Adds per person ``compared`` ({kind: ``error_px`` or None}) and at the
-    top ``compared`` ({kind: {``mean_error_px`` over the people it predicts,
+    auto's fitting time: +1.8 s to auto's 1.5 s and Face Mesh's ~1.3 s on a synthetic 96-image
+    manifest of 2 people x 3 sessions). Adds per person ``compared`` ({kind: ``error_px`` or
+    None}) and at the top ``compared`` ({kind: {``mean_error_px`` over the people it predicts,
     ``people_better_than_main``: on how many people its ``error_px`` is below the main
     model's}}); without comparing neither key is there.
     """
