@@ -27,7 +27,7 @@ from gazepref.signals.face_mesh import FaceMeshRunner
 from gazepref.signals.synthetic_face import face_frame
 
 SIZES = ((320, 240), (640, 480), (1280, 720), (1920, 1080))
-SCALES = (0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+SCALES = (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.7, 1.0)
 
 
 def _run(runner: FaceMeshRunner, rgb: np.ndarray, repeats: int) -> tuple[list[np.ndarray], float]:

@@ -11,21 +11,21 @@ frame once more so the face is re-detected in the same frame.
 
 Small faces. The mesh finds faces with MediaPipe's short-range face detector, whose input is
 128 x 128 px: the whole picture is shrunk to it, so a face narrower than ~1/6 of the picture is
-~20 px there, near the detector's smallest anchors, and is missed. The astronaut face on a grey
-ground (``benchmarks/face_detection.py``) was missed at eye spans below ~0.09 of the picture's
-width when off centre and ~0.065 centred, from 320 x 240 to 1920 x 1080 alike, while a
-head-and-shoulders laptop framing puts the eye span near 0.09 and a 1280 x 720 webcam image
-further from the camera below it. (The page's detector, in ``@vladmandic/human``, takes
-256 x 256 px.) So where the mesh finds no face, :class:`FaceMeshRunner` asks MediaPipe's
-full-range detector (192 x 192 px, made for faces up to 5 m away), crops a square
-``SMALL_FACE_CROP`` (3) times each face box's side around it, runs a still-image mesh on that
-crop (where the face is a third of the picture) and moves its landmarks back into the picture.
-The landmarks come from the same pixels (the crop is not resized), so nothing but the search
-changes. Cost: ~5 ms for the detector and ~5 ms per box tried for the mesh, only on pictures in
-which the mesh found none. In video mode a search that finds nothing pauses the search for
-``SMALL_FACE_PAUSE_FRAMES`` (9) frames, so a participant who has left the picture costs the
-server ~1-2 ms a frame, not ~10; while a small face is found, every frame searches (the mesh's
-tracker cannot hold it).
+~20 px there, near the detector's smallest anchors, and is missed. The astronaut's head and
+shoulders on a grey ground (``benchmarks/face_detection.py``) was missed centred at eye spans of
+0.050 of the picture's width and below (found from 0.064), and a fifth of the width off centre
+up to ~0.07 in 4:3 pictures and 0.067 in 16:9 ones, from 320 x 240 to 1920 x 1080; the set-up
+accepts eye spans from 0.064 and a head-and-shoulders laptop framing is near 0.09. (The page's
+detector, in ``@vladmandic/human``, takes 256 x 256 px.) So where the mesh finds no face,
+:class:`FaceMeshRunner` asks MediaPipe's full-range detector (192 x 192 px, made for faces up to
+5 m away), crops a square ``SMALL_FACE_CROP`` (3) times each face box's side around it, runs a
+still-image mesh on that crop (where the face is a third of the picture) and moves its landmarks
+back into the picture. The landmarks come from the same pixels (the crop is not resized), so
+nothing but the search changes. Cost: ~5 ms for the detector and ~5 ms per box tried for the
+mesh, only on pictures in which the mesh found none. In video mode a search that finds nothing
+pauses the search for ``SMALL_FACE_PAUSE_FRAMES`` (9) frames, so a participant who has left the
+picture costs the server ~1-2 ms a frame, not ~10; while a small face is found, every frame
+searches (the mesh's tracker cannot hold it).
 
 :class:`FaceCounter` answers "is more than one face in view?" cheaply for a video stream. In
 tracking mode a Face Mesh asked for up to two faces re-runs its face detector on every frame
