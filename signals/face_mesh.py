@@ -13,10 +13,10 @@ Small faces. The mesh finds faces with MediaPipe's short-range face detector, wh
 128 x 128 px: the whole picture is shrunk to it, so a face narrower than ~1/6 of the picture is
 ~20 px there, near the detector's smallest anchors, and is missed. The astronaut's head and
 shoulders on a grey ground (``benchmarks/face_detection.py``) was missed centred at eye spans of
-0.050 of the picture's width and below (found from 0.064), and a fifth of the width off centre
-up to ~0.07 in 4:3 pictures and 0.067 in 16:9 ones, from 320 x 240 to 1920 x 1080; the set-up
-accepts eye spans from 0.064 and a head-and-shoulders laptop framing is near 0.09. (The page's
-detector, in ``@vladmandic/human``, takes 256 x 256 px.) So where the mesh finds no face,
+0.052 of the picture's width and below (found from 0.062-0.065), and a fifth of the width off
+centre up to ~0.07 in 4:3 pictures and 0.067 in 16:9 ones, from 320 x 240 to 1920 x 1080; the
+set-up accepts eye spans from 0.064 and a head-and-shoulders laptop framing is near 0.09. (The
+page's detector, in ``@vladmandic/human``, takes 256 x 256 px.) So where the mesh finds no face,
 :class:`FaceMeshRunner` asks MediaPipe's full-range detector (192 x 192 px, made for faces up to
 5 m away), crops a square ``SMALL_FACE_CROP`` (3) times each face box's side around it, runs a
 still-image mesh on that crop (where the face is a third of the picture) and moves its landmarks
