@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold
+from sklearn.model_selection import GroupKFold, KFold
 
 from .. import UserError
 from ..store import required_columns
@@ -252,12 +252,17 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
 PROTOCOLS = ("leave-session-out", "one-round")
 
 
-def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out") -> list[tuple[Any, np.ndarray, np.ndarray]]:
+def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out",
+                    targets: np.ndarray | None = None) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """(calibration session, calibrate mask, predict mask) per model one person's evaluation fits.
 
     * ``leave-session-out``: per session, calibrate on all the other sessions and predict that
       session (the first item names the predicted session). A person with a single session:
-      its rows in 4 folds instead (the first item is the fold number).
+      its rows in 4 folds instead (the first item is the fold number); given ``targets``
+      (n x 2), folds of targets, each target's rows in one fold. Images of one dot share its
+      fixation error and the posture and light of that moment, so with a dot's other images
+      calibrating, its held-out ones look better predicted than a new round's would be (as
+      within :class:`.GazeCalibration`'s own CV, ``group_targets``).
     * ``one-round``: per session, calibrate on that session alone (one calibration round) and
       predict all the other sessions: what a study sees after one calibration as the person
       moves. A person with a single session has nothing to predict: no splits.
@@ -271,7 +276,14 @@ def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out") -
     if len(unique) >= 2:
         return [(s, sessions != s, sessions == s) for s in unique]
     n = len(sessions)
-    folds = KFold(min(4, n), shuffle=True, random_state=0).split(np.zeros(n)) if n >= 2 else []
+    dots = np.zeros(n, np.intp)  # the target of each row
+    if targets is not None:
+        dots = np.unique(np.asarray(targets, np.float64).reshape(n, 2), axis=0, return_inverse=True)[1].ravel()
+    n_dots = int(dots.max(initial=0)) + 1
+    if n_dots >= 2:  # a target's rows in one fold
+        folds = GroupKFold(min(4, n_dots), shuffle=True, random_state=0).split(np.zeros(n), groups=dots)
+    else:
+        folds = KFold(min(4, n), shuffle=True, random_state=0).split(np.zeros(n)) if n >= 2 else []
     idx = np.arange(n)
     return [(i, np.isin(idx, train), np.isin(idx, test)) for i, (train, test) in enumerate(folds)]
 
@@ -290,7 +302,7 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
     """
     usable = (features["flags"].to_numpy(dtype=np.int64) & UNUSABLE) == 0
     out = []
-    for name, train, test in protocol_splits(sessions, protocol):
+    for name, train, test in protocol_splits(sessions, protocol, targets):
         fit_rows = train & usable
         groups = sessions[fit_rows]
         model = make_model()

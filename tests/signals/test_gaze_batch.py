@@ -2,18 +2,22 @@
 ``rows_to_table``): the same Arrow table, stored and read back, as the general path
 (``pa.Table.from_pylist`` -> ``schema.conform`` -> ``store.make_chunk``) for the same rows.
 (The quick path reading each row's values at once was also checked byte for byte against the
-key-by-key implementation it replaced: identical chunk bytes.)"""
+key-by-key implementation it replaced: identical chunk bytes.) Also the single-session folds of
+``gaze evaluate`` (``protocol_splits``)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 from gazepref import store
 from gazepref.schema import GazeFlag, conform
-from gazepref.signals.gaze_batch import rows_to_chunk_batch, rows_to_table
+from gazepref.signals.calibration import GazeCalibration
+from gazepref.signals.gaze_batch import (person_errors, protocol_splits, rows_to_chunk_batch, rows_to_table,
+                                         split_predictions)
 from gazepref.signals.synthetic_face import moving_face
 from gazepref.signals.webcam import GazeTracker
 
@@ -71,3 +75,54 @@ def test_all_null_optional_columns_left_out_required_kept(tracker_rows):
     assert batch.column(names.index("x")).null_count == len(tracker_rows)
     assert "epoch_ms" not in names and "drift_x" not in names
     assert batch.column(names.index("flags")).to_pylist() == [int(r["flags"]) for r in tracker_rows]
+
+
+# ---------------------------------------------------------------------- one session: folds of targets
+
+
+def dot_round(rng, fixation_px=100.0, n_per_point=3, noise=0.003):
+    """One 16-point round, ``n_per_point`` images per dot sharing that dot's fixation error (where
+    the person looked: the target plus ``fixation_px`` noise) and its patch pixels (posture and
+    light of that moment, unrelated to the dot's place); iris features linear in where they looked."""
+    grid = np.array([(x, y) for y in np.linspace(100, 800, 4) for x in np.linspace(100, 1500, 4)])
+    looked = grid + rng.normal(0, fixation_px, grid.shape)
+    dot = np.repeat(np.arange(len(grid)), n_per_point)
+    n = len(dot)
+    f = {"flags": np.zeros(n, np.int64)}
+    for eye in ("l", "r"):
+        f[f"eye_{eye}_iris_u"] = (looked[dot, 0] - 800) / 8000 + rng.normal(0, noise, n)
+        f[f"eye_{eye}_iris_lid"] = 0.5 + (looked[dot, 1] - 450) / 3000 + rng.normal(0, noise, n)
+        f[f"eye_{eye}_open"] = 0.3 - (looked[dot, 1] - 450) / 9000 + rng.normal(0, 0.01, n)
+    pixels = rng.uniform(0, 1, (len(grid), 60))[dot] + rng.normal(0, 0.01, (n, 60))
+    f |= {f"eye_l_patch_{i:03d}": pixels[:, i] for i in range(60)}
+    return pd.DataFrame(f), grid[dot].astype(np.float64)
+
+
+def test_one_session_folds_keep_a_targets_images_together():
+    sessions = np.array(["s"] * 12)
+    targets = np.repeat([[0, 0], [1, 0], [0, 1], [1, 1], [2, 2], [3, 3]], 2, axis=0).astype(float)
+    folds = protocol_splits(sessions, "leave-session-out", targets)
+    assert len(folds) == 4 and (np.sum([p for _, _, p in folds], axis=0) == 1).all()
+    for _, calibrate, predict in folds:
+        assert not (calibrate & predict).any() and (calibrate | predict).all()
+        held = {tuple(t) for t in targets[predict]}
+        assert held and not held & {tuple(t) for t in targets[calibrate]}
+    # one target only: folds of rows, as without targets
+    assert len(protocol_splits(sessions, "leave-session-out", np.zeros((12, 2)))) == 4
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_single_session_estimate_is_that_of_a_new_round(seed):
+    """A person with one session: the folds' error is what the calibration fitted on that session
+    makes of a new round, not less (folds of images let a dot's other images, with its fixation
+    error and its look, calibrate: measured ~65 and ~53 px against ~128 and ~134 px)."""
+    rng = np.random.default_rng(seed)
+    x, y = dot_round(rng)
+    sessions = np.array(["s"] * len(y))
+    make = lambda: GazeCalibration(fill_missing=True)  # noqa: E731
+    estimate = person_errors(y, split_predictions(x, y, sessions, make, "leave-session-out"),
+                             "leave-session-out")["error_px"]
+    model = make().fit(x.drop(columns="flags"), y)
+    fresh = np.mean([np.linalg.norm(model.predict(fx) - fy, axis=1).mean()
+                     for fx, fy in (dot_round(rng) for _ in range(3))])
+    assert 0.75 < estimate / fresh < 1.5
