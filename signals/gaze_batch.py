@@ -211,8 +211,10 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     frame["image"] = [_image_path(p, path.parent) for p in frame["image"]]
     for c in ("x", "y"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce")
-    if frame[["x", "y"]].isna().any().any():
-        raise UserError(f"{path}: x and y must be numbers on every row")
+    bad = ~np.isfinite(frame[["x", "y"]].to_numpy(np.float64)).all(axis=1)  # not a number, or "inf"
+    if bad.any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(bad)[:5])
+        raise UserError(f"{path}: x and y must be finite numbers on every row (not on line(s) {rows})")
     return frame
 
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from gazepref import store
+from gazepref import UserError, store
 from gazepref.schema import GazeFlag, conform
 from gazepref.signals.calibration import GazeCalibration
-from gazepref.signals.gaze_batch import (person_errors, protocol_splits, rows_to_chunk_batch, rows_to_table,
-                                         split_predictions)
+from gazepref.signals.gaze_batch import (person_errors, protocol_splits, read_manifest, rows_to_chunk_batch,
+                                         rows_to_table, split_predictions)
 from gazepref.signals.synthetic_face import moving_face
 from gazepref.signals.webcam import GazeTracker
 
@@ -126,3 +126,14 @@ def test_a_single_session_estimate_is_that_of_a_new_round(seed):
     fresh = np.mean([np.linalg.norm(model.predict(fx) - fy, axis=1).mean()
                      for fx, fy in (dot_round(rng) for _ in range(3))])
     assert 0.75 < estimate / fresh < 1.5
+
+
+@pytest.mark.parametrize("bad", ["inf", "-inf", "abc", ""])
+def test_a_manifest_target_must_be_a_finite_number(tmp_path, bad):
+    """An "inf" target used to pass and its row then dropped out of the error without a word."""
+    path = tmp_path / "m.csv"
+    path.write_text(f"image,x,y,person,session\na.jpg,10,20,p,s\nb.jpg,{bad},20,p,s\nc.jpg,5,6,p,s\n")
+    with pytest.raises(UserError, match=r"finite numbers on every row \(not on line\(s\) 3\)"):
+        read_manifest(path)
+    path.write_text("image,x,y,person,session\na.jpg,10,20,p,s\nb.jpg, 1e3 ,-20.5,p,s\n")
+    assert read_manifest(path)[["x", "y"]].to_numpy().tolist() == [[10, 20], [1000, -20.5]]
