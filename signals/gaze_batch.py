@@ -3,6 +3,7 @@ calibration images with known targets (``gaze evaluate``)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -231,10 +232,11 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
     """Tracker rows for still images (one tracker, re-detecting the face in every image), and
     the paths that could not be read: their rows are empty (flag NO_FACE), so one missing or
     broken file does not end an evaluation. ``frame.attrs["small_faces_found"]``: the images
-    whose face only the search for small faces found (:mod:`.face_mesh`)."""
+    whose face only the search for small faces found (:mod:`.face_mesh`);
+    ``frame.attrs["image_sizes"]``: each image's ``"WxH"`` (None where unreadable)."""
     import cv2
 
-    rows, unreadable = [], []
+    rows, unreadable, sizes = [], [], []
     paths = list(paths)
     with GazeTracker(static_image_mode=True) as tracker:
         empty = tracker.process_image(np.zeros((8, 8, 3), np.uint8))  # a row without a face
@@ -243,10 +245,13 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
             if image is None:
                 unreadable.append(p)
                 rows.append(dict(empty))
+                sizes.append(None)
                 continue
             rows.append(tracker.process_image(image))
+            sizes.append(f"{image.shape[1]}x{image.shape[0]}")
         frame = pd.DataFrame(rows)
         frame.attrs["small_faces_found"] = tracker.small_faces_found
+        frame.attrs["image_sizes"] = sizes
     return frame, unreadable
 
 
@@ -411,6 +416,11 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
             "usable_ratio": float(((flags & UNUSABLE) == 0).mean()),  # face found, eyes open
             # eye span (outer corners) / picture width: small faces give noisy landmarks
             "face_size_median": float(np.nanmedian(size)) if np.isfinite(size).any() else None,
+            # predicted as the targets' mean, like pictures without a face (a wrong folder shows here)
+            "unreadable_images": len(bad),
+            # "WxH": count. Sessions at different sizes of one camera may differ in field of view
+            # (a 4:3 mode cropped from a 16:9 sensor), which the assumed focal length cannot know
+            "image_sizes": dict(sorted(Counter(z for z in features.attrs.get("image_sizes", []) if z).items())),
         }
         if compare:  # the same features and splits, each other kind fitted in turn
             per_person[str(person)]["compared"] = {
@@ -438,6 +448,9 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         "people": len(per_person),
         "people_without_prediction": sorted(p for p, r in per_person.items() if r["error_px"] is None),
         "unreadable_images": len(unreadable),
+        # images listed under two or more sessions of one person: with leave-session-out or
+        # one-round, such an image calibrates the prediction of itself (the figures look better)
+        "images_in_several_sessions": int((manifest.groupby(["person", "image"])["session"].nunique() > 1).sum()),
     }
     if compare:
         result["compared"] = compared

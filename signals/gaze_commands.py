@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..datasets.sources import add_database_arguments
 
@@ -72,6 +73,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol, kind=args.model,
                                compare=args.compare)
+    if result["images_in_several_sessions"]:
+        print(f"warning: {result['images_in_several_sessions']} image(s) are listed under two or more sessions of "
+              "one person; each then calibrates the prediction of itself", file=sys.stderr)
     if args.json:
         emit(result, True)
     else:
@@ -91,6 +95,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             size = "-" if r["face_size_median"] is None else f"{r['face_size_median']:.3f}"
             print(f"    faces found {r['face_found_ratio']:.0%} (by the small-face search {r['small_face_ratio']:.0%}), "
                   f"usable {r['usable_ratio']:.0%}, eye span / width {size}")
+            sizes = ", ".join(f"{z} ({n})" for z, n in r["image_sizes"].items())
+            print(f"    image sizes: {sizes or '-'}"
+                  + (f"; unreadable {r['unreadable_images']}" if r["unreadable_images"] else ""))
             if "compared" in r:
                 print("    compared: " + ", ".join(f"{k} {_px(e)}" for k, e in r["compared"].items()))
             for rnd in r.get("rounds", []):

@@ -104,6 +104,8 @@ def test_evaluate_manifest(manifest, capsys):
         # eye span ~0.13-0.17 of the picture's width at the fixture's face scales 1.15-1.35
         assert 0.1 < p["face_size_median"] < 0.2
         assert p["small_face_ratio"] == 0  # every face large enough for the mesh's own detector
+        assert p["image_sizes"] == {"640x480": 48} and p["unreadable_images"] == 0
+    assert result["images_in_several_sessions"] == 0
     assert result["mean_error_px"] == pytest.approx(np.mean([p["error_px"] for p in result["per_person"].values()]))
     # The mean guess is ~600 px off on this grid; features that follow the target must beat it.
     guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
@@ -116,7 +118,7 @@ def test_evaluate_manifest(manifest, capsys):
         mains = [p["error_px"] for p in result["per_person"].values()]
         assert c["people_better_than_main"] == sum(e < m for e, m in zip(errs, mains))
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest))
-    assert rc == 0 and "s2 predicted:" in stdout
+    assert rc == 0 and "s2 predicted:" in stdout and "    image sizes: 640x480 (48)\n" in stdout
     blend = result["compared"]["blend"]
     beats = blend["people_better_than_main"]
     assert f"blend {blend['mean_error_px']:.1f} px (beats auto for {beats} of 2 people)" in stdout
@@ -323,8 +325,18 @@ def test_evaluate_manifest_quirks(manifest, tmp_path, monkeypatch, capsys):
     assert rc == 0
     result = json.loads(stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
     assert result["n"] == 49 and result["unreadable_images"] == 1
+    # per person too: a wrong path costs that person a mean guess per image, and says so
+    assert result["per_person"]["p1"]["unreadable_images"] == 1
+    assert result["per_person"]["p1"]["image_sizes"] == {"640x480": 47}
+    assert result["images_in_several_sessions"] == 0
     assert result["people_without_prediction"] == ["solo"] and result["per_person"]["solo"]["error_px"] is None
     assert result["mean_error_px"] == pytest.approx(result["per_person"]["p1"]["error_px"])
+    # an image listed in two sessions of one person calibrates the prediction of itself: counted, warned
+    twice = rows + [f"{manifest.parent / p1[1].split(',', 1)[0]},{p1[1].split(',', 1)[1].replace(',s0', ',s9')}"]
+    path.write_text("\n".join(twice) + "\n")
+    rc, stdout, err = run_cli(capsys, "gaze", "evaluate", str(path), "--json", "--no-compare")
+    assert rc == 0 and json.loads(stdout)["images_in_several_sessions"] == 1
+    assert "1 image(s) are listed under two or more sessions" in err
     rows[-1] = rows[-1].replace(",solo,s0", ",solo,")
     path.write_text("\n".join(rows) + "\n")
     rc, _, err = run_cli(capsys, "gaze", "evaluate", str(path))
