@@ -41,7 +41,8 @@ import numpy as np
 
 from gazepref.signals.calibration import GazeCalibration
 from gazepref.signals.face_mesh import FaceMeshRunner
-from gazepref.signals.gaze_batch import PROTOCOLS, image_features, person_errors, read_manifest, split_predictions
+from gazepref.signals.gaze_batch import (PROTOCOLS, _mean, image_features, person_errors, read_manifest,
+                                        split_predictions)
 from gazepref.signals.synthetic_face import VIEWPORT_CENTRE, face_frame, look
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -100,6 +101,14 @@ MODELS = {
 }
 
 
+#: the figures of ``person_errors`` averaged over people (``error_px`` and where it comes from)
+PARTS = ("error_px", "bias_px", "spread_px", "session_offset_px", "error_without_offset_px")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=4)
@@ -112,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     guess = float(np.mean([np.hypot(x - CENTRE[0], y - CENTRE[1]) for x, y in GRID]))
-    per_person: dict[tuple[str, str], dict[str, float]] = {}
+    per_person: dict[tuple[str, str], dict[str, dict]] = {}
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             manifest = read_manifest(build_manifest(Path(tmp), args.sessions, seed, args.repeats, args.noise,
@@ -125,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
                     for name in args.models:
                         splits = split_predictions(features, targets, sessions, MODELS[name], protocol)
                         per_person.setdefault((protocol, name), {})[f"{person}{seed}"] = person_errors(
-                            targets, splits, protocol)["error_px"]
+                            targets, splits, protocol, sessions)
     out = {"mean_target_guess_px": guess, "seeds": args.seeds, "repeats": args.repeats, "noise": args.noise,
            "face_scale": args.face_scale,
-           "results": [{"protocol": protocol, "model": name, "mean_error_px": float(np.mean(list(v.values()))),
-                        "per_person_px": v} for (protocol, name), v in per_person.items()]}
+           "results": [{"protocol": protocol, "model": name,
+                        **{f"mean_{k}": _mean([r[k] for r in v.values()]) for k in PARTS},
+                        "per_person_px": {p: r["error_px"] for p, r in v.items()}}
+                       for (protocol, name), v in per_person.items()]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -137,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
               f"sensor noise {args.noise:g}, face scale {args.face_scale:g}")
         for r in out["results"]:
             people = ", ".join(f"{p} {v:.0f}" for p, v in r["per_person_px"].items())
-            print(f"{r['protocol']:18s} {r['model']:12s} {r['mean_error_px']:6.1f} px  ({people})")
+            parts = ", ".join(f"{k.removesuffix('_px').replace('_', ' ')} {_fmt(r['mean_' + k])}" for k in PARTS[1:])
+            print(f"{r['protocol']:18s} {r['model']:12s} {r['mean_error_px']:6.1f} px  ({people}; {parts})")
     return 0
 
 

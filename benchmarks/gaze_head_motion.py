@@ -48,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for protocol in PROTOCOLS:
         for name, make in MODELS.items():
-            per = [person_errors(y, split_predictions(rows, y, sessions, make, protocol), protocol)
+            per = [person_errors(y, split_predictions(rows, y, sessions, make, protocol), protocol, sessions)
                    for rows, y, sessions in data]
             errors = [p["error_px"] for p in per]
+            parts = {k: float(np.mean([p[k] for p in per]))
+                     for k in ("bias_px", "spread_px", "session_offset_px", "error_without_offset_px")}
             kinds: dict[str, int] = {}
             for p in per:
                 for k, n in p["models"].items():
                     kinds[k] = kinds.get(k, 0) + n
-            results.append({"protocol": protocol, "model": name, "mean_error_px": float(np.mean(errors)),
+            results.append({"protocol": protocol, "model": name, "mean_error_px": float(np.mean(errors)), **parts,
                             "per_person_px": [round(e, 1) for e in errors], "models_fitted": kinds})
     if args.json:
         print(json.dumps({"people": args.people, "sessions": args.sessions, "seed": args.seed, "results": results},
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             kinds = ", ".join(f"{k} {n}" for k, n in r["models_fitted"].items())
             print(f"{r['protocol']:18s} {r['model']:12s} {r['mean_error_px']:6.1f} px  "
-                  f"(people {min(r['per_person_px']):.0f}-{max(r['per_person_px']):.0f}; {kinds})")
+                  f"(people {min(r['per_person_px']):.0f}-{max(r['per_person_px']):.0f}; {kinds}; "
+                  f"bias {r['bias_px']:.0f}, spread {r['spread_px']:.0f}, session offset {r['session_offset_px']:.0f}, "
+                  f"without it {r['error_without_offset_px']:.0f})")
     return 0
 
 

@@ -323,8 +323,35 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
     return out
 
 
+def _group_means(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each row's group mean of ``values`` (n x 2)."""
+    n = np.bincount(group)
+    return np.stack([np.bincount(group, values[:, k]) / n for k in range(2)], axis=1)[group]
+
+
+def _error_parts(targets: np.ndarray, sessions: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Sums over the rows with a prediction (``pred`` of rows with ``targets``, ``sessions``):
+    [rows, bias, squared spread, its degrees of freedom, session offset, error without it].
+
+    Grouped by (session, target), the images of one dot in one sitting: a row's *bias* is the
+    distance from its group's mean prediction to the target, its *spread* its squared distance
+    from that mean (degrees of freedom: rows - groups). Grouped by session: a row's *offset* is
+    the length of its session's mean error vector, and its *error without it* the length of its
+    error less that vector."""
+    ok = np.isfinite(pred).all(axis=1)
+    pred, targets, sessions = pred[ok], targets[ok], np.asarray(sessions)[ok]
+    if not len(pred):
+        return np.zeros(6)
+    dot = pd.factorize(pd.MultiIndex.from_arrays([sessions, targets[:, 0], targets[:, 1]]))[0]
+    centre = _group_means(pred, dot)
+    offset = _group_means(pred - targets, pd.factorize(sessions)[0])
+    return np.array([len(pred), np.linalg.norm(centre - targets, axis=1).sum(), ((pred - centre) ** 2).sum(),
+                     len(pred) - dot.max() - 1, np.linalg.norm(offset, axis=1).sum(),
+                     np.linalg.norm(pred - targets - offset, axis=1).sum()])
+
+
 def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.ndarray, str | None]],
-                  protocol: str) -> dict[str, Any]:
+                  protocol: str, sessions: np.ndarray | None = None) -> dict[str, Any]:
     """One person's figures from :func:`split_predictions`.
 
     ``leave-session-out``: every row is predicted once; ``error_px`` is the mean over rows.
@@ -335,6 +362,20 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
     fitted calibrations were of each kind (:attr:`.GazeCalibration.model_kind_`).
     ``held_out`` (leave-session-out): each predicted session's (or fold's) mean error, so one
     session that no calibration fits stands out.
+
+    Given ``sessions``, where the error comes from (:func:`_error_parts`), averaged as
+    ``error_px`` is (over rows, or over calibrating sessions):
+
+    * as eye trackers report it, over the images of one dot in one session: ``bias_px``, the
+      distance from their mean prediction to the dot (accuracy in the eye-tracking sense: what
+      averaging many pictures would leave), and ``spread_px``, the root-mean-square distance of
+      the predictions from that mean (precision: picture-to-picture noise, which averaging
+      removes; None with one image per dot);
+    * ``session_offset_px``: the length of a predicted session's mean error vector, and
+      ``error_without_offset_px``: the error once each session's offset is taken away. That is
+      what a constant correction per session could at best remove (found here from the
+      session's own targets): the part the study site's continuous calibration from clicks
+      corrects (:class:`.calibration.InteractionRecalibrator`).
     """
     errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p, _ in splits]
     pooled = np.concatenate(errs) if errs else np.empty(0)
@@ -342,6 +383,9 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
     kinds = [k for *_, k in splits if k is not None]
     out: dict[str, Any] = {"error_px": None, "median_error_px": None,
                            "models": {k: kinds.count(k) for k in sorted(set(kinds))}}
+    parts_px = ("bias_px", "spread_px", "session_offset_px", "error_without_offset_px")
+    if sessions is not None:
+        out.update(dict.fromkeys(parts_px))
     if not len(pooled):
         return out
     out["median_error_px"] = float(np.median(pooled))
@@ -353,7 +397,22 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
     else:
         out["error_px"] = float(np.mean(pooled))
         out["held_out"] = each
+    if sessions is not None:
+        sums = np.array([_error_parts(targets[test], np.asarray(sessions)[test], p) for _, test, p, _ in splits])
+        if protocol != "one-round":  # each row once: pool the splits
+            sums = sums.sum(axis=0, keepdims=True)
+        for key, i, n in (("bias_px", 1, 0), ("spread_px", 2, 3), ("session_offset_px", 4, 0),
+                          ("error_without_offset_px", 5, 0)):
+            has = sums[:, n] > 0  # one-round: each round counts the same
+            value = sums[has, i] / sums[has, n]
+            out[key] = float(np.mean(np.sqrt(value) if key == "spread_px" else value)) if has.any() else None
     return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the values that are not None (None if none is)."""
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def _make_kind(kind: str) -> Callable[[], GazeCalibration]:
@@ -407,7 +466,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         found_total += found
         size = features["face_size"].to_numpy(dtype=np.float64)
         per_person[str(person)] = {
-            **person_errors(targets, splits, protocol),  # None: nobody to calibrate on / nothing to predict
+            **person_errors(targets, splits, protocol, sessions),  # None: nobody to calibrate on / nothing to predict
             "n": len(rows),
             "sessions": int(len(pd.unique(sessions))),
             "face_found_ratio": found / len(rows),
@@ -442,6 +501,8 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         "protocol": protocol,
         "model": None if custom else kind,
         "mean_error_px": float(np.mean(errors)) if errors else None,  # over the people with predictions
+        **{f"mean_{k}": _mean([p[k] for p in per_person.values()])
+           for k in ("bias_px", "spread_px", "session_offset_px", "error_without_offset_px")},
         "per_person": per_person,
         "face_found_ratio": found_total / len(manifest),
         "n": int(len(manifest)),

@@ -92,6 +92,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             models = ", ".join(f"{k} {n}" for k, n in r["models"].items())
             print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions"
                   + (f" (models: {models})" if models else ""))
+            if r.get("bias_px") is not None:
+                spread = "- (one image a dot)" if r["spread_px"] is None else _px(r["spread_px"])
+                print(f"    per dot and session: bias {_px(r['bias_px'])}, spread {spread}; "
+                      f"per session: offset {_px(r['session_offset_px'])}, "
+                      f"error without it {_px(r['error_without_offset_px'])}")
             size = "-" if r["face_size_median"] is None else f"{r['face_size_median']:.3f}"
             print(f"    faces found {r['face_found_ratio']:.0%} (by the small-face search {r['small_face_ratio']:.0%}), "
                   f"usable {r['usable_ratio']:.0%}, eye span / width {size}")

@@ -137,3 +137,47 @@ def test_a_manifest_target_must_be_a_finite_number(tmp_path, bad):
         read_manifest(path)
     path.write_text("image,x,y,person,session\na.jpg,10,20,p,s\nb.jpg, 1e3 ,-20.5,p,s\n")
     assert read_manifest(path)[["x", "y"]].to_numpy().tolist() == [[10, 20], [1000, -20.5]]
+
+
+def offset_predictions(offsets: dict[str, tuple[float, float]]):
+    """Two sessions of two dots with two images each, predicted at the dot plus the session's
+    offset plus (3, 4) px on one image and minus it on the other: (targets, sessions, splits of
+    both protocols' shape, i.e. (name, predicted mask, predictions, kind))."""
+    dots = np.array([(100.0, 100.0), (900.0, 500.0)])
+    targets = np.repeat(np.tile(dots, (2, 1)), 2, axis=0)  # s0: dot 0 twice, dot 1 twice; s1 the same
+    sessions = np.repeat(["s0", "s1"], 4)
+    noise = np.tile([(3.0, 4.0), (-3.0, -4.0)], (4, 1))
+    pred = targets + noise + np.array([offsets[s] for s in sessions])
+    splits = [(s, sessions == s, pred[sessions == s], "sight") for s in ("s0", "s1")]
+    return targets, sessions, splits
+
+
+@pytest.mark.parametrize("protocol", ["leave-session-out", "one-round"])
+def test_error_parts_separate_bias_spread_and_session_offset(protocol):
+    """Each image 5 px off its dot's mean prediction, each dot's mean off by the session's offset
+    (50 px in s0, 0 in s1): the bias is the offset, the spread the images' scatter (two images:
+    deviations of 5 px from their mean estimate an rms of sqrt(2) x 5 about the true one), and
+    once each session's offset is taken away only the 5 px remain."""
+    targets, sessions, splits = offset_predictions({"s0": (30.0, 40.0), "s1": (0.0, 0.0)})
+    out = person_errors(targets, splits, protocol, sessions)
+    assert out["error_px"] == pytest.approx((np.mean([np.hypot(33, 44), np.hypot(27, 36)]) + 5) / 2)
+    assert out["bias_px"] == pytest.approx((50 + 0) / 2)
+    assert out["spread_px"] == pytest.approx(5 * np.sqrt(2))
+    assert out["session_offset_px"] == pytest.approx(25.0)
+    assert out["error_without_offset_px"] == pytest.approx(5.0)
+    assert "bias_px" not in person_errors(targets, splits, protocol)  # without sessions: not split
+
+
+def test_error_parts_weigh_rounds_equally_and_skip_missing_predictions():
+    """One-round: each calibrating session's parts count the same, whatever it predicted; rows
+    without a prediction (NaN) count in no part; nothing predicted gives None."""
+    targets, sessions, splits = offset_predictions({"s0": (30.0, 40.0), "s1": (0.0, 0.0)})
+    name, mask, pred, kind = splits[1]
+    pred = pred.copy()
+    pred[:2] = np.nan  # s1 keeps only dot 1's two images
+    out = person_errors(targets, [splits[0], (name, mask, pred, kind)], "one-round", sessions)
+    assert out["bias_px"] == pytest.approx(25.0) and out["session_offset_px"] == pytest.approx(25.0)
+    pooled = person_errors(targets, [splits[0], (name, mask, pred, kind)], "leave-session-out", sessions)
+    assert pooled["bias_px"] == pytest.approx(50 * 4 / 6)  # 4 rows at 50 px, 2 at 0
+    empty = [(n, m, np.full_like(p, np.nan), k) for n, m, p, k in splits]
+    assert person_errors(targets, empty, "one-round", sessions)["bias_px"] is None

@@ -106,6 +106,12 @@ def test_evaluate_manifest(manifest, capsys):
         assert p["small_face_ratio"] == 0  # every face large enough for the mesh's own detector
         assert p["image_sizes"] == {"640x480": 48} and p["unreadable_images"] == 0
     assert result["images_in_several_sessions"] == 0
+    for p in result["per_person"].values():  # one image per dot: its error is its dot's bias, no spread
+        assert p["bias_px"] == pytest.approx(p["error_px"]) and p["spread_px"] is None
+        assert 0 < p["session_offset_px"] < p["error_px"] and 0 < p["error_without_offset_px"]
+    assert result["mean_spread_px"] is None
+    assert result["mean_session_offset_px"] == pytest.approx(
+        np.mean([p["session_offset_px"] for p in result["per_person"].values()]))
     assert result["mean_error_px"] == pytest.approx(np.mean([p["error_px"] for p in result["per_person"].values()]))
     # The mean guess is ~600 px off on this grid; features that follow the target must beat it.
     guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
@@ -119,6 +125,9 @@ def test_evaluate_manifest(manifest, capsys):
         assert c["people_better_than_main"] == sum(e < m for e, m in zip(errs, mains))
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest))
     assert rc == 0 and "s2 predicted:" in stdout and "    image sizes: 640x480 (48)\n" in stdout
+    p1 = result["per_person"]["p1"]
+    assert (f"    per dot and session: bias {p1['bias_px']:.1f} px, spread - (one image a dot); per session: "
+            f"offset {p1['session_offset_px']:.1f} px, error without it {p1['error_without_offset_px']:.1f} px\n") in stdout
     blend = result["compared"]["blend"]
     beats = blend["people_better_than_main"]
     assert f"blend {blend['mean_error_px']:.1f} px (beats auto for {beats} of 2 people)" in stdout
