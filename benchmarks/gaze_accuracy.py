@@ -12,8 +12,11 @@ turning to the point looked at would move its iris: the target plus a fixation e
 px) per axis) on a screen whose geometry the pipeline is not told (camera 1 cm above the
 viewport's top centre, 45 CSS px per cm, focal length 500 px), seen from where the photo puts the
 eye (its distance from the eye span, 9 cm between the outer corners), with the iris 0.4 eye
-widths from the eye's centre of rotation. So a face placed further to one side turns its eyes
-further to look at the same target, as a person's would. One image per target of a 16-point grid per session (one calibration
+widths from the eye's centre of rotation. The frontal photo placed anywhere is a head turned to
+face the camera (``synthetic_face.look``): its sessions differ in distance, place, roll and
+light, but such a head keeps nearly the same eye turn for a target wherever it is, so posture
+costs the eye-feature models little here; ``benchmarks/gaze_head_motion.py`` has heads that
+face the screen. One image per target of a 16-point grid per session (one calibration
 round; ``--repeats`` rounds per session), with Gaussian sensor noise of ``--noise`` grey levels
 (standard deviation) before JPEG compression (quality 90); in each session one image is labelled
 with the target it was not looking at (a participant who looked elsewhere). Then what
