@@ -44,8 +44,8 @@ import numpy as np
 
 from gazepref.signals.calibration import GazeCalibration
 from gazepref.signals.face_mesh import FaceMeshRunner
-from gazepref.signals.gaze_batch import (PROTOCOLS, _mean, image_features, person_errors, read_manifest,
-                                        split_predictions)
+from gazepref.signals.gaze_batch import (ERROR_PARTS, PROTOCOLS, _mean, image_features, person_errors,
+                                        read_manifest, split_predictions)
 from gazepref.signals.synthetic_face import VIEWPORT_CENTRE, face_frame, look
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -105,7 +105,7 @@ MODELS = {
 
 
 #: the figures of ``person_errors`` averaged over people (``error_px`` and where it comes from)
-PARTS = ("error_px", "bias_px", "spread_px", "session_offset_px", "error_without_offset_px")
+PARTS = ("error_px", *ERROR_PARTS)
 
 
 def _fmt(value: float | None) -> str:

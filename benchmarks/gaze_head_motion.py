@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 from gazepref.signals.calibration import GazeCalibration
-from gazepref.signals.gaze_batch import PROTOCOLS, person_errors, split_predictions
+from gazepref.signals.gaze_batch import ERROR_PARTS, PROTOCOLS, person_errors, split_predictions
 from gazepref.signals.synthetic_gaze import people
 
 MODELS = {
@@ -51,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             per = [person_errors(y, split_predictions(rows, y, sessions, make, protocol), protocol, sessions)
                    for rows, y, sessions in data]
             errors = [p["error_px"] for p in per]
-            parts = {k: float(np.mean([p[k] for p in per]))
-                     for k in ("bias_px", "spread_px", "session_offset_px", "error_without_offset_px")}
+            parts = {k: float(np.mean([p[k] for p in per])) for k in ERROR_PARTS}
             kinds: dict[str, int] = {}
             for p in per:
                 for k, n in p["models"].items():

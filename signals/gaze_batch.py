@@ -323,6 +323,10 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
     return out
 
 
+#: where the error comes from (:func:`person_errors` given the sessions)
+ERROR_PARTS = ("bias_px", "spread_px", "session_offset_px", "error_without_offset_px")
+
+
 def _group_means(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Each row's group mean of ``values`` (n x 2)."""
     n = np.bincount(group)
@@ -383,9 +387,8 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
     kinds = [k for *_, k in splits if k is not None]
     out: dict[str, Any] = {"error_px": None, "median_error_px": None,
                            "models": {k: kinds.count(k) for k in sorted(set(kinds))}}
-    parts_px = ("bias_px", "spread_px", "session_offset_px", "error_without_offset_px")
     if sessions is not None:
-        out.update(dict.fromkeys(parts_px))
+        out.update(dict.fromkeys(ERROR_PARTS))
     if not len(pooled):
         return out
     out["median_error_px"] = float(np.median(pooled))
@@ -401,8 +404,7 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
         sums = np.array([_error_parts(targets[test], np.asarray(sessions)[test], p) for _, test, p, _ in splits])
         if protocol != "one-round":  # each row once: pool the splits
             sums = sums.sum(axis=0, keepdims=True)
-        for key, i, n in (("bias_px", 1, 0), ("spread_px", 2, 3), ("session_offset_px", 4, 0),
-                          ("error_without_offset_px", 5, 0)):
+        for key, (i, n) in zip(ERROR_PARTS, ((1, 0), (2, 3), (4, 0), (5, 0))):  # _error_parts' sums
             has = sums[:, n] > 0  # one-round: each round counts the same
             value = sums[has, i] / sums[has, n]
             out[key] = float(np.mean(np.sqrt(value) if key == "spread_px" else value)) if has.any() else None
@@ -501,8 +503,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         "protocol": protocol,
         "model": None if custom else kind,
         "mean_error_px": float(np.mean(errors)) if errors else None,  # over the people with predictions
-        **{f"mean_{k}": _mean([p[k] for p in per_person.values()])
-           for k in ("bias_px", "spread_px", "session_offset_px", "error_without_offset_px")},
+        **{f"mean_{k}": _mean([p[k] for p in per_person.values()]) for k in ERROR_PARTS},
         "per_person": per_person,
         "face_found_ratio": found_total / len(manifest),
         "n": int(len(manifest)),
