@@ -10,8 +10,9 @@ task is processed, :func:`update` reads the task's click events stored since its
 pairs each click with the participant's stored gaze estimates of the ``CLICK_WINDOW_MS`` before
 it (usable samples only; their *uncorrected* values, ``x - drift_x``): a click is taken to land
 where the participant looks, so ``click - median(gaze)`` feeds the participant's
-:class:`~gazepref.signals.calibration.DriftCorrector` (median of the last five, differences over
-250 px ignored), or the InteractionRecalibrator (weighted by the gaze samples' median confidence
+:class:`~gazepref.signals.calibration.DriftCorrector` (median of the last five; a difference over
+250 px from the correction ignored unless three in a row agree: the participant moved), or the
+InteractionRecalibrator (weighted by the gaze samples' median confidence
 and by recency). Clicks on the rating and choice controls (``EXCLUDED_CLICK_TARGETS``) are never
 used. :func:`apply` corrects the new rows and records the correction in the columns
 ``drift_x``/``drift_y`` and the number of clicks it rests on in ``drift_clicks``, so the
@@ -121,8 +122,7 @@ def _pair(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
     for when, cx, cy in drift.pending:
         found = click_sample(samples, when, CLICK_WINDOW_MS)
         if found is not None:
-            if drift.corrector.add_click(found[0], (cx, cy), when, found[1]):
-                drift.clicks_used += 1
+            drift.clicks_used += drift.corrector.add_click(found[0], (cx, cy), when, found[1])
         elif latest < when:  # its gaze samples are not stored yet
             waiting.append((when, cx, cy))
     drift.pending = waiting

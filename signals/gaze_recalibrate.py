@@ -86,8 +86,8 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
     for i in np.argsort(t, kind="stable"):
         while k < len(clicks) and clicks[k][0] <= t[i]:
             found = click_sample(samples, clicks[k][0], CLICK_WINDOW_MS)
-            if found is not None and corrector.add_click(found[0], clicks[k][1:], clicks[k][0], found[1]):
-                n_used += 1
+            if found is not None:
+                n_used += corrector.add_click(found[0], clicks[k][1:], clicks[k][0], found[1])
             k += 1
         if np.isfinite(x[i]) and np.isfinite(y[i]):
             out_x[i], out_y[i] = corrector.apply((x[i], y[i]))

@@ -305,6 +305,63 @@ def test_interaction_recalibration_weighs_recent_and_good_samples():
     assert InteractionRecalibrator().apply((5.0, 6.0)).tolist() == [5.0, 6.0]
 
 
+def _correctors():
+    from gazepref.signals.calibration import DriftCorrector, InteractionRecalibrator
+
+    return [pytest.param(DriftCorrector, id="offset"), pytest.param(InteractionRecalibrator, id="affine")]
+
+
+def _page_point(rng) -> np.ndarray:
+    return rng.uniform((100.0, 100.0), (1500.0, 800.0))
+
+
+@pytest.mark.parametrize("make", _correctors())
+def test_a_correction_follows_a_jump_beyond_its_gate(make):
+    """The estimate jumps by (400, -150) px (the participant moved): each click that shows it is
+    beyond the 250 px gate, but three in a row agree, so the correction restarts from them and
+    the corrected gaze is back within the clicks' noise. (Before, no click could ever correct
+    such a jump: the offset corrector ignored every difference over 250 px.)"""
+    rng = np.random.default_rng(4)
+    corrector, t = make(), 0.0
+    for _ in range(8):  # the estimate right (8 px noise)
+        target, t = _page_point(rng), t + 2000.0
+        assert corrector.add_click(target + rng.normal(0, 8, 2), target, t, 1.0) == 1
+    jump = np.array([400.0, -150.0])
+    taken = []
+    for _ in range(4):
+        target, t = _page_point(rng), t + 2000.0
+        taken.append(corrector.add_click(target + jump + rng.normal(0, 8, 2), target, t, 1.0))
+    assert taken == [0, 0, 3, 1]  # the third restarts from all three; the fourth is taken as usual
+    test = rng.uniform((100, 100), (1500, 800), (100, 2))
+    assert np.linalg.norm(corrector.apply(test + jump) - test, axis=1).mean() < 25
+
+
+@pytest.mark.parametrize("make", _correctors())
+def test_clicks_made_without_looking_do_not_restart_a_correction(make):
+    """Clicks made without looking (at least 400 px from the gaze, anywhere on the page) are
+    ignored one by one and in runs: their residuals do not agree, so the correction of the
+    clicks made looking (the estimate 30 px left, 20 px low) stays. A run of agreeing ignored
+    clicks broken by a click taken does not restart it either."""
+    rng = np.random.default_rng(5)
+    offset = np.array([-30.0, 20.0])
+    corrector, t = make(), 0.0
+    for _ in range(10):
+        target, t = _page_point(rng), t + 2000.0
+        assert corrector.add_click(target + offset + rng.normal(0, 8, 2), target, t, 1.0) == 1
+    for _ in range(40):
+        target, t = _page_point(rng), t + 500.0
+        click = _page_point(rng)
+        while np.hypot(*(click - target)) < 400:
+            click = _page_point(rng)
+        assert corrector.add_click(target + offset, click, t, 1.0) == 0
+    away = np.array([500.0, 0.0])
+    for good in (False, True, False):  # two agreeing ignored clicks, one taken, two more
+        for _ in range(1 if good else 2):
+            target, t = _page_point(rng), t + 500.0
+            assert corrector.add_click(target + offset + (0 if good else away), target, t, 1.0) == int(good)
+    np.testing.assert_allclose(corrector.apply((800.0, 450.0) + offset), (800.0, 450.0), atol=12)
+
+
 # ---------------------------------------------------------------------- accuracy levers (issue 16)
 
 
