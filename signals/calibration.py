@@ -704,9 +704,9 @@ class TurnedAway:
     last ``n`` clicks were all turned away and all lie within ``agree_px`` of their median, the
     corrector starts again from them. (Three residuals of clicks made without looking, click and
     gaze anywhere on a 1600 x 900 page, fall within 125 px of their median in 0.07 % of cases,
-    by simulation.) Without
-    this, an offset beyond ``max_offset_px`` (a jump, or for :class:`DriftCorrector` any offset
-    that large) could never be corrected: every click that shows it would be turned away.
+    by simulation.) Without this, an offset beyond ``max_offset_px`` (a jump, or for
+    :class:`DriftCorrector` any offset that large) could never be corrected: every click that
+    shows it would be turned away.
     """
 
     def __init__(self, n: int = REACQUIRE_CLICKS, agree_px: float = 125.0) -> None:
