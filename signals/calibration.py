@@ -491,6 +491,19 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         values = frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64)
         return self.predict_array(values)
 
+    def predictable(self, X: Any) -> np.ndarray:
+        """Which feature rows the model can predict (bool, n): every feature it gives weight is
+        known. The others get NaN from :meth:`predict`, or the calibration targets' mean with
+        ``fill_missing`` (a row without a face; for a sight or blend model, a face whose line of
+        sight could not be found)."""
+        check_is_fitted(self, "coef_")
+        idx, names, *_ = self._used()
+        frame = _as_frame(X)
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise ValueError(f"feature columns missing for prediction: {missing[:5]}")
+        return np.isfinite(frame[list(names)].to_numpy(dtype=np.float64)).all(axis=1)
+
     def _used(self) -> tuple[np.ndarray, tuple[str, ...], Any, np.ndarray, np.ndarray, np.ndarray]:
         """The columns the model gives weight (a block left out, the head block of a sight model
         kept for the one-stage comparison, gives none): (their indices, names, a getter of them

@@ -297,9 +297,11 @@ def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out",
 
 def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
                       make_model: Callable[[], GazeCalibration], protocol: str,
-                      ) -> list[tuple[Any, np.ndarray, np.ndarray, str | None]]:
+                      ) -> list[tuple[Any, np.ndarray, np.ndarray, str | None, np.ndarray]]:
     """(split name, predict mask, predictions of those rows, the fitted model's kind: "sight",
-    "one-stage", "blend" or None for the mean guess) per split of :func:`protocol_splits`.
+    "one-stage", "blend" or None for the mean guess, which of those rows were guessed) per split
+    of :func:`protocol_splits`. A guessed row is predicted as the calibration targets' mean: no
+    face, a feature the model needs missing, or no model.
 
     Calibration rows are the usable ones (face found, eyes open); with rows of several sessions
     (sittings) the model's hyper-parameters, and (``auto``) which of the sight, one-stage and
@@ -317,9 +319,11 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
             model.fit(features[fit_rows], targets[fit_rows],
                       groups=groups if len(pd.unique(groups)) >= 2 else None)
         except ValueError:  # too few usable calibration samples
-            out.append((name, test, np.tile(targets[train].mean(axis=0), (int(test.sum()), 1)), None))
+            n = int(test.sum())
+            out.append((name, test, np.tile(targets[train].mean(axis=0), (n, 1)), None, np.ones(n, bool)))
             continue
-        out.append((name, test, model.predict(features[test]), getattr(model, "model_kind_", None)))
+        out.append((name, test, model.predict(features[test]), getattr(model, "model_kind_", None),
+                    ~model.predictable(features[test])))
     return out
 
 
@@ -354,7 +358,7 @@ def _error_parts(targets: np.ndarray, sessions: np.ndarray, pred: np.ndarray) ->
                      np.linalg.norm(pred - targets - offset, axis=1).sum()])
 
 
-def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.ndarray, str | None]],
+def person_errors(targets: np.ndarray, splits: list[tuple],
                   protocol: str, sessions: np.ndarray | None = None) -> dict[str, Any]:
     """One person's figures from :func:`split_predictions`.
 
@@ -362,7 +366,9 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
     ``one-round``: each session calibrates once and the other sessions' rows are predicted;
     ``error_px`` is the mean over calibrating sessions of each one's mean error (every round
     counts the same, however many rows the others have); ``rounds`` lists them.
-    ``median_error_px``: the median over all predictions made. ``models``: how many of the
+    ``median_error_px``: the median over all predictions made. ``guessed_ratio`` (splits of
+    :func:`split_predictions`): the share of the predictions made that are the calibration
+    targets' mean (no face, a feature the model needs missing, no model). ``models``: how many of the
     fitted calibrations were of each kind (:attr:`.GazeCalibration.model_kind_`).
     ``held_out`` (leave-session-out): each predicted session's (or fold's) mean error, so one
     session that no calibration fits stands out.
@@ -381,12 +387,16 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
       session's own targets): the part the study site's continuous calibration from clicks
       corrects (:class:`.calibration.InteractionRecalibrator`).
     """
-    errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p, _ in splits]
+    errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p, *_ in splits]
     pooled = np.concatenate(errs) if errs else np.empty(0)
     pooled = pooled[np.isfinite(pooled)]
-    kinds = [k for *_, k in splits if k is not None]
+    kinds = [s[3] for s in splits if s[3] is not None]
     out: dict[str, Any] = {"error_px": None, "median_error_px": None,
                            "models": {k: kinds.count(k) for k in sorted(set(kinds))}}
+    guessed = [s[4] for s in splits if len(s) > 4]
+    if guessed:  # the share of the predictions made that are the targets' mean (each ~600 px off on a laptop)
+        pooled_guesses = np.concatenate(guessed)
+        out["guessed_ratio"] = float(pooled_guesses.mean()) if len(pooled_guesses) else None
     if sessions is not None:
         out.update(dict.fromkeys(ERROR_PARTS))
     if not len(pooled):
@@ -401,7 +411,7 @@ def person_errors(targets: np.ndarray, splits: list[tuple[Any, np.ndarray, np.nd
         out["error_px"] = float(np.mean(pooled))
         out["held_out"] = each
     if sessions is not None:
-        sums = np.array([_error_parts(targets[test], np.asarray(sessions)[test], p) for _, test, p, _ in splits])
+        sums = np.array([_error_parts(targets[test], np.asarray(sessions)[test], p) for _, test, p, *_ in splits])
         if protocol != "one-round":  # each row once: pool the splits
             sums = sums.sum(axis=0, keepdims=True)
         for key, (i, n) in zip(ERROR_PARTS, ((1, 0), (2, 3), (4, 0), (5, 0))):  # _error_parts' sums
@@ -504,6 +514,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         "model": None if custom else kind,
         "mean_error_px": float(np.mean(errors)) if errors else None,  # over the people with predictions
         **{f"mean_{k}": _mean([p[k] for p in per_person.values()]) for k in ERROR_PARTS},
+        "mean_guessed_ratio": _mean([p.get("guessed_ratio") for p in per_person.values()]),
         "per_person": per_person,
         "face_found_ratio": found_total / len(manifest),
         "n": int(len(manifest)),

@@ -97,6 +97,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                 print(f"    per dot and session: bias {_px(r['bias_px'])}, spread {spread}; "
                       f"per session: offset {_px(r['session_offset_px'])}, "
                       f"error without it {_px(r['error_without_offset_px'])}")
+            if r.get("guessed_ratio"):
+                print(f"    predicted as the targets' mean (no face, a needed feature missing, no model): "
+                      f"{r['guessed_ratio']:.0%} of the predictions")
             size = "-" if r["face_size_median"] is None else f"{r['face_size_median']:.3f}"
             print(f"    faces found {r['face_found_ratio']:.0%} (by the small-face search {r['small_face_ratio']:.0%}), "
                   f"usable {r['usable_ratio']:.0%}, eye span / width {size}")

@@ -107,14 +107,16 @@ def test_missing_features_and_too_few_samples():
     model = GazeCalibration().fit(x, y)
     assert model.n_samples_fit_ == len(y) - 1
     assert np.isnan(model.predict(x.iloc[[3]])).all()
+    assert np.flatnonzero(~model.predictable(x)).tolist() == [3]
     filled = clone(model).set_params(fill_missing=True).fit(x, y)
     np.testing.assert_allclose(filled.predict(x.iloc[[3]])[0], np.delete(y, 3, axis=0).mean(axis=0))
     with pytest.raises(ValueError, match="too few"):
         GazeCalibration().fit(x.iloc[:3], y[:3])
     with pytest.raises(ValueError, match="no gaze feature columns"):
         GazeCalibration().fit(pd.DataFrame({"other": range(10)}), np.zeros((10, 2)))
-    with pytest.raises(ValueError, match="missing for prediction"):
-        model.predict(x.drop(columns=["head_yaw"]))
+    for method in (model.predict, model.predictable):
+        with pytest.raises(ValueError, match="missing for prediction"):
+            method(x.drop(columns=["head_yaw"]))
 
 
 def test_a_missing_value_in_a_block_the_model_left_out_does_not_matter():
@@ -126,8 +128,9 @@ def test_a_missing_value_in_a_block_the_model_left_out_does_not_matter():
     full = model.predict(row)
     row["head_yaw"] = np.nan
     np.testing.assert_allclose(model.predict(row), full)
+    assert model.predictable(row).all()
     row["eye_l_iris_u"] = np.nan  # a column the model reads: no estimate
-    assert np.isnan(model.predict(row)).all()
+    assert np.isnan(model.predict(row)).all() and not model.predictable(row).any()
 
 
 def test_no_wild_extrapolation_from_a_shifted_feature():

@@ -181,3 +181,28 @@ def test_error_parts_weigh_rounds_equally_and_skip_missing_predictions():
     assert pooled["bias_px"] == pytest.approx(50 * 4 / 6)  # 4 rows at 50 px, 2 at 0
     empty = [(n, m, np.full_like(p, np.nan), k) for n, m, p, k in splits]
     assert person_errors(targets, empty, "one-round", sessions)["bias_px"] is None
+
+
+def test_predictions_guessed_as_the_targets_mean_are_counted():
+    """A row missing a feature the model needs, and every row of a split whose calibration has
+    too few usable rows, is predicted as the targets' mean: ``split_predictions`` marks them and
+    ``person_errors`` gives their share (each such guess costs ~600 px on a laptop screen)."""
+    rng = np.random.default_rng(1)
+    (x0, y0), (x1, y1) = dot_round(rng), dot_round(rng)
+    x, y = pd.concat([x0, x1], ignore_index=True), np.vstack([y0, y1])
+    sessions = np.repeat(["s0", "s1"], len(y0))
+    x.loc[[50, 51, 60], "eye_r_iris_u"] = np.nan  # rows 2, 3 and 12 of s1: a feature missing
+    make = lambda: GazeCalibration(fill_missing=True)  # noqa: E731
+    splits = split_predictions(x, y, sessions, make, "leave-session-out")
+    guessed = {name: g for name, _, _, _, g in splits}
+    assert guessed["s0"].sum() == 0 and np.flatnonzero(guessed["s1"]).tolist() == [2, 3, 12]
+    s1 = splits[1][2]
+    assert np.ptp(s1[guessed["s1"]], axis=0).max() == 0 and np.ptp(s1[~guessed["s1"]], axis=0).min() > 100
+    assert person_errors(y, splits, "leave-session-out")["guessed_ratio"] == pytest.approx(3 / 96)
+    x.loc[sessions == "s0", "flags"] = int(GazeFlag.NO_FACE)  # s1's calibration: nothing usable
+    splits = split_predictions(x, y, sessions, make, "one-round")
+    assert [(name, kind, int(g.sum())) for name, _, _, kind, g in splits] == [("s0", None, 48),
+                                                                               ("s1", "one-stage", 0)]
+    assert person_errors(y, splits, "one-round")["guessed_ratio"] == pytest.approx(0.5)
+    assert "guessed_ratio" not in person_errors(y, [s[:4] for s in splits], "one-round")
+

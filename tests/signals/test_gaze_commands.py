@@ -105,11 +105,15 @@ def test_evaluate_manifest(manifest, capsys):
         assert 0.1 < p["face_size_median"] < 0.2
         assert p["small_face_ratio"] == 0  # every face large enough for the mesh's own detector
         assert p["image_sizes"] == {"640x480": 48} and p["unreadable_images"] == 0
+        # the mean is the guess only where no face was found (every face gives a line of sight)
+        assert p["guessed_ratio"] == pytest.approx(1 - p["face_found_ratio"])
     assert result["images_in_several_sessions"] == 0
     for p in result["per_person"].values():  # one image per dot: its error is its dot's bias, no spread
         assert p["bias_px"] == pytest.approx(p["error_px"]) and p["spread_px"] is None
         assert 0 < p["session_offset_px"] < p["error_px"] and 0 < p["error_without_offset_px"]
     assert result["mean_spread_px"] is None
+    assert result["mean_guessed_ratio"] == pytest.approx(
+        np.mean([p["guessed_ratio"] for p in result["per_person"].values()]))
     assert result["mean_session_offset_px"] == pytest.approx(
         np.mean([p["session_offset_px"] for p in result["per_person"].values()]))
     assert result["mean_error_px"] == pytest.approx(np.mean([p["error_px"] for p in result["per_person"].values()]))
