@@ -322,6 +322,9 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
             m._fail("probability", "a number in 0..1")
         modifiers.append(Modifier(m.text("name"), m.get("text", str, expected="a string"), p))
 
+    completion_code = study.text("completion_code", "auto")
+    if not completion_code:  # the done page would show none and the platform's link carry "cc="
+        study._fail("completion_code", 'a code or "auto" (one code per participant)')
     webcam = study.choice("webcam", WEBCAM_MODES, "off")
     viewport = study.get("min_viewport", list, list(WEBCAM_MIN_VIEWPORT if webcam != "off" else (0, 0)),
                          "[width, height] in CSS px")
@@ -332,7 +335,7 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
     cfg = StudyConfig(
         slug=slug,
         name=study.text("name", slug),
-        completion_code=study.text("completion_code", "auto"),
+        completion_code=completion_code,
         demographics=study.flag("demographics", True),
         webcam=webcam,
         resume=study.choice("resume", RESUME_MODES, "code"),

@@ -29,6 +29,8 @@ def test_embedded_default_is_valid_and_offline():
     (lambda d: d["post_task_questions"][3].pop("expected"), "needs 'expected'"),
     (lambda d: d["modifiers"][0].update(probability=2), "modifiers[0].probability must be a number in 0..1"),
     (lambda d: d.update(topics=[]), "at least one [[topics]]"),
+    # an empty code: the done page would show none and Prolific's link would carry "cc="
+    (lambda d: d["study"].update(completion_code=" "), 'study.completion_code must be a code or "auto"'),
     # a misspelt key is named instead of its default silently standing in
     (lambda d: d["tasks"].update(min_turn=5), "unknown key tasks.min_turn (known: pairwise,"),
     (lambda d: d["study"].update(webcan="required"), "unknown key study.webcan"),
