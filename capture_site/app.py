@@ -128,7 +128,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _secret_key(instance)
 
-    cfg = load_config(app.config["STUDY_CONFIG"])
+    cfg = load_config(app.config["STUDY_CONFIG"])  # a bad key (the [gaze] table's too) fails here, naming it
     sessions = _init_db(app.config["DATABASE_URL"])
     ensure_study(sessions, cfg)
     app.extensions["gazepref_settings"] = settings
@@ -145,15 +145,12 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     )
 
     from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, purge, shutdown, vendor
-    from .gaze_settings import gaze_settings
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
     for module in (flow, chat, ingest, gaze, gaze_ws, dashboard, vendor):
         app.register_blueprint(module.bp)
     flow.init_steps(app)  # this app's flow steps: the built-in ones ...
     gaze_step.register(app)  # ... and the webcam calibration step
-    if cfg.webcam != "off":
-        gaze_settings(cfg)  # a bad [gaze] table fails at start, naming the key
     try:  # the analyst views (gazepref.signals.plots) on the dashboard, when installed
         from . import plots_view
     except ImportError:

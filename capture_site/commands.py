@@ -34,6 +34,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_study(sub)
 
 
+def _one_line_database_errors(url: str | None):
+    """A database that cannot be reached or opened (a wrong ``--db``, a server that is down) is a
+    user's mistake: one line naming it, not a traceback."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from .. import UserError, store
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except OperationalError as e:
+            reason = " ".join(str(e.orig).split())  # psycopg's message spans lines
+            where = f" {store.safe_url(url)}" if url else ""
+            raise UserError(f"cannot use the database{where}: {reason}") from None
+
+    return guard()
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .serving import RedactingRequestHandler
@@ -45,7 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["STUDY_CONFIG"] = args.config
     if args.db:
         overrides["DATABASE_URL"] = store.database_url(args.db)
-    app = create_app(instance_path=args.instance, overrides=overrides)
+    with _one_line_database_errors(store.database_url(args.db, args.instance)):
+        app = create_app(instance_path=args.instance, overrides=overrides)
     print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False,
             request_handler=RedactingRequestHandler, threaded=True)
@@ -79,7 +101,8 @@ def _user_add(args: argparse.Namespace) -> int:
         raise UserError("the user name must have 1 to 64 characters")
     password = _read_password(args.password_stdin)
     url = store.database_url(args.db, instance_folder(args.instance))  # the site creates it where missing
-    sessions = store.init_db(store.make_engine(url))
+    with _one_line_database_errors(url):
+        sessions = store.init_db(store.make_engine(url))
     with sessions() as s, s.begin():
         user = s.scalar(select(store.User).where(store.User.username == name))
         created = user is None

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import UserError
 from ..llm import KINDS
+from ..llm.demo import VARIANTS as DEMO_VARIANTS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_study.toml")
 
@@ -216,8 +217,44 @@ def _platform(r: _Reader) -> PlatformConfig:
     )
 
 
-def parse_config(data: dict[str, Any], source: str = "study config") -> StudyConfig:
-    """Validate a parsed TOML document (or a stored ``Study.config``) into a :class:`StudyConfig`."""
+#: the keys of each fixed table (``[[...]]`` arrays: of each entry); ``[models.NAME]`` tables
+#: hold their backend's options and ``[gaze]`` is checked by :mod:`.gaze_settings`
+TABLE_KEYS = {
+    "study": ("slug", "name", "completion_code", "demographics", "webcam", "resume", "answer_format", "min_viewport"),
+    "consent": ("text", "camera_images"),
+    "instructions": ("text",),
+    "tasks": ("pairwise", "pointwise", "min_turns", "max_turns", "order"),
+    "ratings": ("likert", "choice_strength", "compare_previous", "free_text"),
+    "topics": ("id", "title", "prompt"),
+    "assignment": ("pairs", "pointwise", "swap_positions"),
+    "modifiers": ("name", "text", "probability"),
+    "demographics_questions": ("id", "label", "type", "required", "options", "expected"),
+    "pre_task_questions": ("id", "label", "type", "required", "options", "expected"),
+    "post_task_questions": ("id", "label", "type", "required", "options", "expected"),
+    "platform": ("name", "require_id", "completion_url", "screenout_code", "screenout_url", "redirect_after_s",
+                 "description", "mturk_submit_to"),
+}
+
+
+def _check_keys(data: dict[str, Any], source: str) -> None:
+    """A key no table knows (a typo such as ``tasks.min_turn``) is an error naming it, instead of
+    the default silently standing in for the value the researcher meant."""
+    for section, keys in TABLE_KEYS.items():
+        value = data.get(section)
+        entries = [(section, value)] if isinstance(value, dict) else (
+            [(f"{section}[{i}]", v) for i, v in enumerate(value) if isinstance(v, dict)] if isinstance(value, list) else [])
+        for where, table in entries:
+            unknown = sorted(set(table) - set(keys))
+            if unknown:
+                raise ConfigError(f"{source}: unknown key {where}.{unknown[0]} (known: {', '.join(keys)})")
+
+
+def parse_config(data: dict[str, Any], source: str = "study config", strict: bool = True) -> StudyConfig:
+    """Validate a parsed TOML document (or a stored ``Study.config``) into a :class:`StudyConfig`.
+
+    ``strict`` (a file being loaded): unknown keys are errors and, with the webcam on, the
+    ``[gaze]`` table is checked too; a stored config (``strict=False``) was checked when it was
+    loaded and is read as it is."""
     doc = _Reader(data, "", source)
     known = {"study", "consent", "instructions", "tasks", "ratings", "topics", "models", "assignment",
              "modifiers", "demographics_questions", "pre_task_questions", "post_task_questions", "gaze",
@@ -225,6 +262,8 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if strict:
+        _check_keys(data, source)
     study = _Reader(data.get("study", {}), "study", source)
     slug = study.text("slug")
     if not slug.replace("-", "").replace("_", "").isalnum() or len(slug) > 64:
@@ -254,6 +293,9 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
             m.text("model")
         if backend == "hf":
             m.text("path")
+        if backend == "demo":  # checked here, not at a participant's first turn
+            m.choice("variant", DEMO_VARIANTS, "concise")
+            m.int("rank", 0)
         models[name] = ModelSpec(name, backend, options)
     if not models:
         raise ConfigError(f"{source}: at least one [models.NAME] table is needed")
@@ -280,6 +322,9 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
             m._fail("probability", "a number in 0..1")
         modifiers.append(Modifier(m.text("name"), m.get("text", str, expected="a string"), p))
 
+    completion_code = study.text("completion_code", "auto")
+    if not completion_code:  # the done page would show none and the platform's link carry "cc="
+        study._fail("completion_code", 'a code or "auto" (one code per participant)')
     webcam = study.choice("webcam", WEBCAM_MODES, "off")
     viewport = study.get("min_viewport", list, list(WEBCAM_MIN_VIEWPORT if webcam != "off" else (0, 0)),
                          "[width, height] in CSS px")
@@ -287,10 +332,10 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
                                        for v in viewport)):
         study._fail("min_viewport", "[width, height] in CSS px, e.g. [1024, 600] ([0, 0]: any window)")
 
-    return StudyConfig(
+    cfg = StudyConfig(
         slug=slug,
         name=study.text("name", slug),
-        completion_code=study.text("completion_code", "auto"),
+        completion_code=completion_code,
         demographics=study.flag("demographics", True),
         webcam=webcam,
         resume=study.choice("resume", RESUME_MODES, "code"),
@@ -319,6 +364,11 @@ def parse_config(data: dict[str, Any], source: str = "study config") -> StudyCon
         min_viewport=(viewport[0], viewport[1]),
         raw=data,
     )
+    if strict and cfg.calibration:
+        from .gaze_settings import gaze_settings
+
+        gaze_settings(cfg, source)  # a bad [gaze] table fails here, naming the file and the key
+    return cfg
 
 
 def load_config(path: str | Path | None = None) -> StudyConfig:

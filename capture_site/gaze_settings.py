@@ -4,6 +4,7 @@ See docs/gaze.md ("In the site") and docs/STUDY_SITE.md for what each key does.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,26 +105,36 @@ class GazeSettings:
         return {"mesh_backend": self.mesh_backend, "landmarks": list(SAMPLE_LANDMARKS), "patch_size": list(PATCH_SIZE)}
 
 
-def gaze_settings(cfg: StudyConfig) -> GazeSettings:
-    """The ``[gaze]`` table of the study config (all keys optional)."""
-    r = _Reader(cfg.raw.get("gaze", {}), "gaze", f"study {cfg.slug!r}")
+def gaze_settings(cfg: StudyConfig, source: str | None = None) -> GazeSettings:
+    """The ``[gaze]`` table of the study config (all keys optional); errors name ``source`` (the
+    study file; default: the study's slug)."""
+    where = source or f"study {cfg.slug!r}"
+    r = _Reader(cfg.raw.get("gaze", {}), "gaze", where)
     known = set(GazeSettings.__dataclass_fields__)
     unknown = sorted(set(r.data) - known)
     if unknown:
-        raise ConfigError(f"study {cfg.slug!r}: unknown key gaze.{unknown[0]} (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"{where}: unknown key gaze.{unknown[0]} (known: {', '.join(sorted(known))})")
     points = r.int("calibration_points", 9)
     if points not in (5, 9, 13):
         r._fail("calibration_points", "5, 9 or 13")
-    num = lambda k, d: float(r.get(k, (int, float), d, "a number"))  # noqa: E731
+
+    def num(key: str, default: float, positive: bool = True) -> float:
+        """A finite number, > 0 (``positive``) or >= 0: NaN, infinities and negative distances
+        or times would pass no validation, or never close a tracker or time out."""
+        expected = "a finite number > 0" if positive else "a finite number >= 0"
+        value = float(r.get(key, (int, float), default, expected))
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            r._fail(key, expected)
+        return value
     keep_frames = r.flag("keep_frames", False)
     # the pictures can only be kept where they are sent: keeping them means the server computes
     compute = r.choice("compute", COMPUTE, "server" if keep_frames else "browser")
     if keep_frames and compute == "browser":
-        raise ConfigError(f"study {cfg.slug!r}: gaze.keep_frames = true needs gaze.compute = \"server\" (in the "
+        raise ConfigError(f"{where}: gaze.keep_frames = true needs gaze.compute = \"server\" (in the "
                           f"browser mode the camera pictures never leave the participant's computer)")
     if keep_frames and cfg.raw.get("consent", {}).get(CONSENT_FRAMES_KEY) is not True:
         raise ConfigError(
-            f"study {cfg.slug!r}: gaze.keep_frames = true stores the participants' camera pictures; say so in "
+            f"{where}: gaze.keep_frames = true stores the participants' camera pictures; say so in "
             f"the [consent] text and set consent.{CONSENT_FRAMES_KEY} = true")
     settings = GazeSettings(
         fps=r.int("fps", 10, lo=1, hi=30), width=r.int("width", 320, lo=80, hi=1280),
@@ -139,13 +150,13 @@ def gaze_settings(cfg: StudyConfig) -> GazeSettings:
         min_frames=r.int("min_frames", 5, lo=1, hi=30),
         target_timeout_ms=r.int("target_timeout_ms", 6000, lo=500, hi=60_000),
         calibration_fallback=r.choice("calibration_fallback", FALLBACKS, "mouse-only"),
-        setup_timeout_s=num("setup_timeout_s", 60.0), viewing_distance_cm=num("viewing_distance_cm", 60.0),
+        setup_timeout_s=num("setup_timeout_s", 60.0, positive=False), viewing_distance_cm=num("viewing_distance_cm", 60.0),
         compute=compute, mesh_backend=r.choice("mesh_backend", MESH_BACKENDS, "wasm"),
     )
     if settings.setup_timeout_s < 0 or not 20 <= settings.viewing_distance_cm <= 200:
         r._fail("setup_timeout_s" if settings.setup_timeout_s < 0 else "viewing_distance_cm",
                 ">= 0" if settings.setup_timeout_s < 0 else "a distance in cm between 20 and 200")
-    _check_request_sizes(settings, f"study {cfg.slug!r}")
+    _check_request_sizes(settings, where)
     return settings
 
 

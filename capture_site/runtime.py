@@ -51,7 +51,7 @@ class Site:
         """The validated configuration of ``study`` (cached per slug)."""
         cfg = self._configs.get(study.slug)
         if cfg is None:
-            cfg = self._configs[study.slug] = parse_config(study.config, f"study {study.slug!r}")
+            cfg = self._configs[study.slug] = parse_config(study.config, f"study {study.slug!r}", strict=False)
         return cfg
 
     def backend(self, cfg: StudyConfig, model: str) -> Backend:

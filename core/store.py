@@ -34,6 +34,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
@@ -368,11 +369,25 @@ def autocommit_engine(engine: Engine) -> Engine:
     return make_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
 
 
+#: the PostgreSQL advisory lock key under which :func:`init_db` creates the schema
+SCHEMA_LOCK_KEY = 0x67617A65  # "gaze"
+
+
 def init_db(engine: Engine) -> sessionmaker[Session]:
-    Base.metadata.create_all(engine)
-    for table in Base.metadata.sorted_tables:  # tables made before an index was added get it now
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+    """Create the missing tables and indexes; a session factory on ``engine``.
+
+    Several server processes (gunicorn's workers, several hosts) may start at once on an empty
+    database: on PostgreSQL each creates the schema in one transaction under an advisory lock, so
+    the others wait and then find the tables (concurrent ``CREATE TABLE`` of the same name fails
+    with a unique violation in PostgreSQL's catalogue, not an operational error).
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(conn)
+        for table in Base.metadata.sorted_tables:  # tables made before an index was added get it now
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
     return sessionmaker(engine, expire_on_commit=False)
 
 

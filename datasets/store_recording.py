@@ -73,7 +73,8 @@ class StoreRecording:
                 db.remove()
                 raise UserError(f"no study {slug!r} in the database {store.safe_url(url)} (studies: {known})")
         except OperationalError as e:
-            raise UserError(f"cannot read the database {store.safe_url(url)}: {e.orig}") from None
+            reason = " ".join(str(e.orig).split())  # psycopg's message spans lines: a UserError is one
+            raise UserError(f"cannot read the database {store.safe_url(url)}: {reason}") from None
         return cls(db, study, url)
 
     def close(self) -> None:

@@ -29,12 +29,31 @@ def test_embedded_default_is_valid_and_offline():
     (lambda d: d["post_task_questions"][3].pop("expected"), "needs 'expected'"),
     (lambda d: d["modifiers"][0].update(probability=2), "modifiers[0].probability must be a number in 0..1"),
     (lambda d: d.update(topics=[]), "at least one [[topics]]"),
+    # an empty code: the done page would show none and Prolific's link would carry "cc="
+    (lambda d: d["study"].update(completion_code=" "), 'study.completion_code must be a code or "auto"'),
+    # a misspelt key is named instead of its default silently standing in
+    (lambda d: d["tasks"].update(min_turn=5), "unknown key tasks.min_turn (known: pairwise,"),
+    (lambda d: d["study"].update(webcan="required"), "unknown key study.webcan"),
+    (lambda d: d["topics"][1].update(titel="x"), "unknown key topics[1].titel"),
+    (lambda d: d["post_task_questions"][0].update(lable="x"), "unknown key post_task_questions[0].lable"),
+    (lambda d: d["consent"].update(camera_image=True), "unknown key consent.camera_image"),
+    # the demo backend's options are checked at start, not at a participant's first turn
+    (lambda d: d["models"]["demo-concise"].update(variant="short"), "models.demo-concise.variant must be one of"),
+    (lambda d: d["models"]["demo-concise"].update(rank=-1), "models.demo-concise.rank must be an integer >= 0"),
 ])
 def test_config_errors_name_the_key(change, message):
     doc = default_doc()
     change(doc)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         parse_config(doc, "my.toml")
+
+
+def test_a_stored_config_is_read_as_it_is():
+    """The site reads each study's stored config (``strict=False``): a key a newer version does not
+    know does not stop a study that is running."""
+    doc = default_doc()
+    doc["tasks"]["retired_option"] = 1
+    assert parse_config(doc, "study 'demo'", strict=False).min_turns == 3
 
 
 def test_load_config_reports_bad_toml_and_missing_file(tmp_path):

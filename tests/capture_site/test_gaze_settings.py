@@ -40,6 +40,18 @@ def test_bad_values_name_the_key(tmp_path, key, value):
         gaze_settings(load_config(webcam_toml(tmp_path / "s.toml", f"{key} = {value}", CONSENT)))
 
 
+@pytest.mark.parametrize("key, value", [("pass_accuracy_px", "-5"), ("pass_accuracy_px", "nan"),
+                                        ("roi_radius_px", "0"), ("idle_s", "inf"), ("setup_timeout_s", "-1.0")])
+def test_numbers_must_be_finite_and_not_negative_and_errors_name_the_file(tmp_path, key, value):
+    """A NaN or negative pass threshold would fail (or pass) every validation round, an infinite
+    idle time never closes a tracker: the study file is refused, naming the file and the key."""
+    path = webcam_toml(tmp_path / "s.toml")
+    line = f"{key} = {value}" if key == "pass_accuracy_px" else f"pass_accuracy_px = 5000\n{key} = {value}"
+    path.write_text(path.read_text().replace("pass_accuracy_px = 5000", line))
+    with pytest.raises(ConfigError, match=rf"^{path}: gaze\.{key} must be a finite number"):
+        load_config(path)
+
+
 def test_plan_has_a_calibration_step_every_n_tasks(tmp_path):
     text = webcam_toml(tmp_path / "s.toml", "recalibrate_every = 2").read_text()
     path = tmp_path / "five.toml"

@@ -116,3 +116,39 @@ def test_init_db_adds_the_task_index_to_an_older_database(tmp_path: Path):
     with engine.connect() as conn:
         names = {r[1] for r in conn.execute(text("PRAGMA index_list(tasks)"))}
     assert "uq_tasks_participant_index" in names
+
+
+def test_init_db_from_several_processes_at_once_on_postgresql(postgres_url: str):
+    """gunicorn's workers start together on an empty database: each must find or make the schema
+    (concurrent CREATE TABLE on PostgreSQL fails with a unique violation in its catalogue)."""
+    import threading
+
+    admin = store.make_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS init_race"))
+        conn.execute(text("CREATE DATABASE init_race"))
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/init_race"
+    barrier, errors = threading.Barrier(4), []
+
+    def start():
+        engine = store.make_engine(url)
+        barrier.wait()
+        try:
+            store.init_db(engine)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e)[:200])
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = store.make_engine(url)
+    with engine.connect() as conn:
+        tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+    engine.dispose()
+    assert set(store.Base.metadata.tables) <= tables

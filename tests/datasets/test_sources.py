@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -229,6 +230,19 @@ def test_bad_sources_say_what_was_tried(env, tmp_path, capsys):
     assert "no-such-study" in err and "not a file or folder" in err and SLUG in err  # the studies there
     assert main(["features", "./missing/folder", "--out", str(tmp_path / "o")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_an_unreachable_database_is_a_one_line_error(capsys):
+    """psycopg's message spans lines ("...Connection refused\n\tIs the server running ..."): the
+    command still prints one line, naming the database."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg://gp@127.0.0.1:{port}/gazepref"
+    assert main(["data", "summary", "some-study", "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read the database postgresql+psycopg://gp@127.0.0.1:{port}/gazepref" in err
+    assert err.count("\n") == 1
 
 
 def test_database_url_order(tmp_path, monkeypatch):
