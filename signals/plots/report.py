@@ -276,9 +276,9 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
                 parts.append(f"<p class='muted'>{html.escape(str(e))}</p>")
 
     parts.append(reward_section(reward_json))
-    parts.append(f"<p class='muted'>Computed in {time.perf_counter() - t0:.1f} s. Behaviour measures are descriptive "
-                 "(raw samples, no cleaning or region rule); model features come from "
-                 "<code>gazepref features</code>.</p></body></html>")
+    parts.append(f"<p class='muted'>Computed in {time.perf_counter() - t0:.1f} s. Behaviour measures are the feature "
+                 "table's (<code>gazepref features</code>: cleaned samples, the region rule), the measures the "
+                 "models read; data quality is computed from the raw streams.</p></body></html>")
     return "\n".join(parts)
 
 
