@@ -115,12 +115,19 @@ _NUMERIC = {"x": pa.float32(), "y": pa.float32(), "t": pa.float64(), "epoch_ms":
             "char_index": pa.int32(), "camera_ok": pa.int8()}
 
 
+def _empty_table(names: list[str]) -> pa.Table:
+    """No rows, the columns of a typed read (a 0-byte file: a batch never written, a truncated copy)."""
+    return pa.table({n: pa.array([], _NUMERIC.get(n, pa.string())) for n in names})
+
+
 def _read_csv(path: Path, names: list[str], typed: bool) -> tuple[pa.Table, int]:
     """Read a header-less CSV; records with the wrong number of fields are skipped and counted.
 
     ``typed``: parse numbers in C++ (fast); a value that is not a number makes pyarrow raise,
     and the caller falls back to reading strings and dropping such rows one by one.
     """
+    if Path(path).stat().st_size == 0:
+        return _empty_table(names), 0
     bad = 0
 
     def on_invalid(_row: Any) -> str:
@@ -234,6 +241,8 @@ def read_rel(path: Path) -> tuple[pa.Table, int]:
     have) is joined from the lines that follow an odd-quoted line, only while none of them parses
     alone. Lines that do not parse are skipped and counted."""
     data = Path(path).read_bytes()
+    if not data.strip():
+        return _empty_table(REL_COLUMNS_7), 0
     b = np.frombuffer(data, dtype=np.uint8)
     marks = np.flatnonzero((b == 10) | (b == 34))  # newlines and quotes, one pass
     is_nl = b[marks] == 10
@@ -389,8 +398,16 @@ def _clean_name(s: Any) -> Any:
     return s
 
 
+def _read_table(path: Path, what: str, **kw: Any) -> pd.DataFrame:
+    """A CSV table with a header; an empty file is a :class:`UserError` naming it."""
+    try:
+        return pd.read_csv(path, dtype={"user_id": str}, **kw)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty (expected {what} with a header row)") from None
+
+
 def read_query_table(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"user_id": str}, keep_default_na=True)
+    df = _read_table(path, "the IFLLM query table", keep_default_na=True)
     missing = [c for c in QUERY_COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"{path}: not an IFLLM query table, missing columns {missing}")
@@ -405,7 +422,7 @@ def read_query_table(path: Path) -> pd.DataFrame:
 
 
 def read_task_table(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"user_id": str})
+    df = _read_table(path, "the IFLLM task table")
     missing = [c for c in ("user_id", "task_id") if c not in df.columns]
     if missing:
         raise UserError(f"{path}: not an IFLLM task table, missing columns {missing}")
@@ -447,7 +464,7 @@ class IFLLMRelease:
     @cached_property
     def record_info(self) -> pd.DataFrame:
         p = self.root / RECORD_TABLE
-        return pd.read_csv(p, dtype={"user_id": str}) if p.exists() else pd.DataFrame(columns=["user_id", "consent"])
+        return _read_table(p, "the IFLLM record table") if p.exists() else pd.DataFrame(columns=["user_id", "consent"])
 
     @cached_property
     def behavior_dirs(self) -> dict[str, Path]:
