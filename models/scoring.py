@@ -259,7 +259,12 @@ def load_reward_model(path: str | os.PathLike) -> RewardModel:
     mpath = p / "manifest.json"
     if not mpath.exists():
         raise UserError(f"{p} is not a gazepref reward model: manifest.json is missing")
-    manifest = json.loads(mpath.read_text())
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # (JSONDecodeError is a ValueError)
+        raise UserError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{mpath}: not a gazepref reward model manifest (a JSON object)")
     if manifest.get("format") != FORMAT:
         raise UserError(f"{mpath}: unknown format {manifest.get('format')!r}")
     if int(manifest.get("version", 0)) > VERSION:

@@ -171,3 +171,11 @@ def test_cli_evaluate_a_recording_without_trajectories(ifllm_sample, tmp_path, m
     assert rep["fused"]["n"] == rep["text"]["n"] >= 18
     assert main(["reward", "evaluate", str(bare), "--models", "implicit_logistic", "--seeds", "1", "--folds", "3"]) == 2
     assert "no implicit feature columns" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["{", "[]"])
+def test_a_broken_model_manifest_is_a_user_error(tmp_path, text):
+    """A truncated or foreign manifest.json is a one-line error naming it, not a JSON traceback."""
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(UserError, match="manifest.json"):
+        load_reward_model(tmp_path)
