@@ -18,7 +18,9 @@ The release's quirks (see ``../shared/ifllm/README.md``) are handled here, once:
   :attr:`ReadReport.page_reloads`.
 
 Our exporter adds ``t_shown`` / ``t_decided`` columns to the query table (page timer, ms) and
-``comment`` (the participant's free-text comment on the turn); they are read when present.
+``comment`` (the participant's free-text comment on the turn); they are read when present, and
+samples then go to their turns by ``t_shown`` (the samples' own clock) instead of the query
+timestamps (the server's clock, which need not agree with the participant's).
 
 Tables are read eagerly (small); trajectories lazily, one task folder at a time, with pyarrow.
 """
@@ -39,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from .. import UserError, schema
-from .derive import assign_turns, derive_streams
+from .derive import assign_turns, default_clock, derive_streams
 from .text_mapping import window_near
 
 QUERY_TABLE = "query_logs_table.csv"
@@ -601,7 +603,8 @@ class IFLLMRelease:
     def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
         """Derived streams of one task (:func:`gazepref.datasets.derive.derive_streams`): a
         ``turn`` column on every stream (the turn on screen by the epoch clock, with the task's
-        detected whole-hour offset; -1 before the first query) and the word under each gaze and
+        detected whole-hour offset; by ``t_shown`` on the task clock where our exporter wrote it;
+        -1 before the first query) and the word under each gaze and
         mouse sample from the ``hits`` rows. Kept in memory for later calls unless ``cache`` is
         false (one pass over a whole release)."""
         if task_id not in self.behavior_dirs:
@@ -611,8 +614,12 @@ class IFLLMRelease:
         if task_id not in self._streams:
             raw = self.read_folder(task_id)
             turns = self.turns_by_task().get(task_id, [])
-            offset = detect_hour_offset(raw.get("hits"), turns)
-            out = derive_streams(raw, turns, clock="epoch_ms", offset_ms=offset * HOUR_MS)
+            if default_clock(turns) == "t":  # our exporter's t_shown: the samples' own (page/task) clock
+                offset = 0
+                out = derive_streams(raw, turns, clock="t")
+            else:  # the release: query timestamps (server clock), with the folder's whole-hour offset
+                offset = detect_hour_offset(raw.get("hits"), turns)
+                out = derive_streams(raw, turns, clock="epoch_ms", offset_ms=offset * HOUR_MS)
             self._offsets[task_id] = offset
             if not cache:
                 return out
