@@ -111,6 +111,11 @@ class RewardModel:
         """Pairs in a comparison frame (``prompt``, ``text_0``, ``text_1`` and, for fused models, the
         feature columns): adds ``reward``, ``p_first``, ``confidence``, ``source``, ``reward_0/1``."""
         X = X.copy()
+        if len(X) == 0:  # nothing to score (e.g. a recording without pairwise turns)
+            for c in ("reward", "p_first", "confidence", "reward_0", "reward_1"):
+                X[c] = pd.Series(dtype="float64")
+            X["source"] = pd.Series(dtype=object)
+            return X
         if "worker" not in X:
             X["worker"] = "?"
         evidence = self._evidence_columns()
