@@ -224,7 +224,7 @@ def _records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
     opener = gzip.open if name.endswith(".gz") else open
     if name.endswith((".json", ".json.gz")):
         try:
-            with opener(path, "rt", encoding="utf-8") as fh:
+            with opener(path, "rt", encoding="utf-8-sig") as fh:
                 data = json.load(fh)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}); use JSON lines for "
@@ -233,7 +233,7 @@ def _records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
         for i, r in enumerate(items, 1):
             yield f"{name}:record {i}", r, None
         return
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -18,7 +18,9 @@ The release's quirks (see ``../shared/ifllm/README.md``) are handled here, once:
   :attr:`ReadReport.page_reloads`.
 
 Our exporter adds ``t_shown`` / ``t_decided`` columns to the query table (page timer, ms) and
-``comment`` (the participant's free-text comment on the turn); they are read when present.
+``comment`` (the participant's free-text comment on the turn); they are read when present, and
+samples then go to their turns by ``t_shown`` (the samples' own clock) instead of the query
+timestamps (the server's clock, which need not agree with the participant's).
 
 Tables are read eagerly (small); trajectories lazily, one task folder at a time, with pyarrow.
 """
@@ -39,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from .. import UserError, schema
-from .derive import assign_turns, derive_streams
+from .derive import assign_turns, default_clock, derive_streams
 from .text_mapping import window_near
 
 QUERY_TABLE = "query_logs_table.csv"
@@ -115,12 +117,19 @@ _NUMERIC = {"x": pa.float32(), "y": pa.float32(), "t": pa.float64(), "epoch_ms":
             "char_index": pa.int32(), "camera_ok": pa.int8()}
 
 
+def _empty_table(names: list[str]) -> pa.Table:
+    """No rows, the columns of a typed read (a 0-byte file: a batch never written, a truncated copy)."""
+    return pa.table({n: pa.array([], _NUMERIC.get(n, pa.string())) for n in names})
+
+
 def _read_csv(path: Path, names: list[str], typed: bool) -> tuple[pa.Table, int]:
     """Read a header-less CSV; records with the wrong number of fields are skipped and counted.
 
     ``typed``: parse numbers in C++ (fast); a value that is not a number makes pyarrow raise,
     and the caller falls back to reading strings and dropping such rows one by one.
     """
+    if Path(path).stat().st_size == 0:
+        return _empty_table(names), 0
     bad = 0
 
     def on_invalid(_row: Any) -> str:
@@ -234,6 +243,8 @@ def read_rel(path: Path) -> tuple[pa.Table, int]:
     have) is joined from the lines that follow an odd-quoted line, only while none of them parses
     alone. Lines that do not parse are skipped and counted."""
     data = Path(path).read_bytes()
+    if not data.strip():
+        return _empty_table(REL_COLUMNS_7), 0
     b = np.frombuffer(data, dtype=np.uint8)
     marks = np.flatnonzero((b == 10) | (b == 34))  # newlines and quotes, one pass
     is_nl = b[marks] == 10
@@ -389,8 +400,16 @@ def _clean_name(s: Any) -> Any:
     return s
 
 
+def _read_table(path: Path, what: str, **kw: Any) -> pd.DataFrame:
+    """A CSV table with a header; an empty file is a :class:`UserError` naming it."""
+    try:
+        return pd.read_csv(path, dtype={"user_id": str}, **kw)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty (expected {what} with a header row)") from None
+
+
 def read_query_table(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"user_id": str}, keep_default_na=True)
+    df = _read_table(path, "the IFLLM query table", keep_default_na=True)
     missing = [c for c in QUERY_COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"{path}: not an IFLLM query table, missing columns {missing}")
@@ -405,7 +424,7 @@ def read_query_table(path: Path) -> pd.DataFrame:
 
 
 def read_task_table(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"user_id": str})
+    df = _read_table(path, "the IFLLM task table")
     missing = [c for c in ("user_id", "task_id") if c not in df.columns]
     if missing:
         raise UserError(f"{path}: not an IFLLM task table, missing columns {missing}")
@@ -447,7 +466,7 @@ class IFLLMRelease:
     @cached_property
     def record_info(self) -> pd.DataFrame:
         p = self.root / RECORD_TABLE
-        return pd.read_csv(p, dtype={"user_id": str}) if p.exists() else pd.DataFrame(columns=["user_id", "consent"])
+        return _read_table(p, "the IFLLM record table") if p.exists() else pd.DataFrame(columns=["user_id", "consent"])
 
     @cached_property
     def behavior_dirs(self) -> dict[str, Path]:
@@ -584,7 +603,8 @@ class IFLLMRelease:
     def streams(self, task_id: str, cache: bool = True) -> dict[str, pa.Table]:
         """Derived streams of one task (:func:`gazepref.datasets.derive.derive_streams`): a
         ``turn`` column on every stream (the turn on screen by the epoch clock, with the task's
-        detected whole-hour offset; -1 before the first query) and the word under each gaze and
+        detected whole-hour offset; by ``t_shown`` on the task clock where our exporter wrote it;
+        -1 before the first query) and the word under each gaze and
         mouse sample from the ``hits`` rows. Kept in memory for later calls unless ``cache`` is
         false (one pass over a whole release)."""
         if task_id not in self.behavior_dirs:
@@ -594,8 +614,12 @@ class IFLLMRelease:
         if task_id not in self._streams:
             raw = self.read_folder(task_id)
             turns = self.turns_by_task().get(task_id, [])
-            offset = detect_hour_offset(raw.get("hits"), turns)
-            out = derive_streams(raw, turns, clock="epoch_ms", offset_ms=offset * HOUR_MS)
+            if default_clock(turns) == "t":  # our exporter's t_shown: the samples' own (page/task) clock
+                offset = 0
+                out = derive_streams(raw, turns, clock="t")
+            else:  # the release: query timestamps (server clock), with the folder's whole-hour offset
+                offset = detect_hour_offset(raw.get("hits"), turns)
+                out = derive_streams(raw, turns, clock="epoch_ms", offset_ms=offset * HOUR_MS)
             self._offsets[task_id] = offset
             if not cache:
                 return out

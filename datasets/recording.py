@@ -109,7 +109,12 @@ class ParquetRecording:
         mpath = self.root / "manifest.json"
         if not mpath.exists():
             raise UserError(f"{self.root} is not a gazepref Parquet export: manifest.json is missing")
-        self.manifest = json.loads(mpath.read_text())
+        try:
+            self.manifest = json.loads(mpath.read_text())
+        except (ValueError, UnicodeDecodeError) as e:  # (JSONDecodeError is a ValueError)
+            raise UserError(f"{mpath}: not valid JSON ({e})") from None
+        if not isinstance(self.manifest, dict):
+            raise UserError(f"{mpath}: not a gazepref export manifest (a JSON object)")
         if self.manifest.get("format") != PARQUET_FORMAT:
             raise UserError(f"{mpath}: unknown format {self.manifest.get('format')!r}")
         self._streams: dict[str, pa.Table] = {}

@@ -159,6 +159,8 @@ class AlignConfig:
             raise UserError("test_fraction must be in [0, 1)")
         if self.train.batch_size < 1 or self.train.grad_accum < 1:
             raise UserError("batch_size and grad_accum must be at least 1")
+        if int(self.model.lora_r) < 0:
+            raise UserError(f"lora_r must be 0 (full fine-tuning) or a positive LoRA rank, not {self.model.lora_r}")
         return self
 
     def apply(self, d: dict[str, Any] | None) -> AlignConfig:

@@ -220,10 +220,10 @@ def pairs(run: AlignRun, folder: Path) -> dict[str, Any]:
         items = P.build_pairs(run.turns, d.label_source, None, d.context_messages, d.min_confidence, stats,
                               pair_score=score)
     splits = P.split_by_worker(items, d.test_fraction, d.seed)
+    if not splits["train"]:  # (before saving: an empty data set cannot be written)
+        raise UserError(f"no training examples from {run.source} with label source {d.label_source!r}")
     man = P.save(splits, folder, kind=kind, stats=stats,
                  meta={"label_source": d.label_source})
-    if not splits["train"]:
-        raise UserError(f"no training examples from {run.source} with label source {d.label_source!r}")
     return {"counts": man["counts"], "workers": man["workers"], "stats": man["stats"], "path": str(folder)}
 
 

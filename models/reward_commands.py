@@ -101,6 +101,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..cli import emit
     from . import evaluation as ev
 
+    if args.folds < 2:
+        raise UserError(f"--folds must be at least 2, not {args.folds}")
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, not {args.seeds}")
     models = _models(args.models, args.text_feedback)
     if args.train or args.test:
         if not (args.train and args.test) or args.data:
@@ -147,21 +151,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .scoring import load_reward_model
 
+    out = Path(args.out)
+    if out.suffix not in (".parquet", ".csv", ".jsonl", ".json"):  # (before the work)
+        raise UserError(f"--out must end in .parquet, .csv or .jsonl: {out}")
     rm = load_reward_model(args.model)
     rec = source_from_args(args, "data")
     df = rm.score_recording(rec, progress=True)
+    if not len(df):
+        raise UserError(f"no pairwise turns to score in {args.data}")
     keep = ["turn_id", "task_id", "index", "model_0", "model_1", "reward", "p_first", "confidence", "source",
             "reward_0", "reward_1"]
     df = df[[c for c in keep if c in df]]
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         df.to_parquet(out, index=False)
     elif out.suffix == ".csv":
         df.to_csv(out, index=False)
-    elif out.suffix in (".jsonl", ".json"):
-        df.to_json(out, orient="records", lines=True)
     else:
-        raise UserError(f"--out must end in .parquet, .csv or .jsonl: {out}")
+        df.to_json(out, orient="records", lines=True)
     emit({"out": str(out), "pairs": int(len(df)), "model": rm.manifest.get("model")}, args.json)
     return 0

@@ -111,6 +111,11 @@ class RewardModel:
         """Pairs in a comparison frame (``prompt``, ``text_0``, ``text_1`` and, for fused models, the
         feature columns): adds ``reward``, ``p_first``, ``confidence``, ``source``, ``reward_0/1``."""
         X = X.copy()
+        if len(X) == 0:  # nothing to score (e.g. a recording without pairwise turns)
+            for c in ("reward", "p_first", "confidence", "reward_0", "reward_1"):
+                X[c] = pd.Series(dtype="float64")
+            X["source"] = pd.Series(dtype=object)
+            return X
         if "worker" not in X:
             X["worker"] = "?"
         evidence = self._evidence_columns()
@@ -259,7 +264,12 @@ def load_reward_model(path: str | os.PathLike) -> RewardModel:
     mpath = p / "manifest.json"
     if not mpath.exists():
         raise UserError(f"{p} is not a gazepref reward model: manifest.json is missing")
-    manifest = json.loads(mpath.read_text())
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # (JSONDecodeError is a ValueError)
+        raise UserError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{mpath}: not a gazepref reward model manifest (a JSON object)")
     if manifest.get("format") != FORMAT:
         raise UserError(f"{mpath}: unknown format {manifest.get('format')!r}")
     if int(manifest.get("version", 0)) > VERSION:

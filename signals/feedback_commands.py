@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def read_records(path: str) -> list[dict[str, str]]:
     """The records of a JSONL file; a bad line raises :class:`UserError` naming it."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # (a BOM, as Windows editors write it, is not text)
             lines = f.readlines()
     except FileNotFoundError:
         raise UserError(f"no such file: {path}") from None

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from .. import UserError
 from ..datasets.sources import add_database_arguments
 
 
@@ -63,6 +65,8 @@ def _track(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .gaze_batch import track_video
 
+    if args.out and not Path(args.out).expanduser().parent.is_dir():
+        raise UserError(f"no such folder for --out: {Path(args.out).expanduser().parent}")
     emit(track_video(args.video, args.out, progress=_progress(True)), args.json)
     return 0
 

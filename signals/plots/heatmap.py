@@ -146,7 +146,8 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
             draw_text(pn.ax, pn.boxes, pn.scale)
         dwell = float(tp.weight.sum()) / 1000.0
         n_chars = len(pn.boxes.text)
-        reach = (float(tp.char.max()) + 1) / n_chars if len(tp) and n_chars else 0.0
+        # (IFLLM's caret after the last character is char_index == len(text): still the end of the text)
+        reach = min((float(tp.char.max()) + 1) / n_chars, 1.0) if len(tp) and n_chars else 0.0
         pn.note(f"{source} on text {dwell:.1f} s · {len(tp)} samples · furthest character at {reach:.0%}")
     footnote(fig, panels)
     # colour bar

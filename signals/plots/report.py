@@ -261,7 +261,11 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
     # examples
     ex = example_turns(summary, n_examples)
     if ex:
-        parts.append("<h2>Example turns</h2><p class='muted'>The labelled turns with the most gaze on the text (up to ~2 minutes of it).</p>")
+        r = summary.responses
+        shown = {(str(t), int(n)) for t, n, o in zip(r["task_id"], r["turn"], r["outcome"]) if o is not None and o == o}
+        which = "labelled turns" if all(e in shown for e in ex) else "turns"
+        parts.append(f"<h2>Example turns</h2><p class='muted'>The {which} with the most gaze on the text "
+                     "(up to ~2 minutes of it).</p>")
         for tid, n in ex:
             try:
                 view = TurnView.load(rec, task=tid, turn=n)
@@ -276,9 +280,9 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
                 parts.append(f"<p class='muted'>{html.escape(str(e))}</p>")
 
     parts.append(reward_section(reward_json))
-    parts.append(f"<p class='muted'>Computed in {time.perf_counter() - t0:.1f} s. Behaviour measures are descriptive "
-                 "(raw samples, no cleaning or region rule); model features come from "
-                 "<code>gazepref features</code>.</p></body></html>")
+    parts.append(f"<p class='muted'>Computed in {time.perf_counter() - t0:.1f} s. Behaviour measures are the feature "
+                 "table's (<code>gazepref features</code>: cleaned samples, the region rule), the measures the "
+                 "models read; data quality is computed from the raw streams.</p></body></html>")
     return "\n".join(parts)
 
 

@@ -236,3 +236,15 @@ def test_site_study_and_parquet_export_as_conversations(tmp_path, ifllm_sample):
            C.open_conversations(ifllm_sample)]
     assert key == [(c.conversation_id, c.user_id, [(t.role, t.text, t.model) for t in c.turns])
                    for c in C.open_conversations(tmp_path / "pq")]
+
+
+@pytest.mark.parametrize("name", ["chats.jsonl", "chats.json"])
+def test_a_byte_order_mark_is_not_a_malformed_record(feedback_log, tmp_path, name):
+    """Editors on Windows (Notepad, PowerShell's Out-File) start UTF-8 files with a BOM; the first
+    record must not be lost to it (it was counted as 'not valid JSON')."""
+    recs = [json.loads(x) for x in feedback_log.read_text().splitlines()]
+    body = json.dumps(recs) if name.endswith(".json") else "".join(json.dumps(r) + "\n" for r in recs)
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + body.encode())
+    report = C.ReadReport()
+    got = list(C.open_conversations(tmp_path / name, report=report))
+    assert not report.malformed and [c.conversation_id for c in got] == [r["id"] for r in recs]

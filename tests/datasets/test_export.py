@@ -162,3 +162,22 @@ def test_cli_export_and_summary(tmp_path: Path, ifllm_sample: Path, capsys):
     assert main(["data", "export", "--study", "nope", "--db", store.sqlite_url(tmp_path / "x.sqlite"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "no database" in capsys.readouterr().err
+
+
+def test_ifllm_export_of_a_study_keeps_samples_on_their_turns_when_the_clocks_differ(tmp_path: Path):
+    """The server stamps a turn's ``epoch_ms``; samples run on the participant's page clock. With
+    the two clocks 2 minutes apart (an unsynchronised computer; a simulated study's fixed clock),
+    the IFLLM export read back must still put the samples on their turn: our exporter writes each
+    turn's ``t_shown`` on the task clock, and the reader uses it (before: every sample went to
+    turn -1, so features found no gaze or pointer at all, without a word)."""
+    url = _study_db(tmp_path)
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        db.query(store.Turn).one().epoch_ms = 1.7e12 + 1000 + 120_000
+        db.commit()
+    rec = StoreRecording.open("pilot", db_url=url)
+    export_ifllm(rec, tmp_path / "ifl")
+    back = open_release(tmp_path / "ifl")
+    (task,) = back.tasks()
+    assert back.streams(task.task_id)["mouse"].column("turn").to_pylist() == [-1, 0, 0, 0]
+    assert from_recording(back, task).clean_counts["mouse_in_turns"] == 2

@@ -221,3 +221,32 @@ def test_real_sample_alignment_fits_the_text(ifllm_sample: Path):
         fit += int((ci[on] <= lengths[turn[on], pos[on]]).sum())
         total += int(on.sum())
     assert total > 10_000 and fit / total > 0.99
+
+
+def test_empty_trajectory_files_are_empty_streams(release):
+    """A 0-byte trajectory file (a batch never written, a truncated copy) holds no samples: the
+    folder is read as if the file held none, instead of pyarrow's 'Empty CSV file' traceback."""
+    rel, _ = release
+    folder = next(d for d in (rel.root / "user_behavior").glob("*/*") if (d / "rel_gaze_one.csv").exists())
+    task_id = f"{folder.parent.name}/{folder.name}"
+    before = rel.read_folder(task_id)
+    for f in folder.glob("*.csv"):
+        if f.name != "abs_mouse.csv":
+            f.write_bytes(b"")
+    fresh = open_release(rel.root)
+    out = fresh.read_folder(task_id)
+    assert out["gaze"].num_rows == 0 and out["mouse"].num_rows == before["mouse"].num_rows
+    assert out["hits"].num_rows == 0 and out["hits"].schema.equals(before["hits"].schema)
+    assert fresh.summary()["malformed_rows_skipped"] == 0
+    for f in folder.glob("*.csv"):
+        f.write_bytes(b"")
+    assert open_release(rel.root).read_folder(task_id)["mouse"].num_rows == 0
+
+
+@pytest.mark.parametrize("table", ["query_logs_table.csv", "task_table.csv", "record_info_table.csv"])
+def test_empty_tables_are_user_errors(release, table, capsys):
+    rel, _ = release
+    (rel.root / table).write_bytes(b"")
+    assert main(["data", "summary", str(rel.root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and table in err[0] and "empty" in err[0]

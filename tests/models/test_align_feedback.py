@@ -81,3 +81,19 @@ def test_feedback_backend_is_checked():
     with pytest.raises(UserError, match="unknown feedback_backend 'gpt'"):
         AlignConfig.from_dict({"data": {"label_source": "feedback_pairs", "feedback_backend": "gpt"}})
     assert AlignConfig.from_dict({"data": {"label_source": "feedback_pairs"}}).data.feedback_accept_level == 3
+
+
+def test_no_examples_from_feedback_is_one_line(tmp_path, capsys):
+    """Logs without any rejection, correction or praise (IFLLM's chats: new questions only) give
+    no KTO example: a one-line error, not a traceback from writing an empty data set."""
+    log = tmp_path / "questions.jsonl"
+    log.write_text("".join(json.dumps({"id": f"c{i}", "user": f"u{i}", "messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": a},
+        {"role": "user", "content": n}, {"role": "assistant", "content": "It depends on the season."}]}) + "\n"
+        for i, (q, a, n) in enumerate((
+            ("When did the Berlin Wall fall?", "It fell on 9 November 1989.", "How long is the Danube?"),
+            ("What is the capital of Peru?", "Lima is the capital of Peru.", "How warm is Lima in July?")))))
+    assert main(["align", str(log), "--out", str(tmp_path / "run"), "--label-source", "feedback_kto",
+                 "--algorithm", "kto", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no training examples" in err and "feedback_kto" in err

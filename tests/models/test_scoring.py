@@ -171,3 +171,42 @@ def test_cli_evaluate_a_recording_without_trajectories(ifllm_sample, tmp_path, m
     assert rep["fused"]["n"] == rep["text"]["n"] >= 18
     assert main(["reward", "evaluate", str(bare), "--models", "implicit_logistic", "--seeds", "1", "--folds", "3"]) == 2
     assert "no implicit feature columns" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["{", "[]"])
+def test_a_broken_model_manifest_is_a_user_error(tmp_path, text):
+    """A truncated or foreign manifest.json is a one-line error naming it, not a JSON traceback."""
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(UserError, match="manifest.json"):
+        load_reward_model(tmp_path)
+
+
+def test_nothing_to_score(tmp_path, synth_data, capsys):
+    """A recording without pairwise turns: the API gives an empty frame with the score columns and
+    ``reward score`` a one-line error (both were a StandardScaler traceback on 0 samples)."""
+    from .synthetic import make_frame as _frame
+
+    rm = train_reward_model(synth_data, model="late_fusion", text_model="structure_bt")
+    empty = rm.score_frame(_frame(n_workers=2, per_worker=5, seed=9).iloc[0:0])
+    assert len(empty) == 0 and {"reward", "p_first", "confidence", "source", "reward_0", "reward_1"} <= set(empty)
+    rm.save(tmp_path / "rm")
+    src = tmp_path / "pointwise_only"
+    src.mkdir()
+    (src / "query_logs_table.csv").write_text(
+        "query_ID,user_id,task_id,user_query,llm_response_1,llm_response_2,llm_name_1,llm_name_2,likert_1,"
+        "likert_2,preference,adjustment,query_timestamp\n"
+        "1,worker_a,2,hello,hi there,,m1,,4,,,0,2025-10-01 10:00:00\n")
+    rc = main(["reward", "score", str(tmp_path / "rm"), str(src), "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no pairwise turns" in err[0] and not (tmp_path / "s.csv").exists()
+    assert main(["reward", "score", str(tmp_path / "rm"), str(src), "--out", str(tmp_path / "s.txt")]) == 2
+
+
+@pytest.mark.parametrize("flag, value, needle", [("--folds", "1", "--folds must be at least 2"),
+                                                 ("--seeds", "0", "--seeds must be at least 1")])
+def test_evaluate_checks_folds_and_seeds(ifllm_sample, flag, value, needle, capsys):
+    """--folds 1 was reported as 'needs comparisons of at least 2 workers', --seeds 0 was a
+    scikit-learn traceback after the whole evaluation."""
+    assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule", flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]

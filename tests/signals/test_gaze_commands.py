@@ -87,6 +87,13 @@ def test_track_errors(tmp_path, capsys):
         assert rc == 2 and "is a folder" in err
 
 
+def test_track_checks_the_out_folder_first(face_video, tmp_path, capsys):
+    """--out in a folder that does not exist: said plainly, before the video is processed (it was
+    pyarrow's 'Failed to open local file' after every frame had been run)."""
+    rc, out, err = run_cli(capsys, "gaze", "track", str(face_video), "--out", str(tmp_path / "nope" / "f.parquet"))
+    assert rc == 2 and err.strip() == f"gazepref: error: no such folder for --out: {tmp_path / 'nope'}"
+
+
 def test_evaluate_manifest(manifest, capsys):
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--json")
     assert rc == 0

@@ -100,3 +100,15 @@ def test_reflow_keeps_words_inside_the_width_and_in_order():
     assert ok.tolist() == [True, False, False]
     kk = b.words.index("elephant")
     assert b.x[kk] <= x[0] <= b.x[kk] + b.w[kk] and b.y[kk] <= y[0] <= b.y[kk] + b.h[kk]
+
+
+def test_reading_depth_note_stays_within_the_text(ifllm_sample):
+    """IFLLM records the caret *after* the last character as ``char_index == len(text)`` (the left
+    response of worker_29e7a1a6/155 turn 0); the note must not claim the gaze went past the end
+    (it said 102 %), in line with the feature table's ``g_depth`` (at most 1)."""
+    import re
+
+    fig = plot_heatmap(str(ifllm_sample), task="worker_29e7a1a6/155", turn=0, size=SIZE, show_text=False)
+    reach = [int(m) for t in fig.findobj(lambda a: hasattr(a, "get_text"))
+             for m in re.findall(r"furthest character at (\d+)%", t.get_text())]
+    assert len(reach) == 2 and max(reach) == 100

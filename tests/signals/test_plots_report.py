@@ -63,3 +63,19 @@ def test_report_generic_reward_json(tmp_path):
     wrapped.write_text(json.dumps({"group": REWARD, "random": {**REWARD, "protocol": "random"}}))
     html = reward_section(wrapped)
     assert html.count("fused_late") == 4 and "random" in html
+
+
+def test_report_says_where_its_behaviour_measures_come_from():
+    """The behaviour section reads the feature table (cleaned samples, the region rule:
+    docs/analyst_views.md); the report must not tell the reader they are raw, uncleaned samples."""
+    html = build_report(site_like(), n_examples=0)
+    footer = html.rsplit("<p class='muted'>", 1)[1]
+    assert "no cleaning" not in footer and "raw samples" not in footer
+    assert "<code>gazepref features</code>" in footer and "region rule" in footer and "raw streams" in footer
+
+
+def test_report_examples_heading_says_whether_they_are_labelled(ifllm_sample):
+    """worker_f815af5e has no labelled pairwise turn: its example turns are not 'labelled turns'."""
+    html = build_report(str(ifllm_sample), participant="worker_f815af5e", n_examples=1)
+    assert "Example turns" in html and "No labelled pairwise turns" in html
+    assert "The labelled turns with the most gaze" not in html and "The turns with the most gaze" in html

@@ -306,3 +306,14 @@ def test_llm_backend_unreachable_is_a_user_error():
     s.close()  # nothing listens there now
     with pytest.raises(UserError, match="LLM judge failed"):
         tf.classify_feedback([rec("q", "x")], backend="llm", base_url=f"http://127.0.0.1:{port}/v1", model="m")
+
+
+def test_cli_input_may_start_with_a_byte_order_mark(tmp_path):
+    """A UTF-8 file saved with a BOM (Windows editors) is read, not refused at line 1."""
+    from gazepref.signals.feedback_commands import read_records
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"prev_query": "a", "prev_response": "b", "next_query": "c"}\n')
+    (rec,) = read_records(str(path))
+    assert {k: rec[k] for k in ("prev_query", "prev_response", "next_query")} == {
+        "prev_query": "a", "prev_response": "b", "next_query": "c"}

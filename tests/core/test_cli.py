@@ -1,0 +1,26 @@
+"""The command line's shared output (``gazepref.cli.emit``)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from gazepref.cli import emit
+
+
+def test_emit_json_is_strict_json(capsys):
+    """``--json`` output must parse with a strict JSON parser (jq, JavaScript): a metric that is not
+    defined (NaN, e.g. a fold without pairs) or infinite is ``null``, not the bare ``NaN`` token."""
+    result = {"accuracy": 0.5, "spearman": math.nan, "per_fold": [{"agreement": float("nan")}, {"agreement": 1.0}],
+              "big": math.inf, "np": np.float64("nan"), "pair": (np.float32(0.25), -math.inf), "n": 3}
+    emit(result, True)
+    out = capsys.readouterr().out
+
+    def strict(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    parsed = json.loads(out, parse_constant=strict)
+    assert parsed == {"accuracy": 0.5, "spearman": None, "per_fold": [{"agreement": None}, {"agreement": 1.0}],
+                      "big": None, "np": None, "pair": [0.25, None], "n": 3}
+    assert result["spearman"] != result["spearman"]  # the caller's object is left as it was
