@@ -1,0 +1,20 @@
+"""The calibration step's page (capture_site/gaze_step.py, templates/calibration.html)."""
+from __future__ import annotations
+
+import pytest
+
+from gazetest import to_calibration, webcam_toml
+
+
+@pytest.mark.parametrize(("gaze", "consent", "says", "never"), [
+    # browser mode (the default): the page finds the eyes itself, so no picture goes to the server
+    ('compute = "browser"', "", "no picture leaves your computer", "stays on our server"),
+    ('compute = "server"', "", "stays on our server only long", "no picture leaves"),
+    ('compute = "server"\nkeep_frames = true', "camera_images = true",
+     "pictures sent during calibration and the tasks are stored", "no picture leaves"),
+])
+def test_the_set_up_page_says_where_the_camera_picture_goes(make_app, tmp_path, gaze, consent, says, never):
+    client = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", gaze, consent))).test_client()
+    assert to_calibration(client)["settings"]["compute"] in gaze
+    page = " ".join(client.get("/step").text.split())
+    assert says in page and never not in page
