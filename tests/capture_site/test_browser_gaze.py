@@ -231,3 +231,19 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
     assert len(gz) >= 8 and found.mean() >= 0.9, (len(gz), found.mean())
     assert np.isfinite(gz.loc[found, ["x", "y"]].to_numpy()).all()
     assert np.isfinite(gz.loc[found, "eye_l_patch_000"]).all() and np.isfinite(gz.loc[found, "head_yaw"]).all()
+
+
+def test_browser_mode_reads_pictures_from_a_canvas_made_for_reading(app):
+    """The page reads every camera picture back (getImageData): its canvas context must be made
+    with willReadFrequently from the start (a canvas ignores the options of a later getContext),
+    or a GPU canvas is copied back to memory for every picture."""
+    with browser_page(app, None) as page:
+        page.goto("/?PROLIFIC_PID=CANVAS")
+        attrs = page.evaluate("""async () => {
+            const { GazeCapture } = await import("/static/webcam.js");
+            const stream = document.createElement("canvas").captureStream();
+            const mode = (compute) => new GazeCapture({ stream, token: "t", url: "/x", urls: { samples: "/s" },
+                settings: { compute, width: 320, height: 240, fps: 1 } }).ctx.getContextAttributes().willReadFrequently;
+            return { browser: mode("browser"), server: mode("server") };
+        }""")
+    assert attrs == {"browser": True, "server": False}
