@@ -188,7 +188,7 @@ function finish(outcome) {
   ui.start.hidden = true;
   ui.wayOn.hidden = true;
   if (ui.skip) ui.skip.hidden = true;
-  state.capture.stop();
+  if (state.capture) state.capture.stop();
   // the camera is off now: no preview, no indicator that could claim a face, no set-up help
   ui.box.classList.add("off");
   ui.help.hidden = true;
@@ -270,6 +270,10 @@ function showWayOn() {
 async function main() {
   ui.retry.addEventListener("click", () => location.reload());
   if (ui.skip) ui.skip.addEventListener("click", () => { ui.outcome.value = "no-camera"; });
+  if (gaze.outcome) { // the page was reloaded after the step's outcome: show it, no camera
+    finish(gaze.outcome);
+    return;
+  }
   let stream;
   try {
     stream = await openCamera(S.width, S.height);

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gazetest import to_calibration, webcam_toml
+from gazetest import calibrate, gaze_data, to_calibration, webcam_toml
 
 
 @pytest.mark.parametrize(("gaze", "consent", "says", "never"), [
@@ -18,3 +18,14 @@ def test_the_set_up_page_says_where_the_camera_picture_goes(make_app, tmp_path, 
     assert to_calibration(client)["settings"]["compute"] in gaze
     page = " ".join(client.get("/step").text.split())
     assert says in page and never not in page
+
+
+def test_a_reload_after_the_calibration_shows_its_outcome(make_app, tmp_path):
+    """Once the step has its outcome the page carries it (the page then shows it and Continue
+    instead of a new calibration); before, a reload asked for the whole calibration again."""
+    client = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml"))).test_client()
+    token = to_calibration(client)["token"]
+    assert "outcome" not in gaze_data(client.get("/step").text)
+    calibrate(client, token)
+    assert gaze_data(client.get("/step").text)["outcome"] == {"passed": True, "quality": "good", "fallback": None,
+                                                              "attempts": 1}
