@@ -17,7 +17,7 @@ const ui = {
   panes: positions.map((p) => $(`#response-${p}`)), rating: $("#rating"), ratingError: $("#rating-error"),
   composer: $("#composer"), message: $("#message"), send: $("#send"), retry: $("#retry"),
   waiting: $("#waiting"), sendError: $("#send-error"), finish: $("#finish"), rated: $("#rated-count"),
-  compare: $("#compare"),
+  compare: $("#compare"), limit: $("#turn-limit"),
 };
 
 let turns = data.turns;
@@ -83,6 +83,7 @@ function refresh() {
   ui.finish.disabled = rated < data.min_turns || current !== null;
   const canSend = current === null && turns.length < data.max_turns;
   ui.composer.hidden = !canSend;
+  ui.limit.hidden = current !== null || turns.length < data.max_turns; // why the composer is gone
   ui.current.hidden = current === null;
 }
 

@@ -429,3 +429,21 @@ def test_page_loses_no_batch_across_a_server_restart(browser, app):
         task = s.scalars(select(store.Task)).one()
         seqs = sorted(set(s.scalars(select(store.StreamChunk.seq).where(store.StreamChunk.task_id == task.id))))
     assert len(seqs) >= 5 and seqs == list(range(len(seqs))), seqs  # every batch the page made is stored
+
+
+def test_the_page_says_why_the_composer_is_gone_at_the_turn_limit(browser, make_app, tmp_path):
+    from sitetest import study_variant
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", max_turns="2")))
+    for pg in _page(browser, app):
+        pg.goto("/?PROLIFIC_PID=LIMIT-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        for i in range(2):
+            send(pg, f"Question {i} about sleep", i)
+            assert pg.is_hidden("#turn-limit")
+            rate(pg, [4, 3], choice=0)
+        assert pg.is_hidden("#composer") and pg.is_visible("#turn-limit")
+        assert "most messages this task allows (2)" in pg.text_content("#turn-limit")
