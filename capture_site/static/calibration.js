@@ -193,7 +193,9 @@ function finish(outcome) {
   ui.box.classList.add("off");
   ui.help.hidden = true;
   $("#setup-tips").hidden = true;
-  ui.status.textContent = "Camera off until the task.";
+  // the tasks use the camera again only with a calibration or the record-uncalibrated fallback
+  const again = outcome.passed || outcome.fallback === "record-uncalibrated";
+  ui.status.textContent = again ? "Camera off until the task." : "Camera off: the tasks do not use it.";
   ui.status.dataset.code = "off";
   ui.status.classList.remove("ok", "bad");
   ui.status.classList.add("idle");

@@ -269,6 +269,7 @@ def test_a_reload_after_a_failed_calibration_shows_the_outcome_and_goes_on(make_
         page.wait_for_selector("#continue:not([hidden])")
         assert "could not be calibrated" in page.text_content("#calibration-result")
         assert page.is_hidden("#camera-error") and page.is_hidden("#start-calibration")
+        assert page.text_content("#face-status") == "Camera off: the tasks do not use it."  # mouse-only from now on
         page.click("#continue")
         page.wait_for_selector("[name='understand_before']")
     with app.extensions["gazepref"].sessions() as dbs:
