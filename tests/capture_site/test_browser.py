@@ -447,3 +447,25 @@ def test_the_page_says_why_the_composer_is_gone_at_the_turn_limit(browser, make_
             rate(pg, [4, 3], choice=0)
         assert pg.is_hidden("#composer") and pg.is_visible("#turn-limit")
         assert "most messages this task allows (2)" in pg.text_content("#turn-limit")
+
+
+class CodeAnswer:
+    """An answer with a code line longer than the window is wide (common in LLM answers)."""
+
+    def generate(self, messages):
+        return "Like this:\n\n```python\n" + "result = compute(" + ", ".join(f"arg_{i}" for i in range(60)) + ")\n```\n"
+
+
+def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
+    app = make_app(LLM_BACKENDS={"concise": CodeAnswer(), "detailed": CodeAnswer()})
+    for pg in _page(browser, app):
+        pg.set_viewport_size({"width": 1280, "height": 720})
+        pg.goto("/?PROLIFIC_PID=CODE-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        send(pg, "Show me the code", 0)
+        right = pg.evaluate("document.getElementById('response-1').getBoundingClientRect().right")
+        assert right <= 1280 and pg.evaluate("document.documentElement.scrollWidth") <= 1280, right
+        assert pg.evaluate("(p => p.scrollWidth > p.clientWidth)(document.querySelector('#response-0 pre'))")  # scrolls in its box
