@@ -457,6 +457,8 @@ class CodeAnswer:
 
 
 def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
+    """Neither a code line in the answers nor a link in the message wider than the window widens the
+    page: both answers and their ratings stay in a 1280 px window."""
     app = make_app(LLM_BACKENDS={"concise": CodeAnswer(), "detailed": CodeAnswer()})
     for pg in _page(browser, app):
         pg.set_viewport_size({"width": 1280, "height": 720})
@@ -465,7 +467,7 @@ def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
         pg.click("#skip")
         continue_with(pg)
         continue_with(pg, {"understand_before": "2"})
-        send(pg, "Show me the code", 0)
+        send(pg, "Show me the code of https://example.org/" + "a" * 300, 0)
         right = pg.evaluate("document.getElementById('response-1').getBoundingClientRect().right")
         assert right <= 1280 and pg.evaluate("document.documentElement.scrollWidth") <= 1280, right
         assert pg.evaluate("(p => p.scrollWidth > p.clientWidth)(document.querySelector('#response-0 pre'))")  # scrolls in its box
