@@ -178,9 +178,9 @@ function readRating() {
 
 async function submitRating(e) {
   e.preventDefault();
-  const [body, problem] = readRating();
-  if (problem) {
-    ui.ratingError.textContent = problem;
+  const [body, invalid] = readRating();
+  if (invalid) {
+    ui.ratingError.textContent = invalid;
     ui.ratingError.hidden = false;
     return;
   }

@@ -471,3 +471,27 @@ def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
         right = pg.evaluate("document.getElementById('response-1').getBoundingClientRect().right")
         assert right <= 1280 and pg.evaluate("document.documentElement.scrollWidth") <= 1280, right
         assert pg.evaluate("(p => p.scrollWidth > p.clientWidth)(document.querySelector('#response-0 pre'))")  # scrolls in its box
+
+
+def test_a_rating_that_could_not_be_saved_says_so(browser, app):
+    """The connection drops as the rating is sent: the page says so and keeps the answers (a
+    name clash made every failed save a JS error without a word, and a stale page never reloaded)."""
+    for pg in _page(browser, app):
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto("/?PROLIFIC_PID=DROP-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        send(pg, "How does sleep help memory?", 0)
+        pg.route("**/rating", lambda route: route.abort())
+        pg.check("[name='likert-0'][value='4']")
+        pg.check("[name='likert-1'][value='2']")
+        pg.check("[name='choice'][value='1']")
+        pg.click("#submit-rating")
+        pg.wait_for_selector("#rating-error:not([hidden])")
+        assert "connection dropped" in pg.text_content("#rating-error") and not errors, errors
+        assert pg.is_checked("[name='choice'][value='1']") and pg.is_enabled("#submit-rating")
+        pg.unroute("**/rating")
+        rate(pg, [4, 2], choice=1)
