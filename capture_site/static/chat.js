@@ -219,7 +219,11 @@ ui.rating.addEventListener("change", (e) => {
 ui.composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });
 ui.retry.addEventListener("click", () => send());
 ui.rating.addEventListener("submit", submitRating);
-ui.message.addEventListener("input", () => { if (ui.message.value.trim()) ui.sendError.hidden = true; });
+ui.message.addEventListener("input", () => {
+  if (ui.message.value.trim()) ui.sendError.hidden = true;
+  if (ui.message.value) localStorage.setItem(draftKey, ui.message.value); // a reload keeps what was typed
+  else localStorage.removeItem(draftKey);
+});
 ui.message.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
 });

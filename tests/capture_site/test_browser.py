@@ -271,8 +271,10 @@ def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
         assert pending >= 1
         assert pg.evaluate("Object.keys(localStorage).some(k => k.startsWith('gazepref:outbox:'))")
         pg.unroute("**/api/ingest*")
+        pg.fill("#message", "A question typed but not sent yet")
         pg.reload()  # the new page sends what the old one could not
         ready(pg)
+        assert pg.input_value("#message") == "A question typed but not sent yet"  # and keeps the draft
         wait_outbox_empty(pg)
         with app.extensions["gazepref"].sessions() as s:
             task = s.scalars(select(store.Task)).one()
