@@ -66,6 +66,10 @@ def _render_calibration(ctx) -> str:
     if (not skip and outcome is not None and outcome.model is None
             and gaze_settings(ctx.config).calibration_fallback == "screen-out"):
         return _screen_out(p)  # the page was reloaded after a failed calibration
+    if data is not None and outcome is not None:  # reloaded after the step's outcome: show it, calibrate no more
+        from .gaze_attempts import outcome_for_page
+
+        data["outcome"] = outcome_for_page(outcome)
     return _page("calibration.html", ctx, gaze=data, recalibration=recalibration,
                  keep_frames=bool(data and data["settings"]["keep_frames"]))
 

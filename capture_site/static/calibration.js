@@ -188,12 +188,14 @@ function finish(outcome) {
   ui.start.hidden = true;
   ui.wayOn.hidden = true;
   if (ui.skip) ui.skip.hidden = true;
-  state.capture.stop();
+  if (state.capture) state.capture.stop();
   // the camera is off now: no preview, no indicator that could claim a face, no set-up help
   ui.box.classList.add("off");
   ui.help.hidden = true;
   $("#setup-tips").hidden = true;
-  ui.status.textContent = "Camera off until the task.";
+  // the tasks use the camera again only with a calibration or the record-uncalibrated fallback
+  const again = outcome.passed || outcome.fallback === "record-uncalibrated";
+  ui.status.textContent = again ? "Camera off until the task." : "Camera off: the tasks do not use it.";
   ui.status.dataset.code = "off";
   ui.status.classList.remove("ok", "bad");
   ui.status.classList.add("idle");
@@ -270,6 +272,10 @@ function showWayOn() {
 async function main() {
   ui.retry.addEventListener("click", () => location.reload());
   if (ui.skip) ui.skip.addEventListener("click", () => { ui.outcome.value = "no-camera"; });
+  if (gaze.outcome) { // the page was reloaded after the step's outcome: show it, no camera
+    finish(gaze.outcome);
+    return;
+  }
   let stream;
   try {
     stream = await openCamera(S.width, S.height);

@@ -17,7 +17,7 @@ const ui = {
   panes: positions.map((p) => $(`#response-${p}`)), rating: $("#rating"), ratingError: $("#rating-error"),
   composer: $("#composer"), message: $("#message"), send: $("#send"), retry: $("#retry"),
   waiting: $("#waiting"), sendError: $("#send-error"), finish: $("#finish"), rated: $("#rated-count"),
-  compare: $("#compare"),
+  compare: $("#compare"), limit: $("#turn-limit"),
 };
 
 let turns = data.turns;
@@ -83,6 +83,7 @@ function refresh() {
   ui.finish.disabled = rated < data.min_turns || current !== null;
   const canSend = current === null && turns.length < data.max_turns;
   ui.composer.hidden = !canSend;
+  ui.limit.hidden = current !== null || turns.length < data.max_turns; // why the composer is gone
   ui.current.hidden = current === null;
 }
 
@@ -177,9 +178,9 @@ function readRating() {
 
 async function submitRating(e) {
   e.preventDefault();
-  const [body, problem] = readRating();
-  if (problem) {
-    ui.ratingError.textContent = problem;
+  const [body, invalid] = readRating();
+  if (invalid) {
+    ui.ratingError.textContent = invalid;
     ui.ratingError.hidden = false;
     return;
   }
@@ -218,7 +219,11 @@ ui.rating.addEventListener("change", (e) => {
 ui.composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });
 ui.retry.addEventListener("click", () => send());
 ui.rating.addEventListener("submit", submitRating);
-ui.message.addEventListener("input", () => { if (ui.message.value.trim()) ui.sendError.hidden = true; });
+ui.message.addEventListener("input", () => {
+  if (ui.message.value.trim()) ui.sendError.hidden = true;
+  if (ui.message.value) localStorage.setItem(draftKey, ui.message.value); // a reload keeps what was typed
+  else localStorage.removeItem(draftKey);
+});
 ui.message.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
 });

@@ -91,7 +91,9 @@ export class GazeCapture {
     this.canvas = document.createElement("canvas");
     this.canvas.width = settings.width;
     this.canvas.height = settings.height;
-    this.ctx = this.canvas.getContext("2d");
+    // browser mode reads every picture back (getImageData): the context must be made for that at
+    // once, as a canvas keeps the options of its first getContext and ignores later ones
+    this.ctx = this.canvas.getContext("2d", this.browser ? { willReadFrequently: true } : {});
     this.pending = []; // frames not yet sent: {t, blob}
     this.recent = []; // frames of the last few seconds (calibration)
     this.usable = new Set(); // times of recent frames the server found usable (face, eyes open)
@@ -107,7 +109,6 @@ export class GazeCapture {
     await this.video.play().catch(() => {});
     if (this.browser) {
       this.mesh = await loadMesh({ base: this.vendor, backend: this.settings.mesh_backend || "wasm" });
-      this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
       if (this.phase === "task") this.outbox = new Outbox({ task: `gaze-${this.task}`, token: this.token, url: this.url });
     }
     const frameMs = 1000 / this.settings.fps;

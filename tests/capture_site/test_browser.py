@@ -271,8 +271,10 @@ def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
         assert pending >= 1
         assert pg.evaluate("Object.keys(localStorage).some(k => k.startsWith('gazepref:outbox:'))")
         pg.unroute("**/api/ingest*")
+        pg.fill("#message", "A question typed but not sent yet")
         pg.reload()  # the new page sends what the old one could not
         ready(pg)
+        assert pg.input_value("#message") == "A question typed but not sent yet"  # and keeps the draft
         wait_outbox_empty(pg)
         with app.extensions["gazepref"].sessions() as s:
             task = s.scalars(select(store.Task)).one()
@@ -429,3 +431,69 @@ def test_page_loses_no_batch_across_a_server_restart(browser, app):
         task = s.scalars(select(store.Task)).one()
         seqs = sorted(set(s.scalars(select(store.StreamChunk.seq).where(store.StreamChunk.task_id == task.id))))
     assert len(seqs) >= 5 and seqs == list(range(len(seqs))), seqs  # every batch the page made is stored
+
+
+def test_the_page_says_why_the_composer_is_gone_at_the_turn_limit(browser, make_app, tmp_path):
+    from sitetest import study_variant
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", max_turns="2")))
+    for pg in _page(browser, app):
+        pg.goto("/?PROLIFIC_PID=LIMIT-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        for i in range(2):
+            send(pg, f"Question {i} about sleep", i)
+            assert pg.is_hidden("#turn-limit")
+            rate(pg, [4, 3], choice=0)
+        assert pg.is_hidden("#composer") and pg.is_visible("#turn-limit")
+        assert "most messages this task allows (2)" in pg.text_content("#turn-limit")
+
+
+class CodeAnswer:
+    """An answer with a code line longer than the window is wide (common in LLM answers)."""
+
+    def generate(self, messages):
+        return "Like this:\n\n```python\n" + "result = compute(" + ", ".join(f"arg_{i}" for i in range(60)) + ")\n```\n"
+
+
+def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
+    """Neither a code line in the answers nor a link in the message wider than the window widens the
+    page: both answers and their ratings stay in a 1280 px window."""
+    app = make_app(LLM_BACKENDS={"concise": CodeAnswer(), "detailed": CodeAnswer()})
+    for pg in _page(browser, app):
+        pg.set_viewport_size({"width": 1280, "height": 720})
+        pg.goto("/?PROLIFIC_PID=CODE-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        send(pg, "Show me the code of https://example.org/" + "a" * 300, 0)
+        right = pg.evaluate("document.getElementById('response-1').getBoundingClientRect().right")
+        assert right <= 1280 and pg.evaluate("document.documentElement.scrollWidth") <= 1280, right
+        assert pg.evaluate("(p => p.scrollWidth > p.clientWidth)(document.querySelector('#response-0 pre'))")  # scrolls in its box
+
+
+def test_a_rating_that_could_not_be_saved_says_so(browser, app):
+    """The connection drops as the rating is sent: the page says so and keeps the answers (a
+    name clash made every failed save a JS error without a word, and a stale page never reloaded)."""
+    for pg in _page(browser, app):
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto("/?PROLIFIC_PID=DROP-WORKER")
+        pg.click("#agree")
+        pg.click("#skip")
+        continue_with(pg)
+        continue_with(pg, {"understand_before": "2"})
+        send(pg, "How does sleep help memory?", 0)
+        pg.route("**/rating", lambda route: route.abort())
+        pg.check("[name='likert-0'][value='4']")
+        pg.check("[name='likert-1'][value='2']")
+        pg.check("[name='choice'][value='1']")
+        pg.click("#submit-rating")
+        pg.wait_for_selector("#rating-error:not([hidden])")
+        assert "connection dropped" in pg.text_content("#rating-error") and not errors, errors
+        assert pg.is_checked("[name='choice'][value='1']") and pg.is_enabled("#submit-rating")
+        pg.unroute("**/rating")
+        rate(pg, [4, 2], choice=1)

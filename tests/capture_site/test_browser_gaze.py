@@ -231,3 +231,46 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
     assert len(gz) >= 8 and found.mean() >= 0.9, (len(gz), found.mean())
     assert np.isfinite(gz.loc[found, ["x", "y"]].to_numpy()).all()
     assert np.isfinite(gz.loc[found, "eye_l_patch_000"]).all() and np.isfinite(gz.loc[found, "head_yaw"]).all()
+
+
+def test_browser_mode_reads_pictures_from_a_canvas_made_for_reading(app):
+    """The page reads every camera picture back (getImageData): its canvas context must be made
+    with willReadFrequently from the start (a canvas ignores the options of a later getContext),
+    or a GPU canvas is copied back to memory for every picture."""
+    with browser_page(app, None) as page:
+        page.goto("/?PROLIFIC_PID=CANVAS")
+        attrs = page.evaluate("""async () => {
+            const { GazeCapture } = await import("/static/webcam.js");
+            const stream = document.createElement("canvas").captureStream();
+            const mode = (compute) => new GazeCapture({ stream, token: "t", url: "/x", urls: { samples: "/s" },
+                settings: { compute, width: 320, height: 240, fps: 1 } }).ctx.getContextAttributes().willReadFrequently;
+            return { browser: mode("browser"), server: mode("server") };
+        }""")
+    assert attrs == {"browser": True, "server": False}
+
+
+def test_a_reload_after_a_failed_calibration_shows_the_outcome_and_goes_on(make_app, tmp_path):
+    """The calibration failed (mouse-only fallback) and the participant reloads the page: it says
+    so and offers Continue without opening the camera (here there is none: before, the reloaded
+    page asked for the camera again and its "no camera" answer replaced the outcome)."""
+    from gazepref.capture_site.gaze_attempts import decide
+    from gazepref.capture_site.gaze_settings import gaze_settings
+    from gazepref.capture_site.runtime import db
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"')))
+    with browser_page(app, None) as page:
+        _to_calibration_page(page, "CAM-RELOAD")
+        page.wait_for_selector("#camera-error:not([hidden])")  # no camera in this browser
+        with app.app_context():
+            p = db().scalars(select(store.Participant)).one()
+            decide(p.id, gaze_settings(app.extensions["gazepref"].config(p.study)), force=True)  # the attempts ran out
+            db().commit()
+        page.reload()
+        page.wait_for_selector("#continue:not([hidden])")
+        assert "could not be calibrated" in page.text_content("#calibration-result")
+        assert page.is_hidden("#camera-error") and page.is_hidden("#start-calibration")
+        assert page.text_content("#face-status") == "Camera off: the tasks do not use it."  # mouse-only from now on
+        page.click("#continue")
+        page.wait_for_selector("[name='understand_before']")
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert dbs.scalars(select(store.Participant)).one().state["gaze"] == "failed"

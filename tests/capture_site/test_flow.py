@@ -192,6 +192,27 @@ def test_whole_flow_to_completion_code(client, dbs):
     assert all(t.finished_at for t in p.tasks)
 
 
+def test_a_page_refused_for_one_answer_keeps_the_others(client):
+    """A post-task page refused (the copied text is not in the answers) comes back with every
+    answer the participant gave still filled in, escaped; only the wrong one needs changing."""
+    w = Walker(client)
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    for i, prompt in enumerate(["How does sleep help memory?", "How many hours do adults need?"]):
+        w.chat_turn(data, i, prompt)
+    w.answer()
+    sent = {"summary": 'Sleep <b>"replays"</b> & sorts', "understand_after": "4",
+            "copy_sentence": "not a sentence of any answer", "attention": "2", "feedback": "Nice."}
+    refused = w.answer(sent, follow=False)
+    assert refused.status_code == 400 and "not in the answers" in refused.text
+    page = refused.text
+    assert "Sleep &lt;b&gt;&#34;replays&#34;&lt;/b&gt; &amp; sorts</textarea>" in page
+    assert "not a sentence of any answer</textarea>" in page and "Nice.</textarea>" in page
+    checked = re.findall(r'name="(\w+)" value="(\d)" required checked', page)
+    assert checked == [("understand_after", "4"), ("attention", "2")]
+
+
 def test_mturk_preview_records_nothing(client, dbs):
     r = client.get("/", query_string={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "H"})
     assert "accept the task" in r.text

@@ -9,7 +9,7 @@ import pytest
 from gazepref.capture_site.config import ConfigError, load_config
 from gazepref.capture_site.gaze_settings import gaze_settings
 from gazepref.capture_site.plan import make_plan, make_steps
-from gazetest import answer_step, calibrate, current_step, post_round, to_calibration, webcam_toml
+from gazetest import answer_step, calibrate, current_step, gaze_data, post_round, to_calibration, webcam_toml
 from sitetest import STUDY_TOML, Walker, first_sentence
 
 CONSENT = 'camera_images = true'
@@ -88,6 +88,7 @@ def test_recalibration_step_between_tasks_needs_a_new_calibration(make_app, tmp_
     assert current_step(client) == "calibration:1"
     page = client.get("/step").text
     assert "Camera calibration again" in page and 'id="gaze-data"' in page
+    assert "outcome" not in gaze_data(page), "the first step's outcome is not this step's"
     r = answer_step(client)
     assert r.status_code == 400 and "complete the camera calibration" in r.text, "the first calibration is not enough"
     r = post_round(client, gaze["token"], "calibration", [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)])
@@ -96,6 +97,7 @@ def test_recalibration_step_between_tasks_needs_a_new_calibration(make_app, tmp_
     assert r.status_code == 400 and "complete the camera calibration" in r.text, "a calibration is checked first"
     r = post_round(client, gaze["token"], "validation", [(256, 160), (1024, 640), (1024, 160), (256, 640)])
     assert r.status_code == 200 and r.json["outcome"]["passed"], r.json
+    assert gaze_data(client.get("/step").text)["outcome"]["passed"]  # a reload now shows it
     assert answer_step(client).status_code == 302
     assert current_step(client) == "pre:1"
 
