@@ -79,6 +79,25 @@ def test_no_camera_in_a_webcam_only_study_screens_out(make_app, tmp_path):
         assert p.state["screened_out"]["reason"] == "no-camera" and not p.tasks
 
 
+MTURK_ARRIVAL = {"workerId": "MTC", "assignmentId": "AC", "hitId": "HC", "turkSubmitTo": "https://www.mturk.com"}
+
+
+@pytest.mark.parametrize("arrival, word", [({"PROLIFIC_PID": "CAM2", "STUDY_ID": "S", "SESSION_ID": "X"},
+                                             "return the study on Prolific"),
+                                            (MTURK_ARRIVAL, "return the HIT on Amazon Mechanical Turk")])
+def test_no_camera_without_a_screenout_code_says_what_to_return_in_the_platforms_word(make_app, tmp_path,
+                                                                                    arrival, word):
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", webcam='"required"')))
+    w = Walker(app.test_client())
+    w.arrive(**arrival)
+    w.consent()
+    w.answer({"age": "30"})
+    w.answer()  # instructions
+    page = w.answer({"outcome": "no-camera"}).text
+    assert "needs a working webcam" in page and f"Please close this page and {word}." in page
+    assert "handoff" not in page  # no code: nothing to submit
+
+
 def test_platform_and_page_options_are_validated(tmp_path):
     cfg = load_config(study_variant(tmp_path / "a.toml", PROLIFIC, webcam='"required"'))
     assert cfg.platform.require_id and cfg.min_viewport == (1024, 600) and cfg.answer_format == "markdown"
