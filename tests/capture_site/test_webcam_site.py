@@ -311,6 +311,11 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
                 break
             page.wait_for_timeout(200)
         task_id = page_data_in(page)["task"]
+        if transport == "ws":  # the camera stops mid-task (unplugged, taken by another program)
+            page.evaluate("window.gazepref.gaze.stream.getVideoTracks().forEach((t) => t.stop())")
+            page.wait_for_selector("#gaze-warning[data-code='camera-stopped']:not([hidden])", timeout=3000)
+            text = page.text_content("#gaze-warning")
+            assert "camera stopped" in text and "reload the page" in text and "face the camera" not in text
         ctx.close()
         browser.close()
 
