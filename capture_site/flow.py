@@ -350,8 +350,8 @@ def answer_step():
 
 def _page(template: str, ctx: StepContext, **kw: Any) -> str:
     code = (ctx.participant.state or {}).get("resume_code") if ctx.config.resume == "code" else None
-    return render_template(template, ctx=ctx, cfg=ctx.config, step=ctx.step, errors=ctx.errors,
-                           resume_code=code, **kw)
+    kw.setdefault("resume_code", code)
+    return render_template(template, ctx=ctx, cfg=ctx.config, step=ctx.step, errors=ctx.errors, **kw)
 
 
 def _submit_demographics(ctx: StepContext) -> list[str]:
@@ -408,7 +408,9 @@ def _render_done(ctx: StepContext) -> str:
     p = ctx.participant
     if not (p.state or {}).get("finished_at"):
         set_state(p, finished_at=store.utcnow().isoformat())
-    return _page("done.html", ctx, code=p.completion_code, handoff=completion_handoff(ctx.config, p))
+    # nothing is left to continue: no resume code (it would only stand beside the completion code)
+    return _page("done.html", ctx, code=p.completion_code, handoff=completion_handoff(ctx.config, p),
+                 resume_code=None)
 
 
 def _calibration_placeholder(ctx: StepContext) -> str:

@@ -4,7 +4,9 @@
   server again and show the participant's current step, never a cached earlier state (the
   pages' script also reloads a page the browser restores from its back-forward cache).
 * the study's minimum window (``[study] min_viewport``) as ``data-min-width``/``-height`` on
-  ``<body>``, which ``static/page.js`` turns into a "please use a larger window" page.
+  ``<body>``, which ``static/page.js`` turns into a "please use a larger window" page; it offers
+  the platform's screen-out hand-off (:func:`.platforms.screen_out`) to whoever cannot enlarge
+  the window. The pages that need no large window (the hand-offs, the MTurk preview) have none.
 * MTurk's HIT frame: the preview, and a "start in a new tab" page, may be shown in it.
 * the declined, screened-out and not-admitted pages with their way back to the platform
   (:mod:`.platforms`).
@@ -68,9 +70,13 @@ def _session_config() -> StudyConfig | None:
 
 
 def page_context() -> dict[str, Any]:
-    """Template context of every flow page: the minimum window size."""
+    """Template context of every flow page: the minimum window size and, where the study sets
+    one, the way back to the platform for whoever cannot use a window that large (the
+    screen-out hand-off of a participant without a camera)."""
     cfg = _session_config()
-    return {"min_viewport": cfg.min_viewport if cfg is not None else (0, 0)}
+    viewport = cfg.min_viewport if cfg is not None else (0, 0)
+    handoff = screen_out(cfg, session.get("platform"), handoff_params()) if any(viewport) else None
+    return {"min_viewport": viewport, "viewport_handoff": handoff}
 
 
 def handoff_params() -> dict[str, str]:

@@ -25,6 +25,8 @@ from .identity import MTURK_PREVIEW, Arrival
 
 PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete?cc={code}"
 LABELS = {"prolific": "Prolific", "mturk": "Amazon Mechanical Turk"}
+#: what the platform calls the task a participant takes and may give back ("return the HIT")
+TASK_WORDS = {"mturk": "HIT"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class Handoff:
     @property
     def label(self) -> str:
         return LABELS.get(self.platform, "the study platform")
+
+    @property
+    def task_word(self) -> str:
+        """The platform's word for what the participant returns: "HIT" on MTurk, else "study"."""
+        return TASK_WORDS.get(self.platform, "study")
 
 
 def accepts(cfg: StudyConfig, arrival: Arrival) -> bool:

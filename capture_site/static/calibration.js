@@ -25,7 +25,7 @@ const ui = {
   stageStatus: $("#stage-status"), cont: $("#continue"), outcome: $("#outcome"), setup: $("#setup"),
   progress: $("#stage-progress"), bar: $("#stage-bar"), instructions: $("#stage-instructions"),
   wayOn: $("#setup-way-on"), skip: $("#skip-camera"), retry: $("#retry-camera"), box: $("#camera-box"),
-  help: $("#setup-help"),
+  help: $("#setup-help"), stageHelp: $("#stage-help"),
 };
 const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false, started: performance.now() };
 const STALE_MS = 2500; // no face status for this long: the indicator says so
@@ -78,7 +78,7 @@ function noCamera(error) {
 }
 
 /** The 5/9/13-point grids of gazepref.signals.calibration.target_grid. */
-function grid(n, w, h, margin = 0.1) {
+export function grid(n, w, h, margin = 0.1) {
   const lo = margin, mid = 0.5, hi = 1 - margin, q1 = (lo + mid) / 2, q3 = (mid + hi) / 2;
   const g9 = [];
   for (const fy of [lo, mid, hi]) for (const fx of [lo, mid, hi]) g9.push([fx, fy]);
@@ -89,7 +89,7 @@ function grid(n, w, h, margin = 0.1) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function showProgress(kind, i, n) {
+export function showProgress(kind, i, n) {
   const what = kind === "calibration" ? "Calibration" : "Check";
   ui.progress.textContent = `${what}: dot ${i + 1} of ${n}`;
   ui.bar.style.width = `${Math.round((100 * i) / n)}%`;
@@ -98,15 +98,45 @@ function showProgress(kind, i, n) {
     : "Once more, to check the calibration: look at each dot and click it.";
 }
 
+const CLEAR_PX = 16; // free space kept around the dot
+
+function near(el, dot) {
+  const r = el.getBoundingClientRect();
+  return r.left < dot.right + CLEAR_PX && dot.left - CLEAR_PX < r.right
+    && r.top < dot.bottom + CLEAR_PX && dot.top - CLEAR_PX < r.bottom;
+}
+
+/** Keep the instructions with the progress bar, and the face status, off the dot: each moves to
+ *  its other place (above the centre instead of below it; the top instead of the bottom) while
+ *  the dot is near its usual one, and hides only if the dot is near both. (The 13-point grid
+ *  puts dots right under the instructions' usual place.) */
+function keepClear() {
+  if (ui.stage.hidden || ui.target.hidden) return;
+  const dot = ui.target.getBoundingClientRect();
+  for (const el of [ui.stageHelp, ui.stageStatus]) {
+    el.classList.remove("alt");
+    el.style.visibility = "";
+    if (!near(el, dot)) continue;
+    el.classList.add("alt");
+    if (near(el, dot)) el.style.visibility = "hidden";
+  }
+}
+
+/** Put the dot of ``key`` ("<round kind>:<index>") at (x, y), the stage's texts out of its way. */
+export function placeDot(x, y, key) {
+  ui.target.dataset.key = key; // (tests wait for it)
+  ui.target.classList.remove("waiting");
+  ui.target.hidden = false;
+  ui.target.style.left = `${x}px`;
+  ui.target.style.top = `${y}px`;
+  keepClear();
+}
+
 /** Show the dot; resolve with its frames once clicked and holding min_frames usable frames
  *  (``starved``: too few within target_timeout_ms of the click). */
 function collectTarget(x, y, key) {
   return new Promise((resolve) => {
-    ui.target.dataset.key = key; // "<round kind>:<index>" (tests wait for it)
-    ui.target.classList.remove("waiting");
-    ui.target.hidden = false;
-    ui.target.style.left = `${x}px`;
-    ui.target.style.top = `${y}px`;
+    placeDot(x, y, key);
     const shown = performance.now();
     const onClick = async (e) => {
       const tClick = e.timeStamp || performance.now();
@@ -123,6 +153,7 @@ function collectTarget(x, y, key) {
           waited = true;
           ui.target.classList.add("waiting");
           ui.instructions.textContent = "Keep looking at the dot…";
+          keepClear();
         }
         await sleep(100);
         frames = state.capture.framesBetween(from, performance.now());
@@ -251,6 +282,7 @@ function watchIndicator() {
         el.classList.remove("ok");
         el.classList.add("bad");
       }
+      keepClear(); // a longer status must not cover the dot either
       if (!state.passedSetup && !wayOnShown()) ui.start.disabled = true;
     }
     if (!state.passedSetup && S.setup_timeout_s > 0 && performance.now() - state.started > S.setup_timeout_s * 1000) {
@@ -290,6 +322,7 @@ async function main() {
       if (state.done) return;
       showFace(ui.status, face);
       showFace(ui.stageStatus, face);
+      keepClear();
       if (face && face.ok && !state.passedSetup) {
         state.passedSetup = true;
         ui.start.textContent = state.attempts ? "Try again" : "Start calibration";

@@ -1,7 +1,8 @@
 // The chat task page: send messages, show the response(s), collect the ratings of each turn.
 //
 // A turn must be rated before the next message. A failed send (the model did not answer) keeps
-// the message and offers "Try again"; the draft also survives a reload (localStorage).
+// the message and offers "Try again"; the draft also survives a reload (localStorage), and so do
+// the ratings and comment chosen for a turn but not yet submitted (per turn, cleared on submit).
 
 import { Recorder } from "./telemetry.js";
 import { renderAnswer } from "./layout.js";
@@ -11,6 +12,7 @@ const $ = (sel) => document.querySelector(sel);
 const pairwise = data.kind === "pairwise";
 const positions = pairwise ? [0, 1] : [0];
 const draftKey = `gazepref:draft:${data.task}`;
+const ratingKey = (index) => `gazepref:rating:${data.task}:${index}`; // a turn's unsubmitted rating
 
 const ui = {
   history: $("#history"), current: $("#current"), prompt: $("#current-prompt"),
@@ -91,6 +93,7 @@ function showCurrent(turn) {
   current = turn;
   ui.prompt.textContent = turn.prompt;
   ui.rating.reset();
+  restoreRating(turn.index);
   ui.ratingError.hidden = true;
   if (ui.compare) ui.compare.hidden = !(data.ratings.compare && turn.index > 0);
   refresh();
@@ -99,6 +102,28 @@ function showCurrent(turn) {
   recorder.event("shown", "window", `turn=${turn.index}`);
   recorder.scheduleLayout(true);
   ui.current.scrollIntoView({ block: "start" });
+}
+
+/** Keep the rating form's answers of the current turn (a reload must not lose them). */
+function keepRating() {
+  if (!current) return;
+  const answers = [...new FormData(ui.rating).entries()].filter(([, v]) => v !== "");
+  if (answers.length) localStorage.setItem(ratingKey(current.index), JSON.stringify(answers));
+  else localStorage.removeItem(ratingKey(current.index));
+}
+
+/** Put back what was chosen for turn ``index`` before a reload. */
+function restoreRating(index) {
+  let answers;
+  try { answers = JSON.parse(localStorage.getItem(ratingKey(index)) || "[]"); } catch { answers = []; }
+  if (!Array.isArray(answers)) return;
+  for (const [name, value] of answers) {
+    for (const el of ui.rating.elements) {
+      if (el.name !== name) continue;
+      if (el.type === "radio") el.checked = el.value === value;
+      else el.value = value;
+    }
+  }
 }
 
 function setSending(busy) {
@@ -201,6 +226,7 @@ async function submitRating(e) {
     return;
   }
   const turn = result.payload.turn;
+  localStorage.removeItem(ratingKey(turn.index));
   turns[turn.index] = turn;
   addHistory(turn);
   current = null;
@@ -216,6 +242,8 @@ ui.rating.addEventListener("change", (e) => {
   else if (input.name === "choice") recorder.event("choose", `response:${input.value}`, input.value === "0" ? "left" : "right");
   else if (input.name === "better") recorder.event("compare", "response:0", input.value === "1" ? "better" : "worse");
 });
+ui.rating.addEventListener("change", keepRating);
+ui.rating.addEventListener("input", keepRating); // the comment, as it is typed
 ui.composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });
 ui.retry.addEventListener("click", () => send());
 ui.rating.addEventListener("submit", submitRating);

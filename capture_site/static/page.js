@@ -24,7 +24,7 @@ export function checkViewport() {
   return ok;
 }
 
-if (minW || minH) {
+if ((minW || minH) && gate) { // pages without a gate (the hand-offs) need no large window
   checkViewport();
   addEventListener("resize", checkViewport);
 }

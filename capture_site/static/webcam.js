@@ -61,9 +61,10 @@ export class GazeCapture {
    * @param {object} opts stream (MediaStream), token, url (frames endpoint), wsUrl (the frames
    *   WebSocket path; none: batches only), settings ({fps, width, height, batch_ms, task_batch_ms}), phase
    *   ("setup" | "task"), task, nextSeq, onStatus(face, response) called after each answered
-   *   batch or frame, video (optional element).
+   *   batch or frame, onCameraStop() called once if the camera stops sending pictures (unplugged,
+   *   taken by another program, permission withdrawn), video (optional element).
    */
-  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, video = null, urls = {} }) {
+  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, onCameraStop = () => {}, video = null, urls = {} }) {
     this.stream = stream;
     this.token = token;
     this.browser = settings.compute === "browser";
@@ -84,6 +85,8 @@ export class GazeCapture {
     this.seqKey = task === null ? null : `gazepref:gazeseq:${task}`;
     this.seq = Math.max(nextSeq || 0, this.seqKey ? +(localStorage.getItem(this.seqKey) || 0) : 0);
     this.onStatus = onStatus;
+    this.onCameraStop = onCameraStop;
+    this.cameraStopped = false;
     this.video = video || document.createElement("video");
     this.video.muted = true;
     this.video.playsInline = true;
@@ -111,6 +114,7 @@ export class GazeCapture {
       this.mesh = await loadMesh({ base: this.vendor, backend: this.settings.mesh_backend || "wasm" });
       if (this.phase === "task") this.outbox = new Outbox({ task: `gaze-${this.task}`, token: this.token, url: this.url });
     }
+    for (const track of this.stream.getVideoTracks()) track.addEventListener("ended", () => this.cameraLost());
     const frameMs = 1000 / this.settings.fps;
     this.startedAt = performance.now();
     if (this.wsUrl) this.connect();
@@ -282,7 +286,17 @@ export class GazeCapture {
              backend: this.mesh ? this.mesh.backend : null, load_ms: this.mesh ? this.mesh.loadMs : null };
   }
 
+  /** The camera stopped (not by the page): no more pictures; say so once. */
+  cameraLost() {
+    if (this.cameraStopped || this.stopped) return;
+    this.cameraStopped = true;
+    this.onCameraStop();
+  }
+
   grab() {
+    if (this.cameraStopped) return;
+    const tracks = this.stream.getVideoTracks();
+    if (!this.stopped && tracks.length && tracks.every((t) => t.readyState === "ended")) { this.cameraLost(); return; }
     if (this.video.readyState < 2 || this.grabbing) return;
     if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
@@ -434,7 +448,8 @@ export function showFace(el, face) {
   el.classList.remove("idle");
 }
 
-/** Task pages: stream frames for the task; warn while tracking is lost. */
+/** Task pages: stream frames for the task; warn while the face is lost, and (for good) when the
+ *  camera itself stopped: that needs a reload, not facing the camera. */
 export async function startTaskGaze(gaze) {
   const warning = document.createElement("p");
   warning.className = "face-status bad gaze-warning";
@@ -455,10 +470,20 @@ export async function startTaskGaze(gaze) {
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task", urls: gaze.urls,
     task: gaze.task, nextSeq: gaze.next_seq,
     onStatus: (face) => {
+      if (capture.cameraStopped) return; // its warning stays
       const now = performance.now();
       if (face && face.found) seen = now;
       warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)
-      if (!warning.hidden) warning.textContent = "Eye tracking lost: please face the camera.";
+      if (!warning.hidden) {
+        warning.textContent = "Eye tracking lost: please face the camera.";
+        warning.dataset.code = "face-lost";
+      }
+    },
+    onCameraStop: () => {
+      warning.textContent = "The camera stopped (unplugged, covered, or taken by another program?), so eye tracking "
+        + "is off. Please reload the page to turn the camera back on: what you typed or chose is kept.";
+      warning.dataset.code = "camera-stopped";
+      warning.hidden = false;
     },
   });
   try {

@@ -132,11 +132,24 @@ def test_full_mouse_only_session(page, app, tmp_path):
     page.wait_for_timeout(400)
     rate(page, [4, 2], choice=0, feedback="The left one is clearer.")
     send(page, "How many hours of sleep does an adult need?", 1)
+    page.check("[name='likert-0'][value='3']")  # chosen, not yet submitted
+    page.check("[name='choice'][value='1']")
+    page.select_option("[name='strength']", "3")
+    page.fill("[name='feedback']", "The right one gives numbers.")
     page.reload()
     page.wait_for_function("window.gazepref.state().current && window.gazepref.state().current.index === 1")
     assert page.text_content("#current-prompt") == "How many hours of sleep does an adult need?"
-    rate(page, [3, 5], choice=1)
+    # the reload kept what was chosen and typed for this turn
+    assert page.is_checked("[name='likert-0'][value='3']") and page.is_checked("[name='choice'][value='1']")
+    assert page.input_value("[name='strength']") == "3"
+    assert page.input_value("[name='feedback']") == "The right one gives numbers."
+    assert not page.locator("[name='likert-1']:checked").count()
+    page.check("[name='likert-1'][value='5']")
+    page.click("#submit-rating")
+    page.wait_for_function("document.querySelector('#rated-count').textContent === '2'")
+    assert not page.evaluate("Object.keys(localStorage).some(k => k.startsWith('gazepref:rating:'))")  # cleared
     send(page, "Any tips to sleep better?", 2)
+    assert not page.locator("#rating input:checked").count() and page.input_value("[name='feedback']") == ""
     rate(page, [5, 4], choice=0)
     wait_outbox_empty(page)
     page.click("#finish")
@@ -163,6 +176,8 @@ def test_full_mouse_only_session(page, app, tmp_path):
         assert [r.likert for r in turns[0].responses] == [4, 2] and turns[0].choice == 0
         assert turns[0].feedback_text == "The left one is clearer." and turns[0].choice_strength == 2
         assert turns[4].better_than_previous is True
+        assert [r.likert for r in turns[1].responses] == [3, 5] and turns[1].choice_strength == 3
+        assert turns[1].feedback_text == "The right one gives numbers."
         assert all(t.t_decided > t.t_shown >= 0 for t in turns)
         first = p.tasks[0]
         stored = {name: store.read_stream(s, first, name).to_pandas() for name in ("mouse", "layout", "scroll", "events")}

@@ -175,9 +175,11 @@ def test_whole_flow_to_completion_code(client, dbs):
         w.answer()
         refused = w.answer(post, follow=False)  # "c" is not a sentence of the answers
         assert refused.status_code == 400 and "not in the answers" in refused.text
+        _resume_code(w.step().text)  # every step page before the end shows the resume code
         w.answer({**post, "copy_sentence": first_sentence(turn)})
     done = w.step().text
     assert 'id="completion-code"' in done and "TEST-CODE-42" in done
+    assert 'id="resume-code"' not in done and "continue in another browser" not in done  # nothing left to resume
     # MTurk: the done page submits the assignment to MTurk (no turkSubmitTo in the link: the default host)
     assert 'action="https://www.mturk.com/mturk/externalSubmit"' in done
     assert 'name="assignmentId" value="ASSIGN1"' in done and 'name="completion_code" value="TEST-CODE-42"' in done

@@ -173,6 +173,9 @@ def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):
         pg.wait_for_selector("#viewport-gate:not([hidden])")
         assert pg.is_hidden("#agree") and "1024 × 600" in pg.text_content("#viewport-gate")
         assert pg.text_content("#viewport-size") == "390 × 844"
+        # no larger window on a phone: the way back to the platform, as without a camera
+        assert pg.is_visible("#viewport-way-out")
+        assert "return the study on Prolific" in pg.text_content("#viewport-way-out")
         pg.set_viewport_size({"width": 1280, "height": 800})  # a larger window: the study goes on
         pg.wait_for_selector("#agree", state="visible")
         assert pg.is_hidden("#viewport-gate")

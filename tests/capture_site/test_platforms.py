@@ -79,6 +79,53 @@ def test_no_camera_in_a_webcam_only_study_screens_out(make_app, tmp_path):
         assert p.state["screened_out"]["reason"] == "no-camera" and not p.tasks
 
 
+MTURK_ARRIVAL = {"workerId": "MTC", "assignmentId": "AC", "hitId": "HC", "turkSubmitTo": "https://www.mturk.com"}
+
+
+@pytest.mark.parametrize("arrival, word", [({"PROLIFIC_PID": "CAM2", "STUDY_ID": "S", "SESSION_ID": "X"},
+                                             "return the study on Prolific"),
+                                            (MTURK_ARRIVAL, "return the HIT on Amazon Mechanical Turk")])
+def test_no_camera_without_a_screenout_code_says_what_to_return_in_the_platforms_word(make_app, tmp_path,
+                                                                                    arrival, word):
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", webcam='"required"')))
+    w = Walker(app.test_client())
+    w.arrive(**arrival)
+    w.consent()
+    w.answer({"age": "30"})
+    w.answer()  # instructions
+    page = w.answer({"outcome": "no-camera"}).text
+    assert "needs a working webcam" in page and f"Please close this page and {word}." in page
+    assert "handoff" not in page  # no code: nothing to submit
+
+
+def _gate(html: str) -> str:
+    start = html.index('id="viewport-gate"')
+    return html[start:html.index("</div>\n", html.index('id="viewport-way-out"', start))]
+
+
+def test_the_larger_window_page_hands_back_to_the_platform_as_a_missing_camera_does(make_app, tmp_path):
+    """A phone cannot enlarge its window: the "please use a larger window" page offers the same
+    screen-out hand-off as no camera in a webcam-only study (the code and link, or the MTurk
+    word); the hand-off pages themselves need no large window and have no such page."""
+    small = {"min_viewport": "[1024, 600]"}
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "p.toml", PROLIFIC, **small)))
+    w = Walker(app.test_client(), "PHONE1")
+    gate = _gate(w.arrive().text)  # the consent page
+    assert 'href="https://app.prolific.com/submissions/complete?cc=NOCONSENT"' in gate
+    assert 'id="screen-out-code">NOCONSENT<' in gate
+    declined = w.consent("decline").text
+    assert "viewport-gate" not in declined and declined.count('id="handoff"') == 1
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "m.toml", **small)))
+    w = Walker(app.test_client())
+    w.arrive(**MTURK_ARRIVAL)
+    w.consent()
+    gate = _gate(w.step().text)  # a step page
+    assert "Please close this page and return the HIT on Amazon Mechanical Turk." in gate
+    assert "handoff" not in gate  # no screen-out code: nothing to submit
+    assert "viewport-gate" not in finish(w)  # the done page shows its code on any window
+
+
 def test_platform_and_page_options_are_validated(tmp_path):
     cfg = load_config(study_variant(tmp_path / "a.toml", PROLIFIC, webcam='"required"'))
     assert cfg.platform.require_id and cfg.min_viewport == (1024, 600) and cfg.answer_format == "markdown"

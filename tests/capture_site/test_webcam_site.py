@@ -311,6 +311,11 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
                 break
             page.wait_for_timeout(200)
         task_id = page_data_in(page)["task"]
+        if transport == "ws":  # the camera stops mid-task (unplugged, taken by another program)
+            page.evaluate("window.gazepref.gaze.stream.getVideoTracks().forEach((t) => t.stop())")
+            page.wait_for_selector("#gaze-warning[data-code='camera-stopped']:not([hidden])", timeout=3000)
+            text = page.text_content("#gaze-warning")
+            assert "camera stopped" in text and "reload the page" in text and "face the camera" not in text
         ctx.close()
         browser.close()
 
@@ -411,6 +416,38 @@ def test_a_denied_camera_says_how_to_allow_it_again(wapp, face_y4m):
         text = page.text_content("#camera-error")
         assert "denied" in text and all(b in text for b in ("Chrome", "Firefox", "Safari")), text
         assert page.is_visible("#retry-camera") and page.is_visible("#continue")
+        for size in ({"width": 1024, "height": 600}, {"width": 1280, "height": 800}, {"width": 1920, "height": 1080}):
+            page.set_viewport_size(size)
+            assert page.evaluate(DOTS_CLEAR_JS) == [], size
+
+
+#: Every dot of the 5/9/13-point grids as calibration.js shows it (placeDot), with the stage's
+#: instructions and progress and the longest face status: [grid, dot, element] where they overlap
+#: or the instructions are hidden.
+DOTS_CLEAR_JS = """async () => {
+  const m = await import(document.querySelector("script[src$='calibration.js']").src);
+  const stage = document.getElementById("calibration-stage");
+  stage.hidden = false;
+  document.getElementById("stage-status").textContent =
+    "The camera stopped sending pictures. Is it covered or used by another program?";
+  const bad = [];
+  for (const n of [5, 9, 13]) {
+    for (const [i, [x, y]] of m.grid(n, innerWidth, innerHeight).entries()) {
+      m.showProgress("calibration", i, n);
+      m.placeDot(x, y, `calibration:${i}`);
+      const d = document.getElementById("target").getBoundingClientRect();
+      for (const id of ["stage-help", "stage-status"]) {
+        const el = document.getElementById(id);
+        const r = el.getBoundingClientRect();
+        const hidden = getComputedStyle(el).visibility === "hidden";
+        if (hidden && id === "stage-help") bad.push([n, i + 1, id, "hidden"]);
+        else if (!hidden && r.left < d.right && d.left < r.right && r.top < d.bottom && d.top < r.bottom) bad.push([n, i + 1, id]);
+      }
+    }
+  }
+  stage.hidden = true;
+  return bad;
+}"""
 
 
 def page_data_in(page) -> dict:
