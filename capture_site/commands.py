@@ -1,4 +1,4 @@
-"""CLI: ``gazepref serve``, ``gazepref user add`` and ``gazepref study simulate``."""
+"""CLI: ``gazepref serve``, ``gazepref user add``, ``gazepref study check`` and ``gazepref study simulate``."""
 from __future__ import annotations
 
 import argparse
@@ -118,8 +118,17 @@ def _user_add(args: argparse.Namespace) -> int:
 def register_study(sub: argparse._SubParsersAction) -> None:
     from ..datasets.sources import add_database_arguments
 
-    study = sub.add_parser("study", help="synthetic studies through the site (simulate)")
+    study = sub.add_parser("study", help="study files and synthetic studies (check, simulate)")
     ssub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+    chk = ssub.add_parser(
+        "check", help="validate a study file (TOML) as the site's start does, without starting it",
+        description="Read and validate a study configuration file exactly as `gazepref serve` and "
+                    "create_app() do (unknown keys, the [gaze] table with the webcam on, demo models' "
+                    "variant/rank): an error is one line naming the file and the key (exit status 2), "
+                    "else a short summary. Neither a database nor an LLM is touched.")
+    chk.add_argument("file", metavar="FILE", help="the study configuration file")
+    chk.add_argument("--json", action="store_true", help="print JSON")
+    chk.set_defaults(func=_study_check)
     sim = ssub.add_parser(
         "simulate", help="simulated participants with a known implicit signal, through the site's ingest path",
         description="Simulated participants chat, read and choose through the study site's own routes "
@@ -139,6 +148,47 @@ def register_study(sub: argparse._SubParsersAction) -> None:
     add_database_arguments(sim)
     sim.add_argument("--json", action="store_true", help="print JSON")
     sim.set_defaults(func=_study_simulate)
+
+
+def study_summary(cfg) -> dict:
+    """What a checked study file sets up, in a few fields (``gazepref study check``)."""
+    from .gaze_settings import gaze_settings
+
+    summary = {
+        "slug": cfg.slug, "name": cfg.name, "webcam": cfg.webcam,
+        "pairwise_tasks": cfg.pairwise_tasks, "pointwise_tasks": cfg.pointwise_tasks,
+        "turns": [cfg.min_turns, cfg.max_turns], "order": cfg.order, "topics": len(cfg.topics),
+        "models": {name: spec.backend for name, spec in cfg.models.items()},
+        "pairs": [list(p) for p in cfg.pairs], "pointwise_models": list(cfg.pointwise_models),
+        "platform": cfg.platform.name,
+        "questions": {"demographics": len(cfg.demographics_questions) if cfg.demographics else 0,
+                      "pre_task": len(cfg.pre_task_questions), "post_task": len(cfg.post_task_questions)},
+        "gaze": None,
+    }
+    if cfg.calibration:  # already checked by load_config (strict); read again for what it sets
+        g = gaze_settings(cfg)
+        summary["gaze"] = {"compute": g.compute, "calibration_points": g.calibration_points,
+                           "keep_frames": g.keep_frames, "recalibrate_every": g.recalibrate_every}
+    return summary
+
+
+def _study_check_text(r: dict) -> str:
+    tasks = f"{r['pairwise_tasks']} pairwise + {r['pointwise_tasks']} pointwise task(s), " \
+            f"{r['turns'][0]}-{r['turns'][1]} turns"
+    models = ", ".join(f"{n} ({b})" for n, b in r["models"].items())
+    gaze = "" if r["gaze"] is None else (f"; gaze: compute={r['gaze']['compute']}, "
+                                         f"{r['gaze']['calibration_points']} calibration points")
+    return (f"{r['file']}: ok - study {r['slug']!r}: {tasks}, {r['topics']} topic(s); models: {models}; "
+            f"webcam {r['webcam']}{gaze}; platform {r['platform']}")
+
+
+def _study_check(args: argparse.Namespace) -> int:
+    from ..cli import emit
+    from .config import load_config
+
+    cfg = load_config(args.file)  # the function create_app() uses: strict, [gaze] and demo models included
+    emit({"file": args.file, "ok": True, **study_summary(cfg)}, args.json, _study_check_text)
+    return 0
 
 
 def _study_simulate(args: argparse.Namespace) -> int:

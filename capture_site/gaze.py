@@ -217,8 +217,11 @@ def calibration_round():
     result = _clean(result)
     overall = result.get("overall", {})
     passed = bool(overall.get("passed")) and not starved  # a point without data checks nothing
+    # the page's word for the round, stored with it (exports' calibrations ``quality``); as for the
+    # step's outcome, a round that did not pass is "poor" whatever its accuracy (a starved point)
+    quality = quality_word(overall.get("accuracy_px"), settings.pass_accuracy_px) if passed else "poor"
     result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": passed,
-                              "calibration": attempt.id}
+                              "calibration": attempt.id, "quality": quality}
     row = store.Calibration(participant_id=p.id, kind="validation", result=result)
     db().add(row)
     db().flush()
@@ -227,7 +230,7 @@ def calibration_round():
     db().commit()
     extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
     return jsonify(ok=True, passed=passed, accuracy_px=result["accuracy_px"], result=result,
-                   quality=quality_word(result["accuracy_px"], settings.pass_accuracy_px), **extra)
+                   quality=quality, **extra)
 
 
 def _keep_round_frames(settings: GazeSettings, frames_: list[bytes], times: list[float], participant_id: int,

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     p.add_argument("--demographics", action="store_true",
-                   help="also write the demographics answers (a study in the site's database) to a separate "
-                        "demographics.csv; they may identify people")
+                   help="also write the demographics answers (a study in the site's database, or an IFLLM "
+                        "release's record_info_table.csv) to a separate demographics.csv; they may identify people")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_export)
 
@@ -88,9 +88,10 @@ def _export(args: argparse.Namespace) -> int:
         rec = StoreRecording.open(args.study, db_url=args.db, instance=args.instance)
     else:
         rec = source_from_args(args, "source")
-    if args.demographics and not hasattr(rec, "demographics"):
-        raise UserError("--demographics needs a study in the site's database (SLUG or --study SLUG); "
-                        "this source has no demographics")
+    if args.demographics and not hasattr(rec, "demographics"):  # a gazepref Parquet export
+        raise UserError(f"--demographics: {args.source} holds no demographics answers (a Parquet export never "
+                        "does; they were written apart, to its demographics.csv, if asked for); export from the "
+                        "study in the site's database (SLUG) or from the IFLLM release instead")
     write = export_parquet if args.to == "parquet" else export_ifllm
     manifest = write(rec, args.out, overwrite=args.overwrite, progress=not args.json)
     if args.demographics:

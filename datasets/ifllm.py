@@ -47,6 +47,9 @@ from .text_mapping import window_near
 QUERY_TABLE = "query_logs_table.csv"
 TASK_TABLE = "task_table.csv"
 RECORD_TABLE = "record_info_table.csv"
+#: the record table's columns that are not demographics answers (the rest, in the release age,
+#: location, education, race and gender, are: :meth:`IFLLMRelease.demographics`)
+RECORD_NOT_DEMOGRAPHICS = ("user_id", "consent", "inserted_at")
 BEHAVIOR_DIR = "user_behavior"
 
 #: The prompt modifier behind IFLLM's ``adjustment == 1``.
@@ -563,6 +566,24 @@ class IFLLMRelease:
         ids |= set(self.record_info["user_id"].astype(str)) | {split_task_key(k)[0] for k in self.behavior_dirs}
         consent = dict(zip(self.record_info["user_id"].astype(str), self.record_info.get("consent", [])))
         return [schema.Participant(w, "ifllm", consented=bool(consent.get(w, 1)), platform="mturk") for w in sorted(ids)]
+
+    def demographics(self) -> list[tuple[str, dict]]:
+        """``(user_id, answers)`` of the consenting workers from the record table's demographics
+        columns (all but :data:`RECORD_NOT_DEMOGRAPHICS`; blank answers left out). Never part of
+        the behaviour exports (the IFLLM export's record table keeps ``user_id`` and ``consent``
+        only): see :func:`gazepref.datasets.export.export_demographics`."""
+        info = self.record_info
+        cols = [c for c in info.columns if c not in RECORD_NOT_DEMOGRAPHICS]
+        consented = {p.participant_id for p in self.participants() if p.consented}
+        out = []
+        for r in info.to_dict("records"):
+            uid = str(r["user_id"])
+            if uid not in consented:
+                continue
+            answers = {c: _plain(r[c]) for c in cols if _plain(r[c]) is not None}
+            out.append((uid, {c: int(v) if isinstance(v, float) and v.is_integer() else v  # age 33.0 -> 33
+                              for c, v in answers.items()}))
+        return out
 
     # ---- trajectories
     def read_folder(self, task_id: str) -> dict[str, pa.Table]:

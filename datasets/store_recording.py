@@ -159,8 +159,8 @@ class StoreRecording:
                     cv_error_px=r.get("cv_error_px"), error=r.get("error"),
                     points=json.dumps(r["points"]) if r.get("points") else None,
                 )
-                if c.kind == "validation":
-                    row.update(passed=r.get("passed"), accuracy_px=r.get("accuracy_px"),
+                if c.kind == "validation":  # quality: the word the page was given (rounds stored since it is kept)
+                    row.update(passed=r.get("passed"), accuracy_px=r.get("accuracy_px"), quality=r.get("quality"),
                                **{k: overall.get(k) for k in ("accuracy_deg", "precision_px", "data_loss", "in_roi")},
                                distance_cm=(r.get("settings") or {}).get("distance_cm"),
                                px_per_cm=(r.get("settings") or {}).get("px_per_cm"))

@@ -96,12 +96,12 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     d, fps = cfg.data, step.fingerprints
 
     step("features", {"source": src_fp, "needed": r.needs_features and kind == "recording"},
-         partial(align_steps.features, r))
+         partial(align_steps.features, r), skip=partial(align_steps.features_skipped, r))
     step("reward", {"source": src_fp, "features": fps["features"], "label_source": d.label_source,
                     "feedback_backend": d.feedback_backend if label.mined_feedback else None,
                     "reward_model": d.reward_model, "needed": r.needs_reward,
                     "reward_model_files": source_fingerprint(d.reward_model, None) if d.reward_model else None},
-         partial(align_steps.reward, r))
+         partial(align_steps.reward, r), skip=partial(align_steps.reward_skipped, r))
     step("pairs", {"source": src_fp, "reward": fps["reward"], "data": asdict(d), "algorithm": cfg.train.algorithm},
          partial(align_steps.pairs, r))
     if until == "pairs":

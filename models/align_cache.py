@@ -101,7 +101,8 @@ class StepRunner:
         every process runs the run; the main process does each data/eval step first and the others
         find it cached; the ``train`` step runs on all.
     progress
-        Say on stderr which step runs.
+        Say on stderr what each step does: running (then done, with its seconds), skipped and why, or
+        cached.
     report
         The run's report; each step adds ``report["steps"][name] = {"status", "seconds", "result"}``.
     """
@@ -118,38 +119,48 @@ class StepRunner:
             print(f"[align] {msg}", file=sys.stderr)
 
     def __call__(self, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any]],
-                 keep: bool = False) -> dict[str, Any]:
+                 keep: bool = False, skip: Callable[[], str | None] | None = None) -> dict[str, Any]:
         """Run step ``name`` as ``fn(step_folder)`` unless ``inputs`` (with the fingerprints of the
-        steps before, which the caller includes) are those of its cached result; its result."""
+        steps before, which the caller includes) are those of its cached result; its result.
+        ``skip``: why the step has nothing to do (None: it runs), asked before it is said to run."""
         st = Step(self.out, name, {"step": name, **inputs}, forced=STEPS.index(name) >= self.first_forced)
         self.fingerprints[name] = st.fingerprint
         if self.state is None or name == "train":
-            return self._run(st, fn, keep, all_processes=name == "train")
+            return self._run(st, fn, keep, all_processes=name == "train", skip=skip)
         with self.state.main_process_first():
             if not self.main_process:
                 st.forced = False  # the main process has just (re)done it
-            return self._run(st, fn, keep, all_processes=False)
+            return self._run(st, fn, keep, all_processes=False, skip=skip)
 
-    def _run(self, st: Step, fn: Callable[[Path], dict[str, Any]], keep: bool, all_processes: bool) -> dict[str, Any]:
+    def _run(self, st: Step, fn: Callable[[Path], dict[str, Any]], keep: bool, all_processes: bool,
+             skip: Callable[[], str | None] | None = None) -> dict[str, Any]:
         state = self.state if all_processes else None
         t0 = time.perf_counter()
         cached = st.cached()
         if state is not None:
             state.wait_for_everyone()  # every process has read the cache before the main one changes it
         if cached is not None:
-            self.say(f"{st.name}: cached")
+            why = cached.get("skipped")
+            self.say(f"{st.name}: skipped ({why}; unchanged)" if why else f"{st.name}: cached")
             self.report["steps"][st.name] = {"status": "cached", "seconds": 0.0, "result": cached}
             return cached
-        self.say(f"{st.name}: running")
+        why = skip() if skip is not None else None
+        if why is None:
+            self.say(f"{st.name}: running")
         if self.main_process:
             st.begin(keep=keep)
         if state is not None:
             state.wait_for_everyone()
-        res = fn(st.dir)
+        res = {"skipped": why} if why is not None else fn(st.dir)
         if self.main_process:
             st.done(res)
         if state is not None:
             state.wait_for_everyone()
+        seconds = round(time.perf_counter() - t0, 3)
+        if res.get("skipped"):  # known before it ran, or found by the step (e.g. no held-out prompts)
+            self.say(f"{st.name}: skipped ({res['skipped']})")
+        else:
+            self.say(f"{st.name}: done in {seconds:.1f} s")
         self.report["steps"][st.name] = {"status": "skipped" if res.get("skipped") else "ran",
-                                         "seconds": round(time.perf_counter() - t0, 3), "result": res}
+                                         "seconds": seconds, "result": res}
         return res

@@ -98,10 +98,17 @@ def feature_table(recording: Any, progress: bool = False):
     return pd.concat([X, F], axis=1), list(F.columns)
 
 
+def features_skipped(run: AlignRun) -> str | None:
+    """Why the ``features`` step has nothing to do for ``run`` (None: it runs)."""
+    if run.kind != "recording" or not run.needs_features:
+        return _skip_reason(run, f"not needed for label source {run.label.name!r}")["skipped"]
+    return None
+
+
 def features(run: AlignRun, folder: Path) -> dict[str, Any]:
     """``features/comparisons.parquet``: :func:`feature_table` of the recording."""
-    if run.kind != "recording" or not run.needs_features:
-        return _skip_reason(run, f"not needed for label source {run.label.name!r}")
+    if (why := features_skipped(run)) is not None:
+        return {"skipped": why}
     table, columns = feature_table(run.recording, progress=run.progress)
     path = folder / "comparisons.parquet"
     table.to_parquet(path, index=False)
@@ -149,15 +156,22 @@ def _model_rewards(run: AlignRun, rm: Any) -> list[dict[str, Any]]:
             for r in rm.score_frame(X).itertuples(index=False)]
 
 
+def reward_skipped(run: AlignRun) -> str | None:
+    """Why the ``reward`` step has nothing to do for ``run`` (None: it runs)."""
+    if run.kind != "conversations" and (run.kind != "recording" or not run.needs_reward):
+        return _skip_reason(run, "labels do not come from a reward model")["skipped"]
+    return None
+
+
 def reward(run: AlignRun, folder: Path) -> dict[str, Any]:
     """``reward/rewards.jsonl``: per pairwise turn the reward model's log-odds that the left
     response is preferred, its confidence and the evidence it used."""
+    if (why := reward_skipped(run)) is not None:
+        return {"skipped": why}
     if run.kind == "conversations":  # labels from text feedback: mine the source's chats
         from .feedback_source import mine
 
         return mine(run.source, folder, run.cfg.data, run.db, run.instance, run.progress)
-    if run.kind != "recording" or not run.needs_reward:
-        return _skip_reason(run, "labels do not come from a reward model")
     d = run.cfg.data
     rm = load_reward_model(d.reward_model)
     if rm is None:

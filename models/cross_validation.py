@@ -43,6 +43,18 @@ def splits(data: RewardData, protocol: str, folds: int, seed: int):
     raise ValueError(f"unknown protocol {protocol!r}; expected 'group' or 'random'")
 
 
+def distinct_seeds(data: RewardData, protocol: str, folds: int, seeds: Sequence[int]) -> dict[int, int]:
+    """For each seed, the first seed of ``seeds`` whose folds are the same partition of the
+    comparisons (the fold order aside). Leave-one-worker-out (grouped folds = workers) gives every
+    seed the same folds, so repeating it only costs time."""
+    first: dict[frozenset, int] = {}
+    same: dict[int, int] = {}
+    for s in seeds:
+        key = frozenset(frozenset(te.tolist()) for _, te in splits(data, protocol, folds, s))
+        same[s] = first.setdefault(key, s)
+    return same
+
+
 def fit_model(model: Any, X: pd.DataFrame, y: np.ndarray, ratings: pd.DataFrame | None = None,
               exclude_turns: set[str] = frozenset()) -> Any:
     """Fit with the Likert ratings the model may use (training workers only)."""
@@ -77,16 +89,23 @@ def cross_val_predict(factory: Callable[[], Any], data: RewardData, protocol: st
 def evaluate(data: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] | None = None,
              protocol: str = "group", folds: int = 5, seeds: Sequence[int] = (0, 1, 2, 3, 4),
              progress: bool = False, n_boot: int = 2000) -> dict[str, Any]:
-    """Cross-validated report: per model mean ± std over seeds, the four tracks, the gain CI."""
+    """Cross-validated report: per model mean ± std over seeds, the four tracks, the gain CI.
+
+    Seeds whose folds are those of an earlier seed (every seed under leave-one-worker-out) are
+    not run again: they get that seed's predictions, which running them would give, so the
+    figures are the same; ``seeds_run`` says how many distinct seeds were run."""
     models = models or default_models(text_feedback=any(c.startswith("tf_") for c in data.X.columns))
-    jobs = [(name, s) for name in models for s in seeds]
+    same = distinct_seeds(data, protocol, folds, seeds)
+    run = list(dict.fromkeys(same.values()))
+    jobs = [(name, s) for name in models for s in run]
     if progress:
         from gazepref.progress import progress as bar
 
         jobs = bar(jobs, total=len(jobs), desc=f"{protocol} CV")
-    oof: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    by_seed: dict[str, dict[int, np.ndarray]] = {name: {} for name in models}
     for name, s in jobs:
-        oof[name].append(cross_val_predict(models[name][1], data, protocol, folds, s))
+        by_seed[name][s] = cross_val_predict(models[name][1], data, protocol, folds, s)
+    oof = {name: [by_seed[name][same[s]] for s in seeds] for name in models}
     y = data.y
     per_model: dict[str, Any] = {}
     for name, ps in oof.items():
@@ -99,8 +118,8 @@ def evaluate(data: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] 
         row["accuracy_seed_avg"] = metrics(y, np.mean(ps, axis=0))["accuracy"]
         per_model[name] = row
     avg = {name: np.mean(ps, axis=0) for name, ps in oof.items()}
-    report: dict[str, Any] = {"protocol": protocol, "folds": folds, "seeds": list(seeds), "n": int(len(y)),
-                              "workers": int(len(np.unique(data.groups))), "models": per_model}
+    report: dict[str, Any] = {"protocol": protocol, "folds": folds, "seeds": list(seeds), "seeds_run": len(run),
+                              "n": int(len(y)), "workers": int(len(np.unique(data.groups))), "models": per_model}
     for track, name in primary(models).items():
         report[track] = {"model": name, **{k: per_model[name][k] for k in per_model[name] if k != "track"}}
     text_names = [n for n, (t, _) in models.items() if t == "text"]

@@ -15,8 +15,8 @@ Labels: ``y = 1`` when the left response was preferred (see :mod:`gazepref.model
 """
 from __future__ import annotations
 
-from .cross_validation import (cross_val_predict, evaluate, fit_model, held_out_test, splits,  # noqa: F401
-                               train_test)
+from .cross_validation import (cross_val_predict, distinct_seeds, evaluate, fit_model,  # noqa: F401
+                               held_out_test, splits, train_test)
 from .evaluation_report import markdown, to_json  # noqa: F401
 from .feature_cache import FEATURES_VERSION, cache_path, code_fingerprint  # noqa: F401
 from .metrics import bootstrap_gain, correct, ece, metrics  # noqa: F401

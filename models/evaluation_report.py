@@ -7,7 +7,7 @@ from typing import Any
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"Protocol: **{report['protocol']}**"
-             + (f", {report.get('folds')} folds × {len(report.get('seeds', []))} seeds" if report.get("seeds") else "")
+             + (f", {report.get('folds')} folds × {_seeds(report)}" if report.get("seeds") else "")
              + f"; n = {report['n']} comparisons", "",
              "| model | track | accuracy | AUC | log-loss | ECE |", "| --- | --- | --- | --- | --- | --- |"]
     for name, r in report["models"].items():
@@ -28,6 +28,13 @@ def markdown(report: dict[str, Any]) -> str:
     if pr:
         lines += ["", f"'The model this person preferred earlier' alone: {100 * pr['accuracy']:.1f}% on {pr['n']} turns where it applies."]
     return "\n".join(lines)
+
+
+def _seeds(report: dict[str, Any]) -> str:
+    asked, run = len(report["seeds"]), report.get("seeds_run", len(report["seeds"]))
+    if run == asked:
+        return f"{asked} seeds"
+    return f"{run} seed{'s' if run != 1 else ''} run (the {asked} seeds give only {run} distinct fold assignment{'s' if run != 1 else ''})"
 
 
 def to_json(report: dict[str, Any]) -> str:

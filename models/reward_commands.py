@@ -38,7 +38,8 @@ def register(subparsers: Any) -> None:
     e.add_argument("--protocol", choices=("group", "random"), default="group",
                    help="group: K-fold grouped by worker (default); random: the IFLLM anchor's plain K-fold")
     e.add_argument("--folds", type=int, default=5)
-    e.add_argument("--seeds", type=int, default=5, help="repetitions with different fold assignments")
+    e.add_argument("--seeds", type=int, default=5, help="repetitions with different fold assignments (seeds giving "
+                   "the same folds, as leave-one-worker-out does, are run once)")
     e.add_argument("--models", help="comma-separated model names (default: all)")
     e.add_argument("--text-feedback", action="store_true",
                    help="also the text-feedback ablation (the user's next message; post-decision)")
@@ -131,6 +132,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"only {len(data.y)} labelled comparisons: too few for {args.folds}-fold CV")
         report = ev.evaluate(data, _usable(models, data, args.models), protocol=args.protocol, folds=args.folds,
                              seeds=tuple(range(args.seeds)), progress=True)
+        if report["seeds_run"] < args.seeds:
+            lowo = " (leave-one-worker-out)" if args.protocol == "group" and args.folds >= report["workers"] else ""
+            print(f"note: the {args.seeds} seeds give {report['seeds_run']} distinct fold assignment(s){lowo}; "
+                  f"the folds were run for {report['seeds_run']} seed(s), not {args.seeds} (seeds_run)",
+                  file=sys.stderr)
     if args.markdown:
         Path(args.markdown).write_text(ev.markdown(report) + "\n")
     emit(report, args.json, lambda r: ev.markdown(r))

@@ -100,7 +100,8 @@ def _reward_report(name: str, rep: dict) -> str:
     if rep.get("folds"):
         bits.append(f"{rep['folds']} folds")
     if rep.get("seeds"):
-        bits.append(f"{len(rep['seeds'])} seeds")
+        asked, run = len(rep["seeds"]), rep.get("seeds_run", len(rep["seeds"]))
+        bits.append(f"{asked} seeds" if run == asked else f"{run} of {asked} seeds run (the others give the same folds)")
     for k in ("n", "n_train", "workers", "workers_test"):
         if k in rep:
             bits.append(f"{k.replace('_', ' ')} = {rep[k]}")

@@ -26,3 +26,73 @@ def test_an_unusable_database_is_a_one_line_error(command, kind, tmp_path, monke
     err = capsys.readouterr().err
     assert err.startswith("gazepref: error: cannot use the database ") and err.count("\n") == 1
     assert "hunter2" not in err
+
+
+# --------------------------------------------------------------------------- gazepref study check
+
+STUDY_FILE = __import__("pathlib").Path(__file__).with_name("study.toml")
+
+
+def _study_file(tmp_path, replace: tuple[str, str] | None = None, append: str = "", raw: bytes | None = None):
+    text = STUDY_FILE.read_text(encoding="utf-8")
+    if replace is not None:
+        assert replace[0] in text
+        text = text.replace(*replace)
+    path = tmp_path / "my.toml"
+    path.write_bytes(raw if raw is not None else (text + append).encode("utf-8"))
+    return path
+
+
+def test_study_check_summarises_a_valid_file(tmp_path, capsys):
+    from gazepref.capture_site.config import load_config
+
+    path = _study_file(tmp_path, ('webcam = "off"', 'webcam = "optional"'),
+                       append="\n[gaze]\ncalibration_points = 5\n")
+    assert main(["study", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith(f"{path}: ok - study 'test-study'")
+    assert main(["study", "check", str(path), "--json"]) == 0
+    import json
+
+    summary = json.loads(capsys.readouterr().out)
+    cfg = load_config(path)
+    assert summary["ok"] and summary["slug"] == cfg.slug and summary["webcam"] == "optional"
+    assert summary["models"] == {n: m.backend for n, m in cfg.models.items()}
+    assert summary["gaze"]["calibration_points"] == 5
+
+
+BAD_FILES = {  # what is wrong -> (how the file is made, what the one line must name)
+    "unknown key": (dict(replace=("min_turns = 2", "min_turn = 2")), "unknown key tasks.min_turn"),
+    "wrong type": (dict(replace=("min_turns = 2", 'min_turns = "two"')), "tasks.min_turns"),
+    "gaze key, webcam on": (dict(replace=('webcam = "off"', 'webcam = "required"'),
+                                 append="\n[gaze]\ncalibration_points = 7\n"), "gaze.calibration_points"),
+    "gaze typo, webcam on": (dict(replace=('webcam = "off"', 'webcam = "optional"'),
+                                  append="\n[gaze]\nkeep_frame = true\n"), "unknown key gaze.keep_frame"),
+    "demo variant": (dict(replace=('variant = "concise"', 'variant = "brief"')), ".variant"),
+    "not TOML": (dict(append="\n[tasks\n"), "not valid TOML"),
+    "not UTF-8": (dict(raw=b"[study]\nslug = \"\xff\"\n"), "not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("problem", list(BAD_FILES))
+def test_study_check_fails_as_the_site_start_does(problem, tmp_path, capsys):
+    """The one line names the file and the key, and is the very error the site's start gives."""
+    making, names = BAD_FILES[problem]
+    path = _study_file(tmp_path, **making)
+    assert main(["study", "check", str(path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith(f"gazepref: error: {path}: ") and err.count("\n") == 1 and names in err
+    assert captured.out == ""
+    from gazepref.capture_site.app import create_app
+    from gazepref.capture_site.config import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        create_app(instance_path=str(tmp_path / "instance"),
+                   overrides={"STUDY_CONFIG": str(path), "DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite'}"})
+    assert err == f"gazepref: error: {raised.value}\n"
+
+
+def test_study_check_names_a_missing_file(tmp_path, capsys):
+    assert main(["study", "check", str(tmp_path / "nope.toml")]) == 2
+    assert capsys.readouterr().err == f"gazepref: error: study config not found: {tmp_path / 'nope.toml'}\n"

@@ -84,6 +84,9 @@ def test_validation_points_report_data_loss_and_a_starved_point_fails(make_app, 
     points = r.json["result"]["points"]
     assert [p["data_loss"] for p in points] == [0.0, 0.0, 0.0, 1.0]
     assert r.json["outcome"] == {"passed": False, "quality": "poor", "fallback": "mouse-only", "attempts": 1}
+    # the three points seen are near: the round's word is still "poor" (it did not pass), as the outcome's
+    assert r.json["result"]["accuracy_px"] <= 0.5 * 5000, r.json  # "good" by accuracy (pass_accuracy_px = 5000)
+    assert r.json["quality"] == "poor" and rows(app, "validation")[0].result["quality"] == "poor"
 
 
 @pytest.mark.parametrize("fallback", ["mouse-only", "record-uncalibrated", "screen-out"])
@@ -154,10 +157,13 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
     r = post_round(client, token, "validation", FAR)  # > 450 px off: fails
     assert r.status_code == 200 and not r.json["passed"], r.json
+    words = [r.json["quality"]]  # what the page was told of each validation round
     assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
     r = post_round(client, token, "validation", NEAR)
     assert r.status_code == 200 and r.json["outcome"]["passed"], r.json
     kept = r.json["result"]
+    words.append(r.json["quality"])
+    assert words[0] == "poor" and words[1] in ("good", "fair")
     assert answer_step(client).status_code == 302
     answer_step(client, {"understand_before": "3"})
     task_id = page_data(client.get("/step").text)["task"]
@@ -201,6 +207,7 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     val = rounds[rounds["kind"] == "validation"]
     assert val["accuracy_px"].iloc[0] > val["accuracy_px"].iloc[1] and val["distance_cm"].tolist() == [60.0, 60.0]
     assert (val["accuracy_deg"] > 0).all() and val["precision_px"].notna().all() and val["data_loss"].notna().all()
+    assert val["quality"].tolist() == words
     points = json.loads(val["points"].iloc[1])
     assert len(points) == 4 and all("data_loss" in p and "accuracy_deg" in p for p in points)
     assert set(rounds["participant_id"]) == {tasks_pid(out, fmt)}, "pseudonyms only"

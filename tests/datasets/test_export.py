@@ -147,9 +147,37 @@ def test_demographics_only_on_request(tmp_path: Path, ifllm_sample: Path, capsys
     assert main(["data", "export", "pilot", "--db", url, "--out", str(tmp_path / "without"), "--json"]) == 0
     assert "demographics" not in json.loads(capsys.readouterr().out)
     assert not (tmp_path / "without" / "demographics.csv").exists()
-    # a source without demographics says so
-    assert main(["data", "export", str(ifllm_sample), "--out", str(tmp_path / "i"), "--demographics"]) == 2
-    assert "needs a study" in capsys.readouterr().err
+    # a Parquet export holds none (they were written apart): said so, with where to get them
+    assert main(["data", "export", str(tmp_path / "without"), "--out", str(tmp_path / "p"), "--demographics"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no demographics answers (a Parquet export never does" in err
+
+
+def test_demographics_of_an_ifllm_release(tmp_path: Path, ifllm_sample: Path, capsys):
+    """The release's record_info_table.csv has the workers' demographics: --demographics exports
+    them apart, as for a study; the behaviour files (the record table too) never hold them."""
+    import csv
+
+    import pandas as pd
+
+    with open(ifllm_sample / "record_info_table.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["consent"] == "1"]
+    assert rows and {"age", "gender", "inserted_at"} <= set(rows[0])
+    out = tmp_path / "ifl"
+    assert main(["data", "export", str(ifllm_sample), "--to", "ifllm", "--out", str(out), "--demographics",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["demographics"] == len(rows)
+    demo = pd.read_csv(out / "demographics.csv", dtype=str)
+    assert list(demo.columns) == ["participant_id", "age", "location", "education", "race", "gender"]
+    for got, want in zip(demo.to_dict("records"), rows):
+        assert got["participant_id"] == want["user_id"] and got["gender"] == want["gender"]
+        assert got["race"] == want["race"] and float(got["age"]) == float(want["age"])
+    assert "may identify people" in (out / "DEMOGRAPHICS_README.txt").read_text()
+    behaviour = (out / "record_info_table.csv").read_text() + (out / "task_table.csv").read_text()
+    assert rows[0]["location"] not in behaviour and rows[0]["gender"] not in behaviour
+    assert main(["data", "export", str(ifllm_sample), "--out", str(tmp_path / "pq"), "--demographics"]) == 0
+    assert "may identify people" in capsys.readouterr().out
+    assert (tmp_path / "pq" / "demographics.csv").read_text() == (out / "demographics.csv").read_text()
 
 
 def test_cli_export_and_summary(tmp_path: Path, ifllm_sample: Path, capsys):

@@ -250,3 +250,14 @@ def test_empty_tables_are_user_errors(release, table, capsys):
     assert main(["data", "summary", str(rel.root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and table in err[0] and "empty" in err[0]
+
+
+def test_demographics_are_the_record_tables_answers_of_consenting_workers(tmp_path: Path):
+    build(tmp_path / "rel")
+    with open(tmp_path / "rel" / "record_info_table.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "consent", "age", "gender", "inserted_at"])
+        w.writerow(["worker_aaa", 1, 30, "", "2025-10-15 11:56:46"])  # a blank answer is left out
+        w.writerow(["worker_bbb", 0, 41, "Female", "2025-10-15 11:57:00"])  # declined: never exported
+    rel = open_release(tmp_path / "rel")
+    assert rel.demographics() == [("worker_aaa", {"age": 30})]

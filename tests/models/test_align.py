@@ -48,8 +48,12 @@ def test_align_end_to_end_dpo_cached_and_forced(ifllm_sample, tmp_path, capsys):
     from gazepref.models.align import run
     from gazepref.models.align_config import AlignConfig
 
-    rep = run(str(out / "pairs"), tmp_path / "from_pairs", AlignConfig(), until="pairs")
+    capsys.readouterr()
+    rep = run(str(out / "pairs"), tmp_path / "from_pairs", AlignConfig(), until="pairs", progress=True)
     assert rep["source_kind"] == "pairs" and rep["steps"]["pairs"]["result"]["counts"] == counts
+    said = capsys.readouterr().err
+    assert "[align] features: skipped (source is a preference data set)" in said and "features: running" not in said
+    assert "[align] reward: skipped (source is a preference data set)" in said and "reward: running" not in said
     assert rep["steps"]["features"]["status"] == rep["steps"]["reward"]["status"] == "skipped"
 
 

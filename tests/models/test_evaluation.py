@@ -209,3 +209,35 @@ def test_families_of_the_comparison_table(ifllm_sample, tmp_path, monkeypatch):
     assert np.isfinite(p).all()
     with pytest.raises(ValueError, match="unknown features"):
         ev.load_data(ifllm_sample, features="nope")
+
+
+def test_seeds_that_give_the_same_folds_are_run_once():
+    """Leave-one-worker-out (folds = workers) gives every seed the same folds: the folds are fitted
+    once, and the figures are those of running every seed."""
+    d = _data("gaze", n_workers=4)
+    fits = []
+
+    def factory():
+        fits.append(1)
+        return ImplicitModel("logistic")
+
+    seeds = (0, 1, 2)
+    each = [ev.metrics(d.y, ev.cross_val_predict(factory, d, "group", 4, s))["accuracy"] for s in seeds]
+    fits.clear()
+    rep = ev.evaluate(d, {"implicit_logistic": ("implicit", factory)}, folds=4, seeds=seeds, n_boot=10)
+    assert rep["seeds"] == [0, 1, 2] and rep["seeds_run"] == 1 and len(fits) == 4  # one fit per worker
+    row = rep["models"]["implicit_logistic"]
+    assert row["accuracy"] == pytest.approx(np.mean(each)) and row["accuracy_std"] == pytest.approx(np.std(each))
+    assert "4 folds × 1 seed run (the 3 seeds give only 1 distinct fold assignment)" in ev.markdown(rep)
+
+
+def test_seeds_with_different_folds_are_each_run():
+    d = _data("gaze", n_workers=6)
+    seeds = (0, 1, 2, 3)
+    factory = lambda: ImplicitModel("logistic")  # noqa: E731
+    partitions = {frozenset(frozenset(te.tolist()) for _, te in ev.splits(d, "group", 3, s)) for s in seeds}
+    assert len(partitions) == 4, "3 folds of 6 workers: each seed shuffles the workers differently"
+    each = [ev.metrics(d.y, ev.cross_val_predict(factory, d, "group", 3, s))["accuracy"] for s in seeds]
+    rep = ev.evaluate(d, {"implicit_logistic": ("implicit", factory)}, folds=3, seeds=seeds, n_boot=10)
+    assert rep["seeds_run"] == 4 and "3 folds × 4 seeds;" in ev.markdown(rep)
+    assert rep["models"]["implicit_logistic"]["accuracy"] == pytest.approx(np.mean(each))

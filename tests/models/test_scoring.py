@@ -210,3 +210,15 @@ def test_evaluate_checks_folds_and_seeds(ifllm_sample, flag, value, needle, caps
     assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule", flag, value]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_cli_evaluate_runs_leave_one_worker_out_once(ifllm_sample, tmp_path, monkeypatch, capsys):
+    """5 workers with comparisons, 5 grouped folds: every seed gives the same folds, run once and said so."""
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    assert main(["reward", "evaluate", str(ifllm_sample), "--json", "--models", "length_rule,structure_bt",
+                 "--folds", "5", "--seeds", "3"]) == 0
+    captured = capsys.readouterr()
+    rep = json.loads(captured.out)
+    assert rep["workers"] == 5 and rep["seeds"] == [0, 1, 2] and rep["seeds_run"] == 1
+    assert "note: the 3 seeds give 1 distinct fold assignment(s) (leave-one-worker-out)" in captured.err
+    assert rep["models"]["structure_bt"]["accuracy_std"] == 0.0

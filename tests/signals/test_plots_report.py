@@ -65,6 +65,16 @@ def test_report_generic_reward_json(tmp_path):
     assert html.count("fused_late") == 4 and "random" in html
 
 
+def test_report_says_how_many_seeds_were_run(tmp_path):
+    """Leave-one-worker-out: the seeds give the same folds and ran once (``seeds_run``)."""
+    rj = tmp_path / "lowo.json"
+    rj.write_text(json.dumps({**REWARD, "folds": 30, "seeds": [0, 1, 2], "seeds_run": 1}))
+    html = reward_section(rj)
+    assert "1 of 3 seeds run (the others give the same folds)" in html and "3 seeds," not in html
+    rj.write_text(json.dumps({**REWARD, "seeds_run": 2}))
+    assert "2 seeds," in reward_section(rj)
+
+
 def test_report_says_where_its_behaviour_measures_come_from():
     """The behaviour section reads the feature table (cleaned samples, the region rule:
     docs/analyst_views.md); the report must not tell the reader they are raw, uncleaned samples."""
