@@ -75,6 +75,16 @@ def continue_with(page, fields: dict | None = None):
     page.click("#continue")
 
 
+def to_first_task(page, worker: str):
+    """From the Prolific link through consent, the skipped demographics and the questions before
+    the first task (the mouse-only test study)."""
+    page.goto(f"/?PROLIFIC_PID={worker}")
+    page.click("#agree")
+    page.click("#skip")
+    continue_with(page)
+    continue_with(page, {"understand_before": "2"})
+
+
 def ready(page):
     page.wait_for_function("window.gazepref !== undefined")
 
@@ -250,11 +260,7 @@ class FailOnce:
 def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
     app = make_app(LLM_BACKENDS={"concise": FailOnce()})
     for pg in _page(browser, app):
-        pg.goto("/?PROLIFIC_PID=RETRY-WORKER")
-        pg.click("#agree")
-        pg.click("#skip")
-        continue_with(pg)
-        continue_with(pg, {"understand_before": "2"})
+        to_first_task(pg, "RETRY-WORKER")
         ready(pg)
         pg.fill("#message", "How does sleep help memory?")
         pg.click("#send")
@@ -270,11 +276,7 @@ def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
 
 def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
     for pg in _page(browser, app):
-        pg.goto("/?PROLIFIC_PID=OFFLINE-WORKER")
-        pg.click("#agree")
-        pg.click("#skip")
-        continue_with(pg)
-        continue_with(pg, {"understand_before": "2"})
+        to_first_task(pg, "OFFLINE-WORKER")
         ready(pg)
         pg.route("**/api/ingest*", lambda route: route.abort())  # the connection drops
         for i in range(20):
@@ -305,11 +307,7 @@ def test_dragging_the_window_edge_loses_no_batch_and_words_follow_a_rewrap(brows
     for pg in _page(browser, app):
         statuses = []
         pg.on("response", lambda r: statuses.append(r.status) if "/api/ingest" in r.url else None)
-        pg.goto("/?PROLIFIC_PID=RESIZE-WORKER")
-        pg.click("#agree")
-        pg.click("#skip")
-        continue_with(pg)
-        continue_with(pg, {"understand_before": "2"})
+        to_first_task(pg, "RESIZE-WORKER")
         send(pg, "How does sleep help memory?", 0)
         pg.evaluate("""n => import('/static/layout.js').then(m => {
             const words = []; for (let i = 0; i < n; i++) words.push('word' + i + (i % 60 == 59 ? '.\\n\\n' : ''));
@@ -336,11 +334,7 @@ def test_a_browser_without_compression_streams_still_sends_telemetry(browser, ap
     """Firefox < 113 and Safari < 16.4 lack CompressionStream: batches go as plain JSON."""
     for pg in _page(browser, app):
         pg.add_init_script("delete window.CompressionStream")
-        pg.goto("/?PROLIFIC_PID=OLD-BROWSER")
-        pg.click("#agree")
-        pg.click("#skip")
-        continue_with(pg)
-        continue_with(pg, {"understand_before": "2"})
+        to_first_task(pg, "OLD-BROWSER")
         ready(pg)
         assert pg.evaluate("typeof CompressionStream") == "undefined"
         for i in range(10):
@@ -453,11 +447,7 @@ def test_the_page_says_why_the_composer_is_gone_at_the_turn_limit(browser, make_
 
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", max_turns="2")))
     for pg in _page(browser, app):
-        pg.goto("/?PROLIFIC_PID=LIMIT-WORKER")
-        pg.click("#agree")
-        pg.click("#skip")
-        continue_with(pg)
-        continue_with(pg, {"understand_before": "2"})
+        to_first_task(pg, "LIMIT-WORKER")
         for i in range(2):
             send(pg, f"Question {i} about sleep", i)
             assert pg.is_hidden("#turn-limit")
@@ -479,11 +469,7 @@ def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
     app = make_app(LLM_BACKENDS={"concise": CodeAnswer(), "detailed": CodeAnswer()})
     for pg in _page(browser, app):
         pg.set_viewport_size({"width": 1280, "height": 720})
-        pg.goto("/?PROLIFIC_PID=CODE-WORKER")
-        pg.click("#agree")
-        pg.click("#skip")
-        continue_with(pg)
-        continue_with(pg, {"understand_before": "2"})
+        to_first_task(pg, "CODE-WORKER")
         send(pg, "Show me the code of https://example.org/" + "a" * 300, 0)
         right = pg.evaluate("document.getElementById('response-1').getBoundingClientRect().right")
         assert right <= 1280 and pg.evaluate("document.documentElement.scrollWidth") <= 1280, right
@@ -496,11 +482,7 @@ def test_a_rating_that_could_not_be_saved_says_so(browser, app):
     for pg in _page(browser, app):
         errors = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto("/?PROLIFIC_PID=DROP-WORKER")
-        pg.click("#agree")
-        pg.click("#skip")
-        continue_with(pg)
-        continue_with(pg, {"understand_before": "2"})
+        to_first_task(pg, "DROP-WORKER")
         send(pg, "How does sleep help memory?", 0)
         pg.route("**/rating", lambda route: route.abort())
         pg.check("[name='likert-0'][value='4']")
