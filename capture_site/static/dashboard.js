@@ -46,6 +46,7 @@ function row(p) {
   form.method = "post";
   form.action = table.dataset.delete.replace(/\/0\/delete$/, `/${p.id}/delete`);
   form.className = "inline delete-form";
+  form.dataset.pseudonym = p.pseudonym;
   const token = document.createElement("input");
   token.type = "hidden";
   token.name = "csrf_token";
@@ -60,6 +61,31 @@ function row(p) {
   return tr;
 }
 
+// Redraw in place: rows whose data did not change stay as they are (a text selection in them
+// survives), changed rows are replaced, and a link or button that had the keyboard focus in a
+// replaced row gets it back (else every poll would send a keyboard user back to the page's top).
+function redraw(body, participants) {
+  const active = document.activeElement;
+  const focusRow = active && body.contains(active) ? active.closest("tr") : null;
+  const focusAt = focusRow ? [...focusRow.querySelectorAll("a, button")].indexOf(active) : -1;
+  const ids = new Set(participants.map((p) => String(p.id)));
+  for (const tr of [...body.rows]) if (!ids.has(tr.dataset.id)) tr.remove();
+  participants.forEach((p, i) => {
+    const key = JSON.stringify(p);
+    const old = [...body.rows].find((tr) => tr.dataset.id === String(p.id));
+    if (old && old.dataset.key === key) return;
+    const fresh = row(p);
+    fresh.dataset.key = key;
+    if (old) old.replaceWith(fresh);
+    else body.insertBefore(fresh, body.rows[i] || null);
+  });
+  if (focusRow && !focusRow.isConnected && focusAt >= 0) {
+    const tr = [...body.rows].find((r) => r.dataset.id === focusRow.dataset.id);
+    const target = tr && tr.querySelectorAll("a, button")[focusAt];
+    if (target) target.focus();
+  }
+}
+
 async function poll() {
   try {
     const resp = await fetch(section.dataset.url, { headers: { Accept: "application/json" } });
@@ -67,10 +93,7 @@ async function poll() {
     const { progress, participants } = await resp.json();
     const values = { ...progress, mouse_rate: (progress.samples_per_s || {}).mouse || 0 };
     for (const dd of section.querySelectorAll("[data-key]")) dd.textContent = String(values[dd.dataset.key] ?? "");
-    if (table && Array.isArray(participants)) {
-      const body = table.tBodies[0];
-      body.replaceChildren(...participants.map(row));
-    }
+    if (table && Array.isArray(participants)) redraw(table.tBodies[0], participants);
   } catch { /* offline: try again later */ }
 }
 
@@ -78,5 +101,7 @@ if (section) setInterval(poll, 5000);
 // one listener for the delete buttons, also of rows redrawn later
 document.addEventListener("submit", (e) => {
   if (e.target.classList && e.target.classList.contains("delete-form")
-      && !confirm("Delete all data of this participant? This cannot be undone.")) e.preventDefault();
+      && !confirm(`Delete all data of participant ${e.target.dataset.pseudonym || ""}? This cannot be undone.`)) {
+    e.preventDefault();
+  }
 });

@@ -299,3 +299,48 @@ def test_a_stored_value_out_of_range_and_tex_in_a_prompt_break_no_export_and_no_
     [mouse_csv] = [n_ for n_ in zf.namelist() if n_.endswith("abs_mouse.csv")]
     assert len(zf.read(mouse_csv).decode().splitlines()) == n
     assert client.get("/admin/studies/test-study/export?format=parquet").status_code == 200
+
+
+def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_the_participant(app, researcher):
+    """A poll that redraws the participants table leaves the focused link focused (a keyboard
+    user is not sent back to the top every 5 s), and deleting asks about the participant by name."""
+    from pathlib import Path
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    from gazepref.capture_site.serving import BackgroundServer
+
+    w = Walker(app.test_client(), "P-FOCUS")
+    w.arrive()
+    w.consent()
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    with BackgroundServer(app) as url, sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(chromium), args=args, headless=True)
+        try:
+            page = b.new_page(base_url=url)
+            page.set_default_timeout(10_000)
+            page.goto("/admin/login")
+            page.fill("[name='username']", researcher[0])
+            page.fill("[name='password']", researcher[1])
+            page.click("button[type='submit']")
+            page.goto("/admin/studies/test-study")
+            pseudonym = page.locator("#participants tbody tr code").first.inner_text()
+            page.locator("#participants a", has_text="plots").first.focus()
+            w2 = Walker(app.test_client(), "P-LATER")  # the next poll has a new row to draw
+            w2.arrive()
+            w2.consent()
+            page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 2", timeout=12_000)
+            assert page.evaluate("document.activeElement.textContent") == "plots"
+            assert page.evaluate("document.activeElement.closest('tr').querySelector('code').textContent") == pseudonym
+            messages = []
+            page.once("dialog", lambda d: (messages.append(d.message), d.dismiss()))
+            page.keyboard.press("Tab")  # from the focused link to its row's delete button
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(300)
+            assert messages and pseudonym in messages[0]
+            assert page.locator("#participants tbody tr").count() == 2  # dismissed: nothing deleted
+        finally:
+            b.close()
