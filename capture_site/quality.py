@@ -95,6 +95,7 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
             "id": p.id, "pseudonym": p.pseudonym[:12], "platform": p.platform, "consent": p.consent,
             "status": status, "reason": reason,
             "step": steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-",
+            "step_label": step_label(steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-"),
             "turns": sum(len(t.turns) for t in p.tasks),
             "samples": dict(sorted(samples[p.id].items())),
             "mouse_samples": st["samples"],
@@ -112,6 +113,18 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
                                     if k.endswith("_passed")),
         })
     return out
+
+
+def step_label(step: str) -> str:
+    """The flow's step name as the dashboard shows it, tasks counted from 1 like everywhere else
+    on the dashboard: ``"task:0"`` -> ``"task 1"``, ``"pre:1"`` -> ``"before task 2"``,
+    ``"post:0"`` -> ``"after task 1"``, ``"calibration:2"`` -> ``"calibration before task 3"``."""
+    name, _, idx = step.partition(":")
+    if not idx.isdigit():
+        return step
+    n = int(idx) + 1
+    return {"task": f"task {n}", "pre": f"before task {n}", "post": f"after task {n}",
+            "calibration": f"calibration before task {n}"}.get(name, step)
 
 
 def calibration_label(accuracy_px: float | None, result: dict) -> str:

@@ -30,14 +30,15 @@ function row(p) {
   cell(tr, dash(p.platform));
   cell(tr, p.status, `status-${p.status.replace(/ /g, "-")}`);
   cell(tr, p.reason || "");
-  cell(tr, p.step);
+  cell(tr, p.step_label);
   cell(tr, dash(p.started_at));
   cell(tr, dash(p.duration));
   cell(tr, String(p.turns));
   cell(tr, Object.entries(p.samples || {}).map(([k, v]) => `${k} ${v}`).join(" · ") || "–");
   cell(tr, dash(p.sample_rate_hz));
-  cell(tr, String(p.gaps));
-  cell(tr, String(p.max_gap_s));
+  // without mouse samples there are no gaps to count: "–", not a perfect-looking 0
+  cell(tr, p.mouse_samples ? String(p.gaps) : "–");
+  cell(tr, p.mouse_samples ? String(p.max_gap_s) : "–");
   cell(tr, p.face_found_rate === null || p.face_found_rate === undefined ? "–" : `${Math.round(p.face_found_rate * 100)}%`);
   cell(tr, dash(p.calibration)).dataset.key = "calibration";
   cell(tr, String(p.attention_failed));

@@ -344,3 +344,33 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
             assert page.locator("#participants tbody tr").count() == 2  # dismissed: nothing deleted
         finally:
             b.close()
+
+
+@pytest.mark.parametrize("step, label", [("task:0", "task 1"), ("pre:1", "before task 2"), ("post:0", "after task 1"),
+                                         ("calibration:2", "calibration before task 3"), ("calibration", "calibration"),
+                                         ("demographics", "demographics"), ("-", "-")])
+def test_step_labels_count_tasks_from_one(step, label):
+    from gazepref.capture_site.quality import step_label
+
+    assert step_label(step) == label
+
+
+def test_participant_row_counts_tasks_from_one_and_shows_no_gaps_without_mouse_samples(app, client, researcher):
+    """The table's step says "task 1" (as the reason and the plots page do, not the flow's
+    "task:0"), and a participant without mouse samples gets "–" for the gaps, not a clean 0."""
+    import re
+
+    w = Walker(app.test_client(), "P-NOMOUSE")
+    w.arrive()
+    w.consent()
+    w.to_task()
+    assert login(client, *researcher).status_code == 302
+    html = client.get("/admin/studies/test-study").text
+    [row] = re.findall(r"<tr data-id=.*?</tr>", html, re.S)
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    header = [re.sub(r"<[^>]+>", "", h) for h in re.findall(r"<th>(.*?)</th>", html)]
+    by = dict(zip(header, cells))
+    assert by["Step"] == "task 1"
+    assert by["Mouse rate (Hz)"] == by["Gaps &gt;2 s"] == by["Longest gap (s)"] == "–"
+    [q] = client.get("/admin/studies/test-study/progress.json").json["participants"]
+    assert q["step"] == "task:0" and q["step_label"] == "task 1" and q["mouse_samples"] == 0
