@@ -320,13 +320,20 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
     with BackgroundServer(app) as url, sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(chromium), args=args, headless=True)
         try:
-            page = b.new_page(base_url=url)
+            page = b.new_page(base_url=url, viewport={"width": 1280, "height": 800})
             page.set_default_timeout(10_000)
             page.goto("/admin/login")
             page.fill("[name='username']", researcher[0])
             page.fill("[name='password']", researcher[1])
             page.click("button[type='submit']")
             page.goto("/admin/studies/test-study")
+            # the 16-column table stays inside the page's panel (scrolling in its own box if need be)
+            spill = page.evaluate("""() => {
+                const t = document.getElementById('participants'), main = t.closest('main');
+                const right = main.getBoundingClientRect().right - parseFloat(getComputedStyle(main).paddingRight);
+                const box = getComputedStyle(t.parentElement).overflowX === 'auto' ? t.parentElement : t;
+                return box.getBoundingClientRect().right - right; }""")
+            assert spill <= 0.5
             pseudonym = page.locator("#participants tbody tr code").first.inner_text()
             page.locator("#participants a", has_text="plots").first.focus()
             w2 = Walker(app.test_client(), "P-LATER")  # the next poll has a new row to draw
