@@ -35,10 +35,10 @@ function row(p) {
   cell(tr, dash(p.duration));
   cell(tr, String(p.turns));
   cell(tr, Object.entries(p.samples || {}).map(([k, v]) => `${k} ${v}`).join(" · ") || "–");
-  cell(tr, dash(p.sample_rate_hz));
+  cell(tr, typeof p.sample_rate_hz === "number" ? p.sample_rate_hz.toFixed(1) : "–");
   // without mouse samples there are no gaps to count: "–", not a perfect-looking 0
   cell(tr, p.mouse_samples ? String(p.gaps) : "–");
-  cell(tr, p.mouse_samples ? String(p.max_gap_s) : "–");
+  cell(tr, p.mouse_samples ? Number(p.max_gap_s).toFixed(1) : "–");
   cell(tr, p.face_found_rate === null || p.face_found_rate === undefined ? "–" : `${Math.round(p.face_found_rate * 100)}%`);
   cell(tr, dash(p.calibration)).dataset.key = "calibration";
   cell(tr, String(p.attention_failed));

@@ -316,6 +316,10 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
     w = Walker(app.test_client(), "P-FOCUS")
     w.arrive()
     w.consent()
+    data = w.to_task()  # 60 mouse samples over 3 s: 20.0 Hz, longest gap 0.0 s (whole numbers as floats)
+    body = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+            "streams": {"mouse": {"t": [i * 3000 / 59 for i in range(60)], "x": [5.0] * 60, "y": [6.0] * 60}}}
+    assert w.client.post("/api/ingest", json=body, headers={"X-Participant-Token": data["token"]}).status_code == 200
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
     with BackgroundServer(app) as url, sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(chromium), args=args, headless=True)
@@ -335,12 +339,17 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
                 return box.getBoundingClientRect().right - right; }""")
             assert spill <= 0.5
             pseudonym = page.locator("#participants tbody tr code").first.inner_text()
+            served = page.locator("#participants tbody tr").first.inner_text()
+            assert "20.0" in served
             page.locator("#participants a", has_text="plots").first.focus()
             w2 = Walker(app.test_client(), "P-LATER")  # the next poll has a new row to draw
             w2.arrive()
             w2.consent()
             page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 2", timeout=12_000)
             assert page.evaluate("document.activeElement.textContent") == "plots"
+            # the redrawn row reads as the served one did (numbers formatted alike)
+            redrawn = page.locator("#participants tbody tr").first.inner_text()
+            assert redrawn.split("\t")[:6] + redrawn.split("\t")[7:] == served.split("\t")[:6] + served.split("\t")[7:]
             assert page.evaluate("document.activeElement.closest('tr').querySelector('code').textContent") == pseudonym
             messages = []
             page.once("dialog", lambda d: (messages.append(d.message), d.dismiss()))
