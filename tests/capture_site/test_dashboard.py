@@ -390,3 +390,20 @@ def test_participant_row_counts_tasks_from_one_and_shows_no_gaps_without_mouse_s
     assert by["Mouse rate (Hz)"] == by["Gaps &gt;2 s"] == by["Longest gap (s)"] == "–"
     [q] = client.get("/admin/studies/test-study/progress.json").json["participants"]
     assert q["step"] == "task:0" and q["step_label"] == "task 1" and q["mouse_samples"] == 0
+
+
+def test_study_list_counts_read_as_on_the_study_page(client, researcher):
+    """The list's first count is the consenting participants (the declines have their own
+    column): it is headed "Consented", as on the study page, not "Participants"."""
+    import re
+
+    for pid, decision in (("P-YES", "agree"), ("P-NO", "decline")):
+        w = Walker(client.application.test_client(), pid)
+        w.arrive()
+        w.consent(decision)
+    assert login(client, *researcher).status_code == 302
+    html = client.get("/admin/").text
+    header = re.findall(r"<th>(.*?)</th>", html)
+    row = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", html, re.S)]
+    by = dict(zip(header, row))
+    assert by["Consented"] == "1" and by["Declined"] == "1" and "Participants" not in header
