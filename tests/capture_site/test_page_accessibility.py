@@ -186,6 +186,20 @@ def test_the_chat_announces_that_the_assistant_is_answering(session_pages):
     assert tree.by_id("waiting").attrs.get("role") == "status"
 
 
+@pytest.mark.parametrize("page", ["pre", "task", "post"])
+def test_the_ends_of_a_scale_are_read_with_its_first_and_last_value(session_pages, page):
+    """A 1-5 scale's end words ("not at all", "very") are described with 1 and 5, not left as loose text."""
+    tree = Tree(session_pages[page])
+    scales = tree.find(lambda n: n.tag == "fieldset" and "scale" in n.attrs.get("class", "").split())
+    assert scales
+    for scale in scales:
+        ends = [n.all_text() for n in scale.walk() if "scale-end" in n.attrs.get("class", "")]
+        radios = [n for n in scale.walk() if n.attrs.get("type") == "radio"]
+        described = {r.attrs["value"]: " ".join(tree.by_id(i).all_text() for i in r.attrs["aria-describedby"].split())
+                     for r in radios if r.attrs.get("aria-describedby")}
+        assert described == {"1": ends[0], "5": ends[-1]}, (scale.attrs, described)
+
+
 def test_the_check_finds_what_is_missing():
     """The page check itself: an unlabelled field, a radio outside a group and an unnamed focusable div."""
     html = ('<html><head><title>Study</title></head><body><input name="a"><label>B <input name="b"></label>'
