@@ -282,7 +282,8 @@ function watchIndicator() {
     const ended = cap.stream.getVideoTracks().every((t) => t.readyState === "ended" || t.muted);
     if (stale || ended) {
       for (const el of [ui.status, ui.stageStatus]) {
-        el.textContent = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+        const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+        if (el.textContent !== text) el.textContent = text; // a live region: only a change is news
         el.dataset.code = ended ? "stopped" : "no-frame";
         el.classList.remove("ok");
         el.classList.add("bad");
