@@ -477,7 +477,8 @@ export async function startTaskGaze(gaze) {
       if (face && face.found) seen = now;
       warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)
       if (!warning.hidden) {
-        warning.textContent = "Eye tracking lost: please face the camera.";
+        const text = "Eye tracking lost: please face the camera.";
+        if (warning.textContent !== text) warning.textContent = text; // a live region: set once, not per frame
         warning.dataset.code = "face-lost";
       }
     },
