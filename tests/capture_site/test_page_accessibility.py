@@ -205,6 +205,7 @@ def test_the_check_finds_what_is_missing():
     html = ('<html><head><title>Study</title></head><body><input name="a"><label>B <input name="b"></label>'
             '<input type="radio" name="r" value="1"><div tabindex="0" id="pane"></div></body></html>')
     assert check_page(html) == ["no lang on <html>", "no title of its own: 'Study'",
-                                "input {'name': 'a'} has no name", "input {'type': 'radio', 'name': 'r', 'value': '1'} has no name",
+                                "input {'name': 'a'} has no name",
+                                "input {'type': 'radio', 'name': 'r', 'value': '1'} has no name",
                                 "radio r is in no named group",
                                 "focusable <div id=pane> has no role or no name"]

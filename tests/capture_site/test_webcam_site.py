@@ -288,8 +288,9 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         page.click("#continue")  # instructions
         page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
         # the indicator is a live region: a steady face is announced once, not with every frame
-        page.evaluate("""() => { window.announced = 0; new MutationObserver((m) => { window.announced += m.length; })
-            .observe(document.getElementById('face-status'), { childList: true, characterData: true, subtree: true }); }""")
+        page.evaluate("""() => { window.announced = 0;
+            new MutationObserver((m) => { window.announced += m.length; }).observe(
+                document.getElementById('face-status'), { childList: true, characterData: true, subtree: true }); }""")
         page.wait_for_timeout(3000)  # ~6 answers of the server
         assert page.evaluate("window.announced") <= 1 and page.text_content("#face-status") == "Face well placed."
         if keyboard:
