@@ -94,8 +94,8 @@ export function showProgress(kind, i, n) {
   ui.progress.textContent = `${what}: dot ${i + 1} of ${n}`;
   ui.bar.style.width = `${Math.round((100 * i) / n)}%`;
   ui.instructions.textContent = kind === "calibration"
-    ? "Look at the red dot and click it. Keep your head still and keep looking at the dot until it moves."
-    : "Once more, to check the calibration: look at each dot and click it.";
+    ? "Look at the red dot and click it (or press Enter). Keep your head still and keep looking at the dot until it moves."
+    : "Once more, to check the calibration: look at each dot and click it (or press Enter).";
 }
 
 const CLEAR_PX = 16; // free space kept around the dot
@@ -129,6 +129,9 @@ export function placeDot(x, y, key) {
   ui.target.hidden = false;
   ui.target.style.left = `${x}px`;
   ui.target.style.top = `${y}px`;
+  // the dot has the keyboard focus: Enter or Space "clicks" it (the round keeps the dot's own
+  // position, never a click's point)
+  if (document.activeElement !== ui.target) ui.target.focus({ preventScroll: true });
   keepClear();
 }
 
@@ -261,11 +264,13 @@ async function calibrate() {
   }
   if (outcome) {
     finish(outcome);
+    ui.cont.focus(); // the dot that had the focus is gone with the stage
     return;
   }
   ui.result.textContent = `${message} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`;
   ui.result.hidden = false;
   ui.start.textContent = "Try again";
+  ui.start.focus();
 }
 
 /** The indicator follows the live picture: stale answers (no frame for a while) turn it grey. */
@@ -277,7 +282,8 @@ function watchIndicator() {
     const ended = cap.stream.getVideoTracks().every((t) => t.readyState === "ended" || t.muted);
     if (stale || ended) {
       for (const el of [ui.status, ui.stageStatus]) {
-        el.textContent = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+        const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+        if (el.textContent !== text) el.textContent = text; // a live region: only a change is news
         el.dataset.code = ended ? "stopped" : "no-frame";
         el.classList.remove("ok");
         el.classList.add("bad");

@@ -102,6 +102,9 @@ function showCurrent(turn) {
   recorder.event("shown", "window", `turn=${turn.index}`);
   recorder.scheduleLayout(true);
   ui.current.scrollIntoView({ block: "start" });
+  // the message box was disabled while sending, then hidden: a keyboard or screen-reader user
+  // goes on at the (first) answer, not at the top of the page
+  if (!document.activeElement || document.activeElement === document.body) ui.panes[0].focus({ preventScroll: true });
 }
 
 /** Keep the rating form's answers of the current turn (a reload must not lose them). */
@@ -172,6 +175,7 @@ async function send() {
     ui.sendError.hidden = false;
     ui.retry.hidden = !(result.status === 0 || result.status >= 500 || result.payload.retry);
     if (reloadIfStale(result)) { ui.send.disabled = true; ui.retry.hidden = true; }
+    (ui.retry.hidden ? ui.message : ui.retry).focus(); // the message box was disabled: focus was lost
     return;
   }
   localStorage.removeItem(draftKey);

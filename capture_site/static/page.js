@@ -29,6 +29,14 @@ if ((minW || minH) && gate) { // pages without a gate (the hand-offs) need no la
   addEventListener("resize", checkViewport);
 }
 
+// A page sent back with error messages: the focus starts at them, so that a screen reader reads
+// them first (each names its question) and the keyboard goes on from there to the fields.
+const errors = main && main.querySelector(".errors");
+if (errors) {
+  errors.tabIndex = -1;
+  errors.focus({ preventScroll: true });
+}
+
 // Step forms: say that the answer is being saved (a slow connection otherwise looks stuck).
 document.addEventListener("submit", (e) => {
   const form = e.target;

@@ -108,7 +108,14 @@ export class Recorder {
       if (!this.pendingMove) requestAnimationFrame(() => this.takeMove());
       this.pendingMove = e; // coalesced: one sample per animation frame
     }, { passive: true });
-    addEventListener("click", (e) => this.event("click", this.targetOf(e.target), e.target.id || e.target.tagName.toLowerCase(), e.clientX, e.clientY), true);
+    // a click from the keyboard (Enter or Space on a button, arrows in a radio group) or from a
+    // script has detail 0 and the point (0, 0): no point at all, so that it never pairs with the
+    // gaze as a place the participant looked at (gaze calibration from clicks)
+    addEventListener("click", (e) => {
+      const pointer = e.detail > 0;
+      this.event("click", this.targetOf(e.target), e.target.id || e.target.tagName.toLowerCase(),
+                 pointer ? e.clientX : null, pointer ? e.clientY : null);
+    }, true);
     addEventListener("scroll", (e) => this.onScroll(e), { capture: true, passive: true });
     addEventListener("input", (e) => this.caret(e.target), true);
     addEventListener("resize", () => {

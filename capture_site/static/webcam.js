@@ -441,7 +441,9 @@ export class GazeCapture {
  *  goes to data-code (what tests and styles read). */
 export function showFace(el, face) {
   if (!el || !face) return;
-  el.textContent = face.message || (face.ok ? "Face well placed." : "No face found.");
+  const text = face.message || (face.ok ? "Face well placed." : "No face found.");
+  // a live region (role=status): set only on a change, else a screen reader repeats it with every frame
+  if (el.textContent !== text) el.textContent = text;
   el.dataset.code = face.code || (face.ok ? "ok" : "no-face");
   el.classList.toggle("ok", !!face.ok);
   el.classList.toggle("bad", !face.ok);
@@ -475,7 +477,8 @@ export async function startTaskGaze(gaze) {
       if (face && face.found) seen = now;
       warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)
       if (!warning.hidden) {
-        warning.textContent = "Eye tracking lost: please face the camera.";
+        const text = "Eye tracking lost: please face the camera.";
+        if (warning.textContent !== text) warning.textContent = text; // a live region: set once, not per frame
         warning.dataset.code = "face-lost";
       }
     },

@@ -258,20 +258,34 @@ class FailOnce:
 
 
 def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
+    """With the keyboard only: Enter sends, the failed send puts the focus on "Try again" and the
+    answer, once there, takes the focus (the disabled message box had lost it to the page). A
+    click from the keyboard is recorded without a point (its (0, 0) is no place the participant
+    looked at: the gaze calibration from clicks must not use it)."""
     app = make_app(LLM_BACKENDS={"concise": FailOnce()})
     for pg in _page(browser, app):
         to_first_task(pg, "RETRY-WORKER")
         ready(pg)
-        pg.fill("#message", "How does sleep help memory?")
-        pg.click("#send")
+        pg.focus("#message")
+        pg.keyboard.type("How does sleep help memory?")
+        pg.keyboard.press("Enter")
         pg.wait_for_selector("#retry:not([hidden])")
         assert "try again" in pg.text_content("#send-error")
         assert pg.input_value("#message") == "How does sleep help memory?"
-        pg.click("#retry")
+        assert pg.evaluate("document.activeElement.id") == "retry"
+        pg.keyboard.press("Space")
         pg.wait_for_function("window.gazepref.state().current !== null")
         assert pg.is_hidden("#retry") and pg.is_hidden("#send-error")
         texts = [pg.text_content(f"#response-{i}") for i in (0, 1)]
         assert "A calm answer about sleep and memory." in texts
+        assert pg.evaluate("document.activeElement.id") == "response-0"
+        pg.mouse.click(300, 200)  # a click with the mouse keeps its point
+        wait_outbox_empty(pg)
+        with app.extensions["gazepref"].sessions() as s:
+            events = store.read_stream(s, s.scalars(select(store.Task)).one(), "events").to_pandas()
+        clicks = events[events["type"] == "click"]
+        assert clicks["detail"].iloc[0] == "retry" and clicks[["x", "y"]].iloc[0].isna().all()
+        assert len(clicks) == 2 and clicks[["x", "y"]].iloc[1].tolist() == [300.0, 200.0]
 
 
 def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):

@@ -150,6 +150,7 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
                            "copy_sentence": "Sleep is for the weak.", "attention": "2"})
         assert "not in the answers" in pg.text_content(".errors")
+        assert pg.evaluate("document.activeElement.classList.contains('errors')")  # read first
         sentence = pg.locator(".transcript p", has_text="Most adults").first.text_content()
         seen = []
         pg.route("https://app.prolific.com/**", lambda route: (seen.append(route.request.url),

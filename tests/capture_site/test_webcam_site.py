@@ -255,7 +255,10 @@ def face_y4m(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("transport", ["ws", "http", "refused"])
 def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, monkeypatch):
     """The page streams its frames over the WebSocket; with GAZE_WEBSOCKET = False, or when the
-    socket refuses it ("refused": the server takes no token), it posts batches."""
+    socket refuses it ("refused": the server takes no token), it posts batches. The "http" session
+    is calibrated with the keyboard only: each dot has the focus, Enter "clicks" it, and the focus
+    goes on to Continue."""
+    keyboard = transport == "http"
     wapp = make_app(STUDY_CONFIG=str(webcam_toml), GAZE_WEBSOCKET=transport != "http")
     if transport == "refused":
         from gazepref.capture_site import gaze_ws
@@ -284,17 +287,37 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         page.click("#continue")  # demographics
         page.click("#continue")  # instructions
         page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
-        page.click("#start-calibration")
+        # the indicator is a live region: a steady face is announced once, not with every frame
+        page.evaluate("""() => { window.announced = 0;
+            new MutationObserver((m) => { window.announced += m.length; }).observe(
+                document.getElementById('face-status'), { childList: true, characterData: true, subtree: true }); }""")
+        page.wait_for_timeout(3000)  # ~6 answers of the server
+        assert page.evaluate("window.announced") <= 1 and page.text_content("#face-status") == "Face well placed."
+        if keyboard:
+            assert "press Enter" in page.text_content("#setup-help")
+            page.focus("#start-calibration")
+            page.keyboard.press("Enter")
+        else:
+            page.click("#start-calibration")
         for key in [f"calibration:{i}" for i in range(5)] + [f"validation:{i}" for i in range(4)]:
             page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
             page.wait_for_timeout(750)  # look at the dot; the eyes settle
-            page.click("#target")
+            if keyboard:
+                assert page.evaluate("document.activeElement.id") == "target"
+                page.keyboard.press("Enter")
+            else:
+                page.click("#target")
         try:
             page.wait_for_selector("#continue:not([hidden])")
         except Exception:
             raise AssertionError(f"calibration did not finish: {page.text_content('#calibration-result')!r} "
                                  f"{page.evaluate('JSON.stringify(window.gazepref.calibration.rounds)')} {console}")
-        page.click("#continue")
+        if keyboard:
+            assert page.evaluate("document.activeElement.id") == "continue"
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+        else:
+            page.click("#continue")
         page.check("[name='understand_before'][value='3']")
         page.click("#continue")
         page.wait_for_function("window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 25")
