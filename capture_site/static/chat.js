@@ -257,7 +257,8 @@ ui.message.addEventListener("input", () => {
   else localStorage.removeItem(draftKey);
 });
 ui.message.addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); }
+  // not while an input method composes a word (Chinese, Japanese, ...): its Enter picks the word
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
 });
 ui.finish.closest("form").addEventListener("submit", (e) => {
   recorder.event("submit", "window", "finish");

@@ -262,12 +262,18 @@ def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
     answer, once there, takes the focus (the disabled message box had lost it to the page). A
     click from the keyboard is recorded without a point (its (0, 0) is no place the participant
     looked at: the gaze calibration from clicks must not use it)."""
-    app = make_app(LLM_BACKENDS={"concise": FailOnce()})
+    backend = FailOnce()
+    app = make_app(LLM_BACKENDS={"concise": backend})
     for pg in _page(browser, app):
         to_first_task(pg, "RETRY-WORKER")
         ready(pg)
         pg.focus("#message")
         pg.keyboard.type("How does sleep help memory?")
+        # an input method's Enter (it picks a word being composed) does not send
+        pg.evaluate("""document.querySelector('#message').dispatchEvent(new KeyboardEvent('keydown',
+            {key: 'Enter', isComposing: true, bubbles: true, cancelable: true}))""")
+        pg.wait_for_timeout(300)
+        assert backend.calls == 0 and pg.is_hidden("#waiting")
         pg.keyboard.press("Enter")
         pg.wait_for_selector("#retry:not([hidden])")
         assert "try again" in pg.text_content("#send-error")
