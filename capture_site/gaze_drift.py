@@ -32,9 +32,7 @@ from sqlalchemy import select
 
 from .. import store
 from ..signals.calibration import CLICK_UNUSABLE as UNUSABLE
-from ..signals.calibration import CALIBRATION_EVENTS, CLICK_WINDOW_MS
-from ..signals.calibration import EXCLUDED_CLICK_TARGETS as EXCLUDED_TARGETS
-from ..signals.calibration import click_sample
+from ..signals.calibration import CLICK_WINDOW_MS, click_sample, is_calibration_event
 
 MAX_PENDING = 20  # clicks waiting for their gaze samples to be stored
 
@@ -89,9 +87,7 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
         events = store.decode_chunk("events", columns, raw_size, data).to_pydict()
         targets = events.get("target") or [None] * len(events["t"])
         for t, kind, target, x, y in zip(events["t"], events["type"], targets, events["x"], events["y"]):
-            if target in EXCLUDED_TARGETS:
-                continue
-            if kind in CALIBRATION_EVENTS and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+            if is_calibration_event(kind, target, x, y):
                 drift.pending.append(((origin or 0.0) + t, float(x), float(y)))
     del drift.pending[:-MAX_PENDING]
     if drift.pending:

@@ -55,6 +55,7 @@ recency- and quality-weighted affine correction refitted with each click).
 from __future__ import annotations
 
 import json
+import math
 import operator
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -805,6 +806,19 @@ CALIBRATION_EVENTS = ("click", "caret")
 #: controls. Calibrating on them would move later gaze toward the option chosen, a channel from
 #: the preference into the gaze features.
 EXCLUDED_CLICK_TARGETS = ("controls",)
+
+
+def is_calibration_event(kind: str | None, target: str | None, x: float | None, y: float | None) -> bool:
+    """Whether an ``events`` row is a calibration sample: a click or caret position
+    (:data:`CALIBRATION_EVENTS`) with a finite viewport position, not on the rating and choice
+    controls (:data:`EXCLUDED_CLICK_TARGETS`). A click at exactly (0, 0) is left out too: pages
+    before keyboard clicks were recorded without a position stored a button pressed with Enter or
+    Space there (the top-left corner, not where the participant looked)."""
+    if kind not in CALIBRATION_EVENTS or target in EXCLUDED_CLICK_TARGETS or x is None or y is None:
+        return False
+    return math.isfinite(x) and math.isfinite(y) and not (kind == "click" and x == 0 and y == 0)
+
+
 #: gaze samples that cannot pair with a click
 CLICK_UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK | GazeFlag.UNCALIBRATED | GazeFlag.DROPPED | GazeFlag.MULTIPLE_FACES
 

@@ -60,8 +60,8 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
     :class:`~.calibration.InteractionRecalibrator`); each row gets the correction of the clicks
     before it, recorded in ``drift_x``/``drift_y``/``drift_clicks``. Without clicks (or
     ``events``) the rows are unchanged apart from zero corrections."""
-    from .calibration import (CALIBRATION_EVENTS, CLICK_UNUSABLE, CLICK_WINDOW_MS, EXCLUDED_CLICK_TARGETS,
-                              InteractionRecalibrator, click_sample)
+    from .calibration import (CLICK_UNUSABLE, CLICK_WINDOW_MS, InteractionRecalibrator, click_sample,
+                              is_calibration_event)
 
     corrector = corrector if corrector is not None else InteractionRecalibrator()
     t = gaze.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -78,8 +78,7 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
         ev = events.to_pydict()
         targets = ev.get("target") or [None] * len(ev["t"])
         clicks = sorted((ct, cx, cy) for ct, kind, tg, cx, cy in zip(ev["t"], ev["type"], targets, ev["x"], ev["y"])
-                        if kind in CALIBRATION_EVENTS and tg not in EXCLUDED_CLICK_TARGETS and cx is not None
-                        and cy is not None)
+                        if is_calibration_event(kind, tg, cx, cy))
     out_x, out_y = x.copy(), y.copy()
     dx, dy, used = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
     k, n_used = 0, 0

@@ -90,7 +90,8 @@ def test_clicks_far_from_the_gaze_or_without_gaze_are_ignored(make_app, tmp_path
 def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_app, tmp_path, setting):
     """A click on the controls says which option was chosen: calibrating on it would move later
     gaze toward that option. Only the other clicks and the caret while typing (here in the
-    composer) count."""
+    composer) count. A click at (0, 0) is a button pressed with the keyboard in pages before such
+    clicks lost their position: not where the participant looked, so it does not count either."""
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f"{setting} = true")))
     client = app.test_client()
     token, task_id = to_task(client)
@@ -98,11 +99,12 @@ def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_ap
     first, _ = stored_gaze(app, task_id)
     x, y = float(np.median(first.column("x").to_numpy()[:4])), float(np.median(first.column("y").to_numpy()[:4]))
     click(client, token, task_id, 0, 5350.0, x - 120.0, y + 90.0, target="controls")
+    click(client, token, task_id, 1, 5360.0, 0.0, 0.0, target="composer")  # Enter on Send, old page
     frames_batch(client, token, task_id, 1, 5500.0)
     table, _ = stored_gaze(app, task_id)
     assert table.slice(5).column("drift_x").to_pylist() == [0.0] * 5
     assert table.slice(5).column("drift_clicks").to_pylist() == [0.0] * 5
-    click(client, token, task_id, 1, 5350.0, x + 30.0, y - 20.0, target="composer", kind="caret")  # typing
+    click(client, token, task_id, 2, 5350.0, x + 30.0, y - 20.0, target="composer", kind="caret")  # typing
     frames_batch(client, token, task_id, 2, 6000.0)
     later = stored_gaze(app, task_id)[0].slice(10)
     # one click: an offset (the affine part needs clicks spread over the screen)
@@ -121,7 +123,7 @@ def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_ap
     t = replayed.column("t").to_numpy()
     dx = replayed.column("drift_x").to_numpy()
     assert (dx[t < 5350] == 0).all() and np.allclose(dx[t >= 6000], 30.0, atol=0.5)
-    assert replayed.column("drift_clicks").to_numpy()[t >= 6000].tolist() == [1.0] * 5, "the controls click is left out"
+    assert replayed.column("drift_clicks").to_numpy()[t >= 6000].tolist() == [1.0] * 5, "the controls and (0, 0) clicks are left out"
     np.testing.assert_allclose(replayed.column("x").to_numpy()[t >= 6000], later.column("x").to_numpy(), atol=0.5)
 
 

@@ -662,3 +662,18 @@ def test_no_blend_without_eye_or_head_features(sittings):
     for kind in ("auto", "blend"):
         assert GazeCalibration(kind=kind).fit(only, y).model_kind_ == "sight"
         assert GazeCalibration(kind=kind).fit(only, y, groups=sessions).model_kind_ == "sight"
+
+
+@pytest.mark.parametrize("kind, target, x, y, counts", [
+    ("click", "composer", 120.0, 300.0, True),
+    ("caret", "composer", 0.0, 0.0, True),  # a caret at the corner is where it was
+    ("click", "controls", 120.0, 300.0, False),  # the rating and choice controls: never
+    ("click", "composer", 0.0, 0.0, False),  # a key press on a button, recorded by older pages
+    ("click", None, None, 300.0, False),  # a keyboard click: no position
+    ("click", None, float("nan"), 300.0, False),
+    ("scroll", None, 120.0, 300.0, False),
+])
+def test_which_events_are_calibration_samples(kind, target, x, y, counts):
+    from gazepref.signals.calibration import is_calibration_event
+
+    assert is_calibration_event(kind, target, x, y) is counts
