@@ -5,7 +5,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ._common import DEFAULT_SIZE, new_figure, no_data, styled
+from ._common import DEFAULT_SIZE, fit_text, new_figure, no_data, styled
 from .summary import Summary
 
 #: column → (title, reference line, reference label, good direction)
@@ -24,19 +24,6 @@ LABEL_CHARS = 12
 
 def short_label(s: str) -> str:
     return s if len(s) <= MAX_LABEL_CHARS else s[:LABEL_CHARS] + "…"
-
-
-def _fit_width(text, max_px: float, renderer, min_fontsize: float = 6.0) -> None:
-    """Shrink ``text``'s font until it is at most ``max_px`` wide, then wrap it at spaces."""
-    import textwrap
-
-    while text.get_window_extent(renderer).width > max_px and text.get_fontsize() > min_fontsize:
-        text.set_fontsize(max(min_fontsize, text.get_fontsize() - 0.5))
-    s = text.get_text()
-    width = len(s)
-    while text.get_window_extent(renderer).width > max_px and width > 8:
-        width = int(width * 0.85)
-        text.set_text("\n".join(textwrap.wrap(s, width)))
 
 
 def quality_flags(row) -> list[str]:
@@ -81,7 +68,7 @@ def plot_quality(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, max_row
     # the heading first: its (possibly wrapped) height sets the panels' top
     head = fig.suptitle(f"Data quality per participant{more} — dark hatched bars miss the dashed threshold; "
                         "⚠ = participant has a flag", x=8 / W, y=1 - 8 / H, ha="left", va="top", fontsize=11)
-    _fit_width(head, W - 16, r, min_fontsize=7)
+    fit_text(head, W - 16, r, min_fontsize=7)
     head_px = head.get_window_extent(r).height
     # the row labels' width sets the left margin (measured, so long pseudonyms are not cut off)
     probe = fig.text(0, 0, "", fontsize=fs)
@@ -135,6 +122,6 @@ def plot_quality(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, max_row
     axs[0].set_yticks(y, labels, fontsize=fs)
     axs[0].set_ylim(n - 0.5, -1.2)
     for ax, title in zip(axs, titles):  # titles wider than their panel shrink, then wrap
-        _fit_width(title, ax.get_window_extent(r).width, r, min_fontsize=7)
+        fit_text(title, ax.get_window_extent(r).width, r, min_fontsize=7)
         ax.tick_params(axis="x", labelsize=9)
     return fig

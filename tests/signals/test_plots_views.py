@@ -269,3 +269,22 @@ def test_quality_texts_fit_the_figure_for_long_pseudonyms(sample_summary, size):
     for i, (a, ba) in enumerate(boxes):
         for b, bb in boxes[i + 1:]:
             assert not ba.overlaps(bb), (a, b)
+
+
+@pytest.mark.parametrize("size", [(900, 560), (1200, 800), (640, 480)])
+def test_scanpath_caption_and_footnote_do_not_overlap(sample_rec, size):
+    """The caption (what colour, area and numbers mean) and the layout footnote both sit at the
+    bottom: each lies inside the figure and no figure-level text overlaps another."""
+    fig = make_plot("scanpath", sample_rec, task=TASK, turn=TURN, size=size)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    W, H = fig.bbox.width, fig.bbox.height
+    texts = [t for t in fig.texts if t.get_text().strip()]
+    assert any("numbered" in t.get_text() for t in texts) and any(
+        k in t.get_text() for t in texts for k in ("word boxes", "reflowed"))
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in texts]
+    for s, bb in boxes:
+        assert bb.x0 >= -0.5 and bb.y0 >= -0.5 and bb.x1 <= W + 0.5 and bb.y1 <= H + 0.5, s
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            assert not ba.overlaps(bb), (a, b)
