@@ -10,7 +10,7 @@ from matplotlib.patches import Rectangle
 
 from ... import UserError
 from ._common import DEFAULT_SIZE, HEAT_CMAP, fit_text, new_figure, styled
-from ._data import TurnView, open_data, require_gaze, response_label
+from ._data import TurnView, open_data, require_gaze, response_label, turn_name
 from .text_layout import WordBoxes, draw_text
 
 CELL_PX = 4.0
@@ -39,7 +39,7 @@ def turn_title(view: TurnView) -> str:
     t = view.turn
     prompt = " ".join(t.prompt.split())
     prompt = textwrap.shorten(prompt, 110, placeholder=" …") if prompt else "(no prompt text)"
-    return f"{view.task_id} · turn {t.index} ({t.kind}) · “{prompt}”"
+    return f"{view.task_id} · turn {t.index + 1} ({t.kind}) · “{prompt}”"
 
 
 def text_panels(fig: Figure, view: TurnView, title: str, top_px: int = 64, bottom_px: int = 20,
@@ -133,7 +133,7 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
         require_gaze(view)
     elif view.stream(source) is None:
         other = "gaze" if source == "mouse" and view.stream("gaze") is not None else None
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no {source} samples"
+        raise UserError(f"{turn_name(view.turn)} of task {view.task_id!r} has no {source} samples"
                         + (f" (it has {other} samples: --source {other})" if other else ""))
     fig = new_figure(size)
     panels = text_panels(fig, view, turn_title(view), right_px=116, fit=fit)

@@ -288,3 +288,13 @@ def test_scanpath_caption_and_footnote_do_not_overlap(sample_rec, size):
     for i, (a, ba) in enumerate(boxes):
         for b, bb in boxes[i + 1:]:
             assert not ba.overlaps(bb), (a, b)
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "scanpath", "mouse", "timeline"])
+def test_turn_headings_count_turns_from_1(sample_rec, kind):
+    """``--turn 3`` (0-based, as documented) is the task's fourth turn: its figure heading says
+    "turn 4", as the dashboard's participant page does."""
+    fig = make_plot(kind, sample_rec, task=TASK, turn=TURN, size=(1200, 800))
+    heads = [t.get_text() for t in fig.texts if f"{TASK} · turn" in t.get_text()]
+    heads += [ax.get_title(loc) for ax in fig.axes for loc in ("left", "center") if "turn" in ax.get_title(loc)]
+    assert heads and all(f"turn {TURN + 1} " in h and f"turn {TURN} " not in h for h in heads), heads
