@@ -144,7 +144,18 @@ def _calibration_rounds(rec: Recording) -> pd.DataFrame | None:
               "distance_cm", "px_per_cm", "viewport_w", "viewport_h", "cv_error_px"):
         df[c] = df[c].astype("float64")
     df["passed"] = df["passed"].astype("boolean")
+    # UTC and marked so: Parquet timestamp[us, tz=UTC]; the CSV writer gives ISO 8601 with +00:00
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True).astype("datetime64[us, UTC]")
     return df
+
+
+def _iso_utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its tz-aware columns as ISO 8601 strings ending in ``+00:00`` (CSV)."""
+    out = frame.copy()
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.DatetimeTZDtype):
+            out[c] = [None if pd.isna(v) else v.tz_convert("UTC").isoformat() for v in out[c]]
+    return out
 
 
 #: columns the IFLLM task table gets after the release's (site studies): the calibration in force
@@ -275,7 +286,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     tdf.to_csv(out / ifllm.TASK_TABLE, index=False)
     calibrations = _calibration_rounds(rec)
     if calibrations is not None:
-        calibrations.to_csv(out / CALIBRATION_TABLE, index=False)
+        _iso_utc(calibrations).to_csv(out / CALIBRATION_TABLE, index=False)
     pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in rec.participants()],
                  columns=["user_id", "consent"]).to_csv(out / ifllm.RECORD_TABLE, index=False)
 
