@@ -364,12 +364,23 @@ it is no longer needed.
 """
 
 
-def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.PathLike) -> int:
+DEMOGRAPHICS_NONE = """Nobody answered the demographics questions{among}, so this export has no
+demographics.csv (it was asked for: "include the demographics answers" / --demographics).
+"""
+
+
+def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.PathLike,
+                        n_participants: int | None = None) -> int:
     """Write ``demographics.csv`` (``participant_id`` and one column per question, in the order first
     seen) and ``DEMOGRAPHICS_README.txt`` into the existing folder ``out``; ``rows`` are
-    ``(pseudonym, answers)``. Returns the number of participants written (0: no file)."""
+    ``(pseudonym, answers)``. Returns the number of participants written. With no answers there is
+    no ``demographics.csv`` and the README says that nobody answered (among ``n_participants``
+    consenting participants, when given), so an export that asked for them says why they are missing."""
+    out = Path(out)
     rows = [(pid, a) for pid, a in rows if a]
     if not rows:
+        among = "" if n_participants is None else f" (among {n_participants} consenting participants)"
+        (out / "DEMOGRAPHICS_README.txt").write_text(DEMOGRAPHICS_NONE.format(among=among), encoding="utf-8")
         return 0
     cols: list[str] = []
     for _, a in rows:
@@ -378,7 +389,6 @@ def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.Pa
                                                           if isinstance(v, (list, dict)) else v)
                                                       for k, v in a.items()}} for pid, a in rows],
                          columns=["participant_id", *cols])
-    out = Path(out)
     frame.to_csv(out / DEMOGRAPHICS_FILE, index=False)
     (out / "DEMOGRAPHICS_README.txt").write_text(DEMOGRAPHICS_NOTE, encoding="utf-8")
     return len(rows)

@@ -181,6 +181,21 @@ def test_dashboard_export_with_demographics_on_request(app, client, researcher):
     assert b"P-DEMO" not in b"".join(zf.read(n) for n in zf.namelist())
 
 
+def test_dashboard_export_with_demographics_nobody_answered_says_so(app, client, researcher):
+    """Ticking "include the demographics answers" where nobody answered: the zip says why it has
+    no demographics.csv, as the command line does."""
+    w = Walker(app.test_client(), "P-NODEMO")
+    w.arrive()
+    w.consent()  # consented, never answered the demographics questions
+    assert login(client, *researcher).status_code == 302
+    r = client.get("/admin/studies/test-study/export?format=ifllm&demographics=1")
+    assert r.status_code == 200 and "with-demographics" in r.headers["Content-Disposition"]
+    zf = zipfile.ZipFile(io.BytesIO(r.data))
+    assert "test-study/demographics.csv" not in zf.namelist()
+    note = zf.read("test-study/DEMOGRAPHICS_README.txt").decode()
+    assert "nobody answered" in note.lower() and "demographics.csv" in note
+
+
 def test_why_webcam_participants_stopped(make_app, tmp_path, researcher):
     """Set-up frames (no face, too far, ...) and a camera that could not be opened are recorded, and
     the dashboard says so for a participant who stopped at the camera set-up."""
