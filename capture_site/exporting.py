@@ -38,7 +38,8 @@ def export_study(session: Session, study: store.Study, out_dir: str | Path, fmt:
     if demographics:
         from ..datasets.export import export_demographics
 
-        manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out_dir)}
+        n = sum(1 for p in rec.participants() if p.consented)
+        manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out_dir, n_participants=n)}
     frames = export_frames(session, study, out_dir)
     if frames:
         manifest = {**manifest, "frames": frames}

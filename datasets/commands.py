@@ -97,10 +97,12 @@ def _export(args: argparse.Namespace) -> int:
     if args.demographics:
         from .export import DEMOGRAPHICS_FILE, export_demographics
 
-        n = export_demographics(rec.demographics(), args.out)
+        n = export_demographics(rec.demographics(), args.out,
+                                n_participants=sum(1 for p in rec.participants() if p.consented))
         manifest = {**manifest, "demographics": n}
         if not args.json:
             print(f"wrote {DEMOGRAPHICS_FILE} ({n} participants) -- it may identify people: keep it apart and "
-                  "share it only as your ethics approval allows" if n else "no demographics answers to export")
+                  "share it only as your ethics approval allows" if n
+                  else "nobody answered the demographics questions: no demographics.csv (see DEMOGRAPHICS_README.txt)")
     emit(manifest, args.json)
     return 0

@@ -144,7 +144,18 @@ def _calibration_rounds(rec: Recording) -> pd.DataFrame | None:
               "distance_cm", "px_per_cm", "viewport_w", "viewport_h", "cv_error_px"):
         df[c] = df[c].astype("float64")
     df["passed"] = df["passed"].astype("boolean")
+    # UTC and marked so: Parquet timestamp[us, tz=UTC]; the CSV writer gives ISO 8601 with +00:00
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True).astype("datetime64[us, UTC]")
     return df
+
+
+def _iso_utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its tz-aware columns as ISO 8601 strings ending in ``+00:00`` (CSV)."""
+    out = frame.copy()
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.DatetimeTZDtype):
+            out[c] = [None if pd.isna(v) else v.tz_convert("UTC").isoformat() for v in out[c]]
+    return out
 
 
 #: columns the IFLLM task table gets after the release's (site studies): the calibration in force
@@ -275,7 +286,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     tdf.to_csv(out / ifllm.TASK_TABLE, index=False)
     calibrations = _calibration_rounds(rec)
     if calibrations is not None:
-        calibrations.to_csv(out / CALIBRATION_TABLE, index=False)
+        _iso_utc(calibrations).to_csv(out / CALIBRATION_TABLE, index=False)
     pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in rec.participants()],
                  columns=["user_id", "consent"]).to_csv(out / ifllm.RECORD_TABLE, index=False)
 
@@ -353,12 +364,23 @@ it is no longer needed.
 """
 
 
-def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.PathLike) -> int:
+DEMOGRAPHICS_NONE = """Nobody answered the demographics questions{among}, so this export has no
+demographics.csv (it was asked for: "include the demographics answers" / --demographics).
+"""
+
+
+def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.PathLike,
+                        n_participants: int | None = None) -> int:
     """Write ``demographics.csv`` (``participant_id`` and one column per question, in the order first
     seen) and ``DEMOGRAPHICS_README.txt`` into the existing folder ``out``; ``rows`` are
-    ``(pseudonym, answers)``. Returns the number of participants written (0: no file)."""
+    ``(pseudonym, answers)``. Returns the number of participants written. With no answers there is
+    no ``demographics.csv`` and the README says that nobody answered (among ``n_participants``
+    consenting participants, when given), so an export that asked for them says why they are missing."""
+    out = Path(out)
     rows = [(pid, a) for pid, a in rows if a]
     if not rows:
+        among = "" if n_participants is None else f" (among {n_participants} consenting participants)"
+        (out / "DEMOGRAPHICS_README.txt").write_text(DEMOGRAPHICS_NONE.format(among=among), encoding="utf-8")
         return 0
     cols: list[str] = []
     for _, a in rows:
@@ -367,7 +389,6 @@ def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.Pa
                                                           if isinstance(v, (list, dict)) else v)
                                                       for k, v in a.items()}} for pid, a in rows],
                          columns=["participant_id", *cols])
-    out = Path(out)
     frame.to_csv(out / DEMOGRAPHICS_FILE, index=False)
     (out / "DEMOGRAPHICS_README.txt").write_text(DEMOGRAPHICS_NOTE, encoding="utf-8")
     return len(rows)

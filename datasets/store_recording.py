@@ -1,6 +1,7 @@
 """A study in the site's database, seen as a :class:`~gazepref.datasets.recording.Recording`."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pandas as pd
@@ -15,7 +16,7 @@ from .derive import derive_streams
 
 #: the columns of :meth:`StoreRecording.calibration_rounds` (Parquet ``calibrations``, IFLLM
 #: layout ``calibration_table.csv``); ``attempt``: the attempt's number within its step (an
-#: outcome: the kept one); ``points``: JSON, per validation point its figures (an outcome: per
+#: outcome: the kept one); ``created_at``: when the round was stored (UTC-aware); ``points``: JSON, per validation point its figures (an outcome: per
 #: attempt, with its points)
 CALIBRATION_COLUMNS = [
     "participant_id", "step", "kind", "attempt", "attempts", "created_at", "passed", "accuracy_px", "accuracy_deg",
@@ -23,6 +24,13 @@ CALIBRATION_COLUMNS = [
     "viewport_w", "viewport_h", "n_targets", "frames", "usable_frames_min", "starved_targets", "cv_error_px", "error",
     "points",
 ]
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:
+    """A database time (naive, UTC: :func:`gazepref.store.utcnow`) as a UTC-aware datetime."""
+    if t is None:
+        return None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 
 def _calibration_in_force(p: store.Participant, task: store.Task) -> dict | None:
@@ -152,7 +160,7 @@ class StoreRecording:
                 row.update(
                     participant_id=p.pseudonym, step=step, kind=c.kind,
                     attempt=(attempt_no if c.kind == "calibration" else attempt.get(r.get("calibration"))),
-                    created_at=c.created_at.isoformat() if c.created_at else None,
+                    created_at=_utc(c.created_at),
                     viewport_w=viewport[0], viewport_h=viewport[1],
                     n_targets=len(r.get("targets") or r.get("points") or []) or None, frames=r.get("frames"),
                     usable_frames_min=min(usable) if usable else None, starved_targets=len(r.get("starved") or []),

@@ -65,12 +65,23 @@ function row(p) {
 // Redraw in place: rows whose data did not change stay as they are (a text selection in them
 // survives), changed rows are replaced, and a link or button that had the keyboard focus in a
 // replaced row gets it back (else every poll would send a keyboard user back to the page's top).
+// An empty study shows one "No participants yet" row (no data-id), kept until the first arrives.
+function emptyRow() {
+  const tr = document.createElement("tr");
+  tr.className = "empty";
+  cell(tr, "No participants yet (the table refreshes every 5 s).").colSpan = table.tHead.rows[0].cells.length;
+  return tr;
+}
+
 function redraw(body, participants) {
   const active = document.activeElement;
   const focusRow = active && body.contains(active) ? active.closest("tr") : null;
   const focusAt = focusRow ? [...focusRow.querySelectorAll("a, button")].indexOf(active) : -1;
   const ids = new Set(participants.map((p) => String(p.id)));
-  for (const tr of [...body.rows]) if (!ids.has(tr.dataset.id)) tr.remove();
+  for (const tr of [...body.rows]) {
+    if (tr.classList.contains("empty") ? participants.length > 0 : !ids.has(tr.dataset.id)) tr.remove();
+  }
+  if (!participants.length && !body.querySelector("tr.empty")) body.appendChild(emptyRow());
   participants.forEach((p, i) => {
     const key = JSON.stringify(p);
     const old = [...body.rows].find((tr) => tr.dataset.id === String(p.id));

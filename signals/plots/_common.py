@@ -105,6 +105,25 @@ def parse_size(s: str | None, default: tuple[int, int] = DEFAULT_SIZE) -> tuple[
         raise UserError(f"--size must look like 1200x800, not {s!r}") from None
 
 
+def fit_text(text, max_px: float, renderer, min_fontsize: float = 6.0, overflow: str = "wrap") -> None:
+    """Make the artist ``text`` at most ``max_px`` display px wide: shrink its font down to
+    ``min_fontsize``, then wrap it at spaces (``overflow='wrap'``) or shorten its end with "…"
+    (``'shorten'``, for one-line headings)."""
+    import textwrap
+
+    def width() -> float:
+        return text.get_window_extent(renderer).width
+
+    while width() > max_px and text.get_fontsize() > min_fontsize:
+        text.set_fontsize(max(min_fontsize, text.get_fontsize() - 0.5))
+    s = text.get_text()
+    n = len(s)
+    while width() > max_px and n > 8:
+        n = int(n * 0.9)
+        text.set_text("\n".join(textwrap.wrap(s, n)) if overflow == "wrap"
+                      else textwrap.shorten(s, n, placeholder=" …"))
+
+
 def no_data(fig: Figure, message: str) -> Figure:
     ax = fig.add_subplot(111)
     ax.axis("off")

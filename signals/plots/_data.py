@@ -67,6 +67,12 @@ def resolve_task(rec, participant: str | None = None, task: str | None = None,
     return with_turns[0]
 
 
+def turn_name(turn: schema.Turn) -> str:
+    """How figures and messages name a turn: counted from 1 (``turn 1`` is ``--turn 0``, the
+    stored index 0), as the dashboard's pages do, with the 0-based index beside it."""
+    return f"turn {turn.index + 1} (index {turn.index})"
+
+
 def resolve_turn(rec, task_id: str, turn: int | None) -> schema.Turn:
     turns = turns_by_task(rec).get(task_id, [])
     if not turns:
@@ -76,7 +82,7 @@ def resolve_turn(rec, task_id: str, turn: int | None) -> schema.Turn:
     for t in turns:
         if t.index == turn:
             return t
-    raise UserError(f"task {task_id!r} has no turn {turn} (turns 0..{len(turns) - 1})")
+    raise UserError(f"task {task_id!r} has no turn {turn} (0-based --turn: 0..{len(turns) - 1})")
 
 
 def task_streams(rec, task_id: str, turns: list[schema.Turn] | None = None) -> dict[str, pa.Table]:
@@ -214,9 +220,9 @@ def require_gaze(view: TurnView) -> None:
     hint = (" (it has mouse samples: the mouse view, or the heatmap with --source mouse)"
             if view.stream("mouse") is not None else "")
     if view.stream("gaze") is None and view.stream("hits") is None:
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze samples{hint}")
+        raise UserError(f"{turn_name(view.turn)} of task {view.task_id!r} has no gaze samples{hint}")
     if sum(len(view.points(p, "gaze")) for p in view.positions) == 0:
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze samples on the "
+        raise UserError(f"{turn_name(view.turn)} of task {view.task_id!r} has no gaze samples on the "
                         f"response text{hint}")
 
 

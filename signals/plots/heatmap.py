@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ... import UserError
-from ._common import DEFAULT_SIZE, HEAT_CMAP, new_figure, styled
-from ._data import TurnView, open_data, require_gaze, response_label
+from ._common import DEFAULT_SIZE, HEAT_CMAP, fit_text, new_figure, styled
+from ._data import TurnView, open_data, require_gaze, response_label, turn_name
 from .text_layout import WordBoxes, draw_text
 
 CELL_PX = 4.0
@@ -25,19 +25,21 @@ class TextPanel:
     fig: Figure = None
     left_px: float = 0.0
     top_px: float = 0.0  # top of the panel header, figure px from the bottom
+    width_px: float = 0.0
 
     def note(self, text: str) -> None:
         """A second header line under the response label (statistics)."""
         W, H = self.fig.bbox.width, self.fig.bbox.height
-        self.fig.text(self.left_px / W, (self.top_px - 20) / H, text, fontsize=9, color="#333",
-                      ha="left", va="top")
+        t = self.fig.text(self.left_px / W, (self.top_px - 20) / H, text, fontsize=9, color="#333",
+                          ha="left", va="top")
+        fit_text(t, self.width_px, self.fig.canvas.get_renderer(), min_fontsize=7, overflow="shorten")
 
 
 def turn_title(view: TurnView) -> str:
     t = view.turn
     prompt = " ".join(t.prompt.split())
     prompt = textwrap.shorten(prompt, 110, placeholder=" …") if prompt else "(no prompt text)"
-    return f"{view.task_id} · turn {t.index} ({t.kind}) · “{prompt}”"
+    return f"{view.task_id} · turn {t.index + 1} ({t.kind}) · “{prompt}”"
 
 
 def text_panels(fig: Figure, view: TurnView, title: str, top_px: int = 64, bottom_px: int = 20,
@@ -61,7 +63,8 @@ def text_panels(fig: Figure, view: TurnView, title: str, top_px: int = 64, botto
             H = max(float(min_height_px), H - (ph - need))
             fig.set_size_inches(W / fig.dpi, H / fig.dpi)
             ph = H - top_px - bottom_px - head
-    fig.suptitle(title, x=side_px / W, y=1 - 8 / H, ha="left", va="top", fontsize=11)
+    heading = fig.suptitle(title, x=side_px / W, y=1 - 8 / H, ha="left", va="top", fontsize=11)
+    fit_text(heading, W - 2 * side_px, fig.canvas.get_renderer(), min_fontsize=9, overflow="shorten")
     out = []
     for i, (p, b) in enumerate(zip(view.positions, boxes)):
         left = side_px + i * (pw + gap_px)
@@ -73,9 +76,10 @@ def text_panels(fig: Figure, view: TurnView, title: str, top_px: int = 64, botto
                                clip_on=False))
         label = response_label(view.turn, p)
         top = bottom_px + ph + head
-        fig.text(left / W, top / H, label, fontsize=11, ha="left", va="top",
-                 fontweight="bold" if "PREFERRED" in label else "normal")
-        out.append(TextPanel(ax, b, scale, p, fig, left, top))
+        t = fig.text(left / W, top / H, label, fontsize=11, ha="left", va="top",
+                     fontweight="bold" if "PREFERRED" in label else "normal")
+        fit_text(t, pw, fig.canvas.get_renderer(), min_fontsize=8, overflow="shorten")
+        out.append(TextPanel(ax, b, scale, p, fig, left, top, pw))
     fig.patch.set_facecolor("#f4f4f4")
     return out
 
@@ -129,7 +133,7 @@ def plot_heatmap(data, participant: str | None = None, task: str | None = None, 
         require_gaze(view)
     elif view.stream(source) is None:
         other = "gaze" if source == "mouse" and view.stream("gaze") is not None else None
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no {source} samples"
+        raise UserError(f"{turn_name(view.turn)} of task {view.task_id!r} has no {source} samples"
                         + (f" (it has {other} samples: --source {other})" if other else ""))
     fig = new_figure(size)
     panels = text_panels(fig, view, turn_title(view), right_px=116, fit=fit)

@@ -10,7 +10,7 @@ from matplotlib.patches import Rectangle
 
 from ... import UserError
 from ._common import DEFAULT_SIZE, SEQ_CMAP, new_figure, styled
-from ._data import TurnView, _np, open_data
+from ._data import TurnView, _np, open_data, turn_name
 from .heatmap import turn_title
 
 
@@ -82,14 +82,14 @@ def plot_mouse(data, participant: str | None = None, task: str | None = None, tu
     view = view or TurnView.load(rec, participant, task, turn)
     mz = view.stream("mouse")
     if mz is None:
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no mouse samples")
+        raise UserError(f"{turn_name(view.turn)} of task {view.task_id!r} has no mouse samples")
     t, x, y = _np(mz, "t"), _np(mz, "x"), _np(mz, "y")
     o = np.argsort(t, kind="stable")
     t, x, y = t[o], x[o], y[o]
     ok = (x >= 0) & (y >= 0) & np.isfinite(x) & np.isfinite(y)
     t, x, y = t[ok], x[ok], y[ok]
     if len(t) == 0:
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r}: the pointer never moved")
+        raise UserError(f"{turn_name(view.turn)} of task {view.task_id!r}: the pointer never moved")
     t0 = view.t_range[0]
     ts = (t - t0) / 1000.0
     fig = new_figure(size)

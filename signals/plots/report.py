@@ -270,13 +270,13 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
         for tid, n in ex:
             try:
                 view = TurnView.load(rec, task=tid, turn=n)
-                parts.append(f"<h3>{html.escape(tid)}, turn {n}</h3>")
-                parts.append(_img(plot_heatmap(rec, view=view, size=(1200, 760)), f"gaze heatmap {tid} turn {n}"))
-                parts.append(_img(plot_scanpath(rec, view=view, size=(1200, 760)), f"scanpath {tid} turn {n}"))
+                parts.append(f"<h3>{html.escape(tid)}, turn {n + 1}</h3>")  # counted from 1, as the figures
+                parts.append(_img(plot_heatmap(rec, view=view, size=(1200, 760)), f"gaze heatmap {tid} turn {n + 1}"))
+                parts.append(_img(plot_scanpath(rec, view=view, size=(1200, 760)), f"scanpath {tid} turn {n + 1}"))
                 if (tid, n) == ex[0]:
                     from .timeline import plot_timeline
 
-                    parts.append(_img(plot_timeline(rec, view=view, size=(1200, 560)), f"timeline {tid} turn {n}"))
+                    parts.append(_img(plot_timeline(rec, view=view, size=(1200, 560)), f"timeline {tid} turn {n + 1}"))
             except UserError as e:
                 parts.append(f"<p class='muted'>{html.escape(str(e))}</p>")
 

@@ -10,7 +10,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from .. import gaze_events
-from ._common import DEFAULT_SIZE, SEQ_CMAP, new_figure, styled
+from ._common import DEFAULT_SIZE, SEQ_CMAP, fit_text, new_figure, styled
 from ._data import TurnView, _np, open_data, require_gaze
 from .heatmap import footnote, text_panels, turn_title
 from .text_layout import draw_text
@@ -120,10 +120,22 @@ def plot_scanpath(data, participant: str | None = None, task: str | None = None,
     view = view or TurnView.load(rec, participant, task, turn)
     require_gaze(view)
     fx = text_fixations(view)
-    fig = new_figure(size)
-    panels = text_panels(fig, view, turn_title(view), right_px=90, fit=fit)
     on_all = np.flatnonzero(fx.position >= 0)
     on = on_all[:max_fixations]
+    n_switch = int(np.sum(np.diff(fx.position[on_all]) != 0)) if len(on_all) > 1 else 0
+    fig = new_figure(size)
+    # the caption sits on its own line(s) above the footnote (bottom right), so they never overlap
+    W = fig.bbox.width
+    caption = fig.text(0, 0, f"{len(fx)} fixations (I-DT), {len(on_all)} on the text"
+                       + (f" (first {len(on)} drawn)" if len(on) < len(on_all) else "")
+                       + (f", {n_switch} switches" if len(view.positions) > 1 else "")
+                       + "; colour: order in time; area ∝ duration; numbered: first, last and long fixations",
+                       fontsize=8, color="#444", ha="left", va="bottom")
+    fit_text(caption, W - 32, fig.canvas.get_renderer(), min_fontsize=8)
+    caption_px = caption.get_window_extent(fig.canvas.get_renderer()).height
+    panels = text_panels(fig, view, turn_title(view), right_px=90, fit=fit, bottom_px=int(np.ceil(caption_px)) + 24)
+    W, H = fig.bbox.width, fig.bbox.height  # (fitted to the text)
+    caption.set_position((16 / W, 18 / H))
     order = np.full(len(fx), -1)
     order[on] = np.arange(1, len(on) + 1)  # numbered in time over both responses
     norm = Normalize(1, max(2, len(on)))
@@ -145,13 +157,6 @@ def plot_scanpath(data, participant: str | None = None, task: str | None = None,
         n_all = int(np.sum(fx.position[on_all] == pn.position))
         pn.note(f"{n_all} fixations · {float(fx.duration[on_all][fx.position[on_all] == pn.position].sum()) / 1000:.1f} s "
                 "fixating the text" + (f" · {len(m)} drawn" if len(m) < n_all else ""))
-    n_switch = int(np.sum(np.diff(fx.position[on_all]) != 0)) if len(on_all) > 1 else 0
-    W, H = fig.bbox.width, fig.bbox.height
-    fig.text(16 / W, 30 / H * 0 + 0.005, f"{len(fx)} fixations (I-DT), {len(on_all)} on the text"
-             + (f" (first {len(on)} drawn)" if len(on) < len(on_all) else "")
-             + (f", {n_switch} switches" if len(view.positions) > 1 else "")
-             + "; colour: order in time; area ∝ duration; numbered: first, last and long fixations",
-             fontsize=8, color="#444", ha="left", va="bottom")
     footnote(fig, panels)
     cax = fig.add_axes([(W - 70) / W, 0.15, 14 / W, 0.6])
     from matplotlib.cm import ScalarMappable

@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 
 from ... import UserError
 from ._common import DEFAULT_SIZE, NOT_PREFERRED, PREFERRED, new_figure, styled
-from ._data import TurnView, _np, open_data, outcome
+from ._data import TurnView, _np, open_data, outcome, turn_name
 from .heatmap import turn_title
 
 _BAND = 1.0
@@ -19,7 +19,7 @@ def plot_timeline(data, participant: str | None = None, task: str | None = None,
     rec = open_data(data) if view is None else view.rec
     view = view or TurnView.load(rec, participant, task, turn)
     if view.stream("gaze") is None and view.stream("mouse") is None and view.stream("hits") is None:
-        raise UserError(f"turn {view.turn.index} of task {view.task_id!r} has no gaze or mouse samples")
+        raise UserError(f"{turn_name(view.turn)} of task {view.task_id!r} has no gaze or mouse samples")
     t0, t1 = view.t_range
     fig = new_figure(size)
     ax = fig.add_axes([0.17, 0.1, 0.72, 0.76])

@@ -1,6 +1,7 @@
 """Researcher dashboard: accounts from the CLI, login, progress, quality, export, deletion."""
 import io
 import json
+import re
 import zipfile
 
 import pandas as pd
@@ -181,6 +182,21 @@ def test_dashboard_export_with_demographics_on_request(app, client, researcher):
     assert b"P-DEMO" not in b"".join(zf.read(n) for n in zf.namelist())
 
 
+def test_dashboard_export_with_demographics_nobody_answered_says_so(app, client, researcher):
+    """Ticking "include the demographics answers" where nobody answered: the zip says why it has
+    no demographics.csv, as the command line does."""
+    w = Walker(app.test_client(), "P-NODEMO")
+    w.arrive()
+    w.consent()  # consented, never answered the demographics questions
+    assert login(client, *researcher).status_code == 302
+    r = client.get("/admin/studies/test-study/export?format=ifllm&demographics=1")
+    assert r.status_code == 200 and "with-demographics" in r.headers["Content-Disposition"]
+    zf = zipfile.ZipFile(io.BytesIO(r.data))
+    assert "test-study/demographics.csv" not in zf.namelist()
+    note = zf.read("test-study/DEMOGRAPHICS_README.txt").decode()
+    assert "nobody answered" in note.lower() and "demographics.csv" in note
+
+
 def test_why_webcam_participants_stopped(make_app, tmp_path, researcher):
     """Set-up frames (no face, too far, ...) and a camera that could not be opened are recorded, and
     the dashboard says so for a participant who stopped at the camera set-up."""
@@ -219,10 +235,27 @@ def test_why_webcam_participants_stopped(make_app, tmp_path, researcher):
     assert rows[1]["reason"] == "at the camera set-up: camera access denied"
 
 
+def test_empty_study_table_says_no_participants_yet(app, client, researcher):
+    """Before anyone arrives the table is not just headers: one row spanning it says so; the first
+    participant replaces it."""
+    assert login(client, *researcher).status_code == 302
+    page = client.get("/admin/studies/test-study").text
+    body = page.split('id="participants"', 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert body.count("<tr") == 1 and 'class="empty"' in body and "No participants yet" in body
+    heads = len(re.findall(r"<th[ >]", page.split('id="participants"', 1)[1].split("</thead>", 1)[0]))
+    assert f'colspan="{heads}"' in body
+    w = Walker(app.test_client(), "P-FIRST")
+    w.arrive()
+    w.consent()
+    body = client.get("/admin/studies/test-study").text.split('id="participants"', 1)[1].split("</tbody>", 1)[0]
+    assert "No participants yet" not in body and body.count("<tr data-id=") == 1
+
+
 @pytest.mark.browser
 def test_participant_table_refreshes_live(app, researcher):
     """The study page redraws its participants table from progress.json: a participant who
-    arrives after the page was opened shows up, with status, without a reload."""
+    arrives after the page was opened shows up, with status, without a reload, in place of the
+    empty study's "No participants yet" row."""
     from pathlib import Path
 
     chromium = Path("/usr/bin/chromium")
@@ -243,13 +276,21 @@ def test_participant_table_refreshes_live(app, researcher):
             page.fill("[name='password']", researcher[1])
             page.click("button[type='submit']")
             page.goto("/admin/studies/test-study")
-            assert page.locator("#participants tbody tr").count() == 0
+            # an empty study says so in the table, and a poll keeps saying it
+            rows = page.locator("#participants tbody tr")
+            assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
+            with page.expect_response(lambda r: "progress.json" in r.url, timeout=12_000):
+                pass  # the next poll (every 5 s) ...
+            page.wait_for_timeout(300)  # ... and its redraw
+            assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
             w = Walker(app.test_client(), "P-LIVE")
             w.arrive()
             w.consent()
-            page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 1", timeout=12_000)
-            row = page.locator("#participants tbody tr").first.inner_text()
-            assert "in progress" in row and "Delete data" in row
+            page.wait_for_function("document.querySelectorAll('#participants tbody tr[data-id]').length === 1",
+                                   timeout=12_000)
+            assert rows.count() == 1  # the notice went when the first participant came
+            row = rows.first.inner_text()
+            assert "in progress" in row and "Delete data" in row and "No participants yet" not in row
         finally:
             b.close()
 

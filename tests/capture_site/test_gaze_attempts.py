@@ -211,6 +211,19 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     points = json.loads(val["points"].iloc[1])
     assert len(points) == 4 and all("data_loss" in p and "accuracy_deg" in p for p in points)
     assert set(rounds["participant_id"]) == {tasks_pid(out, fmt)}, "pseudonyms only"
+    # the rounds' times are UTC and say so (the dashboard heads its times "(UTC)")
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        field = pq.read_schema(out / "calibrations.parquet").field("created_at")
+        assert str(field.type) in ("timestamp[us, tz=UTC]", "timestamp[ns, tz=UTC]"), field.type
+        created = rounds["created_at"]
+    else:
+        assert rounds["created_at"].str.endswith("+00:00").all(), rounds["created_at"].tolist()
+        created = pd.to_datetime(rounds["created_at"], format="ISO8601")
+    assert str(created.dt.tz) == "UTC" and created.is_monotonic_increasing
+    now = pd.Timestamp.now(tz="UTC")
+    assert ((now - created) < pd.Timedelta(minutes=10)).all() and (created <= now).all()
 
 
 def tasks_pid(out, fmt):

@@ -153,6 +153,16 @@ def test_demographics_only_on_request(tmp_path: Path, ifllm_sample: Path, capsys
     assert err.count("\n") == 1 and "holds no demographics answers (a Parquet export never does" in err
 
 
+def test_demographics_nobody_answered_writes_a_note(tmp_path: Path):
+    """--demographics where nobody answered: no demographics.csv, and a note saying why."""
+    from gazepref.datasets.export import export_demographics
+
+    assert export_demographics([("p_1", {})], tmp_path, n_participants=2) == 0
+    assert not (tmp_path / "demographics.csv").exists()
+    note = (tmp_path / "DEMOGRAPHICS_README.txt").read_text()
+    assert "nobody answered" in note.lower() and "2 consenting participants" in note
+
+
 def test_demographics_of_an_ifllm_release(tmp_path: Path, ifllm_sample: Path, capsys):
     """The release's record_info_table.csv has the workers' demographics: --demographics exports
     them apart, as for a study; the behaviour files (the record table too) never hold them."""

@@ -17,8 +17,8 @@ def rec():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(participant="nobody"), "no participant 'nobody'"),
     (dict(task="worker_synth/99"), "no task 'worker_synth/99'"),
-    (dict(task="worker_synth/1", turn=5), "has no turn 5 (turns 0..1)"),
-    (dict(task="worker_synth/1", turn=1), "turn 1 of task 'worker_synth/1' has no gaze samples"),
+    (dict(task="worker_synth/1", turn=5), "has no turn 5 (0-based --turn: 0..1)"),
+    (dict(task="worker_synth/1", turn=1), "turn 2 (index 1) of task 'worker_synth/1' has no gaze samples"),
     (dict(task="worker_synth/2"), "has no turns"),
 ])
 def test_bad_selection(rec, kwargs, message):

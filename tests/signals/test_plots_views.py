@@ -236,3 +236,65 @@ def test_mouse_view_draws_the_window_behind_the_boxes():
     for (x, y), colour in (((300.0, 150.0), "#f3f3f3"), ((500.0, 260.0), "#e9eef5")):  # prompt, response
         col, row = ax.transData.transform((x, y))
         assert np.allclose(img[int(H - row), int(col)], to_rgb(colour), atol=0.02), (x, y)
+
+
+def _visible_texts(fig):
+    from matplotlib.text import Text
+
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and t.figure is fig]
+
+
+@pytest.mark.parametrize("size", [(1000, 320), (1200, 800), (700, 300)])
+def test_quality_texts_fit_the_figure_for_long_pseudonyms(sample_summary, size):
+    """The site's pseudonyms are 32 hex characters: the row labels, panel titles, threshold labels
+    and the heading all lie inside the figure, and no two of them overlap."""
+    from dataclasses import replace
+
+    from gazepref.signals.plots.quality import plot_quality
+
+    p = sample_summary.participants.copy()
+    p["participant_id"] = [f"{i:x}" * 32 for i in range(10, 10 + len(p))]
+    p["calibration"], p["calibration_unit"] = 80.0, "px"  # the site's unit: px, threshold 200 px
+    fig = plot_quality(replace(sample_summary, participants=p), size=size)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    W, H = fig.bbox.width, fig.bbox.height
+    texts = _visible_texts(fig)
+    assert any("200" in t.get_text() for t in texts)
+    boxes = []
+    for t in texts:
+        bb = t.get_window_extent(r)
+        assert bb.x0 >= -0.5 and bb.y0 >= -0.5 and bb.x1 <= W + 0.5 and bb.y1 <= H + 0.5, t.get_text()
+        boxes.append((t.get_text(), bb))
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            assert not ba.overlaps(bb), (a, b)
+
+
+@pytest.mark.parametrize("size", [(900, 560), (1200, 800), (640, 480)])
+def test_scanpath_caption_and_footnote_do_not_overlap(sample_rec, size):
+    """The caption (what colour, area and numbers mean) and the layout footnote both sit at the
+    bottom: each lies inside the figure and no figure-level text overlaps another."""
+    fig = make_plot("scanpath", sample_rec, task=TASK, turn=TURN, size=size)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    W, H = fig.bbox.width, fig.bbox.height
+    texts = [t for t in fig.texts if t.get_text().strip()]
+    assert any("numbered" in t.get_text() for t in texts) and any(
+        k in t.get_text() for t in texts for k in ("word boxes", "reflowed"))
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in texts]
+    for s, bb in boxes:
+        assert bb.x0 >= -0.5 and bb.y0 >= -0.5 and bb.x1 <= W + 0.5 and bb.y1 <= H + 0.5, s
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            assert not ba.overlaps(bb), (a, b)
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "scanpath", "mouse", "timeline"])
+def test_turn_headings_count_turns_from_1(sample_rec, kind):
+    """``--turn 3`` (0-based, as documented) is the task's fourth turn: its figure heading says
+    "turn 4", as the dashboard's participant page does."""
+    fig = make_plot(kind, sample_rec, task=TASK, turn=TURN, size=(1200, 800))
+    heads = [t.get_text() for t in fig.texts if f"{TASK} · turn" in t.get_text()]
+    heads += [ax.get_title(loc) for ax in fig.axes for loc in ("left", "center") if "turn" in ax.get_title(loc)]
+    assert heads and all(f"turn {TURN + 1} " in h and f"turn {TURN} " not in h for h in heads), heads
