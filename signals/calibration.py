@@ -484,26 +484,23 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ predict
     def predict(self, X: Any) -> np.ndarray:
         """Gaze (n x 2 px) for feature rows; NaN (or the target mean) where features are missing."""
+        return self.predict_array(self._values(X))
+
+    def predictable(self, X: Any) -> np.ndarray:
+        """Which feature rows the model can predict (bool, n): those :meth:`predict` does not give
+        NaN, or with ``fill_missing`` the calibration targets' mean (a feature it gives weight is
+        missing: a row without a face; for a sight or blend model, a face whose line of sight
+        could not be found)."""
+        return np.isfinite(self._map(self._values(X))).all(axis=1)
+
+    def _values(self, X: Any) -> np.ndarray:
+        """The raw feature matrix (columns ``feature_names_in_``) of feature rows ``X``."""
         check_is_fitted(self, "coef_")
         frame = _as_frame(X)
         missing = [c for c in self.feature_names_in_ if c not in frame.columns]
         if missing:
             raise ValueError(f"feature columns missing for prediction: {missing[:5]}")
-        values = frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64)
-        return self.predict_array(values)
-
-    def predictable(self, X: Any) -> np.ndarray:
-        """Which feature rows the model can predict (bool, n): every feature it gives weight is
-        known. The others get NaN from :meth:`predict`, or the calibration targets' mean with
-        ``fill_missing`` (a row without a face; for a sight or blend model, a face whose line of
-        sight could not be found)."""
-        check_is_fitted(self, "coef_")
-        idx, names, *_ = self._used()
-        frame = _as_frame(X)
-        missing = [c for c in names if c not in frame.columns]
-        if missing:
-            raise ValueError(f"feature columns missing for prediction: {missing[:5]}")
-        return np.isfinite(frame[list(names)].to_numpy(dtype=np.float64)).all(axis=1)
+        return frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64)
 
     def _used(self) -> tuple[np.ndarray, tuple[str, ...], Any, np.ndarray, np.ndarray, np.ndarray]:
         """The columns the model gives weight (a block left out, the head block of a sight model
@@ -528,11 +525,16 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         pred[bad] = self.target_mean_ if self.fill_missing else np.nan
         return pred
 
+    def _map(self, values: np.ndarray) -> np.ndarray:
+        """The linear map on the used columns of ``values`` (clipped to their calibration range);
+        NaN where one of them is missing."""
+        idx, _, _, coef, lo, hi = self._used()
+        return np.clip(values[:, idx], lo, hi) @ coef + self.intercept_
+
     def predict_array(self, values: np.ndarray) -> np.ndarray:
         """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``. A missing
         value in a column the model gives no weight (a block left out) does not matter."""
-        idx, _, _, coef, lo, hi = self._used()
-        return self._finish(np.clip(values[:, idx], lo, hi) @ coef + self.intercept_)
+        return self._finish(self._map(values))
 
     def predict_row(self, row: Mapping[str, float]) -> tuple[float, float]:
         """Gaze for one tracker row (dict); NaN when a feature is missing. The same numbers as

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -295,13 +295,22 @@ def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out",
     return [(i, np.isin(idx, train), np.isin(idx, test)) for i, (train, test) in enumerate(folds)]
 
 
+class Split(NamedTuple):
+    """One split's predictions (:func:`split_predictions`)."""
+
+    name: Any  #: the predicted session, the calibrating one (one-round), or the fold
+    predicted: np.ndarray  #: mask of the person's rows predicted
+    pred: np.ndarray  #: their predictions (n x 2 px)
+    kind: str | None  #: the fitted model's kind ("sight", "one-stage", "blend"); None: no model
+    guessed: np.ndarray | None = None  #: which of them are the calibration targets' mean
+
+
 def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
                       make_model: Callable[[], GazeCalibration], protocol: str,
-                      ) -> list[tuple[Any, np.ndarray, np.ndarray, str | None, np.ndarray]]:
-    """(split name, predict mask, predictions of those rows, the fitted model's kind: "sight",
-    "one-stage", "blend" or None for the mean guess, which of those rows were guessed) per split
-    of :func:`protocol_splits`. A guessed row is predicted as the calibration targets' mean: no
-    face, a feature the model needs missing, or no model.
+                      ) -> list[Split]:
+    """The predictions of each split of :func:`protocol_splits` (:class:`Split`). A guessed row
+    is predicted as the calibration targets' mean: no face, a feature the model needs missing,
+    or no model.
 
     Calibration rows are the usable ones (face found, eyes open); with rows of several sessions
     (sittings) the model's hyper-parameters, and (``auto``) which of the sight, one-stage and
@@ -320,10 +329,10 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
                       groups=groups if len(pd.unique(groups)) >= 2 else None)
         except ValueError:  # too few usable calibration samples
             n = int(test.sum())
-            out.append((name, test, np.tile(targets[train].mean(axis=0), (n, 1)), None, np.ones(n, bool)))
+            out.append(Split(name, test, np.tile(targets[train].mean(axis=0), (n, 1)), None, np.ones(n, bool)))
             continue
-        out.append((name, test, model.predict(features[test]), getattr(model, "model_kind_", None),
-                    ~model.predictable(features[test])))
+        out.append(Split(name, test, model.predict(features[test]), getattr(model, "model_kind_", None),
+                         ~model.predictable(features[test])))
     return out
 
 
@@ -358,7 +367,7 @@ def _error_parts(targets: np.ndarray, sessions: np.ndarray, pred: np.ndarray) ->
                      np.linalg.norm(pred - targets - offset, axis=1).sum()])
 
 
-def person_errors(targets: np.ndarray, splits: list[tuple],
+def person_errors(targets: np.ndarray, splits: list[Split],
                   protocol: str, sessions: np.ndarray | None = None) -> dict[str, Any]:
     """One person's figures from :func:`split_predictions`.
 
@@ -387,16 +396,17 @@ def person_errors(targets: np.ndarray, splits: list[tuple],
       session's own targets): the part the study site's continuous calibration from clicks
       corrects (:class:`.calibration.InteractionRecalibrator`).
     """
-    errs = [np.linalg.norm(p - targets[test], axis=1) for _, test, p, *_ in splits]
+    splits = [Split(*s) for s in splits]  # (plain tuples of its first four fields too)
+    errs = [np.linalg.norm(s.pred - targets[s.predicted], axis=1) for s in splits]
     pooled = np.concatenate(errs) if errs else np.empty(0)
     pooled = pooled[np.isfinite(pooled)]
-    kinds = [s[3] for s in splits if s[3] is not None]
+    kinds = [s.kind for s in splits if s.kind is not None]
     out: dict[str, Any] = {"error_px": None, "median_error_px": None,
                            "models": {k: kinds.count(k) for k in sorted(set(kinds))}}
-    guessed = [s[4] for s in splits if len(s) > 4]
-    if guessed:  # the share of the predictions made that are the targets' mean (each ~600 px off on a laptop)
-        pooled_guesses = np.concatenate(guessed)
-        out["guessed_ratio"] = float(pooled_guesses.mean()) if len(pooled_guesses) else None
+    if splits and all(s.guessed is not None for s in splits):
+        # the share of the predictions made that are the targets' mean (each ~600 px off on a laptop)
+        guessed = np.concatenate([s.guessed for s in splits])
+        out["guessed_ratio"] = float(guessed.mean()) if len(guessed) else None
     if sessions is not None:
         out.update(dict.fromkeys(ERROR_PARTS))
     if not len(pooled):
@@ -411,7 +421,8 @@ def person_errors(targets: np.ndarray, splits: list[tuple],
         out["error_px"] = float(np.mean(pooled))
         out["held_out"] = each
     if sessions is not None:
-        sums = np.array([_error_parts(targets[test], np.asarray(sessions)[test], p) for _, test, p, *_ in splits])
+        sums = np.array([_error_parts(targets[s.predicted], np.asarray(sessions)[s.predicted], s.pred)
+                         for s in splits])
         if protocol != "one-round":  # each row once: pool the splits
             sums = sums.sum(axis=0, keepdims=True)
         for key, (i, n) in zip(ERROR_PARTS, ((1, 0), (2, 3), (4, 0), (5, 0))):  # _error_parts' sums
