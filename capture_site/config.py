@@ -7,6 +7,7 @@ and what was expected.
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,6 +159,21 @@ class _Reader:
         value = self.get(key, int, default, f"an integer >= {lo}")
         if value < lo or (hi is not None and value > hi):
             self._fail(key, f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}")
+        return value
+
+    def number(self, key: str, default: Any = ..., lo: float | None = None, hi: float | None = None,
+               lo_open: bool = False, expected: str = "") -> float:
+        """A finite number (int or float) in ``lo..hi`` (either end optional; ``lo_open``: above
+        ``lo``, not at it): NaN and infinities are refused. ``expected`` replaces the generated
+        wording of the error (e.g. ``"a finite number > 0"``)."""
+        bounds = ([f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None and hi is None else
+                  [f"<= {hi:g}"] if hi is not None and lo is None else
+                  [f"in {lo:g}..{hi:g}"] if lo is not None else [])
+        expected = expected or " ".join(["a finite number", *bounds])
+        value = float(self.get(key, (int, float), default, expected))
+        if (not math.isfinite(value) or (lo is not None and (value < lo or (lo_open and value == lo)))
+                or (hi is not None and value > hi)):
+            self._fail(key, expected)
         return value
 
     def text(self, key: str, default: Any = ...) -> str:
