@@ -7,6 +7,7 @@ and what was expected.
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ PLATFORM_NAMES = ("any", "prolific", "mturk")
 MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 #: desktop-only by default for webcam studies: the smallest window (width, height) in CSS px
 WEBCAM_MIN_VIEWPORT = (1024, 600)
+#: ``[consent]`` flag a study sets to say its consent text covers keeping camera pictures (``gaze.keep_frames``)
+CONSENT_FRAMES_KEY = "camera_images"
 
 
 class ConfigError(UserError):
@@ -131,18 +134,25 @@ class StudyConfig:
 
 
 class _Reader:
-    """Typed access to one table of the TOML document, with errors naming ``where.key``."""
+    """Typed access to one table of the TOML document, with errors naming ``where.key``.
+
+    It records the keys asked for (``read``, in order) and the tables opened through it
+    (``children``): :meth:`check_read` then names a key nothing asked for, so the keys a table
+    knows are the ones its reader reads (read each key unconditionally)."""
 
     def __init__(self, data: Any, where: str, source: str):
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: [{where}] must be a table")
         self.data, self.where, self.source = data, where, source
+        self.read: dict[str, None] = {}  # the keys asked for, in the order asked (an ordered set)
+        self.children: list[_Reader] = []
 
     def _fail(self, key: str, expected: str) -> None:
         got = self.data.get(key)
         raise ConfigError(f"{self.source}: {self.where}.{key} must be {expected} (got {got!r})")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
+        self.read[key] = None
         if key not in self.data:
             if default is ...:
                 raise ConfigError(f"{self.source}: missing {self.where}.{key}")
@@ -160,6 +170,21 @@ class _Reader:
             self._fail(key, f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}")
         return value
 
+    def number(self, key: str, default: Any = ..., lo: float | None = None, hi: float | None = None,
+               lo_open: bool = False, expected: str = "", finite: bool = True) -> float:
+        """A number (int or float) in ``lo..hi`` (either end optional; ``lo_open``: above ``lo``,
+        not at it), finite unless ``finite=False`` (NaN and infinities refused). ``expected``
+        replaces the generated wording of the error (e.g. ``"a finite number > 0"``)."""
+        bounds = ([f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None and hi is None else
+                  [f"<= {hi:g}"] if hi is not None and lo is None else
+                  [f"in {lo:g}..{hi:g}"] if lo is not None else [])
+        expected = expected or " ".join(["a finite number" if finite else "a number", *bounds])
+        value = float(self.get(key, (int, float), default, expected))
+        if ((finite and not math.isfinite(value)) or (lo is not None and (value < lo or (lo_open and value == lo)))
+                or (hi is not None and value > hi)):
+            self._fail(key, expected)
+        return value
+
     def text(self, key: str, default: Any = ...) -> str:
         return self.get(key, str, default, "a string").strip()
 
@@ -172,9 +197,31 @@ class _Reader:
             self._fail(key, "one of " + ", ".join(options))
         return value
 
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def table(self, key: str) -> _Reader:
+        """The sub-table ``key`` (absent: empty), whose keys :meth:`check_read` checks too."""
+        self.read[key] = None
+        child = _Reader(self.data.get(key, {}), self._name(key), self.source)
+        self.children.append(child)
+        return child
+
     def table_list(self, key: str) -> list[_Reader]:
         items = self.get(key, list, [], "an array of tables")
-        return [_Reader(item, f"{key}[{i}]", self.source) for i, item in enumerate(items)]
+        children = [_Reader(item, f"{self._name(key)}[{i}]", self.source) for i, item in enumerate(items)]
+        self.children += children
+        return children
+
+    def check_read(self) -> None:
+        """A key of this table or of the tables opened through it that nothing read (a typo such
+        as ``tasks.min_turn``) is an error naming it, instead of the default silently standing in
+        for the value meant."""
+        unknown = sorted(set(self.data) - set(self.read))
+        if unknown:
+            raise ConfigError(f"{self.source}: unknown key {self._name(unknown[0])} (known: {', '.join(self.read)})")
+        for child in self.children:
+            child.check_read()
 
 
 def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
@@ -217,44 +264,18 @@ def _platform(r: _Reader) -> PlatformConfig:
     )
 
 
-#: the keys of each fixed table (``[[...]]`` arrays: of each entry); ``[models.NAME]`` tables
-#: hold their backend's options and ``[gaze]`` is checked by :mod:`.gaze_settings`
-TABLE_KEYS = {
-    "study": ("slug", "name", "completion_code", "demographics", "webcam", "resume", "answer_format", "min_viewport"),
-    "consent": ("text", "camera_images"),
-    "instructions": ("text",),
-    "tasks": ("pairwise", "pointwise", "min_turns", "max_turns", "order"),
-    "ratings": ("likert", "choice_strength", "compare_previous", "free_text"),
-    "topics": ("id", "title", "prompt"),
-    "assignment": ("pairs", "pointwise", "swap_positions"),
-    "modifiers": ("name", "text", "probability"),
-    "demographics_questions": ("id", "label", "type", "required", "options", "expected"),
-    "pre_task_questions": ("id", "label", "type", "required", "options", "expected"),
-    "post_task_questions": ("id", "label", "type", "required", "options", "expected"),
-    "platform": ("name", "require_id", "completion_url", "screenout_code", "screenout_url", "redirect_after_s",
-                 "description", "mturk_submit_to"),
-}
-
-
-def _check_keys(data: dict[str, Any], source: str) -> None:
-    """A key no table knows (a typo such as ``tasks.min_turn``) is an error naming it, instead of
-    the default silently standing in for the value the researcher meant."""
-    for section, keys in TABLE_KEYS.items():
-        value = data.get(section)
-        entries = [(section, value)] if isinstance(value, dict) else (
-            [(f"{section}[{i}]", v) for i, v in enumerate(value) if isinstance(v, dict)] if isinstance(value, list) else [])
-        for where, table in entries:
-            unknown = sorted(set(table) - set(keys))
-            if unknown:
-                raise ConfigError(f"{source}: unknown key {where}.{unknown[0]} (known: {', '.join(keys)})")
-
-
 def parse_config(data: dict[str, Any], source: str = "study config", strict: bool = True) -> StudyConfig:
     """Validate a parsed TOML document (or a stored ``Study.config``) into a :class:`StudyConfig`.
 
-    ``strict`` (a file being loaded): unknown keys are errors and, with the webcam on, the
-    ``[gaze]`` table is checked too; a stored config (``strict=False``) was checked when it was
-    loaded and is read as it is."""
+    Both ways an unknown section, a missing or mistyped key, and the value checks older than
+    ``strict`` are errors. ``strict`` (a study file being loaded: ``gazepref study check``,
+    ``serve`` and :func:`~gazepref.capture_site.app.create_app`) adds: a key of a fixed table
+    that nothing reads is an error (``[models.NAME]`` tables hold their backend's options;
+    ``[gaze]`` checks its own keys); an empty ``study.completion_code``; a demo model's
+    ``variant`` and ``rank``; and, with the webcam on, the ``[gaze]`` table, its numbers finite
+    and positive (see :func:`~gazepref.capture_site.gaze_settings.gaze_settings`). A stored
+    config (``strict=False``, the running site) skips what ``strict`` adds, so a study started
+    before one of those checks existed keeps its pages."""
     doc = _Reader(data, "", source)
     known = {"study", "consent", "instructions", "tasks", "ratings", "topics", "models", "assignment",
              "modifiers", "demographics_questions", "pre_task_questions", "post_task_questions", "gaze",
@@ -262,13 +283,11 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    if strict:
-        _check_keys(data, source)
-    study = _Reader(data.get("study", {}), "study", source)
+    study = doc.table("study")
     slug = study.text("slug")
     if not slug.replace("-", "").replace("_", "").isalnum() or len(slug) > 64:
         raise ConfigError(f"{source}: study.slug must be letters, digits, '-' or '_' (got {slug!r})")
-    tasks = _Reader(data.get("tasks", {}), "tasks", source)
+    tasks = doc.table("tasks")
     pairwise_n, pointwise_n = tasks.int("pairwise", 1), tasks.int("pointwise", 1)
     if pairwise_n + pointwise_n == 0:
         raise ConfigError(f"{source}: [tasks] needs at least one pairwise or pointwise task")
@@ -276,7 +295,7 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
     max_turns = tasks.int("max_turns", max(min_turns, 8), lo=1)
     if max_turns < min_turns:
         raise ConfigError(f"{source}: tasks.max_turns ({max_turns}) is below tasks.min_turns ({min_turns})")
-    ratings = _Reader(data.get("ratings", {}), "ratings", source)
+    ratings = doc.table("ratings")
 
     topics = tuple(Topic(t.text("id"), t.text("title"), t.text("prompt")) for t in doc.table_list("topics"))
     if not topics:
@@ -293,14 +312,14 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
             m.text("model")
         if backend == "hf":
             m.text("path")
-        if backend == "demo":  # checked here, not at a participant's first turn
+        if strict and backend == "demo":  # checked here, not at a participant's first turn
             m.choice("variant", DEMO_VARIANTS, "concise")
             m.int("rank", 0)
         models[name] = ModelSpec(name, backend, options)
     if not models:
         raise ConfigError(f"{source}: at least one [models.NAME] table is needed")
 
-    assign = _Reader(data.get("assignment", {}), "assignment", source)
+    assign = doc.table("assignment")
     pairs = []
     for i, pair in enumerate(assign.get("pairs", list, [], "a list of [model, model] pairs")):
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
@@ -323,7 +342,7 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         modifiers.append(Modifier(m.text("name"), m.get("text", str, expected="a string"), p))
 
     completion_code = study.text("completion_code", "auto")
-    if not completion_code:  # the done page would show none and the platform's link carry "cc="
+    if strict and not completion_code:  # the done page would show none and the platform's link carry "cc="
         study._fail("completion_code", 'a code or "auto" (one code per participant)')
     webcam = study.choice("webcam", WEBCAM_MODES, "off")
     viewport = study.get("min_viewport", list, list(WEBCAM_MIN_VIEWPORT if webcam != "off" else (0, 0)),
@@ -332,6 +351,8 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
                                        for v in viewport)):
         study._fail("min_viewport", "[width, height] in CSS px, e.g. [1024, 600] ([0, 0]: any window)")
 
+    consent = doc.table("consent")
+    consent.get(CONSENT_FRAMES_KEY, object, None)  # any value: gaze_settings wants it true for keep_frames
     cfg = StudyConfig(
         slug=slug,
         name=study.text("name", slug),
@@ -339,8 +360,8 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         demographics=study.flag("demographics", True),
         webcam=webcam,
         resume=study.choice("resume", RESUME_MODES, "code"),
-        consent_text=_Reader(data.get("consent", {}), "consent", source).text("text"),
-        instructions_text=_Reader(data.get("instructions", {}), "instructions", source).text("text", ""),
+        consent_text=consent.text("text"),
+        instructions_text=doc.table("instructions").text("text", ""),
         pairwise_tasks=pairwise_n,
         pointwise_tasks=pointwise_n,
         min_turns=min_turns,
@@ -359,15 +380,18 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         demographics_questions=_questions(doc, "demographics_questions"),
         pre_task_questions=_questions(doc, "pre_task_questions"),
         post_task_questions=_questions(doc, "post_task_questions"),
-        platform=_platform(_Reader(data.get("platform", {}), "platform", source)),
+        platform=_platform(doc.table("platform")),
         answer_format=study.choice("answer_format", ANSWER_FORMATS, "markdown"),
         min_viewport=(viewport[0], viewport[1]),
         raw=data,
     )
+    if strict:  # the sections themselves are checked above (always)
+        for table in doc.children:
+            table.check_read()
     if strict and cfg.calibration:
         from .gaze_settings import gaze_settings
 
-        gaze_settings(cfg, source)  # a bad [gaze] table fails here, naming the file and the key
+        gaze_settings(cfg, source, strict=True)  # a bad [gaze] table fails here, naming the file and the key
     return cfg
 
 

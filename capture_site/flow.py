@@ -35,7 +35,7 @@ from .answers import answer_texts, transcript
 from .identity import Arrival, arrival_from_args
 from .pages import (completion_handoff, declined_page, favicon, framable, in_frame, no_store, not_admitted_page,
                     page_context, screened_out_page)
-from .plan import make_plan, make_steps, parse_step
+from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
@@ -99,9 +99,7 @@ def set_state(p: store.Participant, **changes: Any) -> None:
 
 
 def current_step(p: store.Participant) -> str:
-    st = p.state or {}
-    steps = st.get("steps", ["done"])
-    return steps[min(st.get("pos", 0), len(steps) - 1)]
+    return step_at(p.state, "done")
 
 
 def current_participant() -> store.Participant | None:

@@ -219,7 +219,7 @@ def calibration_round():
     passed = bool(overall.get("passed")) and not starved  # a point without data checks nothing
     # the page's word for the round, stored with it (exports' calibrations ``quality``); as for the
     # step's outcome, a round that did not pass is "poor" whatever its accuracy (a starved point)
-    quality = quality_word(overall.get("accuracy_px"), settings.pass_accuracy_px) if passed else "poor"
+    quality = quality_word(overall.get("accuracy_px"), settings.pass_accuracy_px, passed)
     result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": passed,
                               "calibration": attempt.id, "quality": quality}
     row = store.Calibration(participant_id=p.id, kind="validation", result=result)

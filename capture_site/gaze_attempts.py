@@ -82,7 +82,7 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
     result = {
         "passed": passed, "selected": best["calibration"] if best else None,
         **{k: (best[k] if best else None) for k in keys},
-        "quality": quality_word(acc, settings.pass_accuracy_px) if passed else "poor",
+        "quality": quality_word(acc, settings.pass_accuracy_px, passed),
         "webgazer_score_pct": webgazer_score_pct(acc, height) if passed else None,
         "n_attempts": len(attempts), "attempts": figures,
         "fallback": None if passed else settings.calibration_fallback,

@@ -4,14 +4,10 @@ See docs/gaze.md ("In the site") and docs/STUDY_SITE.md for what each key does.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, StudyConfig, _Reader
-
-#: ``[consent]`` flag a study sets to say its consent text covers keeping camera pictures
-CONSENT_FRAMES_KEY = "camera_images"
+from .config import CONSENT_FRAMES_KEY, ConfigError, StudyConfig, _Reader
 
 #: frames in one HTTP batch (the page sends at most this many per ``batch_ms``) and in one
 #: calibration or validation round; the most bytes a round's request may have
@@ -105,9 +101,15 @@ class GazeSettings:
         return {"mesh_backend": self.mesh_backend, "landmarks": list(SAMPLE_LANDMARKS), "patch_size": list(PATCH_SIZE)}
 
 
-def gaze_settings(cfg: StudyConfig, source: str | None = None) -> GazeSettings:
+def gaze_settings(cfg: StudyConfig, source: str | None = None, strict: bool = False) -> GazeSettings:
     """The ``[gaze]`` table of the study config (all keys optional); errors name ``source`` (the
-    study file; default: the study's slug)."""
+    study file; default: the study's slug).
+
+    ``strict`` (a study file being loaded, from :func:`~gazepref.capture_site.config.parse_config`)
+    adds that ``pass_accuracy_px``, ``roi_radius_px`` and ``idle_s`` are finite and > 0 and
+    ``setup_timeout_s`` finite: NaN, infinities and negative distances or times would pass no
+    validation, or never close a tracker or time out. The site reads a stored config without
+    them, as it did before they existed."""
     where = source or f"study {cfg.slug!r}"
     r = _Reader(cfg.raw.get("gaze", {}), "gaze", where)
     known = set(GazeSettings.__dataclass_fields__)
@@ -117,15 +119,7 @@ def gaze_settings(cfg: StudyConfig, source: str | None = None) -> GazeSettings:
     points = r.int("calibration_points", 9)
     if points not in (5, 9, 13):
         r._fail("calibration_points", "5, 9 or 13")
-
-    def num(key: str, default: float, positive: bool = True) -> float:
-        """A finite number, > 0 (``positive``) or >= 0: NaN, infinities and negative distances
-        or times would pass no validation, or never close a tracker or time out."""
-        expected = "a finite number > 0" if positive else "a finite number >= 0"
-        value = float(r.get(key, (int, float), default, expected))
-        if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            r._fail(key, expected)
-        return value
+    positive: dict[str, Any] = {"lo": 0, "lo_open": True} if strict else {"finite": False}
     keep_frames = r.flag("keep_frames", False)
     # the pictures can only be kept where they are sent: keeping them means the server computes
     compute = r.choice("compute", COMPUTE, "server" if keep_frames else "browser")
@@ -141,21 +135,22 @@ def gaze_settings(cfg: StudyConfig, source: str | None = None) -> GazeSettings:
         height=r.int("height", 240, lo=60, hi=960), batch_ms=r.int("batch_ms", 500, lo=100, hi=5000),
         task_batch_ms=r.int("task_batch_ms", 1000, lo=100, hi=5000),
         calibration_points=points, validation_points=r.int("validation_points", 4, lo=1, hi=4),
-        settle_ms=r.int("settle_ms", 600, lo=100, hi=3000), pass_accuracy_px=num("pass_accuracy_px", 200.0),
-        roi_radius_px=num("roi_radius_px", 100.0), attempts=r.int("attempts", 2, lo=1, hi=5),
-        idle_s=num("idle_s", 300.0), face_check_ms=r.int("face_check_ms", 1000, lo=0, hi=60_000),
+        settle_ms=r.int("settle_ms", 600, lo=100, hi=3000),
+        pass_accuracy_px=r.number("pass_accuracy_px", 200.0, **positive),
+        roi_radius_px=r.number("roi_radius_px", 100.0, **positive), attempts=r.int("attempts", 2, lo=1, hi=5),
+        idle_s=r.number("idle_s", 300.0, **positive),
+        face_check_ms=r.int("face_check_ms", 1000, lo=0, hi=60_000),
         drift_correction=r.flag("drift_correction", False), keep_frames=keep_frames,
         interaction_calibration=r.flag("interaction_calibration", False),
         recalibrate_every=r.int("recalibrate_every", 0, lo=0),
         min_frames=r.int("min_frames", 5, lo=1, hi=30),
         target_timeout_ms=r.int("target_timeout_ms", 6000, lo=500, hi=60_000),
         calibration_fallback=r.choice("calibration_fallback", FALLBACKS, "mouse-only"),
-        setup_timeout_s=num("setup_timeout_s", 60.0, positive=False), viewing_distance_cm=num("viewing_distance_cm", 60.0),
+        setup_timeout_s=r.number("setup_timeout_s", 60.0, lo=0, finite=strict),
+        viewing_distance_cm=r.number("viewing_distance_cm", 60.0, lo=20, hi=200,
+                                     expected="a distance in cm between 20 and 200"),
         compute=compute, mesh_backend=r.choice("mesh_backend", MESH_BACKENDS, "wasm"),
     )
-    if settings.setup_timeout_s < 0 or not 20 <= settings.viewing_distance_cm <= 200:
-        r._fail("setup_timeout_s" if settings.setup_timeout_s < 0 else "viewing_distance_cm",
-                ">= 0" if settings.setup_timeout_s < 0 else "a distance in cm between 20 and 200")
     _check_request_sizes(settings, where)
     return settings
 

@@ -88,6 +88,14 @@ def make_steps(cfg: StudyConfig, plan: list[dict]) -> list[str]:
     return steps
 
 
+def step_at(state: dict[str, Any] | None, default: str) -> str:
+    """The step a participant's flow ``state`` is at (``steps[pos]``; past the end, the last
+    step); ``default`` where it has no steps yet."""
+    st = state or {}
+    steps = st.get("steps") or []
+    return steps[min(st.get("pos", 0), len(steps) - 1)] if steps else default
+
+
 def parse_step(step: str) -> tuple[str, int | None]:
     """``"task:2"`` -> ``("task", 2)``; ``"instructions"`` -> ``("instructions", None)``."""
     name, _, idx = step.partition(":")

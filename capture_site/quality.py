@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import store
+from .plan import parse_step, step_at
 
 GAP_MS = 2000.0  # a silence longer than this between batches of a stream counts as a gap
 WINDOW_S = 60
@@ -76,7 +77,7 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
     for p in participants:
         st = stats[p.id]
         state = p.state or {}
-        steps = state.get("steps") or []
+        step = step_at(state, "-")
         # the last calibration step's outcome (the kept attempt), else the last validation round
         cals = sorted(p.calibrations, key=lambda c: c.id)
         cal_rounds = [c for c in cals if c.kind == "outcome"] or [c for c in cals if c.kind == "validation"]
@@ -90,12 +91,11 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
         n_found = frames[1] + int(setup.get("face_found") or 0) + sum(r[1] for r in rounds)
         start = p.consent_at or p.created_at
         last = _last_activity(p, last_chunk.get(p.id))
-        status, reason = stop_reason(p, now, last)
+        status, reason = stop_reason(p, now, last, step)
         out.append({
             "id": p.id, "pseudonym": p.pseudonym[:12], "platform": p.platform, "consent": p.consent,
             "status": status, "reason": reason,
-            "step": steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-",
-            "step_label": step_label(steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-"),
+            "step": step, "step_label": step_label(step),
             "turns": sum(len(t.turns) for t in p.tasks),
             "samples": dict(sorted(samples[p.id].items())),
             "mouse_samples": st["samples"],
@@ -119,10 +119,10 @@ def step_label(step: str) -> str:
     """The flow's step name as the dashboard shows it, tasks counted from 1 like everywhere else
     on the dashboard: ``"task:0"`` -> ``"task 1"``, ``"pre:1"`` -> ``"before task 2"``,
     ``"post:0"`` -> ``"after task 1"``, ``"calibration:2"`` -> ``"calibration before task 3"``."""
-    name, _, idx = step.partition(":")
-    if not idx.isdigit():
+    name, index = parse_step(step)
+    if index is None:
         return step
-    n = int(idx) + 1
+    n = index + 1
     return {"task": f"task {n}", "pre": f"before task {n}", "post": f"after task {n}",
             "calibration": f"calibration before task {n}"}.get(name, step)
 
@@ -186,11 +186,11 @@ _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera foun
                   "unsupported": "browser cannot use a webcam", "failed": "camera could not be started"}
 
 
-def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None) -> tuple[str, str]:
+def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None, step: str) -> tuple[str, str]:
     """``(status, reason)`` from what the flow recorded: ``declined`` (consent), ``finished``,
     ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
-    (camera errors and face status at the set-up, calibration not precise enough, the step and
-    task reached). A no-camera participant who went on mouse-only gets that as a note."""
+    (camera errors and face status at the set-up, calibration not precise enough, the ``step``
+    reached, :func:`~gazepref.capture_site.plan.step_at`, and its task). A no-camera participant who went on mouse-only gets that as a note."""
     state = p.state or {}
     if p.consent is False:
         return "declined", "declined consent"
@@ -204,9 +204,7 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
         return "finished", "; ".join(notes)
     if last is not None and (now - last).total_seconds() < IDLE_S:
         return "in progress", "; ".join(notes)
-    steps = state.get("steps") or []
-    step = steps[min(state.get("pos", 0), len(steps) - 1)] if steps else "-"
-    name, _, idx = step.partition(":")
+    name, index = parse_step(step)
     if name == "calibration":
         if setup.get("camera_error"):
             why = _CAMERA_ERRORS.get(setup["camera_error"], "camera could not be started")
@@ -233,12 +231,12 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
             else:
                 why = "left at the camera set-up before any frame arrived (camera never started?)"
         return "stopped", "; ".join(notes + [f"at the camera set-up: {why}"])
-    if name in ("task", "pre", "post") and idx.isdigit():
-        task = next((t for t in p.tasks if t.index == int(idx)), None)
+    if name in ("task", "pre", "post") and index is not None:
+        task = next((t for t in p.tasks if t.index == index), None)
         n = len(task.turns) if task is not None else 0
         where = {"task": "in", "pre": "before", "post": "after"}[name]
-        return "stopped", "; ".join(notes + [f"{where} task {int(idx) + 1} of "
-                                             f"{sum(1 for s in steps if s.startswith('task:'))} ({n} turns)"])
+        n_tasks = sum(1 for s in state.get("steps") or [] if s.startswith("task:"))
+        return "stopped", "; ".join(notes + [f"{where} task {index + 1} of {n_tasks} ({n} turns)"])
     return "stopped", "; ".join(notes + [f"at the {name} step"])
 
 

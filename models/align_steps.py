@@ -77,8 +77,9 @@ class AlignRun:
         return self.label.implicit_features
 
 
-def _skip_reason(run: AlignRun, why: str) -> dict[str, Any]:
-    return {"skipped": "source is a preference data set" if run.kind == "pairs" else why}
+def _skip_reason(run: AlignRun, why: str) -> str:
+    """Why a step has nothing to do: ``why``, or for a preference data set source, that."""
+    return "source is a preference data set" if run.kind == "pairs" else why
 
 
 # --------------------------------------------------------------------------- features
@@ -101,14 +102,13 @@ def feature_table(recording: Any, progress: bool = False):
 def features_skipped(run: AlignRun) -> str | None:
     """Why the ``features`` step has nothing to do for ``run`` (None: it runs)."""
     if run.kind != "recording" or not run.needs_features:
-        return _skip_reason(run, f"not needed for label source {run.label.name!r}")["skipped"]
+        return _skip_reason(run, f"not needed for label source {run.label.name!r}")
     return None
 
 
 def features(run: AlignRun, folder: Path) -> dict[str, Any]:
-    """``features/comparisons.parquet``: :func:`feature_table` of the recording."""
-    if (why := features_skipped(run)) is not None:
-        return {"skipped": why}
+    """``features/comparisons.parquet``: :func:`feature_table` of the recording (run only where
+    :func:`features_skipped` says None; the step runner asks it first)."""
     table, columns = feature_table(run.recording, progress=run.progress)
     path = folder / "comparisons.parquet"
     table.to_parquet(path, index=False)
@@ -159,15 +159,14 @@ def _model_rewards(run: AlignRun, rm: Any) -> list[dict[str, Any]]:
 def reward_skipped(run: AlignRun) -> str | None:
     """Why the ``reward`` step has nothing to do for ``run`` (None: it runs)."""
     if run.kind != "conversations" and (run.kind != "recording" or not run.needs_reward):
-        return _skip_reason(run, "labels do not come from a reward model")["skipped"]
+        return _skip_reason(run, "labels do not come from a reward model")
     return None
 
 
 def reward(run: AlignRun, folder: Path) -> dict[str, Any]:
     """``reward/rewards.jsonl``: per pairwise turn the reward model's log-odds that the left
-    response is preferred, its confidence and the evidence it used."""
-    if (why := reward_skipped(run)) is not None:
-        return {"skipped": why}
+    response is preferred, its confidence and the evidence it used (run only where
+    :func:`reward_skipped` says None; the step runner asks it first)."""
     if run.kind == "conversations":  # labels from text feedback: mine the source's chats
         from .feedback_source import mine
 

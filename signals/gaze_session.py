@@ -106,9 +106,12 @@ def starved_targets(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str
 QUALITY_WORDS = ("good", "fair", "poor")
 
 
-def quality_word(accuracy_px: float | None, pass_accuracy_px: float) -> str:
-    """``"good"`` (accuracy within half the pass threshold), ``"fair"`` (within it) or ``"poor"``."""
-    if accuracy_px is None or not np.isfinite(accuracy_px):
+def quality_word(accuracy_px: float | None, pass_accuracy_px: float, passed: bool = True) -> str:
+    """``"good"`` (accuracy within half the pass threshold), ``"fair"`` (within it) or ``"poor"``.
+
+    A round or step that did not pass (``passed=False``, e.g. a frame-starved point) is
+    ``"poor"`` whatever its accuracy."""
+    if not passed or accuracy_px is None or not np.isfinite(accuracy_px):
         return "poor"
     if accuracy_px <= 0.5 * pass_accuracy_px:
         return "good"

@@ -187,9 +187,10 @@ def pair_rules(r: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def example_turns(summary: Summary, k: int = 2) -> list[tuple[str, int]]:
+def example_turns(summary: Summary, k: int = 2) -> list[tuple[str, int, bool]]:
     """Labelled pairwise turns with the most gaze on the text (else any turn with gaze), leaving out
-    very long turns (over 2 min of gaze on the text) when shorter ones exist: they draw as a blur."""
+    very long turns (over 2 min of gaze on the text) when shorter ones exist: they draw as a blur.
+    Each as ``(task_id, turn, labelled)``."""
     r = summary.responses
     if r.empty:
         return []
@@ -198,7 +199,7 @@ def example_turns(summary: Summary, k: int = 2) -> list[tuple[str, int]]:
     if (g["gaze"] <= 120_000).sum() >= k:
         g = g[g["gaze"] <= 120_000]
     g = g.sort_values(["lab", "gaze"], ascending=False)
-    return [(str(t), int(n)) for t, n in g.index[:k]]
+    return [(str(t), int(n), bool(lab)) for (t, n), lab in zip(g.index[:k], g["lab"].iloc[:k])]
 
 
 def build_report(data, reward_json=None, participant: str | None = None, jobs: int | None = None,
@@ -262,18 +263,16 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
     # examples
     ex = example_turns(summary, n_examples)
     if ex:
-        r = summary.responses
-        shown = {(str(t), int(n)) for t, n, o in zip(r["task_id"], r["turn"], r["outcome"]) if o is not None and o == o}
-        which = "labelled turns" if all(e in shown for e in ex) else "turns"
+        which = "labelled turns" if all(lab for _, _, lab in ex) else "turns"
         parts.append(f"<h2>Example turns</h2><p class='muted'>The {which} with the most gaze on the text "
                      "(up to ~2 minutes of it).</p>")
-        for tid, n in ex:
+        for tid, n, _ in ex:
             try:
                 view = TurnView.load(rec, task=tid, turn=n)
                 parts.append(f"<h3>{html.escape(tid)}, turn {n + 1}</h3>")  # counted from 1, as the figures
                 parts.append(_img(plot_heatmap(rec, view=view, size=(1200, 760)), f"gaze heatmap {tid} turn {n + 1}"))
                 parts.append(_img(plot_scanpath(rec, view=view, size=(1200, 760)), f"scanpath {tid} turn {n + 1}"))
-                if (tid, n) == ex[0]:
+                if (tid, n) == ex[0][:2]:
                     from .timeline import plot_timeline
 
                     parts.append(_img(plot_timeline(rec, view=view, size=(1200, 560)), f"timeline {tid} turn {n + 1}"))

@@ -56,6 +56,27 @@ def test_a_stored_config_is_read_as_it_is():
     assert parse_config(doc, "study 'demo'", strict=False).min_turns == 3
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(gaze={"idle_s": float("inf")}), r"gaze\.idle_s must be a finite number > 0"),
+    (lambda d: d.update(gaze={"pass_accuracy_px": float("nan")}), r"gaze\.pass_accuracy_px must be a finite number"),
+    (lambda d: d["study"].update(completion_code=""), r"study\.completion_code must be a code"),
+    (lambda d: d["models"]["demo-concise"].update(variant="short"), r"models\.demo-concise\.variant must be one of"),
+])
+def test_a_stored_config_keeps_working_when_a_newer_check_refuses_a_value(change, message):
+    """The value checks ``strict`` adds refuse a study file, but a study already running with
+    such a value in its stored config keeps its pages (``strict=False``)."""
+    from gazepref.capture_site.gaze_settings import gaze_settings
+
+    doc = default_doc()
+    doc["study"]["webcam"] = "required"
+    change(doc)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(doc, "my.toml")
+    cfg = parse_config(doc, "study 'demo'", strict=False)
+    gaze = gaze_settings(cfg)  # as the site's pages read it
+    assert (gaze.idle_s, cfg.completion_code) == (doc.get("gaze", {}).get("idle_s", 300.0), doc["study"]["completion_code"])
+
+
 def test_load_config_reports_bad_toml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[study\nslug = 1")

@@ -83,6 +83,7 @@ def test_participants_get_a_plain_word(accuracy, word):
     from gazepref.signals.gaze_session import quality_word
 
     assert quality_word(accuracy, 200.0) == word
+    assert quality_word(accuracy, 200.0, passed=False) == "poor"  # a round that did not pass
 
 
 def test_webgazer_score():
