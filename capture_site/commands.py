@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from contextlib import contextmanager
 
 from ..datasets.sources import add_database_arguments
 
@@ -34,25 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_study(sub)
 
 
+@contextmanager
 def _one_line_database_errors(url: str | None):
     """A database that cannot be reached or opened (a wrong ``--db``, a server that is down) is a
     user's mistake: one line naming it, not a traceback."""
-    from contextlib import contextmanager
-
     from sqlalchemy.exc import OperationalError
 
-    from .. import UserError, store
+    from .. import store
 
-    @contextmanager
-    def guard():
-        try:
-            yield
-        except OperationalError as e:
-            reason = " ".join(str(e.orig).split())  # psycopg's message spans lines
-            where = f" {store.safe_url(url)}" if url else ""
-            raise UserError(f"cannot use the database{where}: {reason}") from None
-
-    return guard()
+    try:
+        yield
+    except OperationalError as e:
+        raise store.database_error(url, e) from None
 
 
 def _serve(args: argparse.Namespace) -> int:

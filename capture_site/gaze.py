@@ -43,14 +43,12 @@ post batches only, no WebSocket, :mod:`.gaze_ws`). See docs/gaze.md, "In the sit
 """
 from __future__ import annotations
 
-import math
 import time
-from typing import Any
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy import insert
 
-from .. import store
+from .. import json_safe, store
 from .api import ApiError, install_error_handlers, request_participant_id
 from .gaze_limits import frame_limiter
 from .gaze_pipeline import check_compute, frame_context, store_task_rows, track_frames, track_samples
@@ -191,7 +189,7 @@ def calibration_round():
                 error = str(e)
         result = base | (calibration_summary(model) if model is not None else {"error": error})
         row = store.Calibration(participant_id=p.id, kind="calibration",
-                                model=model.to_bytes() if model is not None else None, result=_clean(result))
+                                model=model.to_bytes() if model is not None else None, result=json_safe(result))
         db().add(row)
         db().flush()
         _keep_round_frames(settings, frames_, all_times, p.id, row.id)
@@ -214,7 +212,7 @@ def calibration_round():
     model = entry.tracker.calibration
     result = validate_round(model, points, roi_radius_px=settings.roi_radius_px,
                             pass_accuracy_px=settings.pass_accuracy_px, distance_cm=settings.viewing_distance_cm)
-    result = _clean(result)
+    result = json_safe(result)
     overall = result.get("overall", {})
     passed = bool(overall.get("passed")) and not starved  # a point without data checks nothing
     # the page's word for the round, stored with it (exports' calibrations ``quality``); as for the
@@ -238,16 +236,3 @@ def _keep_round_frames(settings: GazeSettings, frames_: list[bytes], times: list
     """With ``keep_frames``, the round's frames as GazeFrame rows of its Calibration row."""
     if settings.keep_frames:
         db().execute(insert(F), frame_rows(frames_, times, participant_id, calibration_id=calibration_id))
-
-
-def _clean(o: Any) -> Any:
-    """JSON-safe copy: NaN/inf become None, numpy values plain Python."""
-    if hasattr(o, "tolist"):
-        o = o.tolist()
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    return o

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import UserError, __version__
+from . import UserError, __version__, json_safe
 from .progress import progress  # noqa: F401  (re-exported for the command modules)
 from .settings import Settings, using
 
@@ -33,27 +32,11 @@ COMMAND_MODULES = (
 )
 
 
-def _strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN: a metric that is not defined) as ``None`` and
-    numpy scalars and arrays as Python values, so that ``--json`` output is standard JSON."""
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy scalar or array, without importing numpy
-        value = value.tolist()
-        if isinstance(value, list):
-            return _strict_json(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def emit(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
     """Print a command's result: JSON when asked (strict: NaN and infinities as ``null``), else
     ``text(result)`` or ``key: value`` lines."""
     if as_json:
-        print(json.dumps(_strict_json(result), indent=2, default=str, allow_nan=False))
+        print(json.dumps(json_safe(result), indent=2, default=str, allow_nan=False))
     elif text is not None:
         print(text(result))
     elif isinstance(result, dict):

@@ -41,7 +41,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from . import schema
+from . import UserError, schema
 
 
 def utcnow() -> dt.datetime:
@@ -341,6 +341,15 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001
         return url
+
+
+def database_error(url: str | None, exc: Exception, verb: str = "use") -> UserError:
+    """The :class:`gazepref.UserError` for a database that cannot be reached or opened (a wrong
+    ``--db``, a server that is down): one line, ``cannot VERB the database URL: reason``, the URL's
+    password hidden and the driver's reason (``exc.orig``; psycopg's spans lines) on one line."""
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    where = f" {safe_url(url)}" if url else ""
+    return UserError(f"cannot {verb} the database{where}: {reason}")
 
 
 def make_engine(url: str, **kw: Any) -> Engine:

@@ -20,7 +20,8 @@ A :class:`Conversation` is an id, the user's id where the source has one, and it
     followed by the answer the chat continued from (``responses[0]``: the left one in a pairwise
     turn, which is what IFLLM puts into the next query's context, ``Turn.context``).
 
-Files are ``.jsonl`` (one record a line; streamed), ``.json`` (one record or a list of them; read
+Files are ``.jsonl`` (one record a line; streamed; :func:`iter_jsonl` / :func:`read_jsonl`, which
+every JSON-lines reader of gazepref uses), ``.json`` (one record or a list of them; read
 whole) or ``.parquet`` (streamed in batches, e.g. the WildChat release); ``.gz`` JSON lines are
 read through gzip. With ``fmt="auto"`` each record's format is recognised by its keys
 (``messages`` / ``conversations`` / ``conversation``).
@@ -221,8 +222,8 @@ def _records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
                 row += 1
                 yield f"{name}:row {row}", r, None
         return
-    opener = gzip.open if name.endswith(".gz") else open
     if name.endswith((".json", ".json.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
         try:
             with opener(path, "rt", encoding="utf-8-sig") as fh:
                 data = json.load(fh)
@@ -233,14 +234,51 @@ def _records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
         for i, r in enumerate(items, 1):
             yield f"{name}:record {i}", r, None
         return
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
+    for n, rec, err in iter_jsonl(path):
+        yield f"{name}:{n}", rec, err
+
+
+def iter_jsonl(path: str | os.PathLike, errors: str = "replace") -> Iterator[tuple[int, Any, str | None]]:
+    """``(line number, record or None, error)`` for each non-blank line of a JSON-lines file.
+
+    A ``.gz`` name is read through gzip. A leading UTF-8 byte order mark (Windows editors write one)
+    is not text. ``errors`` is the decoding policy (``"replace"``: undecodable bytes never stop a
+    stream; ``"strict"``: they raise ``UnicodeDecodeError``).
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors=errors) as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                yield f"{name}:{n}", json.loads(line), None
+                yield n, json.loads(line), None
             except json.JSONDecodeError as e:
-                yield f"{name}:{n}", None, f"not valid JSON ({e.msg})"
+                yield n, None, f"not valid JSON ({e.msg})"
+
+
+def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list[Any]:
+    """The records of a JSON-lines file (see :func:`iter_jsonl`), or ``(line number, record)`` pairs
+    with ``numbered=True``.
+
+    Raises
+    ------
+    UserError
+        naming the first bad line (``PATH, line N: not valid JSON (...)``), or for a missing file, a
+        folder, or bytes that are not UTF-8.
+    """
+    out: list[Any] = []
+    try:
+        for n, rec, err in iter_jsonl(path, errors="strict"):
+            if err is not None:
+                raise UserError(f"{path}, line {n}: {err}")
+            out.append((n, rec) if numbered else rec)
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, expected a JSONL file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text: {e.reason}") from None
+    return out
 
 
 def read_log(path: str | os.PathLike, fmt: str = "auto", report: ReadReport | None = None,
@@ -364,4 +402,4 @@ def iter_records(conversations: Iterable[Conversation]) -> Iterator[dict[str, An
 
 
 __all__ = ["Conversation", "FORMATS", "Malformed", "ReadReport", "Turn", "detect_format", "from_recording",
-           "iter_records", "open_conversations", "parse_record", "read_log"]
+           "iter_jsonl", "iter_records", "open_conversations", "parse_record", "read_jsonl", "read_log"]

@@ -580,9 +580,12 @@ class IFLLMRelease:
             uid = str(r["user_id"])
             if uid not in consented:
                 continue
-            answers = {c: _plain(r[c]) for c in cols if _plain(r[c]) is not None}
-            out.append((uid, {c: int(v) if isinstance(v, float) and v.is_integer() else v  # age 33.0 -> 33
-                              for c, v in answers.items()}))
+            answers = {}
+            for c in cols:
+                v = _plain(r[c])
+                if v is not None:
+                    answers[c] = int(v) if isinstance(v, float) and v.is_integer() else v  # age 33.0 -> 33
+            out.append((uid, answers))
         return out
 
     # ---- trajectories
@@ -635,12 +638,11 @@ class IFLLMRelease:
         if task_id not in self._streams:
             raw = self.read_folder(task_id)
             turns = self.turns_by_task().get(task_id, [])
-            if default_clock(turns) == "t":  # our exporter's t_shown: the samples' own (page/task) clock
-                offset = 0
-                out = derive_streams(raw, turns, clock="t")
-            else:  # the release: query timestamps (server clock), with the folder's whole-hour offset
-                offset = detect_hour_offset(raw.get("hits"), turns)
-                out = derive_streams(raw, turns, clock="epoch_ms", offset_ms=offset * HOUR_MS)
+            # our exporter's t_shown: the samples' own (page/task) clock; the release: query
+            # timestamps (server clock), with the folder's whole-hour offset
+            clock = default_clock(turns)
+            offset = 0 if clock == "t" else detect_hour_offset(raw.get("hits"), turns)
+            out = derive_streams(raw, turns, clock=clock, offset_ms=offset * HOUR_MS)
             self._offsets[task_id] = offset
             if not cache:
                 return out

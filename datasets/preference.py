@@ -48,6 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .. import UserError, schema
 from . import label_sources
+from .conversations import read_jsonl
 from .label_sources import LabelOptions
 
 SPLITS = ("train", "test")
@@ -483,7 +484,7 @@ def load(path: str | os.PathLike):
     if p.is_file():
         if p.suffix != ".jsonl":
             raise UserError(f"{p}: expected a .jsonl file or a preference data folder")
-        return DatasetDict({"train": Dataset.from_list(_read_jsonl(p))})
+        return DatasetDict({"train": Dataset.from_list(read_jsonl(p))})
     if (p / "hf").is_dir():
         return load_from_disk(str(p / "hf"))
     if (p / "dataset_dict.json").exists() or (p / "dataset_info.json").exists():
@@ -491,7 +492,7 @@ def load(path: str | os.PathLike):
         return d if isinstance(d, DatasetDict) else DatasetDict({"train": d})
     files = sorted(p.glob("*.jsonl"))
     if files:
-        return DatasetDict({f.stem: Dataset.from_list(_read_jsonl(f)) for f in files})
+        return DatasetDict({f.stem: Dataset.from_list(read_jsonl(f)) for f in files})
     raise UserError(f"{p}: not a preference data set (no hf/, dataset_dict.json or *.jsonl)")
 
 
@@ -507,14 +508,3 @@ def is_preference_data(path: str | os.PathLike) -> bool:
             return False
     return (p / "dataset_dict.json").exists()
 
-
-def _read_jsonl(p: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(p, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    raise UserError(f"{p}:{i}: not JSON") from None
-    return rows

@@ -101,20 +101,34 @@ def turns_frame(turns: list[schema.Turn]) -> tuple[pd.DataFrame, pd.DataFrame]:
             pd.DataFrame(resp, columns=["turn_id", "position", "model", "text", "likert"]))
 
 
+def read_json_manifest(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The JSON object in the folder ``path``'s ``manifest.json`` (a saved export, model, ...).
+
+    Raises
+    ------
+    UserError
+        when the file is missing (``PATH is not a WHAT``), is not JSON, or holds no JSON object.
+    """
+    root = Path(path)
+    mpath = root / "manifest.json"
+    if not mpath.exists():
+        raise UserError(f"{root} is not a {what}: manifest.json is missing")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # (JSONDecodeError is a ValueError)
+        raise UserError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{mpath}: not a {what} manifest (a JSON object)")
+    return manifest
+
+
 class ParquetRecording:
     """A folder written by :func:`gazepref.datasets.export.export_parquet`."""
 
     def __init__(self, path: str | os.PathLike):
         self.root = Path(path)
+        self.manifest = read_json_manifest(self.root, "gazepref Parquet export")
         mpath = self.root / "manifest.json"
-        if not mpath.exists():
-            raise UserError(f"{self.root} is not a gazepref Parquet export: manifest.json is missing")
-        try:
-            self.manifest = json.loads(mpath.read_text())
-        except (ValueError, UnicodeDecodeError) as e:  # (JSONDecodeError is a ValueError)
-            raise UserError(f"{mpath}: not valid JSON ({e})") from None
-        if not isinstance(self.manifest, dict):
-            raise UserError(f"{mpath}: not a gazepref export manifest (a JSON object)")
         if self.manifest.get("format") != PARQUET_FORMAT:
             raise UserError(f"{mpath}: unknown format {self.manifest.get('format')!r}")
         self._streams: dict[str, pa.Table] = {}

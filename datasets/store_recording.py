@@ -81,8 +81,7 @@ class StoreRecording:
                 db.remove()
                 raise UserError(f"no study {slug!r} in the database {store.safe_url(url)} (studies: {known})")
         except OperationalError as e:
-            reason = " ".join(str(e.orig).split())  # psycopg's message spans lines: a UserError is one
-            raise UserError(f"cannot read the database {store.safe_url(url)}: {reason}") from None
+            raise store.database_error(url, e, "read") from None
         return cls(db, study, url)
 
     def close(self) -> None:

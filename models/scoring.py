@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .. import UserError, schema
+from ..datasets.recording import read_json_manifest
 
 FORMAT = "gazepref-reward-model"
 VERSION = 1
@@ -261,15 +262,8 @@ def load_reward_model(path: str | os.PathLike) -> RewardModel:
     import joblib
 
     p = Path(path).expanduser()
+    manifest = read_json_manifest(p, "gazepref reward model")
     mpath = p / "manifest.json"
-    if not mpath.exists():
-        raise UserError(f"{p} is not a gazepref reward model: manifest.json is missing")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (ValueError, UnicodeDecodeError) as e:  # (JSONDecodeError is a ValueError)
-        raise UserError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict):
-        raise UserError(f"{mpath}: not a gazepref reward model manifest (a JSON object)")
     if manifest.get("format") != FORMAT:
         raise UserError(f"{mpath}: unknown format {manifest.get('format')!r}")
     if int(manifest.get("version", 0)) > VERSION:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from gazepref import UserError
@@ -56,23 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_records(path: str) -> list[dict[str, str]]:
     """The records of a JSONL file; a bad line raises :class:`UserError` naming it."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:  # (a BOM, as Windows editors write it, is not text)
-            lines = f.readlines()
-    except FileNotFoundError:
-        raise UserError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder, expected a JSONL file") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text: {e.reason}") from None
+    from gazepref.datasets.conversations import read_jsonl
+
     records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+    for n, obj in read_jsonl(path, numbered=True):
         if not isinstance(obj, dict):
             raise UserError(f"{path}, line {n}: expected a JSON object with {', '.join(REQUIRED)}")
         missing = [k for k in REQUIRED if k not in obj]

@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from ..datasets.conversations import read_jsonl
+
 # Sentence embeddings come from the project's one loader (gazepref.embeddings): the same text gets
 # the same vector here and in the reward models' text features.
 from ..embeddings import MAX_SEQ_LENGTH, embed, load_encoder  # noqa: F401  (re-exported)
@@ -317,8 +319,7 @@ def load_jsonl(name_or_path: str | os.PathLike) -> list[dict[str, Any]]:
         p = Path(__file__).resolve().parent / "data" / str(name_or_path)
         if not p.exists():  # an installed package whose data lives elsewhere (zip, namespace)
             p = Path(str(resources.files("gazepref.signals") / "data" / str(name_or_path)))
-    text = p.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_jsonl(p)
 
 
 def _cache_dir() -> Path:

@@ -248,3 +248,28 @@ def test_a_byte_order_mark_is_not_a_malformed_record(feedback_log, tmp_path, nam
     report = C.ReadReport()
     got = list(C.open_conversations(tmp_path / name, report=report))
     assert not report.malformed and [c.conversation_id for c in got] == [r["id"] for r in recs]
+
+
+def _preference_rows(path):
+    from gazepref.datasets import preference
+
+    return preference.load(path)["train"].to_list()
+
+
+def _text_feedback_rows(path):
+    from gazepref.signals import text_feedback
+
+    return text_feedback.load_jsonl(path)
+
+
+@pytest.mark.parametrize("read", [_preference_rows, _text_feedback_rows], ids=["preference.load", "load_jsonl"])
+def test_a_byte_order_mark_is_not_text_in_any_jsonl_reader(tmp_path, read):
+    """The other JSON-lines readers share :func:`read_jsonl`: a user's pairs file or feedback file
+    saved with a BOM reads whole (it stopped at line 1 as not JSON), and a bad line is named."""
+    rows = [{"prompt": "q1", "chosen": "a", "rejected": "b"}, {"prompt": "q2", "chosen": "c", "rejected": "d"}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+    assert read(path) == rows
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(rows[0]) + "\n\n{not json\n").encode())
+    with pytest.raises(UserError, match=r"pairs.jsonl, line 3: not valid JSON"):
+        read(path)
