@@ -282,14 +282,15 @@ function refreshIndicator() {
   const stale = performance.now() - (cap.lastAnswer || 0) > STALE_MS;
   const ended = cap.cameraStopped || cap.cameraMuted;
   if (stale || ended) {
+    const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+    const moved = ui.stageStatus.textContent !== text;
     for (const el of [ui.status, ui.stageStatus]) {
-      const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
       if (el.textContent !== text) el.textContent = text; // a live region: only a change is news
       el.dataset.code = ended ? "stopped" : "no-frame";
       el.classList.remove("ok");
       el.classList.add("bad");
     }
-    keepClear(); // a longer status must not cover the dot either
+    if (moved) keepClear(); // a longer status must not cover the dot either
     if (!state.passedSetup && !wayOnShown()) ui.start.disabled = true;
   }
   if (!state.passedSetup && S.setup_timeout_s > 0 && performance.now() - state.started > S.setup_timeout_s * 1000) {
@@ -331,8 +332,8 @@ async function main() {
     onStatus: (face) => {
       if (state.done) return;
       showFace(ui.status, face);
-      showFace(ui.stageStatus, face);
-      keepClear();
+      // the stage's status moves off the dot only when its text (so its size) changed: not per answer
+      if (showFace(ui.stageStatus, face)) keepClear();
       if (face && face.ok && !state.passedSetup) {
         state.passedSetup = true;
         ui.start.textContent = state.attempts ? "Try again" : "Start calibration";

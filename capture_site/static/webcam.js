@@ -454,16 +454,19 @@ export class GazeCapture {
 }
 
 /** Show a face status object in an element (green when the face is well placed); ``face.code``
- *  goes to data-code (what tests and styles read). */
+ *  goes to data-code (what tests and styles read). Returns whether the text changed (only then
+ *  can the element's size change). */
 export function showFace(el, face) {
-  if (!el || !face) return;
+  if (!el || !face) return false;
   const text = face.message || (face.ok ? "Face well placed." : "No face found.");
   // a live region (role=status): set only on a change, else a screen reader repeats it with every frame
-  if (el.textContent !== text) el.textContent = text;
+  const changed = el.textContent !== text;
+  if (changed) el.textContent = text;
   el.dataset.code = face.code || (face.ok ? "ok" : "no-face");
   el.classList.toggle("ok", !!face.ok);
   el.classList.toggle("bad", !face.ok);
   el.classList.remove("idle");
+  return changed;
 }
 
 /** Task pages: stream frames for the task; warn while the face is lost, and (for good) when the
