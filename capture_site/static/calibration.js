@@ -273,28 +273,33 @@ async function calibrate() {
   ui.start.focus();
 }
 
-/** The indicator follows the live picture: stale answers (no frame for a while) turn it grey. */
+/** The indicator follows the live picture: stale answers (no frame for a while) turn it grey; a
+ *  stopped camera (GazeCapture decides that) or a muted one (no pictures for now: a privacy
+ *  shutter, another program; it may come back, so it is asked each time) is said so. */
+function refreshIndicator() {
+  if (state.done || !state.capture) return;
+  const cap = state.capture;
+  const stale = performance.now() - (cap.lastAnswer || 0) > STALE_MS;
+  const ended = cap.cameraStopped || cap.cameraMuted;
+  if (stale || ended) {
+    const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+    const moved = ui.stageStatus.textContent !== text;
+    for (const el of [ui.status, ui.stageStatus]) {
+      if (el.textContent !== text) el.textContent = text; // a live region: only a change is news
+      el.dataset.code = ended ? "stopped" : "no-frame";
+      el.classList.remove("ok");
+      el.classList.add("bad");
+    }
+    if (moved) keepClear(); // a longer status must not cover the dot either
+    if (!state.passedSetup && !wayOnShown()) ui.start.disabled = true;
+  }
+  if (!state.passedSetup && S.setup_timeout_s > 0 && performance.now() - state.started > S.setup_timeout_s * 1000) {
+    showWayOn();
+  }
+}
+
 function watchIndicator() {
-  setInterval(() => {
-    if (state.done || !state.capture) return;
-    const cap = state.capture;
-    const stale = performance.now() - (cap.lastAnswer || 0) > STALE_MS;
-    const ended = cap.stream.getVideoTracks().every((t) => t.readyState === "ended" || t.muted);
-    if (stale || ended) {
-      for (const el of [ui.status, ui.stageStatus]) {
-        const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
-        if (el.textContent !== text) el.textContent = text; // a live region: only a change is news
-        el.dataset.code = ended ? "stopped" : "no-frame";
-        el.classList.remove("ok");
-        el.classList.add("bad");
-      }
-      keepClear(); // a longer status must not cover the dot either
-      if (!state.passedSetup && !wayOnShown()) ui.start.disabled = true;
-    }
-    if (!state.passedSetup && S.setup_timeout_s > 0 && performance.now() - state.started > S.setup_timeout_s * 1000) {
-      showWayOn();
-    }
-  }, 500);
+  setInterval(refreshIndicator, 500);
 }
 
 const wayOnShown = () => !ui.wayOn.hidden;
@@ -327,8 +332,8 @@ async function main() {
     onStatus: (face) => {
       if (state.done) return;
       showFace(ui.status, face);
-      showFace(ui.stageStatus, face);
-      keepClear();
+      // the stage's status moves off the dot only when its text (so its size) changed: not per answer
+      if (showFace(ui.stageStatus, face)) keepClear();
       if (face && face.ok && !state.passedSetup) {
         state.passedSetup = true;
         ui.start.textContent = state.attempts ? "Try again" : "Start calibration";
@@ -337,6 +342,7 @@ async function main() {
       }
       if (!state.busy) ui.start.disabled = !(face && face.ok) && !wayOnShown() && !state.passedSetup;
     },
+    onCameraStop: refreshIndicator, // at once, not at the next tick
   });
   try {
     await state.capture.start();

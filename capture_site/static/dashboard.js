@@ -63,8 +63,9 @@ function row(p) {
 }
 
 // Redraw in place: rows whose data did not change stay as they are (a text selection in them
-// survives), changed rows are replaced, and a link or button that had the keyboard focus in a
-// replaced row gets it back (else every poll would send a keyboard user back to the page's top).
+// survives), changed rows are replaced, rows are put in the server's order (one that is already in
+// its place is not moved), and a link or button that had the keyboard focus in a replaced or moved
+// row gets it back (else every poll would send a keyboard user back to the page's top).
 // An empty study shows one "No participants yet" row (no data-id), kept until the first arrives.
 function emptyRow() {
   const tr = document.createElement("tr");
@@ -77,22 +78,33 @@ function redraw(body, participants) {
   const active = document.activeElement;
   const focusRow = active && body.contains(active) ? active.closest("tr") : null;
   const focusAt = focusRow ? [...focusRow.querySelectorAll("a, button")].indexOf(active) : -1;
-  const ids = new Set(participants.map((p) => String(p.id)));
+  const old = new Map(); // data-id -> the row shown now
   for (const tr of [...body.rows]) {
-    if (tr.classList.contains("empty") ? participants.length > 0 : !ids.has(tr.dataset.id)) tr.remove();
+    if (!tr.classList.contains("empty")) old.set(tr.dataset.id, tr);
+    else if (participants.length) tr.remove();
+  }
+  const rows = new Map(); // data-id -> its row, in the server's order
+  for (const p of participants) {
+    const id = String(p.id);
+    const key = JSON.stringify(p);
+    let tr = old.get(id);
+    old.delete(id);
+    if (!tr || tr.dataset.key !== key) {
+      if (tr) tr.remove();
+      tr = row(p);
+      tr.dataset.key = key;
+    }
+    rows.set(id, tr);
+  }
+  for (const tr of old.values()) tr.remove(); // no longer listed
+  let next = body.firstElementChild;
+  for (const tr of rows.values()) {
+    if (tr === next) next = next.nextElementSibling;
+    else body.insertBefore(tr, next);
   }
   if (!participants.length && !body.querySelector("tr.empty")) body.appendChild(emptyRow());
-  participants.forEach((p, i) => {
-    const key = JSON.stringify(p);
-    const old = [...body.rows].find((tr) => tr.dataset.id === String(p.id));
-    if (old && old.dataset.key === key) return;
-    const fresh = row(p);
-    fresh.dataset.key = key;
-    if (old) old.replaceWith(fresh);
-    else body.insertBefore(fresh, body.rows[i] || null);
-  });
-  if (focusRow && !focusRow.isConnected && focusAt >= 0) {
-    const tr = [...body.rows].find((r) => r.dataset.id === focusRow.dataset.id);
+  if (focusRow && focusAt >= 0 && document.activeElement !== active) {
+    const tr = rows.get(focusRow.dataset.id);
     const target = tr && tr.querySelectorAll("a, button")[focusAt];
     if (target) target.focus();
   }

@@ -114,11 +114,16 @@ export class GazeCapture {
       this.mesh = await loadMesh({ base: this.vendor, backend: this.settings.mesh_backend || "wasm" });
       if (this.phase === "task") this.outbox = new Outbox({ task: `gaze-${this.task}`, token: this.token, url: this.url });
     }
+    // a track fires "ended" when the camera goes (unplugged, taken, permission withdrawn), but not
+    // when track.stop() ends it; the stream's "inactive" (Chromium, Safari) comes for both, at once,
+    // so no picture of a dead camera is sent; a check once a second catches browsers firing neither
     for (const track of this.stream.getVideoTracks()) track.addEventListener("ended", () => this.cameraLost());
+    this.stream.addEventListener("inactive", () => this.cameraLost());
     const frameMs = 1000 / this.settings.fps;
     this.startedAt = performance.now();
     if (this.wsUrl) this.connect();
     this.timers.push(setInterval(() => this.grab(), frameMs));
+    this.timers.push(setInterval(() => this.checkCamera(), 1000));
     // browser mode, task phase: the samples are posted less often (task_batch_ms): nothing waits for
     // their answers (the face status is known here), and each request costs the server more than a sample
     const batchMs = this.browser && this.phase === "task" ? (this.settings.task_batch_ms || this.settings.batch_ms) : this.settings.batch_ms;
@@ -286,18 +291,29 @@ export class GazeCapture {
              backend: this.mesh ? this.mesh.backend : null, load_ms: this.mesh ? this.mesh.loadMs : null };
   }
 
-  /** The camera stopped (not by the page): no more pictures; say so once. */
+  /** The camera stopped (not by the page): no more pictures; say so once. The one place that
+   *  decides it: the tracks' "ended" or the stream's "inactive" event, else checkCamera. */
   cameraLost() {
     if (this.cameraStopped || this.stopped) return;
     this.cameraStopped = true;
     this.onCameraStop();
   }
 
-  grab() {
-    if (this.cameraStopped) return;
+  /** Every video track ended (for browsers, and stops, that fire neither event). */
+  checkCamera() {
     const tracks = this.stream.getVideoTracks();
-    if (!this.stopped && tracks.length && tracks.every((t) => t.readyState === "ended")) { this.cameraLost(); return; }
-    if (this.video.readyState < 2 || this.grabbing) return;
+    if (tracks.length && tracks.every((t) => t.readyState === "ended")) this.cameraLost();
+  }
+
+  /** The camera is there but sends no pictures for now (muted: covered by a privacy shutter,
+   *  held by another program, the system paused it); it may come back, unlike cameraStopped. */
+  get cameraMuted() {
+    const tracks = this.stream.getVideoTracks();
+    return tracks.length > 0 && tracks.every((t) => t.muted);
+  }
+
+  grab() {
+    if (this.cameraStopped || this.video.readyState < 2 || this.grabbing) return;
     if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
     this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
@@ -438,16 +454,19 @@ export class GazeCapture {
 }
 
 /** Show a face status object in an element (green when the face is well placed); ``face.code``
- *  goes to data-code (what tests and styles read). */
+ *  goes to data-code (what tests and styles read). Returns whether the text changed (only then
+ *  can the element's size change). */
 export function showFace(el, face) {
-  if (!el || !face) return;
+  if (!el || !face) return false;
   const text = face.message || (face.ok ? "Face well placed." : "No face found.");
   // a live region (role=status): set only on a change, else a screen reader repeats it with every frame
-  if (el.textContent !== text) el.textContent = text;
+  const changed = el.textContent !== text;
+  if (changed) el.textContent = text;
   el.dataset.code = face.code || (face.ok ? "ok" : "no-face");
   el.classList.toggle("ok", !!face.ok);
   el.classList.toggle("bad", !face.ok);
   el.classList.remove("idle");
+  return changed;
 }
 
 /** Task pages: stream frames for the task; warn while the face is lost, and (for good) when the

@@ -3,6 +3,7 @@ import io
 import json
 import re
 import zipfile
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.cli import main as cli
 
+from gazetest import browser_page
 from sitetest import Walker, csrf_of, first_sentence
 
 
@@ -26,6 +28,18 @@ def login(client, user, password):
     page = client.get("/admin/login")
     return client.post("/admin/login", data={"csrf_token": csrf_of(page.text), "username": user,
                                              "password": password})
+
+
+@contextmanager
+def researcher_page(app, researcher):
+    """A Chromium page (gazetest.browser_page, no camera) logged in as ``researcher``."""
+    with browser_page(app, None) as page:
+        page.set_default_timeout(10_000)
+        page.goto("/admin/login")
+        page.fill("[name='username']", researcher[0])
+        page.fill("[name='password']", researcher[1])
+        page.click("button[type='submit']")
+        yield page
 
 
 def test_user_add_hashes_password(app, researcher, dbs):
@@ -256,43 +270,23 @@ def test_participant_table_refreshes_live(app, researcher):
     """The study page redraws its participants table from progress.json: a participant who
     arrives after the page was opened shows up, with status, without a reload, in place of the
     empty study's "No participants yet" row."""
-    from pathlib import Path
-
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
-    from playwright.sync_api import sync_playwright
-
-    from gazepref.capture_site.serving import BackgroundServer
-
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-    with BackgroundServer(app) as url, sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(chromium), args=args, headless=True)
-        try:
-            page = b.new_page(base_url=url)
-            page.set_default_timeout(10_000)
-            page.goto("/admin/login")
-            page.fill("[name='username']", researcher[0])
-            page.fill("[name='password']", researcher[1])
-            page.click("button[type='submit']")
-            page.goto("/admin/studies/test-study")
-            # an empty study says so in the table, and a poll keeps saying it
-            rows = page.locator("#participants tbody tr")
-            assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
-            with page.expect_response(lambda r: "progress.json" in r.url, timeout=12_000):
-                pass  # the next poll (every 5 s) ...
-            page.wait_for_timeout(300)  # ... and its redraw
-            assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
-            w = Walker(app.test_client(), "P-LIVE")
-            w.arrive()
-            w.consent()
-            page.wait_for_function("document.querySelectorAll('#participants tbody tr[data-id]').length === 1",
-                                   timeout=12_000)
-            assert rows.count() == 1  # the notice went when the first participant came
-            row = rows.first.inner_text()
-            assert "in progress" in row and "Delete data" in row and "No participants yet" not in row
-        finally:
-            b.close()
+    with researcher_page(app, researcher) as page:
+        page.goto("/admin/studies/test-study")
+        # an empty study says so in the table, and a poll keeps saying it
+        rows = page.locator("#participants tbody tr")
+        assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
+        with page.expect_response(lambda r: "progress.json" in r.url, timeout=12_000):
+            pass  # the next poll (every 5 s) ...
+        page.wait_for_timeout(300)  # ... and its redraw
+        assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
+        w = Walker(app.test_client(), "P-LIVE")
+        w.arrive()
+        w.consent()
+        page.wait_for_function("document.querySelectorAll('#participants tbody tr[data-id]').length === 1",
+                               timeout=12_000)
+        assert rows.count() == 1  # the notice went when the first participant came
+        row = rows.first.inner_text()
+        assert "in progress" in row and "Delete data" in row and "No participants yet" not in row
 
 
 def test_researcher_errors_are_researcher_pages(client, researcher):
@@ -342,18 +336,10 @@ def test_a_stored_value_out_of_range_and_tex_in_a_prompt_break_no_export_and_no_
     assert client.get("/admin/studies/test-study/export?format=parquet").status_code == 200
 
 
+@pytest.mark.browser
 def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_the_participant(app, researcher):
     """A poll that redraws the participants table leaves the focused link focused (a keyboard
     user is not sent back to the top every 5 s), and deleting asks about the participant by name."""
-    from pathlib import Path
-
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
-    from playwright.sync_api import sync_playwright
-
-    from gazepref.capture_site.serving import BackgroundServer
-
     w = Walker(app.test_client(), "P-FOCUS")
     w.arrive()
     w.consent()
@@ -361,46 +347,35 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
     body = {"task": data["task"], "seq": 0, "origin": 1.7e12,
             "streams": {"mouse": {"t": [i * 3000 / 59 for i in range(60)], "x": [5.0] * 60, "y": [6.0] * 60}}}
     assert w.client.post("/api/ingest", json=body, headers={"X-Participant-Token": data["token"]}).status_code == 200
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-    with BackgroundServer(app) as url, sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(chromium), args=args, headless=True)
-        try:
-            page = b.new_page(base_url=url, viewport={"width": 1280, "height": 800})
-            page.set_default_timeout(10_000)
-            page.goto("/admin/login")
-            page.fill("[name='username']", researcher[0])
-            page.fill("[name='password']", researcher[1])
-            page.click("button[type='submit']")
-            page.goto("/admin/studies/test-study")
-            # the 16-column table stays inside the page's panel (scrolling in its own box if need be)
-            spill = page.evaluate("""() => {
-                const t = document.getElementById('participants'), main = t.closest('main');
-                const right = main.getBoundingClientRect().right - parseFloat(getComputedStyle(main).paddingRight);
-                const box = getComputedStyle(t.parentElement).overflowX === 'auto' ? t.parentElement : t;
-                return box.getBoundingClientRect().right - right; }""")
-            assert spill <= 0.5
-            pseudonym = page.locator("#participants tbody tr code").first.inner_text()
-            served = page.locator("#participants tbody tr").first.inner_text()
-            assert "20.0" in served
-            page.locator("#participants a", has_text="plots").first.focus()
-            w2 = Walker(app.test_client(), "P-LATER")  # the next poll has a new row to draw
-            w2.arrive()
-            w2.consent()
-            page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 2", timeout=12_000)
-            assert page.evaluate("document.activeElement.textContent") == "plots"
-            # the redrawn row reads as the served one did (numbers formatted alike)
-            redrawn = page.locator("#participants tbody tr").first.inner_text()
-            assert redrawn.split("\t")[:6] + redrawn.split("\t")[7:] == served.split("\t")[:6] + served.split("\t")[7:]
-            assert page.evaluate("document.activeElement.closest('tr').querySelector('code').textContent") == pseudonym
-            messages = []
-            page.once("dialog", lambda d: (messages.append(d.message), d.dismiss()))
-            page.keyboard.press("Tab")  # from the focused link to its row's delete button
-            page.keyboard.press("Enter")
-            page.wait_for_timeout(300)
-            assert messages and pseudonym in messages[0]
-            assert page.locator("#participants tbody tr").count() == 2  # dismissed: nothing deleted
-        finally:
-            b.close()
+    with researcher_page(app, researcher) as page:  # 1280 x 800
+        page.goto("/admin/studies/test-study")
+        # the 16-column table stays inside the page's panel (scrolling in its own box if need be)
+        spill = page.evaluate("""() => {
+            const t = document.getElementById('participants'), main = t.closest('main');
+            const right = main.getBoundingClientRect().right - parseFloat(getComputedStyle(main).paddingRight);
+            const box = getComputedStyle(t.parentElement).overflowX === 'auto' ? t.parentElement : t;
+            return box.getBoundingClientRect().right - right; }""")
+        assert spill <= 0.5
+        pseudonym = page.locator("#participants tbody tr code").first.inner_text()
+        served = page.locator("#participants tbody tr").first.inner_text()
+        assert "20.0" in served
+        page.locator("#participants a", has_text="plots").first.focus()
+        w2 = Walker(app.test_client(), "P-LATER")  # the next poll has a new row to draw
+        w2.arrive()
+        w2.consent()
+        page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 2", timeout=12_000)
+        assert page.evaluate("document.activeElement.textContent") == "plots"
+        # the redrawn row reads as the served one did (numbers formatted alike)
+        redrawn = page.locator("#participants tbody tr").first.inner_text()
+        assert redrawn.split("\t")[:6] + redrawn.split("\t")[7:] == served.split("\t")[:6] + served.split("\t")[7:]
+        assert page.evaluate("document.activeElement.closest('tr').querySelector('code').textContent") == pseudonym
+        messages = []
+        page.once("dialog", lambda d: (messages.append(d.message), d.dismiss()))
+        page.keyboard.press("Tab")  # from the focused link to its row's delete button
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(300)
+        assert messages and pseudonym in messages[0]
+        assert page.locator("#participants tbody tr").count() == 2  # dismissed: nothing deleted
 
 
 @pytest.mark.parametrize("step, label", [("task:0", "task 1"), ("pre:1", "before task 2"), ("post:0", "after task 1"),
