@@ -51,6 +51,13 @@ document.addEventListener("submit", (e) => {
   note.textContent = "Saving…";
 });
 
-// The done / screen-out page of a study with [platform] redirect_after_s: back to the platform.
+// The done / screen-out page of a study with [platform] redirect_after_s: back to the platform,
+// unless the participant asks to stay (a time limit they can turn off: WCAG 2.2.1).
 const auto = document.getElementById("handoff-auto");
-if (auto) setTimeout(() => document.getElementById("handoff")?.click(), 1000 * (+auto.dataset.seconds || 0));
+if (auto) {
+  const timer = setTimeout(() => document.getElementById("handoff")?.click(), 1000 * (+auto.dataset.seconds || 0));
+  document.getElementById("handoff-stay")?.addEventListener("click", () => {
+    clearTimeout(timer);
+    auto.textContent = "You stay on this page. Use the button above when you are ready.";
+  });
+}

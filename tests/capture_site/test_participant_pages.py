@@ -161,6 +161,11 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         assert pg.get_attribute("#handoff", "href") == "https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"
         pg.wait_for_url("https://app.prolific.com/**")  # redirect_after_s: without a click
         assert seen == ["https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"]
+        pg.go_back()  # the done page again: this time the participant stays (a time limit they can stop)
+        pg.click("#handoff-stay")
+        pg.wait_for_timeout(2500)
+        assert "app.prolific.com" not in pg.url and len(seen) == 1
+        assert "You stay on this page" in pg.text_content("#handoff-auto")
     with app.extensions["gazepref"].sessions() as s:
         task = s.scalars(select(store.Task)).one()
         assert task.answers["copy_sentence"] == sentence
