@@ -11,9 +11,22 @@ from .validation import InvalidInput, check_form_number
 MAX_ANSWER = 5000
 
 
+class AnswerError(str):
+    """A message about one question's answer; ``field`` is the question's id, so the page can
+    tie the message to its control (``aria-describedby``, ``aria-invalid``)."""
+
+    field: str
+
+    def __new__(cls, text: str, field: str) -> AnswerError:
+        obj = super().__new__(cls, text)
+        obj.field = field
+        return obj
+
+
 def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_optional: bool = False,
                  copy_sources: Sequence[str] | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Answers keyed by question id, and one message per missing or invalid answer.
+    """Answers keyed by question id, and one message per missing or invalid answer
+    (:class:`AnswerError`, naming its question).
 
     Attention checks add ``<id>_passed`` (True/False). ``all_optional`` (demographics) accepts
     blanks everywhere. ``copy_sources``: the answer texts a ``copy`` question's text must occur in.
@@ -24,11 +37,11 @@ def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_o
         raw = (form.get(q.id) or "").strip()[:MAX_ANSWER]
         if not raw:
             if q.required and not all_optional:
-                errors.append(f"Please answer: {q.label}")
+                errors.append(AnswerError(f"Please answer: {q.label}", q.id))
             continue
         if q.type in ("likert", "attention"):
             if raw not in {"1", "2", "3", "4", "5"}:
-                errors.append(f"Choose a value from 1 to 5: {q.label}")
+                errors.append(AnswerError(f"Choose a value from 1 to 5: {q.label}", q.id))
                 continue
             answers[q.id] = int(raw)
             if q.type == "attention":
@@ -37,15 +50,15 @@ def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_o
             try:
                 answers[q.id] = check_form_number(raw, q.id)
             except InvalidInput:
-                errors.append(f"Enter a number: {q.label}")
+                errors.append(AnswerError(f"Enter a number: {q.label}", q.id))
         elif q.type == "choice":
             if raw not in q.options:
-                errors.append(f"Choose one of the options: {q.label}")
+                errors.append(AnswerError(f"Choose one of the options: {q.label}", q.id))
                 continue
             answers[q.id] = raw
         elif q.type == "copy" and copy_sources is not None and not copied_from(raw, copy_sources):
-            errors.append(f"The text you entered is not in the answers shown on this page. Please copy one whole "
-                          f"sentence from them: {q.label}")
+            errors.append(AnswerError(f"The text you entered is not in the answers shown on this page. Please copy "
+                                      f"one whole sentence from them: {q.label}", q.id))
         else:
             answers[q.id] = raw
     return answers, errors

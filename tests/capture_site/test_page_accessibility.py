@@ -209,3 +209,28 @@ def test_the_check_finds_what_is_missing():
                                 "input {'type': 'radio', 'name': 'r', 'value': '1'} has no name",
                                 "radio r is in no named group",
                                 "focusable <div id=pane> has no role or no name"]
+
+
+@pytest.mark.parametrize("page", ["demographics-error", "post-error"])
+def test_each_error_is_tied_to_its_question(session_pages, page):
+    """A screen reader on the field in error hears what is wrong with it: each message has an id
+    that the question's control (a radio scale: its group) refers to, and a text field or
+    select is marked invalid."""
+    tree = Tree(session_pages[page])
+    [box] = tree.find(lambda n: "errors" in n.attrs.get("class", "").split())
+    items = [n for n in box.walk() if n.tag == "li"]
+    assert items and all(li.attrs.get("id", "").startswith("error-") for li in items)
+    for li in items:
+        name = li.attrs["id"].removeprefix("error-")
+        controls = tree.find(lambda n, name=name: n.attrs.get("name") == name
+                             and n.tag in ("input", "select", "textarea"))
+        assert controls, name
+        if controls[0].attrs.get("type") == "radio":
+            [holder] = [a for a in controls[0].ancestors() if a.tag == "fieldset"][:1]
+        else:
+            holder = controls[0]
+            assert holder.attrs.get("aria-invalid") == "true"
+        assert li.attrs["id"] in holder.attrs.get("aria-describedby", "").split()
+    valid = tree.find(lambda n: n.tag in ("select", "textarea") or n.attrs.get("type") == "number")
+    described = {li.attrs["id"].removeprefix("error-") for li in items}
+    assert all(n.attrs.get("name") in described for n in valid if "aria-invalid" in n.attrs)
