@@ -190,7 +190,8 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
     """``(status, reason)`` from what the flow recorded: ``declined`` (consent), ``finished``,
     ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
     (camera errors and face status at the set-up, calibration not precise enough, the ``step``
-    reached, :func:`~gazepref.capture_site.plan.step_at`, and its task). A no-camera participant who went on mouse-only gets that as a note."""
+    reached, :func:`~gazepref.capture_site.plan.step_at`, and its task). A no-camera participant
+    who went on mouse-only gets that as a note."""
     state = p.state or {}
     if p.consent is False:
         return "declined", "declined consent"

@@ -412,8 +412,8 @@ def person_errors(targets: np.ndarray, splits: list[Split],
     if not len(pooled):
         return out
     out["median_error_px"] = float(np.median(pooled))
-    each = [{"session": str(name), "error_px": float(np.nanmean(e)) if np.isfinite(e).any() else None,
-             "n_predicted": int(np.isfinite(e).sum())} for (name, *_), e in zip(splits, errs)]
+    each = [{"session": str(s.name), "error_px": float(np.nanmean(e)) if np.isfinite(e).any() else None,
+             "n_predicted": int(np.isfinite(e).sum())} for s, e in zip(splits, errs)]
     if protocol == "one-round":
         out["error_px"] = float(np.mean([r["error_px"] for r in each if r["error_px"] is not None]))
         out["rounds"] = each
