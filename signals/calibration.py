@@ -24,6 +24,10 @@ Two models and their mean (``kind``):
   differently (the sight model carries the sight point's noise, the one-stage model the
   calibration's posture), and one sitting cannot show which failure a later one will meet.
 
+A sight model or a blend predicts a row whose sight point is missing (a face whose line of
+sight could not be found) by its *fallback*, the one-stage model on the columns it lists
+(:meth:`GazeCalibration._fit_fallback`), not as the targets' mean.
+
 Block weights (a block-wise ridge penalty) and the ridge penalty are chosen, separately for x and
 y, by cross-validation *inside the calibration data* (leave-one-session-out when sessions are
 given, else k-fold) on the squared error in px; the model is then refitted on all calibration
@@ -230,6 +234,8 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         for k, v in fit.items():
             if not k.startswith("_"):
                 setattr(self, k, v)
+        self.fallback_coef_, self.fallback_intercept_ = self._fit_fallback(kind, fit, values, y, groups, blocks,
+                                                                           block_of)
         self.target_mean_ = y.mean(axis=0)
         self.feature_min_, self.feature_max_ = _bounds(values, self.clip)
         self.target_min_, self.target_max_ = _bounds(y, self.clip)
@@ -373,6 +379,36 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             "_second": second["_chosen"],
         }
 
+    def _fit_fallback(self, kind: str, fit: dict[str, Any], values: np.ndarray, y: np.ndarray,
+                      groups: np.ndarray | None, blocks: dict[str, list[str]], block_of: np.ndarray,
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The linear map (coefficients on ``feature_names_in_``, 2 x n, and intercept) of the
+        model that predicts a row whose sight point is missing, for a sight model or a blend;
+        (None, None) for a one-stage model, or where the model lists no other block.
+
+        A face whose line of sight could not be found (both eyes' rays off the eye or turned
+        past :data:`.line_of_sight.MAX_EYE_TURN_DEG`: the landmarks and the head pose disagree)
+        still has its eye features, which the one-stage model reads: a prediction from them
+        errs less than the calibration targets' mean, the only other answer (~600 px on a
+        laptop). The fallback is the one-stage model on the columns the model lists: a blend's
+        own one-stage part; for a sight model, a one-stage model of its eye and appearance
+        blocks (it lists no head block), fitted on the same rows with hyper-parameters by the
+        same CV."""
+        if kind == "blend":
+            mask, one = fit["_parts"][1]
+        elif kind == "sight":
+            names = np.array([c for cols in blocks.values() for c in cols])
+            used = self._blocks(names, "one-stage")
+            if not any(used.values()):
+                return None, None
+            mask = np.isin(names, [c for cols in used.values() for c in cols])
+            one = self._fit_kind("one-stage", values[:, mask], y, groups, used, block_of[mask])
+        else:
+            return None, None
+        coef = np.zeros((2, values.shape[1]))
+        coef[:, mask] = one["coef_"]
+        return coef, np.asarray(one["intercept_"], dtype=np.float64)
+
     def _oof(self, fit: dict[str, Any], y: np.ndarray, folds: list, clip: float | None,
              clip_predictions: bool = True) -> np.ndarray:
         """Out-of-fold predictions of a fitted model with its chosen hyper-parameters: every
@@ -489,9 +525,16 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
     def predictable(self, X: Any) -> np.ndarray:
         """Which feature rows the model can predict (bool, n): those :meth:`predict` does not give
         NaN, or with ``fill_missing`` the calibration targets' mean (a feature it gives weight is
-        missing: a row without a face; for a sight or blend model, a face whose line of sight
-        could not be found)."""
+        missing, and for a sight model or a blend one its fallback gives weight too: a row
+        without a face)."""
         return np.isfinite(self._map(self._values(X))).all(axis=1)
+
+    def by_fallback(self, X: Any) -> np.ndarray:
+        """Which feature rows the fallback predicts (bool, n): those whose sight point (or another
+        feature the model gives weight) is missing, while those of its fallback are there
+        (:meth:`_fit_fallback`; none for a one-stage model)."""
+        values = self._values(X)
+        return np.isfinite(self._map(values)).all(axis=1) & ~np.isfinite(self._map(values, False)).all(axis=1)
 
     def _values(self, X: Any) -> np.ndarray:
         """The raw feature matrix (columns ``feature_names_in_``) of feature rows ``X``."""
@@ -502,21 +545,26 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             raise ValueError(f"feature columns missing for prediction: {missing[:5]}")
         return frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64)
 
-    def _used(self) -> tuple[np.ndarray, tuple[str, ...], Any, np.ndarray, np.ndarray, np.ndarray]:
-        """The columns the model gives weight (a block left out, the head block of a sight model
-        kept for the one-stage comparison, gives none): (their indices, names, a getter of them
-        from a row, coefficients (2 x k), feature bounds). Cached per fitted model: a tracker
-        predicts every sample with it."""
-        key = (self.coef_, self.feature_names_in_, self.feature_min_, self.feature_max_)
-        cache = getattr(self, "_used_cache", None)
+    def _used(self, fallback: bool = False) -> tuple[np.ndarray, tuple[str, ...], Any, np.ndarray, np.ndarray,
+                                                       np.ndarray] | None:
+        """The columns the model (or its fallback; None where it has none) gives weight (a block
+        left out, or the other part's, gives none): (their indices, names, a getter of them from
+        a row, coefficients (k x 2), feature bounds). Cached per fitted model: a tracker predicts
+        every sample with it."""
+        coef = getattr(self, "fallback_coef_", None) if fallback else self.coef_
+        if coef is None:
+            return None
+        key = (coef, self.feature_names_in_, self.feature_min_, self.feature_max_)
+        caches = self.__dict__.setdefault("_used_cache", {})
+        cache = caches.get(fallback)
         if cache is None or any(a is not b for a, b in zip(cache[0], key)):
-            idx = np.flatnonzero((self.coef_ != 0).any(axis=0))
+            idx = np.flatnonzero((coef != 0).any(axis=0))
             names = tuple(str(c) for c in self.feature_names_in_[idx])
             getter = (operator.itemgetter(*names) if len(names) > 1
                       else (lambda row, n=names: tuple(row[c] for c in n)))
-            cache = (key, (idx, names, getter, np.ascontiguousarray(self.coef_[:, idx].T), self.feature_min_[idx],
+            cache = (key, (idx, names, getter, np.ascontiguousarray(coef[:, idx].T), self.feature_min_[idx],
                            self.feature_max_[idx]))
-            self._used_cache = cache
+            caches[fallback] = cache
         return cache[1]
 
     def _finish(self, pred: np.ndarray) -> np.ndarray:
@@ -525,11 +573,19 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         pred[bad] = self.target_mean_ if self.fill_missing else np.nan
         return pred
 
-    def _map(self, values: np.ndarray) -> np.ndarray:
+    def _map(self, values: np.ndarray, fallback: bool = True) -> np.ndarray:
         """The linear map on the used columns of ``values`` (clipped to their calibration range);
-        NaN where one of them is missing."""
+        where one of them is missing, the fallback's (``fallback``, where the model has one), else
+        NaN."""
         idx, _, _, coef, lo, hi = self._used()
-        return np.clip(values[:, idx], lo, hi) @ coef + self.intercept_
+        pred = np.clip(values[:, idx], lo, hi) @ coef + self.intercept_
+        other = self._used(True) if fallback else None
+        if other is not None:
+            bad = ~np.isfinite(pred).all(axis=1)
+            if bad.any():
+                fidx, _, _, fcoef, flo, fhi = other
+                pred[bad] = np.clip(values[np.ix_(bad, fidx)], flo, fhi) @ fcoef + self.fallback_intercept_
+        return pred
 
     def predict_array(self, values: np.ndarray) -> np.ndarray:
         """Gaze (n x 2) for a raw feature matrix whose columns are ``feature_names_in_``. A missing
@@ -537,17 +593,26 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         return self._finish(self._map(values))
 
     def predict_row(self, row: Mapping[str, float]) -> tuple[float, float]:
-        """Gaze for one tracker row (dict); NaN when a feature is missing. The same numbers as
-        :meth:`predict_array`, reading only the columns the model uses."""
+        """Gaze for one tracker row (dict); NaN when a feature is missing (and one its fallback
+        needs). The same numbers as :meth:`predict_array`, reading only the columns used."""
         check_is_fitted(self, "coef_")
-        _, names, getter, coef, lo, hi = self._used()
+        pred = self._row_map(row, self._used(), self.intercept_)
+        if not np.isfinite(pred).all():
+            other = self._used(True)
+            if other is not None:
+                pred = self._row_map(row, other, self.fallback_intercept_)
+        x, y = self._finish(pred)[0].tolist()
+        return x, y
+
+    @staticmethod
+    def _row_map(row: Mapping[str, float], used: tuple, intercept: np.ndarray) -> np.ndarray:
+        _, names, getter, coef, lo, hi = used
         try:  # a tracker's row has every column: one C-level lookup of all of them
             got = getter(row)
         except KeyError:
             got = [row.get(c, np.nan) for c in names]
         values = np.array(got, dtype=np.float64).reshape(1, len(names))
-        x, y = self._finish(np.clip(values, lo, hi) @ coef + self.intercept_)[0].tolist()
-        return x, y
+        return np.clip(values, lo, hi) @ coef + intercept
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -573,6 +638,9 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             "head_weight": self.head_weight_.tolist(),
             "appearance_weight": self.appearance_weight_.tolist(),
             "cv_error_px": self.cv_error_px_,
+            # the model for rows without a sight point (:meth:`_fit_fallback`); null: none
+            "fallback_coef": None if self.fallback_coef_ is None else self.fallback_coef_.tolist(),
+            "fallback_intercept": None if self.fallback_intercept_ is None else self.fallback_intercept_.tolist(),
             "n_samples": self.n_samples_fit_,
             "n_blinks_rejected": self.n_blinks_rejected_,
             "n_outliers_rejected": self.n_outliers_rejected_,
@@ -600,6 +668,10 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         model.head_weight_ = np.asarray(d["head_weight"], dtype=np.float64)
         model.appearance_weight_ = np.asarray(d["appearance_weight"], dtype=np.float64)
         model.cv_error_px_ = float(d["cv_error_px"])
+        fallback = d.get("fallback_coef")  # (saved before fallbacks existed: none)
+        model.fallback_coef_ = None if fallback is None else np.asarray(fallback, dtype=np.float64)
+        model.fallback_intercept_ = (None if fallback is None
+                                     else np.asarray(d["fallback_intercept"], dtype=np.float64))
         model.n_samples_fit_ = int(d["n_samples"])
         model.n_blinks_rejected_ = int(d.get("n_blinks_rejected", 0))
         model.n_outliers_rejected_ = int(d.get("n_outliers_rejected", 0))

@@ -303,6 +303,7 @@ class Split(NamedTuple):
     pred: np.ndarray  #: their predictions (n x 2 px)
     kind: str | None  #: the fitted model's kind ("sight", "one-stage", "blend"); None: no model
     guessed: np.ndarray | None = None  #: which of them are the calibration targets' mean
+    fallback: np.ndarray | None = None  #: which of them the model's fallback made (no sight point)
 
 
 def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.ndarray,
@@ -310,7 +311,7 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
                       ) -> list[Split]:
     """The predictions of each split of :func:`protocol_splits` (:class:`Split`). A guessed row
     is predicted as the calibration targets' mean: no face, a feature the model needs missing,
-    or no model.
+    or no model; a fallback row by the model's fallback (no sight point).
 
     Calibration rows are the usable ones (face found, eyes open); with rows of several sessions
     (sittings) the model's hyper-parameters, and (``auto``) which of the sight, one-stage and
@@ -329,10 +330,11 @@ def split_predictions(features: pd.DataFrame, targets: np.ndarray, sessions: np.
                       groups=groups if len(pd.unique(groups)) >= 2 else None)
         except ValueError:  # too few usable calibration samples
             n = int(test.sum())
-            out.append(Split(name, test, np.tile(targets[train].mean(axis=0), (n, 1)), None, np.ones(n, bool)))
+            out.append(Split(name, test, np.tile(targets[train].mean(axis=0), (n, 1)), None, np.ones(n, bool),
+                             np.zeros(n, bool)))
             continue
         out.append(Split(name, test, model.predict(features[test]), getattr(model, "model_kind_", None),
-                         ~model.predictable(features[test])))
+                         ~model.predictable(features[test]), model.by_fallback(features[test])))
     return out
 
 
@@ -377,7 +379,9 @@ def person_errors(targets: np.ndarray, splits: list[Split],
     counts the same, however many rows the others have); ``rounds`` lists them.
     ``median_error_px``: the median over all predictions made. ``guessed_ratio`` (splits of
     :func:`split_predictions`): the share of the predictions made that are the calibration
-    targets' mean (no face, a feature the model needs missing, no model). ``models``: how many of the
+    targets' mean (no face, a feature the model needs missing, no model), and ``fallback_ratio``
+    the share made by a sight model's or a blend's one-stage fallback (a face whose line of
+    sight could not be found, :meth:`.GazeCalibration.by_fallback`). ``models``: how many of the
     fitted calibrations were of each kind (:attr:`.GazeCalibration.model_kind_`).
     ``held_out`` (leave-session-out): each predicted session's (or fold's) mean error, so one
     session that no calibration fits stands out.
@@ -407,6 +411,9 @@ def person_errors(targets: np.ndarray, splits: list[Split],
         # the share of the predictions made that are the targets' mean (each ~600 px off on a laptop)
         guessed = np.concatenate([s.guessed for s in splits])
         out["guessed_ratio"] = float(guessed.mean()) if len(guessed) else None
+    if splits and all(s.fallback is not None for s in splits):
+        fallback = np.concatenate([s.fallback for s in splits])
+        out["fallback_ratio"] = float(fallback.mean()) if len(fallback) else None
     if sessions is not None:
         out.update(dict.fromkeys(ERROR_PARTS))
     if not len(pooled):
@@ -526,6 +533,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         "mean_error_px": float(np.mean(errors)) if errors else None,  # over the people with predictions
         **{f"mean_{k}": _mean([p[k] for p in per_person.values()]) for k in ERROR_PARTS},
         "mean_guessed_ratio": _mean([p.get("guessed_ratio") for p in per_person.values()]),
+        "mean_fallback_ratio": _mean([p.get("fallback_ratio") for p in per_person.values()]),
         "per_person": per_person,
         "face_found_ratio": found_total / len(manifest),
         "n": int(len(manifest)),

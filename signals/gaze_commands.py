@@ -104,6 +104,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             if r.get("guessed_ratio"):
                 print(f"    predicted as the targets' mean (no face, a needed feature missing, no model): "
                       f"{r['guessed_ratio']:.0%} of the predictions")
+            if r.get("fallback_ratio"):
+                print(f"    predicted without a line of sight (the one-stage fallback): "
+                      f"{r['fallback_ratio']:.0%} of the predictions")
             size = "-" if r["face_size_median"] is None else f"{r['face_size_median']:.3f}"
             print(f"    faces found {r['face_found_ratio']:.0%} (by the small-face search {r['small_face_ratio']:.0%}), "
                   f"usable {r['usable_ratio']:.0%}, eye span / width {size}")

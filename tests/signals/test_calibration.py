@@ -583,13 +583,47 @@ def test_predict_row_is_predict_on_the_used_columns(sittings):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
     row = rows.iloc[0].to_dict()
     assert np.isfinite(model.predict_row({k: v for k, v in row.items() if not k.startswith("head_")})).all()
-    assert np.isnan(model.predict_row({k: v for k, v in row.items() if k != "sight_x_cm"})).all()
+    assert np.isnan(model.predict_row({k: v for k, v in row.items() if k != "eye_r_iris_u"})).all()
+    no_sight = {**row, "sight_x_cm": np.nan}  # the fallback's (eye and patch columns)
+    np.testing.assert_allclose(model.predict_row(no_sight), model.predict(pd.DataFrame([no_sight]))[0])
+    assert np.isfinite(model.predict_row({k: v for k, v in row.items() if k != "sight_x_cm"})).all()
     refit = GazeCalibration(kind="one-stage").fit(rows, y)  # a new fit: no stale cache
     model.coef_ = refit.coef_
     model.feature_names_in_ = refit.feature_names_in_
     model.feature_min_, model.feature_max_ = refit.feature_min_, refit.feature_max_
     model.intercept_ = refit.intercept_
     np.testing.assert_allclose(model.predict_row(row), refit.predict_row(row))
+
+
+@pytest.mark.parametrize("kind", ["sight", "blend"])
+def test_a_face_without_a_sight_point_gets_the_fallback(sittings, kind):
+    """A row whose line of sight could not be found (``sight_*_cm`` NaN) is predicted by the
+    one-stage model on the columns the model lists (a blend's own one-stage part; for a sight
+    model, one on its eye and patch blocks), not guessed as the targets' mean: on another
+    sitting it errs far less than the guess. ``by_fallback`` marks such rows; the fallback saves
+    and loads with the model, and a model saved without one guesses as before."""
+    (rows, y, sessions), _ = sittings
+    first = sessions == sessions[0]
+    model = GazeCalibration(kind=kind, trim=None, fill_missing=True).fit(rows[first], y[first])
+    other, other_y = rows[~first].copy(), y[~first]
+    lost = np.arange(len(other)) % 3 == 0
+    other.loc[lost, "sight_x_cm"] = np.nan
+    pred = model.predict(other)
+    assert model.predictable(other).all() and model.by_fallback(other).tolist() == lost.tolist()
+    np.testing.assert_allclose(pred[~lost], model.predict(rows[~first])[~lost])
+    used = rows.columns if kind == "blend" else [c for c in rows.columns if not c.startswith(("head_", "face_"))]
+    one = GazeCalibration(kind="one-stage", trim=None).fit(rows.loc[first, used], y[first])
+    np.testing.assert_allclose(pred[lost], one.predict(other.loc[lost, used]), atol=1e-6)
+    guess = mean_error(np.tile(model.target_mean_, (lost.sum(), 1)), other_y[lost])
+    assert mean_error(pred[lost], other_y[lost]) < 0.6 * guess
+    again = GazeCalibration.from_bytes(model.to_bytes())
+    np.testing.assert_allclose(again.predict(other), pred)
+    old = model.to_dict()
+    del old["fallback_coef"], old["fallback_intercept"]
+    before = GazeCalibration.from_dict(old)
+    assert not before.predictable(other)[lost].any() and not before.by_fallback(other).any()
+    stage = GazeCalibration(kind="one-stage").fit(rows[first], y[first])
+    assert stage.fallback_coef_ is None and not stage.by_fallback(other).any()
 
 
 @pytest.mark.parametrize("kind", ["sight", "blend"])

@@ -194,15 +194,39 @@ def test_predictions_guessed_as_the_targets_mean_are_counted():
     x.loc[[50, 51, 60], "eye_r_iris_u"] = np.nan  # rows 2, 3 and 12 of s1: a feature missing
     make = lambda: GazeCalibration(fill_missing=True)  # noqa: E731
     splits = split_predictions(x, y, sessions, make, "leave-session-out")
-    guessed = {name: g for name, _, _, _, g in splits}
+    guessed = {s.name: s.guessed for s in splits}
     assert guessed["s0"].sum() == 0 and np.flatnonzero(guessed["s1"]).tolist() == [2, 3, 12]
     s1 = splits[1][2]
     assert np.ptp(s1[guessed["s1"]], axis=0).max() == 0 and np.ptp(s1[~guessed["s1"]], axis=0).min() > 100
     assert person_errors(y, splits, "leave-session-out")["guessed_ratio"] == pytest.approx(3 / 96)
     x.loc[sessions == "s0", "flags"] = int(GazeFlag.NO_FACE)  # s1's calibration: nothing usable
     splits = split_predictions(x, y, sessions, make, "one-round")
-    assert [(name, kind, int(g.sum())) for name, _, _, kind, g in splits] == [("s0", None, 48),
+    assert [(s.name, s.kind, int(s.guessed.sum())) for s in splits] == [("s0", None, 48),
                                                                                ("s1", "one-stage", 0)]
     assert person_errors(y, splits, "one-round")["guessed_ratio"] == pytest.approx(0.5)
     assert "guessed_ratio" not in person_errors(y, [s[:4] for s in splits], "one-round")
+    assert person_errors(y, splits, "one-round")["fallback_ratio"] == 0  # no sight point to lose
+
+
+@pytest.mark.parametrize("protocol", ["leave-session-out", "one-round"])
+def test_predictions_without_a_line_of_sight_are_the_fallbacks(protocol):
+    """A face whose line of sight could not be found is predicted by the sight model's or the
+    blend's one-stage fallback: counted in ``fallback_ratio``, not in ``guessed_ratio``."""
+    from gazepref.signals.synthetic_gaze import people
+
+    x, y, sessions = people(1, 3, seed=4)[0]
+    x = x.copy()
+    lost = np.zeros(len(x), bool)
+    lost[np.flatnonzero(sessions == sessions[-1])[:6]] = True  # 6 of the last sitting's rows
+    x.loc[lost, "sight_y_cm"] = np.nan
+    splits = split_predictions(x, y, sessions, lambda: GazeCalibration(fill_missing=True), protocol)
+    fallback = np.zeros(len(x), int)
+    for s in splits:
+        assert not s.guessed.any()
+        fallback[s.predicted] += s.fallback
+    predicted = np.sum([s.predicted for s in splits], axis=0)
+    assert (fallback == lost * predicted).all()
+    out = person_errors(y, splits, protocol)
+    assert out["guessed_ratio"] == 0
+    assert out["fallback_ratio"] == pytest.approx((lost * predicted).sum() / predicted.sum())
 

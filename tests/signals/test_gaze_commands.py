@@ -114,11 +114,13 @@ def test_evaluate_manifest(manifest, capsys):
         assert p["image_sizes"] == {"640x480": 48} and p["unreadable_images"] == 0
         # the mean is the guess only where no face was found (every face gives a line of sight)
         assert p["guessed_ratio"] == pytest.approx(1 - p["face_found_ratio"])
+        assert p["fallback_ratio"] == 0
     assert result["images_in_several_sessions"] == 0
     for p in result["per_person"].values():  # one image per dot: its error is its dot's bias, no spread
         assert p["bias_px"] == pytest.approx(p["error_px"]) and p["spread_px"] is None
         assert 0 < p["session_offset_px"] < p["error_px"] and 0 < p["error_without_offset_px"]
     assert result["mean_spread_px"] is None
+    assert result["mean_fallback_ratio"] == 0
     assert result["mean_guessed_ratio"] == pytest.approx(
         np.mean([p["guessed_ratio"] for p in result["per_person"].values()]))
     assert result["mean_session_offset_px"] == pytest.approx(
