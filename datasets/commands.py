@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = dsub.add_parser("export", help="export to Parquet or to the IFLLM layout",
                         description="Export a recording (an IFLLM folder, a Parquet export, or a study in the "
-                                    "site's database by slug) to Parquet or to the IFLLM release layout.")
+                                    "site's database by slug) to Parquet or to the IFLLM release layout. A study's "
+                                    "webcam frames kept with consent ([gaze] keep_frames) go to frames/, as in the "
+                                    "dashboard's export.")
     add_source_arguments(p, dest="source", nargs="?")
     p.add_argument("--study", metavar="SLUG", help="the study SLUG in the site's database (same as giving SLUG as SOURCE)")
     p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format")
@@ -104,5 +106,14 @@ def _export(args: argparse.Namespace) -> int:
             print(f"wrote {DEMOGRAPHICS_FILE} ({n} participants) -- it may identify people: keep it apart and "
                   "share it only as your ethics approval allows" if n
                   else "nobody answered the demographics questions: no demographics.csv (see DEMOGRAPHICS_README.txt)")
+    from .store_recording import StoreRecording, export_frames
+
+    if isinstance(rec, StoreRecording):  # webcam frames kept with consent ([gaze] keep_frames), as the dashboard's
+        frames = export_frames(rec.db, rec.study, args.out)
+        if frames:
+            manifest = {**manifest, "frames": frames}
+            if not args.json:
+                print(f"wrote {frames} kept webcam frames to frames/ (index: frames/frames.csv) -- pictures of "
+                      "faces: share them only as the consent and your ethics approval allow")
     emit(manifest, args.json)
     return 0

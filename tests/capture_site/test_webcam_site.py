@@ -185,6 +185,13 @@ def test_keep_frames_stores_exports_and_deletes_them_with_the_participant(make_a
         assert len(files) == 57 and all(f.read_bytes()[:2] == b"\xff\xd8" for f in files)
         p = dbs.get(store.Participant, task_frames[0].participant_id)
         assert all(p.pseudonym in str(f) for f in files), "pseudonyms only"
+        from gazepref.cli import main  # the command line exports them as the dashboard does
+
+        assert main(["data", "export", study.slug, "--instance", str(tmp_path / "instance"), "--to", "ifllm",
+                     "--out", str(tmp_path / "cli")]) == 0
+        assert (tmp_path / "cli" / "frames" / "frames.csv").read_text().splitlines() == index
+        assert [f.read_bytes() for f in sorted((tmp_path / "cli" / "frames").rglob("*.jpg"))] == \
+            [f.read_bytes() for f in files]
         dbs.delete(p)  # what the dashboard's delete does
         dbs.commit()
         assert dbs.scalar(select(func.count()).select_from(store.GazeFrame)) == 0
