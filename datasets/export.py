@@ -292,7 +292,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
 
     samples = {"gaze": 0, "mouse": 0, "hits": 0}
     # stored values no file of the layout can hold are skipped and counted, never an error
-    skipped = {"rows_epoch_out_of_range": 0,
+    skipped = {"rows_epoch_out_of_range": 0, "rows_without_position": 0,
                "turn_timestamps_out_of_range": sum(1 for t in turns if t.epoch_ms is not None and not _timestamp(t.epoch_ms))}
     items = tasks
     if progress:
@@ -314,7 +314,11 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                 frame = tb.select(["x", "y", "t", "epoch_ms"]).to_pandas()
                 ok = _epoch_ok(frame["epoch_ms"])
                 skipped["rows_epoch_out_of_range"] += int((~ok).sum())
-                frame = frame[ok]
+                # a sample without a position (a gaze row in a blink, an uncalibrated one): a line
+                # ",,t,epoch" would read back as malformed, so it is left out and counted
+                placed = np.isfinite(frame["x"].to_numpy(np.float64)) & np.isfinite(frame["y"].to_numpy(np.float64))
+                skipped["rows_without_position"] += int((ok & ~placed).sum())
+                frame = frame[ok & placed]
                 frame["epoch_ms"] = frame["epoch_ms"].round().astype("Int64")
                 _write_rows(d / f"abs_{name}.csv", frame)
                 samples[name] += len(frame)

@@ -219,3 +219,25 @@ def test_ifllm_export_of_a_study_keeps_samples_on_their_turns_when_the_clocks_di
     (task,) = back.tasks()
     assert back.streams(task.task_id)["mouse"].column("turn").to_pylist() == [-1, 0, 0, 0]
     assert from_recording(back, task).clean_counts["mouse_in_turns"] == 2
+
+
+def test_ifllm_export_leaves_out_samples_without_a_position_and_counts_them(tmp_path: Path):
+    """A gaze row without a position (a blink, an uncalibrated picture) cannot be written to the
+    IFLLM layout's ``x,y,t,epoch`` lines (",,t,epoch" reads back as malformed): it is left out and
+    counted in ``skipped``; the Parquet export keeps it."""
+    url = _study_db(tmp_path)
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        gaze = pa.table({"t": [1500.0, 1600.0, 1700.0], "x": [300.0, float("nan"), 320.0],
+                         "y": [200.0, float("nan"), 210.0]})
+        db.add(store.make_chunk(db.query(store.Task).one().id, "gaze", 0, gaze, clock_origin_epoch_ms=1.7e12))
+        db.commit()
+    rec = StoreRecording.open("pilot", db_url=url)
+    manifest = export_ifllm(rec, tmp_path / "ifl")
+    assert manifest["skipped"]["rows_without_position"] == 1 and manifest["samples"]["gaze"] == 2
+    back = open_release(tmp_path / "ifl")
+    assert back.summary()["malformed_rows_skipped"] == 0
+    (task,) = back.tasks()
+    assert back.streams(task.task_id)["gaze"].column("x").to_pylist() == [300.0, 320.0]
+    assert export_parquet(rec, tmp_path / "pq")["samples"]["gaze"] == 3
+
