@@ -423,3 +423,31 @@ def test_study_list_counts_read_as_on_the_study_page(client, researcher):
     row = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", html, re.S)]
     by = dict(zip(header, row))
     assert by["Consented"] == "1" and by["Declined"] == "1" and "Participants" not in header
+
+
+def test_a_deleted_participants_browser_and_page_open_nothing_of_the_next_one(app, client, researcher, dbs):
+    """Deleting the newest participant must not hand their row id to the next one (SQLite reused
+    it): the deleted participant's browser, page token and telemetry outbox then opened and wrote
+    the next participant's session."""
+    gone = Walker(app.test_client(), "GONE")
+    gone.arrive()
+    gone.consent()
+    old = gone.to_task()
+    [gone_id] = dbs.scalars(select(store.Participant.id)).all()
+    assert login(client, *researcher).status_code == 302
+    page = client.get("/admin/studies/test-study")
+    assert client.post(f"/admin/participants/{gone_id}/delete", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    nxt = Walker(app.test_client(), "NEXT")
+    nxt.arrive()
+    nxt.consent()
+    new = nxt.to_task()
+    dbs.expire_all()
+    [q] = dbs.scalars(select(store.Participant)).all()
+    assert q.id != gone_id
+    assert q.state["resume_code"] not in gone.client.get("/step", follow_redirects=True).text
+    token = {"X-Participant-Token": old["token"]}
+    r = gone.client.post(new["urls"]["turns"], json={"index": 0, "prompt": "hello"}, headers=token)
+    assert r.status_code in (401, 403)
+    batch = {"task": new["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    assert gone.client.post("/api/ingest", json=batch, headers=token).status_code in (401, 403)
+    assert dbs.scalars(select(store.Turn)).all() == [] and dbs.scalars(select(store.StreamChunk)).all() == []
