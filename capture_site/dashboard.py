@@ -45,6 +45,14 @@ def _study(slug: str) -> store.Study:
     return study
 
 
+def _after_login(target: str) -> str:
+    """Where a login goes: ``next`` when it is a dashboard path (never another site, nor a line
+    break a Location header cannot hold), else the study list."""
+    ok = (target.startswith("/admin") and not target.startswith("/admin//") and target.isprintable()
+          and "\\" not in target)
+    return target if ok else url_for("dashboard.studies")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Login with back-off per account and address (:mod:`.accounts`): 401 for a wrong name or
@@ -54,9 +62,7 @@ def login():
         user, wait = accounts.authenticate(db(), request.form.get("username", ""), request.form.get("password", ""))
         if user is not None:
             accounts.start_session(db(), user)
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/admin") and not target.startswith("/admin//")
-                            else url_for("dashboard.studies"))
+            return redirect(_after_login(request.args.get("next", "")))
         if wait > 0:
             error, status, headers = (f"Too many failed logins: try again in {math.ceil(wait)} s.", 429,
                                       {"Retry-After": str(math.ceil(wait))})

@@ -451,3 +451,27 @@ def test_a_deleted_participants_browser_and_page_open_nothing_of_the_next_one(ap
     batch = {"task": new["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
     assert gone.client.post("/api/ingest", json=batch, headers=token).status_code in (401, 403)
     assert dbs.scalars(select(store.Turn)).all() == [] and dbs.scalars(select(store.StreamChunk)).all() == []
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/admin/studies/test-study", "/admin/studies/test-study"),
+    ("/admin\r\nSet-Cookie: x=1", "/admin/"),  # was a 500 after the login succeeded
+    ("/admin/studies/x\ny", "/admin/"),
+    ("//evil.example/admin", "/admin/"),
+    ("https://evil.example/admin", "/admin/"),
+    ("/admin//evil.example", "/admin/"),
+])
+def test_login_goes_only_to_a_dashboard_page(client, researcher, target, expected):
+    page = client.get("/admin/login")
+    r = client.post("/admin/login", query_string={"next": target},
+                    data={"csrf_token": csrf_of(page.text), "username": researcher[0], "password": researcher[1]})
+    assert r.status_code == 302 and r.location == expected
+
+
+def test_a_line_break_in_a_dashboard_address_survives_the_login_round_trip(client, researcher):
+    r = client.get("/admin/studies/x%0Ay")
+    assert r.status_code == 302 and "/admin/login" in r.location
+    page = client.get(r.location)
+    r = client.post(r.location, data={"csrf_token": csrf_of(page.text), "username": researcher[0],
+                                      "password": researcher[1]})
+    assert r.status_code == 302 and r.location == "/admin/"
