@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from .. import UserError, store
 from . import accounts
 from .exporting import FORMATS, export_study
+from .pages import no_store
 from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db, study_by_slug
 from .security import check_csrf, login_required
@@ -26,6 +27,7 @@ from .security import check_csrf, login_required
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")
 bp.before_request(check_csrf)
+bp.after_request(no_store)  # participants' data: not kept in the browser's cache after a logout
 
 
 def researcher_error_page(e: HTTPException):

@@ -475,3 +475,17 @@ def test_a_line_break_in_a_dashboard_address_survives_the_login_round_trip(clien
     r = client.post(r.location, data={"csrf_token": csrf_of(page.text), "username": researcher[0],
                                       "password": researcher[1]})
     assert r.status_code == 302 and r.location == "/admin/"
+
+
+def test_researcher_pages_are_not_kept_in_the_browser_cache(app, client, researcher):
+    w = Walker(app.test_client(), "CACHED")
+    w.arrive()
+    w.consent()
+    assert login(client, *researcher).status_code == 302
+    for url in ("/admin/", "/admin/studies/test-study", "/admin/studies/test-study/progress.json"):
+        r = client.get(url)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store", url
+    if "plots" in app.blueprints:
+        pseudonym = client.get("/admin/studies/test-study/progress.json").json["participants"][0]["pseudonym"]
+        r = client.get(f"/admin/studies/test-study/participants/{pseudonym}/plots")
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
