@@ -141,13 +141,13 @@ def _digest(token: str) -> str:
 
 
 def start_session(db: Session, user: store.User) -> None:
-    """Log ``user`` in on this browser: a new session row, a fresh cookie (CSRF token kept)."""
+    """Log ``user`` in on this browser: a new session row and a fresh cookie, with a new CSRF token
+    (one known before the login, e.g. from a cookie planted in the browser, opens nothing)."""
     token = secrets.token_urlsafe(32)
     db.add(store.ResearcherSession(id=_digest(token), user_id=user.id))
     db.commit()
-    csrf = session.get("csrf")
     session.clear()
-    session.update(user_id=user.id, username=user.username, rsid=token, csrf=csrf)
+    session.update(user_id=user.id, username=user.username, rsid=token)
 
 
 def end_session(db: Session) -> None:

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from .. import UserError, store
 from . import accounts
 from .exporting import FORMATS, export_study
+from .pages import no_store
 from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db, study_by_slug
 from .security import check_csrf, login_required
@@ -26,6 +27,7 @@ from .security import check_csrf, login_required
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/admin")
 bp.before_request(check_csrf)
+bp.after_request(no_store)  # participants' data: not kept in the browser's cache after a logout
 
 
 def researcher_error_page(e: HTTPException):
@@ -45,6 +47,14 @@ def _study(slug: str) -> store.Study:
     return study
 
 
+def _after_login(target: str) -> str:
+    """Where a login goes: ``next`` when it is a dashboard path (never another site, nor a line
+    break a Location header cannot hold), else the study list."""
+    ok = (target.startswith("/admin") and not target.startswith("/admin//") and target.isprintable()
+          and "\\" not in target)
+    return target if ok else url_for("dashboard.studies")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Login with back-off per account and address (:mod:`.accounts`): 401 for a wrong name or
@@ -54,9 +64,7 @@ def login():
         user, wait = accounts.authenticate(db(), request.form.get("username", ""), request.form.get("password", ""))
         if user is not None:
             accounts.start_session(db(), user)
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/admin") and not target.startswith("/admin//")
-                            else url_for("dashboard.studies"))
+            return redirect(_after_login(request.args.get("next", "")))
         if wait > 0:
             error, status, headers = (f"Too many failed logins: try again in {math.ceil(wait)} s.", 429,
                                       {"Retry-After": str(math.ceil(wait))})

@@ -103,8 +103,11 @@ def current_step(p: store.Participant) -> str:
 
 
 def current_participant() -> store.Participant | None:
+    """The participant this browser is, when their row is the one it arrived as (same pseudonym:
+    a row id alone could name someone else after a deletion, on a database that reuses ids)."""
     pid = session.get("pid")
-    return db().get(store.Participant, pid) if pid is not None else None
+    p = db().get(store.Participant, pid) if isinstance(pid, int) else None
+    return p if p is not None and p.pseudonym == session.get("pseudonym") else None
 
 
 def task_for(p: store.Participant, cfg: StudyConfig, index: int) -> store.Task:
@@ -169,7 +172,8 @@ def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
         pseudonym = session["pseudonym"]  # same browser, no platform id: keep the one-off id
     else:
         pseudonym = pseudonymise(study.salt, arrival.platform, arrival.raw_id)
-    prior_pid = session.get("pid")
+    # the participant this browser was, as long as it arrives as them again (see current_participant)
+    prior_pid = session.get("pid") if session.get("pseudonym") == pseudonym else None
     browser = session.get("browser") or secrets.token_urlsafe(18)
     session.clear()
     session.permanent = True  # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME)

@@ -33,8 +33,9 @@ SCREEN_OUT_REASONS = {
 
 
 def no_store(resp):
-    """After-request hook of the flow: pages with the participant's state are never cached."""
-    resp.headers["Cache-Control"] = "no-store"
+    """After-request hook of the flow and the researcher pages: pages with the participant's state
+    or data are never cached (a view that chose its own Cache-Control keeps it: the plots)."""
+    resp.headers.setdefault("Cache-Control", "no-store")
     return resp
 
 

@@ -21,10 +21,12 @@ from werkzeug.exceptions import HTTPException
 
 from .. import UserError
 from .dashboard import researcher_error_page
+from .pages import no_store
 from .runtime import db, study_by_slug
 from .security import login_required
 
 bp = Blueprint("plots", __name__, url_prefix="/admin")
+bp.after_request(no_store)  # the page (prompts); its pictures set their own private caching
 
 TURN_KINDS = ("heatmap", "scanpath", "mouse", "timeline")
 PARTICIPANT_KINDS = ("quality", "attention", "features")

@@ -65,7 +65,9 @@ class Study(Base):
 
 class Participant(Base):
     __tablename__ = "participants"
-    __table_args__ = (UniqueConstraint("study_id", "pseudonym"),)
+    # SQLite: AUTOINCREMENT, so a deleted participant's id is never given to the next one (a
+    # deleted participant's cookie and page token name their id: they must open nothing else)
+    __table_args__ = (UniqueConstraint("study_id", "pseudonym"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     pseudonym: Mapped[str] = mapped_column(String(64))  # salted hash of the platform id

@@ -194,3 +194,21 @@ def test_failures_are_forgotten_after_login_forget_s(site, monkeypatch, purged):
     assert throttle_rows(app) == (0 if purged else 8)
     statuses = [login(client, name, "wrong", addr=f"10.0.7.{i}").status_code for i in range(7)]
     assert statuses == [401] * 6 + [429]
+
+
+def test_a_csrf_token_known_before_the_login_is_worthless_after_it(site):
+    """Session fixation of the CSRF token: whoever planted their own session cookie (and so knows
+    its CSRF token) in a researcher's browser must not be able to post forms for them once they
+    log in on it."""
+    app, name = site
+    attacker = app.test_client()
+    known = csrf_of(attacker.get("/admin/login").text)
+    victim = app.test_client()
+    victim.set_cookie("session", attacker.get_cookie("session").value)
+    assert login(victim, name, PASSWORD).status_code == 302 and victim.get("/admin/").status_code == 200
+    r = victim.post("/admin/logout", data={"csrf_token": known})  # a forged form from another site
+    assert r.status_code == 400 and victim.get("/admin/").status_code == 200
+    fresh = csrf_of(victim.get("/admin/").text)
+    assert fresh != known
+    assert victim.post("/admin/logout", data={"csrf_token": fresh}).status_code == 302
+    assert victim.get("/admin/").status_code == 302

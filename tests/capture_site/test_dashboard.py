@@ -423,3 +423,69 @@ def test_study_list_counts_read_as_on_the_study_page(client, researcher):
     row = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", html, re.S)]
     by = dict(zip(header, row))
     assert by["Consented"] == "1" and by["Declined"] == "1" and "Participants" not in header
+
+
+def test_a_deleted_participants_browser_and_page_open_nothing_of_the_next_one(app, client, researcher, dbs):
+    """Deleting the newest participant must not hand their row id to the next one (SQLite reused
+    it): the deleted participant's browser, page token and telemetry outbox then opened and wrote
+    the next participant's session."""
+    gone = Walker(app.test_client(), "GONE")
+    gone.arrive()
+    gone.consent()
+    old = gone.to_task()
+    [gone_id] = dbs.scalars(select(store.Participant.id)).all()
+    assert login(client, *researcher).status_code == 302
+    page = client.get("/admin/studies/test-study")
+    assert client.post(f"/admin/participants/{gone_id}/delete", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    nxt = Walker(app.test_client(), "NEXT")
+    nxt.arrive()
+    nxt.consent()
+    new = nxt.to_task()
+    dbs.expire_all()
+    [q] = dbs.scalars(select(store.Participant)).all()
+    assert q.id != gone_id
+    assert q.state["resume_code"] not in gone.client.get("/step", follow_redirects=True).text
+    token = {"X-Participant-Token": old["token"]}
+    r = gone.client.post(new["urls"]["turns"], json={"index": 0, "prompt": "hello"}, headers=token)
+    assert r.status_code in (401, 403)
+    batch = {"task": new["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    assert gone.client.post("/api/ingest", json=batch, headers=token).status_code in (401, 403)
+    assert dbs.scalars(select(store.Turn)).all() == [] and dbs.scalars(select(store.StreamChunk)).all() == []
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/admin/studies/test-study", "/admin/studies/test-study"),
+    ("/admin\r\nSet-Cookie: x=1", "/admin/"),  # was a 500 after the login succeeded
+    ("/admin/studies/x\ny", "/admin/"),
+    ("//evil.example/admin", "/admin/"),
+    ("https://evil.example/admin", "/admin/"),
+    ("/admin//evil.example", "/admin/"),
+])
+def test_login_goes_only_to_a_dashboard_page(client, researcher, target, expected):
+    page = client.get("/admin/login")
+    r = client.post("/admin/login", query_string={"next": target},
+                    data={"csrf_token": csrf_of(page.text), "username": researcher[0], "password": researcher[1]})
+    assert r.status_code == 302 and r.location == expected
+
+
+def test_a_line_break_in_a_dashboard_address_survives_the_login_round_trip(client, researcher):
+    r = client.get("/admin/studies/x%0Ay")
+    assert r.status_code == 302 and "/admin/login" in r.location
+    page = client.get(r.location)
+    r = client.post(r.location, data={"csrf_token": csrf_of(page.text), "username": researcher[0],
+                                      "password": researcher[1]})
+    assert r.status_code == 302 and r.location == "/admin/"
+
+
+def test_researcher_pages_are_not_kept_in_the_browser_cache(app, client, researcher):
+    w = Walker(app.test_client(), "CACHED")
+    w.arrive()
+    w.consent()
+    assert login(client, *researcher).status_code == 302
+    for url in ("/admin/", "/admin/studies/test-study", "/admin/studies/test-study/progress.json"):
+        r = client.get(url)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store", url
+    if "plots" in app.blueprints:
+        pseudonym = client.get("/admin/studies/test-study/progress.json").json["participants"][0]["pseudonym"]
+        r = client.get(f"/admin/studies/test-study/participants/{pseudonym}/plots")
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"

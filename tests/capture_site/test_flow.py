@@ -342,3 +342,27 @@ def test_the_browser_is_recognised_after_a_restart(client):
     restarted = client.application.test_client()
     restarted.set_cookie("session", cookie.value)  # what a browser keeps across a restart
     assert Walker(restarted, "RESTARTER").arrive().request.path == "/step"
+
+
+def test_a_session_naming_another_participants_row_opens_nothing_of_theirs(client, dbs):
+    """A browser's session names its participant by row id; on a database that reused the id of
+    a deleted participant (SQLite before AUTOINCREMENT) it named the next one: their pages,
+    resume code and completion code. The row must be the one the browser arrived as."""
+    mine = Walker(client, "FIRST")
+    mine.arrive()
+    mine.consent()
+    other = Walker(client.application.test_client(), "SECOND")
+    other.arrive()
+    code = _resume_code(other.consent().text)
+    theirs = next(p for p in participants(dbs) if p.state["resume_code"] == code)
+    with client.session_transaction() as s:  # as if this browser's row id had been given to them
+        s["pid"] = theirs.id
+    for path in ("/step", "/consent"):
+        r = client.get(path, follow_redirects=True)
+        assert code not in r.text and theirs.completion_code not in r.text
+    page = client.get("/consent").text  # this browser starts over as itself, not as them
+    assert "decision" in page
+    # arriving by the other's link from a browser whose old session named their row id: the code first
+    with client.session_transaction() as s:
+        s["pid"] = theirs.id
+    assert Walker(client, "SECOND").arrive().request.path == "/resume"
