@@ -270,7 +270,13 @@ async function calibrate() {
   ui.result.textContent = `${message} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`;
   ui.result.hidden = false;
   ui.start.textContent = "Try again";
-  ui.start.focus();
+  // why it failed must be seen, not left below the fold: it and Try again (right below it) are
+  // scrolled into view, and the focus starts at it (as at a server's error messages), so a
+  // screen reader reads it first and Tab goes on to Try again
+  ui.result.tabIndex = -1;
+  ui.result.scrollIntoView({ block: "nearest" });
+  ui.start.scrollIntoView({ block: "nearest" });
+  ui.result.focus({ preventScroll: true });
 }
 
 /** The indicator follows the live picture: stale answers (no frame for a while) turn it grey; a
