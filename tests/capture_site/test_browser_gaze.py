@@ -300,7 +300,8 @@ def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
         page.wait_for_timeout(300)  # (a smooth scroll would have ended)
         box = page.evaluate("""() => { const r = document.getElementById('calibration-result').getBoundingClientRect();
             const b = document.getElementById('start-calibration').getBoundingClientRect();
-            return { top: r.top, bottom: r.bottom, button: b.bottom, h: innerHeight, focus: document.activeElement.id }; }""")
+            return { top: r.top, bottom: r.bottom, button: b.bottom, h: innerHeight,
+                     focus: document.activeElement.id }; }""")
         assert 0 <= box["top"] and box["bottom"] <= box["h"], box
         assert box["button"] <= box["h"] + 1, box  # Try again is in view too (+ 1: scrolling is by whole px)
         assert box["focus"] == "calibration-result", box

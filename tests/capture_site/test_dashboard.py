@@ -335,7 +335,8 @@ def test_who_stopped_at_the_larger_window_page(make_app, tmp_path, researcher, m
         page.wait_for_selector("#viewport-gate:not([hidden])")
         page.wait_for_timeout(500)
         assert len(posts) == n + 1 and 'name="too_small"\r\n\r\n1' in posts[-1]
-        assert reason() == 'window too small for the study (800 × 500 px): left at the "please use a larger window" page'
+        assert reason() == ('window too small for the study (800 × 500 px): '
+                            'left at the "please use a larger window" page')
 
         reported(page, 1280, 800)  # enlarged: the study goes on, and no longer stopped for the window
         page.wait_for_selector("#skip")
