@@ -34,7 +34,7 @@ from .config import StudyConfig, Topic
 from .answers import answer_texts, transcript
 from .identity import Arrival, arrival_from_args
 from .pages import (completion_handoff, declined_page, favicon, framable, in_frame, no_store, not_admitted_page,
-                    page_context, screened_out_page)
+                    note_window, page_context, screened_out_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
 from .questions import read_answers
@@ -345,6 +345,23 @@ def answer_step():
     except IntegrityError:  # the same form sent twice at once (a double click): the first answer counts
         db().rollback()
     return redirect(url_for("flow.step"))
+
+
+@bp.post("/window")
+def window_size():
+    """The page showed the "please use a larger window" page (``too_small=1``, ``width``,
+    ``height``) or the window grew large enough again (``too_small=0``); kept for the dashboard
+    (:func:`.pages.note_window`). Before consent nothing is stored."""
+    p = current_participant()
+    if p is None or not p.consent:
+        return "", 204
+    try:
+        size = (max(0, min(100_000, int(request.form["width"]))), max(0, min(100_000, int(request.form["height"]))))
+    except (KeyError, ValueError):
+        size = None
+    if note_window(p, current_step(p), request.form.get("too_small") == "1", size):
+        db().commit()
+    return "", 204
 
 
 # --------------------------------------------------------------------------- built-in step handlers

@@ -7,6 +7,8 @@
   ``<body>``, which ``static/page.js`` turns into a "please use a larger window" page; it offers
   the platform's screen-out hand-off (:func:`.platforms.screen_out`) to whoever cannot enlarge
   the window. The pages that need no large window (the hand-offs, the MTurk preview) have none.
+  The page reports when it shows that page and when the window grew large enough again
+  (:func:`note_window`), for the dashboard's "why they stopped".
 * MTurk's HIT frame: the preview, and a "start in a new tab" page, may be shown in it.
 * the declined, screened-out and not-admitted pages with their way back to the platform
   (:mod:`.platforms`).
@@ -20,8 +22,9 @@ from flask import make_response, redirect, render_template, request, session, ur
 from .. import store
 from .config import MTURK_SUBMIT_HOSTS, StudyConfig
 from .identity import Arrival
+from .plan import step_at
 from .platforms import completion, screen_out
-from .runtime import site, study_by_slug
+from .runtime import db, site, study_by_slug
 
 SCREEN_OUT_REASONS = {
     "declined": "You chose not to take part. Nothing about you was recorded apart from this decision.",
@@ -73,11 +76,31 @@ def _session_config() -> StudyConfig | None:
 def page_context() -> dict[str, Any]:
     """Template context of every flow page: the minimum window size and, where the study sets
     one, the way back to the platform for whoever cannot use a window that large (the
-    screen-out hand-off of a participant without a camera)."""
+    screen-out hand-off of a participant without a camera), and whether the participant's
+    window was last reported too small at their current step (the page then reports it only
+    when it is large enough, :func:`note_window`)."""
     cfg = _session_config()
     viewport = cfg.min_viewport if cfg is not None else (0, 0)
     handoff = screen_out(cfg, session.get("platform"), handoff_params()) if any(viewport) else None
-    return {"min_viewport": viewport, "viewport_handoff": handoff}
+    pid = session.get("pid") if any(viewport) else None
+    p = db().get(store.Participant, pid) if isinstance(pid, int) else None
+    window = ((p.state or {}).get("window") or {}) if p is not None else {}
+    small = bool(window.get("too_small")) and window.get("step") == step_at(p.state, "done")
+    return {"min_viewport": viewport, "viewport_handoff": handoff, "window_too_small": small}
+
+
+def note_window(p: store.Participant, step: str, too_small: bool, size: tuple[int, int] | None) -> bool:
+    """Record that the participant's window is too small for the study at ``step`` (the page shows
+    "please use a larger window") or large enough again, as ``state["window"]`` = ``{"too_small",
+    "step", "size": [w, h], "updated_at"}`` (the dashboard's "why they stopped",
+    :func:`.quality.stop_reason`). Only a change is written (the page reports only changes too,
+    never each resize); returns whether one was."""
+    old = (p.state or {}).get("window") or {}
+    if bool(old.get("too_small")) == too_small and (old.get("step") == step or not too_small):
+        return False
+    p.state = {**(p.state or {}), "window": {"too_small": too_small, "step": step, "size": list(size) if size else None,
+                                             "updated_at": store.utcnow().isoformat()}}
+    return True
 
 
 def handoff_params() -> dict[str, str]:

@@ -164,7 +164,8 @@ def _last_activity(p: store.Participant, last_chunk: dt.datetime | None) -> dt.d
     """The latest moment the participant did something the site recorded."""
     state = p.state or {}
     times = [p.consent_at, p.created_at, last_chunk, _parse_time(state.get("finished_at")),
-             _parse_time((state.get("setup") or {}).get("updated_at"))]
+             _parse_time((state.get("setup") or {}).get("updated_at")),
+             _parse_time((state.get("window") or {}).get("updated_at"))]
     times += [t.started_at for t in p.tasks] + [t.finished_at for t in p.tasks]
     times += [c.created_at for c in p.calibrations]
     times = [t.replace(tzinfo=None) if t.tzinfo is not None else t for t in times if t is not None]
@@ -189,9 +190,11 @@ _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera foun
 def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None, step: str) -> tuple[str, str]:
     """``(status, reason)`` from what the flow recorded: ``declined`` (consent), ``finished``,
     ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
-    (camera errors and face status at the set-up, calibration not precise enough, the ``step``
-    reached, :func:`~gazepref.capture_site.plan.step_at`, and its task). A no-camera participant
-    who went on mouse-only gets that as a note."""
+    (a window too small for the study, camera errors and face status at the set-up, calibration
+    not precise enough, the ``step`` reached, :func:`~gazepref.capture_site.plan.step_at`, and its
+    task). A no-camera participant who went on mouse-only gets that as a note. The window counts
+    only while its "please use a larger window" page was the last thing reported at the step the
+    participant stopped at (:func:`.pages.note_window`): not for one who enlarged it or went on."""
     state = p.state or {}
     if p.consent is False:
         return "declined", "declined consent"
@@ -205,6 +208,12 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
         return "finished", "; ".join(notes)
     if last is not None and (now - last).total_seconds() < IDLE_S:
         return "in progress", "; ".join(notes)
+    window = state.get("window") or {}
+    if window.get("too_small") and window.get("step") == step:
+        size = window.get("size") or []
+        shown = f" ({size[0]} × {size[1]} px)" if len(size) == 2 else ""
+        return "stopped", "; ".join(notes + [f"window too small for the study{shown}: left at the "
+                                             "\"please use a larger window\" page"])
     name, index = parse_step(step)
     if name == "calibration":
         if setup.get("camera_error"):

@@ -270,17 +270,23 @@ async function calibrate() {
   ui.result.textContent = `${message} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`;
   ui.result.hidden = false;
   ui.start.textContent = "Try again";
-  ui.start.focus();
+  // why it failed must be seen, not left below the fold: it and Try again (right below it) are
+  // scrolled into view, and the focus starts at it (as at a server's error messages), so a
+  // screen reader reads it first and Tab goes on to Try again
+  ui.result.tabIndex = -1;
+  ui.result.scrollIntoView({ block: "nearest" });
+  ui.start.scrollIntoView({ block: "nearest" });
+  ui.result.focus({ preventScroll: true });
 }
 
 /** The indicator follows the live picture: stale answers (no frame for a while) turn it grey; a
- *  stopped camera (GazeCapture decides that) or a muted one (no pictures for now: a privacy
- *  shutter, another program; it may come back, so it is asked each time) is said so. */
+ *  stopped camera or a muted one (no pictures for now: a privacy shutter, another program; it
+ *  may come back) is said so (GazeCapture.checkCamera decides both). */
 function refreshIndicator() {
   if (state.done || !state.capture) return;
   const cap = state.capture;
   const stale = performance.now() - (cap.lastAnswer || 0) > STALE_MS;
-  const ended = cap.cameraStopped || cap.cameraMuted;
+  const ended = cap.cameraStopped || cap.cameraPaused;
   if (stale || ended) {
     const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
     const moved = ui.stageStatus.textContent !== text;
@@ -343,6 +349,7 @@ async function main() {
       if (!state.busy) ui.start.disabled = !(face && face.ok) && !wayOnShown() && !state.passedSetup;
     },
     onCameraStop: refreshIndicator, // at once, not at the next tick
+    onCameraMute: refreshIndicator,
   });
   try {
     await state.capture.start();

@@ -11,6 +11,22 @@ const minH = +body.dataset.minHeight || 0;
 const gate = document.getElementById("viewport-gate");
 const main = document.querySelector("main.page");
 
+// The gate page as the server last heard of it (the dashboard's "why they stopped": who left at
+// it): reported when it is shown and when the window is large enough again, not on every resize.
+let reported = gate ? gate.dataset.tooSmall === "1" : false;
+
+function report(tooSmall) {
+  if (!gate || !gate.dataset.log || tooSmall === reported) return;
+  reported = tooSmall;
+  const form = new FormData();
+  form.append("csrf_token", gate.dataset.csrf);
+  form.append("too_small", tooSmall ? "1" : "0");
+  form.append("width", String(innerWidth));
+  form.append("height", String(innerHeight));
+  // keepalive: who sees the gate page may close the tab at once
+  fetch(gate.dataset.log, { method: "POST", body: form, keepalive: true }).catch(() => {});
+}
+
 /** Whether the window is large enough; shows or hides the gate page. */
 export function checkViewport() {
   const ok = innerWidth >= minW && innerHeight >= minH;
@@ -19,6 +35,7 @@ export function checkViewport() {
     main.hidden = !ok;
     const size = document.getElementById("viewport-size");
     if (size) size.textContent = `${innerWidth} × ${innerHeight}`;
+    report(!ok);
   }
   body.classList.toggle("too-small", !ok);
   return ok;

@@ -62,9 +62,11 @@ export class GazeCapture {
    *   WebSocket path; none: batches only), settings ({fps, width, height, batch_ms, task_batch_ms}), phase
    *   ("setup" | "task"), task, nextSeq, onStatus(face, response) called after each answered
    *   batch or frame, onCameraStop() called once if the camera stops sending pictures (unplugged,
-   *   taken by another program, permission withdrawn), video (optional element).
+   *   taken by another program, permission withdrawn), onCameraMute(muted) called when the camera
+   *   pauses its pictures (muted: another program took it, a privacy switch or shutter; true) and
+   *   when they come back (false), video (optional element).
    */
-  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, onCameraStop = () => {}, video = null, urls = {} }) {
+  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, onCameraStop = () => {}, onCameraMute = () => {}, video = null, urls = {} }) {
     this.stream = stream;
     this.token = token;
     this.browser = settings.compute === "browser";
@@ -86,7 +88,9 @@ export class GazeCapture {
     this.seq = Math.max(nextSeq || 0, this.seqKey ? +(localStorage.getItem(this.seqKey) || 0) : 0);
     this.onStatus = onStatus;
     this.onCameraStop = onCameraStop;
+    this.onCameraMute = onCameraMute;
     this.cameraStopped = false;
+    this.cameraPaused = false; // muted, as last said to onCameraMute
     this.video = video || document.createElement("video");
     this.video.muted = true;
     this.video.playsInline = true;
@@ -116,8 +120,13 @@ export class GazeCapture {
     }
     // a track fires "ended" when the camera goes (unplugged, taken, permission withdrawn), but not
     // when track.stop() ends it; the stream's "inactive" (Chromium, Safari) comes for both, at once,
-    // so no picture of a dead camera is sent; a check once a second catches browsers firing neither
-    for (const track of this.stream.getVideoTracks()) track.addEventListener("ended", () => this.cameraLost());
+    // so no picture of a dead camera is sent; "mute" / "unmute" when it pauses its pictures and
+    // sends them again; a check once a second catches browsers firing none of these
+    for (const track of this.stream.getVideoTracks()) {
+      track.addEventListener("ended", () => this.cameraLost());
+      track.addEventListener("mute", () => this.checkCamera());
+      track.addEventListener("unmute", () => this.checkCamera());
+    }
     this.stream.addEventListener("inactive", () => this.cameraLost());
     const frameMs = 1000 / this.settings.fps;
     this.startedAt = performance.now();
@@ -299,10 +308,17 @@ export class GazeCapture {
     this.onCameraStop();
   }
 
-  /** Every video track ended (for browsers, and stops, that fire neither event). */
+  /** The camera's state, on its tracks' events and once a second (for browsers, and stops, that
+   *  fire none): every video track ended, it stopped (cameraLost); else a change of muted (no
+   *  pictures for now, see cameraMuted) goes to onCameraMute, once each way. */
   checkCamera() {
+    if (this.cameraStopped || this.stopped) return;
     const tracks = this.stream.getVideoTracks();
-    if (tracks.length && tracks.every((t) => t.readyState === "ended")) this.cameraLost();
+    if (tracks.length && tracks.every((t) => t.readyState === "ended")) { this.cameraLost(); return; }
+    const muted = this.cameraMuted;
+    if (muted === this.cameraPaused) return;
+    this.cameraPaused = muted;
+    this.onCameraMute(muted);
   }
 
   /** The camera is there but sends no pictures for now (muted: covered by a privacy shutter,
@@ -313,7 +329,8 @@ export class GazeCapture {
   }
 
   grab() {
-    if (this.cameraStopped || this.video.readyState < 2 || this.grabbing) return;
+    // a muted camera's video shows its last picture (or black): nothing of the participant to send
+    if (this.cameraStopped || this.cameraPaused || this.video.readyState < 2 || this.grabbing) return;
     if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
     this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
@@ -469,8 +486,9 @@ export function showFace(el, face) {
   return changed;
 }
 
-/** Task pages: stream frames for the task; warn while the face is lost, and (for good) when the
- *  camera itself stopped: that needs a reload, not facing the camera. */
+/** Task pages: stream frames for the task; warn while the face is lost, while the camera sends
+ *  no pictures (muted: it comes back by itself) and (for good) when the camera itself stopped:
+ *  that needs a reload, not facing the camera. */
 export async function startTaskGaze(gaze) {
   const warning = document.createElement("p");
   warning.className = "face-status bad gaze-warning";
@@ -491,7 +509,7 @@ export async function startTaskGaze(gaze) {
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task", urls: gaze.urls,
     task: gaze.task, nextSeq: gaze.next_seq,
     onStatus: (face) => {
-      if (capture.cameraStopped) return; // its warning stays
+      if (capture.cameraStopped || capture.cameraPaused) return; // its warning stays
       const now = performance.now();
       if (face && face.found) seen = now;
       warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)
@@ -505,6 +523,18 @@ export async function startTaskGaze(gaze) {
       warning.textContent = "The camera stopped (unplugged, covered, or taken by another program?), so eye tracking "
         + "is off. Please reload the page to turn the camera back on: what you typed or chose is kept.";
       warning.dataset.code = "camera-stopped";
+      warning.hidden = false;
+    },
+    onCameraMute: (muted) => {
+      if (!muted) { // the picture is back: so is eye tracking (the face-lost warning starts afresh)
+        seen = performance.now();
+        warning.hidden = true;
+        return;
+      }
+      warning.textContent = "The camera is sending no picture right now, so eye tracking is paused. Another program "
+        + "(a video call?) may be using it, or its privacy switch or cover is closed: please close other programs that "
+        + "use the camera and check the camera's switch. Eye tracking goes on by itself when the picture comes back.";
+      warning.dataset.code = "camera-muted";
       warning.hidden = false;
     },
   });

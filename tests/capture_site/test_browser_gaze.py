@@ -274,3 +274,34 @@ def test_a_reload_after_a_failed_calibration_shows_the_outcome_and_goes_on(make_
         page.wait_for_selector("[name='understand_before']")
     with app.extensions["gazepref"].sessions() as dbs:
         assert dbs.scalars(select(store.Participant)).one().state["gaze"] == "failed"
+
+
+def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
+    """A failed calibration round (a covered camera: no dot gets a usable picture, the round ends
+    frame-starved) on a 1280 x 720 window: the explanation is on screen, with the focus, and
+    Try again follows it, not somewhere below the fold."""
+    video = write_y4m(tmp_path / "black.y4m", [np.zeros((240, 320, 3), np.uint8)] * 4, fps=5)
+    toml = webcam_toml(tmp_path / "s.toml", "\n".join([
+        'compute = "browser"', "fps = 5", "min_frames = 3", "target_timeout_ms = 1000", "setup_timeout_s = 1"]))
+    toml.write_text(toml.read_text().replace("attempts = 1", "attempts = 2"))  # a second attempt: "Try again"
+    app = make_app(STUDY_CONFIG=str(toml))
+    with browser_page(app, video) as page:
+        page.set_default_timeout(60_000)
+        page.set_viewport_size({"width": 1280, "height": 720})
+        _to_calibration_page(page, "CAM-FOLD")
+        page.wait_for_selector("#setup-way-on:not([hidden])")  # the mesh runs; no face: start anyway
+        page.click("#start-calibration")
+        page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        page.wait_for_timeout(400)
+        page.click("#target")
+        page.wait_for_selector("#calibration-result:not([hidden])")
+        assert "too few clear pictures" in page.text_content("#calibration-result")
+        assert page.is_hidden("#continue") and page.text_content("#start-calibration") == "Try again"
+        page.wait_for_timeout(300)  # (a smooth scroll would have ended)
+        box = page.evaluate("""() => { const r = document.getElementById('calibration-result').getBoundingClientRect();
+            const b = document.getElementById('start-calibration').getBoundingClientRect();
+            return { top: r.top, bottom: r.bottom, button: b.bottom, h: innerHeight,
+                     focus: document.activeElement.id }; }""")
+        assert 0 <= box["top"] and box["bottom"] <= box["h"], box
+        assert box["button"] <= box["h"] + 1, box  # Try again is in view too (+ 1: scrolling is by whole px)
+        assert box["focus"] == "calibration-result", box

@@ -289,6 +289,67 @@ def test_participant_table_refreshes_live(app, researcher):
         assert "in progress" in row and "Delete data" in row and "No participants yet" not in row
 
 
+@pytest.mark.browser
+def test_who_stopped_at_the_larger_window_page(make_app, tmp_path, researcher, monkeypatch):
+    """A participant whose window is too small for the study gets the "please use a larger window"
+    page; the page reports it once (not on every resize, not again after a reload), and the
+    dashboard's progress.json says they stopped there, until they enlarge the window; before
+    consent nothing is stored."""
+    from gazepref.capture_site import quality
+    from sitetest import study_variant
+
+    monkeypatch.setattr(quality, "IDLE_S", 0)  # whoever is not finished has stopped (no waiting 10 min)
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", min_viewport="[1024, 600]")))
+    dash = app.test_client()
+    assert login(dash, *researcher).status_code == 302
+
+    def reason() -> str:
+        rows = dash.get("/admin/studies/test-study/progress.json").json["participants"]
+        assert len(rows) == 1 and rows[0]["status"] == "stopped", rows
+        return rows[0]["reason"]
+
+    def reported(page, width: int, height: int):
+        with page.expect_response(lambda r: r.url.endswith("/window") and r.request.method == "POST") as resp:
+            page.set_viewport_size({"width": width, "height": height})
+        assert resp.value.status == 204
+
+    with browser_page(app, None) as page:
+        posts = []
+        page.on("request", lambda r: posts.append(r.post_data) if r.url.endswith("/window") else None)
+        page.set_viewport_size({"width": 800, "height": 500})
+        page.goto("/?PROLIFIC_PID=SMALL-WINDOW")
+        page.wait_for_selector("#viewport-gate:not([hidden])")  # at consent: no participant yet
+        reported(page, 1280, 800)
+        page.click("#agree")
+        page.wait_for_selector("#skip")  # the demographics step
+        with app.extensions["gazepref"].sessions() as s:
+            assert "window" not in s.scalars(select(store.Participant)).one().state
+        assert "at the demographics step" in reason()
+
+        n = len(posts)
+        reported(page, 800, 500)  # the window shrinks: the larger-window page, reported
+        page.wait_for_selector("#viewport-gate:not([hidden])")
+        for size in ((700, 480), (900, 550), (640, 400)):  # more resizes, still too small: not reported
+            page.set_viewport_size({"width": size[0], "height": size[1]})
+        page.reload()  # nor after a reload
+        page.wait_for_selector("#viewport-gate:not([hidden])")
+        page.wait_for_timeout(500)
+        assert len(posts) == n + 1 and 'name="too_small"\r\n\r\n1' in posts[-1]
+        assert reason() == ('window too small for the study (800 × 500 px): '
+                            'left at the "please use a larger window" page')
+
+        reported(page, 1280, 800)  # enlarged: the study goes on, and no longer stopped for the window
+        page.wait_for_selector("#skip")
+        assert reason() == "at the demographics step"
+        reported(page, 800, 500)
+        assert "window too small" in reason()
+        reported(page, 1280, 800)
+        page.click("#skip")  # and goes on to the next step
+        page.wait_for_selector("#continue")
+        assert reason() == "at the instructions step"
+        assert len(posts) == n + 4
+
+
 def test_researcher_errors_are_researcher_pages(client, researcher):
     assert login(client, *researcher).status_code == 302
     r = client.get("/admin/studies/no-such-study")

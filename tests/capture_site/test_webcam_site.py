@@ -258,6 +258,16 @@ def face_y4m(tmp_path_factory) -> Path:
     return write_y4m(tmp_path_factory.mktemp("cam") / "face.y4m", [moving(i) for i in range(40)])
 
 
+#: mute (true) or unmute (false) the page's camera as the browser does: the real track reports
+#: muted and fires the event
+MUTE_JS = """(muted) => {
+  for (const t of window.gazepref.gaze.stream.getVideoTracks()) {
+    Object.defineProperty(t, "muted", { get: () => muted, configurable: true });
+    t.dispatchEvent(new Event(muted ? "mute" : "unmute"));
+  }
+}"""
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("transport", ["ws", "http", "refused"])
 def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, monkeypatch):
@@ -341,7 +351,22 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
                 break
             page.wait_for_timeout(200)
         task_id = page_data_in(page)["task"]
-        if transport == "ws":  # the camera stops mid-task (unplugged, taken by another program)
+        if transport == "ws":
+            # the camera is muted mid-task (another program took it, its privacy switch): the page
+            # says what to do, sends no stale pictures, and goes on by itself when it is unmuted
+            page.evaluate(MUTE_JS, True)
+            page.wait_for_selector("#gaze-warning[data-code='camera-muted']:not([hidden])", timeout=3000)
+            text = page.text_content("#gaze-warning")
+            assert "no picture" in text and "other programs" in text and "switch" in text, text
+            assert "by itself" in text and "reload" not in text
+            sent = page.evaluate("window.gazepref.gaze.sent")
+            page.wait_for_timeout(1500)  # the warning stays (face answers do not hide it); nothing is sent
+            assert page.is_visible("#gaze-warning[data-code='camera-muted']")
+            assert page.evaluate("window.gazepref.gaze.sent") <= sent + 2  # (answers of frames already sent)
+            page.evaluate(MUTE_JS, False)
+            page.wait_for_selector("#gaze-warning", state="hidden", timeout=3000)
+            page.wait_for_function(f"window.gazepref.gaze.sent > {sent + 5}")  # gaze goes on
+            # the camera stops mid-task (unplugged, taken by another program)
             page.evaluate("window.gazepref.gaze.stream.getVideoTracks().forEach((t) => t.stop())")
             page.wait_for_selector("#gaze-warning[data-code='camera-stopped']:not([hidden])", timeout=3000)
             text = page.text_content("#gaze-warning")
