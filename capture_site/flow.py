@@ -33,8 +33,8 @@ from .. import store
 from .config import StudyConfig, Topic
 from .answers import answer_texts, transcript
 from .identity import Arrival, arrival_from_args
-from .pages import (completion_handoff, declined_page, favicon, framable, in_frame, no_store, not_admitted_page,
-                    note_window, page_context, screened_out_page)
+from .pages import (completion_handoff, current_participant, declined_page, favicon, framable, in_frame, no_store,
+                    not_admitted_page, note_window, page_context, screened_out_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
 from .questions import read_answers
@@ -100,14 +100,6 @@ def set_state(p: store.Participant, **changes: Any) -> None:
 
 def current_step(p: store.Participant) -> str:
     return step_at(p.state, "done")
-
-
-def current_participant() -> store.Participant | None:
-    """The participant this browser is, when their row is the one it arrived as (same pseudonym:
-    a row id alone could name someone else after a deletion, on a database that reuses ids)."""
-    pid = session.get("pid")
-    p = db().get(store.Participant, pid) if isinstance(pid, int) else None
-    return p if p is not None and p.pseudonym == session.get("pseudonym") else None
 
 
 def task_for(p: store.Participant, cfg: StudyConfig, index: int) -> store.Task:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import make_response, redirect, render_template, request, session, url_for
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import store
 from .config import MTURK_SUBMIT_HOSTS, StudyConfig
@@ -73,6 +74,14 @@ def _session_config() -> StudyConfig | None:
     return site().config(study) if study is not None else None
 
 
+def current_participant() -> store.Participant | None:
+    """The participant this browser is, when their row is the one it arrived as (same pseudonym:
+    a row id alone could name someone else after a deletion, on a database that reuses ids)."""
+    pid = session.get("pid")
+    p = db().get(store.Participant, pid) if isinstance(pid, int) else None
+    return p if p is not None and p.pseudonym == session.get("pseudonym") else None
+
+
 def page_context() -> dict[str, Any]:
     """Template context of every flow page: the minimum window size and, where the study sets
     one, the way back to the platform for whoever cannot use a window that large (the
@@ -82,8 +91,10 @@ def page_context() -> dict[str, Any]:
     cfg = _session_config()
     viewport = cfg.min_viewport if cfg is not None else (0, 0)
     handoff = screen_out(cfg, session.get("platform"), handoff_params()) if any(viewport) else None
-    pid = session.get("pid") if any(viewport) else None
-    p = db().get(store.Participant, pid) if isinstance(pid, int) else None
+    try:
+        p = current_participant() if any(viewport) else None
+    except SQLAlchemyError:  # an error page drawn while the database is away: it still draws
+        p = None
     window = ((p.state or {}).get("window") or {}) if p is not None else {}
     small = bool(window.get("too_small")) and window.get("step") == step_at(p.state, "done")
     return {"min_viewport": viewport, "viewport_handoff": handoff, "window_too_small": small}
