@@ -12,7 +12,11 @@
 * **The same work for unknown names**: a password is always checked against a hash, a dummy one
   when the user name is unknown, so the answer's timing does not tell which names exist.
 * **Sessions** are rows (:class:`store.ResearcherSession`); the signed cookie only names one.
-  Logging out deletes the row, and a password change deletes every session of the account.
+  Logging out deletes the row, and a password change deletes every session of the account. A
+  session ends ``RESEARCHER_SESSION_S`` after its login (default 43,200 s: 12 hours, a working
+  day; the dashboard's live table polls every few seconds, so an idle timeout would never end an
+  open tab's): its row then opens nothing, and :func:`purge_expired_sessions` deletes such rows
+  now and then (:mod:`.purge`).
 * **Log**: each attempt is logged (``gazepref.capture_site.accounts``, INFO) with its outcome,
   the user name and the client address; never the password.
 
@@ -43,6 +47,8 @@ T = store.LoginThrottle.__table__
 
 #: seconds after a key's last failure (its block over) when its count is forgotten (LOGIN_FORGET_S)
 FORGET_S = 86_400.0
+#: seconds after a login when its session ends (RESEARCHER_SESSION_S)
+SESSION_S = 43_200.0
 
 
 def _now() -> float:
@@ -144,7 +150,7 @@ def start_session(db: Session, user: store.User) -> None:
     """Log ``user`` in on this browser: a new session row and a fresh cookie, with a new CSRF token
     (one known before the login, e.g. from a cookie planted in the browser, opens nothing)."""
     token = secrets.token_urlsafe(32)
-    db.add(store.ResearcherSession(id=_digest(token), user_id=user.id))
+    db.add(store.ResearcherSession(id=_digest(token), user_id=user.id, created_at=_utc(_now())))
     db.commit()
     session.clear()
     session.update(user_id=user.id, username=user.username, rsid=token)
@@ -159,13 +165,37 @@ def end_session(db: Session) -> None:
     session.clear()
 
 
+def _session_s() -> float:
+    return float(current_app.config.get("RESEARCHER_SESSION_S", SESSION_S))
+
+
 def session_user_id(db: Session) -> int | None:
-    """The researcher this browser is logged in as, when its session row still exists."""
+    """The researcher this browser is logged in as, when its session row still exists and is
+    younger than ``RESEARCHER_SESSION_S``."""
     token, uid = session.get("rsid"), session.get("user_id")
     if not isinstance(token, str) or not isinstance(uid, int):
         return None
     row = db.get(store.ResearcherSession, _digest(token))
-    return uid if row is not None and row.user_id == uid else None
+    if row is None or row.user_id != uid:
+        return None
+    if row.created_at is None or row.created_at < _utc(_now() - _session_s()):
+        return None  # ended (its row goes with the next purge)
+    return uid
+
+
+def purge_expired_sessions(engine: Engine, session_s: float = SESSION_S, now: float | None = None,
+                           limit: int = 1000) -> int:
+    """Delete at most ``limit`` researcher session rows older than ``session_s`` (the app's
+    ``RESEARCHER_SESSION_S``): such a row opens nothing already (:func:`session_user_id`), so this
+    changes no decision. Returns how many went."""
+    from .chunks import write_lock
+
+    R = store.ResearcherSession.__table__
+    old = R.c.created_at < literal(_utc((_now() if now is None else float(now)) - float(session_s)),
+                                   R.c.created_at.type)
+    batch = select(R.c.id).where(old).limit(int(limit))
+    with write_lock(engine), engine.begin() as conn:
+        return conn.execute(delete(R).where(old, R.c.id.in_(batch))).rowcount
 
 
 def set_password(db: Session, user: store.User, password: str) -> None:

@@ -1,8 +1,10 @@
 """Purging the rows of limits that no longer limit anything: full rate-limit buckets
-(``rate_buckets``, :func:`.ratelimit.purge_full_buckets`) and login back-offs whose block is over
-and whose count is forgotten (``login_throttle``, :func:`.accounts.purge_forgotten`). Such rows are
-the same as no row, so deleting them changes no decision; without it every participant and key
-ever seen would keep a row for good.
+(``rate_buckets``, :func:`.ratelimit.purge_full_buckets`), login back-offs whose block is over
+and whose count is forgotten (``login_throttle``, :func:`.accounts.purge_forgotten`), and
+researcher sessions that have ended (``researcher_sessions``,
+:func:`.accounts.purge_expired_sessions`). Such rows are the same as no row, so deleting them
+changes no decision; without it every participant, key and login ever seen would keep a row for
+good.
 
 When: at the end of a request (a ``teardown_request`` hook), at most once per
 ``PURGE_INTERVAL_S`` (app config, default 60 s; 0: never) per server process, by a monotonic
@@ -52,8 +54,15 @@ def _throttles(limit: int) -> int:
     return accounts.purge_forgotten(site().statements, forget_s, limit=limit)
 
 
+def _sessions(limit: int) -> int:
+    """Researcher sessions past ``RESEARCHER_SESSION_S``."""
+    session_s = float(current_app.config.get("RESEARCHER_SESSION_S", accounts.SESSION_S))
+    return accounts.purge_expired_sessions(site().statements, session_s, limit=limit)
+
+
 #: (table, purge of at most ``limit`` rows, in the app's context)
-TABLES: list[tuple[str, Callable[[int], int]]] = [("rate_buckets", _buckets), ("login_throttle", _throttles)]
+TABLES: list[tuple[str, Callable[[int], int]]] = [("rate_buckets", _buckets), ("login_throttle", _throttles),
+                                                  ("researcher_sessions", _sessions)]
 
 
 class Purge:

@@ -196,6 +196,34 @@ def test_failures_are_forgotten_after_login_forget_s(site, monkeypatch, purged):
     assert statuses == [401] * 6 + [429]
 
 
+def test_a_session_ends_researcher_session_s_after_the_login_and_its_row_is_purged(site, monkeypatch):
+    """A login opens the dashboard for RESEARCHER_SESSION_S (here 1 h), however often the page
+    polls; after that the same cookie is sent to the login page, and the purge deletes the row
+    (a younger session's row stays)."""
+    app, name = site
+    clock = Clock(monkeypatch)
+    app.config.update(RESEARCHER_SESSION_S=3600)
+    engine = app.extensions["gazepref"].statements
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        s.execute(delete(store.ResearcherSession))  # earlier tests' logins on the shared PostgreSQL
+    old, fresh = app.test_client(), app.test_client()
+    assert login(old, name, PASSWORD).status_code == 302
+    assert old.get("/admin/").status_code == 200
+    clock.now += 3000
+    assert login(fresh, name, PASSWORD).status_code == 302
+    assert old.get("/admin/").status_code == 200  # 50 minutes in: still open
+    clock.now += 700
+    r = old.get("/admin/")
+    assert r.status_code == 302 and "/admin/login" in r.headers["Location"]
+    assert fresh.get("/admin/").status_code == 200
+    with app.extensions["gazepref"].sessions() as s:
+        assert len(s.scalars(select(store.ResearcherSession.id)).all()) == 2
+    assert accounts.purge_expired_sessions(engine, 3600, now=clock.now) == 1
+    with app.extensions["gazepref"].sessions() as s:
+        assert len(s.scalars(select(store.ResearcherSession.id)).all()) == 1
+    assert fresh.get("/admin/").status_code == 200
+
+
 def test_a_csrf_token_known_before_the_login_is_worthless_after_it(site):
     """Session fixation of the CSRF token: whoever planted their own session cookie (and so knows
     its CSRF token) in a researcher's browser must not be able to post forms for them once they
