@@ -289,9 +289,10 @@ def test_a_frame_is_overtaken_only_when_a_newer_one_waits_and_the_pipeline_is_bu
 
     from gazepref.capture_site.gaze_limits import PipelineSlots
     from gazepref.capture_site.gaze_ws import FrameSocket
+    from gazepref.capture_site.security import ParticipantToken
 
     with wapp.app_context():
-        sock = FrameSocket(SimpleNamespace(input_buffer=[], connected=True), pid=1, commit_ms=500)
+        sock = FrameSocket(SimpleNamespace(input_buffer=[], connected=True), ParticipantToken(1, "p"), commit_ms=500)
     slots = sock.slots = PipelineSlots(1)
     assert not sock.overtaken()
     sock.ws.input_buffer.append(b"newer frame")
