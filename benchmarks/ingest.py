@@ -73,7 +73,7 @@ def make_participants(instance: Path, n: int, study: Path | None = None, prefix:
             p.tasks.append(store.Task(index=0, kind="pairwise", topic="bench", answers={}))
             s.add(p)
             s.flush()
-            out.append((p.tasks[0].id, participant_token(p.id)))
+            out.append((p.tasks[0].id, participant_token(p)))
         s.commit()
     return out
 

@@ -2,7 +2,8 @@
 
 Every API error is JSON ``{"error": "..."}`` with a status code; a request is authorised only by
 the participant token (header ``X-Participant-Token`` or query ``token`` for ``sendBeacon``), and
-only for tasks of that participant.
+only for tasks of that participant: the row the token names, with the pseudonym it was issued to
+(:class:`.security.ParticipantToken`; 401 otherwise, as for a forged token).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import store
 from .runtime import db
-from .security import read_participant_token
+from .security import ParticipantToken, read_participant_token
 from .validation import InvalidInput, loads_json
 
 
@@ -43,20 +44,28 @@ def install_error_handlers(bp: Blueprint) -> None:
         return jsonify(error="The database is briefly unavailable; retrying.", retry=True), 503, {"Retry-After": "1"}
 
 
-def request_participant_id() -> int:
-    """The participant id the request's token names (signature checked; no database access)."""
+def request_token() -> ParticipantToken:
+    """The participant the request's token names (signature checked; no database access: the
+    caller checks the row with :meth:`~.security.ParticipantToken.names` or, in SQL,
+    :func:`~.security.pseudonym_matches`, or through :func:`token_participant`)."""
     token = request.headers.get("X-Participant-Token") or request.args.get("token")
-    pid = read_participant_token(token)
-    if pid is None:
+    found = read_participant_token(token)
+    if found is None:
         raise ApiError(401, "missing or invalid participant token")
-    return pid
+    return found
+
+
+def token_participant(token: ParticipantToken) -> store.Participant:
+    """The consenting participant ``token`` was issued to (ApiError 401 otherwise: no such row,
+    no consent, or a row with another pseudonym, as on a database that reused the id)."""
+    p = db().get(store.Participant, token.id)
+    if not token.names(p) or not p.consent:
+        raise ApiError(401, "unknown participant")
+    return p
 
 
 def request_participant() -> store.Participant:
-    p = db().get(store.Participant, request_participant_id())
-    if p is None or not p.consent:
-        raise ApiError(401, "unknown participant")
-    return p
+    return token_participant(request_token())
 
 
 def owned_task(p: store.Participant, task_id: object) -> store.Task:

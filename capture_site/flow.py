@@ -397,7 +397,7 @@ def _render_task(ctx: StepContext) -> str:
 
     task = ctx.task
     return _page("task.html", ctx, task=task, topic=topic_of(ctx.config, task),
-                 data=task_page_data(ctx.participant, ctx.config, task, participant_token(ctx.participant.id)))
+                 data=task_page_data(ctx.participant, ctx.config, task, participant_token(ctx.participant)))
 
 
 def _submit_task(ctx: StepContext) -> list[str]:

@@ -49,7 +49,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import insert
 
 from .. import json_safe, store
-from .api import ApiError, install_error_handlers, request_participant_id
+from .api import ApiError, install_error_handlers, request_token, token_participant
 from .gaze_limits import frame_limiter
 from .gaze_pipeline import check_compute, frame_context, store_task_rows, track_frames, track_samples
 from .gaze_requests import frame_meta, frame_parts, json_body, multipart_form, numbers
@@ -73,11 +73,11 @@ install_error_handlers(bp)
 @bp.post("/frames")
 def frames():
     arrived = time.monotonic()
-    pid = request_participant_id()
+    token = request_token()
     meta_, parts = multipart_form()
     meta = frame_meta(meta_)
     frames_ = frame_parts(parts, len(meta.times), MAX_FRAMES_PER_BATCH)
-    ctx = frame_context(pid, meta, limited="too many frame batches; slow down")
+    ctx = frame_context(token, meta, limited="too many frame batches; slow down")
     seq = meta.seq
     if ctx.replay:
         return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)
@@ -97,12 +97,12 @@ def camera_error():
     (kept for the dashboard, :mod:`.setup_log`)."""
     from .setup_log import note_camera_error
 
-    pid = request_participant_id()
+    p = token_participant(request_token())
     body = request.get_json(silent=True)
     reason = body.get("reason") if isinstance(body, dict) else None
     if not isinstance(reason, str):
         raise ApiError(400, "reason must be a string")
-    note_camera_error(pid, reason)
+    note_camera_error(p.id, reason)
     return jsonify(ok=True)
 
 
@@ -110,11 +110,11 @@ def camera_error():
 def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
     allowed) ``{phase, task, seq, origin, samples: [...]}``; answered as ``/frames``."""
-    pid = request_participant_id()
+    token = request_token()
     body = json_body()
     items, times = parse_samples(body.get("samples"), MAX_SAMPLES_PER_BATCH)
     meta = frame_meta(body, times)
-    ctx = frame_context(pid, meta, "samples", limited="too many sample batches; slow down")
+    ctx = frame_context(token, meta, "samples", limited="too many sample batches; slow down")
     seq = meta.seq
     if ctx.replay:
         return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)
@@ -137,7 +137,8 @@ def calibration_round():
                                                validate_round)
 
     request.max_content_length = MAX_ROUND_BYTES  # a round carries all its targets' frames at once
-    pid = request_participant_id()
+    token = request_token()
+    pid = token.id
     if not frame_limiter().allow(f"g{pid}"):
         raise ApiError(429, "too many requests; slow down", retry_after=1)
     landmarks = request.mimetype == "application/json" or request.headers.get("Content-Encoding") == "gzip"
@@ -155,7 +156,7 @@ def calibration_round():
     per_target = [numbers(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
     all_times = [v for ts in per_target for v in ts]
-    p, settings = participant_settings(pid)
+    p, settings = participant_settings(token)
     check_compute(settings, "samples" if landmarks else "frames")
     if landmarks:  # the page's landmark samples, in target order (their times are the targets' t)
         frames_ = []

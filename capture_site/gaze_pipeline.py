@@ -16,6 +16,7 @@ from .gaze_store import LOOKUP, frame_rows, store_gaze, study_settings, sync_cal
 from .gaze_trackers import TrackerEntry, decode_frames, process_frames, registry
 from .ratelimit import with_take
 from .runtime import site
+from .security import ParticipantToken
 
 __all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames", "track_samples", "uncalibrated"]
 
@@ -34,8 +35,10 @@ class FrameContext(NamedTuple):
 _LOOKUP_TAKING = with_take(LOOKUP)
 
 
-def frame_context(pid: int, meta: FrameMeta, kind: str = "frames", limited: str | None = None) -> FrameContext:
-    """One query (:data:`.gaze_store.LOOKUP`): consent, study settings, task ownership, replay; then
+def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames",
+                  limited: str | None = None) -> FrameContext:
+    """One query (:data:`.gaze_store.LOOKUP`): the token's participant (its row with the token's
+    pseudonym), consent, study settings, task ownership, replay; then
     the participant's tracker with the latest calibration (and, in a task with drift correction,
     the clicks stored since the last look). ``kind``: ``"frames"`` (pictures; refused where the
     study computes the landmarks in the browser: no picture is taken in) or ``"samples"``
@@ -43,8 +46,8 @@ def frame_context(pid: int, meta: FrameMeta, kind: str = "frames", limited: str 
     of the participant's frame-batch limit (:func:`.gaze_limits.frame_limiter`; on PostgreSQL in
     the lookup's own statement) and refuse with this message (429) when there is none. Raises
     ApiError 401/403/429."""
-    task_id, seq = meta.task_id, meta.seq
-    params = {"pid": pid, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq}
+    task_id, seq, pid = meta.task_id, meta.seq, token.id
+    params = {"pid": pid, **token.params, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq}
     limiter, key = frame_limiter(), f"g{pid}"
     networked = limited is not None and site().engine.dialect.name != "sqlite"
     allowed = True

@@ -61,7 +61,7 @@ def _render_calibration(ctx) -> str:
     p = ctx.participant
     recalibration = ctx.index is not None
     skip = recalibration and gaze_state(p) in WITHOUT_CAMERA  # mouse-only since an earlier calibration step
-    data = None if skip else page_data(p, ctx.config, None, participant_token(p.id))
+    data = None if skip else page_data(p, ctx.config, None, participant_token(p))
     outcome = _step_outcome(p)
     if (not skip and outcome is not None and outcome.model is None
             and gaze_settings(ctx.config).calibration_fallback == "screen-out"):

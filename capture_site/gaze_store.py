@@ -11,12 +11,13 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select
 
 from .. import store
 from ..signals.gaze_batch import rows_to_chunk_batch
-from .api import ApiError
+from .api import ApiError, token_participant
 from .chunks import insert_chunks
 from .config import StudyConfig
 from .gaze_settings import GazeSettings, gaze_settings
 from .gaze_trackers import TrackerEntry
 from .runtime import db, site
+from .security import ParticipantToken, pseudonym_matches
 
 __all__ = ["IN_FORCE", "LOOKUP", "frame_rows", "next_gaze_seq", "participant_settings", "store_gaze",
            "study_settings", "sync_calibration"]
@@ -29,7 +30,8 @@ CAL = store.Calibration.__table__
 #: failed, gaze stays uncalibrated) or, during a step, a fitted attempt (:mod:`.gaze_attempts`)
 IN_FORCE = or_(CAL.c.kind == "outcome", and_(CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
 
-# One query per frame batch: the participant's consent and study, the task's owner and clock
+# One query per frame batch: the participant's consent and study (of the row the token names, with
+# the token's pseudonym: :func:`.security.pseudonym_matches`), the task's owner and clock
 # anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
 # replay check) and the participant's latest calibration.
 LOOKUP = select(
@@ -41,7 +43,7 @@ LOOKUP = select(
     select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
     .scalar_subquery().label("last_seq"),
     select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, IN_FORCE).scalar_subquery().label("calibration"),
-).where(P.c.id == bindparam("pid"))
+).where(P.c.id == bindparam("pid"), pseudonym_matches(P.c.pseudonym))
 
 
 # --------------------------------------------------------------------------- settings
@@ -57,11 +59,9 @@ def study_settings(study_id: int) -> tuple[StudyConfig, GazeSettings]:
     return found
 
 
-def participant_settings(pid: int) -> tuple[store.Participant, GazeSettings]:
-    """The consenting participant ``pid`` and their study's settings (ApiError 401/403)."""
-    p = db().get(store.Participant, pid)
-    if p is None or not p.consent:
-        raise ApiError(401, "unknown participant")
+def participant_settings(token: ParticipantToken) -> tuple[store.Participant, GazeSettings]:
+    """The consenting participant ``token`` names and their study's settings (ApiError 401/403)."""
+    p = token_participant(token)
     cfg, settings = study_settings(p.study_id)
     if cfg.webcam == "off":
         raise ApiError(403, "this study records no webcam")

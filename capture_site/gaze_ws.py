@@ -55,7 +55,7 @@ from .gaze_store import participant_settings
 from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
 from .runtime import db
-from .security import read_participant_token
+from .security import ParticipantToken, read_participant_token
 from .shutdown import drain_state, draining
 
 __all__ = ["bp", "pack_frame", "unpack_frame", "SERVER_OPTIONS"]
@@ -133,8 +133,10 @@ def _send(ws, obj: dict[str, Any]) -> None:
 class FrameSocket:
     """One participant's socket: per-frame processing and the buffer of task rows."""
 
-    def __init__(self, ws, pid: int, commit_ms: float):
-        self.ws, self.pid, self.commit_s = ws, pid, commit_ms / 1000.0
+    def __init__(self, ws, token: ParticipantToken, commit_ms: float):
+        # the lookup, again each commit interval (:meth:`context`), checks the token each time: a
+        # socket outliving its participant's row writes nothing into a row that took their id
+        self.ws, self.token, self.commit_s = ws, token, commit_ms / 1000.0
         self.ctx: FrameContext | None = None
         self.ctx_at = 0.0
         self.rows: list[dict[str, float]] = []
@@ -167,7 +169,7 @@ class FrameSocket:
                 if meta.seq <= last:
                     _send(self.ws, {"seq": seq, "duplicate": True})  # costs no rate-limit token
                     return
-            if self.limiter.allow(f"w{self.pid}"):
+            if self.limiter.allow(f"w{self.token.id}"):
                 rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived,
                                              stale=self.overtaken if self.skip_stale else None)
             elif meta.phase == "task":
@@ -209,7 +211,7 @@ class FrameSocket:
             self.commit()
             ctx = None
         if ctx is None or time.monotonic() - self.ctx_at >= max(self.commit_s, 0.5):
-            ctx = self.ctx = frame_context(self.pid, meta._replace(seq=None))
+            ctx = self.ctx = frame_context(self.token, meta._replace(seq=None))
             self.ctx_at = time.monotonic()
         return ctx
 
@@ -256,37 +258,37 @@ class FrameSocket:
             pass
 
 
-def authenticate(ws) -> int | None:
+def authenticate(ws) -> ParticipantToken | None:
     """The participant of the first message ``{"token"}``; None (answered, closed) otherwise."""
     data = ws.receive(timeout=AUTH_TIMEOUT_S)
     msg = loads_object(data) if isinstance(data, str) else None
-    pid = read_participant_token(msg.get("token")) if msg is not None else None
-    if pid is None:
+    token = read_participant_token(msg.get("token")) if msg is not None else None
+    if token is None:
         _send(ws, {"error": "the first message must be {\"token\": <participant token>}", "status": 401})
         ws.close(1008, "unauthorised")
         return None
     try:
-        participant_settings(pid)
+        participant_settings(token)
     except ApiError as e:
         _send(ws, {"error": e.message, "status": e.status})
         ws.close(1008, "refused")
         return None
     finally:
         db().close()  # the socket lives long: hold no database session
-    return pid
+    return token
 
 
 @_sock.route("/ws", bp=bp)
 def frames_ws(ws) -> None:
-    pid = authenticate(ws)
-    if pid is None:
+    token = authenticate(ws)
+    if token is None:
         return
     commit_ms = _commit_ms()
     _send(ws, {"ok": True, "commit_ms": commit_ms})
     drain = drain_state()
     drain.socket_opened()
     try:
-        FrameSocket(ws, pid, commit_ms).run()
+        FrameSocket(ws, token, commit_ms).run()
     except ConnectionClosed:
         pass
     except Exception:  # the buffer was stored (or not acknowledged): the page sends it again

@@ -6,7 +6,7 @@ task and seq) answers ``duplicate: true`` and adds nothing. Malformed batches ge
 limited (429 with ``Retry-After``).
 
 This is the hot path (one request per participant per second), so it uses SQLAlchemy Core on
-one connection: one query checks ownership, consent and replay (on PostgreSQL it also takes the
+one connection: one query checks ownership, consent, the token's pseudonym and replay (on PostgreSQL it also takes the
 rate-limit token: :func:`.ratelimit.with_take`); one transaction inserts the batch's chunks (one
 per stream) and sets the task's clock anchor on its first batch (:func:`.chunks.insert_chunks`,
 the insert the webcam gaze paths share; on PostgreSQL one autocommit statement). Two round trips
@@ -18,11 +18,12 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import and_, bindparam, exists, select
 
 from .. import store
-from .api import ApiError, install_error_handlers, request_participant_id
+from .api import ApiError, install_error_handlers, request_token, token_participant
 from .batches import Batch, BatchError, decode_body, parse_batch
 from .chunks import insert_chunks
 from .ratelimit import with_take
 from .runtime import site
+from .security import ParticipantToken, pseudonym_matches
 
 bp = Blueprint("ingest", __name__, url_prefix="/api")
 install_error_handlers(bp)
@@ -31,26 +32,29 @@ T, P, C = store.Task.__table__, store.Participant.__table__, store.StreamChunk._
 
 
 # built once (bound parameters): the task's anchor and whether (task, seq) is stored, only when
-# the task belongs to the consenting participant
+# the task belongs to the consenting participant the token was issued to (same pseudonym)
 _TASK_QUERY = (
     select(T.c.clock_anchor_epoch_ms,
            exists().where(and_(C.c.task_id == bindparam("task"), C.c.seq == bindparam("seq"),
                                C.c.stream.in_(bindparam("streams", expanding=True)))).label("replay"))
     .select_from(T.join(P, T.c.participant_id == P.c.id))
-    .where(T.c.id == bindparam("task"), P.c.id == bindparam("participant"), P.c.consent.is_(True))
+    .where(T.c.id == bindparam("task"), P.c.id == bindparam("participant"), P.c.consent.is_(True),
+           pseudonym_matches(P.c.pseudonym))
 )
 
 
 _TASK_QUERY_TAKING = with_take(_TASK_QUERY)
 
 
-def store_batch(participant_id: int, batch: Batch) -> bool:
+def store_batch(token: ParticipantToken, batch: Batch) -> bool:
     """Take the participant's rate-limit token (ApiError 429) and store ``batch`` in one
-    transaction; False when it was stored before (a replay)."""
+    transaction; False when it was stored before (a replay). ApiError 401 when ``token``'s
+    participant is gone, not consenting or another (:func:`.api.token_participant`), 403 when the
+    task is not theirs."""
     chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
               for stream, table in batch.tables.items()]
-    limiter, key = site().limiter, f"p{participant_id}"
-    params = {"task": batch.task, "seq": batch.seq, "participant": participant_id,
+    limiter, key = site().limiter, f"p{token.id}"
+    params = {"task": batch.task, "seq": batch.seq, "participant": token.id, **token.params,
               # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
               "streams": sorted(batch.tables) or [""]}
     networked = site().engine.dialect.name != "sqlite"
@@ -69,7 +73,8 @@ def store_batch(participant_id: int, batch: Batch) -> bool:
         conn.rollback()
         if not allowed:
             raise ApiError(429, "too many batches; slow down", retry_after=1)
-        if found is None:
+        if found is None:  # (the refusal only: which one it is costs a second look)
+            token_participant(token)
             raise ApiError(403, f"task {batch.task} is not yours")
         if found.replay:
             return False
@@ -79,11 +84,11 @@ def store_batch(participant_id: int, batch: Batch) -> bool:
 
 @bp.post("/ingest")
 def ingest():
-    pid = request_participant_id()
+    token = request_token()
     gzipped = (request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip")
     try:
         batch = parse_batch(decode_body(request.get_data(cache=False), gzipped))
     except BatchError as e:
         raise ApiError(e.status, str(e)) from None
-    stored = store_batch(pid, batch)
+    stored = store_batch(token, batch)
     return jsonify(ok=True, seq=batch.seq, stored=batch.rows if stored else 0, duplicate=not stored)

@@ -1,8 +1,11 @@
 """Participant tokens, CSRF protection, pseudonyms and researcher login.
 
 - A participant's pages embed a signed token (itsdangerous, keyed by the app's secret) naming
-  their participant row; the JSON API and ingest accept nothing else, so a participant can read
-  and write only their own session.
+  their participant row and its pseudonym (:class:`ParticipantToken`); the JSON API, ingest and
+  the webcam paths accept nothing else, and only for the row with that pseudonym
+  (:meth:`ParticipantToken.names`, in SQL :func:`pseudonym_matches`), so a participant can read
+  and write only their own session, also after a database (SQLite made before participants
+  were ``AUTOINCREMENT``) gave a deleted participant's row id to the next one.
 - Forms carry a per-browser-session CSRF token (``csrf_token()`` in templates), checked on every
   POST of the form blueprints by :func:`check_csrf`.
 - Platform ids are replaced by an HMAC with the study's secret salt before anything is stored.
@@ -14,10 +17,14 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import abort, current_app, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import String, bindparam, func
+from sqlalchemy.sql.elements import ColumnElement
+
+from .. import store
 
 _TOKEN_SALT = "gazepref-participant"
 
@@ -32,20 +39,54 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.secret_key, salt=_TOKEN_SALT)
 
 
-def participant_token(participant_id: int) -> str:
-    return _serializer().dumps({"p": participant_id})
+class ParticipantToken(NamedTuple):
+    """What a participant token names: a participant row id and the pseudonym of the participant
+    it was issued to. ``pseudonym`` is None for a token issued before tokens carried it (pages a
+    participant mid-study loaded before the upgrade): accepted for the row id alone, as then."""
+    id: int
+    pseudonym: str | None
+
+    def names(self, p: store.Participant | None) -> bool:
+        """Whether ``p`` (a loaded row, or None) is the participant this token was issued to: the
+        row id alone could name someone else, on a database that reused a deleted participant's
+        id (SQLite made before ``participants`` was AUTOINCREMENT). The SQL form of this check,
+        for queries that read the row anyway, is :func:`pseudonym_matches`."""
+        return p is not None and p.id == self.id and self.pseudonym in (None, p.pseudonym)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The bind parameter of :func:`pseudonym_matches`."""
+        return {"pseudonym": self.pseudonym}
 
 
-def read_participant_token(token: str | None) -> int | None:
-    """The participant row id a token names, or None when missing or forged."""
+def pseudonym_matches(column: ColumnElement[str]) -> ColumnElement[bool]:
+    """SQL of :meth:`ParticipantToken.names` for a query that reads the participant row by id
+    anyway: true when the row's pseudonym (``column``) is the token's (bind parameter
+    ``pseudonym``, :attr:`ParticipantToken.params`), and for a token without one (NULL)."""
+    return func.coalesce(bindparam("pseudonym", type_=String), column) == column
+
+
+def participant_token(p: store.Participant) -> str:
+    """The token of ``p``'s pages: their row id and pseudonym (a salted hash, the participant's
+    own; never a platform id), signed."""
+    return _serializer().dumps({"p": p.id, "s": p.pseudonym})
+
+
+def read_participant_token(token: str | None) -> ParticipantToken | None:
+    """The participant a token names, or None when missing or forged. A token without a
+    pseudonym (issued before tokens carried one) names the row id alone (:class:`ParticipantToken`)."""
     if not token or not isinstance(token, str):
         return None
     try:
         data = _serializer().loads(token)
     except (BadSignature, UnicodeError):  # UnicodeError: a lone surrogate cannot be a token
         return None
-    pid = data.get("p") if isinstance(data, dict) else None
-    return pid if isinstance(pid, int) else None
+    if not isinstance(data, dict):
+        return None
+    pid, pseudonym = data.get("p"), data.get("s")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not (pseudonym is None or isinstance(pseudonym, str)):
+        return None
+    return ParticipantToken(pid, pseudonym)
 
 
 def csrf_token() -> str:

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import sitetest (pytest runs in importlib mode)
 
+from gazepref import store  # noqa: E402
 from gazepref.capture_site.app import create_app  # noqa: E402
 from sitetest import STUDY_TOML, Walker  # noqa: E402
 
@@ -26,6 +27,14 @@ def make_app(tmp_path):
     yield make
     for app in apps:  # one PostgreSQL server serves the session: give its connections back
         app.extensions["gazepref"].dispose()
+
+
+@pytest.fixture
+def reusing_ids(monkeypatch):
+    """Apps made after this fixture (request it before them) create ``participants`` on SQLite as
+    databases made before it was AUTOINCREMENT: the id of a deleted newest participant is given
+    to the next one (and so are its tasks' ids), see :func:`sitetest.reused_row`."""
+    monkeypatch.setitem(store.Participant.__table__.dialect_kwargs, "sqlite_autoincrement", False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -102,6 +102,34 @@ class Walker:
         return r.json["turn"]
 
 
+def legacy_token(pid: int, secret: str = "test-secret") -> str:
+    """A participant token as pages carried it before tokens named the pseudonym (row id only),
+    signed with the ``make_app`` fixture's secret."""
+    from itsdangerous import URLSafeSerializer
+
+    return URLSafeSerializer(secret, salt="gazepref-participant").dumps({"p": pid})
+
+
+def reused_row(app, start) -> tuple[dict, object, dict, int]:
+    """On ``app``, whose database reuses the id of a deleted newest participant (fixture
+    ``reusing_ids``): participant GONE gets as far as ``start(client, "GONE")`` takes them (it
+    returns their page's data), is deleted (as the dashboard does), then NEXT gets as far the
+    same way and takes GONE's row id. Returns (GONE's page data, NEXT's client, NEXT's page data,
+    the row id)."""
+    sessions = app.extensions["gazepref"].sessions
+    gone = start(app.test_client(), "GONE")
+    with sessions() as s:
+        [p] = participants(s)
+        pid = p.id
+        s.delete(p)
+        s.commit()
+    client = app.test_client()
+    nxt = start(client, "NEXT")
+    with sessions() as s:
+        assert [p.id for p in participants(s)] == [pid], "the database did not reuse the id"
+    return gone, client, nxt, pid
+
+
 def first_sentence(turn: dict) -> str:
     """A sentence of the turn's first answer, as a participant would copy it from the page."""
     text = turn["responses"][0]["text"]

@@ -4,7 +4,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.llm import BackendError
 
-from sitetest import Walker, study_variant
+from sitetest import Walker, legacy_token, reused_row, study_variant
 
 
 class FlakyBackend:
@@ -98,6 +98,37 @@ def test_participant_reads_and_writes_only_own_session(make_app):
     forged = da["token"][:-2] + ("AA" if not da["token"].endswith("AA") else "BB")
     assert b.client.post("/api/ingest", json=batch, headers={"X-Participant-Token": forged}).status_code == 401
     assert b.client.post("/api/ingest", json=batch).status_code == 401
+
+
+def _to_task(client, name: str) -> dict:
+    w = Walker(client, name)
+    w.arrive()
+    w.consent()
+    return w.to_task()
+
+
+def test_a_deleted_participants_token_opens_nothing_of_the_one_who_got_their_row_id(reusing_ids, make_app):
+    """A token names a row id; on a database that gave a deleted participant's id to the next
+    one (SQLite made before participants were AUTOINCREMENT) the deleted one's open page wrote
+    the next one's turns and telemetry. It is refused like a forged token; the next one's own
+    token works, and so does a token of the old form (id only) of a live participant."""
+    app = make_app()
+    old, client, new, pid = reused_row(app, _to_task)
+    assert new["task"] == old["task"], "the task's id was reused too: ownership alone does not tell them apart"
+    batch = {"task": new["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    r = client.post(new["urls"]["turns"], json={"index": 0, "prompt": "hello"}, headers=headers(old))
+    assert r.status_code == 401, r.json
+    assert client.post("/api/ingest", json=batch, headers=headers(old)).status_code == 401
+    assert client.post(f"/api/ingest?token={old['token']}", json=batch).status_code == 401  # (sendBeacon)
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.scalars(select(store.Turn)).all() == [] and s.scalars(select(store.StreamChunk)).all() == []
+    Walker(client, "NEXT").chat_turn(new, 0, "hello")
+    assert client.post("/api/ingest", json=batch, headers=headers(new)).status_code == 200
+    # a page loaded before tokens carried the pseudonym goes on working for its live participant
+    legacy = {"X-Participant-Token": legacy_token(pid)}
+    r = client.post("/api/ingest", json=batch | {"seq": 1}, headers=legacy)
+    assert r.status_code == 200 and r.json["stored"] == 1, r.json
+    assert client.post(new["urls"]["turns"], json={"index": 1, "prompt": "more"}, headers=legacy).status_code == 200
 
 
 def test_closed_task_accepts_no_more_turns(walker, client):

@@ -16,7 +16,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import answer_step, calibrate, gaze_rows, post_frames, to_calibration
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import page_data
+from sitetest import legacy_token, page_data, reused_row
 
 pytest.importorskip("mediapipe")
 simple_websocket = pytest.importorskip("simple_websocket")
@@ -172,6 +172,25 @@ def test_websocket_refuses_a_token_that_is_not_text(wapp):
             ws.close()
 
 
+def test_websocket_refuses_a_deleted_participants_token_for_the_one_who_got_their_row_id(reusing_ids, wapp):
+    """On a database that gave a deleted participant's row id to the next one, the deleted one's
+    page (its token) opens no socket; the next one's own token does, and so does a token of the
+    old form (id only) of a live participant."""
+    old, _, new, pid = reused_row(wapp, to_calibration)
+    with BackgroundServer(wapp) as url:
+        ws, hello = _connect(url, old["token"])
+        ws.close()  # (first: an open socket would hold the server's stop)
+        assert hello == {"error": "unknown participant", "status": 401}
+        for token in (new["token"], legacy_token(pid)):
+            ws, hello = _connect(url, token)
+            try:
+                assert hello["ok"], hello
+                ws.send(pack_frame({"phase": "setup", "seq": 0, "t": 0.0}, jpeg(moving(0))))
+                assert _answer(ws, [])["face"]["found"]
+            finally:
+                ws.close()
+
+
 def test_websocket_commit_every_frame(make_app, tmp_path):
     app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "w.toml")), GAZE_WS_COMMIT_MS=0)
     client = app.test_client()
@@ -270,9 +289,10 @@ def test_a_frame_is_overtaken_only_when_a_newer_one_waits_and_the_pipeline_is_bu
 
     from gazepref.capture_site.gaze_limits import PipelineSlots
     from gazepref.capture_site.gaze_ws import FrameSocket
+    from gazepref.capture_site.security import ParticipantToken
 
     with wapp.app_context():
-        sock = FrameSocket(SimpleNamespace(input_buffer=[], connected=True), pid=1, commit_ms=500)
+        sock = FrameSocket(SimpleNamespace(input_buffer=[], connected=True), ParticipantToken(1, "p"), commit_ms=500)
     slots = sock.slots = PipelineSlots(1)
     assert not sock.overtaken()
     sock.ws.input_buffer.append(b"newer frame")

@@ -19,7 +19,7 @@ from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import (ARGS, CHROMIUM, CALIBRATION_TARGETS, answer_step, browser_page, gaze_rows, post_frames, post_round,
                       to_calibration, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import page_data
+from sitetest import legacy_token, page_data, reused_row
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -204,6 +204,32 @@ def test_frames_need_a_token_and_an_owned_task(wclient):
     r = post_frames(wclient, gaze["token"], {"phase": "task", "task": 999, "seq": 0, "origin": 1.0, "t": [0.0]},
                     [jpeg(moving(0))])
     assert r.status_code == 403
+
+
+def test_a_deleted_participants_token_sends_nothing_for_the_one_who_got_their_row_id(reusing_ids, make_app,
+                                                                                   webcam_toml):
+    """On a database that gave a deleted participant's row id to the next one, the deleted one's
+    open page (its token) is refused on every webcam endpoint; the next one's own token works,
+    and so does a token of the old form (id only) of a live participant."""
+    app = make_app(STUDY_CONFIG=str(webcam_toml))
+    old, client, new, pid = reused_row(app, to_calibration)
+    setup = {"phase": "setup", "t": [0.0]}
+    refused = [
+        post_frames(client, old["token"], setup, [jpeg(moving(0))]),
+        client.post("/api/gaze/camera-error", json={"reason": "denied"}, headers={"X-Participant-Token": old["token"]}),
+        post_round(client, old["token"], "calibration", CALIBRATION_TARGETS, per_target=1),
+    ]
+    assert [r.status_code for r in refused] == [401] * 3, [r.json for r in refused]
+    with app.extensions["gazepref"].sessions() as s:
+        assert "setup" not in s.get(store.Participant, pid).state
+        assert s.scalars(select(store.Calibration)).all() == []
+    for token in (new["token"], legacy_token(pid)):
+        r = post_frames(client, token, setup, [jpeg(moving(0))])
+        assert r.status_code == 200 and r.json["face"]["found"], r.json
+    r = client.post("/api/gaze/camera-error", json={"reason": "denied"}, headers={"X-Participant-Token": new["token"]})
+    assert r.status_code == 200
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.get(store.Participant, pid).state["setup"]["camera_error"] == "denied"
 
 
 def test_a_round_may_be_larger_than_other_requests(wclient):
