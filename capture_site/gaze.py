@@ -166,7 +166,7 @@ def calibration_round():
     else:
         frames_ = frame_parts(parts, len(all_times), MAX_FRAMES_PER_ROUND)
         images = decode_frames(frames_, settings.max_side)
-    entry = registry().get(pid, settings)
+    entry = registry().get((p.id, p.pseudonym), settings)
     db().rollback()
     rows = process_samples(entry, samples_, all_times) if landmarks else process_frames(entry, images, all_times)[0]
     points, k = [], 0

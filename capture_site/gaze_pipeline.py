@@ -68,7 +68,7 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     check_compute(settings, kind)
     if meta.phase == "task" and found.owner != pid:
         raise ApiError(403, f"task {task_id} is not yours")
-    entry = registry().get(pid, settings)
+    entry = registry().get((pid, found.pseudonym), settings)
     ctx = FrameContext(pid, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
     if found.replay:
         return ctx

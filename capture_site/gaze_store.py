@@ -35,7 +35,7 @@ IN_FORCE = or_(CAL.c.kind == "outcome", and_(CAL.c.kind == "calibration", CAL.c.
 # anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
 # replay check) and the participant's latest calibration.
 LOOKUP = select(
-    P.c.consent, P.c.study_id,
+    P.c.consent, P.c.study_id, P.c.pseudonym,
     select(T.c.participant_id).where(T.c.id == bindparam("task")).scalar_subquery().label("owner"),
     select(T.c.clock_anchor_epoch_ms).where(T.c.id == bindparam("task")).scalar_subquery().label("anchor"),
     exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",

@@ -34,32 +34,38 @@ class TrackerEntry:
 
 
 class TrackerRegistry:
-    """One GazeTracker per participant (one lock each); trackers idle for ``idle_s`` are closed."""
+    """One GazeTracker per participant (one lock each); trackers idle for ``idle_s`` are closed.
+
+    A participant is keyed by (row id, pseudonym): on a database that reuses a deleted row's id
+    (SQLite tables made before ``participants`` was AUTOINCREMENT), the next participant with
+    that id gets a tracker of their own, not the deleted one's (its face state, drift, and a
+    calibration whose id may have been reused too)."""
 
     def __init__(self, idle_s: float = 300.0, max_side: int = 640):
         self.idle_s, self.max_side = idle_s, max_side
-        self._entries: dict[int, TrackerEntry] = {}
+        self._entries: dict[tuple[int, str], TrackerEntry] = {}
         self._lock = threading.Lock()
 
-    def get(self, participant_id: int, settings: GazeSettings | None = None) -> TrackerEntry:
+    def get(self, participant: tuple[int, str], settings: GazeSettings | None = None) -> TrackerEntry:
+        """The tracker of ``participant`` = (row id, pseudonym), made on first use."""
         from gazepref.signals.webcam import GazeTracker
 
         now = time.monotonic()
         with self._lock:
             self._sweep(now)
-            entry = self._entries.get(participant_id)
+            entry = self._entries.get(participant)
             if entry is None:
                 check_ms = float(settings.face_check_ms if settings is not None else 1000)
-                entry = self._entries[participant_id] = TrackerEntry(
+                entry = self._entries[participant] = TrackerEntry(
                     GazeTracker(max_side=self.max_side, face_check_ms=check_ms),
                     interactions=settings is not None and settings.interaction_calibration)
             entry.last_used = now
             return entry
 
     def _sweep(self, now: float) -> None:
-        for pid, e in list(self._entries.items()):
+        for key, e in list(self._entries.items()):
             if now - e.last_used > self.idle_s and not e.lock.locked():
-                del self._entries[pid]
+                del self._entries[key]
                 e.tracker.close()
 
     def __len__(self) -> int:

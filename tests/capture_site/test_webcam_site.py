@@ -232,6 +232,24 @@ def test_a_deleted_participants_token_sends_nothing_for_the_one_who_got_their_ro
         assert s.get(store.Participant, pid).state["setup"]["camera_error"] == "denied"
 
 
+def test_the_one_who_got_a_deleted_participants_row_id_gets_a_tracker_of_their_own(reusing_ids, make_app,
+                                                                                    webcam_toml):
+    """The server's trackers are keyed by (row id, pseudonym): the next participant with a
+    deleted one's id does not take over the deleted one's tracker (face state, drift, the
+    calibration in force)."""
+    app = make_app(STUDY_CONFIG=str(webcam_toml))
+    setup = {"phase": "setup", "t": [0.0]}
+
+    def start(client, who):
+        gaze = to_calibration(client, who)
+        assert post_frames(client, gaze["token"], setup, [jpeg(moving(0))]).status_code == 200
+        return gaze
+
+    reused_row(app, start)
+    trackers = app.extensions["gazepref_trackers"]
+    assert len(trackers) == 2  # the deleted one's (until it idles out) and the next one's
+
+
 def test_a_round_may_be_larger_than_other_requests(wclient):
     """A round carries all its targets' frames in one request: more than the site-wide body limit
     (~2 MiB) is accepted there, up to MAX_ROUND_BYTES."""
