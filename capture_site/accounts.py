@@ -156,6 +156,17 @@ def start_session(db: Session, user: store.User) -> None:
     session.update(user_id=user.id, username=user.username, rsid=token)
 
 
+#: the session keys of a researcher's login (:func:`start_session`) and of the forms they have open
+LOGIN_KEYS = ("user_id", "username", "rsid", "csrf")
+
+
+def login_keys() -> dict[str, object]:
+    """This browser's researcher login (its session keys), for a participant's arrival to keep:
+    a researcher who opens the study's link to try it stays logged in, and the forms of their open
+    dashboard pages keep working. Empty when no researcher is logged in."""
+    return {k: session[k] for k in LOGIN_KEYS if k in session} if "rsid" in session else {}
+
+
 def end_session(db: Session) -> None:
     """Log this browser out: its session row goes, so a copy of the cookie opens nothing."""
     token = session.get("rsid")

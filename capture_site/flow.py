@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import store
 from .config import StudyConfig, Topic
+from .accounts import login_keys
 from .answers import answer_texts, transcript
 from .identity import Arrival, arrival_from_args
 from .pages import (completion_handoff, current_participant, declined_page, favicon, framable, in_frame, no_store,
@@ -167,9 +168,10 @@ def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
     # the participant this browser was, as long as it arrives as them again (see current_participant)
     prior_pid = session.get("pid") if session.get("pseudonym") == pseudonym else None
     browser = session.get("browser") or secrets.token_urlsafe(18)
+    login = login_keys()  # a researcher trying the study's link stays logged in
     session.clear()
     session.permanent = True  # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME)
-    session.update(study=study.slug, pseudonym=pseudonym, platform=arrival.platform, browser=browser,
+    session.update(login, study=study.slug, pseudonym=pseudonym, platform=arrival.platform, browser=browser,
                    extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()},
                    handoff=session_params(arrival))
     existing = db().scalar(select(store.Participant).where(

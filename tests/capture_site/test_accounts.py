@@ -224,6 +224,23 @@ def test_a_session_ends_researcher_session_s_after_the_login_and_its_row_is_purg
     assert fresh.get("/admin/").status_code == 200
 
 
+def test_a_researcher_trying_the_study_link_stays_logged_in(site):
+    """Opening the participants' link in the researcher's own browser (to try the study) starts a
+    participant's session beside the login: the dashboard stays open and its open forms (their
+    CSRF token) keep working; the participant's pages work as for anyone."""
+    app, name = site
+    client = app.test_client()
+    assert login(client, name, PASSWORD).status_code == 302
+    token = csrf_of(client.get("/admin/").text)
+    r = client.get("/", query_string={"PROLIFIC_PID": "TRY1", "STUDY_ID": "S", "SESSION_ID": "X"})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/consent")
+    page = client.get("/consent")
+    assert page.status_code == 200 and csrf_of(page.text) == token
+    assert client.get("/admin/").status_code == 200
+    r = client.post("/admin/logout", data={"csrf_token": token})
+    assert r.status_code == 302 and client.get("/admin/").status_code == 302
+
+
 def test_a_csrf_token_known_before_the_login_is_worthless_after_it(site):
     """Session fixation of the CSRF token: whoever planted their own session cookie (and so knows
     its CSRF token) in a researcher's browser must not be able to post forms for them once they
