@@ -9,6 +9,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.capture_site.hits import word_at
 from sitetest import study_variant
+from browsertest import wait_for_function
 from test_browser import _page, browser, continue_with, rate, ready, send, wait_outbox_empty  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -72,7 +73,7 @@ def test_back_after_rating_then_send_and_a_stale_tab_reloads(browser, app):
         pg.click("#send")
         pg.wait_for_selector("#send-error:not([hidden])")
         assert "out of date" in pg.text_content("#send-error")
-        pg.wait_for_function("window.gazepref && window.gazepref.state().current "
+        wait_for_function(pg, "window.gazepref && window.gazepref.state().current "
                              "&& window.gazepref.state().current.index === 2", timeout=10_000)
         assert pg.text_content("#current-prompt") == "Any tips to sleep better?"
 
