@@ -31,7 +31,8 @@ _TOKEN_SALT = "gazepref-participant"
 #: called by the server). docs/STUDY_SITE.md says what needs what.
 CSP_DIRECTIVES: dict[str, tuple[str, ...]] = {
     "default-src": ("'self'",),
-    "script-src": ("'self'",),
+    # the face mesh's TF.js wasm backend compiles its .wasm (WebAssembly.instantiate): no eval of text
+    "script-src": ("'self'", "'wasm-unsafe-eval'"),
     "style-src": ("'self'",),
     "img-src": ("'self'",),
     "connect-src": ("'self'",),  # 'self' covers ws:/wss: to the same host (CSP3; Chrome 71+, Safari 16+)
