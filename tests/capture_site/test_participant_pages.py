@@ -172,6 +172,34 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         assert task.answers["copy_sentence"] == sentence
 
 
+def test_an_mturk_worker_submits_the_hit_from_the_done_page(browser, make_app, tmp_path):
+    """The done page's form posts to MTurk's externalSubmit: the site's Content-Security-Policy
+    (form-action) lets the form go to MTurk's host, and nowhere else (security.CSP_DIRECTIVES)."""
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", '[platform]\nname = "mturk"', **SHORT)),
+                   LLM_BACKENDS={"detailed": Fixed(MARKDOWN_ANSWER)})
+    for pg in _page(browser, app):
+        pg.goto("/?workerId=CSP-WORKER&assignmentId=CSP-ASSIGNMENT&hitId=CSP-HIT"
+                "&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
+        pg.click("#agree")
+        continue_with(pg)  # instructions
+        continue_with(pg, {"understand_before": "2"})
+        send(pg, "How does sleep help memory?", 0)
+        rate(pg, [4])
+        wait_outbox_empty(pg)
+        pg.click("#finish")
+        sentence = pg.locator(".transcript p", has_text="Most adults").first.text_content()
+        continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
+                           "copy_sentence": sentence, "attention": "2"})
+        posted = []
+        pg.route("https://workersandbox.mturk.com/**", lambda route: (
+            posted.append((route.request.method, route.request.url, route.request.post_data)),
+            route.fulfill(body="HIT submitted")))
+        pg.click("#handoff")
+        pg.wait_for_url("https://workersandbox.mturk.com/**")
+    assert posted == [("POST", "https://workersandbox.mturk.com/mturk/externalSubmit",
+                       "assignmentId=CSP-ASSIGNMENT&completion_code=TEST-CODE-42")]
+
+
 def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", min_viewport="[1024, 600]")))
     for pg in _page(browser, app):
