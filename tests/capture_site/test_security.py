@@ -29,7 +29,7 @@ MTURK = {"workerId": "CSP-W", "assignmentId": "CSP-A", "hitId": "CSP-H", "turkSu
 def policy(resp) -> dict[str, set[str]]:
     """The response's Content-Security-Policy as {directive: sources}."""
     header = resp.headers.get("Content-Security-Policy")
-    assert header, f"{resp.request.path if hasattr(resp, 'request') else ''} has no Content-Security-Policy"
+    assert header, f"{resp.request.path} has no Content-Security-Policy"
     out = {}
     for part in header.split(";"):
         name, *sources = part.split()
