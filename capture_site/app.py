@@ -33,7 +33,7 @@ from .batches import MAX_BODY_BYTES
 from .config import load_config
 from .ratelimit import DbRateLimiter
 from .runtime import Site, close_db, ensure_study
-from .security import csrf_token
+from .security import content_security_policy, csrf_token
 from .validation import InvalidInput, check_request
 
 
@@ -178,8 +178,11 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     def _invalid_input(e: InvalidInput):
         return _error(str(e), 400)
 
+    csp = content_security_policy()  # framable pages set their own (pages.framable)
+
     @app.after_request
     def _headers(resp):
+        resp.headers.setdefault("Content-Security-Policy", csp)
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")  # arrival URLs carry platform ids
         resp.headers.setdefault("X-Frame-Options", "DENY")

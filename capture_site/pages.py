@@ -26,6 +26,7 @@ from .identity import Arrival
 from .plan import step_at
 from .platforms import completion, screen_out
 from .runtime import db, site, study_by_slug
+from .security import content_security_policy
 
 SCREEN_OUT_REASONS = {
     "declined": "You chose not to take part. Nothing about you was recorded apart from this decision.",
@@ -55,10 +56,10 @@ def in_frame(arrival: Arrival) -> bool:
 
 
 def framable(page):
-    """The page may be shown inside MTurk's HIT frame (CSP ``frame-ancestors`` overrides the
-    site's ``X-Frame-Options: DENY``)."""
+    """The page may be shown inside MTurk's HIT frame: the site's Content-Security-Policy with
+    MTurk's sites in ``frame-ancestors`` (which overrides the site's ``X-Frame-Options: DENY``)."""
     resp = make_response(page)
-    resp.headers["Content-Security-Policy"] = "frame-ancestors 'self' " + " ".join(FRAME_ANCESTORS)
+    resp.headers["Content-Security-Policy"] = content_security_policy(("'self'", *FRAME_ANCESTORS))
     return resp
 
 

@@ -51,7 +51,7 @@ _PAGE = """{% extends "admin/base.html" %}
 {% if not turn.kinds %}<p>No gaze or mouse samples in this turn.</p>{% endif %}
 <p>{% for kind in turn.kinds %}
 <img class="plot" alt="{{ kind }} of task {{ task.order }} turn {{ turn.index + 1 }}" loading="lazy" width="900"
-  {%- if kind not in ("heatmap", "scanpath") %} height="560"{% endif %} style="max-width: 100%; height: auto"
+  {%- if kind not in ("heatmap", "scanpath") %} height="560"{% endif %}
   src="{{ url_for('plots.plot_png', slug=slug, pseudonym=pseudonym, kind=kind, task=task.number, turn=turn.index, size='900x560', v=version) }}">
 {% endfor %}</p></details>
 {% endfor %}{% endfor %}

@@ -9,6 +9,8 @@
 - Forms carry a per-browser-session CSRF token (``csrf_token()`` in templates), checked on every
   POST of the form blueprints by :func:`check_csrf`.
 - Platform ids are replaced by an HMAC with the study's secret salt before anything is stored.
+- Every response carries a strict Content-Security-Policy (:func:`content_security_policy`),
+  defence in depth against XSS: scripts, styles, pictures and connections from the site itself.
 """
 from __future__ import annotations
 
@@ -26,7 +28,33 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .. import store
 
+from .config import MTURK_SUBMIT_HOSTS
+
 _TOKEN_SALT = "gazepref-participant"
+
+#: The site's Content-Security-Policy, less ``frame-ancestors`` (:func:`content_security_policy`).
+#: Every source is the site itself: the pages' scripts, styles and pictures and the vendored
+#: face mesh (capture_site/vendor.py) come from it, and the pages talk only to it (the LLMs are
+#: called by the server). docs/STUDY_SITE.md says what needs what.
+CSP_DIRECTIVES: dict[str, tuple[str, ...]] = {
+    "default-src": ("'self'",),
+    # the face mesh's TF.js wasm backend compiles its .wasm (WebAssembly.instantiate): no eval of text
+    "script-src": ("'self'", "'wasm-unsafe-eval'"),
+    "style-src": ("'self'",),
+    "img-src": ("'self'",),
+    "connect-src": ("'self'",),  # 'self' covers ws:/wss: to the same host (CSP3; Chrome 71+, Safari 16+)
+    "object-src": ("'none'",),
+    "base-uri": ("'none'",),
+    # MTurk's submit form (platforms.py) posts to one of its hosts: turkSubmitTo is never taken raw
+    "form-action": ("'self'", *MTURK_SUBMIT_HOSTS),
+}
+
+
+def content_security_policy(frame_ancestors: tuple[str, ...] = ("'none'",)) -> str:
+    """The Content-Security-Policy header's value; ``frame_ancestors``: who may show the page in
+    a frame (``'none'``: nobody, as ``X-Frame-Options: DENY``)."""
+    directives = {**CSP_DIRECTIVES, "frame-ancestors": frame_ancestors}
+    return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
 
 
 def pseudonymise(salt: str, platform: str, raw_id: str) -> str:

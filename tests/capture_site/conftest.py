@@ -13,6 +13,21 @@ from gazepref import store  # noqa: E402
 from gazepref.capture_site.app import create_app  # noqa: E402
 from sitetest import STUDY_TOML, Walker  # noqa: E402
 
+import browsertest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def csp_violations(request):
+    """A browser test fails on anything its pages broke of the site's Content-Security-Policy
+    (browsertest.py collects it from every context made by ``browsertest.new_context``)."""
+    if request.node.get_closest_marker("browser") is None:
+        yield None
+        return
+    browsertest.CSP_VIOLATIONS.clear()
+    yield browsertest.CSP_VIOLATIONS
+    found, browsertest.CSP_VIOLATIONS[:] = list(browsertest.CSP_VIOLATIONS), []
+    assert not found, "the pages broke the Content-Security-Policy:\n" + "\n".join(found)
+
 
 @pytest.fixture
 def make_app(tmp_path):

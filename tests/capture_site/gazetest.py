@@ -3,25 +3,21 @@ posting frame batches and calibration rounds of the astronaut face (``skimage.da
 from __future__ import annotations
 
 import json
-import os
 import re
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from sqlalchemy import func, select
 
 from gazepref import store
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
+from browsertest import launch, new_context, require_chromium
 from sitetest import STUDY_TOML, csrf_of
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CALIBRATION_TARGETS = [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)]
 
 
@@ -120,21 +116,18 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 def browser_page(app, video: Path | None, allow: bool = True):
     """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no
     camera); ``allow=False``: the participant denies the camera."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     from gazepref.capture_site.serving import BackgroundServer
 
-    args = ARGS + (["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
-                   if video else [])
+    args = (["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
+            if video else [])
     if video and allow:
         args.append("--use-fake-ui-for-media-stream")
     with sync_playwright() as pw, BackgroundServer(app) as url:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
-        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+        browser = launch(pw, args)
+        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         page = ctx.new_page()
         page.set_default_timeout(15_000)
         try:

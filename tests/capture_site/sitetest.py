@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from html.parser import HTMLParser
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -225,3 +226,33 @@ class HttpClient:
 
     def post(self, path: str, json=None, **kw) -> HttpResponse:
         return self._open("POST", path, json_body=json, **kw)
+
+
+class _CspBreaches(HTMLParser):
+    """What in a page the site's Content-Security-Policy refuses (``script-src 'self'``,
+    ``style-src 'self'``): inline scripts (a ``type="application/json"`` data block is no script),
+    event-handler and ``style`` attributes, ``<style>`` elements and ``javascript:`` URLs."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script" and not a.get("src") and a.get("type") != "application/json":
+            self.found.append(f"inline <script> at line {self.getpos()[0]}")
+        if tag == "style":
+            self.found.append(f"<style> at line {self.getpos()[0]}")
+        for name, value in attrs:
+            if name.startswith("on") or name == "style":
+                self.found.append(f"<{tag} {name}=...> at line {self.getpos()[0]}")
+            if name in ("href", "src", "action", "formaction") and (value or "").strip().lower().startswith("javascript:"):
+                self.found.append(f"<{tag} {name}=javascript:...> at line {self.getpos()[0]}")
+
+
+def csp_breaches(html: str) -> list[str]:
+    """What in ``html`` the site's Content-Security-Policy would refuse ([] when nothing)."""
+    parser = _CspBreaches()
+    parser.feed(html)
+    parser.close()
+    return parser.found

@@ -6,7 +6,6 @@ samples and layout, and the mouse sample recorded over a known word maps back to
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -19,24 +18,18 @@ from gazepref.capture_site.exporting import export_study
 from gazepref.capture_site.hits import word_at
 from gazepref.datasets.store_recording import StoreRecording
 from gazepref.capture_site.serving import BackgroundServer
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from browsertest import launch, new_context, require_chromium, wait_for_function
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        b = launch(pw)
         yield b
         b.close()
 
@@ -48,7 +41,7 @@ def page(browser, app):
 
 def _page(browser, app):
     with BackgroundServer(app) as url:
-        ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
+        ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
         pg = ctx.new_page()
         pg.set_default_timeout(10_000)
         yield pg
@@ -86,14 +79,14 @@ def to_first_task(page, worker: str):
 
 
 def ready(page):
-    page.wait_for_function("window.gazepref !== undefined")
+    wait_for_function(page, "window.gazepref !== undefined")
 
 
 def send(page, text: str, index: int):
     ready(page)
     page.fill("#message", text)
     page.click("#send")
-    page.wait_for_function(f"window.gazepref.state().current && window.gazepref.state().current.index === {index}")
+    wait_for_function(page, f"window.gazepref.state().current && window.gazepref.state().current.index === {index}")
 
 
 def rate(page, likert: list[int], *, choice: int | None = None, better: bool | None = None, feedback: str = ""):
@@ -108,7 +101,7 @@ def rate(page, likert: list[int], *, choice: int | None = None, better: bool | N
         page.fill("[name='feedback']", feedback)
     rated = int(page.text_content("#rated-count"))
     page.click("#submit-rating")
-    page.wait_for_function(f"document.querySelector('#rated-count').textContent === '{rated + 1}'")
+    wait_for_function(page, f"document.querySelector('#rated-count').textContent === '{rated + 1}'")
 
 
 def copied(page) -> str:
@@ -147,7 +140,7 @@ def test_full_mouse_only_session(page, app, tmp_path):
     page.select_option("[name='strength']", "3")
     page.fill("[name='feedback']", "The right one gives numbers.")
     page.reload()
-    page.wait_for_function("window.gazepref.state().current && window.gazepref.state().current.index === 1")
+    wait_for_function(page, "window.gazepref.state().current && window.gazepref.state().current.index === 1")
     assert page.text_content("#current-prompt") == "How many hours of sleep does an adult need?"
     # the reload kept what was chosen and typed for this turn
     assert page.is_checked("[name='likert-0'][value='3']") and page.is_checked("[name='choice'][value='1']")
@@ -156,7 +149,7 @@ def test_full_mouse_only_session(page, app, tmp_path):
     assert not page.locator("[name='likert-1']:checked").count()
     page.check("[name='likert-1'][value='5']")
     page.click("#submit-rating")
-    page.wait_for_function("document.querySelector('#rated-count').textContent === '2'")
+    wait_for_function(page, "document.querySelector('#rated-count').textContent === '2'")
     assert not page.evaluate("Object.keys(localStorage).some(k => k.startsWith('gazepref:rating:'))")  # cleared
     send(page, "Any tips to sleep better?", 2)
     assert not page.locator("#rating input:checked").count() and page.input_value("[name='feedback']") == ""
@@ -280,7 +273,7 @@ def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
         assert pg.input_value("#message") == "How does sleep help memory?"
         assert pg.evaluate("document.activeElement.id") == "retry"
         pg.keyboard.press("Space")
-        pg.wait_for_function("window.gazepref.state().current !== null")
+        wait_for_function(pg, "window.gazepref.state().current !== null")
         assert pg.is_hidden("#retry") and pg.is_hidden("#send-error")
         texts = [pg.text_content(f"#response-{i}") for i in (0, 1)]
         assert "A calm answer about sleep and memory." in texts
@@ -371,7 +364,7 @@ def test_two_tabs_of_one_task_never_reuse_a_batch_number(browser, app):
     """The link resumes the same task in a second tab while the first is still open: their
     batches must not share a sequence number (the server would take the later as a replay)."""
     with BackgroundServer(app) as url:
-        ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
+        ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
         first = ctx.new_page()
         first.set_default_timeout(10_000)
         first.goto("/?PROLIFIC_PID=TWO-TABS")
@@ -422,7 +415,7 @@ def test_page_loses_no_batch_across_a_server_restart(browser, app):
     port = free_port()
     instance = Path(app.instance_path)
     server = serve_gunicorn(instance, STUDY_TOML, port)
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=f"http://127.0.0.1:{port}")
+    ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=f"http://127.0.0.1:{port}")
     try:
         page = ctx.new_page()
         page.set_default_timeout(10_000)

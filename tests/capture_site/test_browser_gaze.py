@@ -25,6 +25,7 @@ from gazepref.signals.framing import CENTRE_X, face_size_bounds
 from gazepref.signals.synthetic_face import face_frame, head_and_shoulders
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
+from browsertest import wait_for_function
 from gazetest import browser_page, webcam_toml, write_y4m
 
 pytest.importorskip("mediapipe")
@@ -93,7 +94,7 @@ def _page_samples(make_app, tmp_path, frames, pid: str, n: int):
     with browser_page(app, video) as page:
         page.set_default_timeout(60_000)
         _to_calibration_page(page, pid)
-        page.wait_for_function("window.gazepref && window.gazepref.calibration.capture"
+        wait_for_function(page, "window.gazepref && window.gazepref.calibration.capture"
                                " && window.gazepref.calibration.capture.samples >= 1")
         got = page.evaluate(SAMPLES_JS, n)
     samples, _ = parse_samples([g["sample"] | {"t": float(i)} for i, g in enumerate(got)], 10)
@@ -203,9 +204,9 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
         page.click("#continue")
         page.check("[name='understand_before'][value='3']")
         page.click("#continue")
-        page.wait_for_function("window.gazepref && window.gazepref.gaze && window.gazepref.gaze.samples >= 8")
+        wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.samples >= 8")
         page.evaluate("window.gazepref.gaze.flush()")
-        page.wait_for_function("window.gazepref.gaze.outbox.pending === 0")
+        wait_for_function(page, "window.gazepref.gaze.outbox.pending === 0")
         task_id = int(page.evaluate("JSON.parse(document.getElementById('page-data').textContent).task"))
         cost = page.evaluate("window.gazepref.gaze.cost()")
     print("page cost:", cost)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.cli import main as cli
 
+from browsertest import wait_for_function
 from gazetest import browser_page
 from sitetest import Walker, csrf_of, first_sentence
 
@@ -282,7 +283,7 @@ def test_participant_table_refreshes_live(app, researcher):
         w = Walker(app.test_client(), "P-LIVE")
         w.arrive()
         w.consent()
-        page.wait_for_function("document.querySelectorAll('#participants tbody tr[data-id]').length === 1",
+        wait_for_function(page, "document.querySelectorAll('#participants tbody tr[data-id]').length === 1",
                                timeout=12_000)
         assert rows.count() == 1  # the notice went when the first participant came
         row = rows.first.inner_text()
@@ -424,7 +425,7 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
         w2 = Walker(app.test_client(), "P-LATER")  # the next poll has a new row to draw
         w2.arrive()
         w2.consent()
-        page.wait_for_function("document.querySelectorAll('#participants tbody tr').length === 2", timeout=12_000)
+        wait_for_function(page, "document.querySelectorAll('#participants tbody tr').length === 2", timeout=12_000)
         assert page.evaluate("document.activeElement.textContent") == "plots"
         # the redrawn row reads as the served one did (numbers formatted alike)
         redrawn = page.locator("#participants tbody tr").first.inner_text()

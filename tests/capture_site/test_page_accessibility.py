@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from sitetest import Walker, first_sentence
+from sitetest import Walker, csp_breaches, first_sentence
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -165,6 +165,11 @@ def test_the_walk_meets_every_kind_of_participant_page(session_pages):
                                   "post", "post-error", "done", "declined"])
 def test_a_screen_reader_finds_title_language_and_named_controls(session_pages, page):
     assert check_page(session_pages[page]) == []
+
+
+def test_no_page_needs_what_the_content_security_policy_refuses(session_pages):
+    """No inline script, event handler, style attribute or javascript: URL (security.CSP_DIRECTIVES)."""
+    assert {name: found for name, html in session_pages.items() if (found := csp_breaches(html))} == {}
 
 
 def test_titles_tell_the_pages_apart(session_pages):

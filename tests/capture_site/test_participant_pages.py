@@ -9,6 +9,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.capture_site.hits import word_at
 from sitetest import study_variant
+from browsertest import wait_for_function
 from test_browser import _page, browser, continue_with, rate, ready, send, wait_outbox_empty  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -72,7 +73,7 @@ def test_back_after_rating_then_send_and_a_stale_tab_reloads(browser, app):
         pg.click("#send")
         pg.wait_for_selector("#send-error:not([hidden])")
         assert "out of date" in pg.text_content("#send-error")
-        pg.wait_for_function("window.gazepref && window.gazepref.state().current "
+        wait_for_function(pg, "window.gazepref && window.gazepref.state().current "
                              "&& window.gazepref.state().current.index === 2", timeout=10_000)
         assert pg.text_content("#current-prompt") == "Any tips to sleep better?"
 
@@ -169,6 +170,34 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
     with app.extensions["gazepref"].sessions() as s:
         task = s.scalars(select(store.Task)).one()
         assert task.answers["copy_sentence"] == sentence
+
+
+def test_an_mturk_worker_submits_the_hit_from_the_done_page(browser, make_app, tmp_path):
+    """The done page's form posts to MTurk's externalSubmit: the site's Content-Security-Policy
+    (form-action) lets the form go to MTurk's host, and nowhere else (security.CSP_DIRECTIVES)."""
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", '[platform]\nname = "mturk"', **SHORT)),
+                   LLM_BACKENDS={"detailed": Fixed(MARKDOWN_ANSWER)})
+    for pg in _page(browser, app):
+        pg.goto("/?workerId=CSP-WORKER&assignmentId=CSP-ASSIGNMENT&hitId=CSP-HIT"
+                "&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
+        pg.click("#agree")
+        continue_with(pg)  # instructions
+        continue_with(pg, {"understand_before": "2"})
+        send(pg, "How does sleep help memory?", 0)
+        rate(pg, [4])
+        wait_outbox_empty(pg)
+        pg.click("#finish")
+        sentence = pg.locator(".transcript p", has_text="Most adults").first.text_content()
+        continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
+                           "copy_sentence": sentence, "attention": "2"})
+        posted = []
+        pg.route("https://workersandbox.mturk.com/**", lambda route: (
+            posted.append((route.request.method, route.request.url, route.request.post_data)),
+            route.fulfill(body="HIT submitted")))
+        pg.click("#handoff")
+        pg.wait_for_url("https://workersandbox.mturk.com/**")
+    assert posted == [("POST", "https://workersandbox.mturk.com/mturk/externalSubmit",
+                       "assignmentId=CSP-ASSIGNMENT&completion_code=TEST-CODE-42")]
 
 
 def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):

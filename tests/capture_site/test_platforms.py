@@ -147,4 +147,4 @@ def test_mturk_frame_offers_a_tab_of_its_own(client):
     preview = client.get("/", query_string={**args, "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"})
     assert "https://workersandbox.mturk.com" in preview.headers["Content-Security-Policy"]
     top = client.get("/", query_string=args, headers={"Sec-Fetch-Dest": "document"})
-    assert top.status_code == 302 and "Content-Security-Policy" not in top.headers
+    assert top.status_code == 302 and "frame-ancestors 'none'" in top.headers["Content-Security-Policy"]

@@ -4,7 +4,6 @@ moves and scales."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from gazepref import store
 from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from gazetest import (ARGS, CHROMIUM, CALIBRATION_TARGETS, answer_step, browser_page, gaze_rows, post_frames, post_round,
+from browsertest import launch, new_context, require_chromium, wait_for_function
+from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, gaze_rows, post_frames, post_round,
                       to_calibration, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
 from sitetest import legacy_token, page_data, reused_row
@@ -325,19 +325,16 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         from gazepref.capture_site import gaze_ws
 
         monkeypatch.setattr(gaze_ws, "read_participant_token", lambda token: None)
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
-        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     from gazepref.capture_site.serving import BackgroundServer
 
-    args = ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                   f"--use-file-for-fake-video-capture={face_y4m}"]
+    args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={face_y4m}"]
     with sync_playwright() as pw, BackgroundServer(wapp) as url:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
-        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url)
+        browser = launch(pw, args)
+        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         page = ctx.new_page()
         page.set_default_timeout(15_000)
         console = []
@@ -381,7 +378,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             page.click("#continue")
         page.check("[name='understand_before'][value='3']")
         page.click("#continue")
-        page.wait_for_function("window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 25")
+        wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 25")
         for i in range(30):  # mouse moves while gaze streams
             page.mouse.move(200 + 20 * i, 300 + 5 * i)
             page.wait_for_timeout(30)
@@ -409,7 +406,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             assert page.evaluate("window.gazepref.gaze.sent") <= sent + 2  # (answers of frames already sent)
             page.evaluate(MUTE_JS, False)
             page.wait_for_selector("#gaze-warning", state="hidden", timeout=3000)
-            page.wait_for_function(f"window.gazepref.gaze.sent > {sent + 5}")  # gaze goes on
+            wait_for_function(page, f"window.gazepref.gaze.sent > {sent + 5}")  # gaze goes on
             # the camera stops mid-task (unplugged, taken by another program)
             page.evaluate("window.gazepref.gaze.stream.getVideoTracks().forEach((t) => t.stop())")
             page.wait_for_selector("#gaze-warning[data-code='camera-stopped']:not([hidden])", timeout=3000)

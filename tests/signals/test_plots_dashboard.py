@@ -58,6 +58,7 @@ def test_participant_page_and_images(client):
     # quality + the 4 views of turn 1 (gaze and mouse); turn 2 has no samples, so no views
     assert html.count("<img") == 1 + 4 and "No gaze or mouse samples in this turn" in html
     assert "<h2>Task 1 (pairwise)" in html and "Task 7" not in html  # labelled by order, not by id
+    assert "style=" not in html  # the site's Content-Security-Policy (style-src 'self') ignores style attributes
     assert "plot/scanpath.png?task=7&amp;turn=0" in html or "plot/scanpath.png?task=7&turn=0" in html
     r = client.get("/admin/studies/demo/participants/p_synth/plot/heatmap.png?task=7&turn=0&size=700x400")
     assert r.status_code == 200 and r.mimetype == "image/png"

@@ -1,0 +1,89 @@
+"""Chromium for the study-site browser tests (``@pytest.mark.browser``), watched for breaches of
+the site's Content-Security-Policy.
+
+Every browser test opens its pages in a context from :func:`new_context`: what the policy blocked
+there (a script, a style, a picture, a connection, a worker, WebAssembly) is collected in
+:data:`CSP_VIOLATIONS`, and the ``csp_violations`` fixture of ``conftest.py`` (automatic for the
+``browser`` tests) fails the test at its end when any was. A violation is taken both from the
+page's ``securitypolicyviolation`` event (which names the directive and the blocked address) and
+from Chromium's own console report ("... violates the following Content Security Policy
+directive ..."), which also covers a worker's.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+#: what the pages of the running test broke of the policy (emptied before each browser test)
+CSP_VIOLATIONS: list[str] = []
+
+_MARK = "gazepref-csp-violation:"
+_WATCH = """addEventListener("securitypolicyviolation", (e) => console.error(
+  `%s ${e.effectiveDirective} blocked ${e.blockedURI || "(inline)"} at ${e.sourceFile || location.href}:${e.lineNumber}`
+  + (e.sample ? ` (${e.sample})` : "")), true);""" % _MARK
+
+
+def require_chromium() -> None:
+    """Skip the test where Chromium is missing (fail it on CI)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs /usr/bin/chromium for the browser tests (make browser)")
+        pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
+
+
+def launch(pw, extra_args: list[str] | tuple[str, ...] = ()):
+    """Headless Chromium (``pw``: a sync_playwright object) with the tests' flags and ``extra_args``."""
+    require_chromium()
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=[*ARGS, *extra_args], headless=True)
+
+
+def _console(msg) -> None:
+    text = msg.text
+    if text.startswith(_MARK) or "Content Security Policy" in text:
+        where = (msg.location or {}).get("url", "")
+        CSP_VIOLATIONS.append(f"{text} [{where}]" if where and where not in text else text)
+
+
+def watch_csp(ctx) -> None:
+    """Collect in :data:`CSP_VIOLATIONS` what the context's pages break of the site's policy."""
+    ctx.add_init_script(_WATCH)
+    ctx.on("console", _console)
+
+
+def new_context(browser, **kwargs):
+    """A browser context (``browser.new_context(**kwargs)``) watched by :func:`watch_csp`."""
+    ctx = browser.new_context(**kwargs)
+    watch_csp(ctx)
+    return ctx
+
+
+def wait_for_function(page, expression: str, timeout: float = 15_000, interval_ms: float = 50) -> object:
+    """Wait until the JavaScript ``expression`` is truthy in ``page`` (timeout in ms, as
+    Playwright's); returns its value.
+
+    Playwright's own ``page.wait_for_function`` evaluates its predicate with ``eval`` in the
+    page, which the site's policy (no ``'unsafe-eval'``) refuses: this asks from the test side
+    (``page.evaluate`` runs through DevTools, outside the page's policy), again across a
+    navigation."""
+    from playwright.sync_api import Error
+
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        try:
+            value = page.evaluate(expression)
+        except Error as e:  # the page navigated meanwhile: ask the new one
+            if "context was destroyed" not in str(e) and "navigat" not in str(e):
+                raise
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} ms for {expression}")
+        page.wait_for_timeout(interval_ms)
