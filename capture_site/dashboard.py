@@ -125,7 +125,11 @@ def export(slug: str):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     buf.seek(0)
-    return send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}{'-with-demographics' if demographics else ''}.zip")
+    resp = send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}{'-with-demographics' if demographics else ''}.zip")
+    # every participant's data: never kept in a cache (send_file's own "no-cache" allows storing
+    # it, and no_store keeps a Cache-Control the view set)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @bp.post("/participants/<int:pid>/delete")

@@ -544,7 +544,8 @@ def test_researcher_pages_are_not_kept_in_the_browser_cache(app, client, researc
     w.arrive()
     w.consent()
     assert login(client, *researcher).status_code == 302
-    for url in ("/admin/", "/admin/studies/test-study", "/admin/studies/test-study/progress.json"):
+    for url in ("/admin/", "/admin/studies/test-study", "/admin/studies/test-study/progress.json",
+                "/admin/studies/test-study/export?format=parquet"):  # the export: every participant's data
         r = client.get(url)
         assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store", url
     if "plots" in app.blueprints:
