@@ -33,6 +33,7 @@ from .. import store
 from .config import StudyConfig, Topic
 from .accounts import login_keys
 from .answers import answer_texts, transcript
+from .chunks import write_lock
 from .identity import Arrival, arrival_from_args
 from .pages import (completion_handoff, current_participant, declined_page, favicon, framable, in_frame, no_store,
                     not_admitted_page, note_window, page_context, screened_out_page)
@@ -353,8 +354,15 @@ def window_size():
         size = (max(0, min(100_000, int(request.form["width"]))), max(0, min(100_000, int(request.form["height"]))))
     except (KeyError, ValueError):
         size = None
-    if note_window(p, current_step(p), request.form.get("too_small") == "1", size):
-        db().commit()
+    # the row again, under its lock: the set-up log (setup_log.py) adds to state["setup"] from
+    # other requests, processes and hosts while this page is open; merged into the state read
+    # above, the report would undo what it wrote meanwhile
+    with write_lock(site().engine):
+        db().refresh(p, with_for_update=True)
+        if note_window(p, current_step(p), request.form.get("too_small") == "1", size):
+            db().commit()
+        else:
+            db().rollback()
     return "", 204
 
 

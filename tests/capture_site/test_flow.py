@@ -366,3 +366,32 @@ def test_a_session_naming_another_participants_row_opens_nothing_of_theirs(clien
     with client.session_transaction() as s:
         s["pid"] = theirs.id
     assert Walker(client, "SECOND").arrive().request.path == "/resume"
+
+
+def test_the_window_report_keeps_what_the_set_up_log_wrote_meanwhile(make_app, tmp_path, monkeypatch, database):
+    """``POST /window`` sets ``state["window"]`` while the set-up log (setup_log.py: other requests,
+    processes or hosts, under the row's lock) adds to ``state["setup"]``: a report merged into the
+    state it read before that write must not undo it."""
+    from gazepref.capture_site import flow, setup_log
+    from sitetest import study_variant
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", min_viewport="[1024, 600]")),
+                   **({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), "NARROW")
+    w.arrive()
+    page = w.consent()
+    real = flow.current_participant
+
+    def read_then_camera_error():  # the set-up log writes just after the report read the row
+        p = real()
+        setup_log.note_camera_error(p.id, "denied")
+        return p
+
+    monkeypatch.setattr(flow, "current_participant", read_then_camera_error)
+    r = w.client.post("/window", data={"csrf_token": csrf_of(page.text), "too_small": "1", "width": "800",
+                                       "height": "500"})
+    assert r.status_code == 204
+    with app.extensions["gazepref"].sessions() as s:
+        [p] = participants(s)
+        assert p.state["window"]["too_small"] and p.state["window"]["size"] == [800, 500]
+        assert p.state["setup"]["camera_error"] == "denied"
