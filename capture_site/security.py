@@ -45,8 +45,9 @@ CSP_DIRECTIVES: dict[str, tuple[str, ...]] = {
     "connect-src": ("'self'",),  # 'self' covers ws:/wss: to the same host (CSP3; Chrome 71+, Safari 16+)
     "object-src": ("'none'",),
     "base-uri": ("'none'",),
-    # MTurk's submit form (platforms.py) posts to one of its hosts: turkSubmitTo is never taken raw
-    "form-action": ("'self'", *MTURK_SUBMIT_HOSTS),
+    # MTurk's submit form (platforms.py) posts to one of its hosts: turkSubmitTo is never taken raw;
+    # production's externalSubmit then redirects to the worker site, a step form-action governs too
+    "form-action": ("'self'", *MTURK_SUBMIT_HOSTS, "https://worker.mturk.com"),
 }
 
 

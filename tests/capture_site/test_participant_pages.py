@@ -3,6 +3,8 @@ hint, Markdown answers whose rendered words map back to the raw text, the expand
 copy check, the hand-off to the crowd platform, the minimum window and the favicon."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from sqlalchemy import select
 
@@ -172,14 +174,20 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         assert task.answers["copy_sentence"] == sentence
 
 
-def test_an_mturk_worker_submits_the_hit_from_the_done_page(browser, make_app, tmp_path):
+@pytest.mark.parametrize("host, lands", [
+    ("https://workersandbox.mturk.com", "https://workersandbox.mturk.com/**"),
+    # production's externalSubmit sends the worker on to the worker site: a redirect that
+    # form-action governs too (a host missing there leaves the worker on the done page)
+    ("https://www.mturk.com", "https://worker.mturk.com/**"),
+])
+def test_an_mturk_worker_submits_the_hit_from_the_done_page(browser, make_app, tmp_path, host, lands):
     """The done page's form posts to MTurk's externalSubmit: the site's Content-Security-Policy
-    (form-action) lets the form go to MTurk's host, and nowhere else (security.CSP_DIRECTIVES)."""
+    (form-action) lets the form go to MTurk's hosts, and nowhere else (security.CSP_DIRECTIVES)."""
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", '[platform]\nname = "mturk"', **SHORT)),
                    LLM_BACKENDS={"detailed": Fixed(MARKDOWN_ANSWER)})
     for pg in _page(browser, app):
         pg.goto("/?workerId=CSP-WORKER&assignmentId=CSP-ASSIGNMENT&hitId=CSP-HIT"
-                "&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
+                f"&turkSubmitTo={quote(host, safe='')}")
         pg.click("#agree")
         continue_with(pg)  # instructions
         continue_with(pg, {"understand_before": "2"})
@@ -191,13 +199,19 @@ def test_an_mturk_worker_submits_the_hit_from_the_done_page(browser, make_app, t
         continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
                            "copy_sentence": sentence, "attention": "2"})
         posted = []
-        pg.route("https://workersandbox.mturk.com/**", lambda route: (
-            posted.append((route.request.method, route.request.url, route.request.post_data)),
-            route.fulfill(body="HIT submitted")))
+
+        def mturk(route):
+            posted.append((route.request.method, route.request.url, route.request.post_data))
+            if route.request.url.startswith("https://www.mturk.com/"):
+                route.fulfill(status=302, headers={"Location": "https://worker.mturk.com/tasks?submitted=1"})
+            else:
+                route.fulfill(body="HIT submitted")
+
+        pg.route("https://*.mturk.com/**", mturk)
         pg.click("#handoff")
-        pg.wait_for_url("https://workersandbox.mturk.com/**")
-    assert posted == [("POST", "https://workersandbox.mturk.com/mturk/externalSubmit",
-                       "assignmentId=CSP-ASSIGNMENT&completion_code=TEST-CODE-42")]
+        pg.wait_for_url(lands)
+    assert posted[0] == ("POST", f"{host}/mturk/externalSubmit",
+                         "assignmentId=CSP-ASSIGNMENT&completion_code=TEST-CODE-42")
 
 
 def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):

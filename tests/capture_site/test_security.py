@@ -19,7 +19,7 @@ EXPECTED = {
     "connect-src": {"'self'"},
     "object-src": {"'none'"},
     "base-uri": {"'none'"},
-    "form-action": {"'self'", *MTURK_SUBMIT_HOSTS},
+    "form-action": {"'self'", *MTURK_SUBMIT_HOSTS, "https://worker.mturk.com"},
     "frame-ancestors": {"'none'"},
 }
 MTURK_FRAMERS = {"'self'", "https://worker.mturk.com", "https://workersandbox.mturk.com", *MTURK_SUBMIT_HOSTS}
