@@ -10,38 +10,21 @@ are skipped, never an error; their counts are in the manifest's ``skipped`` and 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .. import UserError, store
-from ..datasets.store_recording import export_frames
+from .. import store
+from ..datasets.export import FORMATS, export_recording
+from ..datasets.store_recording import StoreRecording
 
-FORMATS = ("parquet", "ifllm")
+__all__ = ["FORMATS", "export_study"]
 
 
 def export_study(session: Session, study: store.Study, out_dir: str | Path, fmt: str = "parquet",
                  demographics: bool = False) -> dict[str, Any]:
-    """Write ``study`` to the new folder ``out_dir`` in ``fmt`` (with ``demographics``, also
-    ``demographics.csv``); returns the exporter's manifest."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r} (expected one of {', '.join(FORMATS)})")
-    from ..datasets.export import export_ifllm, export_parquet
-    from ..datasets.store_recording import StoreRecording
-
-    write = export_parquet if fmt == "parquet" else export_ifllm
-    rec = StoreRecording(session, study)
-    manifest = write(rec, out_dir)
-    if demographics:
-        from ..datasets.export import export_demographics
-
-        n = sum(1 for p in rec.participants() if p.consented)
-        manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out_dir, n_participants=n)}
-    frames = export_frames(session, study, out_dir)
-    if frames:
-        manifest = {**manifest, "frames": frames}
-    if any((manifest.get("skipped") or {}).values()):  # stored values the format cannot hold
-        (Path(out_dir) / "skipped.json").write_text(json.dumps(manifest["skipped"], indent=2))
-    return manifest
+    """Write ``study`` to the new folder ``out_dir`` in ``fmt`` as ``gazepref data export SLUG``
+    does (:func:`gazepref.datasets.export.export_recording`: with ``demographics``, also
+    ``demographics.csv``; kept frames; ``skipped.json``); returns the exporter's manifest."""
+    return export_recording(StoreRecording(session, study), out_dir, fmt, demographics=demographics)

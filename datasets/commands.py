@@ -80,7 +80,7 @@ def _schema(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .. import UserError
     from ..cli import emit
-    from .export import export_ifllm, export_parquet
+    from .export import DEMOGRAPHICS_FILE, export_recording
 
     if bool(args.source) == bool(args.study):
         raise UserError("give either SOURCE or --study SLUG")
@@ -90,30 +90,16 @@ def _export(args: argparse.Namespace) -> int:
         rec = StoreRecording.open(args.study, db_url=args.db, instance=args.instance)
     else:
         rec = source_from_args(args, "source")
-    if args.demographics and not hasattr(rec, "demographics"):  # a gazepref Parquet export
-        raise UserError(f"--demographics: {args.source} holds no demographics answers (a Parquet export never "
-                        "does; they were written apart, to its demographics.csv, if asked for); export from the "
-                        "study in the site's database (SLUG) or from the IFLLM release instead")
-    write = export_parquet if args.to == "parquet" else export_ifllm
-    manifest = write(rec, args.out, overwrite=args.overwrite, progress=not args.json)
-    if args.demographics:
-        from .export import DEMOGRAPHICS_FILE, export_demographics
-
-        n = export_demographics(rec.demographics(), args.out,
-                                n_participants=sum(1 for p in rec.participants() if p.consented))
-        manifest = {**manifest, "demographics": n}
-        if not args.json:
+    manifest = export_recording(rec, args.out, args.to, demographics=args.demographics, overwrite=args.overwrite,
+                                progress=not args.json)
+    if not args.json:
+        if args.demographics:
+            n = manifest["demographics"]
             print(f"wrote {DEMOGRAPHICS_FILE} ({n} participants) -- it may identify people: keep it apart and "
                   "share it only as your ethics approval allows" if n
                   else "nobody answered the demographics questions: no demographics.csv (see DEMOGRAPHICS_README.txt)")
-    from .store_recording import StoreRecording, export_frames
-
-    if isinstance(rec, StoreRecording):  # webcam frames kept with consent ([gaze] keep_frames), as the dashboard's
-        frames = export_frames(rec.db, rec.study, args.out)
-        if frames:
-            manifest = {**manifest, "frames": frames}
-            if not args.json:
-                print(f"wrote {frames} kept webcam frames to frames/ (index: frames/frames.csv) -- pictures of "
-                      "faces: share them only as the consent and your ethics approval allow")
+        if manifest.get("frames"):
+            print(f"wrote {manifest['frames']} kept webcam frames to frames/ (index: frames/frames.csv) -- pictures "
+                  "of faces: share them only as the consent and your ethics approval allow")
     emit(manifest, args.json)
     return 0

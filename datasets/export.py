@@ -357,6 +357,39 @@ def _write_hits(d: Path, hits: pa.Table, kind: str, skipped: dict[str, int]) -> 
 
 # --------------------------------------------------------------------------- demographics (on request)
 
+#: the formats of :func:`export_recording`
+FORMATS = ("parquet", "ifllm")
+
+
+def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet", demographics: bool = False,
+                     overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Export ``rec`` as ``gazepref data export`` and the dashboard's export do: ``fmt``
+    (:func:`export_parquet` or :func:`export_ifllm`) into ``out``; with ``demographics``, the
+    answers apart (:func:`export_demographics`; ``UserError`` for a recording that holds none);
+    a study's kept webcam frames (``frames/``, for a recording with ``export_frames``: a study
+    in the site's database); and, where the format skipped stored values it cannot hold, their
+    counts in ``skipped.json``. Returns the exporter's manifest with ``demographics`` and
+    ``frames`` (counts) added where written."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if demographics and not hasattr(rec, "demographics"):  # a gazepref Parquet export
+        raise UserError(f"--demographics: {getattr(rec, 'root', 'the recording')} holds no demographics answers "
+                        "(a Parquet export never does; they were written apart, to its demographics.csv, if asked "
+                        "for); export from the study in the site's database (SLUG) or from the IFLLM release instead")
+    write = export_parquet if fmt == "parquet" else export_ifllm
+    manifest = write(rec, out, overwrite=overwrite, progress=progress)
+    if demographics:
+        n = sum(1 for p in rec.participants() if p.consented)
+        manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out, n_participants=n)}
+    if hasattr(rec, "export_frames"):
+        frames = rec.export_frames(out)
+        if frames:
+            manifest = {**manifest, "frames": frames}
+    if any((manifest.get("skipped") or {}).values()):
+        (Path(out) / "skipped.json").write_text(json.dumps(manifest["skipped"], indent=2))
+    return manifest
+
+
 DEMOGRAPHICS_FILE = "demographics.csv"
 DEMOGRAPHICS_NOTE = """demographics.csv: the participants' answers to the demographics questions, one row per
 participant (pseudonym), written only because the export was asked for them.

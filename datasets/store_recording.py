@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -86,6 +87,10 @@ class StoreRecording:
         except OperationalError as e:
             raise store.database_error(url, e, "read") from None
         return cls(db, study, url)
+
+    def export_frames(self, out_dir: str | Path) -> int:
+        """The study's kept webcam frames into ``out_dir/frames/`` (:func:`export_frames`)."""
+        return export_frames(self.db, self.study, out_dir)
 
     def close(self) -> None:
         """Give the database connections back (e.g. before forking workers, which then open their
@@ -245,7 +250,11 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
     ``out_dir/frames/<pseudonym>/`` (``task<task id>/<seq>-<index>.jpg``,
     ``<calibration|validation><id>/<index>.jpg``) and an index ``frames/frames.csv`` with the
     columns :data:`FRAME_COLUMNS` (``task``: the exported task id ``<pseudonym>/<task id>``;
-    ``t``: page clock ms). Returns the number of frames; writes nothing when there are none."""
+    ``t``: page clock ms). Returns the number of frames; writes nothing when there are none.
+    ``task`` is the exported task id in both layouts (the IFLLM layout's ``user_behavior/<worker>/<task>``
+    keeps it: worker = pseudonym, task = the id). A ``frames/`` folder left by an earlier
+    export into the same folder is removed first, so a deleted participant's pictures do not
+    outlive them there."""
     P, F, C = store.Participant, store.GazeFrame, store.Calibration
     rows = session.execute(
         select(P.pseudonym, F.task_id, F.calibration_id, C.kind, F.seq, F.index, F.t, F.data)
@@ -254,6 +263,8 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
         .order_by(P.pseudonym, F.task_id, F.calibration_id, F.seq, F.index)
     )
     root = Path(out_dir) / "frames"
+    if root.is_dir():
+        shutil.rmtree(root)
     index_rows = []
     for pseudonym, task_id, cal_id, kind, seq, i, t, data in rows:
         if task_id is not None:

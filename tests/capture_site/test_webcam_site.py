@@ -192,6 +192,12 @@ def test_keep_frames_stores_exports_and_deletes_them_with_the_participant(make_a
         assert (tmp_path / "cli" / "frames" / "frames.csv").read_text().splitlines() == index
         assert [f.read_bytes() for f in sorted((tmp_path / "cli" / "frames").rglob("*.jpg"))] == \
             [f.read_bytes() for f in files]
+        stale = tmp_path / "cli" / "frames" / "p_deleted_since" / "task1" / "000000-00.jpg"
+        stale.parent.mkdir(parents=True)
+        stale.write_bytes(files[0].read_bytes())  # a participant deleted since the last export
+        assert main(["data", "export", study.slug, "--instance", str(tmp_path / "instance"), "--to", "ifllm",
+                     "--out", str(tmp_path / "cli"), "--overwrite"]) == 0
+        assert not stale.exists() and len(list((tmp_path / "cli" / "frames").rglob("*.jpg"))) == 57
         dbs.delete(p)  # what the dashboard's delete does
         dbs.commit()
         assert dbs.scalar(select(func.count()).select_from(store.GazeFrame)) == 0
