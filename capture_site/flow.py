@@ -171,7 +171,9 @@ def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
     browser = session.get("browser") or secrets.token_urlsafe(18)
     login = login_keys()  # a researcher trying the study's link stays logged in
     session.clear()
-    session.permanent = True  # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME)
+    # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME); not a
+    # researcher's, whose login would outlast the browser with it
+    session.permanent = not login
     session.update(login, study=study.slug, pseudonym=pseudonym, platform=arrival.platform, browser=browser,
                    extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()},
                    handoff=session_params(arrival))

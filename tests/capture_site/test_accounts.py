@@ -237,6 +237,8 @@ def test_a_researcher_trying_the_study_link_stays_logged_in(site):
     page = client.get("/consent")
     assert page.status_code == 200 and csrf_of(page.text) == token
     assert client.get("/admin/").status_code == 200
+    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
+    assert cookie is not None and cookie.expires is None  # the login still ends with the browser
     r = client.post("/admin/logout", data={"csrf_token": token})
     assert r.status_code == 302 and client.get("/admin/").status_code == 302
 
