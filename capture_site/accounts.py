@@ -176,7 +176,8 @@ def end_session(db: Session) -> None:
     session.clear()
 
 
-def _session_s() -> float:
+def session_s() -> float:
+    """How long a researcher's session lasts (s): the app's ``RESEARCHER_SESSION_S``."""
     return float(current_app.config.get("RESEARCHER_SESSION_S", SESSION_S))
 
 
@@ -189,7 +190,7 @@ def session_user_id(db: Session) -> int | None:
     row = db.get(store.ResearcherSession, _digest(token))
     if row is None or row.user_id != uid:
         return None
-    if row.created_at is None or row.created_at < _utc(_now() - _session_s()):
+    if row.created_at is None or row.created_at < _utc(_now() - session_s()):
         return None  # ended (its row goes with the next purge)
     return uid
 

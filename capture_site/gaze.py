@@ -102,7 +102,7 @@ def camera_error():
     reason = body.get("reason") if isinstance(body, dict) else None
     if not isinstance(reason, str):
         raise ApiError(400, "reason must be a string")
-    note_camera_error(p.id, reason)
+    note_camera_error((p.id, p.pseudonym), reason)
     return jsonify(ok=True)
 
 

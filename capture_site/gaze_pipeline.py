@@ -24,6 +24,7 @@ __all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames", "
 class FrameContext(NamedTuple):
     """What one lookup tells about a participant's frames (:func:`frame_context`)."""
     pid: int
+    pseudonym: str             # with pid, who the participant is (a deleted row's id may be reused)
     meta: FrameMeta
     settings: GazeSettings
     entry: TrackerEntry
@@ -69,7 +70,7 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     if meta.phase == "task" and found.owner != pid:
         raise ApiError(403, f"task {task_id} is not yours")
     entry = registry().get((pid, found.pseudonym), settings)
-    ctx = FrameContext(pid, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
+    ctx = FrameContext(pid, found.pseudonym, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
     if found.replay:
         return ctx
     if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.click_correction):
@@ -110,7 +111,7 @@ def _task_rows(ctx: FrameContext, rows: list[dict[str, float]]) -> None:
     if ctx.meta.phase == "setup":
         from .setup_log import note_setup_frames
 
-        note_setup_frames(ctx.pid, rows)  # the dashboard's "why they stopped" (no face, too far, ...)
+        note_setup_frames((ctx.pid, ctx.pseudonym), rows)  # the dashboard's "why they stopped" (no face, too far, ...)
 
 
 def check_compute(settings: GazeSettings, kind: str) -> None:

@@ -56,8 +56,7 @@ def _throttles(limit: int) -> int:
 
 def _sessions(limit: int) -> int:
     """Researcher sessions past ``RESEARCHER_SESSION_S``."""
-    session_s = float(current_app.config.get("RESEARCHER_SESSION_S", accounts.SESSION_S))
-    return accounts.purge_expired_sessions(site().statements, session_s, limit=limit)
+    return accounts.purge_expired_sessions(site().statements, accounts.session_s(), limit=limit)
 
 
 #: (table, purge of at most ``limit`` rows, in the app's context)

@@ -31,22 +31,24 @@ MAX_TRACKED = 10_000
 _lock = threading.Lock()
 
 
-def _pending() -> dict[int, dict[str, Any]]:
-    """This process's set-up counters: pid -> counts not yet written, last face status code, when written."""
+def _pending() -> dict[tuple[int, str], dict[str, Any]]:
+    """This process's set-up counters: (row id, pseudonym) -> counts not yet written, last face
+    status code, when written (keyed by both: a deleted participant's id may be reused)."""
     from flask import current_app
 
     return current_app.extensions.setdefault("gazepref_setup_log", {})
 
 
-def _write(pid: int, changes: dict[str, Any], added: dict[str, Any] | None = None) -> None:
-    """Set ``changes`` in the participant's set-up summary and add the counts of ``added``
-    (``frames``, ``face_found``, ``codes``) to the stored ones, under the row's lock."""
+def _write(participant: tuple[int, str], changes: dict[str, Any], added: dict[str, Any] | None = None) -> None:
+    """Set ``changes`` in the set-up summary of ``participant`` = (row id, pseudonym) and add the
+    counts of ``added`` (``frames``, ``face_found``, ``codes``) to the stored ones, under the
+    row's lock; nothing when the row is gone or is now someone else's."""
     from .chunks import write_lock
     from .runtime import site
 
     with write_lock(site().engine), site().sessions() as s:
-        p = s.get(store.Participant, pid, with_for_update=True)
-        if p is None:
+        p = s.get(store.Participant, participant[0], with_for_update=True)
+        if p is None or p.pseudonym != participant[1]:
             return
         state = dict(p.state or {})
         setup = dict(state.get("setup", {}))
@@ -63,17 +65,18 @@ def _write(pid: int, changes: dict[str, Any], added: dict[str, Any] | None = Non
         s.commit()
 
 
-def note_setup_frames(pid: int, rows: list[dict[str, float]]) -> None:
-    """Count set-up frames (tracker ``rows``) with their face status for participant ``pid``."""
+def note_setup_frames(participant: tuple[int, str], rows: list[dict[str, float]]) -> None:
+    """Count set-up frames (tracker ``rows``) with their face status for ``participant`` = (row
+    id, pseudonym)."""
     from .gaze_trackers import face_status
 
     if not rows:
         return
     pending = _pending()
     with _lock:
-        if pid not in pending and len(pending) >= MAX_TRACKED:
+        if participant not in pending and len(pending) >= MAX_TRACKED:
             pending.pop(next(iter(pending)))
-        cur = pending.setdefault(pid, {"frames": 0, "face_found": 0, "codes": {}, "last_code": "",
+        cur = pending.setdefault(participant, {"frames": 0, "face_found": 0, "codes": {}, "last_code": "",
                                        "written_at": 0.0})
         changed = False
         for r in rows:
@@ -90,7 +93,7 @@ def note_setup_frames(pid: int, rows: list[dict[str, float]]) -> None:
         added = {"frames": cur["frames"], "face_found": cur["face_found"], "codes": cur["codes"]}
         cur.update(frames=0, face_found=0, codes={}, written_at=now)  # what is written is no longer pending
         last = cur["last_code"]
-    _write(pid, {"last_code": last}, added)
+    _write(participant, {"last_code": last}, added)
 
 
 def flush_pending() -> int:
@@ -98,15 +101,16 @@ def flush_pending() -> int:
     context); returns how many participants had some."""
     pending = _pending()
     with _lock:
-        todo = [(pid, cur["last_code"], {"frames": cur["frames"], "face_found": cur["face_found"],
-                                         "codes": cur["codes"]}) for pid, cur in pending.items() if cur["frames"]]
-        for pid, *_ in todo:
-            pending[pid].update(frames=0, face_found=0, codes={}, written_at=time.monotonic())
-    for pid, last, added in todo:
-        _write(pid, {"last_code": last}, added)
+        todo = [(key, cur["last_code"], {"frames": cur["frames"], "face_found": cur["face_found"],
+                                         "codes": cur["codes"]}) for key, cur in pending.items() if cur["frames"]]
+        for key, *_ in todo:
+            pending[key].update(frames=0, face_found=0, codes={}, written_at=time.monotonic())
+    for key, last, added in todo:
+        _write(key, {"last_code": last}, added)
     return len(todo)
 
 
-def note_camera_error(pid: int, reason: str) -> None:
-    """Record that the participant's camera could not be opened (``reason``: :data:`CAMERA_ERRORS`)."""
-    _write(pid, {"camera_error": reason if reason in CAMERA_ERRORS else "failed"})
+def note_camera_error(participant: tuple[int, str], reason: str) -> None:
+    """Record that the camera of ``participant`` = (row id, pseudonym) could not be opened
+    (``reason``: :data:`CAMERA_ERRORS`)."""
+    _write(participant, {"camera_error": reason if reason in CAMERA_ERRORS else "failed"})

@@ -384,7 +384,7 @@ def test_the_window_report_keeps_what_the_set_up_log_wrote_meanwhile(make_app, t
 
     def read_then_camera_error():  # the set-up log writes just after the report read the row
         p = real()
-        setup_log.note_camera_error(p.id, "denied")
+        setup_log.note_camera_error((p.id, p.pseudonym), "denied")
         return p
 
     monkeypatch.setattr(flow, "current_participant", read_then_camera_error)

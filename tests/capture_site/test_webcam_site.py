@@ -256,6 +256,30 @@ def test_the_one_who_got_a_deleted_participants_row_id_gets_a_tracker_of_their_o
     assert len(trackers) == 2  # the deleted one's (until it idles out) and the next one's
 
 
+def test_a_deleted_participants_unwritten_set_up_counts_stay_out_of_the_next_ones_row(reusing_ids, make_app,
+                                                                                      webcam_toml):
+    """The set-up log's counts not yet written (a few seconds' worth) belong to (row id,
+    pseudonym): flushed after the participant was deleted, they do not land in the row of the
+    next participant who got the same id."""
+    from gazepref.capture_site import setup_log
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml))
+    setup = {"phase": "setup", "t": [0.0]}
+
+    def start(client, who):
+        gaze = to_calibration(client, who)
+        if who == "GONE":  # the first frame is written at once, the second waits (same status)
+            for _ in range(2):
+                assert post_frames(client, gaze["token"], setup, [jpeg(moving(0))]).status_code == 200
+        return gaze
+
+    _, _, _, pid = reused_row(app, start)
+    with app.app_context():
+        assert setup_log.flush_pending() == 1
+    with app.extensions["gazepref"].sessions() as s:
+        assert "setup" not in (s.get(store.Participant, pid).state or {})
+
+
 def test_a_round_may_be_larger_than_other_requests(wclient):
     """A round carries all its targets' frames in one request: more than the site-wide body limit
     (~2 MiB) is accepted there, up to MAX_ROUND_BYTES."""
