@@ -58,6 +58,7 @@ from flask import Blueprint, current_app
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from ..settings import Settings
 from .api import ApiError, loads_object
 from .gaze_limits import pipeline_slots
 from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_frames
@@ -209,8 +210,9 @@ def _pending() -> PendingSockets:
     pending = current_app.extensions.get("gazepref_gaze_ws_pending")
     if pending is None:
         limit = current_app.config.get("GAZE_WS_MAX_PENDING")
-        pending = current_app.extensions.setdefault(
-            "gazepref_gaze_ws_pending", PendingSockets(8 if limit is None else int(limit)))
+        if limit is None:  # (an app made without create_app's settings)
+            limit = Settings().gaze_ws_pending_cap
+        pending = current_app.extensions.setdefault("gazepref_gaze_ws_pending", PendingSockets(int(limit)))
     return pending
 
 
