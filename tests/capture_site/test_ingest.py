@@ -213,11 +213,13 @@ def test_a_participant_out_of_tokens_is_refused_before_a_large_body_is_read(make
     w.consent()
     task = w.to_task()
     large = _layout_batch(task, 1, 2000)
-    assert len(json.dumps(large)) > batches.LARGE_JSON_BYTES and len(gzip.compress(json.dumps(large).encode())) < 64 * 1024
+    raw = json.dumps(large).encode()
+    assert len(raw) > batches.LARGE_JSON_BYTES and len(gzip.compress(raw)) < 64 * 1024  # (sent: a few KB)
 
     looks = []
     has_token = ratelimit.DbRateLimiter.has_token
-    monkeypatch.setattr(ratelimit.DbRateLimiter, "has_token", lambda self, key, now=None: looks.append(key) or has_token(self, key, now))
+    monkeypatch.setattr(ratelimit.DbRateLimiter, "has_token",
+                        lambda self, key, now=None: looks.append(key) or has_token(self, key, now))
     assert post(w.client, task, batch(task, 0, n=1)).status_code == 200 and looks == []  # small: no look
     assert post(w.client, task, large).status_code == 200 and len(looks) == 1  # a token left: parsed, stored
     assert post(w.client, task, batch(task, 2, n=1)).status_code == 200  # the look took none: 3 of 3

@@ -354,7 +354,8 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         page.click("#continue")  # instructions
         page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
         if transport == "busy":  # told to try again later: three more tries (1, 2, 4 s), then batches
-            assert len(sockets) == 4 and page.evaluate("window.gazepref.calibration.capture.transport") == "http", len(sockets)
+            assert len(sockets) == 4, len(sockets)
+            assert page.evaluate("window.gazepref.calibration.capture.transport") == "http"
         # the indicator is a live region: a steady face is announced once, not with every frame
         page.evaluate("""() => { window.announced = 0;
             new MutationObserver((m) => { window.announced += m.length; }).observe(

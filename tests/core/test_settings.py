@@ -42,7 +42,8 @@ def test_every_variable_is_read():
                          web_modules="/srv/nm")
     assert s.gaze_slots == 3 and s.cache_dir == Path("/tmp/c")
     assert s.gaze_ws_pending_cap == 3 and Settings(worker_threads=64).gaze_ws_pending_cap == 16
-    assert Settings(worker_threads=4).gaze_ws_pending_cap == 2 and Settings(gaze_ws_max_pending=0).gaze_ws_pending_cap == 0
+    assert Settings(worker_threads=4).gaze_ws_pending_cap == 2  # (at least 2)
+    assert Settings(gaze_ws_max_pending=0).gaze_ws_pending_cap == 0  # no cap
     assert "sk" not in repr(s).replace("skip", "") and "pw@" not in repr(s) and "secret_key='***'" in repr(s)
 
 
