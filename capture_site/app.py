@@ -103,6 +103,7 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         GAZE_SHED_MS=settings.gaze_shed_ms,
         GAZE_WS_COMMIT_MS=settings.gaze_ws_commit_ms,
         GAZE_WS_SKIP_STALE=settings.gaze_ws_skip_stale,
+        GAZE_WS_MAX_PENDING=settings.gaze_ws_pending_cap,  # sockets waiting for their token (0: no cap)
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,
         INGEST_RATE_PER_S=settings.ingest_rate_per_s,  # per participant, all servers together
         INGEST_BURST=settings.ingest_burst,

@@ -24,6 +24,9 @@ from ..store import MAX_ID
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # as sent (compressed)
 MAX_JSON_BYTES = 16 * 1024 * 1024  # after decompression
+#: a body larger than this as JSON is parsed only once the sender's rate-limit bucket was seen to
+#: hold a token (:func:`.ingest.ingest`); smaller ones cost less to parse than that extra read
+LARGE_JSON_BYTES = 64 * 1024
 MAX_ROWS = 20_000  # per stream per batch
 MAX_TEXT = 2_000  # characters per string value
 MAX_SEQ = 2**31 - 1
@@ -52,19 +55,35 @@ class Batch:
         return sum(t.num_rows for t in self.tables.values())
 
 
+def json_size(raw: bytes, gzipped: bool) -> int:
+    """The body's size as JSON, known before decompressing it: its length, or for gzip the size its
+    trailer declares (ISIZE, the last 4 bytes: the uncompressed length mod 2**32, exact for the
+    bodies taken here). :func:`decode_body` holds the body to it: a body that decompresses to more
+    is refused after that many bytes."""
+    if not gzipped:
+        return len(raw)
+    return int.from_bytes(raw[-4:], "little") if len(raw) >= 18 else 0
+
+
 def decode_body(raw: bytes, gzipped: bool) -> dict:
+    """The batch object of a request body (gzip: one gzip stream, as CompressionStream writes)."""
     if len(raw) > MAX_BODY_BYTES:
         raise BatchError(f"batch too large: {len(raw)} bytes (limit {MAX_BODY_BYTES})", 413)
     if gzipped:
+        size = json_size(raw, gzipped)
+        if size > MAX_JSON_BYTES:  # said by its trailer: nothing is decompressed
+            raise BatchError(f"batch too large once decompressed ({size} bytes; limit {MAX_JSON_BYTES})", 413)
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            raw = d.decompress(raw, MAX_JSON_BYTES + 1)
+        try:  # at most one byte more than the trailer says (zlib checks the two agree at the end)
+            raw = d.decompress(raw, size + 1)
         except zlib.error as e:
             raise BatchError(f"body is not valid gzip: {e}") from None
-        if len(raw) > MAX_JSON_BYTES or d.unconsumed_tail:
-            raise BatchError(f"batch too large once decompressed (limit {MAX_JSON_BYTES} bytes)", 413)
+        if len(raw) > size or d.unconsumed_tail:
+            raise BatchError("body is not one gzip stream of the size its trailer declares (it decompresses to more)")
         if not d.eof:
             raise BatchError("body is truncated gzip")
+        if d.unused_data:
+            raise BatchError("body is not one gzip stream: data follows its end")
 
     def no_constants(name: str):
         raise BatchError(f"non-finite number {name} in batch")

@@ -32,13 +32,25 @@ wait for a pipeline slot, is stored unprocessed (DROPPED) and answered ``"droppe
 
 Each open socket holds a server thread (and simple-websocket's reader thread): gunicorn needs
 ``--threads`` above the participants per worker (docs/STUDY_SITE.md).
+
+Sockets that have not sent their token yet are capped per process (:class:`PendingSockets`; app
+config ``GAZE_WS_MAX_PENDING`` or ``$GAZEPREF_GAZE_WS_MAX_PENDING``, default a quarter of
+``$GAZEPREF_WORKER_THREADS``, 32: 8): anyone can open a socket and say nothing, and without a cap
+such sockets would take every thread of a worker. A socket over the cap is answered at once
+``{"reconnect": true, "retry_after_ms": n}`` and closed (1013, try again later), the message a
+restarting server sends: the page tries again after that long (three tries, then HTTP batches).
+An authenticated socket no longer counts, so a participant is never refused for it. The first
+message is awaited ``AUTH_TIMEOUT_S`` (3 s): the page sends it as soon as the socket opens and
+itself gives up on a socket not ready within 3 s of opening it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import socket
+import threading
 import time
 from typing import Any
 
@@ -46,6 +58,7 @@ from flask import Blueprint, current_app
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from ..settings import Settings
 from .api import ApiError, loads_object
 from .gaze_limits import pipeline_slots
 from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_frames
@@ -58,7 +71,7 @@ from .runtime import db
 from .security import ParticipantToken, read_participant_token
 from .shutdown import drain_state, draining
 
-__all__ = ["bp", "pack_frame", "unpack_frame", "SERVER_OPTIONS"]
+__all__ = ["bp", "pack_frame", "unpack_frame", "PendingSockets", "SERVER_OPTIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +79,12 @@ bp = Blueprint("gaze_ws", __name__, url_prefix="/api/gaze")
 _sock = Sock()
 
 MAX_META_BYTES = 4096
-AUTH_TIMEOUT_S = 10.0
+# how long a socket may wait for its first message: the page sends it as soon as the socket opens
+# (webcam.js connect(): it came 1.3-2.2 ms after the server's handler started, Chromium on the
+# same host, test_webcam_site.py; add the network's round trip) and closes a socket that is not
+# ready 3 s after it began to open it, so no page is still waiting after that
+AUTH_TIMEOUT_S = 3.0
+BUSY_RETRY_AFTER_S = 1.0  # what a socket refused for the cap is told to wait before trying again
 DRAIN_POLL_S = 0.25  # how often an idle socket looks whether the server is shutting down
 # simple_websocket.Server options (app config SOCK_SERVER_OPTIONS): read whole frames at once,
 # refuse messages over the frame limit, ping idle peers so a dead one is noticed.
@@ -128,6 +146,74 @@ def _skip_stale() -> bool:
 
 def _send(ws, obj: dict[str, Any]) -> None:
     ws.send(json.dumps(obj, separators=(",", ":")))
+
+
+def _hang_up(ws, retry_after_s: float, code: int, reason: str) -> None:
+    """Tell the page to reconnect after ``retry_after_s`` and close: the page's "try again later"
+    (webcam.js: it reconnects after that long, three times, then posts batches)."""
+    _send(ws, {"reconnect": True, "retry_after_ms": int(retry_after_s * 1000)})
+    ws.close(code, reason)
+    try:  # wake simple-websocket's reader thread (it waits for the peer up to the ping interval
+        ws.sock.shutdown(socket.SHUT_RDWR)  # and would hold the exiting process that long)
+    except OSError:
+        pass
+
+
+class PendingSockets:
+    """The sockets of this process still waiting for their first message, at most ``limit``
+    (0: no cap). Each holds a request thread while it waits; a client that opens sockets and
+    sends nothing could otherwise take every thread of a worker and stall every participant.
+
+    ``with pending.slot() as ok:`` counts the socket for the block when ``ok`` (under a lock, given
+    back however the block ends); ``ok`` is False when ``limit`` are waiting already."""
+
+    def __init__(self, limit: int):
+        self.limit = max(0, int(limit))
+        self.waiting = 0
+        self.refused = 0  # since the last warning in the log
+        self._warned_at = -math.inf
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        """Count one more waiting socket; False (nothing counted) when ``limit`` wait already."""
+        with self._lock:
+            if not self.limit or self.waiting < self.limit:
+                self.waiting += 1
+                return True
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._warned_at < 60.0:
+                return False
+            self._warned_at, refused, self.refused = now, self.refused, 0
+        # at most a line a minute, however many are refused
+        log.warning("gaze websocket refused: %d sockets of this process wait for their token "
+                    "(GAZE_WS_MAX_PENDING); %d refused since the last warning", self.limit, refused)
+        return False
+
+    def leave(self) -> None:
+        with self._lock:
+            self.waiting -= 1
+
+    @contextlib.contextmanager
+    def slot(self):
+        ok = self.enter()
+        try:
+            yield ok
+        finally:
+            if ok:
+                self.leave()
+
+
+def _pending() -> PendingSockets:
+    """This app's (this process's) :class:`PendingSockets`: app config GAZE_WS_MAX_PENDING (from
+    $GAZEPREF_GAZE_WS_MAX_PENDING, else a quarter of $GAZEPREF_WORKER_THREADS, at ``create_app``)."""
+    pending = current_app.extensions.get("gazepref_gaze_ws_pending")
+    if pending is None:
+        limit = current_app.config.get("GAZE_WS_MAX_PENDING")
+        if limit is None:  # (an app made without create_app's settings)
+            limit = Settings().gaze_ws_pending_cap
+        pending = current_app.extensions.setdefault("gazepref_gaze_ws_pending", PendingSockets(int(limit)))
+    return pending
 
 
 class FrameSocket:
@@ -249,13 +335,7 @@ class FrameSocket:
             self.commit()  # closed, failed or shutting down: store what is buffered
         # the server is shutting down (.shutdown): everything buffered is stored and acknowledged;
         # the page reconnects (to this server once restarted, or another) and resends the rest
-        retry_ms = int(drain_state().retry_after_s * 1000)
-        _send(self.ws, {"reconnect": True, "retry_after_ms": retry_ms})
-        self.ws.close(1012, "server restarting")
-        try:  # wake simple-websocket's reader thread (it waits for the peer up to the ping interval
-            self.ws.sock.shutdown(socket.SHUT_RDWR)  # and would hold the exiting process that long)
-        except OSError:
-            pass
+        _hang_up(self.ws, drain_state().retry_after_s, 1012, "server restarting")
 
 
 def authenticate(ws) -> ParticipantToken | None:
@@ -280,7 +360,11 @@ def authenticate(ws) -> ParticipantToken | None:
 
 @_sock.route("/ws", bp=bp)
 def frames_ws(ws) -> None:
-    token = authenticate(ws)
+    with _pending().slot() as admitted:
+        if not admitted:  # too many sockets wait for their token: try again later
+            _hang_up(ws, BUSY_RETRY_AFTER_S, 1013, "try again later")
+            return
+        token = authenticate(ws)  # (the slot is given back once it is known, whatever the outcome)
     if token is None:
         return
     commit_ms = _commit_ms()

@@ -3,7 +3,12 @@
 Answers ``{"ok": true, "seq": n, "stored": rows, "duplicate": false}``; a replayed batch (same
 task and seq) answers ``duplicate: true`` and adds nothing. Malformed batches get 400 (too large:
 413) with ``{"error": "..."}``, and nothing of them is stored. Each participant token is rate
-limited (429 with ``Retry-After``).
+limited (429 with ``Retry-After``). The token is taken with the batch's lookup, after the batch is
+parsed (it names the task); a body of more than :data:`.batches.LARGE_JSON_BYTES` as JSON (gzip:
+as its trailer declares) is parsed only after a read of the participant's bucket found a token in
+it (:meth:`.ratelimit.DbRateLimiter.has_token`), so a participant out of tokens cannot make the
+server decompress and parse up to 16 MB a request; the page's usual batches (a few KB) cost no
+extra read.
 
 This is the hot path (one request per participant per second), so it uses SQLAlchemy Core on
 one connection: one query checks ownership, consent, the token's pseudonym and replay (on PostgreSQL it also takes the
@@ -19,7 +24,7 @@ from sqlalchemy import and_, bindparam, exists, select
 
 from .. import store
 from .api import ApiError, install_error_handlers, request_token, token_participant
-from .batches import Batch, BatchError, decode_body, parse_batch
+from .batches import LARGE_JSON_BYTES, Batch, BatchError, decode_body, json_size, parse_batch
 from .chunks import insert_chunks
 from .ratelimit import with_take
 from .runtime import site
@@ -46,6 +51,15 @@ _TASK_QUERY = (
 _TASK_QUERY_TAKING = with_take(_TASK_QUERY)
 
 
+def _bucket(token: ParticipantToken) -> str:
+    """The participant's ingest rate-limit key."""
+    return f"p{token.id}"
+
+
+def _too_many() -> ApiError:
+    return ApiError(429, "too many batches; slow down", retry_after=1)
+
+
 def store_batch(token: ParticipantToken, batch: Batch) -> bool:
     """Take the participant's rate-limit token (ApiError 429) and store ``batch`` in one
     transaction; False when it was stored before (a replay). ApiError 401 when ``token``'s
@@ -53,7 +67,7 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
     task is not theirs."""
     chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
               for stream, table in batch.tables.items()]
-    limiter, key = site().limiter, f"p{token.id}"
+    limiter, key = site().limiter, _bucket(token)
     params = {"task": batch.task, "seq": batch.seq, "participant": token.id, **token.params,
               # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
               "streams": sorted(batch.tables) or [""]}
@@ -72,7 +86,7 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
         # always become a write one
         conn.rollback()
         if not allowed:
-            raise ApiError(429, "too many batches; slow down", retry_after=1)
+            raise _too_many()
         if found is None:  # (the refusal only: which one it is costs a second look)
             token_participant(token)
             raise ApiError(403, f"task {batch.task} is not yours")
@@ -86,8 +100,13 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
 def ingest():
     token = request_token()
     gzipped = (request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip")
+    raw = request.get_data(cache=False)
+    # a large body waits for a look at the bucket: one indexed read, only then (the take itself
+    # comes with the task's lookup, which needs the parsed batch)
+    if json_size(raw, gzipped) > LARGE_JSON_BYTES and not site().limiter.has_token(_bucket(token)):
+        raise _too_many()
     try:
-        batch = parse_batch(decode_body(request.get_data(cache=False), gzipped))
+        batch = parse_batch(decode_body(raw, gzipped))
     except BatchError as e:
         raise ApiError(e.status, str(e)) from None
     stored = store_batch(token, batch)

@@ -76,6 +76,8 @@ def _take(dialect: str):
 
 
 _TAKES = {name: _take(name) for name in ("sqlite", "postgresql")}
+#: the tokens ``k``'s bucket holds now (no row: none taken lately, a full bucket), read only
+_PEEK = select(_AVAILABLE).where(B.c.key == bindparam("k"))
 
 
 class DbRateLimiter:
@@ -105,6 +107,17 @@ class DbRateLimiter:
     def params(self, key: str, now: float | None = None) -> dict[str, object]:
         """The bound parameters of a take for ``key`` (``k``, ``now``, ``rate``, ``burst``)."""
         return {"k": key, "now": time.time() if now is None else float(now), "rate": self.rate, "burst": self.burst}
+
+    def has_token(self, key: str, now: float | None = None) -> bool:
+        """Whether ``key``'s bucket holds a token now, taking none: one read by primary key, the
+        same refill expression as the take (no row: a full bucket). For refusing early what a
+        take would refuse anyway (ingest looks before parsing a large body); a True is no promise,
+        the take decides."""
+        if self.burst < 1.0:
+            return False
+        with self.engine.connect() as conn:
+            left = conn.execute(_PEEK, self.params(key, now)).scalar()
+        return left is None or left >= 1.0
 
     def allow(self, key: str, now: float | None = None) -> bool:
         """Take one token for ``key``; False when the bucket is empty (nothing is written then)."""

@@ -18,6 +18,8 @@ from Python, tests).
 | ``GAZEPREF_GAZE_SHED_MS`` | ``gaze_shed_ms`` | frames reached later than this after their request arrived are stored without gaze (0: off) | 0 |
 | ``GAZEPREF_GAZE_WS_COMMIT_MS`` | ``gaze_ws_commit_ms`` | how often the WebSocket stores buffered gaze rows (0: every frame) | 500 |
 | ``GAZEPREF_GAZE_WS_SKIP_STALE`` | ``gaze_ws_skip_stale`` | skip frames overtaken under overload (``0``/``false``/``no``/``off``: keep them) | on |
+| ``GAZEPREF_GAZE_WS_MAX_PENDING`` | ``gaze_ws_max_pending`` | WebSockets per process still waiting for their first message (the token); more are refused at once with "try again later" (0: no cap) | a quarter of ``worker_threads`` |
+| ``GAZEPREF_WORKER_THREADS`` | ``worker_threads`` | the request threads of each server process (gunicorn ``--threads``; per-process limits derive from it, it does not set it) | 32 |
 | ``GAZEPREF_CACHE`` | ``cache`` | cache folder (unpacked archives, trained heads, embeddings, feature tables) | ``~/.cache/gazepref`` |
 | ``GAZEPREF_EMBED_CACHE`` | ``embed_cache`` | keep sentence embeddings on disk under the cache (``0``: off) | on |
 | ``GAZEPREF_DEVICE`` | ``device`` | torch device of the sentence encoder | ``cpu`` |
@@ -72,6 +74,8 @@ class Settings:
     gaze_shed_ms: float = 0.0
     gaze_ws_commit_ms: float = 500.0
     gaze_ws_skip_stale: bool = True
+    gaze_ws_max_pending: int | None = None
+    worker_threads: int = 32
     cache: str | None = None
     embed_cache: bool = True
     device: str = "cpu"
@@ -90,6 +94,7 @@ class Settings:
         "study_config": "GAZEPREF_STUDY_CONFIG", "secret_key": "GAZEPREF_SECRET_KEY",
         "gaze_concurrency": "GAZEPREF_GAZE_CONCURRENCY", "gaze_shed_ms": "GAZEPREF_GAZE_SHED_MS",
         "gaze_ws_commit_ms": "GAZEPREF_GAZE_WS_COMMIT_MS", "gaze_ws_skip_stale": "GAZEPREF_GAZE_WS_SKIP_STALE",
+        "gaze_ws_max_pending": "GAZEPREF_GAZE_WS_MAX_PENDING", "worker_threads": "GAZEPREF_WORKER_THREADS",
         "cache": "GAZEPREF_CACHE", "embed_cache": "GAZEPREF_EMBED_CACHE", "device": "GAZEPREF_DEVICE",
         "llm_base_url": "GAZEPREF_LLM_BASE_URL", "llm_model": "GAZEPREF_LLM_MODEL",
         "llm_api_key": "GAZEPREF_LLM_API_KEY",
@@ -107,6 +112,7 @@ class Settings:
             return env.get(name) or None
 
         conc = _number(env, "GAZEPREF_GAZE_CONCURRENCY", None)
+        pending = _number(env, "GAZEPREF_GAZE_WS_MAX_PENDING", None)
         return cls(
             instance=text("GAZEPREF_INSTANCE"),
             database_url=text("GAZEPREF_DATABASE_URL"),
@@ -116,6 +122,8 @@ class Settings:
             gaze_shed_ms=float(_number(env, "GAZEPREF_GAZE_SHED_MS", 0.0)),
             gaze_ws_commit_ms=max(0.0, float(_number(env, "GAZEPREF_GAZE_WS_COMMIT_MS", 500.0))),
             gaze_ws_skip_stale=_flag(env.get("GAZEPREF_GAZE_WS_SKIP_STALE"), True),
+            gaze_ws_max_pending=None if pending is None else max(0, int(pending)),
+            worker_threads=max(1, int(_number(env, "GAZEPREF_WORKER_THREADS", 32))),
             cache=text("GAZEPREF_CACHE"),
             embed_cache=env.get("GAZEPREF_EMBED_CACHE", "1") != "0",
             device=text("GAZEPREF_DEVICE") or "cpu",
@@ -140,6 +148,16 @@ class Settings:
         if self.gaze_concurrency is not None:
             return self.gaze_concurrency
         return os.cpu_count() or 0
+
+    @property
+    def gaze_ws_pending_cap(self) -> int:
+        """WebSockets per process that may wait for their first message at once (0: no cap):
+        ``gaze_ws_max_pending``, else a quarter of ``worker_threads`` (at least 2): each waiting
+        socket holds a request thread, so sockets that never authenticate can hold at most a
+        quarter of a worker's threads and the other three quarters stay for participants."""
+        if self.gaze_ws_max_pending is not None:
+            return self.gaze_ws_max_pending
+        return max(2, self.worker_threads // 4)
 
     def __repr__(self) -> str:  # never print secrets
         hidden = {"secret_key", "llm_api_key", "database_url"}

@@ -11,7 +11,9 @@
 // of frames stay in memory so the calibration page can send the frames taken just before each
 // click.
 // When the server restarts it answers 503 with Retry-After (batches wait that long) and tells the
-// socket {"reconnect": true, "retry_after_ms": n} before closing it (the page reconnects after n ms).
+// socket {"reconnect": true, "retry_after_ms": n} before closing it (the page reconnects after n ms);
+// a server with too many sockets waiting for their token answers a new socket the same way at once
+// (close code 1013, try again later): the page tries three times, backing off, then posts batches.
 //
 // Browser mode (settings.compute = "browser", the default): no picture leaves the page. Each
 // picture goes through the face mesh in the page (facemesh.js) and only its landmark sample is
@@ -171,6 +173,12 @@ export class GazeCapture {
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (!ready) {
         clearTimeout(giveUp);
+        if (msg.reconnect) { // the server is busy (too many sockets wait for their token) or restarting:
+          // try again after retry_after_ms (it closes this socket); after three tries, HTTP batches
+          this.reconnectAfterMs = msg.retry_after_ms || 0;
+          this.transport = "reconnecting";
+          return;
+        }
         if (!msg.ok) { console.warn("gazepref: frames socket refused", msg.error); this.useHttp(); ws.close(); return; }
         ready = true;
         this.transport = "ws";

@@ -308,3 +308,113 @@ def test_a_frame_is_overtaken_only_when_a_newer_one_waits_and_the_pipeline_is_bu
         assert not sock.overtaken(), "the newest frame of a participant is always processed"
     other.join(5)
     assert slots.waiting == 0 and not other.is_alive()
+
+
+def _open(url: str):
+    """A socket that has sent nothing yet."""
+    return simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+
+
+def _until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_sockets_waiting_for_their_token_are_capped(make_app, tmp_path, monkeypatch):
+    """With GAZE_WS_MAX_PENDING = 2, two silent sockets are held and a third is answered at once
+    with the page's "try again later" (the restart message, close 1013); a place frees when a
+    waiting socket sends its token or times out; an authenticated participant goes on meanwhile."""
+    from gazepref.capture_site import gaze_ws
+
+    monkeypatch.setattr(gaze_ws, "AUTH_TIMEOUT_S", 5.0)
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "webcam_study.toml")), GAZE_WS_MAX_PENDING=2)
+    token = to_calibration(app.test_client())["token"]
+    setup = {"phase": "setup", "t": 0.0}
+    with BackgroundServer(app) as url:
+        participant, hello = _connect(url, token)
+        sockets = [participant]
+        try:
+            assert hello["ok"]
+            participant.send(pack_frame(setup | {"seq": 0}, jpeg(moving(0))))
+            assert _answer(participant, [])["face"]["found"]
+            pending = app.extensions["gazepref_gaze_ws_pending"]
+            assert pending.waiting == 0, "an authenticated socket does not count"
+
+            silent = [_open(url), _open(url)]
+            sockets += silent
+            assert _until(lambda: pending.waiting == 2)
+            t0 = time.monotonic()
+            third = _open(url)
+            sockets.append(third)
+            assert json.loads(third.receive(timeout=5)) == {"reconnect": True, "retry_after_ms": 1000}
+            assert time.monotonic() - t0 < 2.0, "refused at once, not after the first-message wait"
+            assert _until(lambda: not third.connected) and third.close_reason == 1013
+            assert pending.waiting == 2
+
+            # the authenticated participant is not refused while the cap is full
+            participant.send(pack_frame(setup | {"seq": 1}, jpeg(moving(1))))
+            assert _answer(participant, [])["face"]["found"]
+
+            # a waiting socket sends its token: authenticated, its place goes to a new socket
+            silent[0].send(json.dumps({"token": token}))
+            assert json.loads(silent[0].receive(timeout=5))["ok"]
+            assert _until(lambda: pending.waiting == 1)
+            fourth = _open(url)
+            sockets.append(fourth)
+            assert _until(lambda: pending.waiting == 2), "accepted: it waits for its token"
+            fourth.send(json.dumps({"token": token}))
+            assert json.loads(fourth.receive(timeout=5))["ok"]
+
+            # the other waiting socket says nothing: refused after the wait, and its place is free
+            answer = json.loads(silent[1].receive(timeout=10))
+            assert answer["status"] == 401 and "first message" in answer["error"]
+            assert _until(lambda: pending.waiting == 0)
+            fifth, hello = _connect(url, token)
+            sockets.append(fifth)
+            assert hello["ok"] and pending.waiting == 0
+            for ws in (participant, silent[0], fourth, fifth):  # every authenticated socket still works
+                ws.send(pack_frame(setup | {"seq": 2}, jpeg(moving(2))))
+                assert _answer(ws, [])["face"]["found"]
+        finally:
+            for ws in sockets:  # (an open socket would hold the server's stop)
+                if ws.connected:
+                    ws.close()
+
+
+def test_pending_sockets_count_under_threads():
+    """Many threads entering at once: never more than the cap inside, every place given back
+    (also when the block raises), and 0 is no cap."""
+    import threading
+
+    from gazepref.capture_site.gaze_ws import PendingSockets
+
+    pending, inside, most, admitted = PendingSockets(3), [0], [0], []
+    lock, start = threading.Lock(), threading.Barrier(40)
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            with pending.slot() as ok:
+                admitted.append(ok)
+                if ok:
+                    with lock:
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                    time.sleep(0.01)
+                    with lock:
+                        inside[0] -= 1
+                    if i % 2:
+                        raise RuntimeError("the socket failed")
+        except RuntimeError:
+            pass
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert most[0] <= 3 and any(admitted) and not all(admitted) and pending.waiting == 0
+    unlimited = PendingSockets(0)
+    assert all(unlimited.enter() for _ in range(100)) and unlimited.waiting == 100

@@ -191,3 +191,65 @@ def test_rate_limit_per_token(make_app, database):
     assert codes == [200, 200, 200, 429, 429]
     r = post(w.client, task, batch(task, 9, n=1))
     assert r.headers["Retry-After"] == "1" and "slow down" in r.json["error"]
+
+
+def _layout_batch(task, seq, words: int) -> dict:
+    """A batch whose layout stream makes its JSON ``words`` word boxes long (a long answer's boxes)."""
+    layout = {"t": [5.0] * words, "kind": ["word"] * words, "target": ["response:0"] * words,
+              "index": list(range(words)), "x": [1.5] * words, "y": [2.5] * words, "w": [30.0] * words,
+              "h": [12.0] * words, "char_start": list(range(words)), "char_end": list(range(1, words + 1))}
+    return batch(task, seq, n=1, layout=layout)
+
+
+def test_a_participant_out_of_tokens_is_refused_before_a_large_body_is_read(make_app, database, monkeypatch):
+    """A body larger than LARGE_JSON_BYTES once decompressed (gzip: as its trailer says) is
+    decompressed and parsed only when the participant's bucket holds a token; the look takes none.
+    Small bodies cost no look (the take decides)."""
+    from gazepref.capture_site import batches, ingest, ratelimit
+
+    app = make_app(INGEST_RATE_PER_S=0.001, INGEST_BURST=3, **({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), pid=f"W{uuid.uuid4().hex[:10]}")
+    w.arrive()
+    w.consent()
+    task = w.to_task()
+    large = _layout_batch(task, 1, 2000)
+    raw = json.dumps(large).encode()
+    assert len(raw) > batches.LARGE_JSON_BYTES and len(gzip.compress(raw)) < 64 * 1024  # (sent: a few KB)
+
+    looks = []
+    has_token = ratelimit.DbRateLimiter.has_token
+    monkeypatch.setattr(ratelimit.DbRateLimiter, "has_token",
+                        lambda self, key, now=None: looks.append(key) or has_token(self, key, now))
+    assert post(w.client, task, batch(task, 0, n=1)).status_code == 200 and looks == []  # small: no look
+    assert post(w.client, task, large).status_code == 200 and len(looks) == 1  # a token left: parsed, stored
+    assert post(w.client, task, batch(task, 2, n=1)).status_code == 200  # the look took none: 3 of 3
+    assert post(w.client, task, batch(task, 3, n=1)).status_code == 429
+
+    decoded = []
+    decode = ingest.decode_body
+    monkeypatch.setattr(ingest, "decode_body", lambda raw, gz: decoded.append(len(raw)) or decode(raw, gz))
+    for gz in (True, False):  # out of tokens: refused unread (gzip: its trailer says it is large)
+        r = post(w.client, task, _layout_batch(task, 4, 2000), gz=gz)
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1" and "slow down" in r.json["error"]
+    assert decoded == []
+    assert post(w.client, task, batch(task, 4, n=1)).status_code == 429 and len(decoded) == 1  # small: parsed
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert tuple(counts(dbs, task)) == (4, 1 + 2001 + 1)  # batches 0, 1 (mouse and layout), 2
+
+
+def test_gzip_bodies_are_held_to_their_trailer(client, task, dbs):
+    """The gzip trailer's size decides before decompressing: over the limit is refused unread; a
+    body decompressing to more than it declares is cut off there; data after the stream is refused."""
+    body = gzip.compress(json.dumps(batch(task, 0)).encode())
+    headers = {"X-Participant-Token": task["token"], "Content-Encoding": "gzip"}
+    lying = body[:-4] + (5).to_bytes(4, "little")
+    r = client.post("/api/ingest", data=lying, headers=headers)
+    assert r.status_code == 400 and "the size its trailer declares" in r.json["error"]
+    huge = body[:-4] + (17 * 1024 * 1024).to_bytes(4, "little")
+    r = client.post("/api/ingest", data=huge, headers=headers)
+    assert r.status_code == 413 and "decompressed" in r.json["error"]
+    for after in (gzip.compress(b"{}"), b"\x00\x00\x10\x00"):  # (the last 4 bytes: 2 bytes, 1 MiB)
+        r = client.post("/api/ingest", data=body + after, headers=headers)
+        assert r.status_code == 400 and "not one gzip stream" in r.json["error"], r.json
+    assert tuple(counts(dbs, task)) == (0, 0)
+    assert client.post("/api/ingest", data=body, headers=headers).status_code == 200

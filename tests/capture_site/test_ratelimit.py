@@ -41,6 +41,18 @@ def test_database_bucket_refills(engine):
     assert not rl.allow(k, now=150.0)
 
 
+def test_a_look_at_the_bucket_agrees_with_the_take_and_takes_nothing(engine):
+    rl = DbRateLimiter(engine, rate=2, burst=2)
+    k = uuid.uuid4().hex
+    assert rl.has_token(k, now=100.0) and bucket_keys(engine, [k]) == set()  # no row: full; none written
+    for _ in range(5):
+        assert rl.has_token(k, now=100.0)  # (looks take nothing)
+    assert rl.allow(k, now=100.0) and rl.has_token(k, now=100.0) and rl.allow(k, now=100.0)
+    assert not rl.has_token(k, now=100.0) and not rl.allow(k, now=100.0)
+    assert not rl.has_token(k, now=100.4) and rl.has_token(k, now=100.5) and rl.allow(k, now=100.5)  # the same refill
+    assert not DbRateLimiter(engine, rate=2, burst=0.5).has_token(uuid.uuid4().hex)  # as the take: never
+
+
 def test_two_limiters_on_one_database_share_the_bucket(engine):
     """Two app servers (two engines on one database) draw from one bucket."""
     other_engine = store.make_engine(engine.url.render_as_string(hide_password=False))

@@ -343,18 +343,22 @@ MUTE_JS = """(muted) => {
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("transport", ["ws", "http", "refused"])
+@pytest.mark.parametrize("transport", ["ws", "http", "refused", "busy"])
 def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, monkeypatch):
     """The page streams its frames over the WebSocket; with GAZE_WEBSOCKET = False, or when the
-    socket refuses it ("refused": the server takes no token), it posts batches. The "http" session
+    socket refuses it ("refused": the server takes no token), it posts batches; when the server
+    tells every new socket to try again later ("busy": too many sockets wait for their token) the
+    page tries three more times, backing off, then posts batches. The "http" session
     is calibrated with the keyboard only: each dot has the focus, Enter "clicks" it, and the focus
     goes on to Continue."""
     keyboard = transport == "http"
     wapp = make_app(STUDY_CONFIG=str(webcam_toml), GAZE_WEBSOCKET=transport != "http")
-    if transport == "refused":
-        from gazepref.capture_site import gaze_ws
+    from gazepref.capture_site import gaze_ws
 
+    if transport == "refused":
         monkeypatch.setattr(gaze_ws, "read_participant_token", lambda token: None)
+    if transport == "busy":
+        monkeypatch.setattr(gaze_ws.PendingSockets, "enter", lambda self: False)
     require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -367,14 +371,18 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         page = ctx.new_page()
         page.set_default_timeout(15_000)
-        console = []
+        console, sockets = [], []
         page.on("console", lambda m: console.append(m.text))
+        page.on("websocket", lambda ws: sockets.append(ws))
         page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
         page.click("#agree")
         page.fill("[name='age']", "30")
         page.click("#continue")  # demographics
         page.click("#continue")  # instructions
         page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
+        if transport == "busy":  # told to try again later: three more tries (1, 2, 4 s), then batches
+            assert len(sockets) == 4, len(sockets)
+            assert page.evaluate("window.gazepref.calibration.capture.transport") == "http"
         # the indicator is a live region: a steady face is announced once, not with every frame
         page.evaluate("""() => { window.announced = 0;
             new MutationObserver((m) => { window.announced += m.length; }).observe(

@@ -19,6 +19,7 @@ def test_defaults_when_nothing_is_set(monkeypatch):
     assert s == Settings()
     assert s.cache_dir == Path("/home/someone/.cache/gazepref")
     assert (s.gaze_shed_ms, s.gaze_ws_commit_ms, s.gaze_ws_skip_stale) == (0.0, 500.0, True)
+    assert (s.worker_threads, s.gaze_ws_max_pending, s.gaze_ws_pending_cap) == (32, None, 8)
     assert s.embed_cache and s.device == "cpu" and s.gaze_concurrency is None and s.gaze_slots >= 1
 
 
@@ -26,6 +27,7 @@ def test_every_variable_is_read():
     env = {"GAZEPREF_INSTANCE": "/srv/i", "GAZEPREF_DATABASE_URL": "postgresql+psycopg://u:pw@db/g",
            "GAZEPREF_STUDY_CONFIG": "study.toml", "GAZEPREF_SECRET_KEY": "k", "GAZEPREF_GAZE_CONCURRENCY": "3",
            "GAZEPREF_GAZE_SHED_MS": "250", "GAZEPREF_GAZE_WS_COMMIT_MS": "0", "GAZEPREF_GAZE_WS_SKIP_STALE": "off",
+           "GAZEPREF_GAZE_WS_MAX_PENDING": "3", "GAZEPREF_WORKER_THREADS": "64",
            "GAZEPREF_CACHE": "/tmp/c", "GAZEPREF_EMBED_CACHE": "0", "GAZEPREF_DEVICE": "cuda",
            "GAZEPREF_LLM_BASE_URL": "http://x/v1", "GAZEPREF_LLM_MODEL": "m", "GAZEPREF_LLM_API_KEY": "sk",
            "GAZEPREF_SECURE_COOKIES": "1", "GAZEPREF_PROXY_HOPS": "1",
@@ -34,11 +36,14 @@ def test_every_variable_is_read():
     assert set(Settings.ENV.values()) == set(env) and set(Settings.ENV) == {f.name for f in fields(Settings)}
     assert s == Settings(instance="/srv/i", database_url="postgresql+psycopg://u:pw@db/g", study_config="study.toml",
                          secret_key="k", gaze_concurrency=3, gaze_shed_ms=250.0, gaze_ws_commit_ms=0.0,
-                         gaze_ws_skip_stale=False, cache="/tmp/c", embed_cache=False, device="cuda",
+                         gaze_ws_skip_stale=False, gaze_ws_max_pending=3, worker_threads=64, cache="/tmp/c", embed_cache=False, device="cuda",
                          llm_base_url="http://x/v1", llm_model="m", llm_api_key="sk",
                          secure_cookies=True, proxy_hops=1, ingest_rate_per_s=2.5, ingest_burst=10.0,
                          web_modules="/srv/nm")
     assert s.gaze_slots == 3 and s.cache_dir == Path("/tmp/c")
+    assert s.gaze_ws_pending_cap == 3 and Settings(worker_threads=64).gaze_ws_pending_cap == 16
+    assert Settings(worker_threads=4).gaze_ws_pending_cap == 2  # (at least 2)
+    assert Settings(gaze_ws_max_pending=0).gaze_ws_pending_cap == 0  # no cap
     assert "sk" not in repr(s).replace("skip", "") and "pw@" not in repr(s) and "secret_key='***'" in repr(s)
 
 
