@@ -50,7 +50,7 @@ from sqlalchemy import insert
 
 from .. import json_safe, store
 from .api import ApiError, install_error_handlers, request_token, token_participant
-from .gaze_limits import frame_limiter
+from .gaze_limits import frame_key, frame_limiter
 from .gaze_pipeline import check_compute, frame_context, store_task_rows, track_frames, track_samples
 from .gaze_requests import frame_meta, frame_parts, json_body, multipart_form, numbers
 from .gaze_samples import parse_samples, process_samples
@@ -111,10 +111,11 @@ def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
     allowed) ``{phase, task, seq, origin, samples: [...]}``; answered as ``/frames``."""
     token = request_token()
-    body = json_body()
+    refusal = "too many sample batches; slow down"
+    body = json_body((frame_limiter(), frame_key(token.id)), refusal)
     items, times = parse_samples(body.get("samples"), MAX_SAMPLES_PER_BATCH)
     meta = frame_meta(body, times)
-    ctx = frame_context(token, meta, "samples", limited="too many sample batches; slow down")
+    ctx = frame_context(token, meta, "samples", limited=refusal)
     seq = meta.seq
     if ctx.replay:
         return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)
@@ -139,7 +140,7 @@ def calibration_round():
     request.max_content_length = MAX_ROUND_BYTES  # a round carries all its targets' frames at once
     token = request_token()
     pid = token.id
-    if not frame_limiter().allow(f"g{pid}"):
+    if not frame_limiter().allow(frame_key(pid)):
         raise ApiError(429, "too many requests; slow down", retry_after=1)
     landmarks = request.mimetype == "application/json" or request.headers.get("Content-Encoding") == "gzip"
     meta, parts = (json_body(), []) if landmarks else multipart_form()

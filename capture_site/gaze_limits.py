@@ -15,7 +15,7 @@ from flask import current_app
 
 from .ratelimit import DbRateLimiter
 
-__all__ = ["PipelineSlots", "frame_limiter", "pipeline_slots", "shed_ms"]
+__all__ = ["PipelineSlots", "frame_key", "frame_limiter", "pipeline_slots", "shed_ms"]
 
 
 class PipelineSlots:
@@ -53,6 +53,11 @@ def pipeline_slots() -> PipelineSlots:
             n = os.cpu_count() or 0
         slots = current_app.extensions.setdefault("gazepref_gaze_slots", PipelineSlots(int(n)))
     return slots
+
+
+def frame_key(participant_id: int) -> str:
+    """A participant's bucket of :func:`frame_limiter`."""
+    return f"g{participant_id}"
 
 
 def frame_limiter() -> DbRateLimiter:

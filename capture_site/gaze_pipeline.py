@@ -9,7 +9,7 @@ from typing import Callable, NamedTuple
 
 from . import gaze_drift
 from .api import ApiError
-from .gaze_limits import frame_limiter, shed_ms
+from .gaze_limits import frame_key, frame_limiter, shed_ms
 from .gaze_requests import FrameMeta
 from .gaze_settings import GazeSettings
 from .gaze_store import LOOKUP, frame_rows, store_gaze, study_settings, sync_calibration
@@ -49,7 +49,7 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     ApiError 401/403/429."""
     task_id, seq, pid = meta.task_id, meta.seq, token.id
     params = {"pid": pid, **token.params, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq}
-    limiter, key = frame_limiter(), f"g{pid}"
+    limiter, key = frame_limiter(), frame_key(pid)
     networked = limited is not None and site().engine.dialect.name != "sqlite"
     allowed = True
     if limited is not None and not networked:

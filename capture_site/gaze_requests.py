@@ -33,14 +33,19 @@ def multipart_form() -> tuple[dict[str, Any], list[Part]]:
     return meta, [p for p in parts if p.name == "frame"]
 
 
-def json_body() -> dict[str, Any]:
+def json_body(bucket: tuple[Any, str] | None = None, refusal: str = "too many requests; slow down") -> dict[str, Any]:
     """The JSON object of a request (gzip allowed: ``Content-Encoding: gzip``, as the outbox sends),
-    with the telemetry batches' size limits (:func:`.batches.decode_body`)."""
-    from .batches import BatchError, decode_body
+    with the telemetry batches' size limits (:func:`.batches.decode_body`). ``bucket`` = (a
+    :class:`.ratelimit.DbRateLimiter`, key): a large body whose sender is out of tokens is refused
+    (429, ``refusal``) before it is parsed (:func:`.batches.out_of_tokens_for`)."""
+    from .batches import BatchError, decode_body, out_of_tokens_for
 
     gzipped = request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip"
+    raw = request.get_data(cache=False)
+    if bucket is not None and out_of_tokens_for(raw, gzipped, *bucket):
+        raise ApiError(429, refusal, retry_after=1)
     try:
-        return decode_body(request.get_data(cache=False), gzipped)
+        return decode_body(raw, gzipped)
     except BatchError as e:
         raise ApiError(e.status, str(e)) from None
 

@@ -24,7 +24,7 @@ from sqlalchemy import and_, bindparam, exists, select
 
 from .. import store
 from .api import ApiError, install_error_handlers, request_token, token_participant
-from .batches import LARGE_JSON_BYTES, Batch, BatchError, decode_body, json_size, parse_batch
+from .batches import Batch, BatchError, decode_body, out_of_tokens_for, parse_batch
 from .chunks import insert_chunks
 from .ratelimit import with_take
 from .runtime import site
@@ -101,9 +101,9 @@ def ingest():
     token = request_token()
     gzipped = (request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip")
     raw = request.get_data(cache=False)
-    # a large body waits for a look at the bucket: one indexed read, only then (the take itself
-    # comes with the task's lookup, which needs the parsed batch)
-    if json_size(raw, gzipped) > LARGE_JSON_BYTES and not site().limiter.has_token(_bucket(token)):
+    # a large body waits for a look at the bucket (the take itself comes with the task's lookup,
+    # which needs the parsed batch)
+    if out_of_tokens_for(raw, gzipped, site().limiter, _bucket(token)):
         raise _too_many()
     try:
         batch = parse_batch(decode_body(raw, gzipped))

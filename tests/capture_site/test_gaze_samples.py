@@ -167,3 +167,31 @@ def test_sample_batches_are_rate_limited_per_participant(make_app, tmp_path, dat
     assert codes[-1].headers["Retry-After"] == "1" and "slow down" in codes[-1].json["error"]
     r = client.post("/api/gaze/samples", json=body, headers={"X-Participant-Token": "nobody"})
     assert r.status_code == 401
+
+
+def test_a_participant_out_of_sample_tokens_is_refused_before_a_large_body_is_read(make_app, tmp_path, runner,
+                                                                                  monkeypatch):
+    """As ingest: a samples body larger than LARGE_JSON_BYTES as JSON (gzip: as its trailer says)
+    is decompressed and parsed only when the participant's frame bucket holds a token."""
+    from gazepref.capture_site import batches
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "browser.toml", 'compute = "browser"')),
+                   GAZE_RATE_PER_S=0.001, GAZE_BURST=1)
+    client = app.test_client()
+    token = to_calibration(client, "CAM-TOKENS")["token"]
+    sample = page_sample(runner, moving(0), 0.0)
+    headers = {"X-Participant-Token": token, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+
+    def body(n):
+        return gzip.compress(json.dumps({"phase": "setup", "samples": [dict(sample, t=100.0 * i)
+                                                                       for i in range(n)]}).encode())
+
+    assert len(json.dumps({"samples": [sample] * 60})) > batches.LARGE_JSON_BYTES
+    assert client.post("/api/gaze/samples", data=body(60), headers=headers).status_code == 200  # the one token
+    decoded = []
+    decode = batches.decode_body
+    monkeypatch.setattr(batches, "decode_body", lambda raw, gz: decoded.append(len(raw)) or decode(raw, gz))
+    r = client.post("/api/gaze/samples", data=body(60), headers=headers)
+    assert r.status_code == 429 and "slow down" in r.json["error"] and decoded == []
+    r = client.post("/api/gaze/samples", data=body(2), headers=headers)  # small: parsed, then the take refuses
+    assert r.status_code == 429 and len(decoded) == 1
