@@ -8,7 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
