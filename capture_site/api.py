@@ -3,7 +3,8 @@
 Every API error is JSON ``{"error": "..."}`` with a status code; a request is authorised only by
 the participant token (header ``X-Participant-Token`` or query ``token`` for ``sendBeacon``), and
 only for tasks of that participant: the row the token names, with the pseudonym it was issued to
-(:class:`.security.ParticipantToken`; 401 otherwise, as for a forged token).
+(the token carries a keyed digest of it, :class:`.security.ParticipantToken`; 401 otherwise, as
+for a forged token).
 """
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ def install_error_handlers(bp: Blueprint) -> None:
 
 def request_token() -> ParticipantToken:
     """The participant the request's token names (signature checked; no database access: the
-    caller checks the row with :meth:`~.security.ParticipantToken.names` or, in SQL,
-    :func:`~.security.pseudonym_matches`, or through :func:`token_participant`)."""
+    caller checks the row with :meth:`~.security.ParticipantToken.names`, or
+    :meth:`~.security.ParticipantToken.matches` on the pseudonym a query read with the row, or
+    through :func:`token_participant`)."""
     token = request.headers.get("X-Participant-Token") or request.args.get("token")
     found = read_participant_token(token)
     if found is None:

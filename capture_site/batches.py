@@ -24,8 +24,9 @@ from ..store import MAX_ID
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # as sent (compressed)
 MAX_JSON_BYTES = 16 * 1024 * 1024  # after decompression
-#: a body larger than this as JSON is parsed only once the sender's rate-limit bucket was seen to
-#: hold a token (:func:`out_of_tokens_for`); smaller ones cost less to parse than that extra read
+#: a body larger than this (as JSON; a multipart frame batch: as sent) is read or parsed only once
+#: the sender's rate-limit bucket was seen to hold a token (:func:`out_of_tokens_for`); smaller
+#: ones cost less to parse than that extra read
 LARGE_JSON_BYTES = 64 * 1024
 MAX_ROWS = 20_000  # per stream per batch
 MAX_TEXT = 2_000  # characters per string value
@@ -65,13 +66,15 @@ def json_size(raw: bytes, gzipped: bool) -> int:
     return int.from_bytes(raw[-4:], "little") if len(raw) >= 18 else 0
 
 
-def out_of_tokens_for(raw: bytes, gzipped: bool, limiter, key: str) -> bool:
-    """Whether to refuse (429) the body ``raw`` before parsing it: it is larger than
-    :data:`LARGE_JSON_BYTES` as JSON (gzip: as its trailer declares) and the sender's bucket
-    ``key`` of ``limiter`` (:class:`.ratelimit.DbRateLimiter`) holds no token, so the take after
-    parsing would refuse it anyway. One indexed read, for large bodies only: a participant out of
-    tokens cannot make the server decompress and parse up to 16 MB a request."""
-    return json_size(raw, gzipped) > LARGE_JSON_BYTES and not limiter.has_token(key)
+def out_of_tokens_for(size_bytes: int | None, limiter, key: str) -> bool:
+    """Whether to refuse (429) a body of ``size_bytes`` before parsing it: it is larger than
+    :data:`LARGE_JSON_BYTES` and the sender's bucket ``key`` of ``limiter``
+    (:class:`.ratelimit.DbRateLimiter`) holds no token, so the take after parsing would refuse it
+    anyway. One indexed read, for large bodies only: a participant out of tokens cannot make the
+    server decompress and parse up to 16 MB a request (JSON batches, ``size_bytes`` =
+    :func:`json_size`) or read a multipart frame batch at all (``size_bytes`` = its
+    Content-Length, known before the body is read; None, a body without one: as large)."""
+    return (size_bytes is None or size_bytes > LARGE_JSON_BYTES) and not limiter.has_token(key)
 
 
 def decode_body(raw: bytes, gzipped: bool) -> dict:

@@ -74,10 +74,11 @@ install_error_handlers(bp)
 def frames():
     arrived = time.monotonic()
     token = request_token()
-    meta_, parts = multipart_form()
+    refusal = "too many frame batches; slow down"
+    meta_, parts = multipart_form((frame_limiter(), frame_key(token.id)), refusal)
     meta = frame_meta(meta_)
     frames_ = frame_parts(parts, len(meta.times), MAX_FRAMES_PER_BATCH)
-    ctx = frame_context(token, meta, limited="too many frame batches; slow down")
+    ctx = frame_context(token, meta, limited=refusal)
     seq = meta.seq
     if ctx.replay:
         return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)

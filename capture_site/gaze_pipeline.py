@@ -24,7 +24,7 @@ __all__ = ["FrameContext", "frame_context", "store_task_rows", "track_frames", "
 class FrameContext(NamedTuple):
     """What one lookup tells about a participant's frames (:func:`frame_context`)."""
     pid: int
-    pseudonym: str             # with pid, who the participant is (a deleted row's id may be reused)
+    pseudonym: str             # the row's: with pid, who the participant is (a deleted row's id may be reused)
     meta: FrameMeta
     settings: GazeSettings
     entry: TrackerEntry
@@ -38,8 +38,8 @@ _LOOKUP_TAKING = with_take(LOOKUP)
 
 def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames",
                   limited: str | None = None) -> FrameContext:
-    """One query (:data:`.gaze_store.LOOKUP`): the token's participant (its row with the token's
-    pseudonym), consent, study settings, task ownership, replay; then
+    """One query (:data:`.gaze_store.LOOKUP`): the token's participant (its row, whose pseudonym
+    the token's digest must match: :meth:`.security.ParticipantToken.matches`), consent, study settings, task ownership, replay; then
     the participant's tracker with the latest calibration (and, in a task with drift correction,
     the clicks stored since the last look). ``kind``: ``"frames"`` (pictures; refused where the
     study computes the landmarks in the browser: no picture is taken in) or ``"samples"``
@@ -48,7 +48,7 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     the lookup's own statement) and refuse with this message (429) when there is none. Raises
     ApiError 401/403/429."""
     task_id, seq, pid = meta.task_id, meta.seq, token.id
-    params = {"pid": pid, **token.params, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq}
+    params = {"pid": pid, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq}
     limiter, key = frame_limiter(), frame_key(pid)
     networked = limited is not None and site().engine.dialect.name != "sqlite"
     allowed = True
@@ -57,6 +57,8 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     with site().statements.connect() as conn:
         found = conn.execute(_LOOKUP_TAKING if networked else LOOKUP,
                              params | limiter.params(key) if networked else params).first()
+    if found is not None and not token.matches(found.pseudonym):
+        found = None  # the row took a deleted participant's id: not the token's participant
     if networked and found is not None:
         allowed = bool(found.took) and limiter.burst >= 1.0
     if not allowed:

@@ -17,11 +17,19 @@ from .validation import InvalidInput, origin_ms, page_time_ms
 __all__ = ["FrameMeta", "frame_meta", "frame_parts", "integer", "json_body", "multipart_form", "numbers"]
 
 
-def multipart_form() -> tuple[dict[str, Any], list[Part]]:
-    """The JSON ``meta`` part and the ``frame`` parts of a multipart request (:mod:`.multipart`)."""
+def multipart_form(bucket: tuple[Any, str] | None = None,
+                   refusal: str = "too many requests; slow down") -> tuple[dict[str, Any], list[Part]]:
+    """The JSON ``meta`` part and the ``frame`` parts of a multipart request (:mod:`.multipart`).
+    ``bucket`` = (a :class:`.ratelimit.DbRateLimiter`, key): a large body (by its Content-Length)
+    whose sender is out of tokens is refused (429, ``refusal``) before it is read
+    (:func:`.batches.out_of_tokens_for`, as :func:`json_body`)."""
+    from .batches import out_of_tokens_for
+
     ctype = request.mimetype
     if ctype != "multipart/form-data":
         raise ApiError(400, f"frames must be sent as multipart/form-data (got {ctype or 'no content type'!r})")
+    if bucket is not None and out_of_tokens_for(request.content_length, *bucket):
+        raise ApiError(429, refusal, retry_after=1)
     try:
         parts = parse_multipart(request.get_data(cache=False), request.mimetype_params.get("boundary", ""))
     except MultipartError as e:
@@ -38,11 +46,11 @@ def json_body(bucket: tuple[Any, str] | None = None, refusal: str = "too many re
     with the telemetry batches' size limits (:func:`.batches.decode_body`). ``bucket`` = (a
     :class:`.ratelimit.DbRateLimiter`, key): a large body whose sender is out of tokens is refused
     (429, ``refusal``) before it is parsed (:func:`.batches.out_of_tokens_for`)."""
-    from .batches import BatchError, decode_body, out_of_tokens_for
+    from .batches import BatchError, decode_body, json_size, out_of_tokens_for
 
     gzipped = request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip"
     raw = request.get_data(cache=False)
-    if bucket is not None and out_of_tokens_for(raw, gzipped, *bucket):
+    if bucket is not None and out_of_tokens_for(json_size(raw, gzipped), *bucket):
         raise ApiError(429, refusal, retry_after=1)
     try:
         return decode_body(raw, gzipped)

@@ -17,7 +17,7 @@ from .config import StudyConfig
 from .gaze_settings import GazeSettings, gaze_settings
 from .gaze_trackers import TrackerEntry
 from .runtime import db, site
-from .security import ParticipantToken, pseudonym_matches
+from .security import ParticipantToken
 
 __all__ = ["IN_FORCE", "LOOKUP", "frame_rows", "next_gaze_seq", "participant_settings", "store_gaze",
            "study_settings", "sync_calibration"]
@@ -30,8 +30,9 @@ CAL = store.Calibration.__table__
 #: failed, gaze stays uncalibrated) or, during a step, a fitted attempt (:mod:`.gaze_attempts`)
 IN_FORCE = or_(CAL.c.kind == "outcome", and_(CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
 
-# One query per frame batch: the participant's consent and study (of the row the token names, with
-# the token's pseudonym: :func:`.security.pseudonym_matches`), the task's owner and clock
+# One query per frame batch: the participant's consent, study and pseudonym (of the row the token
+# names; the caller checks the pseudonym against the token, :meth:`.security.ParticipantToken.matches`),
+# the task's owner and clock
 # anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
 # replay check) and the participant's latest calibration.
 LOOKUP = select(
@@ -43,7 +44,7 @@ LOOKUP = select(
     select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
     .scalar_subquery().label("last_seq"),
     select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, IN_FORCE).scalar_subquery().label("calibration"),
-).where(P.c.id == bindparam("pid"), pseudonym_matches(P.c.pseudonym))
+).where(P.c.id == bindparam("pid"))
 
 
 # --------------------------------------------------------------------------- settings

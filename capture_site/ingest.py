@@ -11,7 +11,8 @@ server decompress and parse up to 16 MB a request; the page's usual batches (a f
 extra read.
 
 This is the hot path (one request per participant per second), so it uses SQLAlchemy Core on
-one connection: one query checks ownership, consent, the token's pseudonym and replay (on PostgreSQL it also takes the
+one connection: one query checks ownership, consent and replay and reads the pseudonym the token's digest is checked
+against (on PostgreSQL it also takes the
 rate-limit token: :func:`.ratelimit.with_take`); one transaction inserts the batch's chunks (one
 per stream) and sets the task's clock anchor on its first batch (:func:`.chunks.insert_chunks`,
 the insert the webcam gaze paths share; on PostgreSQL one autocommit statement). Two round trips
@@ -24,11 +25,11 @@ from sqlalchemy import and_, bindparam, exists, select
 
 from .. import store
 from .api import ApiError, install_error_handlers, request_token, token_participant
-from .batches import Batch, BatchError, decode_body, out_of_tokens_for, parse_batch
+from .batches import Batch, BatchError, decode_body, json_size, out_of_tokens_for, parse_batch
 from .chunks import insert_chunks
 from .ratelimit import with_take
 from .runtime import site
-from .security import ParticipantToken, pseudonym_matches
+from .security import ParticipantToken
 
 bp = Blueprint("ingest", __name__, url_prefix="/api")
 install_error_handlers(bp)
@@ -37,14 +38,14 @@ T, P, C = store.Task.__table__, store.Participant.__table__, store.StreamChunk._
 
 
 # built once (bound parameters): the task's anchor and whether (task, seq) is stored, only when
-# the task belongs to the consenting participant the token was issued to (same pseudonym)
+# the task belongs to the consenting participant of the token's row id, and that row's pseudonym
+# (the caller checks it against the token: :meth:`.security.ParticipantToken.matches`)
 _TASK_QUERY = (
-    select(T.c.clock_anchor_epoch_ms,
+    select(T.c.clock_anchor_epoch_ms, P.c.pseudonym,
            exists().where(and_(C.c.task_id == bindparam("task"), C.c.seq == bindparam("seq"),
                                C.c.stream.in_(bindparam("streams", expanding=True)))).label("replay"))
     .select_from(T.join(P, T.c.participant_id == P.c.id))
-    .where(T.c.id == bindparam("task"), P.c.id == bindparam("participant"), P.c.consent.is_(True),
-           pseudonym_matches(P.c.pseudonym))
+    .where(T.c.id == bindparam("task"), P.c.id == bindparam("participant"), P.c.consent.is_(True))
 )
 
 
@@ -68,7 +69,7 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
     chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
               for stream, table in batch.tables.items()]
     limiter, key = site().limiter, _bucket(token)
-    params = {"task": batch.task, "seq": batch.seq, "participant": token.id, **token.params,
+    params = {"task": batch.task, "seq": batch.seq, "participant": token.id,
               # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
               "streams": sorted(batch.tables) or [""]}
     networked = site().engine.dialect.name != "sqlite"
@@ -76,12 +77,13 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
     # another, each on its own outside a transaction (the site's autocommit engine): two round
     # trips a batch (ingest profile, docs/STUDY_SITE.md "Benchmark")
     with (site().statements if networked else site().engine).connect() as conn:
+        allowed = networked or limiter.allow(key)
+        found = conn.execute(_TASK_QUERY_TAKING if networked else _TASK_QUERY,
+                             params | limiter.params(key) if networked else params).first()
+        if found is not None and not token.matches(found.pseudonym):
+            found = None  # the row took a deleted participant's id: not the token's participant
         if networked:
-            found = conn.execute(_TASK_QUERY_TAKING, params | limiter.params(key)).first()
             allowed = (found is None or bool(found.took)) and limiter.burst >= 1.0
-        else:
-            allowed = limiter.allow(key)
-            found = conn.execute(_TASK_QUERY, params).first()
         # end the read (autocommit: SQLAlchemy's marker only); a SQLite read transaction cannot
         # always become a write one
         conn.rollback()
@@ -103,7 +105,7 @@ def ingest():
     raw = request.get_data(cache=False)
     # a large body waits for a look at the bucket (the take itself comes with the task's lookup,
     # which needs the parsed batch)
-    if out_of_tokens_for(raw, gzipped, site().limiter, _bucket(token)):
+    if out_of_tokens_for(json_size(raw, gzipped), site().limiter, _bucket(token)):
         raise _too_many()
     try:
         batch = parse_batch(decode_body(raw, gzipped))

@@ -35,10 +35,20 @@ class Site:
     _configs: dict[str, StudyConfig] = field(default_factory=dict)
     _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reuses_ids: bool | None = None
 
     @property
     def engine(self):
         return self.sessions.kw["bind"]
+
+    @property
+    def reuses_participant_ids(self) -> bool:
+        """Whether the database may give a deleted participant's row id to the next one (a SQLite
+        database made before ``participants`` was AUTOINCREMENT: :func:`gazepref.store.reuses_ids`;
+        read once per process)."""
+        if self._reuses_ids is None:
+            self._reuses_ids = store.reuses_ids(self.engine, store.Participant.__tablename__)
+        return self._reuses_ids
 
     def dispose(self) -> None:
         """Close the pooled database connections (both pools); stop the checkpoints."""

@@ -1,11 +1,14 @@
 """Participant tokens, CSRF protection, pseudonyms and researcher login.
 
 - A participant's pages embed a signed token (itsdangerous, keyed by the app's secret) naming
-  their participant row and its pseudonym (:class:`ParticipantToken`); the JSON API, ingest and
-  the webcam paths accept nothing else, and only for the row with that pseudonym
-  (:meth:`ParticipantToken.names`, in SQL :func:`pseudonym_matches`), so a participant can read
-  and write only their own session, also after a database (SQLite made before participants
-  were ``AUTOINCREMENT``) gave a deleted participant's row id to the next one.
+  their participant row and a keyed digest of its pseudonym (:class:`ParticipantToken`,
+  :func:`pseudonym_digest`): signed, not encrypted, so it carries nothing an export holds (beacons
+  send it in the query string, which proxies may log). The JSON API, ingest and the webcam paths
+  accept nothing else, and only for the row whose pseudonym has that digest
+  (:meth:`ParticipantToken.names`, :meth:`ParticipantToken.matches` for a query that read the
+  row's pseudonym), so a participant can read and write only their own session, also after a
+  database (SQLite made before participants were ``AUTOINCREMENT``) gave a deleted participant's
+  row id to the next one. Tokens of the earlier forms: see :func:`read_participant_token`.
 - Forms carry a per-browser-session CSRF token (``csrf_token()`` in templates), checked on every
   POST of the form blueprints by :func:`check_csrf`.
 - Platform ids are replaced by an HMAC with the study's secret salt before anything is stored.
@@ -23,8 +26,6 @@ from typing import Any, NamedTuple
 
 from flask import abort, current_app, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import String, bindparam, func
-from sqlalchemy.sql.elements import ColumnElement
 
 from .. import store
 
@@ -68,42 +69,61 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.secret_key, salt=_TOKEN_SALT)
 
 
+#: hex digits of :func:`pseudonym_digest` (96 bits: two participants who share a row id, the only
+#: ones it tells apart, collide with probability 2**-96)
+DIGEST_HEX = 24
+
+
+def pseudonym_digest(pseudonym: str) -> str:
+    """What a participant token carries of ``pseudonym``: HMAC-SHA256 keyed by the app's secret
+    (domain-separated from the token's signature), :data:`DIGEST_HEX` hex digits. Without the
+    secret it cannot be linked to the pseudonym, and no export holds it."""
+    key = current_app.secret_key
+    key = key.encode() if isinstance(key, str) else key
+    return hmac.new(key, b"gazepref-participant-digest\x00" + pseudonym.encode(), hashlib.sha256).hexdigest()[:DIGEST_HEX]
+
+
 class ParticipantToken(NamedTuple):
-    """What a participant token names: a participant row id and the pseudonym of the participant
-    it was issued to. ``pseudonym`` is None for a token issued before tokens carried it (pages a
-    participant mid-study loaded before the upgrade): accepted for the row id alone, as then."""
+    """What a participant token names: a participant row id and the keyed digest of the pseudonym
+    of the participant it was issued to (:func:`pseudonym_digest`). Tokens of the earlier forms
+    (:func:`read_participant_token`) have ``digest`` None and ``pseudonym`` the pseudonym itself
+    (issued before the digest) or None (issued before tokens named the participant)."""
     id: int
-    pseudonym: str | None
+    digest: str | None
+    pseudonym: str | None = None
+
+    def matches(self, pseudonym: str) -> bool:
+        """Whether the row with this token's id and ``pseudonym`` is the participant the token was
+        issued to: the row id alone could name someone else, on a database that reused a deleted
+        participant's id (SQLite made before ``participants`` was AUTOINCREMENT). A token of the
+        id-only form matches only where ids are never reused (:attr:`.runtime.Site.reuses_participant_ids`)."""
+        if self.digest is not None:
+            return hmac.compare_digest(self.digest, pseudonym_digest(pseudonym))
+        if self.pseudonym is not None:
+            return hmac.compare_digest(self.pseudonym.encode(), pseudonym.encode())
+        from .runtime import site
+
+        return not site().reuses_participant_ids
 
     def names(self, p: store.Participant | None) -> bool:
-        """Whether ``p`` (a loaded row, or None) is the participant this token was issued to: the
-        row id alone could name someone else, on a database that reused a deleted participant's
-        id (SQLite made before ``participants`` was AUTOINCREMENT). The SQL form of this check,
-        for queries that read the row anyway, is :func:`pseudonym_matches`."""
-        return p is not None and p.id == self.id and self.pseudonym in (None, p.pseudonym)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The bind parameter of :func:`pseudonym_matches`."""
-        return {"pseudonym": self.pseudonym}
-
-
-def pseudonym_matches(column: ColumnElement[str]) -> ColumnElement[bool]:
-    """SQL of :meth:`ParticipantToken.names` for a query that reads the participant row by id
-    anyway: true when the row's pseudonym (``column``) is the token's (bind parameter
-    ``pseudonym``, :attr:`ParticipantToken.params`), and for a token without one (NULL)."""
-    return func.coalesce(bindparam("pseudonym", type_=String), column) == column
+        """Whether ``p`` (a loaded row, or None) is the participant this token was issued to
+        (:meth:`matches`)."""
+        return p is not None and p.id == self.id and self.matches(p.pseudonym)
 
 
 def participant_token(p: store.Participant) -> str:
-    """The token of ``p``'s pages: their row id and pseudonym (a salted hash, the participant's
-    own; never a platform id), signed."""
-    return _serializer().dumps({"p": p.id, "s": p.pseudonym})
+    """The token of ``p``'s pages: their row id and the keyed digest of their pseudonym, signed."""
+    return _serializer().dumps({"p": p.id, "d": pseudonym_digest(p.pseudonym)})
 
 
 def read_participant_token(token: str | None) -> ParticipantToken | None:
-    """The participant a token names, or None when missing or forged. A token without a
-    pseudonym (issued before tokens carried one) names the row id alone (:class:`ParticipantToken`)."""
+    """The participant a token names, or None when missing or forged.
+
+    Besides the current form ``{p, d}`` two earlier forms are read (docs/STUDY_SITE.md,
+    "Participant flow"): ``{p, s}`` (the pseudonym itself; pages loaded before the digest) is
+    checked against the row's pseudonym as before; ``{p}`` (pages loaded before tokens named the
+    participant) is accepted only where the database never reuses a participant's row id
+    (:meth:`ParticipantToken.matches`)."""
     if not token or not isinstance(token, str):
         return None
     try:
@@ -112,10 +132,12 @@ def read_participant_token(token: str | None) -> ParticipantToken | None:
         return None
     if not isinstance(data, dict):
         return None
-    pid, pseudonym = data.get("p"), data.get("s")
-    if not isinstance(pid, int) or isinstance(pid, bool) or not (pseudonym is None or isinstance(pseudonym, str)):
+    pid, digest, pseudonym = data.get("p"), data.get("d"), data.get("s")
+    if not isinstance(pid, int) or isinstance(pid, bool):
         return None
-    return ParticipantToken(pid, pseudonym)
+    if not (digest is None or isinstance(digest, str)) or not (pseudonym is None or isinstance(pseudonym, str)):
+        return None
+    return ParticipantToken(pid, digest, None if digest is not None else pseudonym)
 
 
 def csrf_token() -> str:

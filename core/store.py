@@ -402,6 +402,16 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+
+def reuses_ids(engine: Engine, table: str) -> bool:
+    """Whether ``table`` may give a deleted newest row's id to the next row: a SQLite table made
+    without AUTOINCREMENT (``participants`` before it had it); never on PostgreSQL (sequences)."""
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.connect() as conn:
+        sql = conn.scalar(text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"), {"name": table})
+    return "AUTOINCREMENT" not in (sql or "").upper()
+
 #: the largest row id a request may name (PostgreSQL's INTEGER; SQLite overflows past 2**63)
 MAX_ID = 2**31 - 1
 

@@ -103,12 +103,22 @@ class Walker:
         return r.json["turn"]
 
 
-def legacy_token(pid: int, secret: str = "test-secret") -> str:
-    """A participant token as pages carried it before tokens named the pseudonym (row id only),
-    signed with the ``make_app`` fixture's secret."""
+def legacy_token(pid: int, pseudonym: str | None = None, secret: str = "test-secret") -> str:
+    """A participant token of an earlier form, signed with the ``make_app`` fixture's secret: with
+    ``pseudonym``, ``{p, s}`` (the pseudonym itself, as pages carried it before tokens carried its
+    keyed digest); without, ``{p}`` (the row id only, before tokens named the participant)."""
     from itsdangerous import URLSafeSerializer
 
-    return URLSafeSerializer(secret, salt="gazepref-participant").dumps({"p": pid})
+    data = {"p": pid} if pseudonym is None else {"p": pid, "s": pseudonym}
+    return URLSafeSerializer(secret, salt="gazepref-participant").dumps(data)
+
+
+def row_pseudonym(app, pid: int) -> str:
+    """The pseudonym of ``app``'s participant row ``pid``."""
+    from gazepref import store
+
+    with app.extensions["gazepref"].sessions() as s:
+        return s.get(store.Participant, pid).pseudonym
 
 
 def reused_row(app, start) -> tuple[dict, object, dict, int]:

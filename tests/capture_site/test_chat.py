@@ -4,7 +4,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.llm import BackendError
 
-from sitetest import Walker, legacy_token, reused_row, study_variant
+from sitetest import Walker, legacy_token, reused_row, row_pseudonym, study_variant
 
 
 class FlakyBackend:
@@ -111,7 +111,8 @@ def test_a_deleted_participants_token_opens_nothing_of_the_one_who_got_their_row
     """A token names a row id; on a database that gave a deleted participant's id to the next
     one (SQLite made before participants were AUTOINCREMENT) the deleted one's open page wrote
     the next one's turns and telemetry. It is refused like a forged token; the next one's own
-    token works, and so does a token of the old form (id only) of a live participant."""
+    token works. Of the earlier forms, one carrying the pseudonym itself works for its own
+    participant only, and one of the id alone, which cannot tell them apart, is refused here."""
     app = make_app()
     old, client, new, pid = reused_row(app, _to_task)
     assert new["task"] == old["task"], "the task's id was reused too: ownership alone does not tell them apart"
@@ -124,11 +125,15 @@ def test_a_deleted_participants_token_opens_nothing_of_the_one_who_got_their_row
         assert s.scalars(select(store.Turn)).all() == [] and s.scalars(select(store.StreamChunk)).all() == []
     Walker(client, "NEXT").chat_turn(new, 0, "hello")
     assert client.post("/api/ingest", json=batch, headers=headers(new)).status_code == 200
-    # a page loaded before tokens carried the pseudonym goes on working for its live participant
-    legacy = {"X-Participant-Token": legacy_token(pid)}
+    # a page loaded before tokens carried the pseudonym's digest goes on working for its participant
+    legacy = {"X-Participant-Token": legacy_token(pid, row_pseudonym(app, pid))}
     r = client.post("/api/ingest", json=batch | {"seq": 1}, headers=legacy)
     assert r.status_code == 200 and r.json["stored"] == 1, r.json
     assert client.post(new["urls"]["turns"], json={"index": 1, "prompt": "more"}, headers=legacy).status_code == 200
+    for token in (legacy_token(pid, "0" * 32), legacy_token(pid)):  # another pseudonym; the id alone
+        r = client.post(new["urls"]["turns"], json={"index": 2, "prompt": "again"}, headers={"X-Participant-Token": token})
+        assert r.status_code == 401, r.json
+        assert client.post(f"/api/ingest?token={token}", json=batch | {"seq": 2}).status_code == 401
 
 
 def test_closed_task_accepts_no_more_turns(walker, client):

@@ -16,7 +16,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import answer_step, calibrate, gaze_rows, post_frames, to_calibration
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import legacy_token, page_data, reused_row
+from sitetest import legacy_token, page_data, reused_row, row_pseudonym
 
 pytest.importorskip("mediapipe")
 simple_websocket = pytest.importorskip("simple_websocket")
@@ -174,14 +174,16 @@ def test_websocket_refuses_a_token_that_is_not_text(wapp):
 
 def test_websocket_refuses_a_deleted_participants_token_for_the_one_who_got_their_row_id(reusing_ids, wapp):
     """On a database that gave a deleted participant's row id to the next one, the deleted one's
-    page (its token) opens no socket; the next one's own token does, and so does a token of the
-    old form (id only) of a live participant."""
+    page (its token) opens no socket; the next one's own token does, and so does one of the
+    earlier form carrying their pseudonym itself; one of the id alone cannot tell them apart and
+    is refused here."""
     old, _, new, pid = reused_row(wapp, to_calibration)
     with BackgroundServer(wapp) as url:
-        ws, hello = _connect(url, old["token"])
-        ws.close()  # (first: an open socket would hold the server's stop)
-        assert hello == {"error": "unknown participant", "status": 401}
-        for token in (new["token"], legacy_token(pid)):
+        for token in (old["token"], legacy_token(pid)):
+            ws, hello = _connect(url, token)
+            ws.close()  # (first: an open socket would hold the server's stop)
+            assert hello == {"error": "unknown participant", "status": 401}
+        for token in (new["token"], legacy_token(pid, row_pseudonym(wapp, pid))):
             ws, hello = _connect(url, token)
             try:
                 assert hello["ok"], hello

@@ -19,7 +19,7 @@ from browsertest import launch, new_context, require_chromium, wait_for_function
 from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, gaze_rows, post_frames, post_round,
                       to_calibration, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import legacy_token, page_data, reused_row
+from sitetest import legacy_token, page_data, reused_row, row_pseudonym
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -212,11 +212,46 @@ def test_frames_need_a_token_and_an_owned_task(wclient):
     assert r.status_code == 403
 
 
+def test_a_participant_out_of_frame_tokens_is_refused_before_a_large_batch_is_read(make_app, database, tmp_path):
+    """As the sample batches and ingest: a frame batch larger than LARGE_JSON_BYTES (its
+    Content-Length) is read from the connection only when the participant's frame bucket holds a
+    token (batches.out_of_tokens_for); a small one is read, then the take refuses it."""
+    from io import BytesIO
+
+    from werkzeug.test import EnvironBuilder
+
+    from gazepref.capture_site import batches
+
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "cam.toml")), GAZE_RATE_PER_S=0.001, GAZE_BURST=1,
+                   **({"DATABASE_URL": database} if database else {}))
+    client = app.test_client()
+    token = to_calibration(client, "CAM-TOKENS")["token"]
+
+    def post(n):
+        form = EnvironBuilder(method="POST", content_type="multipart/form-data", data={
+            "meta": json.dumps({"phase": "setup", "t": [100.0 * i for i in range(n)]}),
+            "frame": [(BytesIO(jpeg(moving(i))), f"f{i}.jpg", "image/jpeg") for i in range(n)]}).get_environ()
+        body = form["wsgi.input"].read()
+        stream = BytesIO(body)  # (how much of it the server read: its position)
+        r = client.post("/api/gaze/frames", input_stream=stream, content_length=len(body),
+                        content_type=form["CONTENT_TYPE"], headers={"X-Participant-Token": token})
+        return r, len(body), stream.tell()
+
+    r, size, read = post(8)
+    assert size > batches.LARGE_JSON_BYTES and r.status_code == 200 and read == size, r.json  # the one token
+    r, size, read = post(8)
+    assert r.status_code == 429 and "slow down" in r.json["error"] and r.headers["Retry-After"] == "1"
+    assert read == 0, "the body was read"
+    r, size, read = post(1)  # small: read, then the take refuses it
+    assert size < batches.LARGE_JSON_BYTES and r.status_code == 429 and read == size
+
+
 def test_a_deleted_participants_token_sends_nothing_for_the_one_who_got_their_row_id(reusing_ids, make_app,
                                                                                    webcam_toml):
     """On a database that gave a deleted participant's row id to the next one, the deleted one's
     open page (its token) is refused on every webcam endpoint; the next one's own token works,
-    and so does a token of the old form (id only) of a live participant."""
+    and so does one of the earlier form carrying their pseudonym itself; one of the id alone
+    cannot tell them apart and is refused here."""
     app = make_app(STUDY_CONFIG=str(webcam_toml))
     old, client, new, pid = reused_row(app, to_calibration)
     setup = {"phase": "setup", "t": [0.0]}
@@ -224,12 +259,13 @@ def test_a_deleted_participants_token_sends_nothing_for_the_one_who_got_their_ro
         post_frames(client, old["token"], setup, [jpeg(moving(0))]),
         client.post("/api/gaze/camera-error", json={"reason": "denied"}, headers={"X-Participant-Token": old["token"]}),
         post_round(client, old["token"], "calibration", CALIBRATION_TARGETS, per_target=1),
+        post_frames(client, legacy_token(pid), setup, [jpeg(moving(0))]),
     ]
-    assert [r.status_code for r in refused] == [401] * 3, [r.json for r in refused]
+    assert [r.status_code for r in refused] == [401] * 4, [r.json for r in refused]
     with app.extensions["gazepref"].sessions() as s:
         assert "setup" not in s.get(store.Participant, pid).state
         assert s.scalars(select(store.Calibration)).all() == []
-    for token in (new["token"], legacy_token(pid)):
+    for token in (new["token"], legacy_token(pid, row_pseudonym(app, pid))):
         r = post_frames(client, token, setup, [jpeg(moving(0))])
         assert r.status_code == 200 and r.json["face"]["found"], r.json
     r = client.post("/api/gaze/camera-error", json={"reason": "denied"}, headers={"X-Participant-Token": new["token"]})
