@@ -107,9 +107,13 @@ def legacy_token(pid: int, pseudonym: str | None = None, secret: str = "test-sec
     """A participant token of an earlier form, signed with the ``make_app`` fixture's secret: with
     ``pseudonym``, ``{p, s}`` (the pseudonym itself, as pages carried it before tokens carried its
     keyed digest); without, ``{p}`` (the row id only, before tokens named the participant)."""
+    return signed_token({"p": pid} if pseudonym is None else {"p": pid, "s": pseudonym}, secret)
+
+
+def signed_token(data: dict, secret: str = "test-secret") -> str:
+    """``data`` signed as the site signs participant tokens (the ``make_app`` fixture's secret)."""
     from itsdangerous import URLSafeSerializer
 
-    data = {"p": pid} if pseudonym is None else {"p": pid, "s": pseudonym}
     return URLSafeSerializer(secret, salt="gazepref-participant").dumps(data)
 
 

@@ -1,13 +1,25 @@
-"""The site's Content-Security-Policy (capture_site/security.py): the header on the participant
-pages, the dashboard and MTurk's framable pages, and what it stops in a real browser."""
+"""capture_site/security.py: the site's Content-Security-Policy (the header on the participant
+pages, the dashboard and MTurk's framable pages, and what it stops in a real browser) and the
+participant tokens (what they carry, which rows they open)."""
 from __future__ import annotations
 
+import base64
+import io
+import json
+import zipfile
+import zlib
+
+import pandas as pd
 import pytest
+from sqlalchemy import select
 
 import browsertest
+from gazepref import store
 from gazepref.capture_site.config import MTURK_SUBMIT_HOSTS
 from gazepref.capture_site.serving import BackgroundServer
-from sitetest import csp_breaches
+from gazepref.signals.synthetic_face import jpeg
+from gazepref.signals.synthetic_face import moving_face as moving
+from sitetest import Walker, csp_breaches, legacy_token, page_data, signed_token
 from test_dashboard import login, researcher  # noqa: F401 (a fixture)
 
 #: the policy, directive by directive (every page but MTurk's two framable ones)
@@ -105,3 +117,99 @@ def test_chromium_enforces_the_policy_and_the_watch_reports_it(app):
     for directive in ("script-src-elem", "style-src-attr", "img-src", "connect-src"):
         assert f"gazepref-csp-violation: {directive} blocked" in seen, seen
     browsertest.CSP_VIOLATIONS.clear()  # the breaches were this test's own
+
+
+# --------------------------------------------------------------------------- participant tokens
+
+
+def token_payload(token: str) -> bytes:
+    """What a participant token carries, as anyone who sees it (a proxy's log of a beacon's query
+    string) can read it: itsdangerous's base64 payload before the signature (zlib when it starts
+    with '.')."""
+    body = token.rsplit(".", 1)[0]
+    packed = body.lstrip(".")
+    raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
+    return zlib.decompress(raw) if body.startswith(".") else raw
+
+
+def export_texts(client, researcher) -> dict[str, str]:
+    """Every file of the dashboard's exports (Parquet and IFLLM layout, with the demographics) as
+    text: CSV, JSON and README files as written, Parquet tables as CSV."""
+    assert login(client, *researcher).status_code == 302
+    texts = {}
+    for fmt in ("parquet", "ifllm"):
+        r = client.get(f"/admin/studies/test-study/export?format={fmt}&demographics=1")
+        assert r.status_code == 200
+        zf = zipfile.ZipFile(io.BytesIO(r.data))
+        for name in zf.namelist():
+            data = zf.read(name)
+            texts[f"{fmt}:{name}"] = (pd.read_parquet(io.BytesIO(data)).to_csv() if name.endswith(".parquet")
+                                      else data.decode("utf-8", "replace"))
+    return texts
+
+
+def test_a_participant_token_carries_nothing_an_export_holds(app, researcher, dbs):
+    """Beacons send the token in the query string, which a reverse proxy may log with the client's
+    address: its payload (signed, not encrypted) holds the row id and a keyed digest of the
+    pseudonym, neither the pseudonym (nor the prefix the dashboard shows) nor anything of an
+    exported file, so such a log cannot be joined to the research data."""
+    w = Walker(app.test_client(), "P-TOKEN")
+    w.arrive()
+    w.consent()
+    data = w.to_task()  # (the demographics step answered: the export's demographics.csv)
+    w.chat_turn(data, 0, "How does sleep help memory?")
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    assert w.client.post(f"/api/ingest?token={data['token']}", json=batch).status_code == 200  # (as a beacon)
+    p = dbs.scalars(select(store.Participant)).one()
+    payload = token_payload(data["token"])
+    fields = json.loads(payload)
+    assert set(fields) == {"p", "d"} and fields["p"] == p.id, fields
+    for secret in (p.pseudonym, p.pseudonym[:12], p.pseudonym[:8], "P-TOKEN"):
+        assert secret.encode() not in payload and secret not in data["token"]
+    texts = export_texts(app.test_client(), researcher)
+    assert any(p.pseudonym in t for t in texts.values()), "the exports name the participant"
+    assert "test-study/demographics.csv" in {n.split(":", 1)[1] for n in texts}
+    for name, text in texts.items():
+        assert fields["d"] not in text and data["token"] not in text, name
+
+
+@pytest.fixture
+def token_app(make_app, database, tmp_path):
+    from gazetest import webcam_toml
+
+    return make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "cam.toml")), **({"DATABASE_URL": database} if database else {}))
+
+
+def test_only_the_token_of_the_rows_participant_is_accepted(token_app):
+    """On both databases (the pseudonym is checked in Python on the row the lookups read, on
+    PostgreSQL in the statement that takes the rate-limit token): a token signed for the row id
+    with another pseudonym's digest is refused on every path (chat, ingest also from a beacon's
+    query string, frames, the camera-error note); the page's own token is accepted, and so is a
+    token of the id-only form: these databases never give a row id to another participant."""
+    pytest.importorskip("mediapipe")
+    from gazetest import answer_step, post_frames, to_calibration
+
+    client = token_app.test_client()
+    to_calibration(client, "P-DIGEST")
+    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    data = page_data(client.get("/step").text)
+    with token_app.extensions["gazepref"].sessions() as s:
+        p = s.scalars(select(store.Participant)).one()
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+
+    def answers(token, seq):
+        head = {"X-Participant-Token": token}
+        return [
+            client.post(data["urls"]["turns"], json={"index": 0, "prompt": "hello"}, headers=head).status_code,
+            client.post("/api/ingest", json=batch | {"seq": seq}, headers=head).status_code,
+            client.post(f"/api/ingest?token={token}", json=batch | {"seq": seq + 10}).status_code,
+            post_frames(client, token, {"phase": "setup", "t": [0.0]}, [jpeg(moving(0))]).status_code,
+            client.post("/api/gaze/camera-error", json={"reason": "denied"}, headers=head).status_code,
+        ]
+
+    other = signed_token({"p": p.id, "d": "0" * 24})  # (a digest's length)
+    assert answers(other, 0) == [401] * 5
+    assert answers(data["token"], 0) == [200] * 5
+    assert answers(legacy_token(p.id), 1) == [200] * 5
+    assert store.reuses_ids(token_app.extensions["gazepref"].engine, "participants") is False
