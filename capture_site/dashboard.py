@@ -108,10 +108,11 @@ def export(slug: str):
     st = _study(slug)
     fmt = request.args.get("format", "parquet")
     demographics = request.args.get("demographics") == "1"
+    spreadsheet = request.args.get("spreadsheet") == "1"
     tmp = Path(tempfile.mkdtemp(prefix="gazepref-export-"))
     buf = None
     try:
-        export_study(db(), st, tmp / slug, fmt, demographics=demographics)
+        export_study(db(), st, tmp / slug, fmt, demographics=demographics, spreadsheet_safe=spreadsheet)
         buf = tempfile.TemporaryFile()  # on disk, not in memory (exports with kept webcam frames are big)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted((tmp / slug).rglob("*")):
@@ -125,7 +126,8 @@ def export(slug: str):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     buf.seek(0)
-    resp = send_file(buf, mimetype="application/zip", as_attachment=True, download_name=f"{slug}-{fmt}{'-with-demographics' if demographics else ''}.zip")
+    name = f"{slug}-{fmt}{'-with-demographics' if demographics else ''}{'-for-spreadsheets' if spreadsheet else ''}.zip"
+    resp = send_file(buf, mimetype="application/zip", as_attachment=True, download_name=name)
     # every participant's data: never kept in a cache (send_file's own "no-cache" allows storing
     # it, and no_store keeps a Cache-Control the view set)
     resp.headers["Cache-Control"] = "no-store"

@@ -37,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--demographics", action="store_true",
                    help="also write the demographics answers (a study in the site's database, or an IFLLM "
                         "release's record_info_table.csv) to a separate demographics.csv; they may identify people")
+    p.add_argument("--spreadsheet-safe", action="store_true",
+                   help="for opening the CSV files in a spreadsheet: text cells beginning with = + - @ (a "
+                        "formula to Excel, LibreOffice, Google Sheets) get a leading ' -- the text is then no "
+                        "longer exact; the default keeps it exact for analysis")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_export)
 
@@ -91,7 +95,7 @@ def _export(args: argparse.Namespace) -> int:
     else:
         rec = source_from_args(args, "source")
     manifest = export_recording(rec, args.out, args.to, demographics=args.demographics, overwrite=args.overwrite,
-                                progress=not args.json)
+                                progress=not args.json, spreadsheet_safe=args.spreadsheet_safe)
     if not args.json:
         if args.demographics:
             n = manifest["demographics"]

@@ -18,6 +18,14 @@ the release's columns, ``accuracy_px``, ``accuracy_deg``, ``precision_px``, ``da
 Participant ids are the site's pseudonyms. Demographics are written only on request
 (:func:`export_demographics`, ``gazepref data export --demographics``): a separate
 ``demographics.csv`` with a ``DEMOGRAPHICS_README.txt`` saying they may identify people.
+
+Every CSV holds the participants' and the models' text exactly as stored: the research data
+(pandas reads it back as it was; the ``rel_*`` files' ``char_index`` counts characters of the
+stored answers; the IFLLM layout is an interchange format). A spreadsheet, though, takes a cell
+that begins with ``=``, ``+``, ``-`` or ``@`` for a formula (CSV or formula injection): with
+``spreadsheet_safe`` (``--spreadsheet-safe``, the dashboard's "safe to open in a spreadsheet")
+such text cells get a leading ``'`` (:func:`spreadsheet_text`, OWASP's advice), the export says
+so in ``SPREADSHEET_SAFE.txt`` and the IFLLM reader refuses it (its text is no longer exact).
 """
 from __future__ import annotations
 
@@ -232,8 +240,44 @@ def _finished(t: schema.Task) -> str | None:
     return "finished" if t.finished else None
 
 
-def _write_rows(path: Path, frame: pd.DataFrame) -> None:
-    frame.to_csv(path, header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+# --------------------------------------------------------------------------- CSV files
+
+#: first characters that make a spreadsheet (Excel, LibreOffice Calc, Google Sheets) take a CSV
+#: cell for a formula: OWASP's "CSV Injection" list (= + - @ tab CR) and NUL (OWASP ASVS 1.2.10)
+FORMULA_TRIGGERS = frozenset("=+-@\t\r\0")
+
+SPREADSHEET_NOTE = """This export was written to be opened in a spreadsheet (--spreadsheet-safe / "safe to open
+in a spreadsheet"): every text cell of its CSV files that began with =, +, -, @, a tab, a
+carriage return or NUL (also after leading blanks) has a ' put in front, so that Excel,
+LibreOffice Calc and Google Sheets show it as text instead of running it as a formula (a
+participant could have typed one). The text is therefore no longer exactly what was stored:
+for analysis (pandas, gazepref) export again without that option. Numbers are unchanged.
+"""
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """``value`` as a spreadsheet shows it as text: a string that begins with a formula trigger
+    (:data:`FORMULA_TRIGGERS`, also after leading white space) gets a leading ``'``, which the
+    spreadsheet takes as "text" (OWASP's advice against CSV injection; the ``csv`` writer quotes
+    the cell as it needs). Anything else is returned as it is."""
+    if isinstance(value, str) and value and (value[0] in FORMULA_TRIGGERS or value.lstrip()[:1] in FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def _to_csv(frame: pd.DataFrame, path: Path, spreadsheet_safe: bool = False, **kw: Any) -> None:
+    """Write ``frame`` (pandas ``to_csv`` with ``kw``); ``spreadsheet_safe``: its text cells through
+    :func:`spreadsheet_text` (columns of numbers are written as they are)."""
+    if spreadsheet_safe:
+        frame = frame.copy()
+        for c in frame.columns:
+            if frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype):
+                frame[c] = frame[c].map(spreadsheet_text, na_action="ignore")
+    frame.to_csv(path, **kw)
+
+
+def _write_rows(path: Path, frame: pd.DataFrame, spreadsheet_safe: bool = False) -> None:
+    _to_csv(frame, path, spreadsheet_safe, header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
 
 
 #: the IFLLM-layout export's extra table of webcam calibration rounds (site studies)
@@ -241,8 +285,10 @@ CALIBRATION_TABLE = "calibration_table.csv"
 
 
 def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False,
-                 progress: bool = False) -> dict[str, Any]:
-    """Write the IFLLM release layout; returns counts of what was written."""
+                 progress: bool = False, spreadsheet_safe: bool = False) -> dict[str, Any]:
+    """Write the IFLLM release layout; returns counts of what was written. ``spreadsheet_safe``:
+    text cells that a spreadsheet would run as formulas get a leading ``'`` (:func:`spreadsheet_text`;
+    the caller writes the note, :func:`export_recording`)."""
     out = _prepare_out(out, overwrite)
     tasks = rec.tasks()
     turns = rec.turns()
@@ -267,7 +313,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS + ifllm.QUERY_CLOCK_COLUMNS + ifllm.QUERY_COMMENT_COLUMNS)
     for c in ("likert_1", "likert_2", "preference", *ifllm.QUERY_CLOCK_COLUMNS):
         qdf[c] = qdf[c].astype("float64")
-    qdf.to_csv(out / ifllm.QUERY_TABLE, index=False)
+    _to_csv(qdf, out / ifllm.QUERY_TABLE, spreadsheet_safe, index=False)
 
     trows = []
     for t in tasks:
@@ -283,12 +329,12 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     tdf = pd.DataFrame(trows, columns=columns)
     if site:
         tdf["calibration_attempts"] = tdf["calibration_attempts"].astype("Int64")
-    tdf.to_csv(out / ifllm.TASK_TABLE, index=False)
+    _to_csv(tdf, out / ifllm.TASK_TABLE, spreadsheet_safe, index=False)
     calibrations = _calibration_rounds(rec)
     if calibrations is not None:
-        _iso_utc(calibrations).to_csv(out / CALIBRATION_TABLE, index=False)
-    pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in rec.participants()],
-                 columns=["user_id", "consent"]).to_csv(out / ifllm.RECORD_TABLE, index=False)
+        _to_csv(_iso_utc(calibrations), out / CALIBRATION_TABLE, spreadsheet_safe, index=False)
+    _to_csv(pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in rec.participants()],
+                         columns=["user_id", "consent"]), out / ifllm.RECORD_TABLE, spreadsheet_safe, index=False)
 
     samples = {"gaze": 0, "mouse": 0, "hits": 0}
     # stored values no file of the layout can hold are skipped and counted, never an error
@@ -320,16 +366,16 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                 skipped["rows_without_position"] += int((ok & ~placed).sum())
                 frame = frame[ok & placed]
                 frame["epoch_ms"] = frame["epoch_ms"].round().astype("Int64")
-                _write_rows(d / f"abs_{name}.csv", frame)
+                _write_rows(d / f"abs_{name}.csv", frame, spreadsheet_safe)
                 samples[name] += len(frame)
         hits = rel_rows(streams, by_task.get(task.task_id, []))  # IFLLM's own, or from the word columns
         if hits is not None:
-            samples["hits"] += _write_hits(d, _with_epoch(hits, anchor), task.kind, skipped)
+            samples["hits"] += _write_hits(d, _with_epoch(hits, anchor), task.kind, skipped, spreadsheet_safe)
     return {"format": "ifllm", "queries": len(turns), "tasks": len(tasks), "samples": samples,
             "skipped": skipped}
 
 
-def _write_hits(d: Path, hits: pa.Table, kind: str, skipped: dict[str, int]) -> int:
+def _write_hits(d: Path, hits: pa.Table, kind: str, skipped: dict[str, int], spreadsheet_safe: bool = False) -> int:
     df = hits.to_pandas()
     ok = _epoch_ok(df["epoch_ms"])
     skipped["rows_epoch_out_of_range"] += int((~ok).sum())
@@ -350,7 +396,7 @@ def _write_hits(d: Path, hits: pa.Table, kind: str, skipped: dict[str, int]) -> 
         if (part["camera_ok"].fillna(-1) >= 0).any():
             frame["camera_ok"] = part["camera_ok"].fillna(-1).astype(int)
         frame["epoch_ms"] = part["epoch_ms"].round().astype("Int64")
-        _write_rows(d / f"{fname}.csv", frame)
+        _write_rows(d / f"{fname}.csv", frame, spreadsheet_safe)
         n += len(part)
     return n
 
@@ -362,13 +408,16 @@ FORMATS = ("parquet", "ifllm")
 
 
 def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet", demographics: bool = False,
-                     overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+                     overwrite: bool = False, progress: bool = False, spreadsheet_safe: bool = False) -> dict[str, Any]:
     """Export ``rec`` as ``gazepref data export`` and the dashboard's export do: ``fmt``
     (:func:`export_parquet` or :func:`export_ifllm`) into ``out``; with ``demographics``, the
     answers apart (:func:`export_demographics`; ``UserError`` for a recording that holds none);
     a study's kept webcam frames (``frames/``, for a recording with ``export_frames``: a study
     in the site's database); and, where the format skipped stored values it cannot hold, their
-    counts in ``skipped.json``. Returns the exporter's manifest with ``demographics`` and
+    counts in ``skipped.json``. ``spreadsheet_safe``: the CSV files' text cells that a spreadsheet
+    would run as formulas get a leading ``'`` (:func:`spreadsheet_text`; the Parquet files are
+    data, never changed), noted in ``SPREADSHEET_SAFE.txt`` and the manifest; the default
+    writes the text exactly. Returns the exporter's manifest with ``demographics`` and
     ``frames`` (counts) added where written."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r} (expected one of {', '.join(FORMATS)})")
@@ -376,11 +425,20 @@ def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet
         raise UserError(f"--demographics: {getattr(rec, 'root', 'the recording')} holds no demographics answers "
                         "(a Parquet export never does; they were written apart, to its demographics.csv, if asked "
                         "for); export from the study in the site's database (SLUG) or from the IFLLM release instead")
-    write = export_parquet if fmt == "parquet" else export_ifllm
-    manifest = write(rec, out, overwrite=overwrite, progress=progress)
+    if fmt == "parquet":
+        manifest = export_parquet(rec, out, overwrite=overwrite, progress=progress)
+    else:
+        manifest = export_ifllm(rec, out, overwrite=overwrite, progress=progress, spreadsheet_safe=spreadsheet_safe)
     if demographics:
         n = sum(1 for p in rec.participants() if p.consented)
-        manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out, n_participants=n)}
+        manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out, n_participants=n,
+                                                                    spreadsheet_safe=spreadsheet_safe)}
+    note = Path(out) / ifllm.SPREADSHEET_SAFE_FILE
+    if spreadsheet_safe:
+        note.write_text(SPREADSHEET_NOTE, encoding="utf-8")
+        manifest = {**manifest, "spreadsheet_safe": True}
+    else:  # (an --overwrite of an export for spreadsheets: its files are exact now)
+        note.unlink(missing_ok=True)
     if hasattr(rec, "export_frames"):
         frames = rec.export_frames(out)
         if frames:
@@ -407,12 +465,14 @@ demographics.csv (it was asked for: "include the demographics answers" / --demog
 
 
 def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.PathLike,
-                        n_participants: int | None = None) -> int:
+                        n_participants: int | None = None, spreadsheet_safe: bool = False) -> int:
     """Write ``demographics.csv`` (``participant_id`` and one column per question, in the order first
     seen) and ``DEMOGRAPHICS_README.txt`` into the existing folder ``out``; ``rows`` are
     ``(pseudonym, answers)``. Returns the number of participants written. With no answers there is
     no ``demographics.csv`` and the README says that nobody answered (among ``n_participants``
-    consenting participants, when given), so an export that asked for them says why they are missing."""
+    consenting participants, when given), so an export that asked for them says why they are missing.
+    ``spreadsheet_safe``: answers a spreadsheet would run as formulas get a leading ``'``
+    (:func:`spreadsheet_text`)."""
     out = Path(out)
     rows = [(pid, a) for pid, a in rows if a]
     if not rows:
@@ -426,6 +486,6 @@ def export_demographics(rows: list[tuple[str, dict[str, Any]]], out: str | os.Pa
                                                           if isinstance(v, (list, dict)) else v)
                                                       for k, v in a.items()}} for pid, a in rows],
                          columns=["participant_id", *cols])
-    frame.to_csv(out / DEMOGRAPHICS_FILE, index=False)
+    _to_csv(frame, out / DEMOGRAPHICS_FILE, spreadsheet_safe, index=False)
     (out / "DEMOGRAPHICS_README.txt").write_text(DEMOGRAPHICS_NOTE, encoding="utf-8")
     return len(rows)

