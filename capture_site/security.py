@@ -98,7 +98,7 @@ class ParticipantToken(NamedTuple):
         participant's id (SQLite made before ``participants`` was AUTOINCREMENT). A token of the
         id-only form matches only where ids are never reused (:attr:`.runtime.Site.reuses_participant_ids`)."""
         if self.digest is not None:
-            return hmac.compare_digest(self.digest, pseudonym_digest(pseudonym))
+            return hmac.compare_digest(self.digest.encode(), pseudonym_digest(pseudonym).encode())  # bytes: any text
         if self.pseudonym is not None:
             return hmac.compare_digest(self.pseudonym.encode(), pseudonym.encode())
         from .runtime import site
