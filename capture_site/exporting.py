@@ -3,9 +3,10 @@
 Parquet (``export_parquet``) or the IFLLM release layout (``export_ifllm``), both written from
 the study's database rows seen as a ``StoreRecording``: consenting participants only,
 pseudonyms only (no platform id, no salt); the demographics answers only on request
-(``demographics=True``: a separate ``demographics.csv`` with a note that they may identify people); the CSV files'
-text exactly as stored unless ``spreadsheet_safe`` (formula-like text cells get a leading ``'``). Stored values a format cannot hold
-are skipped, never an error; their counts are in the manifest's ``skipped`` and ``skipped.json``. Webcam frames kept by a study with
+(``demographics=True``: a separate ``demographics.csv`` with a note that they may identify
+people); the CSV files' text exactly as stored unless ``spreadsheet_safe`` (formula-like text
+cells get a leading ``'``). Stored values a format cannot hold are skipped, never an error; their
+counts are in the manifest's ``skipped`` and ``skipped.json``. Webcam frames kept by a study with
 ``[gaze] keep_frames = true`` are added as ``frames/<pseudonym>/...jpg`` with ``frames/frames.csv``
 (:func:`gazepref.datasets.store_recording.export_frames`).
 """

@@ -39,9 +39,9 @@ _LOOKUP_TAKING = with_take(LOOKUP)
 def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames",
                   limited: str | None = None) -> FrameContext:
     """One query (:data:`.gaze_store.LOOKUP`): the token's participant (its row, whose pseudonym
-    the token's digest must match: :meth:`.security.ParticipantToken.matches`), consent, study settings, task ownership, replay; then
-    the participant's tracker with the latest calibration (and, in a task with drift correction,
-    the clicks stored since the last look). ``kind``: ``"frames"`` (pictures; refused where the
+    the token's digest must match: :meth:`.security.ParticipantToken.matches`), consent, study
+    settings, task ownership, replay; then the participant's tracker with the latest calibration
+    (and, in a task with drift correction, the clicks stored since the last look). ``kind``: ``"frames"`` (pictures; refused where the
     study computes the landmarks in the browser: no picture is taken in) or ``"samples"``
     (landmarks from the page; refused where the server computes them). ``limited``: take a token
     of the participant's frame-batch limit (:func:`.gaze_limits.frame_limiter`; on PostgreSQL in

@@ -80,7 +80,8 @@ def pseudonym_digest(pseudonym: str) -> str:
     secret it cannot be linked to the pseudonym, and no export holds it."""
     key = current_app.secret_key
     key = key.encode() if isinstance(key, str) else key
-    return hmac.new(key, b"gazepref-participant-digest\x00" + pseudonym.encode(), hashlib.sha256).hexdigest()[:DIGEST_HEX]
+    mac = hmac.new(key, b"gazepref-participant-digest\x00" + pseudonym.encode(), hashlib.sha256)
+    return mac.hexdigest()[:DIGEST_HEX]
 
 
 class ParticipantToken(NamedTuple):

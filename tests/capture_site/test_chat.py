@@ -131,7 +131,8 @@ def test_a_deleted_participants_token_opens_nothing_of_the_one_who_got_their_row
     assert r.status_code == 200 and r.json["stored"] == 1, r.json
     assert client.post(new["urls"]["turns"], json={"index": 1, "prompt": "more"}, headers=legacy).status_code == 200
     for token in (legacy_token(pid, "0" * 32), legacy_token(pid)):  # another pseudonym; the id alone
-        r = client.post(new["urls"]["turns"], json={"index": 2, "prompt": "again"}, headers={"X-Participant-Token": token})
+        r = client.post(new["urls"]["turns"], json={"index": 2, "prompt": "again"},
+                        headers={"X-Participant-Token": token})
         assert r.status_code == 401, r.json
         assert client.post(f"/api/ingest?token={token}", json=batch | {"seq": 2}).status_code == 401
 

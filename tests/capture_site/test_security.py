@@ -158,7 +158,8 @@ def test_a_participant_token_carries_nothing_an_export_holds(app, researcher, db
     w.consent()
     data = w.to_task()  # (the demographics step answered: the export's demographics.csv)
     w.chat_turn(data, 0, "How does sleep help memory?")
-    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+             "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
     assert w.client.post(f"/api/ingest?token={data['token']}", json=batch).status_code == 200  # (as a beacon)
     p = dbs.scalars(select(store.Participant)).one()
     payload = token_payload(data["token"])
@@ -177,7 +178,8 @@ def test_a_participant_token_carries_nothing_an_export_holds(app, researcher, db
 def token_app(make_app, database, tmp_path):
     from gazetest import webcam_toml
 
-    return make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "cam.toml")), **({"DATABASE_URL": database} if database else {}))
+    return make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "cam.toml")),
+                    **({"DATABASE_URL": database} if database else {}))
 
 
 def test_only_the_token_of_the_rows_participant_is_accepted(token_app):
@@ -195,7 +197,8 @@ def test_only_the_token_of_the_rows_participant_is_accepted(token_app):
     answer_step(client, {"understand_before": "3"})
     data = page_data(client.get("/step").text)
     pid = json.loads(token_payload(data["token"]))["p"]  # (the PostgreSQL server is shared by the session's tests)
-    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+             "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
 
     def answers(token, seq):
         head = {"X-Participant-Token": token}
