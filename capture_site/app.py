@@ -14,6 +14,7 @@ unless asked, and one must not log query strings (they carry platform ids on arr
 from __future__ import annotations
 
 import gc
+import math
 import os
 import re
 import secrets
@@ -23,10 +24,11 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from markupsafe import Markup, escape
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from .. import store
+from .. import UserError, store
 from ..settings import Settings
 from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
@@ -54,14 +56,68 @@ def _secret_key(instance: Path) -> str:
 
 
 def _init_db(url: str):
-    engine = store.make_engine(url)
+    engine = store.make_engine(url)  # a URL it cannot use: one line (UserError)
     for attempt in range(5):  # several server processes may create the tables at once
         try:
             return store.init_db(engine)
-        except OperationalError:
-            if attempt == 4:
-                raise
+        except OperationalError as e:
+            if attempt == 4:  # a server that is down, a wrong password or database name
+                raise store.database_error(url, e) from None
             time.sleep(0.2 * (attempt + 1))
+
+
+try:  # under gunicorn, an app that cannot start is reported in its own line, without a traceback
+    from gunicorn.errors import AppImportError as _AppLoadError
+except ImportError:  # (gunicorn not installed)
+    class _AppLoadError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+class SiteStartError(UserError, _AppLoadError):
+    """A setting the site cannot start with (the database, the study file, an environment
+    variable, the instance folder): one line saying which and why. It is a
+    :class:`gazepref.UserError` (``gazepref serve`` prints it and exits with status 2) and
+    gunicorn's ``AppImportError``, which gunicorn prints as that one line, without a traceback,
+    and then stops ("App failed to load.") instead of starting worker after worker."""
+
+
+class _DatabaseUnavailable:
+    """The answer to a request the database could not serve (the server down or restarted, a
+    connection cut, the pool exhausted): ``503`` with ``Retry-After`` and "try again", the answer
+    of a restarting server (:mod:`.shutdown`), so the pages keep their batches and send them
+    again (a batch is stored once) and a participant's form or turn can be sent again; never
+    Flask's bare 500 page. Logged as one line (``gazepref.capture_site.app``, WARNING) at most
+    every ``DB_UNAVAILABLE_LOG_S`` (10 s) per process, with the count in between. Once the
+    database is back, the pool's dead connections are replaced (SQLAlchemy invalidates the pool
+    on the first disconnect it sees) and requests succeed again."""
+
+    def __init__(self, app: Flask):
+        import logging
+        import threading
+
+        self.log = logging.getLogger(__name__)
+        self.retry = str(max(1, math.ceil(float(app.config.get("DRAIN_RETRY_AFTER_S", 5)))))
+        self.every_s = float(app.config.get("DB_UNAVAILABLE_LOG_S", 10.0))
+        self.lock, self.count, self.logged_at = threading.Lock(), 0, -math.inf
+
+    def answer(self, e: Exception):
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if now - self.logged_at >= self.every_s:
+                count, self.count, self.logged_at = self.count, 0, now
+            else:
+                count = 0
+        if count:
+            reason = " ".join(str(getattr(e, "orig", None) or e).split())[:300]
+            self.log.warning("database unavailable (%d request(s) answered 503 since the last such line): "
+                             "%s %s: %s", count, request.method, request.path, reason)
+        close_db()  # the request's session is in a failed transaction: the page draws without it
+        message = "The study's database cannot be reached right now; please try again in a few seconds."
+        headers = {"Retry-After": self.retry}
+        if request.path.startswith("/api/"):
+            return jsonify(error=message, retry=True), 503, headers
+        return render_template("error.html", message=message), 503, headers
 
 
 def instance_folder(path: str | None = None) -> Path:
@@ -91,7 +147,20 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
                settings: Settings | None = None) -> Flask:
     """The study site. ``settings``: default those of the running entry point (``gazepref serve``)
     or else the environment, read once here (:func:`gazepref.settings.current`); ``overrides`` win
-    over them."""
+    over them. A setting the site cannot start with raises :class:`SiteStartError` (one line)."""
+    try:
+        return _create_app(instance_path, overrides, settings)
+    except SiteStartError:
+        raise
+    except UserError as e:
+        raise SiteStartError(f"the study site cannot start: {e}") from None
+    except OSError as e:  # the instance folder or the secret key file cannot be written
+        where = f" {e.filename}" if e.filename else ""
+        raise SiteStartError(f"the study site cannot start:{where}: {e.strerror or e}") from None
+
+
+def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
+                settings: Settings | None) -> Flask:
     settings = current_settings() if settings is None else settings
     instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
@@ -130,8 +199,11 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         app.config["SECRET_KEY"] = _secret_key(instance)
 
     cfg = load_config(app.config["STUDY_CONFIG"])  # a bad key (the [gaze] table's too) fails here, naming it
-    sessions = _init_db(app.config["DATABASE_URL"])
-    ensure_study(sessions, cfg)
+    try:
+        sessions = _init_db(app.config["DATABASE_URL"])
+        ensure_study(sessions, cfg)
+    except DBAPIError as e:  # e.g. a user without the right to create the tables
+        raise store.database_error(app.config["DATABASE_URL"], e) from None
     app.extensions["gazepref_settings"] = settings
     statements = store.autocommit_engine(sessions.kw["bind"])
     from .sqlite_checkpoint import install as install_checkpointer
@@ -178,6 +250,14 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     @app.errorhandler(InvalidInput)
     def _invalid_input(e: InvalidInput):
         return _error(str(e), 400)
+
+    unavailable = _DatabaseUnavailable(app)
+
+    @app.errorhandler(OperationalError)  # the server down or restarted, a connection cut: try again
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)  # every pooled connection busy
+    def _database_unavailable(e: Exception):
+        return unavailable.answer(e)
 
     csp = content_security_policy()  # framable pages set their own (pages.framable)
 
