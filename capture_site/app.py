@@ -13,6 +13,7 @@ unless asked, and one must not log query strings (they carry platform ids on arr
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import os
@@ -36,10 +37,29 @@ from .config import load_config
 from .ratelimit import DbRateLimiter
 from .runtime import Site, close_db, ensure_study
 from .security import content_security_policy, csrf_token
+from .serving import worker_threads
 from .validation import InvalidInput, check_request
 
 
-def _secret_key(instance: Path) -> str:
+def _secret_key(instance: Path, sessions) -> str:
+    """The site's secret key when none is set: with SQLite (one host) the instance's
+    ``secret_key`` file, created once; on a database server, which several hosts may share, the
+    ``site_secrets`` row, created once by the first server to start (from the instance's file
+    where one exists, so a host keeps the key it had), so every host signs with the same key
+    without anyone copying it."""
+    if sessions.kw["bind"].dialect.name == "sqlite":
+        return _file_secret_key(instance)
+    from sqlalchemy import select
+
+    path = instance / "secret_key"
+    candidate = path.read_text().strip() if path.is_file() else ""
+    with sessions() as s, s.begin():
+        store.insert_once(s, store.SiteSecret, ["name"], name="secret_key",
+                          value=candidate or secrets.token_hex(32))
+        return s.scalar(select(store.SiteSecret.value).where(store.SiteSecret.name == "secret_key"))
+
+
+def _file_secret_key(instance: Path) -> str:
     """The instance's secret key, created once; several starting processes agree on one file."""
     path = instance / "secret_key"
     if not path.exists():
@@ -83,10 +103,11 @@ class SiteStartError(UserError, _AppLoadError):
 
 class _DatabaseUnavailable:
     """The answer to a request the database could not serve (the server down or restarted, a
-    connection cut, the pool exhausted): ``503`` with ``Retry-After`` and "try again", the answer
-    of a restarting server (:mod:`.shutdown`), so the pages keep their batches and send them
-    again (a batch is stored once) and a participant's form or turn can be sent again; never
-    Flask's bare 500 page. Logged as one line (``gazepref.capture_site.app``, WARNING) at most
+    connection cut, the pool exhausted), on every page and API alike: ``503`` with
+    ``Retry-After`` (app config ``DB_RETRY_AFTER_S``, 1 s) and ``{"error", "retry": true}`` on the
+    API, as a restarting server answers (:mod:`.shutdown`), so the pages keep their batches and
+    send them again (a batch is stored once) and a participant's form or turn can be sent again;
+    never Flask's bare 500 page. Logged as one line (``gazepref.capture_site.app``, WARNING) at most
     every ``DB_UNAVAILABLE_LOG_S`` (10 s) per process, with the count in between. Once the
     database is back, the pool's dead connections are replaced (SQLAlchemy invalidates the pool
     on the first disconnect it sees) and requests succeed again."""
@@ -96,7 +117,7 @@ class _DatabaseUnavailable:
         import threading
 
         self.log = logging.getLogger(__name__)
-        self.retry = str(max(1, math.ceil(float(app.config.get("DRAIN_RETRY_AFTER_S", 5)))))
+        self.retry = str(max(1, math.ceil(float(app.config.get("DB_RETRY_AFTER_S", 1)))))
         self.every_s = float(app.config.get("DB_UNAVAILABLE_LOG_S", 10.0))
         self.lock, self.count, self.logged_at = threading.Lock(), 0, -math.inf
 
@@ -153,15 +174,17 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     except SiteStartError:
         raise
     except UserError as e:
-        raise SiteStartError(f"the study site cannot start: {e}") from None
+        raise SiteStartError(str(e)) from None
     except OSError as e:  # the instance folder or the secret key file cannot be written
-        where = f" {e.filename}" if e.filename else ""
-        raise SiteStartError(f"the study site cannot start:{where}: {e.strerror or e}") from None
+        where = f"{e.filename}: " if e.filename else ""
+        raise SiteStartError(f"the study site cannot start: {where}{e.strerror or e}") from None
 
 
 def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
                 settings: Settings | None) -> Flask:
     settings = current_settings() if settings is None else settings
+    threads, threads_from = worker_threads(settings)  # gunicorn's --threads (gunicorn_conf), else the env
+    settings = dataclasses.replace(settings, worker_threads=threads)
     instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.from_mapping(
@@ -172,6 +195,8 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
         GAZE_SHED_MS=settings.gaze_shed_ms,
         GAZE_WS_COMMIT_MS=settings.gaze_ws_commit_ms,
         GAZE_WS_SKIP_STALE=settings.gaze_ws_skip_stale,
+        WORKER_THREADS=threads,  # this process's request threads (what the limits below derive from)
+        WORKER_THREADS_FROM=threads_from,  # "gunicorn --threads", "$GAZEPREF_WORKER_THREADS" or "default"
         GAZE_WS_MAX_PENDING=settings.gaze_ws_pending_cap,  # sockets waiting for their token (0: no cap)
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,
         INGEST_RATE_PER_S=settings.ingest_rate_per_s,  # per participant, all servers together
@@ -195,13 +220,12 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
 
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = _secret_key(instance)
-
     cfg = load_config(app.config["STUDY_CONFIG"])  # a bad key (the [gaze] table's too) fails here, naming it
     try:
         sessions = _init_db(app.config["DATABASE_URL"])
         ensure_study(sessions, cfg)
+        if not app.config["SECRET_KEY"]:
+            app.config["SECRET_KEY"] = _secret_key(instance, sessions)
     except DBAPIError as e:  # e.g. a user without the right to create the tables
         raise store.database_error(app.config["DATABASE_URL"], e) from None
     app.extensions["gazepref_settings"] = settings

@@ -222,6 +222,17 @@ class ResearcherSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class SiteSecret(Base):
+    """A secret every server of one database shares: the site's session key (``secret_key``)
+    when no ``$GAZEPREF_SECRET_KEY`` is given on a database server (several hosts), generated once
+    by the first server to start (:func:`gazepref.capture_site.app.create_app`)."""
+
+    __tablename__ = "site_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class LoginThrottle(Base):
     """Failed researcher logins per key (an account or a client address, hashed): the back-off
     lives in the database, so several server processes and hosts share it."""
