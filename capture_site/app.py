@@ -4,12 +4,15 @@
 (:class:`gazepref.settings.Settings`, read once here: ``GAZEPREF_INSTANCE``,
 ``GAZEPREF_DATABASE_URL``, ``GAZEPREF_STUDY_CONFIG``, ``GAZEPREF_SECRET_KEY`` and the gaze limits
 ``GAZEPREF_GAZE_*``), then embedded defaults: SQLite in the instance folder, the embedded demo study
-(offline demo LLM) and a secret key generated once into ``instance/secret_key``. Request handlers
-read ``app.config`` only, never the environment.
+(offline demo LLM) and a secret key generated once (into ``instance/secret_key`` with SQLite, into
+the database's ``site_secrets`` on a database server that several hosts may share). Request
+handlers read ``app.config`` only, never the environment.
 
-Production (see README): ``gunicorn -w 2 -k gthread --threads 32 -b 127.0.0.1:8000
-'gazepref.capture_site.app:create_app()'`` behind a TLS proxy; gunicorn writes no access log
-unless asked, and one must not log query strings (they carry platform ids on arrival).
+Production (see README): ``gunicorn -c python:gazepref.capture_site.gunicorn_conf -w 2 --threads 32
+-b 127.0.0.1:8000 'gazepref.capture_site.app:create_app()'`` behind a TLS proxy (the config module
+tells each worker gunicorn's thread count, :mod:`.gunicorn_conf`); gunicorn writes no access log
+unless asked, and one must not log query strings (they carry platform ids on arrival). A setting
+the site cannot start with raises :class:`SiteStartError`: one line, under gunicorn too.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from .config import load_config
 from .ratelimit import DbRateLimiter
 from .runtime import Site, close_db, ensure_study
 from .security import content_security_policy, csrf_token
-from .serving import worker_threads
+from .serving import gunicorn_threads, worker_threads
 from .validation import InvalidInput, check_request
 
 
@@ -293,6 +296,10 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
         resp.headers.setdefault("X-Frame-Options", "DENY")
         return resp
 
+    told = gunicorn_threads()
+    if threads_from == "$GAZEPREF_WORKER_THREADS" and told is not None and told != threads:
+        app.logger.warning("$GAZEPREF_WORKER_THREADS=%d overrides gunicorn's --threads %d for the per-process "
+                           "limits (unset it to follow --threads)", threads, told)
     if not app.testing:
         # What the imports and the app made lives as long as the server process (~190,000
         # objects: pandas, scikit-learn, SciPy, OpenCV): out of the cyclic garbage collector's

@@ -19,6 +19,11 @@ def note_worker_threads(n: int) -> None:
     _server_threads = max(1, int(n))
 
 
+def gunicorn_threads() -> int | None:
+    """What gunicorn told this worker (None: not under ``gazepref.capture_site.gunicorn_conf``)."""
+    return _server_threads
+
+
 def worker_threads(settings) -> tuple[int, str]:
     """The request threads of this server process and where the number comes from:
     ``$GAZEPREF_WORKER_THREADS`` (an override), else what gunicorn told the worker

@@ -13,7 +13,7 @@ from Python, tests).
 | ``GAZEPREF_INSTANCE`` | ``instance`` | the site's instance folder (SQLite database, secret key) | ``./instance`` |
 | ``GAZEPREF_DATABASE_URL`` | ``database_url`` | SQLAlchemy URL of the site's database (PostgreSQL: ``postgresql+psycopg://...``) | SQLite in the instance folder |
 | ``GAZEPREF_STUDY_CONFIG`` | ``study_config`` | the study's TOML file | the embedded demo study |
-| ``GAZEPREF_SECRET_KEY`` | ``secret_key`` | the site's session key | generated once into ``instance/secret_key`` |
+| ``GAZEPREF_SECRET_KEY`` | ``secret_key`` | the site's session key (every process and host the same) | generated once: into ``instance/secret_key`` (SQLite), into the database's ``site_secrets`` (PostgreSQL, shared by the hosts) |
 | ``GAZEPREF_GAZE_CONCURRENCY`` | ``gaze_concurrency`` | webcam frames in the gaze pipeline at once per process (0: no limit) | the CPU count |
 | ``GAZEPREF_GAZE_SHED_MS`` | ``gaze_shed_ms`` | frames reached later than this after their request arrived are stored without gaze (0: off) | 0 |
 | ``GAZEPREF_GAZE_WS_COMMIT_MS`` | ``gaze_ws_commit_ms`` | how often the WebSocket stores buffered gaze rows (0: every frame) | 500 |

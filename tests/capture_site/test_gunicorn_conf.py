@@ -54,6 +54,10 @@ def test_each_worker_learns_gunicorns_threads(tmp_path, threads, env, held):
     proc = serve_gunicorn(tmp_path / "instance", STUDY_TOML, port, threads=threads, **env)
     try:
         assert _held_sockets(port, held + 2) == held
+        if env:  # an override that differs from --threads is said once per worker
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            assert "$GAZEPREF_WORKER_THREADS=16 overrides gunicorn's --threads 8" in proc.stderr.read().decode()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
