@@ -28,7 +28,8 @@ def test_an_unusable_database_is_a_one_line_error(command, kind, tmp_path, monke
     assert "hunter2" not in err
 
 
-@pytest.mark.parametrize("url", ["postgres://gp:hunter2@db/gazepref", "mysql://gp:hunter2@db/gazepref", "gp:hunter2@db"])
+@pytest.mark.parametrize("url", ["postgres://gp:hunter2@db/gazepref", "mysql://gp:hunter2@db/gazepref",
+                                 "gp:hunter2@db"])
 @pytest.mark.parametrize("command", [["user", "add", "ada", "--password-stdin"], ["serve", "--port", "1"],
                                      ["data", "export", "demo", "--out", "x"]])
 def test_a_database_url_sqlalchemy_cannot_use_is_a_one_line_error(command, url, tmp_path, monkeypatch, capsys):
