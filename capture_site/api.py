@@ -8,11 +8,7 @@ for a forged token).
 """
 from __future__ import annotations
 
-
-import logging
-
 from flask import Blueprint, jsonify, request
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .. import store
@@ -28,6 +24,8 @@ class ApiError(Exception):
 
 
 def install_error_handlers(bp: Blueprint) -> None:
+    """JSON answers for the blueprint's errors (a database that cannot serve the request is the
+    app's own handler: 503 + Retry-After, ``{"error", "retry": true}``, ``app._DatabaseUnavailable``)."""
     @bp.errorhandler(ApiError)
     def _api_error(e: ApiError):
         headers = {"Retry-After": str(e.extra["retry_after"])} if "retry_after" in e.extra else {}
@@ -37,12 +35,6 @@ def install_error_handlers(bp: Blueprint) -> None:
     def _http_error(e: HTTPException):
         return jsonify(error=e.description or e.name), e.code
 
-    @bp.errorhandler(OperationalError)
-    def _database_unavailable(e: OperationalError):
-        # the database restarting or unreachable (the pool drops its dead connections): the
-        # pages' outbox and frame batches retry after Retry-After, and a resent batch is stored once
-        logging.getLogger(__name__).warning("database unavailable: %s", str(e.orig or e)[:200])
-        return jsonify(error="The database is briefly unavailable; retrying.", retry=True), 503, {"Retry-After": "1"}
 
 
 def request_token() -> ParticipantToken:

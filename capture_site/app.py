@@ -4,16 +4,21 @@
 (:class:`gazepref.settings.Settings`, read once here: ``GAZEPREF_INSTANCE``,
 ``GAZEPREF_DATABASE_URL``, ``GAZEPREF_STUDY_CONFIG``, ``GAZEPREF_SECRET_KEY`` and the gaze limits
 ``GAZEPREF_GAZE_*``), then embedded defaults: SQLite in the instance folder, the embedded demo study
-(offline demo LLM) and a secret key generated once into ``instance/secret_key``. Request handlers
-read ``app.config`` only, never the environment.
+(offline demo LLM) and a secret key generated once (into ``instance/secret_key`` with SQLite, into
+the database's ``site_secrets`` on a database server that several hosts may share). Request
+handlers read ``app.config`` only, never the environment.
 
-Production (see README): ``gunicorn -w 2 -k gthread --threads 32 -b 127.0.0.1:8000
-'gazepref.capture_site.app:create_app()'`` behind a TLS proxy; gunicorn writes no access log
-unless asked, and one must not log query strings (they carry platform ids on arrival).
+Production (see README): ``gunicorn -c python:gazepref.capture_site.gunicorn_conf -w 2 --threads 32
+-b 127.0.0.1:8000 'gazepref.capture_site.app:create_app()'`` behind a TLS proxy (the config module
+tells each worker gunicorn's thread count, :mod:`.gunicorn_conf`); gunicorn writes no access log
+unless asked, and one must not log query strings (they carry platform ids on arrival). A setting
+the site cannot start with raises :class:`SiteStartError`: one line, under gunicorn too.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
+import math
 import os
 import re
 import secrets
@@ -23,10 +28,11 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from markupsafe import Markup, escape
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from .. import store
+from .. import UserError, store
 from ..settings import Settings
 from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
@@ -34,10 +40,29 @@ from .config import load_config
 from .ratelimit import DbRateLimiter
 from .runtime import Site, close_db, ensure_study
 from .security import content_security_policy, csrf_token
+from .serving import gunicorn_threads, worker_threads
 from .validation import InvalidInput, check_request
 
 
-def _secret_key(instance: Path) -> str:
+def _secret_key(instance: Path, sessions) -> str:
+    """The site's secret key when none is set: with SQLite (one host) the instance's
+    ``secret_key`` file, created once; on a database server, which several hosts may share, the
+    ``site_secrets`` row, created once by the first server to start (from the instance's file
+    where one exists, so a host keeps the key it had), so every host signs with the same key
+    without anyone copying it."""
+    if sessions.kw["bind"].dialect.name == "sqlite":
+        return _file_secret_key(instance)
+    from sqlalchemy import select
+
+    path = instance / "secret_key"
+    candidate = path.read_text().strip() if path.is_file() else ""
+    with sessions() as s, s.begin():
+        store.insert_once(s, store.SiteSecret, ["name"], name="secret_key",
+                          value=candidate or secrets.token_hex(32))
+        return s.scalar(select(store.SiteSecret.value).where(store.SiteSecret.name == "secret_key"))
+
+
+def _file_secret_key(instance: Path) -> str:
     """The instance's secret key, created once; several starting processes agree on one file."""
     path = instance / "secret_key"
     if not path.exists():
@@ -54,14 +79,69 @@ def _secret_key(instance: Path) -> str:
 
 
 def _init_db(url: str):
-    engine = store.make_engine(url)
+    engine = store.make_engine(url)  # a URL it cannot use: one line (UserError)
     for attempt in range(5):  # several server processes may create the tables at once
         try:
             return store.init_db(engine)
-        except OperationalError:
-            if attempt == 4:
-                raise
+        except OperationalError as e:
+            if attempt == 4:  # a server that is down, a wrong password or database name
+                raise store.database_error(url, e) from None
             time.sleep(0.2 * (attempt + 1))
+
+
+try:  # under gunicorn, an app that cannot start is reported in its own line, without a traceback
+    from gunicorn.errors import AppImportError as _AppLoadError
+except ImportError:  # (gunicorn not installed)
+    class _AppLoadError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+class SiteStartError(UserError, _AppLoadError):
+    """A setting the site cannot start with (the database, the study file, an environment
+    variable, the instance folder): one line saying which and why. It is a
+    :class:`gazepref.UserError` (``gazepref serve`` prints it and exits with status 2) and
+    gunicorn's ``AppImportError``, which gunicorn prints as that one line, without a traceback,
+    and then stops ("App failed to load.") instead of starting worker after worker."""
+
+
+class _DatabaseUnavailable:
+    """The answer to a request the database could not serve (the server down or restarted, a
+    connection cut, the pool exhausted), on every page and API alike: ``503`` with
+    ``Retry-After`` (app config ``DB_RETRY_AFTER_S``, 1 s) and ``{"error", "retry": true}`` on the
+    API, as a restarting server answers (:mod:`.shutdown`), so the pages keep their batches and
+    send them again (a batch is stored once) and a participant's form or turn can be sent again;
+    never Flask's bare 500 page. Logged as one line (``gazepref.capture_site.app``, WARNING) at most
+    every ``DB_UNAVAILABLE_LOG_S`` (10 s) per process, with the count in between. Once the
+    database is back, the pool's dead connections are replaced (SQLAlchemy invalidates the pool
+    on the first disconnect it sees) and requests succeed again."""
+
+    def __init__(self, app: Flask):
+        import logging
+        import threading
+
+        self.log = logging.getLogger(__name__)
+        self.retry = str(max(1, math.ceil(float(app.config.get("DB_RETRY_AFTER_S", 1)))))
+        self.every_s = float(app.config.get("DB_UNAVAILABLE_LOG_S", 10.0))
+        self.lock, self.count, self.logged_at = threading.Lock(), 0, -math.inf
+
+    def answer(self, e: Exception):
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if now - self.logged_at >= self.every_s:
+                count, self.count, self.logged_at = self.count, 0, now
+            else:
+                count = 0
+        if count:
+            reason = " ".join(str(getattr(e, "orig", None) or e).split())[:300]
+            self.log.warning("database unavailable (%d request(s) answered 503 since the last such line): "
+                             "%s %s: %s", count, request.method, request.path, reason)
+        close_db()  # the request's session is in a failed transaction: the page draws without it
+        message = "The study's database cannot be reached right now; please try again in a few seconds."
+        headers = {"Retry-After": self.retry}
+        if request.path.startswith("/api/"):
+            return jsonify(error=message, retry=True), 503, headers
+        return render_template("error.html", message=message), 503, headers
 
 
 def instance_folder(path: str | None = None) -> Path:
@@ -91,8 +171,23 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
                settings: Settings | None = None) -> Flask:
     """The study site. ``settings``: default those of the running entry point (``gazepref serve``)
     or else the environment, read once here (:func:`gazepref.settings.current`); ``overrides`` win
-    over them."""
+    over them. A setting the site cannot start with raises :class:`SiteStartError` (one line)."""
+    try:
+        return _create_app(instance_path, overrides, settings)
+    except SiteStartError:
+        raise
+    except UserError as e:
+        raise SiteStartError(str(e)) from None
+    except OSError as e:  # the instance folder or the secret key file cannot be written
+        where = f"{e.filename}: " if e.filename else ""
+        raise SiteStartError(f"the study site cannot start: {where}{e.strerror or e}") from None
+
+
+def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
+                settings: Settings | None) -> Flask:
     settings = current_settings() if settings is None else settings
+    threads, threads_from = worker_threads(settings)  # gunicorn's --threads (gunicorn_conf), else the env
+    settings = dataclasses.replace(settings, worker_threads=threads)
     instance = instance_folder(instance_path)
     app = Flask(__name__, instance_path=str(instance), instance_relative_config=True)
     app.config.from_mapping(
@@ -103,6 +198,8 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         GAZE_SHED_MS=settings.gaze_shed_ms,
         GAZE_WS_COMMIT_MS=settings.gaze_ws_commit_ms,
         GAZE_WS_SKIP_STALE=settings.gaze_ws_skip_stale,
+        WORKER_THREADS=threads,  # this process's request threads (what the limits below derive from)
+        WORKER_THREADS_FROM=threads_from,  # "gunicorn --threads", "$GAZEPREF_WORKER_THREADS" or "default"
         GAZE_WS_MAX_PENDING=settings.gaze_ws_pending_cap,  # sockets waiting for their token (0: no cap)
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,
         INGEST_RATE_PER_S=settings.ingest_rate_per_s,  # per participant, all servers together
@@ -126,12 +223,14 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
 
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = _secret_key(instance)
-
     cfg = load_config(app.config["STUDY_CONFIG"])  # a bad key (the [gaze] table's too) fails here, naming it
-    sessions = _init_db(app.config["DATABASE_URL"])
-    ensure_study(sessions, cfg)
+    try:
+        sessions = _init_db(app.config["DATABASE_URL"])
+        ensure_study(sessions, cfg)
+        if not app.config["SECRET_KEY"]:
+            app.config["SECRET_KEY"] = _secret_key(instance, sessions)
+    except DBAPIError as e:  # e.g. a user without the right to create the tables
+        raise store.database_error(app.config["DATABASE_URL"], e) from None
     app.extensions["gazepref_settings"] = settings
     statements = store.autocommit_engine(sessions.kw["bind"])
     from .sqlite_checkpoint import install as install_checkpointer
@@ -179,6 +278,14 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
     def _invalid_input(e: InvalidInput):
         return _error(str(e), 400)
 
+    unavailable = _DatabaseUnavailable(app)
+
+    @app.errorhandler(OperationalError)  # the server down or restarted, a connection cut: try again
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)  # every pooled connection busy
+    def _database_unavailable(e: Exception):
+        return unavailable.answer(e)
+
     csp = content_security_policy()  # framable pages set their own (pages.framable)
 
     @app.after_request
@@ -189,6 +296,10 @@ def create_app(instance_path: str | None = None, overrides: dict[str, Any] | Non
         resp.headers.setdefault("X-Frame-Options", "DENY")
         return resp
 
+    told = gunicorn_threads()
+    if threads_from == "$GAZEPREF_WORKER_THREADS" and told is not None and told != threads:
+        app.logger.warning("$GAZEPREF_WORKER_THREADS=%d overrides gunicorn's --threads %d for the per-process "
+                           "limits (unset it to follow --threads)", threads, told)
     if not app.testing:
         # What the imports and the app made lives as long as the server process (~190,000
         # objects: pandas, scikit-learn, SciPy, OpenCV): out of the cyclic garbage collector's

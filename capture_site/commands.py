@@ -60,8 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["STUDY_CONFIG"] = args.config
     if args.db:
         overrides["DATABASE_URL"] = store.database_url(args.db)
-    with _one_line_database_errors(store.database_url(args.db, args.instance)):
-        app = create_app(instance_path=args.instance, overrides=overrides)
+    app = create_app(instance_path=args.instance, overrides=overrides)  # a bad setting: one line (UserError)
     print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False,
             request_handler=RedactingRequestHandler, threaded=True)

@@ -89,7 +89,10 @@ def page_context() -> dict[str, Any]:
     screen-out hand-off of a participant without a camera), and whether the participant's
     window was last reported too small at their current step (the page then reports it only
     when it is large enough, :func:`note_window`)."""
-    cfg = _session_config()
+    try:
+        cfg = _session_config()
+    except SQLAlchemyError:  # (the database is away: the page draws with the defaults)
+        cfg = None
     viewport = cfg.min_viewport if cfg is not None else (0, 0)
     handoff = screen_out(cfg, session.get("platform"), handoff_params()) if any(viewport) else None
     try:

@@ -13,13 +13,13 @@ from Python, tests).
 | ``GAZEPREF_INSTANCE`` | ``instance`` | the site's instance folder (SQLite database, secret key) | ``./instance`` |
 | ``GAZEPREF_DATABASE_URL`` | ``database_url`` | SQLAlchemy URL of the site's database (PostgreSQL: ``postgresql+psycopg://...``) | SQLite in the instance folder |
 | ``GAZEPREF_STUDY_CONFIG`` | ``study_config`` | the study's TOML file | the embedded demo study |
-| ``GAZEPREF_SECRET_KEY`` | ``secret_key`` | the site's session key | generated once into ``instance/secret_key`` |
+| ``GAZEPREF_SECRET_KEY`` | ``secret_key`` | the site's session key (every process and host the same) | generated once: into ``instance/secret_key`` (SQLite), into the database's ``site_secrets`` (PostgreSQL, shared by the hosts) |
 | ``GAZEPREF_GAZE_CONCURRENCY`` | ``gaze_concurrency`` | webcam frames in the gaze pipeline at once per process (0: no limit) | the CPU count |
 | ``GAZEPREF_GAZE_SHED_MS`` | ``gaze_shed_ms`` | frames reached later than this after their request arrived are stored without gaze (0: off) | 0 |
 | ``GAZEPREF_GAZE_WS_COMMIT_MS`` | ``gaze_ws_commit_ms`` | how often the WebSocket stores buffered gaze rows (0: every frame) | 500 |
 | ``GAZEPREF_GAZE_WS_SKIP_STALE`` | ``gaze_ws_skip_stale`` | skip frames overtaken under overload (``0``/``false``/``no``/``off``: keep them) | on |
 | ``GAZEPREF_GAZE_WS_MAX_PENDING`` | ``gaze_ws_max_pending`` | WebSockets per process still waiting for their first message (the token); more are refused at once with "try again later" (0: no cap) | a quarter of ``worker_threads`` |
-| ``GAZEPREF_WORKER_THREADS`` | ``worker_threads`` | the request threads of each server process (gunicorn ``--threads``; per-process limits derive from it, it does not set it) | 32 |
+| ``GAZEPREF_WORKER_THREADS`` | ``worker_threads`` | the request threads of each server process (per-process limits derive from it, it does not set them); an override: under gunicorn started with ``-c python:gazepref.capture_site.gunicorn_conf`` the site reads gunicorn's ``--threads`` itself | gunicorn's ``--threads``, else 32 |
 | ``GAZEPREF_CACHE`` | ``cache`` | cache folder (unpacked archives, trained heads, embeddings, feature tables) | ``~/.cache/gazepref`` |
 | ``GAZEPREF_EMBED_CACHE`` | ``embed_cache`` | keep sentence embeddings on disk under the cache (``0``: off) | on |
 | ``GAZEPREF_DEVICE`` | ``device`` | torch device of the sentence encoder | ``cpu`` |
@@ -44,6 +44,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 _OFF = ("0", "false", "no", "off", "")
+
+#: request threads per server process assumed when neither ``$GAZEPREF_WORKER_THREADS`` nor the
+#: server (gunicorn under ``gazepref.capture_site.gunicorn_conf``) says (the documented ``--threads``)
+DEFAULT_WORKER_THREADS = 32
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -75,7 +79,7 @@ class Settings:
     gaze_ws_commit_ms: float = 500.0
     gaze_ws_skip_stale: bool = True
     gaze_ws_max_pending: int | None = None
-    worker_threads: int = 32
+    worker_threads: int | None = None  # None: the server's own count (gunicorn_conf), else 32
     cache: str | None = None
     embed_cache: bool = True
     device: str = "cpu"
@@ -113,6 +117,7 @@ class Settings:
 
         conc = _number(env, "GAZEPREF_GAZE_CONCURRENCY", None)
         pending = _number(env, "GAZEPREF_GAZE_WS_MAX_PENDING", None)
+        threads = _number(env, "GAZEPREF_WORKER_THREADS", None)
         return cls(
             instance=text("GAZEPREF_INSTANCE"),
             database_url=text("GAZEPREF_DATABASE_URL"),
@@ -123,7 +128,7 @@ class Settings:
             gaze_ws_commit_ms=max(0.0, float(_number(env, "GAZEPREF_GAZE_WS_COMMIT_MS", 500.0))),
             gaze_ws_skip_stale=_flag(env.get("GAZEPREF_GAZE_WS_SKIP_STALE"), True),
             gaze_ws_max_pending=None if pending is None else max(0, int(pending)),
-            worker_threads=max(1, int(_number(env, "GAZEPREF_WORKER_THREADS", 32))),
+            worker_threads=None if threads is None else max(1, int(threads)),
             cache=text("GAZEPREF_CACHE"),
             embed_cache=env.get("GAZEPREF_EMBED_CACHE", "1") != "0",
             device=text("GAZEPREF_DEVICE") or "cpu",
@@ -150,14 +155,21 @@ class Settings:
         return os.cpu_count() or 0
 
     @property
+    def threads(self) -> int:
+        """The request threads of each server process: ``worker_threads``, else
+        :data:`DEFAULT_WORKER_THREADS` (the site fills ``worker_threads`` in from gunicorn's
+        ``--threads`` when it runs under ``gazepref.capture_site.gunicorn_conf``)."""
+        return self.worker_threads or DEFAULT_WORKER_THREADS
+
+    @property
     def gaze_ws_pending_cap(self) -> int:
         """WebSockets per process that may wait for their first message at once (0: no cap):
-        ``gaze_ws_max_pending``, else a quarter of ``worker_threads`` (at least 2): each waiting
+        ``gaze_ws_max_pending``, else a quarter of :attr:`threads` (at least 2): each waiting
         socket holds a request thread, so sockets that never authenticate can hold at most a
         quarter of a worker's threads and the other three quarters stay for participants."""
         if self.gaze_ws_max_pending is not None:
             return self.gaze_ws_max_pending
-        return max(2, self.worker_threads // 4)
+        return max(2, self.threads // 4)
 
     def __repr__(self) -> str:  # never print secrets
         hidden = {"secret_key", "llm_api_key", "database_url"}

@@ -222,6 +222,17 @@ class ResearcherSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class SiteSecret(Base):
+    """A secret every server of one database shares: the site's session key (``secret_key``)
+    when no ``$GAZEPREF_SECRET_KEY`` is given on a database server (several hosts), generated once
+    by the first server to start (:func:`gazepref.capture_site.app.create_app`)."""
+
+    __tablename__ = "site_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class LoginThrottle(Base):
     """Failed researcher logins per key (an account or a client address, hashed): the back-off
     lives in the database, so several server processes and hosts share it."""
@@ -341,8 +352,10 @@ def safe_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: hide what looks like a password
+        import re
+
+        return re.sub(r":[^:@/]*@", ":***@", url)
 
 
 def database_error(url: str | None, exc: Exception, verb: str = "use") -> UserError:
@@ -355,10 +368,21 @@ def database_error(url: str | None, exc: Exception, verb: str = "use") -> UserEr
 
 
 def make_engine(url: str, **kw: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    A URL SQLAlchemy cannot read, or whose database or driver it does not know (``postgres://``,
+    a driver not installed), raises :class:`gazepref.UserError`: one line naming the URL (its
+    password hidden) and the form expected."""
+    from sqlalchemy.exc import ArgumentError
+
     if url.startswith("sqlite"):
         kw.setdefault("connect_args", {"check_same_thread": False, "timeout": 10})
-    engine = create_engine(url, **kw)
+    try:
+        engine = create_engine(url, **kw)
+    except (ArgumentError, ImportError) as e:  # (NoSuchModuleError is an ArgumentError)
+        reason = " ".join(str(e).split())
+        raise UserError(f"not a usable database URL {safe_url(url)!r}: {reason} (PostgreSQL: "
+                        f"postgresql+psycopg://USER:PASSWORD@HOST/DATABASE; SQLite: sqlite:///PATH)") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -161,21 +161,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_gunicorn(instance: Path, study: Path, port: int, database_url: str | None = None,
-                   **env_vars: str) -> subprocess.Popen:
-    """gunicorn (1 gthread worker) serving the site of ``instance`` (secret "test-secret", as
-    the ``make_app`` fixture) on 127.0.0.1:``port``; returns once it answers. Started as
-    ``python -m gunicorn``: the venv's script may name another interpreter. ``database_url``:
-    the database (default the instance's SQLite); ``env_vars``: more environment variables."""
-    env = {**os.environ, "GAZEPREF_INSTANCE": str(instance), "GAZEPREF_STUDY_CONFIG": str(study),
-           "GAZEPREF_SECRET_KEY": "test-secret", **env_vars}
-    env.pop("GAZEPREF_DATABASE_URL", None)
+def gunicorn_command(port: int, threads: int = 8) -> list[str]:
+    """The documented gunicorn command (docs/STUDY_SITE.md: the site's gunicorn config module),
+    one worker of ``threads`` threads on 127.0.0.1:``port``. Run as ``python -m gunicorn``: the
+    venv's script may name another interpreter."""
+    return [sys.executable, "-m", "gunicorn", "-c", "python:gazepref.capture_site.gunicorn_conf",
+            "-w", "1", "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "30",
+            "gazepref.capture_site.app:create_app()"]
+
+
+def site_env(instance: Path, study: Path, database_url: str | None = None, secret: str | None = "test-secret",
+             **env_vars: str) -> dict[str, str]:
+    """The environment of a served site: ``instance``, ``study``, ``database_url`` (default the
+    instance's SQLite), the secret key (None: none given), ``env_vars`` on top."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GAZEPREF_DATABASE_URL", "GAZEPREF_SECRET_KEY", "GAZEPREF_WORKER_THREADS")}
+    env.update(GAZEPREF_INSTANCE=str(instance), GAZEPREF_STUDY_CONFIG=str(study))
+    if secret is not None:
+        env["GAZEPREF_SECRET_KEY"] = secret
     if database_url:
         env["GAZEPREF_DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8",
-                             "-b", f"127.0.0.1:{port}",
-                             "--graceful-timeout", "30", "gazepref.capture_site.app:create_app()"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env.update(env_vars)
+    return env
+
+
+def serve_gunicorn(instance: Path, study: Path, port: int, database_url: str | None = None,
+                   threads: int = 8, secret: str | None = "test-secret", **env_vars: str) -> subprocess.Popen:
+    """gunicorn (1 gthread worker, the documented command) serving the site of ``instance``
+    (secret "test-secret", as the ``make_app`` fixture) on 127.0.0.1:``port``; returns once it
+    answers. ``database_url``: the database (default the instance's SQLite); ``env_vars``: more
+    environment variables."""
+    env = site_env(instance, study, database_url, secret, **env_vars)
+    proc = subprocess.Popen(gunicorn_command(port, threads), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -28,6 +28,22 @@ def test_an_unusable_database_is_a_one_line_error(command, kind, tmp_path, monke
     assert "hunter2" not in err
 
 
+@pytest.mark.parametrize("url", ["postgres://gp:hunter2@db/gazepref", "mysql://gp:hunter2@db/gazepref",
+                                 "gp:hunter2@db"])
+@pytest.mark.parametrize("command", [["user", "add", "ada", "--password-stdin"], ["serve", "--port", "1"],
+                                     ["data", "export", "demo", "--out", "x"]])
+def test_a_database_url_sqlalchemy_cannot_use_is_a_one_line_error(command, url, tmp_path, monkeypatch, capsys):
+    """A URL in the wrong form (``postgres://``, a driver not installed, no scheme) in
+    $GAZEPREF_DATABASE_URL: one line naming it and the form expected, the password masked."""
+    monkeypatch.setenv("GAZEPREF_DATABASE_URL", url)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password\n"))
+    monkeypatch.chdir(tmp_path)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gazepref: error: ") and "not a usable database URL " in err and err.count("\n") == 1, err
+    assert "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE" in err and "hunter2" not in err
+
+
 # --------------------------------------------------------------------------- gazepref study check
 
 STUDY_FILE = __import__("pathlib").Path(__file__).with_name("study.toml")
@@ -84,10 +100,9 @@ def test_study_check_fails_as_the_site_start_does(problem, tmp_path, capsys):
     err = captured.err
     assert err.startswith(f"gazepref: error: {path}: ") and err.count("\n") == 1 and names in err
     assert captured.out == ""
-    from gazepref.capture_site.app import create_app
-    from gazepref.capture_site.config import ConfigError
+    from gazepref.capture_site.app import SiteStartError, create_app
 
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(SiteStartError) as raised:  # (a UserError: the line gunicorn and `serve` print)
         create_app(instance_path=str(tmp_path / "instance"),
                    overrides={"STUDY_CONFIG": str(path), "DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite'}"})
     assert err == f"gazepref: error: {raised.value}\n"

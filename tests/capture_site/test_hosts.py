@@ -4,30 +4,13 @@ twice, and the per-participant rate limit is the configured one for both servers
 from __future__ import annotations
 
 import signal
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from gazepref import store
 from sitetest import STUDY_TOML, HttpClient, Walker, free_port, serve_gunicorn
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url):
-    """A database of its own on the session's PostgreSQL server (other tests share ``postgres``)."""
-    name = f"hosts_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _batch(task: int, seq: int) -> dict:
@@ -91,3 +74,85 @@ def test_two_servers_one_database_alternating_requests(fresh_postgres, tmp_path)
                 store.StreamChunk.task_id == data["task"])) == 18 * 60
     finally:
         engine.dispose()
+
+
+def _host(folder: Path, url: str):
+    """One host's app as the documented command makes it, but without $GAZEPREF_SECRET_KEY."""
+    from gazepref.capture_site.app import create_app
+
+    return create_app(str(folder), {"TESTING": True, "STUDY_CONFIG": str(STUDY_TOML), "DATABASE_URL": url,
+                                    "SECRET_KEY": None})
+
+
+def test_hosts_without_a_secret_key_share_the_one_in_the_database(fresh_postgres, tmp_path):
+    """Two hosts started without $GAZEPREF_SECRET_KEY (each with its own instance folder) sign with
+    one key: the first to start keeps its instance file's key in the database, the next uses it,
+    so a participant's session and token made on one host work on the other."""
+    (tmp_path / "host0").mkdir()
+    (tmp_path / "host0" / "secret_key").write_text("the-key-host0-had\n")
+    hosts = [_host(tmp_path / "host0", fresh_postgres), _host(tmp_path / "host1", fresh_postgres)]
+    try:
+        assert [h.secret_key for h in hosts] == ["the-key-host0-had"] * 2
+        first, second = hosts[0].test_client(), hosts[1].test_client()
+        w = Walker(first, "ONE-KEY")
+        w.arrive()
+        assert w.consent().status_code == 200
+        second.set_cookie("session", first.get_cookie("session").value)
+        data = Walker(second).to_task()  # the session made on host 0 continues on host 1
+        assert Walker(first).chat_turn(data, 0, "a question about one key?")["index"] == 0
+    finally:
+        for h in hosts:
+            h.extensions["gazepref"].dispose()
+
+
+def _terminate(url: str, admin_url: str) -> None:
+    """End every connection to ``url``'s database (what a database restart does to them)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
+                      {"db": url.rsplit("/", 1)[1]})
+    admin.dispose()
+
+
+def test_database_restart_and_outage_answer_503_and_lose_nothing(fresh_postgres, postgres_url, tmp_path):
+    """A request the database cannot serve (its connections cut by a restart, or the database
+    gone) is answered 503 with Retry-After and "retry" (the pages send it again; a page gets the
+    site's error page), never a bare 500; after a restart the next requests succeed and the
+    resent batch is stored once."""
+    app = _host(tmp_path / "host", fresh_postgres)
+    try:
+        client = app.test_client()
+        w = Walker(client, "RESTART")
+        w.arrive()
+        w.consent()
+        data = w.to_task()
+        headers = {"X-Participant-Token": data["token"]}
+        _terminate(fresh_postgres, postgres_url)
+        answers = []
+        for _ in range(4):  # the batch, resent as the page's outbox does until it is stored
+            r = client.post("/api/ingest", json=_batch(data["task"], 0), headers=headers)
+            answers.append(r.status_code)
+            if r.status_code == 200:
+                break
+            assert r.status_code == 503 and r.headers["Retry-After"] == "1" and r.json["retry"], r.text
+        assert answers[-1] == 200 and len(answers) <= 3, answers  # (each pool finds its cut connections once)
+        page = client.get("/step")
+        assert page.status_code in (200, 503)
+        assert client.get("/step").status_code == 200
+        with app.extensions["gazepref"].sessions() as s:
+            assert s.scalar(select(func.count()).select_from(store.StreamChunk)) == 1
+
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:  # the database gone for good
+            conn.execute(text(f'DROP DATABASE "{fresh_postgres.rsplit("/", 1)[1]}" WITH (FORCE)'))
+        admin.dispose()
+        r = client.post("/api/ingest", json=_batch(data["task"], 1), headers=headers)
+        assert r.status_code == 503 and r.json["retry"] and "database" in r.json["error"]
+        r = client.get("/step")
+        assert r.status_code == 503 and "database cannot be reached" in r.text and "Traceback" not in r.text
+    finally:
+        app.extensions["gazepref"].dispose()

@@ -19,7 +19,8 @@ def test_defaults_when_nothing_is_set(monkeypatch):
     assert s == Settings()
     assert s.cache_dir == Path("/home/someone/.cache/gazepref")
     assert (s.gaze_shed_ms, s.gaze_ws_commit_ms, s.gaze_ws_skip_stale) == (0.0, 500.0, True)
-    assert (s.worker_threads, s.gaze_ws_max_pending, s.gaze_ws_pending_cap) == (32, None, 8)
+    # threads: unset (the server's own count when it tells, else 32)
+    assert (s.worker_threads, s.threads, s.gaze_ws_max_pending, s.gaze_ws_pending_cap) == (None, 32, None, 8)
     assert s.embed_cache and s.device == "cpu" and s.gaze_concurrency is None and s.gaze_slots >= 1
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from gazepref import schema, store
+from gazepref import UserError, schema, store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -152,3 +152,16 @@ def test_init_db_from_several_processes_at_once_on_postgresql(postgres_url: str)
         tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
     engine.dispose()
     assert set(store.Base.metadata.tables) <= tables
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("postgres://gp:hunter2@db/study", "Can't load plugin: sqlalchemy.dialects:postgres"),
+    ("postgresql+nosuchdriver://gp:hunter2@db/study", "Can't load plugin"),
+    ("gp:hunter2@db/study", "Could not parse SQLAlchemy URL"),
+])
+def test_make_engine_names_a_url_it_cannot_use_in_one_line(url, reason):
+    with pytest.raises(UserError) as e:
+        store.make_engine(url)
+    msg = str(e.value)
+    assert msg.startswith("not a usable database URL ") and reason in msg and "\n" not in msg
+    assert "hunter2" not in msg and "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE" in msg
