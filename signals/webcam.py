@@ -81,7 +81,9 @@ class FaceSample:
     None: no face found); ``width``/``height``: the picture's size; ``centre``: the mean of the
     468 face-mesh points (px); ``count``: faces in view; ``brightness``: mean grey level 0-255
     of the face box (the whole picture without a face); ``sharpness``: see :func:`_sharpness`;
-    ``patches``: eye name -> flattened patch of :func:`.eye_features.eye_patch` (None: none).
+    ``patches``: eye name -> flattened patch of :func:`.eye_features.eye_patch` (None: none);
+    ``clipped``: the share of the face box's grey pixels at 250 or above (saturated; NaN: not
+    measured, as in samples from the browser).
     """
 
     pts: np.ndarray | None
@@ -92,6 +94,11 @@ class FaceSample:
     brightness: float = math.nan
     sharpness: float = math.nan
     patches: dict[str, np.ndarray] | None = None
+    clipped: float = math.nan
+
+
+#: grey level from which a pixel counts as saturated (JPEG ringing keeps clipped areas at ~250-255)
+SATURATED = 250
 
 
 def image_sample(grey: np.ndarray, faces: list[np.ndarray], patch_size: tuple[int, int] | None) -> FaceSample:
@@ -108,7 +115,8 @@ def image_sample(grey: np.ndarray, faces: list[np.ndarray], patch_size: tuple[in
     patches = None if patch_size is None else {
         eye.name: eye_features.eye_patch(grey, pts, eye, patch_size) for eye in eye_features.EYES}
     return FaceSample(pts, w, h, (cx, cy), len(faces), float(box.mean()) if box.size else float(grey.mean()),
-                      _sharpness(box), patches)
+                      _sharpness(box), patches,
+                      float(np.count_nonzero(box >= SATURATED)) / box.size if box.size else math.nan)
 
 
 def sample_landmarks(values: np.ndarray) -> np.ndarray:
@@ -131,6 +139,10 @@ class QualityThresholds:
     blink: float = 0.10  # mean eye aspect ratio below this: BLINK
     blink_relative: float = 0.5  # ... or below this fraction of the stream's recent median
     #  (looking down narrows the eyes by a third or so; a blink closes them)
+    overexposed: float = 0.5  # share of the face box saturated above this: OVEREXPOSED
+    #  (the lid, corner and iris edges that place the landmarks are then largely erased: on the
+    #  astronaut, 0.54 saturated raised gaze evaluate's error by a third, 0.69 gave iris offsets
+    #  3x off, and from ~0.7 the mesh lost the face; benchmarks/gaze_conditions.py)
 
 
 def _sharpness(grey_box: np.ndarray) -> float:
@@ -273,6 +285,8 @@ class GazeTracker:
             flags |= GazeFlag.TOO_DARK
         if row["face_sharpness"] < th.blur:
             flags |= GazeFlag.BLUR
+        if sample.clipped > th.overexposed:
+            flags |= GazeFlag.OVEREXPOSED
         if self._is_blink(eye_features.blink_score(row)):
             flags |= GazeFlag.BLINK
         row["confidence"] = _confidence(flags, row)
@@ -318,7 +332,7 @@ def _confidence(flags: int, row: dict[str, float]) -> float:
     """1 for a single, well-lit, sharp, open-eyed, frontal face; lower for each problem."""
     c = 1.0
     for bit, factor in ((GazeFlag.MULTIPLE_FACES, 0.7), (GazeFlag.TOO_DARK, 0.6), (GazeFlag.BLUR, 0.6),
-                        (GazeFlag.BLINK, 0.2)):
+                        (GazeFlag.OVEREXPOSED, 0.6), (GazeFlag.BLINK, 0.2)):
         if flags & bit:
             c *= factor
     turn = max(abs(row.get("head_yaw", 0.0)), abs(row.get("head_pitch", 0.0)))
