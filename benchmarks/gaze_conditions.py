@@ -282,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "jitter" in out:
         print(f"still face, {args.pictures} pictures, 640x480, eye span ~80 px (deg of the eye's turn)")
-        print("condition          found usable dark  blur  blink over  bright sharp  EAR   u_sd  v_sd  u_bias v_bias patch")
+        print("condition          found usable dark  blur  blink over  bright sharp  EAR   "
+              "u_sd  v_sd  u_bias v_bias patch")
         for r in out["jitter"]:
             print(f"{r['condition']:9s} {_f(r['strength'], '{}'):>7s}  {r['found']:.2f}  {r['usable']:.2f}  "
                   f"{r['dark']:.2f}  {r['blur']:.2f}  {r['blink']:.2f}  {r['over']:.2f}  "
                   f"{_f(r.get('brightness'), '{:5.0f}')}  "
                   f"{_f(r.get('sharpness'), '{:.3f}')} {_f(r.get('ear'), '{:.3f}')} "
-                  f"{_f(r.get('iris_u_sd_deg'))}  {_f(r.get('iris_v_sd_deg'))}  {_f(r.get('iris_u_bias_deg'), '{:+.2f}')}  "
+                  f"{_f(r.get('iris_u_sd_deg'))}  {_f(r.get('iris_v_sd_deg'))}  "
+                  f"{_f(r.get('iris_u_bias_deg'), '{:+.2f}')}  "
                   f"{_f(r.get('iris_v_bias_deg'), '{:+.2f}')}  {_f(r.get('patch_change'), '{:.3f}')}")
     if "error" in out:
         print(f"gaze evaluate, auto, {args.people} person(s) x {args.sessions} sessions x 16 targets, "
