@@ -177,7 +177,9 @@ export function sharpness(grey, w, box) {
   let least = Infinity;
   for (const [dy, dx, k] of [[0, 1, 1], [1, 0, 1], [1, 1, 0.5], [1, -1, 0.5]]) {
     for (let y = 0; y < dh; y++) {
-      for (let x = 0; x < dw; x++) d[y * dw + x] = (at(x + dx, y + dy) + at(x - dx, y - dy) - 2 * small[y * dw + x]) * k;
+      for (let x = 0; x < dw; x++) {
+        d[y * dw + x] = (at(x + dx, y + dy) + at(x - dx, y - dy) - 2 * small[y * dw + x]) * k;
+      }
     }
     least = Math.min(least, variance(d));
   }
@@ -234,12 +236,14 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
   }
   const clip = (v, hi) => Math.trunc(Math.min(Math.max(v, 0), hi));
   const box = [clip(lx, w - 1), clip(ly, h - 1), clip(hx, w - 1), clip(hy, h - 1)];
-  let sum = 0, count = 0;
-  for (let y = box[1]; y <= box[3]; y++) for (let x = box[0]; x <= box[2]; x++) { sum += grey[y * w + x]; count++; }
+  let sum = 0, count = 0, sat = 0; // sat: saturated pixels (webcam.SATURATED) for OVEREXPOSED
+  for (let y = box[1]; y <= box[3]; y++) {
+    for (let x = box[0]; x <= box[2]; x++) { const v = grey[y * w + x]; sum += v; count++; if (v >= 250) sat++; }
+  }
   const p = [];
   for (const [, a, b] of EYES) p.push(...eyePatch(grey, w, h, pts[a], pts[b], patchSize[0], patchSize[1]));
   return {
-    w, h, n: Math.min(faces.length, 2), b: r2(sum / count), s: r4(sharpness(grey, w, box)),
+    w, h, n: Math.min(faces.length, 2), b: r2(sum / count), s: r4(sharpness(grey, w, box)), o: r4(sat / count),
     c: [r2(cx / 468), r2(cy / 468)],
     lm: landmarks.flatMap((i) => [r2(pts[i][0]), r2(pts[i][1])]),
     p: p.map(r4),
