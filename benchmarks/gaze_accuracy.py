@@ -64,12 +64,19 @@ def placed(mirror: bool, scale: float, dx: float, dy: float, roll_deg: float, li
 
 
 def build_manifest(root: Path, sessions: int, seed: int, repeats: int = 1, noise: float = 0.0,
-                   face_scale: float = 1.0) -> Path:
+                   face_scale: float = 1.0, perturb=None, people: int = 2, jpeg_quality: int = 90) -> Path:
+    """Write the images and ``manifest.csv`` under ``root``; returns the manifest's path.
+
+    ``perturb(image, pts, person, session)``, when given, changes each image (BGR, after the
+    gaze and the sensor noise, before the JPEG; ``pts``: the face's landmarks, None where the mesh
+    found none) and returns the image to write (``benchmarks/gaze_conditions.py``); it must draw
+    its own random numbers, so that the pictures' random stream stays that of ``seed``.
+    ``people``: the first 1 or 2 of the astronaut and its mirror image."""
     rng = np.random.default_rng(seed)
     mesh = FaceMeshRunner(static_image_mode=True)
     rows = []
     try:
-        for person, mirror in (("a", False), ("b", True)):
+        for person, mirror in (("a", False), ("b", True))[:people]:
             for s in range(sessions):
                 pose = dict(scale=face_scale * rng.uniform(1.1, 1.4), dx=rng.uniform(-40, 40), dy=rng.uniform(-15, 15),
                             roll_deg=rng.uniform(-6, 6), light=rng.uniform(0.85, 1.1))
@@ -84,8 +91,10 @@ def build_manifest(root: Path, sessions: int, seed: int, repeats: int = 1, noise
                         image = look(image, faces[0], tuple(looked))
                     if noise:
                         image = np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8)
+                    if perturb is not None:
+                        image = perturb(image, faces[0] if faces else None, person, s)
                     name = f"{person}_s{s}_{r}_{i:02d}.jpg"
-                    cv2.imwrite(str(root / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                    cv2.imwrite(str(root / name), image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
                     rows.append({"image": name, "x": target[0], "y": target[1], "person": person, "session": f"s{s}"})
     finally:
         mesh.close()

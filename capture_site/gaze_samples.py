@@ -5,11 +5,14 @@ The page (capture_site/static/facemesh.js) runs the face mesh itself and sends, 
 picture, one JSON object instead of the picture::
 
     {"t": ms, "w": width, "h": height, "n": faces in view, "b": brightness 0-255,
-     "s": sharpness, "c": [cx, cy], "lm": [x, y, ...], "p": [patch values 0-1, ...]}
+     "s": sharpness, "o": saturated share 0-1, "c": [cx, cy], "lm": [x, y, ...],
+     "p": [patch values 0-1, ...]}
 
 ``lm`` holds the (x, y) pixel coordinates of the landmarks of
 :data:`gazepref.signals.webcam.SAMPLE_LANDMARKS` in that order; ``p`` the left eye's then the
-right eye's 10x6 patch (:func:`gazepref.signals.eye_features.eye_patch`); ``c``, ``lm`` and
+right eye's 10x6 patch (:func:`gazepref.signals.eye_features.eye_patch`); ``o`` the share of
+the face box's grey pixels at ``webcam.SATURATED`` (250) or above (``FaceSample.clipped``, for
+the OVEREXPOSED flag; optional: a page without it is never flagged); ``c``, ``lm``, ``o`` and
 ``p`` are left out when no face was found (``n`` = 0). The server turns each sample into a gaze
 row with :meth:`~gazepref.signals.webcam.GazeTracker.process_sample`: the same feature code as
 for pictures.
@@ -87,11 +90,11 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
         heads.append((int(w), int(h), n, float(b)))
         if not n:
             continue
-        sharp, c, lm, p = s.get("s"), s.get("c"), s.get("lm"), s.get("p")
+        sharp, c, lm, p, o = s.get("s"), s.get("c"), s.get("lm"), s.get("p"), s.get("o")
         if not (sharp is None or _finite(sharp)) or type(c) is not list or type(lm) is not list or not (
-                p is None or type(p) is list):
+                p is None or type(p) is list) or not (o is None or (_finite(o) and 0 <= o <= 1)):
             raise _Irregular
-        faces.append((len(heads) - 1, math.nan if sharp is None else float(sharp)))
+        faces.append((len(heads) - 1, math.nan if sharp is None else float(sharp), math.nan if o is None else float(o)))
         centres.append(c)
         lms.append(lm)
         patch_of.append(-1 if p is None else len(patch_rows))
@@ -108,10 +111,10 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
     pts = sample_landmarks(lm)
     patches = patches.astype(np.float32)
     out = [FaceSample(None, w, h, brightness=b) for w, h, _, b in heads]
-    for k, ((i, sharp), j) in enumerate(zip(faces, patch_of)):
+    for k, ((i, sharp, clipped), j) in enumerate(zip(faces, patch_of)):
         w, h, n, b = heads[i]
         eyes = None if j < 0 else {eye.name: patches[j, e * n_patch:(e + 1) * n_patch] for e, eye in enumerate(EYES)}
-        out[i] = FaceSample(pts[k], w, h, (float(centre[k, 0]), float(centre[k, 1])), n, b, sharp, eyes)
+        out[i] = FaceSample(pts[k], w, h, (float(centre[k, 0]), float(centre[k, 1])), n, b, sharp, eyes, clipped)
     return out, times
 
 
@@ -138,6 +141,10 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
             continue
         sharp = s.get("s")
         sharp = math.nan if sharp is None else _num(sharp, f"{where}.s")  # NaN: the box was too small
+        clipped = s.get("o")
+        clipped = math.nan if clipped is None else _num(clipped, f"{where}.o")  # NaN: not sent
+        if not (math.isnan(clipped) or 0 <= clipped <= 1):
+            raise ApiError(400, f"{where}.o must be a share between 0 and 1")
         centre = _nums(s.get("c"), 2, f"{where}.c")
         lm = _nums(s.get("lm"), 2 * len(SAMPLE_LANDMARKS), f"{where}.lm")
         patches = s.get("p")
@@ -145,7 +152,7 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
             p = _nums(patches, n_patch * len(EYES), f"{where}.p").astype(np.float32)
             patches = {eye.name: p[k * n_patch:(k + 1) * n_patch] for k, eye in enumerate(EYES)}
         out.append(FaceSample(sample_landmarks(lm), int(w), int(h), (float(centre[0]), float(centre[1])), n,
-                              brightness, sharp, patches))
+                              brightness, sharp, patches, clipped))
         times.append(t)
     return out, times
 

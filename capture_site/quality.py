@@ -178,6 +178,7 @@ _FACE_REASONS = {  # by the face status code (gazepref.signals.framing.framing_a
     "no-face": "no face in the camera picture",
     "far": "face too far from the camera",
     "near": "face too close to the camera",
+    "bright": "face over-exposed (too much light on it)",
     "several": "several faces in view",
     "left": "face not in the middle of the picture", "right": "face not in the middle of the picture",
     "up": "face not in the middle of the picture", "down": "face not in the middle of the picture",

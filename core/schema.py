@@ -180,6 +180,7 @@ class GazeFlag:
     UNCALIBRATED = 64
     DROPPED = 128  # frame not processed: the server was behind (load shedding)
     CALIBRATION_FAILED = 256  # no calibration attempt passed validation: no gaze estimate (x/y NaN)
+    OVEREXPOSED = 512  # over half the face box saturated (grey >= 250): the landmarks are unreliable
 
 
 def conform(stream: str, table: pa.Table) -> pa.Table:

@@ -72,7 +72,8 @@ def framing_advice(row: Mapping[str, float] | None, bounds: tuple[float, float] 
     """``(code, message)`` for the participant about the frame whose tracker row is ``row``.
 
     Codes: ``"ok"``, ``"no-frame"``, ``"dark"`` (the picture is (nearly) black: covered lens,
-    camera off, a dark room), ``"no-face"``, ``"several"``, ``"far"``, ``"near"``, ``"left"`` /
+    camera off, a dark room), ``"bright"`` (the face largely saturated), ``"no-face"``,
+    ``"several"``, ``"far"``, ``"near"``, ``"left"`` /
     ``"right"`` / ``"up"`` / ``"down"`` (move that way, as seen in the mirrored preview). The
     image is the camera's (not mirrored): a face in its left part sits to the participant's right.
     """
@@ -89,6 +90,9 @@ def framing_advice(row: Mapping[str, float] | None, bounds: tuple[float, float] 
         return "several", "Several faces are in view: make sure only you are in the picture."
     if flags & GazeFlag.TOO_DARK:
         return "dark", "Your face is too dark: turn on a light in front of you (not behind you)."
+    if flags & GazeFlag.OVEREXPOSED:
+        return "bright", ("Your face is too bright: dim or move the light shining on it, "
+                          "or move out of direct sunlight.")
     size, fx, fy = row.get("face_size", math.nan), row.get("face_x", math.nan), row.get("face_y", math.nan)
     if math.isfinite(size) and size < lo:
         return "far", "You are too far from the camera: move closer (about an arm's length from the screen)."

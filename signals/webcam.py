@@ -49,7 +49,7 @@ FACE_COLUMNS = (
     "face_size",  # outer-eye-corner distance / image width
     "face_count",  # faces in view (0, 1, 2 = two or more; video: from the last FaceCounter check)
     "face_brightness",  # mean grey level 0-255 of the face box (whole frame when no face)
-    "face_sharpness",  # variance of the Laplacian / variance of the face box, resized to 64 px wide
+    "face_sharpness",  # least sharp direction's second-difference variance / face box variance, at 64 px wide
 )
 
 
@@ -81,7 +81,9 @@ class FaceSample:
     None: no face found); ``width``/``height``: the picture's size; ``centre``: the mean of the
     468 face-mesh points (px); ``count``: faces in view; ``brightness``: mean grey level 0-255
     of the face box (the whole picture without a face); ``sharpness``: see :func:`_sharpness`;
-    ``patches``: eye name -> flattened patch of :func:`.eye_features.eye_patch` (None: none).
+    ``patches``: eye name -> flattened patch of :func:`.eye_features.eye_patch` (None: none);
+    ``clipped``: the share of the face box's grey pixels at 250 or above (saturated; NaN: not
+    measured, as in samples from the browser).
     """
 
     pts: np.ndarray | None
@@ -92,6 +94,11 @@ class FaceSample:
     brightness: float = math.nan
     sharpness: float = math.nan
     patches: dict[str, np.ndarray] | None = None
+    clipped: float = math.nan
+
+
+#: grey level from which a pixel counts as saturated (JPEG ringing keeps clipped areas at ~250-255)
+SATURATED = 250
 
 
 def image_sample(grey: np.ndarray, faces: list[np.ndarray], patch_size: tuple[int, int] | None) -> FaceSample:
@@ -108,7 +115,8 @@ def image_sample(grey: np.ndarray, faces: list[np.ndarray], patch_size: tuple[in
     patches = None if patch_size is None else {
         eye.name: eye_features.eye_patch(grey, pts, eye, patch_size) for eye in eye_features.EYES}
     return FaceSample(pts, w, h, (cx, cy), len(faces), float(box.mean()) if box.size else float(grey.mean()),
-                      _sharpness(box), patches)
+                      _sharpness(box), patches,
+                      float(np.count_nonzero(box >= SATURATED)) / box.size if box.size else math.nan)
 
 
 def sample_landmarks(values: np.ndarray) -> np.ndarray:
@@ -127,21 +135,47 @@ class QualityThresholds:
     """Limits for the quality flags."""
 
     too_dark: float = 40.0  # mean grey level of the face box (or frame) below this: TOO_DARK
-    blur: float = 0.02  # face_sharpness below this: BLUR (sharp faces: ~0.1-0.5)
+    blur: float = 0.015  # face_sharpness below this: BLUR (the sharp astronaut ~0.04-0.055; a motion
+    #  smear as long as the iris is wide ~0.006-0.012, half as long ~0.016-0.03: _sharpness)
     blink: float = 0.10  # mean eye aspect ratio below this: BLINK
     blink_relative: float = 0.5  # ... or below this fraction of the stream's recent median
     #  (looking down narrows the eyes by a third or so; a blink closes them)
+    overexposed: float = 0.5  # share of the face box saturated above this: OVEREXPOSED
+    #  (the lid, corner and iris edges that place the landmarks are then largely erased: on the
+    #  astronaut, 0.54 saturated raised gaze evaluate's error by a third, 0.69 gave iris offsets
+    #  3x off, and from ~0.7 the mesh lost the face; benchmarks/gaze_conditions.py)
+
+
+#: :func:`_sharpness`' second differences along the horizontal, the vertical and both diagonals
+#: (correlation kernels); a diagonal step is sqrt(2) px long and a second difference grows with
+#: the step squared, so the diagonal ones are halved
+_SECOND_DIFFERENCES = tuple(np.array(k, np.float64) for k in (
+    [[0, 0, 0], [1, -2, 1], [0, 0, 0]], [[0, 1, 0], [0, -2, 0], [0, 1, 0]],
+    [[0.5, 0, 0], [0, -1, 0], [0, 0, 0.5]], [[0, 0, 0.5], [0, -1, 0], [0.5, 0, 0]]))
 
 
 def _sharpness(grey_box: np.ndarray) -> float:
-    """Contrast-normalised focus measure: var(Laplacian) / var(image) of the box at 64 px wide
-    (independent of face size and lighting; drops ~10x for a blur of 1.5 px at that size)."""
+    """Contrast-normalised focus measure of the least sharp direction: the box resized to 64 px
+    wide, the variance of its second difference along each of 4 directions (horizontal,
+    vertical, both diagonals: :data:`_SECOND_DIFFERENCES`; edge pixels reflected as
+    ``cv2.BORDER_REFLECT_101``), the smallest divided by the box's variance (independent of
+    face size and lighting).
+
+    Motion blur, a webcam's usual blur (the head moves during the exposure), smears one
+    direction only: an isotropic measure (the Laplacian's variance, used before) keeps the
+    other direction's detail and fell only 3-4x for a smear as long as the iris is wide, which
+    doubled ``gaze evaluate``'s one-round error, while the least sharp direction falls 5x. The
+    sharp astronaut gives ~0.04-0.055 (320-640 px pictures; sensor noise raises it)."""
     h, w = grey_box.shape[:2]
     if h < 4 or w < 4:
         return float("nan")
     small = cv2.resize(grey_box, (64, max(4, round(64 * h / w))), interpolation=cv2.INTER_AREA).astype(np.float64)
     var = small.var()
-    return float(cv2.Laplacian(small, cv2.CV_64F).var() / var) if var > 1e-6 else 0.0
+    if var <= 1e-6:
+        return 0.0
+    # filter2D's default border is BORDER_REFLECT_101; ~40 us more than one Laplacian
+    least = min(cv2.meanStdDev(cv2.filter2D(small, cv2.CV_64F, k))[1][0, 0] ** 2 for k in _SECOND_DIFFERENCES)
+    return float(least / var)
 
 
 class GazeTracker:
@@ -273,6 +307,8 @@ class GazeTracker:
             flags |= GazeFlag.TOO_DARK
         if row["face_sharpness"] < th.blur:
             flags |= GazeFlag.BLUR
+        if sample.clipped > th.overexposed:
+            flags |= GazeFlag.OVEREXPOSED
         if self._is_blink(eye_features.blink_score(row)):
             flags |= GazeFlag.BLINK
         row["confidence"] = _confidence(flags, row)
@@ -318,7 +354,7 @@ def _confidence(flags: int, row: dict[str, float]) -> float:
     """1 for a single, well-lit, sharp, open-eyed, frontal face; lower for each problem."""
     c = 1.0
     for bit, factor in ((GazeFlag.MULTIPLE_FACES, 0.7), (GazeFlag.TOO_DARK, 0.6), (GazeFlag.BLUR, 0.6),
-                        (GazeFlag.BLINK, 0.2)):
+                        (GazeFlag.OVEREXPOSED, 0.6), (GazeFlag.BLINK, 0.2)):
         if flags & bit:
             c *= factor
     turn = max(abs(row.get("head_yaw", 0.0)), abs(row.get("head_pitch", 0.0)))

@@ -156,7 +156,8 @@ function variance(a) {
   return s / a.length;
 }
 
-/** webcam._sharpness: var(Laplacian) / var(image) of the box at 64 px wide. */
+/** webcam._sharpness: the least sharp of 4 directions' second-difference variance over the
+ *  variance of the box at 64 px wide (diagonal steps scaled by 1/2). */
 export function sharpness(grey, w, box) {
   const [x0, y0, x1, y1] = box;
   const bw = x1 - x0 + 1, bh = y1 - y0 + 1;
@@ -167,14 +168,22 @@ export function sharpness(grey, w, box) {
   const small = areaResize(crop, bw, bh, dw, dh);
   const v = variance(small);
   if (!(v > 1e-6)) return 0;
-  const lap = new Float64Array(dw * dh);
   const at = (x, y) => { // BORDER_REFLECT_101
     x = x < 0 ? -x : x >= dw ? 2 * dw - 2 - x : x;
     y = y < 0 ? -y : y >= dh ? 2 * dh - 2 - y : y;
     return small[y * dw + x];
   };
-  for (let y = 0; y < dh; y++) for (let x = 0; x < dw; x++) lap[y * dw + x] = at(x - 1, y) + at(x + 1, y) + at(x, y - 1) + at(x, y + 1) - 4 * at(x, y);
-  return variance(lap) / v;
+  const d = new Float64Array(dw * dh);
+  let least = Infinity;
+  for (const [dy, dx, k] of [[0, 1, 1], [1, 0, 1], [1, 1, 0.5], [1, -1, 0.5]]) {
+    for (let y = 0; y < dh; y++) {
+      for (let x = 0; x < dw; x++) {
+        d[y * dw + x] = (at(x + dx, y + dy) + at(x - dx, y - dy) - 2 * small[y * dw + x]) * k;
+      }
+    }
+    least = Math.min(least, variance(d));
+  }
+  return least / v;
 }
 
 const r2 = (v) => Math.round(v * 100) / 100;
@@ -227,12 +236,14 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
   }
   const clip = (v, hi) => Math.trunc(Math.min(Math.max(v, 0), hi));
   const box = [clip(lx, w - 1), clip(ly, h - 1), clip(hx, w - 1), clip(hy, h - 1)];
-  let sum = 0, count = 0;
-  for (let y = box[1]; y <= box[3]; y++) for (let x = box[0]; x <= box[2]; x++) { sum += grey[y * w + x]; count++; }
+  let sum = 0, count = 0, sat = 0; // sat: saturated pixels (webcam.SATURATED) for OVEREXPOSED
+  for (let y = box[1]; y <= box[3]; y++) {
+    for (let x = box[0]; x <= box[2]; x++) { const v = grey[y * w + x]; sum += v; count++; if (v >= 250) sat++; }
+  }
   const p = [];
   for (const [, a, b] of EYES) p.push(...eyePatch(grey, w, h, pts[a], pts[b], patchSize[0], patchSize[1]));
   return {
-    w, h, n: Math.min(faces.length, 2), b: r2(sum / count), s: r4(sharpness(grey, w, box)),
+    w, h, n: Math.min(faces.length, 2), b: r2(sum / count), s: r4(sharpness(grey, w, box)), o: r4(sat / count),
     c: [r2(cx / 468), r2(cy / 468)],
     lm: landmarks.flatMap((i) => [r2(pts[i][0]), r2(pts[i][1])]),
     p: p.map(r4),

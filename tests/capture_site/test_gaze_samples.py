@@ -31,7 +31,7 @@ def page_sample(runner, img: np.ndarray, t: float) -> dict:
     s = image_sample(grey, runner.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), (10, 6))
     d = {"t": t, "w": s.width, "h": s.height, "n": s.count, "b": round(s.brightness, 2)}
     if s.pts is not None:
-        d |= {"s": round(s.sharpness, 4), "c": [round(v, 2) for v in s.centre],
+        d |= {"s": round(s.sharpness, 4), "o": round(s.clipped, 4), "c": [round(v, 2) for v in s.centre],
               "lm": [round(float(v), 2) for i in SAMPLE_LANDMARKS for v in s.pts[i]],
               "p": [round(float(v), 4) for e in EYES for v in s.patches[e.name]]}
     return d
@@ -130,6 +130,29 @@ def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(b
     # the fitted gains are arbitrary (here ~75 px per cm of sight); 36 px at most here
     assert np.allclose(gz[["x", "y"]].to_numpy(float), [[r["x"], r["y"]] for r in ref], atol=50.0)
     assert (gz["flags"].to_numpy(int) == [int(r["flags"]) for r in ref]).all()
+
+
+def test_an_overexposed_face_from_the_page_is_flagged_as_from_a_picture(runner):
+    """The page sends the face box's saturated share (``o``), so a face that is mostly saturated
+    carries OVEREXPOSED in browser mode too (from the picture: tests/signals/test_webcam.py);
+    a page that sends no ``o`` is never flagged, and a share outside 0-1 is refused."""
+    from gazepref.capture_site.api import ApiError
+    from gazepref.capture_site.gaze_samples import _parse_checked, parse_samples
+    from gazepref.schema import GazeFlag
+    from gazepref.signals.synthetic_face import face_frame
+
+    bright = page_sample(runner, face_frame(scale=1.0, size=(640, 480), brightness=1.8), 0.0)
+    normal = page_sample(runner, face_frame(scale=1.0, size=(640, 480)), 100.0)
+    assert bright["o"] > 0.5 and normal["o"] < 0.05
+    unsent = {k: v for k, v in bright.items() if k != "o"}
+    for read in (lambda b: parse_samples(b, 10), _parse_checked):  # the quick reading, the checked one
+        samples, _ = read([bright, normal, unsent])
+        with GazeTracker(static_image_mode=True) as tracker:
+            flags = [int(tracker.process_sample(s)["flags"]) & GazeFlag.OVEREXPOSED for s in samples[:3]]
+        assert flags == [GazeFlag.OVEREXPOSED, 0, 0]
+    for bad in (1.5, -0.1, "x"):  # (the quick reading hands these to the checked one, which names them)
+        with pytest.raises(ApiError, match=r"samples\[0\]\.o"):
+            parse_samples([dict(bright, o=bad)], 10)
 
 
 def test_server_mode_refuses_samples_and_keeping_pictures_needs_it(make_app, tmp_path):

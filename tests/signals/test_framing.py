@@ -44,6 +44,7 @@ def row_of(image):
     ("image-right", "right"),
     ("dim", "dark"),
     ("black", "dark"),              # a covered camera: "dark", not "no face found"
+    ("over-exposed", "bright"),     # most of the face saturated (webcam.QualityThresholds.overexposed)
     ("empty", "no-face"),
     ("two-faces", "several"),
 ])
@@ -60,6 +61,7 @@ def test_advice_for_real_framings(framing, code):
         "image-right": lambda: face_frame(0.9, dx=120),
         "dim": lambda: head_and_shoulders(brightness=0.2),
         "black": lambda: np.zeros((240, 320, 3), np.uint8),
+        "over-exposed": lambda: face_frame(1.0, size=(640, 480), brightness=1.8),
         "empty": lambda: np.full((240, 320, 3), 128, np.uint8),
         "two-faces": lambda: np.hstack([face_frame(0.9, size=(320, 480))] * 2),
     }
