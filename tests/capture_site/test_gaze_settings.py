@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from gazepref.capture_site.app import SiteStartError
 from gazepref.capture_site.config import ConfigError, load_config
 from gazepref.capture_site.gaze_settings import gaze_settings
 from gazepref.capture_site.plan import make_plan, make_steps
@@ -27,8 +28,8 @@ def test_keep_frames_needs_the_consent_flag(tmp_path, make_app):
     path = webcam_toml(tmp_path / "s.toml", "keep_frames = true")
     with pytest.raises(ConfigError, match="consent.camera_images = true"):
         gaze_settings(load_config(path))
-    with pytest.raises(ConfigError, match="keep_frames"):
-        make_app(STUDY_CONFIG=str(path))  # the site refuses to start
+    with pytest.raises(SiteStartError, match="keep_frames"):
+        make_app(STUDY_CONFIG=str(path))  # the site refuses to start, in one line
     ok = gaze_settings(load_config(webcam_toml(tmp_path / "ok.toml", "keep_frames = true", CONSENT)))
     assert ok.keep_frames
 

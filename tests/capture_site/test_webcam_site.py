@@ -640,11 +640,11 @@ def test_load_shedding_keeps_late_frames_as_dropped_rows(make_app, webcam_toml):
 
 
 def test_bad_gaze_settings_fail_at_start_naming_the_key(make_app, tmp_path, webcam_toml):
-    from gazepref.capture_site.config import ConfigError
+    from gazepref.capture_site.app import SiteStartError
 
     path = tmp_path / "bad.toml"
     path.write_text(webcam_toml.read_text().replace("calibration_points = 5", "calibration_points = 7"))
-    with pytest.raises(ConfigError, match="gaze.calibration_points must be 5, 9 or 13"):
+    with pytest.raises(SiteStartError, match="gaze.calibration_points must be 5, 9 or 13"):
         make_app(STUDY_CONFIG=str(path))
 
 
