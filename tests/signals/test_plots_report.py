@@ -5,6 +5,8 @@ import base64
 import json
 import re
 
+import pytest
+
 from gazepref.cli import main
 from gazepref.signals.plots.report import build_report, reward_section
 from gazepref.signals.plots.synthetic import ifllm_like, site_like
@@ -45,10 +47,16 @@ def test_report_site_form_without_reward_json():
     assert "No reward-model results given" in html
 
 
-def test_report_cli_on_the_sample(ifllm_sample, tmp_path):
+@pytest.mark.parametrize("as_json", [False, True])
+def test_report_cli_on_the_sample(ifllm_sample, tmp_path, capsys, as_json):
     out = tmp_path / "report.html"
     assert main(["report", str(ifllm_sample), "--participant", "worker_29e7a1a6", "--examples", "0",
-                 "--out", str(out)]) == 0
+                 "--out", str(out)] + ["--json"] * as_json) == 0
+    printed = capsys.readouterr().out
+    if as_json:
+        assert json.loads(printed) == {"out": str(out), "bytes": out.stat().st_size}
+    else:
+        assert printed.strip() == str(out)
     html = out.read_text()
     _check_self_contained(html)
     assert "worker_29e7a1a6" in html

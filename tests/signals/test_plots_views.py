@@ -76,6 +76,21 @@ def test_cli_plot_png_and_svg(ifllm_sample, tmp_path):
     assert text.lstrip().startswith("<?xml") and "<svg" in text and 'width="432pt"' in text  # 600 px at 100 dpi
 
 
+@pytest.mark.parametrize("argv, task_id, turn", [
+    (["heatmap"], "worker_29e7a1a6/155", 0),  # no --task: the first task with turns, named in the JSON
+    (["timeline", "-p", "worker_5a944891", "-t", "163", "-n", "3"], TASK, TURN),
+    (["attention", "-p", "worker_5a944891"], None, None),
+])
+def test_cli_plot_json_names_what_was_drawn(ifllm_sample, tmp_path, capsys, argv, task_id, turn):
+    import json
+
+    out = tmp_path / "v.png"
+    assert main(["plot", argv[0], str(ifllm_sample), *argv[1:], "--out", str(out), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == {"kind": argv[0], "out": str(out), "task_id": task_id, "turn": turn}
+    assert imread(out).shape[:2] == (800, 1200) or argv[0] == "heatmap"
+
+
 def test_cli_aggregate_for_one_participant(ifllm_sample, tmp_path):
     out = tmp_path / "q.png"
     assert main(["plot", "quality", str(ifllm_sample), "--participant", "worker_29e7a1a6", "--out", str(out)]) == 0
