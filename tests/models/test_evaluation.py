@@ -243,7 +243,8 @@ def test_seeds_with_different_folds_are_each_run():
     assert rep["models"]["implicit_logistic"]["accuracy"] == pytest.approx(np.mean(each))
 
 
-@pytest.mark.parametrize("seeds, says", [(1, "3 folds × 1 seed;"), (2, "3 folds × 2 seeds;")], ids=["one-seed", "two-seeds"])
+@pytest.mark.parametrize("seeds, says", [(1, "3 folds × 1 seed;"), (2, "3 folds × 2 seeds;")],
+                         ids=["one-seed", "two-seeds"])
 def test_markdown_table_of_the_sample_says_its_units(ifllm_sample, tmp_path, seeds, says):
     """``reward evaluate --markdown`` on the IFLLM sample: the accuracy column holds percentages
     (72.2, not 0.722) and its heading says so, as the HTML report's and docs' tables do; one seed is
