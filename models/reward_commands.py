@@ -129,8 +129,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.data:
             raise UserError("give DATA (or --train and --test)")
         data = ev.load_data(source_from_args(args, "data"), text_feedback=args.text_feedback, progress=True, features=args.features)
-        if len(data.y) < 2 * args.folds:
-            raise UserError(f"only {len(data.y)} labelled comparisons: too few for {args.folds}-fold CV")
+        from .cross_validation import n_folds
+
+        k = n_folds(data, args.protocol, args.folds)
+        if len(data.y) < 2 * k:
+            raise UserError(f"only {len(data.y)} labelled comparisons: too few for {k}-fold CV")
+        if k < args.folds:
+            print(f"note: {k} workers: CV grouped by worker runs {k} folds (leave-one-worker-out), not "
+                  f"{args.folds}", file=sys.stderr)
         report = ev.evaluate(data, _usable(models, data, args.models), protocol=args.protocol, folds=args.folds,
                              seeds=tuple(range(args.seeds)), progress=True)
         if report["seeds_run"] < args.seeds:

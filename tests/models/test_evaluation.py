@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -259,3 +261,20 @@ def test_markdown_table_of_the_sample_says_its_units(ifllm_sample, tmp_path, see
     head, _, row = [ln for ln in text.splitlines() if ln.startswith("| ")][:3]
     assert head.split(" | ")[2] == "accuracy %"
     assert 50 < float(row.split(" | ")[2].split(" ± ")[0]) <= 100
+
+
+@pytest.mark.parametrize("folds", [3, 5, 6, 10])
+def test_grouped_folds_reported_as_run(ifllm_sample, capsys, folds):
+    """The sample's 18 labelled comparisons come from 5 workers: grouped CV runs at most 5 folds
+    (leave-one-worker-out). The report's ``folds`` is what ran (``folds_asked`` what was asked,
+    when more), and --folds 10 runs as --folds 6 does (it was refused as 'too few comparisons'
+    while --folds 6 ran and was reported as 6 folds)."""
+    from gazepref.cli import main
+
+    assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule", "--seeds", "1",
+                 "--folds", str(folds), "--json"]) == 0
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert rep["workers"] == 5 and rep["folds"] == min(folds, 5)
+    assert rep.get("folds_asked") == (folds if folds > 5 else None)
+    assert ("runs 5 folds (leave-one-worker-out)" in err) == (folds > 5)
