@@ -83,6 +83,19 @@ def test_report_says_how_many_seeds_were_run(tmp_path):
     assert "2 seeds," in reward_section(rj)
 
 
+@pytest.mark.parametrize("seeds, folds, says", [
+    (1, 5, "5 folds, 1 seed, n = 18"), (2, 3, "3 folds, 2 seeds, n = 18"),
+    (1, 8, "5 folds, 1 seed, 8 folds asked, one per worker run, n = 18")])
+def test_report_header_of_a_sample_evaluation(ifllm_sample, tmp_path, capsys, seeds, folds, says):
+    """The reward table's header for ``reward evaluate --json`` on the IFLLM sample (5 workers):
+    one seed is "1 seed", and more folds than workers say how many ran and how many were asked."""
+    assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule", "--seeds", str(seeds),
+                 "--folds", str(folds), "--json"]) == 0
+    rj = tmp_path / "rm.json"
+    rj.write_text(capsys.readouterr().out)
+    assert says in re.sub(r"<[^>]+>", "", reward_section(rj))
+
+
 def test_report_says_where_its_behaviour_measures_come_from():
     """The behaviour section reads the feature table (cleaned samples, the region rule:
     docs/analyst_views.md); the report must not tell the reader they are raw, uncleaned samples."""
