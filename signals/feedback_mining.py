@@ -138,24 +138,31 @@ def mine_to_folder(source: str | os.PathLike, out: str | os.PathLike, fmt: str =
     convs = itertools.chain([] if first is None else [first], convs)
     if limit is not None:
         convs = itertools.islice(convs, limit)
+    created = not outp.exists()
     outp.mkdir(parents=True, exist_ok=True)
     tmp = outp / (TABLE + ".part")
     schema = _schema()
     kept: list[dict[str, Any]] = []
     counts: list[dict[str, Any]] = []
     batch: list[dict[str, Any]] = []
-    with pq.ParquetWriter(tmp, schema) as w:
-        for r in mine(progress(convs, desc="mining", enable=show_progress), backend=backend, classifier=classifier,
-                      base_url=base_url, model=model):
-            batch.append(r)
-            counts.append({k: r[k] for k in ("conversation_id", "nof", "ordinal", "sat", "confidence")})
-            if keep_rows:
-                kept.append(r)
-            if len(batch) >= 4096:
+    try:
+        with pq.ParquetWriter(tmp, schema) as w:
+            for r in mine(progress(convs, desc="mining", enable=show_progress), backend=backend,
+                          classifier=classifier, base_url=base_url, model=model):
+                batch.append(r)
+                counts.append({k: r[k] for k in ("conversation_id", "nof", "ordinal", "sat", "confidence")})
+                if keep_rows:
+                    kept.append(r)
+                if len(batch) >= 4096:
+                    w.write_table(pa.Table.from_pylist(batch, schema))
+                    batch = []
+            if batch:
                 w.write_table(pa.Table.from_pylist(batch, schema))
-                batch = []
-        if batch:
-            w.write_table(pa.Table.from_pylist(batch, schema))
+    except BaseException:  # a record refused by --strict, the LLM judge failing, Ctrl-C: leave no part file
+        tmp.unlink(missing_ok=True)
+        if created and not any(outp.iterdir()):
+            outp.rmdir()
+        raise
     os.replace(tmp, outp / TABLE)
     summary = {"source": str(source), "backend": backend, "table": str(outp / TABLE), **summarize(counts),
                "read": report.to_dict()}

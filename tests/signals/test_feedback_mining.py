@@ -180,3 +180,26 @@ def test_mined_rows_join_the_feature_tables_by_turn_id(source, ifllm_sample, fee
     assert len(both) == len(mined) > 20
     assert (both["turn_msg"] == 2 * both["turn"] + 1).all()
     assert (both["response"].str.len() == both["n_chars"]).all()
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--strict"], "chats.jsonl:7"),  # the broken record after six good ones
+    (["--backend", "llm", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], "LLM judge failed"),
+])
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_cli_mine_failing_midway_leaves_no_part_file(feedback_log, tmp_path, capsys, argv, msg, out_exists):
+    """Mining that fails after it began writing (a malformed record under --strict, the LLM judge
+    unreachable) is a one-line error and leaves neither feedback.parquet.part nor a folder it made."""
+    with feedback_log.open("a") as fh:
+        fh.write("{broken\n")
+    out = tmp_path / "o"
+    if out_exists:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    assert main(["feedback", "mine", str(feedback_log), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+    if out_exists:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()
