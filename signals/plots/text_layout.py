@@ -244,7 +244,11 @@ def draw_text(ax, boxes: WordBoxes, scale: float, color: str = "#1a1a1a", max_wo
             _line_text(ax, boxes.x[a], boxes.y[a] + boxes.h[a] / 2, " ".join(words[a:b]), fontsize=size_pt,
                        color=color, va="center_baseline", ha="left", family="DejaVu Sans", zorder=3, clip_on=True)
         return
+    # recorded boxes: the page's font is not the one drawn here, so a word DejaVu Sans sets wider
+    # than its box is drawn smaller to fit it (it ran into the next word: "movementsleep")
     for i, word in enumerate(boxes.words[:max_words]):
-        ax.text(boxes.x[i], boxes.y[i] + boxes.h[i] / 2, word, fontsize=size_pt, color=color,
-                va="center_baseline", ha="left", family="DejaVu Sans", zorder=3, clip_on=True,
-                fontweight="normal")
+        laid = text_width_em(word) * boxes.font_px
+        fit = min(1.0, float(boxes.w[i]) / laid) if laid > 0 and boxes.w[i] > 0 else 1.0
+        _line_text(ax, boxes.x[i], boxes.y[i] + boxes.h[i] / 2, word, fontsize=size_pt * fit, color=color,
+                   va="center_baseline", ha="left", family="DejaVu Sans", zorder=3, clip_on=True,
+                   fontweight="normal")

@@ -147,3 +147,45 @@ def test_reflowed_text_is_drawn_as_laid_out(ifllm_sample, kind, task, turn):
             assert x1 <= right + 0.5, (t.get_text(), x1 - right)
             n_lines += 1
     assert n_lines > 10
+
+
+@pytest.fixture(scope="module")
+def simulated_study(tmp_path_factory):
+    """A one-turn study recorded through the site by its simulator (word boxes in the layout
+    stream, measured for the page's font, not for the font the plots draw in)."""
+    from gazepref.cli import main
+
+    out = tmp_path_factory.mktemp("sim") / "sim"
+    assert main(["study", "simulate", "--participants", "1", "--tasks", "1", "--turns", "1", "--effect", "0.8",
+                 "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "scanpath"])
+def test_recorded_words_are_drawn_inside_their_boxes(simulated_study, kind):
+    """Site recordings draw each word at its recorded box; a word the plot's font sets wider than
+    its box ran into the next one ("movementsleep", "Whenash" on a simulated study). Every drawn
+    word ends inside its box."""
+    from gazepref.datasets.sources import open_source
+    from gazepref.signals.plots.plot_commands import make_plot
+
+    rec = open_source(simulated_study)
+    task = rec.turns()[0].task_id
+    fig = make_plot(kind, rec, task=task, turn=0)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    view = TurnView.load(rec, task=task, turn=0)
+    n_words = 0
+    for ax, pos in zip([ax for ax in fig.axes if ax.texts], view.positions):
+        b = view.boxes(pos)
+        right = {(round(float(x), 3), round(float(y + h / 2), 3)): float(x + w)
+                 for x, y, w, h in zip(b.x, b.y, b.w, b.h)}
+        inv = ax.transData.inverted()
+        for t in ax.texts:
+            if t.get_horizontalalignment() != "left":  # the scanpath's fixation numbers
+                continue
+            x, y = t.get_position()
+            x1 = inv.transform((t.get_window_extent(r).x1, 0))[0]
+            assert x1 <= right[(round(x, 3), round(y, 3))] + 0.5, t.get_text()
+            n_words += 1
+    assert n_words > 100
