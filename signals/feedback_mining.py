@@ -6,7 +6,10 @@ as feedback on that answer by :func:`gazepref.signals.text_feedback.classify_fee
 MiniLM + rules classifier by default, the LLM judge with ``backend="llm"``). Each row holds:
 
 ``conversation_id``, ``user_id`` (as the source gives it; ``None`` when it has none), ``turn``
-(0-based position of the assistant message in the conversation), ``model``, ``request`` (the
+(0-based position of the assistant message in the conversation, counting every message: not a
+recording's turn index), ``turn_id`` (the source's id of the answer's turn — a recording's
+``turn_id``, the key of its feature tables; WildChat's ``turn_identifier``; ``None`` when the source
+has none), ``model``, ``request`` (the
 nearest earlier user message), ``response`` (the answer), ``reaction`` (the user's next message),
 ``nof`` (category), ``sat`` (satisfied / neutral / dissatisfied), ``ordinal`` (the 1-5 level),
 ``level`` (its name) and ``confidence`` (the classifier's probability of its verdict).
@@ -43,8 +46,10 @@ from .text_feedback import CATEGORIES, ORDINAL_NAMES
 
 #: level -> name (the same scale as :data:`gazepref.signals.text_feedback.ORDINAL_NAMES`).
 LEVELS: dict[int, str] = dict(ORDINAL_NAMES)
-COLUMNS = ("conversation_id", "user_id", "turn", "model", "request", "response", "reaction", "nof", "sat",
-           "ordinal", "level", "confidence")
+COLUMNS = ("conversation_id", "user_id", "turn", "turn_id", "model", "request", "response", "reaction", "nof",
+           "sat", "ordinal", "level", "confidence")
+#: what a table must have to be read as mined (``turn_id`` came later: a table without it reads with None)
+REQUIRED = tuple(c for c in COLUMNS if c != "turn_id")
 TABLE = "feedback.parquet"
 SUMMARY = "summary.json"
 
@@ -70,7 +75,7 @@ def mine(conversations: Iterable[Conversation], backend: str = "offline", batch_
     for conv in conversations:
         for i, request, answer, reaction in conv.exchanges():
             buf.append({"conversation_id": conv.conversation_id, "user_id": conv.user_id, "turn": i,
-                        "model": answer.model, "request": request, "response": answer.text,
+                        "turn_id": answer.turn_id, "model": answer.model, "request": request, "response": answer.text,
                         "reaction": reaction.text})
         if len(buf) >= batch_size:
             yield from flush()
@@ -102,7 +107,7 @@ def _schema():
     import pyarrow as pa
 
     return pa.schema([("conversation_id", pa.string()), ("user_id", pa.string()), ("turn", pa.int32()),
-                      ("model", pa.string()), ("request", pa.string()), ("response", pa.string()),
+                      ("turn_id", pa.string()), ("model", pa.string()), ("request", pa.string()), ("response", pa.string()),
                       ("reaction", pa.string()), ("nof", pa.string()), ("sat", pa.string()),
                       ("ordinal", pa.int8()), ("level", pa.string()), ("confidence", pa.float32())])
 
@@ -133,24 +138,31 @@ def mine_to_folder(source: str | os.PathLike, out: str | os.PathLike, fmt: str =
     convs = itertools.chain([] if first is None else [first], convs)
     if limit is not None:
         convs = itertools.islice(convs, limit)
+    created = not outp.exists()
     outp.mkdir(parents=True, exist_ok=True)
     tmp = outp / (TABLE + ".part")
     schema = _schema()
     kept: list[dict[str, Any]] = []
     counts: list[dict[str, Any]] = []
     batch: list[dict[str, Any]] = []
-    with pq.ParquetWriter(tmp, schema) as w:
-        for r in mine(progress(convs, desc="mining", enable=show_progress), backend=backend, classifier=classifier,
-                      base_url=base_url, model=model):
-            batch.append(r)
-            counts.append({k: r[k] for k in ("conversation_id", "nof", "ordinal", "sat", "confidence")})
-            if keep_rows:
-                kept.append(r)
-            if len(batch) >= 4096:
+    try:
+        with pq.ParquetWriter(tmp, schema) as w:
+            for r in mine(progress(convs, desc="mining", enable=show_progress), backend=backend,
+                          classifier=classifier, base_url=base_url, model=model):
+                batch.append(r)
+                counts.append({k: r[k] for k in ("conversation_id", "nof", "ordinal", "sat", "confidence")})
+                if keep_rows:
+                    kept.append(r)
+                if len(batch) >= 4096:
+                    w.write_table(pa.Table.from_pylist(batch, schema))
+                    batch = []
+            if batch:
                 w.write_table(pa.Table.from_pylist(batch, schema))
-                batch = []
-        if batch:
-            w.write_table(pa.Table.from_pylist(batch, schema))
+    except BaseException:  # a record refused by --strict, the LLM judge failing, Ctrl-C: leave no part file
+        tmp.unlink(missing_ok=True)
+        if created and not any(outp.iterdir()):
+            outp.rmdir()
+        raise
     os.replace(tmp, outp / TABLE)
     summary = {"source": str(source), "backend": backend, "table": str(outp / TABLE), **summarize(counts),
                "read": report.to_dict()}
@@ -172,9 +184,11 @@ def read_mined(path: str | os.PathLike):
     if not p.exists():
         raise UserError(f"no mined feedback at {p} (run `gazepref feedback mine LOGS --out DIR`)")
     df = pd.read_parquet(p)
-    missing = [c for c in COLUMNS if c not in df.columns]
+    missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise UserError(f"{p}: not a mined feedback table (missing {', '.join(missing)})")
+    if "turn_id" not in df.columns:  # mined before turn_id was written
+        df.insert(df.columns.get_loc("turn") + 1, "turn_id", None)
     return df
 
 
@@ -191,7 +205,7 @@ def _has_columns(p: Path) -> bool:
         names = set(pq.read_schema(p).names)
     except Exception:  # noqa: BLE001 - not Parquet
         return False
-    return set(COLUMNS) <= names
+    return set(REQUIRED) <= names
 
 
 __all__ = ["COLUMNS", "LEVELS", "is_mined", "mine", "mine_to_folder", "read_mined", "summarize"]

@@ -75,14 +75,21 @@ def plain_text(fig: Figure) -> Figure:
     return fig
 
 
-def save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG or SVG (by the file suffix), exactly its pixel size."""
+def check_out(path: str | os.PathLike) -> tuple[Path, str]:
+    """``(path, format)`` of a figure's ``--out``: a one-line error for a suffix other than .png /
+    .svg or a folder that does not exist (checked before any drawing too)."""
     p = Path(path)
     fmt = p.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         raise UserError(f"--out must end in .png or .svg, not {p.name!r}")
     if p.parent and not p.parent.exists():
         raise UserError(f"no such folder for --out: {p.parent}")
+    return p, fmt
+
+
+def save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as PNG or SVG (by the file suffix), exactly its pixel size."""
+    p, fmt = check_out(path)
     with matplotlib.rc_context(RC):
         plain_text(fig).savefig(p, format=fmt, dpi=DPI)
     return p

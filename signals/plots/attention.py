@@ -32,7 +32,8 @@ def plot_attention(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE) -> Fi
     lab = r[r["outcome"].notna() & (r["g_text_ms"] > 0)]
     if lab.empty:
         return no_data(fig, "no labelled pairwise responses with gaze on the text")
-    axs = fig.subplots(1, 3, gridspec_kw=dict(left=0.06, right=0.98, bottom=0.1, top=0.86, wspace=0.28))
+    axs = fig.subplots(1, 3, gridspec_kw=dict(left=0.06, right=0.98, bottom=68 / fig.bbox.height,
+                                                    top=0.86, wspace=0.28))  # two-line x labels: px
     rel_cols = [f"g_sentpos_{i}" for i in range(N_BINS)]
     abs_cols = [f"g_sent_{i}" for i in range(N_SENT)]
     xs_rel = (np.arange(N_BINS) + 0.5) / N_BINS * 100
@@ -57,7 +58,7 @@ def plot_attention(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE) -> Fi
         grid = np.linspace(0, 1, 51)
         axs[2].plot(grid * 100, [(dep >= g).mean() * 100 for g in grid], color=st["color"], ls=st["ls"], lw=2,
                     label=f"{o} (median {np.median(dep):.0%})")
-    axs[0].set_xlabel("sentence position in the response (% of its sentences)")
+    axs[0].set_xlabel("sentence position in the response\n(% of its sentences)")
     axs[0].set_ylabel("mean gaze dwell per response (s)")
     axs[0].set_title("dwell by relative sentence position", loc="left")
     axs[0].set_xlim(0, 100)
@@ -67,7 +68,7 @@ def plot_attention(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE) -> Fi
     axs[1].set_title("dwell by sentence (responses that have it)", loc="left")
     axs[1].set_ylim(bottom=0)
     axs[1].set_xticks(range(1, N_SENT, 2))
-    axs[2].set_xlabel("depth in the response (% of characters)")
+    axs[2].set_xlabel("depth in the response\n(% of characters)")
     axs[2].set_ylabel("responses read at least that far (%)")
     axs[2].set_title("how far gaze reached", loc="left")
     axs[2].set_ylim(0, 102)

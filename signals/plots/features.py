@@ -108,7 +108,10 @@ def plot_features(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, featur
     n = len(feats)
     ncol = 3
     nrow = int(np.ceil(n / ncol))
-    axs = np.atleast_1d(fig.subplots(nrow, ncol, gridspec_kw=dict(left=0.06, right=0.98, bottom=0.08, top=0.86,
+    H = fig.bbox.height
+    # room above the panels for the three-line heading and the panels' two-line titles (px)
+    axs = np.atleast_1d(fig.subplots(nrow, ncol, gridspec_kw=dict(left=0.06, right=0.98, bottom=0.08,
+                                                                   top=1 - 105 / H,
                                                                    wspace=0.3, hspace=0.45))).ravel()
     colors = [PREFERRED, NOT_PREFERRED]
     paired = names[0] == "preferred"  # pairwise: the two responses of each turn are a pair
@@ -135,11 +138,11 @@ def plot_features(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, featur
                 diff = paired_differences(groups, col, fn)
                 pval = wilcoxon_signed_rank_p(diff)
                 if np.isfinite(pval):
-                    label = f"{label}   (p = {pval:.2g}, {np.sum(np.isfinite(diff) & (diff != 0))} pairs)"
+                    label = f"{label}\np = {pval:.2g} ({np.sum(np.isfinite(diff) & (diff != 0))} pairs)"
             elif all(ok) and len(data[0]) > 2 and len(data[1]) > 2:
                 pval = mann_whitney_p(data[0], data[1])
                 if np.isfinite(pval):
-                    label = f"{label}   (p = {pval:.2g})"
+                    label = f"{label}\np = {pval:.2g}"
             both = np.concatenate([d for d in data if len(d)])
             hi = float(np.percentile(both, 98)) if len(both) else 1.0
             if col != "g_depth" and len(both) and both.max() > hi * 1.3 and hi > 0:
@@ -151,8 +154,9 @@ def plot_features(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, featur
         ax.grid(axis="y", color="#e3e3e3", lw=0.6)
     for ax in axs[n:]:
         ax.axis("off")
-    fig.suptitle("Per-response behaviour by outcome — box: quartiles, line: median, whiskers: 1.5 IQR, dots: "
-                 "responses; " + ("p: Wilcoxon signed-rank over the turns' response pairs" if paired
-                                  else "p: Mann–Whitney (different turns, unpaired)"),
-                 x=0.01, ha="left", fontsize=12)
+    # three short lines: as one line the heading ran past the right edge of the default canvas
+    fig.suptitle("Per-response behaviour by outcome\nbox: quartiles, line: median, whiskers: 1.5 IQR, "
+                 "dots: responses\n" + ("p: Wilcoxon signed-rank over the turns' response pairs" if paired
+                                        else "p: Mann–Whitney (different turns, unpaired)"),
+                 x=0.01, y=1 - 6 / H, ha="left", va="top", fontsize=11)
     return fig

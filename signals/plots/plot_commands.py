@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", choices=("gaze", "mouse"), default="gaze", help="heatmap: which samples")
     p.add_argument("--max-fixations", type=int, default=80, help="scanpath: fixations drawn (default 80)")
     p.add_argument("--out", "-o", required=True, help="output file, .png or .svg")
+    p.add_argument("--json", action="store_true", help="print what was drawn as JSON: kind, out, task_id and "
+                   "turn (0-based; null for the aggregate views)")
     p.set_defaults(func=_plot)
 
     r = sub.add_parser(
@@ -44,12 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--participant", "-p", help="only this participant")
     r.add_argument("--examples", type=int, default=2, help="example turns drawn (heatmap + scanpath), default 2")
     r.add_argument("--jobs", type=int, default=None, help="reader threads (default 4)")
+    r.add_argument("--json", action="store_true", help="print the result as JSON: out, bytes")
     r.set_defaults(func=_report)
 
 
 def make_plot(kind: str, data, participant=None, task=None, turn=None, size=None, source="gaze", progress=False,
-              max_fixations: int = 80):
-    """The figure for ``gazepref plot KIND`` (also used by the dashboard)."""
+              max_fixations: int = 80, view=None):
+    """The figure for ``gazepref plot KIND`` (also used by the dashboard); ``view``: the turn views'
+    :class:`~gazepref.signals.plots._data.TurnView`, when already loaded."""
     from ... import UserError
     from ._common import parse_size
 
@@ -59,21 +63,21 @@ def make_plot(kind: str, data, participant=None, task=None, turn=None, size=None
     if kind == "heatmap":
         from .heatmap import plot_heatmap
 
-        return plot_heatmap(data, participant, task, turn, size=size, source=source)
+        return plot_heatmap(data, participant, task, turn, size=size, source=source, view=view)
     if kind == "scanpath":
         from .scanpath import plot_scanpath
 
         if max_fixations < 1:
             raise UserError("--max-fixations must be 1 or more")
-        return plot_scanpath(data, participant, task, turn, size=size, max_fixations=max_fixations)
+        return plot_scanpath(data, participant, task, turn, size=size, max_fixations=max_fixations, view=view)
     if kind == "mouse":
         from .mouse import plot_mouse
 
-        return plot_mouse(data, participant, task, turn, size=size)
+        return plot_mouse(data, participant, task, turn, size=size, view=view)
     if kind == "timeline":
         from .timeline import plot_timeline
 
-        return plot_timeline(data, participant, task, turn, size=size)
+        return plot_timeline(data, participant, task, turn, size=size, view=view)
     if turn is not None:
         raise UserError(f"--turn applies to {', '.join(_TURN_KINDS)}, not to {kind}")
     from .summary import collect
@@ -93,19 +97,28 @@ def make_plot(kind: str, data, participant=None, task=None, turn=None, size=None
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from ._common import save
+    from ...cli import emit
+    from ._common import check_out, save
 
-    fig = make_plot(args.kind, source_from_args(args, "data"), args.participant, args.task, args.turn, args.size, args.source,
-                    progress=True, max_fixations=args.max_fixations)
+    check_out(args.out)  # before the data is read and drawn
+    data, view = source_from_args(args, "data"), None
+    if args.kind in _TURN_KINDS:  # the turn drawn (without --task: the first with turns), for --json
+        from ._data import TurnView
+
+        view = TurnView.load(data, args.participant, args.task, args.turn)
+    fig = make_plot(args.kind, data, args.participant, args.task, args.turn, args.size, args.source,
+                    progress=True, max_fixations=args.max_fixations, view=view)
     out = save(fig, args.out)
-    print(out)
+    emit({"kind": args.kind, "out": str(out), "task_id": view.task_id if view else None,
+          "turn": view.turn.index if view else None}, args.json, lambda r: r["out"])
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
+    from ...cli import emit
     from .report import write_report
 
     out = write_report(source_from_args(args, "data"), args.out, reward_json=args.reward_json, participant=args.participant,
                        jobs=args.jobs, progress=True, n_examples=args.examples)
-    print(out)
+    emit({"out": str(out), "bytes": out.stat().st_size}, args.json, lambda r: r["out"])
     return 0

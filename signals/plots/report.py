@@ -101,7 +101,10 @@ def _reward_report(name: str, rep: dict) -> str:
         bits.append(f"{rep['folds']} folds")
     if rep.get("seeds"):
         asked, run = len(rep["seeds"]), rep.get("seeds_run", len(rep["seeds"]))
-        bits.append(f"{asked} seeds" if run == asked else f"{run} of {asked} seeds run (the others give the same folds)")
+        bits.append(f"{asked} seed{'s' if asked != 1 else ''}" if run == asked
+                    else f"{run} of {asked} seeds run (the others give the same folds)")
+    if rep.get("folds_asked"):  # grouped CV: more folds asked than there were workers
+        bits.append(f"{rep['folds_asked']} folds asked, one per worker run")
     for k in ("n", "n_train", "workers", "workers_test"):
         if k in rep:
             bits.append(f"{k.replace('_', ' ')} = {rep[k]}")

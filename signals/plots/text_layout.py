@@ -187,6 +187,40 @@ def from_layout(layout: pa.Table | pd.DataFrame, position: int, text: str, turn:
                      width, height, font, False)
 
 
+_UNHINTED = None  # the class of _unhinted_text_class (matplotlib is imported only when drawing)
+
+
+def _unhinted_text_class():
+    """A :class:`matplotlib.text.Text` measured and drawn without font hinting, so each glyph
+    advances as the font defines it, as :func:`reflow` laid the words out. Hinted (matplotlib's
+    default) at the small sizes of a response box, lines ran up to ~4 % wider than their boxes (past
+    the box's right edge) or ~6 % narrower, off the characters the samples are placed on."""
+    global _UNHINTED
+    if _UNHINTED is None:
+        import matplotlib
+        from matplotlib.text import Text
+
+        class UnhintedText(Text):
+            def draw(self, renderer):
+                with matplotlib.rc_context({"text.hinting": "no_hinting"}):
+                    return super().draw(renderer)
+
+            def get_window_extent(self, renderer=None, dpi=None):
+                with matplotlib.rc_context({"text.hinting": "no_hinting"}):
+                    return super().get_window_extent(renderer, dpi)
+
+        _UNHINTED = UnhintedText
+    return _UNHINTED
+
+
+def _line_text(ax, x: float, y: float, s: str, **kw):
+    """``ax.text`` with an unhinted :class:`~matplotlib.text.Text` (see :func:`_unhinted_text_class`)."""
+    t = _unhinted_text_class()(x, y, text=s, transform=ax.transData, **kw)
+    t.set_clip_path(ax.patch)
+    ax._add_text(t)
+    return t
+
+
 def draw_text(ax, boxes: WordBoxes, scale: float, color: str = "#1a1a1a", max_words: int = 6000) -> None:
     """Draw the words at their boxes. ``scale``: display px per content px (for the font size)."""
     from ._common import DPI
@@ -207,10 +241,14 @@ def draw_text(ax, boxes: WordBoxes, scale: float, color: str = "#1a1a1a", max_wo
         starts = np.flatnonzero(np.r_[True, line_keys[1:] != line_keys[:-1]])
         ends = np.r_[starts[1:], len(boxes)]
         for a, b in zip(starts.tolist(), ends.tolist()):
-            ax.text(boxes.x[a], boxes.y[a] + boxes.h[a] / 2, " ".join(words[a:b]), fontsize=size_pt, color=color,
-                    va="center_baseline", ha="left", family="DejaVu Sans", zorder=3, clip_on=True)
+            _line_text(ax, boxes.x[a], boxes.y[a] + boxes.h[a] / 2, " ".join(words[a:b]), fontsize=size_pt,
+                       color=color, va="center_baseline", ha="left", family="DejaVu Sans", zorder=3, clip_on=True)
         return
+    # recorded boxes: the page's font is not the one drawn here, so a word DejaVu Sans sets wider
+    # than its box is drawn smaller to fit it (it ran into the next word: "movementsleep")
     for i, word in enumerate(boxes.words[:max_words]):
-        ax.text(boxes.x[i], boxes.y[i] + boxes.h[i] / 2, word, fontsize=size_pt, color=color,
-                va="center_baseline", ha="left", family="DejaVu Sans", zorder=3, clip_on=True,
-                fontweight="normal")
+        laid = text_width_em(word) * boxes.font_px
+        fit = min(1.0, float(boxes.w[i]) / laid) if laid > 0 and boxes.w[i] > 0 else 1.0
+        _line_text(ax, boxes.x[i], boxes.y[i] + boxes.h[i] / 2, word, fontsize=size_pt * fit, color=color,
+                   va="center_baseline", ha="left", family="DejaVu Sans", zorder=3, clip_on=True,
+                   fontweight="normal")

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -241,3 +243,38 @@ def test_seeds_with_different_folds_are_each_run():
     rep = ev.evaluate(d, {"implicit_logistic": ("implicit", factory)}, folds=3, seeds=seeds, n_boot=10)
     assert rep["seeds_run"] == 4 and "3 folds × 4 seeds;" in ev.markdown(rep)
     assert rep["models"]["implicit_logistic"]["accuracy"] == pytest.approx(np.mean(each))
+
+
+@pytest.mark.parametrize("seeds, says", [(1, "3 folds × 1 seed;"), (2, "3 folds × 2 seeds;")],
+                         ids=["one-seed", "two-seeds"])
+def test_markdown_table_of_the_sample_says_its_units(ifllm_sample, tmp_path, seeds, says):
+    """``reward evaluate --markdown`` on the IFLLM sample: the accuracy column holds percentages
+    (72.2, not 0.722) and its heading says so, as the HTML report's and docs' tables do; one seed is
+    "1 seed"."""
+    from gazepref.cli import main
+
+    md = tmp_path / "table.md"
+    assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule", "--seeds", str(seeds),
+                 "--folds", "3", "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert says in text
+    head, _, row = [ln for ln in text.splitlines() if ln.startswith("| ")][:3]
+    assert head.split(" | ")[2] == "accuracy %"
+    assert 50 < float(row.split(" | ")[2].split(" ± ")[0]) <= 100
+
+
+@pytest.mark.parametrize("folds", [3, 5, 6, 10])
+def test_grouped_folds_reported_as_run(ifllm_sample, capsys, folds):
+    """The sample's 18 labelled comparisons come from 5 workers: grouped CV runs at most 5 folds
+    (leave-one-worker-out). The report's ``folds`` is what ran (``folds_asked`` what was asked,
+    when more), and --folds 10 runs as --folds 6 does (it was refused as 'too few comparisons'
+    while --folds 6 ran and was reported as 6 folds)."""
+    from gazepref.cli import main
+
+    assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule", "--seeds", "1",
+                 "--folds", str(folds), "--json"]) == 0
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert rep["workers"] == 5 and rep["folds"] == min(folds, 5)
+    assert rep.get("folds_asked") == (folds if folds > 5 else None)
+    assert ("runs 5 folds (leave-one-worker-out)" in err) == (folds > 5)

@@ -143,6 +143,22 @@ def test_unpaired_examples_for_kto(sample_turns, tmp_path):
     assert P.is_preference_data(tmp_path / "kto")
 
 
+@pytest.mark.parametrize("source", ["human", "ratings"])
+def test_unpaired_build_stats_count_the_turns(sample_turns, source):
+    """The KTO data's build stats (pairs/manifest.json, ``align --json``) count the recording as the
+    pairs' stats do: its pairwise turns (they said 0), and as unlabelled the pairwise turns the
+    source could not label and the pointwise turns without a label (they said 0)."""
+    pst, ust = P.BuildStats(), P.BuildStats()
+    pairs = P.build_pairs(sample_turns, source, stats=pst)
+    ex = P.build_unpaired(sample_turns, include_pairwise=True, pair_source=source, stats=ust)
+    assert ust.turns == pst.turns == len(sample_turns)
+    assert ust.pairwise_turns == pst.pairwise_turns == sum(t.pairwise for t in sample_turns) == 23
+    pointwise = [t for t in sample_turns if not t.pairwise]
+    labelled_pointwise = {e.turn_id for e in ex if e.label_source in ("better_than_previous", "likert")}
+    assert ust.unlabelled_or_tied == pst.unlabelled_or_tied + len(pointwise) - len(labelled_pointwise) > 0
+    assert ust.labelled == 2 * len(pairs) + len(labelled_pointwise) and ust.kept == len(ex)
+
+
 def test_unpaired_likert_rules():
     ex = P.build_unpaired([
         _turn("w/1", "w", 1, kind="pointwise", likert=(5, None), better=False),  # disagree → 0.6

@@ -75,6 +75,45 @@ def test_cli_evaluate_train_score(ifllm_sample, tmp_path, monkeypatch, capsys):
     assert main(["reward", "evaluate", "--train", str(ifllm_sample)]) == 2
 
 
+@pytest.fixture(scope="module")
+def sample_rm(ifllm_sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rm") / "rm"
+    assert main(["reward", "train", str(ifllm_sample), "--out", str(out), "--model", "length_rule"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample_comparisons(ifllm_sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("features")
+    assert main(["features", str(ifllm_sample), "--out", str(out), "--no-sentences", "--overwrite"]) == 0
+    return pd.read_parquet(out / "comparisons.parquet")
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path, dtype={"turn_id": str})
+    if path.suffix == ".json":
+        return pd.DataFrame(json.loads(path.read_text()))  # one JSON list
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl", ".json"])
+def test_scores_file_keys_join_the_feature_table(ifllm_sample, sample_rm, sample_comparisons, tmp_path, suffix):
+    """``reward score``'s file names its keys as ``gazepref features`` does (task_id, participant_id,
+    turn_id, turn): it joins comparisons.parquet one to one on them; ``.json`` is one JSON list."""
+    scores = tmp_path / f"s{suffix}"
+    assert main(["reward", "score", str(sample_rm), str(ifllm_sample), "--out", str(scores)]) == 0
+    df, comp = _read_scores(scores), sample_comparisons
+    keys = ["task_id", "participant_id", "turn_id", "turn"]
+    assert list(df.columns[:4]) == keys
+    df["turn_id"] = df["turn_id"].astype(str)
+    both = df.merge(comp[keys + ["model_l", "model_r"]].astype({"turn_id": str}), on=keys, validate="1:1")
+    assert len(both) == len(df) == len(comp) == 23
+    assert (both["model_0"] == both["model_l"]).all() and (both["model_1"] == both["model_r"]).all()
+
+
 def test_personalized_model_scores_with_history(ifllm_sample, tmp_path, monkeypatch):
     monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
     from gazepref.datasets.recording import open_recording

@@ -271,6 +271,7 @@ def test_cli(ifllm_sample, tmp_path, capsys):
     assert out["comparisons"] > 0 and out["default_features"]["comparisons"] > 100
     for name in ("responses", "comparisons", "sentences", "sequential"):
         assert (tmp_path / f"{name}.parquet").exists()
+        assert f"{name}.parquet" in parser._subparsers._group_actions[0].choices["features"].description
     with pytest.raises(UserError):
         args = parser.parse_args(["features", str(tmp_path / "nope"), "--out", str(tmp_path)])
         args.func(args)

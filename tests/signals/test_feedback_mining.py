@@ -151,3 +151,55 @@ def test_cli_mine_bad_source_or_out_writes_nothing(feedback_log, tmp_path, capsy
     assert main(["feedback", "mine", str(feedback_log), "--out", str(feedback_log)]) == 2
     err = capsys.readouterr().err
     assert "is a file" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("source", ["ifllm", "parquet", "chat log"])
+def test_mined_rows_join_the_feature_tables_by_turn_id(source, ifllm_sample, feedback_log, tmp_path):
+    """``turn`` is the answer's position among the conversation's messages (1, 3, 5, ... for a
+    recording's turns 0, 1, 2), not the feature tables' turn index, so a join on it pairs the wrong
+    answers; ``turn_id`` is the recording's own key: each mined row joins the response it is about
+    in responses.parquet (position 0) one to one. A chat log without ids has ``turn_id`` None."""
+    import pandas as pd
+
+    if source == "chat log":
+        s = M.mine_to_folder(feedback_log, tmp_path / "m", keep_rows=True)
+        assert [r["turn_id"] for r in s["rows_mined"]] == [None] * len(EXPECTED)
+        assert M.read_mined(tmp_path / "m")["turn_id"].isna().all()
+        return
+    src = ifllm_sample
+    if source == "parquet":
+        assert main(["data", "export", str(ifllm_sample), "--to", "parquet", "--out", str(tmp_path / "pq")]) == 0
+        src = tmp_path / "pq"
+    M.mine_to_folder(src, tmp_path / "m")
+    mined = M.read_mined(tmp_path / "m")
+    assert main(["features", str(src), "--out", str(tmp_path / "f"), "--no-sentences"]) == 0
+    resp = pd.read_parquet(tmp_path / "f" / "responses.parquet")
+    first = resp[resp["position"] == 0][["task_id", "turn_id", "turn", "n_chars"]]
+    both = mined.merge(first, left_on=["conversation_id", "turn_id"], right_on=["task_id", "turn_id"],
+                       validate="1:1", suffixes=("_msg", ""))
+    assert len(both) == len(mined) > 20
+    assert (both["turn_msg"] == 2 * both["turn"] + 1).all()
+    assert (both["response"].str.len() == both["n_chars"]).all()
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--strict"], "chats.jsonl:7"),  # the broken record after six good ones
+    (["--backend", "llm", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], "LLM judge failed"),
+])
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_cli_mine_failing_midway_leaves_no_part_file(feedback_log, tmp_path, capsys, argv, msg, out_exists):
+    """Mining that fails after it began writing (a malformed record under --strict, the LLM judge
+    unreachable) is a one-line error and leaves neither feedback.parquet.part nor a folder it made."""
+    with feedback_log.open("a") as fh:
+        fh.write("{broken\n")
+    out = tmp_path / "o"
+    if out_exists:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    assert main(["feedback", "mine", str(feedback_log), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+    if out_exists:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()

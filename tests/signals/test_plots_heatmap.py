@@ -112,3 +112,80 @@ def test_reading_depth_note_stays_within_the_text(ifllm_sample):
     reach = [int(m) for t in fig.findobj(lambda a: hasattr(a, "get_text"))
              for m in re.findall(r"furthest character at (\d+)%", t.get_text())]
     assert len(reach) == 2 and max(reach) == 100
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "scanpath"])
+@pytest.mark.parametrize("task, turn", [("worker_f972316e/183", 2), ("worker_5a944891/163", 3),
+                                        ("worker_a2b63b0c/283", 0)])
+def test_reflowed_text_is_drawn_as_laid_out(ifllm_sample, kind, task, turn):
+    """IFLLM text is reflowed to the box with the font's own advances. Drawn hinted (matplotlib's
+    default) at a response box's small size, a line came out up to ~4 % wider (up to ~25 px past the
+    box's right edge) or ~6 % narrower than laid out, off the characters the samples sit on. Every
+    drawn line is as wide as its layout (within 2 px and 0.5 %) and ends inside its box."""
+    from matplotlib.patches import Rectangle
+
+    from gazepref.signals.plots.plot_commands import make_plot
+    from gazepref.signals.plots.text_layout import FONT_PX, text_width_em
+
+    fig = make_plot(kind, ifllm_sample, task=task, turn=turn)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    n_lines = 0
+    for ax in fig.axes:
+        boxes = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_x() == 0 and p.get_y() == 0]
+        if not boxes or not ax.texts:
+            continue
+        right = boxes[0].get_width()  # the response box, in content px
+        inv = ax.transData.inverted()
+        for t in ax.texts:
+            if t.get_horizontalalignment() != "left":  # the scanpath's fixation numbers
+                continue
+            bb = t.get_window_extent(r)
+            (x0, _), (x1, _) = inv.transform([(bb.x0, 0), (bb.x1, 0)])
+            laid = text_width_em(t.get_text()) * FONT_PX
+            assert abs(x1 - x0 - laid) <= 0.005 * laid + 2, t.get_text()  # content px
+            assert x1 <= right + 0.5, (t.get_text(), x1 - right)
+            n_lines += 1
+    assert n_lines > 10
+
+
+@pytest.fixture(scope="module")
+def simulated_study(tmp_path_factory):
+    """A one-turn study recorded through the site by its simulator (word boxes in the layout
+    stream, measured for the page's font, not for the font the plots draw in)."""
+    from gazepref.cli import main
+
+    out = tmp_path_factory.mktemp("sim") / "sim"
+    assert main(["study", "simulate", "--participants", "1", "--tasks", "1", "--turns", "1", "--effect", "0.8",
+                 "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("kind", ["heatmap", "scanpath"])
+def test_recorded_words_are_drawn_inside_their_boxes(simulated_study, kind):
+    """Site recordings draw each word at its recorded box; a word the plot's font sets wider than
+    its box ran into the next one ("movementsleep", "Whenash" on a simulated study). Every drawn
+    word ends inside its box."""
+    from gazepref.datasets.sources import open_source
+    from gazepref.signals.plots.plot_commands import make_plot
+
+    rec = open_source(simulated_study)
+    task = rec.turns()[0].task_id
+    fig = make_plot(kind, rec, task=task, turn=0)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    view = TurnView.load(rec, task=task, turn=0)
+    n_words = 0
+    for ax, pos in zip([ax for ax in fig.axes if ax.texts], view.positions):
+        b = view.boxes(pos)
+        right = {(round(float(x), 3), round(float(y + h / 2), 3)): float(x + w)
+                 for x, y, w, h in zip(b.x, b.y, b.w, b.h)}
+        inv = ax.transData.inverted()
+        for t in ax.texts:
+            if t.get_horizontalalignment() != "left":  # the scanpath's fixation numbers
+                continue
+            x, y = t.get_position()
+            x1 = inv.transform((t.get_window_extent(r).x1, 0))[0]
+            assert x1 <= right[(round(x, 3), round(y, 3))] + 0.5, t.get_text()
+            n_words += 1
+    assert n_words > 100

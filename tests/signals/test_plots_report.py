@@ -5,6 +5,8 @@ import base64
 import json
 import re
 
+import pytest
+
 from gazepref.cli import main
 from gazepref.signals.plots.report import build_report, reward_section
 from gazepref.signals.plots.synthetic import ifllm_like, site_like
@@ -45,10 +47,16 @@ def test_report_site_form_without_reward_json():
     assert "No reward-model results given" in html
 
 
-def test_report_cli_on_the_sample(ifllm_sample, tmp_path):
+@pytest.mark.parametrize("as_json", [False, True])
+def test_report_cli_on_the_sample(ifllm_sample, tmp_path, capsys, as_json):
     out = tmp_path / "report.html"
     assert main(["report", str(ifllm_sample), "--participant", "worker_29e7a1a6", "--examples", "0",
-                 "--out", str(out)]) == 0
+                 "--out", str(out)] + ["--json"] * as_json) == 0
+    printed = capsys.readouterr().out
+    if as_json:
+        assert json.loads(printed) == {"out": str(out), "bytes": out.stat().st_size}
+    else:
+        assert printed.strip() == str(out)
     html = out.read_text()
     _check_self_contained(html)
     assert "worker_29e7a1a6" in html
@@ -73,6 +81,19 @@ def test_report_says_how_many_seeds_were_run(tmp_path):
     assert "1 of 3 seeds run (the others give the same folds)" in html and "3 seeds," not in html
     rj.write_text(json.dumps({**REWARD, "seeds_run": 2}))
     assert "2 seeds," in reward_section(rj)
+
+
+@pytest.mark.parametrize("seeds, folds, says", [
+    (1, 5, "5 folds, 1 seed, n = 18"), (2, 3, "3 folds, 2 seeds, n = 18"),
+    (1, 8, "5 folds, 1 seed, 8 folds asked, one per worker run, n = 18")])
+def test_report_header_of_a_sample_evaluation(ifllm_sample, tmp_path, capsys, seeds, folds, says):
+    """The reward table's header for ``reward evaluate --json`` on the IFLLM sample (5 workers):
+    one seed is "1 seed", and more folds than workers say how many ran and how many were asked."""
+    assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule", "--seeds", str(seeds),
+                 "--folds", str(folds), "--json"]) == 0
+    rj = tmp_path / "rm.json"
+    rj.write_text(capsys.readouterr().out)
+    assert says in re.sub(r"<[^>]+>", "", reward_section(rj))
 
 
 def test_report_says_where_its_behaviour_measures_come_from():

@@ -76,6 +76,21 @@ def test_cli_plot_png_and_svg(ifllm_sample, tmp_path):
     assert text.lstrip().startswith("<?xml") and "<svg" in text and 'width="432pt"' in text  # 600 px at 100 dpi
 
 
+@pytest.mark.parametrize("argv, task_id, turn", [
+    (["heatmap"], "worker_29e7a1a6/155", 0),  # no --task: the first task with turns, named in the JSON
+    (["timeline", "-p", "worker_5a944891", "-t", "163", "-n", "3"], TASK, TURN),
+    (["attention", "-p", "worker_5a944891"], None, None),
+])
+def test_cli_plot_json_names_what_was_drawn(ifllm_sample, tmp_path, capsys, argv, task_id, turn):
+    import json
+
+    out = tmp_path / "v.png"
+    assert main(["plot", argv[0], str(ifllm_sample), *argv[1:], "--out", str(out), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == {"kind": argv[0], "out": str(out), "task_id": task_id, "turn": turn}
+    assert imread(out).shape[:2] == (800, 1200) or argv[0] == "heatmap"
+
+
 def test_cli_aggregate_for_one_participant(ifllm_sample, tmp_path):
     out = tmp_path / "q.png"
     assert main(["plot", "quality", str(ifllm_sample), "--participant", "worker_29e7a1a6", "--out", str(out)]) == 0
@@ -298,3 +313,41 @@ def test_turn_headings_count_turns_from_1(sample_rec, kind):
     heads = [t.get_text() for t in fig.texts if f"{TASK} · turn" in t.get_text()]
     heads += [ax.get_title(loc) for ax in fig.axes for loc in ("left", "center") if "turn" in ax.get_title(loc)]
     assert heads and all(f"turn {TURN + 1} " in h and f"turn {TURN} " not in h for h in heads), heads
+
+
+def _heading_texts(fig):
+    """The figure's own words: headings, panel titles, axis labels, legends and notes (not tick
+    labels, which matplotlib keeps, undrawn, outside the axes' limits)."""
+    texts = [t for t in fig.texts]
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        if ax.get_legend() is not None:
+            texts += ax.get_legend().get_texts()
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.parametrize("size", [(1200, 800), (1200, 720), (1200, 520), (1000, 640)])
+@pytest.mark.parametrize("kind", ["attention", "features", "quality"])
+def test_aggregate_view_headings_fit_the_figure(sample_summary, kind, size):
+    """Every heading, panel title (with its p-value) and label of an aggregate view lies inside the
+    figure at the default size and at the report's sizes: the features view's one-line heading and
+    its last column's titles ran past the right edge of the default 1200 px canvas."""
+    from gazepref.signals.plots.attention import plot_attention
+    from gazepref.signals.plots.features import plot_features
+    from gazepref.signals.plots.quality import plot_quality
+
+    fn = {"attention": plot_attention, "features": plot_features, "quality": plot_quality}[kind]
+    fig = fn(sample_summary, size=size)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    W, H = fig.bbox.width, fig.bbox.height
+    texts = _heading_texts(fig)
+    assert len(texts) > 3
+    for t in texts:
+        bb = t.get_window_extent(r)
+        assert bb.x0 >= -0.5 and bb.y0 >= -0.5 and bb.x1 <= W + 0.5 and bb.y1 <= H + 0.5, t.get_text()
+    heads = [t for t in fig.texts if t.get_text().strip()]
+    titles = [t for ax in fig.axes for t in (ax.title, ax._left_title) if t.get_text().strip()]
+    for h in heads:  # the heading does not run into the panels' titles
+        for t in titles:
+            assert not h.get_window_extent(r).overlaps(t.get_window_extent(r)), (h.get_text(), t.get_text())
