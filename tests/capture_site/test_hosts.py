@@ -156,3 +156,72 @@ def test_database_restart_and_outage_answer_503_and_lose_nothing(fresh_postgres,
         assert r.status_code == 503 and "database cannot be reached" in r.text and "Traceback" not in r.text
     finally:
         app.extensions["gazepref"].dispose()
+
+
+def test_a_websocket_reconnected_to_the_other_host_stores_each_frame_once(make_app, fresh_postgres, tmp_path):
+    """The page's socket to host A is lost while A still holds frames 0-4 in its buffer (A has not
+    noticed yet: its commit comes later); the page reconnects, the load balancer sends it to
+    host B, and the page resends the frames A never confirmed (0-4) and goes on (5, 6). B
+    looked the task up before A stored its buffer, so it took 0-4 as new. Each frame is stored
+    once all the same: a socket's commit leaves out the frames another one stored meanwhile."""
+    pytest.importorskip("mediapipe")
+    simple_websocket = pytest.importorskip("simple_websocket")
+    import json
+    import time
+
+    from gazepref.capture_site.gaze_ws import pack_frame
+    from gazepref.capture_site.serving import BackgroundServer
+    from gazepref.signals.synthetic_face import jpeg
+    from gazepref.signals.synthetic_face import moving_face as moving
+    from gazetest import answer_step, calibrate, gaze_rows, to_calibration, webcam_toml
+    from sitetest import page_data
+
+    toml = str(webcam_toml(tmp_path / "webcam.toml"))
+    host_a = make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres, GAZE_WS_COMMIT_MS=60_000)
+    host_b = make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres)
+    client = host_a.test_client()
+    token = to_calibration(client)["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+
+    def connect(url):
+        ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+        ws.send(json.dumps({"token": token}))
+        assert json.loads(ws.receive(timeout=10))["ok"]
+        return ws
+
+    def send(ws, seqs):
+        answers = []
+        for i in seqs:
+            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
+            while "stored" in (msg := json.loads(ws.receive(timeout=20))):
+                pass
+            answers.append(msg)
+        return answers
+
+    def rows(n=None):
+        deadline = time.monotonic() + 10
+        while True:
+            with host_a.extensions["gazepref"].sessions() as s:
+                got = gaze_rows(s, task_id)
+            if n is None or got >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    with BackgroundServer(host_a) as url_a, BackgroundServer(host_b) as url_b:
+        ws_a = connect(url_a)
+        assert all(a["face"]["found"] for a in send(ws_a, range(5)))  # buffered on A, not confirmed
+        ws_b = connect(url_b)
+        answers = send(ws_b, range(7))  # the reconnect: A's unconfirmed frames again, then new ones
+        assert not any(a.get("duplicate") for a in answers), "B looked before A stored: all new to it"
+        ws_a.close()  # A notices the lost socket and stores its buffer
+        assert rows(5) == 5
+        ws_b.close()
+        time.sleep(0.5)
+        assert rows(7) == 7
+    with host_a.extensions["gazepref"].sessions() as s:
+        t = store.read_stream(s, s.get(store.Task, task_id), "gaze").column("t").to_pylist()
+    assert t == [100.0 * i for i in range(7)], "each frame once"
