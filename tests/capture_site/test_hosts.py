@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -225,3 +226,86 @@ def test_a_websocket_reconnected_to_the_other_host_stores_each_frame_once(make_a
     with host_a.extensions["gazepref"].sessions() as s:
         t = store.read_stream(s, s.get(store.Task, task_id), "gaze").column("t").to_pylist()
     assert t == [100.0 * i for i in range(7)], "each frame once"
+
+
+def _webcam_walk(apps, samples: list[dict], host_of) -> "pandas.DataFrame":
+    """A browser-mode webcam participant: the calibration round on ``host_of("calibration")``, the
+    validation round on ``host_of("validation")``, then ten task sample batches and a click after
+    most of them, each on ``host_of((kind, seq))`` (the pages' API calls carry only the token, so
+    any host takes them); the stored gaze rows."""
+    from gazetest import CALIBRATION_TARGETS, answer_step, to_calibration
+    from sitetest import page_data
+
+    clients = [a.test_client() for a in apps]
+    token = to_calibration(clients[0], "CAM-HOSTS")["token"]
+    headers = {"X-Participant-Token": token}
+
+    def round_(kind, targets):
+        meta, batch, t = [], [], 1000.0
+        for k, (x, y) in enumerate(targets):
+            ts = [t + 100.0 * j for j in range(6)]
+            batch += [dict(samples[k * 6 + j], t=tj) for j, tj in enumerate(ts)]
+            meta.append({"x": x, "y": y, "t": ts})
+            t = ts[-1] + 100.0
+        body = {"kind": kind, "viewport": [1280, 800], "targets": meta, "samples": batch}
+        r = clients[host_of(kind)].post("/api/gaze/round", json=body, headers=headers)
+        assert r.status_code == 200, r.json
+        return r.json
+
+    fitted = round_("calibration", CALIBRATION_TARGETS)
+    assert round_("validation", fitted["validation_targets"])["outcome"]["passed"]
+    assert answer_step(clients[0]).status_code == 302
+    answer_step(clients[0], {"understand_before": "3"})
+    task = page_data(clients[0].get("/step").text)["task"]
+    clicks = 0
+    for seq in range(10):
+        t0 = 5000.0 + 600.0 * seq
+        batch = {"phase": "task", "task": task, "seq": seq, "origin": 1.7e12,
+                 "samples": [dict(samples[(seq * 5 + i) % len(samples)], t=t0 + 100.0 * i) for i in range(5)]}
+        r = clients[host_of(("samples", seq))].post("/api/gaze/samples", json=batch, headers=headers)
+        assert r.status_code == 200 and r.json["stored"] == 5 and r.json["calibrated"], r.json
+        if seq % 2 == 0 or seq > 5:
+            events = {"t": [t0 + 450.0], "type": ["click"], "target": ["window"], "x": [300.0 + 40 * seq],
+                      "y": [200.0 + 10 * seq]}
+            r = clients[host_of(("click", seq))].post("/api/ingest", json={
+                "task": task, "seq": clicks, "origin": 1.7e12, "streams": {"events": events}}, headers=headers)
+            assert r.status_code == 200 and r.json["stored"] == 1, r.json
+            clicks += 1
+    with apps[0].extensions["gazepref"].sessions() as s:
+        return store.read_stream(s, s.get(store.Task, task), "gaze").to_pandas()
+
+
+def test_a_webcam_study_across_two_hosts_stores_what_one_host_stores(make_app, fresh_postgres, tmp_path):
+    """Browser mode (the default) with continuous calibration from clicks, two hosts on one
+    PostgreSQL and no stickiness: the calibration fitted on host A, validated on host B, the
+    task's sample batches alternating, each click on the host that did not take the batch
+    before it. The stored rows are one host's: every row once, the same model (the outcome
+    both hosts load from the database), the same click corrections (each host reads the clicks
+    and gaze from the database) and flags; x/y differ by a few px at most, from the per-host
+    parts of the tracker (head-pose warm start, blink baseline: measured up to 3.2 px)."""
+    pytest.importorskip("mediapipe")
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.synthetic_face import moving_face as moving
+    from gazetest import page_sample, webcam_toml
+
+    runner = FaceMeshRunner()
+    try:
+        samples = [page_sample(runner, moving(i), 0.0) for i in range(40)]
+    finally:
+        runner.close()
+    toml = str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\ninteraction_calibration = true'))
+    one = _webcam_walk([make_app(STUDY_CONFIG=toml)], samples, lambda what: 0)
+    hosts = [make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres) for _ in range(2)]
+    order = {"calibration": 0, "validation": 1}
+    two = _webcam_walk(hosts, samples, lambda what: order[what] if what in order else
+                       (what[1] + (what[0] == "click")) % 2)
+    assert two["t"].tolist() == one["t"].tolist(), "every row once"
+    assert two["drift_clicks"].tolist() == one["drift_clicks"].tolist() and one["drift_clicks"].iloc[-1] >= 3
+    assert (two["flags"] == one["flags"]).all() and (two["confidence"] == one["confidence"]).all()
+    assert np.allclose(two[["drift_x", "drift_y"]], one[["drift_x", "drift_y"]], atol=0.1)
+    assert (one[["drift_x", "drift_y"]].abs().to_numpy().max()) > 10, "the clicks corrected the gaze"
+    assert np.allclose(two[["x", "y"]], one[["x", "y"]], atol=5.0)
+    with hosts[0].extensions["gazepref"].sessions() as s:
+        outcome = s.scalar(select(store.Calibration.id).where(store.Calibration.kind == "outcome"))
+    trackers = [h.extensions["gazepref_trackers"] for h in hosts]
+    assert [[e.calibration_id for e in t._entries.values()] for t in trackers] == [[outcome]] * 2
