@@ -309,3 +309,76 @@ def test_a_webcam_study_across_two_hosts_stores_what_one_host_stores(make_app, f
         outcome = s.scalar(select(store.Calibration.id).where(store.Calibration.kind == "outcome"))
     trackers = [h.extensions["gazepref_trackers"] for h in hosts]
     assert [[e.calibration_id for e in t._entries.values()] for t in trackers] == [[outcome]] * 2
+
+
+def test_the_click_correction_of_a_task_is_the_same_on_every_host(make_app, fresh_postgres, tmp_path):
+    """Drift correction from clicks: host A took the first task's batches and clicks (a
+    correction of about (+60, -40) px); the second task's batches alternate between A and B,
+    which never saw the first task. Each host's correction rests on what the database holds of
+    the task at hand, as ``gazepref gaze recalibrate --interactions`` replays it per task, so A
+    does not carry the first task's correction into rows B leaves uncorrected: the second task's
+    rows all start uncorrected. (A late batch of the first task then counts its click once, not
+    once more each time the host comes back to the task.)"""
+    pytest.importorskip("mediapipe")
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.synthetic_face import moving_face as moving
+    from gazetest import CALIBRATION_TARGETS, answer_step, page_sample, to_calibration, webcam_toml
+    from sitetest import first_sentence, page_data
+
+    runner = FaceMeshRunner()
+    try:
+        samples = [page_sample(runner, moving(i), 0.0) for i in range(30)]
+    finally:
+        runner.close()
+    toml = str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\ndrift_correction = true'))
+    hosts = [make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres) for _ in range(2)]
+    clients = [h.test_client() for h in hosts]
+    token = to_calibration(clients[0], "CAM-TASKS")["token"]
+    headers = {"X-Participant-Token": token}
+    meta = [{"x": x, "y": y, "t": [1000.0 + 600 * k + 100.0 * j for j in range(6)]}
+            for k, (x, y) in enumerate(CALIBRATION_TARGETS)]
+    for kind in ("calibration", "validation"):
+        body = {"kind": kind, "viewport": [1280, 800], "targets": meta,
+                "samples": [dict(s, t=t) for s, t in zip(samples, [t for m in meta for t in m["t"]])]}
+        assert clients[0].post("/api/gaze/round", json=body, headers=headers).status_code == 200
+    assert answer_step(clients[0]).status_code == 302
+    walker = Walker(clients[0])
+
+    def batch(host, task, seq, t0):
+        body = {"phase": "task", "task": task, "seq": seq, "origin": 1.7e12,
+                "samples": [dict(samples[(5 * seq + i) % 30], t=t0 + 100.0 * i) for i in range(5)]}
+        r = clients[host].post("/api/gaze/samples", json=body, headers=headers)
+        assert r.status_code == 200 and r.json["stored"] == 5, r.json
+
+    def gaze(task):
+        with hosts[0].extensions["gazepref"].sessions() as s:
+            return store.read_stream(s, s.get(store.Task, task), "gaze").to_pandas()
+
+    data = walker.to_task()
+    first = data["task"]
+    batch(0, first, 0, 5000.0)
+    rows = gaze(first)
+    r = clients[0].post("/api/ingest", headers=headers, json={"task": first, "seq": 0, "origin": 1.7e12, "streams": {
+        "events": {"t": [5450.0], "type": ["click"], "target": ["window"], "x": [float(rows["x"].median()) + 60.0],
+                   "y": [float(rows["y"].median()) - 40.0]}}})
+    assert r.status_code == 200
+    batch(0, first, 1, 5600.0)
+    assert gaze(first)["drift_clicks"].tolist()[5:] == [1.0] * 5, "A corrects the first task's later rows"
+    for i in range(2):
+        turn = walker.chat_turn(data, i, f"question {i}")
+    assert walker.answer().status_code == 200
+    walker.answer({"summary": "learned things", "understand_after": "4", "copy_sentence": first_sentence(turn),
+                   "attention": "2"})
+    second = walker.to_task()["task"]
+    assert second != first
+    for seq in range(4):  # the load balancer alternates
+        batch(seq % 2, second, seq, 9000.0 + 600.0 * seq)
+    rows = gaze(second)
+    assert rows["drift_clicks"].tolist() == [0.0] * 20
+    assert rows["drift_x"].tolist() == [0.0] * 20 and rows["drift_y"].tolist() == [0.0] * 20
+    # a late batch of the first task (a later page's outbox sends what an earlier page left): its
+    # one click, counted once, as before
+    batch(0, first, 2, 6200.0)
+    late = gaze(first).iloc[10:]
+    assert late["drift_clicks"].tolist() == [1.0] * 5
+    assert np.allclose(late["drift_x"], gaze(first)["drift_x"].iloc[5:10].to_numpy())
