@@ -20,7 +20,9 @@ uncorrected estimate stays ``x - drift_x`` (``gazepref gaze recalibrate`` re-map
 without any correction, or replays the clicks with ``--interactions``).
 
 Everything is read from the database (events and gaze chunks), so each server process reaches
-the same correction whichever process stored the clicks and the gaze. Clocks: a sample's epoch
+the same correction whichever process stored the clicks and the gaze; for that, each task starts
+without a correction (one carried over from the previous task would be in the memory of the
+process that saw it only). Clocks: a sample's epoch
 time is its chunk's ``clock_origin_epoch_ms + t`` (page reloads restart ``t``).
 """
 from __future__ import annotations
@@ -69,11 +71,15 @@ class ParticipantDrift:
 
 def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
     """Feed the clicks of ``task_id`` stored since the last call (and earlier clicks still
-    waiting for their gaze samples) into ``drift``."""
-    if drift.task != task_id:
+    waiting for their gaze samples) into ``drift``. Another task than the last call's starts
+    afresh: a correction carried over from the task before would exist only in the process that
+    saw it (another host, which gets some of the batches, would not apply it), would count that
+    task's clicks again when a late batch of it comes between two of the next task, and is not
+    what ``gazepref gaze recalibrate --interactions`` replays (task by task)."""
+    if drift.task != task_id:  # each task's correction rests on its own clicks, on every host
+        drift.reset()
         drift.task = task_id
         drift.seen_chunks.clear()
-        drift.pending.clear()
     # Which chunks are new is decided by id membership, not by "id above the last one read": under
     # concurrent writers (PostgreSQL) a chunk with a lower id can become visible after a higher one.
     ids = conn.execute(select(C.c.id).where(C.c.task_id == task_id, C.c.stream == "events")).scalars().all()

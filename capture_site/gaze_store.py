@@ -19,7 +19,7 @@ from .gaze_trackers import TrackerEntry
 from .runtime import db, site
 from .security import ParticipantToken
 
-__all__ = ["IN_FORCE", "LOOKUP", "frame_rows", "next_gaze_seq", "participant_settings", "store_gaze",
+__all__ = ["IN_FORCE", "LOOKUP", "frame_rows", "last_gaze_seq", "next_gaze_seq", "participant_settings", "store_gaze",
            "study_settings", "sync_calibration"]
 
 C, T, P = store.StreamChunk.__table__, store.Task.__table__, store.Participant.__table__
@@ -111,7 +111,16 @@ def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float
         return insert_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, frames or [])])
 
 
+_LAST_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
+
+
+def last_gaze_seq(task_id: int, conn: Any = None) -> int | None:
+    """The seq of the task's last stored gaze chunk (None: none yet), read on ``conn`` (default
+    the request's session)."""
+    return (conn if conn is not None else db()).execute(_LAST_SEQ, {"task": task_id}).scalar()
+
+
 def next_gaze_seq(task: store.Task) -> int:
     """The seq of the task's next gaze chunk (what the page's counter starts at)."""
-    last = db().scalar(select(func.max(C.c.seq)).where(C.c.task_id == task.id, C.c.stream == "gaze"))
+    last = last_gaze_seq(task.id)
     return 0 if last is None else last + 1

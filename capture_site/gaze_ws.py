@@ -64,10 +64,10 @@ from .gaze_limits import pipeline_slots
 from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_frames
 from .gaze_requests import frame_meta
 from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
-from .gaze_store import participant_settings
+from .gaze_store import last_gaze_seq, participant_settings
 from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
-from .runtime import db
+from .runtime import db, site
 from .security import ParticipantToken, read_participant_token
 from .shutdown import drain_state, draining
 
@@ -228,6 +228,7 @@ class FrameSocket:
         self.rows: list[dict[str, float]] = []
         self.frames: list[bytes] = []
         self.times: list[float] = []
+        self.seqs: list[int] = []  # the buffered frames' seq
         self.buf_seq: int | None = None  # seq of the last buffered frame
         self.first_at: float | None = None  # when the first buffered frame came
         self.done: dict[int, int] = {}  # task -> highest seq stored or buffered here
@@ -271,6 +272,7 @@ class FrameSocket:
                 self.rows += rows
                 self.frames.append(jpeg)
                 self.times += meta.times
+                self.seqs.append(meta.seq)
                 self.buf_seq = self.done[meta.task_id] = meta.seq
             entry = ctx.entry
             extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
@@ -308,13 +310,24 @@ class FrameSocket:
         return self.first_at + self.commit_s - time.monotonic()
 
     def commit(self) -> None:
-        """Store the buffered task rows as one gaze chunk (seq of its last frame) and tell the page."""
+        """Store the buffered task rows as one gaze chunk (seq of its last frame) and tell the page.
+
+        Frames another socket stored since this one looked (seq not above the task's last stored
+        chunk's) are left out: after a reconnect the page resends every frame the lost socket had
+        not confirmed, and that socket, on this host or another, may store its buffer only after
+        the new one's lookup (it stores it when it notices the loss, or when it is due)."""
         if not self.rows:
             return
         ctx, seq = self.ctx, self.buf_seq
-        rows, frames, times = self.rows, self.frames, self.times
-        self.rows, self.frames, self.times, self.first_at = [], [], [], None
-        ok = store_task_rows(ctx, seq, rows, frames, times)
+        rows, frames, times, seqs = self.rows, self.frames, self.times, self.seqs
+        self.rows, self.frames, self.times, self.seqs, self.first_at = [], [], [], [], None
+        with site().statements.connect() as conn:
+            last = last_gaze_seq(ctx.meta.task_id, conn)
+        if last is not None and seqs[0] <= last:
+            keep = [i for i, s in enumerate(seqs) if s > last]
+            rows, times = [rows[i] for i in keep], [times[i] for i in keep]
+            frames = [frames[i] for i in keep]
+        ok = bool(rows) and store_task_rows(ctx, seq, rows, frames, times)
         self.ctx = ctx._replace(set_anchor=False)
         if self.ws.connected:
             _send(self.ws, {"stored": seq, "task": ctx.meta.task_id, "n": len(rows) if ok else 0})

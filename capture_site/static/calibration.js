@@ -14,6 +14,7 @@
 // decides the step's outcome (best attempt; or a failed calibration and the study's fallback);
 // the participant sees good / fair / poor, never pixels.
 
+import { fetchRetrying } from "./outbox.js";
 import { CameraError, GazeCapture, openCamera, showFace } from "./webcam.js";
 
 const gaze = JSON.parse(document.getElementById("gaze-data").textContent);
@@ -192,12 +193,12 @@ async function runRound(kind, points) {
   let resp;
   if (S.compute === "browser") { // the targets' landmark samples, never pictures
     meta.samples = frames.map((f) => f.sample);
-    resp = await fetch(gaze.urls.round, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": gaze.token }, body: JSON.stringify(meta) });
+    resp = await fetchRetrying(gaze.urls.round, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": gaze.token }, body: JSON.stringify(meta) });
   } else {
     const body = new FormData();
     body.append("meta", JSON.stringify(meta));
     frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
-    resp = await fetch(gaze.urls.round, { method: "POST", headers: { "X-Participant-Token": gaze.token }, body });
+    resp = await fetchRetrying(gaze.urls.round, { method: "POST", headers: { "X-Participant-Token": gaze.token }, body });
   }
   const payload = await resp.json().catch(() => ({}));
   return { ok: resp.ok, status: resp.status, payload, starved };

@@ -17,6 +17,22 @@ export function retryAfterMs(resp) {
   return Number.isFinite(s) && s > 0 ? Math.min(60000, s * 1000) : 0;
 }
 
+/** ``fetch(url, init)``, sent again (``tries`` in all) while the answer is 503 with ``{"retry":
+ *  true}`` after its Retry-After (at least 0.5 s): a host shutting down (SIGTERM) or a database
+ *  outage answers so without having done anything, and behind a load balancer the next try
+ *  reaches a host that is up. For requests that are not batches of the outbox (a calibration
+ *  round: the participant's minute of looking at dots is not lost to a restart). Any other
+ *  answer, or the last, is returned; a network error throws as fetch does. */
+export async function fetchRetrying(url, init, tries = 4) {
+  for (let i = 1; ; i++) {
+    const resp = await fetch(url, init);
+    if (resp.status !== 503 || i >= tries) return resp;
+    const body = await resp.clone().json().catch(() => null);
+    if (!body || body.retry !== true) return resp;
+    await new Promise((done) => setTimeout(done, Math.max(500, retryAfterMs(resp))));
+  }
+}
+
 function readBox(key) {
   try {
     return JSON.parse(localStorage.getItem(key)) || null;

@@ -94,6 +94,24 @@ def calibrate(client, token) -> None:
     assert r.status_code == 200, r.json
 
 
+def page_sample(runner, img: np.ndarray, t: float) -> dict:
+    """What facemesh.js sends for ``img`` (BGR), rounded as the page rounds (``runner``: a
+    :class:`~gazepref.signals.face_mesh.FaceMeshRunner`)."""
+    import cv2
+
+    from gazepref.signals.eye_features import EYES
+    from gazepref.signals.webcam import SAMPLE_LANDMARKS, image_sample
+
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    s = image_sample(grey, runner.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), (10, 6))
+    d = {"t": t, "w": s.width, "h": s.height, "n": s.count, "b": round(s.brightness, 2)}
+    if s.pts is not None:
+        d |= {"s": round(s.sharpness, 4), "o": round(s.clipped, 4), "c": [round(v, 2) for v in s.centre],
+              "lm": [round(float(v), 2) for i in SAMPLE_LANDMARKS for v in s.pts[i]],
+              "p": [round(float(v), 4) for e in EYES for v in s.patches[e.name]]}
+    return d
+
+
 def gaze_rows(dbs, task_id) -> int:
     return dbs.scalar(select(func.coalesce(func.sum(store.StreamChunk.n), 0)).where(
         store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze"))

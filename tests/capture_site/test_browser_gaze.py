@@ -71,6 +71,39 @@ SAMPLES_JS = """async (n) => {
 }"""
 
 
+def test_a_round_answered_retry_by_a_host_shutting_down_is_sent_again(app):
+    """A calibration round that reaches a host shutting down (SIGTERM: 503, Retry-After,
+    ``{"retry": true}``, nothing done) is sent again after Retry-After (the load balancer hands
+    it to a host that is up), so the participant's dots are not lost; other answers count at
+    once (calibration.js sends its rounds with ``outbox.fetchRetrying``)."""
+    calls: list[str] = []
+
+    def answer(route):
+        calls.append(route.request.post_data)
+        if route.request.url.endswith("/draining") and len(calls) == 1:
+            route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json",
+                          body='{"error": "the server is restarting", "retry": true}')
+        elif route.request.url.endswith("/refused"):
+            route.fulfill(status=503, content_type="application/json", body='{"error": "no"}')
+        else:
+            route.fulfill(status=200, content_type="application/json", body='{"ok": true}')
+
+    with browser_page(app, None) as page:
+        page.route("**/api/test/*", answer)
+        page.goto("/?PROLIFIC_PID=RETRY")
+        got = page.evaluate("""async () => {
+            const { fetchRetrying } = await import("/static/outbox.js");
+            const t0 = performance.now();
+            const resp = await fetchRetrying("/api/test/draining", { method: "POST", body: "the round" });
+            const waited = performance.now() - t0;
+            const other = await fetchRetrying("/api/test/refused", { method: "POST", body: "x" });
+            return { status: resp.status, body: await resp.json(), waited, other: other.status };
+        }""")
+    assert got["status"] == 200 and got["body"] == {"ok": True}, got
+    assert got["waited"] >= 900, "sent again only after Retry-After"
+    assert calls == ["the round", "the round", "x"], "a 503 without retry is not sent again"
+
+
 def _to_calibration_page(page, pid: str) -> None:
     page.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
     page.click("#agree")
@@ -189,8 +222,19 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
         'compute = "browser"', "fps = 5", "min_frames = 3", "validation_points = 1", "batch_ms = 1000"]))
     app = make_app(STUDY_CONFIG=str(toml))
     requests: list = []
+    rounds: list[int] = []
+
+    def first_round_to_a_host_shutting_down(route):  # (the retry: test above)
+        rounds.append(1)
+        if len(rounds) == 1:
+            route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json",
+                          body='{"error": "the server is restarting", "retry": true}')
+        else:
+            route.continue_()
+
     with browser_page(app, video) as page:
         page.set_default_timeout(60_000)
+        page.route("**/api/gaze/round", first_round_to_a_host_shutting_down)
         page.on("request", lambda r: requests.append(r))
         page.on("websocket", lambda ws: requests.append(ws))
         _to_calibration_page(page, "CAM-BROWSER")
@@ -226,6 +270,7 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
     with app.extensions["gazepref"].sessions() as dbs:
         cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
         assert [c.kind for c in cals] == ["calibration", "validation", "outcome"]
+        assert len(rounds) == 3, "the calibration round answered 503 retry was sent again"
         assert not dbs.scalars(select(store.GazeFrame)).all()
         gz = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
     found = (gz["flags"].astype(int) & GazeFlag.NO_FACE) == 0

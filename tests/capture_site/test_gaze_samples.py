@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 
-import cv2
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -15,26 +14,13 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.capture_site.config import ConfigError, load_config
 from gazepref.capture_site.gaze_settings import gaze_settings
-from gazepref.signals.eye_features import EYES
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker, image_sample
-from gazetest import CALIBRATION_TARGETS, answer_step, post_frames, to_calibration, webcam_toml
+from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
+from gazetest import CALIBRATION_TARGETS, answer_step, page_sample, post_frames, to_calibration, webcam_toml
 from sitetest import page_data
 
 pytest.importorskip("mediapipe")
-
-
-def page_sample(runner, img: np.ndarray, t: float) -> dict:
-    """What facemesh.js sends for ``img`` (BGR), rounded as the page rounds."""
-    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    s = image_sample(grey, runner.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), (10, 6))
-    d = {"t": t, "w": s.width, "h": s.height, "n": s.count, "b": round(s.brightness, 2)}
-    if s.pts is not None:
-        d |= {"s": round(s.sharpness, 4), "o": round(s.clipped, 4), "c": [round(v, 2) for v in s.centre],
-              "lm": [round(float(v), 2) for i in SAMPLE_LANDMARKS for v in s.pts[i]],
-              "p": [round(float(v), 4) for e in EYES for v in s.patches[e.name]]}
-    return d
 
 
 @pytest.fixture(scope="module")

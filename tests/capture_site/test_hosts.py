@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -156,3 +157,228 @@ def test_database_restart_and_outage_answer_503_and_lose_nothing(fresh_postgres,
         assert r.status_code == 503 and "database cannot be reached" in r.text and "Traceback" not in r.text
     finally:
         app.extensions["gazepref"].dispose()
+
+
+def test_a_websocket_reconnected_to_the_other_host_stores_each_frame_once(make_app, fresh_postgres, tmp_path):
+    """The page's socket to host A is lost while A still holds frames 0-4 in its buffer (A has not
+    noticed yet: its commit comes later); the page reconnects, the load balancer sends it to
+    host B, and the page resends the frames A never confirmed (0-4) and goes on (5, 6). B
+    looked the task up before A stored its buffer, so it took 0-4 as new. Each frame is stored
+    once all the same: a socket's commit leaves out the frames another one stored meanwhile."""
+    pytest.importorskip("mediapipe")
+    simple_websocket = pytest.importorskip("simple_websocket")
+    import json
+    import time
+
+    from gazepref.capture_site.gaze_ws import pack_frame
+    from gazepref.capture_site.serving import BackgroundServer
+    from gazepref.signals.synthetic_face import jpeg
+    from gazepref.signals.synthetic_face import moving_face as moving
+    from gazetest import answer_step, calibrate, gaze_rows, to_calibration, webcam_toml
+    from sitetest import page_data
+
+    toml = str(webcam_toml(tmp_path / "webcam.toml"))
+    host_a = make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres, GAZE_WS_COMMIT_MS=60_000)
+    host_b = make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres)
+    client = host_a.test_client()
+    token = to_calibration(client)["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+
+    def connect(url):
+        ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+        ws.send(json.dumps({"token": token}))
+        assert json.loads(ws.receive(timeout=10))["ok"]
+        return ws
+
+    def send(ws, seqs):
+        answers = []
+        for i in seqs:
+            ws.send(pack_frame(meta | {"seq": i, "t": 100.0 * i}, jpeg(moving(i))))
+            while "stored" in (msg := json.loads(ws.receive(timeout=20))):
+                pass
+            answers.append(msg)
+        return answers
+
+    def rows(n=None):
+        deadline = time.monotonic() + 10
+        while True:
+            with host_a.extensions["gazepref"].sessions() as s:
+                got = gaze_rows(s, task_id)
+            if n is None or got >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    with BackgroundServer(host_a) as url_a, BackgroundServer(host_b) as url_b:
+        ws_a = connect(url_a)
+        assert all(a["face"]["found"] for a in send(ws_a, range(5)))  # buffered on A, not confirmed
+        ws_b = connect(url_b)
+        answers = send(ws_b, range(7))  # the reconnect: A's unconfirmed frames again, then new ones
+        assert not any(a.get("duplicate") for a in answers), "B looked before A stored: all new to it"
+        ws_a.close()  # A notices the lost socket and stores its buffer
+        assert rows(5) == 5
+        ws_b.close()
+        time.sleep(0.5)
+        assert rows(7) == 7
+    with host_a.extensions["gazepref"].sessions() as s:
+        t = store.read_stream(s, s.get(store.Task, task_id), "gaze").column("t").to_pylist()
+    assert t == [100.0 * i for i in range(7)], "each frame once"
+
+
+def _webcam_walk(apps, samples: list[dict], host_of) -> "pandas.DataFrame":
+    """A browser-mode webcam participant: the calibration round on ``host_of("calibration")``, the
+    validation round on ``host_of("validation")``, then ten task sample batches and a click after
+    most of them, each on ``host_of((kind, seq))`` (the pages' API calls carry only the token, so
+    any host takes them); the stored gaze rows."""
+    from gazetest import CALIBRATION_TARGETS, answer_step, to_calibration
+    from sitetest import page_data
+
+    clients = [a.test_client() for a in apps]
+    token = to_calibration(clients[0], "CAM-HOSTS")["token"]
+    headers = {"X-Participant-Token": token}
+
+    def round_(kind, targets):
+        meta, batch, t = [], [], 1000.0
+        for k, (x, y) in enumerate(targets):
+            ts = [t + 100.0 * j for j in range(6)]
+            batch += [dict(samples[k * 6 + j], t=tj) for j, tj in enumerate(ts)]
+            meta.append({"x": x, "y": y, "t": ts})
+            t = ts[-1] + 100.0
+        body = {"kind": kind, "viewport": [1280, 800], "targets": meta, "samples": batch}
+        r = clients[host_of(kind)].post("/api/gaze/round", json=body, headers=headers)
+        assert r.status_code == 200, r.json
+        return r.json
+
+    fitted = round_("calibration", CALIBRATION_TARGETS)
+    assert round_("validation", fitted["validation_targets"])["outcome"]["passed"]
+    assert answer_step(clients[0]).status_code == 302
+    answer_step(clients[0], {"understand_before": "3"})
+    task = page_data(clients[0].get("/step").text)["task"]
+    clicks = 0
+    for seq in range(10):
+        t0 = 5000.0 + 600.0 * seq
+        batch = {"phase": "task", "task": task, "seq": seq, "origin": 1.7e12,
+                 "samples": [dict(samples[(seq * 5 + i) % len(samples)], t=t0 + 100.0 * i) for i in range(5)]}
+        r = clients[host_of(("samples", seq))].post("/api/gaze/samples", json=batch, headers=headers)
+        assert r.status_code == 200 and r.json["stored"] == 5 and r.json["calibrated"], r.json
+        if seq % 2 == 0 or seq > 5:
+            events = {"t": [t0 + 450.0], "type": ["click"], "target": ["window"], "x": [300.0 + 40 * seq],
+                      "y": [200.0 + 10 * seq]}
+            r = clients[host_of(("click", seq))].post("/api/ingest", json={
+                "task": task, "seq": clicks, "origin": 1.7e12, "streams": {"events": events}}, headers=headers)
+            assert r.status_code == 200 and r.json["stored"] == 1, r.json
+            clicks += 1
+    with apps[0].extensions["gazepref"].sessions() as s:
+        return store.read_stream(s, s.get(store.Task, task), "gaze").to_pandas()
+
+
+def test_a_webcam_study_across_two_hosts_stores_what_one_host_stores(make_app, fresh_postgres, tmp_path):
+    """Browser mode (the default) with continuous calibration from clicks, two hosts on one
+    PostgreSQL and no stickiness: the calibration fitted on host A, validated on host B, the
+    task's sample batches alternating, each click on the host that did not take the batch
+    before it. The stored rows are one host's: every row once, the same model (the outcome
+    both hosts load from the database), the same click corrections (each host reads the clicks
+    and gaze from the database) and flags; x/y differ by a few px at most, from the per-host
+    parts of the tracker (head-pose warm start, blink baseline: measured up to 3.2 px)."""
+    pytest.importorskip("mediapipe")
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.synthetic_face import moving_face as moving
+    from gazetest import page_sample, webcam_toml
+
+    runner = FaceMeshRunner()
+    try:
+        samples = [page_sample(runner, moving(i), 0.0) for i in range(40)]
+    finally:
+        runner.close()
+    toml = str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\ninteraction_calibration = true'))
+    one = _webcam_walk([make_app(STUDY_CONFIG=toml)], samples, lambda what: 0)
+    hosts = [make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres) for _ in range(2)]
+    order = {"calibration": 0, "validation": 1}
+    two = _webcam_walk(hosts, samples, lambda what: order[what] if what in order else
+                       (what[1] + (what[0] == "click")) % 2)
+    assert two["t"].tolist() == one["t"].tolist(), "every row once"
+    assert two["drift_clicks"].tolist() == one["drift_clicks"].tolist() and one["drift_clicks"].iloc[-1] >= 3
+    assert (two["flags"] == one["flags"]).all() and (two["confidence"] == one["confidence"]).all()
+    assert np.allclose(two[["drift_x", "drift_y"]], one[["drift_x", "drift_y"]], atol=0.1)
+    assert (one[["drift_x", "drift_y"]].abs().to_numpy().max()) > 10, "the clicks corrected the gaze"
+    assert np.allclose(two[["x", "y"]], one[["x", "y"]], atol=5.0)
+    with hosts[0].extensions["gazepref"].sessions() as s:
+        outcome = s.scalar(select(store.Calibration.id).where(store.Calibration.kind == "outcome"))
+    trackers = [h.extensions["gazepref_trackers"] for h in hosts]
+    assert [[e.calibration_id for e in t._entries.values()] for t in trackers] == [[outcome]] * 2
+
+
+def test_the_click_correction_of_a_task_is_the_same_on_every_host(make_app, fresh_postgres, tmp_path):
+    """Drift correction from clicks: host A took the first task's batches and clicks (a
+    correction of about (+60, -40) px); the second task's batches alternate between A and B,
+    which never saw the first task. Each host's correction rests on what the database holds of
+    the task at hand, as ``gazepref gaze recalibrate --interactions`` replays it per task, so A
+    does not carry the first task's correction into rows B leaves uncorrected: the second task's
+    rows all start uncorrected. (A late batch of the first task then counts its click once, not
+    once more each time the host comes back to the task.)"""
+    pytest.importorskip("mediapipe")
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.synthetic_face import moving_face as moving
+    from gazetest import CALIBRATION_TARGETS, answer_step, page_sample, to_calibration, webcam_toml
+    from sitetest import first_sentence, page_data
+
+    runner = FaceMeshRunner()
+    try:
+        samples = [page_sample(runner, moving(i), 0.0) for i in range(30)]
+    finally:
+        runner.close()
+    toml = str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\ndrift_correction = true'))
+    hosts = [make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres) for _ in range(2)]
+    clients = [h.test_client() for h in hosts]
+    token = to_calibration(clients[0], "CAM-TASKS")["token"]
+    headers = {"X-Participant-Token": token}
+    meta = [{"x": x, "y": y, "t": [1000.0 + 600 * k + 100.0 * j for j in range(6)]}
+            for k, (x, y) in enumerate(CALIBRATION_TARGETS)]
+    for kind in ("calibration", "validation"):
+        body = {"kind": kind, "viewport": [1280, 800], "targets": meta,
+                "samples": [dict(s, t=t) for s, t in zip(samples, [t for m in meta for t in m["t"]])]}
+        assert clients[0].post("/api/gaze/round", json=body, headers=headers).status_code == 200
+    assert answer_step(clients[0]).status_code == 302
+    walker = Walker(clients[0])
+
+    def batch(host, task, seq, t0):
+        body = {"phase": "task", "task": task, "seq": seq, "origin": 1.7e12,
+                "samples": [dict(samples[(5 * seq + i) % 30], t=t0 + 100.0 * i) for i in range(5)]}
+        r = clients[host].post("/api/gaze/samples", json=body, headers=headers)
+        assert r.status_code == 200 and r.json["stored"] == 5, r.json
+
+    def gaze(task):
+        with hosts[0].extensions["gazepref"].sessions() as s:
+            return store.read_stream(s, s.get(store.Task, task), "gaze").to_pandas()
+
+    data = walker.to_task()
+    first = data["task"]
+    batch(0, first, 0, 5000.0)
+    rows = gaze(first)
+    r = clients[0].post("/api/ingest", headers=headers, json={"task": first, "seq": 0, "origin": 1.7e12, "streams": {
+        "events": {"t": [5450.0], "type": ["click"], "target": ["window"], "x": [float(rows["x"].median()) + 60.0],
+                   "y": [float(rows["y"].median()) - 40.0]}}})
+    assert r.status_code == 200
+    batch(0, first, 1, 5600.0)
+    assert gaze(first)["drift_clicks"].tolist()[5:] == [1.0] * 5, "A corrects the first task's later rows"
+    for i in range(2):
+        turn = walker.chat_turn(data, i, f"question {i}")
+    assert walker.answer().status_code == 200
+    walker.answer({"summary": "learned things", "understand_after": "4", "copy_sentence": first_sentence(turn),
+                   "attention": "2"})
+    second = walker.to_task()["task"]
+    assert second != first
+    for seq in range(4):  # the load balancer alternates
+        batch(seq % 2, second, seq, 9000.0 + 600.0 * seq)
+    rows = gaze(second)
+    assert rows["drift_clicks"].tolist() == [0.0] * 20
+    assert rows["drift_x"].tolist() == [0.0] * 20 and rows["drift_y"].tolist() == [0.0] * 20
+    # a late batch of the first task (a later page's outbox sends what an earlier page left): its
+    # one click, counted once, as before
+    batch(0, first, 2, 6200.0)
+    late = gaze(first).iloc[10:]
+    assert late["drift_clicks"].tolist() == [1.0] * 5
+    assert np.allclose(late["drift_x"], gaze(first)["drift_x"].iloc[5:10].to_numpy())
