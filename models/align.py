@@ -85,6 +85,11 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     if kind == "recording" and label.implicit_features and not cfg.data.reward_model:
         raise UserError(f"label source {label.name!r} needs --reward-model PATH (a model from "
                         "`gazepref reward train`)")
+    if cfg.eval.judge_url and until not in ("pairs", "train"):
+        # the judge is used only by the last step: ask it once now, so an unreachable one costs no training
+        from .win_rate import check_judge
+
+        check_judge(cfg.eval.judge_url, cfg.eval.judge_model, cfg.eval.judge_api_key_env)
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
         (out / "align_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

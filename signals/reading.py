@@ -39,6 +39,8 @@ class FixTable:
     x: np.ndarray
     y: np.ndarray
     segment: np.ndarray  # segment of the first sample (fixations of one segment are contiguous in time)
+    start: np.ndarray  # int64, index of the first sample in the frame given to :func:`fixations`
+    end: np.ndarray  # int64, index of the last sample (inclusive)
 
     def __len__(self) -> int:
         return len(self.turn)
@@ -55,7 +57,8 @@ def fixations(frame: SampleFrame, **idt_params) -> FixTable:
     if nf == 0:
         z = np.zeros(0)
         zi = np.zeros(0, dtype=np.int32)
-        return FixTable(zi, zi.astype(np.int8), zi, zi, zi, z, z, z, z, z, zi.astype(np.int64))
+        zl = zi.astype(np.int64)
+        return FixTable(zi, zi.astype(np.int8), zi, zi, zi, z, z, z, z, z, zl, zl, zl)
     fid = gaze_events.fixation_of_sample(fx, len(frame))
     inf = fid >= 0
     counts = np.zeros((nf, regions.N_REGIONS))
@@ -78,7 +81,7 @@ def fixations(frame: SampleFrame, **idt_params) -> FixTable:
         word[f_sorted[first]] = frame.word[pick]
         sent[f_sorted[first]] = frame.sent[pick]
     return FixTable(turn, reg, word, sent, char, fx.onset, fx.offset, fx.duration, fx.x, fx.y,
-                    frame.segment[fx.start])
+                    frame.segment[fx.start], fx.start, fx.end)
 
 
 def visit_ids(region: np.ndarray, turn: np.ndarray) -> np.ndarray:

@@ -210,6 +210,35 @@ class TurnView:
             ok = np.isfinite(x) & np.isfinite(y)
         return TextPoints(t[ok], x[ok], y[ok], dur[ok], ci[ok])
 
+    # ---- the feature table's samples and fixations
+    @cached_property
+    def task_data(self):
+        """The task as the feature table reads it (:func:`gazepref.signals.task_data.from_recording`:
+        the region rule, the decision cut-off, cleaned gaze)."""
+        from ..task_data import from_recording
+
+        task = next((t for t in self.rec.tasks() if t.task_id == self.task_id), None)
+        if task is None:  # turns without a task row: the task as the turns name it
+            task = schema.Task(task_id=self.task_id, participant_id=self.turn.participant_id, study_id="",
+                               kind=self.turn.kind)
+        return from_recording(self.rec, task)
+
+    @cached_property
+    def turn_k(self) -> int:
+        """The turn's place in the task's turn list: the feature table's ``turn`` column."""
+        turns = turns_by_task(self.rec)[self.task_id]
+        return next(k for k, t in enumerate(turns) if t.index == self.turn.index)
+
+    def fixations(self):
+        """The turn's fixations exactly as the feature table has them
+        (:func:`gazepref.signals.reading.fixations` of the task's cleaned gaze, cut to the turn), and
+        the cleaned gaze frame their ``start``/``end`` index into."""
+        from .. import reading
+
+        g = self.task_data.gaze
+        fix = reading.fixations(g)
+        return fix.subset(fix.turn == self.turn_k), g
+
     def n_gaze_on_text(self) -> int:
         return sum(int((self.points(p, "gaze").char >= 0).sum()) for p in self.positions)
 

@@ -31,63 +31,37 @@ class TextFixations:
         return len(self.onset)
 
 
-def text_fixations(view: TurnView, **idt) -> TextFixations:
-    """I-DT fixations of the turn's gaze (viewport px), each put on the response text where most of
-    its on-text samples lie (median of their text positions)."""
-    pts = {p: view.points(p, "gaze") for p in view.positions}
-    gz = view.stream("gaze")
-    if gz is not None:
-        t, x, y = _np(gz, "t"), _np(gz, "x"), _np(gz, "y")
-        o = np.argsort(t, kind="stable")
-        t, x, y = t[o], x[o], y[o]
-        ok = np.isfinite(x) & np.isfinite(y) & (x > -50) & (y > -50)
-        keep = np.flatnonzero(ok)
-        keep = keep[np.r_[True, np.diff(t[keep]) > 0]] if len(keep) else keep
-        t, x, y = t[keep], x[keep], y[keep]
-        seg = gaze_events.segments(t)
-        fx = gaze_events.detect_fixations_idt(t, x, y, seg, **idt)
-        n = len(fx)
-        pos = np.full(n, -1)
-        fxx, fxy, fch = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1)
-        best = np.zeros(n, dtype=np.int64)  # on-text samples behind the chosen position
-        for p, tp in pts.items():
+def text_fixations(view: TurnView) -> TextFixations:
+    """The turn's fixations exactly as the feature table has them (:meth:`TurnView.fixations`:
+    cleaned gaze, the region rule, I-DT), so a plot's counts are the table's (``g_fix_all_n``
+    for the turn, ``g_fix_n`` per response). A fixation's ``position`` is its region when that is a
+    response (-1: the prompt); it is drawn where the median of its samples on that response's text
+    lies (NaN, not drawn, when none of its samples is on the text)."""
+    fix, g = view.fixations()
+    n = len(fix)
+    pos = np.where(np.isin(fix.region, view.positions), fix.region, -1).astype(np.int64)
+    fxx, fxy, fch = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1)
+    if n:
+        fid = gaze_events.fixation_of_sample(gaze_events.Fixations(fix.start, fix.end, fix.onset, fix.offset,
+                                                                   fix.dur, fix.x, fix.y), len(g))
+        for p in view.positions:
+            tp = view.points(p, "gaze")
             if not len(tp):
                 continue
-            # samples of each fixation that lie on this response's text
-            j = np.searchsorted(t, tp.t)
-            jj = np.minimum(j, len(t) - 1)
-            match = (j < len(t)) & (t[jj] == tp.t)
-            fid = gaze_events.fixation_of_sample(fx, len(t))[jj]
-            fid = np.where(match, fid, -1)
-            ok = fid >= 0
-            if not ok.any():
+            # the fixation's cleaned samples on this response, found among the text points by time
+            s = np.flatnonzero((fid >= 0) & (g.region == p))
+            s = s[pos[fid[s]] == p]
+            j = np.searchsorted(tp.t, g.t[s])
+            jj = np.minimum(j, len(tp) - 1)
+            hit = (j < len(tp)) & (tp.t[jj] == g.t[s])
+            if not hit.any():
                 continue
-            g = pd.DataFrame({"f": fid[ok], "x": tp.x[ok], "y": tp.y[ok], "c": tp.char[ok]}).groupby("f")
-            med = g.median()
-            cnt = g.size()
+            med = pd.DataFrame({"f": fid[s][hit], "x": tp.x[jj[hit]], "y": tp.y[jj[hit]],
+                                "c": tp.char[jj[hit]]}).groupby("f").median()
             f = med.index.to_numpy()
-            better = cnt.to_numpy() > best[f]
-            f = f[better]
-            best[f] = cnt.to_numpy()[better]
-            pos[f] = p
-            fxx[f] = med["x"].to_numpy()[better]
-            fxy[f] = med["y"].to_numpy()[better]
-            fch[f] = med["c"].to_numpy()[better].astype(np.int64)
-        return TextFixations(fx.onset, fx.duration, pos, fxx, fxy, fch)
-    # no viewport gaze (hits only): fixations on each response's text coordinates
-    parts = []
-    for p, tp in pts.items():
-        if len(tp) < 2:
-            continue
-        o = np.argsort(tp.t)
-        fx = gaze_events.detect_fixations_idt(tp.t[o], tp.x[o], tp.y[o], gaze_events.segments(tp.t[o]), **idt)
-        parts.append((fx.onset, fx.duration, np.full(len(fx), p), fx.x, fx.y, np.full(len(fx), -1)))
-    if not parts:
-        e = np.zeros(0)
-        return TextFixations(e, e, e.astype(int), e, e, e.astype(int))
-    cols = [np.concatenate(c) for c in zip(*parts)]
-    o = np.argsort(cols[0])
-    return TextFixations(*[c[o] for c in cols])
+            fxx[f], fxy[f] = med["x"].to_numpy(), med["y"].to_numpy()
+            fch[f] = med["c"].to_numpy().astype(np.int64)
+    return TextFixations(fix.onset, fix.dur, pos, fxx, fxy, fch)
 
 
 def labelled_fixations(x_px: np.ndarray, y_px: np.ndarray, duration: np.ndarray, order: np.ndarray,
@@ -112,7 +86,8 @@ def labelled_fixations(x_px: np.ndarray, y_px: np.ndarray, duration: np.ndarray,
 def plot_scanpath(data, participant: str | None = None, task: str | None = None, turn: int | None = None,
                   size: tuple[int, int] = DEFAULT_SIZE, view: TurnView | None = None,
                   max_fixations: int = 80, fit: bool = True) -> Figure:
-    """I-DT fixations over the text (the first ``max_fixations`` on the text), coloured by their
+    """The feature table's fixations (:func:`text_fixations`) over the text (the first
+    ``max_fixations`` placed on the text), coloured by their
     order in time, circle area ∝ duration. Numbers only where they help: the first and the last
     fixation and the long ones (:func:`labelled_fixations`), never on top of each other. With
     ``fit`` the figure's height shrinks to the text (``size`` is then the largest size)."""
@@ -120,14 +95,16 @@ def plot_scanpath(data, participant: str | None = None, task: str | None = None,
     view = view or TurnView.load(rec, participant, task, turn)
     require_gaze(view)
     fx = text_fixations(view)
-    on_all = np.flatnonzero(fx.position >= 0)
+    resp = np.flatnonzero(fx.position >= 0)  # the table's g_fix_n, over the responses
+    on_all = resp[np.isfinite(fx.x[resp])]  # ... of which placed on the text
     on = on_all[:max_fixations]
-    n_switch = int(np.sum(np.diff(fx.position[on_all]) != 0)) if len(on_all) > 1 else 0
+    n_switch = int(np.sum(np.diff(fx.position[resp]) != 0)) if len(resp) > 1 else 0
     fig = new_figure(size)
     # the caption sits on its own line(s) above the footnote (bottom right), so they never overlap
     W = fig.bbox.width
-    caption = fig.text(0, 0, f"{len(fx)} fixations (I-DT), {len(on_all)} on the text"
-                       + (f" (first {len(on)} drawn)" if len(on) < len(on_all) else "")
+    caption = fig.text(0, 0, f"{len(fx)} fixations (I-DT on cleaned gaze, as the feature table), "
+                       f"{len(resp)} on the responses"
+                       + (f" ({len(on)} drawn)" if len(on) < len(resp) else "")
                        + (f", {n_switch} switches" if len(view.positions) > 1 else "")
                        + "; colour: order in time; area ∝ duration; numbered: first, last and long fixations",
                        fontsize=8, color="#444", ha="left", va="bottom")
@@ -154,9 +131,10 @@ def plot_scanpath(data, participant: str | None = None, task: str | None = None,
                 lum = np.dot(cmap(norm(k))[:3], [0.299, 0.587, 0.114])
                 pn.ax.text(xs[j], ys[j], str(k), ha="center", va="center", fontsize=8, zorder=6,
                            color="black" if lum > 0.5 else "white", fontweight="bold")
-        n_all = int(np.sum(fx.position[on_all] == pn.position))
-        pn.note(f"{n_all} fixations · {float(fx.duration[on_all][fx.position[on_all] == pn.position].sum()) / 1000:.1f} s "
-                "fixating the text" + (f" · {len(m)} drawn" if len(m) < n_all else ""))
+        mine = fx.position == pn.position
+        n_all = int(mine.sum())
+        pn.note(f"{n_all} fixations · {float(fx.duration[mine].sum()) / 1000:.1f} s "
+                "fixating the response" + (f" · {len(m)} drawn" if len(m) < n_all else ""))
     footnote(fig, panels)
     cax = fig.add_axes([(W - 70) / W, 0.15, 14 / W, 0.6])
     from matplotlib.cm import ScalarMappable

@@ -112,6 +112,41 @@ def test_align_user_errors(ifllm_sample, tmp_path, capsys):
     assert "reward model" in capsys.readouterr().err
 
 
+def _free_port_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.mark.parametrize("judge", ["nothing listens", "answers 503"])
+def test_align_unreachable_judge_fails_before_training(ifllm_sample, tmp_path, capsys, fake_openai, judge):
+    url = _free_port_url() if judge == "nothing listens" else fake_openai(lambda body: (503, {"error": "busy"})).url
+    out = tmp_path / "run"
+    assert main(["align", str(ifllm_sample), "--out", str(out), *FAST, "--judge-url", url]) == 2
+    err = capsys.readouterr().err
+    assert url in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "train").exists() and not (out / "pairs").exists()  # nothing ran, nothing trained
+
+
+def test_align_checks_an_answering_judge_once_before_training(ifllm_sample, tmp_path, capsys, fake_openai):
+    srv = fake_openai(_longer_answer_or_ok)
+    rep = _run(capsys, str(ifllm_sample), "--out", str(tmp_path / "run"), *FAST, "--judge-url", srv.url,
+               "--judge-model", "fake")
+    assert rep["steps"]["train"]["status"] == "ran" and rep["steps"]["eval"]["status"] == "ran"
+    check = srv.requests[0][2]
+    assert "Answer A:" not in check["messages"][-1]["content"] and check["max_tokens"] <= 4
+    # one check, then one request per held-out comparison
+    assert len(srv.requests) == 1 + rep["steps"]["eval"]["result"]["prompts"]
+
+
+def _longer_answer_or_ok(body: dict) -> str:
+    return _longer_answer(body) if "Answer A:" in body["messages"][-1]["content"] else "A"
+
+
 def _longer_answer(body: dict) -> str:
     """A fake judge: prefers the answer with more words."""
     text = body["messages"][-1]["content"]
