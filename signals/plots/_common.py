@@ -131,6 +131,12 @@ def fit_text(text, max_px: float, renderer, min_fontsize: float = 6.0, overflow:
                       else textwrap.shorten(s, n, placeholder=" …"))
 
 
+class NoData(UserError):
+    """An aggregate view with nothing to draw (e.g. ``attention`` over pointwise turns only): the
+    ``plot`` command prints the one line and writes no file (exit 2); the report puts the line in
+    place of the picture, the dashboard draws it as a message."""
+
+
 def no_data(fig: Figure, message: str) -> Figure:
     ax = fig.add_subplot(111)
     ax.axis("off")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from ._common import DEFAULT_SIZE, NOT_PREFERRED, PREFERRED, new_figure, no_data, styled
+from ._common import DEFAULT_SIZE, NOT_PREFERRED, PREFERRED, NoData, new_figure, styled
 from .summary import N_BINS, N_SENT, Summary
 
 _STYLE = {"preferred": dict(color=PREFERRED, ls="-", marker="o", hatch=None),
@@ -28,10 +28,11 @@ def plot_attention(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE) -> Fi
     fig = new_figure(size)
     r = summary.responses
     if r.empty or "outcome" not in r:
-        return no_data(fig, "no responses in the data")
+        raise NoData("attention: no responses in the data; nothing to draw")
     lab = r[r["outcome"].notna() & (r["g_text_ms"] > 0)]
     if lab.empty:
-        return no_data(fig, "no labelled pairwise responses with gaze on the text")
+        raise NoData("attention: no labelled pairwise responses with gaze on the text (it compares the preferred "
+                     "and the not preferred answer of pairwise turns); nothing to draw")
     axs = fig.subplots(1, 3, gridspec_kw=dict(left=0.06, right=0.98, bottom=68 / fig.bbox.height,
                                                     top=0.86, wspace=0.28))  # two-line x labels: px
     rel_cols = [f"g_sentpos_{i}" for i in range(N_BINS)]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ._common import DEFAULT_SIZE, NOT_PREFERRED, PREFERRED, new_figure, no_data, styled
+from ._common import DEFAULT_SIZE, NOT_PREFERRED, PREFERRED, NoData, new_figure, styled
 from .summary import Summary
 
 #: column → (label, transform)
@@ -100,10 +100,10 @@ def plot_features(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, featur
     fig = new_figure(size)
     r = summary.responses
     if r.empty:
-        return no_data(fig, "no responses in the data")
+        raise NoData("features: no responses in the data; nothing to draw")
     names, groups = _outcome_groups(r)
     if not names:
-        return no_data(fig, "no labelled responses (pairwise choice or better/worse) in the data")
+        raise NoData("features: no labelled responses (pairwise choice or better/worse) in the data; nothing to draw")
     feats = features or FEATURES
     n = len(feats)
     ncol = 3

@@ -5,7 +5,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ._common import DEFAULT_SIZE, fit_text, new_figure, no_data, styled
+from ._common import DEFAULT_SIZE, NoData, fit_text, new_figure, styled
 from .summary import Summary
 
 #: column → (title, reference line, reference label, good direction)
@@ -50,7 +50,7 @@ def plot_quality(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, max_row
     fig = new_figure(size)
     p = summary.participants
     if p.empty:
-        return no_data(fig, "no participants in the data")
+        raise NoData("quality: no participants in the data; nothing to draw")
     p = p.sort_values("participant_id").reset_index(drop=True)
     more = ""
     if len(p) > max_rows:
@@ -62,7 +62,9 @@ def plot_quality(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, max_row
     y = np.arange(n)
     row_px = (H - 64 - 50) / (n + 0.7)
     fs = float(np.clip(row_px * 0.62 * 72 / 100, 4, 9))
-    unit = p["calibration_unit"].dropna().iloc[0] if p["calibration_unit"].notna().any() else ""
+    # a unit and a threshold only where some participant has a calibration value
+    has_cal = bool(np.isfinite(p["calibration"].astype(float)).any())
+    unit = p["calibration_unit"].dropna().iloc[0] if has_cal and p["calibration_unit"].notna().any() else ""
     flags = [quality_flags(row) for row in p.to_dict("records")]
     labels = [("⚠ " if f else "") + short_label(str(s)) for f, s in zip(flags, p["participant_id"])]
     # the heading first: its (possibly wrapped) height sets the panels' top
@@ -108,9 +110,14 @@ def plot_quality(summary: Summary, size: tuple[int, int] = DEFAULT_SIZE, max_row
         else:  # open-ended: room past the threshold and the longest bar
             ax.set_xlim(0, 1.12 * max(ref or 0.0, float(np.nanmax(shown)) if n else 0.0, 1e-9))
             ax.xaxis.set_major_locator(MaxNLocator(3))
-        for yi, vi in zip(y, v):
-            if not np.isfinite(vi):
-                ax.text(0, yi, " n/a", va="center", fontsize=fs, color="#777")
+        if col == "calibration" and not has_cal:  # one line for the panel, no unit, no threshold
+            ax.set_xticks([])
+            ax.text(0.5, 0.5, "no calibration data", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, color="#555")
+        else:
+            for yi, vi in zip(y, v):
+                if not np.isfinite(vi):
+                    ax.text(0, yi, " n/a", va="center", fontsize=fs, color="#777")
         titles.append(ax.set_title(title, loc="left", fontsize=10))
         ax.grid(axis="x", color="#e3e3e3", lw=0.6)
         if ref is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ... import UserError
-from ._common import fig_to_png
+from ._common import NoData, fig_to_png
 from ...datasets.sources import describe
 from ._data import TurnView, open_data
 from .quality import quality_flags
@@ -37,6 +37,15 @@ def _img(fig, alt: str) -> str:
     data = base64.b64encode(fig_to_png(fig)).decode("ascii")
     fig.clear()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _view(draw, alt: str) -> str:
+    """An aggregate view's picture, or (:class:`~._common.NoData`: nothing to draw) its one line."""
+    try:
+        fig = draw()
+    except NoData as e:
+        return f"<p class='muted'>{html.escape(str(e))}</p>"
+    return _img(fig, alt)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -232,8 +241,8 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
 
     # quality
     parts.append("<h2>Data quality</h2>")
-    parts.append(_img(plot_quality(summary, size=(1200, max(420, 140 + 26 * min(len(summary.participants), 60)))),
-                      "data quality per participant"))
+    parts.append(_view(lambda: plot_quality(summary, size=(1200, max(420, 140 + 26 * min(len(summary.participants), 60)))),
+                       "data quality per participant"))
     pq = summary.participants.copy()
     if len(pq):
         pq["flags"] = [", ".join(quality_flags(r)) for r in pq.to_dict("records")]
@@ -257,11 +266,11 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
             items = "".join(f"<li>{html.escape(k)}: {100 * v:.1f} % of {rules[k + ' (pairs)']} labelled pairs</li>"
                             for k, v in rules.items() if not k.endswith("(pairs)"))
             parts.append(f"<p>How often a simple rule picks the preferred response:</p><ul>{items}</ul>")
-        parts.append(_img(plot_attention(summary, size=(1200, 520)), "attention by sentence position"))
-        parts.append(_img(plot_features(summary, size=(1200, 720)), "feature distributions by outcome"))
+        parts.append(_view(lambda: plot_attention(summary, size=(1200, 520)), "attention by sentence position"))
+        parts.append(_view(lambda: plot_features(summary, size=(1200, 720)), "feature distributions by outcome"))
     else:
         parts.append("<p class='muted'>No labelled pairwise turns.</p>")
-        parts.append(_img(plot_features(summary, size=(1200, 720)), "feature distributions by outcome"))
+        parts.append(_view(lambda: plot_features(summary, size=(1200, 720)), "feature distributions by outcome"))
 
     # examples
     ex = example_turns(summary, n_examples)

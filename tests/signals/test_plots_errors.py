@@ -68,3 +68,18 @@ def test_cli_messages(ifllm_sample, tmp_path, capsys):
         assert err.startswith("gazepref: error: ") and "\n" not in err and "Traceback" not in err, err
         if message:
             assert message in err, (message, err)
+
+
+@pytest.mark.parametrize("kind, task, message", [
+    ("attention", "worker_ac2b9070/108", "no labelled pairwise responses"),  # pointwise turns only
+    ("attention", "worker_f815af5e/191", "no labelled pairwise responses"),  # pairwise, never answered
+    ("features", "worker_f815af5e/191", "no labelled responses"),
+])
+def test_empty_aggregate_view_writes_no_file(ifllm_sample, tmp_path, capsys, kind, task, message):
+    """An aggregate view with nothing to draw is a mistake of the selection: one line, exit 2, and
+    no picture that says "no data" left behind as if it were a result."""
+    out = tmp_path / f"{kind}.png"
+    rc, err = _cli(["plot", kind, str(ifllm_sample), "--task", task, "--out", str(out)], capsys)
+    assert rc == 2 and err.startswith("gazepref: error: ") and "\n" not in err and "Traceback" not in err, err
+    assert message in err and "nothing to draw" in err
+    assert not out.exists()
