@@ -55,6 +55,16 @@ def turns_by_task(rec: Recording) -> dict[str, list[schema.Turn]]:
     return by
 
 
+def task_order_key(task_id: str) -> tuple:
+    """A task's place in the one order every reader shares, whatever order its tasks come in:
+    by participant (the part before the last ``/``), then by task, a task number as a number
+    (``w/9`` before ``w/10``). The IFLLM reader's own order; a Parquet export or a study keeps its
+    tasks in the order they were stored (a study: participants by sign-up), so code that picks
+    "the first task" sorts by this key, and an export and its IFLLM export pick the same one."""
+    participant, _, task = task_id.rpartition("/")
+    return (participant, 0, int(task), "") if task.isdigit() else (participant, 1, 0, task)
+
+
 def summarize(rec: Recording) -> dict[str, Any]:
     """The ``gazepref data summary`` counts for any recording."""
     turns = rec.turns()

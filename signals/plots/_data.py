@@ -39,16 +39,21 @@ def resolve_task(rec, participant: str | None = None, task: str | None = None,
                  need_turns: bool = True) -> str:
     """The task id for ``--participant`` / ``--task`` (a task id, or a task number when the
     participant is given); without ``--task`` the participant's (or the data's) first task with
-    turns. Unknown names raise :class:`UserError`."""
+    turns in :func:`gazepref.datasets.recording.task_order_key` order (the same task for a
+    recording and its exports). Unknown names raise :class:`UserError`."""
+    from ...datasets.recording import task_order_key
+
     by_task = turns_by_task(rec)
-    task_ids = [t.task_id for t in rec.tasks()]
+    # one order for every reader (a Parquet export and its IFLLM export pick the same task)
+    task_ids = sorted((t.task_id for t in rec.tasks()), key=task_order_key)
     if participant is not None:
         parts = sorted({t.participant_id for t in rec.tasks()} | {t.participant_id for ts in by_task.values() for t in ts})
         if participant not in parts:
             raise UserError(f"no participant {participant!r} in the data ({len(parts)} participants, e.g. "
                             f"{_examples(parts)})")
         task_ids = [t for t in task_ids if t.startswith(participant + "/")] or \
-            [tid for tid, ts in by_task.items() if ts and ts[0].participant_id == participant]
+            sorted((tid for tid, ts in by_task.items() if ts and ts[0].participant_id == participant),
+                   key=task_order_key)
     if task is not None:
         cands = [task] if task in task_ids else [t for t in task_ids if t.rpartition("/")[2] == str(task)]
         if participant is None and task not in task_ids:

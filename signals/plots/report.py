@@ -241,8 +241,8 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
 
     # quality
     parts.append("<h2>Data quality</h2>")
-    parts.append(_view(lambda: plot_quality(summary, size=(1200, max(420, 140 + 26 * min(len(summary.participants), 60)))),
-                       "data quality per participant"))
+    q_px = max(420, 140 + 26 * min(len(summary.participants), 60))
+    parts.append(_view(lambda: plot_quality(summary, size=(1200, q_px)), "data quality per participant"))
     pq = summary.participants.copy()
     if len(pq):
         pq["flags"] = [", ".join(quality_flags(r)) for r in pq.to_dict("records")]
