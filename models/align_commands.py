@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, help="share of workers held out for evaluation")
     p.add_argument("--max-prompts", type=int, help="held-out prompts in the win-rate evaluation")
     p.add_argument("--max-new-tokens", type=int, help="tokens generated per answer in the evaluation")
-    p.add_argument("--judge-url", help="OpenAI-compatible base URL of an LLM judge (e.g. http://127.0.0.1:8000/v1)")
+    p.add_argument("--judge-url", help="OpenAI-compatible base URL of an LLM judge (e.g. http://127.0.0.1:8000/v1); "
+                                      "asked once before any step runs, so a judge that does not answer stops "
+                                      "the run before training")
     p.add_argument("--judge-model", help="model name sent to the judge")
     p.add_argument("--force", action="append", default=[], choices=STEP_NAMES, metavar="STEP",
                    help=f"redo STEP and the steps after it ({', '.join(STEP_NAMES)}); repeatable")
