@@ -167,13 +167,12 @@ def test_purge_never_deletes_a_bucket_drawn_from_meanwhile(engine):
         assert conn.execute(with_take(select(literal(1).label("one"))), rl.params(k, now)).one().took == 1
         purger.start()
         with engine.connect() as watch:  # until the purge waits for the take's row lock
-            for _ in range(200):
-                if watch.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                     "AND query LIKE 'DELETE FROM rate_buckets%'")):
-                    break
+            deadline = time.monotonic() + 30  # (a loaded CI machine once took over 5 s to get there)
+            while not watch.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                        "AND query LIKE 'DELETE FROM rate_buckets%'")):
+                if time.monotonic() > deadline or not purger.is_alive():
+                    pytest.fail(f"the purge did not wait for the take (it returned {purged})")
                 time.sleep(0.025)
-            else:
-                pytest.fail("the purge did not wait for the take")
     purger.join()
     assert bucket_keys(engine, [k]) == {k}
     assert [rl.allow(k, now=now) for _ in range(2)] == [True, False]  # one token left of the two
