@@ -35,8 +35,8 @@ Each open socket holds a server thread (and simple-websocket's reader thread): g
 
 Sockets that have not sent their token yet are capped per process (:class:`PendingSockets`; app
 config ``GAZE_WS_MAX_PENDING`` or ``$GAZEPREF_GAZE_WS_MAX_PENDING``, default a quarter of the worker's
-request threads: gunicorn's ``--threads`` under ``gazepref.capture_site.gunicorn_conf``, else
-``$GAZEPREF_WORKER_THREADS``, else 32: 8): anyone can open a socket and say nothing, and without a cap
+request threads: ``$GAZEPREF_WORKER_THREADS`` where set, else gunicorn's ``--threads`` under
+``gazepref.capture_site.gunicorn_conf``, else 32: 8): anyone can open a socket and say nothing, and without a cap
 such sockets would take every thread of a worker. A socket over the cap is answered at once
 ``{"reconnect": true, "retry_after_ms": n}`` and closed (1013, try again later), the message a
 restarting server sends: the page tries again after that long (three tries, then HTTP batches).
