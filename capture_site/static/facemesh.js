@@ -147,6 +147,12 @@ function areaResize(src, w, h, dw, dh) {
   return out;
 }
 
+/** Python's round(): halves to the even neighbour (Math.round takes them up). */
+function roundHalfEven(v) {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 function variance(a) {
   let m = 0;
   for (const v of a) m += v;
@@ -164,7 +170,7 @@ export function sharpness(grey, w, box) {
   if (bw < 4 || bh < 4) return NaN;
   const crop = new Float64Array(bw * bh);
   for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) crop[y * bw + x] = grey[(y0 + y) * w + x0 + x];
-  const dw = 64, dh = Math.max(4, Math.round(64 * bh / bw));
+  const dw = 64, dh = Math.max(4, roundHalfEven(64 * bh / bw));
   const small = areaResize(crop, bw, bh, dw, dh);
   const v = variance(small);
   if (!(v > 1e-6)) return 0;
