@@ -81,14 +81,17 @@ def make_participants(instance: Path, n: int, study: Path | None = None, prefix:
 def start_gunicorn(instance: Path, port: int, workers: int, threads: int, database_url: str | None = None,
                    profile_dir: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
     """gunicorn serving the site of ``instance`` (on ``database_url`` when given) in its own
-    process group (so a test can kill it whole); returns once the workers answer."""
-    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", str(threads),
-           "-b", f"127.0.0.1:{port}", "--backlog", "2048", "--keep-alive", "5", "--log-level", "warning"]
+    process group (so a test can kill it whole); returns once the workers answer. Started as
+    docs/STUDY_SITE.md says, with the site's config module (its ``post_fork`` tells each worker
+    ``threads``, which the site's per-process limits derive from; ``profile_hooks.py`` calls it too)."""
+    config = "python:gazepref.capture_site.gunicorn_conf" if profile_dir is None else str(
+        Path(__file__).with_name("profile_hooks.py"))
+    cmd = [sys.executable, "-m", "gunicorn", "-c", config, "-w", str(workers), "-k", "gthread", "--threads",
+           str(threads), "-b", f"127.0.0.1:{port}", "--backlog", "2048", "--keep-alive", "5", "--log-level", "warning"]
     environ = {**os.environ, "GAZEPREF_INSTANCE": str(instance), **(env or {})}
     if database_url:
         environ["GAZEPREF_DATABASE_URL"] = database_url
     if profile_dir is not None:
-        cmd += ["-c", str(Path(__file__).with_name("profile_hooks.py"))]
         environ["GAZEPREF_BENCH_PROFILE_DIR"] = str(profile_dir)
     cmd.append("gazepref.capture_site.app:create_app()")
     proc = subprocess.Popen(cmd, env=environ, start_new_session=True)

@@ -3,6 +3,9 @@ threads with cProfile (one profiler per thread, enabled only while a request is 
 exit writes ``DIR/worker-<pid>.prof`` (all its threads merged).
 
     python -m pstats DIR/worker-<pid>.prof   # then: sort cumtime / stats 40
+
+It replaces the site's config module on the command line, so it takes the site's ``post_fork``
+hook (each worker learns gunicorn's ``--threads``: docs/STUDY_SITE.md).
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import os
 import pstats
 import threading
 from pathlib import Path
+
+from gazepref.capture_site.gunicorn_conf import post_fork  # noqa: F401 (a gunicorn hook)
 
 _profiles: list[cProfile.Profile] = []
 _local = threading.local()

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,27 @@ class SiteStartError(UserError, _AppLoadError):
     and then stops ("App failed to load.") instead of starting worker after worker."""
 
 
+#: SQLite's primary result codes that say the database cannot serve the request now (busy or
+#: locked by another writer, out of memory, an I/O error, a full disk, a file it cannot open):
+#: SQLITE_BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 10, 13, 14, 15})
+
+
+def database_outage(e: Exception) -> bool:
+    """Whether the database error ``e`` says the database cannot serve requests right now (answered
+    503 + Retry-After by :class:`_DatabaseUnavailable`) rather than a fault of the site or its
+    schema. PostgreSQL's driver raises ``OperationalError`` for the server's state only (down,
+    restarting, the connection cut, resources, a deadlock to retry); SQLite raises it also for a
+    query its schema cannot answer (``no such table``/``no such column``, a syntax error:
+    ``SQLITE_ERROR``), a read-only or corrupt file: those are faults, which a retry never mends
+    (a 500 with its traceback in the log, instead of pages resending for ever)."""
+    orig = getattr(e, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and (code & 0xFF) in _SQLITE_UNAVAILABLE
+    return True
+
+
 class _DatabaseUnavailable:
     """The answer to a request the database could not serve (the server down or restarted, a
     connection cut, the pool exhausted), on every page and API alike: ``503`` with
@@ -113,7 +135,8 @@ class _DatabaseUnavailable:
     never Flask's bare 500 page. Logged as one line (``gazepref.capture_site.app``, WARNING) at most
     every ``DB_UNAVAILABLE_LOG_S`` (10 s) per process, with the count in between. Once the
     database is back, the pool's dead connections are replaced (SQLAlchemy invalidates the pool
-    on the first disconnect it sees) and requests succeed again."""
+    on the first disconnect it sees) and requests succeed again. An error that is no outage
+    (:func:`database_outage`: SQLite's schema errors) is raised on: a 500 with its traceback."""
 
     def __init__(self, app: Flask):
         import logging
@@ -125,6 +148,8 @@ class _DatabaseUnavailable:
         self.lock, self.count, self.logged_at = threading.Lock(), 0, -math.inf
 
     def answer(self, e: Exception):
+        if not database_outage(e):  # a fault (500, logged with its traceback), not a state to wait out
+            raise e
         with self.lock:
             self.count += 1
             now = time.monotonic()

@@ -34,8 +34,9 @@ Each open socket holds a server thread (and simple-websocket's reader thread): g
 ``--threads`` above the participants per worker (docs/STUDY_SITE.md).
 
 Sockets that have not sent their token yet are capped per process (:class:`PendingSockets`; app
-config ``GAZE_WS_MAX_PENDING`` or ``$GAZEPREF_GAZE_WS_MAX_PENDING``, default a quarter of
-``$GAZEPREF_WORKER_THREADS``, 32: 8): anyone can open a socket and say nothing, and without a cap
+config ``GAZE_WS_MAX_PENDING`` or ``$GAZEPREF_GAZE_WS_MAX_PENDING``, default a quarter of the worker's
+request threads: ``$GAZEPREF_WORKER_THREADS`` where set, else gunicorn's ``--threads`` under
+``gazepref.capture_site.gunicorn_conf``, else 32: 8): anyone can open a socket and say nothing, and without a cap
 such sockets would take every thread of a worker. A socket over the cap is answered at once
 ``{"reconnect": true, "retry_after_ms": n}`` and closed (1013, try again later), the message a
 restarting server sends: the page tries again after that long (three tries, then HTTP batches).
@@ -206,7 +207,8 @@ class PendingSockets:
 
 def _pending() -> PendingSockets:
     """This app's (this process's) :class:`PendingSockets`: app config GAZE_WS_MAX_PENDING (from
-    $GAZEPREF_GAZE_WS_MAX_PENDING, else a quarter of $GAZEPREF_WORKER_THREADS, at ``create_app``)."""
+    $GAZEPREF_GAZE_WS_MAX_PENDING, else a quarter of the worker's threads, :func:`.serving.worker_threads`,
+    at ``create_app``)."""
     pending = current_app.extensions.get("gazepref_gaze_ws_pending")
     if pending is None:
         limit = current_app.config.get("GAZE_WS_MAX_PENDING")

@@ -355,7 +355,14 @@ def safe_url(url: str) -> str:
     except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: hide what looks like a password
         import re
 
-        return re.sub(r":[^:@/]*@", ":***@", url)
+        # the password runs from the user's ':' to the last '@' (it may hold / : @ itself)
+        at = url.rfind("@")
+        if at >= 0:
+            start = url.find("//", 0, at)
+            colon = url.find(":", 0 if start < 0 else start + 2, at)
+            if colon >= 0:
+                url = url[:colon + 1] + "***" + url[at:]
+        return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
 
 
 def database_error(url: str | None, exc: Exception, verb: str = "use") -> UserError:
@@ -373,12 +380,17 @@ def make_engine(url: str, **kw: Any) -> Engine:
     A URL SQLAlchemy cannot read, or whose database or driver it does not know (``postgres://``,
     a driver not installed), raises :class:`gazepref.UserError`: one line naming the URL (its
     password hidden) and the form expected."""
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     if url.startswith("sqlite"):
         kw.setdefault("connect_args", {"check_same_thread": False, "timeout": 10})
     try:
-        engine = create_engine(url, **kw)
+        try:
+            parsed = make_url(url)
+        except ValueError as e:  # a port that is not a number (int() of it)
+            raise ArgumentError(str(e)) from None
+        engine = create_engine(parsed, **kw)
     except (ArgumentError, ImportError) as e:  # (NoSuchModuleError is an ArgumentError)
         reason = " ".join(str(e).split())
         raise UserError(f"not a usable database URL {safe_url(url)!r}: {reason} (PostgreSQL: "

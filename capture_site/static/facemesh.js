@@ -147,6 +147,12 @@ function areaResize(src, w, h, dw, dh) {
   return out;
 }
 
+/** Python's round(): halves to the even neighbour (Math.round takes them up). */
+function roundHalfEven(v) {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 function variance(a) {
   let m = 0;
   for (const v of a) m += v;
@@ -164,7 +170,7 @@ export function sharpness(grey, w, box) {
   if (bw < 4 || bh < 4) return NaN;
   const crop = new Float64Array(bw * bh);
   for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) crop[y * bw + x] = grey[(y0 + y) * w + x0 + x];
-  const dw = 64, dh = Math.max(4, Math.round(64 * bh / bw));
+  const dw = 64, dh = Math.max(4, roundHalfEven(64 * bh / bw));
   const small = areaResize(crop, bw, bh, dw, dh);
   const v = variance(small);
   if (!(v > 1e-6)) return 0;
@@ -203,8 +209,27 @@ export function meshes(result, scale = 1) {
   });
 }
 
+/** webcam.image_sample's face box: the landmarks' bounds clipped to the picture, whole pixels,
+ *  [x0, y0, x1, y1] inclusive. */
+export function faceBox(pts, w, h) {
+  let lx = Infinity, ly = Infinity, hx = -Infinity, hy = -Infinity;
+  for (const [x, y] of pts) { lx = Math.min(lx, x); ly = Math.min(ly, y); hx = Math.max(hx, x); hy = Math.max(hy, y); }
+  const clip = (v, hi) => Math.trunc(Math.min(Math.max(v, 0), hi));
+  return [clip(lx, w - 1), clip(ly, h - 1), clip(hx, w - 1), clip(hy, h - 1)];
+}
+
+/** webcam.image_sample's brightness and clipped share of ``box``: the mean grey level and the
+ *  share of pixels at webcam.SATURATED (250) or above (the OVEREXPOSED flag's measure). */
+export function boxLevels(grey, w, box) {
+  let sum = 0, count = 0, sat = 0;
+  for (let y = box[1]; y <= box[3]; y++) {
+    for (let x = box[0]; x <= box[2]; x++) { const v = grey[y * w + x]; sum += v; count++; if (v >= 250) sat++; }
+  }
+  return { mean: sum / count, saturated: sat / count };
+}
+
 /**
- * One sample of the picture on ``canvas`` (its 2-D context ``ctx``): {w, h, n, b, s, c, lm, p}
+ * One sample of the picture on ``canvas`` (its 2-D context ``ctx``): {w, h, n, b, s, o, c, lm, p}
  * (see gazepref.capture_site.gaze_samples). ``landmarks``: the indices to send.
  */
 export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 6]) {
@@ -228,22 +253,14 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
     return { w, h, n: 0, b: r2(m / grey.length) };
   }
   const pts = faces[0];
-  let lx = Infinity, ly = Infinity, hx = -Infinity, hy = -Infinity, cx = 0, cy = 0;
-  for (let i = 0; i < pts.length; i++) {
-    const [x, y] = pts[i];
-    lx = Math.min(lx, x); ly = Math.min(ly, y); hx = Math.max(hx, x); hy = Math.max(hy, y);
-    if (i < 468) { cx += x; cy += y; }
-  }
-  const clip = (v, hi) => Math.trunc(Math.min(Math.max(v, 0), hi));
-  const box = [clip(lx, w - 1), clip(ly, h - 1), clip(hx, w - 1), clip(hy, h - 1)];
-  let sum = 0, count = 0, sat = 0; // sat: saturated pixels (webcam.SATURATED) for OVEREXPOSED
-  for (let y = box[1]; y <= box[3]; y++) {
-    for (let x = box[0]; x <= box[2]; x++) { const v = grey[y * w + x]; sum += v; count++; if (v >= 250) sat++; }
-  }
+  let cx = 0, cy = 0;
+  for (let i = 0; i < 468; i++) { cx += pts[i][0]; cy += pts[i][1]; }
+  const box = faceBox(pts, w, h);
+  const levels = boxLevels(grey, w, box);
   const p = [];
   for (const [, a, b] of EYES) p.push(...eyePatch(grey, w, h, pts[a], pts[b], patchSize[0], patchSize[1]));
   return {
-    w, h, n: Math.min(faces.length, 2), b: r2(sum / count), s: r4(sharpness(grey, w, box)), o: r4(sat / count),
+    w, h, n: Math.min(faces.length, 2), b: r2(levels.mean), s: r4(sharpness(grey, w, box)), o: r4(levels.saturated),
     c: [r2(cx / 468), r2(cy / 468)],
     lm: landmarks.flatMap((i) => [r2(pts[i][0]), r2(pts[i][1])]),
     p: p.map(r4),

@@ -167,6 +167,9 @@ def test_the_page_and_the_server_compute_the_same_features(make_app, tmp_path):
             # sharpness is measured on the landmarks' box, which differs between the meshes: it need
             # only agree on the BLUR flag (the definitions agree exactly: test_facemesh_js.py)
             assert (int(srow["flags"]) & GazeFlag.BLUR) == (int(brow["flags"]) & GazeFlag.BLUR)
+            # the page sends the saturated share (o) of its box: OVEREXPOSED as for pictures
+            assert 0 <= sample.clipped <= 1
+            assert (int(srow["flags"]) & GazeFlag.OVEREXPOSED) == (int(brow["flags"]) & GazeFlag.OVEREXPOSED)
             diffs.setdefault("sharpness_ratio", []).append(brow["face_sharpness"] / srow["face_sharpness"])
     runner.close()
     measured = {k: round(max(v), 4) for k, v in diffs.items()}

@@ -1,7 +1,8 @@
 """The page's picture measures (capture_site/static/facemesh.js) against the Python definitions
 they copy, run in Node.js on the astronaut photo: grey levels (cv2.cvtColor), the 10x6 eye
-patches (eye_features.eye_patch) and the sharpness (webcam._sharpness). The landmarks are the
-Python Face Mesh's, so only the definitions differ."""
+patches (eye_features.eye_patch), the sharpness (webcam._sharpness), and the face box with its
+brightness and saturated share (webcam.image_sample; the OVEREXPOSED flag's measure, on an
+over-exposed picture too). The landmarks are the Python Face Mesh's, so only the definitions differ."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from gazepref.signals import eye_features
-from gazepref.signals.webcam import _sharpness
+from gazepref.signals.webcam import _sharpness, image_sample
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -29,7 +30,12 @@ const rgba = new Uint8Array(fs.readFileSync("rgba.bin"));
 const grey = fm.greyOf(rgba, job.w * job.h);
 const out = { grey: Array.from(grey.slice(0, 1000)), greySum: grey.reduce((a, b) => a + b, 0),
   patches: job.eyes.map(([a, b]) => fm.eyePatch(grey, job.w, job.h, a, b, 10, 6)),
-  sharpness: job.boxes.map((box) => fm.sharpness(grey, job.w, box)) };
+  sharpness: job.boxes.map((box) => fm.sharpness(grey, job.w, box)),
+  levels: ["rgba.bin", "bright.bin"].map((name) => {
+    const g = fm.greyOf(new Uint8Array(fs.readFileSync(name)), job.w * job.h);
+    const box = fm.faceBox(job.pts, job.w, job.h);
+    return { box, ...fm.boxLevels(g, job.w, box) };
+  }) };
 process.stdout.write(JSON.stringify(out));
 """
 
@@ -48,10 +54,14 @@ def test_the_page_measures_follow_the_python_definitions(tmp_path):
     h, w = grey.shape
     eyes = [(pts[e.image_left].tolist(), pts[e.image_right].tolist()) for e in eye_features.EYES]
     lo, hi = pts.min(axis=0).astype(int), pts.max(axis=0).astype(int)
-    boxes = [[int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])], [100, 20, 230, 150], [10, 10, 40, 30]]
-    rgba = np.dstack([rgb, np.full((h, w), 255, np.uint8)])
-    (tmp_path / "rgba.bin").write_bytes(rgba.tobytes())
-    (tmp_path / "job.json").write_text(json.dumps({"w": w, "h": h, "eyes": eyes, "boxes": boxes}))
+    # (the last two: 128 px wide and an odd height, so the 64 px copy is x.5 rows high: rounded to even)
+    boxes = [[int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])], [100, 20, 230, 150], [10, 10, 40, 30],
+             [100, 20, 227, 148], [60, 40, 187, 176]]
+    bright = np.clip(rgb.astype(np.float64) * 2.2, 0, 255).astype(np.uint8)  # over-exposed (gain 2.2)
+    for name, picture in (("rgba.bin", rgb), ("bright.bin", bright)):
+        (tmp_path / name).write_bytes(np.dstack([picture, np.full((h, w), 255, np.uint8)]).tobytes())
+    (tmp_path / "job.json").write_text(json.dumps({"w": w, "h": h, "eyes": eyes, "boxes": boxes,
+                                                   "pts": pts.tolist()}))
     shutil.copy(FACEMESH_JS, tmp_path / "facemesh.mjs")
     (tmp_path / "run.mjs").write_text(SCRIPT)
     out = json.loads(subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, check=True,
@@ -65,4 +75,14 @@ def test_the_page_measures_follow_the_python_definitions(tmp_path):
         assert np.abs(np.array(got) - ref).mean() < 0.01 and np.abs(np.array(got) - ref).max() < 0.1
     for box, got in zip(boxes, out["sharpness"]):
         x0, y0, x1, y1 = box
-        assert got == pytest.approx(_sharpness(grey[y0:y1 + 1, x0:x1 + 1]), rel=0.02)
+        # the same definition: what is left is OpenCV's resize to whole grey levels (up to ~0.4 %)
+        assert got == pytest.approx(_sharpness(grey[y0:y1 + 1, x0:x1 + 1]), rel=0.006)
+    clipped = []
+    for picture, got in zip((rgb, bright), out["levels"]):
+        ref = image_sample(cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY), [pts], None)
+        lo_, hi_ = np.clip(pts.min(axis=0), 0, [w - 1, h - 1]).astype(int), np.clip(pts.max(axis=0), 0, [w - 1, h - 1]).astype(int)
+        assert got["box"] == [int(lo_[0]), int(lo_[1]), int(hi_[0]), int(hi_[1])]
+        assert got["mean"] == pytest.approx(ref.brightness, abs=1e-9)
+        assert got["saturated"] == pytest.approx(ref.clipped, abs=1e-12)
+        clipped.append(got["saturated"])
+    assert clipped[0] < 0.05 and clipped[1] > 0.3, clipped  # (the bright picture has saturated pixels to count)

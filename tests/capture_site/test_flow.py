@@ -391,7 +391,9 @@ def test_the_window_report_keeps_what_the_set_up_log_wrote_meanwhile(make_app, t
     r = w.client.post("/window", data={"csrf_token": csrf_of(page.text), "too_small": "1", "width": "800",
                                        "height": "500"})
     assert r.status_code == 204
+    with w.client.session_transaction() as sess:  # (the PostgreSQL server is shared by the session's tests)
+        pid = sess["pid"]
     with app.extensions["gazepref"].sessions() as s:
-        [p] = participants(s)
+        p = s.get(store.Participant, pid)
         assert p.state["window"]["too_small"] and p.state["window"]["size"] == [800, 500]
         assert p.state["setup"]["camera_error"] == "denied"

@@ -100,3 +100,36 @@ def test_the_start_error_is_gunicorns_app_load_error_and_a_user_error(tmp_path, 
     with pytest.raises(AppImportError, match=r"^\$GAZEPREF_WORKER_THREADS must be a number \(got 'many'\)$"):
         monkeypatch.setenv("GAZEPREF_WORKER_THREADS", "many")
         create_app(str(tmp_path / "i"), {"TESTING": True})
+
+
+def _benchmark_module(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmarks_server_learns_its_threads_too(tmp_path, monkeypatch):
+    """benchmarks/ingest.py's gunicorn (also benchmarks/gaze.py's and faults.py's) is started as
+    the docs say, so the site's per-process limits follow the benchmark's --threads (8: 2 sockets
+    may wait for their token, not the default 32's 8); with --profile its own config file takes
+    the site's post_fork hook (docs/STUDY_SITE.md: own gunicorn config files import it)."""
+    import os
+
+    from gazepref.capture_site import gunicorn_conf
+
+    ingest = _benchmark_module("ingest")
+    monkeypatch.setenv("GAZEPREF_STUDY_CONFIG", str(STUDY_TOML))
+    monkeypatch.delenv("GAZEPREF_WORKER_THREADS", raising=False)
+    port = free_port()
+    proc = ingest.start_gunicorn(tmp_path / "instance", port, workers=1, threads=8)
+    try:
+        assert _held_sockets(port, 4) == 2
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert getattr(_benchmark_module("profile_hooks"), "post_fork", None) is gunicorn_conf.post_fork

@@ -1,0 +1,76 @@
+"""The app's answers to database errors (capture_site/app.py ``_DatabaseUnavailable``): an outage
+is 503 + Retry-After; a query the database's schema cannot answer is a fault (500, logged with
+its traceback), also on SQLite, which reports both as ``OperationalError``."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from sitetest import Walker
+
+
+def _sqlite_error(tmp_path, kind: str) -> OperationalError:
+    """A real error of SQLite's, as SQLAlchemy raises it: ``locked`` (another connection holds the
+    write lock) or ``schema`` (a column the table does not have)."""
+    path = tmp_path / "errors.db"
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (a INTEGER)")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        if kind == "locked":
+            holder.execute("BEGIN EXCLUSIVE")
+            statement = "INSERT INTO t VALUES (1)"
+        else:
+            statement = "SELECT b FROM t"
+        try:
+            other.execute(statement)
+        except sqlite3.OperationalError as e:
+            return OperationalError(statement, {}, e)
+        raise AssertionError(f"{statement} did not fail")
+    finally:
+        other.close()
+        holder.close()
+
+
+@pytest.mark.parametrize("kind, status", [("locked", 503), ("schema", 500)])
+def test_sqlite_errors_outage_or_fault(make_app, tmp_path, kind, status, caplog):
+    error = _sqlite_error(tmp_path, kind)
+    app = make_app(PROPAGATE_EXCEPTIONS=False)
+
+    def fail():
+        raise error
+
+    app.add_url_rule("/api/test-db-error", "api_test_db_error", fail)
+    app.add_url_rule("/test-db-error", "test_db_error", fail)
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING):
+        api, page = client.get("/api/test-db-error"), client.get("/test-db-error")
+    assert api.status_code == status and page.status_code == status, (api.status_code, page.status_code)
+    logged_traceback = any(r.exc_info for r in caplog.records)
+    if status == 503:
+        assert api.json["retry"] is True and api.headers["Retry-After"] == "1" and not logged_traceback
+    else:
+        assert "retry" not in api.json and "Retry-After" not in api.headers and "Retry-After" not in page.headers
+        assert logged_traceback  # a fault to find in the log, not a warning line every 10 s
+
+
+def test_a_database_without_a_column_the_site_reads_is_a_fault_not_an_outage(make_app, caplog):
+    """A SQLite database missing a column the site reads (made by a version before the column:
+    ``create_all`` adds tables, never columns) fails every request alike: each is a 500 with its
+    traceback in the log, not "the database cannot be reached, try again" that the pages would
+    resend for ever."""
+    app = make_app(PROPAGATE_EXCEPTIONS=False)
+    w = Walker(app.test_client())
+    w.arrive()
+    w.consent()
+    w.to_task()
+    with app.extensions["gazepref"].engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE participants RENAME COLUMN consent TO consent_before")
+    with caplog.at_level(logging.WARNING):
+        r = w.client.get("/step")
+    assert r.status_code == 500 and "Retry-After" not in r.headers
+    assert "cannot be reached" not in r.text
+    assert any(rec.exc_info and "no such column" in str(rec.exc_info[1]) for rec in caplog.records)
