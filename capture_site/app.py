@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import math
 import os
 import re
@@ -60,7 +61,12 @@ def _secret_key(instance: Path, sessions) -> str:
     with sessions() as s, s.begin():
         store.insert_once(s, store.SiteSecret, ["name"], name="secret_key",
                           value=candidate or secrets.token_hex(32))
-        return s.scalar(select(store.SiteSecret.value).where(store.SiteSecret.name == "secret_key"))
+        key = s.scalar(select(store.SiteSecret.value).where(store.SiteSecret.name == "secret_key"))
+    logging.getLogger(__name__).warning(
+        "no $GAZEPREF_SECRET_KEY: signing with the key kept in the database (table site_secrets); "
+        "whoever can read the database (a read-only role, a dump) can then sign a researcher's login. "
+        "Set $GAZEPREF_SECRET_KEY on every host (docs/STUDY_SITE.md)")
+    return key
 
 
 def _file_secret_key(instance: Path) -> str:
@@ -139,7 +145,6 @@ class _DatabaseUnavailable:
     (:func:`database_outage`: SQLite's schema errors) is raised on: a 500 with its traceback."""
 
     def __init__(self, app: Flask):
-        import logging
         import threading
 
         self.log = logging.getLogger(__name__)
@@ -160,7 +165,8 @@ class _DatabaseUnavailable:
         if count:
             reason = " ".join(str(getattr(e, "orig", None) or e).split())[:300]
             self.log.warning("database unavailable (%d request(s) answered 503 since the last such line): "
-                             "%s %s: %s", count, request.method, request.path, reason)
+                             "%s %s: %s", count, request.method, request.endpoint, reason)  # (paths
+            # may hold a pseudonym: the dashboard's participant pages)
         close_db()  # the request's session is in a failed transaction: the page draws without it
         message = "The study's database cannot be reached right now; please try again in a few seconds."
         headers = {"Retry-After": self.retry}

@@ -85,14 +85,18 @@ def _host(folder: Path, url: str):
                                     "SECRET_KEY": None})
 
 
-def test_hosts_without_a_secret_key_share_the_one_in_the_database(fresh_postgres, tmp_path):
+def test_hosts_without_a_secret_key_share_the_one_in_the_database(fresh_postgres, tmp_path, caplog):
     """Two hosts started without $GAZEPREF_SECRET_KEY (each with its own instance folder) sign with
     one key: the first to start keeps its instance file's key in the database, the next uses it,
-    so a participant's session and token made on one host work on the other."""
+    so a participant's session and token made on one host work on the other. Each host warns that
+    the key is in the database (whoever reads it can sign a researcher's login)."""
     (tmp_path / "host0").mkdir()
     (tmp_path / "host0" / "secret_key").write_text("the-key-host0-had\n")
-    hosts = [_host(tmp_path / "host0", fresh_postgres), _host(tmp_path / "host1", fresh_postgres)]
+    with caplog.at_level("WARNING", logger="gazepref.capture_site.app"):
+        hosts = [_host(tmp_path / "host0", fresh_postgres), _host(tmp_path / "host1", fresh_postgres)]
+    warned = [r.getMessage() for r in caplog.records if "site_secrets" in r.getMessage()]
     try:
+        assert len(warned) == 2 and all("GAZEPREF_SECRET_KEY" in m and "the-key" not in m for m in warned)
         assert [h.secret_key for h in hosts] == ["the-key-host0-had"] * 2
         first, second = hosts[0].test_client(), hosts[1].test_client()
         w = Walker(first, "ONE-KEY")
@@ -117,11 +121,13 @@ def _terminate(url: str, admin_url: str) -> None:
     admin.dispose()
 
 
-def test_database_restart_and_outage_answer_503_and_lose_nothing(fresh_postgres, postgres_url, tmp_path):
+def test_database_restart_and_outage_answer_503_and_lose_nothing(fresh_postgres, postgres_url, tmp_path, caplog):
     """A request the database cannot serve (its connections cut by a restart, or the database
     gone) is answered 503 with Retry-After and "retry" (the pages send it again; a page gets the
     site's error page), never a bare 500; after a restart the next requests succeed and the
-    resent batch is stored once."""
+    resent batch is stored once. The log line names the view, not the path (a dashboard path
+    holds a pseudonym)."""
+    caplog.set_level("WARNING", logger="gazepref.capture_site.app")
     app = _host(tmp_path / "host", fresh_postgres)
     try:
         client = app.test_client()
@@ -139,6 +145,8 @@ def test_database_restart_and_outage_answer_503_and_lose_nothing(fresh_postgres,
                 break
             assert r.status_code == 503 and r.headers["Retry-After"] == "1" and r.json["retry"], r.text
         assert answers[-1] == 200 and len(answers) <= 3, answers  # (each pool finds its cut connections once)
+        [line] = [r.getMessage() for r in caplog.records if "database unavailable" in r.getMessage()]
+        assert "POST ingest.ingest:" in line and "/api/" not in line, line
         page = client.get("/step")
         assert page.status_code in (200, 503)
         assert client.get("/step").status_code == 200
