@@ -59,6 +59,24 @@ def build(app, n_tasks: int, n_turns: int) -> tuple[str, str]:
         return study.slug, p.pseudonym
 
 
+def _log_in(app, client) -> None:
+    """A researcher account, logged in through the login form (as the dashboard requires)."""
+    import re
+
+    from gazepref import store
+    from gazepref.capture_site.accounts import set_password
+
+    with app.extensions["gazepref"].sessions() as s:
+        user = store.User(username="bench", password_hash="")
+        s.add(user)
+        set_password(s, user, "a bench password")
+        s.commit()
+    page = client.get("/admin/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = client.post("/admin/login", data={"csrf_token": csrf, "username": "bench", "password": "a bench password"})
+    assert r.status_code == 302, r.status_code
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=2)
@@ -70,8 +88,7 @@ def main() -> None:
         app = create_app(d, {"TESTING": True, "SECRET_KEY": "bench"})
         slug, pseudonym = build(app, a.tasks, a.turns)
         client = app.test_client()
-        with client.session_transaction() as s:
-            s["user_id"], s["username"] = 1, "bench"
+        _log_in(app, client)
         url = f"/admin/studies/{slug}/participants/{pseudonym[:12]}/plots"
         for label in ("first load", "reload"):
             w = time.perf_counter()
