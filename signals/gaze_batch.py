@@ -255,6 +255,32 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
     return frame, unreadable
 
 
+#: the tracker's flags that describe a picture with a face (how it was taken, not the gaze), as
+#: :func:`picture_conditions` names their shares
+PICTURE_FLAGS = (("too_dark", GazeFlag.TOO_DARK), ("blur", GazeFlag.BLUR), ("overexposed", GazeFlag.OVEREXPOSED),
+                 ("blink", GazeFlag.BLINK), ("multiple_faces", GazeFlag.MULTIPLE_FACES))
+
+
+def picture_conditions(features: pd.DataFrame) -> dict[str, float | None]:
+    """How the pictures with a face were taken, from :func:`image_features`' rows: the median face
+    box brightness (``brightness_median``, grey 0-255) and sharpness (``sharpness_median``,
+    ``face_sharpness``: ~0.04-0.055 for a sharp face, motion blur below 0.015), and the share of
+    those pictures that each of :data:`PICTURE_FLAGS` marks (``too_dark_ratio``, ...). Values are
+    None without a face. These say whether a person's error comes with dim, blurred or
+    over-exposed pictures (docs/gaze.md, "Picture conditions"), which the synthetic benchmarks can
+    only simulate."""
+    flags = features["flags"].to_numpy(dtype=np.int64)
+    face = (flags & GazeFlag.NO_FACE) == 0
+    out: dict[str, float | None] = {}
+    for key, column in (("brightness_median", "face_brightness"), ("sharpness_median", "face_sharpness")):
+        values = features[column].to_numpy(dtype=np.float64)[face] if column in features else np.array([])
+        values = values[np.isfinite(values)]
+        out[key] = float(np.median(values)) if len(values) else None
+    for name, bit in PICTURE_FLAGS:
+        out[f"{name}_ratio"] = float(((flags[face] & int(bit)) != 0).mean()) if face.any() else None
+    return out
+
+
 #: evaluation protocols of :func:`evaluate_manifest`
 PROTOCOLS = ("leave-session-out", "one-round")
 
@@ -483,6 +509,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         compare = kind == "auto" and not custom
     others = [k for k in KINDS if k != "auto" and (custom or k != kind)] if compare else []
     per_person: dict[str, dict[str, Any]] = {}
+    all_features: list[pd.DataFrame] = []
     found_total = 0
     unreadable: list[str] = []
     for person, rows in manifest.groupby("person", sort=True):
@@ -510,7 +537,10 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
             # "WxH": count. Sessions at different sizes of one camera may differ in field of view
             # (a 4:3 mode cropped from a 16:9 sensor), which the assumed focal length cannot know
             "image_sizes": dict(sorted(Counter(z for z in features.attrs.get("image_sizes", []) if z).items())),
+            # dim, blurred, over-exposed pictures (the tracker's flags, brightness and sharpness)
+            "picture": picture_conditions(features),
         }
+        all_features.append(features)
         if compare:  # the same features and splits, each other kind fitted in turn
             per_person[str(person)]["compared"] = {
                 k: person_errors(targets, split_predictions(features, targets, sessions, _make_kind(k), protocol),
@@ -540,6 +570,7 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         "people": len(per_person),
         "people_without_prediction": sorted(p for p, r in per_person.items() if r["error_px"] is None),
         "unreadable_images": len(unreadable),
+        "picture": picture_conditions(pd.concat(all_features, ignore_index=True)),  # over every image
         # images listed under two or more sessions of one person: with leave-session-out or
         # one-round, such an image calibrates the prediction of itself (the figures look better)
         "images_in_several_sessions": int((manifest.groupby(["person", "image"])["session"].nunique() > 1).sum()),

@@ -83,8 +83,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         emit(result, True)
     else:
-        summary = {k: v for k, v in result.items() if k not in ("per_person", "compared")}
+        summary = {k: v for k, v in result.items() if k not in ("per_person", "compared", "picture")}
         emit(summary, False)
+        print(f"{'picture':<{max(map(len, summary))}}  {_picture(result['picture'])}")
         if "compared" in result:  # the other models' mean_error_px, lined up with the summary
             people = result["people"] - len(result["people_without_prediction"])
             print(f"{'compared':<{max(map(len, summary))}}  " + ", ".join(
@@ -110,6 +111,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             size = "-" if r["face_size_median"] is None else f"{r['face_size_median']:.3f}"
             print(f"    faces found {r['face_found_ratio']:.0%} (by the small-face search {r['small_face_ratio']:.0%}), "
                   f"usable {r['usable_ratio']:.0%}, eye span / width {size}")
+            print(f"    picture: {_picture(r['picture'])}")
             sizes = ", ".join(f"{z} ({n})" for z, n in r["image_sizes"].items())
             print(f"    image sizes: {sizes or '-'}"
                   + (f"; unreadable {r['unreadable_images']}" if r["unreadable_images"] else ""))
@@ -120,6 +122,17 @@ def _evaluate(args: argparse.Namespace) -> int:
             for held in r.get("held_out", []):
                 print(f"    {held['session']} predicted: {_px(held['error_px'])} over {held['n_predicted']} images")
     return 0
+
+
+def _picture(p: dict) -> str:
+    """:func:`.gaze_batch.picture_conditions` for the text output."""
+    if p["too_dark_ratio"] is None:
+        return "no face found"
+    sharp = "-" if p["sharpness_median"] is None else f"{p['sharpness_median']:.3f}"
+    return (f"face brightness {p['brightness_median']:.0f} (too dark {p['too_dark_ratio']:.0%}), "
+            f"sharpness {sharp} (blurred {p['blur_ratio']:.0%}), "
+            f"over-exposed {p['overexposed_ratio']:.0%}, blinks {p['blink_ratio']:.0%}, "
+            f"several faces {p['multiple_faces_ratio']:.0%}")
 
 
 def _px(error_px: float | None) -> str:

@@ -18,7 +18,8 @@ import pytest
 from gazepref import cli, store
 from gazepref.schema import GazeFlag
 from gazepref.signals.calibration import GazeCalibration
-from gazepref.signals.gaze_batch import evaluate_manifest, image_features, protocol_splits, read_manifest, rows_to_table
+from gazepref.signals.gaze_batch import (PICTURE_FLAGS, evaluate_manifest, image_features, protocol_splits,
+                                         read_manifest, rows_to_table)
 from gazepref.signals.gaze_session import UNUSABLE
 from gazepref.signals.gaze_recalibrate import reestimate, reestimate_participant
 from gazepref.signals.face_mesh import FaceMeshRunner
@@ -115,6 +116,10 @@ def test_evaluate_manifest(manifest, capsys):
         # the mean is the guess only where no face was found (every face gives a line of sight)
         assert p["guessed_ratio"] == pytest.approx(1 - p["face_found_ratio"])
         assert p["fallback_ratio"] == 0
+        # the fixture's pictures are sharp and lit (0.85-1.1 of the photo's light): no picture flag
+        assert {k: v for k, v in p["picture"].items() if k.endswith("_ratio")} == {
+            f"{name}_ratio": 0.0 for name, _ in PICTURE_FLAGS}
+        assert p["picture"]["sharpness_median"] > 0.015 and 60 < p["picture"]["brightness_median"] < 250
     assert result["images_in_several_sessions"] == 0
     for p in result["per_person"].values():  # one image per dot: its error is its dot's bias, no spread
         assert p["bias_px"] == pytest.approx(p["error_px"]) and p["spread_px"] is None
@@ -297,6 +302,44 @@ def test_evaluate_counts_the_faces_only_the_small_face_search_found(tmp_path, fa
     assert p["face_found_ratio"] == 1.0 and p["small_face_ratio"] == 0.5
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--no-compare")
     assert rc == 0 and "faces found 100% (by the small-face search 50%)" in stdout
+
+
+def test_evaluate_says_how_the_pictures_were_taken(tmp_path, face_frame, capsys):
+    """Per person and over everyone, ``picture``: the faces' median brightness and sharpness and the
+    share of pictures with a face that each picture flag marks. A person with a sharp, well-lit
+    session and a dim one (a tenth of the light: TOO_DARK), another with a sharp session and a
+    motion-blurred one (a 15 px horizontal smear: BLUR) get those shares, in the JSON and the text."""
+    smear = np.full((1, 15), 1 / 15, np.float32)
+    sessions = {"dim": lambda f: np.clip(f.astype(np.float32) * 0.1, 0, 255).astype(np.uint8),
+                "blurred": lambda f: cv2.filter2D(f, -1, smear)}
+    rows = []
+    for person, condition in sessions.items():
+        for i, (x, y) in enumerate(TARGETS[:4]):
+            for session in ("s0", "s1"):
+                picture = face_frame(scale=1.2, dx=i, size=(640, 480))
+                if session == "s1":
+                    picture = condition(picture)
+                name = f"{person}_{session}_{i}.png"
+                cv2.imwrite(str(tmp_path / name), picture)
+                rows.append(f"{name},{x},{y},{person},{session}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,x,y,person,session\n" + "\n".join(rows) + "\n")
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--json", "--no-compare")
+    assert rc == 0
+    result = json.loads(stdout)
+    dim, blurred = result["per_person"]["dim"]["picture"], result["per_person"]["blurred"]["picture"]
+    assert result["per_person"]["dim"]["face_found_ratio"] == 1.0
+    assert (dim["too_dark_ratio"], dim["blur_ratio"], dim["overexposed_ratio"]) == (0.5, 0.0, 0.0)
+    assert (blurred["too_dark_ratio"], blurred["blur_ratio"], blurred["overexposed_ratio"]) == (0.0, 0.5, 0.0)
+    assert blurred["sharpness_median"] < dim["sharpness_median"]
+    assert 20 < dim["brightness_median"] < blurred["brightness_median"]  # half the pictures a tenth as bright
+    everyone = result["picture"]
+    assert (everyone["too_dark_ratio"], everyone["blur_ratio"]) == (0.25, 0.25)
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--no-compare")
+    assert rc == 0
+    assert (f"    picture: face brightness {dim['brightness_median']:.0f} (too dark 50%), "
+            f"sharpness {dim['sharpness_median']:.3f} (blurred 0%), over-exposed 0%") in stdout
+    assert "(blurred 50%)" in stdout and "(too dark 25%)" in stdout
 
 
 def test_evaluate_one_round_single_session_has_no_prediction(manifest):
