@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,10 +25,19 @@ def main() -> None:
     cache = Path(os.environ.get("GAZEPREF_CACHE") or Path.home() / ".cache" / "gazepref")
     ap = argparse.ArgumentParser()
     ap.add_argument("data", nargs="?", default=str(cache / "ifllm-dev" / "dataset"))
-    ap.add_argument("--out", default=str(cache / "feedback-mining" / "dev"))
+    ap.add_argument("--out", help="where to write the mined table (default: $GAZEPREF_CACHE/feedback-mining/dev "
+                                  "for the dev archive, else a temporary folder)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if a.out is None:  # another folder's table must not take the dev archive's place in the cache
+            dev = Path(a.data).resolve() == (cache / "ifllm-dev" / "dataset").resolve()
+            a.out = str(cache / "feedback-mining" / "dev") if dev else tmp
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
 
     from gazepref.datasets.conversations import open_conversations
     from gazepref.datasets.feedback_pairs import build_feedback_kto, build_feedback_pairs, feedback_index

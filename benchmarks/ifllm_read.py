@@ -7,8 +7,8 @@ threads) and (2) building every task's streams with turn assignment and clock-of
 """
 from __future__ import annotations
 
+import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -18,9 +18,12 @@ from gazepref.datasets.ifllm import open_release
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    if len(sys.argv) > 1:
-        path = Path(sys.argv[1])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("path", nargs="?", help="IFLLM-layout folder (default: the dev archive, unpacked to the cache)")
+    a = ap.parse_args(argv)
+    if a.path:
+        path = Path(a.path)
     else:
         path = unpack(REPO.parent / "shared" / "ifllm" / "ifllm-dev.tar.gz", "ifllm-dev")
     t0 = time.perf_counter()

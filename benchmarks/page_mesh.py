@@ -32,6 +32,7 @@ def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
     from gazepref.capture_site.app import create_app
     from gazepref.capture_site.serving import BackgroundServer
     from gazepref.signals.synthetic_face import moving_face
+    from browsertest import wait_for_function
     from gazetest import webcam_toml, write_y4m
 
     video = write_y4m(tmp / "face.y4m", [moving_face(i) for i in range(40)], fps=10)
@@ -52,10 +53,12 @@ def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
         page.click("#continue")
         page.click("#continue")
         try:
-            page.wait_for_function("window.gazepref && window.gazepref.calibration.capture"
-                                   " && window.gazepref.calibration.capture.samples >= 2")
-        except Exception:
-            raise SystemExit(f"the page's face mesh did not start: {console[-5:]}") from None
+            # not page.wait_for_function: Playwright evaluates its predicate with eval in the page,
+            # which the site's Content-Security-Policy refuses (tests/capture_site/browsertest.py)
+            wait_for_function(page, "window.gazepref && window.gazepref.calibration.capture"
+                                    " && window.gazepref.calibration.capture.samples >= 2", timeout=60_000)
+        except Exception as e:
+            raise SystemExit(f"the page's face mesh did not start ({e}): {console[-5:]}") from None
         page.evaluate("() => { const c = window.gazepref.calibration.capture; c.meshMs.length = 0; c.samples = 0; c.startedAt = performance.now(); }")
         time.sleep(seconds)
         cost = page.evaluate("window.gazepref.calibration.capture.cost()")
