@@ -112,6 +112,19 @@ def page_sample(runner, img: np.ndarray, t: float) -> dict:
     return d
 
 
+def moving_face_samples(n: int) -> list[dict]:
+    """What the page sends for the first ``n`` frames of ``synthetic_face.moving_face`` (its own
+    Face Mesh in video mode; every sample at t = 0: the caller stamps them)."""
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.synthetic_face import moving_face
+
+    runner = FaceMeshRunner()
+    try:
+        return [page_sample(runner, moving_face(i), 0.0) for i in range(n)]
+    finally:
+        runner.close()
+
+
 def gaze_rows(dbs, task_id) -> int:
     return dbs.scalar(select(func.coalesce(func.sum(store.StreamChunk.n), 0)).where(
         store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze"))

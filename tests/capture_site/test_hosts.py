@@ -292,15 +292,9 @@ def test_a_webcam_study_across_two_hosts_stores_what_one_host_stores(make_app, f
     and gaze from the database) and flags; x/y differ by a few px at most, from the per-host
     parts of the tracker (head-pose warm start, blink baseline: measured up to 3.2 px)."""
     pytest.importorskip("mediapipe")
-    from gazepref.signals.face_mesh import FaceMeshRunner
-    from gazepref.signals.synthetic_face import moving_face as moving
-    from gazetest import page_sample, webcam_toml
+    from gazetest import moving_face_samples, webcam_toml
 
-    runner = FaceMeshRunner()
-    try:
-        samples = [page_sample(runner, moving(i), 0.0) for i in range(40)]
-    finally:
-        runner.close()
+    samples = moving_face_samples(40)
     toml = str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\ninteraction_calibration = true'))
     one = _webcam_walk([make_app(STUDY_CONFIG=toml)], samples, lambda what: 0)
     hosts = [make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres) for _ in range(2)]
@@ -328,16 +322,10 @@ def test_the_click_correction_of_a_task_is_the_same_on_every_host(make_app, fres
     rows all start uncorrected. (A late batch of the first task then counts its click once, not
     once more each time the host comes back to the task.)"""
     pytest.importorskip("mediapipe")
-    from gazepref.signals.face_mesh import FaceMeshRunner
-    from gazepref.signals.synthetic_face import moving_face as moving
-    from gazetest import CALIBRATION_TARGETS, answer_step, page_sample, to_calibration, webcam_toml
+    from gazetest import CALIBRATION_TARGETS, answer_step, moving_face_samples, to_calibration, webcam_toml
     from sitetest import first_sentence, page_data
 
-    runner = FaceMeshRunner()
-    try:
-        samples = [page_sample(runner, moving(i), 0.0) for i in range(30)]
-    finally:
-        runner.close()
+    samples = moving_face_samples(30)
     toml = str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\ndrift_correction = true'))
     hosts = [make_app(STUDY_CONFIG=toml, DATABASE_URL=fresh_postgres) for _ in range(2)]
     clients = [h.test_client() for h in hosts]

@@ -283,19 +283,27 @@ def test_evaluate_one_round(manifest, capsys):
     assert "held_out" not in result["per_person"]["p1"]
 
 
+def picture_manifest(folder, entries):
+    """A manifest (``folder``/m.csv) of ``entries``: (file name, BGR picture, x, y, person,
+    session), each picture written beside it."""
+    rows = []
+    for name, picture, x, y, person, session in entries:
+        cv2.imwrite(str(folder / name), picture)
+        rows.append(f"{name},{x},{y},{person},{session}")
+    path = folder / "m.csv"
+    path.write_text("image,x,y,person,session\n" + "\n".join(rows) + "\n")
+    return path
+
+
 def test_evaluate_counts_the_faces_only_the_small_face_search_found(tmp_path, face_frame, capsys):
     """A person whose second session is a 1280 x 720 picture with the face small and to one side
     (eye span ~0.04 of the width: the mesh's own detector misses it): found, and counted as found
     by the small-face search, in the JSON and the text."""
-    rows = []
-    for i, (x, y) in enumerate(TARGETS[:4]):
+    manifest = picture_manifest(tmp_path, (
+        (f"{session}_{i}.png", picture, x, y, "p", session)
+        for i, (x, y) in enumerate(TARGETS[:4])
         for session, picture in (("s0", face_frame(scale=1.2, size=(640, 480))),
-                                 ("s1", face_frame(scale=0.4, dx=250 + i, size=(1280, 720)))):
-            name = f"{session}_{i}.png"
-            cv2.imwrite(str(tmp_path / name), picture)
-            rows.append(f"{name},{x},{y},p,{session}")
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("image,x,y,person,session\n" + "\n".join(rows) + "\n")
+                                 ("s1", face_frame(scale=0.4, dx=250 + i, size=(1280, 720))))))
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--json", "--no-compare")
     assert rc == 0
     p = json.loads(stdout)["per_person"]["p"]
@@ -312,18 +320,12 @@ def test_evaluate_says_how_the_pictures_were_taken(tmp_path, face_frame, capsys)
     smear = np.full((1, 15), 1 / 15, np.float32)
     sessions = {"dim": lambda f: np.clip(f.astype(np.float32) * 0.1, 0, 255).astype(np.uint8),
                 "blurred": lambda f: cv2.filter2D(f, -1, smear)}
-    rows = []
-    for person, condition in sessions.items():
-        for i, (x, y) in enumerate(TARGETS[:4]):
-            for session in ("s0", "s1"):
-                picture = face_frame(scale=1.2, dx=i, size=(640, 480))
-                if session == "s1":
-                    picture = condition(picture)
-                name = f"{person}_{session}_{i}.png"
-                cv2.imwrite(str(tmp_path / name), picture)
-                rows.append(f"{name},{x},{y},{person},{session}")
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("image,x,y,person,session\n" + "\n".join(rows) + "\n")
+    manifest = picture_manifest(tmp_path, (
+        (f"{person}_{session}_{i}.png", picture if session == "s0" else condition(picture), x, y, person, session)
+        for person, condition in sessions.items()
+        for i, (x, y) in enumerate(TARGETS[:4])
+        for session, picture in (("s0", face_frame(scale=1.2, dx=i, size=(640, 480))),
+                                 ("s1", face_frame(scale=1.2, dx=i, size=(640, 480))))))
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--json", "--no-compare")
     assert rc == 0
     result = json.loads(stdout)
