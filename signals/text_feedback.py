@@ -198,6 +198,7 @@ class TextFeedbackClassifier(ClassifierMixin, BaseEstimator):
                 "repeat_rephrase": bool(
                     f["exact_repeat"]
                     or f["cue_repeat"]
+                    or f["typo_repeat"]
                     or (
                         f["same_question_type"]
                         and (
@@ -210,10 +211,11 @@ class TextFeedbackClassifier(ClassifierMixin, BaseEstimator):
                     )
                 ),
                 "make_aware_with_correction": bool(neg),
+                # a complaint outranks praise: "great, another wrong answer", "thanks, but that's wrong"
+                "positive": bool(f["cue_positive"] and not neg),
                 # an explicit fix ("..., not 2008", "you forgot X") rules out "without correction"
                 "make_aware_without_correction": bool(f["cue_negative"] and not f["cue_correction"]),
                 "ask_clarification": bool(f["cue_clarify"]),
-                "positive": bool(f["cue_positive"]),
             }
             for c, ok in has.items():
                 if c in col:

@@ -143,7 +143,7 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"\bshould (?:have|be) (?:said|mentioned|included)\b",
     r"\bwas (?:his|her|their|its) (?:first|second|debut)\b.*\bnot\b",
     r"\bi think you (?:got|have|mixed)\b",
-    r"\bisn'?t right\b|\bnot right\b",
+    r"\bisn'?t right\b|(?<!that's )(?<!that is )(?<!it's )(?<!this is )\bnot right\b",  # a bare "That's not right." gives no fix
     r"\b(?:outdated|out of date)\b",
     r"\bthat (?:figure|number|date|year) is\b",
     r"\bit'?s (?:closer to|more like|actually)\b",
@@ -282,6 +282,41 @@ def char_jaccard(a: str, b: str, n: int = 3) -> float:
     return len(ga & gb) / len(ga | gb) if ga and gb else 0.0
 
 
+def _close(a: str, b: str) -> bool:
+    """Same word up to one typo: one edit or one swap of neighbours (two edits for words of 7+ letters)."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 4 or abs(len(a) - len(b)) > 2:
+        return False
+    budget = 2 if min(len(a), len(b)) >= 7 else 1
+    prev, cur = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        prev, cur = cur, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+        if min(cur) > budget:
+            return False
+    d = cur[-1]
+    if d > budget and len(a) == len(b):  # one swap of neighbours ("douhg" / "dough")
+        diff = [k for k in range(len(a)) if a[k] != b[k]]
+        d = 1 if len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]] else d
+    return d <= budget
+
+
+def typo_repeat(prev_query: str, next_query: str) -> bool:
+    """The same content words as the previous query, some with a typo ("who foundd netflix").
+
+    Every content word of each message matches one of the other's up to one typo (see ``_close``),
+    at least one differs, and both ask the same kind of question. A new question names at least
+    one new word, so it fails.
+    """
+    a = [w for w in normalize(prev_query).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
+    b = [w for w in normalize(chat_normalize(next_query)).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
+    if not a or not b or set(a) == set(b) or not same_question_type(prev_query, next_query):
+        return False
+    return all(any(_close(x, y) for y in a) for x in b) and all(any(_close(x, y) for y in b) for x in a)
+
+
 def same_question_type(prev_query: str, next_query: str) -> bool:
     """True unless both are questions of different wh-types (keyword queries match anything)."""
     a, b = question_type(prev_query), question_type(next_query)
@@ -313,6 +348,7 @@ RULE_FEATURES = (
     "starts_no",
     "char_jaccard",
     "same_question_type",
+    "typo_repeat",
 )
 
 
@@ -346,6 +382,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[
         "starts_no": float(bool(re.match(r"^\s*(?:no|nope|nah|wrong)\b", nxt, re.IGNORECASE))),
         "char_jaccard": char_jaccard(prev_query, nxt),
         "same_question_type": float(same_question_type(prev_query, nxt)),
+        "typo_repeat": float(typo_repeat(prev_query, nxt)),
     }
 
 
