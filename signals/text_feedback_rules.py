@@ -180,7 +180,9 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     # a bare "no" / "wrong" / thumbs down / sad face, alone or with a word of emphasis
     r"^\W*(?:(?:no|nope|nah|wrong|incorrect|false|not true|not correct|not right|thumbs down|sad face|ugh|bad|meh)\W*){1,3}$",
     r"n'?t what i (?:asked|wanted|meant|was looking for|need)\b",
-    r"\b(?:(?:does|did|do|is|it)\s*n'?t|not|never|still (?:does|did)\s*n'?t) (?:work|working|run|running|compile|compiling)\b",
+    # the answer's code or steps failed: "doesn't work", "it still doesn't run" (not "Democrats not working")
+    r"(?:^\W*|\b(?:it|this|that|code|query|script|formula|command|solution|method|function|answer|one)\s+)(?:still\s+)?"
+    r"(?:(?:does|did|is|do)\s*n'?t|not|never)\s+(?:work|working|run|running|compile|compiling)\b",
     r"\b(?:thanks|thank you) for nothing\b|\banother (?:wrong|useless|bad|incorrect) (?:answer|one|response)\b",
     r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic)\b",
     # a pasted error message after an answer (its code failed): "TypeError: ...", a Python traceback
@@ -222,13 +224,17 @@ POSITIVE_CUES = _rx(
     # a word of praise standing as its own sentence before a new question ("Nice. When did ...")
     r"^\W*(?:(?:oh|wow)\W+)?(?:nice|cool|great|perfect|awesome|excellent|brilliant|wonderful|amazing|good)\s*[.!]+\s+\w",
     r"^\W*(?:that'?s |it'?s |this is )?(?:not (?:a )?bad|pretty good|good enough|not too bad|quite good|pretty helpful)\b(?!\s+(?:at|in|for)\b(?!\s+all))",
-    r"(?<!\bthe )\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war))",
+    # a praise word praises the answer when it opens the message, ends it, or names the answer
+    # ('"No Time to Die" is such a great title' praises a film, not the answer)
+    r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|what an?|so|really|very|just)\W+)*(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war)\b)",
+    r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\W*$",
+    r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb) (?:answer|explanation|list|summary|job|info|information|tips|response|help|overview|breakdown|recipe|suggestions?|advice|work)\b",
     r"^(?:nice|cool|good|wow|ok(?:ay)?|interesting)[\s,.!]+(?:thanks?|thank you|i didn'?t know|to know|answer|explanation|list|summary|tips)\b",
     r"\b(?:very|really|super|so) (?:helpful|useful|clear|informative|interesting)\b",
     r"^(?:very |really |super |so )?(?:helpful|useful|clear|informative|nice|cool|good)[\s,.!]*(?:thanks?|thank you|explanation|answer|and clear|and to the point)?[\s,.!]*$",
     r"(?<!would )(?<!'d )\blove (?:it|this|that|the (?:answer|list|explanation|itinerary|recipe)|your)\b",
-    r"\bgood (?:answer|explanation|job|to know|list|summary|one)\b|\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
-    r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b|\bmakes sense now\b",
+    r"(?<![\'\"\u2018\u201c])\bgood (?:answer|explanation|job|to know|list|summary|one)\b|(?<![\'\"\u2018\u201c])\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
+    r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
     r"\bexactly what i (?:needed|wanted|was looking for)\b",
     r"\b(?:came out|turned out) (?:great|well|perfect)\b|\bloved it\b",
 )
