@@ -33,8 +33,8 @@ def normalize(text: str) -> str:
 # --- chat-style text --------------------------------------------------------------------------
 # Real next messages are typed fast: lower case, no apostrophes, chat abbreviations, emoji, runs of
 # "!!!"/"???". chat_normalize() rewrites those into the tidy English the cue patterns (and the
-# training data) use; it changes nothing in a tidy message. Only whole tokens are rewritten, and
-# the single letters "u"/"r" only in lower case and not inside an abbreviation like "U.S.".
+# training data) use; it changes nothing in a tidy message. Only whole tokens are rewritten (not
+# "U.S."), "u"/"ur"/"ty"/"q" only in lower case, and "r" only after you/we/they (R is a language).
 _EMOJI_WORDS = (  # emoji / emoticons -> words the cue patterns know
     (r"👍+|👌|🙌|👏|💯", " thumbs up "),
     (r"👎+", " thumbs down "),
@@ -45,7 +45,7 @@ _EMOJI_WORDS = (  # emoji / emoticons -> words the cue patterns know
     (r"(?:😂|🤣|😅|😆)", " haha "),
 )
 _ABBREV = {
-    "thx": "thanks", "thnx": "thanks", "tnx": "thanks", "thanx": "thanks", "thankz": "thanks", "ty": "thank you",
+    "thx": "thanks", "thnx": "thanks", "tnx": "thanks", "thanx": "thanks", "thankz": "thanks",
     "tysm": "thank you so much", "tyvm": "thank you very much", "thks": "thanks", "thku": "thank you",
     "pls": "please", "plz": "please", "plss": "please", "pleas": "please",
     "idk": "i don't know", "idgi": "i don't get it", "imo": "in my opinion", "btw": "by the way",
@@ -53,12 +53,12 @@ _ABBREV = {
     "dont": "don't", "doesnt": "doesn't", "dosent": "doesn't", "doesn": "doesn't", "didnt": "didn't", "isnt": "isn't",
     "wasnt": "wasn't", "arent": "aren't", "werent": "weren't", "cant": "can't", "couldnt": "couldn't",
     "wont": "won't", "wouldnt": "wouldn't", "shouldnt": "shouldn't", "havent": "haven't", "hasnt": "hasn't",
-    "thats": "that's", "whats": "what's", "youre": "you're", "ur": "you're", "im": "i'm", "ive": "i've",
+    "thats": "that's", "whats": "what's", "youre": "you're", "im": "i'm", "ive": "i've",
     "its": "it's", "abt": "about", "cuz": "because", "coz": "because", "gr8": "great", "gud": "good",
     "nvm": "never mind",
 }
-_ABBREV_LOWER = {"u": "you", "ur": "you're", "q": "question", "ty": "thank you"}  # only typed in lower case
-
+# only in lower case: "Ty" and "Ur" are names, "Q" a letter
+_ABBREV_LOWER = {"u": "you", "ur": "you're", "q": "question", "ty": "thank you"}
 
 
 def _token_rx(words, flags=0) -> re.Pattern[str]:
