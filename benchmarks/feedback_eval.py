@@ -1,6 +1,6 @@
 """Accuracy of the text-feedback classifier; prints the tables quoted in docs/text_feedback.md.
 
-    python benchmarks/feedback_eval.py [--cv] [--ifllm DIR] [--show-flags] [--json]
+    python benchmarks/feedback_eval.py [--cv] [--ifllm DIR] [--show-flags] [--stress [FILE]] [--json]
 
 1. Per-class precision/recall of the default offline classifier (trained on the packaged
    ``feedback_train.jsonl``) on the packaged, disjoint ``feedback_eval.jsonl``; the share of
@@ -11,6 +11,11 @@
    IFLLM shows no previous response to the next query in pointwise tasks, so the previous response is
    ``llm_response_1``. Most such pairs are new questions, so this estimates the false-flag rate;
    verbatim repeats (often re-submissions after a site error) are counted separately.
+4. With ``--stress``: accuracy per phenomenon on ``benchmarks/data/feedback_stress.jsonl`` (or FILE),
+   realistic chat-style variants (lower case, typos and abbreviations, one-word replies, terse
+   instructions, sarcasm, negation, emoji, pasted errors, a few non-English words, long messages
+   with the cue at the end, repeats with typos, plain new questions as controls). Each line has a
+   ``phenomenon`` key besides the usual ones; ``--show-errors`` lists the misclassified lines.
 """
 from __future__ import annotations
 
@@ -115,6 +120,40 @@ def train_cv(folds: int = 5) -> dict:
     return eval_metrics(rows, preds)
 
 
+STRESS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "feedback_stress.jsonl")
+
+
+def stress_metrics(rows, preds) -> dict:
+    """Accuracy, feedback detected and no-feedback flagged, per ``phenomenon`` and over all rows."""
+    from gazepref.signals.text_feedback import NONE
+
+    def summary(idx):
+        fb = [i for i in idx if rows[i]["label"] != NONE]
+        nn = [i for i in idx if rows[i]["label"] == NONE]
+        return {
+            "n": len(idx),
+            "correct": sum(preds[i] == rows[i]["label"] for i in idx),
+            "accuracy": sum(preds[i] == rows[i]["label"] for i in idx) / max(1, len(idx)),
+            "feedback": len(fb),
+            "feedback_detected": sum(preds[i] != NONE for i in fb),
+            "none": len(nn),
+            "none_flagged": sum(preds[i] != NONE for i in nn),
+        }
+
+    by = {}
+    for i, r in enumerate(rows):
+        by.setdefault(r.get("phenomenon", "?"), []).append(i)
+    return {
+        "per_phenomenon": {k: summary(v) for k, v in by.items()},
+        "all": summary(list(range(len(rows)))),
+        "errors": [
+            {"phenomenon": r.get("phenomenon", "?"), "next_query": r["next_query"], "label": r["label"], "predicted": p}
+            for r, p in zip(rows, preds)
+            if p != r["label"]
+        ],
+    }
+
+
 def _fmt(x: float) -> str:
     return "  n/a" if x != x else f"{x:5.2f}"
 
@@ -124,6 +163,11 @@ def main(argv=None) -> int:
     ap.add_argument("--ifllm", help="IFLLM-layout folder to measure the flag rate on real follow-ups")
     ap.add_argument("--show-flags", action="store_true", help="print the flagged real pairs")
     ap.add_argument("--cv", action="store_true", help="also cross-validate on the training set (grouped by conversation)")
+    ap.add_argument(
+        "--stress", nargs="?", const=STRESS_FILE, metavar="FILE",
+        help="accuracy per phenomenon on the chat-style stress set (default benchmarks/data/feedback_stress.jsonl)",
+    )
+    ap.add_argument("--show-errors", action="store_true", help="with --stress: list the misclassified lines")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -140,6 +184,9 @@ def main(argv=None) -> int:
         result["train_cv"] = train_cv()
     if args.ifllm:
         result["ifllm"] = ifllm_flag_rate(args.ifllm, clf, show=args.show_flags)
+    if args.stress:
+        srows = load_jsonl(args.stress)
+        result["stress"] = stress_metrics(srows, list(clf.predict(srows)))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -168,6 +215,18 @@ def main(argv=None) -> int:
             f"{r['flagged_excluding_verbatim']} ({r['flag_rate_excluding_verbatim']:.3f}); "
             f"by category {r['by_category']}; engaged follow-ups {r['engaged_followups']}; {r['seconds']} s"
         )
+    if args.stress:
+        s = result["stress"]
+        print(f"stress set ({args.stress}): {s['all']['n']} messages, accuracy {s['all']['accuracy']:.3f}")
+        print("| phenomenon | messages | correct | feedback detected | no-feedback flagged |")
+        print("| --- | --- | --- | --- | --- |")
+        for k, v in list(s["per_phenomenon"].items()) + [("**all**", s["all"])]:
+            fb = f"{v['feedback_detected']}/{v['feedback']}" if v["feedback"] else "–"
+            nn = f"{v['none_flagged']}/{v['none']}" if v["none"] else "–"
+            print(f"| {k} | {v['n']} | {v['correct']} ({v['accuracy']:.2f}) | {fb} | {nn} |")
+        if args.show_errors:
+            for e in s["errors"]:
+                print(f"  {e['phenomenon']:<20} {e['label']:<30} -> {e['predicted']:<30} {e['next_query'][:80]!r}")
     return 0
 
 

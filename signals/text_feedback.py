@@ -45,7 +45,7 @@ from ..datasets.conversations import read_jsonl
 # Sentence embeddings come from the project's one loader (gazepref.embeddings): the same text gets
 # the same vector here and in the reward models' text features.
 from ..embeddings import MAX_SEQ_LENGTH, embed, load_encoder  # noqa: F401  (re-exported)
-from .text_feedback_rules import RULE_FEATURES, builds_on_answer, normalize, rule_features
+from .text_feedback_rules import RULE_FEATURES, builds_on_answer, chat_normalize, normalize, rule_features
 
 NONE = "none"
 CATEGORIES = (
@@ -118,7 +118,7 @@ def feature_matrix(records: Sequence[Mapping[str, str]], use_embedding: bool = T
     """(dense features, embeddings of next, rule-feature dicts) for records."""
     recs = as_records(records)
     n = len(recs)
-    nxt = embed([r["next_query"] for r in recs])
+    nxt = embed([chat_normalize(r["next_query"]) for r in recs])  # "thx u r great!!" as "thanks you are great!"
     pq = embed([r["prev_query"] for r in recs])
     pr = embed([r["prev_response"] for r in recs])
     rules = [rule_features(r["prev_query"], r["prev_response"], r["next_query"]) for r in recs]
@@ -198,6 +198,7 @@ class TextFeedbackClassifier(ClassifierMixin, BaseEstimator):
                 "repeat_rephrase": bool(
                     f["exact_repeat"]
                     or f["cue_repeat"]
+                    or f["typo_repeat"]
                     or (
                         f["same_question_type"]
                         and (
@@ -210,10 +211,11 @@ class TextFeedbackClassifier(ClassifierMixin, BaseEstimator):
                     )
                 ),
                 "make_aware_with_correction": bool(neg),
+                # a complaint outranks praise: "great, another wrong answer", "thanks, but that's wrong"
+                "positive": bool(f["cue_positive"] and not neg),
                 # an explicit fix ("..., not 2008", "you forgot X") rules out "without correction"
                 "make_aware_without_correction": bool(f["cue_negative"] and not f["cue_correction"]),
                 "ask_clarification": bool(f["cue_clarify"]),
-                "positive": bool(f["cue_positive"]),
             }
             for c, ok in has.items():
                 if c in col:

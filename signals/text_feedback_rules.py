@@ -30,6 +30,65 @@ def normalize(text: str) -> str:
     return " ".join(w.replace("’", "'") for w in _WORD.findall(text.lower()))
 
 
+# --- chat-style text --------------------------------------------------------------------------
+# Real next messages are typed fast: lower case, no apostrophes, chat abbreviations, emoji, runs of
+# "!!!"/"???". chat_normalize() rewrites those into the tidy English the cue patterns (and the
+# training data) use; it changes nothing in a tidy message. Only whole tokens are rewritten (not
+# "U.S."), "u"/"ur"/"ty"/"q" only in lower case, and "r" only after you/we/they (R is a language).
+_EMOJI_WORDS = (  # emoji / emoticons -> words the cue patterns know
+    (r"👍+|👌|🙌|👏|💯", " thumbs up "),
+    (r"👎+", " thumbs down "),
+    (r"🙏", " thanks "),
+    (r"(?:❤️?|♥️?|😍|🥰|😊|☺️?|😀|😃|😄|🙂|:-?\)|:D\b|\(:)", " smiley "),
+    (r"(?:☹️?|🙁|😞|😢|😭|😠|😡|🤬|😒|:-?\(|:'\()", " sad face "),
+    (r"(?:🤔|😕|🤨|😐|😶)", " puzzled "),
+    (r"(?:😂|🤣|😅|😆)", " haha "),
+)
+_ABBREV = {
+    "thx": "thanks", "thnx": "thanks", "tnx": "thanks", "thanx": "thanks", "thankz": "thanks",
+    "tysm": "thank you so much", "tyvm": "thank you very much", "thks": "thanks", "thku": "thank you",
+    "pls": "please", "plz": "please", "plss": "please", "pleas": "please",
+    "idk": "i don't know", "idgi": "i don't get it", "imo": "in my opinion", "btw": "by the way",
+    "wat": "what", "wut": "what", "wht": "what", "wot": "what",
+    "dont": "don't", "doesnt": "doesn't", "dosent": "doesn't", "doesn": "doesn't", "didnt": "didn't", "isnt": "isn't",
+    "wasnt": "wasn't", "arent": "aren't", "werent": "weren't", "cant": "can't", "couldnt": "couldn't",
+    "wont": "won't", "wouldnt": "wouldn't", "shouldnt": "shouldn't", "havent": "haven't", "hasnt": "hasn't",
+    "thats": "that's", "whats": "what's", "youre": "you're", "im": "i'm", "ive": "i've",
+    "its": "it's", "abt": "about", "cuz": "because", "coz": "because", "gr8": "great", "gud": "good",
+    "nvm": "never mind",
+}
+# only in lower case: "Ty" and "Ur" are names, "Q" a letter
+_ABBREV_LOWER = {"u": "you", "ur": "you're", "q": "question", "ty": "thank you"}
+
+
+def _token_rx(words, flags=0) -> re.Pattern[str]:
+    alt = "|".join(sorted(map(re.escape, words), key=len, reverse=True))
+    return re.compile(rf"(?<![\w.'’&-])({alt})(?![\w'’&-]|\.\w)", flags)
+
+
+_ABBREV_RX = _token_rx(_ABBREV, re.IGNORECASE)
+_ABBREV_LOWER_RX = _token_rx(_ABBREV_LOWER)
+_ARE_RX = re.compile(r"\b(you|we|they) r\b")  # "u r" -> "you are" (a lone "r" is also the language R)
+
+
+def chat_normalize(text: str) -> str:
+    """Chat-style text in tidy form: emoji as words, abbreviations spelled out, runs of punctuation cut.
+
+    "thx u r a lifesaver!!" -> "thanks you are a lifesaver!", "👍" -> "thumbs up",
+    "doesnt work" -> "doesn't work", "???" -> "?". Case is kept (the cue patterns ignore it, and
+    capitalised words mark names elsewhere). A tidy message comes back unchanged.
+    """
+    t = str(text or "")
+    for rx, words in _EMOJI_WORDS:
+        t = re.sub(rx, words, t)
+    t = t.replace("\ufe0f", "")
+    t = _ABBREV_RX.sub(lambda m: _ABBREV[m.group(1).lower()], t)
+    t = _ABBREV_LOWER_RX.sub(lambda m: _ABBREV_LOWER[m.group(1)], t)
+    t = _ARE_RX.sub(r"\1 are", t)
+    t = re.sub(r"([!?.])(?:\s*[!?.])+", lambda m: "?" if "?" in m.group(0) else m.group(1), t)
+    return re.sub(r"[ \t]{2,}", " ", t).strip()
+
+
 def _stem(w: str) -> str:
     """A light suffix stripper (played/plays/playing -> play, countries -> country)."""
     if w.endswith("'s"):
@@ -66,6 +125,13 @@ REPEAT_CUES = _rx(
     r"\b(?:tell|say|explain|list) (?:me )?(?:it |that |this |them )?again\b",
     r"\bone more time\b",
     r"^(?:no|nope)[,.!]* (?:i mean|what|who|when|where|which|how)\b",
+    r"^\s*(?:again|once more|try again|one more try|retry|regenerate)\W*(?:please)?\W*$",  # a bare "again"
+)
+_FORMATS = (  # what a terse "in X" / "as X" instruction names: a programming or natural language, a format
+    r"python|java|javascript|js|typescript|ts|c\+\+|c#|c|rust|go|golang|ruby|php|kotlin|swift|sql|bash|r|matlab|html|css"
+    r"|pandas|excel|a spreadsheet|english|spanish|french|german|italian|portuguese|hindi|chinese|japanese|arabic|russian"
+    r"|bullet points?|bullets|a list|list|(?:a )?table|points|steps|json|csv|markdown|code|one sentence|one paragraph|a paragraph"
+    r"|(?:\d+|one|two|three|five|ten) (?:words|sentences|lines|points|bullets)|a haiku|a poem|metric|imperial|cups|grams|celsius|fahrenheit"
 )
 CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the fix
     r"[\w)],\s*not\s+(?:the |a |an )?[\w'’.,-]+?[\s.!]*$|[\w)],\s*not\s+(?:the |a |an )?[\w'’.-]+\s*[.;!]",  # "... in 2006, not 2008."
@@ -77,12 +143,20 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"\bshould (?:have|be) (?:said|mentioned|included)\b",
     r"\bwas (?:his|her|their|its) (?:first|second|debut)\b.*\bnot\b",
     r"\bi think you (?:got|have|mixed)\b",
-    r"\bisn'?t right\b|\bnot right\b",
+    r"\bisn'?t right\b|(?<!that's )(?<!that is )(?<!it's )(?<!this is )\bnot right\b",  # a bare "That's not right." gives no fix
     r"\b(?:outdated|out of date)\b",
     r"\bthat (?:figure|number|date|year) is\b",
     r"\bit'?s (?:closer to|more like|actually)\b",
     r"\bjust so you know\b",
     r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b(?!.*\?\s*$)",  # "No, her first album was ..."
+    # a terse instruction that says how the answer should change (Don-Yehiya et al. 2024: "No. I
+    # wanted you to ..."): length, format, language, or "X not Y" / "just the X"; short messages only
+    rf"^\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
+    rf"(?:(?:much|a lot|a bit|way|even)\s+)?(?:shorter|longer|briefer|more concise|less wordy|faster|quicker|more efficient|cleaner)\b(?:\W+\w+){{0,3}}\W*$",
+    rf"^\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
+    rf"(?:in|as|into|using|with) (?:a |an )?(?:{_FORMATS})\b(?:\W+\w+){{0,2}}\W*$",
+    r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with) [\w+#. -]{1,25}?,? (?:not|instead of|rather than) [\w+#. -]{1,25}\W*$",
+    r"^\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
 NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\b(?:that|this|it|your answer|the answer|this answer|this summary|that figure|that number)(?:'s| is| was)? (?:not )?"
@@ -103,6 +177,18 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\b(?:your|the) \w+ (?:is|are) missing\b|\bthere'?s none\b",
     r"\bgave me an? (?:error|\w+error)\b|\bgives me an? \w*error\b",
     r"\bthat is not correct\b|\bthat'?s not correct\b",
+    # a bare "no" / "wrong" / thumbs down / sad face, alone or with a word of emphasis
+    r"^\W*(?:(?:no|nope|nah|wrong|incorrect|false|not true|not correct|not right|thumbs down|sad face|ugh|bad|meh)\W*){1,3}$",
+    r"n'?t what i (?:asked|wanted|meant|was looking for|need)\b",
+    # the answer's code or steps failed: "doesn't work", "it still doesn't run" (not "Democrats not working")
+    r"(?:^\W*|\b(?:it|this|that|code|query|script|formula|command|solution|method|function|answer|one)\s+)(?:still\s+)?"
+    r"(?:(?:does|did|is|do)\s*n'?t|not|never)\s+(?:work|working|run|running|compile|compiling)\b",
+    r"\b(?:thanks|thank you) for nothing\b|\banother (?:wrong|useless|bad|incorrect) (?:answer|one|response)\b",
+    r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic)\b",
+    # a pasted error message after an answer (its code failed): "TypeError: ...", a Python traceback
+    r"\bTraceback \(most recent call last\)|(?-i:\b[A-Z]\w*(?:Error|Exception)\b|^\s*ERROR\b)(?::|\s+at\b)",
+    # a few common non-English complaints
+    r"^\W*(?:falsch|faux|incorrecto|no es correcto|sbagliato|errado|errore)\b",
 )
 CLARIFY_CUES = _rx(
     r"\bwhat (?:do|did) you mean\b",
@@ -123,19 +209,32 @@ CLARIFY_CUES = _rx(
     r"\bwhy (?:would|do|does|did) [\w\s'’-]{0,40}\b(?:happen|matter)\b.*\b(?:understand|get|connected)\b",
     r"\bhow is that (?:connected|related)\b",
     r"\bright\? can you clarify\b",
+    # a bare "huh?" / "what?" / "??" / "puzzled" emoji: the answer was not understood
+    r"^\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
+    r"\bnot sure i (?:follow|understand|get)\b|\bi (?:do ?n'?t|can'?t) follow\b",
+    r"\bi (?:do ?n'?t|did ?n'?t) know what (?:a |an |the )?[\w\s-]{1,30}\b(?:is|are|means?)\b",
 )
 # Praise or thanks. "great" is not praise in "Alexander the Great" / "Great Wall": exclude "the
 # great" and a capitalised word following it; "thanks to" is not thanks.
 POSITIVE_CUES = _rx(
-    r"\bthank(?:s|s a lot| you| u|ing you)?\b(?!\s+to\b)",
+    r"\bthank(?:s|s a lot| you| u|ing you)?\b(?!\s+to\b)(?!\s+for nothing\b)",
     r"\bthx\b|\bty\b|\bcheers\b|\bmerci\b|\bappreciate",
-    r"(?<!\bthe )\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war))",
+    r"\b(?:gracias|danke|grazie|obrigad[oa]|arigato|arigatou|dziekuje|spasibo|shukran|dhanyavaad|asante|tak)\b",
+    r"\bthumbs up\b|^\W*(?:smiley\W*)+$",
+    # a word of praise standing as its own sentence before a new question ("Nice. When did ...")
+    r"^\W*(?:(?:oh|wow)\W+)?(?:nice|cool|great|perfect|awesome|excellent|brilliant|wonderful|amazing|good)\s*[.!]+\s+\w",
+    r"^\W*(?:that'?s |it'?s |this is )?(?:not (?:a )?bad|pretty good|good enough|not too bad|quite good|pretty helpful)\b(?!\s+(?:at|in|for)\b(?!\s+all))",
+    # a praise word praises the answer when it opens the message, ends it, or names the answer
+    # ('"No Time to Die" is such a great title' praises a film, not the answer)
+    r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|what an?|so|really|very|just)\W+)*(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war)\b)",
+    r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\W*$",
+    r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb) (?:answer|explanation|list|summary|job|info|information|tips|response|help|overview|breakdown|recipe|suggestions?|advice|work)\b",
     r"^(?:nice|cool|good|wow|ok(?:ay)?|interesting)[\s,.!]+(?:thanks?|thank you|i didn'?t know|to know|answer|explanation|list|summary|tips)\b",
     r"\b(?:very|really|super|so) (?:helpful|useful|clear|informative|interesting)\b",
     r"^(?:very |really |super |so )?(?:helpful|useful|clear|informative|nice|cool|good)[\s,.!]*(?:thanks?|thank you|explanation|answer|and clear|and to the point)?[\s,.!]*$",
     r"(?<!would )(?<!'d )\blove (?:it|this|that|the (?:answer|list|explanation|itinerary|recipe)|your)\b",
-    r"\bgood (?:answer|explanation|job|to know|list|summary|one)\b|\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
-    r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b|\bmakes sense now\b",
+    r"(?<![\'\"\u2018\u201c])\bgood (?:answer|explanation|job|to know|list|summary|one)\b|(?<![\'\"\u2018\u201c])\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
+    r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
     r"\bexactly what i (?:needed|wanted|was looking for)\b",
     r"\b(?:came out|turned out) (?:great|well|perfect)\b|\bloved it\b",
 )
@@ -189,6 +288,41 @@ def char_jaccard(a: str, b: str, n: int = 3) -> float:
     return len(ga & gb) / len(ga | gb) if ga and gb else 0.0
 
 
+def _close(a: str, b: str) -> bool:
+    """Same word up to one typo: one edit or one swap of neighbours (two edits for words of 7+ letters)."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 4 or abs(len(a) - len(b)) > 2:
+        return False
+    budget = 2 if min(len(a), len(b)) >= 7 else 1
+    prev, cur = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        prev, cur = cur, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+        if min(cur) > budget:
+            return False
+    d = cur[-1]
+    if d > budget and len(a) == len(b):  # one swap of neighbours ("douhg" / "dough")
+        diff = [k for k in range(len(a)) if a[k] != b[k]]
+        d = 1 if len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]] else d
+    return d <= budget
+
+
+def typo_repeat(prev_query: str, next_query: str) -> bool:
+    """The same content words as the previous query, some with a typo ("who foundd netflix").
+
+    Every content word of each message matches one of the other's up to one typo (see ``_close``),
+    at least one differs, and both ask the same kind of question. A new question names at least
+    one new word, so it fails.
+    """
+    a = [w for w in normalize(prev_query).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
+    b = [w for w in normalize(chat_normalize(next_query)).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
+    if not a or not b or set(a) == set(b) or not same_question_type(prev_query, next_query):
+        return False
+    return all(any(_close(x, y) for y in a) for x in b) and all(any(_close(x, y) for y in b) for x in a)
+
+
 def same_question_type(prev_query: str, next_query: str) -> bool:
     """True unless both are questions of different wh-types (keyword queries match anything)."""
     a, b = question_type(prev_query), question_type(next_query)
@@ -220,12 +354,16 @@ RULE_FEATURES = (
     "starts_no",
     "char_jaccard",
     "same_question_type",
+    "typo_repeat",
 )
 
 
 def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[str, float]:
-    """Named rule features of one (previous query, previous response, next message) triple."""
-    nxt = str(next_query or "")
+    """Named rule features of one (previous query, previous response, next message) triple.
+
+    The next message is read through :func:`chat_normalize` (abbreviations, emoji, "!!!").
+    """
+    nxt = chat_normalize(next_query)
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
     inter = cw_n & cw_q
@@ -250,6 +388,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[
         "starts_no": float(bool(re.match(r"^\s*(?:no|nope|nah|wrong)\b", nxt, re.IGNORECASE))),
         "char_jaccard": char_jaccard(prev_query, nxt),
         "same_question_type": float(same_question_type(prev_query, nxt)),
+        "typo_repeat": float(typo_repeat(prev_query, nxt)),
     }
 
 
@@ -261,7 +400,7 @@ def builds_on_answer(prev_query: str, prev_response: str, next_query: str) -> bo
     at least two of its topic words (and 40% of them) come from the response and not from the query.
     Long answers share common words with almost any follow-up, hence the stricter second test.
     """
-    if REFERS_BACK.search(str(next_query or "")):
+    if REFERS_BACK.search(chat_normalize(next_query)):
         return True
     cw_n, cw_q = content_words(next_query), content_words(prev_query)
     response = str(prev_response or "")

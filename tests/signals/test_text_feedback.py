@@ -317,3 +317,58 @@ def test_cli_input_may_start_with_a_byte_order_mark(tmp_path):
     (rec,) = read_records(str(path))
     assert {k: rec[k] for k in ("prev_query", "prev_response", "next_query")} == {
         "prev_query": "a", "prev_response": "b", "next_query": "c"}
+
+
+# --- chat-style messages (see benchmarks/data/feedback_stress.jsonl for the measured figures) ----
+
+_MOON = ("How far is the Moon from Earth?", "The Moon is about 384,400 km from Earth on average, a bit less at perigee.")
+
+
+@pytest.mark.parametrize(
+    "text, tidy",
+    [
+        ("tnx u r the best!!", "thanks you are the best!"),
+        ("doesnt work???", "doesn't work?"),
+        ("👍👍", "thumbs up"),
+        (":(", "sad face"),
+        ("Which U.S. state has the most lakes?", "Which U.S. state has the most lakes?"),  # tidy text is kept
+        ("how do i plot this in r", "how do i plot this in r"),  # the language R is no "are"
+    ],
+)
+def test_chat_normalize(text, tidy):
+    from gazepref.signals.text_feedback_rules import chat_normalize
+
+    assert chat_normalize(text) == tidy
+
+
+@pytest.mark.parametrize(
+    "phenomenon, next_query, expected",
+    [
+        ("abbreviation", "tnx!!", "positive"),
+        ("emoji", "👍👍", "positive"),
+        ("one-word complaint", "nah, wrong", "make_aware_without_correction"),
+        ("one-word non-understanding", "huh??", "ask_clarification"),
+        ("terse instruction", "shorter pls", "make_aware_with_correction"),
+        ("repeat with a typo", "how far is the mooon from earth", "repeat_rephrase"),
+        ("pasted error", "ValueError: math domain error", "make_aware_without_correction"),
+        ("sarcasm", "thanks for nothing", "make_aware_without_correction"),
+        ("hedged praise", "not too bad", "positive"),
+        ("praise before a new question", "Cool. How long does light take to get there?", "positive"),
+        ("control: new question", "ok how far is mars", "none"),
+        ("control: 'in which'", "in which year did apollo 11 land", "none"),
+        ("control: a term, not a pasted error", "what is a ValueError in python", "none"),
+    ],
+)
+def test_chat_style_feedback(clf, phenomenon, next_query, expected):
+    assert clf.predict([rec(*_MOON[:1], next_query, _MOON[1])])[0] == expected, phenomenon
+
+
+def test_stress_set_is_separate_from_training():
+    """The stress set is an honest check only while none of its messages is trained on."""
+    from pathlib import Path
+
+    stress = tf.load_jsonl(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "feedback_stress.jsonl")
+    train = tf.load_jsonl("feedback_train.jsonl")
+    assert len(stress) >= 100 and {r["label"] for r in stress} == CATS
+    assert not {r["next_query"].lower() for r in train} & {r["next_query"].lower() for r in stress}
+    assert not {r["prev_query"].lower() for r in train} & {r["prev_query"].lower() for r in stress}
