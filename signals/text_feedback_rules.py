@@ -35,6 +35,7 @@ def normalize(text: str) -> str:
 # "!!!"/"???". chat_normalize() rewrites those into the tidy English the cue patterns (and the
 # training data) use; it changes nothing in a tidy message. Only whole tokens are rewritten (not
 # "U.S."), "u"/"ur"/"ty"/"q" only in lower case, and "r" only after you/we/they (R is a language).
+# "its" stays (the possessive is tidy English; the cue patterns read "it'?s" and "its").
 _EMOJI_WORDS = (  # emoji / emoticons -> words the cue patterns know
     (r"👍+|👌|🙌|👏|💯", " thumbs up "),
     (r"👎+", " thumbs down "),
@@ -54,7 +55,7 @@ _ABBREV = {
     "wasnt": "wasn't", "arent": "aren't", "werent": "weren't", "cant": "can't", "couldnt": "couldn't",
     "wont": "won't", "wouldnt": "wouldn't", "shouldnt": "shouldn't", "havent": "haven't", "hasnt": "hasn't",
     "thats": "that's", "whats": "what's", "youre": "you're", "im": "i'm", "ive": "i've",
-    "its": "it's", "abt": "about", "cuz": "because", "coz": "because", "gr8": "great", "gud": "good",
+    "abt": "about", "cuz": "because", "coz": "because", "gr8": "great", "gud": "good",
     "nvm": "never mind",
 }
 # only in lower case: "Ty" and "Ur" are names, "Q" a letter
@@ -135,15 +136,15 @@ _FORMATS = (  # what a terse "in X" / "as X" instruction names: a programming or
 )
 CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the fix
     r"[\w)],\s*not\s+(?:the |a |an )?[\w'’.,-]+?[\s.!]*$|[\w)],\s*not\s+(?:the |a |an )?[\w'’.-]+\s*[.;!]",  # "... in 2006, not 2008."
-    r"\b(?:wrong|incorrect|not (?:true|right|correct))\b[,.;:!]*\s+(?:it|he|she|they|this|that|the \w+)"
-    r"(?:'s|'re| is| was| were| are| has| had| should)\b",  # "That's wrong, it is ..."
+    r"\b(?:wrong|incorrect|not (?:true|right|correct))\b[,.;:!]*\s+(?:(?:it|he|she|they|this|that|the \w+)"
+    r"(?:'s|'re| is| was| were| are| has| had| should)|its)\b",  # "That's wrong, it is ...", "wrong its ottawa"
     r"^\s*(?:no[,.!]*\s*)?actually\b|\bactually,? (?:it|he|she|they|that|this|the answer) (?:is|was|were|has|had)\b",
     r"\byou (?:forgot|missed|left out|omitted|mixed|confused|got it backwards|should (?:have )?(?:said|mention|include|say))",
     r"\b(?:you|it) should (?:say|mention|include|be|have)\b",
     r"\bshould (?:have|be) (?:said|mentioned|included)\b",
     r"\bwas (?:his|her|their|its) (?:first|second|debut)\b.*\bnot\b",
     r"\bi think you (?:got|have|mixed)\b",
-    r"\bisn'?t right\b|(?<!that's )(?<!that is )(?<!it's )(?<!this is )\bnot right\b",  # a bare "That's not right." gives no fix
+    r"\bisn'?t right\b|(?<!that's )(?<!that is )(?<!it's )(?<!its )(?<!this is )\bnot right\b",  # a bare "That's not right." gives no fix
     r"\b(?:outdated|out of date)\b",
     r"\bthat (?:figure|number|date|year) is\b",
     r"\bit'?s (?:closer to|more like|actually)\b",
@@ -316,7 +317,7 @@ def typo_repeat(prev_query: str, next_query: str) -> bool:
     at least one differs, and both ask the same kind of question. A new question names at least
     one new word, so it fails.
     """
-    a = [w for w in normalize(prev_query).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
+    a = [w for w in normalize(chat_normalize(prev_query)).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
     b = [w for w in normalize(chat_normalize(next_query)).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
     if not a or not b or set(a) == set(b) or not same_question_type(prev_query, next_query):
         return False
@@ -361,9 +362,10 @@ RULE_FEATURES = (
 def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[str, float]:
     """Named rule features of one (previous query, previous response, next message) triple.
 
-    The next message is read through :func:`chat_normalize` (abbreviations, emoji, "!!!").
+    The next message and the previous query are read through :func:`chat_normalize`
+    (abbreviations, emoji, "!!!"), both alike: a chat-style question sent again is the same words.
     """
-    nxt = chat_normalize(next_query)
+    nxt, prev_query = chat_normalize(next_query), chat_normalize(prev_query)
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
     inter = cw_n & cw_q

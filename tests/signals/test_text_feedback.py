@@ -333,12 +333,21 @@ _MOON = ("How far is the Moon from Earth?", "The Moon is about 384,400 km from E
         (":(", "sad face"),
         ("Which U.S. state has the most lakes?", "Which U.S. state has the most lakes?"),  # tidy text is kept
         ("how do i plot this in r", "how do i plot this in r"),  # the language R is no "are"
+        ("What is its capital?", "What is its capital?"),  # the possessive "its" is no "it's"
     ],
 )
 def test_chat_normalize(text, tidy):
     from gazepref.signals.text_feedback_rules import chat_normalize
 
     assert chat_normalize(text) == tidy
+
+
+@pytest.mark.parametrize("query", ["why dont cats purr", "can u explain photosynthesis", "Why do cats purr?"])
+def test_chat_style_repeat_is_an_exact_repeat(query):
+    """The previous query is read as the next message is (chat_normalize): a chat-style question
+    sent again is the same question, word for word."""
+    f = rule_features(query, "Cats purr because ...", query)
+    assert f["exact_repeat"] == 1.0 and f["jaccard_query"] == 1.0 and f["char_jaccard"] == 1.0
 
 
 @pytest.mark.parametrize(
