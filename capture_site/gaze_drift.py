@@ -56,7 +56,7 @@ class ParticipantDrift:
         self.clicks_used = 0
 
     def reset(self) -> None:
-        """A new calibration: offsets measured against the old one no longer apply."""
+        """A new calibration or a new task (:func:`update`): offsets measured before no longer apply."""
         from ..signals.calibration import DriftCorrector, InteractionRecalibrator
 
         self.corrector = InteractionRecalibrator() if self.interactions else DriftCorrector(

@@ -30,6 +30,9 @@ CAL = store.Calibration.__table__
 #: failed, gaze stays uncalibrated) or, during a step, a fitted attempt (:mod:`.gaze_attempts`)
 IN_FORCE = or_(CAL.c.kind == "outcome", and_(CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
 
+#: the task's last stored gaze chunk seq (:func:`last_gaze_seq`, and a column of :data:`LOOKUP`)
+_LAST_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
+
 # One query per frame batch: the participant's consent, study and pseudonym (of the row the token
 # names; the caller checks the pseudonym against the token, :meth:`.security.ParticipantToken.matches`),
 # the task's owner and clock
@@ -41,8 +44,7 @@ LOOKUP = select(
     select(T.c.clock_anchor_epoch_ms).where(T.c.id == bindparam("task")).scalar_subquery().label("anchor"),
     exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
                         C.c.seq == bindparam("seq"))).label("replay"),
-    select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
-    .scalar_subquery().label("last_seq"),
+    _LAST_SEQ.scalar_subquery().label("last_seq"),
     select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, IN_FORCE).scalar_subquery().label("calibration"),
 ).where(P.c.id == bindparam("pid"))
 
@@ -109,9 +111,6 @@ def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float
     # PostgreSQL, no kept frames: one statement on the autocommit engine (:func:`.chunks.insert_chunks`)
     with (site().engine if frames else site().statements).connect() as conn:
         return insert_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, frames or [])])
-
-
-_LAST_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
 
 
 def last_gaze_seq(task_id: int, conn: Any = None) -> int | None:

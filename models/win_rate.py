@@ -62,21 +62,17 @@ class OpenAIJudge:
         self.backend = build_backend("openai", base_url=base_url, model=model, api_key=api_key,
                                      api_key_env=api_key_env, timeout=timeout, max_tokens=4, temperature=0.0)
 
-    def check(self, timeout: float = 30.0) -> None:
+    def check(self) -> None:
         """One cheap request (a one-word question, 4 tokens at most), so an unreachable or broken
         judge fails before anything is trained; raises a one-line :class:`UserError` naming the URL."""
         from ..llm import BackendError
 
-        saved = self.backend.timeout
-        self.backend.timeout = min(float(saved), timeout)
         try:
             self.backend.generate([{"role": "user", "content": "Answer with one letter: A or B?"}])
         except BackendError as e:
             detail = " ".join(str(e).split())
             raise UserError(f"the LLM judge at --judge-url {self.base_url} does not answer ({detail}); "
                             "start it or leave --judge-url out") from None
-        finally:
-            self.backend.timeout = saved
 
     def prefer(self, prompt: list[dict[str, str]], a: str, b: str) -> int | None:
         """0 if ``a`` is better, 1 if ``b``, None if the reply is neither."""
@@ -98,10 +94,10 @@ def check_judge(base_url: str, model: str = "judge", api_key_env: str | None = N
     from ..llm import BackendError
 
     try:
-        judge = OpenAIJudge(base_url, model, api_key_env, timeout=timeout)
+        judge = OpenAIJudge(base_url, model, api_key_env, timeout=timeout)  # the check's own timeout
     except BackendError as e:
         raise UserError(f"the LLM judge at --judge-url {base_url}: {' '.join(str(e).split())}") from None
-    judge.check(timeout)
+    judge.check()
 
 
 def _outcome(policy: float, ref: float) -> float:
