@@ -260,6 +260,8 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
 PICTURE_FLAGS = (("too_dark", GazeFlag.TOO_DARK), ("blur", GazeFlag.BLUR), ("overexposed", GazeFlag.OVEREXPOSED),
                  ("blink", GazeFlag.BLINK), ("multiple_faces", GazeFlag.MULTIPLE_FACES))
 
+_PICTURE_COLUMNS = ("flags", "face_brightness", "face_sharpness")  # what picture_conditions reads
+
 
 def picture_conditions(features: pd.DataFrame) -> dict[str, float | None]:
     """How the pictures with a face were taken, from :func:`image_features`' rows: the median face
@@ -540,7 +542,8 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
             # dim, blurred, over-exposed pictures (the tracker's flags, brightness and sharpness)
             "picture": picture_conditions(features),
         }
-        all_features.append(features)
+        # only what picture_conditions reads: a person's rows hold the eye patches (hundreds of columns)
+        all_features.append(features[[c for c in _PICTURE_COLUMNS if c in features]])
         if compare:  # the same features and splits, each other kind fitted in turn
             per_person[str(person)]["compared"] = {
                 k: person_errors(targets, split_predictions(features, targets, sessions, _make_kind(k), protocol),
