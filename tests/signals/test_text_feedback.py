@@ -348,6 +348,8 @@ def test_chat_style_repeat_is_an_exact_repeat(query):
     sent again is the same question, word for word."""
     f = rule_features(query, "Cats purr because ...", query)
     assert f["exact_repeat"] == 1.0 and f["jaccard_query"] == 1.0 and f["char_jaccard"] == 1.0
+    cos_q = tf.feature_matrix([rec(query, query, "Cats purr because ...")])[3]
+    assert cos_q[0] == pytest.approx(1.0, abs=1e-5)  # the embeddings of the two read alike too
 
 
 @pytest.mark.parametrize(
