@@ -375,7 +375,8 @@ def database_error(url: str | None, exc: Exception, verb: str = "use") -> UserEr
 
 
 def make_engine(url: str, **kw: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL runs
+    at read committed whatever the server's default (unless ``isolation_level`` is given).
 
     A URL SQLAlchemy cannot read, or whose database or driver it does not know (``postgres://``,
     a driver not installed), raises :class:`gazepref.UserError`: one line naming the URL (its
@@ -385,6 +386,10 @@ def make_engine(url: str, **kw: Any) -> Engine:
 
     if url.startswith("sqlite"):
         kw.setdefault("connect_args", {"check_same_thread": False, "timeout": 10})
+    elif url.startswith("postgresql"):  # whatever the server's default: the site's race-safety
+        # arguments (a DELETE re-testing a row another transaction updated, insert-once, the
+        # schema lock) assume read committed; at repeatable read they raise serialization errors
+        kw.setdefault("isolation_level", "READ COMMITTED")
     try:
         try:
             parsed = make_url(url)
