@@ -102,9 +102,14 @@ def _stem(w: str) -> str:
     return w
 
 
+def _words(text: str) -> list[str]:
+    """The words of ``text`` in order, stop words and one-letter tokens dropped (not stemmed)."""
+    return [w for w in normalize(text).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
+
+
 def content_words(text: str) -> set[str]:
     """Topic-bearing words (stop words and one-letter tokens dropped, light stemming)."""
-    return {_stem(w) for w in normalize(text).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS}
+    return {_stem(w) for w in _words(text)}
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
@@ -317,8 +322,7 @@ def typo_repeat(prev_query: str, next_query: str) -> bool:
     at least one differs, and both ask the same kind of question. A new question names at least
     one new word, so it fails.
     """
-    a = [w for w in normalize(chat_normalize(prev_query)).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
-    b = [w for w in normalize(chat_normalize(next_query)).replace("'", " ").split() if len(w) > 1 and w not in STOPWORDS]
+    a, b = _words(chat_normalize(prev_query)), _words(chat_normalize(next_query))
     if not a or not b or set(a) == set(b) or not same_question_type(prev_query, next_query):
         return False
     return all(any(_close(x, y) for y in a) for x in b) and all(any(_close(x, y) for y in b) for x in a)
