@@ -14,7 +14,9 @@ from .plan import parse_step, step_at
 GAP_MS = 2000.0  # a silence longer than this between batches of a stream counts as a gap
 WINDOW_S = 60
 IDLE_S = 600  # no activity for this long: a participant who has not finished has stopped
-_FACE_CACHE: dict[tuple[str, int], tuple[int, int]] = {}  # (database, gaze chunk id) -> (frames, with a face)
+# (database, gaze chunk id, received at) -> (frames, with a face); the time too, since SQLite may
+# give a deleted newest chunk's id to the next chunk
+_FACE_CACHE: dict[tuple[str, int, dt.datetime], tuple[int, int]] = {}
 _FACE_CACHE_MAX = 200_000
 
 
@@ -257,13 +259,13 @@ def _task_faces(s: Session, study: store.Study) -> dict[int, tuple[int, int]]:
     from ..schema import GazeFlag
 
     P, T, C = store.Participant, store.Task, store.StreamChunk
-    rows = s.execute(select(C.id, T.participant_id).join(T, C.task_id == T.id).join(P)
+    rows = s.execute(select(C.id, C.received_at, T.participant_id).join(T, C.task_id == T.id).join(P)
                      .where(P.study_id == study.id, C.stream == "gaze")).all()
     db_key = str(s.get_bind().url)  # chunk ids are per database
-    missing = [cid for cid, _ in rows if (db_key, cid) not in _FACE_CACHE]
+    missing = [cid for cid, at, _ in rows if (db_key, cid, at) not in _FACE_CACHE]
     for i in range(0, len(missing), 500):
-        for cid, cols, raw, data in s.execute(select(C.id, C.columns, C.raw_size, C.data)
-                                              .where(C.id.in_(missing[i:i + 500]))):
+        for cid, at, cols, raw, data in s.execute(select(C.id, C.received_at, C.columns, C.raw_size, C.data)
+                                                  .where(C.id.in_(missing[i:i + 500]))):
             tb = store.decode_chunk("gaze", cols, raw, data)
             if "flags" in tb.column_names:
                 flags = tb.column("flags").fill_null(0).to_numpy(zero_copy_only=False)
@@ -274,10 +276,10 @@ def _task_faces(s: Session, study: store.Study) -> dict[int, tuple[int, int]]:
                 n = found = tb.num_rows
             if len(_FACE_CACHE) >= _FACE_CACHE_MAX:
                 _FACE_CACHE.pop(next(iter(_FACE_CACHE)))
-            _FACE_CACHE[(db_key, cid)] = (n, found)
+            _FACE_CACHE[(db_key, cid, at)] = (n, found)
     out: dict[int, tuple[int, int]] = {}
-    for cid, pid in rows:
-        n, f = _FACE_CACHE.get((db_key, cid), (0, 0))
+    for cid, at, pid in rows:
+        n, f = _FACE_CACHE.get((db_key, cid, at), (0, 0))
         a, b = out.get(pid, (0, 0))
         out[pid] = (a + n, b + f)
     return out

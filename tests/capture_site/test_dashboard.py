@@ -572,3 +572,34 @@ def test_researcher_pages_are_not_kept_in_the_browser_cache(app, client, researc
         pseudonym = client.get("/admin/studies/test-study/progress.json").json["participants"][0]["pseudonym"]
         r = client.get(f"/admin/studies/test-study/participants/{pseudonym}/plots")
         assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+
+
+def test_face_rate_follows_a_chunk_that_reuses_a_deleted_chunks_id(walker, dbs):
+    """The dashboard's per-process cache of each gaze chunk's face count (chunks never change) is
+    not fooled by a new chunk that gets a deleted one's id (SQLite gives a deleted newest row's id
+    to the next row): the face-found rate is the new chunk's."""
+    from gazepref.capture_site.quality import participant_quality
+    from gazepref.schema import GazeFlag
+    from gazepref.signals.gaze_batch import rows_to_chunk_batch
+
+    walker.arrive()
+    walker.consent()
+    task = walker.to_task()["task"]
+
+    def add_chunk(flags):
+        rows = [{"t": float(i), "x": 1.0, "y": 1.0, "flags": float(f)} for i, f in enumerate(flags)]
+        chunk = store.chunk_from_batch(task, "gaze", 0, rows_to_chunk_batch(rows), clock_origin_epoch_ms=1.7e12)
+        dbs.add(chunk)
+        dbs.commit()
+        return chunk.id
+
+    def rate():
+        (row,) = participant_quality(dbs, _study(dbs))
+        return row["face_found_rate"]
+
+    first = add_chunk([GazeFlag.NO_FACE] * 4)
+    assert rate() == 0.0
+    dbs.delete(dbs.get(store.StreamChunk, first))
+    dbs.commit()
+    second = add_chunk([0, 0])
+    assert rate() == 1.0, f"chunk {second} (first {first}) read from the cache of the deleted one"
