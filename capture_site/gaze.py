@@ -89,7 +89,7 @@ def frames():
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
-                   dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None, **extra)
+                   dropped=dropped, face=entry.face, calibrated=ctx.calibrated, **extra)
 
 
 @bp.post("/camera-error")
@@ -127,7 +127,7 @@ def samples():
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
-                   dropped=0, face=entry.face, calibrated=entry.tracker.calibration is not None, **extra)
+                   dropped=0, face=entry.face, calibrated=ctx.calibrated, **extra)
 
 
 # --------------------------------------------------------------------------- calibration rounds
@@ -203,8 +203,7 @@ def calibration_round():
             return jsonify(ok=False, error=error, starved=starved, usable_per_target=usable_per_target,
                            face=entry.face, **extra), 422
         with entry.lock:
-            entry.tracker.calibration, entry.calibration_id, entry.failed = model, row.id, False
-            entry.drift.reset()
+            entry.set_latest(row.id, model, False)
         vt = validation_targets(settings.validation_points, *viewport)
         return jsonify(ok=True, calibration=row.id, summary=row.result, validation_targets=[list(t) for t in vt])
     attempts, _ = step_rows(p.id)

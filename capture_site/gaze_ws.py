@@ -279,7 +279,7 @@ class FrameSocket:
             entry = ctx.entry
             extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
             _send(self.ws, {"seq": seq, "face": entry.face, "dropped": bool(dropped),
-                            "calibrated": entry.tracker.calibration is not None, **extra})
+                            "calibrated": ctx.calibrated, **extra})
         except ApiError as e:
             _send(self.ws, {"seq": seq, "error": e.message, "status": e.status, **e.extra})
         if self.rows and (len(self.rows) >= MAX_FRAMES_PER_BATCH or self.due() <= 0):
@@ -293,11 +293,11 @@ class FrameSocket:
 
     def context(self, meta) -> FrameContext:
         """The lookup of :func:`.gaze_pipeline.frame_context`, again after each commit interval (the
-        latest calibration, drift clicks, consent) and whenever phase, task or origin change
-        (the buffer is stored first)."""
+        latest calibration, drift clicks, consent) and whenever phase, task, origin or the
+        frames' calibration change (the buffer is stored first)."""
         ctx = self.ctx
-        key = (meta.phase, meta.task_id, meta.origin)
-        if ctx is not None and (ctx.meta.phase, ctx.meta.task_id, ctx.meta.origin) != key:
+        key = (meta.phase, meta.task_id, meta.origin, meta.calibration)
+        if ctx is not None and (ctx.meta.phase, ctx.meta.task_id, ctx.meta.origin, ctx.meta.calibration) != key:
             self.commit()
             ctx = None
         if ctx is None or time.monotonic() - self.ctx_at >= max(self.commit_s, 0.5):
