@@ -181,10 +181,14 @@ def test_a_late_batch_is_scored_with_the_calibration_it_was_taken_under(make_app
         np.testing.assert_allclose(now.column("drift_y").to_numpy(), 20.0, atol=0.5)
 
 
-def test_a_batch_naming_a_calibration_not_in_force_for_its_participant_is_refused(make_app, tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_batch_naming_a_calibration_not_in_force_for_its_participant_is_refused(make_app, tmp_path, request,
+                                                                                   database):
     """Another participant's calibration, a validation round, an unknown id: 403 and nothing
-    stored; a batch naming none (a page from before the pages said it) gets the latest."""
-    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml")))
+    stored; a batch naming none (a page from before the pages said it) gets the latest. (On
+    PostgreSQL the lookup also takes the rate limit's token in the same statement.)"""
+    url = {"DATABASE_URL": request.getfixturevalue("fresh_postgres")} if database == "postgresql" else {}
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml")), **url)
     client, other = app.test_client(), app.test_client()
     token = to_calibration(client)["token"]
     calibrate(client, token)
