@@ -1,9 +1,12 @@
 """Webcam gaze in the study site: frame ingest, the calibration step and per-participant trackers.
 
 * ``POST /api/gaze/frames`` (multipart, participant token): ``meta`` = JSON ``{"phase": "setup" |
-  "task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": [ms, ...]}`` and one part
-  ``frame`` (``image/jpeg``) per time. Each frame goes through the participant's
-  :class:`~gazepref.signals.webcam.GazeTracker`; in a task the rows are stored as one ``gaze``
+  "task", "task": id, "seq": n, "origin": performance.timeOrigin, "calibration": id, "t": [ms,
+  ...]}`` and one part ``frame`` (``image/jpeg``) per time. Each frame goes through the participant's
+  :class:`~gazepref.signals.webcam.GazeTracker`, task frames scored with the calibration the
+  page names (its ``gaze.calibration``: one reaching the server after a recalibration still gets
+  the model it was taken under; not one of the participant's in force: 403; none: the latest,
+  :func:`.gaze_pipeline.frame_context`); in a task the rows are stored as one ``gaze``
   chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
   processing unless the study keeps them (``keep_frames``: ``store.GazeFrame`` rows). With
   ``drift_correction`` / ``interaction_calibration``, clicks of the task correct later rows
@@ -11,7 +14,7 @@
   and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
 * ``POST /api/gaze/samples`` (JSON, gzip allowed; ``[gaze] compute = "browser"``, the default):
-  ``{"phase", "task", "seq", "origin", "samples": [...]}``, the landmark samples the page computes
+  ``{"phase", "task", "seq", "origin", "calibration", "samples": [...]}``, the landmark samples the page computes
   instead of sending pictures (:mod:`.gaze_samples`); answered as ``/frames``. A study takes only
   its own kind: pictures (``/frames``, the WebSocket, multipart rounds) in server mode, samples
   in browser mode (403 otherwise).
@@ -110,7 +113,7 @@ def camera_error():
 @bp.post("/samples")
 def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
-    allowed) ``{phase, task, seq, origin, samples: [...]}``; answered as ``/frames``."""
+    allowed) ``{phase, task, seq, origin, calibration, samples: [...]}``; answered as ``/frames``."""
     token = request_token()
     refusal = "too many sample batches; slow down"
     body = json_body((frame_limiter(), frame_key(token.id)), refusal)

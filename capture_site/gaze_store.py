@@ -116,12 +116,12 @@ def older_scoring(entry: TrackerEntry, calibration_id: int, conn: Any = None) ->
     checked it, :data:`LOOKUP`'s ``tagged``). The latest calibration and its drift state are left
     as they are."""
     with entry.lock:
-        found = entry.older_scoring(calibration_id)
+        found = entry.kept_older(calibration_id)
     if found is not None:
         return found
     model, failed = _model_of(calibration_id, conn)
     with entry.lock:  # (another request may have read it meanwhile: keep one)
-        return entry.older_scoring(calibration_id) or entry.add_older(calibration_id, model, failed)
+        return entry.kept_older(calibration_id) or entry.add_older(calibration_id, model, failed)
 
 
 # --------------------------------------------------------------------------- gaze chunks and frames

@@ -40,7 +40,7 @@ class TrackerEntry:
     """One participant's tracker, its lock, its latest calibration (the tracker's model, its id,
     whether it failed, its drift state), face status, and the older calibrations seen lately
     (``older``: id -> :class:`Scoring`, at most :data:`MAX_OLDER`, the least recently used
-    dropped) for batches that reach the server after a newer calibration (:meth:`older_scoring`)."""
+    dropped) for batches that reach the server after a newer calibration (:meth:`kept_older`)."""
 
     def __init__(self, tracker: Any, interactions: bool = False):
         self.tracker = tracker
@@ -59,15 +59,18 @@ class TrackerEntry:
 
     def set_latest(self, calibration_id: int, model: Any, failed: bool) -> None:
         """Make ``calibration_id`` the latest (call with ``lock`` held): a new drift state (offsets
-        measured under another calibration do not apply); the one it replaces joins ``older``
-        with its drift state, for its late batches."""
+        measured under another calibration do not apply; as :meth:`.gaze_drift.ParticipantDrift.reset`,
+        the clicks of the task read before stay read); the one it replaces joins ``older`` with
+        its drift state, for its late batches."""
         if self.calibration_id is not None and self.calibration_id != calibration_id:
             self._keep_older(self.latest())
         self.older.pop(calibration_id, None)
         self.tracker.calibration, self.calibration_id, self.failed = model, calibration_id, failed
-        self.drift = gaze_drift.ParticipantDrift(self.interactions)
+        drift = gaze_drift.ParticipantDrift(self.interactions)
+        drift.task, drift.seen_chunks = self.drift.task, set(self.drift.seen_chunks)
+        self.drift = drift
 
-    def older_scoring(self, calibration_id: int) -> Scoring | None:
+    def kept_older(self, calibration_id: int) -> Scoring | None:
         """The kept older calibration ``calibration_id`` (None: not kept; call with ``lock`` held)."""
         found = self.older.get(calibration_id)
         if found is not None:

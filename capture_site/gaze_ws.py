@@ -7,9 +7,10 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
    ``{"token": "..."}`` (never in the URL: URLs end up in logs). Answer ``{"ok": true,
    "commit_ms": n}``, or ``{"error", "status": 401}`` and the socket is closed (1008).
 2. Each frame is one binary message: a 4-byte big-endian length ``n``, ``n`` bytes of JSON meta
-   ``{"phase": "setup"|"task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": ms}``
-   and the JPEG bytes. In a task ``seq`` numbers the frames with the page's gaze counter (the one
-   its HTTP batches use), so it increases frame by frame.
+   ``{"phase": "setup"|"task", "task": id, "seq": n, "origin": performance.timeOrigin,
+   "calibration": id, "t": ms}`` and the JPEG bytes. In a task ``seq`` numbers the frames with the
+   page's gaze counter (the one its HTTP batches use), so it increases frame by frame, and
+   ``calibration`` (optional) is the page's, which scores the frame as for an HTTP batch.
 3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, code, message},
    "dropped": bool, "calibrated": bool}`` (set-up frames also ``"usable": [t]`` or ``[]``); a duplicate (``seq`` not above the task's last stored
    one) ``{"seq", "duplicate": true}``; a bad frame (not JPEG, corrupt, too large, bad meta, rate

@@ -129,7 +129,8 @@ def test_a_late_batch_is_scored_with_the_calibration_it_was_taken_under(make_app
     if transport == "websocket":
         pytest.importorskip("simple_websocket")
     compute = 'compute = "browser"' if transport == "samples" else ""
-    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f"recalibrate_every = 1\ndrift_correction = true\n{compute}")))
+    lines = f"recalibrate_every = 1\ndrift_correction = true\n{compute}"
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", lines)))
     send = Sender(app, transport, runner)
     client = send.client
     token = to_calibration(client)["token"]
