@@ -1,9 +1,12 @@
 """Webcam gaze in the study site: frame ingest, the calibration step and per-participant trackers.
 
 * ``POST /api/gaze/frames`` (multipart, participant token): ``meta`` = JSON ``{"phase": "setup" |
-  "task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": [ms, ...]}`` and one part
-  ``frame`` (``image/jpeg``) per time. Each frame goes through the participant's
-  :class:`~gazepref.signals.webcam.GazeTracker`; in a task the rows are stored as one ``gaze``
+  "task", "task": id, "seq": n, "origin": performance.timeOrigin, "calibration": id, "t": [ms,
+  ...]}`` and one part ``frame`` (``image/jpeg``) per time. Each frame goes through the participant's
+  :class:`~gazepref.signals.webcam.GazeTracker`, task frames scored with the calibration the
+  page names (its ``gaze.calibration``: one reaching the server after a recalibration still gets
+  the model it was taken under; not one of the participant's in force: 403; none: the latest,
+  :func:`.gaze_pipeline.frame_context`); in a task the rows are stored as one ``gaze``
   chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
   processing unless the study keeps them (``keep_frames``: ``store.GazeFrame`` rows). With
   ``drift_correction`` / ``interaction_calibration``, clicks of the task correct later rows
@@ -11,7 +14,7 @@
   and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
 * ``POST /api/gaze/samples`` (JSON, gzip allowed; ``[gaze] compute = "browser"``, the default):
-  ``{"phase", "task", "seq", "origin", "samples": [...]}``, the landmark samples the page computes
+  ``{"phase", "task", "seq", "origin", "calibration", "samples": [...]}``, the landmark samples the page computes
   instead of sending pictures (:mod:`.gaze_samples`); answered as ``/frames``. A study takes only
   its own kind: pictures (``/frames``, the WebSocket, multipart rounds) in server mode, samples
   in browser mode (403 otherwise).
@@ -89,7 +92,7 @@ def frames():
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
-                   dropped=dropped, face=entry.face, calibrated=entry.tracker.calibration is not None, **extra)
+                   dropped=dropped, face=entry.face, calibrated=ctx.calibrated, **extra)
 
 
 @bp.post("/camera-error")
@@ -110,7 +113,7 @@ def camera_error():
 @bp.post("/samples")
 def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
-    allowed) ``{phase, task, seq, origin, samples: [...]}``; answered as ``/frames``."""
+    allowed) ``{phase, task, seq, origin, calibration, samples: [...]}``; answered as ``/frames``."""
     token = request_token()
     refusal = "too many sample batches; slow down"
     body = json_body((frame_limiter(), frame_key(token.id)), refusal)
@@ -127,7 +130,7 @@ def samples():
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
-                   dropped=0, face=entry.face, calibrated=entry.tracker.calibration is not None, **extra)
+                   dropped=0, face=entry.face, calibrated=ctx.calibrated, **extra)
 
 
 # --------------------------------------------------------------------------- calibration rounds
@@ -203,8 +206,7 @@ def calibration_round():
             return jsonify(ok=False, error=error, starved=starved, usable_per_target=usable_per_target,
                            face=entry.face, **extra), 422
         with entry.lock:
-            entry.tracker.calibration, entry.calibration_id, entry.failed = model, row.id, False
-            entry.drift.reset()
+            entry.set_latest(row.id, model, False)
         vt = validation_targets(settings.validation_points, *viewport)
         return jsonify(ok=True, calibration=row.id, summary=row.result, validation_targets=[list(t) for t in vt])
     attempts, _ = step_rows(p.id)

@@ -16,7 +16,8 @@
 
 The attempts of the current step are the participant's calibration rows after their last
 outcome. The trackers use the latest outcome, or during a step its latest fitted attempt
-(:data:`.gaze_store.LOOKUP`).
+(:data:`.gaze_store.LOOKUP`); a task batch that names an earlier one (taken under it, reaching the
+server after a recalibration) is scored with that one (:func:`.gaze_pipeline.frame_context`).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """A participant's webcam frames on their way through the server, the same for an HTTP batch
-(:mod:`.gaze`) and the WebSocket (:mod:`.gaze_ws`): look up who sends them and where they go
-(:func:`frame_context`), run them through the tracker (:func:`track_frames`: decoding, load
-shedding, drift correction) and store a task's rows as one gaze chunk (:func:`store_task_rows`)."""
+(:mod:`.gaze`) and the WebSocket (:mod:`.gaze_ws`): look up who sends them, where they go and
+which calibration they were taken under (:func:`frame_context`), run them through the tracker
+(:func:`track_frames`: decoding, load shedding, drift correction) and store a task's rows as one
+gaze chunk (:func:`store_task_rows`)."""
 from __future__ import annotations
 
 import math
@@ -12,8 +13,8 @@ from .api import ApiError
 from .gaze_limits import frame_key, frame_limiter, shed_ms
 from .gaze_requests import FrameMeta
 from .gaze_settings import GazeSettings
-from .gaze_store import LOOKUP, frame_rows, store_gaze, study_settings, sync_calibration
-from .gaze_trackers import TrackerEntry, decode_frames, process_frames, registry
+from .gaze_store import LOOKUP, frame_rows, older_scoring, store_gaze, study_settings, sync_calibration
+from .gaze_trackers import Scoring, TrackerEntry, decode_frames, process_frames, registry
 from .ratelimit import with_take
 from .runtime import site
 from .security import ParticipantToken
@@ -31,6 +32,14 @@ class FrameContext(NamedTuple):
     replay: bool               # (task, seq) is stored already (an HTTP replay)
     last_seq: int | None       # the task's highest stored gaze chunk seq
     set_anchor: bool           # the task has no clock anchor yet
+    # task frames: the calibration they are scored with (the one they were taken under); None:
+    # the tracker's latest when they are processed (set-up frames, replays)
+    scoring: Scoring | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the frames get a gaze estimate (their calibration has a model)."""
+        return (self.entry.tracker.calibration if self.scoring is None else self.scoring.model) is not None
 
 
 _LOOKUP_TAKING = with_take(LOOKUP)
@@ -41,14 +50,20 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     """One query (:data:`.gaze_store.LOOKUP`): the token's participant (its row, whose pseudonym
     the token's digest must match: :meth:`.security.ParticipantToken.matches`), consent, study
     settings, task ownership, replay; then the participant's tracker with the latest calibration
-    (and, in a task with drift correction, the clicks stored since the last look). ``kind``: ``"frames"`` (pictures; refused where the
+    and the calibration task frames are scored with (``scoring``): the one ``meta.calibration``
+    names, which must be one of the participant's in force (ApiError 403 otherwise; an older one
+    is loaded beside the latest, which stays as it is, drift state included), else the latest
+    (and, in a task with drift correction, the clicks stored since the last look, into that
+    calibration's drift state). ``kind``: ``"frames"`` (pictures; refused where the
     study computes the landmarks in the browser: no picture is taken in) or ``"samples"``
     (landmarks from the page; refused where the server computes them). ``limited``: take a token
     of the participant's frame-batch limit (:func:`.gaze_limits.frame_limiter`; on PostgreSQL in
     the lookup's own statement) and refuse with this message (429) when there is none. Raises
     ApiError 401/403/429."""
     task_id, seq, pid = meta.task_id, meta.seq, token.id
-    params = {"pid": pid, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq}
+    tag = meta.calibration if meta.phase == "task" else None
+    params = {"pid": pid, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq,
+              "cal": -1 if tag is None else tag}
     limiter, key = frame_limiter(), frame_key(pid)
     networked = limited is not None and site().engine.dialect.name != "sqlite"
     allowed = True
@@ -71,26 +86,39 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     check_compute(settings, kind)
     if meta.phase == "task" and found.owner != pid:
         raise ApiError(403, f"task {task_id} is not yours")
+    if tag is not None and found.tagged is None:  # another participant's, unknown, or never in force
+        raise ApiError(403, f"calibration {tag} is not one of yours")
     entry = registry().get((pid, found.pseudonym), settings)
     ctx = FrameContext(pid, found.pseudonym, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
-    if found.replay:
+    if found.replay or meta.phase != "task":
         return ctx
-    if meta.phase == "task" and (found.calibration != entry.calibration_id or settings.click_correction):
+    if tag is not None and tag != found.calibration:
+        # taken under an older calibration, reaching the server after a newer one (a retried batch,
+        # the outbox, a reconnect): scored with that one and its own drift state; the latest's stays
+        with site().statements.connect() as conn:
+            scoring = older_scoring(entry, tag, conn)
+            if settings.click_correction:
+                with entry.lock:
+                    gaze_drift.update(conn, scoring.drift, task_id)
+        return ctx._replace(scoring=scoring)
+    if found.calibration != entry.calibration_id or settings.click_correction:
         with site().statements.connect() as conn:  # reads: one round trip each
             sync_calibration(entry, found.calibration, conn)
             if settings.click_correction:
                 with entry.lock:
                     gaze_drift.update(conn, entry.drift, task_id)
-    return ctx
+    with entry.lock:
+        return ctx._replace(scoring=entry.latest())
 
 
 def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], arrived: float | None = None,
                  stale: Callable[[], bool] | None = None) -> tuple[list[dict[str, float]], int]:
     """Decode ``frames_`` (all first: one bad frame, ApiError 400, processes none), run them through
     the participant's tracker (load shedding as configured, and ``stale``: see
-    :func:`.gaze_trackers.process_frames`), drift-correct task rows."""
+    :func:`.gaze_trackers.process_frames`), scored with the frames' calibration (``ctx.scoring``),
+    drift-correct task rows."""
     images = decode_frames(frames_, ctx.settings.max_side)
-    rows, dropped = process_frames(ctx.entry, images, times, arrived, shed_ms(), stale)
+    rows, dropped = process_frames(ctx.entry, images, times, arrived, shed_ms(), stale, ctx.scoring)
     _task_rows(ctx, rows)
     return rows, dropped
 
@@ -100,16 +128,17 @@ def track_samples(ctx: FrameContext, samples: list, times: list[float]) -> list[
     drift-correct task rows, as :func:`track_frames` does for pictures."""
     from .gaze_samples import process_samples
 
-    rows = process_samples(ctx.entry, samples, times)
+    rows = process_samples(ctx.entry, samples, times, ctx.scoring)
     _task_rows(ctx, rows)
     return rows
 
 
 def _task_rows(ctx: FrameContext, rows: list[dict[str, float]]) -> None:
     if ctx.meta.phase == "task" and rows:
-        uncalibrated(rows, ctx.entry.failed)
+        scoring = ctx.scoring if ctx.scoring is not None else ctx.entry.latest()
+        uncalibrated(rows, scoring.failed)
         if ctx.settings.click_correction:
-            gaze_drift.apply(rows, ctx.entry.drift)
+            gaze_drift.apply(rows, scoring.drift)
     if ctx.meta.phase == "setup":
         from .setup_log import note_setup_frames
 

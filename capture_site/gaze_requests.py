@@ -94,11 +94,14 @@ class FrameMeta(NamedTuple):
     task_id: int | None = None
     seq: int | None = None
     origin: float | None = None
+    calibration: int | None = None  # the calibration row the frames were taken under (None: not said)
 
 
 def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameMeta:
-    """Checked ``{phase, task, seq, origin}`` of a frame batch (HTTP) or one frame (WebSocket,
-    ``times`` given: its ``t``)."""
+    """Checked ``{phase, task, seq, origin, calibration}`` of a frame batch (HTTP) or one frame
+    (WebSocket, ``times`` given: its ``t``). ``calibration`` (task frames; optional, null = not
+    said) is the id of the calibration the page records under (its ``gaze.calibration``); the
+    set-up phase's is ignored."""
     phase = meta.get("phase", "task")
     if phase not in ("setup", "task"):
         raise ApiError(400, f"phase must be 'setup' or 'task' (got {phase!r})")
@@ -112,4 +115,5 @@ def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameM
             page_time_ms(t, "t")
     except InvalidInput as e:
         raise ApiError(400, str(e)) from None
-    return FrameMeta(phase, times, task_id, seq, origin)
+    calibration = None if meta.get("calibration") is None else integer(meta, "calibration", 1)
+    return FrameMeta(phase, times, task_id, seq, origin, calibration)

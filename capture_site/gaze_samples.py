@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .api import ApiError
-from .gaze_trackers import TrackerEntry, face_status
+from .gaze_trackers import Scoring, TrackerEntry, face_status
 
 __all__ = ["parse_samples", "process_samples"]
 
@@ -157,10 +157,12 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
     return out, times
 
 
-def process_samples(entry: TrackerEntry, samples: list[Any], times: list[float]) -> list[dict[str, float]]:
-    """The participant's tracker rows of ``samples`` (no pipeline slot: a sample costs ~0.2 ms)."""
+def process_samples(entry: TrackerEntry, samples: list[Any], times: list[float],
+                    scoring: Scoring | None = None) -> list[dict[str, float]]:
+    """The participant's tracker rows of ``samples``, gaze predicted with ``scoring``'s model
+    (default: the latest calibration's; no pipeline slot: a sample costs ~0.2 ms)."""
     rows = []
-    with entry.lock:
+    with entry.lock, entry.scoring_with(scoring):
         for sample, t in zip(samples, times):
             rows.append(entry.tracker.process_sample(sample, t))
         entry.last_used = time.monotonic()

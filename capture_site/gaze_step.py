@@ -19,7 +19,7 @@ from sqlalchemy import select
 from .. import store
 from .config import StudyConfig
 from .gaze_settings import gaze_settings
-from .gaze_store import next_gaze_seq
+from .gaze_store import calibration_in_force, next_gaze_seq
 from .plan import parse_step
 from .runtime import db
 
@@ -40,7 +40,10 @@ def gaze_state(p: store.Participant) -> str | None:
 
 
 def page_data(p: store.Participant, cfg: StudyConfig, task: store.Task | None, token: str) -> dict[str, Any] | None:
-    """What the page scripts need to capture frames (None: no webcam for this participant)."""
+    """What the page scripts need to capture frames (None: no webcam for this participant); a
+    task page also its task, next gaze seq and ``calibration``, the calibration row in force (the
+    step's outcome) that the page sends with every batch and frame, so that one reaching the
+    server after a later recalibration is still scored with it (:func:`.gaze_pipeline.frame_context`)."""
     if cfg.webcam == "off" or (task is not None and gaze_state(p) not in RECORDING):
         return None
     data = {"mode": cfg.webcam, "token": token, "settings": gaze_settings(cfg).page(),
@@ -50,7 +53,7 @@ def page_data(p: store.Participant, cfg: StudyConfig, task: store.Task | None, t
     if current_app.config.get("GAZE_WEBSOCKET", True):  # False: the page posts frame batches only
         data["urls"]["ws"] = url_for("gaze_ws.frames_ws")
     if task is not None:
-        data |= {"task": task.id, "next_seq": next_gaze_seq(task)}
+        data |= {"task": task.id, "next_seq": next_gaze_seq(task), "calibration": calibration_in_force(p.id)}
     return data
 
 

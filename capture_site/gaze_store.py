@@ -1,5 +1,6 @@
 """What the webcam gaze paths read and write in the database: the one lookup per frame batch
-(:data:`LOOKUP`), a study's ``[gaze]`` settings, the participant's latest calibration, the task's
+(:data:`LOOKUP`), a study's ``[gaze]`` settings, the participant's calibrations (the latest, and
+an older one a late batch was taken under), the task's
 gaze chunks (stored through :func:`.chunks.insert_chunks`, the insert the telemetry batches use
 too) and the frames a study keeps (``store.GazeFrame`` rows)."""
 from __future__ import annotations
@@ -15,12 +16,12 @@ from .api import ApiError, token_participant
 from .chunks import insert_chunks
 from .config import StudyConfig
 from .gaze_settings import GazeSettings, gaze_settings
-from .gaze_trackers import TrackerEntry
+from .gaze_trackers import Scoring, TrackerEntry
 from .runtime import db, site
 from .security import ParticipantToken
 
-__all__ = ["IN_FORCE", "LOOKUP", "frame_rows", "last_gaze_seq", "next_gaze_seq", "participant_settings", "store_gaze",
-           "study_settings", "sync_calibration"]
+__all__ = ["IN_FORCE", "LOOKUP", "calibration_in_force", "frame_rows", "last_gaze_seq", "next_gaze_seq",
+           "older_scoring", "participant_settings", "store_gaze", "study_settings", "sync_calibration"]
 
 C, T, P = store.StreamChunk.__table__, store.Task.__table__, store.Participant.__table__
 F = store.GazeFrame.__table__
@@ -37,7 +38,9 @@ _LAST_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.
 # names; the caller checks the pseudonym against the token, :meth:`.security.ParticipantToken.matches`),
 # the task's owner and clock
 # anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
-# replay check) and the participant's latest calibration.
+# replay check), the participant's latest calibration and, of the calibration the batch says it
+# was taken under (``cal``; -1: none said), its id when it is one of this participant's in force
+# (else None).
 LOOKUP = select(
     P.c.consent, P.c.study_id, P.c.pseudonym,
     select(T.c.participant_id).where(T.c.id == bindparam("task")).scalar_subquery().label("owner"),
@@ -46,6 +49,8 @@ LOOKUP = select(
                         C.c.seq == bindparam("seq"))).label("replay"),
     _LAST_SEQ.scalar_subquery().label("last_seq"),
     select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, IN_FORCE).scalar_subquery().label("calibration"),
+    select(CAL.c.id).where(CAL.c.id == bindparam("cal"), CAL.c.participant_id == P.c.id, IN_FORCE)
+    .scalar_subquery().label("tagged"),
 ).where(P.c.id == bindparam("pid"))
 
 
@@ -74,22 +79,49 @@ def participant_settings(token: ParticipantToken) -> tuple[store.Participant, Ga
 # --------------------------------------------------------------------------- calibrations
 
 
+def calibration_in_force(participant_id: int) -> int | None:
+    """The id of the participant's latest calibration row in force (:data:`IN_FORCE`; None: none):
+    what a task page is told it records under (``page_data``'s ``calibration``), the same as
+    :data:`LOOKUP`'s ``calibration``."""
+    return db().scalar(select(func.max(CAL.c.id)).where(CAL.c.participant_id == participant_id, IN_FORCE))
+
+
+def _model_of(calibration_id: int, conn: Any) -> tuple[Any, bool]:
+    """(model, failed) of calibration row ``calibration_id``: None and True for a failed
+    calibration's outcome."""
+    from gazepref.signals.calibration import GazeCalibration
+
+    query = select(CAL.c.model, CAL.c.kind).where(CAL.c.id == calibration_id)
+    found = (conn.execute(query) if conn is not None else db().execute(query)).first()
+    model, kind = found if found is not None else (None, None)
+    return (GazeCalibration.from_bytes(model) if model is not None else None), kind == "outcome" and model is None
+
+
 def sync_calibration(entry: TrackerEntry, latest: int | None, conn: Any = None) -> None:
     """Give the tracker the participant's calibration row ``latest`` (id; another process may have
     written it): its model, or none for a failed calibration's outcome (``entry.failed``); a new
-    calibration resets the drift correction."""
-    from gazepref.signals.calibration import GazeCalibration
-
+    calibration starts a new drift correction (:meth:`.gaze_trackers.TrackerEntry.set_latest`:
+    the previous one is kept for its late batches)."""
     if latest is None or latest == entry.calibration_id:
         return
-    query = select(CAL.c.model, CAL.c.kind).where(CAL.c.id == latest)
-    found = (conn.execute(query) if conn is not None else db().execute(query)).first()
-    model, kind = found if found is not None else (None, None)
+    model, failed = _model_of(latest, conn)
     with entry.lock:
-        entry.tracker.calibration = GazeCalibration.from_bytes(model) if model is not None else None
-        entry.calibration_id = latest
-        entry.failed = kind == "outcome" and model is None
-        entry.drift.reset()
+        entry.set_latest(latest, model, failed)
+
+
+def older_scoring(entry: TrackerEntry, calibration_id: int, conn: Any = None) -> Scoring:
+    """The :class:`.gaze_trackers.Scoring` of an older calibration of the participant (a batch
+    taken under it that reached the server after a newer one): kept by the tracker, else read
+    (``calibration_id`` must be one of the participant's :data:`IN_FORCE` rows: the caller
+    checked it, :data:`LOOKUP`'s ``tagged``). The latest calibration and its drift state are left
+    as they are."""
+    with entry.lock:
+        found = entry.kept_older(calibration_id)
+    if found is not None:
+        return found
+    model, failed = _model_of(calibration_id, conn)
+    with entry.lock:  # (another request may have read it meanwhile: keep one)
+        return entry.kept_older(calibration_id) or entry.add_older(calibration_id, model, failed)
 
 
 # --------------------------------------------------------------------------- gaze chunks and frames

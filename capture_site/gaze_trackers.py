@@ -1,12 +1,15 @@
 """Per-participant webcam trackers in the site: the registry (one
 :class:`~gazepref.signals.webcam.GazeTracker` and one lock per participant, idle ones closed), the
-face indicator and running a request's frames through the tracker (:func:`process_frames`)."""
+face indicator and running a request's frames through the tracker (:func:`process_frames`) with
+the calibration they were taken under (:class:`Scoring`)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from typing import Any, Callable
+from collections import OrderedDict
+from typing import Any, Callable, Iterator, NamedTuple
 
 from flask import current_app
 
@@ -16,12 +19,28 @@ from .gaze_limits import pipeline_slots
 from .gaze_settings import MAX_FRAME_BYTES, GazeSettings
 from .runtime import site
 
-__all__ = ["TrackerEntry", "TrackerRegistry", "decode_frames", "dropped_row", "face_status", "process_frames",
-           "registry", "usable_times"]
+__all__ = ["MAX_OLDER", "Scoring", "TrackerEntry", "TrackerRegistry", "decode_frames", "dropped_row", "face_status",
+           "process_frames", "registry", "usable_times"]
+
+#: older calibrations a tracker keeps at hand for late batches (:attr:`TrackerEntry.older`)
+MAX_OLDER = 4
+
+
+class Scoring(NamedTuple):
+    """The calibration a batch is scored with: its ``store.Calibration`` row id (None: no
+    calibration yet), its model (None: none, or a failed calibration's outcome, ``failed``) and
+    its own drift state (:class:`.gaze_drift.ParticipantDrift`, corrections from clicks made under it)."""
+    id: int | None
+    model: Any
+    failed: bool
+    drift: gaze_drift.ParticipantDrift
 
 
 class TrackerEntry:
-    """One participant's tracker, its lock, its calibration's id, face status and drift state."""
+    """One participant's tracker, its lock, its latest calibration (the tracker's model, its id,
+    whether it failed, its drift state), face status, and the older calibrations seen lately
+    (``older``: id -> :class:`Scoring`, at most :data:`MAX_OLDER`, the least recently used
+    dropped) for batches that reach the server after a newer calibration (:meth:`kept_older`)."""
 
     def __init__(self, tracker: Any, interactions: bool = False):
         self.tracker = tracker
@@ -30,7 +49,60 @@ class TrackerEntry:
         self.calibration_id: int | None = None
         self.face: dict[str, Any] = {"found": False, "ok": False, "code": "no-frame", "message": "no frame yet"}
         self.failed = False  # the calibration in force is a failed one's outcome (no model)
+        self.interactions = interactions
         self.drift = gaze_drift.ParticipantDrift(interactions)
+        self.older: OrderedDict[int, Scoring] = OrderedDict()
+
+    def latest(self) -> Scoring:
+        """The latest calibration (what batches of the current page are scored with)."""
+        return Scoring(self.calibration_id, self.tracker.calibration, self.failed, self.drift)
+
+    def set_latest(self, calibration_id: int, model: Any, failed: bool) -> None:
+        """Make ``calibration_id`` the latest (call with ``lock`` held): a new drift state (offsets
+        measured under another calibration do not apply; as :meth:`.gaze_drift.ParticipantDrift.reset`,
+        the clicks of the task read before stay read); the one it replaces joins ``older`` with
+        its drift state, for its late batches."""
+        if self.calibration_id is not None and self.calibration_id != calibration_id:
+            self._keep_older(self.latest())
+        self.older.pop(calibration_id, None)
+        self.tracker.calibration, self.calibration_id, self.failed = model, calibration_id, failed
+        drift = gaze_drift.ParticipantDrift(self.interactions)
+        drift.task, drift.seen_chunks = self.drift.task, set(self.drift.seen_chunks)
+        self.drift = drift
+
+    def kept_older(self, calibration_id: int) -> Scoring | None:
+        """The kept older calibration ``calibration_id`` (None: not kept; call with ``lock`` held)."""
+        found = self.older.get(calibration_id)
+        if found is not None:
+            self.older.move_to_end(calibration_id)
+        return found
+
+    def add_older(self, calibration_id: int, model: Any, failed: bool) -> Scoring:
+        """Keep an older calibration loaded from the database (call with ``lock`` held)."""
+        return self._keep_older(Scoring(calibration_id, model, failed, gaze_drift.ParticipantDrift(self.interactions)))
+
+    def _keep_older(self, scoring: Scoring) -> Scoring:
+        self.older[scoring.id] = scoring
+        self.older.move_to_end(scoring.id)
+        while len(self.older) > MAX_OLDER:
+            self.older.popitem(last=False)
+        return scoring
+
+    @contextlib.contextmanager
+    def scoring_with(self, scoring: Scoring | None) -> Iterator[None]:
+        """Within the block (``lock`` held) the tracker predicts with ``scoring``'s model (None:
+        the latest); the latest is put back after it. Only the model changes: the tracker's state
+        of the stream (head pose, blink baseline, face count) is the participant's camera's,
+        whichever calibration scores the pictures."""
+        latest = self.tracker.calibration
+        if scoring is None or scoring.model is latest:
+            yield
+            return
+        self.tracker.calibration = scoring.model
+        try:
+            yield
+        finally:
+            self.tracker.calibration = latest
 
 
 class TrackerRegistry:
@@ -120,16 +192,17 @@ def dropped_row(t: float) -> dict[str, float]:
 
 
 def process_frames(entry: TrackerEntry, images: list[Any], times: list[float], arrived: float | None = None,
-                   shed_ms: float = 0.0, stale: Callable[[], bool] | None = None
+                   shed_ms: float = 0.0, stale: Callable[[], bool] | None = None, scoring: Scoring | None = None
                    ) -> tuple[list[dict[str, float]], int]:
-    """Tracker rows of ``images``; frames the server is too far behind for are not processed but
+    """Tracker rows of ``images``, gaze predicted with ``scoring``'s model (default: the latest
+    calibration's); frames the server is too far behind for are not processed but
     kept as rows without features, confidence 0 and the DROPPED flag (no estimate): with
     ``shed_ms`` > 0, frames reached later than ``shed_ms`` after the request ``arrived``; with
     ``stale``, frames for which ``stale()`` says so once they get a pipeline slot (the WebSocket:
     a newer frame of the participant is already waiting while other frames queue for the slots)."""
     rows, dropped, last = [], 0, None
     slots = pipeline_slots()
-    with entry.lock:
+    with entry.lock, entry.scoring_with(scoring):
         for img, t in zip(images, times):
             with slots:
                 late = shed_ms > 0 and arrived is not None and (time.monotonic() - arrived) * 1000.0 > shed_ms

@@ -7,9 +7,10 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
    ``{"token": "..."}`` (never in the URL: URLs end up in logs). Answer ``{"ok": true,
    "commit_ms": n}``, or ``{"error", "status": 401}`` and the socket is closed (1008).
 2. Each frame is one binary message: a 4-byte big-endian length ``n``, ``n`` bytes of JSON meta
-   ``{"phase": "setup"|"task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": ms}``
-   and the JPEG bytes. In a task ``seq`` numbers the frames with the page's gaze counter (the one
-   its HTTP batches use), so it increases frame by frame.
+   ``{"phase": "setup"|"task", "task": id, "seq": n, "origin": performance.timeOrigin,
+   "calibration": id, "t": ms}`` and the JPEG bytes. In a task ``seq`` numbers the frames with the
+   page's gaze counter (the one its HTTP batches use), so it increases frame by frame, and
+   ``calibration`` (optional) is the page's, which scores the frame as for an HTTP batch.
 3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, code, message},
    "dropped": bool, "calibrated": bool}`` (set-up frames also ``"usable": [t]`` or ``[]``); a duplicate (``seq`` not above the task's last stored
    one) ``{"seq", "duplicate": true}``; a bad frame (not JPEG, corrupt, too large, bad meta, rate
@@ -279,7 +280,7 @@ class FrameSocket:
             entry = ctx.entry
             extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
             _send(self.ws, {"seq": seq, "face": entry.face, "dropped": bool(dropped),
-                            "calibrated": entry.tracker.calibration is not None, **extra})
+                            "calibrated": ctx.calibrated, **extra})
         except ApiError as e:
             _send(self.ws, {"seq": seq, "error": e.message, "status": e.status, **e.extra})
         if self.rows and (len(self.rows) >= MAX_FRAMES_PER_BATCH or self.due() <= 0):
@@ -293,11 +294,11 @@ class FrameSocket:
 
     def context(self, meta) -> FrameContext:
         """The lookup of :func:`.gaze_pipeline.frame_context`, again after each commit interval (the
-        latest calibration, drift clicks, consent) and whenever phase, task or origin change
-        (the buffer is stored first)."""
+        latest calibration, drift clicks, consent) and whenever phase, task, origin or the
+        frames' calibration change (the buffer is stored first)."""
         ctx = self.ctx
-        key = (meta.phase, meta.task_id, meta.origin)
-        if ctx is not None and (ctx.meta.phase, ctx.meta.task_id, ctx.meta.origin) != key:
+        key = (meta.phase, meta.task_id, meta.origin, meta.calibration)
+        if ctx is not None and (ctx.meta.phase, ctx.meta.task_id, ctx.meta.origin, ctx.meta.calibration) != key:
             self.commit()
             ctx = None
         if ctx is None or time.monotonic() - self.ctx_at >= max(self.commit_s, 0.5):

@@ -20,6 +20,11 @@
 // sent (JSON, urls.samples): set-up samples in batches answered with the face status, task
 // samples through the outbox (outbox.js: stored until the server confirms, resent after a
 // reload). The page measures its own cost (meshMs, fps) for the benchmark.
+//
+// Task pages name the calibration they record under (gaze.calibration, the step's outcome) in
+// every batch and frame meta ("calibration"): a batch that reaches the server only after a later
+// recalibration (retried after an outage, the outbox after a reload, a resend after a reconnect)
+// is still scored with the calibration its pictures were taken under.
 
 import { faceSample, loadMesh } from "./facemesh.js";
 import { Outbox, retryAfterMs } from "./outbox.js";
@@ -62,13 +67,14 @@ export class GazeCapture {
   /**
    * @param {object} opts stream (MediaStream), token, url (frames endpoint), wsUrl (the frames
    *   WebSocket path; none: batches only), settings ({fps, width, height, batch_ms, task_batch_ms}), phase
-   *   ("setup" | "task"), task, nextSeq, onStatus(face, response) called after each answered
+   *   ("setup" | "task"), task, nextSeq, calibration (task pages: the id of the calibration in
+   *   force, sent with every task batch and frame), onStatus(face, response) called after each answered
    *   batch or frame, onCameraStop() called once if the camera stops sending pictures (unplugged,
    *   taken by another program, permission withdrawn), onCameraMute(muted) called when the camera
    *   pauses its pictures (muted: another program took it, a privacy switch or shutter; true) and
    *   when they come back (false), video (optional element).
    */
-  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, onStatus = () => {}, onCameraStop = () => {}, onCameraMute = () => {}, video = null, urls = {} }) {
+  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, calibration = null, onStatus = () => {}, onCameraStop = () => {}, onCameraMute = () => {}, video = null, urls = {} }) {
     this.stream = stream;
     this.token = token;
     this.browser = settings.compute === "browser";
@@ -86,6 +92,7 @@ export class GazeCapture {
     this.settings = settings;
     this.phase = phase;
     this.task = task;
+    this.calibration = calibration;
     this.seqKey = task === null ? null : `gazepref:gazeseq:${task}`;
     this.seq = Math.max(nextSeq || 0, this.seqKey ? +(localStorage.getItem(this.seqKey) || 0) : 0);
     this.onStatus = onStatus;
@@ -234,7 +241,7 @@ export class GazeCapture {
     }
     const meta = { phase: this.phase, seq: frame.seq, t: frame.t };
     if (this.phase === "task") {
-      Object.assign(meta, { task: this.task, origin: performance.timeOrigin });
+      Object.assign(meta, this.taskMeta());
       this.unstored.set(frame.seq, frame);
     }
     const head = new TextEncoder().encode(JSON.stringify(meta));
@@ -248,6 +255,14 @@ export class GazeCapture {
       this.unanswered += 1;
       ws.send(data);
     });
+  }
+
+  /** What every task batch and frame says besides its seq and times: the task, the page's clock
+   *  origin and the calibration the pictures are taken under (left out when the page has none). */
+  taskMeta() {
+    const meta = { task: this.task, origin: performance.timeOrigin };
+    if (this.calibration !== null && this.calibration !== undefined) meta.calibration = this.calibration;
+    return meta;
   }
 
   answer(msg) {
@@ -376,7 +391,7 @@ export class GazeCapture {
     const frames = this.pending.splice(0, 30);
     const meta = { phase: this.phase, t: frames.map((f) => f.t) };
     if (this.phase === "task") {
-      Object.assign(meta, { task: this.task, seq: this.seq++, origin: performance.timeOrigin });
+      Object.assign(meta, this.taskMeta(), { seq: this.seq++ });
       localStorage.setItem(this.seqKey, String(this.seq));
     }
     const p = this.post(meta, frames).finally(() => this.inflight.delete(p));
@@ -390,7 +405,7 @@ export class GazeCapture {
     const frames = this.pending.splice(0, 60);
     const batch = { phase: this.phase, samples: frames.map((f) => f.sample) };
     if (this.phase === "task") {
-      Object.assign(batch, { task: this.task, seq: this.seq++, origin: performance.timeOrigin });
+      Object.assign(batch, this.taskMeta(), { seq: this.seq++ });
       localStorage.setItem(this.seqKey, String(this.seq));
       this.outbox.push(batch);
       return Promise.resolve();
@@ -457,7 +472,7 @@ export class GazeCapture {
     const frames = this.pending.splice(0, 30);
     const meta = { phase: this.phase, t: frames.map((f) => f.t) };
     if (this.phase === "task") {
-      Object.assign(meta, { task: this.task, seq: this.seq++, origin: performance.timeOrigin });
+      Object.assign(meta, this.taskMeta(), { seq: this.seq++ });
       localStorage.setItem(this.seqKey, String(this.seq));
     }
     const body = new FormData();
@@ -515,7 +530,7 @@ export async function startTaskGaze(gaze) {
   let seen = performance.now();
   const capture = new GazeCapture({
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task", urls: gaze.urls,
-    task: gaze.task, nextSeq: gaze.next_seq,
+    task: gaze.task, nextSeq: gaze.next_seq, calibration: gaze.calibration,
     onStatus: (face) => {
       if (capture.cameraStopped || capture.cameraPaused) return; // its warning stays
       const now = performance.now();

@@ -16,7 +16,7 @@ from gazepref import store
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from browsertest import launch, new_context, require_chromium
-from sitetest import STUDY_TOML, csrf_of
+from sitetest import STUDY_TOML, Walker, csrf_of, first_sentence
 
 CALIBRATION_TARGETS = [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)]
 
@@ -86,12 +86,22 @@ def post_round(client, token, kind, targets, viewport=(1280, 800), per_target=6)
                        headers={"X-Participant-Token": token})
 
 
-def calibrate(client, token) -> None:
+def calibrate(client, token, targets=CALIBRATION_TARGETS) -> None:
     """A calibration and a validation round (5 + 4 targets, 6 frames each)."""
-    r = post_round(client, token, "calibration", CALIBRATION_TARGETS)
+    r = post_round(client, token, "calibration", targets)
     assert r.status_code == 200, r.json
     r = post_round(client, token, "validation", r.json["validation_targets"])
     assert r.status_code == 200, r.json
+
+
+def finish_task(client, walker: Walker) -> None:
+    """Two chat turns, the task and its post-task questions answered."""
+    data = walker.to_task()
+    for i in range(2):
+        turn = walker.chat_turn(data, i, f"question {i}")
+    assert walker.answer().status_code == 200  # the task
+    walker.answer({"summary": "learned things", "understand_after": "4", "copy_sentence": first_sentence(turn),
+                   "attention": "2"})
 
 
 def page_sample(runner, img: np.ndarray, t: float) -> dict:
@@ -110,6 +120,21 @@ def page_sample(runner, img: np.ndarray, t: float) -> dict:
               "lm": [round(float(v), 2) for i in SAMPLE_LANDMARKS for v in s.pts[i]],
               "p": [round(float(v), 4) for e in EYES for v in s.patches[e.name]]}
     return d
+
+
+def post_sample_round(client, token, runner, kind, targets, per_target=6):
+    """A round in browser mode: the page's landmark samples (:func:`page_sample`) of
+    ``per_target`` frames of the moving face per target."""
+    out, samples, t = [], [], 1000.0
+    for k, (x, y) in enumerate(targets):
+        ts = []
+        for j in range(per_target):
+            samples.append(page_sample(runner, moving(k * 6 + j), t))
+            ts.append(t)
+            t += 100.0
+        out.append({"x": x, "y": y, "t": ts})
+    body = {"kind": kind, "viewport": [1280, 800], "targets": out, "samples": samples}
+    return client.post("/api/gaze/round", json=body, headers={"X-Participant-Token": token})
 
 
 def moving_face_samples(n: int) -> list[dict]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import cv2
 import numpy as np
 import pytest
@@ -276,6 +277,10 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
         assert len(rounds) == 3, "the calibration round answered 503 retry was sent again"
         assert not dbs.scalars(select(store.GazeFrame)).all()
         gz = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
+    task_batches = [json.loads(_request_bodies(r)) for r in posts if "/api/gaze/samples" in r.url]
+    task_batches = [b for b in task_batches if b["phase"] == "task"]
+    assert task_batches and {b.get("calibration") for b in task_batches} == {cals[-1].id}, \
+        "the task page's batches name the calibration in force (the step's outcome)"
     found = (gz["flags"].astype(int) & GazeFlag.NO_FACE) == 0
     assert len(gz) >= 8 and found.mean() >= 0.9, (len(gz), found.mean())
     assert np.isfinite(gz.loc[found, ["x", "y"]].to_numpy()).all()
@@ -296,6 +301,50 @@ def test_browser_mode_reads_pictures_from_a_canvas_made_for_reading(app):
             return { browser: mode("browser"), server: mode("server") };
         }""")
     assert attrs == {"browser": True, "server": False}
+
+
+def test_every_task_batch_and_frame_names_the_calibration_of_its_page(app):
+    """The task page's calibration (gaze.calibration) goes with every task batch and frame, by
+    every way the page sends them (HTTP batch, WebSocket frame, browser mode's outbox, the
+    pagehide beacon), so one reaching the server after a recalibration is scored with it; set-up
+    frames and a page without one say none."""
+    with browser_page(app, None) as page:
+        page.goto("/?PROLIFIC_PID=CALTAG")
+        got = page.evaluate("""async () => {
+            const { GazeCapture } = await import("/static/webcam.js");
+            const stream = document.createElement("canvas").captureStream();
+            const make = (compute, opts) => new GazeCapture({ stream, token: "t", url: "/x", urls: { samples: "/s" },
+                settings: { compute, width: 320, height: 240, fps: 1 }, ...opts });
+            const blob = new Blob([new Uint8Array([255, 216, 255])], { type: "image/jpeg" });
+            const metas = async (capture) => {
+                const out = [];
+                capture.post = async (meta) => { out.push(meta); };  // HTTP batch
+                capture.pending = [{ t: 1, blob }];
+                await capture.send();
+                capture.socket = { readyState: WebSocket.OPEN, send: (data) => {  // WebSocket frame
+                    const n = new DataView(data).getUint32(0);
+                    out.push(JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, n))));
+                } };
+                capture.sendFrame({ t: 2, blob });
+                await capture.sending;
+                const beacon = navigator.sendBeacon;  // pagehide
+                navigator.sendBeacon = (url, body) => { out.push(body.get("meta")); return true; };
+                capture.pending = [{ t: 3, blob }];
+                capture.beacon();
+                navigator.sendBeacon = beacon;
+                return out.map((m) => (typeof m === "string" ? JSON.parse(m) : m).calibration ?? null);
+            };
+            const samples = make("browser", { phase: "task", task: 5, calibration: 7 });
+            const batches = [];
+            samples.outbox = { push: (b) => batches.push(b) };  // browser mode: the outbox stores them
+            samples.pending = [{ t: 4, sample: { t: 4, n: 0 } }];
+            await samples.sendSamples();
+            return { task: await metas(make("server", { phase: "task", task: 5, calibration: 7 })),
+                     setup: await metas(make("server", { phase: "setup", calibration: 7 })),
+                     none: await metas(make("server", { phase: "task", task: 6 })),
+                     samples: batches.map((b) => b.calibration) };
+        }""")
+    assert got == {"task": [7, 7, 7], "setup": [None, None, None], "none": [None, None, None], "samples": [7]}
 
 
 def test_a_reload_after_a_failed_calibration_shows_the_outcome_and_goes_on(make_app, tmp_path):

@@ -17,7 +17,8 @@ from gazepref.capture_site.gaze_settings import gaze_settings
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
-from gazetest import CALIBRATION_TARGETS, answer_step, page_sample, post_frames, to_calibration, webcam_toml
+from gazetest import (CALIBRATION_TARGETS, answer_step, page_sample, post_frames, post_sample_round, to_calibration,
+                      webcam_toml)
 from sitetest import page_data
 
 pytest.importorskip("mediapipe")
@@ -37,19 +38,6 @@ def bapp(make_app, tmp_path):
     return make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "browser.toml", 'compute = "browser"')))
 
 
-def _round(client, token, runner, kind, targets, per_target=6):
-    out, samples, t = [], [], 1000.0
-    for k, (x, y) in enumerate(targets):
-        ts = []
-        for j in range(per_target):
-            samples.append(page_sample(runner, moving(k * 6 + j), t))
-            ts.append(t)
-            t += 100.0
-        out.append({"x": x, "y": y, "t": ts})
-    body = {"kind": kind, "viewport": [1280, 800], "targets": out, "samples": samples}
-    return client.post("/api/gaze/round", json=body, headers={"X-Participant-Token": token})
-
-
 def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(bapp, runner):
     client = bapp.test_client()
     gaze = to_calibration(client, "CAM-SAMPLES")
@@ -66,9 +54,9 @@ def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(b
                     headers={"X-Participant-Token": token})
     assert r.status_code == 200 and r.json["face"]["found"] and len(r.json["usable"]) == 3, r.json
 
-    r = _round(client, token, runner, "calibration", CALIBRATION_TARGETS)
+    r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS)
     assert r.status_code == 200, r.json
-    r = _round(client, token, runner, "validation", r.json["validation_targets"])
+    r = post_sample_round(client, token, runner, "validation", r.json["validation_targets"])
     assert r.status_code == 200, r.json
     assert answer_step(client).status_code == 302
     answer_step(client, {"understand_before": "3"})

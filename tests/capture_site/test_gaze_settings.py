@@ -10,8 +10,9 @@ from gazepref.capture_site.app import SiteStartError
 from gazepref.capture_site.config import ConfigError, load_config
 from gazepref.capture_site.gaze_settings import gaze_settings
 from gazepref.capture_site.plan import make_plan, make_steps
-from gazetest import answer_step, calibrate, current_step, gaze_data, post_round, to_calibration, webcam_toml
-from sitetest import STUDY_TOML, Walker, first_sentence
+from gazetest import (answer_step, calibrate, current_step, finish_task, gaze_data, post_round, to_calibration,
+                      webcam_toml)
+from sitetest import STUDY_TOML, Walker
 
 CONSENT = 'camera_images = true'
 
@@ -68,15 +69,6 @@ def test_plan_has_a_calibration_step_every_n_tasks(tmp_path):
         == ["calibration"]
     off = load_config(STUDY_TOML)
     assert not any(s.startswith("calibration") for s in make_steps(off, make_plan(off, [], random.Random(0))))
-
-
-def finish_task(client, walker: Walker) -> None:
-    data = walker.to_task()
-    for i in range(2):
-        turn = walker.chat_turn(data, i, f"question {i}")
-    assert walker.answer().status_code == 200  # the task
-    walker.answer({"summary": "learned things", "understand_after": "4", "copy_sentence": first_sentence(turn),
-                   "attention": "2"})
 
 
 def test_recalibration_step_between_tasks_needs_a_new_calibration(make_app, tmp_path):
