@@ -468,6 +468,7 @@ def score_task_feedback(text: str | None) -> dict[str, Any]:
 __all__ = [
     "CATEGORIES",
     "DENSE_FEATURES",
+    "FOREIGN_MAX_CONFIDENCE",
     "NONE",
     "ORDINAL",
     "ORDINAL_NAMES",

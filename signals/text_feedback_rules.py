@@ -105,7 +105,10 @@ def is_foreign(text: str) -> bool:
     """True when ``text`` reads as another language than English: at least two function words of
     another language, and more of them than English ones ("wie lange dauerte der krieg?",
     "no es correcto, es ottawa"; not "las vegas hotels" or "de niro movies")."""
-    en, other = english_evidence(text)
+    return _reads_foreign(*english_evidence(text))
+
+
+def _reads_foreign(en: int, other: int) -> bool:
     return other >= 2 and other > en
 
 
@@ -244,7 +247,7 @@ def chat_normalize(text: str) -> str:
     text = str(text or "")
     pieces = split_code(text)
     en, other = english_evidence(text) if any(not c for _, c in pieces) else (0, 0)
-    foreign = other >= 2 and other > en
+    foreign = _reads_foreign(en, other)
     out = "".join(p if code else _normalize_prose(p, en > other, foreign) for p, code in pieces)
     return out.strip()
 
