@@ -533,14 +533,16 @@ def term_clarify(prev_query: str, prev_response: str, text: str) -> bool:
 
 
 # A correction of a named fact: the user states the right value ("its ottawa", "it's 1945", Spanish
-# "es ottawa"), in a clause that is no question, naming something neither the answer nor the question
-# said, and either complains too or first quotes the answer's wrong value in a short clause of its own
-# ("toronto. its ottawa", "oh great, toronto. its ottawa"). A possessive "its" opening a keyword
-# query ("ottawa its population") is one clause with no quote before it, so it is no correction.
+# "es ottawa"), in a clause that is no question and no complaint, naming something neither the answer
+# nor the question said, and either complains in another clause or first quotes the answer's wrong
+# value in a short clause of its own ("toronto. its ottawa", "oh great, toronto. its ottawa"). A
+# possessive "its" opening a keyword query ("ottawa its population") is one clause with no quote
+# before it, and "its a nice city" describes, so neither is a correction; "that's ..." judges the
+# answer ("that's vague") and is left to the complaint cues.
 _ASSERTION = re.compile(
     r"^\W*(?:(?:no|nope|nah|wrong|incorrect|actually|but|well|um+|uh+|oh|hm+|ugh|sorry|lol|i think|i believe|pretty sure|"
     r"the (?:correct|right) answer is)\W+)*"
-    r"(?:it'?s|its|it is|it was|that'?s|that is|the answer is|answer is|(?:it|that) should be|should be|"
+    r"(?:it'?s|its|it is|it was|the answer is|answer is|(?:it|that) should be|should be|"
     r"es|c'?est|est|ist|das ist|es ist|è|é)\s+(?:(?:actually|really|obviously|clearly|the|el|la|le|der|die|das)\s+)*"
     # the value: up to four words, not a negation, question word or pronoun ("that's not what I
     # asked"), nor a description ("its a nice city")
@@ -570,7 +572,8 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool) ->
         if not clause:
             continue
         m = _ASSERTION.match(clause)
-        if m and "?" not in end and not _QUESTION_START.match(clause):
+        # a clause that judges ("that's vague", "it's wrong bro") is a complaint, not a value
+        if m and "?" not in end and not _QUESTION_START.match(clause) and not NEGATIVE_CUES.search(clause):
             new = content_words(m.group("fix")) - cw_q - cw_r - _VERDICTS
             if new and (complaint or quoted):
                 return True
