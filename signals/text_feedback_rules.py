@@ -352,11 +352,14 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"(?:^\W*|\b(?:it|this|that|code|query|script|formula|command|solution|method|function|answer|one)\s+)(?:still\s+)?"
     r"(?:(?:does|did|is|do)\s*n'?t|not|never)\s+(?:work|working|run|running|compile|compiling)\b",
     r"\b(?:thanks|thank you) for nothing\b|\banother (?:wrong|useless|bad|incorrect) (?:answer|one|response)\b",
+    # praise taken back by a closing "not" ("great answer... not")
+    r"\b(?:great|good|nice|perfect|helpful|useful|brilliant|awesome|amazing|thanks|thank you)\b.*[.,;!…-]\s*not\W*$",
     r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic)\b",
     # a few common non-English complaints
     r"^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore)\b",
     r"\b(?:no es correct[oa]|es incorrect[oa]|est faux|c'est faux|n'est pas (?:correct|vrai|juste)|ist falsch|stimmt nicht"
-    r"|ist nicht richtig|non è (?:corretto|giusto|vero)|è sbagliato|não (?:está|é) (?:certo|correto)|está errado)\b",
+    r"|ist nicht richtig|non è (?:corretto|giusto|vero)|è sbagliato|não (?:está|é) (?:certo|correto)|está errado"
+    r"|(?:no|non|não) (?:funciona|funziona)|ne marche pas|funktioniert nicht|geht nicht|werkt niet)\b",
 )
 # A pasted error message after an answer (its code failed): "TypeError: ...", a Python traceback.
 # Read on the whole message, code included; it reports a failure, not how to fix it.
@@ -533,21 +536,24 @@ def term_clarify(prev_query: str, prev_response: str, text: str) -> bool:
 
 
 # A correction of a named fact: the user states the right value ("its ottawa", "it's 1945", Spanish
-# "es ottawa"), in a clause that is no question and no complaint, naming something neither the answer
-# nor the question said, and either complains in another clause or first quotes the answer's wrong
-# value in a short clause of its own ("toronto. its ottawa", "oh great, toronto. its ottawa"). A
-# possessive "its" opening a keyword query ("ottawa its population") is one clause with no quote
-# before it, and "its a nice city" describes, so neither is a correction; "that's ..." judges the
-# answer ("that's vague") and is left to the complaint cues.
+# "es ottawa") in a clause that is no question and no complaint, naming something neither the answer
+# nor the question said, after a complaint in another clause or after quoting the answer's value in
+# a short clause of its own ("Toronto? It's Ottawa.", "oh great, toronto. its ottawa"). The value
+# must look like a name or a number: a digit, or a capital in a message that uses capitals. In an
+# all-lowercase message form cannot tell "its ottawa" from "its history", so the quote must be
+# doubted ("toronto?? its ottawa") or follow praise (sarcasm: "oh great, toronto. its ottawa"), or
+# the message must complain. Not corrections: "Rome. It's beautiful." (no name), "rome. its history"
+# (nothing doubted), "ottawa its population" (one clause, a keyword query), "its a nice city" (a
+# description), "that's vague" (a verdict, left to the complaint cues).
 _ASSERTION = re.compile(
     r"^\W*(?:(?:no|nope|nah|wrong|incorrect|actually|but|well|um+|uh+|oh|hm+|ugh|sorry|lol|i think|i believe|pretty sure|"
     r"the (?:correct|right) answer is)\W+)*"
     r"(?:it'?s|its|it is|it was|the answer is|answer is|(?:it|that) should be|should be|"
     r"es|c'?est|est|ist|das ist|es ist|è|é)\s+(?:(?:actually|really|obviously|clearly|the|el|la|le|der|die|das)\s+)*"
-    # the value: up to four words, not a negation, question word or pronoun ("that's not what I
-    # asked"), nor a description ("its a nice city")
+    # the value: up to four words, not a negation, question word, pronoun or article ("that's not
+    # what I asked", "it's my favourite", "its a nice city")
     r"(?!(?:not|no|never|n't|what|how|why|who|when|where|which|whether|if|that|this|these|those|it|i|you|he|she|"
-    r"we|they|me|so|too|very|just|because|like|what's|a|an|un|una|une|ein|eine|uma|um)\b)"
+    r"we|they|me|my|your|his|her|our|their|its|so|too|very|just|because|like|what's|a|an|un|una|une|ein|eine|uma|um)\b)"
     r"(?P<fix>[^\W_][\w'’.,-]*(?:\s+[^\W_][\w'’.,-]*){0,3})\W*$",
     re.IGNORECASE,
 )
@@ -565,21 +571,28 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool) ->
     complaint cue.
     """
     cw_q, cw_r = content_words(prev_query), content_words(prev_response)
+    cased = text != text.lower()
     parts = re.split(r"([!?;\n]+|[.,](?=\s|$))", text)
     clauses = [(parts[i].strip(), parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
-    quoted = False  # an earlier short clause repeated a word of the answer that the question lacks
+    praised = quoted = doubted = False
     for clause, end in clauses:
         if not clause:
             continue
         m = _ASSERTION.match(clause)
         # a clause that judges ("that's vague", "it's wrong bro") is a complaint, not a value
         if m and "?" not in end and not _QUESTION_START.match(clause) and not NEGATIVE_CUES.search(clause):
-            new = content_words(m.group("fix")) - cw_q - cw_r - _VERDICTS
-            if new and (complaint or quoted):
-                return True
+            fix = m.group("fix")
+            if content_words(fix) - cw_q - cw_r - _VERDICTS:
+                if re.search(r"\d", fix) or (cased and fix[:1].isupper()):  # a number or a name
+                    if complaint or quoted:
+                        return True
+                elif not cased and (complaint or (quoted and (doubted or praised))):
+                    return True
         words = content_words(clause)
-        if words and len(words) <= 3 and words & (cw_r - cw_q):
-            quoted = True
+        if words and len(words) <= 3 and words & (cw_r - cw_q):  # the answer's value, quoted
+            quoted, doubted = True, "?" in end
+        elif not quoted and POSITIVE_CUES.search(clause):
+            praised = True
     return False
 
 

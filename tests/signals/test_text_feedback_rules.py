@@ -82,17 +82,25 @@ _JS = ("how do i reverse a list in javascript", "Use the array's reverse() metho
         # sarcasm: praise followed by a complaint or a fix is no praise
         (_DRACULA, "great job, it still doesn't work", {"cue_positive": 0, "cue_negative": 1}),
         (_DRACULA, "wow thanks, super useless", {"cue_positive": 0, "cue_negative": 1}),
-        (_DRACULA, "lovely, mary shelley. it was bram stoker", {"cue_positive": 0, "cue_correction": 1}),
+        (_DRACULA, "oh perfect, mary shelley. it was bram stoker", {"cue_positive": 0, "cue_correction": 1}),
+        (_DRACULA, "yeah great answer... not", {"cue_positive": 0, "cue_negative": 1}),
         (_DRACULA, "thanks, that helps", {"cue_positive": 1, "cue_negative": 0}),
-        # a correction of a named fact: the answer's value quoted, then the right one
-        (_DRACULA, "mary shelley? it was bram stoker", {"cue_correction": 1}),
+        (_DRACULA, "non funziona", {"cue_negative": 1}),  # a few complaints of other languages
+        # a correction of a named fact: the answer's value quoted, then the right one (a name or a
+        # number; in lower case, a doubted quote or one after praise)
+        (_DRACULA, "Mary Shelley? It was Bram Stoker.", {"cue_correction": 1}),
+        (_DRACULA, "mary shelley?? it was bram stoker", {"cue_correction": 1}),
         (_WALL, "1991. it was 1989", {"cue_correction": 1}),
         (_CANBERRA, "la respuesta no es correcta, es sydney", {"cue_correction": 1, "foreign": 1}),
-        # ... and what is none: a question, a keyword query, a verdict, a complaint without a value
+        # ... and what is none: a question, a keyword query, a description, a verdict, no name
         (_CANBERRA, "canberra. its population?", {"cue_correction": 0}),
         (_CANBERRA, "canberra its population", {"cue_correction": 0}),
+        (_CANBERRA, "canberra. its population", {"cue_correction": 0}),
         (_CANBERRA, "canberra. its a nice city", {"cue_correction": 0}),
+        (_CANBERRA, "Canberra. It's lovely.", {"cue_correction": 0}),
+        (_CANBERRA, "canberra! it's my favourite", {"cue_correction": 0}),
         (_CANBERRA, "That's not what I asked, I wanted the largest city.", {"cue_correction": 0}),
+        (_CANBERRA, "You didn't say why, that's vague.", {"cue_correction": 0, "cue_negative": 1}),
         # a pasted error reports a failure: a complaint, no fix, and its code lines are no cues
         (_JS, _TRACE, {"pasted_error": 1, "cue_negative": 1, "complaint_text": 0, "cue_correction": 0}),
         (_JS, "it says TypeError: x.reverse is not a function", {"pasted_error": 1}),
