@@ -209,13 +209,15 @@ _SUBJECT_VERB = re.compile(
 
 
 def _ur(text: str, end: int) -> str:
+    """"your" or "you're" for an "ur" ending at ``end`` of ``text``, from the words after it."""
     m = re.match(r"\s+([A-Za-z']+)", text[end:])
     nxt = m.group(1).lower() if m else ""
     if not nxt:
         return "you're"
     if nxt.endswith("ing") and len(nxt) > 4 and _SUBJECT_VERB.match(text[end + m.end():]):
         return "your"
-    if nxt in _YOU_ARE_NEXT or (nxt.endswith("ing") and len(nxt) > 4) or (nxt.endswith("ed") and len(nxt) > 5 and not nxt.endswith("eed")):
+    participle = (nxt.endswith("ing") and len(nxt) > 4) or (nxt.endswith("ed") and len(nxt) > 5 and not nxt.endswith("eed"))
+    if nxt in _YOU_ARE_NEXT or participle:  # "ur kidding", "ur confused"
         return "you're"
     return "your"
 

@@ -397,7 +397,8 @@ _JS = ("how do i reverse a list in javascript", "Use the array's reverse() metho
     "case, context, next_query, expected",
     [
         ("sarcastic praise, then a complaint", _CANBERRA, "oh wow, thanks, super useless", "make_aware_without_correction"),
-        ("sarcastic praise, then the right value", _CANBERRA, "oh brilliant, sydney. it's canberra", "make_aware_with_correction"),
+        ("sarcastic praise, then the right value", _CANBERRA, "oh brilliant, sydney. it's canberra",
+         "make_aware_with_correction"),
         ("the answer's value quoted, then the right one", _CANBERRA, "sydney?? its canberra", "make_aware_with_correction"),
         ("a pasted traceback is no fix", _SUM,
          'Traceback (most recent call last):\n  File "main.py", line 4, in <module>\n    print(sum_even(None))\n'

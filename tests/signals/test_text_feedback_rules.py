@@ -21,7 +21,8 @@ _TRACE = (
         # code is not chat: fenced blocks, inline spans, indented code lines, stack traces
         ("```\nfor u in items:\n    print(u)\n```", "```\nfor u in items:\n    print(u)\n```"),
         ("try `for u in xs` pls", "try `for u in xs` please"),
-        ("doesnt work:\n    for u in range(n):\n        total += u", "doesn't work:\n    for u in range(n):\n        total += u"),
+        ("doesnt work:\n    for u in range(n):\n        total += u",
+         "doesn't work:\n    for u in range(n):\n        total += u"),
         (_TRACE, _TRACE),
         ("u r right\nfor u in xs:\n  print(u)", "you are right\nfor u in xs:\n  print(u)"),
         # other languages are not chat English ("im" is German, "dont" French, "q" Spanish chat)
