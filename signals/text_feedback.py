@@ -74,6 +74,9 @@ ORDINAL = {  # none is 3, or 4 when the message builds on the answer (see :func:
 }
 ORDINAL_NAMES = {1: "rejection", 2: "correction", 3: "neutral", 4: "engagement", 5: "satisfaction"}
 REQUIRED_KEYS = ("prev_query", "prev_response", "next_query")
+# the most confidence a verdict on a message in another language gets (the rules read English; a
+# few thanks and complaint words of other languages aside)
+FOREIGN_MAX_CONFIDENCE = 0.5
 MODEL_VERSION = "1"  # part of the on-disk cache key, with this module's and the rules' source
 
 
@@ -210,7 +213,9 @@ class TextFeedbackClassifier(ClassifierMixin, BaseEstimator):
                         )
                     )
                 ),
-                "make_aware_with_correction": bool(neg),
+                # a fix, or a complaint in words; a pasted error alone says the code failed, not how
+                # to fix it ("Traceback ...", "TypeError: ...")
+                "make_aware_with_correction": bool(f["cue_correction"] or f.get("complaint_text", f["cue_negative"])),
                 # a complaint outranks praise: "great, another wrong answer", "thanks, but that's wrong"
                 "positive": bool(f["cue_positive"] and not neg),
                 # an explicit fix ("..., not 2008", "you forgot X") rules out "without correction"
@@ -301,11 +306,13 @@ class TextFeedbackClassifier(ClassifierMixin, BaseEstimator):
 
     def classify(self, X) -> list[dict[str, Any]]:
         """Per record ``{nof, sat, ordinal, confidence}`` (ordinal 4 for engaged follow-ups)."""
-        proba, recs, _ = self._proba_and_details(X)
+        proba, recs, rules = self._proba_and_details(X)
         pred, conf = self._decide(proba) if len(recs) else (np.zeros(0, int), np.zeros(0))
         out = []
-        for r, k, c in zip(recs, pred, conf):
+        for r, k, c, f in zip(recs, pred, conf, rules):
             nof = str(self.classes_[k])
+            if f.get("foreign"):  # the cue patterns are English: whatever the verdict, it is a weak one
+                c = min(c, FOREIGN_MAX_CONFIDENCE)
             engaged = nof == NONE and builds_on_answer(r["prev_query"], r["prev_response"], r["next_query"])
             out.append(result_for(nof, c, engaged))
         return out
@@ -461,6 +468,7 @@ def score_task_feedback(text: str | None) -> dict[str, Any]:
 __all__ = [
     "CATEGORIES",
     "DENSE_FEATURES",
+    "FOREIGN_MAX_CONFIDENCE",
     "NONE",
     "ORDINAL",
     "ORDINAL_NAMES",

@@ -36,6 +36,9 @@ def normalize(text: str) -> str:
 # training data) use; it changes nothing in a tidy message. Only whole tokens are rewritten (not
 # "U.S."), "u"/"ur"/"ty"/"q" only in lower case, and "r" only after you/we/they (R is a language).
 # "its" stays (the possessive is tidy English; the cue patterns read "it'?s" and "its").
+# Two kinds of text are not chat and are left alone: code (fenced blocks, `inline code`, lines that
+# look like code or a stack trace: "for u in xs:" is no "for you in") and text in another language
+# (German "im Jahr" is no "i'm Jahr"): see split_code and english_evidence.
 _EMOJI_WORDS = (  # emoji / emoticons -> words the cue patterns know
     (r"👍+|👌|🙌|👏|💯", " thumbs up "),
     (r"👎+", " thumbs down "),
@@ -58,36 +61,197 @@ _ABBREV = {
     "abt": "about", "cuz": "because", "coz": "because", "gr8": "great", "gud": "good",
     "nvm": "never mind",
 }
-# only in lower case: "Ty" and "Ur" are names, "Q" a letter
+# only in lower case: "Ty" and "Ur" are names, "Q" a letter; "ur" is "your" or "you're" (_ur)
 _ABBREV_LOWER = {"u": "you", "ur": "you're", "q": "question", "ty": "thank you"}
+# Abbreviations that are also common words of another language ("im" German, "dont" French): they
+# are rewritten only where the text around them shows English (english_evidence), the others
+# wherever the text is not in another language.
+_AMBIGUOUS = frozenset({"im", "dont"})
+
+# Function words, for a light language check (no dictionary, no model): English ones, and common
+# ones of the European languages chat users most often switch to (es, fr, de, it, pt, nl). Words
+# shared with English or with chat ("a", "in", "no", "me", "so", "die", "was", "an", "will", "also",
+# "on", "per", "con", "non", "come", "son", "wat", "dat", "mit", "da", "em", "os", "um", "op", "van")
+# are in neither list.
+_EN_FUNCTION = frozenset(
+    """the is are were you your yours i it it's its to of and what how that that's this not does did
+    can for with my be been have has why who when where which there they he she we at from but or if
+    just please would should could about any some more than then these those them their our us
+    because very much many don't doesn't didn't isn't i'm can't thanks thank yes only into out up
+    after before""".split()
+)
+_FOREIGN_FUNCTION = frozenset(
+    """el la los las del que qué y es en un una unos unas por para como cómo pero muy más está esta
+    este esto lo su sus cuál cual cuanto cuanta cuantos cuantas cuántos cuántas donde dónde cuando
+    cuándo porque tiene hay eso esa ese
+    le les des du et est je tu il elle nous vous ce cette dans pour pas avec sur mais une ou qui
+    c'est au aux sont suis n'est j'ai quel quelle comment pourquoi
+    der das und ist nicht ich du wie ein eine einen einem auf für von sie wir ihr sind auch noch
+    oder aber wenn warum wer wo bitte kein keine nur sehr zum zur bei
+    lo gli di che sono questo questa della anche perché cosa è
+    não você isso isto muito uma
+    het een niet ik zijn voor ook maar""".split()
+)
+_TOKEN = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
 
-def _token_rx(words, flags=0) -> re.Pattern[str]:
-    alt = "|".join(sorted(map(re.escape, words), key=len, reverse=True))
-    return re.compile(rf"(?<![\w.'’&-])({alt})(?![\w'’&-]|\.\w)", flags)
+def english_evidence(text: str) -> tuple[int, int]:
+    """(English, other-language) function-word counts of the prose of ``text`` (code left out)."""
+    words = [w.replace("’", "'") for w in _TOKEN.findall(prose_text(text, normalized=False).lower())]
+    return sum(w in _EN_FUNCTION for w in words), sum(w in _FOREIGN_FUNCTION for w in words)
 
 
-_ABBREV_RX = _token_rx(_ABBREV, re.IGNORECASE)
-_ABBREV_LOWER_RX = _token_rx(_ABBREV_LOWER)
+def is_foreign(text: str) -> bool:
+    """True when ``text`` reads as another language than English: at least two function words of
+    another language, and more of them than English ones ("wie lange dauerte der krieg?",
+    "no es correcto, es ottawa"; not "las vegas hotels" or "de niro movies")."""
+    return _reads_foreign(*english_evidence(text))
+
+
+def _reads_foreign(en: int, other: int) -> bool:
+    return other >= 2 and other > en
+
+
+# Code: fenced blocks, inline `code`, and lines that look like code or a stack trace.
+_FENCE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
+_CODE_LINE = re.compile(
+    r"^\s*Traceback \(most recent call last\)"
+    r"|^\s*File \"[^\"]*\", line \d+"
+    r"|^\s*at [\w$.<>/]+\(.*\)\s*$"  # a Java / JavaScript stack frame
+    r"|^\s*(?:Uncaught\s+)?(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception|Warning)\b(?::|\s*$)"  # the error line of a trace
+    r"|^\s*(?:>>>|#include\b|import [\w.]+(?: as \w+)?\s*;?\s*$|from [\w.]+ import \w|def \w+\(|class \w+\s*[(:{]"
+    r"|(?:const|let|var) \w+\s*=|function\s*\w*\s*\(|console\.\w|System\.out|SELECT .* FROM )"
+    r"|^\s*(?:for \w+(?:,\s*\w+)* in \S.*|else|try|finally|except\b.*|with \S.* as \w+)\s*:\s*$"  # a Python block header
+    r"|^\s*[{}]\s*$"
+    r"|^\s*[A-Za-z_][\w.]*\([^()]*(?:\([^()]*\))?[^()]*\)\s*[;:]?\s*$"  # a line that is one call: "print(is_prime(7.5))"
+)
+# weaker signs, which count only on a line with no English function word, or at most two in a message
+# of several lines ("can u explain E = mc² simply" is prose, "total += u" code)
+_CODE_HINT = re.compile(
+    r"[;{}]\s*$"
+    r"|[\w\])]\s*(?:==|!=|<=|>=|=>|->|\+=|-=|:=|(?<![=!<>])=(?!=))\s*[\w\"'\[({-]"  # an assignment or comparison
+    r"|\w \s*[<>] \s*\w"
+)
+_INDENTED = re.compile(r"^(?:\t| {2,})\S.*(?:[()\[\]{}=;<>]|:\s*$)")  # an indented line with code punctuation
+
+
+def split_code(text: str) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is_code) pieces that join back to it.
+
+    Code is a fenced block, an inline `span`, or a whole line that looks like code: a stack-trace
+    line, a statement ("def f(x):", "print(x)", "}"); or, with hardly any English function words on
+    the line, an assignment or comparison ("x = 1"), a line ending in ";", "{" or "}", or in a message
+    of several lines an indented line with code punctuation; and any indented line right under code
+    (the source lines a stack trace quotes).
+    """
+    text = str(text or "")
+    multiline = "\n" in text.strip()
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for m in list(_FENCE.finditer(text)) + [None]:
+        chunk = text[pos : m.start() if m else len(text)]
+        for line in chunk.splitlines(keepends=True):
+            body = line.rstrip("\n")
+            code = bool(body.strip()) and bool(
+                _CODE_LINE.search(body)
+                or (out and out[-1][1] and re.match(r"(?:\t| {2,})\S", body))  # indented under code, a trace's source line
+                or ((multiline and _INDENTED.search(body)) or _CODE_HINT.search(body))
+                and sum(w.lower() in _EN_FUNCTION for w in _TOKEN.findall(body)) <= (2 if multiline else 0)
+            )
+            if out and out[-1][1] == code:
+                out[-1] = (out[-1][0] + line, code)
+            else:
+                out.append((line, code))
+        if m:
+            out.append((m.group(0), True))
+            pos = m.end()
+    return [p for p in out if p[0]]
+
+
+def prose_text(text: str, normalized: bool = True) -> str:
+    """The prose of a message: code blocks and code lines left out, inline `code` kept as words.
+
+    Cue patterns are read here, so that a pasted program or stack trace ("...if n is not right:",
+    "for i in range(2, n):") cannot look like a complaint or a fix; pasted errors are found on the
+    whole text by :data:`PASTED_ERROR`. With ``normalized`` the text is read as :func:`chat_normalize`
+    leaves it.
+    """
+    t = chat_normalize(text) if normalized else str(text or "")
+    parts = []
+    for piece, code in split_code(t):
+        if not code:
+            parts.append(piece)
+        elif piece.startswith("`") and not piece.startswith("```"):
+            parts.append(piece.strip("`"))
+        else:
+            parts.append("\n")
+    return re.sub(r"\n{2,}", "\n", "".join(parts)).strip()
+
+
+_ABBREV_RX = re.compile(r"(?<![\w.'’&-])(" + "|".join(sorted(map(re.escape, _ABBREV), key=len, reverse=True))
+                        + r")(?![\w'’&-]|\.\w)", re.IGNORECASE)
+_ABBREV_LOWER_RX = re.compile(r"(?<![\w.'’&-])(" + "|".join(sorted(_ABBREV_LOWER, key=len, reverse=True))
+                              + r")(?![\w'’&-]|\.\w)")
 _ARE_RX = re.compile(r"\b(you|we|they) r\b")  # "u r" -> "you are" (a lone "r" is also the language R)
+# After "ur", these make it "you're" ("ur wrong", "ur the best", "ur kidding"); before anything else,
+# above all a noun ("ur answer", "ur code"), it is "your". A word in -ing followed by a verb is the
+# subject ("ur wording is off"): "your".
+_YOU_ARE_NEXT = frozenset(
+    """the a an not so very too really just still always never right wrong correct incorrect welcome
+    mistaken kidding joking lying confused confusing missing amazing awesome great good bad useless
+    helpful smart stupid dumb funny literally totally completely clearly obviously actually
+    absolutely being gonna such no sure done ok okay fine basically also only all both best worst
+    getting making saying talking doing going repeating contradicting overcomplicating""".split()
+)
+_SUBJECT_VERB = re.compile(
+    r"\s+(?:is|was|are|were|isn'?t|wasn'?t|does|doesn'?t|did|didn'?t|has|had|seems|looks|sounds|makes|"
+    r"can'?t|won'?t|needs|keeps)\b", re.IGNORECASE)
+
+
+def _ur(text: str, end: int) -> str:
+    """"your" or "you're" for an "ur" ending at ``end`` of ``text``, from the words after it."""
+    m = re.match(r"\s+([A-Za-z']+)", text[end:])
+    nxt = m.group(1).lower() if m else ""
+    if not nxt:
+        return "you're"
+    if nxt.endswith("ing") and len(nxt) > 4 and _SUBJECT_VERB.match(text[end + m.end():]):
+        return "your"
+    participle = (nxt.endswith("ing") and len(nxt) > 4) or (nxt.endswith("ed") and len(nxt) > 5 and not nxt.endswith("eed"))
+    if nxt in _YOU_ARE_NEXT or participle:  # "ur kidding", "ur confused"
+        return "you're"
+    return "your"
+
+
+def _normalize_prose(t: str, english: bool, foreign: bool) -> str:
+    for rx, words in _EMOJI_WORDS:
+        t = re.sub(rx, words, t)
+    t = t.replace("\ufe0f", "")
+    if not foreign:
+        t = _ABBREV_RX.sub(
+            lambda m: m.group(0) if m.group(1).lower() in _AMBIGUOUS and not english else _ABBREV[m.group(1).lower()], t
+        )
+        t = _ABBREV_LOWER_RX.sub(lambda m: _ur(m.string, m.end()) if m.group(1) == "ur" else _ABBREV_LOWER[m.group(1)], t)
+        t = _ARE_RX.sub(r"\1 are", t)
+    t = re.sub(r"([!?.])(?:\s*[!?.])+", lambda m: "?" if "?" in m.group(0) else m.group(1), t)
+    return re.sub(r"[ \t]{2,}", " ", t)
 
 
 def chat_normalize(text: str) -> str:
     """Chat-style text in tidy form: emoji as words, abbreviations spelled out, runs of punctuation cut.
 
     "thx u r a lifesaver!!" -> "thanks you are a lifesaver!", "👍" -> "thumbs up",
-    "doesnt work" -> "doesn't work", "???" -> "?". Case is kept (the cue patterns ignore it, and
-    capitalised words mark names elsewhere). A tidy message comes back unchanged.
+    "doesnt work" -> "doesn't work", "???" -> "?", "ur answer" -> "your answer". Case is kept (the
+    cue patterns ignore it, and capitalised words mark names elsewhere). A tidy message comes back
+    unchanged, and so do code (:func:`split_code`) and text in another language (:func:`is_foreign`:
+    only emoji and runs of punctuation are read there); "im" and "dont", words of German and French,
+    are rewritten only where the message shows English function words.
     """
-    t = str(text or "")
-    for rx, words in _EMOJI_WORDS:
-        t = re.sub(rx, words, t)
-    t = t.replace("\ufe0f", "")
-    t = _ABBREV_RX.sub(lambda m: _ABBREV[m.group(1).lower()], t)
-    t = _ABBREV_LOWER_RX.sub(lambda m: _ABBREV_LOWER[m.group(1)], t)
-    t = _ARE_RX.sub(r"\1 are", t)
-    t = re.sub(r"([!?.])(?:\s*[!?.])+", lambda m: "?" if "?" in m.group(0) else m.group(1), t)
-    return re.sub(r"[ \t]{2,}", " ", t).strip()
+    text = str(text or "")
+    pieces = split_code(text)
+    en, other = english_evidence(text) if any(not c for _, c in pieces) else (0, 0)
+    foreign = _reads_foreign(en, other)
+    out = "".join(p if code else _normalize_prose(p, en > other, foreign) for p, code in pieces)
+    return out.strip()
 
 
 def _stem(w: str) -> str:
@@ -190,15 +354,22 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"(?:^\W*|\b(?:it|this|that|code|query|script|formula|command|solution|method|function|answer|one)\s+)(?:still\s+)?"
     r"(?:(?:does|did|is|do)\s*n'?t|not|never)\s+(?:work|working|run|running|compile|compiling)\b",
     r"\b(?:thanks|thank you) for nothing\b|\banother (?:wrong|useless|bad|incorrect) (?:answer|one|response)\b",
+    # praise taken back by a closing "not" ("great answer... not")
+    r"\b(?:great|good|nice|perfect|helpful|useful|brilliant|awesome|amazing|thanks|thank you)\b.*[.,;!…-]\s*not\W*$",
     r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic)\b",
-    # a pasted error message after an answer (its code failed): "TypeError: ...", a Python traceback
-    r"\bTraceback \(most recent call last\)|(?-i:\b[A-Z]\w*(?:Error|Exception)\b|^\s*ERROR\b)(?::|\s+at\b)",
     # a few common non-English complaints
-    r"^\W*(?:falsch|faux|incorrecto|no es correcto|sbagliato|errado|errore)\b",
+    r"^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore)\b",
+    r"\b(?:no es correct[oa]|es incorrect[oa]|est faux|c'est faux|n'est pas (?:correct|vrai|juste)|ist falsch|stimmt nicht"
+    r"|ist nicht richtig|non è (?:corretto|giusto|vero)|è sbagliato|não (?:está|é) (?:certo|correto)|está errado"
+    r"|(?:no|non|não) (?:funciona|funziona)|ne marche pas|funktioniert nicht|geht nicht|werkt niet)\b",
+)
+# A pasted error message after an answer (its code failed): "TypeError: ...", a Python traceback.
+# Read on the whole message, code included; it reports a failure, not how to fix it.
+PASTED_ERROR = _rx(
+    r"\bTraceback \(most recent call last\)|(?-i:\b[A-Z]\w*(?:Error|Exception)\b|^\s*ERROR\b)(?::|\s+at\b)",
 )
 CLARIFY_CUES = _rx(
     r"\bwhat (?:do|did) you mean\b",
-    r"\bwhat (?:does|did|do) [\w\s'’\"-]{0,40}\bmean\b",
     r"\bwhat is meant\b|\bmeaning of (?:that|this|it)\b",
     r"\bi (?:do ?n[o']t|did ?n[o']t|can'?t|cannot) (?:understand|get|follow|see how)\b",
     r"\bnot (?:following|sure what you mean|clear)\b|\bunclear\b",
@@ -218,7 +389,17 @@ CLARIFY_CUES = _rx(
     # a bare "huh?" / "what?" / "??" / "puzzled" emoji: the answer was not understood
     r"^\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
     r"\bnot sure i (?:follow|understand|get)\b|\bi (?:do ?n'?t|can'?t) follow\b",
-    r"\bi (?:do ?n'?t|did ?n'?t) know what (?:a |an |the )?[\w\s-]{1,30}\b(?:is|are|means?)\b",
+)
+# "What does X mean?" / "I don't know what X is" asks about the answer only when X is something the
+# conversation said (or "that", "this word"): about a term neither the answer nor the question used
+# ("what does NullPointerException mean in java" after an answer on JavaScript arrays) it is a new
+# question. See term_clarify.
+TERM_CLARIFY = _rx(
+    r"\bwhat (?:does|did|do) (?P<term>[\w\s'’\"-]{0,40}?)\s*\bmean\b",
+    r"\bi (?:do ?n'?t|did ?n'?t) know what (?:a |an |the )?(?P<term2>[\w\s-]{1,30}?)\s*\b(?:is|are|means?)\b",
+)
+_DEICTIC = frozenset(
+    "word words term terms phrase part bit line sentence paragraph step point abbreviation acronym first second third last".split()
 )
 # Praise or thanks. "great" is not praise in "Alexander the Great" / "Great Wall": exclude "the
 # great" and a capitalised word following it; "thanks to" is not thanks.
@@ -341,6 +522,82 @@ def novel_words(prev_query: str, next_query: str) -> set[str]:
     return {w for w in content_words(next_query) - cq if not (len(w) > 3 and w in joined)}
 
 
+def term_clarify(prev_query: str, prev_response: str, text: str) -> bool:
+    """A "what does X mean" / "I don't know what X is" about something the conversation said.
+
+    X counts when it shares a content word with the previous answer or query, or has none besides
+    words that point back ("what does that mean", "what does the last part mean"). ``text`` is the
+    next message as the cue patterns read it.
+    """
+    said = content_words(prev_response) | content_words(prev_query)
+    for m in TERM_CLARIFY.finditer(text):
+        term = content_words(m.group("term") or m.group("term2") or "")
+        if not term - _DEICTIC or term & said:
+            return True
+    return False
+
+
+# A correction of a named fact: the user states the right value ("its ottawa", "it's 1945", Spanish
+# "es ottawa") in a clause that is no question and no complaint, naming something neither the answer
+# nor the question said, after a complaint in another clause or after quoting the answer's value in
+# a short clause of its own ("Toronto? It's Ottawa.", "oh great, toronto. its ottawa"). The value
+# must look like a name or a number: a digit, or a capital in a message that uses capitals. In an
+# all-lowercase message form cannot tell "its ottawa" from "its history", so the quote must be
+# doubted ("toronto?? its ottawa") or follow praise (sarcasm: "oh great, toronto. its ottawa"), or
+# the message must complain. Not corrections: "Rome. It's beautiful." (no name), "rome. its history"
+# (nothing doubted), "ottawa its population" (one clause, a keyword query), "its a nice city" (a
+# description), "that's vague" (a verdict, left to the complaint cues).
+_ASSERTION = re.compile(
+    r"^\W*(?:(?:no|nope|nah|wrong|incorrect|actually|but|well|um+|uh+|oh|hm+|ugh|sorry|lol|i think|i believe|pretty sure|"
+    r"the (?:correct|right) answer is)\W+)*"
+    r"(?:it'?s|its|it is|it was|the answer is|answer is|(?:it|that) should be|should be|"
+    r"es|c'?est|est|ist|das ist|es ist|è|é)\s+(?:(?:actually|really|obviously|clearly|the|el|la|le|der|die|das)\s+)*"
+    # the value: up to four words, not a negation, question word, pronoun or article ("that's not
+    # what I asked", "it's my favourite", "its a nice city")
+    r"(?!(?:not|no|never|n't|what|how|why|who|when|where|which|whether|if|that|this|these|those|it|i|you|he|she|"
+    r"we|they|me|my|your|his|her|our|their|its|so|too|very|just|because|like|what's|a|an|un|una|une|ein|eine|uma|um)\b)"
+    r"(?P<fix>[^\W_][\w'’.,-]*(?:\s+[^\W_][\w'’.,-]*){0,3})\W*$",
+    re.IGNORECASE,
+)
+# words that judge the answer rather than name a fact ("it's correct", "no es correcto", "its fine")
+_VERDICTS = frozenset(
+    """correct right wrong true false incorrect fine good bad great ok okay same different obvious
+    correcto correcta incorrecto falso verdad richtig falsch vrai faux correct giusto sbagliato certo errado""".split()
+)
+
+
+def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool) -> bool:
+    """The message corrects a fact of the answer by stating the right value (see ``_ASSERTION``).
+
+    ``text`` is the next message as the cue patterns read it; ``complaint`` whether it has a
+    complaint cue.
+    """
+    cw_q, cw_r = content_words(prev_query), content_words(prev_response)
+    cased = text != text.lower()
+    parts = re.split(r"([!?;\n]+|[.,](?=\s|$))", text)
+    clauses = [(parts[i].strip(), parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
+    praised = quoted = doubted = False
+    for clause, end in clauses:
+        if not clause:
+            continue
+        m = _ASSERTION.match(clause)
+        # a clause that judges ("that's vague", "it's wrong bro") is a complaint, not a value
+        if m and "?" not in end and not _QUESTION_START.match(clause) and not NEGATIVE_CUES.search(clause):
+            fix = m.group("fix")
+            if content_words(fix) - cw_q - cw_r - _VERDICTS:
+                if re.search(r"\d", fix) or (cased and fix[:1].isupper()):  # a number or a name
+                    if complaint or quoted:
+                        return True
+                elif not cased and (complaint or (quoted and (doubted or praised))):
+                    return True
+        words = content_words(clause)
+        if words and len(words) <= 3 and words & (cw_r - cw_q):  # the answer's value, quoted
+            quoted, doubted = True, "?" in end
+        elif not quoted and POSITIVE_CUES.search(clause):
+            praised = True
+    return False
+
+
 RULE_FEATURES = (
     "cue_repeat",
     "cue_correction",
@@ -368,8 +625,22 @@ def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[
 
     The next message and the previous query are read through :func:`chat_normalize`
     (abbreviations, emoji, "!!!"), both alike: a chat-style question sent again is the same words.
+    Cue patterns read only the message's prose (:func:`prose_text`: pasted code and stack traces
+    left out); a pasted error is found on the whole message. A complaint outranks praise: a message
+    with a complaint or correction cue has no praise cue ("wow thanks for nothing", "oh great,
+    toronto. its ottawa"). Besides the named features (:data:`RULE_FEATURES`), the dict holds
+    ``pasted_error``, ``complaint_text`` (a complaint cue in the prose) and ``foreign`` (the message
+    reads as another language, :func:`is_foreign`), which the classifier's evidence gate and
+    confidence use.
     """
+    raw_next = next_query
     nxt, prev_query = chat_normalize(next_query), chat_normalize(prev_query)
+    prose = prose_text(nxt, normalized=False)
+    pasted = bool(PASTED_ERROR.search(nxt))
+    complaint_text = bool(NEGATIVE_CUES.search(prose))
+    correction = bool(CORRECTION_CUES.search(prose)) or fact_fix(
+        prev_query, prev_response, prose, complaint_text or pasted)
+    complaint = complaint_text or pasted or correction
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
     inter = cw_n & cw_q
@@ -377,12 +648,12 @@ def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[
     novel = cw_n - cw_q
     n_words = len(nq.split())
     return {
-        "cue_repeat": float(bool(REPEAT_CUES.search(nxt))),
-        "cue_correction": float(bool(CORRECTION_CUES.search(nxt))),
-        "cue_negative": float(bool(NEGATIVE_CUES.search(nxt))),
-        "cue_clarify": float(bool(CLARIFY_CUES.search(nxt))),
-        "cue_positive": float(bool(POSITIVE_CUES.search(nxt))),
-        "refers_back": float(bool(REFERS_BACK.search(nxt))),
+        "cue_repeat": float(bool(REPEAT_CUES.search(prose))),
+        "cue_correction": float(correction),
+        "cue_negative": float(complaint_text or pasted),
+        "cue_clarify": float(bool(CLARIFY_CUES.search(prose)) or term_clarify(prev_query, prev_response, prose)),
+        "cue_positive": float(bool(POSITIVE_CUES.search(prose)) and not complaint),
+        "refers_back": float(bool(REFERS_BACK.search(prose))),
         "exact_repeat": float(bool(nq) and nq == pq),
         "jaccard_query": len(inter) / len(union) if union else 0.0,
         "containment_next_in_query": len(inter) / len(cw_n) if cw_n else 0.0,
@@ -395,6 +666,9 @@ def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[
         "char_jaccard": char_jaccard(prev_query, nxt),
         "same_question_type": float(same_question_type(prev_query, nxt)),
         "typo_repeat": float(typo_repeat(prev_query, nxt)),
+        "pasted_error": float(pasted),
+        "complaint_text": float(complaint_text),
+        "foreign": float(is_foreign(raw_next)),
     }
 
 

@@ -383,3 +383,49 @@ def test_stress_set_is_separate_from_training():
     assert len(stress) >= 100 and {r["label"] for r in stress} == CATS
     assert not {r["next_query"].lower() for r in train} & {r["next_query"].lower() for r in stress}
     assert not {r["prev_query"].lower() for r in train} & {r["prev_query"].lower() for r in stress}
+
+
+_CANBERRA = ("What is the capital of Australia?", "The capital of Australia is Sydney, its largest city.")
+_CSV = ("how do i read a csv file in python",
+        "Use the csv module:\n\n    import csv\n    with open('data.csv') as f:\n        rows = list(csv.reader(f))")
+_SUM = ("write a python function that sums the even numbers of a list",
+        "def sum_even(xs):\n    return sum(x for x in xs if x % 2 == 0)")
+_JS = ("how do i reverse a list in javascript", "Use the array's reverse() method; it reverses the array in place.")
+
+
+@pytest.mark.parametrize(
+    "case, context, next_query, expected",
+    [
+        ("sarcastic praise, then a complaint", _CANBERRA, "oh wow, thanks, super useless", "make_aware_without_correction"),
+        ("sarcastic praise, then the right value", _CANBERRA, "oh brilliant, sydney. it's canberra",
+         "make_aware_with_correction"),
+        ("the answer's value quoted, then the right one", _CANBERRA, "sydney?? its canberra", "make_aware_with_correction"),
+        ("a pasted traceback is no fix", _SUM,
+         'Traceback (most recent call last):\n  File "main.py", line 4, in <module>\n    print(sum_even(None))\n'
+         '  File "main.py", line 2, in sum_even\n    return sum(x for x in xs if x % 2 == 0)\n'
+         "TypeError: 'NoneType' object is not iterable", "make_aware_without_correction"),
+        ("the words of pasted code are no cues", _SUM,
+         'Traceback (most recent call last):\n  File "test.py", line 5, in <module>\n'
+         '    assert sum_even([1, 2, 3, 4]) == 7, "wrong, it should be 6"\nAssertionError: wrong, it should be 6',
+         "make_aware_without_correction"),
+        ("control: a pasted traceback", _CSV,
+         'Traceback (most recent call last):\n  File "read.py", line 2, in <module>\n    with open("data.csv") as f:\n'
+         "FileNotFoundError: [Errno 2] No such file or directory: 'data.csv'", "make_aware_without_correction"),
+        ("a term the answer never used", _JS, "what does ClassCastException mean in java", "none"),
+        ("a term the answer used", _JS, "what does in place mean", "ask_clarification"),
+        ("control: praise", _CANBERRA, "oh brilliant, thanks", "positive"),
+        ("control: keyword follow-up", _CANBERRA, "sydney. its population?", "none"),
+    ],
+)
+def test_feedback_in_context(clf, case, context, next_query, expected):
+    assert clf.predict([rec(context[0], next_query, context[1])])[0] == expected, case
+
+
+@pytest.mark.parametrize(
+    "next_query",
+    ["la respuesta es incorrecta, es canberra", "c'est faux, la capitale est canberra", "und wie viele leute wohnen dort?"],
+)
+def test_other_languages_get_no_confident_verdict(clf, next_query):
+    """The cue patterns read English: a message in another language gets a weak verdict whatever it is."""
+    (out,) = clf.classify([rec(_CANBERRA[0], next_query, _CANBERRA[1])])
+    assert out["confidence"] <= tf.FOREIGN_MAX_CONFIDENCE

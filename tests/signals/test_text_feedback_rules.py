@@ -1,0 +1,119 @@
+"""The lexical rules of the text-feedback classifier (no model): what chat_normalize rewrites and what it
+leaves alone (code, other languages), and the cue features behind sarcasm, corrections of a named
+fact, pasted errors and questions about a term."""
+from __future__ import annotations
+
+import pytest
+
+from gazepref.signals.text_feedback_rules import chat_normalize, is_foreign, prose_text, rule_features
+
+_TRACE = (
+    "Traceback (most recent call last):\n"
+    '  File "app.py", line 3, in <module>\n'
+    "    for u in users:\n"
+    "NameError: name 'users' is not defined"
+)
+
+
+@pytest.mark.parametrize(
+    "text, tidy",
+    [
+        # code is not chat: fenced blocks, inline spans, indented code lines, stack traces
+        ("```\nfor u in items:\n    print(u)\n```", "```\nfor u in items:\n    print(u)\n```"),
+        ("try `for u in xs` pls", "try `for u in xs` please"),
+        ("doesnt work:\n    for u in range(n):\n        total += u",
+         "doesn't work:\n    for u in range(n):\n        total += u"),
+        (_TRACE, _TRACE),
+        ("u r right\nfor u in xs:\n  print(u)", "you are right\nfor u in xs:\n  print(u)"),
+        # other languages are not chat English ("im" is German, "dont" French, "q" Spanish chat)
+        ("Was gibt es im Museum zu sehen?", "Was gibt es im Museum zu sehen?"),
+        ("je ne sais pas ce dont tu parles", "je ne sais pas ce dont tu parles"),
+        ("q es eso", "q es eso"),
+        ("im Jahr 1990, danke", "im Jahr 1990, danke"),
+        # ... while English chat still is
+        ("im not sure what u mean", "i'm not sure what you mean"),
+        ("dont get it, can u explain", "don't get it, can you explain"),
+        # "ur" before a noun is "your", before a complement "you're"
+        ("ur answer is wrong", "your answer is wrong"),
+        ("ur code doesnt run", "your code doesn't run"),
+        ("ur wording is confusing", "your wording is confusing"),
+        ("ur wrong", "you're wrong"),
+        ("ur the best", "you're the best"),
+        ("ur missing a bracket", "you're missing a bracket"),
+        # prose with a formula is still prose
+        ("can u explain E = mc² simply", "can you explain E = mc² simply"),
+    ],
+)
+def test_chat_normalize_rewrites_chat_only(text, tidy):
+    assert chat_normalize(text) == tidy
+    assert chat_normalize(tidy) == tidy  # reading twice changes nothing
+
+
+@pytest.mark.parametrize(
+    "text, foreign",
+    [
+        ("la respuesta no es correcta", True),
+        ("c'est faux, la capitale est canberra", True),
+        ("und wie lange hat das gedauert?", True),
+        ("las vegas hotels", False),  # one word of another language is a name, not a language
+        ("de niro best movies", False),
+        ("what is the capital of australia", False),
+        ("gracias", False),
+        ("y is the sky blue", False),
+    ],
+)
+def test_is_foreign(text, foreign):
+    assert is_foreign(text) is foreign
+
+
+def test_prose_text_leaves_out_code_and_traces():
+    assert prose_text(_TRACE + "\nhow do i fix this") == "how do i fix this"
+    assert prose_text("use `sorted(xs)` instead") == "use sorted(xs) instead"  # inline code stays a word
+
+
+_DRACULA = ("Who wrote Dracula?", "Dracula was written by Mary Shelley in 1897.")
+_WALL = ("When did the Berlin Wall fall?", "The Berlin Wall fell on 9 November 1991, after weeks of protests.")
+_CANBERRA = ("What is the capital of Australia?", "The capital of Australia is Canberra, a planned city.")
+_JS = ("how do i reverse a list in javascript", "Use the array's reverse() method; it reverses the array in place.")
+
+
+@pytest.mark.parametrize(
+    "context, next_query, cues",
+    [
+        # sarcasm: praise followed by a complaint or a fix is no praise
+        (_DRACULA, "great job, it still doesn't work", {"cue_positive": 0, "cue_negative": 1}),
+        (_DRACULA, "wow thanks, super useless", {"cue_positive": 0, "cue_negative": 1}),
+        (_DRACULA, "oh perfect, mary shelley. it was bram stoker", {"cue_positive": 0, "cue_correction": 1}),
+        (_DRACULA, "yeah great answer... not", {"cue_positive": 0, "cue_negative": 1}),
+        (_DRACULA, "thanks, that helps", {"cue_positive": 1, "cue_negative": 0}),
+        (_DRACULA, "non funziona", {"cue_negative": 1}),  # a few complaints of other languages
+        # a correction of a named fact: the answer's value quoted, then the right one (a name or a
+        # number; in lower case, a doubted quote or one after praise)
+        (_DRACULA, "Mary Shelley? It was Bram Stoker.", {"cue_correction": 1}),
+        (_DRACULA, "mary shelley?? it was bram stoker", {"cue_correction": 1}),
+        (_WALL, "1991. it was 1989", {"cue_correction": 1}),
+        (_CANBERRA, "la respuesta no es correcta, es sydney", {"cue_correction": 1, "foreign": 1}),
+        # ... and what is none: a question, a keyword query, a description, a verdict, no name
+        (_CANBERRA, "canberra. its population?", {"cue_correction": 0}),
+        (_CANBERRA, "canberra its population", {"cue_correction": 0}),
+        (_CANBERRA, "canberra. its population", {"cue_correction": 0}),
+        (_CANBERRA, "canberra. its a nice city", {"cue_correction": 0}),
+        (_CANBERRA, "Canberra. It's lovely.", {"cue_correction": 0}),
+        (_CANBERRA, "canberra! it's my favourite", {"cue_correction": 0}),
+        (_CANBERRA, "That's not what I asked, I wanted the largest city.", {"cue_correction": 0}),
+        (_CANBERRA, "You didn't say why, that's vague.", {"cue_correction": 0, "cue_negative": 1}),
+        # a pasted error reports a failure: a complaint, no fix, and its code lines are no cues
+        (_JS, _TRACE, {"pasted_error": 1, "cue_negative": 1, "complaint_text": 0, "cue_correction": 0}),
+        (_JS, "it says TypeError: x.reverse is not a function", {"pasted_error": 1}),
+        (_JS, "what is a TypeError in javascript", {"pasted_error": 0, "cue_negative": 0}),
+        # "what does X mean" asks about the answer only if the conversation said X
+        (_JS, "what does NoSuchElementException mean in java", {"cue_clarify": 0}),
+        (_JS, "what does in place mean", {"cue_clarify": 1}),
+        (_JS, "what does that mean", {"cue_clarify": 1}),
+        (_JS, "i don't know what a HashMap is", {"cue_clarify": 0}),
+        (_JS, "i don't know what the array is", {"cue_clarify": 1}),
+    ],
+)
+def test_cue_features(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
