@@ -85,7 +85,7 @@ def frames():
     rows, dropped = track_frames(ctx, frames_, meta.times, arrived)
     stored = 0
     if meta.phase == "task" and rows:
-        stored = len(rows) if store_task_rows(ctx, seq, rows, frames_, meta.times) else 0
+        stored = store_task_rows(ctx, seq, rows, frames_, meta.times)  # (frames stored already left out)
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
@@ -123,7 +123,7 @@ def samples():
     rows = track_samples(ctx, items, times)
     stored = 0
     if meta.phase == "task" and rows:
-        stored = len(rows) if store_task_rows(ctx, seq, rows, [], times) else 0
+        stored = store_task_rows(ctx, seq, rows, [], times)
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),

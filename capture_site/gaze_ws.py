@@ -65,10 +65,10 @@ from .gaze_limits import pipeline_slots
 from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_frames
 from .gaze_requests import frame_meta
 from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
-from .gaze_store import last_gaze_seq, participant_settings
+from .gaze_store import participant_settings
 from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
-from .runtime import db, site
+from .runtime import db
 from .security import ParticipantToken, read_participant_token
 from .shutdown import drain_state, draining
 
@@ -312,27 +312,23 @@ class FrameSocket:
         return self.first_at + self.commit_s - time.monotonic()
 
     def commit(self) -> None:
-        """Store the buffered task rows as one gaze chunk (seq of its last frame) and tell the page.
+        """Store the buffered task rows as one gaze chunk (seq of its last frame stored) and tell the page.
 
-        Frames another socket stored since this one looked (seq not above the task's last stored
-        chunk's) are left out: after a reconnect the page resends every frame the lost socket had
-        not confirmed, and that socket, on this host or another, may store its buffer only after
-        the new one's lookup (it stores it when it notices the loss, or when it is due)."""
+        Frames stored already are left out (:func:`.gaze_store.store_gaze`: by their page load and
+        time, checked and inserted in one transaction under the task's lock): after a reconnect
+        the page resends every frame the lost socket had not confirmed, and that socket, on this
+        host or another, may store its buffer after the new one looked, or at the same moment as
+        the new one stores its own (it stores it when it notices the loss, or when it is due);
+        and when the page went on with HTTP batches, they carry those frames too."""
         if not self.rows:
             return
         ctx, seq = self.ctx, self.buf_seq
         rows, frames, times, seqs = self.rows, self.frames, self.times, self.seqs
         self.rows, self.frames, self.times, self.seqs, self.first_at = [], [], [], [], None
-        with site().statements.connect() as conn:
-            last = last_gaze_seq(ctx.meta.task_id, conn)
-        if last is not None and seqs[0] <= last:
-            keep = [i for i, s in enumerate(seqs) if s > last]
-            rows, times = [rows[i] for i in keep], [times[i] for i in keep]
-            frames = [frames[i] for i in keep]
-        ok = bool(rows) and store_task_rows(ctx, seq, rows, frames, times)
+        n = store_task_rows(ctx, seq, rows, frames, times, seqs=seqs)
         self.ctx = ctx._replace(set_anchor=False)
         if self.ws.connected:
-            _send(self.ws, {"stored": seq, "task": ctx.meta.task_id, "n": len(rows) if ok else 0})
+            _send(self.ws, {"stored": seq, "task": ctx.meta.task_id, "n": n})
 
     # ------------------------------------------------------------------ loop
 
