@@ -4,10 +4,12 @@
   "task", "task": id, "seq": n, "origin": performance.timeOrigin, "t": [ms, ...]}`` and one part
   ``frame`` (``image/jpeg``) per time. Each frame goes through the participant's
   :class:`~gazepref.signals.webcam.GazeTracker`; in a task the rows are stored as one ``gaze``
-  chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
+  chunk keyed (task, "gaze", seq), so a replayed batch adds nothing, and frames the task has
+  stored already (a lost WebSocket's, resent in a batch) are left out
+  (:func:`.gaze_store.store_gaze`). Frames are discarded after
   processing unless the study keeps them (``keep_frames``: ``store.GazeFrame`` rows). With
   ``drift_correction`` / ``interaction_calibration``, clicks of the task correct later rows
-  (:mod:`.gaze_drift`). Answers ``{ok, seq, stored, duplicate, face: {found, ok, code, message}}``
+  (:mod:`.gaze_drift`). Answers ``{ok, seq, stored (rows), duplicate, face: {found, ok, code, message}}``
   and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
 * ``POST /api/gaze/samples`` (JSON, gzip allowed; ``[gaze] compute = "browser"``, the default):

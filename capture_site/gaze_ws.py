@@ -17,10 +17,13 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
 4. Task rows are buffered and stored as one ``gaze`` chunk per ``GAZE_WS_COMMIT_MS`` (app config
    or ``$GAZEPREF_GAZE_WS_COMMIT_MS``, default 500 ms; 0 = every frame: ~1.5-2 ms more CPU per
    frame and a 10x longer latency tail at 20 participants, docs/gaze.md), at most 30 frames, and
-   whenever phase, task or origin change; the chunk's ``seq`` is that of its last frame. After each commit the server sends
-   ``{"stored": seq, "task": id}``: the page keeps every frame until a ``stored`` covers it and
+   whenever phase, task or origin change; the chunk's ``seq`` is that of its last frame stored. After each commit the server sends
+   ``{"stored": seq, "task": id, "n": rows stored}``: the page keeps every frame until a ``stored`` covers it and
    sends the rest again after a reconnect (the server answers those stored already as
    duplicates). When the socket closes or fails, the buffer is stored before the handler ends.
+   Frames stored already (by the lost socket, on this host or another, or by the HTTP batches
+   the page went on with) are left out at the store, under the task's lock
+   (:func:`.gaze_store.store_gaze`).
 5. When the server shuts down (SIGTERM, :mod:`.shutdown`) it stores the buffer, sends
    ``{"stored"}`` and then ``{"reconnect": true, "retry_after_ms": n}`` and closes (1012); the
    page reconnects after ``n`` ms and resends what was not stored.
