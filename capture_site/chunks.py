@@ -6,6 +6,11 @@ WebSocket (:mod:`.gaze_ws`).
 Core: these are the hot paths) and sets the task's clock anchor on its first chunk; a chunk whose
 (task, stream, seq) is stored already makes the whole transaction a replay (False), so a batch
 that arrives twice at once adds nothing.
+
+:func:`task_transaction` is the write transaction that holds a task's chunk lock (PostgreSQL: an
+advisory transaction lock per task, for every host on the database; SQLite: the file's write lock
+and ``BEGIN IMMEDIATE``): what is read in it (which frames are stored already, the webcam gaze
+paths) stays true until its inserts (:func:`write_chunks`) commit.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Table, bindparam, insert, text, update
 from sqlalchemy.engine import Connection, Engine
 
 try:
@@ -119,16 +124,59 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
         return _insert_alone(conn, rows, {"task": task_id, "origin": origin} if set_anchor else None)
     try:
         with write_lock(conn), conn.begin():
-            if rows:
-                conn.execute(insert(C), rows)
-            if set_anchor:
-                conn.execute(SET_ANCHOR, {"task": task_id, "origin": origin})
-            for table, values in also:
-                if values:
-                    conn.execute(insert(table), values)
+            _write_rows(conn, task_id, origin, rows, set_anchor, also)
     except IntegrityError:
         return False
     return True
+
+
+def write_chunks(conn: Connection, task_id: int, origin: float | None, chunks: Sequence[store.StreamChunk], *,
+                 set_anchor: bool = True, also: Sequence[tuple[Table, list[dict[str, Any]]]] = ()) -> None:
+    """Insert ``chunks`` (and ``also``, the clock anchor as :func:`insert_chunks`) in the transaction
+    open on ``conn`` (:func:`task_transaction`); a chunk stored already raises ``IntegrityError``."""
+    _write_rows(conn, task_id, origin, [chunk_row(c) for c in chunks], set_anchor, also)
+
+
+def _write_rows(conn: Connection, task_id: int, origin: float | None, rows: list[dict[str, Any]], set_anchor: bool,
+                also: Sequence[tuple[Table, list[dict[str, Any]]]]) -> None:
+    if rows:
+        conn.execute(insert(C), rows)
+    if set_anchor:
+        conn.execute(SET_ANCHOR, {"task": task_id, "origin": origin})
+    for table, values in also:
+        if values:
+            conn.execute(insert(table), values)
+
+
+#: PostgreSQL advisory lock class of a task's chunk lock (:func:`task_transaction`; the task id is
+#: the second key); two-key locks never meet the one-key ones (:data:`gazepref.store.SCHEMA_LOCK_KEY`)
+TASK_LOCK_CLASS = 0x677A6368  # "gzch"
+_TASK_LOCK = text("SELECT pg_advisory_xact_lock(:cls, :task)")
+
+
+@contextlib.contextmanager
+def task_transaction(conn: Connection, task_id: int):
+    """A write transaction on ``conn`` (no transaction open) that holds task ``task_id``'s chunk
+    lock from its start to its end: the check-then-insert of the webcam gaze paths (which frames
+    are stored already, :func:`.gaze_store.store_gaze`) is atomic against every other socket and
+    request of the task, on this host or another.
+
+    PostgreSQL: ``pg_advisory_xact_lock`` on (:data:`TASK_LOCK_CLASS`, task) as the first
+    statement; at read committed (:func:`gazepref.store.make_engine`) each later statement sees
+    what the lock's previous holder committed. Taken on the task, not its row (``FOR UPDATE``
+    would also hold back the other inserts of the task, whose foreign key check shares the row).
+    SQLite: the file's :func:`write_lock` (one writer at a time on the host, the one host of a
+    SQLite file) and ``BEGIN IMMEDIATE``, the write lock taken up front: no other connection
+    writes between the reads and the inserts. Leaving the block commits; an exception rolls
+    back."""
+    with write_lock(conn), conn.begin():
+        if conn.dialect.name == "sqlite":
+            # pysqlite opens its deferred transaction only before the first INSERT: the reads would
+            # run outside it; this makes them part of one transaction that holds the write lock
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(_TASK_LOCK, {"cls": TASK_LOCK_CLASS, "task": task_id})
+        yield conn
 
 
 #: at most this many chunks go in as one autocommit statement (a batch has one per stream);

@@ -7,10 +7,12 @@
   page names (its ``gaze.calibration``: one reaching the server after a recalibration still gets
   the model it was taken under; not one of the participant's in force: 403; none: the latest,
   :func:`.gaze_pipeline.frame_context`); in a task the rows are stored as one ``gaze``
-  chunk keyed (task, "gaze", seq), so a replayed batch adds nothing. Frames are discarded after
+  chunk keyed (task, "gaze", seq), so a replayed batch adds nothing, and frames the task has
+  stored already (a lost WebSocket's, resent in a batch) are left out
+  (:func:`.gaze_store.store_gaze`). Frames are discarded after
   processing unless the study keeps them (``keep_frames``: ``store.GazeFrame`` rows). With
   ``drift_correction`` / ``interaction_calibration``, clicks of the task correct later rows
-  (:mod:`.gaze_drift`). Answers ``{ok, seq, stored, duplicate, face: {found, ok, code, message}}``
+  (:mod:`.gaze_drift`). Answers ``{ok, seq, stored (rows), duplicate, face: {found, ok, code, message}}``
   and, in the set-up phase, ``usable`` (the times of the frames a calibration can use); a corrupt, oversized or non-JPEG
   frame gets 400 ``{"error"}`` and nothing of the batch is stored.
 * ``POST /api/gaze/samples`` (JSON, gzip allowed; ``[gaze] compute = "browser"``, the default):
@@ -88,7 +90,7 @@ def frames():
     rows, dropped = track_frames(ctx, frames_, meta.times, arrived)
     stored = 0
     if meta.phase == "task" and rows:
-        stored = len(rows) if store_task_rows(ctx, seq, rows, frames_, meta.times) else 0
+        stored = store_task_rows(ctx, seq, rows, frames_, meta.times)  # (frames stored already left out)
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
@@ -126,7 +128,7 @@ def samples():
     rows = track_samples(ctx, items, times)
     stored = 0
     if meta.phase == "task" and rows:
-        stored = len(rows) if store_task_rows(ctx, seq, rows, [], times) else 0
+        stored = store_task_rows(ctx, seq, rows, [], times)
     entry = ctx.entry
     extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),

@@ -167,10 +167,11 @@ def uncalibrated(rows: list[dict[str, float]], failed: bool) -> None:
 
 
 def store_task_rows(ctx: FrameContext, seq: int, rows: list[dict[str, float]], frames_: list[bytes],
-                    times: list[float], set_anchor: bool | None = None) -> bool:
-    """Store task ``rows`` as the gaze chunk ``seq`` (with the frames when the study keeps them);
-    False for a replay."""
+                    times: list[float], set_anchor: bool | None = None, seqs: list[int] | None = None) -> int:
+    """Store task ``rows`` as the gaze chunk ``seq`` (with the frames when the study keeps them),
+    leaving out the frames stored already (:func:`.gaze_store.store_gaze`; ``seqs``: the frames'
+    own seqs, the WebSocket's); the number of rows stored (0: all stored already, or a replay)."""
     kept = (frame_rows(frames_, times, ctx.pid, task_id=ctx.meta.task_id, seq=seq)
             if ctx.settings.keep_frames else None)
     return store_gaze(ctx.meta.task_id, seq, float(ctx.meta.origin), rows,
-                      set_anchor=ctx.set_anchor if set_anchor is None else set_anchor, frames=kept)
+                      set_anchor=ctx.set_anchor if set_anchor is None else set_anchor, frames=kept, seqs=seqs)

@@ -1,19 +1,20 @@
 """What the webcam gaze paths read and write in the database: the one lookup per frame batch
 (:data:`LOOKUP`), a study's ``[gaze]`` settings, the participant's calibrations (the latest, and
-an older one a late batch was taken under), the task's
-gaze chunks (stored through :func:`.chunks.insert_chunks`, the insert the telemetry batches use
-too) and the frames a study keeps (``store.GazeFrame`` rows)."""
+an older one a late batch was taken under), the task's gaze chunks (each frame once:
+:func:`store_gaze`, under the task's lock, through the inserts of :mod:`.chunks` that the
+telemetry batches use too) and the frames a study keeps (``store.GazeFrame`` rows)."""
 from __future__ import annotations
 
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, literal_column, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from .. import store
 from ..signals.gaze_batch import rows_to_chunk_batch
 from .api import ApiError, token_participant
-from .chunks import insert_chunks
+from .chunks import task_transaction, write_chunks
 from .config import StudyConfig
 from .gaze_settings import GazeSettings, gaze_settings
 from .gaze_trackers import Scoring, TrackerEntry
@@ -21,7 +22,8 @@ from .runtime import db, site
 from .security import ParticipantToken
 
 __all__ = ["IN_FORCE", "LOOKUP", "calibration_in_force", "frame_rows", "last_gaze_seq", "next_gaze_seq",
-           "older_scoring", "participant_settings", "store_gaze", "study_settings", "sync_calibration"]
+           "older_scoring", "participant_settings", "store_gaze", "stored_gaze_times", "study_settings",
+           "sync_calibration"]
 
 C, T, P = store.StreamChunk.__table__, store.Task.__table__, store.Participant.__table__
 F = store.GazeFrame.__table__
@@ -136,13 +138,58 @@ def frame_rows(frames_: list[bytes], times: list[float], participant_id: int, *,
 
 
 def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float]], *, set_anchor: bool = True,
-               frames: list[dict[str, Any]] | None = None) -> bool:
-    """Store ``rows`` as the task's gaze chunk ``seq`` (and the kept ``frames``, GazeFrame rows)
-    in one transaction; False for a replay."""
-    chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows), clock_origin_epoch_ms=origin)
-    # PostgreSQL, no kept frames: one statement on the autocommit engine (:func:`.chunks.insert_chunks`)
-    with (site().engine if frames else site().statements).connect() as conn:
-        return insert_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, frames or [])])
+               frames: list[dict[str, Any]] | None = None, seqs: list[int] | None = None) -> int:
+    """Store those of ``rows`` that are not stored yet as the task's gaze chunk ``seq`` (with their
+    kept ``frames``, GazeFrame rows in the order of ``rows``) in one transaction; the number of
+    rows stored (0: every one was stored already, or the chunk ``seq`` is: a replay).
+
+    A frame is the page load's (``origin``) picture taken at ``t``: a row whose (origin, t) the
+    task has in a gaze chunk already is left out, whichever way it came (the WebSocket's resend
+    after a reconnect, stored by the lost socket too, on this host or another; the HTTP batches
+    that carry what a socket lost for good had not confirmed). The check and the insert are one
+    transaction under the task's lock (:func:`.chunks.task_transaction`), so two sockets or a
+    socket and a batch storing the same frames at once store them once. ``seqs``: the frames'
+    own seqs (the WebSocket's; the chunk's seq is then that of its last stored frame, so a chunk
+    left with fewer frames takes no seq another chunk holds); without, the chunk is ``seq``
+    (an HTTP batch: its seq stays the batch's, so its replay is known as before)."""
+    if not rows:
+        return 0
+    times = [float(r["t"]) for r in rows]
+    try:
+        with site().engine.connect() as conn, task_transaction(conn, task_id):
+            stored = stored_gaze_times(conn, task_id, origin, min(times), max(times))
+            keep = [i for i, t in enumerate(times) if t not in stored]
+            if not keep:
+                return 0
+            if len(keep) < len(rows):
+                rows = [rows[i] for i in keep]
+                frames = [frames[i] for i in keep] if frames else frames
+            if seqs is not None:
+                seq = seqs[keep[-1]]
+            kept = [f | {"seq": seq, "index": j} for j, f in enumerate(frames)] if frames else []
+            chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows),
+                                           clock_origin_epoch_ms=origin)
+            write_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, kept)])
+    except IntegrityError:  # the chunk seq is stored already with other frames: a replay
+        return 0
+    return len(keep)
+
+
+#: the task's gaze chunks of one page load (``origin``) that may hold a time in [t0, t1]
+#: (``ix_stream_chunks_gaze_time``; the stream is in the SQL text, as in the index's condition,
+#: so both databases' planners may use that partial index)
+_OVERLAPPING = select(C.c.columns, C.c.raw_size, C.c.data).where(
+    C.c.task_id == bindparam("task"), C.c.stream == literal_column("'gaze'"),
+    C.c.clock_origin_epoch_ms == bindparam("origin"), C.c.t_end >= bindparam("t0"), C.c.t_start <= bindparam("t1"))
+
+
+def stored_gaze_times(conn: Any, task_id: int, origin: float, t0: float, t1: float) -> set[float]:
+    """The times in [t0, t1] (and around: whole chunks) of the task's stored gaze rows of the page
+    load ``origin``: none to read for a page's next frames (no chunk of theirs ends after t0)."""
+    found: set[float] = set()
+    for columns, raw_size, data in conn.execute(_OVERLAPPING, {"task": task_id, "origin": origin, "t0": t0, "t1": t1}):
+        found.update(store.decode_chunk("gaze", columns, raw_size, data).column("t").to_pylist())
+    return found
 
 
 def last_gaze_seq(task_id: int, conn: Any = None) -> int | None:

@@ -18,10 +18,13 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
 4. Task rows are buffered and stored as one ``gaze`` chunk per ``GAZE_WS_COMMIT_MS`` (app config
    or ``$GAZEPREF_GAZE_WS_COMMIT_MS``, default 500 ms; 0 = every frame: ~1.5-2 ms more CPU per
    frame and a 10x longer latency tail at 20 participants, docs/gaze.md), at most 30 frames, and
-   whenever phase, task or origin change; the chunk's ``seq`` is that of its last frame. After each commit the server sends
-   ``{"stored": seq, "task": id}``: the page keeps every frame until a ``stored`` covers it and
+   whenever phase, task or origin change; the chunk's ``seq`` is that of its last frame stored. After each commit the server sends
+   ``{"stored": seq, "task": id, "n": rows stored}``: the page keeps every frame until a ``stored`` covers it and
    sends the rest again after a reconnect (the server answers those stored already as
    duplicates). When the socket closes or fails, the buffer is stored before the handler ends.
+   Frames stored already (by the lost socket, on this host or another, or by the HTTP batches
+   the page went on with) are left out at the store, under the task's lock
+   (:func:`.gaze_store.store_gaze`).
 5. When the server shuts down (SIGTERM, :mod:`.shutdown`) it stores the buffer, sends
    ``{"stored"}`` and then ``{"reconnect": true, "retry_after_ms": n}`` and closes (1012); the
    page reconnects after ``n`` ms and resends what was not stored.
@@ -66,10 +69,10 @@ from .gaze_limits import pipeline_slots
 from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_frames
 from .gaze_requests import frame_meta
 from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
-from .gaze_store import last_gaze_seq, participant_settings
+from .gaze_store import participant_settings
 from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
-from .runtime import db, site
+from .runtime import db
 from .security import ParticipantToken, read_participant_token
 from .shutdown import drain_state, draining
 
@@ -313,27 +316,23 @@ class FrameSocket:
         return self.first_at + self.commit_s - time.monotonic()
 
     def commit(self) -> None:
-        """Store the buffered task rows as one gaze chunk (seq of its last frame) and tell the page.
+        """Store the buffered task rows as one gaze chunk (seq of its last frame stored) and tell the page.
 
-        Frames another socket stored since this one looked (seq not above the task's last stored
-        chunk's) are left out: after a reconnect the page resends every frame the lost socket had
-        not confirmed, and that socket, on this host or another, may store its buffer only after
-        the new one's lookup (it stores it when it notices the loss, or when it is due)."""
+        Frames stored already are left out (:func:`.gaze_store.store_gaze`: by their page load and
+        time, checked and inserted in one transaction under the task's lock): after a reconnect
+        the page resends every frame the lost socket had not confirmed, and that socket, on this
+        host or another, may store its buffer after the new one looked, or at the same moment as
+        the new one stores its own (it stores it when it notices the loss, or when it is due);
+        and when the page went on with HTTP batches, they carry those frames too."""
         if not self.rows:
             return
         ctx, seq = self.ctx, self.buf_seq
         rows, frames, times, seqs = self.rows, self.frames, self.times, self.seqs
         self.rows, self.frames, self.times, self.seqs, self.first_at = [], [], [], [], None
-        with site().statements.connect() as conn:
-            last = last_gaze_seq(ctx.meta.task_id, conn)
-        if last is not None and seqs[0] <= last:
-            keep = [i for i, s in enumerate(seqs) if s > last]
-            rows, times = [rows[i] for i in keep], [times[i] for i in keep]
-            frames = [frames[i] for i in keep]
-        ok = bool(rows) and store_task_rows(ctx, seq, rows, frames, times)
+        n = store_task_rows(ctx, seq, rows, frames, times, seqs=seqs)
         self.ctx = ctx._replace(set_anchor=False)
         if self.ws.connected:
-            _send(self.ws, {"stored": seq, "task": ctx.meta.task_id, "n": len(rows) if ok else 0})
+            _send(self.ws, {"stored": seq, "task": ctx.meta.task_id, "n": n})
 
     # ------------------------------------------------------------------ loop
 

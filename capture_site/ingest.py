@@ -14,8 +14,9 @@ This is the hot path (one request per participant per second), so it uses SQLAlc
 one connection: one query checks ownership, consent and replay and reads the pseudonym the token's digest is checked
 against (on PostgreSQL it also takes the
 rate-limit token: :func:`.ratelimit.with_take`); one transaction inserts the batch's chunks (one
-per stream) and sets the task's clock anchor on its first batch (:func:`.chunks.insert_chunks`,
-the insert the webcam gaze paths share; on PostgreSQL one autocommit statement). Two round trips
+per stream) and sets the task's clock anchor on its first batch (:func:`.chunks.insert_chunks`;
+on PostgreSQL one autocommit statement; the webcam gaze paths insert through the same code, in
+a transaction under the task's lock, :func:`.gaze_store.store_gaze`). Two round trips
 a batch on PostgreSQL (docs/STUDY_SITE.md "Benchmark").
 """
 from __future__ import annotations

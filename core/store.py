@@ -166,7 +166,13 @@ class StreamChunk(Base):
     """One batch of one sample stream: an Arrow record batch, zstd-compressed."""
 
     __tablename__ = "stream_chunks"
-    __table_args__ = (UniqueConstraint("task_id", "stream", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("task_id", "stream", "seq"),
+        # a page load's gaze chunks by time (the webcam paths' check of which frames are stored
+        # already, capture_site.gaze_store.stored_gaze_times): gaze chunks only
+        Index("ix_stream_chunks_gaze_time", "task_id", "clock_origin_epoch_ms", "t_end",
+              sqlite_where=text("stream = 'gaze'"), postgresql_where=text("stream = 'gaze'")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     stream: Mapped[str] = mapped_column(String(16))

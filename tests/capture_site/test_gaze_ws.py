@@ -25,9 +25,9 @@ from gazepref.capture_site.gaze_ws import pack_frame  # noqa: E402
 from gazepref.capture_site.serving import BackgroundServer  # noqa: E402
 
 
-def _task(client) -> tuple[str, int]:
+def _task(client, pid: str = "CAM1") -> tuple[str, int]:
     """A calibrated participant on their first task: (token, task id)."""
-    token = to_calibration(client)["token"]
+    token = to_calibration(client, pid)["token"]
     calibrate(client, token)
     assert answer_step(client).status_code == 302
     answer_step(client, {"understand_before": "3"})
@@ -420,3 +420,162 @@ def test_pending_sockets_count_under_threads():
     assert most[0] <= 3 and any(admitted) and not all(admitted) and pending.waiting == 0
     unlimited = PendingSockets(0)
     assert all(unlimited.enter() for _ in range(100)) and unlimited.waiting == 100
+
+
+# --------------------------------------------------------------------------- each frame once
+
+
+def _hosts(make_app, tmp_path, database, n: int = 2, **config) -> list:
+    """``n`` hosts of a webcam study on one database (SQLite: one file; PostgreSQL: the tests'
+    server), each a socket's buffer held until the socket closes (60 s commit interval)."""
+    toml = str(write_webcam_toml(tmp_path / "webcam_study.toml"))
+    db = {"DATABASE_URL": database} if database else {}
+    return [make_app(STUDY_CONFIG=toml, **({"GAZE_WS_COMMIT_MS": 60_000} | db | config)) for _ in range(n)]
+
+
+def _fresh_task(app) -> tuple[str, int]:
+    import uuid
+
+    return _task(app.test_client(), f"CAM-{uuid.uuid4().hex[:8]}")  # (PostgreSQL: one database for the tests)
+
+
+def _send_frames(ws, task_id: int, seqs, origin: float = 1.7e12, t0: float = 0.0) -> list[dict]:
+    """Task frames ``seqs`` (t = t0 + 100 ms x seq) on the open socket, each answer awaited."""
+    stored: list = []
+    answers = []
+    for i in seqs:
+        ws.send(pack_frame({"phase": "task", "task": task_id, "origin": origin, "seq": i, "t": t0 + 100.0 * i},
+                           jpeg(moving(i))))
+        answers.append(_answer(ws, stored))
+    return answers
+
+
+def _chunks(app, task_id: int) -> dict:
+    """{(origin, seq): [t, ...]} of the task's gaze chunks."""
+    from sqlalchemy import select
+
+    with app.extensions["gazepref"].sessions() as dbs:
+        return {(c.clock_origin_epoch_ms, c.seq): store.decode_chunk("gaze", c.columns, c.raw_size, c.data)
+                .column("t").to_pylist()
+                for c in dbs.scalars(select(store.StreamChunk).where(store.StreamChunk.task_id == task_id,
+                                                                     store.StreamChunk.stream == "gaze"))}
+
+
+def _settled(app, task_id: int, n: int) -> dict:
+    """The task's gaze chunks once it has ``n`` rows (or 10 s) and the stores in flight are done."""
+    _wait_rows(app, task_id, n)
+    time.sleep(0.5)
+    return _chunks(app, task_id)
+
+
+def _held_together(monkeypatch, n: int, *modules) -> None:
+    """Hold each store of ``modules``' ``store_task_rows`` until ``n`` are there (or 5 s): they
+    all looked at what is stored before any of them stores."""
+    import threading
+
+    meeting = threading.Barrier(n, timeout=5.0)
+    for module in modules:
+        real = module.store_task_rows
+
+        def held(*args, _real=real, **kwargs):
+            try:
+                meeting.wait()
+            except threading.BrokenBarrierError:
+                pass
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "store_task_rows", held)
+
+
+def test_two_sockets_of_a_participant_storing_at_once_store_each_frame_once(make_app, tmp_path, database,
+                                                                             monkeypatch):
+    """The socket to host A is lost with frames 0-4 in A's buffer; the page reconnects to host B
+    and resends them (B looked before A stored them: all new to it) with 5 and 6. A notices the
+    loss and stores its buffer at the moment B stores its own (both looked at the task's stored
+    frames before either stored): each frame is stored once."""
+    from gazepref.capture_site import gaze_ws
+
+    hosts = _hosts(make_app, tmp_path, database)
+    token, task_id = _fresh_task(hosts[0])
+    _held_together(monkeypatch, 2, gaze_ws)
+    with BackgroundServer(hosts[0]) as url_a, BackgroundServer(hosts[1]) as url_b:
+        ws_a, _ = _connect(url_a, token)
+        assert all(a["face"]["found"] for a in _send_frames(ws_a, task_id, range(5)))
+        ws_b, _ = _connect(url_b, token)
+        assert not any(a.get("duplicate") for a in _send_frames(ws_b, task_id, range(7)))
+        ws_a.close()
+        ws_b.close()  # both store their buffers now
+        chunks = _settled(hosts[0], task_id, 7)
+    t = sorted(v for ts in chunks.values() for v in ts)
+    assert t == [100.0 * i for i in range(7)], f"each frame once: {chunks}"
+
+
+@pytest.mark.parametrize("at_once", [False, True], ids=["socket-first", "at-once"])
+def test_frames_a_lost_socket_stored_are_left_out_of_the_http_batches(make_app, tmp_path, database, monkeypatch,
+                                                                       at_once):
+    """The socket to host A is lost for good with frames 0-4 in A's buffer, unconfirmed: the page
+    posts them as HTTP batch 5 (host B) with the frames taken since (5, 6). A stores its buffer
+    when it notices the loss: before the batch, or at the same moment. Each frame is stored once;
+    later batches are stored as they come, one that arrives after the next (a retry) too, and a
+    replayed one adds nothing."""
+    from gazepref.capture_site import gaze, gaze_ws
+
+    hosts = _hosts(make_app, tmp_path, database)
+    token, task_id = _fresh_task(hosts[0])
+    http = hosts[1].test_client()
+
+    def batch(seq, frames):
+        meta = {"phase": "task", "task": task_id, "seq": seq, "origin": 1.7e12, "t": [100.0 * i for i in frames]}
+        r = post_frames(http, token, meta, [jpeg(moving(i)) for i in frames])
+        assert r.status_code == 200, r.json
+        return r.json
+
+    if at_once:
+        _held_together(monkeypatch, 2, gaze_ws, gaze)
+    answers = []
+    with BackgroundServer(hosts[0]) as url_a:
+        ws_a, _ = _connect(url_a, token)
+        assert all(a["face"]["found"] for a in _send_frames(ws_a, task_id, range(5)))
+        if not at_once:
+            ws_a.close()
+            assert _settled(hosts[0], task_id, 5) == {(1.7e12, 4): [100.0 * i for i in range(5)]}
+            answers.append(batch(5, range(7)))
+            assert answers[0]["stored"] == 2 and not answers[0]["duplicate"], answers
+        else:
+            import threading
+
+            poster = threading.Thread(target=lambda: answers.append(batch(5, range(7))))
+            poster.start()
+            ws_a.close()
+            poster.join(30)
+            assert answers and answers[0]["stored"] in (2, 7), answers  # (7: the batch stored first)
+        assert sorted(v for ts in _settled(hosts[0], task_id, 7).values() for v in ts) == [
+            100.0 * i for i in range(7)]
+    monkeypatch.undo()
+    later = [batch(7, range(9, 11)), batch(6, range(7, 9)), batch(6, range(7, 9))]
+    assert [(a["stored"], a["duplicate"]) for a in later] == [(2, False), (2, False), (0, True)]
+    with hosts[0].extensions["gazepref"].sessions() as dbs:
+        t = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").column("t").to_pylist()
+    assert t == [100.0 * i for i in range(11)], "each frame once"
+
+
+def test_a_lost_sockets_frames_are_kept_when_the_reloaded_page_stored_first(make_app, tmp_path, database):
+    """The page is reloaded while its socket to host A is lost with frames 0-4 in A's buffer (the
+    reload takes them from the page: nobody resends them); the new page load (its own clock
+    origin, its seqs on from 5) stores frames on host B before A notices the loss. A's frames
+    are still stored: only frames stored already (same page load and time) are left out."""
+    hosts = _hosts(make_app, tmp_path, database)
+    hosts[1].config["GAZE_WS_COMMIT_MS"] = 0  # (B stores each frame at once)
+    token, task_id = _fresh_task(hosts[0])
+    reloaded = 1.7e12 + 60_000.0
+    with BackgroundServer(hosts[0]) as url_a, BackgroundServer(hosts[1]) as url_b:
+        ws_a, _ = _connect(url_a, token)
+        assert all(a["face"]["found"] for a in _send_frames(ws_a, task_id, range(5)))
+        ws_b, _ = _connect(url_b, token)
+        assert all(a["face"]["found"] for a in _send_frames(ws_b, task_id, range(5, 8), reloaded, -500.0))
+        assert _settled(hosts[0], task_id, 3) == {(reloaded, s): [100.0 * s - 500.0] for s in range(5, 8)}
+        ws_b.close()
+        ws_a.close()
+        chunks = _settled(hosts[0], task_id, 8)
+    assert chunks == {(1.7e12, 4): [100.0 * i for i in range(5)],
+                      **{(reloaded, s): [100.0 * s - 500.0] for s in range(5, 8)}}

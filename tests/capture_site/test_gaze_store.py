@@ -1,0 +1,138 @@
+"""A task's gaze chunks hold each frame once (``gaze_store.store_gaze``): a frame is the page
+load's (origin) picture at ``t``; what is stored already is left out whichever way it comes again
+(a WebSocket's resend after a reconnect, the HTTP batches after a socket lost for good), checked
+and inserted under the task's lock, so hosts storing the same frames at once store them once; an
+HTTP batch that arrives late (a retry) is stored, and a replayed one adds nothing."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from gazepref import store
+from gazepref.capture_site import gaze_store
+from gazepref.capture_site.gaze_store import frame_rows, store_gaze
+from gazepref.capture_site.gaze_trackers import dropped_row
+from sitetest import Walker
+
+ORIGIN, RELOADED = 1.7e12, 1.7e12 + 60_000.0
+T = [100.0 * i for i in range(20)]  # frame i of the page load ORIGIN was taken at T[i] (its seq: i)
+
+
+def _task(app) -> tuple[int, int]:
+    """A participant on their first task: (participant id, task id)."""
+    w = Walker(app.test_client(), f"GAZE-{uuid.uuid4().hex[:8]}")  # (PostgreSQL: one database for the tests)
+    w.arrive()
+    w.consent()
+    task = w.to_task()["task"]
+    with app.extensions["gazepref"].sessions() as s:
+        return s.get(store.Task, task).participant_id, task
+
+
+def _store(app, pid: int, task: int, seq: int, frames: range, *, socket: bool, origin: float = ORIGIN) -> int:
+    """Frames ``frames`` (indices into T) as one chunk, with kept pictures: a WebSocket's buffer
+    (``socket``: each frame's own seq given) or an HTTP batch ``seq``."""
+    times = [T[i] for i in frames]
+    with app.app_context():
+        return store_gaze(task, seq, origin, [dropped_row(t) for t in times],
+                          frames=frame_rows([b"jpeg %d" % i for i in frames], times, pid, task_id=task, seq=seq),
+                          seqs=list(frames) if socket else None)
+
+
+def _stored(app, task: int) -> dict:
+    """{(origin, seq): [t, ...]} of the task's gaze chunks, and the kept pictures' [(seq, t, data)]."""
+    with app.extensions["gazepref"].sessions() as s:
+        chunks = {(c.clock_origin_epoch_ms, c.seq): store.decode_chunk("gaze", c.columns, c.raw_size, c.data)
+                  .column("t").to_pylist()
+                  for c in s.scalars(select(store.StreamChunk).where(store.StreamChunk.task_id == task))}
+        kept = [tuple(r) for r in s.execute(select(store.GazeFrame.seq, store.GazeFrame.t, store.GazeFrame.data)
+                                              .where(store.GazeFrame.task_id == task).order_by(store.GazeFrame.id))]
+    return {"chunks": chunks, "kept": kept}
+
+
+def test_frames_stored_already_are_left_out_and_late_batches_kept(make_app, database):
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    pid, task = _task(app)
+    assert _store(app, pid, task, 4, range(0, 5), socket=True) == 5  # socket A's buffer, A lost unconfirmed
+    # the reconnected socket B took A's frames as new (it looked before A stored them) and goes on
+    assert _store(app, pid, task, 6, range(0, 7), socket=True) == 2
+    # B lost for good: the page posts what B had not confirmed (5, 6) with the next frames, batch 7
+    assert _store(app, pid, task, 7, range(5, 9), socket=False) == 2
+    # batch 9 is stored before batch 8, a retry that comes late: both are kept
+    assert _store(app, pid, task, 9, range(11, 13), socket=False) == 2
+    assert _store(app, pid, task, 8, range(9, 11), socket=False) == 2
+    assert _store(app, pid, task, 8, range(9, 11), socket=False) == 0  # a replay adds nothing
+    # after a reload the page's clock starts again: the same t of the new page load are new frames
+    assert _store(app, pid, task, 13, range(0, 3), socket=False, origin=RELOADED) == 3
+    got = _stored(app, task)
+    assert got["chunks"] == {(ORIGIN, 4): T[0:5], (ORIGIN, 6): T[5:7], (ORIGIN, 7): T[7:9], (ORIGIN, 8): T[9:11],
+                             (ORIGIN, 9): T[11:13], (RELOADED, 13): T[0:3]}
+    # the kept pictures are those of the stored rows, in the chunk of their row
+    assert got["kept"] == ([(4, T[i], b"jpeg %d" % i) for i in range(5)] + [(6, T[i], b"jpeg %d" % i) for i in (5, 6)]
+                           + [(7, T[i], b"jpeg %d" % i) for i in (7, 8)] + [(9, T[i], b"jpeg %d" % i) for i in (11, 12)]
+                           + [(8, T[i], b"jpeg %d" % i) for i in (9, 10)] + [(13, T[i], b"jpeg %d" % i) for i in range(3)])
+    with app.extensions["gazepref"].sessions() as s:
+        t = store.read_stream(s, s.get(store.Task, task), "gaze").column("t").to_pylist()
+    assert len(t) == len(set(t)) == 16
+
+
+def test_hosts_storing_the_same_frames_at_once_store_each_once(make_app, database, monkeypatch):
+    """Two hosts' sockets (A's buffer 0-4, the reconnected B's 0-6) and an HTTP batch (5-8: what B
+    had not confirmed, and new frames) store at the same moment, each having looked before the
+    others stored: every one reaches the insert only after the one before it committed."""
+    overrides = {"DATABASE_URL": database} if database else {}
+    hosts = [make_app(**overrides), make_app(**overrides)]  # (SQLite: one instance folder, one file)
+    pid, task = _task(hosts[0])
+    # hold each store between its look at what is stored and its insert until all three are
+    # there (or 2 s): without the task's lock all three look first and each stores its frames
+    meeting = threading.Barrier(3, timeout=2.0)
+    build = gaze_store.rows_to_chunk_batch
+
+    def held(rows):
+        try:
+            meeting.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return build(rows)
+
+    monkeypatch.setattr(gaze_store, "rows_to_chunk_batch", held)
+    stored, errors = {}, []
+
+    def run(name, app, seq, frames, socket):
+        try:
+            stored[name] = _store(app, pid, task, seq, frames, socket=socket)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=("A", hosts[0], 4, range(0, 5), True)),
+               threading.Thread(target=run, args=("B", hosts[1], 6, range(0, 7), True)),
+               threading.Thread(target=run, args=("http", hosts[1], 7, range(5, 9), False))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not errors, errors
+    assert sum(stored.values()) == 9, stored
+    chunks = _stored(hosts[0], task)["chunks"]
+    t = sorted(v for ts in chunks.values() for v in ts)
+    assert t == T[0:9], f"each frame once: {chunks}"
+    kept = _stored(hosts[0], task)["kept"]
+    assert sorted(k[1] for k in kept) == T[0:9] and all(k[1] in chunks[(ORIGIN, k[0])] for k in kept)
+
+
+@pytest.mark.parametrize("socket", [True, False])
+def test_a_chunk_seq_taken_by_other_frames_is_a_replay(make_app, socket):
+    """A chunk seq the task holds with other frames (a page that reused a seq) stores nothing and
+    takes nothing stored away."""
+    app = make_app()
+    pid, task = _task(app)
+    assert _store(app, pid, task, 4, range(0, 5), socket=True) == 5
+    frames = range(6, 8) if socket else range(6, 10)
+    seq = 4 if not socket else 7
+    if socket:  # (the socket's chunk is its last frame's seq: frame 7's, stored as a batch before)
+        assert _store(app, pid, task, 7, range(10, 12), socket=False) == 2
+    assert _store(app, pid, task, seq, frames, socket=socket) == 0
+    chunks = _stored(app, task)["chunks"]
+    assert chunks[(ORIGIN, 4)] == T[0:5]
