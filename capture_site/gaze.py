@@ -140,6 +140,7 @@ def samples():
 
 @bp.post("/round")
 def calibration_round():
+    from gazepref.signals.calibration import GazeCalibration
     from gazepref.signals.gaze_session import (calibrate, calibration_summary, quality_word, usable_counts,
                                                validate_round)
 
@@ -216,7 +217,9 @@ def calibration_round():
     if attempt is None or attempt.id != attempts[-1].id:
         raise ApiError(409, "calibrate before validating")
     sync_calibration(entry, attempt.id)
-    model = entry.tracker.calibration
+    # the attempt's own model, not the tracker's: that is, while a late task batch of an older
+    # calibration is scored in another thread, the older one's (TrackerEntry.scoring_with)
+    model = GazeCalibration.from_bytes(attempt.model)
     result = validate_round(model, points, roi_radius_px=settings.roi_radius_px,
                             pass_accuracy_px=settings.pass_accuracy_px, distance_cm=settings.viewing_distance_cm)
     result = json_safe(result)

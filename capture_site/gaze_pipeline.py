@@ -92,23 +92,27 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     ctx = FrameContext(pid, found.pseudonym, meta, settings, entry, bool(found.replay), found.last_seq, found.anchor is None)
     if found.replay or meta.phase != "task":
         return ctx
-    if tag is not None and tag != found.calibration:
-        # taken under an older calibration, reaching the server after a newer one (a retried batch,
-        # the outbox, a reconnect): scored with that one and its own drift state; the latest's stays
-        with site().statements.connect() as conn:
-            scoring = older_scoring(entry, tag, conn)
-            if settings.click_correction:
-                with entry.lock:
-                    gaze_drift.update(conn, scoring.drift, task_id)
-        return ctx._replace(scoring=scoring)
-    if found.calibration != entry.calibration_id or settings.click_correction:
-        with site().statements.connect() as conn:  # reads: one round trip each
+    # taken under an older calibration, reaching the server after a newer one (a retried batch, the
+    # outbox, a reconnect): scored with that one and its own drift state; the latest's stays
+    older = tag is not None and tag != found.calibration
+    if not (older or found.calibration != entry.calibration_id or settings.click_correction):
+        with entry.lock:
+            scoring = entry.latest()
+        if tag is None or scoring.id == tag:
+            return ctx._replace(scoring=scoring)
+    with site().statements.connect() as conn:  # reads: one round trip each
+        if not older:
             sync_calibration(entry, found.calibration, conn)
-            if settings.click_correction:
-                with entry.lock:
-                    gaze_drift.update(conn, entry.drift, task_id)
-    with entry.lock:
-        return ctx._replace(scoring=entry.latest())
+        with entry.lock:
+            scoring = entry.latest()
+        if tag is not None and scoring.id != tag:
+            # (also when a newer calibration became the latest since the lookup: a round of the
+            # participant's next calibration step, another request's newer lookup)
+            scoring = older_scoring(entry, tag, conn)
+        if settings.click_correction:  # into the drift state of the calibration that scores the batch
+            with entry.lock:
+                gaze_drift.update(conn, scoring.drift, task_id)
+    return ctx._replace(scoring=scoring)
 
 
 def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], arrived: float | None = None,

@@ -103,8 +103,10 @@ def sync_calibration(entry: TrackerEntry, latest: int | None, conn: Any = None) 
     """Give the tracker the participant's calibration row ``latest`` (id; another process may have
     written it): its model, or none for a failed calibration's outcome (``entry.failed``); a new
     calibration starts a new drift correction (:meth:`.gaze_trackers.TrackerEntry.set_latest`:
-    the previous one is kept for its late batches)."""
-    if latest is None or latest == entry.calibration_id:
+    the previous one is kept for its late batches). Never back to an earlier one (ids grow: a
+    lookup made before another request's newer calibration is stale), which would start the
+    newer one's drift correction afresh when it comes back."""
+    if latest is None or (entry.calibration_id is not None and latest <= entry.calibration_id):
         return
     model, failed = _model_of(latest, conn)
     with entry.lock:

@@ -36,16 +36,25 @@ def _utc(t: dt.datetime | None) -> dt.datetime | None:
     return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 
+def outcome_in_force(calibrations: list[store.Calibration], task: store.Task) -> store.Calibration | None:
+    """Of a participant's ``calibrations``, the calibration step outcome in force when ``task``
+    started (the last one before it, else the first after it; None: no outcome): the calibration
+    the task was recorded under (the study site scores a task page's gaze with it), the tasks'
+    ``calibration`` of the exports and what ``gazepref gaze recalibrate`` re-maps the task with."""
+    outcomes = sorted((c for c in calibrations if c.kind == "outcome"), key=lambda c: c.id)
+    before = [c for c in outcomes if task.started_at is None or c.created_at is None or c.created_at <= task.started_at]
+    return before[-1] if before else (outcomes[0] if outcomes else None)
+
+
 def _calibration_in_force(p: store.Participant, task: store.Task) -> dict | None:
-    """The calibration step outcome in force when ``task`` started (the last one before it, else
-    the first after it); databases without outcomes: the last validation's accuracy."""
-    cals = sorted(p.calibrations, key=lambda c: c.id)
-    outcomes = [c for c in cals if c.kind == "outcome"]
-    if not outcomes:
+    """The figures of the calibration step outcome in force when ``task`` started
+    (:func:`outcome_in_force`); databases without outcomes: the last validation's accuracy."""
+    outcome = outcome_in_force(p.calibrations, task)
+    if outcome is None:
+        cals = sorted(p.calibrations, key=lambda c: c.id)
         val = [c for c in cals if c.kind == "validation" and (c.result or {}).get("accuracy_px") is not None]
         return {"accuracy_px": float(val[-1].result["accuracy_px"])} if val else None
-    before = [c for c in outcomes if task.started_at is None or c.created_at is None or c.created_at <= task.started_at]
-    r = (before[-1] if before else outcomes[0]).result or {}
+    r = outcome.result or {}
     return {"passed": bool(r.get("passed")), "accuracy_px": r.get("accuracy_px"), "accuracy_deg": r.get("accuracy_deg"),
             "precision_px": r.get("precision_px"), "data_loss": r.get("data_loss"), "attempts": r.get("n_attempts"),
             "quality": r.get("quality"), "webgazer_score_pct": r.get("webgazer_score_pct"),

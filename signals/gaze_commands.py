@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = gsub.add_parser("recalibrate", help="re-estimate a study's gaze from its stored eye features",
                         description="Re-map every stored gaze sample of STUDY from its eye features, with "
-                                    "each participant's latest calibration or with --model, and write "
+                                    "the calibration each task was recorded under (the outcome in force when "
+                                    "it started) or with --model, and write "
                                     "one Parquet file per task to --out. The database is not changed.")
     p.add_argument("study", help="study slug")
     add_database_arguments(p)

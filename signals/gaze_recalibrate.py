@@ -102,38 +102,73 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
     return table
 
 
+def _rows(db: Session, participant: store.Participant) -> list[store.Calibration]:
+    C = store.Calibration
+    return list(db.execute(select(C).where(C.participant_id == participant.id, C.kind.in_(("calibration", "outcome")))
+                           .order_by(C.id.desc())).scalars().all())
+
+
+def _outcome_model(outcome: store.Calibration, rows: list[store.Calibration]) -> store.Calibration | None:
+    """The row whose model an outcome stands for: itself, or for a failed calibration (no model)
+    its best attempt (``selected``), which the site did not use."""
+    if outcome.model is not None:
+        return outcome
+    selected = (outcome.result or {}).get("selected")
+    return next((r for r in rows if r.id == selected and r.model is not None), None)
+
+
 def latest_calibration(db: Session, participant: store.Participant) -> GazeCalibration | None:
     """The participant's calibration model in force at the end: the last calibration step's
     outcome (the kept attempt; for a failed calibration the best attempt, which the site did not
     use), else (databases without outcomes) the most recent fitted attempt; None without any."""
-    C = store.Calibration
-    rows = db.execute(select(C).where(C.participant_id == participant.id, C.kind.in_(("calibration", "outcome")))
-                      .order_by(C.id.desc())).scalars().all()
+    rows = _rows(db, participant)
     outcome = next((r for r in rows if r.kind == "outcome"), None)
-    if outcome is not None:
-        selected = (outcome.result or {}).get("selected")
-        row = outcome if outcome.model is not None else next(
-            (r for r in rows if r.id == selected and r.model is not None), None)
-    else:
-        row = next((r for r in rows if r.model is not None), None)
+    row = _outcome_model(outcome, rows) if outcome is not None else next((r for r in rows if r.model is not None), None)
     return None if row is None else GazeCalibration.from_bytes(row.model)
+
+
+def task_calibrations(db: Session, participant: store.Participant) -> dict[int, GazeCalibration | None]:
+    """Task id -> the calibration model each of the participant's tasks was recorded under: the
+    calibration step outcome in force when it started
+    (:func:`gazepref.datasets.store_recording.outcome_in_force`, the tasks' ``calibration`` of the
+    exports; with ``recalibrate_every`` a participant has several), its model or for a failed
+    calibration its best attempt's; databases without outcomes: the most recent fitted attempt
+    (:func:`latest_calibration`). None: no model for that task."""
+    from ..datasets.store_recording import outcome_in_force
+
+    rows = _rows(db, participant)
+    if not any(r.kind == "outcome" for r in rows):
+        latest = latest_calibration(db, participant)
+        return {task.id: latest for task in participant.tasks}
+    models: dict[int, GazeCalibration] = {}  # calibration row id -> model, read once
+    out: dict[int, GazeCalibration | None] = {}
+    for task in participant.tasks:
+        row = _outcome_model(outcome_in_force(rows, task), rows)
+        if row is not None and row.id not in models:
+            models[row.id] = GazeCalibration.from_bytes(row.model)
+        out[task.id] = None if row is None else models[row.id]
+    return out
 
 
 def reestimate_participant(db: Session, participant: store.Participant, model: GazeCalibration | None = None,
                            interactions: bool = False) -> Iterator[tuple[store.Task, pa.Table]]:
     """(task, re-estimated gaze table) for each of the participant's tasks with gaze samples.
 
-    ``model`` defaults to the participant's latest stored calibration; raises ValueError when
-    there is none. ``interactions``: replay the task's clicks as continuous calibration
+    ``model`` defaults to, per task, the calibration it was recorded under
+    (:func:`task_calibrations`; a task without a model of its own, e.g. under a failed calibration
+    none of whose attempts could be fitted, gets the participant's latest,
+    :func:`latest_calibration`); raises ValueError when the participant has no stored model.
+    ``interactions``: replay the task's clicks as continuous calibration
     (:func:`replay_interactions`); by default they are left out.
     """
-    model = model or latest_calibration(db, participant)
-    if model is None:
+    latest = model or latest_calibration(db, participant)
+    if latest is None:
         raise ValueError(f"participant {participant.id} has no stored calibration model")
+    per_task = {} if model is not None else task_calibrations(db, participant)
     for task in participant.tasks:
         table = store.read_stream(db, task, "gaze")
         if table.num_rows:
-            table = reestimate(table, model)
+            table = reestimate(table, per_task.get(task.id) or latest)
             if interactions:
                 table = replay_interactions(table, store.read_stream(db, task, "events"))
             yield task, table
@@ -144,8 +179,9 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     """Re-estimate the gaze of every participant of study ``slug`` and write one Parquet file per
     task to ``out`` (``p<participant id>_t<task id>_gaze.parquet``; database ids, no pseudonyms).
 
-    Each participant's latest stored calibration is used unless ``model`` is given; participants
-    without one are counted as skipped. ``interactions``: replay the clicks as continuous
+    Each task is re-mapped with the calibration it was recorded under
+    (:func:`reestimate_participant`) unless ``model`` is given; participants without a stored
+    model are counted as skipped. ``interactions``: replay the clicks as continuous
     calibration. The database is not changed.
     """
     import pyarrow.parquet as pq
@@ -158,12 +194,11 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     summary = {"study": slug, "participants": 0, "skipped_uncalibrated": 0, "tasks": 0, "samples": 0,
                "interactions": interactions, "out": str(out)}
     for participant in study.participants:
-        chosen = model or latest_calibration(db, participant)
-        if chosen is None:
+        if model is None and latest_calibration(db, participant) is None:
             summary["skipped_uncalibrated"] += 1
             continue
         summary["participants"] += 1
-        for task, table in reestimate_participant(db, participant, chosen, interactions):
+        for task, table in reestimate_participant(db, participant, model, interactions):
             pq.write_table(table, out / f"p{participant.id}_t{task.id}_gaze.parquet")
             summary["tasks"] += 1
             summary["samples"] += table.num_rows

@@ -132,8 +132,14 @@ def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(mak
     meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [5000.0, 5100.0, 5200.0]}
     r = post_frames(client, token, meta, [jpeg(moving(i)) for i in range(3)])
     assert r.status_code == 200 and r.json["stored"] == 3 and not r.json["calibrated"], r.json
+    # the page's batches name the failed outcome (its calibration): scored as failed too
+    assert data["gaze"]["calibration"] == outcome.id
+    tagged = meta | {"seq": 1, "t": [5300.0, 5400.0], "calibration": outcome.id}
+    r = post_frames(client, token, tagged, [jpeg(moving(i)) for i in range(3, 5)])
+    assert r.status_code == 200 and r.json["stored"] == 2 and not r.json["calibrated"], r.json
     with app.extensions["gazepref"].sessions() as dbs:
         gz = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
+    assert len(gz) == 5
     assert gz["x"].isna().all() and gz["y"].isna().all() and (gz["confidence"] == 0).all()
     want = GazeFlag.UNCALIBRATED | GazeFlag.CALIBRATION_FAILED
     assert ((gz["flags"].astype(int) & want) == want).all()

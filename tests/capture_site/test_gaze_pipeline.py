@@ -215,3 +215,117 @@ def test_a_batch_naming_a_calibration_not_in_force_for_its_participant_is_refuse
     assert cal == own
     row = stored(app, task_id, 5000.0, 1)
     np.testing.assert_allclose(row.column("x").to_numpy(), reestimate(row, model).column("x").to_numpy(), atol=0.5)
+
+
+def first_task_done(app, runner):
+    """A participant calibrated (A), with one batch and a click of their first task stored under
+    it, now at the recalibration step: (sender, token, task id, A's id)."""
+    send = Sender(app, "frames", runner)
+    token = to_calibration(send.client)["token"]
+    send.calibrate(token, CALIBRATION_TARGETS)
+    walker = Walker(send.client)
+    first = walker.to_task()
+    task0, cal_a = first["task"], first["gaze"]["calibration"]
+    send.send(token, task0, 0, 5000.0, cal_a)
+    x, y = (stored(app, task0, 5000.0, 4).column(c).to_numpy() for c in ("x", "y"))
+    click(send.client, token, task0, 0, 5350.0, float(np.median(x)) + 60.0, float(np.median(y)) - 40.0)
+    finish_task(send.client, walker)
+    assert current_step(send.client) == "calibration:1"
+    return send, token, task0, cal_a
+
+
+def test_a_calibration_between_a_late_batchs_lookup_and_its_scoring_does_not_score_it(make_app, tmp_path, runner,
+                                                                                       monkeypatch):
+    """The first round of the next calibration step lands (another request) after a late batch's
+    lookup found its calibration still the latest: the batch is still scored with its own, and
+    its click goes into that one's drift state, not the new latest's."""
+    import threading
+
+    from gazepref.capture_site import gaze_pipeline
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "recalibrate_every = 1\ndrift_correction = true")))
+    send, token, task0, cal_a = first_task_done(app, runner)
+    real, rounds = gaze_pipeline.sync_calibration, []
+
+    def sync_then_a_round_lands(entry, latest, conn=None):
+        real(entry, latest, conn)
+        if not rounds:  # the participant's next calibration round, by another request, right now
+            t = threading.Thread(target=lambda: rounds.append(post_round(app.test_client(), token, "calibration",
+                                                                         MIRRORED)))
+            t.start()
+            t.join()
+
+    monkeypatch.setattr(gaze_pipeline, "sync_calibration", sync_then_a_round_lands)
+    send.send(token, task0, 1, 5500.0, cal_a)  # the rest of the first task, taken under A
+    assert rounds and rounds[0].status_code == 200, rounds[0].json
+    cal_b = rounds[0].json["calibration"]
+    with app.extensions["gazepref"].sessions() as s:
+        model_a = GazeCalibration.from_bytes(s.get(store.Calibration, cal_a).model)
+        model_b = GazeCalibration.from_bytes(s.get(store.Calibration, cal_b).model)
+    late = stored(app, task0, 5500.0)
+    by_a, by_b = reestimate(late, model_a), reestimate(late, model_b)
+    assert np.abs(by_a.column("x").to_numpy() - by_b.column("x").to_numpy()).max() > 50, "(else this checks nothing)"
+    for c in ("x", "y"):
+        np.testing.assert_allclose(late.column(c).to_numpy() - late.column(f"drift_{c}").to_numpy(),
+                                   by_a.column(c).to_numpy(), atol=0.5)
+    np.testing.assert_allclose(late.column("drift_x").to_numpy(), 60.0, atol=0.5)
+    (entry,) = app.extensions["gazepref_trackers"]._entries.values()
+    assert entry.calibration_id == cal_b and entry.drift.clicks_used == 0, "the new latest's drift state is untouched"
+    # a lookup made before B (stale) never takes the tracker back to A: B's drift state would restart
+    drift = entry.drift
+    with app.app_context(), app.extensions["gazepref"].statements.connect() as conn:
+        real(entry, cal_a, conn)
+    assert entry.calibration_id == cal_b and entry.drift is drift
+
+
+def test_a_validation_round_validates_its_attempt_while_a_late_batch_is_scored(make_app, tmp_path, runner, monkeypatch):
+    """A late task batch of the older calibration is being scored (its model in the tracker, in
+    another thread) when the validation round of the new attempt reads the model to validate:
+    it validates the attempt's."""
+    import threading
+
+    from gazepref.capture_site import gaze
+    from gazepref.capture_site.gaze_trackers import decode_frames, process_frames
+    from gazepref.signals import gaze_session
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "recalibrate_every = 1")))
+    send, token, task0, cal_a = first_task_done(app, runner)
+    r = post_round(send.client, token, "calibration", MIRRORED)
+    assert r.status_code == 200, r.json
+    cal_b, targets = r.json["calibration"], r.json["validation_targets"]
+    (entry,) = app.extensions["gazepref_trackers"]._entries.values()
+    older = entry.kept_older(cal_a)
+    assert entry.calibration_id == cal_b and older is not None
+    inside, done, validated, threads = threading.Event(), threading.Event(), [], []
+
+    def late_batch():  # process_frames of a late batch of task 0 under A, as gaze_pipeline runs it
+        def hold():  # called with the tracker held, A's model in it
+            inside.set()
+            done.wait(2.0)
+            return False
+
+        with app.app_context():
+            process_frames(entry, decode_frames([jpeg(moving(0))], 640), [5000.0], stale=hold, scoring=older)
+
+    real_sync, real_validate = gaze.sync_calibration, gaze_session.validate_round
+
+    def sync(entry_, latest, conn=None):
+        real_sync(entry_, latest, conn)
+        threads.append(threading.Thread(target=late_batch))
+        threads[0].start()
+        assert inside.wait(5.0)
+
+    def validate(model, *args, **kwargs):
+        validated.append(model)
+        done.set()
+        return real_validate(model, *args, **kwargs)
+
+    monkeypatch.setattr(gaze, "sync_calibration", sync)
+    monkeypatch.setattr(gaze_session, "validate_round", validate)
+    r = post_round(send.client, token, "validation", targets)
+    assert r.status_code == 200, r.json
+    with app.extensions["gazepref"].sessions() as s:
+        attempt = s.get(store.Calibration, cal_b).model
+    assert validated and validated[0].to_bytes() == attempt, "the round validated another calibration's model"
+    threads[0].join(5.0)
+    assert entry.tracker.calibration.to_bytes() == attempt  # put back after the late batch

@@ -475,6 +475,63 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys, monkeypatch):
     assert rc == 0 and json.loads(stdout)["samples"] == 10
 
 
+def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(tmp_path, capsys):
+    """With recalibration steps (``recalibrate_every``) a participant has several calibration
+    outcomes, and the site scores each task page with the one in force when it started (the
+    tasks' ``calibration`` of the exports); re-mapping without --model uses that one per task,
+    not the last one for all (a failed outcome: its best attempt), and --model one for all."""
+    import datetime as dt
+
+    rng = np.random.default_rng(1)
+    rows = [{"t": float(i), "eye_l_iris_u": u, "eye_l_iris_v": v, "x": 0.0, "y": 0.0, "flags": 0}
+            for i, (u, v) in enumerate(rng.normal(0, 0.1, (20, 2)))]
+    models = [GazeCalibration(use_appearance=False).fit(
+        rows, [(800 + a * r["eye_l_iris_u"] + b, 450 + 1000 * r["eye_l_iris_v"]) for r in rows])
+        for a, b in ((2000, 0.0), (1500, 120.0), (2500, -90.0))]
+    table = rows_to_table(rows)
+    t0 = dt.datetime(2026, 1, 1, 12, 0)
+    url = store.sqlite_url(tmp_path / "db.sqlite")
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        study = store.Study(slug="s", name="S", salt="x")
+        part = store.Participant(study=study, pseudonym="p")
+        db.add_all([study, part])
+        db.flush()
+        tasks = []
+        # outcome 1 (model 0), task 0, outcome 2 (model 1), task 1, failed outcome 3 (best attempt:
+        # model 2), task 2
+        for k in range(3):
+            attempt = store.Calibration(participant_id=part.id, kind="calibration", model=models[k].to_bytes(),
+                                        created_at=t0 + dt.timedelta(minutes=10 * k))
+            db.add(attempt)
+            db.flush()
+            failed = k == 2
+            db.add(store.Calibration(participant_id=part.id, kind="outcome",
+                                     model=None if failed else models[k].to_bytes(),
+                                     result={"selected": attempt.id, "passed": not failed},
+                                     created_at=t0 + dt.timedelta(minutes=10 * k, seconds=30)))
+            task = store.Task(participant=part, index=k, kind="pairwise", clock_anchor_epoch_ms=0.0,
+                              started_at=t0 + dt.timedelta(minutes=10 * k + 1))
+            db.add(task)
+            db.flush()
+            db.add(store.make_chunk(task.id, "gaze", 0, table, clock_origin_epoch_ms=0.0))
+            tasks.append(task.id)
+        db.commit()
+        by_task = {task.id: new for task, new in reestimate_participant(db, part)}
+        assert sorted(by_task) == tasks
+        for k, tid in enumerate(tasks):
+            np.testing.assert_allclose(by_task[tid].column("x").to_numpy(), models[k].predict(rows)[:, 0],
+                                       rtol=1e-5, err_msg=f"task {k}")
+        one = {task.id: new for task, new in reestimate_participant(db, part, models[0])}
+        for tid in tasks:
+            np.testing.assert_allclose(one[tid].column("x").to_numpy(), models[0].predict(rows)[:, 0], rtol=1e-5)
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path / "re"), "--json")
+    assert rc == 0 and json.loads(stdout)["tasks"] == 3
+    for k, tid in enumerate(tasks):
+        written = pq.read_table(tmp_path / "re" / f"p{part.id}_t{tid}_gaze.parquet")
+        np.testing.assert_allclose(written.column("x").to_numpy(), models[k].predict(rows)[:, 0], rtol=1e-5)
+
+
 def test_reestimate_leaves_out_the_site_drift_correction():
     """Rows corrected by the site's click drift correction carry drift_x/drift_y; re-estimating
     from the features gives the uncorrected model estimate, without those columns."""
