@@ -275,7 +275,7 @@ def _task_faces(s: Session, study: store.Study) -> dict[int, tuple[int, int]]:
             else:
                 n = found = tb.num_rows
             if len(_FACE_CACHE) >= _FACE_CACHE_MAX:
-                _FACE_CACHE.pop(next(iter(_FACE_CACHE)))
+                _FACE_CACHE.pop(next(iter(_FACE_CACHE), None), None)  # (another thread may have taken it)
             _FACE_CACHE[(db_key, cid, at)] = (n, found)
     out: dict[int, tuple[int, int]] = {}
     for cid, at, pid in rows:
