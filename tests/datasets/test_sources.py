@@ -150,7 +150,7 @@ def _json(capsys, argv: list[str]) -> dict:
 def test_data_summary_and_export_of_a_slug(env, tmp_path, capsys):
     s = _json(capsys, ["data", "summary", SLUG, "--json"])
     assert s["format"] == "gazepref-db"
-    assert (s["workers"], s["queries"], s["pairwise_labelled"]) == (PARTICIPANTS, PARTICIPANTS * TURNS,
+    assert (s["participants"], s["turns"], s["pairwise_labelled"]) == (PARTICIPANTS, PARTICIPANTS * TURNS,
                                                                     PARTICIPANTS * TURNS)
     assert s["gaze_samples"] == s["mouse_samples"] == PARTICIPANTS * TURNS * 160
     # `--study SLUG` (the old spelling) and SLUG as SOURCE read the same study
@@ -159,8 +159,8 @@ def test_data_summary_and_export_of_a_slug(env, tmp_path, capsys):
     assert a["turns"] == PARTICIPANTS * TURNS and a["samples"]["gaze"] == s["gaze_samples"]
     assert (tmp_path / "ifl" / "query_logs_table.csv").exists() and b
     back = _json(capsys, ["data", "summary", str(tmp_path / "pq"), "--json"])
-    assert {k: back[k] for k in ("workers", "queries", "gaze_samples")} == \
-        {k: s[k] for k in ("workers", "queries", "gaze_samples")}
+    assert {k: back[k] for k in ("participants", "turns", "gaze_samples")} == \
+        {k: s[k] for k in ("participants", "turns", "gaze_samples")}
 
 
 def test_features_of_a_slug_match_its_export(env, tmp_path, capsys):
