@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-r", type=int, help="LoRA rank (0: full fine-tuning)")
     p.add_argument("--max-length", type=int, help="max tokens of prompt + response")
     p.add_argument("--context-messages", type=int, help="earlier chat messages kept in each prompt")
-    p.add_argument("--test-fraction", type=float, help="share of workers held out for evaluation")
+    p.add_argument("--test-fraction", type=float, help="share of participants held out for evaluation (default 0.2)")
     p.add_argument("--max-prompts", type=int, help="held-out prompts in the win-rate evaluation")
     p.add_argument("--max-new-tokens", type=int, help="tokens generated per answer in the evaluation")
     p.add_argument("--judge-url", help="OpenAI-compatible base URL of an LLM judge (e.g. http://127.0.0.1:8000/v1); "
