@@ -48,6 +48,11 @@ def emit(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -
 
 
 
+def _one_line(message: str) -> str:
+    """An error message on one line: a quoted library message may end in, or hold, line breaks."""
+    return " ".join(message.split())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gazepref",
@@ -67,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with using(Settings.from_env()):  # the environment is read once per command
             rc = args.func(args)
     except UserError as e:
-        print(f"gazepref: error: {e}", file=sys.stderr)
+        print(f"gazepref: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"gazepref: error: no such file or folder: {e.filename or e}", file=sys.stderr)

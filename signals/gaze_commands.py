@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = gsub.add_parser("recalibrate", help="re-estimate a study's gaze from its stored eye features",
                         description="Re-map every stored gaze sample of STUDY from its eye features, with "
                                     "each participant's latest calibration or with --model, and write "
-                                    "one Parquet file per task to --out. The database is not changed.")
+                                    "one Parquet file per task to --out. The database is not changed. A study "
+                                    "without participants or without any webcam calibration (webcam off) is an "
+                                    "error (exit status 2) unless --model is given.")
     p.add_argument("study", help="study slug")
     add_database_arguments(p)
     p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")

@@ -24,3 +24,16 @@ def test_emit_json_is_strict_json(capsys):
     assert parsed == {"accuracy": 0.5, "spearman": None, "per_fold": [{"agreement": None}, {"agreement": 1.0}],
                       "big": None, "np": None, "pair": [0.25, None], "n": 3}
     assert result["spearman"] != result["spearman"]  # the caller's object is left as it was
+
+
+def test_an_error_is_one_line_even_when_its_cause_spans_several(tmp_path, capsys):
+    """A UserError quoting a library's message (pandas' CSV tokenizer ends its own with a line
+    break) still prints as one line on stderr, exit 2, nothing on stdout."""
+    from gazepref.cli import main
+
+    bad = tmp_path / "manifest.csv"
+    bad.write_text("image,x\na.jpg,1\nb.jpg,2,3,4\n")
+    assert main(["gaze", "evaluate", str(bad), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith("gazepref: error: ")
+    assert "not a readable CSV" in err and "Expected 2 fields" in err
