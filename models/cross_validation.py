@@ -32,17 +32,20 @@ from .text_models import OrdinalLikert
 
 
 def n_folds(data: RewardData, protocol: str, folds: int) -> int:
-    """The folds that run: grouped by worker, no more than there are workers (more would leave
-    folds empty; as many is leave-one-worker-out)."""
-    return min(folds, len(np.unique(data.groups))) if protocol == "group" else folds
+    """The folds that run: grouped by participant, no more than there are participants (more would
+    leave folds empty; as many is leave-one-participant-out). Fewer than 2 participants: UserError."""
+    if protocol != "group":
+        return folds
+    k = min(folds, len(np.unique(data.groups)))
+    if k < 2:
+        raise UserError(f"CV grouped by participant needs labelled comparisons of at least 2 participants (got {k})")
+    return k
 
 
 def splits(data: RewardData, protocol: str, folds: int, seed: int):
     n = len(data.y)
     if protocol == "group":
         k = n_folds(data, protocol, folds)
-        if k < 2:
-            raise UserError(f"CV grouped by participant needs comparisons of at least 2 participants (got {k})")
         return list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), groups=data.groups))
     if protocol == "random":
         return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(n)))

@@ -283,3 +283,16 @@ def test_cli_reward_outputs_name_participants(ifllm_sample, tmp_path, monkeypatc
     assert got["trained_on"] == {"comparisons": 18, "participants": 5}
     saved = json.loads(next((tmp_path / "rm").glob("*.json")).read_text())
     assert saved["trained_on"] == got["trained_on"]
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_cli_evaluate_too_few_participants_is_one_line(ifllm_sample, tmp_path, monkeypatch, capsys, keep):
+    """Grouped CV on comparisons of fewer than 2 participants: the error alone, one line (a note
+    that "CV runs 0 folds (leave-one-participant-out)" came first)."""
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    q = pd.read_csv(ifllm_sample / "query_logs_table.csv", dtype=str, keep_default_na=False)
+    labelled = sorted(set(q.loc[q["preference"].isin(["1.0", "2.0"]) & (q["llm_response_2"] != ""), "user_id"]))
+    src = _sample_subset(ifllm_sample, tmp_path / "one", set(labelled[:keep]))
+    assert main(["reward", "evaluate", str(src), "--models", "length_rule", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "at least 2 participants" in err
