@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "dashboard's export.")
     add_source_arguments(p, dest="source", nargs="?")
     p.add_argument("--study", metavar="SLUG", help="the study SLUG in the site's database (same as giving SLUG as SOURCE)")
-    p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format")
+    p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format (default parquet)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     p.add_argument("--demographics", action="store_true",

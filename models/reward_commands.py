@@ -45,17 +45,18 @@ def register(subparsers: Any) -> None:
                    help="also the text-feedback ablation (the user's next message; post-decision)")
     e.add_argument("--features", choices=("inbox", "hits", "signals", "both"), default="inbox",
                    help="implicit features from the comparison table of `gazepref features`: its in-box family "
-                        "(inbox; hits is the old name), its other pairwise measures (signals), or both")
+                        "(inbox, the default; hits is the old name), its other pairwise measures (signals), or both")
     e.add_argument("--markdown", help="also write the table as Markdown to this file")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train a reward model on all labelled comparisons and save it")
     add_source_arguments(t, dest="data")
     t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--model", default="late_fusion_worker_cal", help="model name (see `reward evaluate --json`)")
-    t.add_argument("--text-model", default="structure_bt", help="text-only fallback model")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--model", default="late_fusion_worker_cal",
+                   help="model name (see `reward evaluate --json`; default late_fusion_worker_cal)")
+    t.add_argument("--text-model", default="structure_bt", help="text-only fallback model (default structure_bt)")
+    t.add_argument("--json", action="store_true", help="print the saved model's manifest as JSON, with out")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("score", help="score every pairwise turn of a recording")
@@ -63,7 +64,7 @@ def register(subparsers: Any) -> None:
     add_source_arguments(s, dest="data")
     s.add_argument("--out", required=True, help="scores file: .parquet, .csv, .jsonl or .json (columns: "
                    "docs/reward_models.md, 'Scoring API')")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON: out, pairs, model")
     s.set_defaults(func=cmd_score)
 
     from .ordinal_commands import add_parser as add_ordinal

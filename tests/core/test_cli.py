@@ -37,3 +37,48 @@ def test_an_error_is_one_line_even_when_its_cause_spans_several(tmp_path, capsys
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and err.startswith("gazepref: error: ")
     assert "not a readable CSV" in err and "Expected 2 fields" in err
+
+
+def _options():
+    """(command, action) of every argument of every (sub)command of ``gazepref``."""
+    import argparse
+
+    from gazepref.cli import build_parser
+
+    def walk(parser, path):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    yield from walk(sub, [*path, name])
+            elif not isinstance(a, argparse._HelpAction):
+                yield " ".join(path), a
+
+    return list(walk(build_parser(), []))
+
+
+def test_every_option_says_what_it_is_and_its_default():
+    """Every argument has a help text; one with a default says it (``default``); --db and --instance
+    are the same options everywhere (one definition: gazepref.datasets.sources.add_database_arguments)."""
+    missing, silent, odd = [], [], []
+    for cmd, a in _options():
+        name = a.option_strings[0] if a.option_strings else a.dest
+        if not a.help:
+            missing.append(f"{cmd} {name}")
+        elif a.option_strings and a.default not in (None, False, [], "==SUPPRESS==") and "default" not in a.help:
+            silent.append(f"{cmd} {name} (default {a.default!r})")
+        if name in ("--db", "--instance") and (a.metavar, a.help) != {
+                "--db": ("URL_OR_FILE", _db_help()), "--instance": ("FOLDER", _instance_help())}[name]:
+            odd.append(f"{cmd} {name}")
+    assert not missing and not silent and not odd, (missing, silent, odd)
+
+
+def _db_help():
+    from gazepref.datasets.sources import DB_HELP
+
+    return DB_HELP
+
+
+def _instance_help():
+    from gazepref.datasets.sources import INSTANCE_HELP
+
+    return INSTANCE_HELP
