@@ -82,3 +82,20 @@ def _instance_help():
     from gazepref.datasets.sources import INSTANCE_HELP
 
     return INSTANCE_HELP
+
+
+def test_text_output_has_no_python_reprs(ifllm_sample, tmp_path, capsys):
+    """Without --json, a nested count (data summary's malformed_by_file, features' outputs) is
+    printed as indented ``key  value`` lines, the keys the JSON has, not as a Python dict."""
+    from gazepref.cli import main
+
+    assert main(["data", "summary", str(ifllm_sample)]) == 0
+    text = capsys.readouterr().out
+    assert main(["data", "summary", str(ifllm_sample), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "{" not in text and "'" not in text
+    lines = text.splitlines()
+    top = [ln.split()[0] for ln in lines if not ln.startswith(" ")]
+    assert top == list(data)
+    nested = [ln.split() for ln in lines if ln.startswith("  ")]
+    assert nested == [[k, str(v)] for k, v in data["malformed_by_file"].items()]
