@@ -127,3 +127,12 @@ def test_report_examples_heading_says_whether_they_are_labelled(ifllm_sample):
     html = build_report(str(ifllm_sample), participant="worker_f815af5e", n_examples=1)
     assert "Example turns" in html and "No labelled pairwise turns" in html
     assert "The labelled turns with the most gaze" not in html and "The turns with the most gaze" in html
+
+
+def test_reward_section_reads_the_recorded_dev_run():
+    """docs/reward_models_dev.json was written with the old names (workers, n_workers): the
+    report reads it as a file of today's."""
+    from pathlib import Path
+
+    html = reward_section(Path(__file__).resolve().parents[2] / "docs" / "reward_models_dev.json")
+    assert "participants = 47" in html and "(47 participants)" in html
