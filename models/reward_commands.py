@@ -4,7 +4,7 @@ SOURCE (DATA) is an IFLLM-layout folder, a gazepref Parquet export or a study sl
 database (``--db``/``--instance``; see :func:`gazepref.datasets.sources.open_source`).
 
 * ``gazepref reward evaluate DATA [--json] [--protocol group|random] [--seeds N] [--folds K]``
-* ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]`` (workers of DATA_B that are also
+* ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]`` (participants of DATA_B that are also
   in DATA_A are left out of the test, with a note; ``test_participants_left_out`` counts them)
 * ``gazepref reward train DATA --out MODEL [--model NAME]``
 * ``gazepref reward score MODEL DATA --out FILE`` (``.parquet``, ``.csv`` or ``.jsonl``)
@@ -13,7 +13,7 @@ database (``--db``/``--instance``; see :func:`gazepref.datasets.sources.open_sou
 
 The JSON report has, for each of ``text``, ``implicit``, ``fused``, ``personalized``: ``accuracy``,
 ``auc``, ``n`` (and log-loss, ECE, stds, the model's name); ``models`` has every model and
-ablation; ``gain_fused_vs_best_text`` the worker-bootstrap CI (see :mod:`gazepref.models.evaluation`).
+ablation; ``gain_fused_vs_best_text`` the participant-bootstrap CI (see :mod:`gazepref.models.evaluation`).
 """
 from __future__ import annotations
 
