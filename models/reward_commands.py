@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     add_source_arguments(s, dest="data")
     s.add_argument("--out", required=True, help="scores file: .parquet, .csv, .jsonl or .json (columns: "
                    "docs/reward_models.md, 'Scoring API')")
-    s.add_argument("--json", action="store_true", help="print JSON: out, pairs, model")
+    s.add_argument("--json", action="store_true", help="print JSON: out, comparisons (rows scored), model")
     s.set_defaults(func=cmd_score)
 
     from .ordinal_commands import add_parser as add_ordinal
@@ -186,5 +186,5 @@ def cmd_score(args: argparse.Namespace) -> int:
         df.to_csv(out, index=False)
     else:  # .jsonl: one object a line; .json: one list
         df.to_json(out, orient="records", lines=out.suffix == ".jsonl", force_ascii=False)
-    emit({"out": str(out), "pairs": int(len(df)), "model": rm.manifest.get("model")}, args.json)
+    emit({"out": str(out), "comparisons": int(len(df)), "model": rm.manifest.get("model")}, args.json)
     return 0

@@ -70,8 +70,10 @@ def test_cli_evaluate_train_score(ifllm_sample, tmp_path, monkeypatch, capsys):
     assert main(["reward", "score", str(out), str(ifllm_sample), "--out", str(tmp_path / "s.parquet"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     df = pd.read_parquet(tmp_path / "s.parquet")
-    assert res["pairs"] == len(df) >= 18
+    # one row per comparison (pairwise turn), counted as features and reward train count them
+    assert res["comparisons"] == len(df) >= 18 and "pairs" not in res
     assert {"turn_id", "reward", "confidence", "p_first"} <= set(df.columns)
+    assert list(df.columns[:4]) == ["task_id", "participant_id", "turn_id", "turn"]  # the feature tables' keys
     assert main(["reward", "evaluate", "--train", str(ifllm_sample)]) == 2
 
 
