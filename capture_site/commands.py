@@ -37,13 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _one_line_database_errors(url: str | None):
     """A database that cannot be reached or opened (a wrong ``--db``, a server that is down) is a
     user's mistake: one line naming it, not a traceback."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError
 
     from .. import store
 
     try:
         yield
-    except OperationalError as e:
+    except DatabaseError as e:  # OperationalError (unreachable), or a file that is no database
         raise store.database_error(url, e) from None
 
 

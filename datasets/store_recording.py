@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, scoped_session, selectinload
 
 from .. import UserError, schema, store
@@ -83,7 +83,7 @@ class StoreRecording:
                 known = ", ".join(db.scalars(select(store.Study.slug).order_by(store.Study.slug))) or "none"
                 db.remove()
                 raise UserError(f"no study {slug!r} in the database {store.safe_url(url)} (studies: {known})")
-        except OperationalError as e:
+        except DatabaseError as e:  # OperationalError (unreachable), or a file that is no database
             raise store.database_error(url, e, "read") from None
         return cls(db, study, url)
 

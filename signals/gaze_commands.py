@@ -145,7 +145,7 @@ def _px(error_px: float | None) -> str:
 def _recalibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError
     from sqlalchemy.orm import sessionmaker
 
     from .. import UserError, store
@@ -166,8 +166,8 @@ def _recalibrate(args: argparse.Namespace) -> int:
             result = recalibrate_study(db, args.study, args.out, model, interactions=args.interactions)
     except LookupError as e:
         raise UserError(str(e)) from None
-    except OperationalError as e:
-        raise UserError(f"cannot read the study database {store.safe_url(url)}: {e.orig}") from None
+    except DatabaseError as e:  # unreachable, or a file that is no database
+        raise store.database_error(url, e, "read") from None
     finally:
         engine.dispose()
     emit(result, args.json)
