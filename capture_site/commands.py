@@ -148,7 +148,7 @@ def study_summary(cfg) -> dict:
     summary = {
         "slug": cfg.slug, "name": cfg.name, "webcam": cfg.webcam,
         "pairwise_tasks": cfg.pairwise_tasks, "pointwise_tasks": cfg.pointwise_tasks,
-        "turns": [cfg.min_turns, cfg.max_turns], "order": cfg.order, "topics": len(cfg.topics),
+        "min_turns": cfg.min_turns, "max_turns": cfg.max_turns, "order": cfg.order, "topics": len(cfg.topics),
         "models": {name: spec.backend for name, spec in cfg.models.items()},
         "pairs": [list(p) for p in cfg.pairs], "pointwise_models": list(cfg.pointwise_models),
         "platform": cfg.platform.name,
@@ -165,7 +165,7 @@ def study_summary(cfg) -> dict:
 
 def _study_check_text(r: dict) -> str:
     tasks = f"{r['pairwise_tasks']} pairwise + {r['pointwise_tasks']} pointwise task(s), " \
-            f"{r['turns'][0]}-{r['turns'][1]} turns"
+            f"{r['min_turns']}-{r['max_turns']} turns"
     models = ", ".join(f"{n} ({b})" for n, b in r["models"].items())
     gaze = "" if r["gaze"] is None else (f"; gaze: compute={r['gaze']['compute']}, "
                                          f"{r['gaze']['calibration_points']} calibration points")
