@@ -105,7 +105,7 @@ def main() -> None:
     out = {
         "data": str(data),
         "jobs": args.jobs,
-        "tasks": res.stats["tasks"],
+        "tasks": res.stats["tasks_with_turns"],
         "responses": res.stats["responses"],
         "comparisons": res.stats["comparisons"],
         "gaze_samples": g,

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     t_streams = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"release: {path}")
-    print(f"queries {s['queries']}, task folders {s['tasks_with_behavior']}, unique gaze samples {s['gaze_samples']}, "
+    print(f"turns {s['turns']}, task folders {s['tasks_with_samples']}, unique gaze samples {s['gaze_samples']}, "
           f"malformed rows skipped {s['malformed_rows_skipped']}")
     print(f"summary:          {t_summary:6.2f} s  ({s['gaze_samples'] / t_summary:,.0f} gaze samples/s)")
     print(f"all task streams: {t_streams:6.2f} s  ({n:,} rows, {n / t_streams:,.0f} rows/s)")

@@ -65,7 +65,7 @@ def main() -> None:
         return
     rep = ev.evaluate(data, models, protocol=a.protocol, folds=a.folds, seeds=tuple(range(a.seeds)), progress=True)
     print(ev.markdown(rep))
-    print(f"\n{len(data.y)} comparisons, {rep['workers']} workers, {time.perf_counter() - t0:.0f} s")
+    print(f"\n{len(data.y)} comparisons, {rep['participants']} participants, {time.perf_counter() - t0:.0f} s")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rep, f, indent=2, default=float)

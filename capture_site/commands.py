@@ -13,11 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the study site (development server)",
                        description="Run the study site. Embedded defaults: SQLite in the instance "
                                    "folder, offline demo LLM. Production: see README (gunicorn).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--instance", help="instance folder (database, secrets); default $GAZEPREF_INSTANCE or ./instance")
-    p.add_argument("--db", metavar="URL_OR_FILE", help="database (a SQLAlchemy URL or a SQLite file); default "
-                                                       "$GAZEPREF_DATABASE_URL, else the instance folder's SQLite")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="TCP port (default 5000)")
+    add_database_arguments(p)  # the instance folder also holds the site's secrets
     p.add_argument("--config", help="study configuration file (TOML)")
     p.set_defaults(func=_serve)
 
@@ -26,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = usub.add_parser("add", help="create a researcher account (or reset its password)",
                           description="Create a dashboard account. The password is read from stdin "
                                       "(--password-stdin) or asked for on the terminal; it is stored hashed.")
-    add.add_argument("username")
+    add.add_argument("username", help="the account's name (the dashboard's login)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add_database_arguments(add)
     add.add_argument("--json", action="store_true", help="print JSON")
@@ -39,13 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _one_line_database_errors(url: str | None):
     """A database that cannot be reached or opened (a wrong ``--db``, a server that is down) is a
     user's mistake: one line naming it, not a traceback."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError
 
     from .. import store
 
     try:
         yield
-    except OperationalError as e:
+    except DatabaseError as e:  # OperationalError (unreachable), or a file that is no database
         raise store.database_error(url, e) from None
 
 
@@ -132,7 +130,7 @@ def register_study(sub: argparse._SubParsersAction) -> None:
                     "lengths carry no information. See docs/simulation.md.")
     sim.add_argument("--participants", type=int, required=True, help="number of simulated participants")
     sim.add_argument("--effect", type=float, required=True, help="effect size D (0: no implicit signal)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sim.add_argument("--tasks", type=int, default=2, help="pairwise tasks per participant (default 2)")
     sim.add_argument("--turns", type=int, default=4, help="turns per task (default 4)")
     where = sim.add_mutually_exclusive_group(required=True)
@@ -150,7 +148,7 @@ def study_summary(cfg) -> dict:
     summary = {
         "slug": cfg.slug, "name": cfg.name, "webcam": cfg.webcam,
         "pairwise_tasks": cfg.pairwise_tasks, "pointwise_tasks": cfg.pointwise_tasks,
-        "turns": [cfg.min_turns, cfg.max_turns], "order": cfg.order, "topics": len(cfg.topics),
+        "min_turns": cfg.min_turns, "max_turns": cfg.max_turns, "order": cfg.order, "topics": len(cfg.topics),
         "models": {name: spec.backend for name, spec in cfg.models.items()},
         "pairs": [list(p) for p in cfg.pairs], "pointwise_models": list(cfg.pointwise_models),
         "platform": cfg.platform.name,
@@ -167,7 +165,7 @@ def study_summary(cfg) -> dict:
 
 def _study_check_text(r: dict) -> str:
     tasks = f"{r['pairwise_tasks']} pairwise + {r['pointwise_tasks']} pointwise task(s), " \
-            f"{r['turns'][0]}-{r['turns'][1]} turns"
+            f"{r['min_turns']}-{r['max_turns']} turns"
     models = ", ".join(f"{n} ({b})" for n, b in r["models"].items())
     gaze = "" if r["gaze"] is None else (f"; gaze: compute={r['gaze']['compute']}, "
                                          f"{r['gaze']['calibration_points']} calibration points")

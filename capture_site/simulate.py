@@ -527,6 +527,7 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
     instance exported as Parquet to ``out``. Returns a summary (counts, timings, the drawn D)."""
     from sqlalchemy import select
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DatabaseError
 
     from .. import store
     from .app import create_app
@@ -551,7 +552,10 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
             store.sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         engine = store.make_engine(url)
         try:
-            sessions = store.init_db(engine)
+            try:
+                sessions = store.init_db(engine)
+            except DatabaseError as e:  # a server that is down, a file that is no database
+                raise store.database_error(url, e) from None
             toml = study_toml(slug, tasks, turns)
             with sessions() as s, s.begin():
                 if s.scalar(select(store.Study).where(store.Study.slug == slug)) is not None:

@@ -40,12 +40,30 @@ def emit(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -
     elif text is not None:
         print(text(result))
     elif isinstance(result, dict):
-        width = max((len(str(k)) for k in result), default=0)
-        for k, v in result.items():
-            print(f"{k:<{width}}  {v}")
+        print("\n".join(_text_lines(result)))
     else:
         print(result)
 
+
+def _text_lines(d: dict, indent: str = "") -> list[str]:
+    """``key  value`` lines, the keys aligned; a nested dict as its own lines indented under its
+    key, a list of plain values joined by commas (no Python reprs in the text output)."""
+    width = max((len(str(k)) for k in d), default=0)
+    lines = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            lines += [f"{indent}{k}", *_text_lines(v, indent + "  ")]
+        elif isinstance(v, (list, tuple)) and all(not isinstance(x, (dict, list, tuple)) for x in v):
+            lines.append(f"{indent}{k:<{width}}  {', '.join(map(str, v))}")
+        else:
+            lines.append(f"{indent}{k:<{width}}  {v}")
+    return lines
+
+
+
+def _one_line(message: str) -> str:
+    """An error message on one line: a quoted library message may end in, or hold, line breaks."""
+    return " ".join(message.split())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with using(Settings.from_env()):  # the environment is read once per command
             rc = args.func(args)
     except UserError as e:
-        print(f"gazepref: error: {e}", file=sys.stderr)
+        print(f"gazepref: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"gazepref: error: no such file or folder: {e.filename or e}", file=sys.stderr)

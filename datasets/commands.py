@@ -12,9 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "a gazepref Parquet export, or a study in the site's database.")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
-    p = dsub.add_parser("summary", help="count workers, tasks, queries and samples",
-                        description="Count workers, tasks, queries (pairwise, labelled, pointwise), unique "
-                                    "gaze and mouse samples, and malformed rows skipped.")
+    p = dsub.add_parser("summary", help="count participants, tasks, turns and samples",
+                        description="Count participants, tasks, turns (pairwise, labelled, pointwise), unique "
+                                    "gaze and mouse samples, and malformed rows skipped. An IFLLM release's "
+                                    "workers are its participants and its queries its turns.")
     add_source_arguments(p, dest="data")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_summary)
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "dashboard's export.")
     add_source_arguments(p, dest="source", nargs="?")
     p.add_argument("--study", metavar="SLUG", help="the study SLUG in the site's database (same as giving SLUG as SOURCE)")
-    p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format")
+    p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format (default parquet)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     p.add_argument("--demographics", action="store_true",

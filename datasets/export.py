@@ -371,7 +371,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
         hits = rel_rows(streams, by_task.get(task.task_id, []))  # IFLLM's own, or from the word columns
         if hits is not None:
             samples["hits"] += _write_hits(d, _with_epoch(hits, anchor), task.kind, skipped, spreadsheet_safe)
-    return {"format": "ifllm", "queries": len(turns), "tasks": len(tasks), "samples": samples,
+    return {"format": "ifllm", "turns": len(turns), "tasks": len(tasks), "samples": samples,
             "skipped": skipped}
 
 

@@ -118,9 +118,9 @@ def build_feedback_pairs(conversations: Iterable[Conversation], feedback: Feedba
                     pairs.append(PreferencePair(
                         prompt=_prompt(conv, j, context_messages), chosen=a.text, rejected=b.text,
                         confidence=round(c, 6), label_source="feedback_pairs", margin=float(level - lj),
-                        worker=_worker(conv), task_id=conv.conversation_id,
+                        participant_id=_worker(conv), task_id=conv.conversation_id,
                         turn_id=b.turn_id or f"{conv.conversation_id}:{j}",
-                        turn_index=j, chosen_model=a.model, rejected_model=b.model, chosen_position=0))
+                        turn=j, chosen_model=a.model, rejected_model=b.model, chosen_position=0))
             elif run:
                 ex["no_revision"] += len(run)  # accepted below accept_level (e.g. neutral with accept_level 5)
             run = []
@@ -173,8 +173,8 @@ def pairs_as_unpaired(pairs: Iterable[PreferencePair]) -> list[UnpairedExample]:
     out = []
     for p in pairs:
         for text, lab, model in ((p.chosen, True, p.chosen_model), (p.rejected, False, p.rejected_model)):
-            out.append(UnpairedExample(p.prompt, text, lab, p.confidence, f"{p.label_source}_pair", p.worker,
-                                       p.task_id, p.turn_id, p.turn_index, model))
+            out.append(UnpairedExample(p.prompt, text, lab, p.confidence, f"{p.label_source}_pair",
+                                       p.participant_id, p.task_id, p.turn_id, p.turn, model))
     return dedup_unpaired(out)
 
 

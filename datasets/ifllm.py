@@ -679,7 +679,10 @@ class IFLLMRelease:
 
     # ---- summary
     def summary(self, jobs: int | None = None, progress: bool = False) -> dict[str, int]:
-        """Counts over the whole release (reads every trajectory file once, in parallel)."""
+        """Counts over the whole release (reads every trajectory file once, in parallel), named as
+        every recording's summary is (:func:`gazepref.datasets.recording.summarize`): the release's
+        workers are ``participants``, its queries ``turns``, its ``user_behavior`` folders the tasks
+        and participants ``_with_samples``; ``malformed_by_file`` keeps the release's file names."""
         q = self.queries
         pw = q["pairwise"]
         labelled = pw & q["preference"].isin([1.0, 2.0])
@@ -724,13 +727,13 @@ class IFLLMRelease:
                 report.skipped.update(c)
         return {
             "format": "ifllm",
-            "workers": len(workers),
-            "workers_with_queries": int(q["user_id"].nunique()),
-            "workers_with_behavior": len({k.split("/")[0] for k, _ in dirs}),
+            "participants": len(workers),
+            "participants_with_turns": int(q["user_id"].nunique()),
+            "participants_with_samples": len({k.split("/")[0] for k, _ in dirs}),
             "tasks": len(self.tasks()),
-            "tasks_with_queries": int(q.groupby(["user_id", "task_id"]).ngroups),
-            "tasks_with_behavior": len(dirs),
-            "queries": int(len(q)),
+            "tasks_with_turns": int(q.groupby(["user_id", "task_id"]).ngroups),
+            "tasks_with_samples": len(dirs),
+            "turns": int(len(q)),
             "pairwise": int(pw.sum()),
             "pairwise_labelled": int(labelled.sum()),
             "pointwise": int((~pw).sum()),

@@ -12,8 +12,10 @@ Rows are in TRL's *conversational* format::
     rejected  [{"role": "assistant", "content": <other response>}]
 
 plus ``confidence`` (0.5-1: how sure the label is), ``label_source``, ``margin`` (source-specific
-strength: Likert difference, reward difference, ...), ``worker``, ``task_id``, ``turn_id``,
-``turn_index``, ``chosen_model``, ``rejected_model``, ``chosen_position`` and ``pair_id``. The
+strength: Likert difference, reward difference, ...), ``participant_id``, ``task_id``, ``turn_id``,
+``turn`` (the keys of the feature tables, docs/features.md), ``chosen_model``, ``rejected_model``,
+``chosen_position`` and ``pair_id``. Data sets written before version 2 named ``participant_id``
+``worker`` and ``turn`` ``turn_index``: :func:`load` reads them under the new names. The
 prompt holds the earlier chat messages of the task (``Turn.context``) and, last, the user message
 as the LLM received it (``Turn.prompt_sent``: IFLLM's " respond using bullet points" modifier
 included, since that is what the responses answer).
@@ -53,7 +55,9 @@ from .label_sources import LabelOptions
 
 SPLITS = ("train", "test")
 FORMAT = "gazepref-preference"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: participant_id, turn (1: worker, turn_index; still read)
+#: columns of version-1 data sets, read under their new names by :func:`load`
+OLD_COLUMNS = {"worker": "participant_id", "turn_index": "turn"}
 
 Messages = list[dict[str, str]]
 
@@ -117,10 +121,10 @@ class PreferencePair:
     confidence: float
     label_source: str
     margin: float
-    worker: str
+    participant_id: str
     task_id: str
     turn_id: str
-    turn_index: int
+    turn: int  # 0-based index of the turn in its task (conversations: of the message)
     chosen_model: str = ""
     rejected_model: str = ""
     chosen_position: int = 0
@@ -144,10 +148,10 @@ class UnpairedExample:
     label: bool  # True = desirable
     confidence: float
     label_source: str
-    worker: str
+    participant_id: str
     task_id: str
     turn_id: str
-    turn_index: int
+    turn: int
     model: str = ""
 
     @property
@@ -193,8 +197,8 @@ def _pair(turn: schema.Turn, win: int, conf: float, source: str, margin: float,
     a, b = turn.responses[win], turn.responses[1 - win]
     return PreferencePair(
         prompt=prompt_messages(turn, context_messages), chosen=a.text, rejected=b.text,
-        confidence=round(float(conf), 6), label_source=source, margin=float(margin), worker=turn.participant_id,
-        task_id=turn.task_id, turn_id=turn.turn_id, turn_index=int(turn.index), chosen_model=a.model,
+        confidence=round(float(conf), 6), label_source=source, margin=float(margin),
+        participant_id=turn.participant_id, task_id=turn.task_id, turn_id=turn.turn_id, turn=int(turn.index), chosen_model=a.model,
         rejected_model=b.model, chosen_position=int(a.position),
     )
 
@@ -365,8 +369,8 @@ def build_unpaired(turns: Iterable[schema.Turn], include_pairwise: bool = False,
             elif include_pairwise:
                 p = item
                 by_turn.setdefault(p.turn_id, []).extend(
-                    UnpairedExample(p.prompt, text, lab, p.confidence, f"{pair_source}_pair", p.worker, p.task_id,
-                                    p.turn_id, p.turn_index, model)
+                    UnpairedExample(p.prompt, text, lab, p.confidence, f"{pair_source}_pair", p.participant_id,
+                                    p.task_id, p.turn_id, p.turn, model)
                     for text, lab, model in ((p.chosen, True, p.chosen_model), (p.rejected, False, p.rejected_model)))
         st.unlabelled_or_tied += src_stats.unlabelled_or_tied  # the source's turns it could not label
     out: list[UnpairedExample] = []
@@ -434,11 +438,11 @@ def split_workers(workers: Iterable[str], test_fraction: float = 0.2, seed: int 
 
 
 def split_by_worker(items: Sequence[Any], test_fraction: float = 0.2, seed: int = 0) -> dict[str, list[Any]]:
-    """{"train": [...], "test": [...]}: no worker in both."""
-    assign = split_workers((x.worker for x in items), test_fraction, seed)
+    """{"train": [...], "test": [...]}: no participant (worker) in both."""
+    assign = split_workers((x.participant_id for x in items), test_fraction, seed)
     out: dict[str, list[Any]] = {s: [] for s in SPLITS}
     for x in items:
-        out[assign[x.worker]].append(x)
+        out[assign[x.participant_id]].append(x)
     return out
 
 
@@ -459,7 +463,8 @@ def to_dataset_dict(splits: dict[str, list[Any]]):
 
 def save(splits: dict[str, list[Any]], out: str | os.PathLike, kind: str = "pairs",
          stats: BuildStats | dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``out/hf`` (``DatasetDict.save_to_disk``), ``out/<split>.jsonl`` and ``out/manifest.json``."""
+    """Write ``out/hf`` (``DatasetDict.save_to_disk``), ``out/<split>.jsonl`` and ``out/manifest.json``
+    (format, version, kind, ``counts`` and ``participants`` per split, build ``stats``, ``meta``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds = to_dataset_dict(splits)
@@ -471,8 +476,8 @@ def save(splits: dict[str, list[Any]], out: str | os.PathLike, kind: str = "pair
                 fh.write(json.dumps(x.to_row(), ensure_ascii=False) + "\n")
         counts[name] = len(items)
     st = asdict(stats) if isinstance(stats, BuildStats) else (stats or {})
-    workers = {name: len({x.worker for x in items}) for name, items in splits.items()}
-    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, "counts": counts, "workers": workers,
+    participants = {name: len({x.participant_id for x in items}) for name, items in splits.items()}
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, "counts": counts, "participants": participants,
                 "stats": st, **(meta or {})}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
@@ -480,7 +485,20 @@ def save(splits: dict[str, list[Any]], out: str | os.PathLike, kind: str = "pair
 
 def load(path: str | os.PathLike):
     """A ``DatasetDict`` from a folder written by :func:`save` (``hf/``, or the JSONL files), a
-    ``save_to_disk`` folder, or one JSONL file (→ its only split, ``train``)."""
+    ``save_to_disk`` folder, or one JSONL file (→ its only split, ``train``). Columns of version-1
+    data sets (:data:`OLD_COLUMNS`: ``worker``, ``turn_index``) come back under their new names."""
+    return _renamed(_load(path))
+
+
+def _renamed(ds):
+    for old, new in OLD_COLUMNS.items():
+        for name in list(ds):
+            if old in ds[name].column_names and new not in ds[name].column_names:
+                ds[name] = ds[name].rename_column(old, new)
+    return ds
+
+
+def _load(path: str | os.PathLike):
     from datasets import Dataset, DatasetDict, load_from_disk
 
     p = Path(path).expanduser()

@@ -76,9 +76,9 @@ def summarize(rec: Recording) -> dict[str, Any]:
         gaze += s["gaze"].num_rows if "gaze" in s else 0
         mouse += s["mouse"].num_rows if "mouse" in s else 0
     return {
-        "workers": len(rec.participants()),
+        "participants": len(rec.participants()),
         "tasks": len(tasks),
-        "queries": len(turns),
+        "turns": len(turns),
         "pairwise": len(pairwise),
         "pairwise_labelled": sum(t.choice is not None for t in pairwise),
         "pointwise": len(turns) - len(pairwise),

@@ -29,7 +29,7 @@ SLUG_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 SOURCE_HELP = ("an IFLLM-layout folder, a gazepref Parquet export, or the slug of a study in the site's "
                "database")
-DB_HELP = ("database holding the study when SOURCE is a slug: a SQLAlchemy URL or a SQLite file "
+DB_HELP = ("the site's database (studies given by slug, accounts): a SQLAlchemy URL or a SQLite file "
            "(default: $GAZEPREF_DATABASE_URL, else the instance folder's gazepref.sqlite)")
 INSTANCE_HELP = "the site's instance folder, for its SQLite database (default: $GAZEPREF_INSTANCE, else ./instance)"
 

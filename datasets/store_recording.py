@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, scoped_session, selectinload
 
 from .. import UserError, schema, store
@@ -92,7 +92,7 @@ class StoreRecording:
                 known = ", ".join(db.scalars(select(store.Study.slug).order_by(store.Study.slug))) or "none"
                 db.remove()
                 raise UserError(f"no study {slug!r} in the database {store.safe_url(url)} (studies: {known})")
-        except OperationalError as e:
+        except DatabaseError as e:  # OperationalError (unreachable), or a file that is no database
             raise store.database_error(url, e, "read") from None
         return cls(db, study, url)
 
@@ -249,17 +249,20 @@ def _bind_url(db: Session) -> str:
         return ""
 
 
-#: the columns of ``frames/frames.csv`` (:func:`export_frames`)
-FRAME_COLUMNS = ("participant", "task", "calibration", "kind", "seq", "index", "t", "file")
+#: the columns of ``frames/frames.csv`` (:func:`export_frames`), keyed as the exported tables are
+#: (``participant_id`` the pseudonym, ``task_id`` the exported task id); until 2026-12 they were
+#: named participant, task, calibration (no reader of ours reads this index back)
+FRAME_COLUMNS = ("participant_id", "task_id", "calibration_id", "kind", "seq", "index", "t", "file")
 
 
 def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> int:
     """Write the study's kept webcam frames (consenting participants) as JPEG files under
     ``out_dir/frames/<pseudonym>/`` (``task<task id>/<seq>-<index>.jpg``,
     ``<calibration|validation><id>/<index>.jpg``) and an index ``frames/frames.csv`` with the
-    columns :data:`FRAME_COLUMNS` (``task``: the exported task id ``<pseudonym>/<task id>``;
-    ``t``: page clock ms). Returns the number of frames; writes nothing when there are none.
-    ``task`` is the exported task id in both layouts (the IFLLM layout's ``user_behavior/<worker>/<task>``
+    columns :data:`FRAME_COLUMNS` (``participant_id``: the pseudonym; ``task_id``: the exported task
+    id ``<pseudonym>/<task id>``, empty for a calibration's frames; ``calibration_id``: the
+    calibration or validation round, empty for a task's; ``t``: page clock ms). Returns the number of frames; writes nothing when there are none.
+    ``task_id`` is the exported task id in both layouts (the IFLLM layout's ``user_behavior/<worker>/<task>``
     keeps it: worker = pseudonym, task = the id). A ``frames/`` folder left by an earlier
     export into the same folder is removed first, so a deleted participant's pictures do not
     outlive them there."""

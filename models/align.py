@@ -66,7 +66,7 @@ def _model_fingerprint(cfg: AlignConfig) -> str | None:
 
 def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str, ...] = (), progress: bool = False,
         db: str | None = None, instance: str | None = None, until: str | None = None) -> dict[str, Any]:
-    """Run the pipeline; return ``{"out": ..., "steps": {name: {"status", "seconds", "result"}}}``.
+    """Run the pipeline; return ``{"out": ..., "steps": {name: {"status", "elapsed_s", "result"}}}``.
 
     ``until`` (``"pairs"``, ``"train"``) stops after that step.
     """

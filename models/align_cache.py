@@ -104,7 +104,7 @@ class StepRunner:
         Say on stderr what each step does: running (then done, with its seconds), skipped and why, or
         cached.
     report
-        The run's report; each step adds ``report["steps"][name] = {"status", "seconds", "result"}``.
+        The run's report; each step adds ``report["steps"][name] = {"status", "elapsed_s", "result"}``.
     """
 
     def __init__(self, out: Path, force: tuple[str, ...], state: Any, progress: bool, report: dict[str, Any]):
@@ -142,7 +142,7 @@ class StepRunner:
         if cached is not None:
             why = cached.get("skipped")
             self.say(f"{st.name}: skipped ({why}; unchanged)" if why else f"{st.name}: cached")
-            self.report["steps"][st.name] = {"status": "cached", "seconds": 0.0, "result": cached}
+            self.report["steps"][st.name] = {"status": "cached", "elapsed_s": 0.0, "result": cached}
             return cached
         why = skip() if skip is not None else None
         if why is None:
@@ -162,5 +162,5 @@ class StepRunner:
         else:
             self.say(f"{st.name}: done in {seconds:.1f} s")
         self.report["steps"][st.name] = {"status": "skipped" if res.get("skipped") else "ran",
-                                         "seconds": seconds, "result": res}
+                                         "elapsed_s": seconds, "result": res}
         return res

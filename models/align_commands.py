@@ -6,9 +6,20 @@ import argparse
 from ..datasets import label_sources
 from ..datasets.sources import add_source_arguments
 from .align_cache import STEPS
-from .align_config import ALGORITHMS, LOSSES
+from .align_config import ALGORITHMS, LOSSES, TINY_DEFAULTS, DataConfig, EvalConfig, ModelConfig, TrainConfig
 
 STEP_NAMES = (*STEPS, "all")
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def _default(section: str, name: str) -> str:
+    """" (default: N; --tiny: M)": the value a run gets when neither the flag nor --config sets it."""
+    value = _SECTIONS[section].__dataclass_fields__[name].default
+    tiny = TINY_DEFAULTS.get(section, {}).get(name, value)
+    said = "all" if value is None else value
+    return f" (default {said}" + (f"; --tiny: {tiny})" if tiny != value else ")")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,20 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--algorithm", choices=ALGORITHMS, help="dpo on pairs (default) or kto on unpaired examples")
     p.add_argument("--loss", choices=LOSSES, help="DPO loss: sigmoid (default), robust (rDPO, ε from label "
                                                   "confidence), sigmoid+sft (DPO + NLL on chosen)")
-    p.add_argument("--steps", type=int, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, help="per-device batch size")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--beta", type=float, help="DPO/KTO β")
-    p.add_argument("--lora-r", type=int, help="LoRA rank (0: full fine-tuning)")
-    p.add_argument("--max-length", type=int, help="max tokens of prompt + response")
-    p.add_argument("--context-messages", type=int, help="earlier chat messages kept in each prompt")
-    p.add_argument("--test-fraction", type=float, help="share of workers held out for evaluation")
-    p.add_argument("--max-prompts", type=int, help="held-out prompts in the win-rate evaluation")
-    p.add_argument("--max-new-tokens", type=int, help="tokens generated per answer in the evaluation")
+    p.add_argument("--steps", type=int, help="optimizer steps" + _default("train", "steps"))
+    p.add_argument("--batch-size", type=int, help="per-device batch size" + _default("train", "batch_size"))
+    p.add_argument("--lr", type=float, help="learning rate" + _default("train", "learning_rate"))
+    p.add_argument("--beta", type=float, help="DPO/KTO β" + _default("train", "beta"))
+    p.add_argument("--lora-r", type=int, help="LoRA rank, 0: full fine-tuning" + _default("model", "lora_r"))
+    p.add_argument("--max-length", type=int, help="max tokens of prompt + response" + _default("train", "max_length"))
+    p.add_argument("--context-messages", type=int, help="earlier chat messages kept in each prompt" + _default("data", "context_messages"))
+    p.add_argument("--test-fraction", type=float, help="share of participants held out for evaluation" + _default("data", "test_fraction"))
+    p.add_argument("--max-prompts", type=int, help="held-out prompts in the win-rate evaluation" + _default("eval", "max_prompts"))
+    p.add_argument("--max-new-tokens", type=int, help="tokens generated per answer in the evaluation" + _default("eval", "max_new_tokens"))
     p.add_argument("--judge-url", help="OpenAI-compatible base URL of an LLM judge (e.g. http://127.0.0.1:8000/v1); "
                                       "asked once before any step runs, so a judge that does not answer stops "
                                       "the run before training")
-    p.add_argument("--judge-model", help="model name sent to the judge")
+    p.add_argument("--judge-model", help="model name sent to the judge" + _default("eval", "judge_model"))
     p.add_argument("--force", action="append", default=[], choices=STEP_NAMES, metavar="STEP",
                    help=f"redo STEP and the steps after it ({', '.join(STEP_NAMES)}); repeatable")
     p.add_argument("--json", action="store_true", help="print JSON")

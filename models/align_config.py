@@ -5,7 +5,7 @@ to every run (``OUT/align_config.json``). Example (TOML)::
 
     [data]
     label_source = "human"        # gazepref.datasets.label_sources: human | ratings | text_rm | ...
-    test_fraction = 0.2           # share of *workers* held out
+    test_fraction = 0.2           # share of *participants* (workers) held out
     context_messages = 4          # earlier chat messages kept in the prompt (omit: all)
 
     [model]

@@ -237,7 +237,7 @@ def pairs(run: AlignRun, folder: Path) -> dict[str, Any]:
         raise UserError(f"no training examples from {run.source} with label source {d.label_source!r}")
     man = P.save(splits, folder, kind=kind, stats=stats,
                  meta={"label_source": d.label_source})
-    return {"counts": man["counts"], "workers": man["workers"], "stats": man["stats"], "path": str(folder)}
+    return {"counts": man["counts"], "participants": man["participants"], "stats": man["stats"], "path": str(folder)}
 
 
 # --------------------------------------------------------------------------- train

@@ -32,17 +32,20 @@ from .text_models import OrdinalLikert
 
 
 def n_folds(data: RewardData, protocol: str, folds: int) -> int:
-    """The folds that run: grouped by worker, no more than there are workers (more would leave
-    folds empty; as many is leave-one-worker-out)."""
-    return min(folds, len(np.unique(data.groups))) if protocol == "group" else folds
+    """The folds that run: grouped by participant, no more than there are participants (more would
+    leave folds empty; as many is leave-one-participant-out). Fewer than 2 participants: UserError."""
+    if protocol != "group":
+        return folds
+    k = min(folds, len(np.unique(data.groups)))
+    if k < 2:
+        raise UserError(f"CV grouped by participant needs labelled comparisons of at least 2 participants (got {k})")
+    return k
 
 
 def splits(data: RewardData, protocol: str, folds: int, seed: int):
     n = len(data.y)
     if protocol == "group":
         k = n_folds(data, protocol, folds)
-        if k < 2:
-            raise UserError(f"CV grouped by worker needs comparisons of at least 2 workers (got {k})")
         return list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), groups=data.groups))
     if protocol == "random":
         return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(n)))
@@ -126,7 +129,7 @@ def evaluate(data: RewardData, models: dict[str, tuple[str, Callable[[], Any]]] 
     avg = {name: np.mean(ps, axis=0) for name, ps in oof.items()}
     k = n_folds(data, protocol, folds)
     report: dict[str, Any] = {"protocol": protocol, "folds": k, "seeds": list(seeds), "seeds_run": len(run),
-                              "n": int(len(y)), "workers": int(len(np.unique(data.groups))), "models": per_model}
+                              "n": int(len(y)), "participants": int(len(np.unique(data.groups))), "models": per_model}
     if k != folds:  # grouped, more folds asked than there are workers
         report["folds_asked"] = folds
     for track, name in primary(models).items():
@@ -158,8 +161,8 @@ def held_out_test(train: RewardData, test: RewardData) -> tuple[RewardData, list
         return test, []
     keep = ~np.isin(test.groups.astype(str), shared)
     if not keep.any():
-        raise ValueError("every worker of the test data is also in the training data; "
-                         "the test must hold out whole workers")
+        raise ValueError("every participant of the test data is also in the training data; "
+                         "the test must hold out whole participants")
     return test.subset(np.flatnonzero(keep)), shared
 
 
@@ -179,7 +182,7 @@ def train_test(train: RewardData, test: RewardData, models: dict[str, tuple[str,
         preds[name] = p
         per_model[name] = {"track": track, **metrics(test.y, p)}
     report: dict[str, Any] = {"protocol": "train_test", "n_train": int(len(train.y)), "n": int(len(test.y)),
-                              "workers_test": int(len(np.unique(test.groups))), "models": per_model}
+                              "participants_test": int(len(np.unique(test.groups))), "models": per_model}
     for track, name in primary(models).items():
         report[track] = {"model": name, **{k: v for k, v in per_model[name].items() if k != "track"}}
     text_names = [n for n, (t, _) in models.items() if t == "text"]

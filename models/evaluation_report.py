@@ -22,8 +22,8 @@ def markdown(report: dict[str, Any]) -> str:
         g = report.get(f"gain_{track}_vs_best_text")
         if g:
             lines += ["", f"Gain of {g[track]} over the best text model ({g['best_text']}): "
-                          f"{100 * g['gain']:+.1f} points, 95% worker-bootstrap CI "
-                          f"[{100 * g['ci_low']:+.1f}, {100 * g['ci_high']:+.1f}] ({g['n_workers']} workers)."]
+                          f"{100 * g['gain']:+.1f} points, 95% CI resampling participants "
+                          f"[{100 * g['ci_low']:+.1f}, {100 * g['ci_high']:+.1f}] ({g['n_participants']} participants)."]
     pr = report.get("personalized", {}).get("model_rule")
     if pr:
         lines += ["", f"'The model this person preferred earlier' alone: {100 * pr['accuracy']:.1f}% on {pr['n']} turns where it applies."]

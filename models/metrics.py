@@ -44,7 +44,8 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def bootstrap_gain(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups: np.ndarray, n_boot: int = 2000,
                    seed: int = 0) -> dict[str, float]:
-    """Accuracy of ``a`` minus ``b`` with a 95 % CI from resampling workers with replacement."""
+    """Accuracy of ``a`` minus ``b`` with a 95 % CI from resampling participants (``groups``) with
+    replacement; ``n_participants`` counts them."""
     ca, cb = correct(y, p_a), correct(y, p_b)
     ws, inv = np.unique(groups, return_inverse=True)
     sa = np.bincount(inv, weights=ca, minlength=len(ws))
@@ -54,4 +55,4 @@ def bootstrap_gain(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups: np.n
     idx = rng.integers(0, len(ws), size=(n_boot, len(ws)))
     g = (sa[idx].sum(1) - sb[idx].sum(1)) / cnt[idx].sum(1)
     return {"gain": float(ca.mean() - cb.mean()), "ci_low": float(np.percentile(g, 2.5)),
-            "ci_high": float(np.percentile(g, 97.5)), "p_gain_le_0": float((g <= 0).mean()), "n_workers": int(len(ws))}
+            "ci_high": float(np.percentile(g, 97.5)), "p_gain_le_0": float((g <= 0).mean()), "n_participants": int(len(ws))}

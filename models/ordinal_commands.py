@@ -30,21 +30,21 @@ def add_parser(reward_sub: Any) -> None:
         p = osub.add_parser(name, help=helptext)
         p.add_argument("source", metavar="SOURCE", help="`feedback mine` folder, or logs / recording to mine first")
         p.add_argument("--group", choices=("user", "conversation"), default="user",
-                       help="cross-validation groups: users (conversations where there is no user id) or "
-                            "conversations")
+                       help="cross-validation groups: users (default; conversations where there is no user "
+                            "id) or conversations")
         p.add_argument("--C", type=_c_value, default="auto",
                        help="inverse L2 strength, or auto (default: chosen by inner grouped folds)")
         p.add_argument("--class-weight", choices=("none", "balanced"), default="none",
-                       help="weight levels by inverse frequency")
+                       help="balanced: weight levels by inverse frequency (default none)")
         p.add_argument("--no-embedding", action="store_true", help="structure features only (no MiniLM)")
         p.add_argument("--encoder", metavar="PATH",
                        help="fine-tune this local transformer checkpoint as the utility instead of the frozen "
                             "MiniLM features (a GPU helps; nothing is downloaded)")
-        p.add_argument("--steps", type=int, default=200, help="--encoder: optimizer steps")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--steps", type=int, default=200, help="--encoder: optimizer steps (default 200)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--json", action="store_true", help="print JSON")
         if name == "evaluate":
-            p.add_argument("--folds", type=int, default=5)
+            p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
             p.set_defaults(func=cmd_evaluate)
         else:
             p.add_argument("--out", required=True, help="model folder to write")

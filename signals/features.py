@@ -361,7 +361,7 @@ def build(data: Any, jobs: int = 1, sentences: bool = True, progress: bool = Fal
             skipped[k] = skipped.get(k, 0) + v
     stats = {
         "format": fmt,
-        "tasks": len(todo),
+        "tasks_with_turns": len(todo),  # as `data summary` counts them
         "responses": len(responses),
         "comparisons": len(comparisons),
         "comparisons_labelled": int(comparisons["label_choice"].notna().sum()) if len(comparisons) else 0,
@@ -372,7 +372,7 @@ def build(data: Any, jobs: int = 1, sentences: bool = True, progress: bool = Fal
         "mouse_samples_used": sum(r[4]["mouse_kept"] for r in results),
         "malformed_rows_skipped": sum(skipped.values()),
         "jobs": jobs,
-        "seconds": round(time.perf_counter() - t_start, 3),
+        "elapsed_s": round(time.perf_counter() - t_start, 3),
     }
     return Result(responses, comparisons, sents, stats, sequential)
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from gazepref import UserError
 
+from ..datasets.sources import add_database_arguments
+
 REQUIRED = ("prev_query", "prev_response", "next_query")
 
 
@@ -46,8 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--model", help="llm backend: model name (default $GAZEPREF_LLM_MODEL)")
     m.add_argument("--limit", type=int, help="mine only the first N conversations")
     m.add_argument("--strict", action="store_true", help="stop at the first malformed record instead of counting it")
-    m.add_argument("--db", help="database URL when LOGS is a study slug")
-    m.add_argument("--instance", help="site instance folder when LOGS is a study slug")
+    add_database_arguments(m)  # when LOGS is a study slug
     m.add_argument("--json", action="store_true",
                    help="print the rows as a JSON list (ids and labels, no texts)")
     m.set_defaults(func=_mine)

@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Re-map every stored gaze sample of STUDY from its eye features, with "
                                     "the calibration each task was recorded under (the outcome in force when "
                                     "it started) or with --model, and write "
-                                    "one Parquet file per task to --out. The database is not changed.")
+                                    "one Parquet file per task to --out. The database is not changed. A study "
+                                    "without participants or without any webcam calibration (webcam off) is an "
+                                    "error (exit status 2) unless --model is given.")
     p.add_argument("study", help="study slug")
     add_database_arguments(p)
     p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")
@@ -144,7 +146,7 @@ def _px(error_px: float | None) -> str:
 def _recalibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError
     from sqlalchemy.orm import sessionmaker
 
     from .. import UserError, store
@@ -165,8 +167,8 @@ def _recalibrate(args: argparse.Namespace) -> int:
             result = recalibrate_study(db, args.study, args.out, model, interactions=args.interactions)
     except LookupError as e:
         raise UserError(str(e)) from None
-    except OperationalError as e:
-        raise UserError(f"cannot read the study database {store.safe_url(url)}: {e.orig}") from None
+    except DatabaseError as e:  # unreachable, or a file that is no database
+        raise store.database_error(url, e, "read") from None
     finally:
         engine.dispose()
     emit(result, args.json)

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import store
+from .. import UserError, store
 from ..schema import GazeFlag
 from .calibration import GazeCalibration
 
@@ -182,19 +182,28 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     Each task is re-mapped with the calibration it was recorded under
     (:func:`reestimate_participant`) unless ``model`` is given; participants without a stored
     model are counted as skipped. ``interactions``: replay the clicks as continuous
-    calibration. The database is not changed.
+    calibration. The database is not changed. A study without participants, or (without ``model``)
+    without any participant's calibration — its webcam was off, or nobody calibrated — has nothing
+    to re-estimate: :class:`gazepref.UserError`, and ``out`` is not made.
     """
     import pyarrow.parquet as pq
 
     study = db.execute(select(store.Study).where(store.Study.slug == slug)).scalars().first()
     if study is None:
         raise LookupError(f"no study {slug!r} in the database")
+    chosen = {p.id: model or latest_calibration(db, p) for p in study.participants}
+    if not chosen:
+        raise UserError(f"study {slug!r} has no participants: no gaze to re-estimate")
+    if not any(chosen.values()):
+        webcam = (study.config or {}).get("study", {}).get("webcam", "off")
+        raise UserError(f"study {slug!r}: no webcam calibration stored for any of its {len(chosen)} participants "
+                        f"([study] webcam = {webcam!r}): no gaze to re-estimate (or give --model FILE)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"study": slug, "participants": 0, "skipped_uncalibrated": 0, "tasks": 0, "samples": 0,
                "interactions": interactions, "out": str(out)}
     for participant in study.participants:
-        if model is None and latest_calibration(db, participant) is None:
+        if chosen[participant.id] is None:
             summary["skipped_uncalibrated"] += 1
             continue
         summary["participants"] += 1

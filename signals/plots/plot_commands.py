@@ -23,11 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("kind", metavar="KIND", help="one of: " + ", ".join(KINDS))
     add_source_arguments(p, dest="data")
     p.add_argument("--participant", "-p", help="participant (pseudonym / IFLLM worker id)")
-    p.add_argument("--task", "-t", help="task id (worker/task), or the task number with --participant")
+    p.add_argument("--task", "-t", help="task id (participant/task, e.g. an IFLLM worker_x/183), or the task number with --participant")
     p.add_argument("--turn", "-n", type=int, help="turn index within the task (0-based; default 0): --turn 0 is the figure's 'turn 1'")
     p.add_argument("--size", help="image size in px, WxH (default 1200x800); heatmap and scanpath fit their "
                    "height to the text, up to H")
-    p.add_argument("--source", choices=("gaze", "mouse"), default="gaze", help="heatmap: which samples")
+    p.add_argument("--source", choices=("gaze", "mouse"), default="gaze", help="heatmap: which samples (default gaze)")
     p.add_argument("--max-fixations", type=int, default=80, help="scanpath: fixations drawn (default 80)")
     p.add_argument("--out", "-o", required=True, help="output file, .png or .svg")
     p.add_argument("--json", action="store_true", help="print what was drawn as JSON: kind, out, task_id and "

@@ -102,7 +102,19 @@ def reward_section(path: str | os.PathLike | None) -> str:
     return "\n".join(parts)
 
 
+#: names in ``reward evaluate --json`` files written before they counted participants
+OLD_REWARD_KEYS = {"workers": "participants", "workers_test": "participants_test", "n_workers": "n_participants",
+                   "test_workers_left_out": "test_participants_left_out"}
+
+
+def _current_names(d: dict) -> dict:
+    return {OLD_REWARD_KEYS.get(k, k) if OLD_REWARD_KEYS.get(k, k) not in d else k: v for k, v in d.items()}
+
+
 def _reward_report(name: str, rep: dict) -> str:
+    """One ``reward evaluate --json`` report as HTML; an older file's names (:data:`OLD_REWARD_KEYS`)
+    are read as the new ones."""
+    rep = _current_names(rep)
     out = []
     proto = rep.get("protocol", name)
     bits = [f"protocol <b>{html.escape(str(proto))}</b>"]
@@ -112,9 +124,9 @@ def _reward_report(name: str, rep: dict) -> str:
         asked, run = len(rep["seeds"]), rep.get("seeds_run", len(rep["seeds"]))
         bits.append(f"{asked} seed{'s' if asked != 1 else ''}" if run == asked
                     else f"{run} of {asked} seeds run (the others give the same folds)")
-    if rep.get("folds_asked"):  # grouped CV: more folds asked than there were workers
-        bits.append(f"{rep['folds_asked']} folds asked, one per worker run")
-    for k in ("n", "n_train", "workers", "workers_test"):
+    if rep.get("folds_asked"):  # grouped CV: more folds asked than there were participants
+        bits.append(f"{rep['folds_asked']} folds asked, one per participant run")
+    for k in ("n", "n_train", "participants", "participants_test"):
         if k in rep:
             bits.append(f"{k.replace('_', ' ')} = {rep[k]}")
     out.append(f"<h3>{html.escape(name or str(proto))}</h3><p>{', '.join(bits)}</p>")
@@ -140,10 +152,11 @@ def _reward_report(name: str, rep: dict) -> str:
         out.append(_table(df, left=("model", "track"), row_class=lambda r: "" if r["model"] != df.loc[best, "model"] else "best"))
     g = rep.get("gain_fused_vs_best_text")
     if isinstance(g, dict) and "gain" in g:
+        g = _current_names(g)
         out.append(f"<p>Gain of <b>{html.escape(str(g.get('fused')))}</b> over the best text model "
-                   f"({html.escape(str(g.get('best_text')))}): {100 * g['gain']:+.1f} points, 95 % worker-bootstrap CI "
+                   f"({html.escape(str(g.get('best_text')))}): {100 * g['gain']:+.1f} points, 95 % CI resampling participants "
                    f"[{100 * g.get('ci_low', np.nan):+.1f}, {100 * g.get('ci_high', np.nan):+.1f}]"
-                   + (f" ({g['n_workers']} workers)" if "n_workers" in g else "") + ".</p>")
+                   + (f" ({g['n_participants']} participants)" if "n_participants" in g else "") + ".</p>")
     return "\n".join(out)
 
 

@@ -75,6 +75,9 @@ def test_study_check_summarises_a_valid_file(tmp_path, capsys):
     assert summary["ok"] and summary["slug"] == cfg.slug and summary["webcam"] == "optional"
     assert summary["models"] == {n: m.backend for n, m in cfg.models.items()}
     assert summary["gaze"]["calibration_points"] == 5
+    # the turns per task under the study file's own names ("turns" is a count in every other output)
+    assert (summary["min_turns"], summary["max_turns"]) == (cfg.min_turns, cfg.max_turns) and "turns" not in summary
+    assert f"{cfg.min_turns}-{cfg.max_turns} turns" in out
 
 
 BAD_FILES = {  # what is wrong -> (how the file is made, what the one line must name)

@@ -178,7 +178,7 @@ def simulated(tmp_path_factory):
 def _gain(capsys, data) -> dict:
     capsys.readouterr()
     rep = _cli(capsys, "reward", "evaluate", str(data), "--json", "--seeds", "1", "--models", MODELS)
-    assert rep["n"] == 320 and rep["workers"] == 40
+    assert rep["n"] == 320 and rep["participants"] == 40
     g = rep["gain_fused_vs_best_text"]
     best = max(TEXT_MODELS, key=lambda n: rep["models"][n]["accuracy"])
     assert g["best_text"] == best and g["fused"] == rep["fused"]["model"] == "late_fusion_worker_cal"

@@ -180,7 +180,8 @@ def test_keep_frames_stores_exports_and_deletes_them_with_the_participant(make_a
         manifest = export_study(dbs, study, tmp_path / "export")
         assert manifest["frames"] == 57
         index = (tmp_path / "export" / "frames" / "frames.csv").read_text().splitlines()
-        assert index[0] == "participant,task,calibration,kind,seq,index,t,file" and len(index) == 58
+        # named as the exported tables name them (participant_id: the pseudonym; task_id: <pseudonym>/<task id>)
+        assert index[0] == "participant_id,task_id,calibration_id,kind,seq,index,t,file" and len(index) == 58
         files = sorted((tmp_path / "export" / "frames").rglob("*.jpg"))
         assert len(files) == 57 and all(f.read_bytes()[:2] == b"\xff\xd8" for f in files)
         p = dbs.get(store.Participant, task_frames[0].participant_id)

@@ -24,3 +24,78 @@ def test_emit_json_is_strict_json(capsys):
     assert parsed == {"accuracy": 0.5, "spearman": None, "per_fold": [{"agreement": None}, {"agreement": 1.0}],
                       "big": None, "np": None, "pair": [0.25, None], "n": 3}
     assert result["spearman"] != result["spearman"]  # the caller's object is left as it was
+
+
+def test_an_error_is_one_line_even_when_its_cause_spans_several(tmp_path, capsys):
+    """A UserError quoting a library's message (pandas' CSV tokenizer ends its own with a line
+    break) still prints as one line on stderr, exit 2, nothing on stdout."""
+    from gazepref.cli import main
+
+    bad = tmp_path / "manifest.csv"
+    bad.write_text("image,x\na.jpg,1\nb.jpg,2,3,4\n")
+    assert main(["gaze", "evaluate", str(bad), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith("gazepref: error: ")
+    assert "not a readable CSV" in err and "Expected 2 fields" in err
+
+
+def _options():
+    """(command, action) of every argument of every (sub)command of ``gazepref``."""
+    import argparse
+
+    from gazepref.cli import build_parser
+
+    def walk(parser, path):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    yield from walk(sub, [*path, name])
+            elif not isinstance(a, argparse._HelpAction):
+                yield " ".join(path), a
+
+    return list(walk(build_parser(), []))
+
+
+def test_every_option_says_what_it_is_and_its_default():
+    """Every argument has a help text; one with a default says it (``default``); --db and --instance
+    are the same options everywhere (one definition: gazepref.datasets.sources.add_database_arguments)."""
+    missing, silent, odd = [], [], []
+    for cmd, a in _options():
+        name = a.option_strings[0] if a.option_strings else a.dest
+        if not a.help:
+            missing.append(f"{cmd} {name}")
+        elif a.option_strings and a.default not in (None, False, [], "==SUPPRESS==") and "default" not in a.help:
+            silent.append(f"{cmd} {name} (default {a.default!r})")
+        if name in ("--db", "--instance") and (a.metavar, a.help) != {
+                "--db": ("URL_OR_FILE", _db_help()), "--instance": ("FOLDER", _instance_help())}[name]:
+            odd.append(f"{cmd} {name}")
+    assert not missing and not silent and not odd, (missing, silent, odd)
+
+
+def _db_help():
+    from gazepref.datasets.sources import DB_HELP
+
+    return DB_HELP
+
+
+def _instance_help():
+    from gazepref.datasets.sources import INSTANCE_HELP
+
+    return INSTANCE_HELP
+
+
+def test_text_output_has_no_python_reprs(ifllm_sample, tmp_path, capsys):
+    """Without --json, a nested count (data summary's malformed_by_file, features' outputs) is
+    printed as indented ``key  value`` lines, the keys the JSON has, not as a Python dict."""
+    from gazepref.cli import main
+
+    assert main(["data", "summary", str(ifllm_sample)]) == 0
+    text = capsys.readouterr().out
+    assert main(["data", "summary", str(ifllm_sample), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "{" not in text and "'" not in text
+    lines = text.splitlines()
+    top = [ln.split()[0] for ln in lines if not ln.startswith(" ")]
+    assert top == list(data)
+    nested = [ln.split() for ln in lines if ln.startswith("  ")]
+    assert nested == [[k, str(v)] for k, v in data["malformed_by_file"].items()]

@@ -197,7 +197,7 @@ def test_cli_export_and_summary(tmp_path: Path, ifllm_sample: Path, capsys):
     assert manifest["turns"] == 47
     assert main(["data", "summary", str(tmp_path / "pq"), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert s["queries"] == 47 and s["gaze_samples"] == manifest["samples"]["gaze"]
+    assert s["turns"] == 47 and s["gaze_samples"] == manifest["samples"]["gaze"]
     assert main(["data", "export", "--study", "nope", "--db", store.sqlite_url(tmp_path / "x.sqlite"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "no database" in capsys.readouterr().err

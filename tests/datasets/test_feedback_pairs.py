@@ -54,11 +54,11 @@ def test_pairs_prefer_the_accepted_revision_over_the_rejected_answer():
     a = next(p for p in pairs if p.task_id == "a")
     # the prompt is the chat up to the request the rejected answer replied to
     assert a.prompt == [{"role": "user", "content": "When did the wall fall?"}]
-    assert (a.chosen_model, a.rejected_model, a.turn_index, a.label_source) == ("m3", "m1", 1, "feedback_pairs")
+    assert (a.chosen_model, a.rejected_model, a.turn, a.label_source) == ("m3", "m1", 1, "feedback_pairs")
     assert a.confidence == pytest.approx(0.5 + 0.5 * (0.8 * 0.9) ** 0.5) and a.margin == 3.0
     b2 = next(p for p in pairs if p.rejected == "Melbourne.")
     assert [m["content"] for m in b2.prompt] == ["Capital of Australia?", "Sydney.", "No."]
-    assert b2.worker == "u1" and b2.margin == 1.0
+    assert b2.participant_id == "u1" and b2.margin == 1.0
     row = a.to_row()  # TRL's conversational format, chosen = the revision
     assert row["chosen"] == [{"role": "assistant", "content": "Yes: 1989."}]
     assert row["rejected"] == [{"role": "assistant", "content": "In 1991."}]
@@ -106,7 +106,7 @@ def test_kto_examples_desirable_satisfied_undesirable_rejected_with_confidence()
         ("e", "Hello!"): (True, 0.95)}
     assert st.extra["neutral_skipped"] == 2 and st.extra["no_reaction"] == 4
     d = next(e for e in ex if e.task_id == "d")
-    assert d.worker == "conversation:d"  # no user id: the conversation is the split's group
+    assert d.participant_id == "conversation:d"  # no user id: the conversation is the split's group
     assert d.prompt == [{"role": "user", "content": "Q2?"}] and d.label_source == "feedback_kto"
     assert d.to_row()["completion"] == [{"role": "assistant", "content": "bad2"}]
     # level 4 (engagement) counts as desirable only when asked

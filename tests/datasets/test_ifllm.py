@@ -148,7 +148,7 @@ def test_hour_offset_detected_and_turns_assigned(tmp_path: Path, offset: int):
 def test_summary_counts_synthetic(release):
     rel, facts = release
     s = rel.summary()
-    assert s["workers"] == 2 and s["tasks"] == 3 and s["queries"] == 4
+    assert s["participants"] == 2 and s["tasks"] == 3 and s["turns"] == 4
     assert (s["pairwise"], s["pairwise_labelled"], s["pointwise"]) == (2, 2, 2)
     assert s["gaze_samples"] == facts["pairwise_gaze_unique"] + facts["pointwise_gaze"]
     assert s["mouse_samples"] == facts["mouse"]
@@ -188,7 +188,7 @@ def _independent_counts(root: Path) -> dict:
             width = max(set(plain), key=plain.count)
             malformed += sum(not _REL_LINE[width].match(ln) for ln in lines)
     return {
-        "queries": len(rows),
+        "turns": len(rows),
         "pairwise": len(pairwise),
         "pairwise_labelled": sum(r["preference"] in ("1.0", "2.0") for r in pairwise),
         "pointwise": len(rows) - len(pairwise),
@@ -203,7 +203,7 @@ def test_summary_on_real_sample_matches_independent_count(ifllm_sample: Path, ca
     got = json.loads(capsys.readouterr().out)
     expected = _independent_counts(ifllm_sample)
     assert {k: got[k] for k in expected} == expected
-    assert got["workers"] == 6 and got["tasks_with_behavior"] == 11
+    assert got["participants"] == 6 and got["tasks_with_samples"] == 11
 
 
 def test_real_sample_alignment_fits_the_text(ifllm_sample: Path):

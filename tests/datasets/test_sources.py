@@ -150,7 +150,7 @@ def _json(capsys, argv: list[str]) -> dict:
 def test_data_summary_and_export_of_a_slug(env, tmp_path, capsys):
     s = _json(capsys, ["data", "summary", SLUG, "--json"])
     assert s["format"] == "gazepref-db"
-    assert (s["workers"], s["queries"], s["pairwise_labelled"]) == (PARTICIPANTS, PARTICIPANTS * TURNS,
+    assert (s["participants"], s["turns"], s["pairwise_labelled"]) == (PARTICIPANTS, PARTICIPANTS * TURNS,
                                                                     PARTICIPANTS * TURNS)
     assert s["gaze_samples"] == s["mouse_samples"] == PARTICIPANTS * TURNS * 160
     # `--study SLUG` (the old spelling) and SLUG as SOURCE read the same study
@@ -159,8 +159,8 @@ def test_data_summary_and_export_of_a_slug(env, tmp_path, capsys):
     assert a["turns"] == PARTICIPANTS * TURNS and a["samples"]["gaze"] == s["gaze_samples"]
     assert (tmp_path / "ifl" / "query_logs_table.csv").exists() and b
     back = _json(capsys, ["data", "summary", str(tmp_path / "pq"), "--json"])
-    assert {k: back[k] for k in ("workers", "queries", "gaze_samples")} == \
-        {k: s[k] for k in ("workers", "queries", "gaze_samples")}
+    assert {k: back[k] for k in ("participants", "turns", "gaze_samples")} == \
+        {k: s[k] for k in ("participants", "turns", "gaze_samples")}
 
 
 def test_features_of_a_slug_match_its_export(env, tmp_path, capsys):
@@ -186,7 +186,7 @@ def test_reward_train_score_and_evaluate_a_slug(env, tmp_path, capsys):
     assert rep["implicit"]["accuracy"] > 0.8
     _json(capsys, ["reward", "train", SLUG, "--out", str(tmp_path / "rm"), "--model", "late_fusion", "--json"])
     res = _json(capsys, ["reward", "score", str(tmp_path / "rm"), SLUG, "--out", str(tmp_path / "s.csv"), "--json"])
-    assert res["pairs"] == PARTICIPANTS * TURNS == len(pd.read_csv(tmp_path / "s.csv"))
+    assert res["comparisons"] == PARTICIPANTS * TURNS == len(pd.read_csv(tmp_path / "s.csv"))
 
 
 def test_plot_and_report_of_a_slug(env, tmp_path, capsys):
@@ -279,3 +279,18 @@ def test_the_site_and_the_commands_use_one_locator(tmp_path, monkeypatch):
     app = create_app(str(tmp_path / "inst"), {"TESTING": True, "SECRET_KEY": "k", "STUDY_CONFIG": str(STUDY_TOML)})
     assert app.config["DATABASE_URL"] == store.database_url(instance=tmp_path / "inst")
     assert open_source(SLUG, instance=str(tmp_path / "inst")).study.slug == SLUG
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "summary", "s"], ["features", "s", "--out", "{tmp}/f"], ["gaze", "recalibrate", "s", "--out", "{tmp}/g"],
+    ["study", "simulate", "--participants", "1", "--effect", "0", "--study", "s2"]])
+def test_a_db_file_that_is_not_a_database_is_one_line(tmp_path, capsys, argv):
+    """--db naming a file that is no SQLite database (a CSV, a typo'd path to another file): one
+    line naming it, exit 2 (it was sqlite3's "file is not a database" traceback)."""
+    not_db = tmp_path / "notes.csv"
+    not_db.write_text("participant_id,turn\nw1,0\n")
+    assert main([a.format(tmp=tmp_path) for a in argv] + ["--db", str(not_db)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith("gazepref: error: ")
+    assert "not a database" in err and "notes.csv" in err
+    assert not_db.read_text() == "participant_id,turn\nw1,0\n"

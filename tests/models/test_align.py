@@ -26,8 +26,8 @@ def test_align_end_to_end_dpo_cached_and_forced(ifllm_sample, tmp_path, capsys):
         ["skipped", "skipped", "ran", "ran", "ran"]
     counts = st["pairs"]["result"]["counts"]
     assert counts["train"] > 0 and counts["test"] > 0
-    tr = {json.loads(x)["worker"] for x in (out / "pairs" / "train.jsonl").read_text().splitlines()}
-    te = {json.loads(x)["worker"] for x in (out / "pairs" / "test.jsonl").read_text().splitlines()}
+    tr = {json.loads(x)["participant_id"] for x in (out / "pairs" / "train.jsonl").read_text().splitlines()}
+    te = {json.loads(x)["participant_id"] for x in (out / "pairs" / "test.jsonl").read_text().splitlines()}
     assert tr and te and not tr & te
     train = st["train"]["result"]
     assert train["steps"] == 2 and train["loss_type"] == ["robust"] and 0 < train["label_smoothing"] < 0.5

@@ -28,6 +28,8 @@ def test_progress_lines_say_what_each_step_does(tmp_path, capsys):
     assert len(lines) == 5 and calls == ["pairs"], "a step skipped beforehand never runs"
     assert [s["status"] for s in report["steps"].values()] == ["skipped", "skipped", "ran"]
     assert report["steps"]["features"]["result"] == {"skipped": "not needed for label source 'likert'"}
+    # the time has its unit in its name, as every other time in the JSON outputs (it was "seconds")
+    assert all(set(s) == {"status", "elapsed_s", "result"} for s in report["steps"].values())
 
     report = {"steps": {}}
     step = _runner(tmp_path, report)  # the same inputs again: cached, a skip still says why

@@ -58,7 +58,7 @@ def test_align_kto_on_mined_feedback(feedback_log, tmp_path, capsys):
     assert st["train"]["result"]["algorithm"] == "kto" and st["train"]["result"]["steps"] == 2
     rows = _rows(out / "pairs")
     assert len(rows) == 8 and {r["label"] for r in rows} == {True, False}
-    split = {f: {json.loads(x)["worker"] for x in (out / "pairs" / f"{f}.jsonl").read_text().splitlines()}
+    split = {f: {json.loads(x)["participant_id"] for x in (out / "pairs" / f"{f}.jsonl").read_text().splitlines()}
              for f in ("train", "test")}
     assert split["train"] and split["test"] and not split["train"] & split["test"]  # split by user
     good = {r["completion"][0]["content"] for r in rows if r["label"]}

@@ -22,7 +22,7 @@ def toy_pairs(n: int = 16) -> list[P.PreferencePair]:
         out.append(P.PreferencePair(
             prompt=[{"role": "user", "content": f"please paint the {c} box number {i}"}],
             chosen="yes , gladly", rejected="no , never", confidence=0.9 if i % 2 else 0.7, label_source="human",
-            margin=1.0, worker=f"w{i % 4}", task_id=f"w{i % 4}/1", turn_id=str(i), turn_index=i))
+            margin=1.0, participant_id=f"w{i % 4}", task_id=f"w{i % 4}/1", turn_id=str(i), turn=i))
     return out
 
 
@@ -121,9 +121,9 @@ def test_kto_on_unpaired(tiny, tmp_path):
 
     ex = []
     for p in toy_pairs(12):
-        ex.append(P.UnpairedExample(p.prompt, p.chosen, True, 0.8, "likert", p.worker, p.task_id, p.turn_id, 0))
+        ex.append(P.UnpairedExample(p.prompt, p.chosen, True, 0.8, "likert", p.participant_id, p.task_id, p.turn_id, 0))
         if int(p.turn_id) % 3:
-            ex.append(P.UnpairedExample(p.prompt, p.rejected, False, 0.8, "likert", p.worker, p.task_id, p.turn_id, 0))
+            ex.append(P.UnpairedExample(p.prompt, p.rejected, False, 0.8, "likert", p.participant_id, p.task_id, p.turn_id, 0))
     ds = P.to_dataset_dict({"train": ex})["train"]
     s = train_kto(ds, _cfg(2), tmp_path, tiny)
     assert s["steps"] == 2 and s["n_desirable"] == 12 and s["n_undesirable"] == 8

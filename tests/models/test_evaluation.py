@@ -145,7 +145,7 @@ def test_grouped_cv_of_one_worker_is_a_clear_error():
     from gazepref import UserError
 
     d = _data("longer", n_workers=1)
-    with pytest.raises(UserError, match="at least 2 workers"):
+    with pytest.raises(UserError, match="at least 2 participants"):
         ev.evaluate(d, {"length_rule": ev.default_models()["length_rule"]}, seeds=(0,), n_boot=10)
 
 
@@ -275,6 +275,6 @@ def test_grouped_folds_reported_as_run(ifllm_sample, capsys, folds):
                  "--folds", str(folds), "--json"]) == 0
     out, err = capsys.readouterr()
     rep = json.loads(out)
-    assert rep["workers"] == 5 and rep["folds"] == min(folds, 5)
+    assert rep["participants"] == 5 and rep["folds"] == min(folds, 5)
     assert rep.get("folds_asked") == (folds if folds > 5 else None)
-    assert ("runs 5 folds (leave-one-worker-out)" in err) == (folds > 5)
+    assert ("runs 5 folds (leave-one-participant-out)" in err) == (folds > 5)

@@ -117,7 +117,7 @@ def test_dedup_merges_duplicates_and_drops_conflicts():
 def test_split_by_worker(sample_turns):
     pairs = P.build_pairs(sample_turns, "text_rm", P.text_turn_score(P.LengthBaselineScorer()))
     sp = P.split_by_worker(pairs, test_fraction=0.3, seed=1)
-    tr, te = {p.worker for p in sp["train"]}, {p.worker for p in sp["test"]}
+    tr, te = {p.participant_id for p in sp["train"]}, {p.participant_id for p in sp["test"]}
     assert tr and te and not tr & te
     assert len(sp["train"]) + len(sp["test"]) == len(pairs)
     assert P.split_by_worker(pairs, 0.3, seed=1) == sp  # deterministic
@@ -177,3 +177,40 @@ def test_load_errors(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(UserError):
         P.load(tmp_path / "bad.jsonl")
+
+
+def test_rows_name_participant_and_turn_as_the_feature_tables_do(sample_turns, tmp_path):
+    """Pair and example rows carry the feature tables' keys (participant_id, task_id, turn_id, turn),
+    and the manifest counts participants per split."""
+    pairs = P.build_pairs(sample_turns, "human")
+    man = P.save(P.split_by_worker(pairs, 0.3, seed=1), tmp_path / "pairs")
+    by_id = {t.turn_id: t for t in sample_turns}
+    for line in (tmp_path / "pairs" / "train.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        assert not {"worker", "turn_index"} & set(row)
+        t = by_id[row["turn_id"]]
+        assert (row["participant_id"], row["task_id"], row["turn"]) == (t.participant_id, t.task_id, t.index)
+    assert set(man["participants"]) == {"train", "test"} and "workers" not in man
+    assert sum(man["participants"].values()) == len({p.participant_id for p in pairs})
+    ex = P.build_unpaired(sample_turns)[0].to_row()
+    assert {"participant_id", "turn"} <= set(ex) and not {"worker", "turn_index"} & set(ex)
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "folder", "hf"])
+def test_load_reads_the_old_column_names(sample_turns, tmp_path, layout):
+    """Data sets written before the rename (``worker``, ``turn_index``) load with the new names."""
+    rows = [p.to_row() for p in P.build_pairs(sample_turns, "human")]
+    old = [{("worker" if k == "participant_id" else "turn_index" if k == "turn" else k): v for k, v in r.items()}
+           for r in rows]
+    path = tmp_path / "old"
+    path.mkdir()
+    if layout == "hf":
+        from datasets import Dataset, DatasetDict
+
+        DatasetDict({"train": Dataset.from_list(old)}).save_to_disk(str(path / "hf"))
+    else:
+        (path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+        path = path / "train.jsonl" if layout == "jsonl" else path
+    ds = P.load(path)["train"]
+    assert {"participant_id", "turn"} <= set(ds.column_names) and not {"worker", "turn_index"} & set(ds.column_names)
+    assert ds["participant_id"] == [r["participant_id"] for r in rows] and ds["turn"] == [r["turn"] for r in rows]

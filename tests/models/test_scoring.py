@@ -70,8 +70,10 @@ def test_cli_evaluate_train_score(ifllm_sample, tmp_path, monkeypatch, capsys):
     assert main(["reward", "score", str(out), str(ifllm_sample), "--out", str(tmp_path / "s.parquet"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     df = pd.read_parquet(tmp_path / "s.parquet")
-    assert res["pairs"] == len(df) >= 18
+    # one row per comparison (pairwise turn), counted as features and reward train count them
+    assert res["comparisons"] == len(df) >= 18 and "pairs" not in res
     assert {"turn_id", "reward", "confidence", "p_first"} <= set(df.columns)
+    assert list(df.columns[:4]) == ["task_id", "participant_id", "turn_id", "turn"]  # the feature tables' keys
     assert main(["reward", "evaluate", "--train", str(ifllm_sample)]) == 2
 
 
@@ -148,16 +150,16 @@ def test_cli_train_test_leaves_shared_workers_out_of_the_test(ifllm_sample, tmp_
                  "--models", models]) == 0
     out = capsys.readouterr()
     rep = json.loads(out.out)
-    assert rep["test_workers_left_out"] == 4 and "left out of the test" in out.err
+    assert rep["test_participants_left_out"] == 4 and "left out of the test" in out.err
     held = _sample_subset(ifllm_sample, tmp_path / "held", set(workers[4:]))
     assert main(["reward", "evaluate", "--train", str(train), "--test", str(held), "--json", "--models", models]) == 0
     alone = json.loads(capsys.readouterr().out)
-    assert alone["test_workers_left_out"] == 0
-    assert alone["n"] == rep["n"] > 0 and alone["workers_test"] == rep["workers_test"] >= 1
+    assert alone["test_participants_left_out"] == 0
+    assert alone["n"] == rep["n"] > 0 and alone["participants_test"] == rep["participants_test"] >= 1
     assert alone["text"]["accuracy"] == rep["text"]["accuracy"]
     # nothing left to test on: a clear error
     assert main(["reward", "evaluate", "--train", str(ifllm_sample), "--test", str(train)]) == 2
-    assert "hold out whole workers" in capsys.readouterr().err
+    assert "hold out whole participants" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["personalized", "late_fusion_worker_cal"])
@@ -258,6 +260,41 @@ def test_cli_evaluate_runs_leave_one_worker_out_once(ifllm_sample, tmp_path, mon
                  "--folds", "5", "--seeds", "3"]) == 0
     captured = capsys.readouterr()
     rep = json.loads(captured.out)
-    assert rep["workers"] == 5 and rep["seeds"] == [0, 1, 2] and rep["seeds_run"] == 1
-    assert "note: the 3 seeds give 1 distinct fold assignment(s) (leave-one-worker-out)" in captured.err
+    assert rep["participants"] == 5 and rep["seeds"] == [0, 1, 2] and rep["seeds_run"] == 1
+    assert "note: the 3 seeds give 1 distinct fold assignment(s) (leave-one-participant-out)" in captured.err
     assert rep["models"]["structure_bt"]["accuracy_std"] == 0.0
+
+
+def test_cli_reward_outputs_name_participants(ifllm_sample, tmp_path, monkeypatch, capsys):
+    """``reward evaluate`` / ``reward train`` count participants (the recording schema's word, as
+    ``data summary`` and the report do), and ``reward train --json`` says where the model went (its
+    ``model`` was the folder until the manifest's model name overwrote it)."""
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    assert main(["reward", "evaluate", str(ifllm_sample), "--json", "--models", "length_rule,late_fusion",
+                 "--folds", "5", "--seeds", "1"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["participants"] == 5 and rep["gain_fused_vs_best_text"]["n_participants"] == 5
+    assert "workers" not in rep and "n_workers" not in rep["gain_fused_vs_best_text"]
+    assert main(["reward", "evaluate", str(ifllm_sample), "--models", "length_rule,late_fusion",
+                 "--folds", "5", "--seeds", "1"]) == 0
+    assert "(5 participants)" in capsys.readouterr().out
+    assert main(["reward", "train", str(ifllm_sample), "--model", "length_rule", "--out", str(tmp_path / "rm"),
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["out"] == str(tmp_path / "rm") and got["model"] == "length_rule"
+    assert got["trained_on"] == {"comparisons": 18, "participants": 5}
+    saved = json.loads(next((tmp_path / "rm").glob("*.json")).read_text())
+    assert saved["trained_on"] == got["trained_on"]
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_cli_evaluate_too_few_participants_is_one_line(ifllm_sample, tmp_path, monkeypatch, capsys, keep):
+    """Grouped CV on comparisons of fewer than 2 participants: the error alone, one line (a note
+    that "CV runs 0 folds (leave-one-participant-out)" came first)."""
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path / "cache"))
+    q = pd.read_csv(ifllm_sample / "query_logs_table.csv", dtype=str, keep_default_na=False)
+    labelled = sorted(set(q.loc[q["preference"].isin(["1.0", "2.0"]) & (q["llm_response_2"] != ""), "user_id"]))
+    src = _sample_subset(ifllm_sample, tmp_path / "one", set(labelled[:keep]))
+    assert main(["reward", "evaluate", str(src), "--models", "length_rule", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "at least 2 participants" in err

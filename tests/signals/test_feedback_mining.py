@@ -69,7 +69,7 @@ def test_pairs_and_kto_from_mined_feedback(mined, feedback_log):
         "rome": ("According to legend, Rome was founded in 753 BC.", "Rome is a city in Italy."),
     }
     kto = build_feedback_kto(open_conversations(feedback_log), fb)
-    assert {(e.task_id, e.turn_index, e.label) for e in kto} == {
+    assert {(e.task_id, e.turn, e.label) for e in kto} == {
         ("berlin", 2, False), ("berlin", 4, True), ("paris", 1, False), ("python", 1, True), ("moon", 1, False),
         ("tea", 1, True), ("rome", 1, False), ("rome", 3, True)}
 

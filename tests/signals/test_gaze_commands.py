@@ -555,3 +555,23 @@ def test_reestimate_needs_the_model_features():
                                   np.c_[np.arange(8), np.arange(8)])
     with pytest.raises(ValueError, match="lacks the model's feature columns"):
         reestimate(pa.table({"t": [0.0], "x": [0.0], "y": [0.0]}), model)
+
+
+@pytest.mark.parametrize("participants", [0, 2])
+def test_recalibrate_a_study_without_webcam_gaze_is_an_error(tmp_path, capsys, participants):
+    """A study without webcam calibrations (``[study] webcam = "off"``, as the simulator's) or without
+    participants has nothing to re-estimate: one line on stderr, exit 2, no output folder (it printed
+    a summary of zeros and made the folder)."""
+    url = store.sqlite_url(tmp_path / "db.sqlite")
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        study = store.Study(slug="s", name="S", salt="x", config={"study": {"slug": "s", "webcam": "off"}})
+        db.add(study)
+        for i in range(participants):
+            part = store.Participant(study=study, pseudonym=f"p{i}")
+            db.add_all([part, store.Task(participant=part, kind="pairwise", clock_anchor_epoch_ms=0.0)])
+        db.commit()
+    rc, out, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path / "re"), "--json")
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert ("no participants" if not participants else "no webcam calibration") in err
+    assert not (tmp_path / "re").exists()

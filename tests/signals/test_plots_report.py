@@ -41,6 +41,23 @@ def test_report_synthetic_with_reward_table(tmp_path):
     assert "Data quality" in html and "Behaviour" in html
 
 
+def _new_names(rep: dict) -> dict:
+    """REWARD as ``reward evaluate --json`` writes it now (REWARD: an older file's names)."""
+    new = {("participants" if k == "workers" else k): v for k, v in rep.items()}
+    new["gain_fused_vs_best_text"] = {("n_participants" if k == "n_workers" else k): v
+                                      for k, v in rep["gain_fused_vs_best_text"].items()}
+    return new
+
+
+@pytest.mark.parametrize("rep", [REWARD, _new_names(REWARD)], ids=["old-names", "new-names"])
+def test_reward_section_counts_participants(tmp_path, rep):
+    """The reward table counts participants, from ``reward evaluate --json`` files old and new."""
+    rj = tmp_path / "rm.json"
+    rj.write_text(json.dumps(rep))
+    html = reward_section(rj)
+    assert "participants = 30" in html and "(30 participants)" in html and "worker" not in html
+
+
 def test_report_site_form_without_reward_json():
     html = build_report(site_like(), n_examples=0)
     _check_self_contained(html)
@@ -85,7 +102,7 @@ def test_report_says_how_many_seeds_were_run(tmp_path):
 
 @pytest.mark.parametrize("seeds, folds, says", [
     (1, 5, "5 folds, 1 seed, n = 18"), (2, 3, "3 folds, 2 seeds, n = 18"),
-    (1, 8, "5 folds, 1 seed, 8 folds asked, one per worker run, n = 18")])
+    (1, 8, "5 folds, 1 seed, 8 folds asked, one per participant run, n = 18")])
 def test_report_header_of_a_sample_evaluation(ifllm_sample, tmp_path, capsys, seeds, folds, says):
     """The reward table's header for ``reward evaluate --json`` on the IFLLM sample (5 workers):
     one seed is "1 seed", and more folds than workers say how many ran and how many were asked."""
@@ -110,3 +127,12 @@ def test_report_examples_heading_says_whether_they_are_labelled(ifllm_sample):
     html = build_report(str(ifllm_sample), participant="worker_f815af5e", n_examples=1)
     assert "Example turns" in html and "No labelled pairwise turns" in html
     assert "The labelled turns with the most gaze" not in html and "The turns with the most gaze" in html
+
+
+def test_reward_section_reads_the_recorded_dev_run():
+    """docs/reward_models_dev.json was written with the old names (workers, n_workers): the
+    report reads it as a file of today's."""
+    from pathlib import Path
+
+    html = reward_section(Path(__file__).resolve().parents[2] / "docs" / "reward_models_dev.json")
+    assert "participants = 47" in html and "(47 participants)" in html

@@ -164,7 +164,7 @@ def test_report_counts_agree_with_data_summary(sample_rec, sample_summary):
     s = sample_rec.summary()
     c = sample_summary.counts
     assert (c["participants"], c["tasks"], c["turns"], c["pairwise_labelled"]) == (
-        s["workers"], s["tasks"], s["queries"], s["pairwise_labelled"])
+        s["participants"], s["tasks"], s["turns"], s["pairwise_labelled"])
     assert c["turns_with_samples"] <= c["turns"]
 
 
