@@ -1,7 +1,8 @@
 // The chat task page: send messages, show the response(s), collect the ratings of each turn.
 //
 // A turn must be rated before the next message. A failed send (the model did not answer) keeps
-// the message and offers "Try again"; the draft also survives a reload (localStorage), and so do
+// the message and offers "Try again"; the draft also survives a reload (localStorage) until its
+// turn is stored (then it is gone, also where the reply was lost on the way), and so do
 // the ratings and comment chosen for a turn but not yet submitted (per turn, cleared on submit).
 
 import { Recorder } from "./telemetry.js";
@@ -277,6 +278,10 @@ for (const t of turns) {
   if (t.rated) addHistory(t);
   else showCurrent(t);
 }
+// A draft that is the last stored turn's message was sent and answered, but the reply never
+// reached the page that sent it (a reload, a dropped connection): it is not offered again.
+const last = turns[turns.length - 1];
+if (last && (localStorage.getItem(draftKey) || "").trim() === last.prompt) localStorage.removeItem(draftKey);
 if (!ui.message.value) ui.message.value = localStorage.getItem(draftKey) || "";
 ui.send.disabled = false; // buttons start disabled until this module runs
 $("#submit-rating").disabled = false;

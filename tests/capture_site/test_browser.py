@@ -287,6 +287,38 @@ def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
         assert len(clicks) == 2 and clicks[["x", "y"]].iloc[1].tolist() == [300.0, 200.0]
 
 
+
+def test_a_message_answered_but_cut_off_is_not_offered_again_after_a_reload(browser, app):
+    """The connection drops after the server stored the answer (its reply never reaches the page,
+    which offers "Try again" and keeps the message), and the participant reloads instead: the new
+    page shows the answer to rate, and after the rating the message box is empty, not holding the
+    message already sent (a second Send asked it twice). A draft not yet sent stays."""
+    for pg in _page(browser, app):
+        to_first_task(pg, "RELOAD-MID-ANSWER")
+        ready(pg)
+        answered = []
+
+        def store_then_drop(route):
+            answered.append(route.fetch().status)  # the server answers and stores the turn ...
+            route.abort()  # ... and the connection drops before its reply arrives
+
+        pg.route("**/api/tasks/*/turns", store_then_drop)
+        pg.fill("#message", "How does sleep help memory?")
+        pg.click("#send")
+        pg.wait_for_selector("#retry:not([hidden])")
+        assert answered == [200] and pg.input_value("#message") == "How does sleep help memory?"
+        pg.unroute("**/api/tasks/*/turns")
+        pg.reload()
+        wait_for_function(pg, "window.gazepref && window.gazepref.state().current "
+                              "&& window.gazepref.state().current.index === 0")
+        assert pg.text_content("#current-prompt") == "How does sleep help memory?"
+        rate(pg, [4, 2], choice=0)
+        assert pg.input_value("#message") == ""
+        pg.fill("#message", "Another question, typed")
+        pg.reload()
+        ready(pg)
+        assert pg.input_value("#message") == "Another question, typed"
+
 def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
     for pg in _page(browser, app):
         to_first_task(pg, "OFFLINE-WORKER")
