@@ -216,6 +216,7 @@ async function submitRating(e) {
   }
   ui.ratingError.hidden = true;
   $("#submit-rating").disabled = true;
+  $("#rating-saving").hidden = false; // a slow connection otherwise looks stuck
   recorder.event("submit", "controls", `rating turn=${current.index}`);
   let result;
   try {
@@ -224,6 +225,7 @@ async function submitRating(e) {
     result = { ok: false, status: 0, payload: { error: "The connection dropped. Please submit again." } };
   }
   $("#submit-rating").disabled = false;
+  $("#rating-saving").hidden = true;
   if (!result.ok) {
     ui.ratingError.textContent = problem(result, "Saving failed. Please submit again.");
     ui.ratingError.hidden = false;

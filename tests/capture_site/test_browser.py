@@ -522,19 +522,28 @@ def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
 
 
 def test_a_rating_that_could_not_be_saved_says_so(browser, app):
-    """The connection drops as the rating is sent: the page says so and keeps the answers (a
-    name clash made every failed save a JS error without a word, and a stale page never reloaded)."""
+    """While a rating is on its way (a slow connection) the page says it is being saved; the
+    connection drops: the page says so and keeps the answers (a name clash made every failed save
+    a JS error without a word, and a stale page never reloaded)."""
     for pg in _page(browser, app):
         errors = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
         to_first_task(pg, "DROP-WORKER")
         send(pg, "How does sleep help memory?", 0)
-        pg.route("**/rating", lambda route: route.abort())
+        held = []
+        pg.route("**/rating", lambda route: held.append(route))  # on its way ...
         pg.check("[name='likert-0'][value='4']")
         pg.check("[name='likert-1'][value='2']")
         pg.check("[name='choice'][value='1']")
+        assert pg.is_hidden("#rating-saving")
         pg.click("#submit-rating")
+        pg.wait_for_selector("#rating-saving:not([hidden])")
+        assert pg.text_content("#rating-saving") == "Saving your rating…" and pg.is_disabled("#submit-rating")
+        while not held:
+            pg.wait_for_timeout(20)
+        held[0].abort()  # ... and the connection drops
         pg.wait_for_selector("#rating-error:not([hidden])")
+        assert pg.is_hidden("#rating-saving")
         assert "connection dropped" in pg.text_content("#rating-error") and not errors, errors
         assert pg.is_checked("[name='choice'][value='1']") and pg.is_enabled("#submit-rating")
         pg.unroute("**/rating")
