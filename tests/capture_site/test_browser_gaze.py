@@ -354,3 +354,21 @@ def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
         assert 0 <= box["top"] and box["bottom"] <= box["h"], box
         assert box["button"] <= box["h"] + 1, box  # Try again is in view too (+ 1: scrolling is by whole px)
         assert box["focus"] == "calibration-result", box
+
+
+def test_while_the_face_model_loads_the_set_up_says_so(make_app, tmp_path):
+    """Browser mode: the camera's picture shows at once, but the face model (~7 MB) takes a while
+    on a slow connection; meanwhile the indicator says the camera is on and the eye tracker is
+    loading (it said "Starting the camera…" in red beside the live picture for a minute)."""
+    video = write_y4m(tmp_path / "face.y4m", [head_and_shoulders((320, 240))] * 2, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"')))
+    held = []
+    with browser_page(app, video) as page:
+        page.route("**/vendor/**", lambda route: held.append(route))  # a slow connection: the model never comes
+        _to_calibration_page(page, "CAM-SLOW-MODEL")
+        wait_for_function(page, "document.querySelector('#camera-preview').videoWidth > 0")  # the picture shows
+        page.wait_for_selector("#face-status[data-code='loading']")
+        assert "Loading the eye tracker" in page.text_content("#face-status")
+        assert "idle" in page.get_attribute("#face-status", "class") and page.is_disabled("#start-calibration")
+        page.wait_for_timeout(500)
+        assert held and page.get_attribute("#face-status", "data-code") == "loading"
