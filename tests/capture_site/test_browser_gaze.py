@@ -298,6 +298,43 @@ def test_browser_mode_reads_pictures_from_a_canvas_made_for_reading(app):
     assert attrs == {"browser": True, "server": False}
 
 
+
+def test_a_task_page_out_of_sight_records_no_gaze(app):
+    """A task page hidden behind another tab or program (or a second tab of the task) takes no
+    camera picture: the participant looks elsewhere, and the gaze would be put on the page's words
+    (hidden pages kept recording, at the throttled timer rate of a background tab). It goes on
+    when the page is in front again."""
+    with browser_page(app, None) as page:
+        page.goto("/?PROLIFIC_PID=OUT-OF-SIGHT")
+        got = page.evaluate("""async () => {
+            const { GazeCapture } = await import("/static/webcam.js");
+            const canvas = document.createElement("canvas");
+            canvas.width = 320; canvas.height = 240;
+            const g = canvas.getContext("2d");
+            const paint = setInterval(() => { g.fillStyle = `hsl(${Date.now() % 360}, 60%, 50%)`; g.fillRect(0, 0, 320, 240); }, 40);
+            const cap = new GazeCapture({ stream: canvas.captureStream(25), token: "t", url: "/x", task: 1, phase: "task",
+                settings: { compute: "server", width: 320, height: 240, fps: 20, batch_ms: 60000 } });
+            await cap.start();
+            const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+            const visibility = (state) => {  // as the browser does: the property, then the event
+                Object.defineProperty(document, "visibilityState", { get: () => state, configurable: true });
+                document.dispatchEvent(new Event("visibilitychange"));
+            };
+            await wait(600);
+            const shown = cap.recent.length;
+            visibility("hidden");
+            await wait(100);  // (a picture on its way when the page went)
+            const hidden = cap.recent.length;
+            await wait(600);
+            const stillHidden = cap.recent.length;
+            visibility("visible");
+            await wait(600);
+            const back = cap.recent.length;
+            cap.stop(); clearInterval(paint);
+            return { shown, hidden, stillHidden, back };
+        }""")
+    assert got["shown"] >= 3 and got["stillHidden"] == got["hidden"] and got["back"] >= got["stillHidden"] + 3, got
+
 def test_a_reload_after_a_failed_calibration_shows_the_outcome_and_goes_on(make_app, tmp_path):
     """The calibration failed (mouse-only fallback) and the participant reloads the page: it says
     so and offers Continue without opening the camera (here there is none: before, the reloaded
