@@ -41,7 +41,7 @@ from .batches import MAX_BODY_BYTES
 from .config import load_config
 from .ratelimit import DbRateLimiter
 from .runtime import Site, close_db, ensure_study
-from .security import content_security_policy, csrf_token
+from .security import content_security_policy, csrf_token, form_draft_key
 from .serving import gunicorn_threads, worker_threads
 from .validation import InvalidInput, check_request
 
@@ -291,6 +291,7 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
     app.teardown_appcontext(close_db)
     purge.install(app)  # full rate-limit buckets and forgotten login back-offs, now and then
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["form_draft_key"] = form_draft_key
     app.jinja_env.filters["paragraphs"] = paragraphs
 
     shutdown.install(app)  # SIGTERM: 503 + Retry-After for new work, WebSockets told to reconnect

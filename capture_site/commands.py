@@ -120,6 +120,22 @@ def register_study(sub: argparse._SubParsersAction) -> None:
     chk.add_argument("file", metavar="FILE", help="the study configuration file")
     chk.add_argument("--json", action="store_true", help="print JSON")
     chk.set_defaults(func=_study_check)
+    find = ssub.add_parser(
+        "find-participant", help="the pseudonym of a participant given their platform id (a deletion request)",
+        description="A participant who asks for their data to be deleted names their platform id (their "
+                    "Prolific or MTurk worker id); the site stores only a pseudonym of it (HMAC with the "
+                    "study's salt). This prints that participant's pseudonym and where they are, so their "
+                    "row can be found on the dashboard (its Pseudonym column shows the first 12 "
+                    "characters) and deleted there. The id is "
+                    "neither stored nor logged. Exit status 1 when nobody of the study has that id.")
+    find.add_argument("study", metavar="SLUG", help="the study's slug")
+    ids = find.add_mutually_exclusive_group(required=True)
+    ids.add_argument("--prolific", metavar="ID", help="the participant's Prolific id (PROLIFIC_PID)")
+    ids.add_argument("--mturk", metavar="ID", help="the worker's MTurk id (workerId)")
+    ids.add_argument("--pid", metavar="ID", help="the id of another platform's link (pid or participant)")
+    add_database_arguments(find)
+    find.add_argument("--json", action="store_true", help="print JSON")
+    find.set_defaults(func=_study_find_participant)
     sim = ssub.add_parser(
         "simulate", help="simulated participants with a known implicit signal, through the site's ingest path",
         description="Simulated participants chat, read and choose through the study site's own routes "
@@ -180,6 +196,44 @@ def _study_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)  # the function create_app() uses: strict, [gaze] and demo models included
     emit({"file": args.file, "ok": True, **study_summary(cfg)}, args.json, _study_check_text)
     return 0
+
+
+def _study_find_participant(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from .. import UserError, store
+    from ..cli import emit
+    from ..datasets.store_recording import StoreRecording
+    from .identity import arrival_from_args
+    from .plan import step_at
+    from .platforms import screened_out
+    from .security import pseudonymise
+
+    raw = {"PROLIFIC_PID": args.prolific, "workerId": args.mturk, "pid": args.pid}
+    arrival = arrival_from_args({k: v for k, v in raw.items() if v})
+    if arrival.platform == "direct":
+        raise UserError("the platform id is empty")
+    rec = StoreRecording.open(args.study, db_url=args.db, instance=args.instance)
+    try:
+        pseudonym = pseudonymise(rec.study.salt, arrival.platform, arrival.raw_id)  # as the site's arrival does
+        p = rec.db.scalar(select(store.Participant).where(store.Participant.study_id == rec.study.id,
+                                                          store.Participant.pseudonym == pseudonym))
+        found = None
+        if p is not None:
+            state = p.state or {}
+            status = ("declined" if p.consent is False else "finished" if state.get("finished_at")
+                      else "screened out" if screened_out(p) else "started")
+            found = {"pseudonym": p.pseudonym, "dashboard": p.pseudonym[:12], "status": status,
+                     "step": step_at(state, "-") if p.consent else "-",
+                     "started": p.created_at.isoformat(timespec="seconds") if p.created_at else None}
+    finally:
+        rec.close()
+    emit({"study": args.study, "platform": arrival.platform, "participant": found}, args.json,
+         lambda r: (f"{r['platform']} participant of study {r['study']}: pseudonym {found['pseudonym']} "
+                    f"({found['status']}, step {found['step']}): the row {found['dashboard']} of the "
+                    f"dashboard's study page, where 'Delete data' deletes it"
+                    if found else f"no {r['platform']} participant of study {r['study']} with that id"))
+    return 0 if found else 1
 
 
 def _study_simulate(args: argparse.Namespace) -> int:

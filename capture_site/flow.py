@@ -227,7 +227,7 @@ def consent():
     study = _study_or_404(session.get("study"))
     cfg = site().config(study)
     if request.method == "GET":
-        return render_template("consent.html", study=study, cfg=cfg)
+        return render_template("consent.html", study=study, cfg=cfg, camera=_camera_use(cfg))
     agreed = request.form.get("decision") == "agree"
     p = store.Participant(study_id=study.id, pseudonym=session["pseudonym"], platform=session.get("platform"),
                           consent=agreed, consent_at=store.utcnow(), state={})
@@ -256,6 +256,19 @@ def consent():
     if not agreed:
         return declined_page(study)
     return redirect(url_for("flow.step"))
+
+
+def _camera_use(cfg: StudyConfig) -> dict | None:
+    """What the consent page says of the webcam (None: the study does not use it). The consent
+    text is the researcher's and may not name the camera (the default study's lists only mouse and
+    screen): a participant must know before agreeing that the camera is used, whether it is
+    needed and whether pictures leave the computer, as the camera set-up page then says."""
+    if cfg.webcam == "off":
+        return None
+    from .gaze_settings import gaze_settings
+
+    gaze = gaze_settings(cfg)
+    return {"required": cfg.webcam == "required", "compute": gaze.compute, "keep_frames": gaze.keep_frames}
 
 
 @bp.route("/resume", methods=["GET", "POST"])

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from .. import store
 from .plan import parse_step, step_at
+from .platforms import screened_out
 
 GAP_MS = 2000.0  # a silence longer than this between batches of a stream counts as a gap
 WINDOW_S = 60
@@ -40,7 +41,7 @@ def study_progress(s: Session, study: store.Study) -> dict:
 
 
 def participant_quality(s: Session, study: store.Study, now: dt.datetime | None = None) -> list[dict]:
-    """One row per participant: status (finished, in progress, stopped, declined) and, for those
+    """One row per participant: status (finished, screened out, in progress, stopped, declined) and, for those
     who stopped, why (:func:`stop_reason`); step, turns, samples per stream, mouse sample rate and
     gaps, face-found rate of the webcam frames, start time and duration, calibration accuracy
     (latest validation round, rounded px) and failed attention checks."""
@@ -192,7 +193,9 @@ _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera foun
 
 def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None, step: str) -> tuple[str, str]:
     """``(status, reason)`` from what the flow recorded: ``declined`` (consent), ``finished``,
-    ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
+    ``screened out`` (sent back to the platform with the screen-out hand-off: a webcam-only study
+    without a usable camera, a calibration that failed where the study screens out; at once, with
+    the set-up's reason), ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
     (a window too small for the study, camera errors and face status at the set-up, calibration
     not precise enough, the ``step`` reached, :func:`~gazepref.capture_site.plan.step_at`, and its
     task). A no-camera participant who went on mouse-only gets that as a note. The window counts
@@ -209,6 +212,8 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
         notes.append(_CAMERA_ERRORS.get(setup.get("camera_error"), "no camera") + ", continued mouse-only")
     if state.get("finished_at"):
         return "finished", "; ".join(notes)
+    if screened_out(p):  # sent back to the platform (no camera, calibration failed): final at once
+        return "screened out", "; ".join(notes + [f"at the camera set-up: {_setup_reason(p, setup)}"])
     if last is not None and (now - last).total_seconds() < IDLE_S:
         return "in progress", "; ".join(notes)
     window = state.get("window") or {}
@@ -219,30 +224,7 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
                                              "\"please use a larger window\" page"])
     name, index = parse_step(step)
     if name == "calibration":
-        if setup.get("camera_error"):
-            why = _CAMERA_ERRORS.get(setup["camera_error"], "camera could not be started")
-        else:
-            val = [c for c in p.calibrations if c.kind == "validation"]
-            cal = [c for c in p.calibrations if c.kind == "calibration"]
-            if val and not (val[-1].result or {}).get("passed"):
-                acc = (val[-1].result or {}).get("accuracy_px")
-                why = (f"calibration not precise enough ({round(acc)} px)" if acc is not None
-                       else "calibration not precise enough") + f" after {len(val)} attempt(s)"
-            elif cal and not val:
-                why = "left during the calibration (no validation round)"
-            elif setup.get("frames"):
-                codes = {c: n for c, n in (setup.get("codes") or {}).items() if c != "ok"}
-                last_code = setup.get("last_code", "")
-                if last_code in _FACE_REASONS:
-                    why = _FACE_REASONS[last_code]
-                elif codes:
-                    why = _FACE_REASONS.get(max(codes, key=codes.get), "face not well placed")
-                else:
-                    why = "left at the camera set-up with the face well placed"
-                found = setup.get("face_found", 0) / max(1, setup["frames"])
-                why += f" ({setup['frames']} set-up frames, face found in {found:.0%})"
-            else:
-                why = "left at the camera set-up before any frame arrived (camera never started?)"
+        why = _setup_reason(p, setup)
         return "stopped", "; ".join(notes + [f"at the camera set-up: {why}"])
     if name in ("task", "pre", "post") and index is not None:
         task = next((t for t in p.tasks if t.index == index), None)
@@ -251,6 +233,36 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
         n_tasks = sum(1 for s in state.get("steps") or [] if s.startswith("task:"))
         return "stopped", "; ".join(notes + [f"{where} task {index + 1} of {n_tasks} ({n} turns)"])
     return "stopped", "; ".join(notes + [f"at the {name} step"])
+
+
+def _setup_reason(p: store.Participant, setup: dict) -> str:
+    """Why a participant got no further than the camera set-up: the camera error the page
+    reported, the calibration that was not precise enough, or the face status of the set-up frames."""
+    if setup.get("camera_error"):
+        why = _CAMERA_ERRORS.get(setup["camera_error"], "camera could not be started")
+    else:
+        val = [c for c in p.calibrations if c.kind == "validation"]
+        cal = [c for c in p.calibrations if c.kind == "calibration"]
+        if val and not (val[-1].result or {}).get("passed"):
+            acc = (val[-1].result or {}).get("accuracy_px")
+            why = (f"calibration not precise enough ({round(acc)} px)" if acc is not None
+                   else "calibration not precise enough") + f" after {len(val)} attempt(s)"
+        elif cal and not val:
+            why = "left during the calibration (no validation round)"
+        elif setup.get("frames"):
+            codes = {c: n for c, n in (setup.get("codes") or {}).items() if c != "ok"}
+            last_code = setup.get("last_code", "")
+            if last_code in _FACE_REASONS:
+                why = _FACE_REASONS[last_code]
+            elif codes:
+                why = _FACE_REASONS.get(max(codes, key=codes.get), "face not well placed")
+            else:
+                why = "left at the camera set-up with the face well placed"
+            found = setup.get("face_found", 0) / max(1, setup["frames"])
+            why += f" ({setup['frames']} set-up frames, face found in {found:.0%})"
+        else:
+            why = "left at the camera set-up before any frame arrived (camera never started?)"
+    return why
 
 
 def _task_faces(s: Session, study: store.Study) -> dict[int, tuple[int, int]]:

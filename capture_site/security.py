@@ -148,6 +148,17 @@ def csrf_token() -> str:
     return token
 
 
+
+def form_draft_key(step: str) -> str:
+    """The name under which a step page keeps the answers typed into its form until they are sent
+    (``static/page.js``, the tab's sessionStorage): the participant of this browser session and
+    the step, keyed by the app's secret, so that a page never fills in another participant's
+    answers (a shared computer) or another step's, and the name tells nothing about either."""
+    key = current_app.secret_key
+    key = key.encode() if isinstance(key, str) else key
+    msg = f"{session.get('pid')}:{session.get('pseudonym')}:{step}".encode()
+    return hmac.new(key, b"gazepref-form-draft\x00" + msg, hashlib.sha256).hexdigest()[:24]
+
 def check_csrf() -> None:
     """Abort 400 on a POST whose form field or X-CSRF-Token header does not match the session's."""
     if request.method != "POST":

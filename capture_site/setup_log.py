@@ -6,7 +6,8 @@ and a camera that could not be opened (denied, not found) left no trace. Both ar
 ``Participant.state["setup"]``::
 
     {"frames": int, "face_found": int, "codes": {face status code: frames}, "last_code": str,
-     "camera_error": "denied" | "not-found" | "unsupported" | "failed" | None, "updated_at": ISO time}
+     "camera_error": "denied" | "not-found" | "unsupported" | "failed" | None,
+     "updated_at": ISO time of the latest frames or camera error counted (not of the write)}
 
 Frame counts are gathered in memory per participant and written at most every
 :data:`WRITE_EVERY_S` seconds (and when the face status changes; codes of :func:`gazepref.signals.framing.framing_advice`), so set-up frames cost no
@@ -39,10 +40,15 @@ def _pending() -> dict[tuple[int, str], dict[str, Any]]:
     return current_app.extensions.setdefault("gazepref_setup_log", {})
 
 
-def _write(participant: tuple[int, str], changes: dict[str, Any], added: dict[str, Any] | None = None) -> None:
+def _write(participant: tuple[int, str], changes: dict[str, Any], added: dict[str, Any] | None = None,
+           at: str | None = None) -> None:
     """Set ``changes`` in the set-up summary of ``participant`` = (row id, pseudonym) and add the
     counts of ``added`` (``frames``, ``face_found``, ``codes``) to the stored ones, under the
-    row's lock; nothing when the row is gone or is now someone else's."""
+    row's lock; nothing when the row is gone or is now someone else's. ``updated_at`` becomes
+    ``at`` (ISO time the counted frames came; default now) unless a later one is stored: counts
+    written late (the shutdown's :func:`flush_pending`, minutes after the participant went on or
+    finished) must not make them look active at the time of the write (the dashboard's last
+    activity: their duration, "in progress")."""
     from .chunks import write_lock
     from .runtime import site
 
@@ -60,7 +66,9 @@ def _write(participant: tuple[int, str], changes: dict[str, Any], added: dict[st
                 setup[key] = merged
             else:
                 setup[key] = int(setup.get(key) or 0) + value
-        state["setup"] = {**setup, **changes, "updated_at": store.utcnow().isoformat()}
+        at = at or store.utcnow().isoformat()
+        stored = setup.get("updated_at")
+        state["setup"] = {**setup, **changes, "updated_at": max(stored, at) if isinstance(stored, str) else at}
         p.state = state
         s.commit()
 
@@ -78,6 +86,7 @@ def note_setup_frames(participant: tuple[int, str], rows: list[dict[str, float]]
             pending.pop(next(iter(pending)))
         cur = pending.setdefault(participant, {"frames": 0, "face_found": 0, "codes": {}, "last_code": "",
                                        "written_at": 0.0})
+        cur["seen_at"] = store.utcnow().isoformat()  # when these frames came (a later write keeps it)
         changed = False
         for r in rows:
             face = face_status(r)
@@ -92,8 +101,8 @@ def note_setup_frames(participant: tuple[int, str], rows: list[dict[str, float]]
             return
         added = {"frames": cur["frames"], "face_found": cur["face_found"], "codes": cur["codes"]}
         cur.update(frames=0, face_found=0, codes={}, written_at=now)  # what is written is no longer pending
-        last = cur["last_code"]
-    _write(participant, {"last_code": last}, added)
+        last, seen = cur["last_code"], cur["seen_at"]
+    _write(participant, {"last_code": last}, added, seen)
 
 
 def flush_pending() -> int:
@@ -102,11 +111,12 @@ def flush_pending() -> int:
     pending = _pending()
     with _lock:
         todo = [(key, cur["last_code"], {"frames": cur["frames"], "face_found": cur["face_found"],
-                                         "codes": cur["codes"]}) for key, cur in pending.items() if cur["frames"]]
+                                         "codes": cur["codes"]}, cur.get("seen_at"))
+                for key, cur in pending.items() if cur["frames"]]
         for key, *_ in todo:
             pending[key].update(frames=0, face_found=0, codes={}, written_at=time.monotonic())
-    for key, last, added in todo:
-        _write(key, {"last_code": last}, added)
+    for key, last, added, seen in todo:
+        _write(key, {"last_code": last}, added, seen)
     return len(todo)
 
 

@@ -352,6 +352,12 @@ async function main() {
     onCameraStop: refreshIndicator, // at once, not at the next tick
     onCameraMute: refreshIndicator,
   });
+  if (S.compute === "browser") { // the camera is on (its picture shows); the face model (~7 MB) may take a while
+    ui.status.textContent = "Camera on. Loading the eye tracker (on a slow connection this can take a minute)…";
+    ui.status.dataset.code = "loading";
+    ui.status.classList.remove("ok", "bad");
+    ui.status.classList.add("idle");
+  }
   try {
     await state.capture.start();
   } catch (e) { // browser mode: the face mesh could not be loaded

@@ -1,7 +1,8 @@
 // The chat task page: send messages, show the response(s), collect the ratings of each turn.
 //
 // A turn must be rated before the next message. A failed send (the model did not answer) keeps
-// the message and offers "Try again"; the draft also survives a reload (localStorage), and so do
+// the message and offers "Try again"; the draft also survives a reload (localStorage) until its
+// turn is stored (then it is gone, also where the reply was lost on the way), and so do
 // the ratings and comment chosen for a turn but not yet submitted (per turn, cleared on submit).
 
 import { Recorder } from "./telemetry.js";
@@ -215,6 +216,7 @@ async function submitRating(e) {
   }
   ui.ratingError.hidden = true;
   $("#submit-rating").disabled = true;
+  $("#rating-saving").hidden = false; // a slow connection otherwise looks stuck
   recorder.event("submit", "controls", `rating turn=${current.index}`);
   let result;
   try {
@@ -223,6 +225,7 @@ async function submitRating(e) {
     result = { ok: false, status: 0, payload: { error: "The connection dropped. Please submit again." } };
   }
   $("#submit-rating").disabled = false;
+  $("#rating-saving").hidden = true;
   if (!result.ok) {
     ui.ratingError.textContent = problem(result, "Saving failed. Please submit again.");
     ui.ratingError.hidden = false;
@@ -277,6 +280,10 @@ for (const t of turns) {
   if (t.rated) addHistory(t);
   else showCurrent(t);
 }
+// A draft that is the last stored turn's message was sent and answered, but the reply never
+// reached the page that sent it (a reload, a dropped connection): it is not offered again.
+const last = turns[turns.length - 1];
+if (last && (localStorage.getItem(draftKey) || "").trim() === last.prompt) localStorage.removeItem(draftKey);
 if (!ui.message.value) ui.message.value = localStorage.getItem(draftKey) || "";
 ui.send.disabled = false; // buttons start disabled until this module runs
 $("#submit-rating").disabled = false;

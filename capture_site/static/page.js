@@ -54,6 +54,55 @@ if (errors) {
   errors.focus({ preventScroll: true });
 }
 
+// A page drawn as the answer to a form (one sent back with error messages, the declined page):
+// its history entry becomes a plain visit of the same address, so that Back to it or a reload
+// asks for the current step instead of Chromium's "Confirm Form Resubmission" (ERR_CACHE_MISS:
+// the flow's pages are no-store) or sending the old form again. What was typed is kept below.
+history.replaceState(history.state, "", location.href);
+
+// Step forms keep what was typed or chosen until it is sent: a reload, or Back to a page sent
+// back with errors, shows it again (the server fills in only the answers of the request it
+// answers). Kept in this tab's sessionStorage under the form's data-keep name (the participant
+// and step, keyed by the server); every other step's is removed, so answers sent are not kept.
+const KEEP = "gazepref:form:";
+const keepForms = [...document.querySelectorAll("form.step-form[data-keep]")];
+const keepKeys = new Set(keepForms.map((f) => KEEP + f.dataset.keep));
+try {
+  for (const key of Object.keys(sessionStorage)) {
+    if (key.startsWith(KEEP) && !keepKeys.has(key)) sessionStorage.removeItem(key);
+  }
+} catch { /* storage blocked: nothing kept */ }
+
+function answersOf(form) {
+  return [...new FormData(form).entries()].filter(
+    ([name, value]) => name !== "csrf_token" && name !== "step" && typeof value === "string" && value !== "");
+}
+
+for (const form of keepForms) {
+  const key = KEEP + form.dataset.keep;
+  let kept = [];
+  try { kept = JSON.parse(sessionStorage.getItem(key) || "[]"); } catch { kept = []; }
+  if (Array.isArray(kept)) {
+    for (const [name, value] of kept) { // only where the page has no answer of its own
+      const fields = [...form.elements].filter((el) => el.name === name);
+      if (fields.some((el) => (el.type === "radio" || el.type === "checkbox") ? el.checked : el.value !== "")) continue;
+      for (const el of fields) {
+        if (el.type === "radio" || el.type === "checkbox") el.checked = el.value === value;
+        else el.value = value;
+      }
+    }
+  }
+  const keep = () => {
+    try {
+      const answers = answersOf(form);
+      if (answers.length) sessionStorage.setItem(key, JSON.stringify(answers));
+      else sessionStorage.removeItem(key);
+    } catch { /* storage full or blocked */ }
+  };
+  form.addEventListener("input", keep);
+  form.addEventListener("change", keep);
+}
+
 // Step forms: say that the answer is being saved (a slow connection otherwise looks stuck).
 document.addEventListener("submit", (e) => {
   const form = e.target;

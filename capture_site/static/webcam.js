@@ -354,6 +354,9 @@ export class GazeCapture {
   grab() {
     // a muted camera's video shows its last picture (or black): nothing of the participant to send
     if (this.cameraStopped || this.cameraPaused || this.video.readyState < 2 || this.grabbing) return;
+    // a task page out of sight (another tab or program in front, a second tab of the task): the
+    // participant looks elsewhere, and the page's words under the gaze would be made up
+    if (this.phase === "task" && document.visibilityState === "hidden") return;
     if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
     this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);

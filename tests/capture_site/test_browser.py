@@ -287,6 +287,38 @@ def test_backend_failure_offers_retry_and_keeps_the_message(browser, make_app):
         assert len(clicks) == 2 and clicks[["x", "y"]].iloc[1].tolist() == [300.0, 200.0]
 
 
+
+def test_a_message_answered_but_cut_off_is_not_offered_again_after_a_reload(browser, app):
+    """The connection drops after the server stored the answer (its reply never reaches the page,
+    which offers "Try again" and keeps the message), and the participant reloads instead: the new
+    page shows the answer to rate, and after the rating the message box is empty, not holding the
+    message already sent (a second Send asked it twice). A draft not yet sent stays."""
+    for pg in _page(browser, app):
+        to_first_task(pg, "RELOAD-MID-ANSWER")
+        ready(pg)
+        answered = []
+
+        def store_then_drop(route):
+            answered.append(route.fetch().status)  # the server answers and stores the turn ...
+            route.abort()  # ... and the connection drops before its reply arrives
+
+        pg.route("**/api/tasks/*/turns", store_then_drop)
+        pg.fill("#message", "How does sleep help memory?")
+        pg.click("#send")
+        pg.wait_for_selector("#retry:not([hidden])")
+        assert answered == [200] and pg.input_value("#message") == "How does sleep help memory?"
+        pg.unroute("**/api/tasks/*/turns")
+        pg.reload()
+        wait_for_function(pg, "window.gazepref && window.gazepref.state().current "
+                              "&& window.gazepref.state().current.index === 0")
+        assert pg.text_content("#current-prompt") == "How does sleep help memory?"
+        rate(pg, [4, 2], choice=0)
+        assert pg.input_value("#message") == ""
+        pg.fill("#message", "Another question, typed")
+        pg.reload()
+        ready(pg)
+        assert pg.input_value("#message") == "Another question, typed"
+
 def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
     for pg in _page(browser, app):
         to_first_task(pg, "OFFLINE-WORKER")
@@ -490,19 +522,28 @@ def test_a_long_code_line_keeps_both_answers_in_the_window(browser, make_app):
 
 
 def test_a_rating_that_could_not_be_saved_says_so(browser, app):
-    """The connection drops as the rating is sent: the page says so and keeps the answers (a
-    name clash made every failed save a JS error without a word, and a stale page never reloaded)."""
+    """While a rating is on its way (a slow connection) the page says it is being saved; the
+    connection drops: the page says so and keeps the answers (a name clash made every failed save
+    a JS error without a word, and a stale page never reloaded)."""
     for pg in _page(browser, app):
         errors = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
         to_first_task(pg, "DROP-WORKER")
         send(pg, "How does sleep help memory?", 0)
-        pg.route("**/rating", lambda route: route.abort())
+        held = []
+        pg.route("**/rating", lambda route: held.append(route))  # on its way ...
         pg.check("[name='likert-0'][value='4']")
         pg.check("[name='likert-1'][value='2']")
         pg.check("[name='choice'][value='1']")
+        assert pg.is_hidden("#rating-saving")
         pg.click("#submit-rating")
+        pg.wait_for_selector("#rating-saving:not([hidden])")
+        assert pg.text_content("#rating-saving") == "Saving your rating…" and pg.is_disabled("#submit-rating")
+        while not held:
+            pg.wait_for_timeout(20)
+        held[0].abort()  # ... and the connection drops
         pg.wait_for_selector("#rating-error:not([hidden])")
+        assert pg.is_hidden("#rating-saving")
         assert "connection dropped" in pg.text_content("#rating-error") and not errors, errors
         assert pg.is_checked("[name='choice'][value='1']") and pg.is_enabled("#submit-rating")
         pg.unroute("**/rating")

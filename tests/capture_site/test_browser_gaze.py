@@ -347,6 +347,44 @@ def test_every_task_batch_and_frame_names_the_calibration_of_its_page(app):
     assert got == {"task": [7, 7, 7], "setup": [None, None, None], "none": [None, None, None], "samples": [7]}
 
 
+
+def test_a_task_page_out_of_sight_records_no_gaze(app):
+    """A task page hidden behind another tab or program (or a second tab of the task) takes no
+    camera picture: the participant looks elsewhere, and the gaze would be put on the page's words
+    (hidden pages kept recording, at the throttled timer rate of a background tab). It goes on
+    when the page is in front again."""
+    with browser_page(app, None) as page:
+        page.goto("/?PROLIFIC_PID=OUT-OF-SIGHT")
+        got = page.evaluate("""async () => {
+            const { GazeCapture } = await import("/static/webcam.js");
+            const canvas = document.createElement("canvas");
+            canvas.width = 320; canvas.height = 240;
+            const g = canvas.getContext("2d");
+            const paint = setInterval(() => { g.fillStyle = `hsl(${Date.now() % 360}, 60%, 50%)`; g.fillRect(0, 0, 320, 240); }, 40);
+            const cap = new GazeCapture({ stream: canvas.captureStream(25), token: "t", url: "/x", task: 1, phase: "task",
+                settings: { compute: "server", width: 320, height: 240, fps: 20, batch_ms: 60000 } });
+            await cap.start();
+            const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+            const visibility = (state) => {  // as the browser does: the property, then the event
+                Object.defineProperty(document, "visibilityState", { get: () => state, configurable: true });
+                document.dispatchEvent(new Event("visibilitychange"));
+            };
+            await wait(600);
+            const shown = cap.recent.length;
+            visibility("hidden");
+            await wait(100);  // (a picture on its way when the page went)
+            const hidden = cap.recent.length;
+            await wait(600);
+            const stillHidden = cap.recent.length;
+            visibility("visible");
+            await wait(600);
+            const back = cap.recent.length;
+            cap.stop(); clearInterval(paint);
+            return { shown, hidden, stillHidden, back };
+        }""")
+    assert got["shown"] >= 3 and got["stillHidden"] == got["hidden"] and got["back"] >= got["stillHidden"] + 3, got
+
+
 def test_a_reload_after_a_failed_calibration_shows_the_outcome_and_goes_on(make_app, tmp_path):
     """The calibration failed (mouse-only fallback) and the participant reloads the page: it says
     so and offers Continue without opening the camera (here there is none: before, the reloaded
@@ -403,3 +441,21 @@ def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
         assert 0 <= box["top"] and box["bottom"] <= box["h"], box
         assert box["button"] <= box["h"] + 1, box  # Try again is in view too (+ 1: scrolling is by whole px)
         assert box["focus"] == "calibration-result", box
+
+
+def test_while_the_face_model_loads_the_set_up_says_so(make_app, tmp_path):
+    """Browser mode: the camera's picture shows at once, but the face model (~7 MB) takes a while
+    on a slow connection; meanwhile the indicator says the camera is on and the eye tracker is
+    loading (it said "Starting the camera…" in red beside the live picture for a minute)."""
+    video = write_y4m(tmp_path / "face.y4m", [head_and_shoulders((320, 240))] * 2, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"')))
+    held = []
+    with browser_page(app, video) as page:
+        page.route("**/vendor/**", lambda route: held.append(route))  # a slow connection: the model never comes
+        _to_calibration_page(page, "CAM-SLOW-MODEL")
+        wait_for_function(page, "document.querySelector('#camera-preview').videoWidth > 0")  # the picture shows
+        page.wait_for_selector("#face-status[data-code='loading']")
+        assert "Loading the eye tracker" in page.text_content("#face-status")
+        assert "idle" in page.get_attribute("#face-status", "class") and page.is_disabled("#start-calibration")
+        page.wait_for_timeout(500)
+        assert held and page.get_attribute("#face-status", "data-code") == "loading"

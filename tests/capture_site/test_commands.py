@@ -114,3 +114,33 @@ def test_study_check_fails_as_the_site_start_does(problem, tmp_path, capsys):
 def test_study_check_names_a_missing_file(tmp_path, capsys):
     assert main(["study", "check", str(tmp_path / "nope.toml")]) == 2
     assert capsys.readouterr().err == f"gazepref: error: study config not found: {tmp_path / 'nope.toml'}\n"
+
+
+def test_find_participant_names_the_pseudonym_of_a_platform_id(app, capsys):
+    """A participant asks for their data to be deleted and gives their Prolific id: the site stores
+    only a pseudonym of it, so the researcher had no way to find their row on the dashboard; the
+    command gives the pseudonym (the dashboard's column) and where they got to. Ids are per
+    platform, and another study's participant is not found."""
+    import json
+
+    from sqlalchemy import select
+
+    from gazepref import store
+    from sitetest import Walker
+
+    w = Walker(app.test_client(), "5f0c1e2d3b4a5968778695a4")
+    w.arrive()
+    w.consent()
+    Walker(app.test_client(), "SOMEONE-ELSE").arrive()  # no consent: nothing stored
+    with app.extensions["gazepref"].sessions() as s:
+        [p] = s.scalars(select(store.Participant)).all()
+    where = ["--instance", app.instance_path, "--json"]
+    assert main(["study", "find-participant", "test-study", "--prolific", " 5f0c1e2d3b4a5968778695a4 ", *where]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["participant"]["pseudonym"] == p.pseudonym and found["participant"]["status"] == "started"
+    assert found["participant"]["step"] == "demographics" and found["participant"]["dashboard"] == p.pseudonym[:12]
+    for other in (["--mturk", "5f0c1e2d3b4a5968778695a4"], ["--prolific", "SOMEONE-ELSE"]):
+        assert main(["study", "find-participant", "test-study", *other, *where]) == 1
+        assert json.loads(capsys.readouterr().out)["participant"] is None
+    assert main(["study", "find-participant", "no-such-study", "--prolific", "X", *where]) == 2
+    assert "no study 'no-such-study'" in capsys.readouterr().err

@@ -270,6 +270,32 @@ def test_why_webcam_participants_stopped(make_app, tmp_path, researcher):
     assert rows[1]["reason"] == "at the camera set-up: camera access denied"
 
 
+
+def test_a_screened_out_participant_is_shown_so_at_once(make_app, tmp_path, researcher):
+    """A webcam-only study's participant whose camera was denied leaves by "Leave the study" (the
+    platform's screen-out hand-off): the dashboard says "screened out" and why at once, not "in
+    progress" with no reason for the next 10 minutes (they are already back on the platform)."""
+    from gazetest import answer_step, to_calibration, webcam_toml
+
+    from gazepref.capture_site.quality import participant_quality
+
+    toml = webcam_toml(tmp_path / "required.toml")
+    toml.write_text(toml.read_text().replace('webcam = "optional"', 'webcam = "required"'))
+    app = make_app(STUDY_CONFIG=str(toml))
+    denied = app.test_client()
+    gaze = to_calibration(denied, "CAM-DENIED-LEFT")
+    assert denied.post(gaze["urls"]["camera_error"], json={"reason": "denied"},
+                       headers={"X-Participant-Token": gaze["token"]}).status_code == 200
+    assert answer_step(denied, {"outcome": "no-camera"}).status_code == 302
+    assert "needs a working webcam" in denied.get("/step").text
+    with app.extensions["gazepref"].sessions() as s:
+        [row] = participant_quality(s, s.scalars(select(store.Study)).one())
+    assert (row["status"], row["reason"]) == ("screened out", "at the camera set-up: camera access denied")
+    researcher_client = app.test_client()
+    assert login(researcher_client, *researcher).status_code == 302
+    page = researcher_client.get("/admin/studies/test-study").text
+    assert 'class="status-screened-out">screened out</td><td>at the camera set-up: camera access denied' in page
+
 def test_empty_study_table_says_no_participants_yet(app, client, researcher):
     """Before anyone arrives the table is not just headers: one row spanning it says so; the first
     participant replaces it."""

@@ -15,6 +15,34 @@ def test_nothing_is_stored_before_consent(client, dbs):
     assert participants(dbs) == []
 
 
+
+@pytest.mark.parametrize("webcam, gaze, says", [
+    ("off", "", None),
+    ("required", "", ["needs a webcam", "no picture leaves your computer", "cannot take part"]),
+    ("optional", 'compute = "server"', ["uses your webcam if you have one", "sent to the study's server only to find",
+                                        "without eye tracking"]),
+    ("optional", 'compute = "server"\nkeep_frames = true', ["stored with your other study data"]),
+])
+def test_the_consent_page_says_that_the_webcam_is_used(make_app, tmp_path, webcam, gaze, says):
+    """The consent text is the researcher's and need not name the camera (the default study's
+    lists mouse, scrolling and clicks only); a webcam study's consent page says, before the
+    participant agrees, that the camera is used, whether it is needed and where its pictures go."""
+    from sitetest import study_variant
+
+    extra = f"[gaze]\n{gaze}\n" if webcam != "off" else ""
+    toml = study_variant(tmp_path / "s.toml", extra, webcam=f'"{webcam}"')
+    if "keep_frames" in gaze:
+        toml.write_text(toml.read_text().replace('text = "Consent text for the tests."',
+                                                 'text = "Consent text for the tests."\ncamera_images = true'))
+    page = Walker(make_app(STUDY_CONFIG=str(toml)).test_client()).arrive().text
+    assert "Consent text for the tests." in page
+    if says is None:
+        assert 'id="consent-camera"' not in page and "webcam" not in page.lower()
+        return
+    note = page.split('id="consent-camera"', 1)[1].split("</p>", 1)[0]
+    for words in says:
+        assert words in note, (words, note)
+
 def test_decline_is_recorded_and_nothing_else(client, dbs):
     w = Walker(client, "DECLINER")
     w.arrive()

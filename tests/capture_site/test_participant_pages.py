@@ -154,6 +154,16 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
                            "copy_sentence": "Sleep is for the weak.", "attention": "2"})
         assert "not in the answers" in pg.text_content(".errors")
         assert pg.evaluate("document.activeElement.classList.contains('errors')")  # read first
+        # what was typed since, and before, survives a reload, which asks for the step (no
+        # form sent again); then a second wrong copy: a page drawn from a form, which Back reaches below
+        pg.fill("[name='feedback']", "Typed after the error, then the page was reloaded.")
+        pg.reload()
+        assert not pg.locator(".errors").count()
+        assert pg.input_value("[name='feedback']") == "Typed after the error, then the page was reloaded."
+        assert pg.input_value("[name='summary']") == "Sleep consolidates memory."
+        assert pg.is_checked("[name='understand_after'][value='4']") and pg.is_checked("[name='attention'][value='2']")
+        pg.click("#continue")
+        assert "not in the answers" in pg.text_content(".errors")
         sentence = pg.locator(".transcript p", has_text="Most adults").first.text_content()
         seen = []
         pg.route("https://app.prolific.com/**", lambda route: (seen.append(route.request.url),
@@ -169,9 +179,13 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         pg.wait_for_timeout(2500)
         assert "app.prolific.com" not in pg.url and len(seen) == 1
         assert "You stay on this page" in pg.text_content("#handoff-auto")
+        pg.go_back()  # the page sent back with the error: the current step, not "Confirm Form Resubmission"
+        assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
+        assert not pg.evaluate("Object.keys(sessionStorage).some(k => k.startsWith('gazepref:form:'))")
     with app.extensions["gazepref"].sessions() as s:
         task = s.scalars(select(store.Task)).one()
         assert task.answers["copy_sentence"] == sentence
+        assert task.answers["feedback"] == "Typed after the error, then the page was reloaded."
 
 
 @pytest.mark.parametrize("host, lands", [
@@ -231,3 +245,19 @@ def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):
         icon = pg.request.get(pg.get_attribute("link[rel=icon]", "href"))
         assert icon.ok and "svg" in icon.headers["content-type"]
         assert "svg" in pg.request.get("/favicon.ico").headers["content-type"]  # no 404 for browsers that ask
+
+
+def test_on_a_phone_each_rating_scale_reads_on_one_line(browser, app):
+    """A mouse-only study admits phones (no minimum window): at 390 px the two answers' rating
+    scales of a pairwise turn go one under the other, each "not at all 1 2 3 4 5 very" on one
+    line (side by side, each wrapped over three lines with 1 and 5 apart from the rest)."""
+    for pg in _page(browser, app):
+        pg.set_viewport_size({"width": 390, "height": 844})
+        start(pg, "PHONE-RATER")
+        send(pg, "How does sleep help memory?", 0)
+        for pos in (0, 1):
+            tops = [pg.locator(f"[name='likert-{pos}'][value='{v}']").bounding_box()["y"] for v in range(1, 6)]
+            ends = [pg.locator(f"#likert-{pos}-{end}").bounding_box()["y"] for end in ("low", "high")]
+            assert max(tops + ends) - min(tops + ends) < 8, (pos, tops, ends)
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        rate(pg, [4, 2], choice=0)
