@@ -347,7 +347,6 @@ def test_every_task_batch_and_frame_names_the_calibration_of_its_page(app):
     assert got == {"task": [7, 7, 7], "setup": [None, None, None], "none": [None, None, None], "samples": [7]}
 
 
-
 def test_a_task_page_out_of_sight_records_no_gaze(app):
     """A task page hidden behind another tab or program (or a second tab of the task) takes no
     camera picture: the participant looks elsewhere, and the gaze would be put on the page's words
