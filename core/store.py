@@ -470,11 +470,13 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-        elif conn.dialect.name == "sqlite":
-            # one transaction, the write lock taken first: the schema and the grants of an upgrade
-            # (below) are made together, by one process (pysqlite opens no transaction for DDL)
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
         had_grants = inspect(conn).has_table(StudyAccess.__tablename__)
+        if conn.dialect.name == "sqlite" and not had_grants:
+            # the upgrade (below) in one transaction, the write lock taken first (pysqlite opens
+            # none for DDL), so one process makes the table and its grants; looked at again under
+            # the lock. A current database takes no write lock here (nothing to create).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            had_grants = inspect(conn).has_table(StudyAccess.__tablename__)
         Base.metadata.create_all(conn)
         for table in Base.metadata.sorted_tables:  # tables made before an index was added get it now
             for index in table.indexes:
