@@ -17,6 +17,11 @@
   day; the dashboard's live table polls every few seconds, so an idle timeout would never end an
   open tab's): its row then opens nothing, and :func:`purge_expired_sessions` deletes such rows
   now and then (:mod:`.purge`).
+* **Studies**: an account opens the studies its ``study_access`` rows grant (a slug each, or
+  ``*``: every study; no row: no study), read on every request (:func:`may_open`, checked for
+  every researcher view by :func:`.security.login_required`); ``gazepref user add/grant/revoke/list``
+  manage them. Accounts made before the table existed were granted ``*`` by
+  :func:`gazepref.store.init_db` when it created it.
 * **Log**: each attempt is logged (``gazepref.capture_site.accounts``, INFO) with its outcome,
   the user name and the client address; never the password.
 
