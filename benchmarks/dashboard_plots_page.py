@@ -64,12 +64,14 @@ def _log_in(app, client) -> None:
     import re
 
     from gazepref import store
-    from gazepref.capture_site.accounts import set_password
+    from gazepref.capture_site.accounts import grant, set_password
 
     with app.extensions["gazepref"].sessions() as s:
         user = store.User(username="bench", password_hash="")
         s.add(user)
         set_password(s, user, "a bench password")
+        s.flush()
+        grant(s, user, [store.ALL_STUDIES])
         s.commit()
     page = client.get("/admin/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)

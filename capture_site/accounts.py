@@ -17,6 +17,11 @@
   day; the dashboard's live table polls every few seconds, so an idle timeout would never end an
   open tab's): its row then opens nothing, and :func:`purge_expired_sessions` deletes such rows
   now and then (:mod:`.purge`).
+* **Studies**: an account opens the studies its ``study_access`` rows grant (a slug each, or
+  ``*``: every study; no row: no study), read on every request (:func:`may_open`, checked for
+  every researcher view by :func:`.security.login_required`); ``gazepref user add/grant/revoke/list``
+  manage them. Accounts made before the table existed were granted ``*`` by
+  :func:`gazepref.store.init_db` when it created it.
 * **Log**: each attempt is logged (``gazepref.capture_site.accounts``, INFO) with its outcome,
   the user name and the client address; never the password.
 
@@ -215,3 +220,73 @@ def set_password(db: Session, user: store.User, password: str) -> None:
     user.password_hash = generate_password_hash(password)
     if user.id is not None:
         db.execute(delete(store.ResearcherSession).where(store.ResearcherSession.user_id == user.id))
+
+
+# --------------------------------------------------------------------------- per-study access
+#
+# An account opens the studies its ``study_access`` rows name (:class:`store.StudyAccess`): one
+# row per study slug, or one :data:`store.ALL_STUDIES` row for every study. No row: no study. The
+# rows are read on every request, so a change of grants (``gazepref user grant / revoke``) reaches
+# a logged-in browser at its next request.
+
+A = store.StudyAccess
+
+
+def _grants(user_id: int):
+    return select(A.study_slug).where(A.user_id == user_id)
+
+
+def visible_studies(user_id: int):
+    """A SELECT of the studies ``user_id`` may open, by id (every study for an all-studies account)."""
+    S = store.Study
+    granted = select(A.user_id).where(A.user_id == user_id, (A.study_slug == S.slug) | (A.study_slug == store.ALL_STUDIES))
+    return select(S).where(granted.exists()).order_by(S.id)
+
+
+def may_open(db: Session, user_id: int, slug: str) -> store.Study | None:
+    """The study ``slug`` when it exists and ``user_id`` may open it, else None (one answer for
+    both: a study outside the account's scope is the same as no study)."""
+    return db.scalar(visible_studies(user_id).where(store.Study.slug == slug))
+
+
+def scope(db: Session, user_id: int) -> tuple[bool, list[str]]:
+    """(whether ``user_id`` opens every study, the slugs it is granted one by one, sorted)."""
+    slugs = set(db.scalars(_grants(user_id)))
+    return store.ALL_STUDIES in slugs, sorted(slugs - {store.ALL_STUDIES})
+
+
+def grant(db: Session, user: store.User, slugs: list[str]) -> list[str]:
+    """Grant ``user`` the studies ``slugs`` (:data:`store.ALL_STUDIES`: every study); returns the
+    slugs it did not have yet. The caller checks that the slugs name studies where it must."""
+    have = set(db.scalars(_grants(user.id)))
+    new = [s for s in dict.fromkeys(slugs) if s not in have]
+    db.add_all(A(user_id=user.id, study_slug=s) for s in new)
+    db.flush()
+    return new
+
+
+def revoke(db: Session, user: store.User, slugs: list[str]) -> None:
+    """Take ``slugs`` (:data:`store.ALL_STUDIES`: the all-studies grant) from ``user``: never
+    widens (the last grant gone leaves no study). A slug ``user`` has no grant of is a
+    :class:`gazepref.UserError` naming what it has."""
+    from .. import UserError
+
+    every, have = scope(db, user.id)
+    missing = [s for s in dict.fromkeys(slugs) if not (every if s == store.ALL_STUDIES else s in have)]
+    if missing:
+        what = ", ".join("all studies" if s == store.ALL_STUDIES else repr(s) for s in missing)
+        raise UserError(f"user {user.username} has no grant of {what} (it has: {describe_scope(every, have)})")
+    db.execute(delete(A).where(A.user_id == user.id, A.study_slug.in_(slugs)))
+
+
+def set_scope(db: Session, user: store.User, slugs: list[str]) -> None:
+    """Make ``slugs`` (or :data:`store.ALL_STUDIES`) ``user``'s whole scope."""
+    db.execute(delete(A).where(A.user_id == user.id, A.study_slug.not_in(slugs)))
+    grant(db, user, slugs)
+
+
+def describe_scope(every: bool, slugs: list[str]) -> str:
+    """An account's scope in words: ``all studies``, ``a, b`` or ``no study``."""
+    if every:
+        return "all studies" + (f" (also granted: {', '.join(slugs)})" if slugs else "")
+    return ", ".join(slugs) if slugs else "no study"

@@ -1,4 +1,4 @@
-"""CLI: ``gazepref serve``, ``gazepref user add``, ``gazepref study check`` and ``gazepref study simulate``."""
+"""CLI: ``gazepref serve``, ``gazepref user add|grant|revoke|list``, ``gazepref study check`` and ``gazepref study simulate``."""
 from __future__ import annotations
 
 import argparse
@@ -23,12 +23,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     usub = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND", required=True)
     add = usub.add_parser("add", help="create a researcher account (or reset its password)",
                           description="Create a dashboard account. The password is read from stdin "
-                                      "(--password-stdin) or asked for on the terminal; it is stored hashed.")
+                                      "(--password-stdin) or asked for on the terminal; it is stored hashed. "
+                                      "A new account needs its studies: --all-studies, or --study SLUG "
+                                      "(repeatable). For an existing account (a new password) they are "
+                                      "optional and, when given, become its whole scope.")
     add.add_argument("username", help="the account's name (the dashboard's login)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _scope_arguments(add)
     add_database_arguments(add)
     add.add_argument("--json", action="store_true", help="print JSON")
     add.set_defaults(func=_user_add)
+
+    grant = usub.add_parser("grant", help="let an account open a study (or every study)",
+                            description="Let a researcher account open the studies SLUG on the dashboard "
+                                        "(or every study, with --all-studies), from its next request.")
+    grant.add_argument("username")
+    grant.add_argument("slugs", nargs="*", metavar="SLUG", help="a study's slug")
+    grant.add_argument("--all-studies", action="store_true", help="every study, also those made later")
+    grant.add_argument("--allow-missing", action="store_true",
+                       help="grant a slug no study has yet (its file not served yet): it opens that study "
+                            "once the site serves it")
+    add_database_arguments(grant)
+    grant.add_argument("--json", action="store_true", help="print JSON")
+    grant.set_defaults(func=_user_grant)
+
+    revoke = usub.add_parser("revoke", help="take a study (or the all-studies grant) from an account",
+                             description="Take the studies SLUG (or, with --all-studies, the grant of every "
+                                         "study) from a researcher account, from its next request. Taking "
+                                         "the last leaves the account no study, never all.")
+    revoke.add_argument("username")
+    revoke.add_argument("slugs", nargs="*", metavar="SLUG", help="a study's slug")
+    revoke.add_argument("--all-studies", action="store_true", help="the grant of every study")
+    add_database_arguments(revoke)
+    revoke.add_argument("--json", action="store_true", help="print JSON")
+    revoke.set_defaults(func=_user_revoke)
+
+    lst = usub.add_parser("list", help="the researcher accounts and the studies each may open")
+    add_database_arguments(lst)
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(func=_user_list)
 
     register_study(sub)
 
@@ -79,21 +112,80 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
+def _scope_arguments(p: argparse.ArgumentParser) -> None:
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--all-studies", action="store_true", help="the account opens every study, also later ones")
+    scope.add_argument("--study", action="append", default=[], metavar="SLUG",
+                       help="the account opens this study (repeat for several)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="accept a --study slug no study has yet (its file not served yet)")
+
+
+def _open_accounts(args: argparse.Namespace, create: bool = False):
+    """The session factory of the database the command names (``create``: a missing SQLite file
+    is made, as the site would; else it is an error)."""
+    from .. import store
+    from .app import instance_folder
+
+    if create:
+        url = store.database_url(args.db, instance_folder(args.instance))  # the site creates it where missing
+    else:
+        url = store.database_url(args.db, args.instance, must_exist=True)
+    with _one_line_database_errors(url):
+        return store.init_db(store.make_engine(url))
+
+
+def _user(s, name: str):
+    from sqlalchemy import select
+
+    from .. import UserError, store
+
+    user = s.scalar(select(store.User).where(store.User.username == name))
+    if user is None:
+        raise UserError(f"no user {name!r} (gazepref user list shows the accounts)")
+    return user
+
+
+def _check_slugs(s, slugs: list[str], allow_missing: bool) -> None:
+    """Every slug has a study's form and, unless ``allow_missing``, names a study of the database."""
+    from sqlalchemy import select
+
+    from .. import UserError, store
+
+    for slug in slugs:
+        if not slug or len(slug) > 64 or not slug.replace("-", "").replace("_", "").isalnum():
+            raise UserError(f"not a study slug: {slug!r} (letters, digits, '-' or '_')")
+    known = set(s.scalars(select(store.Study.slug).where(store.Study.slug.in_(slugs))))
+    missing = [slug for slug in dict.fromkeys(slugs) if slug not in known]
+    if missing and not allow_missing:
+        raise UserError(f"no study {missing[0]!r} in the database (the site makes a study when it first serves "
+                        f"its file; --allow-missing grants it before)")
+
+
+def _scope_text(r: dict) -> str:
+    from .accounts import describe_scope
+
+    return describe_scope(r["all_studies"], r["studies"])
+
+
 def _user_add(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from .. import UserError, store
     from ..cli import emit
-    from .accounts import set_password
-    from .app import instance_folder
+    from .accounts import scope, set_password, set_scope
 
     name = args.username.strip()
     if not name or len(name) > 64:
         raise UserError("the user name must have 1 to 64 characters")
+    slugs = [store.ALL_STUDIES] if args.all_studies else list(dict.fromkeys(args.study))
+    sessions = _open_accounts(args, create=True)
+    with sessions() as s:  # the mistakes a password prompt would come too early for
+        exists = s.scalar(select(store.User.id).where(store.User.username == name)) is not None
+        if not exists and not slugs:
+            raise UserError("a new account needs its studies: --all-studies, or --study SLUG (repeatable)")
+        _check_slugs(s, [x for x in slugs if x != store.ALL_STUDIES], args.allow_missing)
     password = _read_password(args.password_stdin)
-    url = store.database_url(args.db, instance_folder(args.instance))  # the site creates it where missing
-    with _one_line_database_errors(url):
-        sessions = store.init_db(store.make_engine(url))
     with sessions() as s, s.begin():
         user = s.scalar(select(store.User).where(store.User.username == name))
         created = user is None
@@ -101,8 +193,80 @@ def _user_add(args: argparse.Namespace) -> int:
             user = store.User(username=name, password_hash="")
             s.add(user)
         set_password(s, user, password)  # a changed password ends the account's sessions
-    emit({"username": name, "created": created}, args.json,
-         lambda r: f"{'created' if r['created'] else 'updated password of'} user {r['username']}")
+        s.flush()
+        if slugs:
+            set_scope(s, user, slugs)
+        every, have = scope(s, user.id)
+    emit({"username": name, "created": created, "all_studies": every, "studies": have}, args.json,
+         lambda r: f"{'created' if r['created'] else 'updated password of'} user {r['username']} "
+                   f"(studies: {_scope_text(r)})")
+    return 0
+
+
+def _slugs_of(args: argparse.Namespace) -> list[str]:
+    from .. import UserError, store
+
+    if args.all_studies == bool(args.slugs):
+        raise UserError("name the studies: SLUG ... or --all-studies (not both)")
+    return [store.ALL_STUDIES] if args.all_studies else list(dict.fromkeys(args.slugs))
+
+
+def _user_grant(args: argparse.Namespace) -> int:
+    from .. import store
+    from ..cli import emit
+    from .accounts import grant, scope
+
+    slugs = _slugs_of(args)
+    with _open_accounts(args)() as s, s.begin():
+        user = _user(s, args.username)
+        _check_slugs(s, [x for x in slugs if x != store.ALL_STUDIES], args.allow_missing)
+        grant(s, user, slugs)
+        every, have = scope(s, user.id)
+    emit({"username": user.username, "all_studies": every, "studies": have}, args.json,
+         lambda r: f"user {r['username']} may open: {_scope_text(r)}")
+    return 0
+
+
+def _user_revoke(args: argparse.Namespace) -> int:
+    from ..cli import emit
+    from .accounts import revoke, scope
+
+    slugs = _slugs_of(args)
+    with _open_accounts(args)() as s, s.begin():
+        user = _user(s, args.username)
+        revoke(s, user, slugs)
+        every, have = scope(s, user.id)
+    emit({"username": user.username, "all_studies": every, "studies": have}, args.json,
+         lambda r: f"user {r['username']} may open: {_scope_text(r)}")
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from .. import store
+    from ..cli import emit
+    from .accounts import scope
+
+    rows = []
+    with _open_accounts(args)() as s:
+        served = set(s.scalars(select(store.Study.slug)))
+        for user in s.scalars(select(store.User).order_by(store.User.username)):
+            every, have = scope(s, user.id)
+            rows.append({"username": user.username, "all_studies": every, "studies": have,
+                         "not_served_yet": [x for x in have if x not in served]})
+
+    def text(rows: list[dict]) -> str:
+        if not rows:
+            return "no researcher accounts (gazepref user add NAME --study SLUG)"
+        width = max(len(r["username"]) for r in rows)
+        lines = []
+        for r in rows:
+            note = f"  (not served yet: {', '.join(r['not_served_yet'])})" if r["not_served_yet"] else ""
+            lines.append(f"{r['username']:<{width}}  {_scope_text(r)}{note}")
+        return "\n".join(lines)
+
+    emit(rows, args.json, text)
     return 0
 
 

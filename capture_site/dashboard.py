@@ -1,7 +1,9 @@
 """The researcher dashboard: login, studies, live progress, quality, export and deletion.
 
-Accounts are made with ``gazepref user add USERNAME``; passwords are stored hashed (werkzeug);
-login, back-off and sessions: :mod:`.accounts`.
+Accounts are made with ``gazepref user add USERNAME (--all-studies | --study SLUG ...)``; passwords
+are stored hashed (werkzeug); login, back-off, sessions and each account's studies:
+:mod:`.accounts`. The list shows the studies the account may open; every page of a study outside
+them answers 404 as for no study (:func:`.security.login_required`).
 """
 from __future__ import annotations
 
@@ -12,8 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, url_for
-from sqlalchemy import select
+from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 
 from .. import UserError, store
@@ -21,7 +22,7 @@ from . import accounts
 from .exporting import FORMATS, export_study
 from .pages import no_store
 from .quality import IDLE_S, participant_quality, study_progress
-from .runtime import db, study_by_slug
+from .runtime import db
 from .security import check_csrf, login_required
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ bp.after_request(no_store)  # participants' data: not kept in the browser's cach
 def researcher_error_page(e: HTTPException):
     """Errors of the researcher pages as researcher pages (not the participants' error page)."""
     slug = (request.view_args or {}).get("slug")
-    back = url_for("dashboard.study", slug=slug) if slug and study_by_slug(slug) is not None else url_for("dashboard.studies")
+    uid = g.get("researcher_id")  # (set by login_required: none before it, e.g. a failed CSRF check)
+    back = (url_for("dashboard.study", slug=slug) if slug and uid is not None and accounts.may_open(db(), uid, slug)
+            is not None else url_for("dashboard.studies"))
     return render_template("admin/error.html", code=e.code, title=e.name, message=e.description, back=back), e.code
 
 
@@ -41,7 +44,8 @@ bp.register_error_handler(HTTPException, researcher_error_page)
 
 
 def _study(slug: str) -> store.Study:
-    study = study_by_slug(slug)
+    """The study ``slug`` when the account may open it (login_required checked it already)."""
+    study = accounts.may_open(db(), g.researcher_id, slug)
     if study is None:
         abort(404, description="no such study")
     return study
@@ -82,7 +86,7 @@ def logout():
 @bp.get("/")
 @login_required
 def studies():
-    rows = [(s, study_progress(db(), s)) for s in db().scalars(select(store.Study).order_by(store.Study.id))]
+    rows = [(s, study_progress(db(), s)) for s in db().scalars(accounts.visible_studies(g.researcher_id))]
     return render_template("admin/studies.html", rows=rows)
 
 

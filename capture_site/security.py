@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from flask import abort, current_app, redirect, request, session, url_for
+from flask import abort, current_app, g, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from .. import store
@@ -170,16 +170,30 @@ def check_csrf() -> None:
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Researcher pages: a browser whose session row (:mod:`.accounts`) is gone logs in again."""
+    """Researcher pages: a browser whose session row (:mod:`.accounts`) is gone logs in again.
+
+    Then the account's study scope (:func:`.accounts.may_open`, read on every request): a view
+    with a ``slug`` argument answers 404 "no such study" for a study outside the scope, a view with
+    a ``pid`` argument 404 "no such participant" for a participant of such a study, exactly as
+    for one that does not exist (nothing tells that it does). Every researcher view taking either
+    argument is covered, also one added later. The account's id is ``g.researcher_id``."""
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        from .accounts import session_user_id
+        from .accounts import may_open, session_user_id
         from .runtime import db
 
-        if session_user_id(db()) is None:
+        uid = session_user_id(db())
+        if uid is None:
             session.pop("user_id", None)
             session.pop("rsid", None)
             return redirect(url_for("dashboard.login", next=request.path))
+        g.researcher_id = uid
+        if "slug" in kwargs and may_open(db(), uid, kwargs["slug"]) is None:
+            abort(404, description="no such study")
+        if "pid" in kwargs:
+            p = db().get(store.Participant, kwargs["pid"]) if 0 <= kwargs["pid"] <= store.MAX_ID else None
+            if p is None or may_open(db(), uid, p.study.slug) is None:
+                abort(404, description="no such participant")
         return view(*args, **kwargs)
 
     return wrapped

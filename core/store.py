@@ -33,6 +33,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    insert,
+    inspect,
+    literal,
     select,
     text,
 )
@@ -214,6 +217,27 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+#: the ``study_slug`` of a :class:`StudyAccess` row that opens every study (no study's slug: a
+#: slug is letters, digits, '-' and '_')
+ALL_STUDIES = "*"
+
+
+class StudyAccess(Base):
+    """A researcher account's grant of one study (by slug), or of every study (:data:`ALL_STUDIES`).
+
+    An account opens on the dashboard exactly the studies its rows name: no row, no study (a
+    mistake never widens access). The slug need not name a study row yet: a study is created when
+    the site first serves its file, and a grant made before that opens it from then on. Accounts
+    that existed before this table get an :data:`ALL_STUDIES` row when :func:`init_db` creates it
+    (they opened every study then), so an upgrade locks nobody out.
+    """
+
+    __tablename__ = "study_access"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    study_slug: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -434,6 +458,10 @@ SCHEMA_LOCK_KEY = 0x67617A65  # "gaze"
 def init_db(engine: Engine) -> sessionmaker[Session]:
     """Create the missing tables and indexes; a session factory on ``engine``.
 
+    Where this creates ``study_access`` on a database with accounts (made before per-study access),
+    each account gets an :data:`ALL_STUDIES` grant in the same transaction: it keeps opening every
+    study. Later starts find the table and change no grant.
+
     Several server processes (gunicorn's workers, several hosts) may start at once on an empty
     database: on PostgreSQL each creates the schema in one transaction under an advisory lock, so
     the others wait and then find the tables (concurrent ``CREATE TABLE`` of the same name fails
@@ -442,10 +470,21 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        had_grants = inspect(conn).has_table(StudyAccess.__tablename__)
+        if conn.dialect.name == "sqlite" and not had_grants:
+            # the upgrade (below) in one transaction, the write lock taken first (pysqlite opens
+            # none for DDL), so one process makes the table and its grants; looked at again under
+            # the lock. A current database takes no write lock here (nothing to create).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            had_grants = inspect(conn).has_table(StudyAccess.__tablename__)
         Base.metadata.create_all(conn)
         for table in Base.metadata.sorted_tables:  # tables made before an index was added get it now
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
+        if not had_grants:  # accounts made before per-study access opened every study: they still do
+            conn.execute(insert(StudyAccess).from_select(
+                ["user_id", "study_slug", "created_at"],
+                select(User.id, literal(ALL_STUDIES, String(64)), literal(utcnow(), DateTime()))))
     return sessionmaker(engine, expire_on_commit=False)
 
 

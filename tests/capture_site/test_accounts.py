@@ -4,6 +4,7 @@ change, secure cookie flags, attempts logged without passwords."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 
@@ -29,6 +30,8 @@ def site(make_app, database):
         user = store.User(username=name, password_hash="")
         s.add(user)
         accounts.set_password(s, user, PASSWORD)
+        s.flush()
+        accounts.grant(s, user, [store.ALL_STUDIES])
     return app, name
 
 
@@ -119,7 +122,7 @@ def test_logout_and_password_change_end_sessions(site, monkeypatch):
 
 def test_password_change_from_the_command_line_ends_sessions(app, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    assert cli(["user", "add", "ada", "--password-stdin", "--instance", app.instance_path]) == 0
+    assert cli(["user", "add", "ada", "--all-studies", "--password-stdin", "--instance", app.instance_path]) == 0
     client = app.test_client()
     assert login(client, "ada", PASSWORD).status_code == 302
     monkeypatch.setattr("sys.stdin", io.StringIO("a new password\n"))
@@ -259,3 +262,237 @@ def test_a_csrf_token_known_before_the_login_is_worthless_after_it(site):
     assert fresh != known
     assert victim.post("/admin/logout", data={"csrf_token": fresh}).status_code == 302
     assert victim.get("/admin/").status_code == 302
+
+
+# --------------------------------------------------------------------------- per-study access
+#
+# An account opens the studies its grants name (table study_access): every route of a study or of
+# one of its participants answers a study outside them exactly as a study that does not exist.
+
+OTHER = "other-study"
+
+
+def user_cli(app, *args, password: str = PASSWORD) -> tuple[int, str, str]:
+    """``gazepref user ARGS --instance <the app's>`` with ``password`` on stdin: (status, out, err)."""
+    import contextlib
+    import sys
+
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdin
+    sys.stdin = io.StringIO(password + "\n")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli(["user", *args, "--instance", app.instance_path])
+    finally:
+        sys.stdin = old
+    return rc, out.getvalue(), err.getvalue()
+
+
+def serve_other_study(make_app, tmp_path, **overrides):
+    """A server of the second study on the same database: the site makes a study's row when it
+    first serves its file."""
+    from sitetest import study_variant
+
+    return make_app(STUDY_CONFIG=str(study_variant(tmp_path / "other.toml", slug=f'"{OTHER}"', name='"Other study"')),
+                    **overrides)
+
+
+@pytest.fixture
+def two_studies(make_app, tmp_path):
+    """The test study and a second one in one database, each with one consenting participant on a
+    task with a turn; accounts ``ana`` (the test study), ``ben`` (the other) and ``cy`` (all
+    studies), made with the command line. Returns (app, {slug: (participant id, pseudonym)})."""
+    from sitetest import Walker
+
+    app = make_app()
+    other = serve_other_study(make_app, tmp_path)
+    for a, who in ((app, "P-TEST"), (other, "P-OTHER")):
+        w = Walker(a.test_client(), who)
+        w.arrive()
+        w.consent()
+        w.chat_turn(w.to_task(), 0, "How does sleep help memory?")
+    for args in (["ana", "--study", "test-study"], ["ben", "--study", OTHER], ["cy", "--all-studies"]):
+        assert user_cli(app, "add", *args, "--password-stdin")[0] == 0
+    with app.extensions["gazepref"].sessions() as s:
+        rows = s.execute(select(store.Study.slug, store.Participant.id, store.Participant.pseudonym)
+                         .join(store.Participant)).all()
+    return app, {slug: (pid, pseudonym) for slug, pid, pseudonym in rows}
+
+
+def _researcher_rules() -> list[tuple[str, str]]:
+    """(endpoint, method) of every researcher route (under /admin/) that names a study or a
+    participant, read from a fresh app's url_map: a route added later is checked too."""
+    import tempfile
+
+    from gazepref.capture_site.app import create_app
+    from sitetest import STUDY_TOML
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(tmp, {"TESTING": True, "SECRET_KEY": "test-secret", "STUDY_CONFIG": str(STUDY_TOML)})
+        try:
+            rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/admin/")]
+        finally:
+            app.extensions["gazepref"].dispose()
+    # the routes that name nothing: the login, the logout and the list (filtered: test below)
+    assert {r.endpoint for r in rules if not r.arguments} == {"dashboard.login", "dashboard.logout", "dashboard.studies"}
+    for r in rules:  # a route that names something else must say here how it is scoped
+        assert not r.arguments or r.arguments & {"slug", "pid"}, f"{r.rule}: which study does it open?"
+    return [(r.endpoint, m) for r in rules if r.arguments for m in sorted(r.methods - {"HEAD", "OPTIONS"})]
+
+
+def _url(app, endpoint: str, slug: str, pid: int, pseudonym: str) -> str:
+    from flask import url_for
+
+    rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
+    known = {"slug": slug, "pid": pid, "pseudonym": pseudonym, "kind": "timeline"}
+    assert rule.arguments <= set(known), f"{rule.rule}: fill in {rule.arguments - set(known)}"
+    with app.test_request_context():
+        return url_for(endpoint, **{k: known[k] for k in rule.arguments})
+
+
+def _participants(app) -> int:
+    with app.extensions["gazepref"].sessions() as s:
+        return len(s.scalars(select(store.Participant.id)).all())
+
+
+@pytest.mark.parametrize("endpoint, method", _researcher_rules())
+def test_every_study_route_answers_a_study_outside_the_account_as_no_study(two_studies, endpoint, method):
+    """Each account, on each study route (GET and POST alike, with a valid CSRF token): the other
+    group's study and its participants get the very 404 of a study (participant) that does not
+    exist, and nothing changes; its own study is served. Without the token a POST stays a 400."""
+    app, people = two_studies
+    clients = {}
+    for name, own, other in (("ana", "test-study", OTHER), ("ben", OTHER, "test-study")):
+        c = clients[name] = app.test_client()
+        assert login(c, name, PASSWORD).status_code == 302
+        csrf = csrf_of(c.get("/admin/").text)
+        send = (lambda url, c=c, csrf=csrf, **kw: c.open(url, method=method, data={"csrf_token": csrf}, **kw))
+        pid, pseudonym = people[other]
+        hidden = send(_url(app, endpoint, other, pid, pseudonym))
+        none = send(_url(app, endpoint, "no-such-study", store.MAX_ID, pseudonym))
+        assert none.status_code == 404
+        assert (hidden.status_code, hidden.data) == (none.status_code, none.data), (name, other)
+        if method == "POST":
+            r = c.open(_url(app, endpoint, other, pid, pseudonym), method=method, data={})
+            assert r.status_code == 400 and "CSRF" in r.text
+    assert _participants(app) == 2  # nothing was deleted
+    for name, own in (("ana", "test-study"), ("ben", OTHER)):
+        c = clients[name]
+        csrf = csrf_of(c.get("/admin/").text)
+        pid, pseudonym = people[own]
+        none = c.open(_url(app, endpoint, "no-such-study", store.MAX_ID, pseudonym), method=method,
+                      data={"csrf_token": csrf})
+        mine = c.open(_url(app, endpoint, own, pid, pseudonym), method=method, data={"csrf_token": csrf})
+        assert (mine.status_code, mine.data) != (none.status_code, none.data), (name, own, mine.status_code)
+        assert mine.status_code < 400 or mine.mimetype == "image/png", (name, own, mine.status_code)  # (a plot
+        # that cannot be drawn is a picture saying why)
+
+
+def test_the_study_list_shows_the_accounts_studies(two_studies):
+    app, _ = two_studies
+    assert user_cli(app, "add", "dee", "--study", "test-study", "--password-stdin")[0] == 0
+    assert user_cli(app, "revoke", "dee", "test-study")[0] == 0  # the last grant gone: no study, never all
+    seen = {}
+    for name in ("ana", "ben", "cy", "dee"):
+        c = app.test_client()
+        assert login(c, name, PASSWORD).status_code == 302
+        html = c.get("/admin/").text
+        seen[name] = {slug for slug in ("test-study", OTHER) if f"/admin/studies/{slug}\"" in html}
+    assert seen == {"ana": {"test-study"}, "ben": {OTHER}, "cy": {"test-study", OTHER}, "dee": set()}
+
+
+def test_a_grant_change_reaches_a_logged_in_browser_at_its_next_request(two_studies):
+    app, _ = two_studies
+    c = app.test_client()
+    assert login(c, "ana", PASSWORD).status_code == 302
+    assert c.get(f"/admin/studies/{OTHER}").status_code == 404
+    assert user_cli(app, "grant", "ana", OTHER)[0] == 0
+    assert c.get(f"/admin/studies/{OTHER}").status_code == 200
+    assert user_cli(app, "revoke", "ana", "test-study", OTHER)[0] == 0
+    assert [c.get(f"/admin/studies/{slug}").status_code for slug in ("test-study", OTHER)] == [404, 404]
+    assert c.get("/admin/").status_code == 200  # still logged in, with no study
+    assert user_cli(app, "grant", "ana", "--all-studies")[0] == 0
+    assert c.get(f"/admin/studies/{OTHER}/progress.json").status_code == 200
+    # --all-studies gone, the study grants the account had kept: none here
+    assert user_cli(app, "grant", "ana", "test-study")[0] == 0
+    assert user_cli(app, "revoke", "ana", "--all-studies")[0] == 0
+    assert [c.get(f"/admin/studies/{slug}").status_code for slug in ("test-study", OTHER)] == [200, 404]
+
+
+def test_a_grant_may_precede_the_study(make_app, tmp_path):
+    """A slug no study has yet is refused (a typo), unless --allow-missing: the grant then opens
+    the study once the site first serves its file."""
+    app = make_app()
+    rc, _, err = user_cli(app, "add", "ana", "--study", OTHER, "--password-stdin")
+    assert rc == 2 and err.count("\n") == 1 and f"no study '{OTHER}'" in err and "--allow-missing" in err
+    assert user_cli(app, "add", "ana", "--study", OTHER, "--allow-missing", "--password-stdin")[0] == 0
+    rc, out, _ = user_cli(app, "list")
+    assert rc == 0 and out.split() == ["ana", OTHER, "(not", "served", "yet:", f"{OTHER})"]
+    c = app.test_client()
+    assert login(c, "ana", PASSWORD).status_code == 302
+    assert c.get(f"/admin/studies/{OTHER}").status_code == 404
+    serve_other_study(make_app, tmp_path)
+    assert c.get(f"/admin/studies/{OTHER}").status_code == 200 and c.get("/admin/studies/test-study").status_code == 404
+
+
+@pytest.mark.parametrize("args, message", [
+    (["add", "eve", "--password-stdin"], "a new account needs its studies: --all-studies, or --study SLUG"),
+    (["add", "eve", "--study", "no-such", "--password-stdin"], "no study 'no-such' in the database"),
+    (["add", "eve", "--study", "a*", "--allow-missing", "--password-stdin"], "not a study slug: 'a*'"),
+    (["grant", "nobody", "test-study"], "no user 'nobody'"),
+    (["grant", "ana", "no-such"], "no study 'no-such' in the database"),
+    (["grant", "ana"], "name the studies: SLUG ... or --all-studies"),
+    (["grant", "ana", "test-study", "--all-studies"], "name the studies: SLUG ... or --all-studies"),
+    (["revoke", "nobody", "test-study"], "no user 'nobody'"),
+    (["revoke", "ana", "other-study"], "user ana has no grant of 'other-study' (it has: test-study)"),
+    (["revoke", "ana", "--all-studies"], "user ana has no grant of all studies (it has: test-study)"),
+])
+def test_user_command_mistakes_are_one_line(app, args, message):
+    assert user_cli(app, "add", "ana", "--study", "test-study", "--password-stdin")[0] == 0
+    rc, out, err = user_cli(app, *args)
+    assert rc == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    rc, out, _ = user_cli(app, "list", "--json")
+    assert rc == 0 and [(r["username"], r["all_studies"], r["studies"]) for r in json.loads(out)] == \
+        [("ana", False, ["test-study"])]  # nothing changed
+
+
+def test_a_password_change_keeps_the_scope_unless_told(app):
+    assert user_cli(app, "add", "ana", "--study", "test-study", "--password-stdin")[0] == 0
+    rc, out, _ = user_cli(app, "add", "ana", "--password-stdin", password="another password")
+    assert rc == 0 and "updated password of user ana (studies: test-study)" in out
+    rc, out, _ = user_cli(app, "add", "ana", "--all-studies", "--password-stdin", password="another password")
+    assert rc == 0 and "(studies: all studies)" in out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_accounts_made_before_per_study_access_still_open_every_study(make_app, tmp_path, request, kind):
+    """The upgrade: a database whose accounts were made before ``study_access`` existed (they
+    opened every study) keeps them opening every study; an account made after it opens none
+    until granted."""
+    from sqlalchemy import text
+    from werkzeug.security import generate_password_hash
+
+    url = request.getfixturevalue("fresh_postgres") if kind == "postgresql" else store.sqlite_url(tmp_path / "old.sqlite")
+    engine = store.make_engine(url)
+    old_tables = [t for t in store.Base.metadata.sorted_tables if t.name != "study_access"]
+    store.Base.metadata.create_all(engine, tables=old_tables)
+    with engine.begin() as conn:
+        conn.execute(store.User.__table__.insert().values(username="old", password_hash=generate_password_hash(PASSWORD)))
+    engine.dispose()
+    app = make_app(DATABASE_URL=url)
+    serve_other_study(make_app, tmp_path, DATABASE_URL=url)
+    c = app.test_client()
+    assert login(c, "old", PASSWORD).status_code == 302
+    assert [c.get(f"/admin/studies/{slug}").status_code for slug in ("test-study", OTHER)] == [200, 200]
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        s.add(user := store.User(username="new", password_hash=""))
+        accounts.set_password(s, user, PASSWORD)
+    make_app(DATABASE_URL=url)  # a later start grants nothing more
+    c = app.test_client()
+    assert login(c, "new", PASSWORD).status_code == 302
+    assert [c.get(f"/admin/studies/{slug}").status_code for slug in ("test-study", OTHER)] == [404, 404]
+    engine = store.make_engine(url)
+    with engine.connect() as conn:
+        grants = conn.execute(text("SELECT u.username, a.study_slug FROM study_access a JOIN users u ON u.id = a.user_id"))
+        assert grants.all() == [("old", store.ALL_STUDIES)]
+    engine.dispose()

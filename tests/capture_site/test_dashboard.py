@@ -20,8 +20,8 @@ from sitetest import Walker, csrf_of, first_sentence
 @pytest.fixture
 def researcher(app, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
-    assert cli(["user", "add", "ada", "--password-stdin", "--instance", app.instance_path]) == 0
-    assert "created user ada" in capsys.readouterr().out
+    assert cli(["user", "add", "ada", "--all-studies", "--password-stdin", "--instance", app.instance_path]) == 0
+    assert "created user ada (studies: all studies)" in capsys.readouterr().out
     return "ada", "correct horse battery"
 
 
@@ -51,7 +51,7 @@ def test_user_add_hashes_password(app, researcher, dbs):
 
 def test_user_add_rejects_short_password(app, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
-    assert cli(["user", "add", "bob", "--password-stdin", "--instance", app.instance_path]) == 2
+    assert cli(["user", "add", "bob", "--all-studies", "--password-stdin", "--instance", app.instance_path]) == 2
     assert "at least 8 characters" in capsys.readouterr().err
 
 

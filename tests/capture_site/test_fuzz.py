@@ -308,7 +308,9 @@ def _q(s: str) -> str:
 def _login(app, client) -> None:
     with app.extensions["gazepref"].sessions() as s, s.begin():
         if s.scalar(select(store.User).where(store.User.username == "fuzz")) is None:
-            s.add(store.User(username="fuzz", password_hash=generate_password_hash("fuzz-password")))
+            s.add(user := store.User(username="fuzz", password_hash=generate_password_hash("fuzz-password")))
+            s.flush()
+            s.add(store.StudyAccess(user_id=user.id, study_slug=store.ALL_STUDIES))
     page = client.get("/admin/login")
     r = client.post("/admin/login", data={"csrf_token": csrf_of(page.text), "username": "fuzz",
                                           "password": "fuzz-password"})

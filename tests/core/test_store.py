@@ -118,6 +118,62 @@ def test_init_db_adds_the_task_index_to_an_older_database(tmp_path: Path):
     assert "uq_tasks_participant_index" in names
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_init_db_gives_accounts_made_before_study_access_every_study_once(kind: str, tmp_path: Path, request):
+    """Per-study access (``study_access``) on a database made before it: its accounts opened every
+    study, so the start that creates the table grants each of them :data:`store.ALL_STUDIES`, in the
+    same transaction (under the schema lock: SQLite's write lock, PostgreSQL's advisory lock), so
+    that of several servers starting at once exactly one does; an account made later gets nothing,
+    and no later start grants anything."""
+    import threading
+
+    from sqlalchemy import select
+
+    if kind == "sqlite":
+        url = store.sqlite_url(tmp_path / "old.sqlite")
+    else:
+        admin = store.make_engine(request.getfixturevalue("postgres_url"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS access_upgrade WITH (FORCE)"))
+            conn.execute(text("CREATE DATABASE access_upgrade"))
+        admin.dispose()
+        url = request.getfixturevalue("postgres_url").rsplit("/", 1)[0] + "/access_upgrade"
+    engine = store.make_engine(url)
+    store.Base.metadata.create_all(engine, tables=[t for t in store.Base.metadata.sorted_tables
+                                                   if t.name != store.StudyAccess.__tablename__])
+    with engine.begin() as conn:
+        conn.execute(store.User.__table__.insert(), [{"username": n, "password_hash": "x"} for n in ("a", "b")])
+    engine.dispose()
+    barrier, errors = threading.Barrier(4), []
+
+    def start():
+        e = store.make_engine(url)
+        barrier.wait()
+        try:
+            store.init_db(e)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc)[:200])
+        finally:
+            e.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = store.make_engine(url)
+    Session = store.init_db(engine)
+    with Session() as s, s.begin():
+        s.add(store.User(username="c", password_hash="x"))
+    store.init_db(engine)
+    with Session() as s:
+        rows = s.execute(select(store.User.username, store.StudyAccess.study_slug).join(
+            store.StudyAccess, store.StudyAccess.user_id == store.User.id).order_by(store.User.username)).all()
+    engine.dispose()
+    assert rows == [("a", store.ALL_STUDIES), ("b", store.ALL_STUDIES)]
+
+
 @pytest.mark.parametrize("server_default", ["read committed", "repeatable read"])
 def test_init_db_from_several_processes_at_once_on_postgresql(postgres_url: str, server_default: str):
     """gunicorn's workers start together on an empty database: each must find or make the schema

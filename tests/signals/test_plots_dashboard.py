@@ -37,6 +37,8 @@ def _login(client):
         user = store.User(username="analyst", password_hash="")
         s.add(user)
         accounts.set_password(s, user, "analyst password")
+        s.flush()
+        accounts.grant(s, user, [store.ALL_STUDIES])
     page = client.get("/admin/login").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     r = client.post("/admin/login", data={"csrf_token": csrf, "username": "analyst", "password": "analyst password"})
