@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from functools import lru_cache
 
 # Words that carry no topic: dropped before measuring overlap between two messages.
 STOPWORDS = frozenset(
@@ -283,7 +284,14 @@ def _words(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     """Topic-bearing words (stop words and one-letter tokens dropped, light stemming)."""
-    return {_stem(w) for w in _words(text)}
+    return set(_content_words(text))
+
+
+@lru_cache(maxsize=512)
+def _content_words(text: str) -> frozenset[str]:
+    # (kept for the texts read again: a message's features read the previous answer's words in
+    # several rules, and consecutive messages share it; stemming is most of the rules' time)
+    return frozenset(_stem(w) for w in _words(text))
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
