@@ -1,4 +1,4 @@
-"""The cost of storing a webcam gaze chunk on PostgreSQL, the ways side by side in one run.
+"""The cost of storing a webcam gaze chunk, the ways side by side in one run.
 
     .venv/bin/python benchmarks/gaze_store.py [--chunks 300] [--rows 15] [--db URL]
 
@@ -8,8 +8,9 @@
 task's lock: which frames are stored already, then the insert). Each way stores ``--chunks``
 chunks of ``--rows`` new tracker rows (the common case: a page's next frames) into a task of its
 own, the ways taking turns chunk by chunk so that the machine's load falls on each alike; prints
-the median, p90 and p99 of a chunk's store in ms. ``--db``: a PostgreSQL URL (default: a
-throwaway server of Debian's binaries, ``benchmarks/faults.py``'s).
+the median, p90 and p99 of a chunk's store in ms. ``--db``: a PostgreSQL URL, ``sqlite`` (a file in
+a fresh instance folder), default a throwaway PostgreSQL server of Debian's binaries
+(``benchmarks/faults.py``'s).
 """
 from __future__ import annotations
 
@@ -61,12 +62,12 @@ def main() -> None:
     ap.add_argument("--db", default=None)
     args = ap.parse_args()
     pg = None if args.db else ThrowawayPostgres()
-    url = args.db or pg.url
+    url = None if args.db == "sqlite" else args.db or pg.url
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tasks = [task for task, _ in make_participants(Path(tmp), len(WAYS), database_url=url,
                                                            prefix=f"gs{time.time_ns() % 10**8}-")]
-            app = create_app(tmp, {"DATABASE_URL": url})
+            app = create_app(tmp, {"DATABASE_URL": url} if url else None)
             took: dict[str, list[float]] = {name: [] for name in WAYS}
             with app.app_context():
                 for i in range(-20, args.chunks):  # (the first 20: warm-up, not counted)
@@ -82,7 +83,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.stop()
-    print(f"PostgreSQL, {args.chunks} chunks of {args.rows} rows each way (ms per chunk):")
+    print(f"{'SQLite' if url is None else 'PostgreSQL'}, {args.chunks} chunks of {args.rows} rows each way (ms per chunk):")
     for name, ms in took.items():
         q = statistics.quantiles(ms, n=100)
         print(f"  {name:12s} median {statistics.median(ms):.3f}  p90 {q[89]:.3f}  p99 {q[98]:.3f}")
