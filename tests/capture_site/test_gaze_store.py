@@ -186,3 +186,17 @@ def test_a_participant_deleted_while_their_frames_are_stored(make_app, database)
         assert out["stored"] in (0, 3), out
     got = _stored(app, task)
     assert got == {"chunks": {}, "kept": []}
+
+
+def test_page_times_are_compared_exactly(make_app):
+    """The page sends ``t`` to 0.01 ms (``Math.round(t * 100) / 100``), values a float32 cannot hold:
+    stored as float64 (chunk and kept picture), a resent frame's ``t`` is found again."""
+    app = make_app()
+    pid, task = _task(app)
+    times = [round(16.6667 * i + 1234.5678, 2) for i in range(1, 6)]  # 1251.23, 1267.9, ...
+    with app.app_context():
+        rows = [dropped_row(t) for t in times]
+        assert store_gaze(task, 1, ORIGIN + 0.123, rows[:3]) == 3
+        assert store_gaze(task, 2, ORIGIN + 0.123, rows) == 2  # the first three stored already
+    got = _stored(app, task)["chunks"]
+    assert got == {(ORIGIN + 0.123, 1): times[:3], (ORIGIN + 0.123, 2): times[3:]}
