@@ -298,6 +298,13 @@ def _rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
 
 
+#: after ``^``: the whole message is at most 200 characters. The patterns of a whole short message
+#: ("huh?", "make it shorter") have runs of ``\W*`` that can split a long run of punctuation or
+#: spaces in many ways; a message that opens with one (a pasted banner of "=") made them
+#: backtrack for a time growing with its square or cube
+_SHORT = r"(?=[\s\S]{0,200}$)"
+
+
 # --- cue patterns -------------------------------------------------------------------------------
 # Each matches wording that *refers to the previous answer* or to the user's previous question.
 # Plain topic words ("What went wrong at Chernobyl?") are kept out where possible; the learned
@@ -339,12 +346,12 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b(?!.*\?\s*$)",  # "No, her first album was ..."
     # a terse instruction that says how the answer should change (Don-Yehiya et al. 2024: "No. I
     # wanted you to ..."): length, format, language, or "X not Y" / "just the X"; short messages only
-    rf"^\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
+    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
     rf"(?:(?:much|a lot|a bit|way|even)\s+)?(?:shorter|longer|briefer|more concise|less wordy|faster|quicker|more efficient|cleaner)\b(?:\W+\w+){{0,3}}\W*$",
     rf"^\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
     rf"(?:in|as|into|using|with) (?:a |an )?(?:{_FORMATS})\b(?:\W+\w+){{0,2}}\W*$",
     r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with) [\w+#. -]{1,25}?,? (?:not|instead of|rather than) [\w+#. -]{1,25}\W*$",
-    r"^\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
+    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
 NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\b(?:that|this|it|your answer|the answer|this answer|this summary|that figure|that number)(?:'s| is| was)? (?:not )?"
@@ -407,7 +414,7 @@ CLARIFY_CUES = _rx(
     r"\bhow is that (?:connected|related)\b",
     r"\bright\? can you clarify\b",
     # a bare "huh?" / "what?" / "??" / "puzzled" emoji: the answer was not understood
-    r"^\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
+    rf"^{_SHORT}\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
     r"\bnot sure i (?:follow|understand|get)\b|\bi (?:do ?n'?t|can'?t) follow\b",
 )
 # "What does X mean?" / "I don't know what X is" asks about the answer only when X is something the

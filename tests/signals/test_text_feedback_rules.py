@@ -165,8 +165,9 @@ def _in_time(seconds: int, fn, *args):
         "f(" + "a" * 50_000,  # a long line that opens a call and never closes it
         "its b" + "-" * 50_000 + " c d e f g",  # a stated value followed by a long run of dashes
         "good " * 40_000,  # many praise words, no closing "not"
+        "=" * 50_000 + "\nthe output of my script",  # a message that opens with a long banner
     ],
-    ids=["open-call", "dashes", "praise"],
+    ids=["open-call", "dashes", "praise", "banner"],
 )
 def test_long_pasted_text_is_read_in_linear_time(text):
     """The rules run per message over large logs: no pattern may backtrack over a long message
