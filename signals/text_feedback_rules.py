@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from functools import lru_cache
 
 # Words that carry no topic: dropped before measuring overlap between two messages.
 STOPWORDS = frozenset(
@@ -93,6 +94,13 @@ _FOREIGN_FUNCTION = frozenset(
     het een niet ik zijn voor ook maar""".split()
 )
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+# Words of a chat verdict: with the English function words, what makes a line with a formula prose
+# ("wrong, x = 3", "thx! x=3 worked"), not code (split_code)
+_CHAT_VERDICT = frozenset(
+    """thanks thx ty wrong incorrect correct right great perfect nice good awesome nope nah yes yeah yep ok
+    okay wow lol works worked""".split()
+)
+_PROSE_WORDS = _EN_FUNCTION | _CHAT_VERDICT
 
 
 def english_evidence(text: str) -> tuple[int, int]:
@@ -123,10 +131,13 @@ _CODE_LINE = re.compile(
     r"|(?:const|let|var) \w+\s*=|function\s*\w*\s*\(|console\.\w|System\.out|SELECT .* FROM )"
     r"|^\s*(?:for \w+(?:,\s*\w+)* in \S.*|else|try|finally|except\b.*|with \S.* as \w+)\s*:\s*$"  # a Python block header
     r"|^\s*[{}]\s*$"
-    r"|^\s*[A-Za-z_][\w.]*\([^()]*(?:\([^()]*\))?[^()]*\)\s*[;:]?\s*$"  # a line that is one call: "print(is_prime(7.5))"
+    # a line that is one call: "print(is_prime(7.5))" (one way to match each line: no backtracking
+    # over a long line that opens a call and never closes it)
+    r"|^\s*[A-Za-z_][\w.]*\([^()]*(?:\([^()]*\)[^()]*)?\)\s*[;:]?\s*$"
 )
-# weaker signs, which count only on a line with no English function word, or at most two in a message
-# of several lines ("can u explain E = mc² simply" is prose, "total += u" code)
+# weaker signs, which count only on a line with no English function word or verdict ("wrong", "thx":
+# _PROSE_WORDS), or at most two in a message of several lines ("can u explain E = mc² simply" and
+# "wrong, x = 3" are prose, "total += u" code)
 _CODE_HINT = re.compile(
     r"[;{}]\s*$"
     r"|[\w\])]\s*(?:==|!=|<=|>=|=>|->|\+=|-=|:=|(?<![=!<>])=(?!=))\s*[\w\"'\[({-]"  # an assignment or comparison
@@ -139,10 +150,10 @@ def split_code(text: str) -> list[tuple[str, bool]]:
     """``text`` cut into (piece, is_code) pieces that join back to it.
 
     Code is a fenced block, an inline `span`, or a whole line that looks like code: a stack-trace
-    line, a statement ("def f(x):", "print(x)", "}"); or, with hardly any English function words on
-    the line, an assignment or comparison ("x = 1"), a line ending in ";", "{" or "}", or in a message
-    of several lines an indented line with code punctuation; and any indented line right under code
-    (the source lines a stack trace quotes).
+    line, a statement ("def f(x):", "print(x)", "}"); or, with hardly any English function words or
+    chat verdicts on the line ("wrong, x = 3" is prose), an assignment or comparison ("x = 1"), a
+    line ending in ";", "{" or "}", or in a message of several lines an indented line with code
+    punctuation; and any indented line right under code (the source lines a stack trace quotes).
     """
     text = str(text or "")
     multiline = "\n" in text.strip()
@@ -156,7 +167,7 @@ def split_code(text: str) -> list[tuple[str, bool]]:
                 _CODE_LINE.search(body)
                 or (out and out[-1][1] and re.match(r"(?:\t| {2,})\S", body))  # indented under code, a trace's source line
                 or ((multiline and _INDENTED.search(body)) or _CODE_HINT.search(body))
-                and sum(w.lower() in _EN_FUNCTION for w in _TOKEN.findall(body)) <= (2 if multiline else 0)
+                and sum(w.lower() in _PROSE_WORDS for w in _TOKEN.findall(body)) <= (2 if multiline else 0)
             )
             if out and out[-1][1] == code:
                 out[-1] = (out[-1][0] + line, code)
@@ -273,11 +284,25 @@ def _words(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     """Topic-bearing words (stop words and one-letter tokens dropped, light stemming)."""
-    return {_stem(w) for w in _words(text)}
+    return set(_content_words(text))
+
+
+@lru_cache(maxsize=512)
+def _content_words(text: str) -> frozenset[str]:
+    # (kept for the texts read again: a message's features read the previous answer's words in
+    # several rules, and consecutive messages share it; stemming is most of the rules' time)
+    return frozenset(_stem(w) for w in _words(text))
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
+
+
+#: after ``^``: the whole message is at most 200 characters. The patterns of a whole short message
+#: ("huh?", "make it shorter") have runs of ``\W*`` that can split a long run of punctuation or
+#: spaces in many ways; a message that opens with one (a pasted banner of "=") made them
+#: backtrack for a time growing with its square or cube
+_SHORT = r"(?=[\s\S]{0,200}$)"
 
 
 # --- cue patterns -------------------------------------------------------------------------------
@@ -321,12 +346,12 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b(?!.*\?\s*$)",  # "No, her first album was ..."
     # a terse instruction that says how the answer should change (Don-Yehiya et al. 2024: "No. I
     # wanted you to ..."): length, format, language, or "X not Y" / "just the X"; short messages only
-    rf"^\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
+    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
     rf"(?:(?:much|a lot|a bit|way|even)\s+)?(?:shorter|longer|briefer|more concise|less wordy|faster|quicker|more efficient|cleaner)\b(?:\W+\w+){{0,3}}\W*$",
     rf"^\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
     rf"(?:in|as|into|using|with) (?:a |an )?(?:{_FORMATS})\b(?:\W+\w+){{0,2}}\W*$",
     r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with) [\w+#. -]{1,25}?,? (?:not|instead of|rather than) [\w+#. -]{1,25}\W*$",
-    r"^\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
+    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
 NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\b(?:that|this|it|your answer|the answer|this answer|this summary|that figure|that number)(?:'s| is| was)? (?:not )?"
@@ -355,7 +380,9 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"(?:(?:does|did|is|do)\s*n'?t|not|never)\s+(?:work|working|run|running|compile|compiling)\b",
     r"\b(?:thanks|thank you) for nothing\b|\banother (?:wrong|useless|bad|incorrect) (?:answer|one|response)\b",
     # praise taken back by a closing "not" ("great answer... not")
-    r"\b(?:great|good|nice|perfect|helpful|useful|brilliant|awesome|amazing|thanks|thank you)\b.*[.,;!…-]\s*not\W*$",
+    # (within 200 characters: each praise word is read on to the end of the line, so an unbounded
+    # reach would cost a long message its length squared)
+    r"\b(?:great|good|nice|perfect|helpful|useful|brilliant|awesome|amazing|thanks|thank you)\b.{0,200}[.,;!…-]\s*not\W*$",
     r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic)\b",
     # a few common non-English complaints
     r"^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore)\b",
@@ -387,7 +414,7 @@ CLARIFY_CUES = _rx(
     r"\bhow is that (?:connected|related)\b",
     r"\bright\? can you clarify\b",
     # a bare "huh?" / "what?" / "??" / "puzzled" emoji: the answer was not understood
-    r"^\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
+    rf"^{_SHORT}\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
     r"\bnot sure i (?:follow|understand|get)\b|\bi (?:do ?n'?t|can'?t) follow\b",
 )
 # "What does X mean?" / "I don't know what X is" asks about the answer only when X is something the
@@ -556,7 +583,9 @@ _ASSERTION = re.compile(
     # what I asked", "it's my favourite", "its a nice city")
     r"(?!(?:not|no|never|n't|what|how|why|who|when|where|which|whether|if|that|this|these|those|it|i|you|he|she|"
     r"we|they|me|my|your|his|her|our|their|its|so|too|very|just|because|like|what's|a|an|un|una|une|ein|eine|uma|um)\b)"
-    r"(?P<fix>[^\W_][\w'’.,-]*(?:\s+[^\W_][\w'’.,-]*){0,3})\W*$",
+    # (a word's inner marks are followed by a letter or digit, its closing ones left to \W*: one way to
+    # match, so a long run of them cannot backtrack)
+    r"(?P<fix>[^\W_](?:\w|['’.,-]+(?=\w))*(?:\s+[^\W_](?:\w|['’.,-]+(?=\w))*){0,3})\W*$",
     re.IGNORECASE,
 )
 # words that judge the answer rather than name a fact ("it's correct", "no es correcto", "its fine")

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from gazepref import store
 from gazepref.capture_site import gaze_store
+from gazepref.capture_site.chunks import task_transaction
 from gazepref.capture_site.gaze_store import frame_rows, store_gaze
 from gazepref.capture_site.gaze_trackers import dropped_row
 from sitetest import Walker
@@ -136,3 +137,66 @@ def test_a_chunk_seq_taken_by_other_frames_is_a_replay(make_app, socket):
     assert _store(app, pid, task, seq, frames, socket=socket) == 0
     chunks = _stored(app, task)["chunks"]
     assert chunks[(ORIGIN, 4)] == T[0:5]
+
+
+def test_a_participant_deleted_while_their_frames_are_stored(make_app, database):
+    """The dashboard deletes a participant while one store of their task holds the task's lock and
+    another waits for it: the delete does not queue behind the lock (PostgreSQL; on SQLite it waits
+    for the one writer), and each store ends cleanly, the one after the delete storing nothing:
+    no error, no retry, and nothing of the participant is left."""
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    pid, task = _task(app)
+    assert _store(app, pid, task, 1, range(0, 2), socket=False) == 2
+    holding, release, out = threading.Event(), threading.Event(), {}
+
+    def hold():  # a store between its look and its insert
+        with app.extensions["gazepref"].engine.connect() as conn, task_transaction(conn, task):
+            holding.set()
+            release.wait(10)
+
+    def store_next():
+        try:
+            out["stored"] = _store(app, pid, task, 5, range(3, 6), socket=True)
+        except Exception as e:  # noqa: BLE001 - reported below
+            out["store error"] = e
+
+    def delete():
+        try:
+            with app.extensions["gazepref"].sessions() as s:
+                s.delete(s.get(store.Participant, pid))
+                s.commit()
+            out["deleted while held"] = not release.is_set()
+        except Exception as e:  # noqa: BLE001 - reported below
+            out["delete error"] = e
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    storer, deleter = threading.Thread(target=store_next), threading.Thread(target=delete)
+    storer.start()
+    deleter.start()
+    deleter.join(timeout=5 if database else 0)  # (PostgreSQL: the delete needs nothing the lock holds)
+    release.set()
+    for th in (holder, storer, deleter):
+        th.join(timeout=30)
+    assert not {k for k in out if k.endswith("error")}, out
+    if database:  # the delete went first; the waiting store then found the task gone
+        assert out == {"deleted while held": True, "stored": 0}, out
+    else:  # one writer at a time: the store waiting on the lock file, then the delete
+        assert out["stored"] in (0, 3), out
+    got = _stored(app, task)
+    assert got == {"chunks": {}, "kept": []}
+
+
+def test_page_times_are_compared_exactly(make_app):
+    """The page sends ``t`` to 0.01 ms (``Math.round(t * 100) / 100``), values a float32 cannot hold:
+    stored as float64 (chunk and kept picture), a resent frame's ``t`` is found again."""
+    app = make_app()
+    pid, task = _task(app)
+    times = [round(16.6667 * i + 1234.5678, 2) for i in range(1, 6)]  # 1251.23, 1267.9, ...
+    with app.app_context():
+        rows = [dropped_row(t) for t in times]
+        assert store_gaze(task, 1, ORIGIN + 0.123, rows[:3]) == 3
+        assert store_gaze(task, 2, ORIGIN + 0.123, rows) == 2  # the first three stored already
+    got = _stored(app, task)["chunks"]
+    assert got == {(ORIGIN + 0.123, 1): times[:3], (ORIGIN + 0.123, 2): times[3:]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gazepref.signals.text_feedback_rules import chat_normalize, is_foreign, prose_text, rule_features
+from gazepref.signals.text_feedback_rules import chat_normalize, is_foreign, prose_text, rule_features, split_code
 
 _TRACE = (
     "Traceback (most recent call last):\n"
@@ -117,3 +117,60 @@ _JS = ("how do i reverse a list in javascript", "Use the array's reverse() metho
 def test_cue_features(context, next_query, cues):
     f = rule_features(context[0], context[1], next_query)
     assert {k: f[k] for k in cues} == cues
+
+
+_CALC = ("solve 3x + 2 = 11", "Subtract 2: 3x = 9, so x = 4.")
+
+
+@pytest.mark.parametrize(
+    "next_query, cues",
+    [
+        # a verdict next to a formula is chat, not code: the formula does not hide the verdict
+        ("wrong, x = 3", {"cue_negative": 1}),
+        ("incorrect: 9 / 3 = 3", {"cue_negative": 1}),
+        ("great, x = 3 works", {"cue_positive": 1}),
+        ("thx! x=3 worked", {"cue_positive": 1}),
+    ],
+)
+def test_a_verdict_beside_a_formula_is_read(next_query, cues):
+    f = rule_features(*_CALC, next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+def test_a_line_of_code_alone_is_still_code():
+    assert split_code("total = u + 1") == [("total = u + 1", True)]
+    assert chat_normalize("total = u + 1") == "total = u + 1"
+
+
+def _in_time(seconds: int, fn, *args):
+    """``fn(*args)``, or TimeoutError once it has run ``seconds`` (SIGALRM: a regex that backtracks
+    for hours is stopped too)."""
+    import signal
+
+    def stop(*_):
+        raise TimeoutError(f"{fn.__name__} ran over {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        return fn(*args)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "f(" + "a" * 50_000,  # a long line that opens a call and never closes it
+        "its b" + "-" * 50_000 + " c d e f g",  # a stated value followed by a long run of dashes
+        "good " * 40_000,  # many praise words, no closing "not"
+        "=" * 50_000 + "\nthe output of my script",  # a message that opens with a long banner
+    ],
+    ids=["open-call", "dashes", "praise", "banner"],
+)
+def test_long_pasted_text_is_read_in_linear_time(text):
+    """The rules run per message over large logs: no pattern may backtrack over a long message
+    (each of these took from several seconds to hours)."""
+    f = _in_time(10, rule_features, *_JS, text)
+    assert f["cue_negative"] == 0
