@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.engine import Connection, Engine
 
 try:
@@ -151,7 +151,14 @@ def _write_rows(conn: Connection, task_id: int, origin: float | None, rows: list
 #: PostgreSQL advisory lock class of a task's chunk lock (:func:`task_transaction`; the task id is
 #: the second key); two-key locks never meet the one-key ones (:data:`gazepref.store.SCHEMA_LOCK_KEY`)
 TASK_LOCK_CLASS = 0x677A6368  # "gzch"
-_TASK_LOCK = text("SELECT pg_advisory_xact_lock(:cls, :task)")
+
+#: PostgreSQL: how long a store waits for its task's chunk lock before it gives up (the request
+#: is answered 503 + Retry-After as in a database outage, ``app.database_outage``, and the page
+#: sends its frames again). A holder holds it for a few milliseconds; one that never lets go is a
+#: host lost between its lock and its commit, whose connection the server ends only when TCP
+#: keepalive notices (hours): without a limit every later store of the task would wait that
+#: long, each holding a request thread and a pooled connection.
+TASK_LOCK_TIMEOUT_MS = 10_000
 
 
 @contextlib.contextmanager
@@ -165,6 +172,7 @@ def task_transaction(conn: Connection, task_id: int):
     statement; at read committed (:func:`gazepref.store.make_engine`) each later statement sees
     what the lock's previous holder committed. Taken on the task, not its row (``FOR UPDATE``
     would also hold back the other inserts of the task, whose foreign key check shares the row).
+    It waits for the lock at most :data:`TASK_LOCK_TIMEOUT_MS` (then ``OperationalError``).
     SQLite: the file's :func:`write_lock` (one writer at a time on the host, the one host of a
     SQLite file) and ``BEGIN IMMEDIATE``, the write lock taken up front: no other connection
     writes between the reads and the inserts. Leaving the block commits; an exception rolls
@@ -175,7 +183,11 @@ def task_transaction(conn: Connection, task_id: int):
             # run outside it; this makes them part of one transaction that holds the write lock
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":
-            conn.execute(_TASK_LOCK, {"cls": TASK_LOCK_CLASS, "task": task_id})
+            # one round trip: the wait's limit for this transaction, then the lock (no parameters:
+            # psycopg sends both statements as one simple query; the values are integers)
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(TASK_LOCK_TIMEOUT_MS)}; "
+                                 f"SELECT pg_advisory_xact_lock({int(TASK_LOCK_CLASS)}, {int(task_id)})",
+                                 execution_options={"no_parameters": True})
         yield conn
 
 

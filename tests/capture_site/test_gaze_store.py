@@ -200,3 +200,35 @@ def test_page_times_are_compared_exactly(make_app):
         assert store_gaze(task, 2, ORIGIN + 0.123, rows) == 2  # the first three stored already
     got = _stored(app, task)["chunks"]
     assert got == {(ORIGIN + 0.123, 1): times[:3], (ORIGIN + 0.123, 2): times[3:]}
+
+
+def test_a_store_waits_for_its_tasks_lock_at_most_the_limit(make_app, postgres_url, monkeypatch):
+    """PostgreSQL: a store whose task's lock is never let go (a host lost between its lock and its
+    commit: the server ends that connection only when TCP keepalive notices) gives up after
+    ``TASK_LOCK_TIMEOUT_MS`` with an error the site answers 503 + Retry-After (the page sends the
+    frames again), instead of holding a request thread and a connection for hours; the task's
+    stores go on once the lock is free."""
+    from gazepref.capture_site import chunks
+    from gazepref.capture_site.app import database_outage
+
+    monkeypatch.setattr(chunks, "TASK_LOCK_TIMEOUT_MS", 300)
+    app = make_app(DATABASE_URL=postgres_url)
+    pid, task = _task(app)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with app.extensions["gazepref"].engine.connect() as conn, task_transaction(conn, task):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(5)
+        with pytest.raises(Exception) as e:
+            _store(app, pid, task, 1, range(0, 2), socket=False)
+        assert "lock timeout" in str(e.value) and database_outage(e.value)
+    finally:
+        release.set()
+        holder.join(10)
+    assert _store(app, pid, task, 1, range(0, 2), socket=False) == 2
