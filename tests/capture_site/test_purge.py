@@ -194,7 +194,8 @@ def test_purge_participant_deletes_their_data_only(make_app, database, withdrawn
     from gazepref.capture_site.purge import purge_participant
 
     app = make_app(**({"DATABASE_URL": database} if database else {}))
-    gone, stays = _participant_with_everything(app, "GONE"), _participant_with_everything(app, "STAYS")
+    run = uuid.uuid4().hex[:8]  # PostgreSQL: one database for the session's tests
+    gone, stays = _participant_with_everything(app, f"GONE-{run}"), _participant_with_everything(app, f"STAYS-{run}")
     with app.extensions["gazepref"].sessions() as s:
         full = _rows_of(s, stays)
         assert _rows_of(s, gone) == full and all(full.values())
