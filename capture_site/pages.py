@@ -139,12 +139,14 @@ def screened_out_page(p: store.Participant, reason: str):
 def withdraw_page(p: store.Participant):
     """The confirmation of a withdrawal: what happens (the data deleted, no completion code, the
     study or HIT returned on the platform), a POST button and Cancel back to the current step."""
-    return render_template("withdraw.html", study=p.study, handoff=withdrawal_handoff(site().config(p.study), p.platform))
+    return render_template("withdraw.html", study=p.study,
+                           handoff=withdrawal_handoff(site().config(p.study), p.platform))
 
 
 def withdrawn_page(p: store.Participant):
     """The final page of a participant who withdrew (every later visit of theirs ends here)."""
-    return render_template("withdrawn.html", study=p.study, handoff=withdrawal_handoff(site().config(p.study), p.platform))
+    return render_template("withdrawn.html", study=p.study,
+                           handoff=withdrawal_handoff(site().config(p.study), p.platform))
 
 
 def completion_handoff(cfg: StudyConfig, p: store.Participant):

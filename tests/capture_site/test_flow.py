@@ -459,12 +459,17 @@ def test_every_page_after_consent_offers_withdrawal(walker):
 
 
 def test_withdrawal_deletes_the_data_and_refuses_every_later_step(app, walker, dbs):
+    """Confirmed by a CSRF-checked POST, a withdrawal deletes the participant's answers and
+    recordings (nobody else's) and keeps only the row that says they withdrew; a reload, Back, a
+    stale form, the page's token and the same link in another browser then get the final page or
+    a 4xx, and nothing more is stored."""
     walker.arrive()
     walker.consent()
     data = walker.to_task()  # demographics answered (age 30): a Demographics row
     walker.chat_turn(data, 0, "How does sleep help memory?")
     token = {"X-Participant-Token": data["token"]}
-    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+             "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
     assert walker.client.post("/api/ingest", json=batch, headers=token).status_code == 200
     stale_form = walker.step().text
     other = Walker(app.test_client(), "STAYS")  # someone else's data stays
@@ -488,7 +493,7 @@ def test_withdrawal_deletes_the_data_and_refuses_every_later_step(app, walker, d
     assert "TEST-CODE-42" not in final.text
 
     dbs.expire_all()
-    gone, stays = _by_name(dbs, other)
+    gone, stays = _withdrawn_and_other(dbs)
     assert gone.consent is False and gone.completion_code is None
     assert set(gone.state) == {"withdrawn"} and gone.demographics is None
     assert gone.tasks == [] and gone.calibrations == []
@@ -500,7 +505,8 @@ def test_withdrawal_deletes_the_data_and_refuses_every_later_step(app, walker, d
     for r in (walker.client.get("/step"), walker.client.get("/consent"), walker.client.get("/withdraw"),
               walker.client.post("/step", data={"csrf_token": csrf_of(stale_form), "step": "task:0"})):
         assert r.status_code in (302, 303) and r.headers["Location"].endswith("/withdrawn"), r.status_code
-    assert walker.client.post(data["urls"]["turns"], json={"index": 1, "prompt": "again"}, headers=token).status_code == 401
+    r = walker.client.post(data["urls"]["turns"], json={"index": 1, "prompt": "again"}, headers=token)
+    assert r.status_code == 401
     assert walker.client.post("/api/ingest", json=batch | {"seq": 1}, headers=token).status_code in (401, 403)
     assert walker.client.post("/window", data={"csrf_token": csrf_of(stale_form), "too_small": "1",
                                                "width": "10", "height": "10"}).status_code == 204
@@ -510,13 +516,13 @@ def test_withdrawal_deletes_the_data_and_refuses_every_later_step(app, walker, d
     assert "You have withdrawn" in r.text and WITHDRAW_LINK not in r.text
     assert again.client.get("/consent", follow_redirects=True).request.path == "/withdrawn"
     dbs.expire_all()
-    gone, _ = _by_name(dbs, other)
+    gone, _ = _withdrawn_and_other(dbs)
     assert set(gone.state) == {"withdrawn"} and len(participants(dbs)) == 2
     assert dbs.scalars(select(store.Turn)).all() == [] and dbs.scalars(select(store.StreamChunk)).all() == []
 
 
-def _by_name(dbs, other: Walker):
-    """(the withdrawn participant, ``other``'s row)."""
+def _withdrawn_and_other(dbs):
+    """(the withdrawn participant's row, the consenting one's)."""
     rows = participants(dbs)
     stays = next(p for p in rows if p.consent)
     return next(p for p in rows if p is not stays), stays

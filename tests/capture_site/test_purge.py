@@ -159,7 +159,8 @@ def _participant_with_everything(app, name: str) -> int:
     w.consent()
     data = w.to_task()
     w.chat_turn(data, 0, "How does sleep help memory?")
-    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12, "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+             "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
     assert w.client.post("/api/ingest", json=batch, headers={"X-Participant-Token": data["token"]}).status_code == 200
     with app.extensions["gazepref"].sessions() as s:
         p = s.scalar(select(store.Participant).where(store.Participant.consent.is_(True))
