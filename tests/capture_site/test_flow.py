@@ -548,3 +548,24 @@ def test_withdrawal_says_how_to_leave_the_platform(make_app, tmp_path, platform,
     for text in (page.text, final):
         assert says in text and 'href="https://example.org/left"' in text
         assert "TEST-CODE-42" not in text and "externalSubmit" not in text
+
+
+def test_a_screened_out_participant_can_withdraw_too(make_app, tmp_path):
+    """Sent back to the platform without a camera, a participant's calibration-step data is still
+    kept: their screened-out page offers the withdrawal, which deletes it."""
+    from gazetest import answer_step, to_calibration, webcam_toml
+
+    toml = webcam_toml(tmp_path / "required.toml")
+    toml.write_text(toml.read_text().replace('webcam = "optional"', 'webcam = "required"'))
+    app = make_app(STUDY_CONFIG=str(toml))
+    client = app.test_client()
+    to_calibration(client, "CAM-NONE")
+    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302
+    page = client.get("/step").text
+    assert "needs a working webcam" in page and WITHDRAW_LINK in page
+    w = Walker(client, "CAM-NONE")
+    _, r = _withdraw(w)
+    assert r.headers["Location"].endswith("/withdrawn")
+    with app.extensions["gazepref"].sessions() as s:
+        [p] = participants(s)
+        assert set(p.state) == {"withdrawn"} and p.demographics is None and p.tasks == []

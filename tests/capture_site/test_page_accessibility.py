@@ -173,6 +173,15 @@ def test_a_screen_reader_finds_title_language_and_named_controls(session_pages, 
     assert check_page(session_pages[page]) == []
 
 
+def test_every_page_after_consent_and_only_those_offer_withdrawal(session_pages):
+    """The footer's "Withdraw from the study" link: on each step and the done page, not on the
+    consent, declined or withdrawal pages."""
+    link = 'id="withdraw-link" href="/withdraw"'
+    offered = {name for name, html in session_pages.items() if link in html}
+    assert offered == set(session_pages) - {"consent", "declined", "withdraw", "withdrawn"}, offered
+    assert {"done", "task", "demographics-error"} <= offered
+
+
 def test_no_page_needs_what_the_content_security_policy_refuses(session_pages):
     """No inline script, event handler, style attribute or javascript: URL (security.CSP_DIRECTIVES)."""
     assert {name: found for name, html in session_pages.items() if (found := csp_breaches(html))} == {}
