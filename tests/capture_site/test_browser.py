@@ -553,7 +553,8 @@ def test_a_rating_that_could_not_be_saved_says_so(browser, app):
 def test_the_withdraw_link_is_reached_by_keyboard_and_cancel_goes_back(page, app):
     """On the chat task (the page with the most controls) Tab reaches "Withdraw from the study"
     after the page's own controls; Enter opens the confirmation, whose Cancel (by keyboard too)
-    goes back to the task, nothing deleted."""
+    goes back to the task, nothing deleted. After withdrawing, the browser keeps nothing of the
+    study either."""
     to_first_task(page, "KEYS")
     ready(page)
     page.focus("#message")
@@ -579,3 +580,11 @@ def test_the_withdraw_link_is_reached_by_keyboard_and_cancel_goes_back(page, app
     with app.extensions["gazepref"].sessions() as s:
         [p] = s.scalars(select(store.Participant)).all()
         assert p.consent and len(p.tasks) == 1
+    # withdrawn: the final page removes what the browser kept of the study (a draft, an unsent batch)
+    page.fill("#message", "a draft")
+    page.evaluate("localStorage.setItem('gazepref:outbox:999', '{}'); localStorage.setItem('other', '1')")
+    page.click("#withdraw-link")
+    page.click("#withdraw-confirm")
+    page.wait_for_url("**/withdrawn")
+    assert page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('gazepref:'))") == []
+    assert page.evaluate("localStorage.getItem('other')") == "1"
