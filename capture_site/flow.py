@@ -18,6 +18,7 @@ calibration of the gaze module) plug in with :func:`register_step`, for one app,
 from __future__ import annotations
 
 import hmac
+import logging
 import random
 import secrets
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
 
+log = logging.getLogger(__name__)
 bp = Blueprint("flow", __name__)
 bp.before_request(check_csrf)
 bp.after_request(no_store)  # Back/Forward and stale tabs always ask for the current step
@@ -347,6 +349,7 @@ def withdraw():
         if not withdrawal_of(p) and p.consent:
             purge_participant(db(), p, withdrawn=True)
         db().commit()
+    log.info("participant row %s of study %s withdrew; their data was deleted", p.id, p.study.slug)
     return redirect(url_for("flow.withdrawn"), 303)
 
 

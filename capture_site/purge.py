@@ -27,7 +27,7 @@ next interval; it never reaches the request.
 A participant's data is deleted by :func:`purge_participant`, the one deletion of what a
 participant gave: the researcher's "Delete data" on the dashboard (the row goes too) and the
 participant's own withdrawal (``withdrawn=True``: the row stays as the marker that they
-withdrew, :func:`mark_withdrawn`).
+withdrew, read by :func:`withdrawal_of`).
 """
 from __future__ import annotations
 
