@@ -385,7 +385,8 @@ def _study_find_participant(args: argparse.Namespace) -> int:
         found = None
         if p is not None:
             state = p.state or {}
-            status = ("declined" if p.consent is False else "finished" if state.get("finished_at")
+            status = ("withdrawn" if state.get("withdrawn") else "declined" if p.consent is False
+                      else "finished" if state.get("finished_at")
                       else "screened out" if screened_out(p) else "started")
             found = {"pseudonym": p.pseudonym, "dashboard": p.pseudonym[:12], "status": status,
                      "step": step_at(state, "-") if p.consent else "-",

@@ -21,6 +21,7 @@ from .. import UserError, store
 from . import accounts
 from .exporting import FORMATS, export_study
 from .pages import no_store
+from .purge import purge_participant
 from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db
 from .security import check_csrf, login_required
@@ -145,7 +146,7 @@ def delete_participant(pid: int):
     if p is None:
         abort(404, description="no such participant")
     slug = p.study.slug
-    db().delete(p)
+    purge_participant(db(), p)
     db().commit()
     log.info("deleted participant row %s of study %s on request", pid, slug)
     flash("The participant's data was deleted.")

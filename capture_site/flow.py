@@ -18,6 +18,7 @@ calibration of the gaze module) plug in with :func:`register_step`, for one app,
 from __future__ import annotations
 
 import hmac
+import logging
 import random
 import secrets
 from collections.abc import Callable
@@ -36,13 +37,15 @@ from .answers import answer_texts, transcript
 from .chunks import write_lock
 from .identity import Arrival, arrival_from_args
 from .pages import (completion_handoff, current_participant, declined_page, favicon, framable, in_frame, no_store,
-                    not_admitted_page, note_window, page_context, screened_out_page)
+                    not_admitted_page, note_window, page_context, screened_out_page, withdraw_page, withdrawn_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
+from .purge import purge_participant, withdrawal_of
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
 
+log = logging.getLogger(__name__)
 bp = Blueprint("flow", __name__)
 bp.before_request(check_csrf)
 bp.after_request(no_store)  # Back/Forward and stale tabs always ask for the current step
@@ -203,6 +206,8 @@ def arrive(slug: str | None = None):
     if not resuming and not accepts(cfg, arrival):
         return not_admitted_page(cfg)
     existing = _arrive(study, arrival)
+    if withdrawal_of(existing):
+        return redirect(url_for("flow.withdrawn"))
     if existing is not None and existing.consent is False:
         return declined_page(study)
     if session.get("resume_pid") is not None:
@@ -313,11 +318,48 @@ def _not_in_flow():
     if p is None:
         session.pop("pid", None)
         return redirect(url_for("flow.consent"))
+    if withdrawal_of(p):  # every later step of theirs (a reload, Back, a stale form): the final page
+        return redirect(url_for("flow.withdrawn"))
     if not p.consent:
         return declined_page(p.study)
     if (reason := screened_out(p)) is not None:
         return screened_out_page(p, reason)
     return None
+
+
+@bp.route("/withdraw", methods=["GET", "POST"])
+def withdraw():
+    """A consenting participant withdraws: GET asks (what happens, Cancel back to the current
+    step), POST (CSRF-checked by the blueprint) deletes their data by
+    :func:`.purge.purge_participant`, keeping the row as the marker that they withdrew, and goes to
+    the final page. Nobody else (before consent, declined, withdrawn already) withdraws."""
+    p = current_participant()
+    if p is None:
+        return redirect(url_for("flow.consent"))
+    if withdrawal_of(p):
+        return redirect(url_for("flow.withdrawn"))
+    if not p.consent:  # declined: nothing was recorded (the step shows the declined page)
+        return redirect(url_for("flow.step"))
+    if request.method == "GET":
+        return withdraw_page(p)
+    # the row under its lock: the set-up log and the window report write its state from other
+    # requests (setup_log.py), and would otherwise write back what was just deleted
+    with write_lock(site().engine):
+        db().refresh(p, with_for_update=True)
+        if not withdrawal_of(p) and p.consent:
+            purge_participant(db(), p, withdrawn=True)
+        db().commit()
+    log.info("participant row %s of study %s withdrew; their data was deleted", p.id, p.study.slug)
+    return redirect(url_for("flow.withdrawn"), 303)
+
+
+@bp.get("/withdrawn")
+def withdrawn():
+    """The final page of a participant who withdrew."""
+    p = current_participant()
+    if not withdrawal_of(p):
+        return redirect(url_for("flow.step"))
+    return withdrawn_page(p)
 
 
 @bp.get("/step")
@@ -387,6 +429,7 @@ def window_size():
 def _page(template: str, ctx: StepContext, **kw: Any) -> str:
     code = (ctx.participant.state or {}).get("resume_code") if ctx.config.resume == "code" else None
     kw.setdefault("resume_code", code)
+    kw.setdefault("withdraw_link", True)
     return render_template(template, ctx=ctx, cfg=ctx.config, step=ctx.step, errors=ctx.errors, **kw)
 
 

@@ -112,6 +112,17 @@ def camera_error():
     return jsonify(ok=True)
 
 
+@bp.post("/camera-started")
+def camera_started():
+    """The set-up page opened the camera (no body): an earlier camera error of the participant
+    (denied, then allowed on "Try the camera again") is superseded (:mod:`.setup_log`)."""
+    from .setup_log import note_camera_started
+
+    p = token_participant(request_token())
+    note_camera_started((p.id, p.pseudonym))
+    return jsonify(ok=True)
+
+
 @bp.post("/samples")
 def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip

@@ -48,7 +48,7 @@ def page_data(p: store.Participant, cfg: StudyConfig, task: store.Task | None, t
         return None
     data = {"mode": cfg.webcam, "token": token, "settings": gaze_settings(cfg).page(),
             "urls": {"frames": url_for("gaze.frames"), "round": url_for("gaze.calibration_round"),
-                     "camera_error": url_for("gaze.camera_error"),
+                     "camera_error": url_for("gaze.camera_error"), "camera_started": url_for("gaze.camera_started"),
                      "samples": url_for("gaze.samples"), "vendor": url_for("vendor.files", path="")}}
     if current_app.config.get("GAZE_WEBSOCKET", True):  # False: the page posts frame batches only
         data["urls"]["ws"] = url_for("gaze_ws.frames_ws")

@@ -11,7 +11,9 @@
   (:func:`note_window`), for the dashboard's "why they stopped".
 * MTurk's HIT frame: the preview, and a "start in a new tab" page, may be shown in it.
 * the declined, screened-out and not-admitted pages with their way back to the platform
-  (:mod:`.platforms`).
+  (:mod:`.platforms`), and the pages of a participant's withdrawal (:func:`withdraw_page`,
+  :func:`withdrawn_page`): every page after consent has a "Withdraw from the study" link in its
+  footer (``withdraw_link``), to a confirmation page that says what happens.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .. import store
 from .config import MTURK_SUBMIT_HOSTS, StudyConfig
 from .identity import Arrival
 from .plan import step_at
-from .platforms import completion, screen_out
+from .platforms import completion, screen_out, withdrawal_handoff
 from .runtime import db, site, study_by_slug
 from .security import content_security_policy
 
@@ -131,7 +133,20 @@ def declined_page(study: store.Study):
 def screened_out_page(p: store.Participant, reason: str):
     cfg = site().config(p.study)
     return render_template("screened_out.html", study=p.study, message=SCREEN_OUT_REASONS.get(reason, reason),
-                           handoff=screen_out(cfg, p.platform, handoff_params()))
+                           handoff=screen_out(cfg, p.platform, handoff_params()), withdraw_link=True)
+
+
+def withdraw_page(p: store.Participant):
+    """The confirmation of a withdrawal: what happens (the data deleted, no completion code, the
+    study or HIT returned on the platform), a POST button and Cancel back to the current step."""
+    return render_template("withdraw.html", study=p.study,
+                           handoff=withdrawal_handoff(site().config(p.study), p.platform))
+
+
+def withdrawn_page(p: store.Participant):
+    """The final page of a participant who withdrew (every later visit of theirs ends here)."""
+    return render_template("withdrawn.html", study=p.study,
+                           handoff=withdrawal_handoff(site().config(p.study), p.platform))
 
 
 def completion_handoff(cfg: StudyConfig, p: store.Participant):

@@ -108,6 +108,15 @@ def screen_out(cfg: StudyConfig, platform: str | None, params: Mapping[str, Any]
     return _handoff(cfg, platform or "direct", params, code, url, 0)
 
 
+def withdrawal_handoff(cfg: StudyConfig, platform: str | None) -> Handoff:
+    """How a participant who withdrew leaves the platform: no code (a withdrawal earns none, and
+    the screen-out code would report them as screened out); they return the study (MTurk: the
+    HIT) on the platform, through the study's ``screenout_url`` where it sets one that needs no
+    code."""
+    url = cfg.platform.screenout_url
+    return Handoff(None, platform or "direct", url=url if url and "{code}" not in url else None)
+
+
 def mark_screened_out(p: store.Participant, reason: str) -> None:
     """Record that the participant cannot go on (``reason``: ``"no-camera"``, ...); every flow
     page shows them the screen-out page from now on."""

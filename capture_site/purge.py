@@ -23,6 +23,11 @@ purging: that transaction would hold locks the purge's own connection waits on.
 A purge that fails is logged (logger ``gazepref.capture_site.purge``, WARNING; the statements
 bind only times and a count, so no key or identity reaches the log) and tried again after the
 next interval; it never reaches the request.
+
+A participant's data is deleted by :func:`purge_participant`, the one deletion of what a
+participant gave: the researcher's "Delete data" on the dashboard (the row goes too) and the
+participant's own withdrawal (``withdrawn=True``: the row stays as the marker that they
+withdrew, read by :func:`withdrawal_of`).
 """
 from __future__ import annotations
 
@@ -32,13 +37,16 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, current_app, has_app_context
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from .. import store
 from . import accounts
 from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
 from .runtime import close_db, site
 
-__all__ = ["Purge", "install"]
+__all__ = ["Purge", "install", "purge_participant", "withdrawal_of"]
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +125,46 @@ def install(app: Flask) -> Purge:
     app.extensions["gazepref_purge"] = purge
     app.teardown_request(purge)
     return purge
+
+
+# --------------------------------------------------------------------------- a participant's data
+
+
+def purge_participant(s: Session, p: store.Participant, *, withdrawn: bool = False) -> None:
+    """Delete everything recorded of participant ``p`` in session ``s`` (the caller commits):
+    webcam frames, telemetry chunks, answers and ratings (turns, responses), tasks with their
+    questionnaire answers, calibrations, demographics, and the row itself. With ``withdrawn``
+    the row stays, as a declined consent's does: pseudonym, platform and the time of the consent,
+    ``consent`` False, no completion code, ``state`` only ``{"withdrawn": {"at", "step"}}`` (the
+    site then shows them the withdrawal's final page and admits them no more; the dashboard lists
+    them as withdrawn, exports leave them out: they take consenting participants only).
+
+    Explicit deletes in dependency order (the database's ``ON DELETE CASCADE`` would do the same:
+    this does not depend on it), so that keeping the row deletes the same rows as deleting it."""
+    from .plan import step_at
+
+    T, Tu = store.Task, store.Turn
+    tasks = select(T.id).where(T.participant_id == p.id)
+    turns = select(Tu.id).where(Tu.task_id.in_(tasks))
+    for stmt in (delete(store.GazeFrame).where(store.GazeFrame.participant_id == p.id),
+                 delete(store.StreamChunk).where(store.StreamChunk.task_id.in_(tasks)),
+                 delete(store.Response).where(store.Response.turn_id.in_(turns)),
+                 delete(Tu).where(Tu.task_id.in_(tasks)),
+                 delete(T).where(T.participant_id == p.id),
+                 delete(store.Calibration).where(store.Calibration.participant_id == p.id),
+                 delete(store.Demographics).where(store.Demographics.participant_id == p.id)):
+        s.execute(stmt.execution_options(synchronize_session=False))
+    step = step_at(p.state or {}, "-") if p.consent else "-"
+    s.expire(p)  # its collections: the rows just deleted
+    if not withdrawn:
+        s.delete(p)
+        return
+    p.consent = False
+    p.completion_code = None
+    p.state = {"withdrawn": {"at": store.utcnow().isoformat(timespec="seconds"), "step": step}}
+
+
+def withdrawal_of(p: store.Participant | None) -> dict | None:
+    """The withdrawal of ``p`` (``{"at", "step"}``; None: they did not withdraw)."""
+    info = (p.state or {}).get("withdrawn") if p is not None else None
+    return info if isinstance(info, dict) else None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from .. import store
 from .plan import parse_step, step_at
 from .platforms import screened_out
+from .purge import withdrawal_of
 
 GAP_MS = 2000.0  # a silence longer than this between batches of a stream counts as a gap
 WINDOW_S = 60
@@ -24,6 +25,9 @@ _FACE_CACHE_MAX = 200_000
 def study_progress(s: Session, study: store.Study) -> dict:
     P, T, C = store.Participant, store.Task, store.StreamChunk
     consent = dict(s.execute(select(P.consent, func.count()).where(P.study_id == study.id).group_by(P.consent)).all())
+    # a withdrawal keeps the row with consent False (purge.purge_participant): apart from the declined
+    refused = s.scalars(select(P.state).where(P.study_id == study.id, P.consent.is_(False))).all()
+    withdrawn = sum(1 for st in refused if isinstance((st or {}).get("withdrawn"), dict))
     states = s.scalars(select(P.state).where(P.study_id == study.id, P.consent.is_(True))).all()
     turns = s.scalar(select(func.count(store.Turn.id)).join(T).join(P).where(P.study_id == study.id)) or 0
     since = store.utcnow() - dt.timedelta(seconds=WINDOW_S)
@@ -33,7 +37,8 @@ def study_progress(s: Session, study: store.Study) -> dict:
     return {
         "participants": sum(consent.values()),
         "consented": consent.get(True, 0),
-        "declined": consent.get(False, 0),
+        "declined": consent.get(False, 0) - withdrawn,
+        "withdrawn": withdrawn,
         "finished": sum(1 for st in states if (st or {}).get("finished_at")),
         "turns": turns,
         "samples_per_s": {k: round(int(v) / WINDOW_S, 1) for k, v in recent.items()},
@@ -41,7 +46,8 @@ def study_progress(s: Session, study: store.Study) -> dict:
 
 
 def participant_quality(s: Session, study: store.Study, now: dt.datetime | None = None) -> list[dict]:
-    """One row per participant: status (finished, screened out, in progress, stopped, declined) and, for those
+    """One row per participant: status (finished, screened out, in progress, stopped, declined,
+    withdrawn: no data left) and, for those
     who stopped, why (:func:`stop_reason`); step, turns, samples per stream, mouse sample rate and
     gaps, face-found rate of the webcam frames, start time and duration, calibration accuracy
     (latest validation round, rounded px) and failed attention checks."""
@@ -192,7 +198,8 @@ _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera foun
 
 
 def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None, step: str) -> tuple[str, str]:
-    """``(status, reason)`` from what the flow recorded: ``declined`` (consent), ``finished``,
+    """``(status, reason)`` from what the flow recorded: ``withdrawn`` (the participant withdrew
+    and their data was deleted), ``declined`` (consent), ``finished``,
     ``screened out`` (sent back to the platform with the screen-out hand-off: a webcam-only study
     without a usable camera, a calibration that failed where the study screens out; at once, with
     the set-up's reason), ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
@@ -202,6 +209,10 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
     only while its "please use a larger window" page was the last thing reported at the step the
     participant stopped at (:func:`.pages.note_window`): not for one who enlarged it or went on."""
     state = p.state or {}
+    if (withdrawn := withdrawal_of(p)) is not None:
+        step = withdrawn.get("step")
+        where = f" at {step_label(step)}" if isinstance(step, str) and step != "-" else ""
+        return "withdrawn", f"withdrew{where}; data deleted"
     if p.consent is False:
         return "declined", "declined consent"
     if p.consent is None:

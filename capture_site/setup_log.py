@@ -7,7 +7,13 @@ and a camera that could not be opened (denied, not found) left no trace. Both ar
 
     {"frames": int, "face_found": int, "codes": {face status code: frames}, "last_code": str,
      "camera_error": "denied" | "not-found" | "unsupported" | "failed" | None,
+     "camera_error_at": ISO time of that error, "camera_started_at": ISO time the camera last opened,
      "updated_at": ISO time of the latest frames or camera error counted (not of the write)}
+
+The camera state is the latest one: set-up frames that came after a camera error, or the page's
+report that the camera opened (:func:`note_camera_started`: a participant who denied the camera
+and allowed it on "Try the camera again"), clear ``camera_error``; frames that came before it
+(counts written late, by the shutdown) leave it.
 
 Frame counts are gathered in memory per participant and written at most every
 :data:`WRITE_EVERY_S` seconds (and when the face status changes; codes of :func:`gazepref.signals.framing.framing_advice`), so set-up frames cost no
@@ -54,7 +60,7 @@ def _write(participant: tuple[int, str], changes: dict[str, Any], added: dict[st
 
     with write_lock(site().engine), site().sessions() as s:
         p = s.get(store.Participant, participant[0], with_for_update=True)
-        if p is None or p.pseudonym != participant[1]:
+        if p is None or p.pseudonym != participant[1] or not p.consent:  # (gone, another's, withdrawn)
             return
         state = dict(p.state or {})
         setup = dict(state.get("setup", {}))
@@ -67,6 +73,9 @@ def _write(participant: tuple[int, str], changes: dict[str, Any], added: dict[st
             else:
                 setup[key] = int(setup.get(key) or 0) + value
         at = at or store.utcnow().isoformat()
+        error_at = setup.get("camera_error_at")
+        if added and setup.get("camera_error") and (not isinstance(error_at, str) or at >= error_at):
+            setup["camera_error"] = None  # frames came after the error: the camera works now
         stored = setup.get("updated_at")
         state["setup"] = {**setup, **changes, "updated_at": max(stored, at) if isinstance(stored, str) else at}
         p.state = state
@@ -123,4 +132,13 @@ def flush_pending() -> int:
 def note_camera_error(participant: tuple[int, str], reason: str) -> None:
     """Record that the camera of ``participant`` = (row id, pseudonym) could not be opened
     (``reason``: :data:`CAMERA_ERRORS`)."""
-    _write(participant, {"camera_error": reason if reason in CAMERA_ERRORS else "failed"})
+    now = store.utcnow().isoformat()
+    _write(participant, {"camera_error": reason if reason in CAMERA_ERRORS else "failed", "camera_error_at": now},
+           at=now)
+
+
+def note_camera_started(participant: tuple[int, str]) -> None:
+    """Record that the set-up page opened the camera of ``participant`` = (row id, pseudonym): an
+    earlier camera error (denied, then allowed on retry) no longer says why they stopped."""
+    now = store.utcnow().isoformat()
+    _write(participant, {"camera_error": None, "camera_started_at": now}, at=now)

@@ -333,6 +333,9 @@ async function main() {
     noCamera(e);
     return;
   }
+  if (gaze.urls.camera_started) { // supersedes an earlier camera error on the dashboard (allowed on retry)
+    fetch(gaze.urls.camera_started, { method: "POST", headers: { "X-Participant-Token": gaze.token } }).catch(() => {});
+  }
   state.capture = new GazeCapture({
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: S, phase: "setup", urls: gaze.urls,
     video: $("#camera-preview"),

@@ -103,6 +103,17 @@ for (const form of keepForms) {
   form.addEventListener("change", keep);
 }
 
+// The final page of a withdrawal: what this browser still holds of the study goes too (unsent
+// telemetry batches, which the server would refuse now, chat drafts and unsent ratings, form
+// answers). Its outbox.js is left out, so nothing is sent from it.
+if (document.body.classList.contains("forget-study-data")) {
+  for (const kept of [localStorage, sessionStorage]) {
+    try {
+      for (const key of Object.keys(kept)) if (key.startsWith("gazepref:")) kept.removeItem(key);
+    } catch { /* storage blocked: nothing kept */ }
+  }
+}
+
 // Step forms: say that the answer is being saved (a slow connection otherwise looks stuck).
 document.addEventListener("submit", (e) => {
   const form = e.target;

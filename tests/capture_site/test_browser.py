@@ -548,3 +548,43 @@ def test_a_rating_that_could_not_be_saved_says_so(browser, app):
         assert pg.is_checked("[name='choice'][value='1']") and pg.is_enabled("#submit-rating")
         pg.unroute("**/rating")
         rate(pg, [4, 2], choice=1)
+
+
+def test_the_withdraw_link_is_reached_by_keyboard_and_cancel_goes_back(page, app):
+    """On the chat task (the page with the most controls) Tab reaches "Withdraw from the study"
+    after the page's own controls; Enter opens the confirmation, whose Cancel (by keyboard too)
+    goes back to the task, nothing deleted. After withdrawing, the browser keeps nothing of the
+    study either."""
+    to_first_task(page, "KEYS")
+    ready(page)
+    page.focus("#message")
+    order = []
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+        if order[-1] == "withdraw-link":
+            break
+    assert order[-1] == "withdraw-link", order
+    assert "send" in order  # the task's own controls come first
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/withdraw")
+    assert "answers and recordings will be deleted" in page.text_content("main")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "withdraw-cancel":
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/step")
+    ready(page)
+    assert page.locator("#message").count() == 1
+    with app.extensions["gazepref"].sessions() as s:
+        [p] = s.scalars(select(store.Participant)).all()
+        assert p.consent and len(p.tasks) == 1
+    # withdrawn: the final page removes what the browser kept of the study (a draft, an unsent batch)
+    page.fill("#message", "a draft")
+    page.evaluate("localStorage.setItem('gazepref:outbox:999', '{}'); localStorage.setItem('other', '1')")
+    page.click("#withdraw-link")
+    page.click("#withdraw-confirm")
+    page.wait_for_url("**/withdrawn")
+    assert page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('gazepref:'))") == []
+    assert page.evaluate("localStorage.getItem('other')") == "1"

@@ -144,3 +144,20 @@ def test_find_participant_names_the_pseudonym_of_a_platform_id(app, capsys):
         assert json.loads(capsys.readouterr().out)["participant"] is None
     assert main(["study", "find-participant", "no-such-study", "--prolific", "X", *where]) == 2
     assert "no study 'no-such-study'" in capsys.readouterr().err
+
+
+def test_find_participant_says_that_a_participant_withdrew(app, capsys):
+    """A participant who withdrew on the site (their data deleted) is found as "withdrawn"."""
+    import json
+
+    from sitetest import Walker, csrf_of
+
+    w = Walker(app.test_client(), "PID-WITHDREW")
+    w.arrive()
+    w.consent()
+    page = w.client.get("/withdraw")
+    assert w.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code == 303
+    where = ["--instance", app.instance_path, "--json"]
+    assert main(["study", "find-participant", "test-study", "--prolific", "PID-WITHDREW", *where]) == 0
+    found = json.loads(capsys.readouterr().out)["participant"]
+    assert (found["status"], found["step"]) == ("withdrawn", "-")

@@ -629,3 +629,37 @@ def test_face_rate_follows_a_chunk_that_reuses_a_deleted_chunks_id(walker, dbs):
     dbs.commit()
     second = add_chunk([0, 0])
     assert rate() == 1.0, f"chunk {second} (first {first}) read from the cache of the deleted one"
+
+
+def test_a_withdrawn_participant_is_counted_and_listed_as_withdrawn_and_never_exported(app, client, researcher, dbs):
+    """A participant who withdrew (the site's "Withdraw from the study") is a row "withdrawn"
+    with no data on the dashboard, counted apart from the declined, and left out of exports."""
+    from gazepref.capture_site.quality import study_progress
+
+    stays = Walker(app.test_client(), "P-STAYS")
+    stays.arrive()
+    stays.consent()
+    stays.chat_turn(stays.to_task(), 0, "How does sleep help memory?")
+    w = Walker(app.test_client(), "P-WITHDRAWS")
+    w.arrive()
+    w.consent()
+    w.chat_turn(w.to_task(), 0, "How do volcanoes erupt?")
+    page = w.client.get("/withdraw")
+    assert w.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code in (302, 303)
+
+    assert login(client, *researcher).status_code == 302
+    prog = client.get("/admin/studies/test-study/progress.json").json
+    assert (prog["progress"]["consented"], prog["progress"]["declined"], prog["progress"]["withdrawn"]) == (1, 0, 1)
+    assert prog["progress"]["turns"] == 1
+    [row] = [p for p in prog["participants"] if p["status"] == "withdrawn"]
+    assert row["turns"] == 0 and row["samples"] == {} and "data deleted" in row["reason"]
+    html = client.get("/admin/studies/test-study").text
+    assert 'class="status-withdrawn">withdrawn</td>' in html and 'data-key="withdrawn">1<' in html
+    assert "Withdrawn" in client.get("/admin/").text
+    r = client.get("/admin/studies/test-study/export?format=parquet")
+    zf = zipfile.ZipFile(io.BytesIO(r.data))
+    turns = pd.read_parquet(io.BytesIO(zf.read("test-study/turns.parquet")))
+    assert turns["prompt"].tolist() == ["How does sleep help memory?"]
+    assert turns["participant_id"].nunique() == 1
+    with app.extensions["gazepref"].sessions() as s:
+        assert study_progress(s, s.scalars(select(store.Study)).one())["withdrawn"] == 1

@@ -425,3 +425,147 @@ def test_the_window_report_keeps_what_the_set_up_log_wrote_meanwhile(make_app, t
         p = s.get(store.Participant, pid)
         assert p.state["window"]["too_small"] and p.state["window"]["size"] == [800, 500]
         assert p.state["setup"]["camera_error"] == "denied"
+
+
+# --------------------------------------------------------------------------- withdrawal
+
+WITHDRAW_LINK = 'id="withdraw-link" href="/withdraw"'
+
+
+def _withdraw(w: Walker):
+    """Open the confirmation page and confirm; returns (confirmation page, final response)."""
+    page = w.client.get("/withdraw")
+    assert page.status_code == 200, page.text
+    return page, w.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)})
+
+
+def test_every_page_after_consent_offers_withdrawal(walker):
+    """The "Withdraw from the study" link is on every flow page after consent (a plain link:
+    keyboard reachable, to a confirmation page), not before consent nor after a decline."""
+    assert WITHDRAW_LINK not in walker.arrive().text
+    walker.consent()
+    seen = set()
+    while (step := walker.current_step()) != "done":
+        assert WITHDRAW_LINK in walker.step().text, step
+        seen.add(step.split(":")[0])
+        if step.startswith("task:"):
+            break
+        walker.answer({"understand_before": "3", "age": "30"})
+    assert {"demographics", "instructions", "pre", "task"} <= seen
+    declined = Walker(walker.client.application.test_client(), "NO")
+    declined.arrive()
+    assert WITHDRAW_LINK not in declined.consent("decline").text
+    assert declined.client.get("/withdraw").status_code in (302, 303)
+
+
+def test_withdrawal_deletes_the_data_and_refuses_every_later_step(app, walker, dbs):
+    """Confirmed by a CSRF-checked POST, a withdrawal deletes the participant's answers and
+    recordings (nobody else's) and keeps only the row that says they withdrew; a reload, Back, a
+    stale form, the page's token and the same link in another browser then get the final page or
+    a 4xx, and nothing more is stored."""
+    walker.arrive()
+    walker.consent()
+    data = walker.to_task()  # demographics answered (age 30): a Demographics row
+    walker.chat_turn(data, 0, "How does sleep help memory?")
+    token = {"X-Participant-Token": data["token"]}
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+             "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    assert walker.client.post("/api/ingest", json=batch, headers=token).status_code == 200
+    stale_form = walker.step().text
+    other = Walker(app.test_client(), "STAYS")  # someone else's data stays
+    other.arrive()
+    other.consent()
+    other.to_task()
+
+    page = walker.client.get("/withdraw")
+    text = page.text
+    assert page.status_code == 200 and WITHDRAW_LINK not in text
+    assert "answers and recordings will be deleted" in text and "will not receive a completion code" in text
+    assert 'href="/step"' in text and "Cancel" in text  # back to where they were
+    assert walker.client.post("/withdraw", data={}).status_code == 400  # no CSRF token: nothing happens
+    dbs.expire_all()
+    assert len(dbs.scalars(select(store.Turn)).all()) == 1
+
+    _, r = _withdraw(walker)
+    assert r.status_code in (302, 303) and r.headers["Location"].endswith("/withdrawn")
+    final = walker.client.get("/withdrawn")
+    assert final.status_code == 200 and "have been deleted" in final.text and WITHDRAW_LINK not in final.text
+    assert "TEST-CODE-42" not in final.text
+
+    dbs.expire_all()
+    gone, stays = _withdrawn_and_other(dbs)
+    assert gone.consent is False and gone.completion_code is None
+    assert set(gone.state) == {"withdrawn"} and gone.demographics is None
+    assert gone.tasks == [] and gone.calibrations == []
+    assert [t.participant_id for t in dbs.scalars(select(store.Task))] == [stays.id]
+    assert dbs.scalars(select(store.Turn)).all() == [] and dbs.scalars(select(store.StreamChunk)).all() == []
+    assert stays.consent and stays.demographics is not None
+
+    # a reload, the back button's stale form, the API with the old token: the final page or a 4xx
+    for r in (walker.client.get("/step"), walker.client.get("/consent"), walker.client.get("/withdraw"),
+              walker.client.post("/step", data={"csrf_token": csrf_of(stale_form), "step": "task:0"})):
+        assert r.status_code in (302, 303) and r.headers["Location"].endswith("/withdrawn"), r.status_code
+    r = walker.client.post(data["urls"]["turns"], json={"index": 1, "prompt": "again"}, headers=token)
+    assert r.status_code == 401
+    assert walker.client.post("/api/ingest", json=batch | {"seq": 1}, headers=token).status_code in (401, 403)
+    assert walker.client.post("/window", data={"csrf_token": csrf_of(stale_form), "too_small": "1",
+                                               "width": "10", "height": "10"}).status_code == 204
+    # the same link again, in another browser: told they withdrew, not admitted again
+    again = Walker(app.test_client(), walker.pid)
+    r = again.arrive()
+    assert "You have withdrawn" in r.text and WITHDRAW_LINK not in r.text
+    assert again.client.get("/consent", follow_redirects=True).request.path == "/withdrawn"
+    dbs.expire_all()
+    gone, _ = _withdrawn_and_other(dbs)
+    assert set(gone.state) == {"withdrawn"} and len(participants(dbs)) == 2
+    assert dbs.scalars(select(store.Turn)).all() == [] and dbs.scalars(select(store.StreamChunk)).all() == []
+
+
+def _withdrawn_and_other(dbs):
+    """(the withdrawn participant's row, the consenting one's)."""
+    rows = participants(dbs)
+    stays = next(p for p in rows if p.consent)
+    return next(p for p in rows if p is not stays), stays
+
+
+@pytest.mark.parametrize("platform, arrival, says", [
+    ("prolific", {"PROLIFIC_PID": "PW", "STUDY_ID": "S", "SESSION_ID": "X"}, "return the study on Prolific"),
+    ("mturk", {"workerId": "MW", "assignmentId": "A1", "hitId": "H1", "turkSubmitTo": "https://www.mturk.com"},
+     "return the HIT on Amazon Mechanical Turk"),
+])
+def test_withdrawal_says_how_to_leave_the_platform(make_app, tmp_path, platform, arrival, says):
+    """Prolific participants return the study, MTurk workers the HIT; a return link the study
+    configures (``screenout_url`` without a code) is offered; no code is given."""
+    from sitetest import study_variant
+
+    toml = study_variant(tmp_path / "s.toml", f'[platform]\nname = "{platform}"\n'
+                                              'screenout_url = "https://example.org/left"')
+    w = Walker(make_app(STUDY_CONFIG=str(toml)).test_client())
+    w.arrive(**arrival)
+    w.consent()
+    page, r = _withdraw(w)
+    final = w.client.get("/withdrawn").text
+    for text in (page.text, final):
+        assert says in text and 'href="https://example.org/left"' in text
+        assert "TEST-CODE-42" not in text and "externalSubmit" not in text
+
+
+def test_a_screened_out_participant_can_withdraw_too(make_app, tmp_path):
+    """Sent back to the platform without a camera, a participant's calibration-step data is still
+    kept: their screened-out page offers the withdrawal, which deletes it."""
+    from gazetest import answer_step, to_calibration, webcam_toml
+
+    toml = webcam_toml(tmp_path / "required.toml")
+    toml.write_text(toml.read_text().replace('webcam = "optional"', 'webcam = "required"'))
+    app = make_app(STUDY_CONFIG=str(toml))
+    client = app.test_client()
+    to_calibration(client, "CAM-NONE")
+    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302
+    page = client.get("/step").text
+    assert "needs a working webcam" in page and WITHDRAW_LINK in page
+    w = Walker(client, "CAM-NONE")
+    _, r = _withdraw(w)
+    assert r.headers["Location"].endswith("/withdrawn")
+    with app.extensions["gazepref"].sessions() as s:
+        [p] = participants(s)
+        assert set(p.state) == {"withdrawn"} and p.demographics is None and p.tasks == []

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from sitetest import Walker, csp_breaches, first_sentence
+from sitetest import Walker, csp_breaches, csrf_of, first_sentence
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -151,6 +151,12 @@ def session_pages(tmp_path_factory):
         declined = Walker(app.test_client(), "A11Y-DECLINER")
         declined.arrive()
         pages["declined"] = declined.consent("decline").text
+        leaver = Walker(app.test_client(), "A11Y-WITHDRAWS")
+        leaver.arrive()
+        leaver.consent()
+        pages["withdraw"] = leaver.client.get("/withdraw").text
+        leaver.client.post("/withdraw", data={"csrf_token": csrf_of(pages["withdraw"])})
+        pages["withdrawn"] = leaver.client.get("/withdrawn").text
     finally:
         app.extensions["gazepref"].dispose()
     return pages
@@ -158,13 +164,22 @@ def session_pages(tmp_path_factory):
 
 def test_the_walk_meets_every_kind_of_participant_page(session_pages):
     assert {"consent", "demographics", "demographics-error", "instructions", "pre", "task", "post",
-            "post-error", "done", "declined"} <= set(session_pages)
+            "post-error", "done", "declined", "withdraw", "withdrawn"} <= set(session_pages)
 
 
 @pytest.mark.parametrize("page", ["consent", "demographics", "demographics-error", "instructions", "pre", "task",
-                                  "post", "post-error", "done", "declined"])
+                                  "post", "post-error", "done", "declined", "withdraw", "withdrawn"])
 def test_a_screen_reader_finds_title_language_and_named_controls(session_pages, page):
     assert check_page(session_pages[page]) == []
+
+
+def test_every_page_after_consent_and_only_those_offer_withdrawal(session_pages):
+    """The footer's "Withdraw from the study" link: on each step and the done page, not on the
+    consent, declined or withdrawal pages."""
+    link = 'id="withdraw-link" href="/withdraw"'
+    offered = {name for name, html in session_pages.items() if link in html}
+    assert offered == set(session_pages) - {"consent", "declined", "withdraw", "withdrawn"}, offered
+    assert {"done", "task", "demographics-error"} <= offered
 
 
 def test_no_page_needs_what_the_content_security_policy_refuses(session_pages):

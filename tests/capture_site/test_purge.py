@@ -144,3 +144,69 @@ def test_a_purge_after_a_request_that_left_a_write_open_neither_waits_nor_fails(
     assert purge.runs == 1 and purge.deleted["rate_buckets"] >= 1
     assert present(app, store.RateBucket, [key]) == set()
     assert present(app, store.LoginThrottle, [locked, gone]) == set()  # the write was rolled back first
+
+
+# --------------------------------------------------------------------------- a participant's data
+
+
+def _participant_with_everything(app, name: str) -> int:
+    """A participant in a task with a turn, a mouse chunk, demographics, a calibration and kept
+    webcam frames (of the task and of the calibration); returns the row id."""
+    from sitetest import Walker
+
+    w = Walker(app.test_client(), name)
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    w.chat_turn(data, 0, "How does sleep help memory?")
+    batch = {"task": data["task"], "seq": 0, "origin": 1.7e12,
+             "streams": {"mouse": {"t": [1.0], "x": [1.0], "y": [1.0]}}}
+    assert w.client.post("/api/ingest", json=batch, headers={"X-Participant-Token": data["token"]}).status_code == 200
+    with app.extensions["gazepref"].sessions() as s:
+        p = s.scalar(select(store.Participant).where(store.Participant.consent.is_(True))
+                     .order_by(store.Participant.id.desc()))
+        cal = store.Calibration(participant_id=p.id, kind="calibration", result={})
+        s.add(cal)
+        s.flush()
+        s.add_all([store.GazeFrame(participant_id=p.id, task_id=data["task"], seq=0, index=0, t=1.0, data=b"jpeg"),
+                   store.GazeFrame(participant_id=p.id, calibration_id=cal.id, seq=0, index=0, t=1.0, data=b"jpeg")])
+        s.commit()
+        assert p.demographics is not None
+        return p.id
+
+
+def _rows_of(s, pid: int) -> dict[str, int]:
+    T, Tu = store.Task, store.Turn
+    tasks = select(T.id).where(T.participant_id == pid)
+    count = lambda q: len(s.execute(q).all())  # noqa: E731
+    return {"tasks": count(tasks), "turns": count(select(Tu.id).where(Tu.task_id.in_(tasks))),
+            "responses": count(select(store.Response.id).join(Tu).where(Tu.task_id.in_(tasks))),
+            "chunks": count(select(store.StreamChunk.id).where(store.StreamChunk.task_id.in_(tasks))),
+            "calibrations": count(select(store.Calibration.id).where(store.Calibration.participant_id == pid)),
+            "frames": count(select(store.GazeFrame.id).where(store.GazeFrame.participant_id == pid)),
+            "demographics": count(select(store.Demographics.id).where(store.Demographics.participant_id == pid))}
+
+
+@pytest.mark.parametrize("withdrawn", [False, True])
+def test_purge_participant_deletes_their_data_only(make_app, database, withdrawn):
+    """The one deletion of a participant's data (the dashboard's "Delete data", a participant's
+    withdrawal): every row recorded of them goes, nobody else's; a withdrawal keeps the row as
+    the marker that they withdrew (pseudonym, no consent, nothing else)."""
+    from gazepref.capture_site.purge import purge_participant
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    run = uuid.uuid4().hex[:8]  # PostgreSQL: one database for the session's tests
+    gone, stays = _participant_with_everything(app, f"GONE-{run}"), _participant_with_everything(app, f"STAYS-{run}")
+    with app.extensions["gazepref"].sessions() as s:
+        full = _rows_of(s, stays)
+        assert _rows_of(s, gone) == full and all(full.values())
+        purge_participant(s, s.get(store.Participant, gone), withdrawn=withdrawn)
+        s.commit()
+    with app.extensions["gazepref"].sessions() as s:
+        assert set(_rows_of(s, gone).values()) == {0} and _rows_of(s, stays) == full
+        p = s.get(store.Participant, gone)
+        if withdrawn:
+            assert p.consent is False and p.completion_code is None and set(p.state) == {"withdrawn"}
+            assert len(p.pseudonym) == 32 and p.state["withdrawn"]["step"] == "task:0"
+        else:
+            assert p is None

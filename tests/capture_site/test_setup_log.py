@@ -67,3 +67,79 @@ def test_counts_written_late_keep_the_time_their_frames_came(make_app, tmp_path,
         [row] = participant_quality(s, s.scalars(select(store.Study)).one(), now=restart + dt.timedelta(minutes=1))
     assert setup["frames"] == 4 and dt.datetime.fromisoformat(setup["updated_at"]) <= came
     assert row["status"] == "stopped" and row["reason"].startswith("at the camera set-up: no face")
+
+
+def _stopped_reason(app) -> str:
+    import datetime as dt
+
+    from gazepref.capture_site.quality import participant_quality
+
+    with app.extensions["gazepref"].sessions() as s:
+        later = store.utcnow() + dt.timedelta(hours=1)
+        [row] = participant_quality(s, s.scalars(select(store.Study)).one(), now=later)
+    assert row["status"] == "stopped"
+    return row["reason"]
+
+
+def test_frames_after_a_camera_error_supersede_it(make_app, tmp_path):
+    """A participant who denied the camera, allowed it on "Try the camera again" and then stopped
+    at the set-up is reported with what the camera showed, not the old "camera access denied"."""
+    import time
+
+    from gazetest import post_frames, to_calibration, webcam_toml
+
+    from gazepref.signals.synthetic_face import jpeg
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
+    client = app.test_client()
+    gaze = to_calibration(client, "CAM-RETRY")
+    headers = {"X-Participant-Token": gaze["token"]}
+    assert client.post(gaze["urls"]["camera_error"], json={"reason": "denied"}, headers=headers).status_code == 200
+    assert _stopped_reason(app) == "at the camera set-up: camera access denied"
+    time.sleep(0.01)  # the frames come after the error
+    dark = jpeg(np.zeros((240, 320, 3), np.uint8))
+    assert post_frames(client, gaze["token"], {"phase": "setup", "t": [0.0, 100.0]}, [dark] * 2).status_code == 200
+    reason = _stopped_reason(app)
+    assert "denied" not in reason and reason.startswith("at the camera set-up: no face"), reason
+
+
+def test_a_camera_started_report_supersedes_an_earlier_error(make_app, tmp_path):
+    """The set-up page reports that the camera opened (after a retry): the earlier error no longer
+    counts, also when no frame arrived before the participant left."""
+    from gazetest import to_calibration, webcam_toml
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
+    client = app.test_client()
+    gaze = to_calibration(client, "CAM-STARTED")
+    headers = {"X-Participant-Token": gaze["token"]}
+    assert client.post(gaze["urls"]["camera_error"], json={"reason": "not-found"}, headers=headers).status_code == 200
+    assert gaze["urls"]["camera_started"]
+    assert client.post(gaze["urls"]["camera_started"], headers=headers).status_code == 200
+    reason = _stopped_reason(app)
+    assert "no camera found" not in reason and "before any frame arrived" in reason, reason
+    # a later error counts again
+    assert client.post(gaze["urls"]["camera_error"], json={"reason": "denied"}, headers=headers).status_code == 200
+    assert _stopped_reason(app) == "at the camera set-up: camera access denied"
+    # and someone else's token writes nothing
+    assert client.post(gaze["urls"]["camera_started"], headers={"X-Participant-Token": "x"}).status_code == 401
+
+
+def test_frames_counted_before_a_camera_error_do_not_clear_it(make_app, tmp_path, monkeypatch):
+    """Set-up counts written late (the shutdown's flush) of frames that came before the camera
+    failed do not hide the error."""
+    import datetime as dt
+
+    from gazetest import to_calibration, webcam_toml
+
+    from gazepref.capture_site import setup_log
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
+    gaze = to_calibration(app.test_client(), "CAM-LATE-FLUSH")
+    with app.extensions["gazepref"].sessions() as s:
+        p = s.scalars(select(store.Participant)).one()
+        key = (p.id, p.pseudonym)
+    before = (store.utcnow() - dt.timedelta(seconds=30)).isoformat()
+    with app.app_context():
+        setup_log.note_camera_error(key, "failed")
+        setup_log._write(key, {"last_code": "no-face"}, {"frames": 2, "face_found": 0, "codes": {"no-face": 2}}, before)
+    assert gaze and _stopped_reason(app) == "at the camera set-up: camera could not be started"
