@@ -3,18 +3,18 @@
 
 gunicorn and Flask compress nothing, and many studies run the site without a proxy in front: the
 face mesh alone is ~7 MB as it is, ~5 MB compressed (``benchmarks/vendor_compression.py``).
-Each file is compressed once per version, at its first request, into
-``<instance>/compressed/``, named by the source's :func:`version` (its size, modification time
-and inode: a file that ``npm ci`` replaced or an editor rewrote gets a new copy, and the old one is
-deleted); a request then costs one ``stat`` of the source. A file gzip shrinks by less than :data:`MIN_SAVING` (the facemesh and
-iris weights: float numbers) is remembered as such (an empty ``.identity`` file) and always
-goes out as it is.
+Each file is compressed once per version, at its first request, into ``<instance>/compressed/``,
+named by the source's :func:`version` (its size, modification time and inode: a file that
+``npm ci`` replaced or an editor rewrote gets a new copy, and the old one is deleted); a request
+then costs one ``stat`` of the source. A file gzip shrinks by less than :data:`MIN_SAVING` (the
+facemesh and iris weights: float numbers) is remembered as such (an empty ``.identity`` file) and
+always goes out as it is.
 
 The compressed answer has ``Content-Encoding: gzip``, its own length and ETag (the identity one,
-the file's :func:`version`, plus ``-gzip``), ``Vary: Accept-Encoding`` (on both variants) and the caching headers of the
-identity answer; it honours ``If-None-Match`` / ``If-Modified-Since`` (304) but not ``Range``
-(a Range request for it gets the whole file: 200), which the identity variant keeps.
-While one thread of a process makes a copy, the others answer uncompressed.
+the file's :func:`version`, plus ``-gzip``), ``Vary: Accept-Encoding`` (on both variants) and the
+caching headers of the identity answer; it honours ``If-None-Match`` / ``If-Modified-Since``
+(304) but not ``Range`` (a Range request for it gets the whole file: 200), which the identity
+variant keeps. While one thread of a process makes a copy, the others answer uncompressed.
 """
 from __future__ import annotations
 

@@ -77,7 +77,8 @@ def test_a_vendor_file_goes_out_gzipped_to_browsers_that_accept_it(make_app, pat
     other = client.get(url, headers={**GZIP, "If-None-Match": plain.headers["ETag"]})
     assert other.status_code == 200 and gzip.decompress(other.data) == original
     head = client.head(url, headers=GZIP)
-    assert head.headers["Content-Length"] == packed.headers["Content-Length"] and head.headers["Content-Encoding"] == "gzip"
+    assert head.headers["Content-Encoding"] == "gzip"
+    assert head.headers["Content-Length"] == packed.headers["Content-Length"]
 
     # a Range request: the identity bytes in part, the compressed variant only whole
     part = client.get(url, headers={"Range": "bytes=100-199"})
