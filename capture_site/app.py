@@ -275,11 +275,12 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, purge, shutdown, vendor
+    from . import chat, compressed, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, purge, shutdown, vendor
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
     for module in (flow, chat, ingest, gaze, gaze_ws, dashboard, vendor):
         app.register_blueprint(module.bp)
+    compressed.install(app)  # /static/ and /vendor/ gzip-compressed, from copies in the instance folder
     flow.init_steps(app)  # this app's flow steps: the built-in ones ...
     gaze_step.register(app)  # ... and the webcam calibration step
     try:  # the analyst views (gazepref.signals.plots) on the dashboard, when installed

@@ -22,6 +22,7 @@ from .gaze_settings import gaze_settings
 from .gaze_store import calibration_in_force, next_gaze_seq
 from .plan import parse_step
 from .runtime import db
+from .vendor import base_url as vendor_base_url
 
 __all__ = ["gaze_state", "page_data", "register"]
 
@@ -49,7 +50,7 @@ def page_data(p: store.Participant, cfg: StudyConfig, task: store.Task | None, t
     data = {"mode": cfg.webcam, "token": token, "settings": gaze_settings(cfg).page(),
             "urls": {"frames": url_for("gaze.frames"), "round": url_for("gaze.calibration_round"),
                      "camera_error": url_for("gaze.camera_error"), "camera_started": url_for("gaze.camera_started"),
-                     "samples": url_for("gaze.samples"), "vendor": url_for("vendor.files", path="")}}
+                     "samples": url_for("gaze.samples"), "vendor": vendor_base_url()}}
     if current_app.config.get("GAZE_WEBSOCKET", True):  # False: the page posts frame batches only
         data["urls"]["ws"] = url_for("gaze_ws.frames_ws")
     if task is not None:

@@ -2,13 +2,13 @@
 // sample per picture, sent instead of the picture.
 //
 // The mesh is @vladmandic/human (MIT; blazeface + facemesh + iris in TF.js form, converted from
-// MediaPipe's), installed by `npm ci` in capture_site/web at the version pinned there and served
-// by the site under /vendor/ (no CDN). Its 478 points follow MediaPipe's numbering except that
-// the two iris blocks (468-472, 473-477) are swapped: fixed here, so index i means what it means
-// in the Python pipeline (gazepref.signals.eye_features). Human truncates its landmark
-// coordinates to whole pixels (1 px is ~8 % of an eye's width at 320x240), so the mesh runs on
-// the picture scaled up MESH_SCALE times (the same pixels, interpolated) and the points are
-// scaled back with the truncation's half-pixel bias removed: 1/MESH_SCALE px steps.
+// MediaPipe's), installed by `npm ci` in capture_site/web at the version pinned there and served by
+// the site under /vendor/<versions>/ (no CDN). Its 478 points follow MediaPipe's numbering except
+// that the two iris blocks (468-472, 473-477) are swapped: fixed here, so index i means what it
+// means in the Python pipeline (gazepref.signals.eye_features). Human truncates its landmark
+// coordinates to whole pixels (1 px is ~8 % of an eye's width at 320x240), so the mesh runs on the
+// picture scaled up MESH_SCALE times (the same pixels, interpolated) and the points are scaled back
+// with the truncation's half-pixel bias removed: 1/MESH_SCALE px steps.
 //
 // What the page computes is only what needs the pixels: the landmarks (the rows the server asks
 // for, settings.landmarks = gazepref.signals.webcam.SAMPLE_LANDMARKS), the face centre (mean of
@@ -26,8 +26,9 @@ const EYES = [["l", 362, 263], ["r", 33, 133]];
 
 let humanPromise = null;
 
-/** Load the mesh once per page: {human, backend, loadMs}. ``base``: the /vendor/ URL. */
-export function loadMesh({ base = "/vendor/", backend = "wasm" } = {}) {
+/** Load the mesh once per page: {human, backend, loadMs}. ``base``: the server's vendor URL
+ * (/vendor/<versions>/, page data urls.vendor: capture_site/vendor.py). */
+export function loadMesh({ base, backend = "wasm" }) {
   if (!humanPromise) humanPromise = (async () => {
     const t0 = performance.now();
     const { Human } = await import(`${base}human/dist/human.esm.js`);

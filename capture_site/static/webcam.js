@@ -79,7 +79,7 @@ export class GazeCapture {
     this.token = token;
     this.browser = settings.compute === "browser";
     this.url = this.browser ? urls.samples : url;
-    this.vendor = urls.vendor || "/vendor/";
+    this.vendor = urls.vendor; // the face mesh's base URL, with the package versions (capture_site/vendor.py)
     this.wsUrl = !this.browser && wsUrl && typeof WebSocket !== "undefined" ? wsUrl : null;
     this.meshMs = []; // browser mode: ms per picture of the face mesh and sample (the last 100)
     this.samples = 0;

@@ -131,6 +131,13 @@ def _page_samples(make_app, tmp_path, frames, pid: str, n: int):
         wait_for_function(page, "window.gazepref && window.gazepref.calibration.capture"
                                " && window.gazepref.calibration.capture.samples >= 1")
         got = page.evaluate(SAMPLES_JS, n)
+        fetched = page.evaluate("""() => Object.fromEntries(performance.getEntriesByType("resource")
+            .filter((e) => e.name.includes("/vendor/"))
+            .map((e) => [e.name.split("/").pop(), [e.encodedBodySize, e.decodedBodySize]]))""")
+    # the face mesh came compressed where that pays (capture_site/compressed.py), and the page decoded it
+    sent, size = fetched["human.esm.js"]
+    assert sent < 0.3 * size and fetched["iris.json"][0] < 0.1 * fetched["iris.json"][1], fetched
+    assert fetched["iris.bin"][0] == fetched["iris.bin"][1], fetched  # float weights: as they are
     samples, _ = parse_samples([g["sample"] | {"t": float(i)} for i, g in enumerate(got)], 10)
     return got, samples
 
