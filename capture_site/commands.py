@@ -213,32 +213,41 @@ def _slugs_of(args: argparse.Namespace) -> list[str]:
 
 def _user_grant(args: argparse.Namespace) -> int:
     from .. import store
-    from ..cli import emit
-    from .accounts import grant, scope
+    from .accounts import grant
 
     slugs = _slugs_of(args)
     with _open_accounts(args)() as s, s.begin():
         user = _user(s, args.username)
         _check_slugs(s, [x for x in slugs if x != store.ALL_STUDIES], args.allow_missing)
         grant(s, user, slugs)
-        every, have = scope(s, user.id)
-    emit({"username": user.username, "all_studies": every, "studies": have}, args.json,
-         lambda r: f"user {r['username']} may open: {_scope_text(r)}")
+        result = _scope_result(s, user)
+    return _emit_scope(result, args)
+
+
+def _scope_result(s, user) -> dict:
+    """What ``user grant`` and ``user revoke`` print: the account's scope after the change."""
+    from .accounts import scope
+
+    every, have = scope(s, user.id)
+    return {"username": user.username, "all_studies": every, "studies": have}
+
+
+def _emit_scope(result: dict, args: argparse.Namespace) -> int:
+    from ..cli import emit
+
+    emit(result, args.json, lambda r: f"user {r['username']} may open: {_scope_text(r)}")
     return 0
 
 
 def _user_revoke(args: argparse.Namespace) -> int:
-    from ..cli import emit
-    from .accounts import revoke, scope
+    from .accounts import revoke
 
     slugs = _slugs_of(args)
     with _open_accounts(args)() as s, s.begin():
         user = _user(s, args.username)
         revoke(s, user, slugs)
-        every, have = scope(s, user.id)
-    emit({"username": user.username, "all_studies": every, "studies": have}, args.json,
-         lambda r: f"user {r['username']} may open: {_scope_text(r)}")
-    return 0
+        result = _scope_result(s, user)
+    return _emit_scope(result, args)
 
 
 def _user_list(args: argparse.Namespace) -> int:

@@ -118,6 +118,31 @@ def test_init_db_adds_the_task_index_to_an_older_database(tmp_path: Path):
     assert "uq_tasks_participant_index" in names
 
 
+def _init_db_at_once(url: str, servers: int = 4) -> list[str]:
+    """``servers`` threads, each with its own engine on ``url``, start ``store.init_db`` at the
+    same moment (as the workers of gunicorn on several hosts do); the errors they raised."""
+    import threading
+
+    barrier, errors = threading.Barrier(servers), []
+
+    def start():
+        engine = store.make_engine(url)
+        barrier.wait()
+        try:
+            store.init_db(engine)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            errors.append(repr(e)[:200])
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(servers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_init_db_gives_accounts_made_before_study_access_every_study_once(kind: str, tmp_path: Path, request):
     """Per-study access (``study_access``) on a database made before it: its accounts opened every
@@ -125,8 +150,6 @@ def test_init_db_gives_accounts_made_before_study_access_every_study_once(kind: 
     same transaction (under the schema lock: SQLite's write lock, PostgreSQL's advisory lock), so
     that of several servers starting at once exactly one does; an account made later gets nothing,
     and no later start grants anything."""
-    import threading
-
     from sqlalchemy import select
 
     if kind == "sqlite":
@@ -144,24 +167,7 @@ def test_init_db_gives_accounts_made_before_study_access_every_study_once(kind: 
     with engine.begin() as conn:
         conn.execute(store.User.__table__.insert(), [{"username": n, "password_hash": "x"} for n in ("a", "b")])
     engine.dispose()
-    barrier, errors = threading.Barrier(4), []
-
-    def start():
-        e = store.make_engine(url)
-        barrier.wait()
-        try:
-            store.init_db(e)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(repr(exc)[:200])
-        finally:
-            e.dispose()
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert _init_db_at_once(url) == []
     engine = store.make_engine(url)
     Session = store.init_db(engine)
     with Session() as s, s.begin():
@@ -181,8 +187,6 @@ def test_init_db_from_several_processes_at_once_on_postgresql(postgres_url: str,
     where the server's default isolation is ``repeatable read``: the site's engines run at read
     committed, which its race-safety arguments (a DELETE re-testing a row another transaction
     updated, insert-once) assume; at the server's repeatable read 5 of 6 starting hosts failed."""
-    import threading
-
     admin = store.make_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text("DROP DATABASE IF EXISTS init_race"))
@@ -190,24 +194,7 @@ def test_init_db_from_several_processes_at_once_on_postgresql(postgres_url: str,
         conn.execute(text(f"ALTER DATABASE init_race SET default_transaction_isolation = '{server_default}'"))
     admin.dispose()
     url = postgres_url.rsplit("/", 1)[0] + "/init_race"
-    barrier, errors = threading.Barrier(4), []
-
-    def start():
-        engine = store.make_engine(url)
-        barrier.wait()
-        try:
-            store.init_db(engine)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(repr(e)[:200])
-        finally:
-            engine.dispose()
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert _init_db_at_once(url) == []
     engine = store.make_engine(url)
     with engine.connect() as conn:
         tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
