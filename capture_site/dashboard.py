@@ -34,10 +34,9 @@ bp.after_request(no_store)  # participants' data: not kept in the browser's cach
 
 def researcher_error_page(e: HTTPException):
     """Errors of the researcher pages as researcher pages (not the participants' error page)."""
-    slug = (request.view_args or {}).get("slug")
-    uid = g.get("researcher_id")  # (set by login_required: none before it, e.g. a failed CSRF check)
-    back = (url_for("dashboard.study", slug=slug) if slug and uid is not None and accounts.may_open(db(), uid, slug)
-            is not None else url_for("dashboard.studies"))
+    # the study login_required found in the account's scope (none before it, e.g. a failed CSRF check)
+    study = g.get("study")
+    back = url_for("dashboard.study", slug=study.slug) if study is not None else url_for("dashboard.studies")
     return render_template("admin/error.html", code=e.code, title=e.name, message=e.description, back=back), e.code
 
 
@@ -45,9 +44,9 @@ bp.register_error_handler(HTTPException, researcher_error_page)
 
 
 def _study(slug: str) -> store.Study:
-    """The study ``slug`` when the account may open it (login_required checked it already)."""
-    study = accounts.may_open(db(), g.researcher_id, slug)
-    if study is None:
+    """The study ``slug``, which login_required found in the account's scope (``g.study``)."""
+    study = g.get("study")
+    if study is None or study.slug != slug:
         abort(404, description="no such study")
     return study
 

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import pyarrow.compute as pc
-from flask import Blueprint, Response, abort, current_app, render_template_string, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, render_template_string, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from .. import UserError
@@ -64,7 +64,9 @@ def _recording(slug: str):
     the webcam calibration in force for it (accuracy in px)."""
     from ..datasets.store_recording import StoreRecording
 
-    study = study_by_slug(slug)
+    study = g.get("study")  # (login_required found it in the account's scope: not read again)
+    if study is None or study.slug != slug:
+        study = study_by_slug(slug)
     if study is None:
         abort(404, description=f"There is no study {slug!r}.")
     return _StudyView(StoreRecording(db(), study))

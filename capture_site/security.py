@@ -176,7 +176,8 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     with a ``slug`` argument answers 404 "no such study" for a study outside the scope, a view with
     a ``pid`` argument 404 "no such participant" for a participant of such a study, exactly as
     for one that does not exist (nothing tells that it does). Every researcher view taking either
-    argument is covered, also one added later. The account's id is ``g.researcher_id``."""
+    argument is covered, also one added later. The account's id is ``g.researcher_id``; the study
+    a ``slug`` names, found in the scope, is ``g.study`` (the view reads it there, not again)."""
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         from .accounts import may_open, session_user_id
@@ -188,8 +189,10 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
             session.pop("rsid", None)
             return redirect(url_for("dashboard.login", next=request.path))
         g.researcher_id = uid
-        if "slug" in kwargs and may_open(db(), uid, kwargs["slug"]) is None:
-            abort(404, description="no such study")
+        if "slug" in kwargs:
+            g.study = may_open(db(), uid, kwargs["slug"])
+            if g.study is None:
+                abort(404, description="no such study")
         if "pid" in kwargs:
             p = db().get(store.Participant, kwargs["pid"]) if 0 <= kwargs["pid"] <= store.MAX_ID else None
             if p is None or may_open(db(), uid, p.study.slug) is None:
