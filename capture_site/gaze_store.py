@@ -33,6 +33,12 @@ CAL = store.Calibration.__table__
 #: failed, gaze stays uncalibrated) or, during a step, a fitted attempt (:mod:`.gaze_attempts`)
 IN_FORCE = or_(CAL.c.kind == "outcome", and_(CAL.c.kind == "calibration", CAL.c.model.is_not(None)))
 
+
+def _latest_in_force(participant: Any):
+    """The id of participant ``participant``'s (a column or a value) latest :data:`IN_FORCE` row."""
+    return select(func.max(CAL.c.id)).where(CAL.c.participant_id == participant, IN_FORCE)
+
+
 #: the task's last stored gaze chunk seq (:func:`last_gaze_seq`, and a column of :data:`LOOKUP`)
 _LAST_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
 
@@ -50,7 +56,7 @@ LOOKUP = select(
     exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
                         C.c.seq == bindparam("seq"))).label("replay"),
     _LAST_SEQ.scalar_subquery().label("last_seq"),
-    select(func.max(CAL.c.id)).where(CAL.c.participant_id == P.c.id, IN_FORCE).scalar_subquery().label("calibration"),
+    _latest_in_force(P.c.id).scalar_subquery().label("calibration"),
     select(CAL.c.id).where(CAL.c.id == bindparam("cal"), CAL.c.participant_id == P.c.id, IN_FORCE)
     .scalar_subquery().label("tagged"),
 ).where(P.c.id == bindparam("pid"))
@@ -85,7 +91,7 @@ def calibration_in_force(participant_id: int) -> int | None:
     """The id of the participant's latest calibration row in force (:data:`IN_FORCE`; None: none):
     what a task page is told it records under (``page_data``'s ``calibration``), the same as
     :data:`LOOKUP`'s ``calibration``."""
-    return db().scalar(select(func.max(CAL.c.id)).where(CAL.c.participant_id == participant_id, IN_FORCE))
+    return db().scalar(_latest_in_force(participant_id))
 
 
 def _model_of(calibration_id: int, conn: Any) -> tuple[Any, bool]:
