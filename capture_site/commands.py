@@ -380,6 +380,7 @@ def _study_find_participant(args: argparse.Namespace) -> int:
     from .identity import arrival_from_args
     from .plan import step_at
     from .platforms import screened_out
+    from .purge import withdrawal_of
     from .security import pseudonymise
 
     raw = {"PROLIFIC_PID": args.prolific, "workerId": args.mturk, "pid": args.pid}
@@ -394,7 +395,7 @@ def _study_find_participant(args: argparse.Namespace) -> int:
         found = None
         if p is not None:
             state = p.state or {}
-            status = ("withdrawn" if state.get("withdrawn") else "declined" if p.consent is False
+            status = ("withdrawn" if withdrawal_of(p) else "declined" if p.consent is False
                       else "finished" if state.get("finished_at")
                       else "screened out" if screened_out(p) else "started")
             found = {"pseudonym": p.pseudonym, "dashboard": p.pseudonym[:12], "status": status,

@@ -46,7 +46,7 @@ from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
 from .runtime import close_db, site
 
-__all__ = ["Purge", "install", "purge_participant", "withdrawal_of"]
+__all__ = ["Purge", "install", "purge_participant", "withdrawal_in", "withdrawal_of"]
 
 log = logging.getLogger(__name__)
 
@@ -166,5 +166,10 @@ def purge_participant(s: Session, p: store.Participant, *, withdrawn: bool = Fal
 
 def withdrawal_of(p: store.Participant | None) -> dict | None:
     """The withdrawal of ``p`` (``{"at", "step"}``; None: they did not withdraw)."""
-    info = (p.state or {}).get("withdrawn") if p is not None else None
+    return withdrawal_in(p.state) if p is not None else None
+
+
+def withdrawal_in(state: dict | None) -> dict | None:
+    """The withdrawal recorded in a participant's ``state`` (:func:`withdrawal_of`)."""
+    info = (state or {}).get("withdrawn")
     return info if isinstance(info, dict) else None

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from .. import store
 from .plan import parse_step, step_at
 from .platforms import screened_out
-from .purge import withdrawal_of
+from .purge import withdrawal_in, withdrawal_of
 
 GAP_MS = 2000.0  # a silence longer than this between batches of a stream counts as a gap
 WINDOW_S = 60
@@ -27,7 +27,7 @@ def study_progress(s: Session, study: store.Study) -> dict:
     consent = dict(s.execute(select(P.consent, func.count()).where(P.study_id == study.id).group_by(P.consent)).all())
     # a withdrawal keeps the row with consent False (purge.purge_participant): apart from the declined
     refused = s.scalars(select(P.state).where(P.study_id == study.id, P.consent.is_(False))).all()
-    withdrawn = sum(1 for st in refused if isinstance((st or {}).get("withdrawn"), dict))
+    withdrawn = sum(1 for st in refused if withdrawal_in(st))
     states = s.scalars(select(P.state).where(P.study_id == study.id, P.consent.is_(True))).all()
     turns = s.scalar(select(func.count(store.Turn.id)).join(T).join(P).where(P.study_id == study.id)) or 0
     since = store.utcnow() - dt.timedelta(seconds=WINDOW_S)
