@@ -56,13 +56,22 @@ class ParticipantDrift:
         self.clicks_used = 0
 
     def reset(self) -> None:
-        """A new calibration or a new task (:func:`update`): offsets measured before no longer apply."""
+        """A new task (:func:`update`): offsets measured before no longer apply."""
         from ..signals.calibration import DriftCorrector, InteractionRecalibrator
 
         self.corrector = InteractionRecalibrator() if self.interactions else DriftCorrector(
             self.corrector.window, self.corrector.max_offset_px)
         self.pending.clear()
         self.clicks_used = 0
+
+    def successor(self) -> ParticipantDrift:
+        """The drift state of a new calibration: no correction (offsets measured under another
+        calibration do not apply), the clicks of the task read so far stay read. This one is left
+        as it is: its calibration may still score late batches
+        (:meth:`.gaze_trackers.TrackerEntry.set_latest`)."""
+        new = ParticipantDrift(self.interactions)
+        new.task, new.seen_chunks = self.task, set(self.seen_chunks)
+        return new
 
     @property
     def offset(self) -> tuple[float, float]:

@@ -49,7 +49,6 @@ class TrackerEntry:
         self.calibration_id: int | None = None
         self.face: dict[str, Any] = {"found": False, "ok": False, "code": "no-frame", "message": "no frame yet"}
         self.failed = False  # the calibration in force is a failed one's outcome (no model)
-        self.interactions = interactions
         self.drift = gaze_drift.ParticipantDrift(interactions)
         self.older: OrderedDict[int, Scoring] = OrderedDict()
 
@@ -59,16 +58,14 @@ class TrackerEntry:
 
     def set_latest(self, calibration_id: int, model: Any, failed: bool) -> None:
         """Make ``calibration_id`` the latest (call with ``lock`` held): a new drift state (offsets
-        measured under another calibration do not apply; as :meth:`.gaze_drift.ParticipantDrift.reset`,
-        the clicks of the task read before stay read); the one it replaces joins ``older`` with
-        its drift state, for its late batches."""
+        measured under another calibration do not apply; the clicks of the task read before stay
+        read: :meth:`.gaze_drift.ParticipantDrift.successor`); the one it replaces joins ``older``
+        with its drift state, for its late batches."""
         if self.calibration_id is not None and self.calibration_id != calibration_id:
             self._keep_older(self.latest())
         self.older.pop(calibration_id, None)
         self.tracker.calibration, self.calibration_id, self.failed = model, calibration_id, failed
-        drift = gaze_drift.ParticipantDrift(self.interactions)
-        drift.task, drift.seen_chunks = self.drift.task, set(self.drift.seen_chunks)
-        self.drift = drift
+        self.drift = self.drift.successor()
 
     def kept_older(self, calibration_id: int) -> Scoring | None:
         """The kept older calibration ``calibration_id`` (None: not kept; call with ``lock`` held)."""
@@ -79,7 +76,8 @@ class TrackerEntry:
 
     def add_older(self, calibration_id: int, model: Any, failed: bool) -> Scoring:
         """Keep an older calibration loaded from the database (call with ``lock`` held)."""
-        return self._keep_older(Scoring(calibration_id, model, failed, gaze_drift.ParticipantDrift(self.interactions)))
+        drift = gaze_drift.ParticipantDrift(self.drift.interactions)
+        return self._keep_older(Scoring(calibration_id, model, failed, drift))
 
     def _keep_older(self, scoring: Scoring) -> Scoring:
         self.older[scoring.id] = scoring
