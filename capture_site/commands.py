@@ -151,9 +151,10 @@ def _check_slugs(s, slugs: list[str], allow_missing: bool) -> None:
     from sqlalchemy import select
 
     from .. import UserError, store
+    from .config import is_study_slug
 
     for slug in slugs:
-        if not slug or len(slug) > 64 or not slug.replace("-", "").replace("_", "").isalnum():
+        if not is_study_slug(slug):
             raise UserError(f"not a study slug: {slug!r} (letters, digits, '-' or '_')")
     known = set(s.scalars(select(store.Study.slug).where(store.Study.slug.in_(slugs))))
     missing = [slug for slug in dict.fromkeys(slugs) if slug not in known]

@@ -224,6 +224,11 @@ class _Reader:
             child.check_read()
 
 
+def is_study_slug(slug: str) -> bool:
+    """Whether ``slug`` has a study slug's form: letters, digits, '-' or '_', 1 to 64 characters."""
+    return bool(slug) and len(slug) <= 64 and slug.replace("-", "").replace("_", "").isalnum()
+
+
 def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
     out, seen = [], set()
     for q in doc.table_list(key):
@@ -285,7 +290,7 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         raise ConfigError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(sorted(known))})")
     study = doc.table("study")
     slug = study.text("slug")
-    if not slug.replace("-", "").replace("_", "").isalnum() or len(slug) > 64:
+    if not is_study_slug(slug):
         raise ConfigError(f"{source}: study.slug must be letters, digits, '-' or '_' (got {slug!r})")
     tasks = doc.table("tasks")
     pairwise_n, pointwise_n = tasks.int("pairwise", 1), tasks.int("pointwise", 1)
