@@ -94,7 +94,7 @@ def chunk_row(chunk: store.StreamChunk) -> dict[str, Any]:
 
 
 def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: Sequence[store.StreamChunk], *,
-                  set_anchor: bool = True, also: Sequence[tuple[Table, list[dict[str, Any]]]] = ()) -> bool:
+                  set_anchor: bool = True) -> bool:
     """Store ``chunks`` of task ``task_id`` in one transaction on ``conn``; False for a replay.
 
     Parameters
@@ -107,8 +107,6 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
         anchor becomes ``origin`` when it has none yet (its first batch).
     chunks
         Chunk rows (:func:`gazepref.store.make_chunk` / :func:`~gazepref.store.chunk_from_batch`).
-    also
-        ``(table, rows)`` inserted in the same transaction (the webcam frames a study keeps).
 
     Returns
     -------
@@ -117,14 +115,11 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
         nothing of the call is stored then.
     """
     rows = [chunk_row(c) for c in chunks]
-    if store.is_autocommit(conn.engine) and any(values for _, values in also):
-        raise ValueError("insert_chunks: rows of other tables need a transaction (the site's engine, not its autocommit one)")
-    if (0 < len(rows) <= ONE_STATEMENT_ROWS and not any(values for _, values in also)
-            and conn.dialect.name != "sqlite"):
+    if 0 < len(rows) <= ONE_STATEMENT_ROWS and conn.dialect.name != "sqlite":
         return _insert_alone(conn, rows, {"task": task_id, "origin": origin} if set_anchor else None)
     try:
         with write_lock(conn), conn.begin():
-            _write_rows(conn, task_id, origin, rows, set_anchor, also)
+            _write_rows(conn, task_id, origin, rows, set_anchor, ())
     except IntegrityError:
         return False
     return True
@@ -132,8 +127,9 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
 
 def write_chunks(conn: Connection, task_id: int, origin: float | None, chunks: Sequence[store.StreamChunk], *,
                  set_anchor: bool = True, also: Sequence[tuple[Table, list[dict[str, Any]]]] = ()) -> None:
-    """Insert ``chunks`` (and ``also``, the clock anchor as :func:`insert_chunks`) in the transaction
-    open on ``conn`` (:func:`task_transaction`); a chunk stored already raises ``IntegrityError``."""
+    """Insert ``chunks`` (the clock anchor as :func:`insert_chunks`) and ``also``, ``(table, rows)``
+    (the webcam frames a study keeps), in the transaction open on ``conn``
+    (:func:`task_transaction`); a chunk stored already raises ``IntegrityError``."""
     _write_rows(conn, task_id, origin, [chunk_row(c) for c in chunks], set_anchor, also)
 
 
