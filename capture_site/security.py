@@ -78,10 +78,15 @@ def pseudonym_digest(pseudonym: str) -> str:
     """What a participant token carries of ``pseudonym``: HMAC-SHA256 keyed by the app's secret
     (domain-separated from the token's signature), :data:`DIGEST_HEX` hex digits. Without the
     secret it cannot be linked to the pseudonym, and no export holds it."""
+    return _app_digest("gazepref-participant-digest", pseudonym)
+
+
+def _app_digest(domain: str, text: str) -> str:
+    """HMAC-SHA256 of ``text`` keyed by the app's secret and separated by ``domain`` from the
+    other uses of that key: :data:`DIGEST_HEX` hex digits."""
     key = current_app.secret_key
     key = key.encode() if isinstance(key, str) else key
-    mac = hmac.new(key, b"gazepref-participant-digest\x00" + pseudonym.encode(), hashlib.sha256)
-    return mac.hexdigest()[:DIGEST_HEX]
+    return hmac.new(key, domain.encode() + b"\x00" + text.encode(), hashlib.sha256).hexdigest()[:DIGEST_HEX]
 
 
 class ParticipantToken(NamedTuple):
@@ -148,16 +153,13 @@ def csrf_token() -> str:
     return token
 
 
-
 def form_draft_key(step: str) -> str:
     """The name under which a step page keeps the answers typed into its form until they are sent
     (``static/page.js``, the tab's sessionStorage): the participant of this browser session and
     the step, keyed by the app's secret, so that a page never fills in another participant's
     answers (a shared computer) or another step's, and the name tells nothing about either."""
-    key = current_app.secret_key
-    key = key.encode() if isinstance(key, str) else key
-    msg = f"{session.get('pid')}:{session.get('pseudonym')}:{step}".encode()
-    return hmac.new(key, b"gazepref-form-draft\x00" + msg, hashlib.sha256).hexdigest()[:24]
+    return _app_digest("gazepref-form-draft", f"{session.get('pid')}:{session.get('pseudonym')}:{step}")
+
 
 def check_csrf() -> None:
     """Abort 400 on a POST whose form field or X-CSRF-Token header does not match the session's."""
