@@ -24,20 +24,20 @@ _FACE_CACHE_MAX = 200_000
 
 def study_progress(s: Session, study: store.Study) -> dict:
     P, T, C = store.Participant, store.Task, store.StreamChunk
-    consent = dict(s.execute(select(P.consent, func.count()).where(P.study_id == study.id).group_by(P.consent)).all())
+    people = s.execute(select(P.consent, P.state).where(P.study_id == study.id)).all()  # one query for the counts
+    states = [st for consent, st in people if consent is True]
+    refused = [st for consent, st in people if consent is False]
     # a withdrawal keeps the row with consent False (purge.purge_participant): apart from the declined
-    refused = s.scalars(select(P.state).where(P.study_id == study.id, P.consent.is_(False))).all()
     withdrawn = sum(1 for st in refused if withdrawal_in(st))
-    states = s.scalars(select(P.state).where(P.study_id == study.id, P.consent.is_(True))).all()
     turns = s.scalar(select(func.count(store.Turn.id)).join(T).join(P).where(P.study_id == study.id)) or 0
     since = store.utcnow() - dt.timedelta(seconds=WINDOW_S)
     recent = dict(s.execute(
         select(C.stream, func.sum(C.n)).join(T, C.task_id == T.id).join(P)
         .where(P.study_id == study.id, C.received_at >= since).group_by(C.stream)).all())
     return {
-        "participants": sum(consent.values()),
-        "consented": consent.get(True, 0),
-        "declined": consent.get(False, 0) - withdrawn,
+        "participants": len(people),
+        "consented": len(states),
+        "declined": len(refused) - withdrawn,
         "withdrawn": withdrawn,
         "finished": sum(1 for st in states if (st or {}).get("finished_at")),
         "turns": turns,
