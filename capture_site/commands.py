@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     grant = usub.add_parser("grant", help="let an account open a study (or every study)",
                             description="Let a researcher account open the studies SLUG on the dashboard "
                                         "(or every study, with --all-studies), from its next request.")
-    grant.add_argument("username")
+    grant.add_argument("username", help="the account to grant the studies to")
     grant.add_argument("slugs", nargs="*", metavar="SLUG", help="a study's slug")
     grant.add_argument("--all-studies", action="store_true", help="every study, also those made later")
     grant.add_argument("--allow-missing", action="store_true",
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                              description="Take the studies SLUG (or, with --all-studies, the grant of every "
                                          "study) from a researcher account, from its next request. Taking "
                                          "the last leaves the account no study, never all.")
-    revoke.add_argument("username")
+    revoke.add_argument("username", help="the account to take the studies from")
     revoke.add_argument("slugs", nargs="*", metavar="SLUG", help="a study's slug")
     revoke.add_argument("--all-studies", action="store_true", help="the grant of every study")
     add_database_arguments(revoke)
