@@ -46,6 +46,13 @@ def outcome_in_force(calibrations: list[store.Calibration], task: store.Task) ->
     return before[-1] if before else (outcomes[0] if outcomes else None)
 
 
+def exported_task_id(pseudonym: str, task_db_id: int) -> str:
+    """A stored task's id in every table made from a study (``task_id`` of ``data export``, the
+    feature tables, the frames index, ``gaze recalibrate``): ``<pseudonym>/<task id>``, the
+    participant's pseudonym (their ``participant_id``) and the task's number in the database."""
+    return f"{pseudonym}/{task_db_id}"
+
+
 def _calibration_in_force(p: store.Participant, task: store.Task) -> dict | None:
     """The figures of the calibration step outcome in force when ``task`` started
     (:func:`outcome_in_force`); databases without outcomes: the last validation's accuracy."""
@@ -133,7 +140,7 @@ class StoreRecording:
                 for p in self._participants()]
 
     def _task_id(self, p: store.Participant, t: store.Task) -> str:
-        return f"{p.pseudonym}/{t.id}"
+        return exported_task_id(p.pseudonym, t.id)
 
     def tasks(self) -> list[schema.Task]:
         out = []
@@ -280,7 +287,7 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
     for pseudonym, task_id, cal_id, kind, seq, i, t, data in rows:
         if task_id is not None:
             rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}.jpg"
-            task, cal, kind = f"{pseudonym}/{task_id}", "", "task"
+            task, cal, kind = exported_task_id(pseudonym, task_id), "", "task"
         else:
             rel, task, cal = f"{pseudonym}/{kind}{cal_id}/{i:04d}.jpg", "", str(cal_id)
         path = root / rel

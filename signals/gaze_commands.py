@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Re-map every stored gaze sample of STUDY from its eye features, with "
                                     "the calibration each task was recorded under (the outcome in force when "
                                     "it started) or with --model, and write "
-                                    "one Parquet file per task to --out. The database is not changed. A study "
+                                    "one Parquet file per task to --out (OUT/<task_id>_gaze.parquet, with the "
+                                    "participant_id and task_id columns of data export and features, and "
+                                    "OUT/manifest.json listing them). The database is not changed. A study "
                                     "without participants or without any webcam calibration (webcam off) is an "
                                     "error (exit status 2) unless --model is given.")
     p.add_argument("study", help="study slug")

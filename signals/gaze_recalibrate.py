@@ -6,6 +6,7 @@ different calibration set. Nothing stored is changed: the functions return new t
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ from sqlalchemy.orm import Session
 from .. import UserError, store
 from ..schema import GazeFlag
 from .calibration import GazeCalibration
+
+#: the file ``gaze recalibrate`` writes beside the gaze files: the summary and one row per file
+MANIFEST = "manifest.json"
+#: what its ids are (said in the manifest itself)
+MANIFEST_IDS = ("participant_id is the participant's pseudonym and task_id the exported task id "
+                "(<pseudonym>/<task number>), as in gazepref data export and gazepref features: "
+                "join the exported gaze stream on task_id and t")
 
 
 def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
@@ -177,7 +185,12 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
 def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibration | None = None,
                       interactions: bool = False) -> dict[str, Any]:
     """Re-estimate the gaze of every participant of study ``slug`` and write one Parquet file per
-    task to ``out`` (``p<participant id>_t<task id>_gaze.parquet``; database ids, no pseudonyms).
+    task to ``out``, keyed as ``data export`` and the feature tables are: each file is
+    ``<task_id>_gaze.parquet`` (``<pseudonym>/<task number>_gaze.parquet``) and has the columns
+    ``participant_id`` (the pseudonym) and ``task_id`` (the exported task id,
+    :func:`gazepref.datasets.store_recording.exported_task_id`), so it joins the exported gaze
+    stream on ``task_id`` and ``t``; ``manifest.json`` lists the files (``participant_id``,
+    ``task_id``, ``gaze_samples``, ``file``) beside the returned summary.
 
     Each task is re-mapped with the calibration it was recorded under
     (:func:`reestimate_participant`) unless ``model`` is given; participants without a stored
@@ -187,6 +200,8 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     to re-estimate: :class:`gazepref.UserError`, and ``out`` is not made.
     """
     import pyarrow.parquet as pq
+
+    from ..datasets.store_recording import exported_task_id
 
     study = db.execute(select(store.Study).where(store.Study.slug == slug)).scalars().first()
     if study is None:
@@ -200,15 +215,34 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                         f"([study] webcam = {webcam!r}): no gaze to re-estimate (or give --model FILE)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"study": slug, "participants": 0, "skipped_uncalibrated": 0, "tasks": 0, "samples": 0,
-               "interactions": interactions, "out": str(out)}
+    summary: dict[str, Any] = {"study": slug, "participants": 0, "participants_without_calibration": 0, "tasks": 0,
+                               "gaze_samples": 0, "interactions": interactions, "out": str(out),
+                               "manifest": str(out / MANIFEST)}
+    files = []
     for participant in study.participants:
         if chosen[participant.id] is None:
-            summary["skipped_uncalibrated"] += 1
+            summary["participants_without_calibration"] += 1
             continue
         summary["participants"] += 1
         for task, table in reestimate_participant(db, participant, model, interactions):
-            pq.write_table(table, out / f"p{participant.id}_t{task.id}_gaze.parquet")
+            task_id = exported_task_id(participant.pseudonym, task.id)
+            n = table.num_rows
+            table = _drop(table, ("participant_id", "task_id"))
+            table = table.append_column("participant_id", pa.array([participant.pseudonym] * n, pa.string()))
+            table = table.append_column("task_id", pa.array([task_id] * n, pa.string()))
+            rel = f"{task_id}_gaze.parquet"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, out / rel)
+            files.append({"participant_id": participant.pseudonym, "task_id": task_id, "gaze_samples": n,
+                          "file": rel})
             summary["tasks"] += 1
-            summary["samples"] += table.num_rows
+            summary["gaze_samples"] += n
+    manifest = {"ids": MANIFEST_IDS, **{k: v for k, v in summary.items() if k not in ("out", "manifest")},
+                "files": files}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _drop(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
+    """``table`` without those of the columns ``names`` it has."""
+    return table.drop_columns([n for n in names if n in table.column_names])

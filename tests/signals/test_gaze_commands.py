@@ -456,9 +456,9 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys, monkeypatch):
     rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path / "re"), "--json")
     assert rc == 0
     summary = json.loads(stdout)
-    assert summary["participants"] == 1 and summary["tasks"] == 1 and summary["samples"] == 10
-    (written,) = (tmp_path / "re").glob("*.parquet")
-    assert written.name == f"p{part.id}_t{task.id}_gaze.parquet"
+    assert summary["participants"] == 1 and summary["tasks"] == 1 and summary["gaze_samples"] == 10
+    assert summary["participants_without_calibration"] == 0
+    (written,) = (tmp_path / "re").rglob("*.parquet")
     np.testing.assert_allclose(pq.read_table(written).column("x").to_numpy(zero_copy_only=False)[:-1], xy[:-1, 0])
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "nope", "--db", url, "--out", str(tmp_path / "x"))
     assert rc == 2 and "no study 'nope'" in err
@@ -468,11 +468,82 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys, monkeypatch):
     # without --db: the database the site uses, $GAZEPREF_DATABASE_URL (or a SQLite file given as --db)
     monkeypatch.setenv("GAZEPREF_DATABASE_URL", url)
     rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--out", str(tmp_path / "env"), "--json")
-    assert rc == 0 and json.loads(stdout)["samples"] == 10
+    assert rc == 0 and json.loads(stdout)["gaze_samples"] == 10
     monkeypatch.delenv("GAZEPREF_DATABASE_URL")
     rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", str(tmp_path / "db.sqlite"),
                             "--out", str(tmp_path / "file"), "--json")
-    assert rc == 0 and json.loads(stdout)["samples"] == 10
+    assert rc == 0 and json.loads(stdout)["gaze_samples"] == 10
+
+
+def test_recalibrated_gaze_joins_the_exports_and_feature_tables(tmp_path, capsys):
+    """``gaze recalibrate`` names each task by the ids ``data export`` and ``features`` use
+    (``participant_id`` the pseudonym, ``task_id`` the exported task id), in its files' columns, their
+    paths and its manifest, never by database ids; its gaze rows join the exported gaze rows."""
+    import pandas as pd
+
+    from gazepref.datasets.store_recording import StoreRecording
+
+    rng = np.random.default_rng(2)
+    rows = [{"t": float(i), "eye_l_iris_u": u, "eye_l_iris_v": v, "x": 0.0, "y": 0.0, "flags": 0}
+            for i, (u, v) in enumerate(rng.normal(0, 0.1, (12, 2)))]
+    model = GazeCalibration(use_appearance=False).fit(
+        rows, [(800 + 2000 * r["eye_l_iris_u"], 450 + 1000 * r["eye_l_iris_v"]) for r in rows])
+    url = store.sqlite_url(tmp_path / "db.sqlite")
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        study = store.Study(slug="s", name="S", salt="x")
+        db.add(study)
+        for name, n_tasks in (("a1b2", 2), ("c3d4", 1)):
+            part = store.Participant(study=study, pseudonym=name, consent=True)
+            db.add(part)
+            db.flush()
+            db.add(store.Calibration(participant_id=part.id, kind="calibration", model=model.to_bytes()))
+            for k in range(n_tasks):
+                task = store.Task(participant=part, index=k, kind="pairwise", clock_anchor_epoch_ms=0.0)
+                db.add(task)
+                db.flush()
+                db.add(store.make_chunk(task.id, "gaze", 0, rows_to_table(rows), clock_origin_epoch_ms=0.0))
+        db.commit()
+        rec = StoreRecording(db, study)
+        want = {(t.participant_id, t.task_id) for t in rec.tasks()}
+        db_ids = {(p.id, t.id) for p in study.participants for t in p.tasks}
+    assert len(want) == 3
+
+    out = tmp_path / "re"
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--json")
+    assert rc == 0
+    summary = json.loads(stdout)
+    assert (summary["participants"], summary["tasks"], summary["gaze_samples"]) == (2, 3, 36)
+    assert "samples" not in summary and "skipped_uncalibrated" not in summary
+    files = sorted(out.rglob("*.parquet"))
+    got = set()
+    for f in files:
+        table = pq.read_table(f)
+        ids = set(zip(table.column("participant_id").to_pylist(), table.column("task_id").to_pylist()))
+        assert len(ids) == 1 and table.num_rows == 12
+        (pid, tid), = ids
+        assert f.relative_to(out).as_posix() == f"{tid}_gaze.parquet"  # the path names the exported task
+        got |= ids
+    assert got == want
+    for pid, tid in db_ids:  # no database ids in the file names
+        assert not any(f.name == f"p{pid}_t{tid}_gaze.parquet" for f in files)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {(r["participant_id"], r["task_id"]) for r in manifest["files"]} == want
+    assert {r["file"] for r in manifest["files"]} == {f.relative_to(out).as_posix() for f in files}
+    assert sum(r["gaze_samples"] for r in manifest["files"]) == 36
+    assert "data export" in manifest["ids"] and "features" in manifest["ids"]
+    assert summary["manifest"] == str(out / "manifest.json")
+
+    # joins the Parquet export's gaze stream on task_id (and its tasks on participant_id, task_id)
+    exp = tmp_path / "export"
+    rc, _, _ = run_cli(capsys, "data", "export", "s", "--db", url, "--to", "parquet", "--out", str(exp), "--json")
+    assert rc == 0
+    tasks = pd.read_parquet(exp / "tasks.parquet")
+    assert set(zip(tasks["participant_id"], tasks["task_id"])) == want
+    exported = pd.read_parquet(exp / "streams" / "gaze.parquet")
+    re_gaze = pd.concat([pd.read_parquet(f) for f in files])
+    joined = re_gaze.merge(exported[["task_id", "t"]], on=["task_id", "t"])
+    assert len(joined) == len(re_gaze) == len(exported) == 36
 
 
 def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(tmp_path, capsys):
@@ -528,7 +599,7 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path / "re"), "--json")
     assert rc == 0 and json.loads(stdout)["tasks"] == 3
     for k, tid in enumerate(tasks):
-        written = pq.read_table(tmp_path / "re" / f"p{part.id}_t{tid}_gaze.parquet")
+        written = pq.read_table(tmp_path / "re" / "p" / f"{tid}_gaze.parquet")  # task id p/<tid>
         np.testing.assert_allclose(written.column("x").to_numpy(), models[k].predict(rows)[:, 0], rtol=1e-5)
 
 
