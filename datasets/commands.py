@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     p = dsub.add_parser("summary", help="count participants, tasks, turns and samples",
-                        description="Count participants, tasks, turns (pairwise, labelled, pointwise), unique "
+                        description="Count participants, tasks, turns (pairwise_turns, pointwise_turns, each also "
+                                    "_labelled), unique "
                                     "gaze and mouse samples, and malformed rows skipped. An IFLLM release's "
                                     "workers are its participants and its queries its turns.")
     add_source_arguments(p, dest="data")

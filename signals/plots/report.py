@@ -249,7 +249,7 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
     c = summary.counts
     parts.append("<h2>Data</h2>" + _table(pd.DataFrame([{
         "participants": c.get("participants"), "tasks": c.get("tasks"), "tasks with gaze": c.get("tasks_with_samples"),
-        "turns": c.get("turns"), "turns with samples": c.get("turns_with_samples"), "labelled pairwise turns": c.get("pairwise_labelled"), "gaze samples": c.get("gaze_samples"),
+        "turns": c.get("turns"), "turns with samples": c.get("turns_with_samples"), "labelled pairwise turns": c.get("pairwise_turns_labelled"), "gaze samples": c.get("gaze_samples"),
     }])))
 
     # quality

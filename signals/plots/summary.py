@@ -176,7 +176,7 @@ def collect(data, participant: str | None = None, task: str | None = None, jobs:
         # without samples; the turns with per-response rows are "turns_with_samples"
         "turns": sum(len(by_task.get(i, [])) for i in ids),
         "turns_with_samples": int(responses[["task_id", "turn"]].drop_duplicates().shape[0]) if len(responses) else 0,
-        "pairwise_labelled": sum(t.pairwise and t.choice is not None for i in ids for t in by_task.get(i, [])),
+        "pairwise_turns_labelled": sum(t.pairwise and t.choice is not None for i in ids for t in by_task.get(i, [])),
         "gaze_samples": int(tq["gaze_samples"].sum()) if len(tq) else 0,
     }
     return Summary(responses, tq, parts, counts, describe(rec))

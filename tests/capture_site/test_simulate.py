@@ -79,6 +79,9 @@ def test_simulate_into_a_study_read_back_from_the_database(tmp_path, capsys, mon
     rep = _cli(capsys, "study", "simulate", "--participants", "3", "--effect", "3", "--seed", "4", "--tasks", "1",
                "--turns", "3", "--study", "sim-db", "--instance", str(instance), "--json")
     assert rep["study"] == "sim-db" and rep["pairwise_turns"] == 9 and str(instance) in rep["database"]
+    # `data summary` counts the same turns under the same name
+    summary = _cli(capsys, "data", "summary", "sim-db", "--instance", str(instance), "--json")
+    assert (summary["pairwise_turns"], summary["pairwise_turns_labelled"]) == (rep["pairwise_turns"],) * 2
     rec = StoreRecording.open("sim-db", instance=str(instance))
     assert len(rec.participants()) == 3 and rep["telemetry_batches"] > 9 * 10  # one a second of page time
     assert not any("SIM0" in p.participant_id for p in rec.participants())  # pseudonyms only

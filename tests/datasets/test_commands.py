@@ -32,6 +32,11 @@ def test_summary_names_participants_tasks_turns(ifllm_sample: Path, tmp_path: Pa
     assert (s["participants"], s["tasks"], s["turns"]) == (6, 47, 47)
     assert (s["participants_with_turns"], s["participants_with_samples"]) == (6, 6)
     assert (s["tasks_with_turns"], s["tasks_with_samples"]) == (15, 11)
+    # turns by kind are counted as turns, the way `study simulate` and `align` count them
+    assert s["pairwise_turns"] + s["pointwise_turns"] == s["turns"] and s["pairwise_turns"] > 0
+    assert 0 < s["pairwise_turns_labelled"] <= s["pairwise_turns"]
+    assert 0 <= s["pointwise_turns_labelled"] <= s["pointwise_turns"]
+    assert not {"pairwise", "pointwise", "pairwise_labelled", "pointwise_labelled"} & set(s)
     # the IFLLM file names under malformed_by_file are the release's own: only the keys' words count
     old = {k for k in _keys({k: v for k, v in s.items() if k != "malformed_by_file"}) if k.startswith(OLD_WORDS)}
     assert not old
@@ -43,8 +48,8 @@ def test_summary_names_participants_tasks_turns(ifllm_sample: Path, tmp_path: Pa
     assert not {k for k in _keys(pq) | _keys(ifl) if any(w in k for w in OLD_WORDS)}
     # and the summary of an export reads the same counts back
     back = _json(capsys, ["data", "summary", str(tmp_path / "pq"), "--json"])
-    assert {k: back[k] for k in ("participants", "tasks", "turns", "gaze_samples")} == \
-        {k: s[k] for k in ("participants", "tasks", "turns", "gaze_samples")}
+    same = ("participants", "tasks", "turns", "pairwise_turns", "pairwise_turns_labelled", "gaze_samples")
+    assert {k: back[k] for k in same} == {k: s[k] for k in same}
 
 
 @pytest.mark.parametrize("argv", [["data", "summary", "--help"], ["data", "--help"]])

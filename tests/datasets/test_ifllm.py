@@ -149,7 +149,7 @@ def test_summary_counts_synthetic(release):
     rel, facts = release
     s = rel.summary()
     assert s["participants"] == 2 and s["tasks"] == 3 and s["turns"] == 4
-    assert (s["pairwise"], s["pairwise_labelled"], s["pointwise"]) == (2, 2, 2)
+    assert (s["pairwise_turns"], s["pairwise_turns_labelled"], s["pointwise_turns"]) == (2, 2, 2)
     assert s["gaze_samples"] == facts["pairwise_gaze_unique"] + facts["pointwise_gaze"]
     assert s["mouse_samples"] == facts["mouse"]
     assert s["malformed_rows_skipped"] == facts["malformed"]
@@ -189,9 +189,9 @@ def _independent_counts(root: Path) -> dict:
             malformed += sum(not _REL_LINE[width].match(ln) for ln in lines)
     return {
         "turns": len(rows),
-        "pairwise": len(pairwise),
-        "pairwise_labelled": sum(r["preference"] in ("1.0", "2.0") for r in pairwise),
-        "pointwise": len(rows) - len(pairwise),
+        "pairwise_turns": len(pairwise),
+        "pairwise_turns_labelled": sum(r["preference"] in ("1.0", "2.0") for r in pairwise),
+        "pointwise_turns": len(rows) - len(pairwise),
         "gaze_samples": gaze,
         "mouse_samples": mouse,
         "malformed_rows_skipped": malformed,

@@ -150,7 +150,7 @@ def _json(capsys, argv: list[str]) -> dict:
 def test_data_summary_and_export_of_a_slug(env, tmp_path, capsys):
     s = _json(capsys, ["data", "summary", SLUG, "--json"])
     assert s["format"] == "gazepref-db"
-    assert (s["participants"], s["turns"], s["pairwise_labelled"]) == (PARTICIPANTS, PARTICIPANTS * TURNS,
+    assert (s["participants"], s["turns"], s["pairwise_turns_labelled"]) == (PARTICIPANTS, PARTICIPANTS * TURNS,
                                                                     PARTICIPANTS * TURNS)
     assert s["gaze_samples"] == s["mouse_samples"] == PARTICIPANTS * TURNS * 160
     # `--study SLUG` (the old spelling) and SLUG as SOURCE read the same study

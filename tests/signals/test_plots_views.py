@@ -163,8 +163,8 @@ def test_features_compare_paired_responses_as_pairs(sample_summary):
 def test_report_counts_agree_with_data_summary(sample_rec, sample_summary):
     s = sample_rec.summary()
     c = sample_summary.counts
-    assert (c["participants"], c["tasks"], c["turns"], c["pairwise_labelled"]) == (
-        s["participants"], s["tasks"], s["turns"], s["pairwise_labelled"])
+    assert (c["participants"], c["tasks"], c["turns"], c["pairwise_turns_labelled"]) == (
+        s["participants"], s["tasks"], s["turns"], s["pairwise_turns_labelled"])
     assert c["turns_with_samples"] <= c["turns"]
 
 
