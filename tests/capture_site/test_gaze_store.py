@@ -16,7 +16,7 @@ from gazepref.capture_site import gaze_store
 from gazepref.capture_site.chunks import task_transaction
 from gazepref.capture_site.gaze_store import frame_rows, store_gaze
 from gazepref.capture_site.gaze_trackers import dropped_row
-from sitetest import Walker
+from sitetest import Walker, withdraw_now
 
 ORIGIN, RELOADED = 1.7e12, 1.7e12 + 60_000.0
 T = [100.0 * i for i in range(20)]  # frame i of the page load ORIGIN was taken at T[i] (its seq: i)
@@ -232,3 +232,27 @@ def test_a_store_waits_for_its_tasks_lock_at_most_the_limit(make_app, postgres_u
         release.set()
         holder.join(10)
     assert _store(app, pid, task, 1, range(0, 2), socket=False) == 2
+
+
+def test_a_participant_who_withdraws_before_the_insert_gets_401_and_nothing_is_stored(make_app, database,
+                                                                                     monkeypatch):
+    """The participant withdraws (their task is deleted) after a gaze store's consent check and
+    before its transaction: :class:`.api.TaskGone` (401, what the webcam paths answer after the
+    withdrawal), never the replay's 0 or a 500; nothing stored. A replay is still 0."""
+    from gazepref.capture_site.api import ApiError, TaskGone
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    pid, task = _task(app)
+    assert _store(app, pid, task, 4, range(0, 5), socket=False) == 5
+    assert _store(app, pid, task, 4, range(5, 7), socket=False) == 0  # a replay of seq 4 (other frames)
+    locked = gaze_store.task_transaction
+
+    def withdraw_first(conn, task_id):
+        withdraw_now(app, task_id)
+        return locked(conn, task_id)
+
+    monkeypatch.setattr(gaze_store, "task_transaction", withdraw_first)
+    with pytest.raises(TaskGone) as got:
+        _store(app, pid, task, 5, range(5, 9), socket=True)
+    assert isinstance(got.value, ApiError) and (got.value.status, got.value.message) == (401, "unknown participant")
+    assert _stored(app, task) == {"chunks": {}, "kept": []}

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from gazepref import store
 
-from sitetest import Walker
+from sitetest import Walker, withdraw_now
 
 
 @pytest.fixture
@@ -253,3 +253,24 @@ def test_gzip_bodies_are_held_to_their_trailer(client, task, dbs):
         assert r.status_code == 400 and "not one gzip stream" in r.json["error"], r.json
     assert tuple(counts(dbs, task)) == (0, 0)
     assert client.post("/api/ingest", data=body, headers=headers).status_code == 200
+
+
+def test_a_batch_whose_participant_withdraws_meanwhile_is_refused_like_after(app, client, task, dbs, monkeypatch):
+    """The participant withdraws (their task is deleted) after the batch's consent check and
+    before its insert: 401 as for the same batch after the withdrawal, never a 500 or a replay's
+    200, and nothing stored (SQLite: one transaction; PostgreSQL: one autocommit statement)."""
+    from gazepref.capture_site import ingest
+
+    insert = ingest.insert_chunks
+
+    def withdraw_first(*args, **kwargs):
+        withdraw_now(app, task["task"])
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "insert_chunks", withdraw_first)
+    r = post(client, task, batch(task, 0))
+    assert (r.status_code, r.json) == (401, {"error": "unknown participant"})
+    assert tuple(counts(dbs, task)) == (0, 0)
+    monkeypatch.setattr(ingest, "insert_chunks", insert)
+    after = post(client, task, batch(task, 1))
+    assert (after.status_code, after.json) == (r.status_code, r.json)
