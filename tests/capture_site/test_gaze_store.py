@@ -142,8 +142,11 @@ def test_a_chunk_seq_taken_by_other_frames_is_a_replay(make_app, socket):
 def test_a_participant_deleted_while_their_frames_are_stored(make_app, database):
     """The dashboard deletes a participant while one store of their task holds the task's lock and
     another waits for it: the delete does not queue behind the lock (PostgreSQL; on SQLite it waits
-    for the one writer), and each store ends cleanly, the one after the delete storing nothing:
-    no error, no retry, and nothing of the participant is left."""
+    for the one writer), and each store ends cleanly, the one after the delete storing nothing and
+    refused as a request after the delete is (401 ``TaskGone``: no 500, no retry), and nothing of
+    the participant is left."""
+    from gazepref.capture_site.api import TaskGone
+
     app = make_app(**({"DATABASE_URL": database} if database else {}))
     pid, task = _task(app)
     assert _store(app, pid, task, 1, range(0, 2), socket=False) == 2
@@ -157,6 +160,8 @@ def test_a_participant_deleted_while_their_frames_are_stored(make_app, database)
     def store_next():
         try:
             out["stored"] = _store(app, pid, task, 5, range(3, 6), socket=True)
+        except TaskGone as e:
+            out["refused"] = e.status
         except Exception as e:  # noqa: BLE001 - reported below
             out["store error"] = e
 
@@ -181,9 +186,9 @@ def test_a_participant_deleted_while_their_frames_are_stored(make_app, database)
         th.join(timeout=30)
     assert not {k for k in out if k.endswith("error")}, out
     if database:  # the delete went first; the waiting store then found the task gone
-        assert out == {"deleted while held": True, "stored": 0}, out
-    else:  # one writer at a time: the store waiting on the lock file, then the delete
-        assert out["stored"] in (0, 3), out
+        assert out == {"deleted while held": True, "refused": 401}, out
+    else:  # one writer at a time: the store waiting on the lock file, then the delete (or the other way)
+        assert out.get("stored") == 3 or out.get("refused") == 401, out
     got = _stored(app, task)
     assert got == {"chunks": {}, "kept": []}
 

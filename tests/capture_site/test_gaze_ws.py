@@ -16,7 +16,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import answer_step, calibrate, gaze_rows, post_frames, to_calibration
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import legacy_token, page_data, reused_row, row_pseudonym
+from sitetest import legacy_token, page_data, reused_row, row_pseudonym, withdraw_now
 
 pytest.importorskip("mediapipe")
 simple_websocket = pytest.importorskip("simple_websocket")
@@ -579,3 +579,31 @@ def test_a_lost_sockets_frames_are_kept_when_the_reloaded_page_stored_first(make
         chunks = _settled(hosts[0], task_id, 8)
     assert chunks == {(1.7e12, 4): [100.0 * i for i in range(5)],
                       **{(reloaded, s): [100.0 * s - 500.0] for s in range(5, 8)}}
+
+
+def test_a_buffer_whose_participant_withdrew_is_refused_as_their_token_would_be(wapp):
+    """The participant withdraws (their task is deleted) while the socket buffers their frames:
+    the buffer's store finds the task gone and the socket answers it as it answers a refused
+    token (``{"error", "status": 401}``, closed 1008), not as a server error; nothing stored."""
+    client = wapp.test_client()
+    token, task_id = _task(client, "CAM-WITHDRAWS")
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+    with BackgroundServer(wapp) as url:
+        ws, hello = _connect(url, token)
+        assert hello["ok"]
+        stored: list = []
+        for i in range(2):
+            ws.send(pack_frame(meta | {"seq": i, "t": 5000.0 + 100 * i}, jpeg(moving(i))))
+            assert _answer(ws, stored)["seq"] == i
+        withdraw_now(wapp, task_id)
+        refused = _answer(ws, stored)  # the buffer is due within the commit interval (500 ms)
+        assert refused == {"task": task_id, "error": "unknown participant", "status": 401}, refused
+        assert not stored
+        with pytest.raises(simple_websocket.ConnectionClosed) as closed:
+            ws.receive(timeout=10)
+        assert closed.value.reason == 1008
+        again, hello = _connect(url, token)  # the page's reconnect: refused the same way
+        assert hello == {"error": "unknown participant", "status": 401}
+        again.close()
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        assert gaze_rows(dbs, task_id) == 0
