@@ -607,3 +607,28 @@ def test_a_buffer_whose_participant_withdrew_is_refused_as_their_token_would_be(
         again.close()
     with wapp.extensions["gazepref"].sessions() as dbs:
         assert gaze_rows(dbs, task_id) == 0
+
+
+def test_an_http_frame_batch_whose_participant_withdraws_meanwhile_gets_401(wapp, monkeypatch):
+    """``POST /api/gaze/frames`` (the HTTP path after a lost socket) whose participant withdraws
+    between its lookup and its store: 401 as the same batch gets after the withdrawal, not the
+    replay's 200 (which the page would take for stored); nothing stored."""
+    from gazepref.capture_site import gaze_store
+
+    client = wapp.test_client()
+    token, task_id = _task(client, "CAM-HTTP-WITHDRAWS")
+    locked = gaze_store.task_transaction
+
+    def withdraw_first(conn, task):
+        withdraw_now(wapp, task)
+        return locked(conn, task)
+
+    monkeypatch.setattr(gaze_store, "task_transaction", withdraw_first)
+    meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [5000.0, 5100.0]}
+    r = post_frames(client, token, meta, [jpeg(moving(0)), jpeg(moving(1))])
+    assert (r.status_code, r.json) == (401, {"error": "unknown participant"})
+    monkeypatch.setattr(gaze_store, "task_transaction", locked)
+    after = post_frames(client, token, meta | {"seq": 1}, [jpeg(moving(0)), jpeg(moving(1))])
+    assert (after.status_code, after.json) == (r.status_code, r.json)
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        assert gaze_rows(dbs, task_id) == 0
