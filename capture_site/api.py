@@ -9,6 +9,7 @@ for a forged token).
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
+from sqlalchemy import bindparam, select
 from werkzeug.exceptions import HTTPException
 
 from .. import store
@@ -37,6 +38,31 @@ def install_error_handlers(bp: Blueprint) -> None:
 
 
 
+#: what a token answers once its participant is gone or no longer consents (withdrew)
+UNKNOWN_PARTICIPANT = "unknown participant"
+
+
+class TaskGone(ApiError):
+    """A write found its task deleted after the request's consent check passed (the participant
+    withdrew, or the researcher deleted their data, meanwhile): 401, as the same request gets
+    after the withdrawal (:func:`token_participant`). Nothing of the request is stored."""
+
+    def __init__(self) -> None:
+        super().__init__(401, UNKNOWN_PARTICIPANT)
+
+
+_TASK_ROW = select(store.Task.__table__.c.id).where(store.Task.__table__.c.id == bindparam("task"))
+
+
+def raise_if_task_gone(conn, task_id: int) -> None:
+    """:class:`TaskGone` when task ``task_id`` has no row (read on ``conn``, a connection or a
+    session with no failed transaction open): the check an insert that failed on an integrity
+    error makes before it calls the failure a replay. A deleted task fails its rows' foreign key;
+    a replay (a unique key) leaves the task where it is."""
+    if conn.execute(_TASK_ROW, {"task": task_id}).first() is None:
+        raise TaskGone()
+
+
 def request_token() -> ParticipantToken:
     """The participant the request's token names (signature checked; no database access: the
     caller checks the row with :meth:`~.security.ParticipantToken.names`, or
@@ -54,7 +80,7 @@ def token_participant(token: ParticipantToken) -> store.Participant:
     no consent, or a row with another pseudonym, as on a database that reused the id)."""
     p = db().get(store.Participant, token.id)
     if not token.names(p) or not p.consent:
-        raise ApiError(401, "unknown participant")
+        raise ApiError(401, UNKNOWN_PARTICIPANT)
     return p
 
 

@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Blueprint, jsonify, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from .. import store
-from .api import (ApiError, install_error_handlers, json_object, owned_task, request_participant,
-                  to_task_clock)
+from .api import (ApiError, install_error_handlers, json_object, owned_task, raise_if_task_gone,
+                  request_participant, to_task_clock)
 from .answers import response_html
 from .config import StudyConfig
 from .flow import current_step, turn_rated
@@ -140,6 +141,9 @@ def send_turn(task_id: int):
         db().commit()
     except IntegrityError:  # the same turn sent twice at once: keep the first
         db().rollback()
+        # or the participant withdrew while the models answered: their task is gone (401, as
+        # the request gets after the withdrawal; nothing stored)
+        raise_if_task_gone(db(), task_id)
         db().refresh(task)
         return jsonify(turn=turn_json(task.turns[index], cfg))
     return jsonify(turn=turn_json(turn, cfg))
@@ -197,5 +201,10 @@ def rate_turn(task_id: int, index: int):
     turn.feedback_text = feedback if cfg.free_text != "off" else None
     turn.t_shown = to_task_clock(task, origin, t_shown)
     turn.t_decided = to_task_clock(task, origin, t_decided)
-    db().commit()
+    try:
+        db().commit()
+    except StaleDataError:  # the turn's row is gone: the participant withdrew meanwhile (401)
+        db().rollback()
+        raise_if_task_gone(db(), task_id)
+        raise
     return jsonify(turn=turn_json(turn, cfg))

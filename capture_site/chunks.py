@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - not POSIX: threads of one process only
 from sqlalchemy.exc import IntegrityError
 
 from .. import store
+from .api import raise_if_task_gone
 
 C, T = store.StreamChunk.__table__, store.Task.__table__
 CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
@@ -113,16 +114,27 @@ def insert_chunks(conn: Connection, task_id: int, origin: float | None, chunks: 
     bool
         False when one of the chunks is stored already (the same batch arrived twice at once):
         nothing of the call is stored then.
+
+    Raises
+    ------
+    .api.TaskGone
+        The task was deleted after the caller's consent check (its participant withdrew
+        meanwhile: the chunks fail the task's foreign key): 401, nothing stored.
     """
     rows = [chunk_row(c) for c in chunks]
     if 0 < len(rows) <= ONE_STATEMENT_ROWS and conn.dialect.name != "sqlite":
-        return _insert_alone(conn, rows, {"task": task_id, "origin": origin} if set_anchor else None)
-    try:
-        with write_lock(conn), conn.begin():
-            _write_rows(conn, task_id, origin, rows, set_anchor, ())
-    except IntegrityError:
-        return False
-    return True
+        stored = _insert_alone(conn, rows, {"task": task_id, "origin": origin} if set_anchor else None)
+    else:
+        try:
+            with write_lock(conn), conn.begin():
+                _write_rows(conn, task_id, origin, rows, set_anchor, ())
+            stored = True
+        except IntegrityError:
+            stored = False
+    if not stored:  # a replay, or the task is gone (the second look costs the failure path only)
+        raise_if_task_gone(conn, task_id)
+        conn.rollback()  # (the look's transaction marker)
+    return stored
 
 
 def write_chunks(conn: Connection, task_id: int, origin: float | None, chunks: Sequence[store.StreamChunk], *,

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import store
 from ..signals.gaze_batch import rows_to_chunk_batch
-from .api import ApiError, token_participant
+from .api import ApiError, raise_if_task_gone, token_participant
 from .chunks import task_transaction, write_chunks
 from .config import StudyConfig
 from .gaze_settings import GazeSettings, gaze_settings
@@ -159,27 +159,38 @@ def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float
     socket and a batch storing the same frames at once store them once. ``seqs``: the frames'
     own seqs (the WebSocket's; the chunk's seq is then that of its last stored frame, so a chunk
     left with fewer frames takes no seq another chunk holds); without, the chunk is ``seq``
-    (an HTTP batch: its seq stays the batch's, so its replay is known as before)."""
+    (an HTTP batch: its seq stays the batch's, so its replay is known as before).
+
+    A task deleted after the caller's consent check (its participant withdrew meanwhile: the
+    chunk fails the task's foreign key) raises :class:`.api.TaskGone` (401) and stores nothing."""
     if not rows:
         return 0
     times = [float(r["t"]) for r in rows]
-    try:
-        with site().engine.connect() as conn, task_transaction(conn, task_id):
-            stored = stored_gaze_times(conn, task_id, origin, min(times), max(times))
-            keep = [i for i, t in enumerate(times) if t not in stored]
-            if not keep:
-                return 0
-            if len(keep) < len(rows):
-                rows = [rows[i] for i in keep]
-                frames = [frames[i] for i in keep] if frames else frames
-            if seqs is not None:
-                seq = seqs[keep[-1]]
-            kept = [f | {"seq": seq, "index": j} for j, f in enumerate(frames)] if frames else []
-            chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows),
-                                           clock_origin_epoch_ms=origin)
-            write_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, kept)])
-    except IntegrityError:  # the chunk seq is stored already with other frames: a replay
-        return 0
+    with site().engine.connect() as conn:
+        try:
+            return _store_gaze(conn, task_id, seq, origin, rows, times, set_anchor, frames, seqs)
+        except IntegrityError:  # the chunk seq is stored already with other frames (a replay), or the task is gone
+            raise_if_task_gone(conn, task_id)
+            return 0
+
+
+def _store_gaze(conn: Any, task_id: int, seq: int, origin: float, rows: list[dict[str, float]], times: list[float],
+                set_anchor: bool, frames: list[dict[str, Any]] | None, seqs: list[int] | None) -> int:
+    """:func:`store_gaze`'s transaction on ``conn`` (``IntegrityError`` out of it: nothing stored)."""
+    with task_transaction(conn, task_id):
+        stored = stored_gaze_times(conn, task_id, origin, min(times), max(times))
+        keep = [i for i, t in enumerate(times) if t not in stored]
+        if not keep:
+            return 0
+        if len(keep) < len(rows):
+            rows = [rows[i] for i in keep]
+            frames = [frames[i] for i in keep] if frames else frames
+        if seqs is not None:
+            seq = seqs[keep[-1]]
+        kept = [f | {"seq": seq, "index": j} for j, f in enumerate(frames)] if frames else []
+        chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows),
+                                       clock_origin_epoch_ms=origin)
+        write_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, kept)])
     return len(keep)
 
 

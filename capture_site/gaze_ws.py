@@ -329,7 +329,14 @@ class FrameSocket:
         ctx, seq = self.ctx, self.buf_seq
         rows, frames, times, seqs = self.rows, self.frames, self.times, self.seqs
         self.rows, self.frames, self.times, self.seqs, self.first_at = [], [], [], [], None
-        n = store_task_rows(ctx, seq, rows, frames, times, seqs=seqs)
+        try:
+            n = store_task_rows(ctx, seq, rows, frames, times, seqs=seqs)
+        except ApiError as e:  # the task is gone (the participant withdrew after the lookup): as
+            # a refused token (401, closed 1008); the page's reconnect is refused the same way
+            if self.ws.connected:
+                _send(self.ws, {"task": ctx.meta.task_id, "error": e.message, "status": e.status})
+                self.ws.close(1008, "refused")
+            return
         self.ctx = ctx._replace(set_anchor=False)
         if self.ws.connected:
             _send(self.ws, {"stored": seq, "task": ctx.meta.task_id, "n": n})

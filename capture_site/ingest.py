@@ -2,7 +2,10 @@
 
 Answers ``{"ok": true, "seq": n, "stored": rows, "duplicate": false}``; a replayed batch (same
 task and seq) answers ``duplicate: true`` and adds nothing. Malformed batches get 400 (too large:
-413) with ``{"error": "..."}``, and nothing of them is stored. Each participant token is rate
+413) with ``{"error": "..."}``, and nothing of them is stored; so does a batch with ``gaze`` rows
+of a study that records a webcam (those go through the webcam endpoints, whose checks this path
+lacks: each frame once, calibration, flags; the pages never send gaze here). A study without a
+webcam may send gaze rows here (the simulator's tracker-output gaze, :mod:`.simulate`). Each participant token is rate
 limited (429 with ``Retry-After``). The token is taken with the batch's lookup, after the batch is
 parsed (it names the task); a body of more than :data:`.batches.LARGE_JSON_BYTES` as JSON (gzip:
 as its trailer declares) is parsed only after a read of the participant's bucket found a token in
@@ -42,7 +45,7 @@ T, P, C = store.Task.__table__, store.Participant.__table__, store.StreamChunk._
 # the task belongs to the consenting participant of the token's row id, and that row's pseudonym
 # (the caller checks it against the token: :meth:`.security.ParticipantToken.matches`)
 _TASK_QUERY = (
-    select(T.c.clock_anchor_epoch_ms, P.c.pseudonym,
+    select(T.c.clock_anchor_epoch_ms, P.c.pseudonym, P.c.study_id,
            exists().where(and_(C.c.task_id == bindparam("task"), C.c.seq == bindparam("seq"),
                                C.c.stream.in_(bindparam("streams", expanding=True)))).label("replay"))
     .select_from(T.join(P, T.c.participant_id == P.c.id))
@@ -58,6 +61,21 @@ def _bucket(token: ParticipantToken) -> str:
     return f"p{token.id}"
 
 
+#: what a webcam study's ``gaze`` rows sent here are told (:func:`store_batch`)
+GAZE_ELSEWHERE = ("streams.gaze: this study records gaze through the webcam endpoints "
+                  "(POST /api/gaze/frames, POST /api/gaze/samples or the WebSocket /api/gaze/ws), not /api/ingest")
+
+
+def _gaze_refused(study_id: int) -> bool:
+    """Whether the study records a webcam (its ``gaze`` stream is the webcam paths': each frame
+    once under the task's lock, its calibration and flags, :func:`.gaze_store.store_gaze`), so
+    ingest takes no gaze rows of it. A study without one (``webcam = "off"``, the default) may
+    send gaze rows here: the simulator sends its tracker-output gaze that way (:mod:`.simulate`)."""
+    from .gaze_store import study_settings  # (cached per process)
+
+    return study_settings(study_id)[0].webcam != "off"
+
+
 def _too_many() -> ApiError:
     return ApiError(429, "too many batches; slow down", retry_after=1)
 
@@ -66,7 +84,7 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
     """Take the participant's rate-limit token (ApiError 429) and store ``batch`` in one
     transaction; False when it was stored before (a replay). ApiError 401 when ``token``'s
     participant is gone, not consenting or another (:func:`.api.token_participant`), 403 when the
-    task is not theirs."""
+    task is not theirs, 400 for ``gaze`` rows of a study that records a webcam (:data:`GAZE_ELSEWHERE`)."""
     chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
               for stream, table in batch.tables.items()]
     limiter, key = site().limiter, _bucket(token)
@@ -93,6 +111,8 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
         if found is None:  # (the refusal only: which one it is costs a second look)
             token_participant(token)
             raise ApiError(403, f"task {batch.task} is not yours")
+        if "gaze" in batch.tables and _gaze_refused(found.study_id):
+            raise ApiError(400, GAZE_ELSEWHERE)
         if found.replay:
             return False
         # the task's first page sets the task clock's anchor

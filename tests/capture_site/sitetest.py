@@ -288,3 +288,14 @@ def csp_breaches(html: str) -> list[str]:
     parser.feed(html)
     parser.close()
     return parser.found
+
+
+def withdraw_now(app, task_id: int) -> None:
+    """The owner of task ``task_id`` withdraws (``purge.purge_participant(withdrawn=True)``,
+    committed), as the withdrawal's POST does: for a race with a request of theirs that passed
+    its consent check already."""
+    from gazepref.capture_site.purge import purge_participant
+
+    with app.extensions["gazepref"].sessions() as s:
+        purge_participant(s, s.get(store.Participant, s.get(store.Task, task_id).participant_id), withdrawn=True)
+        s.commit()

@@ -1,10 +1,12 @@
 """The chat API: backend failures lose no turn, retries are idempotent, tokens isolate sessions."""
+import uuid
+
 from sqlalchemy import select
 
 from gazepref import store
 from gazepref.llm import BackendError
 
-from sitetest import Walker, legacy_token, reused_row, row_pseudonym, study_variant
+from sitetest import Walker, legacy_token, reused_row, row_pseudonym, study_variant, withdraw_now
 
 
 class FlakyBackend:
@@ -174,3 +176,56 @@ def test_answers_come_rendered_as_markdown_or_as_plain_text(make_app, tmp_path):
         turn = w.chat_turn(w.to_task(), 0, "How does sleep help memory?")
         html = turn["responses"][0]["html"]
         assert (html is not None and 'class="w"' in html) is rendered
+
+
+def test_a_participant_who_withdraws_while_the_models_answer_gets_401(make_app, database, monkeypatch):
+    """The participant withdraws (their task is deleted) while the models answer their message,
+    or before their rating is written: 401, as the same request gets after the withdrawal,
+    never a 500; nothing stored."""
+    from gazepref.capture_site import chat
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"CHAT-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    answer = chat._answer
+
+    def withdraw_meanwhile(*args):
+        texts = answer(*args)
+        withdraw_now(app, data["task"])
+        return texts
+
+    monkeypatch.setattr(chat, "_answer", withdraw_meanwhile)
+    r = w.client.post(data["urls"]["turns"], json={"index": 0, "prompt": "hello"}, headers=headers(data))
+    assert (r.status_code, r.json) == (401, {"error": "unknown participant"})
+    monkeypatch.setattr(chat, "_answer", answer)
+    after = w.client.post(data["urls"]["turns"], json={"index": 0, "prompt": "hello"}, headers=headers(data))
+    assert (after.status_code, after.json) == (r.status_code, r.json)
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.scalars(select(store.Turn).where(store.Turn.task_id == data["task"])).all() == []
+
+
+def test_a_rating_whose_participant_withdraws_before_its_write_gets_401(make_app, database, monkeypatch):
+    from gazepref.capture_site import chat
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"CHAT-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    r = w.client.post(data["urls"]["turns"], json={"index": 0, "prompt": "hello"}, headers=headers(data))
+    assert r.status_code == 200
+    to_clock, withdrawn = chat.to_task_clock, []
+
+    def withdraw_meanwhile(task, *args):
+        value = to_clock(task, *args)
+        if not withdrawn:  # (the first of its two times)
+            withdraw_now(app, data["task"])
+            withdrawn.append(True)
+        return value
+
+    monkeypatch.setattr(chat, "to_task_clock", withdraw_meanwhile)
+    body = {"likert": [4, 3], "origin": 1.7e12, "t_shown": 1000.0, "t_decided": 2000.0, "choice": 0, "strength": 2}
+    r = w.client.post(f"{data['urls']['turns']}/0/rating", json=body, headers=headers(data))
+    assert (r.status_code, r.json) == (401, {"error": "unknown participant"})

@@ -16,7 +16,7 @@ from gazepref.capture_site import gaze_store
 from gazepref.capture_site.chunks import task_transaction
 from gazepref.capture_site.gaze_store import frame_rows, store_gaze
 from gazepref.capture_site.gaze_trackers import dropped_row
-from sitetest import Walker
+from sitetest import Walker, withdraw_now
 
 ORIGIN, RELOADED = 1.7e12, 1.7e12 + 60_000.0
 T = [100.0 * i for i in range(20)]  # frame i of the page load ORIGIN was taken at T[i] (its seq: i)
@@ -142,8 +142,11 @@ def test_a_chunk_seq_taken_by_other_frames_is_a_replay(make_app, socket):
 def test_a_participant_deleted_while_their_frames_are_stored(make_app, database):
     """The dashboard deletes a participant while one store of their task holds the task's lock and
     another waits for it: the delete does not queue behind the lock (PostgreSQL; on SQLite it waits
-    for the one writer), and each store ends cleanly, the one after the delete storing nothing:
-    no error, no retry, and nothing of the participant is left."""
+    for the one writer), and each store ends cleanly, the one after the delete storing nothing and
+    refused as a request after the delete is (401 ``TaskGone``: no 500, no retry), and nothing of
+    the participant is left."""
+    from gazepref.capture_site.api import TaskGone
+
     app = make_app(**({"DATABASE_URL": database} if database else {}))
     pid, task = _task(app)
     assert _store(app, pid, task, 1, range(0, 2), socket=False) == 2
@@ -157,6 +160,8 @@ def test_a_participant_deleted_while_their_frames_are_stored(make_app, database)
     def store_next():
         try:
             out["stored"] = _store(app, pid, task, 5, range(3, 6), socket=True)
+        except TaskGone as e:
+            out["refused"] = e.status
         except Exception as e:  # noqa: BLE001 - reported below
             out["store error"] = e
 
@@ -181,9 +186,9 @@ def test_a_participant_deleted_while_their_frames_are_stored(make_app, database)
         th.join(timeout=30)
     assert not {k for k in out if k.endswith("error")}, out
     if database:  # the delete went first; the waiting store then found the task gone
-        assert out == {"deleted while held": True, "stored": 0}, out
-    else:  # one writer at a time: the store waiting on the lock file, then the delete
-        assert out["stored"] in (0, 3), out
+        assert out == {"deleted while held": True, "refused": 401}, out
+    else:  # one writer at a time: the store waiting on the lock file, then the delete (or the other way)
+        assert out.get("stored") == 3 or out.get("refused") == 401, out
     got = _stored(app, task)
     assert got == {"chunks": {}, "kept": []}
 
@@ -232,3 +237,27 @@ def test_a_store_waits_for_its_tasks_lock_at_most_the_limit(make_app, postgres_u
         release.set()
         holder.join(10)
     assert _store(app, pid, task, 1, range(0, 2), socket=False) == 2
+
+
+def test_a_participant_who_withdraws_before_the_insert_gets_401_and_nothing_is_stored(make_app, database,
+                                                                                     monkeypatch):
+    """The participant withdraws (their task is deleted) after a gaze store's consent check and
+    before its transaction: :class:`.api.TaskGone` (401, what the webcam paths answer after the
+    withdrawal), never the replay's 0 or a 500; nothing stored. A replay is still 0."""
+    from gazepref.capture_site.api import ApiError, TaskGone
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    pid, task = _task(app)
+    assert _store(app, pid, task, 4, range(0, 5), socket=False) == 5
+    assert _store(app, pid, task, 4, range(5, 7), socket=False) == 0  # a replay of seq 4 (other frames)
+    locked = gaze_store.task_transaction
+
+    def withdraw_first(conn, task_id):
+        withdraw_now(app, task_id)
+        return locked(conn, task_id)
+
+    monkeypatch.setattr(gaze_store, "task_transaction", withdraw_first)
+    with pytest.raises(TaskGone) as got:
+        _store(app, pid, task, 5, range(5, 9), socket=True)
+    assert isinstance(got.value, ApiError) and (got.value.status, got.value.message) == (401, "unknown participant")
+    assert _stored(app, task) == {"chunks": {}, "kept": []}

@@ -16,7 +16,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import answer_step, calibrate, gaze_rows, post_frames, to_calibration
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import legacy_token, page_data, reused_row, row_pseudonym
+from sitetest import legacy_token, page_data, reused_row, row_pseudonym, withdraw_now
 
 pytest.importorskip("mediapipe")
 simple_websocket = pytest.importorskip("simple_websocket")
@@ -579,3 +579,56 @@ def test_a_lost_sockets_frames_are_kept_when_the_reloaded_page_stored_first(make
         chunks = _settled(hosts[0], task_id, 8)
     assert chunks == {(1.7e12, 4): [100.0 * i for i in range(5)],
                       **{(reloaded, s): [100.0 * s - 500.0] for s in range(5, 8)}}
+
+
+def test_a_buffer_whose_participant_withdrew_is_refused_as_their_token_would_be(wapp):
+    """The participant withdraws (their task is deleted) while the socket buffers their frames:
+    the buffer's store finds the task gone and the socket answers it as it answers a refused
+    token (``{"error", "status": 401}``, closed 1008), not as a server error; nothing stored."""
+    client = wapp.test_client()
+    token, task_id = _task(client, "CAM-WITHDRAWS")
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+    with BackgroundServer(wapp) as url:
+        ws, hello = _connect(url, token)
+        assert hello["ok"]
+        stored: list = []
+        for i in range(2):
+            ws.send(pack_frame(meta | {"seq": i, "t": 5000.0 + 100 * i}, jpeg(moving(i))))
+            assert _answer(ws, stored)["seq"] == i
+        withdraw_now(wapp, task_id)
+        refused = _answer(ws, stored)  # the buffer is due within the commit interval (500 ms)
+        assert refused == {"task": task_id, "error": "unknown participant", "status": 401}, refused
+        assert not stored
+        with pytest.raises(simple_websocket.ConnectionClosed) as closed:
+            ws.receive(timeout=10)
+        assert closed.value.reason == 1008
+        again, hello = _connect(url, token)  # the page's reconnect: refused the same way
+        assert hello == {"error": "unknown participant", "status": 401}
+        again.close()
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        assert gaze_rows(dbs, task_id) == 0
+
+
+def test_an_http_frame_batch_whose_participant_withdraws_meanwhile_gets_401(wapp, monkeypatch):
+    """``POST /api/gaze/frames`` (the HTTP path after a lost socket) whose participant withdraws
+    between its lookup and its store: 401 as the same batch gets after the withdrawal, not the
+    replay's 200 (which the page would take for stored); nothing stored."""
+    from gazepref.capture_site import gaze_store
+
+    client = wapp.test_client()
+    token, task_id = _task(client, "CAM-HTTP-WITHDRAWS")
+    locked = gaze_store.task_transaction
+
+    def withdraw_first(conn, task):
+        withdraw_now(wapp, task)
+        return locked(conn, task)
+
+    monkeypatch.setattr(gaze_store, "task_transaction", withdraw_first)
+    meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [5000.0, 5100.0]}
+    r = post_frames(client, token, meta, [jpeg(moving(0)), jpeg(moving(1))])
+    assert (r.status_code, r.json) == (401, {"error": "unknown participant"})
+    monkeypatch.setattr(gaze_store, "task_transaction", locked)
+    after = post_frames(client, token, meta | {"seq": 1}, [jpeg(moving(0)), jpeg(moving(1))])
+    assert (after.status_code, after.json) == (r.status_code, r.json)
+    with wapp.extensions["gazepref"].sessions() as dbs:
+        assert gaze_rows(dbs, task_id) == 0

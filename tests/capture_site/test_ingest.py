@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from gazepref import store
 
-from sitetest import Walker
+from sitetest import Walker, withdraw_now
 
 
 @pytest.fixture
@@ -253,3 +253,52 @@ def test_gzip_bodies_are_held_to_their_trailer(client, task, dbs):
         assert r.status_code == 400 and "not one gzip stream" in r.json["error"], r.json
     assert tuple(counts(dbs, task)) == (0, 0)
     assert client.post("/api/ingest", data=body, headers=headers).status_code == 200
+
+
+def test_a_batch_whose_participant_withdraws_meanwhile_is_refused_like_after(app, client, task, dbs, monkeypatch):
+    """The participant withdraws (their task is deleted) after the batch's consent check and
+    before its insert: 401 as for the same batch after the withdrawal, never a 500 or a replay's
+    200, and nothing stored (SQLite: one transaction; PostgreSQL: one autocommit statement)."""
+    from gazepref.capture_site import ingest
+
+    insert = ingest.insert_chunks
+
+    def withdraw_first(*args, **kwargs):
+        withdraw_now(app, task["task"])
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "insert_chunks", withdraw_first)
+    r = post(client, task, batch(task, 0))
+    assert (r.status_code, r.json) == (401, {"error": "unknown participant"})
+    assert tuple(counts(dbs, task)) == (0, 0)
+    monkeypatch.setattr(ingest, "insert_chunks", insert)
+    after = post(client, task, batch(task, 1))
+    assert (after.status_code, after.json) == (r.status_code, r.json)
+
+
+def test_a_webcam_study_takes_no_gaze_rows_through_ingest(make_app, tmp_path):
+    """Gaze of a study that records a webcam comes only through the webcam endpoints (each frame
+    once under the task's lock, calibration, flags): a telemetry batch carrying ``gaze`` rows is
+    refused whole (400 naming them), its other streams too; without gaze it is stored as ever.
+    A study without a webcam still takes them (the simulator's way:
+    ``test_gaze_before_calibration_may_lack_a_position``)."""
+    pytest.importorskip("mediapipe")
+    from gazetest import answer_step, calibrate, to_calibration, webcam_toml
+    from sitetest import page_data
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam_study.toml")))
+    client = app.test_client()
+    token = to_calibration(client, "CAM-INGEST")["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task = page_data(client.get("/step").text)
+    assert task["token"] == token and task["gaze"] is not None
+    gaze = {"t": [1.0, 2.0], "x": [10.0, 11.0], "y": [20.0, 21.0]}
+    r = post(client, task, batch(task, 0, gaze=gaze))
+    assert r.status_code == 400 and "/api/gaze/frames" in r.json["error"] and "streams.gaze" in r.json["error"]
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert tuple(counts(dbs, task)) == (0, 0)
+        r = post(client, task, batch(task, 0, n=3))
+        assert r.status_code == 200 and r.json["stored"] == 3
+        assert tuple(counts(dbs, task)) == (1, 3)
