@@ -237,8 +237,7 @@ def consent():
     p = store.Participant(study_id=study.id, pseudonym=session["pseudonym"], platform=session.get("platform"),
                           consent=agreed, consent_at=store.utcnow(), state={})
     if agreed:
-        earlier = db().scalars(select(store.Participant.state).where(
-            store.Participant.study_id == study.id, store.Participant.consent.is_(True)))
+        earlier = db().scalars(select(store.Participant.state).where(store.consenting(study.id)))
         rng = random.Random(secrets.randbits(64))
         plan = make_plan(cfg, [s.get("plan", []) for s in earlier if s], rng)
         p.state = {"steps": make_steps(cfg, plan), "pos": 0, "plan": plan, "platform_ids": session.get("extras", {}),

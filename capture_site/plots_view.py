@@ -90,7 +90,7 @@ class _StudyView:
 
         P = store.Participant
         return list(self._rec.db.scalars(select(P.pseudonym).where(
-            P.study_id == self._rec.study.id, P.consent.is_(True), P.pseudonym.startswith(prefix, autoescape=True))))
+            store.consenting(self._rec.study.id), P.pseudonym.startswith(prefix, autoescape=True))))
 
     def data_version(self, pseudonym: str) -> str:
         """Changes whenever the participant's tasks, turns, ratings, streams or calibrations do

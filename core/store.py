@@ -31,7 +31,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     create_engine,
+    func,
     event,
     insert,
     inspect,
@@ -40,6 +42,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -85,6 +88,25 @@ class Participant(Base):
     demographics: Mapped[Demographics | None] = relationship(cascade="all, delete-orphan")
     calibrations: Mapped[list[Calibration]] = relationship(cascade="all, delete-orphan")
     frames: Mapped[list[GazeFrame]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+def consenting(study_id: Any) -> ColumnElement[bool]:
+    """The one consent filter of a study's participants: the WHERE clause of the participants of
+    study ``study_id`` (an id or a column) whose data may be exported and analysed — those who
+    consented and are still in the study. It leaves out those who declined, those not asked yet,
+    those who withdrew and those whose data a researcher deleted (both keep their row with
+    ``consent`` False as a marker: ``gazepref.capture_site.purge``). Every reader of a study's
+    recordings uses it: the exports, ``gazepref.datasets.store_recording.StoreRecording`` (so
+    ``features``, ``plots``, ``report``, ``reward`` and ``align`` on a study), the fingerprint of
+    caches, the site's analyst views and ``gazepref gaze recalibrate``."""
+    return and_(Participant.study_id == study_id, Participant.consent.is_(True))
+
+
+def participants_left_out(db: Session, study_id: int) -> int:
+    """How many participants of study ``study_id`` :func:`consenting` leaves out (a count, never
+    who): what the commands that read a study report as ``participants_without_consent``."""
+    P = Participant
+    return int(db.scalar(select(func.count(P.id)).where(P.study_id == study_id, P.consent.is_not(True))) or 0)
 
 
 class Demographics(Base):

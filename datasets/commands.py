@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Count participants, tasks, turns (pairwise_turns, pointwise_turns, each also "
                                     "_labelled), unique "
                                     "gaze and mouse samples, and malformed rows skipped. An IFLLM release's "
-                                    "workers are its participants and its queries its turns.")
+                                    "workers are its participants and its queries its turns. A study in the "
+                                    "site's database: its consenting participants only, as every export and "
+                                    "analysis reads it; participants_without_consent counts the others "
+                                    "(declined, not asked yet, withdrew, data deleted).")
     add_source_arguments(p, dest="data")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_summary)

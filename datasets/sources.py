@@ -156,7 +156,7 @@ def fingerprint(rec: Any) -> str | None:
             select(func.count(store.StreamChunk.id), func.max(store.StreamChunk.id))
             .join(store.Task, store.Task.id == store.StreamChunk.task_id)
             .join(store.Participant, store.Participant.id == store.Task.participant_id)
-            .where(store.Participant.study_id == study.id, store.Participant.consent.is_(True))
+            .where(store.consenting(study.id))
         ).one()
         h.update(f"chunks|{n}|{top}".encode())
         return h.hexdigest()[:20]

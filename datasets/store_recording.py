@@ -69,7 +69,9 @@ def _calibration_in_force(p: store.Participant, task: store.Task) -> dict | None
 
 
 class StoreRecording:
-    """Participants who consented, their tasks, turns and streams, with pseudonymous ids only.
+    """Participants who consented (:func:`gazepref.store.consenting`: not those who declined,
+    withdrew or whose data was deleted; :meth:`participants_left_out` counts them), their tasks,
+    turns and streams, with pseudonymous ids only.
 
     Task ids are ``<pseudonym>/<task number>``; streams are derived
     (:func:`gazepref.datasets.derive.derive_streams`): a ``turn`` column from the turns'
@@ -118,7 +120,7 @@ class StoreRecording:
     def _participants(self) -> list[store.Participant]:
         return list(self.db.scalars(
             select(store.Participant)
-            .where(store.Participant.study_id == self.study.id, store.Participant.consent.is_(True))
+            .where(store.consenting(self.study.id))
             .options(selectinload(store.Participant.tasks).selectinload(store.Task.turns)
                      .selectinload(store.Turn.responses), selectinload(store.Participant.calibrations))
             .order_by(store.Participant.id)
@@ -131,7 +133,7 @@ class StoreRecording:
         rows = self.db.execute(
             select(store.Participant.pseudonym, store.Demographics.answers)
             .join(store.Demographics, store.Demographics.participant_id == store.Participant.id)
-            .where(store.Participant.study_id == self.study.id, store.Participant.consent.is_(True))
+            .where(store.consenting(self.study.id))
             .order_by(store.Participant.id))
         return [(pseudonym, dict(answers or {})) for pseudonym, answers in rows]
 
@@ -246,7 +248,13 @@ class StoreRecording:
     def summary(self, progress: bool = False) -> dict:
         from .recording import summarize
 
-        return {"format": "gazepref-db", **summarize(self)}
+        return {"format": "gazepref-db", **summarize(self),
+                "participants_without_consent": self.participants_left_out()}
+
+    def participants_left_out(self) -> int:
+        """How many of the study's participants this recording leaves out (declined, not asked
+        yet, withdrew, data deleted: :func:`gazepref.store.consenting`); a count, never who."""
+        return store.participants_left_out(self.db, self.study.id)
 
 
 def _bind_url(db: Session) -> str:
@@ -277,7 +285,7 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
     rows = session.execute(
         select(P.pseudonym, F.task_id, F.calibration_id, C.kind, F.seq, F.index, F.t, F.data)
         .join(P, F.participant_id == P.id).outerjoin(C, F.calibration_id == C.id)
-        .where(P.study_id == study.id, P.consent.is_(True))
+        .where(store.consenting(study.id))
         .order_by(P.pseudonym, F.task_id, F.calibration_id, F.seq, F.index)
     )
     root = Path(out_dir) / "frames"

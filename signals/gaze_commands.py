@@ -42,13 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_evaluate)
 
     p = gsub.add_parser("recalibrate", help="re-estimate a study's gaze from its stored eye features",
-                        description="Re-map every stored gaze sample of STUDY from its eye features, with "
+                        description="Re-map the stored gaze samples of STUDY's consenting participants "
+                                    "(as data export: those who declined, withdrew or whose data a researcher "
+                                    "deleted are skipped and only counted, participants_without_consent) "
+                                    "from their eye features, with "
                                     "the calibration each task was recorded under (the outcome in force when "
                                     "it started) or with --model, and write "
                                     "one Parquet file per task to --out (OUT/<task_id>_gaze.parquet, with the "
                                     "participant_id and task_id columns of data export and features, and "
                                     "OUT/manifest.json listing them). The database is not changed. A study "
-                                    "without participants or without any webcam calibration (webcam off) is an "
+                                    "without consenting participants or without any webcam calibration (webcam off) is an "
                                     "error (exit status 2) unless --model is given.")
     p.add_argument("study", help="study slug")
     add_database_arguments(p)

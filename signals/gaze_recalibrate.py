@@ -184,7 +184,10 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
 
 def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibration | None = None,
                       interactions: bool = False) -> dict[str, Any]:
-    """Re-estimate the gaze of every participant of study ``slug`` and write one Parquet file per
+    """Re-estimate the gaze of the consenting participants of study ``slug``
+    (:func:`gazepref.store.consenting`, the exports' filter: those who declined, withdrew or whose
+    data was deleted are left out and counted as ``participants_without_consent``, never named)
+    and write one Parquet file per
     task to ``out``, keyed as ``data export`` and the feature tables are: each file is
     ``<task_id>_gaze.parquet`` (``<pseudonym>/<task number>_gaze.parquet``) and has the columns
     ``participant_id`` (the pseudonym) and ``task_id`` (the exported task id,
@@ -194,8 +197,8 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
 
     Each task is re-mapped with the calibration it was recorded under
     (:func:`reestimate_participant`) unless ``model`` is given; participants without a stored
-    model are counted as skipped. ``interactions``: replay the clicks as continuous
-    calibration. The database is not changed. A study without participants, or (without ``model``)
+    model are counted as ``participants_without_calibration``. ``interactions``: replay the clicks as continuous
+    calibration. The database is not changed. A study without consenting participants, or (without ``model``)
     without any participant's calibration — its webcam was off, or nobody calibrated — has nothing
     to re-estimate: :class:`gazepref.UserError`, and ``out`` is not made.
     """
@@ -206,20 +209,25 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     study = db.execute(select(store.Study).where(store.Study.slug == slug)).scalars().first()
     if study is None:
         raise LookupError(f"no study {slug!r} in the database")
-    chosen = {p.id: model or latest_calibration(db, p) for p in study.participants}
+    participants = list(db.scalars(select(store.Participant).where(store.consenting(study.id))
+                                   .order_by(store.Participant.id)))
+    left_out = store.participants_left_out(db, study.id)
+    chosen = {p.id: model or latest_calibration(db, p) for p in participants}
     if not chosen:
-        raise UserError(f"study {slug!r} has no participants: no gaze to re-estimate")
+        others = f" ({left_out} left out: declined, withdrew or data deleted)" if left_out else ""
+        raise UserError(f"study {slug!r} has no consenting participants{others}: no gaze to re-estimate")
     if not any(chosen.values()):
         webcam = (study.config or {}).get("study", {}).get("webcam", "off")
         raise UserError(f"study {slug!r}: no webcam calibration stored for any of its {len(chosen)} participants "
                         f"([study] webcam = {webcam!r}): no gaze to re-estimate (or give --model FILE)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"study": slug, "participants": 0, "participants_without_calibration": 0, "tasks": 0,
+    summary: dict[str, Any] = {"study": slug, "participants": 0, "participants_without_consent": left_out,
+                               "participants_without_calibration": 0, "tasks": 0,
                                "gaze_samples": 0, "interactions": interactions, "out": str(out),
                                "manifest": str(out / MANIFEST)}
     files = []
-    for participant in study.participants:
+    for participant in participants:
         if chosen[participant.id] is None:
             summary["participants_without_calibration"] += 1
             continue

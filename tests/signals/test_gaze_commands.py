@@ -432,7 +432,7 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys, monkeypatch):
     Session = store.init_db(engine)
     with Session() as db:
         study = store.Study(slug="s", name="S", salt="x")
-        part = store.Participant(study=study, pseudonym="p")
+        part = store.Participant(study=study, pseudonym="p", consent=True)
         task = store.Task(participant=part, kind="pairwise", clock_anchor_epoch_ms=0.0)
         db.add_all([study, part, task])
         db.flush()
@@ -565,7 +565,7 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     Session = store.init_db(store.make_engine(url))
     with Session() as db:
         study = store.Study(slug="s", name="S", salt="x")
-        part = store.Participant(study=study, pseudonym="p")
+        part = store.Participant(study=study, pseudonym="p", consent=True)
         db.add_all([study, part])
         db.flush()
         tasks = []
@@ -639,10 +639,67 @@ def test_recalibrate_a_study_without_webcam_gaze_is_an_error(tmp_path, capsys, p
         study = store.Study(slug="s", name="S", salt="x", config={"study": {"slug": "s", "webcam": "off"}})
         db.add(study)
         for i in range(participants):
-            part = store.Participant(study=study, pseudonym=f"p{i}")
+            part = store.Participant(study=study, pseudonym=f"p{i}", consent=True)
             db.add_all([part, store.Task(participant=part, kind="pairwise", clock_anchor_epoch_ms=0.0)])
         db.commit()
     rc, out, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path / "re"), "--json")
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert ("no participants" if not participants else "no webcam calibration") in err
+    assert ("no consenting participants" if not participants else "no webcam calibration") in err
     assert not (tmp_path / "re").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_recalibrate_takes_the_consenting_participants_only_and_counts_the_others(request, backend, tmp_path,
+                                                                                   capsys):
+    """``gaze recalibrate`` reads the participants ``data export`` does (the one filter,
+    :func:`gazepref.store.consenting`): one whose consent is no longer given (withdrew, data
+    deleted, declined: their row stays with consent False) is never re-mapped, even where stored
+    gaze and a calibration of theirs are still in the database; they are counted, never named."""
+    import uuid
+
+    rng = np.random.default_rng(3)
+    rows = [{"t": float(i), "eye_l_iris_u": u, "eye_l_iris_v": v, "x": 0.0, "y": 0.0, "flags": 0}
+            for i, (u, v) in enumerate(rng.normal(0, 0.1, (8, 2)))]
+    model = GazeCalibration(use_appearance=False).fit(
+        rows, [(800 + 2000 * r["eye_l_iris_u"], 450 + 1000 * r["eye_l_iris_v"]) for r in rows])
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else store.sqlite_url(tmp_path / "db.sqlite")
+    slug = f"s-{uuid.uuid4().hex[:8]}"  # PostgreSQL: one database for the session's tests
+    engine = store.make_engine(url)
+    Session = store.init_db(engine)
+    with Session() as db:
+        study = store.Study(slug=slug, name="S", salt="x")
+        db.add(study)
+        for name, consent in (("in", True), ("out", False), ("declined", False), ("not-asked", None)):
+            part = store.Participant(study=study, pseudonym=f"{name}-{slug}", consent=consent)
+            db.add(part)
+            db.flush()
+            if name in ("in", "out"):  # "out": data left of someone whose consent is gone
+                db.add(store.Calibration(participant_id=part.id, kind="calibration", model=model.to_bytes()))
+                task = store.Task(participant=part, index=0, kind="pairwise", clock_anchor_epoch_ms=0.0)
+                db.add(task)
+                db.flush()
+                db.add(store.make_chunk(task.id, "gaze", 0, rows_to_table(rows), clock_origin_epoch_ms=0.0))
+        db.commit()
+    engine.dispose()
+    out = tmp_path / "re"
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", slug, "--db", url, "--out", str(out), "--json")
+    assert rc == 0
+    summary = json.loads(stdout)
+    assert (summary["participants"], summary["tasks"], summary["gaze_samples"]) == (1, 1, 8)
+    assert summary["participants_without_consent"] == 3
+    assert [p.name for p in out.iterdir() if p.is_dir()] == [f"in-{slug}"]
+    manifest = (out / "manifest.json").read_text()
+    assert json.loads(manifest)["participants_without_consent"] == 3 and "out-" not in manifest
+    # the same participants as the export
+    rc, stdout, _ = run_cli(capsys, "data", "summary", slug, "--db", url, "--json")
+    assert rc == 0 and json.loads(stdout)["participants"] == 1
+    assert json.loads(stdout)["participants_without_consent"] == 3
+    # nobody consenting: nothing to re-estimate, said with the count
+    engine = store.make_engine(url)
+    with store.init_db(engine)() as db:
+        db.get(store.Participant, db.scalar(store.select(store.Participant.id).where(
+            store.Participant.pseudonym == f"in-{slug}"))).consent = False
+        db.commit()
+    engine.dispose()
+    rc, _, err = run_cli(capsys, "gaze", "recalibrate", slug, "--db", url, "--out", str(tmp_path / "none"))
+    assert rc == 2 and "no consenting participants (4 left out" in err and not (tmp_path / "none").exists()
