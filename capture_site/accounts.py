@@ -20,7 +20,8 @@
 * **Studies**: an account opens the studies its ``study_access`` rows grant (a slug each, or
   ``*``: every study; no row: no study), read on every request (:func:`may_open`, checked for
   every researcher view by :func:`.security.login_required`); ``gazepref user add/grant/revoke/list``
-  manage them. Accounts made before the table existed were granted ``*`` by
+  manage them, and ``gazepref user delete`` deletes an account with its grants and sessions
+  (:func:`delete_account`; the last account granted all studies only with ``--force``). Accounts made before the table existed were granted ``*`` by
   :func:`gazepref.store.init_db` when it created it.
 * **Log**: each attempt is logged (``gazepref.capture_site.accounts``, INFO) with its outcome,
   the user name and the client address; never the password.
@@ -277,6 +278,18 @@ def revoke(db: Session, user: store.User, slugs: list[str]) -> None:
         what = ", ".join("all studies" if s == store.ALL_STUDIES else repr(s) for s in missing)
         raise UserError(f"user {user.username} has no grant of {what} (it has: {describe_scope(every, have)})")
     db.execute(delete(A).where(A.user_id == user.id, A.study_slug.in_(slugs)))
+
+
+def delete_account(db: Session, user: store.User) -> int:
+    """Delete ``user`` with its study grants and its sessions (each browser logged in as it
+    opens nothing from its next request); returns how many sessions ended. Explicit deletes (the
+    database's ``ON DELETE CASCADE`` is not relied on: SQLite enforces it only with its pragma)."""
+    R = store.ResearcherSession
+    ended = db.execute(delete(R).where(R.user_id == user.id)).rowcount
+    db.execute(delete(A).where(A.user_id == user.id))
+    db.delete(user)
+    db.flush()
+    return int(ended or 0)
 
 
 def set_scope(db: Session, user: store.User, slugs: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""CLI: ``gazepref serve``, ``gazepref user add|grant|revoke|list``, ``gazepref study check`` and ``gazepref study simulate``."""
+"""CLI: ``gazepref serve``, ``gazepref user add|grant|revoke|delete|list``, ``gazepref study check`` and ``gazepref study simulate``."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +57,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_database_arguments(revoke)
     revoke.add_argument("--json", action="store_true", help="print JSON")
     revoke.set_defaults(func=_user_revoke)
+
+    dele = usub.add_parser("delete", help="delete a researcher account with its study grants",
+                           description="Delete the researcher account USERNAME, its study grants and its "
+                                       "logged-in sessions (its open dashboard pages open nothing from their "
+                                       "next request). The studies and participants' data are not touched. "
+                                       "The last account granted all studies (--all-studies) is kept unless "
+                                       "--force: without it no account opens a study nobody was granted "
+                                       "(gazepref user add or grant makes one again).")
+    dele.add_argument("username", help="the account to delete")
+    dele.add_argument("--force", action="store_true",
+                      help="delete it even when it is the last account granted all studies (default: refused, "
+                           "exit status 2)")
+    add_database_arguments(dele)
+    dele.add_argument("--json", action="store_true", help="print JSON")
+    dele.set_defaults(func=_user_delete)
 
     lst = usub.add_parser("list", help="the researcher accounts and the studies each may open")
     add_database_arguments(lst)
@@ -251,6 +266,35 @@ def _user_revoke(args: argparse.Namespace) -> int:
     return _emit_scope(result, args)
 
 
+def _user_delete(args: argparse.Namespace) -> int:
+    from .. import UserError
+    from ..cli import emit
+    from .accounts import delete_account, scope
+
+    with _open_accounts(args)() as s, s.begin():
+        user = _user(s, args.username)
+        every, have = scope(s, user.id)
+        if every and not args.force and not _others_with_all_studies(s, user.id):
+            raise UserError(f"user {user.username} is the last account granted all studies: give another "
+                            "account --all-studies first (gazepref user grant NAME --all-studies), or --force")
+        sessions = delete_account(s, user)
+    emit({"username": args.username, "deleted": True, "all_studies": every, "studies": have,
+          "sessions_ended": sessions}, args.json,
+         lambda r: f"deleted user {r['username']} (it could open: {_scope_text(r)}; "
+                   f"{r['sessions_ended']} logged-in session(s) ended)")
+    return 0
+
+
+def _others_with_all_studies(s, user_id: int) -> int:
+    """How many accounts other than ``user_id`` are granted all studies."""
+    from sqlalchemy import func, select
+
+    from .. import store
+
+    A = store.StudyAccess
+    return s.scalar(select(func.count()).where(A.study_slug == store.ALL_STUDIES, A.user_id != user_id)) or 0
+
+
 def _user_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -381,7 +425,7 @@ def _study_find_participant(args: argparse.Namespace) -> int:
     from .identity import arrival_from_args
     from .plan import step_at
     from .platforms import screened_out
-    from .purge import withdrawal_of
+    from .purge import deletion_of, withdrawal_of
     from .security import pseudonymise
 
     raw = {"PROLIFIC_PID": args.prolific, "workerId": args.mturk, "pid": args.pid}
@@ -396,7 +440,8 @@ def _study_find_participant(args: argparse.Namespace) -> int:
         found = None
         if p is not None:
             state = p.state or {}
-            status = ("withdrawn" if withdrawal_of(p) else "declined" if p.consent is False
+            status = ("withdrawn" if withdrawal_of(p) else "deleted" if deletion_of(p)
+                      else "declined" if p.consent is False
                       else "finished" if state.get("finished_at")
                       else "screened out" if screened_out(p) else "started")
             found = {"pseudonym": p.pseudonym, "dashboard": p.pseudonym[:12], "status": status,

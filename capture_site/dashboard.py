@@ -21,7 +21,7 @@ from .. import UserError, store
 from . import accounts
 from .exporting import FORMATS, export_study
 from .pages import no_store
-from .purge import purge_participant
+from .purge import purge_participant, withdrawal_of
 from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db
 from .security import check_csrf, login_required
@@ -141,12 +141,29 @@ def export(slug: str):
 @bp.post("/participants/<int:pid>/delete")
 @login_required
 def delete_participant(pid: int):
+    """"Delete data" (:func:`.purge.purge_participant`): the data goes, the row stays as the
+    marker that it was deleted (a withdrawal's stays as it is), so the same platform id is not
+    enrolled again; ``readmit=1`` ("Allow to start again", on a deleted row) removes the marker
+    too, letting that platform id start as a new participant. A participant who withdrew is never
+    readmitted. The participant's webcam tracker in this process goes at once."""
+    from .gaze_trackers import drop_tracker
+
     p = db().get(store.Participant, pid)
     if p is None:
         abort(404, description="no such participant")
-    slug = p.study.slug
-    purge_participant(db(), p)
+    slug, key = p.study.slug, (p.id, p.pseudonym)
+    readmit = request.form.get("readmit") == "1"
+    if readmit and withdrawal_of(p) is not None:
+        flash("This participant withdrew from the study: they are not admitted again.")
+        return redirect(url_for("dashboard.study", slug=slug))
+    purge_participant(db(), p, readmit=readmit)
     db().commit()
-    log.info("deleted participant row %s of study %s on request", pid, slug)
-    flash("The participant's data was deleted.")
+    drop_tracker(key)
+    if readmit:
+        log.info("removed participant row %s of study %s on request: its platform id may start again", pid, slug)
+        flash("The participant's data and row were deleted: their platform id may start the study again.")
+    else:
+        log.info("deleted the data of participant row %s of study %s on request", pid, slug)
+        flash("The participant's data was deleted. Their row stays, so the same platform id is not enrolled "
+              "again (\"Allow to start again\" removes it).")
     return redirect(url_for("dashboard.study", slug=slug))

@@ -36,11 +36,12 @@ from .accounts import login_keys
 from .answers import answer_texts, transcript
 from .chunks import write_lock
 from .identity import Arrival, arrival_from_args
-from .pages import (completion_handoff, current_participant, declined_page, favicon, framable, in_frame, no_store,
+from .pages import (completion_handoff, current_participant, declined_page, deleted_page, favicon, framable, in_frame,
+                    no_store,
                     not_admitted_page, note_window, page_context, screened_out_page, withdraw_page, withdrawn_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
-from .purge import purge_participant, withdrawal_of
+from .purge import deletion_of, purge_participant, withdrawal_of
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
@@ -208,6 +209,8 @@ def arrive(slug: str | None = None):
     existing = _arrive(study, arrival)
     if withdrawal_of(existing):
         return redirect(url_for("flow.withdrawn"))
+    if deletion_of(existing):  # the researchers deleted their data: not enrolled again (purge.py)
+        return deleted_page(existing)
     if existing is not None and existing.consent is False:
         return declined_page(study)
     if session.get("resume_pid") is not None:
@@ -253,6 +256,9 @@ def consent():
         p = db().scalar(select(store.Participant).where(
             store.Participant.study_id == study.id, store.Participant.pseudonym == session["pseudonym"]))
         agreed = bool(p.consent)
+        if deletion_of(p):
+            session["pid"] = p.id
+            return deleted_page(p)
         if agreed and not _this_browser(p) and cfg.resume != "link":  # another browser was first
             session["resume_pid"] = p.id
             return redirect(url_for("flow.resume"))
@@ -319,6 +325,8 @@ def _not_in_flow():
         return redirect(url_for("flow.consent"))
     if withdrawal_of(p):  # every later step of theirs (a reload, Back, a stale form): the final page
         return redirect(url_for("flow.withdrawn"))
+    if deletion_of(p):
+        return deleted_page(p)
     if not p.consent:
         return declined_page(p.study)
     if (reason := screened_out(p)) is not None:
@@ -348,6 +356,9 @@ def withdraw():
         if not withdrawal_of(p) and p.consent:
             purge_participant(db(), p, withdrawn=True)
         db().commit()
+    from .gaze_trackers import drop_tracker
+
+    drop_tracker((p.id, p.pseudonym))  # this process's tracker of theirs: now, not at the idle sweep
     log.info("participant row %s of study %s withdrew; their data was deleted", p.id, p.study.slug)
     return redirect(url_for("flow.withdrawn"), 303)
 

@@ -19,7 +19,8 @@ from .gaze_limits import pipeline_slots
 from .gaze_settings import MAX_FRAME_BYTES, GazeSettings
 from .runtime import site
 
-__all__ = ["MAX_OLDER", "Scoring", "TrackerEntry", "TrackerRegistry", "decode_frames", "dropped_row", "face_status",
+__all__ = ["MAX_OLDER", "Scoring", "TrackerEntry", "TrackerRegistry", "decode_frames", "drop_tracker", "dropped_row",
+           "face_status",
            "process_frames", "registry", "usable_times"]
 
 #: older calibrations a tracker keeps at hand for late batches (:attr:`TrackerEntry.older`)
@@ -132,6 +133,26 @@ class TrackerRegistry:
             entry.last_used = now
             return entry
 
+    def drop(self, participant: tuple[int, str]) -> bool:
+        """Forget ``participant``'s tracker now (their withdrawal or deletion; without it the
+        idle sweep would keep their camera's state, calibration and drift for ``idle_s``): closed
+        at once, or when a request still running frames through it lets go of its lock. Returns
+        whether there was one. A frame request of theirs that was already past its checks may make
+        a new one; it is refused from then on (401) and the sweep closes it."""
+        with self._lock:
+            entry = self._entries.pop(participant, None)
+        if entry is None:
+            return False
+        if entry.lock.acquire(blocking=False):
+            try:
+                entry.tracker.close()
+            finally:
+                entry.lock.release()
+        else:  # a request holds it: close it after that request, never under it
+            threading.Thread(target=_close_when_free, args=(entry,), daemon=True,
+                             name="gazepref-tracker-close").start()
+        return True
+
     def _sweep(self, now: float) -> None:
         for key, e in list(self._entries.items()):
             if now - e.last_used > self.idle_s and not e.lock.locked():
@@ -140,6 +161,20 @@ class TrackerRegistry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _close_when_free(entry: TrackerEntry) -> None:
+    with entry.lock:
+        entry.tracker.close()
+
+
+def drop_tracker(participant: tuple[int, str]) -> bool:
+    """Forget the tracker of ``participant`` = (row id, pseudonym) in this process's registry
+    (:meth:`TrackerRegistry.drop`; call in the app's context): the withdrawal or data deletion
+    handled here. Other processes and hosts hold their own trackers, which their idle sweep
+    closes (their frames are refused already). No registry yet: nothing to forget."""
+    reg = current_app.extensions.get("gazepref_trackers")
+    return reg.drop(participant) if reg is not None else False
 
 
 def registry() -> TrackerRegistry:

@@ -149,6 +149,15 @@ def withdrawn_page(p: store.Participant):
                            handoff=withdrawal_handoff(site().config(p.study), p.platform))
 
 
+def deleted_page(p: store.Participant):
+    """The page of a participant whose data the researchers deleted (every later visit of theirs,
+    also by the same platform id: :func:`.purge.deletion_of`); 403."""
+    return render_template("error.html", study=p.study, title="This study is over for you",
+                           message="The researchers have deleted your data from this study, so it cannot be "
+                                   "taken again. If you think this is a mistake, please contact the researchers "
+                                   "through your study platform."), 403
+
+
 def completion_handoff(cfg: StudyConfig, p: store.Participant):
     return completion(cfg, p, handoff_params())
 

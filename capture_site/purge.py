@@ -25,9 +25,17 @@ bind only times and a count, so no key or identity reaches the log) and tried ag
 next interval; it never reaches the request.
 
 A participant's data is deleted by :func:`purge_participant`, the one deletion of what a
-participant gave: the researcher's "Delete data" on the dashboard (the row goes too) and the
-participant's own withdrawal (``withdrawn=True``: the row stays as the marker that they
-withdrew, read by :func:`withdrawal_of`).
+participant gave: the participant's own withdrawal (``withdrawn=True``: the row stays as the
+marker that they withdrew, read by :func:`withdrawal_of`) and the researcher's "Delete data" on
+the dashboard (the row stays as the marker that their data was deleted, read by
+:func:`deletion_of`; a withdrawal's marker stays as it is). A marker keeps the pseudonym (the
+salted hash of the platform id), the platform, the times of arrival and consent, ``consent``
+False and the time and step of the withdrawal or deletion: nothing the row did not hold before,
+and no answer, sample, code or browser key. With it the same platform id is not enrolled again
+as a new participant (a withdrawn one gets the withdrawal's final page, a deleted one a page
+saying the study is over for them). Only the researcher lets a deleted participant's platform id
+start afresh: "Allow to start again" on the dashboard (``readmit=True``) removes the marker row;
+a withdrawal's marker is never removed (it records the participant's own decision).
 """
 from __future__ import annotations
 
@@ -46,7 +54,7 @@ from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
 from .runtime import close_db, site
 
-__all__ = ["Purge", "install", "purge_participant", "withdrawal_in", "withdrawal_of"]
+__all__ = ["Purge", "deletion_in", "deletion_of", "install", "purge_participant", "withdrawal_in", "withdrawal_of"]
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +138,29 @@ def install(app: Flask) -> Purge:
 # --------------------------------------------------------------------------- a participant's data
 
 
-def purge_participant(s: Session, p: store.Participant, *, withdrawn: bool = False) -> None:
+def purge_participant(s: Session, p: store.Participant, *, withdrawn: bool = False, readmit: bool = False) -> None:
     """Delete everything recorded of participant ``p`` in session ``s`` (the caller commits):
     webcam frames, telemetry chunks, answers and ratings (turns, responses), tasks with their
-    questionnaire answers, calibrations, demographics, and the row itself. With ``withdrawn``
-    the row stays, as a declined consent's does: pseudonym, platform and the time of the consent,
-    ``consent`` False, no completion code, ``state`` only ``{"withdrawn": {"at", "step"}}`` (the
-    site then shows them the withdrawal's final page and admits them no more; the dashboard lists
-    them as withdrawn, exports leave them out: they take consenting participants only).
+    questionnaire answers, calibrations and demographics. The row stays as a marker, as a
+    declined consent's does: pseudonym, platform and the time of the consent, ``consent`` False,
+    no completion code, ``state`` only the marker:
 
+    * ``withdrawn`` (the participant's own withdrawal): ``{"withdrawn": {"at", "step"}}`` (the
+      site then shows them the withdrawal's final page and admits them no more; the dashboard
+      lists them as withdrawn);
+    * else (the researcher's "Delete data"): ``{"deleted": {"at", "step"}}`` (the site tells them
+      the study is over for them; the dashboard lists them as deleted). A row that is a marker
+      already (withdrew, deleted before) keeps it as it is;
+    * ``readmit`` (the researcher lets the platform id start again as a new participant): the
+      row goes too. Never for one who withdrew (ValueError): their marker records their decision.
+
+    Either way exports and analyses leave them out (:func:`gazepref.store.consenting`).
     Explicit deletes in dependency order (the database's ``ON DELETE CASCADE`` would do the same:
     this does not depend on it), so that keeping the row deletes the same rows as deleting it."""
     from .plan import step_at
 
+    if readmit and withdrawal_of(p) is not None:
+        raise ValueError("a participant who withdrew is not readmitted")
     T, Tu = store.Task, store.Turn
     tasks = select(T.id).where(T.participant_id == p.id)
     turns = select(Tu.id).where(Tu.task_id.in_(tasks))
@@ -156,12 +174,15 @@ def purge_participant(s: Session, p: store.Participant, *, withdrawn: bool = Fal
         s.execute(stmt.execution_options(synchronize_session=False))
     step = step_at(p.state or {}, "-") if p.consent else "-"
     s.expire(p)  # its collections: the rows just deleted
-    if not withdrawn:
+    if readmit:
         s.delete(p)
+        return
+    if withdrawal_of(p) is not None or deletion_of(p) is not None:  # a marker already: it stays as it is
         return
     p.consent = False
     p.completion_code = None
-    p.state = {"withdrawn": {"at": store.utcnow().isoformat(timespec="seconds"), "step": step}}
+    p.state = {"withdrawn" if withdrawn else "deleted": {"at": store.utcnow().isoformat(timespec="seconds"),
+                                                         "step": step}}
 
 
 def withdrawal_of(p: store.Participant | None) -> dict | None:
@@ -172,4 +193,16 @@ def withdrawal_of(p: store.Participant | None) -> dict | None:
 def withdrawal_in(state: dict | None) -> dict | None:
     """The withdrawal recorded in a participant's ``state`` (:func:`withdrawal_of`)."""
     info = (state or {}).get("withdrawn")
+    return info if isinstance(info, dict) else None
+
+
+def deletion_of(p: store.Participant | None) -> dict | None:
+    """The researcher's deletion of ``p``'s data (``{"at", "step"}``; None: not deleted, or
+    withdrawn: :func:`withdrawal_of`)."""
+    return deletion_in(p.state) if p is not None else None
+
+
+def deletion_in(state: dict | None) -> dict | None:
+    """The deletion recorded in a participant's ``state`` (:func:`deletion_of`)."""
+    info = (state or {}).get("deleted")
     return info if isinstance(info, dict) else None

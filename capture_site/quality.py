@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from .. import store
 from .plan import parse_step, step_at
 from .platforms import screened_out
-from .purge import withdrawal_in, withdrawal_of
+from .purge import deletion_in, deletion_of, withdrawal_in, withdrawal_of
 
 GAP_MS = 2000.0  # a silence longer than this between batches of a stream counts as a gap
 WINDOW_S = 60
@@ -29,6 +29,7 @@ def study_progress(s: Session, study: store.Study) -> dict:
     refused = [st for consent, st in people if consent is False]
     # a withdrawal keeps the row with consent False (purge.purge_participant): apart from the declined
     withdrawn = sum(1 for st in refused if withdrawal_in(st))
+    deleted = sum(1 for st in refused if deletion_in(st) and not withdrawal_in(st))  # data deleted by the researchers
     turns = s.scalar(select(func.count(store.Turn.id)).join(T).join(P).where(P.study_id == study.id)) or 0
     since = store.utcnow() - dt.timedelta(seconds=WINDOW_S)
     recent = dict(s.execute(
@@ -37,8 +38,9 @@ def study_progress(s: Session, study: store.Study) -> dict:
     return {
         "participants": len(people),
         "consented": len(states),
-        "declined": len(refused) - withdrawn,
+        "declined": len(refused) - withdrawn - deleted,
         "withdrawn": withdrawn,
+        "deleted": deleted,
         "finished": sum(1 for st in states if (st or {}).get("finished_at")),
         "turns": turns,
         "samples_per_s": {k: round(int(v) / WINDOW_S, 1) for k, v in recent.items()},
@@ -47,7 +49,7 @@ def study_progress(s: Session, study: store.Study) -> dict:
 
 def participant_quality(s: Session, study: store.Study, now: dt.datetime | None = None) -> list[dict]:
     """One row per participant: status (finished, screened out, in progress, stopped, declined,
-    withdrawn: no data left) and, for those
+    withdrawn or deleted: no data left) and, for those
     who stopped, why (:func:`stop_reason`); step, turns, samples per stream, mouse sample rate and
     gaps, face-found rate of the webcam frames, start time and duration, calibration accuracy
     (latest validation round, rounded px) and failed attention checks."""
@@ -199,7 +201,8 @@ _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera foun
 
 def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None, step: str) -> tuple[str, str]:
     """``(status, reason)`` from what the flow recorded: ``withdrawn`` (the participant withdrew
-    and their data was deleted), ``declined`` (consent), ``finished``,
+    and their data was deleted), ``deleted`` (the researchers deleted the data: the row is the
+    marker, :func:`.purge.deletion_of`), ``declined`` (consent), ``finished``,
     ``screened out`` (sent back to the platform with the screen-out hand-off: a webcam-only study
     without a usable camera, a calibration that failed where the study screens out; at once, with
     the set-up's reason), ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
@@ -213,6 +216,11 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
         step = withdrawn.get("step")
         where = f" at {step_label(step)}" if isinstance(step, str) and step != "-" else ""
         return "withdrawn", f"withdrew{where}; data deleted"
+    if (deleted := deletion_of(p)) is not None:
+        step = deleted.get("step")
+        where = f" at {step_label(step)}" if isinstance(step, str) and step != "-" else ""
+        return "deleted", (f"data deleted by the researchers{where} (on {str(deleted.get('at', ''))[:10]}); "
+                           "the platform id is not enrolled again")
     if p.consent is False:
         return "declined", "declined consent"
     if p.consent is None:

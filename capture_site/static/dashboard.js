@@ -43,21 +43,34 @@ function row(p) {
   cell(tr, dash(p.calibration)).dataset.key = "calibration";
   cell(tr, String(p.attention_failed));
   const last = document.createElement("td");
-  const form = document.createElement("form");
-  form.method = "post";
-  form.action = table.dataset.delete.replace(/\/0\/delete$/, `/${p.id}/delete`);
-  form.className = "inline delete-form";
-  form.dataset.pseudonym = p.pseudonym;
-  const token = document.createElement("input");
-  token.type = "hidden";
-  token.name = "csrf_token";
-  token.value = table.dataset.csrf;
-  const button = document.createElement("button");
-  button.type = "submit";
-  button.className = "danger";
-  button.textContent = "Delete data";
-  form.append(token, button);
-  last.appendChild(form);
+  if (p.status !== "withdrawn") { // a withdrawal's marker stays: nothing to delete, never readmitted
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = table.dataset.delete.replace(/\/0\/delete$/, `/${p.id}/delete`);
+    form.className = "inline delete-form";
+    form.dataset.pseudonym = p.pseudonym;
+    const token = document.createElement("input");
+    token.type = "hidden";
+    token.name = "csrf_token";
+    token.value = table.dataset.csrf;
+    const button = document.createElement("button");
+    button.type = "submit";
+    form.append(token);
+    if (p.status === "deleted") { // the marker of a deletion: the researcher may let the id start again
+      form.dataset.readmit = "1";
+      const readmit = document.createElement("input");
+      readmit.type = "hidden";
+      readmit.name = "readmit";
+      readmit.value = "1";
+      form.append(readmit);
+      button.textContent = "Allow to start again";
+    } else {
+      button.className = "danger";
+      button.textContent = "Delete data";
+    }
+    form.append(button);
+    last.appendChild(form);
+  }
   tr.appendChild(last);
   return tr;
 }
@@ -124,8 +137,12 @@ async function poll() {
 if (section) setInterval(poll, 5000);
 // one listener for the delete buttons, also of rows redrawn later
 document.addEventListener("submit", (e) => {
-  if (e.target.classList && e.target.classList.contains("delete-form")
-      && !confirm(`Delete all data of participant ${e.target.dataset.pseudonym || ""}? This cannot be undone.`)) {
+  if (!(e.target.classList && e.target.classList.contains("delete-form"))) return;
+  const who = e.target.dataset.pseudonym || "";
+  const question = e.target.dataset.readmit
+    ? `Let the platform id of participant ${who} start the study again as a new participant?`
+    : `Delete all data of participant ${who}? This cannot be undone.`;
+  if (!confirm(question)) {
     e.preventDefault();
   }
 });

@@ -446,6 +446,7 @@ def test_a_grant_may_precede_the_study(make_app, tmp_path):
     (["revoke", "nobody", "test-study"], "no user 'nobody'"),
     (["revoke", "ana", "other-study"], "user ana has no grant of 'other-study' (it has: test-study)"),
     (["revoke", "ana", "--all-studies"], "user ana has no grant of all studies (it has: test-study)"),
+    (["delete", "nobody"], "no user 'nobody'"),
 ])
 def test_user_command_mistakes_are_one_line(app, args, message):
     assert user_cli(app, "add", "ana", "--study", "test-study", "--password-stdin")[0] == 0
@@ -496,3 +497,45 @@ def test_accounts_made_before_per_study_access_still_open_every_study(make_app, 
         grants = conn.execute(text("SELECT u.username, a.study_slug FROM study_access a JOIN users u ON u.id = a.user_id"))
         assert grants.all() == [("old", store.ALL_STUDIES)]
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_user_delete_takes_the_account_its_grants_and_sessions_and_keeps_the_last_all_studies_one(
+        make_app, request, kind):
+    """``gazepref user delete NAME``: the account, its study grants and its sessions go (a browser
+    logged in as it opens nothing from its next request; the password no longer logs in); the
+    studies and the participants' data stay. The last account granted all studies is kept unless
+    --force (no account would open a study nobody was granted)."""
+    url = request.getfixturevalue("fresh_postgres") if kind == "postgresql" else None
+    app = make_app(**({"DATABASE_URL": url} if url else {}))
+    db = ["--db", url] if url else []
+    for args in (["ana", "--study", "test-study"], ["cy", "--all-studies"]):
+        assert user_cli(app, "add", *args, "--password-stdin", *db)[0] == 0
+    ana = app.test_client()
+    assert login(ana, "ana", PASSWORD).status_code == 302 and ana.get("/admin/studies/test-study").status_code == 200
+    with app.extensions["gazepref"].sessions() as s:
+        ana_id = s.scalar(select(store.User.id).where(store.User.username == "ana"))
+        studies = s.scalars(select(store.Study.slug)).all()
+
+    rc, out, _ = user_cli(app, "delete", "ana", "--json", *db)
+    assert rc == 0 and json.loads(out) == {"username": "ana", "deleted": True, "all_studies": False,
+                                           "studies": ["test-study"], "sessions_ended": 1}
+    assert ana.get("/admin/studies/test-study").status_code == 302  # to the login
+    assert login(app.test_client(), "ana", PASSWORD).status_code == 401
+    with app.extensions["gazepref"].sessions() as s:
+        for table in (store.StudyAccess, store.ResearcherSession):
+            assert s.scalars(select(table).where(table.user_id == ana_id)).all() == []
+        assert s.scalars(select(store.Study.slug)).all() == studies
+    rc, out, _ = user_cli(app, "list", "--json", *db)
+    assert [r["username"] for r in json.loads(out)] == ["cy"]
+
+    rc, out, err = user_cli(app, "delete", "cy", *db)
+    assert rc == 2 and out == "" and err.count("\n") == 1 and "last account granted all studies" in err
+    assert "--force" in err and [r["username"] for r in json.loads(user_cli(app, "list", "--json", *db)[1])] == ["cy"]
+    assert user_cli(app, "add", "dee", "--all-studies", "--password-stdin", *db)[0] == 0
+    rc, out, _ = user_cli(app, "delete", "cy", *db)  # another account opens every study
+    assert rc == 0 and out.strip() == "deleted user cy (it could open: all studies; 0 logged-in session(s) ended)"
+    assert user_cli(app, "delete", "dee", *db)[0] == 2
+    assert user_cli(app, "delete", "dee", "--force", *db)[0] == 0
+    rc, out, _ = user_cli(app, "list", "--json", *db)
+    assert rc == 0 and json.loads(out) == []

@@ -115,10 +115,11 @@ def test_progress_quality_export_and_delete(app, client, researcher, dbs):
     r = client.post(f"/admin/participants/{pid}/delete", data={"csrf_token": csrf_of(page.text)})
     assert r.status_code == 302
     dbs.expire_all()
-    assert dbs.get(store.Participant, pid) is None
+    marker = dbs.get(store.Participant, pid)  # the marker that the data was deleted (purge.deletion_of)
+    assert marker.consent is False and set(marker.state) == {"deleted"} and marker.completion_code is None
     for table in (store.Task, store.Turn, store.Response, store.StreamChunk, store.Demographics):
         assert dbs.scalars(select(table)).all() == []
-    assert len(dbs.scalars(select(store.Participant)).all()) == 1  # the decline stays
+    assert len(dbs.scalars(select(store.Participant)).all()) == 2  # the decline stays
 
 
 def _study(dbs):
@@ -544,7 +545,9 @@ def test_a_deleted_participants_browser_and_page_open_nothing_of_the_next_one(ap
     [gone_id] = dbs.scalars(select(store.Participant.id)).all()
     assert login(client, *researcher).status_code == 302
     page = client.get("/admin/studies/test-study")
-    assert client.post(f"/admin/participants/{gone_id}/delete", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    # "Allow to start again": the row goes too (without it the row stays as the deletion's marker)
+    assert client.post(f"/admin/participants/{gone_id}/delete",
+                       data={"csrf_token": csrf_of(page.text), "readmit": "1"}).status_code == 302
     nxt = Walker(app.test_client(), "NEXT")
     nxt.arrive()
     nxt.consent()
@@ -663,3 +666,90 @@ def test_a_withdrawn_participant_is_counted_and_listed_as_withdrawn_and_never_ex
     assert turns["participant_id"].nunique() == 1
     with app.extensions["gazepref"].sessions() as s:
         assert study_progress(s, s.scalars(select(store.Study)).one())["withdrawn"] == 1
+
+
+def test_delete_keeps_a_marker_so_the_same_platform_id_is_not_enrolled_again(make_app, database, monkeypatch,
+                                                                               capsys):
+    """"Delete data" keeps the row as a marker: of a withdrawn participant the withdrawal's (it
+    removed it, and the same platform id then came back in as new), of anyone else one that says
+    the data was deleted. Both are listed and counted as such, and the same platform id (a new
+    browser, or the old one) gets no fresh session; "Allow to start again" lets it start anew,
+    never for one who withdrew. SQLite and PostgreSQL."""
+    import uuid
+
+    from gazepref.capture_site.quality import study_progress
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    name = f"ada-{uuid.uuid4().hex[:8]}"  # PostgreSQL: one database for the session's tests
+    assert cli(["user", "add", name, "--all-studies", "--password-stdin", "--instance", app.instance_path,
+                *(["--db", database] if database else [])]) == 0
+    capsys.readouterr()
+    run = uuid.uuid4().hex[:8]
+    quits, gone = Walker(app.test_client(), f"QUITS-{run}"), Walker(app.test_client(), f"GONE-{run}")
+    for w in (quits, gone):
+        w.arrive()
+        w.consent()
+        w.chat_turn(w.to_task(), 0, "How do volcanoes erupt?")
+    page = quits.client.get("/withdraw")
+    assert quits.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code in (302, 303)
+    client = app.test_client()
+    assert login(client, name, "correct horse battery").status_code == 302
+    Sessions = app.extensions["gazepref"].sessions
+
+    def row(pid):
+        with Sessions() as s:
+            p = s.get(store.Participant, pid)
+            return None if p is None else (p.consent, dict(p.state))
+
+    def listed(pid):
+        return next(p for p in client.get("/admin/studies/test-study/progress.json").json["participants"]
+                    if p["id"] == pid)
+
+    def pid_of(w):
+        from gazepref.capture_site.security import pseudonymise
+
+        with Sessions() as s:
+            study = s.scalars(select(store.Study).where(store.Study.slug == "test-study")).one()
+            return s.scalar(select(store.Participant.id).where(
+                store.Participant.study_id == study.id,
+                store.Participant.pseudonym == pseudonymise(study.salt, "prolific", w.pid)))
+
+    def delete(pid, **extra):
+        page = client.get("/admin/studies/test-study")
+        return client.post(f"/admin/participants/{pid}/delete", data={"csrf_token": csrf_of(page.text), **extra})
+
+    q, g = pid_of(quits), pid_of(gone)
+    withdrawn = row(q)
+    html = client.get("/admin/studies/test-study").text
+    assert f'participants/{q}/delete' not in html and f'participants/{g}/delete' in html  # nothing to delete
+    # "Delete data" of the withdrawn one (a form of an older page): the withdrawal's marker stays
+    assert delete(q).status_code == 302
+    assert row(q) == withdrawn and listed(q)["status"] == "withdrawn"
+    assert Walker(app.test_client(), quits.pid).arrive().request.path == "/withdrawn"
+    assert delete(q, readmit="1").status_code == 302 and row(q) == withdrawn  # never readmitted
+    # "Delete data" of one who did not withdraw: the data goes, the row stays as its marker
+    assert delete(g).status_code == 302
+    consent, state = row(g)
+    assert consent is False and set(state) == {"deleted"} and state["deleted"]["step"] == "task:0"
+    assert listed(g)["status"] == "deleted" and listed(g)["turns"] == 0
+    with Sessions() as s:
+        study = s.scalars(select(store.Study).where(store.Study.slug == "test-study")).one()
+        prog = study_progress(s, study)
+        assert (prog["consented"], prog["declined"], prog["withdrawn"], prog["deleted"]) == (0, 0, 1, 1)
+        assert s.scalars(select(store.Task.id).where(store.Task.participant_id.in_((q, g)))).all() == []
+    html = client.get("/admin/studies/test-study").text
+    assert 'class="status-deleted">deleted</td>' in html and "Allow to start again" in html
+    # the same platform id: neither a new browser nor the old one gets a fresh session
+    for w in (Walker(app.test_client(), gone.pid), gone):
+        r = w.arrive()
+        assert r.status_code == 403 and "deleted your data" in r.text
+        assert w.client.get("/consent", follow_redirects=True).status_code == 403
+        assert w.client.get("/step").status_code == 403
+    assert row(g) == (consent, state)
+    # the researcher lets that platform id start again: a fresh session
+    assert delete(g, readmit="1").status_code == 302 and row(g) is None
+    again = Walker(app.test_client(), gone.pid)
+    assert again.arrive().request.path == "/consent"
+    again.consent()
+    assert again.current_step() != "done" and pid_of(again) not in (None, g)

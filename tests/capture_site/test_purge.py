@@ -187,12 +187,13 @@ def _rows_of(s, pid: int) -> dict[str, int]:
             "demographics": count(select(store.Demographics.id).where(store.Demographics.participant_id == pid))}
 
 
-@pytest.mark.parametrize("withdrawn", [False, True])
-def test_purge_participant_deletes_their_data_only(make_app, database, withdrawn):
-    """The one deletion of a participant's data (the dashboard's "Delete data", a participant's
-    withdrawal): every row recorded of them goes, nobody else's; a withdrawal keeps the row as
-    the marker that they withdrew (pseudonym, no consent, nothing else)."""
-    from gazepref.capture_site.purge import purge_participant
+@pytest.mark.parametrize("how", ["withdrawn", "deleted", "readmit"])
+def test_purge_participant_deletes_their_data_only(make_app, database, how):
+    """The one deletion of a participant's data (the participant's withdrawal, the dashboard's
+    "Delete data", its "Allow to start again"): every row recorded of them goes, nobody else's; a
+    withdrawal and a deletion keep the row as their marker (pseudonym, no consent, the marker,
+    nothing else), so the same platform id is not enrolled again; readmitting removes the row."""
+    from gazepref.capture_site.purge import deletion_of, purge_participant, withdrawal_of
 
     app = make_app(**({"DATABASE_URL": database} if database else {}))
     run = uuid.uuid4().hex[:8]  # PostgreSQL: one database for the session's tests
@@ -200,13 +201,23 @@ def test_purge_participant_deletes_their_data_only(make_app, database, withdrawn
     with app.extensions["gazepref"].sessions() as s:
         full = _rows_of(s, stays)
         assert _rows_of(s, gone) == full and all(full.values())
-        purge_participant(s, s.get(store.Participant, gone), withdrawn=withdrawn)
+        purge_participant(s, s.get(store.Participant, gone), withdrawn=how == "withdrawn", readmit=how == "readmit")
         s.commit()
     with app.extensions["gazepref"].sessions() as s:
         assert set(_rows_of(s, gone).values()) == {0} and _rows_of(s, stays) == full
         p = s.get(store.Participant, gone)
-        if withdrawn:
-            assert p.consent is False and p.completion_code is None and set(p.state) == {"withdrawn"}
-            assert len(p.pseudonym) == 32 and p.state["withdrawn"]["step"] == "task:0"
-        else:
+        if how == "readmit":
             assert p is None
+        else:
+            assert p.consent is False and p.completion_code is None and set(p.state) == {how}
+            assert len(p.pseudonym) == 32 and p.state[how]["step"] == "task:0"
+            assert (withdrawal_of(p) is not None, deletion_of(p) is not None) == (how == "withdrawn", how == "deleted")
+            # the researcher's "Delete data" of one who withdrew: their marker stays as it was
+            marker = dict(p.state)
+            purge_participant(s, p)
+            s.commit()
+            s.expire_all()
+            assert s.get(store.Participant, gone).state == marker
+            if how == "withdrawn":
+                with pytest.raises(ValueError, match="withdrew"):
+                    purge_participant(s, s.get(store.Participant, gone), readmit=True)

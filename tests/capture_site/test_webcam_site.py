@@ -293,6 +293,53 @@ def test_the_one_who_got_a_deleted_participants_row_id_gets_a_tracker_of_their_o
     assert len(trackers) == 2  # the deleted one's (until it idles out) and the next one's
 
 
+@pytest.mark.parametrize("how", ["withdraw", "delete"])
+def test_a_withdrawal_or_deletion_drops_the_participants_tracker_at_once(make_app, webcam_toml, how, monkeypatch,
+                                                                          capsys):
+    """The participant's webcam tracker (camera state, calibration, drift) is dropped and closed
+    when they withdraw or the researcher deletes their data, by the host that handled it, not at
+    the idle sweep minutes later; someone else's stays. Frames sent later are refused (401) and
+    make none."""
+    import io
+
+    from gazepref.cli import main as cli
+    from sitetest import csrf_of
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml))
+    people = {}
+    for who in ("LEAVES", "STAYS"):
+        client = app.test_client()
+        gaze = to_calibration(client, who)
+        assert post_frames(client, gaze["token"], {"phase": "setup", "t": [0.0]}, [jpeg(moving(0))]).status_code == 200
+        people[who] = (client, gaze)
+    reg = app.extensions["gazepref_trackers"]
+    entries = dict(reg._entries)
+    with app.extensions["gazepref"].sessions() as s:
+        pid = s.scalar(select(store.Participant.id).order_by(store.Participant.id))  # LEAVES came first
+    [(key, leaving)] = [(k, e) for k, e in entries.items() if k[0] == pid]
+    client, gaze = people["LEAVES"]
+    if how == "withdraw":
+        page = client.get("/withdraw")
+        assert client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code in (302, 303)
+    else:
+        monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+        assert cli(["user", "add", "ada", "--all-studies", "--password-stdin", "--instance", app.instance_path]) == 0
+        capsys.readouterr()
+        admin = app.test_client()
+        page = admin.get("/admin/login")
+        admin.post("/admin/login", data={"csrf_token": csrf_of(page.text), "username": "ada",
+                                         "password": "correct horse battery"})
+        page = admin.get("/admin/")
+        assert admin.post(f"/admin/participants/{pid}/delete", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    assert set(reg._entries) == set(entries) - {key}
+    assert leaving.tracker._mesh_runner._mesh._graph is None  # closed (mediapipe's graph released)
+    assert post_frames(client, gaze["token"], {"phase": "setup", "t": [100.0]}, [jpeg(moving(1))]).status_code == 401
+    assert set(reg._entries) == set(entries) - {key}
+    other_client, other = people["STAYS"]
+    r = post_frames(other_client, other["token"], {"phase": "setup", "t": [100.0]}, [jpeg(moving(1))])
+    assert r.status_code == 200 and len(reg) == 1
+
+
 def test_a_deleted_participants_unwritten_set_up_counts_stay_out_of_the_next_ones_row(reusing_ids, make_app,
                                                                                       webcam_toml):
     """The set-up log's counts not yet written (a few seconds' worth) belong to (row id,
