@@ -21,8 +21,9 @@
   ``*``: every study; no row: no study), read on every request (:func:`may_open`, checked for
   every researcher view by :func:`.security.login_required`); ``gazepref user add/grant/revoke/list``
   manage them, and ``gazepref user delete`` deletes an account with its grants and sessions
-  (:func:`delete_account`; the last account granted all studies only with ``--force``). Accounts made before the table existed were granted ``*`` by
-  :func:`gazepref.store.init_db` when it created it.
+  (:func:`delete_account`; the last account granted all studies only with ``--force``).
+  Accounts made before the table existed were granted ``*`` by :func:`gazepref.store.init_db`
+  when it created it.
 * **Log**: each attempt is logged (``gazepref.capture_site.accounts``, INFO) with its outcome,
   the user name and the client address; never the password.
 

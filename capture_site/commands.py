@@ -1,4 +1,5 @@
-"""CLI: ``gazepref serve``, ``gazepref user add|grant|revoke|delete|list``, ``gazepref study check`` and ``gazepref study simulate``."""
+"""CLI: ``gazepref serve``, ``gazepref user add|grant|revoke|delete|list``, ``gazepref study check`` and
+``gazepref study simulate``."""
 from __future__ import annotations
 
 import argparse
