@@ -487,6 +487,49 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
         assert page.locator("#participants tbody tr").count() == 2  # dismissed: nothing deleted
 
 
+@pytest.mark.browser
+def test_live_table_offers_delete_readmit_or_nothing_by_status(app, client, researcher, dbs):
+    """The served table and the one each poll redraws (dashboard.js) give each row its action: a
+    withdrawn row none (its marker stays), a deleted row "Allow to start again" (asked as such), any
+    other "Delete data"."""
+    pids = {}
+    for who in ("P-QUITS", "P-GONE", "P-ACTIVE"):
+        w = Walker(app.test_client(), who)
+        w.arrive()
+        w.consent()
+        if who == "P-QUITS":
+            page = w.client.get("/withdraw")
+            assert w.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code in (302, 303)
+        pids[who] = max(dbs.scalars(select(store.Participant.id)).all())
+    assert login(client, *researcher).status_code == 302
+    page = client.get("/admin/studies/test-study")
+    assert client.post(f"/admin/participants/{pids['P-GONE']}/delete",
+                       data={"csrf_token": csrf_of(page.text)}).status_code == 302
+
+    def actions(page):
+        return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#participants tbody tr')]
+            .map(tr => [tr.dataset.id, [...tr.querySelectorAll('button')].map(b => b.textContent).join('|')]))""")
+
+    want = {str(pids["P-QUITS"]): "", str(pids["P-GONE"]): "Allow to start again", str(pids["P-ACTIVE"]): "Delete data"}
+    with researcher_page(app, researcher) as page:
+        page.goto("/admin/studies/test-study")
+        assert actions(page) == want  # served
+        later = Walker(app.test_client(), "P-LATER")  # the next poll redraws every row
+        later.arrive()
+        later.consent()
+        wait_for_function(page, "document.querySelectorAll('#participants tbody tr').length === 4", timeout=12_000)
+        got = actions(page)
+        assert {k: got[k] for k in want} == want  # redrawn by dashboard.js
+        messages = []
+        page.once("dialog", lambda d: (messages.append(d.message), d.accept()))
+        page.locator(f"#participants tr[data-id='{pids['P-GONE']}'] button").click()
+        page.wait_for_load_state()
+        assert messages and "start the study again" in messages[0]
+        wait_for_function(page, f"!document.querySelector(\"#participants tr[data-id='{pids['P-GONE']}']\")")
+    dbs.expire_all()
+    assert dbs.get(store.Participant, pids["P-GONE"]) is None and dbs.get(store.Participant, pids["P-QUITS"]) is not None
+
+
 @pytest.mark.parametrize("step, label", [("task:0", "task 1"), ("pre:1", "before task 2"), ("post:0", "after task 1"),
                                          ("calibration:2", "calibration before task 3"), ("calibration", "calibration"),
                                          ("demographics", "demographics"), ("-", "-")])
