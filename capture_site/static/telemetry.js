@@ -86,7 +86,7 @@ export class Recorder {
    *  and keeps only its events and visibility rows (an event "other-window" / "this-window" marks
    *  each change), so the task's mouse, scroll and layout rows are those of the window in use. */
   setActive(active) {
-    if (this.inactive === !active) return;
+    if (!!this.inactive === !active) return; // (a page starts active: no row for that)
     this.inactive = !active;
     this.event(active ? "this-window" : "other-window");
     if (active) this.scheduleLayout(true); // the boxes as they are now (none kept meanwhile)

@@ -452,7 +452,7 @@ export class GazeCapture {
   }
 
   /** POST one batch; on a network error, 429 or 5xx try again with back-off: task frames (data)
-   *  for as long as the page is open (the server's (task, seq) key makes a repeat harmless), set-up
+   *  for as long as the page is open (the server's (task, page load, seq) key makes a repeat harmless), set-up
    *  frames (only the face status) three times. */
   async post(meta, frames, tries = meta.phase === "task" ? Infinity : 3) {
     const body = new FormData();

@@ -520,13 +520,17 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
             assert set(chunks()) == {origins[0]}, f"one window records: {chunks()}, pages {origins}"
             assert second.is_visible(notice) and "open in another window" in second.text_content("#other-window")
             assert second.evaluate("window.gazepref.gaze") is None and not first.is_visible(notice)
+            # the window behind the notice keeps no mouse, scroll or layout rows of its own
+            assert second.evaluate("window.gazepref.recorder.inactive") is True
+            assert not first.evaluate("window.gazepref.recorder.inactive")
 
             first.evaluate("window.held = window.gazepref.gaze")
             second.click("#use-this-window")  # the second window takes over
             first.wait_for_selector(notice)
             wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
-            assert not second.is_visible(notice)
+            assert not second.is_visible(notice) and second.evaluate("window.gazepref.recorder.inactive") is False
             wait_for_function(first, "window.held.stopped")
+            assert first.evaluate("window.gazepref.recorder.inactive") is True
             assert first.evaluate("window.held.stream.getTracks().every((t) => t.readyState === 'ended')"), \
                 "the window that stopped recording let go of the camera"
             assert first.evaluate("window.gazepref.gaze") is None
