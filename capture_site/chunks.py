@@ -4,7 +4,7 @@ WebSocket (:mod:`.gaze_ws`).
 
 :func:`insert_chunks` stores a request's chunks in one transaction on one connection (SQLAlchemy
 Core: these are the hot paths) and sets the task's clock anchor on its first chunk; a chunk whose
-(task, stream, seq) is stored already makes the whole transaction a replay (False), so a batch
+(task, stream, page load, seq) is stored already makes the whole transaction a replay (False), so a batch
 that arrives twice at once adds nothing.
 
 :func:`task_transaction` is the write transaction that holds a task's chunk lock (PostgreSQL: an

@@ -29,8 +29,8 @@ class FrameContext(NamedTuple):
     meta: FrameMeta
     settings: GazeSettings
     entry: TrackerEntry
-    replay: bool               # (task, seq) is stored already (an HTTP replay)
-    last_seq: int | None       # the task's highest stored gaze chunk seq
+    replay: bool               # (task, origin, seq) is stored already (an HTTP replay)
+    last_seq: int | None       # the page load's (origin's) highest stored gaze chunk seq
     set_anchor: bool           # the task has no clock anchor yet
     # task frames: the calibration they are scored with (the one they were taken under); None:
     # the tracker's latest when they are processed (set-up frames, replays)
@@ -63,7 +63,7 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     task_id, seq, pid = meta.task_id, meta.seq, token.id
     tag = meta.calibration if meta.phase == "task" else None
     params = {"pid": pid, "task": -1 if task_id is None else task_id, "seq": -1 if seq is None else seq,
-              "cal": -1 if tag is None else tag}
+              "origin": -1.0 if meta.origin is None else float(meta.origin), "cal": -1 if tag is None else tag}
     limiter, key = frame_limiter(), frame_key(pid)
     networked = limited is not None and site().engine.dialect.name != "sqlite"
     allowed = True

@@ -39,14 +39,20 @@ def _latest_in_force(participant: Any):
     return select(func.max(CAL.c.id)).where(CAL.c.participant_id == participant, IN_FORCE)
 
 
-#: the task's last stored gaze chunk seq (:func:`last_gaze_seq`, and a column of :data:`LOOKUP`)
+#: the task's last stored gaze chunk seq (:func:`last_gaze_seq`: where a page's counter starts)
 _LAST_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze")
+#: the last stored gaze chunk seq of the page load ``origin`` (a column of :data:`LOOKUP`: the
+#: WebSocket's replay check). A seq numbers one page load's frames and batches: a reloaded page
+#: that lost its saved counter numbers from the server's next seq again while the earlier page's
+#: frames may still be on the way (a socket's buffer, a beacon), and those seqs are not its own
+_LAST_PAGE_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
+                                                  C.c.clock_origin_epoch_ms == bindparam("origin"))
 
 # One query per frame batch: the participant's consent, study and pseudonym (of the row the token
 # names; the caller checks the pseudonym against the token, :meth:`.security.ParticipantToken.matches`),
 # the task's owner and clock
-# anchor, whether (task, seq) is stored already, the task's last stored gaze seq (the WebSocket's
-# replay check), the participant's latest calibration and, of the calibration the batch says it
+# anchor, whether (task, origin, seq) is stored already, the page load's last stored gaze seq (the
+# WebSocket's replay check; ``origin``: the page load, -1 outside a task), the participant's latest calibration and, of the calibration the batch says it
 # was taken under (``cal``; -1: none said), its id when it is one of this participant's in force
 # (else None).
 LOOKUP = select(
@@ -54,8 +60,8 @@ LOOKUP = select(
     select(T.c.participant_id).where(T.c.id == bindparam("task")).scalar_subquery().label("owner"),
     select(T.c.clock_anchor_epoch_ms).where(T.c.id == bindparam("task")).scalar_subquery().label("anchor"),
     exists().where(and_(C.c.task_id == bindparam("task"), C.c.stream == "gaze",
-                        C.c.seq == bindparam("seq"))).label("replay"),
-    _LAST_SEQ.scalar_subquery().label("last_seq"),
+                        C.c.clock_origin_epoch_ms == bindparam("origin"), C.c.seq == bindparam("seq"))).label("replay"),
+    _LAST_PAGE_SEQ.scalar_subquery().label("last_seq"),
     _latest_in_force(P.c.id).scalar_subquery().label("calibration"),
     select(CAL.c.id).where(CAL.c.id == bindparam("cal"), CAL.c.participant_id == P.c.id, IN_FORCE)
     .scalar_subquery().label("tagged"),

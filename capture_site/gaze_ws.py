@@ -12,9 +12,11 @@ Protocol (see docs/gaze.md, "Frames over a WebSocket"):
    page's gaze counter (the one its HTTP batches use), so it increases frame by frame, and
    ``calibration`` (optional) is the page's, which scores the frame as for an HTTP batch.
 3. Each frame is answered (text) once it is processed: ``{"seq", "face": {found, ok, code, message},
-   "dropped": bool, "calibrated": bool}`` (set-up frames also ``"usable": [t]`` or ``[]``); a duplicate (``seq`` not above the task's last stored
-   one) ``{"seq", "duplicate": true}``; a bad frame (not JPEG, corrupt, too large, bad meta, rate
-   limit) ``{"seq", "error", "status"}``; the connection and the session go on.
+   "dropped": bool, "calibrated": bool}`` (set-up frames also ``"usable": [t]`` or ``[]``); a duplicate (``seq`` not above the last one stored of
+   its page load) ``{"seq", "duplicate": true}``; a bad frame (not JPEG, corrupt, too large, bad meta, rate
+   limit) ``{"seq", "error", "status"}``; the connection and the session go on. A seq numbers
+   the frames of one page load (``origin``): a reloaded page that lost its saved counter may number
+   from 0 again, and its frames are not the earlier page's (docs/gaze.md, "Each frame once").
 4. Task rows are buffered and stored as one ``gaze`` chunk per ``GAZE_WS_COMMIT_MS`` (app config
    or ``$GAZEPREF_GAZE_WS_COMMIT_MS``, default 500 ms; 0 = every frame: ~1.5-2 ms more CPU per
    frame and a 10x longer latency tail at 20 participants, docs/gaze.md), at most 30 frames, and
@@ -237,7 +239,7 @@ class FrameSocket:
         self.seqs: list[int] = []  # the buffered frames' seq
         self.buf_seq: int | None = None  # seq of the last buffered frame
         self.first_at: float | None = None  # when the first buffered frame came
-        self.done: dict[int, int] = {}  # task -> highest seq stored or buffered here
+        self.done: dict[tuple[int, float], int] = {}  # (task, origin) -> highest seq stored or buffered here
         self.limiter = _limiter()
         self.slots = pipeline_slots()
         self.skip_stale = _skip_stale()
@@ -258,7 +260,7 @@ class FrameSocket:
                 raise ApiError(413, f"frame larger than the limit of {MAX_FRAME_BYTES} bytes")
             ctx = self.context(meta)
             if meta.phase == "task":
-                last = max(self.done.get(meta.task_id, -1), -1 if ctx.last_seq is None else ctx.last_seq)
+                last = max(self.done.get((meta.task_id, meta.origin), -1), -1 if ctx.last_seq is None else ctx.last_seq)
                 if meta.seq <= last:
                     _send(self.ws, {"seq": seq, "duplicate": True})  # costs no rate-limit token
                     return
@@ -279,7 +281,7 @@ class FrameSocket:
                 self.frames.append(jpeg)
                 self.times += meta.times
                 self.seqs.append(meta.seq)
-                self.buf_seq = self.done[meta.task_id] = meta.seq
+                self.buf_seq = self.done[(meta.task_id, meta.origin)] = meta.seq
             entry = ctx.entry
             extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
             _send(self.ws, {"seq": seq, "face": entry.face, "dropped": bool(dropped),

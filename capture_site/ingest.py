@@ -1,7 +1,7 @@
 """Telemetry ingest: ``POST /api/ingest`` stores one batch atomically and idempotently.
 
 Answers ``{"ok": true, "seq": n, "stored": rows, "duplicate": false}``; a replayed batch (same
-task and seq) answers ``duplicate: true`` and adds nothing. Malformed batches get 400 (too large:
+task, page load ``origin`` and seq) answers ``duplicate: true`` and adds nothing. Malformed batches get 400 (too large:
 413) with ``{"error": "..."}``, and nothing of them is stored; so does a batch with ``gaze`` rows
 of a study that records a webcam (those go through the webcam endpoints, whose checks this path
 lacks: each frame once, calibration, flags; the pages never send gaze here). A study without a
@@ -41,12 +41,14 @@ install_error_handlers(bp)
 T, P, C = store.Task.__table__, store.Participant.__table__, store.StreamChunk.__table__
 
 
-# built once (bound parameters): the task's anchor and whether (task, seq) is stored, only when
+# built once (bound parameters): the task's anchor and whether (task, origin, seq) is stored (a
+# replay: the same page load's batch; another page load's seq is its own), only when
 # the task belongs to the consenting participant of the token's row id, and that row's pseudonym
 # (the caller checks it against the token: :meth:`.security.ParticipantToken.matches`)
 _TASK_QUERY = (
     select(T.c.clock_anchor_epoch_ms, P.c.pseudonym, P.c.study_id,
            exists().where(and_(C.c.task_id == bindparam("task"), C.c.seq == bindparam("seq"),
+                               C.c.clock_origin_epoch_ms == bindparam("origin"),
                                C.c.stream.in_(bindparam("streams", expanding=True)))).label("replay"))
     .select_from(T.join(P, T.c.participant_id == P.c.id))
     .where(T.c.id == bindparam("task"), P.c.id == bindparam("participant"), P.c.consent.is_(True))
@@ -88,7 +90,7 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
     chunks = [store.make_chunk(batch.task, stream, batch.seq, table, clock_origin_epoch_ms=batch.origin)
               for stream, table in batch.tables.items()]
     limiter, key = site().limiter, _bucket(token)
-    params = {"task": batch.task, "seq": batch.seq, "participant": token.id,
+    params = {"task": batch.task, "seq": batch.seq, "origin": batch.origin, "participant": token.id,
               # the batch's own streams: the webcam frames endpoint numbers its gaze chunks on its own
               "streams": sorted(batch.tables) or [""]}
     networked = site().engine.dialect.name != "sqlite"

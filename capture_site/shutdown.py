@@ -4,7 +4,7 @@ Once draining (:func:`begin_drain`, called by the SIGTERM handler :func:`install
 
 * every new request is answered ``503`` with ``Retry-After`` (``DRAIN_RETRY_AFTER_S``, default
   5 s) and ``{"error", "retry": true}`` on the API; the pages retry after that long (telemetry
-  outbox, webcam batches) and nothing is lost: a retried batch is stored once (its (task, seq) key);
+  outbox, webcam batches) and nothing is lost: a retried batch is stored once (its (task, page load, seq) key);
 * every open webcam WebSocket stores its buffered rows, sends ``{"stored": seq}`` and then
   ``{"reconnect": true, "retry_after_ms": n}`` and closes (1012, service restart); the page
   reconnects after that long and resends whatever was not acknowledged;

@@ -4,7 +4,9 @@ Record tables (studies, participants, tasks, turns, responses, ...) are ordinary
 sample streams are stored as *columnar chunks*: each ingest batch of one stream becomes one row
 holding an Arrow record batch (all-null optional columns left out, the message zstd-compressed
 as one frame; the column list is kept beside it, so no schema is repeated per chunk).
-Chunks are keyed by (task, stream, seq), so a replayed batch adds nothing.
+Chunks are keyed by (task, stream, page load, seq): a page load (its ``performance.timeOrigin``)
+numbers its batches, so a replayed batch adds nothing and another page load's batch of the same
+seq (a reload that lost the page's saved counter) is not taken for one.
 ``benchmarks/storage.py`` measures this against one row per sample; see docs/storage.md.
 """
 from __future__ import annotations
@@ -44,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import AddConstraint, CreateTable
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from . import UserError, schema
@@ -187,12 +189,19 @@ class Calibration(Base):
     model: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+#: the unique key of ``stream_chunks``: (task, stream, page load, seq)
+CHUNK_KEY = "uq_stream_chunks_page_seq"
+
+
 class StreamChunk(Base):
     """One batch of one sample stream: an Arrow record batch, zstd-compressed."""
 
     __tablename__ = "stream_chunks"
     __table_args__ = (
-        UniqueConstraint("task_id", "stream", "seq"),
+        # a seq numbers one page load's (origin's) batches: another page load's chunk of the same
+        # seq (a reloaded page that lost its saved counter) is neither a replay nor refused
+        # (:func:`init_db` moves a database made with the former key (task, stream, seq) onto it)
+        UniqueConstraint("task_id", "stream", "clock_origin_epoch_ms", "seq", name=CHUNK_KEY),
         # a page load's gaze chunks by time (the webcam paths' check of which frames are stored
         # already, capture_site.gaze_store.stored_gaze_times): gaze chunks only
         Index("ix_stream_chunks_gaze_time", "task_id", "clock_origin_epoch_ms", "t_end",
@@ -493,12 +502,16 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
         had_grants = inspect(conn).has_table(StudyAccess.__tablename__)
-        if conn.dialect.name == "sqlite" and not had_grants:
-            # the upgrade (below) in one transaction, the write lock taken first (pysqlite opens
+        old_key = _former_chunk_key(conn)
+        if conn.dialect.name == "sqlite" and (not had_grants or old_key):
+            # the upgrades (below) in one transaction, the write lock taken first (pysqlite opens
             # none for DDL), so one process makes the table and its grants; looked at again under
             # the lock. A current database takes no write lock here (nothing to create).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             had_grants = inspect(conn).has_table(StudyAccess.__tablename__)
+            old_key = _former_chunk_key(conn)
+        if old_key:
+            _rekey_chunks(conn, old_key)
         Base.metadata.create_all(conn)
         for table in Base.metadata.sorted_tables:  # tables made before an index was added get it now
             for index in table.indexes:
@@ -509,6 +522,39 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
                 select(User.id, literal(ALL_STUDIES, String(64)), literal(utcnow(), DateTime()))))
     return sessionmaker(engine, expire_on_commit=False)
 
+
+
+def _former_chunk_key(conn: Any) -> dict[str, Any] | None:
+    """``stream_chunks``' unique key (task, stream, seq) of a database made before chunks were
+    keyed by page load too (:data:`CHUNK_KEY`), as reflected (SQLite: without a name); None when
+    the table has the current key or is not there yet."""
+    insp = inspect(conn)
+    if not insp.has_table(StreamChunk.__tablename__):
+        return None
+    for key in insp.get_unique_constraints(StreamChunk.__tablename__):
+        if list(key["column_names"]) == ["task_id", "stream", "seq"]:
+            return key
+    return None
+
+
+def _rekey_chunks(conn: Any, old_key: dict[str, Any]) -> None:
+    """Move ``stream_chunks`` from its former key (task, stream, seq) onto :data:`CHUNK_KEY`, in the
+    caller's transaction (every chunk kept: the new key is wider). PostgreSQL drops the constraint
+    and adds the new one; SQLite cannot drop a constraint, so the table is made again under the
+    new definition and the rows copied."""
+    table = StreamChunk.__table__
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{old_key["name"]}"')
+        conn.execute(AddConstraint(next(c for c in table.constraints if c.name == CHUNK_KEY)))
+        return
+    former = f"{table.name}_before_page_key"
+    conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {former}")
+    for index in table.indexes:  # (the renamed table took them along)
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
+    table.create(conn)
+    columns = ", ".join(c.name for c in table.columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {former}")
+    conn.exec_driver_sql(f"DROP TABLE {former}")
 
 
 def reuses_ids(engine: Engine, table: str) -> bool:

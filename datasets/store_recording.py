@@ -292,9 +292,13 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
     if root.is_dir():
         shutil.rmtree(root)
     index_rows = []
+    written: set[str] = set()
     for pseudonym, task_id, cal_id, kind, seq, i, t, data in rows:
         if task_id is not None:
             rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}.jpg"
+            if rel in written:  # two page loads' chunks of one seq (a reload that lost its counter)
+                rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}-t{t:.2f}.jpg"
+            written.add(rel)
             task, cal, kind = exported_task_id(pseudonym, task_id), "", "task"
         else:
             rel, task, cal = f"{pseudonym}/{kind}{cal_id}/{i:04d}.jpg", "", str(cal_id)

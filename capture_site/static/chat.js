@@ -291,5 +291,9 @@ refresh();
 recorder.scheduleLayout(true);
 window.gazepref = { recorder, state: () => ({ turns, current }), gaze: null };
 if (data.gaze) { // webcam gaze for this participant (calibrated in the camera step)
-  import("./webcam.js").then((m) => m.startTaskGaze(data.gaze)).then((c) => { window.gazepref.gaze = c; });
+  // one window of the participant records at a time: the others show a notice (webcam.js)
+  import("./webcam.js").then((m) => m.startTaskGaze(data.gaze, {
+    onCapture: (c) => { window.gazepref.gaze = c; },
+    onActive: (active) => recorder.setActive(active),
+  }));
 }

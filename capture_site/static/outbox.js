@@ -3,7 +3,7 @@
 // Each task's unsent batches live in localStorage ("gazepref:outbox:<task>") with the token and
 // URL needed to send them, so any page of the study (this module is loaded on every page)
 // finishes sending them. Batches go one at a time, gzip-compressed (CompressionStream), and are
-// retried with exponential back-off; the server drops replays (same task + seq), so sending a
+// retried with exponential back-off; the server drops replays (same task, page load + seq), so sending a
 // batch twice is harmless. On pagehide the rest goes out by navigator.sendBeacon (uncompressed:
 // a beacon cannot set Content-Encoding) and also stays stored until a normal send is confirmed.
 

@@ -81,8 +81,20 @@ export class Recorder {
     this.buffers[stream] = Object.fromEntries(COLUMNS[stream].map((c) => [c, []]));
   }
 
+  /** Whether this window is the participant's recording one: in a study with gaze only one window
+   *  records (webcam.js startTaskGaze); while another does, this one shows a notice over the task
+   *  and keeps only its events and visibility rows (an event "other-window" / "this-window" marks
+   *  each change), so the task's mouse, scroll and layout rows are those of the window in use. */
+  setActive(active) {
+    if (!!this.inactive === !active) return; // (a page starts active: no row for that)
+    this.inactive = !active;
+    this.event(active ? "this-window" : "other-window");
+    if (active) this.scheduleLayout(true); // the boxes as they are now (none kept meanwhile)
+  }
+
   /** Append one row; times never go backwards within a stream. */
   add(stream, row) {
+    if (this.inactive && stream !== "events" && stream !== "visibility") return;
     const t = Math.max(row.t, this.lastT[stream] || 0);
     this.lastT[stream] = t;
     const buf = this.buffers[stream];

@@ -148,6 +148,17 @@ export class GazeCapture {
     this.timers.push(setInterval(() => { if (this.transport === "http") this.send(); }, batchMs));
   }
 
+  /** Another window of the participant records from now on (webcam.js startTaskGaze): take no
+   *  more pictures, let go of the camera at once, send what was captured (the socket's frames until
+   *  stored, the outbox; at most ~6 s), then stop. */
+  async handOver() {
+    this.handedOver = true;
+    this.paused = true;
+    for (const track of this.stream.getTracks()) track.stop();
+    await Promise.race([this.flush(), new Promise((r) => setTimeout(r, 6000))]).catch(() => {});
+    this.stop();
+  }
+
   stop() {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
@@ -326,7 +337,7 @@ export class GazeCapture {
   /** The camera stopped (not by the page): no more pictures; say so once. The one place that
    *  decides it: the tracks' "ended" or the stream's "inactive" event, else checkCamera. */
   cameraLost() {
-    if (this.cameraStopped || this.stopped) return;
+    if (this.cameraStopped || this.stopped || this.handedOver) return;
     this.cameraStopped = true;
     this.onCameraStop();
   }
@@ -335,7 +346,7 @@ export class GazeCapture {
    *  fire none): every video track ended, it stopped (cameraLost); else a change of muted (no
    *  pictures for now, see cameraMuted) goes to onCameraMute, once each way. */
   checkCamera() {
-    if (this.cameraStopped || this.stopped) return;
+    if (this.cameraStopped || this.stopped || this.handedOver) return;
     const tracks = this.stream.getVideoTracks();
     if (tracks.length && tracks.every((t) => t.readyState === "ended")) { this.cameraLost(); return; }
     const muted = this.cameraMuted;
@@ -353,7 +364,7 @@ export class GazeCapture {
 
   grab() {
     // a muted camera's video shows its last picture (or black): nothing of the participant to send
-    if (this.cameraStopped || this.cameraPaused || this.video.readyState < 2 || this.grabbing) return;
+    if (this.cameraStopped || this.cameraPaused || this.handedOver || this.video.readyState < 2 || this.grabbing) return;
     // a task page out of sight (another tab or program in front, a second tab of the task): the
     // participant looks elsewhere, and the page's words under the gaze would be made up
     if (this.phase === "task" && document.visibilityState === "hidden") return;
@@ -441,7 +452,7 @@ export class GazeCapture {
   }
 
   /** POST one batch; on a network error, 429 or 5xx try again with back-off: task frames (data)
-   *  for as long as the page is open (the server's (task, seq) key makes a repeat harmless), set-up
+   *  for as long as the page is open (the server's (task, page load, seq) key makes a repeat harmless), set-up
    *  frames (only the face status) three times. */
   async post(meta, frames, tries = meta.phase === "task" ? Infinity : 3) {
     const body = new FormData();
@@ -512,16 +523,117 @@ export function showFace(el, face) {
   return changed;
 }
 
-/** Task pages: stream frames for the task; warn while the face is lost, while the camera sends
- *  no pictures (muted: it comes back by itself) and (for good) when the camera itself stopped:
- *  that needs a reload, not facing the camera. */
-export async function startTaskGaze(gaze) {
-  const warning = document.createElement("p");
-  warning.className = "face-status bad gaze-warning";
-  warning.id = "gaze-warning";
+/** One window records: the name of the Web Lock (per participant) that the task page recording
+ *  gaze holds (navigator.locks: every page of the site in this browser sees it). */
+export function recorderLockName(token) {
+  return `gazepref:gaze-recorder:${token}`;
+}
+
+/** Task pages: record gaze in one window of the participant at a time (a Web Lock per participant,
+ *  :func:`recorderLockName`). The page that holds the lock records (:func:`recordTaskGaze`); a page
+ *  that finds it held (the study open in another window or tab, both visible side by side) opens
+ *  no camera and shows a notice over the page: continue in the other window, or "Use this window",
+ *  which takes the lock over (steal): the other window then stops recording, sends what it has,
+ *  lets go of the camera and shows the notice itself. A page waiting for the lock gets it when the
+ *  other window closes or leaves the task, and records from then on. Without Web Locks (browsers
+ *  before 2022) every page records, as before.
+ *
+ *  ``onCapture(capture)`` is called with the recording GazeCapture (null when it stops here);
+ *  ``onActive(active)`` with whether this window is the one recording (the notice hidden). Returns
+ *  the first capture (null: not recording here, yet). */
+export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () => {} } = {}) {
+  if (!navigator.locks) {
+    const capture = await recordTaskGaze(gaze);
+    onCapture(capture);
+    return capture;
+  }
+  const name = recorderLockName(gaze.token);
+  const notice = otherWindowNotice();
+  let capture = null;
+  let queued = null; // AbortController of the request waiting for the lock
+  let first = null;
+  const firstDone = new Promise((r) => { first = r; });
+
+  const show = (other) => {
+    notice.hidden = !other;
+    const main = document.querySelector("main");
+    if (main) main.inert = other;
+    if (other) notice.querySelector("button").focus({ preventScroll: true });
+    onActive(!other);
+  };
+  // holds the lock from the callback's start until the page goes or the lock is taken over
+  const holding = async (lock) => {
+    if (!lock) return "taken"; // (ifAvailable: another window holds it)
+    show(false);
+    capture = await recordTaskGaze(gaze);
+    onCapture(capture);
+    first(capture);
+    return new Promise(() => {}); // held while this page is open (released when it goes)
+  };
+  const lost = async (e) => {
+    if (e && e.name === "AbortError" && queued && queued.signal.aborted) return; // our own "use this window"
+    // taken over by another window: stop here first (no picture is taken from now on), then send
+    // what was captured and let go of the camera
+    const stopping = capture;
+    capture = null;
+    onCapture(null);
+    show(true);
+    wait();
+    const warning = document.getElementById("gaze-warning");
+    if (warning) warning.hidden = true; // (this window's camera warnings no longer apply)
+    if (stopping) await stopping.handOver();
+  };
+  const wait = () => { // in the queue: the lock comes when the window holding it closes
+    queued = new AbortController();
+    const mine = queued;
+    navigator.locks.request(name, { signal: mine.signal }, holding).catch((e) => { if (!mine.signal.aborted) lost(e); });
+  };
+  notice.querySelector("button").addEventListener("click", () => {
+    if (queued) queued.abort();
+    queued = null;
+    navigator.locks.request(name, { steal: true }, holding).catch(lost);
+  });
+  navigator.locks.request(name, { ifAvailable: true }, holding).then((outcome) => {
+    if (outcome === "taken") { show(true); first(null); wait(); }
+  }, lost);
+  return firstDone;
+}
+
+/** The notice a window shows while another window of the participant records (hidden until then). */
+function otherWindowNotice() {
+  const box = document.createElement("div");
+  box.className = "other-window";
+  box.id = "other-window";
+  box.hidden = true;
+  box.setAttribute("role", "alertdialog");
+  box.setAttribute("aria-modal", "true");
+  box.setAttribute("aria-labelledby", "other-window-text");
+  const text = document.createElement("p");
+  text.id = "other-window-text";
+  text.textContent = "This study is open in another window. Please continue there, or use this window "
+    + "instead (the other window then stops).";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.id = "use-this-window";
+  button.textContent = "Use this window";
+  box.append(text, button);
+  document.body.appendChild(box);
+  return box;
+}
+
+/** Record the task's gaze in this page: open the camera and stream frames for the task; warn while
+ *  the face is lost, while the camera sends no pictures (muted: it comes back by itself) and (for
+ *  good) when the camera itself stopped: that needs a reload, not facing the camera. */
+export async function recordTaskGaze(gaze) {
+  let warning = document.getElementById("gaze-warning");
+  if (!warning) {
+    warning = document.createElement("p");
+    warning.className = "face-status bad gaze-warning";
+    warning.id = "gaze-warning";
+    warning.setAttribute("role", "status");
+    document.body.appendChild(warning);
+  }
   warning.hidden = true;
-  warning.setAttribute("role", "status");
-  document.body.appendChild(warning);
   let stream;
   try {
     stream = await openCamera(gaze.settings.width, gaze.settings.height);
@@ -535,7 +647,7 @@ export async function startTaskGaze(gaze) {
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task", urls: gaze.urls,
     task: gaze.task, nextSeq: gaze.next_seq, calibration: gaze.calibration,
     onStatus: (face) => {
-      if (capture.cameraStopped || capture.cameraPaused) return; // its warning stays
+      if (capture.cameraStopped || capture.cameraPaused || capture.handedOver) return; // its warning stays
       const now = performance.now();
       if (face && face.found) seen = now;
       warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)

@@ -465,3 +465,79 @@ def test_while_the_face_model_loads_the_set_up_says_so(make_app, tmp_path):
         assert "idle" in page.get_attribute("#face-status", "class") and page.is_disabled("#start-calibration")
         page.wait_for_timeout(500)
         assert held and page.get_attribute("#face-status", "data-code") == "loading"
+
+
+def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, tmp_path):
+    """The task open in two windows, both in view (two pages of one browser: both visible): the
+    first records, the second opens no camera and says the study is open in another window; its
+    "Use this window" takes over: the first stops, lets go of the camera and shows the notice. The
+    task's gaze rows come from one window at a time (server mode: the fake webcam's frames over
+    the WebSocket)."""
+    from playwright.sync_api import sync_playwright
+
+    from browsertest import launch, new_context
+    from gazepref.capture_site.serving import BackgroundServer
+    from gazetest import answer_step, calibrate, to_calibration
+    from sitetest import page_data
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
+    client = app.test_client()
+    token = to_calibration(client, "TWO-WINDOWS")["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+
+    def chunks() -> dict[float, tuple[float, float]]:
+        """{page load: (first, last) epoch ms} of the task's stored gaze rows."""
+        with app.extensions["gazepref"].sessions() as dbs:
+            found = dbs.execute(select(store.StreamChunk.clock_origin_epoch_ms, store.StreamChunk.t_start,
+                                       store.StreamChunk.t_end).where(store.StreamChunk.task_id == task_id,
+                                                                      store.StreamChunk.stream == "gaze")).all()
+        spans: dict[float, tuple[float, float]] = {}
+        for origin, t0, t1 in found:
+            lo, hi = spans.get(origin, (np.inf, -np.inf))
+            spans[origin] = (min(lo, origin + t0), max(hi, origin + t1))
+        return spans
+
+    notice = "#other-window:not([hidden])"
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
+                              "--use-fake-ui-for-media-stream"])
+        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
+        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
+        try:
+            first, second = ctx.new_page(), ctx.new_page()
+            for page in (first, second):
+                page.set_default_timeout(20_000)
+            first.goto("/step")
+            wait_for_function(first, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
+            second.goto("/step")
+            second.wait_for_timeout(3000)  # (a second window recording would have stored frames by now)
+            first.evaluate("window.gazepref.gaze.flush()")
+            origins = first.evaluate("[performance.timeOrigin]") + second.evaluate("[performance.timeOrigin]")
+            assert set(chunks()) == {origins[0]}, f"one window records: {chunks()}, pages {origins}"
+            assert second.is_visible(notice) and "open in another window" in second.text_content("#other-window")
+            assert second.evaluate("window.gazepref.gaze") is None and not first.is_visible(notice)
+            # the window behind the notice keeps no mouse, scroll or layout rows of its own
+            assert second.evaluate("window.gazepref.recorder.inactive") is True
+            assert not first.evaluate("window.gazepref.recorder.inactive")
+
+            first.evaluate("window.held = window.gazepref.gaze")
+            second.click("#use-this-window")  # the second window takes over
+            first.wait_for_selector(notice)
+            wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
+            assert not second.is_visible(notice) and second.evaluate("window.gazepref.recorder.inactive") is False
+            wait_for_function(first, "window.held.stopped")
+            assert first.evaluate("window.gazepref.recorder.inactive") is True
+            assert first.evaluate("window.held.stream.getTracks().every((t) => t.readyState === 'ended')"), \
+                "the window that stopped recording let go of the camera"
+            assert first.evaluate("window.gazepref.gaze") is None
+            second.evaluate("window.gazepref.gaze.flush()")
+        finally:
+            ctx.close()
+            browser.close()
+    spans = chunks()
+    assert set(spans) == set(origins), spans
+    assert spans[origins[0]][1] < spans[origins[1]][0], f"one window at a time: {spans}"

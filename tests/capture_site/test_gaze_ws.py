@@ -581,6 +581,35 @@ def test_a_lost_sockets_frames_are_kept_when_the_reloaded_page_stored_first(make
                       **{(reloaded, s): [100.0 * s - 500.0] for s in range(5, 8)}}
 
 
+@pytest.mark.parametrize("first", ["reloaded", "lost"])
+def test_a_reloaded_page_without_its_counter_reuses_seqs_and_loses_nothing(make_app, tmp_path, database, first):
+    """The page is reloaded while its socket to host A holds frames 0-4 (seqs 0-4) unstored, and
+    the reloaded page has lost its saved counter (localStorage cleared or unavailable): it starts at
+    the server's next seq, 0 (nothing stored yet), and sends seqs 0-4 again, other frames of its
+    own page load. Whichever stores first, both page loads' frames are stored: a seq names a frame
+    (or batch) of one page load (origin), so the other page load's chunk of the same seq is neither
+    a replay nor a duplicate."""
+    hosts = _hosts(make_app, tmp_path, database)
+    hosts[1].config["GAZE_WS_COMMIT_MS"] = 0  # (B stores each frame at once)
+    token, task_id = _fresh_task(hosts[0])
+    reloaded = 1.7e12 + 60_000.0
+    with BackgroundServer(hosts[0]) as url_a, BackgroundServer(hosts[1]) as url_b:
+        ws_a, _ = _connect(url_a, token)
+        assert all(a["face"]["found"] for a in _send_frames(ws_a, task_id, range(5)))
+        if first == "lost":
+            ws_a.close()
+            assert _settled(hosts[0], task_id, 5) == {(1.7e12, 4): [100.0 * i for i in range(5)]}
+        ws_b, _ = _connect(url_b, token)
+        answers = _send_frames(ws_b, task_id, range(5), reloaded, 1000.0)
+        assert not any(a.get("duplicate") for a in answers), answers
+        ws_b.close()
+        if first == "reloaded":
+            ws_a.close()
+        chunks = _settled(hosts[0], task_id, 10)
+    assert chunks == {(1.7e12, 4): [100.0 * i for i in range(5)],
+                      **{(reloaded, s): [1000.0 + 100.0 * s] for s in range(5)}}
+
+
 def test_a_buffer_whose_participant_withdrew_is_refused_as_their_token_would_be(wapp):
     """The participant withdraws (their task is deleted) while the socket buffers their frames:
     the buffer's store finds the task gone and the socket answers it as it answers a refused

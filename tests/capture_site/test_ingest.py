@@ -67,6 +67,21 @@ def test_batch_is_stored_and_replay_adds_nothing(client, task, dbs):
     assert mouse.num_rows == 60 and mouse.column("x").to_pylist()[:2] == [100.0, 101.0]
 
 
+def test_a_reloaded_pages_batch_of_a_seq_the_earlier_page_used_is_stored(client, task, dbs):
+    """A page reloaded without its saved counter (localStorage cleared or unavailable) numbers its
+    batches on from the server's next seq while the earlier page's last batch (its pagehide beacon)
+    is still on the way: the same seq, another page load (origin). Both are stored, in either
+    order; a replay is the same page load's seq."""
+    later = dict(batch(task, 0, t0=5000.0), origin=1_763_860_060_000.25)
+    assert post(client, task, later).json["duplicate"] is False
+    assert post(client, task, batch(task, 0)).json == {"ok": True, "seq": 0, "stored": 60, "duplicate": False}
+    assert post(client, task, batch(task, 0)).json["duplicate"] is True  # a replay of either adds nothing
+    assert post(client, task, later).json["duplicate"] is True
+    assert tuple(counts(dbs, task)) == (2, 120)
+    mouse = store.read_stream(dbs, dbs.get(store.Task, task["task"]), "mouse")
+    assert mouse.num_rows == 120
+
+
 def test_concurrent_copies_of_a_later_batch_store_it_once(app, client, task, dbs):
     """A task's later batches take the one-statement insert (PostgreSQL: autocommit): copies
     arriving at once store the batch's chunks once, all of them or none."""

@@ -48,15 +48,20 @@ def test_chunk_round_trip_keeps_types_and_extra_eye_columns(db):
 
 
 def test_replayed_chunk_is_rejected_by_the_key(db):
+    """The key is (task, stream, page load, seq): the same page load's seq again is a replay;
+    another page load's chunk of that seq (a reload that lost the page's counter) is its own."""
     s, task = db
     m = pa.table({"t": [1.0], "x": [1.0], "y": [1.0]})
-    s.add(store.make_chunk(task.id, "mouse", 7, m))
+    s.add(store.make_chunk(task.id, "mouse", 7, m, clock_origin_epoch_ms=1.7e12))
     s.commit()
-    s.add(store.make_chunk(task.id, "mouse", 7, m))
+    s.add(store.make_chunk(task.id, "mouse", 7, m, clock_origin_epoch_ms=1.7e12))
     with pytest.raises(IntegrityError):
         s.commit()
     s.rollback()
     assert store.read_stream(s, task, "mouse").num_rows == 1
+    s.add(store.make_chunk(task.id, "mouse", 7, m, clock_origin_epoch_ms=1.7e12 + 60_000))
+    s.commit()
+    assert store.read_stream(s, task, "mouse").num_rows == 2
 
 
 @pytest.mark.parametrize("table, problem", [
@@ -223,3 +228,57 @@ def test_make_engine_names_a_url_it_cannot_use_in_one_line(url, reason):
     assert "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE" in msg
     for part in ("hunter2", "hun", "ter2"):
         assert part not in msg, msg
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_init_db_keys_the_chunks_of_an_older_database_by_page_load(kind: str, tmp_path: Path, request):
+    """A database made when chunks were keyed (task, stream, seq) is moved onto the key with the
+    page load (:data:`store.CHUNK_KEY`) at the next start, its chunks kept: another page load's
+    chunk of a stored seq is then taken, a replay (same page load) still refused."""
+    from sqlalchemy import MetaData, UniqueConstraint, inspect, select
+    from sqlalchemy.orm import Session
+
+    if kind == "sqlite":
+        url = store.sqlite_url(tmp_path / "old.sqlite")
+    else:
+        admin = store.make_engine(request.getfixturevalue("postgres_url"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS chunk_key_upgrade WITH (FORCE)"))
+            conn.execute(text("CREATE DATABASE chunk_key_upgrade"))
+        admin.dispose()
+        url = request.getfixturevalue("postgres_url").rsplit("/", 1)[0] + "/chunk_key_upgrade"
+    old = MetaData()
+    for table in store.Base.metadata.sorted_tables:  # the schema as it was: (task, stream, seq)
+        copy = table.to_metadata(old)
+        if table.name == "stream_chunks":
+            copy.constraints = {c for c in copy.constraints if not isinstance(c, UniqueConstraint)}
+            copy.append_constraint(UniqueConstraint("task_id", "stream", "seq"))
+    engine = store.make_engine(url)
+    old.create_all(engine)
+    with Session(engine) as s, s.begin():
+        p = store.Participant(study=store.Study(slug="s", name="s", salt="x"), pseudonym="p", consent=True)
+        s.add(store.Task(participant=p, index=0, kind="pairwise"))
+    with Session(engine) as s:
+        task = s.scalars(select(store.Task.id)).one()
+
+    def chunk(origin: float) -> None:
+        with engine.begin() as conn:
+            conn.execute(store.StreamChunk.__table__.insert().values(
+                task_id=task, stream="mouse", seq=0, clock_origin_epoch_ms=origin, t_start=0.0, t_end=1.0, n=1,
+                columns="t", raw_size=1, data=b"x", received_at=store.utcnow()))
+
+    chunk(1.0)
+    with pytest.raises(IntegrityError):  # the former key: another page load's seq 0 is refused
+        chunk(2.0)
+    store.init_db(engine)
+    store.init_db(engine)  # (a later start finds the current key)
+    chunk(2.0)
+    with pytest.raises(IntegrityError):  # a replay
+        chunk(2.0)
+    with engine.connect() as conn:
+        origins = conn.execute(select(store.StreamChunk.clock_origin_epoch_ms).order_by(
+            store.StreamChunk.clock_origin_epoch_ms)).scalars().all()
+        indexes = {i["name"] for i in inspect(conn).get_indexes("stream_chunks")}
+    engine.dispose()
+    assert origins == [1.0, 2.0]
+    assert {"ix_stream_chunks_task_id", "ix_stream_chunks_gaze_time"} <= indexes
