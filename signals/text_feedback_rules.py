@@ -110,6 +110,8 @@ _PROSE_WORDS = _EN_FUNCTION | _CHAT_VERDICT
 def english_evidence(text: str) -> tuple[int, int]:
     """(English, other-language) function-word counts of the prose of ``text`` (code left out)."""
     words = [w.replace("’", "'") for w in _TOKEN.findall(prose_text(text, normalized=False).lower())]
+    # a word said twice in a row is one ("la la land", "da da da" are names and sounds, not Spanish)
+    words = [w for i, w in enumerate(words) if not i or w != words[i - 1]]
     return sum(w in _EN_FUNCTION for w in words), sum(w in _FOREIGN_FUNCTION for w in words)
 
 
@@ -242,6 +244,7 @@ def _ur(text: str, end: int) -> str:
 # one letter is cut to one, or to two where that makes one of these short words ("gooood", "tooo
 # long") or a longer word of the vocabulary below ("runnning").
 # Tokens of roman-numeral letters and "w" only ("www", "xxx", "WWIII") are names, not emphasis.
+_TRIPLE = re.compile(r"([^\W\d_])\1\1")
 _ELONGATED = re.compile(r"\b(?=[^\W\d_]*([^\W\d_])\1\1)[^\W\d_]+\b")
 _DOUBLED_WORDS = frozenset(
     """good cool too soon see all well off feel need hmm sorry really still will ahh ohh
@@ -320,7 +323,8 @@ def _normalize_prose(t: str, english: bool, foreign: bool) -> str:
     for rx, words in _EMOJI_WORDS:
         t = re.sub(rx, words, t)
     t = t.replace("\ufe0f", "")
-    t = _ELONGATED.sub(_squeeze, t)
+    if _TRIPLE.search(t):
+        t = _ELONGATED.sub(_squeeze, t)
     if not foreign:
         t = re.sub(r"\b[a-zA-Z]{4,}\b", lambda m: _fix_typo(m.group(0)), t)
         t = _ABBREV_RX.sub(
@@ -333,6 +337,7 @@ def _normalize_prose(t: str, english: bool, foreign: bool) -> str:
     return re.sub(r"[ \t]{2,}", " ", t)
 
 
+@lru_cache(maxsize=1024)
 def chat_normalize(text: str) -> str:
     """Chat-style text in tidy form: emoji as words, abbreviations spelled out, runs of punctuation cut.
 
@@ -360,29 +365,32 @@ _RUN_TOKEN = re.compile(r"[^\W_]+")
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
 
 
+@lru_cache(maxsize=512)
 def _acronyms(prev_query: str) -> dict[str, str]:
     toks = _RUN_TOKEN.findall(str(prev_query or ""))
+    heads = []  # per token: its possible initials, or None for a stop word (which ends a run)
+    for k, t in enumerate(toks):
+        low = t.lower()
+        if t.isdigit():
+            heads.append((t,))
+        elif k and (t.isupper() or t.islower()) and low in _ROMAN:  # "World War II", "world war ii"
+            heads.append((_ROMAN[low], low))
+        elif low in STOPWORDS or not t[:1].isalpha():
+            heads.append(None)
+        else:
+            heads.append((low[0],))
     out: dict[str, str] = {}
     for i in range(len(toks)):
+        if heads[i] is None or not toks[i][:1].isalpha():
+            continue
+        variants = list(heads[i])
         for n in range(2, 5):
-            run = toks[i : i + n]
-            if len(run) < n or any(t.lower() in STOPWORDS and t not in ("I", "II", "III") for t in run):
+            j = i + n - 1
+            if j >= len(toks) or heads[j] is None:
                 break
-            if not run[0][:1].isalpha():
-                break
-            variants = [""]
-            for k, t in enumerate(run):
-                low = t.lower()
-                if t.isdigit():
-                    heads = [t]
-                elif k and (t.isupper() or t.islower()) and low in _ROMAN:  # "World War II", "world war ii"
-                    heads = [_ROMAN[low], low]
-                else:
-                    heads = [low[0]]
-                variants = [v + h for v in variants for h in heads]
+            variants = [v + h for v in variants for h in heads[j]]
             for v in variants:
-                if len(v) >= 2:
-                    out.setdefault(v, " ".join(run))
+                out.setdefault(v, " ".join(toks[i : j + 1]))
     return out
 
 
@@ -475,7 +483,7 @@ _FORMATS = (  # what a terse "in X" / "as X" instruction names: a programming or
     r"|bullet points?|bullets|a list|list|(?:a )?table|points|steps|json|csv|markdown|code|one sentence|one paragraph|a paragraph"
     r"|(?:\d+|one|two|three|five|ten) (?:words|sentences|lines|points|bullets)|a haiku|a poem|metric|imperial|cups|grams|celsius|fahrenheit"
     r"|km|kms|kilometers|kilometres|miles|mi|meters|metres|feet|ft|inches|cm|mm|kg|kilos|lbs|pounds|ounces|oz|ml|liters|litres"
-    r"|mph|kph|kmh|dollars|usd|euros|eur|hours|minutes|seconds|percent|percentages"
+    r"|mph|kph|kmh|kwh|watts|dollars|usd|euros|eur|hours|minutes|seconds|percent|percentages"
 )
 CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the fix
     r"[\w)],\s*not\s+(?:the |a |an )?[\w'’.,-]+?[\s.!]*$|[\w)],\s*not\s+(?:the |a |an )?[\w'’.-]+\s*[.;!]",  # "... in 2006, not 2008."
@@ -559,7 +567,7 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that'?s|that is|this is|it'?s|it is|you'?re|that|this|it) "
     r"(?:is )?(?:right|correct|true|accurate)\b|\bare you sure\b|\bthat can'?t be (?:right|true|correct)\b",
     # "that's not it", "not quite", "nah that's not it"
-    r"(?:^|[.?!,]\s*)(?:really|seriously|are you sure|you sure|is that (?:right|true|correct|so))\W*\?+\s*$",
+    r"(?:^|[.?!,]\s*)(?:really|seriously|are you sure|you sure|is that (?:right|true|correct|so))\s*\?+\s*$",
     r"\b(?:that|this)'?s not it\b|^\W*(?:(?:no|nope|nah|hmm+)\W+)?(?:not quite|not it|not really)\W*(?:right|correct)?\W*$",
     # a failure report: "still broken", "nothing happens", "same error", "it crashes"
     r"\bstill (?:broken|not working|failing|crashing|the same (?:error|problem|issue)|get(?:ting)? (?:the same|an?) error)\b"
@@ -649,7 +657,7 @@ POSITIVE_CUES = _rx(
     r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
     r"\bexactly what i (?:needed|wanted|was looking for)\b",
     r"\byou(?:'re| are) (?:the best|a (?:lifesaver|life saver|legend|star|champ|gem|godsend)|awesome|amazing|brilliant|the man)\b",
-    r"^\W*(?:that'?s |it'?s |this is )?not (?:too |so |that )?shabby\b",
+    r"^\W*(?:that'?s |it'?s |this is )?not (?:too |so |that |half )?(?:shabby|bad)\b",
     # a word of praise opening a later sentence: "Satya Nadella. great, and who is the cfo?"
     r"[.!]\s+(?:great|perfect|awesome|excellent|nice|cool|thanks|thank you)\s*[,.!]",
     r"\b(?:came out|turned out) (?:great|well|perfect)\b|\bloved it\b",
@@ -761,10 +769,14 @@ _EITHER_OR = re.compile(
 def value_doubt(prev_response: str, text: str) -> bool:
     """The message asks which of two of the answer's own values holds ("so is it 95 or 100?")."""
     cw_r = content_words(prev_response)
-    nums = set(_NUMBER.findall(str(prev_response or "")))
     for m in _EITHER_OR.finditer(text):
         a, b = m.group("a").strip(".,"), m.group("b").strip(".,")
-        if all((x in nums) or (content_words(x) and content_words(x) <= cw_r) for x in (a, b)):
+        if all(_numbers(x) and _numbers(x) <= _numbers(prev_response) for x in (a, b)):
+            return True  # two numbers the answer gave: "is it 95 or 100?"
+        # two words of the answer, after a sign of confusion ("wait so does it heat or cool"; not "did
+        # they start as friends or rivals?", a question about what the answer told)
+        if all(content_words(x) and content_words(x) <= cw_r for x in (a, b)) and re.search(
+                r"\b(?:wait|so|then|confused|confusing|which is it)\b", text[: m.start() + 3], re.IGNORECASE):
             return True
     return False
 
@@ -825,7 +837,9 @@ _SUGGESTION = re.compile(
     re.IGNORECASE,
 )
 # "it fell in 1989 not 1991", "ottawa not toronto": a value followed by "not" and a value the answer gave
-_NOT_VALUE = re.compile(r"(?<![\w'’.-])(?P<x>[^\W_][\w'’.-]*)\s+not\s+(?:the |a |an )?(?P<y>[^\W_][\w'’.-]*)", re.IGNORECASE)
+_NOT_VALUE = re.compile(
+    r"(?<![\w'’.,-])(?P<x>[^\W_](?:[\w'’.-]|,(?=\d{3}))*)(?:\s+(?:m|km|kg|g|cm|mm|ft|mi|lbs?|ml|l|%|percent|years?|people|million|billion))?"
+    r",?\s+not\s+(?:the |a |an )?(?P<y>[^\W_](?:[\w'’.-]|,(?=\d{3}))*)", re.IGNORECASE)
 # a statement of the fact with another number: "the wall fell in 1989" after "... fell in 1991"
 _STATEMENT = re.compile(
     r"^\W*(?:(?:no|nope|nah|actually|but|well|um+|uh+)\W+)*(?:(?:the|his|her|their|its) \w+(?: \w+)?|it|he|she|they|that|this)\s+(?:\w+\s+)?"
@@ -834,9 +848,15 @@ _STATEMENT = re.compile(
 )
 _DENIAL = re.compile(r"^\W*(?:no+|nope|nah|wrong|incorrect|false|not true|not correct|not right)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+@lru_cache(maxsize=512)
+def _numbers(text: str) -> frozenset[str]:
+    """The numbers of a text, thousands separators dropped ("5,199" and "5199" are one number)."""
+    return frozenset(re.sub(r"(?<=\d)[,.](?=\d{3}(?!\d))", "", n) for n in _NUMBER.findall(str(text or "")))
 #: a quoted answer value and the value stated after it in an all-lowercase message are read as a
 #: correction ("istanbul. its ankara") when the caller's ``similar`` finds them of one kind
-SAME_KIND_SIMILARITY = 0.65
+SAME_KIND_SIMILARITY = 0.6
 
 
 def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, similar=None) -> bool:
@@ -858,7 +878,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
     cw_q, cw_r = content_words(prev_query), content_words(prev_response)
     said = cw_q | cw_r
     cased = text != text.lower()
-    numbers_r = {n for n in _NUMBER.findall(str(prev_response or ""))}
+    numbers_r = _numbers(prev_response)
 
     def looks_like_value(fix: str) -> bool:  # a number, or a name ("Ottawa", "in Lyon")
         return bool(re.search(r"\d", fix)) or (cased and any(t[:1].isupper() for t in _TOKEN.findall(fix) if t.lower() not in STOPWORDS))
@@ -869,7 +889,9 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
     # "X not Y": Y is what the answer said, X is not
     for m in _NOT_VALUE.finditer(text):
         x, y = content_words(m.group("x")), content_words(m.group("y"))
-        if x and y and not x & said and y & cw_r and not y & cw_q and not re.search(r"\?", text[m.end():m.end() + 80]) \
+        nx, ny = _numbers(m.group("x")), _numbers(m.group("y"))
+        y_said = bool(y & cw_r and not y & cw_q) or bool(ny and ny <= numbers_r)  # "5199" for "5,199"
+        if x and y and not x & said and not (nx and nx <= numbers_r) and y_said and not re.search(r"\?", text[m.end():m.end() + 80]) \
                 and not _QUESTION_START.match(text) and not text.rstrip().endswith("?"):
             return True
     parts = re.split(r"([!?;\n\"“”]+|[.,](?=\s|$)|\s[-–—]\s)", text)
@@ -907,7 +929,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
                     POSITIVE_CUES.search(clause) or NEGATIVE_CUES.search(clause) or CLARIFY_CUES.search(clause)):
             return True  # a bare value after a denial: "NO. 1989", "Nope, Ankara"
         if "?" not in end and _STATEMENT.match(clause) and len(words) <= 10:
-            nums = set(_NUMBER.findall(clause))
+            nums = _numbers(clause)
             rest = {w for w in words if not re.search(r"\d", w)}
             if nums and numbers_r and not nums & numbers_r and rest and rest <= said \
                     and any(len(a) == len(b) for a in nums for b in numbers_r):
