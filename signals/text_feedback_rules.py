@@ -242,7 +242,8 @@ def _ur(text: str, end: int) -> str:
 
 # Letters typed again for emphasis ("sooo", "thanksss", "nooo", "ughhh"): a run of three or more of
 # one letter is cut to one, or to two where that makes one of these short words ("gooood", "tooo
-# long") or a longer word of the vocabulary below ("runnning").
+# long") or a word of four or more letters of the vocabulary below ("mooon", "runnning"; "sooo" is
+# "so", not "soo").
 # Tokens of roman-numeral letters and "w" only ("www", "xxx", "WWIII") are names, not emphasis.
 _TRIPLE = re.compile(r"([^\W\d_])\1\1")
 _ELONGATED = re.compile(r"\b(?=[^\W\d_]*([^\W\d_])\1\1)[^\W\d_]+\b")
@@ -257,7 +258,7 @@ def _squeeze(m: re.Match) -> str:
     if not set(tok.lower()) - set("ivxlcdmw") or len(set(tok.lower())) == 1:  # "WWIII", "www", "aaa"
         return tok
     two = re.sub(r"([^\W\d_])\1{2,}", r"\1\1", tok)
-    if two.lower() in _DOUBLED_WORDS or (len(two) >= 5 and two.lower() in _vocabulary()):  # "runnning" -> "running"
+    if two.lower() in _DOUBLED_WORDS or (len(two) >= 4 and two.lower() in _vocabulary()):  # "mooon", "runnning"
         return two
     return re.sub(r"([^\W\d_])\1{2,}", r"\1", tok)
 
@@ -389,8 +390,11 @@ def _acronyms(prev_query: str) -> dict[str, str]:
             if j >= len(toks) or heads[j] is None:
                 break
             variants = [v + h for v in variants for h in heads[j]]
+            run = toks[i : j + 1]
             for v in variants:
-                out.setdefault(v, " ".join(toks[i : j + 1]))
+                # two letters name only a capitalised name ("NY", "the US"; not "gl" for "good laptop")
+                if len(v) > 2 or all(t[:1].isupper() or t.isdigit() for t in run):
+                    out.setdefault(v, " ".join(run))
     return out
 
 
@@ -465,7 +469,7 @@ REPEAT_CUES = _rx(
     r"\bmy (?:question|query) (?:was|is)\b",
     r"\b(?:let me|i'?ll) (?:rephrase|ask again|try again)\b",
     r"\bin other words\b",
-    r"\b(?:answer|read) my question\b",
+    r"(?<!n't )(?<!not )(?<!never )\b(?:answer|read) my question\b",  # (not "that doesn't answer my question": a complaint)
     r"\bi(?:'m| am) asking\b",
     r"\bagain[,:]? (?:who|what|when|where|why|how|which)\b",
     r"\b(?:tell|say|list) (?:me )?(?:it |that |this |them )?again\b",
@@ -561,7 +565,7 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     # the assistant as the subject of a failure: "you misunderstood", "you're making things up",
     # "you contradicted yourself", "you keep repeating the same thing", "you ignored my question"
     r"\byou(?:'re| are| have| just| still|'ve)? (?:misunderstood|misread|misunderstanding|ignored|ignoring|contradict(?:ed|ing)?"
-    r"|hallucinat\w*|mak(?:e|ing) (?:things|stuff|it|that) up|made (?:things|stuff|it|that) up|keep (?:repeating|saying|giving|ignoring)"
+    r"|hallucinat\w*|(?:mak(?:e|ing)|made) (?:\w+ ){1,2}up|keep (?:repeating|saying|giving|ignoring)"
     r"|repeat(?:ed|ing)? yourself|missed the point|got (?:it|that|this) wrong|are not (?:listening|helping))\b",
     # doubting the answer: "i don't think that's right", "not sure that's correct", "are you sure?"
     r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that'?s|that is|this is|it'?s|it is|you'?re|that|this|it) "
@@ -924,7 +928,8 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         words = content_words(clause)
         toks = _TOKEN.findall(clause)
         bare_value = len(clause.split()) <= 3 and (bool(re.search(r"\d", clause)) or (cased and toks and all(t[:1].isupper() for t in toks)))
-        if (denied or complaint) and not m and words and bare_value and not words & said \
+        news = (_numbers(clause) - numbers_r) if re.search(r"\d", clause) else (words - said)
+        if (denied or complaint) and not m and words and bare_value and news \
                 and "?" not in end and not _QUESTION_START.match(clause) and not (
                     POSITIVE_CUES.search(clause) or NEGATIVE_CUES.search(clause) or CLARIFY_CUES.search(clause)):
             return True  # a bare value after a denial: "NO. 1989", "Nope, Ankara"
