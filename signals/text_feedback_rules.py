@@ -533,7 +533,7 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\byou(?:'re| are) (?:wrong|mistaken|incorrect)\b",
     r"\b(?:does ?n[o']t|did ?n[o']t|do ?n[o']t) (?:answer|work|help|make (?:any )?sense|explain)\b",
     r"\byou (?:did ?n[o']t|never) (?:answer|say|mention|explain|include|tell)\b",
-    r"\bnot what i (?:asked|wanted|meant|was looking for)\b",
+    r"\bnot what i (?:asked|wanted|meant|was looking for|was asking|am asking|'m asking|was after)\b",
     r"\b(?:makes|made) no sense\b",
     r"\bnot (?:really )?(?:helpful|useful|what i)\b",
     r"\b(?:useless|unhelpful|nonsense|wrong answer|oversimplified|too basic|too generic|generic list)\b",
@@ -547,7 +547,10 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\bthat is not correct\b|\bthat'?s not correct\b",
     # a bare "no" / "wrong" / thumbs down / sad face, alone or with a word of emphasis
     r"^\W*(?:(?:no|nope|nah|wrong|incorrect|false|not true|not correct|not right|thumbs down|sad face|ugh|bad|meh)\W*){1,3}$",
-    r"n'?t what i (?:asked|wanted|meant|was looking for|need)\b",
+    # ... with a word of address or a filler: "nah bro", "lol no", "nope, dude"
+    rf"^{_SHORT}\W*(?:(?:lol|lmao|omg|ugh|bro|dude|man|mate)\W+){{0,2}}(?:no|nope|nah|wrong|incorrect)"
+    r"(?:\W+(?:no|nope|nah|wrong|incorrect|bro|dude|man|mate|lol|lmao|smh|ugh|sorry))*\W*$",
+    r"n'?t what i (?:asked|wanted|meant|was looking for|need|was asking|am asking|'m asking|was after)\b",
     # the answer's code or steps failed: "doesn't work", "it still doesn't run" (not "Democrats not working")
     r"(?:^\W*|\b(?:it|this|that|code|query|script|formula|command|solution|method|function|answer|one)\s+)(?:still\s+)?"
     r"(?:(?:does|did|is|do)\s*n'?t|not|never)\s+(?:work|working|run|running|compile|compiling)\b",
