@@ -984,7 +984,10 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     toronto. its ottawa"). Besides the named features (:data:`RULE_FEATURES`), the dict holds
     ``pasted_error``, ``complaint_text`` (a complaint cue in the prose) and ``foreign`` (the message
     reads as another language, :func:`is_foreign`), which the classifier's evidence gate and
-    confidence use.
+    confidence use. Acronyms of the previous query's names are spelt out first
+    (:func:`expand_acronyms`). ``similar(a, b) -> float``, optional, is a similarity of two short
+    texts (the classifier passes MiniLM's cosine): with it, an all-lowercase "istanbul. its ankara"
+    is a correction when the two values are of one kind (see :func:`fact_fix`).
     """
     raw_next = next_query
     prev_query = chat_normalize(prev_query)

@@ -1,11 +1,20 @@
 """The lexical rules of the text-feedback classifier (no model): what chat_normalize rewrites and what it
 leaves alone (code, other languages), and the cue features behind sarcasm, corrections of a named
-fact, pasted errors and questions about a term."""
+fact, pasted errors and questions about a term; rules v3: emphasis, misspelt feedback words (with
+the MiniLM vocabulary), acronyms of the previous query, and the chat cue families of the probe set."""
 from __future__ import annotations
 
 import pytest
 
-from gazepref.signals.text_feedback_rules import chat_normalize, is_foreign, prose_text, rule_features, split_code
+from gazepref.signals.text_feedback_rules import (
+    _vocabulary,
+    chat_normalize,
+    expand_acronyms,
+    is_foreign,
+    prose_text,
+    rule_features,
+    split_code,
+)
 
 _TRACE = (
     "Traceback (most recent call last):\n"
@@ -177,8 +186,6 @@ def test_long_pasted_text_is_read_in_linear_time(text):
 
 
 # --- rules v3: how chat users really type (see benchmarks/data/feedback_probe.jsonl) -------------
-
-from gazepref.signals.text_feedback_rules import _vocabulary, expand_acronyms  # noqa: E402
 
 
 @pytest.mark.parametrize(
