@@ -338,7 +338,6 @@ def _normalize_prose(t: str, english: bool, foreign: bool) -> str:
     return re.sub(r"[ \t]{2,}", " ", t)
 
 
-@lru_cache(maxsize=1024)
 def chat_normalize(text: str) -> str:
     """Chat-style text in tidy form: emoji as words, abbreviations spelled out, runs of punctuation cut.
 
@@ -349,7 +348,12 @@ def chat_normalize(text: str) -> str:
     only emoji and runs of punctuation are read there); "im" and "dont", words of German and French,
     are rewritten only where the message shows English function words.
     """
-    text = str(text or "")
+    return _chat_normalize(str(text or ""))
+
+
+@lru_cache(maxsize=1024)
+def _chat_normalize(text: str) -> str:
+    # (cached: a message and the previous query are read by several rules of one pair)
     pieces = split_code(text)
     en, other = english_evidence(text) if any(not c for _, c in pieces) else (0, 0)
     foreign = _reads_foreign(en, other)
