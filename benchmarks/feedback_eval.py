@@ -16,6 +16,9 @@
    instructions, sarcasm, negation, emoji, pasted errors, a few non-English words, long messages
    with the cue at the end, repeats with typos, plain new questions as controls). Each line has a
    ``phenomenon`` key besides the usual ones; ``--show-errors`` lists the misclassified lines.
+5. With ``--probe``: the same per-phenomenon table on ``benchmarks/data/feedback_probe.jsonl`` (or
+   FILE), a held-out-style chat probe set of 178 messages in 18 phenomena, written before the rules
+   v3 round was measured on it (see docs/text_feedback.md).
 """
 from __future__ import annotations
 
@@ -121,6 +124,7 @@ def train_cv(folds: int = 5) -> dict:
 
 
 STRESS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "feedback_stress.jsonl")
+PROBE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "feedback_probe.jsonl")
 
 
 def stress_metrics(rows, preds) -> dict:
@@ -167,7 +171,11 @@ def main(argv=None) -> int:
         "--stress", nargs="?", const=STRESS_FILE, metavar="FILE",
         help="accuracy per phenomenon on the chat-style stress set (default benchmarks/data/feedback_stress.jsonl)",
     )
-    ap.add_argument("--show-errors", action="store_true", help="with --stress: list the misclassified lines")
+    ap.add_argument(
+        "--probe", nargs="?", const=PROBE_FILE, metavar="FILE",
+        help="accuracy per phenomenon on the chat probe set (default benchmarks/data/feedback_probe.jsonl)",
+    )
+    ap.add_argument("--show-errors", action="store_true", help="with --stress/--probe: list the misclassified lines")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -184,9 +192,10 @@ def main(argv=None) -> int:
         result["train_cv"] = train_cv()
     if args.ifllm:
         result["ifllm"] = ifllm_flag_rate(args.ifllm, clf, show=args.show_flags)
-    if args.stress:
-        srows = load_jsonl(args.stress)
-        result["stress"] = stress_metrics(srows, list(clf.predict(srows)))
+    for key in ("stress", "probe"):
+        if getattr(args, key):
+            srows = load_jsonl(getattr(args, key))
+            result[key] = stress_metrics(srows, list(clf.predict(srows)))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -215,9 +224,11 @@ def main(argv=None) -> int:
             f"{r['flagged_excluding_verbatim']} ({r['flag_rate_excluding_verbatim']:.3f}); "
             f"by category {r['by_category']}; engaged follow-ups {r['engaged_followups']}; {r['seconds']} s"
         )
-    if args.stress:
-        s = result["stress"]
-        print(f"stress set ({args.stress}): {s['all']['n']} messages, accuracy {s['all']['accuracy']:.3f}")
+    for key in ("stress", "probe"):
+        if not getattr(args, key):
+            continue
+        s = result[key]
+        print(f"{key} set ({getattr(args, key)}): {s['all']['n']} messages, accuracy {s['all']['accuracy']:.3f}")
         print("| phenomenon | messages | correct | feedback detected | no-feedback flagged |")
         print("| --- | --- | --- | --- | --- |")
         for k, v in list(s["per_phenomenon"].items()) + [("**all**", s["all"])]:

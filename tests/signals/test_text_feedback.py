@@ -429,3 +429,50 @@ def test_other_languages_get_no_confident_verdict(clf, next_query):
     """The cue patterns read English: a message in another language gets a weak verdict whatever it is."""
     (out,) = clf.classify([rec(_CANBERRA[0], next_query, _CANBERRA[1])])
     assert out["confidence"] <= tf.FOREIGN_MAX_CONFIDENCE
+
+
+# --- rules v3 (benchmarks/data/feedback_probe.jsonl holds the measured figures) ------------------
+
+_MOON_KM = ("How far is the Moon?", "The Moon is 384,400 km from Earth on average and 363,300 km at its closest (perigee).")
+_ISS = ("How high does the International Space Station orbit?",
+        "The International Space Station orbits at about 420 km, circling Earth every 92 minutes.")
+_SORT = ("how do i sort a list in python", "Call `xs.sort()` to sort in place, or `sorted(xs)` for a new list.")
+
+
+@pytest.mark.parametrize(
+    "case, context, next_query, expected",
+    [
+        ("elongated letters", _MOON_KM, "thank youuu sooo much", "positive"),
+        ("a misspelt verdict", _MOON_KM, "thats wrnog", "make_aware_without_correction"),
+        ("sarcasm without a complaint word", _MOON_KM, "great work sherlock", "make_aware_without_correction"),
+        ("doubt", _MOON_KM, "are you sure about that?", "make_aware_without_correction"),
+        ("thanks, but a fix", _MOON_KM, "thanks, but i wanted it in miles", "make_aware_with_correction"),
+        ("a failure report", _SORT, "nothing happens when i run it", "make_aware_without_correction"),
+        ("which of the answer's values", _MOON_KM, "wait so is it 384,400 or 363,300?", "ask_clarification"),
+        ("a bare value after a denial", _MOON_KM, "NO. 405,500 km", "make_aware_with_correction"),
+        ("an acronym of the question's name", _ISS, "how high does the iss orbit", "repeat_rephrase"),
+        ("lower case: the answer's city, then the right one", _CANBERRA, "sydney. its canberra", "make_aware_with_correction"),
+        ("control: lower case, a city then a topic", _CANBERRA, "sydney. its history", "none"),
+        ("control: the question's name, a new question", _ISS, "who built the iss", "none"),
+        ("control: a new question with 'or'", _MOON_KM, "is it closer in winter or summer?", "none"),
+    ],
+)
+def test_chat_feedback_v3(clf, case, context, next_query, expected):
+    assert clf.predict([rec(context[0], next_query, context[1])])[0] == expected, case
+
+
+def test_a_repeated_word_does_not_make_a_message_foreign(clf):
+    """'la la land' is a title, not Spanish: the verdict keeps its confidence."""
+    (out,) = clf.classify([rec(_MOON_KM[0], "is la la land a musical", _MOON_KM[1])])
+    assert out["nof"] == "none" and out["confidence"] > tf.FOREIGN_MAX_CONFIDENCE
+
+
+def test_probe_set_is_separate_from_training():
+    """The chat probe set measures generalisation only while none of its messages is trained on."""
+    from pathlib import Path
+
+    probe = tf.load_jsonl(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "feedback_probe.jsonl")
+    train = tf.load_jsonl("feedback_train.jsonl")
+    assert len(probe) >= 150 and {r["label"] for r in probe} == CATS
+    assert not {r["next_query"].lower() for r in train} & {r["next_query"].lower() for r in probe}
+    assert not {r["prev_query"].lower() for r in train} & {r["prev_query"].lower() for r in probe}

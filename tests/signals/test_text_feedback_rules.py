@@ -1,11 +1,20 @@
 """The lexical rules of the text-feedback classifier (no model): what chat_normalize rewrites and what it
 leaves alone (code, other languages), and the cue features behind sarcasm, corrections of a named
-fact, pasted errors and questions about a term."""
+fact, pasted errors and questions about a term; rules v3: emphasis, misspelt feedback words (with
+the MiniLM vocabulary), acronyms of the previous query, and the chat cue families of the probe set."""
 from __future__ import annotations
 
 import pytest
 
-from gazepref.signals.text_feedback_rules import chat_normalize, is_foreign, prose_text, rule_features, split_code
+from gazepref.signals.text_feedback_rules import (
+    _vocabulary,
+    chat_normalize,
+    expand_acronyms,
+    is_foreign,
+    prose_text,
+    rule_features,
+    split_code,
+)
 
 _TRACE = (
     "Traceback (most recent call last):\n"
@@ -174,3 +183,135 @@ def test_long_pasted_text_is_read_in_linear_time(text):
     (each of these took from several seconds to hours)."""
     f = _in_time(10, rule_features, *_JS, text)
     assert f["cue_negative"] == 0
+
+
+# --- rules v3: how chat users really type (see benchmarks/data/feedback_probe.jsonl) -------------
+
+
+@pytest.mark.parametrize(
+    "text, tidy",
+    [
+        # letters typed again for emphasis: a run of three cut to one, or to two for a doubled word
+        ("thaaanks sooo much", "thanks so much"),
+        ("nooooo", "no"),
+        ("gooood job", "good job"),
+        ("tooo long", "too long"),
+        # ... not in names, numerals and sounds
+        ("WWIII", "WWIII"),
+        ("www.example.com", "www.example.com"),
+        ("aaa batteries", "aaa batteries"),
+        # emoji of disapproval and approval as words
+        ("okay 🙄", "okay eye roll"),
+        ("🔥🔥", "thumbs up"),
+        ("🤦🏽‍♀️", "facepalm"),
+        # "yr" after a word that asks for a year
+        ("what yr was it built", "what year was it built"),
+        ("yr answer", "yr answer"),
+    ],
+)
+def test_chat_normalize_reads_emphasis_and_emoji(text, tidy):
+    assert chat_normalize(text) == tidy
+
+
+@pytest.mark.skipif(not _vocabulary(), reason="typo correction needs the MiniLM vocabulary")
+@pytest.mark.parametrize(
+    "text, tidy",
+    [
+        ("thats not rihgt", "that's not right"),
+        ("thnak you", "thank you"),
+        ("ur answer is incorect", "your answer is incorrect"),
+        # real words one letter from a feedback word stay
+        ("i think so", "i think so"),
+        ("ur wording is odd", "your wording is odd"),
+        ("write it down", "write it down"),
+    ],
+)
+def test_chat_normalize_mends_misspelt_feedback_words(text, tidy):
+    assert chat_normalize(text) == tidy
+
+
+@pytest.mark.parametrize(
+    "prev_query, text, expanded",
+    [
+        ("How high does the International Space Station orbit?", "how high is the iss",
+         "how high is the International Space Station"),
+        ("When did World War II end?", "when did ww2 end", "when did World War II end"),
+        ("When did World War II end?", "when did wwii end", "when did World War II end"),
+        ("When did World War II end?", "when did ww1 end", "when did ww1 end"),  # another war
+        ("Who leads the United States?", "and the US senate?", "and the United States senate?"),
+        ("Who leads the United States?", "tell us more", "tell us more"),  # the pronoun
+        ("what is a good laptop", "gl", "gl"),
+    ],
+)
+def test_expand_acronyms_of_the_previous_query(prev_query, text, expanded):
+    assert expand_acronyms(prev_query, text) == expanded
+
+
+@pytest.mark.parametrize("text, foreign", [("is la la land a musical", False), ("no es correcto, es ottawa", True)])
+def test_a_word_said_twice_is_one_word_of_evidence(text, foreign):
+    assert is_foreign(text) is foreign
+
+
+_MOON = ("How far is the Moon?", "The Moon is 384,400 km from Earth on average and 363,300 km at its closest (perigee).")
+_SORT = ("how do i sort a list in python", "Call `xs.sort()` to sort in place, or `sorted(xs)` for a new list.")
+
+
+@pytest.mark.parametrize(
+    "context, next_query, cues",
+    [
+        # complaints about what the assistant did, doubt, failure reports
+        (_MOON, "you just made that number up", {"cue_negative": 1}),
+        (_MOON, "are you sure about that?", {"cue_negative": 1}),
+        (_MOON, "i doubt that's correct", {"cue_negative": 1}),
+        (_MOON, "nope, not it", {"cue_negative": 1}),
+        (_SORT, "nothing happens when i run it", {"cue_negative": 1}),
+        (_SORT, "what happens if the list is empty?", {"cue_negative": 0}),
+        (_SORT, "what if nothing happens?", {"cue_negative": 0}),
+        # sarcasm: praise to a mock "genius", an eye roll
+        (_MOON, "great work sherlock", {"cue_negative": 1, "cue_positive": 0}),
+        (_MOON, "so helpful 🙄", {"cue_negative": 1, "cue_positive": 0}),
+        (_MOON, "you're a genius, thanks", {"cue_negative": 0, "cue_positive": 1}),
+        # thanks taken back by "but"; thanks before a new question stays praise
+        (_MOON, "thanks, but i wanted it in miles", {"cue_positive": 0, "cue_correction": 1}),
+        (_MOON, "thanks! but what about mars?", {"cue_positive": 1, "cue_negative": 0}),
+        # terse instructions: units, "without X", "summarize", after politeness
+        (_MOON, "in miles", {"cue_correction": 1}),
+        (_SORT, "without using sort", {"cue_correction": 1}),
+        (_SORT, "ok thanks, now summarize it in one line", {"cue_correction": 1}),
+        (_SORT, "how many days do i need in rome?", {"cue_correction": 0}),
+        # clarification: "explain X again", non-understanding without "i", a filler before "what"
+        (_SORT, "explain the key part again", {"cue_clarify": 1, "cue_repeat": 0}),
+        (_SORT, "dont get it", {"cue_clarify": 1}),
+        (_SORT, "haha what?", {"cue_clarify": 1}),
+        # which of the answer's own values holds
+        (_MOON, "wait so is it 384,400 or 363,300?", {"cue_clarify": 1}),
+        (_MOON, "is it closer in winter or summer?", {"cue_clarify": 0}),
+        # corrections of a value: bare after a denial, "X not Y", offered as a question, restated
+        (_MOON, "NO. 405,500 km", {"cue_correction": 1}),
+        (_MOON, "it's 405,500 km not 384,400", {"cue_correction": 1}),
+        (_MOON, "isn't it 405,500 km at apogee?", {"cue_correction": 1}),
+        (_MOON, "🤦 it's 405,500", {"cue_correction": 1}),
+        (_MOON, "the moon is 390,000 km from earth", {"cue_correction": 1}),
+        (_MOON, "the moon is 363,300 km away at perigee", {"cue_correction": 0}),  # the answer's own value
+        (_MOON, "isn't it beautiful tonight?", {"cue_correction": 0}),
+        (_MOON, "No, that's not it", {"cue_correction": 0, "cue_negative": 1}),  # a verdict, no fix
+    ],
+)
+def test_cue_features_of_chat_feedback(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "really" + "?" * 50_000 + "a",  # a doubt followed by a long run of question marks
+        "x not " * 10_000,  # many "X not Y"
+        "wait so is it 1 or " * 2_500,  # many either-or questions
+        "no. " * 10_000,  # many denials
+        "🤦" * 10_000,  # many emoji read as words
+    ],
+    ids=["question-marks", "not", "either-or", "denials", "emoji"],
+)
+def test_v3_patterns_read_long_text_in_linear_time(text):
+    _in_time(10, rule_features, *_MOON, text)
