@@ -173,12 +173,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     df = rm.score_recording(rec, progress=True)
     if not len(df):
         raise UserError(f"no pairwise turns to score in {args.data}")
-    # keys named as in the feature tables (gazepref features: task_id, participant_id, turn_id, turn),
-    # so the scores join comparisons.parquet; model_0/1 go with reward_0/1 (response_0 = left)
-    df = df.rename(columns={"worker": "participant_id", "index": "turn"})
-    keep = ["task_id", "participant_id", "turn_id", "turn", "model_0", "model_1", "reward", "p_first", "confidence",
-            "source", "reward_0", "reward_1"]
-    df = df[[c for c in keep if c in df]]
+    # keys named as in the feature tables, so the scores join comparisons.parquet (scoring.SCORE_COLUMNS)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         df.to_parquet(out, index=False)
