@@ -72,6 +72,31 @@ def test_bootstrap_gain_zero_for_identical():
     assert g["gain"] == 0 and g["ci_low"] == 0 and g["ci_high"] == 0
 
 
+@pytest.mark.parametrize("groups, has_ci", [("aaaaaa", False), ("aaabbb", True)])
+def test_bootstrap_gain_has_no_ci_from_one_participant(groups, has_ci):
+    """Resampling one participant gives that participant every time: the "CI" was the gain itself
+    (zero width) and p_gain_le_0 0 or 1, which read as certainty (``--train A --test B`` with one
+    test participant)."""
+    y = np.array([1, 0, 1, 1, 0, 0])
+    a, b = np.array([0.9, 0.1, 0.9, 0.9, 0.1, 0.1]), np.full(6, 0.4)
+    g = ev.bootstrap_gain(y, a, b, np.array(list(groups)), n_boot=200)
+    assert g["gain"] == pytest.approx(0.5) and g["n_participants"] == len(set(groups))
+    assert all(np.isfinite(g[k]) == has_ci for k in ("ci_low", "ci_high", "p_gain_le_0"))
+
+
+def test_train_test_with_one_test_participant_says_no_ci():
+    from gazepref.models.evaluation_report import markdown
+
+    a, b = _data("longer", seed=0, n_workers=8), _data("longer", seed=5, n_workers=1)
+    b.X["worker"] = "t" + b.X["worker"]
+    models = {"length_rule": ("text", LengthRule), "late_fusion": ("fused", lambda: LateFusion(LengthRule()))}
+    rep = ev.train_test(a, b, models, n_boot=100)
+    g = rep["gain_fused_vs_best_text"]
+    assert g["n_participants"] == 1 and not np.isfinite(g["ci_low"])
+    text = markdown(rep)
+    assert "no CI (1 participant" in text and "nan" not in text.lower()
+
+
 def test_worker_scaling_is_causal():
     X = make_frame(n_workers=2, per_worker=6, rule="gaze")
     cols = ["gaze_d_share", "gaze_d_log_dwell"]
