@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
                    "giving the same folds, as leave-one-participant-out does, are run once)")
     e.add_argument("--models", help="comma-separated model names (default: all)")
     e.add_argument("--text-feedback", action="store_true",
-                   help="also the text-feedback ablation (the user's next message; post-decision)")
+                   help="also the text-feedback ablation (the user's next message; post-decision), "
+                        "its models added to --models")
     e.add_argument("--features", choices=("inbox", "hits", "signals", "both"), default="inbox",
                    help="implicit features from the comparison table of `gazepref features`: its in-box family "
                         "(inbox, the default; hits is the old name), its other pairwise measures (signals), or both")
@@ -82,6 +83,9 @@ def _models(names: str | None, text_feedback: bool):
     bad = [n for n in want if n not in ms]
     if bad:
         raise UserError(f"unknown model(s) {', '.join(bad)}; known: {', '.join(ms)}")
+    if text_feedback:  # --text-feedback asks for its ablations: with --models they were left out unnamed
+        plain = default_models()
+        want += [n for n in ms if n not in plain and n not in want]
     return {n: ms[n] for n in want}
 
 

@@ -303,3 +303,18 @@ def test_grouped_folds_reported_as_run(ifllm_sample, capsys, folds):
     assert rep["participants"] == 5 and rep["folds"] == min(folds, 5)
     assert rep.get("folds_asked") == (folds if folds > 5 else None)
     assert ("runs 5 folds (leave-one-participant-out)" in err) == (folds > 5)
+
+
+@pytest.mark.parametrize("models, expected", [
+    ("length_rule", ["length_rule", "ablation_text_feedback", "ablation_text+text_feedback",
+                     "ablation_fused+text_feedback"]),
+    ("length_rule,ablation_text_feedback", ["length_rule", "ablation_text_feedback", "ablation_text+text_feedback",
+                                            "ablation_fused+text_feedback"]),
+])
+def test_text_feedback_ablation_runs_with_named_models(models, expected):
+    """``--text-feedback --models length_rule`` classified every next message (slow) and then ran
+    none of the ablation the flag asks for: with --models its models were left out unless named."""
+    from gazepref.models.reward_commands import _models
+
+    assert list(_models(models, text_feedback=True)) == expected
+    assert list(_models("length_rule", text_feedback=False)) == ["length_rule"]
