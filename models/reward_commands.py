@@ -115,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     models = _models(args.models, args.text_feedback)
     if args.train or args.test:
         if not (args.train and args.test) or args.data:
-            raise UserError("give either DATA, or both --train and --test")
+            raise UserError("give either SOURCE, or both --train and --test")
         train = ev.load_data(source_from_args(args, spec=args.train), text_feedback=args.text_feedback,
                              progress=True, features=args.features)
         test = ev.load_data(source_from_args(args, spec=args.test), text_feedback=args.text_feedback,
@@ -132,7 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         report["test_participants_left_out"] = len(shared)
     else:
         if not args.data:
-            raise UserError("give DATA (or --train and --test)")
+            raise UserError("give SOURCE (or --train and --test)")
         data = ev.load_data(source_from_args(args, "data"), text_feedback=args.text_feedback, progress=True, features=args.features)
         from .cross_validation import n_folds
 
