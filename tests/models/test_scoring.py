@@ -74,7 +74,11 @@ def test_cli_evaluate_train_score(ifllm_sample, tmp_path, monkeypatch, capsys):
     assert res["comparisons"] == len(df) >= 18 and "pairs" not in res
     assert {"turn_id", "reward", "confidence", "p_first"} <= set(df.columns)
     assert list(df.columns[:4]) == ["task_id", "participant_id", "turn_id", "turn"]  # the feature tables' keys
+    capsys.readouterr()
     assert main(["reward", "evaluate", "--train", str(ifllm_sample)]) == 2
+    assert "give either SOURCE" in capsys.readouterr().err  # the usage's word (was DATA)
+    assert main(["reward", "evaluate"]) == 2
+    assert "give SOURCE" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
