@@ -67,3 +67,18 @@ def test_wrongly_typed_config_fails_before_any_step(ifllm_sample, tmp_path, caps
     assert main(["align", str(ifllm_sample), "--tiny", "--config", str(p), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "steps" in err[0] and not (tmp_path / "run" / "pairs").exists()
+
+
+@pytest.mark.parametrize("model, says", [
+    ("{tmp}/no/such/model", "no such model folder"),
+    ("~/no-such-model-folder-here", "no such model folder"),
+    ("{tmp}", "not a Hugging Face model folder"),  # a folder without config.json
+])
+def test_a_wrong_model_path_fails_before_any_step(ifllm_sample, tmp_path, capsys, model, says):
+    """A --model path that does not exist was taken for a hub name and failed in the train step
+    ("Repo id must be in the form 'repo_name' ..."), after the pairs; a folder that is no model
+    failed there too."""
+    run = tmp_path / "run"
+    assert main(["align", str(ifllm_sample), "--model", model.format(tmp=tmp_path), "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0] and not (run / "pairs").exists()
