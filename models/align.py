@@ -82,6 +82,10 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
         kind, rec = open_align_source(source, db, instance)  # a bad source fails before anything is written
         if label.mined_feedback and kind == "recording":
             kind = "conversations"  # its tasks' chats, mined for text feedback
+    if not cfg.model.tiny and until != "pairs":  # a wrong --model fails before the data steps, not after
+        from .dpo import resolve_model_path
+
+        resolve_model_path(cfg.model.path)
     if kind == "recording" and label.implicit_features and not cfg.data.reward_model:
         raise UserError(f"label source {label.name!r} needs --reward-model PATH (a model from "
                         "`gazepref reward train`)")

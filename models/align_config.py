@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,12 @@ class AlignConfig:
             raise UserError("test_fraction must be in [0, 1)")
         if self.train.batch_size < 1 or self.train.grad_accum < 1:
             raise UserError("batch_size and grad_accum must be at least 1")
+        ls = self.train.label_smoothing
+        if isinstance(ls, str) and ls != "auto":
+            try:
+                float(ls)
+            except ValueError:
+                raise UserError(f"config: [train] label_smoothing must be a number or \"auto\", not {ls!r}") from None
         if int(self.model.lora_r) < 0:
             raise UserError(f"lora_r must be 0 (full fine-tuning) or a positive LoRA rank, not {self.model.lora_r}")
         return self
@@ -169,16 +177,49 @@ class AlignConfig:
             if section not in ("data", "model", "train", "eval") or not isinstance(value, dict):
                 raise UserError(f"config: unknown section [{section}] (data, model, train, eval)")
             target = getattr(self, section)
+            hints = typing.get_type_hints(type(target))
             names = {f.name for f in fields(target)}
             for k, v in value.items():
                 if k not in names:
                     raise UserError(f"config: unknown key {k!r} in [{section}]")
-                setattr(target, k, v)
+                setattr(target, k, _typed(section, k, v, hints[k]))
         return self
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: AlignConfig | None = None) -> AlignConfig:
         return (base or cls()).apply(d).validate()
+
+
+def _typed(section: str, key: str, value: Any, hint: Any) -> Any:
+    """``value`` as the field's type ``hint`` wants it, or a one-line :class:`UserError` naming the
+    key: a config value of the wrong type (``steps = "ten"``) used to fail as a traceback inside
+    the trainer, after the data steps had run. A number written as a string is read as one: YAML
+    reads ``5e-6`` (no dot) as the string ``"5e-6"``. An integer is accepted where a float is
+    wanted, and a whole float (``8.0``) where an integer is."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for t in options:  # the exact type first
+        if t is bool and isinstance(value, bool):
+            return value
+        if t in (int, float, str) and type(value) is t:
+            return value
+        if typing.get_origin(t) is list and isinstance(value, list) and all(isinstance(x, str) for x in value):
+            return value
+    for t in options:  # then a lossless reading of it
+        if t is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if t is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if t in (int, float) and isinstance(value, str) and str not in options:
+            try:
+                return t(value.strip())
+            except ValueError:
+                pass
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "omitted"}
+    want = " or ".join(names.get(t, "a list of strings") for t in options)
+    raise UserError(f"config: [{section}] {key} must be {want}, not {value!r}")
 
 
 #: What ``--tiny`` changes before the config file and flags apply: a short CPU run.

@@ -59,6 +59,10 @@ def _callbacks(out: Path, total_steps: int | None, progress: bool):
 
 
 def resolve_model_path(path: str | None) -> str:
+    """The model folder ``path`` (checked: it holds ``config.json``), or a hub name (``org/name``, read
+    from the local cache). A missing path written as one (absolute, ``~``, ``./``, ``../``, or with
+    more than one ``/``: no hub name has) is a :class:`UserError`; it was taken for a hub name and
+    failed in the train step with huggingface_hub's "Repo id must be in the form ..."."""
     if not path:
         raise UserError("no model: give --model PATH (a Hugging Face model folder) or --tiny")
     p = Path(path).expanduser()
@@ -66,6 +70,8 @@ def resolve_model_path(path: str | None) -> str:
         if not (p / "config.json").exists():
             raise UserError(f"{p}: not a Hugging Face model folder (config.json is missing)")
         return str(p)
+    if path.startswith(("/", "~", "./", "../", ".\\", "..\\")) or path.count("/") > 1 or p.is_absolute():
+        raise UserError(f"no such model folder: {p}")
     return path  # a hub name: must be in the local cache (HF_HUB_OFFLINE is honoured by transformers)
 
 

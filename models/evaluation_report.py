@@ -22,12 +22,19 @@ def markdown(report: dict[str, Any]) -> str:
         g = report.get(f"gain_{track}_vs_best_text")
         if g:
             lines += ["", f"Gain of {g[track]} over the best text model ({g['best_text']}): "
-                          f"{100 * g['gain']:+.1f} points, 95% CI resampling participants "
-                          f"[{100 * g['ci_low']:+.1f}, {100 * g['ci_high']:+.1f}] ({g['n_participants']} participants)."]
+                          f"{100 * g['gain']:+.1f} points, " + gain_ci_text(g) + "."]
     pr = report.get("personalized", {}).get("model_rule")
     if pr:
         lines += ["", f"'The model this person preferred earlier' alone: {100 * pr['accuracy']:.1f}% on {pr['n']} turns where it applies."]
     return "\n".join(lines)
+
+
+def gain_ci_text(g: dict[str, Any]) -> str:
+    """The gain's CI as the reports word it; no CI under two participants (nothing to resample)."""
+    lo, hi, n = g.get("ci_low"), g.get("ci_high"), g.get("n_participants")
+    if lo is None or hi is None or lo != lo or hi != hi:  # None (JSON null) or NaN
+        return f"no CI ({n} participant{'s' if n != 1 else ''}: resampling participants needs at least 2)"
+    return f"95% CI resampling participants [{100 * lo:+.1f}, {100 * hi:+.1f}] ({n} participants)"
 
 
 def _seeds(report: dict[str, Any]) -> str:

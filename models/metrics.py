@@ -45,9 +45,14 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def bootstrap_gain(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups: np.ndarray, n_boot: int = 2000,
                    seed: int = 0) -> dict[str, float]:
     """Accuracy of ``a`` minus ``b`` with a 95 % CI from resampling participants (``groups``) with
-    replacement; ``n_participants`` counts them."""
+    replacement; ``n_participants`` counts them. Under two participants there is nothing to
+    resample (every resample is the one participant: a zero-width "CI" and ``p_gain_le_0`` 0 or 1),
+    so ``ci_low``, ``ci_high`` and ``p_gain_le_0`` are NaN (``null`` in JSON)."""
     ca, cb = correct(y, p_a), correct(y, p_b)
     ws, inv = np.unique(groups, return_inverse=True)
+    if len(ws) < 2:
+        return {"gain": float(ca.mean() - cb.mean()) if len(ca) else float("nan"), "ci_low": float("nan"),
+                "ci_high": float("nan"), "p_gain_le_0": float("nan"), "n_participants": int(len(ws))}
     sa = np.bincount(inv, weights=ca, minlength=len(ws))
     sb = np.bincount(inv, weights=cb, minlength=len(ws))
     cnt = np.bincount(inv, minlength=len(ws)).astype(float)

@@ -12,6 +12,7 @@ the win-rate judge) and ``gazepref reward score`` (see :mod:`gazepref.models.ord
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,13 @@ def _metrics_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _note_folds(r: dict, group: str) -> None:
+    """Say on stderr when more folds were asked than there are groups (as `reward evaluate` does)."""
+    if "folds_asked" in r:
+        print(f"note: {r['groups']} {group} groups: grouped CV runs {r['folds']} folds (leave-one-{group}-out), "
+              f"not {r['folds_asked']}", file=sys.stderr)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .ordinal_rm import cross_validate, training_data
@@ -111,6 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if len(y) == 0:
         raise UserError(f"{args.source}: no answers with a reaction to learn from")
     r = cross_validate(X, y, g, _estimator(args), folds=args.folds, seed=args.seed)
+    _note_folds(r, args.group)
     r["group"] = args.group
     emit(r, args.json, _metrics_text)
     return 0
@@ -118,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..cli import emit
-    from .ordinal_rm import cross_validate, save, training_data
+    from .ordinal_rm import MODEL_NAME, cross_validate, save, training_data
 
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
@@ -132,14 +141,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.cv < 2:
             raise UserError("--cv must be at least 2")
         cv = cross_validate(X, y, g, _estimator(args), folds=args.cv, seed=args.seed)
+        _note_folds(cv, args.group)
         cv.pop("per_fold")
     est = _estimator(args)
     est.fit(X, y, **({"groups": g} if hasattr(est, "C") else {}))
     save(est, out, X["request"].tolist(), X["response"].tolist(),
          trained_on={"answers": int(len(y)), "groups": int(len(set(g.tolist()))), "source": str(args.source)}, cv=cv)
-    res = {"model": str(out), "answers": int(len(y)), "levels": {int(k): int((y == k).sum()) for k in range(1, 6)},
+    # keys as `reward train --json` names them: out = the folder, model = the model's name
+    res = {"out": str(out), "model": MODEL_NAME, "answers": int(len(y)),
+           "levels": {int(k): int((y == k).sum()) for k in range(1, 6)},
            "thresholds": [round(float(t), 4) for t in est.thresholds_], "converged": est.converged_,
            "C": getattr(est, "C_", None), "cv": cv}
-    emit(res, args.json, lambda r: f"saved {r['model']} ({r['answers']} answers, levels {r['levels']})"
+    emit(res, args.json, lambda r: f"saved {r['out']} ({r['answers']} answers, levels {r['levels']})"
          + ("\n" + _metrics_text(r["cv"]) if r["cv"] else ""))
     return 0

@@ -454,7 +454,9 @@ def level_metrics(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict
 def cross_validate(X: Any, y: Any, groups: Any, estimator: OrdinalFeedbackRM | None = None, folds: int = 5,
                    seed: int = 0) -> dict[str, Any]:
     """Grouped K-fold evaluation (no group in two folds): pooled out-of-fold metrics of the model
-    and of the majority-level baseline, and per-fold metrics. See the module doc for the metrics."""
+    and of the majority-level baseline, and per-fold metrics. See the module doc for the metrics.
+    More folds than groups are cut to one fold per group: ``folds`` is the number that ran,
+    ``folds_asked`` (only then) what was asked, as ``gazepref reward evaluate`` reports them."""
     from sklearn.base import clone
     from sklearn.model_selection import GroupKFold
 
@@ -484,7 +486,7 @@ def cross_validate(X: Any, y: Any, groups: Any, estimator: OrdinalFeedbackRM | N
         per_fold.append(level_metrics(y[te], P[te], classes))
     base = level_metrics(y, Pb, classes)
     return {
-        "folds": k, "groups": int(n_groups), "n": int(len(y)),
+        "folds": k, **({"folds_asked": int(folds)} if k < folds else {}), "groups": int(n_groups), "n": int(len(y)),
         "levels": {int(c): int((y == c).sum()) for c in classes},
         "model": level_metrics(y, P, classes),
         "majority_baseline": {"accuracy": base["accuracy"], "mae": base["mae"], "ece": base["ece"]},

@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
                    "giving the same folds, as leave-one-participant-out does, are run once)")
     e.add_argument("--models", help="comma-separated model names (default: all)")
     e.add_argument("--text-feedback", action="store_true",
-                   help="also the text-feedback ablation (the user's next message; post-decision)")
+                   help="also the text-feedback ablation (the user's next message; post-decision), "
+                        "its models added to --models")
     e.add_argument("--features", choices=("inbox", "hits", "signals", "both"), default="inbox",
                    help="implicit features from the comparison table of `gazepref features`: its in-box family "
                         "(inbox, the default; hits is the old name), its other pairwise measures (signals), or both")
@@ -82,6 +83,9 @@ def _models(names: str | None, text_feedback: bool):
     bad = [n for n in want if n not in ms]
     if bad:
         raise UserError(f"unknown model(s) {', '.join(bad)}; known: {', '.join(ms)}")
+    if text_feedback:  # --text-feedback asks for its ablations: with --models they were left out unnamed
+        plain = default_models()
+        want += [n for n in ms if n not in plain and n not in want]
     return {n: ms[n] for n in want}
 
 
@@ -111,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     models = _models(args.models, args.text_feedback)
     if args.train or args.test:
         if not (args.train and args.test) or args.data:
-            raise UserError("give either DATA, or both --train and --test")
+            raise UserError("give either SOURCE, or both --train and --test")
         train = ev.load_data(source_from_args(args, spec=args.train), text_feedback=args.text_feedback,
                              progress=True, features=args.features)
         test = ev.load_data(source_from_args(args, spec=args.test), text_feedback=args.text_feedback,
@@ -128,7 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         report["test_participants_left_out"] = len(shared)
     else:
         if not args.data:
-            raise UserError("give DATA (or --train and --test)")
+            raise UserError("give SOURCE (or --train and --test)")
         data = ev.load_data(source_from_args(args, "data"), text_feedback=args.text_feedback, progress=True, features=args.features)
         from .cross_validation import n_folds
 
@@ -173,12 +177,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     df = rm.score_recording(rec, progress=True)
     if not len(df):
         raise UserError(f"no pairwise turns to score in {args.data}")
-    # keys named as in the feature tables (gazepref features: task_id, participant_id, turn_id, turn),
-    # so the scores join comparisons.parquet; model_0/1 go with reward_0/1 (response_0 = left)
-    df = df.rename(columns={"worker": "participant_id", "index": "turn"})
-    keep = ["task_id", "participant_id", "turn_id", "turn", "model_0", "model_1", "reward", "p_first", "confidence",
-            "source", "reward_0", "reward_1"]
-    df = df[[c for c in keep if c in df]]
+    # keys named as in the feature tables, so the scores join comparisons.parquet (scoring.SCORE_COLUMNS)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         df.to_parquet(out, index=False)

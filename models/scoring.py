@@ -8,7 +8,7 @@
     rm.score([turn, ...], recording=rec)                # schema.Turn objects (+ their recording)
     rm.score([{"prompt": p, "response_0": a, "response_1": b}])  # pairs
     rm.score([{"prompt": p, "response": a}])            # single responses
-    rm.score_recording(rec)                             # DataFrame, one row per pairwise turn
+    rm.score_recording(rec)                             # DataFrame, one row per pairwise turn (SCORE_COLUMNS)
 
 ``score(items)`` returns one :class:`Score` per item, in order:
 
@@ -45,6 +45,11 @@ from ..datasets.recording import read_json_manifest
 
 FORMAT = "gazepref-reward-model"
 VERSION = 1
+
+
+#: the columns of :meth:`RewardModel.score_recording` (and of ``gazepref reward score``'s file)
+SCORE_COLUMNS = ("task_id", "participant_id", "turn_id", "turn", "model_0", "model_1", "reward", "p_first",
+                 "confidence", "source", "reward_0", "reward_1")
 
 
 @dataclass
@@ -139,12 +144,19 @@ class RewardModel:
         return X
 
     def score_recording(self, rec: Any, labelled_only: bool = False, progress: bool = False) -> pd.DataFrame:
-        """Every pairwise turn of a recording (implicit features from its streams)."""
+        """Every pairwise turn of a recording (implicit features from its streams), one row each
+        with the columns :data:`SCORE_COLUMNS`: the keys as the feature tables name them
+        (``task_id``, ``participant_id``, ``turn_id``, ``turn``: it joins ``comparisons.parquet``),
+        ``model_0``/``model_1`` (left, right), ``reward``, ``p_first``, ``confidence``, ``source``
+        and ``reward_0``/``reward_1``; what ``gazepref reward score`` writes. (It returned the
+        internal comparison frame: IFLLM's ``worker``/``index``, the texts, every feature and the
+        participant's choice ``y``.) :meth:`score_frame` keeps the frame it is given."""
         from .comparisons import comparison_frame
 
         X = comparison_frame(rec, labelled_only=labelled_only)
         X = self._add_features(rec, X, progress)
-        return self.score_frame(X)
+        S = self.score_frame(X).rename(columns={"worker": "participant_id", "index": "turn"})
+        return S[[c for c in SCORE_COLUMNS if c in S]].reset_index(drop=True)
 
     def _add_features(self, rec: Any, X: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
         if not self._needs_features() or rec is None or len(X) == 0:

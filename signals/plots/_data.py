@@ -59,6 +59,10 @@ def resolve_task(rec, participant: str | None = None, task: str | None = None,
         if participant is None and task not in task_ids:
             cands = []
         if not cands:
+            numbered = [t for t in task_ids if t.rpartition("/")[2] == str(task)]
+            if participant is None and numbered:  # `--task 155`: the help's "task number" form wants -p
+                raise UserError(f"no task {task!r}: a task number needs --participant, or give the task id "
+                                f"({_examples(numbered)})")
             scope = f" of participant {participant!r}" if participant else ""
             raise UserError(f"no task {task!r}{scope} (tasks: {_examples(task_ids) or 'none'})")
         tid = cands[0]

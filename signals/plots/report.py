@@ -153,10 +153,14 @@ def _reward_report(name: str, rep: dict) -> str:
     g = rep.get("gain_fused_vs_best_text")
     if isinstance(g, dict) and "gain" in g:
         g = _current_names(g)
+        lo, hi, n = g.get("ci_low"), g.get("ci_high"), g.get("n_participants")
+        if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):  # null: under 2 participants
+            ci = f"no CI ({n} participant{'s' if n != 1 else ''}: resampling participants needs at least 2)"
+        else:
+            ci = f"95 % CI resampling participants [{100 * lo:+.1f}, {100 * hi:+.1f}]" + \
+                (f" ({n} participants)" if n is not None else "")
         out.append(f"<p>Gain of <b>{html.escape(str(g.get('fused')))}</b> over the best text model "
-                   f"({html.escape(str(g.get('best_text')))}): {100 * g['gain']:+.1f} points, 95 % CI resampling participants "
-                   f"[{100 * g.get('ci_low', np.nan):+.1f}, {100 * g.get('ci_high', np.nan):+.1f}]"
-                   + (f" ({g['n_participants']} participants)" if "n_participants" in g else "") + ".</p>")
+                   f"({html.escape(str(g.get('best_text')))}): {100 * g['gain']:+.1f} points, {ci}.</p>")
     return "\n".join(out)
 
 

@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from gazepref.cli import emit
 
@@ -99,3 +100,39 @@ def test_text_output_has_no_python_reprs(ifllm_sample, tmp_path, capsys):
     assert top == list(data)
     nested = [ln.split() for ln in lines if ln.startswith("  ")]
     assert nested == [[k, str(v)] for k, v in data["malformed_by_file"].items()]
+
+
+@pytest.mark.parametrize("missing, argv", [
+    ("trl", ["align", "{sample}", "--tiny", "--out", "{tmp}/run"]),  # the train step
+    ("datasets", ["align", "{sample}", "--tiny", "--out", "{tmp}/run"]),  # the pairs step (Hugging Face's)
+    ("transformers", ["align", "{sample}", "--tiny", "--out", "{tmp}/run"]),  # the tiny model
+])
+def test_a_missing_ml_extra_is_one_line(missing, argv, ifllm_sample, tmp_path, monkeypatch, capsys):
+    """Without the optional ml extra (an install for the site alone), a command that needs it was a
+    ModuleNotFoundError traceback (after the data steps had run); now one line naming the package and
+    the extra, exit status 2."""
+    import sys
+
+    from gazepref.cli import main
+
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` raises ModuleNotFoundError
+    argv = [a.format(sample=ifllm_sample, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("gazepref: error:") and repr(missing) in err[-1] and "gazepref[ml]" in err[-1]
+
+
+def test_another_missing_module_is_not_blamed_on_the_extra(monkeypatch):
+    """A module that is not in the ml extra is a real bug: its traceback stays."""
+    import argparse
+
+    from gazepref import cli
+
+    def broken(args):
+        import no_such_module_anywhere  # noqa: F401
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=broken)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    with pytest.raises(ModuleNotFoundError):
+        cli.main([])

@@ -273,3 +273,33 @@ def test_a_byte_order_mark_is_not_text_in_any_jsonl_reader(tmp_path, read):
     path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(rows[0]) + "\n\n{not json\n").encode())
     with pytest.raises(UserError, match=r"pairs.jsonl, line 3: not valid JSON"):
         read(path)
+
+
+@pytest.mark.parametrize("name, write", [
+    ("table.csv", lambda p: p.write_text("query_ID,user_id,user_query\n1,w1,hello\n2,w1,thanks\n")),
+    ("features.parquet", lambda p: pq.write_table(pa.table({"task_id": ["w/1", "w/2"], "n_chars": [3, 4]}), p)),
+    ("other.jsonl", lambda p: _jsonl(p, [{"foo": 1}, {"bar": [1, 2]}])),
+    ("openai_as_sharegpt.jsonl", lambda p: _jsonl(p, OPENAI)),  # read with --format sharegpt
+])
+def test_a_source_without_any_conversation_is_a_user_error(tmp_path, name, write, capsys):
+    """A file none of whose records is a conversation (the wrong file, or the wrong --format) was
+    mined "successfully": 0 conversations, exit status 0 and an empty feedback table."""
+    from gazepref.cli import main
+
+    p = tmp_path / name
+    write(p)
+    fmt = "sharegpt" if "as_sharegpt" in name else "auto"
+    with pytest.raises(UserError, match=r"none of its \d+ records is a conversation \(e\.g\. " + name):
+        list(C.open_conversations(p, fmt=fmt))
+    assert main(["feedback", "mine", str(p), "--format", fmt, "--out", str(tmp_path / "mined")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of its" in err[0]
+
+
+def test_a_source_with_some_conversations_still_counts_the_rest(tmp_path):
+    p = _jsonl(tmp_path / "mixed.jsonl", OPENAI, OPENAI_BAD)
+    rep = C.ReadReport()
+    assert len(list(C.open_conversations(p, report=rep))) == 1 and rep.malformed_total == len(OPENAI_BAD)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert list(C.open_conversations(empty)) == []  # nothing in it: nothing wrong either

@@ -72,6 +72,31 @@ def test_bootstrap_gain_zero_for_identical():
     assert g["gain"] == 0 and g["ci_low"] == 0 and g["ci_high"] == 0
 
 
+@pytest.mark.parametrize("groups, has_ci", [("aaaaaa", False), ("aaabbb", True)])
+def test_bootstrap_gain_has_no_ci_from_one_participant(groups, has_ci):
+    """Resampling one participant gives that participant every time: the "CI" was the gain itself
+    (zero width) and p_gain_le_0 0 or 1, which read as certainty (``--train A --test B`` with one
+    test participant)."""
+    y = np.array([1, 0, 1, 1, 0, 0])
+    a, b = np.array([0.9, 0.1, 0.9, 0.9, 0.1, 0.1]), np.full(6, 0.4)
+    g = ev.bootstrap_gain(y, a, b, np.array(list(groups)), n_boot=200)
+    assert g["gain"] == pytest.approx(0.5) and g["n_participants"] == len(set(groups))
+    assert all(np.isfinite(g[k]) == has_ci for k in ("ci_low", "ci_high", "p_gain_le_0"))
+
+
+def test_train_test_with_one_test_participant_says_no_ci():
+    from gazepref.models.evaluation_report import markdown
+
+    a, b = _data("longer", seed=0, n_workers=8), _data("longer", seed=5, n_workers=1)
+    b.X["worker"] = "t" + b.X["worker"]
+    models = {"length_rule": ("text", LengthRule), "late_fusion": ("fused", lambda: LateFusion(LengthRule()))}
+    rep = ev.train_test(a, b, models, n_boot=100)
+    g = rep["gain_fused_vs_best_text"]
+    assert g["n_participants"] == 1 and not np.isfinite(g["ci_low"])
+    text = markdown(rep)
+    assert "no CI (1 participant" in text and "nan" not in text.lower()
+
+
 def test_worker_scaling_is_causal():
     X = make_frame(n_workers=2, per_worker=6, rule="gaze")
     cols = ["gaze_d_share", "gaze_d_log_dwell"]
@@ -278,3 +303,18 @@ def test_grouped_folds_reported_as_run(ifllm_sample, capsys, folds):
     assert rep["participants"] == 5 and rep["folds"] == min(folds, 5)
     assert rep.get("folds_asked") == (folds if folds > 5 else None)
     assert ("runs 5 folds (leave-one-participant-out)" in err) == (folds > 5)
+
+
+@pytest.mark.parametrize("models, expected", [
+    ("length_rule", ["length_rule", "ablation_text_feedback", "ablation_text+text_feedback",
+                     "ablation_fused+text_feedback"]),
+    ("length_rule,ablation_text_feedback", ["length_rule", "ablation_text_feedback", "ablation_text+text_feedback",
+                                            "ablation_fused+text_feedback"]),
+])
+def test_text_feedback_ablation_runs_with_named_models(models, expected):
+    """``--text-feedback --models length_rule`` classified every next message (slow) and then ran
+    none of the ablation the flag asks for: with --models its models were left out unless named."""
+    from gazepref.models.reward_commands import _models
+
+    assert list(_models(models, text_feedback=True)) == expected
+    assert list(_models("length_rule", text_feedback=False)) == ["length_rule"]

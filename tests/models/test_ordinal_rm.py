@@ -200,3 +200,20 @@ def test_transformer_ordinal_model_on_the_toy_set(tmp_path):
     a, b = X["response"].iloc[0], X["response"].iloc[1]
     sa, sb = m.utility(["q", "q"], [a, b])
     assert rm.score([("q", a, b)])[0].reward == pytest.approx(sa - sb, abs=1e-4)
+
+
+def test_cli_ordinal_says_when_folds_are_cut_and_names_its_outputs(sample_mined, tmp_path, capsys):
+    """More folds than users ran one fold per user without a word (``reward evaluate`` notes it and
+    reports ``folds_asked``); ``train --json`` named the output folder ``model``, where ``reward
+    train --json`` has ``out`` (the folder) and ``model`` (the model's name)."""
+    assert main(["reward", "ordinal", "evaluate", str(sample_mined), "--folds", "50", "--json"]) == 0
+    cap = capsys.readouterr()
+    r = json.loads(cap.out)
+    assert r["folds"] == r["groups"] < 50 and r["folds_asked"] == 50
+    assert f"runs {r['folds']} folds" in cap.err and "not 50" in cap.err
+    assert main(["reward", "ordinal", "evaluate", str(sample_mined), "--folds", "2", "--json"]) == 0
+    assert "folds_asked" not in json.loads(capsys.readouterr().out)
+    out = tmp_path / "model"
+    assert main(["reward", "ordinal", "train", str(sample_mined), "--out", str(out), "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["out"] == str(out) and t["model"] == O.MODEL_NAME

@@ -74,7 +74,11 @@ def test_cli_evaluate_train_score(ifllm_sample, tmp_path, monkeypatch, capsys):
     assert res["comparisons"] == len(df) >= 18 and "pairs" not in res
     assert {"turn_id", "reward", "confidence", "p_first"} <= set(df.columns)
     assert list(df.columns[:4]) == ["task_id", "participant_id", "turn_id", "turn"]  # the feature tables' keys
+    capsys.readouterr()
     assert main(["reward", "evaluate", "--train", str(ifllm_sample)]) == 2
+    assert "give either SOURCE" in capsys.readouterr().err  # the usage's word (was DATA)
+    assert main(["reward", "evaluate"]) == 2
+    assert "give SOURCE" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +118,22 @@ def test_scores_file_keys_join_the_feature_table(ifllm_sample, sample_rm, sample
     both = df.merge(comp[keys + ["model_l", "model_r"]].astype({"turn_id": str}), on=keys, validate="1:1")
     assert len(both) == len(df) == len(comp) == 23
     assert (both["model_0"] == both["model_l"]).all() and (both["model_1"] == both["model_r"]).all()
+
+
+def test_score_recording_is_the_scores_file(ifllm_sample, sample_rm, sample_comparisons, tmp_path):
+    """The API's ``score_recording`` gives the rows ``reward score`` writes, keyed as the feature
+    tables (it returned the internal comparison frame: ``worker``, ``index``, the texts, every
+    feature and the participant's choice ``y`` beside the scores)."""
+    from gazepref.datasets.recording import open_recording
+
+    df = load_reward_model(sample_rm).score_recording(open_recording(ifllm_sample))
+    assert list(df.columns) == ["task_id", "participant_id", "turn_id", "turn", "model_0", "model_1", "reward",
+                                "p_first", "confidence", "source", "reward_0", "reward_1"]  # docs/reward_models.md
+    scores = tmp_path / "s.parquet"
+    assert main(["reward", "score", str(sample_rm), str(ifllm_sample), "--out", str(scores)]) == 0
+    pd.testing.assert_frame_equal(df, pd.read_parquet(scores), check_dtype=False)
+    keys = ["task_id", "participant_id", "turn_id", "turn"]
+    assert len(df.merge(sample_comparisons[keys], on=keys, validate="1:1")) == len(sample_comparisons)
 
 
 def test_personalized_model_scores_with_history(ifllm_sample, tmp_path, monkeypatch):

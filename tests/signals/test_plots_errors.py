@@ -20,6 +20,8 @@ def rec():
     (dict(task="worker_synth/1", turn=5), "has no turn 5 (0-based --turn: 0..1)"),
     (dict(task="worker_synth/1", turn=1), "turn 2 (index 1) of task 'worker_synth/1' has no gaze samples"),
     (dict(task="worker_synth/2"), "has no turns"),
+    # the help's "task number with --participant" form, without --participant: say what it needs
+    (dict(task="1"), "no task '1': a task number needs --participant, or give the task id (worker_synth/1)"),
 ])
 def test_bad_selection(rec, kwargs, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -79,6 +79,20 @@ def test_report_cli_on_the_sample(ifllm_sample, tmp_path, capsys, as_json):
     assert "worker_29e7a1a6" in html
 
 
+@pytest.mark.parametrize("ci, says", [((0.01, 0.07), "95 % CI resampling participants [+1.0, +7.0]"),
+                                     ((None, None), "no CI (1 participant")])
+def test_reward_section_gain_without_ci(tmp_path, ci, says):
+    """``reward evaluate --json`` writes a null CI when one participant was tested (nothing to
+    resample); the section says so instead of failing on ``100 * None``."""
+    rep = _new_names(REWARD)
+    rep["gain_fused_vs_best_text"].update(ci_low=ci[0], ci_high=ci[1], p_gain_le_0=None,
+                                          n_participants=1 if ci[0] is None else 30)
+    rj = tmp_path / "rm.json"
+    rj.write_text(json.dumps(rep))
+    html = reward_section(rj)
+    assert says in html and "nan" not in html
+
+
 def test_report_generic_reward_json(tmp_path):
     rj = tmp_path / "other.json"
     rj.write_text(json.dumps([{"model": "a", "accuracy": 0.5}, {"model": "b", "accuracy": 0.7}]))
