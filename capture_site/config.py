@@ -320,6 +320,13 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         if strict and backend == "demo":  # checked here, not at a participant's first turn
             m.choice("variant", DEMO_VARIANTS, "concise")
             m.int("rank", 0)
+            m.flag("fail", False)
+        if strict and backend == "hf":  # gazepref.llm.hf.HFBackend's arguments: another key fails every turn
+            m.int("max_new_tokens", 256, lo=1)
+            m.number("temperature", 0.0, lo=0.0)
+            m.text("device", "cpu")
+        if strict and backend != "openai":  # openai: other keys are request parameters (top_p, ...)
+            m.check_read()
         models[name] = ModelSpec(name, backend, options)
     if not models:
         raise ConfigError(f"{source}: at least one [models.NAME] table is needed")
@@ -346,6 +353,11 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
             m._fail("probability", "a number in 0..1")
         modifiers.append(Modifier(m.text("name"), m.get("text", str, expected="a string"), p))
 
+    platform = _platform(doc.table("platform"))
+    if strict and platform.name == "prolific" and "completion_code" not in study.data:
+        # "auto" would stand in: codes Prolific cannot check, so every submission looks wrong there
+        raise ConfigError(f"{source}: missing study.completion_code (with platform.name = \"prolific\": "
+                          f"the code given to Prolific; \"auto\": one per participant, which Prolific cannot check)")
     completion_code = study.text("completion_code", "auto")
     if strict and not completion_code:  # the done page would show none and the platform's link carry "cc="
         study._fail("completion_code", 'a code or "auto" (one code per participant)')
@@ -385,11 +397,16 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         demographics_questions=_questions(doc, "demographics_questions"),
         pre_task_questions=_questions(doc, "pre_task_questions"),
         post_task_questions=_questions(doc, "post_task_questions"),
-        platform=_platform(doc.table("platform")),
+        platform=platform,
         answer_format=study.choice("answer_format", ANSWER_FORMATS, "markdown"),
         min_viewport=(viewport[0], viewport[1]),
         raw=data,
     )
+    shared = {q.id for q in cfg.pre_task_questions} & {q.id for q in cfg.post_task_questions}
+    if strict and shared:  # one table of answers per task (Task.answers): post would replace pre
+        qid = sorted(shared)[0]
+        raise ConfigError(f"{source}: post_task_questions: question id {qid!r} is also a pre_task_questions id "
+                          f"(a task keeps both answers under their ids: give each its own)")
     if strict:  # the sections themselves are checked above (always)
         for table in doc.children:
             table.check_read()

@@ -40,6 +40,18 @@ def test_embedded_default_is_valid_and_offline():
     # the demo backend's options are checked at start, not at a participant's first turn
     (lambda d: d["models"]["demo-concise"].update(variant="short"), "models.demo-concise.variant must be one of"),
     (lambda d: d["models"]["demo-concise"].update(rank=-1), "models.demo-concise.rank must be an integer >= 0"),
+    # a misspelt option of a demo or hf model (an hf one failed every participant's turn with a 500)
+    (lambda d: d["models"]["demo-concise"].update(varient="detailed"), "unknown key models.demo-concise.varient"),
+    (lambda d: d["models"].update(local={"backend": "hf", "path": "m", "max_new_token": 64}),
+     "unknown key models.local.max_new_token (known: backend, path, max_new_tokens, temperature, device)"),
+    (lambda d: d["models"].update(local={"backend": "hf", "path": "m", "temperature": "warm"}),
+     "models.local.temperature must be a finite number >= 0"),
+    # the post-task answer replaced the pre-task one of the same id in Task.answers
+    (lambda d: d["post_task_questions"][1].update(id="understand_before"),
+     "post_task_questions: question id 'understand_before' is also a pre_task_questions id"),
+    # on Prolific a forgotten code silently became "auto": codes Prolific cannot check
+    (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
+     'missing study.completion_code (with platform.name = "prolific"'),
 ])
 def test_config_errors_name_the_key(change, message):
     doc = default_doc()
@@ -61,6 +73,9 @@ def test_a_stored_config_is_read_as_it_is():
     (lambda d: d.update(gaze={"pass_accuracy_px": float("nan")}), r"gaze\.pass_accuracy_px must be a finite number"),
     (lambda d: d["study"].update(completion_code=""), r"study\.completion_code must be a code"),
     (lambda d: d["models"]["demo-concise"].update(variant="short"), r"models\.demo-concise\.variant must be one of"),
+    (lambda d: d["post_task_questions"][1].update(id="understand_before"), r"is also a pre_task_questions id"),
+    (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
+     r"missing study\.completion_code"),
 ])
 def test_a_stored_config_keeps_working_when_a_newer_check_refuses_a_value(change, message):
     """The value checks ``strict`` adds refuse a study file, but a study already running with
@@ -74,7 +89,8 @@ def test_a_stored_config_keeps_working_when_a_newer_check_refuses_a_value(change
         parse_config(doc, "my.toml")
     cfg = parse_config(doc, "study 'demo'", strict=False)
     gaze = gaze_settings(cfg)  # as the site's pages read it
-    assert (gaze.idle_s, cfg.completion_code) == (doc.get("gaze", {}).get("idle_s", 300.0), doc["study"]["completion_code"])
+    assert (gaze.idle_s, cfg.completion_code) == (doc.get("gaze", {}).get("idle_s", 300.0),
+                                                 doc["study"].get("completion_code", "auto"))
 
 
 def test_load_config_reports_bad_toml_and_missing_file(tmp_path):
