@@ -248,6 +248,28 @@ def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
     return tuple(out)
 
 
+#: What the site and the exports keep in a task's answers (``Task.answers``) beside the pre- and
+#: post-task questions' answers: the task's plan (``flow``: its topic and models, read by the chat)
+#: and what a study's recording adds (``datasets.store_recording``).
+TASK_ANSWER_KEYS = ("topic_id", "models", "finished", "calibration_unit")
+
+
+def _check_task_answer_keys(cfg: StudyConfig, source: str) -> None:
+    """A task keeps its pre- and post-task answers in one table with its own entries
+    (:data:`TASK_ANSWER_KEYS`), each answer under its question's id (an attention question's
+    verdict under ``<id>_passed``): an id that another answer or entry already uses would replace
+    it (a question ``models`` replaced the task's models, and every chat turn then failed)."""
+    seen: dict[str, str] = {key: "the task's own entry" for key in TASK_ANSWER_KEYS}
+    for section in ("pre_task_questions", "post_task_questions"):
+        for i, q in enumerate(getattr(cfg, section)):
+            for key in (q.id, f"{q.id}_passed") if q.type == "attention" else (q.id,):
+                if key in seen:
+                    raise ConfigError(
+                        f"{source}: {section}[{i}].id {q.id!r}: a task keeps its answers under their ids and "
+                        f"{key!r} is already {seen[key]} (reserved: {', '.join(TASK_ANSWER_KEYS)}): give it another id")
+                seen[key] = f"{section}[{i}]'s"
+
+
 def _url(r: _Reader, key: str) -> str:
     url = r.text(key, "")
     if url and not url.startswith("https://"):
@@ -402,11 +424,8 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         min_viewport=(viewport[0], viewport[1]),
         raw=data,
     )
-    shared = {q.id for q in cfg.pre_task_questions} & {q.id for q in cfg.post_task_questions}
-    if strict and shared:  # one table of answers per task (Task.answers): post would replace pre
-        qid = sorted(shared)[0]
-        raise ConfigError(f"{source}: post_task_questions: question id {qid!r} is also a pre_task_questions id "
-                          f"(a task keeps both answers under their ids: give each its own)")
+    if strict:
+        _check_task_answer_keys(cfg, source)
     if strict:  # the sections themselves are checked above (always)
         for table in doc.children:
             table.check_read()

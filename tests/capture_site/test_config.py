@@ -46,9 +46,17 @@ def test_embedded_default_is_valid_and_offline():
      "unknown key models.local.max_new_token (known: backend, path, max_new_tokens, temperature, device)"),
     (lambda d: d["models"].update(local={"backend": "hf", "path": "m", "temperature": "warm"}),
      "models.local.temperature must be a finite number >= 0"),
-    # the post-task answer replaced the pre-task one of the same id in Task.answers
+    # a task's answers are one table: the post-task answer replaced the pre-task one of the same id,
+    # a question "models" the task's models (every chat turn then failed), "x_passed" an attention verdict
     (lambda d: d["post_task_questions"][1].update(id="understand_before"),
-     "post_task_questions: question id 'understand_before' is also a pre_task_questions id"),
+     "post_task_questions[1].id 'understand_before': a task keeps its answers under their ids and "
+     "'understand_before' is already pre_task_questions[0]'s"),
+    (lambda d: d["pre_task_questions"][0].update(id="models"),
+     "pre_task_questions[0].id 'models': a task keeps its answers under their ids and 'models' is already "
+     "the task's own entry (reserved: topic_id, models, finished, calibration_unit)"),
+    (lambda d: d["post_task_questions"][4].update(id="attention_passed"),
+     "post_task_questions[4].id 'attention_passed': a task keeps its answers under their ids and "
+     "'attention_passed' is already post_task_questions[3]'s"),
     # on Prolific a forgotten code silently became "auto": codes Prolific cannot check
     (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
      'missing study.completion_code (with platform.name = "prolific"'),
@@ -73,7 +81,7 @@ def test_a_stored_config_is_read_as_it_is():
     (lambda d: d.update(gaze={"pass_accuracy_px": float("nan")}), r"gaze\.pass_accuracy_px must be a finite number"),
     (lambda d: d["study"].update(completion_code=""), r"study\.completion_code must be a code"),
     (lambda d: d["models"]["demo-concise"].update(variant="short"), r"models\.demo-concise\.variant must be one of"),
-    (lambda d: d["post_task_questions"][1].update(id="understand_before"), r"is also a pre_task_questions id"),
+    (lambda d: d["pre_task_questions"][0].update(id="models"), r"'models' is already the task's own entry"),
     (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
      r"missing study\.completion_code"),
 ])
