@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..schema import TASK_ANSWER_ENTRIES
 from ..llm import KINDS
 from ..llm.demo import VARIANTS as DEMO_VARIANTS
 
@@ -248,25 +249,20 @@ def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
     return tuple(out)
 
 
-#: What the site and the exports keep in a task's answers (``Task.answers``) beside the pre- and
-#: post-task questions' answers: the task's plan (``flow``: its topic and models, read by the chat)
-#: and what a study's recording adds (``datasets.store_recording``).
-TASK_ANSWER_KEYS = ("topic_id", "models", "finished", "calibration_unit")
-
-
 def _check_task_answer_keys(cfg: StudyConfig, source: str) -> None:
     """A task keeps its pre- and post-task answers in one table with its own entries
-    (:data:`TASK_ANSWER_KEYS`), each answer under its question's id (an attention question's
+    (:data:`gazepref.schema.TASK_ANSWER_ENTRIES`: the task's plan, read by the chat, and what a
+    recording adds), each answer under its question's id (an attention question's
     verdict under ``<id>_passed``): an id that another answer or entry already uses would replace
     it (a question ``models`` replaced the task's models, and every chat turn then failed)."""
-    seen: dict[str, str] = {key: "the task's own entry" for key in TASK_ANSWER_KEYS}
+    seen: dict[str, str] = {key: "the task's own entry" for key in TASK_ANSWER_ENTRIES}
     for section in ("pre_task_questions", "post_task_questions"):
         for i, q in enumerate(getattr(cfg, section)):
             for key in (q.id, f"{q.id}_passed") if q.type == "attention" else (q.id,):
                 if key in seen:
                     raise ConfigError(
                         f"{source}: {section}[{i}].id {q.id!r}: a task keeps its answers under their ids and "
-                        f"{key!r} is already {seen[key]} (reserved: {', '.join(TASK_ANSWER_KEYS)}): give it another id")
+                        f"{key!r} is already {seen[key]} (reserved: {', '.join(TASK_ANSWER_ENTRIES)}): give it another id")
                 seen[key] = f"{section}[{i}]'s"
 
 

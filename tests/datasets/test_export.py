@@ -76,7 +76,7 @@ def test_export_refuses_non_empty_folder(tmp_path: Path, ifllm_sample: Path):
 
 def _study_db(tmp_path: Path, prompt: str = "capital?", answer: str = "It is Paris.",
               feedback: str = 'the second one, says it, "clearly"\nand more',
-              answers: dict | None = None) -> str:
+              answers: dict | None = None, task_answers: dict | None = None) -> str:
     url = store.sqlite_url(tmp_path / "site.sqlite")
     Session = store.init_db(store.make_engine(url))
     with Session() as db:
@@ -84,7 +84,7 @@ def _study_db(tmp_path: Path, prompt: str = "capital?", answer: str = "It is Par
         p = store.Participant(study=study, pseudonym="p_1a2b", platform="prolific", consent=True)
         declined = store.Participant(study=study, pseudonym="p_9z", consent=False)
         task = store.Task(participant=p, kind="pairwise", topic="France", clock_anchor_epoch_ms=1.7e12,
-                          finished_at=dt.datetime(2026, 12, 1, 10, 30, 5))
+                          finished_at=dt.datetime(2026, 12, 1, 10, 30, 5), answers=task_answers or {})
         p.demographics = store.Demographics(answers=answers or {"age": "25-34", "languages": ["en", "fr"]})
         declined.demographics = store.Demographics(answers={"age": "65+"})  # declined: never exported
         t0 = store.Turn(task=task, index=0, kind="pairwise", prompt=prompt, prompt_sent=prompt, choice=1,
@@ -132,6 +132,26 @@ def test_store_recording_exports_to_both_formats(tmp_path: Path):
     # demographics: never in the behaviour exports
     assert "25-34" not in files and not (tmp_path / "ifl" / "demographics.csv").exists()
     assert not any("demographics" in f.name for f in (tmp_path / "pq").iterdir())
+
+
+def test_ifllm_export_keeps_the_answers_to_a_studys_own_questions(tmp_path: Path):
+    """The IFLLM task table has columns for the release's questions only; a study's own pre- and
+    post-task questions (ids such as ``trust``) were left out of the IFLLM export. They follow the
+    release's columns as ``question_ID`` and are read back; the task's plan is not a question."""
+    import pandas as pd
+
+    asked = {"understand_before": 2, "understand_after": 4, "trust": 3, "prefer_style": "short",
+             "attention": 2, "attention_passed": True}
+    url = _study_db(tmp_path, task_answers={"topic_id": "france", "models": ["demo-a", "demo-b"],
+                                            "feedback": "fine", **asked})
+    export_ifllm(StoreRecording.open("pilot", db_url=url), tmp_path / "ifl")
+    tt = pd.read_csv(tmp_path / "ifl" / "task_table.csv")
+    own = [c for c in tt.columns if c.startswith("question_")]
+    assert own == ["question_trust", "question_prefer_style", "question_attention", "question_attention_passed"]
+    assert tt.loc[0, own].tolist() == [3, "short", 2, True]
+    assert tt.loc[0, ["understand_before", "understand_after"]].tolist() == [2, 4]
+    (task,) = open_release(tmp_path / "ifl").tasks()
+    assert {k: task.answers[k] for k in asked} == asked
 
 
 def test_demographics_only_on_request(tmp_path: Path, ifllm_sample: Path, capsys):
