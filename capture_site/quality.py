@@ -39,6 +39,8 @@ def study_progress(s: Session, study: store.Study) -> dict:
         "consented": len(states),
         "declined": len(refused) - withdrawn,
         "withdrawn": withdrawn,
+        # sent back to the platform with the screen-out hand-off (platforms.mark_screened_out)
+        "screened_out": sum(1 for st in states if (st or {}).get("screened_out")),
         "finished": sum(1 for st in states if (st or {}).get("finished_at")),
         "turns": turns,
         "samples_per_s": {k: round(int(v) / WINDOW_S, 1) for k, v in recent.items()},

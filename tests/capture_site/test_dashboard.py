@@ -295,6 +295,13 @@ def test_a_screened_out_participant_is_shown_so_at_once(make_app, tmp_path, rese
     assert login(researcher_client, *researcher).status_code == 302
     page = researcher_client.get("/admin/studies/test-study").text
     assert 'class="status-screened-out">screened out</td><td>at the camera set-up: camera access denied' in page
+    # counted apart (a platform pays them otherwise), on the study page and in the study list
+    assert '<dt>Screened out</dt><dd data-key="screened_out">1</dd>' in page
+    assert researcher_client.get("/admin/studies/test-study/progress.json").json["progress"]["screened_out"] == 1
+    listing = researcher_client.get("/admin/").text
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", listing, re.S)]
+    by = dict(zip(re.findall(r"<th>(.*?)</th>", listing), cells))
+    assert (by["Consented"], by["Screened out"], by["Finished"]) == ("1", "1", "0")
 
 def test_empty_study_table_says_no_participants_yet(app, client, researcher):
     """Before anyone arrives the table is not just headers: one row spanning it says so; the first
