@@ -21,6 +21,7 @@ from ..llm.demo import VARIANTS as DEMO_VARIANTS
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_study.toml")
 
 QUESTION_TYPES = ("text", "likert", "number", "choice", "copy", "attention")
+LIKERT_VALUES = ("1", "2", "3", "4", "5")  # a likert or attention question's answers (questions.read_answers)
 WEBCAM_MODES = ("off", "optional", "required")
 RESUME_MODES = ("code", "link")  # another browser resumes with the resume code / by the link alone
 TASK_ORDERS = ("pairwise-first", "pointwise-first", "alternate", "random")
@@ -230,10 +231,12 @@ def is_study_slug(slug: str) -> bool:
     return bool(slug) and len(slug) <= 64 and slug.replace("-", "").replace("_", "").isalnum()
 
 
-def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
+def _questions(doc: _Reader, key: str, strict: bool = True) -> tuple[Question, ...]:
     out, seen = [], set()
     for q in doc.table_list(key):
         qid = q.text("id")
+        if strict and not qid:  # the answer's key and the form field's name
+            q._fail("id", "a non-empty id")
         if qid in seen:
             raise ConfigError(f"{doc.source}: {key}: duplicate question id {qid!r}")
         seen.add(qid)
@@ -244,6 +247,8 @@ def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
         expected = q.get("expected", (str, int), None, "a string")
         if qtype == "attention" and expected is None:
             raise ConfigError(f"{doc.source}: {q.where}: an 'attention' question needs 'expected'")
+        if strict and qtype == "attention" and str(expected) not in LIKERT_VALUES:  # else nobody passes
+            q._fail("expected", "one of the scale's values 1..5 (an 'attention' question is a 1-5 scale)")
         out.append(Question(qid, q.text("label"), qtype, q.flag("required", True), options,
                             None if expected is None else str(expected)))
     return tuple(out)
@@ -323,6 +328,11 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
     topics = tuple(Topic(t.text("id"), t.text("title"), t.text("prompt")) for t in doc.table_list("topics"))
     if not topics:
         raise ConfigError(f"{source}: at least one [[topics]] entry is needed")
+    for i, topic in enumerate(topics):  # a task keeps its topic's id: a second topic of that id was never shown
+        earlier = [j for j, other in enumerate(topics[:i]) if other.id == topic.id]
+        if strict and (not topic.id or earlier):
+            raise ConfigError(f"{source}: topics[{i}].id must be a non-empty id of its own (got {topic.id!r}"
+                              + (f", also topics[{earlier[0]}]'s)" if earlier else ")"))
 
     models_tbl = _Reader(data.get("models", {}), "models", source)
     models: dict[str, ModelSpec] = {}
@@ -412,9 +422,9 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         pointwise_models=pointwise_models,
         swap_positions=assign.flag("swap_positions", True),
         modifiers=tuple(modifiers),
-        demographics_questions=_questions(doc, "demographics_questions"),
-        pre_task_questions=_questions(doc, "pre_task_questions"),
-        post_task_questions=_questions(doc, "post_task_questions"),
+        demographics_questions=_questions(doc, "demographics_questions", strict),
+        pre_task_questions=_questions(doc, "pre_task_questions", strict),
+        post_task_questions=_questions(doc, "post_task_questions", strict),
         platform=platform,
         answer_format=study.choice("answer_format", ANSWER_FORMATS, "markdown"),
         min_viewport=(viewport[0], viewport[1]),

@@ -57,6 +57,14 @@ def test_embedded_default_is_valid_and_offline():
     (lambda d: d["post_task_questions"][4].update(id="attention_passed"),
      "post_task_questions[4].id 'attention_passed': a task keeps its answers under their ids and "
      "'attention_passed' is already post_task_questions[3]'s"),
+    # an attention check nobody can pass (the scale is 1-5), a topic never shown (a task keeps its
+    # topic's id), an answer without a key
+    (lambda d: d["post_task_questions"][3].update(expected="7"),
+     "post_task_questions[3].expected must be one of the scale's values 1..5"),
+    (lambda d: d["topics"][2].update(id="sleep"), "topics[2].id must be a non-empty id of its own (got 'sleep', "
+                                                  "also topics[0]'s)"),
+    (lambda d: d["topics"][1].update(id=" "), "topics[1].id must be a non-empty id of its own (got '')"),
+    (lambda d: d["pre_task_questions"][0].update(id=""), "pre_task_questions[0].id must be a non-empty id"),
     # on Prolific a forgotten code silently became "auto": codes Prolific cannot check
     (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
      'missing study.completion_code (with platform.name = "prolific"'),
@@ -82,6 +90,8 @@ def test_a_stored_config_is_read_as_it_is():
     (lambda d: d["study"].update(completion_code=""), r"study\.completion_code must be a code"),
     (lambda d: d["models"]["demo-concise"].update(variant="short"), r"models\.demo-concise\.variant must be one of"),
     (lambda d: d["pre_task_questions"][0].update(id="models"), r"'models' is already the task's own entry"),
+    (lambda d: d["post_task_questions"][3].update(expected="7"), r"expected must be one of the scale's values"),
+    (lambda d: d["topics"][2].update(id="sleep"), r"topics\[2\]\.id must be a non-empty id of its own"),
     (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
      r"missing study\.completion_code"),
 ])
