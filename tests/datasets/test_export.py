@@ -154,6 +154,38 @@ def test_ifllm_export_keeps_the_answers_to_a_studys_own_questions(tmp_path: Path
     assert {k: task.answers[k] for k in asked} == asked
 
 
+def _documented_columns() -> dict[str, set[str]]:
+    """docs/exports.md's Parquet table: each file's row, every name in backquotes."""
+    import re
+
+    text = (Path(__file__).parents[2] / "docs" / "exports.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \|[^|]*\|(.*)\|$", text, re.M)
+    return {name: set(re.findall(r"`([^`]+)`", cells)) for name, cells in rows}
+
+
+def test_every_exported_column_is_documented(tmp_path: Path):
+    """A researcher reads what each column of an export holds in docs/exports.md: every column the
+    Parquet export writes (and what the IFLLM layout adds to the release's) is named there."""
+    import pandas as pd
+
+    from gazepref.datasets.export import TASK_CALIBRATION_COLUMNS
+    from gazepref.datasets.store_recording import CALIBRATION_COLUMNS
+
+    docs = _documented_columns()
+    url = _study_db(tmp_path)
+    manifest = export_parquet(StoreRecording.open("pilot", db_url=url), tmp_path / "pq")
+    written = {f.name: set(pd.read_parquet(f).columns) for f in (tmp_path / "pq").glob("*.parquet")}
+    written["calibrations.parquet"] = set(CALIBRATION_COLUMNS)
+    written["streams/<stream>.parquet"] = {"turn", "task_id"}
+    written["manifest.json"] = set(manifest) - {"skipped"}
+    assert set(written) <= set(docs)
+    missing = {name: sorted(cols - docs[name]) for name, cols in written.items() if cols - docs[name]}
+    assert not missing, f"columns the export writes but docs/exports.md does not name: {missing}"
+    ifllm_part = (Path(__file__).parents[2] / "docs" / "exports.md").read_text().split("## IFLLM layout")[1]
+    assert all(f"`{c}`" in ifllm_part for c in ["t_shown", "t_decided", "comment", "question_<id>",
+                                                *TASK_CALIBRATION_COLUMNS])
+
+
 def test_demographics_only_on_request(tmp_path: Path, ifllm_sample: Path, capsys):
     url = _study_db(tmp_path)
     out = tmp_path / "with"
