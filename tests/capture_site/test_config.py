@@ -132,6 +132,22 @@ def test_steps_include_calibration_slot_when_webcam_is_on():
     assert steps[3:] == ["pre:0", "task:0", "post:0", "pre:1", "task:1", "post:1", "done"]
 
 
+@pytest.mark.parametrize("change, first_steps", [
+    (lambda d: None, ["demographics", "instructions", "pre:0"]),
+    # no [instructions] text: no empty "Instructions" page with a Start button and nothing to read
+    (lambda d: d.pop("instructions"), ["demographics", "pre:0"]),
+    (lambda d: d["instructions"].update(text="  "), ["demographics", "pre:0"]),
+    (lambda d: d.pop("demographics_questions"), ["instructions", "pre:0"]),
+])
+def test_steps_leave_out_pages_with_nothing_on_them(change, first_steps):
+    import random
+
+    doc = default_doc()
+    change(doc)
+    cfg = parse_config(doc)
+    assert make_steps(cfg, make_plan(cfg, [], random.Random(1)))[:len(first_steps)] == first_steps
+
+
 def test_balanced_quotas_keep_arms_within_one():
     import random
 
