@@ -23,7 +23,7 @@ from .exporting import FORMATS, export_study
 from .pages import no_store
 from .purge import purge_participant
 from .quality import IDLE_S, participant_quality, study_progress
-from .runtime import db
+from .runtime import db, site
 from .security import check_csrf, login_required
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ def studies():
 def study(slug: str):
     st = _study(slug)
     return render_template("admin/study.html", study=st, progress=study_progress(db(), st),
+                           webcam=site().config(st).webcam != "off",
                            participants=participant_quality(db(), st), formats=FORMATS,
                            plots="plots" in current_app.blueprints, idle_min=IDLE_S // 60)
 

@@ -86,6 +86,7 @@ def test_progress_quality_export_and_delete(app, client, researcher, dbs):
     assert "Test study" in client.get("/admin/").text
     page = client.get("/admin/studies/test-study")
     assert page.status_code == 200 and "P-ONE" not in page.text
+    assert 'data-key="mouse_rate"' in page.text and 'data-key="gaze_rate"' not in page.text  # mouse-only
     if "plots" in app.blueprints:  # the analyst views, linked per consenting participant
         assert page.text.count("/plots\">plots</a>") == 1
     prog = client.get("/admin/studies/test-study/progress.json").json
@@ -297,6 +298,8 @@ def test_a_screened_out_participant_is_shown_so_at_once(make_app, tmp_path, rese
     assert 'class="status-screened-out">screened out</td><td>at the camera set-up: camera access denied' in page
     # counted apart (a platform pays them otherwise), on the study page and in the study list
     assert '<dt>Screened out</dt><dd data-key="screened_out">1</dd>' in page
+    # a webcam study's page says whether gaze arrives (a mouse-only one: test_progress_quality_export_and_delete)
+    assert '<dt>Gaze samples/s (last minute)</dt><dd data-key="gaze_rate">0</dd>' in page
     assert researcher_client.get("/admin/studies/test-study/progress.json").json["progress"]["screened_out"] == 1
     listing = researcher_client.get("/admin/").text
     cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", listing, re.S)]
