@@ -673,3 +673,36 @@ def test_a_withdrawn_participant_is_counted_and_listed_as_withdrawn_and_never_ex
     assert turns["participant_id"].nunique() == 1
     with app.extensions["gazepref"].sessions() as s:
         assert study_progress(s, s.scalars(select(store.Study)).one())["withdrawn"] == 1
+
+
+@pytest.mark.parametrize("platform, parameters", [
+    ("", "?pid={{PARTICIPANT_ID}}"),
+    ('[platform]\nname = "prolific"', "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"),
+    ('[platform]\nname = "mturk"', ""),  # the ExternalQuestion URL: MTurk adds workerId & co.
+])
+def test_the_participant_link_is_the_studys_platforms_and_unfilled_makes_nobody_one(
+        make_app, tmp_path, monkeypatch, capsys, platform, parameters):
+    """The study page's link was Prolific's for every platform; whoever posted it as written (an
+    MTurk HIT, a mailing list) made everyone who opened it one participant (its placeholder taken for
+    an id). Now it is the platform's, and a placeholder left unfilled is no participant id."""
+    import html
+
+    from sitetest import study_variant
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "study.toml", platform)))
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert cli(["user", "add", "ada", "--all-studies", "--password-stdin", "--instance", app.instance_path]) == 0
+    client = app.test_client()
+    assert login(client, "ada", "correct horse battery").status_code == 302
+    page = client.get("/admin/studies/test-study").text
+    link = html.unescape(re.search(r'<code id="participant-link">(.*?)</code>', page).group(1))
+    assert link == "http://localhost/s/test-study/" + parameters
+    admitted = []
+    for _ in range(2):  # two people open the link as written
+        w = Walker(app.test_client())
+        arrived = w.client.get(link.removeprefix("http://localhost"), follow_redirects=True)
+        admitted.append(arrived.status_code == 200 and w.consent().status_code == 200)
+    with app.extensions["gazepref"].sessions() as s:
+        people = s.scalars(select(store.Participant)).all()
+    # a study open to anyone admits each as a participant of their own; a platform's study refuses them
+    assert admitted == [not platform] * 2 and len({p.pseudonym for p in people}) == len(people) == 2 * (not platform)
