@@ -335,6 +335,11 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     tdf = pd.DataFrame(trows, columns=columns)
     if site:
         tdf["calibration_attempts"] = tdf["calibration_attempts"].astype("Int64")
+    for c in questions + ["understand_before", "understand_after"]:  # a 1-5 answer stays "4", not
+        key = c.removeprefix(ifllm.QUESTION_PREFIX)  # "4.0", where another task has none
+        given = [t.answers[key] for t in tasks if t.answers.get(key) is not None]
+        if given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+            tdf[c] = tdf[c].astype("Int64")
     _to_csv(tdf, out / ifllm.TASK_TABLE, spreadsheet_safe, index=False)
     calibrations = _calibration_rounds(rec)
     if calibrations is not None:

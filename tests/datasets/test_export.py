@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from sqlalchemy import select
 
 from gazepref import UserError, schema, store
 from gazepref.cli import main
@@ -144,14 +145,21 @@ def test_ifllm_export_keeps_the_answers_to_a_studys_own_questions(tmp_path: Path
              "attention": 2, "attention_passed": True}
     url = _study_db(tmp_path, task_answers={"topic_id": "france", "models": ["demo-a", "demo-b"],
                                             "feedback": "fine", **asked})
+    with store.init_db(store.make_engine(url))() as db:  # a second task, not answered (yet)
+        db.add(store.Task(participant=db.scalars(select(store.Participant)).first(), kind="pointwise", index=1,
+                          topic="Spain", answers={"topic_id": "spain", "models": ["demo-a"]}))
+        db.commit()
     export_ifllm(StoreRecording.open("pilot", db_url=url), tmp_path / "ifl")
+    # the integer answers are written as integers beside the unanswered task's blanks
+    assert ",2,4,,,,2026-12-01 10:30:05,France,3,short,2,True" in (tmp_path / "ifl" / "task_table.csv").read_text()
     tt = pd.read_csv(tmp_path / "ifl" / "task_table.csv")
     own = [c for c in tt.columns if c.startswith("question_")]
     assert own == ["question_trust", "question_prefer_style", "question_attention", "question_attention_passed"]
     assert tt.loc[0, own].tolist() == [3, "short", 2, True]
     assert tt.loc[0, ["understand_before", "understand_after"]].tolist() == [2, 4]
-    (task,) = open_release(tmp_path / "ifl").tasks()
+    task, unanswered = open_release(tmp_path / "ifl").tasks()
     assert {k: task.answers[k] for k in asked} == asked
+    assert all(unanswered.answers.get(k) is None for k in asked)
 
 
 def _documented_columns() -> dict[str, set[str]]:
