@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..schema import TASK_ANSWER_ENTRIES
 from ..llm import KINDS
 from ..llm.demo import VARIANTS as DEMO_VARIANTS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_study.toml")
 
 QUESTION_TYPES = ("text", "likert", "number", "choice", "copy", "attention")
+LIKERT_VALUES = ("1", "2", "3", "4", "5")  # a likert or attention question's answers (questions.read_answers)
 WEBCAM_MODES = ("off", "optional", "required")
 RESUME_MODES = ("code", "link")  # another browser resumes with the resume code / by the link alone
 TASK_ORDERS = ("pairwise-first", "pointwise-first", "alternate", "random")
@@ -229,10 +231,12 @@ def is_study_slug(slug: str) -> bool:
     return bool(slug) and len(slug) <= 64 and slug.replace("-", "").replace("_", "").isalnum()
 
 
-def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
+def _questions(doc: _Reader, key: str, strict: bool = True) -> tuple[Question, ...]:
     out, seen = [], set()
     for q in doc.table_list(key):
         qid = q.text("id")
+        if strict and not qid:  # the answer's key and the form field's name
+            q._fail("id", "a non-empty id")
         if qid in seen:
             raise ConfigError(f"{doc.source}: {key}: duplicate question id {qid!r}")
         seen.add(qid)
@@ -243,9 +247,28 @@ def _questions(doc: _Reader, key: str) -> tuple[Question, ...]:
         expected = q.get("expected", (str, int), None, "a string")
         if qtype == "attention" and expected is None:
             raise ConfigError(f"{doc.source}: {q.where}: an 'attention' question needs 'expected'")
+        if strict and qtype == "attention" and str(expected) not in LIKERT_VALUES:  # else nobody passes
+            q._fail("expected", "one of the scale's values 1..5 (an 'attention' question is a 1-5 scale)")
         out.append(Question(qid, q.text("label"), qtype, q.flag("required", True), options,
                             None if expected is None else str(expected)))
     return tuple(out)
+
+
+def _check_task_answer_keys(cfg: StudyConfig, source: str) -> None:
+    """A task keeps its pre- and post-task answers in one table with its own entries
+    (:data:`gazepref.schema.TASK_ANSWER_ENTRIES`: the task's plan, read by the chat, and what a
+    recording adds), each answer under its question's id (an attention question's
+    verdict under ``<id>_passed``): an id that another answer or entry already uses would replace
+    it (a question ``models`` replaced the task's models, and every chat turn then failed)."""
+    seen: dict[str, str] = {key: "the task's own entry" for key in TASK_ANSWER_ENTRIES}
+    for section in ("pre_task_questions", "post_task_questions"):
+        for i, q in enumerate(getattr(cfg, section)):
+            for key in (q.id, f"{q.id}_passed") if q.type == "attention" else (q.id,):
+                if key in seen:
+                    raise ConfigError(
+                        f"{source}: {section}[{i}].id {q.id!r}: a task keeps its answers under their ids and "
+                        f"{key!r} is already {seen[key]} (reserved: {', '.join(TASK_ANSWER_ENTRIES)}): give it another id")
+                seen[key] = f"{section}[{i}]'s"
 
 
 def _url(r: _Reader, key: str) -> str:
@@ -305,6 +328,11 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
     topics = tuple(Topic(t.text("id"), t.text("title"), t.text("prompt")) for t in doc.table_list("topics"))
     if not topics:
         raise ConfigError(f"{source}: at least one [[topics]] entry is needed")
+    for i, topic in enumerate(topics):  # a task keeps its topic's id: a second topic of that id was never shown
+        earlier = [j for j, other in enumerate(topics[:i]) if other.id == topic.id]
+        if strict and (not topic.id or earlier):
+            raise ConfigError(f"{source}: topics[{i}].id must be a non-empty id of its own (got {topic.id!r}"
+                              + (f", also topics[{earlier[0]}]'s)" if earlier else ")"))
 
     models_tbl = _Reader(data.get("models", {}), "models", source)
     models: dict[str, ModelSpec] = {}
@@ -320,6 +348,13 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         if strict and backend == "demo":  # checked here, not at a participant's first turn
             m.choice("variant", DEMO_VARIANTS, "concise")
             m.int("rank", 0)
+            m.flag("fail", False)
+        if strict and backend == "hf":  # gazepref.llm.hf.HFBackend's arguments: another key fails every turn
+            m.int("max_new_tokens", 256, lo=1)
+            m.number("temperature", 0.0, lo=0.0)
+            m.text("device", "cpu")
+        if strict and backend != "openai":  # openai: other keys are request parameters (top_p, ...)
+            m.check_read()
         models[name] = ModelSpec(name, backend, options)
     if not models:
         raise ConfigError(f"{source}: at least one [models.NAME] table is needed")
@@ -346,6 +381,11 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
             m._fail("probability", "a number in 0..1")
         modifiers.append(Modifier(m.text("name"), m.get("text", str, expected="a string"), p))
 
+    platform = _platform(doc.table("platform"))
+    if strict and platform.name == "prolific" and "completion_code" not in study.data:
+        # "auto" would stand in: codes Prolific cannot check, so every submission looks wrong there
+        raise ConfigError(f"{source}: missing study.completion_code (with platform.name = \"prolific\": "
+                          f"the code given to Prolific; \"auto\": one per participant, which Prolific cannot check)")
     completion_code = study.text("completion_code", "auto")
     if strict and not completion_code:  # the done page would show none and the platform's link carry "cc="
         study._fail("completion_code", 'a code or "auto" (one code per participant)')
@@ -382,14 +422,16 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         pointwise_models=pointwise_models,
         swap_positions=assign.flag("swap_positions", True),
         modifiers=tuple(modifiers),
-        demographics_questions=_questions(doc, "demographics_questions"),
-        pre_task_questions=_questions(doc, "pre_task_questions"),
-        post_task_questions=_questions(doc, "post_task_questions"),
-        platform=_platform(doc.table("platform")),
+        demographics_questions=_questions(doc, "demographics_questions", strict),
+        pre_task_questions=_questions(doc, "pre_task_questions", strict),
+        post_task_questions=_questions(doc, "post_task_questions", strict),
+        platform=platform,
         answer_format=study.choice("answer_format", ANSWER_FORMATS, "markdown"),
         min_viewport=(viewport[0], viewport[1]),
         raw=data,
     )
+    if strict:
+        _check_task_answer_keys(cfg, source)
     if strict:  # the sections themselves are checked above (always)
         for table in doc.children:
             table.check_read()

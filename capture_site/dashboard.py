@@ -23,7 +23,7 @@ from .exporting import FORMATS, export_study
 from .pages import no_store
 from .purge import purge_participant, withdrawal_of
 from .quality import IDLE_S, participant_quality, study_progress
-from .runtime import db
+from .runtime import db, site
 from .security import check_csrf, login_required
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,21 @@ def studies():
     return render_template("admin/studies.html", rows=rows)
 
 
+#: what each platform adds to the study's address (docs/STUDY_SITE.md "Crowd platforms"): Prolific
+#: fills its placeholders in; MTurk's ExternalQuestion adds workerId & co. itself; elsewhere the
+#: researcher puts the panel's own placeholder for ``pid``
+LINK_PARAMETERS = {"prolific": "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",
+                   "mturk": "", "any": "?pid={{PARTICIPANT_ID}}"}
+
+
 @bp.get("/studies/<slug>")
 @login_required
 def study(slug: str):
     st = _study(slug)
+    cfg = site().config(st)
+    link = url_for("flow.arrive", slug=st.slug, _external=True) + LINK_PARAMETERS.get(cfg.platform.name, "")
     return render_template("admin/study.html", study=st, progress=study_progress(db(), st),
+                           webcam=cfg.webcam != "off", link=link, platform=cfg.platform.name,
                            participants=participant_quality(db(), st), formats=FORMATS,
                            plots="plots" in current_app.blueprints, idle_min=IDLE_S // 60)
 

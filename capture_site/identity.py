@@ -30,11 +30,19 @@ class Arrival:
     preview: bool = False
 
 
+def placeholder(value: str) -> bool:
+    """Whether ``value`` is a platform's placeholder left unfilled (Prolific's
+    ``{{%PROLIFIC_PID%}}``: the link opened as written, not through the platform). Taken for an id,
+    everyone who opened that link would be one participant."""
+    return "{{" in value or "}}" in value
+
+
 def arrival_from_args(args: Mapping[str, str]) -> Arrival:
-    """Read the platform and participant id from a request's query parameters."""
+    """Read the platform and participant id from a request's query parameters (an unfilled
+    placeholder is no id: :func:`placeholder`)."""
     for platform, (id_param, extra_params) in PLATFORMS.items():
         raw = (args.get(id_param) or "").strip()[:MAX_ID_LENGTH]
-        if raw:
+        if raw and not placeholder(raw):
             extras = {p: args[p][:MAX_ID_LENGTH] for p in extra_params if args.get(p)}
             preview = extras.get("assignmentId") == MTURK_PREVIEW
             return Arrival(platform.rstrip("2"), raw, extras, preview)

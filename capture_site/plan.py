@@ -61,7 +61,8 @@ def make_plan(cfg: StudyConfig, earlier_plans: Iterable[list[dict]], rng: random
 
 
 def make_steps(cfg: StudyConfig, plan: list[dict]) -> list[str]:
-    """The flow after consent: demographics, instructions, calibration, then per task pre/chat/post.
+    """The flow after consent: demographics, instructions, calibration, then per task pre/chat/post
+    (demographics only with questions, instructions only with a text).
 
     With the webcam on and ``[gaze] recalibrate_every = n`` > 0, a recalibration step
     ``calibration:i`` comes before every n-th task ``i`` (before its pre-task questions).
@@ -69,7 +70,8 @@ def make_steps(cfg: StudyConfig, plan: list[dict]) -> list[str]:
     steps = []
     if cfg.demographics and cfg.demographics_questions:
         steps.append("demographics")
-    steps.append("instructions")
+    if cfg.instructions_text:  # a study without [instructions] text: no empty page
+        steps.append("instructions")
     every = 0
     if cfg.calibration:
         from .gaze_settings import gaze_settings

@@ -41,6 +41,8 @@ def study_progress(s: Session, study: store.Study) -> dict:
         "declined": len(refused) - withdrawn - deleted,
         "withdrawn": withdrawn,
         "deleted": deleted,
+        # sent back to the platform with the screen-out hand-off (platforms.mark_screened_out)
+        "screened_out": sum(1 for st in states if (st or {}).get("screened_out")),
         "finished": sum(1 for st in states if (st or {}).get("finished_at")),
         "turns": turns,
         "samples_per_s": {k: round(int(v) / WINDOW_S, 1) for k, v in recent.items()},

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .answers import copied_from
-from .config import Question
+from .config import LIKERT_VALUES, Question
 from .validation import InvalidInput, check_form_number
 
 MAX_ANSWER = 5000
@@ -40,7 +40,7 @@ def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_o
                 errors.append(AnswerError(f"Please answer: {q.label}", q.id))
             continue
         if q.type in ("likert", "attention"):
-            if raw not in {"1", "2", "3", "4", "5"}:
+            if raw not in LIKERT_VALUES:
                 errors.append(AnswerError(f"Choose a value from 1 to 5: {q.label}", q.id))
                 continue
             answers[q.id] = int(raw)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import store
-from .config import StudyConfig, parse_config
+from .config import ModelSpec, StudyConfig, parse_config
 from ..llm import Backend, BackendError, build_backend
 from .ratelimit import DbRateLimiter
 
@@ -33,7 +33,7 @@ class Site:
     checkpointer: Any = None  # SQLite: the background log checkpoints (.sqlite_checkpoint)
     backend_overrides: dict[str, Backend] = field(default_factory=dict)
     _configs: dict[str, StudyConfig] = field(default_factory=dict)
-    _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
+    _backends: dict[tuple[str, str], tuple[ModelSpec, Backend]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reuses_ids: bool | None = None
 
@@ -58,9 +58,12 @@ class Site:
         self.statements.dispose()
 
     def config(self, study: store.Study) -> StudyConfig:
-        """The validated configuration of ``study`` (cached per slug)."""
+        """The validated configuration of ``study`` as its row now stores it (parsed once per
+        version): a host started with a newer study file rewrites the row, and every other process
+        and host follows at its next request instead of keeping the file it first read (a pass
+        threshold, a completion code, a model differing between hosts)."""
         cfg = self._configs.get(study.slug)
-        if cfg is None:
+        if cfg is None or cfg.raw != study.config:
             cfg = self._configs[study.slug] = parse_config(study.config, f"study {study.slug!r}", strict=False)
         return cfg
 
@@ -68,14 +71,15 @@ class Site:
         """The backend serving ``model`` in ``cfg`` (tests may override by model name)."""
         if model in self.backend_overrides:
             return self.backend_overrides[model]
+        if model not in cfg.models:
+            raise BackendError(f"model {model!r} is not configured")
+        spec = cfg.models[model]
         key = (cfg.slug, model)
-        with self._lock:
-            if key not in self._backends:
-                if model not in cfg.models:
-                    raise BackendError(f"model {model!r} is not configured")
-                spec = cfg.models[model]
-                self._backends[key] = build_backend(spec.backend, **spec.options)
-            return self._backends[key]
+        with self._lock:  # a model whose [models.NAME] table changed gets a new backend
+            built = self._backends.get(key)
+            if built is None or built[0] != spec:
+                built = self._backends[key] = (spec, build_backend(spec.backend, **spec.options))
+            return built[1]
 
 
 def ensure_study(sessions: sessionmaker[Session], cfg: StudyConfig) -> None:

@@ -257,6 +257,13 @@ class Turn:
         return asdict(self)
 
 
+#: What a task's ``answers`` hold beside the answers to the study's pre- and post-task questions
+#: (each under its question's id; an attention question's verdict under ``<id>_passed``): the
+#: site's plan of the task (``topic_id``, ``models``) and what a recording adds (``finished``, the
+#: time; ``calibration_unit`` of ``calibration_accuracy``). No question may use these ids.
+TASK_ANSWER_ENTRIES = ("topic_id", "models", "finished", "calibration_unit")
+
+
 @dataclass
 class Task:
     """One chat page of a participant (IFLLM's (worker, task) registration)."""
@@ -269,7 +276,7 @@ class Task:
     clock_anchor_epoch_ms: float | None = None
     finished: bool = False
     feedback_text: str | None = None  # task-level free text
-    answers: dict[str, Any] = field(default_factory=dict)  # post-task questions
+    answers: dict[str, Any] = field(default_factory=dict)  # questions' answers by id, TASK_ANSWER_ENTRIES
     calibration_accuracy: float | None = None  # % (IFLLM) or px, see answers['calibration_unit']
     # site studies: the webcam calibration in force for the task (the step's outcome): passed,
     # accuracy_px, accuracy_deg, precision_px, data_loss, attempts, quality, webgazer_score_pct

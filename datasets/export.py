@@ -7,7 +7,8 @@ each gaze row once (IFLLM doubled them in pairwise folders; readers drop doubles
 table gets two columns the release lacks, ``t_shown`` and ``t_decided`` (the trajectories' page
 timer, ms; empty where unknown), so samples after a decision are still cut when it is read back,
 and ``comment``, the participant's comment on the turn. The task table's ``finished`` is the time
-the task was finished (UTC, as in the release).
+the task was finished (UTC, as in the release); the answers to a study's own pre- and post-task
+questions (ids the release has no column for) follow the release's columns as ``question_ID``.
 Site studies also carry their webcam calibrations: Parquet ``calibrations.parquet`` (every
 calibration, validation and outcome round: attempts, accuracy px and degrees, precision, data loss
 per point) and ``tasks.parquet`` ``calibration`` / ``calibration_accuracy`` (px); the IFLLM
@@ -324,11 +325,21 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                       "understand_before": a.get("understand_before"), "understand_after": a.get("understand_after"),
                       "query_copy": a.get("query_copy"), "llm_response_copy": a.get("llm_response_copy"),
                       "finished": _finished(t), "domain": t.topic, **_task_accuracy(t)})
+    # a study's own questions (ids the release has no column for) as question_ID columns
+    own = {"feedback", *ifllm.TASK_ANSWER_COLUMNS, *schema.TASK_ANSWER_ENTRIES}
+    questions = list(dict.fromkeys(ifllm.QUESTION_PREFIX + k for t in tasks for k in t.answers if k not in own))
+    for t, row in zip(tasks, trows):
+        row |= {ifllm.QUESTION_PREFIX + k: v for k, v in t.answers.items() if k not in own}
     site = any(t.calibration is not None for t in tasks)
-    columns = ifllm.TASK_COLUMNS + (TASK_CALIBRATION_COLUMNS if site else [])
+    columns = ifllm.TASK_COLUMNS + questions + (TASK_CALIBRATION_COLUMNS if site else [])
     tdf = pd.DataFrame(trows, columns=columns)
     if site:
         tdf["calibration_attempts"] = tdf["calibration_attempts"].astype("Int64")
+    for c in questions + ["understand_before", "understand_after"]:  # a 1-5 answer stays "4", not
+        key = c.removeprefix(ifllm.QUESTION_PREFIX)  # "4.0", where another task has none
+        given = [t.answers[key] for t in tasks if t.answers.get(key) is not None]
+        if given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+            tdf[c] = tdf[c].astype("Int64")
     _to_csv(tdf, out / ifllm.TASK_TABLE, spreadsheet_safe, index=False)
     calibrations = _calibration_rounds(rec)
     if calibrations is not None:

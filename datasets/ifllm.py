@@ -71,6 +71,12 @@ TASK_COLUMNS = [
     "user_id", "task_id", "copy_sentence", "summary", "feedback", "understand_before",
     "understand_after", "query_copy", "llm_response_copy", "accuracy", "finished", "domain",
 ]
+#: the task-table columns that hold a task's answers (``schema.Task.answers``) under their own names
+TASK_ANSWER_COLUMNS = ["copy_sentence", "summary", "understand_before", "understand_after", "query_copy",
+                       "llm_response_copy", "finished"]
+#: optional task-table columns our exporter adds (not in the release): the answer to a study's own
+#: question ``ID`` (one the release has no column for) as ``question_ID``
+QUESTION_PREFIX = "question_"
 ABS_COLUMNS = ["x", "y", "t", "epoch_ms"]
 REL_COLUMNS_7 = ["x", "y", "window", "char_index", "t", "camera_ok", "epoch_ms"]
 REL_COLUMNS_6 = ["x", "y", "window", "char_index", "t", "epoch_ms"]
@@ -555,9 +561,9 @@ class IFLLMRelease:
             else:
                 d = self.behavior_dirs.get(tid)
                 kind = "pairwise" if (d is not None and (d / "rel_gaze_one.csv").exists()) or t % 2 == 1 else "pointwise"
-            answers = {k: _plain(r.get(k)) for k in ("copy_sentence", "summary", "understand_before",
-                                                      "understand_after", "query_copy", "llm_response_copy",
-                                                      "finished") if k in r}
+            answers = {k: _plain(r.get(k)) for k in TASK_ANSWER_COLUMNS if k in r}
+            answers |= {k.removeprefix(QUESTION_PREFIX): v for k in r if k.startswith(QUESTION_PREFIX)
+                        if (v := _plain(r[k])) is not None}  # a study's own questions (our export)
             accuracy = _plain(r.get("accuracy"))
             if accuracy is None and _plain(r.get("accuracy_px")) is not None:  # our export of a failed calibration
                 accuracy, answers["calibration_unit"] = _plain(r.get("accuracy_px")), "px"

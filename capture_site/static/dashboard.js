@@ -128,7 +128,8 @@ async function poll() {
     const resp = await fetch(section.dataset.url, { headers: { Accept: "application/json" } });
     if (!resp.ok) return;
     const { progress, participants } = await resp.json();
-    const values = { ...progress, mouse_rate: (progress.samples_per_s || {}).mouse || 0 };
+    const rates = progress.samples_per_s || {};
+    const values = { ...progress, mouse_rate: rates.mouse || 0, gaze_rate: rates.gaze || 0 };
     for (const dd of section.querySelectorAll("[data-key]")) dd.textContent = String(values[dd.dataset.key] ?? "");
     if (table && Array.isArray(participants)) redraw(table.tBodies[0], participants);
   } catch { /* offline: try again later */ }

@@ -40,6 +40,34 @@ def test_embedded_default_is_valid_and_offline():
     # the demo backend's options are checked at start, not at a participant's first turn
     (lambda d: d["models"]["demo-concise"].update(variant="short"), "models.demo-concise.variant must be one of"),
     (lambda d: d["models"]["demo-concise"].update(rank=-1), "models.demo-concise.rank must be an integer >= 0"),
+    # a misspelt option of a demo or hf model (an hf one failed every participant's turn with a 500)
+    (lambda d: d["models"]["demo-concise"].update(varient="detailed"), "unknown key models.demo-concise.varient"),
+    (lambda d: d["models"].update(local={"backend": "hf", "path": "m", "max_new_token": 64}),
+     "unknown key models.local.max_new_token (known: backend, path, max_new_tokens, temperature, device)"),
+    (lambda d: d["models"].update(local={"backend": "hf", "path": "m", "temperature": "warm"}),
+     "models.local.temperature must be a finite number >= 0"),
+    # a task's answers are one table: the post-task answer replaced the pre-task one of the same id,
+    # a question "models" the task's models (every chat turn then failed), "x_passed" an attention verdict
+    (lambda d: d["post_task_questions"][1].update(id="understand_before"),
+     "post_task_questions[1].id 'understand_before': a task keeps its answers under their ids and "
+     "'understand_before' is already pre_task_questions[0]'s"),
+    (lambda d: d["pre_task_questions"][0].update(id="models"),
+     "pre_task_questions[0].id 'models': a task keeps its answers under their ids and 'models' is already "
+     "the task's own entry (reserved: topic_id, models, finished, calibration_unit)"),
+    (lambda d: d["post_task_questions"][4].update(id="attention_passed"),
+     "post_task_questions[4].id 'attention_passed': a task keeps its answers under their ids and "
+     "'attention_passed' is already post_task_questions[3]'s"),
+    # an attention check nobody can pass (the scale is 1-5), a topic never shown (a task keeps its
+    # topic's id), an answer without a key
+    (lambda d: d["post_task_questions"][3].update(expected="7"),
+     "post_task_questions[3].expected must be one of the scale's values 1..5"),
+    (lambda d: d["topics"][2].update(id="sleep"), "topics[2].id must be a non-empty id of its own (got 'sleep', "
+                                                  "also topics[0]'s)"),
+    (lambda d: d["topics"][1].update(id=" "), "topics[1].id must be a non-empty id of its own (got '')"),
+    (lambda d: d["pre_task_questions"][0].update(id=""), "pre_task_questions[0].id must be a non-empty id"),
+    # on Prolific a forgotten code silently became "auto": codes Prolific cannot check
+    (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
+     'missing study.completion_code (with platform.name = "prolific"'),
 ])
 def test_config_errors_name_the_key(change, message):
     doc = default_doc()
@@ -61,6 +89,11 @@ def test_a_stored_config_is_read_as_it_is():
     (lambda d: d.update(gaze={"pass_accuracy_px": float("nan")}), r"gaze\.pass_accuracy_px must be a finite number"),
     (lambda d: d["study"].update(completion_code=""), r"study\.completion_code must be a code"),
     (lambda d: d["models"]["demo-concise"].update(variant="short"), r"models\.demo-concise\.variant must be one of"),
+    (lambda d: d["pre_task_questions"][0].update(id="models"), r"'models' is already the task's own entry"),
+    (lambda d: d["post_task_questions"][3].update(expected="7"), r"expected must be one of the scale's values"),
+    (lambda d: d["topics"][2].update(id="sleep"), r"topics\[2\]\.id must be a non-empty id of its own"),
+    (lambda d: (d["study"].pop("completion_code"), d.update(platform={"name": "prolific"})),
+     r"missing study\.completion_code"),
 ])
 def test_a_stored_config_keeps_working_when_a_newer_check_refuses_a_value(change, message):
     """The value checks ``strict`` adds refuse a study file, but a study already running with
@@ -74,7 +107,8 @@ def test_a_stored_config_keeps_working_when_a_newer_check_refuses_a_value(change
         parse_config(doc, "my.toml")
     cfg = parse_config(doc, "study 'demo'", strict=False)
     gaze = gaze_settings(cfg)  # as the site's pages read it
-    assert (gaze.idle_s, cfg.completion_code) == (doc.get("gaze", {}).get("idle_s", 300.0), doc["study"]["completion_code"])
+    assert (gaze.idle_s, cfg.completion_code) == (doc.get("gaze", {}).get("idle_s", 300.0),
+                                                 doc["study"].get("completion_code", "auto"))
 
 
 def test_load_config_reports_bad_toml_and_missing_file(tmp_path):
@@ -96,6 +130,22 @@ def test_steps_include_calibration_slot_when_webcam_is_on():
     steps = make_steps(cfg, plan)
     assert steps[:3] == ["demographics", "instructions", "calibration"]
     assert steps[3:] == ["pre:0", "task:0", "post:0", "pre:1", "task:1", "post:1", "done"]
+
+
+@pytest.mark.parametrize("change, first_steps", [
+    (lambda d: None, ["demographics", "instructions", "pre:0"]),
+    # no [instructions] text: no empty "Instructions" page with a Start button and nothing to read
+    (lambda d: d.pop("instructions"), ["demographics", "pre:0"]),
+    (lambda d: d["instructions"].update(text="  "), ["demographics", "pre:0"]),
+    (lambda d: d.pop("demographics_questions"), ["instructions", "pre:0"]),
+])
+def test_steps_leave_out_pages_with_nothing_on_them(change, first_steps):
+    import random
+
+    doc = default_doc()
+    change(doc)
+    cfg = parse_config(doc)
+    assert make_steps(cfg, make_plan(cfg, [], random.Random(1)))[:len(first_steps)] == first_steps
 
 
 def test_balanced_quotas_keep_arms_within_one():

@@ -86,6 +86,7 @@ def test_progress_quality_export_and_delete(app, client, researcher, dbs):
     assert "Test study" in client.get("/admin/").text
     page = client.get("/admin/studies/test-study")
     assert page.status_code == 200 and "P-ONE" not in page.text
+    assert 'data-key="mouse_rate"' in page.text and 'data-key="gaze_rate"' not in page.text  # mouse-only
     if "plots" in app.blueprints:  # the analyst views, linked per consenting participant
         assert page.text.count("/plots\">plots</a>") == 1
     prog = client.get("/admin/studies/test-study/progress.json").json
@@ -296,6 +297,15 @@ def test_a_screened_out_participant_is_shown_so_at_once(make_app, tmp_path, rese
     assert login(researcher_client, *researcher).status_code == 302
     page = researcher_client.get("/admin/studies/test-study").text
     assert 'class="status-screened-out">screened out</td><td>at the camera set-up: camera access denied' in page
+    # counted apart (a platform pays them otherwise), on the study page and in the study list
+    assert '<dt>Screened out</dt><dd data-key="screened_out">1</dd>' in page
+    # a webcam study's page says whether gaze arrives (a mouse-only one: test_progress_quality_export_and_delete)
+    assert '<dt>Gaze samples/s (last minute)</dt><dd data-key="gaze_rate">0</dd>' in page
+    assert researcher_client.get("/admin/studies/test-study/progress.json").json["progress"]["screened_out"] == 1
+    listing = researcher_client.get("/admin/").text
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", listing, re.S)]
+    by = dict(zip(re.findall(r"<th>(.*?)</th>", listing), cells))
+    assert (by["Consented"], by["Screened out"], by["Finished"]) == ("1", "1", "0")
 
 def test_empty_study_table_says_no_participants_yet(app, client, researcher):
     """Before anyone arrives the table is not just headers: one row spanning it says so; the first
@@ -796,3 +806,36 @@ def test_delete_keeps_a_marker_so_the_same_platform_id_is_not_enrolled_again(mak
     assert again.arrive().request.path == "/consent"
     again.consent()
     assert again.current_step() != "done" and pid_of(again) not in (None, g)
+
+
+@pytest.mark.parametrize("platform, parameters", [
+    ("", "?pid={{PARTICIPANT_ID}}"),
+    ('[platform]\nname = "prolific"', "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"),
+    ('[platform]\nname = "mturk"', ""),  # the ExternalQuestion URL: MTurk adds workerId & co.
+])
+def test_the_participant_link_is_the_studys_platforms_and_unfilled_makes_nobody_one(
+        make_app, tmp_path, monkeypatch, capsys, platform, parameters):
+    """The study page's link was Prolific's for every platform; whoever posted it as written (an
+    MTurk HIT, a mailing list) made everyone who opened it one participant (its placeholder taken for
+    an id). Now it is the platform's, and a placeholder left unfilled is no participant id."""
+    import html
+
+    from sitetest import study_variant
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "study.toml", platform)))
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert cli(["user", "add", "ada", "--all-studies", "--password-stdin", "--instance", app.instance_path]) == 0
+    client = app.test_client()
+    assert login(client, "ada", "correct horse battery").status_code == 302
+    page = client.get("/admin/studies/test-study").text
+    link = html.unescape(re.search(r'<code id="participant-link">(.*?)</code>', page).group(1))
+    assert link == "http://localhost/s/test-study/" + parameters
+    admitted = []
+    for _ in range(2):  # two people open the link as written
+        w = Walker(app.test_client())
+        arrived = w.client.get(link.removeprefix("http://localhost"), follow_redirects=True)
+        admitted.append(arrived.status_code == 200 and w.consent().status_code == 200)
+    with app.extensions["gazepref"].sessions() as s:
+        people = s.scalars(select(store.Participant)).all()
+    # a study open to anyone admits each as a participant of their own; a platform's study refuses them
+    assert admitted == [not platform] * 2 and len({p.pseudonym for p in people}) == len(people) == 2 * (not platform)

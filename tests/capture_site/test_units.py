@@ -2,6 +2,7 @@
 import logging
 
 import pandas as pd
+import pytest
 
 from gazepref.capture_site.hits import word_at
 from gazepref.capture_site.identity import arrival_from_args
@@ -18,6 +19,17 @@ def test_platform_parameters():
     assert arrival_from_args({"pid": "p1"}).platform == "generic"
     d1, d2 = arrival_from_args({}), arrival_from_args({})
     assert d1.platform == "direct" and d1.raw_id != d2.raw_id
+
+
+@pytest.mark.parametrize("args", [
+    {"PROLIFIC_PID": "{{%PROLIFIC_PID%}}", "STUDY_ID": "{{%STUDY_ID%}}", "SESSION_ID": "{{%SESSION_ID%}}"},
+    {"pid": "{{ID}}"},
+])
+def test_an_unfilled_placeholder_is_no_participant_id(args):
+    """The study link as written (opened directly, or posted where the platform fills nothing in)
+    made everyone who opened it one participant (the same pseudonym): a placeholder is no id."""
+    first, second = arrival_from_args(args), arrival_from_args(args)
+    assert first.platform == "direct" and first.raw_id != second.raw_id
 
 
 def test_pseudonyms_depend_on_salt_and_platform():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from sqlalchemy import select
 
 from gazepref import UserError, schema, store
 from gazepref.cli import main
@@ -76,7 +77,7 @@ def test_export_refuses_non_empty_folder(tmp_path: Path, ifllm_sample: Path):
 
 def _study_db(tmp_path: Path, prompt: str = "capital?", answer: str = "It is Paris.",
               feedback: str = 'the second one, says it, "clearly"\nand more',
-              answers: dict | None = None) -> str:
+              answers: dict | None = None, task_answers: dict | None = None) -> str:
     url = store.sqlite_url(tmp_path / "site.sqlite")
     Session = store.init_db(store.make_engine(url))
     with Session() as db:
@@ -84,7 +85,7 @@ def _study_db(tmp_path: Path, prompt: str = "capital?", answer: str = "It is Par
         p = store.Participant(study=study, pseudonym="p_1a2b", platform="prolific", consent=True)
         declined = store.Participant(study=study, pseudonym="p_9z", consent=False)
         task = store.Task(participant=p, kind="pairwise", topic="France", clock_anchor_epoch_ms=1.7e12,
-                          finished_at=dt.datetime(2026, 12, 1, 10, 30, 5))
+                          finished_at=dt.datetime(2026, 12, 1, 10, 30, 5), answers=task_answers or {})
         p.demographics = store.Demographics(answers=answers or {"age": "25-34", "languages": ["en", "fr"]})
         declined.demographics = store.Demographics(answers={"age": "65+"})  # declined: never exported
         t0 = store.Turn(task=task, index=0, kind="pairwise", prompt=prompt, prompt_sent=prompt, choice=1,
@@ -132,6 +133,65 @@ def test_store_recording_exports_to_both_formats(tmp_path: Path):
     # demographics: never in the behaviour exports
     assert "25-34" not in files and not (tmp_path / "ifl" / "demographics.csv").exists()
     assert not any("demographics" in f.name for f in (tmp_path / "pq").iterdir())
+
+
+def test_ifllm_export_keeps_the_answers_to_a_studys_own_questions(tmp_path: Path):
+    """The IFLLM task table has columns for the release's questions only; a study's own pre- and
+    post-task questions (ids such as ``trust``) were left out of the IFLLM export. They follow the
+    release's columns as ``question_ID`` and are read back; the task's plan is not a question."""
+    import pandas as pd
+
+    asked = {"understand_before": 2, "understand_after": 4, "trust": 3, "prefer_style": "short",
+             "attention": 2, "attention_passed": True}
+    url = _study_db(tmp_path, task_answers={"topic_id": "france", "models": ["demo-a", "demo-b"],
+                                            "feedback": "fine", **asked})
+    with store.init_db(store.make_engine(url))() as db:  # a second task, not answered (yet)
+        db.add(store.Task(participant=db.scalars(select(store.Participant)).first(), kind="pointwise", index=1,
+                          topic="Spain", answers={"topic_id": "spain", "models": ["demo-a"]}))
+        db.commit()
+    export_ifllm(StoreRecording.open("pilot", db_url=url), tmp_path / "ifl")
+    # the integer answers are written as integers beside the unanswered task's blanks
+    assert ",2,4,,,,2026-12-01 10:30:05,France,3,short,2,True" in (tmp_path / "ifl" / "task_table.csv").read_text()
+    tt = pd.read_csv(tmp_path / "ifl" / "task_table.csv")
+    own = [c for c in tt.columns if c.startswith("question_")]
+    assert own == ["question_trust", "question_prefer_style", "question_attention", "question_attention_passed"]
+    assert tt.loc[0, own].tolist() == [3, "short", 2, True]
+    assert tt.loc[0, ["understand_before", "understand_after"]].tolist() == [2, 4]
+    task, unanswered = open_release(tmp_path / "ifl").tasks()
+    assert {k: task.answers[k] for k in asked} == asked
+    assert all(unanswered.answers.get(k) is None for k in asked)
+
+
+def _documented_columns() -> dict[str, set[str]]:
+    """docs/exports.md's Parquet table: each file's row, every name in backquotes."""
+    import re
+
+    text = (Path(__file__).parents[2] / "docs" / "exports.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \|[^|]*\|(.*)\|$", text, re.M)
+    return {name: set(re.findall(r"`([^`]+)`", cells)) for name, cells in rows}
+
+
+def test_every_exported_column_is_documented(tmp_path: Path):
+    """A researcher reads what each column of an export holds in docs/exports.md: every column the
+    Parquet export writes (and what the IFLLM layout adds to the release's) is named there."""
+    import pandas as pd
+
+    from gazepref.datasets.export import TASK_CALIBRATION_COLUMNS
+    from gazepref.datasets.store_recording import CALIBRATION_COLUMNS
+
+    docs = _documented_columns()
+    url = _study_db(tmp_path)
+    manifest = export_parquet(StoreRecording.open("pilot", db_url=url), tmp_path / "pq")
+    written = {f.name: set(pd.read_parquet(f).columns) for f in (tmp_path / "pq").glob("*.parquet")}
+    written["calibrations.parquet"] = set(CALIBRATION_COLUMNS)
+    written["streams/<stream>.parquet"] = {"turn", "task_id"}
+    written["manifest.json"] = set(manifest) - {"skipped"}
+    assert set(written) <= set(docs)
+    missing = {name: sorted(cols - docs[name]) for name, cols in written.items() if cols - docs[name]}
+    assert not missing, f"columns the export writes but docs/exports.md does not name: {missing}"
+    ifllm_part = (Path(__file__).parents[2] / "docs" / "exports.md").read_text().split("## IFLLM layout")[1]
+    assert all(f"`{c}`" in ifllm_part for c in ["t_shown", "t_decided", "comment", "question_<id>",
+                                                *TASK_CALIBRATION_COLUMNS])
 
 
 def test_demographics_only_on_request(tmp_path: Path, ifllm_sample: Path, capsys):

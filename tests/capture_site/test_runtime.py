@@ -1,0 +1,49 @@
+"""Per-application state of the study site (``capture_site/runtime.py``)."""
+from __future__ import annotations
+
+import pytest
+
+from gazepref.llm.demo import DemoBackend
+from sitetest import STUDY_TOML, Walker
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_database(request) -> dict:
+    """The app setting for a database of the test's own: SQLite in the instance folder, or a fresh
+    PostgreSQL database."""
+    return {"DATABASE_URL": request.getfixturevalue("fresh_postgres")} if request.param == "postgresql" else {}
+
+
+@pytest.mark.parametrize("change, served", [
+    (("Consent text for the tests.", "Revised consent text."),
+     lambda consent, backend: "Revised consent text." in consent and "Consent text for" not in consent),
+    (('variant = "concise"', 'variant = "detailed"'), lambda consent, backend: backend.variant == "detailed"),
+])
+def test_a_running_host_follows_the_study_row_another_host_rewrote(make_app, tmp_path, own_database, change, served):
+    """Two hosts on one database: the first started with the study file, served it, then the second
+    started with a newer version of the file (it rewrites the study's row). The first host serves the
+    newer version at its next request (consent text, a model's backend) instead of the one it first
+    read, so the hosts never disagree about a study."""
+    first = make_app(**own_database)
+    walker = Walker(first.test_client(), "FOLLOW-1")
+    walker.arrive()
+    assert "Consent text for the tests." in walker.client.get("/consent").text
+    site = first.extensions["gazepref"]
+    with first.app_context(), site.sessions() as s:
+        from gazepref import store
+
+        study = s.query(store.Study).one()
+        assert site.backend(site.config(study), "concise").variant == "concise"
+
+    newer = tmp_path / "newer.toml"
+    newer.write_text(STUDY_TOML.read_text().replace(*change, 1))
+    make_app(STUDY_CONFIG=str(newer), **own_database)
+
+    late = Walker(first.test_client(), "FOLLOW-2")
+    late.arrive()
+    with first.app_context(), site.sessions() as s:
+        study = s.query(store.Study).one()
+        cfg = site.config(study)
+        backend = site.backend(cfg, "concise")
+    assert isinstance(backend, DemoBackend)
+    assert served(late.client.get("/consent").text, backend)
