@@ -5,6 +5,7 @@ an older one a late batch was taken under), the task's gaze chunks (each frame o
 telemetry batches use too) and the frames a study keeps (``store.GazeFrame`` rows)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import current_app
@@ -71,14 +72,24 @@ LOOKUP = select(
 # --------------------------------------------------------------------------- settings
 
 
+#: how long (s) a process uses a study's cached ``[gaze]`` settings before it looks at the study's
+#: row again (:func:`study_settings`): the frame paths run per frame, the row changes only when a
+#: host starts with an edited study file
+SETTINGS_RECHECK_S = 5.0
+
+
 def study_settings(study_id: int) -> tuple[StudyConfig, GazeSettings]:
-    """The study's config and ``[gaze]`` settings (cached per process, as ``Site.config`` is)."""
+    """The study's config and ``[gaze]`` settings, cached per process and compared with the
+    study's row every :data:`SETTINGS_RECHECK_S` seconds: a host started with a newer study file
+    rewrites the row, and this process's frames follow it (``Site.config``) within that time
+    instead of keeping the settings it first read (two hosts scoring one participant's frames
+    under different thresholds)."""
     cache = current_app.extensions.setdefault("gazepref_gaze_settings", {})
-    found = cache.get(study_id)
-    if found is None:
-        cfg = site().config(db().get(store.Study, study_id))
-        found = cache[study_id] = (cfg, gaze_settings(cfg))
-    return found
+    found, now = cache.get(study_id), time.monotonic()
+    if found is None or now - found[2] >= SETTINGS_RECHECK_S:
+        cfg = site().config(db().get(store.Study, study_id))  # the same object while the row is unchanged
+        found = cache[study_id] = (cfg, found[1] if found is not None and found[0] is cfg else gaze_settings(cfg), now)
+    return found[0], found[1]
 
 
 def participant_settings(token: ParticipantToken) -> tuple[store.Participant, GazeSettings]:

@@ -47,3 +47,29 @@ def test_a_running_host_follows_the_study_row_another_host_rewrote(make_app, tmp
         backend = site.backend(cfg, "concise")
     assert isinstance(backend, DemoBackend)
     assert served(late.client.get("/consent").text, backend)
+
+
+def test_a_running_host_follows_the_gaze_settings_another_host_rewrote(make_app, tmp_path, own_database,
+                                                                         monkeypatch):
+    """The webcam paths keep a study's ``[gaze]`` settings per process (they run per frame); they
+    look at the study's row again every ``SETTINGS_RECHECK_S`` seconds, so a host follows a newer
+    study file another host started with (here its settle time) instead of keeping the first it read."""
+    from gazepref import store
+    from gazepref.capture_site import gaze_store
+    from gazetest import webcam_toml
+
+    clock = [1000.0]
+    monkeypatch.setattr(gaze_store.time, "monotonic", lambda: clock[0])
+    first = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "settle_ms = 500")), **own_database)
+
+    def threshold() -> int:
+        with first.test_request_context():
+            study = gaze_store.db().query(store.Study).one()
+            return gaze_store.study_settings(study.id)[1].settle_ms
+
+    assert threshold() == 500
+    make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "newer.toml", "settle_ms = 700")), **own_database)
+    clock[0] += gaze_store.SETTINGS_RECHECK_S / 2
+    assert threshold() == 500  # cached in between
+    clock[0] += gaze_store.SETTINGS_RECHECK_S
+    assert threshold() == 700
