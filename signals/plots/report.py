@@ -20,7 +20,11 @@ from ._common import NoData, fig_to_png
 from ...datasets.sources import describe
 from ._data import TurnView, open_data
 from .quality import quality_flags
-from .summary import Summary, collect
+from .summary import COUNT_COLUMNS, Summary, collect
+
+#: the counts' headings, one for each name in both the Data and the per-participant table (tasks
+#: and turns: all of them, also those without samples; "with samples": gaze or mouse samples)
+COUNT_LABELS = {k: k.replace("_", " ") for k in COUNT_COLUMNS}
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;max-width:1260px;margin:2em auto;
@@ -252,8 +256,8 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
              + f" · generated {when}</p>"]
     c = summary.counts
     parts.append("<h2>Data</h2>" + _table(pd.DataFrame([{
-        "participants": c.get("participants"), "tasks": c.get("tasks"), "tasks with gaze": c.get("tasks_with_samples"),
-        "turns": c.get("turns"), "turns with samples": c.get("turns_with_samples"), "labelled pairwise turns": c.get("pairwise_turns_labelled"), "gaze samples": c.get("gaze_samples"),
+        "participants": c.get("participants"), **{COUNT_LABELS[k]: c.get(k) for k in COUNT_COLUMNS},
+        "labelled pairwise turns": c.get("pairwise_turns_labelled"), "gaze samples": c.get("gaze_samples"),
     }])))
 
     # quality
@@ -265,7 +269,7 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
         pq["flags"] = [", ".join(quality_flags(r)) for r in pq.to_dict("records")]
         pq["gap_share"] = pq["gap_share"] * 100
         pq["face_ratio"] = pq["face_ratio"] * 100
-        pq = pq.rename(columns={"participant_id": "participant", "sample_rate_hz": "rate Hz", "gap_share": "gaps %",
+        pq = pq.rename(columns={**COUNT_LABELS, "participant_id": "participant", "sample_rate_hz": "rate Hz", "gap_share": "gaps %",
                                 "gaps_2s": "gaps > 2 s", "face_ratio": "face found %", "duration_s": "gaze time s",
                                 "calibration_unit": "unit", "gaze_samples": "gaze samples"})
         parts.append(_table(pq, left=("participant", "flags", "unit"), row_class=lambda r: "flag" if r["flags"] else "",

@@ -150,3 +150,35 @@ def test_reward_section_reads_the_recorded_dev_run():
 
     html = reward_section(Path(__file__).resolve().parents[2] / "docs" / "reward_models_dev.json")
     assert "participants = 47" in html and "(47 participants)" in html
+
+
+def _section_table(html: str, heading: str) -> list[dict[str, str]]:
+    """The rows (heading → cell text) of the first table after ``<h2>heading</h2>``."""
+    part = html.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
+    table = part[part.index("<table>"):part.index("</table>")]
+    head = [re.sub(r"<[^>]+>", "", h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table)]
+    return [dict(zip(head, (re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row))))
+            for row in re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", table)]
+
+
+@pytest.mark.parametrize("participant", [None, "worker_f815af5e", "worker_a2b63b0c"])
+def test_report_counts_agree_between_data_and_quality_tables(ifllm_sample, participant):
+    """A count has one name and one value: the Data table's tasks and turns (all of them, as
+    ``data summary`` counts them) are the per-participant table's, summed; a task without a
+    trajectory folder counts in "tasks", not in "tasks with samples" (worker_f815af5e: 3 tasks,
+    2 with samples; the report said 3 in one table and 2 in the other, both under "tasks")."""
+    from gazepref.datasets.recording import open_recording, summarize
+
+    html = build_report(str(ifllm_sample), participant=participant, n_examples=0)
+    data, = _section_table(html, "Data")
+    quality = _section_table(html, "Data quality")
+    assert len(quality) == int(data["participants"])
+    for n in ("tasks", "turns", "tasks with samples", "turns with samples"):
+        assert n in data and n in quality[0], n
+        assert int(data[n]) == sum(int(r[n]) for r in quality), n
+    if participant is None:  # the whole sample: `data summary`'s counts
+        s = summarize(open_recording(ifllm_sample))
+        assert [int(data[n]) for n in ("participants", "tasks", "tasks with samples", "turns")] == \
+            [s["participants"], s["tasks"], s["tasks_with_samples"], s["turns"]]
+    else:
+        assert int(data["tasks with samples"]) < int(data["tasks"])
