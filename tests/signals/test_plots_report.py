@@ -182,3 +182,45 @@ def test_report_counts_agree_between_data_and_quality_tables(ifllm_sample, parti
             [s["participants"], s["tasks"], s["tasks_with_samples"], s["turns"]]
     else:
         assert int(data["tasks with samples"]) < int(data["tasks"])
+
+
+@pytest.fixture(scope="module")
+def sample_summary(ifllm_sample):
+    from gazepref.signals.plots.summary import collect
+
+    return collect(str(ifllm_sample))
+
+
+@pytest.mark.parametrize("rule, measure", [("longer response", "n_chars"), ("more gaze dwell", "g_text_ms"),
+                                           ("more pointer time", "m_text_ms"), ("read further", "g_depth")])
+def test_pair_rules_score_ties_like_the_model_table(sample_summary, rule, measure):
+    """A simple rule is scored as the reward-model table scores a model
+    (:func:`gazepref.models.metrics.correct`: a tie earns half) over every labelled pair with the
+    measure (the sample: 18, 4 of them tied on "read further"; the report said "50 % of 14
+    labelled pairs", leaving the ties out), and its line says how ties count."""
+    import numpy as np
+
+    from gazepref.models.metrics import correct
+    from gazepref.signals.plots.report import pair_rules
+
+    r = sample_summary.responses
+    lab = r[r["outcome"].notna()]
+    a = lab[lab["outcome"] == "preferred"].set_index(["task_id", "turn"])[measure].astype(float)
+    b = lab[lab["outcome"] == "not preferred"].set_index(["task_id", "turn"])[measure].astype(float)
+    a, b = a.align(b, join="inner")
+    ok = a.notna() & b.notna()
+    p_left = np.sign(a[ok] - b[ok]).to_numpy() * 0.5 + 0.5  # left = the preferred response; 0.5: a tie
+    rules = pair_rules(r)
+    assert rules[rule + " (pairs)"] == ok.sum() == lab.groupby(["task_id", "turn"]).ngroups == 18
+    assert rules[rule] == pytest.approx(correct(np.ones(ok.sum()), p_left).mean())
+    assert rules[rule + " (ties)"] == int((p_left == 0.5).sum())
+    from gazepref.signals.plots.report import rule_line
+
+    line = rule_line(rules, rule)
+    assert line.startswith(f"{rule}: {100 * rules[rule]:.1f} % of 18 labelled pairs") and "ties count half" in line
+
+
+def test_report_rule_lines_count_ties(ifllm_sample):
+    """The report's rule lines cover the labelled pairs with ties ("read further" on the sample: 4)."""
+    html = build_report(str(ifllm_sample), n_examples=0)
+    assert "read further: 50.0 % of 18 labelled pairs (ties count half, as in the model table; 4 ties)" in html
