@@ -398,11 +398,11 @@ def _open_source(source: str | os.PathLike, fmt: str, report: ReadReport, strict
         for f in files:
             yield from read_log(f, fmt, report, strict)
         return
-    if "/" in str(source) or str(source).startswith(".") or Path(str(source)).suffix:
-        raise UserError(f"no such file or folder: {p}")
-    from .store_recording import StoreRecording
+    # neither a file nor a folder: a study slug, else the one "no such file or folder (and not a
+    # study slug)" message of every SOURCE
+    from .sources import open_source
 
-    yield from from_recording(StoreRecording.open(str(source), db_url=db, instance=instance), report)
+    yield from from_recording(open_source(str(source), db=db, instance=instance), report)
 
 
 def iter_records(conversations: Iterable[Conversation]) -> Iterator[dict[str, Any]]:

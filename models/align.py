@@ -27,7 +27,7 @@ from .. import UserError
 from ..datasets import label_sources
 from . import align_steps
 from .align_cache import STEPS, StepRunner, source_fingerprint
-from .align_config import AlignConfig
+from .align_config import AlignConfig, DataConfig
 from .align_scorers import RewardModelScorer, load_reward_model, load_scorer
 
 __all__ = ["STEPS", "RewardModelScorer", "load_reward_model", "load_scorer", "open_align_source", "run"]
@@ -43,6 +43,19 @@ def open_align_source(source: str, db: str | None = None, instance: str | None =
     if p.exists() and is_preference_data(p):
         return "pairs", None
     return "recording", open_source(source, db=db, instance=instance)
+
+
+def _check_label_source(source: str, cfg: AlignConfig) -> None:
+    """A preference data set is labelled already: a label source other than the default
+    (``--label-source``, ``[data] label_source``) would be ignored, so it is a :class:`UserError`."""
+    from ..datasets.preference import is_preference_data
+
+    given, default = cfg.data.label_source, DataConfig.label_source
+    p = Path(source).expanduser()
+    if given != default and p.exists() and is_preference_data(p):
+        raise UserError(f"label source {given!r} (--label-source or [data] label_source) labels a recording or a "
+                        f"study, but {source} is a preference data set, labelled already: leave the label source "
+                        f"out (default {default!r}) or give the recording it was built from")
 
 
 def _accelerate_state():
@@ -75,6 +88,7 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     if bad:
         raise UserError(f"--force: unknown step {bad[0]!r} (one of {', '.join(STEPS)}, all)")
     label = label_sources.get(cfg.data.label_source)
+    _check_label_source(source, cfg)
     out = Path(out).expanduser()
     if label.mined_feedback and Path(source).expanduser().exists():
         kind, rec = "conversations", None  # a chat log or a recording folder: read by the mining (reward) step

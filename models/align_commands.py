@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                        "nothing downloads)")
     p.add_argument("--config", help="TOML or YAML config ([data], [model], [train], [eval]); flags override it")
     p.add_argument("--label-source", choices=label_sources.names(),
-                   help="where preference labels come from (default human): " + "; ".join(
+                   help="where preference labels come from (default human; not with a preference data set, "
+                        "labelled already): " + "; ".join(
                        f"{s.name}: {s.description}" for s in label_sources.sources()))
     p.add_argument("--reward-model", help="reward model folder for labels from a reward model (text_rm, ...) and "
                                           "the win-rate judge "

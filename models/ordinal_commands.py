@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import UserError
+from ..datasets.sources import add_database_arguments
 
 
 def add_parser(reward_sub: Any) -> None:
@@ -29,7 +30,9 @@ def add_parser(reward_sub: Any) -> None:
     for name, helptext in (("evaluate", "grouped cross-validation: accuracy, pairwise agreement, Spearman, ECE"),
                            ("train", "train on all mined levels and save a reward model folder")):
         p = osub.add_parser(name, help=helptext)
-        p.add_argument("source", metavar="SOURCE", help="`feedback mine` folder, or logs / recording to mine first")
+        p.add_argument("source", metavar="SOURCE", help="`feedback mine` folder, or logs / recording / study slug "
+                                                        "to mine first")
+        add_database_arguments(p)  # when SOURCE is a study slug
         p.add_argument("--group", choices=("user", "conversation"), default="user",
                        help="cross-validation groups: users (default; conversations where there is no user "
                             "id) or conversations")
@@ -66,12 +69,12 @@ def _c_value(v: str) -> float | str:
     return c
 
 
-def _mined(source: str, into: Path, progress: bool):
+def _mined(source: str, into: Path, progress: bool, db: str | None = None, instance: str | None = None):
     from ..signals.feedback_mining import is_mined, mine_to_folder, read_mined
 
     if is_mined(source):
         return read_mined(source)
-    mine_to_folder(source, into, show_progress=progress)
+    mine_to_folder(source, into, show_progress=progress, db=db, instance=instance)
     return read_mined(into)
 
 
@@ -114,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise UserError("--folds must be at least 2")
     with tempfile.TemporaryDirectory(prefix="gazepref-mine-") as tmp:
-        df = _mined(args.source, Path(tmp), progress=not args.json)
+        df = _mined(args.source, Path(tmp), progress=not args.json, db=args.db, instance=args.instance)
     X, y, g = training_data(df, args.group)
     if len(y) == 0:
         raise UserError(f"{args.source}: no answers with a reaction to learn from")
@@ -132,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
-    df = _mined(args.source, out / "feedback", progress=not args.json)
+    df = _mined(args.source, out / "feedback", progress=not args.json, db=args.db, instance=args.instance)
     X, y, g = training_data(df, args.group)
     if len(set(y.tolist())) < 2:
         raise UserError(f"{args.source}: fewer than two different feedback levels ({len(y)} answers)")

@@ -20,7 +20,11 @@ from ._common import NoData, fig_to_png
 from ...datasets.sources import describe
 from ._data import TurnView, open_data
 from .quality import quality_flags
-from .summary import Summary, collect
+from .summary import COUNT_COLUMNS, Summary, collect
+
+#: the counts' headings, one for each name in both the Data and the per-participant table (tasks
+#: and turns: all of them, also those without samples; "with samples": gaze or mouse samples)
+COUNT_LABELS = {k: k.replace("_", " ") for k in COUNT_COLUMNS}
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;max-width:1260px;margin:2em auto;
@@ -196,7 +200,11 @@ def outcome_table(r: pd.DataFrame) -> pd.DataFrame:
 
 
 def pair_rules(r: pd.DataFrame) -> dict[str, float]:
-    """How often simple behaviour rules pick the preferred response of a labelled pair."""
+    """How often simple behaviour rules pick the preferred response of a labelled pair, scored as
+    the reward-model table scores a model (:func:`gazepref.models.metrics.correct`): a pair where
+    the rule's measure is equal on both responses is a tie and earns half. Each rule's
+    ``"<rule> (pairs)"`` counts the labelled pairs with the measure on both responses,
+    ``"<rule> (ties)"`` those of them tied; pairs missing the measure are left out."""
     lab = r[r["outcome"].notna()]
     out = {}
     if lab.empty:
@@ -209,11 +217,20 @@ def pair_rules(r: pd.DataFrame) -> dict[str, float]:
             a, b = piv[(c, "preferred")].astype(float), piv[(c, "not preferred")].astype(float)
         except KeyError:
             continue
-        ok = a.notna() & b.notna() & (a != b)
+        ok = a.notna() & b.notna()
         if ok.sum():
-            out[name] = float((a[ok] > b[ok]).mean())
+            a, b = a[ok].to_numpy(), b[ok].to_numpy()
+            out[name] = float(np.where(a == b, 0.5, a > b).mean())  # models.metrics.correct's convention
             out[name + " (pairs)"] = int(ok.sum())
+            out[name + " (ties)"] = int((a == b).sum())
     return out
+
+
+def rule_line(rules: dict[str, float], name: str) -> str:
+    """One rule of :func:`pair_rules` as the report says it (ties counted half, as in the model table)."""
+    n, ties = rules[name + " (pairs)"], rules[name + " (ties)"]
+    return (f"{name}: {100 * rules[name]:.1f} % of {n} labelled pair{'s' if n != 1 else ''} "
+            f"(ties count half, as in the model table; {ties or 'no'} tie{'s' if ties != 1 else ''})")
 
 
 def example_turns(summary: Summary, k: int = 2) -> list[tuple[str, int, bool]]:
@@ -252,8 +269,8 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
              + f" · generated {when}</p>"]
     c = summary.counts
     parts.append("<h2>Data</h2>" + _table(pd.DataFrame([{
-        "participants": c.get("participants"), "tasks": c.get("tasks"), "tasks with gaze": c.get("tasks_with_samples"),
-        "turns": c.get("turns"), "turns with samples": c.get("turns_with_samples"), "labelled pairwise turns": c.get("pairwise_turns_labelled"), "gaze samples": c.get("gaze_samples"),
+        "participants": c.get("participants"), **{COUNT_LABELS[k]: c.get(k) for k in COUNT_COLUMNS},
+        "labelled pairwise turns": c.get("pairwise_turns_labelled"), "gaze samples": c.get("gaze_samples"),
     }])))
 
     # quality
@@ -265,7 +282,7 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
         pq["flags"] = [", ".join(quality_flags(r)) for r in pq.to_dict("records")]
         pq["gap_share"] = pq["gap_share"] * 100
         pq["face_ratio"] = pq["face_ratio"] * 100
-        pq = pq.rename(columns={"participant_id": "participant", "sample_rate_hz": "rate Hz", "gap_share": "gaps %",
+        pq = pq.rename(columns={**COUNT_LABELS, "participant_id": "participant", "sample_rate_hz": "rate Hz", "gap_share": "gaps %",
                                 "gaps_2s": "gaps > 2 s", "face_ratio": "face found %", "duration_s": "gaze time s",
                                 "calibration_unit": "unit", "gaze_samples": "gaze samples"})
         parts.append(_table(pq, left=("participant", "flags", "unit"), row_class=lambda r: "flag" if r["flags"] else "",
@@ -280,8 +297,7 @@ def build_report(data, reward_json=None, participant: str | None = None, jobs: i
         parts.append("<h3>Preferred vs not preferred responses</h3>" + _table(ot, left=("outcome",)))
         rules = pair_rules(summary.responses)
         if rules:
-            items = "".join(f"<li>{html.escape(k)}: {100 * v:.1f} % of {rules[k + ' (pairs)']} labelled pairs</li>"
-                            for k, v in rules.items() if not k.endswith("(pairs)"))
+            items = "".join(f"<li>{html.escape(rule_line(rules, k))}</li>" for k in rules if not k.endswith(")"))
             parts.append(f"<p>How often a simple rule picks the preferred response:</p><ul>{items}</ul>")
         parts.append(_view(lambda: plot_attention(summary, size=(1200, 520)), "attention by sentence position"))
         parts.append(_view(lambda: plot_features(summary, size=(1200, 720)), "feature distributions by outcome"))

@@ -85,12 +85,14 @@ def _responses(rec, task_ids: list[str], by_task: dict[str, list[schema.Turn]], 
 
 
 def _task_quality(tid: str, pid: str, task: schema.Task | None, s: dict[str, pa.Table], n_turns: int) -> dict:
-    g = s.get("gaze")
-    row = dict(task_id=tid, participant_id=pid, turns=n_turns, gaze_samples=0, duration_s=np.nan,
+    g, m = s.get("gaze"), s.get("mouse")
+    row = dict(task_id=tid, participant_id=pid, turns=n_turns, gaze_samples=0, mouse_samples=0, duration_s=np.nan,
                sample_rate_hz=np.nan, gap_share=np.nan, gaps_2s=0, face_ratio=np.nan,
                calibration=task.calibration_accuracy if task else None,
                calibration_unit=(task.answers.get("calibration_unit") if task and task.answers else None)
                or ("%" if task and task.study_id == "ifllm" else "px"))
+    if m is not None:
+        row["mouse_samples"] = m.num_rows
     if g is not None and g.num_rows:
         t = np.unique(_np(g, "t"))
         row["gaze_samples"] = len(t)
@@ -121,13 +123,16 @@ def _task_quality(tid: str, pid: str, task: schema.Task | None, s: dict[str, pa.
     return row
 
 
+def _participant(tid: str, turns: list[schema.Turn], task: schema.Task | None) -> str:
+    return turns[0].participant_id if turns else (task.participant_id if task else tid)
+
+
 def _one_task(rec, tid: str, turns: list[schema.Turn], task: schema.Task | None) -> dict:
     try:
         s = task_streams(rec, tid, turns)
     except UserError:
         s = {}
-    pid = turns[0].participant_id if turns else (task.participant_id if task else tid)
-    return _task_quality(tid, pid, task, s, len(turns))
+    return _task_quality(tid, _participant(tid, turns, task), task, s, len(turns))
 
 
 def collect(data, participant: str | None = None, task: str | None = None, jobs: int | None = None,
@@ -165,27 +170,58 @@ def collect(data, participant: str | None = None, task: str | None = None, jobs:
         qrows = list(it)
     responses = _responses(rec, ids_streams, by_task, progress)
     tq = pd.DataFrame(qrows)
-    parts = _participants(tq, responses)
+    # every participant and task in scope, also those without samples (IFLLM: tasks without a
+    # trajectory folder), so the per-participant table counts what the Data table counts
+    everyone = participant is None and task is None
+    scope = pd.DataFrame({"task_id": ids, "participant_id": [_participant(i, by_task.get(i, []), tasks.get(i)) for i in ids],
+                          "turns": [len(by_task.get(i, [])) for i in ids]}, columns=["task_id", "participant_id", "turns"])
+    pids = ([p.participant_id for p in rec.participants()] if everyone else []) + scope["participant_id"].tolist()
+    parts = _participants(tq, responses, scope, list(dict.fromkeys(pids)))
     counts = {
         # as `gazepref data summary` counts them (workers), also those without samples
-        "participants": (len(rec.participants()) if participant is None and task is None
-                         else len({tasks[i].participant_id for i in ids if i in tasks})),
+        "participants": len(parts),
         "tasks": len(ids),
-        "tasks_with_samples": int((tq["gaze_samples"] > 0).sum()) if len(tq) else 0,
+        # a task "with samples" has gaze or mouse samples, as in `gazepref data summary`
+        "tasks_with_samples": int(parts["tasks_with_samples"].sum()),
         # every turn of the tasks, as `gazepref data summary` counts them (queries), also those
         # without samples; the turns with per-response rows are "turns_with_samples"
-        "turns": sum(len(by_task.get(i, [])) for i in ids),
-        "turns_with_samples": int(responses[["task_id", "turn"]].drop_duplicates().shape[0]) if len(responses) else 0,
+        "turns": int(scope["turns"].sum()),
+        "turns_with_samples": int(parts["turns_with_samples"].sum()),
         "pairwise_turns_labelled": sum(t.pairwise and t.choice is not None for i in ids for t in by_task.get(i, [])),
         "gaze_samples": int(tq["gaze_samples"].sum()) if len(tq) else 0,
     }
     return Summary(responses, tq, parts, counts, describe(rec))
 
 
-def _participants(tq: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
+#: the per-participant table's counts (the Data table's names: docs/DEVELOPING.md)
+COUNT_COLUMNS = ("tasks", "tasks_with_samples", "turns", "turns_with_samples")
+QUALITY_COLUMNS = ("gaze_samples", "duration_s", "sample_rate_hz", "gap_share", "gaps_2s", "face_ratio", "calibration",
+                   "calibration_unit")
+
+
+def _participants(tq: pd.DataFrame, responses: pd.DataFrame, scope: pd.DataFrame, pids: list[str]) -> pd.DataFrame:
+    """One row per participant of ``pids``: the counts of :data:`COUNT_COLUMNS` and data quality.
+
+    ``tasks`` and ``turns`` count every task and turn in ``scope`` (also those without samples),
+    ``tasks_with_samples`` the tasks of ``tq`` with gaze or mouse samples, ``turns_with_samples``
+    the turns with per-response rows in ``responses``: what the report's Data table counts, per
+    participant. Quality comes from ``tq`` (the tasks with streams); NaN where there is none."""
+    idx = pd.Index(pids, name="participant_id", dtype=object)
+    out = pd.DataFrame(index=idx)
+    by = scope.groupby("participant_id")
+    out["tasks"] = by.size().reindex(idx, fill_value=0)
+    sampled = tq[(tq["gaze_samples"] > 0) | (tq["mouse_samples"] > 0)] if len(tq) else tq
+    out["tasks_with_samples"] = (sampled.groupby("participant_id").size() if len(sampled) else pd.Series(dtype=int)
+                                 ).reindex(idx, fill_value=0)
+    out["turns"] = by["turns"].sum().reindex(idx, fill_value=0)
+    rt = responses[["participant_id", "task_id", "turn"]].drop_duplicates() if len(responses) else None
+    out["turns_with_samples"] = (rt.groupby("participant_id").size() if rt is not None else pd.Series(dtype=int)
+                                 ).reindex(idx, fill_value=0)
+    out = out.astype(int)
     if tq.empty:
-        return pd.DataFrame(columns=["participant_id", "tasks", "turns", "gaze_samples", "sample_rate_hz",
-                                     "gap_share", "gaps_2s", "face_ratio", "calibration", "calibration_unit"])
+        for c in QUALITY_COLUMNS:
+            out[c] = 0 if c in ("gaze_samples", "gaps_2s") else None if c == "calibration_unit" else np.nan
+        return out.reset_index()
     g = tq.groupby("participant_id")
 
     def wmean(col: str) -> pd.Series:
@@ -196,9 +232,7 @@ def _participants(tq: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
             return float(np.average(v[ok], weights=w[ok])) if ok.any() else np.nan
         return g[[col, "duration_s"]].apply(f)
 
-    out = pd.DataFrame({
-        "tasks": g.size(),
-        "turns": g["turns"].sum(),
+    q = pd.DataFrame({
         "gaze_samples": g["gaze_samples"].sum(),
         "duration_s": g["duration_s"].sum(min_count=1),
         "sample_rate_hz": wmean("sample_rate_hz"),
@@ -207,5 +241,7 @@ def _participants(tq: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
         "face_ratio": wmean("face_ratio"),
         "calibration": g["calibration"].apply(lambda v: float(pd.to_numeric(v, errors="coerce").mean())),
         "calibration_unit": g["calibration_unit"].first(),
-    }).reset_index()
-    return out
+    }).reindex(idx)
+    q["gaze_samples"] = q["gaze_samples"].fillna(0).astype(int)
+    q["gaps_2s"] = q["gaps_2s"].fillna(0).astype(int)
+    return out.join(q).reset_index()

@@ -303,3 +303,25 @@ def test_a_source_with_some_conversations_still_counts_the_rest(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert list(C.open_conversations(empty)) == []  # nothing in it: nothing wrong either
+
+
+#: SOURCE arguments that are neither a file nor a folder (``{tmp}``: the test's folder)
+MISSING_SOURCES = ["{tmp}/missing.jsonl", "{tmp}/no/such/dir", "bad*slug", "no_such_study"]
+
+
+@pytest.mark.parametrize("spec", MISSING_SOURCES)
+def test_a_missing_source_says_what_open_source_says(tmp_path, monkeypatch, spec):
+    """Neither a file nor a folder: the logs reader's error is ``open_source``'s, with its hint
+    ("and ... is not a study slug", or the study it looked for), not a bare "no such file"."""
+    from gazepref.datasets.sources import open_source
+
+    monkeypatch.delenv("GAZEPREF_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GAZEPREF_INSTANCE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    spec = spec.format(tmp=tmp_path)
+    with pytest.raises(UserError) as want:
+        open_source(spec)
+    with pytest.raises(UserError) as got:
+        list(C.open_conversations(spec))
+    assert str(got.value) == str(want.value) and ("not a study slug" in str(got.value)
+                                                   or "nor a study" in str(got.value))

@@ -112,6 +112,34 @@ def test_align_user_errors(ifllm_sample, tmp_path, capsys):
     assert "reward model" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def sample_pairs(ifllm_sample, tmp_path_factory):
+    """The sample's preference data set (human labels), as ``align`` writes it to ``OUT/pairs``."""
+    from gazepref.models.align import run
+    from gazepref.models.align_config import AlignConfig
+
+    out = tmp_path_factory.mktemp("align") / "run"
+    run(str(ifllm_sample), out, AlignConfig(), until="pairs")
+    return out / "pairs"
+
+
+@pytest.mark.parametrize("flags", [["--label-source", "text_rm", "--reward-model", "rm"],
+                                   ["--label-source", "ratings"], ["--label-source", "feedback_pairs"],
+                                   ["--config", "ratings.toml"]], ids=["text_rm", "ratings", "feedback", "config"])
+def test_align_label_source_with_a_preference_data_set_is_a_user_error(sample_pairs, tmp_path, capsys, flags):
+    """A preference data set is labelled already: a label source given with one was ignored
+    silently (the steps said only "source is a preference data set"); now it is a one-line error
+    naming why, before anything is written. The default label source runs (test above)."""
+    (tmp_path / "ratings.toml").write_text('[data]\nlabel_source = "ratings"\n')
+    flags = [str(tmp_path / f) if f.endswith(".toml") or f == "rm" else f for f in flags]
+    out = tmp_path / "run"
+    assert main(["align", str(sample_pairs), "--out", str(out), *FAST, *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a preference data set, labelled already" in err[0]
+    assert repr(flags[flags.index("--label-source") + 1] if "--label-source" in flags else "ratings") in err[0]
+    assert not out.exists()
+
+
 def _free_port_url() -> str:
     """A base URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
     import socket

@@ -150,3 +150,77 @@ def test_reward_section_reads_the_recorded_dev_run():
 
     html = reward_section(Path(__file__).resolve().parents[2] / "docs" / "reward_models_dev.json")
     assert "participants = 47" in html and "(47 participants)" in html
+
+
+def _section_table(html: str, heading: str) -> list[dict[str, str]]:
+    """The rows (heading → cell text) of the first table after ``<h2>heading</h2>``."""
+    part = html.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
+    table = part[part.index("<table>"):part.index("</table>")]
+    head = [re.sub(r"<[^>]+>", "", h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table)]
+    return [dict(zip(head, (re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row))))
+            for row in re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", table)]
+
+
+@pytest.mark.parametrize("participant", [None, "worker_f815af5e", "worker_a2b63b0c"])
+def test_report_counts_agree_between_data_and_quality_tables(ifllm_sample, participant):
+    """A count has one name and one value: the Data table's tasks and turns (all of them, as
+    ``data summary`` counts them) are the per-participant table's, summed; a task without a
+    trajectory folder counts in "tasks", not in "tasks with samples" (worker_f815af5e: 3 tasks,
+    2 with samples; the report said 3 in one table and 2 in the other, both under "tasks")."""
+    from gazepref.datasets.recording import open_recording, summarize
+
+    html = build_report(str(ifllm_sample), participant=participant, n_examples=0)
+    data, = _section_table(html, "Data")
+    quality = _section_table(html, "Data quality")
+    assert len(quality) == int(data["participants"])
+    for n in ("tasks", "turns", "tasks with samples", "turns with samples"):
+        assert n in data and n in quality[0], n
+        assert int(data[n]) == sum(int(r[n]) for r in quality), n
+    if participant is None:  # the whole sample: `data summary`'s counts
+        s = summarize(open_recording(ifllm_sample))
+        assert [int(data[n]) for n in ("participants", "tasks", "tasks with samples", "turns")] == \
+            [s["participants"], s["tasks"], s["tasks_with_samples"], s["turns"]]
+    else:
+        assert int(data["tasks with samples"]) < int(data["tasks"])
+
+
+@pytest.fixture(scope="module")
+def sample_summary(ifllm_sample):
+    from gazepref.signals.plots.summary import collect
+
+    return collect(str(ifllm_sample))
+
+
+@pytest.mark.parametrize("rule, measure", [("longer response", "n_chars"), ("more gaze dwell", "g_text_ms"),
+                                           ("more pointer time", "m_text_ms"), ("read further", "g_depth")])
+def test_pair_rules_score_ties_like_the_model_table(sample_summary, rule, measure):
+    """A simple rule is scored as the reward-model table scores a model
+    (:func:`gazepref.models.metrics.correct`: a tie earns half) over every labelled pair with the
+    measure (the sample: 18, 4 of them tied on "read further"; the report said "50 % of 14
+    labelled pairs", leaving the ties out), and its line says how ties count."""
+    import numpy as np
+
+    from gazepref.models.metrics import correct
+    from gazepref.signals.plots.report import pair_rules
+
+    r = sample_summary.responses
+    lab = r[r["outcome"].notna()]
+    a = lab[lab["outcome"] == "preferred"].set_index(["task_id", "turn"])[measure].astype(float)
+    b = lab[lab["outcome"] == "not preferred"].set_index(["task_id", "turn"])[measure].astype(float)
+    a, b = a.align(b, join="inner")
+    ok = a.notna() & b.notna()
+    p_left = np.sign(a[ok] - b[ok]).to_numpy() * 0.5 + 0.5  # left = the preferred response; 0.5: a tie
+    rules = pair_rules(r)
+    assert rules[rule + " (pairs)"] == ok.sum() == lab.groupby(["task_id", "turn"]).ngroups == 18
+    assert rules[rule] == pytest.approx(correct(np.ones(ok.sum()), p_left).mean())
+    assert rules[rule + " (ties)"] == int((p_left == 0.5).sum())
+    from gazepref.signals.plots.report import rule_line
+
+    line = rule_line(rules, rule)
+    assert line.startswith(f"{rule}: {100 * rules[rule]:.1f} % of 18 labelled pairs") and "ties count half" in line
+
+
+def test_report_rule_lines_count_ties(ifllm_sample):
+    """The report's rule lines cover the labelled pairs with ties ("read further" on the sample: 4)."""
+    html = build_report(str(ifllm_sample), n_examples=0)
+    assert "read further: 50.0 % of 18 labelled pairs (ties count half, as in the model table; 4 ties)" in html
