@@ -473,7 +473,7 @@ REPEAT_CUES = _rx(
     r"\bmy (?:question|query) (?:was|is)\b",
     r"\b(?:let me|i'?ll) (?:rephrase|ask again|try again)\b",
     r"\bin other words\b",
-    r"(?<!n't )(?<!not )(?<!never )\b(?:answer|read) my question\b",  # (not "that doesn't answer my question": a complaint)
+    r"(?<!n't )(?<!not )(?<!never )(?<!n't actually )(?<!n't really )(?<!n't even )\b(?:answer|read) my question\b",  # (not "that doesn't answer my question": a complaint)
     r"\bi(?:'m| am) asking\b(?! (?:him|her|them|for|about|because|since|if|whether))",  # (not "the third time i'm asking him")
     r"\bagain[,:]? (?:who|what|when|where|why|how|which)\b",
     r"\b(?:tell|say|list) (?:me )?(?:it |that |this |them )?again\b",
@@ -487,7 +487,7 @@ _POLITE = (r"(?:(?:please|pls|ok|okay|now|but|and|thanks|thank you|thx|ty|nice|c
            r"|i said|no)\W+){0,3}")
 _FORMATS = (  # what a terse "in X" / "as X" instruction names: a programming or natural language, a format
     r"python|java|javascript|js|typescript|ts|c\+\+|c#|c|rust|go|golang|ruby|php|kotlin|swift|sql|bash|r|matlab|html|css"
-    r"|pandas|excel|a spreadsheet|english|spanish|french|german|italian|portuguese|hindi|chinese|japanese|arabic|russian"
+    r"|pandas|excel|a spreadsheet|(?:a )?one[- ]?liner|(?:a )?lambda|(?:a )?list comprehension|(?:a )?(?:for )?loop|(?:a )?function|(?:a )?class|(?:a )?regex|english|spanish|french|german|italian|portuguese|hindi|chinese|japanese|arabic|russian"
     r"|bullet points?|bullets|a list|list|(?:a )?table|points|steps|json|csv|markdown|code|one sentence|one paragraph|a paragraph"
     r"|(?:\d+|one|two|three|five|ten) (?:words|sentences|lines|points|bullets)|a haiku|a poem|metric|imperial|cups|grams|celsius|fahrenheit"
     r"|km|kms|kilometers|kilometres|miles|mi|meters|metres|feet|ft|inches|cm|mm|kg|kilos|lbs|pounds|ounces|oz|ml|liters|litres"
@@ -550,6 +550,12 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with) [\w+#. -]{1,25}?,? (?:not|instead of|rather than) [\w+#. -]{1,25}\W*$",
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
+# a request to change the answer ("can you swap days 1 and 2?", "so move the museum to day 3"): the
+# fix, when the message also complains ("one thing though, X is closed on Mondays ...")
+EDIT_REQUEST = _rx(
+    r"\b(?:can|could|would) you (?:please |pls )?(?:swap|switch|change|replace|move|fix|update|correct|redo|adjust|reorder|rearrange|reshuffle)\b",
+    r"(?:^|[,.;:!]\s*|\b(?:so|then|just|please|pls)\s+)(?:swap|switch|replace|move|reorder|rearrange|reshuffle) (?:the|it|that|this|them|those|these|days?|\d)\b",
+)
 NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"(?<!\bis )(?<!\bwas )(?<!\bisn't )(?<!\bwasn't )(?<!\bwhy )"  # (not the question "is it wrong to ...?")
     r"\b(?:that|this|it|your answer|the answer|this answer|this summary|that figure|that number)(?:'s| is| was)? (?:not )?"
@@ -559,10 +565,12 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\b(?:does ?n[o']t|did ?n[o']t|do ?n[o']t) (?:answer|work|help|make (?:any )?sense|explain)\b",
     r"\byou (?:did ?n[o']t|never) (?:(?:really|actually|even|quite|fully|exactly) )?(?:answer|say|mention|explain|include|tell|address)\b",
     r"\b(?:does ?n[o']t|did ?n[o']t) (?:really|actually|even|quite|fully) (?:answer|work|help|explain|address)\b",
+    # "none of this helps", "neither of them worked"
+    r"\b(?:none|neither) of (?:this|that|these|those|them|it|the \w+) (?:helps|helped|works|worked|is (?:helpful|useful|working))\b",
     # doubt stated as an impression: "that seems low", "hmm that doesn't sound right", "this looks off"
     # (not the question "does that seem high?")
     r"\b(?:that|this|it|that number|that figure)(?:'s| is)? (?:seems|sounds|looks) (?:(?:a bit|a little|kind of|way|really|very|pretty|rather|quite|too) )*"
-    r"(?:low|high|off|wrong|fishy|suspicious|incorrect|unlikely|too (?:low|high|much|little|long|short))\b"
+    r"(?:low|high|off|wrong|fishy|suspicious|incorrect|unlikely|short|long|small|big|few|too (?:low|high|much|little|long|short))\b"
     r"|\b(?:does ?n'?t|do ?n'?t) (?:sound|seem|look) (?:right|correct|true|accurate)\b",
     # "generic stuff i could find on google", "i could have googled that myself"
     r"\bgeneric (?:stuff|info|information|advice|answer|response|tips)\b|\bi could (?:have |just |easily )*(?:find|found|google|googled|look(?:ed)? up)\b[^?\n]{0,40}\b(?:google|myself|online)\b",
@@ -613,7 +621,7 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"|repeat(?:ed|ing)? yourself|missed the point|got (?:it|that|this) wrong|are not (?:listening|helping))\b",
     # doubting the answer: "i don't think that's right", "not sure that's correct", "are you sure?"
     r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that'?s|that is|this is|it'?s|it is|you'?re|that|this|it) "
-    r"(?:is )?(?:right|correct|true|accurate)\b|\bare you sure\b|\bthat can'?t be (?:right|true|correct)\b",
+    r"(?:is )?(?:right|correct|true|accurate)\b|\bare you sure\b|\bthat can'?t be (?:right|true|correct)\b|^\W*you sure\b",
     # "that's not it", "not quite", "nah that's not it"
     r"(?:^|[.?!,]\s*)(?:really|seriously|are you sure|you sure|is that (?:right|true|correct|so))\s*\?+\s*$",
     r"\b(?:that|this)'?s not it\b|^\W*(?:(?:no|nope|nah|hmm+)\W+)?(?:not quite|not it|not really)\W*(?:right|correct)?\W*$",
@@ -707,7 +715,7 @@ POSITIVE_CUES = _rx(
     r"^(?:very |really |super |so )?(?:helpful|useful|clear|informative|nice|cool|good)[\s,.!]*(?:thanks?|thank you|explanation|answer|and clear|and to the point)?[\s,.!]*$",
     r"(?<!would )(?<!'d )\blove (?:it|this|that|the (?:answer|list|explanation|itinerary|recipe)|your)\b",
     r"(?<![\'\"\u2018\u201c])\bgood (?:answer|explanation|job|to know|list|summary|one)\b|(?<![\'\"\u2018\u201c])\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
-    r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
+    r"(?<!\bof )(?<!\bif )\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
     r"\bexactly what i (?:needed|wanted|was looking for)\b",
     r"\byou(?:'re| are) (?:the best|a (?:lifesaver|life saver|legend|star|champ|gem|godsend)|awesome|amazing|brilliant|the man)\b",
     r"^\W*(?:that'?s |it'?s |this is )?not (?:too |so |that |half )?(?:shabby|bad)\b",
@@ -1008,12 +1016,15 @@ _REASK = re.compile(
 
 
 def reask(prev_query: str, text: str) -> bool:
-    """The previous question asked again after a marker of insistence (see ``_REASK``)."""
+    """The previous question asked again after a marker of insistence (see ``_REASK``): every content
+    word of the question from the previous query, and the same kind of question."""
     m = _REASK.match(text)
     if not m:
         return False
     q = re.sub(r"\bactually\b", " ", m.group("q"), flags=re.IGNORECASE)
-    return bool(content_words(q)) and not novel_words(prev_query, q)
+    # the same kind of question ("what can you actually see from space?" after "Can you see the
+    # Great Wall from space?" asks something else)
+    return bool(content_words(q)) and not novel_words(prev_query, q) and same_question_type(prev_query, q)
 
 
 # "convert 5 km to miles" after "convert 5 miles to km": the same words in the other direction ask
@@ -1073,7 +1084,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     pasted = bool(PASTED_ERROR.search(nxt))
     complaint_text = bool(NEGATIVE_CUES.search(prose))
     correction = bool(CORRECTION_CUES.search(prose)) or fact_fix(
-        prev_query, prev_response, prose, complaint_text or pasted, similar)
+        prev_query, prev_response, prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose)))
     complaint = complaint_text or pasted or correction
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)

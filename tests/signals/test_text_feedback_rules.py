@@ -337,12 +337,19 @@ _WIFI = ("how do i fix slow wifi", "Wi-Fi uses radio waves in the 2.4 GHz and 5 
         (_RICE, "hmm that doesnt seem right", {"cue_negative": 1}),
         (_RICE, "does that seem high for brown rice?", {"cue_negative": 0}),  # a question
         (_WIFI, "you didnt even answer the question", {"cue_negative": 1}),
+        (_WIFI, "you didn't really answer my question", {"cue_negative": 1, "cue_repeat": 0}),
+        (_WIFI, "you sure about that", {"cue_negative": 1}),
+        (_WIFI, "tried all of it and none of this helped me", {"cue_negative": 1, "cue_positive": 0}),
+        (_RICE, "that seems short for brown rice", {"cue_negative": 1}),
         (_WIFI, "this is generic info, i could have googled it myself", {"cue_negative": 1}),
         (_GRID, "the columns are still stuck on top of each other", {"cue_negative": 1}),
         (_GRID, "it mostly works but the gap is missing", {"cue_negative": 1}),
         # a complaint after praise: "one thing though", "only thing is"; an announced correction
         (_BERLIN, "Love it, thanks! One thing though, the Reichstag dome needs a booking weeks ahead.", {"cue_positive": 0, "cue_negative": 1}),
         (_RICE, "thanks, quick correction: it's 2 cups of water, not 4", {"cue_positive": 0, "cue_correction": 1}),
+        # a complaint with a request to change the answer gives the fix; the request alone is none
+        (_BERLIN, "Nice list! Only thing is the gallery is far out, so move it to the end.", {"cue_correction": 1}),
+        (_BERLIN, "could you change the order so the museums come first?", {"cue_correction": 0}),
         # sarcastic praise closing a loss
         (_GRID, "copied it and it broke my whole page. perfect.", {"cue_positive": 0, "cue_negative": 1}),
         # the fix as a counter-value or as what the answer needs
@@ -357,12 +364,16 @@ _WIFI = ("how do i fix slow wifi", "Wi-Fi uses radio waves in the 2.4 GHz and 5 
         (_SPEECH, "way less formal please, it's a backyard party", {"cue_correction": 1}),
         (_SPEECH, "could you make this shorter, 1 minute max", {"cue_correction": 1}),
         (_GRID, "without grid, i need flexbox for old browsers", {"cue_correction": 1}),
+        (_GRID, "as a one-liner pls", {"cue_correction": 1}),
+        (_GRID, "how do i center text with a function in js?", {"cue_correction": 0}),
         (_SPEECH, "this is the second time i'm asking her to speak", {"cue_repeat": 0}),
         # a question asked again after an insistence marker; a new question after one is no repeat
         (_WIFI, "ok but how do i fix it", {"cue_repeat": 1}),
         (_WIFI, "so how do i actually fix slow wifi", {"cue_repeat": 1}),
         (_WIFI, "ok but what about mesh routers?", {"cue_repeat": 0}),
         (_RICE, "so how long does it keep in the fridge?", {"cue_repeat": 0}),
+        (("Can you see the Great Wall from space?", "No, it is too narrow to see with the naked eye."),
+         "what can you actually see from space?", {"cue_repeat": 0}),  # another kind of question
         # praise without a praise word; "huh?" before a question
         (_BERLIN, "these all sound great, we'll do the gallery first", {"cue_positive": 1}),
         (_BERLIN, "do these sound good for a rainy day?", {"cue_positive": 0}),
