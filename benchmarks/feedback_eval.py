@@ -18,7 +18,10 @@
    ``phenomenon`` key besides the usual ones; ``--show-errors`` lists the misclassified lines.
 5. With ``--probe``: the same per-phenomenon table on ``benchmarks/data/feedback_probe.jsonl`` (or
    FILE), a held-out-style chat probe set of 178 messages in 18 phenomena, written before the rules
-   v3 round was measured on it (see docs/text_feedback.md).
+   v3 round was measured on it (see docs/text_feedback.md). ``--probe
+   benchmarks/data/feedback_probe_blind.jsonl`` runs the blind probe set (130 messages, written from
+   the taxonomy alone before the rules were read). Both tables also give per-class precision/recall,
+   the no-feedback false-flag rate and the confusion counts.
 """
 from __future__ import annotations
 
@@ -147,7 +150,11 @@ def stress_metrics(rows, preds) -> dict:
     by = {}
     for i, r in enumerate(rows):
         by.setdefault(r.get("phenomenon", "?"), []).append(i)
+    m = eval_metrics(rows, preds)
     return {
+        "per_class": m["per_class"],
+        "confusion": m["confusion"],
+        "none_false_flag_rate": m["none_false_flag_rate"],
         "per_phenomenon": {k: summary(v) for k, v in by.items()},
         "all": summary(list(range(len(rows)))),
         "errors": [
@@ -235,6 +242,14 @@ def main(argv=None) -> int:
             fb = f"{v['feedback_detected']}/{v['feedback']}" if v["feedback"] else "–"
             nn = f"{v['none_flagged']}/{v['none']}" if v["none"] else "–"
             print(f"| {k} | {v['n']} | {v['correct']} ({v['accuracy']:.2f}) | {fb} | {nn} |")
+        print("| category | precision | recall | support |\n| --- | --- | --- | --- |")
+        for c in CATEGORIES:
+            p = s["per_class"][c]
+            print(f"| `{c}` | {_fmt(p['precision'])} | {_fmt(p['recall'])} | {p['support']} |")
+        print(f"no-feedback messages flagged (false flags): {s['none_false_flag_rate']:.3f}")
+        print("confusion (true -> predicted counts):")
+        for c in CATEGORIES:
+            print(f"  {c:<30} {s['confusion'][c]}")
         if args.show_errors:
             for e in s["errors"]:
                 print(f"  {e['phenomenon']:<20} {e['label']:<30} -> {e['predicted']:<30} {e['next_query'][:80]!r}")

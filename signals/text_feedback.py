@@ -222,6 +222,8 @@ class TextFeedbackClassifier(ClassifierMixin, BaseEstimator):
                     or f["typo_repeat"]
                     or (
                         f["same_question_type"]
+                        # the same words the other way round ask something else ("5 km to miles")
+                        and not f.get("swapped_direction", 0.0)
                         and (
                             cos_q[i] >= self.rephrase_cos_alone
                             or (

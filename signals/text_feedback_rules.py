@@ -473,8 +473,8 @@ REPEAT_CUES = _rx(
     r"\bmy (?:question|query) (?:was|is)\b",
     r"\b(?:let me|i'?ll) (?:rephrase|ask again|try again)\b",
     r"\bin other words\b",
-    r"(?<!n't )(?<!not )(?<!never )\b(?:answer|read) my question\b",  # (not "that doesn't answer my question": a complaint)
-    r"\bi(?:'m| am) asking\b",
+    r"(?<!n't )(?<!not )(?<!never )(?<!n't actually )(?<!n't really )(?<!n't even )\b(?:answer|read) my question\b",  # (not "that doesn't answer my question": a complaint)
+    r"\bi(?:'m| am) asking\b(?! (?:him|her|them|for|about|because|since|if|whether))",  # (not "the third time i'm asking him")
     r"\bagain[,:]? (?:who|what|when|where|why|how|which)\b",
     r"\b(?:tell|say|list) (?:me )?(?:it |that |this |them )?again\b",
     r"\bone more time\b",
@@ -487,12 +487,16 @@ _POLITE = (r"(?:(?:please|pls|ok|okay|now|but|and|thanks|thank you|thx|ty|nice|c
            r"|i said|no)\W+){0,3}")
 _FORMATS = (  # what a terse "in X" / "as X" instruction names: a programming or natural language, a format
     r"python|java|javascript|js|typescript|ts|c\+\+|c#|c|rust|go|golang|ruby|php|kotlin|swift|sql|bash|r|matlab|html|css"
-    r"|pandas|excel|a spreadsheet|english|spanish|french|german|italian|portuguese|hindi|chinese|japanese|arabic|russian"
+    r"|pandas|excel|a spreadsheet|(?:a )?one[- ]?liner|(?:a )?lambda|(?:a )?list comprehension|(?:a )?(?:for )?loop|(?:a )?function|(?:a )?class|(?:a )?regex|english|spanish|french|german|italian|portuguese|hindi|chinese|japanese|arabic|russian"
     r"|bullet points?|bullets|a list|list|(?:a )?table|points|steps|json|csv|markdown|code|one sentence|one paragraph|a paragraph"
     r"|(?:\d+|one|two|three|five|ten) (?:words|sentences|lines|points|bullets)|a haiku|a poem|metric|imperial|cups|grams|celsius|fahrenheit"
     r"|km|kms|kilometers|kilometres|miles|mi|meters|metres|feet|ft|inches|cm|mm|kg|kilos|lbs|pounds|ounces|oz|ml|liters|litres"
     r"|mph|kph|kmh|kwh|watts|dollars|usd|euros|eur|hours|minutes|seconds|percent|percentages"
 )
+# what may follow a terse instruction: a word or three ("in km please"), or a short reason after a
+# break ("in grams please, i'm in the uk", "shorter, like 2 sentences for my essay intro"); the
+# patterns that use it read messages of at most 200 characters (_SHORT)
+_TAIL = r"(?:\W+\w+){0,3}?(?:\W*$|\s*[,.;:!?-]\s*[^\n]{0,80}$)"
 CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the fix
     r"[\w)],\s*not\s+(?:the |a |an )?[\w'’.,-]+?[\s.!]*$|[\w)],\s*not\s+(?:the |a |an )?[\w'’.-]+\s*[.;!]",  # "... in 2006, not 2008."
     r"\b(?:wrong|incorrect|not (?:true|right|correct))\b[,.;:!]*\s+(?:(?:it|he|she|they|this|that|the \w+)"
@@ -506,6 +510,20 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"\bisn'?t right\b|(?<!that's )(?<!that is )(?<!it's )(?<!its )(?<!this is )\bnot right\b",  # a bare "That's not right." gives no fix
     r"\bthat (?:figure|number|date|year) is\b",
     r"\bit'?s (?:closer to|more like|actually)\b",
+    # a counter-value with a number, as a statement: "runny is more like 6", "closer to 300", "i'd say 50 min"
+    # (the "no question follows" look-aheads of the new cues read at most 200 characters: a long line of
+    # many cues and a closing "?" would otherwise be read once per cue)
+    r"\b(?:more like|closer to|nearer to?) (?:about |around |maybe )?\d(?![^?\n]{0,200}\?)|\bi'?d say (?:about |around |maybe )?\d(?![^?\n]{0,200}\?)",
+    # what the answer needs, stated at the start of a clause: "LIMIT doesnt work there, you need TOP 5",
+    # "you need about a third of the amount" (not "do you need a visa?", "what do you need to ...")
+    r"(?:^|[,.;:!]\s*|\b(?:but|and|so)\s+)you (?:need|have to|must|should|'d need|would need) (?:to (?:use|add|set|call|put|do) )?"
+    r"(?:about |only |just |around |roughly |to )?\S(?![^?\n]{0,200}\?)",
+    # an announced correction: "small correction though: ...", "one correction:", "correction: it's 1969"
+    r"\b(?:small|minor|quick|one|slight|tiny) correction\b|^\W*correction\b",
+    # a denial followed by a statement of the fact: "no, americans can go visa free", "nope, the
+    # museum closes at 5" (not "no, that's fine", "no worries", "no, i mean ...": a repeat cue)
+    r"^\s*(?:no|nope|nah)[,.!]+\s+(?!(?:i|you|that|this|it|thanks|thank|worries|problem|worry|need|way|idea|clue)\b)"
+    r"(?:the |a |an )?[a-z][\w'-]*(?: [a-z][\w'-]*)? (?:can|can't|cannot|is|are|was|were|do|does|don't|doesn't|did|didn't|need|needs|have|has|had|should|must|will|won't|only|never|always)\b(?![^?\n]*\?)",
     r"\bjust so you know\b",
     # "No, her first album was ..." (not "no, that's not it", "no that's wrong": a verdict, no fix)
     r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b"
@@ -519,24 +537,51 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"^\W*(?:(?:no|nope|just|you should|better|please|pls)\W+)*(?:use|try|call) [^?\n]{1,60}\binstead\b(?![^\n]*\?)",
     # a terse instruction that says how the answer should change (Don-Yehiya et al. 2024: "No. I
     # wanted you to ..."): length, format, language, or "X not Y" / "just the X"; short messages only
-    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:make it|keep it|write it|do it|give it|put it|rewrite it|redo it|say it)?\W*"
-    rf"(?:(?:much|a lot|a bit|way|even)\s+)?(?:shorter|longer|briefer|more concise|less wordy|faster|quicker|more efficient|cleaner)\b(?:\W+\w+){{0,3}}\W*$",
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:(?:make|keep|write|do|give|put|rewrite|redo|say) (?:it|this|that|them))?\W*"
+    rf"(?:(?:much|a lot|a bit|way|even|little|bit|lot)\s+)*(?:shorter|longer|briefer|more concise|less wordy|faster|quicker|more efficient|cleaner"
+    rf"|(?:less|more) (?:formal|casual|informal|polite|friendly|professional|firm|assertive|aggressive|blunt|serious|playful|emotional)"
+    rf"|firmer|friendlier|funnier|politer|punchier|snappier)\b{_TAIL}",
     rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
-    rf"(?:in|as|into|using|with) (?:a |an )?(?:{_FORMATS})\b(?:\W+\w+){{0,2}}\W*$",
+    rf"(?:in|as|into|using|with) (?:a |an )?(?:{_FORMATS})\b{_TAIL}",
     rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:(?:write|do|give|put|rewrite|redo|say|show) (?:it|that|this|me)\W+)?"
-    r"without (?:using |the )?[\w+#.-]+(?:\W+\w+)?\W*(?:please|pls)?\W*$",
+    rf"without (?:using |the )?[\w+#.-]+(?:\W+\w+)?{_TAIL}",
     rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:summari[sz]e|shorten|condense|paraphrase) (?:it|that|this)?\W*"
     r"(?:in (?:one|a|\d+|two|three) (?:sentence|line|paragraph|word)s?)?\W*(?:please|pls)?\W*$",
     r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with) [\w+#. -]{1,25}?,? (?:not|instead of|rather than) [\w+#. -]{1,25}\W*$",
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
+# a request to change the answer ("can you swap days 1 and 2?", "so move the museum to day 3"): the
+# fix, when the message also complains ("one thing though, X is closed on Mondays ...")
+EDIT_REQUEST = _rx(
+    r"\b(?:can|could|would) you (?:please |pls )?(?:swap|switch|change|replace|move|fix|update|correct|redo|adjust|reorder|rearrange|reshuffle)\b",
+    r"(?:^|[,.;:!]\s*|\b(?:so|then|just|please|pls)\s+)(?:swap|switch|replace|move|reorder|rearrange|reshuffle) (?:the|it|that|this|them|those|these|days?|\d)\b",
+)
 NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
+    r"(?<!\bis )(?<!\bwas )(?<!\bisn't )(?<!\bwasn't )(?<!\bwhy )"  # (not the question "is it wrong to ...?")
     r"\b(?:that|this|it|your answer|the answer|this answer|this summary|that figure|that number)(?:'s| is| was)? (?:not )?"
     r"(?:wrong|incorrect|inaccurate|false|untrue|useless|unhelpful|not (?:true|correct|right|accurate|helpful|what i))",
     r"^\s*(?:wrong|incorrect|not (?:true|correct|helpful|right))\b",
     r"\byou(?:'re| are) (?:wrong|mistaken|incorrect)\b",
     r"\b(?:does ?n[o']t|did ?n[o']t|do ?n[o']t) (?:answer|work|help|make (?:any )?sense|explain)\b",
-    r"\byou (?:did ?n[o']t|never) (?:answer|say|mention|explain|include|tell)\b",
+    r"\byou (?:did ?n[o']t|never) (?:(?:really|actually|even|quite|fully|exactly) )?(?:answer|say|mention|explain|include|tell|address)\b",
+    r"\b(?:does ?n[o']t|did ?n[o']t) (?:really|actually|even|quite|fully) (?:answer|work|help|explain|address)\b",
+    # "none of this helps", "neither of them worked"
+    r"\b(?:none|neither) of (?:this|that|these|those|them|it|the \w+) (?:helps|helped|works|worked|is (?:helpful|useful|working))\b",
+    # doubt stated as an impression: "that seems low", "hmm that doesn't sound right", "this looks off"
+    # (not the question "does that seem high?")
+    r"\b(?:that|this|it|that number|that figure)(?:'s| is)? (?:seems|sounds|looks) (?:(?:a bit|a little|kind of|way|really|very|pretty|rather|quite|too) )*"
+    r"(?:low|high|off|wrong|fishy|suspicious|incorrect|unlikely|short|long|small|big|few|too (?:low|high|much|little|long|short))\b"
+    r"|\b(?:does ?n'?t|do ?n'?t) (?:sound|seem|look) (?:right|correct|true|accurate)\b",
+    # "generic stuff i could find on google", "i could have googled that myself"
+    r"\bgeneric (?:stuff|info|information|advice|answer|response|tips)\b|\bi could (?:have |just |easily )*(?:find|found|google|googled|look(?:ed)? up)\b[^?\n]{0,40}\b(?:google|myself|online)\b",
+    # the answer's fix did only part of the job: "still stuck at the top", "mostly works, but"
+    r"\bstill (?:stuck|blank|empty|wrong|showing|happening|there|off|not centered)\b(?![^?\n]{0,200}\?)"
+    r"|\b(?:mostly|almost|partly|partially|half|sort of|kind of) (?:works|worked|working|right|correct)\b",
+    # a complaint announced after praise: "one thing though, ...", "only thing is ...", "one issue:"
+    r"\b(?:one|only|the only) (?:thing|problem|issue|catch)(?: is)?,? (?:though|tho|however)\b|\b(?:the )?only (?:thing|problem|issue) is\b"
+    r"|\bone (?:small |minor |little )?(?:issue|problem|mistake|error)\b[:,]",
+    # sarcastic praise closing a report of a loss: "i ran it and lost all my work. great."
+    r"\b(?:lost|deleted|broke|ruined|wiped|destroyed|burnt|burned|crashed|messed up)\b[^\n]{0,120}[.!,]\s*(?:great|perfect|awesome|wonderful|fantastic|brilliant|thanks|nice|cool|lovely)\W*$",
     r"\bnot what i (?:asked|wanted|meant|was looking for|was asking|am asking|'m asking|was after)\b",
     r"\b(?:makes|made) no sense\b",
     r"\bnot (?:really )?(?:helpful|useful|what i)\b",
@@ -576,7 +621,7 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"|repeat(?:ed|ing)? yourself|missed the point|got (?:it|that|this) wrong|are not (?:listening|helping))\b",
     # doubting the answer: "i don't think that's right", "not sure that's correct", "are you sure?"
     r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that'?s|that is|this is|it'?s|it is|you'?re|that|this|it) "
-    r"(?:is )?(?:right|correct|true|accurate)\b|\bare you sure\b|\bthat can'?t be (?:right|true|correct)\b",
+    r"(?:is )?(?:right|correct|true|accurate)\b|\bare you sure\b|\bthat can'?t be (?:right|true|correct)\b|^\W*you sure\b",
     # "that's not it", "not quite", "nah that's not it"
     r"(?:^|[.?!,]\s*)(?:really|seriously|are you sure|you sure|is that (?:right|true|correct|so))\s*\?+\s*$",
     r"\b(?:that|this)'?s not it\b|^\W*(?:(?:no|nope|nah|hmm+)\W+)?(?:not quite|not it|not really)\W*(?:right|correct)?\W*$",
@@ -624,6 +669,8 @@ CLARIFY_CUES = _rx(
     r"\bright\? can you clarify\b",
     # a bare "huh?" / "what?" / "??" / "puzzled" emoji: the answer was not understood
     rf"^{_SHORT}\W*(?:huh|what|wha|eh|hmm*|sorry|pardon|puzzled|come again|i'?m lost)?\W*\?+\W*$|^\W*(?:huh|what|puzzled)\W*$",
+    # ... opening a question about the answer: "huh? what counts as too little light"
+    r"^\W*(?:huh|wait what|eh|puzzled)\s*\?+\s*\w",
     r"\bnot sure i (?:follow|understand|get)\b|\bi (?:do ?n'?t|can'?t) follow\b",
     # "dont understand the formula" (no "i"), "explain the second step again", "eli5", "lol what"
     r"^\W*(?:(?:sorry|still|but|hmm+|um+)\W+)*(?:do ?n'?t|did ?n'?t|can'?t) (?:understand|get it|follow)\b",
@@ -648,7 +695,7 @@ _DEICTIC = frozenset(
 # Praise or thanks. "great" is not praise in "Alexander the Great" / "Great Wall": exclude "the
 # great" and a capitalised word following it; "thanks to" is not thanks.
 POSITIVE_CUES = _rx(
-    r"\bthank(?:s|s a lot| you| u|ing you)?\b(?!\s+to\b)(?!\s+for nothing\b)",
+    r"(?<!\bsay )(?<!\bsaying )(?<!\bsays )(?<!\bwrite )(?<!\ba )(?<!\bword )(?<!\bword for )\bthank(?:s|s a lot| you| u|ing you)?\b(?!\s+to\b)(?!\s+for nothing\b)(?!-?\s*(?:note|card|letter|email|gift)s?\b)",
     r"\bthx\b|\bty\b|\bcheers\b|\bmerci\b|\bappreciate",
     r"\b(?:gracias|danke|grazie|obrigad[oa]|arigato|arigatou|dziekuje|spasibo|shukran|dhanyavaad|asante|tak)\b",
     r"\bthumbs up\b|^\W*(?:smiley\W*)+$",
@@ -660,12 +707,15 @@ POSITIVE_CUES = _rx(
     r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|what an?|so|really|very|just)\W+)*(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war)\b)",
     r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\W*$",
     r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb) (?:answer|explanation|list|summary|job|info|information|tips|response|help|overview|breakdown|recipe|suggestions?|advice|work)\b",
-    r"^(?:nice|cool|good|wow|ok(?:ay)?|interesting)[\s,.!]+(?:thanks?|thank you|i didn'?t know|to know|answer|explanation|list|summary|tips)\b",
+    r"^(?:nice|cool|good|wow|ok(?:ay)?|interesting|oh)[\s,.!]+(?:thanks?|thank you|(?:i )?did ?n'?t know|to know|answer|explanation|list|summary|tips|til)\b",
+    # the suggestions judged: "these all sound yummy", "that looks great" (a statement, not "does it look good?")
+    r"^\W*(?:(?:oh|wow|ok|okay|mm+|ooh)\W+)?(?:these|those|they|that|this|it|all of these|both)(?:'s| all| both)? (?:sounds?|looks?) (?:so |really |very |super |pretty )?"
+    r"(?:great|good|yummy|delicious|tasty|amazing|awesome|perfect|lovely|fun|helpful|promising|doable|fantastic|brilliant)\b(?![^?\n]*\?)",
     r"\b(?:very|really|super|so) (?:helpful|useful|clear|informative|interesting)\b",
     r"^(?:very |really |super |so )?(?:helpful|useful|clear|informative|nice|cool|good)[\s,.!]*(?:thanks?|thank you|explanation|answer|and clear|and to the point)?[\s,.!]*$",
     r"(?<!would )(?<!'d )\blove (?:it|this|that|the (?:answer|list|explanation|itinerary|recipe)|your)\b",
     r"(?<![\'\"\u2018\u201c])\bgood (?:answer|explanation|job|to know|list|summary|one)\b|(?<![\'\"\u2018\u201c])\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
-    r"\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
+    r"(?<!\bof )(?<!\bif )\b(?:that|this) (?:helps|helped|worked|makes sense)\b(?=\s*(?:[.!,;:)]|$|a lot\b|me\b|so much\b|thanks?\b|thank\b|now\b|a ton\b|perfectly\b))|\bmakes sense now\b",
     r"\bexactly what i (?:needed|wanted|was looking for)\b",
     r"\byou(?:'re| are) (?:the best|a (?:lifesaver|life saver|legend|star|champ|gem|godsend)|awesome|amazing|brilliant|the man)\b",
     r"^\W*(?:that'?s |it'?s |this is )?not (?:too |so |that |half )?(?:shabby|bad)\b",
@@ -689,7 +739,7 @@ _QUESTION_START = re.compile(
 _WH = (
     ("how", r"how"),
     ("who", r"who|whom|whose"),
-    ("when", r"when|what (?:year|date|time|day|month)|which (?:year|date|day|month)"),
+    ("when", r"when|what (?:year|date|time(?! ?zones?\b)|day|month)|which (?:year|date|day|month)"),
     ("where", r"where|what (?:country|city|place)|which (?:country|city|place)"),
     ("why", r"why|what (?:caused|causes)|what (?:is|are|was|were) the (?:main |primary |biggest |real )?(?:reasons?|causes?)|reasons?"),
     ("what", r"what|which"),
@@ -955,6 +1005,40 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
     return False
 
 
+# A question asked again after an answer that went round it, opened by a marker of insistence: "ok but
+# how do i get rid of them", "so what timezone is arizona", "how do i actually stop it" - every
+# content word of the question clause from the previous query (a new question names something new).
+_REASK = re.compile(
+    r"^\W*(?:(?:ok|okay|yes|yeah|sure|right|fine|alright|hmm+|um+|cool)\W+)?(?:(?:but|so)\W+(?=(?:how|what|which|where|when|who|why|is|are|do|does|can|should)\b)"
+    r"|(?=(?:how|what|which|where|when|who|why)\b[^?\n]{0,30}?\bactually\b))(?P<q>[^?\n]{1,200})",
+    re.IGNORECASE,
+)
+
+
+def reask(prev_query: str, text: str) -> bool:
+    """The previous question asked again after a marker of insistence (see ``_REASK``): every content
+    word of the question from the previous query, and the same kind of question."""
+    m = _REASK.match(text)
+    if not m:
+        return False
+    q = re.sub(r"\bactually\b", " ", m.group("q"), flags=re.IGNORECASE)
+    # the same kind of question ("what can you actually see from space?" after "Can you see the
+    # Great Wall from space?" asks something else)
+    return bool(content_words(q)) and not novel_words(prev_query, q) and same_question_type(prev_query, q)
+
+
+# "convert 5 km to miles" after "convert 5 miles to km": the same words in the other direction ask
+# something else ("from rome to paris", "spanish to english")
+_DIRECTION = re.compile(r"\b([^\W_]+)\s+(?:to|into|in|->|→)\s+([^\W_]+)\b", re.IGNORECASE)
+
+
+def swapped_direction(prev_query: str, text: str) -> bool:
+    """The message asks the previous question's conversion or route the other way round."""
+    a = {(x.lower(), y.lower()) for x, y in _DIRECTION.findall(normalize(prev_query))}
+    b = {(x.lower(), y.lower()) for x, y in _DIRECTION.findall(normalize(text))}
+    return any((y, x) in a and x != y for x, y in b if x not in STOPWORDS and y not in STOPWORDS)
+
+
 RULE_FEATURES = (
     "cue_repeat",
     "cue_correction",
@@ -1000,7 +1084,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     pasted = bool(PASTED_ERROR.search(nxt))
     complaint_text = bool(NEGATIVE_CUES.search(prose))
     correction = bool(CORRECTION_CUES.search(prose)) or fact_fix(
-        prev_query, prev_response, prose, complaint_text or pasted, similar)
+        prev_query, prev_response, prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose)))
     complaint = complaint_text or pasted or correction
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
@@ -1009,7 +1093,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     novel = cw_n - cw_q
     n_words = len(nq.split())
     return {
-        "cue_repeat": float(bool(REPEAT_CUES.search(prose))),
+        "cue_repeat": float(bool(REPEAT_CUES.search(prose)) or reask(prev_query, prose)),
         "cue_correction": float(correction),
         "cue_negative": float(complaint_text or pasted),
         "cue_clarify": float(bool(CLARIFY_CUES.search(prose)) or term_clarify(prev_query, prev_response, prose)
@@ -1031,6 +1115,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
         "pasted_error": float(pasted),
         "complaint_text": float(complaint_text),
         "foreign": float(is_foreign(raw_next)),
+        "swapped_direction": float(swapped_direction(prev_query, nxt)),
     }
 
 

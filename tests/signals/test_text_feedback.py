@@ -476,3 +476,38 @@ def test_probe_set_is_separate_from_training():
     assert len(probe) >= 150 and {r["label"] for r in probe} == CATS
     assert not {r["next_query"].lower() for r in train} & {r["next_query"].lower() for r in probe}
     assert not {r["prev_query"].lower() for r in train} & {r["prev_query"].lower() for r in probe}
+
+
+def test_blind_probe_set_is_separate_from_training():
+    """The blind probe set (written before the rules were read) is no training data either: only the
+    three messages and one question that its writer happened to write as older training rows had
+    (docs/text_feedback.md gives the figure without them too) are shared."""
+    from pathlib import Path
+
+    probe = tf.load_jsonl(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "feedback_probe_blind.jsonl")
+    train = tf.load_jsonl("feedback_train.jsonl")
+    assert len(probe) >= 120 and {r["label"] for r in probe} == CATS
+    shared = {r["next_query"].lower() for r in train} & {r["next_query"].lower() for r in probe}
+    assert shared <= {"who assassinated him?", "great, thanks!", "that's not what i asked"}
+    assert {r["prev_query"].lower() for r in train} & {r["prev_query"].lower() for r in probe} <= {"who painted the mona lisa?"}
+
+
+_CUPS_ML = ("convert 2 cups to ml", "2 cups is about 473 ml.")
+_WIFI_SLOW = ("how do i fix slow wifi", "Wi-Fi uses radio waves in the 2.4 GHz and 5 GHz bands. Signals weaken with distance and walls.")
+
+
+@pytest.mark.parametrize(
+    "case, context, next_query, expected",
+    [
+        ("the same words the other way round", _CUPS_ML, "convert 2 ml to cups", "none"),
+        ("a re-ask after an evasive answer", _WIFI_SLOW, "ok but how do i fix it", "repeat_rephrase"),
+        ("a new question after 'ok but'", _WIFI_SLOW, "ok but what about mesh routers?", "none"),
+        ("doubt as an impression", _CUPS_ML, "that seems low", "make_aware_without_correction"),
+        ("praise, then a correction", _CUPS_ML, "Thanks! Small correction though: a US cup is 237 ml, so 2 cups is 474 ml.",
+         "make_aware_with_correction"),
+        ("a terse instruction with a reason", _CUPS_ML, "in grams pls, it's for flour", "make_aware_with_correction"),
+        ("'thank you' asked about", _WIFI_SLOW, "how do you say thank you in german", "none"),
+    ],
+)
+def test_feedback_after_the_blind_probe(clf, case, context, next_query, expected):
+    assert clf.predict([rec(context[0], next_query, context[1])])[0] == expected, case

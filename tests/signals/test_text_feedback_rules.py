@@ -315,3 +315,105 @@ def test_cue_features_of_chat_feedback(context, next_query, cues):
 )
 def test_v3_patterns_read_long_text_in_linear_time(text):
     _in_time(10, rule_features, *_MOON, text)
+
+
+# --- after the blind probe set (benchmarks/data/feedback_probe_blind.jsonl): general cue families ----
+
+
+_RICE = ("how much water for 1 cup of rice", "Use 4 cups of water for 1 cup of white rice and simmer for 15 minutes.")
+_BERLIN = ("What are the must-sees in Berlin?", "The Brandenburg Gate, the Reichstag dome, Museum Island and the East Side Gallery.")
+_SPEECH = ("write a toast for my sister's wedding", "Ladies and gentlemen, esteemed guests, it is my great honour to stand before you today ...")
+_GRID = ("how do i make a 3 column layout in css", "Use grid on the container: `display: grid; grid-template-columns: repeat(3, 1fr);`")
+_CUPS = ("convert 2 cups to ml", "2 cups is about 473 ml.")
+_WIFI = ("how do i fix slow wifi", "Wi-Fi uses radio waves in the 2.4 GHz and 5 GHz bands. Signals weaken with distance and walls.")
+
+
+@pytest.mark.parametrize(
+    "context, next_query, cues",
+    [
+        # doubt as an impression, a failure to answer with an adverb, generic answers, partial success
+        (_RICE, "that seems like way too much", {"cue_negative": 0}),  # ("too much" is no value: left to the head)
+        (_RICE, "that seems high", {"cue_negative": 1}),
+        (_RICE, "hmm that doesnt seem right", {"cue_negative": 1}),
+        (_RICE, "does that seem high for brown rice?", {"cue_negative": 0}),  # a question
+        (_WIFI, "you didnt even answer the question", {"cue_negative": 1}),
+        (_WIFI, "you didn't really answer my question", {"cue_negative": 1, "cue_repeat": 0}),
+        (_WIFI, "you sure about that", {"cue_negative": 1}),
+        (_WIFI, "tried all of it and none of this helped me", {"cue_negative": 1, "cue_positive": 0}),
+        (_RICE, "that seems short for brown rice", {"cue_negative": 1}),
+        (_WIFI, "this is generic info, i could have googled it myself", {"cue_negative": 1}),
+        (_GRID, "the columns are still stuck on top of each other", {"cue_negative": 1}),
+        (_GRID, "it mostly works but the gap is missing", {"cue_negative": 1}),
+        # a complaint after praise: "one thing though", "only thing is"; an announced correction
+        (_BERLIN, "Love it, thanks! One thing though, the Reichstag dome needs a booking weeks ahead.", {"cue_positive": 0, "cue_negative": 1}),
+        (_RICE, "thanks, quick correction: it's 2 cups of water, not 4", {"cue_positive": 0, "cue_correction": 1}),
+        # a complaint with a request to change the answer gives the fix; the request alone is none
+        (_BERLIN, "Nice list! Only thing is the gallery is far out, so move it to the end.", {"cue_correction": 1}),
+        (_BERLIN, "could you change the order so the museums come first?", {"cue_correction": 0}),
+        # sarcastic praise closing a loss
+        (_GRID, "copied it and it broke my whole page. perfect.", {"cue_positive": 0, "cue_negative": 1}),
+        # the fix as a counter-value or as what the answer needs
+        (_RICE, "4 cups turns it to mush, it's more like 2", {"cue_correction": 1}),
+        (_RICE, "i'd say 1.5 cups at most", {"cue_correction": 1}),
+        (_GRID, "that breaks on mobile, you need a media query too", {"cue_correction": 1}),
+        (_WIFI, "do you need a new router for wifi 6?", {"cue_correction": 0}),
+        (_BERLIN, "no, museum island is closed on mondays", {"cue_correction": 1}),
+        (_BERLIN, "no worries, what about food?", {"cue_correction": 0}),
+        # terse instructions with a short reason, tone words, "make this"
+        (_CUPS, "in grams pls, it's flour", {"cue_correction": 1}),
+        (_SPEECH, "way less formal please, it's a backyard party", {"cue_correction": 1}),
+        (_SPEECH, "could you make this shorter, 1 minute max", {"cue_correction": 1}),
+        (_GRID, "without grid, i need flexbox for old browsers", {"cue_correction": 1}),
+        (_GRID, "as a one-liner pls", {"cue_correction": 1}),
+        (_GRID, "how do i center text with a function in js?", {"cue_correction": 0}),
+        (_SPEECH, "this is the second time i'm asking her to speak", {"cue_repeat": 0}),
+        # a question asked again after an insistence marker; a new question after one is no repeat
+        (_WIFI, "ok but how do i fix it", {"cue_repeat": 1}),
+        (_WIFI, "so how do i actually fix slow wifi", {"cue_repeat": 1}),
+        (_WIFI, "ok but what about mesh routers?", {"cue_repeat": 0}),
+        (_RICE, "so how long does it keep in the fridge?", {"cue_repeat": 0}),
+        (("Can you see the Great Wall from space?", "No, it is too narrow to see with the naked eye."),
+         "what can you actually see from space?", {"cue_repeat": 0}),  # another kind of question
+        # praise without a praise word; "huh?" before a question
+        (_BERLIN, "these all sound great, we'll do the gallery first", {"cue_positive": 1}),
+        (_BERLIN, "do these sound good for a rainy day?", {"cue_positive": 0}),
+        (_RICE, "oh didnt know that, ty", {"cue_positive": 1}),
+        (_WIFI, "huh? what does distance have to do with it", {"cue_clarify": 1}),
+        # hard negatives: a question about a verdict, "thank you" as a phrase asked about
+        (_BERLIN, "is it wrong to skip the museums?", {"cue_negative": 0}),
+        (_BERLIN, "how do you say thank you in german", {"cue_positive": 0}),
+        (_BERLIN, "can you help me write a thank you note to our host", {"cue_positive": 0}),
+    ],
+)
+def test_cue_families_after_the_blind_probe(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "prev_query, next_query, swapped",
+    [
+        ("convert 2 cups to ml", "convert 2 ml to cups", 1),
+        ("flights from paris to rome", "and rome to paris?", 1),
+        ("translate good morning to spanish", "translate good morning to french", 0),
+        ("convert 2 cups to ml", "convert 3 cups to ml", 0),
+    ],
+)
+def test_the_same_words_the_other_way_round(prev_query, next_query, swapped):
+    assert rule_features(prev_query, "An answer.", next_query)["swapped_direction"] == swapped
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "more like 1 " * 10_000 + "?",  # many counter-values, a question at the end
+        "so you need x, " * 8_000 + "?",  # many "you need"
+        "still stuck " * 10_000 + "?",
+        "lost " * 10_000 + ". great" + "!" * 10_000,  # many losses before a sarcastic close
+        "ok but how " + "a " * 50_000,  # a long insistent question
+        "x to y " * 10_000,  # many directions
+    ],
+    ids=["more-like", "you-need", "still", "loss", "reask", "direction"],
+)
+def test_blind_round_patterns_read_long_text_in_linear_time(text):
+    _in_time(10, rule_features, *_WIFI, text)
