@@ -588,9 +588,11 @@ def test_a_deleted_participants_browser_and_page_open_nothing_of_the_next_one(ap
     [gone_id] = dbs.scalars(select(store.Participant.id)).all()
     assert login(client, *researcher).status_code == 302
     page = client.get("/admin/studies/test-study")
-    # "Allow to start again": the row goes too (without it the row stays as the deletion's marker)
-    assert client.post(f"/admin/participants/{gone_id}/delete",
-                       data={"csrf_token": csrf_of(page.text), "readmit": "1"}).status_code == 302
+    # "Delete data", then "Allow to start again": the row goes too (without it the row stays as
+    # the deletion's marker)
+    for extra in ({}, {"readmit": "1"}):
+        assert client.post(f"/admin/participants/{gone_id}/delete",
+                           data={"csrf_token": csrf_of(page.text), **extra}).status_code == 302
     nxt = Walker(app.test_client(), "NEXT")
     nxt.arrive()
     nxt.consent()
