@@ -104,6 +104,24 @@ def set_state(p: store.Participant, **changes: Any) -> None:
     p.state = {**(p.state or {}), **changes}  # reassign: JSON columns track assignment only
 
 
+def still_in_study(p: store.Participant) -> bool:
+    """Whether ``p``'s row is still a consenting one, read after this request's writes reached
+    the database (call just before committing them). A step request reads the row at its start;
+    the researchers' "Delete data" or a withdrawal in another tab may commit after that, and the
+    marker row they leave still satisfies the foreign keys: committing would write the live state
+    (platform ids, resume code) back over the marker and store the answers sent as new rows of a
+    participant whose data was deleted. The flush first: on PostgreSQL its writes hold the row's
+    lock (or its key's, for a new task) and on SQLite the database's write lock until the commit, so
+    no deletion commits between this read and it. False: roll back."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    try:
+        db().flush()
+    except StaleDataError:  # a row it updates was deleted meanwhile (the deletion's task)
+        return False
+    return db().scalar(select(store.Participant.consent).where(store.Participant.id == p.id)) is True
+
+
 def current_step(p: store.Participant) -> str:
     return step_at(p.state, "done")
 
@@ -379,6 +397,9 @@ def step():
     p = current_participant()
     ctx = _context(p)
     page = step_handlers()[parse_step(ctx.step)[0]].render(ctx)
+    if not still_in_study(p):  # deleted or withdrawn meanwhile: nothing of this request is kept
+        db().rollback()
+        return _not_in_flow() or redirect(url_for("flow.step"))
     db().commit()  # a task reached for the first time was just created
     return page
 
@@ -399,11 +420,17 @@ def answer_step():
         db().rollback()
         return page, 400
     if screened_out(p) is not None:  # the step ended the session (e.g. no camera in a webcam-only study)
-        db().commit()
+        if still_in_study(p):
+            db().commit()
+        else:
+            db().rollback()
         return redirect(url_for("flow.step"))
     set_state(p, pos=p.state["pos"] + 1)
     try:
-        db().commit()
+        if still_in_study(p):
+            db().commit()
+        else:  # deleted or withdrawn meanwhile: nothing of this request is kept
+            db().rollback()
     except IntegrityError:  # the same form sent twice at once (a double click): the first answer counts
         db().rollback()
     return redirect(url_for("flow.step"))
