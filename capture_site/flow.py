@@ -41,7 +41,7 @@ from .pages import (completion_handoff, current_participant, declined_page, dele
                     not_admitted_page, note_window, page_context, screened_out_page, withdraw_page, withdrawn_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
-from .purge import deletion_of, purge_participant, withdrawal_of
+from .purge import deletion_of, purge_participant, still_in_study, withdrawal_of
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
@@ -102,24 +102,6 @@ def register_step(name: str, render: Callable[[StepContext], Any], submit: Calla
 
 def set_state(p: store.Participant, **changes: Any) -> None:
     p.state = {**(p.state or {}), **changes}  # reassign: JSON columns track assignment only
-
-
-def still_in_study(p: store.Participant) -> bool:
-    """Whether ``p``'s row is still a consenting one, read after this request's writes reached
-    the database (call just before committing them). A step request reads the row at its start;
-    the researchers' "Delete data" or a withdrawal in another tab may commit after that, and the
-    marker row they leave still satisfies the foreign keys: committing would write the live state
-    (platform ids, resume code) back over the marker and store the answers sent as new rows of a
-    participant whose data was deleted. The flush first: on PostgreSQL its writes hold the row's
-    lock (or its key's, for a new task) and on SQLite the database's write lock until the commit, so
-    no deletion commits between this read and it. False: roll back."""
-    from sqlalchemy.orm.exc import StaleDataError
-
-    try:
-        db().flush()
-    except StaleDataError:  # a row it updates was deleted meanwhile (the deletion's task)
-        return False
-    return db().scalar(select(store.Participant.consent).where(store.Participant.id == p.id)) is True
 
 
 def current_step(p: store.Participant) -> str:
@@ -397,7 +379,7 @@ def step():
     p = current_participant()
     ctx = _context(p)
     page = step_handlers()[parse_step(ctx.step)[0]].render(ctx)
-    if not still_in_study(p):  # deleted or withdrawn meanwhile: nothing of this request is kept
+    if not still_in_study(db(), p.id):  # deleted or withdrawn meanwhile: nothing of this request is kept
         db().rollback()
         return _not_in_flow() or redirect(url_for("flow.step"))
     db().commit()  # a task reached for the first time was just created
@@ -420,14 +402,14 @@ def answer_step():
         db().rollback()
         return page, 400
     if screened_out(p) is not None:  # the step ended the session (e.g. no camera in a webcam-only study)
-        if still_in_study(p):
+        if still_in_study(db(), p.id):
             db().commit()
         else:
             db().rollback()
         return redirect(url_for("flow.step"))
     set_state(p, pos=p.state["pos"] + 1)
     try:
-        if still_in_study(p):
+        if still_in_study(db(), p.id):
             db().commit()
         else:  # deleted or withdrawn meanwhile: nothing of this request is kept
             db().rollback()
