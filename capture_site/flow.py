@@ -289,6 +289,10 @@ def resume():
     if p is None:
         session.pop("resume_pid", None)
         return redirect(url_for("flow.step" if session.get("pid") is not None else "flow.consent"))
+    if not p.consent:  # withdrew or data deleted meanwhile: nothing to resume, no code to count on the marker
+        session.pop("resume_pid", None)
+        session["pid"] = p.id  # (the same platform id: their page, as consent() shows it)
+        return _not_in_flow()
     error = None
     if request.method == "POST":
         st = p.state or {}

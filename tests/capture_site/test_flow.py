@@ -618,3 +618,30 @@ def test_a_step_under_way_when_the_researchers_delete_the_data_writes_nothing_ba
         assert s.scalars(select(store.Demographics.id).where(store.Demographics.participant_id == pid)).all() == []
         assert s.scalars(select(store.Task.id).where(store.Task.participant_id == pid)).all() == []
     assert w.step().status_code == 403  # "This study is over for you"
+
+
+def test_a_resume_attempt_after_the_data_was_deleted_writes_nothing_on_the_marker(make_app, database):
+    """Another browser with the same platform id waits at the resume code when the researchers
+    delete the data: its codes are counted on no row (the marker keeps only what the deletion
+    left), and it is told that the study is over for it. SQLite and PostgreSQL."""
+    import uuid
+
+    from gazepref.capture_site.purge import purge_participant
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"RESUMED-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    other = Walker(app.test_client(), w.pid)
+    assert other.arrive().request.path == "/resume"
+    page = other.client.get("/resume").text
+    with app.extensions["gazepref"].sessions() as s:
+        purge_participant(s, s.get(store.Participant, pid))
+        s.commit()
+        marker = dict(s.get(store.Participant, pid).state)
+    r = other.client.post("/resume", data={"csrf_token": csrf_of(page), "code": "AAAA-AAAA"}, follow_redirects=True)
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.get(store.Participant, pid).state == marker
+    assert r.status_code == 403 and "deleted your data" in r.text
