@@ -21,7 +21,7 @@ from .. import UserError, store
 from . import accounts
 from .exporting import FORMATS, export_study
 from .pages import no_store
-from .purge import deletion_of, purge_participant, withdrawal_of
+from .purge import deletion_of, forget_in_memory, purge_participant, withdrawal_of
 from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db, site
 from .security import check_csrf, login_required
@@ -155,7 +155,6 @@ def delete_participant(pid: int):
     from sqlalchemy.exc import InvalidRequestError
 
     from .chunks import write_lock
-    from .gaze_trackers import drop_tracker
 
     p = db().get(store.Participant, pid)
     if p is None:
@@ -176,7 +175,7 @@ def delete_participant(pid: int):
                    "not: \"Delete data\" first).")
         purge_participant(db(), p, readmit=readmit)
         db().commit()
-    drop_tracker(key)
+    forget_in_memory(slug, key)
     if readmit:
         log.info("removed participant row %s of study %s on request: its platform id may start again", pid, slug)
         flash("The participant's data and row were deleted: their platform id may start the study again.")

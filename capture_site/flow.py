@@ -41,7 +41,7 @@ from .pages import (completion_handoff, current_participant, declined_page, dele
                     not_admitted_page, note_window, page_context, screened_out_page, withdraw_page, withdrawn_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
-from .purge import deletion_of, purge_participant, still_in_study, withdrawal_of
+from .purge import deletion_of, forget_in_memory, purge_participant, still_in_study, withdrawal_of
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
@@ -360,9 +360,8 @@ def withdraw():
         if not withdrawal_of(p) and p.consent:
             purge_participant(db(), p, withdrawn=True)
         db().commit()
-    from .gaze_trackers import drop_tracker
-
-    drop_tracker((p.id, p.pseudonym))  # this process's tracker of theirs: now, not at the idle sweep
+    # this process's tracker and cached plot data of theirs: now, not at the idle sweep
+    forget_in_memory(p.study.slug, (p.id, p.pseudonym))
     log.info("participant row %s of study %s withdrew; their data was deleted", p.id, p.study.slug)
     return redirect(url_for("flow.withdrawn"), 303)
 

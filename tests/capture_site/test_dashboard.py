@@ -939,3 +939,40 @@ def test_delete_waits_for_a_set_up_log_write_and_its_marker_stays(make_app, data
     consent, state = row(pid)
     assert consent is False and set(state) == {"deleted"}, state
     assert _turns_of(app, pid) == 0
+
+
+@pytest.mark.parametrize("how", ["delete", "withdraw"])
+def test_a_deletion_or_withdrawal_forgets_the_participants_cached_plot_data_at_once(app, client, researcher, how):
+    """The plots pages keep a participant's data and pictures in this process's memory (LRU):
+    their withdrawal or the deletion of their data drops them at once, as it drops their webcam
+    tracker, instead of leaving them until other participants' plots push them out."""
+    if "plots" not in app.blueprints:
+        pytest.skip("the plots views are not installed")
+    w = Walker(app.test_client(), f"PLOTTED-{how}")
+    w.arrive()
+    w.consent()
+    w.chat_turn(w.to_task(), 0, "How do volcanoes erupt?")
+    keeps = Walker(app.test_client(), "PLOTTED-KEEPS")
+    keeps.arrive()
+    keeps.consent()
+    keeps.chat_turn(keeps.to_task(), 0, "How does sleep help memory?")
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    with app.extensions["gazepref"].sessions() as s:
+        pseudonyms = {p.id: p.pseudonym for p in s.scalars(select(store.Participant))}
+    assert login(client, *researcher).status_code == 302
+    for pseudonym in pseudonyms.values():
+        assert client.get(f"/admin/studies/test-study/participants/{pseudonym}/plots").status_code == 200
+
+    def cached():
+        return {key[1] for cache in app.extensions["gazepref_plots_cache"] for key in cache}
+
+    assert cached() == set(pseudonyms.values())
+    if how == "delete":
+        page = client.get("/admin/studies/test-study")
+        assert client.post(f"/admin/participants/{pid}/delete",
+                           data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    else:
+        page = w.client.get("/withdraw")
+        assert w.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code in (302, 303)
+    assert cached() == {p for i, p in pseudonyms.items() if i != pid}
