@@ -21,7 +21,7 @@ from .. import UserError, store
 from . import accounts
 from .exporting import FORMATS, export_study
 from .pages import no_store
-from .purge import purge_participant, withdrawal_of
+from .purge import deletion_of, forget_in_memory, purge_participant, withdrawal_of
 from .quality import IDLE_S, participant_quality, study_progress
 from .runtime import db, site
 from .security import check_csrf, login_required
@@ -155,20 +155,37 @@ def delete_participant(pid: int):
     marker that it was deleted (a withdrawal's stays as it is), so the same platform id is not
     enrolled again; ``readmit=1`` ("Allow to start again", on a deleted row) removes the marker
     too, letting that platform id start as a new participant. A participant who withdrew is never
-    readmitted. The participant's webcam tracker in this process goes at once."""
-    from .gaze_trackers import drop_tracker
+    readmitted. The participant's webcam tracker in this process goes at once.
+
+    Decided on the row as it is under its lock (as a withdrawal is): the set-up log and the
+    window report write its state from other requests (they would write the live state back over
+    the marker), the participant may withdraw and another researcher may delete or readmit it
+    meanwhile. A row gone meanwhile is a 404; ``readmit=1`` of a row that is not a deletion's
+    marker (still in the study, declined, withdrew) a 409 that changes nothing."""
+    from sqlalchemy.exc import InvalidRequestError
+
+    from .chunks import write_lock
 
     p = db().get(store.Participant, pid)
     if p is None:
         abort(404, description="no such participant")
     slug, key = p.study.slug, (p.id, p.pseudonym)
     readmit = request.form.get("readmit") == "1"
-    if readmit and withdrawal_of(p) is not None:
-        flash("This participant withdrew from the study: they are not admitted again.")
-        return redirect(url_for("dashboard.study", slug=slug))
-    purge_participant(db(), p, readmit=readmit)
-    db().commit()
-    drop_tracker(key)
+    with write_lock(site().engine):
+        try:
+            db().refresh(p, with_for_update=True)
+        except InvalidRequestError:  # removed meanwhile (another researcher's "Allow to start again")
+            db().rollback()
+            abort(404, description="no such participant")
+        if readmit and deletion_of(p) is None:
+            db().rollback()
+            abort(409, description="This participant withdrew from the study: they are not admitted again."
+                   if withdrawal_of(p) is not None else
+                   "Only a participant whose data was deleted may be allowed to start again (this one's was "
+                   "not: \"Delete data\" first).")
+        purge_participant(db(), p, readmit=readmit)
+        db().commit()
+    forget_in_memory(slug, key)
     if readmit:
         log.info("removed participant row %s of study %s on request: its platform id may start again", pid, slug)
         flash("The participant's data and row were deleted: their platform id may start the study again.")

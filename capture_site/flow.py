@@ -41,7 +41,7 @@ from .pages import (completion_handoff, current_participant, declined_page, dele
                     not_admitted_page, note_window, page_context, screened_out_page, withdraw_page, withdrawn_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
-from .purge import deletion_of, purge_participant, withdrawal_of
+from .purge import deletion_of, forget_in_memory, purge_participant, still_in_study, withdrawal_of
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
@@ -289,6 +289,10 @@ def resume():
     if p is None:
         session.pop("resume_pid", None)
         return redirect(url_for("flow.step" if session.get("pid") is not None else "flow.consent"))
+    if not p.consent:  # withdrew or data deleted meanwhile: nothing to resume, no code to count on the marker
+        session.pop("resume_pid", None)
+        session["pid"] = p.id  # (the same platform id: their page, as consent() shows it)
+        return _not_in_flow()
     error = None
     if request.method == "POST":
         st = p.state or {}
@@ -356,9 +360,8 @@ def withdraw():
         if not withdrawal_of(p) and p.consent:
             purge_participant(db(), p, withdrawn=True)
         db().commit()
-    from .gaze_trackers import drop_tracker
-
-    drop_tracker((p.id, p.pseudonym))  # this process's tracker of theirs: now, not at the idle sweep
+    # this process's tracker and cached plot data of theirs: now, not at the idle sweep
+    forget_in_memory(p.study.slug, (p.id, p.pseudonym))
     log.info("participant row %s of study %s withdrew; their data was deleted", p.id, p.study.slug)
     return redirect(url_for("flow.withdrawn"), 303)
 
@@ -379,6 +382,9 @@ def step():
     p = current_participant()
     ctx = _context(p)
     page = step_handlers()[parse_step(ctx.step)[0]].render(ctx)
+    if not still_in_study(db(), p.id):  # deleted or withdrawn meanwhile: nothing of this request is kept
+        db().rollback()
+        return _not_in_flow() or redirect(url_for("flow.step"))
     db().commit()  # a task reached for the first time was just created
     return page
 
@@ -399,11 +405,17 @@ def answer_step():
         db().rollback()
         return page, 400
     if screened_out(p) is not None:  # the step ended the session (e.g. no camera in a webcam-only study)
-        db().commit()
+        if still_in_study(db(), p.id):
+            db().commit()
+        else:
+            db().rollback()
         return redirect(url_for("flow.step"))
     set_state(p, pos=p.state["pos"] + 1)
     try:
-        db().commit()
+        if still_in_study(db(), p.id):
+            db().commit()
+        else:  # deleted or withdrawn meanwhile: nothing of this request is kept
+            db().rollback()
     except IntegrityError:  # the same form sent twice at once (a double click): the first answer counts
         db().rollback()
     return redirect(url_for("flow.step"))

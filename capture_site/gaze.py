@@ -54,7 +54,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import insert
 
 from .. import json_safe, store
-from .api import ApiError, install_error_handlers, request_token, token_participant
+from .api import UNKNOWN_PARTICIPANT, ApiError, install_error_handlers, request_token, token_participant
 from .gaze_limits import frame_key, frame_limiter
 from .gaze_pipeline import check_compute, frame_context, store_task_rows, track_frames, track_samples
 from .gaze_requests import frame_meta, frame_parts, json_body, multipart_form, numbers
@@ -64,6 +64,7 @@ from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUN
 from .gaze_attempts import decide, outcome_for_page, step_rows
 from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
+from .purge import still_in_study
 from .runtime import db
 
 __all__ = ["bp"]
@@ -214,7 +215,7 @@ def calibration_round():
         db().flush()
         _keep_round_frames(settings, frames_, all_times, p.id, row.id)
         outcome = decide(p.id, settings, viewport) if model is None else None
-        db().commit()
+        _commit_in_study(p.id)
         if model is None:  # frame-starved or not fittable: this attempt is repeated, never used
             extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
             return jsonify(ok=False, error=error, starved=starved, usable_per_target=usable_per_target,
@@ -246,10 +247,19 @@ def calibration_round():
     db().flush()
     _keep_round_frames(settings, frames_, all_times, p.id, row.id)
     outcome = decide(p.id, settings, viewport)
-    db().commit()
+    _commit_in_study(p.id)
     extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
     return jsonify(ok=True, passed=passed, accuracy_px=result["accuracy_px"], result=result,
                    quality=quality, **extra)
+
+
+def _commit_in_study(participant_id: int) -> None:
+    """Commit the round unless its participant stopped consenting while it was processed (their
+    data deleted, a withdrawal): then nothing of it is stored, 401 (:func:`.purge.still_in_study`)."""
+    if not still_in_study(db(), participant_id):
+        db().rollback()
+        raise ApiError(401, UNKNOWN_PARTICIPANT)
+    db().commit()
 
 
 def _keep_round_frames(settings: GazeSettings, frames_: list[bytes], times: list[float], participant_id: int,

@@ -157,6 +157,22 @@ def _caches() -> tuple[_Lru, _Lru]:
     return ext["gazepref_plots_cache"]
 
 
+def forget_participant(slug: str, pseudonym: str) -> int:
+    """Drop this process's cached data and pictures of participant ``pseudonym`` of study
+    ``slug`` (their withdrawal or the deletion of their data: at once, as their webcam tracker,
+    not when other participants' plots push them out; call in the app's context). Other
+    processes' caches keep theirs until pushed out (never served: the participant is no longer
+    found). Returns how many entries went."""
+    caches = current_app.extensions.get("gazepref_plots_cache")
+    gone = 0
+    for cache in caches or ():
+        with cache.lock:
+            for key in [k for k in cache if k[0] == slug and k[1] == pseudonym]:
+                del cache[key]
+                gone += 1
+    return gone
+
+
 @dataclass
 class _Participant:
     """One participant's data, read once per data version: tasks, turns and derived streams as

@@ -54,7 +54,8 @@ from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
 from .runtime import close_db, site
 
-__all__ = ["Purge", "deletion_in", "deletion_of", "install", "purge_participant", "withdrawal_in", "withdrawal_of"]
+__all__ = ["Purge", "deletion_in", "deletion_of", "forget_in_memory", "install", "purge_participant", "still_in_study",
+           "withdrawal_in", "withdrawal_of"]
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,41 @@ def purge_participant(s: Session, p: store.Participant, *, withdrawn: bool = Fal
     p.completion_code = None
     p.state = {"withdrawn" if withdrawn else "deleted": {"at": store.utcnow().isoformat(timespec="seconds"),
                                                          "step": step}}
+
+
+def forget_in_memory(slug: str, participant: tuple[int, str]) -> None:
+    """Drop what this process holds in memory of ``participant`` = (row id, pseudonym) of study
+    ``slug``, whose data was just deleted (their withdrawal, the researchers' "Delete data"): their
+    webcam tracker (:func:`.gaze_trackers.drop_tracker`) and the plots' cached data and pictures
+    (:func:`.plots_view.forget_participant`, where the analyst views are installed); call in the
+    app's context, after the commit."""
+    from .gaze_trackers import drop_tracker
+
+    drop_tracker(participant)
+    try:
+        from .plots_view import forget_participant
+    except ImportError:  # the analyst views are not installed: nothing of theirs is cached
+        return
+    forget_participant(slug, participant[1])
+
+
+def still_in_study(s: Session, participant_id: int) -> bool:
+    """Whether participant ``participant_id`` still consents, read in ``s`` after its pending
+    writes are flushed: call it just before committing a request's writes of that participant.
+    A request reads the row at its start (its consent check); the researchers' "Delete data" or a
+    withdrawal (another tab) may commit after that, and the marker row they leave still satisfies
+    the foreign keys: committing would store what the request brought (answers, a calibration
+    round with its camera pictures, the live state with its platform ids over the marker) for a
+    participant whose data was deleted. The flush first: on PostgreSQL its writes hold the row's
+    lock (or its key's, for a new row of theirs) and on SQLite the database's write lock until the
+    commit, so no deletion commits between this read and it. False: the caller rolls back."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    try:
+        s.flush()
+    except StaleDataError:  # a row it updates was deleted meanwhile (by the deletion)
+        return False
+    return s.scalar(select(store.Participant.consent).where(store.Participant.id == participant_id)) is True
 
 
 def withdrawal_of(p: store.Participant | None) -> dict | None:

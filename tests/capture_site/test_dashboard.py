@@ -598,9 +598,11 @@ def test_a_deleted_participants_browser_and_page_open_nothing_of_the_next_one(ap
     [gone_id] = dbs.scalars(select(store.Participant.id)).all()
     assert login(client, *researcher).status_code == 302
     page = client.get("/admin/studies/test-study")
-    # "Allow to start again": the row goes too (without it the row stays as the deletion's marker)
-    assert client.post(f"/admin/participants/{gone_id}/delete",
-                       data={"csrf_token": csrf_of(page.text), "readmit": "1"}).status_code == 302
+    # "Delete data", then "Allow to start again": the row goes too (without it the row stays as
+    # the deletion's marker)
+    for extra in ({}, {"readmit": "1"}):
+        assert client.post(f"/admin/participants/{gone_id}/delete",
+                           data={"csrf_token": csrf_of(page.text), **extra}).status_code == 302
     nxt = Walker(app.test_client(), "NEXT")
     nxt.arrive()
     nxt.consent()
@@ -780,7 +782,7 @@ def test_delete_keeps_a_marker_so_the_same_platform_id_is_not_enrolled_again(mak
     assert delete(q).status_code == 302
     assert row(q) == withdrawn and listed(q)["status"] == "withdrawn"
     assert Walker(app.test_client(), quits.pid).arrive().request.path == "/withdrawn"
-    assert delete(q, readmit="1").status_code == 302 and row(q) == withdrawn  # never readmitted
+    assert delete(q, readmit="1").status_code == 409 and row(q) == withdrawn  # never readmitted
     # "Delete data" of one who did not withdraw: the data goes, the row stays as its marker
     assert delete(g).status_code == 302
     consent, state = row(g)
@@ -839,3 +841,181 @@ def test_the_participant_link_is_the_studys_platforms_and_unfilled_makes_nobody_
         people = s.scalars(select(store.Participant)).all()
     # a study open to anyone admits each as a participant of their own; a platform's study refuses them
     assert admitted == [not platform] * 2 and len({p.pseudonym for p in people}) == len(people) == 2 * (not platform)
+
+
+def _site_with_researcher(make_app, database, monkeypatch, capsys):
+    """(app, logged-in researcher client, row(pid) -> (consent, state) or None) on SQLite or
+    PostgreSQL (one server for the session's tests: a fresh account name)."""
+    import uuid
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    name = f"ada-{uuid.uuid4().hex[:8]}"
+    assert cli(["user", "add", name, "--all-studies", "--password-stdin", "--instance", app.instance_path,
+                *(["--db", database] if database else [])]) == 0
+    capsys.readouterr()
+    client = app.test_client()
+    assert login(client, name, "correct horse battery").status_code == 302
+
+    def row(pid):
+        with app.extensions["gazepref"].sessions() as s:
+            p = s.get(store.Participant, pid)
+            return None if p is None else (p.consent, dict(p.state))
+
+    return app, client, row
+
+
+def _consenting(app, who):
+    """A participant ``who`` (a fresh platform id) on task 1 with a turn; (walker, row id, pseudonym)."""
+    w = Walker(app.test_client(), who)
+    w.arrive()
+    w.consent()
+    w.chat_turn(w.to_task(), 0, "How do volcanoes erupt?")
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    with app.extensions["gazepref"].sessions() as s:
+        return w, pid, s.get(store.Participant, pid).pseudonym
+
+
+def _turns_of(app, pid):
+    with app.extensions["gazepref"].sessions() as s:
+        return len(s.scalars(select(store.Turn.id).join(store.Task).where(store.Task.participant_id == pid)).all())
+
+
+def test_allow_to_start_again_is_refused_for_a_row_whose_data_was_not_deleted(make_app, database, monkeypatch,
+                                                                                capsys):
+    """``readmit=1`` is for a deletion's marker only: of a participant still in the study (a
+    crafted or mistaken request) it is a 409 that deletes nothing (it must not delete the data and
+    the row at once, skipping the marker), of a withdrawn one a 409 too (never readmitted), of a
+    declined one as well. SQLite and PostgreSQL."""
+    import uuid
+
+    app, client, row = _site_with_researcher(make_app, database, monkeypatch, capsys)
+    run = uuid.uuid4().hex[:8]
+    _, live, _ = _consenting(app, f"LIVE-{run}")
+    w, quits, _ = _consenting(app, f"QUITS-{run}")
+    page = w.client.get("/withdraw")
+    assert w.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code in (302, 303)
+    no = Walker(app.test_client(), f"NO-{run}")
+    no.arrive()
+    no.consent("decline")
+    with no.client.session_transaction() as sess:
+        declined = sess["pid"]
+    before = {pid: row(pid) for pid in (live, quits, declined)}
+    csrf = csrf_of(client.get("/admin/studies/test-study").text)
+    for pid in (live, quits, declined):
+        r = client.post(f"/admin/participants/{pid}/delete", data={"csrf_token": csrf, "readmit": "1"})
+        assert r.status_code == 409, (pid, r.status_code, row(pid), _turns_of(app, pid))
+        assert row(pid) == before[pid]
+    assert _turns_of(app, live) == 1
+
+
+def test_delete_decides_on_the_row_as_it_is_when_another_researcher_readmitted_it_meanwhile(
+        make_app, database, monkeypatch, capsys):
+    """Two researchers at once: the row one of them is deleting (or letting start again) is
+    removed by the other's "Allow to start again" after the request read it: a 404 "no such
+    participant", never a 500. SQLite and PostgreSQL."""
+    import uuid
+
+    from sqlalchemy import event
+
+    from gazepref.capture_site.purge import purge_participant
+
+    app, client, row = _site_with_researcher(make_app, database, monkeypatch, capsys)
+    for extra in ({}, {"readmit": "1"}):
+        _, pid, _ = _consenting(app, f"TWICE-{uuid.uuid4().hex[:8]}")
+        csrf = csrf_of(client.get("/admin/studies/test-study").text)
+        assert client.post(f"/admin/participants/{pid}/delete", data={"csrf_token": csrf}).status_code == 302
+        armed = [True]
+
+        def other_researcher(target, _context, pid=pid, armed=armed):
+            if armed[0] and target.id == pid:  # just after this request read the row
+                armed[0] = False
+                with app.extensions["gazepref"].sessions() as s:
+                    purge_participant(s, s.get(store.Participant, pid), readmit=True)
+                    s.commit()
+
+        event.listen(store.Participant, "load", other_researcher)
+        try:
+            r = client.post(f"/admin/participants/{pid}/delete", data={"csrf_token": csrf, **extra})
+        finally:
+            event.remove(store.Participant, "load", other_researcher)
+        assert not armed[0] and r.status_code == 404 and "no such participant" in r.text
+        assert row(pid) is None
+
+
+def test_delete_waits_for_a_set_up_log_write_and_its_marker_stays(make_app, database, monkeypatch, capsys):
+    """"Delete data" while the set-up log (other requests, processes or hosts) writes the
+    participant's state under the row's lock: the deletion waits for it and decides on the row
+    as it then is, so the marker is what stays (the set-up log's write would otherwise put the
+    whole live state back, platform ids included, over the marker: SQLite, where the log's lock
+    is the host's write lock the deletion did not take). SQLite and PostgreSQL."""
+    import threading
+    import uuid
+
+    from sqlalchemy import event
+
+    from gazepref.capture_site import setup_log
+
+    app, client, row = _site_with_researcher(make_app, database, monkeypatch, capsys)
+    _, pid, pseudonym = _consenting(app, f"SETUP-{uuid.uuid4().hex[:8]}")
+    csrf = csrf_of(client.get("/admin/studies/test-study").text)
+    done, threads = {}, []
+
+    def researcher_deletes():
+        done["r"] = client.post(f"/admin/participants/{pid}/delete", data={"csrf_token": csrf})
+
+    def meanwhile(target, _context):
+        if not threads and target.id == pid:  # the set-up log has just read the row under its lock
+            threads.append(threading.Thread(target=researcher_deletes))
+            threads[0].start()
+            threads[0].join(2.0)
+
+    event.listen(store.Participant, "load", meanwhile)
+    try:
+        with app.app_context():
+            setup_log.note_camera_error((pid, pseudonym), "denied")
+    finally:
+        event.remove(store.Participant, "load", meanwhile)
+    threads[0].join(60)
+    assert done["r"].status_code == 302
+    consent, state = row(pid)
+    assert consent is False and set(state) == {"deleted"}, state
+    assert _turns_of(app, pid) == 0
+
+
+@pytest.mark.parametrize("how", ["delete", "withdraw"])
+def test_a_deletion_or_withdrawal_forgets_the_participants_cached_plot_data_at_once(app, client, researcher, how):
+    """The plots pages keep a participant's data and pictures in this process's memory (LRU):
+    their withdrawal or the deletion of their data drops them at once, as it drops their webcam
+    tracker, instead of leaving them until other participants' plots push them out."""
+    if "plots" not in app.blueprints:
+        pytest.skip("the plots views are not installed")
+    w = Walker(app.test_client(), f"PLOTTED-{how}")
+    w.arrive()
+    w.consent()
+    w.chat_turn(w.to_task(), 0, "How do volcanoes erupt?")
+    keeps = Walker(app.test_client(), "PLOTTED-KEEPS")
+    keeps.arrive()
+    keeps.consent()
+    keeps.chat_turn(keeps.to_task(), 0, "How does sleep help memory?")
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    with app.extensions["gazepref"].sessions() as s:
+        pseudonyms = {p.id: p.pseudonym for p in s.scalars(select(store.Participant))}
+    assert login(client, *researcher).status_code == 302
+    for pseudonym in pseudonyms.values():
+        assert client.get(f"/admin/studies/test-study/participants/{pseudonym}/plots").status_code == 200
+
+    def cached():
+        return {key[1] for cache in app.extensions["gazepref_plots_cache"] for key in cache}
+
+    assert cached() == set(pseudonyms.values())
+    if how == "delete":
+        page = client.get("/admin/studies/test-study")
+        assert client.post(f"/admin/participants/{pid}/delete",
+                           data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    else:
+        page = w.client.get("/withdraw")
+        assert w.client.post("/withdraw", data={"csrf_token": csrf_of(page.text)}).status_code in (302, 303)
+    assert cached() == {p for i, p in pseudonyms.items() if i != pid}

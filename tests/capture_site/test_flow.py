@@ -569,3 +569,79 @@ def test_a_screened_out_participant_can_withdraw_too(make_app, tmp_path):
     with app.extensions["gazepref"].sessions() as s:
         [p] = participants(s)
         assert set(p.state) == {"withdrawn"} and p.demographics is None and p.tasks == []
+
+
+@pytest.mark.parametrize("action", ["GET", "POST"])
+def test_a_step_under_way_when_the_researchers_delete_the_data_writes_nothing_back(make_app, database, action):
+    """The researchers' "Delete data" (or the participant's withdrawal in another tab) commits
+    while a step request of theirs is under way, after it read the row: that request must not
+    write back what it holds (the live state with its platform ids over the marker, the answers
+    it was sending as a new demographics row, a task it reached): the marker row would take them,
+    its foreign keys still hold. SQLite and PostgreSQL."""
+    import uuid
+
+    from sqlalchemy import event
+
+    from gazepref.capture_site.purge import purge_participant
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"MIDSTEP-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    page = w.step().text
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    assert action == "GET" or 'name="age"' in page  # the demographics step
+    armed, held = [True], []
+
+    def researchers_delete(target, _context):
+        if armed[0] and target.id == pid:  # just after the request read the row
+            armed[0] = False
+            if action == "POST":  # the request keeps working on what it read (not a reload of the row)
+                held.append(target)
+            with app.extensions["gazepref"].sessions() as s:
+                purge_participant(s, s.get(store.Participant, pid))
+                s.commit()
+
+    event.listen(store.Participant, "load", researchers_delete)
+    try:
+        if action == "GET":
+            w.client.get("/step")
+        else:
+            w.client.post("/step", data={"csrf_token": csrf_of(page), "step": "demographics", "age": "30"})
+    finally:
+        event.remove(store.Participant, "load", researchers_delete)
+    assert not armed[0]
+    with app.extensions["gazepref"].sessions() as s:
+        p = s.get(store.Participant, pid)
+        assert p.consent is False and set(p.state) == {"deleted"}, p.state
+        assert s.scalars(select(store.Demographics.id).where(store.Demographics.participant_id == pid)).all() == []
+        assert s.scalars(select(store.Task.id).where(store.Task.participant_id == pid)).all() == []
+    assert w.step().status_code == 403  # "This study is over for you"
+
+
+def test_a_resume_attempt_after_the_data_was_deleted_writes_nothing_on_the_marker(make_app, database):
+    """Another browser with the same platform id waits at the resume code when the researchers
+    delete the data: its codes are counted on no row (the marker keeps only what the deletion
+    left), and it is told that the study is over for it. SQLite and PostgreSQL."""
+    import uuid
+
+    from gazepref.capture_site.purge import purge_participant
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"RESUMED-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    other = Walker(app.test_client(), w.pid)
+    assert other.arrive().request.path == "/resume"
+    page = other.client.get("/resume").text
+    with app.extensions["gazepref"].sessions() as s:
+        purge_participant(s, s.get(store.Participant, pid))
+        s.commit()
+        marker = dict(s.get(store.Participant, pid).state)
+    r = other.client.post("/resume", data={"csrf_token": csrf_of(page), "code": "AAAA-AAAA"}, follow_redirects=True)
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.get(store.Participant, pid).state == marker
+    assert r.status_code == 403 and "deleted your data" in r.text

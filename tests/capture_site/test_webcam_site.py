@@ -712,3 +712,45 @@ def test_no_camera_in_browser_goes_on_mouse_only(wapp):
     with wapp.extensions["gazepref"].sessions() as s:  # kept for the dashboard (why people stop)
         [p] = s.scalars(select(store.Participant)).all()
         assert p.state["gaze"] == "no-camera" and p.state["setup"]["camera_error"] in ("not-found", "failed", "denied")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_calibration_round_under_way_when_the_data_is_deleted_stores_nothing(make_app, tmp_path, request, kind):
+    """The researchers' "Delete data" (or a withdrawal in another tab) commits while a calibration
+    round of that participant is being processed (seconds of face tracking after its consent
+    check): the round's Calibration row (the fitted model) and its kept camera pictures must not
+    be stored on the marker row, which still satisfies their foreign keys. The page gets the 401
+    of a participant no longer in the study. SQLite and PostgreSQL."""
+    import uuid
+
+    from sqlalchemy import event
+
+    from gazepref.capture_site.purge import purge_participant
+
+    url = request.getfixturevalue("postgres_url") if kind == "postgresql" else None
+    toml = write_webcam_toml(tmp_path / "kept.toml", 'keep_frames = true', "camera_images = true")
+    app = make_app(STUDY_CONFIG=str(toml), **({"DATABASE_URL": url} if url else {}))
+    client = app.test_client()
+    token = to_calibration(client, f"CAM-GONE-{uuid.uuid4().hex[:8]}")["token"]
+    with client.session_transaction() as sess:
+        pid = sess["pid"]
+    armed = [True]
+
+    def researchers_delete(target, _context):
+        if armed[0] and target.id == pid:  # just after the round's consent check read the row
+            armed[0] = False
+            with app.extensions["gazepref"].sessions() as s:
+                purge_participant(s, s.get(store.Participant, pid))
+                s.commit()
+
+    event.listen(store.Participant, "load", researchers_delete)
+    try:
+        r = post_round(client, token, "calibration", CALIBRATION_TARGETS)
+    finally:
+        event.remove(store.Participant, "load", researchers_delete)
+    assert not armed[0]
+    with app.extensions["gazepref"].sessions() as s:
+        assert set(s.get(store.Participant, pid).state) == {"deleted"}
+        for table in (store.Calibration, store.GazeFrame):
+            assert s.scalars(select(table.id).where(table.participant_id == pid)).all() == [], table
+    assert r.status_code == 401, (r.status_code, r.json)
