@@ -579,7 +579,9 @@ def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: 
     features, bad = image_features(rows["image"], progress)
     targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
     sessions = rows["session"].to_numpy()
-    splits = split_predictions(features, targets, sessions, make_model, protocol)
+    # none of the pictures read (a wrong folder): no figure, rather than every image's mean guess
+    nothing_read = len(bad) == len(rows)
+    splits = [] if nothing_read else split_predictions(features, targets, sessions, make_model, protocol)
     flags = features["flags"].to_numpy(dtype=np.int64)
     found = int(((flags & GazeFlag.NO_FACE) == 0).sum())
     size = features["face_size"].to_numpy(dtype=np.float64)
@@ -602,10 +604,15 @@ def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: 
         # dim, blurred, over-exposed pictures (the tracker's flags, brightness and sharpness)
         "picture": picture_conditions(features),
     }
-    entry["reason"] = None if entry["error_px"] is not None else _no_prediction_reason(len(rows), n_sessions, protocol)
+    entry["reason"] = None if entry["error_px"] is not None else (
+        f"none of its {len(rows)} images could be read" if nothing_read
+        else _no_prediction_reason(len(rows), n_sessions, protocol))
     if others:  # the same features and splits, each other kind fitted in turn
         entry["compared"], failed = {}, {}
         for k in others:
+            if nothing_read:
+                entry["compared"][k] = None
+                continue
             try:
                 entry["compared"][k] = person_errors(
                     targets, split_predictions(features, targets, sessions, _make_kind(k), protocol), protocol)["error_px"]

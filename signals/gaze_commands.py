@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_track)
 
     p = gsub.add_parser("evaluate", help="calibration accuracy on images with known targets",
-                        description="MANIFEST.csv has columns image,x,y,person,session (image paths "
-                                    "relative to the manifest; x,y the target in CSS px). Per person: "
+                        description="MANIFEST.csv has columns image,x,y,person,session (any order and case; "
+                                    "comma, semicolon or tab separated; image paths relative to the "
+                                    "manifest's folder; x,y the target in CSS px; docs/gaze.md, \"The "
+                                    "manifest\"). Per person: "
                                     "leave-session-out (default) calibrates on the other sessions and "
                                     "predicts each held-out session; one-round calibrates on one session "
                                     "alone and predicts the others, averaged over the calibrating session.")
