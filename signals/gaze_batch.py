@@ -271,12 +271,15 @@ def _image_path(p: str, base: Path) -> str:
     """An image path of the manifest: absolute (``~`` expanded), or relative to the manifest's
     folder (else to the working directory, where such a path exists). A path with ``\\`` that is
     no file as written is read with ``/`` (a manifest written on Windows)."""
-    if "\\" in p and not _image_path_exists(p, base):
-        p = p.replace("\\", "/")
-    q = Path(p).expanduser()
-    if q.is_absolute() or (base / q).exists() or not q.exists():
-        return str(q if q.is_absolute() else base / q)
-    return str(q.resolve())
+    try:
+        if "\\" in p and not _image_path_exists(p, base):
+            p = p.replace("\\", "/")
+        q = Path(p).expanduser()
+        if q.is_absolute() or (base / q).exists() or not q.exists():
+            return str(q if q.is_absolute() else base / q)
+        return str(q.resolve())
+    except (OSError, RuntimeError):  # a name too long, a home folder unknown: unreadable later, counted
+        return str(base / p)
 
 
 def _image_path_exists(p: str, base: Path) -> bool:
@@ -614,8 +617,8 @@ def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: 
                 entry["compared"][k] = None
                 continue
             try:
-                entry["compared"][k] = person_errors(
-                    targets, split_predictions(features, targets, sessions, _make_kind(k), protocol), protocol)["error_px"]
+                theirs = split_predictions(features, targets, sessions, _make_kind(k), protocol)
+                entry["compared"][k] = person_errors(targets, theirs, protocol)["error_px"]
             except Exception as e:  # noqa: BLE001 - the main model's figures stand without this comparison
                 entry["compared"][k], failed[k] = None, _one_line(e)
         if failed:

@@ -211,7 +211,8 @@ def test_a_person_whose_evaluation_fails_costs_only_that_person(manifest, protoc
     lines = manifest.read_text().splitlines()
     path = manifest.parent / f"fails_{protocol}.csv"
     keep = [ln for ln in lines[1:] if ln.split(",")[4] in ("s0", "s1") and int(ln.split(",")[0][-6:-4]) % 2 == 0]
-    path.write_text("\n".join([lines[0]] + [ln.replace(",100,", ",101,") if ",p2," in ln else ln for ln in keep]) + "\n")
+    rows = [ln.replace(",100,", ",101,") if ",p2," in ln else ln for ln in keep]
+    path.write_text("\n".join([lines[0]] + rows) + "\n")
     warnings = []
     result = evaluate_manifest(path, make_model=lambda: FailsAtX101(fill_missing=True, kind="blend"),
                                protocol=protocol, compare=False, warn=warnings.append)
