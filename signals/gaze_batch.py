@@ -184,48 +184,130 @@ def track_video(path: str | Path, out: str | Path | None = None, *,
     return result
 
 
+#: separators a manifest may use (spreadsheets in many locales save ";" or tabs as "CSV")
+_SEPARATORS = (",", ";", "\t")
+
+
+def _manifest_text(path: Path) -> str:
+    """The manifest's text: UTF-8 (a byte-order mark dropped), else Windows-1252 (a spreadsheet's
+    "CSV" on Windows), else Latin-1 (which decodes any bytes)."""
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            pass
+    return data.decode("latin-1")
+
+
+def _header_columns(header: str, sep: str) -> list[str]:
+    """The column names of a header line split at ``sep``: stripped of spaces and quotes, lower case."""
+    return [c.strip().strip('"').strip("'").strip().lower() for c in header.split(sep)]
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    """The manifest (image, x, y, person, session) with image paths made absolute."""
-    path = Path(path)
+    """The manifest (image, x, y, person, session) with image paths made absolute.
+
+    A CSV file with a header line: the five columns in any order and case (others are ignored),
+    separated by commas, semicolons or tabs (the first whose header names all five; with ``;`` or
+    a tab, ``x`` and ``y`` may have decimal commas), UTF-8 (with or without a byte-order mark) or
+    Windows-1252. Image paths (:func:`_image_path`): absolute, ``~/...``, or relative to the
+    manifest's folder (else to the working directory where the file is found there only); ``\\``
+    is read as ``/`` where the path as written is no file. Raises :class:`UserError` (one line)
+    for anything else."""
+    import io
+
+    path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{path} is a folder; give the file")
     if not path.is_file():
         raise FileNotFoundError(2, "no such file", str(path))
-    try:
-        frame = pd.read_csv(path, dtype={"image": str, "person": str, "session": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise UserError(f"{path}: not a readable CSV ({e})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]  # "image, x, y, ..." too
-    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
-    if missing:
+    text = _manifest_text(path)
+    if text.lstrip()[:1] in ("[", "{"):
+        raise UserError(f"{path}: looks like JSON; the manifest is a CSV file with a header line "
+                        f"{','.join(MANIFEST_COLUMNS)}")
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    sep = next((s for s in _SEPARATORS if set(MANIFEST_COLUMNS) <= set(_header_columns(header, s))), None)
+    if sep is None:
+        found = max((_header_columns(header, s) for s in _SEPARATORS), key=len)
+        missing = [c for c in MANIFEST_COLUMNS if c not in found]
+        shown = ", ".join(c for c in found[:8] if c) or "none"
         raise UserError(f"{path}: manifest lacks column(s) {', '.join(missing)} "
-                        f"(needs {', '.join(MANIFEST_COLUMNS)})")
+                        f"(needs {', '.join(MANIFEST_COLUMNS)}; its header line has {shown})")
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                            skip_blank_lines=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise UserError(f"{path}: not a readable CSV ({' '.join(str(e).split())})") from None
+    named = _header_columns(header, sep)
+    twice = sorted(c for c in MANIFEST_COLUMNS if named.count(c) > 1)
+    if twice:
+        raise UserError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header line")
+    frame.columns = [str(c).strip().strip('"').strip("'").strip().lower() for c in frame.columns]
+    frame = frame[list(MANIFEST_COLUMNS)].fillna("")  # a short line's missing cells: empty
     if frame.empty:
         raise UserError(f"{path}: manifest has no rows")
     frame = frame.copy()
     for c in ("image", "person", "session"):
-        empty = frame[c].isna() | (frame[c].astype(str).str.strip() == "")
+        empty = frame[c].str.strip() == ""
         if empty.any():
             rows = ", ".join(str(i + 2) for i in np.flatnonzero(empty)[:5])  # line numbers, header = 1
             raise UserError(f"{path}: empty {c} on line(s) {rows}")
-        frame[c] = frame[c].astype(str).str.strip()
+        frame[c] = frame[c].str.strip()
     frame["image"] = [_image_path(p, path.parent) for p in frame["image"]]
     for c in ("x", "y"):
-        frame[c] = pd.to_numeric(frame[c], errors="coerce")
+        values = frame[c].str.strip()
+        if sep != ",":  # "550,5": a decimal comma where the separator is not the comma
+            values = values.str.replace(",", ".", regex=False)
+        frame[c] = pd.to_numeric(values, errors="coerce")
     bad = ~np.isfinite(frame[["x", "y"]].to_numpy(np.float64)).all(axis=1)  # not a number, or "inf"
     if bad.any():
         rows = ", ".join(str(i + 2) for i in np.flatnonzero(bad)[:5])
         raise UserError(f"{path}: x and y must be finite numbers on every row (not on line(s) {rows})")
-    return frame
+    return frame.reset_index(drop=True)
 
 
 def _image_path(p: str, base: Path) -> str:
-    """An image path of the manifest: absolute, or relative to the manifest's folder (else to the
-    working directory, where such a path exists)."""
-    q = Path(p)
-    if q.is_absolute() or (base / q).exists() or not q.exists():
-        return str(q if q.is_absolute() else base / q)
-    return str(q.resolve())
+    """An image path of the manifest: absolute (``~`` expanded), or relative to the manifest's
+    folder (else to the working directory, where such a path exists). A path with ``\\`` that is
+    no file as written is read with ``/`` (a manifest written on Windows)."""
+    try:
+        if "\\" in p and not _image_path_exists(p, base):
+            p = p.replace("\\", "/")
+        q = Path(p).expanduser()
+        if q.is_absolute() or (base / q).exists() or not q.exists():
+            return str(q if q.is_absolute() else base / q)
+        return str(q.resolve())
+    except (OSError, RuntimeError):  # a name too long, a home folder unknown: unreadable later, counted
+        return str(base / p)
+
+
+def _image_path_exists(p: str, base: Path) -> bool:
+    """Whether the manifest's image path ``p`` names a file as written (absolute, or relative to
+    ``base`` or the working directory)."""
+    q = Path(p).expanduser()
+    return (base / q).is_file() or q.is_file()
+
+
+def read_image(path: str) -> np.ndarray | None:
+    """The picture at ``path`` as BGR ``uint8`` (H x W x 3), turned upright by its EXIF
+    orientation; grey, palette, 16-bit, CMYK and alpha pictures converted (the alpha dropped).
+    None if it is no file (missing, a folder) or not a picture OpenCV decodes (HEIC, text,
+    empty): checked before reading, so a missing file neither blocks nor makes OpenCV log."""
+    import cv2
+
+    try:
+        if not Path(path).is_file():
+            return None
+        data = np.fromfile(path, np.uint8)  # bytes first: any file name on any system
+    except OSError:
+        return None
+    if not data.size:
+        return None
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)  # EXIF orientation applied (OpenCV >= 3.1)
+    except cv2.error:
+        return None
 
 
 def image_features(paths: Iterable[str], progress: Callable | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -234,14 +316,12 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
     broken file does not end an evaluation. ``frame.attrs["small_faces_found"]``: the images
     whose face only the search for small faces found (:mod:`.face_mesh`);
     ``frame.attrs["image_sizes"]``: each image's ``"WxH"`` (None where unreadable)."""
-    import cv2
-
     rows, unreadable, sizes = [], [], []
     paths = list(paths)
     with GazeTracker(static_image_mode=True) as tracker:
         empty = tracker.process_image(np.zeros((8, 8, 3), np.uint8))  # a row without a face
         for p in (paths if progress is None else progress(paths, len(paths))):
-            image = cv2.imread(p, cv2.IMREAD_COLOR)
+            image = read_image(p)
             if image is None:
                 unreadable.append(p)
                 rows.append(dict(empty))
@@ -478,11 +558,101 @@ def _make_kind(kind: str) -> Callable[[], GazeCalibration]:
     return lambda: GazeCalibration(fill_missing=True, kind=kind)
 
 
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    """``ErrorType: message`` on one line, at most ``limit`` characters of message."""
+    message = " ".join(str(e).split())
+    return f"{type(e).__name__}: {message[:limit]}" if message else type(e).__name__
+
+
+def _no_prediction_reason(n: int, n_sessions: int, protocol: str) -> str:
+    """Why a person's evaluation made no prediction (``error_px`` None)."""
+    if protocol == "one-round" and n_sessions < 2:
+        return ("one session: one-round needs two or more (one calibrates, the others are predicted); "
+                "leave-session-out scores it by folds of its targets")
+    if n < 2:
+        return "one image: nothing to calibrate on"
+    return "no prediction could be made"
+
+
+def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: Callable[[], GazeCalibration],
+                     protocol: str, others: list[str]) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+    """One person's entry of :func:`evaluate_manifest`, the rows :func:`picture_conditions` reads,
+    and the paths that could not be read. A compared kind whose fit fails is None in
+    ``compared`` (its reason under the entry's ``_compare_failed``, for the caller to warn)."""
+    features, bad = image_features(rows["image"], progress)
+    targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
+    sessions = rows["session"].to_numpy()
+    # none of the pictures read (a wrong folder): no figure, rather than every image's mean guess
+    nothing_read = len(bad) == len(rows)
+    splits = [] if nothing_read else split_predictions(features, targets, sessions, make_model, protocol)
+    flags = features["flags"].to_numpy(dtype=np.int64)
+    found = int(((flags & GazeFlag.NO_FACE) == 0).sum())
+    size = features["face_size"].to_numpy(dtype=np.float64)
+    n_sessions = int(len(pd.unique(sessions)))
+    entry = {
+        **person_errors(targets, splits, protocol, sessions),  # None: nobody to calibrate on / nothing to predict
+        "n": len(rows),
+        "sessions": n_sessions,
+        "face_found_ratio": found / len(rows),
+        # found only by the search for faces too small for the mesh's own detector
+        "small_face_ratio": features.attrs.get("small_faces_found", 0) / len(rows),
+        "usable_ratio": float(((flags & UNUSABLE) == 0).mean()),  # face found, eyes open
+        # eye span (outer corners) / picture width: small faces give noisy landmarks
+        "face_size_median": float(np.nanmedian(size)) if np.isfinite(size).any() else None,
+        # predicted as the targets' mean, like pictures without a face (a wrong folder shows here)
+        "unreadable_images": len(bad),
+        # "WxH": count. Sessions at different sizes of one camera may differ in field of view
+        # (a 4:3 mode cropped from a 16:9 sensor), which the assumed focal length cannot know
+        "image_sizes": dict(sorted(Counter(z for z in features.attrs.get("image_sizes", []) if z).items())),
+        # dim, blurred, over-exposed pictures (the tracker's flags, brightness and sharpness)
+        "picture": picture_conditions(features),
+    }
+    entry["reason"] = None if entry["error_px"] is not None else (
+        f"none of its {len(rows)} images could be read" if nothing_read
+        else _no_prediction_reason(len(rows), n_sessions, protocol))
+    if others:  # the same features and splits, each other kind fitted in turn
+        entry["compared"], failed = {}, {}
+        for k in others:
+            if nothing_read:
+                entry["compared"][k] = None
+                continue
+            try:
+                theirs = split_predictions(features, targets, sessions, _make_kind(k), protocol)
+                entry["compared"][k] = person_errors(targets, theirs, protocol)["error_px"]
+            except Exception as e:  # noqa: BLE001 - the main model's figures stand without this comparison
+                entry["compared"][k], failed[k] = None, _one_line(e)
+        if failed:
+            entry["_compare_failed"] = failed
+    # only what picture_conditions reads: a person's rows hold the eye patches (hundreds of columns)
+    return entry, features[[c for c in _PICTURE_COLUMNS if c in features]], bad
+
+
+def _failed_person(rows: pd.DataFrame, others: list[str], error: Exception) -> dict[str, Any]:
+    """The entry of a person whose evaluation raised ``error``: every figure None, and why."""
+    return {
+        "error_px": None, "median_error_px": None, "models": {}, "guessed_ratio": None, "fallback_ratio": None,
+        **dict.fromkeys(ERROR_PARTS),
+        "n": len(rows), "sessions": int(rows["session"].nunique()), "face_found_ratio": None,
+        "small_face_ratio": None, "usable_ratio": None, "face_size_median": None, "unreadable_images": None,
+        "image_sizes": {}, "picture": None,
+        "reason": f"evaluation failed ({_one_line(error)})",
+        **({"compared": dict.fromkeys(others)} if others else {}),
+    }
+
+
 def evaluate_manifest(path: str | Path, progress: Callable | None = None,
                       make_model: Callable[[], GazeCalibration] | None = None,
                       protocol: str = "leave-session-out", kind: str = "auto",
-                      compare: bool | None = None) -> dict[str, Any]:
+                      compare: bool | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Calibration accuracy per person on a manifest of images with known targets.
+
+    The manifest: :func:`read_manifest`. Each person is evaluated on its own: a person whose
+    evaluation fails (an error in the pipeline or the fit) gets ``error_px`` None and a one-line
+    ``reason`` (``"evaluation failed (ErrorType: message)"``), and the others are scored; every
+    person without a figure has a ``reason`` (one session under ``one-round``, ...), None where
+    scored. ``warn``: called with one line for each such failure, for the unreadable images (the
+    first path: paths appear only here, not in the result) and for repeated rows
+    (``duplicate_rows``: rows that repeat a person's image within one session).
 
     ``protocol`` (:func:`protocol_splits`): ``leave-session-out`` calibrates on all of a
     person's other sessions and predicts each session; ``one-round`` calibrates on one session
@@ -515,41 +685,29 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     found_total = 0
     unreadable: list[str] = []
     for person, rows in manifest.groupby("person", sort=True):
-        features, bad = image_features(rows["image"], progress)
+        try:
+            entry, picture_rows, bad = _evaluate_person(rows, progress, make_model, protocol, others)
+        except Exception as e:  # noqa: BLE001 - one person's failure must not cost the others' figures
+            entry, picture_rows, bad = _failed_person(rows, others, e), None, []
+            if warn is not None:
+                warn(f"person {person}: {entry['reason']}")
+        for k, reason in entry.pop("_compare_failed", {}).items():
+            if warn is not None:
+                warn(f"person {person}: {k} not compared: {reason}")
+        per_person[str(person)] = entry
         unreadable += bad
-        targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
-        sessions = rows["session"].to_numpy()
-        splits = split_predictions(features, targets, sessions, make_model, protocol)
-        flags = features["flags"].to_numpy(dtype=np.int64)
-        found = int(((flags & GazeFlag.NO_FACE) == 0).sum())
-        found_total += found
-        size = features["face_size"].to_numpy(dtype=np.float64)
-        per_person[str(person)] = {
-            **person_errors(targets, splits, protocol, sessions),  # None: nobody to calibrate on / nothing to predict
-            "n": len(rows),
-            "sessions": int(len(pd.unique(sessions))),
-            "face_found_ratio": found / len(rows),
-            # found only by the search for faces too small for the mesh's own detector
-            "small_face_ratio": features.attrs.get("small_faces_found", 0) / len(rows),
-            "usable_ratio": float(((flags & UNUSABLE) == 0).mean()),  # face found, eyes open
-            # eye span (outer corners) / picture width: small faces give noisy landmarks
-            "face_size_median": float(np.nanmedian(size)) if np.isfinite(size).any() else None,
-            # predicted as the targets' mean, like pictures without a face (a wrong folder shows here)
-            "unreadable_images": len(bad),
-            # "WxH": count. Sessions at different sizes of one camera may differ in field of view
-            # (a 4:3 mode cropped from a 16:9 sensor), which the assumed focal length cannot know
-            "image_sizes": dict(sorted(Counter(z for z in features.attrs.get("image_sizes", []) if z).items())),
-            # dim, blurred, over-exposed pictures (the tracker's flags, brightness and sharpness)
-            "picture": picture_conditions(features),
-        }
-        # only what picture_conditions reads: a person's rows hold the eye patches (hundreds of columns)
-        all_features.append(features[[c for c in _PICTURE_COLUMNS if c in features]])
-        if compare:  # the same features and splits, each other kind fitted in turn
-            per_person[str(person)]["compared"] = {
-                k: person_errors(targets, split_predictions(features, targets, sessions, _make_kind(k), protocol),
-                                 protocol)["error_px"] for k in others}
+        if picture_rows is not None:
+            found_total += int(((picture_rows["flags"].to_numpy(dtype=np.int64) & GazeFlag.NO_FACE) == 0).sum())
+            all_features.append(picture_rows)
     if len(unreadable) == len(manifest):
         raise UserError(f"{path}: none of the {len(manifest)} images could be read (first: {unreadable[0]})")
+    if unreadable and warn is not None:  # the paths only here, never in the result (they may name people)
+        warn(f"{len(unreadable)} of the {len(manifest)} images could not be read (missing, a folder or not a "
+             f"picture OpenCV decodes; predicted as the targets' mean), first: {unreadable[0]}")
+    duplicates = int(manifest.duplicated(["person", "session", "image"]).sum())
+    if duplicates and warn is not None:
+        warn(f"{duplicates} row(s) repeat an image already listed for the same person and session; each row "
+             "counts as one prediction")
     errors = [p["error_px"] for p in per_person.values() if p["error_px"] is not None]
     compared = {}
     for k in others:
@@ -573,7 +731,10 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
         "people": len(per_person),
         "people_without_prediction": sorted(p for p, r in per_person.items() if r["error_px"] is None),
         "unreadable_images": len(unreadable),
-        "picture": picture_conditions(pd.concat(all_features, ignore_index=True)),  # over every image
+        "picture": picture_conditions(  # over every image
+            pd.concat(all_features, ignore_index=True) if all_features else pd.DataFrame({"flags": []})),
+        # rows that repeat (person, session, image): each still counts as a prediction
+        "duplicate_rows": duplicates,
         # images listed under two or more sessions of one person: with leave-session-out or
         # one-round, such an image calibrates the prediction of itself (the figures look better)
         "images_in_several_sessions": int((manifest.groupby(["person", "image"])["session"].nunique() > 1).sum()),

@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_track)
 
     p = gsub.add_parser("evaluate", help="calibration accuracy on images with known targets",
-                        description="MANIFEST.csv has columns image,x,y,person,session (image paths "
-                                    "relative to the manifest; x,y the target in CSS px). Per person: "
+                        description="MANIFEST.csv has columns image,x,y,person,session (any order and case; "
+                                    "comma, semicolon or tab separated; image paths relative to the "
+                                    "manifest's folder; x,y the target in CSS px; docs/gaze.md, \"The "
+                                    "manifest\"). Per person: "
                                     "leave-session-out (default) calibrates on the other sessions and "
                                     "predicts each held-out session; one-round calibrates on one session "
                                     "alone and predicts the others, averaged over the calibrating session.")
@@ -84,7 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .gaze_batch import evaluate_manifest
 
     result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol, kind=args.model,
-                               compare=args.compare)
+                               compare=args.compare, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     if result["images_in_several_sessions"]:
         print(f"warning: {result['images_in_several_sessions']} image(s) are listed under two or more sessions of "
               "one person; each then calibrates the prediction of itself", file=sys.stderr)
@@ -105,6 +107,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             models = ", ".join(f"{k} {n}" for k, n in r["models"].items())
             print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions"
                   + (f" (models: {models})" if models else ""))
+            if r.get("reason"):
+                print(f"    no figure: {r['reason']}")
+            if r["face_found_ratio"] is None:  # the evaluation failed: nothing more to say
+                continue
             if r.get("bias_px") is not None:
                 spread = "- (one image a dot)" if r["spread_px"] is None else _px(r["spread_px"])
                 print(f"    per dot and session: bias {_px(r['bias_px'])}, spread {spread}; "

@@ -3,11 +3,15 @@
 (``pa.Table.from_pylist`` -> ``schema.conform`` -> ``store.make_chunk``) for the same rows.
 (The quick path reading each row's values at once was also checked byte for byte against the
 key-by-key implementation it replaced: identical chunk bytes.) Also the single-session folds of
-``gaze evaluate`` (``protocol_splits``)."""
+``gaze evaluate`` (``protocol_splits``), and how it reads its manifest (``read_manifest``) and
+images (``read_image``) as other people's files come: spreadsheet CSV dialects, Windows paths,
+rotated, grey, CMYK, 16-bit and alpha pictures, missing files."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -16,9 +20,9 @@ import pytest
 from gazepref import UserError, store
 from gazepref.schema import GazeFlag, conform
 from gazepref.signals.calibration import GazeCalibration
-from gazepref.signals.gaze_batch import (person_errors, protocol_splits, read_manifest, rows_to_chunk_batch,
-                                         rows_to_table, split_predictions)
-from gazepref.signals.synthetic_face import moving_face
+from gazepref.signals.gaze_batch import (person_errors, protocol_splits, read_image, read_manifest,
+                                         rows_to_chunk_batch, rows_to_table, split_predictions)
+from gazepref.signals.synthetic_face import face_frame, moving_face
 from gazepref.signals.webcam import GazeTracker
 
 
@@ -137,6 +141,135 @@ def test_a_manifest_target_must_be_a_finite_number(tmp_path, bad):
         read_manifest(path)
     path.write_text("image,x,y,person,session\na.jpg,10,20,p,s\nb.jpg, 1e3 ,-20.5,p,s\n")
     assert read_manifest(path)[["x", "y"]].to_numpy().tolist() == [[10, 20], [1000, -20.5]]
+
+
+MANIFEST_ROWS = [("a.jpg", 10.0, 20.0, "Zoë", "s1"), ("b.jpg", 550.5, -20.0, "Zoë", "s2")]
+
+
+def manifest_text(header, sep=",", decimal="."):
+    """``MANIFEST_ROWS`` as CSV text under ``header`` (names in that order, each row's values
+    placed by name; unknown names get "extra")."""
+    names = [h.strip().lower() for h in header]
+    lines = [sep.join(header)]
+    for image, x, y, person, session in MANIFEST_ROWS:
+        value = {"image": image, "x": str(x).replace(".", decimal), "y": str(y).replace(".", decimal),
+                 "person": person, "session": session}
+        lines.append(sep.join(value.get(n, "extra") for n in names))
+    return "\n".join(lines) + "\n"
+
+
+CANONICAL = ("image", "x", "y", "person", "session")
+
+
+@pytest.mark.parametrize("text, encoding", [
+    pytest.param(manifest_text(CANONICAL), "utf-8", id="canonical"),
+    pytest.param(manifest_text(("Session", "Person", "Image", "Y", "X")), "utf-8", id="other-case-and-order"),
+    pytest.param(manifest_text((" IMAGE ", "X", "y", "note", "Person", "SESSION")), "utf-8", id="extra-column"),
+    pytest.param(manifest_text(CANONICAL, ";", ","), "utf-8", id="semicolon-decimal-comma"),
+    pytest.param(manifest_text(CANONICAL, "\t"), "utf-8", id="tab"),
+    pytest.param(manifest_text(CANONICAL), "utf-8-sig", id="byte-order-mark"),
+    pytest.param(manifest_text(CANONICAL), "cp1252", id="windows-1252"),
+    pytest.param(manifest_text(CANONICAL).replace("\n", "\r\n") + "\r\n", "utf-8", id="crlf-blank-line"),
+    pytest.param('"image","x","y","person","session"\n"a.jpg","10","20","Zoë","s1"\n'
+                 '"b.jpg","550.5","-20","Zoë","s2"\n', "utf-8", id="quoted"),
+])
+def test_a_manifest_in_a_spreadsheets_csv_dialect_reads_the_same(tmp_path, text, encoding):
+    """Column names in any case and order (others ignored), ``;`` or tab separators (with
+    decimal commas), a byte-order mark or Windows-1252 (Excel's "CSV"): the same manifest. Before,
+    all but the first, the byte-order mark and the blank line were refused or misread."""
+    path = tmp_path / "m.csv"
+    path.write_bytes(text.encode(encoding))
+    frame = read_manifest(path)
+    assert list(frame.columns) == list(CANONICAL)
+    assert frame["image"].tolist() == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+    assert frame[["x", "y"]].to_numpy().tolist() == [[10, 20], [550.5, -20]]
+    assert frame["person"].tolist() == ["Zoë", "Zoë"] and frame["session"].tolist() == ["s1", "s2"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[{"image": "a.jpg", "x": 1, "y": 2, "person": "p", "session": "s"}]', "looks like JSON"),
+    ("image;x;y;person\na.jpg;1;2;p\n", r"lacks column\(s\) session .*header line has image, x, y, person"),
+    ("image,Image,x,y,person,session\na.jpg,b.jpg,1,2,p,s\n", r"column\(s\) image appear more than once"),
+    ("image,x,y,person,session\na.jpg,1,2,p\n", r"empty session on line\(s\) 2"),
+    ("image,x,y,person,session\n", "no rows"),
+])
+def test_a_manifest_it_cannot_read_is_a_one_line_error(tmp_path, text, message):
+    path = tmp_path / "m.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as caught:
+        read_manifest(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_manifest_image_paths_written_on_windows_or_from_home(tmp_path, monkeypatch):
+    """``sub\\a.jpg`` (a manifest written on Windows) names ``sub/a.jpg`` where no file is named so
+    as written; ``~/...`` is the home folder. Both were read as file names and every such image
+    was unreadable."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.jpg").write_bytes(b"x")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "data" / "m.csv"
+    path.parent.mkdir()
+    path.write_text("image,x,y,person,session\n..\\sub\\a.jpg,1,2,p,s\n~/sub/a.jpg,1,2,p,s\n")
+    images = read_manifest(path)["image"].tolist()
+    assert [Path(p).resolve() for p in images] == [tmp_path / "sub" / "a.jpg"] * 2
+
+
+@pytest.mark.parametrize("suffix, convert, tolerance", [
+    pytest.param("jpg", lambda im, p: im.save(p, quality=95), 4, id="jpeg"),
+    pytest.param("jpg", lambda im, p: exif_rotated(im).save(p, quality=95, exif=orientation(6)), 4, id="exif-rotated"),
+    pytest.param("jpg", lambda im, p: im.convert("L").save(p, quality=95), 30, id="grey"),
+    pytest.param("png", lambda im, p: im.convert("RGBA").save(p), 0, id="rgba-png"),
+    pytest.param("jpg", lambda im, p: im.convert("CMYK").save(p, quality=95), 6, id="cmyk-jpeg"),
+    pytest.param("png", lambda im, p: im.convert("P").save(p), 30, id="palette-png"),
+    pytest.param("png", lambda im, p: cv2.imwrite(str(p), np.asarray(im)[:, :, ::-1].astype(np.uint16) * 257), 0,
+                 id="16-bit-png"),
+])
+def test_a_picture_reads_upright_as_bgr(tmp_path, suffix, convert, tolerance):
+    """Any picture a webcam tool or a phone saves reads as the upright BGR uint8 picture: a
+    JPEG whose EXIF says "rotate 90 deg" (the pixels stored sideways), grey, palette, CMYK,
+    16-bit and alpha pictures; mean absolute difference in grey levels (grey and palette lose
+    colour)."""
+    from PIL import Image
+
+    picture = face_frame(size=(64, 48))
+    path = tmp_path / f"p.{suffix}"
+    convert(Image.fromarray(np.ascontiguousarray(picture[:, :, ::-1])), path)
+    image = read_image(str(path))
+    assert image.shape == picture.shape and image.dtype == np.uint8
+    assert np.abs(image.astype(int) - picture.astype(int)).mean() <= max(tolerance, 0.5)
+
+
+def exif_rotated(image):
+    """``image`` stored turned 90 deg anticlockwise, as a camera held sideways stores it."""
+    from PIL import Image
+
+    return image.transpose(Image.Transpose.ROTATE_90)
+
+
+def orientation(value: int):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = value  # Orientation; 6: turn 90 deg clockwise to show
+    return exif
+
+
+@pytest.mark.parametrize("make", ["missing", "folder", "empty", "text", "truncated-header"])
+def test_an_unreadable_picture_is_none_without_a_log_line(tmp_path, capfd, make):
+    """A missing file, a folder, an empty or non-picture file: None, and nothing on stderr (OpenCV
+    logged a warning line per missing file: a thousand of them in a run with a wrong folder)."""
+    path = tmp_path / "x.jpg"
+    if make == "folder":
+        path.mkdir()
+    elif make == "empty":
+        path.write_bytes(b"")
+    elif make == "text":
+        path.write_text("not a picture")
+    elif make == "truncated-header":
+        path.write_bytes(cv2.imencode(".jpg", face_frame(size=(64, 48)))[1].tobytes()[:100])
+    assert read_image(str(path)) is None
+    assert capfd.readouterr().err == ""
 
 
 def offset_predictions(offsets: dict[str, tuple[float, float]]):
