@@ -561,17 +561,25 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
     if (other) notice.querySelector("button").focus({ preventScroll: true });
     onActive(!other);
   };
+  let held = 0; // counts the times this window got and lost the lock: which holding is current
   // holds the lock from the callback's start until the page goes or the lock is taken over
   const holding = async (lock) => {
     if (!lock) return "taken"; // (ifAvailable: another window holds it)
+    const mine = ++held;
     show(false);
-    capture = await recordTaskGaze(gaze);
+    const started = await recordTaskGaze(gaze);
+    if (mine !== held) { // taken over while the camera opened (a prompt, the face mesh loading)
+      if (started) await started.handOver(); // its camera is let go at once, nothing recorded
+      return "taken";
+    }
+    capture = started;
     onCapture(capture);
     first(capture);
     return new Promise(() => {}); // held while this page is open (released when it goes)
   };
   const lost = async (e) => {
     if (e && e.name === "AbortError" && queued && queued.signal.aborted) return; // our own "use this window"
+    held += 1; // (a capture still starting in holding is handed over when it comes)
     // taken over by another window: stop here first (no picture is taken from now on), then send
     // what was captured and let go of the camera
     const stopping = capture;

@@ -541,3 +541,69 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
     spans = chunks()
     assert set(spans) == set(origins), spans
     assert spans[origins[0]][1] < spans[origins[1]][0], f"one window at a time: {spans}"
+
+
+def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tmp_path):
+    """"Use this window" in a second window while the first is still opening its camera (the
+    lock held, the camera not given yet: a permission prompt, a slow camera, the face mesh
+    loading): when the first's camera comes, it lets go of it at once and records nothing; the
+    second records alone."""
+    from playwright.sync_api import sync_playwright
+
+    from browsertest import launch, new_context
+    from gazepref.capture_site.serving import BackgroundServer
+    from gazetest import answer_step, calibrate, to_calibration
+    from sitetest import page_data
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
+    client = app.test_client()
+    token = to_calibration(client, "TAKEN-WHILE-OPENING")["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    slow_camera = """(() => {  // the camera is given when the test says so
+        window.cameras = [];
+        const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+        navigator.mediaDevices.getUserMedia = async (c) => {
+            await new Promise((r) => { window.giveCamera = r; });
+            const s = await open(c);
+            window.cameras.push(s);
+            return s;
+        };
+    })();"""
+    notice = "#other-window:not([hidden])"
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
+                              "--use-fake-ui-for-media-stream"])
+        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
+        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
+        try:
+            first, second = ctx.new_page(), ctx.new_page()
+            for page in (first, second):
+                page.set_default_timeout(20_000)
+            first.add_init_script(slow_camera)
+            first.goto("/step")
+            wait_for_function(first, "typeof window.giveCamera === 'function'")  # holds the lock, opening
+            second.goto("/step")
+            second.wait_for_selector(notice)
+            second.click("#use-this-window")
+            wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 2", 30_000)
+            first.wait_for_selector(notice)
+            first.evaluate("window.giveCamera()")
+            wait_for_function(first, "window.cameras.length === 1")
+            first.wait_for_timeout(3000)  # (a recording first window would have sent frames by now)
+            assert first.evaluate("window.gazepref.gaze") is None
+            assert first.evaluate("window.cameras[0].getTracks().every((t) => t.readyState === 'ended')"), \
+                "the window taken over let go of the camera that came afterwards"
+            assert first.is_visible(notice) and not second.is_visible(notice)
+            second.evaluate("window.gazepref.gaze.flush()")
+            origins = [second.evaluate("performance.timeOrigin")]
+        finally:
+            ctx.close()
+            browser.close()
+    with app.extensions["gazepref"].sessions() as dbs:
+        stored = set(dbs.scalars(select(store.StreamChunk.clock_origin_epoch_ms).where(
+            store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze")))
+    assert stored == set(origins), f"only the second window recorded: {stored}, second {origins}"
