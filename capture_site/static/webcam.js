@@ -534,8 +534,10 @@ export function recorderLockName(token) {
  *  that finds it held (the study open in another window or tab, both visible side by side) opens
  *  no camera and shows a notice over the page: continue in the other window, or "Use this window",
  *  which takes the lock over (steal): the other window then stops recording, sends what it has,
- *  lets go of the camera and shows the notice itself. A page waiting for the lock gets it when the
- *  other window closes or leaves the task, and records from then on. Without Web Locks (browsers
+ *  lets go of the camera and shows the notice itself. A page behind the notice takes the lock when
+ *  it is used again (focused, its tab shown) and no window holds it (the other window closed or
+ *  left the task), and records from then on; it does not queue for the lock (the window in use
+ *  lets go of it for a moment at each page it loads). Without Web Locks (browsers
  *  before 2022) every page records, as before.
  *
  *  ``onCapture(capture)`` is called with the recording GazeCapture (null when it stops here);
@@ -550,7 +552,6 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
   const name = recorderLockName(gaze.token);
   const notice = otherWindowNotice();
   let capture = null;
-  let queued = null; // AbortController of the request waiting for the lock
   let first = null;
   const firstDone = new Promise((r) => { first = r; });
 
@@ -577,8 +578,7 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
     first(capture);
     return new Promise(() => {}); // held while this page is open (released when it goes)
   };
-  const lost = async (e) => {
-    if (e && e.name === "AbortError" && queued && queued.signal.aborted) return; // our own "use this window"
+  const lost = async () => {
     held += 1; // (a capture still starting in holding is handed over when it comes)
     // taken over by another window: stop here first (no picture is taken from now on), then send
     // what was captured and let go of the camera
@@ -586,23 +586,26 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
     capture = null;
     onCapture(null);
     show(true);
-    wait();
     const warning = document.getElementById("gaze-warning");
     if (warning) warning.hidden = true; // (this window's camera warnings no longer apply)
     if (stopping) await stopping.handOver();
   };
-  const wait = () => { // in the queue: the lock comes when the window holding it closes
-    queued = new AbortController();
-    const mine = queued;
-    navigator.locks.request(name, { signal: mine.signal }, holding).catch((e) => { if (!mine.signal.aborted) lost(e); });
+  // A window behind the notice does not wait in the lock's queue: the window in use releases the
+  // lock for a moment each time it loads its next page (or reloads), and a queued window would
+  // take the recording then, the page in use coming back behind the notice. It takes a free lock
+  // when it is used again (focused, or its tab shown): the recording window was closed or left
+  // the study; else its notice stays.
+  const claim = () => {
+    if (notice.hidden || document.visibilityState !== "visible") return;
+    navigator.locks.request(name, { ifAvailable: true }, holding).catch(lost);
   };
+  addEventListener("focus", claim);
+  document.addEventListener("visibilitychange", claim);
   notice.querySelector("button").addEventListener("click", () => {
-    if (queued) queued.abort();
-    queued = null;
     navigator.locks.request(name, { steal: true }, holding).catch(lost);
   });
   navigator.locks.request(name, { ifAvailable: true }, holding).then((outcome) => {
-    if (outcome === "taken") { show(true); first(null); wait(); }
+    if (outcome === "taken") { show(true); first(null); }
   }, lost);
   return firstDone;
 }

@@ -607,3 +607,50 @@ def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tm
         stored = set(dbs.scalars(select(store.StreamChunk.clock_origin_epoch_ms).where(
             store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze")))
     assert stored == set(origins), f"only the second window recorded: {stored}, second {origins}"
+
+
+def test_the_window_in_use_keeps_recording_across_its_reload_while_another_waits(make_app, tmp_path):
+    """The participant goes on in the recording window, as the other window's notice asks, and
+    that window loads its next page (here: a reload): the window behind the notice, left alone,
+    does not take the recording over in the moment between (the page in use would then come back
+    with the notice over it, the stale one recording); it records once it is used again (focus)
+    and no window records."""
+    from playwright.sync_api import sync_playwright
+
+    from browsertest import launch, new_context
+    from gazepref.capture_site.serving import BackgroundServer
+    from gazetest import answer_step, calibrate, to_calibration
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
+    client = app.test_client()
+    token = to_calibration(client, "RELOAD-IN-USE")["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    notice = "#other-window:not([hidden])"
+    recording = "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1"
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
+                              "--use-fake-ui-for-media-stream"])
+        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
+        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
+        try:
+            first, second = ctx.new_page(), ctx.new_page()
+            for page in (first, second):
+                page.set_default_timeout(20_000)
+            first.goto("/step")
+            wait_for_function(first, recording, 30_000)
+            second.goto("/step")
+            second.wait_for_selector(notice)
+            first.reload()
+            wait_for_function(first, recording, 30_000)
+            assert not first.is_visible(notice), "the window in use came back behind the notice"
+            assert second.is_visible(notice) and second.evaluate("window.gazepref.gaze") is None
+            first.close()  # the window in use goes; the other is used again
+            second.evaluate("window.dispatchEvent(new FocusEvent('focus'))")
+            wait_for_function(second, recording, 30_000)
+            assert not second.is_visible(notice)
+        finally:
+            ctx.close()
+            browser.close()
