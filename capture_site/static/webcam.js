@@ -523,6 +523,10 @@ export function showFace(el, face) {
   return changed;
 }
 
+/** How long a window behind the "another window" notice, used again, waits for a lock that is
+ *  being let go (startTaskGaze). */
+const CLAIM_WAIT_MS = 3000;
+
 /** One window records: the name of the Web Lock (per participant) that the task page recording
  *  gaze holds (navigator.locks: every page of the site in this browser sees it). */
 export function recorderLockName(token) {
@@ -595,9 +599,20 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
   // take the recording then, the page in use coming back behind the notice. It takes a free lock
   // when it is used again (focused, or its tab shown): the recording window was closed or left
   // the study; else its notice stays.
+  // (The wait, briefly: closing the recording window puts this one in front before the closed
+  // page has let go of its lock.)
+  let claiming = false;
   const claim = () => {
-    if (notice.hidden || document.visibilityState !== "visible") return;
-    navigator.locks.request(name, { ifAvailable: true }, holding).catch(lost);
+    if (notice.hidden || document.visibilityState !== "visible" || claiming) return;
+    claiming = true;
+    let granted = false;
+    const giveUp = new AbortController();
+    const timer = setTimeout(() => giveUp.abort(), CLAIM_WAIT_MS);
+    navigator.locks.request(name, { signal: giveUp.signal }, (lock) => {
+      granted = true;
+      clearTimeout(timer);
+      return holding(lock);
+    }).catch((e) => { if (granted) return lost(e); }).finally(() => { claiming = false; });
   };
   addEventListener("focus", claim);
   document.addEventListener("visibilitychange", claim);

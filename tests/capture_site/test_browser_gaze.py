@@ -643,6 +643,11 @@ def test_the_window_in_use_keeps_recording_across_its_reload_while_another_waits
             wait_for_function(first, recording, 30_000)
             second.goto("/step")
             second.wait_for_selector(notice)
+            assert second.evaluate("document.activeElement.id") == "use-this-window"
+            # a modal notice: nothing hidden behind it takes focus (the withdraw link in the footer too)
+            assert second.evaluate("[...document.querySelectorAll('a[href], button, input, textarea, select')]"
+                                   ".filter((el) => !el.closest('#other-window') && !el.closest('[inert]'))"
+                                   ".map((el) => el.id || el.outerHTML.slice(0, 80))") == []
             first.reload()
             wait_for_function(first, recording, 30_000)
             assert not first.is_visible(notice), "the window in use came back behind the notice"
