@@ -542,7 +542,7 @@ export function recorderLockName(token) {
  *  it is used again (focused, its tab shown) and no window holds it (the other window closed or
  *  left the task), and records from then on; it does not queue for the lock (the window in use
  *  lets go of it for a moment at each page it loads). Without Web Locks (browsers
- *  before 2022) every page records, as before.
+ *  before 2022), or where they refuse (SecurityError), every page records, as before.
  *
  *  ``onCapture(capture)`` is called with the recording GazeCapture (null when it stops here);
  *  ``onActive(active)`` with whether this window is the one recording (the notice hidden). Returns
@@ -582,7 +582,20 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
     first(capture);
     return new Promise(() => {}); // held while this page is open (released when it goes)
   };
-  const lost = async () => {
+  let unlocked = false; // recording without the lock (Web Locks refused)
+  const lost = async (e) => {
+    if (e && e.name !== "AbortError") { // not taken over: Web Locks refuse here (a SecurityError where
+      // the browser keeps no storage for the site): record as a browser without them does, rather
+      // than keep the task behind the notice for good
+      if (unlocked || capture) return;
+      unlocked = true;
+      console.warn("gazepref: Web Locks refused, recording without them", e);
+      show(false);
+      capture = await recordTaskGaze(gaze);
+      onCapture(capture);
+      first(capture);
+      return;
+    }
     held += 1; // (a capture still starting in holding is handed over when it comes)
     // taken over by another window: stop here first (no picture is taken from now on), then send
     // what was captured and let go of the camera
@@ -603,7 +616,7 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
   // page has let go of its lock.)
   let claiming = false;
   const claim = () => {
-    if (notice.hidden || document.visibilityState !== "visible" || claiming) return;
+    if (notice.hidden || document.visibilityState !== "visible" || claiming || unlocked) return;
     claiming = true;
     let granted = false;
     const giveUp = new AbortController();

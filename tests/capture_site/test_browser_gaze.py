@@ -659,3 +659,39 @@ def test_the_window_in_use_keeps_recording_across_its_reload_while_another_waits
         finally:
             ctx.close()
             browser.close()
+
+
+def test_a_browser_whose_web_locks_refuse_records_as_without_them(make_app, tmp_path):
+    """Web Locks there but refusing (a SecurityError: a browser that keeps no storage for the
+    site): the task page records as a browser without them does, instead of covering the task
+    with the "another window" notice for good (no window holds the lock; the button fails too)."""
+    from playwright.sync_api import sync_playwright
+
+    from browsertest import launch, new_context
+    from gazepref.capture_site.serving import BackgroundServer
+    from gazetest import answer_step, calibrate, to_calibration
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
+    client = app.test_client()
+    token = to_calibration(client, "LOCKS-REFUSE")["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    with sync_playwright() as pw, BackgroundServer(app) as url:
+        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
+                              "--use-fake-ui-for-media-stream"])
+        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
+        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
+        try:
+            page = ctx.new_page()
+            page.set_default_timeout(20_000)
+            page.add_init_script("navigator.locks.request = () => Promise.reject("
+                                 "new DOMException('The operation is insecure.', 'SecurityError'));")
+            page.goto("/step")
+            wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1", 30_000)
+            assert not page.is_visible("#other-window:not([hidden])")
+            assert not page.evaluate("window.gazepref.recorder.inactive")
+        finally:
+            ctx.close()
+            browser.close()
