@@ -330,12 +330,16 @@ def _create_unlogged(create: CreateTable, compiler: Any, **kw: Any) -> str:
 # --------------------------------------------------------------------------- engine
 
 
+#: how long a SQLite statement waits for another connection's write lock (``PRAGMA busy_timeout``)
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 
 
@@ -446,7 +450,7 @@ def make_engine(url: str, **kw: Any) -> Engine:
     from sqlalchemy.exc import ArgumentError
 
     if url.startswith("sqlite"):
-        kw.setdefault("connect_args", {"check_same_thread": False, "timeout": 10})
+        kw.setdefault("connect_args", {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     elif url.startswith("postgresql"):  # whatever the server's default: the site's race-safety
         # arguments (a DELETE re-testing a row another transaction updated, insert-once, the
         # schema lock) assume read committed; at repeatable read they raise serialization errors
@@ -507,7 +511,7 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
             # the upgrades (below) in one transaction, the write lock taken first (pysqlite opens
             # none for DDL), so one process makes the table and its grants; looked at again under
             # the lock. A current database takes no write lock here (nothing to create).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_upgrade(conn)
             had_grants = inspect(conn).has_table(StudyAccess.__tablename__)
             old_key = _former_chunk_key(conn)
         if old_key:
@@ -522,6 +526,29 @@ def init_db(engine: Engine) -> sessionmaker[Session]:
                 select(User.id, literal(ALL_STUDIES, String(64)), literal(utcnow(), DateTime()))))
     return sessionmaker(engine, expire_on_commit=False)
 
+
+
+#: how long :func:`init_db` waits for another process's schema upgrade on SQLite (re-keying a large
+#: ``stream_chunks`` copies all its chunks: ~15 ms per MB, longer than :data:`SQLITE_BUSY_TIMEOUT_MS`)
+UPGRADE_WAIT_S = 3600.0
+
+
+def _begin_upgrade(conn: Any) -> None:
+    """``BEGIN IMMEDIATE`` on SQLite, waiting up to :data:`UPGRADE_WAIT_S` for the write lock: the
+    process holding it may be upgrading a large database (the others starting at once wait for it
+    and then find the schema current, instead of failing with 'database is locked')."""
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + UPGRADE_WAIT_S
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as e:
+            if "locked" not in str(e.orig) or time.monotonic() > deadline:
+                raise
 
 
 def _former_chunk_key(conn: Any) -> dict[str, Any] | None:
@@ -553,7 +580,11 @@ def _rekey_chunks(conn: Any, old_key: dict[str, Any]) -> None:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
     table.create(conn)
     columns = ", ".join(c.name for c in table.columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {former}")
+    # (ids kept: the rows are the same chunks.) A chunk whose task is gone (deleted where foreign
+    # keys were off, the sqlite3 shell's default) would fail the new table's foreign key and stop
+    # every start: it is left out (the data of a deleted task, unreachable by any reader)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {former} "
+                         f"WHERE task_id IN (SELECT id FROM {Task.__tablename__})")
     conn.exec_driver_sql(f"DROP TABLE {former}")
 
 

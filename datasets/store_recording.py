@@ -272,7 +272,8 @@ FRAME_COLUMNS = ("participant_id", "task_id", "calibration_id", "kind", "seq", "
 
 def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> int:
     """Write the study's kept webcam frames (consenting participants) as JPEG files under
-    ``out_dir/frames/<pseudonym>/`` (``task<task id>/<seq>-<index>.jpg``,
+    ``out_dir/frames/<pseudonym>/`` (``task<task id>/<seq>-<index>.jpg``; a later page load's frame of
+    the same seq and index ``<seq>-<index>-t<t>.jpg``, ``-2``, ``-3`` ... after it should that be taken too;
     ``<calibration|validation><id>/<index>.jpg``) and an index ``frames/frames.csv`` with the
     columns :data:`FRAME_COLUMNS` (``participant_id``: the pseudonym; ``task_id``: the exported task
     id ``<pseudonym>/<task id>``, empty for a calibration's frames; ``calibration_id``: the
@@ -286,7 +287,7 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
         select(P.pseudonym, F.task_id, F.calibration_id, C.kind, F.seq, F.index, F.t, F.data)
         .join(P, F.participant_id == P.id).outerjoin(C, F.calibration_id == C.id)
         .where(store.consenting(study.id))
-        .order_by(P.pseudonym, F.task_id, F.calibration_id, F.seq, F.index)
+        .order_by(P.pseudonym, F.task_id, F.calibration_id, F.seq, F.index, F.id)  # (id: page loads in order)
     )
     root = Path(out_dir) / "frames"
     if root.is_dir():
@@ -296,8 +297,13 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
     for pseudonym, task_id, cal_id, kind, seq, i, t, data in rows:
         if task_id is not None:
             rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}.jpg"
-            if rel in written:  # two page loads' chunks of one seq (a reload that lost its counter)
-                rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}-t{t:.2f}.jpg"
+            # two page loads' chunks of one seq (a reload that lost its counter): the later frames
+            # named by their page time too, and by their turn where that is taken as well
+            again = 1
+            while rel in written:
+                extra = f"-{again}" if again > 1 else ""
+                rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}-t{t:.2f}{extra}.jpg"
+                again += 1
             written.add(rel)
             task, cal, kind = exported_task_id(pseudonym, task_id), "", "task"
         else:

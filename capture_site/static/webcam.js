@@ -523,6 +523,10 @@ export function showFace(el, face) {
   return changed;
 }
 
+/** How long a window behind the "another window" notice, used again, waits for a lock that is
+ *  being let go (startTaskGaze). */
+const CLAIM_WAIT_MS = 3000;
+
 /** One window records: the name of the Web Lock (per participant) that the task page recording
  *  gaze holds (navigator.locks: every page of the site in this browser sees it). */
 export function recorderLockName(token) {
@@ -534,9 +538,11 @@ export function recorderLockName(token) {
  *  that finds it held (the study open in another window or tab, both visible side by side) opens
  *  no camera and shows a notice over the page: continue in the other window, or "Use this window",
  *  which takes the lock over (steal): the other window then stops recording, sends what it has,
- *  lets go of the camera and shows the notice itself. A page waiting for the lock gets it when the
- *  other window closes or leaves the task, and records from then on. Without Web Locks (browsers
- *  before 2022) every page records, as before.
+ *  lets go of the camera and shows the notice itself. A page behind the notice takes the lock when
+ *  it is used again (focused, its tab shown) and no window holds it (the other window closed or
+ *  left the task), and records from then on; it does not queue for the lock (the window in use
+ *  lets go of it for a moment at each page it loads). Without Web Locks (browsers
+ *  before 2022), or where they refuse (SecurityError), every page records, as before.
  *
  *  ``onCapture(capture)`` is called with the recording GazeCapture (null when it stops here);
  *  ``onActive(active)`` with whether this window is the one recording (the notice hidden). Returns
@@ -550,7 +556,6 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
   const name = recorderLockName(gaze.token);
   const notice = otherWindowNotice();
   let capture = null;
-  let queued = null; // AbortController of the request waiting for the lock
   let first = null;
   const firstDone = new Promise((r) => { first = r; });
 
@@ -561,40 +566,74 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
     if (other) notice.querySelector("button").focus({ preventScroll: true });
     onActive(!other);
   };
+  let held = 0; // counts the times this window got and lost the lock: which holding is current
   // holds the lock from the callback's start until the page goes or the lock is taken over
   const holding = async (lock) => {
     if (!lock) return "taken"; // (ifAvailable: another window holds it)
+    const mine = ++held;
     show(false);
-    capture = await recordTaskGaze(gaze);
+    const started = await recordTaskGaze(gaze);
+    if (mine !== held) { // taken over while the camera opened (a prompt, the face mesh loading)
+      if (started) await started.handOver(); // its camera is let go at once, nothing recorded
+      return "taken";
+    }
+    capture = started;
     onCapture(capture);
     first(capture);
     return new Promise(() => {}); // held while this page is open (released when it goes)
   };
+  let unlocked = false; // recording without the lock (Web Locks refused)
   const lost = async (e) => {
-    if (e && e.name === "AbortError" && queued && queued.signal.aborted) return; // our own "use this window"
+    if (e && e.name !== "AbortError") { // not taken over: Web Locks refuse here (a SecurityError where
+      // the browser keeps no storage for the site): record as a browser without them does, rather
+      // than keep the task behind the notice for good
+      if (unlocked || capture) return;
+      unlocked = true;
+      console.warn("gazepref: Web Locks refused, recording without them", e);
+      show(false);
+      capture = await recordTaskGaze(gaze);
+      onCapture(capture);
+      first(capture);
+      return;
+    }
+    held += 1; // (a capture still starting in holding is handed over when it comes)
     // taken over by another window: stop here first (no picture is taken from now on), then send
     // what was captured and let go of the camera
     const stopping = capture;
     capture = null;
     onCapture(null);
     show(true);
-    wait();
     const warning = document.getElementById("gaze-warning");
     if (warning) warning.hidden = true; // (this window's camera warnings no longer apply)
     if (stopping) await stopping.handOver();
   };
-  const wait = () => { // in the queue: the lock comes when the window holding it closes
-    queued = new AbortController();
-    const mine = queued;
-    navigator.locks.request(name, { signal: mine.signal }, holding).catch((e) => { if (!mine.signal.aborted) lost(e); });
+  // A window behind the notice does not wait in the lock's queue: the window in use releases the
+  // lock for a moment each time it loads its next page (or reloads), and a queued window would
+  // take the recording then, the page in use coming back behind the notice. It takes a free lock
+  // when it is used again (focused, or its tab shown): the recording window was closed or left
+  // the study; else its notice stays.
+  // (The wait, briefly: closing the recording window puts this one in front before the closed
+  // page has let go of its lock.)
+  let claiming = false;
+  const claim = () => {
+    if (notice.hidden || document.visibilityState !== "visible" || claiming || unlocked) return;
+    claiming = true;
+    let granted = false;
+    const giveUp = new AbortController();
+    const timer = setTimeout(() => giveUp.abort(), CLAIM_WAIT_MS);
+    navigator.locks.request(name, { signal: giveUp.signal }, (lock) => {
+      granted = true;
+      clearTimeout(timer);
+      return holding(lock);
+    }).catch((e) => { if (granted) return lost(e); }).finally(() => { claiming = false; });
   };
+  addEventListener("focus", claim);
+  document.addEventListener("visibilitychange", claim);
   notice.querySelector("button").addEventListener("click", () => {
-    if (queued) queued.abort();
-    queued = null;
     navigator.locks.request(name, { steal: true }, holding).catch(lost);
   });
   navigator.locks.request(name, { ifAvailable: true }, holding).then((outcome) => {
-    if (outcome === "taken") { show(true); first(null); wait(); }
+    if (outcome === "taken") { show(true); first(null); }
   }, lost);
   return firstDone;
 }

@@ -282,3 +282,89 @@ def test_init_db_keys_the_chunks_of_an_older_database_by_page_load(kind: str, tm
     engine.dispose()
     assert origins == [1.0, 2.0]
     assert {"ix_stream_chunks_task_id", "ix_stream_chunks_gaze_time"} <= indexes
+
+
+def _old_chunk_key_db(path: Path, tasks: int = 2):
+    """A SQLite database made when chunks were keyed (task, stream, seq) (d121772's schema), with
+    ``tasks`` tasks of one participant; its engine."""
+    from sqlalchemy import MetaData, UniqueConstraint
+    from sqlalchemy.orm import Session
+
+    old = MetaData()
+    for table in store.Base.metadata.sorted_tables:
+        copy = table.to_metadata(old)
+        if table.name == "stream_chunks":
+            copy.constraints = {c for c in copy.constraints if not isinstance(c, UniqueConstraint)}
+            copy.append_constraint(UniqueConstraint("task_id", "stream", "seq"))
+    engine = store.make_engine(store.sqlite_url(path))
+    old.create_all(engine)
+    with Session(engine) as s, s.begin():
+        p = store.Participant(study=store.Study(slug="s", name="s", salt="x"), pseudonym="p", consent=True)
+        s.add_all([store.Task(participant=p, index=i, kind="pairwise") for i in range(tasks)])
+    return engine
+
+
+def _old_chunk(conn, task: int, seq: int, origin: float = 1.7e12) -> None:
+    conn.execute(store.StreamChunk.__table__.insert().values(
+        task_id=task, stream="mouse", seq=seq, clock_origin_epoch_ms=origin, t_start=0.0, t_end=1.0, n=1,
+        columns="t", raw_size=1, data=b"x", received_at=store.utcnow()))
+
+
+def test_init_db_rekeys_a_sqlite_database_with_chunks_of_deleted_tasks(tmp_path: Path):
+    """Chunks whose task is gone (deleted where foreign keys were off: the sqlite3 shell's
+    default) do not stop the re-key (the copy into the table with the foreign key would fail and
+    the site could not start): they are left out, the others kept with their ids."""
+    import sqlite3
+
+    from sqlalchemy import select
+
+    path = tmp_path / "old.sqlite"
+    engine = _old_chunk_key_db(path)
+    with engine.begin() as conn:
+        for seq in range(3):
+            _old_chunk(conn, 1, seq)
+            _old_chunk(conn, 2, seq)
+    engine.dispose()
+    raw = sqlite3.connect(path)  # foreign keys off: task 2 goes, its chunks stay behind
+    raw.execute("DELETE FROM tasks WHERE id = 2")
+    raw.commit()
+    raw.close()
+    store.init_db(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(select(store.StreamChunk.id, store.StreamChunk.task_id)
+                            .order_by(store.StreamChunk.id)).all()
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    engine.dispose()
+    assert rows == [(1, 1), (3, 1), (5, 1)]
+
+
+@pytest.mark.slow
+def test_init_db_waits_for_another_process_rekeying_longer_than_the_busy_timeout(tmp_path: Path):
+    """Several server processes start at once on a database with the former chunk key: one
+    re-keys (a large table's copy takes longer than SQLite's 10 s busy timeout), the others wait
+    for it instead of failing with 'database is locked' (under gunicorn a worker that fails to
+    load the app stops the server)."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "old.sqlite"
+    engine = _old_chunk_key_db(path)
+    with engine.begin() as conn:
+        _old_chunk(conn, 1, 0)
+    engine.dispose()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of its (long) upgrade
+    release = threading.Timer(store.SQLITE_BUSY_TIMEOUT_MS / 1000 + 1.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        t0 = time.monotonic()
+        store.init_db(engine)
+        waited_s = time.monotonic() - t0
+    finally:
+        release.join()
+        holder.close()
+    assert waited_s > store.SQLITE_BUSY_TIMEOUT_MS / 1000
+    with engine.connect() as conn:
+        assert store._former_chunk_key(conn) is None
+    engine.dispose()
