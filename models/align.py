@@ -52,10 +52,13 @@ def _check_label_source(source: str, cfg: AlignConfig) -> None:
 
     given, default = cfg.data.label_source, DataConfig.label_source
     p = Path(source).expanduser()
-    if given != default and p.exists() and is_preference_data(p):
-        raise UserError(f"label source {given!r} (--label-source or [data] label_source) labels a recording or a "
-                        f"study, but {source} is a preference data set, labelled already: leave the label source "
-                        f"out (default {default!r}) or give the recording it was built from")
+    if given == default or not p.exists() or not is_preference_data(p):
+        return
+    if p.is_file() and label_sources.get(given).mined_feedback:
+        return  # a .jsonl file is a chat log to the label sources that mine text feedback
+    raise UserError(f"label source {given!r} (--label-source or [data] label_source) labels a recording or a "
+                    f"study, but {source} is a preference data set, labelled already: leave the label source "
+                    f"out (default {default!r}) or give the recording it was built from")
 
 
 def _accelerate_state():
