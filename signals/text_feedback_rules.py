@@ -561,7 +561,7 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     # "make it darker", "make your replies shorter", "rewrite it with more dialogue", "can you rewrite
     # it in first person" (short messages; an "(OOC: ...)" aside of a role-play counts as the message)
     rf"^{_SHORT}\W*(?:ooc\W+)?{_POLITE}(?:(?:can|could|would) you\W+)?(?:please\W+)?(?:make|keep) (?:it|this|that|them|the (?:story|poem|text|email|letter|ending|tone|essay|answer)|your (?:replies|answers|responses|messages|text))"
-    rf"\s+(?:(?:much|a lot|a bit|way|even|a little|little|bit|lot|slightly)\s+)*(?:[a-z]{{3,}}er|more \w+|less \w+)\b{_STEER_TAIL}",
+    rf"\s+(?:(?:much|a lot|a bit|way|even|a little|little|bit|lot|slightly)\s+)*(?:(?!(?:together|whatever|however|never|other|another|under|after|over|water|number|paper|order|either|neither|whether|rather|ever|later|sooner)\b)[a-z]{{3,}}er|more \w+|less \w+)\b{_STEER_TAIL}",
     rf"^{_SHORT}\W*(?:ooc\W+)?{_POLITE}(?:(?:can|could|would) you\W+)?(?:please\W+)?(?:re-?write|redo|rephrase|reword|retell) (?:it|this|that|them|the \w+)"
     r"(?:\s+(?:again|but|so|please|pls))*\s+(?:with|in|from|as|so|without|using|like|more|less|into|for)\b",
     # ... in Russian and Chinese: "сделай короче", "写短一点"
@@ -571,11 +571,14 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     # "X is actually Y" with a name or number, as a statement ("I believe the capital is actually Canberra")
     r"(?:^|[,.;:!]\s*|\b(?:but|and|so|think|believe|guess|sure)\s+)(?:the \w+|it|he|she|they)\s+(?:is|was|are|were)\s+actually\s+(?:the |a |an |in |on )?(?-i:[A-Z0-9])",
     # what the answer did instead of the right thing: "you added 7 instead of subtracting it"
-    r"\byou (?:\w+ed|used|wrote|put|took|gave|said|did|made|got|left|forgot) [^.?!\n]{1,60}?\binstead of\b",
+    # (not what the answer suggested: "you mentioned honey instead of sugar, how much?")
+    r"\byou (?!(?:mentioned|suggested|recommended|listed|talked|proposed|offered)\b)(?:\w+ed|used|wrote|put|took|gave|did|made|got|left|forgot) [^.?!\n]{1,60}?\binstead of\b",
     # "you used 9.8, my teacher says we must use g = 10": the answer's value, then the one to use
     r"\byou (?:used|assumed|took|put|wrote|picked|chose)\s+[^,.;!?\n]{1,40}[,.;]\s*(?:but\s+)?[^?\n]{0,60}\b(?:use|should be|must be|has to be)\b(?![^?\n]{0,200}\?)",
     # the version the user needs: "I need the formal one", "i wanted the short version"
-    r"(?:^|[,.;:!]\s*|\b(?:but|and|though)\s+)i (?:need|needed|want|wanted|asked for|was asking for) (?:the|a) \w+ (?:one|version|form)\b(?![^?\n]{0,200}\?)",
+    # (not a choice among the answer's options: "i want the second one", "i need the cheapest one")
+    r"(?:^|[,.;:!]\s*|\b(?:but|and|though)\s+)i (?:need|needed|wanted|asked for|was asking for) (?:the|a) "
+    r"(?!(?:first|second|third|fourth|last|other|next|same|cheapest|cheaper|best|better|new|newest|latest|blue|red|green|black|white|big|bigger|small|smaller)\b)\w+ (?:one|version|form)\b(?![^?\n]{0,200}\?)",
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
 # a request to change the answer ("can you swap days 1 and 2?", "so move the museum to day 3"): the
@@ -694,7 +697,7 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"|ist nicht richtig|non è (?:corretto|giusto|vero)|è sbagliato|não (?:está|é) (?:certo|correto)|está errado"
     r"|(?:no|non|não|nao) (?:funciona|funcionou|funcionó|funciono|funziona)|ne marche pas|funktioniert nicht|geht nicht|werkt niet)\b",
     # Russian and Chinese ones (no word boundaries in Chinese): "это не то", "неправильно", "不对", "错了"
-    r"(?<!\w)(?:это не то|не то,? что|неправильно|неверно|не работает|не помогло|ошибка)(?!\w)|不对|错了|不是我要的|不行|没用|运行不了|报错",
+    r"(?<!\w)(?:это не то|не то,? что|неправильно|неверно|не работает|не помогло)(?!\w)|不对|错了|不是我要的|没用|运行不了|报错",
 )
 # A pasted error message after an answer (its code failed): "TypeError: ...", a Python traceback.
 # Read on the whole message, code included; it reports a failure, not how to fix it.
@@ -730,7 +733,9 @@ CLARIFY_CUES = _rx(
     r"^\W*(?:lol|lmao|haha|wait|um+|uh+|ok|okay|sorry|hm+)\W+(?:huh|what|wha|wut|eh)\W*\?*\W*$",
     # an either-or question about the answer's own values: "wait so is it 95 or 100?" (see value_doubt)
     # a few non-English ones
-    r"(?<!\w)(?:не понимаю|не понял[аи]?|объясни(?:те)?)(?!\w)|不明白|不懂|没看懂|看不懂|解释一下|什么意思|"
+    # (not a request to explain something new: "объясни квантовую механику", "解释一下量子力学")
+    r"(?<!\w)(?:не понимаю|не понял[аи]?|объясни(?:те)? (?:ещё раз|еще раз|подробнее|проще|попроще|это))(?!\w)|不明白|不懂|没看懂|看不懂|"
+    r"再解释一下|解释一下(?:这|那|第)|(?:这|那|这个|那个|这句|你)(?:是)?什么意思|"
     r"\b(?:no (?:lo )?entiendo|no entend[ií]|non (?:ho )?capisco|non ho capito|je ne comprends pas|je comprends pas|"
     r"ich verstehe (?:das )?nicht|versteh(?:e)? ich nicht|n[aã]o entendi|ik begrijp het niet)\b",
 )
@@ -758,14 +763,18 @@ POSITIVE_CUES = _rx(
     r"\b(?:gracias|danke|grazie|obrigad[oa]|arigato|arigatou|dziekuje|spasibo|shukran|dhanyavaad|asante|tak)\b",
     r"(?<!\w)(?:спасибо|благодарю)(?!\w)|谢谢|多谢|感谢",
     # the answer's code ran: "worked first try", "works perfectly now" (a statement, not a question)
-    r"\b(?:worked|works) (?:now|perfectly|great|fine now|like a charm|(?:on )?(?:the )?first try)\b(?![^?\n.,;!]{0,200}\?)",
+    # (a clause of its own: not "explain how it works now")
+    r"(?:^|[.,;:!]\s*|\b(?:and|but|ok|okay|yes|yep|yay|nice|cool|great|thanks)\s+)(?:(?:it|that|this|everything|the code|all)\s+)?"
+    r"(?:worked|works) (?:now|perfectly|great|fine now|like a charm|(?:on )?(?:the )?first try)\b(?![^?\n.,;!]{0,200}\?)",
     r"\bthumbs up\b|^\W*(?:smiley\W*)+$",
     # a word of praise standing as its own sentence before a new question ("Nice. When did ...")
     r"^\W*(?:(?:oh|wow)\W+)?(?:nice|cool|great|perfect|awesome|excellent|brilliant|wonderful|amazing|good)\s*[.!]+\s+\w",
     r"^\W*(?:that'?s |it'?s |this is )?(?:not (?:a )?bad|pretty good|good enough|not too bad|quite good|pretty helpful)\b(?!\s+(?:at|in|for)\b(?!\s+all))",
     # a praise word praises the answer when it opens the message, ends it, or names the answer
     # ('"No Time to Die" is such a great title' praises a film, not the answer)
-    r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|what an?|so|really|very|just)\W+)*(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb|beautiful|lovely|gorgeous|stunning|incredible|outstanding)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war)\b)",
+    r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|what an?|so|really|very|just)\W+)*(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war)\b)",
+    # ... and words of praise for a written answer, standing alone ("this is beautiful.", not "beautiful soup vs scrapy")
+    r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|so|really|very|just|absolutely)\W+)*(?:beautiful|lovely|gorgeous|stunning|incredible|outstanding)\s*(?:[.!,]|$)",
     r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\W*$",
     r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb) (?:answer|explanation|list|summary|job|info|information|tips|response|help|overview|breakdown|recipe|suggestions?|advice|work)\b",
     r"^(?:nice|cool|good|wow|ok(?:ay)?|interesting|oh)[\s,.!]+(?:thanks?|thank you|(?:i )?did ?n'?t know|to know|answer|explanation|list|summary|tips|til)\b",

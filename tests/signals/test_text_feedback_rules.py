@@ -484,6 +484,14 @@ _FR = ("translate 'see you tomorrow' to french", "\"À demain.\"")
         (_POEM, "Перепиши покороче", {"cue_correction": 1, "foreign": 1}),
         (_POEM, "写短一点", {"cue_correction": 1, "foreign": 1}),
         (_QUERY, 'psql says ERROR: syntax error at or near "SELCT"', {"cue_negative": 1, "cue_correction": 0}),
+        # hard negatives: a choice among the answer's options, what the answer suggested, new requests
+        (_QUERY, "i need the second one for my report", {"cue_correction": 0}),
+        (_LOOP, "you mentioned items() instead of keys(), why is that better", {"cue_correction": 0}),
+        (_POEM, "make it together with my sister's name", {"cue_correction": 0}),
+        (_LOOP, "explain how it works now that dicts keep order", {"cue_positive": 0}),
+        (_LOOP, "beautiful soup or scrapy for scraping", {"cue_positive": 0}),
+        (_POEM, "Объясни квантовую механику", {"cue_clarify": 0}),
+        (_POEM, "解释一下量子力学", {"cue_clarify": 0}),
     ],
 )
 def test_cue_families_after_the_log_style_probe(context, next_query, cues):
