@@ -119,7 +119,13 @@ def is_foreign(text: str) -> bool:
     """True when ``text`` reads as another language than English: at least two function words of
     another language, and more of them than English ones ("wie lange dauerte der krieg?",
     "no es correcto, es ottawa"; not "las vegas hotels" or "de niro movies")."""
-    return _reads_foreign(*english_evidence(text))
+    return _reads_foreign(*english_evidence(text)) or _non_latin(text)
+
+
+def _non_latin(text: str) -> bool:
+    """Most letters of the prose are of a script other than Latin ("Сделай короче", "谢谢，很有帮助")."""
+    letters = [c for c in prose_text(text, normalized=False) if c.isalpha()]
+    return bool(letters) and 2 * sum(not ("a" <= c.lower() <= "z" or "LATIN" in unicodedata.name(c, "")) for c in letters) > len(letters)
 
 
 def _reads_foreign(en: int, other: int) -> bool:
@@ -497,6 +503,9 @@ _FORMATS = (  # what a terse "in X" / "as X" instruction names: a programming or
 # break ("in grams please, i'm in the uk", "shorter, like 2 sentences for my essay intro"); the
 # patterns that use it read messages of at most 200 characters (_SHORT)
 _TAIL = r"(?:\W+\w+){0,3}?(?:\W*$|\s*[,.;:!?-]\s*[^\n]{0,80}$)"
+# ... and, for steering a written answer, a second instruction joined by "and" ("make your replies
+# shorter please and use more old-fashioned words")
+_STEER_TAIL = r"(?:\W+\w+){0,3}?(?:\W*$|\s*(?:[,.;:!?)-]|\band\b)\s*[^\n]{0,80}$)"
 CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the fix
     r"[\w)],\s*not\s+(?:the |a |an )?[\w'’.,-]+?[\s.!]*$|[\w)],\s*not\s+(?:the |a |an )?[\w'’.-]+\s*[.;!]",  # "... in 2006, not 2008."
     r"\b(?:wrong|incorrect|not (?:true|right|correct))\b[,.;:!]*\s+(?:(?:it|he|she|they|this|that|the \w+)"
@@ -508,7 +517,7 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"\bwas (?:his|her|their|its) (?:first|second|debut)\b.*\bnot\b",
     r"\bi think you (?:got|have|mixed)\b",
     r"\bisn'?t right\b|(?<!that's )(?<!that is )(?<!it's )(?<!its )(?<!this is )\bnot right\b",  # a bare "That's not right." gives no fix
-    r"\bthat (?:figure|number|date|year) is\b",
+    r"(?<!think )\bthat (?:figure|number|date|year) is\b(?!\s+(?:not|n't|quite|really|wrong|incorrect|right|correct|off|accurate|true)\b)",
     r"\bit'?s (?:closer to|more like|actually)\b",
     # a counter-value with a number, as a statement: "runny is more like 6", "closer to 300", "i'd say 50 min"
     # (the "no question follows" look-aheads of the new cues read at most 200 characters: a long line of
@@ -547,7 +556,29 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     rf"without (?:using |the )?[\w+#.-]+(?:\W+\w+)?{_TAIL}",
     rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:summari[sz]e|shorten|condense|paraphrase) (?:it|that|this)?\W*"
     r"(?:in (?:one|a|\d+|two|three) (?:sentence|line|paragraph|word)s?)?\W*(?:please|pls)?\W*$",
-    r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with) [\w+#. -]{1,25}?,? (?:not|instead of|rather than) [\w+#. -]{1,25}\W*$",
+    r"^\W*(?:(?:please|pls|ok|okay|now|but)\W+)?(?:in|as|into|use|using|with|usa|usar) [\w+#. -]{1,40}?,? (?:not|instead of|rather than|não|nao|en vez de|em vez de|en lugar de) [\w+#. -]{1,25}\W*$",
+    # log-style round (benchmarks/data/feedback_probe_logs.jsonl). Steering a written or creative answer:
+    # "make it darker", "make your replies shorter", "rewrite it with more dialogue", "can you rewrite
+    # it in first person" (short messages; an "(OOC: ...)" aside of a role-play counts as the message)
+    rf"^{_SHORT}\W*(?:ooc\W+)?{_POLITE}(?:(?:can|could|would) you\W+)?(?:please\W+)?(?:make|keep) (?:it|this|that|them|the (?:story|poem|text|email|letter|ending|tone|essay|answer)|your (?:replies|answers|responses|messages|text))"
+    rf"\s+(?:(?:much|a lot|a bit|way|even|a little|little|bit|lot|slightly)\s+)*(?:(?!(?:together|whatever|however|never|other|another|under|after|over|water|number|paper|order|either|neither|whether|rather|ever|later|sooner)\b)[a-z]{{3,}}er|more \w+|less \w+)\b{_STEER_TAIL}",
+    rf"^{_SHORT}\W*(?:ooc\W+)?{_POLITE}(?:(?:can|could|would) you\W+)?(?:please\W+)?(?:re-?write|redo|rephrase|reword|retell) (?:it|this|that|them|the \w+)"
+    r"(?:\s+(?:again|but|so|please|pls))*\s+(?:with|in|from|as|so|without|using|like|more|less|into|for)\b",
+    # ... in Russian and Chinese: "сделай короче", "写短一点"
+    r"(?<!\w)(?:сделай|напиши|перепиши)\s+(?:\w+\s+)?(?:короче|покороче|длиннее|подлиннее|формальнее|проще|мрачнее|смешнее|подробнее)(?!\w)|[写改]?(?:短|长|正式)一点|更短",
+    # what to leave out: "dont mention the concert, just say personal reasons", "don't use recursion"
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could) you\W+)?(?:please\W+)?(?:do ?n'?t|do not|no need to) (?:mention|include|say|use|add|talk about|bring up)\b(?![^?\n]*\?)",
+    # "X is actually Y" with a name or number, as a statement ("I believe the capital is actually Canberra")
+    r"(?:^|[,.;:!]\s*|\b(?:but|and|so|think|believe|guess|sure)\s+)(?:the \w+|it|he|she|they)\s+(?:is|was|are|were)\s+actually\s+(?:the |a |an |in |on )?(?-i:[A-Z0-9])",
+    # what the answer did instead of the right thing: "you added 7 instead of subtracting it"
+    # (not what the answer suggested: "you mentioned honey instead of sugar, how much?")
+    r"\byou (?!(?:mentioned|suggested|recommended|listed|talked|proposed|offered)\b)(?:\w+ed|used|wrote|put|took|gave|did|made|got|left|forgot) [^.?!\n]{1,60}?\binstead of\b",
+    # "you used 9.8, my teacher says we must use g = 10": the answer's value, then the one to use
+    r"\byou (?:used|assumed|took|put|wrote|picked|chose)\s+[^,.;!?\n]{1,40}[,.;]\s*(?:but\s+)?[^?\n]{0,60}\b(?:use|should be|must be|has to be)\b(?![^?\n]{0,200}\?)",
+    # the version the user needs: "I need the formal one", "i wanted the short version"
+    # (not a choice among the answer's options: "i want the second one", "i need the cheapest one")
+    r"(?:^|[,.;:!]\s*|\b(?:but|and|though)\s+)i (?:need|needed|wanted|asked for|was asking for) (?:the|a) "
+    r"(?!(?:first|second|third|fourth|last|other|next|same|cheapest|cheaper|best|better|new|newest|latest|blue|red|green|black|white|big|bigger|small|smaller)\b)\w+ (?:one|version|form)\b(?![^?\n]{0,200}\?)",
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
 )
 # a request to change the answer ("can you swap days 1 and 2?", "so move the museum to day 3"): the
@@ -555,6 +586,11 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
 EDIT_REQUEST = _rx(
     r"\b(?:can|could|would) you (?:please |pls )?(?:swap|switch|change|replace|move|fix|update|correct|redo|adjust|reorder|rearrange|reshuffle)\b",
     r"(?:^|[,.;:!]\s*|\b(?:so|then|just|please|pls)\s+)(?:swap|switch|replace|move|reorder|rearrange|reshuffle) (?:the|it|that|this|them|those|these|days?|\d)\b",
+    # an instruction opening a sentence after the complaint: "too generic. start with a statistic",
+    # "... way too long. just give me the two definitions"
+    r"(?:^|[.;:!]\s+)(?:(?:just|please|pls|so|then|instead)\s+)*(?:start|begin|end|open|add|remove|drop|cut|give me|make it|keep|focus on|mention|include|say|write|use|leave out|skip)\b",
+    # what the user wants instead: "the ending is too happy, I want him to die at the end"
+    r"(?:^|[,.;:!]\s*|\b(?:but|and|so)\s+)i(?:'d| would)? (?:want|like|need|prefer) (?:(?:him|her|them|it|the \w+|a \w+)\s+)?(?:to|more|less|with|without)\b",
 )
 NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"(?<!\bis )(?<!\bwas )(?<!\bisn't )(?<!\bwasn't )(?<!\bwhy )"  # (not the question "is it wrong to ...?")
@@ -616,18 +652,21 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r"\b(?:outdated|out of date)\b",
     # the assistant as the subject of a failure: "you misunderstood", "you're making things up",
     # "you contradicted yourself", "you keep repeating the same thing", "you ignored my question"
-    r"\byou(?:'re| are| have| just| still|'ve)? (?:misunderstood|misread|misunderstanding|ignored|ignoring|contradict(?:ed|ing)?"
+    r"\byou(?:'re| are| have| just| still|'ve| really| always)* (?:misunderstood|misread|misunderstanding|ignored|ignoring|contradict(?:ed|ing)?"
     r"|hallucinat\w*|(?:mak(?:e|ing)|made) (?:\w+ ){1,2}up|keep (?:repeating|saying|giving|ignoring)"
     r"|repeat(?:ed|ing)? yourself|missed the point|got (?:it|that|this) wrong|are not (?:listening|helping))\b",
     # doubting the answer: "i don't think that's right", "not sure that's correct", "are you sure?"
+    # ... "i don't think that date is quite right" (a word of the answer named, an adverb)
+    r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that|this|it|the|your) \w+(?:'s| is| was| are) (?:quite |entirely |totally |completely |really |100% )?(?:right|correct|true|accurate)\b|"
     r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that'?s|that is|this is|it'?s|it is|you'?re|that|this|it) "
     r"(?:is )?(?:right|correct|true|accurate)\b|\bare you sure\b|\bthat can'?t be (?:right|true|correct)\b|^\W*you sure\b",
     # "that's not it", "not quite", "nah that's not it"
     r"(?:^|[.?!,]\s*)(?:really|seriously|are you sure|you sure|is that (?:right|true|correct|so))\s*\?+\s*$",
     r"\b(?:that|this)'?s not it\b|^\W*(?:(?:no|nope|nah|hmm+)\W+)?(?:not quite|not it|not really)\W*(?:right|correct)?\W*$",
     # a failure report: "still broken", "nothing happens", "same error", "it crashes"
-    r"\bstill (?:broken|not working|failing|crashing|the same (?:error|problem|issue)|get(?:ting)? (?:the same|an?) error)\b"
-    r"|(?:(?<!\bif )\bnothing happen(?:s|ed)\b|\b(?:the )?same error\b|\b(?:it|this|that|the code) (?:crashes|crashed|fails|failed|breaks|broke)\b)"
+    r"\bstill (?:broken|not working|failing|crashing|segfault\w*|seg ?faulting|erroring|hanging|freezing|the same (?:error|problem|issue)|get(?:ting)? (?:the same|an?) error)\b"
+    # (not in a clause that asks or supposes: "the line where it crashes", "what if it fails")
+    r"|(?:(?<!\bif )\bnothing happen(?:s|ed)\b|\b(?:the )?same error\b|(?<!\bwhere )(?<!\bwhy )(?<!\bwhen )(?<!\bif )(?<!\bwhether )(?<!\bbefore )(?<!\bin case )\b(?:it|this|that|the code) (?:crashes|crashed|fails|failed|breaks|broke)\b)"
     r"(?![^?\n]*\?)",  # (not "what if nothing happens?")
     # a demand that the question be answered: "ANSWER THE QUESTION", "just answer the question"
     r"^\W*(?:(?:just|please|pls|can you|could you|now)\W+)*answer the (?:question|q)\b",
@@ -637,17 +676,33 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     # ("great job genius", "thanks captain obvious", "cool story bro", "nice try", "yeah right")
     r"\bcaptain obvious\b|\bcool story\b|^\W*(?:(?:nice|good) try|yeah,? right|sure,? jan)\b"
     r"|\b(?:great|good|nice|brilliant|amazing|awesome|thanks|thank you|well done|wow)\b[^.!?\n]{0,30}(?<!\ba )(?<!\ban )(?<!\bthe )\b(?:genius|einstein|sherlock)\W*$",
+    # "it's not working", "its not working" (the possessive spelling of chat), "it returns nan for me"
+    r"\b(?:it'?s|it is|that'?s|this is)\s+(?:still\s+)?not\s+(?:working|running|compiling)\b"
+    r"|\b(?:it|this|that|the (?:code|function|query|script|formula))\s+(?:just\s+|still\s+|only\s+)?(?:returns?|gives?|prints?|outputs?|shows?|throws?)\s+(?:me\s+)?"
+    r"(?:nan|null|none|undefined|nothing|an? (?:empty|blank)|an? error|errors|zero|blank)\b(?![^?\n]{0,200}\?)",
+    # a part of the written answer judged "too X": "the ending is too happy", "your reply feels way too stiff"
+    r"\b(?:the|this|that|your) (?:(?:first|second|third|last|final|opening|closing|whole|new)\s+)?(?:ending|end|beginning|start|intro|introduction|tone|story|poem|email|letter|essay|text|answer|response|reply|title"
+    r"|dialogue|plot|characters?|paragraph|line|lines|verse|stanza|sentence|part|jokes?|code|list|names?|summary|explanation|translation|version)(?:'s| is| was| are| feels| seems| sounds)"
+    r" (?:(?:way|a bit|a little|much|far|kinda|kind of|just|still)\s+)*too \w+\b(?![^?\n]{0,200}\?)",
+    # a verdict of one word, or of a list ("boring", "these are all terrible lol"), the answer judged
+    # machine-made ("this sounds like a robot wrote it")
+    rf"^{_SHORT}\W*(?:(?:so|very|really|kinda|pretty|too|this is|that's|that is|it's|its)\s+)*(?:boring|terrible|awful|horrible|lame|cringe|bland|robotic|garbage|trash|weak)\W*(?:(?:lol|tbh|honestly)\W*)?$",
+    r"\b(?:these|those|they|all of these|all of them)(?: \w+)?(?:'re| are| were)? all (?:\w+ )?(?:terrible|awful|horrible|bad|boring|lame|cringe|bland|garbage|trash|weak|the same)\b",
+    r"\b(?:sounds?|reads?|looks?) like (?:a robot|an ai|a bot|chatgpt|a machine) (?:wrote|write|made)\b",
+    r"\byour \w+ (?:is|was|are)(?: (?:just|really|totally|completely|still))? (?:not (?:correct|right|accurate|good|natural)|wrong|incorrect|off)\b",
     # a few common non-English complaints
     r"^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore|nein|non)\W*$|^\W*(?:falsch|faux|incorrecto|sbagliato|errado|errore)\b",
     r"\b(?:est[aá] mal|es falso|respuesta (?:est[aá] )?(?:mal|equivocada|incorrecta)|c'?est pas (?:[cç]a|juste|vrai))\b",
     r"\b(?:no es correct[oa]|es incorrect[oa]|est faux|c'est faux|n'est pas (?:correct|vrai|juste)|ist falsch|stimmt nicht"
     r"|ist nicht richtig|non è (?:corretto|giusto|vero)|è sbagliato|não (?:está|é) (?:certo|correto)|está errado"
-    r"|(?:no|non|não) (?:funciona|funziona)|ne marche pas|funktioniert nicht|geht nicht|werkt niet)\b",
+    r"|(?:no|non|não|nao) (?:funciona|funcionou|funcionó|funciono|funziona)|ne marche pas|funktioniert nicht|geht nicht|werkt niet)\b",
+    # Russian and Chinese ones (no word boundaries in Chinese): "это не то", "неправильно", "不对", "错了"
+    r"(?<!\w)(?:это не то|не то,? что|неправильно|неверно|не работает|не помогло)(?!\w)|不对|错了|不是我要的|没用|运行不了|报错",
 )
 # A pasted error message after an answer (its code failed): "TypeError: ...", a Python traceback.
 # Read on the whole message, code included; it reports a failure, not how to fix it.
 PASTED_ERROR = _rx(
-    r"\bTraceback \(most recent call last\)|(?-i:\b[A-Z]\w*(?:Error|Exception)\b|^\s*ERROR\b)(?::|\s+at\b)",
+    r"\bTraceback \(most recent call last\)|(?-i:\b[A-Z]\w*(?:Error|Exception)\b|^\s*ERROR\b|\bERROR(?=:))(?::|\s+at\b)",
 )
 CLARIFY_CUES = _rx(
     r"\bwhat (?:do|did) you mean\b",
@@ -658,7 +713,7 @@ CLARIFY_CUES = _rx(
     r"\bclarify\b|\bclarification\b",
     r"\b(?:simpler|simple) (?:terms|words|way)\b|\bmore simply\b|\bsimpler\b",
     r"\bi got lost\b|\blost me\b",
-    r"\b(?:explain|say) (?:it|that|this) (?:again|more|in)\b",
+    r"\bexplain (?:it|that|this) (?:again|more|in)\b|\bsay (?:it|that|this) (?:again|more simply|in (?:simpler|simple|plain|other|easier|layman'?s?)\b)",
     r"\bexplain [\w\s²'’=-]{0,30}\bin simple\b",
     r"\bexactly\?\s*$|\bexactly\b.*\?\s*$",
     r"\bi(?:'m| am) new to this\b|\bdon'?t know (?:it|that word|this word|that term)\b",
@@ -674,10 +729,13 @@ CLARIFY_CUES = _rx(
     r"\bnot sure i (?:follow|understand|get)\b|\bi (?:do ?n'?t|can'?t) follow\b",
     # "dont understand the formula" (no "i"), "explain the second step again", "eli5", "lol what"
     r"^\W*(?:(?:sorry|still|but|hmm+|um+)\W+)*(?:do ?n'?t|did ?n'?t|can'?t) (?:understand|get it|follow)\b",
-    r"\bexplain (?:\w+ ){0,3}again\b|\beli5\b|\bexplain (?:it |that |this )?like i'?m (?:5|five|a (?:child|kid|baby|five))\b",
+    r"\bexplain (?:\w+ ){0,3}again\b|\beli5\b|\bexplain (?:it |that |this )?like (?:i'?m|i am) (?:\d{1,2}|five|ten|a (?:child|kid|baby|five|beginner|newbie))\b",
     r"^\W*(?:lol|lmao|haha|wait|um+|uh+|ok|okay|sorry|hm+)\W+(?:huh|what|wha|wut|eh)\W*\?*\W*$",
     # an either-or question about the answer's own values: "wait so is it 95 or 100?" (see value_doubt)
     # a few non-English ones
+    # (not a request to explain something new: "объясни квантовую механику", "解释一下量子力学")
+    r"(?<!\w)(?:не понимаю|не понял[аи]?|объясни(?:те)? (?:ещё раз|еще раз|подробнее|проще|попроще|это))(?!\w)|不明白|不懂|没看懂|看不懂|"
+    r"再解释一下|解释一下(?:这|那|第)|(?:这|那|这个|那个|这句|你)(?:是)?什么意思|"
     r"\b(?:no (?:lo )?entiendo|no entend[ií]|non (?:ho )?capisco|non ho capito|je ne comprends pas|je comprends pas|"
     r"ich verstehe (?:das )?nicht|versteh(?:e)? ich nicht|n[aã]o entendi|ik begrijp het niet)\b",
 )
@@ -688,6 +746,11 @@ CLARIFY_CUES = _rx(
 TERM_CLARIFY = _rx(
     r"\bwhat (?:does|did|do) (?P<term>[\w\s'’\"-]{0,40}?)\s*\bmean\b",
     r"\bi (?:do ?n'?t|did ?n'?t) know what (?:a |an |the )?(?P<term2>[\w\s-]{1,30}?)\s*\b(?:is|are|means?)\b",
+    # non-native English: "what is mean 'reluctant'", "what mean X"
+    r"\bwhat (?:is |it )?mean(?:s|ing)? (?:of )?(?P<term3>[\w\s'’\"-]{1,40}?)(?:\s+in (?:your|the|this) \w+)?\W*$",
+    # what a piece of the answer does: "what does the await do here", "what does the GROUP BY part do"
+    r"\bwhat (?:does|did|is) (?:the |this |that )?(?P<term4>[\w\s'’\"().*-]{1,40}?)\s+(?:do|doing)\s+(?:here|there|in (?:this|that|your|the) (?:code|query|answer|example|snippet|function|formula))\b",
+    r"\bwhat (?:does|did) (?:the |this |that )(?P<term5>[\w\s'’\"-]{1,40}?)\s+(?:part|line|bit|step)\s+do\b",
 )
 _DEICTIC = frozenset(
     "word words term terms phrase part bit line sentence paragraph step point abbreviation acronym first second third last".split()
@@ -698,6 +761,11 @@ POSITIVE_CUES = _rx(
     r"(?<!\bsay )(?<!\bsaying )(?<!\bsays )(?<!\bwrite )(?<!\ba )(?<!\bword )(?<!\bword for )\bthank(?:s|s a lot| you| u|ing you)?\b(?!\s+to\b)(?!\s+for nothing\b)(?!-?\s*(?:note|card|letter|email|gift)s?\b)",
     r"\bthx\b|\bty\b|\bcheers\b|\bmerci\b|\bappreciate",
     r"\b(?:gracias|danke|grazie|obrigad[oa]|arigato|arigatou|dziekuje|spasibo|shukran|dhanyavaad|asante|tak)\b",
+    r"(?<!\w)(?:спасибо|благодарю)(?!\w)|谢谢|多谢|感谢",
+    # the answer's code ran: "worked first try", "works perfectly now" (a statement, not a question)
+    # (a clause of its own: not "explain how it works now")
+    r"(?:^|[.,;:!]\s*|\b(?:and|but|ok|okay|yes|yep|yay|nice|cool|great|thanks)\s+)(?:(?:it|that|this|everything|the code|all)\s+)?"
+    r"(?:worked|works) (?:now|perfectly|great|fine now|like a charm|(?:on )?(?:the )?first try)\b(?![^?\n.,;!]{0,200}\?)",
     r"\bthumbs up\b|^\W*(?:smiley\W*)+$",
     # a word of praise standing as its own sentence before a new question ("Nice. When did ...")
     r"^\W*(?:(?:oh|wow)\W+)?(?:nice|cool|great|perfect|awesome|excellent|brilliant|wonderful|amazing|good)\s*[.!]+\s+\w",
@@ -705,6 +773,8 @@ POSITIVE_CUES = _rx(
     # a praise word praises the answer when it opens the message, ends it, or names the answer
     # ('"No Time to Die" is such a great title' praises a film, not the answer)
     r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|what an?|so|really|very|just)\W+)*(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\b(?!\s+(?:(?-i:[A-Z])|wall|barrier|depression|britain|lakes|gatsby|war)\b)",
+    # ... and words of praise for a written answer, standing alone ("this is beautiful.", not "beautiful soup vs scrapy")
+    r"^\W*(?:(?:oh|wow|that'?s|this is|it'?s|so|really|very|just|absolutely)\W+)*(?:beautiful|lovely|gorgeous|stunning|incredible|outstanding)\s*(?:[.!,]|$)",
     r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb)\W*$",
     r"\b(?:great|awesome|perfect|excellent|amazing|fantastic|brilliant|wonderful|superb) (?:answer|explanation|list|summary|job|info|information|tips|response|help|overview|breakdown|recipe|suggestions?|advice|work)\b",
     r"^(?:nice|cool|good|wow|ok(?:ay)?|interesting|oh)[\s,.!]+(?:thanks?|thank you|(?:i )?did ?n'?t know|to know|answer|explanation|list|summary|tips|til)\b",
@@ -851,7 +921,7 @@ def term_clarify(prev_query: str, prev_response: str, text: str) -> bool:
     """
     said = content_words(prev_response) | content_words(prev_query)
     for m in TERM_CLARIFY.finditer(text):
-        term = content_words(m.group("term") or m.group("term2") or "")
+        term = content_words(next((g for g in m.groups() if g), ""))
         if not term - _DEICTIC or term & said:
             return True
     return False
@@ -1083,8 +1153,10 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     prose = prose_text(nxt, normalized=False)
     pasted = bool(PASTED_ERROR.search(nxt))
     complaint_text = bool(NEGATIVE_CUES.search(prose))
+    # (the values of a correction are not read out of a pasted error line: "Unexpected token '<', \"<!DOCTYPE\"")
+    fact_prose = "\n".join(line for line in prose.split("\n") if not PASTED_ERROR.search(line)) if pasted else prose
     correction = bool(CORRECTION_CUES.search(prose)) or fact_fix(
-        prev_query, prev_response, prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose)))
+        prev_query, prev_response, fact_prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose)))
     complaint = complaint_text or pasted or correction
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)

@@ -417,3 +417,109 @@ def test_the_same_words_the_other_way_round(prev_query, next_query, swapped):
 )
 def test_blind_round_patterns_read_long_text_in_linear_time(text):
     _in_time(10, rule_features, *_WIFI, text)
+
+
+# --- after the log-style probe set (benchmarks/data/feedback_probe_logs.jsonl): general cue families ---
+
+
+_POEM = ("write a poem about the sea", "The sea is wide, the sea is deep,\nIt sings the sailors off to sleep.")
+_QUERY = ("count orders per day in postgres", "```sql\nSELECT order_date, COUNT(*) FROM orders GROUP BY order_date;\n```")
+_MARS = ("how far is mars from the sun", "Mars is on average about 228 million km from the Sun.")
+_LOOP = ("how do i loop over a dict in python", "```python\nfor key, value in d.items():\n    print(key, value)\n```")
+_FR = ("translate 'see you tomorrow' to french", "\"À demain.\"")
+
+
+@pytest.mark.parametrize(
+    "context, next_query, cues",
+    [
+        # steering a written answer: "make it X-er", "rewrite it with/in ...", a role-play aside
+        (_POEM, "make it sadder", {"cue_correction": 1}),
+        (_POEM, "could you make the poem a lot more hopeful", {"cue_correction": 1}),
+        (_POEM, "pls rewrite it from the point of view of a fish", {"cue_correction": 1}),
+        (_POEM, "(ooc: keep your replies shorter and stay in character)", {"cue_correction": 1}),
+        (_POEM, "write one about the mountains", {"cue_correction": 0}),  # a new poem
+        (_POEM, "can you make a song out of the same idea?", {"cue_correction": 0}),
+        # what to leave out; a part of the answer judged "too X", with what the user wants
+        (_POEM, "don't use the word sleep, say dream", {"cue_correction": 1}),
+        (_POEM, "the last line is way too cheesy, i'd like it to end on the storm", {"cue_negative": 1, "cue_correction": 1}),
+        (_POEM, "the rhythm is too slow?", {"cue_negative": 0}),  # a question
+        # a complaint, then an instruction opening the next sentence
+        (_MARS, "too vague. give me the closest and farthest distances", {"cue_correction": 1}),
+        # a value the answer got wrong: "is actually", "instead of", "you used X, ... use Y", "the X one"
+        (_MARS, "sorry, I think the distance is actually 228 million km on average and 206 at closest", {"cue_correction": 1}),
+        (_LOOP, "you called keys() instead of items()", {"cue_correction": 1}),
+        (_MARS, "you used the mean distance, but the book says to use the closest one", {"cue_correction": 1}),
+        (_FR, "i wanted the polite version", {"cue_correction": 1}),
+        (_FR, "do i need the formal version for my teacher?", {"cue_correction": 0}),
+        # complaints: a one-word verdict, a list judged, "sounds like a bot", "your X is not correct", a failure report
+        (_POEM, "so lame", {"cue_negative": 1}),
+        (_POEM, "these lines are all cringe honestly", {"cue_negative": 1}),
+        (_POEM, "reads like a bot wrote it", {"cue_negative": 1}),
+        (_FR, "your spelling is wrong", {"cue_negative": 1}),
+        (_FR, "you're always repeating yourself", {"cue_negative": 1}),
+        (_QUERY, "still segfaulting", {"cue_negative": 1}),
+        (_QUERY, "it's still not running", {"cue_negative": 1}),
+        (_QUERY, "it returns null for every day", {"cue_negative": 1}),
+        (_QUERY, "what if it returns null?", {"cue_negative": 0}),
+        (_QUERY, "how do i log the query when it fails", {"cue_negative": 0}),  # a clause that asks
+        (_MARS, "that's terrible news for the rover, how long will it last?", {"cue_negative": 0}),
+        (_MARS, "I don't think that figure is entirely accurate", {"cue_negative": 1, "cue_correction": 0}),
+        # clarification: what a piece of the answer does, non-native "what is mean", "like i'm 12"
+        (_QUERY, "what does the COUNT(*) do in this query", {"cue_clarify": 1}),
+        (_LOOP, "what does the items part do", {"cue_clarify": 1}),
+        (_POEM, "what mean sailors", {"cue_clarify": 1}),
+        (_MARS, "explain it like i'm 12", {"cue_clarify": 1}),
+        (_LOOP, "what does enumerate do", {"cue_clarify": 0}),  # a term the conversation did not use
+        (_FR, "how do you say it in italian", {"cue_clarify": 0}),  # a new translation
+        # praise: the code ran, "beautiful"
+        (_LOOP, "works perfectly now, can it sort by value too?", {"cue_positive": 1}),
+        (_LOOP, "does it work on the first try in python 2?", {"cue_positive": 0}),
+        (_POEM, "lovely! can you do one about rivers", {"cue_positive": 1}),
+        # Russian and Chinese cues; a pasted error gives no value to correct
+        (_POEM, "Спасибо большое", {"cue_positive": 1, "foreign": 1}),
+        (_POEM, "谢谢你", {"cue_positive": 1, "foreign": 1}),
+        (_POEM, "Неправильно", {"cue_negative": 1, "foreign": 1}),
+        (_POEM, "错了", {"cue_negative": 1, "foreign": 1}),
+        (_POEM, "Не понимаю последнюю строчку", {"cue_clarify": 1, "foreign": 1}),
+        (_POEM, "Перепиши покороче", {"cue_correction": 1, "foreign": 1}),
+        (_POEM, "写短一点", {"cue_correction": 1, "foreign": 1}),
+        (_QUERY, 'psql says ERROR: syntax error at or near "SELCT"', {"cue_negative": 1, "cue_correction": 0}),
+        # hard negatives: a choice among the answer's options, what the answer suggested, new requests
+        (_QUERY, "i need the second one for my report", {"cue_correction": 0}),
+        (_LOOP, "you mentioned items() instead of keys(), why is that better", {"cue_correction": 0}),
+        (_POEM, "make it together with my sister's name", {"cue_correction": 0}),
+        (_LOOP, "explain how it works now that dicts keep order", {"cue_positive": 0}),
+        (_LOOP, "beautiful soup or scrapy for scraping", {"cue_positive": 0}),
+        (_POEM, "Объясни квантовую механику", {"cue_clarify": 0}),
+        (_POEM, "解释一下量子力学", {"cue_clarify": 0}),
+    ],
+)
+def test_cue_families_after_the_log_style_probe(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "text, foreign",
+    [("Перепиши покороче", True), ("谢谢你", True), ("thanks, Москва is right", False), ("ok 👍", False)],
+)
+def test_a_message_in_another_script_is_foreign(text, foreign):
+    assert is_foreign(text) is foreign
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what mean x" + " " * 50_000 + "y",  # a long run of spaces after a non-native "what mean"
+        "you added 1 " * 5_000,  # many "you ...ed" with no "instead of"
+        "you used x, " * 5_000 + "?",  # many values used, a question at the end
+        "i need the a one " * 3_000 + "?",  # many versions asked for, a question at the end
+        ". just " * 10_000,  # many instructions opening a sentence
+        "the ending is too " * 5_000 + "?",
+        "it returns " * 10_000 + "?",
+        "what does the " + "x " * 25_000 + "do",
+    ],
+    ids=["what-mean", "instead", "used", "version", "imperative", "too", "returns", "what-does"],
+)
+def test_log_round_patterns_read_long_text_in_linear_time(text):
+    _in_time(10, rule_features, *_POEM, text)
