@@ -73,3 +73,34 @@ def test_a_running_host_follows_the_gaze_settings_another_host_rewrote(make_app,
     assert threshold() == 500  # cached in between
     clock[0] += gaze_store.SETTINGS_RECHECK_S
     assert threshold() == 700
+
+
+def test_a_row_this_version_cannot_read_keeps_the_config_the_host_serves(make_app, caplog):
+    """Hosts of two versions on one database (a rolling upgrade): a newer host rewrites the study's
+    row with a file the older code cannot read (here a section it does not know). The older host
+    follows the row at its next request (Site.config) and every page failed with the ConfigError (a
+    500 for each participant); it keeps serving the config it has, and says why once in its log."""
+    import logging
+
+    from gazepref import store
+
+    first = make_app()
+    walker = Walker(first.test_client(), "OLDER-1")
+    walker.arrive()
+    assert "Consent text for the tests." in walker.client.get("/consent").text
+    site = first.extensions["gazepref"]
+    with site.sessions() as s, s.begin():
+        study = s.query(store.Study).one()
+        study.config = {**study.config, "a_newer_section": {"key": 1}}
+    with caplog.at_level(logging.WARNING, logger="gazepref.capture_site.runtime"):
+        for _ in range(3):
+            page = walker.client.get("/consent")
+            assert page.status_code == 200 and "Consent text for the tests." in page.text
+    warned = [r.getMessage() for r in caplog.records if "a_newer_section" in r.getMessage()]
+    assert len(warned) == 1, warned
+    with site.sessions() as s:  # a process that never read the study has nothing to keep: the error stands
+        from gazepref.capture_site.config import ConfigError
+
+        site._configs.clear()
+        with pytest.raises(ConfigError, match="a_newer_section"):
+            site.config(s.query(store.Study).one())
