@@ -104,3 +104,31 @@ def test_a_row_this_version_cannot_read_keeps_the_config_the_host_serves(make_ap
         site._configs.clear()
         with pytest.raises(ConfigError, match="a_newer_section"):
             site.config(s.query(store.Study).one())
+
+
+def test_a_frame_socket_follows_the_gaze_settings_and_holds_no_database_session(make_app, tmp_path, own_database,
+                                                                                monkeypatch):
+    """A frame socket runs in one request context for its whole life and lets its database session
+    go once authenticated (gaze_ws.authenticate). Its settings' recheck read the study's row through
+    that session: the row stayed in the session's identity map, so the socket kept the settings it
+    first read, and the session stayed in a transaction holding a pooled connection for as long as
+    the socket lived (enough sockets use up the pool). The recheck reads the row in a session of its
+    own, closed at once."""
+    from gazepref import store
+    from gazepref.capture_site import gaze_store
+    from gazetest import webcam_toml
+
+    clock = [1000.0]
+    monkeypatch.setattr(gaze_store.time, "monotonic", lambda: clock[0])
+    first = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "settle_ms = 500")), **own_database)
+    with first.test_request_context():  # the socket's one context
+        study_id = gaze_store.db().query(store.Study).one().id
+        assert gaze_store.study_settings(study_id)[1].settle_ms == 500
+        gaze_store.db().close()  # as authenticate() does
+        clock[0] += gaze_store.SETTINGS_RECHECK_S
+        assert gaze_store.study_settings(study_id)[1].settle_ms == 500
+        assert not gaze_store.db().in_transaction()
+        make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "newer.toml", "settle_ms = 700")), **own_database)
+        clock[0] += gaze_store.SETTINGS_RECHECK_S
+        assert gaze_store.study_settings(study_id)[1].settle_ms == 700
+        assert not gaze_store.db().in_transaction()
