@@ -37,7 +37,8 @@ def build_backend(kind: str, **options: Any) -> Backend:
     """A backend of ``kind`` from plain keyword arguments.
 
     * ``demo``: ``variant`` (``concise`` or ``detailed``), ``fail`` (always raise; to show the
-      retry path), ``rank`` (answer with the k-th best corpus entry); other options are ignored here (a study file naming one fails ``study check``).
+      retry path), ``rank`` (answer with the k-th best corpus entry); other options are ignored
+      here (a study file naming one fails ``study check``).
     * ``openai``: ``base_url``, ``model``, ``api_key`` (or ``api_key_env``: the name of the
       environment variable holding it), ``timeout``, ``max_tokens``, ``temperature``, ``system``;
       other options are sent with each request (see :class:`gazepref.llm.openai_compat.OpenAIBackend`).
