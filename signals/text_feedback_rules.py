@@ -584,7 +584,8 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     # the version wanted, then what to leave out (a statement: not "only a few days, what should i see?")
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+\s*[,;:-]\s*(?:no|without|not|skip|leave out|drop)\b(?![^?\n]*\?)",
     # a layout named alone: "bullet points please", "a table pls", "numbered list"
-    rf"^{_SHORT}\W*{_POLITE}(?:(?:as|in) )?(?:bullet ?points?|bullets|(?:a )?(?:numbered |bulleted |short )?list|(?:a )?table|(?:one|a single|\d+|two|three) (?:sentences?|lines?|paragraphs?|words))\W*(?:please|pls|thanks|thx)?\W*$",
+    # (after "please"/"ok"/"no" only: "Great list, thanks!" praises the answer's list)
+    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|no|just)\W+)?(?:(?:as|in) )?(?:bullet ?points?|bullets|(?:as )?(?:a )?(?:numbered|bulleted) list|(?:as|in) a (?:list|table)|a table|(?:one|a single|\d+|two|three) (?:sentences?|lines?|paragraphs?|words))\W*(?:please|pls)?\W*$",
     # a length limit: "can you make it 3 sentences max", "keep it under 100 words"
     rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could|would) you\W+)?(?:please\W+)?(?:make|keep|write|do|give|put|cut|shorten) (?:it|this|that|them|me)"
     r"\s+(?:in |to |under |below |within |at most |max(?:imum)? |no more than |less than |fewer than )?(?:\d+|one|two|three|four|five|ten) (?:sentences?|words|lines?|paragraphs?|bullets|points)\b(?![^?\n]*\?)",

@@ -554,6 +554,8 @@ _VISA = ("do i need a visa for brazil as a german", "Visa rules differ by countr
         (_PHONE, "are you sure? i thought so too, but why?", {"cue_correction": 0}),
         # layouts and length limits named alone; what to leave out; redoing a part of the answer
         (_ESSAY, "numbered list pls", {"cue_correction": 1}),
+        (_PICNIC, "cool list, thx", {"cue_correction": 0, "cue_positive": 1}),  # praise of the list
+        (_ESSAY, "as a table please", {"cue_correction": 1}),
         (_ESSAY, "keep it under 50 words", {"cue_correction": 1}),
         (_ESSAY, "just the definition - no examples", {"cue_correction": 1}),
         (_PICNIC, "my son is allergic to citrus so redo the drinks with something else", {"cue_correction": 1}),
