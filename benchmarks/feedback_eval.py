@@ -20,7 +20,9 @@
    FILE), a held-out-style chat probe set of 178 messages in 18 phenomena, written before the rules
    v3 round was measured on it (see docs/text_feedback.md). ``--probe
    benchmarks/data/feedback_probe_blind.jsonl`` runs the blind probe set (130 messages, written from
-   the taxonomy alone before the rules were read). Both tables also give per-class precision/recall,
+   the taxonomy alone before the rules were read); ``benchmarks/data/feedback_probe_logs.jsonl`` and
+   ``benchmarks/data/feedback_probe_crowd.jsonl`` are the log-style and crowdworker-style blind sets
+   (132 and 131 messages). Both tables also give per-class precision/recall,
    the no-feedback false-flag rate and the confusion counts.
 """
 from __future__ import annotations

@@ -102,7 +102,7 @@ _TOKEN = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 # ("wrong, x = 3", "thx! x=3 worked"), not code (split_code)
 _CHAT_VERDICT = frozenset(
     """thanks thx ty wrong incorrect correct right great perfect nice good awesome nope nah yes yeah yep ok
-    okay wow lol works worked""".split()
+    okay wow lol works worked no""".split()
 )
 _PROSE_WORDS = _EN_FUNCTION | _CHAT_VERDICT
 
@@ -482,7 +482,7 @@ REPEAT_CUES = _rx(
     r"(?<!n't )(?<!not )(?<!never )(?<!n't actually )(?<!n't really )(?<!n't even )\b(?:answer|read) my question\b",  # (not "that doesn't answer my question": a complaint)
     r"\bi(?:'m| am) asking\b(?! (?:him|her|them|for|about|because|since|if|whether))",  # (not "the third time i'm asking him")
     r"\bagain[,:]? (?:who|what|when|where|why|how|which)\b",
-    r"\b(?:tell|say|list) (?:me )?(?:it |that |this |them )?again\b",
+    r"\b(?:tell|say) (?:me )?(?:it |that |this |them )?again\b|(?<!\bthe )(?<!\bsame )(?<!\bthis )(?<!\bthat )(?<!\ba )\blist (?:me )?(?:it |that |this |them )?again\b",
     r"\bone more time\b",
     r"^(?:no|nope)[,.!]* (?:i mean|what|who|when|where|which|how)\b",
     r"^\s*(?:again|once more|try again|one more try|retry|regenerate)\W*(?:please)?\W*$",  # a bare "again"
@@ -580,6 +580,25 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"(?:^|[,.;:!]\s*|\b(?:but|and|though)\s+)i (?:need|needed|wanted|asked for|was asking for) (?:the|a) "
     r"(?!(?:first|second|third|fourth|last|other|next|same|cheapest|cheaper|best|better|new|newest|latest|blue|red|green|black|white|big|bigger|small|smaller)\b)\w+ (?:one|version|form)\b(?![^?\n]{0,200}\?)",
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
+    # crowdworker round (benchmarks/data/feedback_probe_crowd.jsonl). "just the list, no extra sentences":
+    # the version wanted, then what to leave out (a statement: not "only a few days, what should i see?")
+    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+\s*[,;:-]\s*(?:no|without|not|skip|leave out|drop)\b(?![^?\n]*\?)",
+    # a layout named alone: "bullet points please", "a table pls", "numbered list"
+    # (after "please"/"ok"/"no" only: "Great list, thanks!" praises the answer's list)
+    rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|no|just)\W+)?(?:(?:as|in) )?(?:bullet ?points?|bullets|(?:as )?(?:a )?(?:numbered|bulleted) list|(?:as|in) a (?:list|table)|a table|(?:one|a single|\d+|two|three) (?:sentences?|lines?|paragraphs?|words))\W*(?:please|pls)?\W*$",
+    # a length limit: "can you make it 3 sentences max", "keep it under 100 words"
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could|would) you\W+)?(?:please\W+)?(?:make|keep|write|do|give|put|cut|shorten) (?:it|this|that|them|me)"
+    r"\s+(?:in |to |under |below |within |at most |max(?:imum)? |no more than |less than |fewer than )?(?:\d+|one|two|three|four|five|ten) (?:sentences?|words|lines?|paragraphs?|bullets|points)\b(?![^?\n]*\?)",
+    # redoing a part of the answer with or without something: "im vegetarian so redo day 1 dinner with
+    # a veggie place", "rewrite the second paragraph without the jargon"
+    r"(?:^|[,.;:!]\s*|\b(?:so|then|just|please|pls)\s+)(?:redo|rewrite|re-?do|remake) (?:the |it |this |that |my |your |day |\w+ ){0,4}?(?:with|without|using|in|for) \w"
+    r"(?![^?\n]*\?)",
+    # a fix marked with an asterisk, the chat convention: "central processing unit*", "Canberra*"
+    rf"^{_SHORT}\s*[^\W_][^*\n?]{{0,60}}\*\s*$",
+    # a doubt followed by what the user knows: "is that true? i read that you can't see it", "are you
+    # sure? my teacher said it's 9.81"
+    r"\b(?:is (?:that|this|it) (?:right|true|correct|so)|are you sure|really)\s*\?+\s*(?:(?:because|cause|cuz|but|coz)\s+)?"
+    r"(?:i (?:read|heard|thought|learned|learnt|was told|remember)|(?:my|our) \w+ (?:said|says|told))\b(?![^?\n]{0,200}\?)",
 )
 # a request to change the answer ("can you swap days 1 and 2?", "so move the museum to day 3"): the
 # fix, when the message also complains ("one thing though, X is closed on Mondays ...")
@@ -644,7 +663,15 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     # (within 200 characters: each praise word is read on to the end of the line, so an unbounded
     # reach would cost a long message its length squared)
     r"\b(?:great|good|nice|perfect|helpful|useful|brilliant|awesome|amazing|thanks|thank you)\b.{0,200}[.,;!…-]\s*not\W*$",
-    r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic)\b",
+    r"\btoo (?:long|short|wordy|verbose|vague|generic|complicated|complex|technical|basic|formal|informal|casual|stiff|repetitive)\b",
+    # crowdworker round: a part of the answer judged wrong ("the math is wrong", "the prices are off"),
+    # a stated failure of the answer's own items ("not all of these are under 50 dollars"), the same
+    # answer given again ("you just gave me the same list again") - statements, not questions
+    r"\b(?:the|your) \w+ (?:is|are|was|were) (?:all |just |completely |totally )?(?:wrong|incorrect|off|not (?:right|correct))\b(?![^?\n]{0,200}\?)",
+    r"^\W*(?:(?:but|hmm+|um+|ugh|well)\W+)?(?:not all|none|not one|neither) of (?:these|those|them|the \w+) (?:are|is|were|was|fit|fits|works?)\b(?![^?\n]{0,200}\?)",
+    # the answer is about something else than what was asked: "this is about america, i asked about the uk"
+    r"\b(?:this|that|it|your answer|the answer)(?:'s| is| was) (?:all |only |just )?(?:about|for) [^,.;?\n]{1,40}[,.;]\s*(?:but\s+)?i (?:asked|said|meant|wanted)\b",
+    r"\byou (?:just |already )?(?:gave|sent|showed|told) (?:me )?the same\b|\bthe same (?:list|answer|thing|ideas|suggestions|response|stuff|text|results?) (?:again|as before)\b",
     # thanks or praise taken back by "but" and a statement (not a question): "ty but ive already read
     # dune", "thanks but i need it without pandas"; "thanks, but what about europe?" stays praise
     r"^\W*(?:(?:ok|okay|oh|wow)\W+)?(?:thanks|thank you|thx|ty|nice|cool|great|good|appreciate it|perfect)\W+(?:\w+\W+)?but\b(?![^\n?]*\?)",
@@ -715,6 +742,10 @@ CLARIFY_CUES = _rx(
     r"\bi got lost\b|\blost me\b",
     r"\bexplain (?:it|that|this) (?:again|more|in)\b|\bsay (?:it|that|this) (?:again|more simply|in (?:simpler|simple|plain|other|easier|layman'?s?)\b)",
     r"\bexplain [\w\s²'’=-]{0,30}\bin simple\b",
+    # crowdworker round: how the answer got its result, in simpler words ("how did you get 80?",
+    # "can you say it in more simple english please")
+    r"\bhow did you (?:get|arrive at|come up with|calculate|work out|figure out|find)\b|\bexplain (?:it |that |this |the \w+ (?:\w+ )?)?step by step\b",
+    r"\bin (?:more )?(?:simple|simpler|easy|easier|plain|basic) (?:english|words|language|terms)\b",
     r"\bexactly\?\s*$|\bexactly\b.*\?\s*$",
     r"\bi(?:'m| am) new to this\b|\bdon'?t know (?:it|that word|this word|that term)\b",
     r"\bwhich (?:one|ones) (?:do you mean|are you referring)\b|\breferring to\b",
@@ -782,6 +813,8 @@ POSITIVE_CUES = _rx(
     r"^\W*(?:(?:oh|wow|ok|okay|mm+|ooh)\W+)?(?:these|those|they|that|this|it|all of these|both)(?:'s| all| both)? (?:sounds?|looks?) (?:so |really |very |super |pretty )?"
     r"(?:great|good|yummy|delicious|tasty|amazing|awesome|perfect|lovely|fun|helpful|promising|doable|fantastic|brilliant)\b(?![^?\n]*\?)",
     r"\b(?:very|really|super|so) (?:helpful|useful|clear|informative|interesting)\b",
+    # crowdworker round: the suggestions judged good in a statement ("these are good, ...", "they're all great")
+    r"^\W*(?:(?:oh|wow|ok|okay|ooh)\W+)?(?:these|those|they)(?:'re| are)(?: all)? (?:really |very |so |super |pretty )?(?:good|great|nice|perfect|helpful|useful|lovely|awesome)\b(?![^?\n]*\?)",
     r"^(?:very |really |super |so )?(?:helpful|useful|clear|informative|nice|cool|good)[\s,.!]*(?:thanks?|thank you|explanation|answer|and clear|and to the point)?[\s,.!]*$",
     r"(?<!would )(?<!'d )\blove (?:it|this|that|the (?:answer|list|explanation|itinerary|recipe)|your)\b",
     r"(?<![\'\"\u2018\u201c])\bgood (?:answer|explanation|job|to know|list|summary|one)\b|(?<![\'\"\u2018\u201c])\bnice (?:answer|explanation|list|comparison|summary|and clear)\b",
@@ -977,6 +1010,7 @@ _STATEMENT = re.compile(
     r"(?:is|was|were|are|has|had|fell|came|went|won|lost|began|ended|died|became|took|made|got|left|wrote|built|sold|broke|\w+ed)\b",
     re.IGNORECASE,
 )
+_PLACED = re.compile(r"^\W*(?P<who>[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*)?) (?:is|was|were|are|came|went)\b", re.IGNORECASE)
 _DENIAL = re.compile(r"^\W*(?:no+|nope|nah|wrong|incorrect|false|not true|not correct|not right)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -1022,13 +1056,17 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         x, y = content_words(m.group("x")), content_words(m.group("y"))
         nx, ny = _numbers(m.group("x")), _numbers(m.group("y"))
         y_said = bool(y & cw_r and not y & cw_q) or bool(ny and ny <= numbers_r)  # "5199" for "5,199"
-        if x and y and not x & said and not (nx and nx <= numbers_r) and y_said and not re.search(r"\?", text[m.end():m.end() + 80]) \
+        # (a number is new when the answer did not give it: "10.50 not 9.50" after "... = $9.50",
+        # though "50" is a word of "$4.50")
+        x_new = not (nx <= numbers_r) if nx else not x & said
+        if x and y and x_new and y_said and not re.search(r"\?", text[m.end():m.end() + 80]) \
                 and not _QUESTION_START.match(text) and not text.rstrip().endswith("?"):
             return True
     parts = re.split(r"([!?;\n\"“”]+|[.,](?=\s|$)|\s[-–—]\s)", text)
     clauses = [(parts[i].strip(), parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
     praised = quoted = doubted = denied = False
     quote = ""
+    asserted = placed = False  # a new value asserted; the answer's value put in another role
     for clause, end in clauses:
         if not clause:
             continue
@@ -1039,10 +1077,12 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         # (read from "it's" on: "facepalm its ankara", "ugh its ottawa" complain first, then fix)
         if m and "?" not in end and not _QUESTION_START.match(clause) and not NEGATIVE_CUES.search(clause[m.start("fix"):]) \
                 and not NEGATIVE_CUES.search(re.sub(r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|facepalm|eye roll|sad face|smh|ugh|bruh)\W+)+", "", clause)):
-            fix = m.group("fix")
-            if new_value(fix):
+            fix = re.sub(r"\s*\bactually\b\s*", " ", m.group("fix")).strip()
+            if fix and new_value(fix):
+                asserted = True
                 if looks_like_value(fix):
-                    if complained or quoted:
+                    # (a trailing or opening "actually" marks a fix: "its 206 actually")
+                    if complained or quoted or re.search(r"\bactually\b", clause, re.IGNORECASE):
                         return True
                 elif not cased and (complained or (quoted and (doubted or praised))):
                     return True
@@ -1060,6 +1100,18 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
                 and "?" not in end and not _QUESTION_START.match(clause) and not (
                     POSITIVE_CUES.search(clause) or NEGATIVE_CUES.search(clause) or CLARIFY_CUES.search(clause)):
             return True  # a bare value after a denial: "NO. 1989", "Nope, Ankara"
+        # a denial, then a statement with a number the answer did not give: "no it sank in 1912",
+        # "no, 120/1.5 = 80", "no in germany its 16 for beer" (crowdworker round)
+        if (denial_here or denied) and "?" not in end and not _QUESTION_START.match(clause) and re.search(r"\d", clause) \
+                and _numbers(clause) - numbers_r and not POSITIVE_CUES.search(clause):
+            return True
+        # the answer's value put in another role beside a new one: "it was neil armstrong, aldrin was the second one"
+        pm = _PLACED.match(clause)
+        if pm and "?" not in end and not m:
+            named = content_words(pm.group("who"))
+            placed = placed or bool(named and named <= (cw_r - cw_q))
+        if asserted and placed:
+            return True
         if "?" not in end and _STATEMENT.match(clause) and len(words) <= 10:
             nums = _numbers(clause)
             rest = {w for w in words if not re.search(r"\d", w)}
@@ -1107,6 +1159,10 @@ def swapped_direction(prev_query: str, text: str) -> bool:
     a = {(x.lower(), y.lower()) for x, y in _DIRECTION.findall(normalize(prev_query))}
     b = {(x.lower(), y.lower()) for x, y in _DIRECTION.findall(normalize(text))}
     return any((y, x) in a and x != y for x, y in b if x not in STOPWORDS and y not in STOPWORDS)
+
+
+_INSIST = re.compile(r"\bi (?:said|asked(?: for)?)\b", re.IGNORECASE)
+_OFF_SCOPE = re.compile(r"\b(?:this|that|it|your answer|the answer)(?:'s| is| was) (?:all |only |just )?(?:about|for) [^,.;?\n]{1,40}[,.;]\s*(?:but\s+)?i (?:asked|said|meant|wanted)\b", re.IGNORECASE)
 
 
 RULE_FEATURES = (
@@ -1158,6 +1214,13 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     correction = bool(CORRECTION_CUES.search(prose)) or fact_fix(
         prev_query, prev_response, fact_prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose)))
     complaint = complaint_text or pasted or correction
+    # "i said under $50, ... swap it for something cheaper": the user insists on what they asked and
+    # says how to change the answer (or that it is about something else): a complaint, not a repeat
+    insist = bool(_INSIST.search(prose))
+    if insist and EDIT_REQUEST.search(prose):
+        correction = complaint = True
+    repeat_cue = (bool(REPEAT_CUES.search(prose)) or reask(prev_query, prose)) and not (insist and (
+        EDIT_REQUEST.search(prose) or _OFF_SCOPE.search(prose)))
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
     inter = cw_n & cw_q
@@ -1165,7 +1228,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     novel = cw_n - cw_q
     n_words = len(nq.split())
     return {
-        "cue_repeat": float(bool(REPEAT_CUES.search(prose)) or reask(prev_query, prose)),
+        "cue_repeat": float(repeat_cue),
         "cue_correction": float(correction),
         "cue_negative": float(complaint_text or pasted),
         "cue_clarify": float(bool(CLARIFY_CUES.search(prose)) or term_clarify(prev_query, prev_response, prose)

@@ -523,3 +523,81 @@ def test_a_message_in_another_script_is_foreign(text, foreign):
 )
 def test_log_round_patterns_read_long_text_in_linear_time(text):
     _in_time(10, rule_features, *_POEM, text)
+
+
+# crowdworker-style round (benchmarks/data/feedback_probe_crowd.jsonl); fresh wording, new contexts
+_EVEREST = ("how tall is mount everest", "Mount Everest is 8,611 m tall, the highest mountain on Earth.")
+_PHONE = ("who invented the telephone", "The telephone was invented by Thomas Edison in 1876.")
+_TILES = ("a box holds 12 tiles. how many boxes for 150 tiles?", "150 / 12 = 12.5, so you need 12 boxes.")
+_PICNIC = ("what should i bring to a picnic", "1. Sandwiches\n2. Fruit salad\n3. A blanket\n4. Lemonade\n5. A frisbee")
+_ESSAY = ("explain photosynthesis", "Photosynthesis is the process by which plants turn light, water and carbon dioxide into glucose and oxygen.")
+_VISA = ("do i need a visa for brazil as a german", "Visa rules differ by country; check with the embassy of the country you plan to visit.")
+
+
+@pytest.mark.parametrize(
+    "context, next_query, cues",
+    [
+        # a denial, then a statement with a number the answer did not give; "X not Y" with numbers
+        (_EVEREST, "nope it is 8849 m", {"cue_correction": 1}),
+        (_TILES, "no, 150/12 rounds up to 13", {"cue_correction": 1}),
+        (_TILES, "you need 13 boxes not 12", {"cue_correction": 1}),
+        (_EVEREST, "no thanks, 2 facts are enough", {"cue_correction": 0}),
+        (_EVEREST, "no, how tall is k2?", {"cue_correction": 0}),  # a new question
+        # a value stated with "actually"; the answer's value put in another role beside a new one
+        (_EVEREST, "it's 8849 actually", {"cue_correction": 1}),
+        (_PHONE, "it was alexander graham bell, edison was the light bulb guy", {"cue_correction": 1}),
+        (_ESSAY, "its pretty clear actually", {"cue_correction": 0}),  # no value: a verdict
+        # a fix marked with an asterisk; a doubt followed by what the user knows
+        (_PHONE, "graham bell*", {"cue_correction": 1}),
+        (_PHONE, "*sigh*", {"cue_correction": 0}),
+        (_PHONE, "are you sure? my teacher said it was bell", {"cue_correction": 1}),
+        (_PHONE, "are you sure? i thought so too, but why?", {"cue_correction": 0}),
+        # layouts and length limits named alone; what to leave out; redoing a part of the answer
+        (_ESSAY, "numbered list pls", {"cue_correction": 1}),
+        (_PICNIC, "cool list, thx", {"cue_correction": 0, "cue_positive": 1}),  # praise of the list
+        (_ESSAY, "as a table please", {"cue_correction": 1}),
+        (_ESSAY, "keep it under 50 words", {"cue_correction": 1}),
+        (_ESSAY, "just the definition - no examples", {"cue_correction": 1}),
+        (_PICNIC, "my son is allergic to citrus so redo the drinks with something else", {"cue_correction": 1}),
+        (_PICNIC, "only a few of us, what else should we bring?", {"cue_correction": 0}),
+        (_PICNIC, "can you list 5 more?", {"cue_correction": 0}),
+        # insisting on the request and saying how to change the answer: a complaint, not a repeat
+        (_PICNIC, "i asked for a rainy day picnic. replace the frisbee with a board game", {"cue_correction": 1, "cue_repeat": 0}),
+        (_VISA, "that is about visas in general, i asked about brazil", {"cue_negative": 1, "cue_repeat": 0}),
+        # complaints: a part judged wrong, the items failing the request, the same answer again
+        (_TILES, "the rounding is wrong", {"cue_negative": 1}),
+        (_TILES, "is the rounding wrong here?", {"cue_negative": 0}),
+        (_PICNIC, "none of these are vegan", {"cue_negative": 1}),
+        (_PICNIC, "you sent me the same things as before", {"cue_negative": 1}),
+        (_PICNIC, "give me the same list again but for a beach", {"cue_repeat": 0}),
+        (_ESSAY, "way too formal for a 9 year old", {"cue_negative": 1}),
+        # clarification: how the answer got its result, simpler words
+        (_TILES, "how did you come up with 12.5?", {"cue_clarify": 1}),
+        (_ESSAY, "can you put it in easier words please", {"cue_clarify": 1}),
+        (_ESSAY, "explain the last part step by step", {"cue_clarify": 1}),
+        # praise of the suggestions; "they are good for ..." asked is no praise
+        (_PICNIC, "these are all great, we will take the blanket", {"cue_positive": 1}),
+        (_PICNIC, "are these good for kids?", {"cue_positive": 0}),
+    ],
+)
+def test_cue_families_after_the_crowd_probe(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no it is " + "1 " * 20_000 + "?",  # a denial, many numbers, a question at the end
+        "is that true? i read " + "x " * 20_000 + "?",
+        "redo the " * 10_000 + "?",
+        "the x is " * 10_000 + "?",
+        "none of these are " + " " * 50_000 + "?",
+        "this is about " + "x " * 20_000 + ", i asked",
+        "a" * 50_000 + "*",
+        "make it " + "1 " * 20_000,
+    ],
+    ids=["denial-numbers", "doubt-then-fact", "redo", "part-wrong", "none-of", "off-scope", "asterisk", "limit"],
+)
+def test_crowd_round_patterns_read_long_text_in_linear_time(text):
+    _in_time(10, rule_features, *_PICNIC, text)
