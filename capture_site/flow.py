@@ -41,7 +41,7 @@ from .pages import (completion_handoff, current_participant, declined_page, dele
                     not_admitted_page, note_window, page_context, screened_out_page, withdraw_page, withdrawn_page)
 from .plan import make_plan, make_steps, parse_step, step_at
 from .platforms import accepts, screened_out, session_params
-from .purge import deletion_of, forget_in_memory, purge_participant, still_in_study, withdrawal_of
+from .purge import commit_in_study, deletion_of, forget_in_memory, purge_participant, withdrawal_of
 from .questions import read_answers
 from .runtime import db, site, study_by_slug
 from .security import check_csrf, participant_token, pseudonymise
@@ -382,10 +382,9 @@ def step():
     p = current_participant()
     ctx = _context(p)
     page = step_handlers()[parse_step(ctx.step)[0]].render(ctx)
-    if not still_in_study(db(), p.id):  # deleted or withdrawn meanwhile: nothing of this request is kept
-        db().rollback()
+    # (a task reached for the first time was just created); deleted or withdrawn meanwhile: nothing of it is kept
+    if not commit_in_study(db(), p.id):
         return _not_in_flow() or redirect(url_for("flow.step"))
-    db().commit()  # a task reached for the first time was just created
     return page
 
 
@@ -405,17 +404,11 @@ def answer_step():
         db().rollback()
         return page, 400
     if screened_out(p) is not None:  # the step ended the session (e.g. no camera in a webcam-only study)
-        if still_in_study(db(), p.id):
-            db().commit()
-        else:
-            db().rollback()
+        commit_in_study(db(), p.id)
         return redirect(url_for("flow.step"))
     set_state(p, pos=p.state["pos"] + 1)
     try:
-        if still_in_study(db(), p.id):
-            db().commit()
-        else:  # deleted or withdrawn meanwhile: nothing of this request is kept
-            db().rollback()
+        commit_in_study(db(), p.id)  # deleted or withdrawn meanwhile: nothing of this request is kept
     except IntegrityError:  # the same form sent twice at once (a double click): the first answer counts
         db().rollback()
     return redirect(url_for("flow.step"))

@@ -64,7 +64,7 @@ from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUN
 from .gaze_attempts import decide, outcome_for_page, step_rows
 from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
-from .purge import still_in_study
+from .purge import commit_in_study
 from .runtime import db
 
 __all__ = ["bp"]
@@ -255,11 +255,9 @@ def calibration_round():
 
 def _commit_in_study(participant_id: int) -> None:
     """Commit the round unless its participant stopped consenting while it was processed (their
-    data deleted, a withdrawal): then nothing of it is stored, 401 (:func:`.purge.still_in_study`)."""
-    if not still_in_study(db(), participant_id):
-        db().rollback()
+    data deleted, a withdrawal): then nothing of it is stored, 401 (:func:`.purge.commit_in_study`)."""
+    if not commit_in_study(db(), participant_id):
         raise ApiError(401, UNKNOWN_PARTICIPANT)
-    db().commit()
 
 
 def _keep_round_frames(settings: GazeSettings, frames_: list[bytes], times: list[float], participant_id: int,

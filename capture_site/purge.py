@@ -54,7 +54,7 @@ from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
 from .runtime import close_db, site
 
-__all__ = ["Purge", "deletion_in", "deletion_of", "forget_in_memory", "install", "purge_participant", "still_in_study",
+__all__ = ["Purge", "commit_in_study", "deletion_in", "deletion_of", "forget_in_memory", "install", "purge_participant", "still_in_study",
            "withdrawal_in", "withdrawal_of"]
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,16 @@ def still_in_study(s: Session, participant_id: int) -> bool:
     except StaleDataError:  # a row it updates was deleted meanwhile (by the deletion)
         return False
     return s.scalar(select(store.Participant.consent).where(store.Participant.id == participant_id)) is True
+
+
+def commit_in_study(s: Session, participant_id: int) -> bool:
+    """Commit ``s`` if participant ``participant_id`` still consents (:func:`still_in_study`), else
+    roll it back, keeping nothing of the request; returns whether it committed."""
+    if still_in_study(s, participant_id):
+        s.commit()
+        return True
+    s.rollback()
+    return False
 
 
 def withdrawal_of(p: store.Participant | None) -> dict | None:
