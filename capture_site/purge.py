@@ -238,7 +238,12 @@ def withdrawal_of(p: store.Participant | None) -> dict | None:
 
 def withdrawal_in(state: dict | None) -> dict | None:
     """The withdrawal recorded in a participant's ``state`` (:func:`withdrawal_of`)."""
-    info = (state or {}).get("withdrawn")
+    return _marker(state, "withdrawn")
+
+
+def _marker(state: dict | None, key: str) -> dict | None:
+    """The marker ``key`` (``withdrawn``, ``deleted``: :func:`purge_participant`) in ``state``."""
+    info = (state or {}).get(key)
     return info if isinstance(info, dict) else None
 
 
@@ -250,5 +255,4 @@ def deletion_of(p: store.Participant | None) -> dict | None:
 
 def deletion_in(state: dict | None) -> dict | None:
     """The deletion recorded in a participant's ``state`` (:func:`deletion_of`)."""
-    info = (state or {}).get("deleted")
-    return info if isinstance(info, dict) else None
+    return _marker(state, "deleted")

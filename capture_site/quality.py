@@ -201,6 +201,12 @@ _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera foun
                   "unsupported": "browser cannot use a webcam", "failed": "camera could not be started"}
 
 
+def _marker_step(marker: dict) -> str:
+    """" at <step>" of a withdrawal's or deletion's marker (:mod:`.purge`), or "" where none was reached."""
+    step = marker.get("step")
+    return f" at {step_label(step)}" if isinstance(step, str) and step != "-" else ""
+
+
 def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None, step: str) -> tuple[str, str]:
     """``(status, reason)`` from what the flow recorded: ``withdrawn`` (the participant withdrew
     and their data was deleted), ``deleted`` (the researchers deleted the data: the row is the
@@ -215,13 +221,9 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
     participant stopped at (:func:`.pages.note_window`): not for one who enlarged it or went on."""
     state = p.state or {}
     if (withdrawn := withdrawal_of(p)) is not None:
-        step = withdrawn.get("step")
-        where = f" at {step_label(step)}" if isinstance(step, str) and step != "-" else ""
-        return "withdrawn", f"withdrew{where}; data deleted"
+        return "withdrawn", f"withdrew{_marker_step(withdrawn)}; data deleted"
     if (deleted := deletion_of(p)) is not None:
-        step = deleted.get("step")
-        where = f" at {step_label(step)}" if isinstance(step, str) and step != "-" else ""
-        return "deleted", (f"data deleted by the researchers{where} (on {str(deleted.get('at', ''))[:10]}); "
+        return "deleted", (f"data deleted by the researchers{_marker_step(deleted)} (on {str(deleted.get('at', ''))[:10]}); "
                            "the platform id is not enrolled again")
     if p.consent is False:
         return "declined", "declined consent"
