@@ -39,6 +39,7 @@ from sqlalchemy import (
     event,
     insert,
     inspect,
+    not_,
     literal,
     select,
     text,
@@ -108,7 +109,7 @@ def participants_left_out(db: Session, study_id: int) -> int:
     """How many participants of study ``study_id`` :func:`consenting` leaves out (a count, never
     who): what the commands that read a study report as ``participants_without_consent``."""
     P = Participant
-    return int(db.scalar(select(func.count(P.id)).where(P.study_id == study_id, P.consent.is_not(True))) or 0)
+    return int(db.scalar(select(func.count(P.id)).where(P.study_id == study_id, not_(consenting(study_id)))) or 0)
 
 
 class Demographics(Base):
