@@ -48,9 +48,8 @@ from ..embeddings import MAX_SEQ_LENGTH, embed, load_encoder  # noqa: F401  (re-
 from .text_feedback_rules import (
     RULE_FEATURES,
     builds_on_answer,
-    chat_normalize,
-    expand_acronyms,
     normalize,
+    read_pair,
     rule_features,
 )
 
@@ -128,9 +127,11 @@ def feature_matrix(records: Sequence[Mapping[str, str]], use_embedding: bool = T
     """(dense features, embeddings of next, rule-feature dicts) for records."""
     recs = as_records(records)
     n = len(recs)
-    # "thx u r great!!" as "thanks you are great!", "when did ww2 end" as "when did World War 2 end"
-    nxt = embed([expand_acronyms(chat_normalize(r["prev_query"]), chat_normalize(r["next_query"])) for r in recs])
-    pq = embed([chat_normalize(r["prev_query"]) for r in recs])  # read alike: a repeat stays a repeat
+    # "thx u r great!!" as "thanks you are great!", "when did ww2 end" as "when did World War 2 end";
+    # both read alike: a repeat stays a repeat
+    pairs = [read_pair(r["prev_query"], r["next_query"]) for r in recs]
+    nxt = embed([n for _, n in pairs])
+    pq = embed([q for q, _ in pairs])
     pr = embed([r["prev_response"] for r in recs])
     rules = [rule_features(r["prev_query"], r["prev_response"], r["next_query"], similar=_similar) for r in recs]
     cos_q = (nxt * pq).sum(1) if n else np.zeros(0)

@@ -430,6 +430,14 @@ def expand_acronyms(prev_query: str, text: str) -> str:
     return re.sub(r"(?<![\w.'’&-])[^\W_]{2,8}(?![\w'’&-]|\.\w)", repl, text)
 
 
+def read_pair(prev_query: str, next_query: str) -> tuple[str, str]:
+    """(previous query, next message) as the rules and the classifier's embeddings read them:
+    both through :func:`chat_normalize`, the next message with the previous query's acronyms
+    spelt out (:func:`expand_acronyms`)."""
+    prev = chat_normalize(prev_query)
+    return prev, expand_acronyms(prev, chat_normalize(next_query))
+
+
 def _stem(w: str) -> str:
     """A light suffix stripper (played/plays/playing -> play, countries -> country)."""
     if w.endswith("'s"):
@@ -1204,8 +1212,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     is a correction when the two values are of one kind (see :func:`fact_fix`).
     """
     raw_next = next_query
-    prev_query = chat_normalize(prev_query)
-    nxt = expand_acronyms(prev_query, chat_normalize(next_query))
+    prev_query, nxt = read_pair(prev_query, next_query)
     prose = prose_text(nxt, normalized=False)
     pasted = bool(PASTED_ERROR.search(nxt))
     complaint_text = bool(NEGATIVE_CUES.search(prose))
