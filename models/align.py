@@ -33,32 +33,35 @@ from .align_scorers import RewardModelScorer, load_reward_model, load_scorer
 __all__ = ["STEPS", "RewardModelScorer", "load_reward_model", "load_scorer", "open_align_source", "run"]
 
 
-def open_align_source(source: str, db: str | None = None, instance: str | None = None):
-    """(kind, recording or None): ``pairs`` for a preference data set, else ``recording`` with what
-    :func:`gazepref.datasets.sources.open_source` opens (a folder or a study slug)."""
+def open_align_source(source: str, db: str | None = None, instance: str | None = None,
+                      label_source: str | None = None):
+    """(kind, recording or None) of ``source`` for the label source ``label_source`` (default
+    :attr:`DataConfig.label_source`): ``pairs`` for a preference data set; ``conversations`` for a
+    label source that mines text feedback (a chat log or a recording folder, read by the mining
+    step: no recording; a study: its recording's tasks' chats); else ``recording`` with what
+    :func:`gazepref.datasets.sources.open_source` opens (a folder or a study slug).
+
+    A preference data set is labelled already: a label source other than the default would be
+    ignored, so it is a :class:`UserError`, but for a file given to a label source that mines text
+    feedback (a ``.jsonl`` file is a chat log to those)."""
     from ..datasets.preference import is_preference_data
     from ..datasets.sources import open_source
 
+    given, default = label_source or DataConfig.label_source, DataConfig.label_source
+    label = label_sources.get(given)
     p = Path(source).expanduser()
-    if p.exists() and is_preference_data(p):
-        return "pairs", None
-    return "recording", open_source(source, db=db, instance=instance)
-
-
-def _check_label_source(source: str, cfg: AlignConfig) -> None:
-    """A preference data set is labelled already: a label source other than the default
-    (``--label-source``, ``[data] label_source``) would be ignored, so it is a :class:`UserError`."""
-    from ..datasets.preference import is_preference_data
-
-    given, default = cfg.data.label_source, DataConfig.label_source
-    p = Path(source).expanduser()
-    if given == default or not p.exists() or not is_preference_data(p):
-        return
-    if p.is_file() and label_sources.get(given).mined_feedback:
-        return  # a .jsonl file is a chat log to the label sources that mine text feedback
-    raise UserError(f"label source {given!r} (--label-source or [data] label_source) labels a recording or a "
-                    f"study, but {source} is a preference data set, labelled already: leave the label source "
-                    f"out (default {default!r}) or give the recording it was built from")
+    if p.exists():
+        if is_preference_data(p) and not (p.is_file() and label.mined_feedback):
+            if given != default:
+                raise UserError(f"label source {given!r} (--label-source or [data] label_source) labels a "
+                                f"recording or a study, but {source} is a preference data set, labelled already: "
+                                f"leave the label source out (default {default!r}) or give the recording it was "
+                                "built from")
+            return "pairs", None
+        if label.mined_feedback:
+            return "conversations", None
+    rec = open_source(source, db=db, instance=instance)
+    return ("conversations" if label.mined_feedback else "recording"), rec
 
 
 def _accelerate_state():
@@ -91,14 +94,9 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     if bad:
         raise UserError(f"--force: unknown step {bad[0]!r} (one of {', '.join(STEPS)}, all)")
     label = label_sources.get(cfg.data.label_source)
-    _check_label_source(source, cfg)
     out = Path(out).expanduser()
-    if label.mined_feedback and Path(source).expanduser().exists():
-        kind, rec = "conversations", None  # a chat log or a recording folder: read by the mining (reward) step
-    else:
-        kind, rec = open_align_source(source, db, instance)  # a bad source fails before anything is written
-        if label.mined_feedback and kind == "recording":
-            kind = "conversations"  # its tasks' chats, mined for text feedback
+    # a bad source (or a label source a preference data set would ignore) fails before anything is written
+    kind, rec = open_align_source(source, db, instance, cfg.data.label_source)
     if not cfg.model.tiny and until != "pairs":  # a wrong --model fails before the data steps, not after
         from .dpo import resolve_model_path
 
