@@ -430,9 +430,8 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         min_viewport=(viewport[0], viewport[1]),
         raw=data,
     )
-    if strict:
-        _check_task_answer_keys(cfg, source)
     if strict:  # the sections themselves are checked above (always)
+        _check_task_answer_keys(cfg, source)
         for table in doc.children:
             table.check_read()
     if strict and cfg.calibration:
