@@ -64,6 +64,17 @@ def to_calibration(client, pid: str = "CAM1") -> dict:
     raise AssertionError("no calibration step")
 
 
+def to_task(client, pid: str = "CAM1") -> tuple[str, int]:
+    """A participant ``pid`` calibrated and on their first task's chat: (token, task id)."""
+    from sitetest import page_data
+
+    token = to_calibration(client, pid)["token"]
+    calibrate(client, token)
+    assert answer_step(client).status_code == 302  # the calibration step
+    answer_step(client, {"understand_before": "3"})
+    return token, page_data(client.get("/step").text)["task"]
+
+
 def post_frames(client, token, meta, frames, ctype="image/jpeg"):
     data = {"meta": json.dumps(meta), "frame": [(BytesIO(f), f"f{i}.jpg", ctype) for i, f in enumerate(frames)]}
     return client.post("/api/gaze/frames", data=data, content_type="multipart/form-data",
@@ -169,9 +180,10 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 
 
 @contextmanager
-def browser_page(app, video: Path | None, allow: bool = True):
-    """A Chromium page on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no
-    camera); ``allow=False``: the participant denies the camera."""
+def browser_context(app, video: Path | None, allow: bool = True, client=None):
+    """A Chromium context on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no
+    camera); ``allow=False``: the participant denies the camera. ``client``: the context carries
+    its session cookie (the participant that test client walked)."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -184,10 +196,19 @@ def browser_page(app, video: Path | None, allow: bool = True):
     with sync_playwright() as pw, BackgroundServer(app) as url:
         browser = launch(pw, args)
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
-        page = ctx.new_page()
-        page.set_default_timeout(15_000)
+        if client is not None:
+            ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
         try:
-            yield page
+            yield ctx
         finally:
             ctx.close()
             browser.close()
+
+
+@contextmanager
+def browser_page(app, video: Path | None, allow: bool = True):
+    """A page of :func:`browser_context`."""
+    with browser_context(app, video, allow) as ctx:
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        yield page

@@ -27,7 +27,7 @@ from gazepref.signals.synthetic_face import face_frame, head_and_shoulders
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
 from browsertest import wait_for_function
-from gazetest import browser_page, webcam_toml, write_y4m
+from gazetest import browser_context, browser_page, to_task, webcam_toml, write_y4m
 
 pytest.importorskip("mediapipe")
 pytestmark = pytest.mark.browser
@@ -473,21 +473,10 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
     "Use this window" takes over: the first stops, lets go of the camera and shows the notice. The
     task's gaze rows come from one window at a time (server mode: the fake webcam's frames over
     the WebSocket)."""
-    from playwright.sync_api import sync_playwright
-
-    from browsertest import launch, new_context
-    from gazepref.capture_site.serving import BackgroundServer
-    from gazetest import answer_step, calibrate, to_calibration
-    from sitetest import page_data
-
     video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
     client = app.test_client()
-    token = to_calibration(client, "TWO-WINDOWS")["token"]
-    calibrate(client, token)
-    assert answer_step(client).status_code == 302
-    answer_step(client, {"understand_before": "3"})
-    task_id = page_data(client.get("/step").text)["task"]
+    _, task_id = to_task(client, "TWO-WINDOWS")
 
     def chunks() -> dict[float, tuple[float, float]]:
         """{page load: (first, last) epoch ms} of the task's stored gaze rows."""
@@ -502,42 +491,34 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
         return spans
 
     notice = "#other-window:not([hidden])"
-    with sync_playwright() as pw, BackgroundServer(app) as url:
-        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
-                              "--use-fake-ui-for-media-stream"])
-        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
-        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
-        try:
-            first, second = ctx.new_page(), ctx.new_page()
-            for page in (first, second):
-                page.set_default_timeout(20_000)
-            first.goto("/step")
-            wait_for_function(first, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
-            second.goto("/step")
-            second.wait_for_timeout(3000)  # (a second window recording would have stored frames by now)
-            first.evaluate("window.gazepref.gaze.flush()")
-            origins = first.evaluate("[performance.timeOrigin]") + second.evaluate("[performance.timeOrigin]")
-            assert set(chunks()) == {origins[0]}, f"one window records: {chunks()}, pages {origins}"
-            assert second.is_visible(notice) and "open in another window" in second.text_content("#other-window")
-            assert second.evaluate("window.gazepref.gaze") is None and not first.is_visible(notice)
-            # the window behind the notice keeps no mouse, scroll or layout rows of its own
-            assert second.evaluate("window.gazepref.recorder.inactive") is True
-            assert not first.evaluate("window.gazepref.recorder.inactive")
+    with browser_context(app, video, client=client) as ctx:
+        first, second = ctx.new_page(), ctx.new_page()
+        for page in (first, second):
+            page.set_default_timeout(20_000)
+        first.goto("/step")
+        wait_for_function(first, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
+        second.goto("/step")
+        second.wait_for_timeout(3000)  # (a second window recording would have stored frames by now)
+        first.evaluate("window.gazepref.gaze.flush()")
+        origins = first.evaluate("[performance.timeOrigin]") + second.evaluate("[performance.timeOrigin]")
+        assert set(chunks()) == {origins[0]}, f"one window records: {chunks()}, pages {origins}"
+        assert second.is_visible(notice) and "open in another window" in second.text_content("#other-window")
+        assert second.evaluate("window.gazepref.gaze") is None and not first.is_visible(notice)
+        # the window behind the notice keeps no mouse, scroll or layout rows of its own
+        assert second.evaluate("window.gazepref.recorder.inactive") is True
+        assert not first.evaluate("window.gazepref.recorder.inactive")
 
-            first.evaluate("window.held = window.gazepref.gaze")
-            second.click("#use-this-window")  # the second window takes over
-            first.wait_for_selector(notice)
-            wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
-            assert not second.is_visible(notice) and second.evaluate("window.gazepref.recorder.inactive") is False
-            wait_for_function(first, "window.held.stopped")
-            assert first.evaluate("window.gazepref.recorder.inactive") is True
-            assert first.evaluate("window.held.stream.getTracks().every((t) => t.readyState === 'ended')"), \
-                "the window that stopped recording let go of the camera"
-            assert first.evaluate("window.gazepref.gaze") is None
-            second.evaluate("window.gazepref.gaze.flush()")
-        finally:
-            ctx.close()
-            browser.close()
+        first.evaluate("window.held = window.gazepref.gaze")
+        second.click("#use-this-window")  # the second window takes over
+        first.wait_for_selector(notice)
+        wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
+        assert not second.is_visible(notice) and second.evaluate("window.gazepref.recorder.inactive") is False
+        wait_for_function(first, "window.held.stopped")
+        assert first.evaluate("window.gazepref.recorder.inactive") is True
+        assert first.evaluate("window.held.stream.getTracks().every((t) => t.readyState === 'ended')"), \
+            "the window that stopped recording let go of the camera"
+        assert first.evaluate("window.gazepref.gaze") is None
+        second.evaluate("window.gazepref.gaze.flush()")
     spans = chunks()
     assert set(spans) == set(origins), spans
     assert spans[origins[0]][1] < spans[origins[1]][0], f"one window at a time: {spans}"
@@ -548,21 +529,10 @@ def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tm
     lock held, the camera not given yet: a permission prompt, a slow camera, the face mesh
     loading): when the first's camera comes, it lets go of it at once and records nothing; the
     second records alone."""
-    from playwright.sync_api import sync_playwright
-
-    from browsertest import launch, new_context
-    from gazepref.capture_site.serving import BackgroundServer
-    from gazetest import answer_step, calibrate, to_calibration
-    from sitetest import page_data
-
     video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
     client = app.test_client()
-    token = to_calibration(client, "TAKEN-WHILE-OPENING")["token"]
-    calibrate(client, token)
-    assert answer_step(client).status_code == 302
-    answer_step(client, {"understand_before": "3"})
-    task_id = page_data(client.get("/step").text)["task"]
+    _, task_id = to_task(client, "TAKEN-WHILE-OPENING")
     slow_camera = """(() => {  // the camera is given when the test says so
         window.cameras = [];
         const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
@@ -574,35 +544,27 @@ def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tm
         };
     })();"""
     notice = "#other-window:not([hidden])"
-    with sync_playwright() as pw, BackgroundServer(app) as url:
-        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
-                              "--use-fake-ui-for-media-stream"])
-        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
-        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
-        try:
-            first, second = ctx.new_page(), ctx.new_page()
-            for page in (first, second):
-                page.set_default_timeout(20_000)
-            first.add_init_script(slow_camera)
-            first.goto("/step")
-            wait_for_function(first, "typeof window.giveCamera === 'function'")  # holds the lock, opening
-            second.goto("/step")
-            second.wait_for_selector(notice)
-            second.click("#use-this-window")
-            wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 2", 30_000)
-            first.wait_for_selector(notice)
-            first.evaluate("window.giveCamera()")
-            wait_for_function(first, "window.cameras.length === 1")
-            first.wait_for_timeout(3000)  # (a recording first window would have sent frames by now)
-            assert first.evaluate("window.gazepref.gaze") is None
-            assert first.evaluate("window.cameras[0].getTracks().every((t) => t.readyState === 'ended')"), \
-                "the window taken over let go of the camera that came afterwards"
-            assert first.is_visible(notice) and not second.is_visible(notice)
-            second.evaluate("window.gazepref.gaze.flush()")
-            origins = [second.evaluate("performance.timeOrigin")]
-        finally:
-            ctx.close()
-            browser.close()
+    with browser_context(app, video, client=client) as ctx:
+        first, second = ctx.new_page(), ctx.new_page()
+        for page in (first, second):
+            page.set_default_timeout(20_000)
+        first.add_init_script(slow_camera)
+        first.goto("/step")
+        wait_for_function(first, "typeof window.giveCamera === 'function'")  # holds the lock, opening
+        second.goto("/step")
+        second.wait_for_selector(notice)
+        second.click("#use-this-window")
+        wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 2", 30_000)
+        first.wait_for_selector(notice)
+        first.evaluate("window.giveCamera()")
+        wait_for_function(first, "window.cameras.length === 1")
+        first.wait_for_timeout(3000)  # (a recording first window would have sent frames by now)
+        assert first.evaluate("window.gazepref.gaze") is None
+        assert first.evaluate("window.cameras[0].getTracks().every((t) => t.readyState === 'ended')"), \
+            "the window taken over let go of the camera that came afterwards"
+        assert first.is_visible(notice) and not second.is_visible(notice)
+        second.evaluate("window.gazepref.gaze.flush()")
+        origins = [second.evaluate("performance.timeOrigin")]
     with app.extensions["gazepref"].sessions() as dbs:
         stored = set(dbs.scalars(select(store.StreamChunk.clock_origin_epoch_ms).where(
             store.StreamChunk.task_id == task_id, store.StreamChunk.stream == "gaze")))
@@ -615,83 +577,49 @@ def test_the_window_in_use_keeps_recording_across_its_reload_while_another_waits
     does not take the recording over in the moment between (the page in use would then come back
     with the notice over it, the stale one recording); it records once it is used again (focus)
     and no window records."""
-    from playwright.sync_api import sync_playwright
-
-    from browsertest import launch, new_context
-    from gazepref.capture_site.serving import BackgroundServer
-    from gazetest import answer_step, calibrate, to_calibration
-
     video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
     client = app.test_client()
-    token = to_calibration(client, "RELOAD-IN-USE")["token"]
-    calibrate(client, token)
-    assert answer_step(client).status_code == 302
-    answer_step(client, {"understand_before": "3"})
+    to_task(client, "RELOAD-IN-USE")
     notice = "#other-window:not([hidden])"
     recording = "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1"
-    with sync_playwright() as pw, BackgroundServer(app) as url:
-        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
-                              "--use-fake-ui-for-media-stream"])
-        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
-        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
-        try:
-            first, second = ctx.new_page(), ctx.new_page()
-            for page in (first, second):
-                page.set_default_timeout(20_000)
-            first.goto("/step")
-            wait_for_function(first, recording, 30_000)
-            second.goto("/step")
-            second.wait_for_selector(notice)
-            assert second.evaluate("document.activeElement.id") == "use-this-window"
-            # a modal notice: nothing hidden behind it takes focus (the withdraw link in the footer too)
-            assert second.evaluate("[...document.querySelectorAll('a[href], button, input, textarea, select')]"
-                                   ".filter((el) => !el.closest('#other-window') && !el.closest('[inert]'))"
-                                   ".map((el) => el.id || el.outerHTML.slice(0, 80))") == []
-            first.reload()
-            wait_for_function(first, recording, 30_000)
-            assert not first.is_visible(notice), "the window in use came back behind the notice"
-            assert second.is_visible(notice) and second.evaluate("window.gazepref.gaze") is None
-            first.close()  # the window in use goes; the other is used again
-            second.evaluate("window.dispatchEvent(new FocusEvent('focus'))")
-            wait_for_function(second, recording, 30_000)
-            assert not second.is_visible(notice)
-        finally:
-            ctx.close()
-            browser.close()
+    with browser_context(app, video, client=client) as ctx:
+        first, second = ctx.new_page(), ctx.new_page()
+        for page in (first, second):
+            page.set_default_timeout(20_000)
+        first.goto("/step")
+        wait_for_function(first, recording, 30_000)
+        second.goto("/step")
+        second.wait_for_selector(notice)
+        assert second.evaluate("document.activeElement.id") == "use-this-window"
+        # a modal notice: nothing hidden behind it takes focus (the withdraw link in the footer too)
+        assert second.evaluate("[...document.querySelectorAll('a[href], button, input, textarea, select')]"
+                               ".filter((el) => !el.closest('#other-window') && !el.closest('[inert]'))"
+                               ".map((el) => el.id || el.outerHTML.slice(0, 80))") == []
+        first.reload()
+        wait_for_function(first, recording, 30_000)
+        assert not first.is_visible(notice), "the window in use came back behind the notice"
+        assert second.is_visible(notice) and second.evaluate("window.gazepref.gaze") is None
+        first.close()  # the window in use goes; the other is used again
+        second.evaluate("window.dispatchEvent(new FocusEvent('focus'))")
+        wait_for_function(second, recording, 30_000)
+        assert not second.is_visible(notice)
 
 
 def test_a_browser_whose_web_locks_refuse_records_as_without_them(make_app, tmp_path):
     """Web Locks there but refusing (a SecurityError: a browser that keeps no storage for the
     site): the task page records as a browser without them does, instead of covering the task
     with the "another window" notice for good (no window holds the lock; the button fails too)."""
-    from playwright.sync_api import sync_playwright
-
-    from browsertest import launch, new_context
-    from gazepref.capture_site.serving import BackgroundServer
-    from gazetest import answer_step, calibrate, to_calibration
-
     video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
     client = app.test_client()
-    token = to_calibration(client, "LOCKS-REFUSE")["token"]
-    calibrate(client, token)
-    assert answer_step(client).status_code == 302
-    answer_step(client, {"understand_before": "3"})
-    with sync_playwright() as pw, BackgroundServer(app) as url:
-        browser = launch(pw, ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}",
-                              "--use-fake-ui-for-media-stream"])
-        ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
-        ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
-        try:
-            page = ctx.new_page()
-            page.set_default_timeout(20_000)
-            page.add_init_script("navigator.locks.request = () => Promise.reject("
-                                 "new DOMException('The operation is insecure.', 'SecurityError'));")
-            page.goto("/step")
-            wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1", 30_000)
-            assert not page.is_visible("#other-window:not([hidden])")
-            assert not page.evaluate("window.gazepref.recorder.inactive")
-        finally:
-            ctx.close()
-            browser.close()
+    to_task(client, "LOCKS-REFUSE")
+    with browser_context(app, video, client=client) as ctx:
+        page = ctx.new_page()
+        page.set_default_timeout(20_000)
+        page.add_init_script("navigator.locks.request = () => Promise.reject("
+                             "new DOMException('The operation is insecure.', 'SecurityError'));")
+        page.goto("/step")
+        wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1", 30_000)
+        assert not page.is_visible("#other-window:not([hidden])")
+        assert not page.evaluate("window.gazepref.recorder.inactive")

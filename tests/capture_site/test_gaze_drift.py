@@ -11,21 +11,12 @@ from gazepref.signals.calibration import GazeCalibration
 from gazepref.signals.gaze_recalibrate import reestimate
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from gazetest import answer_step, calibrate, post_frames, to_calibration, webcam_toml
-from sitetest import page_data
+from gazetest import post_frames, to_task, webcam_toml
 
 pytest.importorskip("mediapipe")
 pytest.importorskip("skimage.data")
 
 ORIGIN = 1.7e12
-
-
-def to_task(client) -> tuple[str, int]:
-    token = to_calibration(client)["token"]
-    calibrate(client, token)
-    assert answer_step(client).status_code == 302  # the calibration step
-    answer_step(client, {"understand_before": "3"})
-    return token, page_data(client.get("/step").text)["task"]
 
 
 def frames_batch(client, token, task_id, seq, t0):

@@ -14,7 +14,7 @@ from gazepref import store
 from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from gazetest import answer_step, calibrate, gaze_rows, post_frames, to_calibration
+from gazetest import answer_step, gaze_rows, post_frames, to_calibration, to_task
 from gazetest import webcam_toml as write_webcam_toml
 from sitetest import legacy_token, page_data, reused_row, row_pseudonym, withdraw_now
 
@@ -23,16 +23,6 @@ simple_websocket = pytest.importorskip("simple_websocket")
 
 from gazepref.capture_site.gaze_ws import pack_frame  # noqa: E402
 from gazepref.capture_site.serving import BackgroundServer  # noqa: E402
-
-
-def _task(client, pid: str = "CAM1") -> tuple[str, int]:
-    """A calibrated participant on their first task: (token, task id)."""
-    token = to_calibration(client, pid)["token"]
-    calibrate(client, token)
-    assert answer_step(client).status_code == 302
-    answer_step(client, {"understand_before": "3"})
-    data = page_data(client.get("/step").text)
-    return token, data["task"]
 
 
 def _connect(url: str, token: str):
@@ -84,7 +74,7 @@ def wapp(make_app, tmp_path):
 
 def test_frames_over_websocket_are_answered_and_stored_like_http_batches(wapp):
     client = wapp.test_client()
-    token, task_id = _task(client)
+    token, task_id = to_task(client)
     origin = 1.7e12
     meta = {"phase": "task", "task": task_id, "origin": origin}
     with BackgroundServer(wapp) as url:
@@ -226,7 +216,7 @@ def test_overtaken_frames_are_answered_and_stored_as_dropped(wapp, monkeypatch):
     from gazepref.capture_site import gaze_ws
 
     client = wapp.test_client()
-    token, task_id = _task(client)
+    token, task_id = to_task(client)
     verdicts = iter([False, True, False])  # the server is behind for the second frame only
     monkeypatch.setattr(gaze_ws.FrameSocket, "overtaken", lambda self: next(verdicts))
     with BackgroundServer(wapp) as url:
@@ -249,7 +239,7 @@ def test_task_frames_over_the_rate_are_kept_as_dropped_and_resends_cost_nothing(
     app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "webcam_study.toml")),
                    GAZE_WS_FRAMES_PER_S=0.001, GAZE_WS_BURST=2)
     client = app.test_client()
-    token, task_id = _task(client)
+    token, task_id = to_task(client)
     with BackgroundServer(app) as url:
         answers = _send_task_frames(url, token, task_id, range(4))
         assert [a.get("dropped") for a in answers] == [False, False, True, True], answers
@@ -272,7 +262,7 @@ def test_skip_stale_off_processes_every_frame(make_app, tmp_path, monkeypatch):
 
     app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "webcam_study.toml")), GAZE_WS_SKIP_STALE=False)
     client = app.test_client()
-    token, task_id = _task(client)
+    token, task_id = to_task(client)
 
     def never(self):
         raise AssertionError("not asked when skipping is off")
@@ -436,7 +426,7 @@ def _hosts(make_app, tmp_path, database, n: int = 2, **config) -> list:
 def _fresh_task(app) -> tuple[str, int]:
     import uuid
 
-    return _task(app.test_client(), f"CAM-{uuid.uuid4().hex[:8]}")  # (PostgreSQL: one database for the tests)
+    return to_task(app.test_client(), f"CAM-{uuid.uuid4().hex[:8]}")  # (PostgreSQL: one database for the tests)
 
 
 def _send_frames(ws, task_id: int, seqs, origin: float = 1.7e12, t0: float = 0.0) -> list[dict]:
@@ -615,7 +605,7 @@ def test_a_buffer_whose_participant_withdrew_is_refused_as_their_token_would_be(
     the buffer's store finds the task gone and the socket answers it as it answers a refused
     token (``{"error", "status": 401}``, closed 1008), not as a server error; nothing stored."""
     client = wapp.test_client()
-    token, task_id = _task(client, "CAM-WITHDRAWS")
+    token, task_id = to_task(client, "CAM-WITHDRAWS")
     meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
     with BackgroundServer(wapp) as url:
         ws, hello = _connect(url, token)
@@ -645,7 +635,7 @@ def test_an_http_frame_batch_whose_participant_withdraws_meanwhile_gets_401(wapp
     from gazepref.capture_site import gaze_store
 
     client = wapp.test_client()
-    token, task_id = _task(client, "CAM-HTTP-WITHDRAWS")
+    token, task_id = to_task(client, "CAM-HTTP-WITHDRAWS")
     locked = gaze_store.task_transaction
 
     def withdraw_first(conn, task):
