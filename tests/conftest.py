@@ -170,3 +170,23 @@ def feedback_log(tmp_path) -> Path:
     p = tmp_path / "chats.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in FEEDBACK_LOG))
     return p
+
+
+@pytest.fixture(params=[("{tmp}/missing.jsonl", False), ("bad*slug", False), ("no_such_study", False),
+                        ("no_such_study", True)], ids=["missing-file", "bad-slug", "no-study", "no-study-db"])
+def missing_source(request, tmp_path, monkeypatch) -> tuple[str, list[str], str]:
+    """A SOURCE that is not there (a file, a name that is no study slug, a study slug no database
+    has, also with ``--db``): ``(SOURCE, --db arguments, the message of``
+    :func:`gazepref.datasets.sources.open_source` ``)``, which every command taking a SOURCE
+    should give. No database is named by the environment; ``tmp_path`` is the working directory."""
+    from gazepref import UserError
+    from gazepref.datasets.sources import open_source
+
+    monkeypatch.delenv("GAZEPREF_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GAZEPREF_INSTANCE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    spec, db = request.param
+    spec, dbargs = spec.format(tmp=tmp_path), ["--db", str(tmp_path / "site.sqlite")] if db else []
+    with pytest.raises(UserError) as want:
+        open_source(spec, db=dbargs[1] if db else None)
+    return spec, dbargs, str(want.value)

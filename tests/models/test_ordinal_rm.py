@@ -220,19 +220,9 @@ def test_cli_ordinal_says_when_folds_are_cut_and_names_its_outputs(sample_mined,
 
 
 @pytest.mark.parametrize("command", [["evaluate"], ["train", "--out", "model"]], ids=["evaluate", "train"])
-@pytest.mark.parametrize("spec, db", [("{tmp}/missing.jsonl", False), ("bad*slug", False), ("no_such_study", False),
-                                      ("no_such_study", True)])
-def test_cli_missing_source_hints_like_open_source(tmp_path, monkeypatch, capsys, command, spec, db):
+def test_cli_missing_source_hints_like_open_source(missing_source, capsys, command):
     """``reward ordinal`` names a missing SOURCE as every SOURCE does (``open_source``'s message:
     "(and ... is not a study slug)", or the study and the database it looked in, ``--db`` too)."""
-    from gazepref import UserError
-    from gazepref.datasets.sources import open_source
-
-    monkeypatch.delenv("GAZEPREF_DATABASE_URL", raising=False)
-    monkeypatch.delenv("GAZEPREF_INSTANCE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    spec, dbargs = spec.format(tmp=tmp_path), ["--db", str(tmp_path / "site.sqlite")] if db else []
-    with pytest.raises(UserError) as want:
-        open_source(spec, db=dbargs[1] if db else None)
+    spec, dbargs, want = missing_source
     assert main(["reward", "ordinal", command[0], spec, *command[1:], *dbargs]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"gazepref: error: {want.value}"]
+    assert capsys.readouterr().err.strip().splitlines() == [f"gazepref: error: {want}"]

@@ -205,19 +205,10 @@ def test_cli_mine_failing_midway_leaves_no_part_file(feedback_log, tmp_path, cap
         assert not out.exists()
 
 
-@pytest.mark.parametrize("spec, db", [("{tmp}/missing.jsonl", False), ("bad*slug", False), ("no_such_study", False),
-                                      ("no_such_study", True)])
-def test_cli_mine_missing_source_hints_like_open_source(tmp_path, monkeypatch, capsys, spec, db):
+def test_cli_mine_missing_source_hints_like_open_source(tmp_path, missing_source, capsys):
     """``feedback mine`` names a missing LOGS as every SOURCE does (``open_source``'s message:
     "(and ... is not a study slug)", or the study and the database it looked in)."""
-    from gazepref.datasets.sources import open_source
-
-    monkeypatch.delenv("GAZEPREF_DATABASE_URL", raising=False)
-    monkeypatch.delenv("GAZEPREF_INSTANCE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    spec, dbargs = spec.format(tmp=tmp_path), ["--db", str(tmp_path / "site.sqlite")] if db else []
-    with pytest.raises(UserError) as want:
-        open_source(spec, db=dbargs[1] if db else None)
+    spec, dbargs, want = missing_source
     assert main(["feedback", "mine", spec, "--out", str(tmp_path / "o"), *dbargs]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"gazepref: error: {want.value}"]
+    assert capsys.readouterr().err.strip().splitlines() == [f"gazepref: error: {want}"]
     assert not (tmp_path / "o").exists()
