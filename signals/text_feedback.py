@@ -142,14 +142,11 @@ def feature_matrix(records: Sequence[Mapping[str, str]], use_embedding: bool = T
     return dense, (nxt if use_embedding else None), rules, cos_q
 
 
-@functools.lru_cache(maxsize=2048)
-def _embed_short(text: str) -> np.ndarray:
-    return embed([text])[0]
-
-
 def _similar(a: str, b: str) -> float:
-    """Cosine similarity of two short texts (a quoted answer value and the value stated after it)."""
-    return float(_embed_short(normalize(a)) @ _embed_short(normalize(b)))
+    """Cosine similarity of two short texts (a quoted answer value and the value stated after it;
+    :func:`embed` keeps their vectors)."""
+    va, vb = embed([normalize(a), normalize(b)])
+    return float(va @ vb)
 
 
 DENSE_FEATURES = ("cos_prev_query", "cos_prev_response", "cos_query_minus_response") + RULE_FEATURES
