@@ -103,7 +103,7 @@ export class Outbox {
     const mine = OWN.get(key);
     if (mine) {
       Object.assign(mine.box, { token, url });
-      return mine; // eslint-disable-line no-constructor-return
+      return mine; // (a constructor may return another object: this page load's outbox of the task)
     }
     this.key = key;
     this.box = { task, token, url, items: [] };

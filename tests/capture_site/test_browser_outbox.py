@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.capture_site.serving import BackgroundServer
 from browsertest import new_context, wait_for_function
-from test_browser import _page, browser, continue_with, ready, to_first_task, wait_outbox_empty  # noqa: F401
+from test_browser import _page, browser, ready, to_first_task, wait_outbox_empty  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
