@@ -15,7 +15,7 @@
 // the participant sees good / fair / poor, never pixels.
 
 import { fetchRetrying } from "./outbox.js";
-import { CameraError, GazeCapture, openCamera, showFace } from "./webcam.js";
+import { CameraError, GazeCapture, openCamera, showFace, startTaskGaze } from "./webcam.js";
 
 const gaze = JSON.parse(document.getElementById("gaze-data").textContent);
 const S = gaze.settings;
@@ -326,12 +326,31 @@ async function main() {
     finish(gaze.outcome);
     return;
   }
+  // One window of the participant uses the camera: this page takes the task pages' Web Lock
+  // (webcam.js startTaskGaze, same notice and "Use this window"), so a window calibrating and a
+  // stale task window never record at once. Taken back after another window took over (its camera
+  // let go), the page loads afresh: the set-up and any round in progress start again.
+  let started = false;
+  await startTaskGaze(gaze, {
+    record: async () => {
+      if (started) {
+        location.reload();
+        return null;
+      }
+      started = true;
+      return startCamera();
+    },
+  });
+}
+
+/** Open the camera and start the set-up's capture (state.capture; null: no camera or no face mesh). */
+async function startCamera() {
   let stream;
   try {
     stream = await openCamera(S.width, S.height);
   } catch (e) {
     noCamera(e);
-    return;
+    return null;
   }
   if (gaze.urls.camera_started) { // supersedes an earlier camera error on the dashboard (allowed on retry)
     fetch(gaze.urls.camera_started, { method: "POST", headers: { "X-Participant-Token": gaze.token } }).catch(() => {});
@@ -366,10 +385,11 @@ async function main() {
   } catch (e) { // browser mode: the face mesh could not be loaded
     console.warn("gazepref: face mesh", e);
     noCamera(new CameraError("Eye tracking cannot run in this browser (its face model could not be loaded)."));
-    return;
+    return null;
   }
   ui.start.addEventListener("click", calibrate);
   watchIndicator();
+  return state.capture;
 }
 
 window.gazepref = { calibration: state };

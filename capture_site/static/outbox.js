@@ -1,15 +1,36 @@
-// Outbox: telemetry batches that survive reloads and dropped connections.
+// Outbox: telemetry batches that survive reloads, dropped connections and dead windows.
 //
-// Each task's unsent batches live in localStorage ("gazepref:outbox:<task>") with the token and
-// URL needed to send them, so any page of the study (this module is loaded on every page)
-// finishes sending them. Batches go one at a time, gzip-compressed (CompressionStream), and are
-// retried with exponential back-off; the server drops replays (same task, page load + seq), so sending a
-// batch twice is harmless. On pagehide the rest goes out by navigator.sendBeacon (uncompressed:
-// a beacon cannot set Content-Encoding) and also stays stored until a normal send is confirmed.
+// Each page load keeps each task's unsent batches in localStorage under its own key
+// ("gazepref:outbox:<task>:<page load's performance.timeOrigin>"), with the token and URL needed to
+// send them: two windows of one participant never write over each other's stored batches. Batches
+// go one at a time, gzip-compressed (CompressionStream), and are retried with exponential
+// back-off (at once when the browser says it is online again); the server drops replays (same
+// task, stream, page load (origin) + seq: store.CHUNK_KEY), so sending a batch twice is harmless.
+// On pagehide the rest goes out by navigator.sendBeacon (uncompressed: a beacon cannot set
+// Content-Encoding) and also stays stored until a normal send is confirmed.
+//
+// Adoption: every page of the study (this module is loaded on every page) sends what other page
+// loads left stored -- a reloaded page its predecessor's batches, a window those of a window that
+// died (crashed, killed) without unloading, and the single per-task key ("gazepref:outbox:<task>")
+// of the site's previous version. Each adopted batch goes exactly as stored (its own origin and
+// seq, never renumbered), and is removed from its key only once the server answered it. A page
+// load holds a Web Lock ("gazepref:outbox-live:<key>") on its own key while it is open; the other
+// pages queue for that lock (keys found at start and, later, by "storage" events) and adopt the
+// key when it is granted: when its page load is gone. Without Web Locks (or where they are
+// refused) a page adopts at start only, which may send a batch that another open window sends
+// too: a replay the server drops.
+//
+// Storage bound: all stored outboxes together (every page load and task of the site in this
+// browser, i.e. the participant's) stay under MAX_STORED_CHARS; a page whose batches do not fit
+// stores its newest ones and keeps the oldest in memory only (still sent while it is open).
 
 const PREFIX = "gazepref:outbox:";
-const MAX_STORED_CHARS = 4_000_000; // stay inside the localStorage quota
+const LIVE = "gazepref:outbox-live:"; // + key: the Web Lock the page load owning the key holds
+const MAX_STORED_CHARS = 4_000_000; // all stored outboxes together stay inside the localStorage quota
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+const OWN = new Map(); // key -> this page load's Outbox of a task
+const ADOPTING = new Set(); // keys of other page loads this page waits for (their lock) or sends
+const ACTIVE = new Set(); // the outboxes sending here (own and adopted): an "online" event retries them
 
 /** The response's Retry-After in ms (seconds form; 0 when absent), at most a minute. */
 export function retryAfterMs(resp) {
@@ -35,10 +56,21 @@ export async function fetchRetrying(url, init, tries = 4) {
 
 function readBox(key) {
   try {
-    return JSON.parse(localStorage.getItem(key)) || null;
+    const box = JSON.parse(localStorage.getItem(key));
+    return box && typeof box === "object" ? box : null;
   } catch {
     return null;
   }
+}
+
+/** Characters stored by the outboxes other than ``key`` (the budget they leave to it). */
+function storedByOthers(key) {
+  let n = 0;
+  for (let i = 0; i < localStorage.length; i++) {
+    const k = localStorage.key(i);
+    if (k && k !== key && k.startsWith(PREFIX)) n += (localStorage.getItem(k) || "").length;
+  }
+  return n;
 }
 
 async function gzip(text) {
@@ -46,16 +78,43 @@ async function gzip(text) {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
+const locksUsable = () => typeof navigator !== "undefined" && !!navigator.locks && typeof navigator.locks.request === "function";
+
 export class Outbox {
-  constructor({ task, token, url }) {
-    this.key = PREFIX + task;
-    const stored = readBox(this.key);
-    this.box = { token, url, items: stored ? stored.items : [] };
+  /**
+   * This page load's outbox of ``task`` (one per task and page load: asking again gives the same
+   * one, its token and url updated), stored under its own key. ``adopt`` ({key, stored}) is for
+   * :func:`adoptStored` only: an outbox another page load left, sent as stored.
+   */
+  constructor({ task, token, url, adopt = null }) {
     this.failures = 0;
     this.sending = false;
     this.timer = null;
     this.sent = 0;
-    this.save();
+    if (adopt) {
+      this.key = adopt.key;
+      this.adopted = true;
+      this.acked = new Set(); // the stored items (their JSON) the server answered
+      this.box = { token: adopt.stored.token, url: adopt.stored.url, items: adopt.stored.items.slice() };
+      this.drained = new Promise((resolve) => { this.onDrained = resolve; });
+      return;
+    }
+    const key = `${PREFIX}${task}:${performance.timeOrigin}`;
+    const mine = OWN.get(key);
+    if (mine) {
+      Object.assign(mine.box, { token, url });
+      return mine; // (a constructor may return another object: this page load's outbox of the task)
+    }
+    this.key = key;
+    this.box = { task, token, url, items: [] };
+    OWN.set(key, this);
+    ACTIVE.add(this);
+    if (locksUsable()) { // held while this page is open: other pages adopt the key once it is let go
+      try {
+        navigator.locks.request(LIVE + key, () => new Promise(() => {})).catch(() => {});
+      } catch { /* refused: adopted at start only */ }
+    }
+    adoptStored(); // what earlier page loads or dead windows left
   }
 
   /** Queue one batch (an object with seq) and try to send. */
@@ -65,12 +124,27 @@ export class Outbox {
     this.pump();
   }
 
-  /** The stored copy; over the quota the oldest batches are left out of it (they stay queued in
-   *  memory and are still sent while this page is open). */
+  /** The stored copy; over the quota (all stored outboxes together) the oldest batches are left
+   *  out of it (they stay queued in memory and are still sent while this page is open). An
+   *  adopted outbox removes from its stored key the batches the server answered (the key when
+   *  none is left), leaving any other. */
   save() {
+    if (this.adopted) {
+      const stored = readBox(this.key);
+      if (!stored) return;
+      const items = Array.isArray(stored.items) ? stored.items.filter((i) => !this.acked.has(i.json)) : [];
+      try {
+        if (!items.length) localStorage.removeItem(this.key);
+        else if (items.length !== stored.items.length) localStorage.setItem(this.key, JSON.stringify({ ...stored, items }));
+      } catch (e) {
+        console.warn("gazepref: cannot store outbox", e);
+      }
+      return;
+    }
     let items = this.box.items;
     let text = JSON.stringify(this.box);
-    while (text.length > MAX_STORED_CHARS && items.length > 1) {
+    const budget = items.length ? MAX_STORED_CHARS - storedByOthers(this.key) : MAX_STORED_CHARS;
+    while (text.length > budget && items.length > 1) {
       console.warn("gazepref: outbox over quota, the oldest batch is kept in memory only");
       items = items.slice(1);
       text = JSON.stringify({ ...this.box, items });
@@ -85,6 +159,14 @@ export class Outbox {
 
   get pending() {
     return this.box.items.length;
+  }
+
+  /** Try again now (the browser is online again), not at the end of the back-off. */
+  retryNow() {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.pump();
   }
 
   async pump() {
@@ -107,8 +189,13 @@ export class Outbox {
         }
         this.failures = 0;
         if (this.box.items[0] === item) this.box.items.shift();
+        if (this.adopted) this.acked.add(item.json);
         this.save();
         if (outcome === "ok") this.sent += 1;
+      }
+      if (this.adopted) {
+        ACTIVE.delete(this);
+        this.onDrained();
       }
     } finally {
       this.sending = false;
@@ -153,20 +240,60 @@ export class Outbox {
   }
 }
 
-/** Send what earlier pages left behind (every task's stored outbox). */
-export function drainStored(except = null) {
-  const boxes = [];
-  for (let i = 0; i < localStorage.length; i++) {
-    const key = localStorage.key(i);
-    if (key && key.startsWith(PREFIX) && key !== except) boxes.push(key.slice(PREFIX.length));
-  }
-  return boxes.map((task) => {
-    const stored = readBox(PREFIX + task);
-    if (!stored || !stored.items.length) return null;
-    const box = new Outbox({ task, token: stored.token, url: stored.url });
+/** Send the batches stored under another page load's ``key`` (or the former per-task key) as they
+ *  are, until none is left there; batches stored there meanwhile (a page load thought gone that
+ *  was not) are sent too, in a next round. */
+async function drainKey(key) {
+  for (let round = 0; round < 3; round++) {
+    const stored = readBox(key);
+    const items = stored && Array.isArray(stored.items) ? stored.items.filter((i) => i && typeof i.json === "string") : [];
+    if (!items.length || !stored.url || !stored.token) {
+      if (stored && !items.length) localStorage.removeItem(key); // nothing to send in it
+      return;
+    }
+    const box = new Outbox({ adopt: { key, stored: { ...stored, items } } });
+    ACTIVE.add(box);
     box.pump();
-    return box;
-  });
+    await box.drained;
+  }
 }
 
-if (!document.getElementById("page-data")) drainStored();
+/** Adopt ``key`` (another page load's stored outbox) once no page load holds it. */
+function adopt(key) {
+  if (OWN.has(key) || ADOPTING.has(key)) return;
+  ADOPTING.add(key);
+  const done = () => ADOPTING.delete(key);
+  if (!locksUsable()) {
+    drainKey(key).finally(done);
+    return;
+  }
+  let granted = false;
+  navigator.locks.request(LIVE + key, () => { granted = true; return drainKey(key); })
+    .catch(() => (granted ? null : drainKey(key))) // Web Locks refused (SecurityError): as without them
+    .finally(done);
+}
+
+let watching = false;
+
+/** Send what other page loads left stored: every stored outbox of the site except this page
+ *  load's own (each once its page load is gone, see the top of this file); with Web Locks also
+ *  those that appear later ("storage" events: another window's page load, which may die). */
+export function adoptStored() {
+  const keys = [];
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (key && key.startsWith(PREFIX)) keys.push(key);
+  }
+  keys.forEach(adopt);
+  if (watching) return;
+  watching = true;
+  addEventListener("online", () => { for (const box of [...ACTIVE]) box.retryNow(); });
+  if (locksUsable()) {
+    addEventListener("storage", (e) => {
+      if (e.key === null) return; // (storage cleared)
+      if (e.key.startsWith(PREFIX) && e.newValue !== null) adopt(e.key);
+    });
+  }
+}
+
+if (!document.getElementById("page-data")) adoptStored();

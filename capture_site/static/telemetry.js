@@ -4,7 +4,7 @@
 // the epoch anchor). Rows are buffered per stream, column-major, and cut into a batch about once
 // a second; batches carry a per-task sequence number and go through the Outbox.
 
-import { Outbox, drainStored } from "./outbox.js";
+import { Outbox } from "./outbox.js";
 import { measureElements, measureWords } from "./layout.js";
 
 const COLUMNS = {
@@ -65,7 +65,6 @@ export class Recorder {
     this.seqKey = `gazepref:seq:${task}`;
     this.seq = Math.max(nextSeq || 0, +(localStorage.getItem(this.seqKey) || 0));
     this.outbox = new Outbox({ task, token, url: ingestUrl });
-    drainStored(this.outbox.key);
     this.buffers = {};
     this.lastT = {};
     this.lastElements = "";

@@ -546,10 +546,12 @@ export function recorderLockName(token) {
  *
  *  ``onCapture(capture)`` is called with the recording GazeCapture (null when it stops here);
  *  ``onActive(active)`` with whether this window is the one recording (the notice hidden). Returns
- *  the first capture (null: not recording here, yet). */
-export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () => {} } = {}) {
+ *  the first capture (null: not recording here, yet). ``record()`` opens the camera and starts the
+ *  capture (default: :func:`recordTaskGaze`); the calibration page passes its own (calibration.js:
+ *  it takes the same lock, so a window calibrating and a stale task window never both record). */
+export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () => {}, record = () => recordTaskGaze(gaze) } = {}) {
   if (!navigator.locks) {
-    const capture = await recordTaskGaze(gaze);
+    const capture = await record();
     onCapture(capture);
     return capture;
   }
@@ -572,7 +574,7 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
     if (!lock) return "taken"; // (ifAvailable: another window holds it)
     const mine = ++held;
     show(false);
-    const started = await recordTaskGaze(gaze);
+    const started = await record();
     if (mine !== held) { // taken over while the camera opened (a prompt, the face mesh loading)
       if (started) await started.handOver(); // its camera is let go at once, nothing recorded
       return "taken";
@@ -591,7 +593,7 @@ export async function startTaskGaze(gaze, { onCapture = () => {}, onActive = () 
       unlocked = true;
       console.warn("gazepref: Web Locks refused, recording without them", e);
       show(false);
-      capture = await recordTaskGaze(gaze);
+      capture = await record();
       onCapture(capture);
       first(capture);
       return;

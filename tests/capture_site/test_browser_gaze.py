@@ -623,3 +623,35 @@ def test_a_browser_whose_web_locks_refuse_records_as_without_them(make_app, tmp_
         wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1", 30_000)
         assert not page.is_visible("#other-window:not([hidden])")
         assert not page.evaluate("window.gazepref.recorder.inactive")
+
+
+
+def test_the_calibration_page_takes_the_recording_window_lock(make_app, tmp_path):
+    """The calibration page takes the task pages' Web Lock (one window uses the camera): opened in
+    a second window while the first calibrates, it opens no camera and shows the notice; its "Use
+    this window" takes over, the first window letting go of its camera (so a window calibrating and
+    a stale task window never both record)."""
+    from gazetest import to_calibration
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
+    client = app.test_client()
+    to_calibration(client, "CAL-LOCK")
+    notice = "#other-window:not([hidden])"
+    camera = "window.gazepref && window.gazepref.calibration.capture && window.gazepref.calibration.capture.sent >= 1"
+    with browser_context(app, video, client=client) as ctx:
+        first, second = ctx.new_page(), ctx.new_page()
+        for page in (first, second):
+            page.set_default_timeout(20_000)
+        first.goto("/step")
+        wait_for_function(first, camera, 30_000)
+        second.goto("/step")
+        second.wait_for_selector(notice)
+        assert second.evaluate("window.gazepref.calibration.capture") is None, "no second camera"
+        first.evaluate("window.held = window.gazepref.calibration.capture")
+        second.click("#use-this-window")
+        first.wait_for_selector(notice)
+        wait_for_function(first, "window.held.stopped")
+        assert first.evaluate("window.held.stream.getTracks().every((t) => t.readyState === 'ended')")
+        wait_for_function(second, camera, 30_000)
+        assert not second.is_visible(notice)

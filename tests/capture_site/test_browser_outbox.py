@@ -1,0 +1,130 @@
+"""The telemetry outbox (``static/outbox.js``) in headless Chromium: each page load stores its
+unsent batches under its own key, and other page loads adopt what a page left stored (a window
+that died without unloading, the former single per-task key), sending each batch with its own
+origin and seq once."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from sqlalchemy import select
+
+from gazepref import store
+from gazepref.capture_site.serving import BackgroundServer
+from browsertest import new_context, wait_for_function
+from test_browser import _page, browser, ready, to_first_task, wait_outbox_empty  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+
+def _stored(app) -> dict[tuple[float, int], set[str]]:
+    """(page load's origin, seq) -> the streams stored of that batch, for the one task."""
+    with app.extensions["gazepref"].sessions() as s:
+        task = s.scalars(select(store.Task)).one()
+        rows = s.execute(select(store.StreamChunk.clock_origin_epoch_ms, store.StreamChunk.seq,
+                                store.StreamChunk.stream).where(store.StreamChunk.task_id == task.id)).all()
+    out: dict[tuple[float, int], set[str]] = {}
+    for origin, seq, stream in rows:
+        out.setdefault((round(origin, 3), seq), set()).add(stream)
+    return out
+
+
+def _wait_stored(app, batches: set[tuple[float, int]], timeout: float = 45.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = _stored(app)
+        if batches <= stored.keys() or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.3)
+
+
+def _unsent(pg) -> list[tuple[float, int]]:
+    """(origin, seq) of the page's telemetry batches not yet acknowledged."""
+    rows = pg.evaluate("window.gazepref.recorder.outbox.box.items.map((i) => { const b = JSON.parse(i.json); "
+                       "return [b.origin, b.seq]; })")
+    return [(round(o, 3), s) for o, s in rows]
+
+
+def _moves(pg, x: int, y: int, n: int = 6):
+    pg.bring_to_front()
+    for i in range(n):
+        pg.mouse.move(x + 7 * i, y)
+        pg.wait_for_timeout(30)
+    pg.evaluate("window.gazepref.recorder.flush()")  # one batch, queued (and stored) at once
+
+
+def test_batches_of_a_window_that_dies_offline_reach_the_server_once(browser, app):
+    """Two windows of one task, offline, each store batches (alternately); the first dies without
+    unloading (its renderer crashes); the second comes back online and sends its own batches and
+    the dead window's, each once with its own origin and seq."""
+    with BackgroundServer(app) as url:
+        ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
+        first = ctx.new_page()
+        first.set_default_timeout(10_000)
+        to_first_task(first, "TWO-WINDOWS")
+        ready(first)
+        second = ctx.new_page()
+        second.set_default_timeout(10_000)
+        second.goto("/step")
+        ready(second)
+        for pg in (first, second):
+            wait_outbox_empty(pg)
+        ctx.set_offline(True)
+        for k in range(2):
+            _moves(first, 100 + 100 * k, 200)
+            _moves(second, 100 + 100 * k, 400)
+        lost = _unsent(first)
+        waiting = _unsent(second)
+        assert len(lost) >= 2 and len(waiting) >= 2
+        assert {o for o, _ in lost}.isdisjoint({o for o, _ in waiting})  # two page loads
+        first.evaluate("addEventListener('pagehide', () => localStorage.setItem('test:pagehide', '1'))")
+        try:  # a debug URL: the window's renderer crashes, no pagehide, no beacon, nothing saved
+            first.goto("chrome://crash", timeout=5000)
+        except PlaywrightError:
+            pass
+        wait_for_function(second, "true")
+        assert second.evaluate("localStorage.getItem('test:pagehide')") is None
+        first.close()  # (the dead tab)
+        ctx.set_offline(False)
+        stored = _wait_stored(app, set(lost) | set(waiting))
+        assert set(lost) <= stored.keys(), "the dead window's batches were lost"
+        assert set(waiting) <= stored.keys()
+        assert all("mouse" in stored[b] for b in lost + waiting)
+        with app.extensions["gazepref"].sessions() as s:
+            mouse = store.read_stream(s, s.scalars(select(store.Task)).one(), "mouse").to_pandas()
+        points = list(zip(mouse["x"], mouse["y"]))
+        for x, y in [(100, 200), (235, 200), (100, 400), (235, 400)]:
+            assert points.count((x, y)) == 1, (x, y)
+        wait_outbox_empty(second)
+        assert second.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('gazepref:outbox:'))") == []
+        ctx.close()
+
+
+def test_an_outbox_stored_under_the_former_single_key_is_sent(browser, app):
+    """A page of the site's previous version (another tab) left its batch under the former key
+    ``gazepref:outbox:<task>`` while this page, offline, stores its own: the batch is sent with its
+    own origin and seq, and its key goes once it is acknowledged."""
+    for pg in _page(browser, app):
+        to_first_task(pg, "OLD-OUTBOX")
+        ready(pg)
+        wait_outbox_empty(pg)
+        task = pg.evaluate("window.gazepref.recorder.task")
+        box = pg.evaluate("window.gazepref.recorder.outbox.box")
+        origin = 1_700_000_000_123.5
+        batch = {"task": task, "seq": 7, "origin": origin, "streams": {"events": {
+            "t": [5.0], "type": ["click"], "target": ["window"], "x": [11.0], "y": [22.0], "detail": ["old-page"]}}}
+        old = {"token": box["token"], "url": box["url"], "items": [{"seq": 7, "json": json.dumps(batch)}]}
+        pg.route("**/api/ingest*", lambda route: route.abort())  # this page's batches stay stored
+        other = pg.context.new_page()  # another tab of the site, running no script of it
+        other.goto("/static/favicon.svg")
+        other.evaluate("([k, v]) => localStorage.setItem(k, v)", [f"gazepref:outbox:{task}", json.dumps(old)])
+        for k in range(2):
+            _moves(pg, 100 + 100 * k, 300)
+            pg.wait_for_timeout(200)
+        pg.unroute("**/api/ingest*")
+        stored = _wait_stored(app, {(origin, 7)})
+        assert stored.get((origin, 7)) == {"events"}
+        wait_outbox_empty(pg)
+        assert other.evaluate(f"localStorage.getItem('gazepref:outbox:{task}')") is None
