@@ -1051,6 +1051,15 @@ _NOT_BUT = re.compile(
     r"(?:^|[,.;!]\s*|\b(?:is|was|it'?s|its|that'?s)\s+)not (?:the |a |an )?(?P<y>[^\W_][\w'’-]*)\s*(?:[,;]\s*)?(?:but |it'?s |it is |its |is |was |it was )+"
     r"(?:the |a |an )?(?P<x>[^\W_][\w'’-]*)", re.IGNORECASE)
 _PRONOUN_X = frozenset("it him her them that this one".split())
+_HEDGE_WORDS = frozenset("actually think guess believe sure pretty lol tho though right maybe probably".split())
+# units a corrected number may carry (as content_words stems them: "minutes" -> "minut")
+_UNITS = frozenset(
+    _stem(w) for w in
+    """m km cm mm ft feet foot inch inches metres meters miles kg lb lbs pounds grams kilos tons tonnes oz ounces
+    liters litres ml gallons cups tbsp tsp tablespoons teaspoons seconds sec minutes min hours hr days weeks
+    months years yr percent degrees celsius fahrenheit kelvin mph kmh kph dollars euros cents usd eur gbp
+    calories kcal bytes kb mb gb tb mhz ghz hz watts kw kwh volts amps px points""".split()
+)
 
 
 @lru_cache(maxsize=512)
@@ -1115,7 +1124,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         return bool(re.search(r"\d", fix)) or (cased and any(t[:1].isupper() for t in _TOKEN.findall(fix) if t.lower() not in STOPWORDS))
 
     def new_value(fix: str) -> bool:
-        return bool(content_words(fix) - said - _VERDICTS) or bool(
+        return bool(content_words(fix) - said - _VERDICTS) or bool(_numbers(fix) - numbers_r) or bool(
             {u.upper() for u in _DEGREES.findall(fix)} - {u.upper() for u in _DEGREES.findall(prev_response)})
 
     def same_kind(fix: str) -> bool:
@@ -1126,7 +1135,12 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         if str(prev_response or "").rstrip().endswith("?"):  # the answer asked something: the message answers it
             return False
         if re.search(r"\d", fix):
-            return bool(numbers_r) and (bool(_numbers(fix) - numbers_r) or new_value(fix))
+            # a number with a unit or words the conversation used ("29,000 feet", "3.785 liter"; not
+            # "4 people eating" after a recipe: a number of something else)
+            after = _words(fix[re.search(r"\d", fix).start():])
+            after = [w for w in after if not re.search(r"\d", w) and w not in _HEDGE_WORDS]
+            rest = {_stem(after[0])} - said if after else set()
+            return bool(numbers_r) and (bool(_numbers(fix) - numbers_r) or new_value(fix)) and rest <= _UNITS
         if cased and any(t[:1].isupper() for t in _TOKEN.findall(fix) if t.lower() not in STOPWORDS) and _names(prev_query, prev_response):
             return True
         words = [w for w in _words(fix)]

@@ -610,6 +610,7 @@ _ODYSSEY = ("who wrote the odyssey", "The Odyssey was written by Virgil around t
 _COOKIES = ("what temperature do i bake cookies at", "Bake the cookies at 350°C for 10 to 12 minutes.")
 _CANADA = ("What is the capital of Canada?", "The capital of Canada is Toronto, its largest city.")
 _REDIS = ("what port does redis use", "Redis listens on port 8080 by default.")
+_PANCAKES = ("give me a pancake recipe", "Mix 200 g flour, 2 eggs, 300 ml milk and a pinch of salt. Fry each pancake for 2 minutes a side.")
 
 
 @pytest.mark.parametrize(
@@ -631,6 +632,10 @@ _REDIS = ("what port does redis use", "Redis listens on port 8080 by default.")
         (_REDIS, "3 replicas in my cluster", {"cue_correction": 0}),
         (_EVEREST, "is k2 taller?", {"cue_correction": 0}),
         (_EVEREST, "how long does it take to climb it", {"cue_correction": 0}),
+        # a number with a unit or a word of the conversation; a number of something else is no fix
+        (_PANCAKES, "i believe it's 3 minutes a side", {"cue_correction": 1}),
+        (_PANCAKES, "I'm pretty sure it's 4 people eating", {"cue_correction": 0}),
+        (_PANCAKES, "its 4 of us", {"cue_correction": 0}),
         # "you mean X" offering the value is a correction, not a request to explain; "do you mean X?" asks
         (_CANADA, "I think you meant Ottawa.", {"cue_correction": 1, "cue_clarify": 0}),
         (_COOKIES, "you meant 350°F i guess", {"cue_correction": 1, "cue_clarify": 0}),
