@@ -689,7 +689,9 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     # "you contradicted yourself", "you keep repeating the same thing", "you ignored my question"
     r"\byou(?:'re| are| have| just| still|'ve| really| always)* (?:misunderstood|misread|misunderstanding|ignored|ignoring|contradict(?:ed|ing)?"
     r"|hallucinat\w*|(?:mak(?:e|ing)|made) (?:\w+ ){1,2}up|keep (?:repeating|saying|giving|ignoring)"
-    r"|repeat(?:ed|ing)? yourself|missed the point|got (?:it|that|this) wrong|are not (?:listening|helping))\b",
+    r"|repeat(?:ed|ing)? yourself|missed the point|got (?:it|that|this) wrong|are not (?:listening|helping)"
+    # mixed-style round: "you are mixing up the authors", "you mixed up two cities", "you confused him with his father"
+    r"|(?:mix(?:ed|ing)?|mixing) (?:\w+ ){0,3}up|confus(?:ed|ing) (?:\w+ ){1,3}with)\b",
     # doubting the answer: "i don't think that's right", "not sure that's correct", "are you sure?"
     # ... "i don't think that date is quite right" (a word of the answer named, an adverb)
     r"\b(?:i do ?n'?t think|not sure|i doubt|i'?m not sure) (?:that|this|it|the|your) \w+(?:'s| is| was| are) (?:quite |entirely |totally |completely |really |100% )?(?:right|correct|true|accurate)\b|"
@@ -721,7 +723,9 @@ NEGATIVE_CUES = _rx(  # the user says the answer is wrong or useless
     r" (?:(?:way|a bit|a little|much|far|kinda|kind of|just|still)\s+)*too \w+\b(?![^?\n]{0,200}\?)",
     # a verdict of one word, or of a list ("boring", "these are all terrible lol"), the answer judged
     # machine-made ("this sounds like a robot wrote it")
-    rf"^{_SHORT}\W*(?:(?:so|very|really|kinda|pretty|too|this is|that's|that is|it's|its)\s+)*(?:boring|terrible|awful|horrible|lame|cringe|bland|robotic|garbage|trash|weak)\W*(?:(?:lol|tbh|honestly)\W*)?$",
+    rf"^{_SHORT}\W*(?:(?:so|very|really|kinda|pretty|too|this is|that's|that is|it's|its|these are|those are|they are|they're|these're)\s+)*(?:boring|terrible|awful|horrible|lame|cringe|bland|robotic|garbage|trash|weak"
+    # mixed-style round: "these are so obvious", "kinda obvious tbh"
+    r"|obvious|basic)\W*(?:(?:lol|tbh|honestly)\W*)?$",
     r"\b(?:these|those|they|all of these|all of them)(?: \w+)?(?:'re| are| were)? all (?:\w+ )?(?:terrible|awful|horrible|bad|boring|lame|cringe|bland|garbage|trash|weak|the same)\b",
     r"\b(?:sounds?|reads?|looks?) like (?:a robot|an ai|a bot|chatgpt|a machine) (?:wrote|write|made)\b",
     r"\byour \w+ (?:is|was|are)(?: (?:just|really|totally|completely|still))? (?:not (?:correct|right|accurate|good|natural)|wrong|incorrect|off)\b",
@@ -742,7 +746,7 @@ PASTED_ERROR = _rx(
 CLARIFY_CUES = _rx(
     r"\bwhat (?:do|did) you mean\b",
     r"\bwhat is meant\b|\bmeaning of (?:that|this|it)\b",
-    r"\bi (?:do ?n[o']t|did ?n[o']t|can'?t|cannot) (?:understand|get|follow|see how)\b",
+    r"\bi (?:still |just |really |honestly )?(?:do ?n[o']t|did ?n[o']t|can'?t|cannot) (?:understand|get|follow|see how)\b",
     r"\bnot (?:following|sure what you mean|clear)\b|\bunclear\b",
     r"\bconfus",
     r"\bclarify\b|\bclarification\b",
@@ -980,8 +984,8 @@ def term_clarify(prev_query: str, prev_response: str, text: str) -> bool:
 # description), "that's vague" (a verdict, left to the complaint cues).
 _ASSERTION = re.compile(
     r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|actually|but|well|um+|uh+|oh|hm+|ugh|sorry|lol|lmao|smh|bruh|facepalm|eye roll|sad face|i think|i believe|pretty sure|"
-    r"the (?:correct|right) answer is)\W+)*"
-    r"(?:it'?s|its|it is|it was|the answer is|answer is|(?:it|that) should be|should be|"
+    r"i'?m (?:pretty |fairly |quite |almost )?sure|i thought|i guess|the (?:correct|right) answer is)\W+)*"
+    r"(?:it'?s|its|it is|it was|that was|the answer is|answer is|(?:it|that) should be|should be|"
     r"es|c'?est|est|ist|das ist|es ist|è|é)\s+(?:(?:actually|really|obviously|clearly|the|el|la|le|der|die|das)\s+)*"
     # the value: up to four words, not a negation, question word, pronoun or article ("that's not
     # what I asked", "it's my favourite", "its a nice city")
@@ -1021,6 +1025,49 @@ _STATEMENT = re.compile(
 _PLACED = re.compile(r"^\W*(?P<who>[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*)?) (?:is|was|were|are|came|went)\b", re.IGNORECASE)
 _DENIAL = re.compile(r"^\W*(?:no+|nope|nah|wrong|incorrect|false|not true|not correct|not right)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# mixed-style round (benchmarks/data/feedback_probe_mixed.jsonl): corrections that state the right
+# value with no complaint word. A hedge that opens a statement ("I believe", "I'm pretty sure", "i
+# think ... no?"): a tag question at the end of a hedged statement does not make it a question.
+_HEDGE = re.compile(r"^\W*(?:(?:hm+|um+|uh+|well|but|oh)\W+)*(?:i think|i believe|i'?m (?:pretty |fairly |quite |almost )?sure|pretty sure|i thought)\b", re.IGNORECASE)
+_TAG_QUESTION = re.compile(r"[,\s]+(?:no|right|yes|correct|isn'?t it|innit|or not)\s*\?+\s*$", re.IGNORECASE)
+# the asked-about slot stated with a value: "the capital is Canberra", "table salt is NaCl",
+# "postgres is 5432", "i believe the default is 5432" (the subject's words come from the conversation,
+# one of them from the question; see fact_fix)
+_VALUE_WORDS = r"(?P<fix>[^\W_](?:\w|['’.,°/-]+(?=\w))*(?:\s+[^\W_](?:\w|['’.,°/-]+(?=\w))*){0,3})"
+_NOT_A_VALUE = (r"(?!(?:not|no|never|n't|what|how|why|who|when|where|which|whether|if|that|this|these|those|it|i|you|he|she|"
+                r"we|they|me|my|your|his|her|our|their|its|so|too|very|just|because|like|a|an|also|still|only|really|always|on|in|at|for|from|about|with|by)\b)")
+_SLOT_STATEMENT = re.compile(
+    r"^\W*(?:(?:no|nope|actually|well|um+|uh+|hm+|oh|i think|i believe|i'?m (?:pretty |fairly |quite |almost )?sure|pretty sure|i thought)\W+)*"
+    r"(?:the |a |one )?(?P<subj>[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*){0,2}) (?:is|are|was|were) (?:actually )?(?:the |a |an )?"
+    + _NOT_A_VALUE + _VALUE_WORDS + r"\W*$",
+    re.IGNORECASE,
+)
+# a quantity named with words of the question: "16 tbsp in a cup", "86400 seconds in a day"
+_BARE_QUANTITY = re.compile(r"^\W*(?:(?:no|nope|actually|well|um+|hm+)\W+)*\d[\d.,]*\s*[^\W\d_]*(?:\s+[^\W\d_][\w'’-]*){0,4}\W*$", re.IGNORECASE)
+# "I think you mean Canberra", "you mean 425°F": the right value offered for the answer's
+# (a statement: "do you mean X?" / "what do you mean" ask what the answer meant)
+_YOU_MEAN = re.compile(
+    r"(?:^|[.!;]\s+)\W*(?:(?:no|nope|i think|i believe|um+|hm+|oh|lol|actually|pretty sure)\W+){0,3}(?<!\bdo )(?:you mean|you meant|u mean)\s+"
+    + _NOT_A_VALUE + r"(?P<fix>[^\W_](?:\w|['’.,°/-]+(?=\w))*(?:\s+[^\W_](?:\w|['’.,°/-]+(?=\w))*){0,3})(?=\s*(?:[,.;!]|$))",
+    re.IGNORECASE,
+)
+# "°F not °C": a temperature's unit put right
+_DEGREES = re.compile(r"\d*\s*°\s*([CFK])\b", re.IGNORECASE)
+_NOT_UNIT = re.compile(r"(?P<x>°\s*[CFK])\b[^\n°]{0,20}?\bnot\s+(?:in\s+)?[\d.,]*\s*(?P<y>°\s*[CFK])\b", re.IGNORECASE)
+# "not Y, it's X", non-native "is not Danube, is Volga": the answer's value denied, then the right one
+_NOT_BUT = re.compile(
+    r"(?:^|[,.;!]\s*|\b(?:is|was|it'?s|its|that'?s)\s+)not (?:the |a |an )?(?P<y>[^\W_][\w'’-]*)\s*(?:[,;]\s*)?(?:but |it'?s |it is |its |is |was |it was )+"
+    r"(?:the |a |an )?(?P<x>[^\W_][\w'’-]*)", re.IGNORECASE)
+_PRONOUN_X = frozenset("it him her them that this one".split())
+_HEDGE_WORDS = frozenset("actually think guess believe sure pretty lol tho though right maybe probably".split())
+# units a corrected number may carry (as content_words stems them: "minutes" -> "minut")
+_UNITS = frozenset(
+    _stem(w) for w in
+    """m km cm mm ft feet foot inch inches metres meters miles kg lb lbs pounds grams kilos tons tonnes oz ounces
+    liters litres ml gallons cups tbsp tsp tablespoons teaspoons seconds sec minutes min hours hr days weeks
+    months years yr percent degrees celsius fahrenheit kelvin mph kmh kph dollars euros cents usd eur gbp
+    calories kcal bytes kb mb gb tb mhz ghz hz watts kw kwh volts amps px points""".split()
+)
 
 
 @lru_cache(maxsize=512)
@@ -1030,6 +1077,34 @@ def _numbers(text: str) -> frozenset[str]:
 #: a quoted answer value and the value stated after it in an all-lowercase message are read as a
 #: correction ("istanbul. its ankara") when the caller's ``similar`` finds them of one kind
 SAME_KIND_SIMILARITY = 0.6
+
+
+#: a value stated with no complaint ("isn't it sodium chloride?") is a correction when ``similar``
+#: finds it close to a word or pair of words of the answer (the answer's value of one kind)
+SAME_KIND_SIMILARITY_ANSWER = 0.6
+
+
+@lru_cache(maxsize=256)
+def _names(prev_query: str, prev_response: str) -> frozenset[str]:
+    """Names of the answer that the question did not use: capitalised words not opening a sentence,
+    and words with an inner capital ("KCl")."""
+    cw_q = content_words(prev_query)
+    out = set()
+    for m in re.finditer(r"(?<![.!?:\n]\s)(?<!^)\b([A-Z][\w'’-]+|[a-z]+[A-Z]\w*)", str(prev_response or "")):
+        w = _stem(normalize(m.group(1)))
+        if w and w not in cw_q and w not in STOPWORDS:
+            out.add(w)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=256)
+def _answer_spans(prev_query: str, prev_response: str) -> tuple[str, ...]:
+    """Words and pairs of neighbouring words of the answer (first 60 words) not all from the question."""
+    cw_q = content_words(prev_query)
+    ws = _words(prev_response)[:60]
+    spans = {w for w in ws if _stem(w) not in cw_q}
+    spans |= {f"{a} {b}" for a, b in zip(ws, ws[1:]) if not (_stem(a) in cw_q and _stem(b) in cw_q)}
+    return tuple(sorted(spans))
 
 
 def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, similar=None) -> bool:
@@ -1057,7 +1132,52 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         return bool(re.search(r"\d", fix)) or (cased and any(t[:1].isupper() for t in _TOKEN.findall(fix) if t.lower() not in STOPWORDS))
 
     def new_value(fix: str) -> bool:
-        return bool(content_words(fix) - said - _VERDICTS)
+        return bool(content_words(fix) - said - _VERDICTS) or bool(_numbers(fix) - numbers_r) or bool(
+            {u.upper() for u in _DEGREES.findall(fix)} - {u.upper() for u in _DEGREES.findall(prev_response)})
+
+    def same_kind(fix: str) -> bool:
+        """The stated value is of the kind the answer gave for the question: a number the answer did
+        not give where the answer gave numbers; a name where the answer named something the question
+        did not; a two- or three-word name after a "who" question; or (given ``similar``) close in
+        meaning to a word or pair of words of the answer ("sodium chloride" for "potassium chloride")."""
+        if str(prev_response or "").rstrip().endswith("?"):  # the answer asked something: the message answers it
+            return False
+        if re.search(r"\d", fix):
+            # a number with a unit or words the conversation used ("29,000 feet", "3.785 liter"; not
+            # "4 people eating" after a recipe: a number of something else)
+            after = _words(fix[re.search(r"\d", fix).start():])
+            after = [w for w in after if not re.search(r"\d", w) and w not in _HEDGE_WORDS]
+            rest = {_stem(after[0])} - said if after else set()
+            return bool(numbers_r) and (bool(_numbers(fix) - numbers_r) or new_value(fix)) and rest <= _UNITS
+        if cased and any(t[:1].isupper() for t in _TOKEN.findall(fix) if t.lower() not in STOPWORDS) and _names(prev_query, prev_response):
+            return True
+        words = [w for w in _words(fix)]
+        if question_type(prev_query) == "who" and 2 <= len(words) <= 3 and len(words) == len(fix.split()):
+            return True
+        if similar is None or not words or len(words) > 3:
+            return False
+        return any(similar(fix, c) >= SAME_KIND_SIMILARITY_ANSWER for c in _answer_spans(prev_query, prev_response))
+
+    # mixed-style round: a hedged statement closed by a tag question is a statement ("i think one
+    # gallon is 3.78 liter no?")
+    if len(text) <= 300 and _HEDGE.match(text):
+        text = _TAG_QUESTION.sub("", text)
+    # "°F not °C": the unit of a temperature put right
+    for m in _NOT_UNIT.finditer(text):
+        x, y = m.group("x")[-1].upper(), m.group("y")[-1].upper()
+        units_r = {u.upper() for u in _DEGREES.findall(prev_response)}
+        if x != y and y in units_r and x not in units_r:
+            return True
+    # "not Y, it's X" / "is not Danube, is Volga": Y a value of the answer, X a new one
+    for m in _NOT_BUT.finditer(text):
+        x, y = content_words(m.group("x")), content_words(m.group("y"))
+        if x and y and y & cw_r and not y & cw_q and not x & said and "?" not in text[m.end():m.end() + 80]:
+            return True
+    # "I think you mean Canberra", "you mean 425°F, ...": a statement offering the right value
+    for m in _YOU_MEAN.finditer(text):
+        fix = m.group("fix")
+        if "?" not in text[m.end():m.end() + 3] and new_value(fix) and same_kind(fix):
+            return True
 
     # "X not Y": Y is what the answer said, X is not
     for m in _NOT_VALUE.finditer(text):
@@ -1067,6 +1187,11 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         # (a number is new when the answer did not give it: "10.50 not 9.50" after "... = $9.50",
         # though "50" is a word of "$4.50")
         x_new = not (nx <= numbers_r) if nx else not x & said
+        if not x and m.group("x").lower() in _PRONOUN_X:
+            # "Jane Austen wrote it, not Charlotte Brontë": the value is the clause before the pronoun
+            before = re.split(r"[,.;:!?\n]", text[max(0, m.start() - 80) : m.start()])[-1]
+            x = content_words(before) - said - _VERDICTS
+            x_new = bool(x) and looks_like_value(before)
         if x and y and x_new and y_said and not re.search(r"\?", text[m.end():m.end() + 80]) \
                 and not _QUESTION_START.match(text) and not text.rstrip().endswith("?"):
             return True
@@ -1088,6 +1213,10 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
             fix = re.sub(r"\s*\bactually\b\s*", " ", m.group("fix")).strip()
             if fix and new_value(fix):
                 asserted = True
+                # mixed-style round: a new value of the kind the answer gave ("I believe it's 36",
+                # "it's the Volga", "umm that was jane austen")
+                if same_kind(fix) and (looks_like_value(fix) or _HEDGE.match(clause) or not cased):
+                    return True
                 if looks_like_value(fix):
                     # (a trailing or opening "actually" marks a fix: "its 206 actually")
                     if complained or quoted or re.search(r"\bactually\b", clause, re.IGNORECASE):
@@ -1098,8 +1227,25 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
                         and similar(quote, fix) >= SAME_KIND_SIMILARITY:
                     return True
         s_m = _SUGGESTION.match(clause)  # (not in a request to explain: "what do you mean by X, wasn't it Y?")
-        if s_m and not CLARIFY_CUES.search(text) and new_value(s_m.group("fix")) and (looks_like_value(s_m.group("fix")) or complained):
+        if s_m and not CLARIFY_CUES.search(text) and new_value(s_m.group("fix")) and (
+                looks_like_value(s_m.group("fix")) or complained or same_kind(s_m.group("fix"))):
             return True
+        # mixed-style round: the asked-about slot stated with a new value ("the capital is Canberra",
+        # "postgres is 5432"), or a quantity in the question's words ("16 tbsp in a cup")
+        words = content_words(clause)
+        if "?" not in end and not _QUESTION_START.match(clause) and not m and len(words) <= 8 and not (
+                NEGATIVE_CUES.search(clause) or POSITIVE_CUES.search(clause)):
+            sm = _SLOT_STATEMENT.match(clause)
+            if sm:
+                subj = content_words(sm.group("subj"))
+                fix = sm.group("fix")
+                if subj and subj <= said and subj & cw_q and not content_words(fix) & subj and new_value(fix) \
+                        and looks_like_value(fix) and same_kind(fix):
+                    return True
+            elif _BARE_QUANTITY.match(clause):
+                rest = {w for w in words if not re.search(r"\d", w)}
+                if rest & cw_q and len(rest - said) <= 1 and same_kind(clause):
+                    return True
         words = content_words(clause)
         toks = _TOKEN.findall(clause)
         bare_value = len(clause.split()) <= 3 and (bool(re.search(r"\d", clause)) or (cased and toks and all(t[:1].isupper() for t in toks)))
@@ -1145,16 +1291,29 @@ _REASK = re.compile(
 )
 
 
-def reask(prev_query: str, text: str) -> bool:
+#: a question after a marker of insistence ("yes but what can i use instead of buttermilk") asks the
+#: previous one again in other words when ``similar`` puts it this close to the previous query
+REASK_SIMILARITY = 0.8
+
+
+def reask(prev_query: str, text: str, prev_response: str = "", similar=None) -> bool:
     """The previous question asked again after a marker of insistence (see ``_REASK``): every content
-    word of the question from the previous query, and the same kind of question."""
+    word of the question from the previous query, and the same kind of question; or, given
+    ``similar(a, b) -> float``, a question at least :data:`REASK_SIMILARITY` close to the previous
+    query in meaning whose new words do not come from the answer (not a follow-up on what the answer
+    said: "ok but how is it different from meiosis" after an answer on mitosis only)."""
     m = _REASK.match(text)
     if not m:
         return False
     q = re.sub(r"\bactually\b", " ", m.group("q"), flags=re.IGNORECASE)
+    if not content_words(q):
+        return False
     # the same kind of question ("what can you actually see from space?" after "Can you see the
     # Great Wall from space?" asks something else)
-    return bool(content_words(q)) and not novel_words(prev_query, q) and same_question_type(prev_query, q)
+    novel = novel_words(prev_query, q)
+    if not novel and same_question_type(prev_query, q):
+        return True
+    return similar is not None and not novel & content_words(prev_response) and similar(prev_query, q) >= REASK_SIMILARITY
 
 
 # "convert 5 km to miles" after "convert 5 miles to km": the same words in the other direction ask
@@ -1226,8 +1385,10 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     insist = bool(_INSIST.search(prose))
     if insist and EDIT_REQUEST.search(prose):
         correction = complaint = True
-    repeat_cue = (bool(REPEAT_CUES.search(prose)) or reask(prev_query, prose)) and not (insist and (
+    repeat_cue = (bool(REPEAT_CUES.search(prose)) or reask(prev_query, prose, prev_response, similar)) and not (insist and (
         EDIT_REQUEST.search(prose) or _OFF_SCOPE.search(prose)))
+    # "I think you mean Canberra" offers the right value: no request to explain what the answer meant
+    clar_prose = _YOU_MEAN.sub(lambda m: m.group(0) if "?" in prose[m.end():m.end() + 3] else " . ", prose) if correction else prose
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
     inter = cw_n & cw_q
@@ -1238,7 +1399,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
         "cue_repeat": float(repeat_cue),
         "cue_correction": float(correction),
         "cue_negative": float(complaint_text or pasted),
-        "cue_clarify": float(bool(CLARIFY_CUES.search(prose)) or term_clarify(prev_query, prev_response, prose)
+        "cue_clarify": float(bool(CLARIFY_CUES.search(clar_prose)) or term_clarify(prev_query, prev_response, prose)
                              or value_doubt(prev_response, prose)),
         "cue_positive": float(bool(POSITIVE_CUES.search(prose)) and not complaint),
         "refers_back": float(bool(REFERS_BACK.search(prose))),

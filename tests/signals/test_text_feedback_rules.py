@@ -601,3 +601,99 @@ def test_cue_families_after_the_crowd_probe(context, next_query, cues):
 )
 def test_crowd_round_patterns_read_long_text_in_linear_time(text):
     _in_time(10, rule_features, *_PICNIC, text)
+
+
+# mixed-style round (benchmarks/data/feedback_probe_mixed.jsonl): corrections that state the right
+# value with no complaint word, written fresh (not the probe's messages)
+_EVEREST = ("how tall is mount everest", "Mount Everest is 8,488 metres tall, the highest mountain above sea level.")
+_ODYSSEY = ("who wrote the odyssey", "The Odyssey was written by Virgil around the 8th century BC.")
+_COOKIES = ("what temperature do i bake cookies at", "Bake the cookies at 350°C for 10 to 12 minutes.")
+_CANADA = ("What is the capital of Canada?", "The capital of Canada is Toronto, its largest city.")
+_REDIS = ("what port does redis use", "Redis listens on port 8080 by default.")
+_PANCAKES = ("give me a pancake recipe", "Mix 200 g flour, 2 eggs, 300 ml milk and a pinch of salt. Fry each pancake for 2 minutes a side.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # a hedge, then the right value: "I believe", "pretty sure", "i think ... no?"
+        (_EVEREST, "i believe it's 8,849", {"cue_correction": 1}),
+        (_EVEREST, "pretty sure everest is 8849 m", {"cue_correction": 1}),
+        (_EVEREST, "i think it's about 29,000 feet no?", {"cue_correction": 1}),
+        (_REDIS, "hmm im fairly sure its 6379", {"cue_correction": 1}),
+        # the asked-about slot stated with a new value, or a quantity in the question's words
+        (_CANADA, "the capital city is Ottawa", {"cue_correction": 1}),
+        (_REDIS, "redis is 6379, 8080 is usually http", {"cue_correction": 1}),
+        (_EVEREST, "8849 metres tall", {"cue_correction": 1}),
+        # ... not a statement about something else, a description, a question, a new number of another thing
+        (_CANADA, "The capital is beautiful in winter", {"cue_correction": 0}),
+        (_CANADA, "the weather is nice there in June", {"cue_correction": 0}),
+        (_REDIS, "the config file is redis.conf", {"cue_correction": 0}),
+        (_REDIS, "3 replicas in my cluster", {"cue_correction": 0}),
+        (_EVEREST, "is k2 taller?", {"cue_correction": 0}),
+        (_EVEREST, "how long does it take to climb it", {"cue_correction": 0}),
+        # a number with a unit or a word of the conversation; a number of something else is no fix
+        (_PANCAKES, "i believe it's 3 minutes a side", {"cue_correction": 1}),
+        (_PANCAKES, "I'm pretty sure it's 4 people eating", {"cue_correction": 0}),
+        (_PANCAKES, "its 4 of us", {"cue_correction": 0}),
+        # "you mean X" offering the value is a correction, not a request to explain; "do you mean X?" asks
+        (_CANADA, "I think you meant Ottawa.", {"cue_correction": 1, "cue_clarify": 0}),
+        (_COOKIES, "you meant 350°F i guess", {"cue_correction": 1, "cue_clarify": 0}),
+        (_COOKIES, "do you mean 350°F?", {"cue_correction": 0, "cue_clarify": 1}),
+        (_CANADA, "what do you mean by largest city", {"cue_correction": 0, "cue_clarify": 1}),
+        # a temperature's unit put right; "X, not Y" with a pronoun for X; non-native "is not Y, is X"
+        (_COOKIES, "350 °F, not °C", {"cue_correction": 1}),
+        (_ODYSSEY, "Homer wrote it, not Virgil", {"cue_correction": 1}),
+        (_ODYSSEY, "no, it is not virgil, is homer", {"cue_correction": 1}),
+        (_ODYSSEY, "did virgil write anything else?", {"cue_correction": 0}),
+        # complaints without a complaint word; non-understanding with an adverb
+        (_CANADA, "you mixed up the two cities", {"cue_negative": 1}),
+        (_CANADA, "kinda basic tbh", {"cue_negative": 1}),
+        (_CANADA, "i really dont understand", {"cue_clarify": 1}),
+    ],
+)
+def test_cue_families_after_the_mixed_probe(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+_STARRY = ("who painted the starry night", "The Starry Night was painted by Claude Monet in 1889.")
+_EGGS = ("what can i use instead of eggs in a cake",
+         "Eggs bind the batter and help it rise. Hens lay about 300 eggs a year, and eggs keep for weeks in the fridge.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # with a similarity of meaning: a lowercase name after a "who" question, a value close to the answer's
+        (_STARRY, "umm that was vincent van gogh", {"cue_correction": 1}),
+        (_STARRY, "that was quick", {"cue_correction": 0}),
+        (("what language do they speak in brazil", "The official language of Brazil is Spanish."), "isn't it portuguese?", {"cue_correction": 1}),
+        (("what language do they speak in brazil", "The official language of Brazil is Spanish."), "isn't it hard to learn?", {"cue_correction": 0}),
+        # an insistent re-ask in other words; a follow-up on what the answer said is not one
+        (_EGGS, "ok but what can i swap eggs for in a cake", {"cue_repeat": 1}),
+        (_EGGS, "so how long do eggs keep in the fridge", {"cue_repeat": 0}),
+        (_EGGS, "but what about muffins?", {"cue_repeat": 0}),
+    ],
+)
+def test_mixed_probe_cues_with_a_similarity(context, next_query, cues):
+    from gazepref.signals.text_feedback import _similar
+
+    f = rule_features(context[0], context[1], next_query, similar=_similar)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "you mean " + "a " * 20_000,
+        "is not x" + " " * 50_000 + "y",
+        "i think " + "x is " * 10_000 + "1 no?",
+        "°F" + " " * 50_000 + "not °C",
+        "1 " * 25_000,
+        "the capital is " + "Ottawa " * 10_000,
+    ],
+    ids=["you-mean", "not-but", "hedge-tag", "unit", "quantity", "slot"],
+)
+def test_mixed_round_patterns_read_long_text_in_linear_time(text):
+    _in_time(10, rule_features, *_CANADA, text)
