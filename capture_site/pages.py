@@ -144,8 +144,12 @@ def withdraw_page(p: store.Participant):
 
 
 def withdrawn_page(p: store.Participant):
-    """The final page of a participant who withdrew (every later visit of theirs ends here)."""
-    return render_template("withdrawn.html", study=p.study,
+    """The final page of a participant who withdrew (every later visit of theirs ends here). It
+    names their token (refused by the server now) so that its page.js removes the outboxes stored
+    with it, and no other participant's of the same browser (a shared computer)."""
+    from .security import participant_token
+
+    return render_template("withdrawn.html", study=p.study, token=participant_token(p),
                            handoff=withdrawal_handoff(site().config(p.study), p.platform))
 
 

@@ -105,11 +105,25 @@ for (const form of keepForms) {
 
 // The final page of a withdrawal: what this browser still holds of the study goes too (unsent
 // telemetry batches, which the server would refuse now, chat drafts and unsent ratings, form
-// answers). Its outbox.js is left out, so nothing is sent from it.
+// answers). Its outbox.js is left out, so nothing is sent from it. A stored outbox
+// ("gazepref:outbox:...", outbox.js) goes only when it was stored with this participant's token
+// (#forget-token) or holds none: on a shared computer another participant's unsent batches stay,
+// for their own pages to send.
 if (document.body.classList.contains("forget-study-data")) {
+  const forget = document.getElementById("forget-token");
+  const token = forget ? forget.dataset.token : null;
+  const othersOutbox = (key, kept) => {
+    if (kept !== localStorage || !token || !key.startsWith("gazepref:outbox:")) return false;
+    try {
+      const box = JSON.parse(kept.getItem(key));
+      return !!box && typeof box.token === "string" && box.token !== "" && box.token !== token;
+    } catch {
+      return false;
+    }
+  };
   for (const kept of [localStorage, sessionStorage]) {
     try {
-      for (const key of Object.keys(kept)) if (key.startsWith("gazepref:")) kept.removeItem(key);
+      for (const key of Object.keys(kept)) if (key.startsWith("gazepref:") && !othersOutbox(key, kept)) kept.removeItem(key);
     } catch { /* storage blocked: nothing kept */ }
   }
 }

@@ -128,3 +128,40 @@ def test_an_outbox_stored_under_the_former_single_key_is_sent(browser, app):
         assert stored.get((origin, 7)) == {"events"}
         wait_outbox_empty(pg)
         assert other.evaluate(f"localStorage.getItem('gazepref:outbox:{task}')") is None
+
+
+def test_a_withdrawal_forgets_only_its_own_outbox_on_a_shared_browser(browser, app):
+    """Two participants in one browser (a lab computer): A's page left a batch stored (under A's
+    token); B starts, cannot send (connection down), and withdraws. B's final page removes B's
+    stored batches but not A's, which A's next page sends to A's task with A's token."""
+    for pg in _page(browser, app):
+        to_first_task(pg, "LAB-A")
+        ready(pg)
+        wait_outbox_empty(pg)
+        task = pg.evaluate("window.gazepref.recorder.task")
+        box = pg.evaluate("window.gazepref.recorder.outbox.box")
+        origin = 1_700_000_000_456.5
+        batch = {"task": task, "seq": 3, "origin": origin, "streams": {"events": {
+            "t": [5.0], "type": ["click"], "target": ["window"], "x": [1.0], "y": [2.0], "detail": ["a-left"]}}}
+        key = f"gazepref:outbox:{task}:{origin}"
+        pg.route("**/api/ingest*", lambda route: route.abort())  # nothing reaches the server now
+        pg.evaluate("([k, v]) => localStorage.setItem(k, v)",
+                    [key, json.dumps({"task": task, "token": box["token"], "url": box["url"],
+                                      "items": [{"seq": 3, "json": json.dumps(batch)}]})])
+        to_first_task(pg, "LAB-B")
+        ready(pg)
+        _moves(pg, 100, 300)
+        assert pg.evaluate("window.gazepref.recorder.outbox.pending") >= 1
+        b_token = pg.evaluate("window.gazepref.recorder.outbox.box.token")
+        stored_tokens = ("Object.fromEntries(Object.keys(localStorage).filter((k) => k.startsWith('gazepref:outbox:'))"
+                         ".map((k) => [k, JSON.parse(localStorage.getItem(k)).token]))")
+        assert b_token in pg.evaluate(stored_tokens).values()
+        pg.click("#withdraw-link")
+        pg.click("#withdraw-confirm")
+        pg.wait_for_url("**/withdrawn")
+        left = pg.evaluate(stored_tokens)  # B's batches are gone, A's are kept (also A's page's last)
+        assert key in left and set(left.values()) == {box["token"]}, left
+        pg.unroute("**/api/ingest*")
+        pg.goto("/?PROLIFIC_PID=LAB-A")  # A comes back: their page sends what they left
+        ready(pg)
+        assert _wait_stored(app, {(origin, 3)}).get((origin, 3)) == {"events"}
