@@ -188,6 +188,15 @@ export class Outbox {
           return;
         }
         this.failures = 0;
+        if (outcome === "refused" && this.adopted) {
+          // 401/403 to a stored outbox: its token (withdrawn, deleted, forged) or its task is
+          // refused, and every batch of the key has both: the rest goes too, unsent
+          console.warn("gazepref: stored outbox refused, its", this.box.items.length, "batches dropped");
+          for (const i of this.box.items) this.acked.add(i.json);
+          this.box.items = [];
+          this.save();
+          break;
+        }
         if (this.box.items[0] === item) this.box.items.shift();
         if (this.adopted) this.acked.add(item.json);
         this.save();
@@ -202,7 +211,8 @@ export class Outbox {
     }
   }
 
-  /** "ok" (stored or a duplicate), "rejected" (malformed: never retried) or "retry". */
+  /** "ok" (stored or a duplicate), "rejected" (malformed: never retried), "refused" (401/403:
+   *  the token or the task, never retried) or "retry". */
   async send(item) {
     try {
       const zip = typeof CompressionStream !== "undefined"; // browsers without it send plain JSON
@@ -223,7 +233,7 @@ export class Outbox {
         return "retry";
       }
       console.warn("gazepref: batch rejected", resp.status, await resp.text());
-      return "rejected";
+      return resp.status === 401 || resp.status === 403 ? "refused" : "rejected";
     } catch {
       return "retry"; // offline or connection dropped
     }

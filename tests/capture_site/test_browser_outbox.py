@@ -165,3 +165,29 @@ def test_a_withdrawal_forgets_only_its_own_outbox_on_a_shared_browser(browser, a
         pg.goto("/?PROLIFIC_PID=LAB-A")  # A comes back: their page sends what they left
         ready(pg)
         assert _wait_stored(app, {(origin, 3)}).get((origin, 3)) == {"events"}
+
+
+def test_a_stored_outbox_whose_token_is_refused_is_dropped_after_one_answer(browser, app):
+    """A stored outbox whose token the server refuses (401: the participant withdrew, a forged or
+    foreign token) is dropped whole at the first refusal: every batch of it has that token, so
+    sending the others would only be refused too (a request each)."""
+    for pg in _page(browser, app):
+        to_first_task(pg, "REFUSED")
+        ready(pg)
+        wait_outbox_empty(pg)
+        task = pg.evaluate("window.gazepref.recorder.task")
+        url = pg.evaluate("window.gazepref.recorder.outbox.box.url")
+        refused = []
+        pg.on("request", lambda r: refused.append(r.url) if "/api/ingest" in r.url
+              and r.headers.get("x-participant-token") == "not-a-token" else None)
+        origin = 1_700_000_000_789.5
+        items = [{"seq": s, "json": json.dumps({"task": task, "seq": s, "origin": origin, "streams": {}})}
+                 for s in range(12)]
+        key = f"gazepref:outbox:{task}:{origin}"
+        other = pg.context.new_page()  # another tab: this page learns of the key by a storage event
+        other.goto("/static/favicon.svg")
+        other.evaluate("([k, v]) => localStorage.setItem(k, v)",
+                       [key, json.dumps({"task": task, "token": "not-a-token", "url": url, "items": items})])
+        wait_for_function(pg, f"localStorage.getItem('{key}') === null")
+        pg.wait_for_timeout(300)
+        assert len(refused) == 1, refused
