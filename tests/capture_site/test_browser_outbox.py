@@ -191,3 +191,41 @@ def test_a_stored_outbox_whose_token_is_refused_is_dropped_after_one_answer(brow
         wait_for_function(pg, f"localStorage.getItem('{key}') === null")
         pg.wait_for_timeout(300)
         assert len(refused) == 1, refused
+
+
+def test_another_participants_stored_outbox_goes_to_their_task_with_their_token(browser, app):
+    """Two participants in one browser (a lab computer, or a restart under another platform id):
+    A's stored batch, adopted by B's pages, is sent with the token stored with it and lands in A's
+    task; nothing is refused, and B's own batches go to B's task."""
+    for pg in _page(browser, app):
+        statuses = []
+        pg.on("response", lambda r: statuses.append(r.status) if "/api/ingest" in r.url else None)
+        to_first_task(pg, "SHARED-A")
+        ready(pg)
+        wait_outbox_empty(pg)
+        a_task = pg.evaluate("window.gazepref.recorder.task")
+        box = pg.evaluate("window.gazepref.recorder.outbox.box")
+        origin = 1_700_000_000_321.5
+        batch = {"task": a_task, "seq": 4, "origin": origin, "streams": {"events": {
+            "t": [5.0], "type": ["click"], "target": ["window"], "x": [1.0], "y": [2.0], "detail": ["a-left"]}}}
+        pg.route("**/api/ingest*", lambda route: route.abort())  # A's batch stays stored
+        pg.evaluate("([k, v]) => localStorage.setItem(k, v)",
+                    [f"gazepref:outbox:{a_task}:{origin}",
+                     json.dumps({"task": a_task, "token": box["token"], "url": box["url"],
+                                 "items": [{"seq": 4, "json": json.dumps(batch)}]})])
+        to_first_task(pg, "SHARED-B")
+        ready(pg)
+        b_task = pg.evaluate("window.gazepref.recorder.task")
+        assert b_task != a_task
+        pg.unroute("**/api/ingest*")
+        _moves(pg, 100, 300)
+        wait_outbox_empty(pg)
+        wait_for_function(pg, "!Object.keys(localStorage).some((k) => k.startsWith('gazepref:outbox:') && "
+                              "JSON.parse(localStorage.getItem(k)).token !== window.gazepref.recorder.outbox.box.token)",
+                          timeout=45_000)
+        with app.extensions["gazepref"].sessions() as s:
+            rows = set(s.execute(select(store.StreamChunk.task_id, store.StreamChunk.clock_origin_epoch_ms,
+                                        store.StreamChunk.seq, store.StreamChunk.stream)).all())
+        assert (a_task, origin, 4, "events") in rows
+        assert any(t == b_task and st == "mouse" for t, _, _, st in rows)
+        assert set(statuses) == {200}, statuses
