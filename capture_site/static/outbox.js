@@ -189,8 +189,9 @@ export class Outbox {
         }
         this.failures = 0;
         if (outcome === "refused" && this.adopted) {
-          // 401/403 to a stored outbox: its token (withdrawn, deleted, forged) or its task is
-          // refused, and every batch of the key has both: the rest goes too, unsent
+          // 401 to a stored outbox: its token is refused (the participant withdrew or was
+          // deleted, a forged token), and every batch of the key has it: the rest goes too,
+          // unsent (a 403 names one batch's task or calibration: that batch only)
           console.warn("gazepref: stored outbox refused, its", this.box.items.length, "batches dropped");
           for (const i of this.box.items) this.acked.add(i.json);
           this.box.items = [];
@@ -211,8 +212,8 @@ export class Outbox {
     }
   }
 
-  /** "ok" (stored or a duplicate), "rejected" (malformed: never retried), "refused" (401/403:
-   *  the token or the task, never retried) or "retry". */
+  /** "ok" (stored or a duplicate), "rejected" (malformed: never retried), "refused" (401: the
+   *  token, never retried) or "retry". */
   async send(item) {
     try {
       const zip = typeof CompressionStream !== "undefined"; // browsers without it send plain JSON
@@ -233,7 +234,7 @@ export class Outbox {
         return "retry";
       }
       console.warn("gazepref: batch rejected", resp.status, await resp.text());
-      return resp.status === 401 || resp.status === 403 ? "refused" : "rejected";
+      return resp.status === 401 ? "refused" : "rejected";
     } catch {
       return "retry"; // offline or connection dropped
     }
