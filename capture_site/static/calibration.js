@@ -186,6 +186,9 @@ async function runRound(kind, points) {
     frames.push(...got.frames);
     if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
+  // another window took the camera over during the round (its dots then starve): the round is not
+  // sent, so it spends no attempt; this page reloads if it gets the camera back
+  if (state.capture && state.capture.handedOver) return { handedOver: true };
   ui.bar.style.width = "100%";
   ui.target.hidden = true; // while the server fits
   ui.instructions.textContent = "One moment…";
@@ -246,6 +249,7 @@ async function calibrate() {
   let outcome = null;
   try {
     const cal = await runRound("calibration", grid(S.calibration_points, innerWidth, innerHeight));
+    if (cal.handedOver) { state.attempts -= 1; return; }
     state.rounds.push({ kind: "calibration", ok: cal.ok, status: cal.status, starved: cal.starved, payload: cal.payload });
     if (!cal.ok) {
       outcome = cal.payload.outcome || null;
@@ -254,6 +258,7 @@ async function calibrate() {
         : `Calibration failed (${cal.payload.error || cal.status}).`;
     } else {
       const val = await runRound("validation", cal.payload.validation_targets);
+      if (val.handedOver) { state.attempts -= 1; return; } // the calibration round is stored; a reload starts afresh
       state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
       outcome = val.payload.outcome || null;
       if (val.ok && !val.payload.passed) message = `The check showed the calibration is ${QUALITY[val.payload.quality] || "poor"}.`;

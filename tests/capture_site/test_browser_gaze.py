@@ -655,3 +655,39 @@ def test_the_calibration_page_takes_the_recording_window_lock(make_app, tmp_path
         assert first.evaluate("window.held.stream.getTracks().every((t) => t.readyState === 'ended')")
         wait_for_function(second, camera, 30_000)
         assert not second.is_visible(notice)
+
+
+def test_a_round_cut_off_by_another_window_taking_over_spends_no_attempt(make_app, tmp_path):
+    """Another window takes the camera over just after a dot was clicked: the dot then starves
+    (no more pictures), and the round was posted as frame-starved, spending an attempt (the last
+    one: a failed calibration and the study's fallback). Now the round is not sent at all; the
+    window that took over calibrates."""
+    from gazetest import to_calibration
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "\n".join([
+        'compute = "browser"', "fps = 5", "min_frames = 30", "target_timeout_ms = 1500", "setup_timeout_s = 1"]))))
+    client = app.test_client()
+    to_calibration(client, "CAL-CUT")
+    rounds = []
+    with browser_context(app, video, client=client) as ctx:
+        first = ctx.new_page()
+        first.set_default_timeout(30_000)
+        first.on("request", lambda r: rounds.append(r.url) if r.method == "POST" and "round" in r.url else None)
+        first.goto("/step")
+        first.wait_for_selector("#setup-way-on:not([hidden]), #start-calibration:enabled")
+        second = ctx.new_page()
+        second.set_default_timeout(30_000)
+        second.goto("/step")
+        second.wait_for_selector("#other-window:not([hidden])")
+        first.click("#start-calibration")
+        first.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        first.wait_for_timeout(400)
+        first.click("#target")
+        second.click("#use-this-window")  # while the first waits for the dot's pictures
+        first.wait_for_selector("#other-window:not([hidden])")
+        first.wait_for_timeout(3000)  # past the dot's timeout
+    assert rounds == []
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert dbs.scalars(select(store.Calibration)).all() == []
+        assert dbs.scalars(select(store.Participant)).one().state.get("gaze") != "failed"
