@@ -243,6 +243,19 @@ def _use_recording(rec) -> None:
     _TASKS = {t.task_id: t for t in rec.tasks()}
 
 
+def _worker_context():
+    """The workers' start method: ``fork`` (they inherit the parsed recording) only while this
+    process runs no other Python thread; else ``spawn`` (they open the recording by its key). A
+    thread holding a lock at the fork leaves the forked worker waiting for it for ever: seen with a
+    study served in the same process, whose thread held SQLite's allocator mutex when the worker
+    was forked, so the worker hung opening its database connection and ``build`` never returned."""
+    import multiprocessing
+    import threading
+
+    forkable = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if forkable else "spawn")
+
+
 def _open(key: tuple | None) -> None:
     """Worker initializer: forked workers inherit the parent's parsed recording (a study's without
     its database connections: the parent gives them back first); others open it by its key
@@ -329,7 +342,8 @@ def build(data: Any, jobs: int = 1, sentences: bool = True, progress: bool = Fal
     else:
         if hasattr(rec, "close"):  # a study: workers must not share the parent's database connections
             rec.close()
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_open, initargs=(key,)) as ex:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(), initializer=_open,
+                                 initargs=(key,)) as ex:
             it = ex.map(_run_chunk, args)
             if progress:
                 from ..progress import progress as bar

@@ -371,3 +371,23 @@ def test_write_leaves_no_table_of_an_earlier_run(tmp_path):
     paths = write(SimpleNamespace(responses=df, comparisons=df, sentences=None, sequential=pd.DataFrame()), tmp_path)
     assert set(paths) == {"responses", "comparisons"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["comparisons.parquet", "responses.parquet"]
+
+
+def test_workers_are_not_forked_while_another_thread_runs(ifllm_sample):
+    """A worker forked while another thread of the process holds a lock waits for that lock for
+    ever (a study served in the same process: its thread held SQLite's allocator mutex, and
+    ``features --jobs 2`` never returned). With another thread running the workers are spawned and
+    open the recording by its key; the tables are the same as on one process."""
+    import threading
+
+    r1 = features.build(ifllm_sample, jobs=1, sentences=False)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert features._worker_context().get_start_method() == "spawn"
+        r2 = features.build(ifllm_sample, jobs=2, sentences=False)
+    finally:
+        stop.set()
+        other.join()
+    pd.testing.assert_frame_equal(r1.comparisons, r2.comparisons)
