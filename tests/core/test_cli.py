@@ -33,11 +33,11 @@ def test_an_error_is_one_line_even_when_its_cause_spans_several(tmp_path, capsys
     from gazepref.cli import main
 
     bad = tmp_path / "manifest.csv"
-    bad.write_text("image,x\na.jpg,1\nb.jpg,2,3,4\n")
+    bad.write_text("image,x,y,person,session\na.jpg,1,2,p,s\nb.jpg,2,3,p,s,6,7\n")
     assert main(["gaze", "evaluate", str(bad), "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and err.startswith("gazepref: error: ")
-    assert "not a readable CSV" in err and "Expected 2 fields" in err
+    assert "not a readable CSV" in err and "Expected 5 fields" in err
 
 
 def _options():
