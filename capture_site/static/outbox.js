@@ -20,6 +20,11 @@
 // refused) a page adopts at start only, which may send a batch that another open window sends
 // too: a replay the server drops.
 //
+// Acknowledgements: each save rewrites the whole stored key (~50-100 ms for a 4 MB backlog), so
+// while a backlog drains the acknowledged batches leave the stored copy at most once per
+// ACK_SAVE_MS (and at once when none is left, or on pagehide): a reload meanwhile sends those of
+// the last ACK_SAVE_MS again, replays the server drops. A new batch is stored at once.
+//
 // Storage bound: all stored outboxes together (every page load and task of the site in this
 // browser, i.e. the participant's) stay under MAX_STORED_CHARS; a page whose batches do not fit
 // stores its newest ones and keeps the oldest in memory only (still sent while it is open).
@@ -27,6 +32,7 @@
 const PREFIX = "gazepref:outbox:";
 const LIVE = "gazepref:outbox-live:"; // + key: the Web Lock the page load owning the key holds
 const MAX_STORED_CHARS = 4_000_000; // all stored outboxes together stay inside the localStorage quota
+const ACK_SAVE_MS = 1000; // how often a draining backlog's stored copy drops what was acknowledged
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const OWN = new Map(); // key -> this page load's Outbox of a task
 const ADOPTING = new Set(); // keys of other page loads this page waits for (their lock) or sends
@@ -129,6 +135,8 @@ export class Outbox {
    *  adopted outbox removes from its stored key the batches the server answered (the key when
    *  none is left), leaving any other. */
   save() {
+    clearTimeout(this.ackSave);
+    this.ackSave = null;
     if (this.adopted) {
       const stored = readBox(this.key);
       if (!stored) return;
@@ -155,6 +163,13 @@ export class Outbox {
     } catch (e) {
       console.warn("gazepref: cannot store outbox", e);
     }
+  }
+
+  /** After an acknowledgement: the stored copy drops the acknowledged batches within ACK_SAVE_MS
+   *  (at once when none is left), one rewrite for all acknowledged meanwhile. */
+  saveAcked() {
+    if (!this.box.items.length) this.save();
+    else if (!this.ackSave) this.ackSave = setTimeout(() => this.save(), ACK_SAVE_MS);
   }
 
   get pending() {
@@ -200,7 +215,7 @@ export class Outbox {
         }
         if (this.box.items[0] === item) this.box.items.shift();
         if (this.adopted) this.acked.add(item.json);
-        this.save();
+        this.saveAcked();
         if (outcome === "ok") this.sent += 1;
       }
       if (this.adopted) {
