@@ -266,8 +266,44 @@ def _bind_url(db: Session) -> str:
 
 #: the columns of ``frames/frames.csv`` (:func:`export_frames`), keyed as the exported tables are
 #: (``participant_id`` the pseudonym, ``task_id`` the exported task id); until 2026-12 they were
-#: named participant, task, calibration (no reader of ours reads this index back)
-FRAME_COLUMNS = ("participant_id", "task_id", "calibration_id", "kind", "seq", "index", "t", "file")
+#: named participant, task, calibration (no reader of ours reads this index back).
+#: ``clock_origin_epoch_ms``: the page load a task frame was taken in (its
+#: ``performance.timeOrigin``, Unix ms; ``t`` counts from it), ``epoch_ms`` = origin + ``t``,
+#: ``t_task``: the frame's time on the task clock (as the streams' ``t``); empty for a calibration's
+#: frames and where the page load is not known
+FRAME_COLUMNS = ("participant_id", "task_id", "calibration_id", "kind", "seq", "index", "t",
+                 "clock_origin_epoch_ms", "epoch_ms", "t_task", "file")
+
+
+def _frame_origins(session: Session, frames: list[tuple[int, int, float]]) -> dict[tuple[int, int, float], float | None]:
+    """The page load (``clock_origin_epoch_ms``) of each task frame (task id, seq, page time ``t``):
+    that of the task's gaze chunk ``seq`` holding a sample at ``t`` (a kept frame is stored with
+    its chunk, one row a frame); None where no chunk or several page loads' chunks of that seq
+    hold that time (two page loads sharing a seq: a reload that lost its counter)."""
+    C = store.StreamChunk
+    tasks = sorted({task for task, _, _ in frames})
+    chunks: dict[tuple[int, int], list[tuple[int, float, float, float]]] = {}
+    for i in range(0, len(tasks), 500):
+        for cid, task, seq, origin, t0, t1 in session.execute(
+                select(C.id, C.task_id, C.seq, C.clock_origin_epoch_ms, C.t_start, C.t_end)
+                .where(C.task_id.in_(tasks[i:i + 500]), C.stream == "gaze")):
+            chunks.setdefault((task, seq), []).append((cid, origin, t0, t1))
+    times: dict[int, set[float]] = {}
+
+    def holds(cid: int, t: float) -> bool:
+        if cid not in times:
+            columns, raw_size, data = session.execute(select(C.columns, C.raw_size, C.data).where(C.id == cid)).one()
+            times[cid] = set(store.decode_chunk("gaze", columns, raw_size, data).column("t").to_pylist())
+        return t in times[cid]
+
+    out: dict[tuple[int, int, float], float | None] = {}
+    for task, seq, t in frames:
+        near = [c for c in chunks.get((task, seq), []) if c[2] <= t <= c[3]]
+        if len(near) > 1:
+            near = [c for c in near if holds(c[0], t)]
+        origins = {c[1] for c in near}
+        out[(task, seq, t)] = origins.pop() if len(origins) == 1 else None
+    return out
 
 
 def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> int:
@@ -277,15 +313,20 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
     ``<calibration|validation><id>/<index>.jpg``) and an index ``frames/frames.csv`` with the
     columns :data:`FRAME_COLUMNS` (``participant_id``: the pseudonym; ``task_id``: the exported task
     id ``<pseudonym>/<task id>``, empty for a calibration's frames; ``calibration_id``: the
-    calibration or validation round, empty for a task's; ``t``: page clock ms). Returns the number of frames; writes nothing when there are none.
+    calibration or validation round, empty for a task's; ``t``: page clock ms; a task frame's page
+    load, Unix time and task-clock time: :data:`FRAME_COLUMNS`). Returns the number of frames; writes nothing when there are none.
     ``task_id`` is the exported task id in both layouts (the IFLLM layout's ``user_behavior/<worker>/<task>``
     keeps it: worker = pseudonym, task = the id). A ``frames/`` folder left by an earlier
     export into the same folder is removed first, so a deleted participant's pictures do not
     outlive them there."""
-    P, F, C = store.Participant, store.GazeFrame, store.Calibration
+    P, F, C, T = store.Participant, store.GazeFrame, store.Calibration, store.Task
+    origins = _frame_origins(session, session.execute(
+        select(F.task_id, F.seq, F.t).join(P, F.participant_id == P.id)
+        .where(store.consenting(study.id), F.task_id.is_not(None))).all())
+    # (streamed: the pictures are not all held at once; their page loads from the light query above)
     rows = session.execute(
-        select(P.pseudonym, F.task_id, F.calibration_id, C.kind, F.seq, F.index, F.t, F.data)
-        .join(P, F.participant_id == P.id).outerjoin(C, F.calibration_id == C.id)
+        select(P.pseudonym, F.task_id, F.calibration_id, C.kind, F.seq, F.index, F.t, F.data, T.clock_anchor_epoch_ms)
+        .join(P, F.participant_id == P.id).outerjoin(C, F.calibration_id == C.id).outerjoin(T, F.task_id == T.id)
         .where(store.consenting(study.id))
         .order_by(P.pseudonym, F.task_id, F.calibration_id, F.seq, F.index, F.id)  # (id: page loads in order)
     )
@@ -294,7 +335,10 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
         shutil.rmtree(root)
     index_rows = []
     written: set[str] = set()
-    for pseudonym, task_id, cal_id, kind, seq, i, t, data in rows:
+    for pseudonym, task_id, cal_id, kind, seq, i, t, data, anchor in rows:
+        origin = origins.get((task_id, seq, t)) if task_id is not None else None
+        when = ("", "", "") if origin is None else (
+            origin, round(origin + t, 3), "" if anchor is None else round(origin + t - anchor, 3))
         if task_id is not None:
             rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}.jpg"
             # two page loads' chunks of one seq (a reload that lost its counter): the later frames
@@ -311,7 +355,7 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        index_rows.append((pseudonym, task, cal, kind, seq, i, t, f"frames/{rel}"))
+        index_rows.append((pseudonym, task, cal, kind, seq, i, t, *when, f"frames/{rel}"))
     if index_rows:
         with open(root / "frames.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)

@@ -181,7 +181,11 @@ def test_keep_frames_stores_exports_and_deletes_them_with_the_participant(make_a
         assert manifest["frames"] == 57
         index = (tmp_path / "export" / "frames" / "frames.csv").read_text().splitlines()
         # named as the exported tables name them (participant_id: the pseudonym; task_id: <pseudonym>/<task id>)
-        assert index[0] == "participant_id,task_id,calibration_id,kind,seq,index,t,file" and len(index) == 58
+        assert index[0] == ("participant_id,task_id,calibration_id,kind,seq,index,t,clock_origin_epoch_ms,epoch_ms,"
+                            "t_task,file") and len(index) == 58
+        task_rows = [line.split(",") for line in index[1:] if ",task," in line]  # their page load, as posted
+        assert [(r[6], r[7], r[8]) for r in task_rows] == [(f"{t}", "1700000000000.0", f"{1.7e12 + t}")
+                                                           for t in (5000.0, 5100.0, 5200.0)]
         files = sorted((tmp_path / "export" / "frames").rglob("*.jpg"))
         assert len(files) == 57 and all(f.read_bytes()[:2] == b"\xff\xd8" for f in files)
         p = dbs.get(store.Participant, task_frames[0].participant_id)

@@ -196,13 +196,14 @@ def test_every_exported_column_is_documented(tmp_path: Path):
     import pandas as pd
 
     from gazepref.datasets.export import TASK_CALIBRATION_COLUMNS
-    from gazepref.datasets.store_recording import CALIBRATION_COLUMNS
+    from gazepref.datasets.store_recording import CALIBRATION_COLUMNS, FRAME_COLUMNS
 
     docs = _documented_columns()
     url = _study_db(tmp_path)
     manifest = export_parquet(StoreRecording.open("pilot", db_url=url), tmp_path / "pq")
     written = {f.name: set(pd.read_parquet(f).columns) for f in (tmp_path / "pq").glob("*.parquet")}
     written["calibrations.parquet"] = set(CALIBRATION_COLUMNS)
+    written["frames/frames.csv"] = set(FRAME_COLUMNS)  # (a study that keeps its webcam pictures)
     written["streams/<stream>.parquet"] = {"turn", "task_id"}
     written["manifest.json"] = set(manifest) - {"skipped"}
     assert set(written) <= set(docs)

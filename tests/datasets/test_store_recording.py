@@ -35,3 +35,43 @@ def test_frames_of_page_loads_sharing_seqs_each_get_their_own_file(tmp_path: Pat
             assert stored == {b"\xff\xd8" + bytes([load, i]) for load in range(3) for i in range(2)}
         assert names[0] == names[1]
         assert (tmp_path / "a" / "frames" / "p1" / f"task{task.id}" / "000000-00.jpg").read_bytes() == b"\xff\xd8\x00\x00"
+
+
+def test_task_frames_say_their_page_load_and_their_time_on_the_task_clock(tmp_path: Path):
+    """A frame's ``t`` counts from its page load's clock origin: two page loads of one task (the
+    second lost its counter, so both have a chunk seq 0, with overlapping page times) keep frames
+    whose index rows tell the page loads apart (``clock_origin_epoch_ms``) and put every frame on
+    Unix time (``epoch_ms``) and on the task clock of the streams (``t_task``); a calibration's
+    frames (no page load stored) leave them empty."""
+    import pyarrow as pa
+
+    anchor, first, second = 1_700_000_000_000.0, 1_700_000_000_500.25, 1_700_000_090_000.5
+    sessions = store.init_db(store.make_engine(store.sqlite_url(tmp_path / "db.sqlite")))
+    with sessions() as s:
+        study = store.Study(slug="s", name="S", salt="x")
+        p = store.Participant(study=study, pseudonym="p1", consent=True)
+        task = store.Task(participant=p, index=0, kind="pairwise", clock_anchor_epoch_ms=anchor)
+        s.add_all([study, p, task])
+        s.flush()
+        cal = store.Calibration(participant_id=p.id, kind="calibration")
+        s.add(cal)
+        s.flush()
+        loads = [(first, 0, [100.0, 200.0]), (first, 1, [300.0]), (second, 0, [150.0, 250.0])]
+        for origin, seq, times in loads:
+            s.add(store.make_chunk(task.id, "gaze", seq, pa.table({"t": times, "x": [1.0] * len(times),
+                                                                    "y": [2.0] * len(times)}),
+                                   clock_origin_epoch_ms=origin))
+            for i, t in enumerate(times):
+                s.add(store.GazeFrame(participant_id=p.id, task_id=task.id, seq=seq, index=i, t=t,
+                                      data=b"\xff\xd8" + bytes([seq, i])))
+        s.add(store.GazeFrame(participant_id=p.id, calibration_id=cal.id, seq=0, index=0, t=42.0, data=b"\xff\xd8"))
+        s.commit()
+        assert export_frames(s, study, tmp_path / "out") == 6
+    with open(tmp_path / "out" / "frames" / "frames.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    got = sorted((float(r["t"]), r["clock_origin_epoch_ms"], r["epoch_ms"], r["t_task"]) for r in rows if r["task_id"])
+    want = sorted((t, repr(origin), repr(round(origin + t, 3)), repr(round(origin + t - anchor, 3)))
+                  for origin, _, times in loads for t in times)
+    assert got == want
+    [calibration] = [r for r in rows if r["calibration_id"]]
+    assert (calibration["clock_origin_epoch_ms"], calibration["epoch_ms"], calibration["t_task"]) == ("", "", "")
