@@ -2,7 +2,12 @@
 //
 // Clock: performance.now() (ms since performance.timeOrigin, which is sent with every batch as
 // the epoch anchor). Rows are buffered per stream, column-major, and cut into a batch about once
-// a second; batches carry a per-task sequence number and go through the Outbox.
+// a second; batches carry a sequence number and go through the Outbox.
+//
+// Seq: each page load numbers its batches 0, 1, 2 ... from the server's next seq of the task
+// (nothing kept in localStorage): the server's chunk key (task, stream, page load's origin, seq)
+// makes a batch a replay only of its own page load's, so another tab or an earlier page load of
+// the task may use the same numbers, and a gap in one page load's seqs is a lost batch.
 
 import { Outbox } from "./outbox.js";
 import { measureElements, measureWords } from "./layout.js";
@@ -52,7 +57,8 @@ function caretPoint(el) {
 
 export class Recorder {
   /**
-   * @param {object} opts task, token, ingestUrl, nextSeq (server's next sequence number),
+   * @param {object} opts task, token, ingestUrl, nextSeq (server's next sequence number: this
+   *   page load's first),
    *   targets() -> {target name: element} of tracked elements, panes() -> {target: scrollable
    *   response element}, turn() -> index of the turn on screen (or null).
    */
@@ -62,8 +68,7 @@ export class Recorder {
     this.panes = panes;
     this.turn = turn;
     this.origin = performance.timeOrigin;
-    this.seqKey = `gazepref:seq:${task}`;
-    this.seq = Math.max(nextSeq || 0, +(localStorage.getItem(this.seqKey) || 0));
+    this.seq = nextSeq || 0;
     this.outbox = new Outbox({ task, token, url: ingestUrl });
     this.buffers = {};
     this.lastT = {};
@@ -261,10 +266,7 @@ export class Recorder {
       }
     }
     if (!Object.keys(streams).length) return;
-    // another tab of the same task may have used numbers meanwhile: a reused one is a duplicate
-    this.seq = Math.max(this.seq, +(localStorage.getItem(this.seqKey) || 0));
     const batch = { task: this.task, seq: this.seq++, origin: this.origin, streams };
-    localStorage.setItem(this.seqKey, String(this.seq));
     this.outbox.push(batch);
   }
 }

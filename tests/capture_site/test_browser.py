@@ -392,9 +392,10 @@ def test_a_browser_without_compression_streams_still_sends_telemetry(browser, ap
         assert {(200 + 10 * i, 300) for i in (0, 9)} <= set(zip(mouse["x"], mouse["y"]))
 
 
-def test_two_tabs_of_one_task_never_reuse_a_batch_number(browser, app):
-    """The link resumes the same task in a second tab while the first is still open: their
-    batches must not share a sequence number (the server would take the later as a replay)."""
+def test_two_tabs_of_one_task_each_store_every_batch(browser, app):
+    """The link resumes the same task in a second tab while the first is still open: each tab
+    (page load) numbers its own batches, so they may share seqs, and every batch of both is
+    stored, none taken as a replay (the server's chunk key has the page load's origin)."""
     with BackgroundServer(app) as url:
         ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
         first = ctx.new_page()
@@ -419,10 +420,11 @@ def test_two_tabs_of_one_task_never_reuse_a_batch_number(browser, app):
                 batches += 1
         with app.extensions["gazepref"].sessions() as s:
             task = s.scalars(select(store.Task)).one()
-            seqs = s.scalars(select(store.StreamChunk.seq).where(store.StreamChunk.task_id == task.id,
-                                                                 store.StreamChunk.stream == "mouse")).all()
+            keys = s.execute(select(store.StreamChunk.clock_origin_epoch_ms, store.StreamChunk.seq).where(
+                store.StreamChunk.task_id == task.id, store.StreamChunk.stream == "mouse")).all()
         ctx.close()
-    assert len(seqs) == len(set(seqs)) >= batches  # every tab's mouse batch stored, none taken as a replay
+    assert len(keys) == len(set(keys)) >= batches  # every tab's mouse batch stored, none taken as a replay
+    assert len({origin for origin, _ in keys}) == 2
 
 
 def _ifllm_rel_row_at(folder, t: float):

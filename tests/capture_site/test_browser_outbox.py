@@ -79,6 +79,9 @@ def test_batches_of_a_window_that_dies_offline_reach_the_server_once(browser, ap
         waiting = _unsent(second)
         assert len(lost) >= 2 and len(waiting) >= 2
         assert {o for o, _ in lost}.isdisjoint({o for o, _ in waiting})  # two page loads
+        for batches in (lost, waiting):  # each page load numbers its own batches: no gap left by the other's
+            seqs = sorted(seq for _, seq in batches)
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (lost, waiting)
         first.evaluate("addEventListener('pagehide', () => localStorage.setItem('test:pagehide', '1'))")
         try:  # a debug URL: the window's renderer crashes, no pagehide, no beacon, nothing saved
             first.goto("chrome://crash", timeout=5000)
