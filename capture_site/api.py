@@ -127,4 +127,4 @@ def to_task_clock(task: store.Task, origin: float, t: float) -> float:
     """Shift a page-clock time onto the task clock; the task's first page sets the anchor."""
     if task.clock_anchor_epoch_ms is None:
         task.clock_anchor_epoch_ms = origin
-    return t + (origin - task.clock_anchor_epoch_ms)
+    return t + store.task_clock_shift(origin, task.clock_anchor_epoch_ms)

@@ -72,7 +72,7 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
             last_chunk[pid] = received
         if stream != "mouse":
             continue
-        shift = (origin - anchor) if (origin is not None and anchor is not None) else 0.0
+        shift = store.task_clock_shift(origin, anchor)
         by_task[task_id].append((t0 + shift, t1 + shift, n))
         owner[task_id] = pid
     stats: dict[int, dict] = defaultdict(lambda: {"samples": 0, "span_ms": 0.0, "gaps": 0, "max_gap_ms": 0.0})

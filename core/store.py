@@ -697,11 +697,20 @@ def chunk_from_batch(task_id: int, stream: str, seq: int, batch: pa.RecordBatch,
     )
 
 
+def task_clock_shift(origin: float | None, anchor: float | None) -> float:
+    """What a page load's times (ms from its clock ``origin``, ``performance.timeOrigin``) add to
+    be on the task clock of anchor ``anchor`` (the task's ``clock_anchor_epoch_ms``): ``t_task = t
+    + (origin - anchor)``, 0 where either is unknown. The one place this is computed (the streams
+    (:func:`read_stream`), kept frames, a turn's times, the dashboard's gaps), so every task-clock
+    time of one instant is the same float."""
+    return 0.0 if origin is None or anchor is None else origin - anchor
+
+
 def read_stream(db: Session, task: Task, stream: str) -> pa.Table:
     """All samples of one stream of a task, on the task clock, sorted by time.
 
     Chunks from different page loads (reloads restart ``performance.now()``) are shifted onto
-    the task clock: ``t_task = t + (chunk origin - task anchor)``.
+    the task clock: ``t_task = t + (chunk origin - task anchor)`` (:func:`task_clock_shift`).
     """
     rows = db.execute(
         select(StreamChunk.columns, StreamChunk.raw_size, StreamChunk.data, StreamChunk.clock_origin_epoch_ms)
@@ -714,9 +723,10 @@ def read_stream(db: Session, task: Task, stream: str) -> pa.Table:
     tables = []
     for columns, raw_size, data, origin in rows:
         tb = decode_chunk(stream, columns, raw_size, data)
-        if anchor is not None and origin is not None and origin != anchor:
+        shift = task_clock_shift(origin, anchor)
+        if shift:
             i = tb.schema.get_field_index("t")
-            tb = tb.set_column(i, "t", pa.compute.add(tb.column("t"), origin - anchor))
+            tb = tb.set_column(i, "t", pa.compute.add(tb.column("t"), shift))
         tables.append(tb)
     table = pa.concat_tables(tables, promote_options="permissive")
     return table.sort_by("t")

@@ -2,6 +2,7 @@
 its kept webcam frames (:func:`export_frames`)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -275,35 +276,41 @@ FRAME_COLUMNS = ("participant_id", "task_id", "calibration_id", "kind", "seq", "
                  "clock_origin_epoch_ms", "epoch_ms", "t_task", "file")
 
 
-def _frame_origins(session: Session, frames: list[tuple[int, int, float]]) -> dict[tuple[int, int, float], float | None]:
-    """The page load (``clock_origin_epoch_ms``) of each task frame (task id, seq, page time ``t``):
-    that of the task's gaze chunk ``seq`` holding a sample at ``t`` (a kept frame is stored with
-    its chunk, one row a frame); None where no chunk or several page loads' chunks of that seq
-    hold that time (two page loads sharing a seq: a reload that lost its counter)."""
-    C = store.StreamChunk
-    tasks = sorted({task for task, _, _ in frames})
-    chunks: dict[tuple[int, int], list[tuple[int, float, float, float]]] = {}
-    for i in range(0, len(tasks), 500):
-        for cid, task, seq, origin, t0, t1 in session.execute(
-                select(C.id, C.task_id, C.seq, C.clock_origin_epoch_ms, C.t_start, C.t_end)
-                .where(C.task_id.in_(tasks[i:i + 500]), C.stream == "gaze")):
-            chunks.setdefault((task, seq), []).append((cid, origin, t0, t1))
-    times: dict[int, set[float]] = {}
+class _TaskFrameOrigins:
+    """The page load (``clock_origin_epoch_ms``) of task ``task_id``'s frames, by (seq, page time
+    ``t``): that of the task's gaze chunk ``seq`` holding a sample at ``t`` (a kept frame is stored
+    with its chunk, one row a frame); None where no chunk or several page loads' chunks of that
+    seq hold that time (two page loads sharing a seq). Reads the task's gaze chunks' keys and
+    spans once and decodes a chunk only where two of one seq span ``t``: one task at a time."""
 
-    def holds(cid: int, t: float) -> bool:
-        if cid not in times:
-            columns, raw_size, data = session.execute(select(C.columns, C.raw_size, C.data).where(C.id == cid)).one()
-            times[cid] = set(store.decode_chunk("gaze", columns, raw_size, data).column("t").to_pylist())
-        return t in times[cid]
+    def __init__(self, session: Session, task_id: int):
+        C = store.StreamChunk
+        self.session, self.task_id = session, task_id
+        self.chunks: dict[int, list[tuple[int, float | None, float, float]]] = {}
+        for cid, seq, origin, t0, t1 in session.execute(
+                select(C.id, C.seq, C.clock_origin_epoch_ms, C.t_start, C.t_end)
+                .where(C.task_id == task_id, C.stream == "gaze")):
+            self.chunks.setdefault(seq, []).append((cid, origin, t0, t1))
+        self.times: dict[int, set[float]] = {}
 
-    out: dict[tuple[int, int, float], float | None] = {}
-    for task, seq, t in frames:
-        near = [c for c in chunks.get((task, seq), []) if c[2] <= t <= c[3]]
+    def _holds(self, cid: int, t: float) -> bool:
+        if cid not in self.times:
+            C = store.StreamChunk
+            columns, raw_size, data = self.session.execute(
+                select(C.columns, C.raw_size, C.data).where(C.id == cid)).one()
+            self.times[cid] = set(store.decode_chunk("gaze", columns, raw_size, data).column("t").to_pylist())
+        return t in self.times[cid]
+
+    def __call__(self, seq: int, t: float) -> float | None:
+        near = [c for c in self.chunks.get(seq, ()) if c[2] <= t <= c[3]]
         if len(near) > 1:
-            near = [c for c in near if holds(c[0], t)]
+            near = [c for c in near if self._holds(c[0], t)]
         origins = {c[1] for c in near}
-        out[(task, seq, t)] = origins.pop() if len(origins) == 1 else None
-    return out
+        return origins.pop() if len(origins) == 1 else None
+
+
+#: frames read from the database at a time by :func:`export_frames` (each ~8-10 KB)
+FRAMES_PER_FETCH = 200
 
 
 def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> int:
@@ -320,45 +327,49 @@ def export_frames(session: Session, study: store.Study, out_dir: str | Path) -> 
     export into the same folder is removed first, so a deleted participant's pictures do not
     outlive them there."""
     P, F, C, T = store.Participant, store.GazeFrame, store.Calibration, store.Task
-    origins = _frame_origins(session, session.execute(
-        select(F.task_id, F.seq, F.t).join(P, F.participant_id == P.id)
-        .where(store.consenting(study.id), F.task_id.is_not(None))).all())
-    # (streamed: the pictures are not all held at once; their page loads from the light query above)
+    # streamed (yield_per): neither the pictures nor the index rows are all held at once; the
+    # page loads of one task's frames at a time (the rows come task by task)
     rows = session.execute(
         select(P.pseudonym, F.task_id, F.calibration_id, C.kind, F.seq, F.index, F.t, F.data, T.clock_anchor_epoch_ms)
         .join(P, F.participant_id == P.id).outerjoin(C, F.calibration_id == C.id).outerjoin(T, F.task_id == T.id)
         .where(store.consenting(study.id))
         .order_by(P.pseudonym, F.task_id, F.calibration_id, F.seq, F.index, F.id)  # (id: page loads in order)
+        .execution_options(yield_per=FRAMES_PER_FETCH)
     )
     root = Path(out_dir) / "frames"
     if root.is_dir():
         shutil.rmtree(root)
-    index_rows = []
-    written: set[str] = set()
-    for pseudonym, task_id, cal_id, kind, seq, i, t, data, anchor in rows:
-        origin = origins.get((task_id, seq, t)) if task_id is not None else None
-        when = ("", "", "") if origin is None else (
-            origin, round(origin + t, 3), "" if anchor is None else round(origin + t - anchor, 3))
-        if task_id is not None:
-            rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}.jpg"
-            # two page loads' chunks of one seq (a reload that lost its counter): the later frames
-            # named by their page time too, and by their turn where that is taken as well
-            again = 1
-            while rel in written:
-                extra = f"-{again}" if again > 1 else ""
-                rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}-t{t:.2f}{extra}.jpg"
-                again += 1
-            written.add(rel)
-            task, cal, kind = exported_task_id(pseudonym, task_id), "", "task"
-        else:
-            rel, task, cal = f"{pseudonym}/{kind}{cal_id}/{i:04d}.jpg", "", str(cal_id)
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        index_rows.append((pseudonym, task, cal, kind, seq, i, t, *when, f"frames/{rel}"))
-    if index_rows:
-        with open(root / "frames.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(FRAME_COLUMNS)
-            w.writerows(index_rows)
-    return len(index_rows)
+    n = 0
+    with contextlib.ExitStack() as stack:
+        index = None
+        origins: _TaskFrameOrigins | None = None
+        written: set[str] = set()  # (the current task's files)
+        for pseudonym, task_id, cal_id, kind, seq, i, t, data, anchor in rows:
+            when: tuple = ("", "", "")
+            if task_id is not None:
+                if origins is None or origins.task_id != task_id:
+                    origins, written = _TaskFrameOrigins(session, task_id), set()
+                origin = origins(seq, t)
+                if origin is not None:  # (on the task clock as the streams are: store.task_clock_shift)
+                    when = (origin, origin + t, "" if anchor is None else t + store.task_clock_shift(origin, anchor))
+                rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}.jpg"
+                # two page loads' chunks of one seq (a reload that lost its counter): the later frames
+                # named by their page time too, and by their turn where that is taken as well
+                again = 1
+                while rel in written:
+                    extra = f"-{again}" if again > 1 else ""
+                    rel = f"{pseudonym}/task{task_id}/{seq:06d}-{i:02d}-t{t:.2f}{extra}.jpg"
+                    again += 1
+                written.add(rel)
+                task, cal, kind = exported_task_id(pseudonym, task_id), "", "task"
+            else:
+                rel, task, cal = f"{pseudonym}/{kind}{cal_id}/{i:04d}.jpg", "", str(cal_id)
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            if index is None:
+                index = csv.writer(stack.enter_context(open(root / "frames.csv", "w", newline="", encoding="utf-8")))
+                index.writerow(FRAME_COLUMNS)
+            index.writerow((pseudonym, task, cal, kind, seq, i, t, *when, f"frames/{rel}"))
+            n += 1
+    return n

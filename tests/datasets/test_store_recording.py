@@ -70,8 +70,37 @@ def test_task_frames_say_their_page_load_and_their_time_on_the_task_clock(tmp_pa
     with open(tmp_path / "out" / "frames" / "frames.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     got = sorted((float(r["t"]), r["clock_origin_epoch_ms"], r["epoch_ms"], r["t_task"]) for r in rows if r["task_id"])
-    want = sorted((t, repr(origin), repr(round(origin + t, 3)), repr(round(origin + t - anchor, 3)))
+    want = sorted((t, repr(origin), repr(origin + t), repr(t + (origin - anchor)))
                   for origin, _, times in loads for t in times)
     assert got == want
     [calibration] = [r for r in rows if r["calibration_id"]]
     assert (calibration["clock_origin_epoch_ms"], calibration["epoch_ms"], calibration["t_task"]) == ("", "", "")
+
+
+def test_a_task_frames_t_task_is_the_time_of_its_gaze_row_in_the_streams(tmp_path: Path):
+    """``t_task`` is on the task clock exactly as the streams' ``t`` (:func:`store.read_stream`,
+    the exported ``streams/gaze``): a reader joins a frame to its gaze row on it. Page times with
+    sub-millisecond parts (``performance.now()``) and a reloaded page's origin off the anchor by a
+    fraction of a ms must not be rounded or shifted in another order than the streams' are."""
+    import pyarrow as pa
+
+    anchor, reload = 1_700_000_000_000.0, 1_700_000_012_345.6789
+    sessions = store.init_db(store.make_engine(store.sqlite_url(tmp_path / "db.sqlite")))
+    with sessions() as s:
+        study = store.Study(slug="s", name="S", salt="x")
+        p = store.Participant(study=study, pseudonym="p1", consent=True)
+        task = store.Task(participant=p, index=0, kind="pairwise", clock_anchor_epoch_ms=anchor)
+        s.add_all([study, p, task])
+        s.flush()
+        for seq, origin, times in [(0, anchor, [100.0625, 200.56789]), (1, reload, [33.3125, 1234.56785])]:
+            s.add(store.make_chunk(task.id, "gaze", seq, pa.table({"t": times, "x": [1.0] * len(times),
+                                                                    "y": [2.0] * len(times)}),
+                                   clock_origin_epoch_ms=origin))
+            for i, t in enumerate(times):
+                s.add(store.GazeFrame(participant_id=p.id, task_id=task.id, seq=seq, index=i, t=t, data=b"\xff\xd8"))
+        s.commit()
+        assert export_frames(s, study, tmp_path / "out") == 4
+        stream_t = store.read_stream(s, task, "gaze").column("t").to_pylist()
+    with open(tmp_path / "out" / "frames" / "frames.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(float(r["t_task"]) for r in rows) == sorted(stream_t)
