@@ -5,7 +5,8 @@ A batch is JSON (optionally gzip-compressed, ``Content-Encoding: gzip`` or ``?en
     {"task": 12, "seq": 7, "origin": 1763860000123.4,
      "streams": {"mouse": {"t": [...], "x": [...], "y": [...], "buttons": [...]}, "events": {...}}}
 
-``seq`` numbers the batches of one task (a replayed seq adds nothing), ``origin`` is the page's
+``seq`` numbers the batches of one page load (``origin``) of the task (a replayed (origin, seq) adds nothing; another
+page load may use the same seqs), ``origin`` is the page's
 ``performance.timeOrigin`` and every stream is column-major with the columns of
 :data:`gazepref.schema.STREAMS`. :func:`parse_batch` raises :class:`BatchError` naming the first
 problem: sizes, types, non-finite numbers, unequal column lengths, time going backwards.

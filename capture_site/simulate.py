@@ -198,7 +198,7 @@ COLUMNS = {
 
 class Recorder:
     """Rows of one task page, cut into batches of one second of page time (``telemetry.js``:
-    column-major streams, a per-task ``seq``, the page's ``origin``) and posted to ``/api/ingest``."""
+    column-major streams, a ``seq`` per page load from the server's ``next_seq``, the page's ``origin``) and posted to ``/api/ingest``."""
 
     def __init__(self, client, task: int, token: str, url: str, origin: float, seq: int = 0):
         self.client, self.task, self.token, self.url, self.origin, self.seq = client, task, token, url, origin, seq

@@ -6,7 +6,8 @@ holding an Arrow record batch (all-null optional columns left out, the message z
 as one frame; the column list is kept beside it, so no schema is repeated per chunk).
 Chunks are keyed by (task, stream, page load, seq): a page load (its ``performance.timeOrigin``)
 numbers its batches, so a replayed batch adds nothing and another page load's batch of the same
-seq (a reload that lost the page's saved counter) is not taken for one.
+seq (another tab or a reload of the task page, which number from the server's next seq; a gaze
+page that lost its saved counter) is not taken for one.
 ``benchmarks/storage.py`` measures this against one row per sample; see docs/storage.md.
 """
 from __future__ import annotations
@@ -200,7 +201,8 @@ class StreamChunk(Base):
     __tablename__ = "stream_chunks"
     __table_args__ = (
         # a seq numbers one page load's (origin's) batches: another page load's chunk of the same
-        # seq (a reloaded page that lost its saved counter) is neither a replay nor refused
+        # seq (another tab or a reload of the task page, numbering from the server's next seq; a gaze
+        # page that lost its saved counter) is neither a replay nor refused
         # (:func:`init_db` moves a database made with the former key (task, stream, seq) onto it)
         UniqueConstraint("task_id", "stream", "clock_origin_epoch_ms", "seq", name=CHUNK_KEY),
         # a page load's gaze chunks by time (the webcam paths' check of which frames are stored
