@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from gazepref import store
 from gazepref.datasets.store_recording import export_frames
 
@@ -77,15 +79,33 @@ def test_task_frames_say_their_page_load_and_their_time_on_the_task_clock(tmp_pa
     assert (calibration["clock_origin_epoch_ms"], calibration["epoch_ms"], calibration["t_task"]) == ("", "", "")
 
 
-def test_a_task_frames_t_task_is_the_time_of_its_gaze_row_in_the_streams(tmp_path: Path):
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_task_frames_t_task_is_the_time_of_its_gaze_row_in_the_streams(tmp_path: Path, kind, request, monkeypatch):
     """``t_task`` is on the task clock exactly as the streams' ``t`` (:func:`store.read_stream`,
     the exported ``streams/gaze``): a reader joins a frame to its gaze row on it. Page times with
     sub-millisecond parts (``performance.now()``) and a reloaded page's origin off the anchor by a
-    fraction of a ms must not be rounded or shifted in another order than the streams' are."""
+    fraction of a ms must not be rounded or shifted in another order than the streams' are. The
+    pictures are fetched a few at a time (here one: the page-load lookups run between fetches of
+    the open result, a server-side cursor on PostgreSQL)."""
     import pyarrow as pa
 
+    from gazepref.datasets import store_recording
+
+    monkeypatch.setattr(store_recording, "FRAMES_PER_FETCH", 1)
     anchor, reload = 1_700_000_000_000.0, 1_700_000_012_345.6789
-    sessions = store.init_db(store.make_engine(store.sqlite_url(tmp_path / "db.sqlite")))
+    if kind == "sqlite":
+        url = store.sqlite_url(tmp_path / "db.sqlite")
+    else:
+        from sqlalchemy import create_engine, text
+
+        server = request.getfixturevalue("postgres_url")
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text("DROP DATABASE IF EXISTS gp_frames"))
+            c.execute(text("CREATE DATABASE gp_frames"))
+        admin.dispose()
+        url = server.rsplit("/", 1)[0] + "/gp_frames"
+    sessions = store.init_db(store.make_engine(url))
     with sessions() as s:
         study = store.Study(slug="s", name="S", salt="x")
         p = store.Participant(study=study, pseudonym="p1", consent=True)
