@@ -22,7 +22,9 @@
    benchmarks/data/feedback_probe_blind.jsonl`` runs the blind probe set (130 messages, written from
    the taxonomy alone before the rules were read); ``benchmarks/data/feedback_probe_logs.jsonl`` and
    ``benchmarks/data/feedback_probe_crowd.jsonl`` are the log-style and crowdworker-style blind sets
-   (132 and 131 messages), ``benchmarks/data/feedback_probe_mixed.jsonl`` the mixed-style one (139). Both tables also give per-class precision/recall,
+   (132 and 131 messages), ``benchmarks/data/feedback_probe_mixed.jsonl`` the mixed-style one (139),
+   ``benchmarks/data/feedback_probe_r6.jsonl`` the round-6 one (159, mostly corrections and reworded
+   repeats, with near-miss no-feedback controls). Both tables also give per-class precision/recall,
    the no-feedback false-flag rate and the confusion counts.
 """
 from __future__ import annotations

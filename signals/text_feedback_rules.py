@@ -542,6 +542,9 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"^\s*(?:no|nope|nah)[,.!]+\s+(?!(?:i|you|that|this|it|thanks|thank|worries|problem|worry|need|way|idea|clue)\b)"
     r"(?:the |a |an )?[a-z][\w'-]*(?: [a-z][\w'-]*)? (?:can|can't|cannot|is|are|was|were|do|does|don't|doesn't|did|didn't|need|needs|have|has|had|should|must|will|won't|only|never|always)\b(?![^?\n]*\?)",
     r"\bjust so you know\b",
+    # round 6: a denial run into a statement about the answer's subject with a verb of its own: "no it
+    # produces oxygen", "nope he wrote it in 1949" (not "no it works now", "no it's fine", "no it isn't")
+    r"^\s*(?:no|nope|nah)\s+(?:it|he|she|they)\s+(?!(?:works|worked|seems|sounds|looks|does|doesn|did|didn|makes|helps|helped)\b)(?:[a-z]{3,}(?:es|s|ed)|wrote|took|came|went|got|made|began|won|lost|sank|fell|built)\s+[a-z][^?\n]*$",
     # "No, her first album was ..." (not "no, that's not it", "no that's wrong": a verdict, no fix)
     r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b"
     r"(?!(?:'s|’s| is| was| are| were)?\s+(?:not|wrong|incorrect|false|untrue|it)\b[^,;:\n]*$)(?!.*\?\s*$)",
@@ -587,6 +590,16 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     # (not a choice among the answer's options: "i want the second one", "i need the cheapest one")
     r"(?:^|[,.;:!]\s*|\b(?:but|and|though)\s+)i (?:need|needed|wanted|asked for|was asking for) (?:the|a) "
     r"(?!(?:first|second|third|fourth|last|other|next|same|cheapest|cheaper|best|better|new|newest|latest|blue|red|green|black|white|big|bigger|small|smaller)\b)\w+ (?:one|version|form)\b(?![^?\n]{0,200}\?)",
+    # round 6 (benchmarks/data/feedback_probe_r6.jsonl): the way or version the user wanted, named
+    # with two words ("i wanted the python 3 way, ..."; not as a question: "i need the fastest way?")
+    r"(?:^|[,.;:!]\s*|\b(?:but|and|though)\s+)i (?:needed|wanted|asked for|was asking for) the (?!(?:first|second|third|last|other|next|same|best|new|latest)\b)\w+ \w+ (?:way|version)\b(?![^?\n]{0,200}\?)",
+    # ... the answer's parts put the wrong way round, or what it left out: "you swapped them", "you
+    # switched the two", "you're missing the !" (as "you forgot X")
+    r"\byou(?:'ve| have)? (?:swapped|switched|flipped|reversed|inverted|transposed) (?:them|it|these|those|the|their|its|a|an|two|\w+ and)\b"
+    r"|\byou(?:'re| are) (?:missing|leaving out) (?:the|a|an|some)\b(?! point\b)(?![^?\n]{0,200}\?)",
+    # a bare adjective of tone or length: "make it formal, its for my boss", "keep it casual"
+    rf"^{_SHORT}\W*{_POLITE}(?:(?:can|could|would) you\W+)?(?:please\W+)?(?:make|keep) (?:it|this|that|them)\s+(?:(?:more|less|a bit|very|really|super)\s+)?"
+    rf"(?:formal|informal|casual|professional|polite|friendly|short|brief|concise|simple|funny|serious|neutral|academic)\b{_STEER_TAIL}",
     rf"^{_SHORT}\W*(?:(?:please|pls|ok|okay|now|but|no)\W+)?(?:just|only) (?:the|a|an|one) \w+(?:\W+\w+)?\W*(?:please)?\W*$",
     # crowdworker round (benchmarks/data/feedback_probe_crowd.jsonl). "just the list, no extra sentences":
     # the version wanted, then what to leave out (a statement: not "only a few days, what should i see?")
@@ -1051,6 +1064,12 @@ _YOU_MEAN = re.compile(
     + _NOT_A_VALUE + r"(?P<fix>[^\W_](?:\w|['’.,°/-]+(?=\w))*(?:\s+[^\W_](?:\w|['’.,°/-]+(?=\w))*){0,3})(?=\s*(?:[,.;!]|$))",
     re.IGNORECASE,
 )
+# round 6: the value offered back with "you mean" and no "do": "you mean 1969?", "350°F you mean, ..."
+_VALUE_YOU_MEAN = re.compile(
+    r"^\W*(?:(?:so|oh|wait|um+|hm+|lol)\W+)?(?:you mean|you meant|u mean)\s+" + _NOT_A_VALUE + _VALUE_WORDS + r"\s*\?+\W*$"
+    r"|^\W*(?P<fix2>[^\W_](?:\w|['’.,°/-]+(?=\w))*(?:\s+[^\W_](?:\w|['’.,°/-]+(?=\w))*){0,2})\s+(?:you mean|you meant|u mean)\b(?!\s*\?)",
+    re.IGNORECASE,
+)
 # "°F not °C": a temperature's unit put right
 _DEGREES = re.compile(r"\d*\s*°\s*([CFK])\b", re.IGNORECASE)
 _NOT_UNIT = re.compile(r"(?P<x>°\s*[CFK])\b[^\n°]{0,20}?\bnot\s+(?:in\s+)?[\d.,]*\s*(?P<y>°\s*[CFK])\b", re.IGNORECASE)
@@ -1107,6 +1126,70 @@ def _answer_spans(prev_query: str, prev_response: str) -> tuple[str, ...]:
     return tuple(sorted(spans))
 
 
+# round 6 (benchmarks/data/feedback_probe_r6.jsonl): corrections that restate the question or the
+# answer with another value and no cue word.
+def _asks(clause: str) -> bool:
+    """A clause that opens as a question; "should be around 1595" (an auxiliary with no subject) does not."""
+    return bool(_QUESTION_START.match(clause)) and not re.match(r"\s*(?:should|must|would|could|will|can) be\b", clause, re.IGNORECASE)
+
+
+# "Jane Austen actually", "8,849 m actually": a bare value closed by "actually"
+_VALUE_ACTUALLY = re.compile(r"^\W*" + _NOT_A_VALUE + _VALUE_WORDS + r"\s+actually\W*$", re.IGNORECASE)
+# a message that is one number, with a unit at most: "206", "37.5 C"
+_BARE_NUMBER = re.compile(r"^\W*(?:(?:no|nope|nah|its|it's|it is)\W+)?~?\d[\d.,]*\s*[^\W\d_]{0,12}\W*$", re.IGNORECASE)
+# what links a restated frame to its value: "7*8 is 56", "12x12=144", "1 mile is 1.609 km"
+_LINK = re.compile(r"\s(?:is|are|was|were|equals?)\s|\s*(?:=|≈)\s*", re.IGNORECASE)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|my|me|mine|we|we're|we've|our|us)\b", re.IGNORECASE)
+_WH_WORD = re.compile(r"\b(?:who|what|when|where|why|how|which|whose)\b", re.IGNORECASE)
+_FILLERS = frozenset("lol tho though actually about around roughly approx approximately exactly basically".split())
+# code the user writes out again with a small change: "my_list[0]" for the answer's "my_list[1]",
+# "my_dict.items()" for "my_dict.items", "===" for "=="; tokens with code marks or digits and letters
+_CODE_MARK = re.compile(r"[_()\[\]^#=<>]|\w\.\w|\d[a-z]|[a-z]\d", re.IGNORECASE)
+
+
+def _code_tokens(text: str) -> set[str]:
+    out = set()
+    for t in str(text or "")[:5000].split():
+        t = t.strip(".,;:!?\"'`").lstrip("(")
+        if len(t) >= 2 and _CODE_MARK.search(t) and not re.fullmatch(r"[\d.,%$€£]+", t):
+            out.add(t)
+    return out
+
+
+_CODE_SHOULD = re.compile(r"(?:^|[,.;:!]\s*)(?:(?:it|that|this|which) should be|should be|it'?s|its|use|try)\s+(?P<code>\S+)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=256)
+def _answer_words(prev_query: str, prev_response: str) -> frozenset[str]:
+    """Words of the answer's opening (80 words) that the question did not use."""
+    cw_q = content_words(prev_query)
+    return frozenset(w for w in _words(str(prev_response or "")[:800])[:80] if _stem(w) not in cw_q)
+
+
+def code_fix(prev_response: str, text: str) -> bool:
+    """The message writes a token of the answer's code or formula again with a small change: one
+    edit, or a few marks added ("you need my_list[0]" for the answer's "my_list[1]", "its 3x^2" for
+    "3x", "===" for "=="). A statement, not a question; the token is new to the answer."""
+    if "?" in text or len(text) > 300 or _asks(text):
+        return False
+    mine = _code_tokens(text)
+    if not mine:
+        return False
+    theirs = _code_tokens(prev_response)
+    # "that should be a.equals(b)", "use my_list[0]": new code stated as what the answer should have
+    m = _CODE_SHOULD.search(text)
+    if m and theirs and m.group("code").strip(".,;:!\"'`") in mine - theirs:
+        return True
+    for t in mine - theirs:
+        for a in theirs:
+            if a == t or len(a.strip("()[]{}")) < 2:
+                continue
+            formula = a.isalnum() and re.search(r"\d", a) and re.search(r"[a-z]", a, re.IGNORECASE)  # "3x"
+            if (a in t and len(t) - len(a) <= 3 and (len(a) >= 4 or not a.isalnum() or formula)) or (min(len(a), len(t)) >= 4 and _one_typo(t, a)):
+                return True
+    return False
+
+
 def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, similar=None) -> bool:
     """The message corrects a fact of the answer by stating the right value.
 
@@ -1158,6 +1241,44 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
             return False
         return any(similar(fix, c) >= SAME_KIND_SIMILARITY_ANSWER for c in _answer_spans(prev_query, prev_response))
 
+    numbers_q = _numbers(prev_query)
+
+    def restated(clause: str) -> bool:
+        """The clause restates the question's or the answer's frame with a value the answer did not
+        give: the words before the link ("is", "=", or a verb of the answer) come from the
+        conversation, the value after it is a new number where the answer gave numbers, or a word or
+        two close in meaning (``similar``) to a word of the answer ("yen" for "yuan")."""
+        if len(clause) > 120 or _FIRST_PERSON.search(clause) or _WH_WORD.search(clause):
+            return False
+        link = _LINK.search(clause)
+        if link:
+            frame, value = clause[: link.start()], clause[link.end():]
+        else:  # a verb of the answer as the link: "japan uses yen"
+            toks = clause.split()
+            if len(toks) > 6 or similar is None:
+                return False
+            answer_words = _answer_words(prev_query, prev_response)
+            # (a word of the answer that the question did not use: "rihanna net worth 2024" has none)
+            k = next((i for i, t in enumerate(toks[1:4], 1) if normalize(t) in answer_words and normalize(t) not in STOPWORDS
+                      and not re.search(r"\d", t)), None)
+            if k is None:
+                return False
+            frame, value = " ".join(toks[:k]), " ".join(toks[k + 1:])
+        fw = {w for w in content_words(frame) if not re.search(r"\d", w)}
+        fnums, vnums = _numbers(frame), _numbers(value)
+        if not frame.strip() or fw - said - _UNITS or not (fw & said or (fnums and fnums <= numbers_q | numbers_r)):
+            return False
+        vw = content_words(value) - _FILLERS
+        if vnums - numbers_r - numbers_q and numbers_r:
+            return not ({w for w in vw if not re.search(r"\d", w)} - said - _UNITS)
+        if similar is None or vnums or not fw & cw_q:  # (a word value: the frame names the question's subject)
+            return False
+        new = [w for w in _words(value) if _stem(w) not in said and w not in _FILLERS]
+        if not 1 <= len(new) <= 2 or len(vw) > len(new) + 1:
+            return False
+        cands = [a for a in _answer_words(prev_query, prev_response) if a not in STOPWORDS and _stem(a) not in fw and a not in _FILLERS]
+        return all(any(similar(w, a) >= SAME_KIND_SIMILARITY_ANSWER for a in cands) for w in new)
+
     # mixed-style round: a hedged statement closed by a tag question is a statement ("i think one
     # gallon is 3.78 liter no?")
     if len(text) <= 300 and _HEDGE.match(text):
@@ -1179,6 +1300,12 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         if "?" not in text[m.end():m.end() + 3] and new_value(fix) and same_kind(fix):
             return True
 
+    m = _VALUE_YOU_MEAN.match(text)
+    if m:
+        fix = m.group("fix") or m.group("fix2")
+        if new_value(fix) and (looks_like_value(fix) or same_kind(fix)) and same_kind(fix):
+            return True
+
     # "X not Y": Y is what the answer said, X is not
     for m in _NOT_VALUE.finditer(text):
         x, y = content_words(m.group("x")), content_words(m.group("y"))
@@ -1195,6 +1322,12 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         if x and y and x_new and y_said and not re.search(r"\?", text[m.end():m.end() + 80]) \
                 and not _QUESTION_START.match(text) and not text.rstrip().endswith("?"):
             return True
+    # round 6: a bare number of the kind the answer gave ("206" after "... 212 bones"); code written
+    # again with a small change ("its my_dict.items() with parentheses")
+    if _BARE_NUMBER.match(text) and same_kind(text) and _numbers(text) - numbers_r:
+        return True
+    if code_fix(prev_response, text):
+        return True
     parts = re.split(r"([!?;\n\"“”]+|[.,](?=\s|$)|\s[-–—]\s)", text)
     clauses = [(parts[i].strip(), parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
     praised = quoted = doubted = denied = False
@@ -1208,7 +1341,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         complained = complaint or denied or denial_here
         # a clause that judges ("that's vague", "it's wrong bro") is a complaint, not a value
         # (read from "it's" on: "facepalm its ankara", "ugh its ottawa" complain first, then fix)
-        if m and "?" not in end and not _QUESTION_START.match(clause) and not NEGATIVE_CUES.search(clause[m.start("fix"):]) \
+        if m and "?" not in end and not _asks(clause) and not NEGATIVE_CUES.search(clause[m.start("fix"):]) \
                 and not NEGATIVE_CUES.search(re.sub(r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|facepalm|eye roll|sad face|smh|ugh|bruh)\W+)+", "", clause)):
             fix = re.sub(r"\s*\bactually\b\s*", " ", m.group("fix")).strip()
             if fix and new_value(fix):
@@ -1246,10 +1379,20 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
                 rest = {w for w in words if not re.search(r"\d", w)}
                 if rest & cw_q and len(rest - said) <= 1 and same_kind(clause):
                     return True
+        if "?" not in end and not _asks(clause):
+            # round 6: a bare value closed by "actually" ("Jane Austen actually", "8,849 m actually"), or
+            # the question's or the answer's frame restated with another value ("7*8 is 56", "1 mile is
+            # 1.609 km", "japan uses yen" after "Japan uses the yuan"); not in a clause that judges
+            va = _VALUE_ACTUALLY.match(clause)
+            if ((va and new_value(va.group("fix")) and (looks_like_value(va.group("fix")) or same_kind(va.group("fix"))))
+                    or restated(clause)) and not NEGATIVE_CUES.search(clause) and not POSITIVE_CUES.search(clause):
+                return True
         words = content_words(clause)
         toks = _TOKEN.findall(clause)
         bare_value = len(clause.split()) <= 3 and (bool(re.search(r"\d", clause)) or (cased and toks and all(t[:1].isupper() for t in toks)))
         news = (_numbers(clause) - numbers_r) if re.search(r"\d", clause) else (words - said)
+        if not bare_value and not cased and len(clause.split()) <= 2 and (denied or complaint) and words and not re.search(r"\d", clause):
+            bare_value = same_kind(clause)  # round 6: "no, jupiter" after "Saturn is ..." (a value of the answer's kind)
         if (denied or complaint) and not m and words and bare_value and news \
                 and "?" not in end and not _QUESTION_START.match(clause) and not (
                     POSITIVE_CUES.search(clause) or NEGATIVE_CUES.search(clause) or CLARIFY_CUES.search(clause)):
@@ -1328,7 +1471,88 @@ def swapped_direction(prev_query: str, text: str) -> bool:
     return any((y, x) in a and x != y for x, y in b if x not in STOPWORDS and y not in STOPWORDS)
 
 
+# round 6 (benchmarks/data/feedback_probe_r6.jsonl): reworded repeats with no cue word.
+# A quantity asked again after an answer that gave none ("population of lagos" -> "Lagos is a large
+# coastal city ..." -> "but how many people live in lagos").
+_QUANTITY_Q = re.compile(
+    r"\bhow (?:many|much|long|old|far|tall|big|high|heavy|fast|often|deep|hot|cold)\b"
+    r"|\bwhat (?:year|age|percentage|temperature|temp|size|dose|dosage|price)\b"
+    r"|\b(?:population|dose|dosage|calories)\b|\d\s*%",
+    re.IGNORECASE,
+)
+
+
+def unanswered_reask(prev_query: str, prev_response: str, text: str) -> bool:
+    """The previous question asked for a quantity, the answer gave no number of its own (and asked
+    nothing back), and the message asks for a quantity again on the question's topic words."""
+    if not (_QUANTITY_Q.search(prev_query) and _QUANTITY_Q.search(text)):
+        return False
+    if not (text.rstrip().endswith("?") or _WH_WORD.search(text)) or _FIRST_PERSON_OWN.search(text):
+        return False
+    r = str(prev_response or "")
+    if not r.strip() or r.rstrip().endswith("?") or _numbers(r) - _numbers(prev_query):
+        return False
+    return bool(content_words(text) & content_words(prev_query))
+
+
+# the user's own facts ("my cat is 12", "I'm 45"): a new question about them, not a re-ask
+_FIRST_PERSON_OWN = re.compile(r"\b(?:i'm|i am|i've|i have|my|mine|we're|we are|our)\b", re.IGNORECASE)
+_REJECTION = re.compile(r"(?:[,;]\s*|\b(?:and|but|it'?s|its)\s+)not (?:an? |the |yet )?([^\W\d_]+(?: [^\W\d_]+)?)", re.IGNORECASE)
+
+
+def rejecting_reask(prev_query: str, prev_response: str, text: str) -> bool:
+    """The previous question asked again (two thirds of its content words or more, up to a typo, in
+    the same kind of question) with a term of the answer rejected: "how do you make cold brew at
+    home, not iced coffee" after an answer on iced coffee. The rejected words come from the answer,
+    not from the question; a statement that rejects a value ("it empties into the X, not the Y") is a
+    correction, not this."""
+    if not (text.rstrip().endswith("?") or _QUESTION_START.match(text)):
+        return False
+    # (a rejection added to the question: ", not X", "and not X", "it's not X"; not "why is X not that rich")
+    cw_r = None
+    rejected = set()
+    for m in _REJECTION.finditer(text[:500]):
+        if cw_r is None:
+            a, cw_r = content_words(prev_query), content_words(prev_response)
+        x = content_words(m.group(1))
+        if x & cw_r and not x & a:
+            rejected |= x
+    if not rejected:
+        return False
+    b = content_words(text)
+    if len(a) < 2 or 3 * sum(x in b or any(_close(x, y) for y in b) for x in a) < 2 * len(a):
+        return False
+    return same_question_type(prev_query, text) and not swapped_direction(prev_query, text)
+
+
+def caps_reask(prev_query: str, text: str) -> bool:
+    """A word of the previous query typed again in capitals for emphasis, in a message of the query's
+    words ("sort by VALUE, how" after "how do i sort a dict by value"): the answer missed it."""
+    caps = re.findall(r"(?<![\w(.])[A-Z]{3,}(?![\w(.])", text)
+    if not caps or text.upper() == text:
+        return False
+    raw_q = str(prev_query or "")
+    words_q = set(normalize(raw_q).split())
+    if not any(w.lower() in words_q and w not in raw_q for w in caps):
+        return False
+    b = content_words(text)
+    return bool(b) and len(b - content_words(prev_query)) <= 1
+
+
 _INSIST = re.compile(r"\bi (?:said|asked(?: for)?)\b", re.IGNORECASE)
+# round 6: a language or format named alone after an answer with code: "typescript", "java pls"
+_BARE_FORMAT = re.compile(rf"^{_SHORT}\W*(?:(?:now|ok|okay|but)\W+)?(?:(?:in|as|into)\s+)?(?P<fmt>{_FORMATS})\W*(?:(?:please|pls|instead|version)\W*)*$", re.IGNORECASE)
+
+
+def bare_format(prev_response: str, text: str) -> bool:
+    """A language or format named alone ("typescript") after an answer with code in another one."""
+    m = _BARE_FORMAT.match(text)
+    if not m or not any(code for _, code in split_code(str(prev_response or "")[:5000])):
+        return False
+    return m.group("fmt").lower() not in normalize(prev_response).split()
+
+# "i asked about vertically, not horizontally": what was asked set against what the answer did (round 6)
+_INSIST_FIX = re.compile(r"\bi (?:said|asked(?: for| about)?|meant)\b[^.?!\n]{1,60},\s*not\s+[^\W\d_]", re.IGNORECASE)
 _OFF_SCOPE = re.compile(r"\b(?:this|that|it|your answer|the answer)(?:'s| is| was) (?:all |only |just )?(?:about|for) [^,.;?\n]{1,40}[,.;]\s*(?:but\s+)?i (?:asked|said|meant|wanted)\b", re.IGNORECASE)
 
 
@@ -1377,7 +1601,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     complaint_text = bool(NEGATIVE_CUES.search(prose))
     # (the values of a correction are not read out of a pasted error line: "Unexpected token '<', \"<!DOCTYPE\"")
     fact_prose = "\n".join(line for line in prose.split("\n") if not PASTED_ERROR.search(line)) if pasted else prose
-    correction = bool(CORRECTION_CUES.search(prose)) or fact_fix(
+    correction = bool(CORRECTION_CUES.search(prose)) or bare_format(prev_response, prose) or fact_fix(
         prev_query, prev_response, fact_prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose)))
     complaint = complaint_text or pasted or correction
     # "i said under $50, ... swap it for something cheaper": the user insists on what they asked and
@@ -1385,10 +1609,15 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     insist = bool(_INSIST.search(prose))
     if insist and EDIT_REQUEST.search(prose):
         correction = complaint = True
-    repeat_cue = (bool(REPEAT_CUES.search(prose)) or reask(prev_query, prose, prev_response, similar)) and not (insist and (
-        EDIT_REQUEST.search(prose) or _OFF_SCOPE.search(prose)))
+    repeat_cue = (bool(REPEAT_CUES.search(prose)) or reask(prev_query, prose, prev_response, similar)
+                  or rejecting_reask(prev_query, prev_response, prose)
+                  or (not correction and (unanswered_reask(prev_query, prev_response, prose) or caps_reask(prev_query, prose)))
+                  ) and not (insist and (
+        EDIT_REQUEST.search(prose) or _OFF_SCOPE.search(prose) or _INSIST_FIX.search(prose)))
     # "I think you mean Canberra" offers the right value: no request to explain what the answer meant
     clar_prose = _YOU_MEAN.sub(lambda m: m.group(0) if "?" in prose[m.end():m.end() + 3] else " . ", prose) if correction else prose
+    if correction:  # "you mean 1969?" with a new value offers it (round 6)
+        clar_prose = _VALUE_YOU_MEAN.sub(" . ", clar_prose)
     nq, pq = normalize(nxt), normalize(prev_query)
     cw_n, cw_q, cw_r = content_words(nxt), content_words(prev_query), content_words(prev_response)
     inter = cw_n & cw_q

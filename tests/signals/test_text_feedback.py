@@ -511,3 +511,29 @@ _WIFI_SLOW = ("how do i fix slow wifi", "Wi-Fi uses radio waves in the 2.4 GHz a
 )
 def test_feedback_after_the_blind_probe(clf, case, context, next_query, expected):
     assert clf.predict([rec(context[0], next_query, context[1])])[0] == expected, case
+
+
+# --- round 6 (benchmarks/data/feedback_probe_r6.jsonl holds the measured figures) ------------------
+
+_TEETH = ("how many teeth does an adult have", "An adult has 30 teeth, including the wisdom teeth.")
+_NINE_SEVEN = ("9*7", "9 × 7 = 56.")
+_AVOCADO = ("how many calories in an avocado", "Avocados are rich in healthy fats and fibre.")
+_LATTE = ("how do i make a latte at home", "A cappuccino is equal parts espresso, steamed milk and foam.")
+
+
+@pytest.mark.parametrize(
+    "case, context, next_query, expected",
+    [
+        ("a bare number of the answer's kind", _TEETH, "32", "make_aware_with_correction"),
+        ("the question's frame with another number", _NINE_SEVEN, "9*7 is 63", "make_aware_with_correction"),
+        ("the user's own result", _NINE_SEVEN, "I got 63 too. how do i get faster at these?", "none"),
+        ("a next step", _NINE_SEVEN, "now do 9*8", "none"),
+        ("a quantity asked again after an answer with none", _AVOCADO, "how many calories does one avocado have then",
+         "repeat_rephrase"),
+        ("the question again with the answer's term rejected", _LATTE, "how do i make a latte at home, not a cappuccino",
+         "repeat_rephrase"),
+        ("a follow-up on the answer's term", _LATTE, "is a cappuccino stronger than a latte?", "none"),
+    ],
+)
+def test_feedback_after_round_6(clf, case, context, next_query, expected):
+    assert clf.predict([rec(context[0], next_query, context[1])])[0] == expected, case

@@ -697,3 +697,127 @@ def test_mixed_probe_cues_with_a_similarity(context, next_query, cues):
 )
 def test_mixed_round_patterns_read_long_text_in_linear_time(text):
     _in_time(10, rule_features, *_CANADA, text)
+
+
+# round 6 (benchmarks/data/feedback_probe_r6.jsonl): corrections that restate a value with no cue word,
+# reworded repeats with no cue word; written fresh (not the probe's messages)
+_EIFFEL = ("when was the eiffel tower finished", "The Eiffel Tower was finished in 1899 for the World's Fair.")
+_PENICILLIN = ("who discovered penicillin", "Penicillin was discovered by Louis Pasteur in 1928.")
+_NINE_SEVEN = ("9*7", "9 × 7 = 56.")
+_CUP_ML = ("how many ml in a cup", "A cup is about 150 ml.")
+_TEETH = ("how many teeth does an adult have", "An adult has 30 teeth, including the wisdom teeth.")
+_LAST_ITEM = ("python: last element of a list", "Use my_list[1] to get the last item.")
+_READLINES = ("python: read all lines of a file", "lines = f.readline()")
+_LIST_LEN = ("python length of a list", "Use x.size() to get the number of items.")
+_TITANIC = ("when did the titanic sink", "The Titanic sank in April 1915 on its maiden voyage.")
+_REVERSE = ("python function to reverse a string", "```python\ndef rev(s):\n    return s[::-1]\n```")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # "should be X" is a statement (an auxiliary with no subject), not a question
+        (_EIFFEL, "should be 1889, 1899 was a different fair", {"cue_correction": 1}),
+        (_EIFFEL, "should i go up at night?", {"cue_correction": 0}),
+        # a bare value closed by "actually"; the user's own facts with "actually" are none
+        (_PENICILLIN, "Alexander Fleming actually", {"cue_correction": 1}),
+        (_PENICILLIN, "we're reading about Pasteur actually", {"cue_correction": 0}),
+        # the question's frame restated with a number the answer did not give
+        (_NINE_SEVEN, "9*7 is 63", {"cue_correction": 1}),
+        (_NINE_SEVEN, "9x7=63 lol", {"cue_correction": 1}),
+        (_CUP_ML, "1 cup is 240 ml", {"cue_correction": 1}),
+        (_NINE_SEVEN, "I got 63 though", {"cue_correction": 0}),
+        (_NINE_SEVEN, "so 9*8 is how much", {"cue_correction": 0}),
+        (_NINE_SEVEN, "now do 9*8", {"cue_correction": 0}),
+        # a bare number of the kind the answer gave; not as a question, not after an answer that asked
+        (_TEETH, "32", {"cue_correction": 1}),
+        (_TEETH, "and 12?", {"cue_correction": 0}),
+        (("how many teeth does an adult have", "Do you mean with or without wisdom teeth?"), "32", {"cue_correction": 0}),
+        # code written again with a small change, or stated as what it should be
+        (_LAST_ITEM, "my_list[-1] for the last one", {"cue_correction": 1}),
+        (_READLINES, "f.readlines() with an s", {"cue_correction": 1}),
+        (_LIST_LEN, "that should be len(x), lists have no size()", {"cue_correction": 1}),
+        (_READLINES, "what does f.readline() return?", {"cue_correction": 0}),
+        # the answer's parts swapped, or something left out
+        (_CUP_ML, "you swapped the two numbers", {"cue_correction": 1}),
+        (_READLINES, "you're missing the s at the end", {"cue_correction": 1}),
+        (_READLINES, "you're missing the point", {"cue_correction": 0}),
+        # the value offered back with "you mean" (no "do") is a correction, not a question about the answer
+        (_TITANIC, "you mean 1912?", {"cue_correction": 1, "cue_clarify": 0}),
+        (_TITANIC, "1912 you mean, 1915 is wrong", {"cue_correction": 1, "cue_clarify": 0}),
+        (_TITANIC, "do you mean 1912?", {"cue_correction": 0, "cue_clarify": 1}),
+        # a tone named bare; a language named alone after an answer with code in another one
+        (_EIFFEL, "make it casual, it's for a friend", {"cue_correction": 1}),
+        (_EIFFEL, "make it to the top by 5?", {"cue_correction": 0}),
+        (_REVERSE, "rust", {"cue_correction": 1}),
+        (("what is rust", "Rust is a systems programming language."), "rust", {"cue_correction": 0}),
+        # "i wanted the X Y way"; a denial run into a statement with a verb of its own
+        (_LIST_LEN, "I wanted the python 3 way, not a method", {"cue_correction": 1}),
+        (("what does a honeybee make", "A honeybee makes silk and wax."), "no it produces honey and wax", {"cue_correction": 1}),
+        (("what does a honeybee make", "A honeybee makes silk and wax."), "no it works now", {"cue_correction": 0}),
+        # insisting on what was asked, set against what the answer did: a correction, not a repeat
+        (("trains from rome to naples", "Buses leave Rome for Naples every hour."), "I asked about trains, not buses",
+         {"cue_correction": 1, "cue_repeat": 0}),
+    ],
+)
+def test_cue_families_after_round_6(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+_SOLAR = ("which planet is the furthest from the sun", "Uranus is the furthest planet from the Sun.")
+_CHINA = ("what language is spoken in beijing", "In Beijing people speak Cantonese.")
+_AVOCADO = ("how many calories in an avocado", "Avocados are rich in healthy fats and fibre.")
+_SORT_DESC = ("how do i sort a list descending in python", "Use my_list.sort() to sort it in place.")
+_LATTE = ("how do i make a latte at home", "A cappuccino is equal parts espresso, steamed milk and foam.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # a word value of the answer's kind (MiniLM similarity): after a denial, or in the question's frame
+        (_SOLAR, "no, neptune", {"cue_correction": 1}),
+        (_SOLAR, "no, thanks", {"cue_correction": 0}),
+        (_CHINA, "beijing people speak mandarin", {"cue_correction": 1}),
+        (_CHINA, "beijing is lovely in spring", {"cue_correction": 0}),
+        (("what is rihanna's net worth", "Rihanna is a singer from Barbados."), "rihanna net worth 2024", {"cue_correction": 0}),
+        # a quantity asked again after an answer that gave none; not after one that did, not the user's own
+        (_AVOCADO, "how many calories does one avocado have then", {"cue_repeat": 1}),
+        (("how many calories in an avocado", "A medium avocado has about 240 calories."),
+         "how many calories does one avocado have then", {"cue_repeat": 0}),
+        (_AVOCADO, "I'm on 1500 calories a day, how many avocados can i have?", {"cue_repeat": 0}),
+        # a word of the question typed again in capitals for emphasis (not code: "SORT(x)")
+        (_SORT_DESC, "sort it DESCENDING pls", {"cue_repeat": 1}),
+        (_SORT_DESC, "what about descending order in sql", {"cue_repeat": 0}),
+        # the question asked again with a term of the answer rejected
+        (_LATTE, "how do i make a latte at home, not a cappuccino", {"cue_repeat": 1}),
+        (_LATTE, "why is a cappuccino not as sweet?", {"cue_repeat": 0}),
+    ],
+)
+def test_round_6_cues_with_a_similarity(context, next_query, cues):
+    from gazepref.signals.text_feedback import _similar
+
+    f = rule_features(context[0], context[1], next_query, similar=_similar)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Fleming " * 10_000 + "actually",
+        "9*7 is " + "6 " * 20_000,
+        "1 " * 20_000 + "= 63",
+        "that should be " + "x" * 50_000,
+        "you mean " + "1912 " * 10_000 + "?",
+        "in " + "rust " * 10_000,
+        "i asked about " + "trains " * 10_000 + ", not buses",
+        "no it produces " + "honey " * 10_000,
+        "how do i make a latte" + ", not" * 10_000,
+        "x_" * 25_000,
+    ],
+    ids=["actually", "restated", "link", "code-should", "you-mean", "format", "insist", "denial-verb", "reject", "code-token"],
+)
+def test_round_6_patterns_read_long_text_in_linear_time(text):
+    from gazepref.signals.text_feedback import _similar
+
+    _in_time(10, rule_features, *_LATTE, text, _similar)
