@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from gazepref import store
 
-from sitetest import Walker, csrf_of, first_sentence, participants
+from sitetest import Walker, csrf_of, first_sentence, page_data, participants
 
 
 def test_nothing_is_stored_before_consent(client, dbs):
@@ -220,6 +220,31 @@ def test_whole_flow_to_completion_code(client, dbs):
     assert row["attention_failed"] == 2 and row["turns"] == 4 and row["step"] == "done"
     assert [t.kind for t in p.tasks] == ["pairwise", "pointwise"]
     assert all(t.finished_at for t in p.tasks)
+
+
+def test_each_task_page_says_which_task_of_how_many(client):
+    """The pre-task questions, the chat and the post-task questions of a task say "Task 1 of 2"
+    (a participant otherwise cannot tell how much of the study is left); the pages before the
+    first task and the done page say nothing of the kind."""
+    w = Walker(client)
+    w.arrive()
+    w.consent()
+    progress = re.compile(r'id="task-progress">Task (\d) of (\d)<')
+    seen = []
+    post = {"summary": "s", "understand_after": "4", "attention": "2"}
+    while (step := w.current_step()) != "done":
+        found = progress.findall(w.step().text)
+        seen.append((step.split(":")[0], found[0] if found else None))
+        if step.startswith("task:"):
+            data = page_data(w.step().text)
+            turn = [w.chat_turn(data, i, f"question {i}") for i in range(2)][-1]
+            w.answer()
+        else:
+            w.answer({"understand_before": "3", "age": "30", **post, "copy_sentence": first_sentence(turn)
+                      if step.startswith("post:") else ""})
+    assert progress.search(w.step().text) is None
+    assert seen == [("demographics", None), ("instructions", None)] + [
+        (name, (str(i), "2")) for i in (1, 2) for name in ("pre", "task", "post")]
 
 
 def test_a_page_refused_for_one_answer_keeps_the_others(client):
