@@ -20,7 +20,7 @@ const ui = {
   panes: positions.map((p) => $(`#response-${p}`)), rating: $("#rating"), ratingError: $("#rating-error"),
   composer: $("#composer"), message: $("#message"), send: $("#send"), retry: $("#retry"),
   waiting: $("#waiting"), sendError: $("#send-error"), finish: $("#finish"), rated: $("#rated-count"),
-  compare: $("#compare"), limit: $("#turn-limit"),
+  compare: $("#compare"), limit: $("#turn-limit"), finishHint: $("#finish-hint"),
 };
 
 let turns = data.turns;
@@ -84,6 +84,11 @@ function refresh() {
   const rated = ratedCount();
   ui.rated.textContent = String(rated);
   ui.finish.disabled = rated < data.min_turns || current !== null;
+  // why Finish is greyed out (the counter at the top is out of sight after a few turns)
+  const more = data.min_turns - rated;
+  ui.finishHint.textContent = more > 0 ? `Rate ${more} more turn${more === 1 ? "" : "s"} to finish this task.`
+    : current !== null ? "Submit your rating of this turn, then you can finish this task." : "";
+  ui.finishHint.hidden = !ui.finishHint.textContent;
   const canSend = current === null && turns.length < data.max_turns;
   ui.composer.hidden = !canSend;
   ui.limit.hidden = current !== null || turns.length < data.max_turns; // why the composer is gone
