@@ -17,7 +17,7 @@ const ratingKey = (index) => `gazepref:rating:${data.task}:${index}`; // a turn'
 
 const ui = {
   history: $("#history"), current: $("#current"), prompt: $("#current-prompt"),
-  panes: positions.map((p) => $(`#response-${p}`)), rating: $("#rating"), ratingError: $("#rating-error"),
+  panes: positions.map((p) => $(`#response-${p}`)), more: positions.map((p) => $(`#response-${p}-more`)), rating: $("#rating"), ratingError: $("#rating-error"),
   composer: $("#composer"), message: $("#message"), send: $("#send"), retry: $("#retry"),
   waiting: $("#waiting"), sendError: $("#send-error"), finish: $("#finish"), rated: $("#rated-count"),
   compare: $("#compare"), limit: $("#turn-limit"), finishHint: $("#finish-hint"),
@@ -76,6 +76,17 @@ function addHistory(turn) {
   }
 }
 
+/** The "Scroll this answer to read the rest" line under each answer box: shown (its line kept, so nothing
+ * moves while the participant scrolls) where the answer is longer than its box, its text visible
+ * until the answer's end has been scrolled into view. */
+function markMore() {
+  ui.panes.forEach((pane, i) => {
+    const overflows = pane.scrollHeight > pane.clientHeight + 2;
+    ui.more[i].hidden = !overflows;
+    ui.more[i].classList.toggle("done", pane.scrollTop + pane.clientHeight >= pane.scrollHeight - 2);
+  });
+}
+
 function ratedCount() {
   return turns.filter((t) => t.rated).length;
 }
@@ -104,6 +115,7 @@ function showCurrent(turn) {
   if (ui.compare) ui.compare.hidden = !(data.ratings.compare && turn.index > 0);
   refresh();
   turn.responses.forEach((r, i) => renderAnswer(ui.panes[i], r));
+  markMore();
   tShown = performance.now();
   recorder.event("shown", "window", `turn=${turn.index}`);
   recorder.scheduleLayout(true);
@@ -243,6 +255,7 @@ async function submitRating(e) {
   addHistory(turn);
   current = null;
   ui.panes.forEach((p) => p.replaceChildren());
+  markMore();
   refresh();
   recorder.scheduleLayout(false);
   ui.message.focus();
@@ -254,6 +267,8 @@ ui.rating.addEventListener("change", (e) => {
   else if (input.name === "choice") recorder.event("choose", `response:${input.value}`, input.value === "0" ? "left" : "right");
   else if (input.name === "better") recorder.event("compare", "response:0", input.value === "1" ? "better" : "worse");
 });
+ui.panes.forEach((pane) => pane.addEventListener("scroll", markMore, { passive: true }));
+addEventListener("resize", markMore); // a narrower window, a zoom: an answer may no longer fit
 ui.rating.addEventListener("change", keepRating);
 ui.rating.addEventListener("input", keepRating); // the comment, as it is typed
 ui.composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });

@@ -132,6 +132,32 @@ def test_markdown_answer_words_map_back_to_the_raw_text(browser, make_app, tmp_p
     assert hit is not None and raw[hit.char_start:hit.char_end] == "1.5"
 
 
+def test_an_answer_longer_than_its_box_says_it_goes_on_until_its_end_is_read(browser, make_app, tmp_path):
+    """An answer taller than its box scrolls in it, and the box's scroll bar is hidden on many
+    systems (macOS, phones, this headless Chromium): the line under the box says the answer goes
+    on until its end is scrolled into view (then its place stays empty, nothing moves); beside a
+    short answer, which fits, there is no such line."""
+    long = "\n\n".join(f"Paragraph {i}: sleep helps memory in many ways, as studies show." for i in range(30))
+    toml = study_variant(tmp_path / "s.toml", min_turns="1", demographics="false")  # the pairwise task first
+    app = make_app(STUDY_CONFIG=str(toml), LLM_BACKENDS={"detailed": Fixed(long), "concise": Fixed("Eight hours.")})
+    for pg in _page(browser, app):
+        start(pg, "LONG-WORKER")
+        send(pg, "How does sleep help memory?", 0)
+        pos = 0 if "Paragraph 29" in pg.text_content("#response-0") else 1
+        more, other = f"#response-{pos}-more", f"#response-{1 - pos}-more"
+        assert pg.is_visible(more) and "Scroll this answer to read the rest" in pg.text_content(more)
+        assert pg.is_hidden(other)
+        below = pg.locator("#rating").bounding_box()["y"]
+        pg.eval_on_selector(f"#response-{pos}", "el => { el.scrollTop = el.scrollHeight / 2; }")
+        pg.wait_for_timeout(100)
+        assert pg.is_visible(more)  # halfway: still more below
+        pg.eval_on_selector(f"#response-{pos}", "el => { el.scrollTop = el.scrollHeight; }")
+        wait_for_function(pg, f"getComputedStyle(document.querySelector('{more}')).visibility === 'hidden'")
+        assert pg.locator("#rating").bounding_box()["y"] == below  # the rating form did not move
+        rate(pg, [4, 3], choice=0)
+        assert pg.is_hidden(more) and pg.is_hidden(other)  # no turn on screen: no line
+
+
 def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
     extra = '[platform]\nname = "prolific"\nredirect_after_s = 2'
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", extra, **SHORT)),
