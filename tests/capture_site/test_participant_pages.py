@@ -276,14 +276,19 @@ def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):
 def test_on_a_phone_each_rating_scale_reads_on_one_line(browser, app):
     """A mouse-only study admits phones (no minimum window): at 390 px the two answers' rating
     scales of a pairwise turn go one under the other, each "not at all 1 2 3 4 5 very" on one
-    line (side by side, each wrapped over three lines with 1 and 5 apart from the rest)."""
+    line (side by side, each wrapped over three lines with 1 and 5 apart from the rest); so at
+    200 % zoom on a laptop (683 CSS px)."""
     for pg in _page(browser, app):
         pg.set_viewport_size({"width": 390, "height": 844})
         start(pg, "PHONE-RATER")
         send(pg, "How does sleep help memory?", 0)
-        for pos in (0, 1):
-            tops = [pg.locator(f"[name='likert-{pos}'][value='{v}']").bounding_box()["y"] for v in range(1, 6)]
-            ends = [pg.locator(f"#likert-{pos}-{end}").bounding_box()["y"] for end in ("low", "high")]
-            assert max(tops + ends) - min(tops + ends) < 8, (pos, tops, ends)
-        assert pg.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        # 390 px: a phone; 683 px: a 1366 px laptop screen at 200 % zoom (the scales were side by
+        # side there, each wrapped with "5 very" on a line of its own)
+        for width, height in ((390, 844), (683, 384)):
+            pg.set_viewport_size({"width": width, "height": height})
+            for pos in (0, 1):
+                tops = [pg.locator(f"[name='likert-{pos}'][value='{v}']").bounding_box()["y"] for v in range(1, 6)]
+                ends = [pg.locator(f"#likert-{pos}-{end}").bounding_box()["y"] for end in ("low", "high")]
+                assert max(tops + ends) - min(tops + ends) < 8, (width, pos, tops, ends)
+            assert pg.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the window
         rate(pg, [4, 2], choice=0)
