@@ -575,6 +575,20 @@ def test_withdrawal_says_how_to_leave_the_platform(make_app, tmp_path, platform,
         assert "TEST-CODE-42" not in text and "externalSubmit" not in text
 
 
+def test_withdrawal_without_a_return_link_says_it_once(make_app, tmp_path):
+    """Without a return link the note is one plain sentence (it said "On Prolific, please return
+    the study (do not submit it): return the study on Prolific.", which reads like a broken link)."""
+    from sitetest import study_variant
+
+    w = Walker(make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", '[platform]\nname = "prolific"'))).test_client())
+    w.arrive()
+    w.consent()
+    page, _ = _withdraw(w)
+    for text in (page.text, w.client.get("/withdrawn").text):
+        note = re.search(r'<p class="return-note" id="return-note">(.*?)</p>', text, re.S).group(1)
+        assert " ".join(note.split()) == "On Prolific, please return the study (do not submit it)."
+
+
 def test_a_screened_out_participant_can_withdraw_too(make_app, tmp_path):
     """Sent back to the platform without a camera, a participant's calibration-step data is still
     kept: their screened-out page offers the withdrawal, which deletes it."""
