@@ -291,4 +291,8 @@ def test_on_a_phone_each_rating_scale_reads_on_one_line(browser, app):
                 ends = [pg.locator(f"#likert-{pos}-{end}").bounding_box()["y"] for end in ("low", "high")]
                 assert max(tops + ends) - min(tops + ends) < 8, (width, pos, tops, ends)
             assert pg.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the window
+            # "By how much?" is not read as part of "Answer B (right)": on a line of its own
+            b = pg.locator("[name='choice'][value='1']").locator("xpath=..").bounding_box()
+            strength = pg.locator("label.strength").bounding_box()
+            assert strength["y"] >= b["y"] + b["height"] - 1, (width, b, strength)
         rate(pg, [4, 2], choice=0)
