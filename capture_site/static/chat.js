@@ -7,6 +7,7 @@
 
 import { Recorder } from "./telemetry.js";
 import { renderAnswer } from "./layout.js";
+import { watchMore } from "./page.js";
 
 const data = JSON.parse(document.getElementById("page-data").textContent);
 const $ = (sel) => document.querySelector(sel);
@@ -76,16 +77,9 @@ function addHistory(turn) {
   }
 }
 
-/** The "Scroll this answer to read the rest" line under each answer box: shown (its line kept, so nothing
- * moves while the participant scrolls) where the answer is longer than its box, its text visible
- * until the answer's end has been scrolled into view. */
-function markMore() {
-  ui.panes.forEach((pane, i) => {
-    const overflows = pane.scrollHeight > pane.clientHeight + 2;
-    ui.more[i].hidden = !overflows;
-    ui.more[i].classList.toggle("done", pane.scrollTop + pane.clientHeight >= pane.scrollHeight - 2);
-  });
-}
+// "Scroll this answer to read the rest" under each answer box taller than it (page.js watchMore)
+const moreLines = ui.panes.map((pane, i) => watchMore(pane, ui.more[i]));
+const markMore = () => moreLines.forEach((update) => update());
 
 function ratedCount() {
   return turns.filter((t) => t.rated).length;
@@ -267,8 +261,6 @@ ui.rating.addEventListener("change", (e) => {
   else if (input.name === "choice") recorder.event("choose", `response:${input.value}`, input.value === "0" ? "left" : "right");
   else if (input.name === "better") recorder.event("compare", "response:0", input.value === "1" ? "better" : "worse");
 });
-ui.panes.forEach((pane) => pane.addEventListener("scroll", markMore, { passive: true }));
-addEventListener("resize", markMore); // a narrower window, a zoom: an answer may no longer fit
 ui.rating.addEventListener("change", keepRating);
 ui.rating.addEventListener("input", keepRating); // the comment, as it is typed
 ui.composer.addEventListener("submit", (e) => { e.preventDefault(); send(); });

@@ -136,7 +136,8 @@ def test_an_answer_longer_than_its_box_says_it_goes_on_until_its_end_is_read(bro
     """An answer taller than its box scrolls in it, and the box's scroll bar is hidden on many
     systems (macOS, phones, this headless Chromium): the line under the box says the answer goes
     on until its end is scrolled into view (then its place stays empty, nothing moves); beside a
-    short answer, which fits, there is no such line."""
+    short answer, which fits, there is no such line. So does the post-task page's box of the
+    task's answers, from which a sentence is copied."""
     long = "\n\n".join(f"Paragraph {i}: sleep helps memory in many ways, as studies show." for i in range(30))
     toml = study_variant(tmp_path / "s.toml", min_turns="1", demographics="false")  # the pairwise task first
     app = make_app(STUDY_CONFIG=str(toml), LLM_BACKENDS={"detailed": Fixed(long), "concise": Fixed("Eight hours.")})
@@ -156,6 +157,11 @@ def test_an_answer_longer_than_its_box_says_it_goes_on_until_its_end_is_read(bro
         assert pg.locator("#rating").bounding_box()["y"] == below  # the rating form did not move
         rate(pg, [4, 3], choice=0)
         assert pg.is_hidden(more) and pg.is_hidden(other)  # no turn on screen: no line
+        pg.click("#finish")  # the post-task page's box of the task's answers (to copy from) says so too
+        pg.wait_for_selector("#transcript-more:not([hidden])")
+        assert "Scroll this box to see all the answers" in pg.text_content("#transcript-more")
+        pg.eval_on_selector(".transcript", "el => { el.scrollTop = el.scrollHeight; }")
+        wait_for_function(pg, "getComputedStyle(document.querySelector('#transcript-more')).visibility === 'hidden'")
 
 
 def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
