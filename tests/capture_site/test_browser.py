@@ -112,7 +112,10 @@ def copied(page) -> str:
 def hover_word(page, position: int, word: int) -> dict:
     span = page.locator(f"#response-{position} span.w[data-i='{word}']")
     box = span.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # a whole CSS pixel: Chromium's mouse events carry whole-pixel coordinates, so a point with a
+    # fraction (the word's exact centre) is recorded up to 1.4 px away from where it was aimed,
+    # and the d2 < 1 check below failed whenever the randomly placed answer put the word there
+    cx, cy = round(box["x"] + box["width"] / 2), round(box["y"] + box["height"] / 2)
     page.mouse.move(cx - 40, cy + 30, steps=4)
     page.mouse.move(cx, cy, steps=6)
     page.wait_for_timeout(100)
