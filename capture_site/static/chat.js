@@ -91,9 +91,10 @@ function refresh() {
   ui.finish.disabled = rated < data.min_turns || current !== null;
   // why Finish is greyed out (the counter at the top is out of sight after a few turns)
   const more = data.min_turns - rated;
-  ui.finishHint.textContent = more > 0 ? `Rate ${more} more turn${more === 1 ? "" : "s"} to finish this task.`
+  const why = more > 0 ? `Rate ${more} more turn${more === 1 ? "" : "s"} to finish this task.`
     : current !== null ? "Submit your rating of this turn, then you can finish this task." : "";
-  ui.finishHint.hidden = !ui.finishHint.textContent;
+  if (ui.finishHint.textContent !== why) ui.finishHint.textContent = why; // a live region: only a change is news
+  ui.finishHint.hidden = !why;
   const canSend = current === null && turns.length < data.max_turns;
   ui.composer.hidden = !canSend;
   ui.limit.hidden = current !== null || turns.length < data.max_turns; // why the composer is gone
