@@ -78,7 +78,8 @@ function addHistory(turn) {
 }
 
 // "Scroll this answer to read the rest" under each answer box taller than it (page.js watchMore)
-const moreLines = ui.panes.map((pane, i) => watchMore(pane, ui.more[i]));
+// (a page drawn by the previous release's cached template has none: a site upgraded in place)
+const moreLines = ui.panes.flatMap((pane, i) => (ui.more[i] ? [watchMore(pane, ui.more[i])] : []));
 const markMore = () => moreLines.forEach((update) => update());
 
 function ratedCount() {
@@ -93,8 +94,10 @@ function refresh() {
   const more = data.min_turns - rated;
   const why = more > 0 ? `Rate ${more} more turn${more === 1 ? "" : "s"} to finish this task.`
     : current !== null ? "Submit your rating of this turn, then you can finish this task." : "";
-  if (ui.finishHint.textContent !== why) ui.finishHint.textContent = why; // a live region: only a change is news
-  ui.finishHint.hidden = !why;
+  if (ui.finishHint) { // (not on a page of the previous release's template)
+    if (ui.finishHint.textContent !== why) ui.finishHint.textContent = why; // a live region: only a change is news
+    ui.finishHint.hidden = !why;
+  }
   const canSend = current === null && turns.length < data.max_turns;
   ui.composer.hidden = !canSend;
   ui.limit.hidden = current !== null || turns.length < data.max_turns; // why the composer is gone

@@ -164,6 +164,32 @@ def test_an_answer_longer_than_its_box_says_it_goes_on_until_its_end_is_read(bro
         wait_for_function(pg, "getComputedStyle(document.querySelector('#transcript-more')).visibility === 'hidden'")
 
 
+def test_a_task_page_drawn_by_the_previous_release_works_with_this_chat_script(browser, make_app, tmp_path):
+    """A site upgraded in place serves the new static files at once while a running worker may
+    still draw its cached template of the previous release (no Finish hint, no "Scroll this
+    answer" lines): the chat works there too (chat.js stopped at the missing line, Send stayed
+    greyed out and nobody could chat)."""
+    import re
+
+    def previous_release(route):
+        html = route.fetch().text()
+        html = re.sub(r'<span id="finish-hint".*?</span>', "", html, flags=re.S)
+        html = re.sub(r'<p class="more-below".*?</p>', "", html, flags=re.S)
+        route.fulfill(status=200, headers={"content-type": "text/html; charset=utf-8"}, body=html)
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", **SHORT)))
+    for pg in _page(browser, app):
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        start(pg, "OLD-PAGE-WORKER", pre=False)
+        pg.route("**/step", previous_release)
+        continue_with(pg, {"understand_before": "2"})
+        assert pg.locator("#finish-hint").count() == 0 and pg.locator(".more-below").count() == 0
+        send(pg, "How does sleep help memory?", 0)
+        rate(pg, [4])
+        assert pg.is_enabled("#finish") and errors == []
+
+
 def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
     extra = '[platform]\nname = "prolific"\nredirect_after_s = 2'
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", extra, **SHORT)),
