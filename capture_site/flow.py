@@ -445,6 +445,9 @@ def _page(template: str, ctx: StepContext, **kw: Any) -> str:
     code = (ctx.participant.state or {}).get("resume_code") if ctx.config.resume == "code" else None
     kw.setdefault("resume_code", code)
     kw.setdefault("withdraw_link", True)
+    plan = (ctx.participant.state or {}).get("plan") or []
+    if ctx.index is not None and plan:  # a task's pages say which task of how many it is
+        kw.setdefault("task_progress", (ctx.index + 1, len(plan)))
     return render_template(template, ctx=ctx, cfg=ctx.config, step=ctx.step, errors=ctx.errors, **kw)
 
 

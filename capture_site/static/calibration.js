@@ -62,6 +62,7 @@ function noCamera(error) {
   ui.status.hidden = true;
   ui.start.hidden = true;
   ui.help.hidden = true;
+  ui.box.classList.add("off"); // no empty black preview pushing the way on (the buttons) below the fold
   const hint = kind === "denied" ? "" : ` ${HINTS[kind] || ""}`;
   const how = kind === "denied" ? REALLOW : "";
   if (kind !== "insecure") ui.retry.hidden = false;

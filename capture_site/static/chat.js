@@ -7,6 +7,7 @@
 
 import { Recorder } from "./telemetry.js";
 import { renderAnswer } from "./layout.js";
+import { watchMore } from "./page.js";
 
 const data = JSON.parse(document.getElementById("page-data").textContent);
 const $ = (sel) => document.querySelector(sel);
@@ -17,10 +18,10 @@ const ratingKey = (index) => `gazepref:rating:${data.task}:${index}`; // a turn'
 
 const ui = {
   history: $("#history"), current: $("#current"), prompt: $("#current-prompt"),
-  panes: positions.map((p) => $(`#response-${p}`)), rating: $("#rating"), ratingError: $("#rating-error"),
+  panes: positions.map((p) => $(`#response-${p}`)), more: positions.map((p) => $(`#response-${p}-more`)), rating: $("#rating"), ratingError: $("#rating-error"),
   composer: $("#composer"), message: $("#message"), send: $("#send"), retry: $("#retry"),
   waiting: $("#waiting"), sendError: $("#send-error"), finish: $("#finish"), rated: $("#rated-count"),
-  compare: $("#compare"), limit: $("#turn-limit"),
+  compare: $("#compare"), limit: $("#turn-limit"), finishHint: $("#finish-hint"),
 };
 
 let turns = data.turns;
@@ -76,6 +77,11 @@ function addHistory(turn) {
   }
 }
 
+// "Scroll this answer to read the rest" under each answer box taller than it (page.js watchMore)
+// (a page drawn by the previous release's cached template has none: a site upgraded in place)
+const moreLines = ui.panes.flatMap((pane, i) => (ui.more[i] ? [watchMore(pane, ui.more[i])] : []));
+const markMore = () => moreLines.forEach((update) => update());
+
 function ratedCount() {
   return turns.filter((t) => t.rated).length;
 }
@@ -84,6 +90,14 @@ function refresh() {
   const rated = ratedCount();
   ui.rated.textContent = String(rated);
   ui.finish.disabled = rated < data.min_turns || current !== null;
+  // why Finish is greyed out (the counter at the top is out of sight after a few turns)
+  const more = data.min_turns - rated;
+  const why = more > 0 ? `Rate ${more} more turn${more === 1 ? "" : "s"} to finish this task.`
+    : current !== null ? "Submit your rating of this turn, then you can finish this task." : "";
+  if (ui.finishHint) { // (not on a page of the previous release's template)
+    if (ui.finishHint.textContent !== why) ui.finishHint.textContent = why; // a live region: only a change is news
+    ui.finishHint.hidden = !why;
+  }
   const canSend = current === null && turns.length < data.max_turns;
   ui.composer.hidden = !canSend;
   ui.limit.hidden = current !== null || turns.length < data.max_turns; // why the composer is gone
@@ -99,6 +113,7 @@ function showCurrent(turn) {
   if (ui.compare) ui.compare.hidden = !(data.ratings.compare && turn.index > 0);
   refresh();
   turn.responses.forEach((r, i) => renderAnswer(ui.panes[i], r));
+  markMore();
   tShown = performance.now();
   recorder.event("shown", "window", `turn=${turn.index}`);
   recorder.scheduleLayout(true);
@@ -238,6 +253,7 @@ async function submitRating(e) {
   addHistory(turn);
   current = null;
   ui.panes.forEach((p) => p.replaceChildren());
+  markMore();
   refresh();
   recorder.scheduleLayout(false);
   ui.message.focus();

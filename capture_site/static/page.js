@@ -152,3 +152,24 @@ if (auto) {
     auto.textContent = "You stay on this page. Use the button above when you are ready.";
   });
 }
+
+/** A box that scrolls inside (an answer being rated, the post-task page's answers) and the line
+ *  under it, ``hint``, that says so, as many systems hide scroll bars (macOS, phones): the line is
+ *  shown where the content is taller than the box, its text visible until the end has been
+ *  scrolled into view (its place then stays, so nothing below moves). Returns the update, for
+ *  a page that changes the box's content. */
+export function watchMore(box, hint) {
+  const update = () => {
+    hint.hidden = !(box.scrollHeight > box.clientHeight + 2);
+    hint.classList.toggle("done", box.scrollTop + box.clientHeight >= box.scrollHeight - 2);
+  };
+  box.addEventListener("scroll", update, { passive: true });
+  addEventListener("resize", update); // a narrower window, a zoom: the content may no longer fit
+  update();
+  return update;
+}
+
+for (const box of document.querySelectorAll("[data-more]")) {
+  const hint = document.getElementById(box.dataset.more);
+  if (hint) watchMore(box, hint);
+}

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from gazepref import store
 
-from sitetest import Walker, csrf_of, first_sentence, participants
+from sitetest import Walker, csrf_of, first_sentence, page_data, participants
 
 
 def test_nothing_is_stored_before_consent(client, dbs):
@@ -220,6 +220,31 @@ def test_whole_flow_to_completion_code(client, dbs):
     assert row["attention_failed"] == 2 and row["turns"] == 4 and row["step"] == "done"
     assert [t.kind for t in p.tasks] == ["pairwise", "pointwise"]
     assert all(t.finished_at for t in p.tasks)
+
+
+def test_each_task_page_says_which_task_of_how_many(client):
+    """The pre-task questions, the chat and the post-task questions of a task say "Task 1 of 2"
+    (a participant otherwise cannot tell how much of the study is left); the pages before the
+    first task and the done page say nothing of the kind."""
+    w = Walker(client)
+    w.arrive()
+    w.consent()
+    progress = re.compile(r'id="task-progress">Task (\d) of (\d)<')
+    seen = []
+    post = {"summary": "s", "understand_after": "4", "attention": "2"}
+    while (step := w.current_step()) != "done":
+        found = progress.findall(w.step().text)
+        seen.append((step.split(":")[0], found[0] if found else None))
+        if step.startswith("task:"):
+            data = page_data(w.step().text)
+            turn = [w.chat_turn(data, i, f"question {i}") for i in range(2)][-1]
+            w.answer()
+        else:
+            w.answer({"understand_before": "3", "age": "30", **post, "copy_sentence": first_sentence(turn)
+                      if step.startswith("post:") else ""})
+    assert progress.search(w.step().text) is None
+    assert seen == [("demographics", None), ("instructions", None)] + [
+        (name, (str(i), "2")) for i in (1, 2) for name in ("pre", "task", "post")]
 
 
 def test_a_page_refused_for_one_answer_keeps_the_others(client):
@@ -548,6 +573,20 @@ def test_withdrawal_says_how_to_leave_the_platform(make_app, tmp_path, platform,
     for text in (page.text, final):
         assert says in text and 'href="https://example.org/left"' in text
         assert "TEST-CODE-42" not in text and "externalSubmit" not in text
+
+
+def test_withdrawal_without_a_return_link_says_it_once(make_app, tmp_path):
+    """Without a return link the note is one plain sentence (it said "On Prolific, please return
+    the study (do not submit it): return the study on Prolific.", which reads like a broken link)."""
+    from sitetest import study_variant
+
+    w = Walker(make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", '[platform]\nname = "prolific"'))).test_client())
+    w.arrive()
+    w.consent()
+    page, _ = _withdraw(w)
+    for text in (page.text, w.client.get("/withdrawn").text):
+        note = re.search(r'<p class="return-note" id="return-note">(.*?)</p>', text, re.S).group(1)
+        assert " ".join(note.split()) == "On Prolific, please return the study (do not submit it)."
 
 
 def test_a_screened_out_participant_can_withdraw_too(make_app, tmp_path):

@@ -132,6 +132,64 @@ def test_markdown_answer_words_map_back_to_the_raw_text(browser, make_app, tmp_p
     assert hit is not None and raw[hit.char_start:hit.char_end] == "1.5"
 
 
+def test_an_answer_longer_than_its_box_says_it_goes_on_until_its_end_is_read(browser, make_app, tmp_path):
+    """An answer taller than its box scrolls in it, and the box's scroll bar is hidden on many
+    systems (macOS, phones, this headless Chromium): the line under the box says the answer goes
+    on until its end is scrolled into view (then its place stays empty, nothing moves); beside a
+    short answer, which fits, there is no such line. So does the post-task page's box of the
+    task's answers, from which a sentence is copied."""
+    long = "\n\n".join(f"Paragraph {i}: sleep helps memory in many ways, as studies show." for i in range(30))
+    toml = study_variant(tmp_path / "s.toml", min_turns="1", demographics="false")  # the pairwise task first
+    app = make_app(STUDY_CONFIG=str(toml), LLM_BACKENDS={"detailed": Fixed(long), "concise": Fixed("Eight hours.")})
+    for pg in _page(browser, app):
+        start(pg, "LONG-WORKER")
+        send(pg, "How does sleep help memory?", 0)
+        pos = 0 if "Paragraph 29" in pg.text_content("#response-0") else 1
+        more, other = f"#response-{pos}-more", f"#response-{1 - pos}-more"
+        assert pg.is_visible(more) and "Scroll this answer to read the rest" in pg.text_content(more)
+        assert pg.is_hidden(other)
+        below = pg.locator("#rating").bounding_box()["y"]
+        pg.eval_on_selector(f"#response-{pos}", "el => { el.scrollTop = el.scrollHeight / 2; }")
+        pg.wait_for_timeout(100)
+        assert pg.is_visible(more)  # halfway: still more below
+        pg.eval_on_selector(f"#response-{pos}", "el => { el.scrollTop = el.scrollHeight; }")
+        wait_for_function(pg, f"getComputedStyle(document.querySelector('{more}')).visibility === 'hidden'")
+        assert pg.locator("#rating").bounding_box()["y"] == below  # the rating form did not move
+        rate(pg, [4, 3], choice=0)
+        assert pg.is_hidden(more) and pg.is_hidden(other)  # no turn on screen: no line
+        pg.click("#finish")  # the post-task page's box of the task's answers (to copy from) says so too
+        pg.wait_for_selector("#transcript-more:not([hidden])")
+        assert "Scroll this box to see all the answers" in pg.text_content("#transcript-more")
+        pg.eval_on_selector(".transcript", "el => { el.scrollTop = el.scrollHeight; }")
+        wait_for_function(pg, "getComputedStyle(document.querySelector('#transcript-more')).visibility === 'hidden'")
+
+
+def test_a_task_page_drawn_by_the_previous_release_works_with_this_chat_script(browser, make_app, tmp_path):
+    """A site upgraded in place serves the new static files at once while a running worker may
+    still draw its cached template of the previous release (no Finish hint, no "Scroll this
+    answer" lines): the chat works there too (chat.js stopped at the missing line, Send stayed
+    greyed out and nobody could chat)."""
+    import re
+
+    def previous_release(route):
+        html = route.fetch().text()
+        html = re.sub(r'<span id="finish-hint".*?</span>', "", html, flags=re.S)
+        html = re.sub(r'<p class="more-below".*?</p>', "", html, flags=re.S)
+        route.fulfill(status=200, headers={"content-type": "text/html; charset=utf-8"}, body=html)
+
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", **SHORT)))
+    for pg in _page(browser, app):
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        start(pg, "OLD-PAGE-WORKER", pre=False)
+        pg.route("**/step", previous_release)
+        continue_with(pg, {"understand_before": "2"})
+        assert pg.locator("#finish-hint").count() == 0 and pg.locator(".more-below").count() == 0
+        send(pg, "How does sleep help memory?", 0)
+        rate(pg, [4])
+        assert pg.is_enabled("#finish") and errors == []
+
+
 def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
     extra = '[platform]\nname = "prolific"\nredirect_after_s = 2'
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", extra, **SHORT)),
@@ -250,14 +308,23 @@ def test_small_window_gets_the_larger_window_page(browser, make_app, tmp_path):
 def test_on_a_phone_each_rating_scale_reads_on_one_line(browser, app):
     """A mouse-only study admits phones (no minimum window): at 390 px the two answers' rating
     scales of a pairwise turn go one under the other, each "not at all 1 2 3 4 5 very" on one
-    line (side by side, each wrapped over three lines with 1 and 5 apart from the rest)."""
+    line (side by side, each wrapped over three lines with 1 and 5 apart from the rest); so at
+    200 % zoom on a laptop (683 CSS px)."""
     for pg in _page(browser, app):
         pg.set_viewport_size({"width": 390, "height": 844})
         start(pg, "PHONE-RATER")
         send(pg, "How does sleep help memory?", 0)
-        for pos in (0, 1):
-            tops = [pg.locator(f"[name='likert-{pos}'][value='{v}']").bounding_box()["y"] for v in range(1, 6)]
-            ends = [pg.locator(f"#likert-{pos}-{end}").bounding_box()["y"] for end in ("low", "high")]
-            assert max(tops + ends) - min(tops + ends) < 8, (pos, tops, ends)
-        assert pg.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        # 390 px: a phone; 683 px: a 1366 px laptop screen at 200 % zoom (the scales were side by
+        # side there, each wrapped with "5 very" on a line of its own)
+        for width, height in ((390, 844), (683, 384)):
+            pg.set_viewport_size({"width": width, "height": height})
+            for pos in (0, 1):
+                tops = [pg.locator(f"[name='likert-{pos}'][value='{v}']").bounding_box()["y"] for v in range(1, 6)]
+                ends = [pg.locator(f"#likert-{pos}-{end}").bounding_box()["y"] for end in ("low", "high")]
+                assert max(tops + ends) - min(tops + ends) < 8, (width, pos, tops, ends)
+            assert pg.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the window
+            # "By how much?" is not read as part of "Answer B (right)": on a line of its own
+            b = pg.locator("[name='choice'][value='1']").locator("xpath=..").bounding_box()
+            strength = pg.locator("label.strength").bounding_box()
+            assert strength["y"] >= b["y"] + b["height"] - 1, (width, b, strength)
         rate(pg, [4, 2], choice=0)

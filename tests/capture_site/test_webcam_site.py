@@ -638,6 +638,12 @@ def test_a_denied_camera_says_how_to_allow_it_again(wapp, face_y4m):
         text = page.text_content("#camera-error")
         assert "denied" in text and all(b in text for b in ("Chrome", "Firefox", "Safari")), text
         assert page.is_visible("#retry-camera") and page.is_visible("#continue")
+        # no empty black preview above the message: on a 1280 x 720 laptop the way on (Try the
+        # camera again, Continue) is in view without scrolling (it was below the fold)
+        assert page.is_hidden("#camera-preview")
+        page.set_viewport_size({"width": 1280, "height": 720})
+        for button in ("#retry-camera", "#continue"):
+            assert page.locator(button).bounding_box()["y"] + page.locator(button).bounding_box()["height"] <= 720, button
         for size in ({"width": 1024, "height": 600}, {"width": 1280, "height": 800}, {"width": 1920, "height": 1080}):
             page.set_viewport_size(size)
             assert page.evaluate(DOTS_CLEAR_JS) == [], size
