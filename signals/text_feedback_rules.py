@@ -543,8 +543,12 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"(?:the |a |an )?[a-z][\w'-]*(?: [a-z][\w'-]*)? (?:can|can't|cannot|is|are|was|were|do|does|don't|doesn't|did|didn't|need|needs|have|has|had|should|must|will|won't|only|never|always)\b(?![^?\n]*\?)",
     r"\bjust so you know\b",
     # round 6: a denial run into a statement about the answer's subject with a verb of its own: "no it
-    # produces oxygen", "nope he wrote it in 1949" (not "no it works now", "no it's fine", "no it isn't")
-    r"^\s*(?:no|nope|nah)\s+(?:it|he|she|they)\s+(?!(?:works|worked|seems|sounds|looks|does|doesn|did|didn|makes|helps|helped)\b)(?:[a-z]{3,}(?:es|s|ed)|wrote|took|came|went|got|made|began|won|lost|sank|fell|built)\s+[a-z][^?\n]*$",
+    # produces oxygen", "nope he wrote it in 1949" (not "no it works now", "no it's fine", "no it isn't";
+    # not what someone else said, "no he explained it differently in class", nor a closing tag question
+    # without its mark, "no it produces oxygen too right")
+    r"^\s*(?:no|nope|nah)\s+(?:it|he|she|they)\s+(?!(?:works|worked|seems|sounds|looks|does|doesn|did|didn|makes|helps|helped"
+    r"|says|said|explained|explains|teaches|taught|told|tells|thinks|thought|meant|means|mentioned|showed|asked|wanted)\b)"
+    r"(?:[a-z]{3,}(?:es|s|ed)|wrote|took|came|went|got|made|began|won|lost|sank|fell|built)\s+[a-z][^?\n]*(?<!\bright)(?<!\bcorrect)$",
     # "No, her first album was ..." (not "no, that's not it", "no that's wrong": a verdict, no fix)
     r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b"
     r"(?!(?:'s|’s| is| was| are| were)?\s+(?:not|wrong|incorrect|false|untrue|it)\b[^,;:\n]*$)(?!.*\?\s*$)",
@@ -1228,6 +1232,7 @@ def _code_tokens(text: str) -> set[str]:
     return out
 
 
+_ALSO_WORKS = re.compile(r"\b(?:works?|worked|working)\s+(?:too|as well|also)\b|\b(?:also|too)\s+works?\b", re.IGNORECASE)
 _EMBEDDED_QUESTION = re.compile(r"\b(?:how|what|why|where|which|when)\s+(?:do|does|did|can|could|should|would|is|are)\b", re.IGNORECASE)
 _CODE_SHOULD = re.compile(r"(?:^|[,.;:!]\s*)(?:(?:it|that|this|which) should be|should be|it'?s|its|use|try)\s+(?P<code>\S+)", re.IGNORECASE)
 
@@ -1245,6 +1250,10 @@ def code_fix(prev_response: str, text: str) -> bool:
     "3x", "===" for "=="). A statement, not a question (nor code pasted with a question for the next
     task: "with open('b.txt') as f: how do i loop over lines"); the token is new to the answer."""
     if "?" in text or len(text) > 300 or _asks(text) or _EMBEDDED_QUESTION.search(text):
+        return False
+    # (the user's own code, or a variant they report working: "I used sorted(my_lst) in my script",
+    # "sorted(my_list, reverse=True) works too"; a hedge opening a fix stays: "i think its x[-1]")
+    if _FIRST_PERSON.search(_HEDGE.sub("", text)) or _ALSO_WORKS.search(text):
         return False
     mine = _code_tokens(text)
     if not mine:
@@ -1352,7 +1361,9 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
             return False
         vw = content_words(value) - _FILLERS
         if {n for n in vnums - numbers_r - numbers_q if not _approximates(n, prev_response)} and numbers_r - numbers_q:
-            return not ({w for w in vw if not re.search(r"\d", w)} - said - _UNITS)
+            # (in a unit of the conversation: "828 m is 2717 ft" converts the answer's value into a
+            # unit neither message used; "1 mile is 1.609 km" after "how many km in a mile" restates)
+            return not ({w for w in vw if not re.search(r"\d", w)} - said)
         if similar is None or vnums or not fw & cw_q:  # (a word value: the frame names the question's subject)
             return False
         new = [w for w in _words(value) if _stem(w) not in said and w not in _FILLERS]

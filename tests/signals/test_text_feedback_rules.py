@@ -880,7 +880,22 @@ _AVOCADO_CAL = ("how many calories in an avocado", "Avocados are rich in healthy
         (("how do i get an api key for openai", "Sign in at platform.openai.com, open the API keys page and create a new secret key."),
          "where do i put the API key", {"cue_repeat": 0}),
         (("best things to do in nyc", "Central Park, the Met, and a Broadway show."), "best pizza in NYC", {"cue_repeat": 0}),
+        # the answer's value converted into a unit neither message used
+        (("what's the tallest building", "The Burj Khalifa is 828 m tall."), "828 m is 2717 ft", {"cue_correction": 0}),
+        # the user's own code, or a variant they report working
+        (("sort a list in python", "Use sorted(my_list) to get a new sorted list."), "I used sorted(my_lst) in my script",
+         {"cue_correction": 0}),
+        (("sort a list in python", "Use sorted(my_list) to get a new sorted list."), "sorted(my_list, reverse=True) works too",
+         {"cue_correction": 0}),
+        # a denial run into what someone else said, or into a tag question without its mark
+        (("how do plants make food", "Plants make food by photosynthesis, using sunlight."),
+         "no he explained it differently in class", {"cue_correction": 0}),
+        (("how do plants make food", "Plants make food by photosynthesis, using sunlight."), "no it produces oxygen too right",
+         {"cue_correction": 0}),
         # kept: the forms the round-6 rules read
+        (("how do plants make food", "Plants make food by photosynthesis, using sunlight."), "no it produces sugar from light",
+         {"cue_correction": 1}),
+        (("python last item of a list", "Use my_list[1] to get the last item."), "i think its my_list[-1]", {"cue_correction": 1}),
         (("7*8", "7 × 8 = 54."), "7*8 is 56", {"cue_correction": 1}),
         (("how many bones in an adult", "An adult has 212 bones."), "206.", {"cue_correction": 1}),
         (_AVOCADO_CAL, "ok but how many calories though", {"cue_repeat": 1}),
