@@ -1396,7 +1396,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
     m = _VALUE_YOU_MEAN.match(text)
     if m:
         fix = m.group("fix") or m.group("fix2")
-        if fix.split()[0].lower() not in _RELATION_WORDS and new_value(fix) and (looks_like_value(fix) or same_kind(fix)) and same_kind(fix):
+        if fix.split()[0].lower() not in _RELATION_WORDS and new_value(fix) and same_kind(fix):
             return True
 
     # "X not Y": Y is what the answer said, X is not
