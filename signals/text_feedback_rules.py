@@ -543,8 +543,12 @@ CORRECTION_CUES = _rx(  # the user points at an error and supplies (part of) the
     r"(?:the |a |an )?[a-z][\w'-]*(?: [a-z][\w'-]*)? (?:can|can't|cannot|is|are|was|were|do|does|don't|doesn't|did|didn't|need|needs|have|has|had|should|must|will|won't|only|never|always)\b(?![^?\n]*\?)",
     r"\bjust so you know\b",
     # round 6: a denial run into a statement about the answer's subject with a verb of its own: "no it
-    # produces oxygen", "nope he wrote it in 1949" (not "no it works now", "no it's fine", "no it isn't")
-    r"^\s*(?:no|nope|nah)\s+(?:it|he|she|they)\s+(?!(?:works|worked|seems|sounds|looks|does|doesn|did|didn|makes|helps|helped)\b)(?:[a-z]{3,}(?:es|s|ed)|wrote|took|came|went|got|made|began|won|lost|sank|fell|built)\s+[a-z][^?\n]*$",
+    # produces oxygen", "nope he wrote it in 1949" (not "no it works now", "no it's fine", "no it isn't";
+    # not what someone else said, "no he explained it differently in class", nor a closing tag question
+    # without its mark, "no it produces oxygen too right")
+    r"^\s*(?:no|nope|nah)\s+(?:it|he|she|they)\s+(?!(?:works|worked|seems|sounds|looks|does|doesn|did|didn|makes|helps|helped"
+    r"|says|said|explained|explains|teaches|taught|told|tells|thinks|thought|meant|means|mentioned|showed|asked|wanted)\b)"
+    r"(?:[a-z]{3,}(?:es|s|ed)|wrote|took|came|went|got|made|began|won|lost|sank|fell|built)\s+[a-z][^?\n]*(?<!\bright)(?<!\bcorrect)$",
     # "No, her first album was ..." (not "no, that's not it", "no that's wrong": a verdict, no fix)
     r"^\s*(?:no|nope)[,.!]+\s+(?:it|he|she|they|this|that|the|her|his|their|its)\b"
     r"(?!(?:'s|’s| is| was| are| were)?\s+(?:not|wrong|incorrect|false|untrue|it)\b[^,;:\n]*$)(?!.*\?\s*$)",
@@ -1092,7 +1096,14 @@ _UNITS = frozenset(
 @lru_cache(maxsize=512)
 def _numbers(text: str) -> frozenset[str]:
     """The numbers of a text, thousands separators dropped ("5,199" and "5199" are one number)."""
-    return frozenset(re.sub(r"(?<=\d)[,.](?=\d{3}(?!\d))", "", n) for n in _NUMBER.findall(str(text or "")))
+    return frozenset(_number_list(text))
+
+
+def _number_list(text: str) -> list[str]:
+    """The numbers of a text in their order, read as :func:`_numbers` reads them."""
+    return [re.sub(r"(?<=\d)[,.](?=\d{3}(?!\d))", "", n) for n in _NUMBER.findall(str(text or ""))]
+
+
 #: a quoted answer value and the value stated after it in an all-lowercase message are read as a
 #: correction ("istanbul. its ankara") when the caller's ``similar`` finds them of one kind
 SAME_KIND_SIMILARITY = 0.6
@@ -1126,6 +1137,69 @@ def _answer_spans(prev_query: str, prev_response: str) -> tuple[str, ...]:
     return tuple(sorted(spans))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+|\n")
+_YOU = re.compile(r"\b(?:you|your|you'?re|you'?d|you'?ll)\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=256)
+def asks_user(prev_response: str) -> bool:
+    """The answer asks the user something: it ends with a question, or one of its sentences asks
+    "you" ("This makes 6 servings. How many people are you feeding? I can scale it."). The next
+    message may then answer it ("4", "London actually"), which is no correction and no re-ask."""
+    r = str(prev_response or "")[-3000:].rstrip()
+    if r.endswith("?"):
+        return True
+    return any(s.rstrip().endswith("?") and _YOU.search(s) for s in _SENTENCE_END.split(r))
+
+
+_SPELLED_NUMBER = re.compile(
+    r"\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|dozen)\b",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=256)
+def _decimals(text: str) -> tuple[tuple[float, int], ...]:
+    """The numbers of a text with their decimal places, a comma read as a thousands separator and a
+    point as the decimal one ("42.195" -> (42.195, 3); ``_numbers`` reads it as 42195)."""
+    out = []
+    for n in _NUMBER.findall(str(text or "")[:3000]):
+        n = n.replace(",", "")
+        try:
+            out.append((float(n), len(n.split(".")[1]) if "." in n else 0))
+        except ValueError:  # "1.2.3"
+            continue
+    return tuple(out)
+
+
+def _approximates(number: str, text: str) -> bool:
+    """``number`` is a number of ``text`` rounded to fewer decimals ("1.6" for "1.609", "37" for
+    "36.8", "42" for "42.195"): the user quoting the answer's value, not a new one."""
+    try:
+        x = float(number)
+    except ValueError:
+        return False
+    places = len(number.split(".")[1]) if "." in number else 0
+    return any(p > places and round(y, places) == x for y, p in _decimals(text))
+
+
+def _in_sequence(numbers: list[str], text: str) -> bool:
+    """The numbers (in order) occur one after another among ``text``'s numbers: "9*7" in "9*7" and
+    in "9 × 7 = 56", not "9*9" or "8*8" (the frame of another sum)."""
+    seq = _number_list(str(text or "")[:2000])
+    k = len(numbers)
+    return any(seq[i:i + k] == numbers for i in range(len(seq) - k + 1))
+
+
+# a conclusion the user draws, or a next step, not a fix: "so a mile is about 1.6 km", "and 8*8 = 64",
+# "now 9*8", "should be there by 10 then", "so my_list[1] is the second one"
+_NEXT_STEP = re.compile(
+    r"^\W*(?:(?:ok|okay|ah|oh|cool|nice|great|right|got it|i see|alright)\W+)*(?:so|and|now|then|also|next)\b"
+    r"|\bthen\W*$",
+    re.IGNORECASE,
+)
+
+
 # round 6 (benchmarks/data/feedback_probe_r6.jsonl): corrections that restate the question or the
 # answer with another value and no cue word.
 def _asks(clause: str) -> bool:
@@ -1141,7 +1215,9 @@ _BARE_NUMBER = re.compile(r"^\W*(?:(?:no|nope|nah|its|it's|it is)\W+)?~?\d[\d.,]
 _LINK = re.compile(r"\s(?:is|are|was|were|equals?)\s|\s*(?:=|≈)\s*", re.IGNORECASE)
 _FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|i'll|my|me|mine|we|we're|we've|our|us)\b", re.IGNORECASE)
 _WH_WORD = re.compile(r"\b(?:who|what|when|where|why|how|which|whose)\b", re.IGNORECASE)
-_FILLERS = frozenset("lol tho though actually about around roughly approx approximately exactly basically".split())
+_FILLERS = frozenset("lol tho though actually about around roughly approx approximately exactly basically dude bro mate".split())
+# what a value offered back with "you mean" may not open with: "you mean after 2024?" asks which one
+_RELATION_WORDS = frozenset("after before since until per each every like over under than".split())
 # code the user writes out again with a small change: "my_list[0]" for the answer's "my_list[1]",
 # "my_dict.items()" for "my_dict.items", "===" for "=="; tokens with code marks or digits and letters
 _CODE_MARK = re.compile(r"[_()\[\]^#=<>]|\w\.\w|\d[a-z]|[a-z]\d", re.IGNORECASE)
@@ -1156,6 +1232,8 @@ def _code_tokens(text: str) -> set[str]:
     return out
 
 
+_ALSO_WORKS = re.compile(r"\b(?:works?|worked|working)\s+(?:too|as well|also)\b|\b(?:also|too)\s+works?\b", re.IGNORECASE)
+_EMBEDDED_QUESTION = re.compile(r"\b(?:how|what|why|where|which|when)\s+(?:do|does|did|can|could|should|would|is|are)\b", re.IGNORECASE)
 _CODE_SHOULD = re.compile(r"(?:^|[,.;:!]\s*)(?:(?:it|that|this|which) should be|should be|it'?s|its|use|try)\s+(?P<code>\S+)", re.IGNORECASE)
 
 
@@ -1169,8 +1247,13 @@ def _answer_words(prev_query: str, prev_response: str) -> frozenset[str]:
 def code_fix(prev_response: str, text: str) -> bool:
     """The message writes a token of the answer's code or formula again with a small change: one
     edit, or a few marks added ("you need my_list[0]" for the answer's "my_list[1]", "its 3x^2" for
-    "3x", "===" for "=="). A statement, not a question; the token is new to the answer."""
-    if "?" in text or len(text) > 300 or _asks(text):
+    "3x", "===" for "=="). A statement, not a question (nor code pasted with a question for the next
+    task: "with open('b.txt') as f: how do i loop over lines"); the token is new to the answer."""
+    if "?" in text or len(text) > 300 or _asks(text) or _EMBEDDED_QUESTION.search(text):
+        return False
+    # (the user's own code, or a variant they report working: "I used sorted(my_lst) in my script",
+    # "sorted(my_list, reverse=True) works too"; a hedge opening a fix stays: "i think its x[-1]")
+    if _FIRST_PERSON.search(_HEDGE.sub("", text)) or _ALSO_WORKS.search(text):
         return False
     mine = _code_tokens(text)
     if not mine:
@@ -1214,8 +1297,8 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
     def looks_like_value(fix: str) -> bool:  # a number, or a name ("Ottawa", "in Lyon")
         return bool(re.search(r"\d", fix)) or (cased and any(t[:1].isupper() for t in _TOKEN.findall(fix) if t.lower() not in STOPWORDS))
 
-    def new_value(fix: str) -> bool:
-        return bool(content_words(fix) - said - _VERDICTS) or bool(_numbers(fix) - numbers_r) or bool(
+    def new_value(fix: str) -> bool:  # (a number the answer gave, or rounded, is none: "42 km" for "42.195 km")
+        return bool(content_words(fix) - said - _VERDICTS) or any(not _approximates(n, prev_response) for n in _numbers(fix) - numbers_r) or bool(
             {u.upper() for u in _DEGREES.findall(fix)} - {u.upper() for u in _DEGREES.findall(prev_response)})
 
     def same_kind(fix: str) -> bool:
@@ -1223,7 +1306,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         not give where the answer gave numbers; a name where the answer named something the question
         did not; a two- or three-word name after a "who" question; or (given ``similar``) close in
         meaning to a word or pair of words of the answer ("sodium chloride" for "potassium chloride")."""
-        if str(prev_response or "").rstrip().endswith("?"):  # the answer asked something: the message answers it
+        if asks_user(prev_response):  # the answer asked the user something: the message answers it
             return False
         if re.search(r"\d", fix):
             # a number with a unit or words the conversation used ("29,000 feet", "3.785 liter"; not
@@ -1242,13 +1325,16 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         return any(similar(fix, c) >= SAME_KIND_SIMILARITY_ANSWER for c in _answer_spans(prev_query, prev_response))
 
     numbers_q = _numbers(prev_query)
+    # (a conclusion drawn from the answer or a next step is no fix; nor is the answer to a question
+    # the answer asked: "so a mile is about 1.6 km", "now 9*8", "London actually" after "Which city?")
+    next_step, asked = bool(_NEXT_STEP.search(text)), asks_user(prev_response)
 
     def restated(clause: str) -> bool:
         """The clause restates the question's or the answer's frame with a value the answer did not
         give: the words before the link ("is", "=", or a verb of the answer) come from the
         conversation, the value after it is a new number where the answer gave numbers, or a word or
         two close in meaning (``similar``) to a word of the answer ("yen" for "yuan")."""
-        if len(clause) > 120 or _FIRST_PERSON.search(clause) or _WH_WORD.search(clause):
+        if len(clause) > 120 or next_step or asked or _FIRST_PERSON.search(clause) or _WH_WORD.search(clause):
             return False
         link = _LINK.search(clause)
         if link:
@@ -1268,9 +1354,16 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         fnums, vnums = _numbers(frame), _numbers(value)
         if not frame.strip() or fw - said - _UNITS or not (fw & said or (fnums and fnums <= numbers_q | numbers_r)):
             return False
+        # (the frame's numbers, one unit aside, are the question's or the answer's, in their order: "9*7
+        # is 63" restates "9*7"; "8*8 = 64" and "2 cups is 480 ml" are other sums)
+        frame_seq = _number_list(frame)
+        if frame_seq and frame_seq != ["1"] and not (_in_sequence(frame_seq, prev_query) or _in_sequence(frame_seq, prev_response)):
+            return False
         vw = content_words(value) - _FILLERS
-        if vnums - numbers_r - numbers_q and numbers_r:
-            return not ({w for w in vw if not re.search(r"\d", w)} - said - _UNITS)
+        if {n for n in vnums - numbers_r - numbers_q if not _approximates(n, prev_response)} and numbers_r - numbers_q:
+            # (in a unit of the conversation: "828 m is 2717 ft" converts the answer's value into a
+            # unit neither message used; "1 mile is 1.609 km" after "how many km in a mile" restates)
+            return not ({w for w in vw if not re.search(r"\d", w)} - said)
         if similar is None or vnums or not fw & cw_q:  # (a word value: the frame names the question's subject)
             return False
         new = [w for w in _words(value) if _stem(w) not in said and w not in _FILLERS]
@@ -1303,7 +1396,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
     m = _VALUE_YOU_MEAN.match(text)
     if m:
         fix = m.group("fix") or m.group("fix2")
-        if new_value(fix) and (looks_like_value(fix) or same_kind(fix)) and same_kind(fix):
+        if fix.split()[0].lower() not in _RELATION_WORDS and new_value(fix) and same_kind(fix):
             return True
 
     # "X not Y": Y is what the answer said, X is not
@@ -1324,9 +1417,12 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
             return True
     # round 6: a bare number of the kind the answer gave ("206" after "... 212 bones"); code written
     # again with a small change ("its my_dict.items() with parentheses")
-    if _BARE_NUMBER.match(text) and same_kind(text) and _numbers(text) - numbers_r:
+    # (not as a question, "2022?", and not a number put in the place of the question's own, a number
+    # as long as one of the question's: "2020" after "population of canada in 2010")
+    if _BARE_NUMBER.match(text) and "?" not in text and numbers_r - numbers_q and same_kind(text) and any(
+            not _approximates(n, prev_response) and not any(len(n) == len(q) for q in numbers_q) for n in _numbers(text) - numbers_r):
         return True
-    if code_fix(prev_response, text):
+    if not next_step and code_fix(prev_response, text):
         return True
     parts = re.split(r"([!?;\n\"“”]+|[.,](?=\s|$)|\s[-–—]\s)", text)
     clauses = [(parts[i].strip(), parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
@@ -1341,7 +1437,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         complained = complaint or denied or denial_here
         # a clause that judges ("that's vague", "it's wrong bro") is a complaint, not a value
         # (read from "it's" on: "facepalm its ankara", "ugh its ottawa" complain first, then fix)
-        if m and "?" not in end and not _asks(clause) and not NEGATIVE_CUES.search(clause[m.start("fix"):]) \
+        if m and "?" not in end and not _asks(clause) and not (next_step and _QUESTION_START.match(clause)) and not NEGATIVE_CUES.search(clause[m.start("fix"):]) \
                 and not NEGATIVE_CUES.search(re.sub(r"^\W*(?:(?:no+|nope|nah|wrong|incorrect|facepalm|eye roll|sad face|smh|ugh|bruh)\W+)+", "", clause)):
             fix = re.sub(r"\s*\bactually\b\s*", " ", m.group("fix")).strip()
             if fix and new_value(fix):
@@ -1383,7 +1479,7 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
             # round 6: a bare value closed by "actually" ("Jane Austen actually", "8,849 m actually"), or
             # the question's or the answer's frame restated with another value ("7*8 is 56", "1 mile is
             # 1.609 km", "japan uses yen" after "Japan uses the yuan"); not in a clause that judges
-            va = _VALUE_ACTUALLY.match(clause)
+            va = None if asked or next_step or "?" in text else _VALUE_ACTUALLY.match(clause)
             if ((va and new_value(va.group("fix")) and (looks_like_value(va.group("fix")) or same_kind(va.group("fix"))))
                     or restated(clause)) and not NEGATIVE_CUES.search(clause) and not POSITIVE_CUES.search(clause):
                 return True
@@ -1483,16 +1579,24 @@ _QUANTITY_Q = re.compile(
 
 
 def unanswered_reask(prev_query: str, prev_response: str, text: str) -> bool:
-    """The previous question asked for a quantity, the answer gave no number of its own (and asked
-    nothing back), and the message asks for a quantity again on the question's topic words."""
+    """The previous question asked for a quantity, the answer gave no number of its own (not in
+    digits, not in words: "at least twenty-five") and asked nothing back, and the message asks for a
+    quantity again about the question's subject: a content word of the question other than the
+    quantity's own ("calories", "old") is in the message, or it names nothing else ("but how many
+    people live in lagos" after "population of lagos", "ok but how many calories though"; not "how
+    many calories in a banana" after "... in an avocado", nor "how old is the earth" after "how old
+    is the universe")."""
     if not (_QUANTITY_Q.search(prev_query) and _QUANTITY_Q.search(text)):
         return False
     if not (text.rstrip().endswith("?") or _WH_WORD.search(text)) or _FIRST_PERSON_OWN.search(text):
         return False
     r = str(prev_response or "")
-    if not r.strip() or r.rstrip().endswith("?") or _numbers(r) - _numbers(prev_query):
+    if not r.strip() or asks_user(r) or _numbers(r) - _numbers(prev_query) or _SPELLED_NUMBER.search(r[:3000]):
         return False
-    return bool(content_words(text) & content_words(prev_query))
+    quantity = content_words(" ".join(m.group(0) for m in _QUANTITY_Q.finditer(prev_query + " " + text)))
+    subject, b = content_words(prev_query) - quantity, content_words(text) - quantity - _FILLERS
+    # (or the quantity alone again, naming nothing new: "ok but how many calories though")
+    return bool(subject & b) or not b
 
 
 # the user's own facts ("my cat is 12", "I'm 45"): a new question about them, not a re-ask
@@ -1528,7 +1632,8 @@ def rejecting_reask(prev_query: str, prev_response: str, text: str) -> bool:
 def caps_reask(prev_query: str, text: str) -> bool:
     """A word of the previous query typed again in capitals for emphasis, in a message of the query's
     words ("sort by VALUE, how" after "how do i sort a dict by value"): the answer missed it."""
-    caps = re.findall(r"(?<![\w(.])[A-Z]{3,}(?![\w(.])", text)
+    # (five letters or more: "API", "NYC", "JSON" are acronyms, not emphasis)
+    caps = re.findall(r"(?<![\w(.])[A-Z]{5,}(?![\w(.])", text)
     if not caps or text.upper() == text:
         return False
     raw_q = str(prev_query or "")
@@ -1545,9 +1650,10 @@ _BARE_FORMAT = re.compile(rf"^{_SHORT}\W*(?:(?:now|ok|okay|but)\W+)?(?:(?:in|as|
 
 
 def bare_format(prev_response: str, text: str) -> bool:
-    """A language or format named alone ("typescript") after an answer with code in another one."""
+    """A language or format named alone ("typescript") after an answer with code in another one; not
+    as a question ("json?" after code that reads a CSV asks about the next task)."""
     m = _BARE_FORMAT.match(text)
-    if not m or not any(code for _, code in split_code(str(prev_response or "")[:5000])):
+    if not m or "?" in text or not any(code for _, code in split_code(str(prev_response or "")[:5000])):
         return False
     return m.group("fmt").lower() not in normalize(prev_response).split()
 

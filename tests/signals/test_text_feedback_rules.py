@@ -821,3 +821,105 @@ def test_round_6_patterns_read_long_text_in_linear_time(text):
     from gazepref.signals.text_feedback import _similar
 
     _in_time(10, rule_features, *_LATTE, text, _similar)
+
+
+# review of round 6: hard negatives, written fresh, on which the round-6 rules over-fired - the
+# user's own conclusions and next steps, a number or name answering the assistant's own question,
+# the answer's value rounded, a question word or acronym typed in capitals, code pasted for the next
+# task, a quantity asked about something else
+_SEVEN_EIGHT = ("7*8", "7 × 8 = 56.")
+_MILE = ("how many km in a mile", "A mile is 1.609 km.")
+_WORLD_CUP = ("who won the world cup in 2018", "France won the 2018 World Cup.")
+_FIRST_ITEM = ("python get first item of a list", "Use my_list[0] to get the first item.")
+_READ_CSV = ("how do i read a csv file in python",
+             "```python\nimport csv\nwith open('f.csv') as f:\n    rows = list(csv.reader(f))\n```")
+_AVOCADO_CAL = ("how many calories in an avocado", "Avocados are rich in healthy fats and fibre.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # a conclusion the user draws or a next step ("so", "and", "now", "... then")
+        (_SEVEN_EIGHT, "and 8*8 = 64", {"cue_correction": 0}),
+        (_MILE, "so a mile is about 1.6 km, easy to remember", {"cue_correction": 0}),
+        (("normal body temperature", "Normal body temperature is about 36.8 °C."), "so normal is about 37, got it",
+         {"cue_correction": 0}),
+        (("what's the boiling point of water", "Water boils at 100 °C at sea level."), "water at 2000 m is 93 °C then",
+         {"cue_correction": 0}),
+        (("when does the louvre open", "The Louvre opens at 9 am every day except Tuesday."), "should be there by 10 then",
+         {"cue_correction": 0}),
+        (_FIRST_ITEM, "so my_list[1] is the second one", {"cue_correction": 0}),
+        # the answer's value rounded is no new value
+        (("how long is a marathon", "A marathon is 42.195 km."), "a marathon is 42 km", {"cue_correction": 0}),
+        # a number in the question's place, or asked as a question, is the next question
+        (_WORLD_CUP, "2022?", {"cue_correction": 0}),
+        (("what was the population of canada in 2010", "Canada had about 34 million people in 2010."), "2020",
+         {"cue_correction": 0}),
+        # the assistant asked the user something, and the message answers it
+        (("how many servings does this lasagna make",
+          "This recipe makes about 6 servings. How many people are you feeding? I can scale it up."), "4",
+         {"cue_correction": 0}),
+        (("recommend a hotel", "Happy to help! Which city are you staying in? Tell me your budget too."), "London actually",
+         {"cue_correction": 0}),
+        # the user's own plan with "actually", then a question
+        (("best time to visit lisbon", "May to September is warm and sunny."), "October actually, is that ok?",
+         {"cue_correction": 0}),
+        # "you mean after X?" asks which one
+        (("when is the next leap year", "The next leap year is 2028."), "you mean after 2024?", {"cue_correction": 0}),
+        # code pasted with the next question; a format asked about
+        (_READ_CSV[:1] + ("with open('a.txt') as f:\n    data = f.read()",), "with open('b.txt') as f: how do i loop over lines",
+         {"cue_correction": 0}),
+        (_READ_CSV, "json?", {"cue_correction": 0}),
+        # a quantity of something else, or an answer that gave the number in words
+        (_AVOCADO_CAL, "how many calories in a banana", {"cue_repeat": 0}),
+        (("how old is the universe", "Scientists estimate the universe's age from the cosmic microwave background."),
+         "how old is the earth", {"cue_repeat": 0}),
+        (("how old do you have to be to rent a car in the us",
+          "Most rental companies require drivers to be at least twenty-five."), "how old in canada?", {"cue_repeat": 0}),
+        # an acronym in capitals is no emphasis
+        (("how do i get an api key for openai", "Sign in at platform.openai.com, open the API keys page and create a new secret key."),
+         "where do i put the API key", {"cue_repeat": 0}),
+        (("best things to do in nyc", "Central Park, the Met, and a Broadway show."), "best pizza in NYC", {"cue_repeat": 0}),
+        # the answer's value converted into a unit neither message used
+        (("what's the tallest building", "The Burj Khalifa is 828 m tall."), "828 m is 2717 ft", {"cue_correction": 0}),
+        # the user's own code, or a variant they report working
+        (("sort a list in python", "Use sorted(my_list) to get a new sorted list."), "I used sorted(my_lst) in my script",
+         {"cue_correction": 0}),
+        (("sort a list in python", "Use sorted(my_list) to get a new sorted list."), "sorted(my_list, reverse=True) works too",
+         {"cue_correction": 0}),
+        # a denial run into what someone else said, or into a tag question without its mark
+        (("how do plants make food", "Plants make food by photosynthesis, using sunlight."),
+         "no he explained it differently in class", {"cue_correction": 0}),
+        (("how do plants make food", "Plants make food by photosynthesis, using sunlight."), "no it produces oxygen too right",
+         {"cue_correction": 0}),
+        # kept: the forms the round-6 rules read
+        (("how do plants make food", "Plants make food by photosynthesis, using sunlight."), "no it produces sugar from light",
+         {"cue_correction": 1}),
+        (("python last item of a list", "Use my_list[1] to get the last item."), "i think its my_list[-1]", {"cue_correction": 1}),
+        (("7*8", "7 × 8 = 54."), "7*8 is 56", {"cue_correction": 1}),
+        (("how many bones in an adult", "An adult has 212 bones."), "206.", {"cue_correction": 1}),
+        (_AVOCADO_CAL, "ok but how many calories though", {"cue_repeat": 1}),
+        (_AVOCADO_CAL, "so how many calories does a whole avocado have", {"cue_repeat": 1}),
+    ],
+)
+def test_round_6_hard_negatives(context, next_query, cues):
+    from gazepref.signals.text_feedback import _similar
+
+    f = rule_features(context[0], context[1], next_query, similar=_similar)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Are you sure? " * 5_000,
+        "1.5 " * 12_000 + "?",
+        "you " * 12_000 + "?",
+    ],
+    ids=["questions", "decimals", "you"],
+)
+def test_round_6_review_helpers_read_long_answers_in_linear_time(response):
+    from gazepref.signals.text_feedback import _similar
+
+    _in_time(10, rule_features, "how long is a marathon", response, "so a marathon is 42 km then", _similar)
+    _in_time(10, rule_features, "how many calories", response, "how many calories " + "then " * 10_000, _similar)
