@@ -304,6 +304,8 @@ if (!ui.message.value) ui.message.value = localStorage.getItem(draftKey) || "";
 ui.send.disabled = false; // buttons start disabled until this module runs
 $("#submit-rating").disabled = false;
 refresh();
+// the Finish hint as the page opens is no news: a live region only from now on (its changes are)
+if (ui.finishHint) ui.finishHint.setAttribute("role", "status");
 recorder.scheduleLayout(true);
 window.gazepref = { recorder, state: () => ({ turns, current }), gaze: null };
 if (data.gaze) { // webcam gaze for this participant (calibrated in the camera step)

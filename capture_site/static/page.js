@@ -155,8 +155,8 @@ if (auto) {
 
 /** A box that scrolls inside (an answer being rated, the post-task page's answers) and the line
  *  under it, ``hint``, that says so, as many systems hide scroll bars (macOS, phones): the line is
- *  shown where the content is taller than the box, its text visible until the end has been
- *  scrolled into view (its place then stays, so nothing below moves). Returns the update, for
+ *  shown where the content is taller than the box, its text visible while the end is out of
+ *  view (scrolled to the end, the text goes and its place stays, so nothing below moves). Returns the update, for
  *  a page that changes the box's content. */
 export function watchMore(box, hint) {
   const update = () => {

@@ -123,7 +123,21 @@ def hover_word(page, position: int, word: int) -> dict:
             "e": int(span.get_attribute("data-e"))}
 
 
+# what happens to the Finish hint once the page is parsed, in order: a text written, a role set (a
+# live region, "status", read out at each page load would be noise; its later changes are news)
+HINT_CHANGES_JS = """window.hintChanges = [];
+new MutationObserver((records) => {
+  for (const r of records) {
+    const el = r.target.closest ? r.target.closest("#finish-hint") : null;
+    if (!el || document.readyState === "loading") continue;
+    if (r.type === "attributes") hintChanges.push(["role", el.getAttribute("role")]);
+    else if (r.addedNodes.length) hintChanges.push(["text", r.addedNodes[0].textContent]);
+  }
+}).observe(document, { childList: true, subtree: true, attributes: true, attributeFilter: ["role"] });"""
+
+
 def test_full_mouse_only_session(page, app, tmp_path):
+    page.add_init_script(HINT_CHANGES_JS)
     page.goto("/?PROLIFIC_PID=E2E-WORKER&STUDY_ID=STUDY9&SESSION_ID=SESS9")
     page.click("#agree")
     continue_with(page, {"age": "31"})  # demographics
@@ -140,6 +154,10 @@ def test_full_mouse_only_session(page, app, tmp_path):
     page.wait_for_timeout(400)
     rate(page, [4, 2], choice=0, feedback="The left one is clearer.")
     assert page.text_content("#finish-hint") == "Rate 1 more turn to finish this task."
+    # written once as the page opened, not yet a live region (no announcement at load); the
+    # count after the rating is announced (politely)
+    assert page.evaluate("hintChanges") == [["text", "Rate 2 more turns to finish this task."], ["role", "status"],
+                                            ["text", "Rate 1 more turn to finish this task."]]
     send(page, "How many hours of sleep does an adult need?", 1)
     page.check("[name='likert-0'][value='3']")  # chosen, not yet submitted
     page.check("[name='choice'][value='1']")

@@ -235,6 +235,8 @@ def test_each_task_page_says_which_task_of_how_many(client):
     while (step := w.current_step()) != "done":
         found = progress.findall(w.step().text)
         seen.append((step.split(":")[0], found[0] if found else None))
+        if step.startswith("post:"):  # its box of the task's answers scrolls by keyboard too (not only in Chrome, Firefox)
+            assert re.search(r'<section class="transcript"[^>]* tabindex="0"', w.step().text)
         if step.startswith("task:"):
             data = page_data(w.step().text)
             turn = [w.chat_turn(data, i, f"question {i}") for i in range(2)][-1]
