@@ -1,6 +1,8 @@
 """Shared fixtures: paths to the real IFLLM data in ../shared, and temporary instances."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -119,6 +121,32 @@ def postgres_url():
         subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "stop"],
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def own_postgres_database(postgres_url):
+    """``with own_postgres_database(prefix) as url:`` a database of its own (``prefix`` + a random
+    suffix) on the session's PostgreSQL server, dropped afterwards (other tests share the server's
+    ``postgres`` database)."""
+    return functools.partial(_own_database, postgres_url)
+
+
+@contextlib.contextmanager
+def _own_database(server_url: str, prefix: str):
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 #: A small OpenAI-style chat log with clear naturally occurring feedback (4 users, 6 chats): an

@@ -45,23 +45,10 @@ def make_app(tmp_path):
 
 
 @pytest.fixture
-def fresh_postgres(postgres_url):
+def fresh_postgres(own_postgres_database):
     """A database of its own on the session's PostgreSQL server (other tests share ``postgres``)."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    name = f"hosts_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
-    try:
+    with own_postgres_database("hosts") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

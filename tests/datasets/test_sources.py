@@ -7,6 +7,8 @@ chat, choose, and the page's telemetry (layout word boxes, gaze, mouse) arrives 
 """
 from __future__ import annotations
 
+import contextlib
+
 import gc
 import gzip
 import json
@@ -112,23 +114,16 @@ def record_study(instance: Path) -> None:
 def study_url(request, tmp_path_factory):
     """The database URL of a recorded study: a SQLite file, or a fresh database on the test server."""
     tmp = tmp_path_factory.mktemp(f"study-{request.param}")
-    if request.param == "sqlite":
-        url = store.sqlite_url(tmp / "site.sqlite")
-    else:
-        from sqlalchemy import create_engine, text
-
-        server = request.getfixturevalue("postgres_url")
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text("DROP DATABASE IF EXISTS gp_sources"))
-            c.execute(text("CREATE DATABASE gp_sources"))
-        admin.dispose()
-        url = server.rsplit("/", 1)[0] + "/gp_sources"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GAZEPREF_DATABASE_URL", url)
-        mp.delenv("GAZEPREF_INSTANCE", raising=False)
-        record_study(tmp / "instance")
-    return url
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = store.sqlite_url(tmp / "site.sqlite")
+        else:
+            url = stack.enter_context(request.getfixturevalue("own_postgres_database")("gp_sources"))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("GAZEPREF_DATABASE_URL", url)
+            mp.delenv("GAZEPREF_INSTANCE", raising=False)
+            record_study(tmp / "instance")
+        yield url
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Kept webcam frames exported from the study database (``store_recording.export_frames``)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -87,25 +88,23 @@ def test_a_task_frames_t_task_is_the_time_of_its_gaze_row_in_the_streams(tmp_pat
     fraction of a ms must not be rounded or shifted in another order than the streams' are. The
     pictures are fetched a few at a time (here one: the page-load lookups run between fetches of
     the open result, a server-side cursor on PostgreSQL)."""
-    import pyarrow as pa
-
     from gazepref.datasets import store_recording
 
     monkeypatch.setattr(store_recording, "FRAMES_PER_FETCH", 1)
     anchor, reload = 1_700_000_000_000.0, 1_700_000_012_345.6789
-    if kind == "sqlite":
-        url = store.sqlite_url(tmp_path / "db.sqlite")
-    else:
-        from sqlalchemy import create_engine, text
+    with contextlib.ExitStack() as stack:
+        if kind == "sqlite":
+            url = store.sqlite_url(tmp_path / "db.sqlite")
+        else:
+            url = stack.enter_context(request.getfixturevalue("own_postgres_database")("gp_frames"))
+        _check_t_task(tmp_path, url, anchor, reload)
 
-        server = request.getfixturevalue("postgres_url")
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text("DROP DATABASE IF EXISTS gp_frames"))
-            c.execute(text("CREATE DATABASE gp_frames"))
-        admin.dispose()
-        url = server.rsplit("/", 1)[0] + "/gp_frames"
-    sessions = store.init_db(store.make_engine(url))
+
+def _check_t_task(tmp_path: Path, url: str, anchor: float, reload: float) -> None:
+    import pyarrow as pa
+
+    engine = store.make_engine(url)
+    sessions = store.init_db(engine)
     with sessions() as s:
         study = store.Study(slug="s", name="S", salt="x")
         p = store.Participant(study=study, pseudonym="p1", consent=True)
@@ -123,4 +122,5 @@ def test_a_task_frames_t_task_is_the_time_of_its_gaze_row_in_the_streams(tmp_pat
         stream_t = store.read_stream(s, task, "gaze").column("t").to_pylist()
     with open(tmp_path / "out" / "frames" / "frames.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    engine.dispose()
     assert sorted(float(r["t_task"]) for r in rows) == sorted(stream_t)
