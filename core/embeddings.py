@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,6 +88,20 @@ def disk_cache_dir() -> Path | None:
     return s.cache_dir / "reward" / "minilm" if s.embed_cache else None
 
 
+def _save_whole(path: Path, v: np.ndarray) -> None:
+    """Write ``path`` under another name and rename it into place, so that another process
+    embedding the same texts into the same cache (two ``reward evaluate`` runs at once) reads a
+    whole file or none, never one being written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, v)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def embed(texts: Sequence[str | None], progress: bool = False, batch_size: int = 32) -> np.ndarray:
     """(n, :data:`EMBED_DIM`) L2-normalised float32 embeddings of ``texts`` (None counts as "")."""
     texts = ["" if t is None else str(t) for t in texts]
@@ -101,7 +116,7 @@ def embed(texts: Sequence[str | None], progress: bool = False, batch_size: int =
                 try:
                     found[k] = np.load(p)
                     del todo[k]
-                except (OSError, ValueError):  # a broken cache file: embed again
+                except (OSError, ValueError, EOFError):  # a broken or empty cache file: embed again
                     pass
     if todo:
         ks, ts = list(todo), list(todo.values())
@@ -111,8 +126,7 @@ def embed(texts: Sequence[str | None], progress: bool = False, batch_size: int =
             found[k] = v
             if d is not None:
                 try:
-                    (d / k[:2]).mkdir(parents=True, exist_ok=True)
-                    np.save(d / k[:2] / f"{k}.npy", v)
+                    _save_whole(d / k[:2] / f"{k}.npy", v)
                 except OSError:
                     pass
     if len(_MEM) + len(found) > _MEM_LIMIT:

@@ -43,3 +43,22 @@ def test_embeddings_are_normalised_and_kept_on_disk(tmp_path, monkeypatch):
     assert np.array_equal(embeddings.embed(texts), first)
     assert [f.stat().st_mtime_ns for f in files] == stamps
     assert embeddings.embed([]).shape == (0, embeddings.EMBED_DIM)
+
+
+def test_a_cache_file_cut_short_is_embedded_again_and_written_whole(tmp_path, monkeypatch):
+    """Two processes embedding the same texts into one cache (two ``reward evaluate`` runs at once):
+    a reader may meet the file the other is writing. A file left empty or cut short is embedded
+    again (an empty one raised EOFError), and files are renamed into place whole, with no temporary
+    one left over."""
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path))
+    monkeypatch.delenv("GAZEPREF_EMBED_CACHE", raising=False)
+    text = "Why is the sky blue?"
+    want = embeddings.embed([text])
+    path = tmp_path / "reward" / "minilm" / embeddings.text_key(text)[:2] / f"{embeddings.text_key(text)}.npy"
+    whole = path.read_bytes()
+    for cut in (b"", whole[:20], whole[:-8]):
+        path.write_bytes(cut)
+        embeddings._MEM.clear()
+        assert np.allclose(embeddings.embed([text]), want, atol=1e-6)
+        assert path.read_bytes() == whole
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
