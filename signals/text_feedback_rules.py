@@ -1559,12 +1559,15 @@ _OFF_SCOPE = re.compile(r"\b(?:this|that|it|your answer|the answer)(?:'s| is| wa
 # --- round 7 (the round-7 blind probe's misses, by general cause) --------------------------------
 # A denial in German, French or Portuguese run into the right value: "Nein, am 21. Juni", "non c'est
 # H2O", "não, é 1822"; Spanish "no, es ..." (English "no" alone is read by the patterns above). A
-# statement only: no question, no thanks ("non merci"), not the user's own facts ("nein, ich wohne
-# in Wien"), not a compound ("non-profit", "non stick pans").
+# statement only: no question (no "?", no wh-word of the language: "non, c'est quoi la différence",
+# no "and ...": "nein, und wann wurde sie gebaut"), no thanks ("non merci"), not the user's own facts
+# ("nein, ich wohne in Wien"), not a compound ("non-profit", "non stick pans").
 _FOREIGN_DENIAL_FIX = re.compile(
     r"^\W*(?:(?:nein|non|n[ãa]o)(?:\s*[,.!;:]+\s*|\s+(?=c['’]|est\b|ist\b|das\b|es\b|[ée]\b|am\b|im\b|um\b|en\b|au\b|em\b|no\b|na\b|sondern\b))"
     r"|no\s*[,.!]+\s*(?=es\b|son\b|era\b|fue\b|se\b))"
-    r"(?!\W*(?:merci|danke|gracias|obrigad[oa]|grazie|thanks?|thank)\b)"
+    r"(?!\W*(?:merci|danke|gracias|obrigad[oa]|grazie|thanks?|thank|und|et|y|e|aber|mais|pero|mas)\b)"
+    r"(?![^\n]*\b(?:quoi|quel\w*|comment|pourquoi|o[uù]|quand|combien|was|wie|warum|wo|wann|welche\w*|wer|qu[ée]|c[óo]mo"
+    r"|cu[áa]l\w*|d[óo]nde|cu[áa]ndo|cu[áa]nt\w*|qual|onde|quando|quant\w*|porque|por qu[ée])\b)"
     r"(?![^\n]*\b(?:ich|mein\w*|mir|mich|je|j['’]|moi|mon|ma|mes|eu|meu|minha|yo|mi)\b)"
     r"(?=[^?\n]*[^\W_])[^?\n]*$",
     re.IGNORECASE,

@@ -859,6 +859,10 @@ _VISA = ("do i need a visa to visit japan for 10 days as a canadian",
         (_TOUR, "non stick pans for crepes", {"cue_correction": 0}),
         (_BRASIL, "não sei, quando foi a proclamação da república?", {"cue_correction": 0}),
         (_AUSTRALIA, "no, gracias", {"cue_correction": 0}),
+        # a new question in that language, with no "?": a wh-word, or "and ..."
+        (_TOUR, "non, c'est quoi la différence entre les deux", {"cue_correction": 0}),
+        (_MAUER, "Nein, und wann wurde sie gebaut", {"cue_correction": 0}),
+        (_TOUR, "non, et combien de marches", {"cue_correction": 0}),
         # "what do you mean" in German, French, Spanish, Portuguese; "what does X mean" stays a term question
         (_QUARK, "Was meinst du mit Valenzquark?", {"cue_clarify": 1}),
         (_TOUR, "qu'est-ce que tu veux dire par là ?", {"cue_clarify": 1}),
