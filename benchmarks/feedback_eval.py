@@ -24,7 +24,8 @@
    ``benchmarks/data/feedback_probe_crowd.jsonl`` are the log-style and crowdworker-style blind sets
    (132 and 131 messages), ``benchmarks/data/feedback_probe_mixed.jsonl`` the mixed-style one (139),
    ``benchmarks/data/feedback_probe_r6.jsonl`` the round-6 one (159, mostly corrections and reworded
-   repeats, with near-miss no-feedback controls). Both tables also give per-class precision/recall,
+   repeats, with near-miss no-feedback controls), ``benchmarks/data/feedback_probe_r7.jsonl`` the
+   round-7 one (151, a natural mix, 68 of them no feedback). Both tables also give per-class precision/recall,
    the no-feedback false-flag rate and the confusion counts.
 """
 from __future__ import annotations

@@ -1662,6 +1662,139 @@ _INSIST_FIX = re.compile(r"\bi (?:said|asked(?: for| about)?|meant)\b[^.?!\n]{1,
 _OFF_SCOPE = re.compile(r"\b(?:this|that|it|your answer|the answer)(?:'s| is| was) (?:all |only |just )?(?:about|for) [^,.;?\n]{1,40}[,.;]\s*(?:but\s+)?i (?:asked|said|meant|wanted)\b", re.IGNORECASE)
 
 
+# --- round 7 (the round-7 blind probe's misses, by general cause) --------------------------------
+# A denial in German, French or Portuguese run into the right value: "Nein, am 21. Juni", "non c'est
+# H2O", "não, é 1822"; Spanish "no, es ..." (English "no" alone is read by the patterns above). A
+# statement only: no question (no "?", no wh-word of the language: "non, c'est quoi la différence",
+# no "and ...": "nein, und wann wurde sie gebaut"), no thanks ("non merci"), not the user's own facts
+# ("nein, ich wohne in Wien"), not a compound ("non-profit", "non stick pans").
+_FOREIGN_DENIAL_FIX = re.compile(
+    r"^\W*(?:(?:nein|non|n[ãa]o)(?:\s*[,.!;:]+\s*|\s+(?=c['’]|est\b|ist\b|das\b|es\b|[ée]\b|am\b|im\b|um\b|en\b|au\b|em\b|no\b|na\b|sondern\b))"
+    r"|no\s*[,.!]+\s*(?=es\b|son\b|era\b|fue\b|se\b))"
+    r"(?!\W*(?:merci|danke|gracias|obrigad[oa]|grazie|thanks?|thank|und|et|y|e|aber|mais|pero|mas)\b)"
+    r"(?![^\n]*\b(?:quoi|quel\w*|comment|pourquoi|o[uù]|quand|combien|was|wie|warum|wo|wann|welche\w*|wer|qu[ée]|c[óo]mo"
+    r"|cu[áa]l\w*|d[óo]nde|cu[áa]ndo|cu[áa]nt\w*|qual|onde|quando|quant\w*|porque|por qu[ée])\b)"
+    r"(?![^\n]*\b(?:ich|mein\w*|mir|mich|je|j['’]|moi|mon|ma|mes|eu|meu|minha|yo|mi)\b)"
+    r"(?=[^?\n]*[^\W_])[^?\n]*$",
+    re.IGNORECASE,
+)
+# "what do you mean" in German, French, Spanish, Portuguese ("Was meinst du mit Passivposition?")
+_FOREIGN_CLARIFY = re.compile(
+    r"\b(?:was|wie) (?:meinst du|meinen sie)\b|\bwas hei(?:ß|ss)t das\b"
+    r"|\bqu['’]est[- ]ce que (?:tu veux|vous voulez) dire\b|\bque (?:veux[- ]tu|voulez[- ]vous) dire\b"
+    r"|\bqu[ée] quieres decir\b|\ba qu[ée] te refieres\b|\bo que (?:voc[êe] quer|quer voc[êe]) dizer\b|\bcomo assim\b",
+    re.IGNORECASE,
+)
+# "deadline is friday not thursday", "that should be > not <", "i said 3 days not 5": a value set
+# against one the answer gave (read in Python: the value after "not" is in the answer, the one before
+# it is not, and it is no function word: "why is it not working")
+_NOT_SWAP = re.compile(
+    r"(?:^|(?<=[\s,(]))(?P<x>[^\s,.;:!?()]{1,30}),?\s+(?:not|nicht|pas|n[ãa]o)\s+(?P<y>[^\s,.;:!?()]{1,30})(?=[\s,.;:!?)]|$)",
+    re.IGNORECASE,
+)
+_NOT_SWAP_STOP = STOPWORDS | _EN_FUNCTION | frozenset(
+    """it's that's there's he's she's they're we're you're i'm i've am also still even yet really why
+    but and or so maybe perhaps definitely certainly surely probably please pls thanks ok okay now today
+    does doesn't do don't did didn't is isn't was wasn't are aren't will won't would wouldn't can can't
+    could couldn't should shouldn't must have has had been being ist c'est es é est""".split()
+)
+_I_INSIST = re.compile(r"^\W*(?:(?:no|nope|but|ok|okay)\W+)?i (?:said|asked for|asked|meant|wanted)\b", re.IGNORECASE)
+# "No. I wanted something I can do at home": the taxonomy's own shape of a correction ("No. I wanted
+# you to ..."); a statement, not "no, i wanted to know when it opens" or "no i meant who founded it"
+# (the question asked again) or a question
+_NO_I_WANTED = re.compile(
+    r"^\W*(?:no+|nope|nah)\W+i (?:wanted|meant|asked for|was asking for|was looking for)\s+(?!to (?:know|ask|see|find out)\b)(?![^\n]*\b(?:who|what|when|where|why|how|which|whether)\b)(?=[^?\n]*[^\W_])[^?\n]*$",
+    re.IGNORECASE,
+)
+# "you didnt even read my question", "this is completely off topic" (not "off topic, but how do i ...")
+_R7_COMPLAINT = re.compile(
+    r"\byou (?:didn'?t|did not|don'?t|do not|never) (?:even |actually |really )?(?:read|look at|address)\b[^?\n]{0,12}?\b(?:my|the) (?:question|message|prompt|request)\b"
+    r"|\b(?:this|that|it|your answer|the answer|your reply)(?:'s| is| was| seems| sounds| feels)(?: (?:completely|totally|entirely|kinda|kind of|a bit|so|way|pretty|very))? off[- ]topic\b(?!\W*(?:but|question|q)\b)",
+    re.IGNORECASE,
+)
+# "wait so do i need to file or not": the answer's verdict asked for again in the question's own
+# words (every content word of the asked clause is in the previous query), after an answer that
+# hedged ("generally ..., but ..."); not a new yes/no question ("so is japan safe or not")
+_OR_NOT_CLARIFY = re.compile(
+    rf"^{_SHORT}\W*(?:(?:wait|hold on|hmm+|ok(?:ay)?|um+|sorry)\W+)*so\W+(?P<ask>(?:do|does|did|should|can|is|are|will|would|must|am)\b[^?\n]{{1,80}})\bor not\W*$",
+    re.IGNORECASE,
+)
+
+# "thats chinese. japanese is konnichiwa": the answer named for what it is, a sibling of what was asked
+# (MiniLM puts the two words within SAME_KIND_SIMILARITY), then the asked thing's right value
+_SIBLING_FIX = re.compile(
+    rf"^{_SHORT}\W*(?:that'?s|thats|that is|this is|it'?s|its) (?:the |a |an )?(?P<a>[^\W\d_][\w'’-]*)\s*[.;!,]+\s*"
+    r"(?:(?:but|and|the|in)\s+)?(?P<b>[^\W\d_][\w'’-]*) (?:is|are|was|uses|says|=)\s+(?P<v>[^?\n]{1,60})$",
+    re.IGNORECASE,
+)
+
+
+def sibling_fix(prev_query: str, prev_response: str, text: str, similar=None) -> bool:
+    """"that's chinese. japanese is konnichiwa": the answer is of a kin of what was asked, here is the value (round 7)."""
+    m = _SIBLING_FIX.match(text) if similar is not None else None
+    if not m:
+        return False
+    asked = content_words(prev_query)
+    a, b = content_words(m.group("a")), content_words(m.group("b"))
+    if not a or not b or a & asked or not b <= asked or a == b:
+        return False
+    value = normalize(m.group("v")).split()
+    # the value is a word or three, no hedge or tag ("is also polite", "is used in the us right")
+    if not value or len(value) > 3 or value[0] in STOPWORDS or value[0] in _HEDGE_WORDS or value[-1] in _HEDGE_WORDS:
+        return False
+    if content_words(m.group("v")) <= content_words(prev_response):
+        return False
+    return similar(m.group("a"), m.group("b")) >= SAME_KIND_SIMILARITY
+
+
+def _in_text(value: str, text: str) -> bool:
+    """``value`` (a word, a number or a symbol such as ">") occurs in ``text`` as a whole token."""
+    if not value:
+        return False
+    if value[0].isalnum() and value[-1].isalnum():
+        return re.search(r"(?<![\w.])" + re.escape(value) + r"(?![\w])", text, re.IGNORECASE) is not None
+    return value in text
+
+
+def not_swap(prev_query: str, prev_response: str, text: str) -> bool:
+    """A value set against one the answer gave: "friday not thursday", "> not <" (round 7).
+
+    The value after "not" is in the answer, the one before it is not, and is no function word; a
+    statement, not in the first person unless insisting ("i said 3 days not 5"); not a question
+    ("should i go friday not thursday?", "why is it not working").
+    """
+    if "?" in text or _WH_WORD.match(text.strip()):
+        return False
+    if _FIRST_PERSON.search(text) and not _I_INSIST.match(text):
+        return False
+    response = str(prev_response or "")[:5000]
+    for m in _NOT_SWAP.finditer(text[:2000]):
+        x, y = m.group("x"), m.group("y")
+        if x.lower() in _NOT_SWAP_STOP or y.lower() in _NOT_SWAP_STOP or x.lower() == y.lower():
+            continue
+        if _in_text(y, response) and not _in_text(x, response):
+            return True
+    return False
+
+
+def round7_correction(prev_query: str, prev_response: str, text: str, similar=None) -> bool:
+    """Round-7 correction cues: a foreign denial with the value, "X not Y" against the answer, "No. I
+    wanted …", "that's chinese. japanese is …" (with ``similar``)."""
+    if not str(prev_response or "").strip():
+        return False
+    return (bool(_FOREIGN_DENIAL_FIX.search(text) or _NO_I_WANTED.search(text)) or not_swap(prev_query, prev_response, text)
+            or sibling_fix(prev_query, prev_response, text, similar))
+
+
+def round7_clarify(prev_query: str, prev_response: str, text: str) -> bool:
+    """Round-7 clarification cues: "what do you mean" in other languages, "so do i need to X or not"."""
+    if _FOREIGN_CLARIFY.search(text):
+        return True
+    m = _OR_NOT_CLARIFY.search(text)
+    asked = content_words(m.group("ask")) if m else set()
+    return bool(asked) and asked <= content_words(prev_query)
+
+
 RULE_FEATURES = (
     "cue_repeat",
     "cue_correction",
@@ -1704,11 +1837,12 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
     prev_query, nxt = read_pair(prev_query, next_query)
     prose = prose_text(nxt, normalized=False)
     pasted = bool(PASTED_ERROR.search(nxt))
-    complaint_text = bool(NEGATIVE_CUES.search(prose))
+    complaint_text = bool(NEGATIVE_CUES.search(prose) or _R7_COMPLAINT.search(prose))
     # (the values of a correction are not read out of a pasted error line: "Unexpected token '<', \"<!DOCTYPE\"")
     fact_prose = "\n".join(line for line in prose.split("\n") if not PASTED_ERROR.search(line)) if pasted else prose
     correction = bool(CORRECTION_CUES.search(prose)) or bare_format(prev_response, prose) or fact_fix(
-        prev_query, prev_response, fact_prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose)))
+        prev_query, prev_response, fact_prose, complaint_text or pasted, similar) or (complaint_text and bool(EDIT_REQUEST.search(prose))) or round7_correction(
+        prev_query, prev_response, fact_prose, similar)
     complaint = complaint_text or pasted or correction
     # "i said under $50, ... swap it for something cheaper": the user insists on what they asked and
     # says how to change the answer (or that it is about something else): a complaint, not a repeat
@@ -1719,7 +1853,8 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
                   or rejecting_reask(prev_query, prev_response, prose)
                   or (not correction and (unanswered_reask(prev_query, prev_response, prose) or caps_reask(prev_query, prose)))
                   ) and not (insist and (
-        EDIT_REQUEST.search(prose) or _OFF_SCOPE.search(prose) or _INSIST_FIX.search(prose)))
+        EDIT_REQUEST.search(prose) or _OFF_SCOPE.search(prose) or _INSIST_FIX.search(prose)
+        or not_swap(prev_query, prev_response, prose)))
     # "I think you mean Canberra" offers the right value: no request to explain what the answer meant
     clar_prose = _YOU_MEAN.sub(lambda m: m.group(0) if "?" in prose[m.end():m.end() + 3] else " . ", prose) if correction else prose
     if correction:  # "you mean 1969?" with a new value offers it (round 6)
@@ -1735,7 +1870,7 @@ def rule_features(prev_query: str, prev_response: str, next_query: str, similar=
         "cue_correction": float(correction),
         "cue_negative": float(complaint_text or pasted),
         "cue_clarify": float(bool(CLARIFY_CUES.search(clar_prose)) or term_clarify(prev_query, prev_response, prose)
-                             or value_doubt(prev_response, prose)),
+                             or value_doubt(prev_response, prose) or round7_clarify(prev_query, prev_response, clar_prose)),
         "cue_positive": float(bool(POSITIVE_CUES.search(prose)) and not complaint),
         "refers_back": float(bool(REFERS_BACK.search(prose))),
         "exact_repeat": float(bool(nq) and nq == pq),

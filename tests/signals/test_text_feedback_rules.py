@@ -929,3 +929,133 @@ def test_round_6_review_helpers_read_long_answers_in_linear_time(response):
 
     _in_time(LIMIT_S, rule_features, "how long is a marathon", response, "so a marathon is 42 km then", _similar)
     _in_time(LIMIT_S, rule_features, "how many calories", response, "how many calories " + "then " * 10_000, _similar)
+
+
+# round 7 (benchmarks/data/feedback_probe_r7.jsonl): corrections, complaints and clarifications in
+# German, French, Spanish and Portuguese; "X not Y" against a value of the answer; "No. I wanted ...";
+# written fresh (not the probe's messages), each with hard negatives
+_MAUER = ("Wann fiel die Berliner Mauer?", "Die Berliner Mauer fiel am 9. November 1991.")
+_TOUR = ("Quelle est la hauteur de la tour Eiffel ?", "La tour Eiffel mesure 500 mètres.")
+_BRASIL = ("Quando o Brasil ficou independente?", "O Brasil ficou independente em 1889.")
+_AUSTRALIA = ("¿Cuál es la capital de Australia?", "La capital de Australia es Sídney.")
+_QUARK = ("Was ist ein Mutterquark?", "Ein Mutterquark ist ein Valenzquark im Hadron, umgeben von Seequarks.")
+_MUSEUM = ("when does the museum open on weekends", "The museum opens at 10am on Saturday and is closed on Sunday.")
+_EQUAL = ("javascript: check two values are equal and the same type", "Use `a == b` to compare them.")
+_LISBON = ("plan a 2 day trip to lisbon", "Day 1: Alfama and the castle\nDay 2: Belem\nDay 3: Sintra\nDay 4: Cascais")
+_RUNNING = ("give me a beginner running plan", "Week 1: run 5 km three times at the track with intervals.")
+_VEGAN = ("vegan recipe for a dinner party of 6", "Here is a classic beef bourguignon for six.")
+_VISA = ("do i need a visa to visit japan for 10 days as a canadian",
+         "It depends on several factors, and rules change, so you may want to check with the embassy.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # a denial in another language run into the value; not thanks, the user's own facts, a question
+        # or an English compound with "non"
+        (_MAUER, "Nein, am 9. November 1989.", {"cue_correction": 1}),
+        (_MAUER, "nein, 1989 nicht 1991", {"cue_correction": 1}),
+        (_TOUR, "Non c'est 330 mètres", {"cue_correction": 1}),
+        (_BRASIL, "não, foi em 1822", {"cue_correction": 1}),
+        (_AUSTRALIA, "no, es Canberra", {"cue_correction": 1}),
+        (_MAUER, "Nein, danke.", {"cue_correction": 0}),
+        (_MAUER, "Nein, ich habe keine Zeit", {"cue_correction": 0}),
+        (_MAUER, "Nein, ich wohne in München. Wie komme ich zur Mauer?", {"cue_correction": 0}),
+        (_TOUR, "non merci", {"cue_correction": 0}),
+        (_TOUR, "Non, je voulais savoir autre chose ?", {"cue_correction": 0}),
+        (_TOUR, "non-profit organisations in paris", {"cue_correction": 0}),
+        (_TOUR, "non stick pans for crepes", {"cue_correction": 0}),
+        (_BRASIL, "não sei, quando foi a proclamação da república?", {"cue_correction": 0}),
+        (_AUSTRALIA, "no, gracias", {"cue_correction": 0}),
+        # a new question in that language, with no "?": a wh-word, or "and ..."
+        (_TOUR, "non, c'est quoi la différence entre les deux", {"cue_correction": 0}),
+        (_MAUER, "Nein, und wann wurde sie gebaut", {"cue_correction": 0}),
+        (_TOUR, "non, et combien de marches", {"cue_correction": 0}),
+        # "what do you mean" in German, French, Spanish, Portuguese; "what does X mean" stays a term question
+        (_QUARK, "Was meinst du mit Valenzquark?", {"cue_clarify": 1}),
+        (_TOUR, "qu'est-ce que tu veux dire par là ?", {"cue_clarify": 1}),
+        (_AUSTRALIA, "¿a qué te refieres con capital?", {"cue_clarify": 1}),
+        (_BRASIL, "o que você quer dizer com independente?", {"cue_clarify": 1}),
+        (_QUARK, "Was ist ein Gluon?", {"cue_clarify": 0, "cue_correction": 0}),
+        # a value set against one the answer gave; not the user's own plans, a question, or "not" after a verb
+        (_MUSEUM, "it opens at 9 not 10am, fix that", {"cue_correction": 1}),
+        (_EQUAL, "that should be === not ==", {"cue_correction": 1}),
+        (_LISBON, "i said 2 days not 4", {"cue_correction": 1, "cue_repeat": 0}),
+        (_MUSEUM, "why is it not open on sunday", {"cue_correction": 0}),
+        (_MUSEUM, "should I go saturday not sunday?", {"cue_correction": 0}),
+        (_MUSEUM, "I can only go saturday not sunday, any tips", {"cue_correction": 0}),
+        (_MUSEUM, "is it not open on sunday at all", {"cue_correction": 0}),
+        (_EQUAL, "and what about != not == for inequality?", {"cue_correction": 0}),
+        (_LISBON, "please not too many museums", {"cue_correction": 0}),
+        (_LISBON, "it's not too far to go to sintra right", {"cue_correction": 0}),
+        # "No. I wanted ..." with what was wanted; not the question asked again
+        (_RUNNING, "No. I wanted a plan without a track, just around my block", {"cue_correction": 1}),
+        (_RUNNING, "no i wanted to know how often to run", {"cue_correction": 0}),
+        (_RUNNING, "no i meant how many km per week", {"cue_correction": 0}),
+        (_RUNNING, "No, I wanted to ask something else: what shoes?", {"cue_correction": 0}),
+        # the answer ignored the question or is off topic; not an aside ("off topic but ...")
+        (_VEGAN, "you did not even read my message", {"cue_negative": 1}),
+        (_VEGAN, "that's totally off-topic", {"cue_negative": 1}),
+        (_VEGAN, "I didn't read the recipe yet, how long does it take", {"cue_negative": 0}),
+        (_VEGAN, "this is off topic, but how do i fold napkins", {"cue_negative": 0}),
+        (_VEGAN, "what counts as off-topic at a dinner party", {"cue_negative": 0}),
+        # the verdict asked for again in the question's words; not a new yes/no question
+        (_VISA, "hmm so do i need a visa or not", {"cue_clarify": 1}),
+        (_VISA, "so is japan safe or not", {"cue_clarify": 0}),
+        (_VISA, "so do i need travel insurance or not", {"cue_clarify": 0}),
+        (_VISA, "should i learn japanese or not before going?", {"cue_clarify": 0}),
+    ],
+)
+def test_cue_families_after_round_7(context, next_query, cues):
+    f = rule_features(context[0], context[1], next_query)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nein, " + "am " * 20_000,
+        "nein" + " " * 50_000 + "x",
+        "x " + "not " * 20_000 + "y",
+        "a, not " * 10_000,
+        "i said " + "3 " * 20_000 + "not 5",
+        "no i wanted " + "x " * 20_000 + "?",
+        "you didn't read " + "my " * 20_000,
+        "this is " + "so " * 20_000 + "off topic",
+        "so do " + "x " * 20_000 + "or not",
+        "was meinst du" + " " * 50_000,
+        "thats chinese. japanese is " + "x" * 50_000,
+    ],
+    ids=["denial", "denial-space", "not-run", "not-comma", "insist", "wanted", "didnt-read", "off-topic", "or-not",
+         "foreign-clarify", "sibling"],
+)
+def test_round_7_patterns_read_long_text_in_linear_time(text):
+    from gazepref.signals.text_feedback import _similar
+
+    _in_time(LIMIT_S, rule_features, *_LISBON, text, _similar)
+
+
+_THANKS_KO = ("how do you say thank you in korean", "Thank you in Korean is 'arigatou' (ありがとう).")
+_BOIL_F = ("what is water's boiling point in fahrenheit", "Water boils at 100 degrees Celsius.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # the answer named for what it is, a kin of what was asked, then the asked thing's value
+        (_THANKS_KO, "thats japanese. korean is gamsahamnida", {"cue_correction": 1}),
+        (_BOIL_F, "thats celsius. fahrenheit is 212", {"cue_correction": 1}),
+        # not praise, a hedge or a remark, a question, the same word twice
+        (_THANKS_KO, "thats great. korean is hard though", {"cue_correction": 0}),
+        (_THANKS_KO, "its japanese. korean is also polite", {"cue_correction": 0}),
+        (_THANKS_KO, "thats japanese. korean is what then?", {"cue_correction": 0}),
+        (_THANKS_KO, "that's korean. korean is a nice language", {"cue_correction": 0}),
+        (_BOIL_F, "thats celsius. fahrenheit is used in the us right", {"cue_correction": 0}),
+        (_BOIL_F, "that's nice. fahrenheit is weird", {"cue_correction": 0}),
+    ],
+)
+def test_round_7_cues_with_a_similarity(context, next_query, cues):
+    from gazepref.signals.text_feedback import _similar
+
+    f = rule_features(context[0], context[1], next_query, similar=_similar)
+    assert {k: f[k] for k in cues} == cues
