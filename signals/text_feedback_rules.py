@@ -1033,6 +1033,17 @@ _SUGGESTION = re.compile(
 _NOT_VALUE = re.compile(
     r"(?<![\w'’.,-])(?P<x>[^\W_](?:[\w'’.-]|,(?=\d{3}))*)(?:\s+(?:m|km|kg|g|cm|mm|ft|mi|lbs?|ml|l|%|percent|years?|people|million|billion))?"
     r",?\s+not\s+(?:the |a |an )?(?P<y>[^\W_](?:[\w'’.-]|,(?=\d{3}))*)", re.IGNORECASE)
+# a new task asked for, not the answer corrected: "same for dinner not breakfast", "... trips next"
+# (not "next time": "it fell in 1989 not 1991, check next time" still corrects the answer)
+_NEW_TASK = re.compile(r"\bsame (?:for|with|thing for)\b|\bnext\W*$", re.IGNORECASE)
+
+
+def asks_new_task(text: str) -> bool:
+    """"X not Y" that asks for what comes next, not a fix of the answer: "same for dinner not
+    breakfast", "awesome. summer not winter trips next"."""
+    return bool(_NEW_TASK.search(text))
+
+
 # a statement of the fact with another number: "the wall fell in 1989" after "... fell in 1991"
 _STATEMENT = re.compile(
     r"^\W*(?:(?:no|nope|nah|actually|but|well|um+|uh+)\W+)*(?:(?:the|his|her|their|its) \w+(?: \w+)?|it|he|she|they|that|this)\s+(?:\w+\s+)?"
@@ -1399,8 +1410,8 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
         if fix.split()[0].lower() not in _RELATION_WORDS and new_value(fix) and same_kind(fix):
             return True
 
-    # "X not Y": Y is what the answer said, X is not
-    for m in _NOT_VALUE.finditer(text):
+    # "X not Y": Y is what the answer said, X is not (and no new task is asked for: "same for dinner not breakfast")
+    for m in (() if asks_new_task(text) else _NOT_VALUE.finditer(text)):
         x, y = content_words(m.group("x")), content_words(m.group("y"))
         nx, ny = _numbers(m.group("x")), _numbers(m.group("y"))
         y_said = bool(y & cw_r and not y & cw_q) or bool(ny and ny <= numbers_r)  # "5199" for "5,199"
@@ -1674,7 +1685,14 @@ _FOREIGN_DENIAL_FIX = re.compile(
     r"(?!\W*(?:merci|danke|gracias|obrigad[oa]|grazie|thanks?|thank|und|et|y|e|aber|mais|pero|mas)\b)"
     r"(?![^\n]*\b(?:quoi|quel\w*|comment|pourquoi|o[uù]|quand|combien|was|wie|warum|wo|wann|welche\w*|wer|qu[ée]|c[óo]mo"
     r"|cu[áa]l\w*|d[óo]nde|cu[áa]ndo|cu[áa]nt\w*|qual|onde|quando|quant\w*|porque|por qu[ée])\b)"
-    r"(?![^\n]*\b(?:ich|mein\w*|mir|mich|je|j['’]|moi|mon|ma|mes|eu|meu|minha|yo|mi)\b)"
+    r"(?![^\n]*\b(?:ich|mein\w*|mir|mich|je|j['’]|moi|mon|ma|mes|eu|meu|minha|yo|mi"
+    # ... nor the user's (or their group's) own plans, pro-drop included: "non, on part demain",
+    # "nein, wir fahren morgen", "não, vou viajar amanhã", "no, tengo 30 años"
+    r"|wir|uns|unser\w*|on|nous|notre|nos|n[óo]s|noss[oa]s?|nosotr[oa]s|nuestr[oa]s?"
+    r"|vou|vamos|tenho|estou|sou|voy|tengo|estoy|soy)\b)"
+    # ... nor the answer approved: "non, c'est parfait", "nein, das passt schon", "não, está ótimo"
+    r"(?![^\n]*\b(?:bon|parfait|super|exactement|génial|genial|gut|passt|genau|prima|perfekt|gefällt"
+    r"|perfeito|ótimo|otimo|isso mesmo|perfecto|exacto|vale|merci|danke|gracias|obrigad[oa])\b)"
     r"(?=[^?\n]*[^\W_])[^?\n]*$",
     re.IGNORECASE,
 )
@@ -1703,7 +1721,9 @@ _I_INSIST = re.compile(r"^\W*(?:(?:no|nope|but|ok|okay)\W+)?i (?:said|asked for|
 # you to ..."); a statement, not "no, i wanted to know when it opens" or "no i meant who founded it"
 # (the question asked again) or a question
 _NO_I_WANTED = re.compile(
-    r"^\W*(?:no+|nope|nah)\W+i (?:wanted|meant|asked for|was asking for|was looking for)\s+(?!to (?:know|ask|see|find out)\b)(?![^\n]*\b(?:who|what|when|where|why|how|which|whether)\b)(?=[^?\n]*[^\W_])[^?\n]*$",
+    r"^\W*(?:no+|nope|nah)\W+i (?:wanted|meant|asked for|was asking for|was looking for)\s+(?!to (?:know|ask|see|find out)\b)"
+    # not the answer itself approved: "nope, i wanted exactly this", "no i wanted a quick answer and this is it"
+    r"(?!(?:exactly |just |precisely )?(?:this|that|it)\b)(?![^\n]*\b(?:exactly|perfect|spot on|this is it|that'?s it|thanks?|thx)\b)(?![^\n]*\b(?:who|what|when|where|why|how|which|whether)\b)(?=[^?\n]*[^\W_])[^?\n]*$",
     re.IGNORECASE,
 )
 # "you didnt even read my question", "this is completely off topic" (not "off topic, but how do i ...")
@@ -1763,7 +1783,7 @@ def not_swap(prev_query: str, prev_response: str, text: str) -> bool:
     statement, not in the first person unless insisting ("i said 3 days not 5"); not a question
     ("should i go friday not thursday?", "why is it not working").
     """
-    if "?" in text or _WH_WORD.match(text.strip()):
+    if "?" in text or _WH_WORD.match(text.strip()) or asks_new_task(text):
         return False
     if _FIRST_PERSON.search(text) and not _I_INSIST.match(text):
         return False

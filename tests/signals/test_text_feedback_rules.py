@@ -1059,3 +1059,63 @@ def test_round_7_cues_with_a_similarity(context, next_query, cues):
 
     f = rule_features(context[0], context[1], next_query, similar=_similar)
     assert {k: f[k] for k in cues} == cues
+
+
+# --- round-7 review: hard negatives the round-7 rules read as corrections ---------------------------
+_LYON = ("que visiter à Lyon ?", "Visitez le Vieux Lyon et Fourvière.")
+_DOM = ("Wie hoch ist der Kölner Dom?", "Der Kölner Dom ist 157 Meter hoch.")
+_CAPITAL_PT = ("qual é a capital da austrália", "A capital da Austrália é Sydney.")
+_RUN_STEPS = ("give me 3 steps to start running", "1. Buy shoes. 2. Start slow. 3. Rest.")
+_BREAKFAST = ("quick breakfast ideas", "Try oatmeal, yogurt with fruit, or eggs on toast for breakfast.")
+_HIKE = ("weather-proof jacket for hiking?", "For hiking in the rain, a Gore-Tex shell is best; in winter add a fleece.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # a foreign "no" that approves the answer (to "anything else?"), or the user's (group's) own plans
+        (_LYON, "Non, c'est parfait", {"cue_correction": 0}),
+        (_LYON, "non, c'est bon, merci", {"cue_correction": 0}),
+        (_LYON, "non, c'est exactement ça", {"cue_correction": 0}),
+        (_LYON, "non, on part demain", {"cue_correction": 0}),
+        (_LYON, "non, nous partons demain", {"cue_correction": 0}),
+        (_DOM, "Nein, das passt schon", {"cue_correction": 0}),
+        (_DOM, "Nein, das ist super, danke", {"cue_correction": 0}),
+        (_DOM, "nein, genau so", {"cue_correction": 0}),
+        (_DOM, "Nein, wir fahren morgen hin", {"cue_correction": 0}),
+        (_DOM, "Nein, uns gefällt es so", {"cue_correction": 0}),
+        (_CAPITAL_PT, "não, está ótimo", {"cue_correction": 0}),
+        (_CAPITAL_PT, "Não, é isso mesmo, obrigado", {"cue_correction": 0}),
+        (_CAPITAL_PT, "não, vou viajar amanhã", {"cue_correction": 0}),
+        (_CAPITAL_PT, "não, nós vamos amanhã", {"cue_correction": 0}),
+        # ... while a denial with the value stays a correction
+        (_CAPITAL_PT, "não, a capital é Canberra", {"cue_correction": 1}),
+        (_DOM, "Nein, der Dom ist 157 m hoch, nicht 150", {"cue_correction": 1}),
+        # "no, i wanted ..." that says the answer is what was wanted
+        (_RUN_STEPS, "nope, i wanted exactly this", {"cue_correction": 0}),
+        (_RUN_STEPS, "No, I wanted it that way, thanks!", {"cue_correction": 0}),
+        (_RUN_STEPS, "no i wanted a quick answer and this is it, thanks", {"cue_correction": 0}),
+        (_RUN_STEPS, "nah i was looking for this exactly, thanks", {"cue_correction": 0}),
+        (_RUN_STEPS, "No. I wanted something I can do at home", {"cue_correction": 1}),
+        # "X not Y" asking for a new task, not correcting the answer
+        (_BREAKFAST, "cool, same for dinner not breakfast", {"cue_correction": 0}),
+        (_HIKE, "awesome. summer not winter trips next", {"cue_correction": 0}),
+    ],
+)
+def test_round_7_review_hard_negatives(context, next_query, cues):
+    from gazepref.signals.text_feedback import _similar
+
+    f = rule_features(context[0], context[1], next_query, similar=_similar)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["non, " + "c'est " * 20_000, "nope, i wanted " + "this " * 20_000, "a not b " + "next" + " " * 50_000 + "x",
+     "dinner not breakfast " + "same " * 20_000],
+    ids=["denial-approval", "wanted-this", "not-next", "not-same"],
+)
+def test_round_7_review_guards_read_long_text_in_linear_time(text):
+    from gazepref.signals.text_feedback import _similar
+
+    _in_time(LIMIT_S, rule_features, *_LISBON, text, _similar)
