@@ -1691,8 +1691,9 @@ _FOREIGN_DENIAL_FIX = re.compile(
     r"|wir|uns|unser\w*|on|nous|notre|nos|n[óo]s|noss[oa]s?|nosotr[oa]s|nuestr[oa]s?"
     r"|vou|vamos|tenho|estou|sou|voy|tengo|estoy|soy)\b)"
     # ... nor the answer approved: "non, c'est parfait", "nein, das passt schon", "não, está ótimo"
+    # (thanks alone may close a correction: "non c'est H2O, merci")
     r"(?![^\n]*\b(?:bon|parfait|super|exactement|génial|genial|gut|passt|genau|prima|perfekt|gefällt"
-    r"|perfeito|ótimo|otimo|isso mesmo|perfecto|exacto|vale|merci|danke|gracias|obrigad[oa])\b)"
+    r"|perfeito|ótimo|otimo|isso mesmo|perfecto|exacto|vale)\b)"
     r"(?=[^?\n]*[^\W_])[^?\n]*$",
     re.IGNORECASE,
 )

@@ -1090,6 +1090,8 @@ _HIKE = ("weather-proof jacket for hiking?", "For hiking in the rain, a Gore-Tex
         (_CAPITAL_PT, "não, nós vamos amanhã", {"cue_correction": 0}),
         # ... while a denial with the value stays a correction
         (_CAPITAL_PT, "não, a capital é Canberra", {"cue_correction": 1}),
+        (_CAPITAL_PT, "não, é Canberra, obrigado", {"cue_correction": 1}),
+        (("Quelle est la formule de l'eau ?", "La formule de l'eau est H2O2."), "non c'est H2O, merci", {"cue_correction": 1}),
         (_DOM, "Nein, der Dom ist 157 m hoch, nicht 150", {"cue_correction": 1}),
         # "no, i wanted ..." that says the answer is what was wanted
         (_RUN_STEPS, "nope, i wanted exactly this", {"cue_correction": 0}),
