@@ -1007,10 +1007,20 @@ _ASSERTION = re.compile(
     # the value: up to four words, not a negation, question word, pronoun or article ("that's not
     # what I asked", "it's my favourite", "its a nice city")
     r"(?!(?:not|no|never|n't|what|how|why|who|when|where|which|whether|if|that|this|these|those|it|i|you|he|she|"
-    r"we|they|me|my|your|his|her|our|their|its|so|too|very|just|because|like|what's|a|an|un|una|une|ein|eine|uma|um)\b)"
+    r"we|they|me|my|your|his|her|our|their|its|so|too|very|just|because|like|what's|a|an|un|una|une|ein|eine|uma|um"
+    # ... nor the user's own in another language, or an explanation ("no, es mi primera vez", "no, es que tengo 30 años")
+    r"|mi|mis|mon|ma|mes|notre|nos|mein\w*|unser\w*|meu|minha|noss[oa]s?|nuestr[oa]s?|que)\b)"
     # (a word's inner marks are followed by a letter or digit, its closing ones left to \W*: one way to
     # match, so a long run of them cannot backtrack)
     r"(?P<fix>[^\W_](?:\w|['’.,-]+(?=\w))*(?:\s+[^\W_](?:\w|['’.,-]+(?=\w))*){0,3})\W*$",
+    re.IGNORECASE,
+)
+# a clause about the user after a denial, pro-drop first-person verbs included ("no, i'm 30", "No,
+# tengo 30 años"); not a hedge ("no, i'm pretty sure it's 1912") nor a source ("no, my book says 1912")
+_OWN_CLAUSE = re.compile(
+    r"^\W*(?:(?:no+|nope|nah|nein|non|n[ãa]o)\W+)?(?:(?:es|é) que\s+)?"
+    r"(?:(?:i'm|i am|we're|we are|ich bin|wir sind|je suis|j['’]ai|nous sommes|yo)\b(?!\s+(?:pretty|fairly|quite|almost|so|very|sure|positive|certain)\b)"
+    r"|(?:tengo|soy|estoy|voy|tenho|sou|estou|vou)\b)",
     re.IGNORECASE,
 )
 # words that judge the answer rather than name a fact ("it's correct", "no es correcto", "its fine")
@@ -1496,7 +1506,9 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
                 return True
         words = content_words(clause)
         toks = _TOKEN.findall(clause)
-        bare_value = len(clause.split()) <= 3 and (bool(re.search(r"\d", clause)) or (cased and toks and all(t[:1].isupper() for t in toks)))
+        # (not the user's own: "No, tengo 30 años", "no, i am 30")
+        bare_value = len(clause.split()) <= 3 and (bool(re.search(r"\d", clause)) or (cased and toks and all(t[:1].isupper() for t in toks))) \
+            and not _OWN_CLAUSE.match(clause)
         news = (_numbers(clause) - numbers_r) if re.search(r"\d", clause) else (words - said)
         if not bare_value and not cased and len(clause.split()) <= 2 and (denied or complaint) and words and not re.search(r"\d", clause):
             bare_value = same_kind(clause)  # round 6: "no, jupiter" after "Saturn is ..." (a value of the answer's kind)
@@ -1506,8 +1518,9 @@ def fact_fix(prev_query: str, prev_response: str, text: str, complaint: bool, si
             return True  # a bare value after a denial: "NO. 1989", "Nope, Ankara"
         # a denial, then a statement with a number the answer did not give: "no it sank in 1912",
         # "no, 120/1.5 = 80", "no in germany its 16 for beer" (crowdworker round)
+        # (not the user's own number: "No, tengo 30 años, ...", "no, es que tengo 2 niños", "no, i'm 30")
         if (denial_here or denied) and "?" not in end and not _QUESTION_START.match(clause) and re.search(r"\d", clause) \
-                and _numbers(clause) - numbers_r and not POSITIVE_CUES.search(clause):
+                and _numbers(clause) - numbers_r and not POSITIVE_CUES.search(clause) and not _OWN_CLAUSE.match(clause):
             return True
         # the answer's value put in another role beside a new one: "it was neil armstrong, aldrin was the second one"
         pm = _PLACED.match(clause)

@@ -1121,3 +1121,37 @@ def test_round_7_review_guards_read_long_text_in_linear_time(text):
     from gazepref.signals.text_feedback import _similar
 
     _in_time(LIMIT_S, rule_features, *_LISBON, text, _similar)
+
+
+_SPORT_ES = ("qué deporte me recomiendas", "Te recomiendo correr o nadar.")
+_AGE_RUN = ("how old should i be to start running", "You can start at any age; kids from 10 are fine.")
+_TITANIC = ("when did the titanic sink", "The Titanic sank in 1915.")
+
+
+@pytest.mark.parametrize(
+    ("context", "next_query", "cues"),
+    [
+        # a denial, then the user's own facts (a number of theirs, pro-drop included), no value of the answer's
+        (_SPORT_ES, "No, tengo 30 años, ¿qué me recomiendas?", {"cue_correction": 0}),
+        (_SPORT_ES, "No, tengo 30 años y me duelen las rodillas", {"cue_correction": 0}),
+        (_SPORT_ES, "no, es que tengo 30 años", {"cue_correction": 0}),
+        (_SPORT_ES, "no, es mi primera vez corriendo", {"cue_correction": 0}),
+        (_AGE_RUN, "no, i am 30", {"cue_correction": 0}),
+        # ... while a denial with the right number, a hedge or a source stays a correction
+        (_TITANIC, "no it sank in 1912", {"cue_correction": 1}),
+        (_TITANIC, "nein, 1912", {"cue_correction": 1}),
+        (_TITANIC, "no. my book says 1912", {"cue_correction": 1}),
+        (_TITANIC, "no, i am pretty sure 1912", {"cue_correction": 1}),
+        (_SPORT_ES, "no, es natación", {"cue_correction": 1}),
+    ],
+)
+def test_round_7_review_own_facts_after_a_denial(context, next_query, cues):
+    from gazepref.signals.text_feedback import _similar
+
+    f = rule_features(context[0], context[1], next_query, similar=_similar)
+    assert {k: f[k] for k in cues} == cues
+
+
+@pytest.mark.parametrize("text", ["no, " + "tengo " * 20_000 + "1", "no, i am" + " " * 50_000 + "30", "no, es " + "mi " * 20_000])
+def test_round_7_review_own_clause_reads_long_text_in_linear_time(text):
+    _in_time(LIMIT_S, rule_features, *_TITANIC, text)
