@@ -234,8 +234,63 @@ def _map_by_char(samples: Any, texts: Sequence[str] | Mapping[int, str]) -> Word
                     char_anchored=ci.astype(np.int32), char_end=ce)
 
 
+def _columns(table: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The columns ``names`` of a table/DataFrame/mapping that has them, as numpy arrays with the
+    values and dtypes ``to_pandas`` would give (integers with nulls as float64 with NaN)."""
+    if isinstance(table, pa.Table):
+        have = set(table.column_names)
+        return {n: table.column(n).to_numpy(zero_copy_only=False) for n in names if n in have}
+    df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
+    return {n: df[n].to_numpy() for n in names if n in df.columns}
+
+
+def _response_position(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether the row is on a response, its position) from each row's ``target``
+    (``"response:P"`` → P; any other or missing target is on none); each distinct target is
+    parsed once."""
+    codes, uniq = pd.factorize(target, use_na_sentinel=True)
+    is_resp = np.array([str(u).startswith("response:") for u in uniq] + [False], dtype=bool)
+    parsed = np.array([int(str(u).split(":")[1]) if r else 0 for u, r in zip(uniq, is_resp)] + [0],
+                      dtype=np.int64)
+    return is_resp[codes], parsed[codes]  # code -1 (missing) takes the trailing entry
+
+
+def _sort_rows(rows: np.ndarray, t: np.ndarray, kind: str) -> np.ndarray:
+    """``rows`` ordered by ``t[rows]`` as ``DataFrame.sort_values("t", kind=kind)`` orders them:
+    the rows with a time sorted (the same numpy sort on the same values), then those without."""
+    tt = t[rows]
+    nan = pd.isna(tt)
+    return np.concatenate([rows[~nan][np.argsort(tt[~nan], kind=kind)], rows[nan]])
+
+
+def _scroll_by_position(scroll: Any) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per response position its scroll rows as (t, scroll_x, scroll_y) float64 arrays in time order."""
+    sc = _columns(scroll, ("t", "target", "scroll_x", "scroll_y"))
+    is_resp, pos = _response_position(sc["target"])
+    out = {}
+    for p, rows in _groups(pos, is_resp):
+        rows = _sort_rows(rows, sc["t"], "quicksort")
+        out[p] = tuple(sc[c][rows].astype(np.float64) for c in ("t", "scroll_x", "scroll_y"))
+    return out
+
+
+def _groups(keys: np.ndarray, valid: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(key, indices into ``keys`` in ascending order) for each distinct key where ``valid``,
+    keys ascending."""
+    idx = np.flatnonzero(valid)
+    idx = idx[np.argsort(keys[idx], kind="stable")]
+    cuts = np.flatnonzero(np.diff(keys[idx])) + 1
+    return [(int(keys[g[0]]), g) for g in np.split(idx, cuts) if len(g)]
+
+
 def _map_by_boxes(samples: Any, layout: Any, scroll: Any, max_dist_px: float, turn: int | None) -> WordHits:
-    lay = layout.to_pandas() if isinstance(layout, pa.Table) else pd.DataFrame(layout)
+    """Viewport samples onto response elements and their word boxes (see :func:`map_to_words`).
+
+    The layout rows of the turn (and those without one) whose target is a response are split
+    once into element rows, sorted by time, and word rows; per response position (ascending, the
+    first one containing a sample wins) a sample is in the latest element box at or before it, and
+    then on the nearest word box (within ``max_dist_px``) of the word snapshot it falls in: the
+    latest one at or before it, the first one for samples before every snapshot."""
     t = _col(samples, "t").astype(np.float64)
     x = _col(samples, "x").astype(np.float64)
     y = _col(samples, "y").astype(np.float64)
@@ -247,68 +302,80 @@ def _map_by_boxes(samples: Any, layout: Any, scroll: Any, max_dist_px: float, tu
     ce_out = np.full(n, -1, dtype=np.int32)
     rx_out = np.full(n, np.nan)
     ry_out = np.full(n, np.nan)
-    if turn is not None and "turn" in lay.columns:
-        lay = lay[lay["turn"].isna() | (lay["turn"] == turn)]
-    lay = lay[lay["target"].astype(str).str.startswith("response:")]
-    if lay.empty or n == 0:
+    lay = _columns(layout, ("t", "target", "kind", "turn", "x", "y", "w", "h", "index", "char_start", "char_end"))
+    rows = np.arange(len(lay["target"]))
+    if turn is not None and "turn" in lay:
+        rows = np.flatnonzero(pd.isna(lay["turn"]) | (lay["turn"] == turn))
+    is_resp, row_pos = _response_position(lay["target"][rows])
+    rows, row_pos = rows[is_resp], row_pos[is_resp]
+    if not len(rows) or n == 0:
         return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out, char_end=ce_out)
-    lay = lay.assign(position=lay["target"].str.split(":").str[1].astype(int))
-    elems = lay[lay["kind"] == "element"].sort_values("t", kind="stable")
-    words = lay[lay["kind"] == "word"]
-    scr = None
-    if scroll is not None:
-        s = scroll.to_pandas() if isinstance(scroll, pa.Table) else pd.DataFrame(scroll)
-        scr = {p: g.sort_values("t") for p, g in
-               s[s["target"].astype(str).str.startswith("response:")]
-               .assign(position=lambda d: d["target"].str.split(":").str[1].astype(int)).groupby("position")}
-    for p, eg in elems.groupby("position"):
-        et = eg["t"].to_numpy(np.float64)
-        k = np.searchsorted(et, t, side="right") - 1  # latest element box at or before the sample
+    # from here on the layout is its response rows, positions alongside, boxes and times float64
+    lay = {c: (v[rows].astype(np.float64) if c in ("t", "x", "y", "w", "h") else v[rows]) for c, v in lay.items()}
+    kind = lay["kind"]
+    elems = _sort_rows(np.flatnonzero(kind == "element"), lay["t"], "stable")
+    words = np.flatnonzero(kind == "word")
+    scr = _scroll_by_position(scroll) if scroll is not None else {}
+    lt, lx, ly, lw, lh = (lay[c] for c in ("t", "x", "y", "w", "h"))
+    for p, ei in _groups(row_pos[elems], np.ones(len(elems), dtype=bool)):
+        eg = elems[ei]
+        k = np.searchsorted(lt[eg], t, side="right") - 1  # latest element box at or before the sample
         has = k >= 0
-        kk = np.maximum(k, 0)
-        ex, ey = eg["x"].to_numpy(np.float64)[kk], eg["y"].to_numpy(np.float64)[kk]
-        ew, eh = eg["w"].to_numpy(np.float64)[kk], eg["h"].to_numpy(np.float64)[kk]
+        kk = eg[np.maximum(k, 0)]
+        ex, ey, ew, eh = lx[kk], ly[kk], lw[kk], lh[kk]
         inside = has & (x >= ex) & (x < ex + ew) & (y >= ey) & (y < ey + eh) & (pos_out < 0)
         if not inside.any():
             continue
         pos_out[inside] = p
         rx, ry = x - ex, y - ey
-        if scr is not None and p in scr:
-            sg = scr[p]
-            j = np.searchsorted(sg["t"].to_numpy(np.float64), t, side="right") - 1
+        if p in scr:
+            st, sx, sy = scr[p]
+            j = np.searchsorted(st, t, side="right") - 1
             ok = j >= 0
-            rx = rx + np.where(ok, sg["scroll_x"].to_numpy(np.float64)[np.maximum(j, 0)], 0.0)
-            ry = ry + np.where(ok, sg["scroll_y"].to_numpy(np.float64)[np.maximum(j, 0)], 0.0)
+            rx = rx + np.where(ok, sx[np.maximum(j, 0)], 0.0)
+            ry = ry + np.where(ok, sy[np.maximum(j, 0)], 0.0)
         rx_out[inside], ry_out[inside] = rx[inside], ry[inside]
-        wg = words[words["position"] == p]
-        if wg.empty:
+        wg = words[row_pos[words] == p]
+        if not len(wg):
             continue
-        # word boxes per snapshot time (a re-layout re-sends them)
-        for snap_t, sw in wg.groupby("t"):
-            later = wg["t"].unique()
-            nxt = later[later > snap_t]
-            t_end = nxt.min() if len(nxt) else np.inf
-            sel = np.flatnonzero(inside & (t >= snap_t) & (t < t_end))
-            if snap_t == wg["t"].min():  # samples before the first word snapshot use it too
-                sel = np.union1d(sel, np.flatnonzero(inside & (t < snap_t)))
-            if not len(sel):
-                continue
-            bx, by = sw["x"].to_numpy(np.float64), sw["y"].to_numpy(np.float64)
-            bw, bh = sw["w"].to_numpy(np.float64), sw["h"].to_numpy(np.float64)
-            for chunk in np.array_split(sel, max(1, len(sel) // 2048 + 1)):
-                px, py = rx[chunk, None], ry[chunk, None]
-                ddx = np.maximum(np.maximum(bx - px, px - (bx + bw)), 0)
-                ddy = np.maximum(np.maximum(by - py, py - (by + bh)), 0)
-                d = np.hypot(ddx, ddy)
-                best = np.argmin(d, axis=1)
-                ok = d[np.arange(len(chunk)), best] <= max_dist_px
-                hit = chunk[ok]
-                b = best[ok]
-                start, end = sw["char_start"].to_numpy()[b], sw["char_end"].to_numpy()[b]
-                word_out[hit] = sw["index"].to_numpy()[b]
-                cs_out[hit] = start
-                ce_out[hit] = end
-                # the character under the sample: interpolated across the word box's width
-                frac = np.clip((rx[hit] - bx[b]) / np.maximum(bw[b], 1e-6), 0, 0.999)
-                ci_out[hit] = (start + np.floor(frac * np.maximum(end - start, 1))).astype(np.int32)
+        _words_in_snapshots(wg, lay, inside, t, rx, ry, max_dist_px, (word_out, cs_out, ci_out, ce_out))
     return WordHits(pos_out, word_out, cs_out, ci_out, rx_out, ry_out, char_end=ce_out)
+
+
+def _words_in_snapshots(wg: np.ndarray, lay: Mapping[str, np.ndarray], inside: np.ndarray, t: np.ndarray,
+                        rx: np.ndarray, ry: np.ndarray, max_dist_px: float,
+                        out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Fill ``out`` (word, char_start, char_index, char_end) for the ``inside`` samples at
+    element-relative ``rx, ry`` from the word rows ``wg`` of one response.
+
+    A re-layout re-sends the word boxes: the rows of one time are a snapshot, valid from its time
+    to the next snapshot's (the first one also before its time); each sample takes the nearest
+    box of its snapshot (the first of equally near ones, in row order) within ``max_dist_px``."""
+    word_out, cs_out, ci_out, ce_out = out
+    wt = lay["t"][wg]
+    snaps = np.unique(wt[~np.isnan(wt)])
+    if not len(snaps):
+        return
+    boxes = dict(_groups(np.searchsorted(snaps, wt), ~np.isnan(wt)))
+    s = np.maximum(np.searchsorted(snaps, t, side="right") - 1, 0)
+    t_end = np.append(snaps[1:], np.inf)[s]
+    lx, ly, lw, lh = (lay[c] for c in ("x", "y", "w", "h"))
+    for i, sel in _groups(s, inside & (t < t_end)):  # NaN times are in no snapshot
+        sw = wg[boxes[i]]
+        bx, by, bw, bh = lx[sw], ly[sw], lw[sw], lh[sw]
+        for chunk in np.array_split(sel, max(1, len(sel) // 2048 + 1)):
+            px, py = rx[chunk, None], ry[chunk, None]
+            ddx = np.maximum(np.maximum(bx - px, px - (bx + bw)), 0)
+            ddy = np.maximum(np.maximum(by - py, py - (by + bh)), 0)
+            d = np.hypot(ddx, ddy)
+            best = np.argmin(d, axis=1)
+            ok = d[np.arange(len(chunk)), best] <= max_dist_px
+            hit = chunk[ok]
+            b = best[ok]
+            start, end = lay["char_start"][sw][b], lay["char_end"][sw][b]
+            word_out[hit] = lay["index"][sw][b]
+            cs_out[hit] = start
+            ce_out[hit] = end
+            # the character under the sample: interpolated across the word box's width
+            frac = np.clip((rx[hit] - bx[b]) / np.maximum(bw[b], 1e-6), 0, 0.999)
+            ci_out[hit] = (start + np.floor(frac * np.maximum(end - start, 1))).astype(np.int32)

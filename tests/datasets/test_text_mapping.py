@@ -113,3 +113,95 @@ def test_map_by_char_window_checks():
     assert wh.char_anchored.tolist() == [12, -1, 12, 3, near]
     assert wh.word.tolist()[:4] == [2, -1, 2, 0]
     assert text[wh.char_start[4]:].startswith("theta")
+
+
+# ------------------------------------------------------------ word boxes: same as the pandas version
+
+def _same_hits(a, b) -> None:
+    """Every array of two WordHits equal bit for bit (NaN positions and dtypes included)."""
+    for f in ("position", "word", "char_start", "char_index", "rel_x", "rel_y", "char_end"):
+        u, v = getattr(a, f), getattr(b, f)
+        assert u.dtype == v.dtype and u.shape == v.shape and u.tobytes() == v.tobytes(), f
+
+
+def _random_layout(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A layout stream with re-layouts (element moves and re-sent word snapshots), rows of other
+    targets, turns with gaps (null), and a scroll stream with repeated times."""
+    rows = []
+    n_pos = int(rng.integers(1, 4))
+    for p in range(n_pos):
+        target = f"response:{p}"
+        for et in np.sort(rng.choice(np.arange(0, 2000, 50), size=rng.integers(1, 4), replace=False)):
+            rows.append(dict(t=float(et), target=target, kind="element", index=-1, char_start=-1, char_end=-1,
+                             x=float(rng.integers(0, 600)), y=float(rng.integers(0, 500)),
+                             w=float(rng.integers(100, 700)), h=float(rng.integers(50, 500)),
+                             turn=int(rng.integers(0, 2))))
+        if rng.random() < 0.15:  # a response without word boxes
+            continue
+        for wt in rng.choice(np.arange(0, 2000, 25), size=rng.integers(1, 5), replace=False):
+            n_words = int(rng.integers(1, 30))
+            turn = int(rng.integers(0, 2))
+            for i in range(n_words):
+                cs = 6 * i + int(rng.integers(0, 3))
+                rows.append(dict(t=float(wt), target=target, kind="word", index=i, char_start=cs,
+                                 char_end=cs + int(rng.integers(0, 8)),
+                                 x=float(rng.integers(0, 500)), y=float(rng.integers(0, 400)),
+                                 w=float(rng.integers(0, 80)), h=float(rng.integers(0, 30)), turn=turn))
+    for _ in range(int(rng.integers(0, 4))):  # not on a response
+        rows.append(dict(t=float(rng.integers(0, 2000)), target=rng.choice(["input", "feedback", "response"]),
+                         kind=rng.choice(["element", "word"]), index=0, char_start=0, char_end=3,
+                         x=0.0, y=0.0, w=2000.0, h=2000.0, turn=0))
+    order = rng.permutation(len(rows))  # rows arrive in no particular order
+    lay = pd.DataFrame([rows[i] for i in order])
+    lay["turn"] = lay["turn"].astype("float64").where(rng.random(len(lay)) > 0.2)  # some rows serve every turn
+    ts = rng.integers(0, 40, size=int(rng.integers(1, 30))) * 50.0  # repeated times on purpose
+    scroll = pd.DataFrame({"t": ts, "target": [f"response:{int(rng.integers(0, n_pos + 1))}" for _ in ts],
+                           "scroll_x": rng.integers(0, 50, len(ts)).astype(float),
+                           "scroll_y": rng.integers(0, 800, len(ts)).astype(float)})
+    return lay, scroll
+
+
+def test_map_by_word_boxes_matches_pandas_reference():
+    """The numpy word-box mapping gives exactly what the former pandas one did, on random layouts:
+    several snapshots, scroll, samples before the first snapshot and outside every box, max_dist
+    0 and > 0, turn filtering with null turns, every input type, empty layouts and no word rows."""
+    from gazepref.datasets.text_mapping import _map_by_boxes
+
+    from .text_mapping_reference import map_by_boxes_reference
+
+    rng = np.random.default_rng(7)
+    checked = hit = 0
+    for case in range(60):
+        lay, scroll = _random_layout(rng)
+        if case % 10 == 9:
+            lay = lay[lay["kind"] != "word"]
+        if case % 15 == 14:
+            lay = lay.iloc[:0]
+        n = int(rng.integers(0, 400))
+        samples = pd.DataFrame({"t": rng.uniform(-200, 2500, n), "x": rng.uniform(-50, 1400, n),
+                                "y": rng.uniform(-50, 1100, n)})
+        if n and len(lay):  # some samples at the layout's own times and on whole pixels (box edges)
+            on = rng.random(n) < 0.3
+            samples.loc[on, "t"] = rng.choice(lay["t"].to_numpy(), on.sum())
+            samples.loc[on, ["x", "y"]] = np.round(samples.loc[on, ["x", "y"]].to_numpy())
+        if n:
+            samples.loc[rng.random(n) < 0.03, "t"] = np.nan
+            samples.loc[rng.random(n) < 0.01, "t"] = np.inf
+        lay_tb = pa.Table.from_pandas(lay, preserve_index=False)
+        for layout, scr, smp in ((lay_tb, pa.Table.from_pandas(scroll, preserve_index=False), pa.Table.from_pandas(samples)),
+                                 (lay, scroll, samples),
+                                 (lay.to_dict("list"), scroll.to_dict("list"), samples.to_dict("list")),
+                                 (lay_tb, None, samples)):
+            for dist in (0.0, 35.0):
+                for turn in (None, 0, 1):
+                    new = _map_by_boxes(smp, layout, scr, dist, turn)
+                    try:
+                        old = map_by_boxes_reference(smp, layout, scr, dist, turn)
+                    except AttributeError:  # the pandas version failed on an empty mapping (float target)
+                        assert len(lay) == 0 and isinstance(layout, dict)
+                        assert (new.position == -1).all() and np.isnan(new.rel_x).all()
+                        continue
+                    _same_hits(new, old)
+                    checked += 1
+                    hit += int((new.word >= 0).sum())
+    assert checked > 60 * 4 * 2 * 3 * 0.9 and hit > 1000  # the cases reach words, not only misses
