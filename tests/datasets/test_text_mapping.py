@@ -170,8 +170,9 @@ def test_map_by_word_boxes_matches_pandas_reference():
     from .text_mapping_reference import map_by_boxes_reference
 
     rng = np.random.default_rng(7)
+    CASES = 24  # noqa: N806 (every kind of case below comes up; 60 cost 18 s, mostly the pandas reference)
     checked = hit = 0
-    for case in range(60):
+    for case in range(CASES):
         lay, scroll = _random_layout(rng)
         if case % 10 == 9:
             lay = lay[lay["kind"] != "word"]
@@ -204,4 +205,4 @@ def test_map_by_word_boxes_matches_pandas_reference():
                     _same_hits(new, old)
                     checked += 1
                     hit += int((new.word >= 0).sum())
-    assert checked > 60 * 4 * 2 * 3 * 0.9 and hit > 1000  # the cases reach words, not only misses
+    assert checked > CASES * 4 * 2 * 3 * 0.9 and hit > 400  # the cases reach words, not only misses
