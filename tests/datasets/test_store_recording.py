@@ -11,17 +11,24 @@ from gazepref import store
 from gazepref.datasets.store_recording import export_frames
 
 
+def _one_task(s, anchor: float | None = None):
+    """A study with one consenting participant and one pairwise task (its clock anchored at
+    ``anchor``), flushed: ``(study, participant, task)``."""
+    study = store.Study(slug="s", name="S", salt="x")
+    p = store.Participant(study=study, pseudonym="p1", consent=True)
+    task = store.Task(participant=p, index=0, kind="pairwise", clock_anchor_epoch_ms=anchor)
+    s.add_all([study, p, task])
+    s.flush()
+    return study, p, task
+
+
 def test_frames_of_page_loads_sharing_seqs_each_get_their_own_file(tmp_path: Path):
     """Chunks are keyed by page load, so reloaded pages that lost their saved counter keep frames
     of the same (task, seq, index), even at the same page-clock time: each frame is its own file,
     named the same way by every export (the earliest stored keeps the plain name)."""
     sessions = store.init_db(store.make_engine(store.sqlite_url(tmp_path / "db.sqlite")))
     with sessions() as s:
-        study = store.Study(slug="s", name="S", salt="x")
-        p = store.Participant(study=study, pseudonym="p1", consent=True)
-        task = store.Task(participant=p, index=0, kind="pairwise")
-        s.add_all([study, p, task])
-        s.flush()
+        study, p, task = _one_task(s)
         for load in range(3):  # three page loads' frame seq 0, index 0 and 1, at the same page times
             for i in range(2):
                 s.add(store.GazeFrame(participant_id=p.id, task_id=task.id, seq=0, index=i, t=100.0 * i,
@@ -51,11 +58,7 @@ def test_task_frames_say_their_page_load_and_their_time_on_the_task_clock(tmp_pa
     anchor, first, second = 1_700_000_000_000.0, 1_700_000_000_500.25, 1_700_000_090_000.5
     sessions = store.init_db(store.make_engine(store.sqlite_url(tmp_path / "db.sqlite")))
     with sessions() as s:
-        study = store.Study(slug="s", name="S", salt="x")
-        p = store.Participant(study=study, pseudonym="p1", consent=True)
-        task = store.Task(participant=p, index=0, kind="pairwise", clock_anchor_epoch_ms=anchor)
-        s.add_all([study, p, task])
-        s.flush()
+        study, p, task = _one_task(s, anchor)
         cal = store.Calibration(participant_id=p.id, kind="calibration")
         s.add(cal)
         s.flush()
@@ -106,11 +109,7 @@ def _check_t_task(tmp_path: Path, url: str, anchor: float, reload: float) -> Non
     engine = store.make_engine(url)
     sessions = store.init_db(engine)
     with sessions() as s:
-        study = store.Study(slug="s", name="S", salt="x")
-        p = store.Participant(study=study, pseudonym="p1", consent=True)
-        task = store.Task(participant=p, index=0, kind="pairwise", clock_anchor_epoch_ms=anchor)
-        s.add_all([study, p, task])
-        s.flush()
+        study, p, task = _one_task(s, anchor)
         for seq, origin, times in [(0, anchor, [100.0625, 200.56789]), (1, reload, [33.3125, 1234.56785])]:
             s.add(store.make_chunk(task.id, "gaze", seq, pa.table({"t": times, "x": [1.0] * len(times),
                                                                     "y": [2.0] * len(times)}),
