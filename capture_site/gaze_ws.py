@@ -95,8 +95,23 @@ BUSY_RETRY_AFTER_S = 1.0  # what a socket refused for the cap is told to wait be
 DRAIN_POLL_S = 0.25  # how often an idle socket looks whether the server is shutting down
 # simple_websocket.Server options (app config SOCK_SERVER_OPTIONS): read whole frames at once,
 # refuse messages over the frame limit, ping idle peers so a dead one is noticed.
+# Its reader threads are daemons (_ReaderThread).
+
+
+class _ReaderThread(threading.Thread):
+    """simple-websocket's reader of one socket, as a daemon thread. A reader whose peer has gone
+    silent (a laptop shut, a network lost) waits up to the ping interval before it notices that
+    the socket is done, and under gunicorn the worker closing the socket does not wake it: as an
+    ordinary thread it held a worker's exit after SIGTERM that long (up to 25 s, with everything
+    already stored). A reader only reads; the request handler that used it has returned by then."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.daemon = True
+
+
 SERVER_OPTIONS = {"receive_bytes": 65536, "max_message_size": MAX_FRAME_BYTES + MAX_META_BYTES + 4,
-                  "ping_interval": 25}
+                  "ping_interval": 25, "thread_class": _ReaderThread}
 
 
 def pack_frame(meta: dict[str, Any], jpeg: bytes) -> bytes:

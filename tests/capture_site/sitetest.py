@@ -155,6 +155,54 @@ def participants(s) -> list[store.Participant]:
     return s.scalars(select(store.Participant)).all()
 
 
+def ws_connect(url: str):
+    """A WebSocket client of ``url`` (``http://`` or ``ws://``; the path as given) that keeps the
+    frames a server sends right after its handshake answer.
+
+    simple-websocket's client takes only the handshake's event from the first packet it reads;
+    messages and the close frame that came in the same packet (a refusal sent at once, e.g. the
+    pending-token cap's "try again later") stay unread in its protocol buffer, and the socket then
+    looks closed without a status (1005). A browser reads them; so does this client, and, as a
+    browser's, its ``close()`` of a socket the server closed already does nothing."""
+    import simple_websocket
+
+    class _Client(simple_websocket.Client):
+        def _thread(self):
+            if self._handle_events():  # first the frames that came with the handshake (if any)
+                super()._thread()
+            else:  # a close frame among them: the connection is over
+                self.sock.close()
+
+        def close(self, reason=None, message=None):
+            """As a browser's: closing a socket the server has closed already does nothing."""
+            try:
+                super().close(reason, message)
+            except simple_websocket.ConnectionClosed:
+                self.sock.close()
+
+    return _Client.connect(url.replace("http://", "ws://", 1))
+
+
+def silent_peer(url: str) -> socket.socket:
+    """A WebSocket peer of ``url`` (``http://`` or ``ws://``; the path as given) that has gone
+    silent once the handshake is done, as a shut laptop: it reads nothing more, sends nothing and
+    never closes (close the returned socket when done)."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request
+
+    parts = urllib.parse.urlsplit(url)
+    peer = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    client = WSConnection(ConnectionType.CLIENT)
+    peer.sendall(client.send(Request(host=parts.hostname, target=parts.path)))
+    events: list = []
+    while not any(isinstance(e, AcceptConnection) for e in events):
+        data = peer.recv(4096)
+        assert data, "the server hung up during the handshake"
+        client.receive_data(data)
+        events = list(client.events())
+    return peer
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,17 +12,19 @@ import time
 
 import pytest
 
-from sitetest import STUDY_TOML, free_port, gunicorn_command, serve_gunicorn, site_env
+from sitetest import STUDY_TOML, free_port, gunicorn_command, serve_gunicorn, silent_peer, site_env, ws_connect
 
 pytest.importorskip("gunicorn")
 simple_websocket = pytest.importorskip("simple_websocket")
+
+from gazepref.capture_site.gaze_ws import AUTH_TIMEOUT_S  # noqa: E402
 
 
 def _held_sockets(port: int, n: int) -> int:
     """Open ``n`` sockets that send nothing, at once: how many the server holds waiting for their
     token (the others it answers at once "try again later", the pending-token cap)."""
     t0 = time.monotonic()
-    sockets = [simple_websocket.Client.connect(f"ws://127.0.0.1:{port}/api/gaze/ws") for _ in range(n)]
+    sockets = [ws_connect(f"ws://127.0.0.1:{port}/api/gaze/ws") for _ in range(n)]
     try:
         time.sleep(0.5)  # a refusal comes at once; the first message is awaited 3 s
         answers = [_answer(ws) for ws in sockets]
@@ -54,9 +56,18 @@ def test_each_worker_learns_gunicorns_threads(tmp_path, threads, env, held):
     proc = serve_gunicorn(tmp_path / "instance", STUDY_TOML, port, threads=threads, **env)
     try:
         assert _held_sockets(port, held + 2) == held
-        if env:  # an override that differs from --threads is said once per worker
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+        if env:  # an override that differs from --threads is said once per worker; and a worker
+            # exits in seconds after SIGTERM though a peer gone silent has a socket the server
+            # closed (no token in time): its reader waited for the next ping (25 s) and held the exit
+            peer = silent_peer(f"ws://127.0.0.1:{port}/api/gaze/ws")
+            try:
+                time.sleep(AUTH_TIMEOUT_S + 0.5)
+                t0 = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+                assert time.monotonic() - t0 < 10
+            finally:
+                peer.close()
             assert "$GAZEPREF_WORKER_THREADS=16 overrides gunicorn's --threads 8" in proc.stderr.read().decode()
     finally:
         proc.send_signal(signal.SIGTERM)
