@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from gazepref import store
-from sitetest import Walker, csrf_of, participants
+from sitetest import Walker, csrf_of, participants, ws_connect
 
 
 # a few hundred examples per database, no deadline (a busy CI machine), no example database
@@ -188,7 +188,7 @@ def test_websocket_first_message_with_a_lone_surrogate_is_refused(site_app):
 
     with BackgroundServer(site_app) as url:
         for first in ('{"token": "\\ud800"}', '{"token": "\\u0000"}', "[" * 50_000, '{"token": 1e999}'):
-            ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+            ws = ws_connect(url + "/api/gaze/ws")
             try:
                 ws.send(first)
                 answer = json.loads(ws.receive(timeout=10))
@@ -351,7 +351,7 @@ def test_fuzz_websocket_first_message(site_app):
         @settings(FUZZ, max_examples=40)
         @given(first)
         def one(text):
-            ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+            ws = ws_connect(url + "/api/gaze/ws")
             try:
                 ws.send(text)
                 raw = ws.receive(timeout=10)

@@ -20,7 +20,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import (CALIBRATION_TARGETS, answer_step, calibrate, current_step, finish_task, gaze_rows, page_sample,
                       post_frames, post_round, post_sample_round, to_calibration, webcam_toml)
-from sitetest import Walker
+from sitetest import Walker, ws_connect
 
 pytest.importorskip("mediapipe")
 pytest.importorskip("skimage.data")
@@ -76,13 +76,11 @@ class Sender:
             self._socket(token, task_id, meta, idx, times)
 
     def _socket(self, token, task_id, meta, idx, times) -> None:
-        import simple_websocket
-
         from gazepref.capture_site.gaze_ws import pack_frame
 
         with self.app.extensions["gazepref"].sessions() as dbs:
             before = gaze_rows(dbs, task_id)
-        ws = simple_websocket.Client.connect(self.url.replace("http://", "ws://") + "/api/gaze/ws")
+        ws = ws_connect(self.url + "/api/gaze/ws")
         ws.send(json.dumps({"token": token}))
         assert json.loads(ws.receive(timeout=10))["ok"]
         for i, t in zip(idx, times):

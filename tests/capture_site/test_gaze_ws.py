@@ -16,7 +16,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazetest import answer_step, gaze_rows, post_frames, to_calibration, to_task
 from gazetest import webcam_toml as write_webcam_toml
-from sitetest import legacy_token, page_data, reused_row, row_pseudonym, withdraw_now
+from sitetest import legacy_token, page_data, reused_row, row_pseudonym, withdraw_now, ws_connect
 
 pytest.importorskip("mediapipe")
 simple_websocket = pytest.importorskip("simple_websocket")
@@ -26,7 +26,7 @@ from gazepref.capture_site.serving import BackgroundServer  # noqa: E402
 
 
 def _connect(url: str, token: str):
-    ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+    ws = ws_connect(url + "/api/gaze/ws")
     ws.send(json.dumps({"token": token}))
     hello = json.loads(ws.receive(timeout=10))
     return ws, hello
@@ -155,7 +155,7 @@ def test_websocket_refuses_a_bad_token(wapp):
 def test_websocket_refuses_a_token_that_is_not_text(wapp):
     with BackgroundServer(wapp) as url:
         for first in ({"token": 5}, {"token": ["a"]}, "[" * 100_000):
-            ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+            ws = ws_connect(url + "/api/gaze/ws")
             ws.send(first if isinstance(first, str) else json.dumps(first))
             hello = json.loads(ws.receive(timeout=5))
             assert hello["status"] == 401
@@ -304,7 +304,7 @@ def test_a_frame_is_overtaken_only_when_a_newer_one_waits_and_the_pipeline_is_bu
 
 def _open(url: str):
     """A socket that has sent nothing yet."""
-    return simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+    return ws_connect(url + "/api/gaze/ws")
 
 
 def _until(condition, timeout_s: float = 5.0) -> bool:
@@ -651,3 +651,53 @@ def test_an_http_frame_batch_whose_participant_withdraws_meanwhile_gets_401(wapp
     assert (after.status_code, after.json) == (r.status_code, r.json)
     with wapp.extensions["gazepref"].sessions() as dbs:
         assert gaze_rows(dbs, task_id) == 0
+
+
+@pytest.mark.parametrize("client", ["simple-websocket", "ws_connect"])
+def test_frames_sent_with_the_handshake_answer_reach_the_test_client(client):
+    """A server that refuses at once sends its handshake answer, the "try again later" message and
+    the close frame in one packet (as gunicorn did under load in CI). The tests' client must read
+    them as a browser does; simple-websocket's own client loses them (closed 1005, no message)."""
+    import socket
+    import threading
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def refuse_at_once():
+        conn, _ = listener.accept()
+        with conn:
+            server = WSConnection(ConnectionType.SERVER)
+            while not any(isinstance(e, Request) for e in _events(server, conn)):
+                pass
+            conn.sendall(server.send(AcceptConnection())
+                         + server.send(TextMessage('{"reconnect":true,"retry_after_ms":1000}'))
+                         + server.send(CloseConnection(1013, "try again later")))
+            conn.shutdown(socket.SHUT_WR)
+            conn.recv(4096)  # until the client hangs up
+
+    thread = threading.Thread(target=refuse_at_once, daemon=True)
+    thread.start()
+    url = f"ws://127.0.0.1:{port}/api/gaze/ws"
+    ws = simple_websocket.Client.connect(url) if client == "simple-websocket" else ws_connect(url)
+    try:
+        if client == "simple-websocket":  # the library's race, kept in view: its loss is why ws_connect exists
+            with pytest.raises(simple_websocket.ConnectionClosed):
+                ws.receive(timeout=2)
+            assert ws.close_reason == 1005
+        else:
+            assert json.loads(ws.receive(timeout=2)) == {"reconnect": True, "retry_after_ms": 1000}
+            assert _until(lambda: not ws.connected) and ws.close_reason == 1013
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+def _events(server, conn):
+    data = conn.recv(4096)
+    assert data, "the client hung up before its handshake"
+    server.receive_data(data)
+    return list(server.events())

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gazepref import store
-from sitetest import STUDY_TOML, HttpClient, Walker, free_port, serve_gunicorn
+from sitetest import STUDY_TOML, HttpClient, Walker, free_port, serve_gunicorn, ws_connect
 
 
 def _batch(task: int, seq: int) -> dict:
@@ -197,7 +197,7 @@ def test_a_websocket_reconnected_to_the_other_host_stores_each_frame_once(make_a
     meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
 
     def connect(url):
-        ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+        ws = ws_connect(url + "/api/gaze/ws")
         ws.send(json.dumps({"token": token}))
         assert json.loads(ws.receive(timeout=10))["ok"]
         return ws

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from gazepref import store
 from gazepref.capture_site.shutdown import begin_drain
 from gazetest import to_calibration, webcam_toml
-from sitetest import Walker, free_port, serve_gunicorn
+from sitetest import Walker, free_port, serve_gunicorn, ws_connect
 
 
 def test_draining_answers_503_with_retry_after(app, walker):
@@ -40,7 +40,7 @@ def test_open_websocket_is_told_to_reconnect(make_app, tmp_path):
     client = app.test_client()
     token = to_calibration(client)["token"]
     with BackgroundServer(app) as url:
-        ws = simple_websocket.Client.connect(url.replace("http://", "ws://") + "/api/gaze/ws")
+        ws = ws_connect(url + "/api/gaze/ws")
         ws.send(json.dumps({"token": token}))
         assert json.loads(ws.receive(timeout=10))["ok"] is True
         t0 = time.monotonic()
@@ -86,7 +86,7 @@ def test_sigterm_under_gunicorn_exits_in_seconds_and_loses_nothing(make_app, tmp
     acked, statuses = set(), []
     seq, n_batches, killed_at, exited_s = 0, 40, 10, None
     try:
-        ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{port}/api/gaze/ws")
+        ws = ws_connect(f"ws://127.0.0.1:{port}/api/gaze/ws")
         ws.send(json.dumps({"token": token}))
         assert json.loads(ws.receive(timeout=10))["ok"] is True
         while seq < n_batches:
