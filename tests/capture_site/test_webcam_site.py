@@ -16,8 +16,8 @@ from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from browsertest import launch, new_context, require_chromium, wait_for_function
-from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, gaze_rows, post_frames, post_round,
-                      to_calibration, write_y4m)
+from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, calibrate, gaze_rows, post_frames,
+                      post_round, to_calibration, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
 from sitetest import legacy_token, page_data, reused_row, row_pseudonym
 
@@ -438,8 +438,13 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
     tells every new socket to try again later ("busy": too many sockets wait for their token) the
     page tries three more times, backing off, then posts batches. The "http" session
     is calibrated with the keyboard only: each dot has the focus, Enter "clicks" it, and the focus
-    goes on to Continue."""
+    goes on to Continue. The "refused" and "busy" pages end up on the "http" session's way of
+    sending (HTTP batches, their answers): their set-up pictures go that way until the face is
+    found, then the test client sends the calibration rounds (the page sends its round by fetch,
+    whatever the transport: the "ws" and "http" sessions click the dots) and the task page records
+    over HTTP."""
     keyboard = transport == "http"
+    fallback = transport in ("refused", "busy")
     wapp = make_app(STUDY_CONFIG=str(webcam_toml), GAZE_WEBSOCKET=transport != "http")
     from gazepref.capture_site import gaze_ws
 
@@ -462,46 +467,61 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
         console, sockets = [], []
         page.on("console", lambda m: console.append(m.text))
         page.on("websocket", lambda ws: sockets.append(ws))
-        page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
-        page.click("#agree")
-        page.fill("[name='age']", "30")
-        page.click("#continue")  # demographics
-        page.click("#continue")  # instructions
+        if fallback:  # walked to the calibration page by the test client, whose cookie the page carries
+            client = wapp.test_client()
+            token = to_calibration(client, "CAM-E2E")["token"]
+            ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
+            page.goto("/step")
+        else:
+            page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
+            page.click("#agree")
+            page.fill("[name='age']", "30")
+            page.click("#continue")  # demographics
+            page.click("#continue")  # instructions
         page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
         if transport == "busy":  # told to try again later: three more tries (1, 2, 4 s), then batches
             assert len(sockets) == 4, len(sockets)
+        if fallback:
             assert page.evaluate("window.gazepref.calibration.capture.transport") == "http"
-        # the indicator is a live region: a steady face is announced once, not with every frame
-        page.evaluate("""() => { window.announced = 0;
-            new MutationObserver((m) => { window.announced += m.length; }).observe(
-                document.getElementById('face-status'), { childList: true, characterData: true, subtree: true }); }""")
-        page.wait_for_timeout(3000)  # ~6 answers of the server
-        assert page.evaluate("window.announced") <= 1 and page.text_content("#face-status") == "Face well placed."
-        if keyboard:
-            assert "press Enter" in page.text_content("#setup-help")
-            page.focus("#start-calibration")
-            page.keyboard.press("Enter")
+            calibrate(client, token)
+            assert answer_step(client).status_code == 302  # the calibration step
+            page.goto("/step")
         else:
-            page.click("#start-calibration")
-        for key in [f"calibration:{i}" for i in range(5)] + [f"validation:{i}" for i in range(4)]:
-            page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
-            page.wait_for_timeout(750)  # look at the dot; the eyes settle
+            # the indicator is a live region: a steady face is announced once, not with every frame
+            page.evaluate("""() => { window.announced = 0;
+                new MutationObserver((m) => { window.announced += m.length; }).observe(
+                    document.getElementById('face-status'), { childList: true, characterData: true, subtree: true }); }""")
+            if transport == "ws":  # every frame is answered: 6 answers
+                seen = page.evaluate("window.gazepref.calibration.capture.sent")
+                wait_for_function(page, f"window.gazepref.calibration.capture.sent >= {seen + 6}")
+            else:
+                page.wait_for_timeout(3000)  # ~6 answers of the server (a batch every 500 ms)
+            assert page.evaluate("window.announced") <= 1 and page.text_content("#face-status") == "Face well placed."
             if keyboard:
-                assert page.evaluate("document.activeElement.id") == "target"
+                assert "press Enter" in page.text_content("#setup-help")
+                page.focus("#start-calibration")
                 page.keyboard.press("Enter")
             else:
-                page.click("#target")
-        try:
-            page.wait_for_selector("#continue:not([hidden])")
-        except Exception:
-            raise AssertionError(f"calibration did not finish: {page.text_content('#calibration-result')!r} "
-                                 f"{page.evaluate('JSON.stringify(window.gazepref.calibration.rounds)')} {console}")
-        if keyboard:
-            assert page.evaluate("document.activeElement.id") == "continue"
-            with page.expect_navigation():
-                page.keyboard.press("Enter")
-        else:
-            page.click("#continue")
+                page.click("#start-calibration")
+            for key in [f"calibration:{i}" for i in range(5)] + [f"validation:{i}" for i in range(4)]:
+                page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
+                page.wait_for_timeout(750)  # look at the dot; the eyes settle
+                if keyboard:
+                    assert page.evaluate("document.activeElement.id") == "target"
+                    page.keyboard.press("Enter")
+                else:
+                    page.click("#target")
+            try:
+                page.wait_for_selector("#continue:not([hidden])")
+            except Exception:
+                raise AssertionError(f"calibration did not finish: {page.text_content('#calibration-result')!r} "
+                                     f"{page.evaluate('JSON.stringify(window.gazepref.calibration.rounds)')} {console}")
+            if keyboard:
+                assert page.evaluate("document.activeElement.id") == "continue"
+                with page.expect_navigation():
+                    page.keyboard.press("Enter")
+            else:
+                page.click("#continue")
         page.check("[name='understand_before'][value='3']")
         page.click("#continue")
         wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 25")
