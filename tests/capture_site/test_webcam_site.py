@@ -15,7 +15,7 @@ from gazepref import store
 from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from browsertest import launch, new_context, require_chromium, wait_for_function
+from browsertest import launch, new_context, require_chromium, shared_playwright, wait_for_function
 from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, calibrate, gaze_rows, post_frames,
                       post_round, to_calibration, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
@@ -453,14 +453,12 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
     if transport == "busy":
         monkeypatch.setattr(gaze_ws.PendingSockets, "enter", lambda self: False)
     require_chromium()
-    from playwright.sync_api import sync_playwright
-
     from gazepref.capture_site.serving import BackgroundServer
 
     args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={face_y4m}"]
-    with sync_playwright() as pw, BackgroundServer(wapp) as url:
-        browser = launch(pw, args)
+    with BackgroundServer(wapp) as url:
+        browser = launch(shared_playwright(), args)
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         page = ctx.new_page()
         page.set_default_timeout(15_000)
