@@ -545,7 +545,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             assert "no picture" in text and "other programs" in text and "switch" in text, text
             assert "by itself" in text and "reload" not in text
             sent = page.evaluate("window.gazepref.gaze.sent")
-            page.wait_for_timeout(1500)  # the warning stays (face answers do not hide it); nothing is sent
+            page.wait_for_timeout(800)  # the warning stays (face answers do not hide it); nothing is sent (8 frames' time)
             assert page.is_visible("#gaze-warning[data-code='camera-muted']")
             assert page.evaluate("window.gazepref.gaze.sent") <= sent + 2  # (answers of frames already sent)
             page.evaluate(MUTE_JS, False)
