@@ -439,9 +439,11 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
     page tries three more times, backing off, then posts batches. The "http" session
     is calibrated with the keyboard only: each dot has the focus, Enter "clicks" it, and the focus
     goes on to Continue. The "refused" and "busy" pages end up on the "http" session's way of
-    sending (HTTP batches, their answers): their set-up pictures go that way until the face is
-    found, then the test client sends the calibration rounds (the page sends its round by fetch,
-    whatever the transport: the "ws" and "http" sessions click the dots) and the task page records
+    sending (HTTP batches, their answers), so the test client sends their calibration rounds (the
+    page sends its round by fetch, whatever the transport: the "ws" and "http" sessions click the
+    dots): the "refused" set-up page's pictures go that way until the face is found, then its task
+    page records over HTTP; the "busy" participant is walked to the task by the test client, and
+    its task page (the same capture as the set-up page's) tries the socket four times, then records
     over HTTP."""
     keyboard = transport == "http"
     fallback = transport in ("refused", "busy")
@@ -469,6 +471,21 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             client = wapp.test_client()
             token = to_calibration(client, "CAM-E2E")["token"]
             ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
+        if transport == "busy":  # calibrated by the test client, on to the task page
+            calibrate(client, token)
+            assert answer_step(client).status_code == 302  # the calibration step
+            answer_step(client, {"understand_before": "3"})
+            page.goto("/step")
+            # told to try again later: three more tries (1, 2, 4 s), then batches
+            wait_for_function(page, "window.gazepref && window.gazepref.gaze"
+                                    " && window.gazepref.gaze.transport === 'http'", timeout=30_000)
+            assert len(sockets) == 4, len(sockets)
+        elif transport == "refused":
+            page.goto("/step")
+            page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
+            assert page.evaluate("window.gazepref.calibration.capture.transport") == "http"
+            calibrate(client, token)
+            assert answer_step(client).status_code == 302  # the calibration step
             page.goto("/step")
         else:
             page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
@@ -476,15 +493,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             page.fill("[name='age']", "30")
             page.click("#continue")  # demographics
             page.click("#continue")  # instructions
-        page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
-        if transport == "busy":  # told to try again later: three more tries (1, 2, 4 s), then batches
-            assert len(sockets) == 4, len(sockets)
-        if fallback:
-            assert page.evaluate("window.gazepref.calibration.capture.transport") == "http"
-            calibrate(client, token)
-            assert answer_step(client).status_code == 302  # the calibration step
-            page.goto("/step")
-        else:
+            page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
             # the indicator is a live region: a steady face is announced once, not with every frame
             page.evaluate("""() => { window.announced = 0;
                 new MutationObserver((m) => { window.announced += m.length; }).observe(
@@ -520,8 +529,9 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
                     page.keyboard.press("Enter")
             else:
                 page.click("#continue")
-        page.check("[name='understand_before'][value='3']")
-        page.click("#continue")
+        if transport != "busy":
+            page.check("[name='understand_before'][value='3']")
+            page.click("#continue")
         wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 25")
         for i in range(30):  # mouse moves while gaze streams
             page.mouse.move(200 + 20 * i, 300 + 5 * i)
