@@ -497,7 +497,8 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             # the indicator is a live region: a steady face is announced once, not with every frame
             page.evaluate("""() => { window.announced = 0;
                 new MutationObserver((m) => { window.announced += m.length; }).observe(
-                    document.getElementById('face-status'), { childList: true, characterData: true, subtree: true }); }""")
+                    document.getElementById('face-status'),
+                    { childList: true, characterData: true, subtree: true }); }""")
             if transport == "ws":  # every frame is answered: 6 answers
                 seen = page.evaluate("window.gazepref.calibration.capture.sent")
                 wait_for_function(page, f"window.gazepref.calibration.capture.sent >= {seen + 6}")
@@ -555,7 +556,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             assert "no picture" in text and "other programs" in text and "switch" in text, text
             assert "by itself" in text and "reload" not in text
             sent = page.evaluate("window.gazepref.gaze.sent")
-            page.wait_for_timeout(800)  # the warning stays (face answers do not hide it); nothing is sent (8 frames' time)
+            page.wait_for_timeout(800)  # (8 frames' time) the warning stays (face answers do not hide it); none sent
             assert page.is_visible("#gaze-warning[data-code='camera-muted']")
             assert page.evaluate("window.gazepref.gaze.sent") <= sent + 2  # (answers of frames already sent)
             page.evaluate(MUTE_JS, False)
