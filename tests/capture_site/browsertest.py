@@ -38,6 +38,29 @@ def require_chromium() -> None:
         pytest.skip("/usr/bin/chromium is missing (run `make browser`)")
 
 
+_PLAYWRIGHT = None
+
+
+def shared_playwright():
+    """The test module's Playwright (a started ``sync_playwright``), started on first use: its
+    driver starts once per module, not once per test (its sync API allows one at a time in a
+    thread). The ``module_playwright`` fixture of conftest.py stops it at the module's end."""
+    global _PLAYWRIGHT
+    if _PLAYWRIGHT is None:
+        from playwright.sync_api import sync_playwright
+
+        _PLAYWRIGHT = sync_playwright().start()
+    return _PLAYWRIGHT
+
+
+def stop_playwright() -> None:
+    """Stop :func:`shared_playwright`'s driver, if started."""
+    global _PLAYWRIGHT
+    if _PLAYWRIGHT is not None:
+        pw, _PLAYWRIGHT = _PLAYWRIGHT, None
+        pw.stop()
+
+
 def launch(pw, extra_args: list[str] | tuple[str, ...] = ()):
     """Headless Chromium (``pw``: a sync_playwright object) with the tests' flags and ``extra_args``."""
     require_chromium()

@@ -16,6 +16,14 @@ from sitetest import STUDY_TOML, Walker  # noqa: E402
 import browsertest  # noqa: E402
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_playwright():
+    """The Playwright driver the module's browser tests shared (browsertest.shared_playwright) stops with
+    the module (a module using ``sync_playwright`` itself starts its own after it)."""
+    yield
+    browsertest.stop_playwright()
+
+
 @pytest.fixture(autouse=True)
 def csp_violations(request):
     """A browser test fails on anything its pages broke of the site's Content-Security-Policy

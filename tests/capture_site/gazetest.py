@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from gazepref import store
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from browsertest import launch, new_context, require_chromium
+from browsertest import launch, new_context, require_chromium, shared_playwright
 from sitetest import STUDY_TOML, Walker, csrf_of, first_sentence
 
 CALIBRATION_TARGETS = [(128, 80), (640, 400), (1152, 80), (128, 720), (1152, 720)]
@@ -185,16 +185,14 @@ def browser_context(app, video: Path | None, allow: bool = True, client=None):
     camera); ``allow=False``: the participant denies the camera. ``client``: the context carries
     its session cookie (the participant that test client walked)."""
     require_chromium()
-    from playwright.sync_api import sync_playwright
-
     from gazepref.capture_site.serving import BackgroundServer
 
     args = (["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"]
             if video else [])
     if video and allow:
         args.append("--use-fake-ui-for-media-stream")
-    with sync_playwright() as pw, BackgroundServer(app) as url:
-        browser = launch(pw, args)
+    with BackgroundServer(app) as url:
+        browser = launch(shared_playwright(), args)
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         if client is not None:
             ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 import cv2
 import numpy as np
 import pytest
@@ -230,7 +231,7 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
     frames = [head_and_shoulders((320, 240))] * 4
     video = write_y4m(tmp_path / "hs.y4m", frames, fps=5)
     toml = webcam_toml(tmp_path / "s.toml", "\n".join([
-        'compute = "browser"', "fps = 5", "min_frames = 3", "validation_points = 1", "batch_ms = 1000"]))
+        'compute = "browser"', "fps = 5", "min_frames = 3", "validation_points = 1", "batch_ms = 250"]))
     app = make_app(STUDY_CONFIG=str(toml))
     requests: list = []
     rounds: list[int] = []
@@ -253,7 +254,7 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
         page.click("#start-calibration")
         for key in [f"calibration:{i}" for i in range(5)] + ["validation:0"]:
             page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
-            page.wait_for_timeout(700)
+            page.wait_for_timeout(350)  # (a click within 300 ms is too quick); the page waits for its frames
             page.click("#target")
         page.wait_for_selector("#continue:not([hidden])")
         page.click("#continue")
@@ -684,9 +685,11 @@ def test_a_round_cut_off_by_another_window_taking_over_spends_no_attempt(make_ap
         first.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
         first.wait_for_timeout(400)
         first.click("#target")
+        clicked = time.monotonic()
         second.click("#use-this-window")  # while the first waits for the dot's pictures
         first.wait_for_selector("#other-window:not([hidden])")
-        first.wait_for_timeout(3000)  # past the dot's timeout
+        # past the dot's timeout (target_timeout_ms after the click), and a second for a round to be posted
+        first.wait_for_timeout(max(0.0, 2500 - 1000 * (time.monotonic() - clicked)))
     assert rounds == []
     with app.extensions["gazepref"].sessions() as dbs:
         assert dbs.scalars(select(store.Calibration)).all() == []

@@ -31,6 +31,10 @@ def login(client, user, password):
                                              "password": password})
 
 
+#: dashboard.js polls progress.json this often (the live tests move the page's clock on by it)
+POLL_MS = 5000
+
+
 @contextmanager
 def researcher_page(app, researcher):
     """A Chromium page (gazetest.browser_page, no camera) logged in as ``researcher``."""
@@ -329,19 +333,20 @@ def test_participant_table_refreshes_live(app, researcher):
     arrives after the page was opened shows up, with status, without a reload, in place of the
     empty study's "No participants yet" row."""
     with researcher_page(app, researcher) as page:
+        page.clock.install()  # the polls (every 5 s) come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         # an empty study says so in the table, and a poll keeps saying it
         rows = page.locator("#participants tbody tr")
         assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
-        with page.expect_response(lambda r: "progress.json" in r.url, timeout=12_000):
-            pass  # the next poll (every 5 s) ...
+        with page.expect_response(lambda r: "progress.json" in r.url):
+            page.clock.run_for(POLL_MS)  # the next poll ...
         page.wait_for_timeout(300)  # ... and its redraw
         assert rows.count() == 1 and "No participants yet" in rows.first.inner_text()
         w = Walker(app.test_client(), "P-LIVE")
         w.arrive()
         w.consent()
-        wait_for_function(page, "document.querySelectorAll('#participants tbody tr[data-id]').length === 1",
-                               timeout=12_000)
+        page.clock.run_for(POLL_MS)
+        wait_for_function(page, "document.querySelectorAll('#participants tbody tr[data-id]').length === 1")
         assert rows.count() == 1  # the notice went when the first participant came
         row = rows.first.inner_text()
         assert "in progress" in row and "Delete data" in row and "No participants yet" not in row
@@ -467,6 +472,7 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
             "streams": {"mouse": {"t": [i * 3000 / 59 for i in range(60)], "x": [5.0] * 60, "y": [6.0] * 60}}}
     assert w.client.post("/api/ingest", json=body, headers={"X-Participant-Token": data["token"]}).status_code == 200
     with researcher_page(app, researcher) as page:  # 1280 x 800
+        page.clock.install()  # the polls come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         # the 16-column table stays inside the page's panel (scrolling in its own box if need be)
         spill = page.evaluate("""() => {
@@ -482,7 +488,8 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
         w2 = Walker(app.test_client(), "P-LATER")  # the next poll has a new row to draw
         w2.arrive()
         w2.consent()
-        wait_for_function(page, "document.querySelectorAll('#participants tbody tr').length === 2", timeout=12_000)
+        page.clock.run_for(POLL_MS)
+        wait_for_function(page, "document.querySelectorAll('#participants tbody tr').length === 2")
         assert page.evaluate("document.activeElement.textContent") == "plots"
         # the redrawn row reads as the served one did (numbers formatted alike)
         redrawn = page.locator("#participants tbody tr").first.inner_text()
@@ -522,12 +529,14 @@ def test_live_table_offers_delete_readmit_or_nothing_by_status(app, client, rese
 
     want = {str(pids["P-QUITS"]): "", str(pids["P-GONE"]): "Allow to start again", str(pids["P-ACTIVE"]): "Delete data"}
     with researcher_page(app, researcher) as page:
+        page.clock.install()  # the polls come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         assert actions(page) == want  # served
         later = Walker(app.test_client(), "P-LATER")  # the next poll redraws every row
         later.arrive()
         later.consent()
-        wait_for_function(page, "document.querySelectorAll('#participants tbody tr').length === 4", timeout=12_000)
+        page.clock.run_for(POLL_MS)
+        wait_for_function(page, "document.querySelectorAll('#participants tbody tr').length === 4")
         got = actions(page)
         assert {k: got[k] for k in want} == want  # redrawn by dashboard.js
         messages = []

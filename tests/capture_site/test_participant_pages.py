@@ -226,15 +226,18 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         seen = []
         pg.route("https://app.prolific.com/**", lambda route: (seen.append(route.request.url),
                                                                 route.fulfill(body="back on Prolific")))
+        pg.clock.install()  # the done page's timer runs when the test moves its clock on
         continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
                            "copy_sentence": sentence, "attention": "2"})
         assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
         assert pg.get_attribute("#handoff", "href") == "https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"
+        pg.clock.run_for(2000)
         pg.wait_for_url("https://app.prolific.com/**")  # redirect_after_s: without a click
         assert seen == ["https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"]
         pg.go_back()  # the done page again: this time the participant stays (a time limit they can stop)
         pg.click("#handoff-stay")
-        pg.wait_for_timeout(2500)
+        pg.clock.run_for(2500)
+        pg.wait_for_timeout(300)  # (a navigation it started would be under way)
         assert "app.prolific.com" not in pg.url and len(seen) == 1
         assert "You stay on this page" in pg.text_content("#handoff-auto")
         pg.go_back()  # the page sent back with the error: the current step, not "Confirm Form Resubmission"

@@ -15,9 +15,9 @@ from gazepref import store
 from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
-from browsertest import launch, new_context, require_chromium, wait_for_function
-from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, gaze_rows, post_frames, post_round,
-                      to_calibration, write_y4m)
+from browsertest import launch, new_context, require_chromium, shared_playwright, wait_for_function
+from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, calibrate, gaze_rows, post_frames,
+                      post_round, to_calibration, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
 from sitetest import legacy_token, page_data, reused_row, row_pseudonym
 
@@ -438,8 +438,15 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
     tells every new socket to try again later ("busy": too many sockets wait for their token) the
     page tries three more times, backing off, then posts batches. The "http" session
     is calibrated with the keyboard only: each dot has the focus, Enter "clicks" it, and the focus
-    goes on to Continue."""
+    goes on to Continue. The "refused" and "busy" pages end up on the "http" session's way of
+    sending (HTTP batches, their answers), so the test client sends their calibration rounds (the
+    page sends its round by fetch, whatever the transport: the "ws" and "http" sessions click the
+    dots): the "refused" set-up page's pictures go that way until the face is found, then its task
+    page records over HTTP; the "busy" participant is walked to the task by the test client, and
+    its task page (the same capture as the set-up page's) tries the socket four times, then records
+    over HTTP."""
     keyboard = transport == "http"
+    fallback = transport in ("refused", "busy")
     wapp = make_app(STUDY_CONFIG=str(webcam_toml), GAZE_WEBSOCKET=transport != "http")
     from gazepref.capture_site import gaze_ws
 
@@ -448,62 +455,84 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
     if transport == "busy":
         monkeypatch.setattr(gaze_ws.PendingSockets, "enter", lambda self: False)
     require_chromium()
-    from playwright.sync_api import sync_playwright
-
     from gazepref.capture_site.serving import BackgroundServer
 
     args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={face_y4m}"]
-    with sync_playwright() as pw, BackgroundServer(wapp) as url:
-        browser = launch(pw, args)
+    with BackgroundServer(wapp) as url:
+        browser = launch(shared_playwright(), args)
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         page = ctx.new_page()
         page.set_default_timeout(15_000)
         console, sockets = [], []
         page.on("console", lambda m: console.append(m.text))
         page.on("websocket", lambda ws: sockets.append(ws))
-        page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
-        page.click("#agree")
-        page.fill("[name='age']", "30")
-        page.click("#continue")  # demographics
-        page.click("#continue")  # instructions
-        page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
-        if transport == "busy":  # told to try again later: three more tries (1, 2, 4 s), then batches
+        if fallback:  # walked to the calibration page by the test client, whose cookie the page carries
+            client = wapp.test_client()
+            token = to_calibration(client, "CAM-E2E")["token"]
+            ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
+        if transport == "busy":  # calibrated by the test client, on to the task page
+            calibrate(client, token)
+            assert answer_step(client).status_code == 302  # the calibration step
+            answer_step(client, {"understand_before": "3"})
+            page.goto("/step")
+            # told to try again later: three more tries (1, 2, 4 s), then batches
+            wait_for_function(page, "window.gazepref && window.gazepref.gaze"
+                                    " && window.gazepref.gaze.transport === 'http'", timeout=30_000)
             assert len(sockets) == 4, len(sockets)
+        elif transport == "refused":
+            page.goto("/step")
+            page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
             assert page.evaluate("window.gazepref.calibration.capture.transport") == "http"
-        # the indicator is a live region: a steady face is announced once, not with every frame
-        page.evaluate("""() => { window.announced = 0;
-            new MutationObserver((m) => { window.announced += m.length; }).observe(
-                document.getElementById('face-status'), { childList: true, characterData: true, subtree: true }); }""")
-        page.wait_for_timeout(3000)  # ~6 answers of the server
-        assert page.evaluate("window.announced") <= 1 and page.text_content("#face-status") == "Face well placed."
-        if keyboard:
-            assert "press Enter" in page.text_content("#setup-help")
-            page.focus("#start-calibration")
-            page.keyboard.press("Enter")
+            calibrate(client, token)
+            assert answer_step(client).status_code == 302  # the calibration step
+            page.goto("/step")
         else:
-            page.click("#start-calibration")
-        for key in [f"calibration:{i}" for i in range(5)] + [f"validation:{i}" for i in range(4)]:
-            page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
-            page.wait_for_timeout(750)  # look at the dot; the eyes settle
+            page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
+            page.click("#agree")
+            page.fill("[name='age']", "30")
+            page.click("#continue")  # demographics
+            page.click("#continue")  # instructions
+            page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
+            # the indicator is a live region: a steady face is announced once, not with every frame
+            page.evaluate("""() => { window.announced = 0;
+                new MutationObserver((m) => { window.announced += m.length; }).observe(
+                    document.getElementById('face-status'),
+                    { childList: true, characterData: true, subtree: true }); }""")
+            if transport == "ws":  # every frame is answered: 6 answers
+                seen = page.evaluate("window.gazepref.calibration.capture.sent")
+                wait_for_function(page, f"window.gazepref.calibration.capture.sent >= {seen + 6}")
+            else:
+                page.wait_for_timeout(3000)  # ~6 answers of the server (a batch every 500 ms)
+            assert page.evaluate("window.announced") <= 1 and page.text_content("#face-status") == "Face well placed."
             if keyboard:
-                assert page.evaluate("document.activeElement.id") == "target"
+                assert "press Enter" in page.text_content("#setup-help")
+                page.focus("#start-calibration")
                 page.keyboard.press("Enter")
             else:
-                page.click("#target")
-        try:
-            page.wait_for_selector("#continue:not([hidden])")
-        except Exception:
-            raise AssertionError(f"calibration did not finish: {page.text_content('#calibration-result')!r} "
-                                 f"{page.evaluate('JSON.stringify(window.gazepref.calibration.rounds)')} {console}")
-        if keyboard:
-            assert page.evaluate("document.activeElement.id") == "continue"
-            with page.expect_navigation():
-                page.keyboard.press("Enter")
-        else:
+                page.click("#start-calibration")
+            for key in [f"calibration:{i}" for i in range(5)] + [f"validation:{i}" for i in range(4)]:
+                page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])")
+                page.wait_for_timeout(750)  # look at the dot; the eyes settle
+                if keyboard:
+                    assert page.evaluate("document.activeElement.id") == "target"
+                    page.keyboard.press("Enter")
+                else:
+                    page.click("#target")
+            try:
+                page.wait_for_selector("#continue:not([hidden])")
+            except Exception:
+                raise AssertionError(f"calibration did not finish: {page.text_content('#calibration-result')!r} "
+                                     f"{page.evaluate('JSON.stringify(window.gazepref.calibration.rounds)')} {console}")
+            if keyboard:
+                assert page.evaluate("document.activeElement.id") == "continue"
+                with page.expect_navigation():
+                    page.keyboard.press("Enter")
+            else:
+                page.click("#continue")
+        if transport != "busy":
+            page.check("[name='understand_before'][value='3']")
             page.click("#continue")
-        page.check("[name='understand_before'][value='3']")
-        page.click("#continue")
         wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 25")
         for i in range(30):  # mouse moves while gaze streams
             page.mouse.move(200 + 20 * i, 300 + 5 * i)
@@ -527,7 +556,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             assert "no picture" in text and "other programs" in text and "switch" in text, text
             assert "by itself" in text and "reload" not in text
             sent = page.evaluate("window.gazepref.gaze.sent")
-            page.wait_for_timeout(1500)  # the warning stays (face answers do not hide it); nothing is sent
+            page.wait_for_timeout(800)  # (8 frames' time) the warning stays (face answers do not hide it); none sent
             assert page.is_visible("#gaze-warning[data-code='camera-muted']")
             assert page.evaluate("window.gazepref.gaze.sent") <= sent + 2  # (answers of frames already sent)
             page.evaluate(MUTE_JS, False)
