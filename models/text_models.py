@@ -19,6 +19,12 @@ when the left response was preferred; ``predict_proba(X)[:, 1] = P(left preferre
 features, trained on each pair and its mirror image, so the model is exactly antisymmetric (no
 position bias). The L2 strength ``C`` is chosen by inner cross-validation grouped by worker (nested
 CV: the outer evaluation never sees it), from a small grid.
+
+The fits are exact Newton solves of that objective: in feature space for few features, and for
+many (TF-IDF, embeddings) in the space of the training pairs (the weights are a combination of
+the rows, so an n×n system replaces a d×d one), with the pairs' Gram matrix computed once per
+inner split for the whole grid (:func:`choose_c`). Only when both the pairs and the features
+number in the thousands does sklearn's L-BFGS fit it instead.
 """
 from __future__ import annotations
 
@@ -78,18 +84,86 @@ class _NewtonLR:
         return np.column_stack([1 - p, p])
 
 
+class _PairSpanLR(_NewtonLR):
+    """The objective of :class:`_NewtonLR` on the pairs and their mirror images, solved by Newton's
+    method in the span of the pairs' scaled rows ``B`` (n pairs × d features, d > n): ``w = Bᵀα``.
+
+    A mirror image (−b, 1 − y) has the log-loss of (b, y), so the objective is
+    2C·Σ_pairs log-loss + ½‖w‖²; with the Gram matrix ``K = BBᵀ`` the Newton step of ``w`` is
+    ``Bᵀ`` times ``(I + 2C·W K)⁻¹ (2C(p − y) + α)`` (W: the logistic variances), the same step
+    as in feature space (so the same optimum), at O(n³) instead of O(d³); step halving keeps
+    each step downhill. ``K`` does not depend on C: :meth:`fit_gram` reuses it along a grid."""
+
+    def fit(self, B: np.ndarray, y: np.ndarray) -> "_PairSpanLR":
+        return self.fit_gram(B, B @ B.T, y)
+
+    def fit_gram(self, B: np.ndarray, K: np.ndarray, y: np.ndarray, alpha: np.ndarray | None = None) -> "_PairSpanLR":
+        c, yf, n = 2.0 * self.C, np.asarray(y, dtype=float), len(y)
+        a = np.zeros(n) if alpha is None else alpha.copy()
+
+        def objective(z: np.ndarray, a: np.ndarray) -> float:
+            return float(c * np.sum(np.logaddexp(0.0, z) - yf * z) + 0.5 * a @ z)
+
+        z = K @ a
+        f = objective(z, a)
+        for _ in range(100):
+            p = 1.0 / (1.0 + np.exp(-z))
+            step = np.linalg.solve(np.eye(n) + (c * p * (1 - p))[:, None] * K, c * (p - yf) + a)
+            dz, t = K @ step, 1.0
+            for _ in range(30):
+                f_new = objective(z - t * dz, a - t * step)
+                if f_new <= f + 1e-12 * abs(f):
+                    break
+                t /= 2
+            a, z, f = a - t * step, z - t * dz, f_new
+            if t * np.max(np.abs(B.T @ step)) < 1e-8:
+                break
+        self.alpha_ = a
+        self.coef_ = (B.T @ a)[None, :]
+        self.classes_ = np.array([0, 1])
+        return self
+
+
+#: a fit of more features than pairs solves in the pairs' span (:class:`_PairSpanLR`) up to this
+#: many pairs; beyond (and more features than this too) sklearn's L-BFGS fits it
+PAIR_SPAN_MAX = 2000
+
+
+def _bt_scaled(D: np.ndarray) -> tuple[StandardScaler, np.ndarray]:
+    """The scaler of the pairs and their mirror images (unit RMS per feature) and the scaled pairs."""
+    sc = StandardScaler(with_mean=False).fit(np.vstack([D, -D]))
+    return sc, sc.transform(D)
+
+
+def _bt_solver(n: int, d: int) -> str:
+    return "newton" if d <= 64 else "pair_span" if n < d and n <= PAIR_SPAN_MAX else "lbfgs"
+
+
 def fit_bt(D: np.ndarray, y: np.ndarray, C: float) -> tuple[StandardScaler, Any]:
     """Antisymmetric logistic regression on left-minus-right features ``D``."""
+    return bt_path(D, y, (C,))[0]
+
+
+def bt_path(D: np.ndarray, y: np.ndarray, Cs: Sequence[float]) -> list[tuple[StandardScaler, Any]]:
+    """:func:`fit_bt` for each C of ``Cs`` (one scaler; with many features one Gram matrix, each
+    solve starting from the previous C's)."""
     y = np.asarray(y, dtype=int)
+    solver = _bt_solver(*D.shape)
+    if solver == "pair_span":
+        sc, B = _bt_scaled(D)
+        K, out, alpha = B @ B.T, [], None
+        for C in Cs:
+            lr = _PairSpanLR(C).fit_gram(B, K, y, alpha)
+            out.append((sc, lr))
+            alpha = lr.alpha_
+        return out
     A = np.vstack([D, -D])
     ya = np.r_[y, 1 - y]
     sc = StandardScaler(with_mean=False).fit(A)
     As = sc.transform(A)
-    if As.shape[1] <= 64:
-        lr = _NewtonLR(C).fit(As, ya)
-    else:
-        lr = LogisticRegression(C=C, fit_intercept=False, max_iter=2000).fit(As, ya)
-    return sc, lr
+    if solver == "newton":
+        return [(sc, _NewtonLR(C).fit(As, ya)) for C in Cs]
+    return [(sc, LogisticRegression(C=C, fit_intercept=False, max_iter=2000).fit(As, ya)) for C in Cs]
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -103,16 +177,11 @@ def choose_c(D: np.ndarray, y: np.ndarray, groups: np.ndarray | None, Cs: Sequen
     if len(Cs) == 1 or len(y) < 20:
         return float(Cs[len(Cs) // 2])
     y = np.asarray(y, dtype=int)
-    splits = inner_splits(len(y), groups, folds, seed)
+    splits = [(tr, te) for tr, te in inner_splits(len(y), groups, folds, seed) if len(np.unique(y[tr])) == 2]
+    losses = np.array([[_log_loss(y[te], lr.predict_proba(sc.transform(D[te]))[:, 1])
+                        for sc, lr in bt_path(D[tr], y[tr], Cs)] for tr, te in splits]).reshape(len(splits), len(Cs))
     best, best_loss = Cs[0], np.inf
-    for C in Cs:
-        losses = []
-        for tr, te in splits:
-            if len(np.unique(y[tr])) < 2:
-                continue
-            sc, lr = fit_bt(D[tr], y[tr], C)
-            losses.append(_log_loss(y[te], lr.predict_proba(sc.transform(D[te]))[:, 1]))
-        loss = float(np.mean(losses)) if losses else np.inf
+    for C, loss in zip(Cs, losses.mean(0) if len(splits) else np.full(len(Cs), np.inf)):
         if loss < best_loss - 1e-9:
             best, best_loss = C, loss
     return float(best)
