@@ -54,30 +54,49 @@ def inner_splits(n: int, groups: np.ndarray | None, folds: int = 3, seed: int = 
 
 
 class _NewtonLR:
-    """L2-regularised logistic regression without intercept (sklearn's objective:
-    C·Σ log-loss + ½‖w‖²), solved by Newton's method — fast for the small feature counts here."""
+    """L2-regularised logistic regression (sklearn's objective: C·Σ log-loss + ½‖w‖², the
+    intercept, with ``fit_intercept``, unpenalised), solved by Newton's method — fast for the
+    feature counts here (up to a few hundred); a step that would go uphill is halved."""
 
-    def __init__(self, C: float):
+    def __init__(self, C: float, fit_intercept: bool = False):
         self.C = C
+        self.fit_intercept = fit_intercept
 
     def fit(self, A: np.ndarray, y: np.ndarray) -> "_NewtonLR":
+        if self.fit_intercept:
+            A = np.hstack([A, np.ones((len(A), 1))])
+        pen = np.ones(A.shape[1])
+        pen[-1] = 0.0 if self.fit_intercept else 1.0
         w = np.zeros(A.shape[1])
         yf = y.astype(float)
+
+        def objective(z: np.ndarray, w: np.ndarray) -> float:
+            return float(self.C * np.sum(np.logaddexp(0.0, z) - yf * z) + 0.5 * (pen * w) @ w)
+
+        z = A @ w
+        f = objective(z, w)
         for _ in range(50):
-            z = A @ w
             p = 1.0 / (1.0 + np.exp(-z))
-            g = self.C * (A.T @ (p - yf)) + w
-            H = self.C * (A.T * (p * (1 - p))) @ A + np.eye(len(w))
+            g = self.C * (A.T @ (p - yf)) + pen * w
+            H = self.C * (A.T * (p * (1 - p))) @ A + np.diag(pen)
             step = np.linalg.solve(H, g)
-            w -= step
+            for _ in range(30):
+                z_new = A @ (w - step)
+                f_new = objective(z_new, w - step)
+                if f_new <= f + 1e-12 * abs(f) or np.max(np.abs(step)) < 1e-8:
+                    break
+                step = step / 2
+            w, z, f = w - step, z_new, f_new
             if np.max(np.abs(step)) < 1e-8:
                 break
-        self.coef_ = w[None, :]
+        self.coef_ = w[None, :-1] if self.fit_intercept else w[None, :]
+        self.intercept_ = np.array([w[-1] if self.fit_intercept else 0.0])
         self.classes_ = np.array([0, 1])
         return self
 
     def decision_function(self, A: np.ndarray) -> np.ndarray:
-        return A @ self.coef_[0]
+        z = A @ self.coef_[0]
+        return z + self.intercept_[0] if getattr(self, "fit_intercept", False) else z  # (older pickles: none)
 
     def predict_proba(self, A: np.ndarray) -> np.ndarray:
         p = 1.0 / (1.0 + np.exp(-self.decision_function(A)))
@@ -123,6 +142,10 @@ class _PairSpanLR(_NewtonLR):
         self.classes_ = np.array([0, 1])
         return self
 
+
+#: the Likert heads of :class:`OrdinalLikert` (with an intercept) are Newton solves up to this many
+#: features (the embedding and structure features: ~400), sklearn's L-BFGS beyond
+NEWTON_MAX_FEATURES = 1024
 
 #: a fit of more features than pairs solves in the pairs' span (:class:`_PairSpanLR`) up to this
 #: many pairs; beyond (and more features than this too) sklearn's L-BFGS fits it
@@ -305,7 +328,8 @@ class OrdinalLikert(ClassifierMixin, BaseEstimator):
             if t.min() == t.max():
                 self.heads_.append(float(t[0]))
             else:
-                self.heads_.append(LogisticRegression(C=self.C, max_iter=2000).fit(Fs, t))
+                self.heads_.append(_NewtonLR(self.C, fit_intercept=True).fit(Fs, t) if Fs.shape[1] <= NEWTON_MAX_FEATURES
+                                   else LogisticRegression(C=self.C, max_iter=2000).fit(Fs, t))
         d = self.reward_pairs(X)
         y = np.asarray(y, dtype=int)
         self.a_ = float(LogisticRegression(C=10.0, fit_intercept=False).fit(np.r_[d, -d][:, None], np.r_[y, 1 - y]).coef_[0, 0]) \

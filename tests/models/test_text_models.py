@@ -106,3 +106,22 @@ def test_many_feature_fits_solve_the_objective_in_the_pairs_span(n, d):
         np.testing.assert_allclose(lr.coef_, ref.coef_, atol=1e-4 * max(1.0, np.abs(ref.coef_).max()))
     groups = np.arange(n) % 6
     assert choose_c(D, y, groups, Cs) in Cs
+
+
+def test_newton_heads_with_an_intercept_solve_sklearns_objective():
+    """:class:`OrdinalLikert`'s heads (an unpenalised intercept, rare positives among them) are
+    Newton solves of sklearn's objective: the same weights as its L-BFGS run to a tight tolerance."""
+    from sklearn.linear_model import LogisticRegression
+
+    from gazepref.models.text_models import _NewtonLR
+
+    rng = np.random.default_rng(3)
+    F = rng.normal(size=(300, 40))
+    for share in (0.5, 0.03):
+        t = (F @ rng.normal(size=40) + rng.logistic(size=300) > np.quantile(F @ rng.normal(size=40), 1 - share)).astype(int)
+        assert 0 < t.sum() < 300
+        head = _NewtonLR(0.1, fit_intercept=True).fit(F, t)
+        ref = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(F, t)
+        np.testing.assert_allclose(head.coef_, ref.coef_, atol=1e-5)
+        np.testing.assert_allclose(head.intercept_, ref.intercept_, atol=1e-5)
+        np.testing.assert_allclose(head.predict_proba(F), ref.predict_proba(F), atol=1e-6)
