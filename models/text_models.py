@@ -169,7 +169,15 @@ def fit_bt(D: np.ndarray, y: np.ndarray, C: float) -> tuple[StandardScaler, Any]
 
 def bt_path(D: np.ndarray, y: np.ndarray, Cs: Sequence[float]) -> list[tuple[StandardScaler, Any]]:
     """:func:`fit_bt` for each C of ``Cs`` (one scaler; with many features one Gram matrix, each
-    solve starting from the previous C's)."""
+    solve starting from the previous C's). On one BLAS thread: the solves are small (up to a few
+    hundred rows), where threads only contend (2-3x the time on a busy 2-core machine)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _bt_path(D, y, Cs)
+
+
+def _bt_path(D: np.ndarray, y: np.ndarray, Cs: Sequence[float]) -> list[tuple[StandardScaler, Any]]:
     y = np.asarray(y, dtype=int)
     solver = _bt_solver(*D.shape)
     if solver == "pair_span":
@@ -323,11 +331,14 @@ class OrdinalLikert(ClassifierMixin, BaseEstimator):
         Fs = self.scaler_.transform(F)
         lik = ratings["likert"].to_numpy(dtype=int)
         self.heads_ = []
+        from threadpoolctl import threadpool_limits
+
         for k in (1, 2, 3, 4):
             t = (lik > k).astype(int)
             if t.min() == t.max():
                 self.heads_.append(float(t[0]))
-            else:
+                continue
+            with threadpool_limits(1):  # small Newton solves: BLAS threads only contend (as bt_path)
                 self.heads_.append(_NewtonLR(self.C, fit_intercept=True).fit(Fs, t) if Fs.shape[1] <= NEWTON_MAX_FEATURES
                                    else LogisticRegression(C=self.C, max_iter=2000).fit(Fs, t))
         d = self.reward_pairs(X)
