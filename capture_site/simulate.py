@@ -67,7 +67,10 @@ PANE_Y, PANE_W, PANE_MAX_H = 130.0, 490.0, 360.0
 PANE_X = (140.0, 650.0)
 LINE_PX, WORD_H, CHAR_PX, SPACE_PX, PARAGRAPH_PX = 24.0, 19.0, 8.0, 4.0, 12.8
 GAZE_HZ, MOUSE_HZ = 30.0, 60.0
-FLUSH_MS = 1000.0
+FLUSH_MS = 1000.0  # the page's batch interval (``telemetry.js``); ``--batch-ms`` sets the simulator's
+#: the range of ``--batch-ms``: the largest keeps every stream of a batch well under
+#: :data:`.batches.MAX_ROWS` (gaze 30 Hz and mouse 60 Hz: ~3 600 rows a minute)
+BATCH_MS_RANGE = (100.0, 60_000.0)
 TURNS, TASKS = 4, 2
 #: median gaze dwell per character of an answer (skimming: ~10 s for a 600-character answer)
 MS_PER_CHAR = 16.0
@@ -197,11 +200,14 @@ COLUMNS = {
 
 
 class Recorder:
-    """Rows of one task page, cut into batches of one second of page time (``telemetry.js``:
-    column-major streams, a ``seq`` per page load from the server's ``next_seq``, the page's ``origin``) and posted to ``/api/ingest``."""
+    """Rows of one task page, cut into batches of ``flush_ms`` of page time (one second, as
+    ``telemetry.js``: column-major streams, a ``seq`` per page load from the server's ``next_seq``,
+    the page's ``origin``) and posted to ``/api/ingest``."""
 
-    def __init__(self, client, task: int, token: str, url: str, origin: float, seq: int = 0):
+    def __init__(self, client, task: int, token: str, url: str, origin: float, seq: int = 0,
+                 flush_ms: float = FLUSH_MS):
         self.client, self.task, self.token, self.url, self.origin, self.seq = client, task, token, url, origin, seq
+        self.flush_ms = flush_ms
         self.rows: dict[str, list[tuple]] = {s: [] for s in COLUMNS}
         self.sent_until = 0.0
         self.batches = 0
@@ -216,13 +222,15 @@ class Recorder:
         self.add("events", t, type_, target, x, y, detail)
 
     def send_until(self, t_ms: float) -> None:
-        """Post the batches the page sends until ``t_ms``: one per elapsed second with rows, then
-        one for the rows before ``t_ms`` (a page flushes before it leaves or waits on a request)."""
+        """Post the batches the page sends until ``t_ms``: one per elapsed interval (``flush_ms``)
+        with rows, then one for the rows before ``t_ms`` (a page flushes before it leaves or waits
+        on a request)."""
         for rows in self.rows.values():
             rows.sort(key=lambda r: r[0])
-        seconds = sorted({math.floor(r[0] / FLUSH_MS) for rows in self.rows.values() for r in rows if r[0] < t_ms})
-        for k in seconds:
-            self._post(min(t_ms, (k + 1) * FLUSH_MS))
+        every = self.flush_ms
+        intervals = sorted({math.floor(r[0] / every) for rows in self.rows.values() for r in rows if r[0] < t_ms})
+        for k in intervals:
+            self._post(min(t_ms, (k + 1) * every))
 
     def _post(self, edge: float) -> None:
         streams = {}
@@ -420,10 +428,11 @@ def _prompts(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def simulate_task(client, rng: np.random.Generator, person: Person, data: dict, effect: float,
-                  epoch_ms: float) -> tuple[list[dict[str, Any]], int]:
+                  epoch_ms: float, batch_ms: float = FLUSH_MS) -> tuple[list[dict[str, Any]], int]:
     """Chat, read and choose through one pairwise task page; returns the turns' intended plans and
-    the number of telemetry batches sent."""
-    rec = Recorder(client, data["task"], data["token"], data["urls"]["ingest"], epoch_ms, data.get("next_seq", 0))
+    the number of telemetry batches sent (one per ``batch_ms`` of page time)."""
+    rec = Recorder(client, data["task"], data["token"], data["urls"]["ingest"], epoch_ms, data.get("next_seq", 0),
+                   flush_ms=batch_ms)
     page = PageSimulator(rec, rng, person)
     headers = {"X-Participant-Token": data["token"]}
     page.t = float(rng.uniform(150, 400))
@@ -482,7 +491,8 @@ def simulate_task(client, rng: np.random.Generator, person: Person, data: dict, 
     return plans, rec.batches
 
 
-def simulate_participant(client, rng: np.random.Generator, number: int, effect: float, epoch_ms: float) -> dict:
+def simulate_participant(client, rng: np.random.Generator, number: int, effect: float, epoch_ms: float,
+                         batch_ms: float = FLUSH_MS) -> dict:
     """One participant from the arrival link to the end of the flow."""
     person = Person(ms_per_char=float(MS_PER_CHAR * math.exp(rng.normal(0, 0.25))),
                     bias=(float(rng.normal(0, 12)), float(rng.normal(0, 12))),
@@ -500,7 +510,8 @@ def simulate_participant(client, rng: np.random.Generator, number: int, effect: 
         step = m.group(1)
         if step.startswith("task:"):
             data = _page_data(html)
-            task_plans, sent = simulate_task(client, rng, person, data, effect, epoch_ms + tasks * 600_000)
+            task_plans, sent = simulate_task(client, rng, person, data, effect, epoch_ms + tasks * 600_000,
+                                                 batch_ms)
             plans, batches, tasks = plans + task_plans, batches + sent, tasks + 1
         r = client.post("/step", data={"csrf_token": _csrf(html), "step": step})
         if r.status_code not in (302, 303):
@@ -521,10 +532,17 @@ def realised_effect(turn_plans: list[dict[str, Any]]) -> float:
 
 def simulate(participants: int, effect: float, seed: int = 0, study: str | None = None,
              out: str | os.PathLike | None = None, db: str | None = None, instance: str | None = None,
-             tasks: int = TASKS, turns: int = TURNS, progress: bool = False) -> dict[str, Any]:
+             tasks: int = TASKS, turns: int = TURNS, progress: bool = False,
+             batch_ms: float = FLUSH_MS) -> dict[str, Any]:
     """Run ``participants`` simulated participants through a fresh study; into the database as
     study ``study`` (located as every command locates it) or, with ``out``, into a temporary
-    instance exported as Parquet to ``out``. Returns a summary (counts, timings, the drawn D)."""
+    instance exported as Parquet to ``out``. Returns a summary (counts, timings, the drawn D).
+
+    ``batch_ms``: the page time each telemetry batch covers (the page's one second by default). A
+    larger one posts the same rows, on the same clock, in fewer and larger batches (the rows are
+    the same: a run that differs only in it draws the same study); the batch count and the
+    stored chunks' boundaries differ, and the simulation runs faster (most of its time is the
+    site's per-request work)."""
     from sqlalchemy import select
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DatabaseError
@@ -538,6 +556,9 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
         raise UserError("--participants must be at least 1")
     if not math.isfinite(effect) or effect < 0:
         raise UserError("--effect must be a number >= 0")
+    lo, hi = BATCH_MS_RANGE
+    if not (math.isfinite(batch_ms) and lo <= batch_ms <= hi):
+        raise UserError(f"--batch-ms must be between {lo:g} and {hi:g} (got {batch_ms:g})")
     if out is not None and Path(out).exists() and any(Path(out).iterdir()):
         raise UserError(f"{out} exists and is not empty")
     slug = study or "simulated"
@@ -583,13 +604,13 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
         for k in items:
             client = app.test_client()  # a browser of its own (cookies, session)
             prng = np.random.default_rng([seed, k])
-            res = simulate_participant(client, prng, k + 1, effect, epoch0 + k * 3_600_000)
+            res = simulate_participant(client, prng, k + 1, effect, epoch0 + k * 3_600_000, batch_ms)
             plans += res["turns"]
             batches += res["batches"]
         sim_s = time.perf_counter() - started
         summary: dict[str, Any] = {
             "study": slug, "participants": participants, "effect": effect, "seed": seed,
-            "pairwise_turns": len(plans), "telemetry_batches": batches, "effect_drawn": realised_effect(plans),
+            "pairwise_turns": len(plans), "telemetry_batches": batches, "batch_ms": batch_ms, "effect_drawn": realised_effect(plans),
             "chose_left": float(np.mean([p["choice"] == 0 for p in plans])),
             "simulate_s": round(sim_s, 1),
         }

@@ -19,6 +19,12 @@ when the left response was preferred; ``predict_proba(X)[:, 1] = P(left preferre
 features, trained on each pair and its mirror image, so the model is exactly antisymmetric (no
 position bias). The L2 strength ``C`` is chosen by inner cross-validation grouped by worker (nested
 CV: the outer evaluation never sees it), from a small grid.
+
+The fits are exact Newton solves of that objective: in feature space for few features, and for
+many (TF-IDF, embeddings) in the space of the training pairs (the weights are a combination of
+the rows, so an n×n system replaces a d×d one), with the pairs' Gram matrix computed once per
+inner split for the whole grid (:func:`choose_c`). Only when both the pairs and the features
+number in the thousands does sklearn's L-BFGS fit it instead.
 """
 from __future__ import annotations
 
@@ -48,48 +54,147 @@ def inner_splits(n: int, groups: np.ndarray | None, folds: int = 3, seed: int = 
 
 
 class _NewtonLR:
-    """L2-regularised logistic regression without intercept (sklearn's objective:
-    C·Σ log-loss + ½‖w‖²), solved by Newton's method — fast for the small feature counts here."""
+    """L2-regularised logistic regression (sklearn's objective: C·Σ log-loss + ½‖w‖², the
+    intercept, with ``fit_intercept``, unpenalised), solved by Newton's method — fast for the
+    feature counts here (up to a few hundred); a step that would go uphill is halved."""
 
-    def __init__(self, C: float):
+    def __init__(self, C: float, fit_intercept: bool = False):
         self.C = C
+        self.fit_intercept = fit_intercept
 
     def fit(self, A: np.ndarray, y: np.ndarray) -> "_NewtonLR":
+        if self.fit_intercept:
+            A = np.hstack([A, np.ones((len(A), 1))])
+        pen = np.ones(A.shape[1])
+        pen[-1] = 0.0 if self.fit_intercept else 1.0
         w = np.zeros(A.shape[1])
         yf = y.astype(float)
+
+        def objective(z: np.ndarray, w: np.ndarray) -> float:
+            return float(self.C * np.sum(np.logaddexp(0.0, z) - yf * z) + 0.5 * (pen * w) @ w)
+
+        z = A @ w
+        f = objective(z, w)
         for _ in range(50):
-            z = A @ w
             p = 1.0 / (1.0 + np.exp(-z))
-            g = self.C * (A.T @ (p - yf)) + w
-            H = self.C * (A.T * (p * (1 - p))) @ A + np.eye(len(w))
+            g = self.C * (A.T @ (p - yf)) + pen * w
+            H = self.C * (A.T * (p * (1 - p))) @ A + np.diag(pen)
             step = np.linalg.solve(H, g)
-            w -= step
+            for _ in range(30):
+                z_new = A @ (w - step)
+                f_new = objective(z_new, w - step)
+                if f_new <= f + 1e-12 * abs(f) or np.max(np.abs(step)) < 1e-8:
+                    break
+                step = step / 2
+            w, z, f = w - step, z_new, f_new
             if np.max(np.abs(step)) < 1e-8:
                 break
-        self.coef_ = w[None, :]
+        self.coef_ = w[None, :-1] if self.fit_intercept else w[None, :]
+        self.intercept_ = np.array([w[-1] if self.fit_intercept else 0.0])
         self.classes_ = np.array([0, 1])
         return self
 
     def decision_function(self, A: np.ndarray) -> np.ndarray:
-        return A @ self.coef_[0]
+        z = A @ self.coef_[0]
+        return z + self.intercept_[0] if getattr(self, "fit_intercept", False) else z  # (older pickles: none)
 
     def predict_proba(self, A: np.ndarray) -> np.ndarray:
         p = 1.0 / (1.0 + np.exp(-self.decision_function(A)))
         return np.column_stack([1 - p, p])
 
 
+class _PairSpanLR(_NewtonLR):
+    """The objective of :class:`_NewtonLR` on the pairs and their mirror images, solved by Newton's
+    method in the span of the pairs' scaled rows ``B`` (n pairs × d features, d > n): ``w = Bᵀα``.
+
+    A mirror image (−b, 1 − y) has the log-loss of (b, y), so the objective is
+    2C·Σ_pairs log-loss + ½‖w‖²; with the Gram matrix ``K = BBᵀ`` the Newton step of ``w`` is
+    ``Bᵀ`` times ``(I + 2C·W K)⁻¹ (2C(p − y) + α)`` (W: the logistic variances), the same step
+    as in feature space (so the same optimum), at O(n³) instead of O(d³); step halving keeps
+    each step downhill. ``K`` does not depend on C: :meth:`fit_gram` reuses it along a grid."""
+
+    def fit(self, B: np.ndarray, y: np.ndarray) -> "_PairSpanLR":
+        return self.fit_gram(B, B @ B.T, y)
+
+    def fit_gram(self, B: np.ndarray, K: np.ndarray, y: np.ndarray, alpha: np.ndarray | None = None) -> "_PairSpanLR":
+        c, yf, n = 2.0 * self.C, np.asarray(y, dtype=float), len(y)
+        a = np.zeros(n) if alpha is None else alpha.copy()
+
+        def objective(z: np.ndarray, a: np.ndarray) -> float:
+            return float(c * np.sum(np.logaddexp(0.0, z) - yf * z) + 0.5 * a @ z)
+
+        z = K @ a
+        f = objective(z, a)
+        for _ in range(100):
+            p = 1.0 / (1.0 + np.exp(-z))
+            step = np.linalg.solve(np.eye(n) + (c * p * (1 - p))[:, None] * K, c * (p - yf) + a)
+            dz, t = K @ step, 1.0
+            for _ in range(30):
+                f_new = objective(z - t * dz, a - t * step)
+                if f_new <= f + 1e-12 * abs(f):
+                    break
+                t /= 2
+            a, z, f = a - t * step, z - t * dz, f_new
+            if t * np.max(np.abs(B.T @ step)) < 1e-8:
+                break
+        self.alpha_ = a
+        self.coef_ = (B.T @ a)[None, :]
+        self.classes_ = np.array([0, 1])
+        return self
+
+
+#: the Likert heads of :class:`OrdinalLikert` (with an intercept) are Newton solves up to this many
+#: features (the embedding and structure features: ~400), sklearn's L-BFGS beyond
+NEWTON_MAX_FEATURES = 1024
+
+#: a fit of more features than pairs solves in the pairs' span (:class:`_PairSpanLR`) up to this
+#: many pairs; beyond (and more features than this too) sklearn's L-BFGS fits it
+PAIR_SPAN_MAX = 2000
+
+
+def _bt_scaled(D: np.ndarray) -> tuple[StandardScaler, np.ndarray]:
+    """The scaler of the pairs and their mirror images (unit RMS per feature) and the scaled pairs."""
+    sc = StandardScaler(with_mean=False).fit(np.vstack([D, -D]))
+    return sc, sc.transform(D)
+
+
+def _bt_solver(n: int, d: int) -> str:
+    return "newton" if d <= 64 else "pair_span" if n < d and n <= PAIR_SPAN_MAX else "lbfgs"
+
+
 def fit_bt(D: np.ndarray, y: np.ndarray, C: float) -> tuple[StandardScaler, Any]:
     """Antisymmetric logistic regression on left-minus-right features ``D``."""
+    return bt_path(D, y, (C,))[0]
+
+
+def bt_path(D: np.ndarray, y: np.ndarray, Cs: Sequence[float]) -> list[tuple[StandardScaler, Any]]:
+    """:func:`fit_bt` for each C of ``Cs`` (one scaler; with many features one Gram matrix, each
+    solve starting from the previous C's). On one BLAS thread: the solves are small (up to a few
+    hundred rows), where threads only contend (2-3x the time on a busy 2-core machine)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _bt_path(D, y, Cs)
+
+
+def _bt_path(D: np.ndarray, y: np.ndarray, Cs: Sequence[float]) -> list[tuple[StandardScaler, Any]]:
     y = np.asarray(y, dtype=int)
+    solver = _bt_solver(*D.shape)
+    if solver == "pair_span":
+        sc, B = _bt_scaled(D)
+        K, out, alpha = B @ B.T, [], None
+        for C in Cs:
+            lr = _PairSpanLR(C).fit_gram(B, K, y, alpha)
+            out.append((sc, lr))
+            alpha = lr.alpha_
+        return out
     A = np.vstack([D, -D])
     ya = np.r_[y, 1 - y]
     sc = StandardScaler(with_mean=False).fit(A)
     As = sc.transform(A)
-    if As.shape[1] <= 64:
-        lr = _NewtonLR(C).fit(As, ya)
-    else:
-        lr = LogisticRegression(C=C, fit_intercept=False, max_iter=2000).fit(As, ya)
-    return sc, lr
+    if solver == "newton":
+        return [(sc, _NewtonLR(C).fit(As, ya)) for C in Cs]
+    return [(sc, LogisticRegression(C=C, fit_intercept=False, max_iter=2000).fit(As, ya)) for C in Cs]
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -103,16 +208,11 @@ def choose_c(D: np.ndarray, y: np.ndarray, groups: np.ndarray | None, Cs: Sequen
     if len(Cs) == 1 or len(y) < 20:
         return float(Cs[len(Cs) // 2])
     y = np.asarray(y, dtype=int)
-    splits = inner_splits(len(y), groups, folds, seed)
+    splits = [(tr, te) for tr, te in inner_splits(len(y), groups, folds, seed) if len(np.unique(y[tr])) == 2]
+    losses = np.array([[_log_loss(y[te], lr.predict_proba(sc.transform(D[te]))[:, 1])
+                        for sc, lr in bt_path(D[tr], y[tr], Cs)] for tr, te in splits]).reshape(len(splits), len(Cs))
     best, best_loss = Cs[0], np.inf
-    for C in Cs:
-        losses = []
-        for tr, te in splits:
-            if len(np.unique(y[tr])) < 2:
-                continue
-            sc, lr = fit_bt(D[tr], y[tr], C)
-            losses.append(_log_loss(y[te], lr.predict_proba(sc.transform(D[te]))[:, 1]))
-        loss = float(np.mean(losses)) if losses else np.inf
+    for C, loss in zip(Cs, losses.mean(0) if len(splits) else np.full(len(Cs), np.inf)):
         if loss < best_loss - 1e-9:
             best, best_loss = C, loss
     return float(best)
@@ -231,12 +331,16 @@ class OrdinalLikert(ClassifierMixin, BaseEstimator):
         Fs = self.scaler_.transform(F)
         lik = ratings["likert"].to_numpy(dtype=int)
         self.heads_ = []
+        from threadpoolctl import threadpool_limits
+
         for k in (1, 2, 3, 4):
             t = (lik > k).astype(int)
             if t.min() == t.max():
                 self.heads_.append(float(t[0]))
-            else:
-                self.heads_.append(LogisticRegression(C=self.C, max_iter=2000).fit(Fs, t))
+                continue
+            with threadpool_limits(1):  # small Newton solves: BLAS threads only contend (as bt_path)
+                self.heads_.append(_NewtonLR(self.C, fit_intercept=True).fit(Fs, t) if Fs.shape[1] <= NEWTON_MAX_FEATURES
+                                   else LogisticRegression(C=self.C, max_iter=2000).fit(Fs, t))
         d = self.reward_pairs(X)
         y = np.asarray(y, dtype=int)
         self.a_ = float(LogisticRegression(C=10.0, fit_intercept=False).fit(np.r_[d, -d][:, None], np.r_[y, 1 - y]).coef_[0, 0]) \

@@ -80,3 +80,48 @@ def test_ordinal_likert_uses_ratings_as_targets(frame_longer):
     assert r[1] > r[0] and 1.0 <= r.min() and r.max() <= 5.0
     with pytest.raises(ValueError):
         OrdinalLikert().fit(X, X["y"].to_numpy(int))
+
+
+@pytest.mark.parametrize("n,d", [(60, 300), (150, 1000)])
+def test_many_feature_fits_solve_the_objective_in_the_pairs_span(n, d):
+    """With more features than pairs the Bradley-Terry head is solved in the span of the pairs
+    (:class:`_PairSpanLR`): the optimum of the same objective as a feature-space solve (sklearn's
+    L-BFGS, run to a tight tolerance), and the grid of :func:`bt_path` (one Gram matrix, warm
+    starts) gives each C's fit of :func:`fit_bt`."""
+    from sklearn.linear_model import LogisticRegression
+
+    from gazepref.models.text_models import _PairSpanLR, bt_path, choose_c, fit_bt
+
+    rng = np.random.default_rng(n)
+    D = rng.normal(size=(n, d)) * (rng.random(d) < 0.3)
+    y = (D @ rng.normal(size=d) + rng.normal(0, 2, n) > 0).astype(int)
+    Cs = (0.003, 0.1, 1.0)
+    path = bt_path(D, y, Cs)
+    for C, (sc, lr) in zip(Cs, path):
+        sc1, lr1 = fit_bt(D, y, C)
+        assert isinstance(lr1, _PairSpanLR)
+        np.testing.assert_allclose(lr.coef_, lr1.coef_, atol=1e-6)
+        A = sc.transform(np.vstack([D, -D]))
+        ref = LogisticRegression(C=C, fit_intercept=False, tol=1e-10, max_iter=10_000).fit(A, np.r_[y, 1 - y])
+        np.testing.assert_allclose(lr.coef_, ref.coef_, atol=1e-4 * max(1.0, np.abs(ref.coef_).max()))
+    groups = np.arange(n) % 6
+    assert choose_c(D, y, groups, Cs) in Cs
+
+
+def test_newton_heads_with_an_intercept_solve_sklearns_objective():
+    """:class:`OrdinalLikert`'s heads (an unpenalised intercept, rare positives among them) are
+    Newton solves of sklearn's objective: the same weights as its L-BFGS run to a tight tolerance."""
+    from sklearn.linear_model import LogisticRegression
+
+    from gazepref.models.text_models import _NewtonLR
+
+    rng = np.random.default_rng(3)
+    F = rng.normal(size=(300, 40))
+    for share in (0.5, 0.03):
+        t = (F @ rng.normal(size=40) + rng.logistic(size=300) > np.quantile(F @ rng.normal(size=40), 1 - share)).astype(int)
+        assert 0 < t.sum() < 300
+        head = _NewtonLR(0.1, fit_intercept=True).fit(F, t)
+        ref = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(F, t)
+        np.testing.assert_allclose(head.coef_, ref.coef_, atol=1e-5)
+        np.testing.assert_allclose(head.intercept_, ref.intercept_, atol=1e-5)
+        np.testing.assert_allclose(head.predict_proba(F), ref.predict_proba(F), atol=1e-6)
