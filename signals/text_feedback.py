@@ -133,7 +133,7 @@ def feature_matrix(records: Sequence[Mapping[str, str]], use_embedding: bool = T
     nxt = embed([n for _, n in pairs])
     pq = embed([q for q, _ in pairs])
     pr = embed([r["prev_response"] for r in recs])
-    rules = [rule_features(r["prev_query"], r["prev_response"], r["next_query"], similar=_similar) for r in recs]
+    rules = _rule_features(recs)
     cos_q = (nxt * pq).sum(1) if n else np.zeros(0)
     cos_r = (nxt * pr).sum(1) if n else np.zeros(0)
     dense = np.column_stack(
@@ -147,6 +147,25 @@ def _similar(a: str, b: str) -> float:
     :func:`embed` keeps their vectors)."""
     va, vb = embed([normalize(a), normalize(b)])
     return float(va @ vb)
+
+
+def _rule_features(recs: Sequence[Mapping[str, str]]) -> list[dict[str, float]]:
+    """:func:`rule_features` of each record, with :func:`_similar`. The short texts the rules
+    compare are embedded in one batch first: a pass that answers every comparison with 0 notes
+    the texts asked about (the rules alone are quick), then the real pass finds their vectors
+    kept (a text only the real pass asks about is embedded then). One call to the encoder per
+    comparison took most of the time of fitting or applying the classifier."""
+    asked: dict[str, None] = {}
+
+    def noting(a: str, b: str) -> float:
+        asked.update(dict.fromkeys((normalize(a), normalize(b))))
+        return 0.0
+
+    for r in recs:
+        rule_features(r["prev_query"], r["prev_response"], r["next_query"], similar=noting)
+    if asked:
+        embed(list(asked))
+    return [rule_features(r["prev_query"], r["prev_response"], r["next_query"], similar=_similar) for r in recs]
 
 
 DENSE_FEATURES = ("cos_prev_query", "cos_prev_response", "cos_query_minus_response") + RULE_FEATURES

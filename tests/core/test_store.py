@@ -339,15 +339,16 @@ def test_init_db_rekeys_a_sqlite_database_with_chunks_of_deleted_tasks(tmp_path:
 
 
 @pytest.mark.slow
-def test_init_db_waits_for_another_process_rekeying_longer_than_the_busy_timeout(tmp_path: Path):
+def test_init_db_waits_for_another_process_rekeying_longer_than_the_busy_timeout(tmp_path: Path, monkeypatch):
     """Several server processes start at once on a database with the former chunk key: one
     re-keys (a large table's copy takes longer than SQLite's 10 s busy timeout), the others wait
     for it instead of failing with 'database is locked' (under gunicorn a worker that fails to
-    load the app stops the server)."""
+    load the app stops the server). The busy timeout is 1 s here, so that outlasting it is quick."""
     import sqlite3
     import threading
     import time
 
+    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_MS", 1000)
     path = tmp_path / "old.sqlite"
     engine = _old_chunk_key_db(path)
     with engine.begin() as conn:

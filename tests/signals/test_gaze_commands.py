@@ -36,7 +36,7 @@ def run_cli(capsys, *argv):
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory, face_frame):
+def manifest_files(tmp_path_factory, face_frame):
     """Two people (the astronaut, mirrored), three sessions each at a different place, size and
     brightness, one image per target of a 16-point grid with the eyes turned to the target
     (``synthetic_face.look``)."""
@@ -58,6 +58,51 @@ def manifest(tmp_path_factory, face_frame):
         w.writeheader()
         w.writerows(rows)
     return path
+
+
+@pytest.fixture(scope="module")
+def remembering_tracker():
+    """A :class:`GazeTracker` that remembers each still picture's row by the picture's pixels,
+    shared by this module's evaluate tests: they run the same 96 pictures through Face Mesh many
+    times over. In static-image mode a picture's row is its own (no tracking, the head pose
+    solved afresh) but for the blink flag's relative threshold, which follows the earlier
+    pictures' eye openness (no picture here blinks). ``test_evaluate_one_round`` checks a
+    command's figure against the rows of a plain tracker."""
+    import hashlib
+
+    memo = {}  # (static mode, shape, pixels' SHA-1, t) -> (row, pictures the small-face search found)
+
+    class RememberingTracker(GazeTracker):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._remembered_small_faces = 0
+
+        def process_image(self, image, t=float("nan")):
+            key = (self._static, image.shape, hashlib.sha1(np.ascontiguousarray(image)).hexdigest(), repr(float(t)))
+            if key in memo:
+                row, small = memo[key]
+                self._remembered_small_faces += small
+            else:
+                before = super().small_faces_found
+                row = super().process_image(image, t)
+                memo[key] = row, super().small_faces_found - before
+            return dict(row)
+
+        @property
+        def small_faces_found(self):
+            return super().small_faces_found + self._remembered_small_faces
+
+    return RememberingTracker
+
+
+@pytest.fixture
+def manifest(manifest_files, remembering_tracker, monkeypatch):
+    """The manifest; Face Mesh's rows of its pictures remembered across the module's tests
+    (:func:`remembering_tracker`)."""
+    import gazepref.signals.gaze_batch as gaze_batch
+
+    monkeypatch.setattr(gaze_batch, "GazeTracker", remembering_tracker)
+    return manifest_files
 
 
 def test_track_video_json_and_features(face_video, tmp_path, capsys):
@@ -313,7 +358,7 @@ def test_protocol_splits_single_session_and_unknown():
         protocol_splits(np.array(["a", "b"]), "two-rounds")
 
 
-def test_evaluate_one_round(manifest, capsys):
+def test_evaluate_one_round(manifest, capsys, monkeypatch):
     """Per person, each session calibrates alone and predicts the other two; the person's error
     is the mean over the three rounds, and a round's figure is what fitting that session's
     usable images and predicting the others gives."""
@@ -331,6 +376,14 @@ def test_evaluate_one_round(manifest, capsys):
     guess = np.mean([np.hypot(x - 775, y - 475) for x, y in TARGETS])
     assert result["mean_error_px"] < 0.7 * guess
 
+    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round", "--no-compare")
+    assert rc == 0 and "calibrated on s1:" in stdout and "one-round" in stdout
+    assert "compared" not in stdout
+    assert "held_out" not in result["per_person"]["p1"]
+
+    import gazepref.signals.gaze_batch as gaze_batch
+
+    monkeypatch.setattr(gaze_batch, "GazeTracker", GazeTracker)  # Face Mesh afresh, nothing remembered
     rows = read_manifest(manifest)
     rows = rows[rows["person"] == "p1"].reset_index(drop=True)
     features, _ = image_features(rows["image"])
@@ -340,11 +393,6 @@ def test_evaluate_one_round(manifest, capsys):
     model = GazeCalibration(fill_missing=True).fit(features[fit], targets[fit])
     err = np.linalg.norm(model.predict(features[~s0]) - targets[~s0], axis=1).mean()
     assert result["per_person"]["p1"]["rounds"][0]["error_px"] == pytest.approx(err)
-
-    rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--protocol", "one-round", "--no-compare")
-    assert rc == 0 and "calibrated on s1:" in stdout and "one-round" in stdout
-    assert "compared" not in stdout
-    assert "held_out" not in result["per_person"]["p1"]
 
 
 def picture_manifest(folder, entries):
