@@ -235,9 +235,14 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         pg.wait_for_url("https://app.prolific.com/**")  # redirect_after_s: without a click
         assert seen == ["https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"]
         pg.go_back()  # the done page again: this time the participant stays (a time limit they can stop)
+        # the timer would click the link within run_for: counted on the page itself (the click kept
+        # from navigating, so the count can be read), not by a navigation a loaded machine may not
+        # have got under way yet
+        pg.evaluate("""() => { window.handoffClicks = 0; document.getElementById("handoff").addEventListener(
+            "click", (e) => { window.handoffClicks += 1; e.preventDefault(); }); }""")
         pg.click("#handoff-stay")
         pg.clock.run_for(2500)
-        pg.wait_for_timeout(300)  # (a navigation it started would be under way)
+        assert pg.evaluate("window.handoffClicks") == 0
         assert "app.prolific.com" not in pg.url and len(seen) == 1
         assert "You stay on this page" in pg.text_content("#handoff-auto")
         pg.go_back()  # the page sent back with the error: the current step, not "Confirm Form Resubmission"
