@@ -2,6 +2,7 @@
 import io
 import json
 import re
+import time
 import zipfile
 from contextlib import contextmanager
 
@@ -33,6 +34,15 @@ def login(client, user, password):
 
 #: dashboard.js polls progress.json this often (the live tests move the page's clock on by it)
 POLL_MS = 5000
+
+
+def stop_the_clock(page) -> None:
+    """The page's clock (Playwright's) stands still from now on: its timers, dashboard.js's poll
+    among them, run only when the test moves it on (``page.clock.run_for``), so a poll comes
+    within POLL_MS of clock time or not at all (a clock left running would let a slower poll come
+    by itself while the test waits)."""
+    page.clock.install()
+    page.clock.pause_at(int(time.time() * 1000) + 1000)
 
 
 @contextmanager
@@ -333,7 +343,7 @@ def test_participant_table_refreshes_live(app, researcher):
     arrives after the page was opened shows up, with status, without a reload, in place of the
     empty study's "No participants yet" row."""
     with researcher_page(app, researcher) as page:
-        page.clock.install()  # the polls (every 5 s) come when the test moves the page's clock on
+        stop_the_clock(page)  # the polls (every 5 s) come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         # an empty study says so in the table, and a poll keeps saying it
         rows = page.locator("#participants tbody tr")
@@ -472,7 +482,7 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
             "streams": {"mouse": {"t": [i * 3000 / 59 for i in range(60)], "x": [5.0] * 60, "y": [6.0] * 60}}}
     assert w.client.post("/api/ingest", json=body, headers={"X-Participant-Token": data["token"]}).status_code == 200
     with researcher_page(app, researcher) as page:  # 1280 x 800
-        page.clock.install()  # the polls come when the test moves the page's clock on
+        stop_the_clock(page)  # the polls come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         # the 16-column table stays inside the page's panel (scrolling in its own box if need be)
         spill = page.evaluate("""() => {
@@ -529,7 +539,7 @@ def test_live_table_offers_delete_readmit_or_nothing_by_status(app, client, rese
 
     want = {str(pids["P-QUITS"]): "", str(pids["P-GONE"]): "Allow to start again", str(pids["P-ACTIVE"]): "Delete data"}
     with researcher_page(app, researcher) as page:
-        page.clock.install()  # the polls come when the test moves the page's clock on
+        stop_the_clock(page)  # the polls come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         assert actions(page) == want  # served
         later = Walker(app.test_client(), "P-LATER")  # the next poll redraws every row
