@@ -87,6 +87,16 @@ def new_context(browser, **kwargs):
     return ctx
 
 
+def stop_the_clock(page) -> None:
+    """The page's clock (Playwright's, for its context's pages, also those loaded later) stands
+    still from now on: their timers run only when the test moves it on (``page.clock.run_for``),
+    so a timer set for n ms fires within n ms of clock time or not at all (a clock left running,
+    as ``clock.install`` alone leaves it, would let a slower timer fire by itself while the test
+    waits)."""
+    page.clock.install()
+    page.clock.pause_at(int(time.time() * 1000) + 1000)
+
+
 def wait_for_function(page, expression: str, timeout: float = 15_000, interval_ms: float = 50) -> object:
     """Wait until the JavaScript ``expression`` is truthy in ``page`` (timeout in ms, as
     Playwright's); returns its value.

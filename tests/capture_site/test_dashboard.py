@@ -2,7 +2,6 @@
 import io
 import json
 import re
-import time
 import zipfile
 from contextlib import contextmanager
 
@@ -13,7 +12,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.cli import main as cli
 
-from browsertest import wait_for_function
+from browsertest import stop_the_clock, wait_for_function
 from gazetest import browser_page
 from sitetest import Walker, csrf_of, first_sentence
 
@@ -34,15 +33,6 @@ def login(client, user, password):
 
 #: dashboard.js polls progress.json this often (the live tests move the page's clock on by it)
 POLL_MS = 5000
-
-
-def stop_the_clock(page) -> None:
-    """The page's clock (Playwright's) stands still from now on: its timers, dashboard.js's poll
-    among them, run only when the test moves it on (``page.clock.run_for``), so a poll comes
-    within POLL_MS of clock time or not at all (a clock left running would let a slower poll come
-    by itself while the test waits)."""
-    page.clock.install()
-    page.clock.pause_at(int(time.time() * 1000) + 1000)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.capture_site.hits import word_at
 from sitetest import study_variant
-from browsertest import wait_for_function
+from browsertest import stop_the_clock, wait_for_function
 from test_browser import _page, browser, continue_with, rate, ready, send, wait_outbox_empty  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -226,7 +226,7 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         seen = []
         pg.route("https://app.prolific.com/**", lambda route: (seen.append(route.request.url),
                                                                 route.fulfill(body="back on Prolific")))
-        pg.clock.install()  # the done page's timer runs when the test moves its clock on
+        stop_the_clock(pg)  # the done page's timer runs when the test moves its clock on
         continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
                            "copy_sentence": sentence, "attention": "2"})
         assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
