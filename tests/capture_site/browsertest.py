@@ -44,7 +44,10 @@ _PLAYWRIGHT = None
 def shared_playwright():
     """The test module's Playwright (a started ``sync_playwright``), started on first use: its
     driver starts once per module, not once per test (its sync API allows one at a time in a
-    thread). The ``module_playwright`` fixture of conftest.py stops it at the module's end."""
+    thread). The ``module_playwright`` fixture of conftest.py stops it at the module's end. Until
+    then the thread counts as running an asyncio loop (Playwright's sync API marks it so between
+    calls): a later test of the same module fails in ``sync_playwright()`` ("inside the asyncio
+    loop") or ``asyncio.run``, so a module that needs those does not use this one."""
     global _PLAYWRIGHT
     if _PLAYWRIGHT is None:
         from playwright.sync_api import sync_playwright
