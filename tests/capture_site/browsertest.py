@@ -44,7 +44,10 @@ _PLAYWRIGHT = None
 def shared_playwright():
     """The test module's Playwright (a started ``sync_playwright``), started on first use: its
     driver starts once per module, not once per test (its sync API allows one at a time in a
-    thread). The ``module_playwright`` fixture of conftest.py stops it at the module's end."""
+    thread). The ``module_playwright`` fixture of conftest.py stops it at the module's end. Until
+    then the thread counts as running an asyncio loop (Playwright's sync API marks it so between
+    calls): a later test of the same module fails in ``sync_playwright()`` ("inside the asyncio
+    loop") or ``asyncio.run``, so a module that needs those does not use this one."""
     global _PLAYWRIGHT
     if _PLAYWRIGHT is None:
         from playwright.sync_api import sync_playwright
@@ -85,6 +88,16 @@ def new_context(browser, **kwargs):
     ctx = browser.new_context(**kwargs)
     watch_csp(ctx)
     return ctx
+
+
+def stop_the_clock(page) -> None:
+    """The page's clock (Playwright's, for its context's pages, also those loaded later) stands
+    still from now on: their timers run only when the test moves it on (``page.clock.run_for``),
+    so a timer set for n ms fires within n ms of clock time or not at all (a clock left running,
+    as ``clock.install`` alone leaves it, would let a slower timer fire by itself while the test
+    waits)."""
+    page.clock.install()
+    page.clock.pause_at(int(time.time() * 1000) + 1000)
 
 
 def wait_for_function(page, expression: str, timeout: float = 15_000, interval_ms: float = 50) -> object:

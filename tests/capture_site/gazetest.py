@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from io import BytesIO
 from pathlib import Path
 
@@ -191,16 +191,15 @@ def browser_context(app, video: Path | None, allow: bool = True, client=None):
             if video else [])
     if video and allow:
         args.append("--use-fake-ui-for-media-stream")
-    with BackgroundServer(app) as url:
-        browser = launch(shared_playwright(), args)
+    # closed whatever fails (the module's shared driver would keep a browser left open running)
+    with BackgroundServer(app) as url, closing(launch(shared_playwright(), args)) as browser:
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
-        if client is not None:
-            ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
         try:
+            if client is not None:
+                ctx.add_cookies([{"name": "session", "value": client.get_cookie("session").value, "url": url}])
             yield ctx
         finally:
             ctx.close()
-            browser.close()
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.cli import main as cli
 
-from browsertest import wait_for_function
+from browsertest import stop_the_clock, wait_for_function
 from gazetest import browser_page
 from sitetest import Walker, csrf_of, first_sentence
 
@@ -333,7 +333,7 @@ def test_participant_table_refreshes_live(app, researcher):
     arrives after the page was opened shows up, with status, without a reload, in place of the
     empty study's "No participants yet" row."""
     with researcher_page(app, researcher) as page:
-        page.clock.install()  # the polls (every 5 s) come when the test moves the page's clock on
+        stop_the_clock(page)  # the polls (every 5 s) come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         # an empty study says so in the table, and a poll keeps saying it
         rows = page.locator("#participants tbody tr")
@@ -472,7 +472,7 @@ def test_live_table_keeps_the_keyboard_focus_and_the_delete_confirmation_names_t
             "streams": {"mouse": {"t": [i * 3000 / 59 for i in range(60)], "x": [5.0] * 60, "y": [6.0] * 60}}}
     assert w.client.post("/api/ingest", json=body, headers={"X-Participant-Token": data["token"]}).status_code == 200
     with researcher_page(app, researcher) as page:  # 1280 x 800
-        page.clock.install()  # the polls come when the test moves the page's clock on
+        stop_the_clock(page)  # the polls come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         # the 16-column table stays inside the page's panel (scrolling in its own box if need be)
         spill = page.evaluate("""() => {
@@ -529,7 +529,7 @@ def test_live_table_offers_delete_readmit_or_nothing_by_status(app, client, rese
 
     want = {str(pids["P-QUITS"]): "", str(pids["P-GONE"]): "Allow to start again", str(pids["P-ACTIVE"]): "Delete data"}
     with researcher_page(app, researcher) as page:
-        page.clock.install()  # the polls come when the test moves the page's clock on
+        stop_the_clock(page)  # the polls come when the test moves the page's clock on
         page.goto("/admin/studies/test-study")
         assert actions(page) == want  # served
         later = Walker(app.test_client(), "P-LATER")  # the next poll redraws every row

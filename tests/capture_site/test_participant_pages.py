@@ -11,7 +11,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.capture_site.hits import word_at
 from sitetest import study_variant
-from browsertest import wait_for_function
+from browsertest import stop_the_clock, wait_for_function
 from test_browser import _page, browser, continue_with, rate, ready, send, wait_outbox_empty  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -226,7 +226,7 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         seen = []
         pg.route("https://app.prolific.com/**", lambda route: (seen.append(route.request.url),
                                                                 route.fulfill(body="back on Prolific")))
-        pg.clock.install()  # the done page's timer runs when the test moves its clock on
+        stop_the_clock(pg)  # the done page's timer runs when the test moves its clock on
         continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
                            "copy_sentence": sentence, "attention": "2"})
         assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
@@ -235,9 +235,14 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         pg.wait_for_url("https://app.prolific.com/**")  # redirect_after_s: without a click
         assert seen == ["https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"]
         pg.go_back()  # the done page again: this time the participant stays (a time limit they can stop)
+        # the timer would click the link within run_for: counted on the page itself (the click kept
+        # from navigating, so the count can be read), not by a navigation a loaded machine may not
+        # have got under way yet
+        pg.evaluate("""() => { window.handoffClicks = 0; document.getElementById("handoff").addEventListener(
+            "click", (e) => { window.handoffClicks += 1; e.preventDefault(); }); }""")
         pg.click("#handoff-stay")
         pg.clock.run_for(2500)
-        pg.wait_for_timeout(300)  # (a navigation it started would be under way)
+        assert pg.evaluate("window.handoffClicks") == 0
         assert "app.prolific.com" not in pg.url and len(seen) == 1
         assert "You stay on this page" in pg.text_content("#handoff-auto")
         pg.go_back()  # the page sent back with the error: the current step, not "Confirm Form Resubmission"

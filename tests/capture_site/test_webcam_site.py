@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -459,8 +460,8 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
 
     args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={face_y4m}"]
-    with BackgroundServer(wapp) as url:
-        browser = launch(shared_playwright(), args)
+    # (the shared driver outlives the test: a failed test's Chromium is closed too, not left running)
+    with BackgroundServer(wapp) as url, closing(launch(shared_playwright(), args)) as browser:
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         page = ctx.new_page()
         page.set_default_timeout(15_000)
@@ -555,8 +556,12 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             text = page.text_content("#gaze-warning")
             assert "no picture" in text and "other programs" in text and "switch" in text, text
             assert "by itself" in text and "reload" not in text
-            sent = page.evaluate("window.gazepref.gaze.sent")
-            page.wait_for_timeout(800)  # (8 frames' time) the warning stays (face answers do not hide it); none sent
+            # the warning stays (face answers do not hide it) and nothing is sent while the page's
+            # frame timer ticks 8 times (counted, not timed: a loaded machine's page ticks late)
+            sent = page.evaluate("""() => { const c = window.gazepref.gaze, grab = c.grab.bind(c);
+                window.mutedTicks = 0; c.grab = () => { window.mutedTicks += 1; grab(); };
+                return c.sent; }""")
+            wait_for_function(page, "window.mutedTicks >= 8")
             assert page.is_visible("#gaze-warning[data-code='camera-muted']")
             assert page.evaluate("window.gazepref.gaze.sent") <= sent + 2  # (answers of frames already sent)
             page.evaluate(MUTE_JS, False)
@@ -568,7 +573,6 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             text = page.text_content("#gaze-warning")
             assert "camera stopped" in text and "reload the page" in text and "face the camera" not in text
         ctx.close()
-        browser.close()
 
     with wapp.extensions["gazepref"].sessions() as dbs:
         cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
