@@ -167,9 +167,15 @@ def test_purge_never_deletes_a_bucket_drawn_from_meanwhile(engine):
         assert conn.execute(with_take(select(literal(1).label("one"))), rl.params(k, now)).one().took == 1
         purger.start()
         with engine.connect() as watch:  # until the purge waits for the take's row lock
-            deadline = time.monotonic() + 30  # (a loaded CI machine once took over 5 s to get there)
-            while not watch.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                        "AND query LIKE 'DELETE FROM rate_buckets%'")):
+            deadline = time.monotonic() + 30
+
+            def purge_waits() -> bool:
+                n = watch.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                      "AND query LIKE 'DELETE FROM rate_buckets%'"))
+                watch.rollback()  # pg_stat_activity is read once a transaction: look again in a new one
+                return bool(n)
+
+            while not purge_waits():
                 if time.monotonic() > deadline or not purger.is_alive():
                     pytest.fail(f"the purge did not wait for the take (it returned {purged})")
                 time.sleep(0.025)
