@@ -211,7 +211,9 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
                            "copy_sentence": "Sleep is for the weak.", "attention": "2"})
         assert "not in the answers" in pg.text_content(".errors")
-        assert pg.evaluate("document.activeElement.classList.contains('errors')")  # read first
+        # read first: page.js moves the focus there once it runs, which a loaded machine may not
+        # have done yet when the error text is in the page
+        assert wait_for_function(pg, "document.activeElement.classList.contains('errors')", timeout=10_000)
         # what was typed since, and before, survives a reload, which asks for the step (no
         # form sent again); then a second wrong copy: a page drawn from a form, which Back reaches below
         pg.fill("[name='feedback']", "Typed after the error, then the page was reloaded.")
