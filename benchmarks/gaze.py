@@ -130,42 +130,54 @@ def post_json(client, path: str, body: bytes, headers: dict[str, str]) -> tuple[
 
 class SampleClient(threading.Thread):
     """One browser-mode participant: every ``batch_ms`` the samples taken since, gzip JSON, as the
-    page's outbox sends them (a failed batch is sent again, as the outbox does)."""
+    page's outbox sends them (a failed batch is sent again, as the outbox does).
 
-    def __init__(self, port, task, token, samples, args, start_at, stats, first_seq=0):
+    The batches are encoded when the client is made, before the measured run (:meth:`schedule`):
+    their JSON and gzip are the page's work, done on the participant's computer, and would
+    otherwise take a share of the 2 cores the server is measured on (0.12-0.15 ms a sample on
+    the slower VM, about a fifth of the server's). ``start_at`` is set before :meth:`run`."""
+
+    def __init__(self, port, task, token, samples, args, stats, first_seq=0):
         super().__init__(daemon=True)
         self.port, self.task, self.token, self.samples = port, task, token, samples
-        self.args, self.start_at, self.stats, self.first_seq = args, start_at, stats, first_seq
+        self.args, self.stats, self.first_seq = args, stats, first_seq
+        self.start_at = 0.0
         self.conn = None
+        self.batches = self.schedule()
 
     def post(self, body: bytes) -> tuple[int, dict]:
         return post_json(self, "/api/gaze/samples", body, {"Content-Type": "application/json",
                                                            "Content-Encoding": "gzip"})
 
-    def run(self) -> None:
-        a, st = self.args, self.stats
+    def schedule(self) -> list[tuple[float, list[float], bytes]]:
+        """The batches of the run: (when it is sent, s after ``start_at``; its samples' capture
+        times, s after ``start_at``; its body). A picture is taken every 1/fps s and sent with the
+        first batch due after it (at most 60 a batch, as the page), for ``duration`` s."""
+        a = self.args
         frame_s, batch_s = 1.0 / a.fps, a.batch_ms / 1000.0
-        end = self.start_at + a.duration
-        next_frame, next_batch, k, seq = self.start_at, self.start_at + batch_s, 0, self.first_seq
-        pending: list[tuple[float, dict]] = []
+        n_frames = int(a.duration / frame_s + 1e-9) + 1
+        captured = [i * frame_s for i in range(n_frames)]
         origin = time.time() * 1000.0
+        out, k, seq, due = [], 0, self.first_seq, batch_s
+        while due <= a.duration + 1e-9:
+            taken = [c for c in captured[k:k + 60] if c <= due + 1e-9]
+            if taken:
+                samples = [{"t": round(c * 1000.0, 2), **self.samples[(k + i) % len(self.samples)]}
+                           for i, c in enumerate(taken)]
+                body = gzip.compress(json.dumps({"phase": "task", "task": self.task, "seq": seq, "origin": origin,
+                                                 "samples": samples}).encode(), 1)
+                out.append((due, taken, body))
+                k += len(taken)
+                seq += 1
+            due += batch_s
+        return out
+
+    def run(self) -> None:
+        st = self.stats
         feature, capture, errors, offered, stored = [], [], {}, 0, 0
-        while next_batch <= end + 1e-9:
-            time.sleep(max(0.0, next_batch - time.monotonic()))
-            now = time.monotonic()
-            while next_frame <= min(now, end):
-                t = round((next_frame - self.start_at) * 1000.0, 2)
-                pending.append((next_frame, {"t": t, **self.samples[k % len(self.samples)]}))
-                next_frame += frame_s
-                k += 1
-            next_batch = max(next_batch + batch_s, now)
-            if not pending:
-                continue
-            batch, pending = pending[:60], pending[60:]
-            offered += len(batch)
-            body = gzip.compress(json.dumps({"phase": "task", "task": self.task, "seq": seq, "origin": origin,
-                                             "samples": [smp for _, smp in batch]}).encode(), 1)
-            seq += 1
+        for due, taken, body in self.batches:
+            time.sleep(max(0.0, self.start_at + due - time.monotonic()))
+            offered += len(taken)
             for attempt in range(5):  # the outbox retries with back-off; replays are harmless
                 sent = time.monotonic()
                 status, payload = self.post(body)
@@ -177,9 +189,9 @@ class SampleClient(threading.Thread):
             if status != 200:
                 errors[status] = errors.get(status, 0) + 1
                 continue
-            stored += int(payload.get("stored", 0)) if not payload.get("duplicate") else len(batch)
-            feature += [done - sent] * len(batch)
-            capture += [done - c for c, _ in batch]
+            stored += int(payload.get("stored", 0)) if not payload.get("duplicate") else len(taken)
+            feature += [done - sent] * len(taken)
+            capture += [done - (self.start_at + c) for c in taken]
         with st.lock:
             st.offered += offered
             st.answered += stored
@@ -202,12 +214,15 @@ def run_browser(k: int, args, samples: list[dict]) -> dict:
     stats = Stats()
     try:
         warm_args = argparse.Namespace(**{**vars(args), "duration": 1.0})
-        warm = [SampleClient(port, task, tok, samples, warm_args, time.monotonic() + 0.2, Stats(), 1_000_000)
-                for task, tok in pairs]
+        warm = [SampleClient(port, task, tok, samples, warm_args, Stats(), 1_000_000) for task, tok in pairs]
+        clients = [SampleClient(port, task, tok, samples, args, stats) for task, tok in pairs]
+        t_warm = time.monotonic() + 0.2
+        for c in warm:
+            c.start_at = t_warm
         run_threads(warm)
         t0 = time.monotonic() + 0.5
-        clients = [SampleClient(port, task, tok, samples, args, t0 + i * (args.batch_ms / 1000.0) / k, stats)
-                   for i, (task, tok) in enumerate(pairs)]
+        for i, c in enumerate(clients):  # spread over a batch interval, as pages that started apart
+            c.start_at = t0 + i * (args.batch_ms / 1000.0) / k
         cpu0, client0 = cpu_seconds(server.pid), time.process_time()
         run_threads(clients)
         wall = time.monotonic() - t0
