@@ -14,7 +14,9 @@
 "took" at ``--fps`` (default 15) to ``POST /api/gaze/samples``; the samples are the astronaut's
 moving face run through the Python Face Mesh once beforehand (what the page would send). The
 server turns each into a gaze row (:meth:`GazeTracker.process_sample`) and stores the task's
-rows. ``p99_ms``: feature -> gaze, from the batch leaving the page to the answer with its stored
+rows. Each batch holds what the page's timer would put in it and is sent after the previous one
+is answered, late if need be, never merged with the next (the page's outbox queues them); the
+batches are encoded before the measured run (their JSON and gzip are the page's work). ``p99_ms``: feature -> gaze, from the batch leaving the page to the answer with its stored
 rows; ``capture_p99_ms`` adds the wait for the batch (up to ``--batch-ms``). ``lost``: samples
 offered and not stored. Sustained: nothing lost, no errors, ``p99_ms`` < 100 ms. What the page
 itself costs is measured by benchmarks/page_mesh.py (headless Chromium).
