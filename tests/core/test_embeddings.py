@@ -32,6 +32,7 @@ def test_long_texts_are_read_up_to_256_word_pieces(monkeypatch):
 def test_embeddings_are_normalised_and_kept_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path))
     monkeypatch.delenv("GAZEPREF_EMBED_CACHE", raising=False)
+    embeddings._MEM.clear()  # what earlier tests of this process embedded ("") is not on this disk
     texts = ["How do volcanoes erupt?", None, "How do volcanoes erupt?"]
     first = embeddings.embed(texts)
     assert first.shape == (3, embeddings.EMBED_DIM) and first.dtype == np.float32
