@@ -171,6 +171,9 @@ def run(db: str = "sqlite", participants: int = 40, duration: float = 30.0, serv
                                "down_s": round(time.monotonic() - began, 1)})
         for c in clients:
             c.join()
+            if c.conn is not None:  # the participant is done: gunicorn's stopping workers would wait
+                c.conn.close()      # 2 s for a request on a kept-alive connection left open
+                c.conn = None
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         server = None

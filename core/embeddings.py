@@ -8,7 +8,10 @@ vector everywhere.
   downloaded), loaded once per process on ``device`` (default ``$GAZEPREF_DEVICE``, else CPU).
 * :func:`embed` — (n, 384) L2-normalised float32 embeddings; each distinct text is encoded once
   per process and kept on disk under ``$GAZEPREF_CACHE/reward/minilm/`` (one ``.npy`` per text,
-  named by its SHA-1) unless ``GAZEPREF_EMBED_CACHE=0``.
+  named by its SHA-1) unless ``GAZEPREF_EMBED_CACHE=0``. Texts that differ only in surrounding
+  spaces, tabs or line breaks are one text (the tokenizer drops them: same word pieces, same
+  vector), so a query typed with a trailing space finds the vector of the one without; a run
+  whose texts are all on disk does not load the encoder (nor torch) at all.
 
 Sequence length: :data:`MAX_SEQ_LENGTH` = 256 word pieces, the length the packaged model's own
 ``sentence_bert_config.json`` sets. The model was fine-tuned on 128-piece inputs, but answers of
@@ -35,6 +38,9 @@ import numpy as np
 EMBED_DIM = 384
 #: Word pieces read per text (see the module docstring for why 256).
 MAX_SEQ_LENGTH = 256
+
+#: What :func:`embed` strips off each text's ends (whitespace to the word-piece tokenizer, too).
+_SURROUNDING = " \t\n\r"
 
 _MEM: dict[str, np.ndarray] = {}
 _MEM_LIMIT = 500_000
@@ -104,7 +110,9 @@ def _save_whole(path: Path, v: np.ndarray) -> None:
 
 def embed(texts: Sequence[str | None], progress: bool = False, batch_size: int = 32) -> np.ndarray:
     """(n, :data:`EMBED_DIM`) L2-normalised float32 embeddings of ``texts`` (None counts as "")."""
-    texts = ["" if t is None else str(t) for t in texts]
+    # the tokenizer drops surrounding spaces, tabs and line breaks: "What is X " is encoded as
+    # "What is X" (the same word pieces, the same vector), so it is kept and looked up as that text
+    texts = ["" if t is None else str(t).strip(_SURROUNDING) for t in texts]
     keys = [text_key(t) for t in texts]
     found = {k: _MEM[k] for k in keys if k in _MEM}
     todo = {k: t for k, t in zip(keys, texts) if k not in found}

@@ -32,6 +32,7 @@ def test_long_texts_are_read_up_to_256_word_pieces(monkeypatch):
 def test_embeddings_are_normalised_and_kept_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path))
     monkeypatch.delenv("GAZEPREF_EMBED_CACHE", raising=False)
+    embeddings._MEM.clear()  # what earlier tests of this process embedded ("") is not on this disk
     texts = ["How do volcanoes erupt?", None, "How do volcanoes erupt?"]
     first = embeddings.embed(texts)
     assert first.shape == (3, embeddings.EMBED_DIM) and first.dtype == np.float32
@@ -62,3 +63,23 @@ def test_a_cache_file_cut_short_is_embedded_again_and_written_whole(tmp_path, mo
         assert np.allclose(embeddings.embed([text]), want, atol=1e-6)
         assert path.read_bytes() == whole
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_surrounding_whitespace_is_one_text_with_the_text_without(tmp_path, monkeypatch):
+    """The word-piece tokenizer drops spaces, tabs and line breaks around a text: "What is X " and
+    "What is X" are the same pieces and the same vector, so the first finds the vector of the second
+    on disk (IFLLM queries end in a space where the text-feedback classifier embedded them stripped:
+    ``benchmarks/feedback_mining.py`` loaded torch and the encoder for three such texts)."""
+    monkeypatch.setenv("GAZEPREF_CACHE", str(tmp_path))
+    monkeypatch.delenv("GAZEPREF_EMBED_CACHE", raising=False)
+    plain = "What was Genghis Khans impact on todays world"
+    padded = [plain + " ", " " + plain + "\n", "\t" + plain + " \r\n"]
+    direct = embeddings.load_encoder().encode(padded + [plain], normalize_embeddings=True)
+    assert np.allclose(direct[:3], direct[3], atol=1e-6)  # what the encoder itself makes of them
+    first = embeddings.embed([plain])
+    embeddings._MEM.clear()  # a new process
+    again = embeddings.embed(padded)
+    assert np.array_equal(again, np.repeat(first, 3, axis=0))
+    files = sorted((tmp_path / "reward" / "minilm").rglob("*.npy"))
+    assert [f.stem for f in files] == [embeddings.text_key(plain)]  # nothing encoded again
+    assert np.array_equal(embeddings.embed([" \n"]), embeddings.embed([""]))
