@@ -10,7 +10,24 @@ from .synthetic import make_frame
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("GAZEPREF_EMBED_CACHE", "0")  # no embedding files written to ~/.cache by the tests
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_embedding_files():
+    """No embedding files written to ~/.cache by the reward-model tests: ``GAZEPREF_EMBED_CACHE=0``
+    from the first of them on (read at each call, :func:`gazepref.embeddings.disk_cache_dir`).
+    Set here rather than when this file is imported: pytest imports every conftest while it
+    collects, so the whole session, and every command a test runs as a subprocess, embedded
+    without the disk cache; the tiny ``benchmarks/feedback_mining.py`` run then encoded again the
+    texts ``feedback_eval.py`` had just stored (25 s in the whole suite against ~4 s alone)."""
+    if "GAZEPREF_EMBED_CACHE" in os.environ:  # the caller's own choice
+        yield
+        return
+    os.environ["GAZEPREF_EMBED_CACHE"] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop("GAZEPREF_EMBED_CACHE", None)
 
 
 @pytest.fixture
