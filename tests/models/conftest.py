@@ -20,14 +20,9 @@ def _no_embedding_files():
     collects, so the whole session, and every command a test runs as a subprocess, embedded
     without the disk cache; the tiny ``benchmarks/feedback_mining.py`` run then encoded again the
     texts ``feedback_eval.py`` had just stored (25 s in the whole suite against ~4 s alone)."""
-    if "GAZEPREF_EMBED_CACHE" in os.environ:  # the caller's own choice
+    with pytest.MonkeyPatch.context() as mp:  # (a caller's own choice stands)
+        mp.setenv("GAZEPREF_EMBED_CACHE", os.environ.get("GAZEPREF_EMBED_CACHE", "0"))
         yield
-        return
-    os.environ["GAZEPREF_EMBED_CACHE"] = "0"
-    try:
-        yield
-    finally:
-        os.environ.pop("GAZEPREF_EMBED_CACHE", None)
 
 
 @pytest.fixture
