@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 from .. import UserError
@@ -26,8 +28,25 @@ def unpack(archive: str | os.PathLike, name: str | None = None) -> Path:
     key = f"{archive.resolve()} {archive.stat().st_size} {int(archive.stat().st_mtime)}"
     if stamp.exists() and stamp.read_text() == key:
         return target
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tf:
-        tf.extractall(target, filter="data")
-    stamp.write_text(key)
+    # Unpack beside the target and move it in whole: another process reading the target (or
+    # unpacking the same archive at once) never sees a half-written file.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        with tarfile.open(archive) as tf:
+            tf.extractall(tmp, filter="data")
+        (tmp / ".unpacked").write_text(key)
+        if stamp.exists() and stamp.read_text() == key:  # another process was quicker
+            return target
+        if target.exists():  # an older or interrupted unpack
+            old = target.with_name(f"{tmp.name}.old")
+            target.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (stamp.exists() and stamp.read_text() == key):  # not a quicker twin: a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
