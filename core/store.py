@@ -575,7 +575,9 @@ def _rekey_chunks(conn: Any, old_key: dict[str, Any]) -> None:
     table = StreamChunk.__table__
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{old_key["name"]}"')
-        conn.execute(AddConstraint(next(c for c in table.constraints if c.name == CHUNK_KEY)))
+        # (isolate_from_table=False: SQLAlchemy's default marks the constraint as added by ALTER, and
+        # every CREATE TABLE of this process would then make stream_chunks without its key)
+        conn.execute(AddConstraint(next(c for c in table.constraints if c.name == CHUNK_KEY), isolate_from_table=False))
         return
     former = f"{table.name}_before_page_key"
     conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {former}")

@@ -282,6 +282,10 @@ def test_init_db_keys_the_chunks_of_an_older_database_by_page_load(kind: str, tm
     engine.dispose()
     assert origins == [1.0, 2.0]
     assert {"ix_stream_chunks_task_id", "ix_stream_chunks_gaze_time"} <= indexes
+    # the process's next new database gets the key too (the upgrade left the table's definition as it was)
+    from sqlalchemy.schema import CreateTable
+
+    assert store.CHUNK_KEY in str(CreateTable(store.StreamChunk.__table__).compile(dialect=engine.dialect))
 
 
 def _old_chunk_key_db(path: Path, tasks: int = 2):
