@@ -63,13 +63,14 @@ postgres:
 serve: install web
 	$(BIN)/gazepref serve --host $(HOST) --port $(PORT)
 
-# The suite runs on one pytest-xdist worker a core (at most 4), each test file on one worker so
-# that its module fixtures are built once: most tests wait on servers, browsers and subprocesses.
-# TEST_WORKERS=0 runs every test in this one process.
-TEST_WORKERS ?= auto
+# The suite runs on two pytest-xdist workers (the 2-core machines CI runs on), each test file on
+# one worker so that its module fixtures are built once; much of a test's time is spent waiting on
+# servers, browsers and subprocesses. TEST_WORKERS=0 runs every test in this one process;
+# TEST_WORKERS=auto one worker a core.
+TEST_WORKERS ?= 2
 
 test: install-all web browser postgres
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Re-pin constraints.txt to what is installed now (after changing dependencies in pyproject.toml).
 lock: install-all
