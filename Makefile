@@ -65,13 +65,12 @@ serve: install web
 
 # The suite runs on two pytest-xdist workers (the 2-core machines CI runs on), each test file on
 # one worker so that its module fixtures are built once; much of a test's time is spent waiting on
-# servers, browsers and subprocesses. The files are handed out in the suite's order (the slow
-# server and browser tests first; a worker runs its files in the order one process would).
-# TEST_WORKERS=0 runs every test in this one process; TEST_WORKERS=auto one worker a core.
+# servers, browsers and subprocesses. TEST_WORKERS=0 runs every test in this one process;
+# TEST_WORKERS=auto one worker a core.
 TEST_WORKERS ?= 2
 
 test: install-all web browser postgres
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Re-pin constraints.txt to what is installed now (after changing dependencies in pyproject.toml).
 lock: install-all
