@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,14 +97,10 @@ def _save_whole(path: Path, v: np.ndarray) -> None:
     """Write ``path`` under another name and rename it into place, so that another process
     embedding the same texts into the same cache (two ``reward evaluate`` runs at once) reads a
     whole file or none, never one being written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, v)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from .files import whole_file
+
+    with whole_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, v)
 
 
 def embed(texts: Sequence[str | None], progress: bool = False, batch_size: int = 32) -> np.ndarray:

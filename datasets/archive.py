@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
+import threading
 from pathlib import Path
 
 from .. import UserError
@@ -31,7 +31,8 @@ def unpack(archive: str | os.PathLike, name: str | None = None) -> Path:
     # Unpack beside the target and move it in whole: another process reading the target (or
     # unpacking the same archive at once) never sees a half-written file.
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.mkdir()  # (the permissions a folder of the cache gets)
     try:
         with tarfile.open(archive) as tf:
             tf.extractall(tmp, filter="data")

@@ -3,7 +3,6 @@ by every file of the recording and by the code the table comes from."""
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,8 +56,8 @@ def comparison_table(rec, progress: bool = False, cache: bool = True) -> pd.Data
     table = sf.comparison_table(rec, progress=progress)
     table = table[[c for c in table.columns if c == "turn_id" or not sf.off_limits(c)]]
     if cp is not None:
-        cp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cp.with_name(f"{cp.name}.tmp{os.getpid()}")  # readers never see half a file
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, cp)
+        from ..files import whole_file
+
+        with whole_file(cp) as tmp:  # another process reading the cache never sees half a file
+            table.to_parquet(tmp, index=False)
     return table

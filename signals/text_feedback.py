@@ -399,12 +399,11 @@ def default_classifier() -> TextFeedbackClassifier:
         except Exception:  # a stale or broken cache file: retrain
             pass
     clf = TextFeedbackClassifier().fit(rows, [r["label"] for r in rows])
+    from ..files import whole_file
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with tmp.open("wb") as f:
+        with whole_file(path) as tmp, tmp.open("wb") as f:
             pickle.dump(clf, f)
-        tmp.replace(path)
     except OSError:  # read-only home: keep the in-memory model
         pass
     return clf
