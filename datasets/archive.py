@@ -1,6 +1,7 @@
 """Unpack a data archive (e.g. the IFLLM dev archive) once into a cache folder, never the repo."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
@@ -32,6 +33,7 @@ def unpack(archive: str | os.PathLike, name: str | None = None) -> Path:
     # unpacking the same archive at once) never sees a half-written file.
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # (left by a killed process of the same id)
     tmp.mkdir()  # (the permissions a folder of the cache gets)
     try:
         with tarfile.open(archive) as tf:
@@ -41,7 +43,8 @@ def unpack(archive: str | os.PathLike, name: str | None = None) -> Path:
             return target
         if target.exists():  # an older or interrupted unpack
             old = target.with_name(f"{tmp.name}.old")
-            target.rename(old)
+            with contextlib.suppress(FileNotFoundError):  # (or a twin's rename took it away)
+                target.rename(old)
             shutil.rmtree(old, ignore_errors=True)
         try:
             tmp.rename(target)
