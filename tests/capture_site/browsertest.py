@@ -83,9 +83,17 @@ def watch_csp(ctx) -> None:
     ctx.on("console", _console)
 
 
+#: how long a Playwright call of a browser test waits for its page by default (ms): an upper
+#: bound, which a passing step is far from; ample because CI runs the suite on two workers on two
+#: cores, where a page's navigation under the other worker's load once took more than 10 s
+TIMEOUT_MS = 30_000
+
+
 def new_context(browser, **kwargs):
-    """A browser context (``browser.new_context(**kwargs)``) watched by :func:`watch_csp`."""
+    """A browser context (``browser.new_context(**kwargs)``) watched by :func:`watch_csp`, its
+    pages waiting up to :data:`TIMEOUT_MS` by default."""
     ctx = browser.new_context(**kwargs)
+    ctx.set_default_timeout(TIMEOUT_MS)
     watch_csp(ctx)
     return ctx
 
@@ -100,7 +108,7 @@ def stop_the_clock(page) -> None:
     page.clock.pause_at(int(time.time() * 1000) + 1000)
 
 
-def wait_for_function(page, expression: str, timeout: float = 15_000, interval_ms: float = 50) -> object:
+def wait_for_function(page, expression: str, timeout: float = TIMEOUT_MS, interval_ms: float = 50) -> object:
     """Wait until the JavaScript ``expression`` is truthy in ``page`` (timeout in ms, as
     Playwright's); returns its value.
 

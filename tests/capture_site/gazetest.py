@@ -207,5 +207,4 @@ def browser_page(app, video: Path | None, allow: bool = True):
     """A page of :func:`browser_context`."""
     with browser_context(app, video, allow) as ctx:
         page = ctx.new_page()
-        page.set_default_timeout(15_000)
         yield page

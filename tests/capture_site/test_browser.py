@@ -43,12 +43,11 @@ def _page(browser, app):
     with BackgroundServer(app) as url:
         ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
         pg = ctx.new_page()
-        pg.set_default_timeout(10_000)
         yield pg
         ctx.close()
 
 
-def wait_outbox_empty(page, timeout=10.0):
+def wait_outbox_empty(page, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         page.evaluate("window.gazepref.recorder.flush()")
@@ -425,7 +424,6 @@ def test_two_tabs_of_one_task_each_store_every_batch(browser, app):
     with BackgroundServer(app) as url:
         ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
         first = ctx.new_page()
-        first.set_default_timeout(10_000)
         first.goto("/?PROLIFIC_PID=TWO-TABS")
         first.click("#agree")
         first.click("#skip")
@@ -433,7 +431,6 @@ def test_two_tabs_of_one_task_each_store_every_batch(browser, app):
         continue_with(first, {"understand_before": "2"})
         ready(first)
         second = ctx.new_page()
-        second.set_default_timeout(10_000)
         second.goto("/step")
         ready(second)
         batches = 0
@@ -485,7 +482,6 @@ def test_page_loses_no_batch_across_a_server_restart(browser, app):
     ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=f"http://127.0.0.1:{port}")
     try:
         page = ctx.new_page()
-        page.set_default_timeout(10_000)
         page.goto("/?PROLIFIC_PID=RESTART-WORKER&STUDY_ID=S&SESSION_ID=X")
         page.click("#agree")
         continue_with(page, {"age": "31"})

@@ -493,8 +493,6 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
     notice = "#other-window:not([hidden])"
     with browser_context(app, video, client=client) as ctx:
         first, second = ctx.new_page(), ctx.new_page()
-        for page in (first, second):
-            page.set_default_timeout(20_000)
         first.goto("/step")
         wait_for_function(first, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
         second.goto("/step")
@@ -546,8 +544,6 @@ def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tm
     notice = "#other-window:not([hidden])"
     with browser_context(app, video, client=client) as ctx:
         first, second = ctx.new_page(), ctx.new_page()
-        for page in (first, second):
-            page.set_default_timeout(20_000)
         first.add_init_script(slow_camera)
         first.goto("/step")
         wait_for_function(first, "typeof window.giveCamera === 'function'")  # holds the lock, opening
@@ -585,8 +581,6 @@ def test_the_window_in_use_keeps_recording_across_its_reload_while_another_waits
     recording = "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1"
     with browser_context(app, video, client=client) as ctx:
         first, second = ctx.new_page(), ctx.new_page()
-        for page in (first, second):
-            page.set_default_timeout(20_000)
         first.goto("/step")
         wait_for_function(first, recording, 30_000)
         second.goto("/step")
@@ -616,7 +610,6 @@ def test_a_browser_whose_web_locks_refuse_records_as_without_them(make_app, tmp_
     to_task(client, "LOCKS-REFUSE")
     with browser_context(app, video, client=client) as ctx:
         page = ctx.new_page()
-        page.set_default_timeout(20_000)
         page.add_init_script("navigator.locks.request = () => Promise.reject("
                              "new DOMException('The operation is insecure.', 'SecurityError'));")
         page.goto("/step")
@@ -641,8 +634,6 @@ def test_the_calibration_page_takes_the_recording_window_lock(make_app, tmp_path
     camera = "window.gazepref && window.gazepref.calibration.capture && window.gazepref.calibration.capture.sent >= 1"
     with browser_context(app, video, client=client) as ctx:
         first, second = ctx.new_page(), ctx.new_page()
-        for page in (first, second):
-            page.set_default_timeout(20_000)
         first.goto("/step")
         wait_for_function(first, camera, 30_000)
         second.goto("/step")
@@ -672,12 +663,10 @@ def test_a_round_cut_off_by_another_window_taking_over_spends_no_attempt(make_ap
     rounds = []
     with browser_context(app, video, client=client) as ctx:
         first = ctx.new_page()
-        first.set_default_timeout(30_000)
         first.on("request", lambda r: rounds.append(r.url) if r.method == "POST" and "round" in r.url else None)
         first.goto("/step")
         first.wait_for_selector("#setup-way-on:not([hidden]), #start-calibration:enabled")
         second = ctx.new_page()
-        second.set_default_timeout(30_000)
         second.goto("/step")
         second.wait_for_selector("#other-window:not([hidden])")
         first.click("#start-calibration")

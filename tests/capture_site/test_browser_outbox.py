@@ -62,11 +62,9 @@ def test_batches_of_a_window_that_dies_offline_reach_the_server_once(browser, ap
     with BackgroundServer(app) as url:
         ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
         first = ctx.new_page()
-        first.set_default_timeout(10_000)
         to_first_task(first, "TWO-WINDOWS")
         ready(first)
         second = ctx.new_page()
-        second.set_default_timeout(10_000)
         second.goto("/step")
         ready(second)
         for pg in (first, second):

@@ -39,7 +39,6 @@ POLL_MS = 5000
 def researcher_page(app, researcher):
     """A Chromium page (gazetest.browser_page, no camera) logged in as ``researcher``."""
     with browser_page(app, None) as page:
-        page.set_default_timeout(10_000)
         page.goto("/admin/login")
         page.fill("[name='username']", researcher[0])
         page.fill("[name='password']", researcher[1])

@@ -464,7 +464,6 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
     with BackgroundServer(wapp) as url, closing(launch(shared_playwright(), args)) as browser:
         ctx = new_context(browser, viewport={"width": 1280, "height": 800}, base_url=url)
         page = ctx.new_page()
-        page.set_default_timeout(15_000)
         console, sockets = [], []
         page.on("console", lambda m: console.append(m.text))
         page.on("websocket", lambda ws: sockets.append(ws))
