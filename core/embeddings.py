@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import whole_file
+
 #: Width of an all-MiniLM-L6-v2 embedding.
 EMBED_DIM = 384
 #: Word pieces read per text (see the module docstring for why 256).
@@ -97,8 +99,6 @@ def _save_whole(path: Path, v: np.ndarray) -> None:
     """Write ``path`` under another name and rename it into place, so that another process
     embedding the same texts into the same cache (two ``reward evaluate`` runs at once) reads a
     whole file or none, never one being written."""
-    from .files import whole_file
-
     with whole_file(path) as tmp, open(tmp, "wb") as f:
         np.save(f, v)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..files import whole_file
+
 #: bump to invalidate every cached table
 FEATURES_VERSION = "2"
 
@@ -56,8 +58,6 @@ def comparison_table(rec, progress: bool = False, cache: bool = True) -> pd.Data
     table = sf.comparison_table(rec, progress=progress)
     table = table[[c for c in table.columns if c == "turn_id" or not sf.off_limits(c)]]
     if cp is not None:
-        from ..files import whole_file
-
         with whole_file(cp) as tmp:  # another process reading the cache never sees half a file
             table.to_parquet(tmp, index=False)
     return table

@@ -41,6 +41,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..datasets.conversations import read_jsonl
+from ..files import whole_file
 
 # Sentence embeddings come from the project's one loader (gazepref.embeddings): the same text gets
 # the same vector here and in the reward models' text features.
@@ -399,8 +400,6 @@ def default_classifier() -> TextFeedbackClassifier:
         except Exception:  # a stale or broken cache file: retrain
             pass
     clf = TextFeedbackClassifier().fit(rows, [r["label"] for r in rows])
-    from ..files import whole_file
-
     try:
         with whole_file(path) as tmp, tmp.open("wb") as f:
             pickle.dump(clf, f)
