@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/gaze.py [--compute server|browser] [--participants 5 10 20]
                                         [--duration 20] [--fps 10] [--transport ws|http]
                                         [--batch-ms 100] [--workers 2] [--threads N] [--shed-ms 0]
-                                        [--keep-stale] [--json]
+                                        [--keep-stale] [--uncalibrated] [--json]
 
 ``--json`` prints a list with one object per K: at least ``participants``, ``compute``,
 ``sustained``, ``p99_ms`` and ``lost`` (plus the mode's own figures below).
@@ -13,8 +13,10 @@
 (default 1000, the page's in the task phase: ``[gaze] task_batch_ms``), the JSON samples (gzip, as the page's outbox) of the pictures it
 "took" at ``--fps`` (default 15) to ``POST /api/gaze/samples``; the samples are the astronaut's
 moving face run through the Python Face Mesh once beforehand (what the page would send). The
-server turns each into a gaze row (:meth:`GazeTracker.process_sample`) and stores the task's
-rows. Each batch holds what the page's timer would put in it and is sent after the previous one
+server turns each batch into gaze rows (:meth:`GazeTracker.process_samples`) and stores the
+task's rows. Each participant has a calibration in force (:func:`calibration_model`, as after a
+study's calibration step), so every sample's gaze is predicted as in a study's task phase;
+``--uncalibrated`` leaves it out (rows without gaze: what runs before 06 Dec 2026 measured). Each batch holds what the page's timer would put in it and is sent after the previous one
 is answered, late if need be, never merged with the next (the page's outbox queues them); the
 batches are encoded before the measured run (their JSON and gzip are the page's work). ``p99_ms``: feature -> gaze, from the batch leaving the page to the answer with its stored
 rows; ``capture_p99_ms`` adds the wait for the batch (up to ``--batch-ms``). ``lost``: samples
@@ -114,6 +116,46 @@ def astronaut_samples(frames: list[bytes]) -> list[dict]:
     return out
 
 
+def calibration_model(samples: list[dict]) -> bytes:
+    """A fitted calibration (its stored bytes) for the astronaut's samples, as a participant's
+    calibration round leaves: :func:`gazepref.signals.gaze_session.calibrate` on 16 targets of a
+    1280 x 800 screen, 6 samples each, the targets following the samples' line of sight and iris
+    (plus fixation noise) so the model keeps the eye and head columns a real round's does. The
+    participants of the browser-mode runs have it in force, so each sample is scored (predicted
+    gaze x/y) as a study's task samples are."""
+    from gazepref.capture_site.gaze_samples import parse_samples
+    from gazepref.signals.gaze_session import calibrate
+    from gazepref.signals.webcam import GazeTracker
+
+    faces, times = parse_samples([{"t": 66.7 * i, **samples[i % len(samples)]} for i in range(96)], 96)
+    tracker = GazeTracker()
+    rows = [tracker.process_sample(f, t) for f, t in zip(faces, times)]
+    rng = np.random.default_rng(0)
+    sx = np.array([r["sight_x_cm"] for r in rows])
+    iu = np.array([r["eye_l_iris_u"] for r in rows])
+    points = []
+    for k in range(16):
+        part = slice(6 * k, 6 * k + 6)
+        x = 640 + 40 * (sx[part].mean() - sx.mean()) + 2000 * (iu[part].mean() - iu.mean()) + rng.normal(0, 40)
+        y = 400 + 300 * ((k % 4) - 1.5) + rng.normal(0, 40)
+        points.append(((x, y), rows[part]))
+    return calibrate(points).to_bytes()
+
+
+def calibrate_participants(instance: Path, study: Path, pairs: list[tuple[int, str]], model: bytes) -> None:
+    """Store ``model`` as the calibration in force of each participant of ``pairs`` (task, token)."""
+    from sqlalchemy import select
+
+    from gazepref import store
+    from gazepref.capture_site.app import create_app
+
+    app = create_app(str(instance), {"STUDY_CONFIG": str(study)})
+    with app.extensions["gazepref"].sessions() as s:
+        ids = s.scalars(select(store.Task.participant_id).where(store.Task.id.in_([t for t, _ in pairs]))).all()
+        s.add_all(store.Calibration(participant_id=pid, kind="calibration", result={}, model=model) for pid in ids)
+        s.commit()
+
+
 def post_json(client, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
     """POST ``body`` on ``client``'s kept-alive connection (``client.conn``, opened on demand to
     ``client.port``, with its participant token); (0, {}) and a closed connection on failure."""
@@ -203,13 +245,16 @@ class SampleClient(threading.Thread):
                 st.errors[code] = st.errors.get(code, 0) + n
 
 
-def run_browser(k: int, args, samples: list[dict]) -> dict:
-    """K browser-mode participants (:class:`SampleClient`) against a fresh site."""
+def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -> dict:
+    """K browser-mode participants (:class:`SampleClient`) against a fresh site, each with the
+    calibration ``model`` in force (:func:`calibration_model`; None: uncalibrated)."""
     instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
     study = instance / "study.toml"
     study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
                      + f'\n[gaze]\ncompute = "browser"\nfps = {int(args.fps)}\n')
     pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
+    if model is not None:
+        calibrate_participants(instance, study, pairs, model)
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
     server = start_gunicorn(instance, port, args.workers, args.threads)
@@ -240,6 +285,7 @@ def run_browser(k: int, args, samples: list[dict]) -> dict:
     lost = stats.offered - stats.answered
     return {
         "participants": k, "compute": "browser", "fps": args.fps, "batch_ms": args.batch_ms,
+        "calibrated": model is not None,
         "samples_offered": stats.offered, "samples_stored": stats.answered, "lost": lost,
         "stored_per_s": round(stats.answered / wall, 1),
         "server_cpu_ms_per_sample": round(1000.0 * cpu / max(1, stats.answered), 3),
@@ -530,6 +576,8 @@ def main() -> int:
     ap.add_argument("--shed-ms", type=float, default=0.0, help="server load shedding budget (0: off)")
     ap.add_argument("--keep-stale", action="store_true",
                     help="ws: process every frame even when overtaken under overload (GAZE_WS_SKIP_STALE off)")
+    ap.add_argument("--uncalibrated", action="store_true",
+                    help="browser: participants without a calibration (no gaze predicted; default: each has one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.duration = min(args.duration, 120.0)
@@ -568,9 +616,10 @@ def main() -> int:
 
 def main_browser(args, frames: list[bytes]) -> int:
     samples = astronaut_samples(frames)
+    model = None if args.uncalibrated else calibration_model(samples)
     results = []
     for k in args.participants:
-        r = run_browser(k, args, samples) | {
+        r = run_browser(k, args, samples, model) | {
             "cpus": os.cpu_count(), "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread), SQLite WAL"}
         results.append(r)
         if not args.json:

@@ -13,8 +13,8 @@ picture, one JSON object instead of the picture::
 right eye's 10x6 patch (:func:`gazepref.signals.eye_features.eye_patch`); ``o`` the share of
 the face box's grey pixels at ``webcam.SATURATED`` (250) or above (``FaceSample.clipped``, for
 the OVEREXPOSED flag; optional: a page without it is never flagged); ``c``, ``lm``, ``o`` and
-``p`` are left out when no face was found (``n`` = 0). The server turns each sample into a gaze
-row with :meth:`~gazepref.signals.webcam.GazeTracker.process_sample`: the same feature code as
+``p`` are left out when no face was found (``n`` = 0). The server turns a batch's samples into gaze
+rows with :meth:`~gazepref.signals.webcam.GazeTracker.process_samples`: the same feature code as
 for pictures.
 """
 from __future__ import annotations
@@ -161,10 +161,8 @@ def process_samples(entry: TrackerEntry, samples: list[Any], times: list[float],
                     scoring: Scoring | None = None) -> list[dict[str, float]]:
     """The participant's tracker rows of ``samples``, gaze predicted with ``scoring``'s model
     (default: the latest calibration's; no pipeline slot: a sample costs ~0.2 ms)."""
-    rows = []
     with entry.lock, entry.scoring_with(scoring):
-        for sample, t in zip(samples, times):
-            rows.append(entry.tracker.process_sample(sample, t))
+        rows = entry.tracker.process_samples(samples, times)
         entry.last_used = time.monotonic()
     if rows:
         entry.face = face_status(rows[-1])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -268,7 +269,24 @@ class GazeTracker:
         """The row of one picture from its landmarks (:class:`FaceSample`), taken at time ``t`` (ms):
         eye geometry, head pose, face measures, flags, confidence and, when calibrated, gaze x/y.
         The part of the pipeline shared by pictures (:meth:`process_image`) and landmarks
-        computed in the participant's browser."""
+        computed in the participant's browser (:meth:`process_samples`)."""
+        return self.process_samples((sample,), (t,))[0]
+
+    def process_samples(self, samples: Sequence[FaceSample], times: Sequence[float]) -> list[dict[str, float]]:
+        """The rows of consecutive pictures of the stream (a batch of the page's samples), as
+        :meth:`process_sample` gives them one by one, the gaze of all of them predicted at once
+        (:meth:`~.calibration.GazeCalibration.predict_rows`: one matrix product for the batch)."""
+        rows = [self._sample_row(sample, t) for sample, t in zip(samples, times)]
+        if self.calibration is not None:
+            faces = [row for row, sample in zip(rows, samples) if sample.pts is not None]
+            for row, (x, y) in zip(faces, self.calibration.predict_rows(faces).tolist()):
+                row["x"], row["y"] = x, y
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    row["flags"] |= GazeFlag.UNCALIBRATED
+        return rows
+
+    def _sample_row(self, sample: FaceSample, t: float) -> dict[str, float]:
+        """:meth:`process_sample`'s row but the gaze x/y (UNCALIBRATED set only without a model)."""
         w, h = sample.width, sample.height
         if self._static:  # unrelated pictures: no head-pose warm start from the previous one
             self._pose.reset()
@@ -312,14 +330,7 @@ class GazeTracker:
         if self._is_blink(eye_features.blink_score(row)):
             flags |= GazeFlag.BLINK
         row["confidence"] = _confidence(flags, row)
-        if self.calibration is None:
-            flags |= GazeFlag.UNCALIBRATED
-        else:
-            x, y = self.calibration.predict_row(row)
-            row["x"], row["y"] = x, y
-            if not (math.isfinite(x) and math.isfinite(y)):
-                flags |= GazeFlag.UNCALIBRATED
-        row["flags"] = flags
+        row["flags"] = flags | (GazeFlag.UNCALIBRATED if self.calibration is None else 0)
         return row
 
     def _is_blink(self, openness: float) -> bool:

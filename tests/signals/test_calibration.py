@@ -595,6 +595,25 @@ def test_predict_row_is_predict_on_the_used_columns(sittings):
     np.testing.assert_allclose(model.predict_row(row), refit.predict_row(row))
 
 
+def test_predict_rows_is_predict_row_for_each_row(sittings):
+    """A batch's rows predicted at once (``predict_rows``, the tracker's batch path) are each
+    row's ``predict_row`` and ``predict``: rows that need the fallback, rows missing a used
+    column (NaN) and rows missing a column of no weight mixed in one batch."""
+    rows, y, _ = sittings[0]
+    model = GazeCalibration(kind="sight").fit(rows, y)
+    batch = rows.iloc[:12].to_dict("records")
+    batch[2] = {**batch[2], "sight_x_cm": np.nan}  # the fallback's
+    batch[5] = {k: v for k, v in batch[5].items() if k != "eye_r_iris_u"}  # missing a used column: NaN
+    batch[7] = {k: v for k, v in batch[7].items() if not k.startswith("head_")}  # no weight
+    got = model.predict_rows(batch)
+    assert got.shape == (12, 2)
+    np.testing.assert_allclose(got, np.array([model.predict_row(r) for r in batch]), rtol=1e-12, atol=1e-9)
+    assert np.isnan(got[5]).all() and np.isfinite(np.delete(got, 5, axis=0)).all()
+    np.testing.assert_allclose(np.delete(got, 5, axis=0), np.delete(model.predict(pd.DataFrame(batch)), 5, axis=0),
+                               rtol=1e-12, atol=1e-9)
+    assert model.predict_rows([]).shape == (0, 2)
+
+
 @pytest.mark.parametrize("kind", ["sight", "blend"])
 def test_a_face_without_a_sight_point_gets_the_fallback(sittings, kind):
     """A row whose line of sight could not be found (``sight_*_cm`` NaN) is predicted by the

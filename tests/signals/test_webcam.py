@@ -5,6 +5,7 @@ import math
 
 import cv2
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -396,3 +397,42 @@ def test_landmark_samples_give_the_rows_of_pictures(face_frame):
             assert list(got) == list(want)
             np.testing.assert_array_equal(np.array(list(got.values()), float), np.array(list(want.values()), float))
     runner.close()
+
+
+def test_a_batch_of_samples_gives_the_rows_one_at_a_time(face_frame):
+    """``process_samples`` (the page's batches: the gaze of all predicted in one product) gives
+    the rows ``process_sample`` gives one by one, uncalibrated and calibrated, with a picture
+    without a face inside a batch (no gaze, no UNCALIBRATED flag while a model is in force)."""
+    from gazepref.signals.face_mesh import FaceMeshRunner
+    from gazepref.signals.webcam import FaceSample, image_sample
+
+    runner = FaceMeshRunner()
+    samples = []
+    for i in range(24):
+        frame = face_frame(0.9 + 0.01 * i, dx=5 * (i % 6), dy=-4 * (i // 6))
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        samples.append(image_sample(grey, runner.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), eye_features.PATCH_SIZE))
+    runner.close()
+    assert all(s.pts is not None for s in samples)
+    samples[9] = FaceSample(None, samples[8].width, samples[8].height, brightness=90.0)
+    times = [66.7 * i for i in range(len(samples))]
+    with GazeTracker() as tracker:
+        fit = [r for r in (tracker.process_sample(s, t) for s, t in zip(samples, times)) if r["face_count"] > 0]
+    frame_xy = np.array([[r["face_x"], r["face_y"]] for r in fit])
+    model = GazeCalibration(kind="one-stage").fit(pd.DataFrame(fit), 640 + 4000 * (frame_xy - frame_xy.mean(axis=0)))
+    for calibration in (None, model):
+        with GazeTracker(calibration) as one, GazeTracker(calibration) as batches:
+            want = [one.process_sample(s, t) for s, t in zip(samples, times)]
+            got = batches.process_samples(samples[:12], times[:12]) + batches.process_samples(samples[12:], times[12:])
+        assert [list(r) for r in got] == [list(r) for r in want]
+        np.testing.assert_allclose(np.array([list(r.values()) for r in got], float),
+                                   np.array([list(r.values()) for r in want], float), rtol=1e-12, atol=1e-9)
+        assert [r["flags"] for r in got] == [r["flags"] for r in want]
+        flags = np.array([r["flags"] for r in got])
+        xy = np.array([[r["x"], r["y"]] for r in got])
+        assert bool(flags[9] & GazeFlag.NO_FACE) and np.isnan(xy[9]).all()
+        if calibration is None:
+            assert (flags & GazeFlag.UNCALIBRATED).all() and np.isnan(xy).all()
+        else:
+            assert not (flags & GazeFlag.UNCALIBRATED).any()
+            assert np.isfinite(np.delete(xy, 9, axis=0)).all()
