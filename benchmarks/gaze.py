@@ -16,7 +16,8 @@ moving face run through the Python Face Mesh once beforehand (what the page woul
 server turns each batch into gaze rows (:meth:`GazeTracker.process_samples`) and stores the
 task's rows. Each participant has a calibration in force (:func:`calibration_model`, as after a
 study's calibration step), so every sample's gaze is predicted as in a study's task phase;
-``--uncalibrated`` leaves it out (rows without gaze: what runs before 06 Dec 2026 measured). Each batch holds what the page's timer would put in it and is sent after the previous one
+``--uncalibrated`` leaves it out (rows without gaze: what runs before 06 Dec 2026 measured).
+Each batch holds what the page's timer would put in it and is sent after the previous one
 is answered, late if need be, never merged with the next (the page's outbox queues them); the
 batches are encoded before the measured run (their JSON and gzip are the page's work). ``p99_ms``: feature -> gaze, from the batch leaving the page to the answer with its stored
 rows; ``capture_p99_ms`` adds the wait for the batch (up to ``--batch-ms``). ``lost``: samples
@@ -128,8 +129,7 @@ def calibration_model(samples: list[dict]) -> bytes:
     from gazepref.signals.webcam import GazeTracker
 
     faces, times = parse_samples([{"t": 66.7 * i, **samples[i % len(samples)]} for i in range(96)], 96)
-    tracker = GazeTracker()
-    rows = [tracker.process_sample(f, t) for f, t in zip(faces, times)]
+    rows = GazeTracker().process_samples(faces, times)
     rng = np.random.default_rng(0)
     sx = np.array([r["sight_x_cm"] for r in rows])
     iu = np.array([r["eye_l_iris_u"] for r in rows])
