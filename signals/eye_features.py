@@ -84,24 +84,10 @@ def _patch_columns(eye: str, size: tuple[int, int]) -> tuple[str, ...]:
     return tuple(f"eye_{eye}_patch_{i:03d}" for i in range(size[0] * size[1]))
 
 
-# The per-frame maths below works on a handful of points as Python floats: for 2-vectors that is
-# several times faster than numpy's per-call overhead (the results are the same to rounding).
-
-
-def _dist(p: tuple[float, float], q: tuple[float, float]) -> float:
-    dx, dy = p[0] - q[0], p[1] - q[1]
-    return math.sqrt(dx * dx + dy * dy)
-
-
-def _ear(p: Sequence[tuple[float, float]]) -> float:
-    width = _dist(p[0], p[3])
-    if width <= 0:
-        return float("nan")
-    return (_dist(p[1], p[5]) + _dist(p[2], p[4])) / (2.0 * width)
-
-
-def eye_aspect_ratio(pts: np.ndarray, idx: tuple[int, ...]) -> float:
-    return _ear([tuple(v) for v in pts[list(idx)].tolist()])
+# The patch crop's maths (:func:`_frame`) works on a handful of points as Python floats: for
+# 2-vectors that is several times faster than numpy's per-call overhead. The geometry
+# (:func:`geometry_values`) is computed for a whole batch of pictures at once in numpy, with the
+# same operations in the same order (so one picture gives the same values either way).
 
 
 _Frame = tuple[tuple[float, float], tuple[float, float], tuple[float, float], float]
@@ -126,28 +112,59 @@ def _gather(eye: EyeLandmarks) -> tuple[int, ...]:
     return (eye.image_left, eye.image_right, eye.iris_centre, *eye.upper, *eye.lower, *eye.ear)
 
 
-def _geometry(p: list[list[float]], eye: EyeLandmarks) -> tuple[tuple[float, ...], _Frame]:
-    """Geometry values (``geometry_columns`` order) from the points of ``_gather(eye)``."""
-    frame = _frame(p[0], p[1])
-    (mx, my), (ax, ay), (nx, ny), width = frame
-    nan = float("nan")
-    if width <= 0:
-        return (nan,) * 6, frame
+_GATHER_INDEX = {eye.name: np.array(_gather(eye)) for eye in EYES}
+
+
+def _norm(d: np.ndarray) -> np.ndarray:
+    """Lengths of the 2-vectors ``d`` (... x 2)."""
+    return np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])
+
+
+def _eye_geometry(p: np.ndarray, eye: EyeLandmarks) -> np.ndarray:
+    """K x 6 geometry values (:func:`geometry_columns` order) of one eye from the K x G x 2 points
+    of ``_gather(eye)``; NaN where the corners coincide (or a point is unknown)."""
+    a, b = p[:, 0], p[:, 1]
+    d = b - a
+    width = _norm(d)
+    good = width > 0
+    w = np.where(good, width, 1.0)
+    ax, ay = np.where(good, d[:, 0] / w, 1.0), np.where(good, d[:, 1] / w, 0.0)
+    nx, ny = -ay, ax
+    mx, my = (a[:, 0] + b[:, 0]) / 2.0, (a[:, 1] + b[:, 1]) / 2.0
     nu, nl = len(eye.upper), len(eye.lower)
-    upper, lower = p[3:3 + nu], p[3 + nu:3 + nu + nl]
-    ux, uy = sum(q[0] for q in upper) / nu - mx, sum(q[1] for q in upper) / nu - my
-    lx, ly = sum(q[0] for q in lower) / nl - mx, sum(q[1] for q in lower) / nl - my
-    ix, iy = p[2][0] - mx, p[2][1] - my
+    upper, lower, ear = p[:, 3:3 + nu], p[:, 3 + nu:3 + nu + nl], p[:, 3 + nu + nl:]
+    ux, uy = upper[..., 0].sum(axis=1) / nu - mx, upper[..., 1].sum(axis=1) / nu - my
+    lx, ly = lower[..., 0].sum(axis=1) / nl - mx, lower[..., 1].sum(axis=1) / nl - my
+    ix, iy = p[:, 2, 0] - mx, p[:, 2, 1] - my
     up, low, iv = ux * nx + uy * ny, lx * nx + ly * ny, ix * nx + iy * ny
-    lid = (iv - up) / (low - up) if low - up > 1e-6 else nan
-    ear = _ear([tuple(q) for q in p[3 + nu + nl:]])
-    return ((ix * ax + iy * ay) / width, iv / width, lid, up / width, low / width, ear), frame
+    span = low - up
+    lid = np.where(span > 1e-6, (iv - up) / np.where(span > 1e-6, span, 1.0), np.nan)
+    # eye aspect ratio (Soukupova & Cech): the lids' two openings over twice the corners' distance
+    ear_width = _norm(ear[:, 3] - ear[:, 0])
+    openness = (_norm(ear[:, 5] - ear[:, 1]) + _norm(ear[:, 4] - ear[:, 2])) / np.where(
+        ear_width > 0, 2.0 * ear_width, np.nan)
+    out = np.stack(((ix * ax + iy * ay) / w, iv / w, lid, up / w, low / w, openness), axis=1)
+    out[~good] = np.nan
+    return out
+
+
+def geometry_values(pts: np.ndarray) -> np.ndarray:
+    """The geometry of both eyes (:data:`EYES` order, each in :func:`geometry_columns` order)
+    of K pictures' landmarks (K x N x 2 pixel coordinates): a K x 12 array (a 12-vector for one
+    N x 2 array); NaN for an eye whose corners coincide."""
+    p = np.asarray(pts, np.float64)
+    one = p.ndim == 2
+    p = p[None] if one else p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.concatenate([_eye_geometry(p[:, _GATHER_INDEX[eye.name]], eye) for eye in EYES], axis=1)
+    return out[0] if one else out
 
 
 def eye_geometry(pts: np.ndarray, eye: EyeLandmarks) -> dict[str, float]:
     """Iris position and openness of one eye; ``pts`` are landmark pixel coordinates (N x 2)."""
-    values, _ = _geometry(pts[list(_gather(eye))].tolist(), eye)
-    return dict(zip(geometry_columns(eye.name), values))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = _eye_geometry(np.asarray(pts, np.float64)[None, list(_gather(eye))], eye)[0]
+    return dict(zip(geometry_columns(eye.name), values.tolist()))
 
 
 def patch_transform(corner_left: Sequence[float], corner_right: Sequence[float],
@@ -204,17 +221,20 @@ def eye_patch(grey: np.ndarray, pts: np.ndarray, eye: EyeLandmarks, size: tuple[
 
 def eye_features(grey: np.ndarray, pts: np.ndarray, patch_size: tuple[int, int] | None = PATCH_SIZE) -> dict[str, float]:
     """All eye features of both eyes (geometry, and patches unless ``patch_size`` is None)."""
+    values = geometry_values(pts).tolist()
     out: dict[str, float] = {}
-    for eye in EYES:
-        values, frame = _geometry(pts[list(_gather(eye))].tolist(), eye)
-        out.update(zip(_geometry_columns(eye.name), values))
+    for k, eye in enumerate(EYES):
+        out.update(zip(_geometry_columns(eye.name), values[6 * k:6 * k + 6]))
         if patch_size is not None:
-            out.update(zip(_patch_columns(eye.name, patch_size), _patch(grey, frame, patch_size).tolist()))
+            out.update(zip(_patch_columns(eye.name, patch_size), _patch(grey, _eye_frame(pts, eye), patch_size).tolist()))
     return out
 
 
-def blink_score(features: dict[str, float]) -> float:
-    """Mean eye aspect ratio of both eyes (NaN when unknown)."""
-    vals = [features.get(f"eye_{e.name}_open", math.nan) for e in EYES]
-    vals = [v for v in vals if math.isfinite(v)]
-    return sum(vals) / len(vals) if vals else math.nan
+def blink_scores(geometry: np.ndarray) -> np.ndarray:
+    """Mean eye aspect ratio of both eyes (NaN when neither is known) of K pictures' geometry
+    (K x 12, :func:`geometry_values`)."""
+    ear = geometry[:, [6 * k + 5 for k in range(len(EYES))]]
+    known = np.isfinite(ear)
+    count = known.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, np.where(known, ear, 0.0).sum(axis=1) / count, np.nan)

@@ -59,64 +59,83 @@ _COS_MAX_TURN = math.cos(math.radians(MAX_EYE_TURN_DEG))
 _MODEL_ROW = {i: k for k, i in enumerate(head_pose.LANDMARKS)}
 
 
-def eye_ray(pts: np.ndarray, width: int, height: int, rotation: np.ndarray, translation: np.ndarray,
-            eye: tuple[int, int, int]) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
-    """(centre of rotation, unit optical axis) of one eye in camera axes (cm), or None.
+def eye_rays(pts: np.ndarray, width: np.ndarray, height: np.ndarray, rotation: np.ndarray,
+             translation: np.ndarray, eye: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centres of rotation K x 3, unit optical axes K x 3, found K) of one eye in K pictures,
+    camera axes (cm); where not ``found`` the centre and the axis mean nothing.
 
-    ``pts``: landmark pixel coordinates (N x 2); ``rotation`` (3 x 3) and ``translation`` (3,):
-    the head pose (model -> camera) of :class:`.head_pose.HeadPoseEstimator`.
+    ``pts``: K pictures' landmark pixel coordinates (K x N x 2) of pictures ``width`` x
+    ``height`` (K each); ``rotation`` (K x 3 x 3) and ``translation`` (K x 3): the head poses
+    (model -> camera) of :class:`.head_pose.HeadPoseEstimator` (NaN: none). Call it under
+    ``np.errstate(divide="ignore", invalid="ignore")``: the pictures without a ray divide by 0.
     """
     outer, inner, iris = eye
-    f, cx, cy = head_pose.focal_px(width, height), width / 2.0, height / 2.0
-    r = rotation.tolist()
-    tx, ty, tz = (float(v) for v in np.ravel(translation))
+    f = np.asarray(width, np.float64)  # head_pose.focal_px
+    cx, cy = f / 2.0, np.asarray(height, np.float64) / 2.0
+    r, t = rotation, translation
     mx_, my_, mz_ = head_pose._MODEL[_MODEL_ROW[outer]].tolist()
-    depth = r[2][0] * mx_ + r[2][1] * my_ + r[2][2] * mz_ + tz
-    (ox, oy), (ix_, iy_), (px, py) = pts[outer].tolist(), pts[inner].tolist(), pts[iris].tolist()
-    if depth <= 0 or not all(math.isfinite(v) for v in (ox, oy, ix_, iy_, px, py)):
-        return None
+    depth = r[:, 2, 0] * mx_ + r[:, 2, 1] * my_ + r[:, 2, 2] * mz_ + t[:, 2]
+    o, i, p = pts[:, outer], pts[:, inner], pts[:, iris]
+    found = (depth > 0) & np.isfinite(o).all(axis=1) & np.isfinite(i).all(axis=1) & np.isfinite(p).all(axis=1)
     # the corners' midpoint at the outer corner's depth, pushed back along the head's z axis
-    ex = ((ox + ix_) / 2.0 - cx) / f * depth + CENTRE_BEHIND_CM * r[0][2]
-    ey = ((oy + iy_) / 2.0 - cy) / f * depth + CENTRE_BEHIND_CM * r[1][2]
-    ez = depth + CENTRE_BEHIND_CM * r[2][2]
-    vx, vy = (px - cx) / f, (py - cy) / f
-    norm = math.sqrt(vx * vx + vy * vy + 1.0)
+    ex = ((o[:, 0] + i[:, 0]) / 2.0 - cx) / f * depth + CENTRE_BEHIND_CM * r[:, 0, 2]
+    ey = ((o[:, 1] + i[:, 1]) / 2.0 - cy) / f * depth + CENTRE_BEHIND_CM * r[:, 1, 2]
+    ez = depth + CENTRE_BEHIND_CM * r[:, 2, 2]
+    vx, vy = (p[:, 0] - cx) / f, (p[:, 1] - cy) / f
+    norm = np.sqrt(vx * vx + vy * vy + 1.0)
     vx, vy, vz = vx / norm, vy / norm, 1.0 / norm
     b = vx * ex + vy * ey + vz * ez
     disc = b * b - (ex * ex + ey * ey + ez * ez) + IRIS_RADIUS_CM ** 2
-    if disc <= 0:  # the ray misses the eye: the landmarks and the head pose disagree
-        return None
-    s = b - math.sqrt(disc)  # the near intersection
+    found &= disc > 0  # else the ray misses the eye: the landmarks and the head pose disagree
+    s = b - np.sqrt(disc)  # the near intersection
     dx, dy, dz = s * vx - ex, s * vy - ey, s * vz - ez
-    n = math.sqrt(dx * dx + dy * dy + dz * dz)
-    if n <= 0:
-        return None
+    n = np.sqrt(dx * dx + dy * dy + dz * dz)
+    found &= n > 0
     dx, dy, dz = dx / n, dy / n, dz / n
     # the eye's turn in the head: the angle between the axis and the head's forward direction
-    if -(dx * r[0][2] + dy * r[1][2] + dz * r[2][2]) < _COS_MAX_TURN:
-        return None
-    return (ex, ey, ez), (dx, dy, dz)
+    found &= -(dx * r[:, 0, 2] + dy * r[:, 1, 2] + dz * r[:, 2, 2]) >= _COS_MAX_TURN
+    return np.stack((ex, ey, ez), axis=1), np.stack((dx, dy, dz), axis=1), found
+
+
+def _pictures(pts: np.ndarray, width: int, height: int, rotation: np.ndarray,
+              translation: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One picture's arguments as :func:`eye_rays` takes K pictures'."""
+    return (np.asarray(pts, np.float64)[None], np.array([float(width)]), np.array([float(height)]),
+            np.asarray(rotation, np.float64)[None], np.asarray(translation, np.float64).reshape(1, 3))
+
+
+def eye_ray(pts: np.ndarray, width: int, height: int, rotation: np.ndarray, translation: np.ndarray,
+            eye: tuple[int, int, int]) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+    """(centre of rotation, unit optical axis) of one eye in camera axes (cm), or None: one
+    picture of :func:`eye_rays` (``pts`` N x 2, ``rotation`` 3 x 3, ``translation`` (3,))."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre, axis, found = eye_rays(*_pictures(pts, width, height, rotation, translation), eye)
+    return (tuple(centre[0].tolist()), tuple(axis[0].tolist())) if found[0] else None
+
+
+def sight_points(pts: np.ndarray, width: np.ndarray, height: np.ndarray, rotation: np.ndarray,
+                 translation: np.ndarray) -> np.ndarray:
+    """K x 2 (``sight_x_cm``, ``sight_y_cm``): for each of K pictures (:func:`eye_rays`'
+    arguments) the mean over both eyes of where the optical axis meets the camera's plane (cm,
+    camera axes: x image right, y image down); NaN without a head pose or where neither eye
+    looks towards that plane."""
+    total, count = np.zeros((len(pts), 2)), np.zeros(len(pts))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for eye in EYE_POINTS:
+            centre, axis, found = eye_rays(pts, width, height, rotation, translation, eye)
+            found &= axis[:, 2] < -1e-6  # else looking away from the camera's plane
+            k = -centre[:, 2] / axis[:, 2]
+            point = centre[:, :2] + k[:, None] * axis[:, :2]
+            total += np.where(found[:, None], point, 0.0)
+            count += found
+        return np.where(count[:, None] > 0, total / count[:, None], np.nan)
 
 
 def sight_point(pts: np.ndarray, width: int, height: int, rotation: np.ndarray | None,
                 translation: np.ndarray | None) -> dict[str, float]:
-    """``sight_x_cm`` / ``sight_y_cm``: the mean over both eyes of where the optical axis meets
-    the camera's plane (cm, camera axes: x image right, y image down); NaN without a head pose or
-    when neither eye looks towards that plane."""
-    out = dict.fromkeys(COLUMNS, math.nan)
+    """``sight_x_cm`` / ``sight_y_cm`` of one picture (:func:`sight_points`; ``pts`` N x 2,
+    ``rotation`` 3 x 3, ``translation`` (3,)); NaN without a head pose (None) or when neither
+    eye looks towards the camera's plane."""
     if rotation is None or translation is None:
-        return out
-    xs, ys = [], []
-    for eye in EYE_POINTS:
-        ray = eye_ray(pts, width, height, rotation, translation, eye)
-        if ray is None:
-            continue
-        (ex, ey, ez), (dx, dy, dz) = ray
-        if dz >= -1e-6:  # looking away from the camera's plane
-            continue
-        k = -ez / dz
-        xs.append(ex + k * dx)
-        ys.append(ey + k * dy)
-    if xs:
-        out["sight_x_cm"], out["sight_y_cm"] = sum(xs) / len(xs), sum(ys) / len(ys)
-    return out
+        return dict.fromkeys(COLUMNS, math.nan)
+    return dict(zip(COLUMNS, sight_points(*_pictures(pts, width, height, rotation, translation))[0].tolist()))

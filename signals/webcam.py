@@ -28,7 +28,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -131,6 +131,17 @@ def sample_landmarks(values: np.ndarray) -> np.ndarray:
     return pts
 
 
+class _Faces(NamedTuple):
+    """A batch's pictures with a face (:meth:`GazeTracker._face_values`): their rows' values
+    (K x the row's keys), landmarks (K x N x 2), picture sizes (K), mean eye openness (K)."""
+
+    values: np.ndarray
+    pts: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    openness: list[float]
+
+
 @dataclass(frozen=True)
 class QualityThresholds:
     """Limits for the quality flags."""
@@ -210,10 +221,14 @@ class GazeTracker:
         self._pose = head_pose.HeadPoseEstimator()
         self._openness: deque[float] = deque(maxlen=90)  # recent eye aspect ratios of this stream
         self._columns = feature_columns(patch_size)
-        self._patch_columns = () if patch_size is None else tuple(
-            (eye.name, tuple(eye_features.patch_columns(eye.name, patch_size))) for eye in eye_features.EYES)
-        self._empty = {"t": math.nan, "x": math.nan, "y": math.nan, "confidence": 0.0, "flags": 0} | dict.fromkeys(
-            self._columns, math.nan)
+        #: a row's keys in order, and the position of each
+        self._keys = ("t", "x", "y", "confidence", "flags", *self._columns)
+        self._at = {key: i for i, key in enumerate(self._keys)}
+        index = lambda cols: np.array([self._at[c] for c in cols])  # noqa: E731
+        self._geometry = index([c for eye in eye_features.EYES for c in eye_features.geometry_columns(eye.name)])
+        self._patches = () if patch_size is None else tuple(
+            (eye.name, index(eye_features.patch_columns(eye.name, patch_size))) for eye in eye_features.EYES)
+        self._head, self._sight = index(head_pose.COLUMNS), index(line_of_sight.COLUMNS)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -274,64 +289,88 @@ class GazeTracker:
 
     def process_samples(self, samples: Sequence[FaceSample], times: Sequence[float]) -> list[dict[str, float]]:
         """The rows of consecutive pictures of the stream (a batch of the page's samples), as
-        :meth:`process_sample` gives them one by one, the gaze of all of them predicted at once
-        (:meth:`~.calibration.GazeCalibration.predict_rows`: one matrix product for the batch)."""
-        rows = [self._sample_row(sample, t) for sample, t in zip(samples, times)]
-        if self.calibration is not None:
-            faces = [row for row, sample in zip(rows, samples) if sample.pts is not None]
-            for row, (x, y) in zip(faces, self.calibration.predict_rows(faces).tolist()):
+        :meth:`process_sample` gives them one by one.
+
+        What depends on the pictures before (the head pose's warm start, the blink baseline) is
+        found picture after picture; the rest for the batch's faces at once in numpy: the eye
+        geometry (:func:`.eye_features.geometry_values`), the line of sight
+        (:func:`.line_of_sight.sight_points`) and the gaze
+        (:meth:`~.calibration.GazeCalibration.predict_rows`: one matrix product)."""
+        at, th = self._at, self.thresholds
+        values = np.full((len(samples), len(self._keys)), np.nan)
+        values[:, at["t"]] = np.asarray(times, np.float64)
+        values[:, at["confidence"]] = 0.0
+        flags = [0] * len(samples)
+        faces = [k for k, sample in enumerate(samples) if sample.pts is not None]
+        face = self._face_values([samples[k] for k in faces]) if faces else None
+        rotation, translation = np.full((len(faces), 3, 3), np.nan), np.full((len(faces), 3), np.nan)
+        j = 0
+        for k, sample in enumerate(samples):  # picture after picture: the head pose's warm start, the blink baseline
+            if self._static or sample.pts is None:  # unrelated pictures, or the face was lost: a cold start
+                self._pose.reset()
+            if sample.pts is None:
+                values[k, at["face_count"]] = 0.0
+                values[k, at["face_brightness"]] = sample.brightness
+                flags[k] = GazeFlag.NO_FACE | (GazeFlag.TOO_DARK if sample.brightness < th.too_dark else 0)
+                continue
+            face.values[j, self._head] = list(self._pose.estimate(sample.pts, sample.width, sample.height).values())
+            if self._pose.rotation is not None:
+                rotation[j], translation[j] = self._pose.rotation, self._pose.translation
+            f = GazeFlag.MULTIPLE_FACES if sample.count > 1 else 0
+            if sample.brightness < th.too_dark:
+                f |= GazeFlag.TOO_DARK
+            if sample.sharpness < th.blur:
+                f |= GazeFlag.BLUR
+            if sample.clipped > th.overexposed:
+                f |= GazeFlag.OVEREXPOSED
+            if self._is_blink(face.openness[j]):
+                f |= GazeFlag.BLINK
+            flags[k] = f
+            j += 1
+        if faces:
+            v = face.values
+            v[:, self._sight] = line_of_sight.sight_points(face.pts, face.width, face.height, rotation, translation)
+            turn = np.fmax(np.abs(v[:, at["head_yaw"]]), np.abs(v[:, at["head_pitch"]])).tolist()
+            v[:, at["confidence"]] = [_confidence(flags[k], t) for k, t in zip(faces, turn)]
+            v[:, at["t"]] = values[faces, at["t"]]
+            values[faces] = v
+        rows = [dict(zip(self._keys, row)) for row in values.tolist()]
+        unset = GazeFlag.UNCALIBRATED if self.calibration is None else 0
+        for row, f in zip(rows, flags):
+            row["flags"] = int(f | unset)
+        if self.calibration is not None and faces:
+            face_rows = [rows[k] for k in faces]
+            for row, (x, y) in zip(face_rows, self.calibration.predict_rows(face_rows).tolist()):
                 row["x"], row["y"] = x, y
                 if not (math.isfinite(x) and math.isfinite(y)):
                     row["flags"] |= GazeFlag.UNCALIBRATED
         return rows
 
-    def _sample_row(self, sample: FaceSample, t: float) -> dict[str, float]:
-        """:meth:`process_sample`'s row but the gaze x/y (UNCALIBRATED set only without a model)."""
-        w, h = sample.width, sample.height
-        if self._static:  # unrelated pictures: no head-pose warm start from the previous one
-            self._pose.reset()
-        row = dict(self._empty)
-        row["t"] = float(t)
-        flags = 0
-        if sample.pts is None:
-            self._pose.reset()
-            row["face_count"] = 0.0
-            row["face_brightness"] = sample.brightness
-            flags |= GazeFlag.NO_FACE
-            if sample.brightness < self.thresholds.too_dark:
-                flags |= GazeFlag.TOO_DARK
-            row["flags"] = flags | (GazeFlag.UNCALIBRATED if self.calibration is None else 0)
-            return row
-        count = sample.count
-        row["face_count"] = float(min(count, 2))
-        if count > 1:
-            flags |= GazeFlag.MULTIPLE_FACES
-        pts = sample.pts
-        (ax, ay), (bx, by) = pts[263].tolist(), pts[33].tolist()
-        row.update(face_x=sample.centre[0] / w, face_y=sample.centre[1] / h,
-                   face_size=math.sqrt((ax - bx) ** 2 + (ay - by) ** 2) / w,
-                   face_brightness=sample.brightness, face_sharpness=sample.sharpness)
-        row.update(eye_features.eye_features(None, pts, None))  # the geometry (landmarks only)
-        if self._patch_columns and sample.patches is not None:
-            for name, columns in self._patch_columns:
-                patch = sample.patches.get(name)
-                if patch is not None:
-                    row.update(zip(columns, np.asarray(patch).tolist()))
-        row.update(self._pose.estimate(pts, w, h))
-        row.update(line_of_sight.sight_point(pts, w, h, self._pose.rotation, self._pose.translation))
-
-        th = self.thresholds
-        if row["face_brightness"] < th.too_dark:
-            flags |= GazeFlag.TOO_DARK
-        if row["face_sharpness"] < th.blur:
-            flags |= GazeFlag.BLUR
-        if sample.clipped > th.overexposed:
-            flags |= GazeFlag.OVEREXPOSED
-        if self._is_blink(eye_features.blink_score(row)):
-            flags |= GazeFlag.BLINK
-        row["confidence"] = _confidence(flags, row)
-        row["flags"] = flags | (GazeFlag.UNCALIBRATED if self.calibration is None else 0)
-        return row
+    def _face_values(self, samples: list[FaceSample]) -> _Faces:
+        """What the rows of ``samples`` (each with a face) take from the samples alone: the face
+        measures, the eye geometry and the eye patches (the rest NaN)."""
+        at, n = self._at, len(samples)
+        pts = np.stack([s.pts for s in samples])
+        width = np.array([s.width for s in samples], np.float64)
+        height = np.array([s.height for s in samples], np.float64)
+        centre = np.array([s.centre for s in samples], np.float64).reshape(n, 2)
+        v = np.full((n, len(self._keys)), np.nan)
+        span = pts[:, 263] - pts[:, 33]  # the outer eye corners
+        v[:, at["face_x"]] = centre[:, 0] / width
+        v[:, at["face_y"]] = centre[:, 1] / height
+        v[:, at["face_size"]] = np.sqrt(span[:, 0] * span[:, 0] + span[:, 1] * span[:, 1]) / width
+        v[:, at["face_count"]] = [min(s.count, 2) for s in samples]
+        v[:, at["face_brightness"]] = [s.brightness for s in samples]
+        v[:, at["face_sharpness"]] = [s.sharpness for s in samples]
+        geometry = eye_features.geometry_values(pts)
+        v[:, self._geometry] = geometry
+        for j, sample in enumerate(samples):
+            if sample.patches is not None:
+                for name, where in self._patches:
+                    patch = sample.patches.get(name)
+                    if patch is not None:
+                        v[j, where] = patch
+        return _Faces(v, pts, width, height, eye_features.blink_scores(geometry).tolist())
 
     def _is_blink(self, openness: float) -> bool:
         if not math.isfinite(openness):
@@ -361,14 +400,14 @@ def _distinct_faces(meshes: list[np.ndarray], max_overlap: float = 0.5) -> list[
     return [meshes[i] for i in distinct_boxes(boxes, max_overlap)]
 
 
-def _confidence(flags: int, row: dict[str, float]) -> float:
-    """1 for a single, well-lit, sharp, open-eyed, frontal face; lower for each problem."""
+def _confidence(flags: int, turn: float) -> float:
+    """1 for a single, well-lit, sharp, open-eyed, frontal face; lower for each problem (``turn``:
+    the larger of the head's yaw and pitch in degrees, either sign; NaN: not known)."""
     c = 1.0
     for bit, factor in ((GazeFlag.MULTIPLE_FACES, 0.7), (GazeFlag.TOO_DARK, 0.6), (GazeFlag.BLUR, 0.6),
                         (GazeFlag.OVEREXPOSED, 0.6), (GazeFlag.BLINK, 0.2)):
         if flags & bit:
             c *= factor
-    turn = max(abs(row.get("head_yaw", 0.0)), abs(row.get("head_pitch", 0.0)))
     if math.isfinite(turn) and turn > 25:  # beyond ~25 deg the iris landmarks degrade
         c *= max(0.2, 1 - (turn - 25) / 30)
     return round(c, 3)

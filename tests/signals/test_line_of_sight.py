@@ -136,3 +136,34 @@ def test_an_eye_the_head_pose_cannot_explain_is_left_out():
         beyond[ir] += 0.8 * (beyond[o] - beyond[i])  # each iris 0.8 eye widths towards its outer corner
     point = line_of_sight.sight_point(beyond, *sg.PICTURE, pose.rotation, pose.translation)
     assert all(math.isnan(v) for v in point.values())
+
+
+def test_a_batch_gives_each_pictures_sight_point():
+    """``sight_points`` of K pictures at once (the tracker's path for a batch of samples): row k
+    is picture k's point alone, whatever else is in the batch: one eye without its iris, a picture
+    without a head pose (NaN), an eye turned past what the head pose explains, pictures of two
+    sizes."""
+    pictures, sizes, poses = [], [], []
+    for k, (position, angles) in enumerate(POSTURES):
+        pts = look(TARGET, position, angles)
+        size = sg.PICTURE if k % 2 else (sg.PICTURE[0] // 2, sg.PICTURE[1] // 2)
+        pts = pts if k % 2 else pts / 2.0
+        pose = HeadPoseEstimator()
+        pose.estimate(pts, *size)
+        pictures.append(pts)
+        sizes.append(size)
+        poses.append((pose.rotation, pose.translation))
+    pictures[2][473] = np.nan
+    poses[4] = (np.full((3, 3), np.nan), np.full(3, np.nan))
+    outer, inner, iris = line_of_sight.EYE_POINTS[0]
+    pictures[6][iris] += (0.9 * float(np.linalg.norm(pictures[6][outer] - pictures[6][inner])), 0.0)
+    width, height = (np.array(v, float) for v in zip(*sizes))
+    batch = line_of_sight.sight_points(np.stack(pictures), width, height, np.stack([r for r, _ in poses]),
+                                       np.stack([t for _, t in poses]))
+    assert batch.shape == (len(POSTURES), 2)
+    for k, (pts, size, (rotation, translation)) in enumerate(zip(pictures, sizes, poses)):
+        alone = line_of_sight.sight_point(pts, *size, rotation, translation)
+        np.testing.assert_array_equal(batch[k], [alone[c] for c in line_of_sight.COLUMNS])
+    assert np.isnan(batch[4]).all() and np.isfinite(np.delete(batch, 4, axis=0)).all()
+    assert line_of_sight.eye_ray(pictures[6], *sizes[6], *poses[6], line_of_sight.EYE_POINTS[0]) is None
+    assert line_of_sight.eye_ray(pictures[2], *sizes[2], *poses[2], line_of_sight.EYE_POINTS[1]) is None
