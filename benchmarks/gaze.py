@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/gaze.py [--compute server|browser] [--participants 5 10 20]
                                         [--duration 20] [--fps 10] [--transport ws|http]
                                         [--batch-ms 100] [--workers 2] [--threads N] [--shed-ms 0]
-                                        [--keep-stale] [--uncalibrated] [--json]
+                                        [--keep-stale] [--uncalibrated] [--batch-max-ms N]
+                                        [--fixed-batches] [--json]
 
 ``--json`` prints a list with one object per K: at least ``participants``, ``compute``,
 ``sustained``, ``p99_ms`` and ``lost`` (plus the mode's own figures below).
@@ -18,9 +19,15 @@ task's rows. Each participant has a calibration in force (:func:`calibration_mod
 study's calibration step), so every sample's gaze is predicted as in a study's task phase;
 ``--uncalibrated`` leaves it out (rows without gaze: what runs before 06 Dec 2026 measured).
 Each batch holds what the page's timer would put in it and is sent after the previous one
-is answered, late if need be, never merged with the next (the page's outbox queues them); the
-batches are encoded before the measured run (their JSON and gzip are the page's work). ``p99_ms``: feature -> gaze, from the batch leaving the page to the answer with its stored
-rows; ``capture_p99_ms`` adds the wait for the batch (up to ``--batch-ms``). ``lost``: samples
+is answered, late if need be, never merged with the next (the page's outbox queues them). As the
+page, the clients follow the server's answers: each says when to post the next batch
+(``batch_ms``: longer while the server is short of CPU, capture_site/gaze_pacing.py), within
+``--batch-ms`` and ``--batch-max-ms`` (the study's ``task_batch_ms`` and ``task_batch_max_ms``,
+written into the benchmark's study); ``--fixed-batches`` posts every ``--batch-ms`` regardless, as
+runs before 06 Dec 2026 did. The JSON reports the intervals used (``interval_ms``: median, max).
+The samples' JSON is encoded beforehand; a batch's body is put together and gzipped when sent (the
+page's work; the clients' CPU figure counts it). ``p99_ms``: feature -> gaze, from the batch
+leaving the page to the answer with its stored rows; ``capture_p99_ms`` adds the wait for the batch (up to ``--batch-ms``). ``lost``: samples
 offered and not stored. Sustained: nothing lost, no errors, ``p99_ms`` < 100 ms. What the page
 itself costs is measured by benchmarks/page_mesh.py (headless Chromium).
 
@@ -53,6 +60,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -173,54 +181,67 @@ def post_json(client, path: str, body: bytes, headers: dict[str, str]) -> tuple[
 
 
 class SampleClient(threading.Thread):
-    """One browser-mode participant: every ``batch_ms`` the samples taken since, gzip JSON, as the
-    page's outbox sends them (a failed batch is sent again, as the outbox does).
+    """One browser-mode participant: the samples taken since the last batch, gzip JSON, as the
+    page's outbox sends them (a failed batch is sent again, as the outbox does), a batch every
+    ``batch_ms`` or as often as the server's answers ask (``batch_ms`` in the answer,
+    capture_site/gaze_pacing.py; within the study's bounds, as capture_site/static/webcam.js
+    ``pace``): the next batch is due one interval after this one is formed, the interval known
+    then (this batch's own answer comes later, as in the page), the first of a new interval at a
+    random point of it (as the page: pages slowed down together would post in step).
+    ``--fixed-batches`` ignores the answers.
 
-    The batches are encoded when the client is made, before the measured run (:meth:`schedule`):
-    their JSON and gzip are the page's work, done on the participant's computer, and would
-    otherwise take a share of the 2 cores the server is measured on (0.12-0.15 ms a sample on
-    the slower VM, about a fifth of the server's). ``start_at`` is set before :meth:`run`."""
+    The samples' JSON is encoded when the client is made (only the time differs from one picture
+    to the next); a batch's body is put together and gzipped when it is sent (the page's work, on
+    the participant's computer, which the client's CPU figure counts). ``start_at`` is set before
+    :meth:`run`."""
 
-    def __init__(self, port, task, token, samples, args, stats, first_seq=0):
+    def __init__(self, port, task, token, samples, args, stats, first_seq=0, initial_s=None):
         super().__init__(daemon=True)
-        self.port, self.task, self.token, self.samples = port, task, token, samples
-        self.args, self.stats, self.first_seq = args, stats, first_seq
+        self.port, self.task, self.token = port, task, token
+        #: the first interval (s): the study's task_batch_ms, or what an earlier page was last asked
+        self.initial_s = args.batch_ms / 1000.0 if initial_s is None else initial_s
+        self.interval_s = self.initial_s  # the interval asked last
+        self.args, self.stats, self.seq = args, stats, first_seq
         self.start_at = 0.0
         self.conn = None
-        self.batches = self.schedule()
+        self.origin = time.time() * 1000.0
+        # each distinct sample once, without its time: b'"w": ..., ...}' after '{"t": T, '
+        self.fragments = [json.dumps(s).encode()[1:] for s in samples]
+        self.intervals: list[float] = []  # the batch intervals used (s)
+        self.rng = random.Random(f"{task}-{first_seq}")
 
     def post(self, body: bytes) -> tuple[int, dict]:
         return post_json(self, "/api/gaze/samples", body, {"Content-Type": "application/json",
                                                            "Content-Encoding": "gzip"})
 
-    def schedule(self) -> list[tuple[float, list[float], bytes]]:
-        """The batches of the run: (when it is sent, s after ``start_at``; its samples' capture
-        times, s after ``start_at``; its body). A picture is taken every 1/fps s and sent with the
-        first batch due after it (at most 60 a batch, as the page), for ``duration`` s."""
-        a = self.args
-        frame_s, batch_s = 1.0 / a.fps, a.batch_ms / 1000.0
-        n_frames = int(a.duration / frame_s + 1e-9) + 1
-        captured = [i * frame_s for i in range(n_frames)]
-        origin = time.time() * 1000.0
-        out, k, seq, due = [], 0, self.first_seq, batch_s
-        while due <= a.duration + 1e-9:
-            taken = [c for c in captured[k:k + 60] if c <= due + 1e-9]
-            if taken:
-                samples = [{"t": round(c * 1000.0, 2), **self.samples[(k + i) % len(self.samples)]}
-                           for i, c in enumerate(taken)]
-                body = gzip.compress(json.dumps({"phase": "task", "task": self.task, "seq": seq, "origin": origin,
-                                                 "samples": samples}).encode(), 1)
-                out.append((due, taken, body))
-                k += len(taken)
-                seq += 1
-            due += batch_s
-        return out
+    def body(self, first: int, taken: list[float]) -> bytes:
+        """The batch of the pictures ``first``, ``first + 1``, ... taken at ``taken`` (s)."""
+        frags = self.fragments
+        samples = b",".join(b'{"t": %r, %s' % (round(c * 1000.0, 2), frags[(first + i) % len(frags)])
+                            for i, c in enumerate(taken))
+        head = json.dumps({"phase": "task", "task": self.task, "seq": self.seq, "origin": self.origin}).encode()
+        return gzip.compress(head[:-1] + b', "samples": [' + samples + b"]}", 1)
 
     def run(self) -> None:
-        st = self.stats
+        a, st = self.args, self.stats
+        frame_s, base_s = 1.0 / a.fps, a.batch_ms / 1000.0
+        most_s = max(base_s, min(a.batch_max_ms / 1000.0, 60 * frame_s))
+        n_frames = int(a.duration / frame_s + 1e-9) + 1
         feature, capture, errors, offered, stored = [], [], {}, 0, 0
-        for due, taken, body in self.batches:
+        interval = due = self.initial_s
+        last, k = interval, 0
+        while due <= a.duration + 1e-9:
             time.sleep(max(0.0, self.start_at + due - time.monotonic()))
+            taken = [i * frame_s for i in range(k, min(n_frames, k + 60)) if i * frame_s <= due + 1e-9]
+            # a new interval starts at a random point of its first one, as in the page
+            due += interval if interval == last else interval * (0.25 + 0.75 * self.rng.random())
+            last = interval
+            self.intervals.append(interval)
+            if not taken:
+                continue
+            body = self.body(k, taken)
+            k += len(taken)
+            self.seq += 1
             offered += len(taken)
             for attempt in range(5):  # the outbox retries with back-off; replays are harmless
                 sent = time.monotonic()
@@ -233,6 +254,9 @@ class SampleClient(threading.Thread):
             if status != 200:
                 errors[status] = errors.get(status, 0) + 1
                 continue
+            asked = payload.get("batch_ms")
+            if not a.fixed_batches and isinstance(asked, (int, float)):
+                interval = self.interval_s = max(base_s, min(most_s, asked / 1000.0))
             stored += int(payload.get("stored", 0)) if not payload.get("duplicate") else len(taken)
             feature += [done - sent] * len(taken)
             capture += [done - (self.start_at + c) for c in taken]
@@ -241,6 +265,7 @@ class SampleClient(threading.Thread):
             st.answered += stored
             st.request_latency += feature
             st.frame_latency += capture
+            st.intervals += self.intervals
             for code, n in errors.items():
                 st.errors[code] = st.errors.get(code, 0) + n
 
@@ -251,7 +276,8 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
     instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
     study = instance / "study.toml"
     study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
-                     + f'\n[gaze]\ncompute = "browser"\nfps = {int(args.fps)}\n')
+                     + f'\n[gaze]\ncompute = "browser"\nfps = {int(args.fps)}\ntask_batch_ms = {args.batch_ms}\n'
+                     f'task_batch_max_ms = {args.batch_max_ms}\n')
     pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
     if model is not None:
         calibrate_participants(instance, study, pairs, model)
@@ -260,16 +286,20 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
     server = start_gunicorn(instance, port, args.workers, args.threads)
     stats = Stats()
     try:
-        warm_args = argparse.Namespace(**{**vars(args), "duration": 1.0})
+        # warm-up: the trackers made; paced, also long enough for the server's answers to settle
+        # (a step every 2 s at most), and each participant's pages go on at the interval last asked
+        # (the page keeps it for the tab's next task page)
+        warm_args = argparse.Namespace(**{**vars(args), "duration": 1.0 if args.fixed_batches else args.warm_s})
         warm = [SampleClient(port, task, tok, samples, warm_args, Stats(), 1_000_000) for task, tok in pairs]
-        clients = [SampleClient(port, task, tok, samples, args, stats) for task, tok in pairs]
         t_warm = time.monotonic() + 0.2
         for c in warm:
             c.start_at = t_warm
         run_threads(warm)
+        clients = [SampleClient(port, task, tok, samples, args, stats, initial_s=w.interval_s)
+                   for (task, tok), w in zip(pairs, warm)]
         t0 = time.monotonic() + 0.5
         for i, c in enumerate(clients):  # spread over a batch interval, as pages that started apart
-            c.start_at = t0 + i * (args.batch_ms / 1000.0) / k
+            c.start_at = t0 + i * c.initial_s / k
         cpu0, client0 = cpu_seconds(server.pid), time.process_time()
         run_threads(clients)
         wall = time.monotonic() - t0
@@ -291,6 +321,10 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
         "server_cpu_ms_per_sample": round(1000.0 * cpu / max(1, stats.answered), 3),
         "client_cpu_ms_per_sample": round(1000.0 * client_cpu / max(1, stats.offered), 3),
         "p50_ms": pct(fl, 50), "p99_ms": p99, "capture_p99_ms": pct(cl, 99),
+        "batch_max_ms": args.batch_max_ms, "paced": not args.fixed_batches,
+        "warm_s": 1.0 if args.fixed_batches else args.warm_s,
+        "interval_ms": {"median": pct(np.array(stats.intervals) * 1000.0, 50),
+                        "max": round(1000.0 * max(stats.intervals), 1) if stats.intervals else None},
         "errors": stats.errors,
         "sustained": lost == 0 and not stats.errors and p99 is not None and p99 < 100.0,
         "load_average_1min": round(os.getloadavg()[0], 1),
@@ -314,6 +348,7 @@ class Stats:
         self.request_latency: list[float] = []
         self.errors: dict[int, int] = {}
         self.answered = self.dropped = self.offered = 0
+        self.intervals: list[float] = []  # browser: the batch intervals the clients used (s)
 
 
 class WsClient(threading.Thread):
@@ -569,6 +604,13 @@ def main() -> int:
     ap.add_argument("--batch-ms", type=int, default=None,
                     help="http / browser: the page's batch interval (default: http 100, browser 1000 as the "
                          "page's task phase)")
+    ap.add_argument("--batch-max-ms", type=int, default=None,
+                    help="browser: the study's task_batch_max_ms, the longest interval the server's answers "
+                         "may ask for (default: as the site's, 4000 ms or 60 samples)")
+    ap.add_argument("--warm-s", type=float, default=12.0,
+                    help="browser, paced: seconds of warm-up before the measured run (the server's answers settle)")
+    ap.add_argument("--fixed-batches", action="store_true",
+                    help="browser: post every --batch-ms whatever the answers ask (runs before the pacing)")
     ap.add_argument("--commit-ms", type=float, default=500.0, help="ws: GAZE_WS_COMMIT_MS (0: commit every frame)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
@@ -586,6 +628,8 @@ def main() -> int:
         args.fps = 15.0 if browser else 10.0
     if args.batch_ms is None:
         args.batch_ms = 1000 if browser else 100
+    if args.batch_max_ms is None:  # as capture_site/gaze_settings.py
+        args.batch_max_ms = max(args.batch_ms, min(4000, int(60_000 // args.fps)))
     if args.threads is None:
         args.threads = 32 if args.transport == "ws" and not browser else 8
     frames = astronaut_frames()

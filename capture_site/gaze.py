@@ -56,6 +56,7 @@ from sqlalchemy import insert
 from .. import json_safe, store
 from .api import UNKNOWN_PARTICIPANT, ApiError, install_error_handlers, request_token, token_participant
 from .gaze_limits import frame_key, frame_limiter
+from .gaze_pacing import pacer
 from .gaze_pipeline import check_compute, frame_context, store_task_rows, track_frames, track_samples
 from .gaze_requests import frame_meta, frame_parts, json_body, multipart_form, numbers
 from .gaze_samples import parse_samples, process_samples
@@ -127,7 +128,10 @@ def camera_started():
 @bp.post("/samples")
 def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
-    allowed) ``{phase, task, seq, origin, calibration, samples: [...]}``; answered as ``/frames``."""
+    allowed) ``{phase, task, seq, origin, calibration, samples: [...]}``; answered as ``/frames``,
+    a task batch's answer with ``batch_ms``, when the page should post its next one
+    (:mod:`.gaze_pacing`)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
     token = request_token()
     refusal = "too many sample batches; slow down"
     body = json_body((frame_limiter(), frame_key(token.id)), refusal)
@@ -135,16 +139,21 @@ def samples():
     meta = frame_meta(body, times)
     ctx = frame_context(token, meta, "samples", limited=refusal)
     seq = meta.seq
+    pace, settings = pacer(), ctx.settings
     if ctx.replay:
-        return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face)
+        return jsonify(ok=True, seq=seq, stored=0, duplicate=True, face=ctx.entry.face,
+                       batch_ms=pace.interval_ms(settings.task_batch_ms, settings.task_batch_max_ms))
     rows = track_samples(ctx, items, times)
     stored = 0
-    if meta.phase == "task" and rows:
-        stored = store_task_rows(ctx, seq, rows, [], times)
-    entry = ctx.entry
-    extra = {"usable": usable_times(rows)} if meta.phase == "setup" else {}
+    extra: dict = {}
+    if meta.phase == "task":
+        stored = store_task_rows(ctx, seq, rows, [], times) if rows else 0
+        pace.observe(time.perf_counter() - wall, time.thread_time() - cpu)
+        extra["batch_ms"] = pace.interval_ms(settings.task_batch_ms, settings.task_batch_max_ms)
+    else:
+        extra["usable"] = usable_times(rows)
     return jsonify(ok=True, seq=seq, stored=stored, duplicate=meta.phase == "task" and not stored and bool(rows),
-                   dropped=0, face=entry.face, calibrated=ctx.calibrated, **extra)
+                   dropped=0, face=ctx.entry.face, calibrated=ctx.calibrated, **extra)
 
 
 # --------------------------------------------------------------------------- calibration rounds

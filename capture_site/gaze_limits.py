@@ -46,13 +46,10 @@ def pipeline_slots() -> PipelineSlots:
     """At most GAZE_CONCURRENCY (app config, from $GAZEPREF_GAZE_CONCURRENCY at ``create_app``; default: the CPU count;
     0: no limit) frames in the pipeline at once in this process; the other threads wait their turn
     (with one socket per participant, 30 pipelines would otherwise compete for the cores)."""
-    slots = current_app.extensions.get("gazepref_gaze_slots")
-    if slots is None:
-        n = current_app.config.get("GAZE_CONCURRENCY")
-        if n is None:
-            n = os.cpu_count() or 0
-        slots = current_app.extensions.setdefault("gazepref_gaze_slots", PipelineSlots(int(n)))
-    return slots
+    from .runtime import app_extension
+
+    n = current_app.config.get("GAZE_CONCURRENCY")
+    return app_extension("gazepref_gaze_slots", lambda: PipelineSlots(int(os.cpu_count() or 0 if n is None else n)))
 
 
 def frame_key(participant_id: int) -> str:
@@ -63,13 +60,11 @@ def frame_key(participant_id: int) -> str:
 def frame_limiter() -> DbRateLimiter:
     """Frame batches have their own per-participant limit (GAZE_RATE_PER_S, GAZE_BURST), in the
     database like the ingest limit (shared by every process and host)."""
-    from .runtime import site
+    from .runtime import app_extension, site
 
-    lim = current_app.extensions.get("gazepref_gaze_limiter")
-    if lim is None:
-        lim = current_app.extensions.setdefault("gazepref_gaze_limiter", DbRateLimiter(site().statements,
-            float(current_app.config.get("GAZE_RATE_PER_S", 15.0)), float(current_app.config.get("GAZE_BURST", 30))))
-    return lim
+    config = current_app.config
+    return app_extension("gazepref_gaze_limiter", lambda: DbRateLimiter(
+        site().statements, float(config.get("GAZE_RATE_PER_S", 15.0)), float(config.get("GAZE_BURST", 30))))
 
 
 def shed_ms() -> float:

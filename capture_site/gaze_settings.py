@@ -44,6 +44,7 @@ class GazeSettings:
     height: int = 240
     batch_ms: int = 500
     task_batch_ms: int = 1000  # browser mode: the task phase posts its landmark samples this often (set-up: batch_ms)
+    task_batch_max_ms: int = 4000  # ... and at most this seldom while the server is short of CPU (gaze_pacing.py)
     calibration_points: int = 9
     validation_points: int = 4
     settle_ms: int = 600  # frames of the last settle_ms before a target's click are used
@@ -86,7 +87,7 @@ class GazeSettings:
 
     def page(self) -> dict[str, Any]:
         return {"fps": self.fps, "width": self.width, "height": self.height, "batch_ms": self.batch_ms,
-                "task_batch_ms": self.task_batch_ms,
+                "task_batch_ms": self.task_batch_ms, "task_batch_max_ms": self.task_batch_max_ms,
                 "calibration_points": self.calibration_points, "validation_points": self.validation_points,
                 "settle_ms": self.settle_ms, "pass_accuracy_px": self.pass_accuracy_px,
                 "attempts": self.attempts, "keep_frames": self.keep_frames, "min_frames": self.min_frames,
@@ -130,10 +131,12 @@ def gaze_settings(cfg: StudyConfig, source: str | None = None, strict: bool = Fa
         raise ConfigError(
             f"{where}: gaze.keep_frames = true stores the participants' camera pictures; say so in "
             f"the [consent] text and set consent.{CONSENT_FRAMES_KEY} = true")
+    fps, task_batch_ms = r.int("fps", 10, lo=1, hi=30), r.int("task_batch_ms", 1000, lo=100, hi=5000)
     settings = GazeSettings(
-        fps=r.int("fps", 10, lo=1, hi=30), width=r.int("width", 320, lo=80, hi=1280),
+        fps=fps, width=r.int("width", 320, lo=80, hi=1280),
         height=r.int("height", 240, lo=60, hi=960), batch_ms=r.int("batch_ms", 500, lo=100, hi=5000),
-        task_batch_ms=r.int("task_batch_ms", 1000, lo=100, hi=5000),
+        task_batch_ms=task_batch_ms, task_batch_max_ms=r.int("task_batch_max_ms", max(task_batch_ms, min(
+            4000, MAX_SAMPLES_PER_BATCH * 1000 // fps)), lo=100, hi=60_000),
         calibration_points=points, validation_points=r.int("validation_points", 4, lo=1, hi=4),
         settle_ms=r.int("settle_ms", 600, lo=100, hi=3000),
         pass_accuracy_px=r.number("pass_accuracy_px", 200.0, **positive),
@@ -162,10 +165,14 @@ def _check_request_sizes(s: GazeSettings, where: str) -> None:
     if per_batch > MAX_FRAMES_PER_BATCH:
         raise ConfigError(f"{where}: gaze.fps x gaze.batch_ms gives {per_batch} frames per batch (at most "
                           f"{MAX_FRAMES_PER_BATCH}): lower fps or batch_ms")
-    per_task_batch = -(-s.fps * s.task_batch_ms // 1000)
-    if s.compute == "browser" and per_task_batch > MAX_SAMPLES_PER_BATCH:
-        raise ConfigError(f"{where}: gaze.fps x gaze.task_batch_ms gives {per_task_batch} samples per batch (at "
-                          f"most {MAX_SAMPLES_PER_BATCH}): lower fps or task_batch_ms")
+    for key in ("task_batch_ms", "task_batch_max_ms"):
+        per_task_batch = -(-s.fps * getattr(s, key) // 1000)
+        if s.compute == "browser" and per_task_batch > MAX_SAMPLES_PER_BATCH:
+            raise ConfigError(f"{where}: gaze.fps x gaze.{key} gives {per_task_batch} samples per batch (at "
+                              f"most {MAX_SAMPLES_PER_BATCH}): lower fps or {key}")
+    if s.task_batch_max_ms < s.task_batch_ms:
+        raise ConfigError(f"{where}: gaze.task_batch_max_ms ({s.task_batch_max_ms}) is below gaze.task_batch_ms "
+                          f"({s.task_batch_ms}): the longest task batch interval cannot be shorter than the usual one")
     frames = s.round_frames
     size = frames * s.width * s.height * JPEG_BYTES_PER_PIXEL
     if frames > MAX_FRAMES_PER_ROUND or size > MAX_ROUND_BYTES:

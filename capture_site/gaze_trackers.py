@@ -17,7 +17,7 @@ from . import gaze_drift
 from .api import ApiError
 from .gaze_limits import pipeline_slots
 from .gaze_settings import MAX_FRAME_BYTES, GazeSettings
-from .runtime import site
+from .runtime import app_extension
 
 __all__ = ["MAX_OLDER", "Scoring", "TrackerEntry", "TrackerRegistry", "decode_frames", "drop_tracker", "dropped_row",
            "face_status",
@@ -179,11 +179,7 @@ def drop_tracker(participant: tuple[int, str]) -> bool:
 
 def registry() -> TrackerRegistry:
     """The app's tracker registry (created on first use)."""
-    reg = current_app.extensions.get("gazepref_trackers")
-    if reg is None:
-        with site()._lock:
-            reg = current_app.extensions.setdefault("gazepref_trackers", TrackerRegistry())
-    return reg
+    return app_extension("gazepref_trackers", TrackerRegistry)
 
 
 def face_status(row: dict[str, float] | None) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import current_app, g
 from sqlalchemy import select
@@ -21,6 +22,8 @@ from .. import store
 from .config import ConfigError, ModelSpec, StudyConfig, parse_config
 from ..llm import Backend, BackendError, build_backend
 from .ratelimit import DbRateLimiter
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,18 @@ def _ensure_study(sessions: sessionmaker[Session], cfg: StudyConfig) -> None:
 
 def site() -> Site:
     return current_app.extensions["gazepref"]
+
+
+def app_extension(key: str, make: Callable[[], T]) -> T:
+    """The current app's extension ``key`` in this process, made by ``make()`` on first use (once:
+    under the site's lock; ``make`` must not take that lock itself)."""
+    found = current_app.extensions.get(key)
+    if found is None:
+        with site()._lock:
+            found = current_app.extensions.get(key)
+            if found is None:
+                found = current_app.extensions[key] = make()
+    return found
 
 
 def db() -> Session:

@@ -22,15 +22,15 @@ def ifllm_sample() -> Path:
     return IFLLM_SAMPLE
 
 
-class FakeOpenAI:
-    """A local OpenAI-compatible ``/chat/completions`` endpoint on 127.0.0.1 for tests.
+class LocalJSONServer:
+    """A local JSON endpoint on 127.0.0.1 for tests: each POST's body (JSON; gzip when the request
+    says ``Content-Encoding: gzip``) goes to ``respond(body)``, which returns ``(status, payload)``
+    (payload: JSON-able or raw bytes). ``requests`` keeps ``(path, Authorization header, body)``
+    of each call; ``port`` is its port. ``keep_alive``: answer as HTTP/1.1 and keep connections
+    open (clients that reuse one connection); else HTTP/1.0, a connection a request."""
 
-    ``respond(body)`` returns the assistant's content (a string, answered with status 200) or a
-    ``(status, payload)`` pair (payload: JSON-able or raw bytes). ``requests`` keeps
-    ``(path, Authorization header, body)`` of each call; ``url`` is the base URL (``.../v1``).
-    """
-
-    def __init__(self, respond):
+    def __init__(self, respond, keep_alive: bool = False):
+        import gzip
         import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,13 +39,15 @@ class FakeOpenAI:
         self.requests: list = []
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
+                    raw = gzip.decompress(raw)
+                body = json.loads(raw)
                 fake.requests.append((self.path, self.headers.get("Authorization"), body))
-                reply = respond(body)
-                if isinstance(reply, str):
-                    reply = (200, {"choices": [{"message": {"role": "assistant", "content": reply}}]})
-                status, payload = reply
+                status, payload = respond(body)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -58,11 +60,45 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self.port = self._server.server_address[1]
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class FakeOpenAI(LocalJSONServer):
+    """A local OpenAI-compatible ``/chat/completions`` endpoint on 127.0.0.1 for tests.
+
+    ``respond(body)`` returns the assistant's content (a string, answered with status 200) or a
+    ``(status, payload)`` pair (payload: JSON-able or raw bytes). ``requests`` keeps
+    ``(path, Authorization header, body)`` of each call; ``url`` is the base URL (``.../v1``).
+    """
+
+    def __init__(self, respond):
+        def reply(body):
+            answer = respond(body)
+            if isinstance(answer, str):
+                return 200, {"choices": [{"message": {"role": "assistant", "content": answer}}]}
+            return answer
+
+        super().__init__(reply)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+
+@pytest.fixture
+def local_json_server():
+    """Start local JSON endpoints: ``srv = local_json_server(respond, keep_alive=...)``
+    (:class:`LocalJSONServer`); closed after the test."""
+    servers: list[LocalJSONServer] = []
+
+    def start(respond, keep_alive: bool = False) -> LocalJSONServer:
+        servers.append(LocalJSONServer(respond, keep_alive))
+        return servers[-1]
+
+    yield start
+    for srv in servers:
+        srv.close()
 
 
 @pytest.fixture

@@ -123,7 +123,8 @@ export class Outbox {
     adoptStored(); // what earlier page loads or dead windows left
   }
 
-  /** Queue one batch (an object with seq) and try to send. */
+  /** Queue one batch (an object with seq) and try to send. Set ``onAnswer`` (a function) to
+   *  see the server's answer to each batch stored. */
   push(batch) {
     this.box.items.push({ seq: batch.seq, json: JSON.stringify(batch) });
     this.save();
@@ -243,7 +244,10 @@ export class Outbox {
         body,
         keepalive: body.length < 60000,
       });
-      if (resp.ok) return "ok";
+      if (resp.ok) {
+        if (this.onAnswer) resp.json().then((answer) => this.onAnswer(answer)).catch(() => {});
+        return "ok";
+      }
       if (resp.status === 429 || resp.status >= 500) {
         this.retryAfterMs = retryAfterMs(resp);
         return "retry";

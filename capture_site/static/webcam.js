@@ -29,6 +29,9 @@
 import { faceSample, loadMesh } from "./facemesh.js";
 import { Outbox, retryAfterMs } from "./outbox.js";
 
+/** sessionStorage key of the task batch interval the server last asked for (``pace``). */
+const PACE_KEY = "gazepref:task_batch_ms";
+
 export class CameraError extends Error {
   /** kind: "insecure" | "denied" | "none" | "busy" | "other" (what the page explains). */
   constructor(message, kind = "other") {
@@ -143,9 +146,44 @@ export class GazeCapture {
     this.timers.push(setInterval(() => this.grab(), frameMs));
     this.timers.push(setInterval(() => this.checkCamera(), 1000));
     // browser mode, task phase: the samples are posted less often (task_batch_ms): nothing waits for
-    // their answers (the face status is known here), and each request costs the server more than a sample
-    const batchMs = this.browser && this.phase === "task" ? (this.settings.task_batch_ms || this.settings.batch_ms) : this.settings.batch_ms;
-    this.timers.push(setInterval(() => { if (this.transport === "http") this.send(); }, batchMs));
+    // their answers (the face status is known here), and each request costs the server more than a
+    // sample; while the server is short of CPU its answers ask for longer intervals (gaze_pacing.py)
+    if (this.browser && this.phase === "task") {
+      // the interval the server last asked for (this tab's earlier task pages), else the study's
+      this.taskBatchMs = this.settings.task_batch_ms || this.settings.batch_ms;
+      try { this.pace({ batch_ms: Number(sessionStorage.getItem(PACE_KEY)) }, false); } catch { /* no storage */ }
+      if (this.outbox) this.outbox.onAnswer = (answer) => this.pace(answer);
+      let last = this.taskBatchMs;
+      const next = () => {
+        // a new interval starts at a random point of its first one: pages told to slow down at
+        // the same moment would otherwise post in step (their phases spread over the old interval)
+        const ms = this.taskBatchMs === last ? last : this.taskBatchMs * (0.25 + 0.75 * Math.random());
+        last = this.taskBatchMs;
+        this.paceTimer = setTimeout(() => {
+          if (this.stopped) return;
+          if (this.transport === "http") this.send();
+          next();
+        }, ms);
+      };
+      next();
+    } else {
+      this.timers.push(setInterval(() => { if (this.transport === "http") this.send(); }, this.settings.batch_ms));
+    }
+  }
+
+  /** The server's answer to a task batch: ``batch_ms``, when to post the next one, kept within the
+   *  study's task_batch_ms and task_batch_max_ms (and 60 samples a batch), and remembered for this
+   *  tab's next task page (``keep``). */
+  pace(answer, keep = true) {
+    const ms = Number(answer && answer.batch_ms);
+    if (!Number.isFinite(ms) || ms <= 0) return;
+    const s = this.settings;
+    const base = s.task_batch_ms || s.batch_ms;
+    const most = Math.min(s.task_batch_max_ms || base, Math.floor(60000 / s.fps));
+    this.taskBatchMs = Math.max(base, Math.min(most, ms));
+    if (keep) {
+      try { sessionStorage.setItem(PACE_KEY, String(this.taskBatchMs)); } catch { /* storage refused: not kept */ }
+    }
   }
 
   /** Another window of the participant records from now on (webcam.js startTaskGaze): take no
@@ -162,6 +200,7 @@ export class GazeCapture {
   stop() {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    clearTimeout(this.paceTimer);
     clearTimeout(this.reconnectTimer); // no socket may open after the camera stopped
     this.stopped = true;
     if (this.socket) this.socket.close();

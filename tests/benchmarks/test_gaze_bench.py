@@ -54,3 +54,39 @@ def test_the_browser_participants_are_calibrated(tmp_path, monkeypatch):
         assert r.status_code == 200, r.data
         answers.append((r.json["calibrated"], r.json["stored"]))
     assert answers == [(True, 15), (True, 15), (False, 15)]
+
+
+@pytest.mark.parametrize("asked, fixed, expected_s", [
+    (300, False, 0.3),  # the server asks for 300 ms: every batch after the first
+    (5000, False, 0.4),  # more than the study's longest: its longest
+    (50, False, 0.1),  # less than the study's usual interval: the usual one
+    (None, False, 0.1),  # an answer without batch_ms (a site before the pacing)
+    (300, True, 0.1),  # --fixed-batches
+])
+def test_the_browser_clients_post_as_often_as_the_answers_ask(asked, fixed, expected_s, local_json_server):
+    """The simulated pages follow the answers' ``batch_ms`` as capture_site/static/webcam.js
+    ``pace`` does (within the study's task_batch_ms and task_batch_max_ms), and still send every
+    picture once, in order, at most 60 a batch."""
+    import argparse
+    import time
+
+    bench = _gaze_benchmark()
+    # the site's sample endpoint stood in for: every batch stored, the next one asked in ``asked`` ms
+    server = local_json_server(lambda body: (200, {"ok": True, "stored": len(body["samples"])}
+                                             | ({} if asked is None else {"batch_ms": asked})), keep_alive=True)
+    args = argparse.Namespace(fps=20.0, batch_ms=100, batch_max_ms=400, duration=2.0, fixed_batches=fixed)
+    stats = bench.Stats()
+    samples = [{"w": 320, "h": 240, "n": 0, "b": float(i)} for i in range(7)]
+    client = bench.SampleClient(server.port, 5, "token", samples, args, stats)
+    client.start_at = time.monotonic()
+    client.run()
+    batches = [body for _, _, body in server.requests]
+    assert client.intervals[0] == pytest.approx(0.1)  # before any answer: the study's task_batch_ms
+    assert client.intervals[2:] == pytest.approx([expected_s] * len(client.intervals[2:]))
+    times = [s["t"] for b in batches for s in b["samples"]]
+    assert stats.offered == stats.answered == len(times) and not stats.errors
+    assert times[-1] >= 1000 * (args.duration - expected_s) - 1e-6  # all but what the last interval would take
+    assert times == sorted(times) and len(set(times)) == len(times) and times[0] == 0.0
+    assert [s["b"] for b in batches for s in b["samples"]] == [float(i % 7) for i in range(len(times))]
+    assert [b["seq"] for b in batches] == list(range(len(batches)))
+    assert all(len(b["samples"]) <= 60 for b in batches)

@@ -56,6 +56,7 @@ def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(b
     r = client.post("/api/gaze/samples", json={"phase": "setup", "samples": setup},
                     headers={"X-Participant-Token": token})
     assert r.status_code == 200 and r.json["face"]["found"] and len(r.json["usable"]) == 3, r.json
+    assert "batch_ms" not in r.json  # set-up samples keep the study's batch_ms (the page waits for them)
 
     r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS)
     assert r.status_code == 200, r.json
@@ -77,8 +78,14 @@ def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(b
     headers = {"X-Participant-Token": token, "Content-Type": "application/json", "Content-Encoding": "gzip"}
     r = client.post("/api/gaze/samples", data=body, headers=headers)
     assert r.status_code == 200 and r.json["stored"] == 6 and r.json["calibrated"], r.json
+    assert r.json["batch_ms"] == 1000  # the next batch in the study's task_batch_ms: nothing waited here
     r = client.post("/api/gaze/samples", data=body, headers=headers)  # replay (the outbox resends)
     assert r.status_code == 200 and r.json["duplicate"] and r.json["stored"] == 0
+    pacer = bapp.extensions["gazepref_pacer"]  # as after a while of requests waiting for the CPU
+    for factor, asked in ((2.5, 2500), (16.0, 4000)):  # at most task_batch_max_ms (4000 by default)
+        pacer.factor_ = factor
+        assert client.post("/api/gaze/samples", data=body, headers=headers).json["batch_ms"] == asked
+    pacer.factor_ = 1.0
 
     bad = dict(batch, seq=1, samples=[dict(samples[0], lm=samples[0]["lm"][:-2])])
     r = client.post("/api/gaze/samples", json=bad, headers={"X-Participant-Token": token})

@@ -23,6 +23,18 @@ def test_defaults(tmp_path):
     assert s.page()["keep_frames"] is False
     # browser mode: set-up samples every 500 ms (answered with the face status), task samples every 1000 ms
     assert (s.page()["batch_ms"], s.page()["task_batch_ms"]) == (500, 1000)
+    # ... and at most every 4 s while the server is short of CPU (gaze_pacing.py)
+    assert s.page()["task_batch_max_ms"] == 4000
+
+
+@pytest.mark.parametrize("lines, longest", [
+    ((), 4000), (("fps = 30",), 2000),  # at most 60 samples a batch
+    (("task_batch_ms = 5000", "fps = 5"), 5000),  # never below the usual interval
+    (("task_batch_max_ms = 1000",), 1000),  # the same as task_batch_ms: no pacing
+])
+def test_the_longest_task_batch_interval_follows_fps(tmp_path, lines, longest):
+    s = gaze_settings(load_config(webcam_toml(tmp_path / "s.toml", "\n".join(lines))))
+    assert s.task_batch_max_ms == longest
 
 
 def test_keep_frames_needs_the_consent_flag(tmp_path, make_app):
@@ -111,6 +123,8 @@ def test_recalibration_is_skipped_in_a_mouse_only_session(make_app, tmp_path):
 @pytest.mark.parametrize("lines, message", [
     (("fps = 30", "batch_ms = 2000"), "60 frames per batch"),
     (("fps = 30", "task_batch_ms = 2500", 'compute = "browser"'), "75 samples per batch"),
+    (("fps = 30", "task_batch_max_ms = 2500", 'compute = "browser"'), "75 samples per batch"),
+    (("task_batch_ms = 2000", "task_batch_max_ms = 1500"), "below gaze.task_batch_ms"),
     (("fps = 30", "settle_ms = 3000"), "would send 460 frames"),  # 5 points x 92 frames
     (("width = 1280", "height = 960", "fps = 30", "settle_ms = 1000"), "MiB"),
 ])

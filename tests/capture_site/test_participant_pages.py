@@ -47,6 +47,7 @@ class Fixed:
 def start(pg, pid: str, pre: bool = True):
     pg.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
     pg.click("#agree")
+    pg.wait_for_selector("#continue, #skip")  # the next page, not the consent page still shown
     if pg.locator("#skip").count():
         pg.click("#skip")
     continue_with(pg)  # instructions
