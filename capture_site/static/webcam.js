@@ -154,11 +154,14 @@ export class GazeCapture {
       try { this.pace({ batch_ms: Number(sessionStorage.getItem(PACE_KEY)) }, false); } catch { /* no storage */ }
       if (this.outbox) this.outbox.onAnswer = (answer) => this.pace(answer);
       let last = this.taskBatchMs;
+      this.paceDelays = [];
       const next = () => {
         // a new interval starts at a random point of its first one: pages told to slow down at
         // the same moment would otherwise post in step (their phases spread over the old interval)
         const ms = this.taskBatchMs === last ? last : this.taskBatchMs * (0.25 + 0.75 * Math.random());
         last = this.taskBatchMs;
+        this.paceDelays.push(Math.round(ms)); // the last few, for a look from the console or a test
+        if (this.paceDelays.length > 50) this.paceDelays.shift();
         this.paceTimer = setTimeout(() => {
           if (this.stopped) return;
           if (this.transport === "http") this.send();
