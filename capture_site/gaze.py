@@ -31,7 +31,9 @@
   point fails it). When a validation passes or the ``attempts`` are used up, the step's outcome
   (:mod:`.gaze_attempts`: the best attempt, or a failed calibration) is stored and answered as
   ``outcome`` (``{passed, quality: good|fair|poor, fallback, attempts}``). Self-contained, so it
-  works with several server processes.
+  works with several server processes. Rounds are taken only while the participant is on a
+  calibration step that is not yet decided (409 otherwise: a second window or a resent request
+  after the outcome would otherwise become the calibration in force).
 
 The parts, by job: request parsing :mod:`.gaze_requests` (multipart: :mod:`.multipart`), the
 per-participant trackers :mod:`.gaze_trackers`, rate limit, pipeline slots and load shedding
@@ -63,6 +65,7 @@ from .gaze_samples import parse_samples, process_samples
 from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, MAX_SAMPLES_PER_BATCH,
                             GazeSettings, validation_targets)
 from .gaze_attempts import decide, outcome_for_page, step_rows
+from .gaze_step import calibrating
 from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
 from .purge import commit_in_study
@@ -186,6 +189,8 @@ def calibration_round():
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
     all_times = [v for ts in per_target for v in ts]
     p, settings = participant_settings(token)
+    if not calibrating(p):
+        raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
     check_compute(settings, "samples" if landmarks else "frames")
     if landmarks:  # the page's landmark samples, in target order (their times are the targets' t)
         frames_ = []

@@ -24,7 +24,7 @@ from .plan import parse_step
 from .runtime import db
 from .vendor import base_url as vendor_base_url
 
-__all__ = ["gaze_state", "page_data", "register"]
+__all__ = ["calibrating", "gaze_state", "page_data", "register"]
 
 
 #: states whose task pages send webcam frames
@@ -95,6 +95,20 @@ def _step_outcome(p: store.Participant) -> store.Calibration | None:
         store.Calibration.participant_id == p.id, store.Calibration.kind == "outcome")
         .order_by(store.Calibration.id)).all()
     return outcomes[-1] if len(outcomes) >= _calibration_round_number(p) else None
+
+
+def calibrating(p: store.Participant) -> bool:
+    """Whether ``p`` is on a calibration step that has no outcome yet: the only time the page posts
+    calibration and validation rounds. A round at any other time (a second window, a resent
+    request, a script) would become the calibration in force after the step was decided."""
+    st = p.state or {}
+    steps, pos = st.get("steps", []), st.get("pos", 0)
+    if not (isinstance(pos, int) and 0 <= pos < len(steps)):
+        return False
+    name, index = parse_step(steps[pos])
+    if name != "calibration" or (index is not None and gaze_state(p) in WITHOUT_CAMERA):
+        return False  # not a calibration step, or a recalibration step of a mouse-only session
+    return _step_outcome(p) is None
 
 
 def _calibration_round_number(p: store.Participant) -> int:

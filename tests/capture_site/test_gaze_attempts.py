@@ -110,6 +110,11 @@ def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(mak
     assert res["accuracy_deg"] == pytest.approx(v1.result["overall"]["accuracy_deg"])
     assert [a["validation"] for a in res["attempts"]] == [v1.id, v2.id]
     assert all(len(a["points"]) == 4 and "data_loss" in a["points"][0] for a in res["attempts"])
+    # the step is decided: a stray round (a second window, a resent request) changes nothing
+    for kind, targets in (("calibration", CALIBRATION_TARGETS), ("validation", NEAR)):
+        r = post_round(client, token, kind, targets)
+        assert r.status_code == 409 and "not yet decided" in r.json["error"], r.json
+    assert len(rows(app)) == 5  # two attempts, two validations, the outcome
 
     if fallback == "screen-out":  # the session ends with the platform's screen-out page, reloaded or not
         step = re.search(r'name="step" value="([^"]+)"', form_page).group(1)
@@ -129,6 +134,7 @@ def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(mak
         assert data["task"] and data["gaze"] is None  # the tasks send no frames
         return
     task_id = data["task"]
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 409  # nor on a task
     meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [5000.0, 5100.0, 5200.0]}
     r = post_frames(client, token, meta, [jpeg(moving(i)) for i in range(3)])
     assert r.status_code == 200 and r.json["stored"] == 3 and not r.json["calibrated"], r.json
