@@ -21,13 +21,14 @@
   its own kind: pictures (``/frames``, the WebSocket, multipart rounds) in server mode, samples
   in browser mode (403 otherwise).
 * ``POST /api/gaze/round`` (multipart; in browser mode JSON with the targets' ``samples``): ``meta`` = ``{"kind": "calibration" | "validation",
-  "viewport": [w, h], "targets": [{"x", "y", "t": [...]}, ...]}`` with the frames of each target
-  (those after the eyes settled, until the dot had ``min_frames`` usable frames), in target
+  "viewport": [w, h], "targets": [{"x", "y", "t": [...], "seen"}, ...]}`` with the frames of each target
+  (those after the eyes settled, until the dot had ``min_frames`` usable frames; at most
+  ``target_frames``, the usable ones first, of the ``seen`` the page recorded), in target
   order. The server counts the usable rows per target (``usable_per_target``, ``starved``). A
   calibration round with a starved target is refused (422) and stored as an attempt without a
   model; else it fits :func:`~gazepref.signals.gaze_session.calibrate` and stores a
   ``store.Calibration(kind="calibration")`` row with the model (an attempt); a validation round
-  stores ``kind="validation"`` with the metrics (data loss per point) and ``passed`` (a starved
+  stores ``kind="validation"`` with the metrics (data loss per point, of the ``seen`` frames) and ``passed`` (a starved
   point fails it). When a validation passes or the ``attempts`` are used up, the step's outcome
   (:mod:`.gaze_attempts`: the best attempt, or a failed calibration) is stored and answered as
   ``outcome`` (``{passed, quality: good|fair|poor, fallback, attempts}``). Self-contained, so it
@@ -60,7 +61,7 @@ from .api import UNKNOWN_PARTICIPANT, ApiError, install_error_handlers, request_
 from .gaze_limits import frame_key, frame_limiter
 from .gaze_pacing import pacer
 from .gaze_pipeline import check_compute, frame_context, store_task_rows, track_frames, track_samples
-from .gaze_requests import frame_meta, frame_parts, json_body, multipart_form, numbers
+from .gaze_requests import frame_meta, frame_parts, integer, json_body, multipart_form, numbers
 from .gaze_samples import parse_samples, process_samples
 from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, MAX_SAMPLES_PER_BATCH,
                             GazeSettings, validation_targets)
@@ -191,6 +192,11 @@ def calibration_round():
     p, settings = participant_settings(token)
     if not calibrating(p):
         raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
+    # per target, the frames the page recorded while the dot was shown, of which it sent these
+    # (the usable ones first, at most target_frames): the others are the point's data loss too
+    seen = [None if t.get("seen") is None else integer(t, "seen", len(ts), max(len(ts), settings.target_seen_max),
+                                                          f"targets[{i}].seen")
+            for i, (t, ts) in enumerate(zip(targets, per_target))]
     check_compute(settings, "samples" if landmarks else "frames")
     if landmarks:  # the page's landmark samples, in target order (their times are the targets' t)
         frames_ = []
@@ -247,7 +253,8 @@ def calibration_round():
     # calibration is scored in another thread, the older one's (TrackerEntry.scoring_with)
     model = GazeCalibration.from_bytes(attempt.model)
     result = validate_round(model, points, roi_radius_px=settings.roi_radius_px,
-                            pass_accuracy_px=settings.pass_accuracy_px, distance_cm=settings.viewing_distance_cm)
+                            pass_accuracy_px=settings.pass_accuracy_px, distance_cm=settings.viewing_distance_cm,
+                            seen=seen)
     result = json_safe(result)
     overall = result.get("overall", {})
     passed = bool(overall.get("passed")) and not starved  # a point without data checks nothing

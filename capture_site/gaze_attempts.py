@@ -8,8 +8,8 @@
 * ``"validation"``: one per validation round (``result["calibration"]``: the attempt it checks);
 * ``"outcome"``: one per calibration step, written when a validation passes or the step's last
   attempt (``attempts``) is used up: ``model`` is a copy of the *best* attempt's model
-  (:func:`gazepref.signals.gaze_session.best_attempt`: passed first, then the smallest offset,
-  not the last attempt) when it passed, None when no attempt passed: gaze stays uncalibrated
+  (:func:`gazepref.signals.gaze_session.best_attempt`: passed first, then one validated at
+  every point, then the smallest offset, not the last attempt) when it passed, None when no attempt passed: gaze stays uncalibrated
   (x/y NaN, flags UNCALIBRATED | CALIBRATION_FAILED, confidence 0) and the study's
   ``calibration_fallback`` applies. ``result`` holds every attempt's figures (accuracy px and
   degrees, precision, data loss per point), what the exports carry.

@@ -80,11 +80,12 @@ def numbers(values: Any, name: str = "t") -> list[float]:
     return [float(v) for v in values]
 
 
-def integer(meta: dict[str, Any], key: str, lo: int = 0) -> int:
-    """``meta[key]`` as an integer in [lo, 2**31 - 1] (ApiError 400 otherwise)."""
+def integer(meta: dict[str, Any], key: str, lo: int = 0, hi: int = 2**31 - 1, name: str | None = None) -> int:
+    """``meta[key]`` as an integer in [lo, hi] (ApiError 400 naming ``name``, default ``key``, otherwise)."""
     v = meta.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > 2**31 - 1:
-        raise ApiError(400, f"{key} must be an integer >= {lo} (got {v!r})")
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+        bounds = f">= {lo}" if hi == 2**31 - 1 else f"from {lo} to {hi}"
+        raise ApiError(400, f"{name or key} must be an integer {bounds} (got {v!r})")
     return v
 
 

@@ -81,6 +81,13 @@ class GazeSettings:
         return max(-(-self.fps * (self.settle_ms + 50) // 1000), 2 * self.min_frames)
 
     @property
+    def target_seen_max(self) -> int:
+        """The most frames the page can record while one target is shown (``settle_ms`` before the
+        click, then up to ``target_timeout_ms`` of waiting, and a second's slack): the bound of a
+        round's ``seen`` counts."""
+        return -(-self.fps * (self.settle_ms + self.target_timeout_ms + 1000) // 1000)
+
+    @property
     def round_frames(self) -> int:
         """Frames the page sends at most for the larger round."""
         return max(self.calibration_points, self.validation_points) * self.target_frames

@@ -32,10 +32,15 @@ MANIFEST_IDS = ("participant_id is the participant's pseudonym and task_id the e
 def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
     """``table`` (a gaze stream) with ``x``/``y`` recomputed by ``model`` from its features.
 
-    Samples whose features are missing get null and the UNCALIBRATED flag; the flag is cleared on
-    the others. The study site's click drift correction (``drift_x``/``drift_y``) is not carried
-    over: those columns are left out, so the result is the model's uncorrected estimate.
+    Samples whose features are missing get null, confidence 0 and the UNCALIBRATED flag; the flag
+    is cleared on the others, whose ``confidence`` is that of the picture
+    (:func:`~.webcam.sample_confidence` of its flags and head turn, as the tracker gives it: rows
+    stored without an estimate, e.g. after a failed calibration, had 0). The study site's click
+    drift correction (``drift_x``/``drift_y``) is not carried over: those columns are left out, so
+    the result is the model's uncorrected estimate.
     """
+    from .webcam import sample_confidence
+
     drift = [c for c in table.column_names if c.startswith("drift_")]
     if drift:
         table = table.drop_columns(drift)
@@ -53,11 +58,17 @@ def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
     else:
         flags = np.zeros(table.num_rows, np.int32)
     flags = np.where(ok, flags & ~GazeFlag.UNCALIBRATED, flags | GazeFlag.UNCALIBRATED).astype(np.int32)
-    for name, col in (("x", pred[:, 0]), ("y", pred[:, 1])):
-        table = table.set_column(table.schema.get_field_index(name), name, pa.array(col, pa.float32(), from_pandas=True))
-    i = table.schema.get_field_index("flags")
-    arr = pa.array(flags, pa.int32())
-    return table.set_column(i, "flags", arr) if i >= 0 else table.append_column("flags", arr)
+    turn = np.full(table.num_rows, np.nan)
+    if "head_yaw" in table.column_names and "head_pitch" in table.column_names:
+        yaw, pitch = (pc.fill_null(table.column(c), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+                      for c in ("head_yaw", "head_pitch"))
+        turn = np.fmax(np.abs(yaw), np.abs(pitch))
+    confidence = [sample_confidence(f, v) if o else 0.0 for f, v, o in zip(flags.tolist(), turn.tolist(), ok.tolist())]
+    for name, col in (("x", pred[:, 0]), ("y", pred[:, 1]), ("confidence", confidence), ("flags", flags)):
+        arr = pa.array(col, pa.int32() if name == "flags" else pa.float32(), from_pandas=True)
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, arr) if i >= 0 else table.append_column(name, arr)
+    return table
 
 
 def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any = None) -> pa.Table:

@@ -75,9 +75,11 @@ def calibration_summary(model: GazeCalibration) -> dict[str, Any]:
 
 def validate_round(model: GazeCalibration, points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]],
                    roi_radius_px: float = 100.0, distance_cm: float = 60.0, px_per_cm: float = CSS_PX_PER_CM,
-                   pass_accuracy_px: float | None = None) -> dict[str, Any]:
+                   pass_accuracy_px: float | None = None, seen: Sequence[int | None] | None = None
+                   ) -> dict[str, Any]:
     """Validation metrics of ``model`` on (target, tracker rows) pairs; blinks and frames without
-    a face count as data loss."""
+    a face count as data loss, as do, with ``seen`` (per target, the frames recorded while it was
+    shown, of which these rows are the ones the page kept), the frames not kept."""
     predicted, flags = [], []
     for _, samples in points:
         xy = model.predict(pd.DataFrame(list(samples))) if len(samples) else np.empty((0, 2))
@@ -85,7 +87,7 @@ def validate_round(model: GazeCalibration, points: Sequence[tuple[Sequence[float
         flags.append(np.array([int(s.get("flags", 0)) for s in samples], dtype=np.int64))
     return validate([(target, xy) for (target, _), xy in zip(points, predicted)], roi_radius_px=roi_radius_px,
                     flags=flags, distance_cm=distance_cm, px_per_cm=px_per_cm, pass_accuracy_px=pass_accuracy_px,
-                    lost_flags=UNUSABLE)
+                    lost_flags=UNUSABLE, seen=seen)
 
 
 def usable_counts(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]]) -> list[int]:
@@ -119,16 +121,19 @@ def quality_word(accuracy_px: float | None, pass_accuracy_px: float, passed: boo
 
 
 def best_attempt(attempts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The attempt to keep among validated ``attempts`` (dicts with ``passed`` and
-    ``accuracy_px``): a passed one before a failed one, then the smallest accuracy (offset) in
-    px; attempts without an accuracy (not validated, frame-starved) are never chosen. Ties keep
-    the earlier attempt. None when there is none to keep."""
+    """The attempt to keep among validated ``attempts`` (dicts with ``passed``, ``accuracy_px``
+    and optionally ``validation_starved``, the validation's points without enough data): a passed
+    one before a failed one, then one whose validation checked every point before one stopped at
+    a starved point (its accuracy averages the points before it only: one good point would beat a
+    whole check), then the smallest accuracy (offset) in px; attempts without an accuracy (not
+    validated, frame-starved) are never chosen. Ties keep the earlier attempt. None when there is
+    none to keep."""
     best, key_best = None, None
     for a in attempts:
         acc = a.get("accuracy_px")
         if acc is None or not np.isfinite(acc):
             continue
-        key = (not a.get("passed", False), float(acc))
+        key = (not a.get("passed", False), bool(a.get("validation_starved")), float(acc))
         if key_best is None or key < key_best:
             best, key_best = a, key
     return best

@@ -9,7 +9,9 @@ share of samples in the ROI, samples found), with the usual eye-tracking definit
   ``2 * atan(size_cm / (2 * distance_cm))``;
 * ``precision_px``: RMS of the distances between successive valid samples (RMS-S2S);
 * ``in_roi``: share of valid samples within ``roi_radius_px`` of the target;
-* ``data_loss``: share of samples with no gaze estimate (NaN, or flagged NO_FACE by default).
+* ``data_loss``: share of samples with no gaze estimate (NaN, or flagged NO_FACE by default);
+  with ``seen``, of the samples recorded while the target was shown, of which those given are the
+  ones kept (the usable ones first): the others count as lost.
 
 Overall figures average the per-point values over the points that have valid samples, except
 ``data_loss`` and ``in_roi_all``, which pool all samples.
@@ -35,13 +37,14 @@ def px_to_deg(px: float, distance_cm: float = 60.0, px_per_cm: float = CSS_PX_PE
 
 def point_metrics(gaze: np.ndarray, target: Sequence[float], roi_radius_px: float,
                   valid: np.ndarray | None = None, distance_cm: float = 60.0,
-                  px_per_cm: float = CSS_PX_PER_CM) -> dict[str, Any]:
-    """Metrics for the samples (n x 2, in time order) recorded while one target was shown."""
+                  px_per_cm: float = CSS_PX_PER_CM, seen: int | None = None) -> dict[str, Any]:
+    """Metrics for the samples (n x 2, in time order) recorded while one target was shown; with
+    ``seen`` (>= n), ``seen`` were recorded and these are the ones kept: the rest count as lost."""
     gaze = np.asarray(gaze, dtype=np.float64).reshape(-1, 2)
     ok = np.isfinite(gaze).all(axis=1)
     if valid is not None:
         ok &= np.asarray(valid, dtype=bool)
-    n = len(gaze)
+    n = len(gaze) if seen is None else max(len(gaze), int(seen))
     good = gaze[ok]
     out: dict[str, Any] = {"target_x": float(target[0]), "target_y": float(target[1]), "n_samples": n,
                            "n_valid": int(ok.sum()), "data_loss": float(1 - ok.sum() / n) if n else 1.0}
@@ -68,11 +71,12 @@ def point_metrics(gaze: np.ndarray, target: Sequence[float], roi_radius_px: floa
 def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px: float = 100.0,
              flags: Sequence[np.ndarray] | None = None, distance_cm: float = 60.0,
              px_per_cm: float = CSS_PX_PER_CM, pass_accuracy_px: float | None = None,
-             lost_flags: int = GazeFlag.NO_FACE) -> dict[str, Any]:
+             lost_flags: int = GazeFlag.NO_FACE, seen: Sequence[int | None] | None = None) -> dict[str, Any]:
     """Validation result for ``points``: a list of (target (x, y), samples n x 2 px).
 
     ``flags``: per point, the samples' GazeFlag bits; samples with any of ``lost_flags`` count
-    as lost (as do NaN samples).
+    as lost (as do NaN samples). ``seen``: per point, how many samples were recorded while it was
+    shown when only some were kept (None: all were; the others count as lost).
     ``pass_accuracy_px``: when given, ``passed`` says whether the overall accuracy is at most it.
     Returns ``{"points": [...], "overall": {...}, "settings": {...}}``, JSON-ready.
     """
@@ -82,7 +86,8 @@ def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px
         valid = None
         if flags is not None:
             valid = (np.asarray(flags[i], dtype=np.int64) & lost_flags) == 0
-        m = point_metrics(samples, target, roi_radius_px, valid, distance_cm, px_per_cm)
+        m = point_metrics(samples, target, roi_radius_px, valid, distance_cm, px_per_cm,
+                          seen=None if seen is None else seen[i])
         per_point.append(m)
         total += m["n_samples"]
         lost += m["n_samples"] - m["n_valid"]

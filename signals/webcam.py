@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .calibration import GazeCalibration
 
 __all__ = ["FACE_COLUMNS", "SAMPLE_LANDMARKS", "FaceSample", "FrameError", "GazeTracker", "QualityThresholds",
-           "feature_columns", "image_sample", "process_frame"]
+           "feature_columns", "image_sample", "process_frame", "sample_confidence"]
 
 FACE_COLUMNS = (
     "face_x",  # face centre (mean landmark), fraction of image width
@@ -331,7 +331,7 @@ class GazeTracker:
             v = face.values
             v[:, self._sight] = line_of_sight.sight_points(face.pts, face.width, face.height, rotation, translation)
             turn = np.fmax(np.abs(v[:, at["head_yaw"]]), np.abs(v[:, at["head_pitch"]])).tolist()
-            v[:, at["confidence"]] = [_confidence(flags[k], t) for k, t in zip(faces, turn)]
+            v[:, at["confidence"]] = [sample_confidence(flags[k], t) for k, t in zip(faces, turn)]
             v[:, at["t"]] = values[faces, at["t"]]
             values[faces] = v
         rows = [dict(zip(self._keys, row)) for row in values.tolist()]
@@ -400,9 +400,10 @@ def _distinct_faces(meshes: list[np.ndarray], max_overlap: float = 0.5) -> list[
     return [meshes[i] for i in distinct_boxes(boxes, max_overlap)]
 
 
-def _confidence(flags: int, turn: float) -> float:
-    """1 for a single, well-lit, sharp, open-eyed, frontal face; lower for each problem (``turn``:
-    the larger of the head's yaw and pitch in degrees, either sign; NaN: not known)."""
+def sample_confidence(flags: int, turn: float) -> float:
+    """The ``confidence`` of a gaze estimate from a picture with ``flags``: 1 for a single,
+    well-lit, sharp, open-eyed, frontal face; lower for each problem (``turn``: the larger of the
+    head's yaw and pitch in degrees, either sign; NaN: not known)."""
     c = 1.0
     for bit, factor in ((GazeFlag.MULTIPLE_FACES, 0.7), (GazeFlag.TOO_DARK, 0.6), (GazeFlag.BLUR, 0.6),
                         (GazeFlag.OVEREXPOSED, 0.6), (GazeFlag.BLINK, 0.2)):

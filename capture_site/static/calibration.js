@@ -137,6 +137,17 @@ export function placeDot(x, y, key) {
   keepClear();
 }
 
+/** Of a dot's ``frames`` (time order), the ones sent when there are more than ``cap``: the
+ *  latest usable ones (``usable``: a Set of their times), at most ``cap``, then the latest others
+ *  up to ``cap`` in all; in time order. */
+export function keptFrames(frames, usable, cap) {
+  if (frames.length <= cap) return frames;
+  const ok = frames.filter((f) => usable.has(f.t)).slice(-cap);
+  const fill = cap - ok.length;
+  const rest = fill > 0 ? frames.filter((f) => !usable.has(f.t)).slice(-fill) : [];
+  return ok.concat(rest).sort((a, b) => a.t - b.t);
+}
+
 /** Show the dot; resolve with its frames once clicked and holding min_frames usable frames
  *  (``starved``: too few within target_timeout_ms of the click). */
 function collectTarget(x, y, key) {
@@ -164,13 +175,8 @@ function collectTarget(x, y, key) {
         frames = state.capture.framesBetween(from, performance.now());
       }
       const usable = state.capture.usableCount(frames);
-      if (frames.length > S.target_frames) { // the usable ones first, then the latest others
-        const ok = frames.filter((f) => state.capture.usable.has(f.t));
-        const rest = frames.filter((f) => !state.capture.usable.has(f.t));
-        frames = ok.slice(-S.target_frames).concat(rest.slice(-(S.target_frames - Math.min(ok.length, S.target_frames))));
-        frames.sort((a, b) => a.t - b.t);
-      }
-      resolve({ frames, usable, starved: usable < S.min_frames });
+      const seen = frames.length; // the server counts those not sent as the point's data loss
+      resolve({ frames: keptFrames(frames, state.capture.usable, S.target_frames), usable, seen, starved: usable < S.min_frames });
     };
     ui.target.addEventListener("click", onClick);
   });
@@ -183,7 +189,7 @@ async function runRound(kind, points) {
   for (const [i, [x, y]] of points.entries()) {
     showProgress(kind, i, points.length);
     const got = await collectTarget(x, y, `${kind}:${i}`);
-    targets.push({ x, y, t: got.frames.map((f) => f.t) });
+    targets.push({ x, y, t: got.frames.map((f) => f.t), seen: got.seen });
     frames.push(...got.frames);
     if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
@@ -398,5 +404,5 @@ async function startCamera() {
   return state.capture;
 }
 
-window.gazepref = { calibration: state };
+window.gazepref = { calibration: state, keptFrames };
 main();

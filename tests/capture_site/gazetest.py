@@ -81,8 +81,9 @@ def post_frames(client, token, meta, frames, ctype="image/jpeg"):
                        headers={"X-Participant-Token": token})
 
 
-def post_round(client, token, kind, targets, viewport=(1280, 800), per_target=6):
-    """A round of ``per_target`` frames of the moving face per target (an int, or one per target)."""
+def post_round(client, token, kind, targets, viewport=(1280, 800), per_target=6, seen=None):
+    """A round of ``per_target`` frames of the moving face per target (an int, or one per target);
+    ``seen``: per target, the frames the page says it recorded (None: not said)."""
     frames, meta_targets, t = [], [], 1000.0
     for k, (x, y) in enumerate(targets):
         ts = []
@@ -90,7 +91,7 @@ def post_round(client, token, kind, targets, viewport=(1280, 800), per_target=6)
             frames.append(jpeg(moving(k * 6 + j)))
             ts.append(t)
             t += 100.0
-        meta_targets.append({"x": x, "y": y, "t": ts})
+        meta_targets.append({"x": x, "y": y, "t": ts} | ({} if seen is None else {"seen": seen[k]}))
     data = {"meta": json.dumps({"kind": kind, "viewport": list(viewport), "targets": meta_targets}),
             "frame": [(BytesIO(f), f"f{i}.jpg", "image/jpeg") for i, f in enumerate(frames)]}
     return client.post("/api/gaze/round", data=data, content_type="multipart/form-data",

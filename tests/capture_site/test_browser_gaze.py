@@ -452,7 +452,9 @@ def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
         'compute = "browser"', "fps = 5", "min_frames = 3", "target_timeout_ms = 1000", "setup_timeout_s = 1"]))
     toml.write_text(toml.read_text().replace("attempts = 1", "attempts = 2"))  # a second attempt: "Try again"
     app = make_app(STUDY_CONFIG=str(toml))
+    rounds = []
     with browser_page(app, video) as page:
+        page.on("request", lambda r: rounds.append(r.post_data_json) if r.url.endswith("/api/gaze/round") else None)
         page.set_default_timeout(60_000)
         page.set_viewport_size({"width": 1280, "height": 720})
         _to_calibration_page(page, "CAM-FOLD")
@@ -472,6 +474,32 @@ def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
         assert 0 <= box["top"] and box["bottom"] <= box["h"], box
         assert box["button"] <= box["h"] + 1, box  # Try again is in view too (+ 1: scrolling is by whole px)
         assert box["focus"] == "calibration-result", box
+    # the starved dot's pictures: every one the page recorded (none usable) and said so
+    (sent,) = rounds
+    (target,) = sent["targets"]
+    assert target["seen"] == len(target["t"]) >= 3, target
+
+
+def test_a_dots_frames_sent_are_its_latest_usable_ones_first(make_app, tmp_path):
+    """calibration.js ``keptFrames``: of a dot held long (a blink, a look away), the page sends at
+    most ``target_frames``: the latest usable pictures, then the latest others; it says how many it
+    recorded (``seen``), so the server counts the rest as the point's data loss."""
+    video = write_y4m(tmp_path / "face.y4m", [head_and_shoulders((320, 240))] * 2, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"')))
+    with browser_page(app, video) as page:
+        page.route("**/vendor/**", lambda route: route.abort())  # no face model needed
+        _to_calibration_page(page, "CAM-KEPT")
+        wait_for_function(page, "window.gazepref && window.gazepref.keptFrames")
+        kept = page.evaluate("""() => {
+            const frames = Array.from({ length: 30 }, (_, i) => ({ t: i * 100 }));
+            const times = (xs) => xs.map((f) => f.t);
+            const k = window.gazepref.keptFrames;
+            return [times(k(frames, new Set([2500, 2600, 2700, 2800, 2900]), 10)),
+                    times(k(frames, new Set(frames.slice(0, 12).map((f) => f.t)), 10)),
+                    times(k(frames.slice(0, 8), new Set(), 10))]; }""")
+    assert kept[0] == [2500, 2600, 2700, 2800, 2900, *range(2000, 2500, 100)]  # 5 usable, the 5 latest others
+    assert kept[1] == list(range(200, 1200, 100))  # 12 usable: the latest 10 of them, no other
+    assert kept[2] == list(range(0, 800, 100))  # fewer than the cap: all
 
 
 def test_while_the_face_model_loads_the_set_up_says_so(make_app, tmp_path):

@@ -89,6 +89,27 @@ def test_validation_points_report_data_loss_and_a_starved_point_fails(make_app, 
     assert r.json["quality"] == "poor" and rows(app, "validation")[0].result["quality"] == "poor"
 
 
+def test_frames_the_page_recorded_but_did_not_send_are_data_loss(make_app, tmp_path):
+    """A dot held long (blinks, a look away): the page sends its usable frames first, at most
+    ``target_frames``, and says how many it recorded (``seen``): the others are lost data."""
+    app, client = client_for(make_app, tmp_path, "attempts = 1")
+    token = to_calibration(client)["token"]
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    for seen, why in (([6, 5, 6, 6], "from 6 to"), ([6, 6, 6, 10_000], "from 6 to"), ([6, True, 6, 6], "from 6 to"),
+                      ([6, 6.5, 6, 6], "integer")):
+        r = post_round(client, token, "validation", NEAR, seen=seen)
+        assert r.status_code == 400 and "seen must be an integer" in r.json["error"] and why in r.json["error"], r.json
+    assert rows(app, "validation") == []  # refused whole, nothing stored
+    r = post_round(client, token, "validation", NEAR, seen=[6, 24, 6, 6])
+    assert r.status_code == 200, r.json
+    points, overall = r.json["result"]["points"], r.json["result"]["overall"]
+    assert [p["data_loss"] for p in points] == [0.0, 0.75, 0.0, 0.0]
+    assert [p["n_samples"] for p in points] == [6, 24, 6, 6] and [p["n_valid"] for p in points] == [6] * 4
+    assert overall["data_loss"] == pytest.approx(18 / 42)
+    (outcome,) = rows(app, "outcome")
+    assert outcome.result["data_loss"] == pytest.approx(18 / 42)
+
+
 @pytest.mark.parametrize("fallback", ["mouse-only", "record-uncalibrated", "screen-out"])
 def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(make_app, tmp_path, fallback):
     app, client = client_for(make_app, tmp_path, "attempts = 2", "pass_accuracy_px = 10",

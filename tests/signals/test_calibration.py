@@ -247,6 +247,11 @@ def test_validate_overall_and_flags():
     assert o["passed"] is True and o["n_points"] == 3 and o["n_samples"] == 6
     assert result["settings"]["roi_radius_px"] == 20
     assert validate(points, roi_radius_px=20, flags=flags, pass_accuracy_px=29)["overall"]["passed"] is False
+    # the page recorded more than it sent (its usable frames first): the others are lost data too
+    seen = validate(points, roi_radius_px=20, flags=flags, seen=[4, None, 0])
+    assert [q["n_samples"] for q in seen["points"]] == [4, 3, 1]  # (never fewer than were sent)
+    assert [q["data_loss"] for q in seen["points"]] == pytest.approx([0.5, 1 / 3, 1.0])
+    assert seen["overall"]["data_loss"] == pytest.approx(4 / 8) and seen["overall"]["accuracy_px"] == 30
 
 
 # ---------------------------------------------------------------------- continuous calibration

@@ -749,6 +749,39 @@ def test_reestimate_leaves_out_the_site_drift_correction():
     np.testing.assert_allclose(new.column("x").to_numpy(), raw[:, 0], rtol=1e-5)
 
 
+def test_reestimate_gives_rows_stored_without_an_estimate_their_confidence():
+    """After a failed calibration the site stores the features with x/y NaN and confidence 0 (no
+    estimate, no confidence in it). Re-estimated, a row's confidence is its picture's, as the
+    tracker gives it (blink, head turn); so ``--interactions`` can weigh the clicks by it (with 0
+    it took none)."""
+    from gazepref.signals.gaze_recalibrate import replay_interactions
+
+    rng = np.random.default_rng(1)
+    uv = rng.normal(0, 0.1, (40, 2))
+    uv[14:21] = uv[13]  # a fixation before the click
+    rows = [{"t": 100.0 * i, "eye_l_iris_u": u, "eye_l_iris_v": v, "head_yaw": 0.0, "head_pitch": 5.0}
+            for i, (u, v) in enumerate(uv)]
+    model = GazeCalibration(use_appearance=False).fit(rows, [(800 + 2000 * u, 450 + 1000 * v) for u, v in uv])
+    failed = int(GazeFlag.UNCALIBRATED | GazeFlag.CALIBRATION_FAILED)
+    stored = [dict(r, x=np.nan, y=np.nan, confidence=0.0, flags=failed) for r in rows]
+    stored[3]["flags"] |= int(GazeFlag.BLINK)
+    stored[4]["head_yaw"] = -40.0  # 15 deg past 25: x (1 - 15 / 30)
+    stored[5]["eye_l_iris_u"] = np.nan  # no features: no estimate
+    new = reestimate(rows_to_table(stored), model)
+    conf, flags = new.column("confidence").to_pylist(), new.column("flags").to_pylist()
+    assert conf[:3] == [1.0] * 3 and conf[3] == pytest.approx(0.2) and conf[4] == pytest.approx(0.5)
+    assert conf[5] == 0.0 and flags[5] & GazeFlag.UNCALIBRATED and not flags[0] & GazeFlag.UNCALIBRATED
+    assert all(f & GazeFlag.CALIBRATION_FAILED for f in flags), "where the rows come from stays said"
+    # a click at 2.05 s, 60 px right of where the re-estimated gaze was: later rows move by it
+    x0 = float(new.column("x")[19].as_py())
+    y0 = float(new.column("y")[19].as_py())
+    events = pa.table({"t": [2050.0], "type": ["click"], "target": ["composer"], "x": [x0 + 60.0], "y": [y0]})
+    replayed = replay_interactions(new, events)
+    t, used = replayed.column("t").to_numpy(), replayed.column("drift_clicks").to_numpy()
+    assert (used[t < 2050] == 0).all() and (used[t > 2050] == 1).all()
+    np.testing.assert_allclose(replayed.column("drift_x").to_numpy()[t > 2050], 60.0, atol=1.0)
+
+
 def test_reestimate_needs_the_model_features():
     model = GazeCalibration().fit([{"eye_l_iris_u": v, "head_yaw": v * v} for v in np.linspace(0, 1, 8)],
                                   np.c_[np.arange(8), np.arange(8)])

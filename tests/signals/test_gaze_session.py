@@ -75,6 +75,11 @@ def test_best_attempt_is_kept_not_the_last():
     assert best_attempt([better_but_failed, passed]) is passed
     assert best_attempt([starved]) is None and best_attempt([]) is None
     assert best_attempt([first, dict(first, calibration=2)])["calibration"] == 1  # ties: the earlier
+    # a validation stopped at a starved point averages the points before it: a whole check goes first
+    one_point = {"calibration": 11, "passed": False, "accuracy_px": 80.0, "validation_starved": [1]}
+    whole = {"calibration": 13, "passed": False, "accuracy_px": 250.0, "validation_starved": []}
+    assert best_attempt([one_point, whole]) is whole and best_attempt([whole, one_point]) is whole
+    assert best_attempt([one_point, dict(one_point, calibration=15, accuracy_px=60.0)])["calibration"] == 15
 
 
 @pytest.mark.parametrize("accuracy, word", [(50.0, "good"), (100.0, "good"), (150.0, "fair"), (200.0, "fair"),
