@@ -30,12 +30,14 @@ __all__ = ["calibrating", "gaze_state", "page_data", "register"]
 #: states whose task pages send webcam frames
 RECORDING = ("calibrated", "uncalibrated")
 #: states that skip later calibration steps (the session went on without the webcam)
-WITHOUT_CAMERA = ("no-camera", "failed")
+WITHOUT_CAMERA = ("no-camera", "skipped", "failed")
 
 
 def gaze_state(p: store.Participant) -> str | None:
     """``"calibrated"``, ``"uncalibrated"`` (calibration failed; features recorded without gaze),
-    ``"failed"`` (calibration failed; mouse-only), ``"no-camera"`` or None (step not reached /
+    ``"failed"`` (calibration failed; mouse-only), ``"no-camera"`` (no usable camera; mouse-only),
+    ``"skipped"`` (the camera worked, but the set-up's face check did not pass in time and the
+    participant went on mouse-only: "Continue without eye tracking") or None (step not reached /
     webcam off)."""
     return (p.state or {}).get("gaze")
 
@@ -125,13 +127,13 @@ def _submit_calibration(ctx) -> list[str]:
     if ctx.index is not None and gaze_state(p) in WITHOUT_CAMERA:
         return []  # a recalibration step of a mouse-only session
     outcome = request.form.get("outcome", "")
-    if outcome == "no-camera":
+    if outcome in ("no-camera", "skipped"):
         if ctx.config.webcam == "required":  # screened out: the platform's screen-out code, if any
             from .platforms import mark_screened_out
 
             mark_screened_out(p, "no-camera")
             return []
-        set_state(p, gaze="no-camera")
+        set_state(p, gaze=outcome)
         return []
     outcome = _step_outcome(p)  # a recalibration step needs a new outcome
     if outcome is None:

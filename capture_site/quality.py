@@ -216,7 +216,8 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
     the set-up's reason), ``in progress`` (active in the last :data:`IDLE_S` seconds) or ``stopped`` with where and why
     (a window too small for the study, camera errors and face status at the set-up, calibration
     not precise enough, the ``step`` reached, :func:`~gazepref.capture_site.plan.step_at`, and its
-    task). A no-camera participant who went on mouse-only gets that as a note. The window counts
+    task). A no-camera participant who went on mouse-only gets that as a note, as does one who
+    skipped the set-up (the face check did not pass in time) with the set-up's face status. The window counts
     only while its "please use a larger window" page was the last thing reported at the step the
     participant stopped at (:func:`.pages.note_window`): not for one who enlarged it or went on."""
     state = p.state or {}
@@ -233,6 +234,8 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
     setup = state.get("setup") or {}
     if state.get("gaze") == "no-camera":
         notes.append(_CAMERA_ERRORS.get(setup.get("camera_error"), "no camera") + ", continued mouse-only")
+    elif state.get("gaze") == "skipped":  # the camera worked; the face check did not pass in time
+        notes.append(f"skipped the camera set-up ({_setup_reason(p, setup)}), continued mouse-only")
     if state.get("finished_at"):
         return "finished", "; ".join(notes)
     if screened_out(p):  # sent back to the platform (no camera, calibration failed): final at once

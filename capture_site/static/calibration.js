@@ -220,6 +220,9 @@ function outcomeMessage(outcome) {
   if (outcome.passed) return `Calibration done: the eye tracking works ${outcome.quality === "good" ? "well" : "well enough"} (quality: ${QUALITY[outcome.quality]}).`;
   const base = "The eye tracking could not be calibrated well enough on this computer.";
   if (outcome.fallback === "screen-out") return `${base} This study needs it, so it cannot go on.`;
+  if (outcome.fallback === "record-uncalibrated") {
+    return `${base} That is fine: the study goes on; the camera will be on again during the tasks.`;
+  }
   return `${base} That is fine: the study goes on without it.`;
 }
 
@@ -298,7 +301,8 @@ async function calibrate() {
 function refreshIndicator() {
   if (state.done || !state.capture) return;
   const cap = state.capture;
-  const stale = performance.now() - (cap.lastAnswer || 0) > STALE_MS;
+  // (counted from the watch's start until the first answer: the eye tracker has just loaded)
+  const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0) > STALE_MS;
   const ended = cap.cameraStopped || cap.cameraPaused;
   if (stale || ended) {
     const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
@@ -318,6 +322,7 @@ function refreshIndicator() {
 }
 
 function watchIndicator() {
+  state.watchSince = performance.now();
   setInterval(refreshIndicator, 500);
 }
 
@@ -333,7 +338,8 @@ function showWayOn() {
 
 async function main() {
   ui.retry.addEventListener("click", () => location.reload());
-  if (ui.skip) ui.skip.addEventListener("click", () => { ui.outcome.value = "no-camera"; });
+  // the camera works but the face check did not pass in time: said apart from no camera (dashboard)
+  if (ui.skip) ui.skip.addEventListener("click", () => { ui.outcome.value = "skipped"; });
   if (gaze.outcome) { // the page was reloaded after the step's outcome: show it, no camera
     finish(gaze.outcome);
     return;
