@@ -210,6 +210,9 @@ def _load(slug: str, given: str) -> _Participant:
                     continue
                 if name == "hits" and "source" in tb.column_names:
                     tb = tb.filter(pc.equal(tb.column("source"), "gaze"))
+                if name == "gaze" and "x" in tb.column_names and "y" in tb.column_names:
+                    # rows with an estimate only: a failed calibration's (record-uncalibrated) have none
+                    tb = tb.filter(pc.and_(pc.is_finite(tb.column("x")), pc.is_finite(tb.column("y"))))
                 for k in set(tb.column("turn").to_pylist()):
                     if (t.task_id, k) in sources:
                         sources[(t.task_id, k)].add(src)

@@ -83,18 +83,30 @@ def test_bad_requests(client):
     assert 'class="admin-nav"' in r.get_data(as_text=True)  # a researcher's error page
 
 
-def _mouse_only(rec):
+def _mouse_only(rec, uncalibrated=False):
+    """``rec`` without gaze; ``uncalibrated``: with the gaze rows but no estimate in them (a failed
+    calibration with the record-uncalibrated fallback: the features, x/y NaN)."""
+    import numpy as np
+    import pyarrow as pa
+
     from gazepref.signals.plots.synthetic import MemoryRecording
 
     streams = {k: v for k, v in rec.streams("p_synth/7").items() if k != "gaze"}
+    if uncalibrated:
+        gaze = rec.streams("p_synth/7")["gaze"]
+        for c in ("x", "y"):
+            nan = pa.array(np.full(gaze.num_rows, np.nan), gaze.schema.field(c).type)
+            gaze = gaze.set_column(gaze.schema.get_field_index(c), c, nan)
+        streams["gaze"] = gaze
     return MemoryRecording(rec.participants(), rec.tasks(), rec.turns(), {"p_synth/7": streams})
 
 
-def test_mouse_only_participant_gets_only_mouse_views(tmp_path, monkeypatch, rec):
+@pytest.mark.parametrize("uncalibrated", [False, True])
+def test_mouse_only_participant_gets_only_mouse_views(tmp_path, monkeypatch, rec, uncalibrated):
     app = create_app(str(tmp_path / "instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
     if "plots" not in app.blueprints:
         app.register_blueprint(plots_view.bp)
-    monkeypatch.setattr(plots_view, "_recording", lambda slug: _mouse_only(rec))
+    monkeypatch.setattr(plots_view, "_recording", lambda slug: _mouse_only(rec, uncalibrated))
     client = app.test_client()
     _login(client)
     html = client.get("/admin/studies/demo/participants/p_synth/plots").get_data(as_text=True)
