@@ -28,7 +28,8 @@
   calibration round with a starved target is refused (422) and stored as an attempt without a
   model; else it fits :func:`~gazepref.signals.gaze_session.calibrate` and stores a
   ``store.Calibration(kind="calibration")`` row with the model (an attempt); a validation round
-  stores ``kind="validation"`` with the metrics (data loss per point, of the ``seen`` frames) and ``passed`` (a starved
+  stores ``kind="validation"`` with the metrics (data loss per point, of the ``seen`` frames; the
+  page is answered only ``passed`` and a word, ``quality``: good/fair/poor, no figures) and ``passed`` (a starved
   point fails it). When a validation passes or the ``attempts`` are used up, the step's outcome
   (:mod:`.gaze_attempts`: the best attempt, or a failed calibration) is stored and answered as
   ``outcome`` (``{passed, quality: good|fair|poor, fallback, attempts}``). Self-contained, so it
@@ -243,7 +244,7 @@ def calibration_round():
         with entry.lock:
             entry.set_latest(row.id, model, False)
         vt = validation_targets(settings.validation_points, *viewport)
-        return jsonify(ok=True, calibration=row.id, summary=row.result, validation_targets=[list(t) for t in vt])
+        return jsonify(ok=True, calibration=row.id, validation_targets=[list(t) for t in vt])
     attempts, _ = step_rows(p.id)
     attempt = next((a for a in reversed(attempts) if a.model is not None), None)
     if attempt is None or attempt.id != attempts[-1].id:
@@ -270,8 +271,9 @@ def calibration_round():
     outcome = decide(p.id, settings, viewport)
     _commit_in_study(p.id)
     extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
-    return jsonify(ok=True, passed=passed, accuracy_px=result["accuracy_px"], result=result,
-                   quality=quality, **extra)
+    # the participant's page gets a plain word, never the figures (researchers: the dashboard, exports)
+    return jsonify(ok=True, passed=passed, quality=quality, validation=row.id, starved=starved,
+                   usable_per_target=usable_per_target, **extra)
 
 
 def _commit_in_study(participant_id: int) -> None:

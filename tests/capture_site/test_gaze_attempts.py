@@ -80,13 +80,16 @@ def test_validation_points_report_data_loss_and_a_starved_point_fails(make_app, 
     token = to_calibration(client)["token"]
     assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
     r = post_round(client, token, "validation", NEAR, per_target=[6, 6, 6, 0])
-    assert r.status_code == 200 and not r.json["passed"] and r.json["result"]["starved"] == [3], r.json
-    points = r.json["result"]["points"]
+    assert r.status_code == 200 and not r.json["passed"] and r.json["starved"] == [3], r.json
+    assert not any("px" in key or "accuracy" in key for key in r.json), "the page gets a word, not figures"
+    (validation,) = rows(app, "validation")
+    assert validation.id == r.json["validation"] and validation.result["starved"] == [3]
+    points = validation.result["points"]
     assert [p["data_loss"] for p in points] == [0.0, 0.0, 0.0, 1.0]
     assert r.json["outcome"] == {"passed": False, "quality": "poor", "fallback": "mouse-only", "attempts": 1}
     # the three points seen are near: the round's word is still "poor" (it did not pass), as the outcome's
-    assert r.json["result"]["accuracy_px"] <= 0.5 * 5000, r.json  # "good" by accuracy (pass_accuracy_px = 5000)
-    assert r.json["quality"] == "poor" and rows(app, "validation")[0].result["quality"] == "poor"
+    assert validation.result["accuracy_px"] <= 0.5 * 5000  # "good" by accuracy (pass_accuracy_px = 5000)
+    assert r.json["quality"] == "poor" and validation.result["quality"] == "poor"
 
 
 def test_frames_the_page_recorded_but_did_not_send_are_data_loss(make_app, tmp_path):
@@ -102,7 +105,8 @@ def test_frames_the_page_recorded_but_did_not_send_are_data_loss(make_app, tmp_p
     assert rows(app, "validation") == []  # refused whole, nothing stored
     r = post_round(client, token, "validation", NEAR, seen=[6, 24, 6, 6])
     assert r.status_code == 200, r.json
-    points, overall = r.json["result"]["points"], r.json["result"]["overall"]
+    (validation,) = rows(app, "validation")
+    points, overall = validation.result["points"], validation.result["overall"]
     assert [p["data_loss"] for p in points] == [0.0, 0.75, 0.0, 0.0]
     assert [p["n_samples"] for p in points] == [6, 24, 6, 6] and [p["n_valid"] for p in points] == [6] * 4
     assert overall["data_loss"] == pytest.approx(18 / 42)
@@ -194,7 +198,7 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
     r = post_round(client, token, "validation", NEAR)
     assert r.status_code == 200 and r.json["outcome"]["passed"], r.json
-    kept = r.json["result"]
+    kept = rows(app, "validation")[-1].result
     words.append(r.json["quality"])
     assert words[0] == "poor" and words[1] in ("good", "fair")
     assert answer_step(client).status_code == 302
