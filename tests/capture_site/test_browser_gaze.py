@@ -481,6 +481,22 @@ def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
     assert target["seen"] >= 3 and len(target["t"]) == min(target["seen"], 6), target
 
 
+def test_the_set_up_fits_the_smallest_window(make_app, tmp_path):
+    """At the study's smallest window (1024 x 600) the set-up's preview, indicator and "Start
+    calibration" are in view without scrolling (the button was 78 px below the fold)."""
+    video = write_y4m(tmp_path / "face.y4m", [head_and_shoulders((320, 240))] * 2, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"')))
+    held = []
+    with browser_page(app, video) as page:
+        page.set_viewport_size({"width": 1024, "height": 600})
+        page.route("**/vendor/**", lambda route: held.append(route))  # the layout, not the mesh
+        _to_calibration_page(page, "CAM-SMALL")
+        page.wait_for_selector("#face-status[data-code='loading']")
+        box = page.evaluate("""() => { const b = (id) => document.getElementById(id).getBoundingClientRect();
+            return { start: b('start-calibration').bottom, preview: b('camera-preview').bottom, h: innerHeight }; }""")
+    assert box["preview"] < box["start"] <= box["h"], box
+
+
 def test_a_dots_frames_sent_are_its_latest_usable_ones_first(make_app, tmp_path):
     """calibration.js ``keptFrames``: of a dot held long (a blink, a look away), the page sends at
     most ``target_frames``: the latest usable pictures, then the latest others; it says how many it
