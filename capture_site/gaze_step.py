@@ -102,8 +102,13 @@ def _step_outcome(p: store.Participant) -> store.Calibration | None:
 def calibrating(p: store.Participant) -> bool:
     """Whether ``p`` is on a calibration step that has no outcome yet: the only time the page posts
     calibration and validation rounds. A round at any other time (a second window, a resent
-    request, a script) would become the calibration in force after the step was decided."""
+    request, a script) would become the calibration in force after the step was decided; nor
+    does a participant who was screened out calibrate."""
+    from .platforms import screened_out
+
     st = p.state or {}
+    if screened_out(p) or st.get("finished_at"):
+        return False
     steps, pos = st.get("steps", []), st.get("pos", 0)
     if not (isinstance(pos, int) and 0 <= pos < len(steps)):
         return False

@@ -529,7 +529,8 @@ def test_while_the_face_model_loads_the_set_up_says_so(make_app, tmp_path):
     with browser_page(app, video) as page:
         page.route("**/vendor/**", lambda route: held.append(route))  # a slow connection: the model never comes
         _to_calibration_page(page, "CAM-SLOW-MODEL")
-        wait_for_function(page, "document.querySelector('#camera-preview').videoWidth > 0")  # the picture shows
+        # (null-safe: the instructions page may still be the one shown)
+        wait_for_function(page, "(document.querySelector('#camera-preview') || {}).videoWidth > 0")  # the picture shows
         page.wait_for_selector("#face-status[data-code='loading']")
         assert "Loading the eye tracker" in page.text_content("#face-status")
         assert "idle" in page.get_attribute("#face-status", "class") and page.is_disabled("#start-calibration")

@@ -409,9 +409,10 @@ def test_required_webcam_without_camera_stops(make_app, tmp_path, webcam_toml):
     path = tmp_path / "required.toml"
     path.write_text(webcam_toml.read_text().replace('webcam = "optional"', 'webcam = "required"'))
     client = make_app(STUDY_CONFIG=str(path)).test_client()
-    to_calibration(client)
+    token = to_calibration(client)["token"]
     r = answer_step(client, {"outcome": "no-camera"})  # screened out (the platform's screen-out code, if any)
     assert r.status_code == 302 and "needs a working webcam" in client.get("/step").text
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 409  # no calibrating after it
 
 
 # --------------------------------------------------------------------------- browser
