@@ -75,6 +75,16 @@ function noCamera(error) {
     ui.outcome.value = "no-camera"; // the server ends the session with the study's screen-out page
     ui.cont.textContent = "Leave the study";
     ui.cont.hidden = false;
+    // leaving is final (the platform's screen-out page): asked once more, unlike Try again beside it
+    if (!ui.cont.dataset.confirm) {
+      ui.cont.dataset.confirm = "1";
+      ui.cont.addEventListener("click", (e) => {
+        if (ui.outcome.value === "no-camera" && !window.confirm(
+          "Leave the study? Without a working webcam you cannot take part, and you cannot come back to it later.")) {
+          e.preventDefault();
+        }
+      });
+    }
   }
   state.noCamera = kind;
 }

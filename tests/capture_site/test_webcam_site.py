@@ -693,6 +693,35 @@ def test_a_denied_camera_says_how_to_allow_it_again(wapp, face_y4m):
             assert page.evaluate(DOTS_CLEAR_JS) == [], size
 
 
+@pytest.mark.browser
+def test_leaving_a_webcam_study_without_a_camera_is_asked_once_more(make_app, tmp_path, webcam_toml, face_y4m):
+    """A required webcam, the camera denied: "Leave the study" (final: the screen-out page) sits
+    beside "Try the camera again"; it asks before leaving, and a "no" keeps the participant here."""
+    path = tmp_path / "required.toml"
+    path.write_text(webcam_toml.read_text().replace('webcam = "optional"', 'webcam = "required"'))
+    app = make_app(STUDY_CONFIG=str(path))
+    asked = []
+    with browser_page(app, face_y4m, allow=False) as page:
+        page.goto("/?PROLIFIC_PID=CAM-LEAVE&STUDY_ID=S&SESSION_ID=X")
+        page.click("#agree")
+        page.click("#continue")  # demographics
+        page.click("#continue")  # instructions
+        page.wait_for_selector("#camera-error:not([hidden])")
+        assert page.text_content("#continue") == "Leave the study"
+        page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+        page.click("#continue")
+        page.wait_for_timeout(300)
+        assert page.is_visible("#retry-camera") and len(asked) == 1 and "cannot come back" in asked[0]
+        with app.extensions["gazepref"].sessions() as dbs:
+            assert "screened_out" not in dbs.scalars(select(store.Participant)).one().state
+        page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+        page.click("#continue")
+        page.wait_for_selector("#screened-out")
+        assert "needs a working webcam" in page.text_content("body") and len(asked) == 2
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert dbs.scalars(select(store.Participant)).one().state["screened_out"]["reason"] == "no-camera"
+
+
 #: Every dot of the 5/9/13-point grids as calibration.js shows it (placeDot), with the stage's
 #: instructions and progress and the longest face status: [grid, dot, element] where they overlap
 #: or the instructions are hidden.
