@@ -115,19 +115,22 @@ def wait_for_function(page, expression: str, timeout: float = TIMEOUT_MS, interv
     Playwright's own ``page.wait_for_function`` evaluates its predicate with ``eval`` in the
     page, which the site's policy (no ``'unsafe-eval'``) refuses: this asks from the test side
     (``page.evaluate`` runs through DevTools, outside the page's policy), again across a
-    navigation."""
+    navigation. An expression that reads a property of an element or object the page does not
+    have yet (``TypeError: Cannot read properties of null``: the previous page is still shown)
+    counts as not yet true, as Playwright's own wait treats a throwing predicate."""
     from playwright.sync_api import Error
 
     deadline = time.monotonic() + timeout / 1000
+    last_error = ""
     while True:
         try:
             value = page.evaluate(expression)
-        except Error as e:  # the page navigated meanwhile: ask the new one
-            if "context was destroyed" not in str(e) and "navigat" not in str(e):
+        except Error as e:  # the page navigated meanwhile (ask the new one), or is not there yet
+            if not any(s in str(e) for s in ("context was destroyed", "navigat", "Cannot read properties of")):
                 raise
-            value = None
+            value, last_error = None, str(e).splitlines()[0]
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:.0f} ms for {expression}")
+            raise TimeoutError(f"waited {timeout:.0f} ms for {expression}" + (f" (last: {last_error})" if last_error else ""))
         page.wait_for_timeout(interval_ms)
