@@ -180,6 +180,16 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     return path
 
 
+def to_calibration_page(page, pid: str) -> None:
+    """A participant with the Prolific id ``pid`` through consent, demographics and instructions
+    in Chromium (``page``): the calibration page is loading when it returns."""
+    page.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
+    page.click("#agree")
+    page.fill("[name='age']", "30")
+    page.click("#continue")  # demographics
+    page.click("#continue")  # instructions
+
+
 @contextmanager
 def browser_context(app, video: Path | None, allow: bool = True, client=None):
     """A Chromium context on ``app`` with the fake webcam playing ``video`` (a y4m file; None: no

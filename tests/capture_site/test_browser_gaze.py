@@ -28,7 +28,7 @@ from gazepref.signals.synthetic_face import face_frame, head_and_shoulders
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
 from browsertest import wait_for_function
-from gazetest import browser_context, browser_page, to_task, webcam_toml, write_y4m
+from gazetest import browser_context, browser_page, to_calibration_page, to_task, webcam_toml, write_y4m
 
 pytest.importorskip("mediapipe")
 pytestmark = pytest.mark.browser
@@ -106,14 +106,6 @@ def test_a_round_answered_retry_by_a_host_shutting_down_is_sent_again(app):
     assert calls == ["the round", "the round", "x"], "a 503 without retry is not sent again"
 
 
-def _to_calibration_page(page, pid: str) -> None:
-    page.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
-    page.click("#agree")
-    page.fill("[name='age']", "30")
-    page.click("#continue")  # demographics
-    page.click("#continue")  # instructions
-
-
 def _png(data_url: str) -> np.ndarray:
     raw = base64.b64decode(data_url.split(",", 1)[1])
     return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
@@ -128,7 +120,7 @@ def _page_samples(make_app, tmp_path, frames, pid: str, n: int):
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / f"{pid}.toml", 'compute = "browser"\nfps = 2')))
     with browser_page(app, video) as page:
         page.set_default_timeout(60_000)
-        _to_calibration_page(page, pid)
+        to_calibration_page(page, pid)
         wait_for_function(page, "window.gazepref && window.gazepref.calibration.capture"
                                " && window.gazepref.calibration.capture.samples >= 1")
         got = page.evaluate(SAMPLES_JS, n)
@@ -262,7 +254,7 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
         page.route("**/api/gaze/samples", a_busy_server_asks_for_fewer_task_batches)
         page.on("request", lambda r: requests.append(r))
         page.on("websocket", lambda ws: requests.append(ws))
-        _to_calibration_page(page, "CAM-BROWSER")
+        to_calibration_page(page, "CAM-BROWSER")
         page.wait_for_selector("#face-status.ok")
         page.click("#start-calibration")
         for key in [f"calibration:{i}" for i in range(5)] + ["validation:0"]:
@@ -426,7 +418,7 @@ def test_a_reload_after_a_failed_calibration_shows_the_outcome_and_goes_on(make_
 
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"')))
     with browser_page(app, None) as page:
-        _to_calibration_page(page, "CAM-RELOAD")
+        to_calibration_page(page, "CAM-RELOAD")
         page.wait_for_selector("#camera-error:not([hidden])")  # no camera in this browser
         with app.app_context():
             p = db().scalars(select(store.Participant)).one()
@@ -457,7 +449,7 @@ def test_why_a_round_failed_is_in_view_at_720_px(make_app, tmp_path):
         page.on("request", lambda r: rounds.append(r.post_data_json) if r.url.endswith("/api/gaze/round") else None)
         page.set_default_timeout(60_000)
         page.set_viewport_size({"width": 1280, "height": 720})
-        _to_calibration_page(page, "CAM-FOLD")
+        to_calibration_page(page, "CAM-FOLD")
         page.wait_for_selector("#setup-way-on:not([hidden])")  # the mesh runs; no face: start anyway
         page.click("#start-calibration")
         page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
@@ -490,7 +482,7 @@ def test_the_set_up_fits_the_smallest_window(make_app, tmp_path):
     with browser_page(app, video) as page:
         page.set_viewport_size({"width": 1024, "height": 600})
         page.route("**/vendor/**", lambda route: held.append(route))  # the layout, not the mesh
-        _to_calibration_page(page, "CAM-SMALL")
+        to_calibration_page(page, "CAM-SMALL")
         page.wait_for_selector("#face-status[data-code='loading']")
         box = page.evaluate("""() => { const b = (id) => document.getElementById(id).getBoundingClientRect();
             return { start: b('start-calibration').bottom, preview: b('camera-preview').bottom, h: innerHeight }; }""")
@@ -505,7 +497,7 @@ def test_a_dots_frames_sent_are_its_latest_usable_ones_first(make_app, tmp_path)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"')))
     with browser_page(app, video) as page:
         page.route("**/vendor/**", lambda route: route.abort())  # no face model needed
-        _to_calibration_page(page, "CAM-KEPT")
+        to_calibration_page(page, "CAM-KEPT")
         wait_for_function(page, "typeof (window.gazepref || {}).keptFrames === 'function'")
         kept = page.evaluate("""() => {
             const frames = Array.from({ length: 30 }, (_, i) => ({ t: i * 100 }));
@@ -528,7 +520,7 @@ def test_while_the_face_model_loads_the_set_up_says_so(make_app, tmp_path):
     held = []
     with browser_page(app, video) as page:
         page.route("**/vendor/**", lambda route: held.append(route))  # a slow connection: the model never comes
-        _to_calibration_page(page, "CAM-SLOW-MODEL")
+        to_calibration_page(page, "CAM-SLOW-MODEL")
         # (null-safe: the instructions page may still be the one shown)
         wait_for_function(page, "(document.querySelector('#camera-preview') || {}).videoWidth > 0")  # the picture shows
         page.wait_for_selector("#face-status[data-code='loading']")

@@ -19,7 +19,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from browsertest import launch, new_context, require_chromium, shared_playwright, wait_for_function
 from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, calibrate, gaze_rows, post_frames,
-                      post_round, to_calibration, write_y4m)
+                      post_round, to_calibration, to_calibration_page, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
 from sitetest import legacy_token, page_data, reused_row, row_pseudonym
 
@@ -490,11 +490,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             assert answer_step(client).status_code == 302  # the calibration step
             page.goto("/step")
         else:
-            page.goto("/?PROLIFIC_PID=CAM-E2E&STUDY_ID=S&SESSION_ID=X")
-            page.click("#agree")
-            page.fill("[name='age']", "30")
-            page.click("#continue")  # demographics
-            page.click("#continue")  # instructions
+            to_calibration_page(page, "CAM-E2E")
             page.wait_for_selector("#face-status.ok")  # green once the server sees a well placed face
             # the indicator is a live region: a steady face is announced once, not with every frame
             page.evaluate("""() => { window.announced = 0;
@@ -612,11 +608,7 @@ def test_head_and_shoulders_setup_passes_and_a_frame_starved_calibration_is_repe
     path.write_text(path.read_text().replace("attempts = 1", "attempts = 2"))
     app = make_app(STUDY_CONFIG=str(path))
     with browser_page(app, video) as page:
-        page.goto("/?PROLIFIC_PID=CAM-HS&STUDY_ID=S&SESSION_ID=X")
-        page.click("#agree")
-        page.fill("[name='age']", "30")
-        page.click("#continue")  # demographics
-        page.click("#continue")  # instructions
+        to_calibration_page(page, "CAM-HS")
         page.wait_for_selector("#face-status.ok[data-code='ok']")  # green for a head-and-shoulders framing
         for attempt in range(2):
             page.click("#start-calibration")
@@ -651,10 +643,7 @@ def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app
     path = write_webcam_toml(tmp_path / "dark.toml", "setup_timeout_s = 2")
     app = make_app(STUDY_CONFIG=str(path))
     with browser_page(app, video) as page:
-        page.goto("/?PROLIFIC_PID=CAM-DARK&STUDY_ID=S&SESSION_ID=X")
-        page.click("#agree")
-        page.click("#continue")  # demographics
-        page.click("#continue")  # instructions
+        to_calibration_page(page, "CAM-DARK")
         page.wait_for_selector("#face-status[data-code='dark']")
         assert "covered" in page.text_content("#face-status") and page.is_disabled("#start-calibration")
         page.wait_for_selector("#setup-way-on:not([hidden])")  # after setup_timeout_s
@@ -674,10 +663,7 @@ def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app
 @pytest.mark.browser
 def test_a_denied_camera_says_how_to_allow_it_again(wapp, face_y4m):
     with browser_page(wapp, face_y4m, allow=False) as page:
-        page.goto("/?PROLIFIC_PID=CAM-DENIED&STUDY_ID=S&SESSION_ID=X")
-        page.click("#agree")
-        page.click("#continue")  # demographics
-        page.click("#continue")  # instructions
+        to_calibration_page(page, "CAM-DENIED")
         page.wait_for_selector("#camera-error:not([hidden])")
         text = page.text_content("#camera-error")
         assert "denied" in text and all(b in text for b in ("Chrome", "Firefox", "Safari")), text
@@ -702,10 +688,7 @@ def test_leaving_a_webcam_study_without_a_camera_is_asked_once_more(make_app, tm
     app = make_app(STUDY_CONFIG=str(path))
     asked = []
     with browser_page(app, face_y4m, allow=False) as page:
-        page.goto("/?PROLIFIC_PID=CAM-LEAVE&STUDY_ID=S&SESSION_ID=X")
-        page.click("#agree")
-        page.click("#continue")  # demographics
-        page.click("#continue")  # instructions
+        to_calibration_page(page, "CAM-LEAVE")
         page.wait_for_selector("#camera-error:not([hidden])")
         assert page.text_content("#continue") == "Leave the study"
         page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
