@@ -33,6 +33,12 @@ RECORDING = ("calibrated", "uncalibrated")
 WITHOUT_CAMERA = ("no-camera", "skipped", "failed")
 
 
+def _skipped_recalibration(p: store.Participant, index: int | None) -> bool:
+    """Whether the calibration step ``index`` (None: the first) is a recalibration step of a
+    session that went on mouse-only at an earlier one: skipped, it takes no rounds."""
+    return index is not None and gaze_state(p) in WITHOUT_CAMERA
+
+
 def gaze_state(p: store.Participant) -> str | None:
     """``"calibrated"``, ``"uncalibrated"`` (calibration failed; features recorded without gaze),
     ``"failed"`` (calibration failed; mouse-only), ``"no-camera"`` (no usable camera; mouse-only),
@@ -66,7 +72,7 @@ def _render_calibration(ctx) -> str:
 
     p = ctx.participant
     recalibration = ctx.index is not None
-    skip = recalibration and gaze_state(p) in WITHOUT_CAMERA  # mouse-only since an earlier calibration step
+    skip = _skipped_recalibration(p, ctx.index)
     data = None if skip else page_data(p, ctx.config, None, participant_token(p))
     outcome = _step_outcome(p)
     if (not skip and outcome is not None and outcome.model is None
@@ -113,8 +119,8 @@ def calibrating(p: store.Participant) -> bool:
     if not (isinstance(pos, int) and 0 <= pos < len(steps)):
         return False
     name, index = parse_step(steps[pos])
-    if name != "calibration" or (index is not None and gaze_state(p) in WITHOUT_CAMERA):
-        return False  # not a calibration step, or a recalibration step of a mouse-only session
+    if name != "calibration" or _skipped_recalibration(p, index):
+        return False
     return _step_outcome(p) is None
 
 
@@ -129,8 +135,8 @@ def _submit_calibration(ctx) -> list[str]:
     from .flow import set_state
 
     p = ctx.participant
-    if ctx.index is not None and gaze_state(p) in WITHOUT_CAMERA:
-        return []  # a recalibration step of a mouse-only session
+    if _skipped_recalibration(p, ctx.index):
+        return []
     outcome = request.form.get("outcome", "")
     if outcome in ("no-camera", "skipped"):
         if ctx.config.webcam == "required":  # screened out: the platform's screen-out code, if any
