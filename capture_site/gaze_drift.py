@@ -6,18 +6,23 @@ quality-weighted affine correction refitted with each click,
 The page's telemetry stores each click in the task's ``events`` stream (``type = "click"``,
 viewport ``x``/``y``, page clock ``t``; while typing also the caret, ``type = "caret"``, at most
 once a second) through ``POST /api/ingest``; both count as clicks here. Before a gaze batch of a
-task is processed, :func:`update` reads the task's click events stored since its last call and
-pairs each click with the participant's stored gaze estimates of the ``CLICK_WINDOW_MS`` before
-it (usable samples only; their *uncorrected* values, ``x - drift_x``): a click is taken to land
-where the participant looks, so ``click - median(gaze)`` feeds the participant's
+task is processed, :func:`update` reads the task's click events stored since its last call and,
+while some wait, the participant's stored gaze of their windows; :func:`apply` then corrects the
+batch's rows with :class:`~gazepref.signals.calibration.ClickCalibration`, the implementation
+``gazepref gaze recalibrate --interactions`` replays: a click is taken at the first sample at or
+after it and pairs with the usable gaze estimates of the ``CLICK_WINDOW_MS`` before it (their
+*uncorrected* values, ``x - drift_x``, stored or in this batch): a click is taken to land where the
+participant looks, so ``click - median(gaze)`` feeds the participant's
 :class:`~gazepref.signals.calibration.DriftCorrector` (median of the last five; a difference over
-250 px from the correction ignored unless three in a row agree: the participant moved), or the
-InteractionRecalibrator (weighted by the gaze samples' median confidence
-and by recency). Clicks on the rating and choice controls (``EXCLUDED_CLICK_TARGETS``) are never
-used. :func:`apply` corrects the new rows and records the correction in the columns
-``drift_x``/``drift_y`` and the number of clicks it rests on in ``drift_clicks``, so the
+250 px from the correction ignored unless three clicks in a row agree: the participant moved), or
+the InteractionRecalibrator (weighted by the gaze samples' median confidence and by recency). A
+row gets the correction of the clicks at or before its time. Clicks on the rating and choice
+controls (``EXCLUDED_CLICK_TARGETS``) are never used. The correction goes into the columns
+``drift_x``/``drift_y`` and the number of clicks it rests on into ``drift_clicks``, so the
 uncorrected estimate stays ``x - drift_x`` (``gazepref gaze recalibrate`` re-maps the features
-without any correction, or replays the clicks with ``--interactions``).
+without any correction, or replays the clicks with ``--interactions``). The live rows and the
+replay differ only where a click reached the server after the gaze batch that follows it (the
+live rows of that batch could not know it).
 
 Everything is read from the database (events and gaze chunks), so each server process reaches
 the same correction whichever process stored the clicks and the gaze; for that, each task starts
@@ -30,11 +35,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from .. import store
 from ..signals.calibration import CLICK_UNUSABLE as UNUSABLE
-from ..signals.calibration import CLICK_WINDOW_MS, click_sample, is_calibration_event
+from ..signals.calibration import CLICK_WINDOW_MS, ClickCalibration, click_corrector
 
 MAX_PENDING = 20  # clicks waiting for their gaze samples to be stored
 
@@ -46,23 +52,17 @@ class ParticipantDrift:
     or, with ``interactions``, continuous calibration (:class:`InteractionRecalibrator`)."""
 
     def __init__(self, interactions: bool = False) -> None:
-        from ..signals.calibration import DriftCorrector, InteractionRecalibrator
-
         self.interactions = interactions
-        self.corrector = InteractionRecalibrator() if interactions else DriftCorrector()
+        self.clicks = ClickCalibration(click_corrector(interactions))
         self.task: int | None = None
         self.seen_chunks: set[int] = set()  # ids of the events chunks of ``task`` already read
-        self.pending: list[tuple[float, float, float]] = []  # (epoch ms, x, y) of unpaired clicks
-        self.clicks_used = 0
+        # the stored usable gaze the waiting clicks' windows reach (epoch ms, raw x/y, confidence)
+        self.earlier: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def reset(self) -> None:
         """A new task (:func:`update`): offsets measured before no longer apply."""
-        from ..signals.calibration import DriftCorrector, InteractionRecalibrator
-
-        self.corrector = InteractionRecalibrator() if self.interactions else DriftCorrector(
-            self.corrector.window, self.corrector.max_offset_px)
-        self.pending.clear()
-        self.clicks_used = 0
+        self.clicks = ClickCalibration(click_corrector(self.interactions))
+        self.earlier = None
 
     def successor(self) -> ParticipantDrift:
         """The drift state of a new calibration: no correction (offsets measured under another
@@ -74,17 +74,26 @@ class ParticipantDrift:
         return new
 
     @property
+    def pending(self) -> list[tuple[float, float, float, str]]:
+        """Clicks (epoch ms, x, y, kind) no gaze sample has reached yet."""
+        return self.clicks.pending
+
+    @property
+    def clicks_used(self) -> int:
+        return self.clicks.used
+
+    @property
     def offset(self) -> tuple[float, float]:
-        return self.corrector.offset
+        return self.clicks.corrector.offset
 
 
 def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
-    """Feed the clicks of ``task_id`` stored since the last call (and earlier clicks still
-    waiting for their gaze samples) into ``drift``. Another task than the last call's starts
-    afresh: a correction carried over from the task before would exist only in the process that
-    saw it (another host, which gets some of the batches, would not apply it), would count that
-    task's clicks again when a late batch of it comes between two of the next task, and is not
-    what ``gazepref gaze recalibrate --interactions`` replays (task by task)."""
+    """Queue the clicks of ``task_id`` stored since the last call in ``drift`` and, while clicks
+    wait, read the stored gaze their windows reach (for :func:`apply`). Another task than the last
+    call's starts afresh: a correction carried over from the task before would exist only in the
+    process that saw it (another host, which gets some of the batches, would not apply it), would
+    count that task's clicks again when a late batch of it comes between two of the next task, and
+    is not what ``gazepref gaze recalibrate --interactions`` replays (task by task)."""
     if drift.task != task_id:  # each task's correction rests on its own clicks, on every host
         drift.reset()
         drift.task = task_id
@@ -101,55 +110,47 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
         drift.seen_chunks.add(chunk_id)
         events = store.decode_chunk("events", columns, raw_size, data).to_pydict()
         targets = events.get("target") or [None] * len(events["t"])
-        for t, kind, target, x, y in zip(events["t"], events["type"], targets, events["x"], events["y"]):
-            if is_calibration_event(kind, target, x, y):
-                drift.pending.append(((origin or 0.0) + t, float(x), float(y)))
+        drift.clicks.add_events([(origin or 0.0) + t for t in events["t"]], events["type"], targets,
+                                events["x"], events["y"])
     del drift.pending[:-MAX_PENDING]
-    if drift.pending:
-        _pair(conn, drift, task_id)
+    drift.earlier = _stored_gaze(conn, task_id, drift.pending[0][0] - CLICK_WINDOW_MS) if drift.pending else None
 
 
-def _pair(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
-    lo = min(p[0] for p in drift.pending) - CLICK_WINDOW_MS
+def _stored_gaze(conn: Any, task_id: int, since: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The task's stored usable gaze samples from epoch ``since`` on: times, uncorrected x/y,
+    confidences."""
     origin = C.c.clock_origin_epoch_ms
     chunks = conn.execute(
         select(C.c.columns, C.c.raw_size, C.c.data, origin)
-        .where(C.c.task_id == task_id, C.c.stream == "gaze", C.c.t_end + origin >= lo).order_by(C.c.seq)
+        .where(C.c.task_id == task_id, C.c.stream == "gaze", C.c.t_end + origin >= since).order_by(C.c.seq)
     ).all()
-    samples: list[tuple[float, float, float, float]] = []  # (epoch ms, raw x, raw y, confidence), usable only
-    latest = -math.inf  # the latest stored sample, usable or not
+    samples: list[tuple[float, float, float, float]] = []
     for columns, raw_size, data, chunk_origin in chunks:
         g = store.decode_chunk("gaze", columns, raw_size, data).to_pydict()
         none = [None] * len(g["t"])
         dx, dy = g.get("drift_x", none), g.get("drift_y", none)
         conf = g.get("confidence", none)
         for t, x, y, flags, ddx, ddy, c in zip(g["t"], g["x"], g["y"], g.get("flags", none), dx, dy, conf):
-            epoch = (chunk_origin or 0.0) + t
-            latest = max(latest, epoch)
-            if x is None or y is None or (flags or 0) & UNUSABLE:
+            if x is None or y is None or (flags or 0) & UNUSABLE or not (math.isfinite(x) and math.isfinite(y)):
                 continue
-            samples.append((epoch, x - (ddx or 0.0), y - (ddy or 0.0), 1.0 if c is None else c))
-    waiting = []
-    for when, cx, cy in drift.pending:
-        found = click_sample(samples, when, CLICK_WINDOW_MS)
-        if found is not None:
-            drift.clicks_used += drift.corrector.add_click(found[0], (cx, cy), when, found[1])
-        elif latest < when:  # its gaze samples are not stored yet
-            waiting.append((when, cx, cy))
-    drift.pending = waiting
+            samples.append(((chunk_origin or 0.0) + t, x - (ddx or 0.0), y - (ddy or 0.0), 1.0 if c is None else c))
+    a = np.array(samples, dtype=np.float64).reshape(-1, 4)
+    return a[:, 0], a[:, 1:3], a[:, 3]
 
 
-def apply(rows: list[dict[str, float]], drift: ParticipantDrift) -> None:
-    """Correct the rows' ``x``/``y`` (in place) and record the correction in ``drift_x``/``drift_y``
-    (0 before the first usable click) and the clicks it rests on in ``drift_clicks``."""
-    import numpy as np
-
+def apply(rows: list[dict[str, float]], drift: ParticipantDrift, origin: float) -> None:
+    """Correct the rows' ``x``/``y`` (in place; their ``t`` on the page clock of ``origin``, the
+    batch's ``clock_origin_epoch_ms``) with the clicks at or before each row's time, and record
+    the correction in ``drift_x``/``drift_y`` (0 before the first usable click) and the clicks it
+    rests on in ``drift_clicks``."""
     if not rows:
         return
+    t = np.array([origin + row["t"] for row in rows], dtype=np.float64)
     xy = np.array([[row["x"], row["y"]] for row in rows], dtype=np.float64)
-    corrected = drift.corrector.apply(xy)
-    n = float(drift.clicks_used)
-    for row, (x, y), (cx, cy) in zip(rows, xy, corrected):
-        dx, dy = (cx - x, cy - y) if math.isfinite(x) and math.isfinite(y) else drift.offset
-        row["x"], row["y"] = x + dx, y + dy
-        row["drift_x"], row["drift_y"], row["drift_clicks"] = float(dx), float(dy), n
+    quality = np.array([row.get("confidence", 1.0) for row in rows], dtype=np.float64)
+    usable = np.array([not int(row.get("flags", 0)) & UNUSABLE for row in rows], dtype=bool)
+    drift_xy = drift.clicks.correct(t, xy, quality, usable, drift.earlier)
+    for row, (x, y), (dx, dy, n) in zip(rows, xy, drift_xy):
+        if math.isfinite(x) and math.isfinite(y):
+            row["x"], row["y"] = x + dx, y + dy
+        row["drift_x"], row["drift_y"], row["drift_clicks"] = float(dx), float(dy), float(n)

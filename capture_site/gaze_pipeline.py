@@ -142,7 +142,8 @@ def _task_rows(ctx: FrameContext, rows: list[dict[str, float]]) -> None:
         scoring = ctx.scoring if ctx.scoring is not None else ctx.entry.latest()
         uncalibrated(rows, scoring.failed)
         if ctx.settings.click_correction:
-            gaze_drift.apply(rows, scoring.drift)
+            with ctx.entry.lock:
+                gaze_drift.apply(rows, scoring.drift, float(ctx.meta.origin or 0.0))
     if ctx.meta.phase == "setup":
         from .setup_log import note_setup_frames
 

@@ -789,6 +789,11 @@ def target_grid(n_points: int, width: float, height: float, margin: float = 0.1)
 #: clicks in a row a corrector turns away before it asks whether the participant moved
 #: (:class:`TurnedAway`)
 REACQUIRE_CLICKS = 3
+#: the calibration samples that may show a move (:class:`TurnedAway`): clicks only. The caret
+#: while typing is sampled once a second along one line of text, so its samples agree with each
+#: other whatever the eyes do (a participant typing while reading the answers would be re-mapped
+#: onto the text field); a caret sample counts only where it agrees with the current correction.
+REACQUIRE_EVENTS = ("click",)
 
 
 class TurnedAway:
@@ -849,15 +854,18 @@ class DriftCorrector:
         self._turned_away = TurnedAway(reacquire, max_offset_px / 2)
 
     def add_click(self, gaze_xy: Sequence[float], click_xy: Sequence[float], t_ms: float = float("nan"),
-                  quality: float = 1.0) -> int:
+                  quality: float = 1.0, kind: str = "click") -> int:
         """Record one click; returns how many clicks it made count (0: ignored; more than 1 when
-        the correction restarts from clicks it had ignored). ``t_ms``, ``quality``: not used
-        here, the interface of :class:`InteractionRecalibrator`."""
+        the correction restarts from clicks it had ignored). ``kind``: the event (``click`` or
+        ``caret``; only :data:`REACQUIRE_EVENTS` can restart the correction). ``t_ms``,
+        ``quality``: not used here, the interface of :class:`InteractionRecalibrator`."""
         dx, dy = click_xy[0] - gaze_xy[0], click_xy[1] - gaze_xy[1]
         if not (np.isfinite(dx) and np.isfinite(dy)):
             return 0
         ox, oy = self.offset
         if np.hypot(dx - ox, dy - oy) > self.max_offset_px:
+            if kind not in REACQUIRE_EVENTS:
+                return 0
             moved = self._turned_away.add((dx, dy), (float(dx), float(dy)))
             if moved is None:
                 return 0
@@ -906,18 +914,6 @@ def is_calibration_event(kind: str | None, target: str | None, x: float | None, 
 CLICK_UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK | GazeFlag.UNCALIBRATED | GazeFlag.DROPPED | GazeFlag.MULTIPLE_FACES
 
 
-def click_sample(samples: Iterable[tuple[float, float, float, float]], when: float,
-                 window_ms: float = CLICK_WINDOW_MS) -> tuple[tuple[float, float], float] | None:
-    """The gaze at a click at ``when``: the median x, y of the usable ``samples`` (t, x, y,
-    confidence; uncorrected estimates) in the ``window_ms`` before it, and their median
-    confidence (the sample's quality); None without any."""
-    near = [(x, y, c) for t, x, y, c in samples if when - window_ms <= t <= when]
-    if not near:
-        return None
-    a = np.array(near, dtype=np.float64)
-    return (float(np.median(a[:, 0])), float(np.median(a[:, 1]))), float(np.median(a[:, 2]))
-
-
 class InteractionRecalibrator:
     """Continuous calibration from interactions: clicks (or other points the participant looks at,
     with known positions) refit a correction of the calibrated gaze during the session.
@@ -957,9 +953,10 @@ class InteractionRecalibrator:
         return len(self._samples)
 
     def add_click(self, gaze_xy: Sequence[float], click_xy: Sequence[float], t_ms: float = float("nan"),
-                  quality: float = 1.0) -> int:
+                  quality: float = 1.0, kind: str = "click") -> int:
         """Record one sample (the gaze just before the click, the click, its time, the gaze's
-        quality 0-1); returns how many samples it made count (0: ignored; more than 1 when the
+        quality 0-1, the event: ``click`` or ``caret``, only :data:`REACQUIRE_EVENTS` can restart
+        the correction); returns how many samples it made count (0: ignored; more than 1 when the
         correction restarts from samples it had ignored)."""
         g = np.asarray(gaze_xy, dtype=np.float64)
         c = np.asarray(click_xy, dtype=np.float64)
@@ -969,6 +966,8 @@ class InteractionRecalibrator:
         sample = (g[0], g[1], c[0], c[1], t, min(float(quality), 1.0))
         residual = c - self.apply(g)
         if np.hypot(*residual) > self.max_offset_px:
+            if kind not in REACQUIRE_EVENTS:
+                return 0
             moved = self._turned_away.add(residual, sample)
             if moved is None:
                 return 0
@@ -1006,3 +1005,88 @@ class InteractionRecalibrator:
         xy = np.asarray(xy, dtype=np.float64)
         offset, D, centre = self._fit
         return xy + offset + ((xy - centre) / self.scale_px) @ D.T
+
+
+def click_corrector(interactions: bool) -> DriftCorrector | InteractionRecalibrator:
+    """A study's corrector of the gaze from its clicks: continuous calibration
+    (:class:`InteractionRecalibrator`, ``[gaze] interaction_calibration``) or an offset
+    (:class:`DriftCorrector`, ``drift_correction``)."""
+    return InteractionRecalibrator() if interactions else DriftCorrector()
+
+
+class ClickCalibration:
+    """A task's clicks and caret positions correcting its gaze in time order: the one
+    implementation of the study site (live, a gaze batch at a time: :mod:`.capture_site.gaze_drift`)
+    and of ``gazepref gaze recalibrate --interactions`` (a whole task at once:
+    :func:`.gaze_recalibrate.replay_interactions`), so the two give the same rows.
+
+    Each calibration event (:func:`is_calibration_event`) is taken when the first gaze sample at or
+    after its time comes: it pairs with the median of the usable samples (uncorrected estimates)
+    of the :data:`CLICK_WINDOW_MS` before it, weighted by their median confidence, and feeds
+    ``corrector`` (:class:`DriftCorrector` or :class:`InteractionRecalibrator`; an event without
+    usable samples in its window is dropped). A sample gets the correction of the events at or
+    before its time, never a later one's. Events later than every sample given so far wait in
+    :attr:`pending` (the site: for the next batch). Times are in ms on one clock (the site: epoch
+    ms; the replay: the task clock)."""
+
+    def __init__(self, corrector: DriftCorrector | InteractionRecalibrator) -> None:
+        self.corrector = corrector
+        self.pending: list[tuple[float, float, float, str]] = []  # (t, x, y, kind), by time
+        self.used = 0  # events the correction rests on
+
+    def add_events(self, t: Iterable[float], kind: Iterable[str | None], target: Iterable[str | None],
+                   x: Iterable[float | None], y: Iterable[float | None]) -> None:
+        """Queue the calibration events among these ``events`` rows (the others are left out)."""
+        for when, k, tg, cx, cy in zip(t, kind, target, x, y):
+            if is_calibration_event(k, tg, cx, cy):
+                self.pending.append((float(when), float(cx), float(cy), str(k)))
+        self.pending.sort(key=operator.itemgetter(0))
+
+    def correct(self, t: np.ndarray, xy: np.ndarray, quality: np.ndarray, usable: np.ndarray,
+                earlier: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Corrections of the samples at times ``t`` (n,) with uncorrected estimates ``xy`` (n x 2,
+        NaN without one), ``quality`` (their confidence 0-1) and ``usable`` (bool: may pair with an
+        event): (n x 3) of drift x, drift y (the corrected estimate is ``xy`` + these; a sample
+        without an estimate gets the offset in force) and the events the correction rests on.
+        ``earlier``: usable samples before these (times, n x 2 estimates, qualities), which the
+        first events' windows reach back to (the site: the gaze stored before this batch)."""
+        t = np.asarray(t, dtype=np.float64)
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        out = np.zeros((len(t), 3))
+        if not len(t):
+            return out
+        usable = np.asarray(usable, dtype=bool) & np.isfinite(xy).all(axis=1)
+        pool_t, pool_xy, pool_q = t[usable], xy[usable], np.asarray(quality, dtype=np.float64)[usable]
+        if earlier is not None and len(earlier[0]):
+            pool_t = np.concatenate([np.asarray(earlier[0], np.float64), pool_t])
+            pool_xy = np.concatenate([np.asarray(earlier[1], np.float64).reshape(-1, 2), pool_xy])
+            pool_q = np.concatenate([np.asarray(earlier[2], np.float64), pool_q])
+        by_time = np.argsort(pool_t, kind="stable")
+        pool_t, pool_xy, pool_q = pool_t[by_time], pool_xy[by_time], pool_q[by_time]
+        order = np.argsort(t, kind="stable")
+        ts = t[order]
+        start, taken = 0, 0
+        for when, cx, cy, kind in self.pending:
+            first = int(np.searchsorted(ts, when, side="left"))  # the first sample at or after it
+            if first >= len(ts):
+                break
+            self._fill(out, order[start:first], xy)
+            start = first
+            lo = int(np.searchsorted(pool_t, when - CLICK_WINDOW_MS, side="left"))
+            hi = int(np.searchsorted(pool_t, when, side="right"))
+            if hi > lo:
+                gaze = np.median(pool_xy[lo:hi], axis=0)
+                self.used += self.corrector.add_click(gaze, (cx, cy), when, float(np.median(pool_q[lo:hi])), kind=kind)
+            taken += 1
+        self._fill(out, order[start:], xy)
+        del self.pending[:taken]
+        return out
+
+    def _fill(self, out: np.ndarray, rows: np.ndarray, xy: np.ndarray) -> None:
+        if not len(rows):
+            return
+        est = xy[rows]
+        finite = np.isfinite(est).all(axis=1)
+        out[rows] = (*self.corrector.offset, self.used)
+        if finite.any():
+            out[rows[finite], :2] = self.corrector.apply(est[finite]) - est[finite]

@@ -7,7 +7,7 @@ different calibration set. Nothing stored is changed: the functions return new t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +73,17 @@ def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
 
 def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any = None) -> pa.Table:
     """``gaze`` (uncorrected estimates, e.g. from :func:`reestimate`) corrected by replaying the
-    task's clicks (and caret positions) in time order, as the site's continuous calibration does: each click (not on
-    the rating/choice controls) pairs with the usable samples of the 400 ms before it
-    (:func:`~.calibration.click_sample`) and refits ``corrector`` (default an
-    :class:`~.calibration.InteractionRecalibrator`); each row gets the correction of the clicks
-    before it, recorded in ``drift_x``/``drift_y``/``drift_clicks``. Without clicks (or
-    ``events``) the rows are unchanged apart from zero corrections."""
-    from .calibration import (CLICK_UNUSABLE, CLICK_WINDOW_MS, InteractionRecalibrator, click_sample,
-                              is_calibration_event)
+    task's clicks (and caret positions) in time order, as the site's continuous calibration does
+    (:class:`~.calibration.ClickCalibration`, the one implementation both use): each click (not on
+    the rating/choice controls) pairs with the usable samples of the 400 ms before it and refits
+    ``corrector`` (default an :class:`~.calibration.InteractionRecalibrator`; a study with
+    ``drift_correction`` only: :class:`~.calibration.DriftCorrector`, :func:`study_corrector`);
+    each row gets the correction of the clicks at or before its time, recorded in
+    ``drift_x``/``drift_y``/``drift_clicks``. Without clicks (or ``events``) the rows are unchanged
+    apart from zero corrections."""
+    from .calibration import CLICK_UNUSABLE, ClickCalibration, InteractionRecalibrator
 
-    corrector = corrector if corrector is not None else InteractionRecalibrator()
+    replay = ClickCalibration(corrector if corrector is not None else InteractionRecalibrator())
     t = gaze.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
     x = pc.fill_null(gaze.column("x"), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
     y = pc.fill_null(gaze.column("y"), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -90,35 +91,32 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
              if "flags" in gaze.column_names else np.zeros(len(t), np.int64))
     conf = (pc.fill_null(gaze.column("confidence"), 1.0).to_numpy(zero_copy_only=False).astype(np.float64)
             if "confidence" in gaze.column_names else np.ones(len(t)))
-    ok = np.isfinite(x) & np.isfinite(y) & ((flags & CLICK_UNUSABLE) == 0)
-    samples = [(t[i], x[i], y[i], conf[i]) for i in np.flatnonzero(ok)]
-    clicks = []
     if events is not None and events.num_rows:
         ev = events.to_pydict()
-        targets = ev.get("target") or [None] * len(ev["t"])
-        clicks = sorted((ct, cx, cy) for ct, kind, tg, cx, cy in zip(ev["t"], ev["type"], targets, ev["x"], ev["y"])
-                        if is_calibration_event(kind, tg, cx, cy))
-    out_x, out_y = x.copy(), y.copy()
-    dx, dy, used = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
-    k, n_used = 0, 0
-    for i in np.argsort(t, kind="stable"):
-        while k < len(clicks) and clicks[k][0] <= t[i]:
-            found = click_sample(samples, clicks[k][0], CLICK_WINDOW_MS)
-            if found is not None:
-                n_used += corrector.add_click(found[0], clicks[k][1:], clicks[k][0], found[1])
-            k += 1
-        if np.isfinite(x[i]) and np.isfinite(y[i]):
-            out_x[i], out_y[i] = corrector.apply((x[i], y[i]))
-            dx[i], dy[i] = out_x[i] - x[i], out_y[i] - y[i]
-        used[i] = n_used
+        replay.add_events(ev["t"], ev["type"], ev.get("target") or [None] * len(ev["t"]), ev["x"], ev["y"])
+    xy = np.c_[x, y]
+    drift = replay.correct(t, xy, conf, (flags & CLICK_UNUSABLE) == 0)
+    finite = np.isfinite(xy).all(axis=1)
+    out = np.where(finite[:, None], xy + drift[:, :2], xy)
     table = gaze
-    for name, col in (("x", out_x), ("y", out_y)):
+    for name, col in (("x", out[:, 0]), ("y", out[:, 1])):
         table = table.set_column(table.schema.get_field_index(name), name, pa.array(col, pa.float32(), from_pandas=True))
-    for name, col in (("drift_x", dx), ("drift_y", dy), ("drift_clicks", used)):
+    for name, col in (("drift_x", drift[:, 0]), ("drift_y", drift[:, 1]), ("drift_clicks", drift[:, 2])):
         i = table.schema.get_field_index(name)
         arr = pa.array(col, pa.float32())
         table = table.set_column(i, name, arr) if i >= 0 else table.append_column(name, arr)
     return table
+
+
+def study_corrector(config: Mapping[str, Any] | None) -> Any:
+    """The click corrector a study's site used (its TOML, ``store.Study.config``): continuous
+    calibration with ``[gaze] interaction_calibration = true`` or without either setting (what
+    ``--interactions`` asks for), an offset (:class:`~.calibration.DriftCorrector`) with
+    ``drift_correction = true`` alone, as the site does."""
+    from .calibration import click_corrector
+
+    gaze = (config or {}).get("gaze") or {}
+    return click_corrector(not (gaze.get("drift_correction") is True and gaze.get("interaction_calibration") is not True))
 
 
 def _rows(db: Session, participant: store.Participant) -> list[store.Calibration]:
@@ -177,8 +175,9 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
     (:func:`task_calibrations`; a task without a model of its own, e.g. under a failed calibration
     none of whose attempts could be fitted, gets the participant's latest,
     :func:`latest_calibration`); raises ValueError when the participant has no stored model.
-    ``interactions``: replay the task's clicks as continuous calibration
-    (:func:`replay_interactions`); by default they are left out.
+    ``interactions``: replay the task's clicks as the site corrected the gaze with them
+    (:func:`replay_interactions` with the study's corrector, :func:`study_corrector`); by default
+    they are left out.
     """
     latest = model or latest_calibration(db, participant)
     if latest is None:
@@ -189,7 +188,8 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
         if table.num_rows:
             table = reestimate(table, per_task.get(task.id) or latest)
             if interactions:
-                table = replay_interactions(table, store.read_stream(db, task, "events"))
+                corrector = study_corrector(participant.study.config)
+                table = replay_interactions(table, store.read_stream(db, task, "events"), corrector)
             yield task, table
 
 

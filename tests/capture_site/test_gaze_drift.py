@@ -3,6 +3,8 @@ telemetry stores shifts the gaze rows of later frame batches by click - gaze."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401
 import pytest
 
 from gazepref import store
@@ -116,6 +118,45 @@ def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_ap
     assert (dx[t < 5350] == 0).all() and np.allclose(dx[t >= 6000], 30.0, atol=0.5)
     assert replayed.column("drift_clicks").to_numpy()[t >= 6000].tolist() == [1.0] * 5, "the controls and (0, 0) clicks are left out"
     np.testing.assert_allclose(replayed.column("x").to_numpy()[t >= 6000], later.column("x").to_numpy(), atol=0.5)
+
+
+@pytest.mark.parametrize("setting", ["drift_correction", "interaction_calibration"])
+def test_live_rows_are_what_the_replay_gives(make_app, tmp_path, setting):
+    """The telemetry sends a click before the gaze batch that holds its moment (its events go out
+    each second; gaze batches later). The rows of that batch before the click stay as they were,
+    the click pairs with the whole 400 ms before it (samples stored and in the batch), and
+    ``gazepref gaze recalibrate --interactions`` replays the task to the same rows, with the
+    corrector the study used (an offset: median of the clicks; continuous calibration: weighted
+    mean and scale). Before, the click corrected the whole batch, rows before it included, paired
+    with the one stored sample of its window, and the replay always used the affine corrector."""
+    from gazepref.signals.calibration import DriftCorrector, InteractionRecalibrator
+    from gazepref.signals.gaze_recalibrate import reestimate_participant, replay_interactions
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f"{setting} = true")))
+    client = app.test_client()
+    token, task_id = to_task(client)
+    frames_batch(client, token, task_id, 0, 5000.0)
+    first, _ = stored_gaze(app, task_id)
+    gx, gy = float(np.median(first.column("x").to_numpy())), float(np.median(first.column("y").to_numpy()))
+    clicks = [(5750.0, 80.0, -50.0), (6250.0, 20.0, -90.0), (6850.0, 140.0, 10.0)]
+    for seq, (t0, (when, dx, dy)) in enumerate(zip((5500.0, 6000.0, 6500.0), clicks)):
+        click(client, token, task_id, seq, when, gx + dx, gy + dy)  # before the batch holding it
+        frames_batch(client, token, task_id, seq + 1, t0)
+    live, _ = stored_gaze(app, task_id)
+    t = live.column("t").to_numpy()
+    np.testing.assert_array_equal(live.column("drift_clicks").to_numpy(), (t[:, None] >= [c[0] for c in clicks]).sum(axis=1))
+    with app.extensions["gazepref"].sessions() as s:
+        part = s.get(store.Task, task_id).participant
+        (task, replayed), = list(reestimate_participant(s, part, interactions=True))
+        events = store.read_stream(s, task, "events")
+    for name in ("x", "y", "drift_x", "drift_y", "drift_clicks"):
+        np.testing.assert_allclose(replayed.column(name).to_numpy(), live.column(name).to_numpy(), atol=0.05, err_msg=name)
+    other = InteractionRecalibrator() if setting == "drift_correction" else DriftCorrector()
+    raw = replayed
+    for c in ("x", "y"):
+        raw = raw.set_column(raw.schema.get_field_index(c), c, pa.compute.subtract(raw.column(c), raw.column(f"drift_{c}")))
+    assert np.abs(replay_interactions(raw, events, other).column("x").to_numpy() - live.column("x").to_numpy()).max() > 3, \
+        "the two correctors differ on these clicks: the replay has to use the study's"
 
 
 def test_a_chunk_committed_late_with_a_lower_id_is_still_read(make_app, tmp_path):

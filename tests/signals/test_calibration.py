@@ -370,6 +370,65 @@ def test_clicks_made_without_looking_do_not_restart_a_correction(make):
     np.testing.assert_allclose(corrector.apply((800.0, 450.0) + offset), (800.0, 450.0), atol=12)
 
 
+@pytest.mark.parametrize("make", _correctors())
+def test_caret_samples_while_typing_do_not_restart_a_correction(make):
+    """The caret while typing is sampled once a second along one line of text, so its samples
+    agree with each other wherever the eyes are: a participant typing while reading the answers
+    (gaze ~(573, 423), the caret along y = 723 from x = 73) would have the whole map moved onto
+    the text field (~550 px) after three samples. Carets count only where they agree with the
+    correction; clicks that agree the same way do restart it (the participant moved)."""
+    corrector = make()
+    gaze = np.array([573.0, 423.0])
+    taken = [corrector.add_click(gaze, (73.0 + 10 * i, 723.0), 1000.0 * i, 1.0, kind="caret") for i in range(6)]
+    assert taken == [0] * 6 and corrector.offset == (0.0, 0.0)
+    near = corrector.add_click(gaze, (600.0, 450.0), 7000.0, 1.0, kind="caret")
+    assert near == 1, "a caret sample that agrees with the correction counts"
+    clicks = [corrector.add_click(gaze, (73.0 + 10 * i, 723.0), 8000.0 + 1000 * i, 1.0) for i in range(3)]
+    assert clicks == [0, 0, 3]
+
+
+@pytest.mark.parametrize("make", _correctors())
+def test_click_calibration_is_causal_and_the_same_in_batches_as_at_once(make):
+    """Each sample gets the correction of the clicks at or before its time (never a later one's),
+    a click pairs with the median of the whole 400 ms before it, and splitting the samples into
+    batches (the site, each with the samples stored before it) gives the rows the whole task
+    at once gives (``gaze recalibrate --interactions``). A sample without an estimate records the
+    offset in force; a click after the last sample waits."""
+    from gazepref.signals.calibration import ClickCalibration
+
+    rng = np.random.default_rng(8)
+    t = np.arange(0.0, 6000.0, 100.0)
+    xy = np.c_[700 + rng.normal(0, 5, len(t)), 400 + rng.normal(0, 5, len(t))]
+    xy[33] = np.nan  # no face
+    events = [(1450.0, "click", "composer", 760.0, 360.0), (2950.0, "caret", "composer", 740.0, 380.0),
+              (4000.0, "click", "window", 790.0, 330.0), (4100.0, "click", "controls", 100.0, 100.0),
+              (9000.0, "click", "window", 700.0, 400.0)]
+    whole = ClickCalibration(make())
+    whole.add_events(*zip(*events))
+    at_once = whole.correct(t, xy, np.ones(len(t)), np.ones(len(t), bool))
+    assert [p[0] for p in whole.pending] == [9000.0], "the click after the last sample waits"
+    clicks = np.array([e[0] for e in events if e[2] != "controls" and e[0] < 6000])
+    np.testing.assert_array_equal(at_once[:, 2], (t[:, None] >= clicks).sum(axis=1))
+    window = (t >= 1050) & (t <= 1450)
+    first = np.array([760.0, 360.0]) - np.nanmedian(xy[window], axis=0)
+    np.testing.assert_allclose(at_once[(t >= 1450) & (t < 2950), :2], np.tile(first, (15, 1)), atol=1e-9)
+    assert (at_once[t < 1450] == 0).all()
+    upto = ClickCalibration(make())
+    upto.add_events(*zip(*events))
+    upto.correct(t[:34], xy[:34], np.ones(34), np.ones(34, bool))
+    assert upto.used == 2 and np.abs(upto.corrector.offset).max() > 10
+    np.testing.assert_allclose(at_once[33, :2], upto.corrector.offset, atol=1e-9)
+    for splits in ([0, 15, 30, 45, 60], [0, 7, 8, 44, 60], [0, 60]):
+        calib = ClickCalibration(make())
+        calib.add_events(*zip(*events))
+        parts = []
+        for lo, hi in zip(splits[:-1], splits[1:]):
+            ok = np.isfinite(xy[:lo]).all(axis=1)
+            earlier = (t[:lo][ok], xy[:lo][ok], np.ones(ok.sum()))
+            parts.append(calib.correct(t[lo:hi], xy[lo:hi], np.ones(hi - lo), np.ones(hi - lo, bool), earlier))
+        np.testing.assert_allclose(np.concatenate(parts), at_once, atol=1e-9)
+
+
 # ---------------------------------------------------------------------- accuracy levers (issue 16)
 
 
