@@ -368,7 +368,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         eyes = list(self.eye_weights) if present["eye"] else [0.0]
         apps = list(self.appearance_weights) if present["appearance"] else [0.0]
         second = self._fit_arrays(values, residual, groups, block_of,
-                                  [{**none, "eye": e, "appearance": a} for e in eyes for a in apps])
+                                  [{**none, "eye": e, "appearance": a} for e in eyes for a in apps], fold_on=y)
         return {
             **first,
             "coef_": first["coef_"] + second["coef_"],
@@ -443,10 +443,12 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         return pred
 
     def _fit_arrays(self, values: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
-                    block_of: np.ndarray, candidates: list[dict[str, float]]) -> dict[str, Any]:
+                    block_of: np.ndarray, candidates: list[dict[str, float]],
+                    fold_on: np.ndarray | None = None) -> dict[str, Any]:
         """Standardise, choose among the block weight ``candidates`` and alpha (x and y apart) by
         CV, refit: the fitted attributes as a dict (plus ``_z``, ``_chosen``: what
-        :meth:`_trim_errors` needs)."""
+        :meth:`_trim_errors` needs). ``fold_on``: the targets the folds keep together when ``y``
+        is not them (a second stage fitted to residuals, every row of which differs)."""
         mean = values.mean(axis=0)
         scale = values.std(axis=0)
         app = block_of == "appearance"
@@ -456,7 +458,7 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         z = (values - mean) / scale
 
         alphas = np.asarray(self.alphas, dtype=np.float64)
-        folds = list(self._folds(y, groups))
+        folds = list(self._folds(y if fold_on is None else fold_on, groups))
         col_weights = [np.array([cand[b] for b in block_of]) for cand in candidates]
         # Out-of-fold predictions for every (block weights, alpha): (n_cand, n_alphas, n, 2).
         oof = np.stack([_oof_predictions(z * cw, y, folds, alphas, self.clip) for cw in col_weights])
@@ -509,11 +511,13 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         if groups is not None and len(np.unique(groups)) >= 2:
             return LeaveOneGroupOut().split(np.zeros(n), groups=groups)
         if self.group_targets:
+            # each target's rows in one fold; with one row a target, folds of rows. Targets are
+            # numbered in sorted order, so the folds do not depend on the order of the rows.
             _, target_id = np.unique(y, axis=0, return_inverse=True)
             n_targets = int(target_id.max()) + 1
-            if 2 <= n_targets < n:  # some target has several rows: keep them in one fold
-                k = max(2, min(self.cv, n_targets))
-                return GroupKFold(k, shuffle=True, random_state=0).split(np.zeros(n), groups=target_id)
+            if n_targets >= 2:
+                k = max(2, min(self.cv, n_targets if n_targets < n else n // 2))
+                return GroupKFold(k, shuffle=True, random_state=0).split(np.zeros(n), groups=target_id.ravel())
         k = max(2, min(self.cv, n // 2))
         return KFold(k, shuffle=True, random_state=0).split(np.zeros(n))
 

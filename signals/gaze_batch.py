@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold
+from threadpoolctl import threadpool_limits
 
 from .. import UserError
 from ..store import required_columns
@@ -311,7 +312,8 @@ def read_image(path: str) -> np.ndarray | None:
 
 
 def image_features(paths: Iterable[str], progress: Callable | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Tracker rows for still images (one tracker, re-detecting the face in every image), and
+    """Tracker rows for still images (one tracker, re-detecting the face in every image; BLINK
+    against the median openness of all of them, :meth:`.webcam.GazeTracker.reflag_blinks`), and
     the paths that could not be read: their rows are empty (flag NO_FACE), so one missing or
     broken file does not end an evaluation. ``frame.attrs["small_faces_found"]``: the images
     whose face only the search for small faces found (:mod:`.face_mesh`);
@@ -329,6 +331,7 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
                 continue
             rows.append(tracker.process_image(image))
             sizes.append(f"{image.shape[1]}x{image.shape[0]}")
+        tracker.reflag_blinks(rows)  # against all the pictures, whatever their order
         frame = pd.DataFrame(rows)
         frame.attrs["small_faces_found"] = tracker.small_faces_found
         frame.attrs["image_sizes"] = sizes
@@ -373,7 +376,7 @@ def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out",
 
     * ``leave-session-out``: per session, calibrate on all the other sessions and predict that
       session (the first item names the predicted session). A person with a single session:
-      its rows in 4 folds instead (the first item is the fold number); given ``targets``
+      its rows in 4 folds instead (the first item names the fold: ``"fold 1 of 4"``); given ``targets``
       (n x 2), folds of targets, each target's rows in one fold. Images of one dot share its
       fixation error and the posture and light of that moment, so with a dot's other images
       calibrating, its held-out ones look better predicted than a new round's would be (as
@@ -399,8 +402,10 @@ def protocol_splits(sessions: np.ndarray, protocol: str = "leave-session-out",
         folds = GroupKFold(min(4, n_dots), shuffle=True, random_state=0).split(np.zeros(n), groups=dots)
     else:
         folds = KFold(min(4, n), shuffle=True, random_state=0).split(np.zeros(n)) if n >= 2 else []
-    idx = np.arange(n)
-    return [(i, np.isin(idx, train), np.isin(idx, test)) for i, (train, test) in enumerate(folds)]
+    idx, folds = np.arange(n), list(folds)
+    # named so that no one takes a fold for a session ("0" could be one)
+    return [(f"fold {i + 1} of {len(folds)}", np.isin(idx, train), np.isin(idx, test))
+            for i, (train, test) in enumerate(folds)]
 
 
 class Split(NamedTuple):
@@ -514,7 +519,8 @@ def person_errors(targets: np.ndarray, splits: list[Split],
     pooled = pooled[np.isfinite(pooled)]
     kinds = [s.kind for s in splits if s.kind is not None]
     out: dict[str, Any] = {"error_px": None, "median_error_px": None,
-                           "models": {k: kinds.count(k) for k in sorted(set(kinds))}}
+                           "models": {k: kinds.count(k) for k in sorted(set(kinds))},
+                           "guessed_ratio": None, "fallback_ratio": None, _per_split_key(protocol): []}
     if splits and all(s.guessed is not None for s in splits):
         # the share of the predictions made that are the targets' mean (each ~600 px off on a laptop)
         guessed = np.concatenate([s.guessed for s in splits])
@@ -529,12 +535,11 @@ def person_errors(targets: np.ndarray, splits: list[Split],
     out["median_error_px"] = float(np.median(pooled))
     each = [{"session": str(s.name), "error_px": float(np.nanmean(e)) if np.isfinite(e).any() else None,
              "n_predicted": int(np.isfinite(e).sum())} for s, e in zip(splits, errs)]
+    out[_per_split_key(protocol)] = each
     if protocol == "one-round":
         out["error_px"] = float(np.mean([r["error_px"] for r in each if r["error_px"] is not None]))
-        out["rounds"] = each
     else:
         out["error_px"] = float(np.mean(pooled))
-        out["held_out"] = each
     if sessions is not None:
         sums = np.array([_error_parts(targets[s.predicted], np.asarray(sessions)[s.predicted], s.pred)
                          for s in splits])
@@ -545,6 +550,11 @@ def person_errors(targets: np.ndarray, splits: list[Split],
             value = sums[has, i] / sums[has, n]
             out[key] = float(np.mean(np.sqrt(value) if key == "spread_px" else value)) if has.any() else None
     return out
+
+
+def _per_split_key(protocol: str) -> str:
+    """The key of a person's per-split figures: ``rounds`` (one-round) or ``held_out``."""
+    return "rounds" if protocol == "one-round" else "held_out"
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -627,10 +637,12 @@ def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: 
     return entry, features[[c for c in _PICTURE_COLUMNS if c in features]], bad
 
 
-def _failed_person(rows: pd.DataFrame, others: list[str], error: Exception) -> dict[str, Any]:
-    """The entry of a person whose evaluation raised ``error``: every figure None, and why."""
+def _failed_person(rows: pd.DataFrame, others: list[str], error: Exception, protocol: str) -> dict[str, Any]:
+    """The entry of a person whose evaluation raised ``error``: every figure None (the keys of a
+    scored person's entry), and why."""
     return {
         "error_px": None, "median_error_px": None, "models": {}, "guessed_ratio": None, "fallback_ratio": None,
+        _per_split_key(protocol): [],
         **dict.fromkeys(ERROR_PARTS),
         "n": len(rows), "sessions": int(rows["session"].nunique()), "face_found_ratio": None,
         "small_face_ratio": None, "usable_ratio": None, "face_size_median": None, "unreadable_images": None,
@@ -686,9 +698,12 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     unreadable: list[str] = []
     for person, rows in manifest.groupby("person", sort=True):
         try:
-            entry, picture_rows, bad = _evaluate_person(rows, progress, make_model, protocol, others)
+            # one BLAS thread: the fits are many small SVDs and solves, which threads only make
+            # contend (the same figures and wall time; 264 images: 25-29 s of CPU, 14-17 s on one)
+            with threadpool_limits(1):
+                entry, picture_rows, bad = _evaluate_person(rows, progress, make_model, protocol, others)
         except Exception as e:  # noqa: BLE001 - one person's failure must not cost the others' figures
-            entry, picture_rows, bad = _failed_person(rows, others, e), None, []
+            entry, picture_rows, bad = _failed_person(rows, others, e, protocol), None, []
             if warn is not None:
                 warn(f"person {person}: {entry['reason']}")
         for k, reason in entry.pop("_compare_failed", {}).items():

@@ -376,9 +376,45 @@ class GazeTracker:
         if not math.isfinite(openness):
             return False
         recent = self._openness
-        baseline = _median(recent) if len(recent) >= 5 else 0.0  # too few to judge
+        baseline = _median(recent) if len(recent) >= BLINK_BASELINE_MIN else 0.0  # too few to judge
         recent.append(openness)
-        return openness < self.thresholds.blink or openness < self.thresholds.blink_relative * baseline
+        return is_blink(openness, baseline, self.thresholds)
+
+    def reflag_blinks(self, rows: list[dict[str, float]]) -> None:
+        """Set BLINK on still images' ``rows`` (in place; their ``confidence`` follows) against the
+        median eye openness of all of them, in place of the stream's recent median: pictures of
+        one person taken at different sittings have no order, and a baseline carried over from
+        the pictures before made which of them count as blinks depend on the order they are
+        listed in."""
+        openness = [_mean_open(r) for r in rows]
+        known = [o for o in openness if math.isfinite(o)]
+        baseline = _median(deque(known)) if len(known) >= BLINK_BASELINE_MIN else 0.0
+        for row, o in zip(rows, openness):
+            flags = int(row["flags"])
+            if flags & GazeFlag.NO_FACE:
+                continue
+            flags = (flags | GazeFlag.BLINK) if math.isfinite(o) and is_blink(o, baseline, self.thresholds) \
+                else (flags & ~GazeFlag.BLINK)
+            if flags != row["flags"]:
+                row["flags"] = flags
+                turn = float(np.fmax(abs(row.get("head_yaw", math.nan)), abs(row.get("head_pitch", math.nan))))
+                row["confidence"] = sample_confidence(flags, turn)
+
+
+#: openness values a baseline for relative blinks needs (fewer: only the absolute threshold)
+BLINK_BASELINE_MIN = 5
+
+
+def is_blink(openness: float, baseline: float, thresholds: QualityThresholds) -> bool:
+    """Whether a mean eye aspect ratio ``openness`` is a blink: below ``thresholds.blink``, or below
+    ``thresholds.blink_relative`` x ``baseline`` (the person's usual openness; 0: not known)."""
+    return openness < thresholds.blink or openness < thresholds.blink_relative * baseline
+
+
+def _mean_open(row: dict[str, float]) -> float:
+    """The mean eye aspect ratio of a row's eyes (``eye_*_open``; NaN with neither)."""
+    known = [v for v in (row.get(f"eye_{e.name}_open", math.nan) for e in eye_features.EYES) if math.isfinite(v)]
+    return sum(known) / len(known) if known else math.nan
 
 
 def _median(values: deque[float]) -> float:

@@ -337,7 +337,7 @@ def test_predictions_guessed_as_the_targets_mean_are_counted():
     assert [(s.name, s.kind, int(s.guessed.sum())) for s in splits] == [("s0", None, 48),
                                                                                ("s1", "one-stage", 0)]
     assert person_errors(y, splits, "one-round")["guessed_ratio"] == pytest.approx(0.5)
-    assert "guessed_ratio" not in person_errors(y, [s[:4] for s in splits], "one-round")
+    assert person_errors(y, [s[:4] for s in splits], "one-round")["guessed_ratio"] is None
     assert person_errors(y, splits, "one-round")["fallback_ratio"] == 0  # no sight point to lose
 
 

@@ -267,6 +267,7 @@ def test_a_person_whose_evaluation_fails_costs_only_that_person(manifest, protoc
     assert p1["error_px"] == pytest.approx(alone["per_person"]["p1"]["error_px"], rel=0, abs=1e-9)
     assert p1["reason"] is None and p2["error_px"] is None and p2["n"] == 16
     assert p2["reason"] == "evaluation failed (RuntimeError: SVD did not converge)"
+    assert set(p2) == set(p1), "every person has the same keys (None, [] where nothing was measured)"
     assert result["people_without_prediction"] == ["p2"] and result["mean_error_px"] == p1["error_px"]
     assert warnings == ["person p2: evaluation failed (RuntimeError: SVD did not converge)"]
     # the command: every kind fitted fails on p2; rc 0, p1 scored, p2's reason in the JSON and the text
@@ -296,6 +297,7 @@ def test_a_person_none_of_whose_images_could_be_read_has_no_figure(manifest, tmp
     p1, p2 = result["per_person"]["p1"], result["per_person"]["p2"]
     assert p1["error_px"] is None and p1["reason"] == "none of its 16 images could be read"
     assert p1["unreadable_images"] == 16 and p1["compared"] == {"sight": None, "one-stage": None, "blend": None}
+    assert set(p1) == set(p2) and p1["held_out"] == [] and p1["guessed_ratio"] is None
     assert result["people_without_prediction"] == ["p1"] and result["mean_error_px"] == p2["error_px"]
     assert result["compared"]["blend"]["mean_error_px"] == p2["compared"]["blend"]
 
@@ -519,6 +521,7 @@ def test_evaluate_manifest_quirks(manifest, tmp_path, monkeypatch, capsys):
     assert result["images_in_several_sessions"] == 0
     assert result["people_without_prediction"] == ["solo"] and result["per_person"]["solo"]["error_px"] is None
     assert result["per_person"]["solo"]["reason"] == "one image: nothing to calibrate on"
+    assert set(result["per_person"]["solo"]) == set(result["per_person"]["p1"])
     assert result["per_person"]["p1"]["reason"] is None and result["duplicate_rows"] == 0
     # the unreadable file named on stderr (the first), never in the JSON: paths may name people
     assert "warning: 1 of the 49 images could not be read" in err and "broken.jpg" in err

@@ -436,3 +436,31 @@ def test_a_batch_of_samples_gives_the_rows_one_at_a_time(face_frame):
         else:
             assert not (flags & GazeFlag.UNCALIBRATED).any()
             assert np.isfinite(np.delete(xy, 9, axis=0)).all()
+
+
+def test_still_images_blinks_are_judged_against_all_of_them(face_frame, tmp_path):
+    """Pictures of one person from different sittings have no order: a blink is an openness below
+    half the median of all of them, whichever picture comes first (the stream's baseline of the
+    pictures before made an image listed among the first five never a relative blink)."""
+    from gazepref.signals.gaze_batch import image_features
+
+    frame = face_frame(scale=1.1)
+    paths = []
+    for name, image in (("shut", close_eyes(frame)), *((f"open{i}", frame) for i in range(6))):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), image)
+        paths.append(str(tmp_path / f"{name}.png"))
+    first, _ = image_features(paths)
+    last, _ = image_features(paths[1:] + paths[:1])
+    blink = lambda f: (f["flags"].to_numpy(int) & GazeFlag.BLINK) != 0  # noqa: E731
+    assert blink(first).tolist() == [True] + [False] * 6
+    assert blink(last).tolist() == [False] * 6 + [True]
+    assert first["confidence"][0] < 0.5 and (first["confidence"][1:] == 1).all()
+    # a narrowed eye (0.12: over the absolute 0.10, under half the others' 0.30) listed first
+    with GazeTracker(static_image_mode=True) as still:
+        rows = [{"flags": 0, "eye_l_open": o, "eye_r_open": o, "head_yaw": 0.0, "head_pitch": 0.0, "confidence": 1.0}
+                for o in (0.12, 0.3, 0.31, 0.29, 0.3, 0.32, 0.3)]
+        rows.append({"flags": int(GazeFlag.NO_FACE), "eye_l_open": math.nan, "eye_r_open": math.nan,
+                     "confidence": 0.0})
+        still.reflag_blinks(rows)
+    assert [bool(r["flags"] & GazeFlag.BLINK) for r in rows] == [True] + [False] * 7
+    assert rows[0]["confidence"] == pytest.approx(0.2) and rows[-1]["flags"] == GazeFlag.NO_FACE
