@@ -163,6 +163,9 @@ def samples():
 
 # --------------------------------------------------------------------------- calibration rounds
 
+#: a round's viewport (CSS px) beyond these is no browser window
+MIN_VIEWPORT_PX, MAX_VIEWPORT_PX = 100, 16384
+
 
 @bp.post("/round")
 def calibration_round():
@@ -184,15 +187,29 @@ def calibration_round():
     if not (isinstance(viewport, list) and len(viewport) == 2):
         raise ApiError(400, "viewport must be [width, height]")
     viewport = numbers(viewport, "viewport")
+    if not all(MIN_VIEWPORT_PX <= v <= MAX_VIEWPORT_PX for v in viewport):
+        raise ApiError(400, f"viewport must be [width, height] in CSS px, each from {MIN_VIEWPORT_PX} to {MAX_VIEWPORT_PX}")
     targets = meta.get("targets")
     if not isinstance(targets, list) or not targets or not all(isinstance(t, dict) for t in targets):
         raise ApiError(400, "targets must be a non-empty list of {x, y, t}")
     per_target = [numbers(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
+    if not all(0 <= x <= viewport[0] and 0 <= y <= viewport[1] for x, y in xy):
+        raise ApiError(400, "every target must lie in the viewport")
     all_times = [v for ts in per_target for v in ts]
     p, settings = participant_settings(token)
     if not calibrating(p):
         raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
+    points_asked = settings.calibration_points if kind == "calibration" else settings.validation_points
+    if len(xy) > points_asked:
+        raise ApiError(400, f"a {kind} round of this study has {points_asked} targets (got {len(xy)})")
+    if kind == "calibration":
+        used, _ = step_rows(p.id)
+        if len(used) >= settings.attempts:  # (a reloaded page, a script): the step is decided now
+            outcome = decide(p.id, settings, viewport, force=True)
+            _commit_in_study(p.id)
+            return jsonify(ok=False, error=f"all {settings.attempts} calibration attempts are used",
+                           outcome=outcome_for_page(outcome)), 409
     # per target, the frames the page recorded while the dot was shown, of which it sent these
     # (the usable ones first, at most target_frames): the others are the point's data loss too
     seen = [None if t.get("seen") is None else integer(t, "seen", len(ts), max(len(ts), settings.target_seen_max),
@@ -217,6 +234,10 @@ def calibration_round():
     found = sum(1 for r in rows if not int(r["flags"]) & 1)
     usable_per_target = usable_counts(points)
     starved = [i for i, n in enumerate(usable_per_target) if n < settings.min_frames]
+    # a round the page ended early has its starved dot last; a whole round has every dot, apart
+    if not starved and (len(xy) < points_asked or len({(round(x), round(y)) for x, y in xy}) < len(xy)):
+        raise ApiError(400, f"a {kind} round has {points_asked} targets at different places (got {len(xy)}, "
+                            f"{len({(round(x), round(y)) for x, y in xy})} different)")
     base = {"viewport": viewport, "targets": [list(t) for t in xy], "frames": len(rows), "face_found": found,
             "usable_per_target": usable_per_target, "starved": starved, "min_frames": settings.min_frames}
     if kind == "calibration":
@@ -245,10 +266,12 @@ def calibration_round():
             entry.set_latest(row.id, model, False)
         vt = validation_targets(settings.validation_points, *viewport)
         return jsonify(ok=True, calibration=row.id, validation_targets=[list(t) for t in vt])
-    attempts, _ = step_rows(p.id)
+    attempts, validations = step_rows(p.id)
     attempt = next((a for a in reversed(attempts) if a.model is not None), None)
     if attempt is None or attempt.id != attempts[-1].id:
         raise ApiError(409, "calibrate before validating")
+    if any((v.result or {}).get("calibration") == attempt.id for v in validations):
+        raise ApiError(409, "this calibration is validated already (one check an attempt): calibrate again")
     sync_calibration(entry, attempt.id)
     # the attempt's own model, not the tracker's: that is, while a late task batch of an older
     # calibration is scored in another thread, the older one's (TrackerEntry.scoring_with)

@@ -269,3 +269,49 @@ def tasks_pid(out, fmt):
     if fmt == "parquet":
         return pd.read_parquet(out / "tasks.parquet")["participant_id"].iloc[0]
     return str(pd.read_csv(out / "task_table.csv")["user_id"].iloc[0])
+
+
+def test_the_server_keeps_to_the_attempts_and_one_check_each(make_app, tmp_path):
+    """``attempts`` is the server's to keep: once they are used, a further calibration round (a
+    reloaded page, a script) decides the step with the attempts made (409 and the outcome, which
+    the page shows), and each attempt is validated once. Before, six calibration rounds in a row
+    were taken (n_attempts 6, each with its pictures kept) and an attempt could be validated until
+    it passed."""
+    app, client = client_for(make_app, tmp_path, "attempts = 2", "pass_accuracy_px = 50")
+    token = to_calibration(client)["token"]
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    r = post_round(client, token, "validation", FAR)
+    assert r.status_code == 200 and not r.json["passed"] and "outcome" not in r.json, r.json
+    r = post_round(client, token, "validation", NEAR)
+    assert r.status_code == 409 and "validated already" in r.json["error"], r.json
+    assert len(rows(app, "validation")) == 1
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200  # the second attempt
+    r = post_round(client, token, "calibration", CALIBRATION_TARGETS)  # a third, not validating the second
+    assert r.status_code == 409 and r.json["outcome"]["attempts"] == 2 and not r.json["outcome"]["passed"], r.json
+    assert len(rows(app, "calibration")) == 2 and len(rows(app, "outcome")) == 1
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 409  # decided
+    assert answer_step(client).status_code == 302
+
+
+@pytest.mark.parametrize("meta, error", [
+    ({"viewport": [-5, 0]}, "viewport must be"),
+    ({"viewport": [1280, 50]}, "viewport must be"),
+    ({"targets": [(1e12, 80)] + CALIBRATION_TARGETS[1:]}, "in the viewport"),
+    ({"targets": [(-1, 80)] + CALIBRATION_TARGETS[1:]}, "in the viewport"),
+    ({"targets": CALIBRATION_TARGETS + [(300, 300)]}, "has 5 targets (got 6)"),
+    ({"targets": CALIBRATION_TARGETS[:1] * 5}, "at different places (got 5, 1 different)"),
+    ({"targets": CALIBRATION_TARGETS[:4]}, "at different places (got 4"),
+])
+def test_a_round_of_impossible_geometry_is_refused(make_app, tmp_path, meta, error):
+    """A viewport no window has, a dot outside it, more dots than the study's grid, all dots on
+    one place or a whole round short of dots: 400, nothing stored, no attempt spent (each was
+    fitted into a model before). A round the page ended early at a starved dot is shorter, and is
+    taken as a starved round."""
+    app, client = client_for(make_app, tmp_path, "attempts = 2")
+    token = to_calibration(client)["token"]
+    r = post_round(client, token, "calibration", meta.get("targets", CALIBRATION_TARGETS),
+                   viewport=meta.get("viewport", (1280, 800)))
+    assert r.status_code == 400 and error in r.json["error"], r.json
+    assert rows(app) == []
+    r = post_round(client, token, "calibration", CALIBRATION_TARGETS[:2], per_target=[6, 1])
+    assert r.status_code == 422 and r.json["starved"] == [1], r.json
