@@ -150,8 +150,15 @@ def calibration_model(samples: list[dict]) -> bytes:
     return calibrate(points).to_bytes()
 
 
-def calibrate_participants(instance: Path, study: Path, pairs: list[tuple[int, str]], model: bytes) -> None:
-    """Store ``model`` as the calibration in force of each participant of ``pairs`` (task, token)."""
+#: the [gaze] line of a benchmark study whose participants record without calibration
+#: (:func:`calibrate_participants` with no model)
+UNCALIBRATED_FALLBACK = 'calibration_fallback = "record-uncalibrated"\n'
+
+
+def calibrate_participants(instance: Path, study: Path, pairs: list[tuple[int, str]], model: bytes | None) -> None:
+    """Store ``model`` as the calibration in force of each participant of ``pairs`` (task, token);
+    None: a failed calibration's outcome, whose task gaze a study with :data:`UNCALIBRATED_FALLBACK`
+    records without an estimate (the site takes task gaze only under a calibration in force)."""
     from sqlalchemy import select
 
     from gazepref import store
@@ -160,7 +167,11 @@ def calibrate_participants(instance: Path, study: Path, pairs: list[tuple[int, s
     app = create_app(str(instance), {"STUDY_CONFIG": str(study)})
     with app.extensions["gazepref"].sessions() as s:
         ids = s.scalars(select(store.Task.participant_id).where(store.Task.id.in_([t for t, _ in pairs]))).all()
-        s.add_all(store.Calibration(participant_id=pid, kind="calibration", result={}, model=model) for pid in ids)
+        if model is None:
+            s.add_all(store.Calibration(participant_id=pid, kind="outcome", model=None,
+                                        result={"passed": False, "fallback": "record-uncalibrated"}) for pid in ids)
+        else:
+            s.add_all(store.Calibration(participant_id=pid, kind="calibration", result={}, model=model) for pid in ids)
         s.commit()
 
 
@@ -279,10 +290,10 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
     study = instance / "study.toml"
     study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
                      + f'\n[gaze]\ncompute = "browser"\nfps = {int(args.fps)}\ntask_batch_ms = {args.batch_ms}\n'
-                     f'task_batch_max_ms = {args.batch_max_ms}\n')
-    pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
-    if model is not None:
-        calibrate_participants(instance, study, pairs, model)
+                     f'task_batch_max_ms = {args.batch_max_ms}\n' + (UNCALIBRATED_FALLBACK if model is None else ""))
+    pairs = make_participants(instance, k, study, prefix="gbench",
+                              state={"gaze": "calibrated" if model is not None else "uncalibrated"})
+    calibrate_participants(instance, study, pairs, model)
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
     server = start_gunicorn(instance, port, args.workers, args.threads)
@@ -511,8 +522,9 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
     instance = Path(tempfile.mkdtemp(prefix="gazepref-gazebench-"))
     study = instance / "study.toml"
     study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
-                     + '\n[gaze]\ncompute = "server"\n')
-    pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "calibrated"})
+                     + '\n[gaze]\ncompute = "server"\n' + UNCALIBRATED_FALLBACK)
+    pairs = make_participants(instance, k, study, prefix="gbench", state={"gaze": "uncalibrated"})
+    calibrate_participants(instance, study, pairs, None)  # features without gaze, as measured before
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
     os.environ["GAZEPREF_GAZE_SHED_MS"] = str(args.shed_ms)

@@ -99,7 +99,7 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
         with entry.lock:
             scoring = entry.latest()
         if tag is None or scoring.id == tag:
-            return ctx._replace(scoring=scoring)
+            return ctx._replace(scoring=_recording(scoring, settings))
     with site().statements.connect() as conn:  # reads: one round trip each
         if not older:
             sync_calibration(entry, found.calibration, conn)
@@ -109,10 +109,22 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
             # (also when a newer calibration became the latest since the lookup: a round of the
             # participant's next calibration step, another request's newer lookup)
             scoring = older_scoring(entry, tag, conn)
+        _recording(scoring, settings)
         if settings.click_correction:  # into the drift state of the calibration that scores the batch
             with entry.lock:
                 gaze_drift.update(conn, scoring.drift, task_id)
     return ctx._replace(scoring=scoring)
+
+
+def _recording(scoring: Scoring, settings: GazeSettings) -> Scoring:
+    """``scoring`` when task gaze is recorded under it: a calibration in force (one that passed,
+    or a failed one's outcome where the study's fallback is ``record-uncalibrated``); else
+    ApiError 409, nothing stored: the session goes on without the webcam (no calibration: no
+    camera, the set-up skipped; a failed one: ``mouse-only``), and its task pages send nothing.
+    A late batch taken under an earlier calibration that recorded is scored with that one."""
+    if scoring.id is None or (scoring.failed and settings.calibration_fallback != "record-uncalibrated"):
+        raise ApiError(409, "this session goes on without the webcam: its tasks record no gaze")
+    return scoring
 
 
 def track_frames(ctx: FrameContext, frames_: list[bytes], times: list[float], arrived: float | None = None,

@@ -39,9 +39,10 @@ def test_the_browser_participants_are_calibrated(tmp_path, monkeypatch):
 
     study = tmp_path / "study.toml"
     study.write_text(bench.DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
-                     + '\n[gaze]\ncompute = "browser"\nfps = 15\n')
+                     + '\n[gaze]\ncompute = "browser"\nfps = 15\n' + bench.UNCALIBRATED_FALLBACK)
     pairs = bench.make_participants(tmp_path, 3, study, prefix="t", state={"gaze": "calibrated"})
     bench.calibrate_participants(tmp_path, study, pairs[:2], model)
+    bench.calibrate_participants(tmp_path, study, pairs[2:], None)  # (--uncalibrated, and server mode)
     monkeypatch.setenv("GAZEPREF_STUDY_CONFIG", str(study))
     client = create_app(str(tmp_path), {"STUDY_CONFIG": str(study)}).test_client()
     answers = []

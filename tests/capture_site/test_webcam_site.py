@@ -19,7 +19,7 @@ from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
 from browsertest import launch, new_context, require_chromium, shared_playwright, wait_for_function
 from gazetest import (CALIBRATION_TARGETS, answer_step, browser_page, calibrate, gaze_rows, post_frames,
-                      post_round, to_calibration, to_calibration_page, write_y4m)
+                      post_round, to_calibration, to_calibration_page, to_task, write_y4m)
 from gazetest import webcam_toml as write_webcam_toml
 from sitetest import legacy_token, page_data, reused_row, row_pseudonym
 
@@ -741,16 +741,46 @@ def page_data_in(page) -> dict:
 def test_load_shedding_keeps_late_frames_as_dropped_rows(make_app, webcam_toml):
     app = make_app(STUDY_CONFIG=str(webcam_toml), GAZE_SHED_MS=1e-6)  # always behind
     client = app.test_client()
-    gaze = to_calibration(client)
-    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302  # (mouse-only flow, task exists)
-    answer_step(client, {"understand_before": "3"})
-    task_id = page_data(client.get("/step").text)["task"]
+    token, task_id = to_task(client)
     meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [10.0, 110.0]}
-    r = post_frames(client, gaze["token"], meta, [jpeg(moving(0)), jpeg(moving(1))])
+    r = post_frames(client, token, meta, [jpeg(moving(0)), jpeg(moving(1))])
     assert r.status_code == 200 and r.json["dropped"] == 2 and r.json["stored"] == 2, r.json
     with app.extensions["gazepref"].sessions() as dbs:
         table = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()
         assert table["t"].tolist() == [10.0, 110.0] and (table["flags"] & GazeFlag.DROPPED == GazeFlag.DROPPED).all()
+
+
+@pytest.mark.parametrize("how", ["no-camera", "mouse-only", "record-uncalibrated"])
+def test_task_frames_of_a_session_without_the_webcam_are_refused(make_app, tmp_path, how):
+    """A session that went on without the webcam (no camera at the set-up; a failed calibration
+    with the mouse-only fallback) has task pages that send nothing: frames posted for its tasks
+    anyway (a script, a stale page) are refused, 409, and nothing is stored, pictures included
+    with keep_frames. Before, they were stored and their pictures kept. With record-uncalibrated
+    the task frames are recorded without gaze, as the study asks."""
+    consent = "camera_images = true"
+    fallback = "record-uncalibrated" if how == "record-uncalibrated" else "mouse-only"
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "s.toml", f'keep_frames = true\ncalibration_fallback = "{fallback}"',
+                                                      consent=consent)))
+    client = app.test_client()
+    token = to_calibration(client)["token"]
+    if how == "no-camera":
+        assert answer_step(client, {"outcome": "no-camera"}).status_code == 302
+    else:  # a frame-starved round with one attempt: the calibration failed
+        assert post_round(client, token, "calibration", CALIBRATION_TARGETS, per_target=[6, 1, 6, 6, 6]).status_code == 422
+        assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    task_id = page_data(client.get("/step").text)["task"]
+    meta = {"phase": "task", "task": task_id, "seq": 0, "origin": 1.7e12, "t": [10.0, 110.0]}
+    r = post_frames(client, token, meta, [jpeg(moving(0)), jpeg(moving(1))])
+    with app.extensions["gazepref"].sessions() as dbs:
+        kept = dbs.query(store.GazeFrame).filter(store.GazeFrame.task_id.is_not(None)).count()
+        rows = gaze_rows(dbs, task_id)
+    if how == "record-uncalibrated":
+        assert r.status_code == 200 and r.json["stored"] == 2 and not r.json["calibrated"], r.json
+        assert rows == 2 and kept == 2
+    else:
+        assert r.status_code == 409 and "without the webcam" in r.json["error"], r.json
+        assert rows == 0 and kept == 0
 
 
 def test_bad_gaze_settings_fail_at_start_naming_the_key(make_app, tmp_path, webcam_toml):
