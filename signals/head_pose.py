@@ -84,7 +84,7 @@ def rotation_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.nda
 def euler_angles(rotation: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of a rotation matrix, R = Ry(yaw) @ Rx(pitch) @ Rz(roll).
 
-    Signs, in camera axes: yaw > 0 turns the face towards image right, pitch > 0 tilts the face
+    Signs, in camera axes: yaw > 0 turns the face towards image left (-x), pitch > 0 tilts the face
     down, roll > 0 turns it clockwise in the image.
     """
     (_, _, r02), (r10, r11, r12), (_, _, r22) = np.asarray(rotation, np.float64).tolist()

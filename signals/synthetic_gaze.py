@@ -149,7 +149,9 @@ class Sitting:
 
     def pose(self, target_px: tuple[float, float], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         d = screen_point_cm(target_px) - self.position_cm
-        towards = np.array([math.degrees(math.atan2(d[0], -d[2])), math.degrees(math.atan2(d[1], -d[2])) - 15, 0.0])
+        # the face turned by `follow` towards the target: yaw > 0 turns it to image left (-x),
+        # pitch > 0 down (+y) (head_pose.euler_angles)
+        towards = np.array([math.degrees(math.atan2(-d[0], -d[2])), math.degrees(math.atan2(d[1], -d[2])) - 15, 0.0])
         angles = self.angles_deg + self.follow * towards + rng.normal(0, self.jitter_deg, 3)
         return rotation(*angles), self.position_cm + rng.normal(0, self.jitter_cm, 3)
 
