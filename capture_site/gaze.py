@@ -194,8 +194,10 @@ def calibration_round():
         raise ApiError(400, "targets must be a non-empty list of {x, y, t}")
     per_target = [numbers(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
-    if not all(0 <= x <= viewport[0] and 0 <= y <= viewport[1] for x, y in xy):
-        raise ApiError(400, "every target must lie in the viewport")
+    # on a page (CSS px from its top left): not against ``viewport``, the window's size when the
+    # round was sent, which a window resized during the round changes after its dots were placed
+    if not all(0 <= v <= MAX_VIEWPORT_PX for pt in xy for v in pt):
+        raise ApiError(400, f"every target must lie on the page (0 to {MAX_VIEWPORT_PX} CSS px)")
     all_times = [v for ts in per_target for v in ts]
     p, settings = participant_settings(token)
     if not calibrating(p):

@@ -296,17 +296,18 @@ def test_the_server_keeps_to_the_attempts_and_one_check_each(make_app, tmp_path)
 @pytest.mark.parametrize("meta, error", [
     ({"viewport": [-5, 0]}, "viewport must be"),
     ({"viewport": [1280, 50]}, "viewport must be"),
-    ({"targets": [(1e12, 80)] + CALIBRATION_TARGETS[1:]}, "in the viewport"),
-    ({"targets": [(-1, 80)] + CALIBRATION_TARGETS[1:]}, "in the viewport"),
+    ({"targets": [(1e12, 80)] + CALIBRATION_TARGETS[1:]}, "on the page"),
+    ({"targets": [(-1, 80)] + CALIBRATION_TARGETS[1:]}, "on the page"),
     ({"targets": CALIBRATION_TARGETS + [(300, 300)]}, "has 5 targets (got 6)"),
     ({"targets": CALIBRATION_TARGETS[:1] * 5}, "at different places (got 5, 1 different)"),
     ({"targets": CALIBRATION_TARGETS[:4]}, "at different places (got 4"),
 ])
 def test_a_round_of_impossible_geometry_is_refused(make_app, tmp_path, meta, error):
-    """A viewport no window has, a dot outside it, more dots than the study's grid, all dots on
+    """A viewport no window has, a dot off the page, more dots than the study's grid, all dots on
     one place or a whole round short of dots: 400, nothing stored, no attempt spent (each was
     fitted into a model before). A round the page ended early at a starved dot is shorter, and is
-    taken as a starved round."""
+    taken as a starved round; a window made smaller during the round (its dots placed in the
+    larger one) is taken too."""
     app, client = client_for(make_app, tmp_path, "attempts = 2")
     token = to_calibration(client)["token"]
     r = post_round(client, token, "calibration", meta.get("targets", CALIBRATION_TARGETS),
@@ -315,3 +316,5 @@ def test_a_round_of_impossible_geometry_is_refused(make_app, tmp_path, meta, err
     assert rows(app) == []
     r = post_round(client, token, "calibration", CALIBRATION_TARGETS[:2], per_target=[6, 1])
     assert r.status_code == 422 and r.json["starved"] == [1], r.json
+    r = post_round(client, token, "calibration", CALIBRATION_TARGETS, viewport=(1024, 600))  # resized
+    assert r.status_code == 200, r.json
