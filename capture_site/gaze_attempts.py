@@ -63,6 +63,20 @@ def _attempt_figures(attempt: store.Calibration, validation: store.Calibration |
     return out
 
 
+#: calibration rounds of one step (a multiple of ``attempts``) after which a further round decides
+#: it: attempts left unchecked by a reloaded page do not count, a page (or script) that never
+#: checks one does not go on for ever
+MAX_ROUNDS_PER_ATTEMPT = 2
+
+
+def spent(attempts: list[store.Calibration], validations: list[store.Calibration]) -> list[store.Calibration]:
+    """The attempts that count toward ``attempts``: frame-starved (not fitted) or checked. A fitted
+    attempt without a check was left by a page reloaded before it (a crash, F5, another window
+    taking the camera over), which then calibrates afresh: the participant did not fail it."""
+    checked = {(v.result or {}).get("calibration") for v in validations}
+    return [a for a in attempts if a.model is None or a.id in checked]
+
+
 def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | None = None,
            force: bool = False) -> store.Calibration | None:
     """The step's outcome row (added to the session, not committed) once a validation passed, the
@@ -72,7 +86,7 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
     attempts, validations = step_rows(participant_id)
     by_attempt = {(v.result or {}).get("calibration"): v for v in validations}  # the last one per attempt
     figures = [_attempt_figures(a, by_attempt.get(a.id)) for a in attempts]
-    if not (force or any(f["passed"] for f in figures) or len(attempts) >= settings.attempts):
+    if not (force or any(f["passed"] for f in figures) or len(spent(attempts, validations)) >= settings.attempts):
         return None
     best = best_attempt(figures)
     passed = bool(best and best["passed"])

@@ -22,7 +22,8 @@ controls (``EXCLUDED_CLICK_TARGETS``) are never used. The correction goes into t
 uncorrected estimate stays ``x - drift_x`` (``gazepref gaze recalibrate`` re-maps the features
 without any correction, or replays the clicks with ``--interactions``). The live rows and the
 replay differ only where a click reached the server after the gaze batch that follows it (the
-live rows of that batch could not know it).
+live rows of that batch could not know it) or batches came out of time order (a late batch gets
+the correction in force when it comes).
 
 Everything is read from the database (events and gaze chunks), so each server process reaches
 the same correction whichever process stored the clicks and the gaze; for that, each task starts
@@ -58,11 +59,16 @@ class ParticipantDrift:
         self.seen_chunks: set[int] = set()  # ids of the events chunks of ``task`` already read
         # the stored usable gaze the waiting clicks' windows reach (epoch ms, raw x/y, confidence)
         self.earlier: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # usable rows this process corrected lately (epoch ms -> raw x, y, confidence): they may not
+        # be stored yet (a WebSocket commits its rows every GAZE_WS_COMMIT_MS), and the clicks'
+        # windows need them
+        self.recent: dict[float, tuple[float, float, float]] = {}
 
     def reset(self) -> None:
         """A new task (:func:`update`): offsets measured before no longer apply."""
         self.clicks = ClickCalibration(click_corrector(self.interactions))
         self.earlier = None
+        self.recent = {}
 
     def successor(self) -> ParticipantDrift:
         """The drift state of a new calibration: no correction (offsets measured under another
@@ -138,18 +144,39 @@ def _stored_gaze(conn: Any, task_id: int, since: float) -> tuple[np.ndarray, np.
     return a[:, 0], a[:, 1:3], a[:, 3]
 
 
-def apply(rows: list[dict[str, float]], drift: ParticipantDrift, origin: float) -> None:
+#: how long (ms) :attr:`ParticipantDrift.recent` keeps a row
+RECENT_MS = 10_000.0
+
+
+def apply(rows: list[dict[str, float]], drift: ParticipantDrift, origin: float, task_id: int | None = None) -> None:
     """Correct the rows' ``x``/``y`` (in place; their ``t`` on the page clock of ``origin``, the
     batch's ``clock_origin_epoch_ms``) with the clicks at or before each row's time, and record
     the correction in ``drift_x``/``drift_y`` (0 before the first usable click) and the clicks it
-    rests on in ``drift_clicks``."""
+    rests on in ``drift_clicks``. The clicks' windows reach the stored gaze (:func:`update`) and the
+    rows this process corrected lately, stored or not. ``task_id``: the rows' task; another task's
+    drift state (a late batch of another task read its clicks meanwhile) leaves them uncorrected."""
     if not rows:
         return
     t = np.array([origin + row["t"] for row in rows], dtype=np.float64)
     xy = np.array([[row["x"], row["y"]] for row in rows], dtype=np.float64)
+    if task_id is not None and drift.task != task_id:
+        for row in rows:
+            row["drift_x"], row["drift_y"], row["drift_clicks"] = 0.0, 0.0, 0.0
+        return
     quality = np.array([row.get("confidence", 1.0) for row in rows], dtype=np.float64)
     usable = np.array([not int(row.get("flags", 0)) & UNUSABLE for row in rows], dtype=bool)
-    drift_xy = drift.clicks.correct(t, xy, quality, usable, drift.earlier)
+    pool = dict(drift.recent)
+    if drift.earlier is not None:
+        pool.update(zip(drift.earlier[0].tolist(), map(tuple, np.c_[drift.earlier[1], drift.earlier[2]].tolist())))
+    earlier = None
+    if pool:
+        a = np.array([(k, *v) for k, v in pool.items()], dtype=np.float64)
+        earlier = (a[:, 0], a[:, 1:3], a[:, 3])
+    drift_xy = drift.clicks.correct(t, xy, quality, usable, earlier)
+    ok = usable & np.isfinite(xy).all(axis=1)
+    drift.recent.update(zip(t[ok].tolist(), map(tuple, np.c_[xy[ok], quality[ok]].tolist())))
+    newest = float(t.max())
+    drift.recent = {k: v for k, v in drift.recent.items() if k >= newest - RECENT_MS}
     for row, (x, y), (dx, dy, n) in zip(rows, xy, drift_xy):
         if math.isfinite(x) and math.isfinite(y):
             row["x"], row["y"] = x + dx, y + dy

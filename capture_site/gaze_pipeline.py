@@ -155,7 +155,7 @@ def _task_rows(ctx: FrameContext, rows: list[dict[str, float]]) -> None:
         uncalibrated(rows, scoring.failed)
         if ctx.settings.click_correction:
             with ctx.entry.lock:
-                gaze_drift.apply(rows, scoring.drift, float(ctx.meta.origin or 0.0))
+                gaze_drift.apply(rows, scoring.drift, float(ctx.meta.origin or 0.0), ctx.meta.task_id)
     if ctx.meta.phase == "setup":
         from .setup_log import note_setup_frames
 

@@ -1029,7 +1029,9 @@ class ClickCalibration:
     of the :data:`CLICK_WINDOW_MS` before it, weighted by their median confidence, and feeds
     ``corrector`` (:class:`DriftCorrector` or :class:`InteractionRecalibrator`; an event without
     usable samples in its window is dropped). A sample gets the correction of the events at or
-    before its time, never a later one's. Events later than every sample given so far wait in
+    before its time, never a later one's, where the samples come in time order (a batch that
+    reaches the site late gets the correction in force by then). Events later than every sample
+    given so far wait in
     :attr:`pending` (the site: for the next batch). Times are in ms on one clock (the site: epoch
     ms; the replay: the task clock)."""
 

@@ -189,3 +189,30 @@ def test_a_chunk_committed_late_with_a_lower_id_is_still_read(make_app, tmp_path
         assert sorted(p[0] for p in drift.pending) == [ORIGIN + 8000.0, ORIGIN + 9000.0]
         gaze_drift.update(s.connection(), drift, task_id)  # nothing new: nothing read twice
         assert len(drift.pending) == 2
+
+
+def test_a_clicks_window_in_rows_not_stored_yet_is_used(make_app, tmp_path):
+    """The WebSocket scores a frame at a time and commits its rows every ``GAZE_WS_COMMIT_MS``: a
+    click's 400 ms window can lie in rows corrected but not stored yet. The drift state keeps the
+    rows it corrected lately, so the click pairs with them (it was used up against an empty window
+    and lost)."""
+    from gazepref.capture_site import gaze_drift
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "drift_correction = true")))
+    client = app.test_client()
+    token, task_id = to_task(client)
+    frames_batch(client, token, task_id, 0, 4000.0)  # stored: 4000..4400
+    drift = gaze_drift.ParticipantDrift()
+    with app.extensions["gazepref"].sessions() as s:
+        gaze_drift.update(s.connection(), drift, task_id)
+        for t in (5000.0, 5100.0, 5200.0, 5300.0, 5400.0):  # one frame at a time, not stored
+            gaze_drift.apply([{"t": t, "x": 640.0, "y": 360.0, "flags": 0, "confidence": 1.0}], drift, ORIGIN, task_id)
+        click(client, token, task_id, 0, 5350.0, 700.0, 300.0)
+        gaze_drift.update(s.connection(), drift, task_id)
+        row = {"t": 5500.0, "x": 640.0, "y": 360.0, "flags": 0, "confidence": 1.0}
+        gaze_drift.apply([row], drift, ORIGIN, task_id)
+    assert drift.clicks_used == 1 and not drift.pending
+    assert (row["drift_x"], row["drift_y"], row["x"], row["y"]) == (60.0, -60.0, 700.0, 300.0)
+    other = {"t": 5600.0, "x": 640.0, "y": 360.0, "flags": 0, "confidence": 1.0}
+    gaze_drift.apply([other], drift, ORIGIN, task_id + 1)  # another task's rows: not this correction
+    assert other["x"] == 640.0 and other["drift_clicks"] == 0.0
