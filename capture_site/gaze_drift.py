@@ -57,8 +57,8 @@ class ParticipantDrift:
         self.clicks = ClickCalibration(click_corrector(interactions))
         self.task: int | None = None
         self.seen_chunks: set[int] = set()  # ids of the events chunks of ``task`` already read
-        # the stored usable gaze the waiting clicks' windows reach (epoch ms, raw x/y, confidence)
-        self.earlier: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # the stored usable gaze the waiting clicks' windows reach (epoch ms -> raw x, y, confidence)
+        self.earlier: dict[float, tuple[float, float, float]] = {}
         # usable rows this process corrected lately (epoch ms -> raw x, y, confidence): they may not
         # be stored yet (a WebSocket commits its rows every GAZE_WS_COMMIT_MS), and the clicks'
         # windows need them
@@ -67,7 +67,7 @@ class ParticipantDrift:
     def reset(self) -> None:
         """A new task (:func:`update`): offsets measured before no longer apply."""
         self.clicks = ClickCalibration(click_corrector(self.interactions))
-        self.earlier = None
+        self.earlier = {}
         self.recent = {}
 
     def successor(self) -> ParticipantDrift:
@@ -119,18 +119,18 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
         drift.clicks.add_events([(origin or 0.0) + t for t in events["t"]], events["type"], targets,
                                 events["x"], events["y"])
     del drift.pending[:-MAX_PENDING]
-    drift.earlier = _stored_gaze(conn, task_id, drift.pending[0][0] - CLICK_WINDOW_MS) if drift.pending else None
+    drift.earlier = _stored_gaze(conn, task_id, drift.pending[0][0] - CLICK_WINDOW_MS) if drift.pending else {}
 
 
-def _stored_gaze(conn: Any, task_id: int, since: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The task's stored usable gaze samples from epoch ``since`` on: times, uncorrected x/y,
-    confidences."""
+def _stored_gaze(conn: Any, task_id: int, since: float) -> dict[float, tuple[float, float, float]]:
+    """The task's stored usable gaze samples from epoch ``since`` on: epoch ms -> uncorrected x,
+    y, confidence."""
     origin = C.c.clock_origin_epoch_ms
     chunks = conn.execute(
         select(C.c.columns, C.c.raw_size, C.c.data, origin)
         .where(C.c.task_id == task_id, C.c.stream == "gaze", C.c.t_end + origin >= since).order_by(C.c.seq)
     ).all()
-    samples: list[tuple[float, float, float, float]] = []
+    samples: dict[float, tuple[float, float, float]] = {}
     for columns, raw_size, data, chunk_origin in chunks:
         g = store.decode_chunk("gaze", columns, raw_size, data).to_pydict()
         none = [None] * len(g["t"])
@@ -139,9 +139,8 @@ def _stored_gaze(conn: Any, task_id: int, since: float) -> tuple[np.ndarray, np.
         for t, x, y, flags, ddx, ddy, c in zip(g["t"], g["x"], g["y"], g.get("flags", none), dx, dy, conf):
             if x is None or y is None or (flags or 0) & UNUSABLE or not (math.isfinite(x) and math.isfinite(y)):
                 continue
-            samples.append(((chunk_origin or 0.0) + t, x - (ddx or 0.0), y - (ddy or 0.0), 1.0 if c is None else c))
-    a = np.array(samples, dtype=np.float64).reshape(-1, 4)
-    return a[:, 0], a[:, 1:3], a[:, 3]
+            samples[(chunk_origin or 0.0) + t] = (x - (ddx or 0.0), y - (ddy or 0.0), 1.0 if c is None else c)
+    return samples
 
 
 #: how long (ms) :attr:`ParticipantDrift.recent` keeps a row
@@ -165,13 +164,12 @@ def apply(rows: list[dict[str, float]], drift: ParticipantDrift, origin: float, 
         return
     quality = np.array([row.get("confidence", 1.0) for row in rows], dtype=np.float64)
     usable = np.array([not int(row.get("flags", 0)) & UNUSABLE for row in rows], dtype=bool)
-    pool = dict(drift.recent)
-    if drift.earlier is not None:
-        pool.update(zip(drift.earlier[0].tolist(), map(tuple, np.c_[drift.earlier[1], drift.earlier[2]].tolist())))
     earlier = None
-    if pool:
-        a = np.array([(k, *v) for k, v in pool.items()], dtype=np.float64)
-        earlier = (a[:, 0], a[:, 1:3], a[:, 3])
+    if drift.pending:  # the clicks' windows: stored rows (as another host reads them) and recent ones
+        pool = {**drift.recent, **drift.earlier}
+        if pool:
+            a = np.array([(k, *v) for k, v in pool.items()], dtype=np.float64)
+            earlier = (a[:, 0], a[:, 1:3], a[:, 3])
     drift_xy = drift.clicks.correct(t, xy, quality, usable, earlier)
     ok = usable & np.isfinite(xy).all(axis=1)
     drift.recent.update(zip(t[ok].tolist(), map(tuple, np.c_[xy[ok], quality[ok]].tolist())))
