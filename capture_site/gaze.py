@@ -66,7 +66,7 @@ from .gaze_requests import frame_meta, frame_parts, integer, json_body, multipar
 from .gaze_samples import parse_samples, process_samples
 from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, MAX_SAMPLES_PER_BATCH,
                             GazeSettings, validation_targets)
-from .gaze_attempts import MAX_ROUNDS_PER_ATTEMPT, decide, outcome_for_page, spent, step_rows
+from .gaze_attempts import MAX_ROUNDS_PER_ATTEMPT, checked, decide, outcome_for_page, spent, step_rows
 from .gaze_step import calibrating
 from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
@@ -205,6 +205,9 @@ def calibration_round():
     points_asked = settings.calibration_points if kind == "calibration" else settings.validation_points
     if len(xy) > points_asked:
         raise ApiError(400, f"a {kind} round of this study has {points_asked} targets (got {len(xy)})")
+    places = len({(round(x), round(y)) for x, y in xy})
+    if places < len(xy):  # a round's dots are apart
+        raise ApiError(400, f"a {kind} round has its targets at different places (got {places} places for {len(xy)})")
     if kind == "calibration":
         rounds, checks = step_rows(p.id)
         if (len(spent(rounds, checks)) >= settings.attempts
@@ -241,9 +244,6 @@ def calibration_round():
         # the page ends a round at a dot it judged starved (on its live answers, which frames
         # shed under load leave out): that dot is, whatever these frames say
         starved = [len(xy) - 1]
-    if len({(round(x), round(y)) for x, y in xy}) < len(xy):  # a whole round has every dot, apart
-        raise ApiError(400, f"a {kind} round has its targets at different places "
-                            f"(got {len({(round(x), round(y)) for x, y in xy})} places for {len(xy)})")
     base = {"viewport": viewport, "targets": [list(t) for t in xy], "frames": len(rows), "face_found": found,
             "usable_per_target": usable_per_target, "starved": starved, "min_frames": settings.min_frames}
     if kind == "calibration":
@@ -276,7 +276,7 @@ def calibration_round():
     attempt = next((a for a in reversed(attempts) if a.model is not None), None)
     if attempt is None or attempt.id != attempts[-1].id:
         raise ApiError(409, "calibrate before validating")
-    if any((v.result or {}).get("calibration") == attempt.id for v in validations):
+    if attempt.id in checked(validations):
         raise ApiError(409, "this calibration is validated already (one check an attempt): calibrate again")
     sync_calibration(entry, attempt.id)
     # the attempt's own model, not the tracker's: that is, while a late task batch of an older

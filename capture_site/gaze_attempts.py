@@ -73,8 +73,13 @@ def spent(attempts: list[store.Calibration], validations: list[store.Calibration
     """The attempts that count toward ``attempts``: frame-starved (not fitted) or checked. A fitted
     attempt without a check was left by a page reloaded before it (a crash, F5, another window
     taking the camera over), which then calibrates afresh: the participant did not fail it."""
-    checked = {(v.result or {}).get("calibration") for v in validations}
-    return [a for a in attempts if a.model is None or a.id in checked]
+    done = checked(validations)
+    return [a for a in attempts if a.model is None or a.id in done]
+
+
+def checked(validations: list[store.Calibration]) -> set[int]:
+    """The ids of the attempts these validation rows checked."""
+    return {(v.result or {}).get("calibration") for v in validations}
 
 
 def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | None = None,

@@ -386,9 +386,11 @@ class GazeTracker:
         one person taken at different sittings have no order, and a baseline carried over from
         the pictures before made which of them count as blinks depend on the order they are
         listed in."""
-        openness = [_mean_open(r) for r in rows]
+        columns = [c for eye in eye_features.EYES for c in eye_features.geometry_columns(eye.name)]
+        geometry = np.array([[row.get(c, math.nan) for c in columns] for row in rows], np.float64).reshape(-1, len(columns))
+        openness = eye_features.blink_scores(geometry).tolist()
         known = [o for o in openness if math.isfinite(o)]
-        baseline = _median(deque(known)) if len(known) >= BLINK_BASELINE_MIN else 0.0
+        baseline = _median(known) if len(known) >= BLINK_BASELINE_MIN else 0.0
         for row, o in zip(rows, openness):
             flags = int(row["flags"])
             if flags & GazeFlag.NO_FACE:
@@ -411,13 +413,7 @@ def is_blink(openness: float, baseline: float, thresholds: QualityThresholds) ->
     return openness < thresholds.blink or openness < thresholds.blink_relative * baseline
 
 
-def _mean_open(row: dict[str, float]) -> float:
-    """The mean eye aspect ratio of a row's eyes (``eye_*_open``; NaN with neither)."""
-    known = [v for v in (row.get(f"eye_{e.name}_open", math.nan) for e in eye_features.EYES) if math.isfinite(v)]
-    return sum(known) / len(known) if known else math.nan
-
-
-def _median(values: deque[float]) -> float:
+def _median(values: Sequence[float]) -> float:
     s = sorted(values)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
