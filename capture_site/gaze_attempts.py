@@ -87,6 +87,7 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
     """The step's outcome row (added to the session, not committed) once a validation passed, the
     attempts are used up, or ``force``; None while the step goes on."""
     from gazepref.signals.gaze_session import best_attempt, quality_word, webgazer_score_pct
+    from gazepref.signals.gaze_validation import CSS_PX_PER_CM
 
     attempts, validations = step_rows(participant_id)
     by_attempt = {(v.result or {}).get("calibration"): v for v in validations}  # the last one per attempt
@@ -103,11 +104,15 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
         "passed": passed, "selected": best["calibration"] if best else None,
         **{k: (best[k] if best else None) for k in keys},
         "quality": quality_word(acc, settings.pass_accuracy_px, passed),
-        "webgazer_score_pct": webgazer_score_pct(acc, height) if passed else None,
+        # the kept attempt's score whether it passed or not (IFLLM's ``accuracy``: one unit, %)
+        "webgazer_score_pct": webgazer_score_pct(acc, height),
+        # the kept attempt's validation dots without enough data (a reason it failed)
+        "validation_starved": list(best.get("validation_starved") or []) if best else [],
         "n_attempts": len(attempts), "attempts": figures,
         "fallback": None if passed else settings.calibration_fallback,
         "settings": {"pass_accuracy_px": settings.pass_accuracy_px, "min_frames": settings.min_frames,
-                     "distance_cm": settings.viewing_distance_cm, "attempts": settings.attempts},
+                     "distance_cm": settings.viewing_distance_cm, "px_per_cm": CSS_PX_PER_CM,
+                     "attempts": settings.attempts},
         "viewport": viewport,
     }
     row = CAL(participant_id=participant_id, kind="outcome", model=model, result=result)

@@ -141,16 +141,28 @@ def step_label(step: str) -> str:
 
 
 def calibration_label(accuracy_px: float | None, result: dict) -> str:
-    """``"412 px / 10.3° (failed, 2 attempts)"``: the dashboard's calibration cell ("" without one)."""
+    """``"412 px / 10.3° (failed, 2 attempts)"``: the dashboard's calibration cell ("" without a
+    calibration); a step decided without a validated attempt says why it has no figure."""
     if accuracy_px is None:
-        return ""
-    deg = result.get("accuracy_deg", (result.get("overall") or {}).get("accuracy_deg"))
-    text = f"{round(float(accuracy_px))} px" + (f" / {float(deg):.1f}°" if deg is not None else "")
+        if result.get("passed") is None:
+            return ""
+        text = _no_figure(result)
+    else:
+        deg = result.get("accuracy_deg", (result.get("overall") or {}).get("accuracy_deg"))
+        text = f"{round(float(accuracy_px))} px" + (f" / {float(deg):.1f}°" if deg is not None else "")
     if result.get("passed") is not None:
         n = result.get("n_attempts")
         text += f" ({'passed' if result['passed'] else 'failed'}"
         text += f", {n} attempt{'s' if n != 1 else ''})" if n else ")"
     return text
+
+
+def _no_figure(outcome: dict) -> str:
+    """Why a calibration step's outcome has no accuracy: no attempt was validated."""
+    attempts = outcome.get("attempts") or []
+    if attempts and not any(a.get("fitted") for a in attempts):
+        return "no figure: every calibration round short of frames"
+    return "no figure: no attempt validated"
 
 
 def format_duration(seconds: float) -> str:
@@ -236,6 +248,9 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
         notes.append(_CAMERA_ERRORS.get(setup.get("camera_error"), "no camera") + ", continued mouse-only")
     elif state.get("gaze") == "skipped":  # the camera worked; the face check did not pass in time
         notes.append(f"skipped the camera set-up ({_setup_reason(p, setup)}), continued mouse-only")
+    elif state.get("gaze") in ("failed", "uncalibrated"):  # the study's calibration fallback applied
+        notes.append(f"{_calibration_failed(p)}, " + ("continued mouse-only" if state["gaze"] == "failed"
+                                                       else "recorded gaze uncalibrated"))
     if state.get("finished_at"):
         return "finished", "; ".join(notes)
     if screened_out(p):  # sent back to the platform (no camera, calibration failed): final at once
@@ -261,6 +276,17 @@ def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None
     return "stopped", "; ".join(notes + [f"at the {name} step"])
 
 
+def _calibration_failed(p: store.Participant) -> str:
+    """The latest calibration step that failed, as its outcome recorded it: the kept attempt's
+    offset (not the last attempt's) and the step's attempts."""
+    outcomes = sorted((c for c in p.calibrations if c.kind == "outcome"), key=lambda c: c.id)
+    r = (outcomes[-1].result or {}) if outcomes else {}
+    acc, n = r.get("accuracy_px"), r.get("n_attempts")
+    why = (f"calibration not precise enough ({round(float(acc))} px)" if acc is not None
+           else "calibration failed (" + _no_figure(r).removeprefix("no figure: ") + ")")
+    return why + (f" after {n} attempt{'s' if n != 1 else ''}" if n else "")
+
+
 def _setup_reason(p: store.Participant, setup: dict) -> str:
     """Why a participant got no further than the camera set-up: the camera error the page
     reported, the calibration that was not precise enough, or the face status of the set-up frames."""
@@ -269,7 +295,10 @@ def _setup_reason(p: store.Participant, setup: dict) -> str:
     else:
         val = [c for c in p.calibrations if c.kind == "validation"]
         cal = [c for c in p.calibrations if c.kind == "calibration"]
-        if val and not (val[-1].result or {}).get("passed"):
+        outcomes = [c for c in p.calibrations if c.kind == "outcome"]
+        if outcomes and not (outcomes[-1].result or {}).get("passed"):
+            why = _calibration_failed(p)
+        elif val and not (val[-1].result or {}).get("passed"):  # a database from before outcomes
             acc = (val[-1].result or {}).get("accuracy_px")
             why = (f"calibration not precise enough ({round(acc)} px)" if acc is not None
                    else "calibration not precise enough") + f" after {len(val)} attempt(s)"

@@ -169,8 +169,7 @@ def _iso_utc(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: columns the IFLLM task table gets after the release's (site studies): the calibration in force
 #: for the task; ``accuracy`` itself holds WebGazer's score (%), as the release does
-TASK_CALIBRATION_COLUMNS = ["accuracy_px", "accuracy_deg", "precision_px", "data_loss", "calibration_attempts",
-                            "calibration_passed"]
+TASK_CALIBRATION_COLUMNS = ifllm.TASK_CALIBRATION_COLUMNS
 
 
 def _task_accuracy(t: schema.Task) -> dict[str, Any]:

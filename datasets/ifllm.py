@@ -77,6 +77,10 @@ TASK_ANSWER_COLUMNS = ["copy_sentence", "summary", "understand_before", "underst
 #: optional task-table columns our exporter adds (not in the release): the answer to a study's own
 #: question ``ID`` (one the release has no column for) as ``question_ID``
 QUESTION_PREFIX = "question_"
+#: optional task-table columns our exporter adds after the release's for a site study: the webcam
+#: calibration in force for the task (``schema.Task.calibration``); ``accuracy`` keeps WebGazer's %
+TASK_CALIBRATION_COLUMNS = ["accuracy_px", "accuracy_deg", "precision_px", "data_loss", "calibration_attempts",
+                            "calibration_passed"]
 ABS_COLUMNS = ["x", "y", "t", "epoch_ms"]
 REL_COLUMNS_7 = ["x", "y", "window", "char_index", "t", "camera_ok", "epoch_ms"]
 REL_COLUMNS_6 = ["x", "y", "window", "char_index", "t", "epoch_ms"]
@@ -591,12 +595,12 @@ class IFLLMRelease:
             answers |= {k.removeprefix(QUESTION_PREFIX): v for k in r if k.startswith(QUESTION_PREFIX)
                         if (v := _plain(r[k])) is not None}  # a study's own questions (our export)
             accuracy = _plain(r.get("accuracy"))
-            if accuracy is None and _plain(r.get("accuracy_px")) is not None:  # our export of a failed calibration
+            if accuracy is None and _plain(r.get("accuracy_px")) is not None:  # an earlier export of a failed calibration
                 accuracy, answers["calibration_unit"] = _plain(r.get("accuracy_px")), "px"
             out.append(schema.Task(
                 task_id=tid, participant_id=w, study_id="ifllm", kind=kind, topic=_plain(r.get("domain")),
                 finished=_plain(r.get("finished")) is not None, feedback_text=_plain(r.get("feedback")),
-                answers=answers, calibration_accuracy=accuracy,
+                answers=answers, calibration_accuracy=accuracy, calibration=_exported_calibration(r),
             ))
         return out
 
@@ -869,6 +873,19 @@ def _likert(v: Any) -> int | None:
 
 def _opt_float(v: Any) -> float | None:
     return None if v is None or pd.isna(v) else float(v)
+
+
+def _exported_calibration(r: dict[str, Any]) -> dict[str, Any] | None:
+    """The calibration in force our exporter wrote into a site study's task-table row
+    (:data:`TASK_CALIBRATION_COLUMNS`), as ``schema.Task.calibration``; None for the release's rows."""
+    vals = {k: _plain(r.get(k)) for k in TASK_CALIBRATION_COLUMNS}
+    if all(v is None for v in vals.values()):
+        return None
+    passed = vals["calibration_passed"]
+    return {"passed": None if passed is None else str(passed).lower() in ("true", "1", "1.0"),
+            "accuracy_px": vals["accuracy_px"], "accuracy_deg": vals["accuracy_deg"],
+            "precision_px": vals["precision_px"], "data_loss": vals["data_loss"],
+            "attempts": vals["calibration_attempts"], "webgazer_score_pct": _plain(r.get("accuracy"))}
 
 
 def _plain(v: Any) -> Any:

@@ -66,7 +66,13 @@ def _calibration_in_force(p: store.Participant, task: store.Task) -> dict | None
     return {"passed": bool(r.get("passed")), "accuracy_px": r.get("accuracy_px"), "accuracy_deg": r.get("accuracy_deg"),
             "precision_px": r.get("precision_px"), "data_loss": r.get("data_loss"), "attempts": r.get("n_attempts"),
             "quality": r.get("quality"), "webgazer_score_pct": r.get("webgazer_score_pct"),
-            "fallback": r.get("fallback")}
+            "fallback": r.get("fallback"), "starved_targets": _outcome_starved(r)}
+
+
+def _outcome_starved(r: dict) -> int | None:
+    """How many of the kept attempt's validation dots had too few frames (None: an outcome stored
+    before it was recorded)."""
+    return len(r["validation_starved"]) if isinstance(r.get("validation_starved"), list) else None
 
 
 class StoreRecording:
@@ -202,7 +208,9 @@ class StoreRecording:
                                                       "data_loss", "in_roi", "quality", "fallback",
                                                       "webgazer_score_pct")},
                                attempt=attempt.get(r.get("selected")), attempts=r.get("n_attempts"),
+                               starved_targets=_outcome_starved(r),
                                distance_cm=(r.get("settings") or {}).get("distance_cm"),
+                               px_per_cm=(r.get("settings") or {}).get("px_per_cm"),
                                points=json.dumps(r.get("attempts")) if r.get("attempts") else None)
                     step, attempt_no = step + 1, 0
                 rows.append(row)

@@ -37,8 +37,10 @@ LABELS = {
 
 TASK = {
     "task_n_turns": ("count", "turns in the task — uses later turns, task-level: not a default feature"),
-    "task_calibration_accuracy": ("%", "webcam calibration precision of the task (IFLLM `accuracy`), task-level"),
-    "task_gaze_kept_share": ("0-1", "share of the task's gaze samples kept after cleaning and the region rule, task-level"),
+    "task_calibration_accuracy_px": ("px", "webcam calibration accuracy in force for the task (mean validation offset; site studies), task-level"),
+    "task_calibration_accuracy_pct": ("%", "WebGazer's score of that calibration (IFLLM `accuracy`), task-level"),
+    "task_calibration_passed": ("0/1", "the calibration in force passed its validation (site studies), task-level"),
+    "task_gaze_kept_share": ("0-1", "share of the task's gaze samples with a position kept after cleaning and the region rule, task-level"),
 }
 
 POST = {
@@ -246,7 +248,9 @@ def markdown() -> str:
         "",
         "Conventions: `g_` gaze, `m_` mouse/pointer, `sc_` scroll; in `comparisons`, `l_`/`r_` are the",
         "left/right response's value and `d_` = left − right. Times in ms on the task clock; positions",
-        "in viewport CSS px. NaN = not defined (e.g. no fixation on the response).",
+        "in viewport CSS px. NaN = not defined (e.g. no fixation on the response). A task without samples",
+        "of a source has all of that source's measures NaN, not 0: gaze rows without a position (those of",
+        "a failed webcam calibration, x/y NaN, kept for a later re-estimate) are no gaze samples.",
         "",
     ]
 

@@ -195,8 +195,9 @@ def compute_task(td: TaskData, sentences: bool = True) -> tuple[list[dict], list
             prev = (tr, per_pos[0])
         else:
             prev = None
-    # a task without any samples of a source has *missing* measures of it, not zeros
-    missing = ([] if td.n_gaze_raw else ["g_"]) + ([] if td.n_mouse_raw else ["m_", "sc_"])
+    # a task without any samples of a source has *missing* measures of it, not zeros; gaze rows
+    # without a position (a failed calibration's, x/y NaN) are no gaze samples either
+    missing = ([] if td.n_gaze_positions else ["g_"]) + ([] if td.n_mouse_raw else ["m_", "sc_"])
     if missing:
         for rows in (resp_rows, comp_rows, seq_rows):
             _blank(rows, tuple(missing))
@@ -213,11 +214,24 @@ def _blank(rows: list[dict], prefixes: tuple[str, ...]) -> None:
 
 
 def _task_cols(td: TaskData, n_turns: int) -> dict[str, float]:
-    acc = td.task_info.get("calibration_accuracy")
+    info = td.task_info
+    cal = info.get("calibration") or {}
+    acc, px_unit = info.get("calibration_accuracy"), info.get("calibration_unit") == "px"
+    # one unit a column: a site study's calibration has both figures, an IFLLM task WebGazer's % only
+    px = cal.get("accuracy_px") if cal else (acc if px_unit else None)
+    pct = cal.get("webgazer_score_pct") if cal else (None if px_unit else acc)
+    passed = cal.get("passed")
+
+    def num(v) -> float:
+        return NAN if v is None else float(v)
+
     return {
         "task_n_turns": float(n_turns),
-        "task_calibration_accuracy": NAN if acc is None else float(acc),
-        "task_gaze_kept_share": (td.clean_counts.get("gaze_kept", 0) / td.n_gaze_raw) if td.n_gaze_raw else NAN,
+        "task_calibration_accuracy_px": num(px),
+        "task_calibration_accuracy_pct": num(pct),
+        "task_calibration_passed": num(passed),
+        "task_gaze_kept_share": (td.clean_counts.get("gaze_kept", 0) / td.n_gaze_positions
+                                 if td.n_gaze_positions else NAN),
     }
 
 

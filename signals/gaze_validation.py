@@ -77,11 +77,15 @@ def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px
     ``flags``: per point, the samples' GazeFlag bits; samples with any of ``lost_flags`` count
     as lost (as do NaN samples). ``seen``: per point, how many samples were recorded while it was
     shown when only some were kept (None: all were; the others count as lost).
+    Overall ``data_loss`` is the share of the samples expected that have no estimate: a point
+    that yielded no sample at all (the camera gave nothing while it was shown) is charged as many
+    samples as the median point that yielded some (it was shown as long), all lost; ``n_empty``
+    counts such points. Per point, an empty one's ``data_loss`` is 1.
     ``pass_accuracy_px``: when given, ``passed`` says whether the overall accuracy is at most it.
     Returns ``{"points": [...], "overall": {...}, "settings": {...}}``, JSON-ready.
     """
     per_point = []
-    lost = total = in_roi_count = valid_count = 0
+    in_roi_count = valid_count = 0
     for i, (target, samples) in enumerate(points):
         valid = None
         if flags is not None:
@@ -89,11 +93,14 @@ def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px
         m = point_metrics(samples, target, roi_radius_px, valid, distance_cm, px_per_cm,
                           seen=None if seen is None else seen[i])
         per_point.append(m)
-        total += m["n_samples"]
-        lost += m["n_samples"] - m["n_valid"]
         valid_count += m["n_valid"]
         if m["n_valid"]:
             in_roi_count += round(m["in_roi"] * m["n_valid"])
+    counts = [p["n_samples"] for p in per_point]
+    yielded = [n for n in counts if n]
+    n_empty = len(counts) - len(yielded)
+    total = sum(yielded) + n_empty * (float(np.median(yielded)) if yielded else 0.0)
+    lost = total - valid_count
 
     def mean_of(key: str) -> float:
         vals = [p[key] for p in per_point if p["n_valid"] and math.isfinite(p[key])]
@@ -107,7 +114,8 @@ def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px
         "in_roi_all": in_roi_count / valid_count if valid_count else float("nan"),
         "data_loss": lost / total if total else 1.0,
         "n_points": len(per_point),
-        "n_samples": total,
+        "n_samples": sum(counts),
+        "n_empty": n_empty,
     }
     if pass_accuracy_px is not None:
         overall["passed"] = bool(math.isfinite(overall["accuracy_px"]) and overall["accuracy_px"] <= pass_accuracy_px)

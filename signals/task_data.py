@@ -70,6 +70,8 @@ class TaskData:
     task_info: dict[str, Any] = field(default_factory=dict)
     box_obs: dict[str, np.ndarray] = field(default_factory=dict)  # t, turn, pos, top of the boxes seen  # task-level constants (task_* columns)
     n_gaze_raw: int = 0
+    #: of them, the rows with a position (a failed calibration's rows have none: x/y NaN)
+    n_gaze_positions: int = 0
     n_mouse_raw: int = 0
     clean_counts: dict[str, int] = field(default_factory=dict)
     #: per source, the samples as recorded (before cleaning) of the turns, before each turn's
@@ -96,6 +98,14 @@ def _derived(tb: pa.Table | None, source: str) -> dict[str, np.ndarray]:
     return out
 
 
+def task_info(task: schema.Task) -> dict[str, Any]:
+    """The task-level facts the ``task_*`` features read: the webcam calibration in force
+    (``calibration``, a site study's outcome, or None) and the task's ``calibration_accuracy`` with
+    its unit (``"px"``, or None: IFLLM's WebGazer %)."""
+    return {"calibration_accuracy": task.calibration_accuracy, "calibration": task.calibration,
+            "calibration_unit": (task.answers or {}).get("calibration_unit")}
+
+
 def from_ifllm(rel, task_id: str, task: schema.Task | None = None, *, cache: bool = False,
                streams: dict[str, pa.Table] | None = None) -> TaskData:
     """A task recorded the IFLLM way (``hits`` with ``char_index``, no layout): from an
@@ -112,9 +122,7 @@ def from_ifllm(rel, task_id: str, task: schema.Task | None = None, *, cache: boo
     # box-top observations from both sources (samples inside a box: y - rel_y is the box's top)
     obs = [(r["t"][r["pos"] >= 0], r["turn"][r["pos"] >= 0], (r["y"] - r["rel_y"])[r["pos"] >= 0],
             r["pos"][r["pos"] >= 0]) for r in raw.values() if len(r["t"])]
-    tinfo = {}
-    if task is not None:
-        tinfo["calibration_accuracy"] = task.calibration_accuracy
+    tinfo = task_info(task) if task is not None else {}
     pid = turns[0].participant_id if turns else task_id.split("/")[0]
     return assemble(task_id, pid, turns, units, raw, obs, task_info=tinfo)
 
@@ -204,6 +212,7 @@ def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units:
     return TaskData(task_id, participant_id, turns, frames["gaze"], frames["mouse"], units,
                     events=events, scroll=scroll, task_info=task_info or {}, box_obs=box_obs,
                     n_gaze_raw=len(raw["gaze"]["t"]), n_mouse_raw=len(raw["mouse"]["t"]), clean_counts=counts,
+                    n_gaze_positions=int((np.isfinite(raw["gaze"]["x"]) & np.isfinite(raw["gaze"]["y"])).sum()),
                     box_samples=box_samples)
 
 
@@ -260,5 +269,4 @@ def from_recording(rec, task: schema.Task) -> TaskData:
     if "hits" in streams and "layout" not in streams:  # a Parquet export of IFLLM data
         return from_ifllm(rec, task.task_id, task, streams=streams)
     turns = rec.turns_by_task().get(task.task_id, [])
-    info = {"calibration_accuracy": task.calibration_accuracy}
-    return from_streams(task.task_id, task.participant_id, turns, streams, task_info=info)
+    return from_streams(task.task_id, task.participant_id, turns, streams, task_info=task_info(task))

@@ -114,6 +114,34 @@ def test_frames_the_page_recorded_but_did_not_send_are_data_loss(make_app, tmp_p
     assert outcome.result["data_loss"] == pytest.approx(18 / 42)
 
 
+def _dashboard_reason(app) -> str:
+    """The dashboard's reason column of the study's one participant."""
+    from gazepref.capture_site.quality import participant_quality
+
+    with app.extensions["gazepref"].sessions() as dbs:
+        (q,) = participant_quality(dbs, dbs.scalars(select(store.Study)).one())
+    return q["reason"]
+
+
+def test_a_step_without_a_validated_attempt_says_why_on_the_dashboard(make_app, tmp_path):
+    """Every calibration round short of frames: the dashboard's calibration cell said nothing
+    ("-") although the step failed after its attempts."""
+    from gazepref.capture_site.quality import participant_quality
+
+    app, client = client_for(make_app, tmp_path, "attempts = 2", "min_frames = 5",
+                             'calibration_fallback = "record-uncalibrated"')
+    token = to_calibration(client)["token"]
+    for _ in range(2):
+        r = post_round(client, token, "calibration", CALIBRATION_TARGETS, per_target=[6, 6, 1, 6, 6])
+    assert r.status_code in (409, 422) and r.json["outcome"]["passed"] is False, r.json
+    with app.extensions["gazepref"].sessions() as dbs:
+        (q,) = participant_quality(dbs, dbs.scalars(select(store.Study)).one())
+    assert q["calibration"] == "no figure: every calibration round short of frames (failed, 2 attempts)"
+    assert answer_step(client).status_code == 302
+    assert _dashboard_reason(app).startswith("calibration failed (every calibration round short of frames) "
+                                             "after 2 attempts, recorded gaze uncalibrated")
+
+
 @pytest.mark.parametrize("fallback", ["mouse-only", "record-uncalibrated", "screen-out"])
 def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(make_app, tmp_path, fallback):
     app, client = client_for(make_app, tmp_path, "attempts = 2", "pass_accuracy_px = 10",
@@ -151,8 +179,14 @@ def test_best_attempt_kept_and_a_failed_calibration_leaves_gaze_uncalibrated(mak
         with app.extensions["gazepref"].sessions() as dbs:
             (p,) = dbs.scalars(select(store.Participant)).all()
             assert p.state["screened_out"]["reason"] == "calibration-failed"
+        assert _dashboard_reason(app).endswith(f"({round(v1.result['accuracy_px'])} px) after 2 attempts"), \
+            "the kept attempt's offset, not the last one's"
         return
     assert answer_step(client).status_code == 302
+    # the dashboard says which fallback applied, with the kept attempt's figure
+    want = "continued mouse-only" if fallback == "mouse-only" else "recorded gaze uncalibrated"
+    assert _dashboard_reason(app).startswith(f"calibration not precise enough ({round(v1.result['accuracy_px'])} px)"
+                                             f" after 2 attempts, {want}")
     answer_step(client, {"understand_before": "3"})
     data = page_data(client.get("/step").text)
     if fallback == "mouse-only":
@@ -234,6 +268,8 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
         assert row["data_loss"] == pytest.approx(kept["overall"]["data_loss"])
         (task,) = IFLLMRelease(out).tasks()
         assert task.calibration_accuracy == pytest.approx(row["accuracy"])  # read back as the release's %
+        assert task.calibration["passed"] is True and task.calibration["attempts"] == 3  # and the figures
+        assert task.calibration["data_loss"] == pytest.approx(kept["overall"]["data_loss"])
     assert rounds["kind"].tolist() == ["calibration", "calibration", "validation", "calibration", "validation",
                                        "outcome"]
     assert rounds["attempt"].tolist() == [1, 2, 2, 3, 3, 3] and rounds["step"].tolist() == [1] * 6
@@ -261,6 +297,57 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     assert str(created.dt.tz) == "UTC" and created.is_monotonic_increasing
     now = pd.Timestamp.now(tz="UTC")
     assert ((now - created) < pd.Timedelta(minutes=10)).all() and (created <= now).all()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "ifllm"])
+def test_a_failed_step_exports_its_score_and_its_empty_dot(make_app, tmp_path, fmt):
+    """A validation dot the camera gave nothing for fails the check and is lost data (before: the
+    overall ``data_loss`` left it out, 0.0); the outcome names the kept validation's starved dots,
+    and a failed calibration's WebGazer score (%) fills the IFLLM ``accuracy`` column too (it was
+    empty, and read back as px under the same column)."""
+    import json
+
+    import pandas as pd
+
+    from gazepref.capture_site.exporting import export_study
+    from gazepref.datasets.ifllm import IFLLMRelease
+
+    app, client = client_for(make_app, tmp_path, "attempts = 1", "pass_accuracy_px = 450", "min_frames = 5",
+                             'calibration_fallback = "record-uncalibrated"')
+    token = to_calibration(client)["token"]
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    r = post_round(client, token, "validation", NEAR, per_target=[6, 6, 6, 0])
+    assert r.status_code == 200 and not r.json["passed"] and r.json["outcome"]["passed"] is False, r.json
+    (val,) = rows(app, "validation")
+    assert val.result["points"][3]["n_samples"] == 0 and val.result["overall"]["n_empty"] == 1
+    loss = val.result["overall"]["data_loss"]
+    assert loss >= 6 / 24, "the empty dot is charged as many samples as the others gave"
+    (outcome,) = rows(app, "outcome")
+    res = outcome.result
+    assert res["validation_starved"] == [3] and res["data_loss"] == pytest.approx(loss)
+    assert res["webgazer_score_pct"] == pytest.approx(max(0.0, 100 - res["accuracy_px"] / 400 * 100))
+    assert answer_step(client).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    assert page_data(client.get("/step").text)["task"]
+
+    out = tmp_path / "export"
+    with app.extensions["gazepref"].sessions() as dbs:
+        export_study(dbs, dbs.scalars(select(store.Study)).one(), out, fmt)
+    if fmt == "parquet":
+        rounds = pd.read_parquet(out / "calibrations.parquet")
+        cal = json.loads(pd.read_parquet(out / "tasks.parquet")["calibration"].iloc[0])
+        assert cal["passed"] is False and cal["starved_targets"] == 1 and cal["data_loss"] == pytest.approx(loss)
+    else:
+        rounds = pd.read_csv(out / "calibration_table.csv")
+        row = pd.read_csv(out / "task_table.csv").iloc[0]
+        assert row["accuracy"] == pytest.approx(res["webgazer_score_pct"]) and not row["calibration_passed"]
+        (task,) = IFLLMRelease(out).tasks()
+        assert task.calibration_accuracy == pytest.approx(row["accuracy"])  # % as for a passed one
+        assert task.answers.get("calibration_unit") != "px"
+        assert task.calibration["passed"] is False and task.calibration["accuracy_px"] == pytest.approx(res["accuracy_px"])
+    out_row = rounds[rounds["kind"] == "outcome"].iloc[0]
+    assert out_row["starved_targets"] == 1 and out_row["data_loss"] == pytest.approx(loss)
+    assert out_row["px_per_cm"] == pytest.approx(96 / 2.54) and out_row["distance_cm"] == 60
 
 
 def tasks_pid(out, fmt):

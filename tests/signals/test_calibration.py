@@ -252,6 +252,14 @@ def test_validate_overall_and_flags():
     assert [q["n_samples"] for q in seen["points"]] == [4, 3, 1]  # (never fewer than were sent)
     assert [q["data_loss"] for q in seen["points"]] == pytest.approx([0.5, 1 / 3, 1.0])
     assert seen["overall"]["data_loss"] == pytest.approx(4 / 8) and seen["overall"]["accuracy_px"] == 30
+    # a dot shown while the camera gave nothing is lost data too: charged as many samples as the
+    # median dot that yielded some (here 2: of 2, 3 and 1), not left out of the share
+    empty = validate([*points, ((100, 800), np.zeros((0, 2)))], roi_radius_px=20, flags=[*flags, np.zeros(0)])
+    assert empty["points"][3]["n_samples"] == 0 and empty["points"][3]["data_loss"] == 1.0
+    assert empty["overall"]["data_loss"] == pytest.approx((2 + 2) / (6 + 2))
+    assert empty["overall"]["n_empty"] == 1 and empty["overall"]["n_samples"] == 6
+    assert empty["overall"]["accuracy_px"] == 30  # the figures of the dots that gave samples stay
+    assert validate([((1, 1), np.zeros((0, 2)))])["overall"]["data_loss"] == 1.0
 
 
 # ---------------------------------------------------------------------- continuous calibration

@@ -246,7 +246,7 @@ def test_every_column_is_documented(sample_result):
     for df in (sample_result.responses, sample_result.comparisons, sample_result.sequential):
         cols = features.default_feature_columns(df)
         assert not [c for c in cols if "likert" in c or "choice" in c or c.startswith(("task_", "label_"))]
-        assert "task_calibration_accuracy" in df.columns  # present, but named as task-level
+        assert {"task_calibration_accuracy_px", "task_calibration_accuracy_pct", "task_calibration_passed"} <= set(df.columns)
 
 
 def test_docs_are_generated():
@@ -355,6 +355,44 @@ def test_site_streams_pipeline_and_no_leakage():
     assert row["l_g_word_cov"] >= 0.5 and row["r_g_word_cov"] >= 0.5
     assert row["g_last_side"] == 1  # the right response was read last before the decision
     assert row["g_prompt_ms"] == pytest.approx(500 + 1000, abs=60)  # 0.5-1 s and 7-8 s above
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_a_failed_calibrations_gaze_rows_are_missing_gaze_not_zero(calibrated):
+    """A failed webcam calibration under ``record-uncalibrated`` stores gaze rows without a
+    position (x/y NaN, kept for a later re-estimate): the task's gaze measures are missing (NaN),
+    as for a task without gaze rows, not 0 ms of dwell on either answer; the task-level columns
+    say which calibration was in force, one unit a column."""
+    import pyarrow as pa
+
+    from gazepref.signals.task_data import from_streams, task_info
+    from gazepref import schema
+
+    turns, streams = _site_streams("left")
+    if not calibrated:
+        g = streams["gaze"]
+        nan = np.full(g.num_rows, np.nan, dtype=np.float32)
+        streams["gaze"] = pa.table({"t": g["t"], "x": nan, "y": nan})
+    cal = {"passed": calibrated, "accuracy_px": 120.0 if calibrated else 520.0, "webgazer_score_pct": 70.0}
+    task = schema.Task("site/1", "p1", "s", "pairwise", calibration_accuracy=cal["accuracy_px"],
+                       answers={"calibration_unit": "px"}, calibration=cal)
+    td = from_streams("site/1", "p1", turns, streams, task_info=task_info(task))
+    (row,) = features.compute_task(td)[1]
+    gaze = [k for k in row if k.startswith(("g_", "l_g_", "r_g_", "d_g_"))]
+    assert gaze and td.n_gaze_raw == len(streams["gaze"])
+    if calibrated:
+        assert row["g_share_l"] == pytest.approx(4 / 6, abs=0.02) and row["task_gaze_kept_share"] > 0.5
+    else:
+        assert all(np.isnan(row[k]) for k in gaze), [k for k in gaze if not np.isnan(row[k])]
+        assert np.isnan(row["task_gaze_kept_share"])
+        assert not np.isnan(row["m_share_l"]), "the mouse is measured as ever"
+    assert row["task_calibration_accuracy_px"] == cal["accuracy_px"]
+    assert row["task_calibration_accuracy_pct"] == 70.0 and row["task_calibration_passed"] == float(calibrated)
+    # an IFLLM task: WebGazer's % only, no pass/fail known
+    ifllm = task_info(schema.Task("w/1", "w", "ifllm", "pairwise", calibration_accuracy=81.0))
+    (row,) = features.compute_task(from_streams("site/1", "p1", turns, streams, task_info=ifllm))[1]
+    assert row["task_calibration_accuracy_pct"] == 81.0
+    assert np.isnan(row["task_calibration_accuracy_px"]) and np.isnan(row["task_calibration_passed"])
 
 
 def test_write_leaves_no_table_of_an_earlier_run(tmp_path):
