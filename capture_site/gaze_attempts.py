@@ -107,7 +107,7 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
         # the kept attempt's score whether it passed or not (IFLLM's ``accuracy``: one unit, %)
         "webgazer_score_pct": webgazer_score_pct(acc, height),
         # the kept attempt's validation dots without enough data (a reason it failed)
-        "validation_starved": list(best.get("validation_starved") or []) if best else [],
+        "validation_starved": list(best.get("validation_starved") or []) if best else None,
         "n_attempts": len(attempts), "attempts": figures,
         "fallback": None if passed else settings.calibration_fallback,
         "settings": {"pass_accuracy_px": settings.pass_accuracy_px, "min_frames": settings.min_frames,

@@ -104,9 +104,12 @@ class GazeSettings:
 
     def _browser_page(self) -> dict[str, Any]:
         from gazepref.signals.eye_features import PATCH_SIZE
-        from gazepref.signals.webcam import SAMPLE_LANDMARKS
+        from gazepref.signals.webcam import SAMPLE_LANDMARKS, QualityThresholds
 
-        return {"mesh_backend": self.mesh_backend, "landmarks": list(SAMPLE_LANDMARKS), "patch_size": list(PATCH_SIZE)}
+        # too_dark: the grey level below which a picture without a face is a dark one (the task
+        # page's warning says so, as the set-up's indicator does from the server's TOO_DARK flag)
+        return {"mesh_backend": self.mesh_backend, "landmarks": list(SAMPLE_LANDMARKS), "patch_size": list(PATCH_SIZE),
+                "too_dark": QualityThresholds().too_dark}
 
 
 def gaze_settings(cfg: StudyConfig, source: str | None = None, strict: bool = False) -> GazeSettings:

@@ -23,3 +23,43 @@ def whole_file(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_out_folder(path: str | os.PathLike, overwrite: bool) -> Path:
+    """``path`` as an output folder: refused (:class:`gazepref.UserError`) when it exists and holds
+    anything, unless ``overwrite``; a file there is refused either way. Not made here."""
+    from . import UserError
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"{path} exists and is not empty (use --overwrite)")
+    return path
+
+
+@contextlib.contextmanager
+def whole_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """``with whole_folder(out, overwrite) as tmp:`` write the folder's files into ``tmp``, a new
+    folder beside ``out``; when the block ends, ``tmp`` replaces ``out`` (and whatever an earlier
+    run left there) in one rename, so an interrupted run leaves ``out`` as it was, never half
+    written. ``out`` is checked first (:func:`check_out_folder`); when the block raises, ``tmp``
+    is removed."""
+    import shutil
+
+    path = check_out_folder(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # (left by a killed process of the same id)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f"{tmp.name}.old")
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -179,7 +179,8 @@ class GazeFlag:
     OFF_SCREEN = 32
     UNCALIBRATED = 64
     DROPPED = 128  # frame not processed: the server was behind (load shedding)
-    CALIBRATION_FAILED = 256  # no calibration attempt passed validation: no gaze estimate (x/y NaN)
+    CALIBRATION_FAILED = 256  # no calibration attempt passed validation: stored without an estimate (x/y NaN;
+    #                           gaze recalibrate --include-failed may give one from the best attempt)
     OVEREXPOSED = 512  # over half the face box saturated (grey >= 250): the landmarks are unreliable
 
 

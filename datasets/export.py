@@ -52,9 +52,9 @@ from .recording import PARQUET_FORMAT, PARQUET_VERSION, Recording, turns_frame
 
 
 def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} exists and is not empty (use --overwrite)")
+    from ..files import check_out_folder
+
+    out = check_out_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     return out
 

@@ -172,6 +172,8 @@ class ParquetRecording:
         for r in df.to_dict("records"):
             r = {k: _py(v) for k, v in r.items()}
             r["answers"] = json.loads(r["answers"]) if r.get("answers") else {}
+            # the webcam calibration in force (JSON, as the exporter writes it; None: none)
+            r["calibration"] = json.loads(r["calibration"]) if isinstance(r.get("calibration"), str) else None
             r["finished"] = bool(r.get("finished"))
             out.append(schema.Task(**r))
         return out

@@ -1038,7 +1038,8 @@ class ClickCalibration:
     def __init__(self, corrector: DriftCorrector | InteractionRecalibrator) -> None:
         self.corrector = corrector
         self.pending: list[tuple[float, float, float, str]] = []  # (t, x, y, kind), by time
-        self.used = 0  # events the correction rests on
+        self.used = 0  # events taken into the correction since the task began (a running count: a
+        #               restart from three agreeing clicks, or the offset's window, drops older ones)
 
     def add_events(self, t: Iterable[float], kind: Iterable[str | None], target: Iterable[str | None],
                    x: Iterable[float | None], y: Iterable[float | None]) -> None:

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import UserError
     from ..cli import emit
+    from ..files import check_out_folder
     from . import features
 
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
@@ -41,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; --out names the folder the tables are written to")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:  # checked before hours of work
-        raise UserError(f"{out} exists and is not empty (use --overwrite)")
+    check_out_folder(out, args.overwrite)  # checked before hours of work
     rec = source_from_args(args, "data")
     res = features.build(rec, jobs=jobs, sentences=not args.no_sentences, progress=not args.json,
                          text_feedback=args.text_feedback)

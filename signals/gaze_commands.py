@@ -52,15 +52,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "it started) or with --model, and write "
                                     "one Parquet file per task to --out (OUT/<task_id>_gaze.parquet, with the "
                                     "participant_id and task_id columns of data export and features, and "
-                                    "OUT/manifest.json listing them). The database is not changed. A study "
+                                    "OUT/manifest.json listing them, with the calibration each used). Tasks recorded "
+                                    "under a failed calibration stay without an estimate unless --include-failed. "
+                                    "The database is not changed. A study "
                                     "without consenting participants or without any webcam calibration (webcam off) is an "
                                     "error (exit status 2) unless --model is given.")
     p.add_argument("study", help="study slug")
     add_database_arguments(p)
     p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")
     p.add_argument("--interactions", action="store_true",
-                   help="replay the task clicks as continuous calibration (default: leave them out)")
-    p.add_argument("--out", required=True, help="output folder")
+                   help="replay the tasks' clicks and caret samples with the study's corrector (continuous "
+                        "calibration, or the offset of drift_correction alone), as the site did (default: leave "
+                        "them out)")
+    p.add_argument("--include-failed", action="store_true",
+                   help="also estimate the gaze of tasks recorded under a failed calibration (the "
+                        "record-uncalibrated fallback), with that step's best attempt (or --model); their rows "
+                        "keep the CALIBRATION_FAILED flag (default: they stay without an estimate, as stored)")
+    p.add_argument("--out", required=True, help="output folder (new or empty; written whole at the end)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder and all it holds")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_recalibrate)
 
@@ -165,17 +174,23 @@ def _recalibrate(args: argparse.Namespace) -> int:
     from .calibration import GazeCalibration
     from .gaze_recalibrate import recalibrate_study
 
-    model = None
+    model, source = None, None
     if args.model:
+        import hashlib
+
         try:
-            model = GazeCalibration.from_bytes(Path(args.model).read_bytes())
+            data = Path(args.model).read_bytes()
+            model = GazeCalibration.from_bytes(data)
         except ValueError as e:
             raise UserError(f"{args.model}: {e}") from None
+        source = {"file": Path(args.model).name, "sha256": hashlib.sha256(data).hexdigest()}
     url = store.database_url(args.db, args.instance, must_exist=True)
     engine = store.make_engine(url)
     try:
         with sessionmaker(engine)() as db:
-            result = recalibrate_study(db, args.study, args.out, model, interactions=args.interactions)
+            result = recalibrate_study(db, args.study, args.out, model, interactions=args.interactions,
+                                       include_failed=args.include_failed, overwrite=args.overwrite,
+                                       model_source=source)
     except LookupError as e:
         raise UserError(str(e)) from None
     except DatabaseError as e:  # unreachable, or a file that is no database

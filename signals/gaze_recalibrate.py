@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,57 +145,101 @@ def latest_calibration(db: Session, participant: store.Participant) -> GazeCalib
     return None if row is None else GazeCalibration.from_bytes(row.model)
 
 
-def task_calibrations(db: Session, participant: store.Participant) -> dict[int, GazeCalibration | None]:
-    """Task id -> the calibration model each of the participant's tasks was recorded under: the
+@dataclass(frozen=True)
+class TaskModel:
+    """The calibration a task's gaze was recorded under, as :func:`task_calibrations` finds it."""
+
+    #: the ``store.Calibration`` row whose model re-maps the task (an outcome, or a failed step's
+    #: best attempt); None: no model (a failed step none of whose attempts could be fitted)
+    calibration_id: int | None
+    model: GazeCalibration | None
+    #: recorded under a calibration step that failed validation (the site stored no estimate)
+    failed: bool = False
+
+
+def task_calibrations(db: Session, participant: store.Participant) -> dict[int, TaskModel]:
+    """Task id -> the calibration each of the participant's tasks was recorded under: the
     calibration step outcome in force when it started
     (:func:`gazepref.datasets.store_recording.outcome_in_force`, the tasks' ``calibration`` of the
     exports; with ``recalibrate_every`` a participant has several), its model or for a failed
-    calibration its best attempt's; databases without outcomes: the most recent fitted attempt
-    (:func:`latest_calibration`). None: no model for that task."""
+    calibration its best attempt's (``failed``; none when no attempt was fitted: never a
+    calibration made later); databases without outcomes: the most recent fitted attempt."""
     from ..datasets.store_recording import outcome_in_force
 
     rows = _rows(db, participant)
-    if not any(r.kind == "outcome" for r in rows):
-        latest = latest_calibration(db, participant)
-        return {task.id: latest for task in participant.tasks}
     models: dict[int, GazeCalibration] = {}  # calibration row id -> model, read once
-    out: dict[int, GazeCalibration | None] = {}
-    for task in participant.tasks:
-        row = _outcome_model(outcome_in_force(rows, task), rows)
-        if row is not None and row.id not in models:
+
+    def model_of(row: store.Calibration | None) -> GazeCalibration | None:
+        if row is None:
+            return None
+        if row.id not in models:
             models[row.id] = GazeCalibration.from_bytes(row.model)
-        out[task.id] = None if row is None else models[row.id]
+        return models[row.id]
+
+    if not any(r.kind == "outcome" for r in rows):
+        latest = next((r for r in rows if r.model is not None), None)
+        return {task.id: TaskModel(latest and latest.id, model_of(latest)) for task in participant.tasks}
+    out: dict[int, TaskModel] = {}
+    for task in participant.tasks:
+        outcome = outcome_in_force(rows, task)
+        row = _outcome_model(outcome, rows) if outcome is not None else None
+        failed = outcome is not None and not (outcome.result or {}).get("passed", outcome.model is not None)
+        out[task.id] = TaskModel(row and row.id, model_of(row), failed)
     return out
 
 
+def uncalibrated(table: pa.Table) -> pa.Table:
+    """``table`` (a gaze stream) as a failed calibration leaves it: no estimate (x/y null),
+    confidence 0, the UNCALIBRATED flag; the site's click corrections (``drift_*``) left out."""
+    table = _drop(table, tuple(c for c in table.column_names if c.startswith("drift_")))
+    flags = (pc.fill_null(table.column("flags"), 0).to_numpy(zero_copy_only=False).astype(np.int32)
+             if "flags" in table.column_names else np.zeros(table.num_rows, np.int32))
+    n = table.num_rows
+    for name, arr in (("x", pa.nulls(n, pa.float32())), ("y", pa.nulls(n, pa.float32())),
+                      ("confidence", pa.array(np.zeros(n, np.float32))),
+                      ("flags", pa.array(flags | np.int32(GazeFlag.UNCALIBRATED)))):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, arr) if i >= 0 else table.append_column(name, arr)
+    return table
+
+
 def reestimate_participant(db: Session, participant: store.Participant, model: GazeCalibration | None = None,
-                           interactions: bool = False) -> Iterator[tuple[store.Task, pa.Table]]:
-    """(task, re-estimated gaze table) for each of the participant's tasks with gaze samples.
+                           interactions: bool = False, include_failed: bool = False
+                           ) -> Iterator[tuple[store.Task, pa.Table, TaskModel]]:
+    """(task, re-estimated gaze table, the calibration used) for each of the participant's tasks
+    with gaze samples.
 
     ``model`` defaults to, per task, the calibration it was recorded under
-    (:func:`task_calibrations`; a task without a model of its own, e.g. under a failed calibration
-    none of whose attempts could be fitted, gets the participant's latest,
-    :func:`latest_calibration`); raises ValueError when the participant has no stored model.
-    ``interactions``: replay the task's clicks as the site corrected the gaze with them
-    (:func:`replay_interactions` with the study's corrector, :func:`study_corrector`); by default
-    they are left out.
+    (:func:`task_calibrations`). A task recorded under a failed calibration (the site stored its
+    rows without an estimate: the ``record-uncalibrated`` fallback) stays so (:func:`uncalibrated`)
+    unless ``include_failed``: then it is re-mapped with that step's best attempt (or ``model``),
+    its rows keep the CALIBRATION_FAILED flag, and a step none of whose attempts was fitted still
+    leaves them uncalibrated (no later calibration stands in for it). ``interactions``: replay
+    the task's clicks as the site corrected the gaze with them (:func:`replay_interactions` with
+    the study's corrector, :func:`study_corrector`); by default they are left out. Raises
+    ValueError when the participant has no stored model and ``model`` is None.
     """
-    latest = model or latest_calibration(db, participant)
-    if latest is None:
+    if model is None and latest_calibration(db, participant) is None:
         raise ValueError(f"participant {participant.id} has no stored calibration model")
-    per_task = {} if model is not None else task_calibrations(db, participant)
+    per_task = task_calibrations(db, participant)
     for task in participant.tasks:
         table = store.read_stream(db, task, "gaze")
-        if table.num_rows:
-            table = reestimate(table, per_task.get(task.id) or latest)
-            if interactions:
-                corrector = study_corrector(participant.study.config)
-                table = replay_interactions(table, store.read_stream(db, task, "events"), corrector)
-            yield task, table
+        if not table.num_rows:
+            continue
+        found = per_task.get(task.id, TaskModel(None, None))
+        used = found if model is None else TaskModel(None, model, found.failed)
+        if used.model is None or (used.failed and not include_failed):
+            yield task, uncalibrated(table), TaskModel(used.calibration_id, None, used.failed)
+            continue
+        table = reestimate(table, used.model)
+        if interactions:
+            table = replay_interactions(table, store.read_stream(db, task, "events"), study_corrector(participant.study.config))
+        yield task, table, used
 
 
 def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibration | None = None,
-                      interactions: bool = False) -> dict[str, Any]:
+                      interactions: bool = False, include_failed: bool = False, overwrite: bool = False,
+                      model_source: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Re-estimate the gaze of the consenting participants of study ``slug``
     (:func:`gazepref.store.consenting`, the exports' filter: those who declined, withdrew or whose
     data was deleted are left out and counted as ``participants_without_consent``, never named)
@@ -204,19 +249,27 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     ``participant_id`` (the pseudonym) and ``task_id`` (the exported task id,
     :func:`gazepref.datasets.store_recording.exported_task_id`), so it joins the exported gaze
     stream on ``task_id`` and ``t``; ``manifest.json`` lists the files (``participant_id``,
-    ``task_id``, ``gaze_samples``, ``file``) beside the returned summary.
+    ``task_id``, ``gaze_samples``, ``estimated`` rows, ``calibration_id``, ``calibration_failed``,
+    ``file``) and says how they were made (``model``, ``interactions``, ``corrector``,
+    ``include_failed``) beside the returned summary.
 
     Each task is re-mapped with the calibration it was recorded under
-    (:func:`reestimate_participant`) unless ``model`` is given; participants without a stored
-    model are counted as ``participants_without_calibration``. ``interactions``: replay the clicks as continuous
-    calibration. The database is not changed. A study without consenting participants, or (without ``model``)
+    (:func:`reestimate_participant`; tasks of a failed calibration only with ``include_failed``)
+    unless ``model`` is given (``model_source``: what the manifest says of it, e.g. its file and
+    sha256); participants without a stored model are counted as
+    ``participants_without_calibration``. ``interactions``: replay the clicks as continuous
+    calibration. The database is not changed. ``out`` must be empty or new unless
+    ``overwrite``; it is written whole (:func:`gazepref.files.whole_folder`: an interrupted run
+    leaves it as it was). A study without consenting participants, or (without ``model``)
     without any participant's calibration — its webcam was off, or nobody calibrated — has nothing
     to re-estimate: :class:`gazepref.UserError`, and ``out`` is not made.
     """
     import pyarrow.parquet as pq
 
     from ..datasets.store_recording import exported_task_id
+    from ..files import check_out_folder, whole_folder
 
+    check_out_folder(out, overwrite)
     study = db.execute(select(store.Study).where(store.Study.slug == slug)).scalars().first()
     if study is None:
         raise LookupError(f"no study {slug!r} in the database")
@@ -231,34 +284,48 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
         webcam = (study.config or {}).get("study", {}).get("webcam", "off")
         raise UserError(f"study {slug!r}: no webcam calibration stored for any of its {len(chosen)} participants "
                         f"([study] webcam = {webcam!r}): no gaze to re-estimate (or give --model FILE)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out).expanduser()
+    gaze = (study.config or {}).get("gaze") or {}
+    corrector = None
+    if interactions:
+        offset = gaze.get("drift_correction") is True and gaze.get("interaction_calibration") is not True
+        corrector = "drift-correction" if offset else "interaction-calibration"
     summary: dict[str, Any] = {"study": slug, "participants": 0, "participants_without_consent": left_out,
                                "participants_without_calibration": 0, "tasks": 0,
-                               "gaze_samples": 0, "interactions": interactions, "out": str(out),
-                               "manifest": str(out / MANIFEST)}
+                               "tasks_under_failed_calibration": 0, "tasks_left_uncalibrated": 0,
+                               "gaze_samples": 0, "estimated": 0,
+                               "model": dict(model_source or {"file": None}) if model is not None else "per task",
+                               "include_failed": include_failed, "interactions": interactions,
+                               "corrector": corrector, "out": str(out), "manifest": str(out / MANIFEST)}
     files = []
-    for participant in participants:
-        if chosen[participant.id] is None:
-            summary["participants_without_calibration"] += 1
-            continue
-        summary["participants"] += 1
-        for task, table in reestimate_participant(db, participant, model, interactions):
-            task_id = exported_task_id(participant.pseudonym, task.id)
-            n = table.num_rows
-            table = _drop(table, ("participant_id", "task_id"))
-            table = table.append_column("participant_id", pa.array([participant.pseudonym] * n, pa.string()))
-            table = table.append_column("task_id", pa.array([task_id] * n, pa.string()))
-            rel = f"{task_id}_gaze.parquet"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, out / rel)
-            files.append({"participant_id": participant.pseudonym, "task_id": task_id, "gaze_samples": n,
-                          "file": rel})
-            summary["tasks"] += 1
-            summary["gaze_samples"] += n
-    manifest = {"ids": MANIFEST_IDS, **{k: v for k, v in summary.items() if k not in ("out", "manifest")},
-                "files": files}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with whole_folder(out, overwrite) as tmp:
+        for participant in participants:
+            if chosen[participant.id] is None:
+                summary["participants_without_calibration"] += 1
+                continue
+            summary["participants"] += 1
+            for task, table, used in reestimate_participant(db, participant, model, interactions, include_failed):
+                task_id = exported_task_id(participant.pseudonym, task.id)
+                n = table.num_rows
+                estimated = int(np.isfinite(pc.fill_null(table.column("x"), np.nan)
+                                            .to_numpy(zero_copy_only=False).astype(np.float64)).sum())
+                table = _drop(table, ("participant_id", "task_id"))
+                table = table.append_column("participant_id", pa.array([participant.pseudonym] * n, pa.string()))
+                table = table.append_column("task_id", pa.array([task_id] * n, pa.string()))
+                rel = f"{task_id}_gaze.parquet"
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, tmp / rel)
+                files.append({"participant_id": participant.pseudonym, "task_id": task_id, "gaze_samples": n,
+                              "estimated": estimated, "calibration_id": used.calibration_id,
+                              "calibration_failed": used.failed, "file": rel})
+                summary["tasks"] += 1
+                summary["tasks_under_failed_calibration"] += used.failed
+                summary["tasks_left_uncalibrated"] += used.model is None
+                summary["gaze_samples"] += n
+                summary["estimated"] += estimated
+        manifest = {"ids": MANIFEST_IDS, **{k: v for k, v in summary.items() if k not in ("out", "manifest")},
+                    "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return summary
 
 

@@ -28,8 +28,35 @@ const ui = {
   wayOn: $("#setup-way-on"), skip: $("#skip-camera"), retry: $("#retry-camera"), box: $("#camera-box"),
   help: $("#setup-help"), stageHelp: $("#stage-help"),
 };
-const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false, started: performance.now() };
+const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false,
+                started: setupStarted(), lastOk: -Infinity };
 const STALE_MS = 2500; // no face status for this long: the indicator says so
+// "Start calibration" follows the live indicator: it stays on through a face status that turns red
+// for less than this (a blink, a turn of the head), not for a face gone, a dark picture, a stopped camera
+const OK_GRACE_MS = 2000;
+
+/** When the participant first reached this set-up (performance.now() time), kept across reloads
+ *  of the tab (sessionStorage, per step), so a reload does not restart the time limit of the way on. */
+function setupStarted() {
+  const now = performance.now();
+  const step = document.querySelector('input[name="step"]');
+  const key = `gazepref:setup-started:${step ? step.value : ""}`;
+  try {
+    const first = Number(sessionStorage.getItem(key));
+    const ago = Date.now() - first;
+    if (first > 0 && ago >= 0 && ago < 3600 * 1000) return now - ago; // within the hour: the same visit
+    sessionStorage.setItem(key, String(Date.now()));
+  } catch (e) { /* storage off: this page load's start */ }
+  return now;
+}
+
+/** Whether the calibration can start: the face was well placed a moment ago, or the way on is
+ *  offered, and the camera sends pictures. */
+function canStart() {
+  const cap = state.capture;
+  if (!cap || cap.cameraStopped || cap.cameraPaused) return false;
+  return performance.now() - state.lastOk < OK_GRACE_MS || wayOnShown();
+}
 
 const REALLOW = `<ul>
 <li><b>Chrome / Edge:</b> click the camera (or lock) icon at the left of the address bar, choose
@@ -315,20 +342,42 @@ function refreshIndicator() {
   const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0) > STALE_MS;
   const ended = cap.cameraStopped || cap.cameraPaused;
   if (stale || ended) {
-    const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?" : "Waiting for the camera picture…";
+    // the dot screen's status stays short (it must not cover a dot); the set-up's says what to do
+    const text = ended ? "The camera stopped sending pictures. Is it covered or used by another program?"
+      : "Waiting for the camera picture…";
+    const setupText = !ended ? text : cap.cameraStopped
+      ? "The camera stopped sending pictures (unplugged, or taken by another program?). Close other programs that use the camera, then press Try the camera again."
+      : `${text} Uncover it or close the other program; if the picture does not come back, press Try the camera again.`;
     const moved = ui.stageStatus.textContent !== text;
-    for (const el of [ui.status, ui.stageStatus]) {
-      if (el.textContent !== text) el.textContent = text; // a live region: only a change is news
+    for (const [el, said] of [[ui.status, setupText], [ui.stageStatus, text]]) {
+      if (el.textContent !== said) el.textContent = said; // a live region: only a change is news
       el.dataset.code = ended ? "stopped" : "no-frame";
       el.classList.remove("ok");
       el.classList.add("bad");
     }
     if (moved) keepClear(); // a longer status must not cover the dot either
-    if (!state.passedSetup && !wayOnShown()) ui.start.disabled = true;
   }
-  if (!state.passedSetup && S.setup_timeout_s > 0 && performance.now() - state.started > S.setup_timeout_s * 1000) {
-    showWayOn();
+  if (cap.cameraStopped || cap.cameraPaused) cameraGone(cap.cameraStopped);
+  else if (!ui.retry.dataset.stopped && !ui.retry.hidden) { // a muted camera's picture is back
+    ui.retry.hidden = true;
+    if (ui.skip && !wayOnShown()) ui.skip.hidden = true;
   }
+  if (!state.busy) ui.start.disabled = !canStart();
+  // the way on: the time limit without a well-placed face, from the set-up's start or the last
+  // moment the face was well placed (it may have passed once, then the light changed)
+  const since = Math.max(state.started, state.lastOk);
+  if (S.setup_timeout_s > 0 && performance.now() - since > S.setup_timeout_s * 1000) showWayOn();
+}
+
+/** The camera sends no pictures (``stopped``: for good, unplugged or taken by another program;
+ *  else muted, it may come back): no calibration can work, so Start is off, and Try the camera
+ *  again (a reload) is offered, in optional studies also going on without eye tracking. */
+function cameraGone(stopped) {
+  if (state.done) return;
+  ui.start.disabled = true;
+  ui.retry.hidden = false;
+  if (stopped) ui.retry.dataset.stopped = "1";
+  if (ui.skip) ui.skip.hidden = false;
 }
 
 function watchIndicator() {
@@ -341,7 +390,7 @@ const wayOnShown = () => !ui.wayOn.hidden;
 function showWayOn() {
   if (wayOnShown() || state.done) return;
   ui.wayOn.hidden = false;
-  ui.start.disabled = false;
+  ui.start.disabled = !canStart();
   ui.start.textContent = "Start calibration anyway";
   if (ui.skip) ui.skip.hidden = false;
 }
@@ -391,13 +440,16 @@ async function startCamera() {
       showFace(ui.status, face);
       // the stage's status moves off the dot only when its text (so its size) changed: not per answer
       if (showFace(ui.stageStatus, face)) keepClear();
-      if (face && face.ok && !state.passedSetup) {
-        state.passedSetup = true;
-        ui.start.textContent = state.attempts ? "Try again" : "Start calibration";
-        ui.wayOn.hidden = true;
-        if (ui.skip) ui.skip.hidden = true;
+      if (face && face.ok) {
+        state.lastOk = performance.now();
+        if (!state.passedSetup || wayOnShown()) { // green (again): the way on is not needed
+          state.passedSetup = true;
+          ui.start.textContent = state.attempts ? "Try again" : "Start calibration";
+          ui.wayOn.hidden = true;
+          if (ui.skip) ui.skip.hidden = true;
+        }
       }
-      if (!state.busy) ui.start.disabled = !(face && face.ok) && !wayOnShown() && !state.passedSetup;
+      if (!state.busy) ui.start.disabled = !canStart();
     },
     onCameraStop: refreshIndicator, // at once, not at the next tick
     onCameraMute: refreshIndicator,

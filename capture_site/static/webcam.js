@@ -361,7 +361,10 @@ export class GazeCapture {
       this.pending.push(frame);
       if (this.phase === "task") { // the face status is known here: no answer to wait for
         this.lastAnswer = performance.now();
-        this.onStatus({ found: sample.n > 0 }, {});
+        // a picture without a face: a dark one (covered lens, dark room) is said apart, as the
+        // set-up's indicator does (the server's TOO_DARK: grey level below settings.too_dark)
+        const dark = sample.n === 0 && Number.isFinite(sample.b) && sample.b < this.settings.too_dark;
+        this.onStatus({ found: sample.n > 0, code: sample.n > 0 ? "found" : dark ? "dark" : "no-face" }, {});
       }
     } finally {
       this.grabbing = false;
@@ -735,9 +738,11 @@ export async function recordTaskGaze(gaze) {
       if (face && face.found) seen = now;
       warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)
       if (!warning.hidden) {
-        const text = "Eye tracking lost: please face the camera.";
+        const dark = face && face.code === "dark"; // the picture is (nearly) black: no face to find
+        const text = dark ? "Eye tracking lost: the camera picture is dark. Is the camera covered, or the room dark? "
+          + "Uncover it and turn on a light in front of you." : "Eye tracking lost: please face the camera.";
         if (warning.textContent !== text) warning.textContent = text; // a live region: set once, not per frame
-        warning.dataset.code = "face-lost";
+        warning.dataset.code = dark ? "dark" : "face-lost";
       }
     },
     onCameraStop: () => {

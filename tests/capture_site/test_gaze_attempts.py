@@ -337,6 +337,16 @@ def test_a_failed_step_exports_its_score_and_its_empty_dot(make_app, tmp_path, f
         rounds = pd.read_parquet(out / "calibrations.parquet")
         cal = json.loads(pd.read_parquet(out / "tasks.parquet")["calibration"].iloc[0])
         assert cal["passed"] is False and cal["starved_targets"] == 1 and cal["data_loss"] == pytest.approx(loss)
+        # the export is a source as the study is: its calibration read back as written (it was
+        # left a JSON string, on which the features and an IFLLM re-export failed)
+        from gazepref.datasets.export import export_ifllm
+        from gazepref.datasets.recording import ParquetRecording
+
+        (task,) = ParquetRecording(out).tasks()
+        assert task.calibration == cal
+        export_ifllm(ParquetRecording(out), tmp_path / "again")
+        row = pd.read_csv(tmp_path / "again" / "task_table.csv").iloc[0]
+        assert row["accuracy"] == pytest.approx(res["webgazer_score_pct"]) and not row["calibration_passed"]
     else:
         rounds = pd.read_csv(out / "calibration_table.csv")
         row = pd.read_csv(out / "task_table.csv").iloc[0]

@@ -110,8 +110,8 @@ def test_clicks_on_the_rating_and_choice_controls_never_correct_the_gaze(make_ap
 
     with app.extensions["gazepref"].sessions() as s:
         part = s.get(store.Task, task_id).participant
-        (_, plain), = list(reestimate_participant(s, part))
-        (_, replayed), = list(reestimate_participant(s, part, interactions=True))
+        (_, plain, _), = list(reestimate_participant(s, part))
+        (_, replayed, _), = list(reestimate_participant(s, part, interactions=True))
     assert "drift_x" not in plain.column_names
     t = replayed.column("t").to_numpy()
     dx = replayed.column("drift_x").to_numpy()
@@ -147,7 +147,7 @@ def test_live_rows_are_what_the_replay_gives(make_app, tmp_path, setting):
     np.testing.assert_array_equal(live.column("drift_clicks").to_numpy(), (t[:, None] >= [c[0] for c in clicks]).sum(axis=1))
     with app.extensions["gazepref"].sessions() as s:
         part = s.get(store.Task, task_id).participant
-        (task, replayed), = list(reestimate_participant(s, part, interactions=True))
+        (task, replayed, _), = list(reestimate_participant(s, part, interactions=True))
         events = store.read_stream(s, task, "events")
     for name in ("x", "y", "drift_x", "drift_y", "drift_clicks"):
         np.testing.assert_allclose(replayed.column(name).to_numpy(), live.column(name).to_numpy(), atol=0.05, err_msg=name)

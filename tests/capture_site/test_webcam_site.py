@@ -639,6 +639,8 @@ def test_head_and_shoulders_setup_passes_and_a_frame_starved_calibration_is_repe
 
 @pytest.mark.browser
 def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app, tmp_path):
+    """A black picture is called dark, and the way on comes after the time limit, counted from
+    the set-up's first start: a participant who reloads the red set-up does not wait it out again."""
     video = write_y4m(tmp_path / "black.y4m", [np.zeros((240, 320, 3), np.uint8)] * 5)
     path = write_webcam_toml(tmp_path / "dark.toml", "setup_timeout_s = 2")
     app = make_app(STUDY_CONFIG=str(path))
@@ -649,6 +651,11 @@ def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app
         page.wait_for_selector("#setup-way-on:not([hidden])")  # after setup_timeout_s
         assert page.is_enabled("#start-calibration") and "anyway" in page.text_content("#start-calibration")
         assert not page.is_visible("#face-status.ok")
+        page.reload()
+        wait_for_function(page, "window.gazepref && window.gazepref.calibration")
+        # the set-up started before this page load: its time limit is not restarted
+        assert page.evaluate("performance.now() - window.gazepref.calibration.started") > 2000
+        page.wait_for_selector("#setup-way-on:not([hidden])")
         page.click("#skip-camera")  # optional study: on without eye tracking
         page.wait_for_selector("[name='understand_before']")
     from gazepref.capture_site.quality import stop_reason
@@ -658,6 +665,32 @@ def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app
         assert p.state["gaze"] == "skipped"  # the camera worked: not "no-camera"
         _, why = stop_reason(p, dt.datetime.now(dt.timezone.utc), None, "pre:0")
         assert why.startswith("skipped the camera set-up (no face in the camera picture (dark") and "continued mouse-only" in why, why
+
+
+@pytest.mark.browser
+def test_a_camera_that_stops_after_the_set_up_went_green_offers_a_way_on(make_app, tmp_path, face_y4m):
+    """Green, then the camera stops (unplugged, taken by another program): Start calibration is
+    off (a round could only burn an attempt), Try the camera again is offered, and in an optional
+    study going on without eye tracking. Before, Start stayed on (the set-up had been green once)
+    and two attempts were spent on a dead camera. A face out of the picture for a while also
+    turns Start off: the button follows the indicator."""
+    path = write_webcam_toml(tmp_path / "stops.toml", "setup_timeout_s = 0")
+    app = make_app(STUDY_CONFIG=str(path))
+    with browser_page(app, face_y4m) as page:
+        to_calibration_page(page, "CAM-STOPS")
+        page.wait_for_selector("#face-status.ok[data-code='ok']")
+        page.wait_for_selector("#start-calibration:not([disabled])")
+        assert page.is_hidden("#retry-camera") and page.is_hidden("#skip-camera")
+        page.evaluate("window.gazepref.calibration.capture.stream.getVideoTracks().forEach((t) => t.stop())")
+        page.wait_for_selector("#face-status[data-code='stopped']")
+        page.wait_for_selector("#retry-camera:not([hidden])")
+        assert page.is_disabled("#start-calibration")
+        assert "Try the camera again" in page.text_content("#face-status")
+        page.click("#skip-camera")  # optional study: on without eye tracking
+        page.wait_for_selector("[name='understand_before']")
+    with app.extensions["gazepref"].sessions() as dbs:
+        p = dbs.scalars(select(store.Participant)).one()
+        assert p.state["gaze"] == "skipped" and not dbs.scalars(select(store.Calibration)).all(), "no attempt spent"
 
 
 @pytest.mark.browser

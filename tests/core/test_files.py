@@ -27,3 +27,31 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
         raise RuntimeError("disk full")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["table.bin"]
+
+
+def test_a_folder_written_whole_or_not_at_all(tmp_path):
+    """``whole_folder``: a run that stops half way (here: raises after one file) leaves the folder
+    as it was, an earlier run's files included; one that ends replaces it, leaving nothing of the
+    earlier run and no temporary folder; a non-empty folder needs ``overwrite``; a file is refused."""
+    from gazepref import UserError
+    from gazepref.files import check_out_folder, whole_folder
+
+    out = tmp_path / "out"
+    with whole_folder(out) as tmp:  # new
+        (tmp / "a.txt").write_text("first run")
+    assert [p.name for p in out.iterdir()] == ["a.txt"]
+    with pytest.raises(UserError, match="not empty"):
+        with whole_folder(out):
+            pass
+    with pytest.raises(RuntimeError):
+        with whole_folder(out, overwrite=True) as tmp:
+            (tmp / "b.txt").write_text("half of a second run")
+            raise RuntimeError("killed")
+    assert [p.name for p in out.iterdir()] == ["a.txt"] and (out / "a.txt").read_text() == "first run"
+    with whole_folder(out, overwrite=True) as tmp:
+        (tmp / "b.txt").write_text("second run")
+    assert [p.name for p in out.iterdir()] == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no temporary folder left"
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(UserError, match="not a folder"):
+        check_out_folder(tmp_path / "f", overwrite=True)

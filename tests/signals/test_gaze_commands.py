@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select
 
 from gazepref import cli, store
 from gazepref.schema import GazeFlag
@@ -573,7 +574,7 @@ def test_reestimate_stored_gaze(face_frame, tmp_path, capsys, monkeypatch):
         db.commit()
         results = list(reestimate_participant(db, part))
     assert len(results) == 1
-    _, new = results[0]
+    _, new, used = results[0]
     assert new.num_rows == 10
     xy = np.column_stack([new.column("x").to_numpy(zero_copy_only=False), new.column("y").to_numpy(zero_copy_only=False)])
     np.testing.assert_allclose(xy[:-1], better.predict(rows[:-1]), rtol=1e-5, atol=0.01)
@@ -681,7 +682,10 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     """With recalibration steps (``recalibrate_every``) a participant has several calibration
     outcomes, and the site scores each task page with the one in force when it started (the
     tasks' ``calibration`` of the exports); re-mapping without --model uses that one per task,
-    not the last one for all (a failed outcome: its best attempt), and --model one for all."""
+    not the last one for all, and --model one for all. A task recorded under a failed outcome stays
+    without an estimate, as stored, unless --include-failed (then its best attempt re-maps it);
+    the manifest says which calibration made each file; --out is refused when it holds anything,
+    unless --overwrite, and is written whole."""
     import datetime as dt
 
     rng = np.random.default_rng(1)
@@ -719,19 +723,49 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
             db.add(store.make_chunk(task.id, "gaze", 0, table, clock_origin_epoch_ms=0.0))
             tasks.append(task.id)
         db.commit()
-        by_task = {task.id: new for task, new in reestimate_participant(db, part)}
+        by_task = {task.id: (new, used) for task, new, used in reestimate_participant(db, part, include_failed=True)}
         assert sorted(by_task) == tasks
         for k, tid in enumerate(tasks):
-            np.testing.assert_allclose(by_task[tid].column("x").to_numpy(), models[k].predict(rows)[:, 0],
+            np.testing.assert_allclose(by_task[tid][0].column("x").to_numpy(), models[k].predict(rows)[:, 0],
                                        rtol=1e-5, err_msg=f"task {k}")
-        one = {task.id: new for task, new in reestimate_participant(db, part, models[0])}
+        assert [by_task[t][1].failed for t in tasks] == [False, False, True]
+        one = {task.id: new for task, new, _ in reestimate_participant(db, part, models[0], include_failed=True)}
         for tid in tasks:
             np.testing.assert_allclose(one[tid].column("x").to_numpy(), models[0].predict(rows)[:, 0], rtol=1e-5)
-    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path / "re"), "--json")
-    assert rc == 0 and json.loads(stdout)["tasks"] == 3
-    for k, tid in enumerate(tasks):
-        written = pq.read_table(tmp_path / "re" / "p" / f"{tid}_gaze.parquet")  # task id p/<tid>
-        np.testing.assert_allclose(written.column("x").to_numpy(), models[k].predict(rows)[:, 0], rtol=1e-5)
+        # by default the failed step's task stays as the site stored it: no estimate
+        plain = {task.id: new for task, new, _ in reestimate_participant(db, part)}
+        failed = plain[tasks[2]]
+        assert failed.column("x").null_count == failed.num_rows and set(failed.column("confidence").to_pylist()) == {0.0}
+        assert all(f & GazeFlag.UNCALIBRATED for f in failed.column("flags").to_pylist())
+        np.testing.assert_allclose(plain[tasks[0]].column("x").to_numpy(), models[0].predict(rows)[:, 0], rtol=1e-5)
+    out = tmp_path / "re"
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--json")
+    summary = json.loads(stdout)
+    assert rc == 0 and summary["tasks"] == 3 and summary["tasks_under_failed_calibration"] == 1
+    assert summary["estimated"] == 2 * len(rows) and summary["model"] == "per task"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(f["calibration_failed"], f["estimated"]) for f in manifest["files"]] == [(False, 20), (False, 20), (True, 0)]
+    with Session() as db:
+        outcomes = [c.id for c in db.scalars(select(store.Calibration).where(store.Calibration.kind == "outcome")
+                                              .order_by(store.Calibration.id))]
+        attempts = [c.id for c in db.scalars(select(store.Calibration).where(store.Calibration.kind == "calibration")
+                                              .order_by(store.Calibration.id))]
+    assert [f["calibration_id"] for f in manifest["files"]] == [outcomes[0], outcomes[1], attempts[2]]
+    # the folder holds a run: another is refused unless --overwrite, which replaces it whole
+    (out / "stray.txt").write_text("an earlier run's file")
+    rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--include-failed")
+    assert rc == 2 and "not empty (use --overwrite)" in err and (out / "stray.txt").exists()
+    model_file = tmp_path / "m.json"
+    model_file.write_bytes(models[1].to_bytes())
+    rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--include-failed",
+                            "--overwrite", "--json", "--model", str(model_file))
+    assert rc == 0 and not (out / "stray.txt").exists() and not list(tmp_path.glob(".re.*"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["file"] == "m.json" and len(manifest["model"]["sha256"]) == 64
+    assert manifest["include_failed"] and [f["calibration_failed"] for f in manifest["files"]] == [False, False, True]
+    for tid in tasks:
+        written = pq.read_table(out / "p" / f"{tid}_gaze.parquet")  # task id p/<tid>
+        np.testing.assert_allclose(written.column("x").to_numpy(), models[1].predict(rows)[:, 0], rtol=1e-5)
 
 
 def test_reestimate_leaves_out_the_site_drift_correction():
