@@ -1,6 +1,6 @@
 // Webcam capture for server-side gaze estimation.
 //
-// getUserMedia -> a hidden canvas downscaled to settings.width x settings.height -> JPEG blobs
+// getUserMedia -> a hidden canvas downscaled to settings.width wide (the picture's aspect) -> JPEG blobs
 // at settings.fps, each stamped with performance.now() (the telemetry clock: mouse samples use
 // the same clock and performance.timeOrigin). Transport: a WebSocket (urls.ws) when it opens --
 // the token as the first message, then one binary message per frame (4-byte length, JSON meta,
@@ -407,12 +407,28 @@ export class GazeCapture {
     return tracks.length > 0 && tracks.every((t) => t.muted);
   }
 
+  /** The canvas keeps the camera picture's shape: ``settings.width`` wide and as high as the
+   *  picture's aspect ratio makes it (a 16:9 camera: 320 x 180). Drawn into a fixed 4:3 canvas, a
+   *  camera that delivers 16:9 (browsers that do not crop to the size asked, e.g. Firefox) was
+   *  squashed sideways by a quarter, which distorts every landmark-based measure (head pose,
+   *  iris offsets, eye patches). Both modes send the picture's own size (samples' w, h; the JPEG). */
+  fitCanvas() {
+    const vw = this.video.videoWidth, vh = this.video.videoHeight;
+    if (!vw || !vh) return;
+    const w = this.settings.width, h = Math.max(16, Math.round(w * vh / vw));
+    if (this.canvas.width !== w || this.canvas.height !== h) {
+      this.canvas.width = w;
+      this.canvas.height = h;
+    }
+  }
+
   grab() {
     // a muted camera's video shows its last picture (or black): nothing of the participant to send
     if (this.cameraStopped || this.cameraPaused || this.handedOver || this.video.readyState < 2 || this.grabbing) return;
     // a task page out of sight (another tab or program in front, a second tab of the task): the
     // participant looks elsewhere, and the page's words under the gaze would be made up
     if (this.phase === "task" && document.visibilityState === "hidden") return;
+    this.fitCanvas();
     if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
     this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);

@@ -208,6 +208,37 @@ def test_the_page_finds_the_smallest_accepted_face_off_centre(make_app, tmp_path
             assert abs(brow["face_x"] - srow["face_x"]) <= TOLERANCE["face_xy"]
 
 
+#: the camera delivers 16:9 as it is (Firefox and Safari do not crop to the size the page asks):
+#: the test makes Chromium's fake camera do the same
+WIDE_CAMERA_JS = """(() => {
+  const md = navigator.mediaDevices;
+  const gum = md.getUserMedia.bind(md);
+  md.getUserMedia = () => gum({ video: { width: { exact: 640 }, height: { exact: 360 } }, audio: false });
+})()"""
+
+
+def test_a_wide_camera_picture_keeps_its_shape(make_app, tmp_path):
+    """A 16:9 camera picture is drawn 320 x 180, its own shape, and the server finds the face where
+    the Python pipeline finds it in the same picture: it was drawn into the 4:3 canvas (320 x 240),
+    squashed sideways by a quarter, which distorts the head pose, the iris offsets and the patches."""
+    # a head-and-shoulders framing (4:3, 480 x 360) widened to 16:9 by its edges: 640 x 360
+    frame = cv2.copyMakeBorder(head_and_shoulders((480, 360)), 0, 0, 80, 80, cv2.BORDER_REPLICATE)
+    video = write_y4m(tmp_path / "wide.y4m", [frame] * 4, fps=2)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "wide.toml", 'compute = "browser"\nfps = 2')))
+    with browser_context(app, video) as ctx:
+        ctx.add_init_script(WIDE_CAMERA_JS)
+        page = ctx.new_page()
+        page.set_default_timeout(60_000)
+        to_calibration_page(page, "CAM-WIDE")
+        wait_for_function(page, "window.gazepref && window.gazepref.calibration.capture"
+                               " && window.gazepref.calibration.capture.samples >= 1")
+        cap = page.evaluate("""() => { const c = window.gazepref.calibration.capture;
+            return { video: [c.video.videoWidth, c.video.videoHeight], canvas: [c.canvas.width, c.canvas.height],
+                     png: c.canvas.toDataURL("image/png") }; }""")
+        page.wait_for_selector("#face-status.ok[data-code='ok']")  # the set-up passes with it
+    assert cap["video"] == [640, 360] and cap["canvas"] == [320, 180], cap
+    drawn = _png(cap["png"])
+    assert np.abs(drawn.astype(float) - cv2.resize(frame, (320, 180), interpolation=cv2.INTER_AREA)).mean() < 8
 def _request_bodies(req) -> bytes:
     body = req.post_data_buffer or b""
     if (req.headers.get("content-encoding") or "").lower() == "gzip" and body:
