@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format (default parquet)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--gaze", metavar="DIR",
+                   help="a study's gaze from a gazepref gaze recalibrate folder of it (re-estimated, or "
+                        "with the clicks replayed) instead of the database's; the export's manifest says so "
+                        "(Parquet manifest.json, IFLLM gaze_from.json), and features and plots then read it")
     p.add_argument("--demographics", action="store_true",
                    help="also write the demographics answers (a study in the site's database, or an IFLLM "
                         "release's record_info_table.csv) to a separate demographics.csv; they may identify people")
@@ -99,6 +103,10 @@ def _export(args: argparse.Namespace) -> int:
         rec = StoreRecording.open(args.study, db_url=args.db, instance=args.instance)
     else:
         rec = source_from_args(args, "source")
+    if args.gaze:
+        if not hasattr(rec, "use_gaze"):
+            raise UserError("--gaze: only a study in the site's database (SLUG) takes a gaze recalibrate folder")
+        rec.use_gaze(args.gaze)
     manifest = export_recording(rec, args.out, args.to, demographics=args.demographics, overwrite=args.overwrite,
                                 progress=not args.json, spreadsheet_safe=args.spreadsheet_safe)
     if not args.json:

@@ -135,6 +135,8 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
     }
     if calibrations is not None:
         manifest["calibration_rounds"] = len(calibrations)
+    if getattr(rec, "gaze_from", None):  # the gaze of a gaze recalibrate folder (data export --gaze)
+        manifest["gaze_from"] = rec.gaze_from
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -381,8 +383,16 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
         hits = rel_rows(streams, by_task.get(task.task_id, []))  # IFLLM's own, or from the word columns
         if hits is not None:
             samples["hits"] += _write_hits(d, _with_epoch(hits, anchor), task.kind, skipped, spreadsheet_safe)
-    return {"format": "ifllm", "turns": len(turns), "tasks": len(tasks), "samples": samples,
-            "skipped": skipped}
+    out_manifest = {"format": "ifllm", "turns": len(turns), "tasks": len(tasks), "samples": samples,
+                    "skipped": skipped}
+    if getattr(rec, "gaze_from", None):  # the layout has no manifest: said in a file of its own
+        out_manifest["gaze_from"] = rec.gaze_from
+        (out / GAZE_FROM_FILE).write_text(json.dumps(rec.gaze_from, indent=2) + "\n", encoding="utf-8")
+    return out_manifest
+
+
+#: (IFLLM layout) where the gaze came from when it is not the database's (``data export --gaze``)
+GAZE_FROM_FILE = "gaze_from.json"
 
 
 def _write_hits(d: Path, hits: pa.Table, kind: str, skipped: dict[str, int], spreadsheet_safe: bool = False) -> int:

@@ -22,6 +22,10 @@ from .derive import derive_streams
 #: layout ``calibration_table.csv``); ``attempt``: the attempt's number within its step (an
 #: outcome: the kept one); ``created_at``: when the round was stored (UTC-aware); ``points``: JSON, per validation point its figures (an outcome: per
 #: attempt, with its points)
+#: the file ``gazepref gaze recalibrate`` writes beside its gaze files (the summary and one row per
+#: file), which :meth:`StoreRecording.use_gaze` reads
+RECALIBRATED_MANIFEST = "manifest.json"
+
 CALIBRATION_COLUMNS = [
     "participant_id", "step", "kind", "attempt", "attempts", "created_at", "passed", "accuracy_px", "accuracy_deg",
     "precision_px", "data_loss", "in_roi", "quality", "fallback", "webgazer_score_pct", "distance_cm", "px_per_cm",
@@ -93,6 +97,8 @@ class StoreRecording:
         self.url = url if url is not None else _bind_url(db)
         self._tasks: dict[str, store.Task] = {}
         self._task_turns: dict[str, list[schema.Turn]] = {}  # read with the tasks: no lazy loads later
+        self._gaze_files: dict[str, Path] = {}  # task id -> a gaze recalibrate file (:meth:`use_gaze`)
+        self.gaze_from: dict | None = None  # that folder and how its gaze was made (the exports say so)
 
     @classmethod
     def open(cls, slug: str, db_url: str | None = None, instance: str | None = None) -> StoreRecording:
@@ -111,6 +117,25 @@ class StoreRecording:
         except DatabaseError as e:  # OperationalError (unreachable), or a file that is no database
             raise store.database_error(url, e, "read") from None
         return cls(db, study, url)
+
+    def use_gaze(self, folder: str | Path) -> dict:
+        """Read each task's gaze from the folder ``gazepref gaze recalibrate`` wrote
+        (``<task_id>_gaze.parquet``, listed in its :data:`RECALIBRATED_MANIFEST`) instead of the
+        database: the re-estimated rows of the same samples. The folder must be of this study;
+        returns what its manifest says of how it was made (for the export's manifest)."""
+        folder = Path(folder).expanduser()
+        try:
+            manifest = json.loads((folder / RECALIBRATED_MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{folder}: no gaze recalibrate folder ({RECALIBRATED_MANIFEST}: {e})") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+            raise UserError(f"{folder}: {RECALIBRATED_MANIFEST} is not one gaze recalibrate wrote")
+        if manifest.get("study") != self.study.slug:
+            raise UserError(f"{folder} holds the gaze of study {manifest.get('study')!r}, not {self.study.slug!r}")
+        self._gaze_files = {str(f["task_id"]): folder / str(f["file"]) for f in manifest["files"]}
+        self.gaze_from = {"folder": str(folder), **{k: manifest.get(k) for k in
+                                                    ("model", "include_failed", "interactions", "corrector", "tasks")}}
+        return self.gaze_from
 
     def export_frames(self, out_dir: str | Path) -> int:
         """The study's kept webcam frames into ``out_dir/frames/`` (:func:`export_frames`)."""
@@ -250,9 +275,26 @@ class StoreRecording:
             if name == "hits":  # IFLLM's form; our site records the layout instead
                 continue
             tb = store.read_stream(self.db, task, name)
+            if name == "gaze" and task_id in self._gaze_files and tb.num_rows:
+                tb = self._recalibrated(task_id, tb)
             if tb.num_rows:
                 raw[name] = tb
         return derive_streams(raw, self._task_turns[task_id], clock="t")
+
+    def _recalibrated(self, task_id: str, stored: pa.Table) -> pa.Table:
+        """The task's gaze from its recalibrated file, which must hold the stored samples."""
+        import pyarrow.parquet as pq
+
+        path = self._gaze_files[task_id]
+        try:
+            tb = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            raise UserError(f"{path}: {e}") from None
+        tb = tb.drop_columns([c for c in ("participant_id", "task_id") if c in tb.column_names])
+        if tb.num_rows != stored.num_rows or not tb.column("t").equals(stored.column("t")):
+            raise UserError(f"{path} does not hold task {task_id}'s stored gaze samples (made from other "
+                            "rows?): run gaze recalibrate again")
+        return tb
 
     def summary(self, progress: bool = False) -> dict:
         from .recording import summarize

@@ -19,11 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import UserError, store
+from ..datasets.store_recording import RECALIBRATED_MANIFEST
 from ..schema import GazeFlag
 from .calibration import GazeCalibration
 
 #: the file ``gaze recalibrate`` writes beside the gaze files: the summary and one row per file
-MANIFEST = "manifest.json"
+#: (``data export --gaze`` reads it: :meth:`gazepref.datasets.store_recording.StoreRecording.use_gaze`)
+MANIFEST = RECALIBRATED_MANIFEST
 #: what its ids are (said in the manifest itself)
 MANIFEST_IDS = ("participant_id is the participant's pseudonym and task_id the exported task id "
                 "(<pseudonym>/<task number>), as in gazepref data export and gazepref features: "

@@ -766,6 +766,18 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     for tid in tasks:
         written = pq.read_table(out / "p" / f"{tid}_gaze.parquet")  # task id p/<tid>
         np.testing.assert_allclose(written.column("x").to_numpy(), models[1].predict(rows)[:, 0], rtol=1e-5)
+    # an export with that gaze instead of the database's, for features and plots, and saying so
+    exp = tmp_path / "exp"
+    rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(exp), "--json")
+    assert rc == 0, err
+    gaze = pq.read_table(exp / "streams" / "gaze.parquet").to_pandas().sort_values(["task_id", "t"], kind="stable")
+    assert len(gaze) == 3 * len(rows)
+    np.testing.assert_allclose(gaze["x"].to_numpy(), np.tile(models[1].predict(rows)[:, 0], 3), rtol=1e-5)
+    assert json.loads((exp / "manifest.json").read_text())["gaze_from"]["model"]["file"] == "m.json"
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(manifest | {"study": "other"}))
+    rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(tmp_path / "x"))
+    assert rc == 2 and "of study 'other', not 's'" in err and not (tmp_path / "x").exists()
 
 
 def test_reestimate_leaves_out_the_site_drift_correction():
