@@ -144,7 +144,7 @@ def calibration_label(accuracy_px: float | None, result: dict) -> str:
     """``"412 px / 10.3° (failed, 2 attempts)"``: the dashboard's calibration cell ("" without a
     calibration); a step decided without a validated attempt says why it has no figure."""
     if accuracy_px is None:
-        if result.get("passed") is None:
+        if result.get("passed") is None or "n_attempts" not in result:  # no step outcome (an older database)
             return ""
         text = _no_figure(result)
     else:

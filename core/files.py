@@ -47,7 +47,9 @@ def whole_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     is removed."""
     import shutil
 
-    path = check_out_folder(path, overwrite)
+    from . import UserError
+
+    path = check_out_folder(Path(path).expanduser().resolve(), overwrite)  # (".", a link: the folder itself)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # (left by a killed process of the same id)
@@ -55,10 +57,19 @@ def whole_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     try:
         yield tmp
         old = None
-        if path.exists():
-            old = path.with_name(f"{tmp.name}.old")
-            path.rename(old)
-        tmp.rename(path)
+        try:
+            if path.exists():
+                old = path.with_name(f"{tmp.name}.old")
+                path.rename(old)
+            try:
+                tmp.rename(path)
+            except OSError:
+                if old is not None:  # put the earlier folder back
+                    old.rename(path)
+                    old = None
+                raise
+        except OSError as e:  # a mount point, a folder another program holds open (Windows)
+            raise UserError(f"cannot replace {path} ({e.strerror or e}): choose another output folder") from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

@@ -97,6 +97,7 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
     (out / "streams").mkdir(exist_ok=True)
     writers: dict[str, pq.ParquetWriter] = {}
     counts: dict[str, int] = {}
+    skipped: dict[str, int] = {}
     items = tasks
     if progress:
         from ..progress import progress as bar
@@ -116,7 +117,7 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
                     writers[name] = pq.ParquetWriter(out / "streams" / f"{name}.parquet", table.schema,
                                                      compression="zstd")
                 elif table.schema != writers[name].schema:
-                    table = table.cast(writers[name].schema)
+                    table = _to_schema(table, writers[name].schema, name, skipped)
                 writers[name].write_table(table)
                 counts[name] = counts.get(name, 0) + table.num_rows
     finally:
@@ -137,8 +138,24 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
         manifest["calibration_rounds"] = len(calibrations)
     if getattr(rec, "gaze_from", None):  # the gaze of a gaze recalibrate folder (data export --gaze)
         manifest["gaze_from"] = rec.gaze_from
+    if skipped:
+        manifest["skipped"] = skipped
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _to_schema(table: pa.Table, target: pa.Schema, stream: str, skipped: dict[str, int]) -> pa.Table:
+    """A later task's ``table`` in the stream file's schema (the first task's): a column it lacks
+    (e.g. the click corrections of a study that turned them on later) is null there; one the file
+    has no room for is left out, its values counted in ``skipped`` (``skipped.json``) under
+    ``"<stream>.<column> not in the stream's first task"``."""
+    for c in table.column_names:
+        if target.get_field_index(c) < 0:
+            key = f"{stream}.{c} not in the stream's first task"
+            skipped[key] = skipped.get(key, 0) + table.num_rows
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+            for f in target]
+    return pa.Table.from_arrays(cols, schema=target)
 
 
 def _calibration_rounds(rec: Recording) -> pd.DataFrame | None:

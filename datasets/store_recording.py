@@ -132,6 +132,9 @@ class StoreRecording:
             raise UserError(f"{folder}: {RECALIBRATED_MANIFEST} is not one gaze recalibrate wrote")
         if manifest.get("study") != self.study.slug:
             raise UserError(f"{folder} holds the gaze of study {manifest.get('study')!r}, not {self.study.slug!r}")
+        if "include_failed" not in manifest:  # before it said so, it re-mapped failed calibrations' tasks
+            raise UserError(f"{folder} was written by an earlier gazepref, whose manifest does not say how its "
+                            "gaze was made: run gaze recalibrate again")
         self._gaze_files = {str(f["task_id"]): folder / str(f["file"]) for f in manifest["files"]}
         self.gaze_from = {"folder": str(folder), **{k: manifest.get(k) for k in
                                                     ("model", "include_failed", "interactions", "corrector", "tasks")}}
@@ -275,7 +278,7 @@ class StoreRecording:
             if name == "hits":  # IFLLM's form; our site records the layout instead
                 continue
             tb = store.read_stream(self.db, task, name)
-            if name == "gaze" and task_id in self._gaze_files and tb.num_rows:
+            if name == "gaze" and self.gaze_from is not None and tb.num_rows:
                 tb = self._recalibrated(task_id, tb)
             if tb.num_rows:
                 raw[name] = tb
@@ -285,7 +288,10 @@ class StoreRecording:
         """The task's gaze from its recalibrated file, which must hold the stored samples."""
         import pyarrow.parquet as pq
 
-        path = self._gaze_files[task_id]
+        path = self._gaze_files.get(task_id)
+        if path is None:  # never the database's rows beside the folder's
+            raise UserError(f"{self.gaze_from['folder']} has no gaze of task {task_id} (written before that "
+                            "task's rows were stored?): run gaze recalibrate again")
         try:
             tb = pq.read_table(path)
         except (OSError, pa.ArrowException) as e:

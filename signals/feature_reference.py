@@ -40,7 +40,7 @@ TASK = {
     "task_calibration_accuracy_px": ("px", "webcam calibration accuracy in force for the task (mean validation offset; site studies), task-level"),
     "task_calibration_accuracy_pct": ("%", "WebGazer's score of that calibration (IFLLM `accuracy`), task-level"),
     "task_calibration_passed": ("0/1", "the calibration in force passed its validation (site studies), task-level"),
-    "task_gaze_kept_share": ("0-1", "share of the task's gaze samples with a position kept after cleaning and the region rule, task-level"),
+    "task_gaze_kept_share": ("0-1", "share of the task's gaze samples kept after cleaning and the region rule (NaN: none has a position), task-level"),
 }
 
 POST = {

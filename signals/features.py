@@ -230,7 +230,8 @@ def _task_cols(td: TaskData, n_turns: int) -> dict[str, float]:
         "task_calibration_accuracy_px": num(px),
         "task_calibration_accuracy_pct": num(pct),
         "task_calibration_passed": num(passed),
-        "task_gaze_kept_share": (td.clean_counts.get("gaze_kept", 0) / td.n_gaze_positions
+        # of all the task's gaze rows (a picture without a face is one lost); NaN without an estimate at all
+        "task_gaze_kept_share": (td.clean_counts.get("gaze_kept", 0) / td.n_gaze_raw
                                  if td.n_gaze_positions else NAN),
     }
 

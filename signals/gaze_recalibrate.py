@@ -111,6 +111,14 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
     return table
 
 
+def corrector_name(corrector: Any) -> str:
+    """What the manifests call a click corrector: ``interaction-calibration`` (continuous
+    calibration) or ``drift-correction`` (the offset)."""
+    from .calibration import DriftCorrector
+
+    return "drift-correction" if isinstance(corrector, DriftCorrector) else "interaction-calibration"
+
+
 def study_corrector(config: Mapping[str, Any] | None) -> Any:
     """The click corrector a study's site used (its TOML, ``store.Study.config``): continuous
     calibration with ``[gaze] interaction_calibration = true`` or without either setting (what
@@ -135,16 +143,6 @@ def _outcome_model(outcome: store.Calibration, rows: list[store.Calibration]) ->
         return outcome
     selected = (outcome.result or {}).get("selected")
     return next((r for r in rows if r.id == selected and r.model is not None), None)
-
-
-def latest_calibration(db: Session, participant: store.Participant) -> GazeCalibration | None:
-    """The participant's calibration model in force at the end: the last calibration step's
-    outcome (the kept attempt; for a failed calibration the best attempt, which the site did not
-    use), else (databases without outcomes) the most recent fitted attempt; None without any."""
-    rows = _rows(db, participant)
-    outcome = next((r for r in rows if r.kind == "outcome"), None)
-    row = _outcome_model(outcome, rows) if outcome is not None else next((r for r in rows if r.model is not None), None)
-    return None if row is None else GazeCalibration.from_bytes(row.model)
 
 
 @dataclass(frozen=True)
@@ -214,15 +212,15 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
     ``model`` defaults to, per task, the calibration it was recorded under
     (:func:`task_calibrations`). A task recorded under a failed calibration (the site stored its
     rows without an estimate: the ``record-uncalibrated`` fallback) stays so (:func:`uncalibrated`)
-    unless ``include_failed``: then it is re-mapped with that step's best attempt (or ``model``),
-    its rows keep the CALIBRATION_FAILED flag, and a step none of whose attempts was fitted still
-    leaves them uncalibrated (no later calibration stands in for it). ``interactions``: replay
-    the task's clicks as the site corrected the gaze with them (:func:`replay_interactions` with
-    the study's corrector, :func:`study_corrector`); by default they are left out. Raises
-    ValueError when the participant has no stored model and ``model`` is None.
+    unless ``include_failed``: then it is re-mapped with that step's best attempt (with ``model``:
+    that one), its rows keep the CALIBRATION_FAILED flag; without ``model``, a step none of whose
+    attempts was fitted leaves them uncalibrated (no later calibration stands in for it), as does
+    a task without any calibration of its own. ``interactions``: replay the task's clicks as the
+    site corrected the gaze with them (:func:`replay_interactions` with the study's corrector,
+    :func:`study_corrector`), also on rows left without an estimate (they record the correction
+    in force, as the site's do), so every table has the same columns; by default the clicks are
+    left out.
     """
-    if model is None and latest_calibration(db, participant) is None:
-        raise ValueError(f"participant {participant.id} has no stored calibration model")
     per_task = task_calibrations(db, participant)
     for task in participant.tasks:
         table = store.read_stream(db, task, "gaze")
@@ -231,9 +229,9 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
         found = per_task.get(task.id, TaskModel(None, None))
         used = found if model is None else TaskModel(None, model, found.failed)
         if used.model is None or (used.failed and not include_failed):
-            yield task, uncalibrated(table), TaskModel(used.calibration_id, None, used.failed)
-            continue
-        table = reestimate(table, used.model)
+            table, used = uncalibrated(table), TaskModel(used.calibration_id, None, used.failed)
+        else:
+            table = reestimate(table, used.model)
         if interactions:
             table = replay_interactions(table, store.read_stream(db, task, "events"), study_corrector(participant.study.config))
         yield task, table, used
@@ -259,10 +257,12 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     (:func:`reestimate_participant`; tasks of a failed calibration only with ``include_failed``)
     unless ``model`` is given (``model_source``: what the manifest says of it, e.g. its file and
     sha256); participants without a stored model are counted as
-    ``participants_without_calibration``. ``interactions``: replay the clicks as continuous
-    calibration. The database is not changed. ``out`` must be empty or new unless
-    ``overwrite``; it is written whole (:func:`gazepref.files.whole_folder`: an interrupted run
-    leaves it as it was). A study without consenting participants, or (without ``model``)
+    ``participants_without_calibration`` and their tasks written without an estimate (so the
+    folder holds every task with gaze, and ``data export --gaze`` never mixes in the database's
+    rows). ``interactions``: replay the clicks as continuous calibration. The database is not
+    changed. ``out`` must be new or empty, or with ``overwrite`` a folder this function wrote
+    (its manifest and files only); it is written whole (:func:`gazepref.files.whole_folder`: an
+    interrupted run leaves it as it was). A study without consenting participants, or (without ``model``)
     without any participant's calibration — its webcam was off, or nobody calibrated — has nothing
     to re-estimate: :class:`gazepref.UserError`, and ``out`` is not made.
     """
@@ -271,14 +271,19 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     from ..datasets.store_recording import exported_task_id
     from ..files import check_out_folder, whole_folder
 
-    check_out_folder(out, overwrite)
+    out = check_out_folder(Path(out).expanduser().resolve(), overwrite)
+    if out.is_dir() and any(out.iterdir()):
+        _earlier_run(out)  # --overwrite replaces only a folder this command wrote
     study = db.execute(select(store.Study).where(store.Study.slug == slug)).scalars().first()
     if study is None:
         raise LookupError(f"no study {slug!r} in the database")
     participants = list(db.scalars(select(store.Participant).where(store.consenting(study.id))
                                    .order_by(store.Participant.id)))
     left_out = store.participants_left_out(db, study.id)
-    chosen = {p.id: model or latest_calibration(db, p) for p in participants}
+    # a participant with any calibration model (a task of theirs may have none: it is written
+    # without an estimate, so the folder holds every task with gaze)
+    chosen = {p.id: model is not None or any(m.model is not None for m in task_calibrations(db, p).values())
+              for p in participants}
     if not chosen:
         others = f" ({left_out} left out: declined, withdrew or data deleted)" if left_out else ""
         raise UserError(f"study {slug!r} has no consenting participants{others}: no gaze to re-estimate")
@@ -286,12 +291,7 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
         webcam = (study.config or {}).get("study", {}).get("webcam", "off")
         raise UserError(f"study {slug!r}: no webcam calibration stored for any of its {len(chosen)} participants "
                         f"([study] webcam = {webcam!r}): no gaze to re-estimate (or give --model FILE)")
-    out = Path(out).expanduser()
-    gaze = (study.config or {}).get("gaze") or {}
-    corrector = None
-    if interactions:
-        offset = gaze.get("drift_correction") is True and gaze.get("interaction_calibration") is not True
-        corrector = "drift-correction" if offset else "interaction-calibration"
+    corrector = corrector_name(study_corrector(study.config)) if interactions else None
     summary: dict[str, Any] = {"study": slug, "participants": 0, "participants_without_consent": left_out,
                                "participants_without_calibration": 0, "tasks": 0,
                                "tasks_under_failed_calibration": 0, "tasks_left_uncalibrated": 0,
@@ -302,10 +302,10 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     files = []
     with whole_folder(out, overwrite) as tmp:
         for participant in participants:
-            if chosen[participant.id] is None:
+            if not chosen[participant.id]:
                 summary["participants_without_calibration"] += 1
-                continue
-            summary["participants"] += 1
+            else:
+                summary["participants"] += 1
             for task, table, used in reestimate_participant(db, participant, model, interactions, include_failed):
                 task_id = exported_task_id(participant.pseudonym, task.id)
                 n = table.num_rows
@@ -329,6 +329,23 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                     "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _earlier_run(folder: Path) -> None:
+    """Refuse (:class:`gazepref.UserError`) to replace ``folder`` unless it is one this command
+    wrote: its manifest, and nothing but the files it lists (a study's database, an export, a
+    working folder are never taken for one)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        listed = {MANIFEST} | {Path(str(f["file"])).parts[0] for f in manifest["files"]}
+        ours = manifest.get("ids") == MANIFEST_IDS
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        ours, listed = False, set()
+    others = sorted(p.name for p in folder.iterdir() if p.name not in listed)
+    if not ours or others:
+        what = f" (it holds {others[0]!r}{', ...' if len(others) > 1 else ''})" if others else ""
+        raise UserError(f"{folder} is not a folder gaze recalibrate wrote{what}: --overwrite replaces only "
+                        "those; choose a new or empty --out")
 
 
 def _drop(table: pa.Table, names: tuple[str, ...]) -> pa.Table:

@@ -32,15 +32,17 @@ const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false
                 started: setupStarted(), lastOk: -Infinity };
 const STALE_MS = 2500; // no face status for this long: the indicator says so
 // "Start calibration" follows the live indicator: it stays on through a face status that turns red
-// for less than this (a blink, a turn of the head), not for a face gone, a dark picture, a stopped camera
-const OK_GRACE_MS = 2000;
+// for less than this (a blink, a turn of the head, an answer late by up to STALE_MS), not for a face
+// gone, a dark picture, a stopped camera
+const OK_GRACE_MS = STALE_MS + 500;
 
 /** When the participant first reached this set-up (performance.now() time), kept across reloads
  *  of the tab (sessionStorage, per step), so a reload does not restart the time limit of the way on. */
 function setupStarted() {
   const now = performance.now();
   const step = document.querySelector('input[name="step"]');
-  const key = `gazepref:setup-started:${step ? step.value : ""}`;
+  // (per participant and step: another session in this tab, a pilot, starts its own)
+  const key = `gazepref:setup-started:${String(gaze.token || "").slice(0, 12)}:${step ? step.value : ""}`;
   try {
     const first = Number(sessionStorage.getItem(key));
     const ago = Date.now() - first;
@@ -364,7 +366,8 @@ function refreshIndicator() {
   }
   if (!state.busy) ui.start.disabled = !canStart();
   // the way on: the time limit without a well-placed face, from the set-up's start or the last
-  // moment the face was well placed (it may have passed once, then the light changed)
+  // moment the face was well placed (it may have passed once, then the light changed); once
+  // offered, it stays
   const since = Math.max(state.started, state.lastOk);
   if (S.setup_timeout_s > 0 && performance.now() - since > S.setup_timeout_s * 1000) showWayOn();
 }
@@ -442,11 +445,9 @@ async function startCamera() {
       if (showFace(ui.stageStatus, face)) keepClear();
       if (face && face.ok) {
         state.lastOk = performance.now();
-        if (!state.passedSetup || wayOnShown()) { // green (again): the way on is not needed
+        if (!state.passedSetup && !wayOnShown()) { // green: the way on, if offered, stays (no flicker)
           state.passedSetup = true;
           ui.start.textContent = state.attempts ? "Try again" : "Start calibration";
-          ui.wayOn.hidden = true;
-          if (ui.skip) ui.skip.hidden = true;
         }
       }
       if (!state.busy) ui.start.disabled = !canStart();

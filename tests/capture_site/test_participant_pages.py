@@ -234,10 +234,14 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
                            "copy_sentence": sentence, "attention": "2"})
         assert pg.text_content("#completion-code").strip() == "TEST-CODE-42"
         assert pg.get_attribute("#handoff", "href") == "https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"
+        # the page's script set its timer (modules run before "load"; the code above can be read
+        # earlier, and a clock moved on before the timer exists leaves it waiting: a failure under load)
+        pg.wait_for_load_state("load")
         pg.clock.run_for(2000)
         pg.wait_for_url("https://app.prolific.com/**")  # redirect_after_s: without a click
         assert seen == ["https://app.prolific.com/submissions/complete?cc=TEST-CODE-42"]
         pg.go_back()  # the done page again: this time the participant stays (a time limit they can stop)
+        pg.wait_for_load_state("load")  # (its script set the timer and the stay button's handler)
         # the timer would click the link within run_for: counted on the page itself (the click kept
         # from navigating, so the count can be read), not by a navigation a loaded machine may not
         # have got under way yet

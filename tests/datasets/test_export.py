@@ -389,3 +389,21 @@ def test_exports_keep_text_exactly_by_default_and_escape_formulas_only_for_sprea
     assert main(["data", "export", "pilot", "--db", url, "--to", "ifllm", "--out", str(safe), "--overwrite",
                  "--demographics", "--json"]) == 0
     assert _csv_cells(safe) == plain and open_release(safe).turns()[0].prompt == FORMULAS["prompt"]
+
+
+def test_a_later_tasks_stream_of_other_columns_is_written_in_the_first_ones():
+    """One Parquet file a stream: a later task lacking a column of the first (a study that turned
+    the click corrections on later) gets nulls there; a column the file has no room for is left
+    out and counted (skipped.json). Before, the writer's cast raised and the export stopped."""
+    import pyarrow as pa
+
+    from gazepref.datasets.export import _to_schema
+
+    first = pa.schema([("t", pa.float64()), ("x", pa.float32()), ("drift_x", pa.float32()), ("task_id", pa.string())])
+    later = pa.table({"t": [1.0, 2.0], "x": pa.array([3.0, 4.0], pa.float32()), "eye_l_open": [0.3, 0.3],
+                      "task_id": ["p/2", "p/2"]})
+    skipped: dict[str, int] = {}
+    out = _to_schema(later, first, "gaze", skipped)
+    assert out.schema == first and out.column("drift_x").null_count == 2
+    assert out.column("x").to_pylist() == [3.0, 4.0] and out.column("task_id").to_pylist() == ["p/2", "p/2"]
+    assert skipped == {"gaze.eye_l_open not in the stream's first task": 2}

@@ -382,6 +382,13 @@ def test_a_failed_calibrations_gaze_rows_are_missing_gaze_not_zero(calibrated):
     assert gaze and td.n_gaze_raw == len(streams["gaze"])
     if calibrated:
         assert row["g_share_l"] == pytest.approx(4 / 6, abs=0.02) and row["task_gaze_kept_share"] > 0.5
+        # pictures without a face (x/y NaN) of a calibrated task are samples lost: the share counts them
+        g = streams["gaze"]
+        x = g["x"].to_numpy().copy()
+        x[::2] = np.nan
+        lost = dict(streams, gaze=g.set_column(1, "x", pa.array(x)))
+        (half,) = features.compute_task(from_streams("site/1", "p1", turns, lost, task_info=task_info(task)))[1]
+        assert half["task_gaze_kept_share"] <= 0.5 * row["task_gaze_kept_share"] + 0.01
     else:
         assert all(np.isnan(row[k]) for k in gaze), [k for k in gaze if not np.isnan(row[k])]
         assert np.isnan(row["task_gaze_kept_share"])

@@ -751,15 +751,23 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
         attempts = [c.id for c in db.scalars(select(store.Calibration).where(store.Calibration.kind == "calibration")
                                               .order_by(store.Calibration.id))]
     assert [f["calibration_id"] for f in manifest["files"]] == [outcomes[0], outcomes[1], attempts[2]]
-    # the folder holds a run: another is refused unless --overwrite, which replaces it whole
-    (out / "stray.txt").write_text("an earlier run's file")
+    # the folder holds a run: another is refused unless --overwrite, which replaces it whole, and
+    # only a folder this command wrote (never one holding anything else: a database, an export)
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--include-failed")
-    assert rc == 2 and "not empty (use --overwrite)" in err and (out / "stray.txt").exists()
+    assert rc == 2 and "not empty (use --overwrite)" in err
+    (out / "db.sqlite").write_text("not ours")
+    rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--overwrite")
+    assert rc == 2 and "is not a folder gaze recalibrate wrote (it holds 'db.sqlite')" in err
+    assert (out / "db.sqlite").exists() and (out / "manifest.json").exists()
+    (out / "db.sqlite").unlink()
+    rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path), "--overwrite")
+    assert rc == 2 and "not a folder gaze recalibrate wrote" in err and (tmp_path / "db.sqlite").exists()
     model_file = tmp_path / "m.json"
     model_file.write_bytes(models[1].to_bytes())
+    before = (out / "manifest.json").read_text()
     rc, stdout, _ = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--include-failed",
                             "--overwrite", "--json", "--model", str(model_file))
-    assert rc == 0 and not (out / "stray.txt").exists() and not list(tmp_path.glob(".re.*"))
+    assert rc == 0 and (out / "manifest.json").read_text() != before and not list(tmp_path.glob(".re.*"))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["file"] == "m.json" and len(manifest["model"]["sha256"]) == 64
     assert manifest["include_failed"] and [f["calibration_failed"] for f in manifest["files"]] == [False, False, True]
@@ -775,9 +783,24 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     np.testing.assert_allclose(gaze["x"].to_numpy(), np.tile(models[1].predict(rows)[:, 0], 3), rtol=1e-5)
     assert json.loads((exp / "manifest.json").read_text())["gaze_from"]["model"]["file"] == "m.json"
     manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps(manifest | {"study": "other"}))
-    rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(tmp_path / "x"))
-    assert rc == 2 and "of study 'other', not 's'" in err and not (tmp_path / "x").exists()
+    for changed, says in ((manifest | {"study": "other"}, "of study 'other', not 's'"),
+                          ({k: v for k, v in manifest.items() if k != "include_failed"}, "run gaze recalibrate again"),
+                          (manifest | {"files": manifest["files"][:2]}, f"has no gaze of task p/{tasks[2]}")):
+        (out / "manifest.json").write_text(json.dumps(changed))
+        rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(tmp_path / "x"))
+        assert rc == 2 and says in err, err
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    # the clicks replayed: every task's table has the correction columns, those left without an
+    # estimate (the failed step, by default) too, so the export takes them together
+    rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--overwrite",
+                         "--interactions")
+    assert rc == 0, err
+    rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(exp),
+                         "--overwrite", "--json")
+    assert rc == 0, err
+    gaze = pq.read_table(exp / "streams" / "gaze.parquet").to_pandas()
+    assert gaze["drift_x"].notna().all() and gaze["x"].isna().sum() == len(rows)  # the failed step's task
+    assert json.loads((exp / "manifest.json").read_text())["gaze_from"]["corrector"] == "interaction-calibration"
 
 
 def test_reestimate_leaves_out_the_site_drift_correction():
