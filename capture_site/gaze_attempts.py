@@ -108,7 +108,9 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
         "webgazer_score_pct": webgazer_score_pct(acc, height),
         # the kept attempt's validation dots without enough data (a reason it failed)
         "validation_starved": list(best.get("validation_starved") or []) if best else None,
-        "n_attempts": len(attempts), "attempts": figures,
+        # the attempts that counted (:func:`spent`: a fitted one left unchecked by a reload does
+        # not); n_rounds: every calibration round of the step, ``attempts`` the figures of each
+        "n_attempts": len(spent(attempts, validations)), "n_rounds": len(attempts), "attempts": figures,
         "fallback": None if passed else settings.calibration_fallback,
         "settings": {"pass_accuracy_px": settings.pass_accuracy_px, "min_frames": settings.min_frames,
                      "distance_cm": settings.viewing_distance_cm, "px_per_cm": CSS_PX_PER_CM,

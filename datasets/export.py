@@ -107,6 +107,7 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
         for task in items:
             for name, table in rec.streams(task.task_id).items():
                 table = strip_derived(name, table)  # words are derived again when read back
+                table = _with_epoch(table, task.clock_anchor_epoch_ms)  # as the IFLLM layout has it
                 extra_turn = "turn" in table.column_names and "turn" not in schema.STREAMS[name].names
                 turn = table.column("turn") if extra_turn else None
                 table = schema.conform(name, table.drop_columns(["turn"]) if turn is not None else table)

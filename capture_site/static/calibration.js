@@ -32,8 +32,8 @@ const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false
                 started: setupStarted(), lastOk: -Infinity };
 const STALE_MS = 2500; // no face status for this long: the indicator says so
 // "Start calibration" follows the live indicator: it stays on through a face status that turns red
-// for less than this (a blink, a turn of the head, an answer late by up to STALE_MS), not for a face
-// gone, a dark picture, a stopped camera
+// for less than this (a turn of the head, a face a little off centre, an answer late by up to
+// STALE_MS), not for a face gone, a dark picture, several faces or a stopped camera (off at once)
 const OK_GRACE_MS = STALE_MS + 500;
 
 /** When the participant first reached this set-up (performance.now() time), kept across reloads
@@ -443,6 +443,7 @@ async function startCamera() {
       showFace(ui.status, face);
       // the stage's status moves off the dot only when its text (so its size) changed: not per answer
       if (showFace(ui.stageStatus, face)) keepClear();
+      if (face && ["dark", "no-face", "several"].includes(face.code)) state.lastOk = -Infinity; // not a flicker
       if (face && face.ok) {
         state.lastOk = performance.now();
         if (!state.passedSetup && !wayOnShown()) { // green: the way on, if offered, stays (no flicker)

@@ -309,6 +309,8 @@ if (ui.finishHint) ui.finishHint.setAttribute("role", "status");
 recorder.scheduleLayout(true);
 window.gazepref = { recorder, state: () => ({ turns, current }), gaze: null };
 if (data.gaze) { // webcam gaze for this participant (calibrated in the camera step)
+  // the camera stopped, paused or came back (webcam.js): an events row, so a gaze gap says why
+  addEventListener("gazepref:camera", (e) => recorder.event(e.detail));
   // one window of the participant records at a time: the others show a notice (webcam.js)
   import("./webcam.js").then((m) => m.startTaskGaze(data.gaze, {
     onCapture: (c) => { window.gazepref.gaze = c; },

@@ -726,6 +726,12 @@ function otherWindowNotice() {
 /** Record the task's gaze in this page: open the camera and stream frames for the task; warn while
  *  the face is lost, while the camera sends no pictures (muted: it comes back by itself) and (for
  *  good) when the camera itself stopped: that needs a reload, not facing the camera. */
+/** Tell the task page's telemetry that the camera stopped, paused (muted) or came back: an
+ *  ``events`` row of that type, so a gap in the gaze reads as what it was (chat.js listens). */
+function cameraEvent(type) {
+  dispatchEvent(new CustomEvent("gazepref:camera", { detail: type }));
+}
+
 export async function recordTaskGaze(gaze) {
   let warning = document.getElementById("gaze-warning");
   if (!warning) {
@@ -762,12 +768,14 @@ export async function recordTaskGaze(gaze) {
       }
     },
     onCameraStop: () => {
+      cameraEvent("camera-stopped");
       warning.textContent = "The camera stopped (unplugged, covered, or taken by another program?), so eye tracking "
         + "is off. Please reload the page to turn the camera back on: what you typed or chose is kept.";
       warning.dataset.code = "camera-stopped";
       warning.hidden = false;
     },
     onCameraMute: (muted) => {
+      cameraEvent(muted ? "camera-muted" : "camera-back");
       if (!muted) { // the picture is back: so is eye tracking (the face-lost warning starts afresh)
         seen = performance.now();
         warning.hidden = true;

@@ -387,8 +387,10 @@ def test_the_server_keeps_to_the_attempts_and_one_check_each(make_app, tmp_path)
     for _ in range(3):
         assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
     r = post_round(client, token, "calibration", CALIBRATION_TARGETS)  # a fifth: a script that never checks
-    assert r.status_code == 409 and r.json["outcome"]["attempts"] == 4 and not r.json["outcome"]["passed"], r.json
+    assert r.status_code == 409 and r.json["outcome"]["attempts"] == 1 and not r.json["outcome"]["passed"], r.json
     assert len(rows(app, "calibration")) == 4 and len(rows(app, "outcome")) == 1
+    # the attempts that counted (the one checked), and the rounds taken
+    assert rows(app, "outcome")[0].result["n_attempts"] == 1 and rows(app, "outcome")[0].result["n_rounds"] == 4
     assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 409  # decided
     assert answer_step(client).status_code == 302
 

@@ -569,6 +569,13 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             page.wait_for_selector("#gaze-warning[data-code='camera-stopped']:not([hidden])", timeout=3000)
             text = page.text_content("#gaze-warning")
             assert "camera stopped" in text and "reload the page" in text and "face the camera" not in text
+            # and the task's events say so: a gap in the gaze reads as what it was
+            page.evaluate("window.gazepref.recorder.flush()")
+            wait_for_function(page, "window.gazepref.recorder.outbox.pending === 0")
+            with wapp.extensions["gazepref"].sessions() as dbs:
+                events = store.read_stream(dbs, dbs.get(store.Task, task_id), "events").to_pandas()
+            camera = [e for e in events["type"] if e.startswith("camera-")]
+            assert camera == ["camera-muted", "camera-back", "camera-stopped"], camera
         ctx.close()
 
     with wapp.extensions["gazepref"].sessions() as dbs:
@@ -673,7 +680,7 @@ def test_a_camera_that_stops_after_the_set_up_went_green_offers_a_way_on(make_ap
     off (a round could only burn an attempt), Try the camera again is offered, and in an optional
     study going on without eye tracking. Before, Start stayed on (the set-up had been green once)
     and two attempts were spent on a dead camera. A face out of the picture for a while also
-    turns Start off: the button follows the indicator."""
+    turns Start off: the button follows the indicator (next test)."""
     path = write_webcam_toml(tmp_path / "stops.toml", "setup_timeout_s = 0")
     app = make_app(STUDY_CONFIG=str(path))
     with browser_page(app, face_y4m) as page:
@@ -691,6 +698,28 @@ def test_a_camera_that_stops_after_the_set_up_went_green_offers_a_way_on(make_ap
     with app.extensions["gazepref"].sessions() as dbs:
         p = dbs.scalars(select(store.Participant)).one()
         assert p.state["gaze"] == "skipped" and not dbs.scalars(select(store.Calibration)).all(), "no attempt spent"
+
+
+@pytest.mark.browser
+def test_start_goes_off_when_the_picture_turns_dark(make_app, tmp_path):
+    """The face well placed, then the camera picture goes black (covered): Start calibration is off
+    as the indicator turns red, not ~3 s later (the grace for a late answer), and on again with
+    the face. Before, a participant pressing it under the red indicator spent an attempt on a
+    round the server could only refuse."""
+    face_then_dark = [moving(i) for i in range(20)] + [np.zeros((240, 320, 3), np.uint8)] * 30
+    video = write_y4m(tmp_path / "face-dark.y4m", face_then_dark, fps=10)
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "fd.toml", "setup_timeout_s = 0")))
+    with browser_page(app, video) as page:
+        to_calibration_page(page, "CAM-FD")
+        page.wait_for_selector("#face-status.ok[data-code='ok']")
+        page.wait_for_selector("#start-calibration:not([disabled])")
+        for _ in range(2):  # the video loops: dark, then the face again
+            page.wait_for_selector("#face-status[data-code='dark']", timeout=15_000)
+            assert page.is_disabled("#start-calibration"), "Start on under a dark picture"
+            page.wait_for_selector("#face-status.ok[data-code='ok']", timeout=15_000)
+            page.wait_for_selector("#start-calibration:not([disabled])")
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert not dbs.scalars(select(store.Calibration)).all()
 
 
 @pytest.mark.browser

@@ -112,6 +112,12 @@ def test_store_recording_exports_to_both_formats(tmp_path: Path):
     assert mouse.column("t").to_pylist() == [500.0, 1500.0, 2500.0, 10_100.0]  # reload shifted onto task clock
     assert mouse.column("turn").to_pylist() == [-1, 0, 0, 0]
     export_parquet(rec, tmp_path / "pq")
+    # the samples' Unix time, as the IFLLM layout has it: the task's anchor + t (the site's pages
+    # record on the task clock only; it was left empty)
+    import pyarrow.parquet as pq
+
+    pq_mouse = pq.read_table(tmp_path / "pq" / "streams" / "mouse.parquet")
+    assert pq_mouse.column("epoch_ms").to_pylist() == [1.7e12 + t for t in (500.0, 1500.0, 2500.0, 10_100.0)]
     export_ifllm(rec, tmp_path / "ifl")
     back = open_release(tmp_path / "ifl")
     (turn,) = back.turns()
