@@ -275,7 +275,8 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
         backend_overrides=dict(app.config["LLM_BACKENDS"]),
     )
 
-    from . import chat, compressed, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, purge, shutdown, vendor
+    from . import (chat, compressed, dashboard, flow, gaze, gaze_step, gaze_ws, ingest, purge, setup_log, shutdown,
+                   vendor)
 
     app.config.setdefault("SOCK_SERVER_OPTIONS", dict(gaze_ws.SERVER_OPTIONS))
     for module in (flow, chat, ingest, gaze, gaze_ws, dashboard, vendor):
@@ -291,6 +292,7 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
         app.register_blueprint(plots_view.bp)
     app.teardown_appcontext(close_db)
     purge.install(app)  # full rate-limit buckets and forgotten login back-offs, now and then
+    setup_log.install(app)  # set-up frame counts held in memory written within seconds (the dashboard)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["form_draft_key"] = form_draft_key
     app.jinja_env.filters["paragraphs"] = paragraphs

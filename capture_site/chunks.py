@@ -89,6 +89,20 @@ def write_lock(conn: Connection | Engine):
     return lock
 
 
+@contextlib.contextmanager
+def participant_lock(p: store.Participant):
+    """Participant ``p``'s row under its lock in the request's session until the block ends (it
+    commits or rolls back there): PostgreSQL ``SELECT ... FOR UPDATE`` (every host), SQLite the
+    file's :func:`write_lock` (the one host). A request of the same participant that decides
+    something meanwhile (a second copy of a calibration round, a withdrawal, a researcher's
+    deletion) waits, and then reads what this one committed."""
+    from .runtime import db, site
+
+    with write_lock(site().engine):
+        db().refresh(p, with_for_update=True)
+        yield p
+
+
 def chunk_row(chunk: store.StreamChunk) -> dict[str, Any]:
     """The values of ``chunk``'s row, received now."""
     return {c: getattr(chunk, c) for c in CHUNK_COLUMNS} | {"received_at": store.utcnow()}

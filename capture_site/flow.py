@@ -34,7 +34,7 @@ from .. import store
 from .config import StudyConfig, Topic
 from .accounts import login_keys
 from .answers import answer_texts, transcript
-from .chunks import write_lock
+from .chunks import participant_lock
 from .identity import Arrival, arrival_from_args
 from .pages import (completion_handoff, current_participant, declined_page, deleted_page, favicon, framable, in_frame,
                     no_store,
@@ -355,8 +355,7 @@ def withdraw():
         return withdraw_page(p)
     # the row under its lock: the set-up log and the window report write its state from other
     # requests (setup_log.py), and would otherwise write back what was just deleted
-    with write_lock(site().engine):
-        db().refresh(p, with_for_update=True)
+    with participant_lock(p):
         if not withdrawal_of(p) and p.consent:
             purge_participant(db(), p, withdrawn=True)
         db().commit()
@@ -429,8 +428,7 @@ def window_size():
     # the row again, under its lock: the set-up log (setup_log.py) adds to state["setup"] from
     # other requests, processes and hosts while this page is open; merged into the state read
     # above, the report would undo what it wrote meanwhile
-    with write_lock(site().engine):
-        db().refresh(p, with_for_update=True)
+    with participant_lock(p):
         if note_window(p, current_step(p), request.form.get("too_small") == "1", size):
             db().commit()
         else:

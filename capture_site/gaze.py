@@ -66,11 +66,12 @@ from .gaze_requests import frame_meta, frame_parts, integer, json_body, multipar
 from .gaze_samples import parse_samples, process_samples
 from .gaze_settings import (MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_ROUND, MAX_ROUND_BYTES, MAX_SAMPLES_PER_BATCH,
                             GazeSettings, validation_targets)
+from .chunks import participant_lock
 from .gaze_attempts import MAX_ROUNDS_PER_ATTEMPT, checked, decide, outcome_for_page, spent, step_rows
 from .gaze_step import calibrating
 from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
-from .purge import commit_in_study
+from .purge import commit_in_study, deletion_of, withdrawal_of
 from .runtime import db
 
 __all__ = ["bp"]
@@ -169,9 +170,7 @@ MIN_VIEWPORT_PX, MAX_VIEWPORT_PX = 100, 16384
 
 @bp.post("/round")
 def calibration_round():
-    from gazepref.signals.calibration import GazeCalibration
-    from gazepref.signals.gaze_session import (calibrate, calibration_summary, quality_word, usable_counts,
-                                               validate_round)
+    from gazepref.signals.gaze_session import calibrate, calibration_summary, usable_counts
 
     request.max_content_length = MAX_ROUND_BYTES  # a round carries all its targets' frames at once
     token = request_token()
@@ -208,14 +207,14 @@ def calibration_round():
     places = len({(round(x), round(y)) for x, y in xy})
     if places < len(xy):  # a round's dots are apart
         raise ApiError(400, f"a {kind} round has its targets at different places (got {places} places for {len(xy)})")
-    if kind == "calibration":
-        rounds, checks = step_rows(p.id)
-        if (len(spent(rounds, checks)) >= settings.attempts
-                or len(rounds) >= MAX_ROUNDS_PER_ATTEMPT * settings.attempts):  # a script: decided now
-            outcome = decide(p.id, settings, viewport, force=True)
-            _commit_in_study(p.id)
-            return jsonify(ok=False, error=f"all {settings.attempts} calibration attempts are used",
-                           outcome=outcome_for_page(outcome)), 409
+    if kind == "calibration" and _attempts_used(p.id, settings):
+        with participant_lock(p):
+            if calibrating(p) and _attempts_used(p.id, settings):  # a script: decided now
+                outcome = decide(p.id, settings, viewport, force=True)
+                _commit_in_study(p.id)
+                return jsonify(ok=False, error=f"all {settings.attempts} calibration attempts are used",
+                               outcome=outcome_for_page(outcome)), 409
+        raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
     # per target, the frames the page recorded while the dot was shown, of which it sent these
     # (the usable ones first, at most target_frames): the others are the point's data loss too
     seen = [None if t.get("seen") is None else integer(t, "seen", len(ts), max(len(ts), settings.target_seen_max),
@@ -259,11 +258,13 @@ def calibration_round():
         result = base | (calibration_summary(model) if model is not None else {"error": error})
         row = store.Calibration(participant_id=p.id, kind="calibration",
                                 model=model.to_bytes() if model is not None else None, result=json_safe(result))
-        db().add(row)
-        db().flush()
-        _keep_round_frames(settings, frames_, all_times, p.id, row.id)
-        outcome = decide(p.id, settings, viewport) if model is None else None
-        _commit_in_study(p.id)
+        with participant_lock(p):  # the step's rows as they are now, no other round of theirs meanwhile
+            _still_calibrating(p)
+            db().add(row)
+            db().flush()
+            _keep_round_frames(settings, frames_, all_times, p.id, row.id)
+            outcome = decide(p.id, settings, viewport) if model is None else None
+            _commit_in_study(p.id)
         if model is None:  # frame-starved or not fittable: this attempt is repeated, never used
             extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
             return jsonify(ok=False, error=error, starved=starved, usable_per_target=usable_per_target,
@@ -272,12 +273,45 @@ def calibration_round():
             entry.set_latest(row.id, model, False)
         vt = validation_targets(settings.validation_points, *viewport)
         return jsonify(ok=True, calibration=row.id, validation_targets=[list(t) for t in vt])
+    with participant_lock(p):  # two copies of a check (a proxy's retry, a double submit): one is taken
+        _still_calibrating(p)
+        outcome, row, passed, quality = _validate(p, settings, entry, points, seen, base, viewport, frames_, all_times)
+    extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
+    # the participant's page gets a plain word, never the figures (researchers: the dashboard, exports)
+    return jsonify(ok=True, passed=passed, quality=quality, validation=row.id, starved=starved,
+                   usable_per_target=usable_per_target, **extra)
+
+
+def _attempts_used(participant_id: int, settings: GazeSettings) -> bool:
+    """The step's attempts are used up (or its rounds, a page or script that never checks them)."""
+    rounds, checks = step_rows(participant_id)
+    return (len(spent(rounds, checks)) >= settings.attempts
+            or len(rounds) >= MAX_ROUNDS_PER_ATTEMPT * settings.attempts)
+
+
+def _still_calibrating(p: store.Participant) -> None:
+    """Under the participant's lock: 401 if they left the study meanwhile (their data deleted, a
+    withdrawal), 409 unless the step is still open (another copy of this round, or another
+    request, decided it meanwhile)."""
+    if not p.consent or withdrawal_of(p) is not None or deletion_of(p) is not None:
+        raise ApiError(401, UNKNOWN_PARTICIPANT)
+    if not calibrating(p):
+        raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
+
+
+def _validate(p, settings, entry, points, seen, base, viewport, frames_, all_times):
+    """The validation round of the step's last attempt, stored with the step's outcome if it
+    decides it (under the participant's lock): (outcome or None, row, passed, quality)."""
+    from gazepref.signals.calibration import GazeCalibration
+    from gazepref.signals.gaze_session import quality_word, validate_round
+
     attempts, validations = step_rows(p.id)
     attempt = next((a for a in reversed(attempts) if a.model is not None), None)
     if attempt is None or attempt.id != attempts[-1].id:
         raise ApiError(409, "calibrate before validating")
     if attempt.id in checked(validations):
         raise ApiError(409, "this calibration is validated already (one check an attempt): calibrate again")
+    starved = base["starved"]
     sync_calibration(entry, attempt.id)
     # the attempt's own model, not the tracker's: that is, while a late task batch of an older
     # calibration is scored in another thread, the older one's (TrackerEntry.scoring_with)
@@ -299,10 +333,7 @@ def calibration_round():
     _keep_round_frames(settings, frames_, all_times, p.id, row.id)
     outcome = decide(p.id, settings, viewport)
     _commit_in_study(p.id)
-    extra = {"outcome": outcome_for_page(outcome)} if outcome is not None else {}
-    # the participant's page gets a plain word, never the figures (researchers: the dashboard, exports)
-    return jsonify(ok=True, passed=passed, quality=quality, validation=row.id, starved=starved,
-                   usable_per_target=usable_per_target, **extra)
+    return outcome, row, passed, quality
 
 
 def _commit_in_study(participant_id: int) -> None:

@@ -114,14 +114,16 @@ def note_setup_frames(participant: tuple[int, str], rows: list[dict[str, float]]
     _write(participant, {"last_code": last}, added, seen)
 
 
-def flush_pending() -> int:
+def flush_pending(older_than_s: float = 0.0) -> int:
     """Write every participant's counts not yet written (the shutdown calls this, in an app
-    context); returns how many participants had some."""
+    context), or with ``older_than_s`` those last written at least that long ago (:func:`install`);
+    returns how many participants had some."""
     pending = _pending()
+    now = time.monotonic()
     with _lock:
         todo = [(key, cur["last_code"], {"frames": cur["frames"], "face_found": cur["face_found"],
                                          "codes": cur["codes"]}, cur.get("seen_at"))
-                for key, cur in pending.items() if cur["frames"]]
+                for key, cur in pending.items() if cur["frames"] and now - cur["written_at"] >= older_than_s]
         for key, *_ in todo:
             pending[key].update(frames=0, face_found=0, codes={}, written_at=time.monotonic())
     for key, last, added, seen in todo:
@@ -142,3 +144,33 @@ def note_camera_started(participant: tuple[int, str]) -> None:
     earlier camera error (denied, then allowed on retry) no longer says why they stopped."""
     now = store.utcnow().isoformat()
     _write(participant, {"camera_error": None, "camera_started_at": now}, at=now)
+
+
+def install(app) -> None:
+    """At the end of ``app``'s requests, at most every :data:`WRITE_EVERY_S`, write the counts
+    held longer than that: a participant's last set-up frames (they stopped there, or went on to
+    a round another process took) reach the dashboard within seconds, not at this process's
+    shutdown."""
+    from flask import has_app_context
+
+    from .runtime import close_db
+
+    due = [0.0]
+    busy = threading.Lock()
+
+    def flush_stale(_exc: BaseException | None = None) -> None:
+        if time.monotonic() < due[0] or not busy.acquire(blocking=False):
+            return
+        try:
+            due[0] = time.monotonic() + WRITE_EVERY_S
+            if has_app_context() and _pending():
+                close_db()  # the request's session first (an open write transaction would hold SQLite's lock)
+                flush_pending(older_than_s=WRITE_EVERY_S)
+        except Exception:  # noqa: BLE001 - a display figure: never into the request
+            import logging
+
+            logging.getLogger(__name__).warning("writing set-up counts failed", exc_info=True)
+        finally:
+            busy.release()
+
+    app.teardown_request(flush_stale)

@@ -63,9 +63,13 @@ def whole_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[P
                 path.rename(old)
             try:
                 tmp.rename(path)
-            except OSError:
+            except OSError as first:
                 if old is not None:  # put the earlier folder back
-                    old.rename(path)
+                    try:
+                        old.rename(path)
+                    except OSError:
+                        raise UserError(f"cannot replace {path} ({first.strerror or first}); its earlier contents "
+                                        f"are in {old}") from None
                     old = None
                 raise
         except OSError as e:  # a mount point, a folder another program holds open (Windows)

@@ -95,9 +95,8 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
     resp_df.to_parquet(out / "responses.parquet")
 
     (out / "streams").mkdir(exist_ok=True)
-    writers: dict[str, pq.ParquetWriter] = {}
+    files = _StreamFiles(out / "streams")
     counts: dict[str, int] = {}
-    skipped: dict[str, int] = {}
     items = tasks
     if progress:
         from ..progress import progress as bar
@@ -114,16 +113,11 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
                 if turn is not None:  # the turn on screen, derived by the source reader (kept: IFLLM's
                     table = table.append_column("turn", turn.cast(pa.int32()))  # needs its clock offset)
                 table = table.append_column("task_id", pa.array([task.task_id] * table.num_rows, pa.string()))
-                if name not in writers:
-                    writers[name] = pq.ParquetWriter(out / "streams" / f"{name}.parquet", table.schema,
-                                                     compression="zstd")
-                elif table.schema != writers[name].schema:
-                    table = _to_schema(table, writers[name].schema, name, skipped)
-                writers[name].write_table(table)
+                files.write(name, table)
                 counts[name] = counts.get(name, 0) + table.num_rows
+        files.finish()
     finally:
-        for w in writers.values():
-            w.close()
+        files.close()
     report = getattr(rec, "report", None)
     manifest = {
         "format": PARQUET_FORMAT,
@@ -139,24 +133,84 @@ def export_parquet(rec: Recording, out: str | os.PathLike, overwrite: bool = Fal
         manifest["calibration_rounds"] = len(calibrations)
     if getattr(rec, "gaze_from", None):  # the gaze of a gaze recalibrate folder (data export --gaze)
         manifest["gaze_from"] = rec.gaze_from
-    if skipped:
-        manifest["skipped"] = skipped
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def _to_schema(table: pa.Table, target: pa.Schema, stream: str, skipped: dict[str, int]) -> pa.Table:
-    """A later task's ``table`` in the stream file's schema (the first task's): a column it lacks
-    (e.g. the click corrections of a study that turned them on later) is null there; one the file
-    has no room for is left out, its values counted in ``skipped`` (``skipped.json``) under
-    ``"<stream>.<column> not in the stream's first task"``."""
-    for c in table.column_names:
-        if target.get_field_index(c) < 0:
-            key = f"{stream}.{c} not in the stream's first task"
-            skipped[key] = skipped.get(key, 0) + table.num_rows
+def _to_schema(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """``table`` with ``target``'s columns, in its order and types (null where it lacks one)."""
     cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
             for f in target]
     return pa.Table.from_arrays(cols, schema=target)
+
+
+class _StreamFiles:
+    """One Parquet file a stream (``<folder>/<stream>.parquet``), its tasks' tables written as they
+    come. Tasks of one stream may hold different columns (stored chunks leave out the optional
+    columns that are all null: a task whose pictures never showed a face has no ``eye_*``; a
+    study that turned the click corrections on later): a table lacking a column of the file gets
+    nulls there; one bringing a column the file lacks turns the stream to parts (the file so far
+    the first), which :meth:`finish` writes into one file of the columns of them all. Nothing is
+    dropped, and the usual case (every task alike) is written once."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.schemas: dict[str, pa.Schema] = {}
+        self.parts: dict[str, list[Path]] = {}
+
+    def _part(self, name: str) -> Path:
+        parts = self.folder / ".parts"
+        parts.mkdir(exist_ok=True)
+        return parts / f"{name}.{len(self.parts[name]):06d}.parquet"
+
+    def write(self, name: str, table: pa.Table) -> None:
+        if name not in self.schemas:
+            self.schemas[name] = table.schema
+            self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", table.schema, compression="zstd")
+        elif name not in self.parts:
+            schema_ = self.schemas[name]
+            if table.schema != schema_ and not all(schema_.get_field_index(c) >= 0 for c in table.column_names):
+                self.writers.pop(name).close()  # a new column: the file so far is the first part
+                self.parts[name] = []
+                first = self._part(name)
+                (self.folder / f"{name}.parquet").rename(first)
+                self.parts[name].append(first)
+            else:
+                self.writers[name].write_table(table if table.schema == schema_ else _to_schema(table, schema_))
+                return
+        if name in self.parts:
+            path = self._part(name)
+            pq.write_table(table, path, compression="lz4")
+            self.parts[name].append(path)
+            self.schemas[name] = pa.unify_schemas([self.schemas[name], table.schema], promote_options="permissive")
+            return
+        self.writers[name].write_table(table)
+
+    def finish(self) -> None:
+        """Close the files; a stream in parts is written whole, in the columns of all its parts
+        (``turn`` and ``task_id`` last, as in the others)."""
+        for w in self.writers.values():
+            w.close()
+        self.writers.clear()
+        for name, parts in self.parts.items():
+            union = self.schemas[name]
+            last = [f for f in union if f.name in ("turn", "task_id")]
+            union = pa.schema([f for f in union if f.name not in ("turn", "task_id")] + last)
+            with pq.ParquetWriter(self.folder / f"{name}.parquet", union, compression="zstd") as w:
+                for path in parts:
+                    w.write_table(_to_schema(pq.read_table(path), union))
+                    path.unlink()
+        self.parts.clear()
+        self.close()
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+        self.writers.clear()
+        import shutil
+
+        shutil.rmtree(self.folder / ".parts", ignore_errors=True)
 
 
 def _calibration_rounds(rec: Recording) -> pd.DataFrame | None:

@@ -136,6 +136,18 @@ class StoreRecording:
             raise UserError(f"{folder} was written by an earlier gazepref, whose manifest does not say how its "
                             "gaze was made: run gaze recalibrate again")
         self._gaze_files = {str(f["task_id"]): folder / str(f["file"]) for f in manifest["files"]}
+        # every task with gaze is in it, checked before anything is written (never the database's
+        # rows beside the folder's, nor an export left half written)
+        with_gaze = self.db.execute(
+            select(store.Participant.pseudonym, store.Task.id).join(store.Task, store.Task.participant_id == store.Participant.id)
+            .join(store.StreamChunk, store.StreamChunk.task_id == store.Task.id)
+            .where(store.consenting(self.study.id), store.StreamChunk.stream == "gaze", store.StreamChunk.n > 0)
+            .distinct()).all()
+        missing = sorted(exported_task_id(p, t) for p, t in with_gaze if exported_task_id(p, t) not in self._gaze_files)
+        if missing:
+            raise UserError(f"{folder} has no gaze of task {missing[0]}" + (f" (and {len(missing) - 1} more)"
+                            if len(missing) > 1 else "") + ": written before those rows were stored? run gaze "
+                            "recalibrate again")
         self.gaze_from = {"folder": str(folder), **{k: manifest.get(k) for k in
                                                     ("model", "include_failed", "interactions", "corrector", "tasks")}}
         return self.gaze_from

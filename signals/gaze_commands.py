@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "record-uncalibrated fallback), with that step's best attempt (or --model); their rows "
                         "keep the CALIBRATION_FAILED flag (default: they stay without an estimate, as stored)")
     p.add_argument("--out", required=True, help="output folder (new or empty; written whole at the end)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder and all it holds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run's --out folder (one holding only what gaze recalibrate wrote)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_recalibrate)
 

@@ -282,8 +282,7 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     left_out = store.participants_left_out(db, study.id)
     # a participant with any calibration model (a task of theirs may have none: it is written
     # without an estimate, so the folder holds every task with gaze)
-    chosen = {p.id: model is not None or any(m.model is not None for m in task_calibrations(db, p).values())
-              for p in participants}
+    chosen = {p.id: model is not None or any(r.model is not None for r in _rows(db, p)) for p in participants}
     if not chosen:
         others = f" ({left_out} left out: declined, withdrew or data deleted)" if left_out else ""
         raise UserError(f"study {slug!r} has no consenting participants{others}: no gaze to re-estimate")

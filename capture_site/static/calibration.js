@@ -29,7 +29,7 @@ const ui = {
   help: $("#setup-help"), stageHelp: $("#stage-help"),
 };
 const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false,
-                started: setupStarted(), lastOk: -Infinity };
+                started: setupStarted(), lastOk: -Infinity, lastBad: -Infinity };
 const STALE_MS = 2500; // no face status for this long: the indicator says so
 // "Start calibration" follows the live indicator: it stays on through a face status that turns red
 // for less than this (a turn of the head, a face a little off centre, an answer late by up to
@@ -57,7 +57,8 @@ function setupStarted() {
 function canStart() {
   const cap = state.capture;
   if (!cap || cap.cameraStopped || cap.cameraPaused) return false;
-  return performance.now() - state.lastOk < OK_GRACE_MS || wayOnShown();
+  // well placed a moment ago, and no dark picture, lost face or second face since
+  return (state.lastOk > state.lastBad && performance.now() - state.lastOk < OK_GRACE_MS) || wayOnShown();
 }
 
 const REALLOW = `<ul>
@@ -369,7 +370,7 @@ function refreshIndicator() {
   // moment the face was well placed (it may have passed once, then the light changed); once
   // offered, it stays
   const since = Math.max(state.started, state.lastOk);
-  if (S.setup_timeout_s > 0 && performance.now() - since > S.setup_timeout_s * 1000) showWayOn();
+  if (!state.busy && S.setup_timeout_s > 0 && performance.now() - since > S.setup_timeout_s * 1000) showWayOn();
 }
 
 /** The camera sends no pictures (``stopped``: for good, unplugged or taken by another program;
@@ -443,7 +444,7 @@ async function startCamera() {
       showFace(ui.status, face);
       // the stage's status moves off the dot only when its text (so its size) changed: not per answer
       if (showFace(ui.stageStatus, face)) keepClear();
-      if (face && ["dark", "no-face", "several"].includes(face.code)) state.lastOk = -Infinity; // not a flicker
+      if (face && ["dark", "no-face", "several"].includes(face.code)) state.lastBad = performance.now(); // not a flicker
       if (face && face.ok) {
         state.lastOk = performance.now();
         if (!state.passedSetup && !wayOnShown()) { // green: the way on, if offered, stays (no flicker)

@@ -368,6 +368,49 @@ def tasks_pid(out, fmt):
     return str(pd.read_csv(out / "task_table.csv")["user_id"].iloc[0])
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_two_copies_of_a_check_sent_at_once_are_taken_once(make_app, tmp_path, db, request, monkeypatch):
+    """A proxy retrying a POST, a double submit: two copies of one validation round reach the
+    server (two hosts, two threads) at once. One is taken, the other answered 409, and the step has
+    one validation and one outcome. Before, both passed the checks before either was stored: two
+    validations of one attempt, and now and then two outcomes, the second deciding the
+    participant's next calibration step before it began (on PostgreSQL and on SQLite)."""
+    import threading
+    import time
+
+    url = request.getfixturevalue("fresh_postgres") if db == "postgresql" else None
+    path = write_webcam_toml(tmp_path / "s.toml")
+    path.write_text(path.read_text().replace("attempts = 1", "attempts = 2"))
+    # two hosts of one database (their own trackers: the copies are processed side by side)
+    hosts = [make_app(STUDY_CONFIG=str(path), **({"DATABASE_URL": url} if url else {})) for _ in range(2)]
+    app = hosts[0]
+    token = to_calibration(app.test_client())["token"]
+    assert post_round(app.test_client(), token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    start, answers = threading.Barrier(2), []
+    from gazepref.signals import gaze_session
+
+    validate_round = gaze_session.validate_round
+
+    def slow_validation(*args, **kwargs):  # the two copies' checks overlap, whatever the machine's speed
+        time.sleep(0.3)
+        return validate_round(*args, **kwargs)
+
+    monkeypatch.setattr(gaze_session, "validate_round", slow_validation)
+
+    def check(host):
+        client = host.test_client()
+        start.wait()
+        answers.append(post_round(client, token, "validation", NEAR))
+
+    threads = [threading.Thread(target=check, args=(host,)) for host in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.json for a in answers]
+    assert len(rows(app, "validation")) == 1 and len(rows(app, "outcome")) == 1
+
+
 def test_the_server_keeps_to_the_attempts_and_one_check_each(make_app, tmp_path):
     """``attempts`` is the server's to keep: once they are used, a further calibration round (a
     reloaded page, a script) decides the step with the attempts made (409 and the outcome, which

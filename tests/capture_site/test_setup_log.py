@@ -143,3 +143,34 @@ def test_frames_counted_before_a_camera_error_do_not_clear_it(make_app, tmp_path
         setup_log.note_camera_error(key, "failed")
         setup_log._write(key, {"last_code": "no-face"}, {"frames": 2, "face_found": 0, "codes": {"no-face": 2}}, before)
     assert gaze and _stopped_reason(app) == "at the camera set-up: camera could not be started"
+
+
+def test_counts_a_server_holds_reach_the_database_within_seconds(make_app, tmp_path, monkeypatch):
+    """A participant's last set-up frames, held in memory (within WRITE_EVERY_S of the last write),
+    are written at the end of a later request of anyone once they are that old, not only at the
+    server's shutdown: the dashboard's frames and "why they stopped" of someone who left at the
+    set-up (or whose round another host took) were short until then."""
+    from types import SimpleNamespace
+
+    from gazetest import post_frames, to_calibration, webcam_toml
+
+    from gazepref.capture_site import setup_log
+    from gazepref.signals.synthetic_face import jpeg
+
+    clock = [1000.0]
+    monkeypatch.setattr(setup_log, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
+    client = app.test_client()
+    token = to_calibration(client, "CAM-HELD")["token"]
+    dark = jpeg(np.zeros((240, 320, 3), np.uint8))
+    for t in (0.0, 300.0):  # the second batch stays pending (same face status, within WRITE_EVERY_S)
+        assert post_frames(client, token, {"phase": "setup", "t": [t, t + 100]}, [dark] * 2).status_code == 200
+
+    def stored() -> int:
+        with app.extensions["gazepref"].sessions() as s:
+            return s.scalars(select(store.Participant)).one().state["setup"]["frames"]
+
+    assert stored() == 2
+    clock[0] += setup_log.WRITE_EVERY_S + 1
+    app.test_client().get("/")  # another participant's request
+    assert stored() == 4

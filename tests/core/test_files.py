@@ -55,3 +55,36 @@ def test_a_folder_written_whole_or_not_at_all(tmp_path):
     (tmp_path / "f").write_text("a file")
     with pytest.raises(UserError, match="not a folder"):
         check_out_folder(tmp_path / "f", overwrite=True)
+
+
+def test_a_folder_that_cannot_be_swapped_in_leaves_the_old_one(tmp_path, monkeypatch):
+    """The new folder cannot be renamed into place (a mount point, a folder held open): the earlier
+    one is put back and the error says so in one line; if even that fails, it names where the
+    earlier contents are."""
+    from pathlib import Path
+
+    from gazepref import UserError
+    from gazepref.files import whole_folder
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("first run")
+    real = Path.rename
+    fail = {".tmp"}  # renames from these names fail
+
+    def rename(self, target):
+        if any(self.name.endswith(s) for s in fail):
+            raise OSError(16, "Device or resource busy")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(UserError, match="cannot replace .*Device or resource busy"):
+        with whole_folder(out, overwrite=True) as tmp:
+            (tmp / "b.txt").write_text("second run")
+    assert [p.name for p in out.iterdir()] == ["a.txt"]
+    fail.add(".old")
+    with pytest.raises(UserError, match=r"earlier contents are in .*\.old"):
+        with whole_folder(out, overwrite=True) as tmp:
+            (tmp / "b.txt").write_text("second run")
+    (old,) = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
+    assert (old / "a.txt").read_text() == "first run" and not out.exists()

@@ -397,19 +397,28 @@ def test_exports_keep_text_exactly_by_default_and_escape_formulas_only_for_sprea
     assert _csv_cells(safe) == plain and open_release(safe).turns()[0].prompt == FORMULAS["prompt"]
 
 
-def test_a_later_tasks_stream_of_other_columns_is_written_in_the_first_ones():
-    """One Parquet file a stream: a later task lacking a column of the first (a study that turned
-    the click corrections on later) gets nulls there; a column the file has no room for is left
-    out and counted (skipped.json). Before, the writer's cast raised and the export stopped."""
-    import pyarrow as pa
+def test_tasks_of_a_stream_with_other_columns_are_written_in_one_file_of_them_all(tmp_path: Path):
+    """One Parquet file a stream, though its tasks hold other columns (stored chunks leave out the
+    optional columns that are all null: a task without a face has no ``eye_*``): a task lacking a
+    column gets nulls there, one bringing a new column keeps it (the earlier ones null). Before,
+    the first task's columns decided: a later task's cast raised, then (a first fix) its new
+    columns were dropped."""
+    import pyarrow.parquet as pq
 
-    from gazepref.datasets.export import _to_schema
+    from gazepref.datasets.export import _StreamFiles
 
-    first = pa.schema([("t", pa.float64()), ("x", pa.float32()), ("drift_x", pa.float32()), ("task_id", pa.string())])
-    later = pa.table({"t": [1.0, 2.0], "x": pa.array([3.0, 4.0], pa.float32()), "eye_l_open": [0.3, 0.3],
-                      "task_id": ["p/2", "p/2"]})
-    skipped: dict[str, int] = {}
-    out = _to_schema(later, first, "gaze", skipped)
-    assert out.schema == first and out.column("drift_x").null_count == 2
-    assert out.column("x").to_pylist() == [3.0, 4.0] and out.column("task_id").to_pylist() == ["p/2", "p/2"]
-    assert skipped == {"gaze.eye_l_open not in the stream's first task": 2}
+    f32 = pa.float32()
+    no_face = pa.table({"t": [0.0], "x": pa.array([None], f32), "task_id": ["p/1"]})
+    face = pa.table({"t": [1.0, 2.0], "x": pa.array([3.0, 4.0], f32), "eye_l_open": pa.array([0.3, 0.2], f32),
+                     "task_id": ["p/2", "p/2"]})
+    bare = pa.table({"t": [5.0], "task_id": ["p/3"]})
+    files = _StreamFiles(tmp_path)
+    for table in (no_face, face, bare):
+        files.write("gaze", table)
+    files.write("mouse", pa.table({"t": [0.0], "task_id": ["p/1"]}))  # alike throughout: written once
+    files.finish()
+    gaze = pq.read_table(tmp_path / "gaze.parquet")
+    assert gaze.column_names == ["t", "x", "eye_l_open", "task_id"]
+    assert gaze.column("eye_l_open").to_pylist() == [None, pytest.approx(0.3), pytest.approx(0.2), None]
+    assert gaze.column("x").to_pylist() == [None, 3.0, 4.0, None] and gaze.column("t").to_pylist() == [0, 1, 2, 5]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gaze.parquet", "mouse.parquet"], "no parts left"

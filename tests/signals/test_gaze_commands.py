@@ -788,7 +788,7 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
                           (manifest | {"files": manifest["files"][:2]}, f"has no gaze of task p/{tasks[2]}")):
         (out / "manifest.json").write_text(json.dumps(changed))
         rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(tmp_path / "x"))
-        assert rc == 2 and says in err, err
+        assert rc == 2 and says in err and not (tmp_path / "x").exists(), err  # refused before writing
     (out / "manifest.json").write_text(json.dumps(manifest))
     # the clicks replayed: every task's table has the correction columns, those left without an
     # estimate (the failed step, by default) too, so the export takes them together
