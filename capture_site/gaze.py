@@ -207,14 +207,13 @@ def calibration_round():
     places = len({(round(x), round(y)) for x, y in xy})
     if places < len(xy):  # a round's dots are apart
         raise ApiError(400, f"a {kind} round has its targets at different places (got {places} places for {len(xy)})")
-    if kind == "calibration" and _attempts_used(p.id, settings):
+    if kind == "calibration" and _attempts_used(p.id, settings):  # a reloaded page, a script: decided now
         with participant_lock(p):
-            if calibrating(p) and _attempts_used(p.id, settings):  # a script: decided now
-                outcome = decide(p.id, settings, viewport, force=True)
-                _commit_in_study(p.id)
-                return jsonify(ok=False, error=f"all {settings.attempts} calibration attempts are used",
-                               outcome=outcome_for_page(outcome)), 409
-        raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
+            _still_calibrating(p)  # (another request may have decided it meanwhile; the counts only grow)
+            outcome = decide(p.id, settings, viewport, force=True)
+            _commit_in_study(p.id)
+        return jsonify(ok=False, error=f"all {settings.attempts} calibration attempts are used",
+                       outcome=outcome_for_page(outcome)), 409
     # per target, the frames the page recorded while the dot was shown, of which it sent these
     # (the usable ones first, at most target_frames): the others are the point's data loss too
     seen = [None if t.get("seen") is None else integer(t, "seen", len(ts), max(len(ts), settings.target_seen_max),
