@@ -45,18 +45,13 @@ def test_counts_written_late_keep_the_time_their_frames_came(make_app, tmp_path,
     stopped at the set-up "in progress" again (and lengthened every finished one's duration)."""
     import datetime as dt
 
-    from gazetest import post_frames, to_calibration, webcam_toml
+    from gazetest import webcam_toml
 
     from gazepref.capture_site.quality import participant_quality
     from gazepref.capture_site.setup_log import flush_pending
-    from gazepref.signals.synthetic_face import jpeg
 
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
-    client = app.test_client()
-    token = to_calibration(client, "CAM-LATE")["token"]
-    dark = jpeg(np.zeros((240, 320, 3), np.uint8))
-    for t in (0.0, 300.0):  # the second batch stays pending (same face status, within WRITE_EVERY_S)
-        assert post_frames(client, token, {"phase": "setup", "t": [t, t + 100]}, [dark] * 2).status_code == 200
+    _two_dark_batches(app, "CAM-LATE")  # the second stays pending
     came = store.utcnow()
     restart = came + dt.timedelta(hours=1)
     monkeypatch.setattr(store, "utcnow", lambda: restart)  # the shutdown, an hour later
@@ -152,19 +147,14 @@ def test_counts_a_server_holds_reach_the_database_within_seconds(make_app, tmp_p
     set-up (or whose round another host took) were short until then."""
     from types import SimpleNamespace
 
-    from gazetest import post_frames, to_calibration, webcam_toml
+    from gazetest import webcam_toml
 
     from gazepref.capture_site import setup_log
-    from gazepref.signals.synthetic_face import jpeg
 
     clock = [1000.0]
     monkeypatch.setattr(setup_log, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
-    client = app.test_client()
-    token = to_calibration(client, "CAM-HELD")["token"]
-    dark = jpeg(np.zeros((240, 320, 3), np.uint8))
-    for t in (0.0, 300.0):  # the second batch stays pending (same face status, within WRITE_EVERY_S)
-        assert post_frames(client, token, {"phase": "setup", "t": [t, t + 100]}, [dark] * 2).status_code == 200
+    _two_dark_batches(app, "CAM-HELD")  # the second stays pending
 
     def stored() -> int:
         with app.extensions["gazepref"].sessions() as s:
@@ -174,3 +164,17 @@ def test_counts_a_server_holds_reach_the_database_within_seconds(make_app, tmp_p
     clock[0] += setup_log.WRITE_EVERY_S + 1
     app.test_client().get("/")  # another participant's request
     assert stored() == 4
+
+
+def _two_dark_batches(app, pid: str) -> None:
+    """A participant at the set-up posts two batches of 2 black frames; the second stays pending
+    in this server's memory (same face status, within WRITE_EVERY_S of the first's write)."""
+    from gazetest import post_frames, to_calibration
+
+    from gazepref.signals.synthetic_face import jpeg
+
+    client = app.test_client()
+    token = to_calibration(client, pid)["token"]
+    dark = jpeg(np.zeros((240, 320, 3), np.uint8))
+    for t in (0.0, 300.0):
+        assert post_frames(client, token, {"phase": "setup", "t": [t, t + 100]}, [dark] * 2).status_code == 200
