@@ -165,27 +165,25 @@ class _StreamFiles:
         return parts / f"{name}.{len(self.parts[name]):06d}.parquet"
 
     def write(self, name: str, table: pa.Table) -> None:
-        if name not in self.schemas:
+        if name not in self.schemas:  # the stream's first table: its file
             self.schemas[name] = table.schema
             self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", table.schema, compression="zstd")
-        elif name not in self.parts:
+            self.writers[name].write_table(table)
+            return
+        if name not in self.parts:
             schema_ = self.schemas[name]
-            if table.schema != schema_ and not all(schema_.get_field_index(c) >= 0 for c in table.column_names):
-                self.writers.pop(name).close()  # a new column: the file so far is the first part
-                self.parts[name] = []
-                first = self._part(name)
-                (self.folder / f"{name}.parquet").rename(first)
-                self.parts[name].append(first)
-            else:
+            if all(schema_.get_field_index(c) >= 0 for c in table.column_names):  # no new column
                 self.writers[name].write_table(table if table.schema == schema_ else _to_schema(table, schema_))
                 return
-        if name in self.parts:
-            path = self._part(name)
-            pq.write_table(table, path, compression="lz4")
-            self.parts[name].append(path)
-            self.schemas[name] = pa.unify_schemas([self.schemas[name], table.schema], promote_options="permissive")
-            return
-        self.writers[name].write_table(table)
+            self.writers.pop(name).close()  # a new column: the file so far is the first part
+            self.parts[name] = []
+            first = self._part(name)
+            (self.folder / f"{name}.parquet").rename(first)
+            self.parts[name].append(first)
+        path = self._part(name)
+        pq.write_table(table, path, compression="lz4")
+        self.parts[name].append(path)
+        self.schemas[name] = pa.unify_schemas([self.schemas[name], table.schema], promote_options="permissive")
 
     def finish(self) -> None:
         """Close the files; a stream in parts is written whole, in the columns of all its parts
@@ -205,11 +203,12 @@ class _StreamFiles:
         self.close()
 
     def close(self) -> None:
+        """Close what is open and remove the parts (also after a failure)."""
+        import shutil
+
         for w in self.writers.values():
             w.close()
         self.writers.clear()
-        import shutil
-
         shutil.rmtree(self.folder / ".parts", ignore_errors=True)
 
 
