@@ -143,7 +143,9 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         appearance blocks, as for rows recorded before those columns existed), ``"blend"``
         (their mean, with the sight columns) or ``"auto"`` (where ``groups`` name two or more
         sittings, whichever of the three has the smallest leave-one-sitting-out error; else
-        blend). Rows without the sight columns always get the one-stage model.
+        blend). Rows without the sight columns always get the one-stage model, and so do rows
+        where the line of sight is missing on more than half of them (less than half the round's
+        usable rows would fit, and most predictions would fall back).
     sight_corrections : with the line-of-sight columns (``sight_*_cm``) present, refine the
         sight block with the eye and appearance blocks fitted to its residuals (a second stage,
         weights from ``eye_weights`` and ``appearance_weights``, including none, chosen by CV;
@@ -199,8 +201,16 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         groups = None if groups is None else np.asarray(groups)
         if self.kind == "one-stage" or not set(SIGHT_COLUMNS) <= set(frame.columns):
             kind = "one-stage"
-        elif self.kind == "sight" or not any(self._blocks(frame.columns, "one-stage")[b] for b in ("eye", "head")):
+        elif not any(self._blocks(frame.columns, "one-stage")[b] for b in ("eye", "head")):
             kind = "sight"  # (no eye or head columns: a one-stage model, or a blend's half, would be a constant)
+        elif 2 * self._n_usable(frame, y, "sight" if self.kind == "sight" else "blend") < max(
+                8, self._n_usable(frame, y, "one-stage")):
+            # the line of sight missing on most rows (the eyes' rays missed the eyeball or turned
+            # past 45 deg: landmarks and head pose disagree): a model that needs it would fit on
+            # a minority of the round and fall back on most predictions; as without the columns
+            kind = "one-stage"
+        elif self.kind == "sight":
+            kind = "sight"
         elif self.kind == "auto" and groups is not None and len(pd.unique(groups)) >= 2:
             kind = self._choose_kind(frame, y, groups)
         else:
@@ -272,6 +282,12 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
         if keep.sum() < 4:
             raise ValueError(f"too few usable calibration samples ({int(keep.sum())}; need at least 4)")
         return values[keep], y[keep], None if groups is None else groups[keep], int(blinks.sum())
+
+    def _n_usable(self, frame: pd.DataFrame, y: np.ndarray, kind: str) -> int:
+        """How many rows a model of ``kind`` could fit on (:meth:`_usable_rows`, without raising)."""
+        names = [c for cols in self._blocks(frame.columns, kind).values() for c in cols]
+        keep = np.isfinite(frame[names].to_numpy(dtype=np.float64)).all(axis=1) & np.isfinite(y).all(axis=1)
+        return int((keep & ~blink_rows(frame, self.blink_ratio)).sum())
 
     def _choose_kind(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> str:
         """``kind="auto"`` with two or more sittings: "sight", "one-stage" or "blend" (their
@@ -901,15 +917,21 @@ CALIBRATION_EVENTS = ("click", "caret")
 #: controls. Calibrating on them would move later gaze toward the option chosen, a channel from
 #: the preference into the gaze features.
 EXCLUDED_CLICK_TARGETS = ("controls",)
+#: the target the page gives a click or caret row made in a window that was not recording while
+#: another window of the participant recorded the gaze (telemetry.js ``setActive``): its position
+#: is in that other window's viewport, not where the recorded gaze looked
+NOT_RECORDING_TARGETS = ("other-window",)
 
 
 def is_calibration_event(kind: str | None, target: str | None, x: float | None, y: float | None) -> bool:
     """Whether an ``events`` row is a calibration sample: a click or caret position
     (:data:`CALIBRATION_EVENTS`) with a finite viewport position, not on the rating and choice
-    controls (:data:`EXCLUDED_CLICK_TARGETS`). A click at exactly (0, 0) is left out too: pages
+    controls (:data:`EXCLUDED_CLICK_TARGETS`) nor in a window that was not recording
+    (:data:`NOT_RECORDING_TARGETS`). A click at exactly (0, 0) is left out too: pages
     before keyboard clicks were recorded without a position stored a button pressed with Enter or
     Space there (the top-left corner, not where the participant looked)."""
-    if kind not in CALIBRATION_EVENTS or target in EXCLUDED_CLICK_TARGETS or x is None or y is None:
+    if (kind not in CALIBRATION_EVENTS or target in EXCLUDED_CLICK_TARGETS or target in NOT_RECORDING_TARGETS
+            or x is None or y is None):
         return False
     return math.isfinite(x) and math.isfinite(y) and not (kind == "click" and x == 0 and y == 0)
 
@@ -990,7 +1012,6 @@ class InteractionRecalibrator:
         w = q * 0.5 ** ((t.max() - t) / self.half_life_ms)
         if w.sum() <= 0:
             return
-        w = w / w.sum() * len(w)  # weights in "samples"
         centre = (w[:, None] * g).sum(axis=0) / w.sum()
         d = c - g
         mean_d = (w[:, None] * d).sum(axis=0) / w.sum()

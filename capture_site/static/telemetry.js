@@ -28,6 +28,9 @@ const MAX_LAYOUT_ROWS = 5000;
 
 const round = (v) => Math.round(v * 100) / 100;
 const CARET_MS = 1000;
+/** The ``target`` of a click or caret row made while another window records (setActive): the
+ *  gaze calibration from clicks leaves it out (signals/calibration.py NOT_RECORDING_TARGETS). */
+const NOT_RECORDING_TARGET = "other-window";
 
 /** Viewport position of the caret in a textarea or text input: a hidden copy of the field with
  *  the text up to the caret and a marker after it (the usual mirror technique). */
@@ -111,6 +114,9 @@ export class Recorder {
   }
 
   event(type, target = "window", detail = null, x = null, y = null) {
+    // a click or the caret in a window that is not recording (another window of the participant
+    // records the gaze): not a point the recorded gaze looked at, never a calibration sample
+    if (this.inactive && (type === "click" || type === "caret")) target = NOT_RECORDING_TARGET;
     this.add("events", { t: performance.now(), type, target, x, y, detail: detail === null ? null : String(detail) });
   }
 

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.schema import GazeFlag
 from gazepref.signals import eye_features
+from gazepref.signals.calibration import is_calibration_event
 from gazepref.signals.framing import CENTRE_X, face_size_bounds
 from gazepref.signals.synthetic_face import face_frame, head_and_shoulders
 from gazepref.signals.synthetic_face import moving_face as moving
@@ -566,7 +567,9 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
     first records, the second opens no camera and says the study is open in another window; its
     "Use this window" takes over: the first stops, lets go of the camera and shows the notice. The
     task's gaze rows come from one window at a time (server mode: the fake webcam's frames over
-    the WebSocket)."""
+    the WebSocket). A click in a window while it does not record (its "Use this window" too) is
+    kept as an event, but never as a calibration sample: its point is in that window, not where
+    the recorded gaze looked."""
     video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
     client = app.test_client()
@@ -600,9 +603,12 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
         assert second.evaluate("window.gazepref.recorder.inactive") is True
         assert not first.evaluate("window.gazepref.recorder.inactive")
 
+        first.mouse.click(300, 200)  # the recording window
+        second.mouse.click(600, 150)  # behind the notice
         first.evaluate("window.held = window.gazepref.gaze")
         second.click("#use-this-window")  # the second window takes over
         first.wait_for_selector(notice)
+        first.mouse.click(700, 250)  # now behind the notice
         wait_for_function(second, "window.gazepref.gaze && window.gazepref.gaze.sent >= 3", 30_000)
         assert not second.is_visible(notice) and second.evaluate("window.gazepref.recorder.inactive") is False
         wait_for_function(first, "window.held.stopped")
@@ -611,9 +617,17 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
             "the window that stopped recording let go of the camera"
         assert first.evaluate("window.gazepref.gaze") is None
         second.evaluate("window.gazepref.gaze.flush()")
+        for page in (first, second):
+            wait_for_function(page, "window.gazepref.recorder.flush(), window.gazepref.recorder.outbox.pending === 0")
     spans = chunks()
     assert set(spans) == set(origins), spans
     assert spans[origins[0]][1] < spans[origins[1]][0], f"one window at a time: {spans}"
+    with app.extensions["gazepref"].sessions() as dbs:
+        events = store.read_stream(dbs, dbs.get(store.Task, task_id), "events").to_pylist()
+    clicks = [(e["target"], e["detail"]) for e in events if e["type"] == "click" and e["x"] is not None]
+    assert len(clicks) == 4 and clicks[0][0] != "other-window", clicks
+    assert [t for t, _ in clicks[1:]] == ["other-window"] * 3 and clicks[2][1] == "use-this-window", clicks
+    assert [is_calibration_event("click", t, 1.0, 1.0) for t, _ in clicks] == [True, False, False, False]
 
 
 def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tmp_path):

@@ -3,13 +3,16 @@ refused and repeated, the best attempt is kept (not the last), a failed calibrat
 uncalibrated and the study's fallback applies. Real rounds of the astronaut face."""
 from __future__ import annotations
 
+import io
 import re
+from unittest import mock
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
 from gazepref import store
+from gazepref.cli import main as cli
 from gazepref.schema import GazeFlag
 from gazepref.signals.synthetic_face import jpeg
 from gazepref.signals.synthetic_face import moving_face as moving
@@ -251,6 +254,17 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
         assert q["calibration_accuracy_px"] == pytest.approx(kept["accuracy_px"]) and q["calibration_passed"]
         assert q["calibration_accuracy_deg"] == pytest.approx(kept["overall"]["accuracy_deg"])
         assert q["calibration_attempts"] == 3
+        slug = study.slug
+    if fmt == "parquet":  # the dashboard's cell, as the researcher reads it: px, degrees, result, attempts
+        researcher = app.test_client()
+        with mock.patch("sys.stdin", io.StringIO("correct horse battery\n")):
+            assert cli(["user", "add", "ada", "--study", slug, "--password-stdin", "--instance", app.instance_path]) == 0
+        login = researcher.get("/admin/login").text
+        researcher.post("/admin/login", data={"csrf_token": csrf_of(login), "username": "ada",
+                                               "password": "correct horse battery"})
+        cell = re.search(r'<td data-key="calibration">([^<]*)</td>', researcher.get(f"/admin/studies/{slug}").text)
+        deg = kept["overall"]["accuracy_deg"]
+        assert cell and cell.group(1) == f"{round(kept['accuracy_px'])} px / {deg:.1f}° (passed, 3 attempts)", cell
     if fmt == "parquet":
         rounds = pd.read_parquet(out / "calibrations.parquet")
         tasks = pd.read_parquet(out / "tasks.parquet")

@@ -597,21 +597,23 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("fallback, state, says", [("mouse-only", "failed", "goes on without it"),
-                                                   ("record-uncalibrated", "uncalibrated", "camera will be on again")])
+@pytest.mark.parametrize("fallback, state, says, compute", [
+    ("mouse-only", "failed", "goes on without it", "server"),
+    ("record-uncalibrated", "uncalibrated", "camera will be on again", "browser")])
 def test_head_and_shoulders_setup_passes_and_a_frame_starved_calibration_is_repeated(make_app, tmp_path, fallback,
-                                                                                      state, says):
+                                                                                      state, says, compute):
     """A normal laptop framing (the whole astronaut photo: eye span ~9 % of the width) turns the
     indicator green. Then the camera gives 1 frame a second: no dot gets its 5 usable frames
     within the time limit, so each round ends early, the server refuses it, the page asks to try
     again, and after the last attempt the study's fallback applies: nothing is accepted as a
-    calibration, and the page says whether the camera comes back for the tasks."""
+    calibration, and the page says whether the camera comes back for the tasks. Both ways of
+    computing the landmarks: the page's (its samples) and the server's (pictures)."""
     from gazepref.signals.synthetic_face import head_and_shoulders
 
     video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 10, fps=10)
     path = write_webcam_toml(tmp_path / "starved.toml", "\n".join(
         ["fps = 1", "min_frames = 5", "target_timeout_ms = 1000", "setup_timeout_s = 0",
-         f'calibration_fallback = "{fallback}"']))
+         f'calibration_fallback = "{fallback}"', f'compute = "{compute}"']))
     path.write_text(path.read_text().replace("attempts = 1", "attempts = 2"))
     app = make_app(STUDY_CONFIG=str(path))
     with browser_page(app, video) as page:

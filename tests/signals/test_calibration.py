@@ -321,6 +321,30 @@ def test_interaction_recalibration_weighs_recent_and_good_samples():
     assert InteractionRecalibrator().apply((5.0, 6.0)).tolist() == [5.0, 6.0]
 
 
+def test_interaction_recalibration_weighs_in_absolute_terms_against_its_ridge():
+    """Weights are quality x recency as they are, not scaled to sum to the number of samples:
+    two fresh clicks after a window of stale ones tilt the map no more than two clicks alone
+    (the stale ones weigh ~0, they do not lend the fresh ones their weight), and clicks of poor
+    frames tilt it less than the same clicks of good frames (the ridge toward a plain offset
+    weighs more against them); the offset, an unpenalised weighted mean, is the same."""
+    from gazepref.signals.calibration import InteractionRecalibrator
+
+    def tilt(stale: int, quality: float) -> tuple[float, tuple[float, float]]:
+        rec, rng = InteractionRecalibrator(max_offset_px=1e9), np.random.default_rng(0)
+        for i in range(stale):  # clicks long ago, no error, all over the screen
+            g = _page_point(rng)
+            rec.add_click(g, g, 1000.0 * i, 1.0)
+        t = 1000.0 * stale + 20 * rec.half_life_ms  # 20 half-lives later
+        for k, gx in enumerate((300.0, 800.0, 1300.0)):  # three clicks with a scale error along x
+            rec.add_click((gx, 450.0), (gx + 0.2 * (gx - 800.0) + 30.0, 450.0), t + 1000.0 * k, quality)
+        return float(rec.apply((1300.0, 450.0))[0] - rec.apply((300.0, 450.0))[0]), rec.offset
+
+    alone, after_stale, poor = tilt(0, 1.0), tilt(27, 1.0), tilt(0, 0.1)
+    assert after_stale[0] == pytest.approx(alone[0], abs=0.5)
+    assert 1000.0 < poor[0] < alone[0] < 1200.0  # the clicks say 1200 px; the ridge holds some back
+    np.testing.assert_allclose(poor[1], alone[1], atol=1e-6)
+
+
 def _correctors():
     from gazepref.signals.calibration import DriftCorrector, InteractionRecalibrator
 
@@ -633,6 +657,28 @@ def test_a_rounds_fit_does_not_depend_on_the_order_of_its_rows(sittings, kind, p
         again = GazeCalibration(kind=kind).fit(rows.iloc[order].reset_index(drop=True), y[order])
         np.testing.assert_allclose(again.predict(test), model.predict(test), atol=1e-6)
         np.testing.assert_array_equal(again.alpha_, model.alpha_)
+
+
+@pytest.mark.parametrize("kind", ["auto", "blend", "sight"])
+def test_a_round_mostly_without_a_line_of_sight_fits_the_one_stage_model(sittings, kind):
+    """The line of sight missing on most rows (the eyes' rays missed the eyeball: landmarks and
+    head pose disagree) while the eye and head features are there: a model needing it would fit
+    on a few rows, or raise "too few usable calibration samples", and the round would be a guess
+    of the targets' mean. It fits the one-stage model on every row instead, as for rows without
+    the sight columns; with the line of sight on half the rows or more, nothing changes."""
+    rows, y, sessions = sittings[0]
+    other, other_y = sittings[1][0], sittings[1][1]
+    scarce = rows.copy()
+    lost = np.random.default_rng(0).random(len(rows)) < 0.9
+    scarce.loc[lost, ["sight_x_cm", "sight_y_cm"]] = np.nan
+    model = GazeCalibration(kind=kind, fill_missing=True).fit(scarce, y, groups=sessions)
+    one = GazeCalibration(kind="one-stage", fill_missing=True).fit(scarce, y, groups=sessions)
+    assert model.model_kind_ == "one-stage" and model.n_samples_fit_ == one.n_samples_fit_ > 2 * (~lost).sum()
+    guess = mean_error(np.tile(y.mean(axis=0), (len(other), 1)), other_y)
+    assert mean_error(model.predict(other), other_y) < 0.8 * guess
+    half = rows.copy()
+    half.loc[np.arange(len(rows)) % 3 == 0, ["sight_x_cm", "sight_y_cm"]] = np.nan  # two rows in three keep it
+    assert GazeCalibration(kind=kind).fit(half, y, groups=sessions).model_kind_ != "one-stage"
 
 
 def test_sight_model_uses_no_head_terms_and_corrects_with_eye_features(sittings):
