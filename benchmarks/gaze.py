@@ -1,7 +1,8 @@
-"""Webcam gaze under load: K simulated participants stream to the served site, camera pictures
-(``--compute server``) or the landmark samples the page computes (``--compute browser``).
+"""Webcam gaze under load: K simulated participants stream to the served site the landmark
+samples the page computes (``--compute browser``, the default, as the site's) or camera pictures
+(``--compute server``).
 
-    .venv/bin/python benchmarks/gaze.py [--compute server|browser] [--participants 5 10 20]
+    .venv/bin/python benchmarks/gaze.py [--compute browser|server] [--participants 5 10 20]
                                         [--duration 20] [--fps 10] [--transport ws|http]
                                         [--batch-ms 100] [--workers 2] [--threads N] [--shed-ms 0]
                                         [--keep-stale] [--uncalibrated] [--batch-max-ms N]
@@ -611,9 +612,10 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--compute", choices=["server", "browser"], default="server",
-                    help="server: the page sends camera pictures; browser: the page's landmark samples")
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--compute", choices=["browser", "server"], default="browser",
+                    help="browser (default, the site's): the page's landmark samples; server: the page sends "
+                         "camera pictures")
     ap.add_argument("--participants", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of streaming per K (bounded)")
     ap.add_argument("--fps", type=float, default=None, help="pictures per second (default: server 10, browser 15)")

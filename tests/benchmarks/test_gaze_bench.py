@@ -91,3 +91,24 @@ def test_the_browser_clients_post_as_often_as_the_answers_ask(asked, fixed, expe
     assert [s["b"] for b in batches for s in b["samples"]] == [float(i % 7) for i in range(len(times))]
     assert [b["seq"] for b in batches] == list(range(len(batches)))
     assert all(len(b["samples"]) <= 60 for b in batches)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compute", ["browser", "server"])
+def test_the_json_report_has_one_object_per_k_with_the_issues_keys(compute):
+    """``benchmarks/gaze.py --compute MODE --participants K... --json`` prints a list with one
+    object per K holding at least ``participants``, ``sustained`` (true/false), ``p99_ms`` and
+    ``lost`` (what the gaze issue asks of it); a tiny run of each mode, on the served site."""
+    import subprocess
+    import sys
+
+    args = ["--compute", compute, "--participants", "1", "2", "--duration", "2", "--warm-s", "1", "--json"]
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "gaze.py"), *args], cwd=BENCHMARKS.parent,
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert isinstance(report, list) and [r["participants"] for r in report] == [1, 2]
+    for r in report:
+        assert r["compute"] == compute and isinstance(r["sustained"], bool)
+        assert r["p99_ms"] is None or r["p99_ms"] >= 0
+        assert isinstance(r["lost"], int) and r["lost"] >= 0

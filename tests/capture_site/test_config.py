@@ -18,6 +18,27 @@ def test_embedded_default_is_valid_and_offline():
     assert [q.id for q in cfg.post_task_questions][:3] == ["summary", "understand_after", "copy_sentence"]
 
 
+def test_the_default_files_commented_gaze_example_is_a_valid_gaze_table():
+    """The ``# [gaze]`` example of the file researchers copy, uncommented (webcam on), is read
+    as it stands, and every key it shows is one the study site knows with the value shown."""
+    from gazepref.capture_site.gaze_settings import gaze_settings
+
+    lines = DEFAULT_CONFIG_PATH.read_text().splitlines()
+    start = lines.index("# [gaze]")
+    example = []
+    for line in lines[start + 1:]:
+        if not line.startswith("# ") or "=" not in line:
+            break
+        example.append(line[2:])
+    gaze = tomllib.loads("\n".join(example))
+    assert {"min_frames", "calibration_fallback", "setup_timeout_s", "interaction_calibration"} <= set(gaze)
+    doc = default_doc()
+    doc["study"]["webcam"] = "required"
+    doc["gaze"] = {**gaze, "compute": "server"}  # (keep_frames, if shown on, needs the pictures)
+    settings = gaze_settings(parse_config(doc), "example", strict=True)
+    assert {k: getattr(settings, k) for k in gaze if k != "compute"} == {k: v for k, v in gaze.items() if k != "compute"}
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d["study"].pop("slug"), "missing study.slug"),
     (lambda d: d["tasks"].update(min_turns="three"), "tasks.min_turns must be an integer"),
