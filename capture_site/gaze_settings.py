@@ -54,7 +54,8 @@ class GazeSettings:
     idle_s: float = 300.0  # a tracker unused this long is closed
     face_check_ms: int = 1000  # faces in view are counted this often (stream time)
     drift_correction: bool = False  # clicks during tasks correct a slow gaze offset
-    interaction_calibration: bool = False  # clicks during tasks refit an affine correction (recency/quality weighted)
+    interaction_calibration: bool = True  # clicks during tasks refit an affine correction (recency/quality weighted);
+    #                                       the default unless drift_correction asks for the offset alone
     keep_frames: bool = False  # store the JPEG frames (needs consent.camera_images = true)
     recalibrate_every: int = 0  # tasks between recalibration steps (0: calibrate once)
     min_frames: int = 5  # usable frames (face found, eyes open) a target needs before it goes
@@ -142,6 +143,7 @@ def gaze_settings(cfg: StudyConfig, source: str | None = None, strict: bool = Fa
             f"{where}: gaze.keep_frames = true stores the participants' camera pictures; say so in "
             f"the [consent] text and set consent.{CONSENT_FRAMES_KEY} = true")
     fps, task_batch_ms = r.int("fps", 10, lo=1, hi=30), r.int("task_batch_ms", 1000, lo=100, hi=5000)
+    drift = r.flag("drift_correction", False)  # true alone: the offset correction instead of the affine one
     settings = GazeSettings(
         fps=fps, width=r.int("width", 320, lo=80, hi=1280),
         height=r.int("height", 240, lo=60, hi=960), batch_ms=r.int("batch_ms", 500, lo=100, hi=5000),
@@ -153,8 +155,8 @@ def gaze_settings(cfg: StudyConfig, source: str | None = None, strict: bool = Fa
         roi_radius_px=r.number("roi_radius_px", 100.0, **positive), attempts=r.int("attempts", 2, lo=1, hi=5),
         idle_s=r.number("idle_s", 300.0, **positive),
         face_check_ms=r.int("face_check_ms", 1000, lo=0, hi=60_000),
-        drift_correction=r.flag("drift_correction", False), keep_frames=keep_frames,
-        interaction_calibration=r.flag("interaction_calibration", False),
+        drift_correction=drift, keep_frames=keep_frames,
+        interaction_calibration=r.flag("interaction_calibration", not drift),
         recalibrate_every=r.int("recalibrate_every", 0, lo=0),
         min_frames=r.int("min_frames", 5, lo=1, hi=30),
         target_timeout_ms=r.int("target_timeout_ms", 6000, lo=500, hi=60_000),

@@ -65,6 +65,22 @@ def test_a_click_in_a_task_shifts_later_gaze_rows(make_app, tmp_path):
     np.testing.assert_allclose(later.column("y").to_numpy() - raw.column("y").to_numpy(), -40.0, atol=0.5)
 
 
+def test_a_study_without_click_corrections_stores_the_calibrations_estimates(make_app, tmp_path):
+    """``interaction_calibration = false`` (continuous calibration is on by default): a click
+    moves nothing and the rows carry no correction columns."""
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "interaction_calibration = false")))
+    client = app.test_client()
+    token, task_id = to_task(client)
+    frames_batch(client, token, task_id, 0, 5000.0)
+    first, model = stored_gaze(app, task_id)
+    x, y = float(np.median(first.column("x").to_numpy())), float(np.median(first.column("y").to_numpy()))
+    click(client, token, task_id, 0, 5350.0, x + 60.0, y - 40.0)
+    frames_batch(client, token, task_id, 1, 5500.0)
+    table, _ = stored_gaze(app, task_id)
+    assert "drift_x" not in table.column_names and "drift_clicks" not in table.column_names
+    np.testing.assert_allclose(table.column("x").to_numpy(), reestimate(table, model).column("x").to_numpy(), atol=0.5)
+
+
 def test_clicks_far_from_the_gaze_or_without_gaze_are_ignored(make_app, tmp_path):
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "drift_correction = true")))
     client = app.test_client()

@@ -20,11 +20,29 @@ CONSENT = 'camera_images = true'
 def test_defaults(tmp_path):
     s = gaze_settings(load_config(webcam_toml(tmp_path / "s.toml")))
     assert (s.keep_frames, s.drift_correction, s.recalibrate_every, s.face_check_ms) == (False, False, 0, 1000)
+    assert s.interaction_calibration and s.click_correction  # continuous calibration from clicks is on
     assert s.page()["keep_frames"] is False
     # browser mode: set-up samples every 500 ms (answered with the face status), task samples every 1000 ms
     assert (s.page()["batch_ms"], s.page()["task_batch_ms"]) == (500, 1000)
     # ... and at most every 4 s while the server is short of CPU (gaze_pacing.py)
     assert s.page()["task_batch_max_ms"] == 4000
+
+
+@pytest.mark.parametrize("lines, affine, offset", [
+    ("", True, False),  # the default: continuous calibration
+    ("drift_correction = true", False, True),  # the offset alone, as asked
+    ("drift_correction = true\ninteraction_calibration = true", True, True),  # (the affine one then)
+    ("interaction_calibration = false", False, False),  # no correction from clicks
+])
+def test_which_correction_clicks_make(tmp_path, lines, affine, offset):
+    from gazepref.signals.calibration import InteractionRecalibrator
+    from gazepref.signals.gaze_recalibrate import study_corrector
+
+    cfg = load_config(webcam_toml(tmp_path / "s.toml", lines))
+    s = gaze_settings(cfg)
+    assert (s.interaction_calibration, s.drift_correction, s.click_correction) == (affine, offset, affine or offset)
+    if affine or offset:  # what gaze recalibrate --interactions replays: the site's corrector
+        assert isinstance(study_corrector(cfg.raw), InteractionRecalibrator) == affine
 
 
 @pytest.mark.parametrize("lines, longest", [
