@@ -255,6 +255,11 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     cfg = load_config(app.config["STUDY_CONFIG"])  # a bad key (the [gaze] table's too) fails here, naming it
+    if cfg.calibration:
+        from .gaze_settings import calibration_warnings, gaze_settings
+
+        for warning in calibration_warnings(gaze_settings(cfg)):
+            app.logger.warning("study %r: %s", cfg.slug, warning)
     try:
         sessions = _init_db(app.config["DATABASE_URL"])
         ensure_study(sessions, cfg)

@@ -382,7 +382,7 @@ def register_study(sub: argparse._SubParsersAction) -> None:
 
 def study_summary(cfg) -> dict:
     """What a checked study file sets up, in a few fields (``gazepref study check``)."""
-    from .gaze_settings import gaze_settings
+    from .gaze_settings import calibration_warnings, gaze_settings
 
     summary = {
         "slug": cfg.slug, "name": cfg.name, "webcam": cfg.webcam,
@@ -393,12 +393,13 @@ def study_summary(cfg) -> dict:
         "platform": cfg.platform.name,
         "questions": {"demographics": len(cfg.demographics_questions) if cfg.demographics else 0,
                       "pre_task": len(cfg.pre_task_questions), "post_task": len(cfg.post_task_questions)},
-        "gaze": None,
+        "gaze": None, "warnings": [],
     }
     if cfg.calibration:  # already checked by load_config (strict); read again for what it sets
         g = gaze_settings(cfg)
         summary["gaze"] = {"compute": g.compute, "calibration_points": g.calibration_points,
                            "keep_frames": g.keep_frames, "recalibrate_every": g.recalibrate_every}
+        summary["warnings"] = calibration_warnings(g)
     return summary
 
 
@@ -409,7 +410,8 @@ def _study_check_text(r: dict) -> str:
     gaze = "" if r["gaze"] is None else (f"; gaze: compute={r['gaze']['compute']}, "
                                          f"{r['gaze']['calibration_points']} calibration points")
     return (f"{r['file']}: ok - study {r['slug']!r}: {tasks}, {r['topics']} topic(s); models: {models}; "
-            f"webcam {r['webcam']}{gaze}; platform {r['platform']}")
+            f"webcam {r['webcam']}{gaze}; platform {r['platform']}"
+            + "".join(f"\n{r['file']}: warning: {w}" for w in r["warnings"]))
 
 
 def _study_check(args: argparse.Namespace) -> int:

@@ -166,10 +166,13 @@ class _Reader:
             self._fail(key, expected or getattr(kind, "__name__", "the right type"))
         return value
 
-    def int(self, key: str, default: Any = ..., lo: int = 0, hi: int | None = None) -> int:
-        value = self.get(key, int, default, f"an integer >= {lo}")
+    def int(self, key: str, default: Any = ..., lo: int = 0, hi: int | None = None, expected: str = "") -> int:
+        """An integer in ``lo..hi`` (``hi`` optional); ``expected`` replaces the generated wording
+        of the error (the same for a wrong type and a value out of range)."""
+        expected = expected or (f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}")
+        value = self.get(key, int, default, expected)
         if value < lo or (hi is not None and value > hi):
-            self._fail(key, f"an integer in {lo}..{hi}" if hi is not None else f"an integer >= {lo}")
+            self._fail(key, expected)
         return value
 
     def number(self, key: str, default: Any = ..., lo: float | None = None, hi: float | None = None,
@@ -397,7 +400,10 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         study._fail("min_viewport", "[width, height] in CSS px, e.g. [1024, 600] ([0, 0]: any window)")
 
     consent = doc.table("consent")
-    consent.get(CONSENT_FRAMES_KEY, object, None)  # any value: gaze_settings wants it true for keep_frames
+    if strict:  # true or false (gaze_settings wants it true for keep_frames); a stored config as it is
+        consent.get(CONSENT_FRAMES_KEY, bool, None, "true or false")
+    else:
+        consent.get(CONSENT_FRAMES_KEY, object, None)
     cfg = StudyConfig(
         slug=slug,
         name=study.text("name", slug),
@@ -434,8 +440,8 @@ def parse_config(data: dict[str, Any], source: str = "study config", strict: boo
         _check_task_answer_keys(cfg, source)
         for table in doc.children:
             table.check_read()
-    if strict and cfg.calibration:
-        from .gaze_settings import gaze_settings
+    if strict and (cfg.calibration or "gaze" in data):  # (with the webcam off too: a mistake waits there
+        from .gaze_settings import gaze_settings  # for the day it is switched on)
 
         gaze_settings(cfg, source, strict=True)  # a bad [gaze] table fails here, naming the file and the key
     return cfg

@@ -128,7 +128,7 @@ def gaze_settings(cfg: StudyConfig, source: str | None = None, strict: bool = Fa
     unknown = sorted(set(r.data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key gaze.{unknown[0]} (known: {', '.join(sorted(known))})")
-    points = r.int("calibration_points", 9)
+    points = r.int("calibration_points", 9, expected="5, 9 or 13")
     if points not in (5, 9, 13):
         r._fail("calibration_points", "5, 9 or 13")
     positive: dict[str, Any] = {"lo": 0, "lo_open": True} if strict else {"finite": False}
@@ -192,6 +192,20 @@ def _check_request_sizes(s: GazeSettings, where: str) -> None:
             f"{where}: a calibration round would send {frames} frames of {s.width}x{s.height} (about "
             f"{size / 2**20:.0f} MiB; at most {MAX_FRAMES_PER_ROUND} frames and {MAX_ROUND_BYTES // 2**20} MiB): "
             f"lower gaze.fps, gaze.settle_ms, gaze.min_frames, gaze.calibration_points or the frame size")
+
+
+def calibration_warnings(s: GazeSettings) -> list[str]:
+    """Settings under which no participant can pass a calibration, whatever their camera: a dot
+    collects the pictures of at most ``settle_ms`` before its click and ``target_timeout_ms``
+    after it (calibration.js), so at ``fps`` fewer than ``min_frames`` usable ones would starve
+    every round (the fallback would apply to everyone). ``gazepref study check`` prints them and
+    the site logs them when it starts; not refused, so a test may starve rounds on purpose."""
+    most = s.fps * (s.settle_ms + s.target_timeout_ms) // 1000
+    if most >= s.min_frames:
+        return []
+    return [f"gaze.min_frames = {s.min_frames} usable pictures a dot, but at gaze.fps = {s.fps} a dot gets at most "
+            f"{most} (gaze.settle_ms + gaze.target_timeout_ms = {s.settle_ms + s.target_timeout_ms} ms): every "
+            f"calibration round would end short of pictures; raise fps or target_timeout_ms, or lower min_frames"]
 
 
 def validation_targets(n: int, width: float, height: float) -> list[tuple[float, float]]:

@@ -43,10 +43,11 @@ class TrackerEntry:
     (``older``: id -> :class:`Scoring`, at most :data:`MAX_OLDER`, the least recently used
     dropped) for batches that reach the server after a newer calibration (:meth:`kept_older`)."""
 
-    def __init__(self, tracker: Any, interactions: bool = False):
+    def __init__(self, tracker: Any, interactions: bool = False, idle_s: float | None = None):
         self.tracker = tracker
         self.lock = threading.Lock()
         self.last_used = time.monotonic()
+        self.idle_s = idle_s  # closed when unused this long (the study's [gaze] idle_s; None: the registry's)
         self.calibration_id: int | None = None
         self.face: dict[str, Any] = {"found": False, "ok": False, "code": "no-frame", "message": "no frame yet"}
         self.failed = False  # the calibration in force is a failed one's outcome (no model)
@@ -105,7 +106,8 @@ class TrackerEntry:
 
 
 class TrackerRegistry:
-    """One GazeTracker per participant (one lock each); trackers idle for ``idle_s`` are closed.
+    """One GazeTracker per participant (one lock each); a tracker unused for its study's ``[gaze]
+    idle_s`` (``idle_s`` here where no settings were given) is closed at the next :meth:`get`.
 
     A participant is keyed by (row id, pseudonym): on a database that reuses a deleted row's id
     (SQLite tables made before ``participants`` was AUTOINCREMENT), the next participant with
@@ -129,7 +131,8 @@ class TrackerRegistry:
                 check_ms = float(settings.face_check_ms if settings is not None else 1000)
                 entry = self._entries[participant] = TrackerEntry(
                     GazeTracker(max_side=self.max_side, face_check_ms=check_ms),
-                    interactions=settings is not None and settings.interaction_calibration)
+                    interactions=settings is not None and settings.interaction_calibration,
+                    idle_s=settings.idle_s if settings is not None else None)
             entry.last_used = now
             return entry
 
@@ -155,7 +158,7 @@ class TrackerRegistry:
 
     def _sweep(self, now: float) -> None:
         for key, e in list(self._entries.items()):
-            if now - e.last_used > self.idle_s and not e.lock.locked():
+            if now - e.last_used > (self.idle_s if e.idle_s is None else e.idle_s) and not e.lock.locked():
                 del self._entries[key]
                 e.tracker.close()
 

@@ -118,6 +118,12 @@ export class Recorder {
     // records the gaze): not a point the recorded gaze looked at, never a calibration sample
     if (this.inactive && (type === "click" || type === "caret")) target = NOT_RECORDING_TARGET;
     this.add("events", { t: performance.now(), type, target, x, y, detail: detail === null ? null : String(detail) });
+    // a calibration sample (a click with its point, the caret) goes at once, not with the next
+    // second's rows: the server corrects the gaze batches that follow it with it (gaze_drift.py),
+    // which it can only do once the click is stored, as a replay of the task does
+    if ((type === "click" || type === "caret") && x !== null && !this.inactive && !this.sampleFlush) {
+      this.sampleFlush = setTimeout(() => { this.sampleFlush = null; this.flush(); }, 0);
+    }
   }
 
   targetOf(node) {

@@ -80,6 +80,26 @@ def test_study_check_summarises_a_valid_file(tmp_path, capsys):
     assert f"{cfg.min_turns}-{cfg.max_turns} turns" in out
 
 
+def test_study_check_warns_of_settings_no_participant_can_calibrate_under(tmp_path, capsys, caplog, make_app):
+    """At fps 2 a dot gets at most 2 pictures in settle_ms + target_timeout_ms (1.1 s), fewer than
+    min_frames: every round would starve. ``study check`` accepts the file (exit 0) with a warning
+    line naming the keys (and ``warnings`` in its JSON), and the site logs it when it starts."""
+    path = _study_file(tmp_path, ('webcam = "off"', 'webcam = "required"'),
+                       append="\n[gaze]\nfps = 2\ntarget_timeout_ms = 500\nmin_frames = 5\n")
+    assert main(["study", "check", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith(f"{path}: warning: gaze.min_frames = 5")
+    assert "at most 2" in lines[1] and "target_timeout_ms" in lines[1]
+    assert main(["study", "check", str(path), "--json"]) == 0
+    import json
+
+    assert [w[:20] for w in json.loads(capsys.readouterr().out)["warnings"]] == ["gaze.min_frames = 5 "]
+    make_app(STUDY_CONFIG=str(path))
+    assert any("every calibration round would end short of pictures" in r.getMessage() for r in caplog.records)
+    fine = _study_file(tmp_path, ('webcam = "off"', 'webcam = "required"'), append="\n[gaze]\nfps = 2\n")
+    assert main(["study", "check", str(fine), "--json"]) == 0 and json.loads(capsys.readouterr().out)["warnings"] == []
+
+
 BAD_FILES = {  # what is wrong -> (how the file is made, what the one line must name)
     "unknown key": (dict(replace=("min_turns = 2", "min_turn = 2")), "unknown key tasks.min_turn"),
     "wrong type": (dict(replace=("min_turns = 2", 'min_turns = "two"')), "tasks.min_turns"),
@@ -87,6 +107,13 @@ BAD_FILES = {  # what is wrong -> (how the file is made, what the one line must 
                                  append="\n[gaze]\ncalibration_points = 7\n"), "gaze.calibration_points"),
     "gaze typo, webcam on": (dict(replace=('webcam = "off"', 'webcam = "optional"'),
                                   append="\n[gaze]\nkeep_frame = true\n"), "unknown key gaze.keep_frame"),
+    "gaze typo, webcam off": (dict(append="\n[gaze]\nmin_frame = 0\n"), "unknown key gaze.min_frame"),
+    "calibration_points not a number": (dict(replace=('webcam = "off"', 'webcam = "optional"'),
+                                             append='\n[gaze]\ncalibration_points = "9"\n'),
+                                        "gaze.calibration_points must be 5, 9 or 13"),
+    "fps wrong type": (dict(append='\n[gaze]\nfps = "ten"\n'), "gaze.fps must be an integer in 1..30"),
+    "camera_images not a flag": (dict(replace=('[consent]', '[consent]\ncamera_images = "yes"')),
+                                 "consent.camera_images must be true or false"),
     "demo variant": (dict(replace=('variant = "concise"', 'variant = "brief"')), ".variant"),
     "not TOML": (dict(append="\n[tasks\n"), "not valid TOML"),
     "not UTF-8": (dict(raw=b"[study]\nslug = \"\xff\"\n"), "not UTF-8 text"),

@@ -151,3 +151,21 @@ def test_settings_whose_requests_the_server_would_refuse_fail_at_start(tmp_path,
         gaze_settings(load_config(webcam_toml(tmp_path / "s.toml", "\n".join(lines))))
     ok = gaze_settings(load_config(webcam_toml(tmp_path / "ok.toml", "fps = 30\nwidth = 640\nheight = 480")))
     assert ok.round_frames == 5 * 20  # 650 ms of 30 fps frames per target
+
+
+def test_a_tracker_unused_for_its_studys_idle_s_is_closed(tmp_path):
+    """``[gaze] idle_s`` reaches the tracker registry: a participant's tracker unused that long
+    is closed (forgotten) at the next use of the registry; another study's longer idle_s keeps
+    its own participant's; without settings the registry's own time applies."""
+    import time
+
+    from gazepref.capture_site.gaze_trackers import TrackerRegistry
+
+    short = gaze_settings(load_config(webcam_toml(tmp_path / "short.toml", "idle_s = 0.2")))
+    long = gaze_settings(load_config(webcam_toml(tmp_path / "long.toml", "idle_s = 60")))
+    reg = TrackerRegistry(idle_s=0.2)
+    first, kept = reg.get((1, "a"), short), reg.get((2, "b"), long)
+    reg.get((3, "c"))
+    time.sleep(0.3)
+    assert reg.get((4, "d"), long) is not None and len(reg) == 2  # (1, "a") and (3, "c") swept
+    assert reg.get((2, "b"), long) is kept and reg.get((1, "a"), short) is not first
