@@ -290,3 +290,13 @@ class Participant:
     study_id: str
     consented: bool = True
     platform: str | None = None
+    # site studies with the webcam: how the camera step ended (None: the webcam off, or the step
+    # not reached): WEBCAM_OUTCOMES
+    webcam: str | None = None
+    camera_error: str | None = None  # the camera could not be used: "denied", "not-found", "unsupported", "failed"
+    screened_out: str | None = None  # sent back to the platform as screened out: "no-camera", "calibration-failed"
+
+
+#: :attr:`Participant.webcam`: calibrated; a failed calibration, then gaze recorded uncalibrated
+#: or none (mouse only, "failed"); no usable camera; the set-up's face check not passed in time
+WEBCAM_OUTCOMES = ("calibrated", "uncalibrated", "failed", "no-camera", "skipped")

@@ -79,6 +79,19 @@ def _outcome_starved(r: dict) -> int | None:
     return len(r["validation_starved"]) if isinstance(r.get("validation_starved"), list) else None
 
 
+def webcam_outcome(state: dict) -> dict[str, str | None]:
+    """A participant's ``webcam``, ``camera_error`` and ``screened_out`` (:class:`schema.Participant`)
+    from their stored state: the camera step's outcome (``state["gaze"]``; a participant screened out
+    there has none: ``no-camera`` or ``failed`` by the reason), the set-up's camera error, the
+    screen-out's reason."""
+    screened = (state.get("screened_out") or {}).get("reason")
+    webcam = state.get("gaze") or {"no-camera": "no-camera", "calibration-failed": "failed"}.get(screened)
+    error = (state.get("setup") or {}).get("camera_error")
+    return {"webcam": webcam if webcam in schema.WEBCAM_OUTCOMES else None,
+            "camera_error": error if isinstance(error, str) else None,
+            "screened_out": screened if isinstance(screened, str) else None}
+
+
 class StoreRecording:
     """Participants who consented (:func:`gazepref.store.consenting`: not those who declined,
     withdrew or whose data was deleted; :meth:`participants_left_out` counts them), their tasks,
@@ -185,7 +198,8 @@ class StoreRecording:
         return [(pseudonym, dict(answers or {})) for pseudonym, answers in rows]
 
     def participants(self) -> list[schema.Participant]:
-        return [schema.Participant(p.pseudonym, self.study.slug, consented=True, platform=p.platform)
+        return [schema.Participant(p.pseudonym, self.study.slug, consented=True, platform=p.platform,
+                                   **webcam_outcome(p.state or {}))
                 for p in self._participants()]
 
     def _task_id(self, p: store.Participant, t: store.Task) -> str:

@@ -296,6 +296,11 @@ def test_a_screened_out_participant_is_shown_so_at_once(make_app, tmp_path, rese
     with app.extensions["gazepref"].sessions() as s:
         [row] = participant_quality(s, s.scalars(select(store.Study)).one())
     assert (row["status"], row["reason"]) == ("screened out", "at the camera set-up: camera access denied")
+    from gazepref.datasets.store_recording import StoreRecording
+
+    with app.extensions["gazepref"].sessions() as s:  # the exports say so too (participants.parquet)
+        [part] = StoreRecording(s, s.scalars(select(store.Study)).one()).participants()
+    assert (part.webcam, part.camera_error, part.screened_out) == ("no-camera", "denied", "no-camera")
     researcher_client = app.test_client()
     assert login(researcher_client, *researcher).status_code == 302
     page = researcher_client.get("/admin/studies/test-study").text

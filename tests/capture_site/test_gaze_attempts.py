@@ -266,6 +266,8 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
         deg = kept["overall"]["accuracy_deg"]
         assert cell and cell.group(1) == f"{round(kept['accuracy_px'])} px / {deg:.1f}° (passed, 3 attempts)", cell
     if fmt == "parquet":
+        people = pd.read_parquet(out / "participants.parquet")
+        assert people[["webcam", "camera_error", "screened_out"]].values.tolist() == [["calibrated", None, None]]
         rounds = pd.read_parquet(out / "calibrations.parquet")
         tasks = pd.read_parquet(out / "tasks.parquet")
         assert json.loads((out / "manifest.json").read_text())["calibration_rounds"] == 6

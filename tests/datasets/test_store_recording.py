@@ -123,3 +123,21 @@ def _check_t_task(tmp_path: Path, url: str, anchor: float, reload: float) -> Non
         rows = list(csv.DictReader(f))
     engine.dispose()
     assert sorted(float(r["t_task"]) for r in rows) == sorted(stream_t)
+
+
+@pytest.mark.parametrize("state, expected", [
+    ({}, (None, None, None)),  # the webcam off, or the camera step not reached
+    ({"gaze": "calibrated"}, ("calibrated", None, None)),
+    ({"gaze": "failed"}, ("failed", None, None)),  # a failed calibration, then mouse only
+    ({"gaze": "uncalibrated"}, ("uncalibrated", None, None)),
+    ({"gaze": "skipped", "setup": {"camera_error": None}}, ("skipped", None, None)),
+    ({"gaze": "no-camera", "setup": {"camera_error": "not-found"}}, ("no-camera", "not-found", None)),
+    ({"setup": {"camera_error": "denied"}, "screened_out": {"reason": "no-camera"}}, ("no-camera", "denied", "no-camera")),
+    ({"screened_out": {"reason": "calibration-failed"}}, ("failed", None, "calibration-failed")),
+    ({"gaze": "something else"}, (None, None, None)),
+])
+def test_the_webcam_outcome_of_a_participant(state, expected):
+    from gazepref.datasets.store_recording import webcam_outcome
+
+    out = webcam_outcome(state)
+    assert (out["webcam"], out["camera_error"], out["screened_out"]) == expected
