@@ -923,6 +923,16 @@ EXCLUDED_CLICK_TARGETS = ("controls",)
 NOT_RECORDING_TARGETS = ("other-window",)
 
 
+#: what became of a click or caret row in a replay (:meth:`ClickCalibration.log_rows`): taken into
+#: the correction; the correction restarted from it and the agreeing ones ignored before it; more
+#: than the gate from the correction (a click made without looking); its gaze samples had no
+#: confidence; no usable gaze sample in the window before it; none after it; on the rating and
+#: choice controls; in a window that was not recording; a click without a point (the keyboard)
+INTERACTION_OUTCOMES = ("used", "restart (N agreeing)", "ignored: far from the gaze", "ignored: no usable picture",
+                        "no gaze before it", "after the last gaze sample", "excluded: rating or choice controls",
+                        "excluded: a window not recording", "no position")
+
+
 def is_calibration_event(kind: str | None, target: str | None, x: float | None, y: float | None) -> bool:
     """Whether an ``events`` row is a calibration sample: a click or caret position
     (:data:`CALIBRATION_EVENTS`) with a finite viewport position, not on the rating and choice
@@ -1056,11 +1066,14 @@ class ClickCalibration:
     :attr:`pending` (the site: for the next batch). Times are in ms on one clock (the site: epoch
     ms; the replay: the task clock)."""
 
-    def __init__(self, corrector: DriftCorrector | InteractionRecalibrator) -> None:
+    def __init__(self, corrector: DriftCorrector | InteractionRecalibrator, log: bool = False) -> None:
         self.corrector = corrector
         self.pending: list[tuple[float, float, float, str]] = []  # (t, x, y, kind), by time
         self.used = 0  # events taken into the correction since the task began (a running count: a
         #               restart from three agreeing clicks, or the offset's window, drops older ones)
+        #: with ``log``: what became of each click and caret row (:meth:`log_rows`; the replay's
+        #: provenance, ``gazepref gaze recalibrate --interactions``); None: not kept (the site)
+        self.log: list[dict[str, Any]] | None = [] if log else None
 
     def add_events(self, t: Iterable[float], kind: Iterable[str | None], target: Iterable[str | None],
                    x: Iterable[float | None], y: Iterable[float | None]) -> None:
@@ -1068,7 +1081,30 @@ class ClickCalibration:
         for when, k, tg, cx, cy in zip(t, kind, target, x, y):
             if is_calibration_event(k, tg, cx, cy):
                 self.pending.append((float(when), float(cx), float(cy), str(k)))
+            elif self.log is not None and k in CALIBRATION_EVENTS:
+                outcome = ("excluded: rating or choice controls" if tg in EXCLUDED_CLICK_TARGETS else
+                           "excluded: a window not recording" if tg in NOT_RECORDING_TARGETS else "no position")
+                self._note(float(when), str(k), cx, cy, None, None, outcome)
         self.pending.sort(key=operator.itemgetter(0))
+
+    def _note(self, t: float, kind: str, x: Any, y: Any, gaze: np.ndarray | None, quality: float | None,
+              outcome: str) -> None:
+        if self.log is not None:
+            self.log.append({"t": t, "type": kind, "x": x, "y": y,
+                             "gaze_x": None if gaze is None else float(gaze[0]),
+                             "gaze_y": None if gaze is None else float(gaze[1]), "quality": quality,
+                             "outcome": outcome})
+
+    def log_rows(self) -> list[dict[str, Any]]:
+        """The log (``log=True``) in time order, the events still waiting for a gaze sample after
+        theirs included (``after the last gaze sample``). Each row: the event's ``t``, ``type``
+        (click, caret), ``x``/``y``, the median uncorrected gaze of the :data:`CLICK_WINDOW_MS`
+        before it (``gaze_x``/``gaze_y``) and its ``quality`` (the samples' median confidence,
+        the sample's weight before its age), and ``outcome``: :data:`INTERACTION_OUTCOMES`."""
+        rows = list(self.log or [])
+        rows += [{"t": t, "type": k, "x": x, "y": y, "gaze_x": None, "gaze_y": None, "quality": None,
+                  "outcome": "after the last gaze sample"} for t, x, y, k in self.pending]
+        return sorted(rows, key=operator.itemgetter("t"))
 
     def correct(self, t: np.ndarray, xy: np.ndarray, quality: np.ndarray, usable: np.ndarray,
                 earlier: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -1104,7 +1140,14 @@ class ClickCalibration:
             hi = int(np.searchsorted(pool_t, when, side="right"))
             if hi > lo:
                 gaze = np.median(pool_xy[lo:hi], axis=0)
-                self.used += self.corrector.add_click(gaze, (cx, cy), when, float(np.median(pool_q[lo:hi])), kind=kind)
+                quality = float(np.median(pool_q[lo:hi]))
+                n = self.corrector.add_click(gaze, (cx, cy), when, quality, kind=kind)
+                self.used += n
+                self._note(when, kind, cx, cy, gaze, quality,
+                           "used" if n == 1 else f"restart ({n} agreeing)" if n > 1 else
+                           "ignored: far from the gaze" if quality > 0 else "ignored: no usable picture")
+            else:
+                self._note(when, kind, cx, cy, None, None, "no gaze before it")
             taken += 1
         self._fill(out, order[start:], xy)
         del self.pending[:taken]

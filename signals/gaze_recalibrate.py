@@ -74,7 +74,8 @@ def reestimate(table: pa.Table, model: GazeCalibration) -> pa.Table:
     return table
 
 
-def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any = None) -> pa.Table:
+def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any = None,
+                        log: list[dict[str, Any]] | None = None) -> pa.Table:
     """``gaze`` (uncorrected estimates, e.g. from :func:`reestimate`) corrected by replaying the
     task's clicks (and caret positions) in time order, as the site's continuous calibration does
     (:class:`~.calibration.ClickCalibration`, the one implementation both use): each click (not on
@@ -83,10 +84,12 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
     ``drift_correction`` only: :class:`~.calibration.DriftCorrector`, :func:`study_corrector`);
     each row gets the correction of the clicks at or before its time, recorded in
     ``drift_x``/``drift_y``/``drift_clicks``. Without clicks (or ``events``) the rows are unchanged
-    apart from zero corrections."""
+    apart from zero corrections. ``log``: a list that gets, in time order, what became of each
+    click and caret row (:meth:`~.calibration.ClickCalibration.log_rows`: used, ignored, excluded
+    and why; the gaze it paired with and its quality)."""
     from .calibration import CLICK_UNUSABLE, ClickCalibration, InteractionRecalibrator
 
-    replay = ClickCalibration(corrector if corrector is not None else InteractionRecalibrator())
+    replay = ClickCalibration(corrector if corrector is not None else InteractionRecalibrator(), log=log is not None)
     t = gaze.column("t").to_numpy(zero_copy_only=False).astype(np.float64)
     x = pc.fill_null(gaze.column("x"), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
     y = pc.fill_null(gaze.column("y"), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -108,6 +111,8 @@ def replay_interactions(gaze: pa.Table, events: pa.Table | None, corrector: Any 
         i = table.schema.get_field_index(name)
         arr = pa.array(col, pa.float32())
         table = table.set_column(i, name, arr) if i >= 0 else table.append_column(name, arr)
+    if log is not None:
+        log.extend(replay.log_rows())
     return table
 
 
@@ -204,7 +209,8 @@ def uncalibrated(table: pa.Table) -> pa.Table:
 
 
 def reestimate_participant(db: Session, participant: store.Participant, model: GazeCalibration | None = None,
-                           interactions: bool = False, include_failed: bool = False
+                           interactions: bool = False, include_failed: bool = False,
+                           logs: dict[int, list[dict[str, Any]]] | None = None,
                            ) -> Iterator[tuple[store.Task, pa.Table, TaskModel]]:
     """(task, re-estimated gaze table, the calibration used) for each of the participant's tasks
     with gaze samples.
@@ -219,7 +225,8 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
     site corrected the gaze with them (:func:`replay_interactions` with the study's corrector,
     :func:`study_corrector`), also on rows left without an estimate (they record the correction
     in force, as the site's do), so every table has the same columns; by default the clicks are
-    left out.
+    left out; ``logs`` (with ``interactions``) gets, by task id, what became of each click and
+    caret row (:func:`replay_interactions`' ``log``).
     """
     per_task = task_calibrations(db, participant)
     for task in participant.tasks:
@@ -233,7 +240,9 @@ def reestimate_participant(db: Session, participant: store.Participant, model: G
         else:
             table = reestimate(table, used.model)
         if interactions:
-            table = replay_interactions(table, store.read_stream(db, task, "events"), study_corrector(participant.study.config))
+            log = logs.setdefault(task.id, []) if logs is not None else None
+            table = replay_interactions(table, store.read_stream(db, task, "events"), study_corrector(participant.study.config),
+                                        log)
         yield task, table, used
 
 
@@ -298,6 +307,8 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                                "model": dict(model_source or {"file": None}) if model is not None else "per task",
                                "include_failed": include_failed, "interactions": interactions,
                                "corrector": corrector, "out": str(out), "manifest": str(out / MANIFEST)}
+    if interactions:
+        summary["interactions_used"] = 0  # click and caret rows the corrections rest on (each file's log)
     files = []
     with whole_folder(out, overwrite) as tmp:
         for participant in participants:
@@ -305,7 +316,8 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                 summary["participants_without_calibration"] += 1
             else:
                 summary["participants"] += 1
-            for task, table, used in reestimate_participant(db, participant, model, interactions, include_failed):
+            logs: dict[int, list[dict[str, Any]]] = {}
+            for task, table, used in reestimate_participant(db, participant, model, interactions, include_failed, logs):
                 task_id = exported_task_id(participant.pseudonym, task.id)
                 n = table.num_rows
                 estimated = int(np.isfinite(pc.fill_null(table.column("x"), np.nan)
@@ -316,9 +328,17 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                 rel = f"{task_id}_gaze.parquet"
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, tmp / rel)
-                files.append({"participant_id": participant.pseudonym, "task_id": task_id, "gaze_samples": n,
-                              "estimated": estimated, "calibration_id": used.calibration_id,
-                              "calibration_failed": used.failed, "file": rel})
+                entry = {"participant_id": participant.pseudonym, "task_id": task_id, "gaze_samples": n,
+                         "estimated": estimated, "calibration_id": used.calibration_id,
+                         "calibration_failed": used.failed, "file": rel}
+                if interactions:  # the provenance of the correction: each click and caret row, what became of it
+                    log = logs.get(task.id, [])
+                    rel_log = f"{task_id}_interactions.parquet"
+                    pq.write_table(_interactions_table(log, participant.pseudonym, task_id), tmp / rel_log)
+                    used_n = sum(r["outcome"] == "used" or r["outcome"].startswith("restart") for r in log)
+                    entry |= {"interactions": len(log), "interactions_used": used_n, "interactions_file": rel_log}
+                    summary["interactions_used"] += used_n
+                files.append(entry)
                 summary["tasks"] += 1
                 summary["tasks_under_failed_calibration"] += used.failed
                 summary["tasks_left_uncalibrated"] += used.model is None
@@ -328,6 +348,18 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                     "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _interactions_table(log: list[dict[str, Any]], pseudonym: str, task_id: str) -> pa.Table:
+    """One task's click and caret rows as the replay took them (:meth:`ClickCalibration.log_rows`),
+    keyed like the gaze files (``participant_id``, ``task_id``; ``t`` on the task clock)."""
+    n = len(log)
+    columns = {"t": pa.float64(), "type": pa.string(), "x": pa.float64(), "y": pa.float64(),
+               "gaze_x": pa.float64(), "gaze_y": pa.float64(), "quality": pa.float64(), "outcome": pa.string()}
+    arrays = {name: pa.array([r[name] for r in log], kind) for name, kind in columns.items()}
+    arrays["participant_id"] = pa.array([pseudonym] * n, pa.string())
+    arrays["task_id"] = pa.array([task_id] * n, pa.string())
+    return pa.table(arrays)
 
 
 def _earlier_run(folder: Path) -> None:

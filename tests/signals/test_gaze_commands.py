@@ -795,6 +795,9 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--overwrite",
                          "--interactions")
     assert rc == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())  # each task's clicks, what became of them
+    assert all(pq.read_table(out / f["interactions_file"]).num_rows == f["interactions"] for f in manifest["files"])
+    assert manifest["interactions_used"] == sum(f["interactions_used"] for f in manifest["files"])
     rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(exp),
                          "--overwrite", "--json")
     assert rc == 0, err
@@ -852,6 +855,32 @@ def test_reestimate_gives_rows_stored_without_an_estimate_their_confidence():
     t, used = replayed.column("t").to_numpy(), replayed.column("drift_clicks").to_numpy()
     assert (used[t < 2050] == 0).all() and (used[t > 2050] == 1).all()
     np.testing.assert_allclose(replayed.column("drift_x").to_numpy()[t > 2050], 60.0, atol=1.0)
+
+
+def test_the_replay_says_what_became_of_each_click():
+    """``replay_interactions(..., log=[])``: every click and caret row of the task, in time order,
+    with the gaze it paired with and what became of it (the provenance ``gaze recalibrate
+    --interactions`` writes beside each task's gaze)."""
+    from gazepref.signals.gaze_recalibrate import replay_interactions
+
+    t = np.arange(0.0, 4000.0, 100.0)
+    gaze = pa.table({"t": t, "x": np.full(len(t), 800.0), "y": np.full(len(t), 450.0),
+                     "flags": np.zeros(len(t), np.int32), "confidence": np.full(len(t), 0.9)})
+    events = pa.table({
+        "t": [1000.0, 1500.0, 1600.0, 1700.0, 2000.0, 2500.0, 9000.0, 3000.0],
+        "type": ["click", "click", "click", "click", "click", "caret", "click", "scroll"],
+        "target": ["composer", "controls", "other-window", "composer", "window", "composer", "window", "window"],
+        "x": [860.0, 100.0, 500.0, None, 1460.0, 862.0, 900.0, None],
+        "y": [450.0, 100.0, 500.0, None, 450.0, 452.0, 450.0, None]})
+    log: list[dict] = []
+    replayed = replay_interactions(gaze, events, log=log)
+    assert [(r["t"], r["outcome"]) for r in log] == [
+        (1000.0, "used"), (1500.0, "excluded: rating or choice controls"),
+        (1600.0, "excluded: a window not recording"), (1700.0, "no position"),
+        (2000.0, "ignored: far from the gaze"), (2500.0, "used"), (9000.0, "after the last gaze sample")]
+    assert (log[0]["gaze_x"], log[0]["gaze_y"], log[0]["quality"]) == (800.0, 450.0, pytest.approx(0.9))
+    assert replayed.column("drift_clicks").to_numpy()[-1] == 2
+    assert replay_interactions(gaze, events).equals(replayed)  # the log changes nothing
 
 
 def test_reestimate_needs_the_model_features():
