@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -311,9 +311,11 @@ def read_image(path: str) -> np.ndarray | None:
         return None
 
 
-def image_features(paths: Iterable[str], progress: Callable | None = None) -> tuple[pd.DataFrame, list[str]]:
+def image_features(paths: Iterable[str], progress: Callable | None = None, groups: Sequence[Any] | None = None,
+                   ) -> tuple[pd.DataFrame, list[str]]:
     """Tracker rows for still images (one tracker, re-detecting the face in every image; BLINK
-    against the median openness of all of them, :meth:`.webcam.GazeTracker.reflag_blinks`), and
+    against the median openness of the images of the same ``groups`` entry, each image's sitting,
+    or of all of them: :meth:`.webcam.GazeTracker.reflag_blinks`), and
     the paths that could not be read: their rows are empty (flag NO_FACE), so one missing or
     broken file does not end an evaluation. ``frame.attrs["small_faces_found"]``: the images
     whose face only the search for small faces found (:mod:`.face_mesh`);
@@ -331,7 +333,7 @@ def image_features(paths: Iterable[str], progress: Callable | None = None) -> tu
                 continue
             rows.append(tracker.process_image(image))
             sizes.append(f"{image.shape[1]}x{image.shape[0]}")
-        tracker.reflag_blinks(rows)  # against all the pictures, whatever their order
+        tracker.reflag_blinks(rows, groups)  # against the sitting's pictures, whatever their order
         frame = pd.DataFrame(rows)
         frame.attrs["small_faces_found"] = tracker.small_faces_found
         frame.attrs["image_sizes"] = sizes
@@ -589,7 +591,7 @@ def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: 
     """One person's entry of :func:`evaluate_manifest`, the rows :func:`picture_conditions` reads,
     and the paths that could not be read. A compared kind whose fit fails is None in
     ``compared`` (its reason under the entry's ``_compare_failed``, for the caller to warn)."""
-    features, bad = image_features(rows["image"], progress)
+    features, bad = image_features(rows["image"], progress, rows["session"].tolist())
     targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
     sessions = rows["session"].to_numpy()
     # none of the pictures read (a wrong folder): no figure, rather than every image's mean guess

@@ -28,7 +28,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -380,18 +380,28 @@ class GazeTracker:
         recent.append(openness)
         return is_blink(openness, baseline, self.thresholds)
 
-    def reflag_blinks(self, rows: list[dict[str, float]]) -> None:
+    def reflag_blinks(self, rows: list[dict[str, float]], groups: Sequence[Any] | None = None) -> None:
         """Set BLINK on still images' ``rows`` (in place; their ``confidence`` follows) against the
-        median eye openness of all of them, in place of the stream's recent median: pictures of
-        one person taken at different sittings have no order, and a baseline carried over from
-        the pictures before made which of them count as blinks depend on the order they are
-        listed in."""
+        median eye openness of the images of their group (``groups``: each row's sitting; None:
+        all of them), in place of the stream's recent median: pictures of one person taken at
+        different sittings have no order, and a baseline carried over from the pictures before
+        made which of them count as blinks depend on the order they are listed in. A sitting's
+        own pictures are what a study's stream compares a frame with (its recent frames, in that
+        posture and light), and they leave the other sittings out: an evaluation predicting a
+        sitting does not let the pictures it predicts decide which calibration pictures count."""
         columns = [c for eye in eye_features.EYES for c in eye_features.geometry_columns(eye.name)]
         geometry = np.array([[row.get(c, math.nan) for c in columns] for row in rows], np.float64).reshape(-1, len(columns))
         openness = eye_features.blink_scores(geometry).tolist()
-        known = [o for o in openness if math.isfinite(o)]
-        baseline = _median(known) if len(known) >= BLINK_BASELINE_MIN else 0.0
-        for row, o in zip(rows, openness):
+        keys = [None] * len(rows) if groups is None else list(groups)
+        if len(keys) != len(rows):
+            raise ValueError(f"{len(keys)} groups for {len(rows)} rows")
+        known: dict[Any, list[float]] = {}
+        for key, o in zip(keys, openness):
+            if math.isfinite(o):
+                known.setdefault(key, []).append(o)
+        baselines = {k: _median(v) if len(v) >= BLINK_BASELINE_MIN else 0.0 for k, v in known.items()}
+        for row, o, key in zip(rows, openness, keys):
+            baseline = baselines.get(key, 0.0)
             flags = int(row["flags"])
             if flags & GazeFlag.NO_FACE:
                 continue

@@ -218,9 +218,9 @@ def test_evaluate_compares_the_models_on_one_face_mesh_pass(manifest, monkeypatc
                   session in ("s0", "s1") and int(image[-6:-4]) % 2 == 0)
     calls = []
 
-    def counting(paths, progress=None):
+    def counting(paths, progress=None, groups=None):
         calls.append(len(list(paths)))
-        return image_features(paths, progress)
+        return image_features(paths, progress, groups)
 
     monkeypatch.setattr(gaze_batch, "image_features", counting)
     result = evaluate_manifest(path)

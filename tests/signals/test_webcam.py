@@ -440,8 +440,9 @@ def test_a_batch_of_samples_gives_the_rows_one_at_a_time(face_frame):
 
 def test_still_images_blinks_are_judged_against_all_of_them(face_frame, tmp_path):
     """Pictures of one person from different sittings have no order: a blink is an openness below
-    half the median of all of them, whichever picture comes first (the stream's baseline of the
-    pictures before made an image listed among the first five never a relative blink)."""
+    half the median of all of them (or of their sitting's, given each picture's sitting),
+    whichever picture comes first (the stream's baseline of the pictures before made an image
+    listed among the first five never a relative blink)."""
     from gazepref.signals.gaze_batch import image_features
 
     frame = face_frame(scale=1.1)
@@ -464,3 +465,15 @@ def test_still_images_blinks_are_judged_against_all_of_them(face_frame, tmp_path
         still.reflag_blinks(rows)
     assert [bool(r["flags"] & GazeFlag.BLINK) for r in rows] == [True] + [False] * 7
     assert rows[0]["confidence"] == pytest.approx(0.2) and rows[-1]["flags"] == GazeFlag.NO_FACE
+    # two sittings: the second's eyes narrower throughout (looking down at a laptop): against all
+    # the pictures every one of its pictures would be a blink, against its own sitting's none; a
+    # blink within it still is one
+    with GazeTracker(static_image_mode=True) as still:
+        opens = [0.3, 0.31, 0.29, 0.3, 0.32, 0.3, 0.3, 0.31] + [0.14, 0.14, 0.14, 0.13, 0.14, 0.06]
+        rows = [{"flags": 0, "eye_l_open": o, "eye_r_open": o, "head_yaw": 0.0, "head_pitch": 0.0, "confidence": 1.0}
+                for o in opens]
+        pooled = [dict(r) for r in rows]
+        still.reflag_blinks(pooled)
+        still.reflag_blinks(rows, ["a"] * 8 + ["b"] * 6)
+    assert [bool(r["flags"] & GazeFlag.BLINK) for r in pooled] == [False] * 8 + [True] * 6
+    assert [bool(r["flags"] & GazeFlag.BLINK) for r in rows] == [False] * 13 + [True]
