@@ -142,7 +142,7 @@ def _submit_calibration(ctx) -> list[str]:
         if ctx.config.webcam == "required":  # screened out: the platform's screen-out code, if any
             from .platforms import mark_screened_out
 
-            mark_screened_out(p, "no-camera")
+            mark_screened_out(p, "no-camera", camera=outcome)
             return []
         set_state(p, gaze=outcome)
         return []

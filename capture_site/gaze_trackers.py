@@ -132,7 +132,7 @@ class TrackerRegistry:
                 entry = self._entries[participant] = TrackerEntry(
                     GazeTracker(max_side=self.max_side, face_check_ms=check_ms),
                     interactions=settings is not None and settings.interaction_calibration,
-                    idle_s=settings.idle_s if settings is not None else None)
+                    idle_s=_idle_s(settings))
             entry.last_used = now
             return entry
 
@@ -164,6 +164,14 @@ class TrackerRegistry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _idle_s(settings: GazeSettings | None) -> float | None:
+    """The study's ``idle_s`` where it is a time (finite, > 0: a stored config read without the
+    strict checks may hold 0, a negative number or NaN, which would close a tracker at every
+    request or never); else None, the registry's own."""
+    idle = None if settings is None else settings.idle_s
+    return idle if idle is not None and math.isfinite(idle) and idle > 0 else None
 
 
 def _close_when_free(entry: TrackerEntry) -> None:

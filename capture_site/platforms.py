@@ -117,11 +117,13 @@ def withdrawal_handoff(cfg: StudyConfig, platform: str | None) -> Handoff:
     return Handoff(None, platform or "direct", url=url if url and "{code}" not in url else None)
 
 
-def mark_screened_out(p: store.Participant, reason: str) -> None:
-    """Record that the participant cannot go on (``reason``: ``"no-camera"``, ...); every flow
-    page shows them the screen-out page from now on."""
+def mark_screened_out(p: store.Participant, reason: str, camera: str | None = None) -> None:
+    """Record that the participant cannot go on (``reason``: ``"no-camera"``, ...; ``camera``: how
+    the camera step ended, where it did: ``"no-camera"`` or ``"skipped"``, the exports'
+    ``webcam``); every flow page shows them the screen-out page from now on."""
     if not (p.state or {}).get("screened_out"):
-        p.state = {**(p.state or {}), "screened_out": {"reason": reason, "at": store.utcnow().isoformat()}}
+        info = {"reason": reason, "at": store.utcnow().isoformat()} | ({"camera": camera} if camera else {})
+        p.state = {**(p.state or {}), "screened_out": info}
 
 
 def screened_out(p: store.Participant) -> str | None:

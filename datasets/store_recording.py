@@ -81,11 +81,14 @@ def _outcome_starved(r: dict) -> int | None:
 
 def webcam_outcome(state: dict) -> dict[str, str | None]:
     """A participant's ``webcam``, ``camera_error`` and ``screened_out`` (:class:`schema.Participant`)
-    from their stored state: the camera step's outcome (``state["gaze"]``; a participant screened out
-    there has none: ``no-camera`` or ``failed`` by the reason), the set-up's camera error, the
-    screen-out's reason."""
-    screened = (state.get("screened_out") or {}).get("reason")
-    webcam = state.get("gaze") or {"no-camera": "no-camera", "calibration-failed": "failed"}.get(screened)
+    from their stored state: the camera step's outcome (``state["gaze"]``, the latest step's; a
+    participant screened out at a camera step: that step's, ``no-camera`` or ``skipped`` as the
+    screen-out recorded it, else ``no-camera`` or ``failed`` by its reason), the set-up's camera
+    error, the screen-out's reason."""
+    info = state.get("screened_out") or {}
+    screened = info.get("reason")
+    by_reason = {"no-camera": "no-camera", "calibration-failed": "failed"}
+    webcam = (info.get("camera") or by_reason.get(screened)) if screened in by_reason else state.get("gaze")
     error = (state.get("setup") or {}).get("camera_error")
     return {"webcam": webcam if webcam in schema.WEBCAM_OUTCOMES else None,
             "camera_error": error if isinstance(error, str) else None,

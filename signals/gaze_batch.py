@@ -623,14 +623,17 @@ def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: 
         f"none of its {len(rows)} images could be read" if nothing_read
         else _no_prediction_reason(len(rows), n_sessions, protocol))
     if others:  # the same features and splits, each other kind fitted in turn
-        entry["compared"], failed = {}, {}
+        entry["compared"], entry["compared_models"], failed = {}, {}, {}
         for k in others:
+            entry["compared_models"][k] = {}
             if nothing_read:
                 entry["compared"][k] = None
                 continue
             try:
                 theirs = split_predictions(features, targets, sessions, _make_kind(k), protocol)
-                entry["compared"][k] = person_errors(targets, theirs, protocol)["error_px"]
+                errors = person_errors(targets, theirs, protocol)
+                # what was fitted for it (a round mostly without a line of sight: one-stage)
+                entry["compared"][k], entry["compared_models"][k] = errors["error_px"], errors["models"]
             except Exception as e:  # noqa: BLE001 - the main model's figures stand without this comparison
                 entry["compared"][k], failed[k] = None, _one_line(e)
         if failed:
@@ -650,7 +653,7 @@ def _failed_person(rows: pd.DataFrame, others: list[str], error: Exception, prot
         "small_face_ratio": None, "usable_ratio": None, "face_size_median": None, "unreadable_images": None,
         "image_sizes": {}, "picture": None,
         "reason": f"evaluation failed ({_one_line(error)})",
-        **({"compared": dict.fromkeys(others)} if others else {}),
+        **({"compared": dict.fromkeys(others), "compared_models": {k: {} for k in others}} if others else {}),
     }
 
 
@@ -729,8 +732,12 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     compared = {}
     for k in others:
         theirs = [p["compared"][k] for p in per_person.values() if p["compared"][k] is not None]
+        fitted: Counter[str] = Counter()
+        for p in per_person.values():
+            fitted.update(p.get("compared_models", {}).get(k, {}))
         compared[k] = {
             "mean_error_px": float(np.mean(theirs)) if theirs else None,  # over the people it predicts
+            "models": dict(sorted(fitted.items())),  # the calibrations fitted for it, by the kind fitted
             "people_better_than_main": sum(
                 1 for p in per_person.values()
                 if p["compared"][k] is not None and p["error_px"] is not None and p["compared"][k] < p["error_px"]),

@@ -110,7 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             people = result["people"] - len(result["people_without_prediction"])
             print(f"{'compared':<{max(map(len, summary))}}  " + ", ".join(
                 f"{k} {_px(c['mean_error_px'])} "
-                f"(beats {args.model} for {c['people_better_than_main']} of {people} people)"
+                f"(beats {args.model} for {c['people_better_than_main']} of {people} people{_fitted_as(k, c)})"
                 for k, c in result["compared"].items()))
         for person, r in result["per_person"].items():
             err = _px(r["error_px"])
@@ -140,7 +140,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"    image sizes: {sizes or '-'}"
                   + (f"; unreadable {r['unreadable_images']}" if r["unreadable_images"] else ""))
             if "compared" in r:
-                print("    compared: " + ", ".join(f"{k} {_px(e)}" for k, e in r["compared"].items()))
+                print("    compared: " + ", ".join(
+                    f"{k} {_px(e)}" + _fitted_as(k, {"models": r.get("compared_models", {}).get(k, {})}, "(", ")")
+                    for k, e in r["compared"].items()))
             for rnd in r.get("rounds", []):
                 print(f"    calibrated on {rnd['session']}: {_px(rnd['error_px'])} over {rnd['n_predicted']} images")
             for held in r.get("held_out", []):
@@ -157,6 +159,18 @@ def _picture(p: dict) -> str:
             f"sharpness {sharp} (blurred {p['blur_ratio']:.0%}), "
             f"over-exposed {p['overexposed_ratio']:.0%}, blinks {p['blink_ratio']:.0%}, "
             f"several faces {p['multiple_faces_ratio']:.0%}")
+
+
+def _fitted_as(kind: str, compared: dict, before: str = "; ", after: str = "") -> str:
+    """``"; fitted as one-stage 4 of 4"``: where a compared kind's calibrations were fitted as
+    another kind (a round mostly without a line of sight gets the one-stage model); "" where all
+    were the kind named (or, for ``auto``, any: it chooses)."""
+    models = compared.get("models") or {}
+    other = {k: n for k, n in models.items() if k != kind}
+    if kind == "auto" or not other:
+        return ""
+    total = sum(models.values())
+    return before + "fitted as " + ", ".join(f"{k} {n} of {total}" for k, n in other.items()) + after
 
 
 def _px(error_px: float | None) -> str:

@@ -158,6 +158,7 @@ def test_a_tracker_unused_for_its_studys_idle_s_is_closed(tmp_path):
     is closed (forgotten) at the next use of the registry; another study's longer idle_s keeps
     its own participant's; without settings the registry's own time applies."""
     import time
+    from dataclasses import replace
 
     from gazepref.capture_site.gaze_trackers import TrackerRegistry
 
@@ -169,3 +170,8 @@ def test_a_tracker_unused_for_its_studys_idle_s_is_closed(tmp_path):
     time.sleep(0.3)
     assert reg.get((4, "d"), long) is not None and len(reg) == 2  # (1, "a") and (3, "c") swept
     assert reg.get((2, "b"), long) is kept and reg.get((1, "a"), short) is not first
+    # a stored config read without the strict checks: 0, a negative time or NaN is no time
+    from gazepref.capture_site.gaze_trackers import _idle_s
+
+    assert [_idle_s(replace(short, idle_s=v)) for v in (0.0, -1.0, float("nan"), float("inf"), 5.0)] == \
+        [None, None, None, None, 5.0]

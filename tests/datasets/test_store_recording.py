@@ -134,6 +134,10 @@ def _check_t_task(tmp_path: Path, url: str, anchor: float, reload: float) -> Non
     ({"gaze": "no-camera", "setup": {"camera_error": "not-found"}}, ("no-camera", "not-found", None)),
     ({"setup": {"camera_error": "denied"}, "screened_out": {"reason": "no-camera"}}, ("no-camera", "denied", "no-camera")),
     ({"screened_out": {"reason": "calibration-failed"}}, ("failed", None, "calibration-failed")),
+    # screened out at a later camera step (recalibrate_every): that step's outcome, not the first's
+    ({"gaze": "calibrated", "screened_out": {"reason": "no-camera", "camera": "no-camera"}},
+     ("no-camera", None, "no-camera")),
+    ({"screened_out": {"reason": "no-camera", "camera": "skipped"}}, ("skipped", None, "no-camera")),
     ({"gaze": "something else"}, (None, None, None)),
 ])
 def test_the_webcam_outcome_of_a_participant(state, expected):

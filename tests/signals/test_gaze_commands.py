@@ -234,7 +234,19 @@ def test_evaluate_compares_the_models_on_one_face_mesh_pass(manifest, monkeypatc
         assert result["compared"][k]["mean_error_px"] == pytest.approx(alone["mean_error_px"], rel=0, abs=1e-9)
         for person, p in alone["per_person"].items():
             assert result["per_person"][person]["compared"][k] == pytest.approx(p["error_px"], rel=0, abs=1e-9)
+            assert result["per_person"][person]["compared_models"][k] == p["models"]  # what was fitted for it
+        assert result["compared"][k]["models"] == {k: 4}
     assert len(calls) == 2 + 2 * 3
+
+
+def test_a_compared_kind_fitted_as_another_says_so():
+    """A compared kind whose calibrations were fitted as another (a round mostly without a line of
+    sight gets the one-stage model) is printed with what was fitted, not as if it were itself."""
+    from gazepref.signals.gaze_commands import _fitted_as
+
+    assert _fitted_as("sight", {"models": {"one-stage": 3, "sight": 1}}) == "; fitted as one-stage 3 of 4"
+    assert _fitted_as("sight", {"models": {"sight": 4}}) == "" and _fitted_as("blend", {"models": {}}) == ""
+    assert _fitted_as("auto", {"models": {"one-stage": 2, "blend": 2}}) == ""
 
 
 class FailsAtX101(GazeCalibration):
@@ -476,7 +488,7 @@ def test_evaluate_one_round_single_session_has_no_prediction(manifest, capsys):
     assert rc == 0 and f"    no figure: {reason}" in stdout and "p2: no prediction" not in stdout
     assert "  p2: " in stdout and "calibrated on s1:" in stdout
     assert result["per_person"]["p1"]["compared"] == {"sight": None, "one-stage": None, "blend": None}
-    assert result["compared"]["sight"] == {"mean_error_px": None, "people_better_than_main": 0}
+    assert result["compared"]["sight"] == {"mean_error_px": None, "models": {}, "people_better_than_main": 0}
     # not compared: when told, with another model or with one's own unless asked
     assert "compared" not in evaluate_manifest(path, protocol="one-round", compare=False)
     assert "compared" not in evaluate_manifest(path, protocol="one-round", kind="sight")
