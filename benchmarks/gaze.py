@@ -644,6 +644,14 @@ def main() -> int:
     args = ap.parse_args()
     args.duration = min(args.duration, 120.0)
     browser = args.compute == "browser"
+    given = {a.split("=")[0] for a in sys.argv[1:] if a.startswith("--")}
+    server_only = sorted(given & {"--transport", "--commit-ms", "--shed-ms", "--keep-stale"})
+    if browser and server_only:  # (the default mode changed to browser on 07 Dec 2026)
+        ap.error(f"{', '.join(server_only)} apply to --compute server (the page's pictures); "
+                 "browser mode posts landmark samples over HTTP")
+    browser_only = sorted(given & {"--batch-max-ms", "--warm-s", "--fixed-batches", "--uncalibrated"})
+    if not browser and browser_only:
+        ap.error(f"{', '.join(browser_only)} apply to --compute browser")
     if args.fps is None:
         args.fps = 15.0 if browser else 10.0
     if args.batch_ms is None:

@@ -302,7 +302,7 @@ def _validate(p, settings, entry, points, seen, base, viewport, frames_, all_tim
     """The validation round of the step's last attempt, stored with the step's outcome if it
     decides it (under the participant's lock): (outcome or None, row, passed, quality)."""
     from gazepref.signals.calibration import GazeCalibration
-    from gazepref.signals.gaze_session import quality_word, validate_round
+    from gazepref.signals.gaze_session import quality_word, validate_round, webgazer_score_pct
 
     attempts, validations = step_rows(p.id)
     attempt = next((a for a in reversed(attempts) if a.model is not None), None)
@@ -325,7 +325,9 @@ def _validate(p, settings, entry, points, seen, base, viewport, frames_, all_tim
     # step's outcome, a round that did not pass is "poor" whatever its accuracy (a starved point)
     quality = quality_word(overall.get("accuracy_px"), settings.pass_accuracy_px, passed)
     result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": passed,
-                              "calibration": attempt.id, "quality": quality}
+                              "calibration": attempt.id, "quality": quality,
+                              # WebGazer's % of this round (as the step's outcome has it for the kept one)
+                              "webgazer_score_pct": webgazer_score_pct(overall.get("accuracy_px"), viewport[1])}
     row = store.Calibration(participant_id=p.id, kind="validation", result=result)
     db().add(row)
     db().flush()

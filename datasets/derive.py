@@ -14,7 +14,8 @@ columns instead of recomputing them:
   is in, -1 none), ``word`` (int32, word index in that response's text, -1 none), ``char_index``
   (int32, the character under the sample, -1 unknown), ``char_start`` / ``char_end`` (int32, the
   word's characters, -1 none), ``rel_x`` / ``rel_y`` (float64 px relative to the response box,
-  scroll included; NaN outside). IFLLM gaze also gets ``camera_ok`` (int8, its ``camera_green``).
+  scroll included; NaN outside). Gaze also gets ``camera_ok`` (int8: IFLLM's ``camera_green``; the
+  site's from its flags, :func:`camera_ok_from_flags`).
 
 Two sources of the words, one result:
 
@@ -49,7 +50,8 @@ WORD_COLUMNS: dict[str, pa.DataType] = {
     "position": pa.int8(), "word": pa.int32(), "char_index": pa.int32(), "char_start": pa.int32(),
     "char_end": pa.int32(), "rel_x": pa.float64(), "rel_y": pa.float64(),
 }
-#: every column the derive step may add (``turn`` on every stream; ``camera_ok`` on IFLLM gaze)
+#: every column the derive step may add (``turn`` on every stream; ``camera_ok`` on gaze: IFLLM's
+#: camera_green, the site's from its flags)
 DERIVED_COLUMNS = ("turn", *WORD_COLUMNS, "camera_ok")
 
 
@@ -244,10 +246,26 @@ def derive_streams(streams: Mapping[str, pa.Table], turns: Sequence[schema.Turn]
         t, turn = _np(tb, "t"), _np(tb, "turn", np.int32)
         if by_layout:
             cols = words_from_layout(t, _np(tb, "x"), _np(tb, "y"), turn, layout, out.get("scroll"))
+            if name == "gaze" and "flags" in tb.column_names:  # the site's own gaze: from its flags
+                cols["camera_ok"] = camera_ok_from_flags(tb.column("flags"))
         else:
             cols = words_from_hits(t, turn, hits, name, turns)
         out[name] = _with_columns(tb, cols)
     return out
+
+
+#: a site gaze row's flags that say the camera did not show the participant's face usably: no
+#: face, several faces, too dark a picture, a frame the server could not process
+CAMERA_NOT_OK = schema.GazeFlag.NO_FACE | schema.GazeFlag.MULTIPLE_FACES | schema.GazeFlag.TOO_DARK | \
+    schema.GazeFlag.DROPPED
+
+
+def camera_ok_from_flags(flags: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """``camera_ok`` (IFLLM's ``camera_green``: the face in view as the camera check wants it) of
+    the site's gaze rows from their flags: 1 without any of :data:`CAMERA_NOT_OK`, 0 with one,
+    -1 where a row has no flags."""
+    f = pc.fill_null(flags, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.where(f < 0, -1, np.where((f & CAMERA_NOT_OK) == 0, 1, 0)).astype(np.int8)
 
 
 def strip_derived(stream: str, table: pa.Table) -> pa.Table:
@@ -298,7 +316,9 @@ def rel_rows(streams: Mapping[str, pa.Table], turns: Sequence[schema.Turn], posi
                 "t": t, "source": source, "position": np.int8(p),
                 "x": np.where(on, rx, -1.0), "y": np.where(on, ry, -1.0),
                 "char_index": np.where(on, char, -1).astype(np.int32), "window": np.where(on, text_window, None),
-                "camera_ok": np.int8(-1), "epoch_ms": epoch, "turn": turn.astype(np.int32),
+                "camera_ok": (_np(tb, "camera_ok", np.int8)[keep] if "camera_ok" in tb.column_names
+                              else np.int8(-1)),
+                "epoch_ms": epoch, "turn": turn.astype(np.int32),
             }))
     if not parts:
         return None

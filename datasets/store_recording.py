@@ -257,6 +257,7 @@ class StoreRecording:
                 )
                 if c.kind == "validation":  # quality: the word the page was given (rounds stored since it is kept)
                     row.update(passed=r.get("passed"), accuracy_px=r.get("accuracy_px"), quality=r.get("quality"),
+                               webgazer_score_pct=r.get("webgazer_score_pct"),  # (rounds stored since 07 Dec 2026)
                                **{k: overall.get(k) for k in ("accuracy_deg", "precision_px", "data_loss", "in_roi")},
                                distance_cm=(r.get("settings") or {}).get("distance_cm"),
                                px_per_cm=(r.get("settings") or {}).get("px_per_cm"))

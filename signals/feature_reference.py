@@ -96,7 +96,7 @@ TURN = {
     "turn_ms": ("ms", "time from the turn's first to its last kept sample (ends at the next query in IFLLM)"),
     "g_samples": ("count", "cleaned gaze samples in the turn (allowed regions only)"),
     "g_hz": ("Hz", "cleaned gaze samples per second of the turn"),
-    "g_camera_ok_share": ("0-1", "share of the turn's gaze samples with the face well placed (IFLLM camera_green; NaN unknown)"),
+    "g_camera_ok_share": ("0-1", "share of the turn's gaze samples with the face well placed (IFLLM camera_green; site studies: the face found, alone and lit, from the rows' flags; NaN unknown)"),
     "g_prompt_ms": ("ms", "gaze dwell above the responses (prompt and earlier conversation)"),
     "g_resp_ms": ("ms", "gaze dwell on the responses"),
     "g_prompt_share": ("0-1", "g_prompt_ms / (g_prompt_ms + g_resp_ms): time on the prompt vs the responses"),

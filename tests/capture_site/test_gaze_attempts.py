@@ -289,6 +289,9 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     assert rounds["kind"].tolist() == ["calibration", "calibration", "validation", "calibration", "validation",
                                        "outcome"]
     assert rounds["attempt"].tolist() == [1, 2, 2, 3, 3, 3] and rounds["step"].tolist() == [1] * 6
+    vals = rounds[rounds["kind"] == "validation"]  # each validation round its own WebGazer %
+    assert vals["webgazer_score_pct"].notna().all() and vals["webgazer_score_pct"].iloc[-1] == pytest.approx(
+        rounds[rounds["kind"] == "outcome"]["webgazer_score_pct"].iloc[0])
     assert rounds["starved_targets"].tolist()[:2] == [1, 0] and rounds["usable_frames_min"].iloc[0] == 1
     out_row = rounds.iloc[-1]
     assert bool(out_row["passed"]) and out_row["attempts"] == 3 and out_row["quality"] in ("good", "fair")

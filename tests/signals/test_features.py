@@ -357,6 +357,28 @@ def test_site_streams_pipeline_and_no_leakage():
     assert row["g_prompt_ms"] == pytest.approx(500 + 1000, abs=60)  # 0.5-1 s and 7-8 s above
 
 
+def test_the_site_gaze_camera_ok_share_comes_from_the_rows_flags():
+    """The site's gaze rows have no IFLLM camera_green, but their flags say whether the camera
+    showed the face usably: ``g_camera_ok_share`` is the share of the turn's samples without no
+    face, several faces, a dark picture or a dropped frame (blur and blinks are the eyes, not the
+    camera's view); rows without flags leave it unknown (NaN)."""
+    import pyarrow as pa
+
+    from gazepref import schema
+    from gazepref.signals.task_data import from_streams
+
+    turns, streams = _site_streams("left")
+    g = streams["gaze"]
+    (plain,) = features.compute_task(from_streams("site/1", "p1", turns, streams))[1]
+    assert np.isnan(plain["g_camera_ok_share"])
+    flags = np.zeros(g.num_rows, np.int32)
+    flags[::4] = schema.GazeFlag.NO_FACE  # a sample in four
+    flags[1::4] = schema.GazeFlag.BLINK | schema.GazeFlag.BLUR  # the eyes, not the camera's view
+    flagged = dict(streams, gaze=g.append_column("flags", pa.array(flags)))
+    (row,) = features.compute_task(from_streams("site/1", "p1", turns, flagged))[1]
+    assert row["g_camera_ok_share"] == pytest.approx(0.75, abs=0.02)
+
+
 @pytest.mark.parametrize("calibrated", [True, False])
 def test_a_failed_calibrations_gaze_rows_are_missing_gaze_not_zero(calibrated):
     """A failed webcam calibration under ``record-uncalibrated`` stores gaze rows without a
