@@ -103,19 +103,24 @@ def starved_targets(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str
     return [i for i, n in enumerate(usable_counts(points)) if n < min_frames]
 
 
-#: what participants are told about their calibration, by validation accuracy relative to the
-#: study's pass threshold: "good" within half of it, "fair" within it, "poor" beyond (failed)
+#: what participants are told about their calibration, by validation accuracy: "good" within half
+#: the study's pass threshold and within GOOD_PX_MAX, "fair" within the threshold, "poor" beyond (failed)
 QUALITY_WORDS = ("good", "fair", "poor")
+#: "good" is never worse than this (half the default pass threshold, 200 px, the line the
+#: dashboard's quality panel draws): a study with a lenient threshold (500 px) would otherwise tell
+#: a participant whose gaze is 12 degrees off that it works well, while its researchers' panel flags it
+GOOD_PX_MAX = 100.0
 
 
 def quality_word(accuracy_px: float | None, pass_accuracy_px: float, passed: bool = True) -> str:
-    """``"good"`` (accuracy within half the pass threshold), ``"fair"`` (within it) or ``"poor"``.
+    """``"good"`` (accuracy within half the pass threshold and within :data:`GOOD_PX_MAX`),
+    ``"fair"`` (within the threshold) or ``"poor"``.
 
     A round or step that did not pass (``passed=False``, e.g. a frame-starved point) is
     ``"poor"`` whatever its accuracy."""
     if not passed or accuracy_px is None or not np.isfinite(accuracy_px):
         return "poor"
-    if accuracy_px <= 0.5 * pass_accuracy_px:
+    if accuracy_px <= min(0.5 * pass_accuracy_px, GOOD_PX_MAX):
         return "good"
     return "fair" if accuracy_px <= pass_accuracy_px else "poor"
 

@@ -91,6 +91,16 @@ def test_participants_get_a_plain_word(accuracy, word):
     assert quality_word(accuracy, 200.0, passed=False) == "poor"  # a round that did not pass
 
 
+@pytest.mark.parametrize("accuracy, word", [(90.0, "good"), (150.0, "fair"), (450.0, "fair"), (900.0, "fair"),
+                                            (1100.0, "poor")])
+def test_a_lenient_threshold_does_not_make_a_poor_gaze_good(accuracy, word):
+    """With a lenient pass threshold (1000 px) a passed calibration is "good" only within 100 px
+    (half the default threshold, the dashboard panel's line): 450 px, ~11 degrees, is "fair"."""
+    from gazepref.signals.gaze_session import quality_word
+
+    assert quality_word(accuracy, 1000.0) == word
+
+
 def test_webgazer_score():
     from gazepref.signals.gaze_session import webgazer_score_pct
 
