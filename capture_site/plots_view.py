@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow.compute as pc
 from flask import Blueprint, Response, abort, current_app, g, render_template_string, request, url_for
@@ -271,9 +272,21 @@ def participant_plots(slug: str, pseudonym: str):
             first = first and not kinds  # only the first turn with views opens (the others load when opened)
         rows.append({"order": order, "number": t.task_id.rpartition("/")[2], "kind": t.kind, "topic": t.topic,
                      "turns": trows})
-    message = None if rows else "This participant has not started a task yet: there is nothing to plot."
+    message = None if rows else _no_task_message(data.rec, data.pseudonym)
     return render_template_string(_PAGE, slug=slug, pseudonym=data.pseudonym, tasks=rows, quality=data.has_gaze,
                                   version=data.version, message=message)
+
+
+def _no_task_message(rec: Any, pseudonym: str) -> str:
+    """Why a participant's plots page has nothing: screened out before any task (no usable camera,
+    a failed calibration where the study screens out), or no task started yet."""
+    who = next((p for p in rec.participants() if p.participant_id == pseudonym), None)
+    why = {"no-camera": "no usable camera", "calibration-failed": "the calibration failed"}
+    reason = getattr(who, "screened_out", None)
+    if reason:
+        return (f"This participant was screened out at the camera set-up ({why.get(reason, reason)}) and did no "
+                "task: there is nothing to plot.")
+    return "This participant has not started a task yet: there is nothing to plot."
 
 
 @bp.get("/studies/<slug>/participants/<pseudonym>/plot/<kind>.png")

@@ -129,6 +129,13 @@ def test_participant_without_tasks_gets_a_researcher_page(tmp_path, monkeypatch,
     r = client.get("/admin/studies/demo/participants/p_synth/plots")
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and "has not started a task yet" in html and 'class="admin-nav"' in html
+    # one screened out at the camera set-up: said so (they never will start a task)
+    from dataclasses import replace
+
+    out = [replace(p, screened_out="no-camera") for p in rec.participants()]
+    monkeypatch.setattr(plots_view, "_recording", lambda slug: MemoryRecording(out, [], [], {}))
+    html = client.get("/admin/studies/demo/participants/p_synth/plots").get_data(as_text=True)
+    assert "screened out at the camera set-up (no usable camera) and did no task" in html
 
 
 def test_plots_from_the_site_database(tmp_path):
