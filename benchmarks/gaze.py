@@ -291,7 +291,8 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
     study = instance / "study.toml"
     study.write_text(DEFAULT_STUDY.read_text().replace('webcam = "off"', 'webcam = "optional"')
                      + f'\n[gaze]\ncompute = "browser"\nfps = {int(args.fps)}\ntask_batch_ms = {args.batch_ms}\n'
-                     f'task_batch_max_ms = {args.batch_max_ms}\n' + (UNCALIBRATED_FALLBACK if model is None else ""))
+                     f'task_batch_max_ms = {args.batch_max_ms}\n' + (UNCALIBRATED_FALLBACK if model is None else "")
+                     + ("interaction_calibration = false\n" if args.no_click_correction else ""))
     pairs = make_participants(instance, k, study, prefix="gbench",
                               state={"gaze": "calibrated" if model is not None else "uncalibrated"})
     calibrate_participants(instance, study, pairs, model)
@@ -329,7 +330,7 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
     lost = stats.offered - stats.answered
     return {
         "participants": k, "compute": "browser", "fps": args.fps, "batch_ms": args.batch_ms,
-        "calibrated": model is not None,
+        "calibrated": model is not None, "click_correction": not args.no_click_correction,
         "samples_offered": stats.offered, "samples_stored": stats.answered, "lost": lost,
         "stored_per_s": round(stats.answered / wall, 1),
         "server_cpu_ms_per_sample": round(1000.0 * cpu / max(1, stats.answered), 3),
@@ -640,6 +641,9 @@ def main() -> int:
                     help="ws: process every frame even when overtaken under overload (GAZE_WS_SKIP_STALE off)")
     ap.add_argument("--uncalibrated", action="store_true",
                     help="browser: participants without a calibration (no gaze predicted; default: each has one)")
+    ap.add_argument("--no-click-correction", action="store_true",
+                    help="browser: the study without continuous calibration from clicks (interaction_calibration = "
+                         "false; the default study has it, and each task batch then reads the task's new click rows)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.duration = min(args.duration, 120.0)
@@ -649,7 +653,8 @@ def main() -> int:
     if browser and server_only:  # (the default mode changed to browser on 07 Dec 2026)
         ap.error(f"{', '.join(server_only)} apply to --compute server (the page's pictures); "
                  "browser mode posts landmark samples over HTTP")
-    browser_only = sorted(given & {"--batch-max-ms", "--warm-s", "--fixed-batches", "--uncalibrated"})
+    browser_only = sorted(given & {"--batch-max-ms", "--warm-s", "--fixed-batches", "--uncalibrated",
+                                   "--no-click-correction"})
     if not browser and browser_only:
         ap.error(f"{', '.join(browser_only)} apply to --compute browser")
     if args.fps is None:
