@@ -613,7 +613,7 @@ def run_once(k: int, args, frames: list[bytes]) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()), allow_abbrev=False)
     ap.add_argument("--compute", choices=["browser", "server"], default="browser",
                     help="browser (default, the site's): the page's landmark samples; server: the page sends "
                          "camera pictures")

@@ -94,8 +94,8 @@ class _StudyView:
             store.consenting(self._rec.study.id), P.pseudonym.startswith(prefix, autoescape=True))))
 
     def data_version(self, pseudonym: str) -> str:
-        """Changes whenever the participant's tasks, turns, ratings, streams or calibrations do
-        (four small queries): the key of the cached data and images."""
+        """Changes whenever the participant's tasks, turns, ratings, streams or calibrations do, or
+        they are screened out (five small queries): the key of the cached data and images."""
         from sqlalchemy import func, select
 
         from .. import store
@@ -108,6 +108,8 @@ class _StudyView:
                *q(select(func.count(U.id), func.max(U.id), func.count(U.t_decided)).where(U.task_id.in_(tasks))).one(),
                *q(select(func.count(C.id), func.max(C.id)).where(C.task_id.in_(tasks))).one(),
                *q(select(func.count(K.id), func.max(K.id)).where(K.participant_id == pid)).one()]
+        state = q(select(P.state).where(P.id == pid)).scalar() or {}
+        row.append(int(bool(state.get("screened_out"))))  # the page says why there is no task
         return "-".join(str(v) for v in row)
 
 

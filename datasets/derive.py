@@ -250,6 +250,8 @@ def derive_streams(streams: Mapping[str, pa.Table], turns: Sequence[schema.Turn]
                 cols["camera_ok"] = camera_ok_from_flags(tb.column("flags"))
         else:
             cols = words_from_hits(t, turn, hits, name, turns)
+            if name == "gaze" and "flags" in tb.column_names and (cols["camera_ok"] == -1).all():
+                cols["camera_ok"] = camera_ok_from_flags(tb.column("flags"))  # the site's, without layout rows
         out[name] = _with_columns(tb, cols)
     return out
 

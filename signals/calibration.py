@@ -924,11 +924,13 @@ NOT_RECORDING_TARGETS = ("other-window",)
 
 
 #: what became of a click or caret row in a replay (:meth:`ClickCalibration.log_rows`): taken into
-#: the correction; the correction restarted from it and the agreeing ones ignored before it; more
+#: the correction; the correction restarted from it and the agreeing ones ignored before it (those
+#: then marked used (restart)); more
 #: than the gate from the correction (a click made without looking); its gaze samples had no
 #: confidence; no usable gaze sample in the window before it; none after it; on the rating and
 #: choice controls; in a window that was not recording; a click without a point (the keyboard)
-INTERACTION_OUTCOMES = ("used", "restart (N agreeing)", "ignored: far from the gaze", "ignored: no usable picture",
+INTERACTION_OUTCOMES = ("used", "restart (N agreeing)", "used (restart)", "ignored: far from the gaze",
+                        "ignored: no usable picture",
                         "no gaze before it", "after the last gaze sample", "excluded: rating or choice controls",
                         "excluded: a window not recording", "no position")
 
@@ -1095,6 +1097,16 @@ class ClickCalibration:
                              "gaze_y": None if gaze is None else float(gaze[1]), "quality": quality,
                              "outcome": outcome})
 
+    def _relabel_reacquired(self, n: int) -> None:
+        """The correction restarted from the ``n`` clicks ignored just before this one (they
+        agreed: the participant moved, :class:`TurnedAway`): they are used after all."""
+        for row in reversed(self.log or []):
+            if n == 0:
+                break
+            if row["type"] == "click" and row["outcome"] == "ignored: far from the gaze":
+                row["outcome"] = "used (restart)"
+                n -= 1
+
     def log_rows(self) -> list[dict[str, Any]]:
         """The log (``log=True``) in time order, the events still waiting for a gaze sample after
         theirs included (``after the last gaze sample``). Each row: the event's ``t``, ``type``
@@ -1143,9 +1155,12 @@ class ClickCalibration:
                 quality = float(np.median(pool_q[lo:hi]))
                 n = self.corrector.add_click(gaze, (cx, cy), when, quality, kind=kind)
                 self.used += n
+                no_picture = isinstance(self.corrector, InteractionRecalibrator) and not quality > 0
                 self._note(when, kind, cx, cy, gaze, quality,
                            "used" if n == 1 else f"restart ({n} agreeing)" if n > 1 else
-                           "ignored: far from the gaze" if quality > 0 else "ignored: no usable picture")
+                           "ignored: no usable picture" if no_picture else "ignored: far from the gaze")
+                if n > 1:
+                    self._relabel_reacquired(n - 1)
             else:
                 self._note(when, kind, cx, cy, None, None, "no gaze before it")
             taken += 1

@@ -96,7 +96,7 @@ TURN = {
     "turn_ms": ("ms", "time from the turn's first to its last kept sample (ends at the next query in IFLLM)"),
     "g_samples": ("count", "cleaned gaze samples in the turn (allowed regions only)"),
     "g_hz": ("Hz", "cleaned gaze samples per second of the turn"),
-    "g_camera_ok_share": ("0-1", "share of the turn's gaze samples with the face well placed (IFLLM camera_green; site studies: the face found, alone and lit, from the rows' flags; NaN unknown)"),
+    "g_camera_ok_share": ("0-1", "share of the turn's gaze samples before its decision with the face well placed, those without a position included (IFLLM camera_green; site studies: the face found, alone and lit, from the rows' flags; NaN unknown)"),
     "g_prompt_ms": ("ms", "gaze dwell above the responses (prompt and earlier conversation)"),
     "g_resp_ms": ("ms", "gaze dwell on the responses"),
     "g_prompt_share": ("0-1", "g_prompt_ms / (g_prompt_ms + g_resp_ms): time on the prompt vs the responses"),
@@ -146,7 +146,7 @@ INBOX = {
     "d_log_ms_per_char": ("log ms/char", "log(1 + ms on the text per character), left minus right"),
     "s_log_total_s": ("log s", "log(1 + in-box dwell on both boxes in s) (symmetric context)"),
     "s_switches": ("log count", "log(1 + changes of box) (symmetric context)"),
-    "s_camera_ok": ("0-1", "gaze only: share of the turn's samples with the face well placed (IFLLM `camera_green`)"),
+    "s_camera_ok": ("0-1", "gaze only: share of the turn's samples with the face well placed (IFLLM `camera_green`; site studies: from the rows' flags)"),
     "s_present": ("0/1", "1 when the source has samples in the turn (else the family's other columns are missing)"),
 }
 

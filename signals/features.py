@@ -108,7 +108,10 @@ def compute_task(td: TaskData, sentences: bool = True) -> tuple[list[dict], list
             "g_fix_all_n": float(len(ft)),
             "g_fix_all_mean_ms": float(ft.dur.mean()) if len(ft) else NAN,
         }
-        cam = gt.camera_ok
+        # over the turn's raw gaze rows before its decision (TaskData.box_samples): a picture
+        # without a face has no position, so the cleaned samples never hold one
+        raw = td.box_samples.get("gaze") or {}
+        cam = raw["camera_ok"][raw["turn"] == k] if "camera_ok" in raw else None
         known = cam >= 0 if cam is not None else None
         turn_feats["g_camera_ok_share"] = (float((cam[known] == 1).mean()) if known is not None and known.any()
                                            else NAN)

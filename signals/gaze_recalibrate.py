@@ -335,7 +335,7 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                     log = logs.get(task.id, [])
                     rel_log = f"{task_id}_interactions.parquet"
                     pq.write_table(_interactions_table(log, participant.pseudonym, task_id), tmp / rel_log)
-                    used_n = sum(r["outcome"] == "used" or r["outcome"].startswith("restart") for r in log)
+                    used_n = sum(r["outcome"].startswith(("used", "restart")) for r in log)  # = its last drift_clicks
                     entry |= {"interactions": len(log), "interactions_used": used_n, "interactions_file": rel_log}
                     summary["interactions_used"] += used_n
                 files.append(entry)

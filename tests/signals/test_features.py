@@ -372,8 +372,11 @@ def test_the_site_gaze_camera_ok_share_comes_from_the_rows_flags():
     (plain,) = features.compute_task(from_streams("site/1", "p1", turns, streams))[1]
     assert np.isnan(plain["g_camera_ok_share"])
     flags = np.zeros(g.num_rows, np.int32)
-    flags[::4] = schema.GazeFlag.NO_FACE  # a sample in four
+    flags[::4] = schema.GazeFlag.NO_FACE  # a sample in four, stored without a position (as the site does)
     flags[1::4] = schema.GazeFlag.BLINK | schema.GazeFlag.BLUR  # the eyes, not the camera's view
+    x, y = g["x"].to_numpy().copy(), g["y"].to_numpy().copy()
+    x[::4] = y[::4] = np.nan
+    g = g.set_column(1, "x", pa.array(x)).set_column(2, "y", pa.array(y))
     flagged = dict(streams, gaze=g.append_column("flags", pa.array(flags)))
     (row,) = features.compute_task(from_streams("site/1", "p1", turns, flagged))[1]
     assert row["g_camera_ok_share"] == pytest.approx(0.75, abs=0.02)

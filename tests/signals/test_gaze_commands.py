@@ -893,6 +893,15 @@ def test_the_replay_says_what_became_of_each_click():
     assert (log[0]["gaze_x"], log[0]["gaze_y"], log[0]["quality"]) == (800.0, 450.0, pytest.approx(0.9))
     assert replayed.column("drift_clicks").to_numpy()[-1] == 2
     assert replay_interactions(gaze, events).equals(replayed)  # the log changes nothing
+    # the participant moved: three clicks 400 px right of the gaze agree, and the correction
+    # restarts from them; the two ignored before the third are used after all
+    moved = pa.table({"t": [1000.0, 2000.0, 2500.0, 3000.0], "type": ["click"] * 4, "target": ["composer"] * 4,
+                      "x": [860.0, 1200.0, 1205.0, 1198.0], "y": [450.0, 450.0, 452.0, 449.0]})
+    log = []
+    replayed = replay_interactions(gaze, moved, log=log)
+    assert [r["outcome"] for r in log] == ["used", "used (restart)", "used (restart)", "restart (3 agreeing)"]
+    used = sum(r["outcome"].startswith(("used", "restart")) for r in log)
+    assert used == replayed.column("drift_clicks").to_numpy()[-1] == 4
 
 
 def test_reestimate_needs_the_model_features():

@@ -198,3 +198,31 @@ def test_plots_from_the_site_database(tmp_path):
     with app.test_request_context():
         rec = plots_view._recording(slug)
         assert [t.calibration_accuracy for t in rec.tasks()] == [140.0]
+
+
+def test_a_participant_screened_out_after_a_visit_is_shown_so(tmp_path):
+    """The page's data is cached by the participant's data version: a screen-out (which adds no
+    task, turn, stream or calibration row) changes it, so a second visit says why there is no task."""
+    from sqlalchemy import select
+
+    from gazepref import store
+
+    app = create_app(str(tmp_path / "db-instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
+    if "plots" not in app.blueprints:
+        app.register_blueprint(plots_view.bp)
+    with app.extensions["gazepref"].sessions() as s:
+        study = s.scalars(select(store.Study)).first()
+        slug = study.slug
+        p = store.Participant(study_id=study.id, pseudonym="a1b2c3d4e5f6a7b8c9d0", platform="test", consent=True)
+        s.add(p)
+        s.commit()
+        pid = p.id
+    client = app.test_client()
+    _login(client)
+    url = f"/admin/studies/{slug}/participants/a1b2c3d4e5f6a7b8c9d0/plots"
+    assert "has not started a task yet" in client.get(url).get_data(as_text=True)
+    with app.extensions["gazepref"].sessions() as s:
+        p = s.get(store.Participant, pid)
+        p.state = {**(p.state or {}), "screened_out": {"reason": "no-camera", "camera": "no-camera"}}
+        s.commit()
+    assert "screened out at the camera set-up" in client.get(url).get_data(as_text=True)
