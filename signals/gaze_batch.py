@@ -43,8 +43,6 @@ def rows_to_chunk_batch(rows: list[dict[str, float]]):
     conformed columns without the all-null optional ones (for ``store.chunk_from_batch``)."""
     import pyarrow as pa
 
-    from ..store import required_columns
-
     keys, fields, arrays, all_null = _columns(rows)
     keep = tuple(i for i, f in enumerate(fields) if not all_null[i] or f.name in _REQUIRED)
     return pa.RecordBatch.from_arrays([arrays[i] for i in keep], schema=_schema(keys, keep))

@@ -65,15 +65,22 @@ def test_a_click_in_a_task_shifts_later_gaze_rows(make_app, tmp_path):
     np.testing.assert_allclose(later.column("y").to_numpy() - raw.column("y").to_numpy(), -40.0, atol=0.5)
 
 
-def test_a_study_without_click_corrections_stores_the_calibrations_estimates(make_app, tmp_path):
-    """``interaction_calibration = false`` (continuous calibration is on by default): a click
-    moves nothing and the rows carry no correction columns."""
-    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "interaction_calibration = false")))
+def _first_batch(make_app, tmp_path, gaze: str):
+    """A task of the webcam study with ``gaze`` in its [gaze] table, its first batch of frames
+    stored: (app, client, token, task id, the model, the median x and y of the batch's gaze)."""
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", gaze)))
     client = app.test_client()
     token, task_id = to_task(client)
     frames_batch(client, token, task_id, 0, 5000.0)
     first, model = stored_gaze(app, task_id)
     x, y = float(np.median(first.column("x").to_numpy())), float(np.median(first.column("y").to_numpy()))
+    return app, client, token, task_id, model, x, y
+
+
+def test_a_study_without_click_corrections_stores_the_calibrations_estimates(make_app, tmp_path):
+    """``interaction_calibration = false`` (continuous calibration is on by default): a click
+    moves nothing and the rows carry no correction columns."""
+    app, client, token, task_id, model, x, y = _first_batch(make_app, tmp_path, "interaction_calibration = false")
     click(client, token, task_id, 0, 5350.0, x + 60.0, y - 40.0)
     frames_batch(client, token, task_id, 1, 5500.0)
     table, _ = stored_gaze(app, task_id)
@@ -82,12 +89,7 @@ def test_a_study_without_click_corrections_stores_the_calibrations_estimates(mak
 
 
 def test_clicks_far_from_the_gaze_or_without_gaze_are_ignored(make_app, tmp_path):
-    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "drift_correction = true")))
-    client = app.test_client()
-    token, task_id = to_task(client)
-    frames_batch(client, token, task_id, 0, 5000.0)
-    first, _ = stored_gaze(app, task_id)
-    x, y = float(np.median(first.column("x").to_numpy())), float(np.median(first.column("y").to_numpy()))
+    app, client, token, task_id, _, x, y = _first_batch(make_app, tmp_path, "drift_correction = true")
     click(client, token, task_id, 0, 5350.0, x + 900.0, y)  # clicked without looking
     click(client, token, task_id, 1, 4000.0, x, y)  # before any gaze sample
     frames_batch(client, token, task_id, 1, 5500.0)

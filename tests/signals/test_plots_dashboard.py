@@ -138,6 +138,18 @@ def test_participant_without_tasks_gets_a_researcher_page(tmp_path, monkeypatch,
     assert "screened out at the camera set-up (no usable camera) and did no task" in html
 
 
+def _site_participant(s):
+    """(the study's slug, a consenting participant added to it) in session ``s``."""
+    from sqlalchemy import select
+
+    from gazepref import store
+
+    study = s.scalars(select(store.Study)).first()
+    p = store.Participant(study_id=study.id, pseudonym="a1b2c3d4e5f6a7b8c9d0", platform="test", consent=True)
+    s.add(p)
+    return study.slug, p
+
+
 def test_plots_from_the_site_database(tmp_path):
     """End to end: a participant stored like the site stores one (turns, stream chunks, a validation
     round) is drawn from the database through StoreRecording."""
@@ -150,12 +162,7 @@ def test_plots_from_the_site_database(tmp_path):
     tr = syn.turns()
     streams = syn.streams("p_synth/7")
     with app.extensions["gazepref"].sessions() as s:
-        from sqlalchemy import select
-
-        study = s.scalars(select(store.Study)).first()
-        slug = study.slug
-        p = store.Participant(study_id=study.id, pseudonym="a1b2c3d4e5f6a7b8c9d0", platform="test", consent=True)
-        s.add(p)
+        slug, p = _site_participant(s)
         s.flush()
         task = store.Task(participant_id=p.id, index=0, kind="pairwise", clock_anchor_epoch_ms=1.7e12)
         s.add(task)
@@ -203,18 +210,13 @@ def test_plots_from_the_site_database(tmp_path):
 def test_a_participant_screened_out_after_a_visit_is_shown_so(tmp_path):
     """The page's data is cached by the participant's data version: a screen-out (which adds no
     task, turn, stream or calibration row) changes it, so a second visit says why there is no task."""
-    from sqlalchemy import select
-
     from gazepref import store
 
     app = create_app(str(tmp_path / "db-instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
     if "plots" not in app.blueprints:
         app.register_blueprint(plots_view.bp)
     with app.extensions["gazepref"].sessions() as s:
-        study = s.scalars(select(store.Study)).first()
-        slug = study.slug
-        p = store.Participant(study_id=study.id, pseudonym="a1b2c3d4e5f6a7b8c9d0", platform="test", consent=True)
-        s.add(p)
+        slug, p = _site_participant(s)
         s.commit()
         pid = p.id
     client = app.test_client()
