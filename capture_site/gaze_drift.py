@@ -41,7 +41,8 @@ from sqlalchemy import select
 
 from .. import store
 from ..signals.calibration import CLICK_UNUSABLE as UNUSABLE
-from ..signals.calibration import CLICK_WINDOW_MS, ClickCalibration, click_corrector
+from ..signals.calibration import (CALIBRATION_EVENTS, CLICK_WINDOW_MS, NOT_RECORDING_TARGETS, ClickCalibration,
+                                   click_corrector)
 
 MAX_PENDING = 20  # clicks waiting for their gaze samples to be stored
 
@@ -57,6 +58,9 @@ class ParticipantDrift:
         self.clicks = ClickCalibration(click_corrector(interactions))
         self.task: int | None = None
         self.seen_chunks: set[int] = set()  # ids of the events chunks of ``task`` already read
+        # of those, per page load (clock origin): the click and caret rows with a point made while
+        # recording, what the page counts in its batches' ``clicks`` (:func:`needs_update`)
+        self.clicks_read: dict[float, int] = {}
         # the stored usable gaze the waiting clicks' windows reach (epoch ms -> raw x, y, confidence)
         self.earlier: dict[float, tuple[float, float, float]] = {}
         # usable rows this process corrected lately (epoch ms -> raw x, y, confidence): they may not
@@ -76,7 +80,7 @@ class ParticipantDrift:
         as it is: its calibration may still score late batches
         (:meth:`.gaze_trackers.TrackerEntry.set_latest`)."""
         new = ParticipantDrift(self.interactions)
-        new.task, new.seen_chunks = self.task, set(self.seen_chunks)
+        new.task, new.seen_chunks, new.clicks_read = self.task, set(self.seen_chunks), dict(self.clicks_read)
         return new
 
     @property
@@ -104,6 +108,7 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
         drift.reset()
         drift.task = task_id
         drift.seen_chunks.clear()
+        drift.clicks_read.clear()
     # Which chunks are new is decided by id membership, not by "id above the last one read": under
     # concurrent writers (PostgreSQL) a chunk with a lower id can become visible after a higher one.
     ids = conn.execute(select(C.c.id).where(C.c.task_id == task_id, C.c.stream == "events")).scalars().all()
@@ -118,8 +123,21 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
         targets = events.get("target") or [None] * len(events["t"])
         drift.clicks.add_events([(origin or 0.0) + t for t in events["t"]], events["type"], targets,
                                 events["x"], events["y"])
+        made = sum(k in CALIBRATION_EVENTS and x is not None and tg not in NOT_RECORDING_TARGETS
+                   for k, x, tg in zip(events["type"], events["x"], targets))
+        drift.clicks_read[origin or 0.0] = drift.clicks_read.get(origin or 0.0, 0) + made
     del drift.pending[:-MAX_PENDING]
     drift.earlier = _stored_gaze(conn, task_id, drift.pending[0][0] - CLICK_WINDOW_MS) if drift.pending else {}
+
+
+def needs_update(drift: ParticipantDrift, task_id: int, origin: float | None, clicks: int | None) -> bool:
+    """Whether a batch of ``task_id`` from the page load ``origin`` that says it has made ``clicks``
+    click and caret rows (its meta; None: not said, an older page) needs :func:`update` first: a
+    new task, clicks waiting for their gaze, or fewer of that page's clicks read than it made (one
+    is stored, or on its way). Otherwise nothing new can be in the database for the correction,
+    and the batch is corrected without a query (the default study's every batch saved one)."""
+    return (clicks is None or drift.task != task_id or bool(drift.pending)
+            or drift.clicks_read.get(origin or 0.0, 0) < clicks)
 
 
 def _stored_gaze(conn: Any, task_id: int, since: float) -> dict[float, tuple[float, float, float]]:

@@ -95,10 +95,14 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     # taken under an older calibration, reaching the server after a newer one (a retried batch, the
     # outbox, a reconnect): scored with that one and its own drift state; the latest's stays
     older = tag is not None and tag != found.calibration
-    if not (older or found.calibration != entry.calibration_id or settings.click_correction):
+    if not (older or found.calibration != entry.calibration_id):
         with entry.lock:
             scoring = entry.latest()
-        if tag is None or scoring.id == tag:
+            # the correction from clicks: nothing new to read unless the page made a click this
+            # process has not read (gaze_drift.needs_update)
+            read = not settings.click_correction or not gaze_drift.needs_update(
+                scoring.drift, task_id, meta.origin, meta.clicks)
+        if read and (tag is None or scoring.id == tag):
             return ctx._replace(scoring=_recording(scoring, settings))
     with site().statements.connect() as conn:  # reads: one round trip each
         if not older:

@@ -96,13 +96,15 @@ class FrameMeta(NamedTuple):
     seq: int | None = None
     origin: float | None = None
     calibration: int | None = None  # the calibration row the frames were taken under (None: not said)
+    clicks: int | None = None  # the click and caret rows the page has made for the correction (None: not said)
 
 
 def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameMeta:
-    """Checked ``{phase, task, seq, origin, calibration}`` of a frame batch (HTTP) or one frame
-    (WebSocket, ``times`` given: its ``t``). ``calibration`` (task frames; optional, null = not
-    said) is the id of the calibration the page records under (its ``gaze.calibration``); the
-    set-up phase's is ignored."""
+    """Checked ``{phase, task, seq, origin, calibration, clicks}`` of a frame batch (HTTP) or one
+    frame (WebSocket, ``times`` given: its ``t``). ``calibration`` (task frames; optional, null =
+    not said) is the id of the calibration the page records under (its ``gaze.calibration``);
+    ``clicks`` (optional) how many click and caret rows with a point the page has recorded while
+    recording (:func:`.gaze_drift.needs_update`); the set-up phase's are ignored."""
     phase = meta.get("phase", "task")
     if phase not in ("setup", "task"):
         raise ApiError(400, f"phase must be 'setup' or 'task' (got {phase!r})")
@@ -117,4 +119,5 @@ def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameM
     except InvalidInput as e:
         raise ApiError(400, str(e)) from None
     calibration = None if meta.get("calibration") is None else integer(meta, "calibration", 1)
-    return FrameMeta(phase, times, task_id, seq, origin, calibration)
+    clicks = None if meta.get("clicks") is None else integer(meta, "clicks", 0)
+    return FrameMeta(phase, times, task_id, seq, origin, calibration, clicks)

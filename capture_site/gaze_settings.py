@@ -200,7 +200,7 @@ def calibration_warnings(s: GazeSettings) -> list[str]:
     after it (calibration.js), so at ``fps`` fewer than ``min_frames`` usable ones would starve
     every round (the fallback would apply to everyone). ``gazepref study check`` prints them and
     the site logs them when it starts; not refused, so a test may starve rounds on purpose."""
-    most = s.fps * (s.settle_ms + s.target_timeout_ms) // 1000
+    most = s.fps * (s.settle_ms + s.target_timeout_ms) // 1000 + 1  # (a picture at each end of the window)
     if most >= s.min_frames:
         return []
     return [f"gaze.min_frames = {s.min_frames} usable pictures a dot, but at gaze.fps = {s.fps} a dot gets at most "

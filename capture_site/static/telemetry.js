@@ -78,6 +78,10 @@ export class Recorder {
     this.lastElements = "";
     for (const s of Object.keys(COLUMNS)) this.reset(s);
     this.pendingMove = null;
+    // click and caret rows with a point made while this window records: the gaze batches say
+    // how many (webcam.js taskMeta ``clicks``), so the server reads the task's stored clicks only
+    // when one it has not read may be there (gaze_drift.needs_update)
+    this.calibrationSamples = 0;
     this.pendingScroll = new Map();
     this.layoutPending = null;
     this.listen();
@@ -121,8 +125,9 @@ export class Recorder {
     // a calibration sample (a click with its point, the caret) goes at once, not with the next
     // second's rows: the server corrects the gaze batches that follow it with it (gaze_drift.py),
     // which it can only do once the click is stored, as a replay of the task does
-    if ((type === "click" || type === "caret") && x !== null && !this.inactive && !this.sampleFlush) {
-      this.sampleFlush = setTimeout(() => { this.sampleFlush = null; this.flush(); }, 0);
+    if ((type === "click" || type === "caret") && x !== null && !this.inactive) {
+      this.calibrationSamples += 1;
+      if (!this.sampleFlush) this.sampleFlush = setTimeout(() => { this.sampleFlush = null; this.flush(); }, 0);
     }
   }
 

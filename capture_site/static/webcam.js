@@ -315,6 +315,10 @@ export class GazeCapture {
   taskMeta() {
     const meta = { task: this.task, origin: performance.timeOrigin };
     if (this.calibration !== null && this.calibration !== undefined) meta.calibration = this.calibration;
+    // the click and caret rows this page has made for the gaze correction (telemetry.js): the
+    // server looks for stored clicks only while it has read fewer of this page's
+    const recorder = window.gazepref && window.gazepref.recorder;
+    if (recorder && Number.isInteger(recorder.calibrationSamples)) meta.clicks = recorder.calibrationSamples;
     return meta;
   }
 

@@ -309,6 +309,10 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
         assert k >= 2 and 500 <= delays[k] <= 2000 and delays[k + 1:] and set(delays[k + 1:]) == {2000}, delays
         assert len(task_posts) >= k, (task_posts, delays)
         wait_for_function(page, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.samples >= 8")
+        before = page.evaluate("window.gazepref.gaze.samples")
+        page.click("#message")  # a click with a point: the batches after it say the page made one
+        assert page.evaluate("window.gazepref.recorder.calibrationSamples") == 1
+        wait_for_function(page, f"window.gazepref.gaze.samples >= {before + 2}")
         page.evaluate("window.gazepref.gaze.flush()")
         wait_for_function(page, "window.gazepref.gaze.outbox.pending === 0")
         task_id = int(page.evaluate("JSON.parse(document.getElementById('page-data').textContent).task"))
@@ -337,6 +341,8 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
     task_batches = [b for b in task_batches if b["phase"] == "task"]
     assert task_batches and {b.get("calibration") for b in task_batches} == {cals[-1].id}, \
         "the task page's batches name the calibration in force (the step's outcome)"
+    clicks = [b["clicks"] for b in task_batches]  # the page's click and caret rows so far (gaze_drift.needs_update)
+    assert clicks[0] == 0 and clicks[-1] == 1 and clicks == sorted(clicks), clicks
     found = (gz["flags"].astype(int) & GazeFlag.NO_FACE) == 0
     assert len(gz) >= 8 and found.mean() >= 0.9, (len(gz), found.mean())
     assert np.isfinite(gz.loc[found, ["x", "y"]].to_numpy()).all()

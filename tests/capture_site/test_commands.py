@@ -81,7 +81,7 @@ def test_study_check_summarises_a_valid_file(tmp_path, capsys):
 
 
 def test_study_check_warns_of_settings_no_participant_can_calibrate_under(tmp_path, capsys, caplog, make_app):
-    """At fps 2 a dot gets at most 2 pictures in settle_ms + target_timeout_ms (1.1 s), fewer than
+    """At fps 2 a dot gets at most 3 pictures in settle_ms + target_timeout_ms (1.1 s), fewer than
     min_frames: every round would starve. ``study check`` accepts the file (exit 0) with a warning
     line naming the keys (and ``warnings`` in its JSON), and the site logs it when it starts."""
     path = _study_file(tmp_path, ('webcam = "off"', 'webcam = "required"'),
@@ -89,7 +89,7 @@ def test_study_check_warns_of_settings_no_participant_can_calibrate_under(tmp_pa
     assert main(["study", "check", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[1].startswith(f"{path}: warning: gaze.min_frames = 5")
-    assert "at most 2" in lines[1] and "target_timeout_ms" in lines[1]
+    assert "at most 3" in lines[1] and "target_timeout_ms" in lines[1]  # 2 a second over 1.1 s, one at each end
     assert main(["study", "check", str(path), "--json"]) == 0
     import json
 

@@ -21,8 +21,10 @@ pytest.importorskip("skimage.data")
 ORIGIN = 1.7e12
 
 
-def frames_batch(client, token, task_id, seq, t0):
+def frames_batch(client, token, task_id, seq, t0, clicks=None):
     meta = {"phase": "task", "task": task_id, "seq": seq, "origin": ORIGIN, "t": [t0 + 100.0 * i for i in range(5)]}
+    if clicks is not None:  # the page's count of its click and caret rows (webcam.js taskMeta)
+        meta["clicks"] = clicks
     r = post_frames(client, token, meta, [jpeg(moving(5 * seq + i)) for i in range(5)])
     assert r.status_code == 200 and r.json["stored"] == 5, r.json
 
@@ -75,6 +77,36 @@ def _first_batch(make_app, tmp_path, gaze: str):
     first, model = stored_gaze(app, task_id)
     x, y = float(np.median(first.column("x").to_numpy())), float(np.median(first.column("y").to_numpy()))
     return app, client, token, task_id, model, x, y
+
+
+def test_a_batch_reads_the_stored_clicks_only_when_the_page_made_one_not_read(make_app, tmp_path, monkeypatch):
+    """A batch says how many click and caret rows its page has made (``clicks``): while this
+    process has read as many of that page's, nothing new can be stored and the batch is corrected
+    without reading the task's events (a query a batch saved); a new click, a batch that does not
+    say, or a new task reads them, and the rows are corrected as before."""
+    from gazepref.capture_site import gaze_drift
+
+    calls = []
+    update = gaze_drift.update
+    monkeypatch.setattr(gaze_drift, "update", lambda *a: (calls.append(a[2]), update(*a))[1])
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml")))  # continuous calibration: the default
+    client = app.test_client()
+    token, task_id = to_task(client)
+    frames_batch(client, token, task_id, 0, 5000.0, clicks=0)
+    assert calls == [task_id]  # a new task: read
+    frames_batch(client, token, task_id, 1, 5500.0, clicks=0)
+    assert calls == [task_id]  # nothing made, nothing read
+    first, _ = stored_gaze(app, task_id)
+    x, y = float(np.median(first.column("x").to_numpy()[6:10])), float(np.median(first.column("y").to_numpy()[6:10]))
+    click(client, token, task_id, 0, 5950.0, x + 30.0, y - 20.0, target="composer")
+    frames_batch(client, token, task_id, 2, 6000.0, clicks=1)
+    frames_batch(client, token, task_id, 3, 6500.0, clicks=1)
+    assert len(calls) == 2  # read once: the click, then nothing new
+    table, _ = stored_gaze(app, task_id)
+    np.testing.assert_allclose(table.column("drift_x").to_numpy()[10:], 30.0, atol=0.5)
+    assert table.column("drift_clicks").to_pylist()[10:] == [1.0] * 10
+    frames_batch(client, token, task_id, 4, 7000.0)  # a page that does not say: read
+    assert len(calls) == 3
 
 
 def test_a_study_without_click_corrections_stores_the_calibrations_estimates(make_app, tmp_path):
