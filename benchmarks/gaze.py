@@ -231,7 +231,9 @@ class SampleClient(threading.Thread):
         frags = self.fragments
         samples = b",".join(b'{"t": %r, %s' % (round(c * 1000.0, 2), frags[(first + i) % len(frags)])
                             for i, c in enumerate(taken))
-        head = json.dumps({"phase": "task", "task": self.task, "seq": self.seq, "origin": self.origin}).encode()
+        # "clicks": the page's count of its click and caret rows (none here), as the page sends it
+        head = json.dumps({"phase": "task", "task": self.task, "seq": self.seq, "origin": self.origin,
+                           "clicks": 0}).encode()
         return gzip.compress(head[:-1] + b', "samples": [' + samples + b"]}", 1)
 
     def run(self) -> None:
@@ -433,7 +435,7 @@ class WsClient(threading.Thread):
                     if msg is not None:
                         take(msg, record)
                     continue
-                meta = {"phase": phase, "task": self.task, "seq": k, "origin": origin,
+                meta = {"phase": phase, "task": self.task, "seq": k, "origin": origin, "clicks": 0,
                         "t": round((next_frame - start) * 1000.0, 2)}
                 captured[k] = (next_frame, time.monotonic())
                 ws.send(pack_frame(meta, self.frames[k % len(self.frames)]))
@@ -496,7 +498,7 @@ class Client(threading.Thread):
             if not pending:
                 continue
             batch, pending = pending[:30], pending[30:]
-            meta = {"phase": "task", "task": self.task, "seq": seq, "origin": origin,
+            meta = {"phase": "task", "task": self.task, "seq": seq, "origin": origin, "clicks": 0,
                     "t": [round((c - self.start_at) * 1000.0, 2) for c, _ in batch]}
             seq += 1
             body, ctype = multipart(meta, [f for _, f in batch])
