@@ -645,7 +645,8 @@ def main() -> int:
                     help="browser: participants without a calibration (no gaze predicted; default: each has one)")
     ap.add_argument("--no-click-correction", action="store_true",
                     help="browser: the study without continuous calibration from clicks (interaction_calibration = "
-                         "false; the default study has it, and each task batch then reads the task's new click rows)")
+                         "false; the default study has it: a task batch then reads the task's new click rows when "
+                         "its page made one not read yet, and every few seconds)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.duration = min(args.duration, 120.0)

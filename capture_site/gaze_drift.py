@@ -34,6 +34,7 @@ time is its chunk's ``clock_origin_epoch_ms + t`` (page reloads restart ``t``).
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,9 @@ class ParticipantDrift:
         # of those, per page load (clock origin): the click and caret rows with a point made while
         # recording, what the page counts in its batches' ``clicks`` (:func:`needs_update`)
         self.clicks_read: dict[float, int] = {}
+        # the page loads whose batches a read was made for, and when the last read was (monotonic s)
+        self.served: set[float] = set()
+        self.read_at = -math.inf
         # the stored usable gaze the waiting clicks' windows reach (epoch ms -> raw x, y, confidence)
         self.earlier: dict[float, tuple[float, float, float]] = {}
         # usable rows this process corrected lately (epoch ms -> raw x, y, confidence): they may not
@@ -81,6 +85,7 @@ class ParticipantDrift:
         (:meth:`.gaze_trackers.TrackerEntry.set_latest`)."""
         new = ParticipantDrift(self.interactions)
         new.task, new.seen_chunks, new.clicks_read = self.task, set(self.seen_chunks), dict(self.clicks_read)
+        new.served, new.read_at = set(self.served), self.read_at
         return new
 
     @property
@@ -97,18 +102,22 @@ class ParticipantDrift:
         return self.clicks.corrector.offset
 
 
-def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
+def update(conn: Any, drift: ParticipantDrift, task_id: int, origin: float | None = None) -> None:
     """Queue the clicks of ``task_id`` stored since the last call in ``drift`` and, while clicks
     wait, read the stored gaze their windows reach (for :func:`apply`). Another task than the last
     call's starts afresh: a correction carried over from the task before would exist only in the
     process that saw it (another host, which gets some of the batches, would not apply it), would
     count that task's clicks again when a late batch of it comes between two of the next task, and
-    is not what ``gazepref gaze recalibrate --interactions`` replays (task by task)."""
+    is not what ``gazepref gaze recalibrate --interactions`` replays (task by task). ``origin``:
+    the batch's page load, which :func:`needs_update` then counts as served."""
     if drift.task != task_id:  # each task's correction rests on its own clicks, on every host
         drift.reset()
         drift.task = task_id
         drift.seen_chunks.clear()
         drift.clicks_read.clear()
+        drift.served.clear()
+    drift.served.add(origin or 0.0)  # (the batch's page load: ``needs_update``)
+    drift.read_at = time.monotonic()
     # Which chunks are new is decided by id membership, not by "id above the last one read": under
     # concurrent writers (PostgreSQL) a chunk with a lower id can become visible after a higher one.
     ids = conn.execute(select(C.c.id).where(C.c.task_id == task_id, C.c.stream == "events")).scalars().all()
@@ -130,13 +139,24 @@ def update(conn: Any, drift: ParticipantDrift, task_id: int) -> None:
     drift.earlier = _stored_gaze(conn, task_id, drift.pending[0][0] - CLICK_WINDOW_MS) if drift.pending else {}
 
 
-def needs_update(drift: ParticipantDrift, task_id: int, origin: float | None, clicks: int | None) -> bool:
+#: a drift state reads the task's stored clicks at least this often (s) while batches come: clicks
+#: of another page load (a reload, a window that recorded before) stored late, or read by another
+#: process, are taken within this time
+REREAD_S = 5.0
+
+
+def needs_update(drift: ParticipantDrift, task_id: int, origin: float | None, clicks: int | None,
+                 now: float | None = None) -> bool:
     """Whether a batch of ``task_id`` from the page load ``origin`` that says it has made ``clicks``
     click and caret rows (its meta; None: not said, an older page) needs :func:`update` first: a
-    new task, clicks waiting for their gaze, or fewer of that page's clicks read than it made (one
-    is stored, or on its way). Otherwise nothing new can be in the database for the correction,
-    and the batch is corrected without a query (the default study's every batch saved one)."""
+    new task, the first batch of a page load (a reload or another window: the clicks of the one
+    before may be stored since), clicks waiting for their gaze, fewer of that page's clicks read
+    than it made (one is stored, or on its way), or :data:`REREAD_S` since the last read.
+    Otherwise the batch is corrected without a query (the default study's batches save one each,
+    but the one in every :data:`REREAD_S`)."""
+    now = time.monotonic() if now is None else now
     return (clicks is None or drift.task != task_id or bool(drift.pending)
+            or (origin or 0.0) not in drift.served or now - drift.read_at >= REREAD_S
             or drift.clicks_read.get(origin or 0.0, 0) < clicks)
 
 

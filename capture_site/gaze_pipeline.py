@@ -116,7 +116,7 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
         _recording(scoring, settings)
         if settings.click_correction:  # into the drift state of the calibration that scores the batch
             with entry.lock:
-                gaze_drift.update(conn, scoring.drift, task_id)
+                gaze_drift.update(conn, scoring.drift, task_id, meta.origin)
     return ctx._replace(scoring=scoring)
 
 

@@ -21,16 +21,16 @@ pytest.importorskip("skimage.data")
 ORIGIN = 1.7e12
 
 
-def frames_batch(client, token, task_id, seq, t0, clicks=None):
-    meta = {"phase": "task", "task": task_id, "seq": seq, "origin": ORIGIN, "t": [t0 + 100.0 * i for i in range(5)]}
+def frames_batch(client, token, task_id, seq, t0, clicks=None, origin=ORIGIN):
+    meta = {"phase": "task", "task": task_id, "seq": seq, "origin": origin, "t": [t0 + 100.0 * i for i in range(5)]}
     if clicks is not None:  # the page's count of its click and caret rows (webcam.js taskMeta)
         meta["clicks"] = clicks
     r = post_frames(client, token, meta, [jpeg(moving(5 * seq + i)) for i in range(5)])
     assert r.status_code == 200 and r.json["stored"] == 5, r.json
 
 
-def click(client, token, task_id, seq, t, x, y, target="window", kind="click"):
-    r = client.post("/api/ingest", json={"task": task_id, "seq": seq, "origin": ORIGIN, "streams": {"events": {
+def click(client, token, task_id, seq, t, x, y, target="window", kind="click", origin=ORIGIN):
+    r = client.post("/api/ingest", json={"task": task_id, "seq": seq, "origin": origin, "streams": {"events": {
         "t": [t], "type": [kind], "target": [target], "x": [x], "y": [y]}}},
         headers={"X-Participant-Token": token})
     assert r.status_code == 200 and r.json["stored"] == 1, r.json
@@ -89,6 +89,7 @@ def test_a_batch_reads_the_stored_clicks_only_when_the_page_made_one_not_read(ma
     calls = []
     update = gaze_drift.update
     monkeypatch.setattr(gaze_drift, "update", lambda *a: (calls.append(a[2]), update(*a))[1])
+    monkeypatch.setattr(gaze_drift, "REREAD_S", 3600.0)  # (the periodic read: below)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml")))  # continuous calibration: the default
     client = app.test_client()
     token, task_id = to_task(client)
@@ -107,6 +108,23 @@ def test_a_batch_reads_the_stored_clicks_only_when_the_page_made_one_not_read(ma
     assert table.column("drift_clicks").to_pylist()[10:] == [1.0] * 10
     frames_batch(client, token, task_id, 4, 7000.0)  # a page that does not say: read
     assert len(calls) == 3
+    # the page's last click is stored after its last batch; it reloads: the new page load's first
+    # batch reads (the click of the one before), though the new page has made none
+    last, _ = stored_gaze(app, task_id)  # the uncorrected gaze of the 400 ms before it (rows at 7100-7400)
+    raw = [float(np.median((last.column(c).to_numpy() - last.column(f"drift_{c}").to_numpy())[21:25])) for c in "xy"]
+    click(client, token, task_id, 1, 7450.0, raw[0] + 30.0, raw[1] - 20.0, target="composer")
+    frames_batch(client, token, task_id, 0, 100.0, clicks=0, origin=ORIGIN + 8000.0)
+    frames_batch(client, token, task_id, 1, 600.0, clicks=0, origin=ORIGIN + 8000.0)
+    assert len(calls) == 4
+    table, _ = stored_gaze(app, task_id)
+    assert table.column("drift_clicks").to_pylist()[-10:] == [2.0] * 10
+    # and a drift state reads at least every REREAD_S (clicks stored late, or read by another process)
+    with app.extensions["gazepref_trackers"]._lock:
+        (entry,) = app.extensions["gazepref_trackers"]._entries.values()
+    drift = entry.latest().drift
+    now = drift.read_at + 1.0
+    assert not gaze_drift.needs_update(drift, task_id, ORIGIN + 8000.0, 0, now=now)
+    assert gaze_drift.needs_update(drift, task_id, ORIGIN + 8000.0, 0, now=now + 3600.0)
 
 
 def test_a_study_without_click_corrections_stores_the_calibrations_estimates(make_app, tmp_path):
