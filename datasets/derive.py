@@ -246,12 +246,10 @@ def derive_streams(streams: Mapping[str, pa.Table], turns: Sequence[schema.Turn]
         t, turn = _np(tb, "t"), _np(tb, "turn", np.int32)
         if by_layout:
             cols = words_from_layout(t, _np(tb, "x"), _np(tb, "y"), turn, layout, out.get("scroll"))
-            if name == "gaze" and "flags" in tb.column_names:  # the site's own gaze: from its flags
-                cols["camera_ok"] = camera_ok_from_flags(tb.column("flags"))
         else:
             cols = words_from_hits(t, turn, hits, name, turns)
-            if name == "gaze" and "flags" in tb.column_names and (cols["camera_ok"] == -1).all():
-                cols["camera_ok"] = camera_ok_from_flags(tb.column("flags"))  # the site's, without layout rows
+        if name == "gaze" and "flags" in tb.column_names and (cols.get("camera_ok", np.int8(-1)) == -1).all():
+            cols["camera_ok"] = camera_ok_from_flags(tb.column("flags"))  # the site's gaze: no camera_green, its flags
         out[name] = _with_columns(tb, cols)
     return out
 

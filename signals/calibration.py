@@ -924,15 +924,13 @@ NOT_RECORDING_TARGETS = ("other-window",)
 
 
 #: what became of a click or caret row in a replay (:meth:`ClickCalibration.log_rows`): taken into
-#: the correction; the correction restarted from it and the agreeing ones ignored before it (those
-#: then marked used (restart)); more
-#: than the gate from the correction (a click made without looking); its gaze samples had no
-#: confidence; no usable gaze sample in the window before it; none after it; on the rating and
-#: choice controls; in a window that was not recording; a click without a point (the keyboard)
+#: the correction; the correction restarted from it; one of the agreeing clicks ignored before such
+#: a restart; more than the gate from the correction (a click made without looking); its gaze
+#: samples had no confidence; no usable gaze sample in the window before it; none after it; on the
+#: rating and choice controls; in a window that was not recording; a click without a point (keyboard)
 INTERACTION_OUTCOMES = ("used", "restart (N agreeing)", "used (restart)", "ignored: far from the gaze",
-                        "ignored: no usable picture",
-                        "no gaze before it", "after the last gaze sample", "excluded: rating or choice controls",
-                        "excluded: a window not recording", "no position")
+                        "ignored: no usable picture", "no gaze before it", "after the last gaze sample",
+                        "excluded: rating or choice controls", "excluded: a window not recording", "no position")
 
 
 def is_calibration_event(kind: str | None, target: str | None, x: float | None, y: float | None) -> bool:
