@@ -197,22 +197,33 @@ def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float
 
 def _store_gaze(conn: Any, task_id: int, seq: int, origin: float, rows: list[dict[str, float]], times: list[float],
                 set_anchor: bool, frames: list[dict[str, Any]] | None, seqs: list[int] | None) -> int:
-    """:func:`store_gaze`'s transaction on ``conn`` (``IntegrityError`` out of it: nothing stored)."""
+    """:func:`store_gaze`'s transaction on ``conn`` (``IntegrityError`` out of it: nothing stored).
+
+    The chunk of all ``rows`` is encoded (Arrow, compressed) before the transaction: SQLite's
+    write lock is one for the whole host (:func:`.chunks.write_lock`), and under load a holder
+    also waits for the GIL after each step, so what it does while holding it is kept to the
+    reads and inserts. Only when some rows are stored already (a resend) is the rest encoded
+    again inside."""
+    chunk = _gaze_chunk(task_id, seq if seqs is None else seqs[-1], origin, rows)
     with task_transaction(conn, task_id):
         stored = stored_gaze_times(conn, task_id, origin, min(times), max(times))
         keep = [i for i, t in enumerate(times) if t not in stored]
         if not keep:
             return 0
+        if seqs is not None:
+            seq = seqs[keep[-1]]
         if len(keep) < len(rows):
             rows = [rows[i] for i in keep]
             frames = [frames[i] for i in keep] if frames else frames
-        if seqs is not None:
-            seq = seqs[keep[-1]]
+            chunk = _gaze_chunk(task_id, seq, origin, rows)
         kept = [f | {"seq": seq, "index": j} for j, f in enumerate(frames)] if frames else []
-        chunk = store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows),
-                                       clock_origin_epoch_ms=origin)
         write_chunks(conn, task_id, origin, [chunk], set_anchor=set_anchor, also=[(F, kept)])
     return len(keep)
+
+
+def _gaze_chunk(task_id: int, seq: int, origin: float, rows: list[dict[str, float]]) -> store.StreamChunk:
+    """The task's gaze chunk ``seq`` of ``rows`` (the page load ``origin``'s)."""
+    return store.chunk_from_batch(task_id, "gaze", seq, rows_to_chunk_batch(rows), clock_origin_epoch_ms=origin)
 
 
 #: the task's gaze chunks of one page load (``origin``) that may hold a time in [t0, t1]

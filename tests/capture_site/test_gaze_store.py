@@ -261,3 +261,25 @@ def test_a_participant_who_withdraws_before_the_insert_gets_401_and_nothing_is_s
         _store(app, pid, task, 5, range(5, 9), socket=True)
     assert isinstance(got.value, ApiError) and (got.value.status, got.value.message) == (401, "unknown participant")
     assert _stored(app, task) == {"chunks": {}, "kept": []}
+
+
+def test_a_fresh_batch_is_encoded_before_the_hosts_write_lock(make_app, monkeypatch):
+    """SQLite has one write lock for the host (every worker's threads queue for it): the chunk
+    of a batch nothing of which is stored yet is encoded before it is taken; only a resend
+    with some frames stored already is encoded again inside, of the rows left."""
+    from gazepref.capture_site.chunks import write_lock
+
+    app = make_app()
+    pid, task = _task(app)
+    with app.app_context():
+        lock = write_lock(app.extensions["gazepref"].engine)
+    encoded = []
+    real = gaze_store._gaze_chunk
+    monkeypatch.setattr(gaze_store, "_gaze_chunk", lambda *a: encoded.append((lock._thread.locked(), a[1], len(a[3])))
+                        or real(*a))
+    assert _store(app, pid, task, 4, range(0, 5), socket=True) == 5
+    assert encoded == [(False, 4, 5)]
+    encoded.clear()
+    assert _store(app, pid, task, 7, range(3, 8), socket=True) == 3  # frames 3, 4 stored already
+    assert encoded == [(False, 7, 5), (True, 7, 3)]
+    assert _stored(app, task)["chunks"] == {(ORIGIN, 4): T[0:5], (ORIGIN, 7): T[5:8]}
