@@ -78,12 +78,24 @@ def out_of_tokens_for(size_bytes: int | None, limiter, key: str) -> bool:
     return (size_bytes is None or size_bytes > LARGE_JSON_BYTES) and not limiter.has_token(key)
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+#: deflate's largest expansion: 258 bytes from a 2-bit code, ~1032 to 1 (RFC 1951): a trailer
+#: declaring more than that many times the body's length belongs to no complete gzip stream of
+#: it (a body cut short ends in other bytes)
+MAX_DEFLATE_RATIO = 1032
+
+
 def decode_body(raw: bytes, gzipped: bool) -> dict:
     """The batch object of a request body (gzip: one gzip stream, as CompressionStream writes)."""
     if len(raw) > MAX_BODY_BYTES:
         raise BatchError(f"batch too large: {len(raw)} bytes (limit {MAX_BODY_BYTES})", 413)
     if gzipped:
+        if raw[:2] != GZIP_MAGIC:
+            raise BatchError("body is not gzip (its Content-Encoding says gzip)")
         size = json_size(raw, gzipped)
+        if size > MAX_DEFLATE_RATIO * len(raw):  # no gzip stream of this length holds that much
+            raise BatchError(f"body is not one gzip stream (cut short, or followed by other data): its last 4 bytes "
+                             f"declare {size} bytes, more than {len(raw)} bytes of gzip can hold")
         if size > MAX_JSON_BYTES:  # said by its trailer: nothing is decompressed
             raise BatchError(f"batch too large once decompressed ({size} bytes; limit {MAX_JSON_BYTES})", 413)
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)

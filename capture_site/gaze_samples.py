@@ -13,7 +13,11 @@ picture, one JSON object instead of the picture::
 right eye's 10x6 patch (:func:`gazepref.signals.eye_features.eye_patch`); ``o`` the share of
 the face box's grey pixels at ``webcam.SATURATED`` (250) or above (``FaceSample.clipped``, for
 the OVEREXPOSED flag; optional: a page without it is never flagged); ``c``, ``lm``, ``o`` and
-``p`` are left out when no face was found (``n`` = 0). The server turns a batch's samples into gaze
+``p`` are left out when no face was found (``n`` = 0). Values no camera picture of a face gives
+are refused (400, naming the sample and the value; nothing of the request is stored, no
+calibration attempt spent): numbers as strings or booleans, lists of lists, a brightness outside
+0-255, patch values outside 0-1, a landmark or the face's centre more than a picture's size
+outside it, outer eye corners less than 1 px apart. The server turns a batch's samples into gaze
 rows with :meth:`~gazepref.signals.webcam.GazeTracker.process_samples`: the same feature code as
 for pictures.
 """
@@ -41,12 +45,72 @@ def _nums(v: Any, n: int, where: str) -> np.ndarray:
     if not isinstance(v, list) or len(v) != n:
         raise ApiError(400, f"{where} must be a list of {n} numbers")
     try:
-        a = np.asarray(v, np.float64)
+        a = _numbers(v)
     except (TypeError, ValueError):
         raise ApiError(400, f"{where} must be a list of {n} numbers") from None
-    if a.dtype != np.float64 or not np.isfinite(a).all():
+    if a.shape != (n,) or not np.isfinite(a).all():
         raise ApiError(400, f"{where} must be a list of {n} finite numbers")
     return a
+
+
+def _numbers(v: Any) -> np.ndarray:
+    """``v`` (nested lists of JSON numbers) as float64; ValueError where an item is not a number
+    (a string, a boolean, null: numpy would turn "160" or true into one)."""
+    a = np.asarray(v)
+    if a.dtype.kind not in "fi":
+        raise ValueError("not numbers")
+    return a.astype(np.float64, copy=False)
+
+
+#: a landmark (or the face box's centre) at most this many picture widths / heights outside the
+#: picture: a face partly out of view has some of its landmarks outside, none this far
+OUTSIDE_PICTURE = 1.0
+#: the outer eye corners (landmarks 33, 263) at least this far apart (px): closer, the
+#: landmarks are no face's (a head pose fitted to them is nonsense and would be carried over to
+#: the pictures after it by the pose's warm start)
+MIN_EYE_SPAN_PX = 1.0
+#: the sharpness a page can report at most (the variance of second differences of 0-255 values)
+MAX_SHARPNESS = 1e7
+_PATCH_SLACK = 1e-6  # 0-1 patch values as the page's float arithmetic gives them
+_CORNERS = None
+
+
+def _corner_columns() -> tuple[int, int]:
+    """The positions of landmarks 33 and 263 among :data:`~gazepref.signals.webcam.SAMPLE_LANDMARKS`."""
+    global _CORNERS
+    if _CORNERS is None:
+        from gazepref.signals.webcam import SAMPLE_LANDMARKS
+
+        _CORNERS = (SAMPLE_LANDMARKS.index(33), SAMPLE_LANDMARKS.index(263))
+    return _CORNERS
+
+
+def _face_problems(w: np.ndarray, h: np.ndarray, centre: np.ndarray, lm: np.ndarray, brightness: np.ndarray,
+                   sharp: np.ndarray, patches: np.ndarray | None) -> list[str | None]:
+    """For K samples with a face (picture sizes ``w``, ``h``; ``centre`` K x 2, ``lm`` K x 2L,
+    ``brightness``, ``sharp`` K, NaN: not sent; ``patches`` K x P or None), what is wrong with
+    each (None: nothing): values no camera picture of a face gives."""
+    w, h = w[:, None], h[:, None]
+    x, y = lm[:, 0::2], lm[:, 1::2]
+    far = OUTSIDE_PICTURE
+    outside = ((x < -far * w) | (x > (1 + far) * w) | (y < -far * h) | (y > (1 + far) * h)).any(axis=1)
+    off = ((centre[:, :1] < -far * w) | (centre[:, :1] > (1 + far) * w)
+           | (centre[:, 1:] < -far * h) | (centre[:, 1:] > (1 + far) * h)).any(axis=1)
+    a, b = _corner_columns()
+    span = np.hypot(x[:, b] - x[:, a], y[:, b] - y[:, a])
+    dark = (brightness < 0) | (brightness > 255)
+    blur = (sharp < 0) | (sharp > MAX_SHARPNESS)  # (NaN: not sent)
+    bad_patch = (np.zeros(len(lm), bool) if patches is None
+                 else ((patches < -_PATCH_SLACK) | (patches > 1 + _PATCH_SLACK)).any(axis=1))
+    out: list[str | None] = []
+    for k in range(len(lm)):
+        out.append("lm: a landmark lies far outside the picture" if outside[k] else
+                   "c: the face's centre lies far outside the picture" if off[k] else
+                   f"lm: the outer eye corners are less than {MIN_EYE_SPAN_PX:g} px apart" if span[k] < MIN_EYE_SPAN_PX else
+                   "b must be a brightness from 0 to 255" if dark[k] else
+                   f"s must be a sharpness from 0 to {MAX_SHARPNESS:g}" if blur[k] else
+                   "p must hold values from 0 to 1" if bad_patch[k] else None)
+    return out
 
 
 class _Irregular(Exception):
@@ -84,7 +148,7 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
     for s in items:
         t, w, h, n, b = s.get("t"), s.get("w"), s.get("h"), s.get("n"), s.get("b")
         if not (_finite(t) and _finite(w) and _finite(h) and _finite(b) and 16 <= w <= 4096 and 16 <= h <= 4096
-                and type(n) is int and 0 <= n <= 100):
+                and type(n) is int and 0 <= n <= 100 and 0 <= b <= 255):
             raise _Irregular
         times.append(float(t))
         heads.append((int(w), int(h), n, float(b)))
@@ -100,14 +164,25 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
         patch_of.append(-1 if p is None else len(patch_rows))
         if p is not None:
             patch_rows.append(p)
-    try:
-        centre = np.array(centres, np.float64).reshape(len(faces), 2)
-        lm = np.array(lms, np.float64).reshape(len(faces), 2 * len(SAMPLE_LANDMARKS))
-        patches = np.array(patch_rows, np.float64).reshape(len(patch_rows), n_patch * len(EYES))
-    except (TypeError, ValueError):  # ragged, wrong lengths, not numbers
+    try:  # (each exactly its shape: a list of one-number lists is not a list of numbers)
+        centre = _numbers(centres) if centres else np.zeros((0, 2))
+        lm = _numbers(lms) if lms else np.zeros((0, 2 * len(SAMPLE_LANDMARKS)))
+        patches = _numbers(patch_rows) if patch_rows else np.zeros((0, n_patch * len(EYES)))
+    except (TypeError, ValueError):  # ragged, not numbers
         raise _Irregular from None
+    if (centre.shape != (len(faces), 2) or lm.shape != (len(faces), 2 * len(SAMPLE_LANDMARKS))
+            or patches.shape != (len(patch_rows), n_patch * len(EYES))):
+        raise _Irregular
     if not (np.isfinite(centre).all() and np.isfinite(lm).all() and np.isfinite(patches).all()):
         raise _Irregular
+    if faces:
+        at = [i for i, _, _ in faces]
+        size = np.array([heads[i][:2] for i in at], np.float64)
+        rows = np.array(patch_of)
+        face_patches = None if not patch_rows else np.where((rows >= 0)[:, None], patches[np.maximum(rows, 0)], 0.5)
+        if any(_face_problems(size[:, 0], size[:, 1], centre, lm, np.array([heads[i][3] for i in at]),
+                              np.array([sharp for _, sharp, _ in faces]), face_patches)):
+            raise _Irregular
     pts = sample_landmarks(lm)
     patches = patches.astype(np.float32)
     out = [FaceSample(None, w, h, brightness=b) for w, h, _, b in heads]
@@ -135,6 +210,8 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 100:
             raise ApiError(400, f"{where}.n must be the number of faces in view")
         brightness = _num(s.get("b"), f"{where}.b")
+        if not 0 <= brightness <= 255:
+            raise ApiError(400, f"{where}.b must be a brightness from 0 to 255")
         if not n:
             out.append(FaceSample(None, int(w), int(h), brightness=brightness))
             times.append(t)
@@ -148,8 +225,13 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
         centre = _nums(s.get("c"), 2, f"{where}.c")
         lm = _nums(s.get("lm"), 2 * len(SAMPLE_LANDMARKS), f"{where}.lm")
         patches = s.get("p")
-        if patches is not None:
-            p = _nums(patches, n_patch * len(EYES), f"{where}.p").astype(np.float32)
+        p = None if patches is None else _nums(patches, n_patch * len(EYES), f"{where}.p")
+        problem = _face_problems(np.array([w]), np.array([h]), centre[None], lm[None], np.array([brightness]),
+                                 np.array([sharp]), None if p is None else p[None])[0]
+        if problem:
+            raise ApiError(400, f"{where}.{problem}")
+        if p is not None:
+            p = p.astype(np.float32)
             patches = {eye.name: p[k * n_patch:(k + 1) * n_patch] for k, eye in enumerate(EYES)}
         out.append(FaceSample(sample_landmarks(lm), int(w), int(h), (float(centre[0]), float(centre[1])), n,
                               brightness, sharp, patches, clipped))

@@ -173,7 +173,7 @@ def store_gaze(task_id: int, seq: int, origin: float, rows: list[dict[str, float
     rows stored (0: every one was stored already, or the chunk ``seq`` is: a replay).
 
     A frame is the page load's (``origin``) picture taken at ``t``: a row whose (origin, t) the
-    task has in a gaze chunk already is left out, whichever way it came (the WebSocket's resend
+    task has in a gaze chunk already, or an earlier row of ``rows`` has, is left out, whichever way it came (the WebSocket's resend
     after a reconnect, stored by the lost socket too, on this host or another; the HTTP batches
     that carry what a socket lost for good had not confirmed). The check and the insert are one
     transaction under the task's lock (:func:`.chunks.task_transaction`), so two sockets or a
@@ -206,8 +206,12 @@ def _store_gaze(conn: Any, task_id: int, seq: int, origin: float, rows: list[dic
     again inside."""
     chunk = _gaze_chunk(task_id, seq if seqs is None else seqs[-1], origin, rows)
     with task_transaction(conn, task_id):
-        stored = stored_gaze_times(conn, task_id, origin, min(times), max(times))
-        keep = [i for i, t in enumerate(times) if t not in stored]
+        seen = stored_gaze_times(conn, task_id, origin, min(times), max(times))
+        keep = []
+        for i, t in enumerate(times):  # (a time twice in the batch: its first row)
+            if t not in seen:
+                keep.append(i)
+                seen.add(t)
         if not keep:
             return 0
         if seqs is not None:

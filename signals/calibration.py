@@ -927,23 +927,37 @@ NOT_RECORDING_TARGETS = ("other-window",)
 #: the correction; the correction restarted from it; one of the agreeing clicks ignored before such
 #: a restart; more than the gate from the correction (a click made without looking); its gaze
 #: samples had no confidence; no usable gaze sample in the window before it; none after it; on the
-#: rating and choice controls; in a window that was not recording; a click without a point (keyboard)
+#: rating and choice controls; in a window that was not recording; a click without a point (keyboard);
+#: a position no screen has (:func:`on_screen`)
 INTERACTION_OUTCOMES = ("used", "restart (N agreeing)", "used (restart)", "ignored: far from the gaze",
                         "ignored: no usable picture", "no gaze before it", "after the last gaze sample",
-                        "excluded: rating or choice controls", "excluded: a window not recording", "no position")
+                        "excluded: rating or choice controls", "excluded: a window not recording", "no position",
+                        "off the screen")
+
+
+#: a viewport position (px) beyond this, or below 0, is not on any screen (the site takes
+#: viewports up to the same size): no one looked there, whatever a page (or a forged batch) says
+MAX_SCREEN_PX = 16384.0
+
+
+def on_screen(x: float | None, y: float | None) -> bool:
+    """Whether (``x``, ``y``) is a viewport position a person can look at: finite, within 0 and
+    :data:`MAX_SCREEN_PX`."""
+    return (x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+            and 0.0 <= x <= MAX_SCREEN_PX and 0.0 <= y <= MAX_SCREEN_PX)
 
 
 def is_calibration_event(kind: str | None, target: str | None, x: float | None, y: float | None) -> bool:
     """Whether an ``events`` row is a calibration sample: a click or caret position
-    (:data:`CALIBRATION_EVENTS`) with a finite viewport position, not on the rating and choice
-    controls (:data:`EXCLUDED_CLICK_TARGETS`) nor in a window that was not recording
+    (:data:`CALIBRATION_EVENTS`) on the screen (:func:`on_screen`: a click row stored with a
+    position no screen has would otherwise move the correction there), not on the rating and
+    choice controls (:data:`EXCLUDED_CLICK_TARGETS`) nor in a window that was not recording
     (:data:`NOT_RECORDING_TARGETS`). A click at exactly (0, 0) is left out too: pages
     before keyboard clicks were recorded without a position stored a button pressed with Enter or
     Space there (the top-left corner, not where the participant looked)."""
-    if (kind not in CALIBRATION_EVENTS or target in EXCLUDED_CLICK_TARGETS or target in NOT_RECORDING_TARGETS
-            or x is None or y is None):
+    if kind not in CALIBRATION_EVENTS or target in EXCLUDED_CLICK_TARGETS or target in NOT_RECORDING_TARGETS:
         return False
-    return math.isfinite(x) and math.isfinite(y) and not (kind == "click" and x == 0 and y == 0)
+    return on_screen(x, y) and not (kind == "click" and x == 0 and y == 0)
 
 
 #: gaze samples that cannot pair with a click
@@ -1083,7 +1097,8 @@ class ClickCalibration:
                 self.pending.append((float(when), float(cx), float(cy), str(k)))
             elif self.log is not None and k in CALIBRATION_EVENTS:
                 outcome = ("excluded: rating or choice controls" if tg in EXCLUDED_CLICK_TARGETS else
-                           "excluded: a window not recording" if tg in NOT_RECORDING_TARGETS else "no position")
+                           "excluded: a window not recording" if tg in NOT_RECORDING_TARGETS else
+                           "no position" if cx is None or cy is None or (cx == 0 and cy == 0) else "off the screen")
                 self._note(float(when), str(k), cx, cy, None, None, outcome)
         self.pending.sort(key=operator.itemgetter(0))
 

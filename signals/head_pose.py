@@ -24,7 +24,11 @@ converged pose (tolerance stated there: 0.1 deg, 0.1 mm). With nothing moving, t
 jitters with the landmarks by 0.2-0.9 deg (yaw, pitch, roll sd) and 0.3 cm (distance) for an
 eye span of ~80 px, 0.7-1.5 deg and 1.7 cm for ~50 px (``benchmarks/landmark_jitter.py``: still
 photo, sensor noise). Trackers of unrelated still pictures
-(``static_image_mode``, ``gaze evaluate``) start every picture cold.
+(``static_image_mode``, ``gaze evaluate``) start every picture cold. A pose no face in a webcam's
+picture has (:func:`_plausible`: behind the camera, farther than 5 m, turned 90 deg or more) is
+not kept: a warm start that ends there is solved again cold, and a cold one that does gives NaN
+values and leaves the next picture to start cold (landmarks that are no face's, which the
+site's sample checks refuse, would otherwise lead the warm starts after them astray).
 """
 from __future__ import annotations
 
@@ -115,18 +119,39 @@ class HeadPoseEstimator:
         """
         image_points = np.ascontiguousarray(pts[_INDEX], dtype=np.float64)
         cam = _camera(int(width), int(height))
-        if self._rvec is None:  # a cold start: solved to convergence from a frontal guess
+        warm = self._rvec is not None
+        if warm:  # from the stream's last pose: a few iterations
+            rvec, tvec = cv2.solvePnPRefineLM(_MODEL, image_points, cam, None, self._rvec, self._tvec, _WARM)
+            pose = _plausible(rvec, tvec)
+        if not warm or pose is None:  # a cold start: solved to convergence from a frontal guess
+            # (also when the warm start ended where no face can be: a pose carried on from there
+            # would lead the pictures after it astray)
             ok, rvec, tvec = cv2.solvePnP(_MODEL, image_points, cam, None, np.zeros((3, 1)),
                                           np.array([[0.0], [0.0], [60.0]]), useExtrinsicGuess=True,
                                           flags=cv2.SOLVEPNP_ITERATIVE)
-        else:  # from the stream's last pose: a few iterations
-            rvec, tvec = cv2.solvePnPRefineLM(_MODEL, image_points, cam, None, self._rvec, self._tvec, _WARM)
-            ok = True
-        tx, ty, tz = tvec.ravel().tolist()
-        if not ok or not (math.isfinite(tx) and math.isfinite(ty) and math.isfinite(tz)) or tz <= 0:
+            pose = _plausible(rvec, tvec) if ok else None
+        if pose is None:
             self.reset()
             return dict.fromkeys(COLUMNS, float("nan"))
         self._rvec, self._tvec = rvec, tvec
-        rotation, _ = cv2.Rodrigues(rvec)
-        self.rotation, self.translation = rotation, tvec.ravel()
-        return dict(zip(COLUMNS, (*euler_angles(rotation), tx, ty, tz)))
+        self.rotation, self.translation = pose[0], tvec.ravel()
+        return dict(zip(COLUMNS, pose[1]))
+
+
+#: a head farther from the camera than this (cm), or turned from it by this much or more (yaw or
+#: pitch, deg), is no pose a face in a webcam's picture has: the landmarks fitted are not a face's
+MAX_DISTANCE_CM, MAX_TURN_DEG = 500.0, 90.0
+
+
+def _plausible(rvec: np.ndarray, tvec: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]] | None:
+    """(rotation matrix, the row's six values) of a solved pose, or None where no face can be:
+    not finite, behind the camera or farther than :data:`MAX_DISTANCE_CM`, turned by
+    :data:`MAX_TURN_DEG` or more."""
+    tx, ty, tz = tvec.ravel().tolist()
+    if not (math.isfinite(tx) and math.isfinite(ty) and 0.0 < tz <= MAX_DISTANCE_CM) or not np.isfinite(rvec).all():
+        return None
+    rotation, _ = cv2.Rodrigues(rvec)
+    yaw, pitch, roll = euler_angles(rotation)
+    if not (abs(yaw) < MAX_TURN_DEG and abs(pitch) < MAX_TURN_DEG):
+        return None
+    return rotation, (yaw, pitch, roll, tx, ty, tz)

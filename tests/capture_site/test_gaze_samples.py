@@ -202,3 +202,61 @@ def test_a_participant_out_of_sample_tokens_is_refused_before_a_large_body_is_re
     assert r.status_code == 429 and "slow down" in r.json["error"] and decoded == []
     r = client.post("/api/gaze/samples", data=body(2), headers=headers)  # small: parsed, then the take refuses
     assert r.status_code == 429 and len(decoded) == 1
+
+
+def _far(s, key, axis, by):
+    """``s`` with every ``key`` x (axis 0) or y (axis 1) moved ``by`` pictures' sizes."""
+    size = s["w"] if axis == 0 else s["h"]
+    return [v + by * size if i % 2 == axis else v for i, v in enumerate(s[key])]
+
+
+@pytest.mark.parametrize("field, change, says", [
+    ("p", lambda s: [[v] for v in s["p"]], "samples[1].p must be a list"),  # once a 500 (a 2-D patch)
+    ("lm", lambda s: [0.0] * len(s["lm"]), "samples[1].lm: the outer eye corners"),  # once took the pose anywhere
+    ("lm", lambda s: _far(s, "lm", 0, 3.0), "samples[1].lm: a landmark lies far outside"),
+    ("lm", lambda s: _far(s, "lm", 1, -2.5), "samples[1].lm: a landmark lies far outside"),
+    ("c", lambda s: _far(s, "c", 0, 2.5), "samples[1].c: the face's centre"),
+    ("lm", lambda s: [str(v) for v in s["lm"]], "samples[1].lm must be a list"),  # numpy reads "160" as 160
+    ("lm", lambda s: [True] * len(s["lm"]), "samples[1].lm must be a list"),
+    ("b", lambda s: 1e300, "samples[1].b must be a brightness"),  # once stored as inf
+    ("b", lambda s: -3.0, "samples[1].b must be a brightness"),
+    ("s", lambda s: 1e300, "samples[1].s must be a sharpness"),
+    ("p", lambda s: [1e308] * len(s["p"]), "samples[1].p must hold values from 0 to 1"),  # once 120 infs
+])
+def test_values_no_picture_of_a_face_gives_are_refused(runner, field, change, says):
+    """A sample the page cannot have made is refused with 400 naming it, whether the batch is
+    read at once (every sample alike) or sample by sample (one among good ones)."""
+    from gazepref.capture_site.api import ApiError
+    from gazepref.capture_site.gaze_samples import parse_samples
+
+    good = [page_sample(runner, moving(i), 100.0 * i) for i in range(3)]
+    samples, times = parse_samples(good, 60)
+    assert times == [0.0, 100.0, 200.0] and all(s.pts is not None for s in samples)
+    bad = [dict(s, **{field: change(s)}) for s in good]
+    for batch in ([good[0], bad[1], good[2]], bad):
+        with pytest.raises(ApiError) as e:
+            parse_samples(batch, 60)
+        assert e.value.status == 400 and e.value.message.startswith(says.replace("[1]", "[1]" if batch[0] is good[0]
+                                                                                 else "[0]")), e.value.message
+
+
+def test_a_round_of_landmarks_no_face_has_is_refused_without_spending_an_attempt(make_app, tmp_path, runner):
+    """A calibration round whose samples hold landmarks of no face (all at one point) is a
+    malformed request: 400, no round stored, no attempt spent (it was a 422 and a spent attempt,
+    so under ``attempts = 1`` the participant's session went on without the webcam)."""
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "b.toml", 'compute = "browser"')))  # (one attempt)
+    client = app.test_client()
+    token = to_calibration(client, "CAM-ZEROS")["token"]
+    samples, out, t = [], [], 1000.0
+    for k, (x, y) in enumerate(CALIBRATION_TARGETS):
+        s = page_sample(runner, moving(k), t)
+        out.append({"x": x, "y": y, "t": [t]})
+        samples.append(dict(s, lm=[0.0] * len(s["lm"])))
+        t += 100.0
+    r = client.post("/api/gaze/round", json={"kind": "calibration", "viewport": [1280, 800], "targets": out,
+                                             "samples": samples}, headers={"X-Participant-Token": token})
+    assert r.status_code == 400 and "samples[0].lm" in r.json["error"], r.json
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert not dbs.scalars(select(store.Calibration)).all()
+    r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS)
+    assert r.status_code == 200, r.json

@@ -283,3 +283,20 @@ def test_a_fresh_batch_is_encoded_before_the_hosts_write_lock(make_app, monkeypa
     assert _store(app, pid, task, 7, range(3, 8), socket=True) == 3  # frames 3, 4 stored already
     assert encoded == [(False, 7, 5), (True, 7, 3)]
     assert _stored(app, task)["chunks"] == {(ORIGIN, 4): T[0:5], (ORIGIN, 7): T[5:8]}
+
+
+def test_a_time_twice_in_one_batch_is_stored_once(make_app):
+    """A frame is a page load's picture at ``t``: a batch (or a socket's buffer) holding one time
+    twice stores its first row, as a resend of a stored time stores nothing (once every copy was
+    stored)."""
+    app = make_app()
+    pid, task = _task(app)
+    rows = [dropped_row(t) for t in (T[1], T[2], T[2], T[3], T[1])]
+    for k, r in enumerate(rows):
+        r["face_brightness"] = float(k)
+    with app.app_context():
+        assert store_gaze(task, 0, ORIGIN, rows) == 3
+    assert _stored(app, task)["chunks"] == {(ORIGIN, 0): [T[1], T[2], T[3]]}
+    with app.extensions["gazepref"].sessions() as s:
+        got = store.read_stream(s, s.get(store.Task, task), "gaze").column("face_brightness").to_pylist()
+    assert got == [0.0, 1.0, 3.0]

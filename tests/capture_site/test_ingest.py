@@ -254,15 +254,22 @@ def test_a_participant_out_of_tokens_is_refused_before_a_large_body_is_read(make
 
 def test_gzip_bodies_are_held_to_their_trailer(client, task, dbs):
     """The gzip trailer's size decides before decompressing: over the limit is refused unread; a
-    body decompressing to more than it declares is cut off there; data after the stream is refused."""
+    body decompressing to more than it declares is cut off there; data after the stream is refused;
+    a trailer no stream of the body's length can have (a body cut short), or a body that is not
+    gzip at all, is a 400, not a 413 of a made-up size."""
     body = gzip.compress(json.dumps(batch(task, 0)).encode())
     headers = {"X-Participant-Token": task["token"], "Content-Encoding": "gzip"}
     lying = body[:-4] + (5).to_bytes(4, "little")
     r = client.post("/api/ingest", data=lying, headers=headers)
     assert r.status_code == 400 and "the size its trailer declares" in r.json["error"]
-    huge = body[:-4] + (17 * 1024 * 1024).to_bytes(4, "little")
+    huge = body[:-4] + (17 * 1024 * 1024).to_bytes(4, "little")  # more than deflate packs in this length
     r = client.post("/api/ingest", data=huge, headers=headers)
-    assert r.status_code == 413 and "decompressed" in r.json["error"]
+    assert r.status_code == 400 and "cut short" in r.json["error"]
+    # a body cut short ends in bytes of the stream, which read as a size: not a 413 "too large"
+    r = client.post("/api/ingest", data=body[:len(body) // 2], headers=headers)
+    assert r.status_code == 400 and "gzip" in r.json["error"], r.json
+    r = client.post("/api/ingest", data=json.dumps(batch(task, 0)).encode(), headers=headers)  # labelled gzip, is not
+    assert r.status_code == 400 and "not gzip" in r.json["error"]
     for after in (gzip.compress(b"{}"), b"\x00\x00\x10\x00"):  # (the last 4 bytes: 2 bytes, 1 MiB)
         r = client.post("/api/ingest", data=body + after, headers=headers)
         assert r.status_code == 400 and "not one gzip stream" in r.json["error"], r.json

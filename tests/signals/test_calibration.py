@@ -866,6 +866,9 @@ def test_no_blend_without_eye_or_head_features(sittings):
     ("click", "composer", 0.0, 0.0, False),  # a key press on a button, recorded by older pages
     ("click", None, None, 300.0, False),  # a keyboard click: no position
     ("click", None, float("nan"), 300.0, False),
+    ("click", "composer", 1e9, 1e9, False),  # no screen is that large: a forged or broken row
+    ("click", "composer", -4.0, 300.0, False),
+    ("caret", "composer", 300.0, 16384.0, True),  # the largest viewport the site takes
     ("scroll", None, 120.0, 300.0, False),
 ])
 def test_which_events_are_calibration_samples(kind, target, x, y, counts):

@@ -879,16 +879,17 @@ def test_the_replay_says_what_became_of_each_click():
     gaze = pa.table({"t": t, "x": np.full(len(t), 800.0), "y": np.full(len(t), 450.0),
                      "flags": np.zeros(len(t), np.int32), "confidence": np.full(len(t), 0.9)})
     events = pa.table({
-        "t": [1000.0, 1500.0, 1600.0, 1700.0, 2000.0, 2500.0, 9000.0, 3000.0],
-        "type": ["click", "click", "click", "click", "click", "caret", "click", "scroll"],
-        "target": ["composer", "controls", "other-window", "composer", "window", "composer", "window", "window"],
-        "x": [860.0, 100.0, 500.0, None, 1460.0, 862.0, 900.0, None],
-        "y": [450.0, 100.0, 500.0, None, 450.0, 452.0, 450.0, None]})
+        "t": [1000.0, 1500.0, 1600.0, 1700.0, 1800.0, 2000.0, 2500.0, 9000.0, 3000.0],
+        "type": ["click", "click", "click", "click", "click", "click", "caret", "click", "scroll"],
+        "target": ["composer", "controls", "other-window", "composer", "composer", "window", "composer", "window",
+                   "window"],
+        "x": [860.0, 100.0, 500.0, None, 1e9, 1460.0, 862.0, 900.0, None],
+        "y": [450.0, 100.0, 500.0, None, 1e9, 450.0, 452.0, 450.0, None]})
     log: list[dict] = []
     replayed = replay_interactions(gaze, events, log=log)
     assert [(r["t"], r["outcome"]) for r in log] == [
         (1000.0, "used"), (1500.0, "excluded: rating or choice controls"),
-        (1600.0, "excluded: a window not recording"), (1700.0, "no position"),
+        (1600.0, "excluded: a window not recording"), (1700.0, "no position"), (1800.0, "off the screen"),
         (2000.0, "ignored: far from the gaze"), (2500.0, "used"), (9000.0, "after the last gaze sample")]
     assert (log[0]["gaze_x"], log[0]["gaze_y"], log[0]["quality"]) == (800.0, 450.0, pytest.approx(0.9))
     assert replayed.column("drift_clicks").to_numpy()[-1] == 2

@@ -131,3 +131,33 @@ def test_rotation_matrix_inverts_euler_angles(angles):
     assert [pose["head_yaw"], pose["head_pitch"], pose["head_roll"]] == pytest.approx(angles, abs=1e-3)
     np.testing.assert_allclose(est.rotation, r, atol=1e-5)
     np.testing.assert_allclose(est.translation, [2.0, -1.0, 55.0], atol=1e-3)
+
+
+@pytest.mark.parametrize("garbage", ["zeros", "tiny"])
+def test_landmarks_of_no_face_do_not_lead_the_poses_after_them_astray(garbage):
+    """A picture whose landmarks are no face's (all at one point, a face squeezed to a tenth of a
+    pixel) gets no pose where the solve ends where no face can be (behind
+    the camera, metres away, turned away) and the next picture starts cold: the poses after it
+    are the converged ones (once such a picture left a warm-started pose at 177 deg of yaw and
+    27 km, and the warm starts of the next ~100 pictures were wrong)."""
+    stream = synthetic_stream(0)
+    pts, w, h = stream[10]
+    bad = pts.copy()
+    idx = list(head_pose.LANDMARKS)
+    if garbage == "zeros":
+        bad[idx] = 0.0
+    else:
+        bad[idx] = bad[idx].mean(axis=0) + (bad[idx] - bad[idx].mean(axis=0)) * 0.001
+    est = head_pose.HeadPoseEstimator()
+    for p, ww, hh in stream[:10]:
+        est.estimate(p, ww, hh)
+    pose = est.estimate(bad, w, h)
+    values = np.array([pose[c] for c in head_pose.COLUMNS])
+    assert np.isnan(values).all() or (
+        0 < pose["head_tz"] <= head_pose.MAX_DISTANCE_CM and abs(pose["head_yaw"]) < head_pose.MAX_TURN_DEG
+        and abs(pose["head_pitch"]) < head_pose.MAX_TURN_DEG)
+    guess = None
+    for p, ww, hh in stream[11:30]:
+        ref, guess = converged(p, ww, hh, guess)
+        got = est.estimate(p, ww, hh)
+        np.testing.assert_allclose([got[c] for c in head_pose.COLUMNS], ref, atol=TOL_DEG)
