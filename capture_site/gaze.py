@@ -177,7 +177,7 @@ def calibration_round():
     pid = token.id
     if not frame_limiter().allow(frame_key(pid)):
         raise ApiError(429, "too many requests; slow down", retry_after=1)
-    landmarks = request.mimetype == "application/json" or request.headers.get("Content-Encoding") == "gzip"
+    landmarks = request.mimetype == "application/json" or request.headers.get("Content-Encoding", "").lower() == "gzip"
     meta, parts = (json_body(), []) if landmarks else multipart_form()
     kind = meta.get("kind")
     if kind not in ("calibration", "validation"):

@@ -677,8 +677,34 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GazeCalibration:
-        if d.get("format") != FORMAT:
-            raise ValueError(f"not a gaze calibration (format {d.get('format')!r}, expected {FORMAT!r})")
+        """The model :meth:`to_dict` gave; ValueError ("not a gaze calibration: ...") for anything
+        else: another format, a key missing, a value of the wrong kind or shape."""
+        if not isinstance(d, Mapping) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, Mapping) else type(d).__name__
+            raise ValueError(f"not a gaze calibration (format {found!r}, expected {FORMAT!r})")
+        try:
+            model = cls._from_dict(d)
+        except KeyError as e:
+            raise ValueError(f"not a gaze calibration: no {e.args[0]!r}") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not a gaze calibration: {e}") from None
+        n, shapes = model.n_features_in_, {"mean_": 1, "scale_": 1, "coef_": 2, "feature_min_": 1, "feature_max_": 1}
+        for attr, rows in shapes.items():
+            want = (n,) if rows == 1 else (2, n)
+            if getattr(model, attr).shape != want:
+                raise ValueError(f"not a gaze calibration: {attr.rstrip('_')} has shape "
+                                 f"{getattr(model, attr).shape}, not {want} for its {n} features")
+        if model.fallback_coef_ is not None and model.fallback_coef_.shape != (2, n):
+            raise ValueError(f"not a gaze calibration: fallback_coef has shape {model.fallback_coef_.shape}")
+        for attr in ("intercept_", "target_mean_", "target_min_", "target_max_"):
+            if getattr(model, attr).shape != (2,):
+                raise ValueError(f"not a gaze calibration: {attr.rstrip('_')} must hold x and y")
+        return model
+
+    @classmethod
+    def _from_dict(cls, d: Mapping[str, Any]) -> GazeCalibration:
+        if not isinstance(d["params"], Mapping):
+            raise TypeError("params must be an object")
         model = cls(**{**_LEGACY_PARAMS, **d["params"]})
         model.feature_names_in_ = np.array(d["feature_names"], dtype=object)
         model.n_features_in_ = len(d["feature_names"])

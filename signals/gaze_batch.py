@@ -204,6 +204,13 @@ def _header_columns(header: str, sep: str) -> list[str]:
     return [c.strip().strip('"').strip("'").strip().lower() for c in header.split(sep)]
 
 
+def _printable(text: str, limit: int = 40) -> str:
+    """``text`` for a one-line message: control and other unprintable characters as ``?``, at
+    most ``limit`` characters (a binary file read as a manifest has no header to echo)."""
+    shown = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """The manifest (image, x, y, person, session) with image paths made absolute.
 
@@ -230,7 +237,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if sep is None:
         found = max((_header_columns(header, s) for s in _SEPARATORS), key=len)
         missing = [c for c in MANIFEST_COLUMNS if c not in found]
-        shown = ", ".join(c for c in found[:8] if c) or "none"
+        shown = ", ".join(_printable(c) for c in found[:8] if c) or "none"
         raise UserError(f"{path}: manifest lacks column(s) {', '.join(missing)} "
                         f"(needs {', '.join(MANIFEST_COLUMNS)}; its header line has {shown})")
     try:
@@ -690,6 +697,11 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     manifest = read_manifest(path)
     if kind not in KINDS:
         raise UserError(f"unknown calibration model {kind!r} (one of {', '.join(KINDS)})")
+    # said before Face Mesh starts for anyone (a wrong folder)
+    if not any(Path(p).is_file() for p in manifest["image"]):
+        raise UserError(f"{path}: none of its {len(manifest)} images is there (first: {manifest['image'].iloc[0]}; "
+                        "paths are read relative to the manifest's folder)")
+
     custom = make_model is not None
     make_model = make_model or _make_kind(kind)
     if compare is None:

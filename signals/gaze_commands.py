@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Run the per-frame pipeline (face mesh, eye features, head pose, "
                                     "quality flags) over every frame of VIDEO.")
     p.add_argument("video", help="video file OpenCV can read")
-    p.add_argument("--out", help="write the per-frame features as Parquet (gaze stream columns)")
+    p.add_argument("--out", help="write the per-frame features as Parquet (gaze stream columns; a new file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never VIDEO itself)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_track)
 
@@ -85,9 +86,18 @@ def _track(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .gaze_batch import track_video
 
-    if args.out and not Path(args.out).expanduser().parent.is_dir():
-        raise UserError(f"no such folder for --out: {Path(args.out).expanduser().parent}")
-    emit(track_video(args.video, args.out, progress=_progress(True)), args.json)
+    out = None
+    if args.out:  # checked before the frames are processed
+        out = Path(args.out).expanduser()
+        if not out.parent.is_dir():
+            raise UserError(f"no such folder for --out: {out.parent}")
+        if out.is_dir():
+            raise UserError(f"--out {out} is a folder; give the Parquet file to write")
+        if out.exists() and Path(args.video).expanduser().exists() and out.samefile(Path(args.video).expanduser()):
+            raise UserError(f"--out {out} is the video itself")
+        if out.exists() and not args.overwrite:
+            raise UserError(f"--out {out} exists (use --overwrite to replace it)")
+    emit(track_video(args.video, out, progress=_progress(True)), args.json)
     return 0
 
 
@@ -97,6 +107,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_manifest(args.manifest, progress=_progress(True), protocol=args.protocol, kind=args.model,
                                compare=args.compare, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    if result["mean_error_px"] is None:  # (each person's reason is in the result too)
+        reasons = sorted({r["reason"] for r in result["per_person"].values() if r.get("reason")})
+        print(f"warning: no person got a figure ({'; '.join(reasons) or 'no prediction'})", file=sys.stderr)
     if result["images_in_several_sessions"]:
         print(f"warning: {result['images_in_several_sessions']} image(s) are listed under two or more sessions of "
               "one person; each then calibrates the prediction of itself", file=sys.stderr)
@@ -115,7 +128,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         for person, r in result["per_person"].items():
             err = _px(r["error_px"])
             models = ", ".join(f"{k} {n}" for k, n in r["models"].items())
-            print(f"  {person}: {err} over {r['n']} images, {r['sessions']} sessions"
+            print(f"  {person}: {err} over {r['n']} images, {r['sessions']} session{'' if r['sessions'] == 1 else 's'}"
                   + (f" (models: {models})" if models else ""))
             if r.get("reason"):
                 print(f"    no figure: {r['reason']}")
@@ -206,8 +219,6 @@ def _recalibrate(args: argparse.Namespace) -> int:
             result = recalibrate_study(db, args.study, args.out, model, interactions=args.interactions,
                                        include_failed=args.include_failed, overwrite=args.overwrite,
                                        model_source=source)
-    except LookupError as e:
-        raise UserError(str(e)) from None
     except DatabaseError as e:  # unreachable, or a file that is no database
         raise store.database_error(url, e, "read") from None
     finally:

@@ -280,12 +280,13 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     from ..datasets.store_recording import exported_task_id
     from ..files import check_out_folder, whole_folder
 
-    out = check_out_folder(Path(out).expanduser().resolve(), overwrite)
+    out = Path(out).expanduser().resolve()
     if out.is_dir() and any(out.iterdir()):
-        _earlier_run(out)  # --overwrite replaces only a folder this command wrote
+        _earlier_run(out)  # --overwrite replaces only a folder this command wrote (said first: it would not help)
+    out = check_out_folder(out, overwrite)
     study = db.execute(select(store.Study).where(store.Study.slug == slug)).scalars().first()
     if study is None:
-        raise LookupError(f"no study {slug!r} in the database")
+        raise UserError(f"no study {slug!r} in the database")
     participants = list(db.scalars(select(store.Participant).where(store.consenting(study.id))
                                    .order_by(store.Participant.id)))
     left_out = store.participants_left_out(db, study.id)

@@ -100,6 +100,31 @@ def test_serialisation_roundtrip():
         GazeCalibration.from_bytes(b'{"format": "other"}')
 
 
+@pytest.mark.parametrize("change", [
+    lambda d: [1, 2],  # not an object
+    lambda d: {"format": d["format"]},  # the format alone
+    lambda d: {k: v for k, v in d.items() if k != "coef"},
+    lambda d: d | {"params": d["params"] | {"bogus": 1}},
+    lambda d: d | {"params": [1]},
+    lambda d: d | {"feature_names": d["feature_names"][:-1]},  # a feature fewer than the coefficients
+    lambda d: d | {"coef": [c[:-1] for c in d["coef"]]},
+    lambda d: d | {"intercept": [1.0]},
+    lambda d: d | {"mean": "x"},
+])
+def test_a_file_that_is_no_whole_calibration_is_said_to_be_none(change):
+    """``gaze recalibrate --model FILE`` reads the file with :meth:`from_bytes`: JSON of the format
+    with a key missing, a parameter unknown or a shape that does not fit is "not a gaze
+    calibration" (a ValueError the command says in one line), not a KeyError, TypeError or an
+    IndexError deep in the prediction."""
+    import json
+
+    rng = np.random.default_rng(4)
+    x, y = synthetic_session(rng)
+    d = GazeCalibration(kind="one-stage").fit(x, y).to_dict()
+    with pytest.raises(ValueError, match="not a gaze calibration"):
+        GazeCalibration.from_bytes(json.dumps(change(json.loads(json.dumps(d)))).encode())
+
+
 def test_missing_features_and_too_few_samples():
     rng = np.random.default_rng(5)
     x, y = synthetic_session(rng)

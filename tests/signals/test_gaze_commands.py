@@ -141,6 +141,28 @@ def test_track_checks_the_out_folder_first(face_video, tmp_path, capsys):
     assert rc == 2 and err.strip() == f"gazepref: error: no such folder for --out: {tmp_path / 'nope'}"
 
 
+def test_track_never_writes_over_a_file_unasked_nor_over_its_video(face_video, tmp_path, capsys, monkeypatch):
+    """--out naming an existing file is refused (it was replaced silently, the video itself
+    included: a 54 KB Parquet file where the recording was), before any frame is processed;
+    ``--overwrite`` replaces a file, never the video; a folder is said to be one."""
+    import gazepref.signals.gaze_batch as gaze_batch
+
+    video = tmp_path / "copy.y4m"
+    video.write_bytes(face_video.read_bytes())
+    old = tmp_path / "earlier.parquet"
+    old.write_bytes(b"an earlier run")
+    processed = []
+    real = gaze_batch.track_video
+    monkeypatch.setattr(gaze_batch, "track_video", lambda *a, **k: processed.append(a) or real(*a, **k))
+    for out, extra, says in ((video, (), "is the video itself"), (video, ("--overwrite",), "is the video itself"),
+                             (old, (), "exists (use --overwrite to replace it)"), (tmp_path, (), "is a folder")):
+        rc, _, err = run_cli(capsys, "gaze", "track", str(video), "--out", str(out), *extra)
+        assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not processed and video.read_bytes() == face_video.read_bytes() and old.read_bytes() == b"an earlier run"
+    rc, _, _ = run_cli(capsys, "gaze", "track", str(video), "--out", str(old), "--overwrite")
+    assert rc == 0 and pq.read_table(old).num_rows == 45
+
+
 def test_evaluate_manifest(manifest, capsys):
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest), "--json")
     assert rc == 0
@@ -315,6 +337,21 @@ def test_a_person_none_of_whose_images_could_be_read_has_no_figure(manifest, tmp
     assert result["compared"]["blend"]["mean_error_px"] == p2["compared"]["blend"]
 
 
+def test_a_manifest_none_of_whose_images_is_there_is_refused_before_face_mesh(manifest, tmp_path, capsys,
+                                                                               monkeypatch):
+    """Every image missing (the manifest moved without its pictures): one line and exit 2 before
+    any person's Face Mesh starts (it came after a tracker a person, each printing its log lines)."""
+    import gazepref.signals.gaze_batch as gaze_batch
+
+    lines = manifest.read_text().splitlines()
+    path = tmp_path / "moved.csv"
+    path.write_text("\n".join(lines[:5]) + "\n")
+    monkeypatch.setattr(gaze_batch, "GazeTracker", lambda *a, **k: pytest.fail("Face Mesh started"))
+    rc, stdout, err = run_cli(capsys, "gaze", "evaluate", str(path), "--json")
+    assert rc == 2 and not stdout and len(err.strip().splitlines()) == 1
+    assert "none of its 4 images is there" in err and str(tmp_path) in err
+
+
 def test_evaluate_single_session_falls_back_to_folds(manifest, tmp_path):
     lines = manifest.read_text().splitlines()
     one = [lines[0]] + [ln for ln in lines[1:] if ",p1,s0" in ln]
@@ -480,6 +517,9 @@ def test_evaluate_one_round_single_session_has_no_prediction(manifest, capsys):
     assert result["people_without_prediction"] == ["p1"] and result["mean_error_px"] is None
     reason = result["per_person"]["p1"]["reason"]
     assert reason.startswith("one session: one-round needs two or more")
+    rc, stdout, err = run_cli(capsys, "gaze", "evaluate", str(path), "--protocol", "one-round", "--json")
+    assert rc == 0 and json.loads(stdout)["mean_error_px"] is None  # said, not only in the JSON
+    assert err.strip().splitlines()[-1] == f"warning: no person got a figure ({reason})"
     # beside a person with two sessions: that one is scored, the reason is in the text
     two = one + [ln for ln in lines[1:] if ",p2,s0" in ln or ",p2,s1" in ln]
     path.with_name("one_and_two_sessions.csv").write_text("\n".join(two) + "\n")
@@ -768,8 +808,9 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--include-failed")
     assert rc == 2 and "not empty (use --overwrite)" in err
     (out / "db.sqlite").write_text("not ours")
-    rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--overwrite")
-    assert rc == 2 and "is not a folder gaze recalibrate wrote (it holds 'db.sqlite')" in err
+    for asked in ((), ("--overwrite",)):  # (without: not told to use --overwrite, which would not help)
+        rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), *asked)
+        assert rc == 2 and "is not a folder gaze recalibrate wrote (it holds 'db.sqlite')" in err
     assert (out / "db.sqlite").exists() and (out / "manifest.json").exists()
     (out / "db.sqlite").unlink()
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(tmp_path), "--overwrite")
