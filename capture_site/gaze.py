@@ -73,6 +73,7 @@ from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
 from .purge import commit_in_study, deletion_of, withdrawal_of
 from .runtime import db
+from .validation import InvalidInput, page_time_ms
 
 __all__ = ["bp"]
 
@@ -192,6 +193,12 @@ def calibration_round():
     if not isinstance(targets, list) or not targets or not all(isinstance(t, dict) for t in targets):
         raise ApiError(400, "targets must be a non-empty list of {x, y, t}")
     per_target = [numbers(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
+    try:  # page-clock times, as a task batch's (a round stored with t = 1e300 spent an attempt)
+        for i, ts in enumerate(per_target):
+            for v in ts:
+                page_time_ms(v, f"targets[{i}].t")
+    except InvalidInput as e:
+        raise ApiError(400, str(e)) from None
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
     # on a page (CSS px from its top left): not against ``viewport``, the window's size when the
     # round was sent, which a window resized during the round changes after its dots were placed

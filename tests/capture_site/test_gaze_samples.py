@@ -241,8 +241,8 @@ def test_values_no_picture_of_a_face_gives_are_refused(runner, field, change, sa
 
 
 def test_a_round_of_landmarks_no_face_has_is_refused_without_spending_an_attempt(make_app, tmp_path, runner):
-    """A calibration round whose samples hold landmarks of no face (all at one point) is a
-    malformed request: 400, no round stored, no attempt spent (it was a 422 and a spent attempt,
+    """A calibration round whose samples hold landmarks of no face (all at one point), or times
+    no page's clock reads, is a malformed request: 400, no round stored, no attempt spent (it was a 422 and a spent attempt,
     so under ``attempts = 1`` the participant's session went on without the webcam)."""
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "b.toml", 'compute = "browser"')))  # (one attempt)
     client = app.test_client()
@@ -256,6 +256,11 @@ def test_a_round_of_landmarks_no_face_has_is_refused_without_spending_an_attempt
     r = client.post("/api/gaze/round", json={"kind": "calibration", "viewport": [1280, 800], "targets": out,
                                              "samples": samples}, headers={"X-Participant-Token": token})
     assert r.status_code == 400 and "samples[0].lm" in r.json["error"], r.json
+    far = [dict(o, t=[1e300]) for o in out]  # no page's clock reads that (it too spent an attempt)
+    r = client.post("/api/gaze/round", json={"kind": "calibration", "viewport": [1280, 800], "targets": far,
+                                             "samples": [dict(s, t=1e300) for s in samples]},
+                    headers={"X-Participant-Token": token})
+    assert r.status_code == 400 and "targets[0].t must be a number between" in r.json["error"], r.json
     with app.extensions["gazepref"].sessions() as dbs:
         assert not dbs.scalars(select(store.Calibration)).all()
     r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS)
