@@ -245,15 +245,20 @@ def calibration_round():
     found = sum(1 for r in rows if not int(r["flags"]) & 1)
     usable_per_target = usable_counts(points)
     starved = [i for i, n in enumerate(usable_per_target) if n < settings.min_frames]
-    if len(xy) < points_asked and not starved:
+    ended_early = len(xy) < points_asked and not starved
+    if ended_early:
         # the page ends a round at a dot it judged starved (on its live answers, which frames
-        # shed under load leave out): that dot is, whatever these frames say
+        # shed under load, or a slow computer's late ones, leave out): that dot is, whatever
+        # these frames say
         starved = [len(xy) - 1]
     base = {"viewport": viewport, "targets": [list(t) for t in xy], "frames": len(rows), "face_found": found,
             "usable_per_target": usable_per_target, "starved": starved, "min_frames": settings.min_frames}
     if kind == "calibration":
         model, error = None, None
-        if starved:
+        if ended_early:
+            error = (f"the page ended the round at dot {len(xy)} of {points_asked}: it had too few usable camera "
+                     f"pictures of it in time (each dot needs {settings.min_frames}: face found, eyes open)")
+        elif starved:
             error = (f"too few usable camera pictures at {len(starved)} of {len(xy)} dots (each needs "
                      f"{settings.min_frames}: face found, eyes open)")
         else:

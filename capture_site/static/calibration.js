@@ -35,6 +35,9 @@ const STALE_MS = 2500; // no face status for this long: the indicator says so
 // for less than this (a turn of the head, a face a little off centre, an answer late by up to
 // STALE_MS), not for a face gone, a dark picture, several faces or a stopped camera (off at once)
 const OK_GRACE_MS = STALE_MS + 500;
+// browser mode: how long the first face status may take once the face model is loaded (its first
+// pictures compile the model's programs: seconds on a slow computer)
+const FIRST_ANSWER_MS = 20000;
 
 /** When the participant first reached this set-up (performance.now() time), kept across reloads
  *  of the tab (sessionStorage, per step), so a reload does not restart the time limit of the way on. */
@@ -188,6 +191,32 @@ export function keptFrames(frames, usable, cap) {
   return ok.concat(rest).sort((a, b) => a.t - b.t);
 }
 
+/** How long (ms after the click) a dot waits for min_frames usable pictures: the study's
+ *  target_timeout_ms, longer where the page's face mesh needs it (min_frames + 2 pictures at its
+ *  median time, browser mode), at most three times the study's. */
+function targetWaitMs(capture) {
+  const mesh = capture.meshMedianMs ? capture.meshMedianMs() : null;
+  const need = mesh ? (S.min_frames + 2) * mesh + (S.batch_ms || 500) : 0;
+  return Math.min(3 * S.target_timeout_ms, Math.max(S.target_timeout_ms, need));
+}
+
+/** How long a dot's deadline waits for the pictures still on their way (:meth:`settle`). */
+function settleMs(capture) {
+  const mesh = capture.meshMedianMs ? capture.meshMedianMs() : null;
+  return Math.min(5000, Math.max(1500, 2 * (mesh || 0) + 1000));
+}
+
+/** The indicator turns to "Waiting for the camera picture" after this long without a face status:
+ *  STALE_MS, or four of the page's pictures and a batch where the face mesh is slow. */
+function staleMs(capture) {
+  const mesh = capture.meshMedianMs ? capture.meshMedianMs() : null;
+  return Math.max(STALE_MS, mesh ? 4 * mesh + (S.batch_ms || 500) : 0);
+}
+
+/** A computer is slow for the face mesh from this median time a picture (ms): fewer than ~4
+ *  pictures a second; a repeated round then says so. */
+const SLOW_MESH_MS = 250;
+
 /** Show the dot; resolve with its frames once clicked and holding min_frames usable frames
  *  (``starved``: too few within target_timeout_ms of the click). */
 function collectTarget(x, y, key) {
@@ -203,8 +232,10 @@ function collectTarget(x, y, key) {
       let frames = state.capture.framesBetween(from, tClick + 50);
       let waited = false;
       // Keep the dot until enough frames of it are usable (the server's answers come a little
-      // later than the frames); a stalled camera or server ends the wait.
-      while (state.capture.usableCount(frames) < S.min_frames && performance.now() - tClick < S.target_timeout_ms) {
+      // later than the frames); a stalled camera or server ends the wait. A slow computer
+      // (browser mode: the face mesh takes long a picture) gets the time its pictures need.
+      const limit = targetWaitMs(state.capture);
+      while (state.capture.usableCount(frames) < S.min_frames && performance.now() - tClick < limit) {
         if (!waited) {
           waited = true;
           ui.target.classList.add("waiting");
@@ -212,6 +243,12 @@ function collectTarget(x, y, key) {
           keepClear();
         }
         await sleep(100);
+        frames = state.capture.framesBetween(from, performance.now());
+      }
+      if (state.capture.usableCount(frames) < S.min_frames) {
+        // the last pictures may still be in the face mesh or on their way to the server (a slow
+        // computer): their answers decide, not the moment the wait ran out
+        await state.capture.settle(settleMs(state.capture));
         frames = state.capture.framesBetween(from, performance.now());
       }
       const usable = state.capture.usableCount(frames);
@@ -254,7 +291,7 @@ async function runRound(kind, points) {
   return { ok: resp.ok, status: resp.status, payload, starved };
 }
 
-const QUALITY = { good: "good", fair: "fair (usable)", poor: "poor" };
+const QUALITY = { good: "good", fair: "fair, usable", poor: "poor" };
 
 function outcomeMessage(outcome) {
   if (outcome.passed) return `Calibration done: the eye tracking works ${outcome.quality === "good" ? "well" : "well enough"} (quality: ${QUALITY[outcome.quality]}).`;
@@ -323,7 +360,11 @@ async function calibrate() {
     ui.cont.focus(); // the dot that had the focus is gone with the stage
     return;
   }
-  ui.result.textContent = `${message} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`;
+  const mesh = state.capture && state.capture.meshMedianMs ? state.capture.meshMedianMs() : null;
+  const slow = S.compute === "browser" && mesh >= SLOW_MESH_MS
+    ? ` This computer takes ${(mesh / 1000).toFixed(1)} s to read each camera picture: closing other programs and browser tabs helps.`
+    : "";
+  ui.result.textContent = `${message}${slow} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`;
   ui.result.hidden = false;
   ui.start.textContent = "Try again";
   // why it failed must be seen, not left below the fold: it and Try again (right below it) are
@@ -342,7 +383,11 @@ function refreshIndicator() {
   if (state.done || !state.capture) return;
   const cap = state.capture;
   // (counted from the watch's start until the first answer: the eye tracker has just loaded)
-  const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0) > STALE_MS;
+  // (browser mode: a first answer waits for the first pictures through the face mesh, whose first
+  // runs are slow while it starts: the status says it is starting, not that no picture comes)
+  const first = !cap.lastAnswer && S.compute === "browser";
+  const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0) > (
+    first ? FIRST_ANSWER_MS : staleMs(cap));
   const ended = cap.cameraStopped || cap.cameraPaused;
   if (stale || ended) {
     // the dot screen's status stays short (it must not cover a dot); the set-up's says what to do
@@ -355,7 +400,7 @@ function refreshIndicator() {
     for (const [el, said] of [[ui.status, setupText], [ui.stageStatus, text]]) {
       if (el.textContent !== said) el.textContent = said; // a live region: only a change is news
       el.dataset.code = ended ? "stopped" : "no-frame";
-      el.classList.remove("ok");
+      el.classList.remove("ok", "idle");
       el.classList.add("bad");
     }
     if (moved) keepClear(); // a longer status must not cover the dot either
@@ -469,6 +514,10 @@ async function startCamera() {
     console.warn("gazepref: face mesh", e);
     noCamera(new CameraError("Eye tracking cannot run in this browser (its face model could not be loaded)."));
     return null;
+  }
+  if (S.compute === "browser" && ui.status.dataset.code === "loading") {
+    ui.status.textContent = "Camera on. Starting the eye tracker…"; // its first pictures are on their way
+    ui.status.dataset.code = "starting";
   }
   ui.start.addEventListener("click", calibrate);
   watchIndicator();

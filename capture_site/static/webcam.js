@@ -31,6 +31,11 @@ import { Outbox, retryAfterMs } from "./outbox.js";
 
 /** sessionStorage key of the task batch interval the server last asked for (``pace``). */
 const PACE_KEY = "gazepref:task_batch_ms";
+/** Browser mode, task pages: the share of the page's main thread the face mesh may take (after a
+ *  picture that took d ms, the next waits d * (1 / share - 1) ms more; a fast computer's pictures
+ *  (~30 ms) still come every 1000 / fps ms). The set-up and the calibration take every picture
+ *  they can: there the participant only looks, and each dot needs its pictures. */
+export const TASK_MESH_SHARE = 0.5;
 
 export class CameraError extends Error {
   /** kind: "insecure" | "denied" | "none" | "busy" | "other" (what the page explains). */
@@ -85,6 +90,7 @@ export class GazeCapture {
     this.vendor = urls.vendor; // the face mesh's base URL, with the package versions (capture_site/vendor.py)
     this.wsUrl = !this.browser && wsUrl && typeof WebSocket !== "undefined" ? wsUrl : null;
     this.meshMs = []; // browser mode: ms per picture of the face mesh and sample (the last 100)
+    this.nextGrabAt = 0; // browser mode, task pages: no picture before (TASK_MESH_SHARE)
     this.samples = 0;
     // "connecting" (frames wait), "ws" (frames go out one by one), "reconnecting", "http" (batches)
     this.transport = this.wsUrl ? "connecting" : "http";
@@ -355,7 +361,9 @@ export class GazeCapture {
       const t = performance.now();
       this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
       const sample = await faceSample(this.mesh, this.canvas, this.ctx, this.settings.landmarks, this.settings.patch_size);
-      this.meshMs.push(performance.now() - t);
+      const took = performance.now() - t;
+      this.meshMs.push(took);
+      this.nextGrabAt = performance.now() + took * (1 / TASK_MESH_SHARE - 1);
       if (this.meshMs.length > 100) this.meshMs.shift();
       this.samples += 1;
       const frame = { t: Math.round(t * 100) / 100, sample: { t: Math.round(t * 100) / 100, ...sample } };
@@ -375,11 +383,30 @@ export class GazeCapture {
     }
   }
 
+  /** The median time (ms) the face mesh took a picture here (null before the first): how slow
+   *  this computer is for it (the calibration's waits stretch with it). */
+  meshMedianMs() {
+    const s = [...this.meshMs].sort((a, b) => a - b);
+    return s.length ? s[s.length >> 1] : null;
+  }
+
+  /** Calibration: what is taken and not yet answered (the picture in the face mesh, the samples or
+   *  frames waiting for their batch, the requests in flight), sent and answered now, within
+   *  ``maxMs``: at a dot's deadline a slow computer's last pictures are still on their way. */
+  async settle(maxMs) {
+    const until = performance.now() + maxMs;
+    const tick = () => new Promise((r) => setTimeout(r, 20));
+    while (this.grabbing && performance.now() < until) await tick();
+    if (this.transport === "http") this.send();
+    const left = Math.max(0, until - performance.now());
+    await Promise.race([Promise.all([...this.inflight]), new Promise((r) => setTimeout(r, left))]);
+    while (this.unanswered > 0 && performance.now() < until) await tick();
+  }
+
   /** The page's own cost so far: {ms_per_frame (median), fps, frames, backend}. */
   cost() {
-    const s = [...this.meshMs].sort((a, b) => a - b);
     const since = this.startedAt ? (performance.now() - this.startedAt) / 1000 : NaN;
-    return { ms_per_frame: s.length ? s[s.length >> 1] : null, fps: this.samples / since, frames: this.samples,
+    return { ms_per_frame: this.meshMedianMs(), fps: this.samples / since, frames: this.samples,
              backend: this.mesh ? this.mesh.backend : null, load_ms: this.mesh ? this.mesh.loadMs : null };
   }
 
@@ -432,6 +459,9 @@ export class GazeCapture {
     // a task page out of sight (another tab or program in front, a second tab of the task): the
     // participant looks elsewhere, and the page's words under the gaze would be made up
     if (this.phase === "task" && document.visibilityState === "hidden") return;
+    // a task page keeps the face mesh to at most half of its main thread: on a slow computer a
+    // picture takes 0.4 s or more, and back to back they left typing and clicks waiting for it
+    if (this.browser && this.phase === "task" && performance.now() < this.nextGrabAt) return;
     this.fitCanvas();
     if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
