@@ -85,6 +85,19 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_DEFLATE_RATIO = 1032
 
 
+#: a JSON integer with more digits than this is beyond any float64 (~1.8e308): no number the site
+#: takes (Python reads it exactly, and ``math.isfinite`` of it raised OverflowError: a 500)
+MAX_INT_DIGITS = 308
+
+
+def parse_int(text: str) -> int:
+    """``json.loads``'s ``parse_int`` for the site's bodies: the integer, or :class:`BatchError`
+    (400) beyond float64's range."""
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise BatchError(f"an integer of {len(text)} digits in JSON: out of range")
+    return int(text)
+
+
 def decode_body(raw: bytes, gzipped: bool) -> dict:
     """The batch object of a request body (gzip: one gzip stream, as CompressionStream writes)."""
     if len(raw) > MAX_BODY_BYTES:
@@ -114,7 +127,7 @@ def decode_body(raw: bytes, gzipped: bool) -> dict:
         raise BatchError(f"non-finite number {name} in batch")
 
     try:
-        obj = json.loads(raw, parse_constant=no_constants)
+        obj = json.loads(raw, parse_constant=no_constants, parse_int=parse_int)
     except UnicodeDecodeError:
         raise BatchError("body is not UTF-8 JSON") from None
     except json.JSONDecodeError as e:

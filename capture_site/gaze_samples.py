@@ -15,9 +15,11 @@ the face box's grey pixels at ``webcam.SATURATED`` (250) or above (``FaceSample.
 the OVEREXPOSED flag; optional: a page without it is never flagged); ``c``, ``lm``, ``o`` and
 ``p`` are left out when no face was found (``n`` = 0). Values no camera picture of a face gives
 are refused (400, naming the sample and the value; nothing of the request is stored, no
-calibration attempt spent): numbers as strings or booleans, lists of lists, a brightness outside
-0-255, patch values outside 0-1, a landmark or the face's centre more than a picture's size
-outside it, outer eye corners less than 1 px apart. The server turns a batch's samples into gaze
+calibration attempt spent): numbers as strings, lists of booleans or of lists, a brightness
+outside 0-255, a sharpness outside 0-1000, patch values outside 0-1, a landmark or the face's
+centre more than a picture's size outside it, outer eye corners less than 1 px apart. (A
+boolean among numbers reads as 0 or 1, as numpy reads it: harmless, and not worth a look at
+every value.) The server turns a batch's samples into gaze
 rows with :meth:`~gazepref.signals.webcam.GazeTracker.process_samples`: the same feature code as
 for pictures.
 """
@@ -69,8 +71,9 @@ OUTSIDE_PICTURE = 1.0
 #: landmarks are no face's (a head pose fitted to them is nonsense and would be carried over to
 #: the pictures after it by the pose's warm start)
 MIN_EYE_SPAN_PX = 1.0
-#: the sharpness a page can report at most (the variance of second differences of 0-255 values)
-MAX_SHARPNESS = 1e7
+#: the sharpness a page can report at most (webcam._sharpness: the face box's second differences'
+#: variance over its grey levels' variance, at most ~24; real faces 0.02-0.1): far above it
+MAX_SHARPNESS = 1e3
 _PATCH_SLACK = 1e-6  # 0-1 patch values as the page's float arithmetic gives them
 _CORNERS = None
 
@@ -85,11 +88,12 @@ def _corner_columns() -> tuple[int, int]:
     return _CORNERS
 
 
-def _face_problems(w: np.ndarray, h: np.ndarray, centre: np.ndarray, lm: np.ndarray, brightness: np.ndarray,
-                   sharp: np.ndarray, patches: np.ndarray | None) -> list[str | None]:
-    """For K samples with a face (picture sizes ``w``, ``h``; ``centre`` K x 2, ``lm`` K x 2L,
-    ``brightness``, ``sharp`` K, NaN: not sent; ``patches`` K x P or None), what is wrong with
-    each (None: nothing): values no camera picture of a face gives."""
+def _face_checks(w: np.ndarray, h: np.ndarray, centre: np.ndarray, lm: np.ndarray, brightness: np.ndarray,
+                 sharp: np.ndarray, patches: np.ndarray | None) -> list[tuple[np.ndarray, str]]:
+    """For K samples with a face (picture sizes ``w``, ``h``, whole px; ``centre`` K x 2, ``lm`` K
+    x 2L, ``brightness``, ``sharp`` K, NaN: not sent; ``patches`` K x P, or None: not checked
+    here), each check as (which samples it refuses, K booleans; what is wrong): values no camera
+    picture of a face gives."""
     w, h = w[:, None], h[:, None]
     x, y = lm[:, 0::2], lm[:, 1::2]
     far = OUTSIDE_PICTURE
@@ -98,19 +102,19 @@ def _face_problems(w: np.ndarray, h: np.ndarray, centre: np.ndarray, lm: np.ndar
            | (centre[:, 1:] < -far * h) | (centre[:, 1:] > (1 + far) * h)).any(axis=1)
     a, b = _corner_columns()
     span = np.hypot(x[:, b] - x[:, a], y[:, b] - y[:, a])
-    dark = (brightness < 0) | (brightness > 255)
-    blur = (sharp < 0) | (sharp > MAX_SHARPNESS)  # (NaN: not sent)
-    bad_patch = (np.zeros(len(lm), bool) if patches is None
-                 else ((patches < -_PATCH_SLACK) | (patches > 1 + _PATCH_SLACK)).any(axis=1))
-    out: list[str | None] = []
-    for k in range(len(lm)):
-        out.append("lm: a landmark lies far outside the picture" if outside[k] else
-                   "c: the face's centre lies far outside the picture" if off[k] else
-                   f"lm: the outer eye corners are less than {MIN_EYE_SPAN_PX:g} px apart" if span[k] < MIN_EYE_SPAN_PX else
-                   "b must be a brightness from 0 to 255" if dark[k] else
-                   f"s must be a sharpness from 0 to {MAX_SHARPNESS:g}" if blur[k] else
-                   "p must hold values from 0 to 1" if bad_patch[k] else None)
-    return out
+    checks = [(outside, "lm: a landmark lies far outside the picture"),
+              (off, "c: the face's centre lies far outside the picture"),
+              (span < MIN_EYE_SPAN_PX, f"lm: the outer eye corners are less than {MIN_EYE_SPAN_PX:g} px apart"),
+              ((brightness < 0) | (brightness > 255), "b must be a brightness from 0 to 255"),
+              ((sharp < 0) | (sharp > MAX_SHARPNESS), f"s must be a sharpness from 0 to {MAX_SHARPNESS:g}")]  # (NaN: not sent)
+    if patches is not None:
+        checks.append((_bad_patches(patches), "p must hold values from 0 to 1"))
+    return checks
+
+
+def _bad_patches(patches: np.ndarray) -> np.ndarray:
+    """Which rows of ``patches`` (K x P) hold a value outside 0-1."""
+    return ((patches < -_PATCH_SLACK) | (patches > 1 + _PATCH_SLACK)).any(axis=1)
 
 
 class _Irregular(Exception):
@@ -178,10 +182,9 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
     if faces:
         at = [i for i, _, _ in faces]
         size = np.array([heads[i][:2] for i in at], np.float64)
-        rows = np.array(patch_of)
-        face_patches = None if not patch_rows else np.where((rows >= 0)[:, None], patches[np.maximum(rows, 0)], 0.5)
-        if any(_face_problems(size[:, 0], size[:, 1], centre, lm, np.array([heads[i][3] for i in at]),
-                              np.array([sharp for _, sharp, _ in faces]), face_patches)):
+        checks = _face_checks(size[:, 0], size[:, 1], centre, lm, np.array([heads[i][3] for i in at]),
+                              np.array([sharp for _, sharp, _ in faces]), None)
+        if any(refused.any() for refused, _ in checks) or (patch_rows and _bad_patches(patches).any()):
             raise _Irregular
     pts = sample_landmarks(lm)
     patches = patches.astype(np.float32)
@@ -226,8 +229,9 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
         lm = _nums(s.get("lm"), 2 * len(SAMPLE_LANDMARKS), f"{where}.lm")
         patches = s.get("p")
         p = None if patches is None else _nums(patches, n_patch * len(EYES), f"{where}.p")
-        problem = _face_problems(np.array([w]), np.array([h]), centre[None], lm[None], np.array([brightness]),
-                                 np.array([sharp]), None if p is None else p[None])[0]
+        checks = _face_checks(np.array([int(w)]), np.array([int(h)]), centre[None], lm[None], np.array([brightness]),
+                              np.array([sharp]), None if p is None else p[None])
+        problem = next((why for refused, why in checks if refused[0]), None)
         if problem:
             raise ApiError(400, f"{where}.{problem}")
         if p is not None:

@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from ..store import MAX_ID
-from .batches import MAX_ORIGIN_MS
+from .batches import MAX_ORIGIN_MS, BatchError, parse_int
 
 MAX_DEPTH = 32  # nesting of a request's JSON: the site's own requests nest 4 deep at most
 MAX_PAGE_TIME_MS = 1e10  # a page-clock time (performance.now()): ~115 days of an open page
@@ -79,9 +79,11 @@ def loads_json(data: str | bytes | bytearray, where: str = "body") -> Any:
     """Parse JSON text and :func:`check_value` it; :class:`InvalidInput` for anything the site
     could not store (including malformed or too deeply nested JSON)."""
     try:
-        value = json.loads(data, parse_constant=_no_constant)
+        value = json.loads(data, parse_constant=_no_constant, parse_int=parse_int)
     except InvalidInput:
         raise
+    except BatchError as e:  # (an integer out of range)
+        raise InvalidInput(f"{where}: {e}") from None
     except RecursionError:
         raise InvalidInput(f"{where} is nested too deeply") from None
     except UnicodeDecodeError:

@@ -694,11 +694,19 @@ class GazeCalibration(RegressorMixin, BaseEstimator):
             if getattr(model, attr).shape != want:
                 raise ValueError(f"not a gaze calibration: {attr.rstrip('_')} has shape "
                                  f"{getattr(model, attr).shape}, not {want} for its {n} features")
-        if model.fallback_coef_ is not None and model.fallback_coef_.shape != (2, n):
-            raise ValueError(f"not a gaze calibration: fallback_coef has shape {model.fallback_coef_.shape}")
-        for attr in ("intercept_", "target_mean_", "target_min_", "target_max_"):
+        if model.fallback_coef_ is not None and (model.fallback_coef_.shape != (2, n)
+                                                 or model.fallback_intercept_.shape != (2,)):
+            raise ValueError(f"not a gaze calibration: fallback_coef has shape {model.fallback_coef_.shape}, "
+                             f"fallback_intercept {model.fallback_intercept_.shape}")
+        for attr in ("intercept_", "target_mean_", "target_min_", "target_max_", "alpha_", "head_weight_",
+                     "appearance_weight_", "sight_weight_", "eye_weight_"):
             if getattr(model, attr).shape != (2,):
                 raise ValueError(f"not a gaze calibration: {attr.rstrip('_')} must hold x and y")
+        linear = [model.mean_, model.scale_, model.coef_, model.intercept_, model.target_mean_]
+        if model.fallback_coef_ is not None:
+            linear += [model.fallback_coef_, model.fallback_intercept_]
+        if not all(np.isfinite(a).all() for a in linear):
+            raise ValueError("not a gaze calibration: a coefficient, mean or scale is not a finite number")
         return model
 
     @classmethod
@@ -966,11 +974,14 @@ INTERACTION_OUTCOMES = ("used", "restart (N agreeing)", "used (restart)", "ignor
 MAX_SCREEN_PX = 16384.0
 
 
+def _finite_point(x: float | None, y: float | None) -> bool:
+    return x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+
+
 def on_screen(x: float | None, y: float | None) -> bool:
     """Whether (``x``, ``y``) is a viewport position a person can look at: finite, within 0 and
     :data:`MAX_SCREEN_PX`."""
-    return (x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
-            and 0.0 <= x <= MAX_SCREEN_PX and 0.0 <= y <= MAX_SCREEN_PX)
+    return _finite_point(x, y) and 0.0 <= x <= MAX_SCREEN_PX and 0.0 <= y <= MAX_SCREEN_PX
 
 
 def is_calibration_event(kind: str | None, target: str | None, x: float | None, y: float | None) -> bool:
@@ -1124,7 +1135,7 @@ class ClickCalibration:
             elif self.log is not None and k in CALIBRATION_EVENTS:
                 outcome = ("excluded: rating or choice controls" if tg in EXCLUDED_CLICK_TARGETS else
                            "excluded: a window not recording" if tg in NOT_RECORDING_TARGETS else
-                           "no position" if cx is None or cy is None or (cx == 0 and cy == 0) else "off the screen")
+                           "off the screen" if _finite_point(cx, cy) and (cx, cy) != (0, 0) else "no position")
                 self._note(float(when), str(k), cx, cy, None, None, outcome)
         self.pending.sort(key=operator.itemgetter(0))
 

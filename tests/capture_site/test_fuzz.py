@@ -210,7 +210,7 @@ JSON = st.recursive(SCALAR, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                     st.dictionaries(TEXT, inner, max_size=4)), max_leaves=12)
 # the raw JSON literals Python's json would never write
 RAW_JSON = st.sampled_from(["1.0e999", "-1e999", "NaN", "Infinity", '"\\ud800"', '"\\u0000"', "[" * 3000,
-                            "{" * 20, "", "{", "\xff"])
+                            "{" * 20, "", "{", "\xff", "1" + "0" * 400, "-" + "9" * 5000])  # (integers past float64)
 
 CHAT_KEYS = ["index", "prompt", "likert", "choice", "strength", "better", "feedback", "origin", "t_shown",
              "t_decided"]

@@ -265,3 +265,48 @@ def test_a_round_of_landmarks_no_face_has_is_refused_without_spending_an_attempt
         assert not dbs.scalars(select(store.Calibration)).all()
     r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS)
     assert r.status_code == 200, r.json
+
+
+def test_the_quick_reading_takes_only_what_the_checked_one_takes(runner):
+    """``parse_samples`` reads a batch at once and, at anything irregular, sample by sample
+    (which names the problem): on random changes of real samples the quick reading never takes
+    a sample the checked one refuses, and where it takes a batch it reads it as the checked one
+    does."""
+    from gazepref.capture_site.api import ApiError
+    from gazepref.capture_site.gaze_samples import _Irregular, _parse_batch, _parse_checked
+
+    rng = np.random.default_rng(7)
+    real = [page_sample(runner, moving(i), 100.0 * i) for i in range(4)]
+    changes = [
+        lambda s, v: dict(s, b=v * 300), lambda s, v: dict(s, s=v * 2000 - 500),
+        lambda s, v: dict(s, o=v * 2 - 0.5), lambda s, v: dict(s, w=int(16 + v * 5000)),
+        lambda s, v: dict(s, c=[s["c"][0] + (v - 0.5) * 2000, s["c"][1]]),
+        lambda s, v: dict(s, lm=[x + (v - 0.5) * 1500 if i == 7 else x for i, x in enumerate(s["lm"])]),
+        lambda s, v: dict(s, p=[x + (v - 0.5) * 3 if i == 3 else x for i, x in enumerate(s["p"])]),
+        lambda s, v: dict(s, lm=[x * v * 0.01 for x in s["lm"]]),
+        lambda s, v: dict(s, n=int(v * 3)),
+        lambda s, v: {k: x for k, x in s.items() if k != "p"},
+    ]
+    taken = refused = 0
+    for _ in range(300):
+        batch = [dict(s) for s in real]
+        for k in rng.choice(len(batch), size=int(rng.integers(1, 3)), replace=False):
+            batch[k] = changes[int(rng.integers(len(changes)))](batch[k], float(rng.random()))
+        try:
+            checked = _parse_checked(batch)
+        except ApiError:
+            checked = None
+        try:
+            quick = _parse_batch(batch)
+        except _Irregular:
+            quick = None
+        if quick is None:
+            refused += checked is None
+            continue
+        taken += 1
+        assert checked is not None, batch
+        assert quick[1] == checked[1]
+        for a, b in zip(quick[0], checked[0]):
+            assert (a.width, a.height, a.count, a.centre) == (b.width, b.height, b.count, b.centre)
+            assert (a.pts is None) == (b.pts is None) and (a.pts is None or np.array_equal(a.pts, b.pts, equal_nan=True))
+    assert taken > 30 and refused > 30, (taken, refused)  # both kinds were met

@@ -110,6 +110,8 @@ def test_serialisation_roundtrip():
     lambda d: d | {"coef": [c[:-1] for c in d["coef"]]},
     lambda d: d | {"intercept": [1.0]},
     lambda d: d | {"mean": "x"},
+    lambda d: d | {"alpha": [1.0]},
+    lambda d: d | {"coef": [[float("nan")] * len(c) for c in d["coef"]]},  # (JSON NaN: Python writes and reads it)
 ])
 def test_a_file_that_is_no_whole_calibration_is_said_to_be_none(change):
     """``gaze recalibrate --model FILE`` reads the file with :meth:`from_bytes`: JSON of the format
