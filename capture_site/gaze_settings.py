@@ -84,9 +84,10 @@ class GazeSettings:
     @property
     def target_seen_max(self) -> int:
         """The most frames the page can record while one target is shown (``settle_ms`` before the
-        click, then up to ``target_timeout_ms`` of waiting, and a second's slack): the bound of a
-        round's ``seen`` counts."""
-        return -(-self.fps * (self.settle_ms + self.target_timeout_ms + 1000) // 1000)
+        click, then up to three ``target_timeout_ms`` of waiting, the longest a slow computer's
+        page waits, calibration.js ``targetWaitMs``, and a second's slack): the bound of a round's
+        ``seen`` counts."""
+        return -(-self.fps * (self.settle_ms + 3 * self.target_timeout_ms + 1000) // 1000)
 
     @property
     def round_frames(self) -> int:

@@ -61,7 +61,8 @@ function canStart() {
   const cap = state.capture;
   if (!cap || cap.cameraStopped || cap.cameraPaused) return false;
   // well placed a moment ago, and no dark picture, lost face or second face since
-  return (state.lastOk > state.lastBad && performance.now() - state.lastOk < OK_GRACE_MS) || wayOnShown();
+  const grace = Math.max(OK_GRACE_MS, staleMs(cap) + 500); // (a slow computer's statuses come seconds apart)
+  return (state.lastOk > state.lastBad && performance.now() - state.lastOk < grace) || wayOnShown();
 }
 
 const REALLOW = `<ul>
@@ -195,22 +196,26 @@ export function keptFrames(frames, usable, cap) {
  *  target_timeout_ms, longer where the page's face mesh needs it (min_frames + 2 pictures at its
  *  median time, browser mode), at most three times the study's. */
 function targetWaitMs(capture) {
-  const mesh = capture.meshMedianMs ? capture.meshMedianMs() : null;
+  const mesh = capture.meshMedianMs ? capture.meshMedianMs(RECENT) : null;
   const need = mesh ? (S.min_frames + 2) * mesh + (S.batch_ms || 500) : 0;
   return Math.min(3 * S.target_timeout_ms, Math.max(S.target_timeout_ms, need));
 }
 
-/** How long a dot's deadline waits for the pictures still on their way (:meth:`settle`). */
+/** How long a dot's deadline waits for the pictures still on their way (:meth:`settle`): the
+ *  picture in the mesh, a batch's round trip and its handling. */
 function settleMs(capture) {
-  const mesh = capture.meshMedianMs ? capture.meshMedianMs() : null;
-  return Math.min(5000, Math.max(1500, 2 * (mesh || 0) + 1000));
+  const mesh = capture.meshMedianMs ? capture.meshMedianMs(RECENT) : null;
+  return Math.min(5000, Math.max(1500, 3 * (mesh || 0) + 1000));
 }
+
+/** The pictures the page's speed is judged on: the last few (it changes within seconds). */
+const RECENT = 7;
 
 /** The indicator turns to "Waiting for the camera picture" after this long without a face status:
  *  STALE_MS, or four of the page's pictures and a batch where the face mesh is slow. */
 function staleMs(capture) {
-  const mesh = capture.meshMedianMs ? capture.meshMedianMs() : null;
-  return Math.max(STALE_MS, mesh ? 4 * mesh + (S.batch_ms || 500) : 0);
+  const mesh = capture.meshMedianMs ? capture.meshMedianMs(RECENT) : null;
+  return Math.min(15000, Math.max(STALE_MS, mesh ? 4 * mesh + (S.batch_ms || 500) : 0));
 }
 
 /** A computer is slow for the face mesh from this median time a picture (ms): fewer than ~4
@@ -235,7 +240,9 @@ function collectTarget(x, y, key) {
       // later than the frames); a stalled camera or server ends the wait. A slow computer
       // (browser mode: the face mesh takes long a picture) gets the time its pictures need.
       const limit = targetWaitMs(state.capture);
-      while (state.capture.usableCount(frames) < S.min_frames && performance.now() - tClick < limit) {
+      const cap = state.capture;
+      while (cap.usableCount(frames) < S.min_frames && performance.now() - tClick < limit
+             && !cap.cameraStopped && !cap.cameraPaused) {
         if (!waited) {
           waited = true;
           ui.target.classList.add("waiting");
@@ -245,11 +252,13 @@ function collectTarget(x, y, key) {
         await sleep(100);
         frames = state.capture.framesBetween(from, performance.now());
       }
-      if (state.capture.usableCount(frames) < S.min_frames) {
-        // the last pictures may still be in the face mesh or on their way to the server (a slow
-        // computer): their answers decide, not the moment the wait ran out
-        await state.capture.settle(settleMs(state.capture));
-        frames = state.capture.framesBetween(from, performance.now());
+      if (cap.usableCount(frames) < S.min_frames && !cap.cameraStopped && !cap.cameraPaused) {
+        // the last pictures may still be on their way to the server or in its answer (a slow
+        // computer): their answers decide, not the moment the wait ran out; the dot is judged on
+        // the pictures taken until then (none is taken meanwhile)
+        const deadline = performance.now();
+        await cap.settle(settleMs(cap));
+        frames = cap.framesBetween(from, deadline);
       }
       const usable = state.capture.usableCount(frames);
       const seen = frames.length; // the server counts those not sent as the point's data loss
@@ -360,7 +369,7 @@ async function calibrate() {
     ui.cont.focus(); // the dot that had the focus is gone with the stage
     return;
   }
-  const mesh = state.capture && state.capture.meshMedianMs ? state.capture.meshMedianMs() : null;
+  const mesh = state.capture && state.capture.meshMedianMs ? state.capture.meshMedianMs(RECENT) : null;
   const slow = S.compute === "browser" && mesh >= SLOW_MESH_MS
     ? ` This computer takes ${(mesh / 1000).toFixed(1)} s to read each camera picture: closing other programs and browser tabs helps.`
     : "";
@@ -385,7 +394,7 @@ function refreshIndicator() {
   // (counted from the watch's start until the first answer: the eye tracker has just loaded)
   // (browser mode: a first answer waits for the first pictures through the face mesh, whose first
   // runs are slow while it starts: the status says it is starting, not that no picture comes)
-  const first = !cap.lastAnswer && S.compute === "browser";
+  const first = !cap.lastAnswer && S.compute === "browser" && cap.video.readyState >= 2; // (pictures come)
   const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0) > (
     first ? FIRST_ANSWER_MS : staleMs(cap));
   const ended = cap.cameraStopped || cap.cameraPaused;

@@ -31,11 +31,20 @@ import { Outbox, retryAfterMs } from "./outbox.js";
 
 /** sessionStorage key of the task batch interval the server last asked for (``pace``). */
 const PACE_KEY = "gazepref:task_batch_ms";
-/** Browser mode, task pages: the share of the page's main thread the face mesh may take (after a
- *  picture that took d ms, the next waits d * (1 / share - 1) ms more; a fast computer's pictures
- *  (~30 ms) still come every 1000 / fps ms). The set-up and the calibration take every picture
- *  they can: there the participant only looks, and each dot needs its pictures. */
+/** Browser mode, task pages: a picture whose face mesh took longer than TASK_MESH_LONG_MS (ms)
+ *  held keys and clicks that long; after such a picture the next waits until the mesh has had at
+ *  most TASK_MESH_SHARE of the main thread (d ms: d * (1 / share - 1) more, at most
+ *  TASK_MESH_GAP_MAX_MS). Shorter pictures (a usual computer's 30-100 ms) come at ``fps`` as before.
+ *  The set-up and the calibration take every picture they can: there the participant only
+ *  looks, and each dot needs its pictures. */
 export const TASK_MESH_SHARE = 0.5;
+export const TASK_MESH_LONG_MS = 150;
+const TASK_MESH_GAP_MAX_MS = 3000;
+
+/** Task pages: the pause (ms) after a picture whose face mesh took ``took`` ms (TASK_MESH_SHARE). */
+export function meshPauseMs(took) {
+  return took > TASK_MESH_LONG_MS ? Math.min(TASK_MESH_GAP_MAX_MS, took * (1 / TASK_MESH_SHARE - 1)) : 0;
+}
 
 export class CameraError extends Error {
   /** kind: "insecure" | "denied" | "none" | "busy" | "other" (what the page explains). */
@@ -91,6 +100,7 @@ export class GazeCapture {
     this.wsUrl = !this.browser && wsUrl && typeof WebSocket !== "undefined" ? wsUrl : null;
     this.meshMs = []; // browser mode: ms per picture of the face mesh and sample (the last 100)
     this.nextGrabAt = 0; // browser mode, task pages: no picture before (TASK_MESH_SHARE)
+    this.holding = false; // settle(): no picture taken meanwhile
     this.samples = 0;
     // "connecting" (frames wait), "ws" (frames go out one by one), "reconnecting", "http" (batches)
     this.transport = this.wsUrl ? "connecting" : "http";
@@ -363,7 +373,7 @@ export class GazeCapture {
       const sample = await faceSample(this.mesh, this.canvas, this.ctx, this.settings.landmarks, this.settings.patch_size);
       const took = performance.now() - t;
       this.meshMs.push(took);
-      this.nextGrabAt = performance.now() + took * (1 / TASK_MESH_SHARE - 1);
+      this.nextGrabAt = performance.now() + meshPauseMs(took);
       if (this.meshMs.length > 100) this.meshMs.shift();
       this.samples += 1;
       const frame = { t: Math.round(t * 100) / 100, sample: { t: Math.round(t * 100) / 100, ...sample } };
@@ -383,24 +393,32 @@ export class GazeCapture {
     }
   }
 
-  /** The median time (ms) the face mesh took a picture here (null before the first): how slow
-   *  this computer is for it (the calibration's waits stretch with it). */
-  meshMedianMs() {
-    const s = [...this.meshMs].sort((a, b) => a - b);
+  /** The median time (ms) the face mesh took a picture here, over the last ``n`` (all: null
+   *  before the first): how slow this computer is for it now (the calibration's waits stretch with
+   *  the recent ones: another program starting slows a computer within seconds). */
+  meshMedianMs(n = 100) {
+    const s = this.meshMs.slice(-n).sort((a, b) => a - b);
     return s.length ? s[s.length >> 1] : null;
   }
 
-  /** Calibration: what is taken and not yet answered (the picture in the face mesh, the samples or
-   *  frames waiting for their batch, the requests in flight), sent and answered now, within
-   *  ``maxMs``: at a dot's deadline a slow computer's last pictures are still on their way. */
+  /** Calibration: the pictures taken so far, sent and answered now, within ``maxMs``: no new
+   *  picture is taken meanwhile (on a slow computer each would hold the main thread, and the
+   *  answers' handling with it); the picture in the face mesh finishes, the waiting samples or
+   *  frames are sent, and the requests in flight (and, over a socket, the frames sent) are
+   *  answered. At a dot's deadline a slow computer's last pictures are still on their way. */
   async settle(maxMs) {
     const until = performance.now() + maxMs;
     const tick = () => new Promise((r) => setTimeout(r, 20));
-    while (this.grabbing && performance.now() < until) await tick();
-    if (this.transport === "http") this.send();
-    const left = Math.max(0, until - performance.now());
-    await Promise.race([Promise.all([...this.inflight]), new Promise((r) => setTimeout(r, left))]);
-    while (this.unanswered > 0 && performance.now() < until) await tick();
+    this.holding = true;
+    try {
+      while (this.grabbing && performance.now() < until) await tick();
+      if (this.transport === "http") this.send();
+      const left = Math.max(0, until - performance.now());
+      await Promise.race([Promise.all([...this.inflight]), new Promise((r) => setTimeout(r, left))]);
+      while (this.unanswered > 0 && performance.now() < until) await tick();
+    } finally {
+      this.holding = false;
+    }
   }
 
   /** The page's own cost so far: {ms_per_frame (median), fps, frames, backend}. */
@@ -462,6 +480,7 @@ export class GazeCapture {
     // a task page keeps the face mesh to at most half of its main thread: on a slow computer a
     // picture takes 0.4 s or more, and back to back they left typing and clicks waiting for it
     if (this.browser && this.phase === "task" && performance.now() < this.nextGrabAt) return;
+    if (this.holding) return; // settle(): the answers of the pictures taken first
     this.fitCanvas();
     if (this.browser) { this.grabSample(); return; }
     const t = performance.now();
