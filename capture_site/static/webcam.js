@@ -804,14 +804,18 @@ export async function recordTaskGaze(gaze) {
     return null;
   }
   let seen = performance.now();
+  let misses = 0; // pictures without a face in a row
   const capture = new GazeCapture({
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: gaze.settings, phase: "task", urls: gaze.urls,
     task: gaze.task, nextSeq: gaze.next_seq, calibration: gaze.calibration,
     onStatus: (face) => {
       if (capture.cameraStopped || capture.cameraPaused || capture.handedOver) return; // its warning stays
       const now = performance.now();
+      misses = face && face.found ? 0 : misses + 1;
       if (face && face.found) seen = now;
-      warning.hidden = now - seen < 1000; // lost for about a second (answers come per frame or batch)
+      // lost for about a second (answers come per frame or batch) and in two pictures or more: on
+      // a slow computer one picture without a face (pictures paused, TASK_MESH_SHARE) spans a second
+      warning.hidden = now - seen < 1000 || misses < 2;
       if (!warning.hidden) {
         const dark = face && face.code === "dark"; // the picture is (nearly) black: no face to find
         const text = dark ? "Eye tracking lost: the camera picture is dark. Is the camera covered, or the room dark? "

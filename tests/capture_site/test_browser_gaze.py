@@ -804,10 +804,12 @@ SLOW_MESH_JS = """([path, ms]) => {
   const mesh = path.split(".").reduce((o, k) => o[k], window).mesh;
   const real = mesh.human.detect.bind(mesh.human);
   window.meshStarts = [];
+  window.noFace = 0; // the next this many pictures find no face
   mesh.human.detect = (...args) => {
     window.meshStarts.push(performance.now());
     const end = performance.now() + ms;
     while (performance.now() < end) { /* busy, as the model */ }
+    if (window.noFace > 0) { window.noFace -= 1; return Promise.resolve({ face: [] }); }
     return real(...args);
   };
 }"""
@@ -821,7 +823,8 @@ def test_a_slow_computer_calibrates_and_its_task_page_stays_responsive(make_app,
     as starved (at 10x it was, with 8 usable pictures counted by the server for a dot needing
     5). Task page: after a picture longer than 150 ms the mesh takes at most half of the main
     thread (TASK_MESH_SHARE), so a run starts no sooner than its predecessor's time after it
-    ended (back to back, keys waited 0.7-2.3 s for it at 4x); shorter pictures are not held back."""
+    ended (back to back, keys waited 0.7-2.3 s for it at 4x); shorter pictures are not held back;
+    one picture without a face, which then spans over a second, does not say tracking was lost."""
     video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 4, fps=5)
     toml = webcam_toml(tmp_path / "s.toml", "\n".join([
         'compute = "browser"', "fps = 10", "min_frames = 3", "validation_points = 1", "batch_ms = 250",
@@ -854,6 +857,19 @@ def test_a_slow_computer_calibrates_and_its_task_page_stays_responsive(make_app,
           const m = await import(new URL("webcam.js", document.querySelector("script[src$='chat.js']").src).href);
           return [30, 100, 150, 151, 600, 10000].map(m.meshPauseMs);
         }""")
+        # one picture without a face spans more than a second here: no "Eye tracking lost" for it,
+        # two in a row do say it
+        page.evaluate("""() => {
+          const el = document.getElementById("gaze-warning");
+          window.warned = 0; // times the warning was shown (it may hide again by the next look)
+          new MutationObserver(() => { if (!el.hidden) window.warned += 1; }).observe(el, { attributes: true });
+          window.noFace = 1;
+        }""")
+        n = page.evaluate("window.meshStarts.length")
+        wait_for_function(page, f"window.meshStarts.length >= {n + 3}")
+        assert page.evaluate("window.warned") == 0 and page.is_hidden("#gaze-warning")
+        page.evaluate("window.noFace = 3")
+        page.wait_for_selector("#gaze-warning[data-code='face-lost']:not([hidden])", timeout=20_000)
     assert pauses == [0, 0, 0, 151, 600, 3000], pauses
     gaps = np.diff(starts)
     # a run holds the thread >= slow_ms, then the next waits as long again (a tick's slack)
