@@ -241,8 +241,9 @@ function collectTarget(x, y, key) {
       // (browser mode: the face mesh takes long a picture) gets the time its pictures need.
       const limit = targetWaitMs(state.capture);
       const cap = state.capture;
-      while (cap.usableCount(frames) < S.min_frames && performance.now() - tClick < limit
-             && !cap.cameraStopped && !cap.cameraPaused) {
+      // (a stopped camera ends the wait; a muted one may come back within it, as Chromium's
+      // does after a driver's hiccup)
+      while (cap.usableCount(frames) < S.min_frames && performance.now() - tClick < limit && !cap.cameraStopped) {
         if (!waited) {
           waited = true;
           ui.target.classList.add("waiting");
@@ -252,7 +253,7 @@ function collectTarget(x, y, key) {
         await sleep(100);
         frames = state.capture.framesBetween(from, performance.now());
       }
-      if (cap.usableCount(frames) < S.min_frames && !cap.cameraStopped && !cap.cameraPaused) {
+      if (cap.usableCount(frames) < S.min_frames && !cap.cameraStopped) {
         // the last pictures may still be on their way to the server or in its answer (a slow
         // computer): their answers decide, not the moment the wait ran out; the dot is judged on
         // the pictures taken until then (none is taken meanwhile)
@@ -394,8 +395,10 @@ function refreshIndicator() {
   // (counted from the watch's start until the first answer: the eye tracker has just loaded)
   // (browser mode: a first answer waits for the first pictures through the face mesh, whose first
   // runs are slow while it starts: the status says it is starting, not that no picture comes)
-  const first = !cap.lastAnswer && S.compute === "browser" && cap.video.readyState >= 2; // (pictures come)
-  const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0) > (
+  // (while pictures come and none has been through the face mesh yet: its warm-up, not a camera
+  // sending nothing nor a server not answering, which are said after STALE_MS as before)
+  const first = !cap.lastAnswer && S.compute === "browser" && cap.video.readyState >= 2 && !cap.meshMs.length;
+  const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0, cap.firstMeshAt || 0) > (
     first ? FIRST_ANSWER_MS : staleMs(cap));
   const ended = cap.cameraStopped || cap.cameraPaused;
   if (stale || ended) {

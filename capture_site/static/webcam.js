@@ -373,6 +373,7 @@ export class GazeCapture {
       const sample = await faceSample(this.mesh, this.canvas, this.ctx, this.settings.landmarks, this.settings.patch_size);
       const took = performance.now() - t;
       this.meshMs.push(took);
+      if (!this.firstMeshAt) this.firstMeshAt = performance.now(); // (the model's warm-up is over)
       this.nextGrabAt = performance.now() + meshPauseMs(took);
       if (this.meshMs.length > 100) this.meshMs.shift();
       this.samples += 1;

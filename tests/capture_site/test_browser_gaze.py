@@ -874,3 +874,32 @@ def test_a_slow_computer_calibrates_and_its_task_page_stays_responsive(make_app,
     gaps = np.diff(starts)
     # a run holds the thread >= slow_ms, then the next waits as long again (a tick's slack)
     assert gaps.min() >= 2 * slow_ms - 20, gaps
+
+
+def test_a_camera_muted_for_a_moment_at_a_dot_lets_the_dot_finish(make_app, tmp_path):
+    """The track says muted for 1.5 s around a dot's click (Chromium mutes a camera whose frames
+    stop for a moment, a driver's hiccup, and unmutes it when they come back): the dot waits and
+    finishes, the round goes on (a change ending the dot's wait on a muted camera failed the
+    round at once and spent the attempt)."""
+    video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 4, fps=5)
+    toml = webcam_toml(tmp_path / "s.toml", "\n".join([
+        'compute = "browser"', "fps = 10", "min_frames = 3", "batch_ms = 250", "settle_ms = 300"]))
+    app = make_app(STUDY_CONFIG=str(toml))
+    with browser_page(app, video) as page:
+        page.set_default_timeout(60_000)
+        to_calibration_page(page, "CAM-MUTED")
+        page.wait_for_selector("#face-status.ok")
+        page.click("#start-calibration")
+        page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        page.wait_for_timeout(400)
+        page.evaluate("""(ms) => {
+          const cap = window.gazepref.calibration.capture;
+          const until = performance.now() + ms;
+          Object.defineProperty(cap, "cameraMuted", { get: () => performance.now() < until, configurable: true });
+          cap.checkCamera();
+        }""", 1500)
+        page.wait_for_timeout(500)
+        page.click("#target")
+        wait_for_function(page, "window.gazepref.calibration.rounds.length > 0 || "
+                                "!!document.querySelector(\"#target[data-key='calibration:1']:not([hidden])\")")
+        assert page.evaluate("window.gazepref.calibration.rounds.length") == 0  # not ended: the next dot
