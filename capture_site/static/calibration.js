@@ -196,7 +196,7 @@ export function keptFrames(frames, usable, cap) {
  *  target_timeout_ms, longer where the page's face mesh needs it (min_frames + 2 pictures at its
  *  median time, browser mode), at most three times the study's. */
 function targetWaitMs(capture) {
-  const mesh = capture.meshMedianMs ? capture.meshMedianMs(RECENT) : null;
+  const mesh = recentMeshMs(capture);
   const need = mesh ? (S.min_frames + 2) * mesh + (S.batch_ms || 500) : 0;
   return Math.min(3 * S.target_timeout_ms, Math.max(S.target_timeout_ms, need));
 }
@@ -204,17 +204,18 @@ function targetWaitMs(capture) {
 /** How long a dot's deadline waits for the pictures still on their way (:meth:`settle`): the
  *  picture in the mesh, a batch's round trip and its handling. */
 function settleMs(capture) {
-  const mesh = capture.meshMedianMs ? capture.meshMedianMs(RECENT) : null;
+  const mesh = recentMeshMs(capture);
   return Math.min(5000, Math.max(1500, 3 * (mesh || 0) + 1000));
 }
 
-/** The pictures the page's speed is judged on: the last few (it changes within seconds). */
-const RECENT = 7;
+/** The page's time a picture now (ms; null before the first): the median of the last few (a
+ *  computer's speed changes within seconds), browser mode; null in server mode. */
+const recentMeshMs = (capture) => capture.meshMedianMs(7);
 
 /** The indicator turns to "Waiting for the camera picture" after this long without a face status:
  *  STALE_MS, or four of the page's pictures and a batch where the face mesh is slow. */
 function staleMs(capture) {
-  const mesh = capture.meshMedianMs ? capture.meshMedianMs(RECENT) : null;
+  const mesh = recentMeshMs(capture);
   return Math.min(15000, Math.max(STALE_MS, mesh ? 4 * mesh + (S.batch_ms || 500) : 0));
 }
 
@@ -239,8 +240,8 @@ function collectTarget(x, y, key) {
       // Keep the dot until enough frames of it are usable (the server's answers come a little
       // later than the frames); a stalled camera or server ends the wait. A slow computer
       // (browser mode: the face mesh takes long a picture) gets the time its pictures need.
-      const limit = targetWaitMs(state.capture);
       const cap = state.capture;
+      const limit = targetWaitMs(cap);
       // (a stopped camera ends the wait; a muted one may come back within it, as Chromium's
       // does after a driver's hiccup)
       while (cap.usableCount(frames) < S.min_frames && performance.now() - tClick < limit && !cap.cameraStopped) {
@@ -370,7 +371,7 @@ async function calibrate() {
     ui.cont.focus(); // the dot that had the focus is gone with the stage
     return;
   }
-  const mesh = state.capture && state.capture.meshMedianMs ? state.capture.meshMedianMs(RECENT) : null;
+  const mesh = state.capture ? recentMeshMs(state.capture) : null;
   const slow = S.compute === "browser" && mesh >= SLOW_MESH_MS
     ? ` This computer takes ${(mesh / 1000).toFixed(1)} s to read each camera picture: closing other programs and browser tabs helps.`
     : "";
@@ -392,11 +393,10 @@ async function calibrate() {
 function refreshIndicator() {
   if (state.done || !state.capture) return;
   const cap = state.capture;
-  // (counted from the watch's start until the first answer: the eye tracker has just loaded)
-  // (browser mode: a first answer waits for the first pictures through the face mesh, whose first
-  // runs are slow while it starts: the status says it is starting, not that no picture comes)
-  // (while pictures come and none has been through the face mesh yet: its warm-up, not a camera
-  // sending nothing nor a server not answering, which are said after STALE_MS as before)
+  // (counted from the watch's start, or the first picture through the face mesh, until the first
+  // answer: the eye tracker has just loaded. Browser mode, while pictures come and none has been
+  // through the mesh yet, the status says it is starting: its first runs are slow; a camera
+  // sending nothing or a server not answering is said after the usual wait)
   const first = !cap.lastAnswer && S.compute === "browser" && cap.video.readyState >= 2 && !cap.meshMs.length;
   const stale = performance.now() - Math.max(cap.lastAnswer || 0, state.watchSince || 0, cap.firstMeshAt || 0) > (
     first ? FIRST_ANSWER_MS : staleMs(cap));
