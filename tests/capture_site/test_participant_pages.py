@@ -185,6 +185,7 @@ def test_a_task_page_drawn_by_the_previous_release_works_with_this_chat_script(b
         start(pg, "OLD-PAGE-WORKER", pre=False)
         pg.route("**/step", previous_release)
         continue_with(pg, {"understand_before": "2"})
+        pg.wait_for_selector("#message")  # the task page, not the questions page still shown
         assert pg.locator("#finish-hint").count() == 0 and pg.locator(".more-below").count() == 0
         send(pg, "How does sleep help memory?", 0)
         rate(pg, [4])
@@ -208,6 +209,8 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         wait_outbox_empty(pg)
         pg.click("#finish")
         # the post-task page shows the answers to copy from, and refuses text that is not in them
+        # (waited for: on a loaded machine the task page may still be the one shown)
+        pg.wait_for_selector(".transcript")
         assert pg.locator(".transcript strong", has_text="memory").count() == 1
         continue_with(pg, {"summary": "Sleep consolidates memory.", "understand_after": "4",
                            "copy_sentence": "Sleep is for the weak.", "attention": "2"})
