@@ -1,12 +1,16 @@
 """What the browser mode costs the participant's page: the face mesh (and sample) per picture in
 headless Chromium with a fake webcam playing the astronaut's face.
 
-    .venv/bin/python benchmarks/page_mesh.py [--backend webgl wasm cpu] [--seconds 20] [--fps 15] [--json]
+    .venv/bin/python benchmarks/page_mesh.py [--backend webgl wasm cpu] [--thread worker main]
+        [--seconds 20] [--fps 15] [--json]
 
 For each TF.js backend it starts the study site (browser mode, ``[gaze] fps``), opens the
 calibration page (the set-up: the camera runs, samples go to the server) and reads the page's
 own measurements (``GazeCapture.cost()``): median ms per picture (mesh + sample), the achieved
-pictures per second, the model load time and the backend TF.js actually used. Headless Chromium
+pictures per second, the model load time, the backend TF.js actually used and where the mesh ran
+(``thread``: ``[gaze] mesh_worker``, a Web Worker or the page's main thread), and what the main
+thread was kept busy meanwhile (``main_long_ms_per_s``: its tasks over 50 ms, ms a second: time
+keys and clicks wait). Headless Chromium
 here has no GPU: "webgl" is software WebGL (SwiftShader), so these are a slow laptop's figures
 at best.
 """
@@ -26,7 +30,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
+def measure(backend: str, thread: str, seconds: float, fps: int, tmp: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     from gazepref.capture_site.app import create_app
@@ -36,8 +40,10 @@ def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
     from gazetest import webcam_toml, write_y4m
 
     video = write_y4m(tmp / "face.y4m", [moving_face(i) for i in range(40)], fps=10)
-    toml = webcam_toml(tmp / f"{backend}.toml", f'compute = "browser"\nmesh_backend = "{backend}"\nfps = {fps}')
-    app = create_app(str(tmp / f"instance-{backend}"), {"SECRET_KEY": "bench", "STUDY_CONFIG": str(toml)})
+    worker = "true" if thread == "worker" else "false"
+    toml = webcam_toml(tmp / f"{backend}-{thread}.toml",
+                       f'compute = "browser"\nmesh_backend = "{backend}"\nmesh_worker = {worker}\nfps = {fps}')
+    app = create_app(str(tmp / f"instance-{backend}-{thread}"), {"SECRET_KEY": "bench", "STUDY_CONFIG": str(toml)})
     args = ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                    f"--use-file-for-fake-video-capture={video}"]
     with sync_playwright() as pw, BackgroundServer(app) as url:
@@ -59,17 +65,25 @@ def measure(backend: str, seconds: float, fps: int, tmp: Path) -> dict:
                                     " && window.gazepref.calibration.capture.samples >= 2", timeout=60_000)
         except Exception as e:
             raise SystemExit(f"the page's face mesh did not start ({e}): {console[-5:]}") from None
-        page.evaluate("() => { const c = window.gazepref.calibration.capture; c.meshMs.length = 0; c.samples = 0; c.startedAt = performance.now(); }")
+        page.evaluate("""() => {
+          const c = window.gazepref.calibration.capture; c.meshMs.length = 0; c.samples = 0; c.startedAt = performance.now();
+          window.longTaskMs = 0;
+          new PerformanceObserver((l) => { for (const e of l.getEntries()) window.longTaskMs += e.duration; })
+            .observe({ type: "longtask" });
+        }""")
         time.sleep(seconds)
         cost = page.evaluate("window.gazepref.calibration.capture.cost()")
+        cost["main_long_ms_per_s"] = page.evaluate("window.longTaskMs / ((performance.now() - "
+                                                   "window.gazepref.calibration.capture.startedAt) / 1000)")
         browser.close()
-    return {"backend_asked": backend, **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in cost.items()},
+    return {"backend_asked": backend, "thread_asked": thread, **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in cost.items()},
             "fps_asked": fps}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", nargs="+", default=["webgl", "wasm", "cpu"])
+    ap.add_argument("--thread", nargs="+", choices=["worker", "main"], default=["worker", "main"])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--json", action="store_true")
@@ -77,9 +91,10 @@ def main() -> int:
     out = []
     with tempfile.TemporaryDirectory() as d:
         for b in a.backend:
-            out.append(measure(b, a.seconds, a.fps, Path(d)))
-            if not a.json:
-                print(out[-1], flush=True)
+            for t in a.thread:
+                out.append(measure(b, t, a.seconds, a.fps, Path(d)))
+                if not a.json:
+                    print(out[-1], flush=True)
     if a.json:
         print(json.dumps(out, indent=1))
     return 0

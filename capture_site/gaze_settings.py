@@ -65,6 +65,7 @@ class GazeSettings:
     viewing_distance_cm: float = 60.0  # assumed for accuracy in degrees (with CSS_PX_PER_CM)
     compute: str = "browser"  # where the landmarks are computed: see COMPUTE
     mesh_backend: str = "wasm"  # the page's TF.js backend (compute = "browser"): see MESH_BACKENDS
+    mesh_worker: bool = True  # the page's face mesh in a Web Worker (false: on the page's main thread)
 
     @property
     def click_correction(self) -> bool:
@@ -110,7 +111,7 @@ class GazeSettings:
 
         # too_dark: the grey level below which a picture without a face is a dark one (the task
         # page's warning says so, as the set-up's indicator does from the server's TOO_DARK flag)
-        return {"mesh_backend": self.mesh_backend, "landmarks": list(SAMPLE_LANDMARKS), "patch_size": list(PATCH_SIZE),
+        return {"mesh_backend": self.mesh_backend, "mesh_worker": self.mesh_worker, "landmarks": list(SAMPLE_LANDMARKS), "patch_size": list(PATCH_SIZE),
                 "too_dark": QualityThresholds().too_dark}
 
 
@@ -166,6 +167,7 @@ def gaze_settings(cfg: StudyConfig, source: str | None = None, strict: bool = Fa
         viewing_distance_cm=r.number("viewing_distance_cm", 60.0, lo=20, hi=200,
                                      expected="a distance in cm between 20 and 200"),
         compute=compute, mesh_backend=r.choice("mesh_backend", MESH_BACKENDS, "wasm"),
+        mesh_worker=r.flag("mesh_worker", True),
     )
     _check_request_sizes(settings, where)
     return settings

@@ -25,6 +25,7 @@ export const MESH_SCALE = 4;
 const EYES = [["l", 362, 263], ["r", 33, 133]];
 
 let humanPromise = null;
+let workerPromise = null;
 
 /** Load the mesh once per page: {human, backend, loadMs}. ``base``: the server's vendor URL
  * (/vendor/<versions>/, page data urls.vendor: capture_site/vendor.py). */
@@ -57,6 +58,87 @@ export function loadMesh({ base, backend = "wasm" }) {
     return { human, backend: human.tf.getBackend(), loadMs: performance.now() - t0 };
   })();
   return humanPromise;
+}
+
+/** The face mesh a capture uses: {sample(canvas, ctx, landmarks, patchSize) -> Promise of a
+ *  faceSample, backend, loadMs, thread}. ``thread`` "worker": the mesh runs in a Web Worker
+ *  (mesh_worker.js; the picture's pixels go to it, the sample comes back), so the page's main
+ *  thread stays free for keys, clicks and scrolling while a picture is in the mesh (on a slow
+ *  computer that is 0.4-1 s a picture); "main": on the page's main thread, where the browser has
+ *  no module worker with OffscreenCanvas, the worker fails to start, or the study asks
+ *  (``worker`` false: [gaze] mesh_worker). A worker that fails later hands over to the main
+ *  thread (the picture it failed on is measured there). */
+export async function startMesh({ base, backend = "wasm", worker = true }) {
+  if (worker && typeof Worker !== "undefined" && typeof OffscreenCanvas !== "undefined") {
+    try {
+      return await workerMesh(base, backend);
+    } catch (e) {
+      console.warn("gazepref: the face mesh runs on the page's main thread:", e && e.message);
+    }
+  }
+  return mainMesh(base, backend);
+}
+
+async function mainMesh(base, backend) {
+  const mesh = await loadMesh({ base, backend });
+  if (!mesh.sample) {
+    mesh.thread = "main";
+    mesh.sample = (canvas, ctx, landmarks, patchSize) => faceSample(mesh, canvas, ctx, landmarks, patchSize);
+  }
+  return mesh;
+}
+
+function workerMesh(base, backend) {
+  if (!workerPromise) workerPromise = new Promise((resolve, reject) => {
+    const worker = new Worker(new URL("mesh_worker.js", import.meta.url), { type: "module" });
+    const waiting = new Map(); // request id -> {resolve, reject}
+    let next = 0;
+    let broken = null; // the worker's failure: every later picture goes to the main thread
+    const fail = (message) => {
+      broken = new Error(message || "the face mesh worker stopped");
+      for (const w of waiting.values()) w.reject(broken);
+      waiting.clear();
+      worker.terminate();
+      reject(broken); // (no effect once loaded)
+    };
+    worker.onmessage = ({ data }) => {
+      const w = waiting.get(data.id);
+      if (!w) return;
+      waiting.delete(data.id);
+      if (data.error) w.reject(new Error(data.error));
+      else w.resolve(data);
+    };
+    worker.onerror = (e) => { e.preventDefault(); fail(e.message); };
+    worker.onmessageerror = () => fail("a message of the face mesh worker could not be read");
+    const ask = (msg, transfer = []) => new Promise((res, rej) => {
+      if (broken) { rej(broken); return; }
+      next += 1;
+      waiting.set(next, { resolve: res, reject: rej });
+      worker.postMessage({ ...msg, id: next }, transfer);
+    });
+    const mesh = { thread: "worker", backend: null, loadMs: null };
+    mesh.sample = async (canvas, ctx, landmarks, patchSize) => {
+      if (!broken) {
+        const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+        try {
+          const answer = await ask({ type: "sample", width: img.width, height: img.height, pixels: img.data.buffer,
+                                     landmarks, patchSize }, [img.data.buffer]);
+          return answer.sample;
+        } catch (e) {
+          if (!broken) throw e; // this picture's error: the worker goes on
+        }
+      }
+      const main = await mainMesh(base, backend);
+      Object.assign(mesh, { thread: "main", backend: main.backend, loadMs: main.loadMs, sample: main.sample });
+      return main.sample(canvas, ctx, landmarks, patchSize);
+    };
+    ask({ type: "load", base, backend }).then((answer) => {
+      mesh.backend = answer.backend;
+      mesh.loadMs = answer.loadMs;
+      resolve(mesh);
+    }, (e) => fail(e.message));
+  });
+  return workerPromise.catch((e) => { workerPromise = null; throw e; });
 }
 
 /** Grey levels of RGBA pixels as OpenCV's cvtColor RGB2GRAY (its fixed point: 15 bits). */
@@ -237,8 +319,8 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
   const w = canvas.width, h = canvas.height;
   const rgba = ctx.getImageData(0, 0, w, h).data;
   const grey = greyOf(rgba, w * h);
-  if (!mesh.big) {
-    mesh.big = document.createElement("canvas");
+  if (!mesh.big) { // (a Web Worker has no document: mesh_worker.js)
+    mesh.big = typeof document !== "undefined" ? document.createElement("canvas") : new OffscreenCanvas(1, 1);
     mesh.bigCtx = mesh.big.getContext("2d");
   }
   if (mesh.big.width !== w * MESH_SCALE || mesh.big.height !== h * MESH_SCALE) {

@@ -57,7 +57,6 @@ TOLERANCE = {
 }
 
 SAMPLES_JS = """async (n) => {
-  const fm = await import(new URL("facemesh.js", document.querySelector("script[src$='calibration.js']").src).href);
   const cap = window.gazepref.calibration.capture;
   const S = cap.settings;
   const canvas = document.createElement("canvas");
@@ -66,7 +65,7 @@ SAMPLES_JS = """async (n) => {
   const out = [];
   for (let i = 0; i < n; i++) {
     ctx.drawImage(cap.video, 0, 0, S.width, S.height);
-    const sample = await fm.faceSample(cap.mesh, canvas, ctx, S.landmarks, S.patch_size);
+    const sample = await cap.mesh.sample(canvas, ctx, S.landmarks, S.patch_size);
     out.push({ png: canvas.toDataURL("image/png"), sample });
     await new Promise((r) => setTimeout(r, 350));
   }
@@ -119,15 +118,20 @@ def _page_samples(make_app, tmp_path, frames, pid: str, n: int):
 
     video = write_y4m(tmp_path / f"{pid}.y4m", frames, fps=2)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / f"{pid}.toml", 'compute = "browser"\nfps = 2')))
+    fetched = {}  # the face mesh's files (fetched by its Web Worker): name -> [bytes sent, bytes decoded]
+
+    def vendor_file(resp):
+        if "/vendor/" in resp.url and resp.ok:
+            fetched[resp.url.split("/")[-1]] = [resp.request.sizes()["responseBodySize"], len(resp.body())]
+
     with browser_page(app, video) as page:
         page.set_default_timeout(60_000)
+        page.context.on("response", vendor_file)  # (the context's: a worker's requests are not the page's)
         to_calibration_page(page, pid)
         wait_for_function(page, "window.gazepref && window.gazepref.calibration.capture"
                                " && window.gazepref.calibration.capture.samples >= 1")
         got = page.evaluate(SAMPLES_JS, n)
-        fetched = page.evaluate("""() => Object.fromEntries(performance.getEntriesByType("resource")
-            .filter((e) => e.name.includes("/vendor/"))
-            .map((e) => [e.name.split("/").pop(), [e.encodedBodySize, e.decodedBodySize]]))""")
+        assert page.evaluate("window.gazepref.calibration.capture.mesh.thread") == "worker"
     # the face mesh came compressed where that pays (capture_site/compressed.py), and the page decoded it
     sent, size = fetched["human.esm.js"]
     assert sent < 0.3 * size and fetched["iris.json"][0] < 0.1 * fetched["iris.json"][1], fetched
@@ -318,7 +322,7 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
         task_id = int(page.evaluate("JSON.parse(document.getElementById('page-data').textContent).task"))
         cost = page.evaluate("window.gazepref.gaze.cost()")
     print("page cost:", cost)
-    assert cost["backend"] == "wasm"
+    assert cost["backend"] == "wasm" and cost["thread"] == "worker"
 
     posts = [r for r in requests if not hasattr(r, "post_data_buffer") or r.method == "POST"]
     assert not any(hasattr(r, "is_closed") for r in posts), "the page opened a WebSocket"
@@ -798,6 +802,57 @@ def test_a_round_cut_off_by_another_window_taking_over_spends_no_attempt(make_ap
         assert dbs.scalars(select(store.Participant)).one().state.get("gaze") != "failed"
 
 
+def test_the_face_mesh_leaves_the_pages_main_thread_free(make_app, tmp_path):
+    """By default the page's face mesh runs in a Web Worker (facemesh.js startMesh,
+    mesh_worker.js): while it measures pictures (here ~0.09 s each, wasm on a busy VM; a slow
+    laptop's 0.4-1 s) the page's main thread has no long task from it (on the main thread each
+    picture is one: the keys and clicks of a slow computer waited 0.7-2.3 s). Pictures come no
+    faster than ``fps`` (the page looks four times an interval whether one is due)."""
+    video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 4, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\nfps = 5')))
+    with browser_page(app, video) as page:
+        page.set_default_timeout(60_000)
+        to_calibration_page(page, "CAM-WORKER")
+        wait_for_function(page, "window.gazepref.calibration.capture && window.gazepref.calibration.capture.samples >= 3")
+        assert page.evaluate("window.gazepref.calibration.capture.mesh.thread") == "worker"
+        page.evaluate("""() => {
+          window.longTaskMs = 0; // the main thread's tasks over 50 ms from now on
+          new PerformanceObserver((list) => { for (const e of list.getEntries()) window.longTaskMs += e.duration; })
+            .observe({ type: "longtask" });
+          const cap = window.gazepref.calibration.capture;
+          cap.meshMs.length = 0;
+          window.samplesFrom = cap.samples;
+          window.from = performance.now();
+        }""")
+        wait_for_function(page, "window.gazepref.calibration.capture.samples >= window.samplesFrom + 10")
+        mesh_ms, long_ms, n, took_ms = page.evaluate("""() => {
+          const cap = window.gazepref.calibration.capture;
+          return [cap.meshMs.reduce((a, b) => a + b, 0), window.longTaskMs, cap.samples - window.samplesFrom,
+                  performance.now() - window.from];
+        }""")
+        page.wait_for_selector("#face-status.ok")  # the samples made there are the set-up's as before
+    print(f"mesh {mesh_ms:.0f} ms over {n} pictures in {took_ms:.0f} ms; the main thread's long tasks meanwhile {long_ms:.0f} ms")
+    assert mesh_ms > 0 and long_ms < 0.25 * mesh_ms, (mesh_ms, long_ms)
+    # the page looks four times an interval whether a picture is due, and takes none before (fps = 5)
+    assert n <= 5 * took_ms / 1000 + 2, (n, took_ms)
+
+
+def test_a_face_mesh_worker_that_cannot_start_leaves_the_mesh_on_the_main_thread(make_app, tmp_path):
+    """A browser that cannot start the worker (here its script is not found; also no module
+    workers or OffscreenCanvas) measures the pictures on the page's main thread: the set-up goes on."""
+    video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 4, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\nfps = 10')))
+    with browser_page(app, video) as page:
+        page.set_default_timeout(60_000)
+        asked = []
+        page.route("**/mesh_worker.js", lambda route: (asked.append(route.request.url), route.fulfill(status=404)))
+        to_calibration_page(page, "CAM-NO-WORKER")
+        wait_for_function(page, "window.gazepref.calibration.capture && window.gazepref.calibration.capture.samples >= 3")
+        assert page.evaluate("window.gazepref.calibration.capture.cost().thread") == "main"
+        page.wait_for_selector("#face-status.ok")
+    assert asked, "the page did not try the worker"
+
+
 #: the face mesh of a slow computer: each run first holds the main thread ``ms`` (as a model
 #: taking that long does), and the start of each run is noted in ``window.meshStarts``
 SLOW_MESH_JS = """([path, ms]) => {
@@ -816,8 +871,9 @@ SLOW_MESH_JS = """([path, ms]) => {
 
 
 def test_a_slow_computer_calibrates_and_its_task_page_stays_responsive(make_app, tmp_path):
-    """Browser mode on a computer whose face mesh takes ~0.6 s a picture (the weak-laptop
-    walk-through: 0.4-0.45 s at 4x CPU throttling, ~1 s at 10x). Calibration: a dot waits for
+    """Browser mode with the face mesh on the page's main thread (``mesh_worker = false``, or a
+    browser without module workers) on a computer whose face mesh takes ~0.6 s a picture (the
+    weak-laptop walk-through: 0.4-0.45 s at 4x CPU throttling, ~1 s at 10x). Calibration: a dot waits for
     the pictures it needs at that speed (here longer than the study's target_timeout_ms) and,
     at its deadline, for those still in the mesh or on their way, so the round is not failed
     as starved (at 10x it was, with 8 usable pictures counted by the server for a dot needing
@@ -827,14 +883,15 @@ def test_a_slow_computer_calibrates_and_its_task_page_stays_responsive(make_app,
     one picture without a face, which then spans over a second, does not say tracking was lost."""
     video = write_y4m(tmp_path / "hs.y4m", [head_and_shoulders((320, 240))] * 4, fps=5)
     toml = webcam_toml(tmp_path / "s.toml", "\n".join([
-        'compute = "browser"', "fps = 10", "min_frames = 3", "validation_points = 1", "batch_ms = 250",
-        "settle_ms = 300", "target_timeout_ms = 1000"]))
+        'compute = "browser"', "mesh_worker = false", "fps = 10", "min_frames = 3", "validation_points = 1",
+        "batch_ms = 250", "settle_ms = 300", "target_timeout_ms = 1000"]))
     app = make_app(STUDY_CONFIG=str(toml))
     slow_ms = 600
     with browser_page(app, video) as page:
         page.set_default_timeout(90_000)
         to_calibration_page(page, "CAM-SLOW-PC")
         wait_for_function(page, "!!(window.gazepref.calibration.capture && window.gazepref.calibration.capture.mesh)")
+        assert page.evaluate("window.gazepref.calibration.capture.mesh.thread") == "main"
         page.evaluate(SLOW_MESH_JS, ["gazepref.calibration.capture", slow_ms])
         page.wait_for_selector("#face-status.ok")
         page.click("#start-calibration")

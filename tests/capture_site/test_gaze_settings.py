@@ -28,6 +28,19 @@ def test_defaults(tmp_path):
     assert s.page()["task_batch_max_ms"] == 4000
 
 
+@pytest.mark.parametrize("line, worker", [
+    ("", True),  # the default: the page's face mesh in a Web Worker, off its main thread (facemesh.js startMesh)
+    ("mesh_worker = false", False), ("mesh_worker = true", True)])
+def test_the_study_may_keep_the_face_mesh_on_the_pages_main_thread(tmp_path, line, worker):
+    toml = webcam_toml(tmp_path / "s.toml", f'compute = "browser"\n{line}')
+    assert gaze_settings(load_config(toml)).page()["mesh_worker"] is worker
+
+
+def test_mesh_worker_is_true_or_false(tmp_path):
+    with pytest.raises(ConfigError, match="mesh_worker.*true or false"):
+        gaze_settings(load_config(webcam_toml(tmp_path / "s.toml", 'mesh_worker = "no"')))
+
+
 @pytest.mark.parametrize("lines, affine, offset", [
     ("", True, False),  # the default: continuous calibration
     ("drift_correction = true", False, True),  # the offset alone, as asked
