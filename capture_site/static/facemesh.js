@@ -60,24 +60,39 @@ export function loadMesh({ base, backend = "wasm" }) {
   return humanPromise;
 }
 
+/** What the page and its mesh worker say to each other; a worker of another release (a site
+ *  upgraded while the page was open fetches the new worker) refuses to load, and the page's mesh
+ *  runs on its main thread. */
+export const MESH_PROTOCOL = 1;
+/** A picture the worker has not answered in this long (or ten of its usual pictures' time, if
+ *  longer) means it stopped: the mesh goes to the main thread. */
+const WORKER_SILENT_MS = 15000;
+/** Pictures the worker failed on in a row before the mesh goes to the main thread (one before
+ *  its first sample). */
+const WORKER_FAILURES = 3;
+
 /** The face mesh a capture uses: {sample(canvas, ctx, landmarks, patchSize) -> Promise of a
  *  faceSample, backend, loadMs, thread}. ``thread`` "worker": the mesh runs in a Web Worker
  *  (mesh_worker.js; the picture's pixels go to it, the sample comes back), so the page's main
  *  thread stays free for keys, clicks and scrolling while a picture is in the mesh (on a slow
  *  computer that is 0.4-1 s a picture); "main": on the page's main thread, where the browser has
- *  no module worker with OffscreenCanvas, the worker fails to start, or the study asks
- *  (``worker`` false: [gaze] mesh_worker). A worker that fails later hands over to the main
- *  thread (the picture it failed on is measured there). */
+ *  no module worker with OffscreenCanvas, the worker fails to start or to run the asked backend,
+ *  or the study asks (``worker`` false: [gaze] mesh_worker). A worker that stops later (an error,
+ *  no answer, failing picture after picture) hands over to the main thread (the picture it
+ *  stopped on is measured there); once failed, the page's later captures use the main thread. */
 export async function startMesh({ base, backend = "wasm", worker = true }) {
-  if (worker && typeof Worker !== "undefined" && typeof OffscreenCanvas !== "undefined") {
+  if (worker && !workerFailed && typeof Worker !== "undefined" && typeof OffscreenCanvas !== "undefined") {
     try {
       return await workerMesh(base, backend);
     } catch (e) {
+      workerFailed = true;
       console.warn("gazepref: the face mesh runs on the page's main thread:", e && e.message);
     }
   }
   return mainMesh(base, backend);
 }
+
+let workerFailed = false;
 
 async function mainMesh(base, backend) {
   const mesh = await loadMesh({ base, backend });
@@ -91,12 +106,19 @@ async function mainMesh(base, backend) {
 function workerMesh(base, backend) {
   if (!workerPromise) workerPromise = new Promise((resolve, reject) => {
     const worker = new Worker(new URL("mesh_worker.js", import.meta.url), { type: "module" });
-    const waiting = new Map(); // request id -> {resolve, reject}
+    const waiting = new Map(); // request id -> {resolve, reject, timer}
     let next = 0;
+    let loaded = false;
     let broken = null; // the worker's failure: every later picture goes to the main thread
+    let done = 0; // pictures answered with a sample
+    let failedInRow = 0;
+    const took = []; // ms the worker's last pictures took (its usual time: the watchdog's)
     const fail = (message) => {
-      broken = new Error(message || "the face mesh worker stopped");
-      for (const w of waiting.values()) w.reject(broken);
+      if (broken) return;
+      broken = new Error(message);
+      workerFailed = true;
+      if (loaded) console.warn("gazepref: the face mesh goes to the page's main thread:", message);
+      for (const w of waiting.values()) { clearTimeout(w.timer); w.reject(broken); }
       waiting.clear();
       worker.terminate();
       reject(broken); // (no effect once loaded)
@@ -105,26 +127,40 @@ function workerMesh(base, backend) {
       const w = waiting.get(data.id);
       if (!w) return;
       waiting.delete(data.id);
+      clearTimeout(w.timer);
       if (data.error) w.reject(new Error(data.error));
       else w.resolve(data);
     };
-    worker.onerror = (e) => { e.preventDefault(); fail(e.message); };
+    // (a script that cannot be fetched or parsed fires this without a message)
+    worker.onerror = (e) => {
+      e.preventDefault();
+      fail(e.message || (loaded ? "the face mesh worker stopped" : "the face mesh worker could not start"));
+    };
     worker.onmessageerror = () => fail("a message of the face mesh worker could not be read");
-    const ask = (msg, transfer = []) => new Promise((res, rej) => {
+    const ask = (msg, transfer = [], silentMs = 0) => new Promise((res, rej) => {
       if (broken) { rej(broken); return; }
       next += 1;
-      waiting.set(next, { resolve: res, reject: rej });
+      const timer = silentMs ? setTimeout(() => fail(`the face mesh worker did not answer in ${Math.round(silentMs / 1000)} s`), silentMs) : 0;
+      waiting.set(next, { resolve: res, reject: rej, timer });
       worker.postMessage({ ...msg, id: next }, transfer);
     });
     const mesh = { thread: "worker", backend: null, loadMs: null };
     mesh.sample = async (canvas, ctx, landmarks, patchSize) => {
       if (!broken) {
         const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+        const usual = took.length ? [...took].sort((a, b) => a - b)[took.length >> 1] : 0;
+        const t0 = performance.now();
         try {
           const answer = await ask({ type: "sample", width: img.width, height: img.height, pixels: img.data.buffer,
-                                     landmarks, patchSize }, [img.data.buffer]);
+                                     landmarks, patchSize }, [img.data.buffer], Math.max(WORKER_SILENT_MS, 10 * usual));
+          took.push(performance.now() - t0);
+          if (took.length > 15) took.shift();
+          done += 1;
+          failedInRow = 0;
           return answer.sample;
         } catch (e) {
+          failedInRow += 1;
+          if (!done || failedInRow >= WORKER_FAILURES) fail(`the face mesh worker failed on a picture: ${e.message}`);
           if (!broken) throw e; // this picture's error: the worker goes on
         }
       }
@@ -132,7 +168,14 @@ function workerMesh(base, backend) {
       Object.assign(mesh, { thread: "main", backend: main.backend, loadMs: main.loadMs, sample: main.sample });
       return main.sample(canvas, ctx, landmarks, patchSize);
     };
-    ask({ type: "load", base, backend }).then((answer) => {
+    ask({ type: "load", base, backend, protocol: MESH_PROTOCOL }).then((answer) => {
+      // TF.js takes another backend where the asked one does not run (WebGL in a worker needs
+      // OffscreenCanvas WebGL, which Safari has only since 17): the main thread may run it
+      if (answer.backend !== backend) {
+        fail(`the face mesh worker cannot run ${backend} (it would run ${answer.backend})`);
+        return;
+      }
+      loaded = true;
       mesh.backend = answer.backend;
       mesh.loadMs = answer.loadMs;
       resolve(mesh);

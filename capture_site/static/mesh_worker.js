@@ -3,26 +3,37 @@
 // so the page's main thread is free while the picture is in the mesh. One picture at a time, in
 // the order they come.
 
-import { faceSample, loadMesh } from "./facemesh.js";
+import { MESH_PROTOCOL, faceSample, loadMesh } from "./facemesh.js";
 
 let mesh = null;
 let canvas = null;
 let ctx = null;
 let queue = Promise.resolve();
 
+function sampleOf(width, height, pixels, landmarks, patchSize) {
+  if (!canvas || canvas.width !== width || canvas.height !== height) {
+    canvas = new OffscreenCanvas(width, height);
+    ctx = canvas.getContext("2d", { willReadFrequently: true });
+    if (!ctx) throw new Error("no 2d OffscreenCanvas in this worker");
+  }
+  ctx.putImageData(new ImageData(new Uint8ClampedArray(pixels), width, height), 0, 0);
+  return faceSample(mesh, canvas, ctx, landmarks, patchSize);
+}
+
 async function answer(data) {
   if (data.type === "load") {
+    if (data.protocol !== MESH_PROTOCOL) { // a page of another release than this worker's
+      throw new Error(`the page speaks protocol ${data.protocol}, this worker ${MESH_PROTOCOL}`);
+    }
     mesh = await loadMesh({ base: data.base, backend: data.backend });
+    // one blank picture through every step here (the canvas, its pixels, the mesh on an
+    // OffscreenCanvas): what fails only in a worker fails now, and the page keeps the main thread
+    await sampleOf(32, 24, new Uint8ClampedArray(32 * 24 * 4).fill(255).buffer, [], [10, 6]);
     return { backend: mesh.backend, loadMs: mesh.loadMs };
   }
   if (data.type === "sample") {
     if (!mesh) throw new Error("the face mesh is not loaded");
-    if (!canvas || canvas.width !== data.width || canvas.height !== data.height) {
-      canvas = new OffscreenCanvas(data.width, data.height);
-      ctx = canvas.getContext("2d", { willReadFrequently: true });
-    }
-    ctx.putImageData(new ImageData(new Uint8ClampedArray(data.pixels), data.width, data.height), 0, 0);
-    return { sample: await faceSample(mesh, canvas, ctx, data.landmarks, data.patchSize) };
+    return { sample: await sampleOf(data.width, data.height, data.pixels, data.landmarks, data.patchSize) };
   }
   throw new Error(`unknown request ${data.type}`);
 }

@@ -31,13 +31,16 @@ import { Outbox, retryAfterMs } from "./outbox.js";
 
 /** sessionStorage key of the task batch interval the server last asked for (``pace``). */
 const PACE_KEY = "gazepref:task_batch_ms";
-/** Browser mode with the face mesh on the page's main thread (facemesh.js startMesh: no Web
- *  Worker), task pages: a picture whose face mesh took longer than TASK_MESH_LONG_MS (ms)
- *  held keys and clicks that long; after such a picture the next waits until the mesh has had at
- *  most TASK_MESH_SHARE of the main thread (d ms: d * (1 / share - 1) more, at most
- *  TASK_MESH_GAP_MAX_MS). Shorter pictures (a usual computer's 30-100 ms) come at ``fps`` as before.
- *  The set-up and the calibration take every picture they can: there the participant only
- *  looks, and each dot needs its pictures. */
+/** Browser mode, task pages: a picture whose face mesh took longer than TASK_MESH_LONG_MS (ms)
+ *  marks a slow computer; after such a picture the next waits until the mesh has had at most
+ *  TASK_MESH_SHARE of the time (d ms: d * (1 / share - 1) more, at most TASK_MESH_GAP_MAX_MS).
+ *  On the page's main thread each such picture held keys and clicks that long; in a Web Worker
+ *  (facemesh.js startMesh) it holds none, but a slow computer's one or two cores are shared all
+ *  the same: back to back, the worker's pictures and the page's work for each (drawing the
+ *  picture, reading its pixels, the status) left keys waiting 70 ms in the median on a
+ *  CPU-starved core, against 29 ms with the pause. Shorter pictures (a usual computer's
+ *  30-100 ms) come at ``fps`` as before. The set-up and the calibration take every picture they
+ *  can: there the participant only looks, and each dot needs its pictures. */
 export const TASK_MESH_SHARE = 0.5;
 export const TASK_MESH_LONG_MS = 150;
 const TASK_MESH_GAP_MAX_MS = 3000;
@@ -102,6 +105,7 @@ export class GazeCapture {
     this.meshMs = []; // browser mode: ms per picture of the face mesh and sample (the last 100)
     this.nextGrabAt = 0; // browser mode, task pages: no picture before (TASK_MESH_SHARE)
     this.lastGrabAt = -Infinity; // browser mode: when the last picture began (performance.now())
+    this.meshErrors = 0; // browser mode: pictures the face mesh failed on (the first is logged)
     this.holding = false; // settle(): no picture taken meanwhile
     this.samples = 0;
     // "connecting" (frames wait), "ws" (frames go out one by one), "reconnecting", "http" (batches)
@@ -162,12 +166,8 @@ export class GazeCapture {
     const frameMs = 1000 / this.settings.fps;
     this.startedAt = performance.now();
     if (this.wsUrl) this.connect();
-    // browser mode looks four times an interval whether the next picture is due (1 / fps after
-    // the last began): a picture done after the interval's tick would otherwise wait for the next
-    // tick (with the mesh in its worker, at 70 ms a picture and 15 asked, 8.5 pictures/s were taken
-    // of the 14 measurable; on the main thread the tick missed meanwhile comes at once by itself)
     this.frameMs = frameMs;
-    this.timers.push(setInterval(() => this.grab(), this.browser ? frameMs / 4 : frameMs));
+    this.timers.push(setInterval(() => this.grab(), frameMs));
     this.timers.push(setInterval(() => this.checkCamera(), 1000));
     // browser mode, task phase: the samples are posted less often (task_batch_ms): nothing waits for
     // their answers (the face status is known here), and each request costs the server more than a
@@ -377,14 +377,16 @@ export class GazeCapture {
     this.grabbing = true;
     try {
       const t = performance.now();
+      const thread = this.mesh.thread;
       this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
       const sample = await this.mesh.sample(this.canvas, this.ctx, this.settings.landmarks, this.settings.patch_size);
       const took = performance.now() - t;
-      this.meshMs.push(took);
+      if (this.mesh.thread === thread) { // (not the picture a stopped worker handed over: a model load)
+        this.meshMs.push(took);
+        this.nextGrabAt = performance.now() + meshPauseMs(took); // (task pages: TASK_MESH_SHARE)
+        if (this.meshMs.length > 100) this.meshMs.shift();
+      }
       if (!this.firstMeshAt) this.firstMeshAt = performance.now(); // (the model's warm-up is over)
-      // (a mesh in a Web Worker holds nothing of the page: pictures come at fps however slow)
-      if (this.mesh.thread === "main") this.nextGrabAt = performance.now() + meshPauseMs(took);
-      if (this.meshMs.length > 100) this.meshMs.shift();
       this.samples += 1;
       const frame = { t: Math.round(t * 100) / 100, sample: { t: Math.round(t * 100) / 100, ...sample } };
       this.recent.push(frame);
@@ -400,6 +402,11 @@ export class GazeCapture {
       }
     } finally {
       this.grabbing = false;
+      // the next picture when it is due (1 / fps after this one began), not at the interval's
+      // next tick: with the mesh in its worker a picture done just after a tick waited for the
+      // next one (at 70 ms a picture and 15 asked, 8.5 pictures/s were taken of the 14 it could
+      // measure); on the main thread the tick missed meanwhile comes at once by itself
+      if (!this.stopped) setTimeout(() => this.grab(), Math.max(0, this.lastGrabAt + this.frameMs - performance.now()));
     }
   }
 
@@ -488,13 +495,21 @@ export class GazeCapture {
     // a task page out of sight (another tab or program in front, a second tab of the task): the
     // participant looks elsewhere, and the page's words under the gaze would be made up
     if (this.phase === "task" && document.visibilityState === "hidden") return;
-    // a task page keeps the face mesh to at most half of its main thread: on a slow computer a
-    // picture takes 0.4 s or more, and back to back they left typing and clicks waiting for it
+    // a task page keeps the face mesh to at most half of the time on a slow computer (a picture
+    // 0.4 s or more): back to back they left typing and clicks waiting (TASK_MESH_SHARE)
     if (this.browser && this.phase === "task" && performance.now() < this.nextGrabAt) return;
     if (this.holding) return; // settle(): the answers of the pictures taken first
-    if (this.browser && performance.now() < this.lastGrabAt + this.frameMs * 0.875) return; // not yet due
+    // not yet due (the interval's tick and the one set when the last picture was done both come;
+    // a timer may fire up to a few ms before its time as performance.now() reads it)
+    if (this.browser && performance.now() < this.lastGrabAt + this.frameMs - 4) return;
     this.fitCanvas();
-    if (this.browser) { this.lastGrabAt = performance.now(); this.grabSample(); return; }
+    if (this.browser) {
+      this.lastGrabAt = performance.now();
+      this.grabSample().catch((e) => { // (the next picture is tried as usual)
+        if (!this.meshErrors++) console.warn("gazepref: the face mesh failed on a picture:", e && e.message);
+      });
+      return;
+    }
     const t = performance.now();
     this.ctx.drawImage(this.video, 0, 0, this.canvas.width, this.canvas.height);
     this.grabbing = true;

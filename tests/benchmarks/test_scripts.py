@@ -101,7 +101,7 @@ TINY_RUNS = {
                     "| late_fusion_worker_cal | fused |"),
     "storage": (["--participants", "1", "--seconds", "5"], "chunks"),
     # headless Chromium, the page's face mesh on the fake webcam for a second
-    "page_mesh": (["--backend", "wasm", "--seconds", "1"], "'backend': 'wasm'"),
+    "page_mesh": (["--backend", "wasm", "--thread", "worker", "--seconds", "1"], "'thread': 'worker', 'main_long_ms_per_s'"),
 }
 BROWSER = {"page_mesh"}
 
