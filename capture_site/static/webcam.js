@@ -405,8 +405,12 @@ export class GazeCapture {
       // the next picture when it is due (1 / fps after this one began), not at the interval's
       // next tick: with the mesh in its worker a picture done just after a tick waited for the
       // next one (at 70 ms a picture and 15 asked, 8.5 pictures/s were taken of the 14 it could
-      // measure); on the main thread the tick missed meanwhile comes at once by itself
-      if (!this.stopped) setTimeout(() => this.grab(), Math.max(0, this.lastGrabAt + this.frameMs - performance.now()));
+      // measure). Not on the main thread: the tick missed meanwhile comes at once by itself, and
+      // a timer set at once after each slow picture left no turn for a click (a test's click on a
+      // calibration dot waited 90 s)
+      if (!this.stopped && this.mesh && this.mesh.thread === "worker") {
+        setTimeout(() => this.grab(), Math.max(0, this.lastGrabAt + this.frameMs - performance.now()));
+      }
     }
   }
 
