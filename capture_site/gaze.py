@@ -52,7 +52,9 @@ post batches only, no WebSocket, :mod:`.gaze_ws`). See docs/gaze.md, "In the sit
 """
 from __future__ import annotations
 
+import re
 import time
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy import insert
@@ -227,6 +229,7 @@ def calibration_round():
                                                           f"targets[{i}].seen")
             for i, (t, ts) in enumerate(zip(targets, per_target))]
     check_compute(settings, "samples" if landmarks else "frames")
+    page_mesh = _page_mesh(meta.get("mesh")) if landmarks else None
     if landmarks:  # the page's landmark samples, in target order (their times are the targets' t)
         frames_ = []
         samples_, times_ = parse_samples(meta.get("samples"), MAX_FRAMES_PER_ROUND)
@@ -253,6 +256,8 @@ def calibration_round():
         starved = [len(xy) - 1]
     base = {"viewport": viewport, "targets": [list(t) for t in xy], "frames": len(rows), "face_found": found,
             "usable_per_target": usable_per_target, "starved": starved, "min_frames": settings.min_frames}
+    if page_mesh is not None:
+        base["page_mesh"] = page_mesh
     if kind == "calibration":
         model, error = None, None
         if ended_early:
@@ -308,6 +313,36 @@ def _still_calibrating(p: store.Participant) -> None:
         raise ApiError(401, UNKNOWN_PARTICIPANT)
     if not calibrating(p):
         raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
+
+
+
+#: where the page's face mesh ran (facemesh.js startMesh)
+PAGE_MESH_THREADS = ("worker", "main")
+#: a TF.js backend's name as the page reports it (the study's, or one TF.js fell back to)
+PAGE_MESH_BACKEND = re.compile(r"[a-z0-9-]{1,16}")
+#: the most ms a picture the page may report (a computer taking longer gets no round through)
+MAX_MESH_MS = 600_000
+
+
+def _page_mesh(mesh: Any) -> dict[str, Any] | None:
+    """A browser-mode round's ``mesh``: how the page's face mesh ran while it was taken,
+    ``{thread, backend, ms_per_picture}`` (the median of its recent pictures; null before the
+    first), stored with the round for researchers (exports' ``mesh_thread``,
+    ``mesh_ms_per_picture``: a slow computer, a worker that fell back). Pages of earlier
+    releases send none (None)."""
+    if mesh is None:
+        return None
+    if not isinstance(mesh, dict):
+        raise ApiError(400, "mesh must be {thread, backend, ms_per_picture}")
+    thread, backend, ms = mesh.get("thread"), mesh.get("backend"), mesh.get("ms_per_picture")
+    if thread not in PAGE_MESH_THREADS:
+        raise ApiError(400, f"mesh.thread must be one of {', '.join(PAGE_MESH_THREADS)}")
+    if not (isinstance(backend, str) and PAGE_MESH_BACKEND.fullmatch(backend)):
+        raise ApiError(400, "mesh.backend must be a TF.js backend's name (e.g. wasm, webgl)")
+    if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float))
+                           or not 0 <= ms <= MAX_MESH_MS):
+        raise ApiError(400, f"mesh.ms_per_picture must be null or ms from 0 to {MAX_MESH_MS}")
+    return {"thread": thread, "backend": backend, "ms_per_picture": None if ms is None else round(float(ms), 1)}
 
 
 def _validate(p, settings, entry, points, seen, base, viewport, frames_, all_times):

@@ -30,7 +30,7 @@ CALIBRATION_COLUMNS = [
     "participant_id", "step", "kind", "attempt", "attempts", "created_at", "passed", "accuracy_px", "accuracy_deg",
     "precision_px", "data_loss", "in_roi", "quality", "fallback", "webgazer_score_pct", "distance_cm", "px_per_cm",
     "viewport_w", "viewport_h", "n_targets", "frames", "usable_frames_min", "starved_targets", "cv_error_px", "error",
-    "points",
+    "points", "mesh_thread", "mesh_ms_per_picture",
 ]
 
 
@@ -254,6 +254,9 @@ class StoreRecording:
                     usable_frames_min=min(usable) if usable else None, starved_targets=len(r.get("starved") or []),
                     cv_error_px=r.get("cv_error_px"), error=r.get("error"),
                     points=json.dumps(r["points"]) if r.get("points") else None,
+                    # browser mode: where the page's face mesh ran and its ms a picture (rounds since 07 Dec 2026)
+                    mesh_thread=(r.get("page_mesh") or {}).get("thread"),
+                    mesh_ms_per_picture=(r.get("page_mesh") or {}).get("ms_per_picture"),
                 )
                 if c.kind == "validation":  # quality: the word the page was given (rounds stored since it is kept)
                     row.update(passed=r.get("passed"), accuracy_px=r.get("accuracy_px"), quality=r.get("quality"),

@@ -291,6 +291,8 @@ async function runRound(kind, points) {
   let resp;
   if (S.compute === "browser") { // the targets' landmark samples, never pictures
     meta.samples = frames.map((f) => f.sample);
+    const cap = state.capture; // how the face mesh ran meanwhile (stored with the round for researchers)
+    if (cap && cap.mesh) meta.mesh = { thread: cap.mesh.thread, backend: cap.mesh.backend, ms_per_picture: cap.meshMedianMs(7) };
     resp = await fetchRetrying(gaze.urls.round, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": gaze.token }, body: JSON.stringify(meta) });
   } else {
     const body = new FormData();

@@ -134,9 +134,9 @@ def page_sample(runner, img: np.ndarray, t: float) -> dict:
     return d
 
 
-def post_sample_round(client, token, runner, kind, targets, per_target=6):
+def post_sample_round(client, token, runner, kind, targets, per_target=6, extra=None):
     """A round in browser mode: the page's landmark samples (:func:`page_sample`) of
-    ``per_target`` frames of the moving face per target."""
+    ``per_target`` frames of the moving face per target (``extra``: more of the round's keys)."""
     out, samples, t = [], [], 1000.0
     for k, (x, y) in enumerate(targets):
         ts = []
@@ -145,7 +145,7 @@ def post_sample_round(client, token, runner, kind, targets, per_target=6):
             ts.append(t)
             t += 100.0
         out.append({"x": x, "y": y, "t": ts})
-    body = {"kind": kind, "viewport": [1280, 800], "targets": out, "samples": samples}
+    body = {"kind": kind, "viewport": [1280, 800], "targets": out, "samples": samples} | (extra or {})
     return client.post("/api/gaze/round", json=body, headers={"X-Participant-Token": token})
 
 

@@ -338,6 +338,9 @@ def test_a_browser_mode_session_records_gaze_and_sends_no_picture(make_app, tmp_
     with app.extensions["gazepref"].sessions() as dbs:
         cals = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
         assert [c.kind for c in cals] == ["calibration", "validation", "outcome"]
+        # each round says how the page's face mesh ran (the researcher's exports: mesh_thread, ...)
+        meshes = [c.result["page_mesh"] for c in cals[:2]]
+        assert all(m["thread"] == "worker" and m["backend"] == "wasm" and m["ms_per_picture"] > 0 for m in meshes), meshes
         assert len(rounds) == 3, "the calibration round answered 503 retry was sent again"
         assert not dbs.scalars(select(store.GazeFrame)).all()
         gz = store.read_stream(dbs, dbs.get(store.Task, task_id), "gaze").to_pandas()

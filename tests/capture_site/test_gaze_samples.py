@@ -267,6 +267,49 @@ def test_a_round_of_landmarks_no_face_has_is_refused_without_spending_an_attempt
     assert r.status_code == 200, r.json
 
 
+@pytest.mark.parametrize("mesh, said", [
+    ("worker", "mesh must be {thread"),
+    ({"thread": "gpu", "backend": "wasm", "ms_per_picture": 70}, "mesh.thread"),
+    ({"thread": "worker", "backend": "WASM <b>", "ms_per_picture": 70}, "mesh.backend"),
+    ({"thread": "worker", "backend": "wasm", "ms_per_picture": -1}, "mesh.ms_per_picture"),
+    ({"thread": "worker", "backend": "wasm", "ms_per_picture": True}, "mesh.ms_per_picture"),
+    ({"thread": "worker", "backend": "wasm", "ms_per_picture": 1e9}, "mesh.ms_per_picture"),
+])
+def test_how_the_pages_face_mesh_ran_is_what_a_page_says(make_app, tmp_path, runner, mesh, said):
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "b.toml", 'compute = "browser"')))
+    client = app.test_client()
+    token = to_calibration(client, "CAM-MESH-BAD")["token"]
+    r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS, per_target=5, extra={"mesh": mesh})
+    assert r.status_code == 400 and said in r.json["error"], r.json
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert not dbs.scalars(select(store.Calibration)).all()
+
+
+def test_a_round_keeps_how_the_pages_face_mesh_ran_for_the_export(make_app, tmp_path, runner):
+    """A browser-mode round says where the page's face mesh ran (its Web Worker or the main thread,
+    facemesh.js startMesh) and its ms a picture; stored with the round and exported
+    (calibrations.parquet ``mesh_thread``, ``mesh_ms_per_picture``); a page of an earlier release
+    says nothing (null)."""
+    import pandas as pd
+
+    from gazepref.capture_site.exporting import export_study
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "b.toml", 'compute = "browser"')))
+    client = app.test_client()
+    token = to_calibration(client, "CAM-MESH")["token"]
+    mesh = {"thread": "main", "backend": "wasm", "ms_per_picture": 512.349}
+    r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS, extra={"mesh": mesh})
+    assert r.status_code == 200, r.json
+    r = post_sample_round(client, token, runner, "validation", r.json["validation_targets"])  # (no mesh said)
+    assert r.status_code == 200, r.json
+    with app.extensions["gazepref"].sessions() as dbs:
+        export_study(dbs, dbs.scalars(select(store.Study)).one(), tmp_path / "out", "parquet")
+    rounds = pd.read_parquet(tmp_path / "out" / "calibrations.parquet")
+    got = rounds.set_index("kind")[["mesh_thread", "mesh_ms_per_picture"]]
+    assert got.loc["calibration"].tolist() == ["main", 512.3]
+    assert got.loc["validation"].isna().all()
+
+
 def test_the_quick_reading_takes_only_what_the_checked_one_takes(runner):
     """``parse_samples`` reads a batch at once and, at anything irregular, sample by sample
     (which names the problem): on random changes of real samples the quick reading never takes
