@@ -65,8 +65,11 @@ export function loadMesh({ base, backend = "wasm" }) {
  *  runs on its main thread. */
 export const MESH_PROTOCOL = 1;
 /** A picture the worker has not answered in this long (or ten of its usual pictures' time, if
- *  longer) means it stopped: the mesh goes to the main thread. */
+ *  longer) means it stopped: the mesh goes to the main thread. Its first pictures with a face
+ *  compile the mesh's and the iris model's programs (seconds; software WebGL far longer): until
+ *  one is answered, WORKER_FIRST_SILENT_MS. */
 const WORKER_SILENT_MS = 15000;
+const WORKER_FIRST_SILENT_MS = 60000;
 /** Pictures the worker failed on in a row before the mesh goes to the main thread (one before
  *  its first sample). */
 const WORKER_FAILURES = 3;
@@ -152,7 +155,7 @@ function workerMesh(base, backend) {
         const t0 = performance.now();
         try {
           const answer = await ask({ type: "sample", width: img.width, height: img.height, pixels: img.data.buffer,
-                                     landmarks, patchSize }, [img.data.buffer], Math.max(WORKER_SILENT_MS, 10 * usual));
+                                     landmarks, patchSize }, [img.data.buffer], done ? Math.max(WORKER_SILENT_MS, 10 * usual) : WORKER_FIRST_SILENT_MS);
           took.push(performance.now() - t0);
           if (took.length > 15) took.shift();
           done += 1;
