@@ -315,7 +315,6 @@ def _still_calibrating(p: store.Participant) -> None:
         raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
 
 
-
 #: where the page's face mesh ran (facemesh.js startMesh)
 PAGE_MESH_THREADS = ("worker", "main")
 #: a TF.js backend's name as the page reports it (the study's, or one TF.js fell back to)

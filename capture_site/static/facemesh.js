@@ -62,14 +62,16 @@ export function loadMesh({ base, backend = "wasm" }) {
 
 /** What the page and its mesh worker say to each other; a worker of another release (a site
  *  upgraded while the page was open fetches the new worker) refuses to load, and the page's mesh
- *  runs on its main thread. */
+ *  runs on its main thread. Any change to the messages or to the sample's form must bump it. */
 export const MESH_PROTOCOL = 1;
 /** A picture the worker has not answered in this long (or ten of its usual pictures' time, if
- *  longer) means it stopped: the mesh goes to the main thread. Its first pictures with a face
- *  compile the mesh's and the iris model's programs (seconds; software WebGL far longer): until
- *  one is answered, WORKER_FIRST_SILENT_MS. */
+ *  longer) means it stopped: the mesh goes to the main thread. Its first picture with a face
+ *  compiles the mesh's and the iris model's programs (seconds; software WebGL far longer): until
+ *  one with a face is answered, WORKER_FIRST_SILENT_MS. A worker not loaded in WORKER_LOAD_MS
+ *  (the model's ~7 MB on a slow connection, and its warm-up) is given up for the main thread. */
 const WORKER_SILENT_MS = 15000;
 const WORKER_FIRST_SILENT_MS = 60000;
+const WORKER_LOAD_MS = 180000;
 /** Pictures the worker failed on in a row before the mesh goes to the main thread (one before
  *  its first sample). */
 const WORKER_FAILURES = 3;
@@ -114,6 +116,7 @@ function workerMesh(base, backend) {
     let loaded = false;
     let broken = null; // the worker's failure: every later picture goes to the main thread
     let done = 0; // pictures answered with a sample
+    let faced = false; // a picture with a face answered (the models' programs compiled)
     let failedInRow = 0;
     const took = []; // ms the worker's last pictures took (its usual time: the watchdog's)
     const fail = (message) => {
@@ -155,10 +158,11 @@ function workerMesh(base, backend) {
         const t0 = performance.now();
         try {
           const answer = await ask({ type: "sample", width: img.width, height: img.height, pixels: img.data.buffer,
-                                     landmarks, patchSize }, [img.data.buffer], done ? Math.max(WORKER_SILENT_MS, 10 * usual) : WORKER_FIRST_SILENT_MS);
+                                     landmarks, patchSize }, [img.data.buffer], faced ? Math.max(WORKER_SILENT_MS, 10 * usual) : WORKER_FIRST_SILENT_MS);
           took.push(performance.now() - t0);
           if (took.length > 15) took.shift();
           done += 1;
+          faced = faced || answer.sample.n > 0;
           failedInRow = 0;
           return answer.sample;
         } catch (e) {
@@ -171,7 +175,7 @@ function workerMesh(base, backend) {
       Object.assign(mesh, { thread: "main", backend: main.backend, loadMs: main.loadMs, sample: main.sample });
       return main.sample(canvas, ctx, landmarks, patchSize);
     };
-    ask({ type: "load", base, backend, protocol: MESH_PROTOCOL }).then((answer) => {
+    ask({ type: "load", base, backend, protocol: MESH_PROTOCOL }, [], WORKER_LOAD_MS).then((answer) => {
       // TF.js takes another backend where the asked one does not run (WebGL in a worker needs
       // OffscreenCanvas WebGL, which Safari has only since 17): the main thread may run it
       if (answer.backend !== backend) {
