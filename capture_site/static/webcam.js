@@ -31,28 +31,22 @@ import { Outbox, retryAfterMs } from "./outbox.js";
 
 /** sessionStorage key of the task batch interval the server last asked for (``pace``). */
 const PACE_KEY = "gazepref:task_batch_ms";
-/** Browser mode, task pages: a picture whose face mesh took longer than TASK_MESH_LONG_MS (ms)
- *  marks a slow computer; after such a picture the next waits until the mesh has had at most
- *  TASK_MESH_SHARE of the time (d ms: d * (1 / share - 1) more, at most TASK_MESH_GAP_MAX_MS).
- *  On the page's main thread each such picture held keys and clicks that long. In a Web Worker
- *  (facemesh.js startMesh) it holds none, and a computer with a core to spare for it needs no
- *  pause; one with two cores or fewer (``navigator.hardwareConcurrency``) shares them with the
- *  page all the same: back to back, the worker's pictures and the page's work for each (drawing
- *  the picture, reading its pixels, the status) left keys waiting 70 ms in the median on a
- *  CPU-starved core, against 29 ms with the pause. Shorter pictures (a usual computer's
- *  30-100 ms) come at ``fps`` as before. The set-up and the calibration take every picture they
- *  can: there the participant only looks, and each dot needs its pictures. */
+/** Browser mode with the face mesh on the page's main thread (facemesh.js startMesh: no Web
+ *  Worker), task pages: a picture whose face mesh took longer than TASK_MESH_LONG_MS (ms) held
+ *  keys and clicks that long; after such a picture the next waits until the mesh has had at most
+ *  TASK_MESH_SHARE of the main thread (d ms: d * (1 / share - 1) more, at most
+ *  TASK_MESH_GAP_MAX_MS). Shorter pictures (a usual computer's 30-100 ms) come at ``fps`` as
+ *  before. The set-up and the calibration take every picture they can: there the participant
+ *  only looks, and each dot needs its pictures. In a Web Worker the mesh holds no key or click
+ *  and pictures come without a pause: tried with one (slow computers, docs/gaze.md "Off the
+ *  page's main thread"), it halved the samples for keys already under 100 ms at p90. */
 export const TASK_MESH_SHARE = 0.5;
 export const TASK_MESH_LONG_MS = 150;
 const TASK_MESH_GAP_MAX_MS = 3000;
-/** A computer with more logical cores than this has one to spare for the mesh's worker. */
-export const TASK_MESH_SPARE_CORES = 2;
 
-/** Task pages: the pause (ms) after a picture whose face mesh took ``took`` ms (TASK_MESH_SHARE),
- *  in ``thread`` ("main" or "worker") of a computer with ``cores`` logical cores (unknown: none
- *  to spare). */
-export function meshPauseMs(took, thread = "main", cores = undefined) {
-  if (thread === "worker" && cores > TASK_MESH_SPARE_CORES) return 0;
+/** Task pages, the mesh on the main thread: the pause (ms) after a picture whose face mesh took
+ *  ``took`` ms (TASK_MESH_SHARE). */
+export function meshPauseMs(took) {
   return took > TASK_MESH_LONG_MS ? Math.min(TASK_MESH_GAP_MAX_MS, took * (1 / TASK_MESH_SHARE - 1)) : 0;
 }
 
@@ -390,7 +384,7 @@ export class GazeCapture {
       const took = performance.now() - t;
       if (this.mesh.thread === thread) { // (not the picture a stopped worker handed over: a model load)
         this.meshMs.push(took);
-        this.nextGrabAt = performance.now() + meshPauseMs(took, thread, navigator.hardwareConcurrency); // (task pages)
+        if (thread === "main") this.nextGrabAt = performance.now() + meshPauseMs(took); // (task pages)
         if (this.meshMs.length > 100) this.meshMs.shift();
       }
       if (!this.firstMeshAt) this.firstMeshAt = performance.now(); // (the model's warm-up is over)
@@ -416,9 +410,8 @@ export class GazeCapture {
       // a timer set at once after each slow picture left no turn for a click (a test's click on a
       // calibration dot waited 90 s)
       if (!this.stopped && this.mesh && this.mesh.thread === "worker") {
-        const due = Math.max(this.lastGrabAt + this.frameMs, this.phase === "task" ? this.nextGrabAt : 0);
         clearTimeout(this.dueTimer);
-        this.dueTimer = setTimeout(() => this.grab(), Math.max(0, due - performance.now()));
+        this.dueTimer = setTimeout(() => this.grab(), Math.max(0, this.lastGrabAt + this.frameMs - performance.now()));
       }
     }
   }
@@ -508,8 +501,8 @@ export class GazeCapture {
     // a task page out of sight (another tab or program in front, a second tab of the task): the
     // participant looks elsewhere, and the page's words under the gaze would be made up
     if (this.phase === "task" && document.visibilityState === "hidden") return;
-    // a task page keeps the face mesh to at most half of the time on a slow computer (a picture
-    // 0.4 s or more): back to back they left typing and clicks waiting (TASK_MESH_SHARE)
+    // a task page keeps a main-thread face mesh to at most half of the main thread on a slow
+    // computer (0.4 s or more a picture): back to back they left typing and clicks waiting
     if (this.browser && this.phase === "task" && performance.now() < this.nextGrabAt) return;
     if (this.holding) return; // settle(): the answers of the pictures taken first
     // not yet due (the interval's tick and the one set when the last picture was done both come;
