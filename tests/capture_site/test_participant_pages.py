@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import select
 
 from gazepref import store
@@ -47,7 +48,10 @@ class Fixed:
 def start(pg, pid: str, pre: bool = True):
     pg.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
     pg.click("#agree")
-    pg.wait_for_selector("#continue, #skip")  # the next page, not the consent page still shown
+    try:  # the next page, not the consent page still shown (a CI run once waited 30 s here: say where it stood)
+        pg.wait_for_selector("#continue, #skip", timeout=60_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"after 'I agree' the page stayed at {pg.url}: {pg.inner_text('body')[:400]!r}") from None
     if pg.locator("#skip").count():
         pg.click("#skip")
     continue_with(pg)  # instructions
