@@ -6,7 +6,6 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import select
 
 from gazepref import store
@@ -47,6 +46,8 @@ class Fixed:
 
 def start(pg, pid: str, pre: bool = True):
     pg.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     pg.click("#agree")
     try:  # the next page, not the consent page still shown (a CI run once waited 30 s here: say where it stood)
         pg.wait_for_selector("#continue, #skip", timeout=60_000)
