@@ -348,7 +348,7 @@ def _validate(p, settings, entry, points, seen, base, viewport, frames_, all_tim
     """The validation round of the step's last attempt, stored with the step's outcome if it
     decides it (under the participant's lock): (outcome or None, row, passed, quality)."""
     from gazepref.signals.calibration import GazeCalibration
-    from gazepref.signals.gaze_session import quality_word, validate_round, webgazer_score_pct
+    from gazepref.signals.gaze_session import quality_word, validate_round
 
     attempts, validations = step_rows(p.id)
     attempt = next((a for a in reversed(attempts) if a.model is not None), None)
@@ -363,7 +363,7 @@ def _validate(p, settings, entry, points, seen, base, viewport, frames_, all_tim
     model = GazeCalibration.from_bytes(attempt.model)
     result = validate_round(model, points, roi_radius_px=settings.roi_radius_px,
                             pass_accuracy_px=settings.pass_accuracy_px, distance_cm=settings.viewing_distance_cm,
-                            seen=seen)
+                            seen=seen, viewport_height_px=viewport[1])
     result = json_safe(result)
     overall = result.get("overall", {})
     passed = bool(overall.get("passed")) and not starved  # a point without data checks nothing
@@ -372,8 +372,9 @@ def _validate(p, settings, entry, points, seen, base, viewport, frames_, all_tim
     quality = quality_word(overall.get("accuracy_px"), settings.pass_accuracy_px, passed)
     result = base | result | {"accuracy_px": overall.get("accuracy_px"), "passed": passed,
                               "calibration": attempt.id, "quality": quality,
-                              # WebGazer's % of this round (as the step's outcome has it for the kept one)
-                              "webgazer_score_pct": webgazer_score_pct(overall.get("accuracy_px"), viewport[1])}
+                              # WebGazer's % of this round, from its samples (as the step's outcome
+                              # has it for the kept one)
+                              "webgazer_score_pct": overall.get("webgazer_score_pct")}
     row = store.Calibration(participant_id=p.id, kind="validation", result=result)
     db().add(row)
     db().flush()

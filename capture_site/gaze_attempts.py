@@ -49,16 +49,17 @@ def _attempt_figures(attempt: store.Calibration, validation: store.Calibration |
                            "starved": a.get("starved", []), "usable_per_target": a.get("usable_per_target"),
                            "error": a.get("error"), "cv_error_px": a.get("cv_error_px"), "validation": None,
                            "passed": False, "accuracy_px": None, "accuracy_deg": None, "precision_px": None,
-                           "data_loss": None, "in_roi": None, "points": []}
+                           "data_loss": None, "in_roi": None, "webgazer_score_pct": None, "points": []}
     if validation is not None:
         v = validation.result or {}
         overall = v.get("overall", {})
         out.update(validation=validation.id, passed=bool(v.get("passed")), accuracy_px=v.get("accuracy_px"),
                    accuracy_deg=overall.get("accuracy_deg"), precision_px=overall.get("precision_px"),
                    data_loss=overall.get("data_loss"), in_roi=overall.get("in_roi"),
-                   validation_starved=v.get("starved", []),
+                   validation_starved=v.get("starved", []), webgazer_score_pct=v.get("webgazer_score_pct"),
                    points=[{k: p.get(k) for k in ("target_x", "target_y", "n_samples", "n_valid", "data_loss",
-                                                  "accuracy_px", "accuracy_deg", "precision_px", "in_roi")}
+                                                  "accuracy_px", "accuracy_deg", "precision_px", "in_roi",
+                                                  "webgazer_score_pct")}
                            for p in v.get("points", [])])
     return out
 
@@ -86,8 +87,8 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
            force: bool = False) -> store.Calibration | None:
     """The step's outcome row (added to the session, not committed) once a validation passed, the
     attempts are used up, or ``force``; None while the step goes on."""
-    from gazepref.signals.gaze_session import best_attempt, quality_word, webgazer_score_pct
-    from gazepref.signals.gaze_validation import CSS_PX_PER_CM
+    from gazepref.signals.gaze_session import best_attempt, quality_word
+    from gazepref.signals.gaze_validation import CSS_PX_PER_CM, webgazer_score_pct
 
     attempts, validations = step_rows(participant_id)
     by_attempt = {(v.result or {}).get("calibration"): v for v in validations}  # the last one per attempt
@@ -99,13 +100,15 @@ def decide(participant_id: int, settings: GazeSettings, viewport: list[float] | 
     model = next((a.model for a in attempts if best and a.id == best["calibration"]), None) if passed else None
     keys = ("accuracy_px", "accuracy_deg", "precision_px", "data_loss", "in_roi")
     acc = best["accuracy_px"] if best else None
-    height = (viewport or [0, 0])[1]
+    score = best.get("webgazer_score_pct") if best else None
+    if score is None and acc is not None:  # a validation stored before its samples were scored: from its accuracy
+        score = webgazer_score_pct(acc, (viewport or [0, 0])[1])
     result = {
         "passed": passed, "selected": best["calibration"] if best else None,
         **{k: (best[k] if best else None) for k in keys},
         "quality": quality_word(acc, settings.pass_accuracy_px, passed),
         # the kept attempt's score whether it passed or not (IFLLM's ``accuracy``: one unit, %)
-        "webgazer_score_pct": webgazer_score_pct(acc, height),
+        "webgazer_score_pct": score,
         # the kept attempt's validation dots without enough data (a reason it failed)
         "validation_starved": list(best.get("validation_starved") or []) if best else None,
         # the attempts that counted (:func:`spent`: a fitted one left unchecked by a reload does

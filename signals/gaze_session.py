@@ -22,7 +22,7 @@ from sklearn.base import clone
 
 from ..schema import GazeFlag
 from .calibration import GazeCalibration
-from .gaze_validation import CSS_PX_PER_CM, validate
+from .gaze_validation import CSS_PX_PER_CM, validate, webgazer_score_pct
 
 #: Samples that do not show where the eyes point.
 UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK
@@ -75,11 +75,13 @@ def calibration_summary(model: GazeCalibration) -> dict[str, Any]:
 
 def validate_round(model: GazeCalibration, points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]],
                    roi_radius_px: float = 100.0, distance_cm: float = 60.0, px_per_cm: float = CSS_PX_PER_CM,
-                   pass_accuracy_px: float | None = None, seen: Sequence[int | None] | None = None
-                   ) -> dict[str, Any]:
+                   pass_accuracy_px: float | None = None, seen: Sequence[int | None] | None = None,
+                   viewport_height_px: float | None = None) -> dict[str, Any]:
     """Validation metrics of ``model`` on (target, tracker rows) pairs; blinks and frames without
     a face count as data loss, as do, with ``seen`` (per target, the frames recorded while it was
-    shown, of which these rows are the ones the page kept), the frames not kept."""
+    shown, of which these rows are the ones the page kept), the frames not kept. With
+    ``viewport_height_px``, each point and the round get WebGazer's score of the samples
+    (``webgazer_score_pct``, IFLLM's ``accuracy``)."""
     predicted, flags = [], []
     for _, samples in points:
         xy = model.predict(pd.DataFrame(list(samples))) if len(samples) else np.empty((0, 2))
@@ -87,7 +89,7 @@ def validate_round(model: GazeCalibration, points: Sequence[tuple[Sequence[float
         flags.append(np.array([int(s.get("flags", 0)) for s in samples], dtype=np.int64))
     return validate([(target, xy) for (target, _), xy in zip(points, predicted)], roi_radius_px=roi_radius_px,
                     flags=flags, distance_cm=distance_cm, px_per_cm=px_per_cm, pass_accuracy_px=pass_accuracy_px,
-                    lost_flags=UNUSABLE, seen=seen)
+                    lost_flags=UNUSABLE, seen=seen, score_height_px=viewport_height_px)
 
 
 def usable_counts(points: Sequence[tuple[Sequence[float], Sequence[Mapping[str, float]]]]) -> list[int]:
@@ -144,9 +146,3 @@ def best_attempt(attempts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | N
     return best
 
 
-def webgazer_score_pct(accuracy_px: float | None, viewport_height_px: float) -> float | None:
-    """The score WebGazer's demo reports as "precision" (IFLLM's task-table ``accuracy``, %):
-    ``100 - offset / (viewport height / 2) x 100``, at least 0, here from the mean offset."""
-    if accuracy_px is None or not np.isfinite(accuracy_px) or viewport_height_px <= 0:
-        return None
-    return float(max(0.0, 100.0 - accuracy_px / (viewport_height_px / 2) * 100.0))

@@ -9,6 +9,10 @@ share of samples in the ROI, samples found), with the usual eye-tracking definit
   ``2 * atan(size_cm / (2 * distance_cm))``;
 * ``precision_px``: RMS of the distances between successive valid samples (RMS-S2S);
 * ``in_roi``: share of valid samples within ``roi_radius_px`` of the target;
+* ``webgazer_score_pct`` (with ``score_height_px``, the viewport's height): the score WebGazer's
+  calibration demo reports as "precision" (IFLLM's task-table ``accuracy``): each valid sample
+  scores ``100 - distance / (height / 2) x 100``, 0 from half the height on, and the point gets
+  their mean (WebGazer's one centre point, 50 samples; here every validation point);
 * ``data_loss``: share of samples with no gaze estimate (NaN, or flagged NO_FACE by default);
   with ``seen``, of the samples recorded while the target was shown, of which those given are the
   ones kept (the usable ones first): the others count as lost.
@@ -35,11 +39,29 @@ def px_to_deg(px: float, distance_cm: float = 60.0, px_per_cm: float = CSS_PX_PE
     return math.degrees(2 * math.atan(px / px_per_cm / (2 * distance_cm)))
 
 
+def webgazer_score_pct(distance_px: float | Sequence[float] | np.ndarray | None,
+                       viewport_height_px: float | None) -> float | None:
+    """WebGazer's score (%) of gaze samples ``distance_px`` from their target on a viewport
+    ``viewport_height_px`` high: the mean of each sample's ``100 - distance / (height / 2) x 100``,
+    a sample half the height away or farther scoring 0 (``calculatePrecisionPercentages`` of
+    WebGazer's calibration demo, which IFLLM's ``accuracy`` column reports). None without a
+    finite distance or a height."""
+    if distance_px is None or viewport_height_px is None or not viewport_height_px > 0:
+        return None
+    d = np.asarray(distance_px, dtype=np.float64).ravel()
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return None
+    return float(np.mean(np.clip(100.0 - d / (viewport_height_px / 2) * 100.0, 0.0, 100.0)))
+
+
 def point_metrics(gaze: np.ndarray, target: Sequence[float], roi_radius_px: float,
                   valid: np.ndarray | None = None, distance_cm: float = 60.0,
-                  px_per_cm: float = CSS_PX_PER_CM, seen: int | None = None) -> dict[str, Any]:
+                  px_per_cm: float = CSS_PX_PER_CM, seen: int | None = None,
+                  score_height_px: float | None = None) -> dict[str, Any]:
     """Metrics for the samples (n x 2, in time order) recorded while one target was shown; with
-    ``seen`` (>= n), ``seen`` were recorded and these are the ones kept: the rest count as lost."""
+    ``seen`` (>= n), ``seen`` were recorded and these are the ones kept: the rest count as lost;
+    with ``score_height_px`` (the viewport's height), WebGazer's score of the samples."""
     gaze = np.asarray(gaze, dtype=np.float64).reshape(-1, 2)
     ok = np.isfinite(gaze).all(axis=1)
     if valid is not None:
@@ -52,6 +74,8 @@ def point_metrics(gaze: np.ndarray, target: Sequence[float], roi_radius_px: floa
     if not len(good):
         out.update(accuracy_px=nan, accuracy_deg=nan, offset_x_px=nan, offset_y_px=nan,
                    precision_px=nan, in_roi=nan)
+        if score_height_px is not None:
+            out["webgazer_score_pct"] = nan
         return out
     diff = good - np.asarray(target, dtype=np.float64)
     dist = np.linalg.norm(diff, axis=1)
@@ -65,13 +89,17 @@ def point_metrics(gaze: np.ndarray, target: Sequence[float], roi_radius_px: floa
         precision_px=float(np.sqrt(np.mean(step ** 2))) if len(step) else nan,
         in_roi=float((dist <= roi_radius_px).mean()),
     )
+    if score_height_px is not None:
+        score = webgazer_score_pct(dist, score_height_px)
+        out["webgazer_score_pct"] = nan if score is None else score
     return out
 
 
 def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px: float = 100.0,
              flags: Sequence[np.ndarray] | None = None, distance_cm: float = 60.0,
              px_per_cm: float = CSS_PX_PER_CM, pass_accuracy_px: float | None = None,
-             lost_flags: int = GazeFlag.NO_FACE, seen: Sequence[int | None] | None = None) -> dict[str, Any]:
+             lost_flags: int = GazeFlag.NO_FACE, seen: Sequence[int | None] | None = None,
+             score_height_px: float | None = None) -> dict[str, Any]:
     """Validation result for ``points``: a list of (target (x, y), samples n x 2 px).
 
     ``flags``: per point, the samples' GazeFlag bits; samples with any of ``lost_flags`` count
@@ -82,6 +110,8 @@ def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px
     samples as the median point that yielded some (it was shown as long), all lost; ``n_empty``
     counts such points. Per point, an empty one's ``data_loss`` is 1.
     ``pass_accuracy_px``: when given, ``passed`` says whether the overall accuracy is at most it.
+    ``score_height_px`` (the viewport's height, CSS px): when given, each point and the overall
+    result (the mean over points, as ``accuracy_px``) get ``webgazer_score_pct``.
     Returns ``{"points": [...], "overall": {...}, "settings": {...}}``, JSON-ready.
     """
     per_point = []
@@ -91,7 +121,7 @@ def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px
         if flags is not None:
             valid = (np.asarray(flags[i], dtype=np.int64) & lost_flags) == 0
         m = point_metrics(samples, target, roi_radius_px, valid, distance_cm, px_per_cm,
-                          seen=None if seen is None else seen[i])
+                          seen=None if seen is None else seen[i], score_height_px=score_height_px)
         per_point.append(m)
         valid_count += m["n_valid"]
         if m["n_valid"]:
@@ -117,8 +147,10 @@ def validate(points: Sequence[tuple[Sequence[float], np.ndarray]], roi_radius_px
         "n_samples": sum(counts),
         "n_empty": n_empty,
     }
+    if score_height_px is not None:
+        overall["webgazer_score_pct"] = mean_of("webgazer_score_pct")
     if pass_accuracy_px is not None:
         overall["passed"] = bool(math.isfinite(overall["accuracy_px"]) and overall["accuracy_px"] <= pass_accuracy_px)
     settings = {"roi_radius_px": roi_radius_px, "distance_cm": distance_cm, "px_per_cm": px_per_cm,
-                "pass_accuracy_px": pass_accuracy_px}
+                "pass_accuracy_px": pass_accuracy_px, "score_height_px": score_height_px}
     return {"points": per_point, "overall": overall, "settings": settings}

@@ -117,6 +117,32 @@ def test_frames_the_page_recorded_but_did_not_send_are_data_loss(make_app, tmp_p
     assert outcome.result["data_loss"] == pytest.approx(18 / 42)
 
 
+def test_the_webgazer_score_is_the_mean_of_each_samples_score(make_app, tmp_path):
+    """IFLLM's ``accuracy`` is WebGazer's calibration score: each sample scores ``100 - distance /
+    (height / 2) x 100``, at least 0, and the score is their mean. A validation whose last two
+    dots are labelled with far corners (their samples ~890 px off on a viewport 800 px high)
+    scores them 0 and the round the mean of its four dots; from the round's mean distance (past
+    half the height) it was 0 %, what the whole check would score if every sample were off.
+    (The first two dots are labelled with the centre, where a round of this face's few frames
+    draws the predictions.)"""
+    from gazepref.signals.gaze_validation import webgazer_score_pct
+
+    app, client = client_for(make_app, tmp_path, "attempts = 1")
+    token = to_calibration(client)["token"]
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    swapped = [(640, 400), (660, 420), (0, 800), (1280, 0)]  # the frames of calibration dots 0-3
+    assert post_round(client, token, "validation", swapped).status_code == 200
+    (val,) = rows(app, "validation")
+    points = val.result["points"]
+    scores = [p["webgazer_score_pct"] for p in points]
+    assert scores[2] == scores[3] == 0 and min(scores[:2]) > 25, (scores, [p["accuracy_px"] for p in points])
+    assert val.result["webgazer_score_pct"] == pytest.approx(np.mean(scores))
+    assert val.result["accuracy_px"] > 400 and webgazer_score_pct(val.result["accuracy_px"], 800) == 0
+    (outcome,) = rows(app, "outcome")
+    assert outcome.result["webgazer_score_pct"] == pytest.approx(val.result["webgazer_score_pct"])
+    assert outcome.result["attempts"][0]["webgazer_score_pct"] == pytest.approx(val.result["webgazer_score_pct"])
+
+
 def _dashboard_reason(app) -> str:
     """The dashboard's reason column of the study's one participant."""
     from gazepref.capture_site.quality import participant_quality
@@ -279,7 +305,7 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
         tt = pd.read_csv(out / "task_table.csv")
         row = tt.iloc[0]
         assert row["accuracy_px"] == pytest.approx(kept["accuracy_px"]) and row["calibration_attempts"] == 3
-        assert row["accuracy"] == pytest.approx(max(0.0, 100 - kept["accuracy_px"] / 400 * 100))  # WebGazer's %
+        assert row["accuracy"] == pytest.approx(kept["webgazer_score_pct"]) and 0 < row["accuracy"] < 100  # WebGazer's %
         assert row["precision_px"] == pytest.approx(kept["overall"]["precision_px"])
         assert row["data_loss"] == pytest.approx(kept["overall"]["data_loss"])
         (task,) = IFLLMRelease(out).tasks()
@@ -344,7 +370,7 @@ def test_a_failed_step_exports_its_score_and_its_empty_dot(make_app, tmp_path, f
     (outcome,) = rows(app, "outcome")
     res = outcome.result
     assert res["validation_starved"] == [3] and res["data_loss"] == pytest.approx(loss)
-    assert res["webgazer_score_pct"] == pytest.approx(max(0.0, 100 - res["accuracy_px"] / 400 * 100))
+    assert res["webgazer_score_pct"] == pytest.approx(val.result["webgazer_score_pct"])  # the kept check's samples
     assert answer_step(client).status_code == 302
     answer_step(client, {"understand_before": "3"})
     assert page_data(client.get("/step").text)["task"]

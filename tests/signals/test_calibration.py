@@ -252,6 +252,10 @@ def test_point_metrics_hand_checked():
     assert m["precision_px"] == pytest.approx(math.sqrt((500 + 400) / 2))
     assert m["in_roi"] == pytest.approx(2 / 3)
     assert m["accuracy_deg"] == pytest.approx(math.degrees(2 * math.atan((10 / 10) / 100)))
+    assert "webgazer_score_pct" not in m  # without the viewport's height
+    # WebGazer's score on a viewport 30 px high (15 px is 0 %): 33.3, 0 (not -33.3) and 100 %
+    m = point_metrics(samples, (100, 100), roi_radius_px=15, score_height_px=30)
+    assert m["webgazer_score_pct"] == pytest.approx((100 / 3 + 0 + 100) / 3)
 
 
 def test_validate_overall_and_flags():
@@ -273,6 +277,10 @@ def test_validate_overall_and_flags():
     assert o["data_loss"] == pytest.approx(2 / 6)
     assert o["passed"] is True and o["n_points"] == 3 and o["n_samples"] == 6
     assert result["settings"]["roi_radius_px"] == 20
+    scored = validate(points, roi_radius_px=20, flags=flags, score_height_px=100)  # 50 px is 0 %
+    assert [p["webgazer_score_pct"] for p in scored["points"][:2]] == pytest.approx([80.0, 0.0])
+    assert math.isnan(scored["points"][2]["webgazer_score_pct"])
+    assert scored["overall"]["webgazer_score_pct"] == pytest.approx(40.0)  # over the points with samples
     assert validate(points, roi_radius_px=20, flags=flags, pass_accuracy_px=29)["overall"]["passed"] is False
     # the page recorded more than it sent (its usable frames first): the others are lost data too
     seen = validate(points, roi_radius_px=20, flags=flags, seen=[4, None, 0])

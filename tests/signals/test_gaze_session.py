@@ -102,12 +102,18 @@ def test_a_lenient_threshold_does_not_make_a_poor_gaze_good(accuracy, word):
 
 
 def test_webgazer_score():
-    from gazepref.signals.gaze_session import webgazer_score_pct
+    """WebGazer's score (IFLLM's ``accuracy``): each sample's ``100 - distance / (height / 2) x
+    100``, 0 from half the height on, then the mean: a sample on the target and one 800 px off
+    score 50 % together, not 0 as the score of their mean distance (400 px) would."""
+    from gazepref.signals.gaze_validation import webgazer_score_pct
 
     assert webgazer_score_pct(0.0, 800) == 100.0
     assert webgazer_score_pct(100.0, 800) == pytest.approx(75.0)
     assert webgazer_score_pct(500.0, 800) == 0.0
-    assert webgazer_score_pct(None, 800) is None
+    assert webgazer_score_pct([0.0, 800.0], 800) == pytest.approx(50.0)
+    assert webgazer_score_pct([100.0, 300.0, float("nan")], 800) == pytest.approx(50.0)
+    assert webgazer_score_pct(None, 800) is None and webgazer_score_pct([float("nan")], 800) is None
+    assert webgazer_score_pct(100.0, 0) is None and webgazer_score_pct(100.0, None) is None
 
 
 def test_rounds_of_one_sitting_do_not_choose_the_model():
