@@ -84,6 +84,15 @@ export async function openCamera(width, height) {
   }
 }
 
+/** How long a page keeps its pictures (ms) for the calibration dots: the longest one dot collects
+ *  them (``settle_ms`` before its click, up to three ``target_timeout_ms`` of waiting on a slow
+ *  computer and up to 5 s for the last answers: calibration.js ``targetWaitMs``, ``settleMs``)
+ *  and a second's slack; at least 15 s. A shorter memory dropped a slow dot's first pictures, and
+ *  whether they were usable, while the dot still waited for enough of them. */
+export function recentKeepMs(settings) {
+  return Math.max(15000, (+settings.settle_ms || 0) + 3 * (+settings.target_timeout_ms || 0) + 6000);
+}
+
 export class GazeCapture {
   /**
    * @param {object} opts stream (MediaStream), token, url (frames endpoint), wsUrl (the frames
@@ -390,8 +399,7 @@ export class GazeCapture {
       if (!this.firstMeshAt) this.firstMeshAt = performance.now(); // (the model's warm-up is over)
       this.samples += 1;
       const frame = { t: Math.round(t * 100) / 100, sample: { t: Math.round(t * 100) / 100, ...sample } };
-      this.recent.push(frame);
-      while (this.recent.length && this.recent[0].t < t - 15000) this.usable.delete(this.recent.shift().t);
+      this.remember(frame);
       if (this.paused) return;
       this.pending.push(frame);
       if (this.phase === "task") { // the face status is known here: no answer to wait for
@@ -523,15 +531,22 @@ export class GazeCapture {
       this.grabbing = false;
       if (!blob) return;
       const frame = { t: Math.round(t * 100) / 100, blob };
-      this.recent.push(frame);
-      while (this.recent.length && this.recent[0].t < t - 15000) this.usable.delete(this.recent.shift().t);
+      this.remember(frame);
       if (this.paused) return;
       if (this.transport === "ws" && this.socket && this.socket.readyState === WebSocket.OPEN) this.sendFrame(frame);
       else this.pending.push(frame);
     }, "image/jpeg", 0.8);
   }
 
-  /** Frames taken in [from, to] on the telemetry clock (kept for ~15 s). */
+  /** Keeps ``frame`` among the recent ones, for a calibration dot's :meth:`framesBetween`, and
+   *  forgets those older than :func:`recentKeepMs` (and whether they were usable). */
+  remember(frame) {
+    this.recent.push(frame);
+    const keepMs = recentKeepMs(this.settings);
+    while (this.recent.length && this.recent[0].t < frame.t - keepMs) this.usable.delete(this.recent.shift().t);
+  }
+
+  /** Frames taken in [from, to] on the telemetry clock (kept :func:`recentKeepMs`). */
   framesBetween(from, to) {
     return this.recent.filter((f) => f.t >= from && f.t <= to);
   }

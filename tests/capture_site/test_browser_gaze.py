@@ -372,6 +372,32 @@ def test_browser_mode_reads_pictures_from_a_canvas_made_for_reading(app):
     assert attrs == {"browser": True, "server": False}
 
 
+def test_a_slow_dot_keeps_its_first_pictures_while_it_waits(app):
+    """A dot on a slow computer collects pictures for up to ``settle_ms`` before its click, three
+    ``target_timeout_ms`` of waiting and 5 s for the last answers (25 s with the defaults): the
+    page keeps its pictures, and which were usable, that long (it kept 15 s, so a slow dot lost its
+    first usable pictures while it still waited for enough of them); older ones go."""
+    with browser_page(app, None) as page:
+        page.goto("/?PROLIFIC_PID=SLOW-DOT")
+        got = page.evaluate("""async () => {
+            const { GazeCapture, recentKeepMs } = await import("/static/webcam.js");
+            const settings = { compute: "browser", width: 320, height: 240, fps: 5, settle_ms: 1000, target_timeout_ms: 6000 };
+            const cap = new GazeCapture({ stream: document.createElement("canvas").captureStream(), token: "t", url: "/x",
+                                          urls: { samples: "/s" }, settings });
+            const dot = [];  // a picture a second from 1 s before the click (t = 1000) to the deadline
+            for (let t = 0; t <= 24000; t += 1000) { cap.remember({ t, sample: { t } }); dot.push(t); }
+            cap.noteUsable([0, 500, 1000, 2000, 24000].filter((t) => dot.includes(t)));
+            const inDot = cap.framesBetween(0, 24000);
+            const kept = { n: inDot.length, usable: cap.usableCount(inDot) };
+            cap.remember({ t: 60000, sample: { t: 60000 } });  // a minute on: the old ones go
+            return { keepMs: recentKeepMs(settings), kept, after: cap.recent.map((f) => f.t), usableLeft: cap.usable.size,
+                     longer: recentKeepMs({ settle_ms: 2000, target_timeout_ms: 20000 }), least: recentKeepMs({}) };
+        }""")
+    assert got["keepMs"] == 25000 and got["kept"] == {"n": 25, "usable": 4}, got
+    assert got["after"] == [60000] and got["usableLeft"] == 0, got
+    assert got["longer"] == 68000 and got["least"] == 15000, got
+
+
 def test_every_task_batch_and_frame_names_the_calibration_of_its_page(app):
     """The task page's calibration (gaze.calibration) goes with every task batch and frame, by
     every way the page sends them (HTTP batch, WebSocket frame, browser mode's outbox, the
