@@ -44,15 +44,22 @@ class Fixed:
         return self.text
 
 
-def start(pg, pid: str, pre: bool = True):
-    pg.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
+def agree(pg) -> None:
+    """'I agree' on the consent page, then the next page's button. Two CI runs of this module
+    (of ~12) waited 30 s here for the page after the consent page, never reproduced: the wait is
+    60 s, and a page that does not come says where the page stood (its address and text)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     pg.click("#agree")
-    try:  # the next page, not the consent page still shown (a CI run once waited 30 s here: say where it stood)
+    try:
         pg.wait_for_selector("#continue, #skip", timeout=60_000)
     except PlaywrightTimeout:
         raise AssertionError(f"after 'I agree' the page stayed at {pg.url}: {pg.inner_text('body')[:400]!r}") from None
+
+
+def start(pg, pid: str, pre: bool = True):
+    pg.goto(f"/?PROLIFIC_PID={pid}&STUDY_ID=S&SESSION_ID=X")
+    agree(pg)
     if pg.locator("#skip").count():
         pg.click("#skip")
     continue_with(pg)  # instructions
@@ -283,7 +290,7 @@ def test_an_mturk_worker_submits_the_hit_from_the_done_page(browser, make_app, t
     for pg in _page(browser, app):
         pg.goto("/?workerId=CSP-WORKER&assignmentId=CSP-ASSIGNMENT&hitId=CSP-HIT"
                 f"&turkSubmitTo={quote(host, safe='')}")
-        pg.click("#agree")
+        agree(pg)
         continue_with(pg)  # instructions
         continue_with(pg, {"understand_before": "2"})
         send(pg, "How does sleep help memory?", 0)
