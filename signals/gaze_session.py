@@ -22,7 +22,7 @@ from sklearn.base import clone
 
 from ..schema import GazeFlag
 from .calibration import GazeCalibration
-from .gaze_validation import CSS_PX_PER_CM, validate, webgazer_score_pct
+from .gaze_validation import CSS_PX_PER_CM, validate
 
 #: Samples that do not show where the eyes point.
 UNUSABLE = GazeFlag.NO_FACE | GazeFlag.BLINK
