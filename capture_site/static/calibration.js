@@ -29,7 +29,12 @@ const ui = {
   help: $("#setup-help"), stageHelp: $("#stage-help"),
 };
 const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false,
-                started: setupStarted(), lastOk: -Infinity, lastBad: -Infinity };
+                started: setupStarted(), lastOk: -Infinity, lastBad: -Infinity, lastHidden: -Infinity };
+// the page out of sight (another tab or program in front): the capture takes no picture meanwhile
+// (GazeCapture.grab), so a dot then shown gets none of the participant looking at it
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") state.lastHidden = performance.now();
+});
 const STALE_MS = 2500; // no face status for this long: the indicator says so
 // "Start calibration" follows the live indicator: it stays on through a face status that turns red
 // for less than this (a turn of the head, a face a little off centre, an answer late by up to
@@ -264,7 +269,12 @@ function collectTarget(x, y, key) {
       }
       const usable = state.capture.usableCount(frames);
       const seen = frames.length; // the server counts those not sent as the point's data loss
-      resolve({ frames: keptFrames(frames, state.capture.usable, S.target_frames), usable, seen, starved: usable < S.min_frames });
+      const starved = usable < S.min_frames;
+      // starved because the camera stopped or paused, or the page was out of sight while the dot
+      // waited: not the participant's eyes, so the round is not sent and spends no attempt
+      const interrupted = starved && (cap.cameraStopped || cap.cameraPaused || document.visibilityState === "hidden"
+                                      || state.lastHidden >= shown);
+      resolve({ frames: keptFrames(frames, state.capture.usable, S.target_frames), usable, seen, starved, interrupted });
     };
     ui.target.addEventListener("click", onClick);
   });
@@ -279,6 +289,7 @@ async function runRound(kind, points) {
     const got = await collectTarget(x, y, `${kind}:${i}`);
     targets.push({ x, y, t: got.frames.map((f) => f.t), seen: got.seen });
     frames.push(...got.frames);
+    if (got.interrupted) return { interrupted: true }; // not sent: no attempt spent (calibrate says why)
     if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
   // another window took the camera over during the round (its dots then starve): the round is not
@@ -301,6 +312,12 @@ async function runRound(kind, points) {
     resp = await fetchRetrying(gaze.urls.round, { method: "POST", headers: { "X-Participant-Token": gaze.token }, body });
   }
   const payload = await resp.json().catch(() => ({}));
+  // the participant withdrew in another window, or their data was deleted: the camera goes off and
+  // the page is loaded again (the server shows where they stand)
+  if (resp.status === 401 && state.capture) {
+    state.capture.refused(payload);
+    return { refused: true };
+  }
   return { ok: resp.ok, status: resp.status, payload, starved };
 }
 
@@ -325,6 +342,7 @@ function finish(outcome) {
   ui.cont.hidden = false;
   ui.start.hidden = true;
   ui.wayOn.hidden = true;
+  ui.retry.hidden = true; // (the camera's trouble, if any, no longer matters: it is off now)
   if (ui.skip) ui.skip.hidden = true;
   if (state.capture) state.capture.stop();
   // the camera is off now: no preview, no indicator that could claim a face, no set-up help
@@ -347,22 +365,31 @@ async function calibrate() {
   state.attempts += 1;
   let message = "";
   let outcome = null;
+  let interrupted = false; // a round not sent (the camera stopped, the page out of sight): no attempt
   try {
     const cal = await runRound("calibration", grid(S.calibration_points, innerWidth, innerHeight));
-    if (cal.handedOver) { state.attempts -= 1; return; }
-    state.rounds.push({ kind: "calibration", ok: cal.ok, status: cal.status, starved: cal.starved, payload: cal.payload });
-    if (!cal.ok) {
-      outcome = cal.payload.outcome || null;
-      message = cal.payload.starved && cal.payload.starved.length
-        ? "The camera sent too few clear pictures of your eyes while a dot was shown."
-        : `Calibration failed (${cal.payload.error || cal.status}).`;
+    if (cal.handedOver || cal.refused) { state.attempts -= 1; return; }
+    if (cal.interrupted) {
+      interrupted = true;
     } else {
-      const val = await runRound("validation", cal.payload.validation_targets);
-      if (val.handedOver) { state.attempts -= 1; return; } // the calibration round is stored; a reload starts afresh
-      state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
-      outcome = val.payload.outcome || null;
-      if (val.ok && !val.payload.passed) message = `The check showed the calibration is ${QUALITY[val.payload.quality] || "poor"}.`;
-      else if (!val.ok) message = `The check failed (${val.payload.error || val.status}).`;
+      state.rounds.push({ kind: "calibration", ok: cal.ok, status: cal.status, starved: cal.starved, payload: cal.payload });
+      if (!cal.ok) {
+        outcome = cal.payload.outcome || null;
+        message = cal.payload.starved && cal.payload.starved.length
+          ? "The camera sent too few clear pictures of your eyes while a dot was shown."
+          : `Calibration failed (${cal.payload.error || cal.status}).`;
+      } else {
+        const val = await runRound("validation", cal.payload.validation_targets);
+        if (val.handedOver || val.refused) { state.attempts -= 1; return; } // the calibration round is stored; a reload starts afresh
+        // (the calibration round is stored, unchecked: it counts for nothing, gaze_attempts.spent)
+        if (val.interrupted) interrupted = true;
+        else {
+          state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
+          outcome = val.payload.outcome || null;
+          if (val.ok && !val.payload.passed) message = `The check showed the calibration is ${QUALITY[val.payload.quality] || "poor"}.`;
+          else if (!val.ok) message = `The check failed (${val.payload.error || val.status}).`;
+        }
+      }
     }
   } finally {
     ui.stage.hidden = true;
@@ -373,19 +400,43 @@ async function calibrate() {
     ui.cont.focus(); // the dot that had the focus is gone with the stage
     return;
   }
+  if (interrupted) {
+    state.attempts -= 1;
+    state.rounds.push({ kind: "interrupted" });
+    showResult(interruptedMessage(state.capture));
+    if (!ui.start.disabled) ui.start.scrollIntoView({ block: "nearest" });
+    return;
+  }
   const mesh = state.capture ? recentMeshMs(state.capture) : null;
   const slow = S.compute === "browser" && mesh >= SLOW_MESH_MS
     ? ` This computer takes ${(mesh / 1000).toFixed(1)} s to read each camera picture: closing other programs and browser tabs helps.`
     : "";
-  ui.result.textContent = `${message}${slow} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`;
+  showResult(`${message}${slow} Let's try again: sit still, make sure your face is lit, and keep looking at each dot until it moves.`);
+  ui.start.scrollIntoView({ block: "nearest" });
+}
+
+/** Why a calibration ended without being counted (no attempt spent): the camera stopped or paused,
+ *  or the page was out of sight while a dot waited for pictures. */
+function interruptedMessage(cap) {
+  const base = "This calibration was stopped and not counted:";
+  if (cap && cap.cameraStopped) {
+    return `${base} the camera stopped sending pictures. Close other programs that use the camera, then press Try the camera again.`;
+  }
+  if (cap && cap.cameraPaused) {
+    return `${base} the camera paused its pictures. Uncover it or close the other program; when its picture is back, press Try again.`;
+  }
+  return `${base} this page was out of sight while a dot was shown. Press Try again, and keep looking at each dot until it moves.`;
+}
+
+/** The round's result under the set-up, seen: why it failed must not be left below the fold; it
+ *  and Try again (right below it) are scrolled into view, and the focus starts at it (as at a
+ *  server's error messages), so a screen reader reads it first and Tab goes on to Try again. */
+function showResult(text) {
+  ui.result.textContent = text;
   ui.result.hidden = false;
   ui.start.textContent = "Try again";
-  // why it failed must be seen, not left below the fold: it and Try again (right below it) are
-  // scrolled into view, and the focus starts at it (as at a server's error messages), so a
-  // screen reader reads it first and Tab goes on to Try again
   ui.result.tabIndex = -1;
   ui.result.scrollIntoView({ block: "nearest" });
-  ui.start.scrollIntoView({ block: "nearest" });
   ui.result.focus({ preventScroll: true });
 }
 
@@ -499,7 +550,9 @@ async function startCamera() {
     stream, token: gaze.token, url: gaze.urls.frames, wsUrl: gaze.urls.ws, settings: S, phase: "setup", urls: gaze.urls,
     video: $("#camera-preview"),
     onStatus: (face) => {
-      if (state.done) return;
+      // (an answer on its way when the camera stopped or paused must not turn the indicator green
+      // over a frozen or black preview: refreshIndicator says the camera's state)
+      if (state.done || (state.capture && (state.capture.cameraStopped || state.capture.cameraPaused))) return;
       showFace(ui.status, face);
       // the stage's status moves off the dot only when its text (so its size) changed: not per answer
       if (showFace(ui.stageStatus, face)) keepClear();

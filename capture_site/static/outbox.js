@@ -124,7 +124,8 @@ export class Outbox {
   }
 
   /** Queue one batch (an object with seq) and try to send. Set ``onAnswer`` (a function) to
-   *  see the server's answer to each batch stored. */
+   *  see the server's answer to each batch stored, ``onRefused`` to hear of a batch of this page
+   *  refused for its token (401: the participant withdrew elsewhere or was deleted). */
   push(batch) {
     this.box.items.push({ seq: batch.seq, json: JSON.stringify(batch) });
     this.save();
@@ -204,6 +205,7 @@ export class Outbox {
           return;
         }
         this.failures = 0;
+        if (outcome === "refused" && !this.adopted && this.onRefused) this.onRefused(); // (this page's token)
         if (outcome === "refused" && this.adopted) {
           // 401 to a stored outbox: its token is refused (the participant withdrew or was
           // deleted, a forged token), and every batch of the key has it: the rest goes too,

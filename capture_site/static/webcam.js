@@ -93,6 +93,19 @@ export function recentKeepMs(settings) {
   return Math.max(15000, (+settings.settle_ms || 0) + 3 * (+settings.target_timeout_ms || 0) + 6000);
 }
 
+/** The server no longer knows the participant (a 401: they withdrew in another tab or window, or
+ *  the researchers deleted their data): the capture has let go of the camera; the page is loaded
+ *  again, and the server shows where the participant stands (the withdrawn page). At most once a
+ *  minute a tab (a token the server refuses on a fresh page too only stops the camera). */
+export function leaveRefused() {
+  const key = "gazepref:refused-reload";
+  let last = 0;
+  try { last = +sessionStorage.getItem(key) || 0; } catch { /* no storage */ }
+  if (Date.now() - last < 60000) return;
+  try { sessionStorage.setItem(key, String(Date.now())); } catch { /* no storage: reloads once here anyway */ }
+  location.reload();
+}
+
 export class GazeCapture {
   /**
    * @param {object} opts stream (MediaStream), token, url (frames endpoint), wsUrl (the frames
@@ -104,7 +117,7 @@ export class GazeCapture {
    *   pauses its pictures (muted: another program took it, a privacy switch or shutter; true) and
    *   when they come back (false), video (optional element).
    */
-  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, calibration = null, onStatus = () => {}, onCameraStop = () => {}, onCameraMute = () => {}, video = null, urls = {} }) {
+  constructor({ stream, token, url, wsUrl = null, settings, phase = "setup", task = null, nextSeq = 0, calibration = null, onStatus = () => {}, onCameraStop = () => {}, onCameraMute = () => {}, onRefused = leaveRefused, video = null, urls = {} }) {
     this.stream = stream;
     this.token = token;
     this.browser = settings.compute === "browser";
@@ -132,6 +145,7 @@ export class GazeCapture {
     this.onStatus = onStatus;
     this.onCameraStop = onCameraStop;
     this.onCameraMute = onCameraMute;
+    this.onRefused = onRefused;
     this.cameraStopped = false;
     this.cameraPaused = false; // muted, as last said to onCameraMute
     this.video = video || document.createElement("video");
@@ -160,7 +174,10 @@ export class GazeCapture {
     if (this.browser) {
       this.mesh = await startMesh({ base: this.vendor, backend: this.settings.mesh_backend || "wasm",
                                     worker: this.settings.mesh_worker !== false });
-      if (this.phase === "task") this.outbox = new Outbox({ task: `gaze-${this.task}`, token: this.token, url: this.url });
+      if (this.phase === "task") {
+        this.outbox = new Outbox({ task: `gaze-${this.task}`, token: this.token, url: this.url });
+        this.outbox.onRefused = () => this.refused();
+      }
     }
     // a track fires "ended" when the camera goes (unplugged, taken, permission withdrawn), but not
     // when track.stop() ends it; the stream's "inactive" (Chromium, Safari) comes for both, at once,
@@ -506,9 +523,10 @@ export class GazeCapture {
   grab() {
     // a muted camera's video shows its last picture (or black): nothing of the participant to send
     if (this.stopped || this.cameraStopped || this.cameraPaused || this.handedOver || this.video.readyState < 2 || this.grabbing) return;
-    // a task page out of sight (another tab or program in front, a second tab of the task): the
-    // participant looks elsewhere, and the page's words under the gaze would be made up
-    if (this.phase === "task" && document.visibilityState === "hidden") return;
+    // a page out of sight (another tab or program in front, a second tab of the task): the
+    // participant looks elsewhere; a task page's words under the gaze would be made up, and a
+    // calibration dot would take pictures of eyes that do not look at it
+    if (document.visibilityState === "hidden") return;
     // a task page keeps a main-thread face mesh to at most half of the main thread on a slow
     // computer (0.4 s or more a picture): back to back they left typing and clicks waiting
     if (this.browser && this.phase === "task" && performance.now() < this.nextGrabAt) return;
@@ -592,6 +610,7 @@ export class GazeCapture {
           const resp = await fetch(this.url, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": this.token }, body: JSON.stringify(batch) });
           const payload = await resp.json().catch(() => ({}));
           if (resp.ok) return this.answered(payload, frames.length);
+          if (resp.status === 401) return this.refused(payload);
           if (resp.status !== 429 && resp.status < 500) { console.warn("gazepref: samples rejected", resp.status, payload.error); return payload; }
         } catch (e) { /* network: retry */ }
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
@@ -613,6 +632,19 @@ export class GazeCapture {
     return payload;
   }
 
+  /** The server refused the participant's token (401: they withdrew elsewhere, their data was
+   *  deleted): no more pictures, the camera let go at once, and ``onRefused`` (the page: loaded
+   *  again, :func:`leaveRefused`), once. Returns ``payload``. */
+  refused(payload = {}) {
+    if (this.refusedAt === undefined && !this.stopped) {
+      this.refusedAt = performance.now();
+      console.warn("gazepref: the server no longer knows this participant; the camera is off:", payload.error);
+      this.stop();
+      this.onRefused();
+    }
+    return payload;
+  }
+
   /** POST one batch; on a network error, 429 or 5xx try again with back-off: task frames (data)
    *  for as long as the page is open (the server's (task, page load, seq) key makes a repeat harmless), set-up
    *  frames (only the face status) three times. */
@@ -626,6 +658,7 @@ export class GazeCapture {
         const resp = await fetch(this.url, { method: "POST", headers: { "X-Participant-Token": this.token }, body });
         const payload = await resp.json().catch(() => ({}));
         if (resp.ok) return this.answered(payload, frames.length);
+        if (resp.status === 401) return this.refused(payload);
         if (resp.status !== 429 && resp.status < 500) {
           console.warn("gazepref: frames rejected", resp.status, payload.error);
           return payload;

@@ -64,12 +64,25 @@ def to_calibration(client, pid: str = "CAM1") -> dict:
     raise AssertionError("no calibration step")
 
 
-def to_task(client, pid: str = "CAM1") -> tuple[str, int]:
-    """A participant ``pid`` calibrated and on their first task's chat: (token, task id)."""
+def to_task(client, pid: str = "CAM1", browser: bool = False) -> tuple[str, int]:
+    """A participant ``pid`` calibrated and on their first task's chat: (token, task id).
+    ``browser``: a study computing the landmarks in the page (rounds of landmark samples)."""
     from sitetest import page_data
 
     token = to_calibration(client, pid)["token"]
-    calibrate(client, token)
+    if browser:
+        from gazepref.signals.face_mesh import FaceMeshRunner
+
+        runner = FaceMeshRunner()
+        try:
+            r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS)
+            assert r.status_code == 200, r.json
+            r = post_sample_round(client, token, runner, "validation", r.json["validation_targets"])
+            assert r.status_code == 200 and r.json["passed"], r.json
+        finally:
+            runner.close()
+    else:
+        calibrate(client, token)
     assert answer_step(client).status_code == 302  # the calibration step
     answer_step(client, {"understand_before": "3"})
     return token, page_data(client.get("/step").text)["task"]

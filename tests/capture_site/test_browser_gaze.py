@@ -29,7 +29,8 @@ from gazepref.signals.synthetic_face import face_frame, head_and_shoulders
 from gazepref.signals.synthetic_face import moving_face as moving
 from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
 from browsertest import wait_for_function
-from gazetest import browser_context, browser_page, to_calibration_page, to_task, webcam_toml, write_y4m
+from gazetest import browser_context, browser_page, to_calibration, to_calibration_page, to_task, webcam_toml, write_y4m
+from sitetest import csrf_of
 
 pytest.importorskip("mediapipe")
 pytestmark = pytest.mark.browser
@@ -667,6 +668,34 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
     assert len(clicks) == 4 and clicks[0][0] != "other-window", clicks
     assert [t for t, _ in clicks[1:]] == ["other-window"] * 3 and clicks[2][1] == "use-this-window", clicks
     assert [is_calibration_event("click", t, 1.0, 1.0) for t, _ in clicks] == [True, False, False, False]
+
+
+@pytest.mark.parametrize("where, compute", [("task", "browser"), ("task", "server"), ("setup", "browser")])
+def test_a_participant_who_withdrew_in_another_window_is_not_filmed_on(make_app, tmp_path, where, compute):
+    """The participant withdraws in another window (or the researchers delete their data) while a
+    page records: the server refuses its next batch (401), the page lets go of the camera at once
+    and is loaded again, which shows the withdrawn page (before, the camera stayed on, each batch
+    was refused in the console, and the set-up said it waited for the camera picture)."""
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f'fps = 5\ncompute = "{compute}"')))
+    client = app.test_client()
+    if where == "task":
+        to_task(client, f"WITHDRAWS-{compute}", browser=compute == "browser")
+    else:
+        to_calibration(client, f"WITHDRAWS-{compute}")
+    with browser_context(app, video, client=client) as ctx:
+        page = ctx.new_page()
+        refused = []
+        page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+        page.goto("/step")
+        capture = "window.gazepref.gaze" if where == "task" else "window.gazepref.calibration.capture"
+        wait_for_function(page, f"{capture} && {capture}.samples + {capture}.sent >= 2", 60_000)
+        form = client.get("/withdraw")
+        assert client.post("/withdraw", data={"csrf_token": csrf_of(form.text)}).status_code in (302, 303)
+        page.wait_for_url("**/withdrawn", timeout=30_000)
+        assert page.is_visible("#withdrawn")
+        page.wait_for_timeout(1500)  # (nothing more of the page that recorded)
+        assert refused and len(refused) <= 3, refused  # its batch or two in flight, then no more
 
 
 def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tmp_path):

@@ -704,6 +704,59 @@ def test_a_camera_that_stops_after_the_set_up_went_green_offers_a_way_on(make_ap
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("how", ["camera stops", "page out of sight"])
+def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tmp_path, face_y4m, how):
+    """A calibration dot clicked, then the camera stops (unplugged, taken) or the page goes out of
+    sight (another tab in front) while the dot waits for its pictures: the round is not sent and
+    spends no attempt (with ``attempts = 1`` it was the whole calibration: failed, or screened
+    out), and the page says why instead of blaming the pictures; a page out of sight takes no
+    picture (it took them, and a dot counted pictures of eyes looking elsewhere). An answer on its
+    way when the camera stopped does not turn the indicator green again."""
+    path = write_webcam_toml(tmp_path / "left.toml", "setup_timeout_s = 0\ntarget_timeout_ms = 1500")
+    app = make_app(STUDY_CONFIG=str(path))
+    with browser_page(app, face_y4m) as page:
+        to_calibration_page(page, "CAM-LEFT")
+        page.wait_for_selector("#face-status.ok[data-code='ok']")
+        page.click("#start-calibration")
+        page.wait_for_selector("#target:not([hidden])")
+        page.wait_for_timeout(500)
+        page.evaluate("""() => {  // the indicator's codes from now on
+            window.codes = [];
+            const el = document.getElementById("face-status");
+            new MutationObserver(() => window.codes.push(el.dataset.code)).observe(el, { attributes: true });
+        }""")
+        hide = """(state) => {  // as the browser does: the property, then the event
+            Object.defineProperty(document, "visibilityState", { get: () => state, configurable: true });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+        if how == "page out of sight":
+            page.evaluate(hide, "hidden")
+            taken = page.evaluate("window.gazepref.calibration.capture.sent")
+        page.click("#target")
+        if how == "camera stops":
+            page.evaluate("window.gazepref.calibration.capture.stream.getVideoTracks().forEach((t) => t.stop())")
+        else:
+            page.wait_for_timeout(3000)  # the dot's wait (1.5 s) runs out while out of sight
+            assert page.evaluate("window.gazepref.calibration.capture.sent") - taken <= 2, "pictures out of sight"
+            page.evaluate(hide, "visible")
+        page.wait_for_selector("#calibration-result:not([hidden])", timeout=20_000)
+        result = page.text_content("#calibration-result")
+        assert "not counted" in result and "too few clear pictures" not in result, result
+        page.wait_for_timeout(1500)
+        if how == "camera stops":
+            assert "camera stopped" in result and page.is_visible("#retry-camera") and page.is_disabled("#start-calibration")
+            codes = page.evaluate("window.codes")
+            assert "stopped" in codes and "ok" not in codes[codes.index("stopped"):], codes
+        else:
+            assert "out of sight" in result
+            page.wait_for_selector("#start-calibration:not([disabled])")
+            assert page.text_content("#start-calibration") == "Try again"
+        assert page.is_hidden("#continue")
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert not dbs.scalars(select(store.Calibration)).all(), "no round sent, no attempt spent"
+
+
+@pytest.mark.browser
 def test_start_goes_off_when_the_picture_turns_dark(make_app, tmp_path):
     """The face well placed, then the camera picture goes black (covered) for a moment: Start
     calibration is off as the indicator turns red, not ~3 s later (the grace for a late answer),
