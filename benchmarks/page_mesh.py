@@ -81,7 +81,7 @@ def measure(backend: str, thread: str, seconds: float, fps: int, tmp: Path) -> d
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--backend", nargs="+", default=["webgl", "wasm", "cpu"])
     ap.add_argument("--thread", nargs="+", choices=["worker", "main"], default=["worker", "main"])
     ap.add_argument("--seconds", type=float, default=20.0)

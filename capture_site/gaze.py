@@ -264,7 +264,9 @@ def calibration_round():
             error = (f"the page ended the round at dot {len(xy)} of {points_asked}: it had too few usable camera "
                      f"pictures of it in time (each dot needs {settings.min_frames}: face found, eyes open)")
         elif starved:
-            error = (f"too few usable camera pictures at {len(starved)} of {len(xy)} dots (each needs "
+            # (a round the page ended at its last dot: of the dots shown, and of how many asked)
+            shown = f"{len(xy)} dots" if len(xy) == points_asked else f"{len(xy)} dots shown (of {points_asked})"
+            error = (f"too few usable camera pictures at {len(starved)} of {shown} (each needs "
                      f"{settings.min_frames}: face found, eyes open)")
         else:
             try:

@@ -282,8 +282,16 @@ def _calibration_failed(p: store.Participant) -> str:
     outcomes = sorted((c for c in p.calibrations if c.kind == "outcome"), key=lambda c: c.id)
     r = (outcomes[-1].result or {}) if outcomes else {}
     acc, n = r.get("accuracy_px"), r.get("n_attempts")
-    why = (f"calibration not precise enough ({round(float(acc))} px)" if acc is not None
-           else "calibration failed (" + _no_figure(r).removeprefix("no figure: ") + ")")
+    starved = r.get("validation_starved") or []
+    pass_px = (r.get("settings") or {}).get("pass_accuracy_px")
+    if acc is not None and starved and (pass_px is None or acc <= pass_px):
+        # precise enough where it was checked, but dots of the check got too few usable pictures
+        why = (f"calibration check short of camera pictures at {len(starved)} of its dots "
+               f"({round(float(acc))} px where checked)")
+    elif acc is not None:
+        why = f"calibration not precise enough ({round(float(acc))} px)"
+    else:
+        why = "calibration failed (" + _no_figure(r).removeprefix("no figure: ") + ")"
     return why + (f" after {n} attempt{'s' if n != 1 else ''}" if n else "")
 
 

@@ -515,10 +515,12 @@ def person_errors(targets: np.ndarray, splits: list[Split],
       the predictions from that mean (precision: picture-to-picture noise, which averaging
       removes; None with one image per dot);
     * ``session_offset_px``: the length of a predicted session's mean error vector, and
-      ``error_without_offset_px``: the error once each session's offset is taken away. That is
-      what a constant correction per session could at best remove (found here from the
-      session's own targets): the part the study site's continuous calibration from clicks
-      corrects (:class:`.calibration.InteractionRecalibrator`).
+      ``error_without_offset_px``: the error once each session's mean error vector is taken
+      away (found here from the session's own targets): what is left after the constant
+      correction per session the study site's continuous calibration from clicks estimates
+      (:class:`.calibration.InteractionRecalibrator`). The mean vector minimises the squared
+      error, not the mean distance, so with small or scattered offsets this can exceed
+      ``error_px`` by a little.
     """
     splits = [Split(*s) for s in splits]  # (plain tuples of its first four fields too)
     errs = [np.linalg.norm(s.pred - targets[s.predicted], axis=1) for s in splits]

@@ -386,7 +386,11 @@ async function calibrate() {
         else {
           state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
           outcome = val.payload.outcome || null;
-          if (val.ok && !val.payload.passed) message = `The check showed the calibration is ${QUALITY[val.payload.quality] || "poor"}.`;
+          if (val.ok && !val.payload.passed) {
+            message = val.payload.starved && val.payload.starved.length // (no face at a dot: its word says nothing)
+              ? "The camera sent too few clear pictures of your eyes while a dot of the check was shown."
+              : `The check showed the calibration is ${QUALITY[val.payload.quality] || "poor"}.`;
+          }
           else if (!val.ok) message = `The check failed (${val.payload.error || val.status}).`;
         }
       }

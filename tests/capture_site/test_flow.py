@@ -18,7 +18,7 @@ def test_nothing_is_stored_before_consent(client, dbs):
 
 @pytest.mark.parametrize("webcam, gaze, says", [
     ("off", "", None),
-    ("required", "", ["needs a webcam", "no picture leaves your computer", "cannot take part"]),
+    ("required", "", ["needs a webcam", "grey patches of your eyes", "No camera picture leaves your computer", "cannot take part"]),
     ("optional", 'compute = "server"', ["uses your webcam if you have one", "sent to the study's server only to find",
                                         "without eye tracking"]),
     ("optional", 'compute = "server"\nkeep_frames = true', ["stored with your other study data"]),

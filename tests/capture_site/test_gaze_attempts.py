@@ -93,6 +93,12 @@ def test_validation_points_report_data_loss_and_a_starved_point_fails(make_app, 
     # the three points seen are near: the round's word is still "poor" (it did not pass), as the outcome's
     assert validation.result["accuracy_px"] <= 0.5 * 5000  # "good" by accuracy (pass_accuracy_px = 5000)
     assert r.json["quality"] == "poor" and validation.result["quality"] == "poor"
+    # the dashboard says why it failed: the check's dot without pictures, not its precision
+    # ("calibration not precise enough (451 px)" under a 5000 px threshold, before)
+    assert answer_step(client).status_code == 302
+    acc = round(validation.result["accuracy_px"])
+    assert _dashboard_reason(app).startswith(f"calibration check short of camera pictures at 1 of its dots ({acc} px "
+                                             "where checked) after 1 attempt, continued mouse-only"), _dashboard_reason(app)
 
 
 def test_frames_the_page_recorded_but_did_not_send_are_data_loss(make_app, tmp_path):
@@ -514,7 +520,7 @@ def test_a_round_of_impossible_geometry_is_refused(make_app, tmp_path, meta, err
     the server finds that dot's frames enough (the page judged on its live answers, from which
     frames shed under load are missing); a window made smaller during the round (its dots placed
     in the larger one) is taken too."""
-    app, client = client_for(make_app, tmp_path, "attempts = 2")
+    app, client = client_for(make_app, tmp_path, "attempts = 3")
     token = to_calibration(client)["token"]
     r = post_round(client, token, "calibration", meta.get("targets", CALIBRATION_TARGETS),
                    viewport=meta.get("viewport", (1280, 800)))
@@ -522,5 +528,10 @@ def test_a_round_of_impossible_geometry_is_refused(make_app, tmp_path, meta, err
     assert rows(app) == []
     r = post_round(client, token, "calibration", CALIBRATION_TARGETS[:2], per_target=[6, 6])
     assert r.status_code == 422 and r.json["starved"] == [1], r.json
+    r = post_round(client, token, "calibration", CALIBRATION_TARGETS[:2], per_target=[6, 1])  # the server finds it too
+    assert r.status_code == 422 and r.json["starved"] == [1], r.json
+    assert [a.result["error"].split(" (each")[0] for a in rows(app, "calibration")] == [
+        "the page ended the round at dot 2 of 5: it had too few usable camera pictures of it in time",
+        "too few usable camera pictures at 1 of 2 dots shown (of 5)"]  # (it said "at 1 of 2 dots")
     r = post_round(client, token, "calibration", CALIBRATION_TARGETS, viewport=(1024, 600))  # resized
     assert r.status_code == 200, r.json

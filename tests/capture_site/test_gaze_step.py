@@ -8,10 +8,10 @@ from gazetest import calibrate, gaze_data, to_calibration, webcam_toml
 
 @pytest.mark.parametrize(("gaze", "consent", "says", "never"), [
     # browser mode (the default): the page finds the eyes itself, so no picture goes to the server
-    ('compute = "browser"', "", "no picture leaves your computer", "stays on our server"),
-    ('compute = "server"', "", "stays on our server only long", "no picture leaves"),
+    ('compute = "browser"', "", "No camera picture leaves your computer", "stays on our server"),
+    ('compute = "server"', "", "stays on our server only long", "No camera picture leaves"),
     ('compute = "server"\nkeep_frames = true', "camera_images = true",
-     "pictures sent during calibration and the tasks are stored", "no picture leaves"),
+     "pictures sent during calibration and the tasks are stored", "No camera picture leaves"),
 ])
 def test_the_set_up_page_says_where_the_camera_picture_goes(make_app, tmp_path, gaze, consent, says, never):
     client = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", gaze, consent))).test_client()
