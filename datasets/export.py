@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from .. import UserError, schema
 from . import ifllm
+from .calibration_rounds import CALIBRATION_TABLE  # the IFLLM-layout export's table of webcam calibration rounds
 from .derive import rel_rows, strip_derived
 from .recording import PARQUET_FORMAT, PARQUET_VERSION, Recording, turns_frame
 
@@ -215,11 +216,12 @@ class _StreamFiles:
 def _calibration_rounds(rec: Recording) -> pd.DataFrame | None:
     """The webcam calibration rounds of a recording that has them (site studies), else None."""
     rounds = getattr(rec, "calibration_rounds", None)
-    if rounds is None:
+    rows = rounds() if rounds is not None else None
+    if rows is None:  # (an export without them: a release, a mouse-only study's Parquet)
         return None
-    from .store_recording import CALIBRATION_COLUMNS
+    from .calibration_rounds import CALIBRATION_COLUMNS
 
-    df = pd.DataFrame(rounds(), columns=CALIBRATION_COLUMNS)
+    df = pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
     for c in ("step", "attempt", "attempts", "n_targets", "frames", "usable_frames_min", "starved_targets"):
         df[c] = df[c].astype("Int64")
     for c in ("accuracy_px", "accuracy_deg", "precision_px", "data_loss", "in_roi", "webgazer_score_pct",
@@ -351,10 +353,6 @@ def _to_csv(frame: pd.DataFrame, path: Path, spreadsheet_safe: bool = False, **k
 
 def _write_rows(path: Path, frame: pd.DataFrame, spreadsheet_safe: bool = False) -> None:
     _to_csv(frame, path, spreadsheet_safe, header=False, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-
-
-#: the IFLLM-layout export's extra table of webcam calibration rounds (site studies)
-CALIBRATION_TABLE = "calibration_table.csv"
 
 
 def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False,

@@ -500,6 +500,13 @@ class IFLLMRelease:
         self._streams: dict[str, dict[str, pa.Table]] = {}
 
     # ---- tables
+    def calibration_rounds(self) -> list[dict] | None:
+        """The webcam calibration rounds of a site study's export (``calibration_table.csv``;
+        None: the release and other folders have none)."""
+        from .calibration_rounds import read_csv_rounds
+
+        return read_csv_rounds(self.root)
+
     @cached_property
     def queries(self) -> pd.DataFrame:
         return read_query_table(self.root / QUERY_TABLE)

@@ -162,6 +162,12 @@ class ParquetRecording:
     def _frame(self, name: str) -> pd.DataFrame:
         return pq.read_table(self.root / f"{name}.parquet").to_pandas()
 
+    def calibration_rounds(self) -> list[dict] | None:
+        """The webcam calibration rounds the export holds (``calibrations.parquet``; None: none)."""
+        from .calibration_rounds import read_parquet_rounds
+
+        return read_parquet_rounds(self.root)
+
     def participants(self) -> list[schema.Participant]:
         df = self._frame("participants")
         return [schema.Participant(**{k: _py(v) for k, v in r.items()}) for r in df.to_dict("records")]

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, scoped_session, selectinload
 
 from .. import UserError, schema, store
+from .calibration_rounds import CALIBRATION_COLUMNS
 from .derive import derive_streams
 
 
@@ -26,12 +27,6 @@ from .derive import derive_streams
 #: file), which :meth:`StoreRecording.use_gaze` reads
 RECALIBRATED_MANIFEST = "manifest.json"
 
-CALIBRATION_COLUMNS = [
-    "participant_id", "step", "kind", "attempt", "attempts", "created_at", "passed", "accuracy_px", "accuracy_deg",
-    "precision_px", "data_loss", "in_roi", "quality", "fallback", "webgazer_score_pct", "distance_cm", "px_per_cm",
-    "viewport_w", "viewport_h", "n_targets", "frames", "usable_frames_min", "starved_targets", "cv_error_px", "error",
-    "points", "mesh_thread", "mesh_ms_per_picture",
-]
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:

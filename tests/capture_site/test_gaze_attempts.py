@@ -349,6 +349,26 @@ def test_exports_carry_the_calibration_and_validation_results(make_app, tmp_path
     now = pd.Timestamp.now(tz="UTC")
     assert ((now - created) < pd.Timedelta(minutes=10)).all() and (created <= now).all()
 
+    # the export exported again (read as a recording: Parquet, or the IFLLM layout), to both
+    # layouts: the rounds come along as written (they were left out: no calibrations.parquet, no
+    # calibration_table.csv, as from a release)
+    from gazepref.datasets.export import export_ifllm, export_parquet
+    from gazepref.datasets.recording import ParquetRecording
+
+    source = ParquetRecording(out) if fmt == "parquet" else IFLLMRelease(out)
+    export_parquet(source, tmp_path / "again-pq")
+    export_ifllm(source, tmp_path / "again-ifllm")
+    assert json.loads((tmp_path / "again-pq" / "manifest.json").read_text())["calibration_rounds"] == 6
+    as_parquet = pd.read_parquet(tmp_path / "again-pq" / "calibrations.parquet")
+    as_csv = pd.read_csv(tmp_path / "again-ifllm" / "calibration_table.csv")
+    written = pd.read_parquet(out / "calibrations.parquet") if fmt == "parquet" else rounds
+    pd.testing.assert_frame_equal(as_parquet if fmt == "parquet" else as_csv, written)
+    for col in ("kind", "attempt", "accuracy_px", "webgazer_score_pct", "quality", "passed", "points", "created_at"):
+        a, b = as_parquet[col].astype(object).where(as_parquet[col].notna(), None), written[col]
+        if col == "created_at":
+            a, b = pd.to_datetime(a, utc=True), pd.to_datetime(b, utc=True, format="ISO8601")
+        assert [None if pd.isna(v) else v for v in a] == [None if pd.isna(v) else v for v in b], col
+
 
 @pytest.mark.parametrize("fmt", ["parquet", "ifllm"])
 def test_a_failed_step_exports_its_score_and_its_empty_dot(make_app, tmp_path, fmt):
