@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .api import ApiError
-from .gaze_trackers import Scoring, TrackerEntry, face_status
+from .gaze_trackers import Scoring, TrackerEntry, face_status, refuse_closed
 
 __all__ = ["parse_samples", "process_samples"]
 
@@ -248,6 +248,7 @@ def process_samples(entry: TrackerEntry, samples: list[Any], times: list[float],
     """The participant's tracker rows of ``samples``, gaze predicted with ``scoring``'s model
     (default: the latest calibration's; no pipeline slot: a sample costs ~0.2 ms)."""
     with entry.lock, entry.scoring_with(scoring):
+        refuse_closed(entry)
         rows = entry.tracker.process_samples(samples, times)
         entry.last_used = time.monotonic()
     if rows:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 from flask import current_app
 
 from . import gaze_drift
-from .api import ApiError
+from .api import UNKNOWN_PARTICIPANT, ApiError
 from .gaze_limits import pipeline_slots
 from .gaze_settings import MAX_FRAME_BYTES, GazeSettings
 from .runtime import app_extension
@@ -46,6 +46,7 @@ class TrackerEntry:
     def __init__(self, tracker: Any, interactions: bool = False, idle_s: float | None = None):
         self.tracker = tracker
         self.lock = threading.Lock()
+        self.closed = False  # dropped (a withdrawal, a deletion) or swept: a holder's next frame is refused
         self.last_used = time.monotonic()
         self.idle_s = idle_s  # closed when unused this long (the study's [gaze] idle_s; None: the registry's)
         self.calibration_id: int | None = None
@@ -146,6 +147,7 @@ class TrackerRegistry:
             entry = self._entries.pop(participant, None)
         if entry is None:
             return False
+        entry.closed = True  # (a WebSocket holding the entry: its next frame is refused, not run)
         if entry.lock.acquire(blocking=False):
             try:
                 entry.tracker.close()
@@ -160,6 +162,7 @@ class TrackerRegistry:
         for key, e in list(self._entries.items()):
             if now - e.last_used > (self.idle_s if e.idle_s is None else e.idle_s) and not e.lock.locked():
                 del self._entries[key]
+                e.closed = True
                 e.tracker.close()
 
     def __len__(self) -> int:
@@ -177,6 +180,15 @@ def _idle_s(settings: GazeSettings | None) -> float | None:
 def _close_when_free(entry: TrackerEntry) -> None:
     with entry.lock:
         entry.tracker.close()
+
+
+def refuse_closed(entry: TrackerEntry) -> None:
+    """ApiError 401 for a tracker dropped or swept while a holder kept it (a WebSocket keeps its
+    participant's entry between frames): the participant withdrew or was deleted meanwhile, and a
+    closed tracker cannot run (it raised AttributeError: the socket failed with 1011, the page
+    kept sending). Call with ``entry.lock`` held."""
+    if entry.closed:
+        raise ApiError(401, UNKNOWN_PARTICIPANT)
 
 
 def drop_tracker(participant: tuple[int, str]) -> bool:
@@ -243,6 +255,7 @@ def process_frames(entry: TrackerEntry, images: list[Any], times: list[float], a
     rows, dropped, last = [], 0, None
     slots = pipeline_slots()
     with entry.lock, entry.scoring_with(scoring):
+        refuse_closed(entry)
         for img, t in zip(images, times):
             with slots:
                 late = shed_ms > 0 and arrived is not None and (time.monotonic() - arrived) * 1000.0 > shed_ms

@@ -15,7 +15,7 @@
 // the participant sees good / fair / poor, never pixels.
 
 import { fetchRetrying } from "./outbox.js";
-import { CameraError, GazeCapture, openCamera, showFace, startTaskGaze } from "./webcam.js";
+import { CameraError, GazeCapture, leaveRefused, openCamera, showFace, startTaskGaze } from "./webcam.js";
 
 const gaze = JSON.parse(document.getElementById("gaze-data").textContent);
 const S = gaze.settings;
@@ -29,11 +29,20 @@ const ui = {
   help: $("#setup-help"), stageHelp: $("#stage-help"),
 };
 const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false,
-                started: setupStarted(), lastOk: -Infinity, lastBad: -Infinity, lastHidden: -Infinity };
+                started: setupStarted(), lastOk: -Infinity, lastBad: -Infinity, lastHidden: -Infinity,
+                lastStopped: -Infinity, lastPaused: -Infinity, pendingCheck: null };
 // the page out of sight (another tab or program in front): the capture takes no picture meanwhile
-// (GazeCapture.grab), so a dot then shown gets none of the participant looking at it
+// (GazeCapture.grab), so a dot then shown gets none of the participant looking at it; nor does the
+// set-up's time limit for the way on run meanwhile (nobody could get the face well placed)
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "hidden") state.lastHidden = performance.now();
+  const now = performance.now();
+  if (document.visibilityState === "hidden") {
+    state.lastHidden = now;
+  } else if (state.lastHidden > -Infinity && ui.wayOn.hidden) {
+    const away = now - state.lastHidden;
+    state.started += away;
+    if (state.lastOk > -Infinity) state.lastOk += away;
+  }
 });
 const STALE_MS = 2500; // no face status for this long: the indicator says so
 // "Start calibration" follows the live indicator: it stays on through a face status that turns red
@@ -272,8 +281,10 @@ function collectTarget(x, y, key) {
       const starved = usable < S.min_frames;
       // starved because the camera stopped or paused, or the page was out of sight while the dot
       // waited: not the participant's eyes, so the round is not sent and spends no attempt
-      const interrupted = starved && (cap.cameraStopped || cap.cameraPaused || document.visibilityState === "hidden"
-                                      || state.lastHidden >= shown);
+      const interrupted = !starved ? null
+        : cap.cameraStopped || state.lastStopped >= shown ? "stopped"
+          : cap.cameraPaused || state.lastPaused >= shown ? "paused"
+            : document.visibilityState === "hidden" || state.lastHidden >= shown ? "hidden" : null;
       resolve({ frames: keptFrames(frames, state.capture.usable, S.target_frames), usable, seen, starved, interrupted });
     };
     ui.target.addEventListener("click", onClick);
@@ -289,7 +300,9 @@ async function runRound(kind, points) {
     const got = await collectTarget(x, y, `${kind}:${i}`);
     targets.push({ x, y, t: got.frames.map((f) => f.t), seen: got.seen });
     frames.push(...got.frames);
-    if (got.interrupted) return { interrupted: true }; // not sent: no attempt spent (calibrate says why)
+    // another window took the camera over (this one is then hidden too): see below
+    if (state.capture && state.capture.handedOver) return { handedOver: true };
+    if (got.interrupted) return { interrupted: got.interrupted }; // not sent: no attempt spent (calibrate says why)
     if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
   // another window took the camera over during the round (its dots then starve): the round is not
@@ -365,14 +378,20 @@ async function calibrate() {
   state.attempts += 1;
   let message = "";
   let outcome = null;
-  let interrupted = false; // a round not sent (the camera stopped, the page out of sight): no attempt
+  let interrupted = null; // why a round was not sent (the camera stopped or paused, the page out of sight): no attempt
   try {
-    const cal = await runRound("calibration", grid(S.calibration_points, innerWidth, innerHeight));
+    // a check that was cut short: its calibration round is stored and fitted, so only the check is
+    // repeated (another calibration round would count towards the step's rounds, which the server
+    // bounds: gaze_attempts.MAX_ROUNDS_PER_ATTEMPT)
+    const pending = state.pendingCheck;
+    state.pendingCheck = null;
+    const cal = pending ? { ok: true, payload: { validation_targets: pending } }
+      : await runRound("calibration", grid(S.calibration_points, innerWidth, innerHeight));
     if (cal.handedOver || cal.refused) { state.attempts -= 1; return; }
     if (cal.interrupted) {
-      interrupted = true;
+      interrupted = cal.interrupted;
     } else {
-      state.rounds.push({ kind: "calibration", ok: cal.ok, status: cal.status, starved: cal.starved, payload: cal.payload });
+      if (!pending) state.rounds.push({ kind: "calibration", ok: cal.ok, status: cal.status, starved: cal.starved, payload: cal.payload });
       if (!cal.ok) {
         outcome = cal.payload.outcome || null;
         message = cal.payload.starved && cal.payload.starved.length
@@ -382,7 +401,10 @@ async function calibrate() {
         const val = await runRound("validation", cal.payload.validation_targets);
         if (val.handedOver || val.refused) { state.attempts -= 1; return; } // the calibration round is stored; a reload starts afresh
         // (the calibration round is stored, unchecked: it counts for nothing, gaze_attempts.spent)
-        if (val.interrupted) interrupted = true;
+        if (val.interrupted) {
+          interrupted = val.interrupted;
+          state.pendingCheck = cal.payload.validation_targets;
+        }
         else {
           state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
           outcome = val.payload.outcome || null;
@@ -407,7 +429,7 @@ async function calibrate() {
   if (interrupted) {
     state.attempts -= 1;
     state.rounds.push({ kind: "interrupted" });
-    showResult(interruptedMessage(state.capture));
+    showResult(interruptedMessage(interrupted));
     if (!ui.start.disabled) ui.start.scrollIntoView({ block: "nearest" });
     return;
   }
@@ -419,14 +441,14 @@ async function calibrate() {
   ui.start.scrollIntoView({ block: "nearest" });
 }
 
-/** Why a calibration ended without being counted (no attempt spent): the camera stopped or paused,
- *  or the page was out of sight while a dot waited for pictures. */
-function interruptedMessage(cap) {
+/** Why a calibration ended without being counted (no attempt spent): the camera ``stopped`` or
+ *  ``paused``, or the page was out of sight (``hidden``) while a dot waited for pictures. */
+function interruptedMessage(why) {
   const base = "This calibration was stopped and not counted:";
-  if (cap && cap.cameraStopped) {
+  if (why === "stopped") {
     return `${base} the camera stopped sending pictures. Close other programs that use the camera, then press Try the camera again.`;
   }
-  if (cap && cap.cameraPaused) {
+  if (why === "paused") {
     return `${base} the camera paused its pictures. Uncover it or close the other program; when its picture is back, press Try again.`;
   }
   return `${base} this page was out of sight while a dot was shown. Press Try again, and keep looking at each dot until it moves.`;
@@ -496,6 +518,24 @@ function cameraGone(stopped) {
   ui.retry.hidden = false;
   if (stopped) ui.retry.dataset.stopped = "1";
   if (ui.skip) ui.skip.hidden = false;
+}
+
+/** The server no longer takes this participant's data and the page was not loaded again: the
+ *  calibration cannot go on here; reloading shows where the participant stands. */
+function refusedHere() {
+  state.done = true;
+  ui.stage.hidden = true;
+  ui.start.hidden = true;
+  ui.wayOn.hidden = true;
+  if (ui.skip) ui.skip.hidden = true;
+  ui.box.classList.add("off");
+  ui.status.textContent = "Camera off.";
+  ui.status.dataset.code = "off";
+  ui.status.classList.remove("ok", "bad");
+  ui.status.classList.add("idle");
+  ui.retry.hidden = false; // (a reload)
+  ui.retry.textContent = "Reload the page";
+  showResult("The study no longer records for you on this page (you may have left the study in another window). Reload the page to see where you stand.");
 }
 
 function watchIndicator() {
@@ -570,8 +610,12 @@ async function startCamera() {
       }
       if (!state.busy) ui.start.disabled = !canStart();
     },
-    onCameraStop: refreshIndicator, // at once, not at the next tick
-    onCameraMute: refreshIndicator,
+    // at once, not at the next tick; a dot shown meanwhile did not get its pictures (collectTarget)
+    onCameraStop: () => { state.lastStopped = performance.now(); refreshIndicator(); },
+    onCameraMute: () => { state.lastPaused = performance.now(); refreshIndicator(); }, // (paused, or back)
+    // the participant withdrew in another window, or was deleted: the page is loaded again (the
+    // withdrawn page); where it is not (a second time within a minute, no storage), it says so
+    onRefused: () => { if (!leaveRefused()) refusedHere(); },
   });
   if (S.compute === "browser") { // the camera is on (its picture shows); the face model (~7 MB) may take a while
     ui.status.textContent = "Camera on. Loading the eye tracker (on a slow connection this can take a minute)…";

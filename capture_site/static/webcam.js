@@ -96,14 +96,18 @@ export function recentKeepMs(settings) {
 /** The server no longer knows the participant (a 401: they withdrew in another tab or window, or
  *  the researchers deleted their data): the capture has let go of the camera; the page is loaded
  *  again, and the server shows where the participant stands (the withdrawn page). At most once a
- *  minute a tab (a token the server refuses on a fresh page too only stops the camera). */
+ *  minute a tab, noted in its sessionStorage: a token the server refuses on a fresh page too, or a
+ *  tab without storage (no way to tell a loop), is not reloaded. Returns whether it reloads. */
 export function leaveRefused() {
   const key = "gazepref:refused-reload";
-  let last = 0;
-  try { last = +sessionStorage.getItem(key) || 0; } catch { /* no storage */ }
-  if (Date.now() - last < 60000) return;
-  try { sessionStorage.setItem(key, String(Date.now())); } catch { /* no storage: reloads once here anyway */ }
+  try {
+    if (Date.now() - (+sessionStorage.getItem(key) || 0) < 60000) return false;
+    sessionStorage.setItem(key, String(Date.now()));
+  } catch {
+    return false;
+  }
   location.reload();
+  return true;
 }
 
 export class GazeCapture {
@@ -290,7 +294,13 @@ export class GazeCapture {
           this.transport = "reconnecting";
           return;
         }
-        if (!msg.ok) { console.warn("gazepref: frames socket refused", msg.error); this.useHttp(); ws.close(); return; }
+        if (!msg.ok) {
+          ws.close();
+          if (msg.status === 401) { this.refused(msg); return; } // the participant is gone (withdrawn, deleted)
+          console.warn("gazepref: frames socket refused", msg.error);
+          this.useHttp();
+          return;
+        }
         ready = true;
         this.transport = "ws";
         this.unanswered = 0; // (the reconnect count is reset by the first frame answered, not here)
@@ -384,6 +394,7 @@ export class GazeCapture {
       return;
     }
     this.unanswered = Math.max(0, this.unanswered - 1);
+    if (msg.status === 401) { this.refused(msg); return; } // the participant is gone: no more pictures
     if (!msg.error) this.retries = 0; // the socket works: a later loss may reconnect again
     if (msg.error || msg.duplicate) { // not stored (an error) or stored before (a resend)
       if (msg.error) console.warn("gazepref: frame rejected", msg.status, msg.error);
@@ -416,7 +427,7 @@ export class GazeCapture {
       if (!this.firstMeshAt) this.firstMeshAt = performance.now(); // (the model's warm-up is over)
       this.samples += 1;
       const frame = { t: Math.round(t * 100) / 100, sample: { t: Math.round(t * 100) / 100, ...sample } };
-      this.remember(frame);
+      if (this.phase !== "task") this.remember(frame); // (the calibration dots' pictures)
       if (this.paused) return;
       this.pending.push(frame);
       if (this.phase === "task") { // the face status is known here: no answer to wait for
@@ -549,7 +560,7 @@ export class GazeCapture {
       this.grabbing = false;
       if (!blob) return;
       const frame = { t: Math.round(t * 100) / 100, blob };
-      this.remember(frame);
+      if (this.phase !== "task") this.remember(frame); // (the calibration dots' pictures)
       if (this.paused) return;
       if (this.transport === "ws" && this.socket && this.socket.readyState === WebSocket.OPEN) this.sendFrame(frame);
       else this.pending.push(frame);

@@ -670,32 +670,53 @@ def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, t
     assert [is_calibration_event("click", t, 1.0, 1.0) for t, _ in clicks] == [True, False, False, False]
 
 
-@pytest.mark.parametrize("where, compute", [("task", "browser"), ("task", "server"), ("setup", "browser")])
-def test_a_participant_who_withdrew_in_another_window_is_not_filmed_on(make_app, tmp_path, where, compute):
+@pytest.mark.parametrize("where, compute, host", [
+    ("task", "browser", "this"), ("task", "server", "another"), ("setup", "browser", "this"),
+    ("setup", "server", "this"), ("setup", "server", "another"), ("setup", "browser", "reloaded just now")])
+def test_a_participant_who_withdrew_in_another_window_is_not_filmed_on(make_app, tmp_path, monkeypatch, where,
+                                                                       compute, host):
     """The participant withdraws in another window (or the researchers delete their data) while a
-    page records: the server refuses its next batch (401), the page lets go of the camera at once
-    and is loaded again, which shows the withdrawn page (before, the camera stayed on, each batch
-    was refused in the console, and the set-up said it waited for the camera picture)."""
+    page records: the server refuses its next batch (401; server mode: its next frame on the
+    WebSocket), the page lets go of the camera at once and is loaded again, which shows the
+    withdrawn page (before, the camera stayed on, each batch was refused in the console, and the
+    set-up said it waited for the camera picture). ``host`` "another": the withdrawal is handled
+    by another process or host, so the socket's tracker stays open here (its frames are refused
+    one by one, the socket open: the page went on sending). A tab that was reloaded for this
+    within the last minute is not reloaded again (no loop): the set-up says so and offers a reload."""
+    if host == "another":
+        from gazepref.capture_site import gaze_trackers
+
+        monkeypatch.setattr(gaze_trackers, "drop_tracker", lambda participant: False)
     video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f'fps = 5\ncompute = "{compute}"')))
     client = app.test_client()
     if where == "task":
-        to_task(client, f"WITHDRAWS-{compute}", browser=compute == "browser")
+        to_task(client, f"WITHDRAWS-{compute}-{host}", browser=compute == "browser")
     else:
-        to_calibration(client, f"WITHDRAWS-{compute}")
+        to_calibration(client, f"WITHDRAWS-{compute}-{host}")
     with browser_context(app, video, client=client) as ctx:
         page = ctx.new_page()
-        refused = []
+        refused, said = [], []
         page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+        page.on("console", lambda m: said.append(m.text))
+        if host == "reloaded just now":
+            page.add_init_script("sessionStorage.setItem('gazepref:refused-reload', String(Date.now()))")
         page.goto("/step")
         capture = "window.gazepref.gaze" if where == "task" else "window.gazepref.calibration.capture"
         wait_for_function(page, f"{capture} && {capture}.samples + {capture}.sent >= 2", 60_000)
         form = client.get("/withdraw")
         assert client.post("/withdraw", data={"csrf_token": csrf_of(form.text)}).status_code in (302, 303)
+        if host == "reloaded just now":
+            page.wait_for_selector("#calibration-result:not([hidden])", timeout=30_000)
+            assert "no longer records for you" in page.text_content("#calibration-result")
+            assert page.evaluate(f"{capture}.stream.getTracks().every((t) => t.readyState === 'ended')")
+            assert page.is_hidden("#start-calibration") and page.text_content("#retry-camera") == "Reload the page"
+            page.click("#retry-camera")
         page.wait_for_url("**/withdrawn", timeout=30_000)
         assert page.is_visible("#withdrawn")
         page.wait_for_timeout(1500)  # (nothing more of the page that recorded)
-        assert refused and len(refused) <= 3, refused  # its batch or two in flight, then no more
+        assert len(refused) <= 3, refused  # its batch or two in flight (HTTP), then no more
+        assert any("no longer knows this participant; the camera is off" in m for m in said), said
 
 
 def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tmp_path):

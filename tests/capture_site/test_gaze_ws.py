@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from gazepref import store
 from gazepref.schema import GazeFlag
@@ -626,6 +627,36 @@ def test_a_buffer_whose_participant_withdrew_is_refused_as_their_token_would_be(
         again.close()
     with wapp.extensions["gazepref"].sessions() as dbs:
         assert gaze_rows(dbs, task_id) == 0
+
+
+def test_a_set_up_frame_after_the_withdrawal_is_refused_not_a_server_failure(wapp):
+    """The participant withdraws while their set-up socket is open: the withdrawal closes their
+    tracker, which the socket still holds until its next lookup (each commit interval). A frame
+    in between is answered as the refused token is (``status`` 401, the page lets go of the
+    camera), not run through the closed tracker (an AttributeError: the socket failed with 1011
+    and the page reconnected)."""
+    from gazepref.capture_site.purge import forget_in_memory, purge_participant
+
+    wapp.config["GAZE_WS_COMMIT_MS"] = 5000  # (no lookup again between the withdrawal and the frame)
+    token = to_calibration(wapp.test_client(), "CAM-SETUP-WITHDRAWS")["token"]
+    setup = {"phase": "setup", "t": 0.0}
+    with BackgroundServer(wapp) as url:
+        ws, hello = _connect(url, token)
+        try:
+            assert hello["ok"]
+            ws.send(pack_frame(setup | {"seq": 1}, jpeg(moving(0))))
+            assert _answer(ws, [])["face"]["found"]
+            with wapp.app_context(), wapp.extensions["gazepref"].sessions() as s:  # as the withdrawal's POST
+                p = s.scalars(select(store.Participant)).one()
+                purge_participant(s, p, withdrawn=True)
+                s.commit()
+                forget_in_memory(p.study.slug, (p.id, p.pseudonym))
+            ws.send(pack_frame(setup | {"seq": 2, "t": 100.0}, jpeg(moving(1))))
+            answer = _answer(ws, [])
+            assert answer == {"seq": 2, "error": "unknown participant", "status": 401}, answer
+        finally:
+            if ws.connected:
+                ws.close()
 
 
 def test_an_http_frame_batch_whose_participant_withdraws_meanwhile_gets_401(wapp, monkeypatch):

@@ -703,6 +703,13 @@ def test_a_camera_that_stops_after_the_set_up_went_green_offers_a_way_on(make_ap
         assert p.state["gaze"] == "skipped" and not dbs.scalars(select(store.Calibration)).all(), "no attempt spent"
 
 
+#: the page as the browser makes it when another tab comes in front (``"hidden"``) and back
+HIDE_JS = """(state) => {
+    Object.defineProperty(document, "visibilityState", { get: () => state, configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("how", ["camera stops", "page out of sight"])
 def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tmp_path, face_y4m, how):
@@ -719,18 +726,15 @@ def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tm
         page.wait_for_selector("#face-status.ok[data-code='ok']")
         page.click("#start-calibration")
         page.wait_for_selector("#target:not([hidden])")
+        if how == "page out of sight":  # at once: no picture of the dot is taken
+            page.evaluate(HIDE_JS, "hidden")
         page.wait_for_timeout(500)
         page.evaluate("""() => {  // the indicator's codes from now on
             window.codes = [];
             const el = document.getElementById("face-status");
             new MutationObserver(() => window.codes.push(el.dataset.code)).observe(el, { attributes: true });
         }""")
-        hide = """(state) => {  // as the browser does: the property, then the event
-            Object.defineProperty(document, "visibilityState", { get: () => state, configurable: true });
-            document.dispatchEvent(new Event("visibilitychange"));
-        }"""
         if how == "page out of sight":
-            page.evaluate(hide, "hidden")
             taken = page.evaluate("window.gazepref.calibration.capture.sent")
         page.click("#target")
         if how == "camera stops":
@@ -738,7 +742,7 @@ def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tm
         else:
             page.wait_for_timeout(3000)  # the dot's wait (1.5 s) runs out while out of sight
             assert page.evaluate("window.gazepref.calibration.capture.sent") - taken <= 2, "pictures out of sight"
-            page.evaluate(hide, "visible")
+            page.evaluate(HIDE_JS, "visible")
         page.wait_for_selector("#calibration-result:not([hidden])", timeout=20_000)
         result = page.text_content("#calibration-result")
         assert "not counted" in result and "too few clear pictures" not in result, result
@@ -754,6 +758,63 @@ def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tm
         assert page.is_hidden("#continue")
     with app.extensions["gazepref"].sessions() as dbs:
         assert not dbs.scalars(select(store.Calibration)).all(), "no round sent, no attempt spent"
+
+
+def _click_dot(page, key: str) -> None:
+    page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])", timeout=30_000)
+    page.wait_for_timeout(350)  # (a click within 300 ms is too quick)
+    page.click("#target")
+
+
+@pytest.mark.browser
+def test_a_check_cut_short_is_repeated_alone_and_a_camera_pause_spends_nothing(make_app, tmp_path, face_y4m):
+    """The check's first dot while the page is out of sight: the check is not sent and, on Try
+    again, repeated alone (its calibration round is stored: another calibration round would count
+    towards the step's bounded rounds, and two such checks ended a one-attempt step). A camera
+    that pauses for a moment while a dot waits (a privacy shutter slid and back) costs nothing
+    either: it was sent as a starved round when the picture was back by the dot's end."""
+    path = write_webcam_toml(tmp_path / "check.toml", "setup_timeout_s = 0\ntarget_timeout_ms = 1500\nvalidation_points = 1")
+    app = make_app(STUDY_CONFIG=str(path))
+    mute = """(muted) => {
+        for (const t of window.gazepref.calibration.capture.stream.getVideoTracks()) {
+            Object.defineProperty(t, "muted", { get: () => muted, configurable: true });
+            t.dispatchEvent(new Event(muted ? "mute" : "unmute"));
+        }
+    }"""
+    with browser_page(app, face_y4m) as page:
+        to_calibration_page(page, "CAM-CHECK")
+        page.wait_for_selector("#face-status.ok[data-code='ok']")
+        page.click("#start-calibration")
+        page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        page.wait_for_timeout(350)
+        page.evaluate(mute, True)  # paused as the dot is clicked, back as its wait ends (1.5 s)
+        page.click("#target")
+        page.wait_for_timeout(1700)
+        page.evaluate(mute, False)
+        page.wait_for_selector("#calibration-result:not([hidden])", timeout=20_000)
+        result = page.text_content("#calibration-result")
+        assert "not counted" in result and "paused" in result, result
+        page.wait_for_selector("#start-calibration:not([disabled])", timeout=20_000)
+        page.click("#start-calibration")
+        for i in range(5):
+            _click_dot(page, f"calibration:{i}")
+        page.wait_for_selector("#target[data-key='validation:0']:not([hidden])", timeout=30_000)
+        page.evaluate(HIDE_JS, "hidden")  # at once: no picture of the dot is taken
+        page.wait_for_timeout(350)
+        page.click("#target")
+        page.wait_for_timeout(3000)  # the dot's wait runs out while out of sight
+        page.evaluate(HIDE_JS, "visible")
+        page.wait_for_selector("#calibration-result:not([hidden])", timeout=20_000)
+        assert "out of sight" in page.text_content("#calibration-result")
+        page.wait_for_selector("#start-calibration:not([disabled])", timeout=20_000)
+        page.click("#start-calibration")
+        _click_dot(page, "validation:0")  # the check alone: no calibration dot first
+        page.wait_for_selector("#continue:not([hidden])", timeout=30_000)
+        assert page.evaluate("window.gazepref.calibration.rounds.map((r) => r.kind)") == [
+            "interrupted", "calibration", "interrupted", "validation"]
+    with app.extensions["gazepref"].sessions() as dbs:
+        kinds = [c.kind for c in dbs.scalars(select(store.Calibration).order_by(store.Calibration.id))]
+    assert kinds == ["calibration", "validation", "outcome"], kinds
 
 
 @pytest.mark.browser

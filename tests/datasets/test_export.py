@@ -422,3 +422,30 @@ def test_tasks_of_a_stream_with_other_columns_are_written_in_one_file_of_them_al
     assert gaze.column("eye_l_open").to_pylist() == [None, pytest.approx(0.3), pytest.approx(0.2), None]
     assert gaze.column("x").to_pylist() == [None, 3.0, 4.0, None] and gaze.column("t").to_pylist() == [0, 1, 2, 5]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gaze.parquet", "mouse.parquet"], "no parts left"
+
+
+def test_calibration_rounds_read_back_as_written(tmp_path):
+    """A site study's rounds table read back (an export exported again): a pseudonym ``0042`` or
+    ``1e5`` stays text, a word stays a word, ``passed`` a flag or nothing, times UTC; an older
+    table without the newer columns reads them as None."""
+    import pandas as pd
+
+    from gazepref.datasets.calibration_rounds import CALIBRATION_COLUMNS, read_csv_rounds
+
+    rows = [{"participant_id": "0042", "step": 1, "kind": "calibration", "attempt": 1, "passed": None,
+             "created_at": "2026-12-07T08:00:00.123456+00:00", "quality": None, "error": "too few pictures",
+             "points": None},
+            {"participant_id": "1e5", "step": 1, "kind": "validation", "attempt": 1, "passed": True,
+             "created_at": "2026-12-07T08:01:00+00:00", "quality": "NA", "accuracy_px": 120.5,
+             "points": '[{"target_x": 1}]'},
+            {"participant_id": "TRUE", "step": 1, "kind": "outcome", "attempt": 1, "passed": False,
+             "created_at": "2026-12-07T08:01:00+00:00", "quality": "poor", "fallback": "mouse-only"}]
+    old = [c for c in CALIBRATION_COLUMNS if c not in ("mesh_thread", "mesh_ms_per_picture")]
+    pd.DataFrame(rows, columns=old).to_csv(tmp_path / "calibration_table.csv", index=False)
+    back = read_csv_rounds(tmp_path)
+    assert [r["participant_id"] for r in back] == ["0042", "1e5", "TRUE"]
+    assert [r["passed"] for r in back] == [None, True, False] and back[1]["quality"] == "NA"
+    assert back[0]["error"] == "too few pictures" and back[1]["points"] == '[{"target_x": 1}]'
+    assert back[1]["accuracy_px"] == 120.5 and back[0]["accuracy_px"] is None and back[0]["mesh_thread"] is None
+    assert str(back[0]["created_at"]) == "2026-12-07 08:00:00.123456+00:00"
+    assert read_csv_rounds(tmp_path / "nothing-here") is None
