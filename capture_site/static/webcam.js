@@ -296,7 +296,9 @@ export class GazeCapture {
         }
         if (!msg.ok) {
           ws.close();
-          if (msg.status === 401) { this.refused(msg); return; } // the participant is gone (withdrawn, deleted)
+          // the participant is gone (withdrawn, deleted: api.UNKNOWN_PARTICIPANT); another refusal (a
+          // token message that came too late to a busy server) leaves the pictures to HTTP batches
+          if (msg.status === 401 && msg.error === "unknown participant") { this.refused(msg); return; }
           console.warn("gazepref: frames socket refused", msg.error);
           this.useHttp();
           return;

@@ -465,15 +465,15 @@ def test_a_task_page_out_of_sight_records_no_gaze(app):
                 document.dispatchEvent(new Event("visibilitychange"));
             };
             await wait(600);
-            const shown = cap.recent.length;
+            const shown = cap.pending.length;
             visibility("hidden");
             await wait(100);  // (a picture on its way when the page went)
-            const hidden = cap.recent.length;
+            const hidden = cap.pending.length;
             await wait(600);
-            const stillHidden = cap.recent.length;
+            const stillHidden = cap.pending.length;
             visibility("visible");
             await wait(600);
-            const back = cap.recent.length;
+            const back = cap.pending.length;
             cap.stop(); clearInterval(paint);
             return { shown, hidden, stillHidden, back };
         }""")
