@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -677,6 +677,17 @@ def test_a_covered_camera_is_called_dark_and_the_set_up_offers_a_way_on(make_app
         assert why.startswith("skipped the camera set-up (no face in the camera picture (dark") and "continued mouse-only" in why, why
 
 
+@contextmanager
+def green_set_up(make_app, tmp_path, video, pid: str, gaze: str):
+    """(app, page): the webcam test study with ``gaze`` lines, the participant ``pid`` on its
+    camera set-up in Chromium (``video`` as the webcam), the face well placed."""
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / f"{pid}.toml", gaze)))
+    with browser_page(app, video) as page:
+        to_calibration_page(page, pid)
+        page.wait_for_selector("#face-status.ok[data-code='ok']")
+        yield app, page
+
+
 @pytest.mark.browser
 def test_a_camera_that_stops_after_the_set_up_went_green_offers_a_way_on(make_app, tmp_path, face_y4m):
     """Green, then the camera stops (unplugged, taken by another program): Start calibration is
@@ -684,11 +695,7 @@ def test_a_camera_that_stops_after_the_set_up_went_green_offers_a_way_on(make_ap
     study going on without eye tracking. Before, Start stayed on (the set-up had been green once)
     and two attempts were spent on a dead camera. A face out of the picture for a while also
     turns Start off: the button follows the indicator (next test)."""
-    path = write_webcam_toml(tmp_path / "stops.toml", "setup_timeout_s = 0")
-    app = make_app(STUDY_CONFIG=str(path))
-    with browser_page(app, face_y4m) as page:
-        to_calibration_page(page, "CAM-STOPS")
-        page.wait_for_selector("#face-status.ok[data-code='ok']")
+    with green_set_up(make_app, tmp_path, face_y4m, "CAM-STOPS", "setup_timeout_s = 0") as (app, page):
         page.wait_for_selector("#start-calibration:not([disabled])")
         assert page.is_hidden("#retry-camera") and page.is_hidden("#skip-camera")
         page.evaluate("window.gazepref.calibration.capture.stream.getVideoTracks().forEach((t) => t.stop())")
@@ -719,11 +726,7 @@ def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tm
     out), and the page says why instead of blaming the pictures; a page out of sight takes no
     picture (it took them, and a dot counted pictures of eyes looking elsewhere). An answer on its
     way when the camera stopped does not turn the indicator green again."""
-    path = write_webcam_toml(tmp_path / "left.toml", "setup_timeout_s = 0\ntarget_timeout_ms = 1500")
-    app = make_app(STUDY_CONFIG=str(path))
-    with browser_page(app, face_y4m) as page:
-        to_calibration_page(page, "CAM-LEFT")
-        page.wait_for_selector("#face-status.ok[data-code='ok']")
+    with green_set_up(make_app, tmp_path, face_y4m, "CAM-LEFT", "setup_timeout_s = 0\ntarget_timeout_ms = 1500") as (app, page):
         page.click("#start-calibration")
         page.wait_for_selector("#target:not([hidden])")
         if how == "page out of sight":  # at once: no picture of the dot is taken
@@ -773,17 +776,14 @@ def test_a_check_cut_short_is_repeated_alone_and_a_camera_pause_spends_nothing(m
     towards the step's bounded rounds, and two such checks ended a one-attempt step). A camera
     that pauses for a moment while a dot waits (a privacy shutter slid and back) costs nothing
     either: it was sent as a starved round when the picture was back by the dot's end."""
-    path = write_webcam_toml(tmp_path / "check.toml", "setup_timeout_s = 0\ntarget_timeout_ms = 1500\nvalidation_points = 1")
-    app = make_app(STUDY_CONFIG=str(path))
     mute = """(muted) => {
         for (const t of window.gazepref.calibration.capture.stream.getVideoTracks()) {
             Object.defineProperty(t, "muted", { get: () => muted, configurable: true });
             t.dispatchEvent(new Event(muted ? "mute" : "unmute"));
         }
     }"""
-    with browser_page(app, face_y4m) as page:
-        to_calibration_page(page, "CAM-CHECK")
-        page.wait_for_selector("#face-status.ok[data-code='ok']")
+    gaze = "setup_timeout_s = 0\ntarget_timeout_ms = 1500\nvalidation_points = 1"
+    with green_set_up(make_app, tmp_path, face_y4m, "CAM-CHECK", gaze) as (app, page):
         page.click("#start-calibration")
         page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
         page.wait_for_timeout(350)
