@@ -89,7 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with using(Settings.from_env()):  # the environment is read once per command
-            rc = args.func(args)
+            try:
+                rc = args.func(args)
+            finally:  # the studies the command read give their database connections back
+                opened = sys.modules.get("gazepref.datasets.store_recording")
+                if opened is not None:
+                    opened.close_opened()
     except UserError as e:
         print(f"gazepref: error: {_one_line(str(e))}", file=sys.stderr)
         return 2

@@ -90,6 +90,28 @@ def webcam_outcome(state: dict) -> dict[str, str | None]:
             "screened_out": screened if isinstance(screened, str) else None}
 
 
+#: the sessions :meth:`StoreRecording.open` made (each on its own engine), until closed: the
+#: command line closes them after each command (:func:`close_opened`)
+_OPENED: list[scoped_session] = []
+
+
+def _close_session(db: scoped_session) -> None:
+    db.remove()
+    db.session_factory.kw["bind"].dispose()
+    if db in _OPENED:
+        _OPENED.remove(db)
+
+
+def close_opened() -> None:
+    """Close the sessions of every recording :meth:`StoreRecording.open` made: their transactions
+    end and their engines give their connections back. A command that read a study left its
+    session open until Python collected it (a session is a reference cycle): in one process (the
+    tests, a notebook) its open transaction held its tables' locks, and a later ``DROP TABLE`` on
+    the same PostgreSQL database waited for it for good (a CI run hung there)."""
+    while _OPENED:
+        _close_session(_OPENED[-1])
+
+
 class StoreRecording:
     """Participants who consented (:func:`gazepref.store.consenting`: not those who declined,
     withdrew or whose data was deleted; :meth:`participants_left_out` counts them), their tasks,
@@ -127,6 +149,7 @@ class StoreRecording:
                 raise UserError(f"no study {slug!r} in the database {store.safe_url(url)} (studies: {known})")
         except DatabaseError as e:  # OperationalError (unreachable), or a file that is no database
             raise store.database_error(url, e, "read") from None
+        _OPENED.append(db)
         return cls(db, study, url)
 
     def use_gaze(self, folder: str | Path) -> dict:
@@ -172,8 +195,7 @@ class StoreRecording:
         own); the recording stays usable and reconnects when read again. A recording made on a
         session it was given (the site's) leaves that session and its engine alone."""
         if isinstance(self.db, scoped_session):  # opened by :meth:`open`: its own engine
-            self.db.remove()
-            self.db.session_factory.kw["bind"].dispose()
+            _close_session(self.db)
 
     def _participants(self) -> list[store.Participant]:
         return list(self.db.scalars(
