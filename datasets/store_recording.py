@@ -90,16 +90,14 @@ def webcam_outcome(state: dict) -> dict[str, str | None]:
             "screened_out": screened if isinstance(screened, str) else None}
 
 
-#: the sessions :meth:`StoreRecording.open` made (each on its own engine), until closed: the
-#: command line closes them after each command (:func:`close_opened`)
+#: the sessions :meth:`StoreRecording.open` made (each on its own engine), also those closed and read
+#: again since: the command line closes them after each command (:func:`close_opened`)
 _OPENED: list[scoped_session] = []
 
 
 def _close_session(db: scoped_session) -> None:
     db.remove()
     db.session_factory.kw["bind"].dispose()
-    if db in _OPENED:
-        _OPENED.remove(db)
 
 
 def close_opened() -> None:
@@ -108,8 +106,8 @@ def close_opened() -> None:
     session open until Python collected it (a session is a reference cycle): in one process (the
     tests, a notebook) its open transaction held its tables' locks, and a later ``DROP TABLE`` on
     the same PostgreSQL database waited for it for good (a CI run hung there)."""
-    while _OPENED:
-        _close_session(_OPENED[-1])
+    while _OPENED:  # (one closed before, e.g. ahead of forking workers, may have read again since)
+        _close_session(_OPENED.pop())
 
 
 class StoreRecording:
