@@ -4,10 +4,10 @@ export exported again (Parquet to Parquet, to the IFLLM layout and back) keeps t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from .recording import _py
 
 #: the IFLLM layout's file of the rounds (a site study's export; the release has none)
 CALIBRATION_TABLE = "calibration_table.csv"
@@ -24,17 +24,11 @@ CALIBRATION_COLUMNS = [
 TEXT_COLUMNS = ("participant_id", "kind", "quality", "fallback", "error", "points", "mesh_thread")
 
 
-def _plain(v: Any) -> Any:
-    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
-        return None
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def rounds_from_frame(df: pd.DataFrame) -> list[dict]:
     """The rows of a rounds table as written (columns it lacks, from an older export: None)."""
     out = []
     for r in df.to_dict("records"):
-        out.append({c: _plain(r.get(c)) for c in CALIBRATION_COLUMNS})
+        out.append({c: _py(r.get(c)) for c in CALIBRATION_COLUMNS})
     return out
 
 

@@ -300,14 +300,13 @@ async function runRound(kind, points) {
     const got = await collectTarget(x, y, `${kind}:${i}`);
     targets.push({ x, y, t: got.frames.map((f) => f.t), seen: got.seen });
     frames.push(...got.frames);
-    // another window took the camera over (this one is then hidden too): see below
+    // another window took the camera over during the round (its dots then starve, and this window
+    // is hidden): the round is not sent, so it spends no attempt; this page reloads if it gets the
+    // camera back
     if (state.capture && state.capture.handedOver) return { handedOver: true };
     if (got.interrupted) return { interrupted: got.interrupted }; // not sent: no attempt spent (calibrate says why)
     if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
-  // another window took the camera over during the round (its dots then starve): the round is not
-  // sent, so it spends no attempt; this page reloads if it gets the camera back
-  if (state.capture && state.capture.handedOver) return { handedOver: true };
   ui.bar.style.width = "100%";
   ui.target.hidden = true; // while the server fits
   ui.instructions.textContent = "One moment…";
@@ -364,7 +363,12 @@ function finish(outcome) {
   $("#setup-tips").hidden = true;
   // the tasks use the camera again only with a calibration or the record-uncalibrated fallback
   const again = outcome.passed || outcome.fallback === "record-uncalibrated";
-  ui.status.textContent = again ? "Camera off until the task." : "Camera off: the tasks do not use it.";
+  statusOff(again ? "Camera off until the task." : "Camera off: the tasks do not use it.");
+}
+
+/** The indicator once the camera is off for this page: ``text``, grey. */
+function statusOff(text) {
+  ui.status.textContent = text;
   ui.status.dataset.code = "off";
   ui.status.classList.remove("ok", "bad");
   ui.status.classList.add("idle");
@@ -404,16 +408,14 @@ async function calibrate() {
         if (val.interrupted) {
           interrupted = val.interrupted;
           state.pendingCheck = cal.payload.validation_targets;
-        }
-        else {
+        } else {
           state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
           outcome = val.payload.outcome || null;
           if (val.ok && !val.payload.passed) {
             message = val.payload.starved && val.payload.starved.length // (no face at a dot: its word says nothing)
               ? "The camera sent too few clear pictures of your eyes while a dot of the check was shown."
               : `The check showed the calibration is ${QUALITY[val.payload.quality] || "poor"}.`;
-          }
-          else if (!val.ok) message = `The check failed (${val.payload.error || val.status}).`;
+          } else if (!val.ok) message = `The check failed (${val.payload.error || val.status}).`;
         }
       }
     }
@@ -529,10 +531,7 @@ function refusedHere() {
   ui.wayOn.hidden = true;
   if (ui.skip) ui.skip.hidden = true;
   ui.box.classList.add("off");
-  ui.status.textContent = "Camera off.";
-  ui.status.dataset.code = "off";
-  ui.status.classList.remove("ok", "bad");
-  ui.status.classList.add("idle");
+  statusOff("Camera off.");
   ui.retry.hidden = false; // (a reload)
   ui.retry.textContent = "Reload the page";
   showResult("The study no longer records for you on this page (you may have left the study in another window). Reload the page to see where you stand.");

@@ -429,7 +429,7 @@ export class GazeCapture {
       if (!this.firstMeshAt) this.firstMeshAt = performance.now(); // (the model's warm-up is over)
       this.samples += 1;
       const frame = { t: Math.round(t * 100) / 100, sample: { t: Math.round(t * 100) / 100, ...sample } };
-      if (this.phase !== "task") this.remember(frame); // (the calibration dots' pictures)
+      this.remember(frame);
       if (this.paused) return;
       this.pending.push(frame);
       if (this.phase === "task") { // the face status is known here: no answer to wait for
@@ -562,7 +562,7 @@ export class GazeCapture {
       this.grabbing = false;
       if (!blob) return;
       const frame = { t: Math.round(t * 100) / 100, blob };
-      if (this.phase !== "task") this.remember(frame); // (the calibration dots' pictures)
+      this.remember(frame);
       if (this.paused) return;
       if (this.transport === "ws" && this.socket && this.socket.readyState === WebSocket.OPEN) this.sendFrame(frame);
       else this.pending.push(frame);
@@ -570,8 +570,10 @@ export class GazeCapture {
   }
 
   /** Keeps ``frame`` among the recent ones, for a calibration dot's :meth:`framesBetween`, and
-   *  forgets those older than :func:`recentKeepMs` (and whether they were usable). */
+   *  forgets those older than :func:`recentKeepMs` (and whether they were usable); task pages
+   *  have no dots and keep none. */
   remember(frame) {
+    if (this.phase === "task") return;
     this.recent.push(frame);
     const keepMs = recentKeepMs(this.settings);
     while (this.recent.length && this.recent[0].t < frame.t - keepMs) this.usable.delete(this.recent.shift().t);
