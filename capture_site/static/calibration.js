@@ -14,8 +14,8 @@
 // decides the step's outcome (best attempt; or a failed calibration and the study's fallback);
 // the participant sees good / fair / poor, never pixels.
 
-import { fetchRetrying } from "./outbox.js";
-import { CameraError, GazeCapture, leaveRefused, openCamera, showFace, startTaskGaze } from "./webcam.js";
+import { fetchRetrying, leaveRefused } from "./outbox.js";
+import { CameraError, GazeCapture, openCamera, showFace, startTaskGaze } from "./webcam.js";
 
 const gaze = JSON.parse(document.getElementById("gaze-data").textContent);
 const S = gaze.settings;

@@ -5,6 +5,7 @@
 // turn is stored (then it is gone, also where the reply was lost on the way), and so do
 // the ratings and comment chosen for a turn but not yet submitted (per turn, cleared on submit).
 
+import { leaveRefused } from "./outbox.js";
 import { Recorder } from "./telemetry.js";
 import { renderAnswer } from "./layout.js";
 import { watchMore } from "./page.js";
@@ -24,6 +25,8 @@ const ui = {
   compare: $("#compare"), limit: $("#turn-limit"), finishHint: $("#finish-hint"),
 };
 
+const ENDED = "Your session has ended. Please reload the page or open the study link again.";
+
 let turns = data.turns;
 let current = null; // the turn being rated
 let tShown = null;
@@ -34,7 +37,27 @@ const recorder = new Recorder({
                     controls: ui.rating, composer: ui.composer }),
   panes: () => Object.fromEntries(positions.map((p) => [`response:${p}`, ui.panes[p]])),
   turn: () => (current ? current.index : null),
+  onRefused: () => refused(),
 });
+
+let ending = false;
+/** The server no longer knows the participant (they withdrew in another window, or their data was
+ *  deleted), as the telemetry's or the gaze's next batch finds: both stop recording (the camera let
+ *  go at once) and the page is loaded again (the withdrawn page); where it is not (it just was, or
+ *  the browser keeps no session storage), the page says so above the task. */
+function refused() {
+  if (ending) return;
+  ending = true;
+  recorder.refused();
+  if (window.gazepref && window.gazepref.gaze) window.gazepref.gaze.refused();
+  if (leaveRefused()) return;
+  const note = document.createElement("p");
+  note.className = "form-error";
+  note.id = "session-ended";
+  note.setAttribute("role", "alert");
+  note.textContent = ENDED;
+  document.querySelector("main").prepend(note);
+}
 
 async function api(url, body) {
   const resp = await fetch(url, {
@@ -160,9 +183,7 @@ function reloadIfStale(result) {
 
 /** A message for the participant from a failed request. */
 function problem(result, fallback) {
-  if (result.status === 401 || result.status === 403) {
-    return "Your session has ended. Please reload the page or open the study link again.";
-  }
+  if (result.status === 401 || result.status === 403) return ENDED;
   return result.payload.error || fallback;
 }
 
@@ -313,7 +334,11 @@ if (data.gaze) { // webcam gaze for this participant (calibrated in the camera s
   addEventListener("gazepref:camera", (e) => recorder.event(e.detail));
   // one window of the participant records at a time: the others show a notice (webcam.js)
   import("./webcam.js").then((m) => m.startTaskGaze(data.gaze, {
-    onCapture: (c) => { window.gazepref.gaze = c; },
+    onCapture: (c) => {
+      window.gazepref.gaze = c;
+      if (c) c.onRefused = refused; // (the page's: the telemetry stops too)
+      if (c && ending) c.refused(); // (its camera came after the refusal)
+    },
     onActive: (active) => recorder.setActive(active),
   }));
 }

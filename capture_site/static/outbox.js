@@ -329,3 +329,21 @@ export function adoptStored() {
 }
 
 if (!document.getElementById("page-data")) adoptStored();
+
+/** The server no longer knows the participant (a 401: they withdrew in another tab or window, or
+ *  the researchers deleted their data): the page has stopped recording (a webcam capture has let
+ *  go of the camera, the telemetry recorder keeps no more rows); the page is loaded again, and
+ *  the server shows where the participant stands (the withdrawn page). At most once a minute a
+ *  tab, noted in its sessionStorage: a token the server refuses on a fresh page too, or a tab
+ *  without storage (no way to tell a loop), is not reloaded. Returns whether it reloads. */
+export function leaveRefused() {
+  const key = "gazepref:refused-reload";
+  try {
+    if (Date.now() - (+sessionStorage.getItem(key) || 0) < 60000) return false;
+    sessionStorage.setItem(key, String(Date.now()));
+  } catch {
+    return false;
+  }
+  location.reload();
+  return true;
+}

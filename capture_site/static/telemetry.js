@@ -9,7 +9,7 @@
 // makes a batch a replay only of its own page load's, so another tab or an earlier page load of
 // the task may use the same numbers, and a gap in one page load's seqs is a lost batch.
 
-import { Outbox } from "./outbox.js";
+import { leaveRefused, Outbox } from "./outbox.js";
 import { measureElements, measureWords } from "./layout.js";
 
 const COLUMNS = {
@@ -63,9 +63,10 @@ export class Recorder {
    * @param {object} opts task, token, ingestUrl, nextSeq (server's next sequence number: this
    *   page load's first),
    *   targets() -> {target name: element} of tracked elements, panes() -> {target: scrollable
-   *   response element}, turn() -> index of the turn on screen (or null).
+   *   response element}, turn() -> index of the turn on screen (or null), onRefused() called
+   *   once when the server refuses the participant's token (default :func:`leaveRefused`).
    */
-  constructor({ task, token, ingestUrl, nextSeq, targets, panes, turn }) {
+  constructor({ task, token, ingestUrl, nextSeq, targets, panes, turn, onRefused = leaveRefused }) {
     this.task = task;
     this.targets = targets;
     this.panes = panes;
@@ -73,6 +74,8 @@ export class Recorder {
     this.origin = performance.timeOrigin;
     this.seq = nextSeq || 0;
     this.outbox = new Outbox({ task, token, url: ingestUrl });
+    this.outbox.onRefused = () => this.refused();
+    this.onRefused = onRefused;
     this.buffers = {};
     this.lastT = {};
     this.lastElements = "";
@@ -103,8 +106,22 @@ export class Recorder {
     if (active) this.scheduleLayout(true); // the boxes as they are now (none kept meanwhile)
   }
 
+  /** The server refused a batch for the participant's token (401: they withdrew in another
+   *  window, or their data was deleted): the page records nothing more (its rows would only be
+   *  refused, one request a second) and ``onRefused`` is called, once. */
+  refused() {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.sampleFlush);
+    for (const s of Object.keys(COLUMNS)) this.reset(s);
+    console.warn("gazepref: the server no longer knows this participant; nothing more is recorded here");
+    this.onRefused();
+  }
+
   /** Append one row; times never go backwards within a stream. */
   add(stream, row) {
+    if (this.stopped) return;
     if (this.inactive && stream !== "events" && stream !== "visibility") return;
     const t = Math.max(row.t, this.lastT[stream] || 0);
     this.lastT[stream] = t;
@@ -275,6 +292,7 @@ export class Recorder {
 
   /** Cut the buffered rows into one batch and queue it. */
   flush() {
+    if (this.stopped) return;
     const streams = {};
     for (const s of Object.keys(COLUMNS)) {
       if (this.buffers[s].t.length) {

@@ -27,7 +27,7 @@
 // is still scored with the calibration its pictures were taken under.
 
 import { startMesh } from "./facemesh.js";
-import { Outbox, retryAfterMs } from "./outbox.js";
+import { leaveRefused, Outbox, retryAfterMs } from "./outbox.js";
 
 /** sessionStorage key of the task batch interval the server last asked for (``pace``). */
 const PACE_KEY = "gazepref:task_batch_ms";
@@ -91,23 +91,6 @@ export async function openCamera(width, height) {
  *  whether they were usable, while the dot still waited for enough of them. */
 export function recentKeepMs(settings) {
   return Math.max(15000, (+settings.settle_ms || 0) + 3 * (+settings.target_timeout_ms || 0) + 6000);
-}
-
-/** The server no longer knows the participant (a 401: they withdrew in another tab or window, or
- *  the researchers deleted their data): the capture has let go of the camera; the page is loaded
- *  again, and the server shows where the participant stands (the withdrawn page). At most once a
- *  minute a tab, noted in its sessionStorage: a token the server refuses on a fresh page too, or a
- *  tab without storage (no way to tell a loop), is not reloaded. Returns whether it reloads. */
-export function leaveRefused() {
-  const key = "gazepref:refused-reload";
-  try {
-    if (Date.now() - (+sessionStorage.getItem(key) || 0) < 60000) return false;
-    sessionStorage.setItem(key, String(Date.now()));
-  } catch {
-    return false;
-  }
-  location.reload();
-  return true;
 }
 
 export class GazeCapture {

@@ -626,3 +626,43 @@ def test_the_withdraw_link_is_reached_by_keyboard_and_cancel_goes_back(page, app
     page.wait_for_url("**/withdrawn")
     assert page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('gazepref:'))") == []
     assert page.evaluate("localStorage.getItem('other')") == "1"
+
+
+@pytest.mark.parametrize("reloaded_just_now", [False, True])
+def test_a_task_page_whose_participant_withdrew_in_another_tab_records_no_more(browser, app, reloaded_just_now):
+    """The participant withdraws in a second tab while the task page is open in the first (no
+    camera: a mouse-only study): the first page's next batch is refused (401), it stops recording
+    and is loaded again, which shows the withdrawn page. Before, it went on posting a refused batch
+    every second until the participant did something that asked the server. A tab that was
+    reloaded for this within the last minute is not reloaded again (no loop): it says the session
+    has ended, and posts nothing more."""
+    with BackgroundServer(app) as url:
+        ctx = new_context(browser, viewport={"width": 1280, "height": 900}, base_url=url)
+        pg = ctx.new_page()
+        to_first_task(pg, f"WITHDRAWS-ELSEWHERE-{reloaded_just_now}")
+        ready(pg)
+        if reloaded_just_now:
+            pg.evaluate("sessionStorage.setItem('gazepref:refused-reload', String(Date.now()))")
+        refused = []
+        pg.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+        other = ctx.new_page()
+        other.goto("/withdraw")
+        other.click("#withdraw-confirm")
+        other.wait_for_url("**/withdrawn")
+        for i in range(5):  # the participant moves the mouse on the task page: rows to send
+            pg.mouse.move(200 + 40 * i, 300 + 10 * i)
+            pg.wait_for_timeout(100)
+        if reloaded_just_now:
+            pg.wait_for_selector("#session-ended", timeout=15_000)
+            assert "Your session has ended" in pg.text_content("#session-ended")
+            assert pg.evaluate("window.gazepref.recorder.stopped") is True
+            seen = len(refused)
+            for i in range(20):  # 3 s more of mouse movement: nothing is posted
+                pg.mouse.move(600 - 20 * i, 400)
+                pg.wait_for_timeout(150)
+            assert len(refused) == seen, refused
+        else:
+            pg.wait_for_url("**/withdrawn", timeout=15_000)
+            assert pg.is_visible("#withdrawn")
+        assert 1 <= len(refused) <= 2, refused
+        ctx.close()
