@@ -400,7 +400,10 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     questions = list(dict.fromkeys(ifllm.QUESTION_PREFIX + k for t in tasks for k in t.answers if k not in own))
     for t, row in zip(tasks, trows):
         row |= {ifllm.QUESTION_PREFIX + k: v for k, v in t.answers.items() if k not in own}
-    site = any(t.calibration is not None for t in tasks)
+    # a webcam study's columns, also where no task has a calibration (every participant so far
+    # skipped the camera or had none): its exports keep one layout as participants come
+    participants = rec.participants()
+    site = any(t.calibration is not None for t in tasks) or any(p.webcam is not None for p in participants)
     columns = ifllm.TASK_COLUMNS + questions + (TASK_CALIBRATION_COLUMNS if site else [])
     tdf = pd.DataFrame(trows, columns=columns)
     if site:
@@ -414,7 +417,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
     calibrations = _calibration_rounds(rec)
     if calibrations is not None:
         _to_csv(_iso_utc(calibrations), out / CALIBRATION_TABLE, spreadsheet_safe, index=False)
-    _to_csv(pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in rec.participants()],
+    _to_csv(pd.DataFrame([{"user_id": p.participant_id, "consent": int(p.consented)} for p in participants],
                          columns=["user_id", "consent"]), out / ifllm.RECORD_TABLE, spreadsheet_safe, index=False)
 
     samples = {"gaze": 0, "mouse": 0, "hits": 0}

@@ -431,6 +431,27 @@ def test_a_failed_step_exports_its_score_and_its_empty_dot(make_app, tmp_path, f
     assert out_row["px_per_cm"] == pytest.approx(96 / 2.54) and out_row["distance_cm"] == 60
 
 
+def test_a_webcam_study_whose_participants_had_no_camera_keeps_its_calibration_columns(make_app, tmp_path):
+    """A webcam study's IFLLM task table has the calibration columns also while no task has a
+    calibration (every participant so far went on without a camera): its exports keep one layout
+    as participants come (before, the columns came only with the first calibrated task)."""
+    import pandas as pd
+
+    from gazepref.capture_site.exporting import export_study
+    from gazepref.datasets.export import TASK_CALIBRATION_COLUMNS
+
+    app, client = client_for(make_app, tmp_path)
+    to_calibration(client, "CAM-NONE")
+    assert answer_step(client, {"outcome": "no-camera"}).status_code == 302
+    answer_step(client, {"understand_before": "3"})
+    assert page_data(client.get("/step").text)["task"]
+    with app.extensions["gazepref"].sessions() as dbs:
+        export_study(dbs, dbs.scalars(select(store.Study)).one(), tmp_path / "out", "ifllm")
+    table = pd.read_csv(tmp_path / "out" / "task_table.csv")
+    assert len(table) == 1 and set(TASK_CALIBRATION_COLUMNS) <= set(table.columns), list(table.columns)
+    assert table[TASK_CALIBRATION_COLUMNS + ["accuracy"]].isna().all(axis=None)
+
+
 def tasks_pid(out, fmt):
     import pandas as pd
 
