@@ -867,24 +867,37 @@ class TurnedAway:
 
     def __init__(self, n: int = REACQUIRE_CLICKS, agree_px: float = 125.0) -> None:
         self.n, self.agree_px = n, agree_px
-        self._items: deque[tuple[tuple[float, float], Any]] = deque(maxlen=max(n, 1))
+        self._items: deque[tuple[tuple[float, float], tuple[float, float], Any]] = deque(maxlen=max(n, 1))
 
     def clear(self) -> None:
         """A click was taken: the run of turned-away clicks is broken."""
         self._items.clear()
 
-    def add(self, residual: Sequence[float], item: Any) -> list[Any] | None:
-        """Record a turned-away click (its ``residual`` and what the corrector needs of it); the
-        items of the last ``n`` when they agree (the corrector restarts from them), else None."""
+    def add(self, residual: Sequence[float], item: Any, click_xy: Sequence[float] | None = None) -> list[Any] | None:
+        """Record a turned-away click (its ``residual``, what the corrector needs of it and where
+        it was, ``click_xy``); the items of the last ``n`` when they agree and their clicks lie at
+        least ``2 * agree_px`` apart (the corrector restarts from them), else None.
+
+        Clicks on one spot agree whatever the eyes do (the message box clicked three times while
+        the participant reads an answer: three residuals alike, the gaze never near), so they show
+        no move; clicks at places apart agree only where the estimate followed them, off by one
+        offset. (Before 07 Dec 2026 three clicks on one spot restarted a correction: a walk-through
+        moved the whole map ~500 px onto the message box that way.)"""
         if self.n < 1:
             return None
-        self._items.append(((float(residual[0]), float(residual[1])), item))
+        where = (float("nan"), float("nan")) if click_xy is None else (float(click_xy[0]), float(click_xy[1]))
+        self._items.append(((float(residual[0]), float(residual[1])), where, item))
         if len(self._items) < self.n:
             return None
-        r = np.array([a for a, _ in self._items])
+        r = np.array([a for a, _, _ in self._items])
         if (np.hypot(*(r - np.median(r, axis=0)).T) > self.agree_px).any():
             return None
-        items = [b for _, b in self._items]
+        if click_xy is not None:
+            c = np.array([w for _, w, _ in self._items])
+            spread = np.hypot(*(c[:, None, :] - c[None, :, :]).transpose(2, 0, 1)).max()
+            if not spread >= 2 * self.agree_px:
+                return None
+        items = [b for _, _, b in self._items]
         self._items.clear()
         return items
 
@@ -920,7 +933,7 @@ class DriftCorrector:
         if np.hypot(dx - ox, dy - oy) > self.max_offset_px:
             if kind not in REACQUIRE_EVENTS:
                 return 0
-            moved = self._turned_away.add((dx, dy), (float(dx), float(dy)))
+            moved = self._turned_away.add((dx, dy), (float(dx), float(dy)), click_xy)
             if moved is None:
                 return 0
             self._diffs.clear()
@@ -960,13 +973,25 @@ NOT_RECORDING_TARGETS = ("other-window",)
 #: what became of a click or caret row in a replay (:meth:`ClickCalibration.log_rows`): taken into
 #: the correction; the correction restarted from it; one of the agreeing clicks ignored before such
 #: a restart; more than the gate from the correction (a click made without looking); its gaze
-#: samples had no confidence; no usable gaze sample in the window before it; none after it; on the
-#: rating and choice controls; in a window that was not recording; a click without a point (keyboard);
-#: a position no screen has (:func:`on_screen`)
+#: samples had no confidence; the same look as the row before it (:data:`REPEAT_MS`); no gaze
+#: sample in the window before it; gaze samples there, none usable (no face, a blink, the
+#: calibration failed: gaze left uncalibrated); none after it; on the rating and choice controls;
+#: in a window that was not recording; a click without a point (keyboard); a position no screen
+#: has (:func:`on_screen`)
 INTERACTION_OUTCOMES = ("used", "restart (N agreeing)", "used (restart)", "ignored: far from the gaze",
-                        "ignored: no usable picture", "no gaze before it", "after the last gaze sample",
+                        "ignored: no usable picture", "ignored: repeats the one before it", "no gaze before it",
+                        "no usable gaze before it", "after the last gaze sample",
                         "excluded: rating or choice controls", "excluded: a window not recording", "no position",
                         "off the screen")
+
+#: a click or caret row within this long after the one before it (ms) and within
+#: :data:`REPEAT_PX` of it is the same look, not another sample: a double or triple click, the
+#: caret of the click's first keystroke, a button pressed again and again. Their gaze windows
+#: (:data:`CLICK_WINDOW_MS`) overlap or nearly, so as samples they would repeat one pairing: a
+#: walk-through's 15 clicks on the message box in 1.7 s filled half of the recalibrator's window
+#: with one spot
+REPEAT_MS = 1000.0
+REPEAT_PX = 40.0
 
 
 #: a viewport position (px) beyond this, or below 0, is not on any screen (the site takes
@@ -1005,17 +1030,27 @@ class InteractionRecalibrator:
     """Continuous calibration from interactions: clicks (or other points the participant looks at,
     with known positions) refit a correction of the calibrated gaze during the session.
 
-    The correction is affine, ``corrected = gaze + offset + D (gaze - centre) / scale_px``, fitted
-    by weighted least squares on the last ``window`` samples, ``click - gaze``. Each sample's
-    weight is its quality (the gaze samples' confidence, 0-1) times ``0.5 ** (age / half_life_ms)``
-    (age: time before the newest sample), so the correction follows the participant as they move.
-    The offset is unpenalised; ``D`` (scale and shear of the error, 4 numbers) gets a ridge penalty
-    ``ridge`` (in units of weight x (scale_px)^2) toward 0, so a few clicks in one place give a
+    The error is affine: the estimate of a point ``c`` the participant looks at is
+    ``gaze = c + b + E (c - m) / scale_px`` (``m``: the clicks' weighted centre), fitted by weighted
+    least squares on the last ``window`` samples, and the correction inverts it,
+    ``corrected = m + A^-1 (gaze - m - b)`` with ``A = I + E / scale_px``. Each sample's weight is
+    its quality (the gaze samples' confidence, 0-1) times ``0.5 ** (age / half_life_ms)`` (age:
+    time before the newest sample), so the correction follows the participant as they move. The
+    offset ``b`` is unpenalised; ``E`` (scale and shear of the error, 4 numbers) gets a ridge
+    penalty ``ridge`` (in units of weight x (scale_px)^2) toward 0, so clicks in one place give a
     plain offset (as :class:`DriftCorrector`) and only clicks spread over the screen tilt or
-    stretch the map. Why not refit the whole ridge model: it has ~150 features, and a handful of
-    clicks would either be swamped by the calibration data or fit noise; 6 numbers on its output
-    are what a few clicks can determine (drift of the head position and distance shows up as an
-    offset and a scale change of the estimate).
+    stretch the map; ``A``'s scales are kept within ``1 / max_scale`` and ``max_scale``. Why not
+    refit the whole ridge model: it has ~150 features, and a handful of clicks would either be
+    swamped by the calibration data or fit noise; 6 numbers on its output are what a few clicks
+    can determine (drift of the head position and distance shows up as an offset and a scale
+    change of the estimate).
+
+    Why the click is the regressor: the click's position is known to a few px, the estimate is
+    noisy (tens to hundreds of px a sample). Regressing ``click - gaze`` on the noisy gaze (as
+    before 07 Dec 2026) is an errors-in-variables fit: the noise pulls the fitted scale toward
+    shrinking the map onto the clicks (with the clicks in one corner and 120 px of noise, a
+    perfect calibration came out ~175 px off after 30 clicks: the map at 0.68 of its size). With
+    the click as the regressor the noise stays in the response and the fit is unbiased.
 
     A sample farther than ``max_offset_px`` from the current corrected gaze is ignored (a click
     made without looking), unless the last ``reacquire`` samples were all ignored and agree
@@ -1024,15 +1059,17 @@ class InteractionRecalibrator:
     """
 
     def __init__(self, window: int = 30, half_life_ms: float = 60_000.0, ridge: float = 2.0,
-                 scale_px: float = 500.0, max_offset_px: float = 250.0, reacquire: int = REACQUIRE_CLICKS) -> None:
+                 scale_px: float = 500.0, max_offset_px: float = 250.0, reacquire: int = REACQUIRE_CLICKS,
+                 max_scale: float = 1.5) -> None:
         self.window = window
         self.half_life_ms = half_life_ms
         self.ridge = ridge
         self.scale_px = scale_px
         self.max_offset_px = max_offset_px
         self.reacquire = reacquire
+        self.max_scale = max_scale
         self._samples: deque[tuple[float, float, float, float, float, float]] = deque(maxlen=window)
-        self._fit = (np.zeros(2), np.zeros((2, 2)), np.zeros(2))  # offset, D, centre
+        self._fit = (np.zeros(2), np.eye(2), np.zeros(2))  # correction offset (-b), A^-1, centre m
         self._turned_away = TurnedAway(reacquire, max_offset_px / 2)
 
     @property
@@ -1055,7 +1092,7 @@ class InteractionRecalibrator:
         if np.hypot(*residual) > self.max_offset_px:
             if kind not in REACQUIRE_EVENTS:
                 return 0
-            moved = self._turned_away.add(residual, sample)
+            moved = self._turned_away.add(residual, sample, c)
             if moved is None:
                 return 0
             self._samples.clear()
@@ -1073,13 +1110,15 @@ class InteractionRecalibrator:
         w = q * 0.5 ** ((t.max() - t) / self.half_life_ms)
         if w.sum() <= 0:
             return
-        centre = (w[:, None] * g).sum(axis=0) / w.sum()
-        d = c - g
-        mean_d = (w[:, None] * d).sum(axis=0) / w.sum()
-        z = (g - centre) / self.scale_px
+        centre = (w[:, None] * c).sum(axis=0) / w.sum()
+        err = g - c
+        b = (w[:, None] * err).sum(axis=0) / w.sum()
+        z = (c - centre) / self.scale_px
         zw = z * w[:, None]
-        D = np.linalg.solve(z.T @ zw + self.ridge * np.eye(2), zw.T @ (d - mean_d)).T
-        self._fit = (mean_d, D, centre)
+        E = np.linalg.solve(z.T @ zw + self.ridge * np.eye(2), zw.T @ (err - b)).T
+        u, scales, vt = np.linalg.svd(np.eye(2) + E / self.scale_px)
+        scales = np.clip(scales, 1.0 / self.max_scale, self.max_scale)
+        self._fit = (-b, (vt.T / scales) @ u.T, centre)
 
     @property
     def offset(self) -> tuple[float, float]:
@@ -1089,8 +1128,8 @@ class InteractionRecalibrator:
     def apply(self, xy: np.ndarray | Sequence[float]) -> np.ndarray:
         """Corrected gaze for ``xy`` (2,) or (n x 2)."""
         xy = np.asarray(xy, dtype=np.float64)
-        offset, D, centre = self._fit
-        return xy + offset + ((xy - centre) / self.scale_px) @ D.T
+        offset, inverse, centre = self._fit
+        return centre + (xy - centre + offset) @ inverse.T
 
 
 def click_corrector(interactions: bool) -> DriftCorrector | InteractionRecalibrator:
@@ -1125,6 +1164,7 @@ class ClickCalibration:
         #: with ``log``: what became of each click and caret row (:meth:`log_rows`; the replay's
         #: provenance, ``gazepref gaze recalibrate --interactions``); None: not kept (the site)
         self.log: list[dict[str, Any]] | None = [] if log else None
+        self._last: tuple[float, float, float] | None = None  # the last event taken (t, x, y)
 
     def add_events(self, t: Iterable[float], kind: Iterable[str | None], target: Iterable[str | None],
                    x: Iterable[float | None], y: Iterable[float | None]) -> None:
@@ -1198,6 +1238,11 @@ class ClickCalibration:
                 break
             self._fill(out, order[start:first], xy)
             start = first
+            taken += 1
+            last, self._last = self._last, (when, cx, cy)
+            if last is not None and when - last[0] < REPEAT_MS and math.hypot(cx - last[1], cy - last[2]) <= REPEAT_PX:
+                self._note(when, kind, cx, cy, None, None, "ignored: repeats the one before it")
+                continue
             lo = int(np.searchsorted(pool_t, when - CLICK_WINDOW_MS, side="left"))
             hi = int(np.searchsorted(pool_t, when, side="right"))
             if hi > lo:
@@ -1212,8 +1257,8 @@ class ClickCalibration:
                 if n > 1:
                     self._relabel_reacquired(n - 1)
             else:
-                self._note(when, kind, cx, cy, None, None, "no gaze before it")
-            taken += 1
+                seen = np.searchsorted(ts, when, side="right") > np.searchsorted(ts, when - CLICK_WINDOW_MS, side="left")
+                self._note(when, kind, cx, cy, None, None, "no usable gaze before it" if seen else "no gaze before it")
         self._fill(out, order[start:], xy)
         del self.pending[:taken]
         return out

@@ -337,6 +337,39 @@ def test_interaction_recalibration_is_an_offset_for_clicks_in_one_place():
     np.testing.assert_allclose(rec.apply((300.0, 200.0)), (360.0, 160.0), atol=1.0)  # no tilt from one place
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_interaction_recalibration_is_not_shrunk_by_the_gaze_noise(seed):
+    """A perfect calibration, clicks where the task page has them (the message box, lower left)
+    and 120 px of noise on each estimate: the correction keeps the map's size (the click is the
+    regressor, the noise stays in the response). Regressing click - gaze on the noisy gaze (before
+    07 Dec 2026) shrank the map toward the clicks (0.7-0.8 of its size: 100-175 px off after 30
+    clicks where nothing needed correcting)."""
+    from gazepref.signals.calibration import InteractionRecalibrator
+
+    rng, rec = np.random.default_rng(seed), InteractionRecalibrator()
+    for i in range(30):
+        click = np.array([rng.uniform(70, 600), rng.uniform(470, 560)])
+        rec.add_click(click + rng.normal(0, 120, 2), click, 2000.0 * i, 1.0)
+    assert rec.n_samples >= 20
+    width = rec.apply((1200.0, 300.0))[0] - rec.apply((100.0, 300.0))[0]
+    height = rec.apply((600.0, 700.0))[1] - rec.apply((600.0, 100.0))[1]
+    assert 0.9 * 1100 < width < 1.12 * 1100 and 0.9 * 600 < height < 1.1 * 600, (width, height)
+    page = rng.uniform((0, 0), (1280, 800), (400, 2))
+    assert np.linalg.norm(rec.apply(page) - page, axis=1).mean() < 80
+
+
+def test_interaction_recalibration_keeps_its_scales_within_bounds():
+    """However the clicks fall, the corrected map is scaled no more than ``max_scale`` either way
+    (clicks along a short line of text can suggest a wild stretch across it)."""
+    from gazepref.signals.calibration import InteractionRecalibrator
+
+    rec = InteractionRecalibrator(max_offset_px=1e9, ridge=1e-6)
+    for i, x in enumerate((300.0, 400.0, 500.0)):  # the estimate moves 10 px where the clicks move 100
+        rec.add_click((400.0 + (x - 400.0) / 10, 450.0), (x, 450.0), 1000.0 * i, 1.0)
+    stretch = (rec.apply((500.0, 450.0))[0] - rec.apply((300.0, 450.0))[0]) / 200.0
+    assert stretch == pytest.approx(rec.max_scale)
+
+
 def test_interaction_recalibration_weighs_recent_and_good_samples():
     from gazepref.signals.calibration import InteractionRecalibrator
 
@@ -443,7 +476,9 @@ def test_caret_samples_while_typing_do_not_restart_a_correction(make):
     agree with each other wherever the eyes are: a participant typing while reading the answers
     (gaze ~(573, 423), the caret along y = 723 from x = 73) would have the whole map moved onto
     the text field (~550 px) after three samples. Carets count only where they agree with the
-    correction; clicks that agree the same way do restart it (the participant moved)."""
+    correction. Clicks on that one spot do not restart it either (the message box clicked while
+    reading); clicks at places apart that agree do (the estimate followed them: the participant
+    moved)."""
     corrector = make()
     gaze = np.array([573.0, 423.0])
     taken = [corrector.add_click(gaze, (73.0 + 10 * i, 723.0), 1000.0 * i, 1.0, kind="caret") for i in range(6)]
@@ -451,7 +486,10 @@ def test_caret_samples_while_typing_do_not_restart_a_correction(make):
     near = corrector.add_click(gaze, (600.0, 450.0), 7000.0, 1.0, kind="caret")
     assert near == 1, "a caret sample that agrees with the correction counts"
     clicks = [corrector.add_click(gaze, (73.0 + 10 * i, 723.0), 8000.0 + 1000 * i, 1.0) for i in range(3)]
-    assert clicks == [0, 0, 3]
+    assert clicks == [0, 0, 0]
+    spots = [(73.0, 723.0), (473.0, 723.0), (873.0, 623.0)]
+    moved = [corrector.add_click(np.add(c, (300.0, 200.0)), c, 12_000.0 + 1000 * i, 1.0) for i, c in enumerate(spots)]
+    assert moved == [0, 0, 3]
 
 
 @pytest.mark.parametrize("make", _correctors())
@@ -910,3 +948,31 @@ def test_which_events_are_calibration_samples(kind, target, x, y, counts):
     from gazepref.signals.calibration import is_calibration_event
 
     assert is_calibration_event(kind, target, x, y) is counts
+
+
+@pytest.mark.parametrize("make", _correctors())
+def test_a_burst_of_clicks_on_one_spot_is_one_sample(make):
+    """A double or triple click, the message box clicked again and again, the caret of the
+    click's first keystroke: rows within a second and 40 px of the one before them are the same
+    look, one sample (a walk-through's 15 clicks on the message box in 1.7 s were 15 samples, half
+    the recalibrator's window). Clicks on that spot seconds apart, the gaze elsewhere, do not
+    restart the correction: they show no move. Rows whose gaze window holds only unusable
+    samples (no face, the calibration failed) say so."""
+    from gazepref.signals.calibration import ClickCalibration
+
+    t = np.arange(0.0, 8000.0, 100.0)
+    xy = np.tile([640.0, 470.0], (len(t), 1))
+    usable = t < 7000  # then the face is lost
+    burst = [1000.0 + 113 * i for i in range(15)]
+    times = [*burst, burst[-1] + 26, 4000.0, 5000.0, 6000.0, 7500.0]
+    xs = [657.0] * 15 + [660.0, 157.0, 157.0, 157.0, 640.0]
+    ys = [489.0] * 15 + [492.0, 489.0, 489.0, 489.0, 470.0]
+    kinds = ["click"] * 15 + ["caret"] + ["click"] * 4
+    cal = ClickCalibration(make(), log=True)
+    cal.add_events(times, kinds, ["composer"] * len(times), xs, ys)
+    drift = cal.correct(t, xy, np.ones(len(t)), usable)
+    outcomes = [r["outcome"] for r in cal.log_rows()]
+    assert outcomes == ["used"] + ["ignored: repeats the one before it"] * 15 + ["ignored: far from the gaze"] * 3 \
+        + ["no usable gaze before it"]
+    assert drift[-1, 2] == 1
+    np.testing.assert_allclose(drift[-1, :2], (17.0, 19.0), atol=1e-6)

@@ -935,15 +935,26 @@ def test_the_replay_says_what_became_of_each_click():
     assert (log[0]["gaze_x"], log[0]["gaze_y"], log[0]["quality"]) == (800.0, 450.0, pytest.approx(0.9))
     assert replayed.column("drift_clicks").to_numpy()[-1] == 2
     assert replay_interactions(gaze, events).equals(replayed)  # the log changes nothing
-    # the participant moved: three clicks 400 px right of the gaze agree, and the correction
-    # restarts from them; the two ignored before the third are used after all
+    # the participant moved: three clicks at places apart, each 400 px right of the gaze before
+    # it (the estimate followed them), agree, and the correction restarts from them; the two
+    # ignored before the third are used after all
+    looked = np.select([t < 2050, t < 2550], [800.0, 1100.0], 500.0)
+    gaze_moving = gaze.set_column(1, "x", pa.array(looked))
     moved = pa.table({"t": [1000.0, 2000.0, 2500.0, 3000.0], "type": ["click"] * 4, "target": ["composer"] * 4,
-                      "x": [860.0, 1200.0, 1205.0, 1198.0], "y": [450.0, 450.0, 452.0, 449.0]})
+                      "x": [860.0, 1200.0, 1500.0, 900.0], "y": [450.0, 450.0, 452.0, 449.0]})
     log = []
-    replayed = replay_interactions(gaze, moved, log=log)
+    replayed = replay_interactions(gaze_moving, moved, log=log)
     assert [r["outcome"] for r in log] == ["used", "used (restart)", "used (restart)", "restart (3 agreeing)"]
     used = sum(r["outcome"].startswith(("used", "restart")) for r in log)
     assert used == replayed.column("drift_clicks").to_numpy()[-1] == 4
+    # three clicks on one spot a second or more apart, the gaze staying where it was (the message
+    # box clicked while reading the answer): no move shown, ignored; within a second of the one
+    # before, a click is the same look
+    log = []
+    spot = moved.set_column(0, "t", pa.array([1000.0, 2000.0, 3000.0, 3900.0]))
+    replay_interactions(gaze, spot.set_column(3, "x", pa.array([860.0, 1200.0, 1205.0, 1198.0])), log=log)
+    assert [r["outcome"] for r in log] == ["used"] + ["ignored: far from the gaze"] * 2 \
+        + ["ignored: repeats the one before it"]
 
 
 def test_reestimate_needs_the_model_features():
