@@ -189,12 +189,21 @@ def _check_request_sizes(s: GazeSettings, where: str) -> None:
         raise ConfigError(f"{where}: gaze.task_batch_max_ms ({s.task_batch_max_ms}) is below gaze.task_batch_ms "
                           f"({s.task_batch_ms}): the longest task batch interval cannot be shorter than the usual one")
     frames = s.round_frames
+    dots = max(s.calibration_points, s.validation_points)
+    if frames > MAX_FRAMES_PER_ROUND:  # (browser mode: landmark samples, as many, the same bound)
+        what = "samples" if s.compute == "browser" else f"frames of {s.width}x{s.height}"
+        by = ("twice gaze.min_frames" if 2 * s.min_frames >= s.target_frames else
+              "gaze.fps x (gaze.settle_ms + 50 ms)")
+        raise ConfigError(
+            f"{where}: a calibration round would send {frames} {what} ({dots} dots x {s.target_frames} a dot, "
+            f"{by}; at most {MAX_FRAMES_PER_ROUND} a round): lower gaze.min_frames (a dot sends up to twice "
+            f"it), gaze.calibration_points or gaze.fps x gaze.settle_ms")
     size = frames * s.width * s.height * JPEG_BYTES_PER_PIXEL
-    if frames > MAX_FRAMES_PER_ROUND or size > MAX_ROUND_BYTES:
+    if s.compute == "server" and size > MAX_ROUND_BYTES:
         raise ConfigError(
             f"{where}: a calibration round would send {frames} frames of {s.width}x{s.height} (about "
-            f"{size / 2**20:.0f} MiB; at most {MAX_FRAMES_PER_ROUND} frames and {MAX_ROUND_BYTES // 2**20} MiB): "
-            f"lower gaze.fps, gaze.settle_ms, gaze.min_frames, gaze.calibration_points or the frame size")
+            f"{size / 2**20:.0f} MiB; at most {MAX_ROUND_BYTES // 2**20} MiB): lower the frame size (gaze.width, "
+            f"gaze.height) or the frames a round (gaze.min_frames, gaze.calibration_points, gaze.fps x gaze.settle_ms)")
 
 
 def calibration_warnings(s: GazeSettings) -> list[str]:

@@ -156,12 +156,20 @@ def test_recalibration_is_skipped_in_a_mouse_only_session(make_app, tmp_path):
     (("fps = 30", "task_batch_ms = 2500", 'compute = "browser"'), "75 samples per batch"),
     (("fps = 30", "task_batch_max_ms = 2500", 'compute = "browser"'), "75 samples per batch"),
     (("task_batch_ms = 2000", "task_batch_max_ms = 1500"), "below gaze.task_batch_ms"),
-    (("fps = 30", "settle_ms = 3000"), "would send 460 frames"),  # 5 points x 92 frames
-    (("width = 1280", "height = 960", "fps = 30", "settle_ms = 1000"), "MiB"),
+    (("fps = 30", "settle_ms = 3000", 'compute = "server"'),
+     r"would send 460 frames of 320x240 \(5 dots x 92 a dot, gaze.fps x \(gaze.settle_ms \+ 50 ms\)"),
+    # browser mode sends landmark samples, as many (before, the message spoke of frames and their
+    # size, and suggested a lower fps or frame size, which cannot help against min_frames)
+    (("min_frames = 30", "calibration_points = 9", 'compute = "browser"'),
+     r"would send 540 samples \(9 dots x 60 a dot, twice gaze.min_frames; at most 400 a round\): lower gaze.min_frames"),
+    (("width = 1280", "height = 960", "fps = 30", "settle_ms = 1000", 'compute = "server"'), "MiB"),
 ])
 def test_settings_whose_requests_the_server_would_refuse_fail_at_start(tmp_path, lines, message):
+    path = webcam_toml(tmp_path / "s.toml", "\n".join(x for x in lines if not x.startswith("calibration_points")))
+    for line in (x for x in lines if x.startswith("calibration_points")):  # (the test study sets 5)
+        path.write_text(path.read_text().replace("calibration_points = 5", line))
     with pytest.raises(ConfigError, match=message):
-        gaze_settings(load_config(webcam_toml(tmp_path / "s.toml", "\n".join(lines))))
+        gaze_settings(load_config(path))
     ok = gaze_settings(load_config(webcam_toml(tmp_path / "ok.toml", "fps = 30\nwidth = 640\nheight = 480")))
     assert ok.round_frames == 5 * 20  # 650 ms of 30 fps frames per target
 
