@@ -82,7 +82,9 @@ def measure(backend: str, thread: str, seconds: float, fps: int, tmp: Path) -> d
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
-    ap.add_argument("--backend", nargs="+", default=["webgl", "wasm", "cpu"])
+    from gazepref.capture_site.gaze_settings import MESH_BACKENDS
+
+    ap.add_argument("--backend", nargs="+", choices=MESH_BACKENDS, default=list(MESH_BACKENDS))
     ap.add_argument("--thread", nargs="+", choices=["worker", "main"], default=["worker", "main"])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=int, default=15)

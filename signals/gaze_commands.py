@@ -117,7 +117,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         emit(result, True)
     else:
         summary = {k: v for k, v in result.items() if k not in ("per_person", "compared", "picture")}
-        emit(summary, False)
+        # read by people: px to 0.1 px, shares to 0.1 % (--json keeps the full figures)
+        emit({k: (round(v, 1) if k.endswith("_px") else round(v, 3)) if isinstance(v, float) else v
+              for k, v in summary.items()}, False)
         print(f"{'picture':<{max(map(len, summary))}}  {_picture(result['picture'])}")
         if "compared" in result:  # the other models' mean_error_px, lined up with the summary
             people = result["people"] - len(result["people_without_prediction"])

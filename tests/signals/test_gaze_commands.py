@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import cv2
 import numpy as np
@@ -211,6 +212,8 @@ def test_evaluate_manifest(manifest, capsys):
         assert c["people_better_than_main"] == sum(e < m for e, m in zip(errs, mains))
     rc, stdout, _ = run_cli(capsys, "gaze", "evaluate", str(manifest))
     assert rc == 0 and "s2 predicted:" in stdout and "    image sizes: 640x480 (48)\n" in stdout
+    # the summary as people read it: px to 0.1 px (it printed 143.81209097754925)
+    assert re.search(rf"^mean_error_px +{result['mean_error_px']:.1f}\n", stdout, re.M), stdout[:400]
     p1 = result["per_person"]["p1"]
     assert (f"    per dot and session: bias {p1['bias_px']:.1f} px, spread - (one image a dot); per session: "
             f"offset {p1['session_offset_px']:.1f} px, error without it {p1['error_without_offset_px']:.1f} px\n") in stdout
