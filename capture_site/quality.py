@@ -93,8 +93,11 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
         step = step_at(state, "-")
         # the last calibration step's outcome (the kept attempt), else the last validation round
         cals = sorted(p.calibrations, key=lambda c: c.id)
-        cal_rounds = [c for c in cals if c.kind == "outcome"] or [c for c in cals if c.kind == "validation"]
+        outcomes = [c for c in cals if c.kind == "outcome"]
+        cal_rounds = outcomes or [c for c in cals if c.kind == "validation"]
         cal = (cal_rounds[-1].result or {}) if cal_rounds else {}
+        # a check of the first calibration step while it is still under way (attempts may be left)
+        under_way = not outcomes and step.startswith("calibration")
         accuracy = cal.get("accuracy_px")
         setup = state.get("setup") or {}
         frames = faces.get(p.id, (0, 0))
@@ -121,7 +124,7 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
             "calibration_accuracy_px": accuracy,
             "calibration_accuracy_deg": cal.get("accuracy_deg", (cal.get("overall") or {}).get("accuracy_deg")),
             "calibration_passed": cal.get("passed"), "calibration_attempts": cal.get("n_attempts"),
-            "calibration": calibration_label(accuracy, cal),
+            "calibration": calibration_label(accuracy, cal, under_way=under_way),
             "attention_failed": sum(v is False for t in p.tasks for k, v in (t.answers or {}).items()
                                     if k.endswith("_passed")),
         })
@@ -140,19 +143,25 @@ def step_label(step: str) -> str:
             "calibration": f"calibration before task {n}"}.get(name, step)
 
 
-def calibration_label(accuracy_px: float | None, result: dict) -> str:
+def calibration_label(accuracy_px: float | None, result: dict, under_way: bool = False) -> str:
     """``"412 px / 10.3° (failed, 2 attempts)"``: the dashboard's calibration cell ("" without a
-    calibration); a step decided without a validated attempt says why it has no figure."""
+    calibration); a step decided without a validated attempt says why it has no figure.
+    ``under_way``: ``result`` is a check of a step not decided yet (the participant is on it, an
+    attempt may be left): ``"453 px / 11.4° (last check failed, step under way)"``, not a verdict."""
     if accuracy_px is None:
-        if result.get("passed") is None or "n_attempts" not in result:  # no step outcome (an older database)
+        if under_way or result.get("passed") is None or "n_attempts" not in result:  # (an older database)
             return ""
         text = _no_figure(result)
     else:
         deg = result.get("accuracy_deg", (result.get("overall") or {}).get("accuracy_deg"))
         text = f"{round(float(accuracy_px))} px" + (f" / {float(deg):.1f}°" if deg is not None else "")
-    if result.get("passed") is not None:
+    passed = result.get("passed", (result.get("overall") or {}).get("passed"))
+    if under_way:
+        check = "" if passed is None else f"last check {'passed' if passed else 'failed'}, "
+        return f"{text} ({check}step under way)"
+    if passed is not None:
         n = result.get("n_attempts")
-        text += f" ({'passed' if result['passed'] else 'failed'}"
+        text += f" ({'passed' if passed else 'failed'}"
         text += f", {n} attempt{'s' if n != 1 else ''})" if n else ")"
     return text
 

@@ -158,6 +158,32 @@ def _dashboard_reason(app) -> str:
     return q["reason"]
 
 
+def test_a_step_under_way_is_not_called_failed_on_the_dashboard(make_app, tmp_path):
+    """A participant on the calibration step whose first check failed, one attempt left: the
+    dashboard's calibration cell gives the check's figures as the step's progress, not a
+    verdict (it said "453 px / 11.4° (failed)", read as the step failed); once decided, the
+    step's outcome."""
+    from gazepref.capture_site.quality import participant_quality
+
+    app, client = client_for(make_app, tmp_path, "attempts = 2", "pass_accuracy_px = 1", "min_frames = 5")
+    token = to_calibration(client)["token"]
+
+    def cell() -> str:
+        with app.extensions["gazepref"].sessions() as dbs:
+            (q,) = participant_quality(dbs, dbs.scalars(select(store.Study)).one())
+        return q["calibration"]
+
+    assert cell() == ""
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    assert post_round(client, token, "validation", NEAR).status_code == 200
+    (val,) = rows(app, "validation")
+    assert re.fullmatch(r"\d+ px / \d+\.\d° \(last check failed, step under way\)", cell()), cell()
+    assert cell().startswith(f"{round(val.result['overall']['accuracy_px'])} px")
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    assert post_round(client, token, "validation", NEAR).status_code == 200
+    assert re.fullmatch(r"\d+ px / \d+\.\d° \(failed, 2 attempts\)", cell()), cell()
+
+
 def test_a_step_without_a_validated_attempt_says_why_on_the_dashboard(make_app, tmp_path):
     """Every calibration round short of frames: the dashboard's calibration cell said nothing
     ("-") although the step failed after its attempts."""
