@@ -28,7 +28,9 @@ written into the benchmark's study); ``--fixed-batches`` posts every ``--batch-m
 runs before 06 Dec 2026 did. The JSON reports the intervals used (``interval_ms``: median, max).
 The samples' JSON is encoded beforehand; a batch's body is put together and gzipped when sent (the
 page's work; the clients' CPU figure counts it). ``p99_ms``: feature -> gaze, from the batch
-leaving the page to the answer with its stored rows; ``capture_p99_ms`` adds the wait for the batch (up to ``--batch-ms``). ``lost``: samples
+leaving the page to the answer with its stored rows; ``capture_p99_ms`` adds the wait for the batch
+(sample taken -> stored: up to the interval in force, ``--batch-ms`` or, paced, up to
+``--batch-max-ms``; the page's batching, not the server's, sets it). ``lost``: samples
 offered and not stored. Sustained: nothing lost, no errors, ``p99_ms`` < 100 ms. What the page
 itself costs is measured by benchmarks/page_mesh.py (headless Chromium).
 
