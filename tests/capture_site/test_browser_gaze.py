@@ -38,13 +38,16 @@ pytestmark = pytest.mark.browser
 #: the agreement the test asserts (measured values: see docs/gaze.md, "Landmarks in the browser")
 #: (measured here, max over 4 pictures, range over 3 runs: landmarks 0.63-0.78 px, iris
 #: 0.048-0.053, openness 0.079-0.083, head 2.1-4.6 deg, face centre 0.0023, face size 0.004-0.008,
-#: brightness 2.3, patches on the same landmarks 0.0015-0.0018, patches 0.14-0.18). The meshes differ (Human's facemesh model is not the Python wheel's: the lower
+#: brightness 2.3, patches on the same landmarks 0.0015-0.0018, patches 0.14-0.18, sight point
+#: 8.6-9.3 cm). The meshes differ (Human's facemesh model is not the Python wheel's: the lower
 #: lid sits ~2 px apart at 320x240, so the page's eyes look ~0.08 more open); the definitions
 #: that work on the same landmarks (patches, brightness, sharpness) agree to rounding. The sight
-#: point (line_of_sight) is printed, not bounded: it is computed from the iris and corner
-#: landmarks and the head pose bounded here, and turns their difference into cm of the camera's
-#: plane (an iris 0.05 eye widths apart is ~8 deg of eye turn, ~9 cm at 60 cm; measured 8.6 cm).
-#: Each path is calibrated on its own landmarks, so what matters is each one's own consistency.
+#: point (line_of_sight) is computed from the iris and corner landmarks and the head pose
+#: bounded here, and turns their difference into cm of the camera's plane: an iris 0.05 eye
+#: widths apart is ~8 deg of eye turn, ~9 cm at 60 cm, so the iris bound (0.08) allows ~14 cm;
+#: bounded at 15 cm. Each path is calibrated on its own landmarks (a study's page calibrates and
+#: predicts with the page's), so what matters is each one's own consistency; the difference
+#: means a model calibrated on one path should not predict the other's rows.
 TOLERANCE = {
     "landmarks_px": 1.5,  # mean |difference| of the SAMPLE_LANDMARKS points, 320x240 picture
     "eye_iris": 0.08,  # eye_*_iris_u / iris_v (fractions of the eye width)
@@ -55,6 +58,7 @@ TOLERANCE = {
     "brightness": 4.0,  # grey levels
     "patch_same_landmarks": 0.01,  # mean |difference| of the page's patches and eye_patch on the page's landmarks
     "patch": 0.25,  # mean |difference| of the page's patches and the server's (landmarks differ too)
+    "sight_cm": 15.0,  # the line of sight's point on the camera's plane (from the iris and head pose above)
 }
 
 SAMPLES_JS = """async (n) => {
@@ -164,7 +168,7 @@ def test_the_page_and_the_server_compute_the_same_features(make_app, tmp_path):
             diffs["face_xy"] += [abs(srow[c] - brow[c]) for c in ("face_x", "face_y")]
             diffs["face_size"].append(abs(srow["face_size"] - brow["face_size"]))
             diffs["brightness"].append(abs(srow["face_brightness"] - brow["face_brightness"]))
-            diffs.setdefault("sight_cm", []).append(float(np.hypot(srow["sight_x_cm"] - brow["sight_x_cm"],
+            diffs["sight_cm"].append(float(np.hypot(srow["sight_x_cm"] - brow["sight_x_cm"],
                                                                    srow["sight_y_cm"] - brow["sight_y_cm"])))
             for eye in eye_features.EYES:
                 ref = eye_features.eye_patch(grey, sample.pts, eye)  # Python's crop on the page's landmarks
