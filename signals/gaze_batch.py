@@ -594,11 +594,12 @@ def _no_prediction_reason(n: int, n_sessions: int, protocol: str) -> str:
 
 
 def _evaluate_person(rows: pd.DataFrame, progress: Callable | None, make_model: Callable[[], GazeCalibration],
-                     protocol: str, others: list[str]) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+                     protocol: str, others: list[str], features_of: Callable = image_features,
+                     ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
     """One person's entry of :func:`evaluate_manifest`, the rows :func:`picture_conditions` reads,
     and the paths that could not be read. A compared kind whose fit fails is None in
     ``compared`` (its reason under the entry's ``_compare_failed``, for the caller to warn)."""
-    features, bad = image_features(rows["image"], progress, rows["session"].tolist())
+    features, bad = features_of(rows["image"], progress, rows["session"].tolist())
     targets = rows[["x", "y"]].to_numpy(dtype=np.float64)
     sessions = rows["session"].to_numpy()
     # none of the pictures read (a wrong folder): no figure, rather than every image's mean guess
@@ -667,7 +668,8 @@ def _failed_person(rows: pd.DataFrame, others: list[str], error: Exception, prot
 def evaluate_manifest(path: str | Path, progress: Callable | None = None,
                       make_model: Callable[[], GazeCalibration] | None = None,
                       protocol: str = "leave-session-out", kind: str = "auto",
-                      compare: bool | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+                      compare: bool | None = None, warn: Callable[[str], None] | None = None,
+                      features: Callable | None = None) -> dict[str, Any]:
     """Calibration accuracy per person on a manifest of images with known targets.
 
     The manifest: :func:`read_manifest`. Each person is evaluated on its own: a person whose
@@ -693,6 +695,10 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
     None}) and at the top ``compared`` ({kind: {``mean_error_px`` over the people it predicts,
     ``people_better_than_main``: on how many people its ``error_px`` is below the main
     model's}}); without comparing neither key is there.
+
+    ``features``: where the tracker rows come from, called as :func:`image_features` (paths,
+    progress, sittings) and returning what it does; default the server's pipeline, Face Mesh in
+    Python (``benchmarks/page_accuracy.py`` passes the page's face mesh, run in Chromium).
     """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
@@ -718,7 +724,8 @@ def evaluate_manifest(path: str | Path, progress: Callable | None = None,
             # one BLAS thread: the fits are many small SVDs and solves, which threads only make
             # contend (the same figures and wall time; 264 images: 25-29 s of CPU, 14-17 s on one)
             with threadpool_limits(1):
-                entry, picture_rows, bad = _evaluate_person(rows, progress, make_model, protocol, others)
+                entry, picture_rows, bad = _evaluate_person(rows, progress, make_model, protocol, others,
+                                                            features or image_features)
         except Exception as e:  # noqa: BLE001 - one person's failure must not cost the others' figures
             entry, picture_rows, bad = _failed_person(rows, others, e, protocol), None, []
             if warn is not None:

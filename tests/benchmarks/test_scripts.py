@@ -122,3 +122,27 @@ def test_the_script_runs_on_tiny_inputs(name, request):
                          text=True, timeout=120)
     assert run.returncode == 0, f"benchmarks/{name}.py {' '.join(args)}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
     assert expected in run.stdout, run.stdout[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_page_accuracy_scores_the_pages_landmarks(tmp_path):
+    """``page_accuracy.py`` runs ``gaze evaluate``'s protocol on the landmarks of the page's face
+    mesh (Chromium): every picture of a small synthetic manifest (one person, two sittings of 16
+    dots) gets a face from the page, and the figure is a fit's, well below guessing the screen's
+    centre (538 px on this grid)."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "tests" / "capture_site"))
+    from browsertest import require_chromium
+
+    require_chromium()
+    manifest = _load("gaze_accuracy").build_manifest(tmp_path, sessions=2, seed=0, people=1)
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "page_accuracy.py"), str(manifest)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    page = json.loads(run.stdout)["page"]
+    assert page["landmarks"] == {"source": "page", "width": 320, "backend": "wasm"}
+    (person,) = page["per_person"].values()
+    assert person["n"] == 32 and person["face_found_ratio"] == 1.0 and person["image_sizes"] == {"320x240": 32}
+    assert page["mean_error_px"] < 350, page["mean_error_px"]

@@ -264,6 +264,30 @@ def test_evaluate_compares_the_models_on_one_face_mesh_pass(manifest, monkeypatc
     assert len(calls) == 2 + 2 * 3
 
 
+def test_evaluate_takes_the_rows_from_where_it_is_told(manifest):
+    """``features``: the tracker rows of another landmark source (benchmarks/page_accuracy.py: the
+    page's face mesh in Chromium) go through the same protocols: the rows it gives are the ones
+    scored (here the server's rows with the irises moved: another figure), once per person."""
+    from gazepref.signals.gaze_batch import evaluate_manifest, image_features
+
+    path = subset(manifest, "two_sessions_b.csv", lambda image, x, y, person, session:
+                  session in ("s0", "s1") and int(image[-6:-4]) % 2 == 0)
+    calls = []
+
+    def shifted(paths, progress=None, groups=None):
+        frame, bad = image_features(paths, progress, groups)
+        calls.append(len(frame))
+        rng = np.random.default_rng(len(calls))
+        for c in [c for c in frame.columns if "iris_u" in c]:
+            frame[c] = frame[c] + rng.normal(0, 0.2, len(frame))  # an eye tracker far noisier
+        return frame, bad
+
+    plain = evaluate_manifest(path, compare=False)
+    other = evaluate_manifest(path, compare=False, features=shifted)
+    assert calls == [16, 16]
+    assert other["n"] == plain["n"] and other["mean_error_px"] != pytest.approx(plain["mean_error_px"], abs=1.0)
+
+
 def test_a_compared_kind_fitted_as_another_says_so():
     """A compared kind whose calibrations were fitted as another (a round mostly without a line of
     sight gets the one-stage model) is printed with what was fitted, not as if it were itself."""
