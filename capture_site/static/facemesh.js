@@ -5,7 +5,9 @@
 // MediaPipe's), installed by `npm ci` in capture_site/web at the version pinned there and served by
 // the site under /vendor/<versions>/ (no CDN). Its 478 points follow MediaPipe's numbering except
 // that the two iris blocks (468-472, 473-477) are swapped: fixed here, so index i means what it
-// means in the Python pipeline (gazepref.signals.eye_features). Human truncates its landmark
+// means in the Python pipeline (gazepref.signals.eye_features); the eyes' iris and contours come
+// from Human's iris model run here the right way round (irisEyes: Human 3.3.6 mirrors the right
+// eye, and switches an eye's contours between two models with the head's turn). Human truncates its landmark
 // coordinates to whole pixels (1 px is ~8 % of an eye's width at 320x240), so the mesh runs on the
 // picture scaled up MESH_SCALE times (the same pixels, interpolated) and the points are scaled back
 // with the truncation's half-pixel bias removed: 1/MESH_SCALE px steps.
@@ -331,14 +333,133 @@ const r4 = (v) => Math.round(v * 10000) / 10000;
 /** The 478 points (MediaPipe numbering) of each face in ``result`` (of a picture ``scale`` times
  *  larger than the one the points are for), the largest face first. */
 export function meshes(result, scale = 1) {
-  const faces = (result.face || []).filter((f) => f.mesh && f.mesh.length >= 478);
+  const faces = (result.face || []).filter((f) => f.mesh && f.mesh.length >= 468);
   faces.sort((p, q) => q.box[2] * q.box[3] - p.box[2] * p.box[3]);
   return faces.map((f) => {
     const pts = f.mesh.map((p) => [(p[0] + 0.5) / scale, (p[1] + 0.5) / scale]);
+    if (pts.length < 478) { // the mesh alone (Human's iris off: irisEyes puts the irises in)
+      while (pts.length < 478) pts.push([NaN, NaN]);
+      return pts;
+    }
     for (let k = 0; k < IRIS_N; k++) { // human's iris blocks are swapped relative to MediaPipe's
       const tmp = pts[IRIS_A + k]; pts[IRIS_A + k] = pts[IRIS_B + k]; pts[IRIS_B + k] = tmp;
     }
+    unmirrorRightEye(pts);
     return pts;
+  });
+}
+
+/** What each picture asks of Human: the mesh without its iris step (loaded, not run: the page runs
+ *  the iris model itself, :func:`irisEyes`). */
+const MESH_ONLY = { face: { iris: { enabled: false } } };
+
+/** The right eye's contours (MediaPipe numbering), each from its outer end (the smaller image x)
+ *  to its inner one: those Human replaces with its iris model's points (src/face/facemeshcoords.ts
+ *  ``rightEyeUpper0`` ... ``rightEyebrowLower``). */
+export const RIGHT_EYE_CONTOURS = [
+  [246, 161, 160, 159, 158, 157, 173], [33, 7, 163, 144, 145, 153, 154, 155, 133],
+  [247, 30, 29, 27, 28, 56, 190], [130, 25, 110, 24, 23, 22, 26, 112, 243],
+  [113, 225, 224, 223, 222, 221, 189], [226, 31, 228, 229, 230, 231, 232, 233, 244],
+  [143, 111, 117, 118, 119, 120, 121, 128, 245], [156, 70, 63, 105, 66, 107, 55, 193], [35, 124, 46, 53, 52, 65],
+];
+
+/** The iris model's points (of its 71 eye points) that replace each eye contour (the order of
+ *  :data:`EYE_CONTOURS`; src/face/facemeshcoords.ts ``irisIndices``); its points 71-75 are the
+ *  iris (centre first). */
+const IRIS_MODEL_CONTOURS = [
+  [9, 10, 11, 12, 13, 14, 15], [0, 1, 2, 3, 4, 5, 6, 7, 8], [25, 26, 27, 28, 29, 30, 31],
+  [16, 17, 18, 19, 20, 21, 22, 23, 24], [41, 42, 43, 44, 45, 46, 47], [32, 33, 34, 35, 36, 37, 38, 39, 40],
+  [54, 55, 56, 57, 58, 59, 60, 61, 62], [63, 64, 65, 66, 67, 68, 69, 70], [48, 49, 50, 51, 52, 53],
+];
+const IRIS_MODEL_IRIS = 71;
+/** Each eye's contours (MediaPipe numbering: upper lid 0, lower lid 0 (corner to corner), upper 1,
+ *  lower 1, upper 2, lower 2, lower 3, brow upper, brow lower), its corners (Human's eye box) and
+ *  the first of its 5 iris points; ``flip``: the iris model is made for the right eye's
+ *  orientation, so the left eye is mirrored for it (and its answer back). */
+export const EYE_CONTOURS = {
+  right: { flip: false, corners: [33, 133], iris: IRIS_A, contours: RIGHT_EYE_CONTOURS },
+  left: {
+    flip: true, corners: [263, 362], iris: IRIS_B, contours: [
+      [466, 388, 387, 386, 385, 384, 398], [263, 249, 390, 373, 374, 380, 381, 382, 362],
+      [467, 260, 259, 257, 258, 286, 414], [359, 255, 339, 254, 253, 252, 256, 341, 463],
+      [342, 445, 444, 443, 442, 441, 413], [446, 261, 448, 449, 450, 451, 452, 453, 464],
+      [372, 340, 346, 347, 348, 349, 350, 357, 465], [383, 300, 293, 334, 296, 336, 285, 417],
+      [265, 353, 276, 283, 282, 295]],
+  },
+};
+
+/** Human 3.3.6 gets the right eye wrong: src/face/iris.ts flips both eyes' crops for the iris model
+ *  (``getEyeBox(..., flip = true)``), which is made for one orientation (the left eye is flipped
+ *  to it, the right eye has it: as in tfjs-models' facemesh, where only the left is), and flips
+ *  back only the left eye's answer (``getEyeCoords(..., flip = false)`` for the right). So the
+ *  right iris (468-472, MediaPipe's numbering) comes from a mirrored eye and lies mirrored about
+ *  the centre of the eye's crop box (the mid-point of the mesh's corners 33 and 133: the box is the
+ *  corners' box enlarged 2.3 times and squared), and so does every right-eye contour Human
+ *  replaced with the iris model's (all of :data:`RIGHT_EYE_CONTOURS` for a frontal face, the lids
+ *  for a turned one, none for the other turn): such a contour runs from right to left. Mirrored
+ *  back here, in place, where Human ran its iris step (not with :data:`MESH_ONLY`), so that
+ *  :func:`irisEyes` finds the eye's box. (Measured on synthetic faces
+ *  looking at known dots: the right iris's horizontal position came out correlated -0.92 with the
+ *  Python mesh's, the left +0.95; a frontal face hid it, its iris near the middle and its corners
+ *  swapped too.) */
+export function unmirrorRightEye(pts) {
+  const centre = (pts[33][0] + pts[133][0]) / 2; // (mirrored or not: the same mid-point, within the models' difference)
+  for (const c of RIGHT_EYE_CONTOURS) {
+    if (pts[c[0]][0] > pts[c[c.length - 1]][0]) for (const i of c) pts[i][0] = 2 * centre - pts[i][0];
+  }
+  for (let k = 0; k < IRIS_N; k++) pts[IRIS_A + k][0] = 2 * centre - pts[IRIS_A + k][0];
+}
+
+/** Both eyes through Human's iris model as it is made to be used (tfjs-models' facemesh): each
+ *  eye's box (its corners' box enlarged 2.3 times and squared, as Human's) cut from the ``big``
+ *  canvas (the picture at ``scale``), the left one mirrored, and the model's iris and eye contours
+ *  put in ``pts`` for both eyes, always. Human puts the model's contours in for a frontal face
+ *  only, for one eye's lids when the head is turned, depending on a depth difference of the mesh:
+ *  a corner then came from one model or the other from one picture to the next (~2 px apart at
+ *  320 x 240, a fifth of an eye's width in the iris position). MediaPipe's own refined mesh (the
+ *  Python pipeline's) refines both eyes always. Human runs the mesh only (:data:`MESH_ONLY`), so
+ *  the model runs once a picture, as before. */
+async function irisEyes(mesh, pts, scale) {
+  const model = mesh.human.models && mesh.human.models.models && mesh.human.models.models.iris;
+  if (!model || !model.inputs || !model.inputs[0].shape) throw new Error("the iris model is not loaded");
+  const size = model.inputs[0].shape[2] > 0 ? model.inputs[0].shape[2] : 64;
+  if (!mesh.eye) {
+    mesh.eye = typeof document !== "undefined" ? document.createElement("canvas") : new OffscreenCanvas(1, 1);
+    mesh.eye.width = 2 * size;
+    mesh.eye.height = size;
+    mesh.eyeCtx = mesh.eye.getContext("2d", { willReadFrequently: true });
+  }
+  const ctx = mesh.eyeCtx;
+  const boxes = [];
+  Object.values(EYE_CONTOURS).forEach((eye, e) => {
+    const [[ax, ay], [bx, by]] = eye.corners.map((i) => pts[i]);
+    const side = 2.3 * scale * Math.max(Math.abs(ax - bx), Math.abs(ay - by));
+    const x0 = ((ax + bx) / 2) * scale - side / 2, y0 = ((ay + by) / 2) * scale - side / 2;
+    boxes.push({ eye, side, x0, y0 });
+    ctx.setTransform(eye.flip ? -1 : 1, 0, 0, 1, eye.flip ? (e + 1) * size : e * size, 0);
+    ctx.clearRect(0, 0, size, size);
+    if (side > 0) ctx.drawImage(mesh.big, x0, y0, side, side, 0, 0, size, size);
+  });
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  if (!boxes.every((b) => b.side > 0)) throw new Error("an eye without a size");
+  const tf = mesh.human.tf;
+  const pixels = ctx.getImageData(0, 0, 2 * size, size);
+  const input = tf.tidy(() => { // [2, size, size, 3]: the two eyes side by side, cut apart (Human's tf: no chained ops)
+    const both = tf.div(tf.cast(tf.browser.fromPixels(pixels), "float32"), 255);
+    return tf.stack([tf.slice(both, [0, 0, 0], [size, size, 3]), tf.slice(both, [0, size, 0], [size, size, 3])]);
+  });
+  const out = model.execute(input);
+  tf.dispose(input);
+  const data = await (Array.isArray(out) ? out[0] : out).data();
+  tf.dispose(out);
+  const per = data.length / 2;
+  boxes.forEach(({ eye, side, x0, y0 }, e) => {
+    const at = (i) => {
+      const u = data[e * per + 3 * i] / size, v = data[e * per + 3 * i + 1] / size;
+      return [((eye.flip ? 1 - u : u) * side + x0) / scale, (v * side + y0) / scale];
+    };
+    for (let k = 0; k < IRIS_N; k++) pts[eye.iris + k] = at(IRIS_MODEL_IRIS + k);
+    eye.contours.forEach((c, j) => c.forEach((i, m) => { pts[i] = at(IRIS_MODEL_CONTOURS[j][m]); }));
   });
 }
 
@@ -378,7 +499,7 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
     mesh.big.height = h * MESH_SCALE;
   }
   mesh.bigCtx.drawImage(canvas, 0, 0, w * MESH_SCALE, h * MESH_SCALE);
-  const result = await mesh.human.detect(mesh.big);
+  const result = await mesh.human.detect(mesh.big, MESH_ONLY);
   const faces = meshes(result, MESH_SCALE);
   if (!faces.length) {
     let m = 0;
@@ -386,6 +507,7 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
     return { w, h, n: 0, b: r2(m / grey.length) };
   }
   const pts = faces[0];
+  await irisEyes(mesh, pts, MESH_SCALE);
   let cx = 0, cy = 0;
   for (let i = 0; i < 468; i++) { cx += pts[i][0]; cy += pts[i][1]; }
   const box = faceBox(pts, w, h);
