@@ -97,7 +97,7 @@ def participant_quality(s: Session, study: store.Study, now: dt.datetime | None 
         cal_rounds = outcomes or [c for c in cals if c.kind == "validation"]
         cal = (cal_rounds[-1].result or {}) if cal_rounds else {}
         # a check of the first calibration step while it is still under way (attempts may be left)
-        under_way = not outcomes and step.startswith("calibration")
+        under_way = not outcomes and step.startswith("calibration") and not screened_out(p)
         accuracy = cal.get("accuracy_px")
         setup = state.get("setup") or {}
         frames = faces.get(p.id, (0, 0))

@@ -1039,7 +1039,9 @@ class InteractionRecalibrator:
     offset ``b`` is unpenalised; ``E`` (scale and shear of the error, 4 numbers) gets a ridge
     penalty ``ridge`` (in units of weight x (scale_px)^2) toward 0, so clicks in one place give a
     plain offset (as :class:`DriftCorrector`) and only clicks spread over the screen tilt or
-    stretch the map; ``A``'s scales are kept within ``1 / max_scale`` and ``max_scale``. Why not
+    stretch the map; ``A``'s scales are kept within ``1 / max_scale`` and ``max_scale``, and a fit
+    that would mirror the map (``det A <= 0``: the estimate moving against the clicks) keeps the
+    offset alone. Why not
     refit the whole ridge model: it has ~150 features, and a handful of clicks would either be
     swamped by the calibration data or fit noise; 6 numbers on its output are what a few clicks
     can determine (drift of the head position and distance shows up as an offset and a scale
@@ -1116,6 +1118,8 @@ class InteractionRecalibrator:
         z = (c - centre) / self.scale_px
         zw = z * w[:, None]
         E = np.linalg.solve(z.T @ zw + self.ridge * np.eye(2), zw.T @ (err - b)).T
+        if np.linalg.det(np.eye(2) + E / self.scale_px) <= 0:  # the estimate moving against the clicks
+            E = np.zeros((2, 2))  # (a mirrored map is no correction: the offset alone)
         u, scales, vt = np.linalg.svd(np.eye(2) + E / self.scale_px)
         scales = np.clip(scales, 1.0 / self.max_scale, self.max_scale)
         self._fit = (-b, (vt.T / scales) @ u.T, centre)
@@ -1164,7 +1168,7 @@ class ClickCalibration:
         #: with ``log``: what became of each click and caret row (:meth:`log_rows`; the replay's
         #: provenance, ``gazepref gaze recalibrate --interactions``); None: not kept (the site)
         self.log: list[dict[str, Any]] | None = [] if log else None
-        self._last: tuple[float, float, float] | None = None  # the last event taken (t, x, y)
+        self._last: tuple[float, float, float] | None = None  # the last look paired with the gaze (t, x, y)
 
     def add_events(self, t: Iterable[float], kind: Iterable[str | None], target: Iterable[str | None],
                    x: Iterable[float | None], y: Iterable[float | None]) -> None:
@@ -1239,13 +1243,15 @@ class ClickCalibration:
             self._fill(out, order[start:first], xy)
             start = first
             taken += 1
-            last, self._last = self._last, (when, cx, cy)
-            if last is not None and when - last[0] < REPEAT_MS and math.hypot(cx - last[1], cy - last[2]) <= REPEAT_PX:
+            last = self._last
+            if last is not None and abs(when - last[0]) < REPEAT_MS and math.hypot(cx - last[1], cy - last[2]) <= REPEAT_PX:
+                self._last = (when, cx, cy)  # (a burst goes on: its next click is compared with this one)
                 self._note(when, kind, cx, cy, None, None, "ignored: repeats the one before it")
                 continue
             lo = int(np.searchsorted(pool_t, when - CLICK_WINDOW_MS, side="left"))
             hi = int(np.searchsorted(pool_t, when, side="right"))
             if hi > lo:
+                self._last = (when, cx, cy)  # a look paired with the gaze (one without any is not one)
                 gaze = np.median(pool_xy[lo:hi], axis=0)
                 quality = float(np.median(pool_q[lo:hi]))
                 n = self.corrector.add_click(gaze, (cx, cy), when, quality, kind=kind)

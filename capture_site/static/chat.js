@@ -51,12 +51,17 @@ function refused() {
   recorder.refused();
   if (window.gazepref && window.gazepref.gaze) window.gazepref.gaze.refused();
   if (leaveRefused()) return;
+  // above everything: a window behind the "another window" notice has its task inert under it
+  const notice = document.getElementById("other-window");
+  if (notice) notice.hidden = true;
+  const main = document.querySelector("main");
+  main.inert = false;
   const note = document.createElement("p");
   note.className = "form-error";
   note.id = "session-ended";
   note.setAttribute("role", "alert");
   note.textContent = ENDED;
-  document.querySelector("main").prepend(note);
+  main.prepend(note);
 }
 
 async function api(url, body) {
@@ -334,6 +339,7 @@ if (data.gaze) { // webcam gaze for this participant (calibrated in the camera s
   addEventListener("gazepref:camera", (e) => recorder.event(e.detail));
   // one window of the participant records at a time: the others show a notice (webcam.js)
   import("./webcam.js").then((m) => m.startTaskGaze(data.gaze, {
+    record: () => (ending ? Promise.resolve(null) : m.recordTaskGaze(data.gaze)), // (no camera once refused)
     onCapture: (c) => {
       window.gazepref.gaze = c;
       if (c) c.onRefused = refused; // (the page's: the telemetry stops too)

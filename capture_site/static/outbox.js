@@ -178,6 +178,13 @@ export class Outbox {
     return this.box.items.length;
   }
 
+  /** Drop every batch queued here, stored copy included: the server refuses this page's token
+   *  (401), and each would be refused in turn (also by a later page's adoption). */
+  dropAll() {
+    this.box.items = [];
+    this.save();
+  }
+
   /** Try again now (the browser is online again), not at the end of the back-off. */
   retryNow() {
     if (!this.timer) return;

@@ -115,6 +115,7 @@ export class Recorder {
     clearInterval(this.timer);
     clearTimeout(this.sampleFlush);
     for (const s of Object.keys(COLUMNS)) this.reset(s);
+    this.outbox.dropAll(); // (its other batches would be refused one by one, and beaconed at pagehide)
     console.warn("gazepref: the server no longer knows this participant; nothing more is recorded here");
     this.onRefused();
   }

@@ -636,7 +636,7 @@ export class GazeCapture {
   refused(payload = {}) {
     if (this.refusedAt === undefined && !this.stopped) {
       this.refusedAt = performance.now();
-      console.warn("gazepref: the server no longer knows this participant; the camera is off:", payload.error);
+      console.warn("gazepref: the server no longer knows this participant; the camera is off", payload.error || "");
       this.stop();
       this.onRefused();
     }

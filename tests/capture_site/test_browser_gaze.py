@@ -757,6 +757,39 @@ def test_a_participant_who_withdrew_in_another_window_is_not_filmed_on(make_app,
         assert any("no longer knows this participant; the camera is off" in m for m in said), said
 
 
+@pytest.mark.parametrize("compute", ["browser", "server"])
+def test_a_task_page_refused_after_a_reload_stops_everything_and_says_so(make_app, tmp_path, compute):
+    """A webcam task page whose participant withdrew elsewhere, reloaded for that within the last
+    minute (no second reload): the telemetry and the gaze both stop at the first refusal, whichever
+    comes first, the camera is let go, the page says the session has ended, and nothing more is
+    posted while the participant moves the mouse."""
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", f'fps = 5\ncompute = "{compute}"')))
+    client = app.test_client()
+    to_task(client, f"REFUSED-TWICE-{compute}", browser=compute == "browser")
+    with browser_context(app, video, client=client) as ctx:
+        page = ctx.new_page()
+        page.add_init_script("sessionStorage.setItem('gazepref:refused-reload', String(Date.now()))")
+        page.goto("/step")
+        wait_for_function(page, "window.gazepref.gaze && window.gazepref.gaze.samples + window.gazepref.gaze.sent >= 2",
+                          60_000)
+        form = client.get("/withdraw")
+        assert client.post("/withdraw", data={"csrf_token": csrf_of(form.text)}).status_code in (302, 303)
+        for i in range(10):  # mouse rows for the telemetry's next batch
+            page.mouse.move(200 + 30 * i, 300)
+            page.wait_for_timeout(100)
+        page.wait_for_selector("#session-ended", timeout=30_000)
+        assert "Your session has ended" in page.text_content("#session-ended")
+        assert page.evaluate("window.gazepref.recorder.stopped") is True
+        assert page.evaluate("window.gazepref.gaze.stream.getTracks().every((t) => t.readyState === 'ended')")
+        posted = []
+        page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+        for i in range(20):
+            page.mouse.move(600 - 20 * i, 400)
+            page.wait_for_timeout(150)
+        assert posted == [], posted
+
+
 def test_a_window_taken_over_while_its_camera_opens_does_not_record(make_app, tmp_path):
     """"Use this window" in a second window while the first is still opening its camera (the
     lock held, the camera not given yet: a permission prompt, a slow camera, the face mesh

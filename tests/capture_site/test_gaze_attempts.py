@@ -184,6 +184,24 @@ def test_a_step_under_way_is_not_called_failed_on_the_dashboard(make_app, tmp_pa
     assert re.fullmatch(r"\d+ px / \d+\.\d° \(failed, 2 attempts\)", cell()), cell()
 
 
+def test_a_participant_screened_out_on_the_step_is_not_under_way(make_app, tmp_path):
+    """Screened out on the calibration step after a failed check (a required study, the camera
+    skipped): the step is not under way, it ended there; the cell gives the check's figures."""
+    from gazepref.capture_site.platforms import mark_screened_out
+    from gazepref.capture_site.quality import participant_quality
+
+    app, client = client_for(make_app, tmp_path, "attempts = 2", "pass_accuracy_px = 1", "min_frames = 5")
+    token = to_calibration(client)["token"]
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    assert post_round(client, token, "validation", NEAR).status_code == 200
+    with app.extensions["gazepref"].sessions() as dbs:
+        (p,) = dbs.scalars(select(store.Participant)).all()
+        mark_screened_out(p, "no-camera", "skipped")
+        dbs.commit()
+        (q,) = participant_quality(dbs, dbs.scalars(select(store.Study)).one())
+    assert re.fullmatch(r"\d+ px / \d+\.\d° \(failed\)", q["calibration"]), q["calibration"]
+
+
 def test_a_step_without_a_validated_attempt_says_why_on_the_dashboard(make_app, tmp_path):
     """Every calibration round short of frames: the dashboard's calibration cell said nothing
     ("-") although the step failed after its attempts."""

@@ -358,16 +358,21 @@ def test_interaction_recalibration_is_not_shrunk_by_the_gaze_noise(seed):
     assert np.linalg.norm(rec.apply(page) - page, axis=1).mean() < 80
 
 
-def test_interaction_recalibration_keeps_its_scales_within_bounds():
+@pytest.mark.parametrize("moves, expected", [
+    (0.1, 1.5),  # the estimate moves 10 px where the clicks move 100: stretched 1.5x at most
+    (10.0, 1 / 1.5),  # 1000 px where the clicks move 100: shrunk to 1/1.5 at most
+    (-1.0, 1.0),  # against the clicks: a mirrored map is no correction, the offset alone
+])
+def test_interaction_recalibration_keeps_its_scales_within_bounds(moves, expected):
     """However the clicks fall, the corrected map is scaled no more than ``max_scale`` either way
-    (clicks along a short line of text can suggest a wild stretch across it)."""
+    (clicks along a short line of text can suggest a wild stretch across it) and never mirrored."""
     from gazepref.signals.calibration import InteractionRecalibrator
 
     rec = InteractionRecalibrator(max_offset_px=1e9, ridge=1e-6)
-    for i, x in enumerate((300.0, 400.0, 500.0)):  # the estimate moves 10 px where the clicks move 100
-        rec.add_click((400.0 + (x - 400.0) / 10, 450.0), (x, 450.0), 1000.0 * i, 1.0)
+    for i, x in enumerate((300.0, 400.0, 500.0)):
+        rec.add_click((400.0 + (x - 400.0) * moves, 450.0), (x, 450.0), 1000.0 * i, 1.0)
     stretch = (rec.apply((500.0, 450.0))[0] - rec.apply((300.0, 450.0))[0]) / 200.0
-    assert stretch == pytest.approx(rec.max_scale)
+    assert stretch == pytest.approx(expected)
 
 
 def test_interaction_recalibration_weighs_recent_and_good_samples():
@@ -976,3 +981,23 @@ def test_a_burst_of_clicks_on_one_spot_is_one_sample(make):
         + ["no usable gaze before it"]
     assert drift[-1, 2] == 1
     np.testing.assert_allclose(drift[-1, :2], (17.0, 19.0), atol=1e-6)
+
+
+def test_a_repeat_is_a_look_paired_with_the_gaze_just_before():
+    """A click that reaches the site late, with an earlier time, is not a repeat of the later
+    click taken before it (it was dropped so); a click whose window had no usable picture (a
+    blink) is no look to repeat: the next click on that spot is taken."""
+    from gazepref.signals.calibration import ClickCalibration, InteractionRecalibrator
+
+    t = np.arange(0.0, 8000.0, 50.0)
+    xy = np.tile([640.0, 470.0], (len(t), 1))
+    usable = (t >= 1050) | (t < 500)  # a blink from 0.5 to 1.05 s
+    cal = ClickCalibration(InteractionRecalibrator(), log=True)
+    first = t < 6000
+    cal.add_events([1000.0, 1150.0, 5000.0], ["click"] * 3, ["composer"] * 3, [650.0, 652.0, 660.0], [480.0] * 3)
+    cal.correct(t[first], xy[first], np.ones(first.sum()), usable[first])
+    cal.add_events([2000.0], ["click"], ["composer"], [661.0], [481.0])  # stored late
+    cal.correct(t[~first], xy[~first], np.ones((~first).sum()), usable[~first],
+                earlier=(t[first & usable], xy[first & usable], np.ones((first & usable).sum())))
+    assert [(r["t"], r["outcome"]) for r in cal.log_rows()] == [
+        (1000.0, "no usable gaze before it"), (1150.0, "used"), (2000.0, "used"), (5000.0, "used")]
