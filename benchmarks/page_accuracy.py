@@ -34,9 +34,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "capture_site"))
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 #: one image through the page's face mesh: decoded by the browser (EXIF orientation applied, as
 #: OpenCV's imread does), drawn on a canvas ``width`` px wide (0: its own size), as the page draws
@@ -126,34 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server", action="store_true", help="also the server's pipeline, for comparison")
     ap.add_argument("--json", action="store_true", help="(the output is JSON either way)")
     a = ap.parse_args(argv)
-    from playwright.sync_api import sync_playwright
-
-    from gazepref.capture_site.app import create_app
-    from gazepref.capture_site.serving import BackgroundServer
     from gazepref import UserError
     from gazepref.signals.gaze_batch import evaluate_manifest
-    from gazepref.signals.synthetic_face import moving_face
     from browsertest import wait_for_function
-    from gazetest import webcam_toml, write_y4m
+    from page_mesh import calibration_page  # (benchmarks/page_mesh.py)
 
     out: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d)
-            video = write_y4m(tmp / "face.y4m", [moving_face(i) for i in range(10)], fps=5)
-            toml = webcam_toml(tmp / "s.toml", f'compute = "browser"\nmesh_backend = "{a.backend}"\nfps = 5')
-            app = create_app(str(tmp / "instance"), {"SECRET_KEY": "bench", "STUDY_CONFIG": str(toml)})
-            args = ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                           f"--use-file-for-fake-video-capture={video}"]
-            with sync_playwright() as pw, BackgroundServer(app) as url:
-                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args, headless=True)
-                page = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url).new_page()
-                page.set_default_timeout(120_000)
-                page.goto("/?PROLIFIC_PID=ACCURACY&STUDY_ID=S&SESSION_ID=X")
-                page.click("#agree")
-                page.fill("[name='age']", "30")
-                page.click("#continue")
-                page.click("#continue")
+            with calibration_page(Path(d), f'mesh_backend = "{a.backend}"\nfps = 5', "accuracy", 120_000) as (page, _):
                 wait_for_function(page, "window.gazepref && window.gazepref.calibration.capture"
                                         " && window.gazepref.calibration.capture.samples >= 1", timeout=120_000)
                 page.evaluate("window.gazepref.calibration.capture.stop()")  # the mesh stays: the images only
@@ -161,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
                                                 features=page_features(page, a.width))
                 out["page"]["landmarks"] = {"source": "page", "width": a.width or "image",
                                             "backend": page.evaluate("window.gazepref.calibration.capture.mesh.backend")}
-                browser.close()
         if a.server:
             out["server"] = evaluate_manifest(a.manifest, protocol=a.protocol, kind=a.model)
             if a.width:

@@ -21,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,34 +31,47 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def measure(backend: str, thread: str, seconds: float, fps: int, tmp: Path) -> dict:
+@contextmanager
+def calibration_page(tmp: Path, gaze_lines: str, name: str, timeout_ms: int = 60_000):
+    """The study site (the test study with the webcam in browser mode, ``gaze_lines`` in its
+    ``[gaze]`` table) and headless Chromium with a fake webcam (the astronaut's face moving), at
+    the calibration page: yields the page and the list its console lines go to."""
     from playwright.sync_api import sync_playwright
 
     from gazepref.capture_site.app import create_app
     from gazepref.capture_site.serving import BackgroundServer
     from gazepref.signals.synthetic_face import moving_face
-    from browsertest import wait_for_function
     from gazetest import webcam_toml, write_y4m
 
-    video = write_y4m(tmp / "face.y4m", [moving_face(i) for i in range(40)], fps=10)
-    worker = "true" if thread == "worker" else "false"
-    toml = webcam_toml(tmp / f"{backend}-{thread}.toml",
-                       f'compute = "browser"\nmesh_backend = "{backend}"\nmesh_worker = {worker}\nfps = {fps}')
-    app = create_app(str(tmp / f"instance-{backend}-{thread}"), {"SECRET_KEY": "bench", "STUDY_CONFIG": str(toml)})
+    video = write_y4m(tmp / f"{name}.y4m", [moving_face(i) for i in range(40)], fps=10)
+    toml = webcam_toml(tmp / f"{name}.toml", f'compute = "browser"\n{gaze_lines}')
+    app = create_app(str(tmp / f"instance-{name}"), {"SECRET_KEY": "bench", "STUDY_CONFIG": str(toml)})
     args = ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                    f"--use-file-for-fake-video-capture={video}"]
     with sync_playwright() as pw, BackgroundServer(app) as url:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args, headless=True)
-        page = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url).new_page()
-        page.set_default_timeout(60_000)
-        console: list[str] = []
-        page.on("console", lambda m: console.append(m.text))
-        page.on("pageerror", lambda e: console.append(str(e)))
-        page.goto("/?PROLIFIC_PID=BENCH&STUDY_ID=S&SESSION_ID=X")
-        page.click("#agree")
-        page.fill("[name='age']", "30")
-        page.click("#continue")
-        page.click("#continue")
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=url).new_page()
+            page.set_default_timeout(timeout_ms)
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text))
+            page.on("pageerror", lambda e: console.append(str(e)))
+            page.goto(f"/?PROLIFIC_PID={name.upper()}&STUDY_ID=S&SESSION_ID=X")
+            page.click("#agree")
+            page.fill("[name='age']", "30")
+            page.click("#continue")
+            page.click("#continue")
+            yield page, console
+        finally:
+            browser.close()
+
+
+def measure(backend: str, thread: str, seconds: float, fps: int, tmp: Path) -> dict:
+    from browsertest import wait_for_function
+
+    worker = "true" if thread == "worker" else "false"
+    with calibration_page(tmp, f'mesh_backend = "{backend}"\nmesh_worker = {worker}\nfps = {fps}',
+                          f"bench-{backend}-{thread}") as (page, console):
         try:
             # not page.wait_for_function: Playwright evaluates its predicate with eval in the page,
             # which the site's Content-Security-Policy refuses (tests/capture_site/browsertest.py)
@@ -75,7 +89,6 @@ def measure(backend: str, thread: str, seconds: float, fps: int, tmp: Path) -> d
         cost = page.evaluate("window.gazepref.calibration.capture.cost()")
         cost["main_long_ms_per_s"] = page.evaluate("window.longTaskMs / ((performance.now() - "
                                                    "window.gazepref.calibration.capture.startedAt) / 1000)")
-        browser.close()
     return {"backend_asked": backend, "thread_asked": thread, **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in cost.items()},
             "fps_asked": fps}
 
