@@ -3,14 +3,15 @@
 //
 // The mesh is @vladmandic/human (MIT; blazeface + facemesh + iris in TF.js form, converted from
 // MediaPipe's), installed by `npm ci` in capture_site/web at the version pinned there and served by
-// the site under /vendor/<versions>/ (no CDN). Its 478 points follow MediaPipe's numbering except
-// that the two iris blocks (468-472, 473-477) are swapped: fixed here, so index i means what it
-// means in the Python pipeline (gazepref.signals.eye_features); the eyes' iris and contours come
-// from Human's iris model run here the right way round (irisEyes: Human 3.3.6 mirrors the right
-// eye, and switches an eye's contours between two models with the head's turn). Human truncates its landmark
+// the site under /vendor/<versions>/ (no CDN). Human gives the mesh's 468 points (MediaPipe's
+// numbering); the eyes' iris (468-477) and contours come from Human's iris model run here the
+// right way round (irisEyes: Human 3.3.6's own iris step mirrors the right eye, and switches an
+// eye's contours between two models with the head's turn), so index i means what it means in the
+// Python pipeline (gazepref.signals.eye_features). Human truncates its landmark
 // coordinates to whole pixels (1 px is ~8 % of an eye's width at 320x240), so the mesh runs on the
-// picture scaled up MESH_SCALE times (the same pixels, interpolated) and the points are scaled back
-// with the truncation's half-pixel bias removed: 1/MESH_SCALE px steps.
+// picture scaled up MESH_SCALE times (the same pixels, interpolated; less where that would pass
+// Human's largest input, meshScale) and the points are scaled back with the truncation's
+// half-pixel bias removed: 1/MESH_SCALE px steps.
 //
 // What the page computes is only what needs the pixels: the landmarks (the rows the server asks
 // for, settings.landmarks = gazepref.signals.webcam.SAMPLE_LANDMARKS), the face centre (mean of
@@ -23,6 +24,16 @@
 const IRIS_A = 468, IRIS_B = 473, IRIS_N = 5;
 const PATCH_MARGIN = 0.15, WARP_SCALE = 4;
 export const MESH_SCALE = 4;
+/** Human shrinks a picture larger than this (src/image/image.ts maxSize) and gives its points in
+ *  the smaller picture's pixels. */
+const HUMAN_MAX_SIDE = 3840;
+
+/** The scale a ``w`` x ``h`` picture is meshed at: :data:`MESH_SCALE`, or the largest whole
+ *  number that keeps it within Human's largest input (3 for 1280 px wide pictures: at 4x their
+ *  points came out at 0.75 of their place). */
+export function meshScale(w, h) {
+  return Math.max(1, Math.min(MESH_SCALE, Math.floor(HUMAN_MAX_SIDE / Math.max(w, h))));
+}
 // eyes as in eye_features.EYES: name, corner with the smaller image x, the other corner
 const EYES = [["l", 362, 263], ["r", 33, 133]];
 
@@ -47,7 +58,7 @@ export function loadMesh({ base, backend = "wasm" }) {
         enabled: true,
         detector: { rotation: false, maxDetected: 2, return: false },
         mesh: { enabled: true },
-        iris: { enabled: true },
+        iris: { enabled: true }, // loads the iris model (irisEyes runs it; each picture asks for MESH_ONLY)
         attention: { enabled: false },
         description: { enabled: false }, emotion: { enabled: false }, antispoof: { enabled: false },
         liveness: { enabled: false },
@@ -65,7 +76,7 @@ export function loadMesh({ base, backend = "wasm" }) {
 /** What the page and its mesh worker say to each other; a worker of another release (a site
  *  upgraded while the page was open fetches the new worker) refuses to load, and the page's mesh
  *  runs on its main thread. Any change to the messages or to the sample's form must bump it. */
-export const MESH_PROTOCOL = 1;
+export const MESH_PROTOCOL = 2; // 2: the eyes through irisEyes (07 Dec 2026; 1 mirrored the right eye)
 /** A picture the worker has not answered in this long (or ten of its usual pictures' time, if
  *  longer) means it stopped: the mesh goes to the main thread. Its first picture with a face
  *  compiles the mesh's and the iris model's programs (seconds; software WebGL far longer): until
@@ -331,20 +342,14 @@ const r2 = (v) => Math.round(v * 100) / 100;
 const r4 = (v) => Math.round(v * 10000) / 10000;
 
 /** The 478 points (MediaPipe numbering) of each face in ``result`` (of a picture ``scale`` times
- *  larger than the one the points are for), the largest face first. */
+ *  larger than the one the points are for), the largest face first: the mesh's 468, and the irises
+ *  (468-477) unknown (NaN) until :func:`irisEyes` puts them in. */
 export function meshes(result, scale = 1) {
   const faces = (result.face || []).filter((f) => f.mesh && f.mesh.length >= 468);
   faces.sort((p, q) => q.box[2] * q.box[3] - p.box[2] * p.box[3]);
   return faces.map((f) => {
-    const pts = f.mesh.map((p) => [(p[0] + 0.5) / scale, (p[1] + 0.5) / scale]);
-    if (pts.length < 478) { // the mesh alone (Human's iris off: irisEyes puts the irises in)
-      while (pts.length < 478) pts.push([NaN, NaN]);
-      return pts;
-    }
-    for (let k = 0; k < IRIS_N; k++) { // human's iris blocks are swapped relative to MediaPipe's
-      const tmp = pts[IRIS_A + k]; pts[IRIS_A + k] = pts[IRIS_B + k]; pts[IRIS_B + k] = tmp;
-    }
-    unmirrorRightEye(pts);
+    const pts = f.mesh.slice(0, 468).map((p) => [(p[0] + 0.5) / scale, (p[1] + 0.5) / scale]);
+    for (let i = 468; i < 478; i++) pts.push([NaN, NaN]);
     return pts;
   });
 }
@@ -388,27 +393,14 @@ export const EYE_CONTOURS = {
   },
 };
 
-/** Human 3.3.6 gets the right eye wrong: src/face/iris.ts flips both eyes' crops for the iris model
- *  (``getEyeBox(..., flip = true)``), which is made for one orientation (the left eye is flipped
- *  to it, the right eye has it: as in tfjs-models' facemesh, where only the left is), and flips
- *  back only the left eye's answer (``getEyeCoords(..., flip = false)`` for the right). So the
- *  right iris (468-472, MediaPipe's numbering) comes from a mirrored eye and lies mirrored about
- *  the centre of the eye's crop box (the mid-point of the mesh's corners 33 and 133: the box is the
- *  corners' box enlarged 2.3 times and squared), and so does every right-eye contour Human
- *  replaced with the iris model's (all of :data:`RIGHT_EYE_CONTOURS` for a frontal face, the lids
- *  for a turned one, none for the other turn): such a contour runs from right to left. Mirrored
- *  back here, in place, where Human ran its iris step (not with :data:`MESH_ONLY`), so that
- *  :func:`irisEyes` finds the eye's box. (Measured on synthetic faces
- *  looking at known dots: the right iris's horizontal position came out correlated -0.92 with the
- *  Python mesh's, the left +0.95; a frontal face hid it, its iris near the middle and its corners
- *  swapped too.) */
-export function unmirrorRightEye(pts) {
-  const centre = (pts[33][0] + pts[133][0]) / 2; // (mirrored or not: the same mid-point, within the models' difference)
-  for (const c of RIGHT_EYE_CONTOURS) {
-    if (pts[c[0]][0] > pts[c[c.length - 1]][0]) for (const i of c) pts[i][0] = 2 * centre - pts[i][0];
-  }
-  for (let k = 0; k < IRIS_N; k++) pts[IRIS_A + k][0] = 2 * centre - pts[IRIS_A + k][0];
-}
+/* Human 3.3.6 gets the right eye wrong in its own iris step (off here, MESH_ONLY): src/face/iris.ts
+ * flips both eyes' crops for the iris model, which is made for one orientation (the left eye is
+ * flipped to it, the right eye has it: tfjs-models' facemesh and MediaPipe's iris graph flip the
+ * left only), and flips back only the left eye's answer, so the right iris came out mirrored about
+ * the eye's middle (over synthetic calibration sessions its horizontal position correlated -0.90
+ * with the Python mesh's, the left +0.96; a frontal face hid it, its iris near the middle and its
+ * corners swapped too); and it puts the model's eye contours in for a frontal face only, for one
+ * eye's lids when the head is turned. */
 
 /** Both eyes through Human's iris model as it is made to be used (tfjs-models' facemesh): each
  *  eye's box (its corners' box enlarged 2.3 times and squared, as Human's) cut from the ``big``
@@ -421,7 +413,7 @@ export function unmirrorRightEye(pts) {
  *  the model runs once a picture, as before. */
 async function irisEyes(mesh, pts, scale) {
   const model = mesh.human.models && mesh.human.models.models && mesh.human.models.models.iris;
-  if (!model || !model.inputs || !model.inputs[0].shape) throw new Error("the iris model is not loaded");
+  if (!model || !model.executor || !model.inputs[0].shape) throw new Error("the iris model is not loaded");
   const size = model.inputs[0].shape[2] > 0 ? model.inputs[0].shape[2] : 64;
   if (!mesh.eye) {
     mesh.eye = typeof document !== "undefined" ? document.createElement("canvas") : new OffscreenCanvas(1, 1);
@@ -494,20 +486,21 @@ export async function faceSample(mesh, canvas, ctx, landmarks, patchSize = [10, 
     mesh.big = typeof document !== "undefined" ? document.createElement("canvas") : new OffscreenCanvas(1, 1);
     mesh.bigCtx = mesh.big.getContext("2d");
   }
-  if (mesh.big.width !== w * MESH_SCALE || mesh.big.height !== h * MESH_SCALE) {
-    mesh.big.width = w * MESH_SCALE;
-    mesh.big.height = h * MESH_SCALE;
+  const scale = meshScale(w, h);
+  if (mesh.big.width !== w * scale || mesh.big.height !== h * scale) {
+    mesh.big.width = w * scale;
+    mesh.big.height = h * scale;
   }
-  mesh.bigCtx.drawImage(canvas, 0, 0, w * MESH_SCALE, h * MESH_SCALE);
+  mesh.bigCtx.drawImage(canvas, 0, 0, w * scale, h * scale);
   const result = await mesh.human.detect(mesh.big, MESH_ONLY);
-  const faces = meshes(result, MESH_SCALE);
+  const faces = meshes(result, scale);
   if (!faces.length) {
     let m = 0;
     for (const v of grey) m += v;
     return { w, h, n: 0, b: r2(m / grey.length) };
   }
   const pts = faces[0];
-  await irisEyes(mesh, pts, MESH_SCALE);
+  await irisEyes(mesh, pts, scale);
   let cx = 0, cy = 0;
   for (let i = 0; i < 468; i++) { cx += pts[i][0]; cy += pts[i][1]; }
   const box = faceBox(pts, w, h);

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 
 import cv2
 import numpy as np
@@ -1011,7 +1012,9 @@ def _broken_worker(how: str):
         elif how == "next release":  # the site upgraded while the page was open: the worker's facemesh.js is newer
             body = body.replace('from "./facemesh.js"', 'from "./facemesh.js?next"')
         elif how == "next facemesh":
-            body = body.replace("export const MESH_PROTOCOL = 1;", "export const MESH_PROTOCOL = 2;")
+            body, n = re.subn(r"export const MESH_PROTOCOL = (\d+);",
+                              lambda m: f"export const MESH_PROTOCOL = {int(m.group(1)) + 1};", body)
+            assert n == 1, "facemesh.js states its MESH_PROTOCOL so"
         elif how == "error later":
             body += WORKER_FROM_THIRD % "if (pictures === 3) throw new Error('the worker broke');"
         elif how == "silent later":  # a worker hanging (in its wasm, killed without an event)

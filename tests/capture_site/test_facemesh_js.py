@@ -86,3 +86,26 @@ def test_the_page_measures_follow_the_python_definitions(tmp_path):
         assert got["saturated"] == pytest.approx(ref.clipped, abs=1e-12)
         clipped.append(got["saturated"])
     assert clipped[0] < 0.05 and clipped[1] > 0.3, clipped  # (the bright picture has saturated pixels to count)
+
+
+def test_the_mesh_scale_keeps_within_humans_largest_picture(tmp_path):
+    """The page meshes its picture scaled up 4x (Human's whole-pixel points in 1/4 px steps), but
+    Human shrinks any picture over 3840 px and gives its points in the smaller one's pixels: a
+    study's 1280 px pictures at 4x (5120 px) had every landmark at 0.75 of its place. The scale is
+    the largest whole number within 3840 px, at most 4; and the eye points wait for the iris model."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is missing (make serve / make test need it for npm)")
+    shutil.copy(FACEMESH_JS, tmp_path / "facemesh.mjs")
+    (tmp_path / "run.mjs").write_text("""
+import * as fm from "./facemesh.mjs";
+const sizes = [[320, 240], [640, 480], [960, 720], [1280, 720], [1280, 960], [80, 60]];
+const mesh = Array.from({ length: 478 }, (_, i) => [4 * i, 8 * i, 0]);
+const pts = fm.meshes({ face: [{ mesh, box: [0, 0, 10, 10] }] }, 4)[0];
+process.stdout.write(JSON.stringify({ scales: sizes.map(([w, h]) => fm.meshScale(w, h)), n: pts.length,
+  first: pts[1], iris: pts[470] }));
+""")
+    out = json.loads(subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, check=True,
+                                    timeout=60).stdout)
+    assert out["scales"] == [4, 4, 4, 3, 3, 4]
+    assert out["n"] == 478 and out["first"] == [1.125, 2.125] and out["iris"] == [None, None]  # (NaN in JSON)
