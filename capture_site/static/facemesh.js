@@ -359,7 +359,7 @@ export function meshes(result, scale = 1) {
 const MESH_ONLY = { face: { iris: { enabled: false } } };
 
 /** The right eye's contours (MediaPipe numbering), each from its outer end (the smaller image x)
- *  to its inner one: those Human replaces with its iris model's points (src/face/facemeshcoords.ts
+ *  to its inner one: those the iris model's points replace (src/face/facemeshcoords.ts
  *  ``rightEyeUpper0`` ... ``rightEyebrowLower``). */
 export const RIGHT_EYE_CONTOURS = [
   [246, 161, 160, 159, 158, 157, 173], [33, 7, 163, 144, 145, 153, 154, 155, 133],
@@ -393,24 +393,21 @@ export const EYE_CONTOURS = {
   },
 };
 
-/* Human 3.3.6 gets the right eye wrong in its own iris step (off here, MESH_ONLY): src/face/iris.ts
- * flips both eyes' crops for the iris model, which is made for one orientation (the left eye is
- * flipped to it, the right eye has it: tfjs-models' facemesh and MediaPipe's iris graph flip the
- * left only), and flips back only the left eye's answer, so the right iris came out mirrored about
- * the eye's middle (over synthetic calibration sessions its horizontal position correlated -0.90
- * with the Python mesh's, the left +0.96; a frontal face hid it, its iris near the middle and its
- * corners swapped too); and it puts the model's eye contours in for a frontal face only, for one
- * eye's lids when the head is turned. */
-
-/** Both eyes through Human's iris model as it is made to be used (tfjs-models' facemesh): each
- *  eye's box (its corners' box enlarged 2.3 times and squared, as Human's) cut from the ``big``
- *  canvas (the picture at ``scale``), the left one mirrored, and the model's iris and eye contours
- *  put in ``pts`` for both eyes, always. Human puts the model's contours in for a frontal face
- *  only, for one eye's lids when the head is turned, depending on a depth difference of the mesh:
- *  a corner then came from one model or the other from one picture to the next (~2 px apart at
- *  320 x 240, a fifth of an eye's width in the iris position). MediaPipe's own refined mesh (the
- *  Python pipeline's) refines both eyes always. Human runs the mesh only (:data:`MESH_ONLY`), so
- *  the model runs once a picture, as before. */
+/** Both eyes through Human's iris model as it is made to be used (tfjs-models' facemesh,
+ *  MediaPipe's iris graph): each eye's box (its corners' box enlarged 2.3 times and squared, as
+ *  Human's) cut from the ``big`` canvas (the picture at ``scale``), the left one mirrored (the
+ *  model is made for the right eye's orientation) and its answer mirrored back, and the model's
+ *  iris and eye contours put in ``pts`` for both eyes, always.
+ *
+ *  Human 3.3.6's own iris step (off: :data:`MESH_ONLY`, so the model runs once a picture, as
+ *  before) mirrors both eyes and mirrors back only the left eye's answer (src/face/iris.ts), so the
+ *  right iris came out mirrored about the eye's middle (over synthetic calibration sessions its
+ *  horizontal position correlated -0.90 with the Python mesh's, the left +0.96; a frontal face
+ *  hid it, its iris near the middle and its corners swapped too); and it puts the model's contours
+ *  in for a frontal face only, for one eye's lids when the head is turned (a depth difference of
+ *  the mesh), so a corner came from one model or the other from one picture to the next (~2 px
+ *  apart at 320 x 240, a fifth of an eye's width in the iris position). MediaPipe's refined mesh
+ *  (the Python pipeline's) refines both eyes always. */
 async function irisEyes(mesh, pts, scale) {
   const model = mesh.human.models && mesh.human.models.models && mesh.human.models.models.iris;
   if (!model || !model.executor || !model.inputs[0].shape) throw new Error("the iris model is not loaded");
