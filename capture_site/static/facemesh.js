@@ -395,8 +395,10 @@ export const EYE_CONTOURS = {
 
 /** Both eyes through Human's iris model as it is made to be used (tfjs-models' facemesh,
  *  MediaPipe's iris graph): each eye's box (its corners' box enlarged 2.3 times and squared, as
- *  Human's) cut from the ``big`` canvas (the picture at ``scale``), the left one mirrored (the
- *  model is made for the right eye's orientation) and its answer mirrored back, and the model's
+ *  Human's) cut from the ``big`` canvas (the picture at ``scale``) turned so that the eye's corner
+ *  line is level (as MediaPipe's graph; Human's boxes are not turned: the left iris of a head
+ *  rolled 25 deg moved 2x as far as the server's), the left one mirrored (the model is made for
+ *  the right eye's orientation) and its answer mirrored back and turned back, and the model's
  *  iris and eye contours put in ``pts`` for both eyes, always.
  *
  *  Human 3.3.6's own iris step (off: :data:`MESH_ONLY`, so the model runs once a picture, as
@@ -423,13 +425,24 @@ async function irisEyes(mesh, pts, scale) {
   Object.values(EYE_CONTOURS).forEach((eye, e) => {
     const [[ax, ay], [bx, by]] = eye.corners.map((i) => pts[i]);
     const side = 2.3 * scale * Math.max(Math.abs(ax - bx), Math.abs(ay - by));
-    const x0 = ((ax + bx) / 2) * scale - side / 2, y0 = ((ay + by) / 2) * scale - side / 2;
-    boxes.push({ eye, side, x0, y0 });
-    ctx.setTransform(eye.flip ? -1 : 1, 0, 0, 1, eye.flip ? (e + 1) * size : e * size, 0);
-    ctx.clearRect(0, 0, size, size);
-    if (side > 0) ctx.drawImage(mesh.big, x0, y0, side, side, 0, 0, size, size);
+    const cx = ((ax + bx) / 2) * scale, cy = ((ay + by) / 2) * scale;
+    // the corner line levelled, as MediaPipe's iris graph does (its angle from the left corner)
+    const angle = ax <= bx ? Math.atan2(by - ay, bx - ax) : Math.atan2(ay - by, ax - bx);
+    const cos = Math.cos(angle), sin = Math.sin(angle), k = side / size, sf = eye.flip ? -1 : 1;
+    boxes.push({ eye, side, cx, cy, cos, sin });
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(e * size, 0, size, size);
+    ctx.beginPath();
+    ctx.rect(e * size, 0, size, size);
+    ctx.clip();
+    // the big canvas's point (x, y) -> the cell: rotated by -angle about the eye, scaled to the cell
+    // (mirrored for the left eye)
+    ctx.setTransform(sf * cos / k, -sin / k, sf * sin / k, cos / k,
+                     e * size + size / 2 - sf * (cos * cx + sin * cy) / k, size / 2 + (sin * cx - cos * cy) / k);
+    if (side > 0) ctx.drawImage(mesh.big, 0, 0);
+    ctx.restore();
   });
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
   if (!boxes.every((b) => b.side > 0)) throw new Error("an eye without a size");
   const tf = mesh.human.tf;
   const pixels = ctx.getImageData(0, 0, 2 * size, size);
@@ -442,10 +455,11 @@ async function irisEyes(mesh, pts, scale) {
   const data = await (Array.isArray(out) ? out[0] : out).data();
   tf.dispose(out);
   const per = data.length / 2;
-  boxes.forEach(({ eye, side, x0, y0 }, e) => {
-    const at = (i) => {
+  boxes.forEach(({ eye, side, cx, cy, cos, sin }, e) => {
+    const at = (i) => { // the cell's point back on the big canvas, then in the picture's pixels
       const u = data[e * per + 3 * i] / size, v = data[e * per + 3 * i + 1] / size;
-      return [((eye.flip ? 1 - u : u) * side + x0) / scale, (v * side + y0) / scale];
+      const px = ((eye.flip ? 1 - u : u) - 0.5) * side, py = (v - 0.5) * side;
+      return [(cx + cos * px - sin * py) / scale, (cy + sin * px + cos * py) / scale];
     };
     for (let k = 0; k < IRIS_N; k++) pts[eye.iris + k] = at(IRIS_MODEL_IRIS + k);
     eye.contours.forEach((c, j) => c.forEach((i, m) => { pts[i] = at(IRIS_MODEL_CONTOURS[j][m]); }));
