@@ -30,22 +30,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "capture_site"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-#: one image through the page's face mesh: decoded by the browser (EXIF orientation applied, as
-#: OpenCV's imread does), drawn on a canvas ``width`` px wide (0: its own size), as the page draws
-#: the camera picture; null where the browser cannot decode it
+#: one picture (PNG bytes) through the page's face mesh, drawn on a canvas ``width`` px wide (0: its
+#: own size), as the page draws the camera picture
 SAMPLE_JS = """async ({ b64, width, landmarks, patchSize }) => {
   const mesh = window.gazepref.calibration.capture.mesh;
-  let bitmap;
-  try {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    bitmap = await createImageBitmap(new Blob([bytes]));
-  } catch { return null; }
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
   const w = width > 0 ? width : bitmap.width;
   const canvas = document.createElement("canvas");
   canvas.width = w; canvas.height = Math.round(w * bitmap.height / bitmap.width);
@@ -56,39 +51,23 @@ SAMPLE_JS = """async ({ b64, width, landmarks, patchSize }) => {
 
 
 def page_features(page, width: int) -> Callable:
-    """An ``image_features`` (signals.gaze_batch) whose landmarks come from ``page``'s face mesh."""
+    """An ``image_features`` (signals.gaze_batch) whose landmarks come from ``page``'s face mesh:
+    each picture as OpenCV reads it (the server's reading), given to the page losslessly."""
+    import cv2
+
     from gazepref.capture_site.gaze_samples import parse_samples
     from gazepref.signals.eye_features import PATCH_SIZE
-    from gazepref.signals.webcam import SAMPLE_LANDMARKS, GazeTracker
+    from gazepref.signals.gaze_batch import image_features
+    from gazepref.signals.webcam import SAMPLE_LANDMARKS
 
-    def features(paths, progress=None, groups=None) -> tuple[pd.DataFrame, list[str]]:
-        rows, unreadable, sizes = [], [], []
-        paths = list(paths)
-        with GazeTracker(static_image_mode=True) as tracker:
-            empty = tracker.process_image(np.zeros((8, 8, 3), np.uint8))  # a row without a face
-            for p in (paths if progress is None else progress(paths, len(paths))):
-                try:
-                    data = Path(p).read_bytes()
-                except OSError:
-                    data = None
-                sample = None if data is None else page.evaluate(SAMPLE_JS, {
-                    "b64": base64.b64encode(data).decode(), "width": width,
-                    "landmarks": list(SAMPLE_LANDMARKS), "patchSize": list(PATCH_SIZE)})
-                if sample is None:
-                    unreadable.append(p)
-                    rows.append(dict(empty))
-                    sizes.append(None)
-                    continue
-                (face,), _ = parse_samples([{**sample, "t": 0.0}], 1)
-                rows.append(tracker.process_sample(face, float("nan")))
-                sizes.append(f"{sample['w']}x{sample['h']}")
-            tracker.reflag_blinks(rows, groups)
-        frame = pd.DataFrame(rows)
-        frame.attrs["small_faces_found"] = 0
-        frame.attrs["image_sizes"] = sizes
-        return frame, unreadable
+    def sample_of(image: np.ndarray):
+        png = cv2.imencode(".png", image)[1].tobytes()
+        sample = page.evaluate(SAMPLE_JS, {"b64": base64.b64encode(png).decode(), "width": width,
+                                           "landmarks": list(SAMPLE_LANDMARKS), "patchSize": list(PATCH_SIZE)})
+        (face,), _ = parse_samples([{**sample, "t": 0.0}], 1)
+        return face
 
-    return features
+    return lambda paths, progress=None, groups=None: image_features(paths, progress, groups, sample_of=sample_of)
 
 
 def resized_features(width: int) -> Callable:

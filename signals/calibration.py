@@ -873,7 +873,7 @@ class TurnedAway:
         """A click was taken: the run of turned-away clicks is broken."""
         self._items.clear()
 
-    def add(self, residual: Sequence[float], item: Any, click_xy: Sequence[float] | None = None) -> list[Any] | None:
+    def add(self, residual: Sequence[float], item: Any, click_xy: Sequence[float]) -> list[Any] | None:
         """Record a turned-away click (its ``residual``, what the corrector needs of it and where
         it was, ``click_xy``); the items of the last ``n`` when they agree and their clicks lie at
         least ``2 * agree_px`` apart (the corrector restarts from them), else None.
@@ -885,18 +885,15 @@ class TurnedAway:
         moved the whole map ~500 px onto the message box that way.)"""
         if self.n < 1:
             return None
-        where = (float("nan"), float("nan")) if click_xy is None else (float(click_xy[0]), float(click_xy[1]))
-        self._items.append(((float(residual[0]), float(residual[1])), where, item))
+        self._items.append(((float(residual[0]), float(residual[1])), (float(click_xy[0]), float(click_xy[1])), item))
         if len(self._items) < self.n:
             return None
         r = np.array([a for a, _, _ in self._items])
         if (np.hypot(*(r - np.median(r, axis=0)).T) > self.agree_px).any():
             return None
-        if click_xy is not None:
-            c = np.array([w for _, w, _ in self._items])
-            spread = np.hypot(*(c[:, None, :] - c[None, :, :]).transpose(2, 0, 1)).max()
-            if not spread >= 2 * self.agree_px:
-                return None
+        c = np.array([w for _, w, _ in self._items])
+        if not np.hypot(*(c[:, None, :] - c[None, :, :]).transpose(2, 0, 1)).max() >= 2 * self.agree_px:
+            return None
         items = [b for _, _, b in self._items]
         self._items.clear()
         return items

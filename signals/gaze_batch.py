@@ -317,14 +317,16 @@ def read_image(path: str) -> np.ndarray | None:
 
 
 def image_features(paths: Iterable[str], progress: Callable | None = None, groups: Sequence[Any] | None = None,
-                   ) -> tuple[pd.DataFrame, list[str]]:
+                   sample_of: Callable[[np.ndarray], Any] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Tracker rows for still images (one tracker, re-detecting the face in every image; BLINK
     against the median openness of the images of the same ``groups`` entry, each image's sitting,
     or of all of them: :meth:`.webcam.GazeTracker.reflag_blinks`), and
     the paths that could not be read: their rows are empty (flag NO_FACE), so one missing or
     broken file does not end an evaluation. ``frame.attrs["small_faces_found"]``: the images
     whose face only the search for small faces found (:mod:`.face_mesh`);
-    ``frame.attrs["image_sizes"]``: each image's ``"WxH"`` (None where unreadable)."""
+    ``frame.attrs["image_sizes"]``: each image's ``"WxH"`` (None where unreadable).
+    ``sample_of``: the landmarks of a picture (BGR) from elsewhere, a :class:`.webcam.FaceSample`
+    (``benchmarks/page_accuracy.py``: the page's face mesh); default the tracker's Face Mesh."""
     rows, unreadable, sizes = [], [], []
     paths = list(paths)
     with GazeTracker(static_image_mode=True) as tracker:
@@ -336,8 +338,13 @@ def image_features(paths: Iterable[str], progress: Callable | None = None, group
                 rows.append(dict(empty))
                 sizes.append(None)
                 continue
-            rows.append(tracker.process_image(image))
-            sizes.append(f"{image.shape[1]}x{image.shape[0]}")
+            if sample_of is None:
+                rows.append(tracker.process_image(image))
+                sizes.append(f"{image.shape[1]}x{image.shape[0]}")
+            else:
+                sample = sample_of(image)
+                rows.append(tracker.process_sample(sample))
+                sizes.append(f"{sample.width}x{sample.height}")
         tracker.reflag_blinks(rows, groups)  # against the sitting's pictures, whatever their order
         frame = pd.DataFrame(rows)
         frame.attrs["small_faces_found"] = tracker.small_faces_found

@@ -358,16 +358,6 @@ export function meshes(result, scale = 1) {
  *  the iris model itself, :func:`irisEyes`). */
 const MESH_ONLY = { face: { iris: { enabled: false } } };
 
-/** The right eye's contours (MediaPipe numbering), each from its outer end (the smaller image x)
- *  to its inner one: those the iris model's points replace (src/face/facemeshcoords.ts
- *  ``rightEyeUpper0`` ... ``rightEyebrowLower``). */
-export const RIGHT_EYE_CONTOURS = [
-  [246, 161, 160, 159, 158, 157, 173], [33, 7, 163, 144, 145, 153, 154, 155, 133],
-  [247, 30, 29, 27, 28, 56, 190], [130, 25, 110, 24, 23, 22, 26, 112, 243],
-  [113, 225, 224, 223, 222, 221, 189], [226, 31, 228, 229, 230, 231, 232, 233, 244],
-  [143, 111, 117, 118, 119, 120, 121, 128, 245], [156, 70, 63, 105, 66, 107, 55, 193], [35, 124, 46, 53, 52, 65],
-];
-
 /** The iris model's points (of its 71 eye points) that replace each eye contour (the order of
  *  :data:`EYE_CONTOURS`; src/face/facemeshcoords.ts ``irisIndices``); its points 71-75 are the
  *  iris (centre first). */
@@ -377,12 +367,19 @@ const IRIS_MODEL_CONTOURS = [
   [54, 55, 56, 57, 58, 59, 60, 61, 62], [63, 64, 65, 66, 67, 68, 69, 70], [48, 49, 50, 51, 52, 53],
 ];
 const IRIS_MODEL_IRIS = 71;
-/** Each eye's contours (MediaPipe numbering: upper lid 0, lower lid 0 (corner to corner), upper 1,
- *  lower 1, upper 2, lower 2, lower 3, brow upper, brow lower), its corners (Human's eye box) and
+/** Each eye's contours (MediaPipe numbering, src/face/facemeshcoords.ts ``rightEyeUpper0`` ...
+ *  ``leftEyebrowLower``: upper lid 0, lower lid 0 (corner to corner), upper 1, lower 1, upper 2,
+ *  lower 2, lower 3, brow upper, brow lower), its corners (Human's eye box) and
  *  the first of its 5 iris points; ``flip``: the iris model is made for the right eye's
  *  orientation, so the left eye is mirrored for it (and its answer back). */
 export const EYE_CONTOURS = {
-  right: { flip: false, corners: [33, 133], iris: IRIS_A, contours: RIGHT_EYE_CONTOURS },
+  right: {
+    flip: false, corners: [33, 133], iris: IRIS_A, contours: [
+      [246, 161, 160, 159, 158, 157, 173], [33, 7, 163, 144, 145, 153, 154, 155, 133],
+      [247, 30, 29, 27, 28, 56, 190], [130, 25, 110, 24, 23, 22, 26, 112, 243],
+      [113, 225, 224, 223, 222, 221, 189], [226, 31, 228, 229, 230, 231, 232, 233, 244],
+      [143, 111, 117, 118, 119, 120, 121, 128, 245], [156, 70, 63, 105, 66, 107, 55, 193], [35, 124, 46, 53, 52, 65]],
+  },
   left: {
     flip: true, corners: [263, 362], iris: IRIS_B, contours: [
       [466, 388, 387, 386, 385, 384, 398], [263, 249, 390, 373, 374, 380, 381, 382, 362],
