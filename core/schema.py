@@ -176,7 +176,7 @@ class GazeFlag:
     TOO_DARK = 4
     BLUR = 8
     BLINK = 16
-    OFF_SCREEN = 32
+    OFF_SCREEN = 32  # reserved: nothing sets it
     UNCALIBRATED = 64
     DROPPED = 128  # frame not processed: the server was behind (load shedding)
     CALIBRATION_FAILED = 256  # no calibration attempt passed validation: stored without an estimate (x/y NaN;
