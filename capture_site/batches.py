@@ -33,6 +33,7 @@ MAX_ROWS = 20_000  # per stream per batch
 MAX_TEXT = 2_000  # characters per string value
 MAX_SEQ = 2**31 - 1
 MAX_ORIGIN_MS = 1e14  # performance.timeOrigin in Unix ms: until the year 5138
+MAX_PAGE_TIME_MS = 1e10  # a page-clock time (performance.now()): ~115 days of an open page
 INGEST_STREAMS = tuple(s for s in schema.STREAMS if s != "hits")  # hits are derived on the server
 NULLABLE = {("gaze", "x"), ("gaze", "y")}  # required columns that may be null (gaze before calibration)
 
@@ -158,6 +159,8 @@ def _column(stream: str, name: str, values: list, col: schema.Column | None) -> 
             raise BatchError(f"{where}: expected text, got {bad!r}")
         if values and max((len(v) for v in values if v is not None), default=0) > MAX_TEXT:
             raise BatchError(f"{where}: text longer than {MAX_TEXT} characters")
+        if "\x00" in "".join(v for v in values if v is not None):  # (as validation.text_problem)
+            raise BatchError(f"{where}: text contains a NUL character")
         try:
             return pa.array(values, type=pa.string())
         except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): JSON allows it, UTF-8 does not
@@ -212,6 +215,8 @@ def _table(stream: str, columns: object) -> pa.Table:
         t = arrays["t"].to_numpy(zero_copy_only=False)
         if t[0] < 0:
             raise BatchError(f"streams.{stream}.t: negative time {t[0]}")
+        if not t.max() < MAX_PAGE_TIME_MS:
+            raise BatchError(f"streams.{stream}.t: {t.max()} ms is no time on a page's clock (under {MAX_PAGE_TIME_MS:.0e})")
         back = np.flatnonzero(np.diff(t) < 0)
         if back.size:
             i = int(back[0]) + 1

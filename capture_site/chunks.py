@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 try:
@@ -33,6 +33,30 @@ from .. import store
 from .api import raise_if_task_gone
 
 C, T = store.StreamChunk.__table__, store.Task.__table__
+
+#: a batch's seq up to this is stored as it comes (a page counts its batches from the seq its page
+#: was given, one a batch: ~12 days of one-second batches); a larger one only within
+#: :data:`SEQ_STEP` of the task's last stored chunk (:func:`seq_refusal`). The page is given the
+#: task's last seq + 1 (``chat.next_seq``, ``gaze_store.next_gaze_seq``), so one batch with a seq
+#: at the top of the range (``batches.MAX_SEQ``: a forged or corrupted counter) would leave every
+#: later page of the task a seq the site refuses, and its outbox drops refused batches
+SEQ_FREE = 2**20
+#: how far above the task's last stored seq a batch beyond :data:`SEQ_FREE` may be (batches still
+#: in a page's outbox, refused ones whose seqs were used)
+SEQ_STEP = 2**12
+_LAST_TASK_SEQ = select(func.max(C.c.seq)).where(C.c.task_id == bindparam("task"))
+
+
+def seq_refusal(conn: Connection, task_id: int, seq: int) -> str | None:
+    """Why ``seq`` may not be stored for the task (the 400's message), or None: it may
+    (:data:`SEQ_FREE`; a look at the task's last seq only above it)."""
+    if seq <= SEQ_FREE:
+        return None
+    last = conn.execute(_LAST_TASK_SEQ, {"task": task_id}).scalar()
+    if last is not None and seq <= last + SEQ_STEP:
+        return None
+    return (f"seq {seq} jumps ahead of the task's batches (last stored: {'none' if last is None else last}; "
+            f"a page numbers its batches on from the next_seq of its page)")
 CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
 SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epoch_ms.is_(None))
               .values(clock_anchor_epoch_ms=bindparam("origin")))

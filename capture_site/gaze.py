@@ -73,6 +73,7 @@ from .gaze_attempts import MAX_ROUNDS_PER_ATTEMPT, checked, decide, outcome_for_
 from .gaze_step import calibrating
 from .gaze_store import F, frame_rows, participant_settings, sync_calibration
 from .gaze_trackers import decode_frames, process_frames, registry, usable_times
+from .plan import step_at
 from .purge import commit_in_study, deletion_of, withdrawal_of
 from .runtime import db
 from .validation import InvalidInput, page_time_ms
@@ -114,13 +115,25 @@ def camera_error():
     (kept for the dashboard, :mod:`.setup_log`)."""
     from .setup_log import note_camera_error
 
-    p = token_participant(request_token())
-    body = request.get_json(silent=True)
-    reason = body.get("reason") if isinstance(body, dict) else None
+    p = _setup_participant()
+    body = json_body((frame_limiter(), frame_key(p.id)), "too many camera reports; slow down")
+    reason = body.get("reason")
     if not isinstance(reason, str):
         raise ApiError(400, "reason must be a string")
     note_camera_error((p.id, p.pseudonym), reason)
     return jsonify(ok=True)
+
+
+def _setup_participant() -> store.Participant:
+    """The token's participant for a camera report (:mod:`.setup_log`): one of their frame-batch
+    tokens taken (429 when none: each report is a write), 409 once their study is done (the
+    dashboard's set-up summary stays what it was)."""
+    p = token_participant(request_token())
+    if step_at(p.state, "done") == "done":
+        raise ApiError(409, "the study is over for this participant: no camera to report on")
+    if not frame_limiter().allow(frame_key(p.id)):
+        raise ApiError(429, "too many camera reports; slow down", retry_after=1)
+    return p
 
 
 @bp.post("/camera-started")
@@ -129,7 +142,7 @@ def camera_started():
     (denied, then allowed on "Try the camera again") is superseded (:mod:`.setup_log`)."""
     from .setup_log import note_camera_started
 
-    p = token_participant(request_token())
+    p = _setup_participant()
     note_camera_started((p.id, p.pseudonym))
     return jsonify(ok=True)
 
@@ -181,6 +194,9 @@ def calibration_round():
     if not frame_limiter().allow(frame_key(pid)):
         raise ApiError(429, "too many requests; slow down", retry_after=1)
     landmarks = request.mimetype == "application/json" or request.headers.get("Content-Encoding", "").lower() == "gzip"
+    p, settings = participant_settings(token)
+    # (before the body is read: a round of the other kind is told what this study takes)
+    check_compute(settings, "samples" if landmarks else "frames")
     meta, parts = (json_body(), []) if landmarks else multipart_form()
     kind = meta.get("kind")
     if kind not in ("calibration", "validation"):
@@ -207,7 +223,6 @@ def calibration_round():
     if not all(0 <= v <= MAX_VIEWPORT_PX for pt in xy for v in pt):
         raise ApiError(400, f"every target must lie on the page (0 to {MAX_VIEWPORT_PX} CSS px)")
     all_times = [v for ts in per_target for v in ts]
-    p, settings = participant_settings(token)
     if not calibrating(p):
         raise ApiError(409, "calibration rounds are taken only on a calibration step that is not yet decided")
     points_asked = settings.calibration_points if kind == "calibration" else settings.validation_points
@@ -219,16 +234,12 @@ def calibration_round():
     if kind == "calibration" and _attempts_used(p.id, settings):  # a reloaded page, a script: decided now
         with participant_lock(p):
             _still_calibrating(p)  # (another request may have decided it meanwhile; the counts only grow)
-            outcome = decide(p.id, settings, viewport, force=True)
-            _commit_in_study(p.id)
-        return jsonify(ok=False, error=f"all {settings.attempts} calibration attempts are used",
-                       outcome=outcome_for_page(outcome)), 409
+            return _attempts_refusal(p, settings, viewport)
     # per target, the frames the page recorded while the dot was shown, of which it sent these
     # (the usable ones first, at most target_frames): the others are the point's data loss too
     seen = [None if t.get("seen") is None else integer(t, "seen", len(ts), max(len(ts), settings.target_seen_max),
                                                           f"targets[{i}].seen")
             for i, (t, ts) in enumerate(zip(targets, per_target))]
-    check_compute(settings, "samples" if landmarks else "frames")
     page_mesh = _page_mesh(meta.get("mesh")) if landmarks else None
     if landmarks:  # the page's landmark samples, in target order (their times are the targets' t)
         frames_ = []
@@ -278,6 +289,8 @@ def calibration_round():
                                 model=model.to_bytes() if model is not None else None, result=json_safe(result))
         with participant_lock(p):  # the step's rows as they are now, no other round of theirs meanwhile
             _still_calibrating(p)
+            if _attempts_used(p.id, settings):  # copies of a round sent at once all passed the look above
+                return _attempts_refusal(p, settings, viewport)
             db().add(row)
             db().flush()
             _keep_round_frames(settings, frames_, all_times, p.id, row.id)
@@ -298,6 +311,15 @@ def calibration_round():
     # the participant's page gets a plain word, never the figures (researchers: the dashboard, exports)
     return jsonify(ok=True, passed=passed, quality=quality, validation=row.id, starved=starved,
                    usable_per_target=usable_per_target, **extra)
+
+
+def _attempts_refusal(p: store.Participant, settings: GazeSettings, viewport: list[float]):
+    """The 409 of a calibration round beyond the step's attempts, the step decided now (under the
+    participant's lock: :func:`.chunks.participant_lock`)."""
+    outcome = decide(p.id, settings, viewport, force=True)
+    _commit_in_study(p.id)
+    return jsonify(ok=False, error=f"all {settings.attempts} calibration attempts are used",
+                   outcome=outcome_for_page(outcome)), 409
 
 
 def _attempts_used(participant_id: int, settings: GazeSettings) -> bool:

@@ -12,7 +12,8 @@ from flask import request
 from .api import ApiError, loads_object
 from .gaze_settings import MAX_FRAME_BYTES
 from .multipart import MultipartError, Part, parse_multipart
-from .validation import InvalidInput, origin_ms, page_time_ms
+from .batches import MAX_PAGE_TIME_MS
+from .validation import InvalidInput, origin_ms
 
 __all__ = ["FrameMeta", "frame_meta", "frame_parts", "integer", "json_body", "multipart_form", "numbers"]
 
@@ -84,8 +85,7 @@ def integer(meta: dict[str, Any], key: str, lo: int = 0, hi: int = 2**31 - 1, na
     """``meta[key]`` as an integer in [lo, hi] (ApiError 400 naming ``name``, default ``key``, otherwise)."""
     v = meta.get(key)
     if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
-        bounds = f">= {lo}" if hi == 2**31 - 1 else f"from {lo} to {hi}"
-        raise ApiError(400, f"{name or key} must be an integer {bounds} (got {v!r})")
+        raise ApiError(400, f"{name or key} must be an integer from {lo} to {hi} (got {v!r})")
     return v
 
 
@@ -109,13 +109,18 @@ def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameM
     if phase not in ("setup", "task"):
         raise ApiError(400, f"phase must be 'setup' or 'task' (got {phase!r})")
     times = numbers(meta.get("t")) if times is None else times
+    # times on the page's clock (performance.now(): from 0), in the order taken, as for telemetry
+    # batches (the tracker's blink baseline and smoothing follow them; the exporters need the range)
+    for i, t in enumerate(times):
+        if not 0 <= t < MAX_PAGE_TIME_MS:
+            raise ApiError(400, f"t must be between 0 and {MAX_PAGE_TIME_MS:.0e} ms on the page's clock (got {t!r} at {i})")
+        if i and t < times[i - 1]:
+            raise ApiError(400, f"t goes backwards at {i} ({times[i - 1]} -> {t})")
     if phase != "task":
         return FrameMeta(phase, times)
     task_id, seq = integer(meta, "task"), integer(meta, "seq")
-    try:  # the ranges the exporters need (as for telemetry batches)
+    try:  # the range the exporters need (as for telemetry batches)
         origin = origin_ms(meta.get("origin"), "origin (performance.timeOrigin)")
-        for t in times:
-            page_time_ms(t, "t")
     except InvalidInput as e:
         raise ApiError(400, str(e)) from None
     calibration = None if meta.get("calibration") is None else integer(meta, "calibration", 1)

@@ -67,14 +67,15 @@ from simple_websocket import ConnectionClosed
 
 from ..settings import Settings
 from .api import ApiError, loads_object
+from .chunks import SEQ_FREE, SEQ_STEP, seq_refusal
 from .gaze_limits import pipeline_slots
-from .gaze_pipeline import FrameContext, frame_context, store_task_rows, track_frames
+from .gaze_pipeline import FrameContext, check_compute, frame_context, store_task_rows, track_frames
 from .gaze_requests import frame_meta
 from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
 from .gaze_store import participant_settings
 from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
-from .runtime import db
+from .runtime import db, site
 from .security import ParticipantToken, read_participant_token
 from .shutdown import drain_state, draining
 
@@ -279,6 +280,11 @@ class FrameSocket:
                 if meta.seq <= last:
                     _send(self.ws, {"seq": seq, "duplicate": True})  # costs no rate-limit token
                     return
+                if meta.seq > SEQ_FREE and meta.seq > last + SEQ_STEP:  # (a reloaded page's: its task's last)
+                    with site().statements.connect() as conn:
+                        why = seq_refusal(conn, meta.task_id, meta.seq)
+                    if why is not None:
+                        raise ApiError(400, why)
             if self.limiter.allow(f"w{self.token.id}"):
                 rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived,
                                              stale=self.overtaken if self.skip_stale else None)
@@ -387,7 +393,8 @@ def authenticate(ws) -> ParticipantToken | None:
         ws.close(1008, "unauthorised")
         return None
     try:
-        participant_settings(token)
+        _, settings = participant_settings(token)
+        check_compute(settings, "frames")  # (browser mode: the page sends no picture; refused now, not frame by frame)
     except ApiError as e:
         _send(ws, {"error": e.message, "status": e.status})
         ws.close(1008, "refused")

@@ -30,7 +30,7 @@ from sqlalchemy import and_, bindparam, exists, select
 from .. import store
 from .api import ApiError, install_error_handlers, request_token, token_participant
 from .batches import Batch, BatchError, decode_body, json_size, out_of_tokens_for, parse_batch
-from .chunks import insert_chunks
+from .chunks import insert_chunks, seq_refusal
 from .ratelimit import with_take
 from .runtime import site
 from .security import ParticipantToken
@@ -105,6 +105,8 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
             found = None  # the row took a deleted participant's id: not the token's participant
         if networked:
             allowed = (found is None or bool(found.took)) and limiter.burst >= 1.0
+        # (a seq beyond chunks.SEQ_FREE: one more read, in this read transaction)
+        why = None if found is None or found.replay else seq_refusal(conn, batch.task, batch.seq)
         # end the read (autocommit: SQLAlchemy's marker only); a SQLite read transaction cannot
         # always become a write one
         conn.rollback()
@@ -117,6 +119,8 @@ def store_batch(token: ParticipantToken, batch: Batch) -> bool:
             raise ApiError(400, GAZE_ELSEWHERE)
         if found.replay:
             return False
+        if why is not None:
+            raise ApiError(400, why)
         # the task's first page sets the task clock's anchor
         return insert_chunks(conn, batch.task, batch.origin, chunks, set_anchor=found.clock_anchor_epoch_ms is None)
 

@@ -23,10 +23,9 @@ import math
 from typing import Any
 
 from ..store import MAX_ID
-from .batches import MAX_ORIGIN_MS, BatchError, parse_int
+from .batches import MAX_ORIGIN_MS, MAX_PAGE_TIME_MS, BatchError, parse_int
 
 MAX_DEPTH = 32  # nesting of a request's JSON: the site's own requests nest 4 deep at most
-MAX_PAGE_TIME_MS = 1e10  # a page-clock time (performance.now()): ~115 days of an open page
 
 
 class InvalidInput(ValueError):

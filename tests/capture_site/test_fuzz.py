@@ -110,25 +110,33 @@ def test_bad_rating_is_a_400_and_stores_nothing(site_app, body):
     assert r.status_code == 200 and r.json["turn"]["rated"] and not r.json.get("already")
 
 
-@pytest.mark.parametrize("endpoint", ["/api/gaze/frames", "/api/gaze/round"])
-def test_rfc2231_multipart_boundary_is_a_400(site_app, endpoint):
+@pytest.mark.parametrize("endpoint, status, says", [
+    ("/api/gaze/frames", 400, "boundary"),
+    # a round is read only once the study is known to take one of its kind (this one: no webcam)
+    ("/api/gaze/round", 403, "records no webcam"),
+])
+def test_rfc2231_multipart_boundary_is_a_400(site_app, endpoint, status, says):
     w, data = _on_task(site_app)
     body = b"--\xe2\x9c\x93\r\nContent-Disposition: form-data; name=\"meta\"\r\n\r\n{}\r\n--\xe2\x9c\x93--\r\n"
     r = w.client.post(endpoint, data=body, headers={
         "X-Participant-Token": data["token"],
         "Content-Type": "multipart/form-data; boundary*=UTF-8''%E2%9C%93"})
-    assert r.status_code == 400 and "boundary" in r.json["error"]
+    assert r.status_code == status and says in r.json["error"], r.json
 
 
 def test_frames_meta_out_of_the_exporters_range_is_a_400(site_app):
+    """Times on the page's clock (from 0, in the order taken) in both phases, as telemetry
+    batches' (set-up frames took any time, task frames negative and reversed ones)."""
     w, data = _on_task(site_app)
-    for meta in ({"phase": "task", "task": data["task"], "seq": 0, "origin": -1e308, "t": [1.0]},
-                 {"phase": "task", "task": data["task"], "seq": 0, "origin": 1.7e12, "t": [1e300]}):
+    task = {"phase": "task", "task": data["task"], "seq": 0, "origin": 1.7e12}
+    for meta, says in ((task | {"origin": -1e308, "t": [1.0]}, "between"), (task | {"t": [1e300]}, "between"),
+                       (task | {"t": [-5.0]}, "between"), (task | {"t": [20.0, 10.0]}, "t goes backwards at 1"),
+                       ({"phase": "setup", "t": [1e300]}, "between"), ({"phase": "setup", "t": [-1.0]}, "between")):
         body = (b"--b0\r\nContent-Disposition: form-data; name=\"meta\"\r\n\r\n" + json.dumps(meta).encode()
                 + b"\r\n--b0--\r\n")
         r = w.client.post("/api/gaze/frames", data=body, headers={
             "X-Participant-Token": data["token"], "Content-Type": "multipart/form-data; boundary=b0"})
-        assert r.status_code == 400 and "between" in r.json["error"], r.json
+        assert r.status_code == 400 and says in r.json["error"], (meta, r.json)
 
 
 @pytest.mark.parametrize("age", ["1.0e999", "-1e400", "nan", "inf", "9" * 5000])

@@ -547,6 +547,48 @@ def test_two_copies_of_a_check_sent_at_once_are_taken_once(make_app, tmp_path, d
     assert len(rows(app, "validation")) == 1 and len(rows(app, "outcome")) == 1
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_copies_of_calibration_rounds_sent_at_once_keep_to_the_rounds_limit(make_app, tmp_path, db, request,
+                                                                             monkeypatch):
+    """Six copies of a calibration round at once (a script, retries): each passed the look at the
+    attempts used before any was stored, and all six were stored (the limit, 2 x attempts = 2
+    rounds, held only for rounds sent one after another). The look is made again under the
+    participant's lock: the rounds beyond the limit are answered 409 with the step's outcome."""
+    import threading
+    import time
+
+    url = request.getfixturevalue("fresh_postgres") if db == "postgresql" else None
+    path = write_webcam_toml(tmp_path / "s.toml")
+    hosts = [make_app(STUDY_CONFIG=str(path), **({"DATABASE_URL": url} if url else {})) for _ in range(2)]
+    token = to_calibration(hosts[0].test_client())["token"]
+    from gazepref.signals import gaze_session
+
+    fit = gaze_session.calibrate
+
+    def slow_fit(*args, **kwargs):  # the copies' fits overlap, whatever the machine's speed
+        time.sleep(0.3)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(gaze_session, "calibrate", slow_fit)
+    start, answers = threading.Barrier(6), []
+
+    def send(host):
+        client = host.test_client()
+        start.wait()
+        answers.append(post_round(client, token, "calibration", CALIBRATION_TARGETS))
+
+    threads = [threading.Thread(target=send, args=(hosts[i % 2],)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 200, 409, 409, 409, 409], [a.json for a in answers]
+    assert len(rows(hosts[0], "calibration")) == 2 and len(rows(hosts[0], "outcome")) == 1
+    assert all("outcome" in a.json or "not yet decided" in a.json["error"] for a in answers if a.status_code == 409), \
+        [a.json for a in answers]
+
+
 def test_the_server_keeps_to_the_attempts_and_one_check_each(make_app, tmp_path):
     """``attempts`` is the server's to keep: once they are used, a further calibration round (a
     reloaded page, a script) decides the step with the attempts made (409 and the outcome, which

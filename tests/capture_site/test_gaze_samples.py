@@ -90,6 +90,12 @@ def test_browser_mode_calibrates_and_records_from_samples_and_refuses_pictures(b
     bad = dict(batch, seq=1, samples=[dict(samples[0], lm=samples[0]["lm"][:-2])])
     r = client.post("/api/gaze/samples", json=bad, headers={"X-Participant-Token": token})
     assert r.status_code == 400 and "samples[0].lm" in r.json["error"]
+    # a batch numbered at the top of the range (a forged or corrupted counter) is refused: stored,
+    # it would leave a reloaded page seqs the site refuses (chunks.SEQ_FREE)
+    r = client.post("/api/gaze/samples", json=dict(batch, seq=2**31 - 1), headers={"X-Participant-Token": token})
+    assert r.status_code == 400 and "jumps ahead" in r.json["error"], r.json
+    reloaded = page_data(client.get("/step").text)
+    assert reloaded["next_seq"] == 1 and reloaded["gaze"]["next_seq"] == 1
 
     with bapp.extensions["gazepref"].sessions() as dbs:
         model = dbs.scalars(select(store.Calibration).where(store.Calibration.kind == "outcome")).one().model

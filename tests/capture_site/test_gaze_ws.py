@@ -73,6 +73,18 @@ def wapp(make_app, tmp_path):
     return make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "webcam_study.toml")))
 
 
+def test_a_browser_mode_study_refuses_the_socket_at_its_first_message(make_app, tmp_path):
+    """Browser mode takes no picture: the socket is refused once, at its token (403, closed), not
+    opened and then every frame refused (the page posts its samples instead)."""
+    app = make_app(STUDY_CONFIG=str(write_webcam_toml(tmp_path / "browser.toml", 'compute = "browser"')))
+    token = to_calibration(app.test_client(), "CAM-WS-BROWSER")["token"]
+    with BackgroundServer(app) as url:
+        ws, hello = _connect(url, token)
+        assert hello.get("status") == 403 and "browser" in hello["error"] and not hello.get("ok"), hello
+        with pytest.raises(simple_websocket.ConnectionClosed):
+            ws.receive(timeout=5)
+
+
 def test_frames_over_websocket_are_answered_and_stored_like_http_batches(wapp):
     client = wapp.test_client()
     token, task_id = to_task(client)
@@ -95,6 +107,8 @@ def test_frames_over_websocket_are_answered_and_stored_like_http_batches(wapp):
              "not yours"),
             (b"\x00\x00\x00\x05{bad}", "meta must be a JSON object"),
             ("text", "binary messages"),
+            (pack_frame(meta | {"seq": 2**31 - 1, "t": 5500.0}, jpeg(moving(0))), "jumps ahead"),  # chunks.SEQ_FREE
+            (pack_frame(meta | {"seq": 5, "t": -1.0}, jpeg(moving(0))), "between 0 and"),
         ]
         for message, words in bad:
             ws.send(message)

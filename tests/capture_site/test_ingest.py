@@ -82,6 +82,28 @@ def test_a_reloaded_pages_batch_of_a_seq_the_earlier_page_used_is_stored(client,
     assert mouse.num_rows == 120
 
 
+def test_a_seq_far_ahead_is_refused_so_that_a_reloaded_page_gets_one_it_can_use(client, walker, task, dbs):
+    """A page is given the task's last seq + 1: a batch stored at the top of the seq range (a
+    forged or corrupted counter) would leave every later page of the task a seq the site refuses
+    (its outbox drops refused batches). Beyond SEQ_FREE a seq is taken only near the last stored."""
+    from gazepref.capture_site.batches import MAX_SEQ
+    from gazepref.capture_site.chunks import SEQ_FREE, SEQ_STEP
+
+    assert post(client, task, batch(task, 0)).status_code == 200
+    for seq in (MAX_SEQ, SEQ_FREE + 1):
+        r = post(client, task, batch(task, seq))
+        assert r.status_code == 400 and "jumps ahead" in r.json["error"] and "last stored: 0" in r.json["error"], r.json
+    assert counts(dbs, task)[0] == 1
+    for seq in (SEQ_FREE, SEQ_FREE + SEQ_STEP):  # within reach of what is stored: taken
+        assert post(client, task, batch(task, seq)).status_code == 200
+    assert post(client, task, batch(task, SEQ_FREE + 2 * SEQ_STEP + 1)).status_code == 400
+    page = walker.to_task()  # the page reloaded
+    assert page["next_seq"] == SEQ_FREE + SEQ_STEP + 1
+    r = post(client, page, batch(page, page["next_seq"]) | {"origin": 1_763_860_100_000.5})
+    assert r.status_code == 200 and r.json["stored"] == 60, r.json
+    assert post(client, task, batch(task, SEQ_FREE + SEQ_STEP)).json["duplicate"]  # a replay stays one
+
+
 def test_concurrent_copies_of_a_later_batch_store_it_once(app, client, task, dbs):
     """A task's later batches take the one-statement insert (PostgreSQL: autocommit): copies
     arriving at once store the batch's chunks once, all of them or none."""
@@ -139,6 +161,9 @@ BAD = [
     (lambda b: b["streams"]["mouse"]["x"].__setitem__(3, "left"), "streams.mouse.x: expected numbers"),
     (lambda b: b["streams"]["mouse"]["x"].__setitem__(3, 1e999), "non-finite number Infinity"),
     (lambda b: b["streams"]["mouse"]["t"].__setitem__(10, 1.0), "time goes backwards at row 10"),
+    (lambda b: b["streams"]["mouse"]["t"].__setitem__(59, 1e300), "1e+300 ms is no time on a page's clock"),
+    (lambda b: b["streams"].update(events={"t": [1e10], "type": ["click"], "target": ["w"]}),
+     "streams.events.t: 10000000000.0 ms is no time on a page's clock"),
     (lambda b: b["streams"]["mouse"].pop("y"), "missing required column 'y'"),
     (lambda b: b["streams"]["mouse"].update(z=[0.0] * 60), "unknown column 'z'"),
     (lambda b: b["streams"]["mouse"]["buttons"].__setitem__(0, 1.5), "expected whole numbers"),
@@ -150,6 +175,8 @@ BAD = [
     (lambda b: b["streams"]["mouse"]["y"].__setitem__(3, -1e39), "out of range for float32"),
     (lambda b: b["streams"].update(events={"t": [1.0], "type": ["click"], "target": ["\ud800"]}),
      "events.target: text is not valid Unicode"),
+    (lambda b: b["streams"].update(events={"t": [1.0], "type": ["click"], "target": ["a\u0000b"]}),
+     "events.target: text contains a NUL character"),
 ]
 
 

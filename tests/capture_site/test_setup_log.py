@@ -178,3 +178,33 @@ def _two_dark_batches(app, pid: str) -> None:
     dark = jpeg(np.zeros((240, 320, 3), np.uint8))
     for t in (0.0, 300.0):
         assert post_frames(client, token, {"phase": "setup", "t": [t, t + 100]}, [dark] * 2).status_code == 200
+
+
+def test_camera_reports_take_frame_tokens_and_end_with_the_study(make_app, tmp_path):
+    """Each camera report is a write of the participant's set-up summary: they take tokens of the
+    participant's frame-batch limit (a page posting them in a loop slowed everyone's writes), and
+    once the study is over for them the summary stays as the dashboard showed it."""
+    from gazetest import to_calibration, webcam_toml
+
+    from gazepref.capture_site.flow import set_state
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")), GAZE_RATE_PER_S=0.001, GAZE_BURST=3)
+    client = app.test_client()
+    gaze = to_calibration(client, "CAM-LOOP")
+    headers = {"X-Participant-Token": gaze["token"]}
+    answers = [client.post(gaze["urls"]["camera_error"], json={"reason": "denied"}, headers=headers).status_code,
+               client.post(gaze["urls"]["camera_started"], headers=headers).status_code,
+               client.post(gaze["urls"]["camera_error"], json={"reason": "failed"}, headers=headers).status_code,
+               client.post(gaze["urls"]["camera_started"], headers=headers).status_code,
+               client.post(gaze["urls"]["camera_error"], json={"reason": "denied"}, headers=headers).status_code]
+    assert answers == [200, 200, 200, 429, 429]
+    assert _stopped_reason(app) == "at the camera set-up: camera could not be started"
+
+    with app.extensions["gazepref"].sessions() as s:
+        p = s.scalars(select(store.Participant)).one()
+        set_state(p, pos=len(p.state["steps"]) - 1)  # at "done"
+        s.commit()
+    r = client.post(gaze["urls"]["camera_error"], json={"reason": "not-found"}, headers=headers)
+    assert r.status_code == 409 and "over" in r.json["error"], r.json
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.scalars(select(store.Participant)).one().state["setup"]["camera_error"] == "failed"
