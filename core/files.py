@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
@@ -25,31 +25,47 @@ def whole_file(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def check_out_folder(path: str | os.PathLike, overwrite: bool) -> Path:
+def check_out_folder(path: str | os.PathLike, overwrite: bool,
+                     wrote: Callable[[Path], bool] | None = None, what: str = "this command") -> Path:
     """``path`` as an output folder: refused (:class:`gazepref.UserError`) when it exists and holds
-    anything, unless ``overwrite``; a file there is refused either way. Not made here."""
+    anything, unless ``overwrite`` and (where ``wrote`` is given) ``wrote(path)``: it is a folder
+    ``what`` wrote (``--overwrite`` of another command's folder, an export's or a feature table's,
+    replaced files of the other's under their shared names); a file there is refused either way.
+    Not made here."""
     from . import UserError
 
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"{path} exists and is not empty (use --overwrite)")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise UserError(f"{path} exists and is not empty (use --overwrite)")
+        if wrote is not None and not wrote(path):
+            raise UserError(f"{path} is not a folder {what} wrote: --overwrite replaces only those; "
+                            "choose a new or empty --out")
     return path
 
 
+def holds_only(folder: Path, names: Iterable[str]) -> bool:
+    """Whether everything at the top of ``folder`` is named in ``names`` (a ``wrote`` test of
+    :func:`check_out_folder`)."""
+    allowed = set(names)
+    return all(p.name in allowed for p in folder.iterdir())
+
+
 @contextlib.contextmanager
-def whole_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def whole_folder(path: str | os.PathLike, overwrite: bool = False, wrote: Callable[[Path], bool] | None = None,
+                 what: str = "this command") -> Iterator[Path]:
     """``with whole_folder(out, overwrite) as tmp:`` write the folder's files into ``tmp``, a new
     folder beside ``out``; when the block ends, ``tmp`` replaces ``out`` (and whatever an earlier
     run left there) in one rename, so an interrupted run leaves ``out`` as it was, never half
-    written. ``out`` is checked first (:func:`check_out_folder`); when the block raises, ``tmp``
-    is removed."""
+    written. ``out`` is checked first (:func:`check_out_folder`, with ``wrote`` and ``what``);
+    when the block raises, ``tmp`` is removed."""
     import shutil
 
     from . import UserError
 
-    path = check_out_folder(Path(path).expanduser().resolve(), overwrite)  # (".", a link: the folder itself)
+    path = check_out_folder(Path(path).expanduser().resolve(), overwrite, wrote, what)  # (".", a link: the folder itself)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # (left by a killed process of the same id)

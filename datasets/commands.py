@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", metavar="SLUG", help="the study SLUG in the site's database (same as giving SLUG as SOURCE)")
     p.add_argument("--to", choices=("parquet", "ifllm"), default="parquet", help="output format (default parquet)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in --out, all of it (a folder holding anything else is refused)")
     p.add_argument("--gaze", metavar="DIR",
                    help="a study's gaze from a gazepref gaze recalibrate folder of it (re-estimated, or "
                         "with the clicks replayed) instead of the database's; the export's manifest says so "

@@ -517,10 +517,48 @@ def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet
         raise UserError(f"--demographics: {getattr(rec, 'root', 'the recording')} holds no demographics answers "
                         "(a Parquet export never does; they were written apart, to its demographics.csv, if asked "
                         "for); export from the study in the site's database (SLUG) or from the IFLLM release instead")
+    from ..files import whole_folder
+
+    # written whole (an interrupted export leaves the folder as it was); --overwrite replaces only
+    # an earlier export, and all of it (a file the new one does not write, demographics.csv
+    # asked for before, a deleted participant's frames, is not left behind)
+    with whole_folder(out, overwrite, _an_export, "data export") as tmp:
+        return _export_into(rec, tmp, fmt, demographics, progress, spreadsheet_safe)
+
+
+#: what an export of either layout writes at the top of its folder (:func:`_an_export`)
+EXPORT_NAMES = frozenset({
+    "participants.parquet", "tasks.parquet", "turns.parquet", "responses.parquet", "calibrations.parquet",
+    "streams", "manifest.json", ifllm.QUERY_TABLE, ifllm.TASK_TABLE, ifllm.RECORD_TABLE, ifllm.BEHAVIOR_DIR,
+    CALIBRATION_TABLE, "gaze_from.json", ifllm.SPREADSHEET_SAFE_FILE, "demographics.csv", "DEMOGRAPHICS_README.txt",
+    "frames", "skipped.json"})
+
+
+def _an_export(folder: Path) -> bool:
+    """Whether ``folder`` looks like an export this function wrote (``data export --overwrite``
+    replaces only those): nothing but :data:`EXPORT_NAMES`, and a ``manifest.json`` there is a
+    Parquet export's (a feature table's folder, ``gaze recalibrate``'s, an IFLLM release with
+    other files, a working folder are refused)."""
+    from ..files import holds_only
+
+    if not holds_only(folder, EXPORT_NAMES):
+        return False
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return True
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == PARQUET_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _export_into(rec: Recording, out: Path, fmt: str, demographics: bool, progress: bool,
+                 spreadsheet_safe: bool) -> dict[str, Any]:
+    """:func:`export_recording` into the new, empty folder ``out``."""
     if fmt == "parquet":
-        manifest = export_parquet(rec, out, overwrite=overwrite, progress=progress)
+        manifest = export_parquet(rec, out, overwrite=True, progress=progress)
     else:
-        manifest = export_ifllm(rec, out, overwrite=overwrite, progress=progress, spreadsheet_safe=spreadsheet_safe)
+        manifest = export_ifllm(rec, out, overwrite=True, progress=progress, spreadsheet_safe=spreadsheet_safe)
     if demographics:
         n = sum(1 for p in rec.participants() if p.consented)
         manifest = {**manifest, "demographics": export_demographics(rec.demographics(), out, n_participants=n,
@@ -529,8 +567,6 @@ def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet
     if spreadsheet_safe:
         note.write_text(SPREADSHEET_NOTE, encoding="utf-8")
         manifest = {**manifest, "spreadsheet_safe": True}
-    else:  # (an --overwrite of an export for spreadsheets: its files are exact now)
-        note.unlink(missing_ok=True)
     if hasattr(rec, "export_frames"):
         frames = rec.export_frames(out)
         if frames:

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     )
     add_source_arguments(p, dest="data")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (its feature tables are replaced)")
+    p.add_argument("--overwrite", action="store_true", help="replace the feature tables of an earlier run in --out (a folder holding anything else is refused)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="worker processes (default: number of CPUs)")
     p.add_argument("--no-sentences", action="store_true", help="skip sentences.parquet")
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import UserError
     from ..cli import emit
-    from ..files import check_out_folder
+    from ..files import check_out_folder, holds_only
     from . import features
 
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; --out names the folder the tables are written to")
-    check_out_folder(out, args.overwrite)  # checked before hours of work
+    check_out_folder(out, args.overwrite, lambda folder: holds_only(folder, features.TABLE_FILES),
+                     "gazepref features")  # checked before hours of work
     rec = source_from_args(args, "data")
     res = features.build(rec, jobs=jobs, sentences=not args.no_sentences, progress=not args.json,
                          text_feedback=args.text_feedback)

@@ -447,12 +447,18 @@ def add_text_feedback(responses: pd.DataFrame, rel) -> pd.DataFrame:
     return responses.merge(fb, on=["task_id", "turn", "position"], how="left")
 
 
+#: the tables :func:`write` writes (and nothing else: ``gazepref features --overwrite`` replaces
+#: only a folder holding these)
+TABLES = ("responses", "comparisons", "sentences", "sequential")
+TABLE_FILES = tuple(f"{name}.parquet" for name in TABLES)
+
+
 def write(result: Result, out: str | os.PathLike) -> dict[str, str]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, df in (("responses", result.responses), ("comparisons", result.comparisons),
-                     ("sentences", result.sentences), ("sequential", result.sequential)):
+    for name in TABLES:
+        df = getattr(result, name)
         p = out / f"{name}.parquet"
         if df is None or (name in ("sentences", "sequential") and not len(df.columns)):
             p.unlink(missing_ok=True)  # a table of an earlier run must not pass for this one's
