@@ -42,6 +42,7 @@ import pyarrow.csv as pcsv
 
 from .. import UserError, schema
 from .derive import assign_turns, default_clock, derive_streams
+from .recording import gaze_positions
 from .text_mapping import window_near
 
 QUERY_TABLE = "query_logs_table.csv"
@@ -733,16 +734,16 @@ class IFLLMRelease:
         dirs = list(self.behavior_dirs.items())
         report = ReadReport()
 
-        def count(item: tuple[str, Path]) -> tuple[int, int, int, int, Counter]:
+        def count(item: tuple[str, Path]) -> tuple[int, int, int, int, int, Counter]:
             _, d = item
             c: Counter = Counter()
-            g = m = mp = 0
+            g = m = mp = gp = 0
             abs_tables, rel_tables = [], []
             if (d / "abs_gaze.csv").exists():
                 tb, bad = read_abs(d / "abs_gaze.csv")
                 c["abs_gaze"] += bad
                 tb = dedup_rows(tb)
-                g = tb.num_rows
+                g, gp = tb.num_rows, gaze_positions(tb)
                 abs_tables.append(tb)
             if (d / "abs_mouse.csv").exists():
                 tb, bad = read_abs(d / "abs_mouse.csv")
@@ -756,17 +757,18 @@ class IFLLMRelease:
                     c[name[:-4]] += bad
                     rel_tables.append(tb)
             reloads = len(page_sessions(*(abs_tables or rel_tables))[0])
-            return g, m, mp, reloads, c
+            return g, m, mp, gp, reloads, c
 
-        gaze = mouse = mouse_pos = reloads = 0
+        gaze = mouse = mouse_pos = gaze_pos = reloads = 0
         with ThreadPoolExecutor(max_workers=jobs or min(8, (os.cpu_count() or 2) * 2)) as ex:
             results = ex.map(count, dirs)
             if progress:
                 from ..progress import progress as bar
 
                 results = bar(results, total=len(dirs), desc="reading trajectories")
-            for g, m, mp, r, c in results:
+            for g, m, mp, gp, r, c in results:
                 gaze, mouse, mouse_pos, reloads = gaze + g, mouse + m, mouse_pos + mp, reloads + r
+                gaze_pos += gp
                 report.skipped.update(c)
         return {
             "format": "ifllm",
@@ -784,6 +786,7 @@ class IFLLMRelease:
             "gaze_samples": gaze,
             "mouse_samples": mouse,
             "mouse_samples_with_position": mouse_pos,
+            "gaze_samples_with_position": gaze_pos,
             "malformed_rows_skipped": report.total,
             "malformed_by_file": dict(sorted(report.skipped.items())),
             "page_reloads_fixed": reloads,

@@ -65,16 +65,25 @@ def task_order_key(task_id: str) -> tuple:
     return (participant, 0, int(task), "") if task.isdigit() else (participant, 1, 0, task)
 
 
+def gaze_positions(table: pa.Table) -> int:
+    """How many of the gaze rows of ``table`` have a position (finite ``x`` and ``y``)."""
+    if not {"x", "y"} <= set(table.column_names):
+        return 0
+    x, y = (table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("x", "y"))
+    return int((np.isfinite(x) & np.isfinite(y)).sum())
+
+
 def summarize(rec: Recording) -> dict[str, Any]:
     """The ``gazepref data summary`` counts for any recording: the keys of the IFLLM reader's
     summary (:meth:`gazepref.datasets.ifllm.IFLLMRelease.summary`) but its file-level ones
     (``malformed_by_file``, ``page_reloads_fixed``), so a script reads a study, its Parquet export
     and an IFLLM folder alike. A task or participant "with samples" has gaze or mouse samples; a
-    mouse sample "with position" has ``x >= 0`` (IFLLM writes -1 before the first move)."""
+    mouse sample "with position" has ``x >= 0`` (IFLLM writes -1 before the first move), a gaze
+    sample finite ``x`` and ``y`` (a study's rows without a face or of a failed calibration have none)."""
     turns = rec.turns()
     tasks = rec.tasks()
     pairwise = [t for t in turns if t.pairwise]
-    gaze = mouse = mouse_pos = 0
+    gaze = mouse = mouse_pos = gaze_pos = 0
     tasks_with_samples, participants_with_samples = 0, set()
     for task in tasks:
         s = rec.streams(task.task_id)
@@ -82,6 +91,8 @@ def summarize(rec: Recording) -> dict[str, Any]:
         m = s["mouse"].num_rows if "mouse" in s else 0
         if m and "x" in s["mouse"].column_names:
             mouse_pos += int(pc.sum(pc.greater_equal(s["mouse"].column("x"), 0)).as_py() or 0)
+        if g:
+            gaze_pos += gaze_positions(s["gaze"])
         if g or m:
             tasks_with_samples += 1
             participants_with_samples.add(task.participant_id)
@@ -101,6 +112,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
         "gaze_samples": gaze,
         "mouse_samples": mouse,
         "mouse_samples_with_position": mouse_pos,
+        "gaze_samples_with_position": gaze_pos,
         "malformed_rows_skipped": 0,
     }
 

@@ -147,7 +147,7 @@ INBOX = {
     "s_log_total_s": ("log s", "log(1 + in-box dwell on both boxes in s) (symmetric context)"),
     "s_switches": ("log count", "log(1 + changes of box) (symmetric context)"),
     "s_camera_ok": ("0-1", "gaze only: share of the turn's samples with the face well placed (IFLLM `camera_green`; site studies: from the rows' flags)"),
-    "s_present": ("0/1", "1 when the source has samples in the turn (else the family's other columns are missing)"),
+    "s_present": ("0/1", "1 when the source has samples with a position in the turn (else the family's other columns are missing; a failed calibration's gaze rows, x/y NaN, have none)"),
 }
 
 SENTENCE = {

@@ -202,18 +202,24 @@ def compute_task(td: TaskData, sentences: bool = True) -> tuple[list[dict], list
     # without a position (a failed calibration's, x/y NaN) are no gaze samples either
     missing = ([] if td.n_gaze_positions else ["g_"]) + ([] if td.n_mouse_raw else ["m_", "sc_"])
     if missing:
-        for rows in (resp_rows, comp_rows, seq_rows):
+        for rows in (resp_rows, comp_rows, seq_rows, sent_frames):
             _blank(rows, tuple(missing))
     return resp_rows, comp_rows, sent_frames, seq_rows
 
 
+#: measures of the gaze rows whatever their position (the camera's state): kept where the task
+#: has no gaze position (a failed calibration: the camera may have been fine)
+ROW_MEASURES = ("g_camera_ok_share",)
+
+
 def _blank(rows: list[dict], prefixes: tuple[str, ...]) -> None:
-    """Set the measures of a source with no samples (``g_``, ``l_g_``, ``d_g_``, ...) to NaN."""
+    """Set the measures of a source with no samples (``g_``, ``l_g_``, ``d_g_``, ...) to NaN
+    (a sentence table's columns: lists of them), :data:`ROW_MEASURES` aside."""
     sided = tuple(s + p for s in ("l_", "r_", "d_", "p_", "c_") for p in prefixes)
     for row in rows:
-        for k in row:
-            if k.startswith(prefixes) or k.startswith(sided):
-                row[k] = NAN
+        for k, v in row.items():
+            if (k.startswith(prefixes) or k.startswith(sided)) and not k.endswith(ROW_MEASURES):
+                row[k] = np.full(len(v), NAN) if isinstance(v, (list, np.ndarray)) else NAN
 
 
 def _task_cols(td: TaskData, n_turns: int) -> dict[str, float]:

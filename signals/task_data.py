@@ -217,14 +217,18 @@ def assemble(task_id: str, participant_id: str, turns: list[schema.Turn], units:
 
 
 def _box_samples(r: dict[str, np.ndarray], turns: list[schema.Turn]) -> dict[str, np.ndarray]:
-    """The raw samples of the turns, none at or after a turn's decision (the in-box family's input)."""
+    """The raw samples of the turns, none at or after a turn's decision (the in-box family's input);
+    ``positioned``: whether a sample has a position (a gaze row of a failed calibration or without
+    a face has none: it counts for the camera's state, never as a look anywhere)."""
     if len(r["t"]) == 0:
-        return {k: np.zeros(0) for k in ("t", "turn", "pos", "char")}
+        return {k: np.zeros(0) for k in ("t", "turn", "pos", "char")} | {"positioned": np.zeros(0, bool)}
     keep = (r["turn"] >= 0) & (r["turn"] < len(turns))
     for k, tr in enumerate(turns):
         if tr.t_decided is not None:
             keep &= ~((r["turn"] == k) & (r["t"] >= tr.t_decided))
-    return {k: r[k][keep] for k in ("t", "turn", "pos", "char", "window", "camera_ok") if k in r}
+    out = {k: r[k][keep] for k in ("t", "turn", "pos", "char", "window", "camera_ok") if k in r}
+    out["positioned"] = (np.isfinite(r["x"]) & np.isfinite(r["y"]))[keep]
+    return out
 
 
 def _sentences(turn: np.ndarray, pos: np.ndarray, word: np.ndarray, units: dict) -> np.ndarray:

@@ -94,7 +94,12 @@ def _task_quality(tid: str, pid: str, task: schema.Task | None, s: dict[str, pa.
     if m is not None:
         row["mouse_samples"] = m.num_rows
     if g is not None and g.num_rows:
-        t = np.unique(_np(g, "t"))
+        # the gaze there is: rows without a position (no face, a failed calibration's) are none, as
+        # in the feature table (their share shows in face_ratio and the calibration column)
+        t = _np(g, "t")
+        if {"x", "y"} <= set(g.column_names):
+            t = t[np.isfinite(_np(g, "x")) & np.isfinite(_np(g, "y"))]
+        t = np.unique(t)
         row["gaze_samples"] = len(t)
         if len(t) > 1:
             dt = np.diff(t)

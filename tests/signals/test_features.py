@@ -397,14 +397,22 @@ def test_a_failed_calibrations_gaze_rows_are_missing_gaze_not_zero(calibrated):
     if not calibrated:
         g = streams["gaze"]
         nan = np.full(g.num_rows, np.nan, dtype=np.float32)
-        streams["gaze"] = pa.table({"t": g["t"], "x": nan, "y": nan})
+        # the camera saw the face well: only the calibration failed (as the site flags such rows)
+        failed = np.full(g.num_rows, schema.GazeFlag.UNCALIBRATED | schema.GazeFlag.CALIBRATION_FAILED, np.int32)
+        streams["gaze"] = pa.table({"t": g["t"], "x": nan, "y": nan, "flags": failed})
     cal = {"passed": calibrated, "accuracy_px": 120.0 if calibrated else 520.0, "webgazer_score_pct": 70.0}
     task = schema.Task("site/1", "p1", "s", "pairwise", calibration_accuracy=cal["accuracy_px"],
                        answers={"calibration_unit": "px"}, calibration=cal)
     td = from_streams("site/1", "p1", turns, streams, task_info=task_info(task))
-    (row,) = features.compute_task(td)[1]
-    gaze = [k for k in row if k.startswith(("g_", "l_g_", "r_g_", "d_g_"))]
+    _, (row,), sentences, _ = features.compute_task(td)
+    gaze = [k for k in row if k.startswith(("g_", "l_g_", "r_g_", "d_g_")) and k != "g_camera_ok_share"]
     assert gaze and td.n_gaze_raw == len(streams["gaze"])
+    # the in-box family (the reward models' default gaze features) and the sentence table alike:
+    # rows without a position are no gaze samples (present 0, the rest missing), as in an
+    # IFLLM-layout export of the same study, which has no such rows; before, present 1 and 0 ms
+    inbox = [k for k in row if k.startswith("gaze_") and k != "gaze_s_present"]
+    sentence_gaze = [np.asarray(f[k], float) for f in sentences for k in f if k.startswith("g_")]
+    assert sentence_gaze
     if calibrated:
         assert row["g_share_l"] == pytest.approx(4 / 6, abs=0.02) and row["task_gaze_kept_share"] > 0.5
         # pictures without a face (x/y NaN) of a calibrated task are samples lost: the share counts them
@@ -414,8 +422,13 @@ def test_a_failed_calibrations_gaze_rows_are_missing_gaze_not_zero(calibrated):
         lost = dict(streams, gaze=g.set_column(1, "x", pa.array(x)))
         (half,) = features.compute_task(from_streams("site/1", "p1", turns, lost, task_info=task_info(task)))[1]
         assert half["task_gaze_kept_share"] <= 0.5 * row["task_gaze_kept_share"] + 0.01
+        assert row["gaze_s_present"] == 1 and inbox and not np.isnan(row["gaze_d_share"])
+        assert any(np.isfinite(v).any() for v in sentence_gaze)
     else:
         assert all(np.isnan(row[k]) for k in gaze), [k for k in gaze if not np.isnan(row[k])]
+        assert row["gaze_s_present"] == 0 and not [k for k in inbox if np.isfinite(row[k])]
+        assert all(np.isnan(v).all() for v in sentence_gaze)
+        assert row["g_camera_ok_share"] == 1.0  # the camera's state, rows without a position included
         assert np.isnan(row["task_gaze_kept_share"])
         assert not np.isnan(row["m_share_l"]), "the mouse is measured as ever"
     assert row["task_calibration_accuracy_px"] == cal["accuracy_px"]

@@ -224,3 +224,29 @@ def test_report_rule_lines_count_ties(ifllm_sample):
     """The report's rule lines cover the labelled pairs with ties ("read further" on the sample: 4)."""
     html = build_report(str(ifllm_sample), n_examples=0)
     assert "read further: 50.0 % of 18 labelled pairs (ties count half, as in the model table; 4 ties)" in html
+
+
+def test_rows_without_a_position_are_no_gaze_in_the_quality_table_and_the_summary():
+    """A failed calibration's rows (x/y empty, stored ~14 times a second for a later re-estimate)
+    showed as 14 Hz of gaze with no gaps in the data-quality view and counted in ``data summary``'s
+    gaze samples: rows with a position make the rate and gaps, and the summary says how many there
+    are (``gaze_samples_with_position``, as ``mouse_samples_with_position``)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from gazepref.datasets.recording import gaze_positions
+    from gazepref.signals.plots.summary import _task_quality
+
+    t = np.arange(0.0, 20_000.0, 70.0)
+    x = np.full(len(t), 640.0)
+    nan = np.full(len(t), np.nan)
+    seen = pa.table({"t": t, "x": x, "y": x, "flags": np.zeros(len(t), np.int32)})
+    failed = pa.table({"t": t, "x": nan, "y": nan, "flags": np.full(len(t), 320, np.int32)})
+    good = _task_quality("p/1", "p", None, {"gaze": seen}, 2)
+    assert good["gaze_samples"] == len(t) and good["sample_rate_hz"] == pytest.approx(1000 / 70)
+    row = _task_quality("p/1", "p", None, {"gaze": failed}, 2)
+    assert row["gaze_samples"] == 0 and np.isnan(row["sample_rate_hz"]) and np.isnan(row["duration_s"])
+    assert row["face_ratio"] == 1.0  # the camera saw the face: from all rows
+    half = pa.table({"t": t, "x": np.where(t < 10_000, x, np.nan), "y": x})
+    assert gaze_positions(half) == int((t < 10_000).sum()) and gaze_positions(failed) == 0
+    assert _task_quality("p/1", "p", None, {"gaze": half}, 2)["duration_s"] == pytest.approx(9.94)
