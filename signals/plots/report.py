@@ -163,8 +163,16 @@ def _reward_report(name: str, rep: dict) -> str:
         else:
             ci = f"95 % CI resampling participants [{100 * lo:+.1f}, {100 * hi:+.1f}]" + \
                 (f" ({n} participants)" if n is not None else "")
+        # the gain is that of the predictions averaged over the seeds (models.cross_validation),
+        # not the difference of the table's accuracies (each seed's, averaged): said, with both
+        models = rep.get("models") if isinstance(rep.get("models"), dict) else {}
+        avg = [(models.get(g.get(k)) or {}).get("accuracy_seed_avg") for k in ("fused", "best_text")]
+        seeds = rep.get("seeds_run") or len(rep.get("seeds") or [])
+        basis = (f" (on the predictions averaged over the {seeds} seeds: {100 * avg[0]:.1f} % against "
+                 f"{100 * avg[1]:.1f} %; the table averages each seed's accuracy)"
+                 if None not in avg and seeds and seeds > 1 else "")
         out.append(f"<p>Gain of <b>{html.escape(str(g.get('fused')))}</b> over the best text model "
-                   f"({html.escape(str(g.get('best_text')))}): {100 * g['gain']:+.1f} points, {ci}.</p>")
+                   f"({html.escape(str(g.get('best_text')))}): {100 * g['gain']:+.1f} points{basis}, {ci}.</p>")
     return "\n".join(out)
 
 
