@@ -13,7 +13,9 @@ picture, one JSON object instead of the picture::
 right eye's 10x6 patch (:func:`gazepref.signals.eye_features.eye_patch`); ``o`` the share of
 the face box's grey pixels at ``webcam.SATURATED`` (250) or above (``FaceSample.clipped``, for
 the OVEREXPOSED flag; optional: a page without it is never flagged); ``c``, ``lm``, ``o`` and
-``p`` are left out when no face was found (``n`` = 0). Values no camera picture of a face gives
+``p`` are left out when no face was found (``n`` = 0), and ``c``, ``lm`` and ``p`` are required
+when one was (a sample without its patches was once taken, reported usable, and its round then
+failed to fit, spending an attempt). Values no camera picture of a face gives
 are refused (400, naming the sample and the value; nothing of the request is stored, no
 calibration attempt spent): numbers as strings, lists of booleans or of lists, a brightness
 outside 0-255, a sharpness outside 0-1000, patch values outside 0-1, a landmark or the face's
@@ -159,15 +161,14 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
         if not n:
             continue
         sharp, c, lm, p, o = s.get("s"), s.get("c"), s.get("lm"), s.get("p"), s.get("o")
-        if not (sharp is None or _finite(sharp)) or type(c) is not list or type(lm) is not list or not (
-                p is None or type(p) is list) or not (o is None or (_finite(o) and 0 <= o <= 1)):
+        if not (sharp is None or _finite(sharp)) or type(c) is not list or type(lm) is not list or \
+                type(p) is not list or not (o is None or (_finite(o) and 0 <= o <= 1)):
             raise _Irregular
         faces.append((len(heads) - 1, math.nan if sharp is None else float(sharp), math.nan if o is None else float(o)))
         centres.append(c)
         lms.append(lm)
-        patch_of.append(-1 if p is None else len(patch_rows))
-        if p is not None:
-            patch_rows.append(p)
+        patch_of.append(len(patch_rows))
+        patch_rows.append(p)
     try:  # (each exactly its shape: a list of one-number lists is not a list of numbers)
         centre = _numbers(centres) if centres else np.zeros((0, 2))
         lm = _numbers(lms) if lms else np.zeros((0, 2 * len(SAMPLE_LANDMARKS)))
@@ -228,7 +229,9 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
         centre = _nums(s.get("c"), 2, f"{where}.c")
         lm = _nums(s.get("lm"), 2 * len(SAMPLE_LANDMARKS), f"{where}.lm")
         patches = s.get("p")
-        p = None if patches is None else _nums(patches, n_patch * len(EYES), f"{where}.p")
+        if patches is None:  # (the model's patch block: a face without them calibrates nothing)
+            raise ApiError(400, f"{where}.p: the eye patches are missing (a sample with a face has them)")
+        p = _nums(patches, n_patch * len(EYES), f"{where}.p")
         checks = _face_checks(np.array([int(w)]), np.array([int(h)]), centre[None], lm[None], np.array([brightness]),
                               np.array([sharp]), None if p is None else p[None])
         problem = next((why for refused, why in checks if refused[0]), None)

@@ -228,6 +228,8 @@ def _far(s, key, axis, by):
     ("b", lambda s: -3.0, "samples[1].b must be a brightness"),
     ("s", lambda s: 1e300, "samples[1].s must be a sharpness"),
     ("p", lambda s: [1e308] * len(s["p"]), "samples[1].p must hold values from 0 to 1"),  # once 120 infs
+    # once taken and reported usable: the round then failed to fit, spending an attempt
+    ("p", lambda s: None, "samples[1].p: the eye patches are missing"),
 ])
 def test_values_no_picture_of_a_face_gives_are_refused(runner, field, change, says):
     """A sample the page cannot have made is refused with 400 naming it, whether the batch is
