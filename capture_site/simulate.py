@@ -286,6 +286,7 @@ class PageSimulator:
         self.t = 0.0
         self.gaze_next = float(rng.uniform(0, 1000 / GAZE_HZ))
         self.mouse = (640.0, 700.0)
+        self.mouse_until = 0.0  # when the pointer's current move ends (the next starts there)
         self.reading_pos = {0: 0, 1: 0}
 
     # gaze: fixations held for a while, sampled at the tracker's rate with its noise
@@ -310,21 +311,26 @@ class PageSimulator:
         self.t = end
 
     def move_mouse(self, x: float, y: float, ms: float | None = None) -> float:
-        """A pointer move (minimum-jerk path), one sample per animation frame, from now on; the
-        gaze keeps its own timeline (the move overlaps the next fixations)."""
+        """A pointer move (minimum-jerk path), one sample per animation frame, from now on or, while
+        an earlier move is still under way, from its end (one hand: moves follow each other; before,
+        a move begun during another interleaved their samples, jumps of ~700 px every 2 ms); the
+        gaze keeps its own timeline (the move overlaps the next fixations). Returns the ms from now
+        until the pointer is there."""
         x0, y0 = self.mouse
         dist = math.hypot(x - x0, y - y0)
         if dist < 1:
-            return 0.0
+            return max(0.0, self.mouse_until - self.t)
         ms = ms or float(np.clip(150 + 1.2 * dist, 150, 900))
         n = max(2, int(ms / (1000 / MOUSE_HZ)))
+        start = max(self.t, self.mouse_until)
         for k in range(1, n + 1):
             s = k / n
             f = 10 * s**3 - 15 * s**4 + 6 * s**5
-            self.rec.add("mouse", self.t + k * 1000 / MOUSE_HZ, x0 + f * (x - x0) + self.rng.normal(0, 0.5),
+            self.rec.add("mouse", start + k * 1000 / MOUSE_HZ, x0 + f * (x - x0) + self.rng.normal(0, 0.5),
                          y0 + f * (y - y0) + self.rng.normal(0, 0.5), 0)
         self.mouse = (x, y)
-        return ms
+        self.mouse_until = start + n * 1000 / MOUSE_HZ
+        return self.mouse_until - self.t
 
     def click(self, target: str, detail: str, x: float, y: float) -> None:
         ms = self.move_mouse(x, y)

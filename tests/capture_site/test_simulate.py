@@ -98,6 +98,13 @@ def test_simulate_into_a_study_read_back_from_the_database(tmp_path, capsys, mon
     assert set(words["target"]) == {"response:0", "response:1"} and set(words["turn"]) == {0, 1, 2}
     ev = streams["events"].to_pandas()
     assert (ev["type"] == "choose").sum() == 3 and (ev["type"] == "shown").sum() == 3
+    # one pointer, one path: a move begun while another was under way interleaved their samples
+    # (~700 px apart every 2 ms: a turn's pointer travelled 19 km/s in the feature table)
+    for t in rec.tasks():
+        m = rec.streams(t.task_id)["mouse"].to_pandas().sort_values("t", kind="stable")
+        step = np.hypot(np.diff(m["x"]), np.diff(m["y"]))
+        dt = np.diff(m["t"])
+        assert (dt >= 0).all() and step.max() < 100, (t.task_id, float(step.max()))
 
     # the dwell reaches the features only through the word boxes: D = 3 puts the longer in-box
     # gaze dwell (per character) on the chosen answer in nearly every turn
