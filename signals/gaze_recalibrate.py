@@ -286,6 +286,9 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
     out = check_out_folder(out, overwrite)
     study = db.execute(select(store.Study).where(store.Study.slug == slug)).scalars().first()
     if study is None:
+        if Path(slug).expanduser().exists():  # a folder or file given where the slug goes
+            raise UserError(f"{slug} is a path: gaze recalibrate takes the slug of a study in the site's database "
+                            "(its stored eye features; an export or IFLLM folder has none to re-map)")
         raise UserError(f"no study {slug!r} in the database")
     participants = list(db.scalars(select(store.Participant).where(store.consenting(study.id))
                                    .order_by(store.Participant.id)))

@@ -1009,6 +1009,9 @@ def test_recalibrate_a_study_without_webcam_gaze_is_an_error(tmp_path, capsys, p
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert ("no consenting participants" if not participants else "no webcam calibration") in err
     assert not (tmp_path / "re").exists()
+    # a folder where the slug goes (an export, the IFLLM release): said so, not "no study '/...'"
+    rc, out, err = run_cli(capsys, "gaze", "recalibrate", str(tmp_path), "--db", url, "--out", str(tmp_path / "re"))
+    assert rc == 2 and "is a path: gaze recalibrate takes the slug of a study" in err, err
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
