@@ -35,7 +35,8 @@ from .api import raise_if_task_gone
 C, T = store.StreamChunk.__table__, store.Task.__table__
 
 #: a batch's seq up to this is stored as it comes (a page counts its batches from the seq its page
-#: was given, one a batch: ~12 days of one-second batches); a larger one only within
+#: was given, one a batch: ~12 days of one-second batches; the WebSocket one a frame: ~10-19 hours
+#: of a task's frames); a larger one only within
 #: :data:`SEQ_STEP` of the task's last stored chunk (:func:`seq_refusal`). The page is given the
 #: task's last seq + 1 (``chat.next_seq``, ``gaze_store.next_gaze_seq``), so one batch with a seq
 #: at the top of the range (``batches.MAX_SEQ``: a forged or corrupted counter) would leave every

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from .. import UserError, store
 from . import accounts
 from .config import ConfigError
+from ..datasets.export import EXPORT_MARK
 from .exporting import FORMATS, export_study
 from .pages import no_store
 from .purge import deletion_of, forget_in_memory, purge_participant, withdrawal_of
@@ -136,7 +137,7 @@ def export(slug: str):
         buf = tempfile.TemporaryFile()  # on disk, not in memory (exports with kept webcam frames are big)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted((tmp / slug).rglob("*")):
-                if path.is_file():
+                if path.is_file() and path.name != EXPORT_MARK:  # (the folder's mark, not the data)
                     zf.write(path, path.relative_to(tmp).as_posix())
     except UserError as e:
         if buf is not None:

@@ -150,7 +150,7 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
     from gazepref.signals.webcam import SAMPLE_LANDMARKS, FaceSample, sample_landmarks
 
     n_patch = PATCH_SIZE[0] * PATCH_SIZE[1]
-    times, heads, faces, centres, lms, patch_rows, patch_of = [], [], [], [], [], [], []
+    times, heads, faces, centres, lms, patch_rows = [], [], [], [], [], []
     for s in items:
         t, w, h, n, b = s.get("t"), s.get("w"), s.get("h"), s.get("n"), s.get("b")
         if not (_finite(t) and _finite(w) and _finite(h) and _finite(b) and 16 <= w <= 4096 and 16 <= h <= 4096
@@ -167,7 +167,6 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
         faces.append((len(heads) - 1, math.nan if sharp is None else float(sharp), math.nan if o is None else float(o)))
         centres.append(c)
         lms.append(lm)
-        patch_of.append(len(patch_rows))
         patch_rows.append(p)
     try:  # (each exactly its shape: a list of one-number lists is not a list of numbers)
         centre = _numbers(centres) if centres else np.zeros((0, 2))
@@ -190,9 +189,9 @@ def _parse_batch(items: list[dict]) -> tuple[list[Any], list[float]]:
     pts = sample_landmarks(lm)
     patches = patches.astype(np.float32)
     out = [FaceSample(None, w, h, brightness=b) for w, h, _, b in heads]
-    for k, ((i, sharp, clipped), j) in enumerate(zip(faces, patch_of)):
+    for k, (i, sharp, clipped) in enumerate(faces):  # (each face's patches: row k)
         w, h, n, b = heads[i]
-        eyes = None if j < 0 else {eye.name: patches[j, e * n_patch:(e + 1) * n_patch] for e, eye in enumerate(EYES)}
+        eyes = {eye.name: patches[k, e * n_patch:(e + 1) * n_patch] for e, eye in enumerate(EYES)}
         out[i] = FaceSample(pts[k], w, h, (float(centre[k, 0]), float(centre[k, 1])), n, b, sharp, eyes, clipped)
     return out, times
 
@@ -233,13 +232,12 @@ def _parse_checked(items: list[dict]) -> tuple[list[Any], list[float]]:
             raise ApiError(400, f"{where}.p: the eye patches are missing (a sample with a face has them)")
         p = _nums(patches, n_patch * len(EYES), f"{where}.p")
         checks = _face_checks(np.array([int(w)]), np.array([int(h)]), centre[None], lm[None], np.array([brightness]),
-                              np.array([sharp]), None if p is None else p[None])
+                              np.array([sharp]), p[None])
         problem = next((why for refused, why in checks if refused[0]), None)
         if problem:
             raise ApiError(400, f"{where}.{problem}")
-        if p is not None:
-            p = p.astype(np.float32)
-            patches = {eye.name: p[k * n_patch:(k + 1) * n_patch] for k, eye in enumerate(EYES)}
+        p = p.astype(np.float32)
+        patches = {eye.name: p[k * n_patch:(k + 1) * n_patch] for k, eye in enumerate(EYES)}
         out.append(FaceSample(sample_landmarks(lm), int(w), int(h), (float(centre[0]), float(centre[1])), n,
                               brightness, sharp, patches, clipped))
         times.append(t)

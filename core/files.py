@@ -46,26 +46,29 @@ def check_out_folder(path: str | os.PathLike, overwrite: bool,
     return path
 
 
+#: what a file browser leaves in a folder (hidden files among them): never a command's output
+DESKTOP_FILES = ("Thumbs.db", "desktop.ini")
+
+
 def holds_only(folder: Path, names: Iterable[str]) -> bool:
     """Whether everything at the top of ``folder`` is named in ``names`` (a ``wrote`` test of
-    :func:`check_out_folder`)."""
-    allowed = set(names)
-    return all(p.name in allowed for p in folder.iterdir())
+    :func:`check_out_folder`), hidden files (``.DS_Store``) and :data:`DESKTOP_FILES` aside."""
+    allowed = set(names) | set(DESKTOP_FILES)
+    return all(p.name in allowed or p.name.startswith(".") for p in folder.iterdir())
 
 
 @contextlib.contextmanager
-def whole_folder(path: str | os.PathLike, overwrite: bool = False, wrote: Callable[[Path], bool] | None = None,
-                 what: str = "this command") -> Iterator[Path]:
+def whole_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """``with whole_folder(out, overwrite) as tmp:`` write the folder's files into ``tmp``, a new
     folder beside ``out``; when the block ends, ``tmp`` replaces ``out`` (and whatever an earlier
     run left there) in one rename, so an interrupted run leaves ``out`` as it was, never half
-    written. ``out`` is checked first (:func:`check_out_folder`, with ``wrote`` and ``what``);
-    when the block raises, ``tmp`` is removed."""
+    written. ``out`` is checked first (:func:`check_out_folder`); when the block raises, ``tmp``
+    is removed."""
     import shutil
 
     from . import UserError
 
-    path = check_out_folder(Path(path).expanduser().resolve(), overwrite, wrote, what)  # (".", a link: the folder itself)
+    path = check_out_folder(Path(path).expanduser().resolve(), overwrite)  # (".", a link: the folder itself)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # (left by a killed process of the same id)

@@ -517,44 +517,53 @@ def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet
         raise UserError(f"--demographics: {getattr(rec, 'root', 'the recording')} holds no demographics answers "
                         "(a Parquet export never does; they were written apart, to its demographics.csv, if asked "
                         "for); export from the study in the site's database (SLUG) or from the IFLLM release instead")
-    from ..files import whole_folder
+    import shutil
 
-    # written whole (an interrupted export leaves the folder as it was); --overwrite replaces only
-    # an earlier export, and all of it (a file the new one does not write, demographics.csv
-    # asked for before, a deleted participant's frames, is not left behind)
-    with whole_folder(out, overwrite, _an_export, "data export") as tmp:
-        return _export_into(rec, tmp, fmt, demographics, progress, spreadsheet_safe)
+    from ..files import check_out_folder
+
+    # --overwrite replaces only an earlier export (its mark), and all of it: a file the new one
+    # does not write (demographics.csv asked for before, a deleted participant's frames) does not
+    # stay. The folder itself stays (its permissions, a mount point); its contents go first.
+    out = check_out_folder(out, overwrite, _an_export, "data export").resolve()
+    root = getattr(rec, "root", None)
+    if overwrite and root is not None and out.is_dir() and _overlaps(Path(root).resolve(), out):
+        raise UserError(f"{out} holds the recording being exported: export into another folder")
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    # the mark first: a rerun after an interrupted export may replace what it left
+    (out / EXPORT_MARK).write_text(json.dumps({"format": fmt}) + "\n", encoding="utf-8")
+    return _export_into(rec, out, fmt, demographics, progress, spreadsheet_safe)
 
 
-#: what an export of either layout writes at the top of its folder (:func:`_an_export`)
-EXPORT_NAMES = frozenset({
-    "participants.parquet", "tasks.parquet", "turns.parquet", "responses.parquet", "calibrations.parquet",
-    "streams", "manifest.json", ifllm.QUERY_TABLE, ifllm.TASK_TABLE, ifllm.RECORD_TABLE, ifllm.BEHAVIOR_DIR,
-    CALIBRATION_TABLE, "gaze_from.json", ifllm.SPREADSHEET_SAFE_FILE, "demographics.csv", "DEMOGRAPHICS_README.txt",
-    "frames", "skipped.json"})
+#: the mark an export leaves in its folder (``data export --overwrite`` replaces only a folder
+#: holding it, or a Parquet export's manifest: an IFLLM release, a feature table's folder with the
+#: same file names are never taken for an earlier export); left out of the dashboard's zip
+EXPORT_MARK = ".gazepref-export"
 
 
 def _an_export(folder: Path) -> bool:
-    """Whether ``folder`` looks like an export this function wrote (``data export --overwrite``
-    replaces only those): nothing but :data:`EXPORT_NAMES`, and a ``manifest.json`` there is a
-    Parquet export's (a feature table's folder, ``gaze recalibrate``'s, an IFLLM release with
-    other files, a working folder are refused)."""
-    from ..files import holds_only
-
-    if not holds_only(folder, EXPORT_NAMES):
-        return False
-    manifest = folder / "manifest.json"
-    if not manifest.exists():
+    """Whether ``folder`` is an export this module wrote: its :data:`EXPORT_MARK`, or (an export
+    made before the mark) a Parquet export's ``manifest.json``."""
+    if (folder / EXPORT_MARK).is_file():
         return True
     try:
-        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == PARQUET_FORMAT
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("format") == PARQUET_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
 
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
 def _export_into(rec: Recording, out: Path, fmt: str, demographics: bool, progress: bool,
                  spreadsheet_safe: bool) -> dict[str, Any]:
-    """:func:`export_recording` into the new, empty folder ``out``."""
+    """:func:`export_recording` into the empty folder ``out`` (its mark aside)."""
     if fmt == "parquet":
         manifest = export_parquet(rec, out, overwrite=True, progress=progress)
     else:

@@ -147,7 +147,7 @@ INBOX = {
     "s_log_total_s": ("log s", "log(1 + in-box dwell on both boxes in s) (symmetric context)"),
     "s_switches": ("log count", "log(1 + changes of box) (symmetric context)"),
     "s_camera_ok": ("0-1", "gaze only: share of the turn's samples with the face well placed (IFLLM `camera_green`; site studies: from the rows' flags)"),
-    "s_present": ("0/1", "1 when the source has samples with a position in the turn (else the family's other columns are missing; a failed calibration's gaze rows, x/y NaN, have none)"),
+    "s_present": ("0/1", "1 when the source has samples in the turn, one at least with a position (else the family's other columns are missing; a failed calibration's gaze rows, x/y NaN, have none)"),
 }
 
 SENTENCE = {
@@ -288,7 +288,9 @@ def markdown() -> str:
             "The per-turn features above (of this turn) and every per-response feature as `p_<name>`",
             "(previous turn), `c_<name>` (this turn) and `d_<name>` = this − previous. The previous",
             "turn's samples all precede this turn's decision.", ""]
-    out += ["## sentences.parquet", "", "Keys `task_id … position`, `sentence`, then:", ""]
+    out += ["## sentences.parquet", "", "Keys `task_id … position`, `sentence`, then the measures below; a task",
+            "without any gaze position (no camera, a failed calibration) has its `g_` columns missing (NaN), as",
+            "the other tables (0 before 07 Dec 2026).", ""]
     table("Per-sentence measures", SENTENCE)
     return "\n".join(out) + "\n"
 

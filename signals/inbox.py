@@ -106,16 +106,15 @@ def turn_measures(samples: Mapping[str, Mapping[str, np.ndarray]], turn: int, te
     """Every ``gaze_*`` / ``mouse_*`` column of turn ``turn``. ``samples[source]``: arrays ``t``,
     ``turn``, ``pos``, ``char`` and optionally ``window``, ``camera_ok`` per sample
     (:attr:`gazepref.signals.task_data.TaskData.box_samples`). A source without samples in the turn
-    has no measures (missing), and ``<source>_s_present`` 0; samples without a position
-    (``positioned`` False where given: a failed calibration's gaze rows, x/y NaN) are none, as in
-    an IFLLM-layout export, which has no such rows."""
+    has no measures (missing), and ``<source>_s_present`` 0, also where none of its samples has a
+    position (``positioned`` where given: a failed calibration's gaze rows, x/y NaN, as an
+    IFLLM-layout export, which leaves such rows out, reads it). Where some have, the others are
+    time outside the answers (a picture without a face) and count in ``s_camera_ok``."""
     out: dict[str, float] = {}
     for source in SOURCES:
         s = samples.get(source)
         m = s["turn"] == turn if s is not None and len(s["t"]) else None
-        if m is not None and "positioned" in s:
-            m &= s["positioned"]
-        if m is None or not m.any():
+        if m is None or not m.any() or ("positioned" in s and not s["positioned"][m].any()):
             out[f"{source}_s_present"] = 0.0
             continue
         win, cam = s.get("window"), s.get("camera_ok")

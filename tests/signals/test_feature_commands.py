@@ -42,9 +42,26 @@ def test_overwrite_replaces_only_a_folder_the_same_command_wrote(ifllm_sample, t
     assert main(["data", "export", str(ifllm_sample), "--out", str(feats), "--overwrite"]) == 2
     assert "is not a folder data export wrote" in capsys.readouterr().err
     assert sorted(p.name for p in feats.iterdir()) == tables
+    (feats / "Thumbs.db").write_bytes(b"\0")
     assert main(["features", str(ifllm_sample), "--out", str(feats), "--overwrite", "--jobs", "1", "--no-sentences",
                  "--json"]) == 0
 
+    (export / ".DS_Store").write_bytes(b"\0")  # a file browser's: never a reason to refuse
     assert main(["data", "export", str(ifllm_sample), "--out", str(export), "--overwrite", "--json"]) == 0
-    assert not any(p.name.startswith(("demographics", "DEMOGRAPHICS")) for p in export.iterdir())
+    assert not any(p.name.startswith(("demographics", "DEMOGRAPHICS", ".DS")) for p in export.iterdir())
+    assert main(["data", "summary", str(export), "--json"]) == 0
+    capsys.readouterr()
+
+    # an IFLLM release (the same file names as an IFLLM-layout export) is never taken for an export
+    import shutil
+
+    release = tmp_path / "release"
+    shutil.copytree(ifllm_sample, release)
+    before = sorted(str(p.relative_to(release)) for p in release.rglob("*"))
+    assert main(["data", "export", str(export), "--to", "ifllm", "--out", str(release), "--overwrite"]) == 2
+    assert "is not a folder data export wrote" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(release)) for p in release.rglob("*")) == before
+    # nor is the recording being exported replaced by its own export
+    assert main(["data", "export", str(export), "--out", str(export), "--overwrite"]) == 2
+    assert "holds the recording being exported" in capsys.readouterr().err
     assert main(["data", "summary", str(export), "--json"]) == 0

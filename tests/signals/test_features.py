@@ -380,6 +380,8 @@ def test_the_site_gaze_camera_ok_share_comes_from_the_rows_flags():
     flagged = dict(streams, gaze=g.append_column("flags", pa.array(flags)))
     (row,) = features.compute_task(from_streams("site/1", "p1", turns, flagged))[1]
     assert row["g_camera_ok_share"] == pytest.approx(0.75, abs=0.02)
+    # the in-box family's alike: the rows without a face count (a review saw 1.0 once they were dropped)
+    assert row["gaze_s_present"] == 1 and row["gaze_s_camera_ok"] == pytest.approx(0.75, abs=0.02)
 
 
 @pytest.mark.parametrize("calibrated", [True, False])
