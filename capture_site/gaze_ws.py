@@ -280,7 +280,10 @@ class FrameSocket:
                 if meta.seq <= last:
                     _send(self.ws, {"seq": seq, "duplicate": True})  # costs no rate-limit token
                     return
-                if meta.seq > SEQ_FREE and meta.seq > last + SEQ_STEP:  # (a reloaded page's: its task's last)
+                # beyond SEQ_FREE, near what is stored only (a socket's buffer is not: frames sent in
+                # steps of SEQ_STEP would climb to the top of the range unstored), else the task's last
+                stored = -1 if ctx.last_seq is None else ctx.last_seq
+                if meta.seq > SEQ_FREE and meta.seq > stored + SEQ_STEP:
                     with site().statements.connect() as conn:
                         why = seq_refusal(conn, meta.task_id, meta.seq)
                     if why is not None:

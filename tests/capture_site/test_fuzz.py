@@ -98,7 +98,13 @@ def test_bad_chat_turn_is_a_400_and_calls_no_model(site_app, backend, text):
     '{"likert": [4, 4], "choice": 1, "origin": 1.7e12, "t_shown": 1, "t_decided": 2, "feedback": "a\\u0000b"}',
     '{"likert": [4, 4], "choice": 1, "origin": -1e308, "t_shown": 1, "t_decided": 2}',
     '{"likert": [4, 4], "choice": 1, "origin": 1.7e12, "t_shown": 1e300, "t_decided": 2}',
-], ids=["deep", "surrogate-feedback", "nul-feedback", "origin", "t_shown"])
+    # a decision before the answers were shown, a time before the page's clock began (both once
+    # stored: the turn then lost its samples in the features)
+    '{"likert": [4, 4], "choice": 1, "strength": 2, "origin": 1.7e12, "t_shown": 500.0, "t_decided": -9e9}',
+    '{"likert": [4, 4], "choice": 1, "strength": 2, "origin": 1.7e12, "t_shown": 500.0, "t_decided": 400.0}',
+    '{"likert": [4, 4], "choice": 1, "strength": 2, "origin": 1.7e12, "t_shown": -5.0, "t_decided": 400.0}',
+], ids=["deep", "surrogate-feedback", "nul-feedback", "origin", "t_shown", "decided-negative", "decided-first",
+       "shown-negative"])
 def test_bad_rating_is_a_400_and_stores_nothing(site_app, body):
     w, data = _on_task(site_app)
     _turn(w, data)

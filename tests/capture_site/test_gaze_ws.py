@@ -85,6 +85,30 @@ def test_a_browser_mode_study_refuses_the_socket_at_its_first_message(make_app, 
             ws.receive(timeout=5)
 
 
+def test_a_socket_cannot_climb_the_seqs_on_frames_it_has_not_stored(wapp):
+    """Beyond chunks.SEQ_FREE a frame's seq must be near a stored one: the socket's own buffer
+    does not count, or frames in steps of SEQ_STEP (over the rate, kept unprocessed, costing no
+    token) would reach the top of the range before anything was stored, leaving the reloaded page
+    a next_seq the site refuses."""
+    from gazepref.capture_site.chunks import SEQ_FREE, SEQ_STEP
+
+    client = wapp.test_client()
+    token, task_id = to_task(client, "CAM-LADDER")
+    meta = {"phase": "task", "task": task_id, "origin": 1.7e12}
+    with BackgroundServer(wapp) as url:
+        ws, hello = _connect(url, token)
+        assert hello["ok"], hello
+        stored: list = []
+        ws.send(pack_frame(meta | {"seq": SEQ_FREE, "t": 100.0}, jpeg(moving(0))))
+        assert _answer(ws, stored)["seq"] == SEQ_FREE
+        ws.send(pack_frame(meta | {"seq": SEQ_FREE + SEQ_STEP, "t": 200.0}, jpeg(moving(1))))
+        a = _answer(ws, stored)
+        assert a.get("status") == 400 and "jumps ahead" in a["error"], a
+        ws.close()
+    assert _wait_rows(wapp, task_id, 1) == 1
+    assert page_data(client.get("/step").text)["gaze"]["next_seq"] == SEQ_FREE + 1
+
+
 def test_frames_over_websocket_are_answered_and_stored_like_http_batches(wapp):
     client = wapp.test_client()
     token, task_id = to_task(client)
