@@ -295,20 +295,26 @@ def resume():
         return _not_in_flow()
     error = None
     if request.method == "POST":
-        st = p.state or {}
-        failures = int(st.get("resume_failures", 0))
-        expected = _normal_code(str(st.get("resume_code", "")))
         given = _normal_code(request.form.get("code", ""))
-        if failures >= MAX_RESUME_FAILURES:
-            error = "Too many wrong codes: this session is locked. Please contact the researchers."
-        elif expected and hmac.compare_digest(given.encode(), expected.encode()):
+        # under the participant's lock: wrong codes sent at once each count (read, add one, write
+        # back unlocked, 8 threads x 4 codes once stopped at 9 of the 10 allowed), and the write of
+        # the state does not undo a step the participant's own browser took meanwhile
+        with participant_lock(p):
+            st = p.state or {}
+            failures = int(st.get("resume_failures", 0))
+            expected = _normal_code(str(st.get("resume_code", "")))
+            if failures >= MAX_RESUME_FAILURES:
+                error = "Too many wrong codes: this session is locked. Please contact the researchers."
+            elif expected and hmac.compare_digest(given.encode(), expected.encode()):
+                error = None
+            else:
+                set_state(p, resume_failures=failures + 1)
+                error = "That is not the resume code of this session."
+            db().commit()
+        if error is None:
             session.pop("resume_pid")
             session["pid"] = p.id
             return redirect(url_for("flow.step"))
-        else:
-            set_state(p, resume_failures=failures + 1)
-            db().commit()
-            error = "That is not the resume code of this session."
     return render_template("resume.html", study=p.study, error=error), (400 if error else 200)
 
 

@@ -127,6 +127,49 @@ def test_resume_code_locks_after_too_many_wrong_codes(client):
     assert r.status_code == 400 and "locked" in r.text
 
 
+def test_wrong_resume_codes_sent_at_once_each_count(client, monkeypatch):
+    """Each wrong code counts, also sent from several browsers at once: the count was read, one
+    added and written back unlocked, so codes at the same moment counted once (8 threads x 4 codes
+    once stopped at 9 of the 10 allowed, leaving more guesses than the lock-out allows)."""
+    import threading
+    import time
+
+    from gazepref.capture_site import flow
+
+    w = Walker(client, "RACED")
+    w.arrive()
+    w.consent()
+    code = _resume_code(w.step().text)
+    set_state = flow.set_state
+
+    def slow_set_state(p, **changes):  # between the count's read and its write, whatever the machine
+        time.sleep(0.05)
+        set_state(p, **changes)
+
+    monkeypatch.setattr(flow, "set_state", slow_set_state)
+    browsers = []
+    for _ in range(5):
+        b = Walker(client.application.test_client(), "RACED")
+        b.arrive()
+        browsers.append((b, csrf_of(b.client.get("/resume").text)))
+    start = threading.Barrier(len(browsers))
+
+    def guess(b, token):
+        start.wait()
+        for _ in range(2):
+            assert b.client.post("/resume", data={"csrf_token": token, "code": "WRONG"}).status_code == 400
+
+    threads = [threading.Thread(target=guess, args=pair) for pair in browsers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    b, token = browsers[0]
+    assert flow.MAX_RESUME_FAILURES == 10
+    r = b.client.post("/resume", data={"csrf_token": token, "code": code})
+    assert r.status_code == 400 and "locked" in r.text, "10 wrong codes were sent"
+
+
 def test_study_option_allows_plain_resume_by_link(make_app, tmp_path):
     from sitetest import STUDY_TOML
 
