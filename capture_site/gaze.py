@@ -76,7 +76,7 @@ from .gaze_trackers import decode_frames, process_frames, registry, usable_times
 from .plan import step_at
 from .purge import commit_in_study, deletion_of, withdrawal_of
 from .runtime import db
-from .batches import MAX_PAGE_TIME_MS
+from .validation import InvalidInput, page_time_ms
 
 __all__ = ["bp"]
 
@@ -214,11 +214,12 @@ def calibration_round():
     per_target = [numbers(t.get("t"), f"targets[{i}].t") for i, t in enumerate(targets)]
     # page-clock times (performance.now(): from 0), as a task batch's (a round stored with t = 1e300
     # spent an attempt); not in order: the page sends a dot's usable pictures first
-    for i, ts in enumerate(per_target):
-        for v in ts:
-            if not 0 <= v < MAX_PAGE_TIME_MS:
-                raise ApiError(400, f"targets[{i}].t must be between 0 and {MAX_PAGE_TIME_MS:.0e} ms on the page's "
-                                    f"clock (got {v!r})")
+    try:
+        for i, ts in enumerate(per_target):
+            for v in ts:
+                page_time_ms(v, f"targets[{i}].t")
+    except InvalidInput as e:
+        raise ApiError(400, str(e)) from None
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
     # on a page (CSS px from its top left): not against ``viewport``, the window's size when the
     # round was sent, which a window resized during the round changes after its dots were placed

@@ -12,8 +12,7 @@ from flask import request
 from .api import ApiError, loads_object
 from .gaze_settings import MAX_FRAME_BYTES
 from .multipart import MultipartError, Part, parse_multipart
-from .batches import MAX_PAGE_TIME_MS
-from .validation import InvalidInput, origin_ms
+from .validation import InvalidInput, origin_ms, page_time_ms
 
 __all__ = ["FrameMeta", "frame_meta", "frame_parts", "integer", "json_body", "multipart_form", "numbers"]
 
@@ -112,8 +111,10 @@ def frame_meta(meta: dict[str, Any], times: list[float] | None = None) -> FrameM
     # times on the page's clock (performance.now(): from 0), in the order taken, as for telemetry
     # batches (the tracker's blink baseline and smoothing follow them; the exporters need the range)
     for i, t in enumerate(times):
-        if not 0 <= t < MAX_PAGE_TIME_MS:
-            raise ApiError(400, f"t must be between 0 and {MAX_PAGE_TIME_MS:.0e} ms on the page's clock (got {t!r} at {i})")
+        try:
+            page_time_ms(t, "t")
+        except InvalidInput as e:
+            raise ApiError(400, f"{e} at {i}") from None
         if i and t < times[i - 1]:
             raise ApiError(400, f"t goes backwards at {i} ({times[i - 1]} -> {t})")
     if phase != "task":

@@ -106,8 +106,12 @@ def origin_ms(value: object, name: str = "origin") -> float:
 
 
 def page_time_ms(value: object, name: str) -> float:
-    """A page-clock time (ms since the page's origin): -1e10 < t < 1e10."""
-    return finite_in(value, name, -MAX_PAGE_TIME_MS, MAX_PAGE_TIME_MS)
+    """A page-clock time (``performance.now()``, ms since the page's origin): 0 <= t < 1e10 (~115
+    days of an open page), the rule of every time a page sends (telemetry rows: ``batches``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_PAGE_TIME_MS:
+        raise InvalidInput(f"{name} must be a number between 0 and {MAX_PAGE_TIME_MS:g} ms on the page's clock "
+                           f"(got {value!r})")
+    return float(value)
 
 
 def check_form_number(raw: str, where: str) -> int | float:

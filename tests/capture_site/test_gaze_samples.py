@@ -268,12 +268,12 @@ def test_a_round_of_landmarks_no_face_has_is_refused_without_spending_an_attempt
     r = client.post("/api/gaze/round", json={"kind": "calibration", "viewport": [1280, 800], "targets": far,
                                              "samples": [dict(s, t=1e300) for s in samples]},
                     headers={"X-Participant-Token": token})
-    assert r.status_code == 400 and "targets[0].t must be between 0 and" in r.json["error"], r.json
+    assert r.status_code == 400 and "targets[0].t must be a number between 0 and" in r.json["error"], r.json
     before = [dict(o, t=[-5.0]) for o in out]  # nor before the page's clock began
     r = client.post("/api/gaze/round", json={"kind": "calibration", "viewport": [1280, 800], "targets": before,
                                              "samples": [dict(s, t=-5.0) for s in samples]},
                     headers={"X-Participant-Token": token})
-    assert r.status_code == 400 and "targets[0].t must be between 0 and" in r.json["error"], r.json
+    assert r.status_code == 400 and "targets[0].t must be a number between 0 and" in r.json["error"], r.json
     with app.extensions["gazepref"].sessions() as dbs:
         assert not dbs.scalars(select(store.Calibration)).all()
     r = post_sample_round(client, token, runner, "calibration", CALIBRATION_TARGETS)
