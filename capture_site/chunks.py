@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - not POSIX: threads of one process only
 from sqlalchemy.exc import IntegrityError
 
 from .. import store
-from .api import raise_if_task_gone
+from .api import ApiError, raise_if_task_gone
 
 C, T = store.StreamChunk.__table__, store.Task.__table__
 
@@ -58,6 +58,21 @@ def seq_refusal(conn: Connection, task_id: int, seq: int) -> str | None:
         return None
     return (f"seq {seq} jumps ahead of the task's batches (last stored: {'none' if last is None else last}; "
             f"a page numbers its batches on from the next_seq of its page)")
+
+
+def check_seq_room(task_id: int, seq: int) -> None:
+    """ApiError 400 where :func:`seq_refusal` refuses ``seq`` (read on a connection of its own:
+    the webcam paths, whose lookup has ended)."""
+    if seq <= SEQ_FREE:
+        return
+    from .runtime import site
+
+    with site().statements.connect() as conn:
+        why = seq_refusal(conn, task_id, seq)
+    if why is not None:
+        raise ApiError(400, why)
+
+
 CHUNK_COLUMNS = tuple(c.name for c in C.columns if c.name not in ("id", "received_at"))
 SET_ANCHOR = (update(T).where(T.c.id == bindparam("task"), T.c.clock_anchor_epoch_ms.is_(None))
               .values(clock_anchor_epoch_ms=bindparam("origin")))

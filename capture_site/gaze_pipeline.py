@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 
 from . import gaze_drift
 from .api import ApiError
-from .chunks import SEQ_FREE, seq_refusal
+from .chunks import check_seq_room
 from .gaze_limits import frame_key, frame_limiter, shed_ms
 from .gaze_requests import FrameMeta
 from .gaze_settings import GazeSettings
@@ -87,11 +87,8 @@ def frame_context(token: ParticipantToken, meta: FrameMeta, kind: str = "frames"
     check_compute(settings, kind)
     if meta.phase == "task" and found.owner != pid:
         raise ApiError(403, f"task {task_id} is not yours")
-    if meta.phase == "task" and not found.replay and seq is not None and seq > SEQ_FREE:  # (a socket: its frames')
-        with site().statements.connect() as conn:
-            why = seq_refusal(conn, task_id, seq)
-        if why is not None:
-            raise ApiError(400, why)
+    if meta.phase == "task" and not found.replay and seq is not None:  # (a socket's context has none:
+        check_seq_room(task_id, seq)                                    # it looks at each frame's)
     if tag is not None and found.tagged is None:  # another participant's, unknown, or never in force
         raise ApiError(403, f"calibration {tag} is not one of yours")
     entry = registry().get((pid, found.pseudonym), settings)

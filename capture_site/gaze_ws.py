@@ -67,7 +67,7 @@ from simple_websocket import ConnectionClosed
 
 from ..settings import Settings
 from .api import ApiError, loads_object
-from .chunks import SEQ_FREE, SEQ_STEP, seq_refusal
+from .chunks import SEQ_STEP, check_seq_room
 from .gaze_limits import pipeline_slots
 from .gaze_pipeline import FrameContext, check_compute, frame_context, store_task_rows, track_frames
 from .gaze_requests import frame_meta
@@ -75,7 +75,7 @@ from .gaze_settings import MAX_FRAME_BYTES, MAX_FRAMES_PER_BATCH
 from .gaze_store import participant_settings
 from .gaze_trackers import dropped_row, usable_times
 from .ratelimit import RateLimiter
-from .runtime import db, site
+from .runtime import db
 from .security import ParticipantToken, read_participant_token
 from .shutdown import drain_state, draining
 
@@ -283,11 +283,8 @@ class FrameSocket:
                 # beyond SEQ_FREE, near what is stored only (a socket's buffer is not: frames sent in
                 # steps of SEQ_STEP would climb to the top of the range unstored), else the task's last
                 stored = -1 if ctx.last_seq is None else ctx.last_seq
-                if meta.seq > SEQ_FREE and meta.seq > stored + SEQ_STEP:
-                    with site().statements.connect() as conn:
-                        why = seq_refusal(conn, meta.task_id, meta.seq)
-                    if why is not None:
-                        raise ApiError(400, why)
+                if meta.seq > stored + SEQ_STEP:
+                    check_seq_room(meta.task_id, meta.seq)
             if self.limiter.allow(f"w{self.token.id}"):
                 rows, dropped = track_frames(ctx, [jpeg], meta.times, arrived,
                                              stale=self.overtaken if self.skip_stale else None)
