@@ -48,6 +48,16 @@ class Question:
     required: bool = True
     options: tuple[str, ...] = ()
     expected: str | None = None  # attention checks: the answer that passes
+    #: a 'number' question's bounds and whether it takes whole numbers only: the page's input
+    #: (``min``, ``max``, ``step``) and the server's check are the same rule
+    minimum: float = 0.0
+    maximum: float = 150.0
+    integer: bool = True
+
+    @staticmethod
+    def number_text(value: float) -> str:
+        """A bound as the page and the messages write it: ``0``, ``150``, ``2.5``."""
+        return str(int(value)) if value == int(value) and abs(value) < 1e15 else repr(value)
 
 
 @dataclass(frozen=True)
@@ -252,8 +262,16 @@ def _questions(doc: _Reader, key: str, strict: bool = True) -> tuple[Question, .
             raise ConfigError(f"{doc.source}: {q.where}: an 'attention' question needs 'expected'")
         if strict and qtype == "attention" and str(expected) not in LIKERT_VALUES:  # else nobody passes
             q._fail("expected", "one of the scale's values 1..5 (an 'attention' question is a 1-5 scale)")
+        bounds: dict[str, Any] = {}
+        if qtype == "number":  # read for number questions only: elsewhere they are unknown keys
+            bounds = {"minimum": q.number("min", 0.0), "maximum": q.number("max", 150.0),
+                      "integer": q.flag("integer", True)}
+            if bounds["minimum"] > bounds["maximum"]:
+                q._fail("max", f"a number >= min ({bounds['minimum']:g})")
+            if bounds["integer"] and math.floor(bounds["maximum"]) < math.ceil(bounds["minimum"]):
+                q._fail("max", "a bound with a whole number between min and max (integer = true)")
         out.append(Question(qid, q.text("label"), qtype, q.flag("required", True), options,
-                            None if expected is None else str(expected)))
+                            None if expected is None else str(expected), **bounds))
     return tuple(out)
 
 

@@ -48,9 +48,15 @@ def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_o
                 answers[f"{q.id}_passed"] = raw == q.expected
         elif q.type == "number":
             try:
-                answers[q.id] = check_form_number(raw, q.id)
+                value = check_form_number(raw, q.id)
             except InvalidInput:
                 errors.append(AnswerError(f"Enter a number: {q.label}", q.id))
+                continue
+            if not q.minimum <= value <= q.maximum or (q.integer and value != int(value)):
+                kind = "a whole number" if q.integer else "a number"
+                errors.append(AnswerError(f"Enter {kind} from {q.number_text(q.minimum)} to {q.number_text(q.maximum)}: {q.label}", q.id))
+                continue
+            answers[q.id] = int(value) if q.integer else value
         elif q.type == "choice":
             if raw not in q.options:
                 errors.append(AnswerError(f"Choose one of the options: {q.label}", q.id))

@@ -48,6 +48,12 @@ def test_the_default_files_commented_gaze_example_is_a_valid_gaze_table():
     (lambda d: d.update(surprise={}), "unknown section 'surprise'"),
     (lambda d: d["models"].update(remote={"backend": "openai", "model": "m"}), "missing models.remote.base_url"),
     (lambda d: d["post_task_questions"][3].pop("expected"), "needs 'expected'"),
+    # a number question's bounds: the page's input and the server's check
+    (lambda d: d["demographics_questions"][0].update(min=18, max=5), "demographics_questions[0].max must be a number >= min (18)"),
+    (lambda d: d["demographics_questions"][0].update(min=1.2, max=1.8), "a whole number between min and max"),
+    (lambda d: d["demographics_questions"][0].update(max=float("inf")), "demographics_questions[0].max must be a finite number"),
+    (lambda d: d["demographics_questions"][0].update(integer="yes"), "demographics_questions[0].integer must be true or false"),
+    (lambda d: d["demographics_questions"][1].update(min=0), "unknown key demographics_questions[1].min"),
     (lambda d: d["modifiers"][0].update(probability=2), "modifiers[0].probability must be a number in 0..1"),
     (lambda d: d.update(topics=[]), "at least one [[topics]]"),
     # an empty code: the done page would show none and Prolific's link would carry "cc="

@@ -729,3 +729,37 @@ def test_a_resume_attempt_after_the_data_was_deleted_writes_nothing_on_the_marke
     with app.extensions["gazepref"].sessions() as s:
         assert s.get(store.Participant, pid).state == marker
     assert r.status_code == 403 and "deleted your data" in r.text
+
+
+@pytest.mark.parametrize("bounds, typed, stored, page_says", [
+    ("", "-5", None, "Enter a whole number from 0 to 150"),     # the page's 0..150, now the server's too
+    ("", "30.5", None, "Enter a whole number from 0 to 150"),   # the page's step 1
+    ("", "30.0", 30, None),
+    ("", "0", 0, None),
+    ("min = 18\nmax = 99", "17", None, "Enter a whole number from 18 to 99"),
+    ("min = 0.5\nmax = 2.5\ninteger = false", "2.25", 2.25, None),
+    ("min = 0.5\nmax = 2.5\ninteger = false", "2.75", None, "Enter a number from 0.5 to 2.5"),
+])
+def test_a_number_questions_bounds_are_the_pages_and_the_servers(make_app, tmp_path, dbs, bounds, typed, stored,
+                                                                  page_says):
+    """A number question takes the study file's ``min``, ``max`` and ``integer`` (default 0, 150,
+    whole numbers: what the page's input always allowed); the server refuses what the input would
+    (an age of -5 was stored when sent without the page), and the page shows the bounds."""
+    from sitetest import study_variant
+
+    toml = study_variant(tmp_path / "s.toml")
+    toml.write_text(toml.read_text().replace('label = "Age"\ntype = "number"', f'label = "Age"\ntype = "number"\n{bounds}'))
+    w = Walker(make_app(STUDY_CONFIG=str(toml)).test_client())
+    w.arrive()
+    page = w.consent().text
+    field = re.search(r'<input type="number" name="age"[^>]*>', page).group(0)
+    lo, hi, step = ("0.5", "2.5", "any") if "integer = false" in bounds else ("18", "99", "1") if bounds else ("0", "150", "1")
+    assert f'min="{lo}" max="{hi}" step="{step}"' in field
+    r = w.answer({"age": typed})
+    if page_says:
+        assert r.status_code == 400 and page_says in r.text and w.current_step() == "demographics"
+        assert f'value="{typed}"' in r.text  # kept for the participant to correct
+    else:
+        assert w.current_step() != "demographics"
+        (p,) = participants(dbs)
+        assert p.demographics.answers["age"] == stored and type(p.demographics.answers["age"]) is type(stored)
