@@ -20,6 +20,7 @@ from .. import store
 from .api import (ApiError, install_error_handlers, json_object, owned_task, raise_if_task_gone,
                   request_participant, to_task_clock)
 from .answers import response_html
+from .chunks import participant_lock
 from .config import StudyConfig
 from .flow import current_step, turn_rated
 from .gaze_step import page_data as gaze_page_data
@@ -67,12 +68,14 @@ def task_page_data(p: store.Participant, cfg: StudyConfig, task: store.Task, tok
     }
 
 
+FINISHED = "This task is already finished. The page will now show where you are in the study."
+
+
 def _open_task(task_id: int) -> tuple[store.Participant, StudyConfig, store.Task]:
     p = request_participant()
     task = owned_task(p, task_id)
     if task.finished_at is not None or current_step(p) != f"task:{task.index}":
-        raise ApiError(409, "This task is already finished. The page will now show where you are in the study.",
-                       reload=True)
+        raise ApiError(409, FINISHED, reload=True)
     return p, site().config(p.study), task
 
 
@@ -136,16 +139,30 @@ def send_turn(task_id: int):
                       modifiers=[m.name for m in modifiers], context=context, epoch_ms=time.time() * 1000,
                       responses=[store.Response(position=i, model=m, text=t)
                                  for i, (m, t) in enumerate(zip(models, texts))])
-    task.turns.append(turn)
-    try:
-        db().commit()
-    except IntegrityError:  # the same turn sent twice at once: keep the first
-        db().rollback()
-        # or the participant withdrew while the models answered: their task is gone (401, as
-        # the request gets after the withdrawal; nothing stored)
+    # the task and the step again, under the participant's lock: while the models answered
+    # (seconds), another tab may have finished the task (the turn was stored after the task's
+    # end, unrated) or the participant withdrawn (their task gone: 401, nothing stored)
+    with participant_lock(p):
         raise_if_task_gone(db(), task_id)
         db().refresh(task)
-        return jsonify(turn=turn_json(task.turns[index], cfg))
+        db().expire(task, ["turns"])
+        if task.finished_at is not None or current_step(p) != f"task:{task.index}":
+            db().rollback()
+            raise ApiError(409, FINISHED, reload=True)
+        stored = list(task.turns)
+        if index < len(stored):  # the same turn sent twice at once: keep the first
+            db().rollback()
+            if stored[index].prompt == prompt:
+                return jsonify(turn=turn_json(stored[index], cfg))
+            raise ApiError(409, STALE_PAGE, reload=True)
+        task.turns.append(turn)
+        try:
+            db().commit()
+        except IntegrityError:  # (the unique key, should the lock not have held it off: the first is kept)
+            db().rollback()
+            raise_if_task_gone(db(), task_id)
+            db().refresh(task)
+            return jsonify(turn=turn_json(task.turns[index], cfg))
     return jsonify(turn=turn_json(turn, cfg))
 
 

@@ -93,7 +93,9 @@ def step_handlers(app: Flask | None = None) -> dict[str, StepHandler]:
 def register_step(name: str, render: Callable[[StepContext], Any], submit: Callable[[StepContext], list[str]],
                   app: Flask | None = None) -> None:
     """Install or replace the handler of a flow step in ``app`` (default: the current app), e.g. the
-    gaze module's ``calibration``. Other apps in the process keep theirs."""
+    gaze module's ``calibration``. Other apps in the process keep theirs. ``submit`` runs under
+    the participant's lock (:func:`.chunks.participant_lock`, the state just read again), which
+    commits or rolls back after it: it must not take the lock or commit itself."""
     step_handlers(app)[name] = StepHandler(render, submit)
 
 
@@ -398,24 +400,33 @@ def answer_step():
     if (page := _not_in_flow()) is not None:
         return page
     p = current_participant()
-    ctx = _context(p)
-    if request.form.get("step") != ctx.step:  # stale or repeated form: never ask twice
-        return redirect(url_for("flow.step"))
-    handler = step_handlers()[parse_step(ctx.step)[0]]
-    errors = handler.submit(ctx)
-    if errors:
+    # under the participant's lock, the state read again: a late copy of an earlier step's form
+    # (a proxy's retry, a second tab's submit held up) compared with the state read at its start
+    # moved the participant back a step, and writing back that whole state undid what other
+    # requests had written meanwhile (the set-up log, a window report, the resume code's count)
+    with participant_lock(p):
+        if (page := _not_in_flow()) is not None:  # withdrew or was screened out meanwhile
+            db().rollback()
+            return page
+        ctx = _context(p)
+        if request.form.get("step") != ctx.step:  # stale or repeated form: never ask twice
+            db().rollback()
+            return redirect(url_for("flow.step"))
+        handler = step_handlers()[parse_step(ctx.step)[0]]
+        errors = handler.submit(ctx)
+        if errors:
+            db().rollback()
+        elif screened_out(p) is not None:  # the step ended the session (e.g. no camera in a webcam-only study)
+            commit_in_study(db(), p.id)
+        else:
+            set_state(p, pos=p.state["pos"] + 1)
+            try:
+                commit_in_study(db(), p.id)  # deleted or withdrawn meanwhile: nothing of this request is kept
+            except IntegrityError:  # the same form sent twice at once (a double click): the first answer counts
+                db().rollback()
+    if errors:  # the step's page again, with the messages (after the lock; nothing of the answer was kept)
         ctx.errors = errors
-        page = handler.render(ctx)
-        db().rollback()
-        return page, 400
-    if screened_out(p) is not None:  # the step ended the session (e.g. no camera in a webcam-only study)
-        commit_in_study(db(), p.id)
-        return redirect(url_for("flow.step"))
-    set_state(p, pos=p.state["pos"] + 1)
-    try:
-        commit_in_study(db(), p.id)  # deleted or withdrawn meanwhile: nothing of this request is kept
-    except IntegrityError:  # the same form sent twice at once (a double click): the first answer counts
-        db().rollback()
+        return handler.render(ctx), 400
     return redirect(url_for("flow.step"))
 
 
@@ -508,7 +519,10 @@ def turn_rated(turn: store.Turn) -> bool:
 def _render_done(ctx: StepContext) -> str:
     p = ctx.participant
     if not (p.state or {}).get("finished_at"):
-        set_state(p, finished_at=store.utcnow().isoformat())
+        with participant_lock(p):  # the state as it is now: other requests write into it too
+            if not (p.state or {}).get("finished_at"):
+                set_state(p, finished_at=store.utcnow().isoformat())
+            commit_in_study(db(), p.id)
     # nothing is left to continue: no resume code (it would only stand beside the completion code)
     return _page("done.html", ctx, code=p.completion_code, handoff=completion_handoff(ctx.config, p),
                  resume_code=None)

@@ -229,3 +229,39 @@ def test_a_rating_whose_participant_withdraws_before_its_write_gets_401(make_app
     body = {"likert": [4, 3], "origin": 1.7e12, "t_shown": 1000.0, "t_decided": 2000.0, "choice": 0, "strength": 2}
     r = w.client.post(f"{data['urls']['turns']}/0/rating", json=body, headers=headers(data))
     assert (r.status_code, r.json) == (401, {"error": "unknown participant"})
+
+
+def test_a_turn_whose_task_is_finished_while_the_models_answer_is_not_stored(make_app, database, monkeypatch):
+    """Another tab finishes the task while the models answer a message (seconds with a real
+    model): 409 with reload, and the task keeps its turns (the turn was stored, unrated, after
+    the task's end while the participant was on the post-task questions)."""
+    import threading
+
+    from gazepref.capture_site import chat
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"CHAT-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    for i in range(2):  # the turns the task needs before it can be finished
+        w.chat_turn(data, i, f"question {i}")
+    other_tab = Walker(app.test_client(), w.pid)
+    with w.client.session_transaction() as mine, other_tab.client.session_transaction() as theirs:
+        theirs.update(dict(mine))
+    answer = chat._answer
+
+    def finish_meanwhile(*args):
+        texts = answer(*args)
+        finishing = threading.Thread(target=lambda: other_tab.answer(follow=False))  # "Finish task"
+        finishing.start()
+        finishing.join()
+        return texts
+
+    monkeypatch.setattr(chat, "_answer", finish_meanwhile)
+    r = w.client.post(data["urls"]["turns"], json={"index": 2, "prompt": "one more"}, headers=headers(data))
+    assert r.status_code == 409 and r.json["reload"] and "already finished" in r.json["error"]
+    assert w.current_step().startswith("post:")
+    with app.extensions["gazepref"].sessions() as s:
+        task = s.get(store.Task, data["task"])
+        assert task.finished_at is not None and [t.index for t in task.turns] == [0, 1]

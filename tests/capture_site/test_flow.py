@@ -1,5 +1,6 @@
 """The participant flow with Flask's test client: consent, pseudonyms, resume, never twice."""
 import re
+import uuid
 
 import pytest
 from sqlalchemy import select
@@ -763,3 +764,94 @@ def test_a_number_questions_bounds_are_the_pages_and_the_servers(make_app, tmp_p
         assert w.current_step() != "demographics"
         (p,) = participants(dbs)
         assert p.demographics.answers["age"] == stored and type(p.demographics.answers["age"]) is type(stored)
+
+
+def _second_tab(app, w: Walker) -> Walker:
+    """Another tab of ``w``'s browser: the same session cookie."""
+    tab = Walker(app.test_client(), w.pid)
+    with w.client.session_transaction() as mine, tab.client.session_transaction() as theirs:
+        theirs.update(dict(mine))
+    return tab
+
+
+def _held_after_read(monkeypatch, thread_name: str, meanwhile):
+    """The first step answer in the thread ``thread_name``, once it has read the participant's
+    state and found its handler, lets ``meanwhile()`` run in another thread before it goes on, as
+    a request held up there (a proxy's retry, a second tab's submit waiting for the database)
+    would: it goes on once that is done, or after 2 s if ``meanwhile`` waits for it (for the
+    participant's lock). Returns the other thread, to be joined."""
+    import threading
+
+    from gazepref.capture_site import flow
+
+    real, others = flow.step_handlers, []
+
+    def held(app=None):
+        found = real(app)
+        if threading.current_thread().name == thread_name and not others:
+            others.append(threading.Thread(target=meanwhile))
+            others[0].start()
+            others[0].join(timeout=2.0)
+        return found
+
+    monkeypatch.setattr(flow, "step_handlers", held)
+    return others
+
+
+def _state(app, w: Walker) -> dict:
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    with app.extensions["gazepref"].sessions() as s:
+        return s.get(store.Participant, pid).state
+
+
+def test_a_late_copy_of_a_step_form_does_not_send_the_participant_back(make_app, database, monkeypatch):
+    import threading
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"LATE-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    w.answer({"age": "30"})
+    step_k = w.current_step()
+    late_form = {"csrf_token": csrf_of(w.step().text), "step": step_k}
+    tab = _second_tab(app, w)
+
+    def participant_goes_on():  # meanwhile the participant answers this step and the next
+        w.client.post("/step", data=late_form)
+        w.answer({"understand_before": "3"})
+
+    others = _held_after_read(monkeypatch, "late", participant_goes_on)
+    late = threading.Thread(name="late", target=lambda: tab.client.post("/step", data=late_form))
+    late.start()
+    late.join()
+    others[0].join()
+    state = _state(app, w)
+    assert state["pos"] == state["steps"].index(step_k) + 2, state["pos"]
+
+
+def test_a_step_answer_keeps_what_other_requests_wrote_into_the_state_meanwhile(make_app, database, monkeypatch):
+    """A window report (written under the participant's lock) while a step's answer is handled
+    stays: the answer wrote back the whole state as read at its start (the set-up log and the
+    resume code's count of wrong codes were lost the same way)."""
+    import threading
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"STATE-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    page = w.consent().text
+    tab = _second_tab(app, w)
+
+    def report_window():
+        r = tab.client.post("/window", data={"too_small": "1", "width": "500", "height": "400",
+                                             "csrf_token": csrf_of(page)})
+        assert r.status_code == 204
+
+    others = _held_after_read(monkeypatch, "answer", report_window)
+    form = {"csrf_token": csrf_of(w.step().text), "step": "demographics", "age": "30"}
+    answer = threading.Thread(name="answer", target=lambda: w.client.post("/step", data=form))
+    answer.start()
+    answer.join()
+    others[0].join()
+    state = _state(app, w)
+    assert state["pos"] == 1 and state.get("window"), state
