@@ -218,6 +218,9 @@ _FACE_REASONS = {  # by the face status code (gazepref.signals.framing.framing_a
     "up": "face not in the middle of the picture", "down": "face not in the middle of the picture",
     "no-frame": "no camera frame arrived",
 }
+#: the face status "dark" of a face found (the picture is not black): framing_advice gives a black
+#: picture without a face and a dim face the same code
+_DIM_FACE = "face too dark (not lit from the front)"
 _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera found",
                   "unsupported": "browser cannot use a webcam", "failed": "camera could not be started"}
 
@@ -324,13 +327,14 @@ def _setup_reason(p: store.Participant, setup: dict) -> str:
         elif setup.get("frames"):
             codes = {c: n for c, n in (setup.get("codes") or {}).items() if c != "ok"}
             last_code = setup.get("last_code", "")
-            if last_code in _FACE_REASONS:
-                why = _FACE_REASONS[last_code]
-            elif codes:
-                why = _FACE_REASONS.get(max(codes, key=codes.get), "face not well placed")
-            else:
-                why = "left at the camera set-up with the face well placed"
+            code = last_code if last_code in _FACE_REASONS else max(codes, key=codes.get) if codes else None
             found = setup.get("face_found", 0) / max(1, setup["frames"])
+            if code is None:
+                why = "left at the camera set-up with the face well placed"
+            elif code == "dark" and found >= 0.5:  # "dark" is a black picture (no face) or a face found but dim
+                why = _DIM_FACE
+            else:
+                why = _FACE_REASONS.get(code, "face not well placed")
             why += f" ({setup['frames']} set-up frames, face found in {found:.0%})"
         else:
             why = "left at the camera set-up before any frame arrived (camera never started?)"

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -146,9 +147,18 @@ def db() -> Session:
 
 
 def close_db(_exc: Any = None) -> None:
+    """End the request's session (``teardown_appcontext``). A connection that died after the
+    request's last query (the database restarted, the connection cut) fails the rollback that
+    closing does: it is dropped from the pool instead; the answer is made by then (a view that
+    wanted its writes kept committed them), so it is not turned into a bare 500 afterwards."""
     session = g.pop("gazepref_db", None)
     if session is not None:
-        session.close()
+        try:
+            session.close()
+        except DBAPIError as e:
+            session.invalidate()
+            log.info("the request's database connection was gone at its end (%s)",
+                     " ".join(str(getattr(e, "orig", None) or e).split())[:200])
 
 
 def study_by_slug(slug: str) -> store.Study | None:

@@ -25,11 +25,14 @@ loses at most :data:`WRITE_EVERY_S` seconds of set-up frames (a display figure).
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 from .. import store
+
+log = logging.getLogger(__name__)
 
 WRITE_EVERY_S = 5.0
 CAMERA_ERRORS = ("denied", "not-found", "unsupported", "failed")
@@ -111,13 +114,36 @@ def note_setup_frames(participant: tuple[int, str], rows: list[dict[str, float]]
         added = {"frames": cur["frames"], "face_found": cur["face_found"], "codes": cur["codes"]}
         cur.update(frames=0, face_found=0, codes={}, written_at=now)  # what is written is no longer pending
         last, seen = cur["last_code"], cur["seen_at"]
-    _write(participant, {"last_code": last}, added, seen)
+    _write_or_keep(participant, last, added, seen)
+
+
+def _write_or_keep(participant: tuple[int, str], last: str, added: dict[str, Any], seen: str | None) -> bool:
+    """Write the counts ``added`` (taken from the pending ones), or give them back to the pending
+    counts when the database cannot take them now (an outage: they go with the next write
+    instead of being lost); whether they were written."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        _write(participant, {"last_code": last}, added, seen)
+        return True
+    except DBAPIError as e:
+        with _lock:
+            cur = _pending().setdefault(participant, {"frames": 0, "face_found": 0, "codes": {}, "last_code": last,
+                                                      "written_at": 0.0, "seen_at": seen})
+            cur["frames"] += added["frames"]
+            cur["face_found"] += added["face_found"]
+            for code, n in added["codes"].items():
+                cur["codes"][code] = cur["codes"].get(code, 0) + n
+            cur["written_at"] = 0.0  # due at the next chance
+        log.warning("set-up counts kept for a later write: %s", " ".join(str(getattr(e, "orig", None) or e).split())[:200])
+        return False
 
 
 def flush_pending(older_than_s: float = 0.0) -> int:
     """Write every participant's counts not yet written (the shutdown calls this, in an app
     context), or with ``older_than_s`` those last written at least that long ago (:func:`install`);
-    returns how many participants had some."""
+    returns how many participants' counts were written (those the database could not take stay
+    pending)."""
     pending = _pending()
     now = time.monotonic()
     with _lock:
@@ -126,9 +152,7 @@ def flush_pending(older_than_s: float = 0.0) -> int:
                 for key, cur in pending.items() if cur["frames"] and now - cur["written_at"] >= older_than_s]
         for key, *_ in todo:
             pending[key].update(frames=0, face_found=0, codes={}, written_at=time.monotonic())
-    for key, last, added, seen in todo:
-        _write(key, {"last_code": last}, added, seen)
-    return len(todo)
+    return sum(_write_or_keep(key, last, added, seen) for key, last, added, seen in todo)
 
 
 def note_camera_error(participant: tuple[int, str], reason: str) -> None:
@@ -167,9 +191,7 @@ def install(app) -> None:
                 close_db()  # the request's session first (an open write transaction would hold SQLite's lock)
                 flush_pending(older_than_s=WRITE_EVERY_S)
         except Exception:  # noqa: BLE001 - a display figure: never into the request
-            import logging
-
-            logging.getLogger(__name__).warning("writing set-up counts failed", exc_info=True)
+            log.warning("writing set-up counts failed", exc_info=True)
         finally:
             busy.release()
 

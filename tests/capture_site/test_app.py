@@ -74,3 +74,34 @@ def test_a_database_without_a_column_the_site_reads_is_a_fault_not_an_outage(mak
     assert r.status_code == 500 and "Retry-After" not in r.headers
     assert "cannot be reached" not in r.text
     assert any(rec.exc_info and "no such column" in str(rec.exc_info[1]) for rec in caplog.records)
+
+
+def test_a_connection_lost_after_the_views_last_query_does_not_fail_the_answer(make_app, postgres_url, caplog):
+    """The database restarts (its backends cut) between a request's last query and its end: the
+    answer made stays the answer (the session's rollback at the end failed on the dead
+    connection, outside every error handler: gunicorn's bare 500 page and a traceback), and the
+    next request gets a fresh connection."""
+    from sqlalchemy import create_engine, text
+
+    from gazepref.capture_site.runtime import db
+
+    app = make_app(DATABASE_URL=postgres_url, PROPAGATE_EXCEPTIONS=True)
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+
+    def read_then_lose_the_connection():
+        backend = db().execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.connect() as conn:  # what a restart does to the request's connection
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend}).scalar()
+        return "drawn"
+
+    app.add_url_rule("/test-lost-connection", "test_lost_connection", read_then_lose_the_connection)
+    client = app.test_client()
+    try:
+        with caplog.at_level(logging.INFO):
+            r = client.get("/test-lost-connection")
+        assert (r.status_code, r.text) == (200, "drawn")
+        assert any("connection was gone at its end" in rec.getMessage() for rec in caplog.records)
+        w = Walker(client, "AFTER-RESTART")
+        assert w.arrive().status_code == 200 and w.consent().status_code == 200
+    finally:
+        admin.dispose()

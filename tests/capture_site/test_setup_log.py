@@ -3,6 +3,7 @@ several app servers serve one participant's frames."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from gazepref import store
@@ -208,3 +209,53 @@ def test_camera_reports_take_frame_tokens_and_end_with_the_study(make_app, tmp_p
     assert r.status_code == 409 and "over" in r.json["error"], r.json
     with app.extensions["gazepref"].sessions() as s:
         assert s.scalars(select(store.Participant)).one().state["setup"]["camera_error"] == "failed"
+
+
+def test_counts_the_database_cannot_take_stay_pending_for_the_next_write(make_app, tmp_path, monkeypatch, caplog):
+    """A write of the set-up counts during a database outage (a restart) gives them back to the
+    pending ones: they were taken from them first, and an outage lost them for good."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from gazetest import webcam_toml
+
+    from gazepref.capture_site import setup_log
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
+    _two_dark_batches(app, "CAM-OUTAGE")  # 2 frames written, 2 pending
+    write = setup_log._write
+
+    def database_away(*args, **kwargs):
+        raise OperationalError("UPDATE participants ...", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(setup_log, "_write", database_away)
+    with app.app_context(), caplog.at_level(logging.WARNING):
+        assert setup_log.flush_pending() == 0
+    assert any("kept for a later write" in r.getMessage() and not r.exc_info for r in caplog.records)
+    monkeypatch.setattr(setup_log, "_write", write)  # the database is back
+    with app.app_context():
+        assert setup_log.flush_pending() == 1
+        assert setup_log.flush_pending() == 0
+    with app.extensions["gazepref"].sessions() as s:
+        setup = s.scalars(select(store.Participant)).one().state["setup"]
+    assert setup["frames"] == 4 and sum(setup["codes"].values()) == 4
+
+
+@pytest.mark.parametrize("face_found, says", [
+    (0, "at the camera set-up: no face in the camera picture (dark, black or covered camera?) (109 set-up frames, face found in 0%)"),
+    (109, "at the camera set-up: face too dark (not lit from the front) (109 set-up frames, face found in 100%)"),
+])
+def test_a_dark_picture_and_a_dim_face_are_told_apart(make_app, tmp_path, face_found, says):
+    """The face status "dark" is both a black picture (no face: a covered camera) and a face found
+    but too dim; the dashboard said "no face" beside "face found in 100%" for the second."""
+    from gazetest import to_calibration, webcam_toml
+
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "webcam.toml")))
+    to_calibration(app.test_client(), "CAM-DIM")
+    with app.extensions["gazepref"].sessions() as s:
+        p = s.scalars(select(store.Participant)).one()
+        p.state = {**p.state, "setup": {"frames": 109, "face_found": face_found, "codes": {"dark": 109},
+                                        "last_code": "dark", "updated_at": store.utcnow().isoformat()}}
+        s.commit()
+    assert _stopped_reason(app) == says
