@@ -221,10 +221,13 @@ def calibration_round():
     except InvalidInput as e:
         raise ApiError(400, str(e)) from None
     xy = [tuple(numbers([t.get("x"), t.get("y")], f"targets[{i}] x/y")) for i, t in enumerate(targets)]
-    # on a page (CSS px from its top left): not against ``viewport``, the window's size when the
-    # round was sent, which a window resized during the round changes after its dots were placed
-    if not all(0 <= v <= MAX_VIEWPORT_PX for pt in xy for v in pt):
-        raise ApiError(400, f"every target must lie on the page (0 to {MAX_VIEWPORT_PX} CSS px)")
+    # in the window the dots were shown in (CSS px from its top left): the page ends a round whose
+    # window changes size or zoom meanwhile (calibration.js), and sends the window its dots were
+    # placed in; a dot outside it was never seen where it is said to be (dots left off a window
+    # made smaller, once regressed onto as if looked at)
+    if not all(0 <= x <= viewport[0] + 1 and 0 <= y <= viewport[1] + 1 for x, y in xy):
+        raise ApiError(400, f"every target must lie in the round's viewport (0 to {viewport[0]:g} x 0 to "
+                            f"{viewport[1]:g} CSS px)")
     all_times = [v for ts in per_target for v in ts]
     _still_calibrating(p)  # (a first look; again under the lock. Gone meanwhile: 401)
     points_asked = settings.calibration_points if kind == "calibration" else settings.validation_points

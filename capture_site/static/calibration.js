@@ -44,6 +44,15 @@ document.addEventListener("visibilitychange", () => {
     if (state.lastOk > -Infinity) state.lastOk += away;
   }
 });
+// the window changed size, or the page its zoom, while a round's dots were shown: the dots were
+// placed in the window as it was (the rest of the round would be off screen or elsewhere on it,
+// and a calibration maps the eyes to the page's CSS px as they were): the round ends at once,
+// not sent, no attempt spent (calibrate says why)
+const viewNow = () => [innerWidth, innerHeight, devicePixelRatio];
+const sameView = (a, b) => a && b && a.every((v, i) => v === b[i]);
+addEventListener("resize", () => {
+  if (state.roundView && !sameView(state.roundView, viewNow()) && state.abortDot) state.abortDot("resized");
+});
 const STALE_MS = 2500; // no face status for this long: the indicator says so
 // "Start calibration" follows the live indicator: it stays on through a face status that turns red
 // for less than this (a turn of the head, a face a little off centre, an answer late by up to
@@ -243,6 +252,16 @@ function collectTarget(x, y, key) {
   return new Promise((resolve) => {
     placeDot(x, y, key);
     const shown = performance.now();
+    let ended = false;
+    const end = (result) => {
+      if (ended) return;
+      ended = true;
+      state.abortDot = null;
+      ui.target.removeEventListener("click", onClick);
+      resolve(result);
+    };
+    // (the window resized: the dot ends at once, its pictures left out)
+    state.abortDot = (why) => end({ frames: [], usable: 0, seen: 0, starved: true, interrupted: why });
     const onClick = async (e) => {
       const tClick = e.timeStamp || performance.now();
       if (tClick - shown < 300) return; // too quick: the eyes cannot have settled
@@ -285,16 +304,20 @@ function collectTarget(x, y, key) {
         : cap.cameraStopped || state.lastStopped >= shown ? "stopped"
           : cap.cameraPaused || state.lastPaused >= shown ? "paused"
             : document.visibilityState === "hidden" || state.lastHidden >= shown ? "hidden" : null;
-      resolve({ frames: keptFrames(frames, state.capture.usable, S.target_frames), usable, seen, starved, interrupted });
+      end({ frames: keptFrames(frames, state.capture.usable, S.target_frames), usable, seen, starved, interrupted });
     };
     ui.target.addEventListener("click", onClick);
   });
 }
 
-async function runRound(kind, points) {
+async function runRound(kind, points, view) {
   const targets = [];
   const frames = [];
   let starved = false;
+  // the window as the round's dots are placed in: the check's dots were placed by the server in
+  // the window of the calibration round (``view``), which must still be the window now
+  state.roundView = view || viewNow();
+  if (!sameView(state.roundView, viewNow())) return { interrupted: "resized" };
   for (const [i, [x, y]] of points.entries()) {
     showProgress(kind, i, points.length);
     const got = await collectTarget(x, y, `${kind}:${i}`);
@@ -307,10 +330,11 @@ async function runRound(kind, points) {
     if (got.interrupted) return { interrupted: got.interrupted }; // not sent: no attempt spent (calibrate says why)
     if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
+  if (!sameView(state.roundView, viewNow())) return { interrupted: "resized" }; // (during the last dot's wait)
   ui.bar.style.width = "100%";
   ui.target.hidden = true; // while the server fits
   ui.instructions.textContent = "One moment…";
-  const meta = { kind, viewport: [innerWidth, innerHeight], targets };
+  const meta = { kind, viewport: state.roundView.slice(0, 2), targets };
   let resp;
   if (S.compute === "browser") { // the targets' landmark samples, never pictures
     meta.samples = frames.map((f) => f.sample);
@@ -379,6 +403,7 @@ async function calibrate() {
   state.busy = true;
   ui.result.hidden = true;
   ui.stage.hidden = false;
+  pageInert(true);
   state.attempts += 1;
   let message = "";
   let outcome = null;
@@ -389,8 +414,9 @@ async function calibrate() {
     // bounds: gaze_attempts.MAX_ROUNDS_PER_ATTEMPT)
     const pending = state.pendingCheck;
     state.pendingCheck = null;
-    const cal = pending ? { ok: true, payload: { validation_targets: pending } }
-      : await runRound("calibration", grid(S.calibration_points, innerWidth, innerHeight));
+    const calView = pending ? pending.view : viewNow();
+    const cal = pending ? { ok: true, payload: { validation_targets: pending.targets } }
+      : await runRound("calibration", grid(S.calibration_points, innerWidth, innerHeight), calView);
     if (cal.handedOver || cal.refused) { state.attempts -= 1; return; }
     if (cal.interrupted) {
       interrupted = cal.interrupted;
@@ -402,12 +428,14 @@ async function calibrate() {
           ? "The camera sent too few clear pictures of your eyes while a dot was shown."
           : `Calibration failed (${cal.payload.error || cal.status}).`;
       } else {
-        const val = await runRound("validation", cal.payload.validation_targets);
+        const val = await runRound("validation", cal.payload.validation_targets, calView);
         if (val.handedOver || val.refused) { state.attempts -= 1; return; } // the calibration round is stored; a reload starts afresh
         // (the calibration round is stored, unchecked: it counts for nothing, gaze_attempts.spent)
         if (val.interrupted) {
           interrupted = val.interrupted;
-          state.pendingCheck = cal.payload.validation_targets;
+          // the check again, in the calibration's window; a window resized since gets a new
+          // calibration (its CSS px are no longer the calibration's), as a reloaded page does
+          if (val.interrupted !== "resized") state.pendingCheck = { targets: cal.payload.validation_targets, view: calView };
         } else {
           state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
           outcome = val.payload.outcome || null;
@@ -421,6 +449,9 @@ async function calibrate() {
     }
   } finally {
     ui.stage.hidden = true;
+    pageInert(false);
+    state.roundView = null;
+    state.abortDot = null;
     state.busy = false;
   }
   if (outcome) {
@@ -443,10 +474,25 @@ async function calibrate() {
   ui.start.scrollIntoView({ block: "nearest" });
 }
 
+/** While the dots are shown, the page under them takes no focus or click (``inert``): a Tab from
+ *  the dot went to the links and buttons hidden under the stage (Enter then opened the withdrawal
+ *  page in the middle of a round). */
+function pageInert(on) {
+  for (let el = ui.stage; el.parentElement && el !== document.body; el = el.parentElement) {
+    for (const other of el.parentElement.children) {
+      if (other !== el && other.tagName !== "SCRIPT") other.inert = on;
+    }
+  }
+}
+
 /** Why a calibration ended without being counted (no attempt spent): the camera ``stopped`` or
- *  ``paused``, or the page was out of sight (``hidden``) while a dot waited for pictures. */
+ *  ``paused``, the page was out of sight (``hidden``) while a dot waited for pictures, or the
+ *  window changed size or zoom (``resized``) during a round. */
 function interruptedMessage(why) {
   const base = "This calibration was stopped and not counted:";
+  if (why === "resized") {
+    return `${base} the window changed size (or the page its zoom) while the dots were shown. Keep the window as it is now, then press Try again.`;
+  }
   if (why === "stopped") {
     return `${base} the camera stopped sending pictures. Close other programs that use the camera, then press Try the camera again.`;
   }

@@ -635,18 +635,20 @@ def test_a_page_reloaded_before_the_check_of_the_last_attempt_calibrates_again(m
 @pytest.mark.parametrize("meta, error", [
     ({"viewport": [-5, 0]}, "viewport must be"),
     ({"viewport": [1280, 50]}, "viewport must be"),
-    ({"targets": [(1e12, 80)] + CALIBRATION_TARGETS[1:]}, "on the page"),
-    ({"targets": [(-1, 80)] + CALIBRATION_TARGETS[1:]}, "on the page"),
+    ({"targets": [(1e12, 80)] + CALIBRATION_TARGETS[1:]}, "in the round's viewport"),
+    ({"targets": [(-1, 80)] + CALIBRATION_TARGETS[1:]}, "in the round's viewport"),
+    # dots placed in a larger window than the round's (the window made smaller meanwhile: the
+    # page now ends such a round; the dots off the window were never seen)
+    ({"viewport": [1024, 600]}, "in the round's viewport (0 to 1024 x 0 to 600 CSS px)"),
     ({"targets": CALIBRATION_TARGETS + [(300, 300)]}, "has 5 targets (got 6)"),
     ({"targets": CALIBRATION_TARGETS[:1] * 5}, "at different places (got 1 places for 5)"),
 ])
 def test_a_round_of_impossible_geometry_is_refused(make_app, tmp_path, meta, error):
-    """A viewport no window has, a dot off the page, more dots than the study's grid, all dots on
-    one place: 400, nothing stored, no attempt spent (each was fitted into a model before). A
-    round the page ended early at a dot it judged starved is shorter: a starved round, also where
-    the server finds that dot's frames enough (the page judged on its live answers, from which
-    frames shed under load are missing); a window made smaller during the round (its dots placed
-    in the larger one) is taken too."""
+    """A viewport no window has, a dot outside the round's window, more dots than the study's
+    grid, all dots on one place: 400, nothing stored, no attempt spent (each was fitted into a
+    model before). A round the page ended early at a dot it judged starved is shorter: a starved
+    round, also where the server finds that dot's frames enough (the page judged on its live
+    answers, from which frames shed under load are missing)."""
     app, client = client_for(make_app, tmp_path, "attempts = 3")
     token = to_calibration(client)["token"]
     r = post_round(client, token, "calibration", meta.get("targets", CALIBRATION_TARGETS),
@@ -660,5 +662,3 @@ def test_a_round_of_impossible_geometry_is_refused(make_app, tmp_path, meta, err
     assert [a.result["error"].split(" (each")[0] for a in rows(app, "calibration")] == [
         "the page ended the round at dot 2 of 5: it had too few usable camera pictures of it in time",
         "too few usable camera pictures at 1 of 2 dots shown (of 5)"]  # (it said "at 1 of 2 dots")
-    r = post_round(client, token, "calibration", CALIBRATION_TARGETS, viewport=(1024, 600))  # resized
-    assert r.status_code == 200, r.json

@@ -763,6 +763,42 @@ def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tm
         assert not dbs.scalars(select(store.Calibration)).all(), "no round sent, no attempt spent"
 
 
+@pytest.mark.browser
+def test_a_window_resized_during_the_dots_ends_the_round_and_the_page_under_them_takes_no_focus(
+        make_app, tmp_path, face_y4m):
+    """The window made smaller (or zoomed) while the dots are shown: the round ends at once, not
+    sent, no attempt spent, and the page says why; the next round's dots are in the new window.
+    Before, the rest of the dots were drawn where the old window was (off screen: a participant
+    with a mouse was stuck, and Enter on the unseen dot sent targets the eyes never saw, which the
+    server fitted). While the dots are shown, Tab does not reach the links under them (Enter then
+    opened the withdrawal page in the middle of a round)."""
+    with green_set_up(make_app, tmp_path, face_y4m, "CAM-RESIZE", "setup_timeout_s = 0") as (app, page):
+        page.click("#start-calibration")
+        _click_dot(page, "calibration:0")
+        page.wait_for_selector("#target[data-key='calibration:1']:not([hidden])", timeout=30_000)
+        assert page.evaluate("document.getElementById('withdraw-link').closest('[inert]') !== null")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") != "withdraw-link"
+        page.keyboard.press("Enter")
+        assert page.url.endswith("/step")
+        size = page.viewport_size  # (smaller, above the study's min_viewport: its own page would show)
+        page.set_viewport_size({"width": size["width"] - 180, "height": size["height"] - 100})
+        page.wait_for_selector("#calibration-result:not([hidden])", timeout=10_000)
+        result = page.text_content("#calibration-result")
+        assert "not counted" in result and "changed size" in result, result
+        assert page.evaluate("document.getElementById('withdraw-link').closest('[inert]') === null")
+        page.wait_for_selector("#start-calibration:not([disabled])", timeout=20_000)
+        page.click("#start-calibration")
+        for key in ("calibration:0", "calibration:1"):  # the dots of the new round: in the window as it is
+            page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])", timeout=30_000)
+            box = page.evaluate("(() => { const r = document.getElementById('target').getBoundingClientRect();"
+                                " return [r.left, r.top, r.right, r.bottom, innerWidth, innerHeight]; })()")
+            assert 0 <= box[0] and 0 <= box[1] and box[2] <= box[4] and box[3] <= box[5], box
+            _click_dot(page, key)
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert not dbs.scalars(select(store.Calibration)).all(), "no round sent, no attempt spent"
+
+
 def _click_dot(page, key: str) -> None:
     page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])", timeout=30_000)
     page.wait_for_timeout(350)  # (a click within 300 ms is too quick)
