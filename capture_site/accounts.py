@@ -5,7 +5,10 @@
   account (default 5; an address: ``LOGIN_FREE_ATTEMPTS_PER_ADDRESS``, default 20) each further
   failure blocks the key for twice as long as the one before, from 1 s up to
   ``LOGIN_MAX_BLOCK_S`` (default 900 s); a blocked login is answered 429 with ``Retry-After``
-  without checking the password (even the right one). A success clears the account's count; a
+  without checking the password (even the right one). Each attempt is counted before its
+  password is checked (attempts sent at once count one after another, and those past the free
+  ones are refused unchecked); a success clears the account's count and takes itself back from
+  the address's; a
   key's count is forgotten once its block is over and its last failure is ``LOGIN_FORGET_S`` old
   (default 86,400 s: a day). Such rows are then the same as none: :func:`purge_forgotten`
   deletes them now and then (:mod:`.purge`).
@@ -95,24 +98,36 @@ def blocked_for(db: Session, username: str) -> float:
     return max(0.0, (until or 0.0) - _now())
 
 
-def _record_failure(db: Session, username: str) -> None:
+def _count_attempt(db: Session, username: str) -> bool:
+    """Count this attempt as a failure of each of its keys *before* its password is checked, in
+    one transaction; False (nothing counted) when a key is blocked by then. Counted after the
+    check (a slow hash), attempts sent at once all found no block: 30-60 of them were checked
+    where 5 are free, the right password among them logged in."""
     max_block = float(current_app.config.get("LOGIN_MAX_BLOCK_S", 900))
     now = _now()
     forgotten = _forgotten(now, float(current_app.config.get("LOGIN_FORGET_S", FORGET_S)))
     dialect = db.get_bind().dialect.name
     for key, free in _keys(username):
-        # one statement: the first failure inserts the row, a later one counts on (from 1 again
-        # where the count is forgotten); a purge at that moment either went first (this inserts)
-        # or finds the row updated (no longer forgotten) and leaves it
+        # one statement: the first attempt inserts the row, a later one counts on (from 1 again
+        # where the count is forgotten) unless the key is blocked now (an attempt counted
+        # meanwhile set it: PostgreSQL re-tests the row it waited for, SQLite writes one at a
+        # time); a purge at that moment either went first (this inserts) or finds the row
+        # updated (no longer forgotten) and leaves it
         upsert = store.on_conflict_insert(dialect, store.LoginThrottle).values(
             key=key, failures=1, blocked_until=0.0, updated_at=_utc(now))
-        upsert = upsert.on_conflict_do_update(index_elements=[T.c.key], set_={
-            "failures": case((forgotten, 1), else_=T.c.failures + 1), "updated_at": _utc(now)})
-        failures = db.execute(upsert.returning(T.c.failures)).scalar_one()
-        if failures > free:
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[T.c.key], set_={"failures": case((forgotten, 1), else_=T.c.failures + 1),
+                                            "updated_at": _utc(now)},
+            where=T.c.blocked_until <= literal(now, T.c.blocked_until.type))
+        failures = db.execute(upsert.returning(T.c.failures)).scalar()
+        if failures is None:
+            db.rollback()
+            return False
+        if failures > free:  # this attempt is checked; the next waits (twice as long each time)
             block = min(max_block, 2.0 ** min(failures - free - 1, 30))
             db.execute(update(T).where(T.c.key == key).values(blocked_until=now + block))
     db.commit()
+    return True
 
 
 def purge_forgotten(engine: Engine, forget_s: float = FORGET_S, now: float | None = None, limit: int = 1000) -> int:
@@ -135,16 +150,22 @@ def authenticate(db: Session, username: str, password: str) -> tuple[store.User 
     seconds to wait) when the account or the address is blocked. Logs the attempt."""
     addr = request.remote_addr or "?"
     wait = blocked_for(db, username)
+    if wait == 0 and not _count_attempt(db, username):  # blocked by an attempt sent at the same time
+        wait = max(1.0, blocked_for(db, username))
     if wait > 0:
         log.info("researcher login blocked for %r from %s (%.0f s left)", username[:64], addr, wait)
         return None, wait
     user = db.scalar(select(store.User).where(store.User.username == username)) if len(username) <= 64 else None
     ok = check_password_hash(user.password_hash if user is not None else _dummy_hash(), password)
     if not (ok and user is not None):
-        _record_failure(db, username)
         log.info("researcher login failed for %r from %s", username[:64], addr)
         return None, 0.0
-    db.execute(delete(T).where(T.c.key == _keys(username)[0][0]))
+    # the attempt was counted as a failure: the account's count goes (as its block), the
+    # address's takes the attempt back (and its block, if that leaves it within the free ones)
+    (account, _), (address, free) = _keys(username)
+    db.execute(delete(T).where(T.c.key == account))
+    db.execute(update(T).where(T.c.key == address).values(
+        failures=T.c.failures - 1, blocked_until=case((T.c.failures - 1 <= free, 0.0), else_=T.c.blocked_until)))
     log.info("researcher login ok for %r from %s", username, addr)
     return user, 0.0
 

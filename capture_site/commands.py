@@ -170,6 +170,8 @@ def _check_slugs(s, slugs: list[str], allow_missing: bool) -> None:
     from .config import is_study_slug
 
     for slug in slugs:
+        if slug == store.ALL_STUDIES:  # how every study is stored: granted by name only (--all-studies)
+            raise UserError(f"not a study slug: {slug!r} (every study: --all-studies)")
         if not is_study_slug(slug):
             raise UserError(f"not a study slug: {slug!r} (letters, digits, '-' or '_')")
     known = set(s.scalars(select(store.Study.slug).where(store.Study.slug.in_(slugs))))
@@ -201,7 +203,7 @@ def _user_add(args: argparse.Namespace) -> int:
         exists = s.scalar(select(store.User.id).where(store.User.username == name)) is not None
         if not exists and not slugs:
             raise UserError("a new account needs its studies: --all-studies, or --study SLUG (repeatable)")
-        _check_slugs(s, [x for x in slugs if x != store.ALL_STUDIES], args.allow_missing)
+        _check_slugs(s, [] if args.all_studies else slugs, args.allow_missing)  # ("*" typed is no slug)
     password = _read_password(args.password_stdin)
     with sessions() as s, s.begin():
         user = s.scalar(select(store.User).where(store.User.username == name))
@@ -229,13 +231,12 @@ def _slugs_of(args: argparse.Namespace) -> list[str]:
 
 
 def _user_grant(args: argparse.Namespace) -> int:
-    from .. import store
     from .accounts import grant
 
     slugs = _slugs_of(args)
     with _open_accounts(args)() as s, s.begin():
         user = _user(s, args.username)
-        _check_slugs(s, [x for x in slugs if x != store.ALL_STUDIES], args.allow_missing)
+        _check_slugs(s, [] if args.all_studies else slugs, args.allow_missing)  # ("*" typed is no slug)
         grant(s, user, slugs)
         result = _scope_result(s, user)
     return _emit_scope(result, args)

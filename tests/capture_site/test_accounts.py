@@ -69,6 +69,35 @@ def test_account_back_off_blocks_even_the_right_password(site, monkeypatch):
         assert login(client, name, "wrong", addr=f"10.0.2.{i}").status_code == 401
 
 
+def test_attempts_sent_at_once_are_checked_no_more_than_one_after_another(site):
+    """Wrong passwords sent at the same moment, with the right one among them: at most the free
+    attempts and the one that sets the block are checked, the others answered 429 unchecked. The
+    failures were counted after the (slow) password check, so every attempt of a burst found no
+    block: 30-60 were checked where 5 are free, and the right one logged in."""
+    import threading
+
+    app, name = site
+    forms = []
+    for i in range(16):
+        client = app.test_client()
+        page = client.get("/admin/login", environ_base={"REMOTE_ADDR": f"10.3.0.{i}"})
+        forms.append((client, {"csrf_token": csrf_of(page.text), "username": name,
+                               "password": PASSWORD if i == 15 else f"wrong {i}"}, f"10.3.0.{i}"))
+    go, codes = threading.Barrier(len(forms)), []
+
+    def attempt(client, form, addr):
+        go.wait()
+        codes.append(client.post("/admin/login", data=form, environ_base={"REMOTE_ADDR": addr}).status_code)
+
+    threads = [threading.Thread(target=attempt, args=f) for f in forms]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    checked = codes.count(401) + codes.count(302)
+    assert len(codes) == 16 and set(codes) <= {401, 302, 429} and checked <= 6, sorted(codes)
+
+
 def test_address_back_off_across_user_names(site, monkeypatch):
     app, name = site
     Clock(monkeypatch)
@@ -442,6 +471,9 @@ def test_a_grant_may_precede_the_study(make_app, tmp_path):
     (["add", "eve", "--password-stdin"], "a new account needs its studies: --all-studies, or --study SLUG"),
     (["add", "eve", "--study", "no-such", "--password-stdin"], "no study 'no-such' in the database"),
     (["add", "eve", "--study", "a*", "--allow-missing", "--password-stdin"], "not a study slug: 'a*'"),
+    # "*" is how every study is stored, never a slug: only --all-studies grants every study
+    (["add", "eve", "--study", "*", "--password-stdin"], "not a study slug: '*' (every study: --all-studies)"),
+    (["grant", "ana", "*"], "not a study slug: '*' (every study: --all-studies)"),
     (["grant", "nobody", "test-study"], "no user 'nobody'"),
     (["grant", "ana", "no-such"], "no study 'no-such' in the database"),
     (["grant", "ana"], "name the studies: SLUG ... or --all-studies"),
