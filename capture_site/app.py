@@ -176,9 +176,10 @@ class _DatabaseUnavailable:
 
 
 def instance_folder(path: str | None = None) -> Path:
-    """The instance folder (database, secret key): ``path``, $GAZEPREF_INSTANCE or ./instance."""
+    """The instance folder (database, secret key): ``path``, $GAZEPREF_INSTANCE or ./instance;
+    made for its owner only (0700) when it does not exist yet."""
     instance = store.instance_folder(path)
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(parents=True, exist_ok=True, mode=0o700)
     return instance
 
 

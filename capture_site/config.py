@@ -268,8 +268,9 @@ def _questions(doc: _Reader, key: str, strict: bool = True) -> tuple[Question, .
                       "integer": q.flag("integer", True)}
             if bounds["minimum"] > bounds["maximum"]:
                 q._fail("max", f"a number >= min ({bounds['minimum']:g})")
-            if bounds["integer"] and math.floor(bounds["maximum"]) < math.ceil(bounds["minimum"]):
-                q._fail("max", "a bound with a whole number between min and max (integer = true)")
+            for key, name in (("minimum", "min"), ("maximum", "max")):  # (the page's steps count from min)
+                if bounds["integer"] and bounds[key] != int(bounds[key]):
+                    q._fail(name, "a whole number with integer = true (integer = false takes decimals)")
         out.append(Question(qid, q.text("label"), qtype, q.flag("required", True), options,
                             None if expected is None else str(expected), **bounds))
     return tuple(out)

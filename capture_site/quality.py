@@ -219,7 +219,7 @@ _FACE_REASONS = {  # by the face status code (gazepref.signals.framing.framing_a
     "no-frame": "no camera frame arrived",
 }
 #: the face status "dark" of a face found (the picture is not black): framing_advice gives a black
-#: picture without a face and a dim face the same code
+#: picture without a face and a dim face the same code (``setup["dim"]`` counts the latter)
 _DIM_FACE = "face too dark (not lit from the front)"
 _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera found",
                   "unsupported": "browser cannot use a webcam", "failed": "camera could not be started"}
@@ -331,8 +331,8 @@ def _setup_reason(p: store.Participant, setup: dict) -> str:
             found = setup.get("face_found", 0) / max(1, setup["frames"])
             if code is None:
                 why = "left at the camera set-up with the face well placed"
-            elif code == "dark" and found >= 0.5:  # "dark" is a black picture (no face) or a face found but dim
-                why = _DIM_FACE
+            elif code == "dark" and setup.get("dim", 0) * 2 > (setup.get("codes") or {}).get("dark", 0):
+                why = _DIM_FACE  # ("dark" is a black picture, no face, or a face found but dim: mostly the latter)
             else:
                 why = _FACE_REASONS.get(code, "face not well placed")
             why += f" ({setup['frames']} set-up frames, face found in {found:.0%})"

@@ -5,7 +5,8 @@ before any round (the face status of each frame: no face / black picture, too fa
 and a camera that could not be opened (denied, not found) left no trace. Both are summarised in
 ``Participant.state["setup"]``::
 
-    {"frames": int, "face_found": int, "codes": {face status code: frames}, "last_code": str,
+    {"frames": int, "face_found": int, "dim": int (frames "dark" with a face found: a dim face, not
+     a black picture), "codes": {face status code: frames}, "last_code": str,
      "camera_error": "denied" | "not-found" | "unsupported" | "failed" | None,
      "camera_error_at": ISO time of that error, "camera_started_at": ISO time the camera last opened,
      "updated_at": ISO time of the latest frames or camera error counted (not of the write)}
@@ -96,8 +97,7 @@ def note_setup_frames(participant: tuple[int, str], rows: list[dict[str, float]]
     with _lock:
         if participant not in pending and len(pending) >= MAX_TRACKED:
             pending.pop(next(iter(pending)))
-        cur = pending.setdefault(participant, {"frames": 0, "face_found": 0, "codes": {}, "last_code": "",
-                                       "written_at": 0.0})
+        cur = pending.setdefault(participant, {**_zero(), "last_code": "", "written_at": 0.0})
         cur["seen_at"] = store.utcnow().isoformat()  # when these frames came (a later write keeps it)
         changed = False
         for r in rows:
@@ -105,16 +105,42 @@ def note_setup_frames(participant: tuple[int, str], rows: list[dict[str, float]]
             cur["frames"] += 1
             cur["face_found"] += bool(face["found"])
             code = face["code"]
+            cur["dim"] += code == "dark" and bool(face["found"])  # (a face found but dim; else a black picture)
             cur["codes"][code] = cur["codes"].get(code, 0) + 1
             changed |= code != cur["last_code"]
             cur["last_code"] = code
         now = time.monotonic()
         if not changed and now - cur["written_at"] < WRITE_EVERY_S:
             return
-        added = {"frames": cur["frames"], "face_found": cur["face_found"], "codes": cur["codes"]}
-        cur.update(frames=0, face_found=0, codes={}, written_at=now)  # what is written is no longer pending
+        added = _taken(cur, now)  # what is written is no longer pending
         last, seen = cur["last_code"], cur["seen_at"]
     _write_or_keep(participant, last, added, seen)
+
+
+def _zero() -> dict[str, Any]:
+    """Counts of no frames: ``frames``, ``face_found``, ``dim`` (frames "dark" with a face found),
+    ``codes`` (frames per face status)."""
+    return {"frames": 0, "face_found": 0, "dim": 0, "codes": {}}
+
+
+def _taken(cur: dict[str, Any], now: float) -> dict[str, Any]:
+    """The pending counts of ``cur``, taken (``cur`` counts from zero again, written ``now``)."""
+    added = {key: cur[key] for key in _zero()}
+    cur.update(_zero(), written_at=now)
+    return added
+
+
+def _give_back(participant: tuple[int, str], last: str, added: dict[str, Any], seen: str | None) -> None:
+    """Add counts taken for a write that did not happen back to the pending ones (due at once)."""
+    with _lock:
+        cur = _pending().setdefault(participant, {**_zero(), "last_code": last, "written_at": 0.0, "seen_at": seen})
+        for key, value in added.items():
+            if isinstance(value, dict):
+                for code, n in value.items():
+                    cur[key][code] = cur[key].get(code, 0) + n
+            else:
+                cur[key] = cur.get(key, 0) + value
+        cur["written_at"] = 0.0
 
 
 def _write_or_keep(participant: tuple[int, str], last: str, added: dict[str, Any], seen: str | None) -> bool:
@@ -127,14 +153,7 @@ def _write_or_keep(participant: tuple[int, str], last: str, added: dict[str, Any
         _write(participant, {"last_code": last}, added, seen)
         return True
     except DBAPIError as e:
-        with _lock:
-            cur = _pending().setdefault(participant, {"frames": 0, "face_found": 0, "codes": {}, "last_code": last,
-                                                      "written_at": 0.0, "seen_at": seen})
-            cur["frames"] += added["frames"]
-            cur["face_found"] += added["face_found"]
-            for code, n in added["codes"].items():
-                cur["codes"][code] = cur["codes"].get(code, 0) + n
-            cur["written_at"] = 0.0  # due at the next chance
+        _give_back(participant, last, added, seen)
         log.warning("set-up counts kept for a later write: %s", " ".join(str(getattr(e, "orig", None) or e).split())[:200])
         return False
 
@@ -147,12 +166,16 @@ def flush_pending(older_than_s: float = 0.0) -> int:
     pending = _pending()
     now = time.monotonic()
     with _lock:
-        todo = [(key, cur["last_code"], {"frames": cur["frames"], "face_found": cur["face_found"],
-                                         "codes": cur["codes"]}, cur.get("seen_at"))
+        todo = [(key, cur["last_code"], _taken(cur, time.monotonic()), cur.get("seen_at"))
                 for key, cur in pending.items() if cur["frames"] and now - cur["written_at"] >= older_than_s]
-        for key, *_ in todo:
-            pending[key].update(frames=0, face_found=0, codes={}, written_at=time.monotonic())
-    return sum(_write_or_keep(key, last, added, seen) for key, last, added, seen in todo)
+    written = 0
+    for i, (key, last, added, seen) in enumerate(todo):
+        if not _write_or_keep(key, last, added, seen):  # the database is away: the others wait too
+            for later in todo[i + 1:]:  # (not each its own failed write, in a request's teardown)
+                _give_back(*later)
+            break
+        written += 1
+    return written
 
 
 def note_camera_error(participant: tuple[int, str], reason: str) -> None:

@@ -469,8 +469,22 @@ def make_engine(url: str, **kw: Any) -> Engine:
         raise UserError(f"not a usable database URL {safe_url(url)!r}: {reason} (PostgreSQL: "
                         f"postgresql+psycopg://USER:PASSWORD@HOST/DATABASE; SQLite: sqlite:///PATH)") from None
     if engine.dialect.name == "sqlite":
+        _private_sqlite_file(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _private_sqlite_file(path: str | None) -> None:
+    """Create a SQLite database file that does not exist yet readable by its owner only (0600;
+    SQLite gives its -wal and -shm files the database file's mode): made by SQLite itself under
+    the usual umask it was readable by every user of the machine (participants' data, researchers'
+    password hashes, the studies' pseudonym salts). An existing file keeps its mode."""
+    if not path or path == ":memory:" or path.startswith("file:") or not os.path.isdir(os.path.dirname(path) or "."):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
 
 
 def is_autocommit(engine: Engine) -> bool:

@@ -268,6 +268,7 @@ function collectTarget(x, y, key) {
       ui.target.removeEventListener("click", onClick);
       const from = Math.max(shown + 300, tClick - S.settle_ms);
       await sleep(150); // the frame taken at the click is encoded
+      if (ended) return; // (ended meanwhile: a resize; the dot and the texts are another round's now)
       let frames = state.capture.framesBetween(from, tClick + 50);
       let waited = false;
       // Keep the dot until enough frames of it are usable (the server's answers come a little
@@ -278,6 +279,7 @@ function collectTarget(x, y, key) {
       // (a stopped camera ends the wait; a muted one may come back within it, as Chromium's
       // does after a driver's hiccup)
       while (cap.usableCount(frames) < S.min_frames && performance.now() - tClick < limit && !cap.cameraStopped) {
+        if (ended) return;
         if (!waited) {
           waited = true;
           ui.target.classList.add("waiting");
@@ -327,6 +329,7 @@ async function runRound(kind, points, view) {
     // is hidden): the round is not sent, so it spends no attempt; this page reloads if it gets the
     // camera back
     if (state.capture && state.capture.handedOver) return { handedOver: true };
+    if (got.interrupted === "refused") return { refused: true }; // (refusedHere said why)
     if (got.interrupted) return { interrupted: got.interrupted }; // not sent: no attempt spent (calibrate says why)
     if (got.starved) { starved = true; break; } // the server refuses the round: no need to go on
   }
@@ -478,7 +481,10 @@ async function calibrate() {
  *  the dot went to the links and buttons hidden under the stage (Enter then opened the withdrawal
  *  page in the middle of a round). */
 function pageInert(on) {
-  for (let el = ui.stage; el.parentElement && el !== document.body; el = el.parentElement) {
+  // (within the page's main part: the notices webcam.js puts beside it, "another window records"
+  // with its "Use this window", and the small-window page, stay usable)
+  const top = ui.stage.closest("main") || document.body;
+  for (let el = ui.stage; el !== top && el.parentElement; el = el.parentElement) {
     for (const other of el.parentElement.children) {
       if (other !== el && other.tagName !== "SCRIPT") other.inert = on;
     }
@@ -572,6 +578,7 @@ function cameraGone(stopped) {
  *  calibration cannot go on here; reloading shows where the participant stands. */
 function refusedHere() {
   state.done = true;
+  if (state.abortDot) state.abortDot("refused"); // a round in progress ends (its page inert no more)
   ui.stage.hidden = true;
   ui.start.hidden = true;
   ui.wayOn.hidden = true;

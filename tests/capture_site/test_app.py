@@ -105,3 +105,30 @@ def test_a_connection_lost_after_the_views_last_query_does_not_fail_the_answer(m
         assert w.arrive().status_code == 200 and w.consent().status_code == 200
     finally:
         admin.dispose()
+
+
+def test_a_new_instance_and_its_database_are_readable_by_their_owner_only(tmp_path):
+    """The instance folder and the SQLite files the site makes are its owner's only (under the
+    usual umask 022 the database, with participants' data, researchers' password hashes and the
+    studies' pseudonym salts, was readable by every user of a shared machine)."""
+    import os
+    import stat
+
+    from sitetest import STUDY_TOML
+
+    from gazepref.capture_site.app import create_app
+
+    instance = tmp_path / "new-instance"
+    old = os.umask(0o022)
+    try:
+        app = create_app(str(instance), {"TESTING": True, "SECRET_KEY": "test-secret", "STUDY_CONFIG": str(STUDY_TOML)})
+        w = Walker(app.test_client(), "PRIVATE")
+        w.arrive()
+        w.consent()  # (written: the write-ahead log exists)
+        files = [p for p in instance.iterdir() if p.name.startswith("gazepref.sqlite")]
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+        app.extensions["gazepref"].dispose()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+    assert len(modes) >= 2 and all(m & 0o077 == 0 for m in modes.values()), {k: oct(m) for k, m in modes.items()}

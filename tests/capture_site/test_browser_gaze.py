@@ -959,6 +959,38 @@ def test_a_round_cut_off_by_another_window_taking_over_spends_no_attempt(make_ap
         assert dbs.scalars(select(store.Participant)).one().state.get("gaze") != "failed"
 
 
+def test_a_window_taken_over_during_a_dot_can_take_the_camera_back(make_app, tmp_path):
+    """Another window takes the camera over while this one shows a calibration dot (not yet
+    clicked): this window's notice ("Use this window") stays usable, although the page under the
+    dots is inert during a round (the notice was made inert with it, and the window stayed dead
+    until the other one closed and the participant reloaded it by hand)."""
+    from gazetest import to_calibration
+
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "\n".join([
+        'compute = "browser"', "fps = 5", "setup_timeout_s = 1"]))))
+    client = app.test_client()
+    to_calibration(client, "CAL-BACK")
+    with browser_context(app, video, client=client) as ctx:
+        first = ctx.new_page()
+        first.goto("/step")
+        first.wait_for_selector("#setup-way-on:not([hidden]), #start-calibration:enabled")
+        second = ctx.new_page()
+        second.goto("/step")
+        second.wait_for_selector("#other-window:not([hidden])")
+        first.click("#start-calibration")
+        first.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        second.click("#use-this-window")
+        first.wait_for_selector("#other-window:not([hidden])")
+        assert first.evaluate("document.getElementById('use-this-window').closest('[inert]') === null")
+        second.close()
+        with first.expect_navigation():
+            first.click("#use-this-window")
+        first.wait_for_selector("#setup-way-on:not([hidden]), #start-calibration:enabled")
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert dbs.scalars(select(store.Calibration)).all() == []
+
+
 def test_the_face_mesh_leaves_the_pages_main_thread_free(make_app, tmp_path):
     """By default the page's face mesh runs in a Web Worker (facemesh.js startMesh,
     mesh_worker.js): while it measures pictures (here ~0.09 s each, wasm on a busy VM; a slow

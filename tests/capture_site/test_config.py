@@ -50,7 +50,8 @@ def test_the_default_files_commented_gaze_example_is_a_valid_gaze_table():
     (lambda d: d["post_task_questions"][3].pop("expected"), "needs 'expected'"),
     # a number question's bounds: the page's input and the server's check
     (lambda d: d["demographics_questions"][0].update(min=18, max=5), "demographics_questions[0].max must be a number >= min (18)"),
-    (lambda d: d["demographics_questions"][0].update(min=1.2, max=1.8), "a whole number between min and max"),
+    (lambda d: d["demographics_questions"][0].update(min=0.5, max=10),  # (the page's input: 1.5, 2.5, ... only)
+     "demographics_questions[0].min must be a whole number with integer = true (integer = false takes decimals)"),
     (lambda d: d["demographics_questions"][0].update(max=float("inf")), "demographics_questions[0].max must be a finite number"),
     (lambda d: d["demographics_questions"][0].update(integer="yes"), "demographics_questions[0].integer must be true or false"),
     (lambda d: d["demographics_questions"][1].update(min=0), "unknown key demographics_questions[1].min"),
