@@ -243,7 +243,10 @@ def consent():
                           consent=agreed, consent_at=store.utcnow(), state={})
     if agreed:
         earlier = db().scalars(select(store.Participant.state).where(store.consenting(study.id)))
-        rng = random.Random(secrets.randbits(64))
+        # app config PLAN_SEED (the simulation's --seed): the plans follow it and the pseudonym,
+        # so a simulated study is drawn again the same; a real study's are unpredictable
+        seed = current_app.config.get("PLAN_SEED")
+        rng = random.Random(secrets.randbits(64) if seed is None else f"{seed}:{p.pseudonym}")
         plan = make_plan(cfg, [s.get("plan", []) for s in earlier if s], rng)
         p.state = {"steps": make_steps(cfg, plan), "pos": 0, "plan": plan, "platform_ids": session.get("extras", {}),
                    "browser": session.setdefault("browser", secrets.token_urlsafe(18)),

@@ -598,6 +598,7 @@ def simulate(participants: int, effect: float, seed: int = 0, study: str | None 
         app = create_app(str(Path(tmp) / "instance"), {
             "DATABASE_URL": url, "STUDY_CONFIG": str(config), "SECRET_KEY": os.urandom(16).hex(),
             "INGEST_RATE_PER_S": 1e9, "INGEST_BURST": 10**9,  # simulated time runs faster than the limit
+            "PLAN_SEED": seed,  # each participant's tasks (topics, models, sides) follow the seed too
         })
         rng = np.random.default_rng(seed)
         epoch0 = 1.7e12 + float(rng.uniform(0, 1e9))

@@ -51,7 +51,9 @@ def add_parser(reward_sub: Any) -> None:
             p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
             p.set_defaults(func=cmd_evaluate)
         else:
-            p.add_argument("--out", required=True, help="model folder to write")
+            p.add_argument("--out", required=True, help="model folder to write (new or empty)")
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace the reward model folder --out (only one; default: refuse a non-empty --out)")
             p.add_argument("--cv", type=int, default=0, metavar="K",
                            help="also cross-validate with K grouped folds and store the metrics in the manifest")
             p.set_defaults(func=cmd_train)
@@ -132,9 +134,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .ordinal_rm import MODEL_NAME, cross_validate, save, training_data
 
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
+    from .scoring import check_model_out
+
+    out = check_model_out(args.out, args.overwrite)
     df = _mined(args.source, out / "feedback", progress=not args.json, db=args.db, instance=args.instance)
     X, y, g = training_data(df, args.group)
     if len(set(y.tolist())) < 2:

@@ -53,7 +53,9 @@ def register(subparsers: Any) -> None:
 
     t = sub.add_parser("train", help="train a reward model on all labelled comparisons and save it")
     add_source_arguments(t, dest="data")
-    t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument("--out", required=True, help="model folder to write (new or empty)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the reward model folder --out (only one; default: refuse a non-empty --out)")
     t.add_argument("--model", default="late_fusion_worker_cal",
                    help="model name (see `reward evaluate --json`; default late_fusion_worker_cal)")
     t.add_argument("--text-model", default="structure_bt", help="text-only fallback model (default structure_bt)")
@@ -157,8 +159,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..cli import emit
-    from .scoring import train_reward_model
+    from .scoring import check_model_out, train_reward_model
 
+    check_model_out(args.out, args.overwrite)  # (before the training)
     rm = train_reward_model(source_from_args(args, "data"), model=args.model, text_model=args.text_model, progress=True)
     path = rm.save(args.out)
     emit({"out": str(path), **rm.manifest}, args.json)

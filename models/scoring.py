@@ -269,6 +269,26 @@ def train_reward_model(data: Any, model: str = "late_fusion_worker_cal", text_mo
     return rm
 
 
+#: what a reward model folder holds (``feedback``: the mined answers an ordinal model was fitted on)
+MODEL_FILES = ("model.joblib", "manifest.json", "feedback")
+
+
+def check_model_out(path: str | os.PathLike, overwrite: bool) -> Path:
+    """``--out`` of a command that writes a reward model folder, checked before the training: new
+    or empty, or with ``overwrite`` a reward model folder written before. A folder holding
+    anything else (an export, a feature table, the source itself) is refused: the model's
+    ``manifest.json`` replaced an export's, which then no longer read."""
+    from ..files import check_out_folder, holds_only
+
+    def wrote(folder: Path) -> bool:
+        try:
+            return holds_only(folder, MODEL_FILES) and json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    return check_out_folder(path, overwrite, wrote, "a reward model command")
+
+
 def load_reward_model(path: str | os.PathLike) -> RewardModel:
     """A model folder written by :meth:`RewardModel.save` / ``gazepref reward train``."""
     import joblib

@@ -180,6 +180,24 @@ def test_batch_ms_sends_the_same_rows_in_fewer_batches(tmp_path, capsys):
         assert "--batch-ms" in capsys.readouterr().err
 
 
+def test_the_same_seed_draws_the_same_study(tmp_path, capsys):
+    """``--seed`` gives the same export: pseudonyms, and each participant's plan (topics, models,
+    sides), which the site drew at random at consent (the topics differed from run to run and
+    did not match the simulated conversation's); another seed draws another."""
+    from gazepref.datasets.recording import open_recording
+
+    def study(name: str, seed: str):
+        _cli(capsys, "study", "simulate", "--participants", "3", "--effect", "1", "--seed", seed, "--tasks", "2",
+             "--turns", "1", "--batch-ms", "30000", "--out", str(tmp_path / name), "--json")
+        rec = open_recording(tmp_path / name)
+        return ([(t.participant_id, t.topic, t.answers.get("topic_id"), tuple(t.answers["models"])) for t in rec.tasks()],
+                [(t.turn_id, t.choice, tuple(r.model for r in t.responses)) for t in rec.turns()])
+
+    first, again, other = study("a", "3"), study("b", "3"), study("c", "4")
+    assert first == again and first != other
+    assert len({topic for _, topic, _, _ in first[0]}) > 1
+
+
 def test_realised_effect_is_the_standardised_mean():
     rng = np.random.default_rng(0)
     plans = [{"delta": d} for d in rng.normal(0.4, 0.5, 4000)]

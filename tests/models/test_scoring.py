@@ -318,3 +318,25 @@ def test_cli_evaluate_too_few_participants_is_one_line(ifllm_sample, tmp_path, m
     assert main(["reward", "evaluate", str(src), "--models", "length_rule", "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and "at least 2 participants" in err
+
+
+def test_train_writes_only_a_new_folder_or_with_overwrite_its_own(ifllm_sample, tmp_path, capsys):
+    """``reward train --out`` into a folder holding something else (an export: its manifest.json
+    was replaced by the model's, and the export no longer read) is refused, before the training;
+    a model folder written before is replaced only with ``--overwrite``."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text('{"format": "gazepref-parquet"}')
+    (export / "tasks.parquet").write_bytes(b"PAR1")
+    args = ["reward", "train", str(ifllm_sample), "--model", "length_rule"]
+    for argv in ([*args, "--out", str(export)], [*args, "--out", str(export), "--overwrite"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(export) in err, err
+    assert (export / "manifest.json").read_text() == '{"format": "gazepref-parquet"}'
+    model = tmp_path / "rm"
+    assert main([*args, "--out", str(model)]) == 0
+    assert main([*args, "--out", str(model)]) == 2 and "use --overwrite" in capsys.readouterr().err
+    assert main([*args, "--out", str(model), "--overwrite"]) == 0
+    assert load_reward_model(model).manifest["model"] == "length_rule"
