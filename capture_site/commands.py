@@ -97,17 +97,26 @@ def _one_line_database_errors(url: str | None):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .. import UserError
     from .app import create_app
     from .serving import RedactingRequestHandler
 
     from .. import store
 
+    if not 0 < args.port < 65536:  # (werkzeug wraps a larger number: the banner named another port)
+        raise UserError(f"--port must be from 1 to 65535 (got {args.port})")
     overrides = {}
     if args.config:
         overrides["STUDY_CONFIG"] = args.config
     if args.db:
         overrides["DATABASE_URL"] = store.database_url(args.db)
     app = create_app(instance_path=args.instance, overrides=overrides)  # a bad setting: one line (UserError)
+    import socket
+
+    try:  # a port in use: one line (werkzeug printed two and exit status 1)
+        socket.create_server((args.host, args.port)).close()
+    except OSError as e:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False,
             request_handler=RedactingRequestHandler, threaded=True)

@@ -86,6 +86,8 @@ def _estimator(args: argparse.Namespace):
     if args.encoder:
         if not Path(args.encoder).expanduser().is_dir():
             raise UserError(f"--encoder: no such model folder: {args.encoder}")
+        if not (Path(args.encoder).expanduser() / "config.json").exists():  # (a transformers traceback)
+            raise UserError(f"--encoder {args.encoder}: not a Hugging Face model folder (config.json is missing)")
         if args.steps < 1:
             raise UserError("--steps must be at least 1")
         return TransformerOrdinalRM(model_path=str(Path(args.encoder).expanduser()), max_steps=args.steps,

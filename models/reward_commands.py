@@ -172,16 +172,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .scoring import load_reward_model
 
-    out = Path(args.out)
+    out = Path(args.out).expanduser()
     if out.suffix not in (".parquet", ".csv", ".jsonl", ".json"):  # (before the work)
         raise UserError(f"--out must end in .parquet, .csv, .jsonl or .json: {out}")
+    if not out.parent.is_dir():  # (as `plot --out`: a mistyped folder is not made, anywhere)
+        raise UserError(f"no such folder for --out: {out.parent}")
     rm = load_reward_model(args.model)
     rec = source_from_args(args, "data")
     df = rm.score_recording(rec, progress=True)
     if not len(df):
         raise UserError(f"no pairwise turns to score in {args.data}")
     # keys named as in the feature tables, so the scores join comparisons.parquet (scoring.SCORE_COLUMNS)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         df.to_parquet(out, index=False)
     elif out.suffix == ".csv":

@@ -38,7 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "study slug. Writes OUT/feedback.parquet and OUT/summary.json "
                                     "(see docs/feedback_mining.md).")
     m.add_argument("logs", metavar="LOGS", help="log file or folder, recording folder, or study slug")
-    m.add_argument("--out", required=True, help="output folder")
+    m.add_argument("--out", required=True, help="output folder (new or empty)")
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace the mined tables of --out, a folder this command wrote (default: refuse a non-empty "
+                        "--out)")
     m.add_argument("--format", dest="fmt", default="auto",
                    choices=("auto", "openai", "sharegpt", "wildchat", "recording"),
                    help="record format (default: recognised per record by its keys)")
@@ -130,8 +133,12 @@ def _mine(args: argparse.Namespace) -> int:
 
     if args.backend == "llm" and not (args.base_url or current().llm_base_url):
         raise UserError("--backend llm needs --base-url (or GAZEPREF_LLM_BASE_URL)")
-    from gazepref.signals.feedback_mining import mine_to_folder
+    from gazepref.files import check_out_folder, holds_only
+    from gazepref.signals.feedback_mining import MINED_FILES, mine_to_folder
 
+    # (into a features or export folder it wrote its two files beside theirs, and `features
+    # --overwrite` then refused the folder)
+    check_out_folder(args.out, args.overwrite, lambda folder: holds_only(folder, MINED_FILES), "feedback mine")
     s = mine_to_folder(args.logs, args.out, fmt=args.fmt, backend=args.backend, base_url=args.base_url,
                        model=args.model, strict=args.strict, limit=args.limit, show_progress=not args.json,
                        db=args.db, instance=args.instance, keep_rows=args.json)

@@ -112,6 +112,10 @@ def _schema():
                       ("ordinal", pa.int8()), ("level", pa.string()), ("confidence", pa.float32())])
 
 
+#: what :func:`mine_to_folder` writes into its folder
+MINED_FILES = ("feedback.parquet", "summary.json")
+
+
 def mine_to_folder(source: str | os.PathLike, out: str | os.PathLike, fmt: str = "auto", backend: str = "offline",
                    base_url: str | None = None, model: str | None = None, strict: bool = False,
                    limit: int | None = None, show_progress: bool = False, db: str | None = None,

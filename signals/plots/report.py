@@ -89,15 +89,20 @@ def reward_section(path: str | os.PathLike | None) -> str:
     if not p.exists():
         raise UserError(f"no such file: {p} (--reward-json)")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{p}: not JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:  # (e.g. the Parquet file of `reward score`)
+        raise UserError(f"{p}: not a JSON text file (--reward-json takes `gazepref reward evaluate --json`'s output)") from None
+    except IsADirectoryError:
+        raise UserError(f"{p} is a folder (--reward-json takes `gazepref reward evaluate --json`'s output)") from None
     parts = ["<h2>Reward models</h2>", f'<p class="muted">From <code>{html.escape(p.name)}</code>.</p>']
+    is_report = lambda d: isinstance(d, dict) and isinstance(d.get("models"), dict)  # noqa: E731
     reports = []
-    if isinstance(data, dict) and "models" in data:
+    if is_report(data):
         reports = [("", data)]
-    elif isinstance(data, dict) and any(isinstance(v, dict) and "models" in v for v in data.values()):
-        reports = [(k, v) for k, v in data.items() if isinstance(v, dict) and "models" in v]
+    elif isinstance(data, dict) and any(is_report(v) for v in data.values()):
+        reports = [(k, v) for k, v in data.items() if is_report(v)]
     if reports:
         for name, rep in reports:
             parts.append(_reward_report(name, rep))

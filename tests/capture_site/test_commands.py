@@ -188,3 +188,17 @@ def test_find_participant_says_that_a_participant_withdrew(app, capsys):
     assert main(["study", "find-participant", "test-study", "--prolific", "PID-WITHDREW", *where]) == 0
     found = json.loads(capsys.readouterr().out)["participant"]
     assert (found["status"], found["step"]) == ("withdrawn", "-")
+
+
+def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line(tmp_path, capsys):
+    """A port out of range (werkzeug wrapped 99999 to another port while the banner named 99999)
+    or in use (werkzeug's two lines, exit status 1): one line, exit status 2."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for argv, says in ((["--port", "99999"], "--port must be from 1 to 65535 (got 99999)"),
+                           (["--port", str(port)], f"cannot listen on 127.0.0.1:{port}")):
+            assert main(["serve", "--instance", str(tmp_path / "instance"), *argv]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and says in err, err

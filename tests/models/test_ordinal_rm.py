@@ -178,6 +178,10 @@ def test_cli_ordinal_evaluate_and_train(sample_mined, tmp_path, capsys):
     assert json.loads((out / "manifest.json").read_text())["format"] == "gazepref-reward-model"
     assert main(["reward", "ordinal", "evaluate", str(sample_mined), "--folds", "1"]) == 2
     assert "--folds must be at least 2" in capsys.readouterr().err
+    (tmp_path / "not-a-model").mkdir()  # a folder without a checkpoint: one line (a transformers traceback)
+    assert main(["reward", "ordinal", "evaluate", str(sample_mined), "--encoder", str(tmp_path / "not-a-model")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a Hugging Face model folder (config.json is missing)" in err, err
 
 
 @pytest.mark.slow

@@ -261,6 +261,9 @@ def test_nothing_to_score(tmp_path, synth_data, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "no pairwise turns" in err[0] and not (tmp_path / "s.csv").exists()
     assert main(["reward", "score", str(tmp_path / "rm"), str(src), "--out", str(tmp_path / "s.txt")]) == 2
+    capsys.readouterr()  # a mistyped folder is not made (it was, anywhere: /nonexistent/s.csv)
+    assert main(["reward", "score", str(tmp_path / "rm"), str(src), "--out", str(tmp_path / "nope" / "s.csv")]) == 2
+    assert "no such folder for --out" in capsys.readouterr().err and not (tmp_path / "nope").exists()
 
 
 @pytest.mark.parametrize("flag, value, needle", [("--folds", "1", "--folds must be at least 2"),

@@ -150,7 +150,19 @@ def test_cli_mine_bad_source_or_out_writes_nothing(feedback_log, tmp_path, capsy
     assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main(["feedback", "mine", str(feedback_log), "--out", str(feedback_log)]) == 2
     err = capsys.readouterr().err
-    assert "is a file" in err and len(err.strip().splitlines()) == 1
+    assert "exists and is not a folder" in err and len(err.strip().splitlines()) == 1
+    # a folder holding something else (a feature table, an export): its files were written beside
+    # theirs; a folder it wrote is replaced with --overwrite
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "comparisons.parquet").write_bytes(b"PAR1")
+    for argv in ([], ["--overwrite"]):
+        assert main(["feedback", "mine", str(feedback_log), "--out", str(tmp_path / "features"), *argv]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["comparisons.parquet"]
+    assert main(["feedback", "mine", str(feedback_log), "--out", str(tmp_path / "o")]) == 0
+    assert main(["feedback", "mine", str(feedback_log), "--out", str(tmp_path / "o")]) == 2
+    assert "use --overwrite" in capsys.readouterr().err
+    assert main(["feedback", "mine", str(feedback_log), "--out", str(tmp_path / "o"), "--overwrite"]) == 0
 
 
 @pytest.mark.parametrize("source", ["ifllm", "parquet", "chat log"])
@@ -193,14 +205,13 @@ def test_cli_mine_failing_midway_leaves_no_part_file(feedback_log, tmp_path, cap
     with feedback_log.open("a") as fh:
         fh.write("{broken\n")
     out = tmp_path / "o"
-    if out_exists:
+    if out_exists:  # (empty: a folder holding anything else is refused before the mining)
         out.mkdir()
-        (out / "notes.txt").write_text("mine")
     assert main(["feedback", "mine", str(feedback_log), "--out", str(out), *argv]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
     if out_exists:
-        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+        assert list(out.iterdir()) == []
     else:
         assert not out.exists()
 

@@ -50,6 +50,8 @@ def _cli(args, capsys):
 
 
 def test_cli_messages(ifllm_sample, tmp_path, capsys):
+    binary = tmp_path / "scores.parquet"
+    binary.write_bytes(b"PAR1\x15\x04\x15\xa0\xff\xfe")
     out = str(tmp_path / "x.png")
     cases = [
         (["plot", "nonsense", str(ifllm_sample), "--out", out], "unknown plot kind 'nonsense'"),
@@ -63,6 +65,10 @@ def test_cli_messages(ifllm_sample, tmp_path, capsys):
         (["report", str(ifllm_sample), "--out", str(tmp_path / "r.pdf")], "must end in .html"),
         (["report", str(ifllm_sample), "--out", str(tmp_path / "r.html"), "--reward-json", str(tmp_path / "no.json")],
          "no such file"),
+        # `reward score`'s Parquet file for the evaluation's JSON (a traceback), a report whose
+        # "models" is no table (a traceback)
+        (["report", str(ifllm_sample), "--out", str(tmp_path / "r.html"), "--reward-json", str(binary)],
+         "not a JSON text file"),
     ]
     for args, message in cases:
         rc, err = _cli(args, capsys)

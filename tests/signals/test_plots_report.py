@@ -102,6 +102,9 @@ def test_report_generic_reward_json(tmp_path):
     wrapped.write_text(json.dumps({"group": REWARD, "random": {**REWARD, "protocol": "random"}}))
     html = reward_section(wrapped)
     assert html.count("fused_late") == 4 and "random" in html
+    odd = tmp_path / "odd.json"  # "models" that is no table of models: shown as it is (it raised)
+    odd.write_text(json.dumps({"models": 5}))
+    assert "models" in reward_section(odd)
 
 
 def test_report_says_how_many_seeds_were_run(tmp_path):
