@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=5000, help="TCP port (default 5000)")
     add_database_arguments(p)  # the instance folder also holds the site's secrets
-    p.add_argument("--config", help="study configuration file (TOML)")
+    p.add_argument("--config", help="study configuration file (TOML; default $GAZEPREF_STUDY_CONFIG, else the embedded demo study)")
     p.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage researcher accounts for the dashboard")

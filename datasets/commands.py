@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gaze", metavar="DIR",
                    help="a study's gaze from a gazepref gaze recalibrate folder of it (re-estimated, or "
                         "with the clicks replayed) instead of the database's; the export's manifest says so "
-                        "(Parquet manifest.json, IFLLM gaze_from.json), and features and plots then read it")
+                        "(Parquet manifest.json, IFLLM gaze_from.json), and features and plots then read it "
+                        "(default: the database's gaze)")
     p.add_argument("--demographics", action="store_true",
                    help="also write the demographics answers (a study in the site's database, or an IFLLM "
                         "release's record_info_table.csv) to a separate demographics.csv; they may identify people")

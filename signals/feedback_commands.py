@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="offline: MiniLM embeddings + rules (default); llm: an OpenAI-compatible judge")
     m.add_argument("--base-url", help="llm backend: API root (default $GAZEPREF_LLM_BASE_URL)")
     m.add_argument("--model", help="llm backend: model name (default $GAZEPREF_LLM_MODEL)")
-    m.add_argument("--limit", type=int, help="mine only the first N conversations")
+    m.add_argument("--limit", type=int, help="mine only the first N conversations (default: all)")
     m.add_argument("--strict", action="store_true", help="stop at the first malformed record instead of counting it")
     add_database_arguments(m)  # when LOGS is a study slug
     m.add_argument("--json", action="store_true",

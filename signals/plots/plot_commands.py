@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--reward-json is given (from `gazepref reward evaluate --json`).")
     add_source_arguments(r, dest="data")
     r.add_argument("--out", "-o", required=True, help="output .html file")
-    r.add_argument("--reward-json", help="JSON written by `gazepref reward evaluate --json`")
+    r.add_argument("--reward-json", help="JSON written by `gazepref reward evaluate --json` (default: none, the report says how to add it)")
     r.add_argument("--participant", "-p", help="only this participant")
     r.add_argument("--examples", type=int, default=2, help="example turns drawn (heatmap + scanpath), default 2")
     r.add_argument("--jobs", type=int, default=None, help="reader threads (default 4)")
