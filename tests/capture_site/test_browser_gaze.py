@@ -923,6 +923,20 @@ def test_the_calibration_page_takes_the_recording_window_lock(make_app, tmp_path
         assert not second.is_visible(notice)
 
 
+def _two_windows_at_the_first_dot(ctx):
+    """(first, second): two windows of one participant's calibration step, the first showing its
+    first calibration dot (not clicked), the second waiting (another window records)."""
+    first = ctx.new_page()
+    first.goto("/step")
+    first.wait_for_selector("#setup-way-on:not([hidden]), #start-calibration:enabled")
+    second = ctx.new_page()
+    second.goto("/step")
+    second.wait_for_selector("#other-window:not([hidden])")
+    first.click("#start-calibration")
+    first.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+    return first, second
+
+
 def test_a_round_cut_off_by_another_window_taking_over_spends_no_attempt(make_app, tmp_path):
     """Another window takes the camera over just after a dot was clicked: the dot then starves
     (no more pictures), and the round was posted as frame-starved, spending an attempt (the last
@@ -937,15 +951,8 @@ def test_a_round_cut_off_by_another_window_taking_over_spends_no_attempt(make_ap
     to_calibration(client, "CAL-CUT")
     rounds = []
     with browser_context(app, video, client=client) as ctx:
-        first = ctx.new_page()
+        first, second = _two_windows_at_the_first_dot(ctx)
         first.on("request", lambda r: rounds.append(r.url) if r.method == "POST" and "round" in r.url else None)
-        first.goto("/step")
-        first.wait_for_selector("#setup-way-on:not([hidden]), #start-calibration:enabled")
-        second = ctx.new_page()
-        second.goto("/step")
-        second.wait_for_selector("#other-window:not([hidden])")
-        first.click("#start-calibration")
-        first.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
         first.wait_for_timeout(400)
         first.click("#target")
         second.click("#use-this-window")  # while the first waits for the dot's pictures
@@ -972,14 +979,7 @@ def test_a_window_taken_over_during_a_dot_can_take_the_camera_back(make_app, tmp
     client = app.test_client()
     to_calibration(client, "CAL-BACK")
     with browser_context(app, video, client=client) as ctx:
-        first = ctx.new_page()
-        first.goto("/step")
-        first.wait_for_selector("#setup-way-on:not([hidden]), #start-calibration:enabled")
-        second = ctx.new_page()
-        second.goto("/step")
-        second.wait_for_selector("#other-window:not([hidden])")
-        first.click("#start-calibration")
-        first.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        first, second = _two_windows_at_the_first_dot(ctx)
         second.click("#use-this-window")
         first.wait_for_selector("#other-window:not([hidden])")
         assert first.evaluate("document.getElementById('use-this-window').closest('[inert]') === null")
