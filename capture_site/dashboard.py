@@ -72,7 +72,8 @@ def login():
             accounts.start_session(db(), user)
             return redirect(_after_login(request.args.get("next", "")))
         if wait > 0:
-            error, status, headers = (f"Too many failed logins: try again in {math.ceil(wait)} s.", 429,
+            error, status, headers = (f"Too many login attempts (failed, or sent at once): try again in "
+                                      f"{math.ceil(wait)} s.", 429,
                                       {"Retry-After": str(math.ceil(wait))})
         else:
             error, status = "Wrong user name or password.", 401

@@ -119,6 +119,11 @@ def task_for(p: store.Participant, cfg: StudyConfig, index: int) -> store.Task:
     planned = p.state["plan"][index]
     # a topic renamed or removed from the config since the plan was drawn keeps its planned id
     topic = next((t for t in cfg.topics if t.id == planned["topic"]), Topic(str(planned["topic"]), "", ""))
+    # the participant's row first (PostgreSQL: the key-share lock the task's foreign key takes
+    # anyway), then the task's unique key: a step's answer holds the row (participant_lock) and
+    # may create this very task; a page's first visit that took the task's key first and then
+    # waited for the row's lock deadlocked with it (SQLite: ignored, one writer at a time)
+    db().execute(select(store.Participant.id).where(store.Participant.id == p.id).with_for_update(key_share=True))
     store.insert_once(db(), store.Task, ("participant_id", "index"), participant_id=p.id, index=index,
                       kind=planned["kind"], topic=topic.title or topic.id,
                       answers={"topic_id": topic.id, "models": planned["models"]})

@@ -1,5 +1,6 @@
 """The participant flow with Flask's test client: consent, pseudonyms, resume, never twice."""
 import re
+import time
 import uuid
 
 import pytest
@@ -855,3 +856,47 @@ def test_a_step_answer_keeps_what_other_requests_wrote_into_the_state_meanwhile(
     others[0].join()
     state = _state(app, w)
     assert state["pos"] == 1 and state.get("window"), state
+
+
+def test_a_pages_first_visit_and_its_steps_answer_at_once_do_not_deadlock(make_app, postgres_url, monkeypatch):
+    """The first visit of a pre-task page (it creates the task) while that step's answer, holding
+    the participant's row, creates it too: PostgreSQL found a deadlock (the visit took the task's
+    unique key, then waited for the row's key-share lock; the answer held the row and waited for
+    the key) and one of the two got a 503. Now the row is locked first on both ways."""
+    import threading
+
+    from gazepref.capture_site import flow
+
+    app = make_app(DATABASE_URL=postgres_url)
+    w = Walker(app.test_client(), f"DEADLOCK-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    w.answer({"age": "30"})
+    page = w.step().text  # the instructions
+    assert w.answer(follow=False).status_code == 302  # on to pre:0, its page (and task) not yet loaded
+    form = {"csrf_token": csrf_of(page), "step": "pre:0", "understand_before": "3"}
+    tab = _second_tab(app, w)
+    real, locked, answers = flow.step_handlers, threading.Event(), {}
+
+    def held(app_=None):
+        found = real(app_)
+        if threading.current_thread().name == "answer" and not locked.is_set():
+            locked.set()  # (the answer holds the participant's row from here)
+            time.sleep(1.5)  # the visit meanwhile: it waits for the row (or, before, took the task's key)
+        return found
+
+    monkeypatch.setattr(flow, "step_handlers", held)
+    answer = threading.Thread(name="answer", target=lambda: answers.setdefault("post", w.client.post("/step", data=form)))
+    visit = threading.Thread(target=lambda: (locked.wait(10), answers.setdefault("get", tab.client.get("/step"))))
+    answer.start()
+    visit.start()
+    answer.join()
+    visit.join()
+    assert (answers["post"].status_code, answers["get"].status_code) == (302, 200)
+    state = _state(app, w)
+    assert state["steps"][state["pos"]] == "task:0"
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+    with app.extensions["gazepref"].sessions() as s:
+        tasks = s.scalars(select(store.Task).where(store.Task.participant_id == pid)).all()
+    assert len(tasks) == 1 and tasks[0].answers["understand_before"] == 3
