@@ -113,8 +113,10 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(instance_path=args.instance, overrides=overrides)  # a bad setting: one line (UserError)
     import socket
 
-    try:  # a port in use: one line (werkzeug printed two and exit status 1)
-        socket.create_server((args.host, args.port)).close()
+    from werkzeug.serving import select_address_family
+
+    try:  # a port in use: one line (werkzeug printed two and exit status 1); IPv4 or 6 as werkzeug picks
+        socket.create_server((args.host, args.port), family=select_address_family(args.host, args.port)).close()
     except OSError as e:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)

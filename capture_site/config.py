@@ -268,8 +268,8 @@ def _questions(doc: _Reader, key: str, strict: bool = True) -> tuple[Question, .
                       "integer": q.flag("integer", True)}
             if bounds["minimum"] > bounds["maximum"]:
                 q._fail("max", f"a number >= min ({bounds['minimum']:g})")
-            for key, name in (("minimum", "min"), ("maximum", "max")):  # (the page's steps count from min)
-                if bounds["integer"] and bounds[key] != int(bounds[key]):
+            for bound, name in (("minimum", "min"), ("maximum", "max")):  # (the page's steps count from min)
+                if bounds["integer"] and bounds[bound] != int(bounds[bound]):
                     q._fail(name, "a whole number with integer = true (integer = false takes decimals)")
         out.append(Question(qid, q.text("label"), qtype, q.flag("required", True), options,
                             None if expected is None else str(expected), **bounds))

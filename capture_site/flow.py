@@ -123,7 +123,8 @@ def task_for(p: store.Participant, cfg: StudyConfig, index: int) -> store.Task:
     # anyway), then the task's unique key: a step's answer holds the row (participant_lock) and
     # may create this very task; a page's first visit that took the task's key first and then
     # waited for the row's lock deadlocked with it (SQLite: ignored, one writer at a time)
-    db().execute(select(store.Participant.id).where(store.Participant.id == p.id).with_for_update(key_share=True))
+    db().execute(select(store.Participant.id).where(store.Participant.id == p.id)
+                 .with_for_update(read=True, key_share=True))  # (FOR KEY SHARE)
     store.insert_once(db(), store.Task, ("participant_id", "index"), participant_id=p.id, index=index,
                       kind=planned["kind"], topic=topic.title or topic.id,
                       answers={"topic_id": topic.id, "models": planned["models"]})

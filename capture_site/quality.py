@@ -331,7 +331,8 @@ def _setup_reason(p: store.Participant, setup: dict) -> str:
             found = setup.get("face_found", 0) / max(1, setup["frames"])
             if code is None:
                 why = "left at the camera set-up with the face well placed"
-            elif code == "dark" and setup.get("dim", 0) * 2 > (setup.get("codes") or {}).get("dark", 0):
+            elif code == "dark" and (found >= 0.5 if "dim" not in setup  # (a summary from before 07 Dec 2026)
+                                     else setup["dim"] * 2 > (setup.get("codes") or {}).get("dark", 0)):
                 why = _DIM_FACE  # ("dark" is a black picture, no face, or a face found but dim: mostly the latter)
             else:
                 why = _FACE_REASONS.get(code, "face not well placed")

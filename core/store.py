@@ -468,7 +468,7 @@ def make_engine(url: str, **kw: Any) -> Engine:
         reason = " ".join(str(e).split())
         raise UserError(f"not a usable database URL {safe_url(url)!r}: {reason} (PostgreSQL: "
                         f"postgresql+psycopg://USER:PASSWORD@HOST/DATABASE; SQLite: sqlite:///PATH)") from None
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite" and not {"mode", "uri"} & set(engine.url.query):  # (what SQLite is told to open)
         _private_sqlite_file(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -483,7 +483,7 @@ def _private_sqlite_file(path: str | None) -> None:
         return
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
+    except OSError:  # there already, or a folder it cannot write: SQLite says so when it opens it
         pass
 
 

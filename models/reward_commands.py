@@ -161,9 +161,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..cli import emit
     from .scoring import check_model_out, train_reward_model
 
-    check_model_out(args.out, args.overwrite)  # (before the training)
+    out = check_model_out(args.out, args.overwrite)  # (before the training)
     rm = train_reward_model(source_from_args(args, "data"), model=args.model, text_model=args.text_model, progress=True)
-    path = rm.save(args.out)
+    path = rm.save(out)
     emit({"out": str(path), **rm.manifest}, args.json)
     return 0
 

@@ -281,8 +281,12 @@ def check_model_out(path: str | os.PathLike, overwrite: bool) -> Path:
     from ..files import check_out_folder, holds_only
 
     def wrote(folder: Path) -> bool:
+        if not holds_only(folder, MODEL_FILES):
+            return False
+        if not (folder / "manifest.json").exists():  # an ordinal training stopped after its mining
+            return holds_only(folder, ("feedback",))
         try:
-            return holds_only(folder, MODEL_FILES) and json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
+            return json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
         except (OSError, ValueError, AttributeError):
             return False
 

@@ -55,6 +55,8 @@ def test_the_default_files_commented_gaze_example_is_a_valid_gaze_table():
     (lambda d: d["demographics_questions"][0].update(max=float("inf")), "demographics_questions[0].max must be a finite number"),
     (lambda d: d["demographics_questions"][0].update(integer="yes"), "demographics_questions[0].integer must be true or false"),
     (lambda d: d["demographics_questions"][1].update(min=0), "unknown key demographics_questions[1].min"),
+    # (after a number question the message named its bound, "maximum", for the table)
+    (lambda d: d["demographics_questions"][1].update(id="age"), "demographics_questions: duplicate question id 'age'"),
     (lambda d: d["modifiers"][0].update(probability=2), "modifiers[0].probability must be a number in 0..1"),
     (lambda d: d.update(topics=[]), "at least one [[topics]]"),
     # an empty code: the done page would show none and Prolific's link would carry "cc="
