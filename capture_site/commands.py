@@ -97,11 +97,9 @@ def _one_line_database_errors(url: str | None):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .. import UserError
+    from .. import UserError, store
     from .app import create_app
     from .serving import RedactingRequestHandler
-
-    from .. import store
 
     if not 0 < args.port < 65536:  # (werkzeug wraps a larger number: the banner named another port)
         raise UserError(f"--port must be from 1 to 65535 (got {args.port})")

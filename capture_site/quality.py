@@ -332,7 +332,7 @@ def _setup_reason(p: store.Participant, setup: dict) -> str:
             if code is None:
                 why = "left at the camera set-up with the face well placed"
             elif code == "dark" and (found >= 0.5 if "dim" not in setup  # (a summary from before 07 Dec 2026)
-                                     else setup["dim"] * 2 > (setup.get("codes") or {}).get("dark", 0)):
+                                     else setup["dim"] * 2 > codes.get("dark", 0)):
                 why = _DIM_FACE  # ("dark" is a black picture, no face, or a face found but dim: mostly the latter)
             else:
                 why = _FACE_REASONS.get(code, "face not well placed")

@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 
 from flask import current_app, g
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import store

@@ -68,14 +68,7 @@ def _write(participant: tuple[int, str], changes: dict[str, Any], added: dict[st
             return
         state = dict(p.state or {})
         setup = dict(state.get("setup", {}))
-        for key, value in (added or {}).items():
-            if isinstance(value, dict):
-                merged = dict(setup.get(key) or {})
-                for k, n in value.items():
-                    merged[k] = int(merged.get(k, 0)) + n
-                setup[key] = merged
-            else:
-                setup[key] = int(setup.get(key) or 0) + value
+        _add_counts(setup, added or {})
         at = at or store.utcnow().isoformat()
         error_at = setup.get("camera_error_at")
         if added and setup.get("camera_error") and (not isinstance(error_at, str) or at >= error_at):
@@ -134,13 +127,20 @@ def _give_back(participant: tuple[int, str], last: str, added: dict[str, Any], s
     """Add counts taken for a write that did not happen back to the pending ones (due at once)."""
     with _lock:
         cur = _pending().setdefault(participant, {**_zero(), "last_code": last, "written_at": 0.0, "seen_at": seen})
-        for key, value in added.items():
-            if isinstance(value, dict):
-                for code, n in value.items():
-                    cur[key][code] = cur[key].get(code, 0) + n
-            else:
-                cur[key] = cur.get(key, 0) + value
+        _add_counts(cur, added)
         cur["written_at"] = 0.0
+
+
+def _add_counts(into: dict[str, Any], added: dict[str, Any]) -> None:
+    """Add the counts ``added`` (numbers, and ``codes``: a count per face status) to ``into``'s."""
+    for key, value in added.items():
+        if isinstance(value, dict):
+            merged = dict(into.get(key) or {})
+            for k, n in value.items():
+                merged[k] = int(merged.get(k, 0)) + n
+            into[key] = merged
+        else:
+            into[key] = int(into.get(key) or 0) + value
 
 
 def _write_or_keep(participant: tuple[int, str], last: str, added: dict[str, Any], seen: str | None) -> bool:

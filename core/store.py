@@ -479,7 +479,7 @@ def _private_sqlite_file(path: str | None) -> None:
     SQLite gives its -wal and -shm files the database file's mode): made by SQLite itself under
     the usual umask it was readable by every user of the machine (participants' data, researchers'
     password hashes, the studies' pseudonym salts). An existing file keeps its mode."""
-    if not path or path == ":memory:" or path.startswith("file:") or not os.path.isdir(os.path.dirname(path) or "."):
+    if not path or path == ":memory:" or not os.path.isdir(os.path.dirname(path) or "."):
         return
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
