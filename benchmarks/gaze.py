@@ -9,7 +9,9 @@ samples the page computes (``--compute browser``, the default, as the site's) or
                                         [--fixed-batches] [--json]
 
 ``--json`` prints a list with one object per K: at least ``participants``, ``compute``,
-``sustained``, ``p99_ms`` and ``lost`` (plus the mode's own figures below).
+``sustained``, ``p99_ms`` and ``lost`` (plus the mode's own figures below; browser mode also the
+machine's 1-minute load average before the run and after it, ``load_average_1min_before``,
+``load_average_1min``: other work on the machine decides whether 200 participants are sustained).
 
 ``--compute browser`` (the site's default mode): each participant posts, every ``--batch-ms``
 (default 1000, the page's in the task phase: ``[gaze] task_batch_ms``), the JSON samples (gzip, as the page's outbox) of the pictures it
@@ -261,8 +263,8 @@ class SampleClient(threading.Thread):
             k += len(taken)
             self.seq += 1
             offered += len(taken)
+            sent = time.monotonic()  # (a retried batch's latency counts from its first try)
             for attempt in range(5):  # the outbox retries with back-off; replays are harmless
-                sent = time.monotonic()
                 status, payload = self.post(body)
                 if status == 200 or (status != 429 and 0 < status < 500):
                     break
@@ -300,6 +302,7 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
     pairs = make_participants(instance, k, study, prefix="gbench",
                               state={"gaze": "calibrated" if model is not None else "uncalibrated"})
     calibrate_participants(instance, study, pairs, model)
+    load_before = round(os.getloadavg()[0], 1)  # (the machine's other work, before this run adds its own)
     port = free_port()
     os.environ["GAZEPREF_STUDY_CONFIG"] = str(study)
     server = start_gunicorn(instance, port, args.workers, args.threads)
@@ -347,7 +350,7 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
         "errors": stats.errors,
         "sustained": lost == 0 and not stats.errors and p99 is not None and p99 < 100.0,
         "sustained_rule": "nothing lost, no errors, p99_ms (a batch leaving the page -> its rows stored) < 100",
-        "load_average_1min": round(os.getloadavg()[0], 1),
+        "load_average_1min_before": load_before, "load_average_1min": round(os.getloadavg()[0], 1),
     }
 
 

@@ -43,7 +43,7 @@ import time
 from functools import lru_cache
 
 from flask import current_app, request, session
-from sqlalchemy import ColumnElement, case, delete, literal, select, update
+from sqlalchemy import ColumnElement, case, delete, literal, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -98,15 +98,17 @@ def blocked_for(db: Session, username: str) -> float:
     return max(0.0, (until or 0.0) - _now())
 
 
-def _count_attempt(db: Session, username: str) -> bool:
+def _count_attempt(db: Session, username: str) -> dict[str, float] | None:
     """Count this attempt as a failure of each of its keys *before* its password is checked, in
-    one transaction; False (nothing counted) when a key is blocked by then. Counted after the
-    check (a slow hash), attempts sent at once all found no block: 30-60 of them were checked
-    where 5 are free, the right password among them logged in."""
+    one transaction; None (nothing counted) when a key is blocked by then, else the blocks it set
+    (key -> blocked_until: a success takes back its own). Counted after the check (a slow hash),
+    attempts sent at once all found no block: 30-60 of them were checked where 5 are free, the
+    right password among them logged in."""
     max_block = float(current_app.config.get("LOGIN_MAX_BLOCK_S", 900))
     now = _now()
     forgotten = _forgotten(now, float(current_app.config.get("LOGIN_FORGET_S", FORGET_S)))
     dialect = db.get_bind().dialect.name
+    blocks: dict[str, float] = {}
     for key, free in _keys(username):
         # one statement: the first attempt inserts the row, a later one counts on (from 1 again
         # where the count is forgotten) unless the key is blocked now (an attempt counted
@@ -122,12 +124,12 @@ def _count_attempt(db: Session, username: str) -> bool:
         failures = db.execute(upsert.returning(T.c.failures)).scalar()
         if failures is None:
             db.rollback()
-            return False
+            return None
         if failures > free:  # this attempt is checked; the next waits (twice as long each time)
-            block = min(max_block, 2.0 ** min(failures - free - 1, 30))
-            db.execute(update(T).where(T.c.key == key).values(blocked_until=now + block))
+            blocks[key] = now + min(max_block, 2.0 ** min(failures - free - 1, 30))
+            db.execute(update(T).where(T.c.key == key).values(blocked_until=blocks[key]))
     db.commit()
-    return True
+    return blocks
 
 
 def purge_forgotten(engine: Engine, forget_s: float = FORGET_S, now: float | None = None, limit: int = 1000) -> int:
@@ -149,8 +151,8 @@ def authenticate(db: Session, username: str, password: str) -> tuple[store.User 
     """(the user, 0) when ``username`` and ``password`` match; (None, 0) when they do not; (None,
     seconds to wait) when the account or the address is blocked. Logs the attempt."""
     addr = request.remote_addr or "?"
-    wait = blocked_for(db, username)
-    if wait == 0 and not _count_attempt(db, username):  # blocked by an attempt sent at the same time
+    wait, blocks = blocked_for(db, username), None
+    if wait == 0 and (blocks := _count_attempt(db, username)) is None:  # blocked by an attempt sent at once
         wait = max(1.0, blocked_for(db, username))
     if wait > 0:
         log.info("researcher login blocked for %r from %s (%.0f s left)", username[:64], addr, wait)
@@ -161,11 +163,18 @@ def authenticate(db: Session, username: str, password: str) -> tuple[store.User 
         log.info("researcher login failed for %r from %s", username[:64], addr)
         return None, 0.0
     # the attempt was counted as a failure: the account's count goes (as its block), the
-    # address's takes the attempt back (and its block, if that leaves it within the free ones)
+    # address's takes the attempt back, and the block this attempt set there (the address was not
+    # blocked before it: else it would not have been checked), so that the others behind the same
+    # address (a university's NAT, a proxy) are not kept out by a success; a block set since by
+    # someone else's failure stays
     (account, _), (address, free) = _keys(username)
     db.execute(delete(T).where(T.c.key == account))
+    mine = (blocks or {}).get(address)
+    undo = T.c.failures - 1 <= free
+    if mine is not None:
+        undo = or_(undo, T.c.blocked_until == literal(mine, T.c.blocked_until.type))
     db.execute(update(T).where(T.c.key == address).values(
-        failures=T.c.failures - 1, blocked_until=case((T.c.failures - 1 <= free, 0.0), else_=T.c.blocked_until)))
+        failures=T.c.failures - 1, blocked_until=case((undo, 0.0), else_=T.c.blocked_until)))
     log.info("researcher login ok for %r from %s", username, addr)
     return user, 0.0
 

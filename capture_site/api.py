@@ -51,6 +51,13 @@ class TaskGone(ApiError):
         super().__init__(401, UNKNOWN_PARTICIPANT)
 
 
+class ParticipantGone(TaskGone):
+    """The participant's row went (a researcher's "Allow to start again" after "Delete data")
+    while a request of theirs ran, found when it takes their lock
+    (:func:`.chunks.participant_lock`): 401 from the API, as the next request gets
+    (:func:`token_participant`); the flow's pages send the browser to the study's start."""
+
+
 _TASK_ROW = select(store.Task.__table__.c.id).where(store.Task.__table__.c.id == bindparam("task"))
 
 

@@ -239,6 +239,12 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
         LLM_BACKENDS={},  # model name -> backend object, replacing the configured one (tests)
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # only an answer that changes the session sets its cookie. Flask's default re-sets a
+        # permanent session's cookie on every answer (static files, the favicon) with the session
+        # as that request read it: one still in flight when the consent POST was answered put
+        # back the session without the participant, and the next page asked for consent again.
+        # (The cookie then lasts PERMANENT_SESSION_LIFETIME, 31 days, from its last change.)
+        SESSION_REFRESH_EACH_REQUEST=False,
         # HTTPS deployments (docs/STUDY_SITE.md): cookies only over TLS, under the __Host- prefix
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         PROXY_HOPS=settings.proxy_hops,  # trusted X-Forwarded-For/-Proto hops

@@ -68,15 +68,17 @@ def json_size(raw: bytes, gzipped: bool) -> int:
     return int.from_bytes(raw[-4:], "little") if len(raw) >= 18 else 0
 
 
-def out_of_tokens_for(size_bytes: int | None, limiter, key: str) -> bool:
+def out_of_tokens_for(size_bytes: int | None, limiter, key: str, large: int = LARGE_JSON_BYTES) -> bool:
     """Whether to refuse (429) a body of ``size_bytes`` before parsing it: it is larger than
     :data:`LARGE_JSON_BYTES` and the sender's bucket ``key`` of ``limiter``
     (:class:`.ratelimit.DbRateLimiter`) holds no token, so the take after parsing would refuse it
     anyway. One indexed read, for large bodies only: a participant out of tokens cannot make the
     server decompress and parse up to 16 MB a request (JSON batches, ``size_bytes`` =
     :func:`json_size`) or read a multipart frame batch at all (``size_bytes`` = its
-    Content-Length, known before the body is read; None, a body without one: as large)."""
-    return (size_bytes is None or size_bytes > LARGE_JSON_BYTES) and not limiter.has_token(key)
+    Content-Length, known before the body is read; None, a body without one: as large).
+    ``large``: the size above which to look (a route whose legal bodies are larger than the
+    default: above the largest of them)."""
+    return (size_bytes is None or size_bytes > large) and not limiter.has_token(key)
 
 
 GZIP_MAGIC = b"\x1f\x8b"

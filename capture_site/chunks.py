@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - not POSIX: threads of one process only
 from sqlalchemy.exc import IntegrityError
 
 from .. import store
-from .api import ApiError, raise_if_task_gone
+from .api import ApiError, ParticipantGone, raise_if_task_gone
 
 C, T = store.StreamChunk.__table__, store.Task.__table__
 
@@ -135,12 +135,18 @@ def participant_lock(p: store.Participant):
     commits or rolls back there): PostgreSQL ``SELECT ... FOR UPDATE`` (every host), SQLite the
     file's :func:`write_lock` (the one host). A request of the same participant that decides
     something meanwhile (a second copy of a calibration round, a withdrawal, a researcher's
-    deletion) waits, and then reads what this one committed."""
+    deletion) waits, and then reads what this one committed. A row gone meanwhile (the
+    researcher re-admitted a deleted participant: its marker row went) raises
+    :class:`.api.ParticipantGone`, nothing written."""
     from .runtime import db, site
 
     with write_lock(site().engine):
-        db().refresh(p, with_for_update=True)
-        yield p
+        found = db().scalar(select(store.Participant).where(store.Participant.id == p.id)
+                            .with_for_update().execution_options(populate_existing=True))
+        if found is None:
+            db().rollback()
+            raise ParticipantGone()
+        yield found
 
 
 def chunk_row(chunk: store.StreamChunk) -> dict[str, Any]:

@@ -113,8 +113,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from werkzeug.serving import select_address_family
 
+    family = select_address_family(args.host, args.port)
     try:  # a port in use: one line (werkzeug printed two and exit status 1); IPv4 or 6 as werkzeug picks
-        socket.create_server((args.host, args.port), family=select_address_family(args.host, args.port)).close()
+        if family != getattr(socket, "AF_UNIX", None):  # (a unix:// socket: werkzeug says what is wrong)
+            socket.create_server((args.host, args.port), family=family).close()
     except OSError as e:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)
@@ -466,10 +468,15 @@ def _study_find_participant(args: argparse.Namespace) -> int:
                      "started": p.created_at.isoformat(timespec="seconds") if p.created_at else None}
     finally:
         rec.close()
+    what = {"withdrawn": "their data went when they withdrew: nothing to delete",
+            "deleted": "their data is deleted; 'Allow to start again' there lets them take part anew",
+            "declined": "they declined: nothing of theirs was recorded"}
+
     emit({"study": args.study, "platform": arrival.platform, "participant": found}, args.json,
          lambda r: (f"{r['platform']} participant of study {r['study']}: pseudonym {found['pseudonym']} "
                     f"({found['status']}, step {found['step']}): the row {found['dashboard']} of the "
-                    f"dashboard's study page, where 'Delete data' deletes it"
+                    f"dashboard's study page, "
+                    + what.get(found["status"], "where 'Delete data' deletes their data")
                     if found else f"no {r['platform']} participant of study {r['study']} with that id"))
     return 0 if found else 1
 

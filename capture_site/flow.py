@@ -34,6 +34,7 @@ from .. import store
 from .config import StudyConfig, Topic
 from .accounts import login_keys
 from .answers import answer_texts, transcript
+from .api import ParticipantGone
 from .chunks import participant_lock
 from .identity import Arrival, arrival_from_args
 from .pages import (completion_handoff, current_participant, declined_page, deleted_page, favicon, framable, in_frame,
@@ -336,6 +337,14 @@ def _context(p: store.Participant, errors: list[str] | None = None) -> StepConte
     step = current_step(p)
     name, index = parse_step(step)
     return StepContext(p, site().config(p.study), step, index, errors or [])
+
+
+@bp.errorhandler(ParticipantGone)
+def _participant_gone(e: ParticipantGone):
+    """A request whose participant's row went while it ran (re-admitted after a deletion): the
+    browser goes where its next request would take it, the study's start."""
+    session.pop("pid", None)
+    return redirect(url_for("flow.consent"))
 
 
 def _not_in_flow():

@@ -147,6 +147,13 @@ def camera_started():
     return jsonify(ok=True)
 
 
+#: a sample batch's body above this size (as JSON) is parsed only once the participant's bucket
+#: was seen to hold a token (:func:`.batches.out_of_tokens_for`): the page's samples take ~1.4 KB
+#: of JSON each, so its largest batches (:data:`MAX_SAMPLES_PER_BATCH`, what a paced page sends
+#: while the server is short of CPU: ~83 KB) stay below and cost no extra read then
+LARGE_SAMPLES_BYTES = MAX_SAMPLES_PER_BATCH * 2048
+
+
 @bp.post("/samples")
 def samples():
     """Landmark samples of the page (``compute = "browser"``; :mod:`.gaze_samples`): JSON (gzip
@@ -156,7 +163,7 @@ def samples():
     wall, cpu = time.perf_counter(), time.thread_time()
     token = request_token()
     refusal = "too many sample batches; slow down"
-    body = json_body((frame_limiter(), frame_key(token.id)), refusal)
+    body = json_body((frame_limiter(), frame_key(token.id)), refusal, large=LARGE_SAMPLES_BYTES)
     items, times = parse_samples(body.get("samples"), MAX_SAMPLES_PER_BATCH)
     meta = frame_meta(body, times)
     ctx = frame_context(token, meta, "samples", limited=refusal)

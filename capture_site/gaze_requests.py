@@ -41,16 +41,18 @@ def multipart_form(bucket: tuple[Any, str] | None = None,
     return meta, [p for p in parts if p.name == "frame"]
 
 
-def json_body(bucket: tuple[Any, str] | None = None, refusal: str = "too many requests; slow down") -> dict[str, Any]:
+def json_body(bucket: tuple[Any, str] | None = None, refusal: str = "too many requests; slow down",
+              large: int | None = None) -> dict[str, Any]:
     """The JSON object of a request (gzip allowed: ``Content-Encoding: gzip``, as the outbox sends),
     with the telemetry batches' size limits (:func:`.batches.decode_body`). ``bucket`` = (a
     :class:`.ratelimit.DbRateLimiter`, key): a large body whose sender is out of tokens is refused
-    (429, ``refusal``) before it is parsed (:func:`.batches.out_of_tokens_for`)."""
-    from .batches import BatchError, decode_body, json_size, out_of_tokens_for
+    (429, ``refusal``) before it is parsed (:func:`.batches.out_of_tokens_for`; ``large``: the
+    size above which that is looked at, default :data:`.batches.LARGE_JSON_BYTES`)."""
+    from .batches import LARGE_JSON_BYTES, BatchError, decode_body, json_size, out_of_tokens_for
 
     gzipped = request.headers.get("Content-Encoding", "").lower() == "gzip" or request.args.get("enc") == "gzip"
     raw = request.get_data(cache=False)
-    if bucket is not None and out_of_tokens_for(json_size(raw, gzipped), *bucket):
+    if bucket is not None and out_of_tokens_for(json_size(raw, gzipped), *bucket, large=large or LARGE_JSON_BYTES):
         raise ApiError(429, refusal, retry_after=1)
     try:
         return decode_body(raw, gzipped)

@@ -40,6 +40,8 @@ _PAGE = """{% extends "admin/base.html" %}
 <p><a href="{{ url_for('dashboard.study', slug=slug) }}">← {{ slug }}</a></p>
 {% if message %}<p class="flash">{{ message }}</p>{% endif %}
 {% if quality %}<h2>Data quality</h2>
+{% if uncalibrated %}<p>Gaze recorded without a calibration (the calibration failed; the study went on
+recording): no gaze views. <code>gazepref gaze recalibrate --include-failed</code> estimates it with the best attempt.</p>{% endif %}
 <p><img class="plot" alt="data quality" loading="lazy" width="1000" height="320"
   src="{{ url_for('plots.plot_png', slug=slug, pseudonym=pseudonym, kind='quality', size='1000x320', v=version) }}"></p>
 {% elif tasks %}<p>Mouse only (no webcam gaze): the mouse sample rate and gaps are in the study's participant table.</p>{% endif %}
@@ -187,9 +189,12 @@ class _Participant:
     sources: dict  # (task_id, turn index) -> {"gaze", "mouse"} with samples
     has_gaze: bool
     pseudonym: str = ""
+    on_text: frozenset = frozenset()  # (task_id, turn index) with gaze on a response's text
+    gaze_recorded: bool = False  # gaze rows, estimated or not (a failed calibration's have none)
 
 
 def _load(slug: str, given: str) -> _Participant:
+    from ..datasets.derive import derive_streams
     from ..signals.plots._data import turns_by_task
     from ..signals.plots.synthetic import MemoryRecording
 
@@ -201,12 +206,14 @@ def _load(slug: str, given: str) -> _Participant:
         tasks = [t for t in rec.tasks() if t.participant_id == pseudonym]
         by_task = turns_by_task(rec)
         turns = [tr for t in tasks for tr in by_task.get(t.task_id, [])]
-        streams, sources = {}, {}
+        streams, sources, on_text, recorded = {}, {}, set(), False
         for t in tasks:
             st = rec.streams(t.task_id) if by_task.get(t.task_id) else {}
             streams[t.task_id] = st
             for tr in by_task.get(t.task_id, []):
                 sources[(t.task_id, tr.index)] = set()
+            if "gaze" in st and "position" not in st["gaze"].column_names:  # (an in-memory recording's raw streams)
+                st = derive_streams(st, by_task[t.task_id])
             for name, src in (("gaze", "gaze"), ("hits", "gaze"), ("mouse", "mouse")):
                 tb = st.get(name)
                 if tb is None or not tb.num_rows or "turn" not in tb.column_names:
@@ -214,23 +221,44 @@ def _load(slug: str, given: str) -> _Participant:
                 if name == "hits" and "source" in tb.column_names:
                     tb = tb.filter(pc.equal(tb.column("source"), "gaze"))
                 if name == "gaze" and "x" in tb.column_names and "y" in tb.column_names:
+                    recorded = True
                     # rows with an estimate only: a failed calibration's (record-uncalibrated) have none
                     tb = tb.filter(pc.and_(pc.is_finite(tb.column("x")), pc.is_finite(tb.column("y"))))
                 for k in set(tb.column("turn").to_pylist()):
                     if (t.task_id, k) in sources:
                         sources[(t.task_id, k)].add(src)
+                if src == "gaze":  # the heatmap and the scanpath: gaze on a response's text
+                    on_text.update((t.task_id, k) for k in _turns_on_text(tb) if (t.task_id, k) in sources)
         people = [p for p in rec.participants() if p.participant_id == pseudonym]
         mem = MemoryRecording(people, tasks, turns, streams)
-        return _Participant(version, mem, tasks, sources, any("gaze" in v for v in sources.values()), pseudonym)
+        return _Participant(version, mem, tasks, sources, any("gaze" in v for v in sources.values()), pseudonym,
+                            frozenset(on_text), recorded)
 
     return _caches()[0].get_or((slug, pseudonym, version), make)
 
 
-def turn_kinds(sources: set[str]) -> list[str]:
-    """The per-turn views a turn's samples support: heatmap and scanpath need gaze, the mouse view
-    mouse samples, the timeline either."""
+def _turns_on_text(tb) -> set:
+    """The turns of derived gaze rows (or gaze hits) on a response's text: placed on a response
+    (``position`` >= 0) at a point of its box or a character (what the heatmap draws:
+    :meth:`gazepref.signals.plots._data.TurnView.points`)."""
+    if "position" not in tb.column_names:
+        return set()
+    placed = pc.greater_equal(tb.column("position"), 0)
+    at = pc.and_(pc.is_finite(tb.column("rel_x")), pc.is_finite(tb.column("rel_y"))) \
+        if {"rel_x", "rel_y"} <= set(tb.column_names) else None
+    if "char_index" in tb.column_names:
+        char = pc.greater_equal(tb.column("char_index"), 0)
+        at = char if at is None else pc.or_(at, char)
+    if at is None:
+        return set()
+    return set(tb.filter(pc.fill_null(pc.and_(placed, at), False)).column("turn").to_pylist())
+
+
+def turn_kinds(sources: set[str], on_text: bool = True) -> list[str]:
+    """The per-turn views a turn's samples support: heatmap and scanpath need gaze on a
+    response's text (``on_text``), the mouse view mouse samples, the timeline either."""
     kinds = []
-    if "gaze" in sources:
+    if "gaze" in sources and on_text:
         kinds += ["heatmap", "scanpath"]
     if "mouse" in sources:
         kinds.append("mouse")
@@ -268,14 +296,15 @@ def participant_plots(slug: str, pseudonym: str):
         trows = []
         for x in turns:
             src = data.sources.get((t.task_id, x.index), set())
-            kinds = turn_kinds(src)
+            kinds = turn_kinds(src, (t.task_id, x.index) in data.on_text)
             trows.append({"index": x.index, "prompt": (x.prompt or "")[:120], "kinds": kinds,
                           "sources": " and ".join(sorted(src)), "open": first and bool(kinds)})
             first = first and not kinds  # only the first turn with views opens (the others load when opened)
         rows.append({"order": order, "number": t.task_id.rpartition("/")[2], "kind": t.kind, "topic": t.topic,
                      "turns": trows})
     message = None if rows else _no_task_message(data.rec, data.pseudonym)
-    return render_template_string(_PAGE, slug=slug, pseudonym=data.pseudonym, tasks=rows, quality=data.has_gaze,
+    return render_template_string(_PAGE, slug=slug, pseudonym=data.pseudonym, tasks=rows,
+                                  quality=data.has_gaze or data.gaze_recorded, uncalibrated=not data.has_gaze,
                                   version=data.version, message=message)
 
 

@@ -338,8 +338,16 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    """Foreign keys (a deleted task's rows are refused, not stored as orphans), the busy timeout,
+    WAL (readers do not block the writer) with ``synchronous=NORMAL``; a database opened read-only
+    (``?mode=ro``) that is not in WAL already keeps its journal (switching is a write)."""
+    import sqlite3
+
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:  # "attempt to write a readonly database"
+        pass
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -468,9 +476,10 @@ def make_engine(url: str, **kw: Any) -> Engine:
         reason = " ".join(str(e).split())
         raise UserError(f"not a usable database URL {safe_url(url)!r}: {reason} (PostgreSQL: "
                         f"postgresql+psycopg://USER:PASSWORD@HOST/DATABASE; SQLite: sqlite:///PATH)") from None
-    if engine.dialect.name == "sqlite" and not {"mode", "uri"} & set(engine.url.query):  # (what SQLite is told to open)
-        _private_sqlite_file(engine.url.database)
-        event.listen(engine, "connect", _sqlite_pragmas)
+    if engine.dialect.name == "sqlite":
+        if not {"mode", "uri"} & set(engine.url.query):  # (else the file is what SQLite is told to open)
+            _private_sqlite_file(engine.url.database)
+        event.listen(engine, "connect", _sqlite_pragmas)  # every SQLite URL: foreign keys above all
     return engine
 
 

@@ -422,7 +422,7 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
 
     samples = {"gaze": 0, "mouse": 0, "hits": 0}
     # stored values no file of the layout can hold are skipped and counted, never an error
-    skipped = {"rows_epoch_out_of_range": 0, "rows_without_position": 0,
+    skipped = {"rows_epoch_out_of_range": 0, "rows_without_position": 0, "gaze_rows_click_correction": 0,
                "turn_timestamps_out_of_range": sum(1 for t in turns if t.epoch_ms is not None and not _timestamp(t.epoch_ms))}
     items = tasks
     if progress:
@@ -448,6 +448,11 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
                 # ",,t,epoch" would read back as malformed, so it is left out and counted
                 placed = np.isfinite(frame["x"].to_numpy(np.float64)) & np.isfinite(frame["y"].to_numpy(np.float64))
                 skipped["rows_without_position"] += int((ok & ~placed).sum())
+                if name == "gaze" and "drift_clicks" in tb.column_names:
+                    # x, y are written as corrected from the clicks; the correction itself (drift_x,
+                    # drift_y, drift_clicks: the tracker's estimate is x - drift_x) has no column
+                    clicks = tb.column("drift_clicks").to_numpy(zero_copy_only=False)
+                    skipped["gaze_rows_click_correction"] += int((ok & placed & (np.nan_to_num(clicks) > 0)).sum())
                 frame = frame[ok & placed]
                 frame["epoch_ms"] = frame["epoch_ms"].round().astype("Int64")
                 _write_rows(d / f"abs_{name}.csv", frame, spreadsheet_safe)

@@ -63,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="calibration model file (GazeCalibration JSON) to use for everyone")
     p.add_argument("--interactions", action="store_true",
                    help="replay the tasks' clicks and caret samples with the study's corrector (continuous "
-                        "calibration, or the offset of drift_correction alone), as the site did (default: leave "
-                        "them out)")
+                        "calibration, or the offset of drift_correction alone), as the site did; a study whose site "
+                        "corrected nothing (interaction_calibration = false, no drift_correction) with "
+                        "continuous calibration, its manifest's site_corrected false (default: leave them out)")
     p.add_argument("--include-failed", action="store_true",
                    help="also estimate the gaze of tasks recorded under a failed calibration (the "
                         "record-uncalibrated fallback), with that step's best attempt (or --model); their rows "

@@ -135,6 +135,15 @@ def study_corrector(config: Mapping[str, Any] | None) -> Any:
     return click_corrector(not (gaze.get("drift_correction") is True and gaze.get("interaction_calibration") is not True))
 
 
+def study_corrected(config: Mapping[str, Any] | None) -> bool:
+    """Whether a study's site corrected the gaze with its clicks at all (``[gaze]
+    interaction_calibration``, on unless set false, or ``drift_correction``): ``--interactions``
+    replays a study whose site corrected nothing with continuous calibration (what the site
+    would have done by default), and its manifest says so (``site_corrected``)."""
+    gaze = (config or {}).get("gaze") or {}
+    return gaze.get("drift_correction") is True or gaze.get("interaction_calibration") is not False
+
+
 def _rows(db: Session, participant: store.Participant) -> list[store.Calibration]:
     C = store.Calibration
     return list(db.execute(select(C).where(C.participant_id == participant.id, C.kind.in_(("calibration", "outcome")))
@@ -312,6 +321,7 @@ def recalibrate_study(db: Session, slug: str, out: str | Path, model: GazeCalibr
                                "include_failed": include_failed, "interactions": interactions,
                                "corrector": corrector, "out": str(out), "manifest": str(out / MANIFEST)}
     if interactions:
+        summary["site_corrected"] = study_corrected(study.config)
         summary["interactions_used"] = 0  # click and caret rows the corrections rest on (each file's log)
     files = []
     with whole_folder(out, overwrite) as tmp:

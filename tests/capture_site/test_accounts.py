@@ -110,6 +110,31 @@ def test_address_back_off_across_user_names(site, monkeypatch):
     assert login(client, name, PASSWORD, addr="10.9.9.8").status_code == 302
 
 
+def test_a_success_leaves_no_block_on_its_address(site, monkeypatch):
+    """An address past its free failures (a university's NAT, every researcher behind a proxy
+    without PROXY_HOPS) waits out its block; then one of them logs in: the attempt, counted before
+    its check, set a new block there, and the success takes it back with its count, so the next
+    researcher behind that address gets in (a 429 before: the success kept its own block)."""
+    app, name = site
+    clock = Clock(monkeypatch)
+    app.config.update(LOGIN_FREE_ATTEMPTS_PER_ADDRESS=4)
+    other = f"bob{time.monotonic_ns()}"
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        user = store.User(username=other, password_hash="")
+        s.add(user)
+        accounts.set_password(s, user, PASSWORD)
+        s.flush()
+        accounts.grant(s, user, [store.ALL_STUDIES])
+    for i in range(5):
+        assert login(app.test_client(), f"guess{i}", "pw", addr="10.9.9.9").status_code == 401
+    clock.now += 60  # the address's block is over
+    assert login(app.test_client(), name, PASSWORD, addr="10.9.9.9").status_code == 302
+    assert login(app.test_client(), other, PASSWORD, addr="10.9.9.9").status_code == 302
+    # the address's count stays: its next failure is blocked at once
+    assert login(app.test_client(), "guess9", "pw", addr="10.9.9.9").status_code == 401
+    assert login(app.test_client(), other, PASSWORD, addr="10.9.9.9").status_code == 429
+
+
 def test_unknown_names_cost_a_password_check(site, monkeypatch):
     app, name = site
     app.config.update(LOGIN_FREE_ATTEMPTS=100, LOGIN_FREE_ATTEMPTS_PER_ADDRESS=100)

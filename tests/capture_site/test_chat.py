@@ -1,6 +1,7 @@
 """The chat API: backend failures lose no turn, retries are idempotent, tokens isolate sessions."""
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from gazepref import store
@@ -178,10 +179,24 @@ def test_answers_come_rendered_as_markdown_or_as_plain_text(make_app, tmp_path):
         assert (html is not None and 'class="w"' in html) is rendered
 
 
-def test_a_participant_who_withdraws_while_the_models_answer_gets_401(make_app, database, monkeypatch):
+def _readmit_now(app, task_id: int) -> None:
+    """The researcher's "Delete data", then "Allow to start again" (the marker row goes too)."""
+    from gazepref.capture_site.purge import purge_participant
+
+    with app.extensions["gazepref"].sessions() as s:
+        pid = s.get(store.Task, task_id).participant_id
+        purge_participant(s, s.get(store.Participant, pid))
+        s.commit()
+        purge_participant(s, s.get(store.Participant, pid), readmit=True)
+        s.commit()
+
+
+@pytest.mark.parametrize("gone", ["withdrawn", "readmitted"])
+def test_a_participant_who_withdraws_while_the_models_answer_gets_401(make_app, database, monkeypatch, gone):
     """The participant withdraws (their task is deleted) while the models answer their message,
     or before their rating is written: 401, as the same request gets after the withdrawal,
-    never a 500; nothing stored."""
+    never a 500; nothing stored. The same when the researcher deletes their data and lets them
+    start again meanwhile (their row goes: a 500 before, taking its lock)."""
     from gazepref.capture_site import chat
 
     app = make_app(**({"DATABASE_URL": database} if database else {}))
@@ -193,7 +208,7 @@ def test_a_participant_who_withdraws_while_the_models_answer_gets_401(make_app, 
 
     def withdraw_meanwhile(*args):
         texts = answer(*args)
-        withdraw_now(app, data["task"])
+        (withdraw_now if gone == "withdrawn" else _readmit_now)(app, data["task"])
         return texts
 
     monkeypatch.setattr(chat, "_answer", withdraw_meanwhile)

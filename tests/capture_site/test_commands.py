@@ -166,6 +166,8 @@ def test_find_participant_names_the_pseudonym_of_a_platform_id(app, capsys):
     found = json.loads(capsys.readouterr().out)
     assert found["participant"]["pseudonym"] == p.pseudonym and found["participant"]["status"] == "started"
     assert found["participant"]["step"] == "demographics" and found["participant"]["dashboard"] == p.pseudonym[:12]
+    assert main(["study", "find-participant", "test-study", "--prolific", "5f0c1e2d3b4a5968778695a4", *where[:-1]]) == 0
+    assert "where 'Delete data' deletes their data" in capsys.readouterr().out
     for other in (["--mturk", "5f0c1e2d3b4a5968778695a4"], ["--prolific", "SOMEONE-ELSE"]):
         assert main(["study", "find-participant", "test-study", *other, *where]) == 1
         assert json.loads(capsys.readouterr().out)["participant"] is None
@@ -188,6 +190,10 @@ def test_find_participant_says_that_a_participant_withdrew(app, capsys):
     assert main(["study", "find-participant", "test-study", "--prolific", "PID-WITHDREW", *where]) == 0
     found = json.loads(capsys.readouterr().out)["participant"]
     assert (found["status"], found["step"]) == ("withdrawn", "-")
+    # in words: that row has no "Delete data" (the withdrawal deleted it all)
+    assert main(["study", "find-participant", "test-study", "--prolific", "PID-WITHDREW", *where[:-1]]) == 0
+    out = capsys.readouterr().out
+    assert "(withdrawn, step -)" in out and "nothing to delete" in out and "'Delete data' deletes" not in out
 
 
 def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line(tmp_path, capsys):
@@ -202,3 +208,15 @@ def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line(tmp_path, capsys):
             assert main(["serve", "--instance", str(tmp_path / "instance"), *argv]) == 2
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and says in err, err
+
+
+def test_serve_listens_on_a_unix_socket(tmp_path, monkeypatch, capsys):
+    """``--host unix://PATH`` (werkzeug serves it) goes past the port check to the server (a
+    TypeError of the check before)."""
+    from flask import Flask
+
+    ran = []
+    monkeypatch.setattr(Flask, "run", lambda self, **kw: ran.append(kw["host"]))
+    sock = f"unix://{tmp_path / 'site.sock'}"
+    assert main(["serve", "--instance", str(tmp_path / "instance"), "--host", sock]) == 0
+    assert ran == [sock]

@@ -45,6 +45,23 @@ def test_the_consent_page_says_that_the_webcam_is_used(make_app, tmp_path, webca
     for words in says:
         assert words in note, (words, note)
 
+
+def test_only_answers_that_change_the_session_set_its_cookie(client):
+    """An answer that leaves the session as it is (a static file, the favicon, a step page) sets
+    no cookie: one that read the cookie before the consent POST and was answered after it put back
+    the session without the participant, and the next page asked for consent again (the
+    participant's "I agree" lost; test_webcam_site's flaky walk, repro/stale_cookie_race.py)."""
+    client.get("/", query_string={"PROLIFIC_PID": "COOKIE1", "STUDY_ID": "S", "SESSION_ID": "X"})
+    page = client.get("/consent").text
+    for path in ("/static/favicon.svg", "/static/page.js", "/consent"):
+        r = client.get(path)
+        assert r.status_code == 200 and "Set-Cookie" not in r.headers, (path, r.headers.get("Set-Cookie"))
+    r = client.post("/consent", data={"csrf_token": csrf_of(page), "decision": "agree"})
+    assert r.status_code == 302 and "Set-Cookie" in r.headers  # the participant: the session changed
+    r = client.get("/step")
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+
+
 def test_decline_is_recorded_and_nothing_else(client, dbs):
     w = Walker(client, "DECLINER")
     w.arrive()
@@ -829,6 +846,43 @@ def test_a_late_copy_of_a_step_form_does_not_send_the_participant_back(make_app,
     others[0].join()
     state = _state(app, w)
     assert state["pos"] == state["steps"].index(step_k) + 2, state["pos"]
+
+
+def test_a_step_answer_whose_participant_is_readmitted_meanwhile_goes_to_the_start(make_app, database, monkeypatch):
+    """The researcher deletes the participant's data and lets them start again (their row goes)
+    while a step's answer of theirs is handled: the browser goes to the study's start, as at its
+    next request, nothing written (a 500 before: the answer took the lock of a row no longer
+    there)."""
+    from gazepref.capture_site import flow
+    from gazepref.capture_site.purge import purge_participant
+
+    app = make_app(**({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"GONE-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
+
+    def readmit():
+        with app.extensions["gazepref"].sessions() as s:
+            purge_participant(s, s.get(store.Participant, pid))
+            s.commit()
+            purge_participant(s, s.get(store.Participant, pid), readmit=True)
+            s.commit()
+
+    lock = flow.participant_lock
+
+    def readmitted_first(p):  # the answer has read the participant; the researcher acts now
+        readmit()
+        return lock(p)
+
+    monkeypatch.setattr(flow, "participant_lock", readmitted_first)
+    got = w.answer({"age": "30"}, follow=False)
+    assert got.status_code == 302 and got.headers["Location"].endswith("/consent"), got.status_code
+    monkeypatch.setattr(flow, "participant_lock", lock)
+    with app.extensions["gazepref"].sessions() as s:
+        assert s.get(store.Participant, pid) is None
+    assert "I agree" in w.client.get("/consent").text  # they may take part again
 
 
 def test_a_step_answer_keeps_what_other_requests_wrote_into_the_state_meanwhile(make_app, database, monkeypatch):

@@ -184,9 +184,14 @@ def test_sample_batches_are_rate_limited_per_participant(make_app, tmp_path, dat
 
 def test_a_participant_out_of_sample_tokens_is_refused_before_a_large_body_is_read(make_app, tmp_path, runner,
                                                                                   monkeypatch):
-    """As ingest: a samples body larger than LARGE_JSON_BYTES as JSON (gzip: as its trailer says)
-    is decompressed and parsed only when the participant's frame bucket holds a token."""
-    from gazepref.capture_site import batches
+    """As ingest: a samples body larger than the largest legal batch's (``LARGE_SAMPLES_BYTES``,
+    as JSON; gzip: as its trailer says) is decompressed and parsed only when the participant's
+    frame bucket holds a token. A legal batch, also one of ``MAX_SAMPLES_PER_BATCH`` samples
+    (above the telemetry's LARGE_JSON_BYTES: a paced page's), costs no extra read: parsed, then
+    the take refuses it."""
+    from gazepref.capture_site import batches, gaze
+    from gazepref.capture_site.gaze_settings import MAX_SAMPLES_PER_BATCH
+    from gazepref.capture_site.ratelimit import DbRateLimiter
 
     app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "browser.toml", 'compute = "browser"')),
                    GAZE_RATE_PER_S=0.001, GAZE_BURST=1)
@@ -199,15 +204,19 @@ def test_a_participant_out_of_sample_tokens_is_refused_before_a_large_body_is_re
         return gzip.compress(json.dumps({"phase": "setup", "samples": [dict(sample, t=100.0 * i)
                                                                        for i in range(n)]}).encode())
 
-    assert len(json.dumps({"samples": [sample] * 60})) > batches.LARGE_JSON_BYTES
-    assert client.post("/api/gaze/samples", data=body(60), headers=headers).status_code == 200  # the one token
-    decoded = []
-    decode = batches.decode_body
+    n = MAX_SAMPLES_PER_BATCH
+    assert batches.LARGE_JSON_BYTES < len(json.dumps({"samples": [sample] * n})) < gaze.LARGE_SAMPLES_BYTES
+    assert client.post("/api/gaze/samples", data=body(n), headers=headers).status_code == 200  # the one token
+    decoded, looked = [], []
+    decode, has_token = batches.decode_body, DbRateLimiter.has_token
     monkeypatch.setattr(batches, "decode_body", lambda raw, gz: decoded.append(len(raw)) or decode(raw, gz))
-    r = client.post("/api/gaze/samples", data=body(60), headers=headers)
-    assert r.status_code == 429 and "slow down" in r.json["error"] and decoded == []
-    r = client.post("/api/gaze/samples", data=body(2), headers=headers)  # small: parsed, then the take refuses
-    assert r.status_code == 429 and len(decoded) == 1
+    monkeypatch.setattr(DbRateLimiter, "has_token", lambda self, key: looked.append(key) or has_token(self, key))
+    r = client.post("/api/gaze/samples", data=body(3 * n), headers=headers)
+    assert r.status_code == 429 and "slow down" in r.json["error"] and decoded == [] and len(looked) == 1
+    for k in (n, 2):  # legal: parsed, then the take refuses
+        r = client.post("/api/gaze/samples", data=body(k), headers=headers)
+        assert r.status_code == 429 and len(decoded) == 1 and len(looked) == 1
+        decoded.clear()
 
 
 def _far(s, key, axis, by):

@@ -36,6 +36,30 @@ def test_sqlite_runs_in_wal_mode(db):
     assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
 
+@pytest.mark.parametrize("query", ["?mode=rwc&uri=true", "?mode=rw&uri=true", "?mode=ro&uri=true"])
+def test_a_sqlite_url_with_open_options_keeps_the_sites_pragmas(tmp_path: Path, query: str):
+    """A SQLite URL that tells SQLite how to open the file (``mode``, ``uri``) gets foreign keys
+    and the busy timeout as any other (none before: a deleted task's rows were stored as orphans),
+    WAL where it may write; read-only, the file is read as it is."""
+    path = tmp_path / "t.sqlite"
+    store.init_db(store.make_engine(store.sqlite_url(path))).kw["bind"].dispose()  # made, WAL
+    engine = store.make_engine(f"sqlite:///file:{path}{query}")  # (SQLite's URI form, docs/STUDY_SITE.md)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == store.SQLITE_BUSY_TIMEOUT_MS
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        if "mode=ro" not in query:
+            with pytest.raises(IntegrityError):  # a task of no participant
+                conn.execute(text("INSERT INTO tasks (participant_id, kind) VALUES (999, 'pointwise')"))
+    engine.dispose()
+    fresh = tmp_path / "ro.sqlite"
+    import sqlite3
+
+    sqlite3.connect(fresh).close()  # a read-only database not in WAL: opened, journal kept
+    with store.make_engine(f"sqlite:///file:{fresh}?mode=ro&uri=true").connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "delete"
+
+
 def test_chunk_round_trip_keeps_types_and_extra_eye_columns(db):
     s, task = db
     gaze = pa.table({"t": [1.0, 2.0], "x": [10.5, 11.5], "y": [3.0, 4.0], "eye_left_x": [0.1, 0.2]})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
@@ -306,6 +307,28 @@ def test_ifllm_export_of_a_study_keeps_samples_on_their_turns_when_the_clocks_di
     (task,) = back.tasks()
     assert back.streams(task.task_id)["mouse"].column("turn").to_pylist() == [-1, 0, 0, 0]
     assert from_recording(back, task).clean_counts["mouse_in_turns"] == 2
+
+
+def test_ifllm_export_counts_the_gaze_rows_whose_click_correction_it_cannot_hold(tmp_path: Path):
+    """A site study's gaze corrected from clicks (``drift_x``/``drift_y``/``drift_clicks``, the
+    tracker's estimate ``x - drift_x``) goes to ``abs_gaze.csv`` as corrected; the layout has no
+    column for the correction, so the rows that had one are counted in ``skipped`` (the export said
+    nothing of it before); the Parquet export keeps the columns."""
+    url = _study_db(tmp_path)
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        gaze = pa.table({"t": [1500.0, 1600.0, 1700.0, 1800.0], "x": [300.0, 310.0, float("nan"), 320.0],
+                         "y": [200.0, 205.0, float("nan"), 210.0], "drift_x": [0.0, -12.0, -12.0, -9.0],
+                         "drift_y": [0.0, 4.0, 4.0, 3.0], "drift_clicks": [0.0, 1.0, 1.0, 2.0]})
+        db.add(store.make_chunk(db.query(store.Task).one().id, "gaze", 0, gaze, clock_origin_epoch_ms=1.7e12))
+        db.commit()
+    rec = StoreRecording.open("pilot", db_url=url)
+    manifest = export_ifllm(rec, tmp_path / "ifl")
+    assert manifest["skipped"]["gaze_rows_click_correction"] == 2  # (the row without a position is not written: counted as such)
+    (task,) = open_release(tmp_path / "ifl").tasks()
+    assert open_release(tmp_path / "ifl").streams(task.task_id)["gaze"].column("x").to_pylist() == [300.0, 310.0, 320.0]
+    export_parquet(rec, tmp_path / "pq")
+    assert pq.read_table(next((tmp_path / "pq").rglob("gaze.parquet"))).column("drift_clicks").to_pylist() == [0.0, 1.0, 1.0, 2.0]
 
 
 def test_ifllm_export_leaves_out_samples_without_a_position_and_counts_them(tmp_path: Path):

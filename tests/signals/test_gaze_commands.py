@@ -878,12 +878,30 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     manifest = json.loads((out / "manifest.json").read_text())  # each task's clicks, what became of them
     assert all(pq.read_table(out / f["interactions_file"]).num_rows == f["interactions"] for f in manifest["files"])
     assert manifest["interactions_used"] == sum(f["interactions_used"] for f in manifest["files"])
+    assert manifest["site_corrected"] is True  # the study's default: continuous calibration
     rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(exp),
                          "--overwrite", "--json")
     assert rc == 0, err
     gaze = pq.read_table(exp / "streams" / "gaze.parquet").to_pandas()
     assert gaze["drift_x"].notna().all() and gaze["x"].isna().sum() == len(rows)  # the failed step's task
     assert json.loads((exp / "manifest.json").read_text())["gaze_from"]["corrector"] == "interaction-calibration"
+
+
+@pytest.mark.parametrize("gaze, corrected, corrector", [
+    ({}, True, "interaction-calibration"),
+    ({"drift_correction": True}, True, "drift-correction"),
+    ({"drift_correction": True, "interaction_calibration": True}, True, "interaction-calibration"),
+    ({"interaction_calibration": False}, False, "interaction-calibration"),
+    ({"interaction_calibration": False, "drift_correction": False}, False, "interaction-calibration"),
+])
+def test_recalibrate_says_whether_the_site_corrected_the_gaze_with_clicks(gaze, corrected, corrector):
+    """``--interactions`` replays with the study's corrector; a study whose site corrected nothing
+    is replayed with continuous calibration, and ``site_corrected`` says the site did not."""
+    from gazepref.signals.gaze_recalibrate import corrector_name, study_corrected, study_corrector
+
+    config = {"gaze": gaze}
+    assert study_corrected(config) is corrected
+    assert corrector_name(study_corrector(config)) == corrector
 
 
 def test_reestimate_leaves_out_the_site_drift_correction():

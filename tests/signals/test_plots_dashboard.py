@@ -111,8 +111,41 @@ def test_mouse_only_participant_gets_only_mouse_views(tmp_path, monkeypatch, rec
     _login(client)
     html = client.get("/admin/studies/demo/participants/p_synth/plots").get_data(as_text=True)
     kinds = sorted(set(re.findall(r"plot/(\w+)\.png", html)))
-    assert kinds == ["mouse", "timeline"]  # no gaze views, no gaze-quality panel, no placeholders
-    assert "Mouse only" in html
+    if uncalibrated:  # the camera recorded: its quality panel (face found, sample rate), no gaze views
+        assert kinds == ["mouse", "quality", "timeline"] and "Mouse only" not in html
+        assert "Gaze recorded without a calibration" in html and "--include-failed" in html
+    else:
+        assert kinds == ["mouse", "timeline"]  # no gaze views, no gaze-quality panel, no placeholders
+        assert "Mouse only" in html and "without a calibration" not in html
+    for src in re.findall(r'src="([^"]+)"', html):
+        assert client.get(src.replace("&amp;", "&")).status_code == 200
+
+
+def test_a_turn_whose_gaze_never_falls_on_the_answers_gets_no_heatmap(tmp_path, monkeypatch, rec):
+    """Gaze estimated, none of it on a response's text (looking at the prompt, off the answers):
+    the page offers no heatmap or scanpath (drawn, they were 404s naming a command-line option),
+    the timeline and mouse views and the quality panel stay."""
+    import numpy as np
+    import pyarrow as pa
+
+    from gazepref.signals.plots.synthetic import MemoryRecording
+
+    streams = dict(rec.streams("p_synth/7"))
+    gaze = streams["gaze"]
+    for c in ("x", "y"):  # every sample in the page's top left corner, above the answers
+        i = gaze.schema.get_field_index(c)
+        gaze = gaze.set_column(i, c, pa.array(np.full(gaze.num_rows, 3.0), gaze.schema.field(i).type))
+    streams["gaze"] = gaze
+    off = MemoryRecording(rec.participants(), rec.tasks(), rec.turns(), {"p_synth/7": streams})
+    app = create_app(str(tmp_path / "instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
+    if "plots" not in app.blueprints:
+        app.register_blueprint(plots_view.bp)
+    monkeypatch.setattr(plots_view, "_recording", lambda slug: off)
+    client = app.test_client()
+    _login(client)
+    html = client.get("/admin/studies/demo/participants/p_synth/plots").get_data(as_text=True)
+    assert sorted(set(re.findall(r"plot/(\w+)\.png", html))) == ["mouse", "quality", "timeline"]
+    assert "(gaze and mouse)" in html  # the turn's samples, as before
     for src in re.findall(r'src="([^"]+)"', html):
         assert client.get(src.replace("&amp;", "&")).status_code == 200
 
