@@ -653,7 +653,7 @@ def test_a_task_page_whose_participant_withdrew_in_another_tab_records_no_more(b
             pg.mouse.move(200 + 40 * i, 300 + 10 * i)
             pg.wait_for_timeout(100)
         if reloaded_just_now:
-            pg.wait_for_selector("#session-ended", timeout=15_000)
+            pg.wait_for_selector("#session-ended")
             assert "Your session has ended" in pg.text_content("#session-ended")
             assert pg.evaluate("window.gazepref.recorder.stopped") is True
             seen = len(refused)
@@ -662,7 +662,7 @@ def test_a_task_page_whose_participant_withdrew_in_another_tab_records_no_more(b
                 pg.wait_for_timeout(150)
             assert len(refused) == seen, refused
         else:
-            pg.wait_for_url("**/withdrawn", timeout=15_000)
+            pg.wait_for_url("**/withdrawn")
             assert pg.is_visible("#withdrawn")
         assert 1 <= len(refused) <= 2, refused
         ctx.close()

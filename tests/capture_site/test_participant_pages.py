@@ -89,7 +89,7 @@ def test_back_after_rating_then_send_and_a_stale_tab_reloads(browser, app):
         pg.wait_for_selector("#send-error:not([hidden])")
         assert "out of date" in pg.text_content("#send-error")
         wait_for_function(pg, "window.gazepref && window.gazepref.state().current "
-                             "&& window.gazepref.state().current.index === 2", timeout=10_000)
+                             "&& window.gazepref.state().current.index === 2")
         assert pg.text_content("#current-prompt") == "Any tips to sleep better?"
 
         # an empty message says so instead of doing nothing
@@ -229,7 +229,7 @@ def test_copy_check_and_the_completion_redirect(browser, make_app, tmp_path):
         assert "not in the answers" in pg.text_content(".errors")
         # read first: page.js moves the focus there once it runs, which a loaded machine may not
         # have done yet when the error text is in the page
-        assert wait_for_function(pg, "document.activeElement.classList.contains('errors')", timeout=10_000)
+        assert wait_for_function(pg, "document.activeElement.classList.contains('errors')")
         # what was typed since, and before, survives a reload, which asks for the step (no
         # form sent again); then a second wrong copy: a page drawn from a form, which Back reaches below
         pg.fill("[name='feedback']", "Typed after the error, then the page was reloaded.")

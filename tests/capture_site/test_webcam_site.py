@@ -550,7 +550,7 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             # the camera is muted mid-task (another program took it, its privacy switch): the page
             # says what to do, sends no stale pictures, and goes on by itself when it is unmuted
             page.evaluate(MUTE_JS, True)
-            page.wait_for_selector("#gaze-warning[data-code='camera-muted']:not([hidden])", timeout=3000)
+            page.wait_for_selector("#gaze-warning[data-code='camera-muted']:not([hidden])")
             text = page.text_content("#gaze-warning")
             assert "no picture" in text and "other programs" in text and "switch" in text, text
             assert "by itself" in text and "reload" not in text
@@ -563,11 +563,11 @@ def test_session_with_fake_webcam(make_app, webcam_toml, face_y4m, transport, mo
             assert page.is_visible("#gaze-warning[data-code='camera-muted']")
             assert page.evaluate("window.gazepref.gaze.sent") <= sent + 2  # (answers of frames already sent)
             page.evaluate(MUTE_JS, False)
-            page.wait_for_selector("#gaze-warning", state="hidden", timeout=3000)
+            page.wait_for_selector("#gaze-warning", state="hidden")
             wait_for_function(page, f"window.gazepref.gaze.sent > {sent + 5}")  # gaze goes on
             # the camera stops mid-task (unplugged, taken by another program)
             page.evaluate("window.gazepref.gaze.stream.getVideoTracks().forEach((t) => t.stop())")
-            page.wait_for_selector("#gaze-warning[data-code='camera-stopped']:not([hidden])", timeout=3000)
+            page.wait_for_selector("#gaze-warning[data-code='camera-stopped']:not([hidden])")
             text = page.text_content("#gaze-warning")
             assert "camera stopped" in text and "reload the page" in text and "face the camera" not in text
             # and the task's events say so: a gap in the gaze reads as what it was
@@ -746,7 +746,7 @@ def test_a_dot_the_camera_or_the_participant_left_spends_no_attempt(make_app, tm
             page.wait_for_timeout(3000)  # the dot's wait (1.5 s) runs out while out of sight
             assert page.evaluate("window.gazepref.calibration.capture.sent") - taken <= 2, "pictures out of sight"
             page.evaluate(HIDE_JS, "visible")
-        page.wait_for_selector("#calibration-result:not([hidden])", timeout=20_000)
+        page.wait_for_selector("#calibration-result:not([hidden])")
         result = page.text_content("#calibration-result")
         assert "not counted" in result and "too few clear pictures" not in result, result
         page.wait_for_timeout(1500)
@@ -783,11 +783,11 @@ def test_a_window_resized_during_the_dots_ends_the_round_and_the_page_under_them
         assert page.url.endswith("/step")
         size = page.viewport_size  # (smaller, above the study's min_viewport: its own page would show)
         page.set_viewport_size({"width": size["width"] - 180, "height": size["height"] - 100})
-        page.wait_for_selector("#calibration-result:not([hidden])", timeout=10_000)
+        page.wait_for_selector("#calibration-result:not([hidden])")
         result = page.text_content("#calibration-result")
         assert "not counted" in result and "changed size" in result, result
         assert page.evaluate("document.getElementById('withdraw-link').closest('[inert]') === null")
-        page.wait_for_selector("#start-calibration:not([disabled])", timeout=20_000)
+        page.wait_for_selector("#start-calibration:not([disabled])")
         page.click("#start-calibration")
         for key in ("calibration:0", "calibration:1"):  # the dots of the new round: in the window as it is
             page.wait_for_selector(f"#target[data-key='{key}']:not([hidden])", timeout=30_000)
@@ -827,10 +827,10 @@ def test_a_check_cut_short_is_repeated_alone_and_a_camera_pause_spends_nothing(m
         page.click("#target")
         page.wait_for_timeout(1700)
         page.evaluate(mute, False)
-        page.wait_for_selector("#calibration-result:not([hidden])", timeout=20_000)
+        page.wait_for_selector("#calibration-result:not([hidden])")
         result = page.text_content("#calibration-result")
         assert "not counted" in result and "paused" in result, result
-        page.wait_for_selector("#start-calibration:not([disabled])", timeout=20_000)
+        page.wait_for_selector("#start-calibration:not([disabled])")
         page.click("#start-calibration")
         for i in range(5):
             _click_dot(page, f"calibration:{i}")
@@ -840,9 +840,9 @@ def test_a_check_cut_short_is_repeated_alone_and_a_camera_pause_spends_nothing(m
         page.click("#target")
         page.wait_for_timeout(3000)  # the dot's wait runs out while out of sight
         page.evaluate(HIDE_JS, "visible")
-        page.wait_for_selector("#calibration-result:not([hidden])", timeout=20_000)
+        page.wait_for_selector("#calibration-result:not([hidden])")
         assert "out of sight" in page.text_content("#calibration-result")
-        page.wait_for_selector("#start-calibration:not([disabled])", timeout=20_000)
+        page.wait_for_selector("#start-calibration:not([disabled])")
         page.click("#start-calibration")
         _click_dot(page, "validation:0")  # the check alone: no calibration dot first
         page.wait_for_selector("#continue:not([hidden])", timeout=30_000)
@@ -869,9 +869,9 @@ def test_start_goes_off_when_the_picture_turns_dark(make_app, tmp_path):
         page.wait_for_selector("#face-status.ok[data-code='ok']")
         page.wait_for_selector("#start-calibration:not([disabled])")
         for _ in range(2):  # the video loops: 6 s of face, 1.5 s dark
-            page.wait_for_selector("#face-status[data-code='dark']", timeout=15_000)
+            page.wait_for_selector("#face-status[data-code='dark']")
             assert page.is_disabled("#start-calibration"), "Start on under a dark picture"
-            page.wait_for_selector("#face-status.ok[data-code='ok']", timeout=15_000)
+            page.wait_for_selector("#face-status.ok[data-code='ok']")
             page.wait_for_selector("#start-calibration:not([disabled])")
             assert page.is_hidden("#setup-way-on"), "the way on offered after a dark moment"
     with app.extensions["gazepref"].sessions() as dbs:
