@@ -11,7 +11,8 @@ samples the page computes (``--compute browser``, the default, as the site's) or
 ``--json`` prints a list with one object per K: at least ``participants``, ``compute``,
 ``sustained``, ``p99_ms`` and ``lost`` (plus the mode's own figures below; browser mode also the
 machine's 1-minute load average before the run and after it, ``load_average_1min_before``,
-``load_average_1min``: other work on the machine decides whether 200 participants are sustained).
+``load_average_1min``: other work on the machine decides whether 200 participants are sustained;
+for a K after the first, the load before still holds some of the previous K's run).
 
 ``--compute browser`` (the site's default mode): each participant posts, every ``--batch-ms``
 (default 1000, the page's in the task phase: ``[gaze] task_batch_ms``), the JSON samples (gzip, as the page's outbox) of the pictures it

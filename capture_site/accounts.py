@@ -190,7 +190,9 @@ def start_session(db: Session, user: store.User) -> None:
     db.add(store.ResearcherSession(id=_digest(token), user_id=user.id, created_at=_utc(_now())))
     db.commit()
     session.clear()
-    session.update(user_id=user.id, username=user.username, rsid=token)
+    # (the form token made here, not by the first page drawn: two pages loaded at once after the
+    # login each made their own, and the later answer's cookie expired the other tab's forms)
+    session.update(user_id=user.id, username=user.username, rsid=token, csrf=secrets.token_urlsafe(24))
 
 
 #: the session keys of a researcher's login (:func:`start_session`) and of the forms they have open

@@ -114,15 +114,46 @@ def _serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import select_address_family
 
     family = select_address_family(args.host, args.port)
-    try:  # a port in use: one line (werkzeug printed two and exit status 1); IPv4 or 6 as werkzeug picks
-        if family != getattr(socket, "AF_UNIX", None):  # (a unix:// socket: werkzeug says what is wrong)
+    if family == getattr(socket, "AF_UNIX", None):  # --host unix://PATH
+        _check_unix_socket(args.host.partition("unix://")[2])
+        where = args.host.replace("unix://", "unix:", 1)
+    else:
+        try:  # a port in use: one line (werkzeug printed two and exit status 1); IPv4 or 6 as werkzeug picks
             socket.create_server((args.host, args.port), family=family).close()
-    except OSError as e:
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
-    print(f"gazepref study site: http://{args.host}:{args.port}/  (dashboard: /admin/)", flush=True)
+        except OSError as e:
+            raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+        where = f"http://{args.host}:{args.port}/"
+    print(f"gazepref study site: {where}  (dashboard: /admin/)", flush=True)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False,
             request_handler=RedactingRequestHandler, threaded=True)
     return 0
+
+
+def _check_unix_socket(path: str) -> None:
+    """Refuse (one line) a unix socket path ``serve`` must not take: werkzeug deletes whatever is
+    there before it binds (a file of the same name, the socket of a server still running, which
+    then gets no more requests); a socket left by a server that stopped is taken."""
+    import os
+    import socket
+    import stat
+
+    from .. import UserError
+
+    folder = os.path.dirname(path) or "."
+    if not path or not os.path.isdir(folder):
+        raise UserError(f"cannot listen on unix:{path}: no folder {folder!r}")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise UserError(f"cannot listen on unix:{path}: something else is there (serve would delete it)")
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except OSError:  # nobody listens: a socket left behind, taken
+            return
+    raise UserError(f"cannot listen on unix:{path}: a server listens there")
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -175,21 +175,27 @@ def _this_browser(p: store.Participant, prior_pid: int | None = None) -> bool:
 def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
     """Remember who arrived (pseudonym only) in the session; the participant row if they exist
     (``pid`` when this browser may resume them, else ``resume_pid``: ask for the resume code)."""
-    if arrival.platform == "direct" and session.get("study") == study.slug and session.get("pseudonym"):
-        pseudonym = session["pseudonym"]  # same browser, no platform id: keep the one-off id
+    again = arrival.platform == "direct" and session.get("study") == study.slug and session.get("pseudonym")
+    if again:  # same browser, no platform id: the one who arrived before (a one-off id, or their platform's)
+        pseudonym = session["pseudonym"]
+        came = {k: session.get(k) for k in ("platform", "extras", "handoff")}  # (MTurk's submit form, ...)
     else:
         pseudonym = pseudonymise(study.salt, arrival.platform, arrival.raw_id)
+        came = {"platform": arrival.platform, "handoff": session_params(arrival),
+                "extras": {k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()}}
     # the participant this browser was, as long as it arrives as them again (see current_participant)
     prior_pid = session.get("pid") if session.get("pseudonym") == pseudonym else None
     browser = session.get("browser") or secrets.token_urlsafe(18)
-    login = login_keys()  # a researcher trying the study's link stays logged in
+    # the form token stays (the forms of the browser's open tabs keep working), and is made here
+    # if there is none: a page that made it when drawn would write the session, and two first
+    # pages at once each their own (the later answer's cookie, without the consent's participant)
+    csrf = session.get("csrf") or secrets.token_urlsafe(24)
+    login = login_keys()  # a researcher trying the study's link stays logged in (their token too)
     session.clear()
     # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME); not a
     # researcher's, whose login would outlast the browser with it
     session.permanent = not login
-    session.update(login, study=study.slug, pseudonym=pseudonym, platform=arrival.platform, browser=browser,
-                   extras={k: pseudonymise(study.salt, k, v) for k, v in arrival.extras.items()},
-                   handoff=session_params(arrival))
+    session.update({"csrf": csrf}, **login, study=study.slug, pseudonym=pseudonym, browser=browser, **came)
     existing = db().scalar(select(store.Participant).where(
         store.Participant.study_id == study.id, store.Participant.pseudonym == pseudonym))
     if existing is not None:

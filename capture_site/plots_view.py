@@ -40,8 +40,10 @@ _PAGE = """{% extends "admin/base.html" %}
 <p><a href="{{ url_for('dashboard.study', slug=slug) }}">← {{ slug }}</a></p>
 {% if message %}<p class="flash">{{ message }}</p>{% endif %}
 {% if quality %}<h2>Data quality</h2>
-{% if uncalibrated %}<p>Gaze recorded without a calibration (the calibration failed; the study went on
-recording): no gaze views. <code>gazepref gaze recalibrate --include-failed</code> estimates it with the best attempt.</p>{% endif %}
+{% if unestimated %}<p>Gaze recorded without a calibration (the calibration failed; the study went on
+recording): no gaze views. <code>gazepref gaze recalibrate --include-failed</code> estimates it with the best attempt.</p>
+{% elif unestimated is not none %}<p>Gaze recorded, but no sample of it has an estimate (no face found in the pictures,
+or none processed): no gaze views.</p>{% endif %}
 <p><img class="plot" alt="data quality" loading="lazy" width="1000" height="320"
   src="{{ url_for('plots.plot_png', slug=slug, pseudonym=pseudonym, kind='quality', size='1000x320', v=version) }}"></p>
 {% elif tasks %}<p>Mouse only (no webcam gaze): the mouse sample rate and gaps are in the study's participant table.</p>{% endif %}
@@ -191,6 +193,7 @@ class _Participant:
     pseudonym: str = ""
     on_text: frozenset = frozenset()  # (task_id, turn index) with gaze on a response's text
     gaze_recorded: bool = False  # gaze rows, estimated or not (a failed calibration's have none)
+    webcam: str | None = None  # the participant's camera outcome (schema.Participant.webcam)
 
 
 def _load(slug: str, given: str) -> _Participant:
@@ -232,7 +235,7 @@ def _load(slug: str, given: str) -> _Participant:
         people = [p for p in rec.participants() if p.participant_id == pseudonym]
         mem = MemoryRecording(people, tasks, turns, streams)
         return _Participant(version, mem, tasks, sources, any("gaze" in v for v in sources.values()), pseudonym,
-                            frozenset(on_text), recorded)
+                            frozenset(on_text), recorded, people[0].webcam if people else None)
 
     return _caches()[0].get_or((slug, pseudonym, version), make)
 
@@ -304,7 +307,8 @@ def participant_plots(slug: str, pseudonym: str):
                      "turns": trows})
     message = None if rows else _no_task_message(data.rec, data.pseudonym)
     return render_template_string(_PAGE, slug=slug, pseudonym=data.pseudonym, tasks=rows,
-                                  quality=data.has_gaze or data.gaze_recorded, uncalibrated=not data.has_gaze,
+                                  quality=data.has_gaze or data.gaze_recorded,
+                                  unestimated=None if data.has_gaze else data.webcam == "uncalibrated",
                                   version=data.version, message=message)
 
 

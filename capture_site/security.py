@@ -187,8 +187,8 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
         uid = session_user_id(db())
         if uid is None:
-            session.pop("user_id", None)
-            session.pop("rsid", None)
+            for key in ("user_id", "username", "rsid"):
+                session.pop(key, None)
             return redirect(url_for("dashboard.login", next=request.path))
         g.researcher_id = uid
         if "slug" in kwargs:

@@ -123,9 +123,29 @@ function redraw(body, participants) {
   }
 }
 
+let timer = null;
+
+// The login ended (12 h after it, a logout in another tab, the account deleted): progress.json
+// is answered by the login page. Said once, and the polls stop (they showed the last numbers as
+// if they were current).
+function loggedOut() {
+  clearInterval(timer);
+  if (document.getElementById("logged-out")) return;
+  const note = document.createElement("p");
+  note.id = "logged-out";
+  note.className = "flash";
+  note.setAttribute("role", "alert");
+  note.textContent = "Your login has ended: the figures below are no longer updated. Reload the page to log in again.";
+  section.prepend(note);
+}
+
 async function poll() {
   try {
     const resp = await fetch(section.dataset.url, { headers: { Accept: "application/json" } });
+    if (resp.redirected || (resp.ok && !(resp.headers.get("Content-Type") || "").includes("json"))) {
+      loggedOut();
+      return;
+    }
     if (!resp.ok) return;
     const { progress, participants } = await resp.json();
     const rates = progress.samples_per_s || {};
@@ -135,7 +155,7 @@ async function poll() {
   } catch { /* offline: try again later */ }
 }
 
-if (section) setInterval(poll, 5000);
+if (section) timer = setInterval(poll, 5000);
 // one listener for the delete buttons, also of rows redrawn later
 document.addEventListener("submit", (e) => {
   if (!(e.target.classList && e.target.classList.contains("delete-form"))) return;

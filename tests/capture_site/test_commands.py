@@ -210,13 +210,34 @@ def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line(tmp_path, capsys):
             assert err.count("\n") == 1 and says in err, err
 
 
-def test_serve_listens_on_a_unix_socket(tmp_path, monkeypatch, capsys):
-    """``--host unix://PATH`` (werkzeug serves it) goes past the port check to the server (a
-    TypeError of the check before)."""
+def test_serve_listens_on_a_unix_socket_and_takes_nothing_else_there(tmp_path, monkeypatch, capsys):
+    """``--host unix://PATH`` (werkzeug serves it) goes to the server (a TypeError of the port
+    check before), also over a socket left by a server that stopped; a file of that name, the
+    socket of a server still listening, or a folder that does not exist are refused in one line
+    (werkzeug deletes whatever is at the path before it binds: the file gone, the running server
+    left without requests)."""
+    import socket
+
     from flask import Flask
 
     ran = []
     monkeypatch.setattr(Flask, "run", lambda self, **kw: ran.append(kw["host"]))
-    sock = f"unix://{tmp_path / 'site.sock'}"
-    assert main(["serve", "--instance", str(tmp_path / "instance"), "--host", sock]) == 0
-    assert ran == [sock]
+    path = tmp_path / "site.sock"
+    serve = ["serve", "--instance", str(tmp_path / "instance"), "--host"]
+    assert main([*serve, f"unix://{path}"]) == 0
+    assert ran == [f"unix://{path}"] and f"unix:{path}" in capsys.readouterr().out
+    with socket.socket(socket.AF_UNIX) as left:  # a socket no server listens on any more
+        left.bind(str(path))
+    assert main([*serve, f"unix://{path}"]) == 0 and len(ran) == 2
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as running:
+        running.bind(str(path))
+        running.listen()
+        assert main([*serve, f"unix://{path}"]) == 2
+        assert "a server listens there" in capsys.readouterr().err and path.is_socket()
+    path.unlink()
+    path.write_text("keep me")
+    assert main([*serve, f"unix://{path}"]) == 2
+    assert "something else is there" in capsys.readouterr().err and path.read_text() == "keep me"
+    assert main([*serve, f"unix://{tmp_path / 'no' / 's.sock'}"]) == 2
+    assert "no folder" in capsys.readouterr().err and len(ran) == 2

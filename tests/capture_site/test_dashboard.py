@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from gazepref import store
 from gazepref.cli import main as cli
@@ -354,6 +354,30 @@ def test_participant_table_refreshes_live(app, researcher):
         assert rows.count() == 1  # the notice went when the first participant came
         row = rows.first.inner_text()
         assert "in progress" in row and "Delete data" in row and "No participants yet" not in row
+
+
+@pytest.mark.browser
+def test_the_study_page_says_when_the_login_ended(app, researcher):
+    """The login ends while the study page is open (12 h, a logout elsewhere): its polls are
+    answered by the login page; the page says so once and stops polling (it kept showing the
+    last figures as current)."""
+    with researcher_page(app, researcher) as page:
+        stop_the_clock(page)
+        page.goto("/admin/studies/test-study")
+        with page.expect_response(lambda r: "progress.json" in r.url):
+            page.clock.run_for(POLL_MS)
+        assert page.locator("#logged-out").count() == 0
+        with app.extensions["gazepref"].sessions() as s, s.begin():
+            s.execute(delete(store.ResearcherSession))
+        with page.expect_response(lambda r: "progress.json" in r.url):
+            page.clock.run_for(POLL_MS)
+        page.wait_for_selector("#logged-out")
+        assert "Your login has ended" in page.text_content("#logged-out")
+        polls = []
+        page.on("request", lambda r: polls.append(r.url) if "progress.json" in r.url else None)
+        page.clock.run_for(3 * POLL_MS)
+        page.wait_for_timeout(300)
+        assert polls == [] and page.locator("#logged-out").count() == 1
 
 
 @pytest.mark.browser

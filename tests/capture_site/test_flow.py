@@ -62,6 +62,26 @@ def test_only_answers_that_change_the_session_set_its_cookie(client):
     assert r.status_code == 200 and "Set-Cookie" not in r.headers
 
 
+def test_the_link_opened_again_leaves_the_open_tabs_forms_working(client):
+    """The arrival makes the form token (no page drawn later writes the session for it: two
+    first pages at once each made their own, and the later answer's cookie expired the other
+    tab's forms), and the same link opened again keeps it: the step form of a tab still open
+    is taken (400 "This page has expired" before, as its window reports, lost)."""
+    arrived = client.get("/", query_string={"PROLIFIC_PID": "AGAIN1", "STUDY_ID": "S", "SESSION_ID": "X"})
+    assert "Set-Cookie" in arrived.headers
+    consent = client.get("/consent")
+    assert "Set-Cookie" not in consent.headers  # (the token is there already)
+    client.post("/consent", data={"csrf_token": csrf_of(consent.text), "decision": "agree"})
+    open_tab = client.get("/step").text
+    client.get("/", query_string={"PROLIFIC_PID": "AGAIN1", "STUDY_ID": "S", "SESSION_ID": "X"})  # another tab
+    step = re.search(r'name="step" value="([^"]+)"', open_tab).group(1)
+    r = client.post("/window", data={"csrf_token": csrf_of(open_tab), "too_small": "1", "width": "500", "height": "400"})
+    assert r.status_code == 204
+    r = client.post("/step", data={"csrf_token": csrf_of(open_tab), "step": step, "age": "30"})
+    assert r.status_code == 302, r.text[:300]
+    assert re.search(r'name="step" value="([^"]+)"', client.get("/step").text).group(1) != step
+
+
 def test_decline_is_recorded_and_nothing_else(client, dbs):
     w = Walker(client, "DECLINER")
     w.arrive()

@@ -63,6 +63,22 @@ def test_mturk_submit_goes_only_to_mturk_hosts(make_app, tmp_path):
     assert "evil.example" not in done and 'action="https://www.mturk.com/mturk/externalSubmit"' in done
 
 
+def test_a_worker_back_by_the_bare_link_keeps_their_platforms_hand_off(make_app, tmp_path):
+    """An MTurk worker who comes back mid-study by the study's bare address (a closed tab, the
+    address typed again) resumes, and the done page still submits the HIT: the arrival kept the
+    hand-off of the link they came by (before, it became a "direct" arrival without the
+    assignment: "Please enter this code on Amazon Mechanical Turk", where an ExternalQuestion HIT
+    has no field for it)."""
+    app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", '[platform]\nname = "mturk"')))
+    w = Walker(app.test_client(), "MT3")
+    w.arrive(workerId="MT3", assignmentId="A3", hitId="H3", turkSubmitTo="https://workersandbox.mturk.com")
+    w.consent()
+    w.answer({"age": "30"})
+    again = w.client.get("/s/test-study/", follow_redirects=True)
+    assert again.status_code == 200 and again.request.path == "/step"
+    assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in finish(w)
+
+
 def test_no_camera_in_a_webcam_only_study_screens_out(make_app, tmp_path):
     app = make_app(STUDY_CONFIG=str(study_variant(tmp_path / "s.toml", PROLIFIC, webcam='"required"')))
     w = Walker(app.test_client(), "CAM1")

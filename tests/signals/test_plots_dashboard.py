@@ -84,8 +84,12 @@ def test_bad_requests(client):
 
 
 def _mouse_only(rec, uncalibrated=False):
-    """``rec`` without gaze; ``uncalibrated``: with the gaze rows but no estimate in them (a failed
-    calibration with the record-uncalibrated fallback: the features, x/y NaN)."""
+    """``rec`` without gaze; ``uncalibrated``: with the gaze rows but no estimate in them, from a
+    failed calibration with the record-uncalibrated fallback (the features, x/y NaN; the
+    participant's webcam "uncalibrated"), or ``"no-estimate"``: the same rows after a calibration
+    that passed (no face found in the pictures)."""
+    import dataclasses
+
     import numpy as np
     import pyarrow as pa
 
@@ -98,10 +102,12 @@ def _mouse_only(rec, uncalibrated=False):
             nan = pa.array(np.full(gaze.num_rows, np.nan), gaze.schema.field(c).type)
             gaze = gaze.set_column(gaze.schema.get_field_index(c), c, nan)
         streams["gaze"] = gaze
-    return MemoryRecording(rec.participants(), rec.tasks(), rec.turns(), {"p_synth/7": streams})
+    webcam = {True: "uncalibrated", "no-estimate": "calibrated"}.get(uncalibrated)
+    people = [dataclasses.replace(p, webcam=webcam) for p in rec.participants()] if uncalibrated else rec.participants()
+    return MemoryRecording(people, rec.tasks(), rec.turns(), {"p_synth/7": streams})
 
 
-@pytest.mark.parametrize("uncalibrated", [False, True])
+@pytest.mark.parametrize("uncalibrated", [False, True, "no-estimate"])
 def test_mouse_only_participant_gets_only_mouse_views(tmp_path, monkeypatch, rec, uncalibrated):
     app = create_app(str(tmp_path / "instance"), {"TESTING": True, "SECRET_KEY": "test-secret"})
     if "plots" not in app.blueprints:
@@ -113,7 +119,9 @@ def test_mouse_only_participant_gets_only_mouse_views(tmp_path, monkeypatch, rec
     kinds = sorted(set(re.findall(r"plot/(\w+)\.png", html)))
     if uncalibrated:  # the camera recorded: its quality panel (face found, sample rate), no gaze views
         assert kinds == ["mouse", "quality", "timeline"] and "Mouse only" not in html
-        assert "Gaze recorded without a calibration" in html and "--include-failed" in html
+        failed = uncalibrated is True  # (the advice only where the calibration failed)
+        assert ("Gaze recorded without a calibration" in html) == failed and ("--include-failed" in html) == failed
+        assert ("no sample of it has an estimate" in html) != failed
     else:
         assert kinds == ["mouse", "timeline"]  # no gaze views, no gaze-quality panel, no placeholders
         assert "Mouse only" in html and "without a calibration" not in html
