@@ -226,6 +226,10 @@ class ParquetRecording:
     def _stream_table(self, name: str) -> pa.Table | None:
         if name not in self._streams:
             p = self.root / "streams" / f"{name}.parquet"
+            listed = (self.manifest.get("samples") or {}).get(name)
+            if not p.exists() and isinstance(listed, int) and listed > 0:  # a partial copy of the export
+                raise UserError(f"{p} is missing: the export's manifest.json lists {listed} {name} rows "
+                                f"(copy the whole export folder)")
             self._streams[name] = pq.read_table(p) if p.exists() else None
         return self._streams[name]
 

@@ -28,7 +28,7 @@ from ..datasets import label_sources
 from . import align_steps
 from .align_cache import STEPS, StepRunner, source_fingerprint
 from .align_config import AlignConfig, DataConfig
-from .align_scorers import RewardModelScorer, load_reward_model, load_scorer
+from .align_scorers import RewardModelScorer, check_reward_model, load_reward_model, load_scorer
 
 __all__ = ["STEPS", "RewardModelScorer", "load_reward_model", "load_scorer", "open_align_source", "run"]
 
@@ -104,6 +104,7 @@ def run(source: str, out: str | os.PathLike, cfg: AlignConfig, force: tuple[str,
     if kind == "recording" and label.implicit_features and not cfg.data.reward_model:
         raise UserError(f"label source {label.name!r} needs --reward-model PATH (a model from "
                         "`gazepref reward train`)")
+    check_reward_model(cfg.data.reward_model)  # (before the features step, not after it)
     if cfg.eval.judge_url and until not in ("pairs", "train"):
         # the judge is used only by the last step: ask it once now, so an unreachable one costs no training
         from .win_rate import check_judge

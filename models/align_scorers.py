@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import UserError
 
-__all__ = ["RewardModelScorer", "load_reward_model", "load_scorer"]
+__all__ = ["RewardModelScorer", "check_reward_model", "load_reward_model", "load_scorer"]
 
 
 def _last_user(prompt: Any) -> str:
@@ -42,6 +42,20 @@ def load_reward_model(path: str | None):
     from .scoring import load_reward_model as load
 
     return load(str(p))
+
+
+def check_reward_model(path: str | None) -> None:
+    """A one-line error now, before any step runs, when ``path`` is no reward model folder (its
+    manifest read, the model itself loaded where a step uses it): a wrong ``--reward-model``
+    failed only after the features step (minutes on a study), leaving a run folder half made."""
+    if not path or path == "length-baseline":
+        return
+    from ..datasets.recording import read_json_manifest
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"no such reward model: {p}")
+    read_json_manifest(p, "gazepref reward model")
 
 
 def load_scorer(path: str | None):

@@ -110,6 +110,13 @@ def test_align_user_errors(ifllm_sample, tmp_path, capsys):
     assert main(["align", str(ifllm_sample), "--out", str(tmp_path / "z"), "--tiny", "--label-source",
                  "fused_rm", "--reward-model", str(tmp_path / "no_rm")]) == 2
     assert "reward model" in capsys.readouterr().err
+    # a folder that is no reward model: refused before the features step (after it before)
+    (tmp_path / "not_rm").mkdir()
+    assert main(["align", str(ifllm_sample), "--out", str(tmp_path / "w"), "--tiny", "--label-source",
+                 "fused_rm", "--reward-model", str(tmp_path / "not_rm")]) == 2
+    captured = capsys.readouterr()
+    assert "not a gazepref reward model" in captured.err and "features" not in captured.err + captured.out
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.fixture(scope="module")
