@@ -207,12 +207,17 @@ def login_keys() -> dict[str, object]:
 
 
 def end_session(db: Session) -> None:
-    """Log this browser out: its session row goes, so a copy of the cookie opens nothing."""
+    """Log this browser out: its session row goes, so a copy of the cookie opens nothing. The
+    login's keys go; a study the researcher was trying in another tab (a participant's keys, the
+    form token they share) goes on, and a browser without a token gets one here (two login pages
+    drawn at once would each make their own)."""
     token = session.get("rsid")
     if isinstance(token, str):
         db.execute(delete(store.ResearcherSession).where(store.ResearcherSession.id == _digest(token)))
         db.commit()
-    session.clear()
+    for key in ("user_id", "username", "rsid"):
+        session.pop(key, None)
+    session.setdefault("csrf", secrets.token_urlsafe(24))
 
 
 def session_s() -> float:

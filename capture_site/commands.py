@@ -140,7 +140,9 @@ def _check_unix_socket(path: str) -> None:
     from .. import UserError
 
     folder = os.path.dirname(path) or "."
-    if not path or not os.path.isdir(folder):
+    if not path:
+        raise UserError("cannot listen on unix:: no socket path given (--host unix:///PATH/site.sock)")
+    if not os.path.isdir(folder):
         raise UserError(f"cannot listen on unix:{path}: no folder {folder!r}")
     try:
         mode = os.lstat(path).st_mode
@@ -149,8 +151,11 @@ def _check_unix_socket(path: str) -> None:
     if not stat.S_ISSOCK(mode):
         raise UserError(f"cannot listen on unix:{path}: something else is there (serve would delete it)")
     with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(2.0)  # (a server that listens but no longer accepts: connect waits)
         try:
             probe.connect(path)
+        except TimeoutError:
+            pass
         except OSError:  # nobody listens: a socket left behind, taken
             return
     raise UserError(f"cannot listen on unix:{path}: a server listens there")

@@ -186,11 +186,16 @@ def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
     # the participant this browser was, as long as it arrives as them again (see current_participant)
     prior_pid = session.get("pid") if session.get("pseudonym") == pseudonym else None
     browser = session.get("browser") or secrets.token_urlsafe(18)
-    # the form token stays (the forms of the browser's open tabs keep working), and is made here
-    # if there is none: a page that made it when drawn would write the session, and two first
-    # pages at once each their own (the later answer's cookie, without the consent's participant)
-    csrf = session.get("csrf") or secrets.token_urlsafe(24)
-    login = login_keys()  # a researcher trying the study's link stays logged in (their token too)
+    # the form token is made here, not by the first page drawn (which would write the session:
+    # two first pages at once each made their own, the later answer's cookie without the consent's
+    # participant). It stays for the participant this browser already was (their open tabs' forms
+    # keep working when the link is opened again) and for a researcher trying the study's link
+    # (their login is kept); another participant gets a new one: a tab left open by the one before
+    # on a shared computer (their withdraw form, a step form) must not act on them, nor a token
+    # planted in the browser before the arrival
+    login = login_keys()
+    kept = session.get("csrf") if login or session.get("pseudonym") == pseudonym else None
+    csrf = kept or secrets.token_urlsafe(24)
     session.clear()
     # the browser is still recognised after a restart (PERMANENT_SESSION_LIFETIME); not a
     # researcher's, whose login would outlast the browser with it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -297,8 +298,16 @@ def test_a_researcher_trying_the_study_link_stays_logged_in(site):
     assert client.get("/admin/").status_code == 200
     cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
     assert cookie is not None and cookie.expires is None  # the login still ends with the browser
+    assert client.post("/consent", data={"csrf_token": token, "decision": "agree"}).status_code == 302
+    trial = client.get("/step").text
     r = client.post("/admin/logout", data={"csrf_token": token})
     assert r.status_code == 302 and client.get("/admin/").status_code == 302
+    # the trial goes on after the logout: its open page's form is taken, not "expired" and back
+    # to consent as a new participant (the logout cleared the whole session)
+    step = re.search(r'name="step" value="([^"]+)"', trial).group(1)
+    r = client.post("/step", data={"csrf_token": csrf_of(trial), "step": step, "age": "30"})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/step")
+    assert re.search(r'name="step" value="([^"]+)"', client.get("/step").text).group(1) != step
 
 
 def test_a_csrf_token_known_before_the_login_is_worthless_after_it(site):

@@ -241,3 +241,4 @@ def test_serve_listens_on_a_unix_socket_and_takes_nothing_else_there(tmp_path, m
     assert "something else is there" in capsys.readouterr().err and path.read_text() == "keep me"
     assert main([*serve, f"unix://{tmp_path / 'no' / 's.sock'}"]) == 2
     assert "no folder" in capsys.readouterr().err and len(ran) == 2
+    assert main([*serve, "unix://"]) == 2 and "no socket path given" in capsys.readouterr().err

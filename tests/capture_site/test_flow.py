@@ -82,6 +82,27 @@ def test_the_link_opened_again_leaves_the_open_tabs_forms_working(client):
     assert re.search(r'name="step" value="([^"]+)"', client.get("/step").text).group(1) != step
 
 
+def test_a_tab_left_open_by_the_participant_before_does_not_act_on_the_next(client, dbs):
+    """A shared computer: A leaves the withdraw page open, B arrives by their own link in the same
+    browser and consents. A's forms are refused (400) and B is untouched: a form token kept across
+    the arrival of another participant let A's "Withdraw" delete B's data."""
+    def arrive_and_consent(pid):
+        client.get("/", query_string={"PROLIFIC_PID": pid, "STUDY_ID": "S", "SESSION_ID": "X"})
+        page = client.get("/consent").text
+        client.post("/consent", data={"csrf_token": csrf_of(page), "decision": "agree"})
+
+    arrive_and_consent("SHARED-A")
+    a_withdraw, a_step = client.get("/withdraw").text, client.get("/step").text
+    arrive_and_consent("SHARED-B")
+    assert csrf_of(a_withdraw) != csrf_of(client.get("/step").text)
+    assert client.post("/withdraw", data={"csrf_token": csrf_of(a_withdraw)}).status_code == 400
+    r = client.post("/window", data={"csrf_token": csrf_of(a_step), "too_small": "1", "width": "300", "height": "200"})
+    assert r.status_code == 400
+    people = dbs.scalars(select(store.Participant).order_by(store.Participant.id)).all()
+    assert [p.consent for p in people] == [True, True]
+    assert not any("withdrawn" in (p.state or {}) or "window" in (p.state or {}) for p in people)
+
+
 def test_decline_is_recorded_and_nothing_else(client, dbs):
     w = Walker(client, "DECLINER")
     w.arrive()
