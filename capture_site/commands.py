@@ -151,13 +151,13 @@ def _check_unix_socket(path: str) -> None:
     if not stat.S_ISSOCK(mode):
         raise UserError(f"cannot listen on unix:{path}: something else is there (serve would delete it)")
     with socket.socket(socket.AF_UNIX) as probe:
-        probe.settimeout(2.0)  # (a server that listens but no longer accepts: connect waits)
+        probe.settimeout(2.0)  # (a server that listens but no longer accepts: connect would wait)
         try:
             probe.connect(path)
-        except TimeoutError:
-            pass
-        except OSError:  # nobody listens: a socket left behind, taken
+        except (ConnectionRefusedError, FileNotFoundError):  # nobody listens: a socket left behind, taken
             return
+        except OSError:  # a full backlog (EAGAIN), a timeout: a server is there
+            pass
     raise UserError(f"cannot listen on unix:{path}: a server listens there")
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import store
 from .config import StudyConfig, Topic
-from .accounts import login_keys
+from .accounts import login_keys, session_user_id
 from .answers import answer_texts, transcript
 from .api import ParticipantGone
 from .chunks import participant_lock
@@ -193,7 +193,7 @@ def _arrive(study: store.Study, arrival: Arrival) -> store.Participant | None:
     # (their login is kept); another participant gets a new one: a tab left open by the one before
     # on a shared computer (their withdraw form, a step form) must not act on them, nor a token
     # planted in the browser before the arrival
-    login = login_keys()
+    login = login_keys() if session_user_id(db()) is not None else {}  # (an ended login's keys go)
     kept = session.get("csrf") if login or session.get("pseudonym") == pseudonym else None
     csrf = kept or secrets.token_urlsafe(24)
     session.clear()

@@ -310,6 +310,30 @@ def test_a_researcher_trying_the_study_link_stays_logged_in(site):
     assert re.search(r'name="step" value="([^"]+)"', client.get("/step").text).group(1) != step
 
 
+def test_an_ended_login_keeps_no_token_across_participants(site):
+    """A lab computer's browser whose researcher login has ended (12 h, a password change
+    elsewhere) still carries the login's keys: they no longer count as a login kept, so the next
+    participant gets a new form token (the one before's open withdraw page withdrew them) and a
+    cookie that outlasts the browser."""
+    app, name = site
+    client = app.test_client()
+    assert login(client, name, PASSWORD).status_code == 302
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        s.execute(delete(store.ResearcherSession))  # the login ends elsewhere; the cookie keeps its keys
+
+    def arrive_and_consent(pid):
+        client.get("/", query_string={"PROLIFIC_PID": pid, "STUDY_ID": "S", "SESSION_ID": "X"})
+        page = client.get("/consent").text
+        assert client.post("/consent", data={"csrf_token": csrf_of(page), "decision": "agree"}).status_code == 302
+
+    arrive_and_consent(f"LAB-A{time.monotonic_ns()}")
+    a_withdraw = client.get("/withdraw").text
+    arrive_and_consent(f"LAB-B{time.monotonic_ns()}")
+    assert client.post("/withdraw", data={"csrf_token": csrf_of(a_withdraw)}).status_code == 400
+    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session"))
+    assert cookie is not None and cookie.expires is not None  # a participant's, not a login's
+
+
 def test_a_csrf_token_known_before_the_login_is_worthless_after_it(site):
     """Session fixation of the CSRF token: whoever planted their own session cookie (and so knows
     its CSRF token) in a researcher's browser must not be able to post forms for them once they

@@ -232,9 +232,25 @@ def test_serve_listens_on_a_unix_socket_and_takes_nothing_else_there(tmp_path, m
     path.unlink()
     with socket.socket(socket.AF_UNIX) as running:
         running.bind(str(path))
-        running.listen()
+        running.listen(0)  # (a short backlog: filled below)
         assert main([*serve, f"unix://{path}"]) == 2
         assert "a server listens there" in capsys.readouterr().err and path.is_socket()
+        # a server that listens but does not accept (busy), its backlog full: a connect fails
+        # at once (EAGAIN), which is no socket left behind either
+        queued = []
+        for _ in range(8):
+            waiting = socket.socket(socket.AF_UNIX)
+            waiting.setblocking(False)
+            try:
+                waiting.connect(str(path))
+            except BlockingIOError:
+                waiting.close()
+                break
+            queued.append(waiting)
+        assert main([*serve, f"unix://{path}"]) == 2
+        assert "a server listens there" in capsys.readouterr().err and path.is_socket()
+        for waiting in queued:
+            waiting.close()
     path.unlink()
     path.write_text("keep me")
     assert main([*serve, f"unix://{path}"]) == 2
