@@ -31,14 +31,23 @@ class RewardModelScorer:
         return float(s.reward), float(s.confidence)
 
 
-def load_reward_model(path: str | None):
-    """The project's reward model at ``path``, or None for the length baseline (None or
-    ``"length-baseline"``)."""
+def _model_path(path: str | None) -> Path | None:
+    """The reward model folder ``path`` names (it exists), or None for the length baseline (None
+    or ``"length-baseline"``)."""
     if not path or path == "length-baseline":
         return None
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"no such reward model: {p}")
+    return p
+
+
+def load_reward_model(path: str | None):
+    """The project's reward model at ``path``, or None for the length baseline (None or
+    ``"length-baseline"``)."""
+    p = _model_path(path)
+    if p is None:
+        return None
     from .scoring import load_reward_model as load
 
     return load(str(p))
@@ -48,14 +57,11 @@ def check_reward_model(path: str | None) -> None:
     """A one-line error now, before any step runs, when ``path`` is no reward model folder (its
     manifest read, the model itself loaded where a step uses it): a wrong ``--reward-model``
     failed only after the features step (minutes on a study), leaving a run folder half made."""
-    if not path or path == "length-baseline":
-        return
-    from ..datasets.recording import read_json_manifest
+    p = _model_path(path)
+    if p is not None:
+        from ..datasets.recording import read_json_manifest
 
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UserError(f"no such reward model: {p}")
-    read_json_manifest(p, "gazepref reward model")
+        read_json_manifest(p, "gazepref reward model")
 
 
 def load_scorer(path: str | None):

@@ -347,3 +347,16 @@ def withdraw_now(app, task_id: int) -> None:
     with app.extensions["gazepref"].sessions() as s:
         purge_participant(s, s.get(store.Participant, s.get(store.Task, task_id).participant_id), withdrawn=True)
         s.commit()
+
+
+def readmit_now(app, participant_id: int) -> None:
+    """The researcher's "Delete data", then "Allow to start again" for participant
+    ``participant_id`` (the marker row goes too), committed: for a race with a request of theirs
+    that read their row already."""
+    from gazepref.capture_site.purge import purge_participant
+
+    with app.extensions["gazepref"].sessions() as s:
+        purge_participant(s, s.get(store.Participant, participant_id))
+        s.commit()
+        purge_participant(s, s.get(store.Participant, participant_id), readmit=True)
+        s.commit()

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.llm import BackendError
 
-from sitetest import Walker, legacy_token, reused_row, row_pseudonym, study_variant, withdraw_now
+from sitetest import Walker, legacy_token, readmit_now, reused_row, row_pseudonym, study_variant, withdraw_now
 
 
 class FlakyBackend:
@@ -179,18 +179,6 @@ def test_answers_come_rendered_as_markdown_or_as_plain_text(make_app, tmp_path):
         assert (html is not None and 'class="w"' in html) is rendered
 
 
-def _readmit_now(app, task_id: int) -> None:
-    """The researcher's "Delete data", then "Allow to start again" (the marker row goes too)."""
-    from gazepref.capture_site.purge import purge_participant
-
-    with app.extensions["gazepref"].sessions() as s:
-        pid = s.get(store.Task, task_id).participant_id
-        purge_participant(s, s.get(store.Participant, pid))
-        s.commit()
-        purge_participant(s, s.get(store.Participant, pid), readmit=True)
-        s.commit()
-
-
 @pytest.mark.parametrize("gone", ["withdrawn", "readmitted"])
 def test_a_participant_who_withdraws_while_the_models_answer_gets_401(make_app, database, monkeypatch, gone):
     """The participant withdraws (their task is deleted) while the models answer their message,
@@ -205,10 +193,15 @@ def test_a_participant_who_withdraws_while_the_models_answer_gets_401(make_app, 
     w.consent()
     data = w.to_task()
     answer = chat._answer
+    with w.client.session_transaction() as sess:
+        pid = sess["pid"]
 
     def withdraw_meanwhile(*args):
         texts = answer(*args)
-        (withdraw_now if gone == "withdrawn" else _readmit_now)(app, data["task"])
+        if gone == "withdrawn":
+            withdraw_now(app, data["task"])
+        else:
+            readmit_now(app, pid)
         return texts
 
     monkeypatch.setattr(chat, "_answer", withdraw_meanwhile)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from gazepref import store
 
-from sitetest import Walker, csrf_of, first_sentence, page_data, participants
+from sitetest import Walker, csrf_of, first_sentence, page_data, participants, readmit_now
 
 
 def test_nothing_is_stored_before_consent(client, dbs):
@@ -895,7 +895,6 @@ def test_a_step_answer_whose_participant_is_readmitted_meanwhile_goes_to_the_sta
     next request, nothing written (a 500 before: the answer took the lock of a row no longer
     there)."""
     from gazepref.capture_site import flow
-    from gazepref.capture_site.purge import purge_participant
 
     app = make_app(**({"DATABASE_URL": database} if database else {}))
     w = Walker(app.test_client(), f"GONE-{uuid.uuid4().hex[:8]}")
@@ -904,17 +903,10 @@ def test_a_step_answer_whose_participant_is_readmitted_meanwhile_goes_to_the_sta
     with w.client.session_transaction() as sess:
         pid = sess["pid"]
 
-    def readmit():
-        with app.extensions["gazepref"].sessions() as s:
-            purge_participant(s, s.get(store.Participant, pid))
-            s.commit()
-            purge_participant(s, s.get(store.Participant, pid), readmit=True)
-            s.commit()
-
     lock = flow.participant_lock
 
     def readmitted_first(p):  # the answer has read the participant; the researcher acts now
-        readmit()
+        readmit_now(app, pid)
         return lock(p)
 
     monkeypatch.setattr(flow, "participant_lock", readmitted_first)
