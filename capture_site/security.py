@@ -23,6 +23,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -161,14 +162,34 @@ def form_draft_key(step: str) -> str:
     return _app_digest("gazepref-form-draft", f"{session.get('pid')}:{session.get('pseudonym')}:{step}")
 
 
-def check_csrf() -> None:
-    """Abort 400 on a POST whose form field or X-CSRF-Token header does not match the session's."""
+#: the query parameter of the page a stale form of the site's own was sent back to
+#: (:func:`check_csrf`): the page then says that nothing was sent
+EXPIRED_ARG = "expired"
+
+
+def check_csrf() -> Any:
+    """Refuse a POST whose form field or X-CSRF-Token header does not match the session's.
+
+    A form of the site's own page that the browser sends as a navigation (``Sec-Fetch-Site:
+    same-origin``, ``Sec-Fetch-Mode: navigate``: what Chromium, Firefox and Safari send) to an
+    address that also has a page goes back to that page (303, ``?expired=1``) with nothing done:
+    the page then says so, with a fresh form, and a step form fills in again what was typed
+    (``static/page.js``). Its token is stale because the session's is newer: the study opened twice
+    at once (a double click on the link: each arrival makes its own token, the later answer's
+    cookie wins), or a login or another participant on the same browser since the page was drawn.
+    Anything else (another site's form, a script's request, a browser that does not say where a
+    request comes from) is a 400. Nothing is done either way."""
     if request.method != "POST":
-        return
+        return None
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
     expected = session.get("csrf", "")
-    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):  # bytes: any characters
-        abort(400, description="This page has expired (CSRF check). Please reload the page and try again.")
+    if expected and hmac.compare_digest(sent.encode(), expected.encode()):  # bytes: any characters
+        return None
+    if (request.headers.get("Sec-Fetch-Site") == "same-origin" and request.headers.get("Sec-Fetch-Mode") == "navigate"
+            and current_app.create_url_adapter(request).test(request.path, "GET")):
+        args = [(k, v) for k, v in request.args.items(multi=True) if k != EXPIRED_ARG]
+        return redirect(f"{request.script_root}{request.path}?{urlencode([*args, (EXPIRED_ARG, '1')])}", 303)
+    abort(400, description="This page has expired (CSRF check). Please reload the page and try again.")
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:

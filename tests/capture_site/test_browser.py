@@ -666,3 +666,29 @@ def test_a_task_page_whose_participant_withdrew_in_another_tab_records_no_more(b
             assert pg.is_visible("#withdrawn")
         assert 1 <= len(refused) <= 2, refused
         ctx.close()
+
+
+def test_a_double_click_on_the_link_leaves_no_dead_end(page):
+    """The study link opened twice at once (a double click): each arrival makes its own form token
+    and the later answer's cookie wins, so the page on screen may carry the other one's. Its "I
+    agree" came back as a 400 "This page has expired"; Chromium says the form is the site's own
+    page's (Sec-Fetch-Site/Mode), so it comes back to consent saying nothing was sent, and the
+    next click counts. A stale step form keeps what was chosen."""
+    link = "/?PROLIFIC_PID=DOUBLE-CLICK&STUDY_ID=S&SESSION_ID=X"
+    page.goto(link)
+    page.context.clear_cookies()  # the second arrival: no cookie yet, and its answer's comes last
+    assert page.request.get(link).ok
+    page.click("#agree")
+    page.wait_for_selector("#expired-notice")
+    assert page.url.endswith("/consent?expired=1")
+    page.click("#agree")
+    page.click("#skip")
+    continue_with(page)
+    page.check("[name='understand_before'][value='2']")
+    page.evaluate("document.querySelector(\"form.step-form [name='csrf_token']\").value = 'stale'")
+    page.click("#continue")
+    page.wait_for_selector("#expired-notice")
+    assert page.is_checked("[name='understand_before'][value='2']")  # kept by the tab (page.js)
+    page.click("#continue")
+    ready(page)
+    assert page.locator("#message").is_visible()

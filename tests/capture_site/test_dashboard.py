@@ -65,6 +65,25 @@ def test_pages_need_login(client):
     assert client.post("/admin/participants/1/delete").status_code == 400  # no CSRF token either
 
 
+def test_a_stale_login_form_comes_back_to_the_login_page_keeping_where_to_go(client, researcher):
+    """A login page left open while the browser's session got a newer token (a participant's
+    arrival in another tab): its form comes back to the login page, which says nothing was sent
+    and keeps the page to go to; nobody is logged in by the stale form."""
+    page = client.get("/admin/login?next=/admin/studies/test-study").text
+    with client.session_transaction() as sess:
+        sess["csrf"] = "a-newer-token"
+    r = client.post("/admin/login?next=/admin/studies/test-study", headers={
+        "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"},
+        data={"csrf_token": csrf_of(page), "username": "ada", "password": "correct horse battery"})
+    assert r.status_code == 303 and r.location == "/admin/login?next=%2Fadmin%2Fstudies%2Ftest-study&expired=1"
+    assert client.get("/admin/").status_code == 302  # not logged in
+    again = client.get(r.location).text
+    assert "Nothing was sent" in again
+    r = client.post(r.location, data={"csrf_token": csrf_of(again), "username": "ada",
+                                      "password": "correct horse battery"})
+    assert r.status_code == 302 and r.location.endswith("/admin/studies/test-study")
+
+
 def test_wrong_password_is_refused(client, researcher):
     r = login(client, "ada", "wrong password")
     assert r.status_code == 401 and "Wrong user name or password" in r.text

@@ -82,6 +82,78 @@ def test_the_link_opened_again_leaves_the_open_tabs_forms_working(client):
     assert re.search(r'name="step" value="([^"]+)"', client.get("/step").text).group(1) != step
 
 
+#: the headers a browser sends with a form of the site's own page (Chromium, Firefox, Safari)
+OWN_FORM = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+            "Sec-Fetch-User": "?1"}
+
+
+def _another_tab_arrived(client):
+    """What the answer to a second arrival at the same moment leaves (a double click on the study
+    link: each cookieless arrival makes its own token, and the later answer's cookie wins): the
+    session's form token is no longer the one of the page on screen."""
+    with client.session_transaction() as sess:
+        sess["csrf"] = "the-other-arrivals-token"
+
+
+def test_a_stale_consent_form_goes_back_to_consent_and_the_next_click_counts(client, dbs):
+    """A double click on the study link: the tab on screen shows the page of the arrival whose
+    cookie lost, and its "I agree" was a 400 "This page has expired" (4 of 10 walks in Chromium).
+    Sent by the browser from the site's own page, it comes back to consent, saying nothing was
+    sent; the fresh form's click counts. Nothing is stored by the stale one."""
+    w = Walker(client, "DOUBLE1")
+    page = w.arrive().text
+    _another_tab_arrived(client)
+    r = client.post("/consent", data={"csrf_token": csrf_of(page), "decision": "agree"}, headers=OWN_FORM)
+    assert r.status_code == 303 and r.location == "/consent?expired=1"
+    assert participants(dbs) == []
+    again = client.get(r.location).text
+    assert 'id="expired-notice"' in again and "Nothing was sent" in again
+    assert 'id="expired-notice"' not in client.get("/consent").text
+    r = client.post("/consent", data={"csrf_token": csrf_of(again), "decision": "agree"}, headers=OWN_FORM)
+    assert r.status_code == 302 and r.location.endswith("/step")
+    assert [p.consent for p in participants(dbs)] == [True]
+
+
+def test_a_stale_step_form_changes_nothing_and_comes_back_to_the_step(client, dbs):
+    w = Walker(client, "DOUBLE2")
+    w.arrive()
+    w.consent()
+    page = w.step().text
+    step = re.search(r'name="step" value="([^"]+)"', page).group(1)
+    _another_tab_arrived(client)
+    r = client.post("/step", data={"csrf_token": csrf_of(page), "step": step, "age": "30"}, headers=OWN_FORM)
+    assert r.status_code == 303 and r.location == "/step?expired=1"
+    assert w.current_step() == step
+    (p,) = participants(dbs)
+    dbs.refresh(p)
+    assert "answers" not in (p.state or {}) or not p.state["answers"]
+    assert 'id="expired-notice"' in client.get(r.location).text
+
+
+@pytest.mark.parametrize("headers", [
+    {**OWN_FORM, "Sec-Fetch-Site": "cross-site"},  # another site's form: never sent back to a page
+    {**OWN_FORM, "Sec-Fetch-Mode": "cors"},  # a script's request
+    {},  # a browser that does not say where the request comes from
+], ids=["cross-site", "fetch", "no-fetch-metadata"])
+def test_a_stale_form_from_anywhere_else_is_a_400(client, dbs, headers):
+    page = Walker(client, "DOUBLE3").arrive().text
+    _another_tab_arrived(client)
+    r = client.post("/consent", data={"csrf_token": csrf_of(page), "decision": "agree"}, headers=headers)
+    assert r.status_code == 400 and "CSRF" in r.text
+    assert participants(dbs) == []
+
+
+def test_a_stale_form_to_an_address_without_a_page_is_a_400(client, dbs):
+    w = Walker(client, "DOUBLE4")
+    w.arrive()
+    w.consent()
+    page = w.step().text
+    _another_tab_arrived(client)
+    r = client.post("/window", data={"csrf_token": csrf_of(page), "too_small": "1", "width": "500", "height": "400"},
+                    headers=OWN_FORM)
+    assert r.status_code == 400
+
+
 def test_a_tab_left_open_by_the_participant_before_does_not_act_on_the_next(client, dbs):
     """A shared computer: A leaves the withdraw page open, B arrives by their own link in the same
     browser and consents. A's forms are refused (400) and B is untouched: a form token kept across
