@@ -13,7 +13,8 @@ batch's rows with :class:`~gazepref.signals.calibration.ClickCalibration`, the i
 after it and pairs with the usable gaze estimates of the ``CLICK_WINDOW_MS`` before it (their
 *uncorrected* values, ``x - drift_x``, stored or in this batch): a click is taken to land where the
 participant looks, so ``click - median(gaze)`` feeds the participant's
-:class:`~gazepref.signals.calibration.DriftCorrector` (median of the last five; a difference over
+:class:`~gazepref.signals.calibration.DriftCorrector` (median of the last 20, shrunk by its
+standard error; a difference over
 250 px from the correction ignored unless three clicks in a row agree: the participant moved), or
 the InteractionRecalibrator (weighted by the gaze samples' median confidence and by recency). A
 row gets the correction of the clicks at or before its time. Clicks on the rating and choice

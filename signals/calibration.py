@@ -908,9 +908,20 @@ class DriftCorrector:
     from the current correction (a click made without looking) unless the last clicks were all
     ignored and agree (:class:`TurnedAway`: the participant moved; the correction restarts from
     them).
+
+    Each axis's median is shrunk towards 0 by its own standard error (``se`` = 1.2533 x the
+    differences' spread, 1.4826 x MAD, / sqrt(n); the median ``m`` becomes ``m (1 - se^2 /
+    m^2)``, 0 where ``|m| <= se``): a click's difference is mostly the picture-to-picture spread
+    of the gaze estimate, not the offset, and the plain median of a few of them added more error
+    than it took away where the offset was small. Synthetic people (6 x 4 sittings, calibrated on
+    one, a later one predicted, the sight model; each click paired with the median of 5 of its
+    dot's pictures): 203.5 px uncorrected; after 10 clicks 205.5 px with the plain median of 5
+    (before 08 Dec 2026), 200.2 with the shrunk median of 20; after 30 clicks 209.5 and 196.1
+    (the blend model: 223.9 uncorrected, 215.6 and 204.7). With one difference, or equal ones,
+    there is no spread to shrink by.
     """
 
-    def __init__(self, window: int = 5, max_offset_px: float = 250.0, reacquire: int = REACQUIRE_CLICKS) -> None:
+    def __init__(self, window: int = 20, max_offset_px: float = 250.0, reacquire: int = REACQUIRE_CLICKS) -> None:
         self.window = window
         self.max_offset_px = max_offset_px
         self.reacquire = reacquire
@@ -945,7 +956,11 @@ class DriftCorrector:
         if not self._diffs:
             return 0.0, 0.0
         d = np.array(self._diffs)
-        return float(np.median(d[:, 0])), float(np.median(d[:, 1]))
+        m = np.median(d, axis=0)
+        se2 = (1.2533 * 1.4826 * np.median(np.abs(d - m), axis=0)) ** 2 / len(d)
+        shrink = np.divide(se2, m * m, out=np.zeros(2), where=m != 0.0)
+        m = m * np.maximum(0.0, 1.0 - shrink)
+        return float(m[0]), float(m[1])
 
     def apply(self, xy: np.ndarray | Sequence[float]) -> np.ndarray:
         """Corrected gaze: ``xy`` (2,) or (n x 2) plus the current offset."""

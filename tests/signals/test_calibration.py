@@ -207,11 +207,35 @@ def test_drift_correction_from_clicks():
     assert d.add_click((200, 200), (220, 190))
     assert not d.add_click((300, 300), (600, 300)), "a click far from the gaze is ignored"
     assert d.add_click((0, 0), (40, -10))
-    assert d.offset == (30.0, -10.0)  # medians of (30, 20, 40) and (-10, -10, -10)
-    np.testing.assert_allclose(d.apply([[0, 0], [10, 10]]), [[30, -10], [40, 0]])
+    # medians of (30, 20, 40) and (-10, -10, -10); x shrunk by its standard error (MAD 10), y not
+    se2 = (1.2533 * 1.4826 * 10) ** 2 / 3
+    ox = 30 * (1 - se2 / 30 ** 2)
+    assert d.offset == pytest.approx((ox, -10.0)) and 26 < ox < 27
+    np.testing.assert_allclose(d.apply([[0, 0], [10, 10]]), [[ox, -10], [ox + 10, 0]])
     d.add_click((0, 0), (0, 0))
     d.add_click((0, 0), (0, 0))
     assert d.offset == (0.0, 0.0), "only the last `window` clicks count"
+
+
+@pytest.mark.parametrize("offset, shrunk_over_plain", [((10.0, -5.0), 0.6), ((80.0, -60.0), 1.0)])
+def test_drift_correction_from_noisy_clicks_adds_less_than_their_noise(offset, shrunk_over_plain):
+    """12 clicks whose differences are mostly the gaze estimate's spread (sd 60 px per axis) around
+    an offset, 300 times: the plain median of the last 5 (the correction before 08 Dec 2026) misses
+    a small offset by its noise (~41 px), the shrunk median of 20 by much less; a large offset is
+    taken (close to whole) at least as well."""
+    rng = np.random.default_rng(0)
+    miss_shrunk, miss_plain, taken = [], [], []
+    for _ in range(300):
+        d = DriftCorrector(max_offset_px=1e9)
+        diffs = np.array(offset) + rng.normal(0, 60, (12, 2))
+        for diff in diffs:
+            d.add_click((500.0, 500.0), (500.0 + diff[0], 500.0 + diff[1]))
+        miss_shrunk.append(np.linalg.norm(np.array(d.offset) - offset))
+        miss_plain.append(np.linalg.norm(np.median(diffs[-5:], axis=0) - offset))
+        taken.append(np.dot(d.offset, offset) / np.dot(offset, offset))
+    assert np.mean(miss_shrunk) < shrunk_over_plain * np.mean(miss_plain), (np.mean(miss_shrunk), np.mean(miss_plain))
+    if offset == (80.0, -60.0):
+        assert 0.8 < np.mean(taken) <= 1.0, np.mean(taken)
 
 
 def test_drift_corrector_recovers_a_constant_offset():
