@@ -23,15 +23,13 @@ import math
 import os
 import re
 import secrets
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from markupsafe import Markup, escape
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .. import UserError, store
@@ -40,7 +38,7 @@ from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
 from .config import load_config
 from .ratelimit import DbRateLimiter
-from .runtime import Site, close_db, ensure_study
+from .runtime import OUTAGE_ERRORS, Site, close_db, database_outage, ensure_study
 from .security import content_security_policy, csrf_token, form_draft_key
 from .serving import gunicorn_threads, worker_threads
 from .validation import InvalidInput, check_request
@@ -109,27 +107,6 @@ class SiteStartError(UserError, _AppLoadError):
     :class:`gazepref.UserError` (``gazepref serve`` prints it and exits with status 2) and
     gunicorn's ``AppImportError``, which gunicorn prints as that one line, without a traceback,
     and then stops ("App failed to load.") instead of starting worker after worker."""
-
-
-#: SQLite's primary result codes that say the database cannot serve the request now (busy or
-#: locked by another writer, out of memory, an I/O error, a full disk, a file it cannot open):
-#: SQLITE_BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL
-_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 10, 13, 14, 15})
-
-
-def database_outage(e: Exception) -> bool:
-    """Whether the database error ``e`` says the database cannot serve requests right now (answered
-    503 + Retry-After by :class:`_DatabaseUnavailable`) rather than a fault of the site or its
-    schema. PostgreSQL's driver raises ``OperationalError`` for the server's state only (down,
-    restarting, the connection cut, resources, a deadlock to retry); SQLite raises it also for a
-    query its schema cannot answer (``no such table``/``no such column``, a syntax error:
-    ``SQLITE_ERROR``), a read-only or corrupt file: those are faults, which a retry never mends
-    (a 500 with its traceback in the log, instead of pages resending for ever)."""
-    orig = getattr(e, "orig", None)
-    if isinstance(orig, sqlite3.Error):
-        code = getattr(orig, "sqlite_errorcode", None)
-        return code is not None and (code & 0xFF) in _SQLITE_UNAVAILABLE
-    return True
 
 
 class _DatabaseUnavailable:
@@ -327,11 +304,11 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
 
     unavailable = _DatabaseUnavailable(app)
 
-    @app.errorhandler(OperationalError)  # the server down or restarted, a connection cut: try again
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(PoolTimeout)  # every pooled connection busy
-    def _database_unavailable(e: Exception):
+    def _database_unavailable(e: Exception):  # the server down or restarted, a connection cut, the pool busy
         return unavailable.answer(e)
+
+    for error in OUTAGE_ERRORS:
+        app.register_error_handler(error, _database_unavailable)
 
     csp = content_security_policy()  # framable pages set their own (pages.framable)
 

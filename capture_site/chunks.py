@@ -221,7 +221,7 @@ def _write_rows(conn: Connection, task_id: int, origin: float | None, rows: list
 TASK_LOCK_CLASS = 0x677A6368  # "gzch"
 
 #: PostgreSQL: how long a store waits for its task's chunk lock before it gives up (the request
-#: is answered 503 + Retry-After as in a database outage, ``app.database_outage``, and the page
+#: is answered 503 + Retry-After as in a database outage, ``runtime.database_outage``, and the page
 #: sends its frames again). A holder holds it for a few milliseconds; one that never lets go is a
 #: host lost between its lock and its commit, whose connection the server ends only when TCP
 #: keepalive notices (hours): without a limit every later store of the task would wait that

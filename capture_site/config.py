@@ -294,9 +294,19 @@ def _check_task_answer_keys(cfg: StudyConfig, source: str) -> None:
 
 
 def _url(r: _Reader, key: str) -> str:
+    """An https:// address in which ``{code}`` is the only placeholder (the completion code goes
+    there): any other brace, ``{cod}``, Prolific's ``{{%PROLIFIC_PID%}}``, would reach every
+    participant's link as it is (a URL has no literal braces, RFC 3986)."""
     url = r.text(key, "")
     if url and not url.startswith("https://"):
         r._fail(key, "an https:// address")
+    rest = url.replace("{code}", "")
+    if "{" in rest or "}" in rest:
+        start = max(rest.find("{"), 0)
+        end = rest.find("}", start)
+        part = rest[start:end + 1] if end >= 0 else rest[start:]
+        raise ConfigError(f"{r.source}: {r.where}.{key} has {part!r}: only {{code}} is replaced "
+                          f"(by the completion code); write any other brace as %7B / %7D")
     return url
 
 

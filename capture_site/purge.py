@@ -22,7 +22,9 @@ purging: that transaction would hold locks the purge's own connection waits on.
 
 A purge that fails is logged (logger ``gazepref.capture_site.purge``, WARNING; the statements
 bind only times and a count, so no key or identity reaches the log) and tried again after the
-next interval; it never reaches the request.
+next interval; it never reaches the request. A database that cannot be reached (the requests'
+503, :func:`.runtime.database_outage`) is one line without a traceback, and the run's other
+tables wait for the next interval too.
 
 A participant's data is deleted by :func:`purge_participant`, the one deletion of what a
 participant gave: the participant's own withdrawal (``withdrawn=True``: the row stays as the
@@ -52,7 +54,7 @@ from .. import store
 from . import accounts
 from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
-from .runtime import close_db, site
+from .runtime import OUTAGE_ERRORS, close_db, database_outage, site
 
 __all__ = ["Purge", "commit_in_study", "deletion_in", "deletion_of", "forget_in_memory", "install", "purge_participant", "still_in_study",
            "withdrawal_in", "withdrawal_of"]
@@ -117,15 +119,28 @@ class Purge:
         failed one is logged and left out)."""
         self.runs += 1
         done = {}
-        for table, purge in TABLES:
+        for i, (table, purge) in enumerate(TABLES):
             try:
                 done[table] = purge(self.batch)
+            except OUTAGE_ERRORS as exc:
+                if not database_outage(exc):
+                    self._failed(table, exc)
+                    continue
+                # the database away (the requests answer 503 and log it): one line for the run, no
+                # traceback, and the other tables wait too (every worker purges at its interval:
+                # a 10 s outage left ~650 lines of tracebacks in each host's log)
+                log.warning("purge of %s skipped: database unavailable (%s); trying again in %.0f s",
+                            ", ".join(t for t, _ in TABLES[i:]), type(exc).__name__, self.interval_s)
+                break
             except Exception as exc:  # noqa: BLE001 - never into the request; tried again next interval
-                log.warning("purge of %s failed (%s); trying again in %.0f s", table, type(exc).__name__,
-                            self.interval_s, exc_info=True)
+                self._failed(table, exc)
             else:
                 self.deleted[table] = self.deleted.get(table, 0) + done[table]
         return done
+
+    def _failed(self, table: str, exc: Exception) -> None:
+        log.warning("purge of %s failed (%s); trying again in %.0f s", table, type(exc).__name__,
+                    self.interval_s, exc_info=exc)
 
 
 def install(app: Flask) -> Purge:

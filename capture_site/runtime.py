@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,13 +16,42 @@ from typing import Any, TypeVar
 from flask import current_app, g
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import store
 from .config import ConfigError, ModelSpec, StudyConfig, parse_config
 from ..llm import Backend, BackendError, build_backend
 from .ratelimit import DbRateLimiter
+
+
+#: SQLite's primary result codes that say the database cannot serve the request now (busy or
+#: locked by another writer, out of memory, an I/O error, a full disk, a file it cannot open):
+#: SQLITE_BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 10, 13, 14, 15})
+
+#: the errors of a database that cannot serve requests: the server down or restarted, a connection
+#: cut (``OperationalError``, ``InterfaceError``), every pooled connection busy (``PoolTimeout``);
+#: :func:`database_outage` tells an outage from SQLite's faults among them
+OUTAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def database_outage(e: Exception) -> bool:
+    """Whether the database error ``e`` says the database cannot serve requests right now (answered
+    503 + Retry-After by :class:`.app._DatabaseUnavailable`; a purge logs it as one line,
+    :mod:`.purge`) rather than a fault of the site or its
+    schema. PostgreSQL's driver raises ``OperationalError`` for the server's state only (down,
+    restarting, the connection cut, resources, a deadlock to retry); SQLite raises it also for a
+    query its schema cannot answer (``no such table``/``no such column``, a syntax error:
+    ``SQLITE_ERROR``), a read-only or corrupt file: those are faults, which a retry never mends
+    (a 500 with its traceback in the log, instead of pages resending for ever)."""
+    orig = getattr(e, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and (code & 0xFF) in _SQLITE_UNAVAILABLE
+    return True
+
 
 T = TypeVar("T")
 

@@ -139,20 +139,53 @@ function loggedOut() {
   section.prepend(note);
 }
 
+// A poll that got no figures (the database or the server unreachable, the network down): the
+// figures stay, and a note says since when they have not been updated (without it they read as
+// current); the next poll that gets figures takes the note away.
+let updatedAt = new Date();
+function notUpdated(why) {
+  let note = document.getElementById("not-updated");
+  if (!note) {
+    note = document.createElement("p");
+    note.id = "not-updated";
+    note.className = "flash";
+    note.setAttribute("role", "status");
+    section.prepend(note);
+  }
+  const hhmm = updatedAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  note.textContent = `${why}: the figures below are as of ${hhmm}; they are updated again when it answers.`;
+}
+
 async function poll() {
+  let resp;
   try {
-    const resp = await fetch(section.dataset.url, { headers: { Accept: "application/json" } });
-    if (resp.redirected || (resp.ok && !(resp.headers.get("Content-Type") || "").includes("json"))) {
-      loggedOut();
-      return;
-    }
-    if (!resp.ok) return;
+    resp = await fetch(section.dataset.url, { headers: { Accept: "application/json" } });
+  } catch {
+    notUpdated("The site cannot be reached");
+    return;
+  }
+  if (resp.redirected || (resp.ok && !(resp.headers.get("Content-Type") || "").includes("json"))) {
+    loggedOut();
+    return;
+  }
+  if (!resp.ok) {
+    notUpdated(resp.status === 503 ? "The study's database cannot be reached right now"
+                                   : `The site answered ${resp.status}`);
+    return;
+  }
+  try {
     const { progress, participants } = await resp.json();
     const rates = progress.samples_per_s || {};
     const values = { ...progress, mouse_rate: rates.mouse || 0, gaze_rate: rates.gaze || 0 };
     for (const dd of section.querySelectorAll("[data-key]")) dd.textContent = String(values[dd.dataset.key] ?? "");
     if (table && Array.isArray(participants)) redraw(table.tBodies[0], participants);
-  } catch { /* offline: try again later */ }
+  } catch {
+    notUpdated("The site's answer could not be read");
+    return;
+  }
+  updatedAt = new Date();
+  const note = document.getElementById("not-updated");
+  if (note) note.remove();
 }
 
 if (section) timer = setInterval(poll, 5000);

@@ -400,6 +400,33 @@ def test_the_study_page_says_when_the_login_ended(app, researcher):
 
 
 @pytest.mark.browser
+def test_the_study_page_says_when_its_figures_are_not_updated(app, researcher):
+    """The database away (progress.json answered 503, as in an outage), then the network: the
+    page said nothing and kept showing the last figures as current. It says since when they have
+    not been updated, and the note goes once a poll gets figures again."""
+    with researcher_page(app, researcher) as page:
+        stop_the_clock(page)
+        page.goto("/admin/studies/test-study")
+        page.route("**/progress.json", lambda route: route.fulfill(
+            status=503, headers={"Retry-After": "1"}, content_type="text/html", body="<p>The study's database ...</p>"))
+        with page.expect_response(lambda r: "progress.json" in r.url):
+            page.clock.run_for(POLL_MS)
+        page.wait_for_selector("#not-updated")
+        assert "database cannot be reached" in page.text_content("#not-updated")
+        assert "the figures below are as of" in page.text_content("#not-updated")
+        page.unroute("**/progress.json")
+        page.route("**/progress.json", lambda route: route.abort("internetdisconnected"))
+        page.clock.run_for(POLL_MS)
+        wait_for_function(page, "document.querySelector('#not-updated').textContent.includes('cannot be reached:')")
+        assert "The site cannot be reached" in page.text_content("#not-updated")
+        page.unroute("**/progress.json")
+        with page.expect_response(lambda r: "progress.json" in r.url and r.status == 200):
+            page.clock.run_for(POLL_MS)
+        wait_for_function(page, "document.querySelector('#not-updated') === null")
+        assert page.locator("#logged-out").count() == 0
+
+
+@pytest.mark.browser
 def test_who_stopped_at_the_larger_window_page(make_app, tmp_path, researcher, monkeypatch):
     """A participant whose window is too small for the study gets the "please use a larger window"
     page; the page reports it once (not on every resize, not again after a reload), and the

@@ -214,7 +214,7 @@ def test_a_store_waits_for_its_tasks_lock_at_most_the_limit(make_app, postgres_u
     frames again), instead of holding a request thread and a connection for hours; the task's
     stores go on once the lock is free."""
     from gazepref.capture_site import chunks
-    from gazepref.capture_site.app import database_outage
+    from gazepref.capture_site.runtime import database_outage
 
     monkeypatch.setattr(chunks, "TASK_LOCK_TIMEOUT_MS", 300)
     app = make_app(DATABASE_URL=postgres_url)

@@ -148,6 +148,10 @@ def test_platform_and_page_options_are_validated(tmp_path):
     assert load_config(study_variant(tmp_path / "b.toml")).min_viewport == (0, 0)
     bad = [('[platform]\ncompletion_url = "http://x.example/?cc={code}"', {}, "platform.completion_url"),
            ('[platform]\nname = "mechanical"', {}, "platform.name"),
+           # a placeholder that is not {code} would reach every link as it is
+           ('[platform]\ncompletion_url = "https://x.example/?cc={cod}"', {}, r"platform.completion_url has '\{cod\}'"),
+           ('[platform]\nscreenout_url = "https://x.example/?p={{%PROLIFIC_PID%}}"', {}, r"platform.screenout_url has '\{\{%PROLIFIC_PID%\}'"),
+           ('[platform]\ncompletion_url = "https://x.example/?cc={code"', {}, r"platform.completion_url has '\{code'"),
            ("", {"min_viewport": "[1024]"}, "study.min_viewport"),
            ("", {"answer_format": '"html"'}, "study.answer_format")]
     for extra, study, key in bad:

@@ -107,6 +107,41 @@ def test_a_failed_purge_is_logged_and_tried_again(make_app, caplog):
     assert present(app, store.RateBucket, [key]) == set() and purge.deleted["rate_buckets"] >= 1
 
 
+def test_a_purge_in_a_database_outage_is_one_line_and_waits_for_the_next_interval(make_app, caplog, monkeypatch):
+    """The database away (PostgreSQL stopped: every worker's purge failed on each of the three
+    tables, each warning with a ~90-line traceback: ~650 lines in a host's log for a 10 s outage).
+    It is one line without a traceback for the run, the other tables are not tried, the request is
+    answered, and the next interval purges."""
+    from sqlalchemy.exc import OperationalError
+
+    from gazepref.capture_site import purge as purge_module
+
+    app = make_app(PURGE_INTERVAL_S=60)
+    clock = Monotonic()
+    purge = app.extensions["gazepref_purge"]
+    purge.clock = clock
+    gone, key = forgotten_throttle(app, 0.0), stale_bucket(app)
+    tried = []
+
+    def away(batch):
+        tried.append(batch)
+        raise OperationalError("DELETE FROM rate_buckets", {}, ConnectionError("server closed the connection"))
+
+    real = list(purge_module.TABLES)
+    monkeypatch.setattr(purge_module, "TABLES", [("rate_buckets", away), *real[1:]])
+    with caplog.at_level(logging.WARNING, logger="gazepref.capture_site.purge"):
+        assert app.test_client().get("/").status_code in (200, 302)
+    lines = [r for r in caplog.records if r.name == "gazepref.capture_site.purge"]
+    assert len(lines) == 1 and lines[0].exc_info is None, [r.getMessage() for r in lines]
+    assert lines[0].getMessage().startswith(
+        "purge of rate_buckets, login_throttle, researcher_sessions skipped: database unavailable (OperationalError)")
+    assert len(tried) == 1 and present(app, store.LoginThrottle, [gone]) == {gone}
+    monkeypatch.setattr(purge_module, "TABLES", real)
+    clock.now += 60
+    app.test_client().get("/")
+    assert present(app, store.LoginThrottle, [gone]) == set() and present(app, store.RateBucket, [key]) == set()
+
+
 def test_a_purge_after_a_request_that_left_a_write_open_neither_waits_nor_fails(make_app, database, caplog):
     """A request that wrote through its session and failed before committing: the purge at its end
     must not wait for that open transaction (SQLite: the database's write lock, 10 s busy timeout
