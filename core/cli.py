@@ -72,8 +72,18 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+class _Parser(argparse.ArgumentParser):
+    """The command line's parser (every subcommand's too: ``add_subparsers`` makes parsers of the
+    parent's class): a usage mistake (an unknown option, a choice or number it cannot take, a
+    missing argument) is one line on stderr, exit status 2, like every other user mistake, with
+    where the usage is (argparse printed the whole usage block first, 9-15 lines)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (usage: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gazepref",
         description="Implicit and text feedback from LLM chats, turned into rewards for DPO.",
     )

@@ -18,7 +18,9 @@ A :class:`Conversation` is an id, the user's id where the source has one, and it
     any :class:`gazepref.datasets.recording.Recording` (the IFLLM release, a gazepref Parquet export,
     a study in the site's database): one conversation per task, its queries in order, each
     followed by the answer the chat continued from (``responses[0]``: the left one in a pairwise
-    turn, which is what IFLLM puts into the next query's context, ``Turn.context``).
+    turn, which is what IFLLM puts into the next query's context, ``Turn.context``). The queries
+    are mined as typed; the prompts of pairs and examples carry them as the LLM received them
+    (``prompt_sent``, :attr:`Turn.sent`).
 
 Files are ``.jsonl`` (one record a line; streamed; :func:`iter_jsonl` / :func:`read_jsonl`, which
 every JSON-lines reader of gazepref uses), ``.json`` (one record or a list of them; read
@@ -59,12 +61,16 @@ MAX_EXAMPLES = 5
 
 @dataclass
 class Turn:
-    """One message of a conversation. ``turn_id``: the source's id of the turn, where it has one."""
+    """One message of a conversation. ``turn_id``: the source's id of the turn, where it has one.
+    ``sent``: a user message as the LLM received it, where that differs from what was typed
+    (a recording's ``prompt_sent``: IFLLM's " respond using bullet points"); the mining reads
+    ``text``, the prompts of pairs and examples (:meth:`Conversation.messages`) ``sent``."""
 
     role: str  # "user", "assistant" or "system"
     text: str
     model: str = ""  # assistant turns: the model that wrote it, where known
     turn_id: str | None = None
+    sent: str | None = None
 
 
 @dataclass
@@ -85,8 +91,9 @@ class Conversation:
                 yield i, request, t, self.turns[i + 1]
 
     def messages(self, upto: int | None = None) -> list[dict[str, str]]:
-        """The turns before index ``upto`` (all when None) as chat messages ``{"role", "content"}``."""
-        return [{"role": t.role, "content": t.text} for t in self.turns[:upto]]
+        """The turns before index ``upto`` (all when None) as chat messages ``{"role", "content"}``,
+        as the LLM received them (:attr:`Turn.sent` where set)."""
+        return [{"role": t.role, "content": t.sent or t.text} for t in self.turns[:upto]]
 
 
 @dataclass
@@ -314,7 +321,7 @@ def from_recording(rec: Any, report: ReadReport | None = None) -> Iterator[Conve
         out: list[Turn] = []
         for t in turns:
             tid = None if t.turn_id is None else str(t.turn_id)  # as the feature tables write it
-            out.append(Turn("user", t.prompt or "", "", tid))
+            out.append(Turn("user", t.prompt or "", "", tid, t.prompt_sent or None))
             if t.responses:
                 r = t.responses[0]
                 out.append(Turn("assistant", r.text or "", r.model or "", tid))
@@ -343,13 +350,17 @@ def open_conversations(source: str | os.PathLike, fmt: str = "auto", report: Rea
 
     A source none of whose records is a conversation (a CSV table, a feature table, another
     program's JSON: every record malformed) is a :class:`gazepref.UserError` naming the commonest
-    reason, once it is read: mining it "succeeded" with 0 conversations and an empty table.
+    reason, once it is read: mining it "succeeded" with 0 conversations and an empty table; so is
+    a source with no record at all (an empty file).
     """
     rep = report if report is not None else ReadReport()
     records0, conversations0, malformed0 = rep.records, rep.conversations, rep.malformed_total
     seen: dict[str, int] = {}  # id -> occurrences so far
     yield from _renamed(_open_source(source, fmt, rep, strict, db, instance), rep, seen)
     records = rep.records - records0
+    if not records and rep.conversations == conversations0:
+        raise UserError(f"{source}: no record in it, so no conversation to read (an empty file, or a recording or "
+                        "study without chats)")
     if records and rep.conversations == conversations0 and rep.malformed_total - malformed0 == records:
         reason = rep.malformed.most_common(1)[0][0]
         raise UserError(f"{source}: none of its {records} records is a conversation (e.g. "

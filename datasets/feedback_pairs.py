@@ -78,8 +78,11 @@ def build_feedback_pairs(conversations: Iterable[Conversation], feedback: Feedba
     """Pairs (revised answer the user accepted > the answer they rejected); see the module doc."""
     st = stats if stats is not None else BuildStats()
     ex = st.extra
+    # each rejected answer ends in one of revision_accepted, below_min_confidence, identical_revision,
+    # revision_without_reaction, no_revision (they add up to rejected_answers);
+    # revision_rejected_again counts those of them that were themselves a revision (a subset)
     for k in ("rejected_answers", "revision_accepted", "revision_rejected_again", "revision_without_reaction",
-              "no_revision", "identical_revision"):
+              "no_revision", "identical_revision", "below_min_confidence"):
         ex.setdefault(k, 0)
     pairs: list[PreferencePair] = []
     for conv in conversations:
@@ -113,6 +116,7 @@ def build_feedback_pairs(conversations: Iterable[Conversation], feedback: Feedba
                     c = 0.5 + 0.5 * math.sqrt(max(0.0, min(1.0, cj)) * max(0.0, min(1.0, conf)))
                     st.labelled += 1
                     if c < min_confidence:
+                        ex["below_min_confidence"] += 1
                         continue
                     ex["revision_accepted"] += 1
                     pairs.append(PreferencePair(

@@ -519,6 +519,38 @@ def _load(path: str | os.PathLike):
     raise UserError(f"{p}: not a preference data set (no hf/, dataset_dict.json or *.jsonl)")
 
 
+#: the columns of a preference record: DPO's pairs, KTO's unpaired examples
+PAIR_KEYS, EXAMPLE_KEYS = ("prompt", "chosen", "rejected"), ("prompt", "completion", "label")
+
+
+def check_preference_file(path: str | os.PathLike) -> None:
+    """Check that the ``.jsonl`` file ``path``, given as a preference data set, holds one: its first
+    record has DPO's ``prompt``/``chosen``/``rejected`` or KTO's ``prompt``/``completion``/``label``.
+
+    Raises
+    ------
+    UserError
+        before anything is written: for a chat log (OpenAI ``messages``, ShareGPT
+        ``conversations``, WildChat ``conversation``: its text feedback is mined by the label
+        sources ``feedback_pairs`` and ``feedback_kto``), another record, or no record at all.
+        A line that is not JSON is left to the reader, which names it.
+    """
+    from .conversations import iter_jsonl
+
+    for n, rec, err in iter_jsonl(path):
+        if err is not None or not isinstance(rec, dict):
+            return
+        if all(k in rec for k in PAIR_KEYS) or all(k in rec for k in EXAMPLE_KEYS):
+            return
+        if any(k in rec for k in ("messages", "conversations", "conversation")):
+            raise UserError(f"{path} is a chat log (line {n} is a conversation), not a preference data set: "
+                            "mine its text feedback with --label-source feedback_pairs (DPO pairs) or "
+                            "feedback_kto (KTO examples)")
+        raise UserError(f"{path}, line {n}: not a preference record (DPO: {', '.join(PAIR_KEYS)}; KTO: "
+                        f"{', '.join(EXAMPLE_KEYS)}); it has {', '.join(sorted(map(str, rec))[:8]) or 'no key'}")
+    raise UserError(f"{path}: no record (an empty preference data set)")
+
+
 def is_preference_data(path: str | os.PathLike) -> bool:
     p = Path(path)
     if p.is_file():

@@ -44,7 +44,7 @@ def open_align_source(source: str, db: str | None = None, instance: str | None =
     A preference data set is labelled already: a label source other than the default would be
     ignored, so it is a :class:`UserError`, but for a file given to a label source that mines text
     feedback (a ``.jsonl`` file is a chat log to those)."""
-    from ..datasets.preference import is_preference_data
+    from ..datasets.preference import check_preference_file, is_preference_data
     from ..datasets.sources import open_source
 
     given, default = label_source or DataConfig.label_source, DataConfig.label_source
@@ -52,6 +52,8 @@ def open_align_source(source: str, db: str | None = None, instance: str | None =
     p = Path(source).expanduser()
     if p.exists():
         if is_preference_data(p) and not (p.is_file() and label.mined_feedback):
+            if p.is_file():
+                check_preference_file(p)
             if given != default:
                 raise UserError(f"label source {given!r} (--label-source or [data] label_source) labels a "
                                 f"recording or a study, but {source} is a preference data set, labelled already: "

@@ -255,10 +255,23 @@ class PairwiseBT(ClassifierMixin, BaseEstimator):
 
 
 class LengthRule(PairwiseBT):
-    """The longer response (in characters) wins; only the logistic scale is fitted."""
+    """The longer response (in characters) wins; only the logistic scale is fitted, and it is kept
+    positive: where the training pairs favour the shorter response, the rule still picks the longer
+    one, with a probability near 0.5 (the scale at :data:`MIN_SCALE`), instead of turning into
+    "shorter wins" (a fitted slope of free sign scored 27.8 % where the rule scores 72.2 %, trained
+    on a simulated study and tested on the IFLLM sample): it is the untrained baseline that the
+    reports and the gain over the best text model compare against."""
+
+    #: the least scale (of the standardised log-length difference) a fit keeps
+    MIN_SCALE = 1e-6
 
     def __init__(self, C: float | None = 1.0, Cs: Sequence[float] = (1.0,)):
         super().__init__(C=C, Cs=Cs)
+
+    def fit(self, X: pd.DataFrame, y: Any, **kw: Any) -> "LengthRule":
+        super().fit(X, y, **kw)
+        self.lr_.coef_ = np.maximum(self.lr_.coef_, self.MIN_SCALE)
+        return self
 
     def _features(self, X: pd.DataFrame) -> np.ndarray:
         a = np.log1p(X["text_0"].str.len().to_numpy(dtype=float))

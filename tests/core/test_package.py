@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gazepref.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +31,24 @@ def test_every_subcommand_has_help(capsys):
         except SystemExit as e:
             assert e.code == 0
         assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["reward", "evaluate", "--protocol", "bogus", "x"],
+     "gazepref reward evaluate: error: argument --protocol: invalid choice: 'bogus'"),
+    (["reward", "ordinal", "evaluate", "x", "--folds", "many"], "argument --folds: invalid int value: 'many'"),
+    (["align", "x", "--label-source", "bogus"], "argument --label-source: invalid choice: 'bogus'"),
+    (["data", "schema", "--nope"], "unrecognized arguments: --nope"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_a_usage_mistake_is_one_line_on_stderr(capsys, argv, says):
+    """As every user mistake (README): one line, exit status 2; argparse printed its usage block
+    (9-15 lines) before the error. The line says where the usage is."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0] and err[0].endswith("--help)"), err
 
 
 def test_data_schema_lists_every_stream(capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -176,6 +177,9 @@ def test_ifllm_recording_as_conversations(ifllm_sample, tmp_path):
         assert [t.text for t in c.turns[1::2]] == [t.responses[0].text for t in turns]
         assert [t.model for t in c.turns[1::2]] == [t.responses[0].model for t in turns]
         assert len(list(c.exchanges())) == len(turns) - 1
+        # the prompts of pairs and examples: the queries as the LLM received them
+        assert [m["content"] for m in c.messages()[::2]] == [t.prompt_sent or t.prompt for t in turns]
+    assert any(t.prompt_sent and t.prompt_sent != t.prompt for ts in by_task.values() for t in ts)  # (the modifier)
     # written out as an OpenAI-style log and read back: the same conversations
     p = tmp_path / "ifllm.jsonl"
     _jsonl(p, list(C.iter_records(convs)))
@@ -279,6 +283,7 @@ def test_a_byte_order_mark_is_not_text_in_any_jsonl_reader(tmp_path, read):
     ("table.csv", lambda p: p.write_text("query_ID,user_id,user_query\n1,w1,hello\n2,w1,thanks\n")),
     ("features.parquet", lambda p: pq.write_table(pa.table({"task_id": ["w/1", "w/2"], "n_chars": [3, 4]}), p)),
     ("other.jsonl", lambda p: _jsonl(p, [{"foo": 1}, {"bar": [1, 2]}])),
+    ("empty.jsonl", lambda p: p.write_text("\n")),  # mined "0 answers from 0 conversations", exit 0
     ("openai_as_sharegpt.jsonl", lambda p: _jsonl(p, OPENAI)),  # read with --format sharegpt
 ])
 def test_a_source_without_any_conversation_is_a_user_error(tmp_path, name, write, capsys):
@@ -289,11 +294,12 @@ def test_a_source_without_any_conversation_is_a_user_error(tmp_path, name, write
     p = tmp_path / name
     write(p)
     fmt = "sharegpt" if "as_sharegpt" in name else "auto"
-    with pytest.raises(UserError, match=r"none of its \d+ records is a conversation \(e\.g\. " + name):
+    says = "no record in it" if name == "empty.jsonl" else r"none of its \d+ records is a conversation \(e\.g\. " + name
+    with pytest.raises(UserError, match=says):
         list(C.open_conversations(p, fmt=fmt))
     assert main(["feedback", "mine", str(p), "--format", fmt, "--out", str(tmp_path / "mined")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "none of its" in err[0]
+    assert len(err) == 1 and re.search(says, err[0]), err
 
 
 def test_a_source_with_some_conversations_still_counts_the_rest(tmp_path):
@@ -302,7 +308,8 @@ def test_a_source_with_some_conversations_still_counts_the_rest(tmp_path):
     assert len(list(C.open_conversations(p, report=rep))) == 1 and rep.malformed_total == len(OPENAI_BAD)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    assert list(C.open_conversations(empty)) == []  # nothing in it: nothing wrong either
+    with pytest.raises(UserError, match="no record in it"):  # the wrong file: no empty result (above)
+        list(C.open_conversations(empty))
 
 
 #: SOURCE arguments that are neither a file nor a folder (``{tmp}``: the test's folder)

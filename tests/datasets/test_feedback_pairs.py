@@ -68,13 +68,19 @@ def test_pairs_prefer_the_accepted_revision_over_the_rejected_answer():
     assert ex["revision_without_reaction"] == 1  # d: revised, but the chat ends
     assert ex["no_revision"] == 2  # c: the chat ends on a rejection (both rejected answers lack an accepted revision)
     assert st.kept == 3
+    assert ex["below_min_confidence"] == ex["identical_revision"] == 0
+    outcomes = ("revision_accepted", "below_min_confidence", "identical_revision", "revision_without_reaction",
+                "no_revision")  # each rejected answer ends in exactly one
+    assert sum(ex[k] for k in outcomes) == ex["rejected_answers"]
 
 
 def test_accept_level_5_needs_explicit_satisfaction_and_confidence_filters():
     pairs = build_feedback_pairs(CHATS, FEEDBACK, accept_level=5)
     assert {(p.task_id, p.rejected) for p in pairs} == {("a", "In 1991.")}
-    assert build_feedback_pairs(CHATS, FEEDBACK, min_confidence=0.9) == \
-        [p for p in build_feedback_pairs(CHATS, FEEDBACK) if p.confidence >= 0.9]
+    st = BuildStats()
+    sure = build_feedback_pairs(CHATS, FEEDBACK, min_confidence=0.95, stats=st)
+    assert sure == [p for p in build_feedback_pairs(CHATS, FEEDBACK) if p.confidence >= 0.95]
+    assert st.extra["below_min_confidence"] == 3 - len(sure) > 0  # counted, as every other outcome
 
 
 def test_the_revision_must_follow_the_reaction():

@@ -147,6 +147,29 @@ def test_align_label_source_with_a_preference_data_set_is_a_user_error(sample_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("content, says", [
+    (None, "is a chat log (line 1 is a conversation), not a preference data set: mine its text feedback with "
+           "--label-source feedback_pairs"),
+    ('{"question": "q", "answer": "a"}\n', "line 1: not a preference record (DPO: prompt, chosen, rejected; KTO: "
+                                          "prompt, completion, label); it has answer, question"),
+    ("\n", "no record (an empty preference data set)"),
+], ids=["chat-log", "other-records", "empty"])
+def test_a_jsonl_file_that_holds_no_preference_records_is_refused_before_anything_is_written(
+        feedback_log, tmp_path, capsys, content, says):
+    """``align chats.jsonl`` without a label source (what one types after docs/feedback_mining.md):
+    the file was taken for a preference data set, the pairs step wrote it as one, a tiny model was
+    built, and only the train step said "training data lacks columns". Now one line, nothing written."""
+    source = feedback_log
+    if content is not None:
+        source = tmp_path / "other.jsonl"
+        source.write_text(content)
+    out = tmp_path / "run"
+    assert main(["align", str(source), "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert not out.exists()
+
+
 def _free_port_url() -> str:
     """A base URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
     import socket

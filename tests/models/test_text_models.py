@@ -25,6 +25,21 @@ def test_orientation_longer_always_chosen(frame_longer):
         assert np.allclose(p, 1 - q, atol=1e-9)
 
 
+def test_the_length_rule_picks_the_longer_answer_even_where_training_favours_the_shorter(frame_longer):
+    """The length rule is the untrained baseline: trained on pairs where the *shorter* answer was
+    chosen, its slope came out negative and it predicted "shorter wins" (27.8 % on the IFLLM
+    sample, where the rule scores 72.2 %). The scale stays positive: the longer answer is still
+    picked, with a probability near 0.5; trained where the longer wins, the scale is fitted."""
+    X = frame_longer
+    flipped = LengthRule().fit(X, 1 - X["y"].to_numpy(int))
+    test = make_frame(n_workers=3, seed=7)
+    longer_left = (test["text_0"].str.len() > test["text_1"].str.len()).to_numpy()
+    p = flipped.predict_proba(test)[:, 1]
+    assert ((p > 0.5) == longer_left).mean() > 0.95 and np.abs(p - 0.5).max() < 1e-3
+    fitted = LengthRule().fit(X, X["y"].to_numpy(int)).predict_proba(test)[:, 1]
+    assert ((fitted > 0.5) == longer_left).mean() > 0.95 and np.abs(fitted - 0.5).mean() > 0.1
+
+
 def test_label_orientation_from_turns():
     t = schema.Turn("1", "w/1", "w", 0, "pairwise", "q", [schema.Response(0, "a", "short"),
                                                           schema.Response(1, "b", "a much longer answer")],
