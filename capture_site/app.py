@@ -36,7 +36,9 @@ from .. import UserError, store
 from ..settings import Settings
 from ..settings import current as current_settings
 from .batches import MAX_BODY_BYTES
+from .chat import MAX_FEEDBACK
 from .config import load_config
+from .questions import MAX_ANSWER
 from .ratelimit import DbRateLimiter
 from .runtime import OUTAGE_ERRORS, Site, close_db, database_outage, ensure_study
 from .security import content_security_policy, csrf_token, form_draft_key
@@ -284,6 +286,7 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
     setup_log.install(app)  # set-up frame counts held in memory written within seconds (the dashboard)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["form_draft_key"] = form_draft_key
+    app.jinja_env.globals.update(max_answer=MAX_ANSWER, max_feedback=MAX_FEEDBACK)  # the fields' maxlength
     app.jinja_env.filters["paragraphs"] = paragraphs
 
     shutdown.install(app)  # SIGTERM: 503 + Retry-After for new work, WebSockets told to reconnect

@@ -205,7 +205,9 @@ def rate_turn(task_id: int, index: int):
     feedback = body.get("feedback")
     if feedback is not None and not isinstance(feedback, str):
         raise ApiError(400, "feedback must be text")
-    feedback = (feedback or "").strip()[:MAX_FEEDBACK] or None
+    feedback = (feedback or "").strip() or None
+    if feedback is not None and len(feedback) > MAX_FEEDBACK:  # (the page's field takes no more) never cut
+        raise ApiError(400, f"Please shorten your comment to at most {MAX_FEEDBACK} characters (it has {len(feedback)}).")
     if cfg.free_text == "required" and not feedback:
         raise ApiError(400, "Please write a short comment.")
     origin = origin_ms(body.get("origin"))

@@ -254,7 +254,7 @@ def consent():
         _arrive(study, arrival)
     study = _study_or_404(session.get("study"))
     cfg = site().config(study)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask answers it with this view: it must change nothing)
         return render_template("consent.html", study=study, cfg=cfg, camera=_camera_use(cfg))
     agreed = request.form.get("decision") == "agree"
     p = store.Participant(study_id=study.id, pseudonym=session["pseudonym"], platform=session.get("platform"),
@@ -388,7 +388,7 @@ def withdraw():
         return redirect(url_for("flow.withdrawn"))
     if not p.consent:  # declined: nothing was recorded (the step shows the declined page)
         return redirect(url_for("flow.step"))
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (a HEAD withdrew the participant: no CSRF check for it)
         return withdraw_page(p)
     # the row under its lock: the set-up log and the window report write its state from other
     # requests (setup_log.py), and would otherwise write back what was just deleted

@@ -61,12 +61,12 @@ import threading
 import time
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, jsonify, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from ..settings import Settings
-from .api import ApiError, loads_object
+from .api import ApiError, install_error_handlers, loads_object
 from .chunks import SEQ_STEP, check_seq_room
 from .gaze_limits import pipeline_slots
 from .gaze_pipeline import FrameContext, check_compute, frame_context, store_task_rows, track_frames
@@ -85,6 +85,21 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("gaze_ws", __name__, url_prefix="/api/gaze")
 _sock = Sock()
+install_error_handlers(bp)
+
+
+@bp.before_request
+def _websocket_handshake():
+    """A WebSocket handshake the socket library cannot take (RFC 6455: ``Sec-WebSocket-Version:
+    13``, a ``Sec-WebSocket-Key``) is answered here: 426 with the version taken, or 400, as JSON. The library raised on such a handshake (a 500, and a
+    traceback in the log for every one: anyone could fill the log)."""
+    h = request.headers  # (no Upgrade: websocket at all: the route does not match, Werkzeug's 400)
+    if h.get("Sec-WebSocket-Version", "").strip() != "13":
+        return jsonify(error="WebSocket version 13 only (Sec-WebSocket-Version: 13)"), 426, {
+            "Sec-WebSocket-Version": "13"}
+    if not h.get("Sec-WebSocket-Key", "").strip():
+        raise ApiError(400, "no Sec-WebSocket-Key: not a WebSocket handshake")
+    return None
 
 MAX_META_BYTES = 4096
 # how long a socket may wait for its first message: the page sends it as soon as the socket opens

@@ -318,10 +318,12 @@ def _setup_reason(p: store.Participant, setup: dict) -> str:
         outcomes = [c for c in p.calibrations if c.kind == "outcome"]
         if outcomes and not (outcomes[-1].result or {}).get("passed"):
             why = _calibration_failed(p)
-        elif val and not (val[-1].result or {}).get("passed"):  # a database from before outcomes
+        elif val and not outcomes and not (val[-1].result or {}).get("passed"):  # a database from before outcomes
             acc = (val[-1].result or {}).get("accuracy_px")
             why = (f"calibration not precise enough ({round(acc)} px)" if acc is not None
                    else "calibration not precise enough") + f" after {len(val)} attempt(s)"
+        elif outcomes or val:  # (it was called "left at the camera set-up with the face well placed")
+            why = "calibration passed; left before pressing Continue"
         elif cal and not val:
             why = "left during the calibration (no validation round)"
         elif setup.get("frames"):

@@ -8,6 +8,8 @@ from .answers import copied_from
 from .config import LIKERT_VALUES, Question
 from .validation import InvalidInput, check_form_number
 
+#: the longest answer (characters) a question takes: its field takes no more (``maxlength``), and
+#: a longer one sent anyway is asked again, never cut
 MAX_ANSWER = 5000
 
 
@@ -34,7 +36,11 @@ def read_answers(questions: tuple[Question, ...], form: Mapping[str, str], all_o
     answers: dict[str, Any] = {}
     errors: list[str] = []
     for q in questions:
-        raw = (form.get(q.id) or "").strip()[:MAX_ANSWER]
+        raw = (form.get(q.id) or "").strip()
+        if len(raw) > MAX_ANSWER:  # (the page's field takes no more: a script, an old page) never cut silently
+            errors.append(AnswerError(f"Please shorten your answer to at most {MAX_ANSWER} characters "
+                                      f"(it has {len(raw)}): {q.label}", q.id))
+            continue
         if not raw:
             if q.required and not all_optional:
                 errors.append(AnswerError(f"Please answer: {q.label}", q.id))

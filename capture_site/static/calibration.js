@@ -28,9 +28,11 @@ const ui = {
   wayOn: $("#setup-way-on"), skip: $("#skip-camera"), retry: $("#retry-camera"), box: $("#camera-box"),
   help: $("#setup-help"), stageHelp: $("#stage-help"),
 };
+const SCRIPT_START = performance.now();
 const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false,
                 started: setupStarted(), lastOk: -Infinity, lastBad: -Infinity, lastHidden: -Infinity,
-                lastStopped: -Infinity, lastPaused: -Infinity, pendingCheck: null };
+                lastStopped: -Infinity, lastPaused: -Infinity, pendingCheck: null,
+                firstAnswer: null, wayOnOffered: false };
 // the page out of sight (another tab or program in front): the capture takes no picture meanwhile
 // (GazeCapture.grab), so a dot then shown gets none of the participant looking at it; nor does the
 // set-up's time limit for the way on run meanwhile (nobody could get the face well placed)
@@ -38,7 +40,7 @@ document.addEventListener("visibilitychange", () => {
   const now = performance.now();
   if (document.visibilityState === "hidden") {
     state.lastHidden = now;
-  } else if (state.lastHidden > -Infinity && ui.wayOn.hidden) {
+  } else if (state.lastHidden > -Infinity && !state.wayOnOffered && state.firstAnswer !== null) {
     const away = now - state.lastHidden;
     state.started += away;
     if (state.lastOk > -Infinity) state.lastOk += away;
@@ -85,7 +87,13 @@ function canStart() {
   if (!cap || cap.cameraStopped || cap.cameraPaused) return false;
   // well placed a moment ago, and no dark picture, lost face or second face since
   const grace = Math.max(OK_GRACE_MS, staleMs(cap) + 500); // (a slow computer's statuses come seconds apart)
-  return (state.lastOk > state.lastBad && performance.now() - state.lastOk < grace) || wayOnShown();
+  return faceWellPlaced(grace) || state.wayOnOffered;
+}
+
+/** The face was well placed a moment ago (within ``grace`` ms), with no dark picture, lost face or
+ *  second face since. */
+function faceWellPlaced(grace) {
+  return state.lastOk > state.lastBad && performance.now() - state.lastOk < grace;
 }
 
 const REALLOW = `<ul>
@@ -553,14 +561,26 @@ function refreshIndicator() {
   if (cap.cameraStopped || cap.cameraPaused) cameraGone(cap.cameraStopped);
   else if (!ui.retry.dataset.stopped && !ui.retry.hidden) { // a muted camera's picture is back
     ui.retry.hidden = true;
-    if (ui.skip && !wayOnShown()) ui.skip.hidden = true;
+    if (ui.skip && !state.wayOnOffered) ui.skip.hidden = true;
   }
   if (!state.busy) ui.start.disabled = !canStart();
   // the way on: the time limit without a well-placed face, from the set-up's start or the last
-  // moment the face was well placed (it may have passed once, then the light changed); once
-  // offered, it stays
+  // moment the face was well placed (it may have passed once, then the light changed), counting
+  // only while the eye tracker answers (state.firstAnswer: not while the camera starts or the face
+  // model loads, a minute or more on a slow connection, when nobody could place the face); once
+  // offered, it stays (its words only while the face is not well placed)
+  if (state.firstAnswer === null || state.done) return;
   const since = Math.max(state.started, state.lastOk);
   if (!state.busy && S.setup_timeout_s > 0 && performance.now() - since > S.setup_timeout_s * 1000) showWayOn();
+  else if (state.wayOnOffered && ui.wayOn.hidden && !faceWellPlaced(OK_GRACE_MS)) sayWayOn(true);
+}
+
+/** The way on's words and the Start button's label: "Start calibration anyway" with "the picture is
+ *  still not ideal" while the face is not well placed; the plain label once it is (the words said
+ *  the opposite of the green indicator). The way on stays offered either way. */
+function sayWayOn(notIdeal) {
+  ui.wayOn.hidden = !notIdeal;
+  ui.start.textContent = notIdeal ? "Start calibration anyway" : state.attempts ? "Try again" : "Start calibration";
 }
 
 /** The camera sends no pictures (``stopped``: for good, unplugged or taken by another program;
@@ -595,13 +615,11 @@ function watchIndicator() {
   setInterval(refreshIndicator, 500);
 }
 
-const wayOnShown = () => !ui.wayOn.hidden;
-
 function showWayOn() {
-  if (wayOnShown() || state.done) return;
-  ui.wayOn.hidden = false;
+  if (state.wayOnOffered || state.done) return;
+  state.wayOnOffered = true;
+  sayWayOn(true);
   ui.start.disabled = !canStart();
-  ui.start.textContent = "Start calibration anyway";
   if (ui.skip) ui.skip.hidden = false;
 }
 
@@ -652,13 +670,18 @@ async function startCamera() {
       showFace(ui.status, face);
       // the stage's status moves off the dot only when its text (so its size) changed: not per answer
       if (showFace(ui.stageStatus, face)) keepClear();
+      if (state.firstAnswer === null) { // the time limit of the way on starts now (refreshIndicator)
+        state.firstAnswer = performance.now();
+        state.started += state.firstAnswer - SCRIPT_START; // (this page's camera start and model load)
+      }
       if (face && ["dark", "no-face", "several"].includes(face.code)) state.lastBad = performance.now(); // not a flicker
       if (face && face.ok) {
         state.lastOk = performance.now();
-        if (!state.passedSetup && !wayOnShown()) { // green: the way on, if offered, stays (no flicker)
+        if (!state.passedSetup && !state.wayOnOffered) {
           state.passedSetup = true;
           ui.start.textContent = state.attempts ? "Try again" : "Start calibration";
         }
+        if (state.wayOnOffered && !ui.wayOn.hidden && !state.busy) sayWayOn(false); // green: not "not ideal"
       }
       if (!state.busy) ui.start.disabled = !canStart();
     },

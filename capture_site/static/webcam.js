@@ -851,6 +851,18 @@ function otherWindowNotice() {
   button.id = "use-this-window";
   button.textContent = "Use this window";
   box.append(text, button);
+  // the page under the notice is inert, its "Withdraw from the study" too: the notice offers it
+  // (withdrawing needs no camera, nor this window to take the recording over)
+  const withdraw = document.getElementById("withdraw-link");
+  if (withdraw) {
+    const line = document.createElement("p");
+    const link = document.createElement("a");
+    link.id = "other-window-withdraw";
+    link.href = withdraw.href;
+    link.textContent = withdraw.textContent;
+    line.append(link);
+    box.append(line);
+  }
   document.body.appendChild(box);
   return box;
 }

@@ -647,6 +647,53 @@ def test_while_the_face_model_loads_the_set_up_says_so(make_app, tmp_path):
         assert held and page.get_attribute("#face-status", "data-code") == "loading"
 
 
+def test_the_set_up_time_limit_counts_from_the_eye_trackers_first_answer(make_app, tmp_path):
+    """On a slow connection the face model took longer than the set-up's time limit to load: the
+    page then said "The picture is still not ideal... Or go on without eye tracking" together with
+    its first answer, a face well placed, and kept saying it under the green indicator. The limit
+    counts while the tracker answers: loading, it is never offered; once the face is green, the
+    button is the plain "Start calibration"."""
+    video = write_y4m(tmp_path / "face.y4m", [head_and_shoulders((320, 240))] * 2, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\nsetup_timeout_s = 1')))
+    held = []
+    with browser_page(app, video) as page:
+        page.add_init_script("""window.wayOnSeen = false;
+new MutationObserver(() => { const el = document.getElementById("setup-way-on");
+  if (el && !el.hidden) window.wayOnSeen = true; }).observe(document, { subtree: true, childList: true, attributes: true });""")
+        page.route("**/vendor/**", lambda route: held.append(route))  # the model is on its way
+        to_calibration_page(page, "CAM-SLOW-LIMIT")
+        page.wait_for_selector("#face-status[data-code='loading']")
+        page.wait_for_timeout(2500)  # the limit (1 s) and more, loading
+        assert held and not page.evaluate("window.wayOnSeen")
+        release = list(held)
+        page.route("**/vendor/**", lambda route: route.continue_())  # (asked for from now on: on its way)
+        for route in release:
+            route.continue_()
+        page.wait_for_selector("#face-status.ok[data-code='ok']")
+        page.wait_for_selector("#start-calibration:not([disabled])")
+        assert not page.evaluate("window.wayOnSeen") and page.text_content("#start-calibration") == "Start calibration"
+
+
+def test_a_window_behind_the_other_window_notice_still_offers_the_withdrawal(make_app, tmp_path):
+    """The study open in two windows: the page behind the "open in another window" notice is inert,
+    its "Withdraw from the study" link too, so withdrawing there meant taking the camera over
+    first. The notice offers the withdrawal."""
+    video = write_y4m(tmp_path / "face.y4m", [moving(i) for i in range(10)], fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", "fps = 5")))
+    client = app.test_client()
+    to_task(client, "TWO-WITHDRAW")
+    with browser_context(app, video, client=client) as ctx:
+        first, second = ctx.new_page(), ctx.new_page()
+        first.goto("/step")
+        wait_for_function(first, "window.gazepref && window.gazepref.gaze && window.gazepref.gaze.sent >= 1", 30_000)
+        second.goto("/step")
+        second.wait_for_selector("#other-window:not([hidden])")
+        assert second.evaluate("document.querySelector('main').inert")
+        second.click("#other-window-withdraw", timeout=5000)
+        second.wait_for_selector("#withdraw-confirm")
+        assert second.url.endswith("/withdraw")
+
+
 def test_two_visible_windows_of_a_participant_record_one_gaze_stream(make_app, tmp_path):
     """The task open in two windows, both in view (two pages of one browser: both visible): the
     first records, the second opens no camera and says the study is open in another window; its

@@ -470,6 +470,25 @@ def test_same_form_sent_twice_at_once_keeps_the_first_answer(client, dbs):
     assert w.current_step() == "demographics"  # the step was not counted twice either
 
 
+def test_a_head_request_changes_nothing(client, dbs):
+    """HEAD is answered by the GET/POST view, and the CSRF check looked at POSTs only: a HEAD of
+    /withdraw (a link checker, a prefetch, a script of any page on the site's domain) deleted the
+    participant's data, a HEAD of /consent recorded a decline. Both are the page now."""
+    for path in ("/consent", "/withdraw"):  # before consent: nothing stored (a HEAD stored a decline)
+        client.get("/", query_string={"PROLIFIC_PID": "HEAD1", "STUDY_ID": "S", "SESSION_ID": "X"})
+        assert client.head(path).status_code in (200, 302)
+    assert participants(dbs) == []
+    w = Walker(client, "HEAD1")
+    w.consent()
+    step = w.current_step()
+    for path in ("/withdraw", "/consent", "/step", "/resume"):
+        assert client.head(path).status_code in (200, 302), path
+    (p,) = participants(dbs)
+    dbs.refresh(p)
+    assert p.consent and "withdrawn" not in (p.state or {}) and w.current_step() == step
+    assert client.head("/withdraw").status_code == 200 and 'id="withdraw-confirm"' not in client.head("/withdraw").text
+
+
 def test_forged_csrf_with_any_characters_is_a_400(client, dbs):
     Walker(client).arrive()
     for token in ("nicht-gültig", "\u00e9" * 32):

@@ -103,8 +103,11 @@ def test_bad_chat_turn_is_a_400_and_calls_no_model(site_app, backend, text):
     '{"likert": [4, 4], "choice": 1, "strength": 2, "origin": 1.7e12, "t_shown": 500.0, "t_decided": -9e9}',
     '{"likert": [4, 4], "choice": 1, "strength": 2, "origin": 1.7e12, "t_shown": 500.0, "t_decided": 400.0}',
     '{"likert": [4, 4], "choice": 1, "strength": 2, "origin": 1.7e12, "t_shown": -5.0, "t_decided": 400.0}',
+    # a comment over the field's 5000 characters (stored cut at 5000, silently, before)
+    '{"likert": [4, 4], "choice": 1, "strength": 2, "origin": 1.7e12, "t_shown": 1, "t_decided": 2, "feedback": "'
+    + "word " * 1001 + '"}',
 ], ids=["deep", "surrogate-feedback", "nul-feedback", "origin", "t_shown", "decided-negative", "decided-first",
-       "shown-negative"])
+       "shown-negative", "long-feedback"])
 def test_bad_rating_is_a_400_and_stores_nothing(site_app, body):
     w, data = _on_task(site_app)
     _turn(w, data)
@@ -153,6 +156,23 @@ def test_demographics_number_out_of_range_is_asked_again(site_app, age):
     r = w.answer({"age": age})
     assert r.status_code == 400 and "Enter a number" in r.text
     assert w.current_step() == "demographics"
+
+
+def test_a_free_text_answer_is_never_cut(site_app):
+    """A question's text field takes at most 5000 characters (maxlength); a longer answer sent
+    anyway was stored cut at 5000, silently. It is asked again, saying so."""
+    from gazepref.capture_site.config import Question
+    from gazepref.capture_site.questions import MAX_ANSWER, read_answers
+
+    q = (Question(id="summary", label="Summarise", type="text", required=True),)
+    answers, errors = read_answers(q, {"summary": "x" * (MAX_ANSWER + 1)})
+    assert answers == {} and len(errors) == 1 and "at most 5000 characters (it has 5001)" in errors[0]
+    assert read_answers(q, {"summary": "x" * MAX_ANSWER})[0] == {"summary": "x" * MAX_ANSWER}
+    from flask import get_template_attribute
+
+    with site_app.test_request_context():
+        field = str(get_template_attribute("_macros.html", "question")(q[0]))
+    assert '<textarea name="summary"' in field and f'maxlength="{MAX_ANSWER}"' in field
 
 
 @pytest.mark.parametrize("field", ["age", "step", "csrf_token", "decision"])
@@ -295,7 +315,7 @@ def _request(draw, w: Walker, data: dict, csrf: str, admin_csrf: str) -> tuple[s
         if draw(st.booleans()):
             fields["csrf_token"] = csrf
         path = {"consent": "/consent", "step": "/step", "login": "/admin/login"}[kind]
-        method = draw(st.sampled_from(["GET", "POST"]))
+        method = draw(st.sampled_from(["GET", "POST", "HEAD", "PUT"]))  # (HEAD: test_flow's test_a_head_request_changes_nothing)
         body = "&".join(f"{_q(k)}={_q(v)}" for k, v in fields.items())
         return method, path, dict(data=body.encode(), content_type="application/x-www-form-urlencoded")
     slug = draw(st.sampled_from(["test-study", "nope", "x%00"]))

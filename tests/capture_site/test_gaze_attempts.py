@@ -78,6 +78,21 @@ def test_frame_starved_calibration_is_refused_and_repeated(make_app, tmp_path):
     assert answer_step(client).status_code == 302
 
 
+def test_a_participant_who_passed_and_left_before_continue_is_not_called_stuck_at_the_set_up(
+        make_app, tmp_path, monkeypatch):
+    """Calibrated, then gone before pressing Continue: the dashboard said "left at the camera set-up
+    with the face well placed", read as never past the set-up."""
+    from gazepref.capture_site import quality
+
+    monkeypatch.setattr(quality, "IDLE_S", 0)  # whoever is not finished has stopped
+    app, client = client_for(make_app, tmp_path)
+    token = to_calibration(client)["token"]
+    post_frames(client, token, {"phase": "setup", "t": [10.0, 20.0]}, [jpeg(moving(0)), jpeg(moving(1))])
+    assert post_round(client, token, "calibration", CALIBRATION_TARGETS).status_code == 200
+    assert post_round(client, token, "validation", NEAR).json["outcome"]["passed"]
+    assert _dashboard_reason(app) == "at the camera set-up: calibration passed; left before pressing Continue"
+
+
 def test_validation_points_report_data_loss_and_a_starved_point_fails(make_app, tmp_path):
     app, client = client_for(make_app, tmp_path, "attempts = 1", "min_frames = 5")
     token = to_calibration(client)["token"]

@@ -191,6 +191,26 @@ def test_websocket_refuses_a_bad_token(wapp):
                 ws.send(pack_frame({"phase": "setup", "seq": 0, "t": 0.0}, jpeg(moving(0))))
 
 
+HANDSHAKE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+
+@pytest.mark.parametrize("change, status, says", [
+    ({"Sec-WebSocket-Version": "99"}, 426, "version 13 only"),
+    ({"Sec-WebSocket-Version": None}, 426, "version 13 only"),
+    ({"Sec-WebSocket-Key": None}, 400, "no Sec-WebSocket-Key"),
+])
+def test_a_handshake_the_socket_cannot_take_is_a_4xx_not_a_traceback(wapp, caplog, change, status, says):
+    """A handshake with another version or without its key: the socket library raised (500, and a
+    ~30-line traceback in the log for each request: anyone could fill the log)."""
+    headers = {k: v for k, v in {**HANDSHAKE, **change}.items() if v is not None}
+    r = wapp.test_client().get("/api/gaze/ws", headers=headers)
+    assert r.status_code == status and says in r.json["error"], (r.status_code, r.text[:200])
+    if status == 426:
+        assert r.headers["Sec-WebSocket-Version"] == "13"
+    assert not [x for x in caplog.records if x.levelname == "ERROR"]
+
+
 def test_websocket_refuses_a_token_that_is_not_text(wapp):
     with BackgroundServer(wapp) as url:
         for first in ({"token": 5}, {"token": ["a"]}, "[" * 100_000):
