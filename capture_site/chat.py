@@ -26,6 +26,7 @@ from .flow import current_step, turn_rated
 from .gaze_step import page_data as gaze_page_data
 from ..llm import BackendError
 from .runtime import db, site
+from . import turn_leases
 from .validation import origin_ms, page_time_ms
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,30 @@ def send_turn(task_id: int):
         raise ApiError(409, "Please rate the previous answer first. The page will now show it again.", reload=True)
     if index >= cfg.max_turns:
         raise ApiError(409, f"This task allows at most {cfg.max_turns} messages. Please finish the task.")
+    # the turn's lease (turn_leases): copies of this turn sent meanwhile call no model
+    with participant_lock(p):
+        db().expire(task, ["turns"])
+        stored = list(task.turns)
+        if index < len(stored):  # stored since this request read the task (a copy that came first)
+            db().rollback()
+            if stored[index].prompt == prompt:
+                return jsonify(turn=turn_json(stored[index], cfg))
+            raise ApiError(409, STALE_PAGE, reload=True)
+        try:
+            lease = turn_leases.take(db(), task.id, index)
+        except ApiError:
+            db().rollback()
+            raise
+        db().commit()
+    try:
+        return _answer_turn(p, cfg, task, index, prompt)
+    finally:
+        turn_leases.give_back(site().statements, task_id, index, lease)
 
+
+def _answer_turn(p: store.Participant, cfg: StudyConfig, task: store.Task, index: int, prompt: str):
+    """The models' answers to ``prompt`` as turn ``index`` of ``task``, stored (the lease held)."""
+    task_id = task.id
     rng = random.Random(f"{p.pseudonym}:{task.index}:{index}")
     modifiers = [m for m in cfg.modifiers if rng.random() < m.probability]
     prompt_sent = prompt + "".join(m.text for m in modifiers)

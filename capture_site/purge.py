@@ -2,7 +2,8 @@
 (``rate_buckets``, :func:`.ratelimit.purge_full_buckets`), login back-offs whose block is over
 and whose count is forgotten (``login_throttle``, :func:`.accounts.purge_forgotten`), and
 researcher sessions that have ended (``researcher_sessions``,
-:func:`.accounts.purge_expired_sessions`). Such rows are the same as no row, so deleting them
+:func:`.accounts.purge_expired_sessions`), and the leases of chat turns that have ended
+(``turn_leases``, :func:`.turn_leases.purge_expired`). Such rows are the same as no row, so deleting them
 changes no decision; without it every participant, key and login ever seen would keep a row for
 good.
 
@@ -51,7 +52,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .. import store
-from . import accounts
+from . import accounts, turn_leases
 from .gaze_limits import frame_limiter
 from .ratelimit import purge_full_buckets
 from .runtime import OUTAGE_ERRORS, close_db, database_outage, site
@@ -78,9 +79,14 @@ def _sessions(limit: int) -> int:
     return accounts.purge_expired_sessions(site().statements, accounts.session_s(), limit=limit)
 
 
+def _leases(limit: int) -> int:
+    """Chat turns' leases that have ended (a server that died while the models answered)."""
+    return turn_leases.purge_expired(site().statements, limit=limit)
+
+
 #: (table, purge of at most ``limit`` rows, in the app's context)
 TABLES: list[tuple[str, Callable[[int], int]]] = [("rate_buckets", _buckets), ("login_throttle", _throttles),
-                                                  ("researcher_sessions", _sessions)]
+                                                  ("researcher_sessions", _sessions), ("turn_leases", _leases)]
 
 
 class Purge:

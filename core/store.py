@@ -308,6 +308,18 @@ class LoginThrottle(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class TurnLease(Base):
+    """A chat turn whose models are answering (:mod:`gazepref.capture_site.turn_leases`): while it
+    holds, another request for the same turn of the task calls no model. In the database, so every
+    server process and host sees it; no foreign key (a task's deletion leaves it to expire)."""
+
+    __tablename__ = "turn_leases"
+    __table_args__ = {"info": {"unlogged": True}}  # (PostgreSQL: emptied after a crash, as it may be)
+    task_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    turn: Mapped[int] = mapped_column(Integer)  # the turn's index
+    until: Mapped[float] = mapped_column(Float)  # Unix seconds: the lease has ended after it
+
+
 class RateBucket(Base):
     """A token bucket of the site's per-participant rate limits (:mod:`gazepref.capture_site.ratelimit`):
     in the database, so every server process and host behind a proxy draws from the same bucket."""

@@ -47,6 +47,87 @@ def test_backend_failure_shows_retry_and_loses_no_turn(make_app, dbs):
     assert len(texts) == 2  # the other arm (demo, detailed) still answered differently
 
 
+class HeldBackend:
+    """Answers once ``release`` is set, counting its calls."""
+
+    def __init__(self):
+        import threading
+
+        self.calls, self.release, self.called = 0, threading.Event(), threading.Event()
+
+    def generate(self, messages):
+        self.calls += 1
+        self.called.set()
+        assert self.release.wait(30)
+        return f"answer to: {messages[-1]['content']}"
+
+
+def test_copies_of_a_turn_being_answered_call_no_model(make_app, database):
+    """A turn's copies sent while its models answer (a script, the participant's own token: 20 at
+    once made 40 model calls for the one turn stored) are answered 409 "still being answered"
+    (retry) and call no model; once stored, the same message gets the stored turn, and the next
+    turn is answered as usual (the lease ended)."""
+    import threading
+
+    held = HeldBackend()
+    app = make_app(LLM_BACKENDS={"concise": held}, **({"DATABASE_URL": database} if database else {}))
+    w = Walker(app.test_client(), f"LEASE-{uuid.uuid4().hex[:8]}")
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    url, body = data["urls"]["turns"], {"index": 0, "prompt": "How does sleep help memory?"}
+    first = {}
+    sender = threading.Thread(target=lambda: first.update(r=app.test_client().post(url, json=body, headers=headers(data))))
+    sender.start()
+    try:
+        assert held.called.wait(30)
+        for prompt in (body["prompt"], "another message", body["prompt"]):
+            r = app.test_client().post(url, json={"index": 0, "prompt": prompt}, headers=headers(data))
+            assert r.status_code == 409 and r.json["retry"] is True and "still being answered" in r.json["error"], r.json
+    finally:
+        held.release.set()
+        sender.join(30)
+    assert first["r"].status_code == 200 and held.calls == 1
+    again = app.test_client().post(url, json=body, headers=headers(data))
+    assert again.status_code == 200 and again.json["turn"] == first["r"].json["turn"] and held.calls == 1
+    with app.extensions["gazepref"].sessions() as s:
+        assert len(s.scalars(select(store.Turn).where(store.Turn.task_id == data["task"])).all()) == 1
+        assert s.scalars(select(store.TurnLease)).all() == []  # given back once stored
+
+
+def test_a_turn_lease_is_given_back_when_the_models_fail(make_app):
+    """A backend failure ends the lease at once: Try again is answered, not "still being answered"."""
+    flaky = FlakyBackend(failures=1)
+    app = make_app(LLM_BACKENDS={"concise": flaky})
+    w = Walker(app.test_client())
+    w.arrive()
+    w.consent()
+    data = w.to_task()
+    body = {"index": 0, "prompt": "hello"}
+    assert w.client.post(data["urls"]["turns"], json=body, headers=headers(data)).status_code == 503
+    assert w.client.post(data["urls"]["turns"], json=body, headers=headers(data)).status_code == 200
+
+
+def test_expired_turn_leases_are_purged(make_app):
+    """A lease left by a server that died while the models answered: it ends after LEASE_S (a copy
+    is then answered) and the purge deletes it."""
+    from gazepref.capture_site import turn_leases
+
+    app = make_app()
+    engine = app.extensions["gazepref"].engine
+    with app.extensions["gazepref"].sessions() as s, s.begin():
+        turn_leases.take(s, 7, 0, now=1000.0)
+        turn_leases.take(s, 8, 2, now=5000.0)
+    with app.extensions["gazepref"].sessions() as s:
+        with pytest.raises(Exception, match="still being answered"):
+            turn_leases.take(s, 8, 2, now=5000.0 + turn_leases.LEASE_S - 1)
+        assert turn_leases.take(s, 7, 0, now=1000.0 + turn_leases.LEASE_S + 1)  # ended: taken again
+        s.rollback()
+    assert turn_leases.purge_expired(engine, now=1000.0 + turn_leases.LEASE_S + 1) == 1
+    with app.extensions["gazepref"].sessions() as s:
+        assert [lease.task_id for lease in s.scalars(select(store.TurnLease))] == [8]
+
+
 def test_resend_returns_stored_turn_and_order_is_enforced(walker, client, dbs):
     walker.arrive()
     walker.consent()

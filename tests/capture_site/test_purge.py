@@ -134,7 +134,8 @@ def test_a_purge_in_a_database_outage_is_one_line_and_waits_for_the_next_interva
     lines = [r for r in caplog.records if r.name == "gazepref.capture_site.purge"]
     assert len(lines) == 1 and lines[0].exc_info is None, [r.getMessage() for r in lines]
     assert lines[0].getMessage().startswith(
-        "purge of rate_buckets, login_throttle, researcher_sessions skipped: database unavailable (OperationalError)")
+        "purge of rate_buckets, login_throttle, researcher_sessions, turn_leases skipped: database unavailable "
+        "(OperationalError)")
     assert len(tried) == 1 and present(app, store.LoginThrottle, [gone]) == {gone}
     monkeypatch.setattr(purge_module, "TABLES", real)
     clock.now += 60
