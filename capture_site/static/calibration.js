@@ -32,7 +32,7 @@ const SCRIPT_START = performance.now();
 const state = { capture: null, attempts: 0, rounds: [], busy: false, done: false, passedSetup: false,
                 started: setupStarted(), lastOk: -Infinity, lastBad: -Infinity, lastHidden: -Infinity,
                 lastStopped: -Infinity, lastPaused: -Infinity, pendingCheck: null,
-                firstAnswer: null, wayOnOffered: false };
+                firstAnswer: null, limitFrom: null, wayOnOffered: false };
 // the page out of sight (another tab or program in front): the capture takes no picture meanwhile
 // (GazeCapture.grab), so a dot then shown gets none of the participant looking at it; nor does the
 // set-up's time limit for the way on run meanwhile (nobody could get the face well placed)
@@ -40,7 +40,7 @@ document.addEventListener("visibilitychange", () => {
   const now = performance.now();
   if (document.visibilityState === "hidden") {
     state.lastHidden = now;
-  } else if (state.lastHidden > -Infinity && !state.wayOnOffered && state.firstAnswer !== null) {
+  } else if (state.lastHidden > -Infinity && !state.wayOnOffered && state.limitFrom !== null) {
     const away = now - state.lastHidden;
     state.started += away;
     if (state.lastOk > -Infinity) state.lastOk += away;
@@ -86,9 +86,11 @@ function canStart() {
   const cap = state.capture;
   if (!cap || cap.cameraStopped || cap.cameraPaused) return false;
   // well placed a moment ago, and no dark picture, lost face or second face since
-  const grace = Math.max(OK_GRACE_MS, staleMs(cap) + 500); // (a slow computer's statuses come seconds apart)
-  return faceWellPlaced(grace) || state.wayOnOffered;
+  return faceWellPlaced(okGrace(cap)) || state.wayOnOffered;
 }
+
+/** How long a well-placed face counts after its status (a slow computer's statuses come seconds apart). */
+const okGrace = (cap) => Math.max(OK_GRACE_MS, staleMs(cap) + 500);
 
 /** The face was well placed a moment ago (within ``grace`` ms), with no dark picture, lost face or
  *  second face since. */
@@ -566,13 +568,21 @@ function refreshIndicator() {
   if (!state.busy) ui.start.disabled = !canStart();
   // the way on: the time limit without a well-placed face, from the set-up's start or the last
   // moment the face was well placed (it may have passed once, then the light changed), counting
-  // only while the eye tracker answers (state.firstAnswer: not while the camera starts or the face
-  // model loads, a minute or more on a slow connection, when nobody could place the face); once
-  // offered, it stays (its words only while the face is not well placed)
-  if (state.firstAnswer === null || state.done) return;
+  // only once the eye tracker answers (not while the camera starts or the face model loads, a
+  // minute or more on a slow connection, when nobody could place the face), or should have: a
+  // tracker started FIRST_ANSWER_MS ago without an answer (a server that does not answer) counts
+  // from then, so the way on comes all the same; once offered, it stays (its words only while the
+  // face is not well placed)
+  if (state.limitFrom === null) {
+    const from = state.firstAnswer !== null ? state.firstAnswer
+      : performance.now() - state.watchSince > FIRST_ANSWER_MS ? state.watchSince + FIRST_ANSWER_MS : null;
+    if (from === null) return;
+    state.limitFrom = from;
+    state.started += from - SCRIPT_START; // (this page's camera start and model load: not counted)
+  }
   const since = Math.max(state.started, state.lastOk);
   if (!state.busy && S.setup_timeout_s > 0 && performance.now() - since > S.setup_timeout_s * 1000) showWayOn();
-  else if (state.wayOnOffered && ui.wayOn.hidden && !faceWellPlaced(OK_GRACE_MS)) sayWayOn(true);
+  else if (state.wayOnOffered && ui.wayOn.hidden && !faceWellPlaced(okGrace(cap))) sayWayOn(true);
 }
 
 /** The way on's words and the Start button's label: "Start calibration anyway" with "the picture is
@@ -670,10 +680,7 @@ async function startCamera() {
       showFace(ui.status, face);
       // the stage's status moves off the dot only when its text (so its size) changed: not per answer
       if (showFace(ui.stageStatus, face)) keepClear();
-      if (state.firstAnswer === null) { // the time limit of the way on starts now (refreshIndicator)
-        state.firstAnswer = performance.now();
-        state.started += state.firstAnswer - SCRIPT_START; // (this page's camera start and model load)
-      }
+      if (state.firstAnswer === null) state.firstAnswer = performance.now(); // the way on's time limit (refreshIndicator)
       if (face && ["dark", "no-face", "several"].includes(face.code)) state.lastBad = performance.now(); // not a flicker
       if (face && face.ok) {
         state.lastOk = performance.now();

@@ -674,6 +674,22 @@ new MutationObserver(() => { const el = document.getElementById("setup-way-on");
         assert not page.evaluate("window.wayOnSeen") and page.text_content("#start-calibration") == "Start calibration"
 
 
+def test_the_set_up_offers_a_way_on_when_the_eye_tracker_never_answers(make_app, tmp_path):
+    """The server answers none of the page's samples (an overloaded server, a database outage): the
+    time limit counts from FIRST_ANSWER_MS (20 s) after the tracker started, so the way on comes
+    (a first version of the limit counted only from the first answer: no way on, for ever)."""
+    video = write_y4m(tmp_path / "face.y4m", [head_and_shoulders((320, 240))] * 2, fps=5)
+    app = make_app(STUDY_CONFIG=str(webcam_toml(tmp_path / "s.toml", 'compute = "browser"\nsetup_timeout_s = 1')))
+    with browser_page(app, video) as page:
+        page.route("**/api/gaze/samples", lambda route: route.fulfill(
+            status=503, headers={"Retry-After": "1"}, content_type="application/json",
+            body='{"error": "The study\'s database cannot be reached right now", "retry": true}'))
+        to_calibration_page(page, "CAM-NO-ANSWER")
+        page.wait_for_selector("#setup-way-on:not([hidden])", timeout=60_000)  # 20 s + 1 s, on a busy machine more
+        assert page.is_visible("#skip-camera") and "anyway" in page.text_content("#start-calibration")
+        assert page.evaluate("window.gazepref.calibration.firstAnswer") is None
+
+
 def test_a_window_behind_the_other_window_notice_still_offers_the_withdrawal(make_app, tmp_path):
     """The study open in two windows: the page behind the "open in another window" notice is inert,
     its "Withdraw from the study" link too, so withdrawing there meant taking the camera over
