@@ -91,6 +91,7 @@ def test_the_profile_config_keeps_the_sites_gunicorn_hooks():
 #: A few seconds each on the 2-core dev machine.
 TINY_RUNS = {
     "dashboard_plots_page": (["--tasks", "1", "--turns", "1"], "status {200: "),
+    "drift_correction": (["--people", "1", "--sittings", "2", "--clicks", "3"], "3 clicks: uncorrected"),
     "features": (["--data", "{sample}", "--jobs", "1", "--json"], '"gaze_samples": 21696'),
     "feedback_eval": (["--ifllm", "{sample}"], "IFLLM real follow-ups: 32 pairs"),
     "feedback_mining": (["{sample}", "--folds", "2", "--json"], '"ordinal_cv_by_conversation"'),
