@@ -688,7 +688,8 @@ def test_a_double_click_on_the_link_leaves_no_dead_end(page):
     page.evaluate("document.querySelector(\"form.step-form [name='csrf_token']\").value = 'stale'")
     page.click("#continue")
     page.wait_for_selector("#expired-notice")
-    assert page.is_checked("[name='understand_before'][value='2']")  # kept by the tab (page.js)
+    # kept by the tab: page.js (a module, loaded after the page shows) puts the choice back
+    wait_for_function(page, "document.querySelector(\"[name='understand_before'][value='2']\").checked")
     page.click("#continue")
     ready(page)
     assert page.locator("#message").is_visible()
