@@ -130,13 +130,21 @@ let timer = null;
 // if they were current).
 function loggedOut() {
   clearInterval(timer);
-  if (document.getElementById("logged-out")) return;
-  const note = document.createElement("p");
-  note.id = "logged-out";
-  note.className = "flash";
-  note.setAttribute("role", "alert");
-  note.textContent = "Your login has ended: the figures below are no longer updated. Reload the page to log in again.";
-  section.prepend(note);
+  noteAbove("logged-out", "alert").textContent =
+    "Your login has ended: the figures below are no longer updated. Reload the page to log in again.";
+}
+
+/** The note ``id`` above the figures (made once, with the live-region ``role``). */
+function noteAbove(id, role) {
+  let note = document.getElementById(id);
+  if (!note) {
+    note = document.createElement("p");
+    note.id = id;
+    note.className = "flash";
+    note.setAttribute("role", role);
+    section.prepend(note);
+  }
+  return note;
 }
 
 // A poll that got no figures (the database or the server unreachable, the network down): the
@@ -144,16 +152,9 @@ function loggedOut() {
 // current); the next poll that gets figures takes the note away.
 let updatedAt = new Date();
 function notUpdated(why) {
-  let note = document.getElementById("not-updated");
-  if (!note) {
-    note = document.createElement("p");
-    note.id = "not-updated";
-    note.className = "flash";
-    note.setAttribute("role", "status");
-    section.prepend(note);
-  }
   const hhmm = updatedAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  note.textContent = `${why}: the figures below are as of ${hhmm}; they are updated again when it answers.`;
+  noteAbove("not-updated", "status").textContent =
+    `${why}: the figures below are as of ${hhmm}; they are updated again when it answers.`;
 }
 
 async function poll() {

@@ -41,7 +41,7 @@ def test_backend_failure_shows_retry_and_loses_no_turn(make_app, dbs):
     with app.extensions["gazepref"].sessions() as s:
         assert s.scalars(select(store.Turn)).all() == []
     r = w.client.post(data["urls"]["turns"], json=body, headers=headers(data))
-    assert r.status_code == 200
+    assert r.status_code == 200  # (the failures gave the turn's lease back: not "still being answered")
     texts = {x["text"] for x in r.json["turn"]["responses"]}
     assert any(t.startswith("answer to: How does sleep help memory?") for t in texts)
     assert len(texts) == 2  # the other arm (demo, detailed) still answered differently
@@ -93,19 +93,6 @@ def test_copies_of_a_turn_being_answered_call_no_model(make_app, database):
     with app.extensions["gazepref"].sessions() as s:
         assert len(s.scalars(select(store.Turn).where(store.Turn.task_id == data["task"])).all()) == 1
         assert s.scalars(select(store.TurnLease)).all() == []  # given back once stored
-
-
-def test_a_turn_lease_is_given_back_when_the_models_fail(make_app):
-    """A backend failure ends the lease at once: Try again is answered, not "still being answered"."""
-    flaky = FlakyBackend(failures=1)
-    app = make_app(LLM_BACKENDS={"concise": flaky})
-    w = Walker(app.test_client())
-    w.arrive()
-    w.consent()
-    data = w.to_task()
-    body = {"index": 0, "prompt": "hello"}
-    assert w.client.post(data["urls"]["turns"], json=body, headers=headers(data)).status_code == 503
-    assert w.client.post(data["urls"]["turns"], json=body, headers=headers(data)).status_code == 200
 
 
 def test_expired_turn_leases_are_purged(make_app):
