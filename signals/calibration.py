@@ -910,24 +910,18 @@ class DriftCorrector:
     them).
 
     Each axis's median is shrunk towards 0 by its own standard error (``se`` = 1.2533 x the
-    differences' spread / sqrt(n); the median ``m`` becomes ``m (1 - se^2 / m^2)``, 0 where
-    ``|m| <= se``): a click's difference is mostly the picture-to-picture spread of the gaze
-    estimate, not the offset, and the plain median of a few of them added more error than it took
-    away. The spread (1.4826 x MAD per axis) is pooled with a prior one, :data:`PRIOR_SPREAD_PX`,
-    weighted as :data:`PRIOR_WEIGHT` differences: one difference, or equal ones, show no spread
-    (a first click's noise was applied whole: 75 px off a true offset of 0 with 60 px of noise
-    per axis; pooled 27 px). Synthetic people (``benchmarks/drift_correction.py``: 6 x 4
-    sittings, calibrated on one, another predicted; each click paired with the median of 5 of its
-    dot's pictures), mean error in px, uncorrected / the plain median of the last 5 (before 08 Dec
-    2026) / this: sight model 203.5 / 223.7 / 213.8 after 1 click, 208.0 /
-    200.6 after 10, 207.6 / 196.9 after 30; blend 223.9 / 237.4 / 230.6, 213.8 / 208.6, 217.3 /
-    205.0. (A single click still costs on average: use ``interaction_calibration``, the default.)
+    differences' spread, 1.4826 x MAD, / sqrt(n); the median ``m`` becomes ``m (1 - se^2 /
+    m^2)``, 0 where ``|m| <= se``): a click's difference is mostly the picture-to-picture spread
+    of the gaze estimate, not the offset, and the plain median of a few of them added more error
+    than it took away. One difference, or equal ones, show no spread: they are taken as they are
+    (as before). Synthetic people (``benchmarks/drift_correction.py``: 6 x 4 sittings, calibrated
+    on one, another predicted; each click paired with the median of 5 of its dot's pictures),
+    mean error in px, uncorrected / the plain median of the last 5 (before 08 Dec 2026) / this:
+    sight model 203.5 / 223.7 / 223.7 after 1 click (the same), 210.5 / 205.9 after 3, 208.0 /
+    203.8 after 10, 207.6 / 197.9 after 30; blend 223.9 / 237.4 / 237.4, 223.0 / 220.0, 213.8 /
+    209.6, 217.3 / 204.9. (A first click still costs on average: ``interaction_calibration``, the
+    default, is the better correction.)
     """
-
-    #: the spread (px, per axis) of a click's difference assumed before the clicks show theirs, and
-    #: its weight in differences: a webcam estimate's picture-to-picture spread over a click's
-    #: 400 ms is tens of px (the 250 px gate, ``max_offset_px``, is ~5 of them)
-    PRIOR_SPREAD_PX, PRIOR_WEIGHT = 50.0, 2.0
 
     def __init__(self, window: int = 20, max_offset_px: float = 250.0, reacquire: int = REACQUIRE_CLICKS) -> None:
         self.window = window
@@ -964,15 +958,9 @@ class DriftCorrector:
         if not self._diffs:
             return 0.0, 0.0
         d = np.array(self._diffs)
-        n = len(d)
         m = np.median(d, axis=0)
-        spread2 = (1.4826 * np.median(np.abs(d - m), axis=0)) ** 2
-        # pooled with the prior spread (PRIOR_SPREAD_PX, weight PRIOR_WEIGHT): one or two
-        # differences (or equal ones) tell nothing of their spread, and a MAD of 0 applied the
-        # first click's noise whole
-        spread2 = ((n - 1) * spread2 + self.PRIOR_WEIGHT * self.PRIOR_SPREAD_PX ** 2) / (n - 1 + self.PRIOR_WEIGHT)
-        se2 = 1.2533 ** 2 * spread2 / n
-        shrink = np.divide(se2, m * m, out=np.ones(2), where=m != 0.0)
+        se2 = (1.2533 * 1.4826 * np.median(np.abs(d - m), axis=0)) ** 2 / len(d)
+        shrink = np.divide(se2, m * m, out=np.zeros(2), where=m != 0.0)
         m = m * np.maximum(0.0, 1.0 - shrink)
         return float(m[0]), float(m[1])
 
