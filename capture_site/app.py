@@ -41,7 +41,7 @@ from .config import load_config
 from .questions import MAX_ANSWER
 from .ratelimit import DbRateLimiter
 from .runtime import OUTAGE_ERRORS, Site, close_db, database_outage, ensure_study
-from .security import content_security_policy, csrf_token, form_draft_key
+from .security import EXPIRED_ARG, content_security_policy, csrf_token, form_draft_key
 from .serving import gunicorn_threads, worker_threads
 from .validation import InvalidInput, check_request
 
@@ -286,7 +286,8 @@ def _create_app(instance_path: str | None, overrides: dict[str, Any] | None,
     setup_log.install(app)  # set-up frame counts held in memory written within seconds (the dashboard)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["form_draft_key"] = form_draft_key
-    app.jinja_env.globals.update(max_answer=MAX_ANSWER, max_feedback=MAX_FEEDBACK)  # the fields' maxlength
+    app.jinja_env.globals.update(max_answer=MAX_ANSWER, max_feedback=MAX_FEEDBACK,  # the fields' maxlength
+                                 expired_arg=EXPIRED_ARG)
     app.jinja_env.filters["paragraphs"] = paragraphs
 
     shutdown.install(app)  # SIGTERM: 503 + Retry-After for new work, WebSockets told to reconnect

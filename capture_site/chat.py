@@ -98,6 +98,14 @@ def _answer(cfg: StudyConfig, models: list[str], messages: list[dict[str, str]])
         return list(pool.map(lambda b: b.generate(messages), backends))
 
 
+def _stored_turn(turn: store.Turn, prompt: str, cfg: StudyConfig):
+    """The answer to a message sent as a turn already stored: that turn for the same message (a
+    retry), else 409 (a page out of date: Back, another tab)."""
+    if turn.prompt == prompt:
+        return jsonify(turn=turn_json(turn, cfg))
+    raise ApiError(409, STALE_PAGE, reload=True)
+
+
 @bp.post("/tasks/<int:task_id>/turns")
 def send_turn(task_id: int):
     p, cfg, task = _open_task(task_id)
@@ -112,9 +120,7 @@ def send_turn(task_id: int):
     prompt = prompt.strip()
     turns = list(task.turns)
     if index < len(turns):
-        if turns[index].prompt == prompt:
-            return jsonify(turn=turn_json(turns[index], cfg))  # a retry of a stored turn
-        raise ApiError(409, STALE_PAGE, reload=True)  # sent from an old page (Back, another tab)
+        return _stored_turn(turns[index], prompt, cfg)
     if index > len(turns):
         raise ApiError(409, STALE_PAGE, reload=True)
     if turns and not turn_rated(turns[-1]):
@@ -127,9 +133,7 @@ def send_turn(task_id: int):
         stored = list(task.turns)
         if index < len(stored):  # stored since this request read the task (a copy that came first)
             db().rollback()
-            if stored[index].prompt == prompt:
-                return jsonify(turn=turn_json(stored[index], cfg))
-            raise ApiError(409, STALE_PAGE, reload=True)
+            return _stored_turn(stored[index], prompt, cfg)
         try:
             lease = turn_leases.take(db(), task.id, index)
         except ApiError:
@@ -176,9 +180,7 @@ def _answer_turn(p: store.Participant, cfg: StudyConfig, task: store.Task, index
         stored = list(task.turns)
         if index < len(stored):  # the same turn sent twice at once: keep the first
             db().rollback()
-            if stored[index].prompt == prompt:
-                return jsonify(turn=turn_json(stored[index], cfg))
-            raise ApiError(409, STALE_PAGE, reload=True)
+            return _stored_turn(stored[index], prompt, cfg)
         task.turns.append(turn)
         try:
             db().commit()

@@ -91,8 +91,9 @@ install_error_handlers(bp)
 @bp.before_request
 def _websocket_handshake():
     """A WebSocket handshake the socket library cannot take (RFC 6455: ``Sec-WebSocket-Version:
-    13``, a ``Sec-WebSocket-Key``) is answered here: 426 with the version taken, or 400, as JSON. The library raised on such a handshake (a 500, and a
-    traceback in the log for every one: anyone could fill the log)."""
+    13``, a ``Sec-WebSocket-Key``) is answered here: 426 with the version taken, or 400, as JSON.
+    The library raised on such a handshake (a 500, and a traceback in the log for every one:
+    anyone could fill the log)."""
     h = request.headers  # (no Upgrade: websocket at all: the route does not match, Werkzeug's 400)
     if h.get("Sec-WebSocket-Version", "").strip() != "13":
         return jsonify(error="WebSocket version 13 only (Sec-WebSocket-Version: 13)"), 426, {

@@ -168,7 +168,8 @@ EXPIRED_ARG = "expired"
 
 
 def check_csrf() -> Any:
-    """Refuse a POST (any method but GET, HEAD and OPTIONS) whose form field or X-CSRF-Token header does not match the session's.
+    """Refuse a POST (any method but GET, HEAD and OPTIONS) whose form field or X-CSRF-Token
+    header does not match the session's.
 
     A form of the site's own page that the browser sends as a navigation (``Sec-Fetch-Site:
     same-origin``, ``Sec-Fetch-Mode: navigate``: what Chromium, Firefox and Safari send) to an
