@@ -535,14 +535,18 @@ def check_preference_file(path: str | os.PathLike) -> None:
         sources ``feedback_pairs`` and ``feedback_kto``), another record, or no record at all.
         A line that is not JSON is left to the reader, which names it.
     """
-    from .conversations import iter_jsonl
+    from .conversations import Malformed, detect_format, iter_jsonl
 
     for n, rec, err in iter_jsonl(path):
         if err is not None or not isinstance(rec, dict):
             return
         if all(k in rec for k in PAIR_KEYS) or all(k in rec for k in EXAMPLE_KEYS):
             return
-        if any(k in rec for k in ("messages", "conversations", "conversation")):
+        try:
+            detect_format(rec)  # a conversation's record (the chat-log readers' own rule)
+        except Malformed:
+            pass
+        else:
             raise UserError(f"{path} is a chat log (line {n} is a conversation), not a preference data set: "
                             "mine its text feedback with --label-source feedback_pairs (DPO pairs) or "
                             "feedback_kto (KTO examples)")
