@@ -129,6 +129,8 @@ def progress(slug: str):
 def export(slug: str):
     st = _study(slug)
     fmt = request.args.get("format", "parquet")
+    if fmt not in FORMATS:  # (a script's typo gets a status, not the study page)
+        abort(400, description=f"no export format {fmt[:40]!r}: one of {', '.join(FORMATS)}")
     demographics = request.args.get("demographics") == "1"
     spreadsheet = request.args.get("spreadsheet") == "1"
     tmp = Path(tempfile.mkdtemp(prefix="gazepref-export-"))

@@ -225,10 +225,22 @@ _CAMERA_ERRORS = {"denied": "camera access denied", "not-found": "no camera foun
                   "unsupported": "browser cannot use a webcam", "failed": "camera could not be started"}
 
 
+def step_phrase(step: str) -> str:
+    """Where in the flow ``step`` is, as a phrase after a verb ("withdrew ..."): ``"task:0"`` ->
+    ``"in task 1"``, ``"pre:1"`` -> ``"before task 2"``, ``"post:0"`` -> ``"after task 1"``,
+    ``"calibration:2"`` -> ``"at the calibration before task 3"``, ``"demographics"`` -> ``"at the
+    demographics step"`` (:func:`step_label` names the step alone, for the dashboard's column)."""
+    name, index = parse_step(step)
+    if index is None or name not in ("task", "pre", "post", "calibration"):
+        return f"at the {step} step"
+    return {"task": "in ", "pre": "", "post": "", "calibration": "at the "}[name] + step_label(step)
+
+
 def _marker_step(marker: dict) -> str:
-    """" at <step>" of a withdrawal's or deletion's marker (:mod:`.purge`), or "" where none was reached."""
+    """" <where>" (:func:`step_phrase`) of a withdrawal's or deletion's marker (:mod:`.purge`), or
+    "" where none was reached."""
     step = marker.get("step")
-    return f" at {step_label(step)}" if isinstance(step, str) and step != "-" else ""
+    return f" {step_phrase(step)}" if isinstance(step, str) and step != "-" else ""
 
 
 def stop_reason(p: store.Participant, now: dt.datetime, last: dt.datetime | None, step: str) -> tuple[str, str]:

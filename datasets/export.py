@@ -380,10 +380,14 @@ def export_ifllm(rec: Recording, out: str | os.PathLike, overwrite: bool = False
             "preference": _preference(t), "adjustment": int(bool(t.modifiers)),
             "query_timestamp": _timestamp(t.epoch_ms),
             "t_shown": t.t_shown, "t_decided": t.t_decided, "comment": t.feedback_text,
+            "modifiers": json.dumps(list(t.modifiers)), "prompt_sent": t.prompt_sent,
+            "choice_strength": t.choice_strength,
         })
-    qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS + ifllm.QUERY_CLOCK_COLUMNS + ifllm.QUERY_COMMENT_COLUMNS)
+    qdf = pd.DataFrame(rows, columns=ifllm.QUERY_COLUMNS + ifllm.QUERY_CLOCK_COLUMNS + ifllm.QUERY_COMMENT_COLUMNS
+                       + ifllm.QUERY_TURN_COLUMNS)
     for c in ("likert_1", "likert_2", "preference", *ifllm.QUERY_CLOCK_COLUMNS):
         qdf[c] = qdf[c].astype("float64")
+    qdf["choice_strength"] = qdf["choice_strength"].astype("Int64")
     _to_csv(qdf, out / ifllm.QUERY_TABLE, spreadsheet_safe, index=False)
 
     trows = []

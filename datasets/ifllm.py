@@ -26,6 +26,7 @@ Tables are read eagerly (small); trajectories lazily, one task folder at a time,
 """
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,11 @@ QUERY_COLUMNS = [
 QUERY_CLOCK_COLUMNS = ["t_shown", "t_decided"]
 #: optional query-table column our exporter adds: the participant's comment on the turn
 QUERY_COMMENT_COLUMNS = ["comment"]
+#: optional query-table columns our exporter adds for what the release's ``adjustment`` (0/1, IFLLM's
+#: one modifier, bullet points) cannot hold: the names of the prompt modifiers applied (a JSON
+#: list), the prompt as the models got it, the strength of a pairwise choice (1-3). Where they
+#: are, they are read in place of what ``adjustment`` implies (a study's modifier is not IFLLM's).
+QUERY_TURN_COLUMNS = ["modifiers", "prompt_sent", "choice_strength"]
 TASK_COLUMNS = [
     "user_id", "task_id", "copy_sentence", "summary", "feedback", "understand_before",
     "understand_after", "query_copy", "llm_response_copy", "accuracy", "finished", "domain",
@@ -426,10 +432,14 @@ def _read_table(path: Path, what: str, **kw: Any) -> pd.DataFrame:
 
 
 def read_query_table(path: Path) -> pd.DataFrame:
-    df = _read_table(path, "the IFLLM query table", keep_default_na=True)
+    # our exporter's modifiers and prompt as sent, as written (a prompt "NA" is no missing value)
+    texts = [c for c in _read_table(path, "the IFLLM query table", nrows=0).columns if c in ("modifiers", "prompt_sent")]
+    df = _read_table(path, "the IFLLM query table", keep_default_na=True, converters={c: str for c in texts})
     missing = [c for c in QUERY_COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"{path}: not an IFLLM query table, missing columns {missing}")
+    if "modifiers" in df.columns:
+        df["modifiers"] = [_modifiers(v, path, i) for i, v in enumerate(df["modifiers"])]
     for c in ("llm_name_1", "llm_name_2"):
         df[c] = df[c].map(_clean_name)
     ts = pd.to_datetime(df["query_timestamp"], errors="coerce", format="%Y-%m-%d %H:%M:%S")  # UTC; 0000-.. → NaT
@@ -438,6 +448,19 @@ def read_query_table(path: Path) -> pd.DataFrame:
     df["pairwise"] = r2.notna() & (r2.astype(str).str.len() > 0)
     df["task_id"] = df["task_id"].astype(int)
     return df
+
+
+def _modifiers(cell: Any, path: Path, row: int) -> list[str] | None:
+    """A ``modifiers`` cell of our export (a JSON list of the modifiers' names); None: empty."""
+    if not isinstance(cell, str) or cell == "":
+        return None
+    try:
+        names = json.loads(cell)
+    except ValueError:
+        names = None
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise UserError(f"{path}: row {row + 2}: modifiers {cell[:60]!r} is not a JSON list of names")
+    return names
 
 
 def _answer(text: str) -> Any:
@@ -566,13 +589,20 @@ class IFLLMRelease:
             adjusted = not pd.isna(r.adjustment) and int(r.adjustment) == 1
             prompt = "" if pd.isna(r.user_query) else str(r.user_query)
             context = prev_context.setdefault(tid, [])
+            # our export's own columns where it has them; else what IFLLM's adjustment means
+            modifiers = getattr(r, "modifiers", None)
+            sent = getattr(r, "prompt_sent", None) or None
+            if modifiers is None:
+                modifiers = [BULLET_MODIFIER.strip()] if adjusted else []
+                sent = sent or (prompt + BULLET_MODIFIER if adjusted else prompt)
+            strength = getattr(r, "choice_strength", None)
             out.append(
                 schema.Turn(
                     turn_id=str(r.query_ID), task_id=tid, participant_id=str(r.user_id), index=int(r.turn_index),
                     kind="pairwise" if pairwise else "pointwise", prompt=prompt, responses=responses,
-                    prompt_sent=prompt + BULLET_MODIFIER if adjusted else prompt,
-                    modifiers=[BULLET_MODIFIER.strip()] if adjusted else [], context=list(context),
+                    prompt_sent=sent or prompt, modifiers=list(modifiers), context=list(context),
                     choice=choice, better_than_previous=better,
+                    choice_strength=None if strength is None or pd.isna(strength) else int(strength),
                     epoch_ms=None if pd.isna(r.epoch_ms) else float(r.epoch_ms),
                     t_shown=_opt_float(getattr(r, "t_shown", None)),
                     t_decided=_opt_float(getattr(r, "t_decided", None)),
@@ -895,7 +925,8 @@ def _exported_calibration(r: dict[str, Any]) -> dict[str, Any] | None:
     return {"passed": None if passed is None else str(passed).lower() in ("true", "1", "1.0"),
             "accuracy_px": vals["accuracy_px"], "accuracy_deg": vals["accuracy_deg"],
             "precision_px": vals["precision_px"], "data_loss": vals["data_loss"],
-            "attempts": vals["calibration_attempts"], "webgazer_score_pct": _plain(r.get("accuracy"))}
+            "attempts": _likert(vals["calibration_attempts"]),  # a count (a column with blanks reads as floats)
+            "webgazer_score_pct": _plain(r.get("accuracy"))}
 
 
 def _plain(v: Any) -> Any:

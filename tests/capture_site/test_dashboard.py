@@ -219,6 +219,9 @@ def test_dashboard_export_with_demographics_on_request(app, client, researcher):
     assert demo["age"].tolist() == [41]
     assert "may identify people" in zf.read("test-study/DEMOGRAPHICS_README.txt").decode()
     assert b"P-DEMO" not in b"".join(zf.read(n) for n in zf.namelist())
+    # a format there is none of (a script's typo): a 400 that names the formats, not the study page
+    bad = client.get("/admin/studies/test-study/export?format=csv")
+    assert bad.status_code == 400 and "parquet, ifllm" in bad.text
 
 
 def test_dashboard_export_keeps_text_exact_and_escapes_formulas_only_for_spreadsheets(app, client, researcher):
@@ -623,13 +626,19 @@ def test_live_table_offers_delete_readmit_or_nothing_by_status(app, client, rese
     assert dbs.get(store.Participant, pids["P-GONE"]) is None and dbs.get(store.Participant, pids["P-QUITS"]) is not None
 
 
-@pytest.mark.parametrize("step, label", [("task:0", "task 1"), ("pre:1", "before task 2"), ("post:0", "after task 1"),
-                                         ("calibration:2", "calibration before task 3"), ("calibration", "calibration"),
-                                         ("demographics", "demographics"), ("-", "-")])
-def test_step_labels_count_tasks_from_one(step, label):
-    from gazepref.capture_site.quality import step_label
+@pytest.mark.parametrize("step, label, phrase", [
+    ("task:0", "task 1", "in task 1"), ("pre:1", "before task 2", "before task 2"),
+    ("post:0", "after task 1", "after task 1"), ("calibration:2", "calibration before task 3",
+                                                 "at the calibration before task 3"),
+    ("calibration", "calibration", "at the calibration step"), ("demographics", "demographics", "at the demographics step"),
+])
+def test_step_labels_count_tasks_from_one(step, label, phrase):
+    """The dashboard's step column (``step_label``) and where a withdrawal or deletion happened in
+    its reason ("withdrew before task 2", not "withdrew at before task 2": ``step_phrase``)."""
+    from gazepref.capture_site.quality import step_label, step_phrase
 
-    assert step_label(step) == label
+    assert step_label(step) == label and step_phrase(step) == phrase
+    assert step_label("-") == "-"  # (no step reached)
 
 
 def test_participant_row_counts_tasks_from_one_and_shows_no_gaps_without_mouse_samples(app, client, researcher):
@@ -793,7 +802,7 @@ def test_a_withdrawn_participant_is_counted_and_listed_as_withdrawn_and_never_ex
     assert (prog["progress"]["consented"], prog["progress"]["declined"], prog["progress"]["withdrawn"]) == (1, 0, 1)
     assert prog["progress"]["turns"] == 1
     [row] = [p for p in prog["participants"] if p["status"] == "withdrawn"]
-    assert row["turns"] == 0 and row["samples"] == {} and "data deleted" in row["reason"]
+    assert row["turns"] == 0 and row["samples"] == {} and row["reason"] == "withdrew in task 1; data deleted"
     html = client.get("/admin/studies/test-study").text
     assert 'class="status-withdrawn">withdrawn</td>' in html and 'data-key="withdrawn">1<' in html
     assert "Withdrawn" in client.get("/admin/").text

@@ -142,6 +142,39 @@ def test_store_recording_exports_to_both_formats(tmp_path: Path):
     assert not any("demographics" in f.name for f in (tmp_path / "pq").iterdir())
 
 
+def test_ifllm_layout_keeps_a_studys_modifiers_prompt_sent_and_choice_strength(tmp_path: Path):
+    """The release's ``adjustment`` only says "IFLLM's bullet-point modifier or none": a study's own
+    modifier, the prompt as the models got it and the choice's strength are columns of their own,
+    read back as written (they read as bullet points / nothing before); the release's rows, without
+    them, still read ``adjustment`` as IFLLM's modifier."""
+    url = _study_db(tmp_path)
+    Session = store.init_db(store.make_engine(url))
+    with Session() as db:
+        turn = db.scalars(select(store.Turn)).one()
+        turn.modifiers, turn.prompt_sent, turn.choice_strength = ["spanish"], "capital? answer in Spanish", 2
+        db.commit()
+    rec = StoreRecording.open("pilot", db_url=url)
+    export_ifllm(rec, tmp_path / "ifl")
+    (back,) = open_release(tmp_path / "ifl").turns()
+    assert (back.modifiers, back.prompt_sent, back.choice_strength) == (["spanish"], "capital? answer in Spanish", 2)
+    export_parquet(open_release(tmp_path / "ifl"), tmp_path / "pq")  # and on into Parquet
+    (again,) = open_recording(tmp_path / "pq").turns()
+    assert (again.modifiers, again.prompt_sent, again.choice_strength) == (["spanish"], "capital? answer in Spanish", 2)
+
+    import pandas as pd
+
+    table = tmp_path / "ifl" / "query_logs_table.csv"
+    q = pd.read_csv(table)
+    assert q["adjustment"].tolist() == [1] and q["choice_strength"].tolist() == [2]
+    q.drop(columns=["modifiers", "prompt_sent", "choice_strength"]).to_csv(table, index=False)  # the release's
+    (release,) = open_release(tmp_path / "ifl").turns()
+    assert release.modifiers == ["respond using bullet points"] and release.prompt_sent.endswith("bullet points")
+    assert release.choice_strength is None
+    q.assign(modifiers="spanish").to_csv(table, index=False)  # a hand-edited cell: one clear line
+    with pytest.raises(UserError, match="row 2: modifiers 'spanish' is not a JSON list"):
+        open_release(tmp_path / "ifl").turns()
+
+
 def test_ifllm_export_keeps_the_answers_to_a_studys_own_questions(tmp_path: Path):
     """The IFLLM task table has columns for the release's questions only; a study's own pre- and
     post-task questions (ids such as ``trust``) were left out of the IFLLM export. They follow the
@@ -203,6 +236,7 @@ def test_every_exported_column_is_documented(tmp_path: Path):
     import pandas as pd
 
     from gazepref.datasets.export import TASK_CALIBRATION_COLUMNS
+    from gazepref.datasets.ifllm import QUERY_TURN_COLUMNS
     from gazepref.datasets.store_recording import CALIBRATION_COLUMNS, FRAME_COLUMNS
 
     docs = _documented_columns()
@@ -218,7 +252,7 @@ def test_every_exported_column_is_documented(tmp_path: Path):
     assert not missing, f"columns the export writes but docs/exports.md does not name: {missing}"
     ifllm_part = (Path(__file__).parents[2] / "docs" / "exports.md").read_text().split("## IFLLM layout")[1]
     assert all(f"`{c}`" in ifllm_part for c in ["t_shown", "t_decided", "comment", "question_<id>",
-                                                *TASK_CALIBRATION_COLUMNS])
+                                                *TASK_CALIBRATION_COLUMNS, *QUERY_TURN_COLUMNS])
 
 
 def test_demographics_only_on_request(tmp_path: Path, ifllm_sample: Path, capsys):
@@ -408,8 +442,9 @@ def test_exports_keep_text_exactly_by_default_and_escape_formulas_only_for_sprea
                 if c != c_safe:
                     assert c_safe == "'" + c and formula(c), (name, c, c_safe)
                     changed.append(c)
-    # the participant's text only: every formula-like cell, and no number (a negative one would be)
-    assert sorted(changed) == sorted([FORMULAS["prompt"], FORMULAS["answer"], FORMULAS["feedback"],
+    # the participant's text only: every formula-like cell, and no number (a negative one would be);
+    # the prompt twice, as typed and as sent
+    assert sorted(changed) == sorted([FORMULAS["prompt"], FORMULAS["prompt"], FORMULAS["answer"], FORMULAS["feedback"],
                                       *(v for v in FORMULAS["answers"].values() if formula(v))])
     assert (safe / "SPREADSHEET_SAFE.txt").read_text() == SPREADSHEET_NOTE
     with pytest.raises(UserError, match="spreadsheet"):

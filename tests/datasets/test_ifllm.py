@@ -261,3 +261,22 @@ def test_demographics_are_the_record_tables_answers_of_consenting_workers(tmp_pa
         w.writerow(["worker_bbb", 0, 41, "Female", "2025-10-15 11:57:00"])  # declined: never exported
     rel = open_release(tmp_path / "rel")
     assert rel.demographics() == [("worker_aaa", {"age": 30})]
+
+
+def test_an_exported_calibrations_attempts_read_back_as_a_count(tmp_path: Path):
+    """Our export's calibration columns of the task table read back into ``Task.calibration``; the
+    attempts are a count (a column with a blank, a participant without a camera, reads as floats)."""
+    import pandas as pd
+
+    from gazepref.datasets.ifllm import TASK_CALIBRATION_COLUMNS
+
+    build(tmp_path / "rel")
+    table = tmp_path / "rel" / "task_table.csv"
+    tt = pd.read_csv(table, dtype={"user_id": str})
+    values = dict(zip(TASK_CALIBRATION_COLUMNS, [180.5, 4.2, 20.0, 0.1, 2, True]))
+    tt = tt.assign(**{c: [v] + [None] * (len(tt) - 1) for c, v in values.items()})
+    tt.to_csv(table, index=False)
+    calibrations = [t.calibration for t in open_release(tmp_path / "rel").tasks()]
+    (cal,) = [c for c in calibrations if c is not None]
+    assert cal["attempts"] == 2 and type(cal["attempts"]) is int and cal["passed"] is True
+    assert cal["accuracy_px"] == 180.5 and cal["data_loss"] == 0.1
