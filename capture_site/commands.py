@@ -166,6 +166,10 @@ def _read_password(from_stdin: bool) -> str:
 
     if from_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
+        if not password:  # (a script without --password-stdin, input from /dev/null: no password at all)
+            raise UserError("no password given: standard input is not a terminal and gave no line "
+                            "(pipe the password in, e.g. with --password-stdin)" if not from_stdin else
+                            "no password given on standard input (--password-stdin reads its first line)")
     else:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != password:

@@ -38,7 +38,7 @@ import gzip
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -263,9 +263,12 @@ def iter_jsonl(path: str | os.PathLike, errors: str = "replace") -> Iterator[tup
                 yield n, None, f"not valid JSON ({e.msg})"
 
 
-def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list[Any]:
+def read_jsonl(path: str | os.PathLike, numbered: bool = False,
+               check: Callable[[int, Any], Any] | None = None) -> list[Any]:
     """The records of a JSON-lines file (see :func:`iter_jsonl`), or ``(line number, record)`` pairs
-    with ``numbered=True``.
+    with ``numbered=True``. ``check(line number, record)``: what is kept of each record, called as
+    the line is read (a :class:`UserError` it raises stops there: the first bad line is the one
+    named, whether it is not JSON or not what the caller reads).
 
     Raises
     ------
@@ -278,6 +281,8 @@ def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list[Any]:
         for n, rec, err in iter_jsonl(path, errors="strict"):
             if err is not None:
                 raise UserError(f"{path}, line {n}: {err}")
+            if check is not None:
+                rec = check(n, rec)
             out.append((n, rec) if numbered else rec)
     except FileNotFoundError:
         raise UserError(f"no such file: {path}") from None

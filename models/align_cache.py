@@ -142,7 +142,9 @@ class StepRunner:
         if cached is not None:
             why = cached.get("skipped")
             self.say(f"{st.name}: skipped ({why}; unchanged)" if why else f"{st.name}: cached")
-            self.report["steps"][st.name] = {"status": "cached", "elapsed_s": 0.0, "result": cached}
+            # (a step skipped last time is skipped again, not "cached": it never ran)
+            self.report["steps"][st.name] = {"status": "skipped" if why else "cached", "elapsed_s": 0.0,
+                                             "result": cached}
             return cached
         why = skip() if skip is not None else None
         if why is None:

@@ -58,11 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def read_records(path: str) -> list[dict[str, str]]:
-    """The records of a JSONL file; a bad line raises :class:`UserError` naming it."""
+    """The records of a JSONL file; the first bad line (not JSON, a key missing, a value not a
+    string, no ``next_query`` to classify) raises :class:`UserError` naming it. A null
+    ``prev_query`` or ``prev_response`` reads as empty (a conversation's first message has none)."""
     from gazepref.datasets.conversations import read_jsonl
 
-    records = []
-    for n, obj in read_jsonl(path, numbered=True):
+    def record(n: int, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
             raise UserError(f"{path}, line {n}: expected a JSON object with {', '.join(REQUIRED)}")
         missing = [k for k in REQUIRED if k not in obj]
@@ -71,8 +72,11 @@ def read_records(path: str) -> list[dict[str, str]]:
         bad = [k for k in REQUIRED if obj[k] is not None and not isinstance(obj[k], str)]
         if bad:
             raise UserError(f"{path}, line {n}: {', '.join(bad)} must be a string")
-        records.append({k: obj[k] or "" for k in REQUIRED} | {"line": n})
-    return records
+        if obj["next_query"] is None:  # (it read as "" and was classified, confidently, as neutral)
+            raise UserError(f"{path}, line {n}: next_query is null: there is no message to classify")
+        return {k: obj[k] or "" for k in REQUIRED} | {"line": n}
+
+    return read_jsonl(path, check=record)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -556,6 +556,18 @@ def test_user_command_mistakes_are_one_line(app, args, message):
         [("ana", False, ["test-study"])]  # nothing changed
 
 
+@pytest.mark.parametrize("stdin_flag, message", [
+    ([], "standard input is not a terminal and gave no line"),  # a script, input from /dev/null
+    (["--password-stdin"], "no password given on standard input"),
+])
+def test_no_password_at_all_is_said_so_not_that_it_is_short(app, stdin_flag, message):
+    """``user add`` without a terminal and nothing on standard input: the account is not made, and
+    the error says no password came (not "at least 8 characters", for a password never typed)."""
+    rc, out, err = user_cli(app, "add", "bob", "--study", "test-study", *stdin_flag, password="")
+    assert rc == 2 and err.count("\n") == 1 and message in err and "8 characters" not in err, err
+    assert json.loads(user_cli(app, "list", "--json")[1]) == []
+
+
 def test_a_password_change_keeps_the_scope_unless_told(app):
     assert user_cli(app, "add", "ana", "--study", "test-study", "--password-stdin")[0] == 0
     rc, out, _ = user_cli(app, "add", "ana", "--password-stdin", password="another password")

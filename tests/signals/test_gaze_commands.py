@@ -145,7 +145,8 @@ def test_track_checks_the_out_folder_first(face_video, tmp_path, capsys):
 def test_track_never_writes_over_a_file_unasked_nor_over_its_video(face_video, tmp_path, capsys, monkeypatch):
     """--out naming an existing file is refused (it was replaced silently, the video itself
     included: a 54 KB Parquet file where the recording was), before any frame is processed;
-    ``--overwrite`` replaces a file, never the video; a folder is said to be one."""
+    ``--overwrite`` replaces a file, never the video; a folder is said to be one; a name not ending
+    in .parquet is refused (a Parquet file was written under it)."""
     import gazepref.signals.gaze_batch as gaze_batch
 
     video = tmp_path / "copy.y4m"
@@ -156,10 +157,13 @@ def test_track_never_writes_over_a_file_unasked_nor_over_its_video(face_video, t
     real = gaze_batch.track_video
     monkeypatch.setattr(gaze_batch, "track_video", lambda *a, **k: processed.append(a) or real(*a, **k))
     for out, extra, says in ((video, (), "is the video itself"), (video, ("--overwrite",), "is the video itself"),
-                             (old, (), "exists (use --overwrite to replace it)"), (tmp_path, (), "is a folder")):
+                             (old, (), "exists (use --overwrite to replace it)"), (tmp_path, (), "is a folder"),
+                             # Parquet under another name (a .csv that was Parquet inside)
+                             (tmp_path / "track.csv", (), "--out must end in .parquet")):
         rc, _, err = run_cli(capsys, "gaze", "track", str(video), "--out", str(out), *extra)
         assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
     assert not processed and video.read_bytes() == face_video.read_bytes() and old.read_bytes() == b"an earlier run"
+    assert not (tmp_path / "track.csv").exists()
     rc, _, _ = run_cli(capsys, "gaze", "track", str(video), "--out", str(old), "--overwrite")
     assert rc == 0 and pq.read_table(old).num_rows == 45
 

@@ -234,6 +234,10 @@ def test_cli_classify_json(clf, tmp_path, monkeypatch, capsys):
          "line 3: missing key prev_response"),
         ('["a", "b", "c"]\n', "line 1"),
         ('{"prev_query": "a", "prev_response": 3, "next_query": "c"}\n', "line 1: prev_response must be a string"),
+        # the first bad line, whatever is wrong with it (the JSON of every line was checked first)
+        ('{"prev_query": "a"}\nnot json\n', "line 1: missing key prev_response"),
+        # no reaction to classify (it was read as "" and classified neutral, confidence 1.0)
+        ('{"prev_query": "a", "prev_response": "b", "next_query": null}\n', "line 1: next_query is null"),
     ],
 )
 def test_cli_bad_input_names_the_line(tmp_path, monkeypatch, capsys, content, needle):
