@@ -66,6 +66,8 @@ def task_page_data(p: store.Participant, cfg: StudyConfig, task: store.Task, tok
                     "compare": cfg.compare_previous, "free_text": cfg.free_text},
         "urls": {"turns": url_for("chat.send_turn", task_id=task.id), "ingest": url_for("ingest.ingest")},
         "gaze": gaze_page_data(p, cfg, task, token),
+        # the next turn's models are answering (a page reloaded after Send): the page waits for it
+        "answering": turn_leases.answering(db(), task.id) == len(task.turns),
     }
 
 

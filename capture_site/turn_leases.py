@@ -5,8 +5,10 @@ of one turn sent meanwhile (a script, a participant's own token: 20 at once each
 model, 40 model calls for the one turn stored) would each pay for answers that are thrown away. The
 first request takes the task's lease (table ``turn_leases``, under the participant's lock, so two
 requests of theirs never both take it; in the database, so every process and host sees it); a copy
-of the same turn while it holds is answered 409 "still being answered" with ``retry`` (the page
-offers Try again: once stored, the same message gets the stored turn). The lease ends when the turn
+of the same turn while it holds is answered 409 "still being answered" with ``retry`` and
+``answering`` (the page sends the message again every few seconds meanwhile: once stored, the
+same message gets the stored turn; a page reloaded while its message is answered is told so in
+its data, :func:`answering`, and waits the same way). The lease ends when the turn
 is stored or the models fail, or after :data:`LEASE_S` (a server that died while the models
 answered); expired rows are deleted by the site's purge (:mod:`.purge`).
 """
@@ -41,13 +43,20 @@ def take(db, task_id: int, turn: int, now: float | None = None) -> float:
     now = time.time() if now is None else float(now)
     lease = db.get(store.TurnLease, task_id, populate_existing=True)
     if lease is not None and lease.turn == turn and lease.until > now:
-        raise ApiError(409, ANSWERING, retry=True)
+        raise ApiError(409, ANSWERING, retry=True, answering=True)
     until = now + LEASE_S
     if lease is None:
         db.add(store.TurnLease(task_id=task_id, turn=turn, until=until))
     else:  # an earlier turn's, or an expired one
         lease.turn, lease.until = turn, until
     return until
+
+
+def answering(db, task_id: int, now: float | None = None) -> int | None:
+    """The turn of ``task_id`` its models are answering now (a lease that holds), or None."""
+    now = time.time() if now is None else float(now)
+    lease = db.get(store.TurnLease, task_id, populate_existing=True)
+    return lease.turn if lease is not None and lease.until > now else None
 
 
 def give_back(engine: Engine, task_id: int, turn: int, until: float) -> None:

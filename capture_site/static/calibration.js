@@ -348,17 +348,26 @@ async function runRound(kind, points, view) {
   ui.target.hidden = true; // while the server fits
   ui.instructions.textContent = "One moment…";
   const meta = { kind, viewport: state.roundView.slice(0, 2), targets };
-  let resp;
+  let init;
   if (S.compute === "browser") { // the targets' landmark samples, never pictures
     meta.samples = frames.map((f) => f.sample);
     const cap = state.capture; // how the face mesh ran meanwhile (stored with the round for researchers)
     if (cap && cap.mesh) meta.mesh = { thread: cap.mesh.thread, backend: cap.mesh.backend, ms_per_picture: cap.meshMedianMs(7) };
-    resp = await fetchRetrying(gaze.urls.round, { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": gaze.token }, body: JSON.stringify(meta) });
+    init = { method: "POST", headers: { "Content-Type": "application/json", "X-Participant-Token": gaze.token }, body: JSON.stringify(meta) };
   } else {
     const body = new FormData();
     body.append("meta", JSON.stringify(meta));
     frames.forEach((f, i) => body.append("frame", f.blob, `f${i}.jpg`));
-    resp = await fetchRetrying(gaze.urls.round, { method: "POST", headers: { "X-Participant-Token": gaze.token }, body });
+    init = { method: "POST", headers: { "X-Participant-Token": gaze.token }, body };
+  }
+  let resp;
+  try {
+    resp = await fetchRetrying(gaze.urls.round, init);
+  } catch {
+    // the connection dropped (fetch throws on a network error): not sent again by itself (had it
+    // reached the server, a copy would be a second round); said, and Try again repeats it (a
+    // check alone: its calibration round may be stored, calibrate keeps it pending)
+    return { interrupted: "network" };
   }
   const payload = await resp.json().catch(() => ({}));
   // the participant withdrew in another window, or their data was deleted: the camera goes off and
@@ -511,6 +520,9 @@ function interruptedMessage(why) {
   }
   if (why === "stopped") {
     return `${base} the camera stopped sending pictures. Close other programs that use the camera, then press Try the camera again.`;
+  }
+  if (why === "network") {
+    return `${base} the connection to the study dropped while it was being sent. Check your internet connection, then press Try again.`;
   }
   if (why === "paused") {
     return `${base} the camera paused its pictures. Uncover it or close the other program; when its picture is back, press Try again.`;

@@ -192,6 +192,18 @@ function problem(result, fallback) {
   return result.payload.error || fallback;
 }
 
+/** How long a page waits for a message the models are answering for another request (ms): longer
+ *  than the server's lease (turn_leases.LEASE_S, 180 s), after which it gives up and offers Try again. */
+const ANSWER_WAIT_MS = 200000;
+
+async function sendTurn(body) {
+  try {
+    return await api(data.urls.turns, body);
+  } catch {
+    return { ok: false, status: 0, payload: { error: "The connection dropped. Please try again." } };
+  }
+}
+
 async function send() {
   const prompt = ui.message.value.trim();
   if (!prompt) {
@@ -205,11 +217,14 @@ async function send() {
   ui.retry.hidden = true;
   setSending(true);
   recorder.event("submit", "composer", `turn=${turns.length}`);
-  let result;
-  try {
-    result = await api(data.urls.turns, { index: turns.length, prompt });
-  } catch {
-    result = { ok: false, status: 0, payload: { error: "The connection dropped. Please try again." } };
+  const body = { index: turns.length, prompt };
+  let result = await sendTurn(body);
+  // the models are answering this message for another request of this page's (sent before a
+  // reload, a copy): the same message again every few seconds, which calls no model and, once
+  // that answer is stored, gets it (capture_site/turn_leases.py)
+  for (const until = Date.now() + ANSWER_WAIT_MS; !result.ok && result.payload.answering && Date.now() < until;) {
+    await new Promise((done) => setTimeout(done, 2000));
+    result = await sendTurn(body);
   }
   setSending(false);
   if (!result.ok) {
@@ -330,6 +345,9 @@ if (!ui.message.value) ui.message.value = localStorage.getItem(draftKey) || "";
 ui.send.disabled = false; // buttons start disabled until this module runs
 $("#submit-rating").disabled = false;
 refresh();
+// reloaded after Send while the models answer the message: the page waits for that answer, as
+// the page that sent it did (the message is the draft kept at Send)
+if (data.answering && !current && ui.message.value.trim()) send();
 // the Finish hint as the page opens is no news: a live region only from now on (its changes are)
 if (ui.finishHint) ui.finishHint.setAttribute("role", "status");
 recorder.scheduleLayout(true);

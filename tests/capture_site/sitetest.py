@@ -360,3 +360,18 @@ def readmit_now(app, participant_id: int) -> None:
         s.commit()
         purge_participant(s, s.get(store.Participant, participant_id), readmit=True)
         s.commit()
+
+
+class HeldBackend:
+    """Answers once ``release`` is set, counting its calls."""
+
+    def __init__(self):
+        import threading
+
+        self.calls, self.release, self.called = 0, threading.Event(), threading.Event()
+
+    def generate(self, messages):
+        self.calls += 1
+        self.called.set()
+        assert self.release.wait(30)
+        return f"answer to: {messages[-1]['content']}"

@@ -344,6 +344,34 @@ def test_a_message_answered_but_cut_off_is_not_offered_again_after_a_reload(brow
         ready(pg)
         assert pg.input_value("#message") == "Another question, typed"
 
+def test_a_page_reloaded_while_its_message_is_answered_waits_for_that_answer(browser, make_app):
+    """Send, then a reload while the models answer (a slow backend): the new page shows the
+    message as being answered (not as an unsent draft whose Send got "still being answered, press
+    Try again", and whose edit was then lost to the stored turn) and shows the answer once it is
+    in; the models were asked once, one turn is stored."""
+    from sitetest import HeldBackend
+
+    held = HeldBackend()
+    app = make_app(LLM_BACKENDS={"concise": held})
+    for pg in _page(browser, app):
+        to_first_task(pg, "RELOAD-WHILE-ANSWERED")
+        ready(pg)
+        pg.fill("#message", "How does sleep help memory?")
+        pg.click("#send")
+        assert held.called.wait(30)
+        pg.reload()
+        ready(pg)
+        pg.wait_for_selector("#waiting:not([hidden])")
+        assert pg.is_disabled("#message") and pg.input_value("#message") == "How does sleep help memory?"
+        assert pg.is_hidden("#send-error")
+        held.release.set()
+        wait_for_function(pg, "window.gazepref.state().current && window.gazepref.state().current.index === 0")
+        assert pg.text_content("#current-prompt") == "How does sleep help memory?" and pg.is_hidden("#waiting")
+    assert held.calls == 1
+    with app.extensions["gazepref"].sessions() as s:
+        assert [t.prompt for t in s.scalars(select(store.Turn))] == ["How does sleep help memory?"]
+
+
 def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
     for pg in _page(browser, app):
         to_first_task(pg, "OFFLINE-WORKER")

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from gazepref import store
 from gazepref.llm import BackendError
 
-from sitetest import Walker, legacy_token, readmit_now, reused_row, row_pseudonym, study_variant, withdraw_now
+from sitetest import HeldBackend, Walker, legacy_token, readmit_now, reused_row, row_pseudonym, study_variant, withdraw_now
 
 
 class FlakyBackend:
@@ -47,21 +47,6 @@ def test_backend_failure_shows_retry_and_loses_no_turn(make_app, dbs):
     assert len(texts) == 2  # the other arm (demo, detailed) still answered differently
 
 
-class HeldBackend:
-    """Answers once ``release`` is set, counting its calls."""
-
-    def __init__(self):
-        import threading
-
-        self.calls, self.release, self.called = 0, threading.Event(), threading.Event()
-
-    def generate(self, messages):
-        self.calls += 1
-        self.called.set()
-        assert self.release.wait(30)
-        return f"answer to: {messages[-1]['content']}"
-
-
 def test_copies_of_a_turn_being_answered_call_no_model(make_app, database):
     """A turn's copies sent while its models answer (a script, the participant's own token: 20 at
     once made 40 model calls for the one turn stored) are answered 409 "still being answered"
@@ -83,7 +68,8 @@ def test_copies_of_a_turn_being_answered_call_no_model(make_app, database):
         assert held.called.wait(30)
         for prompt in (body["prompt"], "another message", body["prompt"]):
             r = app.test_client().post(url, json={"index": 0, "prompt": prompt}, headers=headers(data))
-            assert r.status_code == 409 and r.json["retry"] is True and "still being answered" in r.json["error"], r.json
+            assert r.status_code == 409 and r.json["retry"] is True and r.json["answering"] is True, r.json
+            assert "still being answered" in r.json["error"]
     finally:
         held.release.set()
         sender.join(30)

@@ -449,7 +449,17 @@ def test_mturk_preview_records_nothing(client, dbs):
     r = client.get("/", query_string={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "H"})
     assert "accept the task" in r.text
     assert "Instructions for the tests." in r.text and "2 short chat tasks" in r.text  # the task is described
+    assert "at least 2 messages each" in r.text
     assert participants(dbs) == []
+
+
+def test_mturk_preview_counts_one_message_as_one(make_app, tmp_path):
+    from sitetest import STUDY_TOML
+
+    toml = tmp_path / "one.toml"
+    toml.write_text(STUDY_TOML.read_text().replace("min_turns = 2", "min_turns = 1"))
+    r = make_app(STUDY_CONFIG=str(toml)).test_client().get("/", query_string={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"})
+    assert "at least 1 message each" in r.text  # (it said "1 messages")
 
 
 def test_same_form_sent_twice_at_once_keeps_the_first_answer(client, dbs):

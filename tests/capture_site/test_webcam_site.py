@@ -854,6 +854,55 @@ def test_a_check_cut_short_is_repeated_alone_and_a_camera_pause_spends_nothing(m
 
 
 @pytest.mark.browser
+def test_a_round_lost_to_a_dropped_connection_is_said_and_repeated_without_ending_the_step(make_app, tmp_path,
+                                                                                          face_y4m):
+    """The connection drops while a round is sent (fetch fails: Wi-Fi gone): the page says so and
+    counts nothing; Try again repeats that round (a check alone: its calibration round is stored).
+    Before, the round vanished without a word (an uncaught "Failed to fetch"), a lost check was
+    followed by a whole new calibration, and two such drops used up a one-attempt step's rounds:
+    "could not be calibrated", the study went on without eye tracking."""
+    import re
+
+    sent: list[str] = []
+
+    def drop_the_first_of_each_kind(route):  # (JSON in browser mode, multipart in server mode)
+        kind = re.search(rb'"kind": ?"(\w+)"', route.request.post_data_buffer).group(1).decode()
+        sent.append(kind)
+        route.abort("internetdisconnected") if sent.count(kind) == 1 else route.continue_()
+
+    def lost(page) -> None:
+        page.wait_for_selector("#calibration-result:not([hidden])")
+        result = page.text_content("#calibration-result")
+        assert "not counted" in result and "connection to the study dropped" in result, result
+        page.wait_for_selector("#start-calibration:not([disabled])")
+
+    errors: list[str] = []
+    gaze = "setup_timeout_s = 0\nvalidation_points = 1"  # (one attempt: the test study's)
+    with green_set_up(make_app, tmp_path, face_y4m, "CAM-NET", gaze) as (app, page):
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.route("**/api/gaze/round", drop_the_first_of_each_kind)
+        page.wait_for_selector("#start-calibration:not([disabled])")
+        page.click("#start-calibration")
+        for i in range(5):
+            _click_dot(page, f"calibration:{i}")
+        lost(page)  # the calibration round
+        page.click("#start-calibration")
+        for i in range(5):
+            _click_dot(page, f"calibration:{i}")
+        _click_dot(page, "validation:0")
+        lost(page)  # its check
+        page.click("#start-calibration")
+        _click_dot(page, "validation:0")  # the check alone: no calibration dot first
+        page.wait_for_selector("#continue:not([hidden])", timeout=30_000)
+        assert "Calibration done" in page.text_content("#calibration-result")
+    assert sent == ["calibration", "calibration", "validation", "validation"] and not errors, (sent, errors)
+    with app.extensions["gazepref"].sessions() as dbs:
+        rows = dbs.scalars(select(store.Calibration).order_by(store.Calibration.id)).all()
+        assert [c.kind for c in rows] == ["calibration", "validation", "outcome"]
+        assert rows[-1].result["passed"] is True
+
+
+@pytest.mark.browser
 def test_start_goes_off_when_the_picture_turns_dark(make_app, tmp_path):
     """The face well placed, then the camera picture goes black (covered) for a moment: Start
     calibration is off as the indicator turns red, not ~3 s later (the grace for a late answer),
