@@ -23,9 +23,15 @@ task's rows. Each participant has a calibration in force (:func:`calibration_mod
 study's calibration step), so every sample's gaze is predicted as in a study's task phase;
 ``--uncalibrated`` leaves it out (rows without gaze: what runs before 06 Dec 2026 measured).
 Each batch holds what the page's timer would put in it and is sent after the previous one
-is answered, late if need be, never merged with the next (the page's outbox queues them). Each
-participant's task lasts ``--duration`` plus a random part of its batch interval, so the tasks end
-(the page sends what it holds) at independent points of their batch cycles, as participants' do. As the
+is answered, late if need be, never merged with the next (the page's outbox queues them). The run
+is a window of a study under way: each page sends the batches its timer makes within
+``--duration``, and what it takes after its last one belongs to the next window (not offered, not
+counted as lost). A page also sends what it holds when its task ends; for a study's participants
+that happens at independent moments minutes apart (~1-2 a second for 200), but a run's tasks would
+all end in its last interval: until 08 Dec 2026 every client sent that partial batch there, on top
+of the regular ones (half again the steady load for seconds; p99 0.3-1.3 s on a quiet machine
+whose steady p99 was 40-100 ms), and the warm-up's 200 did it at one instant, just before the
+measured run. As the
 page, the clients follow the server's answers: each says when to post the next batch
 (``batch_ms``: longer while the server is short of CPU, capture_site/gaze_pacing.py), within
 ``--batch-ms`` and ``--batch-max-ms`` (the study's ``task_batch_ms`` and ``task_batch_max_ms``,
@@ -212,7 +218,7 @@ class SampleClient(threading.Thread):
     The samples' JSON is encoded when the client is made (only the time differs from one picture
     to the next); a batch's body is put together and gzipped when it is sent (the page's work, on
     the participant's computer, which the client's CPU figure counts). ``start_at`` is set before
-    :meth:`run`; ``task_s``, the task's length (s, default ``--duration``), may be too."""
+    :meth:`run`."""
 
     def __init__(self, port, task, token, samples, args, stats, first_seq=0, initial_s=None):
         super().__init__(daemon=True)
@@ -228,7 +234,6 @@ class SampleClient(threading.Thread):
         self.fragments = [json.dumps(s).encode()[1:] for s in samples]
         self.intervals: list[float] = []  # the batch intervals used (s)
         self.rng = random.Random(f"{task}-{first_seq}")
-        self.task_s = args.duration  # the task's length (s): its last batch leaves then
 
     def post(self, body: bytes) -> tuple[int, dict]:
         return post_json(self, "/api/gaze/samples", body, {"Content-Type": "application/json",
@@ -248,17 +253,15 @@ class SampleClient(threading.Thread):
         a, st = self.args, self.stats
         frame_s, base_s = 1.0 / a.fps, a.batch_ms / 1000.0
         most_s = max(base_s, min(a.batch_max_ms / 1000.0, 60 * frame_s))
-        n_frames = int(self.task_s / frame_s + 1e-9) + 1
         feature, capture, errors, offered, stored = [], [], {}, 0, 0
         interval = self.initial_s
-        due = min(interval, self.task_s)
+        due = interval
         last, k = interval, 0
-        while k < n_frames:  # the last batch at the end: the page sends what it holds when a task ends
+        while due <= a.duration + 1e-9:  # the batches the page's timer makes within the run's window
             time.sleep(max(0.0, self.start_at + due - time.monotonic()))
-            taken = [i * frame_s for i in range(k, min(n_frames, k + 60)) if i * frame_s <= due + 1e-9]
+            taken = [i * frame_s for i in range(k, k + 60) if i * frame_s <= due + 1e-9]
             # a new interval starts at a random point of its first one, as in the page
             due += interval if interval == last else interval * (0.25 + 0.75 * self.rng.random())
-            due = min(due, self.task_s)
             last = interval
             self.intervals.append(interval)
             if not taken:
@@ -294,18 +297,6 @@ class SampleClient(threading.Thread):
                 st.errors[code] = st.errors.get(code, 0) + n
 
 
-def stagger(clients: list[SampleClient], t0: float, duration_s: float) -> None:
-    """Start ``clients`` from ``t0`` spread over a batch interval, as pages that started apart, and
-    end each task at its own point of its page's batch cycle (``duration_s`` plus a random part of
-    the interval), as participants' tasks end. Tasks of one length begun at one point of the cycle
-    would all send their last (partial) batch in the same stretch of the run, on top of the
-    regular ones: ``--duration 30`` at 4 s intervals put half again the steady load on the server
-    for 2 s (p99 0.3-1.3 s on a quiet machine whose steady p99 was 40-100 ms; 08 Dec 2026)."""
-    for i, c in enumerate(clients):
-        c.start_at = t0 + i * c.initial_s / len(clients)
-        c.task_s = duration_s + c.rng.random() * c.initial_s
-
-
 def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -> dict:
     """K browser-mode participants (:class:`SampleClient`) against a fresh site, each with the
     calibration ``model`` in force (:func:`calibration_model`; None: uncalibrated)."""
@@ -336,7 +327,8 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
         clients = [SampleClient(port, task, tok, samples, args, stats, initial_s=w.interval_s)
                    for (task, tok), w in zip(pairs, warm)]
         t0 = time.monotonic() + 0.5
-        stagger(clients, t0, args.duration)
+        for i, c in enumerate(clients):  # spread over a batch interval, as pages that started apart
+            c.start_at = t0 + i * c.initial_s / k
         cpu0, client0 = cpu_seconds(server.pid), time.process_time()
         run_threads(clients)
         wall = time.monotonic() - t0
