@@ -297,6 +297,12 @@ class SampleClient(threading.Thread):
                 st.errors[code] = st.errors.get(code, 0) + n
 
 
+def warm_seconds(args) -> float:
+    """The browser-mode warm-up (s): ``--warm-s`` paced, else one batch interval (at least 1 s):
+    long enough for every page's first batch, which makes its tracker."""
+    return args.warm_s if not args.fixed_batches else max(1.0, args.batch_ms / 1000.0)
+
+
 def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -> dict:
     """K browser-mode participants (:class:`SampleClient`) against a fresh site, each with the
     calibration ``model`` in force (:func:`calibration_model`; None: uncalibrated)."""
@@ -318,7 +324,7 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
         # warm-up: the trackers made; paced, also long enough for the server's answers to settle
         # (a step every 2 s at most), and each participant's pages go on at the interval last asked
         # (the page keeps it for the tab's next task page)
-        warm_args = argparse.Namespace(**{**vars(args), "duration": 1.0 if args.fixed_batches else args.warm_s})
+        warm_args = argparse.Namespace(**{**vars(args), "duration": warm_seconds(args)})
         warm = [SampleClient(port, task, tok, samples, warm_args, Stats(), 1_000_000) for task, tok in pairs]
         t_warm = time.monotonic() + 0.2
         for c in warm:
@@ -351,7 +357,7 @@ def run_browser(k: int, args, samples: list[dict], model: bytes | None = None) -
         "client_cpu_ms_per_sample": round(1000.0 * client_cpu / max(1, stats.offered), 3),
         "p50_ms": pct(fl, 50), "p99_ms": p99, "capture_p99_ms": pct(cl, 99),
         "batch_max_ms": args.batch_max_ms, "paced": not args.fixed_batches,
-        "warm_s": 1.0 if args.fixed_batches else args.warm_s,
+        "warm_s": warm_seconds(args),
         "interval_ms": {"median": pct(np.array(stats.intervals) * 1000.0, 50),
                         "max": round(1000.0 * max(stats.intervals), 1) if stats.intervals else None},
         "errors": stats.errors,
@@ -678,6 +684,13 @@ def main() -> int:
         args.batch_ms = 1000 if browser else 100
     if args.batch_max_ms is None:  # as capture_site/gaze_settings.py
         args.batch_max_ms = max(args.batch_ms, min(4000, int(60_000 // args.fps)))
+    # a page sends its first batch one interval after it starts: a shorter run (or warm-up) sends none
+    if browser and args.duration < args.batch_ms / 1000.0:
+        ap.error(f"--duration {args.duration:g} s is shorter than a batch interval (--batch-ms {args.batch_ms}): "
+                 "no page would send a batch")
+    if browser and not args.fixed_batches and args.warm_s < args.batch_ms / 1000.0:
+        ap.error(f"--warm-s {args.warm_s:g} s is shorter than a batch interval (--batch-ms {args.batch_ms}): "
+                 "the warm-up would make no tracker")
     if args.threads is None:
         args.threads = 32 if args.transport == "ws" and not browser else 8
     frames = astronaut_frames()

@@ -532,21 +532,34 @@ def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet
 
     # --overwrite replaces only an earlier export (its mark), and all of it: a file the new one
     # does not write (demographics.csv asked for before, a deleted participant's frames) does not
-    # stay. The folder itself stays (its permissions, a mount point); its contents go first.
+    # stay. The export is written into a new folder beside ``out`` first and moved in once whole:
+    # an export that fails part way (a recalibrated gaze file that does not hold a task's samples,
+    # a full disk) leaves ``out`` as it was, never a half-written folder that reads as a recording
+    # nor, with --overwrite, the earlier export deleted. The folder itself stays (its
+    # permissions, a mount point); its contents are replaced.
+    import tempfile
+
     out = check_out_folder(out, overwrite, _an_export, "data export").resolve()
     root = getattr(rec, "root", None)
     if overwrite and root is not None and out.is_dir() and _overlaps(Path(root).resolve(), out):
         raise UserError(f"{out} holds the recording being exported: export into another folder")
-    if out.is_dir():
-        for child in out.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    # the mark first: a rerun after an interrupted export may replace what it left
-    (out / EXPORT_MARK).write_text(json.dumps({"format": fmt}) + "\n", encoding="utf-8")
-    return _export_into(rec, out, fmt, demographics, progress, spreadsheet_safe)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        (tmp / EXPORT_MARK).write_text(json.dumps({"format": fmt}) + "\n", encoding="utf-8")
+        manifest = _export_into(rec, tmp, fmt, demographics, progress, spreadsheet_safe)
+        if out.is_dir():
+            for child in out.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        out.mkdir(exist_ok=True)
+        for child in tmp.iterdir():  # (a rename on one file system; copied onto a mount point)
+            shutil.move(str(child), str(out / child.name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
 
 
 #: the mark an export leaves in its folder (``data export --overwrite`` replaces only a folder

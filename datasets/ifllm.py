@@ -432,8 +432,10 @@ def _read_table(path: Path, what: str, **kw: Any) -> pd.DataFrame:
 
 
 def read_query_table(path: Path) -> pd.DataFrame:
-    # our exporter's modifiers and prompt as sent, as written (a prompt "NA" is no missing value)
-    texts = [c for c in _read_table(path, "the IFLLM query table", nrows=0).columns if c in ("modifiers", "prompt_sent")]
+    # the texts as written: a prompt, answer or comment "NA", "n/a" or "null" is that text, not a
+    # missing value (pandas read them as NaN: a prompt "" beside its prompt_sent "NA", an answer
+    # "nan"); an empty cell is empty
+    texts = [c for c in _read_table(path, "the IFLLM query table", nrows=0).columns if c in QUERY_TEXT_COLUMNS]
     df = _read_table(path, "the IFLLM query table", keep_default_na=True, converters={c: str for c in texts})
     missing = [c for c in QUERY_COLUMNS if c not in df.columns]
     if missing:
@@ -448,6 +450,10 @@ def read_query_table(path: Path) -> pd.DataFrame:
     df["pairwise"] = r2.notna() & (r2.astype(str).str.len() > 0)
     df["task_id"] = df["task_id"].astype(int)
     return df
+
+
+#: the query table's columns of free text (read as written: :func:`read_query_table`)
+QUERY_TEXT_COLUMNS = ("user_query", "llm_response_1", "llm_response_2", "comment", "modifiers", "prompt_sent")
 
 
 def _modifiers(cell: Any, path: Path, row: int) -> list[str] | None:
@@ -606,7 +612,7 @@ class IFLLMRelease:
                     epoch_ms=None if pd.isna(r.epoch_ms) else float(r.epoch_ms),
                     t_shown=_opt_float(getattr(r, "t_shown", None)),
                     t_decided=_opt_float(getattr(r, "t_decided", None)),
-                    feedback_text=_plain(getattr(r, "comment", None)),
+                    feedback_text=_plain(getattr(r, "comment", None)) or None,  # (an empty cell: none)
                 )
             )
             # IFLLM shows the conversation so far; for pairwise turns the context holds the left answer.

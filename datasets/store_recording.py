@@ -155,7 +155,7 @@ class StoreRecording:
         (``<task_id>_gaze.parquet``, listed in its :data:`RECALIBRATED_MANIFEST`) instead of the
         database: the re-estimated rows of the same samples. The folder must be of this study;
         returns what its manifest says of how it was made (for the export's manifest)."""
-        folder = Path(folder).expanduser()
+        folder = Path(folder).expanduser().resolve()  # (recorded in the export's manifest: not as typed)
         try:
             manifest = json.loads((folder / RECALIBRATED_MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
@@ -340,6 +340,9 @@ class StoreRecording:
         if path is None:  # never the database's rows beside the folder's
             raise UserError(f"{self.gaze_from['folder']} has no gaze of task {task_id} (written before that "
                             "task's rows were stored?): run gaze recalibrate again")
+        if not path.is_file():
+            raise UserError(f"{self.gaze_from['folder']} lists {path.name} for task {task_id}, but it is missing: "
+                            "run gaze recalibrate again")
         try:
             tb = pq.read_table(path)
         except (OSError, pa.ArrowException) as e:

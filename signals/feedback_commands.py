@@ -72,8 +72,10 @@ def read_records(path: str) -> list[dict[str, str]]:
         bad = [k for k in REQUIRED if obj[k] is not None and not isinstance(obj[k], str)]
         if bad:
             raise UserError(f"{path}, line {n}: {', '.join(bad)} must be a string")
-        if obj["next_query"] is None:  # (it read as "" and was classified, confidently, as neutral)
-            raise UserError(f"{path}, line {n}: next_query is null: there is no message to classify")
+        if obj["next_query"] is None or not obj["next_query"].strip():  # (read as "": classified,
+            # confidently, as neutral)
+            raise UserError(f"{path}, line {n}: next_query is {'null' if obj['next_query'] is None else 'empty'}: "
+                            "there is no message to classify")
         return {k: obj[k] or "" for k in REQUIRED} | {"line": n}
 
     return read_jsonl(path, check=record)

@@ -96,7 +96,7 @@ def _track(args: argparse.Namespace) -> int:
             raise UserError(f"--out {out} is a folder; give the Parquet file to write")
         if out.exists() and Path(args.video).expanduser().exists() and out.samefile(Path(args.video).expanduser()):
             raise UserError(f"--out {out} is the video itself")
-        if out.suffix != ".parquet":  # (what is written is Parquet, whatever the name)
+        if out.suffix.lower() != ".parquet":  # (what is written is Parquet, whatever the name)
             raise UserError(f"--out must end in .parquet (the rows are written as Parquet): {out}")
         if out.exists() and not args.overwrite:
             raise UserError(f"--out {out} exists (use --overwrite to replace it)")

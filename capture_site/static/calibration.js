@@ -430,6 +430,10 @@ async function calibrate() {
   let message = "";
   let outcome = null;
   let interrupted = null; // why a round was not sent (the camera stopped or paused, the page out of sight): no attempt
+  // the server has moved on from what this page knows (a round whose answer was lost reached it and
+  // decided the step, or checked the attempt): its 409 without an outcome; the page is loaded again
+  let behind = false;
+  const isBehind = (round) => !round.ok && round.status === 409 && !(round.payload && round.payload.outcome);
   try {
     // a check that was cut short: its calibration round is stored and fitted, so only the check is
     // repeated (another calibration round would count towards the step's rounds, which the server
@@ -442,6 +446,8 @@ async function calibrate() {
     if (cal.handedOver || cal.refused) { state.attempts -= 1; return; }
     if (cal.interrupted) {
       interrupted = cal.interrupted;
+    } else if (isBehind(cal)) {
+      behind = true;
     } else {
       if (!pending) state.rounds.push({ kind: "calibration", ok: cal.ok, status: cal.status, starved: cal.starved, payload: cal.payload });
       if (!cal.ok) {
@@ -458,6 +464,8 @@ async function calibrate() {
           // the check again, in the calibration's window; a window resized since gets a new
           // calibration (its CSS px are no longer the calibration's), as a reloaded page does
           if (val.interrupted !== "resized") state.pendingCheck = { targets: cal.payload.validation_targets, view: calView };
+        } else if (isBehind(val)) {
+          behind = true;
         } else {
           state.rounds.push({ kind: "validation", ok: val.ok, status: val.status, starved: val.starved, payload: val.payload });
           outcome = val.payload.outcome || null;
@@ -479,6 +487,13 @@ async function calibrate() {
   if (outcome) {
     finish(outcome);
     ui.cont.focus(); // the dot that had the focus is gone with the stage
+    return;
+  }
+  if (behind) {
+    state.attempts -= 1;
+    showResult("The study already has this calibration (its answer did not reach this page). The page will now show where you are.");
+    ui.start.hidden = true;
+    setTimeout(() => location.reload(), 1500);
     return;
   }
   if (interrupted) {
@@ -521,8 +536,8 @@ function interruptedMessage(why) {
   if (why === "stopped") {
     return `${base} the camera stopped sending pictures. Close other programs that use the camera, then press Try the camera again.`;
   }
-  if (why === "network") {
-    return `${base} the connection to the study dropped while it was being sent. Check your internet connection, then press Try again.`;
+  if (why === "network") { // (it may have arrived: a round the server has already is told by its answer to the next)
+    return "The connection to the study dropped while this calibration was being sent, so it may not have arrived. Check your internet connection, then press Try again.";
   }
   if (why === "paused") {
     return `${base} the camera paused its pictures. Uncover it or close the other program; when its picture is back, press Try again.`;

@@ -113,6 +113,26 @@ def test_the_browser_clients_send_what_their_timers_make_within_the_run(local_js
     assert stats.offered == stats.answered == 17 and not stats.errors
 
 
+def test_a_run_or_warm_up_shorter_than_a_batch_interval_is_refused_or_lengthened():
+    """A page's first batch leaves one interval after it starts: the warm-up of --fixed-batches
+    lasts at least one interval (it lasted 1 s, so with --batch-ms 2000 it made no tracker and the
+    measured run's first batches paid for them); a --duration or --warm-s shorter than an interval
+    is refused (no batch would be sent: p99 None)."""
+    import argparse
+    import subprocess
+    import sys
+
+    bench = _gaze_benchmark()
+    fixed = argparse.Namespace(fixed_batches=True, batch_ms=2000, warm_s=12.0)
+    assert bench.warm_seconds(fixed) == 2.0 and bench.warm_seconds(argparse.Namespace(**{**vars(fixed), "batch_ms": 250})) == 1.0
+    assert bench.warm_seconds(argparse.Namespace(**{**vars(fixed), "fixed_batches": False})) == 12.0
+    for extra, says in ((["--duration", "1.5"], "--duration 1.5 s is shorter than a batch interval"),
+                        (["--warm-s", "1"], "--warm-s 1 s is shorter than a batch interval")):
+        run = subprocess.run([sys.executable, str(BENCHMARKS / "gaze.py"), "--batch-ms", "2000", *extra],
+                             cwd=BENCHMARKS.parent, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and says in run.stderr, run.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("compute", ["browser", "server"])
 def test_the_json_report_has_one_object_per_k_with_the_issues_keys(compute):

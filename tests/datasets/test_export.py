@@ -175,6 +175,17 @@ def test_ifllm_layout_keeps_a_studys_modifiers_prompt_sent_and_choice_strength(t
         open_release(tmp_path / "ifl").turns()
 
 
+@pytest.mark.parametrize("text", ["NA", "n/a", "null", "nan", "None"])
+def test_texts_that_pandas_takes_for_missing_read_back_as_written(tmp_path: Path, text: str):
+    """A prompt, an answer or a comment "NA" (or "n/a", "null", ...) is that text through the IFLLM
+    layout, as through Parquet: they read back as "" (the prompt, beside its prompt_sent "NA"),
+    "nan" (an answer) and None (a comment)."""
+    url = _study_db(tmp_path, prompt=text, answer=text, feedback=text)
+    export_ifllm(StoreRecording.open("pilot", db_url=url), tmp_path / "ifl")
+    (turn,) = open_release(tmp_path / "ifl").turns()
+    assert (turn.prompt, turn.prompt_sent, turn.responses[1].text, turn.feedback_text) == (text,) * 4
+
+
 def test_ifllm_export_keeps_the_answers_to_a_studys_own_questions(tmp_path: Path):
     """The IFLLM task table has columns for the release's questions only; a study's own pre- and
     post-task questions (ids such as ``trust``) were left out of the IFLLM export. They follow the

@@ -865,7 +865,8 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
     gaze = pq.read_table(exp / "streams" / "gaze.parquet").to_pandas().sort_values(["task_id", "t"], kind="stable")
     assert len(gaze) == 3 * len(rows)
     np.testing.assert_allclose(gaze["x"].to_numpy(), np.tile(models[1].predict(rows)[:, 0], 3), rtol=1e-5)
-    assert json.loads((exp / "manifest.json").read_text())["gaze_from"]["model"]["file"] == "m.json"
+    gaze_from = json.loads((exp / "manifest.json").read_text())["gaze_from"]
+    assert gaze_from["model"]["file"] == "m.json" and gaze_from["folder"] == str(out.resolve())  # (not as typed)
     manifest = json.loads((out / "manifest.json").read_text())
     for changed, says in ((manifest | {"study": "other"}, "of study 'other', not 's'"),
                           ({k: v for k, v in manifest.items() if k != "include_failed"}, "run gaze recalibrate again"),
@@ -874,6 +875,22 @@ def test_recalibrate_maps_each_task_with_the_calibration_it_was_recorded_under(t
         rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(tmp_path / "x"))
         assert rc == 2 and says in err and not (tmp_path / "x").exists(), err  # refused before writing
     (out / "manifest.json").write_text(json.dumps(manifest))
+    # a task's file that does not hold its stored samples (rows stored after the recalibration), or
+    # is gone: found part way through the export, which leaves no half-written folder (it read as a
+    # recording, a task short) and, with --overwrite, the earlier export as it was (it was deleted)
+    last = out / "p" / f"{tasks[2]}_gaze.parquet"
+    whole = pq.read_table(last)
+    exported = {f.relative_to(exp): f.read_bytes() for f in exp.rglob("*") if f.is_file()}
+    for broken, says in ((lambda: pq.write_table(whole.slice(0, whole.num_rows - 5), last), "does not hold task"),
+                         (last.unlink, "but it is missing: run gaze recalibrate again")):
+        broken()
+        for target, asked in ((tmp_path / "x", ()), (exp, ("--overwrite",))):
+            rc, _, err = run_cli(capsys, "data", "export", "s", "--db", url, "--gaze", str(out), "--out", str(target),
+                                 *asked)
+            assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*")) and not list(tmp_path.glob(".exp.*"))
+        assert {f.relative_to(exp): f.read_bytes() for f in exp.rglob("*") if f.is_file()} == exported
+    pq.write_table(whole, last)
     # the clicks replayed: every task's table has the correction columns, those left without an
     # estimate (the failed step, by default) too, so the export takes them together
     rc, _, err = run_cli(capsys, "gaze", "recalibrate", "s", "--db", url, "--out", str(out), "--overwrite",

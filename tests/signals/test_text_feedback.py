@@ -238,6 +238,8 @@ def test_cli_classify_json(clf, tmp_path, monkeypatch, capsys):
         ('{"prev_query": "a"}\nnot json\n', "line 1: missing key prev_response"),
         # no reaction to classify (it was read as "" and classified neutral, confidence 1.0)
         ('{"prev_query": "a", "prev_response": "b", "next_query": null}\n', "line 1: next_query is null"),
+        ('{"prev_query": "a", "prev_response": "b", "next_query": "c"}\n{"prev_query": "a", "prev_response": "b", '
+         '"next_query": "  "}\n', "line 2: next_query is empty"),
     ],
 )
 def test_cli_bad_input_names_the_line(tmp_path, monkeypatch, capsys, content, needle):
