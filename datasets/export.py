@@ -544,12 +544,18 @@ def export_recording(rec: Recording, out: str | os.PathLike, fmt: str = "parquet
     if overwrite and root is not None and out.is_dir() and _overlaps(Path(root).resolve(), out):
         raise UserError(f"{out} holds the recording being exported: export into another folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError:  # a folder beside which this user cannot write (a mount point's): inside it
+        out.mkdir(exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".gazepref-export.", suffix=".partial", dir=out))
     try:
         (tmp / EXPORT_MARK).write_text(json.dumps({"format": fmt}) + "\n", encoding="utf-8")
         manifest = _export_into(rec, tmp, fmt, demographics, progress, spreadsheet_safe)
         if out.is_dir():
             for child in out.iterdir():
+                if child == tmp:
+                    continue
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:

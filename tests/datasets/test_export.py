@@ -518,3 +518,29 @@ def test_calibration_rounds_read_back_as_written(tmp_path):
     assert back[1]["accuracy_px"] == 120.5 and back[0]["accuracy_px"] is None and back[0]["mesh_thread"] is None
     assert str(back[0]["created_at"]) == "2026-12-07 08:00:00.123456+00:00"
     assert read_csv_rounds(tmp_path / "nothing-here") is None
+
+
+def test_an_export_into_a_folder_whose_parent_is_not_writable_is_written_inside_it(tmp_path: Path, monkeypatch):
+    """The export is written into a new folder beside --out and moved in once whole; where nothing
+    can be written beside it (a mount point's parent), the new folder is made inside --out and
+    moved out of the way: the export is whole, with nothing left of the work folder."""
+    import tempfile
+
+    from gazepref.datasets.export import export_recording
+
+    url = _study_db(tmp_path)
+    out = tmp_path / "mount"
+    real = tempfile.mkdtemp
+
+    def no_room_beside(*a, dir=None, **kw):
+        if dir is not None and Path(dir) == out.parent:
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_room_beside)
+    for overwrite in (False, True):  # (again over the first: its contents replaced)
+        export_recording(StoreRecording.open("pilot", db_url=url), out, "ifllm", overwrite=overwrite)
+        assert sorted(p.name for p in out.iterdir() if p.name.endswith(".partial")) == []
+        (turn,) = open_release(out).turns()
+        assert turn.prompt == "capital?"
+    assert not list(tmp_path.glob(".mount.*"))
