@@ -310,12 +310,15 @@ function collectTarget(x, y, key) {
       const usable = state.capture.usableCount(frames);
       const seen = frames.length; // the server counts those not sent as the point's data loss
       const starved = usable < S.min_frames;
-      // starved because the camera stopped or paused, or the page was out of sight while the dot
-      // waited: not the participant's eyes, so the round is not sent and spends no attempt
+      // starved because the camera stopped or paused, the page was out of sight while the dot
+      // waited, or the pictures' samples could not reach the server (the connection dropped: their
+      // answers make a picture usable): not the participant's eyes, so the round is not sent and
+      // spends no attempt
       const interrupted = !starved ? null
         : cap.cameraStopped || state.lastStopped >= shown ? "stopped"
           : cap.cameraPaused || state.lastPaused >= shown ? "paused"
-            : document.visibilityState === "hidden" || state.lastHidden >= shown ? "hidden" : null;
+            : document.visibilityState === "hidden" || state.lastHidden >= shown ? "hidden"
+              : cap.lastSendFailure >= shown ? "offline" : null;
       end({ frames: keptFrames(frames, state.capture.usable, S.target_frames), usable, seen, starved, interrupted });
     };
     ui.target.addEventListener("click", onClick);
@@ -538,6 +541,9 @@ function interruptedMessage(why) {
   }
   if (why === "network") { // (it may have arrived: a round the server has already is told by its answer to the next)
     return "The connection to the study dropped while this calibration was being sent, so it may not have arrived. Check your internet connection, then press Try again.";
+  }
+  if (why === "offline") {
+    return `${base} the connection to the study dropped while a dot was shown. Check your internet connection, then press Try again.`;
   }
   if (why === "paused") {
     return `${base} the camera paused its pictures. Uncover it or close the other program; when its picture is back, press Try again.`;

@@ -228,6 +228,9 @@ async function send() {
   }
   setSending(false);
   if (!result.ok) {
+    // another tab's message was stored as this turn meanwhile (that tab's success cleared the
+    // draft both share): this page's text is kept for the page the reload brings
+    if (result.payload.reload) localStorage.setItem(draftKey, prompt);
     ui.sendError.textContent = problem(result, "Sending failed. Please try again.");
     ui.sendError.hidden = false;
     ui.retry.hidden = !(result.status === 0 || result.status >= 500 || result.payload.retry);

@@ -151,6 +151,7 @@ export class GazeCapture {
     this.lastAnswer = 0; // performance.now() of the last face status from the server
     this.inflight = new Set();
     this.sent = 0;
+    this.lastSendFailure = -Infinity; // (performance.now() of the last batch that failed to reach the server)
     this.lastFace = null;
     this.timers = [];
     this.paused = false;
@@ -610,7 +611,8 @@ export class GazeCapture {
           if (resp.ok) return this.answered(payload, frames.length);
           if (resp.status === 401) return this.refused(payload);
           if (resp.status !== 429 && resp.status < 500) { console.warn("gazepref: samples rejected", resp.status, payload.error); return payload; }
-        } catch (e) { /* network: retry */ }
+          this.lastSendFailure = performance.now(); // (the server busy or restarting)
+        } catch (e) { this.lastSendFailure = performance.now(); /* network: retry */ }
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
       }
       return null;
@@ -662,7 +664,8 @@ export class GazeCapture {
           return payload;
         }
         wait = retryAfterMs(resp); // the server restarting (503) or busy (429) says how long
-      } catch (e) { /* network: retry */ }
+        this.lastSendFailure = performance.now();
+      } catch (e) { this.lastSendFailure = performance.now(); /* network: retry */ }
       await new Promise((r) => setTimeout(r, Math.max(wait, Math.min(10000, 500 * (attempt + 1)))));
       wait = 0;
     }

@@ -372,6 +372,38 @@ def test_a_page_reloaded_while_its_message_is_answered_waits_for_that_answer(bro
         assert [t.prompt for t in s.scalars(select(store.Turn))] == ["How does sleep help memory?"]
 
 
+def test_a_message_sent_in_a_second_tab_while_the_first_ones_is_answered_is_kept(browser, make_app):
+    """Two tabs of one task: the first sends a message; the second, meanwhile, another. The
+    second waits while the first's is answered, then (its turn taken by the first's) reloads
+    showing the first's turn to rate, with its own message still in the box. Before, its text
+    was gone (the first's success cleared the draft both share) with only a moment's notice."""
+    from sitetest import HeldBackend
+
+    held = HeldBackend()
+    app = make_app(LLM_BACKENDS={"concise": held})
+    for first in _page(browser, app):
+        to_first_task(first, "TWO-TABS-TWO-MESSAGES")
+        ready(first)
+        second = first.context.new_page()
+        second.goto(first.url)
+        ready(second)
+        first.fill("#message", "How does sleep help memory?")
+        first.click("#send")
+        assert held.called.wait(30)
+        second.fill("#message", "And what about dreams?")
+        second.click("#send")
+        second.wait_for_selector("#waiting:not([hidden])")
+        second.evaluate("window.beforeReload = true")
+        held.release.set()
+        wait_for_function(first, "window.gazepref.state().current && window.gazepref.state().current.index === 0")
+        # its next try finds the turn taken: the page is loaded again
+        wait_for_function(second, "!window.beforeReload && window.gazepref && window.gazepref.state().current "
+                                  "&& window.gazepref.state().current.index === 0")
+        assert second.text_content("#current-prompt") == "How does sleep help memory?"
+        assert second.input_value("#message") == "And what about dreams?"
+    assert held.calls == 1
+
+
 def test_unsent_batches_survive_a_dropped_connection_and_reload(browser, app):
     for pg in _page(browser, app):
         to_first_task(pg, "OFFLINE-WORKER")

@@ -903,6 +903,54 @@ def test_a_round_lost_to_a_dropped_connection_is_said_and_repeated_without_endin
 
 
 @pytest.mark.browser
+def test_a_dot_starved_because_its_samples_could_not_reach_the_server_spends_nothing(make_app, tmp_path, face_y4m):
+    """The connection drops while a dot is shown (browser mode: a picture is usable once the
+    server's answer to its sample says so): the dot starves, and the round is not sent; the page
+    says the connection dropped. Before, it was sent as frame-starved once the connection was back,
+    spending the step's one attempt: "could not be calibrated", on without eye tracking."""
+    gaze = 'compute = "browser"\nfps = 5\ntarget_timeout_ms = 1500\nsetup_timeout_s = 0\nvalidation_points = 1'
+    rounds: list[str] = []
+    with green_set_up(make_app, tmp_path, face_y4m, "CAM-OFFLINE", gaze) as (app, page):
+        page.on("request", lambda r: rounds.append(r.url) if r.url.endswith("/api/gaze/round") else None)
+        page.wait_for_selector("#start-calibration:not([disabled])")
+        page.click("#start-calibration")
+        page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        page.route("**/api/gaze/samples", lambda route: route.abort("internetdisconnected"))  # offline ...
+        page.wait_for_timeout(350)
+        page.click("#target")
+        page.wait_for_selector("#calibration-result:not([hidden])", timeout=30_000)
+        result = page.text_content("#calibration-result")
+        assert "not counted" in result and "connection to the study dropped while a dot was shown" in result, result
+        page.unroute("**/api/gaze/samples")  # ... and back
+        page.wait_for_selector("#start-calibration:not([disabled])", timeout=30_000)
+    assert rounds == []
+    with app.extensions["gazepref"].sessions() as dbs:
+        assert dbs.scalars(select(store.Calibration)).all() == []
+
+
+@pytest.mark.browser
+def test_the_dot_screens_texts_stay_apart_at_a_very_large_browser_text_size(make_app, tmp_path, face_y4m):
+    """The browser's text size set to "very large" (32 px; body text follows it since 08 Dec 2026):
+    on the dot screen (1280 x 720 here) the instructions and progress do not run under the face
+    status (they did: y 426-692 against 659-712)."""
+    overlap = """() => {
+        const a = document.getElementById("stage-help").getBoundingClientRect();
+        const b = document.getElementById("stage-status").getBoundingClientRect();
+        return [a.top, a.bottom, b.top, b.bottom, a.bottom > b.top && b.bottom > a.top && a.right > b.left && b.right > a.left];
+    }"""
+    with green_set_up(make_app, tmp_path, face_y4m, "CAM-BIG-TEXT", "setup_timeout_s = 0") as (app, page):
+        page.set_viewport_size({"width": 1280, "height": 720})
+        page.context.new_cdp_session(page).send("Page.setFontSizes", {"fontSizes": {"standard": 32, "fixed": 26}})
+        assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") == 32  # (it took)
+        page.wait_for_selector("#start-calibration:not([disabled])")
+        page.click("#start-calibration")
+        page.wait_for_selector("#target[data-key='calibration:0']:not([hidden])")
+        page.wait_for_selector("#stage-status:not(:empty)")
+        *where, overlaps = page.evaluate(overlap)
+        assert not overlaps, where
+
+
+@pytest.mark.browser
 def test_a_check_that_reached_the_server_but_whose_answer_was_lost_shows_the_decided_step(make_app, tmp_path,
                                                                                          face_y4m):
     """The check reaches the server (stored; it passed and decided the step) and the connection
